@@ -1,0 +1,81 @@
+"""gsomia: intelligence-sharing agreements between states as running, enforced software.
+
+The public API is re-exported here; everything else is internal.
+
+>>> from datetime import datetime
+>>> from zoneinfo import ZoneInfo
+>>> import gsomia
+>>> catalogue = gsomia.load_catalogue()
+>>> t = datetime(2019, 11, 23, 0, 0, 1, tzinfo=ZoneInfo("Asia/Seoul"))
+>>> catalogue.agreement("kor-jpn-gsomia-2016").state_at(t).status.value
+'notice_suspended'
+"""
+
+from gsomia._datafiles import load_catalogue, load_events
+from gsomia.core.agreements import Agreement, Equivalence, EquivalenceRow, Topology
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import parse_instant
+from gsomia.core.labels import AlternativeLabel, SecurityLabel
+from gsomia.core.lifecycle import AgreementState, Event, EventKind, Notice, Status, TermRules
+from gsomia.core.parties import Classification, Party, Scheme
+from gsomia.core.policy import (
+    AllOf,
+    Check,
+    Consent,
+    ConsentKind,
+    Marking,
+    ReleaseDecision,
+    ReleaseEngine,
+    ReleaseRequest,
+    standard_rules,
+)
+from gsomia.errors import (
+    AgreementError,
+    DataFileError,
+    GsomiaError,
+    InstantError,
+    LabelError,
+    LifecycleError,
+    ReleaseRefused,
+    UnknownNameError,
+)
+
+__all__ = [
+    "Agreement",
+    "AgreementError",
+    "AgreementState",
+    "AllOf",
+    "AlternativeLabel",
+    "Catalogue",
+    "Check",
+    "Classification",
+    "Consent",
+    "ConsentKind",
+    "DataFileError",
+    "Equivalence",
+    "EquivalenceRow",
+    "Event",
+    "EventKind",
+    "GsomiaError",
+    "InstantError",
+    "LabelError",
+    "LifecycleError",
+    "Marking",
+    "Notice",
+    "Party",
+    "ReleaseDecision",
+    "ReleaseEngine",
+    "ReleaseRefused",
+    "ReleaseRequest",
+    "Scheme",
+    "SecurityLabel",
+    "Status",
+    "TermRules",
+    "Topology",
+    "UnknownNameError",
+    "load_catalogue",
+    "load_events",
+    "parse_instant",
+    "standard_rules",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,240 @@
+"""Typer commands. Errors go to stderr with exit code 2; a refused ``decide`` exits 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from datetime import datetime, tzinfo
+from pathlib import Path
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gsomia._datafiles import load_catalogue, load_events
+from gsomia.cli import _render
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import parse_instant
+from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
+from gsomia.errors import GsomiaError, InstantError
+from gsomia.scenario import replay_history
+
+app = typer.Typer(
+    name="gsomia",
+    help="Intelligence-sharing agreements between states, as running, enforced software.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agreement_app = typer.Typer(help="Agreements and their lifecycle.", no_args_is_help=True)
+party_app = typer.Typer(help="Parties and their classification schemes.", no_args_is_help=True)
+app.add_typer(agreement_app, name="agreement")
+app.add_typer(party_app, name="party")
+
+_state: dict[str, list[Path]] = {"data": []}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guard(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Domain errors become one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return command(*args, **kwargs)
+        except GsomiaError as exc:
+            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+
+    return run
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+
+
+def _catalogue() -> Catalogue:
+    env = os.environ.get("GSOMIA_DATA_PATH", "")
+    extra = [Path(p) for p in env.split(os.pathsep) if p] + _state["data"]
+    return load_catalogue(extra)
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.callback()
+def _root(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="Extra directory of party/agreement .toml files (repeatable; also GSOMIA_DATA_PATH). "
+            "A file there replaces a shipped one with the same code or id.",
+        ),
+    ] = None,
+) -> None:
+    _state["data"] = list(data or [])
+
+
+@party_app.command("list")
+@_guard
+def party_list(as_json: JsonOpt = False) -> None:
+    """List parties and their classification levels, highest first."""
+    catalogue = _catalogue()
+    parties = sorted(catalogue.parties.values(), key=lambda p: p.code)
+    if as_json:
+        _emit([_render.party_json(p) for p in parties])
+        return
+    table = Table("party", "level", "alias", "gloss", "rank")
+    for party in parties:
+        for level in sorted(party.scheme.levels, key=lambda lv: -lv.rank):
+            table.add_row(f"{party.code} {party.name}", level.name, level.alias, level.gloss, str(level.rank))
+    _console().print(table)
+
+
+@agreement_app.command("list")
+@_guard
+def agreement_list(as_json: JsonOpt = False) -> None:
+    """List the agreements known to this installation."""
+    agreements = sorted(_catalogue().agreements.values(), key=lambda a: a.id)
+    if as_json:
+        _emit([_render.agreement_json(a) for a in agreements])
+        return
+    table = Table("id", "title", "parties", "topology", "scope")
+    for a in agreements:
+        topology = a.topology.value + (f" ({a.hub})" if a.hub else "")
+        scope = "all military information" if a.scope_topics is None else ", ".join(sorted(a.scope_topics))
+        table.add_row(a.id, a.title, " ".join(a.parties), topology, scope)
+    _console().print(table)
+
+
+@agreement_app.command("status")
+@_guard
+def agreement_status(
+    agreement: Annotated[str, typer.Argument(help="Agreement id, e.g. kor-jpn-gsomia-2016.")],
+    at: Annotated[str, typer.Option(help="ISO 8601 instant with offset; a bare date is local midnight.")],
+    without: Annotated[
+        list[str] | None, typer.Option(help="What-if: remove this event (by id; repeatable).")
+    ] = None,
+    with_file: Annotated[
+        Path | None, typer.Option(help="What-if: add the [[events]] of this TOML file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The agreement's state at an instant, with its term end, next deadline and why."""
+    subject = _catalogue().agreement(agreement)
+    added = load_events(with_file, subject.timezone) if with_file else ()
+    if without or added:
+        subject = subject.what_if(without=without or (), adding=added)
+    instant = parse_instant(at, subject.timezone)
+    state = subject.state_at(instant)
+    if as_json:
+        data = _render.state_json(state)
+        data["what_if"] = {"without": list(without or []), "added": [e.id for e in added]}
+        _emit(data)
+        return
+    _render.print_state(_console(), state, what_if=bool(without or added))
+
+
+def _consent(spec: str, at: datetime, tz: tzinfo) -> Consent:
+    parts = spec.split(":", 3)
+    if len(parts) < 3:
+        raise InstantError(
+            f"--consent {spec!r}: expected KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT] with KIND one of "
+            f"{', '.join(k.value for k in ConsentKind)}"
+        )
+    try:
+        kind = ConsentKind(parts[0])
+    except ValueError as exc:
+        raise InstantError(
+            f"--consent {spec!r}: unknown kind {parts[0]!r}; use {', '.join(k.value for k in ConsentKind)}"
+        ) from exc
+    given = parse_instant(parts[3], tz) if len(parts) == 4 else at
+    return Consent(kind, parts[1].upper(), parts[2].upper(), given, f"command line ({spec})")
+
+
+@app.command()
+@_guard
+def decide(
+    sender: Annotated[str, typer.Option("--from", help="Sending party trigraph.")],
+    recipient: Annotated[str, typer.Option("--to", help="Receiving party trigraph.")],
+    classification: Annotated[str, typer.Option(help="Level in the originator's scheme (name or alias).")],
+    purpose: Annotated[str, typer.Option(help="Purpose of the release (and of the item).")],
+    at: Annotated[str, typer.Option(help="ISO 8601 instant with offset; a bare date is local midnight.")],
+    originator: Annotated[str | None, typer.Option(help="Originating party (default: --from).")] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="Item topic (repeatable).")] = None,
+    via: Annotated[str | None, typer.Option(help="Hub party to relay through.")] = None,
+    releasable_to: Annotated[
+        list[str] | None, typer.Option(help="Releasable-to party (repeatable; default: the route's receivers).")
+    ] = None,
+    caveat: Annotated[list[str] | None, typer.Option(help="Caveat on the label (repeatable).")] = None,
+    consent: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Originator consent KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT], KIND third_party or hub_relay "
+            "(repeatable; given at --at unless GIVEN_AT is set)."
+        ),
+    ] = None,
+    item: Annotated[str | None, typer.Option(help="Item id (consents may name it).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decide a release and explain every check. Exit code 0: allowed, 1: refused."""
+    catalogue = _catalogue()
+    sender, recipient = catalogue.party(sender).code, catalogue.party(recipient).code
+    hubs = (catalogue.party(via).code,) if via else ()
+    origin = catalogue.party(originator or sender).code
+    engine = ReleaseEngine(catalogue)
+    tz = _route_zone(catalogue, sender, recipient)
+    instant = parse_instant(at, tz)
+    label = catalogue.label(
+        originator=origin,
+        classification=classification,
+        releasable_to=releasable_to if releasable_to is not None else (*hubs, recipient),
+        purpose=purpose,
+        topics=topic or (),
+        caveats=caveat or (),
+        created=instant,
+    )
+    consents = tuple(_consent(spec, instant, tz) for spec in consent or ())
+    request = ReleaseRequest(label, sender, recipient, purpose, hubs, item, consents)
+    decision = engine.decide(request, at=instant)
+    if as_json:
+        _emit(_render.decision_json(decision))
+    else:
+        _render.print_decision(_console(), decision)
+    raise typer.Exit(0 if decision.allowed else 1)
+
+
+def _route_zone(catalogue: Catalogue, sender: str, recipient: str) -> tzinfo:
+    """A bare date means local midnight in the zone of the agreements between the two."""
+    for agreement in catalogue.agreements_of(sender):
+        if recipient in agreement.parties:
+            return agreement.timezone
+    for agreement in catalogue.agreements_of(sender):
+        return agreement.timezone
+    raise InstantError(f"no agreement involves {sender}, so a bare date has no time zone; give an offset")
+
+
+@app.command()
+@_guard
+def demo(as_json: JsonOpt = False) -> None:
+    """Replay 2014–2023 and show, at each event, which flows are allowed and why."""
+    steps = replay_history(_catalogue())
+    if as_json:
+        _emit([_render.step_json(s) for s in steps])
+        return
+    _render.print_demo(_console(), steps)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

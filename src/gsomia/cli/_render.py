@@ -1,0 +1,180 @@
+"""How the CLI shows core values: JSON shapes scripts rely on, and rich text for people."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gsomia.core.agreements import Agreement
+from gsomia.core.lifecycle import AgreementState, Status
+from gsomia.core.parties import Party
+from gsomia.core.policy import ReleaseDecision
+from gsomia.scenario import Step
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def party_json(party: Party) -> dict[str, Any]:
+    return {
+        "code": party.code,
+        "name": party.name,
+        "scheme": party.scheme.title,
+        "levels": [
+            {"name": lv.name, "alias": lv.alias, "gloss": lv.gloss, "rank": lv.rank}
+            for lv in sorted(party.scheme.levels, key=lambda lv: -lv.rank)
+        ],
+    }
+
+
+def agreement_json(agreement: Agreement) -> dict[str, Any]:
+    return {
+        "id": agreement.id,
+        "title": agreement.title,
+        "parties": list(agreement.parties),
+        "topology": agreement.topology.value,
+        "hub": agreement.hub,
+        "scope": None if agreement.scope_topics is None else sorted(agreement.scope_topics),
+        "purposes": sorted(agreement.purposes),
+        "timezone": str(agreement.timezone),
+        "events": [
+            {"id": e.id, "kind": e.kind.value, "at": e.at.isoformat(), "party": e.party, "reference": e.reference}
+            for e in agreement.events
+        ],
+    }
+
+
+def state_json(state: AgreementState) -> dict[str, Any]:
+    notice = state.notice
+    return {
+        "agreement": state.agreement,
+        "at": state.at.isoformat(),
+        "in_force": state.in_force,
+        "status": state.status.value,
+        "since": _iso(state.since),
+        "term_end": _iso(state.term_end),
+        "notice_deadline": _iso(state.notice_deadline),
+        "notice": None
+        if notice is None
+        else {
+            "event": notice.event.id,
+            "given_at": notice.event.at.isoformat(),
+            "by": notice.event.party,
+            "reference": notice.event.reference,
+            "effective_end": notice.effective_end.isoformat(),
+            "deadline": _iso(notice.deadline),
+            "on_time": notice.on_time,
+        },
+        "explanation": state.explanation,
+    }
+
+
+def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
+    marking = decision.marking
+    return {
+        "allowed": decision.allowed,
+        "at": decision.at.isoformat(),
+        "route": list(decision.route),
+        "agreement": decision.agreement,
+        "considered": list(decision.considered),
+        "checks": [{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in decision.checks],
+        "marking": None
+        if marking is None
+        else {
+            "text": marking.text,
+            "originator": marking.originator,
+            "party": marking.party,
+            "classification": marking.classification,
+            "alias": marking.alias,
+            "gloss": marking.gloss,
+            "agreement": marking.agreement,
+        },
+    }
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    return {
+        "at": step.at.isoformat(),
+        "title": step.title,
+        "detail": step.detail,
+        "what_if": step.what_if,
+        "gsomia": state_json(step.gsomia),
+        "flows": [{"flow": flow.name, **decision_json(d)} for flow, d in step.decisions],
+    }
+
+
+_STATUS_STYLE = {
+    Status.NOT_IN_FORCE: "dim",
+    Status.IN_FORCE: "green",
+    Status.TERMINATION_NOTIFIED: "yellow",
+    Status.NOTICE_SUSPENDED: "cyan",
+    Status.TERMINATED: "red",
+}
+
+
+def print_state(console: Console, state: AgreementState, *, what_if: bool = False) -> None:
+    style = _STATUS_STYLE[state.status]
+    prefix = "[magenta]what-if[/] " if what_if else ""
+    console.print(f"{prefix}[bold]{escape(state.agreement)}[/] at {state.at.isoformat()}: [{style}]{state.status.value}[/]")
+    if state.term_end:
+        console.print(f"  term ends        {state.term_end.isoformat()}")
+    if state.notice_deadline:
+        console.print(f"  notice deadline  {state.notice_deadline.isoformat()} (notice must be given before it)")
+    console.print(f"  {escape(state.explanation)}")
+
+
+def _why(decision: ReleaseDecision) -> str:
+    if decision.allowed and decision.marking is not None:
+        return f"under {decision.agreement}; the recipient marks it {decision.marking.text}"
+    failed = decision.failed()
+    return failed[0].reason if failed else "refused"
+
+
+def print_decision(console: Console, decision: ReleaseDecision) -> None:
+    verdict = "[bold green]ALLOWED[/]" if decision.allowed else "[bold red]REFUSED[/]"
+    console.print(f"{verdict} {' → '.join(decision.route)} at {decision.at.isoformat()}"
+                  + (f" under {decision.agreement}" if decision.agreement else ""))
+    table = Table("rule", "", "reason", show_lines=False)
+    table.columns[2].overflow = "fold"
+    for check in decision.checks:
+        table.add_row(check.rule, "[green]✔[/]" if check.passed else "[red]✘[/]", escape(check.reason))
+    console.print(table)
+    if decision.marking is not None:
+        console.print(f"recipient's marking (Art. 4): [bold]{escape(decision.marking.text)}[/] "
+                      f"({decision.marking.alias}, {decision.marking.gloss})")
+
+
+def print_demo(console: Console, steps: list[Step]) -> None:
+    console.print("[bold]gsomia demo[/]: the ROK–Japan GSOMIA and TISA, 2014–2023, replayed through the release engine.")
+    console.print("At each event, five flows are decided again. ✔ allowed, ✘ refused, with the reason.\n")
+    previous: dict[str, bool] = {}
+    last_state = ""
+    for step in steps:
+        head = "[magenta]WHAT-IF[/] " if step.what_if else ""
+        console.rule(f"{head}[bold]{step.at.isoformat()}[/]  {escape(step.title)}", align="left")
+        console.print(f"[dim]{escape(step.detail)}[/]")
+        style = _STATUS_STYLE[step.gsomia.status]
+        state = f"{step.gsomia.status.value}:{step.gsomia.since}"
+        if state != last_state or step.what_if:
+            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}")
+        else:
+            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
+        last_state = state
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        for flow, decision in step.decisions:
+            changed = flow.name in previous and previous[flow.name] != decision.allowed
+            mark = "[green]✔[/]" if decision.allowed else "[red]✘[/]"
+            note = " [bold yellow](changed)[/]" if changed and not step.what_if else ""
+            table.add_row(mark, escape(flow.name) + note, escape(_why(decision)))
+            if not step.what_if:
+                previous[flow.name] = decision.allowed
+        console.print(table)
+        console.print()

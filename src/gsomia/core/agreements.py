@@ -1,0 +1,176 @@
+"""Agreements as data: parties, topology, scope, purposes, equivalence, terms, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from enum import StrEnum
+
+from gsomia.core.lifecycle import AgreementState, Event, TermRules, Transition, replay, state_at
+from gsomia.errors import AgreementError, LifecycleError, UnknownNameError
+
+__all__ = ["Agreement", "Equivalence", "EquivalenceRow", "Topology"]
+
+
+class Topology(StrEnum):
+    """Who may talk to whom under an agreement."""
+
+    BILATERAL = "bilateral"  # the two parties, directly
+    MULTILATERAL = "multilateral"  # every pair of parties, directly
+    HUB = "hub"  # members talk only with the hub, and to each other only through it
+
+
+@dataclass(frozen=True, slots=True)
+class EquivalenceRow:
+    """Levels that correspond across schemes (party → level name).
+
+    Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
+    """
+
+    levels: Mapping[str, str]
+    one_way_from: str | None = None
+
+    def pairs(self) -> Iterable[tuple[str, str, str, str]]:
+        """Directed (from party, from level, to party, to level) mappings of this row."""
+        for src, src_level in self.levels.items():
+            if self.one_way_from is not None and src != self.one_way_from:
+                continue
+            for dst, dst_level in self.levels.items():
+                if dst != src:
+                    yield src, src_level, dst, dst_level
+
+
+@dataclass(frozen=True, slots=True)
+class Equivalence:
+    """An agreement's equivalence table; a level absent from it is never released."""
+
+    rows: tuple[EquivalenceRow, ...]
+    _map: dict[tuple[str, str, str], str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        table: dict[tuple[str, str, str], str] = {}
+        for n, row in enumerate(self.rows):
+            for src, src_level, dst, dst_level in row.pairs():
+                key = (src, src_level, dst)
+                if table.get(key, dst_level) != dst_level:
+                    raise AgreementError(
+                        f"equivalence row {n + 1}: {src} {src_level} already maps to "
+                        f"{dst} {table[key]}, not {dst_level}"
+                    )
+                table[key] = dst_level
+        object.__setattr__(self, "_map", table)
+
+    def map(self, party: str, level: str, to: str) -> str | None:
+        """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
+        if party == to:
+            return level
+        return self._map.get((party, level, to))
+
+    def directed(self) -> Mapping[tuple[str, str, str], str]:
+        return dict(self._map)
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """One agreement between parties, with its dated history.
+
+    ``scope_topics`` of ``None`` means the agreement covers every topic (the
+    bilateral GSOMIA covers all classified military information); TISA lists its topics.
+    """
+
+    id: str
+    title: str
+    parties: tuple[str, ...]
+    topology: Topology
+    hub: str | None
+    scope_topics: frozenset[str] | None
+    purposes: frozenset[str]
+    timezone: tzinfo
+    term: TermRules
+    equivalence: Equivalence
+    events: tuple[Event, ...]
+    notes: str = ""
+    set_aside: tuple[str, ...] = ()
+    transitions: tuple[Transition, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.parties)) != len(self.parties) or len(self.parties) < 2:
+            raise AgreementError(f"agreement {self.id}: needs at least two distinct parties")
+        if self.topology is Topology.BILATERAL and len(self.parties) != 2:
+            raise AgreementError(f"agreement {self.id}: a bilateral agreement has exactly two parties")
+        if self.topology is Topology.HUB:
+            if self.hub not in self.parties:
+                raise AgreementError(f"agreement {self.id}: the hub {self.hub!r} must be one of its parties")
+        elif self.hub is not None:
+            raise AgreementError(f"agreement {self.id}: only a hub topology names a hub")
+        if not self.purposes:
+            raise AgreementError(f"agreement {self.id}: permits no purpose at all")
+        for row in self.equivalence.rows:
+            for party in row.levels:
+                if party not in self.parties:
+                    raise AgreementError(f"agreement {self.id}: equivalence names {party}, not a party")
+        for event in self.events:
+            if event.party is not None and event.party not in self.parties:
+                raise AgreementError(
+                    f"agreement {self.id}: event {event.id!r} is by {event.party}, not a party"
+                )
+        object.__setattr__(
+            self, "transitions", replay(self.id, self.events, self.term, self.timezone)
+        )
+
+    def state_at(self, at: datetime) -> AgreementState:
+        """The agreement's status at ``at``, with term end, next deadline and explanation."""
+        return state_at(self.id, self.events, self.term, self.timezone, at)
+
+    def event(self, event_id: str) -> Event:
+        for event in self.events:
+            if event.id == event_id:
+                return event
+        known = ", ".join(e.id for e in self.events)
+        raise UnknownNameError(f"agreement {self.id} has no event {event_id!r}; known: {known}")
+
+    def what_if(self, *, without: Iterable[str] = (), adding: Iterable[Event] = ()) -> Agreement:
+        """The same agreement with events removed (by id) and added; re-checked as a whole.
+
+        A recorded event that could not have happened in the counterfactual (a 2023
+        withdrawal of a notice that, without the 2019 suspension, had already ended the
+        agreement) is set aside, and ``set_aside`` says why. An added event that breaks
+        the rules is an error.
+
+        >>> gsomia.what_if(without=["2019-11-22-notice-suspended"]).state_at(t)  # doctest: +SKIP
+        """
+        drop = set(without)
+        for event_id in drop:
+            self.event(event_id)
+        added = tuple(adding)
+        added_ids = {e.id for e in added}
+        kept = [e for e in self.events if e.id not in drop]
+        reasons: list[str] = []
+        while True:
+            try:
+                return replace(self, events=(*kept, *added), set_aside=tuple(reasons))
+            except LifecycleError as exc:
+                if exc.event_id is None or exc.event_id in added_ids:
+                    raise
+                kept = [e for e in kept if e.id != exc.event_id]
+                reasons.append(f"set aside {exc}")
+
+    def routes_directly(self, sender: str, recipient: str) -> bool:
+        """Whether the topology lets ``sender`` give to ``recipient`` with no intermediary."""
+        if sender == recipient or sender not in self.parties or recipient not in self.parties:
+            return False
+        if self.topology is Topology.HUB:
+            return self.hub in (sender, recipient)
+        return True
+
+    def relays(self, sender: str, hub: str, recipient: str) -> bool:
+        """Whether ``sender`` may reach ``recipient`` through ``hub`` under this agreement."""
+        return (
+            self.topology is Topology.HUB
+            and self.hub == hub
+            and sender != recipient
+            and hub not in (sender, recipient)
+            and sender in self.parties
+            and recipient in self.parties
+        )

@@ -1,0 +1,111 @@
+"""The catalogue: the parties, schemes and agreements a node knows, cross-checked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gsomia.core.agreements import Agreement
+from gsomia.core.labels import AlternativeLabel, SecurityLabel
+from gsomia.core.parties import Classification, Party
+from gsomia.errors import AgreementError, LabelError, UnknownNameError
+
+__all__ = ["Catalogue"]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """Parties and agreements, checked against each other on construction."""
+
+    parties: Mapping[str, Party]
+    agreements: Mapping[str, Agreement]
+    _by_party: dict[str, tuple[Agreement, ...]] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_party: dict[str, list[Agreement]] = {code: [] for code in self.parties}
+        for agreement in self.agreements.values():
+            for code in agreement.parties:
+                if code not in self.parties:
+                    raise AgreementError(f"agreement {agreement.id}: party {code} is not known")
+                by_party[code].append(agreement)
+            for row in agreement.equivalence.rows:
+                for code, level in row.levels.items():
+                    if not self.parties[code].scheme.has(level):
+                        raise AgreementError(
+                            f"agreement {agreement.id}: equivalence names {code} level {level!r}, "
+                            f"which is not in {code}'s scheme"
+                        )
+        frozen = {code: tuple(sorted(ags, key=lambda a: a.id)) for code, ags in by_party.items()}
+        object.__setattr__(self, "_by_party", frozen)
+
+    @classmethod
+    def of(cls, parties: Iterable[Party], agreements: Iterable[Agreement]) -> Catalogue:
+        party_map: dict[str, Party] = {}
+        for party in parties:
+            if party.code in party_map:
+                raise UnknownNameError(f"party {party.code} is defined twice")
+            party_map[party.code] = party
+        agreement_map: dict[str, Agreement] = {}
+        for agreement in agreements:
+            if agreement.id in agreement_map:
+                raise AgreementError(f"agreement {agreement.id} is defined twice")
+            agreement_map[agreement.id] = agreement
+        return cls(party_map, agreement_map)
+
+    def replacing(self, agreement: Agreement) -> Catalogue:
+        """The same catalogue with one agreement swapped (for what-if evaluations)."""
+        self.agreement(agreement.id)
+        return Catalogue(self.parties, {**self.agreements, agreement.id: agreement})
+
+    def party(self, code: str) -> Party:
+        found = self.parties.get(code.upper())
+        if found is None:
+            raise UnknownNameError(f"unknown party {code!r}; known: {', '.join(sorted(self.parties))}")
+        return found
+
+    def agreement(self, agreement_id: str) -> Agreement:
+        found = self.agreements.get(agreement_id)
+        if found is None:
+            known = ", ".join(sorted(self.agreements))
+            raise UnknownNameError(f"unknown agreement {agreement_id!r}; known: {known}")
+        return found
+
+    def agreements_of(self, code: str) -> tuple[Agreement, ...]:
+        return self._by_party.get(code, ())
+
+    def level(self, party: str, name: str) -> Classification:
+        return self.party(party).scheme.level(name)
+
+    def label(
+        self,
+        *,
+        originator: str,
+        classification: str,
+        releasable_to: Iterable[str],
+        purpose: str,
+        topics: Iterable[str],
+        created: datetime,
+        caveats: Iterable[str] = (),
+        review: datetime | None = None,
+        alternatives: Iterable[AlternativeLabel] = (),
+    ) -> SecurityLabel:
+        """Build a label checked against the originator's scheme (names and aliases accepted)."""
+        origin = self.party(originator)
+        level = origin.scheme.level(classification)
+        rel = frozenset(self.party(code).code for code in releasable_to) - {origin.code}
+        label = SecurityLabel(
+            originator=origin.code,
+            classification=level.name,
+            releasable_to=rel,
+            purpose=purpose,
+            topics=frozenset(topics),
+            created=created,
+            caveats=frozenset(c.upper() for c in caveats),
+            review=review,
+        )
+        for alt in alternatives:
+            if not self.party(alt.party).scheme.has(alt.classification):
+                raise LabelError(f"alternative label: {alt.party} has no level {alt.classification!r}")
+            label = label.with_alternative(alt)
+        return label

@@ -1,0 +1,83 @@
+"""Parties (STANAG 1059 trigraphs) and their national classification schemes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from gsomia.errors import LabelError, UnknownNameError
+
+__all__ = ["Classification", "Party", "Scheme"]
+
+_TRIGRAPH = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One level of a national scheme: ``rank`` orders levels within the scheme only."""
+
+    party: str
+    name: str
+    rank: int
+    alias: str
+    gloss: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """A party's national classification scheme, ordered by rank."""
+
+    party: str
+    title: str
+    levels: tuple[Classification, ...]
+    _index: dict[str, Classification] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise LabelError(f"scheme {self.party}: has no levels")
+        index: dict[str, Classification] = {}
+        ranks: set[int] = set()
+        for level in self.levels:
+            if level.party != self.party:
+                raise LabelError(f"scheme {self.party}: level {level.name} belongs to {level.party}")
+            if level.rank in ranks:
+                raise LabelError(f"scheme {self.party}: two levels share rank {level.rank}")
+            ranks.add(level.rank)
+            for key in (level.name, level.alias.casefold()):
+                if key in index:
+                    raise LabelError(f"scheme {self.party}: level name or alias {key!r} is used twice")
+                index[key] = level
+        object.__setattr__(self, "_index", index)
+
+    def level(self, name: str) -> Classification:
+        """Find a level by its national name or its romanised alias (any case).
+
+        >>> scheme.level("gokuhi").name  # doctest: +SKIP
+        '極秘'
+        """
+        found = self._index.get(name) or self._index.get(name.casefold())
+        if found is None:
+            known = ", ".join(f"{lv.name} ({lv.alias})" for lv in self.levels)
+            raise UnknownNameError(f"{self.party} has no classification {name!r}; known: {known}")
+        return found
+
+    def has(self, name: str) -> bool:
+        return name in self._index or name.casefold() in self._index
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A state party to agreements, named by its STANAG 1059 trigraph."""
+
+    code: str
+    name: str
+    scheme: Scheme
+
+    def __post_init__(self) -> None:
+        if not _TRIGRAPH.match(self.code):
+            raise UnknownNameError(f"party code {self.code!r} is not a three-letter trigraph")
+        if self.scheme.party != self.code:
+            raise LabelError(f"party {self.code}: scheme belongs to {self.scheme.party}")

@@ -1,0 +1,455 @@
+"""The release engine: may this item go from this sender to this recipient at this instant?
+
+``ReleaseEngine.decide(request, at=t)`` evaluates every rule against each agreement
+that could govern the route and returns a :class:`ReleaseDecision` listing each
+check with its outcome and reason. It fails closed: no candidate agreement, an
+empty rule set, an unknown caveat or level all refuse. ``authorise`` raises
+:class:`~gsomia.errors.ReleaseRefused` instead of returning a refusal.
+
+Warm decisions are cheap: per-route candidates, status intervals, equivalences
+and their reasons are compiled once, so a decision is dictionary look-ups, one
+bisect and a tuple of checks.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple, Protocol
+
+from gsomia.core.agreements import Agreement
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
+from gsomia.errors import InstantError, ReleaseRefused
+
+__all__ = [
+    "AllOf",
+    "Check",
+    "Consent",
+    "ConsentKind",
+    "Marking",
+    "ReleaseDecision",
+    "ReleaseEngine",
+    "ReleaseRequest",
+    "Rule",
+    "standard_rules",
+]
+
+
+class ConsentKind(StrEnum):
+    THIRD_PARTY = "third_party"  # Art. 6: a holder may release to a named third party
+    HUB_RELAY = "hub_relay"  # TISA: the hub may pass the item on to the named recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The originator's prior written consent, per recipient and per item (or standing)."""
+
+    kind: ConsentKind
+    originator: str
+    recipient: str
+    given_at: datetime
+    reference: str
+    item: str | None = None  # None: a standing authorisation for every item of the originator
+    holder: str | None = None  # third_party: the holder it authorises (None: any holder)
+    hub: str | None = None  # hub_relay: the hub it authorises (None: any hub of the agreement)
+    expires: datetime | None = None
+
+    def covers(self, item: str | None, ts: float) -> bool:
+        if self.item is not None and self.item != item:
+            return False
+        if self.given_at.timestamp() > ts:
+            return False
+        return self.expires is None or ts < self.expires.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """A release of an item labelled ``label`` from ``sender`` to ``recipient``."""
+
+    label: SecurityLabel
+    sender: str
+    recipient: str
+    purpose: str
+    via: tuple[str, ...] = ()
+    item: str | None = None
+    consents: tuple[Consent, ...] = ()
+
+
+class Check(NamedTuple):
+    """One rule's outcome and the reason a person can read."""
+
+    rule: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Marking:
+    """The recipient's marking (Art. 4): originator's name and the recipient's level."""
+
+    originator: str
+    party: str
+    classification: str
+    alias: str
+    gloss: str
+    agreement: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.originator} {self.classification}"
+
+    def alternative_label(self) -> AlternativeLabel:
+        return AlternativeLabel(self.party, self.classification, self.agreement)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDecision:
+    """Allowed or refused, with every check that applied and why."""
+
+    allowed: bool
+    at: datetime
+    route: tuple[str, ...]
+    agreement: str | None
+    checks: tuple[Check, ...]
+    marking: Marking | None
+    considered: tuple[str, ...] = ()
+
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+
+class _Candidate:
+    """One agreement compiled for one route (sender, hubs, recipient)."""
+
+    __slots__ = (
+        "agreement",
+        "equivalent",
+        "hub",
+        "id",
+        "purposes",
+        "receivers",
+        "scope",
+        "scope_text",
+        "starts",
+        "states",
+    )
+
+    def __init__(self, agreement: Agreement, catalogue: Catalogue, receivers: tuple[str, ...], hub: str | None) -> None:
+        self.agreement = agreement
+        self.id = agreement.id
+        self.hub = hub
+        self.receivers = receivers
+        self.purposes = agreement.purposes
+        self.scope = agreement.scope_topics
+        self.scope_text = ", ".join(sorted(self.scope)) if self.scope is not None else ""
+        self.starts = [t.at.timestamp() for t in agreement.transitions]
+        first = agreement.transitions[0].at.isoformat() if agreement.transitions else None
+        not_yet = (
+            f"{agreement.id} is not in force: it enters into force at {first}"
+            if first
+            else f"{agreement.id} is not in force: no entry into force is recorded"
+        )
+        self.states: list[tuple[bool, str]] = [(False, not_yet)] + [
+            (t.status.in_force, f"{agreement.id}: {t.reason}") for t in agreement.transitions
+        ]
+        # (originator, level, receiver) -> (receiver's level, Marking); compiled lazily
+        self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
+        self._compile_equivalence(catalogue)
+
+    def _compile_equivalence(self, catalogue: Catalogue) -> None:
+        table = self.agreement.equivalence
+        for code in self.agreement.parties:
+            for level in catalogue.parties[code].scheme.levels:
+                for receiver in self.receivers:
+                    target = table.map(code, level.name, receiver)
+                    marking = None
+                    if target is not None:
+                        lv = catalogue.parties[receiver].scheme.level(target)
+                        marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
+                    self.equivalent[(code, level.name, receiver)] = marking
+
+    def state(self, ts: float) -> tuple[bool, str]:
+        return self.states[bisect_right(self.starts, ts)]
+
+
+class Rule(Protocol):
+    """A rule evaluates one request against one candidate agreement."""
+
+    name: str
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check: ...
+
+
+class _InForce:
+    name = "agreement_in_force"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        in_force, reason = candidate.state(ts)
+        return Check(self.name, in_force, reason)
+
+
+class _Equivalence:
+    """The item's level has an equivalent for every receiver (the classification ceiling)."""
+
+    name = "equivalence"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        table = candidate.equivalent
+        for receiver in candidate.receivers:
+            if receiver == label.originator:
+                continue
+            marking = table.get((label.originator, label.classification, receiver))
+            if marking is None:
+                return Check(
+                    self.name,
+                    False,
+                    f"{label.originator} {label.classification} has no equivalent for {receiver} "
+                    f"under {candidate.id}: a level absent from the table is never released",
+                )
+        return Check(self.name, True, f"{label.originator} {label.classification} has an equivalent "
+                     f"for {', '.join(candidate.receivers)} under {candidate.id}")
+
+
+class _Releasability:
+    name = "releasability"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        rel = label.releasable_to
+        missing = [r for r in candidate.receivers if r != label.originator and r not in rel]
+        if missing:
+            return Check(self.name, False, f"the label does not make the item releasable to "
+                         f"{', '.join(missing)} (releasable to: {', '.join(sorted(rel)) or 'nobody'})")
+        return Check(self.name, True, f"releasable to {', '.join(candidate.receivers)}")
+
+
+class _Caveats:
+    name = "caveats"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        for name in sorted(label.caveats):
+            caveat = CAVEATS.get(name)
+            if caveat is None:
+                return Check(self.name, False, f"unknown caveat {name}: it cannot be honoured, so the item stays")
+            if caveat.effect is CaveatEffect.BLOCKS_ALL_RELEASE:
+                return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
+            if caveat.effect is CaveatEffect.BLOCKS_ONWARD_RELEASE and request.sender != label.originator:
+                return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
+        return Check(self.name, True, "no caveat blocks this release")
+
+
+class _Purpose:
+    name = "purpose"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        purpose = request.purpose
+        if purpose != request.label.purpose:
+            return Check(self.name, False, f"the item was provided for {request.label.purpose!r}, "
+                         f"not {purpose!r}: it may be used only for its purpose (Art. 6)")
+        if purpose not in candidate.purposes:
+            return Check(self.name, False, f"{candidate.id} does not permit the purpose {purpose!r} "
+                         f"(permitted: {', '.join(sorted(candidate.purposes))})")
+        return Check(self.name, True, f"purpose {purpose!r} is permitted by {candidate.id}")
+
+
+class _Scope:
+    name = "scope"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        scope = candidate.scope
+        if scope is None:
+            return Check(self.name, True, f"{candidate.id} covers all classified military information")
+        topics = request.label.topics
+        if not topics:
+            return Check(self.name, False, f"the item names no topic; {candidate.id} covers only {candidate.scope_text}")
+        outside = topics - scope
+        if outside:
+            return Check(self.name, False, f"topics {', '.join(sorted(outside))} are outside the scope "
+                         f"of {candidate.id} ({candidate.scope_text})")
+        return Check(self.name, True, f"within the scope of {candidate.id} ({candidate.scope_text})")
+
+
+def _consent(request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None) -> tuple[Consent | None, str]:
+    """The first consent of ``kind`` covering the request, or a reason why none does."""
+    label = request.label
+    late = ""
+    for consent in request.consents:
+        if consent.kind is not kind or consent.originator != label.originator:
+            continue
+        if consent.recipient != request.recipient:
+            continue
+        if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
+            continue
+        if kind is ConsentKind.HUB_RELAY and consent.hub not in (None, hub):
+            continue
+        if consent.covers(request.item, ts):
+            return consent, ""
+        if consent.given_at.timestamp() > ts:
+            late = f" (consent {consent.reference} is dated after this instant; it must be prior)"
+        elif consent.expires is not None and consent.expires.timestamp() <= ts:
+            late = f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
+    return None, late
+
+
+class _ThirdParty:
+    """Art. 6: nothing goes on to a third party without the originator's prior written consent."""
+
+    name = "third_party"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        originator = request.label.originator
+        if request.sender == originator:
+            return Check(self.name, True, f"{originator} is the originator: no consent needed")
+        if request.recipient == originator:
+            return Check(self.name, True, f"the item returns to its originator {originator}")
+        consent, why = _consent(request, ConsentKind.THIRD_PARTY, ts, None)
+        if consent is None:
+            return Check(self.name, False, f"{request.recipient} is a third party to {originator}'s item held by "
+                         f"{request.sender}: no prior written consent of {originator} naming "
+                         f"{request.recipient} is on file{why}")
+        return Check(self.name, True, f"{originator}'s written consent {consent.reference} names {request.recipient}")
+
+
+class _HubAuthorisation:
+    """TISA: the hub passes an item on only to the recipient the originator authorised."""
+
+    name = "hub_authorisation"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        hub = candidate.hub
+        if hub is None:
+            return Check(self.name, True, "direct route: no hub relay")
+        consent, why = _consent(request, ConsentKind.HUB_RELAY, ts, hub)
+        originator = request.label.originator
+        if consent is None:
+            return Check(self.name, False, f"relay through {hub} needs {originator}'s authorisation naming "
+                         f"{request.recipient}; none is on file{why}")
+        return Check(self.name, True, f"{originator}'s authorisation {consent.reference} lets {hub} pass the "
+                     f"item to {request.recipient}")
+
+
+class AllOf:
+    """Every rule must pass; an empty rule set denies."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def evaluate(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> tuple[bool, tuple[Check, ...]]:
+        checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
+        if not checks:
+            return False, (Check("rules", False, "no rule is configured, so nothing may be released"),)
+        return all(c.passed for c in checks), checks
+
+
+def standard_rules() -> AllOf:
+    """The treaty rules, in the order a person reads them."""
+    return AllOf(
+        _InForce(),
+        _Equivalence(),
+        _Releasability(),
+        _Caveats(),
+        _Purpose(),
+        _Scope(),
+        _ThirdParty(),
+        _HubAuthorisation(),
+    )
+
+
+class ReleaseEngine:
+    """Decides releases against a catalogue; compiled once, then cheap per decision."""
+
+    def __init__(self, catalogue: Catalogue, rules: AllOf | None = None) -> None:
+        self.catalogue = catalogue
+        self.rules = rules if rules is not None else standard_rules()
+        self._routes: dict[tuple[str, str, tuple[str, ...]], tuple[_Candidate, ...]] = {}
+
+    def _candidates(self, sender: str, recipient: str, via: tuple[str, ...]) -> tuple[_Candidate, ...]:
+        key = (sender, recipient, via)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._compile(sender, recipient, via)
+            self._routes[key] = found
+        return found
+
+    def _compile(self, sender: str, recipient: str, via: tuple[str, ...]) -> tuple[_Candidate, ...]:
+        cat = self.catalogue
+        if sender not in cat.parties or recipient not in cat.parties or len(via) > 1:
+            return ()
+        if not via:
+            return tuple(
+                _Candidate(a, cat, (recipient,), None)
+                for a in cat.agreements_of(sender)
+                if a.routes_directly(sender, recipient)
+            )
+        hub = via[0]
+        return tuple(
+            _Candidate(a, cat, (hub, recipient), hub)
+            for a in cat.agreements_of(sender)
+            if a.relays(sender, hub, recipient)
+        )
+
+    def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+        """Evaluate every rule for every agreement that could carry the route.
+
+        The first candidate that passes every rule allows the release; otherwise the
+        refusal reported is the candidate that passed the most rules.
+        """
+        if at.tzinfo is None:
+            raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
+        ts = at.timestamp()
+        route = (request.sender, *request.via, request.recipient)
+        candidates = self._candidates(request.sender, request.recipient, request.via)
+        if not candidates:
+            return ReleaseDecision(False, at, route, None, (self._no_route(request),), None)
+        best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
+        evaluate = self.rules.evaluate
+        for candidate in candidates:
+            allowed, checks = evaluate(request, candidate, ts)
+            if allowed:
+                label = request.label
+                marking = candidate.equivalent.get((label.originator, label.classification, request.recipient))
+                return ReleaseDecision(True, at, route, candidate.id, checks, marking, self._ids(candidates))
+            passed = sum(c.passed for c in checks)
+            if best is None or passed > best[0]:
+                best = (passed, candidate, checks)
+        assert best is not None
+        return ReleaseDecision(False, at, route, best[1].id, best[2], None, self._ids(candidates))
+
+    def authorise(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+        """Like :meth:`decide`, but a refusal raises :class:`ReleaseRefused`."""
+        decision = self.decide(request, at=at)
+        if not decision.allowed:
+            raise ReleaseRefused(decision)
+        return decision
+
+    @staticmethod
+    def _ids(candidates: Sequence[_Candidate]) -> tuple[str, ...]:
+        return tuple(c.id for c in candidates)
+
+    def _no_route(self, request: ReleaseRequest) -> Check:
+        cat = self.catalogue
+        for code in (request.sender, request.recipient, *request.via):
+            if code not in cat.parties:
+                return Check("agreement_in_force", False, f"unknown party {code}")
+        if len(request.via) > 1:
+            return Check("agreement_in_force", False, "gsomia relays through one hub at most")
+        if request.via:
+            return Check("agreement_in_force", False, f"no agreement lets {request.sender} reach "
+                         f"{request.recipient} through {request.via[0]}")
+        hubs = [
+            f"{a.id} (via {a.hub})"
+            for a in cat.agreements_of(request.sender)
+            if a.hub is not None and a.relays(request.sender, a.hub, request.recipient)
+        ]
+        hint = f"; hub routes exist: {', '.join(hubs)}" if hubs else ""
+        return Check("agreement_in_force", False, f"no agreement gives {request.sender} a direct route "
+                     f"to {request.recipient}{hint}")
+

@@ -1,0 +1,84 @@
+"""The one exception tree of gsomia.
+
+Every error gsomia raises on purpose derives from :class:`GsomiaError` and carries a
+message a person can act on. Third-party exceptions are converted where they enter
+(``raise ... from exc``)::
+
+    GsomiaError
+    ├── DataFileError          a party, scheme, agreement or event file is malformed
+    ├── UnknownNameError       a party, level, agreement or event name is not known
+    ├── AgreementError         an agreement is inconsistent (parties, topology, table)
+    │   └── LifecycleError     an agreement event breaks the lifecycle rules
+    ├── LabelError             a security label is malformed or inconsistent
+    ├── InstantError           an instant cannot be parsed or lacks an offset
+    └── ReleaseRefused         a release was refused; carries the full decision
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gsomia.core.policy import ReleaseDecision
+
+__all__ = [
+    "AgreementError",
+    "DataFileError",
+    "GsomiaError",
+    "InstantError",
+    "LabelError",
+    "LifecycleError",
+    "ReleaseRefused",
+    "UnknownNameError",
+]
+
+
+class GsomiaError(Exception):
+    """Root of every error gsomia raises on purpose."""
+
+
+class DataFileError(GsomiaError):
+    """A data file (party, scheme, agreement, events) is malformed.
+
+    The message names the file, the field and the problem.
+    """
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {problem}")
+
+
+class UnknownNameError(GsomiaError, LookupError):
+    """A name (party, classification level, agreement, event) is not known."""
+
+
+class AgreementError(GsomiaError):
+    """An agreement is inconsistent: parties, topology, scope or equivalence table."""
+
+
+class LifecycleError(AgreementError):
+    """An agreement event is not allowed by the lifecycle rules at its instant."""
+
+    def __init__(self, message: str, event_id: str | None = None) -> None:
+        self.event_id = event_id
+        super().__init__(message)
+
+
+class LabelError(GsomiaError, ValueError):
+    """A security label is malformed or does not fit its originator's scheme."""
+
+
+class InstantError(GsomiaError, ValueError):
+    """An instant is malformed, or is naive where an offset is required."""
+
+
+class ReleaseRefused(GsomiaError):
+    """A release was refused; ``decision`` explains every check."""
+
+    def __init__(self, decision: ReleaseDecision) -> None:
+        self.decision = decision
+        failed = "; ".join(f"{c.rule}: {c.reason}" for c in decision.checks if not c.passed)
+        super().__init__(f"release refused: {failed or 'no rule allowed it'}")
