@@ -198,7 +198,9 @@ def parse_party(source: str, text: bytes) -> Party:
         raise _validation_error(source, exc) from exc
     code = model.party.code
     try:
-        levels = tuple(Classification(code, lv.name, lv.rank, lv.alias, lv.gloss) for lv in model.scheme.levels)
+        levels = tuple(
+            Classification(code, lv.name, lv.rank, lv.alias, lv.gloss) for lv in model.scheme.levels
+        )
         return Party(code, model.party.name, Scheme(code, model.scheme.title, levels))
     except GsomiaError as exc:
         raise DataFileError(source, "scheme.levels", str(exc)) from exc
@@ -230,10 +232,14 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
     rows = []
     for n, row in enumerate(model.equivalence):
         if len(row.levels) < 2:
-            raise DataFileError(source, f"agreement.equivalence[{n}]", "a row maps at least two parties' levels")
+            raise DataFileError(
+                source, f"agreement.equivalence[{n}]", "a row maps at least two parties' levels"
+            )
         if row.one_way_from is not None and row.one_way_from not in row.levels:
             raise DataFileError(
-                source, f"agreement.equivalence[{n}].one_way_from", f"{row.one_way_from} has no level in this row"
+                source,
+                f"agreement.equivalence[{n}].one_way_from",
+                f"{row.one_way_from} has no level in this row",
             )
         rows.append(EquivalenceRow(dict(row.levels), row.one_way_from))
     events = _events(source, "agreement.events", model.events, tz)
@@ -307,7 +313,9 @@ def load_catalogue(extra: Iterable[Path] = ()) -> Catalogue:
             agreement = parse_agreement(source, text)
             _add(agreements, agreement.id, source, agreement, shipped)
         else:
-            raise DataFileError(source, "", "is neither a party file ([party]) nor an agreement file ([agreement])")
+            raise DataFileError(
+                source, "", "is neither a party file ([party]) nor an agreement file ([agreement])"
+            )
     try:
         return Catalogue({k: v for k, (_, v) in parties.items()}, {k: v for k, (_, v) in agreements.items()})
     except GsomiaError as exc:

@@ -14,7 +14,7 @@ from gsomia.core.catalogue import Catalogue
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
 
-__all__ = ["FLOWS", "Flow", "Step", "WHAT_IF_EVENT", "replay_history"]
+__all__ = ["FLOWS", "WHAT_IF_EVENT", "Flow", "Step", "replay_history"]
 
 KST = ZoneInfo("Asia/Seoul")
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -56,9 +56,25 @@ class Flow:
 FLOWS: tuple[Flow, ...] = (
     Flow("KOR→JPN direct, 군사II급비밀", "KOR", "JPN", "KOR", "군사II급비밀"),
     Flow("JPN→KOR direct, 極秘", "JPN", "KOR", "JPN", "極秘"),
-    Flow("KOR→USA→JPN, missile data, authorised", "KOR", "JPN", "KOR", "군사II급비밀", ("USA",), authorised=True),
-    Flow("KOR→USA→JPN, naval data, authorised", "KOR", "JPN", "KOR", "군사II급비밀", ("USA",),
-         topics=("prc-navy",), authorised=True),
+    Flow(
+        "KOR→USA→JPN, missile data, authorised",
+        "KOR",
+        "JPN",
+        "KOR",
+        "군사II급비밀",
+        ("USA",),
+        authorised=True,
+    ),
+    Flow(
+        "KOR→USA→JPN, naval data, authorised",
+        "KOR",
+        "JPN",
+        "KOR",
+        "군사II급비밀",
+        ("USA",),
+        topics=("prc-navy",),
+        authorised=True,
+    ),
     Flow("KOR→JPN direct, 군사I급비밀", "KOR", "JPN", "KOR", "군사I급비밀"),
 )
 
@@ -69,7 +85,9 @@ def _merge_titles(titles: list[str]) -> str:
     for title in titles:
         head, _, what = title.partition(": ")
         merged.setdefault(head, []).append(what)
-    return "; ".join(f"{head}: {', '.join(w for w in whats if w)}".rstrip(": ") for head, whats in merged.items())
+    return "; ".join(
+        f"{head}: {', '.join(w for w in whats if w)}".rstrip(": ") for head, whats in merged.items()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +103,16 @@ class Step:
 
 
 _PROBES: tuple[tuple[datetime, str, str], ...] = (
-    (datetime(2019, 8, 24, 7, 0, tzinfo=KST), "North Korea launches two short-range missiles",
-     "The notice is pending but the agreement is still in force: Japan and Korea share data under it."),
-    (datetime(2019, 11, 23, 0, 0, 1, tzinfo=KST), "One second after the anniversary",
-     "Without the suspension the agreement would have ended at 00:00 KST."),
+    (
+        datetime(2019, 8, 24, 7, 0, tzinfo=KST),
+        "North Korea launches two short-range missiles",
+        "The notice is pending but the agreement is still in force: Japan and Korea share data under it.",
+    ),
+    (
+        datetime(2019, 11, 23, 0, 0, 1, tzinfo=KST),
+        "One second after the anniversary",
+        "Without the suspension the agreement would have ended at 00:00 KST.",
+    ),
 )
 
 
@@ -99,7 +123,8 @@ def replay_history(catalogue: Catalogue) -> list[Step]:
     for agreement in catalogue.agreements.values():
         for event in agreement.events:
             if event.at >= _START:
-                title = f"{agreement.title}: {event.kind.value.replace('_', ' ')}"
+                by = f" by {event.party}" if event.party else ""
+                title = f"{agreement.title}: {event.kind.value.replace('_', ' ')}{by}"
                 marks.append((event.at, title, event.reference + (f" — {event.note}" if event.note else "")))
     marks.extend(_PROBES)
     marks.sort(key=lambda m: m[0])

@@ -6,9 +6,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -53,6 +53,7 @@ def _guard(command: Callable[_P, _R]) -> Callable[_P, _R]:
             raise typer.Exit(2) from exc
 
     return run
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -139,10 +140,17 @@ def agreement_status(
     state = subject.state_at(instant)
     if as_json:
         data = _render.state_json(state)
-        data["what_if"] = {"without": list(without or []), "added": [e.id for e in added]}
+        data["what_if"] = {
+            "without": list(without or []),
+            "added": [e.id for e in added],
+            "set_aside": list(subject.set_aside),
+        }
         _emit(data)
         return
-    _render.print_state(_console(), state, what_if=bool(without or added))
+    console = _console()
+    _render.print_state(console, state, what_if=bool(without or added))
+    for reason in subject.set_aside:
+        console.print(f"  [magenta]what-if[/]: {escape(reason)}")
 
 
 def _consent(spec: str, at: datetime, tz: tzinfo) -> Consent:
@@ -174,7 +182,8 @@ def decide(
     topic: Annotated[list[str] | None, typer.Option(help="Item topic (repeatable).")] = None,
     via: Annotated[str | None, typer.Option(help="Hub party to relay through.")] = None,
     releasable_to: Annotated[
-        list[str] | None, typer.Option(help="Releasable-to party (repeatable; default: the route's receivers).")
+        list[str] | None,
+        typer.Option(help="Releasable-to party (repeatable; default: the route's receivers)."),
     ] = None,
     caveat: Annotated[list[str] | None, typer.Option(help="Caveat on the label (repeatable).")] = None,
     consent: Annotated[

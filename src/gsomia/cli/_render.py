@@ -43,7 +43,13 @@ def agreement_json(agreement: Agreement) -> dict[str, Any]:
         "purposes": sorted(agreement.purposes),
         "timezone": str(agreement.timezone),
         "events": [
-            {"id": e.id, "kind": e.kind.value, "at": e.at.isoformat(), "party": e.party, "reference": e.reference}
+            {
+                "id": e.id,
+                "kind": e.kind.value,
+                "at": e.at.isoformat(),
+                "party": e.party,
+                "reference": e.reference,
+            }
             for e in agreement.events
         ],
     }
@@ -120,11 +126,14 @@ _STATUS_STYLE = {
 def print_state(console: Console, state: AgreementState, *, what_if: bool = False) -> None:
     style = _STATUS_STYLE[state.status]
     prefix = "[magenta]what-if[/] " if what_if else ""
-    console.print(f"{prefix}[bold]{escape(state.agreement)}[/] at {state.at.isoformat()}: [{style}]{state.status.value}[/]")
+    status = f"[{style}]{state.status.value}[/]"
+    console.print(f"{prefix}[bold]{escape(state.agreement)}[/] at {state.at.isoformat()}: {status}")
     if state.term_end:
         console.print(f"  term ends        {state.term_end.isoformat()}")
     if state.notice_deadline:
-        console.print(f"  notice deadline  {state.notice_deadline.isoformat()} (notice must be given before it)")
+        console.print(
+            f"  notice deadline  {state.notice_deadline.isoformat()} (notice must be given before it)"
+        )
     console.print(f"  {escape(state.explanation)}")
 
 
@@ -137,20 +146,26 @@ def _why(decision: ReleaseDecision) -> str:
 
 def print_decision(console: Console, decision: ReleaseDecision) -> None:
     verdict = "[bold green]ALLOWED[/]" if decision.allowed else "[bold red]REFUSED[/]"
-    console.print(f"{verdict} {' → '.join(decision.route)} at {decision.at.isoformat()}"
-                  + (f" under {decision.agreement}" if decision.agreement else ""))
+    console.print(
+        f"{verdict} {' → '.join(decision.route)} at {decision.at.isoformat()}"
+        + (f" under {decision.agreement}" if decision.agreement else "")
+    )
     table = Table("rule", "", "reason", show_lines=False)
     table.columns[2].overflow = "fold"
     for check in decision.checks:
         table.add_row(check.rule, "[green]✔[/]" if check.passed else "[red]✘[/]", escape(check.reason))
     console.print(table)
     if decision.marking is not None:
-        console.print(f"recipient's marking (Art. 4): [bold]{escape(decision.marking.text)}[/] "
-                      f"({decision.marking.alias}, {decision.marking.gloss})")
+        console.print(
+            f"recipient's marking (Art. 4): [bold]{escape(decision.marking.text)}[/] "
+            f"({decision.marking.alias}, {decision.marking.gloss})"
+        )
 
 
 def print_demo(console: Console, steps: list[Step]) -> None:
-    console.print("[bold]gsomia demo[/]: the ROK–Japan GSOMIA and TISA, 2014–2023, replayed through the release engine.")
+    console.print(
+        "[bold]gsomia demo[/]: the ROK–Japan GSOMIA and TISA, 2014–2023, replayed through the release engine."
+    )
     console.print("At each event, five flows are decided again. ✔ allowed, ✘ refused, with the reason.\n")
     previous: dict[str, bool] = {}
     last_state = ""
@@ -161,7 +176,9 @@ def print_demo(console: Console, steps: list[Step]) -> None:
         style = _STATUS_STYLE[step.gsomia.status]
         state = f"{step.gsomia.status.value}:{step.gsomia.since}"
         if state != last_state or step.what_if:
-            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}")
+            console.print(
+                f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}"
+            )
         else:
             console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
         last_state = state

@@ -115,9 +115,7 @@ class Agreement:
                 raise AgreementError(
                     f"agreement {self.id}: event {event.id!r} is by {event.party}, not a party"
                 )
-        object.__setattr__(
-            self, "transitions", replay(self.id, self.events, self.term, self.timezone)
-        )
+        object.__setattr__(self, "transitions", replay(self.id, self.events, self.term, self.timezone))
 
     def state_at(self, at: datetime) -> AgreementState:
         """The agreement's status at ``at``, with term end, next deadline and explanation."""
@@ -137,8 +135,6 @@ class Agreement:
         withdrawal of a notice that, without the 2019 suspension, had already ended the
         agreement) is set aside, and ``set_aside`` says why. An added event that breaks
         the rules is an error.
-
-        >>> gsomia.what_if(without=["2019-11-22-notice-suspended"]).state_at(t)  # doctest: +SKIP
         """
         drop = set(without)
         for event_id in drop:

@@ -32,8 +32,11 @@ def local_midnight(day: date, tz: tzinfo) -> datetime:
 def parse_instant(text: str, tz: tzinfo) -> datetime:
     """Parse ISO 8601 with an offset; a bare date is local midnight in ``tz``.
 
-    >>> parse_instant("2019-11-23", ZoneInfo("Asia/Seoul")).isoformat()  # doctest: +SKIP
+    >>> from zoneinfo import ZoneInfo
+    >>> parse_instant("2019-11-23", ZoneInfo("Asia/Seoul")).isoformat()
     '2019-11-23T00:00:00+09:00'
+    >>> parse_instant("2019-11-23T00:00:01+09:00", ZoneInfo("UTC")).second
+    1
     """
     text = text.strip()
     if _BARE_DATE.match(text):

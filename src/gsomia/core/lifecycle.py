@@ -188,26 +188,46 @@ class _Calendar:
         if anniversary is None:
             end_day = given.astimezone(self._tz).date() + timedelta(days=self._term.notice_days)
             end = local_midnight(end_day, self._tz)
-            return end, None, True, (
-                f"the agreement has no fixed term, so notice takes effect "
-                f"{self._term.notice_days} days later, at {_fmt(end)}"
+            return (
+                end,
+                None,
+                True,
+                (
+                    f"the agreement has no fixed term, so notice takes effect "
+                    f"{self._term.notice_days} days later, at {_fmt(end)}"
+                ),
             )
         deadline = self.deadline_for(anniversary)
         if given < deadline:
-            return anniversary, deadline, True, (
-                f"given before the {self._term.notice_days}-day deadline of {_fmt(deadline)}, "
-                f"so it takes effect at the anniversary {_fmt(anniversary)}"
+            return (
+                anniversary,
+                deadline,
+                True,
+                (
+                    f"given before the {self._term.notice_days}-day deadline of {_fmt(deadline)}, "
+                    f"so it takes effect at the anniversary {_fmt(anniversary)}"
+                ),
             )
         following = self.anniversary_after(anniversary)
         if following is None:  # no renewal: the term simply ends
-            return anniversary, deadline, False, (
-                f"it missed the deadline of {_fmt(deadline)}, but the term ends at "
-                f"{_fmt(anniversary)} without renewal anyway"
+            return (
+                anniversary,
+                deadline,
+                False,
+                (
+                    f"it missed the deadline of {_fmt(deadline)}, but the term ends at "
+                    f"{_fmt(anniversary)} without renewal anyway"
+                ),
             )
-        return following, deadline, False, (
-            f"it missed the {self._term.notice_days}-day deadline of {_fmt(deadline)} for the "
-            f"anniversary {_fmt(anniversary)}, so it takes effect at the following anniversary "
-            f"{_fmt(following)}"
+        return (
+            following,
+            deadline,
+            False,
+            (
+                f"it missed the {self._term.notice_days}-day deadline of {_fmt(deadline)} for the "
+                f"anniversary {_fmt(anniversary)}, so it takes effect at the following anniversary "
+                f"{_fmt(following)}"
+            ),
         )
 
     def next_deadline(self, at: datetime) -> datetime | None:
@@ -390,7 +410,9 @@ def replay(agreement: str, events: Sequence[Event], term: TermRules, tz: tzinfo)
     return tuple(machine.transitions)
 
 
-def state_at(agreement: str, events: Sequence[Event], term: TermRules, tz: tzinfo, at: datetime) -> AgreementState:
+def state_at(
+    agreement: str, events: Sequence[Event], term: TermRules, tz: tzinfo, at: datetime
+) -> AgreementState:
     """The state at ``at``: events at exactly ``at`` have already happened."""
     require_aware(at)
     machine = _Machine(agreement, term, tz)
@@ -400,4 +422,3 @@ def state_at(agreement: str, events: Sequence[Event], term: TermRules, tz: tzinf
         machine.apply(event)
     machine.advance(at, inclusive=True)
     return machine.state(at)
-

@@ -53,11 +53,7 @@ class Scheme:
         object.__setattr__(self, "_index", index)
 
     def level(self, name: str) -> Classification:
-        """Find a level by its national name or its romanised alias (any case).
-
-        >>> scheme.level("gokuhi").name  # doctest: +SKIP
-        '極秘'
-        """
+        """Find a level by its national name or its romanised alias (any case), e.g. ``gokuhi``."""
         found = self._index.get(name) or self._index.get(name.casefold())
         if found is None:
             known = ", ".join(f"{lv.name} ({lv.alias})" for lv in self.levels)

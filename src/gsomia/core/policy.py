@@ -14,16 +14,16 @@ bisect and a tuple of checks.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from gsomia.core.agreements import Agreement
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import require_aware
 from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
-from gsomia.errors import InstantError, ReleaseRefused
+from gsomia.errors import InstantError, LabelError, ReleaseRefused
 
 __all__ = [
     "AllOf",
@@ -58,12 +58,26 @@ class Consent:
     hub: str | None = None  # hub_relay: the hub it authorises (None: any hub of the agreement)
     expires: datetime | None = None
 
+    given_ts: float = field(init=False, repr=False, compare=False)
+    expires_ts: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require_aware(self.given_at, "consent instant")
+        object.__setattr__(self, "given_ts", self.given_at.timestamp())
+        expires = (
+            float("inf")
+            if self.expires is None
+            else require_aware(self.expires, "consent expiry").timestamp()
+        )
+        object.__setattr__(self, "expires_ts", expires)
+        if not self.reference:
+            raise LabelError("a consent needs a reference to the written instrument")
+
     def covers(self, item: str | None, ts: float) -> bool:
+        """Whether this consent was on file at ``ts`` and applies to ``item``."""
         if self.item is not None and self.item != item:
             return False
-        if self.given_at.timestamp() > ts:
-            return False
-        return self.expires is None or ts < self.expires.timestamp()
+        return self.given_ts <= ts < self.expires_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +136,22 @@ class ReleaseDecision:
         return tuple(c for c in self.checks if not c.passed)
 
 
+_MEMO_LIMIT = 4096  # per candidate; cleared when full so a long-running node stays bounded
+
+
 class _Candidate:
-    """One agreement compiled for one route (sender, hubs, recipient)."""
+    """One agreement compiled for one route (sender, hubs, recipient).
+
+    Rule outcomes depend only on a few label fields, so each rule memoises its
+    :class:`Check` per candidate under a small key: a warm decision then allocates
+    little more than the tuple of checks and the decision.
+    """
 
     __slots__ = (
-        "agreement",
         "equivalent",
         "hub",
         "id",
+        "memo",
         "purposes",
         "receivers",
         "scope",
@@ -138,8 +160,9 @@ class _Candidate:
         "states",
     )
 
-    def __init__(self, agreement: Agreement, catalogue: Catalogue, receivers: tuple[str, ...], hub: str | None) -> None:
-        self.agreement = agreement
+    def __init__(
+        self, agreement: Agreement, catalogue: Catalogue, receivers: tuple[str, ...], hub: str | None
+    ) -> None:
         self.id = agreement.id
         self.hub = hub
         self.receivers = receivers
@@ -153,18 +176,17 @@ class _Candidate:
             if first
             else f"{agreement.id} is not in force: no entry into force is recorded"
         )
-        self.states: list[tuple[bool, str]] = [(False, not_yet)] + [
-            (t.status.in_force, f"{agreement.id}: {t.reason}") for t in agreement.transitions
+        self.states: list[Check] = [Check(_InForce.name, False, not_yet)] + [
+            Check(_InForce.name, t.status.in_force, f"{agreement.id}: {t.reason}")
+            for t in agreement.transitions
         ]
-        # (originator, level, receiver) -> (receiver's level, Marking); compiled lazily
+        self.memo: dict[tuple[object, ...], Check] = {}
+        # (originator, level, receiver) -> the receiver's marking, or None: no equivalent
         self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
-        self._compile_equivalence(catalogue)
-
-    def _compile_equivalence(self, catalogue: Catalogue) -> None:
-        table = self.agreement.equivalence
-        for code in self.agreement.parties:
+        table = agreement.equivalence
+        for code in agreement.parties:
             for level in catalogue.parties[code].scheme.levels:
-                for receiver in self.receivers:
+                for receiver in receivers:
                     target = table.map(code, level.name, receiver)
                     marking = None
                     if target is not None:
@@ -172,8 +194,12 @@ class _Candidate:
                         marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
                     self.equivalent[(code, level.name, receiver)] = marking
 
-    def state(self, ts: float) -> tuple[bool, str]:
-        return self.states[bisect_right(self.starts, ts)]
+    def remember(self, key: tuple[object, ...], check: Check) -> Check:
+        memo = self.memo
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = check
+        return check
 
 
 class Rule(Protocol):
@@ -188,8 +214,7 @@ class _InForce:
     name = "agreement_in_force"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
-        in_force, reason = candidate.state(ts)
-        return Check(self.name, in_force, reason)
+        return candidate.states[bisect_right(candidate.starts, ts)]
 
 
 class _Equivalence:
@@ -199,11 +224,15 @@ class _Equivalence:
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         label = request.label
-        table = candidate.equivalent
+        key = (self.name, label.originator, label.classification)
+        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, candidate))
+
+    def _evaluate(self, label: SecurityLabel, candidate: _Candidate) -> Check:
+        found = []
         for receiver in candidate.receivers:
             if receiver == label.originator:
                 continue
-            marking = table.get((label.originator, label.classification, receiver))
+            marking = candidate.equivalent.get((label.originator, label.classification, receiver))
             if marking is None:
                 return Check(
                     self.name,
@@ -211,8 +240,13 @@ class _Equivalence:
                     f"{label.originator} {label.classification} has no equivalent for {receiver} "
                     f"under {candidate.id}: a level absent from the table is never released",
                 )
-        return Check(self.name, True, f"{label.originator} {label.classification} has an equivalent "
-                     f"for {', '.join(candidate.receivers)} under {candidate.id}")
+            found.append(f"{receiver} {marking.classification}")
+        return Check(
+            self.name,
+            True,
+            f"{label.originator} {label.classification} corresponds to "
+            f"{', '.join(found) or 'itself'} under {candidate.id}",
+        )
 
 
 class _Releasability:
@@ -220,41 +254,70 @@ class _Releasability:
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         label = request.label
+        key = (self.name, label.originator, label.releasable_to)
+        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, candidate))
+
+    def _evaluate(self, label: SecurityLabel, candidate: _Candidate) -> Check:
         rel = label.releasable_to
         missing = [r for r in candidate.receivers if r != label.originator and r not in rel]
         if missing:
-            return Check(self.name, False, f"the label does not make the item releasable to "
-                         f"{', '.join(missing)} (releasable to: {', '.join(sorted(rel)) or 'nobody'})")
+            return Check(
+                self.name,
+                False,
+                f"the label does not make the item releasable to "
+                f"{', '.join(missing)} (releasable to: {', '.join(sorted(rel)) or 'nobody'})",
+            )
         return Check(self.name, True, f"releasable to {', '.join(candidate.receivers)}")
 
 
 class _Caveats:
     name = "caveats"
+    _clear = Check(name, True, "no caveat blocks this release")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         label = request.label
+        if not label.caveats:
+            return self._clear
+        key = (self.name, label.caveats, request.sender == label.originator)
+        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, request.sender))
+
+    def _evaluate(self, label: SecurityLabel, sender: str) -> Check:
         for name in sorted(label.caveats):
             caveat = CAVEATS.get(name)
             if caveat is None:
-                return Check(self.name, False, f"unknown caveat {name}: it cannot be honoured, so the item stays")
+                return Check(
+                    self.name, False, f"unknown caveat {name}: it cannot be honoured, so the item stays"
+                )
             if caveat.effect is CaveatEffect.BLOCKS_ALL_RELEASE:
                 return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
-            if caveat.effect is CaveatEffect.BLOCKS_ONWARD_RELEASE and request.sender != label.originator:
+            if caveat.effect is CaveatEffect.BLOCKS_ONWARD_RELEASE and sender != label.originator:
                 return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
-        return Check(self.name, True, "no caveat blocks this release")
+        return self._clear
 
 
 class _Purpose:
     name = "purpose"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        key = (self.name, request.label.purpose, request.purpose)
+        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(request, candidate))
+
+    def _evaluate(self, request: ReleaseRequest, candidate: _Candidate) -> Check:
         purpose = request.purpose
         if purpose != request.label.purpose:
-            return Check(self.name, False, f"the item was provided for {request.label.purpose!r}, "
-                         f"not {purpose!r}: it may be used only for its purpose (Art. 6)")
+            return Check(
+                self.name,
+                False,
+                f"the item was provided for {request.label.purpose!r}, "
+                f"not {purpose!r}: it may be used only for its purpose (Art. 6)",
+            )
         if purpose not in candidate.purposes:
-            return Check(self.name, False, f"{candidate.id} does not permit the purpose {purpose!r} "
-                         f"(permitted: {', '.join(sorted(candidate.purposes))})")
+            return Check(
+                self.name,
+                False,
+                f"{candidate.id} does not permit the purpose {purpose!r} "
+                f"(permitted: {', '.join(sorted(candidate.purposes))})",
+            )
         return Check(self.name, True, f"purpose {purpose!r} is permitted by {candidate.id}")
 
 
@@ -262,20 +325,35 @@ class _Scope:
     name = "scope"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        key = (self.name, request.label.topics)
+        return candidate.memo.get(key) or candidate.remember(
+            key, self._evaluate(request.label.topics, candidate)
+        )
+
+    def _evaluate(self, topics: frozenset[str], candidate: _Candidate) -> Check:
         scope = candidate.scope
         if scope is None:
             return Check(self.name, True, f"{candidate.id} covers all classified military information")
-        topics = request.label.topics
         if not topics:
-            return Check(self.name, False, f"the item names no topic; {candidate.id} covers only {candidate.scope_text}")
+            return Check(
+                self.name,
+                False,
+                f"the item names no topic; {candidate.id} covers only {candidate.scope_text}",
+            )
         outside = topics - scope
         if outside:
-            return Check(self.name, False, f"topics {', '.join(sorted(outside))} are outside the scope "
-                         f"of {candidate.id} ({candidate.scope_text})")
+            return Check(
+                self.name,
+                False,
+                f"topics {', '.join(sorted(outside))} are outside the scope "
+                f"of {candidate.id} ({candidate.scope_text})",
+            )
         return Check(self.name, True, f"within the scope of {candidate.id} ({candidate.scope_text})")
 
 
-def _consent(request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None) -> tuple[Consent | None, str]:
+def _consent(
+    request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None
+) -> tuple[Consent | None, str]:
     """The first consent of ``kind`` covering the request, or a reason why none does."""
     label = request.label
     late = ""
@@ -290,9 +368,11 @@ def _consent(request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | N
             continue
         if consent.covers(request.item, ts):
             return consent, ""
-        if consent.given_at.timestamp() > ts:
+        if consent.item is not None and consent.item != request.item:
+            late = f" (consent {consent.reference} names another item, {consent.item})"
+        elif consent.given_ts > ts:
             late = f" (consent {consent.reference} is dated after this instant; it must be prior)"
-        elif consent.expires is not None and consent.expires.timestamp() <= ts:
+        elif consent.expires is not None:
             late = f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
     return None, late
 
@@ -304,49 +384,80 @@ class _ThirdParty:
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         originator = request.label.originator
-        if request.sender == originator:
-            return Check(self.name, True, f"{originator} is the originator: no consent needed")
-        if request.recipient == originator:
-            return Check(self.name, True, f"the item returns to its originator {originator}")
+        if request.sender == originator or request.recipient == originator:
+            key = (self.name, originator, request.sender)
+            found = candidate.memo.get(key)
+            if found is None:
+                reason = (
+                    f"{originator} is the originator: no consent needed"
+                    if request.sender == originator
+                    else f"the item returns to its originator {originator}"
+                )
+                found = candidate.remember(key, Check(self.name, True, reason))
+            return found
         consent, why = _consent(request, ConsentKind.THIRD_PARTY, ts, None)
         if consent is None:
-            return Check(self.name, False, f"{request.recipient} is a third party to {originator}'s item held by "
-                         f"{request.sender}: no prior written consent of {originator} naming "
-                         f"{request.recipient} is on file{why}")
-        return Check(self.name, True, f"{originator}'s written consent {consent.reference} names {request.recipient}")
+            return Check(
+                self.name,
+                False,
+                f"{request.recipient} is a third party to {originator}'s item held by "
+                f"{request.sender}: no prior written consent of {originator} naming "
+                f"{request.recipient} is on file{why}",
+            )
+        return Check(
+            self.name, True, f"{originator}'s written consent {consent.reference} names {request.recipient}"
+        )
 
 
 class _HubAuthorisation:
     """TISA: the hub passes an item on only to the recipient the originator authorised."""
 
     name = "hub_authorisation"
+    _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         hub = candidate.hub
         if hub is None:
-            return Check(self.name, True, "direct route: no hub relay")
+            return self._direct
         consent, why = _consent(request, ConsentKind.HUB_RELAY, ts, hub)
         originator = request.label.originator
         if consent is None:
-            return Check(self.name, False, f"relay through {hub} needs {originator}'s authorisation naming "
-                         f"{request.recipient}; none is on file{why}")
-        return Check(self.name, True, f"{originator}'s authorisation {consent.reference} lets {hub} pass the "
-                     f"item to {request.recipient}")
+            return Check(
+                self.name,
+                False,
+                f"relay through {hub} needs {originator}'s authorisation naming "
+                f"{request.recipient}; none is on file{why}",
+            )
+        return Check(
+            self.name,
+            True,
+            f"{originator}'s authorisation {consent.reference} lets {hub} pass the "
+            f"item to {request.recipient}",
+        )
 
 
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("_checks", "rules")
+    _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
+        self._checks = tuple(rule.check for rule in rules)
 
-    def evaluate(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> tuple[bool, tuple[Check, ...]]:
-        checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
-        if not checks:
-            return False, (Check("rules", False, "no rule is configured, so nothing may be released"),)
-        return all(c.passed for c in checks), checks
+    def evaluate(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """(number of failed checks, every check); an empty rule set is one failure."""
+        if not self._checks:
+            return 1, self._empty
+        checks = tuple([check(request, candidate, ts) for check in self._checks])
+        failed = 0
+        for c in checks:
+            if not c[1]:
+                failed += 1
+        return failed, checks
 
 
 def standard_rules() -> AllOf:
@@ -369,13 +480,18 @@ class ReleaseEngine:
     def __init__(self, catalogue: Catalogue, rules: AllOf | None = None) -> None:
         self.catalogue = catalogue
         self.rules = rules if rules is not None else standard_rules()
-        self._routes: dict[tuple[str, str, tuple[str, ...]], tuple[_Candidate, ...]] = {}
+        self._routes: dict[
+            tuple[str, str, tuple[str, ...]], tuple[tuple[_Candidate, ...], tuple[str, ...]]
+        ] = {}
 
-    def _candidates(self, sender: str, recipient: str, via: tuple[str, ...]) -> tuple[_Candidate, ...]:
+    def _candidates(
+        self, sender: str, recipient: str, via: tuple[str, ...]
+    ) -> tuple[tuple[_Candidate, ...], tuple[str, ...]]:
         key = (sender, recipient, via)
         found = self._routes.get(key)
         if found is None:
-            found = self._compile(sender, recipient, via)
+            compiled = self._compile(sender, recipient, via)
+            found = (compiled, tuple([c.id for c in compiled]))
             self._routes[key] = found
         return found
 
@@ -406,22 +522,23 @@ class ReleaseEngine:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
         route = (request.sender, *request.via, request.recipient)
-        candidates = self._candidates(request.sender, request.recipient, request.via)
+        candidates, ids = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
             return ReleaseDecision(False, at, route, None, (self._no_route(request),), None)
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
         evaluate = self.rules.evaluate
         for candidate in candidates:
-            allowed, checks = evaluate(request, candidate, ts)
-            if allowed:
+            failed, checks = evaluate(request, candidate, ts)
+            if not failed:
                 label = request.label
-                marking = candidate.equivalent.get((label.originator, label.classification, request.recipient))
-                return ReleaseDecision(True, at, route, candidate.id, checks, marking, self._ids(candidates))
-            passed = sum(c.passed for c in checks)
-            if best is None or passed > best[0]:
-                best = (passed, candidate, checks)
-        assert best is not None
-        return ReleaseDecision(False, at, route, best[1].id, best[2], None, self._ids(candidates))
+                marking = candidate.equivalent.get(
+                    (label.originator, label.classification, request.recipient)
+                )
+                return ReleaseDecision(True, at, route, candidate.id, checks, marking, ids)
+            if best is None or failed < best[0]:
+                best = (failed, candidate, checks)
+        assert best is not None  # candidates is not empty
+        return ReleaseDecision(False, at, route, best[1].id, best[2], None, ids)
 
     def authorise(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         """Like :meth:`decide`, but a refusal raises :class:`ReleaseRefused`."""
@@ -429,10 +546,6 @@ class ReleaseEngine:
         if not decision.allowed:
             raise ReleaseRefused(decision)
         return decision
-
-    @staticmethod
-    def _ids(candidates: Sequence[_Candidate]) -> tuple[str, ...]:
-        return tuple(c.id for c in candidates)
 
     def _no_route(self, request: ReleaseRequest) -> Check:
         cat = self.catalogue
@@ -442,14 +555,19 @@ class ReleaseEngine:
         if len(request.via) > 1:
             return Check("agreement_in_force", False, "gsomia relays through one hub at most")
         if request.via:
-            return Check("agreement_in_force", False, f"no agreement lets {request.sender} reach "
-                         f"{request.recipient} through {request.via[0]}")
+            return Check(
+                "agreement_in_force",
+                False,
+                f"no agreement lets {request.sender} reach {request.recipient} through {request.via[0]}",
+            )
         hubs = [
             f"{a.id} (via {a.hub})"
             for a in cat.agreements_of(request.sender)
             if a.hub is not None and a.relays(request.sender, a.hub, request.recipient)
         ]
         hint = f"; hub routes exist: {', '.join(hubs)}" if hubs else ""
-        return Check("agreement_in_force", False, f"no agreement gives {request.sender} a direct route "
-                     f"to {request.recipient}{hint}")
-
+        return Check(
+            "agreement_in_force",
+            False,
+            f"no agreement gives {request.sender} a direct route to {request.recipient}{hint}",
+        )

@@ -1,0 +1,218 @@
+"""Data files: the shipped scenario loads; bad files fail with file, field and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from tests.conftest import kst
+
+from gsomia import DataFileError, EventKind, Status, load_catalogue, load_events
+from gsomia._datafiles import parse_agreement, parse_party
+
+GOOD = """
+[agreement]
+id = "aaa-bbb"
+title = "A and B"
+parties = ["KOR", "JPN"]
+topology = "bilateral"
+timezone = "Asia/Seoul"
+purposes = ["defence-cooperation"]
+
+[agreement.scope]
+all_military_information = true
+
+[agreement.term]
+initial = "P1Y"
+renewal = "P1Y"
+notice_days = 90
+
+[[agreement.equivalence]]
+levels = { KOR = "군사II급비밀", JPN = "極秘" }
+
+[[agreement.events]]
+id = "signed"
+kind = "signed"
+at = 2020-01-10
+reference = "signature"
+
+[[agreement.events]]
+id = "in-force"
+kind = "entered_into_force"
+at = 2020-01-10
+reference = "in force"
+"""
+
+
+def test_shipped_catalogue_has_the_scenario_agreements() -> None:
+    catalogue = load_catalogue()
+    assert set(catalogue.agreements) == {
+        "kor-jpn-gsomia-2016",
+        "tisa-2014",
+        "usa-kor-gsomia-1987",
+        "usa-jpn-gsomia-2007",
+        "trilateral-missile-warning-2023",
+    }
+    assert set(catalogue.parties) == {"KOR", "JPN", "USA"}
+    tisa = catalogue.agreement("tisa-2014")
+    assert tisa.hub == "USA"
+    assert tisa.scope_topics == frozenset({"dprk-nuclear", "dprk-missile"})
+
+
+def test_good_agreement_parses() -> None:
+    agreement = parse_agreement("good.toml", GOOD.encode())
+    assert agreement.state_at(kst(2020, 6, 1)).status is Status.IN_FORCE
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "problem"),
+    [
+        (('topology = "bilateral"', 'topology = "star"'), "agreement.topology", "Input should be"),
+        (("notice_days = 90", "notice_days = -1"), "agreement.term.notice_days", "greater than or equal"),
+        (('initial = "P1Y"', 'initial = "one year"'), "agreement.term.initial", "not a duration"),
+        (
+            ('timezone = "Asia/Seoul"', 'timezone = "Mars/Olympus"'),
+            "agreement.timezone",
+            "unknown IANA time zone",
+        ),
+        (('id = "aaa-bbb"', 'id = "Bad Id"'), "agreement.id", "should match pattern"),
+        (('kind = "signed"', 'kind = "ratified"'), "agreement.events.0.kind", "Input should be"),
+        (
+            ('at = 2020-01-10\nreference = "signature"', 'at = "tomorrow"\nreference = "signature"'),
+            "agreement.events[0].at",
+            "not ISO 8601",
+        ),
+        (
+            ('at = 2020-01-10\nreference = "signature"', 'at = 2020-01-10T10:00:00\nreference = "signature"'),
+            "agreement.events[0].at",
+            "no UTC offset",
+        ),
+        (
+            ("all_military_information = true", "all_military_information = false"),
+            "agreement.scope",
+            "either",
+        ),
+        (('purposes = ["defence-cooperation"]', "purposes = []"), "agreement.purposes", "at least 1"),
+        (('title = "A and B"', 'title = "A and B"\ncolour = "blue"'), "agreement.colour", "Extra inputs"),
+        (('kind = "entered_into_force"', 'kind = "notice_withdrawn"'), "agreement", "no termination notice"),
+        (('parties = ["KOR", "JPN"]', 'parties = ["KOR"]'), "agreement.parties", "at least 2"),
+    ],
+)
+def test_bad_agreement_file_names_file_field_and_problem(
+    edit: tuple[str, str], field: str, problem: str
+) -> None:
+    old, new = edit
+    assert old in GOOD
+    with pytest.raises(DataFileError) as caught:
+        parse_agreement("bad.toml", GOOD.replace(old, new, 1).encode())
+    error = caught.value
+    assert error.source == "bad.toml"
+    assert error.field == field, str(error)
+    assert problem in error.problem, str(error)
+    assert str(error).startswith("bad.toml: ")
+
+
+def test_malformed_toml_is_reported() -> None:
+    with pytest.raises(DataFileError, match="not valid UTF-8 TOML"):
+        parse_agreement("broken.toml", b"[agreement\nid=")
+
+
+def test_equivalence_naming_an_unknown_level_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(GOOD.replace('JPN = "極秘"', 'JPN = "kimitsu"'), encoding="utf-8")
+    with pytest.raises(DataFileError, match="kimitsu"):
+        load_catalogue([tmp_path])
+
+
+def test_a_user_adds_a_party_and_an_agreement_by_file(tmp_path: Path) -> None:
+    (tmp_path / "GBR.toml").write_text(
+        """
+[party]
+code = "GBR"
+name = "United Kingdom"
+
+[scheme]
+title = "Government Security Classifications"
+
+[[scheme.levels]]
+name = "SECRET"
+alias = "uk-secret"
+gloss = "Secret"
+rank = 2
+
+[[scheme.levels]]
+name = "OFFICIAL-SENSITIVE"
+alias = "official-sensitive"
+gloss = "Official-Sensitive"
+rank = 1
+""",
+        encoding="utf-8",
+    )
+    (tmp_path / "gbr-jpn.toml").write_text(
+        GOOD.replace('"aaa-bbb"', '"gbr-jpn"')
+        .replace('["KOR", "JPN"]', '["GBR", "JPN"]')
+        .replace('KOR = "군사II급비밀"', 'GBR = "SECRET"'),
+        encoding="utf-8",
+    )
+    catalogue = load_catalogue([tmp_path])
+    assert catalogue.party("GBR").scheme.level("uk-secret").name == "SECRET"
+    assert catalogue.agreement("gbr-jpn").equivalence.map("GBR", "SECRET", "JPN") == "極秘"
+    assert "gbr-jpn" in {a.id for a in catalogue.agreements_of("JPN")}
+
+
+def test_a_user_file_replaces_a_shipped_agreement(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(GOOD.replace('"aaa-bbb"', '"tisa-2014"'), encoding="utf-8")
+    assert load_catalogue([tmp_path]).agreement("tisa-2014").title == "A and B"
+
+
+def test_two_user_files_defining_one_agreement_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.toml").write_text(GOOD, encoding="utf-8")
+    with pytest.raises(DataFileError, match="already defined"):
+        load_catalogue([tmp_path])
+
+
+def test_unknown_kind_of_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.toml").write_text('[weather]\nsky = "blue"\n', encoding="utf-8")
+    with pytest.raises(DataFileError, match="neither a party file"):
+        load_catalogue([tmp_path])
+
+
+def test_missing_data_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataFileError, match="not a directory"):
+        load_catalogue([tmp_path / "nope"])
+
+
+def test_party_file_with_duplicate_rank_is_refused() -> None:
+    text = b"""
+[party]
+code = "AAA"
+name = "A"
+[scheme]
+title = "t"
+[[scheme.levels]]
+name = "X"
+alias = "x"
+gloss = "x"
+rank = 1
+[[scheme.levels]]
+name = "Y"
+alias = "y"
+gloss = "y"
+rank = 1
+"""
+    with pytest.raises(DataFileError, match="share rank 1"):
+        parse_party("p.toml", text)
+
+
+def test_events_file_for_what_if(tmp_path: Path) -> None:
+    path = tmp_path / "events.toml"
+    path.write_text(
+        '[[events]]\nid = "x"\nkind = "terminated"\nat = "2021-01-01T09:00:00+09:00"\n'
+        'reference = "r"\nparty = "KOR"\n',
+        encoding="utf-8",
+    )
+    events = load_events(path, ZoneInfo("Asia/Seoul"))
+    assert events[0].kind is EventKind.TERMINATED
+    with pytest.raises(DataFileError, match="cannot read"):
+        load_events(tmp_path / "missing.toml", ZoneInfo("Asia/Seoul"))
