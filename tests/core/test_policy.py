@@ -384,6 +384,7 @@ def test_every_check_is_reported_even_when_one_fails(catalogue: Catalogue, engin
     d = engine.decide(make_request(catalogue, classification="군사I급비밀"), at=NORMAL_2024)
     assert [c.rule for c in d.checks] == [
         "agreement_in_force",
+        "label",
         "equivalence",
         "releasability",
         "caveats",
@@ -502,3 +503,68 @@ def test_adding_a_restriction_never_turns_a_refusal_into_a_release(
     after = engine.decide(tighter, at=at)  # type: ignore[arg-type]
     if not before.allowed:
         assert not after.allowed, (spec, restriction, after.checks)
+
+
+# --- regressions found by the PyCasbin cross-check ---
+
+
+def test_bilateral_agreement_governs_before_a_wider_arrangement(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    """The marking of JPN 特定秘密 sent to the USA does not depend on the item's topic."""
+    for topics in (["dprk-missile"], ["prc-navy"]):
+        d = engine.decide(
+            make_request(catalogue, sender="JPN", recipient="USA", classification="特定秘密", topics=topics),
+            at=NORMAL_2024,
+        )
+        assert d.allowed
+        assert d.agreement == "usa-jpn-gsomia-2007"
+        assert d.marking is not None
+        assert d.marking.classification == "TOP SECRET"
+
+
+def test_ip_restriction_blocks_a_hub_relay(catalogue: Catalogue, engine: ReleaseEngine) -> None:
+    d = engine.decide(
+        make_request(catalogue, via=("USA",), caveats=["IP-RESTRICTED"], consents=[relay_consent()]),
+        at=NOV_2016_EVE,
+    )
+    assert not d.allowed
+    passed, reason = check(d, "caveats")
+    assert not passed
+    assert "intellectual property" in reason
+
+
+def test_an_item_cannot_be_released_before_it_was_created(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    d = engine.decide(make_request(catalogue, created=kst(2024, 4, 1)), at=NORMAL_2024)
+    assert not d.allowed
+    passed, reason = check(d, "label")
+    assert not passed
+    assert "after this instant" in reason
+
+
+def test_relay_back_to_the_originator_still_needs_consent_for_the_hub(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    request = make_request(
+        catalogue,
+        sender="JPN",
+        recipient="KOR",
+        originator="KOR",
+        via=("USA",),
+        releasable_to=["JPN", "USA"],
+        consents=[relay_consent(originator="KOR", recipient="KOR")],
+    )
+    d = engine.decide(request, at=NORMAL_2024)
+    assert not d.allowed
+    passed, reason = check(d, "third_party")
+    assert not passed
+    assert "USA is a third party" in reason
+
+
+def test_unknown_parties_do_not_grow_the_route_cache(catalogue: Catalogue) -> None:
+    engine = ReleaseEngine(catalogue)
+    for n in range(50):
+        engine.decide(replace(make_request(catalogue), recipient=f"Z{n:02d}"), at=NORMAL_2024)
+    assert len(engine._routes) == 0

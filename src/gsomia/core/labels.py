@@ -7,7 +7,7 @@ equivalent for the same party is refused (an item never carries two conflicting 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -76,9 +76,11 @@ class SecurityLabel:
     review: datetime | None = None
     policy: str = "gsomia"
     alternatives: tuple[AlternativeLabel, ...] = ()
+    created_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require_aware(self.created, "label creation instant")
+        object.__setattr__(self, "created_ts", self.created.timestamp())
         if self.review is not None:
             require_aware(self.review, "label review instant")
             if self.review < self.created:

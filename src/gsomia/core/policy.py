@@ -17,9 +17,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from gsomia.core.agreements import Agreement
+from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import require_aware
 from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
@@ -30,6 +30,7 @@ __all__ = [
     "Check",
     "Consent",
     "ConsentKind",
+    "LabelRules",
     "Marking",
     "ReleaseDecision",
     "ReleaseEngine",
@@ -136,6 +137,7 @@ class ReleaseDecision:
         return tuple(c for c in self.checks if not c.passed)
 
 
+_V = TypeVar("_V")
 _MEMO_LIMIT = 4096  # per candidate; cleared when full so a long-running node stays bounded
 
 
@@ -180,7 +182,7 @@ class _Candidate:
             Check(_InForce.name, t.status.in_force, f"{agreement.id}: {t.reason}")
             for t in agreement.transitions
         ]
-        self.memo: dict[tuple[object, ...], Check] = {}
+        self.memo: dict[tuple[object, ...], Any] = {}
         # (originator, level, receiver) -> the receiver's marking, or None: no equivalent
         self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
         table = agreement.equivalence
@@ -194,12 +196,12 @@ class _Candidate:
                         marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
                     self.equivalent[(code, level.name, receiver)] = marking
 
-    def remember(self, key: tuple[object, ...], check: Check) -> Check:
+    def remember(self, key: tuple[object, ...], value: _V) -> _V:
         memo = self.memo
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
-        memo[key] = check
-        return check
+        memo[key] = value
+        return value
 
 
 class Rule(Protocol):
@@ -217,6 +219,23 @@ class _InForce:
         return candidate.states[bisect_right(candidate.starts, ts)]
 
 
+class _LabelDates:
+    """An item cannot be released before the instant its label says it was created."""
+
+    name = "label"
+    _ok = Check(name, True, "the item existed at this instant")
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        if label.created_ts <= ts:
+            return self._ok
+        return Check(
+            self.name,
+            False,
+            f"the label says the item was created at {label.created.isoformat()}, after this instant",
+        )
+
+
 class _Equivalence:
     """The item's level has an equivalent for every receiver (the classification ceiling)."""
 
@@ -224,10 +243,6 @@ class _Equivalence:
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         label = request.label
-        key = (self.name, label.originator, label.classification)
-        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, candidate))
-
-    def _evaluate(self, label: SecurityLabel, candidate: _Candidate) -> Check:
         found = []
         for receiver in candidate.receivers:
             if receiver == label.originator:
@@ -254,10 +269,6 @@ class _Releasability:
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         label = request.label
-        key = (self.name, label.originator, label.releasable_to)
-        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, candidate))
-
-    def _evaluate(self, label: SecurityLabel, candidate: _Candidate) -> Check:
         rel = label.releasable_to
         missing = [r for r in candidate.receivers if r != label.originator and r not in rel]
         if missing:
@@ -278,10 +289,8 @@ class _Caveats:
         label = request.label
         if not label.caveats:
             return self._clear
-        key = (self.name, label.caveats, request.sender == label.originator)
-        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(label, request.sender))
-
-    def _evaluate(self, label: SecurityLabel, sender: str) -> Check:
+        # onward: someone other than the originator passes the item on (a holder or a hub)
+        onward = request.sender != label.originator or bool(request.via)
         for name in sorted(label.caveats):
             caveat = CAVEATS.get(name)
             if caveat is None:
@@ -290,7 +299,7 @@ class _Caveats:
                 )
             if caveat.effect is CaveatEffect.BLOCKS_ALL_RELEASE:
                 return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
-            if caveat.effect is CaveatEffect.BLOCKS_ONWARD_RELEASE and sender != label.originator:
+            if caveat.effect is CaveatEffect.BLOCKS_ONWARD_RELEASE and onward:
                 return Check(self.name, False, f"caveat {name}: {caveat.meaning}")
         return self._clear
 
@@ -299,10 +308,6 @@ class _Purpose:
     name = "purpose"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
-        key = (self.name, request.label.purpose, request.purpose)
-        return candidate.memo.get(key) or candidate.remember(key, self._evaluate(request, candidate))
-
-    def _evaluate(self, request: ReleaseRequest, candidate: _Candidate) -> Check:
         purpose = request.purpose
         if purpose != request.label.purpose:
             return Check(
@@ -325,12 +330,7 @@ class _Scope:
     name = "scope"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
-        key = (self.name, request.label.topics)
-        return candidate.memo.get(key) or candidate.remember(
-            key, self._evaluate(request.label.topics, candidate)
-        )
-
-    def _evaluate(self, topics: frozenset[str], candidate: _Candidate) -> Check:
+        topics = request.label.topics
         scope = candidate.scope
         if scope is None:
             return Check(self.name, True, f"{candidate.id} covers all classified military information")
@@ -352,7 +352,7 @@ class _Scope:
 
 
 def _consent(
-    request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None
+    request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None, recipient: str
 ) -> tuple[Consent | None, str]:
     """The first consent of ``kind`` covering the request, or a reason why none does."""
     label = request.label
@@ -360,7 +360,7 @@ def _consent(
     for consent in request.consents:
         if consent.kind is not kind or consent.originator != label.originator:
             continue
-        if consent.recipient != request.recipient:
+        if consent.recipient != recipient:
             continue
         if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
             continue
@@ -378,35 +378,40 @@ def _consent(
 
 
 class _ThirdParty:
-    """Art. 6: nothing goes on to a third party without the originator's prior written consent."""
+    """Art. 6: nothing goes on to a third party without the originator's prior written consent.
+
+    When the sender is not the originator, every receiver on the route other than the
+    originator (a hub included) needs the originator's consent naming it.
+    """
 
     name = "third_party"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         originator = request.label.originator
-        if request.sender == originator or request.recipient == originator:
-            key = (self.name, originator, request.sender)
+        if request.sender == originator:
+            key = (self.name, originator)
             found = candidate.memo.get(key)
             if found is None:
-                reason = (
-                    f"{originator} is the originator: no consent needed"
-                    if request.sender == originator
-                    else f"the item returns to its originator {originator}"
+                found = candidate.remember(
+                    key, Check(self.name, True, f"{originator} is the originator: no consent needed")
                 )
-                found = candidate.remember(key, Check(self.name, True, reason))
             return found
-        consent, why = _consent(request, ConsentKind.THIRD_PARTY, ts, None)
-        if consent is None:
-            return Check(
-                self.name,
-                False,
-                f"{request.recipient} is a third party to {originator}'s item held by "
-                f"{request.sender}: no prior written consent of {originator} naming "
-                f"{request.recipient} is on file{why}",
-            )
-        return Check(
-            self.name, True, f"{originator}'s written consent {consent.reference} names {request.recipient}"
-        )
+        granted = []
+        for receiver in candidate.receivers:
+            if receiver == originator:
+                continue
+            consent, why = _consent(request, ConsentKind.THIRD_PARTY, ts, None, receiver)
+            if consent is None:
+                return Check(
+                    self.name,
+                    False,
+                    f"{receiver} is a third party to {originator}'s item held by {request.sender}: no prior "
+                    f"written consent of {originator} naming {receiver} is on file{why}",
+                )
+            granted.append(f"{consent.reference} names {receiver}")
+        if not granted:
+            return Check(self.name, True, f"the item returns to its originator {originator}")
+        return Check(self.name, True, f"{originator}'s written consent: {'; '.join(granted)}")
 
 
 class _HubAuthorisation:
@@ -419,7 +424,7 @@ class _HubAuthorisation:
         hub = candidate.hub
         if hub is None:
             return self._direct
-        consent, why = _consent(request, ConsentKind.HUB_RELAY, ts, hub)
+        consent, why = _consent(request, ConsentKind.HUB_RELAY, ts, hub, request.recipient)
         originator = request.label.originator
         if consent is None:
             return Check(
@@ -436,42 +441,89 @@ class _HubAuthorisation:
         )
 
 
-class AllOf:
-    """Every rule must pass; an empty rule set denies."""
+class LabelRules:
+    """Rules whose outcome depends only on the label, the purpose and the route's shape.
 
-    __slots__ = ("_checks", "rules")
-    _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
+    Their checks are computed once per distinct (label fields, purpose, route shape)
+    and candidate agreement, then reused: a stream of releases of similar items costs
+    one dictionary look-up for all of them. Only rules that read nothing else (no
+    instant, no consent) belong here.
+    """
+
+    __slots__ = ("rules",)
 
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
-        self._checks = tuple(rule.check for rule in rules)
+
+    def checks(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> tuple[Check, ...]:
+        label = request.label
+        key = (
+            self,
+            label.originator,
+            label.classification,
+            label.releasable_to,
+            label.caveats,
+            label.purpose,
+            label.topics,
+            request.purpose,
+            request.sender == label.originator,
+            bool(request.via),
+        )
+        found = candidate.memo.get(key)
+        if found is None:
+            found = tuple([rule.check(request, candidate, ts) for rule in self.rules])
+            candidate.remember(key, found)
+        return found
+
+
+class AllOf:
+    """Every rule must pass; an empty rule set denies."""
+
+    __slots__ = ("_steps", "rules")
+    _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
+
+    def __init__(self, *rules: Rule | LabelRules) -> None:
+        self.rules = rules
+        self._steps = tuple(
+            (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
+        )
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, every check); an empty rule set is one failure."""
-        if not self._checks:
+        if not self._steps:
             return 1, self._empty
-        checks = tuple([check(request, candidate, ts) for check in self._checks])
+        out: list[Check] = []
+        for group, step in self._steps:
+            if group:
+                out.extend(step(request, candidate, ts))  # type: ignore[arg-type]
+            else:
+                out.append(step(request, candidate, ts))  # type: ignore[arg-type]
         failed = 0
-        for c in checks:
+        for c in out:
             if not c[1]:
                 failed += 1
-        return failed, checks
+        return failed, tuple(out)
 
 
 def standard_rules() -> AllOf:
     """The treaty rules, in the order a person reads them."""
     return AllOf(
         _InForce(),
-        _Equivalence(),
-        _Releasability(),
-        _Caveats(),
-        _Purpose(),
-        _Scope(),
+        _LabelDates(),
+        LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
         _ThirdParty(),
         _HubAuthorisation(),
     )
+
+
+_TOPOLOGY_ORDER = {Topology.BILATERAL: 0, Topology.MULTILATERAL: 1, Topology.HUB: 2}
+
+
+def _specificity(agreement: Agreement) -> tuple[int, str]:
+    """Most specific first: a bilateral agreement governs (and marks) before a wider arrangement."""
+    return _TOPOLOGY_ORDER[agreement.topology], agreement.id
 
 
 class ReleaseEngine:
@@ -492,7 +544,8 @@ class ReleaseEngine:
         if found is None:
             compiled = self._compile(sender, recipient, via)
             found = (compiled, tuple([c.id for c in compiled]))
-            self._routes[key] = found
+            if compiled:  # only real routes are kept, so unknown names cannot grow the cache
+                self._routes[key] = found
         return found
 
     def _compile(self, sender: str, recipient: str, via: tuple[str, ...]) -> tuple[_Candidate, ...]:
@@ -500,25 +553,25 @@ class ReleaseEngine:
         if sender not in cat.parties or recipient not in cat.parties or len(via) > 1:
             return ()
         if not via:
-            return tuple(
-                _Candidate(a, cat, (recipient,), None)
-                for a in cat.agreements_of(sender)
-                if a.routes_directly(sender, recipient)
-            )
+            found = [a for a in cat.agreements_of(sender) if a.routes_directly(sender, recipient)]
+            return tuple(_Candidate(a, cat, (recipient,), None) for a in sorted(found, key=_specificity))
         hub = via[0]
         return tuple(
             _Candidate(a, cat, (hub, recipient), hub)
-            for a in cat.agreements_of(sender)
+            for a in sorted(cat.agreements_of(sender), key=_specificity)
             if a.relays(sender, hub, recipient)
         )
 
     def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         """Evaluate every rule for every agreement that could carry the route.
 
-        The first candidate that passes every rule allows the release; otherwise the
-        refusal reported is the candidate that passed the most rules.
+        Candidates are tried most specific first (bilateral, multilateral, hub; then by
+        id), so the governing agreement and the recipient's marking do not depend on an
+        item's topic falling inside a wider arrangement. The first candidate that passes
+        every rule allows the release; otherwise the refusal reported is the candidate
+        that failed the fewest rules.
         """
-        if at.tzinfo is None:
+        if at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
         route = (request.sender, *request.via, request.recipient)
