@@ -273,7 +273,8 @@ def third_party_consents(
 ) -> bool:
     """Every receiver of the route but the originator is named by a THIRD_PARTY consent."""
     return all(
-        r == originator or third_party_consent(consents, originator, r, holder, item, at) for r in tokens(receivers)
+        r == originator or third_party_consent(consents, originator, r, holder, item, at)
+        for r in tokens(receivers)
     )
 
 

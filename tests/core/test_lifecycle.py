@@ -12,6 +12,7 @@ from tests.conftest import KST, kst
 
 from gsomia import Agreement, Catalogue, Event, EventKind, LifecycleError, Status, TermRules, UnknownNameError
 from gsomia.core.agreements import Equivalence, Topology
+from gsomia.core.instants import add_months
 from gsomia.errors import InstantError
 
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -289,19 +290,19 @@ def test_notice_deadline_is_exactly_the_notice_period_before_each_anniversary(
     s = a.state_at(probe)
     assert s.term_end is not None
     assert s.notice_deadline is not None
-    # the term end is an anniversary, at local midnight, strictly after the probe
-    assert s.term_end > probe
-    local_end = s.term_end.astimezone(tz)
-    assert (local_end.hour, local_end.minute) == (0, 0)
-    assert (local_end.month, local_end.day) == (entry.month, entry.day) or (entry.month, entry.day) == (2, 29)
-    # the deadline is the notice period before an anniversary, in local calendar days
-    deadline_local = s.notice_deadline.astimezone(tz)
-    anniversary = deadline_local.date() + timedelta(days=notice_days)
-    assert anniversary in {local_end.date(), local_end.date().replace(year=local_end.year + 1)} or (
-        entry.month,
-        entry.day,
-    ) == (2, 29)
-    assert s.notice_deadline > probe
+    anniversaries = [
+        datetime.combine(add_months(entry, 12 * k), datetime.min.time(), tzinfo=tz)
+        for k in range(1, years + 4)
+    ]
+    # the term end is the first anniversary (local midnight) strictly after the probe
+    assert s.term_end == min(x for x in anniversaries if x > probe)
+    # the next deadline is exactly notice_days (local calendar days) before an anniversary,
+    # the first whose deadline has not passed
+    deadlines = [
+        datetime.combine(x.date() - timedelta(days=notice_days), datetime.min.time(), tzinfo=tz)
+        for x in anniversaries
+    ]
+    assert s.notice_deadline == min(d for d in deadlines if d > probe)
 
 
 @given(offset=st.integers(min_value=-200, max_value=200))
