@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import uuid
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy
 
 from gsomia import Catalogue, Consent, ReleaseEngine, ReleaseRequest, load_catalogue
+
+pytest_plugins = ["tests.node_fixtures"]
 
 KST = ZoneInfo("Asia/Seoul")
 
@@ -55,3 +61,52 @@ def make_request(
         created=created or kst(2014, 1, 1),
     )
     return ReleaseRequest(label, sender, recipient, purpose, via, item, tuple(consents))
+
+
+# --- stores: the same suites run on SQLite and on PostgreSQL ---
+
+POSTGRES_URL = os.environ.get("GSOMIA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _require_services() -> bool:
+    return os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1"
+
+
+def _postgres_available() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_status() -> str | None:
+    return _postgres_available()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a throw-away PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    if postgres_status is not None:
+        if _require_services():
+            pytest.fail(f"PostgreSQL is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {postgres_status}")
+        pytest.skip(f"PostgreSQL absent: {postgres_status}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

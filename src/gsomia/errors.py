@@ -11,7 +11,15 @@ message a person can act on. Third-party exceptions are converted where they ent
     │   └── LifecycleError     an agreement event breaks the lifecycle rules
     ├── LabelError             a security label is malformed or inconsistent
     ├── InstantError           an instant cannot be parsed or lacks an offset
-    └── ReleaseRefused         a release was refused; carries the full decision
+    ├── ReleaseRefused         a release was refused; carries the full decision
+    ├── AccessDenied           a person may not read (or create) an item; carries the decision
+    ├── AuthenticationError    a token is missing, unknown, expired or revoked
+    ├── NotFoundError          no such item, person or token at this node
+    ├── ConflictError          an id is already taken
+    ├── PayloadTooLargeError   a payload exceeds the node's limit
+    ├── ConfigError            a node directory or its configuration is unusable
+    ├── InvalidInputError      a request is malformed (bad id, cursor, payload encoding)
+    └── StoreError             the store failed; nothing was half-written
 """
 
 from __future__ import annotations
@@ -19,16 +27,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gsomia.core.access import AccessDecision
     from gsomia.core.policy import ReleaseDecision
 
 __all__ = [
+    "AccessDenied",
     "AgreementError",
+    "AuthenticationError",
+    "ConfigError",
+    "ConflictError",
     "DataFileError",
     "GsomiaError",
     "InstantError",
+    "InvalidInputError",
     "LabelError",
     "LifecycleError",
+    "NotFoundError",
+    "PayloadTooLargeError",
     "ReleaseRefused",
+    "StoreError",
     "UnknownNameError",
 ]
 
@@ -82,3 +99,40 @@ class ReleaseRefused(GsomiaError):
         self.decision = decision
         failed = "; ".join(f"{c.rule}: {c.reason}" for c in decision.checks if not c.passed)
         super().__init__(f"release refused: {failed or 'no rule allowed it'}")
+
+
+class AccessDenied(GsomiaError):
+    """A person may not read (or create) an item; ``decision`` explains every check."""
+
+    def __init__(self, decision: AccessDecision) -> None:
+        self.decision = decision
+        failed = "; ".join(f"{c.rule}: {c.reason}" for c in decision.checks if not c.passed)
+        super().__init__(f"access refused: {failed or 'no rule allowed it'}")
+
+
+class AuthenticationError(GsomiaError):
+    """A token is missing, unknown, expired or revoked."""
+
+
+class NotFoundError(GsomiaError, LookupError):
+    """No such item, person or token at this node."""
+
+
+class ConflictError(GsomiaError):
+    """An identifier is already taken."""
+
+
+class PayloadTooLargeError(GsomiaError, ValueError):
+    """A payload exceeds the node's configured limit."""
+
+
+class ConfigError(GsomiaError):
+    """A node directory or its configuration is missing or unusable."""
+
+
+class StoreError(GsomiaError):
+    """The store failed; the transaction was rolled back, nothing was half-written."""
+
+
+class InvalidInputError(GsomiaError, ValueError):
+    """A request is malformed: a bad identifier, cursor or payload encoding."""

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import sys
-from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gsomia._datafiles import load_catalogue, load_events
 from gsomia.cli import _render
+from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.cli._node import item_app, node_app, person_app
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
-from gsomia.errors import GsomiaError, InstantError
+from gsomia.errors import InstantError
 from gsomia.scenario import replay_history
 
 app = typer.Typer(
@@ -35,41 +32,17 @@ agreement_app = typer.Typer(help="Agreements and their lifecycle.", no_args_is_h
 party_app = typer.Typer(help="Parties and their classification schemes.", no_args_is_help=True)
 app.add_typer(agreement_app, name="agreement")
 app.add_typer(party_app, name="party")
+app.add_typer(node_app, name="node")
+app.add_typer(person_app, name="person")
+app.add_typer(item_app, name="item")
 
 _state: dict[str, list[Path]] = {"data": []}
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _guard(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Domain errors become one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(command)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return command(*args, **kwargs)
-        except GsomiaError as exc:
-            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(2) from exc
-
-    return run
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 120, highlight=False)
 
 
 def _catalogue() -> Catalogue:
     env = os.environ.get("GSOMIA_DATA_PATH", "")
     extra = [Path(p) for p in env.split(os.pathsep) if p] + _state["data"]
     return load_catalogue(extra)
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 @app.callback()
@@ -87,39 +60,39 @@ def _root(
 
 
 @party_app.command("list")
-@_guard
+@guard
 def party_list(as_json: JsonOpt = False) -> None:
     """List parties and their classification levels, highest first."""
     catalogue = _catalogue()
     parties = sorted(catalogue.parties.values(), key=lambda p: p.code)
     if as_json:
-        _emit([_render.party_json(p) for p in parties])
+        emit([_render.party_json(p) for p in parties])
         return
     table = Table("party", "level", "alias", "gloss", "rank")
     for party in parties:
         for level in sorted(party.scheme.levels, key=lambda lv: -lv.rank):
             table.add_row(f"{party.code} {party.name}", level.name, level.alias, level.gloss, str(level.rank))
-    _console().print(table)
+    console().print(table)
 
 
 @agreement_app.command("list")
-@_guard
+@guard
 def agreement_list(as_json: JsonOpt = False) -> None:
     """List the agreements known to this installation."""
     agreements = sorted(_catalogue().agreements.values(), key=lambda a: a.id)
     if as_json:
-        _emit([_render.agreement_json(a) for a in agreements])
+        emit([_render.agreement_json(a) for a in agreements])
         return
     table = Table("id", "title", "parties", "topology", "scope")
     for a in agreements:
         topology = a.topology.value + (f" ({a.hub})" if a.hub else "")
         scope = "all military information" if a.scope_topics is None else ", ".join(sorted(a.scope_topics))
         table.add_row(a.id, a.title, " ".join(a.parties), topology, scope)
-    _console().print(table)
+    console().print(table)
 
 
 @agreement_app.command("status")
-@_guard
+@guard
 def agreement_status(
     agreement: Annotated[str, typer.Argument(help="Agreement id, e.g. kor-jpn-gsomia-2016.")],
     at: Annotated[str, typer.Option(help="ISO 8601 instant with offset; a bare date is local midnight.")],
@@ -145,12 +118,12 @@ def agreement_status(
             "added": [e.id for e in added],
             "set_aside": list(subject.set_aside),
         }
-        _emit(data)
+        emit(data)
         return
-    console = _console()
-    _render.print_state(console, state, what_if=bool(without or added))
+    out = console()
+    _render.print_state(out, state, what_if=bool(without or added))
     for reason in subject.set_aside:
-        console.print(f"  [magenta]what-if[/]: {escape(reason)}")
+        out.print(f"  [magenta]what-if[/]: {escape(reason)}")
 
 
 def _consent(spec: str, at: datetime, tz: tzinfo) -> Consent:
@@ -171,7 +144,7 @@ def _consent(spec: str, at: datetime, tz: tzinfo) -> Consent:
 
 
 @app.command()
-@_guard
+@guard
 def decide(
     sender: Annotated[str, typer.Option("--from", help="Sending party trigraph.")],
     recipient: Annotated[str, typer.Option("--to", help="Receiving party trigraph.")],
@@ -217,9 +190,9 @@ def decide(
     request = ReleaseRequest(label, sender, recipient, purpose, hubs, item, consents)
     decision = engine.decide(request, at=instant)
     if as_json:
-        _emit(_render.decision_json(decision))
+        emit(_render.decision_json(decision))
     else:
-        _render.print_decision(_console(), decision)
+        _render.print_decision(console(), decision)
     raise typer.Exit(0 if decision.allowed else 1)
 
 
@@ -234,14 +207,14 @@ def _route_zone(catalogue: Catalogue, sender: str, recipient: str) -> tzinfo:
 
 
 @app.command()
-@_guard
+@guard
 def demo(as_json: JsonOpt = False) -> None:
     """Replay 2014–2023 and show, at each event, which flows are allowed and why."""
     steps = replay_history(_catalogue())
     if as_json:
-        _emit([_render.step_json(s) for s in steps])
+        emit([_render.step_json(s) for s in steps])
         return
-    _render.print_demo(_console(), steps)
+    _render.print_demo(console(), steps)
 
 
 def main() -> None:

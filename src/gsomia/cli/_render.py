@@ -2,105 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gsomia.core.agreements import Agreement
+from gsomia._codec import agreement_json, decision_json, party_json, state_json
 from gsomia.core.lifecycle import AgreementState, Status
-from gsomia.core.parties import Party
 from gsomia.core.policy import ReleaseDecision
 from gsomia.scenario import Step
 
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
-
-
-def party_json(party: Party) -> dict[str, Any]:
-    return {
-        "code": party.code,
-        "name": party.name,
-        "scheme": party.scheme.title,
-        "levels": [
-            {"name": lv.name, "alias": lv.alias, "gloss": lv.gloss, "rank": lv.rank}
-            for lv in sorted(party.scheme.levels, key=lambda lv: -lv.rank)
-        ],
-    }
-
-
-def agreement_json(agreement: Agreement) -> dict[str, Any]:
-    return {
-        "id": agreement.id,
-        "title": agreement.title,
-        "parties": list(agreement.parties),
-        "topology": agreement.topology.value,
-        "hub": agreement.hub,
-        "scope": None if agreement.scope_topics is None else sorted(agreement.scope_topics),
-        "purposes": sorted(agreement.purposes),
-        "timezone": str(agreement.timezone),
-        "events": [
-            {
-                "id": e.id,
-                "kind": e.kind.value,
-                "at": e.at.isoformat(),
-                "party": e.party,
-                "reference": e.reference,
-            }
-            for e in agreement.events
-        ],
-    }
-
-
-def state_json(state: AgreementState) -> dict[str, Any]:
-    notice = state.notice
-    return {
-        "agreement": state.agreement,
-        "at": state.at.isoformat(),
-        "in_force": state.in_force,
-        "status": state.status.value,
-        "since": _iso(state.since),
-        "term_end": _iso(state.term_end),
-        "notice_deadline": _iso(state.notice_deadline),
-        "notice": None
-        if notice is None
-        else {
-            "event": notice.event.id,
-            "given_at": notice.event.at.isoformat(),
-            "by": notice.event.party,
-            "reference": notice.event.reference,
-            "effective_end": notice.effective_end.isoformat(),
-            "deadline": _iso(notice.deadline),
-            "on_time": notice.on_time,
-        },
-        "explanation": state.explanation,
-    }
-
-
-def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
-    marking = decision.marking
-    return {
-        "allowed": decision.allowed,
-        "at": decision.at.isoformat(),
-        "route": list(decision.route),
-        "agreement": decision.agreement,
-        "considered": list(decision.considered),
-        "checks": [{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in decision.checks],
-        "marking": None
-        if marking is None
-        else {
-            "text": marking.text,
-            "originator": marking.originator,
-            "party": marking.party,
-            "classification": marking.classification,
-            "alias": marking.alias,
-            "gloss": marking.gloss,
-            "agreement": marking.agreement,
-        },
-    }
+__all__ = [
+    "agreement_json",
+    "decision_json",
+    "party_json",
+    "print_decision",
+    "print_demo",
+    "print_state",
+    "state_json",
+]
 
 
 def step_json(step: Step) -> dict[str, Any]:

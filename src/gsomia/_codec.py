@@ -1,0 +1,261 @@
+"""Core values to and from JSON-ready dicts (the boundary form): labels, persons, agreements, decisions.
+
+One shape serves the store, the REST API and the CLI, so a label reads the same
+everywhere. Parsing validates against the catalogue and raises ``LabelError``
+naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gsomia.core.access import Person, Role
+from gsomia.core.agreements import Agreement
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.labels import AlternativeLabel, SecurityLabel
+from gsomia.core.lifecycle import AgreementState
+from gsomia.core.parties import Party
+from gsomia.core.policy import ReleaseDecision
+from gsomia.errors import GsomiaError, LabelError
+
+__all__ = [
+    "agreement_json",
+    "canonical",
+    "decision_json",
+    "label_from_dict",
+    "label_to_dict",
+    "party_json",
+    "person_from_dict",
+    "person_to_dict",
+    "state_json",
+]
+
+
+def canonical(data: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, UTF-8 text kept as is."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def label_to_dict(label: SecurityLabel) -> dict[str, Any]:
+    return {
+        "policy": label.policy,
+        "originator": label.originator,
+        "classification": label.classification,
+        "releasable_to": sorted(label.releasable_to),
+        "caveats": sorted(label.caveats),
+        "purpose": label.purpose,
+        "topics": sorted(label.topics),
+        "created": label.created.isoformat(),
+        "review": None if label.review is None else label.review.isoformat(),
+        "alternatives": [
+            {"party": a.party, "classification": a.classification, "agreement": a.agreement}
+            for a in label.alternatives
+        ],
+    }
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise LabelError(f"label.{name}: required")
+        return None
+    if not isinstance(value, kind):
+        raise LabelError(f"label.{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _strings(data: Mapping[str, Any], name: str) -> list[str]:
+    value = data.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LabelError(f"label.{name}: expected a list of strings")
+    return value
+
+
+def _instant(data: Mapping[str, Any], name: str, *, required: bool) -> datetime | None:
+    text = _field(data, name, str, required=required)
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise LabelError(f"label.{name}: {text!r} is not an ISO 8601 instant") from exc
+    if at.tzinfo is None:
+        raise LabelError(f"label.{name}: {text!r} has no UTC offset")
+    return at
+
+
+def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
+    """Parse and check a label against the originator's scheme (names or aliases accepted)."""
+    if not isinstance(data, Mapping):
+        raise LabelError("label: expected an object")
+    known = {
+        "policy",
+        "originator",
+        "classification",
+        "releasable_to",
+        "caveats",
+        "purpose",
+        "topics",
+        "created",
+        "review",
+        "alternatives",
+    }
+    extra = sorted(set(data) - known)
+    if extra:
+        raise LabelError(f"label: unknown field(s) {', '.join(extra)}")
+    policy = _field(data, "policy", str, required=False) or "gsomia"
+    if policy != "gsomia":
+        raise LabelError(f"label.policy: {policy!r} is not a policy this node enforces (gsomia)")
+    raw_alts = data.get("alternatives") or []
+    if not isinstance(raw_alts, list):
+        raise LabelError("label.alternatives: expected a list")
+    alternatives = []
+    for n, alt in enumerate(raw_alts):
+        if not isinstance(alt, Mapping) or not all(
+            isinstance(alt.get(k), str) for k in ("party", "classification", "agreement")
+        ):
+            raise LabelError(f"label.alternatives[{n}]: needs party, classification and agreement strings")
+        alternatives.append(AlternativeLabel(alt["party"], alt["classification"], alt["agreement"]))
+    created = _instant(data, "created", required=True)
+    if created is None:  # unreachable: required=True raises first; kept for the type checker
+        raise LabelError("label.created: required")
+    try:
+        return catalogue.label(
+            originator=_field(data, "originator", str),
+            classification=_field(data, "classification", str),
+            releasable_to=_strings(data, "releasable_to"),
+            purpose=_field(data, "purpose", str),
+            topics=_strings(data, "topics"),
+            caveats=_strings(data, "caveats"),
+            created=created,
+            review=_instant(data, "review", required=False),
+            alternatives=alternatives,
+        )
+    except LabelError:
+        raise
+    except GsomiaError as exc:
+        raise LabelError(f"label: {exc}") from exc
+
+
+def person_to_dict(person: Person) -> dict[str, Any]:
+    return {
+        "id": person.id,
+        "name": person.name,
+        "nationality": person.nationality,
+        "clearance": person.clearance,
+        "need_to_know": sorted(person.need_to_know),
+        "roles": sorted(r.value for r in person.roles),
+        "active": person.active,
+    }
+
+
+def person_from_dict(data: Mapping[str, Any], catalogue: Catalogue) -> Person:
+    """Parse and check a person: known nationality, a level of that party's scheme, known roles."""
+    nationality = catalogue.party(str(data.get("nationality", ""))).code
+    clearance = data.get("clearance")
+    if clearance is not None:
+        clearance = catalogue.level(nationality, str(clearance)).name
+    try:
+        roles = frozenset(Role(r) for r in data.get("roles", []))
+    except ValueError as exc:
+        raise LabelError(f"person.roles: {exc}; known: {', '.join(r.value for r in Role)}") from exc
+    return Person(
+        id=str(data.get("id", "")),
+        name=str(data.get("name", "")),
+        nationality=nationality,
+        clearance=clearance,
+        need_to_know=frozenset(str(t) for t in data.get("need_to_know", [])),
+        roles=roles,
+        active=bool(data.get("active", True)),
+    )
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def party_json(party: Party) -> dict[str, Any]:
+    return {
+        "code": party.code,
+        "name": party.name,
+        "scheme": party.scheme.title,
+        "levels": [
+            {"name": lv.name, "alias": lv.alias, "gloss": lv.gloss, "rank": lv.rank}
+            for lv in sorted(party.scheme.levels, key=lambda lv: -lv.rank)
+        ],
+    }
+
+
+def agreement_json(agreement: Agreement) -> dict[str, Any]:
+    return {
+        "id": agreement.id,
+        "title": agreement.title,
+        "parties": list(agreement.parties),
+        "topology": agreement.topology.value,
+        "hub": agreement.hub,
+        "scope": None if agreement.scope_topics is None else sorted(agreement.scope_topics),
+        "purposes": sorted(agreement.purposes),
+        "timezone": str(agreement.timezone),
+        "events": [
+            {
+                "id": e.id,
+                "kind": e.kind.value,
+                "at": e.at.isoformat(),
+                "party": e.party,
+                "reference": e.reference,
+            }
+            for e in agreement.events
+        ],
+    }
+
+
+def state_json(state: AgreementState) -> dict[str, Any]:
+    notice = state.notice
+    return {
+        "agreement": state.agreement,
+        "at": state.at.isoformat(),
+        "in_force": state.in_force,
+        "status": state.status.value,
+        "since": _iso(state.since),
+        "term_end": _iso(state.term_end),
+        "notice_deadline": _iso(state.notice_deadline),
+        "notice": None
+        if notice is None
+        else {
+            "event": notice.event.id,
+            "given_at": notice.event.at.isoformat(),
+            "by": notice.event.party,
+            "reference": notice.event.reference,
+            "effective_end": notice.effective_end.isoformat(),
+            "deadline": _iso(notice.deadline),
+            "on_time": notice.on_time,
+        },
+        "explanation": state.explanation,
+    }
+
+
+def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
+    marking = decision.marking
+    return {
+        "allowed": decision.allowed,
+        "at": decision.at.isoformat(),
+        "route": list(decision.route),
+        "agreement": decision.agreement,
+        "considered": list(decision.considered),
+        "checks": [{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in decision.checks],
+        "marking": None
+        if marking is None
+        else {
+            "text": marking.text,
+            "originator": marking.originator,
+            "party": marking.party,
+            "classification": marking.classification,
+            "alias": marking.alias,
+            "gloss": marking.gloss,
+            "agreement": marking.agreement,
+        },
+    }

@@ -1,0 +1,192 @@
+"""Request and response bodies of the REST API (pydantic, at the boundary only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemIn(_In):
+    """A labelled item to ingest: give ``payload`` (any JSON) or ``payload_base64`` (bytes)."""
+
+    id: str | None = Field(default=None, description="Client-chosen id; a UUID is made when absent.")
+    label: dict[str, Any] = Field(description="The security label (see docs/API.md).")
+    payload: Any = None
+    payload_base64: str | None = None
+    received_from: str | None = Field(
+        default=None, description="Party the item came from, for a received item."
+    )
+    agreement: str | None = Field(default=None, description="Agreement it came under, for a received item.")
+
+
+class AlternativeOut(BaseModel):
+    party: str
+    classification: str
+    agreement: str
+
+
+class LabelOut(BaseModel):
+    policy: str
+    originator: str
+    classification: str
+    releasable_to: list[str]
+    caveats: list[str]
+    purpose: str
+    topics: list[str]
+    created: str
+    review: str | None
+    alternatives: list[AlternativeOut]
+
+
+class ItemOut(BaseModel):
+    id: str
+    label: LabelOut
+    received_from: str | None
+    agreement: str | None
+    ingested: str
+    ingested_by: str
+    payload_type: str
+    payload_size: int
+
+
+class ItemContentOut(ItemOut):
+    payload: Any = None
+    payload_base64: str | None = None
+
+
+class PageOut(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None
+    withheld: int = Field(description="Items in the scanned range the reader may not see.")
+
+
+class InventoryOut(BaseModel):
+    at: str
+    kind: str
+    party: str | None
+    actor: str | None
+    detail: dict[str, Any]
+
+
+class PersonIn(_In):
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1)
+    nationality: str = Field(min_length=3, max_length=3)
+    clearance: str | None = None
+    need_to_know: list[str] = []
+    roles: list[str] = []
+
+
+class PersonOut(BaseModel):
+    id: str
+    name: str
+    nationality: str
+    clearance: str | None
+    need_to_know: list[str]
+    roles: list[str]
+    active: bool
+
+
+class TokenIn(_In):
+    days: int = Field(default=30, ge=1, le=365)
+
+
+class TokenOut(BaseModel):
+    id: str
+    token: str = Field(description="Shown once; only its hash is stored.")
+    expires: str
+
+
+class AgreementOut(BaseModel):
+    id: str
+    title: str
+    parties: list[str]
+    topology: str
+    hub: str | None
+    scope: list[str] | None
+    purposes: list[str]
+    timezone: str
+    events: list[dict[str, Any]]
+
+
+class NoticeOut(BaseModel):
+    event: str
+    given_at: str
+    by: str | None
+    reference: str
+    effective_end: str
+    deadline: str | None
+    on_time: bool
+
+
+class StatusOut(BaseModel):
+    agreement: str
+    at: str
+    in_force: bool
+    status: str
+    since: str | None
+    term_end: str | None
+    notice_deadline: str | None
+    notice: NoticeOut | None
+    explanation: str
+
+
+class ConsentIn(_In):
+    kind: str
+    originator: str
+    recipient: str
+    given_at: str
+    reference: str = Field(min_length=1)
+    item: str | None = None
+    holder: str | None = None
+    hub: str | None = None
+    expires: str | None = None
+
+
+class DecisionIn(_In):
+    sender: str
+    recipient: str
+    via: list[str] = Field(default=[], max_length=1)
+    purpose: str
+    label: dict[str, Any]
+    item: str | None = None
+    consents: list[ConsentIn] = []
+    at: str = Field(description="ISO 8601 with offset, or a bare date (local midnight).")
+
+
+class CheckOut(BaseModel):
+    rule: str
+    passed: bool
+    reason: str
+
+
+class MarkingOut(BaseModel):
+    text: str
+    originator: str
+    party: str
+    classification: str
+    alias: str
+    gloss: str
+    agreement: str
+
+
+class DecisionOut(BaseModel):
+    allowed: bool
+    at: str
+    route: list[str]
+    agreement: str | None
+    considered: list[str]
+    checks: list[CheckOut]
+    marking: MarkingOut | None
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str

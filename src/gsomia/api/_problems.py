@@ -1,0 +1,92 @@
+"""RFC 9457 problem details: every error is ``application/problem+json`` a person can act on.
+
+HTTP status codes are assigned here, at the edge, never on domain errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gsomia.errors import (
+    AccessDenied,
+    AgreementError,
+    AuthenticationError,
+    ConfigError,
+    ConflictError,
+    DataFileError,
+    GsomiaError,
+    InstantError,
+    InvalidInputError,
+    LabelError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ReleaseRefused,
+    StoreError,
+    UnknownNameError,
+)
+
+MEDIA_TYPE = "application/problem+json"
+
+_STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
+    (AuthenticationError, 401, "authentication-required"),
+    (AccessDenied, 403, "access-denied"),
+    (ReleaseRefused, 403, "release-refused"),
+    (NotFoundError, 404, "not-found"),
+    (ConflictError, 409, "conflict"),
+    (PayloadTooLargeError, 413, "payload-too-large"),
+    (LabelError, 422, "invalid-label"),
+    (UnknownNameError, 422, "unknown-name"),
+    (InstantError, 422, "invalid-instant"),
+    (InvalidInputError, 422, "invalid-input"),
+    (DataFileError, 422, "invalid-data"),
+    (AgreementError, 422, "invalid-agreement-event"),
+    (StoreError, 503, "store-unavailable"),
+    (ConfigError, 500, "node-misconfigured"),
+)
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": f"urn:gsomia:problem:{slug}", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="gsomia"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _classify(error: GsomiaError) -> tuple[int, str]:
+    for kind, status, slug in _STATUS:
+        if isinstance(error, kind):
+            return status, slug
+    return 400, "bad-request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    @app.exception_handler(GsomiaError)
+    async def _domain(request: Request, error: GsomiaError) -> JSONResponse:
+        status, slug = _classify(error)
+        extra: dict[str, Any] = {}
+        if isinstance(error, AccessDenied):
+            extra["checks"] = [
+                {"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in error.decision.checks
+            ]
+        title = slug.replace("-", " ").capitalize()
+        return problem(status, slug, title, str(error), **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": str(e.get("msg", ""))}
+            for e in error.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
+        return problem(422, "invalid-request", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        return problem(error.status_code, slug, slug.replace("-", " ").capitalize(), str(error.detail))

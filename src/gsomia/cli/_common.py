@@ -1,0 +1,45 @@
+"""What every command shares: the ``--json`` option, output, and turning domain errors into exit 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from gsomia.errors import GsomiaError
+
+__all__ = ["JsonOpt", "console", "emit", "guard"]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def guard(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Domain errors become one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return command(*args, **kwargs)
+        except GsomiaError as exc:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[bold red]error:[/] {escape(str(exc))}"
+            )
+            raise typer.Exit(2) from exc
+
+    return run

@@ -1,0 +1,280 @@
+"""``gsomia node``, ``gsomia person`` and ``gsomia item``: operate a node from its host."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gsomia._codec import label_to_dict, person_to_dict
+from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.errors import InvalidInputError
+from gsomia.node import Item, Node, init_node_dir, load_config
+from gsomia.store import ItemFilter
+
+node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
+person_app = typer.Typer(help="The node's register of people and their API tokens.", no_args_is_help=True)
+item_app = typer.Typer(
+    help="Ingest, list and read items at a node (access rules apply).", no_args_is_help=True
+)
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
+AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
+
+
+def _open(directory: Path) -> Node:
+    return Node(load_config(directory))
+
+
+@node_app.command("init")
+@guard
+def node_init(
+    party: Annotated[str, typer.Option(help="The party this node serves (trigraph).")],
+    directory: DirOpt,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the directory).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a node directory: configuration, a fresh payload key, a migrated database."""
+    config = init_node_dir(directory, party.upper(), database_url)
+    node = Node(config)
+    revision = node.store.revision()
+    node.close()
+    if as_json:
+        emit(
+            {
+                "party": config.party,
+                "dir": str(directory),
+                "database_url": config.database_url,
+                "revision": revision,
+            }
+        )
+        return
+    console().print(
+        f"node for {config.party} created in {directory} (schema {revision}).\n"
+        f"Next: gsomia person add --dir {directory} ... --role administrator"
+    )
+
+
+@node_app.command("migrate")
+@guard
+def node_migrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
+    """Apply pending schema migrations (also done on every start)."""
+    node = _open(directory)
+    revision = node.store.revision()
+    node.close()
+    if as_json:
+        emit({"revision": revision})
+    else:
+        console().print(f"schema at revision {revision}")
+
+
+@node_app.command("serve")
+@guard
+def node_serve(
+    directory: DirOpt,
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+) -> None:
+    """Serve the node's REST API (OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    from gsomia.api import create_app
+
+    node = _open(directory)
+    uvicorn.run(create_app(node), host=host, port=port, log_level="info")
+
+
+@person_app.command("add")
+@guard
+def person_add(
+    directory: DirOpt,
+    person_id: Annotated[str, typer.Option("--id", help="Unique id.")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+    nationality: Annotated[str, typer.Option(help="Party trigraph.")],
+    clearance: Annotated[str | None, typer.Option(help="Level in the nationality's scheme.")] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="Need-to-know topic (repeatable).")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="analyst, release_officer, security_officer, administrator.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a person (as the node's operator)."""
+    node = _open(directory)
+    person = node.add_person(
+        None,
+        {
+            "id": person_id,
+            "name": name,
+            "nationality": nationality,
+            "clearance": clearance,
+            "need_to_know": topic or [],
+            "roles": role or [],
+        },
+    )
+    if as_json:
+        emit(person_to_dict(person))
+    else:
+        console().print(
+            f"registered {person.id} ({person.nationality}, {person.clearance or 'no clearance'})"
+        )
+
+
+@person_app.command("list")
+@guard
+def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
+    """List the register of people."""
+    people = [person_to_dict(p) for p in _open(directory).people()]
+    if as_json:
+        emit(people)
+        return
+    for p in people:
+        console().print(
+            f"{p['id']}  {p['nationality']}  {p['clearance'] or '-'}  roles={','.join(p['roles'])}  "
+            f"need-to-know={','.join(p['need_to_know'])}  {'active' if p['active'] else 'disabled'}"
+        )
+
+
+@person_app.command("token")
+@guard
+def person_token(
+    directory: DirOpt,
+    person_id: Annotated[str, typer.Argument(help="The person the token is for.")],
+    days: Annotated[int, typer.Option(help="Lifetime in days (1-365).")] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an API token; it is printed once and only its hash is kept."""
+    token_id, token, expires = _open(directory).issue_token(None, person_id, days)
+    if as_json:
+        emit({"id": token_id, "token": token, "expires": expires.isoformat()})
+    else:
+        console().print(f"token {token_id} (expires {expires.isoformat()}):\n{token}")
+
+
+def _item_json(item: Item, payload: bytes | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": item.id,
+        "label": label_to_dict(item.label),
+        "received_from": item.received_from,
+        "agreement": item.agreement,
+        "ingested": item.ingested.isoformat(),
+        "ingested_by": item.ingested_by,
+        "payload_type": item.payload_type,
+        "payload_size": item.payload_size,
+    }
+    if payload is not None:
+        if item.payload_type == "json":
+            out["payload"] = json.loads(payload)
+        else:
+            out["payload_base64"] = base64.b64encode(payload).decode()
+    return out
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"{what} {path}: cannot read ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{what} {path}: not JSON ({exc})") from exc
+
+
+@item_app.command("ingest")
+@guard
+def item_ingest(
+    directory: DirOpt,
+    actor: AsOpt,
+    label: Annotated[Path, typer.Option(help="JSON file holding the security label.")],
+    payload: Annotated[Path, typer.Option(help="File holding the payload.")],
+    binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
+    item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
+    received_from: Annotated[
+        str | None, typer.Option(help="For a received item: where it came from.")
+    ] = None,
+    agreement: Annotated[str | None, typer.Option(help="For a received item: the agreement.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest a labelled item."""
+    node = _open(directory)
+    person = node.person(actor)
+    if binary:
+        data = payload.read_bytes()
+    else:
+        data = json.dumps(_read_json(payload, "payload"), ensure_ascii=False).encode()
+    item = node.ingest(
+        person,
+        label=_read_json(label, "label"),
+        payload=data,
+        payload_type="bytes" if binary else "json",
+        item_id=item_id,
+        received_from=received_from.upper() if received_from else None,
+        agreement=agreement,
+    )
+    if as_json:
+        emit(_item_json(item))
+    else:
+        console().print(f"stored {item.id}: {item.label.originator} {item.label.classification}")
+
+
+@item_app.command("list")
+@guard
+def item_list(
+    directory: DirOpt,
+    actor: AsOpt,
+    originator: Annotated[str | None, typer.Option()] = None,
+    classification: Annotated[str | None, typer.Option()] = None,
+    topic: Annotated[str | None, typer.Option()] = None,
+    received_from: Annotated[str | None, typer.Option()] = None,
+    cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    limit: Annotated[int, typer.Option(help="Page size (1-1000).")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the items the person may read, a page at a time."""
+    node = _open(directory)
+    where = ItemFilter(
+        originator=originator.upper() if originator else None,
+        classification=classification,
+        topic=topic,
+        received_from=received_from.upper() if received_from else None,
+    )
+    page = node.list_items(node.person(actor), where, cursor, limit)
+    if as_json:
+        emit(
+            {
+                "items": [_item_json(i) for i in page.items],
+                "next_cursor": page.next_cursor,
+                "withheld": page.withheld,
+            }
+        )
+        return
+    for item in page.items:
+        console().print(
+            f"{item.id}  {item.label.originator} {item.label.classification}  "
+            f"{','.join(sorted(item.label.topics))}"
+        )
+    console().print(
+        f"{len(page.items)} shown, {page.withheld} withheld"
+        + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
+    )
+
+
+@item_app.command("show")
+@guard
+def item_show(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Read one item and its payload (the read is decided and audited)."""
+    node = _open(directory)
+    item, payload = node.read(node.person(actor), item_id)
+    data = _item_json(item, payload)
+    if as_json:
+        emit(data)
+    else:
+        console().print_json(json.dumps(data, ensure_ascii=False))

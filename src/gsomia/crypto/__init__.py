@@ -1,0 +1,1 @@
+"""Cryptography adapters, all built on the ``cryptography`` package (no home-made constructions)."""

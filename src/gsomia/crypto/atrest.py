@@ -1,0 +1,52 @@
+"""Payload encryption at rest: AES-256-GCM under the node key, bound to the item's id and label.
+
+The label is authenticated data: a stored label rewritten in the database (a silent
+downgrade, a widened releasability) makes the payload fail to open, so a copied or
+edited database file reveals and changes nothing unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gsomia.errors import ConfigError, StoreError
+
+__all__ = ["PayloadCipher"]
+
+_NONCE = 12
+_CONTEXT = b"gsomia/item-payload/v1\x00"
+
+
+class PayloadCipher:
+    """Seal and open item payloads with one 256-bit node key."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ConfigError(f"the node key must be 32 bytes, found {len(key)}")
+        self._aead = AESGCM(key)
+
+    @staticmethod
+    def generate_key() -> bytes:
+        return AESGCM.generate_key(bit_length=256)
+
+    @staticmethod
+    def _aad(item_id: str, label: str) -> bytes:
+        return b"".join((_CONTEXT, item_id.encode(), b"\x00", label.encode()))
+
+    def seal(self, item_id: str, label: str, payload: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, payload, self._aad(item_id, label))
+
+    def open(self, item_id: str, label: str, blob: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], self._aad(item_id, label))
+        except (InvalidTag, ValueError) as exc:
+            raise StoreError(
+                f"item {item_id} failed its integrity check: its stored payload or label was altered, "
+                f"or the node key is not the one it was sealed with"
+            ) from exc

@@ -1,0 +1,397 @@
+"""The node's store: SQLite (embedded default, WAL) or PostgreSQL, through SQLAlchemy Core.
+
+Every write is one transaction: an insert that fails (a duplicate id, a broken
+constraint) leaves nothing behind. Driver exceptions become ``StoreError`` or
+``ConflictError`` here, at the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from gsomia.errors import ConflictError, StoreError
+from gsomia.store import _tables as t
+
+__all__ = ["AuditRow", "InventoryRow", "ItemFilter", "ItemRow", "NewItem", "Store", "TokenRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item ready to store: label as canonical JSON, payload already encrypted."""
+
+    id: str
+    originator: str
+    classification: str
+    label: str
+    topics: frozenset[str]
+    received_from: str | None
+    agreement: str | None
+    created_us: int
+    ingested_us: int
+    ingested_by: str
+    payload_type: str
+    payload_size: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    seq: int
+    id: str
+    originator: str
+    classification: str
+    label: str
+    received_from: str | None
+    agreement: str | None
+    created_us: int
+    ingested_us: int
+    ingested_by: str
+    payload_type: str
+    payload_size: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """Search filters; ``None`` means any."""
+
+    originator: str | None = None
+    classification: str | None = None
+    topic: str | None = None
+    received_from: str | None = None
+    created_from_us: int | None = None
+    created_before_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRow:
+    item_id: str
+    at_us: int
+    kind: str
+    party: str | None
+    actor: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: str
+    person_id: str
+    created_us: int
+    expires_us: int
+    revoked_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at_us: int
+    kind: str
+    actor: str | None
+    subject: str | None
+    outcome: str
+    detail: str
+    seq: int = 0
+
+
+_ITEM_COLUMNS = [c for c in t.items.c if c.name != "seq"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """One node's database. ``url`` is a SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        try:
+            self.engine: Engine = create_engine(url, future=True, **engine_options)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise StoreError(f"cannot open store {url!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.url = url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise ConflictError(f"already exists: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store failure, nothing was written: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store failure: {exc}") from exc
+
+    # --- schema ---
+
+    def migrate(self) -> None:
+        """Apply every Alembic migration not yet applied (idempotent)."""
+        config = Config()
+        config.set_main_option("script_location", str(files("gsomia.store") / "migrations"))
+        with self._begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        with self._read() as conn:
+            try:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            except SQLAlchemyError:
+                return None
+
+    # --- items ---
+
+    def insert_items(
+        self,
+        new: Sequence[NewItem],
+        inventory: Sequence[tuple[str, int, str, str | None, str | None, str]] = (),
+        audit: Sequence[AuditRow] = (),
+    ) -> list[int]:
+        """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
+        with self._begin() as conn:
+            seqs: list[int] = []
+            if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
+                values = [{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS} for item in new]
+                query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
+                seqs = list(conn.execute(query, values).scalars())
+            topic_rows = [
+                {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
+            ]
+            if topic_rows:
+                conn.execute(insert(t.item_topics), topic_rows)
+            by_id = {item.id: s for item, s in zip(new, seqs, strict=True)}
+            self._inventory(conn, inventory, by_id)
+            self._audit(conn, audit)
+            return seqs
+
+    def _inventory(
+        self,
+        conn: Connection,
+        entries: Sequence[tuple[str, int, str, str | None, str | None, str]],
+        by_id: dict[str, int],
+    ) -> None:
+        rows = []
+        for item_id, at_us, kind, party, actor, detail in entries:
+            seq = by_id.get(item_id)
+            if seq is None:
+                seq = conn.execute(select(t.items.c.seq).where(t.items.c.id == item_id)).scalar_one()
+            rows.append(
+                {
+                    "item_seq": seq,
+                    "at_us": at_us,
+                    "kind": kind,
+                    "party": party,
+                    "actor": actor,
+                    "detail": detail,
+                }
+            )
+        if rows:
+            conn.execute(insert(t.inventory), rows)
+
+    def add_inventory(self, entries: Sequence[tuple[str, int, str, str | None, str | None, str]]) -> None:
+        with self._begin() as conn:
+            self._inventory(conn, entries, {})
+
+    def get_item(self, item_id: str) -> ItemRow | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.items).where(t.items.c.id == item_id)).one_or_none()
+        return None if row is None else ItemRow(**row._mapping)
+
+    def item_topics(self, seq: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.item_topics.c.topic).where(t.item_topics.c.item_seq == seq))
+            return sorted(r[0] for r in rows)
+
+    def list_items(
+        self, where: ItemFilter, after_seq: int, limit: int, *, with_payload: bool = False
+    ) -> list[ItemRow]:
+        """Items with ``seq > after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET)."""
+        columns = list(t.items.c) if with_payload else [c for c in t.items.c if c.name != "payload"]
+        query = select(*columns).where(t.items.c.seq > after_seq)
+        if where.originator is not None:
+            query = query.where(t.items.c.originator == where.originator)
+        if where.classification is not None:
+            query = query.where(t.items.c.classification == where.classification)
+        if where.received_from is not None:
+            query = query.where(t.items.c.received_from == where.received_from)
+        if where.created_from_us is not None:
+            query = query.where(t.items.c.created_us >= where.created_from_us)
+        if where.created_before_us is not None:
+            query = query.where(t.items.c.created_us < where.created_before_us)
+        if where.topic is not None:
+            query = query.where(
+                t.items.c.seq.in_(
+                    select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
+                )
+            )
+        query = query.order_by(t.items.c.seq).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        if with_payload:
+            return [ItemRow(**r._mapping) for r in rows]
+        return [ItemRow(**r._mapping, payload=b"") for r in rows]
+
+    def count_items(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.items)).scalar_one())
+
+    def inventory(self, item_id: str) -> list[InventoryRow]:
+        query = (
+            select(
+                t.items.c.id,
+                t.inventory.c.at_us,
+                t.inventory.c.kind,
+                t.inventory.c.party,
+                t.inventory.c.actor,
+                t.inventory.c.detail,
+            )
+            .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
+            .where(t.items.c.id == item_id)
+            .order_by(t.inventory.c.seq)
+        )
+        with self._read() as conn:
+            return [InventoryRow(*r) for r in conn.execute(query)]
+
+    # --- people and tokens ---
+
+    def add_person(self, person_id: str, record: str, at_us: int, audit: Sequence[AuditRow] = ()) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(t.people),
+                {"id": person_id, "record": record, "created_us": at_us, "updated_us": at_us},
+            )
+            self._audit(conn, audit)
+
+    def update_person(self, person_id: str, record: str, at_us: int, audit: Sequence[AuditRow] = ()) -> bool:
+        with self._begin() as conn:
+            done = conn.execute(
+                update(t.people).where(t.people.c.id == person_id).values(record=record, updated_us=at_us)
+            ).rowcount
+            self._audit(conn, audit)
+            return bool(done)
+
+    def get_person(self, person_id: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(
+                select(t.people.c.record).where(t.people.c.id == person_id)
+            ).scalar_one_or_none()
+
+    def list_people(self) -> list[str]:
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(select(t.people.c.record).order_by(t.people.c.id))]
+
+    def add_token(self, row: TokenRow, digest: str, audit: Sequence[AuditRow] = ()) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(t.tokens),
+                {
+                    "id": row.id,
+                    "person_id": row.person_id,
+                    "hash": digest,
+                    "created_us": row.created_us,
+                    "expires_us": row.expires_us,
+                    "revoked_us": row.revoked_us,
+                },
+            )
+            self._audit(conn, audit)
+
+    def find_token(self, digest: str) -> TokenRow | None:
+        query = select(
+            t.tokens.c.id,
+            t.tokens.c.person_id,
+            t.tokens.c.created_us,
+            t.tokens.c.expires_us,
+            t.tokens.c.revoked_us,
+        ).where(t.tokens.c.hash == digest)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else TokenRow(*row)
+
+    def token(self, token_id: str) -> TokenRow | None:
+        query = select(
+            t.tokens.c.id,
+            t.tokens.c.person_id,
+            t.tokens.c.created_us,
+            t.tokens.c.expires_us,
+            t.tokens.c.revoked_us,
+        ).where(t.tokens.c.id == token_id)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else TokenRow(*row)
+
+    def revoke_token(self, token_id: str, at_us: int, audit: Sequence[AuditRow] = ()) -> bool:
+        with self._begin() as conn:
+            done = conn.execute(
+                update(t.tokens)
+                .where(t.tokens.c.id == token_id, t.tokens.c.revoked_us.is_(None))
+                .values(revoked_us=at_us)
+            ).rowcount
+            self._audit(conn, audit)
+            return bool(done)
+
+    # --- audit seam ---
+
+    def _audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        if rows:
+            conn.execute(
+                insert(t.audit_records),
+                [
+                    {
+                        "at_us": r.at_us,
+                        "kind": r.kind,
+                        "actor": r.actor,
+                        "subject": r.subject,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                    }
+                    for r in rows
+                ],
+            )
+
+    def append_audit(self, rows: Sequence[AuditRow]) -> None:
+        with self._begin() as conn:
+            self._audit(conn, rows)
+
+    def audit(self, *, after_seq: int = 0, kind: str | None = None, limit: int = 1000) -> list[AuditRow]:
+        query = select(t.audit_records).where(t.audit_records.c.seq > after_seq)
+        if kind is not None:
+            query = query.where(t.audit_records.c.kind == kind)
+        query = query.order_by(t.audit_records.c.seq).limit(limit)
+        with self._read() as conn:
+            return [AuditRow(**r._mapping) for r in conn.execute(query)]
+
+    # --- node metadata ---
+
+    def meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(
+                select(t.node_meta.c.value).where(t.node_meta.c.key == key)
+            ).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._begin() as conn:
+            conn.execute(insert(t.node_meta), {"key": key, "value": value})

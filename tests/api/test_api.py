@@ -1,0 +1,241 @@
+"""The REST API through httpx.ASGITransport against the real app and a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from tests.node_fixtures import jpn_label, kor_label
+
+from gsomia.api import create_app
+from gsomia.core.access import Person
+from gsomia.node import Node
+
+Call = Callable[..., httpx.Response]
+GSOMIA = "kor-jpn-gsomia-2016"
+
+
+@pytest.fixture
+def call(jpn_node: Node) -> Call:
+    app = create_app(jpn_node)
+
+    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                return await client.request(method, url, headers=headers, **kwargs)
+
+        return asyncio.run(run())
+
+    return do
+
+
+@pytest.fixture
+def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
+    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["detail"]
+    assert body["type"].startswith("urn:gsomia:problem:")
+    return body
+
+
+def ingest_received(call: Call, token: str, item_id: str = "kor-1", **label: Any) -> httpx.Response:
+    return call(
+        "POST",
+        "/items",
+        token,
+        json={
+            "id": item_id,
+            "label": kor_label(**label),
+            "payload": {"track": 7},
+            "received_from": "KOR",
+            "agreement": GSOMIA,
+        },
+    )
+
+
+def test_health_and_openapi(call: Call) -> None:
+    assert call("GET", "/healthz").json() == {"status": "ok", "party": "JPN"}
+    spec = call("GET", "/openapi.json").json()
+    assert "/items" in spec["paths"]
+    assert "/decisions" in spec["paths"]
+
+
+def test_no_or_bad_token_is_401_with_a_challenge(call: Call) -> None:
+    body = problem(call("GET", "/items"), 401)
+    assert "Bearer" in body["detail"]
+    response = call("GET", "/items", "gsm_deadbeef_nope")
+    problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_ingest_then_read_as_cleared_and_under_cleared(call: Call, tokens: dict[str, str]) -> None:
+    created = ingest_received(call, tokens["tanaka"])
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/items/kor-1"
+    assert created.json()["label"]["alternatives"] == [
+        {"party": "JPN", "classification": "極秘", "agreement": GSOMIA}
+    ]
+    read = call("GET", "/items/kor-1", tokens["tanaka"])
+    assert read.status_code == 200
+    assert read.json()["payload"] == {"track": 7}
+    refused = problem(call("GET", "/items/kor-1", tokens["sato"]), 403)
+    assert any(c["rule"] == "clearance" and not c["passed"] for c in refused["checks"])
+    inventory = call("GET", "/items/kor-1/inventory", tokens["tanaka"]).json()
+    assert inventory[0]["kind"] == "received"
+
+
+def test_bytes_payload_round_trips(call: Call, tokens: dict[str, str]) -> None:
+    raw = bytes(range(256))
+    body = {"id": "blob", "label": jpn_label(), "payload_base64": base64.b64encode(raw).decode()}
+    assert call("POST", "/items", tokens["tanaka"], json=body).status_code == 201
+    got = call("GET", "/items/blob", tokens["tanaka"]).json()
+    assert base64.b64decode(got["payload_base64"]) == raw
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"label": jpn_label()}, 422, "exactly one of payload"),
+        ({"payload": 1}, 422, "label"),
+        ({"label": jpn_label(classification="kimitsu"), "payload": 1}, 422, "JPN has no classification"),
+        ({"label": jpn_label(created="2024-01-01T00:00:00"), "payload": 1}, 422, "no UTC offset"),
+        ({"label": "secret", "payload": 1}, 422, "label"),
+        ({"label": jpn_label(), "payload_base64": "***"}, 422, "base64"),
+        ({"label": jpn_label(), "payload": 1, "id": "a/b"}, 422, "item id"),
+        ({"label": jpn_label(), "payload": 1, "colour": "red"}, 422, "colour"),
+        ({"label": kor_label(), "payload": 1}, 422, "needs received_from"),
+    ],
+)
+def test_bad_ingest_is_a_clear_problem(
+    call: Call, tokens: dict[str, str], jpn_node: Node, body: dict[str, Any], status: int, needle: str
+) -> None:
+    found = problem(call("POST", "/items", tokens["tanaka"], json=body), status)
+    assert needle in found["detail"]
+    assert jpn_node.store.count_items() == 0
+
+
+def test_duplicate_is_409_and_oversize_is_413(call: Call, tokens: dict[str, str], jpn_node: Node) -> None:
+    assert ingest_received(call, tokens["tanaka"]).status_code == 201
+    problem(ingest_received(call, tokens["tanaka"]), 409)
+    limit = jpn_node.config.max_payload_bytes
+    just_over = {"label": jpn_label(), "payload_base64": base64.b64encode(b"x" * (limit + 1)).decode()}
+    problem(call("POST", "/items", tokens["tanaka"], json=just_over), 413)
+    huge = b"{" + b" " * (limit * 3) + b"}"
+    body = problem(
+        call("POST", "/items", tokens["tanaka"], content=huge, headers={"content-type": "application/json"}),
+        413,
+    )
+    assert "limit" in body["detail"]
+    assert jpn_node.store.count_items() == 1
+
+
+def test_above_clearance_ingest_is_403(call: Call, tokens: dict[str, str]) -> None:
+    problem(call("POST", "/items", tokens["sato"], json={"label": jpn_label(), "payload": 1}), 403)
+
+
+def test_listing_pages_with_a_cursor(call: Call, tokens: dict[str, str]) -> None:
+    for n in range(5):
+        assert ingest_received(call, tokens["tanaka"], f"k{n}").status_code == 201
+    first = call("GET", "/items", tokens["tanaka"], params={"limit": 3}).json()
+    assert [i["id"] for i in first["items"]] == ["k0", "k1", "k2"]
+    second = call(
+        "GET", "/items", tokens["tanaka"], params={"limit": 3, "cursor": first["next_cursor"]}
+    ).json()
+    assert [i["id"] for i in second["items"]] == ["k3", "k4"]
+    assert second["next_cursor"] is None
+    filtered = call("GET", "/items", tokens["tanaka"], params={"originator": "jpn"}).json()
+    assert filtered["items"] == []
+    assert call("GET", "/items", tokens["sato"]).json()["withheld"] == 5
+    problem(call("GET", "/items", tokens["tanaka"], params={"cursor": "zzz"}), 422)
+    problem(call("GET", "/items", tokens["tanaka"], params={"limit": 0}), 422)
+    problem(call("GET", "/items", tokens["tanaka"], params={"created_from": "last week"}), 422)
+
+
+def test_people_and_tokens(call: Call, tokens: dict[str, str]) -> None:
+    new = {
+        "id": "ito",
+        "name": "Ito",
+        "nationality": "JPN",
+        "clearance": "hi",
+        "need_to_know": ["dprk-missile"],
+        "roles": ["analyst"],
+    }
+    problem(call("POST", "/people", tokens["tanaka"], json=new), 403)
+    made = call("POST", "/people", tokens["admin"], json=new)
+    assert made.status_code == 201
+    assert made.json()["clearance"] == "秘"
+    problem(call("POST", "/people", tokens["admin"], json=new), 409)
+    problem(call("POST", "/people", tokens["admin"], json={**new, "id": "x", "clearance": "SECRET"}), 422)
+    issued = call("POST", "/people/ito/tokens", tokens["admin"], json={"days": 2})
+    assert issued.status_code == 201
+    ito = issued.json()
+    assert call("GET", "/people/ito", ito["token"]).json()["id"] == "ito"
+    problem(call("GET", "/people/tanaka", ito["token"]), 403)
+    assert call("DELETE", f"/tokens/{ito['id']}", ito["token"]).status_code == 204
+    problem(call("GET", "/people/ito", ito["token"]), 401)
+    assert len(call("GET", "/people", tokens["admin"]).json()) == 7
+
+
+def test_agreements_and_status(call: Call, tokens: dict[str, str]) -> None:
+    ids = {a["id"] for a in call("GET", "/agreements", tokens["tanaka"]).json()}
+    assert GSOMIA in ids
+    assert "usa-kor-gsomia-1987" not in ids  # not a JPN agreement
+    status = call("GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "2019-08-24"}).json()
+    assert status["status"] == "termination_notified"
+    assert status["in_force"] is True
+    problem(call("GET", "/agreements/nope", tokens["tanaka"]), 404)
+    problem(call("GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "soon"}), 422)
+
+
+def test_decisions(call: Call, tokens: dict[str, str]) -> None:
+    body = {
+        "sender": "JPN",
+        "recipient": "KOR",
+        "purpose": "threat-assessment",
+        "label": jpn_label(),
+        "at": "2024-03-01",
+    }
+    decided = call("POST", "/decisions", tokens["tanaka"], json=body).json()
+    assert decided["allowed"] is True
+    assert decided["marking"]["text"] == "JPN 군사II급비밀"
+    refused = call("POST", "/decisions", tokens["tanaka"], json={**body, "at": "2016-11-01"}).json()
+    assert refused["allowed"] is False
+    problem(
+        call(
+            "POST",
+            "/decisions",
+            tokens["tanaka"],
+            json={
+                **body,
+                "consents": [
+                    {
+                        "kind": "blessing",
+                        "originator": "JPN",
+                        "recipient": "KOR",
+                        "given_at": "2024-01-01",
+                        "reference": "r",
+                    }
+                ],
+            },
+        ),
+        422,
+    )
+
+
+def test_unknown_route_is_a_problem(call: Call) -> None:
+    problem(call("GET", "/nowhere"), 404)

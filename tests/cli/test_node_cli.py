@@ -1,0 +1,164 @@
+"""Operating a node from the command line: init, people, tokens, items, and serving the API."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.node_fixtures import jpn_label, kor_label
+from typer.testing import CliRunner
+
+from gsomia.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> Any:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    if code == 0:
+        return json.loads(result.stdout)
+    assert result.stderr.count("\n") == 1, result.stderr  # one line a person can act on
+    return result.stderr
+
+
+def make(tmp_path: Path) -> Path:
+    d = tmp_path / "node"
+    init = run("node", "init", "--party", "JPN", "--dir", str(d))
+    assert init["party"] == "JPN"
+    assert init["revision"] == "0001"
+    assert (d / "node.key").stat().st_mode & 0o077 == 0  # the key is private to its owner
+    run(
+        "person",
+        "add",
+        "--dir",
+        str(d),
+        "--id",
+        "tanaka",
+        "--name",
+        "Tanaka",
+        "--nationality",
+        "JPN",
+        "--clearance",
+        "gokuhi",
+        "--topic",
+        "dprk-missile",
+        "--role",
+        "analyst",
+    )
+    return d
+
+
+def test_init_ingest_list_show(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    label, payload = tmp_path / "label.json", tmp_path / "payload.json"
+    label.write_text(json.dumps(kor_label()), encoding="utf-8")
+    payload.write_text('{"launch": "Sinpo"}', encoding="utf-8")
+    stored = run(
+        "item",
+        "ingest",
+        "--dir",
+        str(d),
+        "--as",
+        "tanaka",
+        "--label",
+        str(label),
+        "--payload",
+        str(payload),
+        "--id",
+        "k1",
+        "--received-from",
+        "KOR",
+        "--agreement",
+        "kor-jpn-gsomia-2016",
+    )
+    assert stored["label"]["alternatives"][0]["classification"] == "極秘"
+    listed = run("item", "list", "--dir", str(d), "--as", "tanaka")
+    assert [i["id"] for i in listed["items"]] == ["k1"]
+    shown = run("item", "show", "--dir", str(d), "--as", "tanaka", "k1")
+    assert shown["payload"] == {"launch": "Sinpo"}
+    assert run("node", "migrate", "--dir", str(d))["revision"] == "0001"
+
+
+def test_cli_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    assert "exists already" in run("node", "init", "--party", "JPN", "--dir", str(d), code=2)
+    assert "no node here" in run("item", "list", "--dir", str(tmp_path / "empty"), "--as", "x", code=2)
+    label = tmp_path / "label.json"
+    label.write_text(json.dumps(jpn_label(classification="kimitsu")), encoding="utf-8")
+    err = run(
+        "item",
+        "ingest",
+        "--dir",
+        str(d),
+        "--as",
+        "tanaka",
+        "--label",
+        str(label),
+        "--payload",
+        str(label),
+        code=2,
+    )
+    assert "JPN has no classification" in err
+    assert "not JSON" in run(
+        "item",
+        "ingest",
+        "--dir",
+        str(d),
+        "--as",
+        "tanaka",
+        "--label",
+        str(d / "node.key"),
+        "--payload",
+        str(label),
+        code=2,
+    )
+    assert "no person" in run("item", "show", "--dir", str(d), "--as", "nobody", "k1", code=2)
+
+
+def test_person_list_and_token(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    assert [p["id"] for p in run("person", "list", "--dir", str(d))] == ["tanaka"]
+    token = run("person", "token", "--dir", str(d), "tanaka", "--days", "7")
+    assert token["token"].startswith("gsm_")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_node_serve_answers_on_loopback(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    token = run("person", "token", "--dir", str(d), "tanaka")["token"]
+    port = _free_port()
+    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(d), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the node did not start within 20 s"
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok", "party": "JPN"}
+        items = httpx.get(
+            f"http://127.0.0.1:{port}/items", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert items.status_code == 200
+        assert items.json()["items"] == []
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

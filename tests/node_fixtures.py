@@ -1,0 +1,70 @@
+"""Nodes for tests: a JPN node with a cleared reader, an under-cleared one and an administrator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gsomia.core.access import Person
+from gsomia.node import Node
+from gsomia.testing import FakeClock, make_node
+
+
+def kor_label(**kw: Any) -> dict[str, Any]:
+    label: dict[str, Any] = {
+        "originator": "KOR",
+        "classification": "군사II급비밀",
+        "releasable_to": ["JPN"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": "2024-02-01T09:00:00+09:00",
+    }
+    label.update(kw)
+    return label
+
+
+def jpn_label(**kw: Any) -> dict[str, Any]:
+    return kor_label(**{"originator": "JPN", "classification": "極秘", "releasable_to": ["KOR"], **kw})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def jpn_node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]:
+    node = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
+    yield node
+    node.close()
+
+
+def add(
+    node: Node, pid: str, nationality: str, clearance: str | None, topics: list[str], roles: list[str]
+) -> Person:
+    return node.add_person(
+        None,
+        {
+            "id": pid,
+            "name": pid.title(),
+            "nationality": nationality,
+            "clearance": clearance,
+            "need_to_know": topics,
+            "roles": roles,
+        },
+    )
+
+
+@pytest.fixture
+def people(jpn_node: Node) -> dict[str, Person]:
+    return {
+        "tanaka": add(jpn_node, "tanaka", "JPN", "極秘", ["dprk-missile"], ["analyst"]),
+        "sato": add(jpn_node, "sato", "JPN", "秘", ["dprk-missile"], ["analyst"]),
+        "suzuki": add(jpn_node, "suzuki", "JPN", "特定秘密", ["prc-navy"], ["analyst"]),
+        "general": add(jpn_node, "general", "JPN", "特定秘密", ["dprk-missile"], ["administrator"]),
+        "admin": add(jpn_node, "admin", "JPN", None, [], ["administrator"]),
+        "smith": add(jpn_node, "smith", "USA", "TOP SECRET", ["dprk-missile"], ["analyst"]),
+    }
