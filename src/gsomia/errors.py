@@ -19,6 +19,8 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── PayloadTooLargeError   a payload exceeds the node's limit
     ├── ConfigError            a node directory or its configuration is unusable
     ├── InvalidInputError      a request is malformed (bad id, cursor, payload encoding)
+    ├── ProofError             a Merkle proof or a log does not verify (tampering, a fork)
+    ├── EnvelopeError          an envelope or origin signature was refused (opaque; detail audited)
     └── StoreError             the store failed; nothing was half-written
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DataFileError",
+    "EnvelopeError",
     "GsomiaError",
     "InstantError",
     "InvalidInputError",
@@ -44,6 +47,7 @@ __all__ = [
     "LifecycleError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "ProofError",
     "ReleaseRefused",
     "StoreError",
     "UnknownNameError",
@@ -136,3 +140,28 @@ class StoreError(GsomiaError):
 
 class InvalidInputError(GsomiaError, ValueError):
     """A request is malformed: a bad identifier, cursor or payload encoding."""
+
+
+class ProofError(GsomiaError):
+    """A Merkle proof, a tree head or a log does not verify: tampering, a rewrite or a fork."""
+
+
+class EnvelopeError(GsomiaError):
+    """An envelope or an originator's signature was refused.
+
+    ``str(error)`` is always "envelope refused": the sender of bad input learns nothing
+    about which check failed. ``detail`` is the short code for the audit log:
+    ``malformed``, ``unsupported-version``, ``unknown-sender``, ``unknown-key``,
+    ``revoked-key``, ``key-not-valid``, ``bad-signature``, ``wrong-recipient``,
+    ``expired``, ``not-yet-valid``, ``decrypt-failed`` or ``bad-origin-signature``.
+
+    >>> str(EnvelopeError("bad-signature"))
+    'envelope refused'
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__("envelope refused")
+
+    def __reduce__(self) -> tuple[type[EnvelopeError], tuple[str]]:
+        return (type(self), (self.detail,))
