@@ -1,20 +1,40 @@
-"""The 2014–2023 story as data: which flows were allowed at each event and probe instant.
+"""The 2014–2023 story: which flows were allowed at each event and probe instant.
 
-Used by ``gsomia demo`` and by the scenario tests. It only asks the release engine;
-all instants are fixed dates of the public record (domain.md §2).
+``replay_history`` asks the release engine alone; ``replay_on_nodes`` (what
+``gsomia demo`` runs) plays the same story over three real nodes on loopback that
+seal, send, open, decide, store and receipt real envelopes, with a replay clock
+passed in. All instants are fixed dates of the public record (domain.md §2).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
+
+from gsomia import network
+from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia.errors import ReleaseRefused
+from gsomia.node import Node
+from gsomia.testing import FakeClock
 
-__all__ = ["FLOWS", "WHAT_IF_EVENT", "Flow", "Step", "replay_history"]
+__all__ = [
+    "FLOWS",
+    "WHAT_IF_EVENT",
+    "Flow",
+    "NetStep",
+    "Outcome",
+    "Step",
+    "replay_history",
+    "replay_on_nodes",
+]
 
 KST = ZoneInfo("Asia/Seoul")
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -153,6 +173,177 @@ def replay_history(catalogue: Catalogue) -> list[Step]:
             f"The same second, evaluated with event {WHAT_IF_EVENT!r} removed.",
             what_if.agreement(GSOMIA).state_at(at),
             tuple((f, alt_engine.decide(f.request(what_if, at), at=at)) for f in FLOWS),
+            what_if=True,
+        )
+    )
+    return steps
+
+
+# --- the same story over real nodes exchanging real envelopes ---
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one flow at one step: delivered, refused before leaving, or undeliverable."""
+
+    flow: Flow
+    outcome: str  # delivered | refused | undeliverable
+    reason: str
+    marking: str | None  # at the recipient: the originator's label and the recipient's equivalent
+
+
+@dataclass(frozen=True, slots=True)
+class NetStep:
+    at: datetime
+    title: str
+    detail: str
+    gsomia: AgreementState
+    outcomes: tuple[Outcome, ...]
+    what_if: bool = False
+
+
+def _marks(catalogue: Catalogue) -> list[tuple[datetime, str, str]]:
+    marks: list[tuple[datetime, str, str]] = []
+    for agreement in catalogue.agreements.values():
+        for event in agreement.events:
+            if event.at >= _START:
+                by = f" by {event.party}" if event.party else ""
+                title = f"{agreement.title}: {event.kind.value.replace('_', ' ')}{by}"
+                marks.append((event.at, title, event.reference + (f" — {event.note}" if event.note else "")))
+    marks.extend(_PROBES)
+    marks.sort(key=lambda m: m[0])
+    return marks
+
+
+def _run_step(
+    nodes: dict[str, Node], client: httpx.Client, clock: FakeClock, at: datetime, tag: str
+) -> tuple[Outcome, ...]:
+    """Release every flow at ``at`` through real nodes, deliver, and see what arrived."""
+    clock.now = at
+    queued: list[tuple[Flow, str]] = []
+    outcomes: dict[str, Outcome] = {}
+    for n, flow in enumerate(FLOWS):
+        sender = nodes[flow.sender]
+        officer = sender.person("officer")
+        item_id = f"{tag}-{n}-{flow.originator.lower()}"
+        label = {
+            "originator": flow.originator,
+            "classification": flow.classification,
+            "releasable_to": [*flow.via, flow.recipient],
+            "purpose": flow.purpose,
+            "topics": list(flow.topics),
+            "created": at.isoformat(),
+        }
+        sender.ingest(
+            officer,
+            label=label,
+            payload=json.dumps({"flow": flow.name, "at": at.isoformat()}).encode(),
+            item_id=item_id,
+        )
+        try:
+            sender.exchange.release(
+                officer,
+                item_id,
+                flow.recipient,
+                via=flow.via[0] if flow.via else None,
+                authorise_relay=flow.authorised,
+            )
+            queued.append((flow, item_id))
+        except ReleaseRefused as exc:
+            failed = exc.decision.failed()
+            outcomes[flow.name] = Outcome(flow, "refused", failed[0].reason if failed else str(exc), None)
+    for _ in range(3):  # sender, then hub, then nothing left
+        moved = [d for party in ("KOR", "JPN", "USA") for d in nodes[party].exchange.deliver_due(client)]
+        if not moved:
+            break
+    for flow, item_id in queued:
+        row = nodes[flow.recipient].store.get_item(item_id)
+        if row is not None:
+            held = nodes[flow.recipient]._from_row(row).label
+            alt = held.alternative_for(flow.recipient)
+            theirs = alt.classification if alt else "?"
+            mark = f"{held.originator} {held.classification} / {flow.recipient} {theirs}"
+            outcomes[flow.name] = Outcome(
+                flow, "delivered", f"stored at {flow.recipient} under {row.agreement}", mark
+            )
+            continue
+        entries = [
+            e for p in ("KOR", "JPN", "USA") for e in nodes[p].exchange.fed.outbox() if e.item_id == item_id
+        ]
+        reason = next((e.last_error for e in entries if e.last_error), "not delivered")
+        outcomes[flow.name] = Outcome(flow, "undeliverable", reason or "not delivered", None)
+    return tuple(outcomes[f.name] for f in FLOWS)
+
+
+IN_FLIGHT = Flow("KOR→JPN queued 23:59:58, sent 00:00:01", "KOR", "JPN", "KOR", "군사II급비밀")
+
+
+def _queued_before_midnight(
+    nodes: dict[str, Node], client: httpx.Client, clock: FakeClock, at: datetime
+) -> Outcome:
+    """Released while the agreement was in force, sent after it ended: decided again, never sent."""
+    kor = nodes["KOR"]
+    officer = kor.person("officer")
+    clock.now = at - timedelta(seconds=3)
+    label = {
+        "originator": "KOR",
+        "classification": "군사II급비밀",
+        "releasable_to": ["JPN"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": clock.now.isoformat(),
+    }
+    kor.ingest(officer, label=label, payload=b'{"in_flight": true}', item_id="what-if-in-flight")
+    entry = kor.exchange.release(officer, "what-if-in-flight", "JPN")
+    clock.now = at
+    kor.exchange.deliver_due(client)
+    settled = kor.exchange.fed.outbox_entry(entry.msg_id)
+    reason = settled.last_error if settled is not None and settled.last_error else "not delivered"
+    return Outcome(IN_FLIGHT, "undeliverable", f"queued while in force; at sending: {reason}", None)
+
+
+def replay_on_nodes(workdir: Path) -> list[NetStep]:
+    """2014–2023 over three real nodes on loopback, with a replay clock passed in (never patched)."""
+    catalogue = load_catalogue()
+    marks = _marks(catalogue)
+    clock = FakeClock(marks[0][0])
+    members = network.build(workdir, clock=clock)
+    grouped: dict[datetime, list[tuple[str, str]]] = {}
+    for at, title, detail in marks:
+        grouped.setdefault(at, []).append((title, detail))
+    gsomia = catalogue.agreement(GSOMIA)
+    steps: list[NetStep] = []
+    with httpx.Client(timeout=10) as client:
+        nodes = network.open_nodes(members, clock)
+        with network.serve_in_threads(nodes, members):
+            for n, (at, items) in enumerate(grouped.items()):
+                outcomes = _run_step(nodes, client, clock, at, f"s{n:02d}")
+                steps.append(
+                    NetStep(
+                        at,
+                        _merge_titles([t for t, _ in items]),
+                        "; ".join(d for _, d in items),
+                        gsomia.state_at(at),
+                        outcomes,
+                    )
+                )
+        for node in nodes.values():
+            node.close()
+        what_if = catalogue.replacing(gsomia.what_if(without=[WHAT_IF_EVENT]))
+        at = _PROBES[1][0]
+        nodes = network.open_nodes(members, clock, what_if)
+        with network.serve_in_threads(nodes, members):
+            in_flight = _queued_before_midnight(nodes, client, clock, at)
+            outcomes = (*_run_step(nodes, client, clock, at, "what-if"), in_flight)
+        for node in nodes.values():
+            node.close()
+    steps.append(
+        NetStep(
+            at,
+            "What if Seoul had not suspended its notice?",
+            f"The same second, on the same nodes, with event {WHAT_IF_EVENT!r} removed.",
+            what_if.agreement(GSOMIA).state_at(at),
+            outcomes,
             what_if=True,
         )
     )

@@ -7,10 +7,15 @@ definition time, and ``Caller`` is local to :func:`create_app`.
 
 import base64
 import binascii
+import contextlib
 import json
+import logging
+import threading
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,9 +35,11 @@ from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Item, Node
-from gsomia.store import ItemFilter
+from gsomia.store import ConsentRequestRow, ItemFilter, OutboxRow
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("gsomia.sender")
 
 _bearer = HTTPBearer(auto_error=False, description="An API token issued by the node")
 _BODY_SLACK = 64 * 1024  # room for the label and JSON framing around the payload limit
@@ -96,9 +103,70 @@ def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
         raise InvalidInputError(f"{name}: {exc}") from exc
 
 
-def create_app(node: Node) -> FastAPI:
-    """The ASGI app serving ``node``."""
+def _outbox_out(row: OutboxRow) -> dict[str, Any]:
+    return {
+        "msg_id": row.msg_id,
+        "kind": row.kind,
+        "item_id": row.item_id,
+        "recipient": row.recipient,
+        "final_recipient": row.final_recipient,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "receipt": row.receipt,
+        "decision": json.loads(row.decision),
+    }
+
+
+def _request_out(row: ConsentRequestRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "originator": row.originator,
+        "holder": row.holder,
+        "third_party": row.third_party,
+        "purpose": row.purpose,
+        "reason": row.reason,
+        "state": row.state,
+        "answer": row.answer,
+    }
+
+
+def _sender_loop(node: Node, stop: threading.Event, interval: float) -> None:
+    """Push due outbox entries until ``stop`` is set; a failure is logged, never fatal."""
+    with httpx.Client(timeout=10.0) as client:
+        while not stop.is_set():
+            try:
+                sent = node.exchange.deliver_due(client)
+            except Exception:  # a crashed sender would silently stop all delivery: log, back off, go on
+                _log.exception("delivery round failed")
+                sent = []
+            if not sent:
+                stop.wait(interval)
+
+
+def create_app(node: Node, *, sender: bool = False, sender_interval: float = 0.2) -> FastAPI:
+    """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = None
+        if sender:
+            thread = threading.Thread(
+                target=_sender_loop,
+                args=(node, stop, sender_interval),
+                daemon=True,
+                name=f"gsomia-sender-{node.party}",
+            )
+            thread.start()
+        yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=15)
+
     app = FastAPI(
+        lifespan=lifespan,
         title=f"gsomia node ({node.party})",
         version="0.1.0",
         description="Items, people, agreements and release decisions of one party's gsomia node. "
@@ -233,6 +301,95 @@ def create_app(node: Node) -> FastAPI:
         """Revoke a token: your own, or anyone's (administrators)."""
         node.revoke_token(person, token_id)
         return Response(status_code=204)
+
+    # --- federation ---
+
+    @app.get("/identity", tags=["federation"])
+    def identity() -> dict[str, Any]:
+        """This node's identity document (public keys, endpoint), to exchange out of band."""
+        return node.exchange.identity()
+
+    @app.post("/inbox", response_model=m.InboxOut, tags=["federation"])
+    def inbox(body: m.InboxIn) -> dict[str, Any]:
+        """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
+
+        Authentication is the envelope itself (signed by a registered peer), not a bearer token.
+        """
+        return {"results": node.exchange.receive(body.envelopes)}
+
+    @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
+    def release(item_id: str, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
+        """Release an item to a partner (release officers): decided now and again when sent."""
+        row = node.exchange.release(
+            person,
+            item_id,
+            body.recipient,
+            via=body.via,
+            purpose=body.purpose,
+            authorise_relay=body.authorise_relay,
+        )
+        return _outbox_out(row)
+
+    @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
+    def outbox(
+        person: Caller, state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        """What this node sent or is sending, with receipts and reasons."""
+        node.require_any(
+            person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "outbox.read"
+        )
+        return [_outbox_out(r) for r in node.exchange.fed.outbox(state=state, limit=limit)]
+
+    @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
+    def peers(person: Caller) -> list[dict[str, Any]]:
+        """The registered partner nodes and the agreements each link serves."""
+        return [
+            {
+                "party": p.party,
+                "node": p.node,
+                "endpoint": p.endpoint,
+                "agreements": sorted(links),
+                "keys": [k.kid for k in p.keys],
+            }
+            for p, links in node.exchange.peers()
+        ]
+
+    @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
+    def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
+        """Register a partner's identity document for the named agreements (administrators)."""
+        p = node.exchange.register_peer(person, body.document, body.agreements)
+        return {
+            "party": p.party,
+            "node": p.node,
+            "endpoint": p.endpoint,
+            "agreements": sorted(body.agreements),
+            "keys": [k.kid for k in p.keys],
+        }
+
+    @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
+    def request_consent(item_id: str, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
+        """Ask the originator for consent to pass the item on to a third party."""
+        return {
+            "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
+        }
+
+    @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
+    def consent_requests(person: Caller, state: str | None = None) -> list[dict[str, Any]]:
+        node.require_any(person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER), "consent.read")
+        return [_request_out(r) for r in node.exchange.fed.consent_requests(state)]
+
+    @app.post(
+        "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
+    )
+    def answer(request_id: str, body: m.ConsentAnswerIn, person: Caller) -> dict[str, Any]:
+        """As originator, grant (a signed consent) or refuse a holder's request."""
+        tz = node.catalogue.agreements_of(node.party)[0].timezone
+        expires = parse_instant(body.expires, tz) if body.expires else None
+        return _request_out(
+            node.exchange.answer_consent(
+                person, request_id, grant=body.grant, reason=body.reason, expires=expires
+            )
+        )
 
     # --- agreements and decisions ---
 

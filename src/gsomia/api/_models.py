@@ -190,3 +190,74 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+class InboxIn(_In):
+    envelopes: list[str] = Field(min_length=1, max_length=1000)
+
+
+class InboxResultOut(BaseModel):
+    status: str = Field(description="stored, relayed, already-held, duplicate, recorded or refused")
+    receipt: str | None = Field(description="The receiver's signed receipt (compact JWS)")
+    reason: str | None
+
+
+class InboxOut(BaseModel):
+    results: list[InboxResultOut]
+
+
+class ReleaseIn(_In):
+    recipient: str = Field(min_length=3, max_length=3)
+    via: str | None = Field(default=None, min_length=3, max_length=3)
+    purpose: str | None = None
+    authorise_relay: bool = Field(default=False, description="As originator, authorise the hub to pass it on")
+
+
+class OutboxOut(BaseModel):
+    msg_id: str
+    kind: str
+    item_id: str | None
+    recipient: str
+    final_recipient: str
+    state: str
+    attempts: int
+    last_error: str | None
+    receipt: str | None
+    decision: dict[str, Any]
+
+
+class PeerIn(_In):
+    document: dict[str, Any]
+    agreements: list[str] = Field(min_length=1)
+
+
+class PeerOut(BaseModel):
+    party: str
+    node: str
+    endpoint: str
+    agreements: list[str]
+    keys: list[str]
+
+
+class ConsentRequestIn(_In):
+    third_party: str = Field(min_length=3, max_length=3)
+    purpose: str
+    reason: str = Field(min_length=1)
+
+
+class ConsentAnswerIn(_In):
+    grant: bool
+    reason: str = Field(min_length=1)
+    expires: str | None = None
+
+
+class ConsentRequestOut(BaseModel):
+    id: str
+    item_id: str
+    originator: str
+    holder: str
+    third_party: str
+    purpose: str
+    reason: str
+    state: str
+    answer: str | None

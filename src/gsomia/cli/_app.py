@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated
@@ -14,12 +16,13 @@ from rich.table import Table
 from gsomia._datafiles import load_catalogue, load_events
 from gsomia.cli import _render
 from gsomia.cli._common import JsonOpt, console, emit, guard
-from gsomia.cli._node import item_app, node_app, person_app
+from gsomia.cli._net import net_app
+from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
 from gsomia.errors import InstantError
-from gsomia.scenario import replay_history
+from gsomia.scenario import replay_history, replay_on_nodes
 
 app = typer.Typer(
     name="gsomia",
@@ -35,6 +38,9 @@ app.add_typer(party_app, name="party")
 app.add_typer(node_app, name="node")
 app.add_typer(person_app, name="person")
 app.add_typer(item_app, name="item")
+app.add_typer(peer_app, name="peer")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(net_app, name="net")
 
 _state: dict[str, list[Path]] = {"data": []}
 
@@ -208,13 +214,30 @@ def _route_zone(catalogue: Catalogue, sender: str, recipient: str) -> tzinfo:
 
 @app.command()
 @guard
-def demo(as_json: JsonOpt = False) -> None:
-    """Replay 2014–2023 and show, at each event, which flows are allowed and why."""
-    steps = replay_history(_catalogue())
-    if as_json:
-        emit([_render.step_json(s) for s in steps])
+def demo(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Keep the three nodes here (default: a temporary directory).")
+    ] = None,
+    engine_only: Annotated[
+        bool, typer.Option(help="Ask the release engine alone, without nodes or envelopes.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay 2014–2023 over real KOR, JPN and USA nodes: what crossed, what was refused, and why."""
+    if engine_only:
+        steps = replay_history(_catalogue())
+        if as_json:
+            emit([_render.step_json(s) for s in steps])
+        else:
+            _render.print_demo(console(), steps)
         return
-    _render.print_demo(console(), steps)
+    with contextlib.ExitStack() as stack:
+        workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gsomia-demo-")))
+        net_steps = replay_on_nodes(workdir)
+    if as_json:
+        emit([_render.net_step_json(s) for s in net_steps])
+    else:
+        _render.print_net_demo(console(), net_steps)
 
 
 def main() -> None:

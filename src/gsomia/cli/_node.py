@@ -13,10 +13,13 @@ from gsomia._codec import label_to_dict, person_to_dict
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.errors import InvalidInputError
 from gsomia.node import Item, Node, init_node_dir, load_config
+from gsomia.node._config import set_endpoint
 from gsomia.store import ItemFilter
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
 person_app = typer.Typer(help="The node's register of people and their API tokens.", no_args_is_help=True)
+peer_app = typer.Typer(help="Partner nodes: identity documents pinned per agreement.", no_args_is_help=True)
+outbox_app = typer.Typer(help="The node's outbox of releases and messages.", no_args_is_help=True)
 item_app = typer.Typer(
     help="Ingest, list and read items at a node (access rules apply).", no_args_is_help=True
 )
@@ -37,10 +40,11 @@ def node_init(
     database_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the directory).")
     ] = None,
+    endpoint: Annotated[str, typer.Option(help="URL partners reach this node at.")] = "http://127.0.0.1:8443",
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a node directory: configuration, a fresh payload key, a migrated database."""
-    config = init_node_dir(directory, party.upper(), database_url)
+    """Create a node directory: configuration, keys, a migrated database."""
+    config = init_node_dir(directory, party.upper(), database_url, endpoint)
     node = Node(config)
     revision = node.store.revision()
     node.close()
@@ -79,14 +83,138 @@ def node_serve(
     directory: DirOpt,
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    sender: Annotated[
+        bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
+    ] = True,
 ) -> None:
-    """Serve the node's REST API (OpenAPI at /openapi.json)."""
-    import uvicorn
+    """Serve the node's REST API (OpenAPI at /openapi.json) and deliver its outbox."""
+    import uvicorn  # only this command needs the server
 
-    from gsomia.api import create_app
+    from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
 
     node = _open(directory)
-    uvicorn.run(create_app(node), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(node, sender=sender), host=host, port=port, log_level="warning")
+
+
+@node_app.command("identity")
+@guard
+def node_identity(
+    directory: DirOpt,
+    endpoint: Annotated[str | None, typer.Option(help="Set the published endpoint first.")] = None,
+) -> None:
+    """Print this node's identity document (JSON) to hand to partners out of band."""
+    if endpoint is not None:
+        set_endpoint(directory, endpoint)
+    emit(_open(directory).exchange.identity())
+
+
+@peer_app.command("add")
+@guard
+def peer_add(
+    directory: DirOpt,
+    identity: Annotated[Path, typer.Option(help="The partner's identity document (JSON file).")],
+    agreement: Annotated[list[str], typer.Option(help="Agreement the link is registered for (repeatable).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a partner node for the named agreements (Art. 9: registered G2G links only)."""
+    peer = _open(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
+    if as_json:
+        emit(
+            {
+                "party": peer.party,
+                "node": peer.node,
+                "endpoint": peer.endpoint,
+                "agreements": sorted(agreement),
+            }
+        )
+    else:
+        console().print(f"registered {peer.party} ({peer.endpoint}) for {', '.join(sorted(agreement))}")
+
+
+@peer_app.command("list")
+@guard
+def peer_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
+    """The registered partner nodes and their links."""
+    rows = [
+        {
+            "party": p.party,
+            "node": p.node,
+            "endpoint": p.endpoint,
+            "agreements": sorted(links),
+            "keys": [k.kid for k in p.keys],
+        }
+        for p, links in _open(directory).exchange.peers()
+    ]
+    if as_json:
+        emit(rows)
+        return
+    for r in rows:
+        console().print(f"{r['party']}  {r['endpoint']}  {', '.join(r['agreements'])}")
+
+
+@item_app.command("release")
+@guard
+def item_release(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    to: Annotated[str, typer.Option("--to", help="The recipient party.")],
+    via: Annotated[str | None, typer.Option(help="A hub to relay through (TISA).")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Purpose (default: the item's).")] = None,
+    authorise_relay: Annotated[
+        bool, typer.Option("--authorise-relay", help="As originator, authorise the hub to pass it on.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a release: decided now, decided again when sent, delivered by the node's sender."""
+    node = _open(directory)
+    row = node.exchange.release(
+        node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
+    )
+    if as_json:
+        emit(
+            {
+                "msg_id": row.msg_id,
+                "recipient": row.recipient,
+                "final_recipient": row.final_recipient,
+                "state": row.state,
+                "decision": json.loads(row.decision),
+            }
+        )
+    else:
+        console().print(f"queued {row.msg_id} for {row.final_recipient} (next hop {row.recipient})")
+
+
+@outbox_app.command("list")
+@guard
+def outbox_list(
+    directory: DirOpt,
+    state: Annotated[str | None, typer.Option(help="pending, delivered or undeliverable.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What this node sent or is sending: state, attempts, reason, receipt."""
+    rows = _open(directory).exchange.fed.outbox(state=state)
+    data = [
+        {
+            "msg_id": r.msg_id,
+            "kind": r.kind,
+            "item_id": r.item_id,
+            "recipient": r.recipient,
+            "final_recipient": r.final_recipient,
+            "state": r.state,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "receipt": r.receipt is not None,
+        }
+        for r in rows
+    ]
+    if as_json:
+        emit(data)
+        return
+    for d in data:
+        console().print(
+            f"{d['msg_id']}  {d['item_id']}  → {d['final_recipient']}  {d['state']}  {d['last_error'] or ''}"
+        )
 
 
 @person_app.command("add")

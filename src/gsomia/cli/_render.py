@@ -11,7 +11,7 @@ from rich.table import Table
 from gsomia._codec import agreement_json, decision_json, party_json, state_json
 from gsomia.core.lifecycle import AgreementState, Status
 from gsomia.core.policy import ReleaseDecision
-from gsomia.scenario import Step
+from gsomia.scenario import NetStep, Step
 
 __all__ = [
     "agreement_json",
@@ -114,5 +114,66 @@ def print_demo(console: Console, steps: list[Step]) -> None:
             table.add_row(mark, escape(flow.name) + note, escape(_why(decision)))
             if not step.what_if:
                 previous[flow.name] = decision.allowed
+        console.print(table)
+        console.print()
+
+
+def net_step_json(step: NetStep) -> dict[str, Any]:
+    return {
+        "at": step.at.isoformat(),
+        "title": step.title,
+        "detail": step.detail,
+        "what_if": step.what_if,
+        "gsomia": state_json(step.gsomia),
+        "flows": [
+            {
+                "flow": o.flow.name,
+                "route": [o.flow.sender, *o.flow.via, o.flow.recipient],
+                "allowed": o.outcome == "delivered",
+                "outcome": o.outcome,
+                "reason": o.reason,
+                "marking": o.marking,
+            }
+            for o in step.outcomes
+        ],
+    }
+
+
+_OUTCOME = {
+    "delivered": "[green]✔ crossed[/]",
+    "refused": "[red]✘ never left[/]",
+    "undeliverable": "[yellow]✘ stopped[/]",
+}
+
+
+def print_net_demo(console: Console, steps: list[NetStep]) -> None:
+    console.print(
+        "[bold]gsomia demo[/]: 2014–2023 replayed over three real nodes (KOR, JPN, USA) on loopback."
+    )
+    console.print(
+        "At each event every flow is a real item, released, sealed (JWS+JWE), sent over HTTP, opened,"
+    )
+    console.print("decided again by the receiver, stored and receipted — or refused, with the reason.\n")
+    last_state = ""
+    for step in steps:
+        head = "[magenta]WHAT-IF[/] " if step.what_if else ""
+        console.rule(f"{head}[bold]{step.at.isoformat()}[/]  {escape(step.title)}", align="left")
+        console.print(f"[dim]{escape(step.detail)}[/]")
+        style = _STATUS_STYLE[step.gsomia.status]
+        state = f"{step.gsomia.status.value}:{step.gsomia.since}"
+        if state != last_state or step.what_if:
+            console.print(
+                f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}"
+            )
+        else:
+            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
+        last_state = state
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        for o in step.outcomes:
+            why = f"{o.reason}; labels {o.marking}" if o.marking else o.reason
+            table.add_row(_OUTCOME[o.outcome], escape(o.flow.name), escape(why))
         console.print(table)
         console.print()

@@ -1,1 +1,1 @@
-"""Cryptography adapters, all built on the ``cryptography`` package (no home-made constructions)."""
+"""Cryptography adapters: ``cryptography``, and ``joserfc`` for JOSE; no home-made constructions."""

@@ -10,11 +10,19 @@ from pathlib import Path
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.errors import ConfigError
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "NodeConfig", "init_node_dir", "load_config"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "KEYRING_FILE",
+    "NodeConfig",
+    "init_node_dir",
+    "load_config",
+    "set_endpoint",
+]
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
 CONFIG_FILE = "node.toml"
 KEY_FILE = "node.key"
+KEYRING_FILE = "keys.json"
 DATABASE_ENV = "GSOMIA_DATABASE_URL"
 
 
@@ -27,6 +35,7 @@ class NodeConfig:
     database_url: str
     max_payload_bytes: int
     data_dirs: tuple[Path, ...]
+    endpoint: str = "http://127.0.0.1:8443"
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -40,8 +49,16 @@ def _sqlite_url(directory: Path) -> str:
     return f"sqlite:///{(directory / 'gsomia.db').resolve()}"
 
 
-def init_node_dir(directory: Path, party: str, database_url: str | None = None) -> NodeConfig:
-    """Create a node directory with its configuration and a fresh node key (refuses to overwrite)."""
+def init_node_dir(
+    directory: Path,
+    party: str,
+    database_url: str | None = None,
+    endpoint: str = "http://127.0.0.1:8443",
+) -> NodeConfig:
+    """Create a node directory with its configuration and a fresh payload key (refuses to overwrite).
+
+    The signing and encryption keys (``keys.json``) are made by the node on first open.
+    """
     config_path = directory / CONFIG_FILE
     if config_path.exists():
         raise ConfigError(f"{config_path} exists already: this directory holds a node")
@@ -55,6 +72,8 @@ def init_node_dir(directory: Path, party: str, database_url: str | None = None) 
         "[node]",
         f'party = "{party}"',
         f"max_payload_bytes = {DEFAULT_MAX_PAYLOAD}",
+        "# the URL partners reach this node's /inbox at (published in its identity document)",
+        f'endpoint = "{endpoint}"',
         "# extra agreement/party directories, relative to this file",
         "data_dirs = []",
     ]
@@ -88,10 +107,27 @@ def load_config(directory: Path) -> NodeConfig:
     url = os.environ.get(DATABASE_ENV) or node.get("database_url") or _sqlite_url(directory)
     if not isinstance(url, str):
         raise ConfigError(f"{path}: node.database_url must be a string")
+    endpoint = node.get("endpoint", "http://127.0.0.1:8443")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{path}: node.endpoint must be an http(s) URL")
     return NodeConfig(
         directory=directory,
         party=party.upper(),
         database_url=url,
         max_payload_bytes=limit,
         data_dirs=tuple((directory / d).resolve() for d in dirs),
+        endpoint=endpoint,
     )
+
+
+def set_endpoint(directory: Path, endpoint: str) -> NodeConfig:
+    """Change the published endpoint in ``node.toml`` (e.g. when the port is chosen at start)."""
+    path = directory / CONFIG_FILE
+    text = path.read_text(encoding="utf-8")
+    lines = [
+        f'endpoint = "{endpoint}"' if line.startswith("endpoint =") else line for line in text.splitlines()
+    ]
+    if not any(line.startswith("endpoint =") for line in lines):
+        lines.insert(lines.index("[node]") + 1, f'endpoint = "{endpoint}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_config(directory)

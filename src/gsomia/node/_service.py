@@ -26,6 +26,8 @@ from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.policy import Check, ReleaseDecision, ReleaseEngine, ReleaseRequest
 from gsomia.crypto.atrest import PayloadCipher
+from gsomia.crypto.envelope import sign_origin
+from gsomia.crypto.keys import KeyRing
 from gsomia.errors import (
     AccessDenied,
     AuthenticationError,
@@ -36,7 +38,9 @@ from gsomia.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from gsomia.node._config import NodeConfig, load_config
+from gsomia.exchange._messages import item_content
+from gsomia.exchange._service import Exchange
+from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.store import AuditRow, InventoryRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "system_clock"]
@@ -131,6 +135,13 @@ class Node:
         self.cipher = PayloadCipher(config.key())
         self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
+        ring_path = config.directory / KEYRING_FILE
+        self.ring = (
+            KeyRing.load(ring_path)
+            if ring_path.exists()
+            else KeyRing.create(ring_path, self.party, f"{self.party.lower()}-node", clock())
+        )
+        self.exchange = Exchange(self, self.ring)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -349,6 +360,12 @@ class Node:
         if actor is not None:
             decide_read(actor, parsed, self.catalogue).raise_if_refused()
         label_json = canonical(label_to_dict(parsed))
+        origin = None
+        if parsed.originator == self.party:  # the originator signs label and payload together (ADatP-4778)
+            jws = sign_origin(
+                self.ring, item_content(item_id, parsed, entry.payload_type, entry.payload), self.clock()
+            )
+            origin = self.cipher.seal(item_id, label_json, jws.encode())
         new = NewItem(
             id=item_id,
             originator=parsed.originator,
@@ -363,6 +380,7 @@ class Node:
             payload_type=entry.payload_type,
             payload_size=size,
             payload=self.cipher.seal(item_id, label_json, entry.payload),
+            origin_jws=origin,
         )
         return new, parsed
 

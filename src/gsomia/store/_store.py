@@ -7,6 +7,7 @@ constraint) leaves nothing behind. Driver exceptions become ``StoreError`` or
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class NewItem:
     payload_type: str
     payload_size: int
     payload: bytes
+    origin_jws: bytes | None = None  # the originator's signed item, sealed under the node key
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class ItemRow:
     payload_type: str
     payload_size: int
     payload: bytes
+    origin_jws: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class TokenRow:
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
+    """One audit record. ``entry_id`` is made on insert when empty; receipts name it."""
+
     at_us: int
     kind: str
     actor: str | None
@@ -100,6 +105,9 @@ class AuditRow:
     outcome: str
     detail: str
     seq: int = 0
+    entry_id: str = ""
+    leaf_index: int | None = None
+    leaf: bytes | None = None
 
 
 _ITEM_COLUMNS = [c for c in t.items.c if c.name != "seq"]
@@ -173,20 +181,24 @@ class Store:
     ) -> list[int]:
         """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
         with self._begin() as conn:
-            seqs: list[int] = []
-            if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
-                values = [{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS} for item in new]
-                query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
-                seqs = list(conn.execute(query, values).scalars())
-            topic_rows = [
-                {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
-            ]
-            if topic_rows:
-                conn.execute(insert(t.item_topics), topic_rows)
+            seqs = self._insert_items(conn, new)
             by_id = {item.id: s for item, s in zip(new, seqs, strict=True)}
             self._inventory(conn, inventory, by_id)
             self._audit(conn, audit)
             return seqs
+
+    def _insert_items(self, conn: Connection, new: Sequence[NewItem]) -> list[int]:
+        seqs: list[int] = []
+        if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
+            values = [{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS} for item in new]
+            query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
+            seqs = list(conn.execute(query, values).scalars())
+        topic_rows = [
+            {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
+        ]
+        if topic_rows:
+            conn.execute(insert(t.item_topics), topic_rows)
+        return seqs
 
     def _inventory(
         self,
@@ -230,7 +242,11 @@ class Store:
         self, where: ItemFilter, after_seq: int, limit: int, *, with_payload: bool = False
     ) -> list[ItemRow]:
         """Items with ``seq > after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET)."""
-        columns = list(t.items.c) if with_payload else [c for c in t.items.c if c.name != "payload"]
+        columns = (
+            list(t.items.c)
+            if with_payload
+            else [c for c in t.items.c if c.name not in ("payload", "origin_jws")]
+        )
         query = select(*columns).where(t.items.c.seq > after_seq)
         if where.originator is not None:
             query = query.where(t.items.c.originator == where.originator)
@@ -367,6 +383,7 @@ class Store:
                         "subject": r.subject,
                         "outcome": r.outcome,
                         "detail": r.detail,
+                        "entry_id": r.entry_id or uuid.uuid4().hex,
                     }
                     for r in rows
                 ],

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -36,6 +37,9 @@ items = Table(
     Column("payload_type", String(16), nullable=False),
     Column("payload_size", Integer, nullable=False),
     Column("payload", LargeBinary, nullable=False),  # AES-GCM nonce || ciphertext under the node key
+    Column(
+        "origin_jws", LargeBinary
+    ),  # the originator's signed item (label + payload), sealed like the payload
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
@@ -86,6 +90,9 @@ audit_records = Table(
     "audit_records",
     metadata,
     Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("entry_id", String(32), unique=True),  # named in receipts; proofs are asked for by it
+    Column("leaf_index", BigInteger, unique=True),  # its place in the Merkle tree, once integrated
+    Column("leaf", LargeBinary),  # RFC 9162 leaf hash of the entry, once integrated
     Column("at_us", BigInteger, nullable=False),
     Column("kind", String(64), nullable=False),
     Column("actor", String(128)),
@@ -93,6 +100,12 @@ audit_records = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_audit_kind_seq", "kind", "seq"),
+    Index(
+        "ix_audit_unintegrated",
+        "seq",
+        sqlite_where=text("leaf_index IS NULL"),
+        postgresql_where=text("leaf_index IS NULL"),
+    ),
 )
 
 node_meta = Table(
@@ -100,4 +113,116 @@ node_meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# --- federation (migration 0002) ---
+
+peers = Table(
+    "peers",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("document", Text, nullable=False),  # the peer's identity document (JSON), as imported
+    Column("agreements", Text, nullable=False),  # JSON list: agreements this G2G link is registered for
+    Column("registered_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("msg_id", String(64), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # item | consent-request | consent
+    Column("item_id", String(128)),
+    Column("recipient", String(3), nullable=False),  # the next hop
+    Column("final_recipient", String(3), nullable=False),
+    Column("request", Text, nullable=False),  # JSON: what to re-decide at the instant of sending
+    Column("decision", Text, nullable=False),  # JSON: the decision taken at request time
+    Column("envelope", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | undeliverable
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("receipt", Text),  # the receiver's signed receipt: proof of delivery
+    Index("ix_outbox_due", "state", "next_attempt_us"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("msg_id", String(64), primary_key=True),
+    Column("sender", String(3), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("item_id", String(128)),
+    Column("received_us", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # stored | relayed | held | recorded
+    Column("receipt", Text, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # third_party | hub_relay
+    Column("originator", String(3), nullable=False),
+    Column("recipient", String(3), nullable=False),
+    Column("item_id", String(128)),
+    Column("holder", String(3)),
+    Column("hub", String(3)),
+    Column("given_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger),
+    Column("reference", Text, nullable=False),
+    Column("jws", Text, nullable=False),  # the originator's signed consent
+    Index("ix_consents_item", "originator", "item_id"),
+)
+
+consent_requests = Table(
+    "consent_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("originator", String(3), nullable=False),
+    Column("holder", String(3), nullable=False),
+    Column("third_party", String(3), nullable=False),
+    Column("purpose", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | granted | refused
+    Column("created_us", BigInteger, nullable=False),
+    Column("decided_us", BigInteger),
+    Column("decided_by", String(128)),
+    Column("answer", Text),
+)
+
+# --- the tamper-evident audit log (migration 0003) ---
+
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+tree_heads = Table(
+    "tree_heads",
+    metadata,
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),  # the signed tree head
+)
+
+partner_heads = Table(
+    "partner_heads",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | consistent | inconsistent
+    Column("detail", Text),
 )

@@ -1,0 +1,136 @@
+"""Part (b) of bench_exchange: items per second from KOR to JPN, persisted and receipted.
+
+The JPN node runs as its own process (``gsomia node serve --no-sender``) so the two sides
+use the machine's two cores like two real nodes; the KOR node works in this process.
+Three figures per store: the release rate (decide, sign, seal, write the outbox), the
+delivery rate (send in batches, the receiver opens, decides, stores and signs a receipt,
+the sender verifies and keeps it), and end to end (both, one after the other).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy
+
+from gsomia import network
+from gsomia.node import NewIngest, Node, load_config
+
+POSTGRES = os.environ.get("GSOMIA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TARGET_PER_S = 3000.0
+
+
+def _schemas(parties: list[str]) -> dict[str, str] | None:
+    try:
+        admin = sqlalchemy.create_engine(POSTGRES)
+        with admin.begin() as conn:
+            urls = {}
+            for party in parties:
+                schema = f"bench_{party.lower()}_{uuid.uuid4().hex[:8]}"
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+                urls[party] = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        admin.dispose()
+    except Exception:
+        return None
+    return urls
+
+
+def _drop(urls: dict[str, str]) -> None:
+    admin = sqlalchemy.create_engine(POSTGRES)
+    with admin.begin() as conn:
+        for url in urls.values():
+            conn.exec_driver_sql(f'DROP SCHEMA "{url.rsplit("%3D", 1)[1]}" CASCADE')
+    admin.dispose()
+
+
+def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
+    """Release and deliver ``count`` items KOR -> JPN on ``backend``; None if it is unavailable."""
+    urls: dict[str, str] | None = None
+    if backend == "postgresql":
+        urls = _schemas(["KOR", "JPN", "USA"])
+        if urls is None:
+            return None
+    workdir = Path(tempfile.mkdtemp(prefix="gsomia-bench-exchange-"))
+    receiver: subprocess.Popen[bytes] | None = None
+    try:
+        members = network.build(workdir, database_urls=urls)
+        kor_m, jpn_m = members[0], members[1]
+        kor = Node(load_config(kor_m.directory))
+        officer = kor.person("officer")
+        label = {
+            "originator": "KOR",
+            "classification": "군사III급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-01-01T00:00:00+09:00",
+        }
+        pad = "x" * 600
+        ids = [f"b{n:06d}" for n in range(count)]
+        for start in range(0, count, 1000):
+            batch = [
+                NewIngest(label, f'{{"n": {n}, "pad": "{pad}"}}'.encode(), item_id=i)
+                for n, i in enumerate(ids[start : start + 1000], start)
+            ]
+            kor.ingest_many(officer, batch)
+        receiver = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "gsomia",
+                "node",
+                "serve",
+                "--dir",
+                str(jpn_m.directory),
+                "--port",
+                str(jpn_m.port),
+                "--no-sender",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(receiver.pid, range(os.cpu_count() or 1))
+        network._wait_healthy(jpn_m.endpoint, 30)
+
+        started = time.perf_counter()
+        for item_id in ids:
+            kor.exchange.release(officer, item_id, "JPN")
+        released = time.perf_counter()
+        with httpx.Client(timeout=30) as client:
+            while kor.exchange.fed.outbox(state="pending", limit=1):
+                kor.exchange.deliver_due(client, limit=1000)
+        delivered = time.perf_counter()
+
+        outbox = kor.exchange.fed.outbox(limit=count + 1)
+        ok = len(outbox) == count and all(e.state == "delivered" and e.receipt for e in outbox)
+        jpn = Node(load_config(jpn_m.directory))
+        held = jpn.store.count_items()
+        jpn.close()
+        kor.close()
+        release_s, deliver_s = released - started, delivered - released
+        return {
+            "backend": backend,
+            "items": count,
+            "all_delivered_once": ok and held == count,
+            "release_per_s": count / release_s,
+            "deliver_per_s": count / deliver_s,
+            "end_to_end_per_s": count / (release_s + deliver_s),
+            "target_per_s": TARGET_PER_S,
+        }
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if urls is not None:
+            _drop(urls)

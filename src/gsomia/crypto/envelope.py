@@ -1,0 +1,391 @@
+"""Envelopes between nodes: sign-then-encrypt with JOSE, and the originator's signature on an item.
+
+A hop from one node to another is a compact JWS (EdDSA, the sender's Ed25519 key,
+``typ`` ``gsomia-hop+jws``) over canonical JSON claims, encrypted as a compact JWE
+(``ECDH-ES`` with the recipient's X25519 key, ``A256GCM``) whose protected header
+repeats the claims that routing needs (``iss``, ``aud``, ``jti``, ``iat``, ``exp``), so
+they are authenticated too. The JWE travels inside a small JSON object whose first
+member is the version marker::
+
+    {"format": "gsomia-envelope/1", "jwe": "<compact JWE>"}
+
+ECDH-ES is anonymous: anyone holding the recipient's public key can encrypt to it, so
+the outer header alone proves nothing. What the recipient trusts is the inner
+signature, by the key of the party the header names, over claims that must equal the
+header's.
+
+The originator's signature on an item (:func:`sign_origin`, ``typ``
+``gsomia-item+jws``) is separate: it binds the label and payload for as long as the item
+lives, across hops (the idea of ADatP-4778's binding), and any node can check it with
+the originator's published key (:func:`verify_origin`).
+
+Every failure to open or verify is one :class:`EnvelopeError` whose message is only
+"envelope refused"; its ``detail`` is for the audit log. JOSE is done by ``joserfc``;
+keys come from ``cryptography`` (see :mod:`gsomia.crypto.keys`). Nothing here reads the
+clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from joserfc import jwa, jwe
+from joserfc import jws as joserfc_jws
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import GuestProtocol, OKPKey
+from joserfc.registry import HeaderParameter
+
+from gsomia.errors import EnvelopeError, InstantError, InvalidInputError
+
+if TYPE_CHECKING:
+    from gsomia.crypto.keys import KeyRing, PeerIdentity
+
+__all__ = [
+    "ENVELOPE_FORMAT",
+    "EnvelopeError",
+    "Opened",
+    "open_envelope",
+    "seal",
+    "sign_origin",
+    "verify_origin",
+]
+
+ENVELOPE_FORMAT = "gsomia-envelope/1"
+VERSION = 1
+HOP_TYPE = "gsomia-hop+jws"
+ITEM_TYPE = "gsomia-item+jws"
+
+# Large enough for a node's biggest item (1 MiB by default) after three base64 layers
+# (payload in the body, JWS, JWE); anything longer is refused before it is parsed.
+MAX_ENVELOPE_CHARS = 8 * 1024 * 1024
+MAX_ID_CHARS = 200  # message ids, key ids and party codes
+# The last second of 9999: keeps every instant representable as a datetime.
+_LAST_SECOND = 253_402_300_799
+
+_HOP_HEADER = frozenset({"alg", "enc", "epk", "kid", "cty", "v", "iss", "aud", "jti", "iat", "exp"})
+_HOP_JWS_HEADER = frozenset({"alg", "kid", "typ"})
+_ITEM_HEADER = frozenset({"alg", "kid", "typ", "iss"})
+_EPK = frozenset({"kty", "crv", "x"})
+_CLAIMS = frozenset({"v", "jti", "iss", "aud", "iat", "exp", "body"})
+_ENVELOPE = frozenset({"format", "jwe"})
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What an opened envelope says, every check passed."""
+
+    sender: str
+    recipient: str
+    msg_id: str
+    issued_at: datetime
+    expires_at: datetime
+    body: dict[str, Any]
+    sender_kid: str
+
+
+class _EdDSAOnly(joserfc_jws.JWSRegistry):
+    """JWS with EdDSA (over Ed25519 keys) and nothing else.
+
+    joserfc warns on every use of ``EdDSA`` because RFC 9864 deprecates the polymorphic
+    name in favour of ``Ed25519``; gsomia's keys are Ed25519 only and the convention
+    between the nodes fixes ``EdDSA``, so the warning carries no news here.
+    """
+
+    max_payload_length = MAX_ENVELOPE_CHARS
+
+    def get_alg(self, name: str) -> jwa.JWSAlgModel:
+        if name != "EdDSA":
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+class _HopJWE(jwe.JWERegistry):
+    """JWE with room for a node's largest item (joserfc's default stops at 64 KiB of ciphertext)."""
+
+    max_ciphertext_length = MAX_ENVELOPE_CHARS
+
+
+_JWS = _EdDSAOnly(header_registry={"iss": HeaderParameter("Issuing party", "str")}, algorithms=["EdDSA"])
+_JWE = _HopJWE(
+    header_registry={
+        "v": HeaderParameter("gsomia envelope version", "int"),
+        "iss": HeaderParameter("Sending party", "str"),
+        "aud": HeaderParameter("Receiving party", "str"),
+        "jti": HeaderParameter("Message id", "str"),
+        "iat": HeaderParameter("Issued at, seconds since the epoch", "int"),
+        "exp": HeaderParameter("Expires at, seconds since the epoch", "int"),
+    },
+    algorithms=["ECDH-ES", "A256GCM"],
+)
+
+
+def _aware(at: datetime) -> None:
+    if at.utcoffset() is None:
+        raise InstantError(f"instant {at.isoformat()} has no UTC offset; give one, e.g. +09:00")
+
+
+# Deterministic JSON: sorted keys, no spaces, UTF-8 text kept as is, no NaN or infinities.
+# Built once; a body that refers to itself ends in RecursionError instead of a circularity check.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    return _CANONICAL.encode(data).encode()
+
+
+def _is_text(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_CHARS
+
+
+def _is_second(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _LAST_SECOND
+
+
+# --------------------------------------------------------------------------- originator's signature
+
+
+def sign_origin(ring: KeyRing, content: bytes, at: datetime) -> str:
+    """The originator's compact JWS over ``content`` (canonical JSON binding label and payload).
+
+    Signed with the ring's newest signing key valid at ``at``; the protected header names
+    the key (``kid``) and the originating party (``iss``).
+    """
+    _aware(at)
+    kid, key = ring._signer(at)
+    header = {"alg": "EdDSA", "kid": kid, "typ": ITEM_TYPE, "iss": ring.party}
+    return joserfc_jws.serialize_compact(header, content, key, registry=_JWS)
+
+
+def verify_origin(
+    jws: str,
+    identities: Callable[[str], PeerIdentity | None],
+    at: datetime,
+    own: KeyRing | None = None,
+) -> tuple[str, bytes]:
+    """Check an originator's signature; return (originating party, signed content).
+
+    The key is the one named by the header's ``kid``, of the party named by its ``iss``
+    (``identities(iss)``, or ``own`` when ``iss`` is this node's party), usable at ``at``.
+    Raises ``EnvelopeError`` with ``malformed``, ``unknown-sender``, ``unknown-key``,
+    ``revoked-key``, ``key-not-valid`` or ``bad-origin-signature``.
+    """
+    _aware(at)
+    token = _parsed_jws(jws, _ITEM_HEADER, ITEM_TYPE)
+    iss = token.protected["iss"]
+    if not _is_text(iss):
+        raise EnvelopeError("malformed")
+    if own is not None and iss == own.party:
+        key = own._verifier(token.protected["kid"], at)
+    else:
+        issuer = identities(iss)
+        if issuer is None:
+            raise EnvelopeError("unknown-sender")
+        key = issuer._verifier(token.protected["kid"], at)
+    _check_signature(token, key, "bad-origin-signature")
+    return iss, token.payload
+
+
+def _parsed_jws(text: str | bytes, members: frozenset[str], typ: str) -> joserfc_jws.CompactSignature:
+    """A compact JWS parsed and its header held to the convention; its signature is not checked yet."""
+    try:
+        data = text.encode("ascii") if isinstance(text, str) else text
+        if len(data) > MAX_ENVELOPE_CHARS:
+            raise EnvelopeError("malformed")
+        token = joserfc_jws.extract_compact(data, registry=_JWS)
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:
+        raise EnvelopeError("malformed") from exc
+    header = token.protected
+    if (
+        type(header) is not dict
+        or header.keys() != members
+        or header["alg"] != "EdDSA"
+        or header["typ"] != typ
+        or not _is_text(header["kid"])
+    ):
+        raise EnvelopeError("malformed")
+    return token
+
+
+def _check_signature(token: joserfc_jws.CompactSignature, key: OKPKey, detail: str) -> None:
+    try:
+        valid = joserfc_jws.validate_compact(token, key, registry=_JWS)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise EnvelopeError(detail) from exc
+    if not valid:
+        raise EnvelopeError(detail)
+
+
+# --------------------------------------------------------------------------- hops
+
+
+def seal(
+    ring: KeyRing,
+    recipient: PeerIdentity,
+    body: dict[str, Any],
+    *,
+    msg_id: str,
+    at: datetime,
+    ttl: timedelta,
+) -> str:
+    """Sign ``body`` with this node's key, encrypt it to ``recipient``, and return the envelope text.
+
+    The envelope is valid from ``at`` for ``ttl`` (whole seconds). Raises
+    ``InvalidInputError`` for a bad ``msg_id``, ``ttl`` or a body that is not JSON,
+    ``ConfigError`` if this node has no signing key valid at ``at``, and ``EnvelopeError``
+    (``revoked-key``, ``key-not-valid``) if the recipient has no usable encryption key.
+    """
+    _aware(at)
+    if not _is_text(msg_id):
+        raise InvalidInputError(f"msg_id must be a non-empty string of at most {MAX_ID_CHARS} characters")
+    lifetime = int(ttl.total_seconds())
+    if lifetime <= 0:
+        raise InvalidInputError(f"ttl must be at least one second, found {ttl}")
+    iat = int(at.timestamp())
+    exp = iat + lifetime
+    if not (_is_second(iat) and _is_second(exp)):
+        raise InvalidInputError(
+            f"the envelope's lifetime must fall between 1970 and 9999, found {at} + {ttl}"
+        )
+    routing: dict[str, Any] = {
+        "v": VERSION,
+        "iss": ring.party,
+        "aud": recipient.party,
+        "jti": msg_id,
+        "iat": iat,
+        "exp": exp,
+    }
+    try:
+        claims = _canonical({**routing, "body": body})
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"the envelope body is not JSON: {exc}") from exc
+
+    kid, signer = ring._signer(at)
+    inner = joserfc_jws.serialize_compact(
+        {"alg": "EdDSA", "kid": kid, "typ": HOP_TYPE}, claims, signer, registry=_JWS
+    )
+    recipient_kid, recipient_key = recipient._encrypter(at)
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": recipient_kid, "cty": HOP_TYPE, **routing}
+    compact = jwe.encrypt_compact(header, inner, recipient_key, registry=_JWE)
+    # A compact JWE is base64url and dots: nothing in it needs escaping in a JSON string.
+    return f'{{"format":"{ENVELOPE_FORMAT}","jwe":"{compact}"}}'
+
+
+def _hop_header(header: dict[str, Any], own_party: str) -> None:
+    """Check the outer JWE header (not yet authenticated) before any key is used."""
+    version = header.get("v")
+    if type(version) is int and version != VERSION:
+        raise EnvelopeError("unsupported-version")
+    if (
+        header.keys() != _HOP_HEADER
+        or header["alg"] != "ECDH-ES"
+        or header["enc"] != "A256GCM"
+        or header["cty"] != HOP_TYPE
+        or type(version) is not int
+        or not (_is_text(header["kid"]) and _is_text(header["iss"]))
+        or not (_is_text(header["aud"]) and _is_text(header["jti"]))
+        or not (_is_second(header["iat"]) and _is_second(header["exp"]) and header["iat"] <= header["exp"])
+    ):
+        raise EnvelopeError("malformed")
+    epk = header["epk"]
+    if (
+        type(epk) is not dict
+        or epk.keys() != _EPK
+        or epk["kty"] != "OKP"
+        or epk["crv"] != "X25519"
+        or type(epk["x"]) is not str
+    ):
+        raise EnvelopeError("malformed")
+    if header["aud"] != own_party:
+        raise EnvelopeError("wrong-recipient")
+
+
+def _claims(payload: bytes, header: dict[str, Any]) -> dict[str, Any]:
+    """The signed claims, which must repeat the outer header's routing exactly."""
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("malformed") from exc
+    if type(claims) is not dict or claims.keys() != _CLAIMS or type(claims["body"]) is not dict:
+        raise EnvelopeError("malformed")
+    if claims["aud"] != header["aud"] or type(claims["aud"]) is not str:
+        raise EnvelopeError("wrong-recipient")  # a hop signed for another party, re-encrypted to us
+    for name in ("v", "iss", "jti", "iat", "exp"):
+        if claims[name] != header[name] or type(claims[name]) is not type(header[name]):
+            raise EnvelopeError("malformed")
+    return claims
+
+
+def open_envelope(
+    ring: KeyRing,
+    text: str | bytes,
+    identities: Callable[[str], PeerIdentity | None],
+    at: datetime,
+    skew: timedelta = timedelta(minutes=5),
+) -> Opened:
+    """Decrypt and verify an envelope addressed to this node; every failure is ``EnvelopeError``.
+
+    The checks, in order: the format marker (``unsupported-version``, ``malformed``); the
+    JWE header (``malformed``, ``unsupported-version``) and its ``aud`` (``wrong-recipient``);
+    this node's key named by ``kid`` at ``at`` (``unknown-key``, ``revoked-key``,
+    ``key-not-valid``); decryption (``decrypt-failed``); the inner JWS header
+    (``malformed``); the sender named by ``iss`` (``unknown-sender``) and its signing key
+    named by the inner ``kid`` (key codes as above); the signature
+    (``bad-signature``); the signed claims against the header (``wrong-recipient``,
+    ``malformed``); and the lifetime, allowing ``skew`` either way (``expired``,
+    ``not-yet-valid``).
+    """
+    _aware(at)
+    if len(text) > MAX_ENVELOPE_CHARS:
+        raise EnvelopeError("malformed")
+    try:
+        envelope = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("malformed") from exc
+    if type(envelope) is not dict or type(envelope.get("format")) is not str:
+        raise EnvelopeError("malformed")
+    if envelope["format"] != ENVELOPE_FORMAT:
+        raise EnvelopeError("unsupported-version")
+    compact = envelope.get("jwe")
+    if envelope.keys() != _ENVELOPE or type(compact) is not str:
+        raise EnvelopeError("malformed")
+
+    # joserfc parses the compact JWE and calls key_for with it: the header is checked
+    # there, before this node's key is chosen and used.
+    outer: dict[str, Any] = {}
+
+    def key_for(token: GuestProtocol) -> OKPKey:
+        header = token.headers()
+        _hop_header(header, ring.party)
+        outer.update(header)
+        return ring._decrypter(header["kid"], at)
+
+    try:
+        plain = jwe.decrypt_compact(compact, key_for, registry=_JWE).plaintext
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:
+        raise EnvelopeError("decrypt-failed" if outer else "malformed") from exc
+    if plain is None:
+        raise EnvelopeError("decrypt-failed")
+
+    signed = _parsed_jws(plain, _HOP_JWS_HEADER, HOP_TYPE)
+    sender = identities(outer["iss"])
+    if sender is None:
+        raise EnvelopeError("unknown-sender")
+    sender_kid = signed.protected["kid"]
+    _check_signature(signed, sender._verifier(sender_kid, at), "bad-signature")
+
+    claims = _claims(signed.payload, outer)
+    issued_at = datetime.fromtimestamp(claims["iat"], UTC)
+    expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+    if expires_at + skew < at:
+        raise EnvelopeError("expired")
+    if issued_at - skew > at:
+        raise EnvelopeError("not-yet-valid")
+    return Opened(
+        claims["iss"], claims["aud"], claims["jti"], issued_at, expires_at, claims["body"], sender_kid
+    )

@@ -1,0 +1,296 @@
+"""The store's federation tables: peers, the transactional outbox, the inbox, consents.
+
+Writes that belong together happen in one transaction with their audit rows and
+inventory entries (a release writes the envelope and the decision at once; a
+receipt stores the item, the inbox row and the audit records at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, insert, select, update
+
+from gsomia.store import _tables as t
+from gsomia.store._store import AuditRow, NewItem, Store
+
+__all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
+
+InventoryEntry = tuple[str, int, str, str | None, str | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    party: str
+    document: str
+    agreements: str
+    registered_us: int
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    msg_id: str
+    kind: str
+    item_id: str | None
+    recipient: str
+    final_recipient: str
+    request: str
+    decision: str
+    envelope: str
+    state: str
+    attempts: int
+    next_attempt_us: int
+    created_us: int
+    updated_us: int
+    last_error: str | None = None
+    receipt: str | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    msg_id: str
+    sender: str
+    kind: str
+    item_id: str | None
+    received_us: int
+    status: str
+    receipt: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    id: str
+    kind: str
+    originator: str
+    recipient: str
+    item_id: str | None
+    holder: str | None
+    hub: str | None
+    given_us: int
+    expires_us: int | None
+    reference: str
+    jws: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequestRow:
+    id: str
+    item_id: str
+    originator: str
+    holder: str
+    third_party: str
+    purpose: str
+    reason: str
+    state: str
+    created_us: int
+    decided_us: int | None = None
+    decided_by: str | None = None
+    answer: str | None = None
+
+
+def _values(row: object) -> dict[str, object]:
+    return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
+
+
+class FederationStore:
+    """Federation tables over a :class:`Store`'s engine and transactions."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- peers ---
+
+    def put_peer(self, row: PeerRow, audit: Sequence[AuditRow] = ()) -> None:
+        with self.store._begin() as conn:
+            conn.execute(t.peers.delete().where(t.peers.c.party == row.party))
+            conn.execute(insert(t.peers), _values(row))
+            self.store._audit(conn, audit)
+
+    def peers(self) -> list[PeerRow]:
+        with self.store._read() as conn:
+            return [PeerRow(**r._mapping) for r in conn.execute(select(t.peers).order_by(t.peers.c.party))]
+
+    # --- outbox ---
+
+    def enqueue(
+        self,
+        rows: Sequence[OutboxRow],
+        audit: Sequence[AuditRow] = (),
+        inventory: Sequence[InventoryEntry] = (),
+        consents: Sequence[ConsentRow] = (),
+    ) -> None:
+        """Write outbox rows (and what goes with them) in one transaction."""
+        with self.store._begin() as conn:
+            if consents:
+                conn.execute(insert(t.consents), [_values(c) for c in consents])
+            if rows:
+                conn.execute(insert(t.outbox), [_values(r) for r in rows])
+            self.store._inventory(conn, inventory, {})
+            self.store._audit(conn, audit)
+
+    def due(self, now_us: int, limit: int) -> list[OutboxRow]:
+        query = (
+            select(t.outbox)
+            .where(and_(t.outbox.c.state == "pending", t.outbox.c.next_attempt_us <= now_us))
+            .order_by(t.outbox.c.seq)
+            .limit(limit)
+        )
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query)]
+
+    def outbox(self, *, state: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[OutboxRow]:
+        query = select(t.outbox).where(t.outbox.c.seq > after_seq)
+        if state is not None:
+            query = query.where(t.outbox.c.state == state)
+        with self.store._read() as conn:
+            return [
+                OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
+            ]
+
+    def outbox_entry(self, msg_id: str) -> OutboxRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(select(t.outbox).where(t.outbox.c.msg_id == msg_id)).one_or_none()
+        return None if row is None else OutboxRow(**row._mapping)
+
+    def settle(
+        self,
+        msg_id: str,
+        *,
+        state: str,
+        now_us: int,
+        attempts: int,
+        next_attempt_us: int,
+        last_error: str | None = None,
+        receipt: str | None = None,
+        envelope: str | None = None,
+        audit: Sequence[AuditRow] = (),
+        inventory: Sequence[InventoryEntry] = (),
+    ) -> None:
+        """Record the outcome of a delivery attempt (with its audit and inventory) in one transaction."""
+        values: dict[str, object] = {
+            "state": state,
+            "updated_us": now_us,
+            "attempts": attempts,
+            "next_attempt_us": next_attempt_us,
+            "last_error": last_error,
+        }
+        if receipt is not None:
+            values["receipt"] = receipt
+        if envelope is not None:
+            values["envelope"] = envelope
+        with self.store._begin() as conn:
+            conn.execute(update(t.outbox).where(t.outbox.c.msg_id == msg_id).values(**values))
+            self.store._inventory(conn, inventory, {})
+            self.store._audit(conn, audit)
+
+    # --- inbox ---
+
+    def inbox_entry(self, msg_id: str) -> InboxRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(select(t.inbox).where(t.inbox.c.msg_id == msg_id)).one_or_none()
+        return None if row is None else InboxRow(**row._mapping)
+
+    def accept(
+        self,
+        *,
+        items: Sequence[NewItem] = (),
+        inbox: Sequence[InboxRow] = (),
+        inventory: Sequence[InventoryEntry] = (),
+        audit: Sequence[AuditRow] = (),
+        outbox: Sequence[OutboxRow] = (),
+        consents: Sequence[ConsentRow] = (),
+        requests: Sequence[ConsentRequestRow] = (),
+        answers: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """Everything a batch of accepted envelopes leaves behind, in one transaction.
+
+        ``answers`` settle this node's own consent requests: (request id, state, reason).
+        """
+        with self.store._begin() as conn:
+            by_id: dict[str, int] = {}
+            if items:
+                seqs = self.store._insert_items(conn, items)
+                by_id = {item.id: seq for item, seq in zip(items, seqs, strict=True)}
+            if inbox:
+                conn.execute(insert(t.inbox), [_values(r) for r in inbox])
+            if consents:
+                conn.execute(insert(t.consents), [_values(c) for c in consents])
+            if requests:
+                conn.execute(insert(t.consent_requests), [_values(r) for r in requests])
+            if outbox:
+                conn.execute(insert(t.outbox), [_values(r) for r in outbox])
+            for request_id, state, reason in answers:
+                conn.execute(
+                    update(t.consent_requests)
+                    .where(t.consent_requests.c.id == request_id)
+                    .values(state=state, answer=reason)
+                )
+            self.store._inventory(conn, inventory, by_id)
+            self.store._audit(conn, audit)
+
+    # --- consents ---
+
+    def has_consent(self, consent_id: str) -> bool:
+        with self.store._read() as conn:
+            return (
+                conn.execute(select(t.consents.c.id).where(t.consents.c.id == consent_id)).first() is not None
+            )
+
+    def consents_for(self, originator: str, item_id: str) -> list[ConsentRow]:
+        """Consents of ``originator`` naming ``item_id``, and its standing ones (no item)."""
+        query = select(t.consents).where(
+            and_(
+                t.consents.c.originator == originator,
+                (t.consents.c.item_id == item_id) | t.consents.c.item_id.is_(None),
+            )
+        )
+        with self.store._read() as conn:
+            return [ConsentRow(**r._mapping) for r in conn.execute(query.order_by(t.consents.c.given_us))]
+
+    def consent_request(self, request_id: str) -> ConsentRequestRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(
+                select(t.consent_requests).where(t.consent_requests.c.id == request_id)
+            ).one_or_none()
+        return None if row is None else ConsentRequestRow(**row._mapping)
+
+    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
+        query = select(t.consent_requests)
+        if state is not None:
+            query = query.where(t.consent_requests.c.state == state)
+        with self.store._read() as conn:
+            return [
+                ConsentRequestRow(**r._mapping)
+                for r in conn.execute(query.order_by(t.consent_requests.c.created_us))
+            ]
+
+    def answer_request(
+        self,
+        request_id: str,
+        *,
+        state: str,
+        now_us: int,
+        by: str,
+        answer: str,
+        outbox: Sequence[OutboxRow] = (),
+        consents: Sequence[ConsentRow] = (),
+        audit: Sequence[AuditRow] = (),
+    ) -> bool:
+        """Settle a pending request and queue the answer, once (a second answer changes nothing)."""
+        with self.store._begin() as conn:
+            done = conn.execute(
+                update(t.consent_requests)
+                .where(and_(t.consent_requests.c.id == request_id, t.consent_requests.c.state == "pending"))
+                .values(state=state, decided_us=now_us, decided_by=by, answer=answer)
+            ).rowcount
+            if not done:
+                return False
+            if consents:
+                conn.execute(insert(t.consents), [_values(c) for c in consents])
+            if outbox:
+                conn.execute(insert(t.outbox), [_values(r) for r in outbox])
+            self.store._audit(conn, audit)
+            return True

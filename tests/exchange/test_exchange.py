@@ -1,0 +1,320 @@
+"""Federation over real HTTP between real nodes (in-process servers on loopback, one shared clock)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gsomia import network
+from gsomia.core.access import Person
+from gsomia.core.policy import ReleaseDecision
+from gsomia.crypto.envelope import seal
+from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.errors import AgreementError, InvalidInputError, ReleaseRefused
+from gsomia.node import Node
+from gsomia.testing import FakeClock
+
+KST_2024 = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+GSOMIA = "kor-jpn-gsomia-2016"
+
+
+@dataclass
+class Net:
+    nodes: dict[str, Node]
+    members: list[network.NetNode]
+    clock: FakeClock
+    client: httpx.Client
+
+    def officer(self, party: str) -> Person:
+        return self.nodes[party].person("officer")
+
+    def deliver(self, rounds: int = 4) -> list[Any]:
+        done = []
+        for _ in range(rounds):
+            moved = [
+                d for p in ("KOR", "USA", "JPN") for d in self.nodes[p].exchange.deliver_due(self.client)
+            ]
+            done += moved
+            if not moved:
+                break
+        return done
+
+    def endpoint(self, party: str) -> str:
+        return next(m.endpoint for m in self.members if m.party == party)
+
+    def audit(self, party: str, kind: str) -> list[dict[str, Any]]:
+        return [
+            {"outcome": r.outcome, "subject": r.subject, **json.loads(r.detail)}
+            for r in self.nodes[party].store.audit(kind=kind)
+        ]
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))  # keys made then, so the story can be replayed
+    members = network.build(tmp_path / "net", clock=clock)
+    clock.now = KST_2024
+    nodes = network.open_nodes(members, clock)
+    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
+        yield Net(nodes, members, clock, client)
+    for node in nodes.values():
+        node.close()
+
+
+def peer(net: Net, at: str, party: str) -> PeerIdentity:
+    found = net.nodes[at].exchange.peer(party)
+    assert found is not None
+    return found
+
+
+def own_item(net: Net, party: str, item_id: str, **label: Any) -> None:
+    scheme = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
+    data = {
+        "originator": party,
+        "classification": scheme[party],
+        "releasable_to": [p for p in ("KOR", "JPN", "USA") if p != party],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (net.clock.now - timedelta(hours=1)).isoformat(),
+    }
+    data.update(label)
+    net.nodes[party].ingest(net.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
+
+
+def test_allowed_flow_arrives_once_with_both_labels_and_a_receipt(net: Net) -> None:
+    own_item(net, "KOR", "k1")
+    entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "k1", "JPN")
+    assert entry.state == "pending"
+    results = net.deliver()
+    assert [r.state for r in results] == ["delivered"]
+    item, payload = net.nodes["JPN"].read(net.officer("JPN"), "k1")
+    assert item.label.classification == "군사II급비밀"
+    alt = item.label.alternative_for("JPN")
+    assert alt is not None
+    assert (alt.classification, alt.agreement) == ("極秘", GSOMIA)
+    assert json.loads(payload) == {"track": 1}
+    sent = net.nodes["KOR"].exchange.fed.outbox_entry(entry.msg_id)
+    assert sent is not None
+    assert sent.state == "delivered"
+    assert sent.receipt is not None  # the receiver's signed receipt: proof of delivery
+    assert [r.kind for r in net.nodes["KOR"].store.inventory("k1")] == ["ingested", "sent"]
+    assert [r.kind for r in net.nodes["JPN"].store.inventory("k1")] == ["received"]
+    assert net.deliver() == []  # nothing left to send, nothing sent twice
+
+
+def test_refused_release_never_leaves(net: Net) -> None:
+    own_item(net, "KOR", "c1", classification="군사I급비밀")
+    with pytest.raises(ReleaseRefused):
+        net.nodes["KOR"].exchange.release(net.officer("KOR"), "c1", "JPN")
+    assert net.nodes["KOR"].exchange.fed.outbox() == []
+    assert net.nodes["JPN"].store.get_item("c1") is None
+    assert net.audit("KOR", "item.release")[-1]["outcome"] == "refused"
+
+
+def test_hub_relay_with_authorisation_reaches_japan_with_koreas_signature(net: Net) -> None:
+    net.clock.now = datetime(2016, 11, 22, tzinfo=UTC)  # before GSOMIA: only TISA through the US
+    own_item(net, "KOR", "h1")
+    with pytest.raises(ReleaseRefused, match="hub_authorisation"):
+        net.nodes["KOR"].exchange.release(net.officer("KOR"), "h1", "JPN", via="USA")
+    with pytest.raises(ReleaseRefused, match="agreement_in_force"):
+        net.nodes["KOR"].exchange.release(net.officer("KOR"), "h1", "JPN")
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "h1", "JPN", via="USA", authorise_relay=True)
+    results = net.deliver()
+    assert [r.state for r in results] == ["delivered", "delivered"]  # KOR -> USA, then USA -> JPN
+    held_at_hub = net.nodes["USA"].store.get_item("h1")
+    assert held_at_hub is not None
+    assert held_at_hub.agreement == "tisa-2014"
+    item, _ = net.nodes["JPN"].read(net.officer("JPN"), "h1")
+    assert item.received_from == "USA"
+    assert item.agreement == "tisa-2014"
+    # JPN verified KOR's original signature: the stored origin JWS is KOR's
+    origin = net.nodes["JPN"].exchange._origin_jws("h1")
+    assert json.loads(base64.urlsafe_b64decode(origin.split(".")[0] + "=="))["iss"] == "KOR"
+
+
+def test_hub_refuses_to_forward_without_the_originators_authorisation(net: Net) -> None:
+    net.clock.now = datetime(2016, 11, 22, tzinfo=UTC)
+    own_item(net, "KOR", "h2")
+    kor = net.nodes["KOR"].exchange
+    body = kor._item_body(
+        {"item": "h2", "sender": "KOR", "recipient": "JPN", "via": ["USA"], "purpose": "threat-assessment"},
+        _decision("tisa-2014"),
+    )
+    envelope = seal(
+        kor.ring, peer(net, "KOR", "USA"), body, msg_id="forged-relay", at=net.clock.now, ttl=HOUR
+    )
+    answer = net.client.post(f"{net.endpoint('USA')}/inbox", json={"envelopes": [envelope]}).json()
+    assert answer["results"][0]["status"] == "refused"
+    assert "hub_authorisation" in answer["results"][0]["reason"]
+    assert net.nodes["USA"].store.get_item("h2") is None
+    assert net.nodes["USA"].exchange.fed.outbox() == []
+
+
+def _decision(agreement: str) -> ReleaseDecision:
+    return ReleaseDecision(True, KST_2024, (), agreement, (), None)
+
+
+def test_a_termination_between_queueing_and_sending_makes_it_undeliverable(net: Net) -> None:
+    gsomia = net.nodes["KOR"].catalogue.agreement(GSOMIA).what_if(without=["2019-11-22-notice-suspended"])
+    what_if = net.nodes["KOR"].catalogue.replacing(gsomia)
+    kor = Node(net.nodes["KOR"].config, catalogue=what_if, clock=net.clock)
+    net.clock.now = datetime(2019, 11, 22, 23, 59, 59, tzinfo=gsomia.timezone)
+    own_item(net, "KOR", "late")
+    kor.exchange.release(kor.person("officer"), "late", "JPN")
+    net.clock.advance(seconds=2)  # 00:00:01 KST on 23 November 2019: the agreement ended at midnight
+    results = kor.exchange.deliver_due(net.client)
+    assert [r.state for r in results] == ["undeliverable"]
+    assert "terminated" in results[0].detail
+    assert net.nodes["JPN"].store.get_item("late") is None
+    kor.close()
+
+
+def test_receiver_down_then_back_gets_it_exactly_once(net: Net) -> None:
+    own_item(net, "JPN", "j1")
+    jpn = net.nodes["JPN"].exchange
+    entry = jpn.release(net.officer("JPN"), "j1", "KOR")
+    dead = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(503)))
+    assert [r.state for r in jpn.deliver_due(dead)] == ["pending"]
+    assert jpn.deliver_due(net.client) == []  # backing off: not due yet
+    net.clock.advance(seconds=5)
+    assert [r.state for r in jpn.deliver_due(net.client)] == ["delivered"]
+    again = jpn.fed.outbox_entry(entry.msg_id)
+    assert again is not None
+    assert again.attempts == 2
+    assert net.nodes["KOR"].store.count_items() == 1
+
+
+def test_the_same_envelope_twice_is_acknowledged_not_stored_twice(net: Net) -> None:
+    own_item(net, "KOR", "d1")
+    entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "d1", "JPN")
+    url = f"{net.endpoint('JPN')}/inbox"
+    first = net.client.post(url, json={"envelopes": [entry.envelope]}).json()["results"][0]
+    second = net.client.post(url, json={"envelopes": [entry.envelope, entry.envelope]}).json()["results"]
+    assert first["status"] == "stored"
+    assert [r["status"] for r in second] == ["duplicate", "duplicate"]
+    assert second[0]["receipt"] == first["receipt"]
+    assert net.nodes["JPN"].store.count_items() == 1
+    assert len(net.audit("JPN", "envelope.duplicate")) == 2
+
+
+@pytest.mark.parametrize(
+    "case", ["garbage", "wrong-format", "tampered", "wrong-recipient", "expired", "unknown-sender"]
+)
+def test_hostile_envelopes_are_refused_and_recorded(net: Net, case: str) -> None:
+    own_item(net, "KOR", "x1")
+    kor = net.nodes["KOR"].exchange
+    good = kor.release(net.officer("KOR"), "x1", "JPN").envelope
+    envelope: str = good
+    if case == "garbage":
+        envelope = "not an envelope"
+    elif case == "wrong-format":
+        envelope = json.dumps({"format": "gsomia-envelope/9", "jwe": json.loads(good)["jwe"]})
+    elif case == "tampered":
+        jwe = json.loads(good)["jwe"].split(".")
+        jwe[3] = ("A" if jwe[3][0] != "A" else "B") + jwe[3][1:]
+        envelope = json.dumps({"format": "gsomia-envelope/1", "jwe": ".".join(jwe)})
+    elif case == "wrong-recipient":
+        envelope = seal(
+            kor.ring, peer(net, "KOR", "USA"), {"kind": "item"}, msg_id="m", at=net.clock.now, ttl=HOUR
+        )
+    elif case == "expired":
+        net.clock.advance(days=2)
+    elif case == "unknown-sender":
+        path = net.nodes["KOR"].config.directory.parent / "stranger.json"
+        stranger = KeyRing.create(path, "GBR", "gbr", net.clock.now)
+        envelope = seal(
+            stranger, peer(net, "KOR", "JPN"), {"kind": "item"}, msg_id="s", at=net.clock.now, ttl=HOUR
+        )
+    answer = net.client.post(f"{net.endpoint('JPN')}/inbox", json={"envelopes": [envelope]}).json()
+    answer = answer["results"][0]
+    assert answer == {"status": "refused", "reason": "envelope refused", "receipt": None}
+    recorded = net.audit("JPN", "envelope.refused")
+    assert recorded[-1]["outcome"] == "refused"
+    assert recorded[-1]["reason"]  # the detail is in the audit records, not in the answer
+    assert net.nodes["JPN"].store.get_item("x1") is None
+
+
+def test_a_revoked_sender_key_is_refused_from_the_instant_of_revocation(net: Net) -> None:
+    own_item(net, "KOR", "r1")
+    kor = net.nodes["KOR"].exchange
+    kid, _ = kor.ring.signing_key(net.clock.now)
+    net.nodes["JPN"].exchange.revoke_peer_key(None, "KOR", kid, net.clock.now)
+    kor.release(net.officer("KOR"), "r1", "JPN")
+    results = net.deliver()
+    assert [r.state for r in results] == ["undeliverable"]
+    assert net.audit("JPN", "envelope.refused")[-1]["reason"] == "revoked-key"
+
+
+def test_an_unregistered_link_is_refused_on_both_sides(net: Net) -> None:
+    own_item(net, "KOR", "u1")
+    jpn = net.nodes["JPN"].exchange
+    identity = jpn.peer("KOR")
+    assert identity is not None
+    jpn.register_peer(None, identity.to_document(), ["tisa-2014"])  # the KOR link now serves TISA only
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "u1", "JPN")
+    results = net.deliver()
+    assert [r.state for r in results] == ["undeliverable"]
+    assert "not registered for kor-jpn-gsomia-2016" in results[0].detail
+    with pytest.raises(AgreementError, match="not an agreement between"):
+        jpn.register_peer(None, identity.to_document(), ["usa-kor-gsomia-1987"])
+
+
+def test_third_party_consent_workflow(net: Net) -> None:
+    own_item(net, "KOR", "t1")
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "t1", "JPN")
+    net.deliver()
+    jpn = net.nodes["JPN"].exchange
+    with pytest.raises(ReleaseRefused, match="third_party"):
+        jpn.release(net.officer("JPN"), "t1", "USA")
+    request_id = jpn.request_consent(net.officer("JPN"), "t1", "USA", "threat-assessment", "US analysis cell")
+    net.deliver()
+    kor = net.nodes["KOR"].exchange
+    pending = kor.fed.consent_requests("pending")
+    assert [(r.id, r.holder, r.third_party) for r in pending] == [(request_id, "JPN", "USA")]
+    kor.answer_consent(net.officer("KOR"), request_id, grant=True, reason="KOR MND note 2024-031")
+    with pytest.raises(InvalidInputError, match="already answered"):
+        kor.answer_consent(net.officer("KOR"), request_id, grant=False, reason="changed my mind")
+    net.deliver()
+    mine = jpn.fed.consent_request(request_id)
+    assert mine is not None
+    assert mine.state == "granted"
+    jpn.release(net.officer("JPN"), "t1", "USA")
+    assert [r.state for r in net.deliver()] == ["delivered"]
+    item, _ = net.nodes["USA"].read(net.officer("USA"), "t1")
+    assert item.label.originator == "KOR"
+    assert item.received_from == "JPN"
+
+
+def test_a_refused_consent_leaves_the_release_refused(net: Net) -> None:
+    own_item(net, "KOR", "t2")
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "t2", "JPN")
+    net.deliver()
+    jpn = net.nodes["JPN"].exchange
+    request_id = jpn.request_consent(net.officer("JPN"), "t2", "USA", "threat-assessment", "please")
+    net.deliver()
+    net.nodes["KOR"].exchange.answer_consent(
+        net.officer("KOR"), request_id, grant=False, reason="not releasable"
+    )
+    net.deliver()
+    mine = jpn.fed.consent_request(request_id)
+    assert mine is not None
+    assert mine.state == "refused"
+    with pytest.raises(ReleaseRefused, match="third_party"):
+        jpn.release(net.officer("JPN"), "t2", "USA")
+
+
+def test_identity_is_published(net: Net) -> None:
+    doc = net.client.get(f"{net.endpoint('KOR')}/identity").json()
+    assert doc["format"] == "gsomia-identity/1"
+    assert doc["party"] == "KOR"
+    assert doc["endpoint"] == net.endpoint("KOR")
+    assert {k["use"] for k in doc["keys"]} == {"sig", "enc"}
