@@ -75,7 +75,11 @@ def test_net_up_status_down_and_an_item_crosses(tmp_path: Path) -> None:
         assert got.json()["payload"] == {"apogee_km": 950}
         assert got.json()["label"]["alternatives"][0]["classification"] == "極秘"
         delivered = run("outbox", "list", "--dir", str(d / "kor"))
-        assert [(e["item_id"], e["state"], e["receipt"]) for e in delivered] == [("cli-1", "delivered", True)]
+        items = [(e["item_id"], e["state"], e["receipt"]) for e in delivered if e["kind"] == "item"]
+        assert items == [("cli-1", "delivered", True)]
+        heads = [e for e in delivered if e["kind"] == "tree-head"]
+        assert heads  # the node shares its signed tree head with its partners
+        assert {e["state"] for e in heads} == {"delivered"}
     finally:
         stopped = run("net", "down", "--dir", str(d))
     assert not any(n["alive"] for n in stopped)

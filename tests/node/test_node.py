@@ -280,3 +280,12 @@ def test_a_batch_is_stored_whole_or_not_at_all(jpn_node: Node, people: dict[str,
     stored = jpn_node.ingest_many(people["tanaka"], good)
     assert [i.id for i in stored] == ["b0", "b1", "b2"]
     assert jpn_node.store.count_items() == 3
+
+
+def test_a_received_item_must_be_releasable_to_this_party(jpn_node: Node, people: dict[str, Person]) -> None:
+    for label in (kor_label(releasable_to=["USA"]), kor_label(caveats=["NOFORN"])):
+        with pytest.raises(LabelError, match="not make this KOR item releasable to JPN"):
+            jpn_node.ingest(
+                people["tanaka"], label=label, payload=b"{}", received_from="KOR", agreement=GSOMIA
+            )
+    assert jpn_node.store.count_items() == 0

@@ -134,3 +134,13 @@ def test_tokens(store: Store) -> None:
     assert revoked.revoked_us == 50
     with pytest.raises(ConflictError):
         store.add_person("p1", "{}", 2)
+
+
+def test_topic_pages_follow_the_cursor(store: Store) -> None:
+    store.insert_items([item(n, topics=frozenset({"a"} if n % 2 else {"b"})) for n in range(1, 41)])
+    seen: list[str] = []
+    after = 0
+    while page := store.list_items(ItemFilter(topic="a"), after, 7):
+        seen += [r.id for r in page]
+        after = page[-1].seq
+    assert seen == [f"item-{n:05d}" for n in range(1, 41, 2)]

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -35,7 +36,7 @@ from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Item, Node
-from gsomia.store import ConsentRequestRow, ItemFilter, OutboxRow
+from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
 
 __all__ = ["create_app"]
 
@@ -118,6 +119,20 @@ def _outbox_out(row: OutboxRow) -> dict[str, Any]:
     }
 
 
+def _audit_out(row: AuditRow) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "entry_id": row.entry_id,
+        "leaf_index": row.leaf_index,
+        "at": datetime.fromtimestamp(row.at_us / 1e6).astimezone().isoformat(),
+        "kind": row.kind,
+        "actor": row.actor,
+        "subject": row.subject,
+        "outcome": row.outcome,
+        "detail": json.loads(row.detail),
+    }
+
+
 def _request_out(row: ConsentRequestRow) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -132,20 +147,31 @@ def _request_out(row: ConsentRequestRow) -> dict[str, Any]:
     }
 
 
-def _sender_loop(node: Node, stop: threading.Event, interval: float) -> None:
-    """Push due outbox entries until ``stop`` is set; a failure is logged, never fatal."""
+def _sender_loop(node: Node, stop: threading.Event, interval: float, head_every: float) -> None:
+    """Until ``stop``: deliver the outbox, grow the audit log, share and check signed heads.
+
+    A failure is logged, never fatal: a crashed loop would silently stop all delivery.
+    """
+    last_head = 0.0
     with httpx.Client(timeout=10.0) as client:
         while not stop.is_set():
+            sent: list[object] = []
             try:
-                sent = node.exchange.deliver_due(client)
-            except Exception:  # a crashed sender would silently stop all delivery: log, back off, go on
+                sent = list(node.exchange.deliver_due(client))
+                node.audit.integrate()
+                if time.monotonic() - last_head >= head_every:
+                    last_head = time.monotonic()
+                    node.exchange.share_head()
+                    node.audit.check_partners(client)
+            except Exception:
                 _log.exception("delivery round failed")
-                sent = []
             if not sent:
                 stop.wait(interval)
 
 
-def create_app(node: Node, *, sender: bool = False, sender_interval: float = 0.2) -> FastAPI:
+def create_app(
+    node: Node, *, sender: bool = False, sender_interval: float = 0.2, head_every: float = 5.0
+) -> FastAPI:
     """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox."""
 
     @contextlib.asynccontextmanager
@@ -155,7 +181,7 @@ def create_app(node: Node, *, sender: bool = False, sender_interval: float = 0.2
         if sender:
             thread = threading.Thread(
                 target=_sender_loop,
-                args=(node, stop, sender_interval),
+                args=(node, stop, sender_interval, head_every),
                 daemon=True,
                 name=f"gsomia-sender-{node.party}",
             )
@@ -390,6 +416,45 @@ def create_app(node: Node, *, sender: bool = False, sender_interval: float = 0.2
                 person, request_id, grant=body.grant, reason=body.reason, expires=expires
             )
         )
+
+    # --- the audit log ---
+
+    @app.get("/audit/head", tags=["audit"])
+    def audit_head() -> dict[str, Any]:
+        """The latest signed tree head (signed now if the log grew)."""
+        head = node.audit.sign_head()
+        return {"size": head.size, "root": head.root.hex(), "jws": head.jws}
+
+    @app.get("/audit/inclusion", tags=["audit"])
+    def audit_inclusion(entry: str) -> dict[str, Any]:
+        """An entry, its leaf index and its inclusion proof in the latest signed head (hashes only
+        beyond the entry itself: a partner proves a delivery without seeing other entries)."""
+        return node.audit.inclusion(entry)
+
+    @app.get("/audit/consistency", tags=["audit"])
+    def audit_consistency(
+        first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+    ) -> dict[str, Any]:
+        """The proof that the log of size ``second`` extends the log of size ``first``."""
+        if first > second:
+            raise InvalidInputError("first must not exceed second")
+        return {"first": first, "second": second, "proof": node.audit.consistency(first, second)}
+
+    @app.get("/audit/partners", tags=["audit"])
+    def audit_partners(person: Caller) -> list[dict[str, Any]]:
+        """Each partner's latest signed head and whether its log stayed consistent."""
+        return node.audit.partners()
+
+    @app.get("/audit/log", tags=["audit"])
+    def audit_log(
+        person: Caller,
+        since: Annotated[int, Query(ge=0)] = 0,
+        kind: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit records after ``since`` (security officers and administrators)."""
+        node.require_any(person, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "audit.read")
+        return [_audit_out(r) for r in node.store.audit(after_seq=since, kind=kind, limit=limit)]
 
     # --- agreements and decisions ---
 

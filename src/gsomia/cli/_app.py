@@ -15,6 +15,7 @@ from rich.table import Table
 
 from gsomia._datafiles import load_catalogue, load_events
 from gsomia.cli import _render
+from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
@@ -41,6 +42,7 @@ app.add_typer(item_app, name="item")
 app.add_typer(peer_app, name="peer")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(net_app, name="net")
+app.add_typer(audit_app, name="audit")
 
 _state: dict[str, list[Path]] = {"data": []}
 

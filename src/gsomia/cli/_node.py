@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,6 +94,7 @@ def node_serve(
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
 
     node = _open(directory)
+    gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
     uvicorn.run(create_app(node, sender=sender), host=host, port=port, log_level="warning")
 
 

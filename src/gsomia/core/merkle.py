@@ -27,6 +27,7 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "range_hash",
+    "subtrees_needed",
     "verify_consistency",
     "verify_inclusion",
 ]

@@ -161,7 +161,9 @@ def receipt_content(
     status: str,
     digest: str | None,
     at: datetime,
+    log_entry: str | None = None,
 ) -> bytes:
+    """A signed receipt names the receiver's audit-log entry, so either side can later prove it."""
     return canonical(
         {
             "v": 1,
@@ -173,5 +175,6 @@ def receipt_content(
             "status": status,
             "digest": digest,
             "at": at.isoformat(),
+            "log_entry": log_entry,
         }
     ).encode()

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gsomia._codec import canonical, decision_json, label_to_dict
+from gsomia.audit._log import parse_head
 from gsomia.core.access import Person, Role
+from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, seal, sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
@@ -38,6 +40,7 @@ from gsomia.errors import (
     GsomiaError,
     InvalidInputError,
     NotFoundError,
+    ProofError,
     ReleaseRefused,
 )
 from gsomia.exchange._messages import (
@@ -107,9 +110,16 @@ class Exchange:
         return self.node.clock()
 
     def _row(
-        self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
+        self,
+        kind: str,
+        actor: str | None,
+        subject: str | None,
+        outcome: str,
+        *,
+        entry_id: str = "",
+        **detail: Any,
     ) -> AuditRow:
-        return AuditRow(_us(self._now()), kind, actor, subject, outcome, canonical(detail))
+        return AuditRow(_us(self._now()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id)
 
     def _audit(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
         self.node.store.append_audit([self._row(kind, actor, subject, outcome, **detail)])
@@ -628,6 +638,8 @@ class Exchange:
                 return self._receive_consent_request(opened, now, accepted)
             if kind == "consent":
                 return self._receive_consent(opened, now, accepted)
+            if kind == "tree-head":
+                return self._receive_head(opened, now, accepted)
         except EnvelopeError as exc:
             return self._refused(
                 "envelope.refused", opened.sender, None, exc.detail, "envelope refused", msg_id=opened.msg_id
@@ -646,7 +658,13 @@ class Exchange:
         )
 
     def _receipt(
-        self, opened: Opened, item_id: str | None, status: str, digest: str | None, now: datetime
+        self,
+        opened: Opened,
+        item_id: str | None,
+        status: str,
+        digest: str | None,
+        now: datetime,
+        log_entry: str | None = None,
     ) -> str:
         return sign_origin(
             self.ring,
@@ -658,9 +676,96 @@ class Exchange:
                 status=status,
                 digest=digest,
                 at=now,
+                log_entry=log_entry,
             ),
             now,
         )
+
+    def _receive_head(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+        """A partner's signed tree head, kept for the consistency check (gsomia.audit)."""
+        if not self.links(opened.sender):
+            raise AgreementError(f"no registered link with {opened.sender}")
+        status = self.node.audit.receive_head(opened.sender, str(opened.body.get("head")), self._identities)
+        receipt = self._receipt(opened, None, status, None, now)
+        accepted.add_inbox(
+            InboxRow(opened.msg_id, opened.sender, "tree-head", None, _us(now), "recorded", receipt)
+        )
+        return {"status": "recorded", "receipt": receipt, "reason": None}
+
+    def share_head(self) -> int:
+        """Queue this node's latest signed head for every peer that has not had it; how many queued."""
+        head = self.node.audit.sign_head()
+        now = self._now()
+        rows = []
+        for peer, _links in self.peers():
+            key = f"audit.sent.{peer.party}"
+            if int(self.node.store.meta(key) or -1) >= head.size:
+                continue
+            msg_id = uuid.uuid4().hex
+            body = {"kind": "tree-head", "head": head.jws}
+            rows.append(
+                OutboxRow(
+                    msg_id=msg_id,
+                    kind="tree-head",
+                    item_id=None,
+                    recipient=peer.party,
+                    final_recipient=peer.party,
+                    request=canonical({}),
+                    decision=canonical({}),
+                    envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_us=_us(now),
+                    created_us=_us(now),
+                    updated_us=_us(now),
+                )
+            )
+            self.node.store.put_meta(key, str(head.size))
+        if rows:
+            self.fed.enqueue(rows)
+        return len(rows)
+
+    def delivery_proof(self, msg_id: str, client: httpx.Client) -> dict[str, Any]:
+        """Prove a delivery: the receiver's signed receipt names its log entry; fetch and check the
+        inclusion proof of that entry in the receiver's signed tree head."""
+        entry = self.fed.outbox_entry(msg_id)
+        if entry is None or entry.receipt is None:
+            raise NotFoundError(f"no delivered message {msg_id!r}")
+        now = self._now()
+        signer, content = verify_origin(entry.receipt, self._identities, now)
+        receipt = json.loads(content)
+        log_entry = receipt.get("log_entry")
+        if not isinstance(log_entry, str):
+            raise InvalidInputError(f"the receipt for {msg_id} names no log entry")
+        peer = self.peer(signer)
+        if peer is None:
+            raise AgreementError(f"{signer} is not a registered peer")
+        response = client.get(f"{peer.endpoint.rstrip('/')}/audit/inclusion", params={"entry": log_entry})
+        response.raise_for_status()
+        proof = response.json()
+        head_signer, head_content = verify_origin(proof["head"], self._identities, now)
+        party, size, root, _ = parse_head(head_content)
+        if head_signer != signer or party != signer or size != proof["size"]:
+            raise ProofError("the tree head is not the receiver's")
+        entry_data = proof["leaf_data"].encode()
+        if json.loads(entry_data).get("entry") != log_entry:
+            raise ProofError("the proof is for another entry")
+        verify_inclusion(
+            leaf_hash(entry_data),
+            int(proof["leaf_index"]),
+            size,
+            [bytes.fromhex(h) for h in proof["proof"]],
+            root,
+        )
+        return {
+            "msg_id": msg_id,
+            "receiver": signer,
+            "log_entry": log_entry,
+            "leaf_index": proof["leaf_index"],
+            "size": size,
+            "root": root.hex(),
+            "entry": json.loads(entry_data),
+        }
 
     def _receive_item(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
         body = opened.body
@@ -722,7 +827,8 @@ class Exchange:
         digest = hashlib.sha256(origin.encode()).hexdigest()
         held = self.node.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
         status = "relayed" if relaying else ("already-held" if held else "stored")
-        receipt = self._receipt(opened, item.item_id, status, digest, now)
+        log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
+        receipt = self._receipt(opened, item.item_id, status, digest, now, log_entry)
         accepted.add_inbox(
             InboxRow(opened.msg_id, opened.sender, "item", item.item_id, _us(now), status, receipt)
         )
@@ -734,6 +840,7 @@ class Exchange:
                 opened.sender,
                 item.item_id,
                 "allowed",
+                entry_id=log_entry,
                 msg_id=opened.msg_id,
                 status=status,
                 decision=decision_json(decision),

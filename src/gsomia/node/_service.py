@@ -21,6 +21,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, label_to_dict, person_from_dict, person_to_dict
 from gsomia._datafiles import load_catalogue
+from gsomia.audit._log import AuditLog
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -142,6 +143,7 @@ class Node:
             else KeyRing.create(ring_path, self.party, f"{self.party.lower()}-node", clock())
         )
         self.exchange = Exchange(self, self.ring)
+        self.audit = AuditLog(self)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -395,6 +397,11 @@ class Node:
             if received_from or agreement:
                 raise LabelError(f"an item originated by {self.party} was not received from anyone")
             return label
+        if self.party not in label.releasable_to or "NOFORN" in label.caveats:
+            raise LabelError(
+                f"the label does not make this {label.originator} item releasable to {self.party}: "
+                "it cannot be held here"
+            )
         if not received_from or not agreement:
             raise LabelError(
                 f"an item originated by {label.originator} needs received_from and the agreement "

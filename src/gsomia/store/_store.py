@@ -258,10 +258,12 @@ class Store:
             query = query.where(t.items.c.created_us >= where.created_from_us)
         if where.created_before_us is not None:
             query = query.where(t.items.c.created_us < where.created_before_us)
-        if where.topic is not None:
+        if where.topic is not None:  # the cursor bounds the topic index range too, so deep pages stay fast
             query = query.where(
                 t.items.c.seq.in_(
-                    select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
+                    select(t.item_topics.c.item_seq).where(
+                        t.item_topics.c.topic == where.topic, t.item_topics.c.item_seq > after_seq
+                    )
                 )
             )
         query = query.order_by(t.items.c.seq).limit(limit)
@@ -409,6 +411,8 @@ class Store:
                 select(t.node_meta.c.value).where(t.node_meta.c.key == key)
             ).scalar_one_or_none()
 
-    def set_meta(self, key: str, value: str) -> None:
+    def put_meta(self, key: str, value: str) -> None:
+        """Set (or replace) one node metadata value."""
         with self._begin() as conn:
+            conn.execute(t.node_meta.delete().where(t.node_meta.c.key == key))
             conn.execute(insert(t.node_meta), {"key": key, "value": value})

@@ -1,0 +1,351 @@
+"""A node's append-only Merkle log, in the style of Certificate Transparency (RFC 9162).
+
+Every audit record (decisions, envelopes, receipts, reads, refusals, keys, people, consents)
+becomes a leaf. Records are written by the transactions that cause them; ``integrate``
+later appends them to the tree in batches (the log never slows the exchange), keeping the
+completed subtree hashes for proofs. ``sign_head`` signs (size, root) with the node key.
+Partners receive each other's signed heads over the exchange and ask for consistency
+proofs between successive heads: a partner that rewrites or forks its log is caught.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from gsomia._codec import canonical
+from gsomia.core.merkle import (
+    Frontier,
+    consistency_subtrees,
+    inclusion_subtrees,
+    leaf_hash,
+    range_hash,
+    subtrees_needed,
+    verify_consistency,
+)
+from gsomia.crypto.envelope import sign_origin, verify_origin
+from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, ProofError
+from gsomia.store import AuditRow
+from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+
+if TYPE_CHECKING:
+    from gsomia.node._service import Node
+
+__all__ = ["AuditLog", "VerifyReport", "leaf_data"]
+
+
+def _us(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def leaf_data(row: AuditRow) -> bytes:
+    """What a leaf commits to: every field of the record (the detail exactly as stored)."""
+    return canonical(
+        {
+            "entry": row.entry_id,
+            "at_us": row.at_us,
+            "kind": row.kind,
+            "actor": row.actor,
+            "subject": row.subject,
+            "outcome": row.outcome,
+            "detail": row.detail,
+        }
+    ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of rebuilding the tree from the records."""
+
+    ok: bool
+    entries: int
+    heads_checked: int
+    problem: str | None = None
+    entry_id: str | None = None
+    seq: int | None = None
+
+
+def head_content(party: str, size: int, root: bytes, at: datetime) -> bytes:
+    return canonical(
+        {"v": 1, "kind": "tree-head", "party": party, "size": size, "root": root.hex(), "at": at.isoformat()}
+    ).encode()
+
+
+def parse_head(content: bytes) -> tuple[str, int, bytes, datetime]:
+    try:
+        data = json.loads(content)
+        if data.get("v") != 1 or data.get("kind") != "tree-head":
+            raise ValueError("not a version 1 tree head")
+        size, root = int(data["size"]), bytes.fromhex(data["root"])
+        at = datetime.fromisoformat(data["at"])
+        if size < 0 or len(root) != 32 or at.utcoffset() is None:
+            raise ValueError("bad size, root or instant")
+        return str(data["party"]), size, root, at
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"tree head: {exc}") from exc
+
+
+class AuditLog:
+    """The node's Merkle log over its audit records."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.store = AuditStore(node.store)
+
+    def _frontier(self) -> Frontier:
+        raw = self.store.frontier()
+        if raw is None:
+            return Frontier()
+        data = json.loads(raw)
+        return Frontier(int(data["size"]), [bytes.fromhex(h) for h in data["hashes"]])
+
+    # --- appending ---
+
+    def integrate(self, limit: int = 50_000) -> int:
+        """Append records not yet in the tree, oldest first, in one transaction; how many."""
+        rows = self.store.unintegrated(limit)
+        if not rows:
+            return 0
+        frontier = self._frontier()
+        leaves: list[tuple[int, int, bytes]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        for row in rows:
+            digest = leaf_hash(leaf_data(row))
+            leaves.append((row.seq, frontier.size, digest))
+            nodes += frontier.append(digest)
+        state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
+        self.store.integrate(leaves, nodes, state)
+        return len(rows)
+
+    def size(self) -> int:
+        return self._frontier().size
+
+    # --- signed tree heads ---
+
+    def sign_head(self) -> HeadRow:
+        """Integrate what is pending and sign the tree head (re-using the last one if nothing changed)."""
+        while self.integrate():
+            pass
+        frontier = self._frontier()
+        latest = self.store.latest_head()
+        if latest is not None and latest.size == frontier.size:
+            return latest
+        now = self.node.clock()
+        root = frontier.root()
+        jws = sign_origin(self.node.ring, head_content(self.node.party, frontier.size, root, now), now)
+        head = HeadRow(frontier.size, root, _us(now), jws)
+        self.store.put_head(head)
+        return head
+
+    def latest_head(self) -> HeadRow | None:
+        return self.store.latest_head()
+
+    # --- proofs ---
+
+    def _source(self, ranges: list[tuple[int, int]]) -> Any:
+        found = self.store.nodes(sorted(subtrees_needed(ranges)))
+
+        def node(level: int, index: int) -> bytes:
+            value = found.get((level, index))
+            if value is None:
+                raise ProofError(f"the log is missing subtree ({level}, {index})")
+            return value
+
+        return node
+
+    def inclusion(self, entry_id: str) -> dict[str, Any]:
+        """The entry, its leaf index and the proof of inclusion in the latest signed head."""
+        row = self.store.entry(entry_id)
+        if row is None:
+            raise NotFoundError(f"no audit entry {entry_id!r}")
+        head = self.sign_head() if row.leaf_index is None else (self.store.latest_head() or self.sign_head())
+        if row.leaf_index is None or row.leaf_index >= head.size:
+            head = self.sign_head()
+            row = self.store.entry(entry_id) or row
+        index = int(row.leaf_index or 0)
+        ranges = inclusion_subtrees(index, head.size)
+        node = self._source(ranges)
+        return {
+            "entry_id": entry_id,
+            "leaf_index": index,
+            "size": head.size,
+            "leaf_data": leaf_data(row).decode(),
+            "proof": [range_hash(a, b, node).hex() for a, b in ranges],
+            "head": head.jws,
+        }
+
+    def consistency(self, first: int, second: int) -> list[str]:
+        """The proof that the tree of size ``second`` extends the one of size ``first``."""
+        size = self.size()
+        if second > size:
+            raise InvalidInputError(f"the log has {size} entries, not {second}")
+        ranges = consistency_subtrees(first, second)
+        node = self._source(ranges)
+        return [range_hash(a, b, node).hex() for a, b in ranges]
+
+    # --- verification ---
+
+    def verify(self) -> VerifyReport:
+        """Rebuild the tree from the records, check every leaf hash and every signed head."""
+        heads = {h.size: h for h in self.store.heads()}
+        frontier = Frontier()
+        checked = 0
+        for row in self.store.leaves():
+            if row.leaf_index != frontier.size:
+                return VerifyReport(
+                    False,
+                    frontier.size,
+                    checked,
+                    f"leaf {frontier.size} is missing (next record is leaf {row.leaf_index})",
+                    row.entry_id,
+                    row.seq,
+                )
+            digest = leaf_hash(leaf_data(row))
+            if digest != row.leaf:
+                return VerifyReport(
+                    False,
+                    frontier.size,
+                    checked,
+                    f"entry {row.entry_id} (record {row.seq}, leaf {row.leaf_index}) was altered: "
+                    "its content no longer matches its leaf hash",
+                    row.entry_id,
+                    row.seq,
+                )
+            frontier.append(digest)
+            head = heads.get(frontier.size)
+            if head is not None:
+                checked += 1
+                problem = self._check_head(head, frontier.root())
+                if problem:
+                    return VerifyReport(False, frontier.size, checked, problem, row.entry_id, row.seq)
+        for size in heads:
+            if size > frontier.size:
+                return VerifyReport(
+                    False,
+                    frontier.size,
+                    checked,
+                    f"a signed head covers {size} entries but the log holds {frontier.size}",
+                )
+            if size == 0:
+                checked += 1
+        return VerifyReport(True, frontier.size, checked)
+
+    def _check_head(self, head: HeadRow, root: bytes) -> str | None:
+        try:
+            party, size, signed_root, _ = parse_head(
+                verify_origin(head.jws, lambda _: None, self.node.clock(), own=self.node.ring)[1]
+            )
+        except GsomiaError as exc:
+            return f"the signed head at size {head.size} does not verify: {exc}"
+        if party != self.node.party or size != head.size or signed_root != head.root:
+            return f"the signed head at size {head.size} does not match its stored values"
+        if root != head.root:
+            return (
+                f"the records no longer produce the root signed at size {head.size}: "
+                "an entry before it was altered together with its leaf hash"
+            )
+        return None
+
+    # --- partners ---
+
+    def receive_head(self, sender: str, jws: str, identities: Any) -> str:
+        """Keep a partner's signed head for checking; returns the status recorded."""
+        now = self.node.clock()
+        signer, content = verify_origin(jws, identities, now)
+        party, size, root, at = parse_head(content)
+        if signer != sender or party != sender:
+            raise InvalidInputError(f"a tree head of {party} signed by {signer}, sent by {sender}")
+        row = PartnerHeadRow(party, size, root, _us(at), jws, _us(now), "pending")
+        audit = [
+            AuditRow(
+                _us(now),
+                "audit.partner-head",
+                sender,
+                str(size),
+                "allowed",
+                canonical({"size": size, "root": root.hex()}),
+            )
+        ]
+        if not self.store.put_partner_head(row, audit):
+            self._alert(party, size, f"{party} signed two different roots for size {size}: a fork")
+            return "inconsistent"
+        return "pending"
+
+    def _alert(self, party: str, size: int, detail: str) -> None:
+        now = _us(self.node.clock())
+        self.node.store.append_audit(
+            [AuditRow(now, "audit.fork", party, str(size), "alert", canonical({"detail": detail}))]
+        )
+
+    def check_partners(self, client: httpx.Client) -> list[dict[str, Any]]:
+        """Check each partner's pending heads against the last consistent one, by consistency proof."""
+        results = []
+        for pending in self.store.partner_heads(status="pending"):
+            results.append({"party": pending.party, "size": pending.size, **self._check(pending, client)})
+        return results
+
+    def _check(self, head: PartnerHeadRow, client: httpx.Client) -> dict[str, str]:
+        consistent = [h for h in self.store.partner_heads(head.party, "consistent")]
+        baseline = max(consistent, key=lambda h: h.size) if consistent else None
+        status, detail = "consistent", ""
+        if baseline is None:
+            detail = "first head seen from this partner"
+        elif head.size < baseline.size:
+            status, detail = "inconsistent", f"the log shrank from {baseline.size} to {head.size} entries"
+        elif head.size == baseline.size:
+            if head.root != baseline.root:
+                status, detail = "inconsistent", f"two roots for size {head.size}: a fork"
+        else:
+            peer = self.node.exchange.peer(head.party)
+            if peer is None:
+                return {"status": "pending", "detail": "no registered link to ask for a proof"}
+            try:
+                response = client.get(
+                    f"{peer.endpoint.rstrip('/')}/audit/consistency",
+                    params={"first": baseline.size, "second": head.size},
+                )
+                response.raise_for_status()
+                proof = [bytes.fromhex(h) for h in response.json()["proof"]]
+                verify_consistency(baseline.size, head.size, baseline.root, head.root, proof)
+                detail = f"extends the head of size {baseline.size}"
+            except ProofError as exc:
+                status, detail = "inconsistent", str(exc)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
+        now = _us(self.node.clock())
+        outcome = "allowed" if status == "consistent" else "alert"
+        kind = "audit.partner-consistent" if status == "consistent" else "audit.fork"
+        self.store.settle_partner_head(
+            head.party,
+            head.size,
+            status,
+            detail,
+            [AuditRow(now, kind, head.party, str(head.size), outcome, canonical({"detail": detail}))],
+        )
+        return {"status": status, "detail": detail}
+
+    def partners(self) -> list[dict[str, Any]]:
+        """Per partner: its latest head, and whether every head seen so far was consistent."""
+        by_party: dict[str, list[PartnerHeadRow]] = {}
+        for head in self.store.partner_heads():
+            by_party.setdefault(head.party, []).append(head)
+        out = []
+        for party, heads in sorted(by_party.items()):
+            latest = max(heads, key=lambda h: h.size)
+            bad = [h for h in heads if h.status == "inconsistent"]
+            out.append(
+                {
+                    "party": party,
+                    "size": latest.size,
+                    "root": latest.root.hex(),
+                    "at": datetime.fromtimestamp(latest.at_us / 1e6, UTC).isoformat(),
+                    "status": "inconsistent" if bad else latest.status,
+                    "detail": bad[-1].detail if bad else latest.detail,
+                    "heads": len(heads),
+                }
+            )
+        return out

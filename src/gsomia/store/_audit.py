@@ -1,0 +1,198 @@
+"""The store's side of the audit log: records integrated as leaves, tree nodes, signed and partner heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
+
+from gsomia.store import _tables as t
+from gsomia.store._store import AuditRow, Store
+
+__all__ = ["AuditStore", "HeadRow", "PartnerHeadRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRow:
+    size: int
+    root: bytes
+    at_us: int
+    jws: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerHeadRow:
+    party: str
+    size: int
+    root: bytes
+    at_us: int
+    jws: str
+    received_us: int
+    status: str
+    detail: str | None = None
+
+
+def _row(r: object) -> AuditRow:
+    m = r._mapping  # type: ignore[attr-defined]
+    return AuditRow(
+        m["at_us"],
+        m["kind"],
+        m["actor"],
+        m["subject"],
+        m["outcome"],
+        m["detail"],
+        m["seq"],
+        m["entry_id"],
+        m["leaf_index"],
+        m["leaf"],
+    )
+
+
+class AuditStore:
+    """Audit-log tables over a :class:`Store`'s engine."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def unintegrated(self, limit: int) -> list[AuditRow]:
+        query = (
+            select(t.audit_records)
+            .where(t.audit_records.c.leaf_index.is_(None))
+            .order_by(t.audit_records.c.seq)
+            .limit(limit)
+        )
+        with self.store._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def integrate(
+        self, leaves: Sequence[tuple[int, int, bytes]], nodes: Sequence[tuple[int, int, bytes]], frontier: str
+    ) -> None:
+        """Record leaves (seq, leaf index, leaf hash), completed subtrees and the new frontier, at once."""
+        with self.store._begin() as conn:
+            conn.execute(
+                update(t.audit_records)
+                .where(t.audit_records.c.seq == bindparam("s"))
+                .values(leaf_index=bindparam("i"), leaf=bindparam("h")),
+                [{"s": s, "i": i, "h": h} for s, i, h in leaves],
+            )
+            if nodes:
+                conn.execute(
+                    insert(t.merkle_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+                )
+            conn.execute(delete(t.node_meta).where(t.node_meta.c.key == "audit.frontier"))
+            conn.execute(insert(t.node_meta), {"key": "audit.frontier", "value": frontier})
+
+    def frontier(self) -> str | None:
+        return self.store.meta("audit.frontier")
+
+    def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not keys:
+            return {}
+        query = select(t.merkle_nodes).where(
+            tuple_(t.merkle_nodes.c.level, t.merkle_nodes.c.idx).in_(list(keys))
+        )
+        with self.store._read() as conn:
+            return {(r.level, r.idx): r.hash for r in conn.execute(query)}
+
+    def entry(self, entry_id: str) -> AuditRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(
+                select(t.audit_records).where(t.audit_records.c.entry_id == entry_id)
+            ).one_or_none()
+        return None if row is None else _row(row)
+
+    def by_leaf(self, leaf_index: int) -> AuditRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(
+                select(t.audit_records).where(t.audit_records.c.leaf_index == leaf_index)
+            ).one_or_none()
+        return None if row is None else _row(row)
+
+    def leaves(self, chunk: int = 20_000) -> Iterator[AuditRow]:
+        """Every integrated record in leaf order, read a chunk at a time."""
+        after = -1
+        while True:
+            query = (
+                select(t.audit_records)
+                .where(and_(t.audit_records.c.leaf_index.is_not(None), t.audit_records.c.leaf_index > after))
+                .order_by(t.audit_records.c.leaf_index)
+                .limit(chunk)
+            )
+            with self.store._read() as conn:
+                rows = [_row(r) for r in conn.execute(query)]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1].leaf_index or 0
+
+    # --- signed tree heads ---
+
+    def put_head(self, head: HeadRow) -> None:
+        with self.store._begin() as conn:
+            conn.execute(delete(t.tree_heads).where(t.tree_heads.c.size == head.size))
+            conn.execute(
+                insert(t.tree_heads),
+                {"size": head.size, "root": head.root, "at_us": head.at_us, "jws": head.jws},
+            )
+
+    def heads(self) -> list[HeadRow]:
+        with self.store._read() as conn:
+            return [
+                HeadRow(r.size, r.root, r.at_us, r.jws)
+                for r in conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size))
+            ]
+
+    def latest_head(self) -> HeadRow | None:
+        with self.store._read() as conn:
+            r = conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size.desc()).limit(1)).one_or_none()
+        return None if r is None else HeadRow(r.size, r.root, r.at_us, r.jws)
+
+    # --- partners' heads ---
+
+    def put_partner_head(self, row: PartnerHeadRow, audit: Sequence[AuditRow] = ()) -> bool:
+        """Keep a partner's head once (a head already seen at that size is not replaced)."""
+        with self.store._begin() as conn:
+            seen = conn.execute(
+                select(t.partner_heads.c.root).where(
+                    and_(t.partner_heads.c.party == row.party, t.partner_heads.c.size == row.size)
+                )
+            ).first()
+            if seen is not None:  # False: the same size with another root, a fork the caller reports
+                return bool(seen[0] == row.root)
+            conn.execute(
+                insert(t.partner_heads),
+                {
+                    "party": row.party,
+                    "size": row.size,
+                    "root": row.root,
+                    "at_us": row.at_us,
+                    "jws": row.jws,
+                    "received_us": row.received_us,
+                    "status": row.status,
+                    "detail": row.detail,
+                },
+            )
+            self.store._audit(conn, audit)
+            return True
+
+    def partner_heads(self, party: str | None = None, status: str | None = None) -> list[PartnerHeadRow]:
+        query = select(t.partner_heads)
+        if party is not None:
+            query = query.where(t.partner_heads.c.party == party)
+        if status is not None:
+            query = query.where(t.partner_heads.c.status == status)
+        query = query.order_by(t.partner_heads.c.party, t.partner_heads.c.size)
+        with self.store._read() as conn:
+            return [PartnerHeadRow(**r._mapping) for r in conn.execute(query)]
+
+    def settle_partner_head(
+        self, party: str, size: int, status: str, detail: str, audit: Sequence[AuditRow] = ()
+    ) -> None:
+        with self.store._begin() as conn:
+            conn.execute(
+                update(t.partner_heads)
+                .where(and_(t.partner_heads.c.party == party, t.partner_heads.c.size == size))
+                .values(status=status, detail=detail)
+            )
+            self.store._audit(conn, audit)

@@ -1,0 +1,236 @@
+"""The tamper-evident audit log: integration, signed heads, proofs, verification, partners' forks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy
+from typer.testing import CliRunner
+
+from gsomia import network
+from gsomia.audit._log import head_content
+from gsomia.cli import app
+from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gsomia.crypto.envelope import sign_origin
+from gsomia.node import Node
+from gsomia.store import AuditRow
+from gsomia.testing import FakeClock, make_node
+
+
+@pytest.fixture
+def node(tmp_path: Path, store_url: str) -> Iterator[Node]:
+    n = make_node(tmp_path / "kor", "KOR", database_url=store_url)
+    yield n
+    n.close()
+
+
+def record(node: Node, count: int) -> None:
+    node.store.append_audit(
+        [AuditRow(n, "test.event", "tester", f"s{n}", "allowed", json.dumps({"n": n})) for n in range(count)]
+    )
+
+
+def test_integration_signed_heads_and_proofs(node: Node) -> None:
+    record(node, 37)
+    head = node.audit.sign_head()
+    assert head.size == 37
+    assert node.audit.sign_head() == head  # nothing new: the same head
+    for row in node.store.audit(limit=1000)[::5]:
+        proof = node.audit.inclusion(row.entry_id)
+        verify_inclusion(
+            leaf_hash(proof["leaf_data"].encode()),
+            proof["leaf_index"],
+            proof["size"],
+            [bytes.fromhex(h) for h in proof["proof"]],
+            head.root,
+        )
+    record(node, 20)
+    bigger = node.audit.sign_head()
+    assert bigger.size == 57
+    proof = [bytes.fromhex(h) for h in node.audit.consistency(37, 57)]
+    verify_consistency(37, 57, head.root, bigger.root, proof)
+    report = node.audit.verify()
+    assert report.ok
+    assert (report.entries, report.heads_checked) == (57, 2)
+
+
+def test_changing_one_byte_of_one_entry_is_caught_and_named(node: Node) -> None:
+    record(node, 30)
+    node.audit.sign_head()
+    victim = node.store.audit(limit=1000)[17]
+    with node.store.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text("UPDATE audit_records SET detail = :d WHERE seq = :s"),
+            {"d": victim.detail.replace("17", "71"), "s": victim.seq},
+        )
+    report = node.audit.verify()
+    assert not report.ok
+    assert report.entry_id == victim.entry_id
+    assert victim.entry_id in (report.problem or "")
+    assert report.entries == 17  # every entry before it still verifies
+
+
+def test_rewriting_an_entry_and_its_leaf_hash_breaks_the_signed_head(node: Node) -> None:
+    record(node, 12)
+    node.audit.sign_head()
+    victim = node.store.audit(limit=100)[3]
+    forged = AuditRow(
+        victim.at_us,
+        victim.kind,
+        "mallory",
+        victim.subject,
+        victim.outcome,
+        victim.detail,
+        victim.seq,
+        victim.entry_id,
+    )
+    from gsomia.audit import leaf_data
+
+    with node.store.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text("UPDATE audit_records SET actor = 'mallory', leaf = :l WHERE seq = :s"),
+            {"l": leaf_hash(leaf_data(forged)), "s": victim.seq},
+        )
+    report = node.audit.verify()
+    assert not report.ok
+    assert "no longer produce the root signed at size 12" in (report.problem or "")
+
+
+def test_every_refusal_and_read_is_in_the_log(node: Node) -> None:
+    node.add_person(
+        None,
+        {
+            "id": "a",
+            "name": "A",
+            "nationality": "KOR",
+            "clearance": "군사III급비밀",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["analyst"],
+        },
+    )
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal; the point is that it is logged
+        node.read(node.person("a"), "ghost")
+    node.audit.sign_head()
+    kinds = [r.kind for r in node.store.audit(limit=100)]
+    assert "person.add" in kinds
+    assert "item.read" in kinds
+    assert all(r.leaf_index is not None for r in node.store.audit(limit=100))
+
+
+def test_cli_verify_and_prove(tmp_path: Path) -> None:
+    n = make_node(tmp_path / "jpn", "JPN")
+    record(n, 9)
+    n.close()
+    runner = CliRunner()
+    ok = runner.invoke(app, ["audit", "verify", "--dir", str(tmp_path / "jpn"), "--json"])
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    entry = json.loads(runner.invoke(app, ["audit", "log", "--dir", str(tmp_path / "jpn"), "--json"]).stdout)[
+        4
+    ]
+    proved = runner.invoke(
+        app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), entry["entry_id"], "--json"]
+    )
+    assert json.loads(proved.stdout)["leaf_index"] == 4
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'jpn' / 'gsomia.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text("UPDATE audit_records SET outcome = 'refused' WHERE entry_id = :e"),
+            {"e": entry["entry_id"]},
+        )
+    engine.dispose()
+    bad = runner.invoke(app, ["audit", "verify", "--dir", str(tmp_path / "jpn")])
+    assert bad.exit_code == 1
+    assert entry["entry_id"] in bad.stdout
+
+
+# --- partners over the exchange ---
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], httpx.Client, FakeClock]]:
+    clock = FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
+    members = network.build(tmp_path / "net", clock=clock)
+    nodes = network.open_nodes(members, clock)
+    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
+        yield nodes, client, clock
+    for n in nodes.values():
+        n.close()
+
+
+def _round(nodes: dict[str, Node], client: httpx.Client) -> None:
+    for n in nodes.values():
+        n.exchange.share_head()
+    for _ in range(2):
+        for n in nodes.values():
+            n.exchange.deliver_due(client)
+    for n in nodes.values():
+        n.audit.check_partners(client)
+
+
+def test_partners_exchange_heads_and_stay_consistent(
+    net: tuple[dict[str, Node], httpx.Client, FakeClock],
+) -> None:
+    nodes, client, clock = net
+    _round(nodes, client)
+    record(nodes["KOR"], 25)
+    clock.advance(seconds=10)
+    _round(nodes, client)
+    partners = {p["party"]: p for p in nodes["JPN"].audit.partners()}
+    assert partners["KOR"]["status"] == "consistent"
+    assert partners["KOR"]["heads"] >= 2
+    assert partners["KOR"]["size"] == nodes["KOR"].audit.latest_head().size  # type: ignore[union-attr]
+
+
+def test_a_forked_head_is_detected(net: tuple[dict[str, Node], httpx.Client, FakeClock]) -> None:
+    nodes, client, clock = net
+    _round(nodes, client)
+    kor = nodes["KOR"]
+    record(kor, 10)
+    real = kor.audit.sign_head()
+    # KOR signs a head for a log it does not hold (a rewritten history of the same length)
+    forged = sign_origin(kor.ring, head_content("KOR", real.size, b"\x42" * 32, clock.now), clock.now)
+    status = nodes["JPN"].audit.receive_head("KOR", forged, nodes["JPN"].exchange._identities)
+    assert status == "pending"
+    results = nodes["JPN"].audit.check_partners(client)
+    assert [r["status"] for r in results] == ["inconsistent"]
+    assert [p["status"] for p in nodes["JPN"].audit.partners() if p["party"] == "KOR"] == ["inconsistent"]
+    alerts = nodes["JPN"].store.audit(kind="audit.fork")
+    assert alerts
+    assert alerts[-1].outcome == "alert"
+    # the genuine head of the same size is now a second root for that size: also reported
+    assert (
+        nodes["JPN"].audit.receive_head("KOR", real.jws, nodes["JPN"].exchange._identities) == "inconsistent"
+    )
+
+
+def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
+    net: tuple[dict[str, Node], httpx.Client, FakeClock],
+) -> None:
+    nodes, client, _clock = net
+    kor = nodes["KOR"]
+    officer = kor.person("officer")
+    kor.ingest(
+        officer,
+        payload=b"{}",
+        item_id="p1",
+        label={
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T00:00:00+00:00",
+        },
+    )
+    entry = kor.exchange.release(officer, "p1", "JPN")
+    kor.exchange.deliver_due(client)
+    proof = kor.exchange.delivery_proof(entry.msg_id, client)
+    assert proof["receiver"] == "JPN"
+    assert proof["entry"]["kind"] == "envelope.received"
+    assert json.loads(proof["entry"]["detail"])["msg_id"] == entry.msg_id
