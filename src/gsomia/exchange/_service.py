@@ -30,7 +30,7 @@ import httpx
 
 from gsomia._codec import canonical, decision_json, label_to_dict
 from gsomia.audit._log import parse_head
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Person, Role, decide_read
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, seal, sign_origin, verify_origin
@@ -56,6 +56,7 @@ from gsomia.store import (
     ConsentRow,
     FederationStore,
     InboxRow,
+    ItemRow,
     NewItem,
     OutboxRow,
     PeerRow,
@@ -221,8 +222,12 @@ class Exchange:
     # --- consents on file ---
 
     def consents_for(self, originator: str, item_id: str) -> tuple[Consent, ...]:
+        return self._consents(self.fed.consents_for(originator, item_id))
+
+    def _consents(self, rows: Sequence[ConsentRow]) -> tuple[Consent, ...]:
+        """Consents on file, each re-verified against its originator's signature before use."""
         out = []
-        for row in self.fed.consents_for(originator, item_id):
+        for row in rows:
             _, consent = consent_from_content(
                 verify_origin(row.jws, self._identities, self._now(), own=self.ring)[1], row.originator
             )
@@ -252,11 +257,15 @@ class Exchange:
 
     # --- release: the transactional outbox ---
 
-    def _origin_jws(self, item_id: str) -> str:
-        """The originator's signed item: stored at receipt, or signed now for our own item."""
+    def _row_of(self, item_id: str) -> ItemRow:
         row = self.node.store.get_item(item_id)
         if row is None:
             raise NotFoundError(f"no item {item_id!r} at this node")
+        return row
+
+    def _origin_jws(self, item_id: str, row: ItemRow | None = None) -> str:
+        """The originator's signed item: stored at receipt, or signed now for our own item."""
+        row = row or self._row_of(item_id)
         if row.origin_jws is not None:
             return self.node.cipher.open(row.id, row.label, row.origin_jws).decode()
         item = self.node._from_row(row)
@@ -279,17 +288,25 @@ class Exchange:
         return peer
 
     def _item_body(
-        self, spec: dict[str, Any], decision: ReleaseDecision, extra_consents: Sequence[str] = ()
+        self,
+        spec: dict[str, Any],
+        decision: ReleaseDecision,
+        extra_consents: Sequence[str] = (),
+        *,
+        row: ItemRow | None = None,
+        on_file: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """The item message: the originator's signed item, the route and the consents that justify it."""
         item_id = spec["item"]
-        row = self.node.store.get_item(item_id)
-        if row is None:
-            raise NotFoundError(f"no item {item_id!r} at this node")
-        consents = [c.jws for c in self.fed.consents_for(row.originator, item_id)]
+        row = row or self._row_of(item_id)
+        consents = (
+            list(on_file)
+            if on_file is not None
+            else [c.jws for c in self.fed.consents_for(row.originator, item_id)]
+        )
         return {
             "kind": "item",
-            "origin": self._origin_jws(item_id),
+            "origin": self._origin_jws(item_id, row),
             "purpose": spec["purpose"],
             "agreement": decision.agreement,
             "route": {"sender": spec["sender"], "via": spec["via"], "recipient": spec["recipient"]},
@@ -298,9 +315,7 @@ class Exchange:
 
     def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
         """Rebuild a release request from what the outbox stored, with the consents on file now."""
-        row = self.node.store.get_item(spec["item"])
-        if row is None:
-            raise NotFoundError(f"no item {spec['item']!r} at this node")
+        row = self._row_of(spec["item"])
         label = self.node._from_row(row).label
         return ReleaseRequest(
             label,
@@ -326,11 +341,12 @@ class Exchange:
         who = actor.id
         try:
             self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
-            item, _ = self.node.read(actor, item_id)
+            row = self._row_of(item_id)
+            label = self.node._from_row(row).label
+            access = decide_read(actor, label, self.node.catalogue).raise_if_refused()
             recipient = self.node.catalogue.party(recipient).code
             hub = self.node.catalogue.party(via).code if via else None
             now = self._now()
-            label = item.label
             new_consents: list[ConsentRow] = []
             fresh: tuple[Consent, ...] = ()
             if authorise_relay:
@@ -345,8 +361,8 @@ class Exchange:
                     item=item_id,
                     hub=hub,
                 )
-                row, _ = self._sign_consent(authorisation)
-                new_consents.append(row)
+                consent_row, _ = self._sign_consent(authorisation)
+                new_consents.append(consent_row)
                 fresh = (authorisation,)
             use = purpose or label.purpose
             hops = [hub] if hub else []
@@ -357,19 +373,16 @@ class Exchange:
                 "via": hops,
                 "purpose": use,
             }
+            on_file = self.fed.consents_for(label.originator, item_id)
             request = ReleaseRequest(
-                label,
-                self.party,
-                recipient,
-                use,
-                tuple(hops),
-                item_id,
-                self.consents_for(label.originator, item_id) + fresh,
+                label, self.party, recipient, use, tuple(hops), item_id, self._consents(on_file) + fresh
             )
             decision = self.node.engine.authorise(request, at=now)
             next_hop = hub or recipient
             peer = self._link(next_hop, decision)
-            body = self._item_body(spec, decision, extra_consents=[c.jws for c in new_consents])
+            body = self._item_body(
+                spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
+            )
             msg_id = uuid.uuid4().hex
             envelope = seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl)
             entry = OutboxRow(
@@ -389,7 +402,13 @@ class Exchange:
             )
             audit = [
                 self._row(
-                    "item.release", who, item_id, "allowed", msg_id=msg_id, decision=decision_json(decision)
+                    "item.release",
+                    who,
+                    item_id,
+                    "allowed",
+                    msg_id=msg_id,
+                    decision=decision_json(decision),
+                    access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks],
                 )
             ]
             self.fed.enqueue([entry], audit, consents=new_consents)
@@ -477,48 +496,61 @@ class Exchange:
             if len(answers) != len(batch):
                 raise InvalidInputError(f"{party} answered {len(answers)} results for {len(batch)} envelopes")
         except (httpx.HTTPError, ValueError, KeyError, TypeError, GsomiaError) as exc:
-            return [self._retry(entry, now, f"{type(exc).__name__}: {exc}") for entry, _ in batch]
-        return [
-            self._settle(entry, envelope, answer, now)
-            for (entry, envelope), answer in zip(batch, answers, strict=True)
-        ]
+            answers = None
+            reason = f"{type(exc).__name__}: {exc}"
+        sink: list[dict[str, Any]] = []
+        if answers is None:
+            done = [self._retry(entry, now, reason, sink) for entry, _ in batch]
+        else:
+            done = [
+                self._settle(entry, envelope, answer, now, sink)
+                for (entry, envelope), answer in zip(batch, answers, strict=True)
+            ]
+        self.fed.settle_many(sink, now_us=_us(now))  # one transaction for the whole batch
+        return done
 
-    def _retry(self, entry: OutboxRow, now: datetime, reason: str) -> Delivery:
+    def _retry(self, entry: OutboxRow, now: datetime, reason: str, sink: list[dict[str, Any]]) -> Delivery:
         attempts = entry.attempts + 1
         delay = min(_MAX_BACKOFF_S, 0.2 * 2**attempts) * (1 + random.random() * 0.2)  # noqa: S311 - jitter
-        self.fed.settle(
-            entry.msg_id,
-            state="pending",
-            now_us=_us(now),
-            attempts=attempts,
-            next_attempt_us=_us(now) + int(delay * 1_000_000),
-            last_error=reason,
+        sink.append(
+            dict(
+                msg_id=entry.msg_id,
+                state="pending",
+                now_us=_us(now),
+                attempts=attempts,
+                next_attempt_us=_us(now) + int(delay * 1_000_000),
+                last_error=reason,
+            )
         )
         return Delivery(entry.msg_id, entry.recipient, "pending", reason)
 
-    def _settle(self, entry: OutboxRow, envelope: str, answer: Any, now: datetime) -> Delivery:
+    def _settle(
+        self, entry: OutboxRow, envelope: str, answer: Any, now: datetime, sink: list[dict[str, Any]]
+    ) -> Delivery:
         status = answer.get("status") if isinstance(answer, dict) else None
         if status == "refused":
             reason = str(answer.get("reason") or "refused by the receiver")
-            self.fed.settle(
-                entry.msg_id,
-                state="undeliverable",
-                now_us=_us(now),
-                attempts=entry.attempts + 1,
-                next_attempt_us=entry.next_attempt_us,
-                last_error=f"{entry.recipient} refused: {reason}",
-                envelope=envelope,
-                audit=[
-                    self._row(
-                        "envelope.refused-by-peer",
-                        None,
-                        entry.item_id,
-                        "refused",
-                        msg_id=entry.msg_id,
-                        peer=entry.recipient,
-                        reason=reason,
-                    )
-                ],
+            sink.append(
+                dict(
+                    msg_id=entry.msg_id,
+                    state="undeliverable",
+                    now_us=_us(now),
+                    attempts=entry.attempts + 1,
+                    next_attempt_us=entry.next_attempt_us,
+                    last_error=f"{entry.recipient} refused: {reason}",
+                    envelope=envelope,
+                    audit=[
+                        self._row(
+                            "envelope.refused-by-peer",
+                            None,
+                            entry.item_id,
+                            "refused",
+                            msg_id=entry.msg_id,
+                            peer=entry.recipient,
+                            reason=reason,
+                        )
+                    ],
+                )
             )
             return Delivery(entry.msg_id, entry.recipient, "undeliverable", reason)
         receipt = answer.get("receipt") if isinstance(answer, dict) else None
@@ -534,7 +566,7 @@ class Exchange:
             ):
                 raise InvalidInputError("the receipt does not acknowledge this message")
         except (GsomiaError, ValueError) as exc:
-            return self._retry(entry, now, f"bad receipt from {entry.recipient}: {exc}")
+            return self._retry(entry, now, f"bad receipt from {entry.recipient}: {exc}", sink)
         inventory = []
         if entry.item_id is not None:
             inventory.append(
@@ -553,26 +585,28 @@ class Exchange:
                     ),
                 )
             )
-        self.fed.settle(
-            entry.msg_id,
-            state="delivered",
-            now_us=_us(now),
-            attempts=entry.attempts + 1,
-            next_attempt_us=entry.next_attempt_us,
-            receipt=receipt,
-            envelope=envelope,
-            audit=[
-                self._row(
-                    "envelope.delivered",
-                    None,
-                    entry.item_id,
-                    "allowed",
-                    msg_id=entry.msg_id,
-                    peer=entry.recipient,
-                    status=data.get("status"),
-                )
-            ],
-            inventory=inventory,
+        sink.append(
+            dict(
+                msg_id=entry.msg_id,
+                state="delivered",
+                now_us=_us(now),
+                attempts=entry.attempts + 1,
+                next_attempt_us=entry.next_attempt_us,
+                receipt=receipt,
+                envelope=envelope,
+                audit=[
+                    self._row(
+                        "envelope.delivered",
+                        None,
+                        entry.item_id,
+                        "allowed",
+                        msg_id=entry.msg_id,
+                        peer=entry.recipient,
+                        status=data.get("status"),
+                    )
+                ],
+                inventory=inventory,
+            )
         )
         return Delivery(entry.msg_id, entry.recipient, "delivered", str(data.get("status")))
 
@@ -583,9 +617,20 @@ class Exchange:
         now = self._now()
         results: list[dict[str, Any]] = []
         accepted = _Accepted()
+        opened: list[Opened | EnvelopeError] = []
         for text in texts:
             try:
-                results.append(self._receive_one(text, now, accepted))
+                opened.append(open_envelope(self.ring, text, self._identities, now, self.skew))
+            except EnvelopeError as exc:
+                opened.append(exc)
+        # one look-up each for the batch's message ids and item ids, not two queries per envelope
+        accepted.seen = self.fed.inbox_entries([o.msg_id for o in opened if isinstance(o, Opened)])
+        accepted.held = self.node.store.existing_items(
+            [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
+        )
+        for text, first in zip(texts, opened, strict=True):
+            try:
+                results.append(self._receive_one(text, now, accepted, first))
             except GsomiaError as exc:  # a bug-free path never gets here; fail closed all the same
                 results.append({"status": "refused", "reason": str(exc), "receipt": None})
         if accepted.any():
@@ -621,12 +666,19 @@ class Exchange:
         self._audit(kind, sender, subject, "refused", reason=reason, **detail)
         return {"status": "refused", "reason": public, "receipt": None}
 
-    def _receive_one(self, text: str, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+    def _receive_one(
+        self, text: str, now: datetime, accepted: _Accepted, first: Opened | EnvelopeError | None = None
+    ) -> dict[str, Any]:
         try:
-            opened = open_envelope(self.ring, text, self._identities, now, self.skew)
+            if isinstance(first, EnvelopeError):
+                raise first
+            opened = first or open_envelope(self.ring, text, self._identities, now, self.skew)
         except EnvelopeError as exc:
             return self._refused("envelope.refused", None, None, exc.detail, "envelope refused")
-        seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
+        if accepted.seen is not None:
+            seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
+        else:
+            seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         if seen is not None:
             self._audit("envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id)
             return {"status": "duplicate", "receipt": seen.receipt, "reason": None}
@@ -825,7 +877,10 @@ class Exchange:
                 "envelope.refused", opened.sender, item.item_id, reason, reason, msg_id=opened.msg_id
             )
         digest = hashlib.sha256(origin.encode()).hexdigest()
-        held = self.node.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
+        if accepted.held is not None:
+            held = item.item_id in accepted.held or item.item_id in accepted.item_ids
+        else:
+            held = self.node.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self._receipt(opened, item.item_id, status, digest, now, log_entry)
@@ -1141,6 +1196,8 @@ class _Accepted:
         self.consents: list[ConsentRow] = []
         self.requests: list[ConsentRequestRow] = []
         self.answers: list[tuple[str, str, str]] = []
+        self.seen: dict[str, InboxRow] | None = None  # prefetched inbox rows of the batch
+        self.held: set[str] | None = None  # prefetched ids of items already held
 
     def add_inbox(self, row: InboxRow) -> None:
         self.inbox.append(row)
@@ -1148,6 +1205,19 @@ class _Accepted:
 
     def any(self) -> bool:
         return bool(self.inbox or self.audit)
+
+
+def _peek_item(body: dict[str, Any]) -> str | None:
+    """The item id an item message claims, read before verification, only to prefetch in one query."""
+    origin = body.get("origin")
+    if body.get("kind") != "item" or not isinstance(origin, str) or origin.count(".") != 2:
+        return None
+    try:
+        payload = origin.split(".")[1]
+        item = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("item")
+    except (ValueError, AttributeError):
+        return None
+    return item if isinstance(item, str) else None
 
 
 def _envelope_exp(envelope: str) -> float:

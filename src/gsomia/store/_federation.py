@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, insert, select, update
 
@@ -186,7 +187,34 @@ class FederationStore:
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
+    def settle_many(self, outcomes: Sequence[dict[str, Any]], *, now_us: int) -> None:
+        """Several :meth:`settle` outcomes (keyword dicts without ``now_us``) in one transaction."""
+        if not outcomes:
+            return
+        with self.store._begin() as conn:
+            for outcome in outcomes:
+                values: dict[str, object] = {
+                    "state": outcome["state"],
+                    "updated_us": now_us,
+                    "attempts": outcome["attempts"],
+                    "next_attempt_us": outcome["next_attempt_us"],
+                    "last_error": outcome.get("last_error"),
+                }
+                for optional in ("receipt", "envelope"):
+                    if outcome.get(optional) is not None:
+                        values[optional] = outcome[optional]
+                conn.execute(update(t.outbox).where(t.outbox.c.msg_id == outcome["msg_id"]).values(**values))
+            self.store._inventory(conn, [i for o in outcomes for i in o.get("inventory", ())], {})
+            self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
+
     # --- inbox ---
+
+    def inbox_entries(self, msg_ids: Sequence[str]) -> dict[str, InboxRow]:
+        if not msg_ids:
+            return {}
+        with self.store._read() as conn:
+            rows = conn.execute(select(t.inbox).where(t.inbox.c.msg_id.in_(list(msg_ids))))
+            return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
     def inbox_entry(self, msg_id: str) -> InboxRow | None:
         with self.store._read() as conn:

@@ -233,6 +233,13 @@ class Store:
             row = conn.execute(select(t.items).where(t.items.c.id == item_id)).one_or_none()
         return None if row is None else ItemRow(**row._mapping)
 
+    def existing_items(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` this store already holds (one query)."""
+        if not item_ids:
+            return set()
+        with self._read() as conn:
+            return {r[0] for r in conn.execute(select(t.items.c.id).where(t.items.c.id.in_(list(item_ids))))}
+
     def item_topics(self, seq: int) -> list[str]:
         with self._read() as conn:
             rows = conn.execute(select(t.item_topics.c.topic).where(t.item_topics.c.item_seq == seq))
