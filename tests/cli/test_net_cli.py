@@ -77,6 +77,10 @@ def test_net_up_status_down_and_an_item_crosses(tmp_path: Path) -> None:
         delivered = run("outbox", "list", "--dir", str(d / "kor"))
         items = [(e["item_id"], e["state"], e["receipt"]) for e in delivered if e["kind"] == "item"]
         assert items == [("cli-1", "delivered", True)]
+        msg_id = next(e["msg_id"] for e in delivered if e["kind"] == "item")
+        proved = run("outbox", "prove", "--dir", str(d / "kor"), msg_id)
+        assert proved["receiver"] == "JPN"
+        assert proved["entry"]["kind"] == "envelope.received"
         heads = [e for e in delivered if e["kind"] == "tree-head"]
         assert heads  # the node shares its signed tree head with its partners
         assert {e["state"] for e in heads} == {"delivered"}

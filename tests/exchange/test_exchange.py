@@ -318,3 +318,22 @@ def test_identity_is_published(net: Net) -> None:
     assert doc["party"] == "KOR"
     assert doc["endpoint"] == net.endpoint("KOR")
     assert {k["use"] for k in doc["keys"]} == {"sig", "enc"}
+
+
+def test_key_rotation_with_overlap(net: Net) -> None:
+    kor, jpn = net.nodes["KOR"].exchange, net.nodes["JPN"].exchange
+    own_item(net, "KOR", "rot-1")
+    before = kor.release(net.officer("KOR"), "rot-1", "JPN")  # sealed with the old key
+    old_kid, _ = kor.ring.signing_key(net.clock.now)
+    net.clock.advance(seconds=1)
+    identity = kor.rotate_keys(None, timedelta(hours=1))
+    new_kid, _ = kor.ring.signing_key(net.clock.now)
+    assert new_kid != old_kid
+    assert {k["kid"] for k in identity["keys"]} >= {old_kid, new_kid}
+    jpn.register_peer(None, identity, sorted(jpn.links("KOR")))  # the new document, out of band
+    own_item(net, "KOR", "rot-2")
+    kor.release(net.officer("KOR"), "rot-2", "JPN")  # sealed with the new key
+    assert sorted(r.state for r in net.deliver()) == ["delivered", "delivered"]
+    assert net.nodes["JPN"].store.existing_items(["rot-1", "rot-2"]) == {"rot-1", "rot-2"}
+    assert before.msg_id
+    assert len(net.nodes["KOR"].store.audit(kind="key.rotate")) == 1

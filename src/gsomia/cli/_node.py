@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 
 from gsomia._codec import label_to_dict, person_to_dict
 from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.node import Item, Node, init_node_dir, load_config
 from gsomia.node._config import set_endpoint
@@ -108,6 +110,52 @@ def node_identity(
     if endpoint is not None:
         set_endpoint(directory, endpoint)
     emit(_open(directory).exchange.identity())
+
+
+@node_app.command("rotate-keys")
+@guard
+def node_rotate_keys(
+    directory: DirOpt,
+    overlap_days: Annotated[float, typer.Option(help="How long the old keys stay valid.")] = 7.0,
+) -> None:
+    """Make new signing and encryption keys; print the new identity document to send to partners."""
+    emit(_open(directory).exchange.rotate_keys(None, timedelta(days=overlap_days)))
+
+
+@peer_app.command("revoke-key")
+@guard
+def peer_revoke_key(
+    directory: DirOpt,
+    party: Annotated[str, typer.Option(help="The partner whose key is revoked.")],
+    kid: Annotated[str, typer.Option(help="The key id (JWK thumbprint).")],
+    at: Annotated[str | None, typer.Option(help="From this instant (default: now).")] = None,
+) -> None:
+    """Refuse a partner's key from an instant on (as told through the diplomatic channel)."""
+    node = _open(directory)
+    when = parse_instant(at, UTC) if at else node.clock()
+    node.exchange.revoke_peer_key(None, party.upper(), kid, when)
+    console().print(f"{party.upper()} key {kid} refused from {when.isoformat()}")
+
+
+@outbox_app.command("prove")
+@guard
+def outbox_prove(
+    directory: DirOpt,
+    msg_id: Annotated[str, typer.Argument(help="A delivered message's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
+    import httpx  # only this command talks to a partner directly
+
+    with httpx.Client(timeout=10) as client:
+        proof = _open(directory).exchange.delivery_proof(msg_id, client)
+    if as_json:
+        emit(proof)
+    else:
+        console().print(
+            f"{msg_id}: {proof['receiver']} logged it as entry {proof['log_entry']}, leaf "
+            f"{proof['leaf_index']} of its signed log of {proof['size']} — proof verified"
+        )
 
 
 @peer_app.command("add")

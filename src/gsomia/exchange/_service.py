@@ -192,6 +192,25 @@ class Exchange:
         self._peers = None
         return identity
 
+    def rotate_keys(self, actor: Person | None, overlap: timedelta) -> dict[str, Any]:
+        """New signing and encryption keys from now; the old ones stay valid for ``overlap``.
+
+        Partners need the new identity document (out of band) before the overlap ends.
+        """
+        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.rotate")
+        now = self._now()
+        self.ring.rotate(now, overlap)
+        identity = self.identity()
+        self._audit(
+            "key.rotate",
+            actor.id if actor else "operator",
+            self.party,
+            "allowed",
+            keys=[k["kid"] for k in identity["keys"]],
+            overlap_s=overlap.total_seconds(),
+        )
+        return identity
+
     def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
         """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
         self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
