@@ -83,6 +83,28 @@ def print_decision(console: Console, decision: ReleaseDecision) -> None:
         )
 
 
+def _flow_table() -> Table:
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+def _step_head(console: Console, step: Step | NetStep, last_state: str) -> str:
+    """The step's instant, title and detail, and GSOMIA's state (in full only when it changed)."""
+    head = "[magenta]WHAT-IF[/] " if step.what_if else ""
+    console.rule(f"{head}[bold]{step.at.isoformat()}[/]  {escape(step.title)}", align="left")
+    console.print(f"[dim]{escape(step.detail)}[/]")
+    style = _STATUS_STYLE[step.gsomia.status]
+    state = f"{step.gsomia.status.value}:{step.gsomia.since}"
+    if state != last_state or step.what_if:
+        console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}")
+    else:
+        console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
+    return state
+
+
 def print_demo(console: Console, steps: list[Step]) -> None:
     console.print(
         "[bold]gsomia demo[/]: the ROK–Japan GSOMIA and TISA, 2014–2023, replayed through the release engine."
@@ -91,22 +113,8 @@ def print_demo(console: Console, steps: list[Step]) -> None:
     previous: dict[str, bool] = {}
     last_state = ""
     for step in steps:
-        head = "[magenta]WHAT-IF[/] " if step.what_if else ""
-        console.rule(f"{head}[bold]{step.at.isoformat()}[/]  {escape(step.title)}", align="left")
-        console.print(f"[dim]{escape(step.detail)}[/]")
-        style = _STATUS_STYLE[step.gsomia.status]
-        state = f"{step.gsomia.status.value}:{step.gsomia.since}"
-        if state != last_state or step.what_if:
-            console.print(
-                f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}"
-            )
-        else:
-            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
-        last_state = state
-        table = Table(show_header=False, box=None, padding=(0, 1))
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
+        last_state = _step_head(console, step, last_state)
+        table = _flow_table()
         for flow, decision in step.decisions:
             changed = flow.name in previous and previous[flow.name] != decision.allowed
             mark = "[green]✔[/]" if decision.allowed else "[red]✘[/]"
@@ -156,22 +164,8 @@ def print_net_demo(console: Console, steps: list[NetStep]) -> None:
     console.print("decided again by the receiver, stored and receipted — or refused, with the reason.\n")
     last_state = ""
     for step in steps:
-        head = "[magenta]WHAT-IF[/] " if step.what_if else ""
-        console.rule(f"{head}[bold]{step.at.isoformat()}[/]  {escape(step.title)}", align="left")
-        console.print(f"[dim]{escape(step.detail)}[/]")
-        style = _STATUS_STYLE[step.gsomia.status]
-        state = f"{step.gsomia.status.value}:{step.gsomia.since}"
-        if state != last_state or step.what_if:
-            console.print(
-                f"GSOMIA: [{style}]{step.gsomia.status.value}[/] — {escape(step.gsomia.explanation)}"
-            )
-        else:
-            console.print(f"GSOMIA: [{style}]{step.gsomia.status.value}[/] (unchanged)")
-        last_state = state
-        table = Table(show_header=False, box=None, padding=(0, 1))
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
+        last_state = _step_head(console, step, last_state)
+        table = _flow_table()
         for o in step.outcomes:
             why = f"{o.reason}; labels {o.marking}" if o.marking else o.reason
             table.add_row(_OUTCOME[o.outcome], escape(o.flow.name), escape(why))

@@ -274,6 +274,36 @@ class Exchange:
             jws=jws,
         )
 
+    def _queue(
+        self,
+        peer: PeerIdentity,
+        body: dict[str, Any],
+        kind: str,
+        item_id: str | None,
+        now: datetime,
+        *,
+        final_recipient: str | None = None,
+        spec: dict[str, Any] | None = None,
+        decision: ReleaseDecision | None = None,
+    ) -> OutboxRow:
+        """A sealed envelope for ``peer``, as a pending outbox row (written by the caller's transaction)."""
+        msg_id = uuid.uuid4().hex
+        return OutboxRow(
+            msg_id=msg_id,
+            kind=kind,
+            item_id=item_id,
+            recipient=peer.party,
+            final_recipient=final_recipient or peer.party,
+            request=canonical(spec or {}),
+            decision=canonical(decision_json(decision) if decision is not None else {}),
+            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl),
+            state="pending",
+            attempts=0,
+            next_attempt_us=_us(now),
+            created_us=_us(now),
+            updated_us=_us(now),
+        )
+
     # --- release: the transactional outbox ---
 
     def _row_of(self, item_id: str) -> ItemRow:
@@ -402,23 +432,10 @@ class Exchange:
             body = self._item_body(
                 spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
             )
-            msg_id = uuid.uuid4().hex
-            envelope = seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl)
-            entry = OutboxRow(
-                msg_id=msg_id,
-                kind="item",
-                item_id=item_id,
-                recipient=next_hop,
-                final_recipient=recipient,
-                request=canonical(spec),
-                decision=canonical(decision_json(decision)),
-                envelope=envelope,
-                state="pending",
-                attempts=0,
-                next_attempt_us=_us(now),
-                created_us=_us(now),
-                updated_us=_us(now),
+            entry = self._queue(
+                peer, body, "item", item_id, now, final_recipient=recipient, spec=spec, decision=decision
             )
+            msg_id = entry.msg_id
             audit = [
                 self._row(
                     "item.release",
@@ -772,25 +789,7 @@ class Exchange:
             key = f"audit.sent.{peer.party}"
             if int(self.node.store.meta(key) or -1) >= head.size:
                 continue
-            msg_id = uuid.uuid4().hex
-            body = {"kind": "tree-head", "head": head.jws}
-            rows.append(
-                OutboxRow(
-                    msg_id=msg_id,
-                    kind="tree-head",
-                    item_id=None,
-                    recipient=peer.party,
-                    final_recipient=peer.party,
-                    request=canonical({}),
-                    decision=canonical({}),
-                    envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl),
-                    state="pending",
-                    attempts=0,
-                    next_attempt_us=_us(now),
-                    created_us=_us(now),
-                    updated_us=_us(now),
-                )
-            )
+            rows.append(self._queue(peer, {"kind": "tree-head", "head": head.jws}, "tree-head", None, now))
             self.node.store.put_meta(key, str(head.size))
         if rows:
             self.fed.enqueue(rows)
@@ -978,7 +977,6 @@ class Exchange:
         now: datetime,
     ) -> OutboxRow:
         peer = self._link(recipient, decision)
-        msg_id = uuid.uuid4().hex
         spec = {
             "item": item_id,
             "sender": sender,
@@ -986,22 +984,7 @@ class Exchange:
             "via": [hub],
             "purpose": body["purpose"],
         }
-        envelope = seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl)
-        return OutboxRow(
-            msg_id=msg_id,
-            kind="item",
-            item_id=item_id,
-            recipient=recipient,
-            final_recipient=recipient,
-            request=canonical(spec),
-            decision=canonical(decision_json(decision)),
-            envelope=envelope,
-            state="pending",
-            attempts=0,
-            next_attempt_us=_us(now),
-            created_us=_us(now),
-            updated_us=_us(now),
-        )
+        return self._queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
 
     # --- the third-party consent workflow ---
 
@@ -1028,26 +1011,10 @@ class Exchange:
             "purpose": purpose,
             "reason": reason,
         }
-        msg_id = uuid.uuid4().hex
-        envelope = seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl)
         row = ConsentRequestRow(
             request_id, item_id, originator, self.party, third, purpose, reason, "pending", _us(now)
         )
-        entry = OutboxRow(
-            msg_id=msg_id,
-            kind="consent-request",
-            item_id=item_id,
-            recipient=originator,
-            final_recipient=originator,
-            request=canonical({}),
-            decision=canonical({}),
-            envelope=envelope,
-            state="pending",
-            attempts=0,
-            next_attempt_us=_us(now),
-            created_us=_us(now),
-            updated_us=_us(now),
-        )
+        entry = self._queue(peer, body, "consent-request", item_id, now)
         self.fed.accept(
             requests=[row],
             outbox=[entry],
@@ -1134,22 +1101,7 @@ class Exchange:
             )
             consent_rows.append(row)
             body["consent"] = jws
-        msg_id = uuid.uuid4().hex
-        entry = OutboxRow(
-            msg_id=msg_id,
-            kind="consent",
-            item_id=request.item_id,
-            recipient=request.holder,
-            final_recipient=request.holder,
-            request=canonical({}),
-            decision=canonical({}),
-            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl),
-            state="pending",
-            attempts=0,
-            next_attempt_us=_us(now),
-            created_us=_us(now),
-            updated_us=_us(now),
-        )
+        entry = self._queue(peer, body, "consent", request.item_id, now)
         state = "granted" if grant else "refused"
         done = self.fed.answer_request(
             request_id,
