@@ -239,3 +239,25 @@ def test_decisions(call: Call, tokens: dict[str, str]) -> None:
 
 def test_unknown_route_is_a_problem(call: Call) -> None:
     problem(call("GET", "/nowhere"), 404)
+
+
+def test_every_refusal_at_the_edge_is_audited(call: Call, tokens: dict[str, str], jpn_node: Node) -> None:
+    problem(
+        call("POST", "/items", tokens["tanaka"], json={"payload": 1}), 422
+    )  # refused by the request model
+    problem(call("GET", "/nowhere"), 404)
+    problem(call("GET", "/agreements/nope", tokens["tanaka"]), 404)
+    problem(call("POST", "/items", tokens["sato"], json={"label": jpn_label(), "payload": 1}), 403)
+    refused = [(r.kind, r.subject) for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]
+    assert ("api.refused", "/items") in refused
+    assert ("api.refused", "/nowhere") in refused
+    assert ("api.refused", "/agreements/nope") in refused
+    assert sum(1 for kind, _ in refused if kind == "item.ingest") == 1  # the service's own record, not twice
+    assert sum(1 for kind, subject in refused if kind == "api.refused" and subject == "/items") == 1
+
+
+def test_public_inclusion_proofs_show_only_partners_envelope_entries(call: Call, jpn_node: Node) -> None:
+    jpn_node.add_person(None, {"id": "x", "name": "X", "nationality": "JPN"})
+    entry = jpn_node.store.audit(kind="person.add")[-1].entry_id
+    problem(call("GET", "/audit/inclusion", params={"entry": entry}), 404)
+    assert jpn_node.audit.inclusion(entry)["entry_id"] == entry  # the node's own operator may prove it

@@ -202,7 +202,7 @@ def create_app(
             for code in (401, 403, 404, 409, 413, 422)
         },
     )
-    install(app)
+    install(app, node.record_refusal)
     app.add_middleware(_BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK)
 
     def reader(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Person:
@@ -429,7 +429,7 @@ def create_app(
     def audit_inclusion(entry: str) -> dict[str, Any]:
         """An entry, its leaf index and its inclusion proof in the latest signed head (hashes only
         beyond the entry itself: a partner proves a delivery without seeing other entries)."""
-        return node.audit.inclusion(entry)
+        return node.audit.inclusion(entry, public=True)
 
     @app.get("/audit/consistency", tags=["audit"])
     def audit_consistency(

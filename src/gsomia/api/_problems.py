@@ -5,6 +5,7 @@ HTTP status codes are assigned here, at the edge, never on domain errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -63,8 +64,12 @@ def _classify(error: GsomiaError) -> tuple[int, str]:
     return 400, "bad-request"
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that turn every error into a problem document."""
+def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -> None:
+    """Register the handlers that turn every error into a problem document.
+
+    ``record(kind, subject, status, reason)`` audits refusals the service did not already record
+    (malformed requests rejected at the edge, unknown routes): every refusal is in the log.
+    """
 
     @app.exception_handler(GsomiaError)
     async def _domain(request: Request, error: GsomiaError) -> JSONResponse:
@@ -75,6 +80,8 @@ def install(app: FastAPI) -> None:
                 {"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in error.decision.checks
             ]
         title = slug.replace("-", " ").capitalize()
+        if not getattr(error, "audited", False):
+            record("api.refused", request.url.path, status, str(error))
         return problem(status, slug, title, str(error), **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -84,9 +91,11 @@ def install(app: FastAPI) -> None:
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
+        record("api.refused", request.url.path, 422, detail)
         return problem(422, "invalid-request", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        record("api.refused", request.url.path, error.status_code, str(error.detail))
         return problem(error.status_code, slug, slug.replace("-", " ").capitalize(), str(error.detail))

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["AuditLog", "VerifyReport", "leaf_data"]
 
 
+PUBLIC_KINDS = frozenset({"envelope.received"})
+
+
 def _us(at: datetime) -> int:
     return int(at.timestamp() * 1_000_000)
 
@@ -157,10 +160,14 @@ class AuditLog:
 
         return node
 
-    def inclusion(self, entry_id: str) -> dict[str, Any]:
-        """The entry, its leaf index and the proof of inclusion in the latest signed head."""
+    def inclusion(self, entry_id: str, *, public: bool = False) -> dict[str, Any]:
+        """The entry, its leaf index and the proof of inclusion in the latest signed head.
+
+        ``public`` (an unauthenticated partner asking): only entries that record a partner's
+        own envelope are shown; any other entry is "not found", so its existence is not revealed.
+        """
         row = self.store.entry(entry_id)
-        if row is None:
+        if row is None or (public and row.kind not in PUBLIC_KINDS):
             raise NotFoundError(f"no audit entry {entry_id!r}")
         head = self.sign_head() if row.leaf_index is None else (self.store.latest_head() or self.sign_head())
         if row.leaf_index is None or row.leaf_index >= head.size:

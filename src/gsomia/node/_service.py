@@ -161,11 +161,19 @@ class Node:
         return AuditRow(_us(self.clock()), kind, actor, subject, outcome, canonical(detail))
 
     def _refuse(self, kind: str, actor: str | None, subject: str | None, error: GsomiaError) -> GsomiaError:
+        """Record a refusal (once) and hand the error back to raise."""
+        if getattr(error, "audited", False):
+            return error
         detail: dict[str, Any] = {"error": type(error).__name__, "reason": str(error)}
         if isinstance(error, AccessDenied):
             detail["checks"] = _checks(error.decision.checks)
         self.store.append_audit([self._row(kind, actor, subject, "refused", **detail)])
+        error.audited = True  # type: ignore[attr-defined]  # the API's handlers must not record it twice
         return error
+
+    def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
+        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
+        self.store.append_audit([self._row(kind, None, subject, "refused", status=status, reason=reason)])
 
     # --- people and tokens ---
 
