@@ -289,3 +289,18 @@ def test_a_received_item_must_be_releasable_to_this_party(jpn_node: Node, people
                 people["tanaka"], label=label, payload=b"{}", received_from="KOR", agreement=GSOMIA
             )
     assert jpn_node.store.count_items() == 0
+
+
+def test_a_page_that_fills_early_in_a_short_last_batch_still_offers_the_rest(
+    jpn_node: Node, people: dict[str, Person]
+) -> None:
+    """A withheld item shifts the batches; the page must not end the listing before the last item."""
+    received = {"received_from": "KOR", "agreement": "kor-jpn-gsomia-2016"}
+    jpn_node.ingest(None, label=kor_label(topics=["prc-navy"]), payload=b"{}", item_id="hidden", **received)
+    for n in range(4):
+        jpn_node.ingest(None, label=kor_label(), payload=b"{}", item_id=f"kor-{n}", **received)
+    first = jpn_node.list_items(people["tanaka"], ItemFilter(), limit=3)
+    assert [i.id for i in first.items] == ["kor-0", "kor-1", "kor-2"]
+    assert first.next_cursor is not None
+    rest = jpn_node.list_items(people["tanaka"], ItemFilter(), cursor=first.next_cursor, limit=3)
+    assert [i.id for i in rest.items] == ["kor-3"]

@@ -37,6 +37,7 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Item, Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
+from gsomia.taxii._server import taxii_router
 
 __all__ = ["create_app"]
 
@@ -209,6 +210,7 @@ def create_app(
         return node.authenticate(credentials.credentials if credentials else None)
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    app.include_router(taxii_router(node, reader))
 
     @app.get("/healthz", tags=["node"])
     def healthz() -> dict[str, str]:

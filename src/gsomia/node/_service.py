@@ -44,7 +44,7 @@ from gsomia.exchange._service import Exchange
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.store import AuditRow, InventoryRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 
-__all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "system_clock"]
+__all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 Clock = Callable[[], datetime]
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -90,6 +90,15 @@ class NewIngest:
     item_id: str | None = None
     received_from: str | None = None
     agreement: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPage:
+    """One page of items with their payloads (see :meth:`Node.read_page`)."""
+
+    items: tuple[tuple[Item, bytes], ...]
+    next_cursor: str | None
+    withheld: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,35 +482,7 @@ class Node:
         self, actor: Person, where: ItemFilter, cursor: str | None = None, limit: int = 100
     ) -> Page:
         """A page of the items ``actor`` may read, in ingest order; unreadable ones are withheld."""
-        if not 0 < limit <= MAX_PAGE:
-            raise self._refuse(
-                "item.list", actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}")
-            )
-        try:
-            after = _decode_cursor(cursor)
-        except InvalidInputError as exc:
-            raise self._refuse("item.list", actor.id, None, exc) from None
-        found: list[Item] = []
-        withheld = 0
-        scanned_to = after
-        exhausted = False
-        budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
-        while len(found) < limit and budget > 0:
-            rows = self.store.list_items(where, scanned_to, min(limit, budget))
-            budget -= len(rows)
-            for row in rows:
-                scanned_to = row.seq
-                item = self._from_row(row)
-                if decide_read(actor, item.label, self.catalogue).allowed:
-                    found.append(item)
-                    if len(found) == limit:
-                        break
-                else:
-                    withheld += 1
-            if len(rows) < min(limit, budget + len(rows)):
-                exhausted = True
-                break
-        more = not exhausted and (len(found) == limit or budget <= 0)
+        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, "item.list")
         self.store.append_audit(
             [
                 self._row(
@@ -515,7 +496,97 @@ class Node:
                 )
             ]
         )
-        return Page(tuple(found), _encode_cursor(scanned_to) if more else None, withheld)
+        return Page(tuple(item for item, _, _ in found), next_cursor, withheld)
+
+    def read_page(
+        self,
+        actor: Person,
+        where: ItemFilter,
+        *,
+        cursor: str | None,
+        limit: int,
+        keep: Callable[[Item, bytes], bool],
+        channel: str,
+    ) -> ReadPage:
+        """A page of items with their payloads: those ``keep`` accepts and ``actor`` may read.
+
+        For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
+        record naming ``channel``; the items ``keep`` accepted but the reader may not read are
+        counted as withheld, in one ``item.list`` record.
+        """
+        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep)
+        rows = [
+            self._row("item.read", actor.id, item.id, "allowed", channel=channel, checks=_checks(d.checks))
+            for item, _, d in found
+        ]
+        rows.append(
+            self._row(
+                "item.list",
+                actor.id,
+                None,
+                "allowed",
+                channel=channel,
+                returned=len(found),
+                withheld=withheld,
+                filter=_filter_dict(where),
+            )
+        )
+        self.store.append_audit(rows)
+        return ReadPage(tuple((item, payload) for item, payload, _ in found), next_cursor, withheld)
+
+    def _scan(
+        self,
+        actor: Person,
+        where: ItemFilter,
+        cursor: str | None,
+        limit: int,
+        kind: str,
+        keep: Callable[[Item, bytes], bool] | None = None,
+    ) -> tuple[list[tuple[Item, bytes, AccessDecision]], str | None, int]:
+        """Keyset scan from ``cursor``: up to ``limit`` readable items (payloads only with ``keep``)."""
+        if not 0 < limit <= MAX_PAGE:
+            raise self._refuse(kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}"))
+        try:
+            after = _decode_cursor(cursor)
+        except InvalidInputError as exc:
+            raise self._refuse(kind, actor.id, None, exc) from None
+        found: list[tuple[Item, bytes, AccessDecision]] = []
+        withheld = 0
+        scanned_to = after
+        exhausted = False
+        budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
+        while len(found) < limit and budget > 0:
+            size = min(limit, budget)
+            rows = self.store.list_items(where, scanned_to, size, with_payload=keep is not None)
+            budget -= len(rows)
+            consumed = 0
+            for row in rows:
+                scanned_to = row.seq
+                consumed += 1
+                item = self._from_row(row)
+                payload = b""
+                if keep is not None:
+                    payload = self.cipher.open(row.id, row.label, row.payload)
+                    if not keep(item, payload):
+                        continue
+                decision = decide_read(actor, item.label, self.catalogue)
+                if decision.allowed:
+                    found.append((item, payload, decision))
+                    if len(found) == limit:
+                        break
+                else:
+                    withheld += 1
+            if len(rows) < size and consumed == len(rows):  # the store has nothing past the last row seen
+                exhausted = True
+                break
+        more = not exhausted and (len(found) == limit or budget <= 0)
+        return found, _encode_cursor(scanned_to) if more else None, withheld
+
+    def held(self, item_id: str) -> Item | None:
+        """The item's metadata, without a read decision: for shells that must first find out which
+        collection an item belongs to; they must still read it through :meth:`read`."""
+        row = self.store.get_item(item_id)
+        return None if row is None else self._from_row(row)
 
     def inventory(self, actor: Person, item_id: str) -> list[InventoryRow]:
         self.read(actor, item_id)  # the inventory is as classified as the item

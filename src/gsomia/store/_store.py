@@ -73,6 +73,7 @@ class ItemFilter:
     received_from: str | None = None
     created_from_us: int | None = None
     created_before_us: int | None = None
+    ingested_after_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,8 @@ class Store:
             query = query.where(t.items.c.created_us >= where.created_from_us)
         if where.created_before_us is not None:
             query = query.where(t.items.c.created_us < where.created_before_us)
+        if where.ingested_after_us is not None:
+            query = query.where(t.items.c.ingested_us > where.ingested_after_us)
         if where.topic is not None:  # the cursor bounds the topic index range too, so deep pages stay fast
             query = query.where(
                 t.items.c.seq.in_(

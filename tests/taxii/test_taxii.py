@@ -1,0 +1,193 @@
+"""The TAXII 2.1 server through the real app and store: collections, paging, per-object access, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from tests.node_fixtures import jpn_label, kor_label
+from tests.taxii.stix_checks import assert_valid_bundle
+from tests.taxii.test_stix import TLP_RED, indicator
+
+from gsomia.api import create_app
+from gsomia.core.access import Person
+from gsomia.node import Node
+from gsomia.taxii._stix import extension_objects, marking_for
+
+Call = Callable[..., httpx.Response]
+GSOMIA = "kor-jpn-gsomia-2016"
+TAXII = "application/taxii+json;version=2.1"
+
+
+@pytest.fixture
+def call(jpn_node: Node) -> Call:
+    app = create_app(jpn_node)
+
+    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Accept": TAXII, **kwargs.pop("headers", {})}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                return await client.request(method, url, headers=headers, **kwargs)
+
+        return asyncio.run(run())
+
+    return do
+
+
+@pytest.fixture
+def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
+    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+
+
+def hold(node: Node, n: int, **label: Any) -> list[str]:
+    """``n`` KOR items received under the GSOMIA (JPN equivalent 極秘 unless the label says otherwise)."""
+    ids = [f"kor-{i}" for i in range(n)]
+    for item_id in ids:
+        node.ingest(
+            None,
+            label=kor_label(**label),
+            payload=json.dumps({"track": item_id}).encode(),
+            item_id=item_id,
+            received_from="KOR",
+            agreement=GSOMIA,
+        )
+    return ids
+
+
+def collections(call: Call, token: str) -> dict[str, str]:
+    response = call("GET", "/taxii2/api/collections/", token)
+    assert response.status_code == 200, response.text
+    return {c["title"]: c["id"] for c in response.json()["collections"]}
+
+
+def test_discovery_needs_the_same_bearer_token_and_speaks_taxii(call: Call, tokens: dict[str, str]) -> None:
+    assert call("GET", "/taxii2/").status_code == 401
+    response = call("GET", "/taxii2/", tokens["tanaka"])
+    assert response.headers["content-type"] == TAXII
+    assert response.json()["api_roots"] == ["http://node/taxii2/api/"]
+    root = call("GET", "/taxii2/api/", tokens["tanaka"]).json()
+    assert root["versions"] == [TAXII]
+
+
+def test_one_collection_per_agreement_and_per_partner_party(call: Call, tokens: dict[str, str]) -> None:
+    found = collections(call, tokens["tanaka"])
+    assert {
+        "agreement:kor-jpn-gsomia-2016",
+        "agreement:usa-jpn-gsomia-2007",
+        "party:KOR",
+        "party:USA",
+    } <= set(found)
+    assert "party:JPN" not in found
+    kor = call("GET", f"/taxii2/api/collections/{found['party:KOR']}/", tokens["tanaka"]).json()
+    assert kor["can_write"] is False
+
+
+def test_a_reader_without_clearance_sees_neither_the_object_nor_its_manifest_entry(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    hold(jpn_node, 1)
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    base = f"/taxii2/api/collections/{cid}"
+    seen = call("GET", f"{base}/objects/", tokens["tanaka"])
+    assert [o["item_id"] for o in seen.json()["objects"]] == ["kor-0"]
+    assert seen.headers["X-TAXII-Date-Added-First"].endswith("Z")
+    object_id = seen.json()["objects"][0]["id"]
+    assert call("GET", f"{base}/objects/", tokens["sato"]).json()["objects"] == []
+    assert call("GET", f"{base}/manifest/", tokens["sato"]).json()["objects"] == []
+    assert call("GET", f"{base}/manifest/", tokens["tanaka"]).json()["objects"][0]["id"] == object_id
+    assert call("GET", f"{base}/objects/{object_id}/", tokens["sato"]).status_code == 404
+    assert call("GET", f"{base}/objects/{object_id}/versions/", tokens["sato"]).status_code == 404
+    assert (
+        call("GET", f"{base}/objects/{object_id}/", tokens["tanaka"]).json()["objects"][0]["id"] == object_id
+    )
+    reads = [r for r in jpn_node.store.audit(after_seq=0, kind="item.read", limit=100)]
+    assert {r.actor for r in reads if json.loads(r.detail).get("channel") == "taxii"} == {"tanaka"}
+    lists = jpn_node.store.audit(after_seq=0, kind="item.list", limit=100)
+    assert any(r.actor == "sato" and json.loads(r.detail)["withheld"] == 1 for r in lists)
+
+
+def test_objects_page_by_keyset_and_filter_by_type_and_added_after(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    ids = hold(jpn_node, 7)
+    cid = collections(call, tokens["tanaka"])["party:KOR"]
+    url, seen, cursor = f"/taxii2/api/collections/{cid}/objects/", [], None
+    while True:
+        params: dict[str, Any] = {"limit": 3, **({"next": cursor} if cursor else {})}
+        body = call("GET", url, tokens["tanaka"], params=params).json()
+        seen += [o["item_id"] for o in body["objects"]]
+        cursor = body.get("next")
+        assert body["more"] is (cursor is not None)
+        if not body["more"]:
+            break
+    assert seen == ids
+    assert call("GET", url, tokens["tanaka"], params={"match[type]": "indicator"}).json()["objects"] == []
+    assert call("GET", url, tokens["tanaka"], params={"match[spec_version]": "2.0"}).json()["objects"] == []
+    manifest = call("GET", f"/taxii2/api/collections/{cid}/manifest/", tokens["tanaka"]).json()["objects"]
+    later = call("GET", url, tokens["tanaka"], params={"added_after": manifest[-1]["date_added"]}).json()
+    assert later["objects"] == []
+    assert call("GET", url, tokens["tanaka"], params={"next": "garbage"}).status_code == 422
+
+
+def test_post_ingests_labelled_objects_refuses_unlabelled_ones_and_never_serves_tlp_red(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    label = jpn_node.catalogue.label(
+        originator="JPN",
+        classification="秘",
+        releasable_to=["KOR"],
+        purpose="threat-assessment",
+        topics=["dprk-missile"],
+        created=jpn_node.clock(),
+    )
+    red = indicator(id="indicator--0f4c5a1e-2b9e-4c8f-9a55-6d3b1e7c9a10", object_marking_refs=[TLP_RED])
+    mine = indicator(object_marking_refs=[marking_for(label)["id"]])
+    red["object_marking_refs"].insert(0, marking_for(label)["id"])
+    objects = [*extension_objects(), marking_for(label), mine, red]
+    posted = call("POST", url, tokens["tanaka"], json={"objects": objects}, headers={"Content-Type": TAXII})
+    assert posted.status_code == 202, posted.text
+    assert posted.json()["success_count"] == 2
+    status = call("GET", f"/taxii2/api/status/{posted.json()['id']}/", tokens["tanaka"])
+    assert status.json()["successes"][0]["id"] == mine["id"]
+    assert call("GET", f"/taxii2/api/status/{posted.json()['id']}/", tokens["sato"]).status_code == 404
+    served = call("GET", url, tokens["tanaka"]).json()["objects"]
+    assert [o["id"] for o in served] == [mine["id"]]  # the TLP:RED one is held but never served
+    assert_valid_bundle({"type": "bundle", "id": "bundle--" + cid, "objects": [*objects[:3], *served]})
+    bare = call(
+        "POST", url, tokens["tanaka"], json={"objects": [indicator()]}, headers={"Content-Type": TAXII}
+    )
+    assert bare.status_code == 422
+    assert "no gsomia label" in bare.json()["detail"]
+
+
+def test_posting_to_a_party_collection_is_refused(call: Call, tokens: dict[str, str]) -> None:
+    cid = collections(call, tokens["tanaka"])["party:KOR"]
+    body = {"objects": [indicator()]}
+    response = call("POST", f"/taxii2/api/collections/{cid}/objects/", tokens["tanaka"], json=body)
+    assert response.status_code == 422
+    assert "read only" in response.json()["detail"]
+
+
+def test_own_items_appear_in_the_agreements_that_reach_their_releasability(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    jpn_node.ingest(None, label=jpn_label(), payload=b"{}", item_id="jpn-1")
+    found = collections(call, tokens["tanaka"])
+    with_kor = call(
+        "GET", f"/taxii2/api/collections/{found['agreement:kor-jpn-gsomia-2016']}/objects/", tokens["tanaka"]
+    )
+    with_usa = call(
+        "GET", f"/taxii2/api/collections/{found['agreement:usa-jpn-gsomia-2007']}/objects/", tokens["tanaka"]
+    )
+    assert [o["item_id"] for o in with_kor.json()["objects"]] == ["jpn-1"]
+    assert with_usa.json()["objects"] == []
