@@ -139,18 +139,7 @@ _PROBES: tuple[tuple[datetime, str, str], ...] = (
 def replay_history(catalogue: Catalogue) -> list[Step]:
     """Every event since December 2014 and the probe instants, in order, with decisions."""
     engine = ReleaseEngine(catalogue)
-    marks: list[tuple[datetime, str, str]] = []
-    for agreement in catalogue.agreements.values():
-        for event in agreement.events:
-            if event.at >= _START:
-                by = f" by {event.party}" if event.party else ""
-                title = f"{agreement.title}: {event.kind.value.replace('_', ' ')}{by}"
-                marks.append((event.at, title, event.reference + (f" — {event.note}" if event.note else "")))
-    marks.extend(_PROBES)
-    marks.sort(key=lambda m: m[0])
-    grouped: dict[datetime, list[tuple[str, str]]] = {}
-    for at, title, detail in marks:  # events at one instant form one step
-        grouped.setdefault(at, []).append((title, detail))
+    grouped = _grouped(_marks(catalogue))
     gsomia = catalogue.agreement(GSOMIA)
     steps = [
         Step(
@@ -213,6 +202,14 @@ def _marks(catalogue: Catalogue) -> list[tuple[datetime, str, str]]:
     marks.extend(_PROBES)
     marks.sort(key=lambda m: m[0])
     return marks
+
+
+def _grouped(marks: list[tuple[datetime, str, str]]) -> dict[datetime, list[tuple[str, str]]]:
+    """Events at one instant form one step."""
+    grouped: dict[datetime, list[tuple[str, str]]] = {}
+    for at, title, detail in marks:
+        grouped.setdefault(at, []).append((title, detail))
+    return grouped
 
 
 def _run_step(
@@ -308,9 +305,7 @@ def replay_on_nodes(workdir: Path) -> list[NetStep]:
     marks = _marks(catalogue)
     clock = FakeClock(marks[0][0])
     members = network.build(workdir, clock=clock)
-    grouped: dict[datetime, list[tuple[str, str]]] = {}
-    for at, title, detail in marks:
-        grouped.setdefault(at, []).append((title, detail))
+    grouped = _grouped(marks)
     gsomia = catalogue.agreement(GSOMIA)
     steps: list[NetStep] = []
     with httpx.Client(timeout=10) as client:

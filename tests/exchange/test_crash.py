@@ -40,17 +40,6 @@ def _serve(member: network.NetNode) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait(endpoint: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{endpoint}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"{endpoint} did not come up")
-
-
 def _held(directory: Path) -> int:
     engine = sqlalchemy.create_engine(f"sqlite:///{directory / 'gsomia.db'}")
     with engine.connect() as conn:
@@ -80,7 +69,7 @@ def test_receiver_killed_mid_stream_gets_every_item_exactly_once(tmp_path: Path)
         kor.exchange.release(officer, item_id, "JPN")
 
     receiver = _serve(jpn_member)
-    _wait(jpn_member.endpoint)
+    network._wait_healthy(jpn_member.endpoint, 30)
     stop = threading.Event()
 
     def deliver() -> None:
@@ -102,7 +91,7 @@ def test_receiver_killed_mid_stream_gets_every_item_exactly_once(tmp_path: Path)
         assert 0 < killed_at < COUNT
         time.sleep(0.5)  # the sender meets a dead peer and backs off
         receiver = _serve(jpn_member)
-        _wait(jpn_member.endpoint)
+        network._wait_healthy(jpn_member.endpoint, 30)
         deadline = time.monotonic() + 90
         while kor.exchange.fed.outbox(state="pending", limit=1):
             assert time.monotonic() < deadline, "the outbox did not drain after the restart"

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gsomia.cli._common import JsonOpt, console, emit, guard
-from gsomia.node import Node, load_config
+from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log (RFC 9162) and partners' heads.", no_args_is_help=True
 )
-DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
-
-
-def _open(directory: Path) -> Node:
-    return Node(load_config(directory))
 
 
 @audit_app.command("verify")
 @guard
 def audit_verify(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """Rebuild the tree from the records and check every leaf and signed head; exit 1 names the bad entry."""
-    node = _open(directory)
+    node = open_node(directory)
     node.audit.integrate()
     report = node.audit.verify()
     if as_json:
@@ -44,7 +37,7 @@ def audit_verify(directory: DirOpt, as_json: JsonOpt = False) -> None:
 @guard
 def audit_head(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """Append what is pending and sign the tree head now."""
-    head = _open(directory).audit.sign_head()
+    head = open_node(directory).audit.sign_head()
     data = {"size": head.size, "root": head.root.hex(), "jws": head.jws}
     if as_json:
         emit(data)
@@ -60,7 +53,7 @@ def audit_prove(
     as_json: JsonOpt = False,
 ) -> None:
     """The inclusion proof of one entry in the latest signed head."""
-    proof = _open(directory).audit.inclusion(entry)
+    proof = open_node(directory).audit.inclusion(entry)
     if as_json:
         emit(proof)
     else:
@@ -80,7 +73,7 @@ def audit_log(
     as_json: JsonOpt = False,
 ) -> None:
     """Read audit records (structured, oldest first)."""
-    rows = _open(directory).store.audit(after_seq=since, kind=kind, limit=limit)
+    rows = open_node(directory).store.audit(after_seq=since, kind=kind, limit=limit)
     data = [
         {
             "seq": r.seq,
@@ -108,7 +101,7 @@ def audit_log(
 @guard
 def audit_partners(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """Each partner's last signed head and whether its log stayed consistent."""
-    rows = _open(directory).audit.partners()
+    rows = open_node(directory).audit.partners()
     if as_json:
         emit(rows)
         return

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -13,10 +14,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from gsomia.errors import GsomiaError
+from gsomia.node import Node, load_config
 
-__all__ = ["JsonOpt", "console", "emit", "guard"]
+__all__ = ["DirOpt", "JsonOpt", "console", "emit", "guard", "open_node"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
+
+
+def open_node(directory: Path) -> Node:
+    """The node configured in ``directory`` (migrated, ready)."""
+    return Node(load_config(directory))
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from gsomia._codec import label_to_dict, person_to_dict
-from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
-from gsomia.node import Item, Node, init_node_dir, load_config
+from gsomia.node import Item, Node, init_node_dir
 from gsomia.node._config import set_endpoint
 from gsomia.store import ItemFilter
 
@@ -27,12 +27,7 @@ item_app = typer.Typer(
     help="Ingest, list and read items at a node (access rules apply).", no_args_is_help=True
 )
 
-DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
 AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
-
-
-def _open(directory: Path) -> Node:
-    return Node(load_config(directory))
 
 
 @node_app.command("init")
@@ -71,7 +66,7 @@ def node_init(
 @guard
 def node_migrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """Apply pending schema migrations (also done on every start)."""
-    node = _open(directory)
+    node = open_node(directory)
     revision = node.store.revision()
     node.close()
     if as_json:
@@ -95,7 +90,7 @@ def node_serve(
 
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
 
-    node = _open(directory)
+    node = open_node(directory)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
     uvicorn.run(create_app(node, sender=sender), host=host, port=port, log_level="warning")
 
@@ -109,7 +104,7 @@ def node_identity(
     """Print this node's identity document (JSON) to hand to partners out of band."""
     if endpoint is not None:
         set_endpoint(directory, endpoint)
-    emit(_open(directory).exchange.identity())
+    emit(open_node(directory).exchange.identity())
 
 
 @node_app.command("rotate-keys")
@@ -119,7 +114,7 @@ def node_rotate_keys(
     overlap_days: Annotated[float, typer.Option(help="How long the old keys stay valid.")] = 7.0,
 ) -> None:
     """Make new signing and encryption keys; print the new identity document to send to partners."""
-    emit(_open(directory).exchange.rotate_keys(None, timedelta(days=overlap_days)))
+    emit(open_node(directory).exchange.rotate_keys(None, timedelta(days=overlap_days)))
 
 
 @peer_app.command("revoke-key")
@@ -131,7 +126,7 @@ def peer_revoke_key(
     at: Annotated[str | None, typer.Option(help="From this instant (default: now).")] = None,
 ) -> None:
     """Refuse a partner's key from an instant on (as told through the diplomatic channel)."""
-    node = _open(directory)
+    node = open_node(directory)
     when = parse_instant(at, UTC) if at else node.clock()
     node.exchange.revoke_peer_key(None, party.upper(), kid, when)
     console().print(f"{party.upper()} key {kid} refused from {when.isoformat()}")
@@ -148,7 +143,7 @@ def outbox_prove(
     import httpx  # only this command talks to a partner directly
 
     with httpx.Client(timeout=10) as client:
-        proof = _open(directory).exchange.delivery_proof(msg_id, client)
+        proof = open_node(directory).exchange.delivery_proof(msg_id, client)
     if as_json:
         emit(proof)
     else:
@@ -167,7 +162,7 @@ def peer_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a partner node for the named agreements (Art. 9: registered G2G links only)."""
-    peer = _open(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
+    peer = open_node(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
     if as_json:
         emit(
             {
@@ -193,7 +188,7 @@ def peer_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
             "agreements": sorted(links),
             "keys": [k.kid for k in p.keys],
         }
-        for p, links in _open(directory).exchange.peers()
+        for p, links in open_node(directory).exchange.peers()
     ]
     if as_json:
         emit(rows)
@@ -217,7 +212,7 @@ def item_release(
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a release: decided now, decided again when sent, delivered by the node's sender."""
-    node = _open(directory)
+    node = open_node(directory)
     row = node.exchange.release(
         node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
@@ -243,7 +238,7 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
-    rows = _open(directory).exchange.fed.outbox(state=state)
+    rows = open_node(directory).exchange.fed.outbox(state=state)
     data = [
         {
             "msg_id": r.msg_id,
@@ -282,7 +277,7 @@ def person_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a person (as the node's operator)."""
-    node = _open(directory)
+    node = open_node(directory)
     person = node.add_person(
         None,
         {
@@ -306,7 +301,7 @@ def person_add(
 @guard
 def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """List the register of people."""
-    people = [person_to_dict(p) for p in _open(directory).people()]
+    people = [person_to_dict(p) for p in open_node(directory).people()]
     if as_json:
         emit(people)
         return
@@ -326,7 +321,7 @@ def person_token(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue an API token; it is printed once and only its hash is kept."""
-    token_id, token, expires = _open(directory).issue_token(None, person_id, days)
+    token_id, token, expires = open_node(directory).issue_token(None, person_id, days)
     if as_json:
         emit({"id": token_id, "token": token, "expires": expires.isoformat()})
     else:
@@ -377,7 +372,7 @@ def item_ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a labelled item."""
-    node = _open(directory)
+    node = open_node(directory)
     person = node.person(actor)
     if binary:
         data = payload.read_bytes()
@@ -412,7 +407,7 @@ def item_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List the items the person may read, a page at a time."""
-    node = _open(directory)
+    node = open_node(directory)
     where = ItemFilter(
         originator=originator.upper() if originator else None,
         classification=classification,
@@ -449,7 +444,7 @@ def item_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Read one item and its payload (the read is decided and audited)."""
-    node = _open(directory)
+    node = open_node(directory)
     item, payload = node.read(node.person(actor), item_id)
     data = _item_json(item, payload)
     if as_json:
