@@ -234,3 +234,17 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
     assert proof["receiver"] == "JPN"
     assert proof["entry"]["kind"] == "envelope.received"
     assert json.loads(proof["entry"]["detail"])["msg_id"] == entry.msg_id
+
+
+def test_an_altered_stored_subtree_is_caught_before_it_serves_a_bad_proof(node: Node) -> None:
+    record(node, 8)
+    node.audit.sign_head()
+    assert node.audit.verify().ok
+    with node.store.engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text("UPDATE merkle_nodes SET hash = :h WHERE level = 1 AND idx = 0"),
+            {"h": b"\x00" * 32},
+        )
+    report = node.audit.verify()
+    assert not report.ok
+    assert "stored subtree (1, 0)" in (report.problem or "")

@@ -23,6 +23,7 @@ from gsomia.core.merkle import (
     consistency_subtrees,
     inclusion_subtrees,
     leaf_hash,
+    node_hash,
     range_hash,
     subtrees_needed,
     verify_consistency,
@@ -169,9 +170,9 @@ class AuditLog:
         row = self.store.entry(entry_id)
         if row is None or (public and row.kind not in PUBLIC_KINDS):
             raise NotFoundError(f"no audit entry {entry_id!r}")
-        head = self.sign_head() if row.leaf_index is None else (self.store.latest_head() or self.sign_head())
-        if row.leaf_index is None or row.leaf_index >= head.size:
-            head = self.sign_head()
+        head = self.store.latest_head()
+        if head is None or row.leaf_index is None or row.leaf_index >= head.size:
+            head = self.sign_head()  # the entry is newer than the last signed head: sign one that covers it
             row = self.store.entry(entry_id) or row
         index = int(row.leaf_index or 0)
         ranges = inclusion_subtrees(index, head.size)
@@ -197,10 +198,15 @@ class AuditLog:
     # --- verification ---
 
     def verify(self) -> VerifyReport:
-        """Rebuild the tree from the records, check every leaf hash and every signed head."""
+        """Rebuild the tree from the records; check every leaf, every signed head, every stored
+        subtree (proofs are served from them) and the stored frontier (appends continue from it).
+
+        Holds one hash per entry in memory (about 100 MB for a million entries).
+        """
         heads = {h.size: h for h in self.store.heads()}
         frontier = Frontier()
         checked = 0
+        leaves: list[bytes] = []
         for row in self.store.leaves():
             if row.leaf_index != frontier.size:
                 return VerifyReport(
@@ -223,6 +229,7 @@ class AuditLog:
                     row.seq,
                 )
             frontier.append(digest)
+            leaves.append(digest)
             head = heads.get(frontier.size)
             if head is not None:
                 checked += 1
@@ -239,7 +246,34 @@ class AuditLog:
                 )
             if size == 0:
                 checked += 1
+        problem = self._check_subtrees(leaves) or self._check_frontier(frontier)
+        if problem:
+            return VerifyReport(False, frontier.size, checked, problem)
         return VerifyReport(True, frontier.size, checked)
+
+    def _check_subtrees(self, level: list[bytes]) -> str | None:
+        """Every stored subtree hash, level by level, against the hashes rebuilt from the records."""
+        depth = 0
+        while level:
+            count = 0
+            for index, stored in self.store.nodes_of_level(depth):
+                if index >= len(level) or stored != level[index]:
+                    return (
+                        f"stored subtree ({depth}, {index}) does not match the records: "
+                        "inclusion proofs served from it would fail"
+                    )
+                count += 1
+            if count != len(level):
+                return f"{len(level) - count} stored subtree(s) of level {depth} are missing"
+            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            depth += 1
+        return None
+
+    def _check_frontier(self, rebuilt: Frontier) -> str | None:
+        stored = self._frontier()
+        if stored.size != rebuilt.size or stored.hashes != rebuilt.hashes:
+            return "the stored frontier (where appends continue from) does not match the records"
+        return None
 
     def _check_head(self, head: HeadRow, root: bytes) -> str | None:
         try:
