@@ -162,3 +162,33 @@ def test_node_serve_answers_on_loopback(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_export_import_and_receipts_by_file_from_the_command_line(tmp_path: Path) -> None:
+    """The air-gap round trip through the CLI: KOR exports, JPN imports, KOR takes the receipts."""
+    from gsomia import network
+    from gsomia.node import Node, load_config
+
+    members = network.build(tmp_path / "net")
+    kor_dir, jpn_dir = (m.directory for m in members if m.party in ("KOR", "JPN"))
+    kor = Node(load_config(kor_dir))
+    officer = kor.person("officer")
+    kor.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b"{}", item_id="go")
+    kor.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
+    kor.close()
+    out, receipts = tmp_path / "to-jpn.json", tmp_path / "receipts.json"
+    done = run("export", "--dir", str(kor_dir), "--as", "officer", "--to", "JPN", "--out", str(out))
+    assert [e["item"] for e in done["exported"]] == ["go"]
+    assert [r["item"] for r in done["refused"]] == ["stay"]
+    got = run("import", "--dir", str(jpn_dir), str(out), "--receipts", str(receipts))
+    assert (got["sender"], [r["status"] for r in got["results"]]) == ("KOR", ["stored"])
+    again = run("import", "--dir", str(jpn_dir), str(out))
+    assert [r["status"] for r in again["results"]] == ["duplicate"]
+    applied = run("import-receipts", "--dir", str(kor_dir), str(receipts))
+    assert applied["delivered"] == [done["exported"][0]["msg_id"]]
+    outbox = run("outbox", "list", "--dir", str(kor_dir))
+    assert [(o["state"], o["receipt"]) for o in outbox] == [("delivered", True)]
+    out.write_text(out.read_text(encoding="utf-8")[:100], encoding="utf-8")
+    assert "not JSON" in run("import", "--dir", str(jpn_dir), str(out), code=2)
+    wrong = run("import", "--dir", str(kor_dir), str(receipts), code=2)
+    assert "not a gsomia-transfer/1 file" in wrong

@@ -234,7 +234,9 @@ def item_release(
 @guard
 def outbox_list(
     directory: DirOpt,
-    state: Annotated[str | None, typer.Option(help="pending, delivered or undeliverable.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="pending, exported (by file), delivered or undeliverable.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""

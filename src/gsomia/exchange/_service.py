@@ -21,7 +21,7 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,6 @@ from gsomia.errors import (
     InvalidInputError,
     NotFoundError,
     ProofError,
-    ReleaseRefused,
 )
 from gsomia.exchange._messages import (
     consent_content,
@@ -65,7 +64,7 @@ from gsomia.store import (
 if TYPE_CHECKING:
     from gsomia.node._service import Node
 
-__all__ = ["Delivery", "Exchange"]
+__all__ = ["Delivery", "Exchange", "PreparedRelease"]
 
 _MAX_BACKOFF_S = 60.0
 _BATCH = 100
@@ -83,6 +82,15 @@ class Delivery:
     recipient: str
     state: str  # delivered | pending (retry) | undeliverable
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRelease:
+    """A release decided and sealed, not yet written: the outbox row, its audit record, new consents."""
+
+    entry: OutboxRow
+    audit: AuditRow
+    consents: tuple[ConsentRow, ...]
 
 
 class Exchange:
@@ -285,8 +293,10 @@ class Exchange:
         final_recipient: str | None = None,
         spec: dict[str, Any] | None = None,
         decision: ReleaseDecision | None = None,
+        ttl: timedelta | None = None,
+        state: str = "pending",
     ) -> OutboxRow:
-        """A sealed envelope for ``peer``, as a pending outbox row (written by the caller's transaction)."""
+        """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction)."""
         msg_id = uuid.uuid4().hex
         return OutboxRow(
             msg_id=msg_id,
@@ -296,8 +306,8 @@ class Exchange:
             final_recipient=final_recipient or peer.party,
             request=canonical(spec or {}),
             decision=canonical(decision_json(decision) if decision is not None else {}),
-            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=self.ttl),
-            state="pending",
+            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl),
+            state=state,
             attempts=0,
             next_attempt_us=_us(now),
             created_us=_us(now),
@@ -390,69 +400,102 @@ class Exchange:
         who = actor.id
         try:
             self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
-            row = self._row_of(item_id)
-            label = self.node._from_row(row).label
-            access = decide_read(actor, label, self.node.catalogue).raise_if_refused()
-            recipient = self.node.catalogue.party(recipient).code
-            hub = self.node.catalogue.party(via).code if via else None
-            now = self._now()
-            new_consents: list[ConsentRow] = []
-            fresh: tuple[Consent, ...] = ()
-            if authorise_relay:
-                if hub is None or label.originator != self.party:
-                    raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
-                authorisation = Consent(
-                    ConsentKind.HUB_RELAY,
-                    self.party,
-                    recipient,
-                    now,
-                    f"relay authorised by {who}",
-                    item=item_id,
-                    hub=hub,
-                )
-                consent_row, _ = self._sign_consent(authorisation)
-                new_consents.append(consent_row)
-                fresh = (authorisation,)
-            use = purpose or label.purpose
-            hops = [hub] if hub else []
-            spec: dict[str, Any] = {
-                "item": item_id,
-                "sender": self.party,
-                "recipient": recipient,
-                "via": hops,
-                "purpose": use,
-            }
-            on_file = self.fed.consents_for(label.originator, item_id)
-            request = ReleaseRequest(
-                label, self.party, recipient, use, tuple(hops), item_id, self._consents(on_file) + fresh
+            prepared = self.prepare_release(
+                actor,
+                self._row_of(item_id),
+                recipient,
+                via=via,
+                purpose=purpose,
+                authorise_relay=authorise_relay,
+                now=self._now(),
             )
-            decision = self.node.engine.authorise(request, at=now)
-            next_hop = hub or recipient
-            peer = self._link(next_hop, decision)
-            body = self._item_body(
-                spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
-            )
-            entry = self._queue(
-                peer, body, "item", item_id, now, final_recipient=recipient, spec=spec, decision=decision
-            )
-            msg_id = entry.msg_id
-            audit = [
-                self._row(
-                    "item.release",
-                    who,
-                    item_id,
-                    "allowed",
-                    msg_id=msg_id,
-                    decision=decision_json(decision),
-                    access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks],
-                )
-            ]
-            self.fed.enqueue([entry], audit, consents=new_consents)
-        except ReleaseRefused as exc:
-            raise self.node._refuse("item.release", who, item_id, exc) from None
+            self.fed.enqueue([prepared.entry], [prepared.audit], consents=prepared.consents)
         except GsomiaError as exc:
             raise self.node._refuse("item.release", who, item_id, exc) from None
-        return entry
+        return prepared.entry
+
+    def prepare_release(
+        self,
+        actor: Person,
+        row: ItemRow,
+        recipient: str,
+        *,
+        via: str | None,
+        purpose: str | None,
+        authorise_relay: bool,
+        now: datetime,
+        ttl: timedelta | None = None,
+        state: str = "pending",
+        detail: Mapping[str, Any] | None = None,
+    ) -> PreparedRelease:
+        """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
+
+        :meth:`release` writes it to the outbox; a transfer by file (``gsomia.exchange._transfer``)
+        writes many at once with ``state`` ``exported`` so the network sender leaves them alone.
+        """
+        item_id = row.id
+        label = self.node._from_row(row).label
+        access = decide_read(actor, label, self.node.catalogue).raise_if_refused()
+        recipient = self.node.catalogue.party(recipient).code
+        hub = self.node.catalogue.party(via).code if via else None
+        new_consents: list[ConsentRow] = []
+        fresh: tuple[Consent, ...] = ()
+        if authorise_relay:
+            if hub is None or label.originator != self.party:
+                raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
+            authorisation = Consent(
+                ConsentKind.HUB_RELAY,
+                self.party,
+                recipient,
+                now,
+                f"relay authorised by {actor.id}",
+                item=item_id,
+                hub=hub,
+            )
+            consent_row, _ = self._sign_consent(authorisation)
+            new_consents.append(consent_row)
+            fresh = (authorisation,)
+        use = purpose or label.purpose
+        hops = [hub] if hub else []
+        spec: dict[str, Any] = {
+            "item": item_id,
+            "sender": self.party,
+            "recipient": recipient,
+            "via": hops,
+            "purpose": use,
+        }
+        on_file = self.fed.consents_for(label.originator, item_id)
+        request = ReleaseRequest(
+            label, self.party, recipient, use, tuple(hops), item_id, self._consents(on_file) + fresh
+        )
+        decision = self.node.engine.authorise(request, at=now)
+        peer = self._link(hub or recipient, decision)
+        body = self._item_body(
+            spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
+        )
+        entry = self._queue(
+            peer,
+            body,
+            "item",
+            item_id,
+            now,
+            final_recipient=recipient,
+            spec=spec,
+            decision=decision,
+            ttl=ttl,
+            state=state,
+        )
+        audit = self._row(
+            "item.release",
+            actor.id,
+            item_id,
+            "allowed",
+            msg_id=entry.msg_id,
+            decision=decision_json(decision),
+            access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks],
+            **(detail or {}),
+        )
+        return PreparedRelease(entry, audit, tuple(new_consents))
 
     # --- delivery ---
 

@@ -1,0 +1,388 @@
+"""TAXII 2.1: one page of 1,000 objects from gsomia's server, against the OASIS medallion server.
+
+What is measured
+----------------
+One request, the same for both servers: ``GET .../collections/{id}/objects/?limit=1000``
+(the first page of a collection, the ``Accept: application/taxii+json;version=2.1`` header,
+the reader's credentials), the full response body read. Each fetch is timed with
+``time.perf_counter``; median and p95 (nearest rank) over repeated fetches (one untimed
+warm-up, then at least 10 and up to 50 fetches, stopping after about 2 s; medallion at least 3,
+as one of its pages of 3,000 takes tens of seconds).
+
+* gsomia: a fresh JPN node (``gsomia.testing.make_node``, SQLite in a temporary directory,
+  deleted at the end) holding N items KOR originated and JPN received under
+  kor-jpn-gsomia-2016 (a fixed-seed mix of 군사II급비밀 and 군사III급비밀, one to three
+  topics, a few hundred bytes of JSON each), served from the ``party:KOR`` collection (N
+  objects). The store is BULK-LOADED as ``bench_store.py`` does: rows built by the service's
+  own row builder (``Node._prepare``: label check, JPN alternative label, AES-GCM sealing)
+  and written with ``Store.insert_items`` in batches of 10,000, items and topics only (no
+  inventory or audit rows). The app is ``gsomia.api.create_app`` called in-process through
+  ``httpx.ASGITransport`` with a bearer token of a JPN reader cleared for every item; so each
+  page is the real path: token check, keyset scan, each payload opened (AES-GCM), each object
+  decided by ``decide_read``, mapped to STIX, and 1,001 audit records written.
+* medallion (the OASIS TAXII 2.1 reference server, ``medallion.backends.memory_backend``):
+  called in-process through Flask's test client with HTTP Basic credentials, its memory
+  backend loaded with the very objects gsomia served for the same collection (and a
+  manifest entry per object), ``max_page_size`` 1,000.
+
+Sizes: both at 1,000 and 3,000 objects; gsomia also at N (``--items``, default 1,000,000).
+Before timing, both servers' pages at 1,000 and 3,000 must hold the same object ids;
+otherwise the script exits with status 1. The garbage collector is left on.
+
+Targets, printed as met or NOT met (nothing about timing is asserted): gsomia's p50 under
+50 ms at N = 1,000,000 (judged at whatever N ran, and said so); at every size both serve,
+gsomia at least 50 times faster than medallion (medallion's p50 over gsomia's p50).
+
+Run: ``python benchmarks/bench_taxii.py [--items N] [--json]``. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gsomia.api import create_app
+from gsomia.node import NewIngest, Node
+from gsomia.testing import FakeClock, make_node
+
+SEED = 20161123
+DEFAULT_ITEMS = 1_000_000
+PAGE = 1000
+SHARED_SIZES = (1000, 3000)
+BULK_BATCH = 10_000
+MIN_FETCHES = 10
+SLOW_MIN_FETCHES = 3  # medallion: a page of 3,000 takes tens of seconds, so fewer fetches
+MAX_FETCHES = 50
+BUDGET_S = 2.0
+P50_TARGET_MS = 50.0
+RATIO_TARGET = 50.0
+TAXII = "application/taxii+json;version=2.1"
+AGREEMENT = "kor-jpn-gsomia-2016"
+TOPICS = ("dprk-missile", "dprk-nuclear", "prc-navy", "rus-air", "maritime-security")
+START = datetime(2017, 1, 1, tzinfo=UTC)
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def make_ingest(rng: random.Random, n: int) -> NewIngest:
+    """One KOR item as JPN received it under GSOMIA (boundary-form label, JSON payload)."""
+    created = START + timedelta(seconds=rng.randrange(8 * 365 * 86_400))
+    topics = sorted(set(rng.choices(TOPICS, k=rng.choice((1, 2, 3)))))
+    label = {
+        "originator": "KOR",
+        "classification": rng.choice(("군사II급비밀", "군사III급비밀")),
+        "releasable_to": ["JPN"],
+        "purpose": "threat-assessment",
+        "topics": topics,
+        "created": created.isoformat(),
+    }
+    payload = {
+        "report": f"KOR-{created:%Y%m%d}-{n:07d}",
+        "summary": f"{topics[0]} activity observed",
+        "track": [
+            {"lat": round(rng.uniform(33, 43), 4), "lon": round(rng.uniform(124, 142), 4)}
+            for _ in range(rng.randint(2, 5))
+        ],
+    }
+    return NewIngest(
+        label=label,
+        payload=json.dumps(payload, separators=(",", ":")).encode(),
+        item_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        received_from="KOR",
+        agreement=AGREEMENT,
+    )
+
+
+def bulk_load(node: Node, clock: FakeClock, rng: random.Random, count: int) -> float:
+    """Bulk-load ``count`` items (items and topics only) from the service's row builder; items/s."""
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        size = min(BULK_BATCH, count - done)
+        now_us = int(clock().timestamp() * 1_000_000)
+        rows = [node._prepare(None, "operator", make_ingest(rng, done + k), now_us)[0] for k in range(size)]
+        node.store.insert_items(rows)
+        done += size
+        clock.advance(seconds=1)
+        if done % 100_000 < BULK_BATCH and count >= 100_000:
+            progress(f"  bulk-loaded {done:,} of {count:,}")
+    return count / (time.perf_counter() - start)
+
+
+def reader(node: Node) -> str:
+    node.add_person(
+        None,
+        {
+            "id": "reader",
+            "name": "JPN analyst cleared for every item",
+            "nationality": "JPN",
+            "clearance": "特定秘密",
+            "need_to_know": list(TOPICS),
+            "roles": ["analyst"],
+        },
+    )
+    return node.issue_token(None, "reader", days=30)[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))]
+
+
+def time_fetches(fetch: Callable[[], object], least: int = MIN_FETCHES) -> dict[str, float]:
+    fetch()  # warm-up
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < MAX_FETCHES and (len(times) < least or time.perf_counter() - began < BUDGET_S):
+        start = time.perf_counter()
+        fetch()
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": round(statistics.median(times), 2),
+        "p95_ms": round(percentile(times, 0.95), 2),
+        "fetches": len(times),
+    }
+
+
+class Gsomia:
+    """A JPN node with ``count`` KOR items, its TAXII server called in-process."""
+
+    def __init__(self, directory: Path, count: int, rng: random.Random) -> None:
+        self.clock = FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
+        self.node = make_node(directory, "JPN", clock=self.clock)
+        self.load_rate = bulk_load(self.node, self.clock, rng, count)
+        self.token = reader(self.node)
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(self.node)), base_url="http://node"
+        )
+        collections = self.get("/taxii2/api/collections/")["collections"]
+        self.collection = next(c["id"] for c in collections if c["title"] == "party:KOR")
+        self.url = f"/taxii2/api/collections/{self.collection}/objects/"
+
+    def _run(self, call: Awaitable[httpx.Response]) -> httpx.Response:
+        response = self.loop.run_until_complete(call)
+        response.raise_for_status()
+        return response
+
+    def get(self, url: str, **params: Any) -> Any:
+        headers = {"Accept": TAXII, "Authorization": f"Bearer {self.token}"}
+        return self._run(self.client.get(url, params=params, headers=headers)).json()
+
+    def page(self) -> dict[str, Any]:
+        return dict(self.get(self.url, limit=PAGE))
+
+    def everything(self) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": PAGE}
+        while True:
+            body = self.get(self.url, **params)
+            objects += body["objects"]
+            if not body.get("more"):
+                return objects
+            params["next"] = body["next"]
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+        self.node.close()
+
+
+class Medallion:
+    """medallion's Flask app over its memory backend, one collection per size, the same objects."""
+
+    def __init__(self, directory: Path, collections: dict[int, list[dict[str, Any]]]) -> None:
+        logging.getLogger("medallion").setLevel(logging.ERROR)
+        data = {
+            "/discovery": {
+                "title": "medallion",
+                "default": "http://localhost/api1/",
+                "api_roots": ["http://localhost/api1/"],
+            },
+            "api1": {
+                "information": {
+                    "title": "bench",
+                    "versions": [TAXII],
+                    "max_content_length": 100_000_000,
+                },
+                "status": [],
+                "collections": [
+                    {
+                        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-{size}")),
+                        "title": f"{size} objects",
+                        "can_read": True,
+                        "can_write": False,
+                        "media_types": ["application/stix+json;version=2.1"],
+                        "objects": objects,
+                        "manifest": [
+                            {
+                                "id": o["id"],
+                                "date_added": o.get("modified") or o.get("created"),
+                                "version": o.get("modified") or o.get("created"),
+                                "media_type": "application/stix+json;version=2.1",
+                            }
+                            for o in objects
+                        ],
+                    }
+                    for size, objects in collections.items()
+                ],
+            },
+        }
+        path = directory / "medallion-data.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        config = directory / "medallion.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "backend": {
+                        "module": "medallion.backends.memory_backend",
+                        "module_class": "MemoryBackend",
+                        "filename": str(path),
+                    },
+                    "users": {"bench": "bench"},
+                    "taxii": {"max_page_size": PAGE},
+                }
+            ),
+            encoding="utf-8",
+        )
+        from medallion import load_app  # imported here: it builds its Flask app at import
+
+        self.app = load_app(str(config))
+        self.client = self.app.test_client()
+        auth = base64.b64encode(b"bench:bench").decode()
+        self.headers = {"Accept": TAXII, "Authorization": f"Basic {auth}"}
+        self.urls = {
+            size: f"/api1/collections/{uuid.uuid5(uuid.NAMESPACE_URL, f'bench-{size}')}/objects/"
+            for size in collections
+        }
+
+    def page(self, size: int) -> dict[str, Any]:
+        response = self.client.get(self.urls[size], query_string={"limit": PAGE}, headers=self.headers)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"medallion answered {response.status_code}: {response.get_data(as_text=True)}"
+            )
+        return dict(json.loads(response.get_data()))
+
+
+def measure(items: int) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="gsomia-bench-taxii-") as tmp:
+        root = Path(tmp)
+        served: dict[int, list[dict[str, Any]]] = {}
+        gsomia_pages: dict[int, Callable[[], dict[str, Any]]] = {}
+        servers: list[Gsomia] = []
+        for size in sorted({*SHARED_SIZES, items}):
+            progress(f"gsomia: a JPN node with {size:,} KOR items (bulk-loaded)")
+            server = Gsomia(root / f"jpn-{size}", size, random.Random(SEED))
+            servers.append(server)
+            progress(f"  loaded at {server.load_rate:,.0f} items/s")
+            if size in SHARED_SIZES:
+                served[size] = server.everything()
+                if len(served[size]) != size:
+                    sys.exit(f"gsomia served {len(served[size])} objects of {size}")
+            gsomia_pages[size] = server.page
+        progress("medallion: memory backend loaded with the same objects")
+        med = Medallion(root, served)
+        for size in SHARED_SIZES:
+            ours = [o["id"] for o in gsomia_pages[size]()["objects"]]
+            theirs = [o["id"] for o in med.page(size)["objects"]]
+            if sorted(ours) != sorted(theirs) or len(ours) != PAGE:
+                sys.exit(f"the two servers' first pages at {size} differ: not the same request")
+        for size in sorted({*SHARED_SIZES, items}):
+            progress(f"timing pages of {PAGE:,} at {size:,} objects")
+            row: dict[str, Any] = {"objects": size, "gsomia": time_fetches(gsomia_pages[size])}
+            if size in SHARED_SIZES:
+                row["medallion"] = time_fetches(lambda size=size: med.page(size), SLOW_MIN_FETCHES)
+                row["ratio"] = round(row["medallion"]["p50_ms"] / row["gsomia"]["p50_ms"], 2)
+            rows.append(row)
+        load_rate = servers[-1].load_rate
+        for server in servers:
+            server.close()
+    largest = next(r for r in rows if r["objects"] == items)
+    return {
+        "items": items,
+        "page": PAGE,
+        "bulk_load_per_s": round(load_rate, 1),
+        "rows": rows,
+        "targets": {
+            "gsomia_p50_under_50ms_at_largest": largest["gsomia"]["p50_ms"] < P50_TARGET_MS,
+            "at_least_50x_medallion_at_every_shared_size": all(
+                r["ratio"] >= RATIO_TARGET for r in rows if "ratio" in r
+            ),
+        },
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cores": os.cpu_count(),
+        "medallion": version("medallion"),
+        "load_average": f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown",
+    }
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print("TAXII 2.1: GET objects, limit=1000, first page; gsomia against OASIS medallion (memory backend)")
+    print(
+        f"Python {result['python']}, {result['cores']} cores, medallion {result['medallion']}, "
+        f"1-min load average {result['load_average']} at the end; in-process calls (ASGI / Flask test client)"
+    )
+    print(
+        f"gsomia's store bulk-loaded (items and topics only, rows from the service's row builder) at "
+        f"{result['bulk_load_per_s']:,.0f} items/s for the largest size, {result['items']:,} items"
+    )
+    print()
+    print(f"{'objects':>10}  {'gsomia p50':>11}  {'p95':>8}  {'medallion p50':>14}  {'p95':>8}  {'ratio':>7}")
+    for row in result["rows"]:
+        ours = row["gsomia"]
+        line = f"{row['objects']:>10,}  {ours['p50_ms']:>8.2f} ms  {ours['p95_ms']:>5.2f} ms"
+        if "medallion" in row:
+            theirs = row["medallion"]
+            line += f"  {theirs['p50_ms']:>11.2f} ms  {theirs['p95_ms']:>5.2f} ms  {row['ratio']:>6.2f}x"
+        else:
+            line += f"  {'(not served)':>14}"
+        print(line)
+    print()
+    targets = result["targets"]
+    at = "1,000,000" if result["items"] == DEFAULT_ITEMS else f"{result['items']:,} (not 1,000,000)"
+    met = "met" if targets["gsomia_p50_under_50ms_at_largest"] else "NOT met"
+    print(f"target: gsomia p50 under {P50_TARGET_MS:.0f} ms at {at} objects: {met}")
+    met = "met" if targets["at_least_50x_medallion_at_every_shared_size"] else "NOT met"
+    print(f"target: at least {RATIO_TARGET:.0f}x faster than medallion at 1,000 and 3,000: {met}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--items", type=int, default=DEFAULT_ITEMS, help="gsomia's largest collection")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    if args.items < max(SHARED_SIZES):
+        parser.error(f"--items must be at least {max(SHARED_SIZES):,}")
+    gc.collect()
+    result = measure(args.items)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_report(result)
+
+
+if __name__ == "__main__":
+    main()

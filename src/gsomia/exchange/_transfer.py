@@ -1,0 +1,474 @@
+"""Transfer by file to a disconnected (air-gapped) site: a release by another channel.
+
+``export`` decides every item at the node for one recipient at one instant, through
+:meth:`Exchange.prepare_release` (the same decision ``release`` makes), and writes the
+allowed ones as ONE file of the exchange's own sealed envelopes::
+
+    {"format": "gsomia-transfer/1", "manifest": "<JWS>", "envelopes": ["<envelope>", ...]}
+
+The manifest is signed by the sender (:func:`sign_origin`) and names the transfer, the
+sender, the next hop it is sealed for, the final recipient, its expiry and each envelope's
+message id and SHA-256 — no item ids or labels in the clear. The outbox rows are written
+with state ``exported`` (the network sender leaves them alone), with an ``exported``
+inventory entry and an ``item.release`` audit record each (``channel: file``); a refused
+item is never in the file, only in the answer to the exporter and the audit records.
+
+``import_file`` at the receiving node verifies the manifest's signature, that the file is
+for this node and that every envelope is the one the manifest names, then hands the
+envelopes to :meth:`Exchange.receive` — the network's inbox path: open, verify, decide,
+store, dedupe by message id and item id, sign receipts. A replayed file gets the same
+receipts back (``duplicate``) and stores nothing twice. The receipts go back on paper's
+digital equivalent, a receipts file; ``import_receipts`` at the sender verifies each
+signed receipt and marks its exported entry delivered. Every refusal is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.access import Person, Role
+from gsomia.core.instants import parse_instant
+from gsomia.crypto.envelope import sign_origin, verify_origin
+from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError
+from gsomia.exchange._service import Exchange
+from gsomia.store import AuditRow, ConsentRow, ItemFilter, OutboxRow
+
+__all__ = [
+    "DEFAULT_VALIDITY",
+    "RECEIPTS_FORMAT",
+    "TRANSFER_FORMAT",
+    "Export",
+    "Import",
+    "ReceiptsApplied",
+    "Refusal",
+    "Transfer",
+]
+
+TRANSFER_FORMAT = "gsomia-transfer/1"
+RECEIPTS_FORMAT = "gsomia-receipts/1"
+MANIFEST_KIND = "transfer-manifest"
+# A courier takes days, not the network's minutes: the envelopes in a file live this long.
+DEFAULT_VALIDITY = timedelta(days=14)
+_SCAN = 500  # items read from the store per query while exporting
+
+
+def _us(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Something that did not go (an item at export) or was not accepted (a receipt), and why."""
+
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """What an export wrote: the file's text (``None`` when nothing was releasable) and what was refused."""
+
+    transfer_id: str
+    recipient: str
+    next_hop: str
+    text: str | None
+    entries: tuple[OutboxRow, ...]
+    refused: tuple[Refusal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """What an import did: one result per envelope (as ``/inbox`` answers) and the receipts file."""
+
+    transfer_id: str
+    sender: str
+    results: tuple[dict[str, Any], ...]
+    receipts_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptsApplied:
+    """What a receipts file settled at the sender."""
+
+    delivered: tuple[str, ...]
+    already: tuple[str, ...]
+    refused: tuple[Refusal, ...]
+
+
+class Transfer:
+    """Export to and import from a file, over a node's :class:`Exchange`."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.node = exchange.node
+
+    @property
+    def party(self) -> str:
+        return self.exchange.party
+
+    def _row(
+        self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
+    ) -> AuditRow:
+        return self.exchange._row(kind, actor, subject, outcome, **detail)
+
+    def _refuse(self, kind: str, reason: str, **detail: Any) -> InvalidInputError:
+        self.node.store.append_audit([self._row(kind, None, None, "refused", reason=reason, **detail)])
+        error = InvalidInputError(reason)
+        error.audited = True  # type: ignore[attr-defined]  # recorded once, here
+        return error
+
+    # --- the sender ---
+
+    def export(
+        self,
+        actor: Person,
+        recipient: str,
+        *,
+        via: str | None = None,
+        purpose: str | None = None,
+        authorise_relay: bool = False,
+        validity: timedelta = DEFAULT_VALIDITY,
+    ) -> Export:
+        """Seal every item releasable to ``recipient`` now into one signed transfer file."""
+        transfer_id = uuid.uuid4().hex
+        try:
+            self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.export")
+            final = self.node.catalogue.party(recipient).code
+            hub = self.node.catalogue.party(via).code if via else None
+            if final == self.party or hub == self.party:
+                raise InvalidInputError(f"a transfer goes to another party, not to {self.party} itself")
+            if validity <= timedelta(0):
+                raise InvalidInputError("the file must stay valid for some time: give a positive validity")
+        except GsomiaError as exc:
+            raise self.node._refuse("item.export", actor.id, None, exc) from None
+        next_hop = hub or final
+        now = self.exchange._now()
+        detail = {"channel": "file", "transfer": transfer_id}
+        entries: list[OutboxRow] = []
+        audit: list[AuditRow] = []
+        consents: list[ConsentRow] = []
+        inventory: list[tuple[str, int, str, str | None, str | None, str]] = []
+        refused: list[Refusal] = []
+        after = 0
+        while True:
+            rows = self.node.store.list_items(ItemFilter(), after, _SCAN, with_payload=True)
+            for row in rows:
+                after = row.seq
+                try:
+                    prepared = self.exchange.prepare_release(
+                        actor,
+                        row,
+                        final,
+                        via=hub,
+                        purpose=purpose,
+                        authorise_relay=authorise_relay,
+                        now=now,
+                        ttl=validity,
+                        state="exported",
+                        detail=detail,
+                    )
+                except GsomiaError as exc:
+                    refused.append(Refusal(row.id, str(exc)))
+                    audit.append(
+                        self._row(
+                            "item.release",
+                            actor.id,
+                            row.id,
+                            "refused",
+                            error=type(exc).__name__,
+                            reason=str(exc),
+                            **detail,
+                        )
+                    )
+                    continue
+                entries.append(prepared.entry)
+                audit.append(prepared.audit)
+                consents += prepared.consents
+                inventory.append(
+                    (
+                        row.id,
+                        _us(now),
+                        "exported",
+                        next_hop,
+                        actor.id,
+                        canonical(
+                            {
+                                "msg_id": prepared.entry.msg_id,
+                                "transfer": transfer_id,
+                                "final_recipient": final,
+                            }
+                        ),
+                    )
+                )
+            if len(rows) < _SCAN:
+                break
+        text = None
+        if entries:
+            manifest = {
+                "v": 1,
+                "kind": MANIFEST_KIND,
+                "id": transfer_id,
+                "sender": self.party,
+                "recipient": next_hop,
+                "final_recipient": final,
+                "via": [hub] if hub else [],
+                "created": now.isoformat(),
+                "expires": (now + validity).isoformat(),
+                "envelopes": [{"msg_id": e.msg_id, "sha256": _digest(e.envelope)} for e in entries],
+            }
+            signed = sign_origin(self.exchange.ring, canonical(manifest).encode(), now)
+            text = json.dumps(
+                {"format": TRANSFER_FORMAT, "manifest": signed, "envelopes": [e.envelope for e in entries]}
+            )
+        audit.append(
+            self._row(
+                "transfer.export",
+                actor.id,
+                final,
+                "allowed" if entries else "refused",
+                transfer=transfer_id,
+                next_hop=next_hop,
+                exported=len(entries),
+                refused=len(refused),
+            )
+        )
+        self.exchange.fed.enqueue(entries, audit, inventory, consents)
+        return Export(transfer_id, final, next_hop, text, tuple(entries), tuple(refused))
+
+    def import_receipts(self, text: str) -> ReceiptsApplied:
+        """Verify a receipts file from the receiving site; mark each acknowledged export delivered."""
+        now = self.exchange._now()
+        data = self._container(text, RECEIPTS_FORMAT, {"format", "transfer", "receiver", "receipts"})
+        receipts = data["receipts"]
+        if not isinstance(receipts, list) or not all(isinstance(r, str) for r in receipts):
+            raise self._refuse("transfer.receipts-refused", "receipts file: receipts must be a list of texts")
+        delivered: list[str] = []
+        already: list[str] = []
+        refused: list[Refusal] = []
+        sink: list[dict[str, Any]] = []
+        audit: list[AuditRow] = []
+        for index, jws in enumerate(receipts):
+            subject = f"receipt {index}"
+            try:
+                signer, content = verify_origin(jws, self.exchange._identities, now)
+                receipt = json.loads(content)
+                if not isinstance(receipt, dict) or receipt.get("kind") != "receipt":
+                    raise InvalidInputError("not a receipt")
+                msg_id = receipt.get("msg_id")
+                subject = str(msg_id)
+                entry = self.exchange.fed.outbox_entry(str(msg_id))
+                if (
+                    entry is None
+                    or entry.recipient != signer
+                    or receipt.get("receiver") != signer
+                    or receipt.get("sender") != self.party
+                ):
+                    raise InvalidInputError(f"it acknowledges no message this node exported to {signer}")
+                if entry.state == "delivered" or entry.msg_id in delivered:
+                    already.append(entry.msg_id)
+                    continue
+                if entry.state != "exported":
+                    raise InvalidInputError(
+                        f"message {entry.msg_id} was not exported by file ({entry.state})"
+                    )
+            except EnvelopeError as exc:
+                reason = f"the receipt's signature does not verify ({exc.detail})"
+                refused.append(Refusal(subject, reason))
+                audit.append(self._row("transfer.receipt-refused", None, None, "refused", reason=reason))
+                continue
+            except (GsomiaError, ValueError) as exc:
+                refused.append(Refusal(subject, str(exc)))
+                audit.append(self._row("transfer.receipt-refused", None, None, "refused", reason=str(exc)))
+                continue
+            delivered.append(entry.msg_id)
+            sink.append(
+                dict(
+                    msg_id=entry.msg_id,
+                    state="delivered",
+                    attempts=entry.attempts + 1,
+                    next_attempt_us=entry.next_attempt_us,
+                    receipt=jws,
+                    audit=[
+                        self._row(
+                            "envelope.delivered",
+                            None,
+                            entry.item_id,
+                            "allowed",
+                            msg_id=entry.msg_id,
+                            peer=entry.recipient,
+                            status=receipt.get("status"),
+                            channel="file",
+                        )
+                    ],
+                    inventory=[]
+                    if entry.item_id is None
+                    else [
+                        (
+                            entry.item_id,
+                            _us(now),
+                            "sent",
+                            entry.recipient,
+                            None,
+                            canonical(
+                                {
+                                    "msg_id": entry.msg_id,
+                                    "final_recipient": entry.final_recipient,
+                                    "status": receipt.get("status"),
+                                    "channel": "file",
+                                }
+                            ),
+                        )
+                    ],
+                )
+            )
+        audit.append(
+            self._row(
+                "transfer.receipts",
+                None,
+                str(data.get("receiver")),
+                "allowed",
+                transfer=str(data.get("transfer")),
+                delivered=len(delivered),
+                already=len(already),
+                refused=len(refused),
+            )
+        )
+        if sink:  # the verdicts and the outcomes in one transaction
+            sink[-1]["audit"] = sink[-1]["audit"] + audit
+            self.exchange.fed.settle_many(sink, now_us=_us(now))
+        else:
+            self.node.store.append_audit(audit)
+        return ReceiptsApplied(tuple(delivered), tuple(already), tuple(refused))
+
+    # --- the receiver ---
+
+    def import_file(self, text: str) -> Import:
+        """Verify a transfer file for this node and receive its envelopes as the inbox would."""
+        now = self.exchange._now()
+        data = self._container(text, TRANSFER_FORMAT, {"format", "manifest", "envelopes"})
+        envelopes = data["envelopes"]
+        if not isinstance(envelopes, list) or not all(isinstance(e, str) for e in envelopes):
+            raise self._refuse("transfer.refused", "transfer file: envelopes must be a list of texts")
+        try:
+            signer, content = verify_origin(str(data["manifest"]), self.exchange._identities, now)
+        except EnvelopeError as exc:
+            raise self._refuse(
+                "transfer.refused",
+                "transfer file refused: the manifest's signature does not verify (altered, or not from a "
+                "registered partner)",
+                detail=exc.detail,
+            ) from None
+        try:
+            manifest = _manifest(content, signer)
+        except GsomiaError as exc:
+            raise self._refuse("transfer.refused", str(exc), sender=signer) from None
+        transfer_id = manifest["id"]
+        if manifest["recipient"] != self.party:
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: it is sealed for {manifest['recipient']}, not for this node "
+                f"({self.party})",
+                transfer=transfer_id,
+                sender=signer,
+            )
+        if now > manifest["expires"]:
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: it expired at {manifest['expires'].isoformat()}",
+                transfer=transfer_id,
+                sender=signer,
+            )
+        listed = manifest["envelopes"]
+        if len(listed) != len(envelopes):
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: the manifest lists {len(listed)} envelopes, the file holds "
+                f"{len(envelopes)} (truncated or altered)",
+                transfer=transfer_id,
+                sender=signer,
+            )
+        for index, (entry, envelope) in enumerate(zip(listed, envelopes, strict=True)):
+            if _digest(envelope) != entry["sha256"]:
+                raise self._refuse(
+                    "transfer.refused",
+                    f"transfer file refused: envelope {index} is not the one the manifest signed (altered)",
+                    transfer=transfer_id,
+                    sender=signer,
+                )
+        results = tuple(self.exchange.receive(envelopes))
+        counts = Counter(str(r["status"]) for r in results)
+        self.node.store.append_audit(
+            [
+                self._row(
+                    "transfer.import",
+                    None,
+                    signer,
+                    "allowed",
+                    transfer=transfer_id,
+                    results=dict(sorted(counts.items())),
+                )
+            ]
+        )
+        receipts_text = json.dumps(
+            {
+                "format": RECEIPTS_FORMAT,
+                "transfer": transfer_id,
+                "receiver": self.party,
+                "receipts": [r["receipt"] for r in results if r.get("receipt")],
+            }
+        )
+        return Import(transfer_id, signer, results, receipts_text)
+
+    def _container(self, text: str, fmt: str, members: set[str]) -> dict[str, Any]:
+        """The outer JSON object of a transfer or receipts file, its members exactly ``members``."""
+        what = "transfer file" if fmt == TRANSFER_FORMAT else "receipts file"
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise self._refuse(_kind(fmt), f"{what} refused: not JSON (truncated or altered?)") from None
+        if not isinstance(data, dict) or data.get("format") != fmt:
+            raise self._refuse(_kind(fmt), f"{what} refused: not a {fmt} file")
+        if set(data) != members:
+            raise self._refuse(
+                _kind(fmt), f"{what} refused: expected exactly the members {', '.join(sorted(members))}"
+            )
+        return data
+
+
+def _kind(fmt: str) -> str:
+    return "transfer.refused" if fmt == TRANSFER_FORMAT else "transfer.receipts-refused"
+
+
+def _digest(envelope: str) -> str:
+    return hashlib.sha256(envelope.encode()).hexdigest()
+
+
+def _manifest(content: bytes, signer: str) -> dict[str, Any]:
+    """The signed manifest, parsed and checked (its signature is already verified)."""
+    try:
+        data = json.loads(content)
+        if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND or data.get("v") != 1:
+            raise InvalidInputError("not a transfer manifest")
+        if data.get("sender") != signer:
+            raise InvalidInputError(
+                f"the manifest names {data.get('sender')} as sender but {signer} signed it"
+            )
+        for name in ("id", "recipient", "final_recipient"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise InvalidInputError(f"manifest.{name}: expected a non-empty string")
+        data["expires"] = parse_instant(str(data.get("expires")), UTC)
+        listed = data.get("envelopes")
+        if not isinstance(listed, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in listed
+        ):
+            raise InvalidInputError("manifest.envelopes: expected a list of {msg_id, sha256}")
+    except (ValueError, InstantError) as exc:
+        raise InvalidInputError(f"transfer file refused: malformed manifest ({exc})") from None
+    return data
