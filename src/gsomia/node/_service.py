@@ -51,6 +51,7 @@ _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _PAYLOAD_TYPES = frozenset({"json", "bytes"})
 MAX_PAGE = 1000
 MAX_TOKEN_DAYS = 365
+_LABEL_CACHE = 4096
 
 
 def system_clock() -> datetime:
@@ -145,6 +146,7 @@ class Node:
         self.cipher = PayloadCipher(config.key())
         self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
+        self._labels: dict[str, SecurityLabel] = {}
         ring_path = config.directory / KEYRING_FILE
         self.ring = (
             KeyRing.load(ring_path)
@@ -449,8 +451,20 @@ class Node:
     ) -> Item:
         return Item(item_id, label, received_from, agreement, _from_us(ingested_us), by, payload_type, size)
 
+    def _stored_label(self, text: str) -> SecurityLabel:
+        """A stored label, parsed once: labels repeat across items and are immutable values.
+
+        The cache is keyed by the exact stored text, so an altered row is parsed (and checked) anew.
+        """
+        found = self._labels.get(text)
+        if found is None:
+            if len(self._labels) >= _LABEL_CACHE:
+                self._labels.clear()
+            found = self._labels[text] = label_from_dict(json.loads(text), self.catalogue)
+        return found
+
     def _from_row(self, row: ItemRow) -> Item:
-        label = label_from_dict(json.loads(row.label), self.catalogue)
+        label = self._stored_label(row.label)
         return self._item(
             row.id,
             label,
