@@ -337,3 +337,46 @@ def test_key_rotation_with_overlap(net: Net) -> None:
     assert net.nodes["JPN"].store.existing_items(["rot-1", "rot-2"]) == {"rot-1", "rot-2"}
     assert before.msg_id
     assert len(net.nodes["KOR"].store.audit(kind="key.rotate")) == 1
+
+
+@pytest.mark.parametrize(
+    ("marking", "leaves"),
+    [
+        ("marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1", False),  # TLP 2.0 RED
+        ("marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421", True),  # TLP 2.0 AMBER
+    ],
+)
+def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leaves: bool) -> None:
+    indicator = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2024-01-01T00:00:00.000Z",
+        "modified": "2024-01-01T00:00:00.000Z",
+        "pattern": "[file:name = 'x']",
+        "pattern_type": "stix",
+        "valid_from": "2024-01-01T00:00:00Z",
+        "object_marking_refs": [marking],
+    }
+    kor = net.nodes["KOR"]
+    kor.ingest(
+        net.officer("KOR"),
+        payload=json.dumps(indicator).encode(),
+        item_id="tlp-1",
+        label={
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T00:00:00+00:00",
+        },
+    )
+    if leaves:
+        kor.exchange.release(net.officer("KOR"), "tlp-1", "JPN")
+        assert [r.state for r in net.deliver()] == ["delivered"]
+    else:
+        with pytest.raises(InvalidInputError, match="TLP:RED"):
+            kor.exchange.release(net.officer("KOR"), "tlp-1", "JPN")
+        assert kor.exchange.fed.outbox() == []
+        assert net.audit("KOR", "item.release")[-1]["outcome"] == "refused"

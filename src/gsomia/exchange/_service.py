@@ -33,6 +33,7 @@ from gsomia.audit._log import parse_head
 from gsomia.core.access import Person, Role, decide_read
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.tlp import is_tlp_red
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, seal, sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import (
@@ -436,6 +437,10 @@ class Exchange:
         item_id = row.id
         label = self.node._from_row(row).label
         access = decide_read(actor, label, self.node.catalogue).raise_if_refused()
+        if row.payload_type == "json" and is_tlp_red(
+            json.loads(self.node.cipher.open(row.id, row.label, row.payload))
+        ):
+            raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
         recipient = self.node.catalogue.party(recipient).code
         hub = self.node.catalogue.party(via).code if via else None
         new_consents: list[ConsentRow] = []

@@ -33,6 +33,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.tlp import TLP_RED, is_tlp_red
 from gsomia.errors import InvalidInputError
 
 __all__ = [
@@ -62,12 +63,6 @@ _EPOCH = (
     "2024-01-01T00:00:00.000Z"  # when the extension was first defined: fixed, so ids and versions stay stable
 )
 
-TLP_RED = frozenset(
-    {
-        "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",  # TLP 2.0 RED
-        "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",  # TLP 1.0 RED (STIX 2.1 §7.2.1.4)
-    }
-)
 _TLP = TLP_RED | {
     "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",  # 2.0 CLEAR
     "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",  # 2.0 GREEN
@@ -211,13 +206,6 @@ def to_stix(
     else:
         body["payload_base64"] = base64.b64encode(payload).decode()
     return body
-
-
-def is_tlp_red(obj: Mapping[str, Any]) -> bool:
-    """Does the object carry TLP:RED (2.0 or 1.0)? Such an object never leaves the node."""
-    refs = obj.get("object_marking_refs") or []
-    granular = [g.get("marking_ref") for g in obj.get("granular_markings") or [] if isinstance(g, Mapping)]
-    return any(r in TLP_RED for r in [*refs, *granular])
 
 
 def to_bundle(objects: Sequence[tuple[SecurityLabel, dict[str, Any]]]) -> dict[str, Any]:
