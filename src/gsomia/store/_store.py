@@ -347,29 +347,24 @@ class Store:
             )
             self._audit(conn, audit)
 
-    def find_token(self, digest: str) -> TokenRow | None:
+    def _token_where(self, condition: Any) -> TokenRow | None:
         query = select(
             t.tokens.c.id,
             t.tokens.c.person_id,
             t.tokens.c.created_us,
             t.tokens.c.expires_us,
             t.tokens.c.revoked_us,
-        ).where(t.tokens.c.hash == digest)
+        ).where(condition)
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else TokenRow(*row)
 
+    def find_token(self, digest: str) -> TokenRow | None:
+        """The token whose SHA-256 is ``digest`` (tokens are only ever stored hashed)."""
+        return self._token_where(t.tokens.c.hash == digest)
+
     def token(self, token_id: str) -> TokenRow | None:
-        query = select(
-            t.tokens.c.id,
-            t.tokens.c.person_id,
-            t.tokens.c.created_us,
-            t.tokens.c.expires_us,
-            t.tokens.c.revoked_us,
-        ).where(t.tokens.c.id == token_id)
-        with self._read() as conn:
-            row = conn.execute(query).one_or_none()
-        return None if row is None else TokenRow(*row)
+        return self._token_where(t.tokens.c.id == token_id)
 
     def revoke_token(self, token_id: str, at_us: int, audit: Sequence[AuditRow] = ()) -> bool:
         with self._begin() as conn:
