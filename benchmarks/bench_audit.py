@@ -120,6 +120,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import and_, func, or_, select, tuple_
 
+from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from gsomia._codec import canonical
 from gsomia.audit import AuditLog, leaf_data
 from gsomia.core.merkle import (
@@ -1157,21 +1158,6 @@ def contextmanager_stack(names: Sequence[str], directory: Path) -> Iterator[dict
 
 
 # --------------------------------------------------------------------------- report
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def load_average() -> str:
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 def fmt(value: Timing | float | None) -> str:

@@ -72,6 +72,7 @@ from gsomia.crypto.envelope import open_envelope, seal
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or a module alike
+from _machine import cpu_model, pin_one_core
 from _throughput import bench_throughput
 
 OPERATIONS = 200  # hops per timed pass
@@ -391,29 +392,6 @@ def profile_envelope(count: int = 3000) -> tuple[dict[str, float], list[tuple[st
 
 
 # --------------------------------------------------------------------------- report
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def pin_one_core() -> str:
-    """Pin this process to one CPU it may run on; say which (or why not)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity)"
-    cpu = min(os.sched_getaffinity(0))
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as exc:
-        return f"not pinned ({exc})"
-    return f"pinned to CPU {cpu}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

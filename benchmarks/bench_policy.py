@@ -85,7 +85,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import random
 import sys
@@ -101,6 +100,7 @@ from zoneinfo import ZoneInfo
 import casbin  # type: ignore[import-untyped]
 from casbin.model import Model  # type: ignore[import-untyped]
 
+from _machine import cpu_model, pin_one_core  # benchmarks/ is on sys.path when run as a script
 from gsomia import (
     Catalogue,
     Consent,
@@ -676,29 +676,6 @@ def best_pass(run: Callable[[], object]) -> tuple[float, int]:
         if enabled:
             gc.enable()
     return best, passes
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def pin_one_core() -> str:
-    """Pin this process to one CPU it may run on; say which (or why not)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned (no sched_setaffinity)"
-    cpu = min(os.sched_getaffinity(0))
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as exc:
-        return f"not pinned ({exc})"
-    return f"pinned to CPU {cpu}"
 
 
 Outcome = tuple[Case, ReleaseDecision, bool]

@@ -106,6 +106,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import func, select
 
+from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
 from gsomia.node import Item, NewIngest, Node
@@ -627,28 +628,12 @@ def _measure(name: str, node: Node, clock: FakeClock, items: int) -> dict[str, A
 # --------------------------------------------------------------------------- report
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def fmt(value: Timing | float | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, Timing):
         return f"{value.median_ms:,.2f} / {value.p95_ms:,.2f}"
     return f"{value:,.0f}"
-
-
-def load_average() -> str:
-    """The 1-minute load average (other work on the machine competes with the timings)."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 def print_report(
