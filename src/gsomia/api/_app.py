@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,6 +38,7 @@ from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Item, Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
 from gsomia.taxii._server import taxii_router
+from gsomia.ui import SESSION_COOKIE, ui_router
 
 __all__ = ["create_app"]
 
@@ -206,11 +207,20 @@ def create_app(
     install(app, node.record_refusal)
     app.add_middleware(_BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK)
 
-    def reader(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Person:
+    def reader(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Person:
+        """The caller: a bearer token, or (reading only) the dashboard's session cookie.
+
+        The cookie is never enough to change anything, so a cross-site request cannot act (CSRF).
+        """
+        if credentials is None and request.method in ("GET", "HEAD"):
+            return node.authenticate(request.cookies.get(SESSION_COOKIE))
         return node.authenticate(credentials.credentials if credentials else None)
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))
+    app.include_router(ui_router(node, reader))
 
     @app.get("/healthz", tags=["node"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,408 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Playwright.
+
+A KOR and a JPN node are built on loopback; KOR really releases an item to JPN over the exchange,
+and the JPN node is served in this process (uvicorn in a thread, ephemeral port). The tracks map
+is fed by a test-only ``/stream/tracks/sse`` route that emits updates in the stream's contract.
+Screenshots of every page go to ``test-artifacts/ui/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from tests.node_fixtures import kor_label
+
+from gsomia.api import create_app
+from gsomia.network import build, open_nodes
+from gsomia.node import Node
+from gsomia.node._service import system_clock
+from gsomia.ui import SESSION_COOKIE
+from gsomia.ui._views import FIRST_DAY, outlines
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+GSOMIA = "kor-jpn-gsomia-2016"
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is absent (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401 - only whether it imports
+    except ImportError as exc:
+        return f"playwright is not installed: {exc}"
+    return None
+
+
+_missing = _browser_missing()
+if _missing is not None:
+    if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
+        raise RuntimeError(f"Chromium is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {_missing}")
+    pytest.skip(f"browser tests need Chromium: {_missing}", allow_module_level=True)
+
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright  # noqa: E402
+
+
+def track_updates() -> list[dict[str, Any]]:
+    """Two KOR tracks in the stream's contract: t-1 flies to impact in three updates, t-2 is in flight."""
+    launch = {"lat": 39.0, "lon": 125.7, "time": "2024-03-01T09:00:00+09:00"}
+    impact = {"lat": 40.5, "lon": 134.0, "time": "2024-03-01T09:10:00+09:00"}
+
+    def points(start: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "t": f"2024-03-01T09:0{(start + i) // 2}:{(start + i) % 2 * 30:02d}+09:00",
+                "lat": 39.0 + 0.15 * (start + i),
+                "lon": 125.7 + 0.9 * (start + i),
+                "alt_m": 50_000.0 * (start + i),
+                "speed_mps": 1800.0,
+            }
+            for i in range(3)
+        ]
+
+    def update(track: str, start: int, *, final: bool, hit: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "track_id": track,
+            "originator": "KOR",
+            "update_ts": f"2024-03-01T09:0{start}:00+09:00",
+            "launch": launch if track == "t-1" else {**launch, "lat": 40.0, "lon": 127.5},
+            "impact": hit,
+            "points": points(start),
+            "missile_class": "SRBM",
+            "quality": 0.9,
+            "final": final,
+            "route": "direct",
+            "agreement": "trilateral-missile-warning-2023",
+        }
+
+    return [
+        update("t-1", 0, final=False, hit=None),
+        update("t-2", 0, final=False, hit=None),
+        update("t-1", 3, final=False, hit=impact),
+        update("t-1", 6, final=True, hit=impact),
+    ]
+
+
+def add_fake_track_stream(app: FastAPI, node: Node, updates: list[dict[str, Any]]) -> None:
+    """Test-only: ``/stream/tracks/sse`` as the stream's contract says, until the real stream lands."""
+    if any(getattr(r, "path", None) == "/stream/tracks/sse" for r in app.routes):
+        return  # the real stream is mounted: test against it
+
+    @app.get("/stream/tracks/sse")
+    async def sse(request: Request) -> StreamingResponse:
+        node.authenticate(request.cookies.get(SESSION_COOKIE))
+        last = int(request.headers.get("last-event-id") or 0)
+
+        async def events() -> Any:
+            for seq, update in enumerate(updates, 1):
+                if seq > last:
+                    yield f"event: track\nid: {seq}\ndata: {json.dumps(update)}\n\n"
+                    await asyncio.sleep(0.05)
+            for _ in range(300):  # hold the stream open as the real one would, so nothing reconnects
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@contextmanager
+def serve(app: FastAPI, port: int) -> Iterator[str]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="gsomia-ui-test")
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the node at {base} did not start")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@dataclass
+class Net:
+    base: str
+    tokens: dict[str, str]
+    jpn: Node
+    kor: Node
+
+
+def _person(node: Node, pid: str, clearance: str | None, topics: list[str], roles: list[str]) -> str:
+    node.add_person(
+        None,
+        {"id": pid, "name": pid.title(), "nationality": node.party, "clearance": clearance,
+         "need_to_know": topics, "roles": roles},
+    )  # fmt: skip
+    return node.issue_token(None, pid)[1]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    members = build(tmp_path_factory.mktemp("net"))
+    nodes = open_nodes(members, system_clock)
+    kor, jpn = nodes["KOR"], nodes["JPN"]
+    jpn_port = next(m.port for m in members if m.party == "JPN")
+    tokens = json.loads((members[1].directory / "tokens.json").read_text())
+    tokens["visitor"] = _person(jpn, "visitor", None, [], ["analyst"])
+    tokens["chief"] = _person(
+        jpn,
+        "chief",
+        "特定秘密",
+        ["dprk-missile", "dprk-nuclear", "prc-navy"],
+        ["security_officer", "analyst"],
+    )
+    officer = jpn.person("officer")
+    jpn.ingest(
+        officer,
+        label=kor_label(
+            originator="JPN", classification="特定秘密", releasable_to=["USA"], topics=["prc-navy"]
+        ),
+        payload=b'{"note": "specially designated"}',
+        item_id="j-tokutei",
+    )
+    app = create_app(jpn)
+    add_fake_track_stream(app, jpn, track_updates())
+    with serve(app, jpn_port) as base:
+        kor_officer = kor.person("officer")
+        kor.ingest(kor_officer, label=kor_label(), payload=b'{"track": "k"}', item_id="k-1")
+        kor.exchange.release(kor_officer, "k-1", "JPN")
+        with httpx.Client(timeout=10) as client:
+            delivered = kor.exchange.deliver_due(client)
+        assert [d.state for d in delivered] == ["delivered"], delivered
+        refused = httpx.post(f"{base}/inbox", json={"envelopes": ["not-an-envelope"]}, timeout=10)
+        assert refused.json()["results"][0]["status"] == "refused"
+        yield Net(base, tokens, jpn, kor)
+    for node in nodes.values():
+        node.close()
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {ARTIFACTS}")
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        ctx.set_default_timeout(8000)
+        yield ctx
+        ctx.close()
+
+
+@dataclass
+class Watched:
+    page: Page
+    errors: list[str]
+    foreign: list[str]
+
+
+@pytest.fixture
+def watched(context: BrowserContext, net: Net) -> Iterator[Watched]:
+    """A fresh page that records console errors, uncaught exceptions and requests to anywhere else."""
+    context.clear_cookies()
+    page = context.new_page()
+    seen = Watched(page, [], [])
+    page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.errors.append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith(net.base) else seen.foreign.append(r.url))
+    yield seen
+    page.close()
+
+
+def login(page: Page, net: Net, who: str, then: str = "/ui/agreements") -> None:
+    page.goto(f"{net.base}/ui/login?next={then}")
+    page.fill("input[name=token]", net.tokens[who])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{net.base}{then}")
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def slide_to(page: Page, day: date) -> None:
+    """Move the slider as a person would (its value, then the input event), and wait for the matrix."""
+    page.eval_on_selector(
+        "#when",
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }",
+        str((day - FIRST_DAY).days),
+    )
+    page.wait_for_selector(f"#matrix[data-at='{day.isoformat()}']")
+
+
+def cell(page: Page, sender: str, recipient: str) -> Any:
+    return page.locator(f"#matrix button[data-sender={sender}][data-recipient={recipient}]")
+
+
+def test_every_page_loads_offline_without_a_console_error(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "chief")
+    ready = {
+        "agreements": "tr[data-agreement='kor-jpn-gsomia-2016']",
+        "matrix": "#matrix table",
+        "items": "tr[data-item-id='k-1']",
+        "flows": "#flows-body tr[data-direction='received']",
+        "audit": "#head-root",
+        "tracks": "#map g.track[data-track-id='t-1']",
+    }
+    for name, selector in ready.items():
+        page.goto(f"{net.base}/ui/{name}")
+        page.wait_for_selector(selector)
+        shot(page, name)
+    assert watched.errors == []
+    assert watched.foreign == []
+
+
+def test_the_slider_moves_the_matrix_through_november_2019(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "analyst", "/ui/matrix")
+    slide_to(page, date(2016, 11, 22))
+    expect(cell(page, "KOR", "JPN")).to_have_attribute("data-route", "via USA")
+    slide_to(page, date(2019, 11, 22))
+    kor_jpn = cell(page, "KOR", "JPN")
+    expect(kor_jpn).to_have_attribute("data-route", "direct")
+    expect(kor_jpn).to_have_attribute("data-level", "군사II급비밀")
+    expect(kor_jpn).to_contain_text("極秘")
+    expect(page.locator(f"#matrix-agreements li[data-agreement='{GSOMIA}']")).to_have_attribute(
+        "data-status", "termination_notified"
+    )
+    slide_to(page, date(2019, 11, 23))
+    expect(cell(page, "KOR", "JPN")).to_have_attribute("data-route", "direct")
+    expect(page.locator(f"#matrix-agreements li[data-agreement='{GSOMIA}']")).to_have_attribute(
+        "data-status", "notice_suspended"
+    )
+    shot(page, "matrix-2019-11-23")
+    page.check("input[value='2019-11-22-notice-suspended']")  # what if Seoul had not suspended its notice?
+    page.wait_for_selector("#matrix[data-without='2019-11-22-notice-suspended']")
+    expect(cell(page, "KOR", "JPN")).to_have_attribute("data-route", "via USA")
+    expect(cell(page, "JPN", "KOR")).to_have_attribute("data-route", "via USA")
+    expect(cell(page, "KOR", "USA")).to_have_attribute("data-route", "direct")
+    expect(page.locator(f"#matrix-agreements li[data-agreement='{GSOMIA}']")).to_have_attribute(
+        "data-status", "terminated"
+    )
+    cell(page, "KOR", "JPN").click()
+    expect(page.locator("#explain")).to_be_visible()
+    expect(page.locator("#explain-lines")).to_contain_text("tisa-2014")
+    expect(page.locator("#explain-lines")).to_contain_text(f"not direct: {GSOMIA}: terminated at 2019-11-23")
+    shot(page, "matrix-2019-11-23-without-suspension")
+    page.select_option("#topic", "prc-navy")  # outside TISA's scope: no hub route either
+    expect(cell(page, "KOR", "JPN")).to_have_attribute("data-route", "none")
+    assert watched.errors == []
+
+
+def test_a_reader_without_clearance_sees_no_restricted_item(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "visitor", "/ui/items")
+    assert page.locator("tr[data-item-id]").count() == 0
+    expect(page.locator("#withheld")).to_contain_text("2 withheld")
+    body = page.inner_text("main")
+    for secret in ("k-1", "j-tokutei", "군사II급비밀", "極秘", "特定秘密"):
+        assert secret not in body
+    shot(page, "items-visitor")
+    page.goto(f"{net.base}/ui/items/k-1")
+    expect(page.locator(".error")).to_contain_text("holds no clearance")
+    assert "received from KOR" not in page.inner_text("main")
+
+
+def test_items_show_the_originators_label_and_the_readers(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "analyst", "/ui/items")  # JPN 極秘, dprk-missile: the KOR item, not the 特定秘密 one
+    row = page.locator("tr[data-item-id='k-1']")
+    expect(row.locator(".label-originator")).to_contain_text("KOR 군사II급비밀")
+    expect(row.locator(".label-reader")).to_contain_text("極秘")
+    expect(row).to_contain_text(f"from KOR under {GSOMIA}")
+    assert page.locator("tr[data-item-id='j-tokutei']").count() == 0
+    page.click("a[href='/ui/items/k-1']")
+    expect(page.locator("tr[data-kind='received']")).to_contain_text("KOR")
+    shot(page, "item-k-1")
+    assert watched.errors == []
+
+
+def test_flows_show_sent_received_and_refused_live(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "chief", "/ui/flows")
+    expect(page.locator("#flows-body tr[data-direction='received'][data-item='k-1']")).to_have_count(1)
+    refused = page.locator("#flows-body tr[data-direction='refused'][data-kind='envelope.refused']")
+    before = refused.count()
+    assert before >= 1
+    httpx.post(f"{net.base}/inbox", json={"envelopes": ["forged"]}, timeout=10)
+    expect(refused).to_have_count(before + 1, timeout=5000)  # appears without reloading the page
+    assert watched.errors == []
+
+
+def test_tracks_appear_on_the_map_as_updates_arrive(watched: Watched, net: Net) -> None:
+    page = watched.page
+    login(page, net, "analyst", "/ui/tracks")
+    for country in ("KOR", "PRK", "JPN"):
+        assert page.locator(f"#map path[data-country={country}]").count() == 1
+    done = page.locator("#map g.track[data-track-id='t-1']")
+    expect(done).to_have_attribute("data-final", "true")
+    expect(done).to_have_attribute("data-points", "9")
+    assert len(done.locator("polyline").get_attribute("points").split()) == 9
+    projection = outlines()["projection"]
+    cx = float(done.locator("circle.launch").get_attribute("cx"))
+    cy = float(done.locator("circle.launch").get_attribute("cy"))
+    assert cx == pytest.approx((125.7 - projection["west"]) * projection["kx"], abs=0.1)
+    assert cy == pytest.approx((projection["north"] - 39.0) * projection["ky"], abs=0.1)
+    assert done.locator("circle.impact").count() == 1
+    flying = page.locator("#map g.track[data-track-id='t-2']")
+    expect(flying).to_have_attribute("data-final", "false")
+    assert flying.locator("circle.impact").count() == 0
+    expect(page.locator("#tracks-body tr[data-track-id='t-1']")).to_contain_text(
+        "trilateral-missile-warning-2023"
+    )
+    expect(page.locator("#tracks-status")).to_contain_text("2 track(s)")
+    shot(page, "tracks")
+    assert watched.errors == []
+
+
+def test_a_wrong_token_stays_on_the_login_page(watched: Watched, net: Net) -> None:
+    page = watched.page
+    page.goto(f"{net.base}/ui/items")
+    page.wait_for_url(f"{net.base}/ui/login?next=/ui/items")
+    page.fill("input[name=token]", "gsm_wrong")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_contain_text("unknown token")
+    assert SESSION_COOKIE not in {c["name"] for c in page.context.cookies()}

@@ -1,0 +1,229 @@
+"""The dashboard's routes through the real app (httpx ASGI transport): login cookie, CSRF, pages, feeds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from tests.node_fixtures import kor_label
+
+from gsomia.api import create_app
+from gsomia.core.access import Person
+from gsomia.node import Node
+from gsomia.ui import SESSION_COOKIE
+
+Browse = Callable[..., httpx.Response]
+BASE = "http://node"
+
+
+@pytest.fixture
+def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
+    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+
+
+@pytest.fixture
+def browse(jpn_node: Node) -> Browse:
+    """One request through the app; ``cookie`` plays a browser's session, ``headers`` anything else."""
+    app = create_app(jpn_node)
+
+    def do(method: str, url: str, cookie: str | None = None, **kwargs: Any) -> httpx.Response:
+        cookies = {SESSION_COOKIE: cookie} if cookie else None
+
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE, cookies=cookies) as client:
+                return await client.request(method, url, **kwargs)
+
+        return asyncio.run(run())
+
+    return do
+
+
+def refusals(node: Node, kind: str) -> list[Any]:
+    return [r for r in node.store.audit(kind=kind) if r.outcome == "refused"]
+
+
+def test_login_sets_an_httponly_strict_cookie_for_a_valid_token(
+    browse: Browse, tokens: dict[str, str]
+) -> None:
+    response = browse(
+        "POST",
+        "/ui/login",
+        content=f"token={tokens['tanaka']}&next=/ui/items",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/items"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}={tokens['tanaka']};")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/" in cookie
+
+
+def test_login_with_a_bad_token_is_refused_and_audited(browse: Browse, jpn_node: Node) -> None:
+    response = browse(
+        "POST",
+        "/ui/login",
+        content="token=gsm_nope",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
+    )
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+    assert "unknown token" in response.text
+    assert refusals(jpn_node, "auth")
+
+
+def test_login_posted_from_another_site_is_refused(
+    browse: Browse, tokens: dict[str, str], jpn_node: Node
+) -> None:
+    response = browse(
+        "POST",
+        "/ui/login",
+        content=f"token={tokens['tanaka']}",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": "http://evil.example"},
+    )
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers
+    assert refusals(jpn_node, "ui.login")
+
+
+def test_login_redirect_stays_on_the_dashboard(browse: Browse, tokens: dict[str, str]) -> None:
+    response = browse(
+        "POST",
+        "/ui/login",
+        content=f"token={tokens['tanaka']}&next=https://evil.example/",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
+    )
+    assert response.headers["location"] == "/ui/agreements"
+
+
+def test_a_page_without_a_session_redirects_to_login(browse: Browse) -> None:
+    response = browse("GET", "/ui/items")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/login?next=/ui/items"
+
+
+def test_the_cookie_authenticates_reads_of_the_api(browse: Browse, tokens: dict[str, str]) -> None:
+    assert browse("GET", "/agreements", tokens["tanaka"]).status_code == 200
+    assert browse("GET", "/agreements").status_code == 401
+
+
+def test_the_cookie_alone_cannot_change_anything(browse: Browse, tokens: dict[str, str]) -> None:
+    """CSRF: a state-changing request needs the bearer header; the session cookie is for reading."""
+    body = {
+        "label": kor_label(),
+        "payload": {"x": 1},
+        "received_from": "KOR",
+        "agreement": "kor-jpn-gsomia-2016",
+    }
+    refused = browse("POST", "/items", tokens["tanaka"], json=body)
+    assert refused.status_code == 401
+    allowed = browse("POST", "/items", json=body, headers={"Authorization": f"Bearer {tokens['tanaka']}"})
+    assert allowed.status_code == 201, allowed.text
+
+
+def test_pages_carry_a_strict_content_security_policy(browse: Browse, tokens: dict[str, str]) -> None:
+    for page in ("agreements", "matrix", "items", "flows", "audit", "tracks"):
+        response = browse("GET", f"/ui/{page}", tokens["admin"])
+        assert response.status_code in (200, 403), page
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        assert "script-src 'self'" in policy
+
+
+def test_only_shipped_assets_are_served(browse: Browse) -> None:
+    assert browse("GET", "/ui/static/matrix.js").headers["content-type"].startswith("text/javascript")
+    assert browse("GET", "/ui/static/nope.js").status_code == 404
+    assert browse("GET", "/ui/static/..%2F_views.py").status_code == 404
+
+
+def test_agreements_page_shows_the_state_at_the_chosen_instant(
+    browse: Browse, tokens: dict[str, str]
+) -> None:
+    html = browse("GET", "/ui/agreements?at=2019-09-01", tokens["tanaka"]).text
+    assert 'data-agreement="kor-jpn-gsomia-2016" data-status="termination_notified"' in html
+    html = browse("GET", "/ui/agreements?at=2020-01-01", tokens["tanaka"]).text
+    assert 'data-agreement="kor-jpn-gsomia-2016" data-status="notice_suspended"' in html
+    assert 'data-event="2019-11-22-notice-suspended"' in html
+
+
+def test_agreements_page_names_a_bad_instant(browse: Browse, tokens: dict[str, str]) -> None:
+    response = browse("GET", "/ui/agreements?at=2019-13-01", tokens["tanaka"])
+    assert response.status_code == 422
+    assert "2019-13-01" in response.json()["detail"]
+
+
+def matrix_cell(data: dict[str, Any], sender: str, recipient: str) -> dict[str, Any]:
+    return next(c for c in data["cells"] if (c["sender"], c["recipient"]) == (sender, recipient))
+
+
+def test_matrix_feed_follows_the_agreements_and_the_what_if(browse: Browse, tokens: dict[str, str]) -> None:
+    def at(day: str, *without: str) -> dict[str, Any]:
+        params: list[tuple[str, str]] = [("at", day), *(("without", w) for w in without)]
+        response = browse("GET", "/ui/api/matrix", tokens["tanaka"], params=params)
+        assert response.status_code == 200, response.text
+        return matrix_cell(response.json(), "KOR", "JPN")
+
+    before = at("2016-11-22")
+    assert (before["route"], before["level"], before["agreement"]) == ("via USA", "군사II급비밀", "tisa-2014")
+    assert at("2014-12-01")["route"] == "none"
+    assert at("2019-11-23")["route"] == "direct"
+    assert "suspended" in at("2019-11-23")["explanation"][1]
+    without = at("2019-11-23", "2019-11-22-notice-suspended")
+    assert (without["route"], without["marking"]) == ("via USA", "KOR 極秘")
+
+
+def test_matrix_feed_names_bad_input(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
+    bad = browse("GET", "/ui/api/matrix?at=2019-11-23&purpose=gossip", tokens["tanaka"])
+    assert bad.status_code == 422
+    assert "gossip" in bad.json()["detail"]
+    unknown = browse("GET", "/ui/api/matrix?at=2019-11-23&without=no-such-event", tokens["tanaka"])
+    assert unknown.status_code == 422
+    assert "no-such-event" in unknown.json()["detail"]
+    assert browse("GET", "/ui/api/matrix?at=2019-11-23").status_code == 401
+    assert [r for r in jpn_node.store.audit(kind="api.refused") if "gossip" in r.detail]
+
+
+def test_items_page_shows_both_labels_and_withholds_the_unreadable(
+    browse: Browse, tokens: dict[str, str], jpn_node: Node, people: dict[str, Person]
+) -> None:
+    jpn_node.ingest(
+        people["tanaka"],
+        label=kor_label(),
+        payload=b"{}",
+        item_id="kor-1",
+        received_from="KOR",
+        agreement="kor-jpn-gsomia-2016",
+    )
+    cleared = browse("GET", "/ui/items", tokens["tanaka"]).text
+    assert 'data-item-id="kor-1"' in cleared
+    assert "군사II급비밀" in cleared
+    assert "極秘" in cleared
+    uncleared = browse("GET", "/ui/items", tokens["sato"]).text  # 秘 only: below the item's 極秘
+    assert "kor-1" not in uncleared
+    assert "1 withheld" in uncleared
+    detail = browse("GET", "/ui/items/kor-1", tokens["tanaka"]).text
+    assert 'data-kind="received"' in detail
+    assert "received from KOR under kor-jpn-gsomia-2016" in detail
+    refused = browse("GET", "/ui/items/kor-1", tokens["sato"])
+    assert refused.status_code == 403
+    assert "kor-1" not in refused.text.split("<main>")[1].split("cleared")[0]
+
+
+def test_flows_need_the_audit_roles(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
+    assert browse("GET", "/ui/api/flows", tokens["tanaka"]).status_code == 403
+    assert browse("GET", "/ui/flows", tokens["tanaka"]).status_code == 403
+    assert refusals(jpn_node, "authz.flows.read")
+    assert browse("GET", "/ui/api/flows", tokens["admin"]).json() == {"flows": [], "last": 0}
+
+
+def test_audit_page_shows_the_signed_head(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
+    html = browse("GET", "/ui/audit", tokens["tanaka"]).text
+    head = jpn_node.audit.latest_head()
+    assert head is not None
+    assert head.root.hex() in html
+    assert "No partner head received yet." in html
