@@ -28,11 +28,12 @@ from fastapi.responses import StreamingResponse
 from tests.node_fixtures import kor_label
 
 from gsomia.api import create_app
+from gsomia.errors import GsomiaError
 from gsomia.network import build, open_nodes
 from gsomia.node import Node
 from gsomia.node._service import system_clock
 from gsomia.ui import SESSION_COOKIE
-from gsomia.ui._views import FIRST_DAY, outlines
+from gsomia.ui._views import FIRST_DAY, _flows, outlines
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -73,12 +74,12 @@ def track_updates() -> list[dict[str, Any]]:
     launch = {"lat": 39.0, "lon": 125.7, "time": "2024-03-01T09:00:00+09:00"}
     impact = {"lat": 40.5, "lon": 134.0, "time": "2024-03-01T09:10:00+09:00"}
 
-    def points(start: int) -> list[dict[str, Any]]:
+    def points(start: int, origin: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {
                 "t": f"2024-03-01T09:0{(start + i) // 2}:{(start + i) % 2 * 30:02d}+09:00",
-                "lat": 39.0 + 0.15 * (start + i),
-                "lon": 125.7 + 0.9 * (start + i),
+                "lat": origin["lat"] + 0.15 * (start + i),
+                "lon": origin["lon"] + 0.9 * (start + i),
                 "alt_m": 50_000.0 * (start + i),
                 "speed_mps": 1800.0,
             }
@@ -86,13 +87,14 @@ def track_updates() -> list[dict[str, Any]]:
         ]
 
     def update(track: str, start: int, *, final: bool, hit: dict[str, Any] | None) -> dict[str, Any]:
+        origin = launch if track == "t-1" else {**launch, "lat": 40.0, "lon": 127.5}
         return {
             "track_id": track,
             "originator": "KOR",
             "update_ts": f"2024-03-01T09:0{start}:00+09:00",
-            "launch": launch if track == "t-1" else {**launch, "lat": 40.0, "lon": 127.5},
+            "launch": origin,
             "impact": hit,
-            "points": points(start),
+            "points": points(start, origin),
             "missile_class": "SRBM",
             "quality": 0.9,
             "final": final,
@@ -109,9 +111,10 @@ def track_updates() -> list[dict[str, Any]]:
 
 
 def add_fake_track_stream(app: FastAPI, node: Node, updates: list[dict[str, Any]]) -> None:
-    """Test-only: ``/stream/tracks/sse`` as the stream's contract says, until the real stream lands."""
-    if any(getattr(r, "path", None) == "/stream/tracks/sse" for r in app.routes):
-        return  # the real stream is mounted: test against it
+    """Test-only: ``/stream/tracks/sse`` emitting ``updates`` as the stream's contract says.
+
+    Put first among the app's routes, so that it, not a real stream, feeds this test's map.
+    """
 
     @app.get("/stream/tracks/sse")
     async def sse(request: Request) -> StreamingResponse:
@@ -129,6 +132,8 @@ def add_fake_track_stream(app: FastAPI, node: Node, updates: list[dict[str, Any]
                 await asyncio.sleep(0.1)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    app.router.routes.insert(0, app.router.routes.pop())
 
 
 @contextmanager
@@ -204,6 +209,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         kor_officer = kor.person("officer")
         kor.ingest(kor_officer, label=kor_label(), payload=b'{"track": "k"}', item_id="k-1")
         kor.exchange.release(kor_officer, "k-1", "JPN")
+        kor.ingest(kor_officer, label=kor_label(classification="군사I급비밀"), payload=b"{}", item_id="k-i")
+        with pytest.raises(GsomiaError, match="no equivalent"):  # Class I is never released
+            kor.exchange.release(kor_officer, "k-i", "JPN")
         with httpx.Client(timeout=10) as client:
             delivered = kor.exchange.deliver_due(client)
         assert [d.state for d in delivered] == ["delivered"], delivered
@@ -406,3 +414,14 @@ def test_a_wrong_token_stays_on_the_login_page(watched: Watched, net: Net) -> No
     page.click("button[type=submit]")
     expect(page.locator(".error")).to_contain_text("unknown token")
     assert SESSION_COOKIE not in {c["name"] for c in page.context.cookies()}
+
+
+def test_the_senders_flows_show_the_release_its_delivery_and_the_refusal(net: Net) -> None:
+    """KOR's side of the same exchange, through the feed the flows page polls."""
+    flows = {(f["kind"], f["item"]): f for f in _flows(net.kor, 0)}
+    assert flows[("item.release", "k-1")]["direction"] == "sent"
+    assert flows[("envelope.delivered", "k-1")]["direction"] == "sent"
+    assert flows[("envelope.delivered", "k-1")]["peer"] == "JPN"
+    refused = flows[("item.release", "k-i")]
+    assert refused["direction"] == "refused"
+    assert "no equivalent" in refused["reason"]

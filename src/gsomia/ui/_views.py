@@ -248,10 +248,10 @@ def _known_purposes(node: Node) -> list[str]:
 
 
 def _known_topics(node: Node) -> list[str]:
-    from gsomia.network import TOPICS
-
+    """The topics the agreements scope and this node's people hold need-to-know for."""
     scoped = {t for a in node.catalogue.agreements.values() for t in (a.scope_topics or ())}
-    return sorted(scoped | set(TOPICS))
+    held = {t for p in node.people() for t in p.need_to_know}
+    return sorted(scoped | held)
 
 
 def _what_if_events(node: Node) -> list[dict[str, str]]:

@@ -74,7 +74,11 @@ const GsomiaTracks = (function () {
       map.apply(JSON.parse(e.data));
       status.textContent = "live · " + map.tracks.size + " track(s)";
     });
-    source.addEventListener("error", () => { status.textContent = "stream interrupted; reconnecting…"; });
+    source.addEventListener("error", () => {
+      // CLOSED: the node refused the stream (no stream here, or no session); the browser will not retry
+      status.textContent = source.readyState === EventSource.CLOSED
+        ? "no track stream at this node" : "stream interrupted; reconnecting…";
+    });
     return source;
   }
 
