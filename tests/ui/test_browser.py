@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from tests.conftest import _require_services
 from tests.node_fixtures import kor_label
 
 from gsomia.api import create_app
@@ -48,25 +49,6 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 GSOMIA = "kor-jpn-gsomia-2016"
-
-
-def _browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is absent (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401 - only whether it imports
-    except ImportError as exc:
-        return f"playwright is not installed: {exc}"
-    return None
-
-
-_missing = _browser_missing()
-if _missing is not None:
-    if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-        raise RuntimeError(f"Chromium is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {_missing}")
-    pytest.skip(f"browser tests need Chromium: {_missing}", allow_module_level=True)
-
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
 
 def track_updates() -> list[dict[str, Any]]:
@@ -224,6 +206,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """Debian's Chromium on a fresh profile; skipped when absent, failed when services are required."""
+    if not CHROMIUM.exists():
+        why = f"{CHROMIUM} is absent (apt-get install -y chromium; never a downloaded browser)"
+        if _require_services():
+            pytest.fail(f"Chromium is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {why}")
+        pytest.skip(why)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {ARTIFACTS}")
     with sync_playwright() as pw:
