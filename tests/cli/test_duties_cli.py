@@ -72,6 +72,8 @@ def test_duties_from_the_command_line(tmp_path: Path) -> None:
         "duty", "reclassify", "--dir", d, "--as", "officer", "k1", "--level", "秘", "--reason", "x", code=2
     )
     assert "only the originator KOR" in err
+    err = run("duty", "request-destruction", "--dir", d, "--as", "officer", "k1", "--holder", "USA", code=2)
+    assert "only the originator KOR" in err
     err = run(
         "duty",
         "destroy",

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from tests.duties.conftest import BEFORE_GSOMIA, Net
 
-from gsomia.crypto.envelope import verify_origin
-from gsomia.errors import AccessDenied, InvalidInputError, ItemGoneError, NotFoundError
+from gsomia.core.recall import ChangeKind, LabelChange
+from gsomia.crypto.envelope import seal, sign_origin, verify_origin
+from gsomia.duties._messages import change_content
+from gsomia.errors import (
+    AccessDenied,
+    InvalidInputError,
+    ItemGoneError,
+    NotFoundError,
+    ReleaseRefused,
+    UnknownNameError,
+)
+from gsomia.node import Node
+
+HOUR = timedelta(hours=1)
 
 
 def _through_the_hub(net: Net, item_id: str) -> None:
@@ -124,6 +137,27 @@ def test_destruction_is_signed_recorded_and_sent_to_the_originator(net: Net) -> 
     assert received[0]["record"] == record["record"]
 
 
+def test_the_originator_asks_a_holder_through_the_hub_for_its_destruction_record(net: Net) -> None:
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    _through_the_hub(net, "d2")
+    net.person("JPN", "witness", "極秘", ["security_officer"])
+    with pytest.raises(UnknownNameError):
+        kor.duties.request_destruction_record(net.officer("KOR"), "d2", "GBR")
+    with pytest.raises(InvalidInputError, match="never sent to KOR"):
+        kor.duties.request_destruction_record(net.officer("KOR"), "d2", "KOR")
+    with pytest.raises(InvalidInputError, match="only the originator KOR"):
+        jpn.duties.request_destruction_record(net.officer("JPN"), "d2", "USA")
+    kor.duties.request_destruction_record(net.officer("KOR"), "d2", "JPN")  # not destroyed yet
+    net.deliver()
+    assert net.audit("JPN", "duty.destruction-request")[-1]["result"] == "not-destroyed"
+    jpn.duties.destroy(net.officer("JPN"), "d2", method="returned", witness="witness", reason="returned")
+    assert kor.duties.destructions(net.officer("KOR"), "d2") == []
+    kor.duties.request_destruction_record(net.officer("KOR"), "d2", "JPN")
+    net.deliver()  # KOR -> USA -> JPN, then the record JPN -> USA -> KOR
+    (received,) = kor.duties.destructions(net.officer("KOR"), "d2")
+    assert (received["holder"], received["method"]) == ("JPN", "returned")
+
+
 def test_a_loss_report_reaches_the_originator_through_the_hub_and_both_see_the_investigation(
     net_any_store: Net,
 ) -> None:
@@ -153,3 +187,77 @@ def test_a_loss_report_reaches_the_originator_through_the_hub_and_both_see_the_i
     assert seen["state"] == mine["state"] == "closed"
     assert [s["state"] for s in seen["steps"]] == ["opened", "findings", "measures", "closed"]
     assert [r["outcome"] for r in net.audit("USA", "duty.relayed.incident")] == ["allowed"] * 4
+
+
+def _endpoint(net: Net, party: str) -> str:
+    return next(m.endpoint for m in net.members if m.party == party)
+
+
+def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net: Net) -> None:
+    kor, usa, jpn = (net.nodes[p] for p in ("KOR", "USA", "JPN"))
+    net.own_item("KOR", "x1")
+    kor.exchange.release(net.officer("KOR"), "x1", "JPN")
+    net.deliver()
+    kor.duties.reclassify(net.officer("KOR"), "x1", "군사III급비밀", "reviewed")
+    (change,) = [e for e in kor.exchange.fed.outbox(state="pending") if e.kind == "duty"]
+    url = f"{_endpoint(net, 'JPN')}/inbox"
+    first = net.client.post(url, json={"envelopes": [change.envelope]}).json()["results"][0]
+    again = net.client.post(url, json={"envelopes": [change.envelope]}).json()["results"][0]
+    assert (first["status"], again["status"]) == ("recorded", "duplicate")
+    assert again["receipt"] == first["receipt"]
+    assert jpn.store.get_item("x1").label_version == 2  # type: ignore[union-attr]
+
+    # USA signs a "recall" of KOR's item: the signer does not speak for the originator
+    forged = LabelChange("x1", "KOR", 3, ChangeKind.RECALL, None, "forged", net.clock.now)
+    jws = sign_origin(usa.ring, change_content(forged, None), net.clock.now)
+    peer = usa.exchange.peer("JPN")
+    assert peer is not None
+    envelope = seal(
+        usa.ring,
+        peer,
+        {"kind": "duty", "to": "JPN", "duty": jws},
+        msg_id="forged",
+        at=net.clock.now,
+        ttl=HOUR,
+    )
+    answer = net.client.post(url, json={"envelopes": [envelope]}).json()["results"][0]
+    assert answer["status"] == "refused"
+    assert "signed by USA speaks for KOR" in answer["reason"]
+    row = jpn.store.get_item("x1")
+    assert row is not None
+    assert (row.state, row.label_version) == ("held", 2)
+    assert net.audit("JPN", "envelope.refused")[-1]["outcome"] == "refused"
+
+
+def test_duties_go_on_after_the_agreement_ends(net: Net) -> None:
+    """Art. 21.4: new transfers stop; a destruction record still reaches the originator."""
+    kor = net.nodes["KOR"]
+    net.own_item("KOR", "t1")
+    kor.exchange.release(net.officer("KOR"), "t1", "JPN")
+    net.deliver()
+    gsomia = kor.catalogue.agreement("kor-jpn-gsomia-2016").what_if(without=["2019-11-22-notice-suspended"])
+    ended = {
+        p: Node(net.nodes[p].config, catalogue=kor.catalogue.replacing(gsomia), clock=net.clock)
+        for p in ("KOR", "JPN")
+    }
+    try:
+        net.own_item("KOR", "t2")
+        with pytest.raises(ReleaseRefused, match="agreement_in_force"):
+            ended["KOR"].exchange.release(net.officer("KOR"), "t2", "JPN")
+        net.person("JPN", "witness", "極秘", ["security_officer"])
+        ended["JPN"].duties.destroy(
+            net.officer("JPN"),
+            "t1",
+            method="shredding",
+            witness="witness",
+            reason="agreement ended",
+            notify=True,
+        )
+        assert [d.state for d in ended["JPN"].exchange.deliver_due(net.client)] == ["delivered"]
+        assert [r["holder"] for r in ended["KOR"].duties.destructions(net.officer("KOR"), "t1")] == ["JPN"]
+        report = ended["KOR"].duties.termination_report(net.officer("KOR"))
+        jpn_side = next(p for p in report["partners"] if p["party"] == "JPN")
+        assert [(i["item"], i["status"]) for i in jpn_side["held_there"]] == [("t1", "destroyed")]
+    finally:
+        for node in ended.values():
+            node.close()

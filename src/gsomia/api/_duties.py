@@ -53,6 +53,10 @@ class DestroyIn(_In):
     notify_originator: bool = False
 
 
+class DestructionRequestIn(_In):
+    holder: str = Field(min_length=3, max_length=3, description="The holder asked for its record.")
+
+
 class IncidentIn(_In):
     nature: Literal["loss", "compromise", "possible-compromise"]
     text: str = Field(min_length=1)
@@ -174,6 +178,11 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def send_destruction(item_id: str, person: Caller) -> dict[str, Any]:
         """Send this node's destruction record of the item to its originator (on request)."""
         return duties.send_destruction_record(person, item_id)
+
+    @router.post("/items/{item_id}/destruction/request", status_code=202)
+    def request_destruction(item_id: str, body: DestructionRequestIn, person: Caller) -> dict[str, str]:
+        """As originator, ask a holder for its destruction record (sent back if it destroyed the item)."""
+        return {"msg_id": duties.request_destruction_record(person, item_id, body.holder)}
 
     @router.get("/destructions")
     def destructions(person: Caller, item: str | None = None) -> list[dict[str, Any]]:

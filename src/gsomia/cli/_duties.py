@@ -152,6 +152,21 @@ def send_destruction(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json:
     _out(record, as_json, f"destruction record of {item_id} queued for its originator")
 
 
+@duty_app.command("request-destruction")
+@guard
+def request_destruction(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    holder: Annotated[str, typer.Option(help="The holder asked for its record.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As originator, ask a holder for its signed destruction record."""
+    node = open_node(directory)
+    msg_id = node.duties.request_destruction_record(node.person(actor), item_id, holder)
+    _out({"msg_id": msg_id}, as_json, f"request {msg_id} queued for {holder.upper()}")
+
+
 @duty_app.command("destructions")
 @guard
 def destructions(

@@ -4,6 +4,7 @@
   the originator's newly signed item so holders can pass it on with a valid signature);
 - ``label-ack``: a holder applied (or could not apply) a change;
 - ``destruction-record``: a holder's record of destruction (Art. 13);
+- ``destruction-request``: the originator asks a holder for that record;
 - ``incident``: a holder's report of loss or compromise and its investigation (Art. 17).
 
 Each is signed by the node that speaks (``sign_origin``) and travels inside the ordinary
@@ -33,10 +34,12 @@ __all__ = [
     "ack_content",
     "change_content",
     "destruction_content",
+    "destruction_request_content",
     "incident_content",
     "parse_ack",
     "parse_change",
     "parse_destruction",
+    "parse_destruction_request",
     "parse_duty",
     "parse_incident",
 ]
@@ -185,6 +188,29 @@ def parse_destruction(data: dict[str, Any]) -> DestructionRecord:
         )
     except GsomiaError as exc:
         raise InvalidInputError(f"destruction-record: {exc}") from exc
+
+
+def destruction_request_content(item: str, originator: str, holder: str, at: datetime) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "destruction-request",
+            "item": item,
+            "originator": originator,
+            "holder": holder,
+            "at": at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_destruction_request(data: dict[str, Any]) -> tuple[str, str, str]:
+    """(item, originator, holder)."""
+    _instant(data.get("at"), "destruction-request.at")
+    return (
+        _str(data, "item", "destruction-request"),
+        _str(data, "originator", "destruction-request"),
+        _str(data, "holder", "destruction-request"),
+    )
 
 
 def steps_json(investigation: Investigation) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from gsomia.duties._messages import (
     parse_ack,
     parse_change,
     parse_destruction,
+    parse_destruction_request,
     parse_duty,
     parse_incident,
 )
@@ -66,6 +67,8 @@ def receive_duty(
         status = _label_ack(duties, signer, data, now, accepted)
     elif kind == "destruction-record":
         status = _destruction(duties, signer, data, jws, accepted)
+    elif kind == "destruction-request":
+        status = _destruction_request(duties, exchange, signer, data, now, accepted)
     elif kind == "incident":
         status = _incident(duties, signer, data, jws, now, accepted)
     else:
@@ -198,6 +201,31 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
     )
     accepted.ops.append(duties.db.put("destructions", row, replace_keys=("item_id", "holder")))
     return "recorded"
+
+
+def _destruction_request(
+    duties: Duties, exchange: Exchange, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted
+) -> str:
+    """The originator asks for this node's destruction record: sent back if the item was destroyed."""
+    item, originator, holder = parse_destruction_request(data)
+    if signer != originator or holder != duties.party:
+        raise InvalidInputError(
+            f"a destruction request signed by {signer} for {holder} about {originator}'s item"
+        )
+    row = duties.node.store.get_item(item)
+    if row is None or row.originator != originator:
+        return "not-held"
+    saved = duties.db.destruction(item, duties.party)
+    if saved is None:
+        return "not-destroyed"
+    hop = row.received_from or originator
+    peer = exchange.peer(hop)
+    if peer is None:
+        raise AgreementError(f"no registered link with {hop} to send the destruction record")
+    body = {"kind": DUTY_KIND, "to": originator, "duty": saved.jws}
+    accepted.outbox.append(exchange._queue(peer, body, DUTY_KIND, item, now, final_recipient=originator))
+    accepted.ops.append(duties.db.mark_sent(item, duties.party, _us(now)))
+    return "record-sent"
 
 
 def _incident(

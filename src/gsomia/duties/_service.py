@@ -42,6 +42,7 @@ from gsomia.duties._messages import (
     DUTY_KIND,
     change_content,
     destruction_content,
+    destruction_request_content,
     incident_content,
     parse_steps,
     steps_json,
@@ -531,6 +532,29 @@ class Duties:
         except GsomiaError as exc:
             raise node._refuse("item.destruction-send", actor.id, item_id, exc) from None
         return _destruction_out(replace(saved, sent_us=_us(now)))
+
+    def request_destruction_record(self, actor: Person, item_id: str, holder: str) -> str:
+        """As originator, ask a holder for its destruction record; a holder that destroyed the item
+        sends the signed record back at once. Returns the message id of the request."""
+        node = self.node
+        try:
+            node.require_any(actor, _HANDLERS, "item.destruction-request")
+            row = self._known(item_id)
+            check_originator(self.party, node._from_row(row).label, "ask for destruction records of")
+            code = node.catalogue.party(holder.upper()).code
+            hops = sorted({hop for hop, final in self.db.sent_to(item_id) if code in (hop, final)})
+            if not hops:
+                raise InvalidInputError(f"item {item_id} was never sent to {code}")
+            now = node.clock()
+            content = destruction_request_content(item_id, self.party, code, now)
+            entry = self._duty(code, hops[0], content, item_id, now)
+            self.db.commit(
+                outbox=[entry],
+                audit=[node._row("item.destruction-request", actor.id, item_id, "allowed", holder=code)],
+            )
+        except GsomiaError as exc:
+            raise node._refuse("item.destruction-request", actor.id, item_id, exc) from None
+        return entry.msg_id
 
     def destructions(self, actor: Person, item_id: str | None = None) -> list[dict[str, Any]]:
         """Destruction records: this node's own, and those holders sent to it as originator."""
