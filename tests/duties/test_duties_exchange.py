@@ -261,3 +261,26 @@ def test_duties_go_on_after_the_agreement_ends(net: Net) -> None:
     finally:
         for node in ended.values():
             node.close()
+
+
+def test_a_change_overtakes_a_release_still_queued(net: Net) -> None:
+    """A release queued before a reclassification leaves with the new label, and one queued before a
+    recall does not leave at all: no holder ends up with a label the originator has replaced."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    net.own_item("KOR", "q1")
+    net.own_item("KOR", "q2")
+    kor.exchange.release(net.officer("KOR"), "q1", "JPN")
+    kor.exchange.release(net.officer("KOR"), "q2", "JPN")
+    kor.duties.reclassify(net.officer("KOR"), "q1", "군사III급비밀", "reviewed before sending")
+    kor.duties.recall(net.officer("KOR"), "q2", "withdrawn before sending")
+    results = {(r.state, r.detail) for r in kor.exchange.deliver_due(net.client)}
+    assert ("undeliverable", "item q2 was recalled after it was queued") in results
+    net.deliver()
+    item, payload = jpn.read(net.officer("JPN"), "q1")  # it arrived, and the change with it, in one batch
+    assert item.label.classification == "군사III급비밀"
+    assert item.label.alternative_for("JPN").classification == "秘"  # type: ignore[union-attr]
+    assert json.loads(payload) == {"track": 1}
+    assert jpn.store.get_item("q1").label_version == 2  # type: ignore[union-attr]
+    assert jpn.store.get_item("q2") is None
+    status = kor.duties.label_status(net.officer("KOR"), "q1")["changes"][0]
+    assert (status["applied"], status["pending"]) == (["JPN"], [])

@@ -9,11 +9,13 @@ anything else, by a hub too; a signer who does not speak for the duty is refused
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gsomia._codec import canonical
-from gsomia.core.recall import ChangeKind
+from gsomia._codec import canonical, label_to_dict
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.duties._messages import (
     DUTY_KIND,
@@ -26,7 +28,7 @@ from gsomia.duties._messages import (
     parse_incident,
 )
 from gsomia.duties._service import Duties, _incident_row
-from gsomia.errors import AgreementError, InvalidInputError
+from gsomia.errors import AgreementError, InvalidInputError, LabelError
 from gsomia.exchange._messages import parse_item_content
 from gsomia.store import InboxRow
 from gsomia.store._duties import DestructionRow, LabelChangeRow
@@ -114,7 +116,13 @@ def _label_change(
         raise InvalidInputError(f"a label change signed by {signer} speaks for {change.originator}")
     row = node.store.get_item(change.item)
     copies = 0
-    if row is None:
+    onward: set[str] = set()
+    upstream = row.received_from if row is not None else None
+    if row is None and change.item in accepted.item_ids:  # the item arrived in this very batch
+        status = _apply_to_arriving(duties, change, origin, exchange, now, accepted)
+        onward = {e.recipient for e in accepted.outbox if e.kind == "item" and e.item_id == change.item}
+        upstream = next(n.received_from for n in accepted.items if n.id == change.item)
+    elif row is None:
         status = "not-held"
     elif row.originator != change.originator:
         raise InvalidInputError(f"item {change.item} here was not originated by {change.originator}")
@@ -125,25 +133,20 @@ def _label_change(
     else:
         new_label = None
         if change.kind is ChangeKind.RECLASSIFY:
-            if origin is None:
-                raise InvalidInputError("a reclassification carries the originator's newly signed item")
-            origin_signer, origin_content = verify_origin(
-                origin, exchange._identities, now, own=exchange.ring
-            )
-            signed = parse_item_content(origin_content, node.catalogue)
-            if (
-                origin_signer != change.originator
-                or signed.item_id != change.item
-                or signed.label.classification != change.classification
-            ):
-                raise InvalidInputError("the originator's signed item does not match the change")
-            if signed.payload != node.cipher.open(row.id, row.label, row.payload):
+            new_label = _signed_label(change, origin, exchange, now)
+            if new_label[1] != node.cipher.open(row.id, row.label, row.payload):
                 raise InvalidInputError("the signed item's payload differs from the one held here")
-            new_label = signed.label
-        ops, touched, withdrawn = duties._apply(row, change, new_label, origin)
+        ops, touched, withdrawn, after = duties._apply(
+            row, change, None if new_label is None else new_label[0], origin
+        )
+        resealed, _ = duties._pending_releases(after, change.item, now)
         copies = len(touched) - 1
         status = "withdrawn" if withdrawn else "applied"
-        accepted.ops += ops
+        accepted.ops += ops + resealed
+        onward = {hop for hop, _ in duties.db.sent_to(change.item)} | {
+            e.recipient for e in duties.db.pending_releases(change.item)
+        }
+    if status in ("applied", "withdrawn"):
         accepted.ops.append(
             duties.db.put(
                 "label_changes",
@@ -159,7 +162,7 @@ def _label_change(
                 ),
             )
         )
-        for hop in sorted({hop for hop, _ in duties.db.sent_to(change.item)} - {opened.sender}):
+        for hop in sorted(onward - {opened.sender}):
             peer = exchange.peer(hop)
             if peer is not None:
                 accepted.outbox.append(
@@ -167,7 +170,7 @@ def _label_change(
                         peer, {"kind": DUTY_KIND, "to": hop, "duty": jws}, DUTY_KIND, change.item, now
                     )
                 )
-    upstream = (row.received_from if row is not None else None) or opened.sender
+    upstream = upstream or opened.sender
     peer = exchange.peer(upstream)
     if peer is None:
         raise AgreementError(f"no registered link with {upstream} to acknowledge the change")
@@ -179,6 +182,64 @@ def _label_change(
         exchange._queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
     )
     return status
+
+
+def _signed_label(
+    change: LabelChange, origin: str | None, exchange: Exchange, now: datetime
+) -> tuple[SecurityLabel, bytes]:
+    """The originator's newly signed item carried by a reclassification: (its label, its payload)."""
+    if origin is None:
+        raise InvalidInputError("a reclassification carries the originator's newly signed item")
+    signer, content = verify_origin(origin, exchange._identities, now, own=exchange.ring)
+    signed = parse_item_content(content, exchange.node.catalogue)
+    if (
+        signer != change.originator
+        or signed.item_id != change.item
+        or signed.label.classification != change.classification
+    ):
+        raise InvalidInputError("the originator's signed item does not match the change")
+    return signed.label, signed.payload
+
+
+def _apply_to_arriving(
+    duties: Duties,
+    change: LabelChange,
+    origin: str | None,
+    exchange: Exchange,
+    now: datetime,
+    accepted: _Accepted,
+) -> str:
+    """The change applies to an item stored by the same batch: rewrite it before it is written."""
+    node = duties.node
+    index = next(i for i, n in enumerate(accepted.items) if n.id == change.item)
+    arriving = accepted.items[index]
+    if arriving.originator != change.originator:
+        raise InvalidInputError(f"item {change.item} here was not originated by {change.originator}")
+    if change.kind is ChangeKind.RECALL:
+        accepted.items[index] = replace(
+            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
+        )
+        return "withdrawn"
+    label, payload = _signed_label(change, origin, exchange, now)
+    if payload != node.cipher.open(arriving.id, arriving.label, arriving.payload):
+        raise InvalidInputError("the signed item's payload differs from the one arriving")
+    try:
+        held = node._received_label(label, arriving.received_from, arriving.agreement)
+    except LabelError:
+        accepted.items[index] = replace(
+            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
+        )
+        return "withdrawn"
+    label_json = canonical(label_to_dict(held))
+    accepted.items[index] = replace(
+        arriving,
+        label=label_json,
+        classification=held.classification,
+        label_version=change.version,
+        payload=node.cipher.seal(arriving.id, label_json, payload),
+        origin_jws=None if origin is None else node.cipher.seal(arriving.id, label_json, origin.encode()),
+    )
+    return "applied"
 
 
 def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted) -> str:

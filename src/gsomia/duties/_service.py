@@ -37,7 +37,7 @@ from gsomia.core.parties import Scheme
 from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
 from gsomia.core.registers import Authority, RulesVersion, affected_by
 from gsomia.core.visits import VisitAuthorisation, VisitScope
-from gsomia.crypto.envelope import sign_origin
+from gsomia.crypto.envelope import seal, sign_origin
 from gsomia.duties._messages import (
     DUTY_KIND,
     change_content,
@@ -298,10 +298,12 @@ class Duties:
                 )
             content = change_content(change, origin)
             jws = sign_origin(node.ring, content, now)
-            ops, touched, _ = self._apply(row, change, new_label, origin)
+            ops, touched, _, after = self._apply(row, change, new_label, origin)
+            resealed, queued = self._pending_releases(after, item_id, now)
+            ops += resealed
             sent = self.db.sent_to(item_id)
-            hops = sorted({hop for hop, _ in sent})
-            holders = sorted({p for pair in sent for p in pair})
+            hops = sorted({hop for hop, _ in sent} | {e.recipient for e in self.db.pending_releases(item_id)})
+            holders = sorted({p for pair in sent for p in pair} | queued)
             outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
             record = LabelChangeRow(
                 item_id, change.version, kind.value, change.classification, reason, _us(now), jws, _us(now)
@@ -329,12 +331,14 @@ class Duties:
 
     def _apply(
         self, row: ItemRow, change: LabelChange, originator_label: SecurityLabel | None, origin: str | None
-    ) -> tuple[list[Op], list[str], bool]:
+    ) -> tuple[list[Op], list[str], bool, ItemRow | None]:
         """Ops that apply ``change`` to the item and every copy and derivative of it here, re-sealing each
-        payload under its new label (the label is the payload's AAD); the ids touched, item first; and
-        whether they were withdrawn (a recall, or a new level with no equivalent here)."""
+        payload under its new label (the label is the payload's AAD); the ids touched, item first;
+        whether they were withdrawn (a recall, or a new level with no equivalent here); and the item's
+        row as it will be (``None`` if withdrawn)."""
         node = self.node
         ops: list[Op] = []
+        after: ItemRow | None = None
         touched = [row.id]
         new_labels: dict[str, SecurityLabel] = {}
         withdrawn = change.kind is ChangeKind.RECALL
@@ -348,7 +352,8 @@ class Duties:
                     withdrawn = True  # the new level has no equivalent here: the item cannot be held
             if not withdrawn:
                 new_labels[row.id] = label
-                ops.append(self._reseal(row, label, row.label_version + 1, origin))
+                op, after = self._reseal(row, label, row.label_version + 1, origin)
+                ops.append(op)
         queue = [row.id]
         seen = {row.id}
         while queue:
@@ -383,19 +388,53 @@ class Duties:
                     own_origin = sign_origin(
                         node.ring, item_content(derived.id, label, derived.payload_type, payload), change.at
                     )
-                ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin))
+                ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin)[0])
         if withdrawn:
             ops = [self.db.withdraw(i, "recalled") for i in touched]
-        return ops, touched, withdrawn
+            after = None
+        return ops, touched, withdrawn, after
 
-    def _reseal(self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None) -> Op:
+    def _reseal(
+        self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None
+    ) -> tuple[Op, ItemRow]:
+        """The conditional update re-sealing ``row`` under ``label``, and the row as it will be."""
         node = self.node
         label_json = canonical(label_to_dict(label))
         payload = node.cipher.seal(row.id, label_json, node.cipher.open(row.id, row.label, row.payload))
         sealed_origin = None if origin is None else node.cipher.seal(row.id, label_json, origin.encode())
-        return self.db.relabel(
+        after = replace(
+            row,
+            label=label_json,
+            classification=label.classification,
+            label_version=version,
+            payload=payload,
+            origin_jws=sealed_origin,
+        )
+        op = self.db.relabel(
             row.id, row.label_version, version, label_json, label.classification, payload, sealed_origin
         )
+        return op, after
+
+    def _pending_releases(
+        self, after: ItemRow | None, item_id: str, now: datetime
+    ) -> tuple[list[Op], set[str]]:
+        """Releases of the item queued but not yet sent: re-sealed with the new label (or, after a
+        withdrawal, left for delivery to refuse); the parties they are for, to receive the change too."""
+        exchange = self.node.exchange
+        ops: list[Op] = []
+        parties: set[str] = set()
+        for entry in self.db.pending_releases(item_id):
+            parties |= {entry.recipient, entry.final_recipient}
+            if after is None:
+                continue  # the item is gone: the sender's re-decision finds it withdrawn
+            refusal, decision = exchange._recheck(entry, now)
+            peer = exchange.peer(entry.recipient)
+            if refusal is not None or decision is None or peer is None:
+                continue  # delivery decides again and refuses it, with the reason
+            body = exchange._item_body(json.loads(entry.request), decision, row=after)
+            envelope = seal(self.node.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=exchange.ttl)
+            ops.append(self.db.replace_envelope(entry.msg_id, envelope))
+        return ops, parties
 
     def label_status(self, actor: Person, item_id: str) -> dict[str, Any]:
         """The item's label changes and, per change, which holders applied it and which have not."""

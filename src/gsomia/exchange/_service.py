@@ -379,6 +379,8 @@ class Exchange:
     def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
         """Rebuild a release request from what the outbox stored, with the consents on file now."""
         row = self._row_of(spec["item"])
+        if row.state != "held":  # destroyed or recalled after it was queued: it does not go
+            raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
         label = self.node._from_row(row).label
         return ReleaseRequest(
             label,

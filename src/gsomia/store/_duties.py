@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
+from gsomia.store._federation import OutboxRow
 from gsomia.store._store import AuditRow, ItemRow, NewItem, Store
 
 __all__ = [
@@ -219,6 +220,19 @@ class DutiesStore:
         return run
 
     @staticmethod
+    def replace_envelope(msg_id: str, envelope: str) -> Op:
+        """A queued release re-sealed (same message id) after its item's label changed."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.outbox)
+                .where(and_(t.outbox.c.msg_id == msg_id, t.outbox.c.state == "pending"))
+                .values(envelope=envelope)
+            )
+
+        return run
+
+    @staticmethod
     def mark_sent(item_id: str, holder: str, at_us: int) -> Op:
         def run(conn: Connection) -> None:
             conn.execute(
@@ -268,6 +282,14 @@ class DutiesStore:
             if pair not in out:
                 out.append(pair)
         return out
+
+    def pending_releases(self, item_id: str) -> list[OutboxRow]:
+        """Releases of ``item_id`` queued here and not yet delivered."""
+        query = select(t.outbox).where(
+            and_(t.outbox.c.state == "pending", t.outbox.c.kind == "item", t.outbox.c.item_id == item_id)
+        )
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def label_changes(self, item_id: str) -> list[LabelChangeRow]:
         query = select(t.label_changes).where(t.label_changes.c.item_id == item_id)
