@@ -17,6 +17,7 @@ from gsomia._codec import canonical, label_to_dict
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.duties._incidents import _incident_row
 from gsomia.duties._messages import (
     DUTY_KIND,
     ack_content,
@@ -27,7 +28,7 @@ from gsomia.duties._messages import (
     parse_duty,
     parse_incident,
 )
-from gsomia.duties._service import Duties, _incident_row
+from gsomia.duties._service import Duties
 from gsomia.errors import AgreementError, InvalidInputError, LabelError
 from gsomia.exchange._messages import parse_item_content
 from gsomia.store import InboxRow
