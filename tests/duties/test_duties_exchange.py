@@ -90,6 +90,13 @@ def test_recall_withdraws_the_item_and_its_copies_at_the_holder(net: Net) -> Non
         assert row.payload == b""
     status = kor.duties.label_status(net.officer("KOR"), "c1")["changes"][0]
     assert (status["kind"], status["applied"], status["pending"]) == ("recall", ["JPN"], [])
+    kor.read(net.officer("KOR"), "c1")  # the originator keeps its own item
+    jpn_side = next(
+        p for p in kor.duties.termination_report(net.officer("KOR"))["partners"] if p["party"] == "JPN"
+    )
+    assert [(i["item"], i["status"]) for i in jpn_side["held_there"]] == [("c1", "recalled")]
+    # label versions only go up at the originator too: the next change is version 3
+    assert kor.duties.reclassify(net.officer("KOR"), "c1", "군사III급비밀", "after the recall").version == 3
     assert [r.kind for r in jpn.store.inventory("c1")] == ["received", "translation"]
 
 
@@ -270,11 +277,16 @@ def test_a_change_overtakes_a_release_still_queued(net: Net) -> None:
     net.own_item("KOR", "q1")
     net.own_item("KOR", "q2")
     kor.exchange.release(net.officer("KOR"), "q1", "JPN")
-    kor.exchange.release(net.officer("KOR"), "q2", "JPN")
+    queued = kor.exchange.release(net.officer("KOR"), "q2", "JPN")
     kor.duties.reclassify(net.officer("KOR"), "q1", "군사III급비밀", "reviewed before sending")
     kor.duties.recall(net.officer("KOR"), "q2", "withdrawn before sending")
-    results = {(r.state, r.detail) for r in kor.exchange.deliver_due(net.client)}
-    assert ("undeliverable", "item q2 was recalled after it was queued") in results
+    cancelled = kor.exchange.fed.outbox_entry(queued.msg_id)
+    assert cancelled is not None
+    assert (cancelled.state, cancelled.last_error) == (
+        "undeliverable",
+        "recalled by the originator: withdrawn before sending",
+    )
+    kor.read(net.officer("KOR"), "q2")  # the originator keeps its own item
     net.deliver()
     item, payload = jpn.read(net.officer("JPN"), "q1")  # it arrived, and the change with it, in one batch
     assert item.label.classification == "군사III급비밀"

@@ -75,12 +75,24 @@ class _Labels(DutyBase):
                 )
             content = change_content(change, origin)
             jws = sign_origin(node.ring, content, now)
-            ops, touched, _, after = self._apply(row, change, new_label, origin)
-            resealed, queued = self._pending_releases(after, item_id, now)
-            ops += resealed
             sent = self.db.sent_to(item_id)
-            hops = sorted({hop for hop, _ in sent} | {e.recipient for e in self.db.pending_releases(item_id)})
-            holders = sorted({p for pair in sent for p in pair} | queued)
+            pending = self.db.pending_releases(item_id)
+            if kind is ChangeKind.RECALL:
+                # the originator keeps its own item; what is queued for others does not leave
+                touched = [item_id]
+                ops = [self.db.bump_version(item_id, row.label_version, change.version)]
+                ops += [
+                    self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", us(now))
+                    for e in pending
+                ]
+                hops = sorted({hop for hop, _ in sent})
+                holders = sorted({p for pair in sent for p in pair})
+            else:
+                ops, touched, _, after = self._apply(row, change, new_label, origin)
+                resealed, queued = self._pending_releases(after, item_id, now)
+                ops += resealed
+                hops = sorted({hop for hop, _ in sent} | {e.recipient for e in pending})
+                holders = sorted({p for pair in sent for p in pair} | queued)
             outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
             record = LabelChangeRow(
                 item_id, change.version, kind.value, change.classification, reason, us(now), jws, us(now)
@@ -100,6 +112,7 @@ class _Labels(DutyBase):
                 reason=reason,
                 holders=holders,
                 copies=touched[1:],
+                cancelled=[e.msg_id for e in pending] if kind is ChangeKind.RECALL else [],
             )
             self.db.commit(ops=ops, outbox=outbox, audit=[audit])
         except GsomiaError as exc:
@@ -215,9 +228,12 @@ class _Labels(DutyBase):
 
     def label_status(self, actor: Person, item_id: str) -> dict[str, Any]:
         """The item's label changes and, per change, which holders applied it and which have not."""
-        row = self._known(item_id)
         node = self.node
         node.require_any(actor, HANDLERS, "item.label-status")
+        try:
+            row = self._known(item_id)
+        except GsomiaError as exc:
+            raise node._refuse("item.label-status", actor.id, item_id, exc) from None
         changes = self.db.label_changes(item_id)
         acks = self.db.acks(item_id)
         return {

@@ -24,6 +24,7 @@ class _Termination(DutyBase):
         rows = {r.id: r for r in self.db.items_where()}
         sent = self.db.sent_by_party()
         destroyed_there = {(d.item_id, d.holder) for d in self.db.destructions() if d.holder != self.party}
+        recalled_there = {(a.item_id, a.party) for a in self.db.all_acks() if a.state == "withdrawn"}
         partners: dict[str, dict[str, Any]] = {}
         for agreement in node.catalogue.agreements_of(self.party):
             state = agreement.state_at(when)
@@ -50,7 +51,9 @@ class _Termination(DutyBase):
                         "via": None if hop == party else hop,
                         "classification": None if ours is None else ours.classification,
                         "label_version": None if ours is None else ours.label_version,
-                        "status": "destroyed" if (item_id, party) in destroyed_there else "held",
+                        "status": "destroyed"
+                        if (item_id, party) in destroyed_there
+                        else ("recalled" if (item_id, party) in recalled_there else "held"),
                     }
                 )
         node.store.append_audit(

@@ -220,6 +220,34 @@ class DutiesStore:
         return run
 
     @staticmethod
+    def bump_version(item_id: str, expected_version: int, version: int) -> Op:
+        """A new label version with the label unchanged (the originator's own item, after a recall)."""
+
+        def run(conn: Connection) -> None:
+            done = conn.execute(
+                update(t.items)
+                .where(and_(t.items.c.id == item_id, t.items.c.label_version == expected_version))
+                .values(label_version=version)
+            ).rowcount
+            if not done:
+                raise ConflictError(f"item {item_id} changed meanwhile (label version {expected_version})")
+
+        return run
+
+    @staticmethod
+    def cancel(msg_id: str, reason: str, at_us: int) -> Op:
+        """A queued message that must not leave any more: undeliverable, with the reason."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.outbox)
+                .where(and_(t.outbox.c.msg_id == msg_id, t.outbox.c.state == "pending"))
+                .values(state="undeliverable", last_error=reason, updated_us=at_us)
+            )
+
+        return run
+
+    @staticmethod
     def replace_envelope(msg_id: str, envelope: str) -> Op:
         """A queued release re-sealed (same message id) after its item's label changed."""
 
@@ -305,6 +333,10 @@ class DutiesStore:
                 LabelAckRow(**r._mapping)
                 for r in conn.execute(query.order_by(t.label_acks.c.version, t.label_acks.c.party))
             ]
+
+    def all_acks(self) -> list[LabelAckRow]:
+        with self.store._read() as conn:
+            return [LabelAckRow(**r._mapping) for r in conn.execute(select(t.label_acks))]
 
     def pending_acks(self) -> list[LabelAckRow]:
         query = select(t.label_acks).where(t.label_acks.c.state == "pending")
