@@ -10,7 +10,7 @@ from tests.duties.conftest import BEFORE_GSOMIA, Net
 
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import seal, sign_origin, verify_origin
-from gsomia.duties._messages import change_content
+from gsomia.duties._messages import ack_content, change_content
 from gsomia.errors import (
     AccessDenied,
     InvalidInputError,
@@ -234,6 +234,22 @@ def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net
     assert row is not None
     assert (row.state, row.label_version) == ("held", 2)
     assert net.audit("JPN", "envelope.refused")[-1]["outcome"] == "refused"
+
+    # USA acknowledges on JPN's behalf: refused at KOR, JPN's acknowledgement stays pending
+    ack = sign_origin(usa.ring, ack_content("x1", 2, "JPN", "applied", 0, net.clock.now), net.clock.now)
+    to_kor = usa.exchange.peer("KOR")
+    assert to_kor is not None
+    envelope = seal(
+        usa.ring,
+        to_kor,
+        {"kind": "duty", "to": "KOR", "duty": ack},
+        msg_id="forged-ack",
+        at=net.clock.now,
+        ttl=HOUR,
+    )
+    answer = net.client.post(f"{_endpoint(net, 'KOR')}/inbox", json={"envelopes": [envelope]}).json()
+    assert "signed by USA speaks for JPN" in answer["results"][0]["reason"]
+    assert kor.duties.label_status(net.officer("KOR"), "x1")["changes"][0]["pending"] == ["JPN"]
 
 
 def test_duties_go_on_after_the_agreement_ends(net: Net) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.resources import files
 
 import pytest
+from alembic import command
+from alembic.config import Config
 
 from gsomia.errors import ConflictError
 from gsomia.store import NewItem, Store
@@ -59,3 +62,17 @@ def test_a_withdrawn_item_keeps_its_record_and_loses_its_payload(store: Store) -
         duties.commit(ops=[duties.withdraw("k1", "recalled")])
     with pytest.raises(ConflictError):  # nor can a destroyed item be relabelled
         duties.commit(ops=[duties.relabel("k1", 1, 2, "{}", "c", b"x", None)])
+
+
+def test_migration_0004_goes_down_and_up_again_keeping_the_items(store: Store) -> None:
+    store.insert_items([_item("k1")])
+    config = Config()
+    config.set_main_option("script_location", str(files("gsomia.store") / "migrations"))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert (store.revision(), store.count_items()) == ("0003", 1)
+    store.migrate()
+    row = store.get_item("k1")
+    assert row is not None
+    assert (store.revision(), row.label_version, row.state) == ("0004", 1, "held")
