@@ -15,6 +15,7 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── AccessDenied           a person may not read (or create) an item; carries the decision
     ├── AuthenticationError    a token is missing, unknown, expired or revoked
     ├── NotFoundError          no such item, person or token at this node
+    ├── ItemGoneError          the item was destroyed or recalled: its record remains, its payload is gone
     ├── ConflictError          an id is already taken
     ├── PayloadTooLargeError   a payload exceeds the node's limit
     ├── ConfigError            a node directory or its configuration is unusable
@@ -43,6 +44,7 @@ __all__ = [
     "GsomiaError",
     "InstantError",
     "InvalidInputError",
+    "ItemGoneError",
     "LabelError",
     "LifecycleError",
     "NotFoundError",
@@ -120,6 +122,10 @@ class AuthenticationError(GsomiaError):
 
 class NotFoundError(GsomiaError, LookupError):
     """No such item, person or token at this node."""
+
+
+class ItemGoneError(GsomiaError):
+    """The item was destroyed or recalled by its originator: its record remains, its payload is gone."""
 
 
 class ConflictError(GsomiaError):

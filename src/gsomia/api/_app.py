@@ -30,6 +30,7 @@ from gsomia._codec import (
     state_json,
 )
 from gsomia.api import _models as m
+from gsomia.api._duties import duties_router
 from gsomia.api._problems import install, problem
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
@@ -221,6 +222,7 @@ def create_app(
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
+    app.include_router(duties_router(node, reader))
 
     @app.get("/healthz", tags=["node"])
     def healthz() -> dict[str, str]:

@@ -17,6 +17,7 @@ from gsomia._datafiles import load_catalogue, load_events
 from gsomia.cli import _render
 from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.cli._duties import duty_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
@@ -44,6 +45,7 @@ app.add_typer(peer_app, name="peer")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(net_app, name="net")
 app.add_typer(audit_app, name="audit")
+app.add_typer(duty_app, name="duty")
 app.command("export")(export_file)
 app.command("import")(import_file)
 app.command("import-receipts")(import_receipts)

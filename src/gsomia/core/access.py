@@ -8,7 +8,9 @@
 - clearance: at least the item's level *in the reader's own scheme* — the originator's
   level for its nationals, otherwise the alternative label for the reader's party
   (an item with no equivalent in the reader's scheme cannot be read by them);
-- need-to-know: the person's topics overlap the item's topics.
+- need-to-know: the person's topics overlap the item's topics;
+- a visitor (Art. 8): only during a visit the host authorised, and only up to its level
+  (``visit``, see :mod:`gsomia.core.visits`).
 
 Pure: no clock; the caller records the decision (allowed or refused) in the audit log.
 """
@@ -21,6 +23,7 @@ from enum import StrEnum
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Check
+from gsomia.core.visits import VisitScope, visit_check
 from gsomia.errors import AccessDenied, LabelError
 
 __all__ = ["AccessDecision", "Person", "Role", "decide_read"]
@@ -112,9 +115,15 @@ def _clearance(person: Person, label: SecurityLabel, catalogue: Catalogue) -> Ch
     return Check("clearance", True, f"cleared {held.name}, at or above the item's {needed.name}")
 
 
-def decide_read(person: Person, label: SecurityLabel, catalogue: Catalogue) -> AccessDecision:
-    """May ``person`` read the item labelled ``label``? Every check is reported."""
-    checks = (
+def decide_read(
+    person: Person, label: SecurityLabel, catalogue: Catalogue, *, visit: VisitScope | None = None
+) -> AccessDecision:
+    """May ``person`` read the item labelled ``label``? Every check is reported.
+
+    ``visit`` carries the reader's visit authorisations and the instant of the read; a reader
+    with any on record is a visitor, capped by the one in force.
+    """
+    checks: tuple[Check, ...] = (
         Check(
             "active", person.active, "the account is active" if person.active else "the account is disabled"
         ),
@@ -129,6 +138,8 @@ def decide_read(person: Person, label: SecurityLabel, catalogue: Catalogue) -> A
         _clearance(person, label, catalogue),
         _need_to_know(person, label),
     )
+    if visit is not None:
+        checks = (*checks, visit_check(visit, label, catalogue))
     return AccessDecision(all(c.passed for c in checks), person.id, checks)
 
 

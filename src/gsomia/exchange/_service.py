@@ -30,12 +30,14 @@ import httpx
 
 from gsomia._codec import canonical, decision_json, label_to_dict
 from gsomia.audit._log import parse_head
-from gsomia.core.access import Person, Role, decide_read
+from gsomia.core.access import Person, Role
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_red
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, seal, sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.duties._messages import DUTY_KIND
+from gsomia.duties._receive import receive_duty
 from gsomia.errors import (
     AgreementError,
     GsomiaError,
@@ -61,6 +63,7 @@ from gsomia.store import (
     OutboxRow,
     PeerRow,
 )
+from gsomia.store._duties import Op
 
 if TYPE_CHECKING:
     from gsomia.node._service import Node
@@ -376,6 +379,8 @@ class Exchange:
     def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
         """Rebuild a release request from what the outbox stored, with the consents on file now."""
         row = self._row_of(spec["item"])
+        if row.state != "held":  # destroyed or recalled after it was queued: it does not go
+            raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
         label = self.node._from_row(row).label
         return ReleaseRequest(
             label,
@@ -436,7 +441,9 @@ class Exchange:
         """
         item_id = row.id
         label = self.node._from_row(row).label
-        access = decide_read(actor, label, self.node.catalogue).raise_if_refused()
+        if row.state != "held":
+            raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
+        access = self.node.decide_read(actor, label).raise_if_refused()
         if row.payload_type == "json" and is_tlp_red(
             json.loads(self.node.cipher.open(row.id, row.label, row.payload))
         ):
@@ -652,7 +659,7 @@ class Exchange:
         except (GsomiaError, ValueError) as exc:
             return self._retry(entry, now, f"bad receipt from {entry.recipient}: {exc}", sink)
         inventory = []
-        if entry.item_id is not None:
+        if entry.item_id is not None and entry.kind == "item":  # the item itself went: count the copy
             inventory.append(
                 (
                     entry.item_id,
@@ -742,6 +749,7 @@ class Exchange:
             consents=accepted.consents,
             requests=accepted.requests,
             answers=accepted.answers,
+            ops=accepted.ops,
         )
 
     def _refused(
@@ -776,6 +784,8 @@ class Exchange:
                 return self._receive_consent(opened, now, accepted)
             if kind == "tree-head":
                 return self._receive_head(opened, now, accepted)
+            if kind == DUTY_KIND:  # the duties after release: gsomia.duties
+                return receive_duty(self.node.duties, self, opened, now, accepted)
         except EnvelopeError as exc:
             return self._refused(
                 "envelope.refused", opened.sender, None, exc.detail, "envelope refused", msg_id=opened.msg_id
@@ -1215,6 +1225,7 @@ class _Accepted:
         self.consents: list[ConsentRow] = []
         self.requests: list[ConsentRequestRow] = []
         self.answers: list[tuple[str, str, str]] = []
+        self.ops: list[Op] = []  # the duties' writes (gsomia.duties), in the same transaction
         self.seen: dict[str, InboxRow] | None = None  # prefetched inbox rows of the batch
         self.held: set[str] | None = None  # prefetched ids of items already held
 

@@ -29,12 +29,14 @@ from gsomia.core.policy import Check, ReleaseDecision, ReleaseEngine, ReleaseReq
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import sign_origin
 from gsomia.crypto.keys import KeyRing
+from gsomia.duties._service import Duties
 from gsomia.errors import (
     AccessDenied,
     AuthenticationError,
     ConfigError,
     GsomiaError,
     InvalidInputError,
+    ItemGoneError,
     LabelError,
     NotFoundError,
     PayloadTooLargeError,
@@ -155,6 +157,7 @@ class Node:
         )
         self.exchange = Exchange(self, self.ring)
         self.audit = AuditLog(self)
+        self.duties = Duties(self)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -185,6 +188,14 @@ class Node:
     def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
         """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
         self.store.append_audit([self._row(kind, None, subject, "refused", status=status, reason=reason)])
+
+    # --- access ---
+
+    def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
+        """``decide_read`` with the reader's visit authorisations (Art. 8) at this instant."""
+        return decide_read(
+            actor, label, self.catalogue, visit=self.duties.visit_scope(actor.id, self.clock())
+        )
 
     # --- people and tokens ---
 
@@ -379,7 +390,7 @@ class Node:
             label_from_dict(entry.label, self.catalogue), entry.received_from, entry.agreement
         )
         if actor is not None:
-            decide_read(actor, parsed, self.catalogue).raise_if_refused()
+            self.decide_read(actor, parsed).raise_if_refused()
         label_json = canonical(label_to_dict(parsed))
         origin = None
         if parsed.originator == self.party:  # the originator signs label and payload together (ADatP-4778)
@@ -483,7 +494,11 @@ class Node:
             if row is None:
                 raise NotFoundError(f"no item {item_id!r} at this node")
             item = self._from_row(row)
-            decision = decide_read(actor, item.label, self.catalogue).raise_if_refused()
+            decision = self.decide_read(actor, item.label).raise_if_refused()
+            if row.state != "held":
+                raise ItemGoneError(
+                    f"item {item_id} was {row.state}: its record remains, its payload is gone"
+                )
             payload = self.cipher.open(row.id, row.label, row.payload)
         except GsomiaError as exc:
             raise self._refuse("item.read", actor.id, item_id, exc) from None
@@ -566,6 +581,7 @@ class Node:
             raise self._refuse(kind, actor.id, None, exc) from None
         found: list[tuple[Item, bytes, AccessDecision]] = []
         withheld = 0
+        visit = self.duties.visit_scope(actor.id, self.clock())
         scanned_to = after
         exhausted = False
         budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
@@ -577,13 +593,15 @@ class Node:
             for row in rows:
                 scanned_to = row.seq
                 consumed += 1
+                if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
+                    continue
                 item = self._from_row(row)
                 payload = b""
                 if keep is not None:
                     payload = self.cipher.open(row.id, row.label, row.payload)
                     if not keep(item, payload):
                         continue
-                decision = decide_read(actor, item.label, self.catalogue)
+                decision = decide_read(actor, item.label, self.catalogue, visit=visit)
                 if decision.allowed:
                     found.append((item, payload, decision))
                     if len(found) == limit:
@@ -603,7 +621,20 @@ class Node:
         return None if row is None else self._from_row(row)
 
     def inventory(self, actor: Person, item_id: str) -> list[InventoryRow]:
-        self.read(actor, item_id)  # the inventory is as classified as the item
+        """Where the item came from, its copies and derivatives, where it went, its destruction.
+
+        As classified as the item; kept after a destruction or recall (the record remains).
+        """
+        try:
+            row = self.store.get_item(item_id)
+            if row is None:
+                raise NotFoundError(f"no item {item_id!r} at this node")
+            decision = self.decide_read(actor, self._from_row(row).label).raise_if_refused()
+        except GsomiaError as exc:
+            raise self._refuse("item.inventory", actor.id, item_id, exc) from None
+        self.store.append_audit(
+            [self._row("item.inventory", actor.id, item_id, "allowed", checks=_checks(decision.checks))]
+        )
         return self.store.inventory(item_id)
 
     # --- agreements and decisions ---

@@ -7,11 +7,11 @@ receipt stores the item, the inbox row and the audit records at once).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._store import AuditRow, NewItem, Store
@@ -232,10 +232,12 @@ class FederationStore:
         consents: Sequence[ConsentRow] = (),
         requests: Sequence[ConsentRequestRow] = (),
         answers: Sequence[tuple[str, str, str]] = (),
+        ops: Sequence[Callable[[Connection], None]] = (),
     ) -> None:
         """Everything a batch of accepted envelopes leaves behind, in one transaction.
 
-        ``answers`` settle this node's own consent requests: (request id, state, reason).
+        ``answers`` settle this node's own consent requests: (request id, state, reason);
+        ``ops`` are further writes (the duties') run in the same transaction.
         """
         with self.store._begin() as conn:
             by_id: dict[str, int] = {}
@@ -244,6 +246,8 @@ class FederationStore:
                 by_id = {item.id: seq for item, seq in zip(items, seqs, strict=True)}
             if inbox:
                 conn.execute(insert(t.inbox), [_values(r) for r in inbox])
+            for op in ops:
+                op(conn)
             if consents:
                 conn.execute(insert(t.consents), [_values(c) for c in consents])
             if requests:

@@ -43,6 +43,8 @@ class NewItem:
     payload_size: int
     payload: bytes
     origin_jws: bytes | None = None  # the originator's signed item, sealed under the node key
+    label_version: int = 1
+    state: str = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class ItemRow:
     payload_size: int
     payload: bytes
     origin_jws: bytes | None = None
+    label_version: int = 1
+    state: str = "held"  # held | recalled | destroyed (a payload is gone once not held)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,9 @@ items = Table(
     Column(
         "origin_jws", LargeBinary
     ),  # the originator's signed item (label + payload), sealed like the payload
+    # migration 0004: labels are versioned (the originator's changes only go up); held | recalled | destroyed
+    Column("label_version", Integer, nullable=False, server_default=text("1")),
+    Column("state", String(16), nullable=False, server_default=text("'held'")),
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
@@ -225,4 +228,111 @@ partner_heads = Table(
     Column("received_us", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),  # pending | consistent | inconsistent
     Column("detail", Text),
+)
+
+# --- the duties after release (migration 0004) ---
+
+item_sources = Table(
+    "item_sources",
+    metadata,
+    Column("item_seq", _SEQ, ForeignKey("items.seq"), primary_key=True),  # the copy or derivative
+    Column("source_id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # copy | translation | derivative
+    Index("ix_item_sources_source", "source_id"),
+)
+
+label_changes = Table(
+    "label_changes",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # reclassify | recall
+    Column("classification", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),  # the originator's signed change
+    Column("applied_us", BigInteger, nullable=False),
+)
+
+label_acks = Table(
+    "label_acks",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("party", String(3), primary_key=True),  # a holder downstream
+    Column("state", String(16), nullable=False),  # pending | applied
+    Column("at_us", BigInteger),
+    Column("detail", Text),
+)
+
+destructions = Table(
+    "destructions",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("holder", String(3), primary_key=True),  # this node, or a holder whose record was sent here
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("witness", String(128), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("jws", Text, nullable=False),  # the record, signed by the holder's node key
+    Column("sent_us", BigInteger),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("originator", String(3), nullable=False),
+    Column("holder", String(3), nullable=False),
+    Column("nature", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # opened | findings | measures | closed
+    Column("steps", Text, nullable=False),  # JSON list of the investigation's steps
+    Column("jws", Text, nullable=False),  # the holder's signed latest report
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+visits = Table(
+    "visits",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("person_id", String(128), ForeignKey("people.id"), nullable=False),
+    Column("highest", String(64), nullable=False),
+    Column("starts_us", BigInteger, nullable=False),
+    Column("ends_us", BigInteger, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("authorised_by", String(128), nullable=False),
+    Index("ix_visits_person", "person_id"),
+)
+
+authorities = Table(
+    "authorities",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("function", Text, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+)
+
+national_rules = Table(
+    "national_rules",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("levels", Text, nullable=False),  # JSON list; empty: every level
+    Column("effective_us", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+)
+
+item_flags = Table(
+    "item_flags",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("party", String(3), primary_key=True),
+    Column("version", Integer, primary_key=True),  # the rules version that raised the flag
+    Column("reason", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
 )

@@ -1,0 +1,139 @@
+"""The duties' cost on the read path and on a reclassification, at one JPN node on SQLite.
+
+What is measured
+----------------
+A fresh JPN node (``gsomia.testing.make_node``, SQLite in a temporary directory, deleted at
+the end) holds ``--items`` KOR items received under kor-jpn-gsomia-2016 (default 2,000).
+
+1. Reads. ``Node.read`` of every item, in order, timed one by one with
+   ``time.perf_counter`` (median and p95, nearest rank), for two readers in the same run:
+   the peer, an ordinary cleared reader (no visit on record: one look-up of the visits
+   table finds none), and a visitor with a visit in force up to the item's level (the visit
+   rows are read and checked, ``gsomia.core.visits``). Both read every item (allowed).
+2. A page. ``Node.list_items`` of 1,000 items for the same two readers (one visits look-up
+   per page, not per item), median over 10 fetches after a warm-up.
+3. Reclassification fan-out. ``Duties.reclassify`` of a JPN-originated item with 0, 10 and
+   100 copies at the node (each copy re-labelled and re-sealed in the same transaction),
+   median over 5 runs each, against ``Duties.derive`` of one copy (the peer: one
+   transaction that writes one item) in the same run.
+
+Run: ``.venv/bin/python benchmarks/bench_duties.py [--items N]``. Figures are printed, never
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _machine import cpu_model, load_average, pin_one_core  # benchmarks/ is on sys.path as a script
+from gsomia.testing import FakeClock, make_node
+
+GSOMIA = "kor-jpn-gsomia-2016"
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--items", type=int, default=2000)
+    args = parser.parse_args(argv)
+    print(f"machine: {cpu_model()}; {pin_one_core()}; load {load_average()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
+        node = make_node(Path(tmp) / "jpn", "JPN", clock=clock)
+        base = {
+            "nationality": "JPN",
+            "clearance": "極秘",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["analyst"],
+        }
+        reader = node.add_person(None, {"id": "reader", "name": "Reader", **base})
+        visitor = node.add_person(
+            None,
+            {**base, "id": "visitor", "name": "Visitor", "nationality": "KOR", "clearance": "군사II급비밀"},
+        )
+        officer = node.add_person(
+            None, {**base, "id": "officer", "name": "Officer", "roles": ["security_officer"]}
+        )
+        node.duties.authorise_visit(
+            None,
+            "visitor",
+            highest="極秘",
+            starts=clock.now,
+            ends=clock.now + timedelta(days=1),
+            purpose="bench",
+        )
+        label = {
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T09:00:00+09:00",
+        }
+        ids = [f"k{i:06d}" for i in range(args.items)]
+        for i in ids:
+            node.ingest(
+                None,
+                label=label,
+                payload=b'{"track": [1, 2, 3]}',
+                item_id=i,
+                received_from="KOR",
+                agreement=GSOMIA,
+            )
+        print(f"1. Node.read of {len(ids)} items, one by one (ms)")
+        for name, person in (("reader (peer)", reader), ("visitor", visitor)):
+            times = [_timed(lambda i=i, p=person: node.read(p, i)) * 1000 for i in ids]
+            print(f"   {name:<14} median {statistics.median(times):.3f}  p95 {_p95(times):.3f}")
+        from gsomia.store import ItemFilter
+
+        print("2. Node.list_items, a page of 1,000 (ms, median of 10)")
+        for name, person in (("reader (peer)", reader), ("visitor", visitor)):
+            node.list_items(person, ItemFilter(), None, 1000)
+            times = [
+                _timed(lambda p=person: node.list_items(p, ItemFilter(), None, 1000)) * 1000
+                for _ in range(10)
+            ]
+            print(f"   {name:<14} median {statistics.median(times):.1f}")
+        print("3. Duties.reclassify with N copies at the node (ms, median of 5)")
+        own = dict(label, originator="JPN", classification="極秘", releasable_to=["KOR"])
+        levels = ["秘", "極秘"]
+        for copies in (0, 10, 100):
+            node.ingest(officer, label=own, payload=b"{}", item_id=f"own{copies}")
+            for c in range(copies):
+                node.duties.derive(officer, "copy", [f"own{copies}"], item_id=f"own{copies}-c{c}")
+            times = [
+                _timed(
+                    lambda n=n, c=copies: node.duties.reclassify(officer, f"own{c}", levels[n % 2], "bench")
+                )
+                * 1000
+                for n in range(5)
+            ]
+            print(f"   {copies:>3} copies     median {statistics.median(times):.1f}")
+        times = [
+            _timed(lambda n=n: node.duties.derive(officer, "copy", ["own0"], item_id=f"peer{n}")) * 1000
+            for n in range(5)
+        ]
+        print(f"   peer: derive one copy, median {statistics.median(times):.1f}")
+        node.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

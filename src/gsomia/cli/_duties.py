@@ -1,0 +1,333 @@
+"""``gsomia duty``: the duties after release, from the node's host.
+
+Copies and derivatives, reclassification and recall, destruction, loss or compromise,
+the termination report, visits and the registers; each thin over :class:`gsomia.duties.Duties`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.core.access import Person
+from gsomia.core.instants import parse_instant
+from gsomia.node import Node
+
+__all__ = ["duty_app"]
+
+duty_app = typer.Typer(
+    help="The duties after release: copies, reclassification and recall, destruction, "
+    "loss or compromise, termination report, visits, registers.",
+    no_args_is_help=True,
+)
+
+AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
+AsOperator = Annotated[
+    str | None, typer.Option("--as", help="The registered person acting (default: the local operator).")
+]
+ItemArg = Annotated[str, typer.Argument(help="The item's id.")]
+
+
+def _out(data: Any, as_json: bool, line: str) -> None:
+    if as_json:
+        emit(data)
+    else:
+        console().print(line)
+
+
+def _instant(node: Node, text: str) -> datetime:
+    return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
+
+
+def _maybe(node: Node, actor: str | None) -> Person | None:
+    return None if actor is None else node.person(actor)
+
+
+@duty_app.command("derive")
+@guard
+def derive(
+    directory: DirOpt,
+    actor: AsOpt,
+    sources: Annotated[list[str], typer.Argument(help="The source item(s).")],
+    kind: Annotated[str, typer.Option(help="copy, translation or derivative.")] = "copy",
+    payload_file: Annotated[
+        Path | None, typer.Option("--payload", help="The new payload (JSON); a copy reuses its source's.")
+    ] = None,
+    item_id: Annotated[str | None, typer.Option("--id", help="The new item's id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a copy, translation or derivative: the strictest label of its sources, counted in each."""
+    node = open_node(directory)
+    payload = None if payload_file is None else payload_file.read_bytes()
+    item = node.duties.derive(
+        node.person(actor),
+        kind,
+        sources,
+        payload=payload,
+        payload_type="json" if payload else None,
+        item_id=item_id,
+    )
+    _out({"id": item.id, "classification": item.label.classification}, as_json, f"made {kind} {item.id}")
+
+
+@duty_app.command("reclassify")
+@guard
+def reclassify(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    level: Annotated[str, typer.Option("--level", help="The new level (originator's scheme).")],
+    reason: Annotated[str, typer.Option(help="Why; it reaches every holder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As originator, change the item's level here and at every holder downstream."""
+    node = open_node(directory)
+    row = node.duties.reclassify(node.person(actor), item_id, level, reason)
+    _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
+
+
+@duty_app.command("recall")
+@guard
+def recall(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    reason: Annotated[str, typer.Option(help="Why; it reaches every holder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As originator, withdraw the item here and at every holder downstream."""
+    node = open_node(directory)
+    row = node.duties.recall(node.person(actor), item_id, reason)
+    _out(
+        {"item": row.item_id, "version": row.version}, as_json, f"{item_id} recalled (version {row.version})"
+    )
+
+
+@duty_app.command("label-status")
+@guard
+def label_status(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+    """The item's label changes and which holders have not applied them yet."""
+    node = open_node(directory)
+    status = node.duties.label_status(node.person(actor), item_id)
+    lines = [f"{item_id}: version {status['label_version']}, {status['state']}"] + [
+        f"  v{c['version']} {c['kind']}: applied {', '.join(c['applied']) or '-'}; "
+        f"pending {', '.join(c['pending']) or '-'}"
+        for c in status["changes"]
+    ]
+    _out(status, as_json, "\n".join(lines))
+
+
+@duty_app.command("destroy")
+@guard
+def destroy(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    method: Annotated[
+        str, typer.Option(help="crypto-erase, shredding, incineration, pulverisation, returned.")
+    ],
+    witness: Annotated[str, typer.Option(help="A registered person cleared for the item.")],
+    reason: Annotated[str, typer.Option(help="Why (e.g. the purpose ended).")],
+    notify: Annotated[bool, typer.Option("--notify", help="Send the record to the originator now.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Destroy the item: a signed record; the payload is gone, the record stays."""
+    node = open_node(directory)
+    record = node.duties.destroy(
+        node.person(actor), item_id, method=method, witness=witness, reason=reason, notify=notify
+    )
+    _out(record, as_json, f"{item_id} destroyed ({method}, witnessed by {witness})")
+
+
+@duty_app.command("send-destruction")
+@guard
+def send_destruction(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+    """Send the signed destruction record of the item to its originator (on request)."""
+    node = open_node(directory)
+    record = node.duties.send_destruction_record(node.person(actor), item_id)
+    _out(record, as_json, f"destruction record of {item_id} queued for its originator")
+
+
+@duty_app.command("request-destruction")
+@guard
+def request_destruction(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    holder: Annotated[str, typer.Option(help="The holder asked for its record.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As originator, ask a holder for its signed destruction record."""
+    node = open_node(directory)
+    msg_id = node.duties.request_destruction_record(node.person(actor), item_id, holder)
+    _out({"msg_id": msg_id}, as_json, f"request {msg_id} queued for {holder.upper()}")
+
+
+@duty_app.command("destructions")
+@guard
+def destructions(
+    directory: DirOpt,
+    actor: AsOpt,
+    item: Annotated[str | None, typer.Option(help="Only this item.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Destruction records: this node's own and those holders sent to it."""
+    node = open_node(directory)
+    rows = node.duties.destructions(node.person(actor), item)
+    _out(
+        rows,
+        as_json,
+        "\n".join(f"{r['item']}  {r['holder']}  {r['at']}  {r['method']}  by {r['by']}" for r in rows),
+    )
+
+
+@duty_app.command("report-incident")
+@guard
+def report_incident(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    nature: Annotated[str, typer.Option(help="loss, compromise or possible-compromise.")],
+    text: Annotated[str, typer.Option(help="What happened and when it was noticed.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Report a loss or (possible) compromise; the originator is told at once (Art. 17)."""
+    node = open_node(directory)
+    incident = node.duties.report_incident(node.person(actor), item_id, nature, text)
+    _out(incident, as_json, f"incident {incident['id']} opened")
+
+
+@duty_app.command("advance-incident")
+@guard
+def advance_incident(
+    directory: DirOpt,
+    actor: AsOpt,
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    state: Annotated[str, typer.Option(help="findings, measures or closed (in that order).")],
+    text: Annotated[str, typer.Option(help="What was found or done.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the investigation to its next step; the originator sees it."""
+    node = open_node(directory)
+    incident = node.duties.advance_incident(node.person(actor), incident_id, state, text)
+    _out(incident, as_json, f"incident {incident_id}: {incident['state']}")
+
+
+@duty_app.command("incidents")
+@guard
+def incidents(directory: DirOpt, actor: AsOpt, as_json: JsonOpt = False) -> None:
+    """Investigations run here as holder, and those of this node's items held elsewhere."""
+    node = open_node(directory)
+    rows = node.duties.incidents(node.person(actor))
+    _out(
+        rows,
+        as_json,
+        "\n".join(f"{r['id']}  {r['item']}  {r['holder']}  {r['nature']}  {r['state']}" for r in rows),
+    )
+
+
+@duty_app.command("termination-report")
+@guard
+def termination_report(
+    directory: DirOpt,
+    actor: AsOpt,
+    at: Annotated[str | None, typer.Option(help="The instant (default: now).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per partner, the items held on each side and their status (Art. 21.4)."""
+    node = open_node(directory)
+    report = node.duties.termination_report(node.person(actor), None if at is None else _instant(node, at))
+    lines = [
+        f"{p['party']}: {len(p['held_here'])} of theirs held here, "
+        f"{len(p['held_there'])} of ours held there; "
+        + ", ".join(f"{a['agreement']} {a['status']}" for a in p["agreements"])
+        for p in report["partners"]
+    ]
+    _out(report, as_json, "\n".join(lines))
+
+
+@duty_app.command("visit")
+@guard
+def visit(
+    directory: DirOpt,
+    person: Annotated[str, typer.Argument(help="The visitor (a registered person).")],
+    highest: Annotated[str, typer.Option(help="The highest level (this node's scheme) they may see.")],
+    starts: Annotated[str, typer.Option(help="ISO 8601 instant.")],
+    ends: Annotated[str, typer.Option(help="ISO 8601 instant.")],
+    purpose: Annotated[str, typer.Option(help="The official purpose (Art. 8).")],
+    actor: AsOperator = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Authorise a visit: the visitor reads only during it and only up to its level."""
+    node = open_node(directory)
+    row = node.duties.authorise_visit(
+        _maybe(node, actor),
+        person,
+        highest=highest,
+        starts=_instant(node, starts),
+        ends=_instant(node, ends),
+        purpose=purpose,
+    )
+    _out(row, as_json, f"visit {row['id']}: {person} up to {row['highest']} until {row['ends']}")
+
+
+@duty_app.command("authority-add")
+@guard
+def authority_add(
+    directory: DirOpt,
+    party: Annotated[str, typer.Argument(help="The party (trigraph).")],
+    authority_id: Annotated[str, typer.Argument(help="A short id, e.g. mnd.")],
+    name: Annotated[str, typer.Option(help="The authority's name.")],
+    function: Annotated[str, typer.Option(help="Its role under the agreement.")] = "",
+    actor: AsOperator = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a party's competent authority (Art. 2)."""
+    node = open_node(directory)
+    row = node.duties.add_authority(_maybe(node, actor), party, authority_id, name, function)
+    _out(row, as_json, f"{row['party']}/{row['id']}: {row['name']}")
+
+
+@duty_app.command("rules-record")
+@guard
+def rules_record(
+    directory: DirOpt,
+    party: Annotated[str, typer.Argument(help="The party (trigraph).")],
+    title: Annotated[str, typer.Option(help="The rules' title.")],
+    effective: Annotated[str, typer.Option(help="ISO 8601 instant it takes effect.")],
+    summary: Annotated[str, typer.Option(help="What changed.")] = "",
+    level: Annotated[list[str] | None, typer.Option(help="A level touched (repeat); none: all.")] = None,
+    actor: AsOperator = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a new version of a party's protection rules (Art. 3); flags the affected items."""
+    node = open_node(directory)
+    row = node.duties.record_rules(
+        _maybe(node, actor),
+        party,
+        title=title,
+        summary=summary,
+        levels=level or [],
+        effective=_instant(node, effective),
+    )
+    _out(row, as_json, f"{row['party']} rules version {row['version']}: {len(row['flagged'])} items flagged")
+
+
+@duty_app.command("registers")
+@guard
+def registers(directory: DirOpt, as_json: JsonOpt = False) -> None:
+    """The registers: competent authorities, protection rules by version, flagged items."""
+    node = open_node(directory)
+    data = {
+        "authorities": node.duties.authorities(),
+        "rules": node.duties.rules(),
+        "flags": node.duties.flags(),
+    }
+    lines = [f"authority {a['party']}/{a['id']}: {a['name']}" for a in data["authorities"]]
+    lines += [f"rules {r['party']} v{r['version']}: {r['title']}" for r in data["rules"]]
+    lines += [f"flag {f['item_id']}: {f['reason']}" for f in data["flags"]]
+    _out(data, as_json, "\n".join(lines) or "the registers are empty")

@@ -1,0 +1,6 @@
+"""The duties after release (domain.md §1): copies, reclassification and recall, destruction,
+loss or compromise, the termination report, visits and the registers, as workflows over a node."""
+
+from gsomia.duties._service import Duties
+
+__all__ = ["Duties"]

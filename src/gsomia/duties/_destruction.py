@@ -1,0 +1,168 @@
+"""Return or destruction (Art. 6(h), 13): the signed record, the payload gone, the record sent to the
+originator (on its request too)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.access import Person
+from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.recall import check_originator
+from gsomia.crypto.envelope import sign_origin
+from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._messages import (
+    DUTY_KIND,
+    destruction_content,
+    destruction_request_content,
+)
+from gsomia.errors import (
+    AgreementError,
+    GsomiaError,
+    InvalidInputError,
+    NotFoundError,
+)
+from gsomia.store._duties import DestructionRow
+
+__all__ = ["_Destruction"]
+
+
+class _Destruction(DutyBase):
+    """Return or destruction. Part of :class:`gsomia.duties.Duties`."""
+
+    def destroy(
+        self,
+        actor: Person,
+        item_id: str,
+        *,
+        method: str,
+        witness: str,
+        reason: str,
+        notify: bool = False,
+    ) -> dict[str, Any]:
+        """Destroy (or record the return of) an item: a signed record, the payload gone, the record kept."""
+        node = self.node
+        try:
+            row = self._held(item_id)
+            label = node._from_row(row).label
+            node.decide_read(actor, label).raise_if_refused()
+            try:
+                how = DestructionMethod(method)
+            except ValueError:
+                known = ", ".join(m.value for m in DestructionMethod)
+                raise InvalidInputError(f"method must be one of {known}") from None
+            witnessed_by = node.person(witness)
+            if not node.decide_read(witnessed_by, label).allowed:
+                raise InvalidInputError(f"the witness {witness} is not cleared for this item")
+            now = node.clock()
+            record = DestructionRecord(
+                item_id, self.party, row.originator, row.classification, actor.id, witness, how, reason, now
+            )
+            content = destruction_content(record)
+            jws = sign_origin(node.ring, content, now)
+            outbox = []
+            if notify and row.originator != self.party:
+                outbox.append(self._upstream(row, content, now))
+            saved = DestructionRow(
+                item_id, self.party, us(now), actor.id, witness, how.value, jws, us(now) if outbox else None
+            )
+            audit = node._row(
+                "item.destroy",
+                actor.id,
+                item_id,
+                "allowed",
+                method=how.value,
+                witness=witness,
+                reason=reason,
+                record=jws,
+                sent=bool(outbox),
+            )
+            self.db.commit(
+                ops=[self.db.withdraw(item_id, "destroyed"), self.db.put("destructions", saved)],
+                outbox=outbox,
+                inventory=[
+                    (
+                        item_id,
+                        us(now),
+                        "destroyed",
+                        self.party,
+                        actor.id,
+                        canonical({"method": how.value, "witness": witness}),
+                    )
+                ],
+                audit=[audit],
+            )
+        except GsomiaError as exc:
+            raise node._refuse("item.destroy", actor.id, item_id, exc) from None
+        return _destruction_out(saved)
+
+    def send_destruction_record(self, actor: Person, item_id: str) -> dict[str, Any]:
+        """Send this node's signed destruction record of ``item_id`` to its originator (on request)."""
+        node = self.node
+        try:
+            node.require_any(actor, HANDLERS, "item.destruction-send")
+            saved = self.db.destruction(item_id, self.party)
+            if saved is None:
+                raise NotFoundError(f"no destruction record of {item_id!r} at this node")
+            row = self._known(item_id)
+            if row.originator == self.party:
+                raise InvalidInputError(
+                    "this node originated the item: there is no one to send the record to"
+                )
+            now = node.clock()
+            hop = row.received_from or row.originator
+            peer = node.exchange.peer(hop)
+            if peer is None:
+                raise AgreementError(f"no registered link with {hop}")
+            body = {"kind": DUTY_KIND, "to": row.originator, "duty": saved.jws}
+            entry = node.exchange._queue(peer, body, DUTY_KIND, item_id, now, final_recipient=row.originator)
+            self.db.commit(
+                ops=[self.db.mark_sent(item_id, self.party, us(now))],
+                outbox=[entry],
+                audit=[node._row("item.destruction-send", actor.id, item_id, "allowed", to=row.originator)],
+            )
+        except GsomiaError as exc:
+            raise node._refuse("item.destruction-send", actor.id, item_id, exc) from None
+        return _destruction_out(replace(saved, sent_us=us(now)))
+
+    def request_destruction_record(self, actor: Person, item_id: str, holder: str) -> str:
+        """As originator, ask a holder for its destruction record; a holder that destroyed the item
+        sends the signed record back at once. Returns the message id of the request."""
+        node = self.node
+        try:
+            node.require_any(actor, HANDLERS, "item.destruction-request")
+            row = self._known(item_id)
+            check_originator(self.party, node._from_row(row).label, "ask for destruction records of")
+            code = node.catalogue.party(holder.upper()).code
+            hops = sorted({hop for hop, final in self.db.sent_to(item_id) if code in (hop, final)})
+            if not hops:
+                raise InvalidInputError(f"item {item_id} was never sent to {code}")
+            now = node.clock()
+            content = destruction_request_content(item_id, self.party, code, now)
+            entry = self._duty(code, hops[0], content, item_id, now)
+            self.db.commit(
+                outbox=[entry],
+                audit=[node._row("item.destruction-request", actor.id, item_id, "allowed", holder=code)],
+            )
+        except GsomiaError as exc:
+            raise node._refuse("item.destruction-request", actor.id, item_id, exc) from None
+        return entry.msg_id
+
+    def destructions(self, actor: Person, item_id: str | None = None) -> list[dict[str, Any]]:
+        """Destruction records: this node's own, and those holders sent to it as originator."""
+        self.node.require_any(actor, HANDLERS, "item.destructions")
+        return [_destruction_out(r) for r in self.db.destructions(item_id)]
+
+
+def _destruction_out(row: DestructionRow) -> dict[str, Any]:
+    return {
+        "item": row.item_id,
+        "holder": row.holder,
+        "at": from_us(row.at_us).isoformat(),
+        "by": row.actor,
+        "witness": row.witness,
+        "method": row.method,
+        "record": row.jws,
+        "sent": None if row.sent_us is None else from_us(row.sent_us).isoformat(),
+    }

@@ -1,0 +1,159 @@
+"""Loss or compromise (Art. 17): the holder reports and investigates; the originator is told at each step."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.access import Person
+from gsomia.core.investigation import (
+    IncidentNature,
+    Investigation,
+    InvestigationState,
+    open_investigation,
+)
+from gsomia.crypto.envelope import sign_origin
+from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._messages import (
+    incident_content,
+    parse_steps,
+    steps_json,
+)
+from gsomia.errors import (
+    AgreementError,
+    GsomiaError,
+    InvalidInputError,
+    NotFoundError,
+)
+from gsomia.store import ItemRow, OutboxRow
+from gsomia.store._duties import IncidentRow
+
+__all__ = ["_Incidents"]
+
+
+class _Incidents(DutyBase):
+    """Loss or compromise. Part of :class:`gsomia.duties.Duties`."""
+
+    def report_incident(self, actor: Person, item_id: str, nature: str, text: str) -> dict[str, Any]:
+        """A holder reports a loss or (possible) compromise: opened here, the originator told at once."""
+        node = self.node
+        try:
+            node.require_any(actor, HANDLERS, "incident.report")
+            row = self._known(item_id)
+            try:
+                kind = IncidentNature(nature)
+            except ValueError:
+                raise InvalidInputError("nature must be loss, compromise or possible-compromise") from None
+            now = node.clock()
+            investigation = open_investigation(
+                uuid.uuid4().hex, item_id, row.originator, self.party, kind, at=now, by=actor.id, text=text
+            )
+            saved = self._save_incident(actor, row, investigation, now, "incident.report")
+        except GsomiaError as exc:
+            raise node._refuse("incident.report", actor.id, item_id, exc) from None
+        return saved
+
+    def advance_incident(self, actor: Person, incident_id: str, state: str, text: str) -> dict[str, Any]:
+        """The holder's investigation moves on (findings, measures, closed); the originator is told."""
+        node = self.node
+        try:
+            node.require_any(actor, HANDLERS, "incident.advance")
+            found = self.db.incident(incident_id)
+            if found is None:
+                raise NotFoundError(f"no incident {incident_id!r} at this node")
+            if found.holder != self.party:
+                raise InvalidInputError(
+                    f"incident {incident_id} is investigated by its holder {found.holder}; "
+                    "this node only sees it"
+                )
+            try:
+                step = InvestigationState(state)
+            except ValueError:
+                raise InvalidInputError("state must be findings, measures or closed") from None
+            now = node.clock()
+            current = _investigation(found)
+            investigation = current.advance(step, at=now, by=actor.id, text=text)
+            saved = self._save_incident(
+                actor, self._known(found.item_id), investigation, now, "incident.advance"
+            )
+        except GsomiaError as exc:
+            raise node._refuse("incident.advance", actor.id, incident_id, exc) from None
+        return saved
+
+    def _save_incident(
+        self, actor: Person, row: ItemRow, investigation: Investigation, now: datetime, kind: str
+    ) -> dict[str, Any]:
+        node = self.node
+        content = incident_content(investigation)
+        jws = sign_origin(node.ring, content, now)
+        outbox: list[OutboxRow] = []
+        unsent = None
+        if row.originator != self.party:
+            try:
+                outbox.append(self._upstream(row, content, now))
+            except AgreementError as exc:  # the report is kept all the same; the operator must act
+                unsent = f"the originator {row.originator} could not be told: {exc}"
+        saved = _incident_row(investigation, jws, now)
+        self.db.commit(
+            ops=[self.db.put("incidents", saved, replace_keys=("id",))],
+            outbox=outbox,
+            audit=[
+                node._row(
+                    kind,
+                    actor.id,
+                    row.id,
+                    "allowed",
+                    incident=investigation.id,
+                    nature=investigation.nature.value,
+                    state=investigation.state.value,
+                    notified=row.originator if outbox else None,
+                    unsent=unsent,
+                )
+            ],
+        )
+        return {**_incident_out(saved), "notified": row.originator if outbox else None, "unsent": unsent}
+
+    def incidents(self, actor: Person) -> list[dict[str, Any]]:
+        self.node.require_any(actor, HANDLERS, "incident.list")
+        return [_incident_out(r) for r in self.db.incidents()]
+
+
+def _incident_row(investigation: Investigation, jws: str, now: datetime) -> IncidentRow:
+    return IncidentRow(
+        investigation.id,
+        investigation.item,
+        investigation.originator,
+        investigation.holder,
+        investigation.nature.value,
+        investigation.state.value,
+        canonical(steps_json(investigation)),
+        jws,
+        us(now),
+    )
+
+
+def _investigation(row: IncidentRow) -> Investigation:
+    return Investigation(
+        row.id,
+        row.item_id,
+        row.originator,
+        row.holder,
+        IncidentNature(row.nature),
+        parse_steps(json.loads(row.steps)),
+    )
+
+
+def _incident_out(row: IncidentRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "item": row.item_id,
+        "originator": row.originator,
+        "holder": row.holder,
+        "nature": row.nature,
+        "state": row.state,
+        "steps": json.loads(row.steps),
+        "updated": from_us(row.updated_us).isoformat(),
+    }

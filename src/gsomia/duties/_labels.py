@@ -1,0 +1,269 @@
+"""Reclassification and recall by the originator (Art. 6(g)): applied to the item and every copy and
+derivative here, re-sealed under the new label version, sent downstream, acknowledged back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical, label_to_dict
+from gsomia.core.access import Person
+from gsomia.core.derivation import DerivationKind, derive_label
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
+from gsomia.crypto.envelope import seal, sign_origin
+from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._messages import change_content
+from gsomia.errors import (
+    GsomiaError,
+    LabelError,
+    NotFoundError,
+)
+from gsomia.exchange._messages import item_content
+from gsomia.store import ItemRow
+from gsomia.store._duties import (
+    LabelAckRow,
+    LabelChangeRow,
+    Op,
+)
+
+__all__ = ["_Labels"]
+
+
+class _Labels(DutyBase):
+    """Reclassification and recall. Part of :class:`gsomia.duties.Duties`."""
+
+    def reclassify(self, actor: Person, item_id: str, classification: str, reason: str) -> LabelChangeRow:
+        """The originator's new level for its item, here and at every holder downstream."""
+        return self._change(actor, item_id, ChangeKind.RECLASSIFY, classification, reason)
+
+    def recall(self, actor: Person, item_id: str, reason: str) -> LabelChangeRow:
+        """The originator withdraws its item, here and at every holder downstream."""
+        return self._change(actor, item_id, ChangeKind.RECALL, None, reason)
+
+    def _change(
+        self, actor: Person, item_id: str, kind: ChangeKind, classification: str | None, reason: str
+    ) -> LabelChangeRow:
+        node = self.node
+        what = f"item.{kind.value}"
+        try:
+            node.require_any(actor, HANDLERS, what)
+            row = self._held(item_id)
+            label = node._from_row(row).label
+            check_originator(self.party, label, kind.value)
+            node.decide_read(actor, label).raise_if_refused()
+            now = node.clock()
+            new_label = None
+            if kind is ChangeKind.RECLASSIFY:
+                new_label = reclassified(label, str(classification), node.catalogue.party(self.party).scheme)
+            change = LabelChange(
+                item_id,
+                self.party,
+                row.label_version + 1,
+                kind,
+                None if new_label is None else new_label.classification,
+                reason,
+                now,
+            )
+            origin = None
+            if new_label is not None:
+                payload = node.cipher.open(row.id, row.label, row.payload)
+                origin = sign_origin(
+                    node.ring, item_content(row.id, new_label, row.payload_type, payload), now
+                )
+            content = change_content(change, origin)
+            jws = sign_origin(node.ring, content, now)
+            sent = self.db.sent_to(item_id)
+            pending = self.db.pending_releases(item_id)
+            if kind is ChangeKind.RECALL:
+                # the originator keeps its own item; what is queued for others does not leave
+                touched = [item_id]
+                ops = [self.db.bump_version(item_id, row.label_version, change.version)]
+                ops += [
+                    self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", us(now))
+                    for e in pending
+                ]
+                hops = sorted({hop for hop, _ in sent})
+                holders = sorted({p for pair in sent for p in pair})
+            else:
+                ops, touched, _, after = self._apply(row, change, new_label, origin)
+                resealed, queued = self._pending_releases(after, item_id, now)
+                ops += resealed
+                hops = sorted({hop for hop, _ in sent} | {e.recipient for e in pending})
+                holders = sorted({p for pair in sent for p in pair} | queued)
+            outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
+            record = LabelChangeRow(
+                item_id, change.version, kind.value, change.classification, reason, us(now), jws, us(now)
+            )
+            ops.append(self.db.put("label_changes", record))
+            ops += [
+                self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
+                for p in holders
+            ]
+            audit = node._row(
+                what,
+                actor.id,
+                item_id,
+                "allowed",
+                version=change.version,
+                classification=change.classification,
+                reason=reason,
+                holders=holders,
+                copies=touched[1:],
+                cancelled=[e.msg_id for e in pending] if kind is ChangeKind.RECALL else [],
+            )
+            self.db.commit(ops=ops, outbox=outbox, audit=[audit])
+        except GsomiaError as exc:
+            raise node._refuse(what, actor.id, item_id, exc) from None
+        return record
+
+    def _apply(
+        self, row: ItemRow, change: LabelChange, originator_label: SecurityLabel | None, origin: str | None
+    ) -> tuple[list[Op], list[str], bool, ItemRow | None]:
+        """Ops that apply ``change`` to the item and every copy and derivative of it here, re-sealing each
+        payload under its new label (the label is the payload's AAD); the ids touched, item first;
+        whether they were withdrawn (a recall, or a new level with no equivalent here); and the item's
+        row as it will be (``None`` if withdrawn)."""
+        node = self.node
+        ops: list[Op] = []
+        after: ItemRow | None = None
+        touched = [row.id]
+        new_labels: dict[str, SecurityLabel] = {}
+        withdrawn = change.kind is ChangeKind.RECALL
+        if originator_label is not None:
+            if row.originator == self.party:
+                label = originator_label
+            else:
+                try:
+                    label = node._received_label(originator_label, row.received_from, row.agreement)
+                except LabelError:
+                    withdrawn = True  # the new level has no equivalent here: the item cannot be held
+            if not withdrawn:
+                new_labels[row.id] = label
+                op, after = self._reseal(row, label, row.label_version + 1, origin)
+                ops.append(op)
+        queue = [row.id]
+        seen = {row.id}
+        while queue:
+            for derived_id, _kind in self.db.derived_from(queue.pop(0)):
+                if derived_id in seen:
+                    continue
+                seen.add(derived_id)
+                queue.append(derived_id)
+                derived = node.store.get_item(derived_id)
+                if derived is None or derived.state != "held":
+                    continue
+                touched.append(derived_id)
+                if withdrawn:
+                    continue
+                sources = self.db.sources_of(derived_id)
+                labels = []
+                for source_id, _ in sources:
+                    if source_id in new_labels:
+                        labels.append(new_labels[source_id])
+                    else:
+                        source = node.store.get_item(source_id)
+                        if source is None:
+                            raise NotFoundError(f"source {source_id} of {derived_id} is gone")
+                        labels.append(node._from_row(source).label)
+                current = node._from_row(derived).label
+                how = DerivationKind(sources[0][1])
+                label = derive_label(how, labels, self._schemes(), created=current.created)
+                new_labels[derived_id] = label
+                own_origin = None
+                if label.originator == self.party:
+                    payload = node.cipher.open(derived.id, derived.label, derived.payload)
+                    own_origin = sign_origin(
+                        node.ring, item_content(derived.id, label, derived.payload_type, payload), change.at
+                    )
+                ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin)[0])
+        if withdrawn:
+            ops = [self.db.withdraw(i, "recalled") for i in touched]
+            after = None
+        return ops, touched, withdrawn, after
+
+    def _reseal(
+        self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None
+    ) -> tuple[Op, ItemRow]:
+        """The conditional update re-sealing ``row`` under ``label``, and the row as it will be."""
+        node = self.node
+        label_json = canonical(label_to_dict(label))
+        payload = node.cipher.seal(row.id, label_json, node.cipher.open(row.id, row.label, row.payload))
+        sealed_origin = None if origin is None else node.cipher.seal(row.id, label_json, origin.encode())
+        after = replace(
+            row,
+            label=label_json,
+            classification=label.classification,
+            label_version=version,
+            payload=payload,
+            origin_jws=sealed_origin,
+        )
+        op = self.db.relabel(
+            row.id, row.label_version, version, label_json, label.classification, payload, sealed_origin
+        )
+        return op, after
+
+    def _pending_releases(
+        self, after: ItemRow | None, item_id: str, now: datetime
+    ) -> tuple[list[Op], set[str]]:
+        """Releases of the item queued but not yet sent: re-sealed with the new label (or, after a
+        withdrawal, left for delivery to refuse); the parties they are for, to receive the change too."""
+        exchange = self.node.exchange
+        ops: list[Op] = []
+        parties: set[str] = set()
+        for entry in self.db.pending_releases(item_id):
+            parties |= {entry.recipient, entry.final_recipient}
+            if after is None:
+                continue  # the item is gone: the sender's re-decision finds it withdrawn
+            refusal, decision = exchange._recheck(entry, now)
+            peer = exchange.peer(entry.recipient)
+            if refusal is not None or decision is None or peer is None:
+                continue  # delivery decides again and refuses it, with the reason
+            body = exchange._item_body(json.loads(entry.request), decision, row=after)
+            envelope = seal(self.node.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=exchange.ttl)
+            ops.append(self.db.replace_envelope(entry.msg_id, envelope))
+        return ops, parties
+
+    def label_status(self, actor: Person, item_id: str) -> dict[str, Any]:
+        """The item's label changes and, per change, which holders applied it and which have not."""
+        node = self.node
+        node.require_any(actor, HANDLERS, "item.label-status")
+        try:
+            row = self._known(item_id)
+        except GsomiaError as exc:
+            raise node._refuse("item.label-status", actor.id, item_id, exc) from None
+        changes = self.db.label_changes(item_id)
+        acks = self.db.acks(item_id)
+        return {
+            "item": item_id,
+            "state": row.state,
+            "label_version": row.label_version,
+            "classification": row.classification,
+            "changes": [
+                {
+                    "version": c.version,
+                    "kind": c.kind,
+                    "classification": c.classification,
+                    "reason": c.reason,
+                    "at": from_us(c.at_us).isoformat(),
+                    "applied": sorted(
+                        a.party for a in acks if a.version == c.version and a.state != "pending"
+                    ),
+                    "pending": sorted(
+                        a.party for a in acks if a.version == c.version and a.state == "pending"
+                    ),
+                    "acks": [
+                        {
+                            "party": a.party,
+                            "state": a.state,
+                            "detail": None if a.detail is None else json.loads(a.detail),
+                        }
+                        for a in acks
+                        if a.version == c.version
+                    ],
+                }
+                for c in changes
+            ],
+        }

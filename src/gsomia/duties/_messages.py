@@ -1,0 +1,278 @@
+"""The signed contents of the duty messages, as canonical JSON, and their parsing at the boundary.
+
+- ``label-change``: the originator's reclassification or recall (with, for a reclassification,
+  the originator's newly signed item so holders can pass it on with a valid signature);
+- ``label-ack``: a holder applied (or could not apply) a change;
+- ``destruction-record``: a holder's record of destruction (Art. 13);
+- ``destruction-request``: the originator asks a holder for that record;
+- ``incident``: a holder's report of loss or compromise and its investigation (Art. 17).
+
+Each is signed by the node that speaks (``sign_origin``) and travels inside the ordinary
+envelopes as ``{"kind": "duty", "to": <party>, "duty": <JWS>}``; a hub passes it on unchanged.
+Parsing raises ``InvalidInputError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.investigation import (
+    IncidentNature,
+    Investigation,
+    InvestigationState,
+    InvestigationStep,
+)
+from gsomia.core.recall import ChangeKind, LabelChange
+from gsomia.errors import GsomiaError, InvalidInputError
+
+__all__ = [
+    "DUTY_KIND",
+    "ack_content",
+    "change_content",
+    "destruction_content",
+    "destruction_request_content",
+    "incident_content",
+    "parse_ack",
+    "parse_change",
+    "parse_destruction",
+    "parse_destruction_request",
+    "parse_duty",
+    "parse_incident",
+]
+
+DUTY_KIND = "duty"
+
+
+def _instant(value: Any, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what}: expected an ISO 8601 instant")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: {value!r} is not ISO 8601") from exc
+    if at.utcoffset() is None:
+        raise InvalidInputError(f"{what}: no UTC offset")
+    return at
+
+
+def _str(data: dict[str, Any], name: str, what: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what}.{name}: expected a non-empty string")
+    return value
+
+
+def _int(data: dict[str, Any], name: str, what: str) -> int:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInputError(f"{what}.{name}: expected an integer")
+    return value
+
+
+def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
+    """(duty kind, fields) of a signed duty content."""
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("duty: not JSON") from exc
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise InvalidInputError("duty: not a version 1 duty message")
+    return _str(data, "kind", "duty"), data
+
+
+def change_content(change: LabelChange, origin: str | None) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "label-change",
+            "item": change.item,
+            "originator": change.originator,
+            "version": change.version,
+            "change": change.kind.value,
+            "classification": change.classification,
+            "reason": change.reason,
+            "at": change.at.isoformat(),
+            "origin": origin,
+        }
+    ).encode()
+
+
+def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None]:
+    try:
+        kind = ChangeKind(str(data.get("change")))
+    except ValueError as exc:
+        raise InvalidInputError("label-change.change: reclassify or recall") from exc
+    classification = data.get("classification")
+    origin = data.get("origin")
+    if classification is not None and not isinstance(classification, str):
+        raise InvalidInputError("label-change.classification: expected a level name")
+    if origin is not None and not isinstance(origin, str):
+        raise InvalidInputError("label-change.origin: expected the originator's signed item")
+    change = LabelChange(
+        _str(data, "item", "label-change"),
+        _str(data, "originator", "label-change"),
+        _int(data, "version", "label-change"),
+        kind,
+        classification,
+        _str(data, "reason", "label-change"),
+        _instant(data.get("at"), "label-change.at"),
+    )
+    return change, origin
+
+
+def ack_content(item: str, version: int, holder: str, status: str, copies: int, at: datetime) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "label-ack",
+            "item": item,
+            "version": version,
+            "holder": holder,
+            "status": status,
+            "copies": copies,
+            "at": at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime]:
+    """(item, version, holder, status, copies updated, at)."""
+    return (
+        _str(data, "item", "label-ack"),
+        _int(data, "version", "label-ack"),
+        _str(data, "holder", "label-ack"),
+        _str(data, "status", "label-ack"),
+        _int(data, "copies", "label-ack"),
+        _instant(data.get("at"), "label-ack.at"),
+    )
+
+
+def destruction_content(record: DestructionRecord) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "destruction-record",
+            "item": record.item,
+            "holder": record.holder,
+            "originator": record.originator,
+            "classification": record.classification,
+            "by": record.by,
+            "witness": record.witness,
+            "method": record.method.value,
+            "reason": record.reason,
+            "at": record.at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_destruction(data: dict[str, Any]) -> DestructionRecord:
+    try:
+        method = DestructionMethod(str(data.get("method")))
+    except ValueError as exc:
+        raise InvalidInputError("destruction-record.method: not a known method") from exc
+    try:
+        return DestructionRecord(
+            _str(data, "item", "destruction-record"),
+            _str(data, "holder", "destruction-record"),
+            _str(data, "originator", "destruction-record"),
+            _str(data, "classification", "destruction-record"),
+            _str(data, "by", "destruction-record"),
+            _str(data, "witness", "destruction-record"),
+            method,
+            _str(data, "reason", "destruction-record"),
+            _instant(data.get("at"), "destruction-record.at"),
+        )
+    except GsomiaError as exc:
+        raise InvalidInputError(f"destruction-record: {exc}") from exc
+
+
+def destruction_request_content(item: str, originator: str, holder: str, at: datetime) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "destruction-request",
+            "item": item,
+            "originator": originator,
+            "holder": holder,
+            "at": at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_destruction_request(data: dict[str, Any]) -> tuple[str, str, str]:
+    """(item, originator, holder)."""
+    _instant(data.get("at"), "destruction-request.at")
+    return (
+        _str(data, "item", "destruction-request"),
+        _str(data, "originator", "destruction-request"),
+        _str(data, "holder", "destruction-request"),
+    )
+
+
+def steps_json(investigation: Investigation) -> list[dict[str, str]]:
+    return [
+        {"state": s.state.value, "at": s.at.isoformat(), "by": s.by, "text": s.text}
+        for s in investigation.steps
+    ]
+
+
+def incident_content(investigation: Investigation) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "incident",
+            "id": investigation.id,
+            "item": investigation.item,
+            "originator": investigation.originator,
+            "holder": investigation.holder,
+            "nature": investigation.nature.value,
+            "steps": steps_json(investigation),
+        }
+    ).encode()
+
+
+def parse_steps(raw: Any) -> tuple[InvestigationStep, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInputError("incident.steps: expected a non-empty list")
+    steps = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise InvalidInputError("incident.steps: each step is an object")
+        try:
+            state = InvestigationState(str(entry.get("state")))
+        except ValueError as exc:
+            raise InvalidInputError("incident.steps.state: opened, findings, measures or closed") from exc
+        steps.append(
+            InvestigationStep(
+                state,
+                _instant(entry.get("at"), "incident.steps.at"),
+                _str(entry, "by", "incident.steps"),
+                _str(entry, "text", "incident.steps"),
+            )
+        )
+    return tuple(steps)
+
+
+def parse_incident(data: dict[str, Any]) -> Investigation:
+    try:
+        nature = IncidentNature(str(data.get("nature")))
+    except ValueError as exc:
+        raise InvalidInputError("incident.nature: loss, compromise or possible-compromise") from exc
+    steps = parse_steps(data.get("steps"))
+    order = list(InvestigationState)
+    if [s.state for s in steps] != order[: len(steps)]:
+        raise InvalidInputError(
+            "incident.steps: the states do not follow opened → findings → measures → closed"
+        )
+    return Investigation(
+        _str(data, "id", "incident"),
+        _str(data, "item", "incident"),
+        _str(data, "originator", "incident"),
+        _str(data, "holder", "incident"),
+        nature,
+        steps,
+    )

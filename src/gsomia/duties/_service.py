@@ -1,0 +1,29 @@
+"""The duties after release, as workflows over the node: each one decided by the pure core,
+written in one transaction with its audit records, and told to partners over the exchange.
+Every refusal is recorded (``Node._refuse``) before it is raised. One module per duty:
+
+- ``_copies``: copies, translations, derivatives (Art. 4.3, 11, 14, 15);
+- ``_labels``: reclassification and recall by the originator (Art. 6(g)), applied downstream
+  by ``_receive`` and acknowledged back;
+- ``_destruction``: return or destruction (Art. 6(h), 13);
+- ``_incidents``: loss or compromise (Art. 17);
+- ``_termination``: the termination report (Art. 21.4);
+- ``_visits``: visits (Art. 8; ``decide_read`` caps the visitor);
+- ``_registers``: competent authorities and protection rules (Art. 2, 3).
+"""
+
+from __future__ import annotations
+
+from gsomia.duties._copies import _Copies
+from gsomia.duties._destruction import _Destruction
+from gsomia.duties._incidents import _Incidents
+from gsomia.duties._labels import _Labels
+from gsomia.duties._registers import _Registers
+from gsomia.duties._termination import _Termination
+from gsomia.duties._visits import _Visits
+
+__all__ = ["Duties"]
+
+
+class Duties(_Copies, _Labels, _Destruction, _Incidents, _Termination, _Visits, _Registers):
+    """One node's duties after release (``node.duties``)."""

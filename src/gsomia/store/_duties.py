@@ -1,0 +1,447 @@
+"""The store's duty tables: copies' sources, label changes and acknowledgements, destruction
+records, investigations, visits and the registers.
+
+A duty's writes go in one transaction with their outbox rows, inventory entries and audit
+records (:meth:`DutiesStore.commit`); a write that must not race (a label change) is a
+conditional update that raises ``ConflictError`` when the row moved on meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from gsomia.errors import ConflictError
+from gsomia.store import _tables as t
+from gsomia.store._federation import OutboxRow
+from gsomia.store._store import AuditRow, ItemRow, NewItem, Store
+
+__all__ = [
+    "DestructionRow",
+    "DutiesStore",
+    "IncidentRow",
+    "LabelAckRow",
+    "LabelChangeRow",
+    "Op",
+    "VisitRow",
+]
+
+Op = Callable[[Connection], None]
+InventoryEntry = tuple[str, int, str, str | None, str | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelChangeRow:
+    item_id: str
+    version: int
+    kind: str
+    classification: str | None
+    reason: str
+    at_us: int
+    jws: str
+    applied_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelAckRow:
+    item_id: str
+    version: int
+    party: str
+    state: str
+    at_us: int | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DestructionRow:
+    item_id: str
+    holder: str
+    at_us: int
+    actor: str
+    witness: str
+    method: str
+    jws: str
+    sent_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    id: str
+    item_id: str
+    originator: str
+    holder: str
+    nature: str
+    state: str
+    steps: str
+    jws: str
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRow:
+    id: str
+    person_id: str
+    highest: str
+    starts_us: int
+    ends_us: int
+    purpose: str
+    authorised_by: str
+
+
+def _values(row: object) -> dict[str, object]:
+    return {name: getattr(row, name) for name in row.__slots__}  # type: ignore[attr-defined]
+
+
+class DutiesStore:
+    """Duty tables over a :class:`Store`'s engine and transactions."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def commit(
+        self,
+        *,
+        items: Sequence[NewItem] = (),
+        ops: Sequence[Op] = (),
+        outbox: Sequence[object] = (),
+        inventory: Sequence[InventoryEntry] = (),
+        audit: Sequence[AuditRow] = (),
+    ) -> list[int]:
+        """New items, then each op, outbox rows, inventory and audit: one transaction."""
+        with self.store._begin() as conn:
+            seqs = self.store._insert_items(conn, items) if items else []
+            for op in ops:
+                op(conn)
+            if outbox:
+                conn.execute(
+                    insert(t.outbox), [{k: v for k, v in _values(r).items() if k != "seq"} for r in outbox]
+                )
+            self.store._inventory(conn, inventory, {})
+            self.store._audit(conn, audit)
+            return seqs
+
+    # --- ops: writes for commit() ---
+
+    @staticmethod
+    def link_sources(item_id: str, sources: Sequence[tuple[str, str]]) -> Op:
+        def run(conn: Connection) -> None:
+            seq = conn.execute(select(t.items.c.seq).where(t.items.c.id == item_id)).scalar_one()
+            conn.execute(
+                insert(t.item_sources),
+                [{"item_seq": seq, "source_id": s, "kind": k} for s, k in sources],
+            )
+
+        return run
+
+    @staticmethod
+    def relabel(
+        item_id: str,
+        expected_version: int,
+        version: int,
+        label: str,
+        classification: str,
+        payload: bytes,
+        origin_jws: bytes | None,
+    ) -> Op:
+        """Replace label and sealed payload together, only if the item still has ``expected_version``."""
+
+        def run(conn: Connection) -> None:
+            done = conn.execute(
+                update(t.items)
+                .where(
+                    and_(
+                        t.items.c.id == item_id,
+                        t.items.c.label_version == expected_version,
+                        t.items.c.state == "held",
+                    )
+                )
+                .values(
+                    label=label,
+                    classification=classification,
+                    label_version=version,
+                    payload=payload,
+                    origin_jws=origin_jws,
+                )
+            ).rowcount
+            if not done:
+                raise ConflictError(f"item {item_id} changed meanwhile (label version {expected_version})")
+
+        return run
+
+    @staticmethod
+    def withdraw(item_id: str, state: str) -> Op:
+        """The item is destroyed or recalled: the payload and the signed copy go, the record stays."""
+
+        def run(conn: Connection) -> None:
+            done = conn.execute(
+                update(t.items)
+                .where(and_(t.items.c.id == item_id, t.items.c.state == "held"))
+                .values(state=state, payload=b"", origin_jws=None)
+            ).rowcount
+            if not done:
+                raise ConflictError(f"item {item_id} is no longer held here")
+
+        return run
+
+    @staticmethod
+    def put(table_name: str, row: object, *, replace_keys: Sequence[str] = ()) -> Op:
+        """Insert ``row`` (a row dataclass or a dict) into a duty table, after deleting the row with
+        the same ``replace_keys``."""
+        table = t.metadata.tables[table_name]
+        values = dict(row) if isinstance(row, dict) else _values(row)
+
+        def run(conn: Connection) -> None:
+            if replace_keys:
+                conn.execute(table.delete().where(and_(*(table.c[k] == values[k] for k in replace_keys))))
+            conn.execute(insert(table), values)
+
+        return run
+
+    @staticmethod
+    def ack(item_id: str, version: int, party: str, state: str, at_us: int, detail: str) -> Op:
+        """A holder's acknowledgement settles its pending row (a late or repeated one changes nothing)."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.label_acks)
+                .where(
+                    and_(
+                        t.label_acks.c.item_id == item_id,
+                        t.label_acks.c.version == version,
+                        t.label_acks.c.party == party,
+                    )
+                )
+                .values(state=state, at_us=at_us, detail=detail)
+            )
+
+        return run
+
+    @staticmethod
+    def bump_version(item_id: str, expected_version: int, version: int) -> Op:
+        """A new label version with the label unchanged (the originator's own item, after a recall)."""
+
+        def run(conn: Connection) -> None:
+            done = conn.execute(
+                update(t.items)
+                .where(and_(t.items.c.id == item_id, t.items.c.label_version == expected_version))
+                .values(label_version=version)
+            ).rowcount
+            if not done:
+                raise ConflictError(f"item {item_id} changed meanwhile (label version {expected_version})")
+
+        return run
+
+    @staticmethod
+    def cancel(msg_id: str, reason: str, at_us: int) -> Op:
+        """A queued message that must not leave any more: undeliverable, with the reason."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.outbox)
+                .where(and_(t.outbox.c.msg_id == msg_id, t.outbox.c.state == "pending"))
+                .values(state="undeliverable", last_error=reason, updated_us=at_us)
+            )
+
+        return run
+
+    @staticmethod
+    def replace_envelope(msg_id: str, envelope: str) -> Op:
+        """A queued release re-sealed (same message id) after its item's label changed."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.outbox)
+                .where(and_(t.outbox.c.msg_id == msg_id, t.outbox.c.state == "pending"))
+                .values(envelope=envelope)
+            )
+
+        return run
+
+    @staticmethod
+    def mark_sent(item_id: str, holder: str, at_us: int) -> Op:
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(t.destructions)
+                .where(and_(t.destructions.c.item_id == item_id, t.destructions.c.holder == holder))
+                .values(sent_us=at_us)
+            )
+
+        return run
+
+    # --- reads ---
+
+    def derived_from(self, source_id: str) -> list[tuple[str, str]]:
+        """(item id, kind) of the copies and derivatives made directly from ``source_id``."""
+        query = (
+            select(t.items.c.id, t.item_sources.c.kind)
+            .join(t.items, t.items.c.seq == t.item_sources.c.item_seq)
+            .where(t.item_sources.c.source_id == source_id)
+            .order_by(t.items.c.seq)
+        )
+        with self.store._read() as conn:
+            return [(r[0], r[1]) for r in conn.execute(query)]
+
+    def sources_of(self, item_id: str) -> list[tuple[str, str]]:
+        query = (
+            select(t.item_sources.c.source_id, t.item_sources.c.kind)
+            .join(t.items, t.items.c.seq == t.item_sources.c.item_seq)
+            .where(t.items.c.id == item_id)
+            .order_by(t.item_sources.c.source_id)
+        )
+        with self.store._read() as conn:
+            return [(r[0], r[1]) for r in conn.execute(query)]
+
+    def sent_to(self, item_id: str) -> list[tuple[str, str]]:
+        """(next hop, final recipient) for each delivery of ``item_id`` from this node."""
+        query = (
+            select(t.inventory.c.party, t.inventory.c.detail)
+            .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
+            .where(and_(t.items.c.id == item_id, t.inventory.c.kind == "sent"))
+            .order_by(t.inventory.c.seq)
+        )
+        with self.store._read() as conn:
+            rows = conn.execute(query).all()
+        out: list[tuple[str, str]] = []
+        for party, detail in rows:
+            pair = (str(party), str(json.loads(detail).get("final_recipient") or party))
+            if pair not in out:
+                out.append(pair)
+        return out
+
+    def pending_releases(self, item_id: str) -> list[OutboxRow]:
+        """Releases of ``item_id`` queued here and not yet delivered."""
+        query = select(t.outbox).where(
+            and_(t.outbox.c.state == "pending", t.outbox.c.kind == "item", t.outbox.c.item_id == item_id)
+        )
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+
+    def label_changes(self, item_id: str) -> list[LabelChangeRow]:
+        query = select(t.label_changes).where(t.label_changes.c.item_id == item_id)
+        with self.store._read() as conn:
+            return [
+                LabelChangeRow(**r._mapping) for r in conn.execute(query.order_by(t.label_changes.c.version))
+            ]
+
+    def acks(self, item_id: str) -> list[LabelAckRow]:
+        query = select(t.label_acks).where(t.label_acks.c.item_id == item_id)
+        with self.store._read() as conn:
+            return [
+                LabelAckRow(**r._mapping)
+                for r in conn.execute(query.order_by(t.label_acks.c.version, t.label_acks.c.party))
+            ]
+
+    def all_acks(self) -> list[LabelAckRow]:
+        with self.store._read() as conn:
+            return [LabelAckRow(**r._mapping) for r in conn.execute(select(t.label_acks))]
+
+    def pending_acks(self) -> list[LabelAckRow]:
+        query = select(t.label_acks).where(t.label_acks.c.state == "pending")
+        with self.store._read() as conn:
+            return [
+                LabelAckRow(**r._mapping)
+                for r in conn.execute(query.order_by(t.label_acks.c.item_id, t.label_acks.c.version))
+            ]
+
+    def destruction(self, item_id: str, holder: str) -> DestructionRow | None:
+        query = select(t.destructions).where(
+            and_(t.destructions.c.item_id == item_id, t.destructions.c.holder == holder)
+        )
+        with self.store._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else DestructionRow(**row._mapping)
+
+    def destructions(self, item_id: str | None = None) -> list[DestructionRow]:
+        query = select(t.destructions)
+        if item_id is not None:
+            query = query.where(t.destructions.c.item_id == item_id)
+        with self.store._read() as conn:
+            return [
+                DestructionRow(**r._mapping) for r in conn.execute(query.order_by(t.destructions.c.at_us))
+            ]
+
+    def incident(self, incident_id: str) -> IncidentRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id)).one_or_none()
+        return None if row is None else IncidentRow(**row._mapping)
+
+    def incidents(self) -> list[IncidentRow]:
+        with self.store._read() as conn:
+            return [
+                IncidentRow(**r._mapping)
+                for r in conn.execute(select(t.incidents).order_by(t.incidents.c.updated_us))
+            ]
+
+    def visits_of(self, person_id: str) -> list[VisitRow]:
+        query = select(t.visits).where(t.visits.c.person_id == person_id).order_by(t.visits.c.starts_us)
+        with self.store._read() as conn:
+            return [VisitRow(**r._mapping) for r in conn.execute(query)]
+
+    def visits(self) -> list[VisitRow]:
+        with self.store._read() as conn:
+            return [
+                VisitRow(**r._mapping) for r in conn.execute(select(t.visits).order_by(t.visits.c.starts_us))
+            ]
+
+    def authorities(self, party: str | None = None) -> list[dict[str, object]]:
+        query = select(t.authorities)
+        if party is not None:
+            query = query.where(t.authorities.c.party == party)
+        with self.store._read() as conn:
+            rows = conn.execute(query.order_by(t.authorities.c.party, t.authorities.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    def rules(self, party: str | None = None) -> list[dict[str, object]]:
+        query = select(t.national_rules)
+        if party is not None:
+            query = query.where(t.national_rules.c.party == party)
+        with self.store._read() as conn:
+            rows = conn.execute(query.order_by(t.national_rules.c.party, t.national_rules.c.version))
+            return [dict(r._mapping) for r in rows]
+
+    def last_rules_version(self, party: str) -> int:
+        with self.store._read() as conn:
+            found = conn.execute(
+                select(func.max(t.national_rules.c.version)).where(t.national_rules.c.party == party)
+            ).scalar_one()
+        return int(found or 0)
+
+    def flags(self, item_id: str | None = None) -> list[dict[str, object]]:
+        query = select(t.item_flags)
+        if item_id is not None:
+            query = query.where(t.item_flags.c.item_id == item_id)
+        with self.store._read() as conn:
+            rows = conn.execute(query.order_by(t.item_flags.c.at_us, t.item_flags.c.item_id))
+            return [dict(r._mapping) for r in rows]
+
+    def items_where(self, *, originator: str | None = None, state: str | None = None) -> list[ItemRow]:
+        """Item rows without payloads (for reports and flags): a full scan, in ``seq`` order."""
+        columns = [c for c in t.items.c if c.name not in ("payload", "origin_jws")]
+        query = select(*columns)
+        if originator is not None:
+            query = query.where(t.items.c.originator == originator)
+        if state is not None:
+            query = query.where(t.items.c.state == state)
+        with self.store._read() as conn:
+            return [ItemRow(**r._mapping, payload=b"") for r in conn.execute(query.order_by(t.items.c.seq))]
+
+    def sent_by_party(self) -> dict[str, list[tuple[str, str]]]:
+        """Per final recipient: (item id, next hop) for every item this node sent."""
+        query = (
+            select(t.items.c.id, t.inventory.c.party, t.inventory.c.detail)
+            .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
+            .where(t.inventory.c.kind == "sent")
+            .order_by(t.inventory.c.seq)
+        )
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self.store._read() as conn:
+            for item_id, hop, detail in conn.execute(query):
+                final = str(json.loads(detail).get("final_recipient") or hop)
+                for party in {hop, final}:
+                    pair = (str(item_id), str(hop))
+                    if pair not in out.setdefault(party, []):
+                        out[party].append(pair)
+        return out

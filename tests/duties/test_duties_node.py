@@ -1,0 +1,185 @@
+"""The duties at one node, on SQLite and PostgreSQL: copies, visits, registers, termination."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.node_fixtures import add, jpn_label, kor_label
+
+from gsomia.core.access import Person
+from gsomia.errors import (
+    AccessDenied,
+    ConflictError,
+    InvalidInputError,
+    ItemGoneError,
+    LabelError,
+    UnknownNameError,
+)
+from gsomia.node import Node
+from gsomia.store import ItemFilter
+from gsomia.testing import FakeClock
+
+GSOMIA = "kor-jpn-gsomia-2016"
+
+
+def _received(node: Node, item_id: str, **label: object) -> None:
+    node.ingest(
+        None,
+        label=kor_label(**label),
+        payload=json.dumps({"id": item_id}).encode(),
+        item_id=item_id,
+        received_from="KOR",
+        agreement=GSOMIA,
+    )
+
+
+def test_a_derivative_takes_the_strictest_label_and_is_counted_in_each_source(
+    jpn_node: Node, people: dict[str, Person]
+) -> None:
+    _received(jpn_node, "k1")
+    _received(
+        jpn_node, "k2", classification="군사III급비밀", releasable_to=["JPN", "USA"], caveats=["G2G-ONLY"]
+    )
+    derived = jpn_node.duties.derive(
+        people["tanaka"], "derivative", ["k1", "k2"], payload=b'{"summary": 1}', item_id="k-sum"
+    )
+    assert derived.label.originator == "KOR"
+    assert derived.label.classification == "군사II급비밀"  # the higher of the two
+    assert derived.label.releasable_to == frozenset({"JPN"})  # only where both may go
+    assert derived.label.caveats == frozenset({"G2G-ONLY"})  # every caveat of every source
+    assert derived.label.alternative_for("JPN").classification == "極秘"  # type: ignore[union-attr]
+    item, payload = jpn_node.read(people["tanaka"], "k-sum")
+    assert (item.label, payload) == (derived.label, b'{"summary": 1}')
+    assert [r.kind for r in jpn_node.inventory(people["tanaka"], "k1")] == ["received", "derivative"]
+    assert [r.kind for r in jpn_node.inventory(people["tanaka"], "k-sum")] == ["derived"]
+    copy = jpn_node.duties.derive(people["tanaka"], "copy", ["k2"], item_id="k2-copy")
+    assert jpn_node.read(people["tanaka"], "k2-copy")[1] == b'{"id": "k2"}'  # a copy reuses the payload
+    assert copy.label.classification == "군사III급비밀"
+
+
+def test_derivations_refused_with_nothing_stored(jpn_node: Node, people: dict[str, Person]) -> None:
+    _received(jpn_node, "k1")
+    jpn_node.ingest(people["tanaka"], label=jpn_label(), payload=b"{}", item_id="j1")
+    before = jpn_node.store.count_items()
+    with pytest.raises(AccessDenied, match="clearance"):  # an under-cleared person makes no copy
+        jpn_node.duties.derive(people["sato"], "copy", ["k1"])
+    with pytest.raises(LabelError, match="same originator"):
+        jpn_node.duties.derive(people["tanaka"], "derivative", ["k1", "j1"], payload=b"{}")
+    with pytest.raises(LabelError, match="exactly one source"):
+        jpn_node.duties.derive(people["tanaka"], "copy", ["k1", "j1"])
+    with pytest.raises(InvalidInputError, match="needs its own payload"):
+        jpn_node.duties.derive(people["tanaka"], "translation", ["k1"])
+    with pytest.raises(InvalidInputError, match="copy, translation or derivative"):
+        jpn_node.duties.derive(people["tanaka"], "photocopy", ["k1"])
+    assert jpn_node.store.count_items() == before
+    refused = [r for r in jpn_node.store.audit(kind="item.derive") if r.outcome == "refused"]
+    assert len(refused) == 5
+
+
+def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
+    jpn_node: Node, people: dict[str, Person], clock: FakeClock
+) -> None:
+    visitor = add(jpn_node, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
+    _received(jpn_node, "k-secret")
+    _received(jpn_node, "k-conf", classification="군사III급비밀")
+    jpn_node.read(visitor, "k-secret")  # not yet a visitor: the ordinary rules
+    with pytest.raises(AccessDenied, match="role"):
+        jpn_node.duties.authorise_visit(
+            people["sato"], "kim", highest="秘", starts=clock.now, ends=clock.now, purpose="x"
+        )
+    with pytest.raises(UnknownNameError):
+        jpn_node.duties.authorise_visit(
+            None,
+            "kim",
+            highest="군사II급비밀",
+            starts=clock.now,
+            ends=clock.now + timedelta(hours=2),
+            purpose="x",
+        )
+    with pytest.raises(InvalidInputError, match="ends after it starts"):
+        jpn_node.duties.authorise_visit(
+            None, "kim", highest="秘", starts=clock.now, ends=clock.now, purpose="x"
+        )
+    visit = jpn_node.duties.authorise_visit(
+        None, "kim", highest="秘", starts=clock.now, ends=clock.now + timedelta(hours=2), purpose="liaison"
+    )
+    assert visit["highest"] == "秘"
+    jpn_node.read(visitor, "k-conf")
+    with pytest.raises(AccessDenied, match=r"visit \w+ allows up to 秘"):
+        jpn_node.read(visitor, "k-secret")
+    page = jpn_node.list_items(visitor, ItemFilter())
+    assert ([i.id for i in page.items], page.withheld) == (["k-conf"], 1)
+    clock.advance(hours=2)
+    with pytest.raises(AccessDenied, match="no visit in force"):
+        jpn_node.read(visitor, "k-conf")
+    jpn_node.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
+
+
+def test_a_recorded_rules_change_flags_the_affected_items(jpn_node: Node, people: dict[str, Person]) -> None:
+    _received(jpn_node, "k-secret")
+    _received(jpn_node, "k-conf", classification="군사III급비밀")
+    jpn_node.ingest(people["tanaka"], label=jpn_label(classification="秘"), payload=b"{}", item_id="j-conf")
+    authority = jpn_node.duties.add_authority(
+        None, "jpn", "mod", "Ministry of Defense", "competent authority"
+    )
+    assert authority["party"] == "JPN"
+    with pytest.raises(ConflictError):
+        jpn_node.duties.add_authority(None, "JPN", "mod", "again", "")
+    with pytest.raises(UnknownNameError):
+        jpn_node.duties.record_rules(
+            None, "JPN", title="t", summary="", levels=["TOP"], effective=datetime(2024, 4, 1, tzinfo=UTC)
+        )
+    rules = jpn_node.duties.record_rules(
+        None,
+        "JPN",
+        title="Act on the Protection of Specially Designated Secrets, amended",
+        summary="storage rules for 秘",
+        levels=["hi"],  # the romanised alias works too
+        effective=datetime(2024, 4, 1, tzinfo=UTC),
+    )
+    assert (rules["version"], rules["levels"], sorted(rules["flagged"])) == (1, ["秘"], ["j-conf", "k-conf"])
+    again = jpn_node.duties.record_rules(
+        None,
+        "KOR",
+        title="Military secrets rules",
+        summary="",
+        levels=[],
+        effective=datetime(2024, 5, 1, tzinfo=UTC),
+    )
+    assert (again["version"], sorted(again["flagged"])) == (1, ["k-conf", "k-secret"])
+    assert {(f["item_id"], f["party"]) for f in jpn_node.duties.flags()} == {
+        ("j-conf", "JPN"),
+        ("k-conf", "JPN"),
+        ("k-conf", "KOR"),
+        ("k-secret", "KOR"),
+    }
+    assert [a["id"] for a in jpn_node.duties.authorities("JPN")] == ["mod"]
+    assert [r["version"] for r in jpn_node.duties.rules("JPN")] == [1]
+
+
+def test_after_termination_protection_and_duties_go_on_and_the_report_lists_what_is_held(
+    jpn_node: Node, people: dict[str, Person], clock: FakeClock
+) -> None:
+    _received(jpn_node, "k1")
+    _received(jpn_node, "k2")
+    officer = add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
+    gsomia = jpn_node.catalogue.agreement(GSOMIA).what_if(without=["2019-11-22-notice-suspended"])
+    ended = Node(jpn_node.config, catalogue=jpn_node.catalogue.replacing(gsomia), clock=clock)
+    try:
+        assert not gsomia.state_at(clock.now).in_force
+        with pytest.raises(AccessDenied):  # access checks unchanged: still refused to the under-cleared
+            ended.read(people["sato"], "k1")
+        ended.read(people["tanaka"], "k1")  # and still allowed to the cleared
+        ended.duties.destroy(officer, "k2", method="shredding", witness="tanaka", reason="purpose ended")
+        with pytest.raises(ItemGoneError):
+            ended.read(people["tanaka"], "k2")
+        report = ended.duties.termination_report(officer)
+        kor = next(p for p in report["partners"] if p["party"] == "KOR")
+        assert {a["agreement"]: a["in_force"] for a in kor["agreements"]}[GSOMIA] is False
+        assert [(i["item"], i["status"]) for i in kor["held_here"]] == [("k1", "held"), ("k2", "destroyed")]
+        with pytest.raises(AccessDenied, match="role"):
+            ended.duties.termination_report(people["tanaka"])
+    finally:
+        ended.close()
