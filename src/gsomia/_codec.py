@@ -19,12 +19,13 @@ from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.parties import Party
 from gsomia.core.policy import ReleaseDecision
-from gsomia.errors import GsomiaError, LabelError
+from gsomia.errors import GsomiaError, InvalidInputError, LabelError
 
 __all__ = [
     "agreement_json",
     "canonical",
     "decision_json",
+    "instant_from_json",
     "label_from_dict",
     "label_to_dict",
     "party_json",
@@ -259,3 +260,16 @@ def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
             "agreement": marking.agreement,
         },
     }
+
+
+def instant_from_json(value: Any, what: str) -> datetime:
+    """An aware instant from its ISO 8601 text in a signed message; ``what`` names the field in errors."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what}: expected an ISO 8601 instant")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: {value!r} is not ISO 8601") from exc
+    if at.utcoffset() is None:
+        raise InvalidInputError(f"{what}: no UTC offset")
+    return at

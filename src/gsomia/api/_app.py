@@ -25,7 +25,6 @@ from gsomia._codec import (
     agreement_json,
     decision_json,
     label_from_dict,
-    label_to_dict,
     person_to_dict,
     state_json,
 )
@@ -36,7 +35,7 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
-from gsomia.node._service import Item, Node
+from gsomia.node._service import Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
 from gsomia.taxii._server import taxii_router
 from gsomia.ui import SESSION_COOKIE, ui_router
@@ -81,19 +80,6 @@ class _BodyLimit:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _item_out(item: Item) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "label": label_to_dict(item.label),
-        "received_from": item.received_from,
-        "agreement": item.agreement,
-        "ingested": item.ingested.isoformat(),
-        "ingested_by": item.ingested_by,
-        "payload_type": item.payload_type,
-        "payload_size": item.payload_size,
-    }
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
@@ -253,7 +239,7 @@ def create_app(
             agreement=body.agreement,
         )
         response.headers["Location"] = f"/items/{item.id}"
-        return _item_out(item)
+        return m.item_out(item)
 
     @app.get("/items", response_model=m.PageOut, tags=["items"])
     def list_items(
@@ -280,7 +266,7 @@ def create_app(
         )
         page = node.list_items(person, where, cursor, limit)
         return {
-            "items": [_item_out(i) for i in page.items],
+            "items": [m.item_out(i) for i in page.items],
             "next_cursor": page.next_cursor,
             "withheld": page.withheld,
         }
@@ -289,7 +275,7 @@ def create_app(
     def read_item(item_id: str, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
         item, payload = node.read(person, item_id)
-        out = _item_out(item)
+        out = m.item_out(item)
         if item.payload_type == "json":
             out["payload"] = json.loads(payload)
         else:

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from gsomia._codec import label_to_dict
+from gsomia.api._models import item_out
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
-from gsomia.node._service import Item, Node
+from gsomia.node._service import Node
 from gsomia.store._duties import LabelChangeRow
 
 __all__ = ["duties_router"]
@@ -90,19 +90,6 @@ class RulesIn(_In):
     effective: str
 
 
-def _item_json(item: Item) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "label": label_to_dict(item.label),
-        "received_from": item.received_from,
-        "agreement": item.agreement,
-        "ingested": item.ingested.isoformat(),
-        "ingested_by": item.ingested_by,
-        "payload_type": item.payload_type,
-        "payload_size": item.payload_size,
-    }
-
-
 def _change_json(row: LabelChangeRow) -> dict[str, Any]:
     return {
         "item": row.item_id,
@@ -145,7 +132,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         item = duties.derive(
             person, body.kind, [item_id, *body.also], payload=payload, payload_type=kind, item_id=body.id
         )
-        return _item_json(item)
+        return item_out(item)
 
     @router.post("/items/{item_id}/reclassify", status_code=202)
     def reclassify(item_id: str, body: ReclassifyIn, person: Caller) -> dict[str, Any]:

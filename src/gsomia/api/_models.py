@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gsomia._codec import label_to_dict
+
+if TYPE_CHECKING:
+    from gsomia.node import Item
 
 
 class _In(BaseModel):
@@ -261,3 +266,17 @@ class ConsentRequestOut(BaseModel):
     reason: str
     state: str
     answer: str | None
+
+
+def item_out(item: Item) -> dict[str, Any]:
+    """An item's metadata as the API returns it (``ItemOut``), never its payload."""
+    return {
+        "id": item.id,
+        "label": label_to_dict(item.label),
+        "received_from": item.received_from,
+        "agreement": item.agreement,
+        "ingested": item.ingested.isoformat(),
+        "ingested_by": item.ingested_by,
+        "payload_type": item.payload_type,
+        "payload_size": item.payload_size,
+    }

@@ -18,7 +18,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical
+from gsomia._codec import canonical, instant_from_json
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
 from gsomia.core.investigation import (
     IncidentNature,
@@ -45,18 +45,6 @@ __all__ = [
 ]
 
 DUTY_KIND = "duty"
-
-
-def _instant(value: Any, what: str) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{what}: expected an ISO 8601 instant")
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInputError(f"{what}: {value!r} is not ISO 8601") from exc
-    if at.utcoffset() is None:
-        raise InvalidInputError(f"{what}: no UTC offset")
-    return at
 
 
 def _str(data: dict[str, Any], name: str, what: str) -> str:
@@ -119,7 +107,7 @@ def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None]:
         kind,
         classification,
         _str(data, "reason", "label-change"),
-        _instant(data.get("at"), "label-change.at"),
+        instant_from_json(data.get("at"), "label-change.at"),
     )
     return change, origin
 
@@ -147,7 +135,7 @@ def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime]:
         _str(data, "holder", "label-ack"),
         _str(data, "status", "label-ack"),
         _int(data, "copies", "label-ack"),
-        _instant(data.get("at"), "label-ack.at"),
+        instant_from_json(data.get("at"), "label-ack.at"),
     )
 
 
@@ -184,7 +172,7 @@ def parse_destruction(data: dict[str, Any]) -> DestructionRecord:
             _str(data, "witness", "destruction-record"),
             method,
             _str(data, "reason", "destruction-record"),
-            _instant(data.get("at"), "destruction-record.at"),
+            instant_from_json(data.get("at"), "destruction-record.at"),
         )
     except GsomiaError as exc:
         raise InvalidInputError(f"destruction-record: {exc}") from exc
@@ -205,7 +193,7 @@ def destruction_request_content(item: str, originator: str, holder: str, at: dat
 
 def parse_destruction_request(data: dict[str, Any]) -> tuple[str, str, str]:
     """(item, originator, holder)."""
-    _instant(data.get("at"), "destruction-request.at")
+    instant_from_json(data.get("at"), "destruction-request.at")
     return (
         _str(data, "item", "destruction-request"),
         _str(data, "originator", "destruction-request"),
@@ -249,7 +237,7 @@ def parse_steps(raw: Any) -> tuple[InvestigationStep, ...]:
         steps.append(
             InvestigationStep(
                 state,
-                _instant(entry.get("at"), "incident.steps.at"),
+                instant_from_json(entry.get("at"), "incident.steps.at"),
                 _str(entry, "by", "incident.steps"),
                 _str(entry, "text", "incident.steps"),
             )

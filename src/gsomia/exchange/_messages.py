@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical, label_from_dict, label_to_dict
+from gsomia._codec import canonical, instant_from_json, label_from_dict, label_to_dict
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind
@@ -113,18 +113,6 @@ def consent_content(consent: Consent, consent_id: str) -> bytes:
     ).encode()
 
 
-def _instant(value: Any, what: str) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{what}: expected an ISO 8601 instant")
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInputError(f"{what}: {value!r} is not ISO 8601") from exc
-    if at.utcoffset() is None:
-        raise InvalidInputError(f"{what}: no UTC offset")
-    return at
-
-
 def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
     """(consent id, consent); the signer must be the originator the consent speaks for."""
     data = _json(content, "consent")
@@ -142,12 +130,12 @@ def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
         kind=kind,
         originator=originator,
         recipient=_str(data, "recipient", "consent"),
-        given_at=_instant(data.get("given_at"), "consent.given_at"),
+        given_at=instant_from_json(data.get("given_at"), "consent.given_at"),
         reference=_str(data, "reference", "consent"),
         item=_str(data, "item", "consent", optional=True),
         holder=_str(data, "holder", "consent", optional=True),
         hub=_str(data, "hub", "consent", optional=True),
-        expires=None if expires is None else _instant(expires, "consent.expires"),
+        expires=None if expires is None else instant_from_json(expires, "consent.expires"),
     )
     return _str(data, "id", "consent"), consent
 
