@@ -205,7 +205,7 @@ def create_app(
         "Every error is an RFC 9457 problem document.",
         responses={
             code: {"model": m.Problem, "content": {"application/problem+json": {}}}
-            for code in (401, 403, 404, 409, 413, 422)
+            for code in (400, 401, 403, 404, 409, 411, 413, 422)
         },
     )
     install(app, node.record_refusal)

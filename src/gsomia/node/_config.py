@@ -99,8 +99,8 @@ def load_config(directory: Path) -> NodeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: no node here ({exc.strerror}); run 'gsomia node init' first") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML (UTF-8): {exc}") from exc
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: missing the [node] table")
