@@ -1,0 +1,281 @@
+"""A partner down for a while, and a partition, while an agreement ends: real node processes on loopback.
+
+Both nodes serve as processes (``gsomia node serve``; KOR delivers from its own sender loop)
+and are driven through their HTTP API as a release officer would. Besides the shipped
+GSOMIA, KOR and JPN share a drill agreement (data files in each node's ``data_dirs``,
+purpose ``fault-drill``) that ends a few seconds into the test: items under GSOMIA wait for
+JPN and arrive; items under the drill that were still queued when it ended never arrive,
+and KOR's outbox, in its API and its CLI, says why.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.reliability.livenet import SUMMARIES
+from tests.reliability.processes import Partition, count, serve, stop, wait_for
+
+from gsomia import network
+from gsomia.node import Node, init_node_dir, load_config
+from gsomia.node._config import set_endpoint
+from gsomia.store import ItemFilter
+
+DRILL = "kor-jpn-drill"
+UNDELIVERABLE = ["--state", "undeliverable", "--json"]
+
+
+def _drill_file(start: datetime, end: datetime | None) -> str:
+    ended = (
+        f"""
+[[agreement.events]]
+id = "ended"
+kind = "terminated"
+at = {end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+reference = "ended by both parties during the drill"
+"""
+        if end is not None
+        else ""
+    )
+    return f"""
+[agreement]
+id = "{DRILL}"
+title = "KOR-JPN fault drill"
+parties = ["KOR", "JPN"]
+topology = "bilateral"
+timezone = "UTC"
+purposes = ["fault-drill"]
+
+[agreement.scope]
+all_military_information = true
+
+[agreement.term]
+initial = "P1Y"
+renewal = "P1Y"
+notice_days = 90
+
+[[agreement.equivalence]]
+levels = {{ JPN = "秘", KOR = "군사III급비밀" }}
+
+[[agreement.events]]
+id = "signed"
+kind = "signed"
+at = {start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+reference = "drill signed"
+
+[[agreement.events]]
+id = "in-force"
+kind = "entered_into_force"
+at = {start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+reference = "drill in force"
+{ended}"""
+
+
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+
+
+def _drill_net(root: Path) -> list[network.NetNode]:
+    """KOR, JPN (and USA) sharing the drill agreement, in force and with no end yet."""
+    for party in ("KOR", "JPN"):
+        data = root / f"drill-{party.lower()}"
+        data.mkdir(parents=True)
+        (data / f"{DRILL}.toml").write_text(_drill_file(START, None), encoding="utf-8")
+        config = init_node_dir(root / "net" / party.lower(), party)
+        path = config.directory / "node.toml"
+        text = path.read_text(encoding="utf-8").replace("data_dirs = []", f'data_dirs = ["{data}"]')
+        path.write_text(text, encoding="utf-8")
+    return network.build(root / "net")
+
+
+def _drill_ends(root: Path, seconds: float, *, kor_knows_the_end: bool = True) -> datetime:
+    """Record the drill's end ``seconds`` from now (read by the nodes when they start); KOR may not hear."""
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    for party, knows in (("kor", kor_knows_the_end), ("jpn", True)):
+        path = root / f"drill-{party}" / f"{DRILL}.toml"
+        path.write_text(_drill_file(START, end if knows else None), encoding="utf-8")
+    return end
+
+
+def _officer(member: network.NetNode) -> httpx.Client:
+    tokens = json.loads((member.directory / "tokens.json").read_text(encoding="utf-8"))
+    return httpx.Client(
+        base_url=member.endpoint, headers={"Authorization": f"Bearer {tokens['officer']}"}, timeout=10
+    )
+
+
+def _release(api: httpx.Client, item_id: str, purpose: str) -> None:
+    label = {
+        "originator": "KOR",
+        "classification": "군사III급비밀",
+        "releasable_to": ["JPN"],
+        "purpose": purpose,
+        "topics": ["dprk-missile"],
+        "created": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+    }
+    created = api.post("/items", json={"id": item_id, "label": label, "payload": {"track": item_id}})
+    assert created.status_code == 201, created.text
+    released = api.post(f"/items/{item_id}/release", json={"recipient": "JPN", "purpose": purpose})
+    assert released.status_code == 202, released.text
+
+
+def _outbox(api: httpx.Client) -> dict[str, dict[str, Any]]:
+    response = api.get("/outbox", params={"limit": 1000})
+    assert response.status_code == 200, response.text
+    return {e["item_id"]: e for e in response.json() if e["kind"] == "item"}
+
+
+def _sleep_until(instant: datetime) -> None:
+    time.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
+
+
+def _received_at(directory: Path) -> dict[str, datetime]:
+    jpn = Node(load_config(directory))
+    try:
+        return {
+            row.id: datetime.fromtimestamp(r.at_us / 1e6, UTC)
+            for row in jpn.store.list_items(ItemFilter(), 0, 100)
+            for r in jpn.store.inventory(row.id)
+            if r.kind == "received"
+        }
+    finally:
+        jpn.close()
+
+
+def test_a_partner_down_gets_the_queue_when_back_unless_the_agreement_ended_meanwhile(tmp_path: Path) -> None:
+    members = _drill_net(tmp_path)
+    kor_m, jpn_m = members[0], members[1]
+    end = _drill_ends(tmp_path, 4)
+    kor = serve(kor_m, sender=True)
+    jpn = None
+    try:
+        with _officer(kor_m) as api:
+            for n in range(3):
+                _release(api, f"g{n}", "threat-assessment")  # under GSOMIA, which stays in force
+                _release(api, f"d{n}", "fault-drill")  # under the drill, which ends while JPN is down
+            wait_for(
+                lambda: all(e["attempts"] > 0 for e in _outbox(api).values()), 20, "a first attempt each"
+            )
+            waiting = _outbox(api)
+            assert {e["state"] for e in waiting.values()} == {"pending"}
+            assert all("ConnectError" in e["last_error"] for e in waiting.values())  # JPN is down: why
+            _sleep_until(end + timedelta(seconds=1))
+            jpn = serve(jpn_m)
+            wait_for(
+                lambda: all(e["state"] != "pending" for e in _outbox(api).values()), 40, "the queue settling"
+            )
+            settled = _outbox(api)
+        cli = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+            [sys.executable, "-m", "gsomia", "outbox", "list", "--dir", str(kor_m.directory), *UNDELIVERABLE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        stop(kor)
+        if jpn is not None:
+            stop(jpn)
+
+    assert {i: e["state"] for i, e in settled.items()} == {
+        **{f"g{n}": "delivered" for n in range(3)},
+        **{f"d{n}": "undeliverable" for n in range(3)},
+    }
+    for n in range(3):
+        reason = settled[f"d{n}"]["last_error"]
+        assert "agreement_in_force" in reason
+        assert "terminated" in reason  # decided again at the instant of sending
+    listed = {e["item_id"]: e["last_error"] for e in json.loads(cli.stdout)}
+    assert listed == {f"d{n}": settled[f"d{n}"]["last_error"] for n in range(3)}
+    held = _received_at(jpn_m.directory)
+    assert set(held) == {"g0", "g1", "g2"}
+    undeliverable = count(
+        kor_m.directory, "SELECT count(*) FROM audit_records WHERE kind = 'envelope.undeliverable'"
+    )
+    assert undeliverable == 3
+    SUMMARIES.append(
+        (
+            "partner down: JPN down while the drill agreement ended",
+            [
+                f"  queued while JPN was down: 6 items, pending: '{waiting['g0']['last_error'][:50]}'",
+                "  after JPN came back: g0-g2 (GSOMIA) delivered; d0-d2 (drill) undeliverable:",
+                f"    {settled['d0']['last_error'][:110]}",
+                "  the reason: in GET /outbox, in `gsomia outbox list`, audited (envelope.undeliverable)",
+            ],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "kor_knows_the_end",
+    [pytest.param(True, id="sender-knows", marks=pytest.mark.slow), pytest.param(False, id="sender-stale")],
+)
+def test_nothing_crosses_a_partition_after_the_agreement_ended_during_it(
+    tmp_path: Path, kor_knows_the_end: bool
+) -> None:
+    members = _drill_net(tmp_path)
+    kor_m, jpn_m = members[0], members[1]
+    link = Partition(jpn_m.port)  # KOR reaches JPN only through it
+    set_endpoint(jpn_m.directory, link.endpoint)
+    kor_node, jpn_node = Node(load_config(kor_m.directory)), Node(load_config(jpn_m.directory))
+    kor_node.exchange.register_peer(None, jpn_node.exchange.identity(), ["kor-jpn-gsomia-2016", DRILL])
+    kor_node.close()
+    jpn_node.close()
+    end = _drill_ends(tmp_path, 6, kor_knows_the_end=kor_knows_the_end)
+    jpn = serve(jpn_m)
+    kor = serve(kor_m, sender=True)
+    try:
+        with _officer(kor_m) as api:
+            _release(api, "before", "fault-drill")
+            wait_for(lambda: _outbox(api)["before"]["state"] == "delivered", 20, "delivery before the cut")
+            link.cut()
+            for n in range(3):
+                _release(api, f"during{n}", "fault-drill")
+            wait_for(
+                lambda: all(e["attempts"] > 0 for e in _outbox(api).values()),
+                20,
+                "an attempt through the cut",
+            )
+            assert all(_outbox(api)[f"during{n}"]["state"] == "pending" for n in range(3))
+            _sleep_until(end + timedelta(seconds=1))
+            link.heal()
+            wait_for(
+                lambda: all(e["state"] != "pending" for e in _outbox(api).values()), 40, "the queue settling"
+            )
+            settled = _outbox(api)
+    finally:
+        stop(kor)
+        stop(jpn)
+        link.close()
+
+    held = _received_at(jpn_m.directory)
+    assert set(held) == {"before"}  # nothing queued during the partition crossed it
+    assert all(at < end for at in held.values())  # nothing at all was delivered after the end
+    reasons = [settled[f"during{n}"]["last_error"] for n in range(3)]
+    assert {settled[f"during{n}"]["state"] for n in range(3)} == {"undeliverable"}
+    if kor_knows_the_end:
+        assert all(r.startswith("agreement_in_force") and "terminated" in r for r in reasons)
+    else:  # KOR still thought it in force and sent; JPN decided on its own side and refused
+        assert all(r.startswith("JPN refused: agreement_in_force") and "terminated" in r for r in reasons)
+        refused = count(
+            jpn_m.directory,
+            "SELECT count(*) FROM audit_records"
+            " WHERE kind = 'envelope.refused' AND detail LIKE '%terminated%'",
+        )
+        assert refused == 3
+    side = "KOR re-decided at sending" if kor_knows_the_end else "KOR (stale) sent; JPN refused"
+    SUMMARIES.append(
+        (
+            f"partition: the drill agreement ended during it ({side})",
+            [
+                "  delivered before the cut: 1; queued during it: 3; delivered after the end: 0",
+                f"    {reasons[0][:110]}",
+            ],
+        )
+    )
