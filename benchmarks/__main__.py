@@ -143,7 +143,9 @@ def _cell(text: Any) -> str:
     return str(text if text is not None else "–").replace("|", "\\|")
 
 
-def render(outcomes: list[Outcome], command: str, started: datetime, loads: tuple[str, str]) -> str:
+def render(
+    outcomes: list[Outcome], command: str, started: datetime, loads: tuple[str, str], full: bool
+) -> str:
     rows = [(o.name, r) for o in outcomes for r in o.rows]
     judged = [r for _, r in rows if r["met"] is not None]
     met = sum(1 for r in judged if r["met"])
@@ -157,6 +159,13 @@ def render(outcomes: list[Outcome], command: str, started: datetime, loads: tupl
         f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} "
         f"{platform.release()}. 1-minute load average {loads[0]} at the start and {loads[1]} at the end "
         "(anything above ~0.5 means other work shared the machine and the figures are low).",
+        "",
+        (
+            "Issue-sized runs (`--full`)."
+            if full
+            else "Modest sizes, not the issue's (`--full` runs those): a target judged only at the issue's "
+            "size shows – here, and figures at small sizes do not stand for the large ones."
+        ),
         "",
         f"Targets: {met} of {len(judged)} judged figures met. Ratios are as each target states them; "
         "a figure without a peer has no ratio. Each script's own `--json` object holds more detail, "
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     first_load = load_average()
     outcomes = [run_one(script, args.full, timeout) for script in scripts]
     command = shlex.join(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
-    text = render(outcomes, command, started, (first_load, load_average()))
+    text = render(outcomes, command, started, (first_load, load_average()), args.full)
     args.output.write_text(text, encoding="utf-8")
     failed = [o for o in outcomes if o.error]
     print(f"wrote {args.output}: {sum(len(o.rows) for o in outcomes)} rows", file=sys.stderr)

@@ -56,6 +56,7 @@ def test_every_script_is_discovered_and_its_rows_tabulated_with_the_machine(tmp_
     assert "not_a_bench" not in text
     assert "Targets: 2 of 4 judged figures met" in text
     assert "Machine:" in text
+    assert "Modest sizes, not the issue's" in text
     assert "load average" in text
     assert "python -m benchmarks --dir" in text  # the command that wrote it
 
