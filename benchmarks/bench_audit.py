@@ -121,6 +121,7 @@ import sqlalchemy
 from sqlalchemy import and_, func, or_, select, tuple_
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.audit import AuditLog, leaf_data
 from gsomia.core.merkle import (
@@ -347,6 +348,39 @@ class Row:
         if isinstance(self.gsomia, float) and isinstance(self.peer, float):
             return self.gsomia / self.peer
         return None
+
+    def as_row(self) -> dict[str, Any]:
+        """This line as a row of ``python -m benchmarks``' table (p95 where the target judges p95)."""
+        where = f"{self.measurement}, {self.backend}, {self.entries:,} entries"
+        peer_name = self.peer_name or None
+        if isinstance(self.gsomia, Timing):
+            stat = "p95" if "p95" in self.target else "median"
+            mine = self.gsomia.p95_ms if stat == "p95" else self.gsomia.median_ms
+            theirs = None
+            if isinstance(self.peer, Timing):
+                theirs = self.peer.p95_ms if stat == "p95" else self.peer.median_ms
+            ratio = theirs / mine if theirs is not None and mine > 0 else None
+            return protocol_row(
+                where,
+                mine,
+                f"ms ({stat})",
+                peer=peer_name,
+                peer_value=theirs,
+                ratio=ratio,
+                target=self.target,
+                met=self.met,
+            )
+        unit = self.measurement.rsplit("(", 1)[-1].rstrip(")") if self.measurement.endswith(")") else ""
+        return protocol_row(
+            where,
+            self.gsomia if self.gsomia is not None else float("nan"),
+            unit,
+            peer=peer_name,
+            peer_value=self.peer if isinstance(self.peer, float) else None,
+            ratio=self.ratio(),
+            target=self.target,
+            met=self.met,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         def value(v: Timing | float | None) -> Any:
@@ -1328,6 +1362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": SEED,
             "total_s": round(total_s, 1),
             "load_average_1min": {"start": loads[0], "end": loads[1]},
+            "rows": [x.as_row() for r in results for x in r["_rows"] if x.gsomia is not None],
         }
         print(json.dumps(figures, ensure_ascii=False, default=str))
         return 0

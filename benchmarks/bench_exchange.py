@@ -73,6 +73,7 @@ from gsomia.crypto.keys import KeyRing, PeerIdentity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or a module alike
 from _machine import cpu_model, pin_one_core
+from _rows import row
 from _throughput import bench_throughput
 
 OPERATIONS = 200  # hops per timed pass
@@ -394,6 +395,43 @@ def profile_envelope(count: int = 3000) -> tuple[dict[str, float], list[tuple[st
 # --------------------------------------------------------------------------- report
 
 
+def _rows(figures: dict[str, float], met: bool, throughput: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [
+        row(
+            "envelope seal+open per hop (ratio: time per hop / the floor's)",
+            figures["gsomia_per_s"],
+            "hops/s",
+            peer="bare cryptography, same operations (floor)",
+            peer_value=figures["floor_per_s"],
+            ratio=figures["ratio"],
+            target=f"<= {RATIO_TARGET}x the floor",
+            met=met,
+        ),
+        row(
+            "envelope seal+open per hop, joserfc alone (ratio: time per hop / the floor's)",
+            figures["joserfc_per_s"],
+            "hops/s",
+            peer="bare cryptography, same operations (floor)",
+            peer_value=figures["floor_per_s"],
+            ratio=figures["joserfc_ratio"],
+            target="diagnostic",
+            met=None,
+        ),
+    ]
+    for result in throughput:
+        once = "exactly once" if result["all_delivered_once"] else "NOT exactly once"
+        rows.append(
+            row(
+                f"items/s KOR -> JPN end to end, {result['backend']}, {result['items']:,} items ({once})",
+                result["end_to_end_per_s"],
+                "items/s",
+                target=f">= {result['target_per_s']:,.0f} items/s",
+                met=result["all_delivered_once"] and result["end_to_end_per_s"] >= result["target_per_s"],
+            )
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -426,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "joserfc_version": version("joserfc"),
             "pinned": pinned,
             "throughput": throughput,
+            "rows": _rows(figures, met, throughput),
         }
         if profile is not None:
             out["envelope"]["profile_own_us"] = {k: round(v, 2) for k, v in profile[0].items()}

@@ -107,6 +107,7 @@ import sqlalchemy
 from sqlalchemy import func, select
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
 from gsomia.node import Item, NewIngest, Node
@@ -347,6 +348,25 @@ class Row:
             "target": self.target or None,
             "target_met": self.met,
         }
+
+    def as_row(self, backend: str, items: int) -> dict[str, Any]:
+        """This line as a row of ``python -m benchmarks``' table: p95 for pages, rates as they are."""
+        figure = f"{self.measurement}, {backend}, {items:,} items"
+        if isinstance(self.gsomia, Timing):
+            theirs = self.peer.p95_ms if isinstance(self.peer, Timing) else None
+            return protocol_row(
+                figure,
+                self.gsomia.p95_ms,
+                "ms (p95)",
+                peer="LIMIT/OFFSET pagination" if theirs is not None else None,
+                peer_value=theirs,
+                ratio=theirs / self.gsomia.p95_ms if theirs is not None and self.gsomia.p95_ms > 0 else None,
+                target=self.target or "(information)",
+                met=self.met,
+            )
+        return protocol_row(
+            figure, self.gsomia, "items/s", target=self.target or "(information)", met=self.met
+        )
 
     def ratio(self) -> float | None:
         if isinstance(self.gsomia, Timing) and isinstance(self.peer, Timing):
@@ -751,6 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": SEED,
             "total_s": round(total_s, 1),
             "load_average_1min": {"start": loads[0], "end": loads[1]},
+            "rows": [x.as_row(r["backend"], args.items) for r in results for x in r["_rows"]],
         }
         print(json.dumps(figures, ensure_ascii=False))
         return 0

@@ -154,24 +154,45 @@ def person_to_dict(person: Person) -> dict[str, Any]:
     }
 
 
-def person_from_dict(data: Mapping[str, Any], catalogue: Catalogue) -> Person:
+def _person_text(data: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise LabelError(f"person.{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _person_strings(data: Mapping[str, Any], name: str) -> list[str]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LabelError(f"person.{name}: expected a list of strings")
+    return value
+
+
+def person_from_dict(data: Any, catalogue: Catalogue) -> Person:
     """Parse and check a person: known nationality, a level of that party's scheme, known roles."""
-    nationality = catalogue.party(str(data.get("nationality", ""))).code
-    clearance = data.get("clearance")
+    if not isinstance(data, Mapping):
+        raise LabelError("person: expected an object")
+    nationality = catalogue.party(str(_person_text(data, "nationality"))).code
+    clearance = _person_text(data, "clearance", required=False)
     if clearance is not None:
-        clearance = catalogue.level(nationality, str(clearance)).name
+        clearance = catalogue.level(nationality, clearance).name
     try:
-        roles = frozenset(Role(r) for r in data.get("roles", []))
+        roles = frozenset(Role(r) for r in _person_strings(data, "roles"))
     except ValueError as exc:
         raise LabelError(f"person.roles: {exc}; known: {', '.join(r.value for r in Role)}") from exc
+    active = data.get("active", True)
+    if not isinstance(active, bool):
+        raise LabelError(f"person.active: expected true or false, got {type(active).__name__}")
     return Person(
-        id=str(data.get("id", "")),
-        name=str(data.get("name", "")),
+        id=str(_person_text(data, "id")),
+        name=str(_person_text(data, "name")),
         nationality=nationality,
         clearance=clearance,
-        need_to_know=frozenset(str(t) for t in data.get("need_to_know", [])),
+        need_to_know=frozenset(_person_strings(data, "need_to_know")),
         roles=roles,
-        active=bool(data.get("active", True)),
+        active=active,
     )
 
 

@@ -165,9 +165,10 @@ class EnvelopeError(GsomiaError):
     'envelope refused'
     """
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, note: str | None = None) -> None:
         self.detail = detail
+        self.note = note  # for the audit log too: e.g. the instants behind ``expired`` / ``not-yet-valid``
         super().__init__("envelope refused")
 
-    def __reduce__(self) -> tuple[type[EnvelopeError], tuple[str]]:
-        return (type(self), (self.detail,))
+    def __reduce__(self) -> tuple[type[EnvelopeError], tuple[str, str | None]]:
+        return (type(self), (self.detail, self.note))

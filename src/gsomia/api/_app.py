@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -49,37 +49,42 @@ _BODY_SLACK = 64 * 1024  # room for the label and JSON framing around the payloa
 
 
 class _BodyLimit:
-    """Refuse a body larger than the node accepts before reading it (413), or of unknown size (411)."""
+    """Refuse a body larger than the node accepts before reading it (413), or of unknown size (411).
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Each refusal is audited through ``record`` like the problem handlers' (``api.refused``).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, record: Callable[[str, str | None, int, str], None]) -> None:
         self.app = app
         self.limit = limit
+        self.record = record
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length")
-            response = None
-            if length is None and headers.get(b"transfer-encoding"):
-                response = problem(411, "length-required", "Length required", "send a Content-Length header")
-            elif length is not None:
-                try:
-                    size = int(length)
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    response = problem(400, "bad-request", "Bad request", "Content-Length is not a number")
-                elif size > self.limit:
-                    response = problem(
-                        413,
-                        "payload-too-large",
-                        "Payload too large",
-                        f"request body of {size} bytes exceeds this node's limit of {self.limit}",
-                    )
-            if response is not None:
-                await response(scope, receive, send)
+            refusal = self._refusal(dict(scope["headers"]))
+            if refusal is not None:
+                status, slug, title, detail = refusal
+                self.record("api.refused", scope.get("path"), status, detail)
+                await problem(status, slug, title, detail)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str, str, str] | None:
+        length = headers.get(b"content-length")
+        if length is None:
+            if headers.get(b"transfer-encoding"):
+                return 411, "length-required", "Length required", "send a Content-Length header"
+            return None
+        try:
+            size = int(length)
+        except ValueError:
+            size = -1
+        if size < 0:
+            return 400, "bad-request", "Bad request", "Content-Length is not a number"
+        if size > self.limit:
+            detail = f"request body of {size} bytes exceeds this node's limit of {self.limit}"
+            return 413, "payload-too-large", "Payload too large", detail
+        return None
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
@@ -188,11 +193,13 @@ def create_app(
         "Every error is an RFC 9457 problem document.",
         responses={
             code: {"model": m.Problem, "content": {"application/problem+json": {}}}
-            for code in (401, 403, 404, 409, 413, 422)
+            for code in (400, 401, 403, 404, 409, 411, 413, 422)
         },
     )
     install(app, node.record_refusal)
-    app.add_middleware(_BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK)
+    app.add_middleware(
+        _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
+    )
 
     def reader(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -321,6 +321,22 @@ def _claims(payload: bytes, header: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
+def _check_lifetime(issued_at: datetime, expires_at: datetime, at: datetime, skew: timedelta) -> None:
+    """Refuse an envelope expired, or issued ahead of ``at``, by more than ``skew`` (the clocks' gap).
+
+    The note says by how much, for the audit log: a partner whose clock runs ahead shows there.
+    """
+    here = f"this node's {at.isoformat()}; allowed clock skew {skew.total_seconds():g} s"
+    if expires_at + skew < at:
+        late = (at - expires_at).total_seconds()
+        raise EnvelopeError("expired", f"expired at {expires_at.isoformat()}, {late:.0f} s before {here}")
+    if issued_at - skew > at:
+        ahead = (issued_at - at).total_seconds()
+        raise EnvelopeError(
+            "not-yet-valid", f"issued at {issued_at.isoformat()}, {ahead:.0f} s ahead of {here}"
+        )
+
+
 def open_envelope(
     ring: KeyRing,
     text: str | bytes,
@@ -382,10 +398,7 @@ def open_envelope(
     claims = _claims(signed.payload, outer)
     issued_at = datetime.fromtimestamp(claims["iat"], UTC)
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
-    if expires_at + skew < at:
-        raise EnvelopeError("expired")
-    if issued_at - skew > at:
-        raise EnvelopeError("not-yet-valid")
+    _check_lifetime(issued_at, expires_at, at, skew)
     return Opened(
         claims["iss"], claims["aud"], claims["jti"], issued_at, expires_at, claims["body"], sender_kid
     )

@@ -766,7 +766,8 @@ class Exchange:
                 raise first
             opened = first or open_envelope(self.ring, text, self._identities, now, self.skew)
         except EnvelopeError as exc:
-            return self._refused("envelope.refused", None, None, exc.detail, "envelope refused")
+            note = {"note": exc.note} if exc.note else {}
+            return self._refused("envelope.refused", None, None, exc.detail, "envelope refused", **note)
         if accepted.seen is not None:
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:

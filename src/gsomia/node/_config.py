@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MAX_CLOCK_SKEW_S",
     "DEFAULT_MAX_PAYLOAD",
     "KEYRING_FILE",
     "NodeConfig",
@@ -20,6 +22,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
+DEFAULT_MAX_CLOCK_SKEW_S = 300
+MAX_CLOCK_SKEW_S = 3600  # beyond an hour, a clock is broken, not skewed: fix it instead
 CONFIG_FILE = "node.toml"
 KEY_FILE = "node.key"
 KEYRING_FILE = "keys.json"
@@ -36,6 +40,9 @@ class NodeConfig:
     max_payload_bytes: int
     data_dirs: tuple[Path, ...]
     endpoint: str = "http://127.0.0.1:8443"
+    # How far a partner's clock may be from ours: an envelope issued further ahead, or expired
+    # longer ago, is refused (and audited, with the instants).
+    max_clock_skew: timedelta = timedelta(seconds=DEFAULT_MAX_CLOCK_SKEW_S)
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -74,6 +81,8 @@ def init_node_dir(
         f"max_payload_bytes = {DEFAULT_MAX_PAYLOAD}",
         "# the URL partners reach this node's /inbox at (published in its identity document)",
         f'endpoint = "{endpoint}"',
+        "# how far (seconds) a partner's clock may differ from this node's before its envelopes are refused",
+        f"max_clock_skew_seconds = {DEFAULT_MAX_CLOCK_SKEW_S}",
         "# extra agreement/party directories, relative to this file",
         "data_dirs = []",
     ]
@@ -90,8 +99,8 @@ def load_config(directory: Path) -> NodeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: no node here ({exc.strerror}); run 'gsomia node init' first") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML (UTF-8): {exc}") from exc
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: missing the [node] table")
@@ -101,6 +110,12 @@ def load_config(directory: Path) -> NodeConfig:
     limit = node.get("max_payload_bytes", DEFAULT_MAX_PAYLOAD)
     if not isinstance(limit, int) or limit <= 0:
         raise ConfigError(f"{path}: node.max_payload_bytes must be a positive integer")
+    skew = node.get("max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_S)
+    if type(skew) is not int or not 0 <= skew <= MAX_CLOCK_SKEW_S:
+        raise ConfigError(
+            f"{path}: node.max_clock_skew_seconds must be a whole number of seconds from 0 to "
+            f"{MAX_CLOCK_SKEW_S}, found {skew!r}"
+        )
     dirs = node.get("data_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"{path}: node.data_dirs must be a list of paths")
@@ -117,6 +132,7 @@ def load_config(directory: Path) -> NodeConfig:
         max_payload_bytes=limit,
         data_dirs=tuple((directory / d).resolve() for d in dirs),
         endpoint=endpoint,
+        max_clock_skew=timedelta(seconds=skew),
     )
 
 

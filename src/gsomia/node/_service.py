@@ -155,7 +155,7 @@ class Node:
             if ring_path.exists()
             else KeyRing.create(ring_path, self.party, f"{self.party.lower()}-node", clock())
         )
-        self.exchange = Exchange(self, self.ring)
+        self.exchange = Exchange(self, self.ring, skew=config.max_clock_skew)
         self.audit = AuditLog(self)
         self.duties = Duties(self)
 

@@ -238,7 +238,8 @@ class ImportedObject:
 
 
 def _label_of(marking: Mapping[str, Any]) -> dict[str, Any] | None:
-    ext = (marking.get("extensions") or {}).get(EXTENSION_ID)
+    extensions = marking.get("extensions")
+    ext = extensions.get(EXTENSION_ID) if isinstance(extensions, Mapping) else None
     if not isinstance(ext, Mapping):
         return None
     # alternatives are the sender's receivers' equivalents; this node computes its own
@@ -290,8 +291,8 @@ def _imported(
     obj: Mapping[str, Any], labels: Mapping[str, dict[str, Any]], default: Mapping[str, Any] | None
 ) -> ImportedObject:
     refs = obj.get("object_marking_refs") or []
-    if not isinstance(refs, list):
-        raise InvalidInputError(f"{obj['id']}: object_marking_refs is not a list")
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise InvalidInputError(f"{obj['id']}: object_marking_refs is not a list of identifiers")
     unknown = [r for r in refs if r not in labels and r not in _TLP]
     if unknown:
         raise InvalidInputError(f"{obj['id']}: marking(s) {', '.join(map(str, unknown))} not in the bundle")

@@ -1,0 +1,246 @@
+"""Run every benchmark and write ``benchmarks/RESULTS.md``: ``python -m benchmarks [--full]``.
+
+Every ``benchmarks/bench_*.py`` is found (a new script is picked up without touching this
+file) and run in its own process with ``--json``. The protocol: a script prints ONE JSON
+object on stdout with a key ``"rows"``, a list of rows shaped like ``_rows.row`` makes them
+(figure, value, unit, peer, peer_value, ratio, target, met); progress goes to stderr, which
+is passed through. Each script runs at a modest size by default (the whole run takes a few
+minutes) or at the issue-sized runs with ``--full``; sizes for the scripts known here are in
+``SIZES``, and any other script runs at its own defaults.
+
+The table then says, per figure, gsomia's value, the peer measured in the same run, the
+ratio, the target and whether it was met, under a description of the machine, the command,
+the date and the load average before and after (other work on the machine skews timings).
+A script that fails, times out or prints no rows is listed as such: nothing is made up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks._machine import cpu_model, load_average
+
+HERE = Path(__file__).resolve().parent
+# (modest default, --full): arguments besides --json. Scripts not named here run at their defaults.
+SIZES: dict[str, tuple[list[str], list[str]]] = {
+    "bench_policy": ([], []),
+    "bench_exchange": (["--items", "1000"], ["--items", "5000"]),
+    "bench_store": (["--items", "20000"], ["--items", "1000000"]),
+    "bench_audit": (["--entries", "20000"], ["--big"]),
+    "bench_taxii": (["--items", "3000"], []),
+    "bench_load": (["--clients", "50", "--seconds", "10"], ["--clients", "200", "--seconds", "60"]),
+}
+ROW_KEYS = ("figure", "value", "unit", "peer", "peer_value", "ratio", "target", "met")
+
+
+@dataclass
+class Outcome:
+    """What one script did: its rows, or why there are none."""
+
+    name: str
+    command: list[str]
+    seconds: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def discover(directory: Path, only: list[str]) -> list[Path]:
+    scripts = sorted(directory.glob("bench_*.py"))
+    if only:
+        wanted = {name.removesuffix(".py") for name in only}
+        unknown = wanted - {s.stem for s in scripts}
+        if unknown:
+            raise SystemExit(f"no such benchmark in {directory}: {', '.join(sorted(unknown))}")
+        scripts = [s for s in scripts if s.stem in wanted]
+    return scripts
+
+
+def _json_object(stdout: str) -> dict[str, Any]:
+    """The script's one JSON object (the whole of stdout, or failing that its last JSON line)."""
+    text = stdout.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+        for line in reversed(text.splitlines()):
+            try:
+                data = json.loads(line)
+                break
+            except ValueError:
+                continue
+    if not isinstance(data, dict):
+        raise ValueError("stdout holds no JSON object")
+    return data
+
+
+def _checked_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError('the JSON object has no "rows" list (see benchmarks/_rows.py for the protocol)')
+    for index, entry in enumerate(rows):
+        if not isinstance(entry, dict) or not set(ROW_KEYS) <= entry.keys():
+            raise ValueError(f"row {index} lacks some of {', '.join(ROW_KEYS)}")
+        if not isinstance(entry["figure"], str) or not isinstance(entry["value"], int | float):
+            raise ValueError(f"row {index}: figure must be text and value a number")
+    return rows
+
+
+def run_one(script: Path, full: bool, timeout: float | None) -> Outcome:
+    quick, issue_sized = SIZES.get(script.stem, ([], []))
+    command = [sys.executable, str(script), *(issue_sized if full else quick), "--json"]
+    print(f"== {script.stem}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    try:
+        done = subprocess.run(  # noqa: S603 - our own scripts, fixed arguments
+            command, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return Outcome(
+            script.stem, command, time.perf_counter() - began, error=f"timed out after {timeout:g} s"
+        )
+    seconds = time.perf_counter() - began
+    outcome = Outcome(script.stem, command, seconds)
+    try:
+        data = _json_object(done.stdout)
+        outcome.rows = _checked_rows(data)
+    except ValueError as exc:
+        outcome.error = f"exit status {done.returncode}; {exc}"
+        return outcome
+    if done.returncode != 0:
+        outcome.error = f"exit status {done.returncode}"
+    return outcome
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    if value != value:  # NaN
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.4g}"
+
+
+def _met(value: Any) -> str:
+    return {True: "met", False: "**NOT met**"}.get(value, "–")
+
+
+def _cell(text: Any) -> str:
+    return str(text if text is not None else "–").replace("|", "\\|")
+
+
+def render(
+    outcomes: list[Outcome], command: str, started: datetime, loads: tuple[str, str], full: bool
+) -> str:
+    rows = [(o.name, r) for o in outcomes for r in o.rows]
+    judged = [r for _, r in rows if r["met"] is not None]
+    met = sum(1 for r in judged if r["met"])
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC, "
+        f"{sum(o.seconds for o in outcomes) / 60:.1f} minutes in all.",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {_memory()}; "
+        f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} "
+        f"{platform.release()}. 1-minute load average {loads[0]} at the start and {loads[1]} at the end "
+        "(anything above ~0.5 means other work shared the machine and the figures are low).",
+        "",
+        (
+            "Issue-sized runs (`--full`)."
+            if full
+            else "Modest sizes, not the issue's (`--full` runs those): a target judged only at the issue's "
+            "size shows – here, and figures at small sizes do not stand for the large ones."
+        ),
+        "",
+        f"Targets: {met} of {len(judged)} judged figures met. Ratios are as each target states them; "
+        "a figure without a peer has no ratio. Each script's own `--json` object holds more detail, "
+        "and benchmarks/README.md explains each figure and its peer.",
+        "",
+        "| script | figure | gsomia | unit | peer | peer value | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    _cell(r["figure"]),
+                    _number(r["value"]),
+                    _cell(r["unit"]),
+                    _cell(r["peer"]),
+                    _number(r["peer_value"]),
+                    "–" if r["ratio"] is None else f"{float(r['ratio']):,.2f}x",
+                    _cell(r["target"]),
+                    _met(r["met"]),
+                ]
+            )
+            + " |"
+        )
+    lines += ["", "| script | command | seconds | status |", "|---|---|---|---|"]
+    for o in outcomes:
+        shown = shlex.join(["python", _relative(o.command[1]), *o.command[2:]])
+        status = f"**failed**: {_cell(o.error)}" if o.error else f"{len(o.rows)} rows"
+        lines.append(f"| {o.name} | `{shown}` | {o.seconds:,.1f} | {status} |")
+    return "\n".join(lines) + "\n"
+
+
+def _relative(path: str) -> str:
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else path
+
+
+def _memory() -> str:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            kib = int(meminfo.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        return "memory unknown"
+    return f"{kib / 1024 / 1024:.0f} GiB of memory"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--full", action="store_true", help="the issue-sized runs (an hour or more)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run these scripts only")
+    parser.add_argument("--dir", type=Path, default=HERE, help="where the bench_*.py scripts are")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="the Markdown file to write")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per script (default: 1800, none with --full)"
+    )
+    args = parser.parse_args(argv)
+    timeout = args.timeout if args.timeout is not None else (None if args.full else 1800.0)
+    scripts = discover(args.dir, args.only)
+    if not scripts:
+        print(f"no bench_*.py in {args.dir}", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    first_load = load_average()
+    outcomes = [run_one(script, args.full, timeout) for script in scripts]
+    command = shlex.join(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
+    text = render(outcomes, command, started, (first_load, load_average()), args.full)
+    args.output.write_text(text, encoding="utf-8")
+    failed = [o for o in outcomes if o.error]
+    print(f"wrote {args.output}: {sum(len(o.rows) for o in outcomes)} rows", file=sys.stderr)
+    for o in failed:
+        print(f"{o.name} failed: {o.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Load: N concurrent API clients for S seconds against one node served in its own process.
+
+A JPN node (``gsomia node serve --no-sender``, SQLite) holds ``--items`` items; each client
+has its own connection and, until the time is up, asks in turn for a page of 20 items
+(``GET /items?limit=20``), one item with its payload (``GET /items/{id}``, decided and
+audited: a write per read) and ``GET /healthz``, as the release officer (bearer token).
+Every answer other than 200, and every transport failure or time-out, is an error.
+The figures are the latency p50 and p99 over all requests, the request rate and the errors.
+
+Peer (the floor): the same clients, the same paths, against a FastAPI app on the same
+uvicorn that does no work (``benchmarks/_floor_app.py``): what the framework, the server
+and this client cost on this machine. The clients run in this process (asyncio + httpx),
+the server in another, so on two cores they compete with each other as well.
+
+Target (issue 10): no errors at 200 clients for 60 s; p50 and p99 are printed, not judged.
+
+Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _rows import row
+from gsomia import network
+from gsomia.node import NewIngest, Node, load_config
+
+HERE = Path(__file__).resolve().parent
+REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Tally:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
+
+
+async def _client(endpoint: str, token: str, ids: list[str], offset: int, until: float, tally: Tally) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    paths = ["/items?limit=20", "", "/healthz"]
+    async with httpx.AsyncClient(base_url=endpoint, headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
+        n = offset
+        while time.monotonic() < until:
+            path = paths[n % 3] or f"/items/{ids[n % len(ids)]}"
+            n += 1
+            start = time.perf_counter()
+            try:
+                response = await client.get(path)
+            except httpx.HTTPError as exc:
+                tally.errors[type(exc).__name__] += 1
+                continue
+            tally.latencies_ms.append((time.perf_counter() - start) * 1000)
+            if response.status_code != 200:
+                tally.errors[f"HTTP {response.status_code}"] += 1
+
+
+async def _drive(endpoint: str, token: str, ids: list[str], clients: int, seconds: float) -> Tally:
+    tally = Tally()
+    until = time.monotonic() + seconds
+    await asyncio.gather(*(_client(endpoint, token, ids, k, until, tally) for k in range(clients)))
+    return tally
+
+
+def _summary(name: str, tally: Tally, seconds: float) -> dict[str, Any]:
+    ordered = sorted(tally.latencies_ms)
+    return {
+        "server": name,
+        "requests": len(ordered),
+        "per_s": len(ordered) / seconds,
+        "p50_ms": statistics.median(ordered) if ordered else float("nan"),
+        "p99_ms": _percentile(ordered, 0.99),
+        "max_ms": ordered[-1] if ordered else float("nan"),
+        "errors": sum(tally.errors.values()),
+        "errors_by_kind": dict(tally.errors),
+    }
+
+
+def _serve(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict[str, Any]:
+    members = network.build(root / "net")
+    jpn = next(m for m in members if m.party == "JPN")
+    node = Node(load_config(jpn.directory))
+    officer = node.person("officer")
+    label = {
+        "originator": "JPN",
+        "classification": "秘",
+        "releasable_to": ["KOR"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": "2024-01-01T00:00:00+09:00",
+    }
+    ids = [f"load-{n:05d}" for n in range(items)]
+    node.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
+    node.close()
+    token = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))["officer"]
+    where = ["--dir", str(jpn.directory), "--port", str(jpn.port)]
+    server = _serve([sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", *where])
+    try:
+        network._wait_healthy(jpn.endpoint, 60)
+        tally = asyncio.run(_drive(jpn.endpoint, token, ids, clients, seconds))
+    finally:
+        _stop(server)
+    return _summary("gsomia node", tally, seconds)
+
+
+def measure_floor(clients: int, seconds: float) -> dict[str, Any]:
+    port = network.free_port()
+    app = ["--app-dir", str(HERE), "_floor_app:app", "--port", str(port), "--log-level", "warning"]
+    server = _serve([sys.executable, "-m", "uvicorn", *app])
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        network._wait_healthy(endpoint, 60)
+        tally = asyncio.run(_drive(endpoint, "floor", ["a", "b", "c"], clients, seconds))
+    finally:
+        _stop(server)
+    return _summary("FastAPI + uvicorn, no work (floor)", tally, seconds)
+
+
+def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seconds: float) -> list[Any]:
+    peer = floor["server"] if floor else None
+    where = f"{clients} clients for {seconds:g} s"
+
+    def versus(key: str, higher_is_better: bool) -> dict[str, Any]:
+        theirs = floor[key] if floor else None
+        if theirs is None or not ours[key]:
+            return {"peer": peer, "peer_value": theirs, "ratio": None}
+        ratio = ours[key] / theirs if higher_is_better else theirs / ours[key]
+        return {"peer": peer, "peer_value": theirs, "ratio": ratio}
+
+    judged = clients >= 200 and seconds >= 60
+    return [
+        row(
+            f"API errors, {where}",
+            ours["errors"],
+            f"of {ours['requests']:,} requests",
+            target="0 errors at 200 clients for 60 s",
+            met=ours["errors"] == 0 if judged else None,
+            **versus("errors", higher_is_better=False) | {"ratio": None},
+        ),
+        row(
+            f"API latency p50, {where}",
+            ours["p50_ms"],
+            "ms",
+            target="(printed)",
+            met=None,
+            **versus("p50_ms", higher_is_better=False),
+        ),
+        row(
+            f"API latency p99, {where}",
+            ours["p99_ms"],
+            "ms",
+            target="(printed)",
+            met=None,
+            **versus("p99_ms", higher_is_better=False),
+        ),
+        row(
+            f"API requests/s, {where}",
+            ours["per_s"],
+            "requests/s",
+            target="(printed)",
+            met=None,
+            **versus("per_s", higher_is_better=True),
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long they ask (default 60)")
+    parser.add_argument("--items", type=int, default=500, help="items the node holds (default 500)")
+    parser.add_argument("--no-peer", action="store_true", help="leave the floor out")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.seconds <= 0 or args.items < 1:
+        parser.error("--clients, --seconds and --items must be positive")
+    loads = [load_average()]
+    with tempfile.TemporaryDirectory(prefix="gsomia-bench-load-") as tmp:
+        ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
+    floor = None if args.no_peer else measure_floor(args.clients, args.seconds)
+    loads.append(load_average())
+    rows = _rows(ours, floor, args.clients, args.seconds)
+    if args.json:
+        out = {
+            "benchmark": "load",
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "items": args.items,
+            "gsomia": ours,
+            "floor": floor,
+            "python": platform.python_version(),
+            "cpu": cpu_model(),
+            "uvicorn_version": version("uvicorn"),
+            "load_average_1min": {"start": loads[0], "end": loads[1]},
+            "rows": rows,
+        }
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    print(f"{args.clients} concurrent API clients for {args.seconds:g} s, one node ({args.items} items)")
+    print(f"CPU: {cpu_model()}; uvicorn {version('uvicorn')}; 1-min load average {loads[0]} -> {loads[1]}")
+    print()
+    print(
+        f"{'server':<36} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
+    )
+    for result in (ours, floor):
+        if result is None:
+            continue
+        print(
+            f"{result['server']:<36} {result['requests']:>9,} {result['per_s']:>8,.0f} "
+            f"{result['p50_ms']:>8.1f} {result['p99_ms']:>8.1f} {result['max_ms']:>8.1f} "
+            f"{result['errors']:>7}"
+        )
+        if result["errors"]:
+            print(f"  errors: {result['errors_by_kind']}")
+    verdict = "met" if ours["errors"] == 0 else "NOT met"
+    judged = "" if args.clients >= 200 and args.seconds >= 60 else " (judged at 200 clients for 60 s)"
+    print(f"target: no errors{judged}: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""``python -m benchmarks``: finds every bench_*.py, runs it with --json, tabulates its rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """
+import json, sys
+assert sys.argv[1:] == ["--json"], sys.argv
+print("progress goes to stderr", file=sys.stderr)
+print(json.dumps({"benchmark": "good", "other": 1, "rows": [
+    {"figure": "widgets/s", "value": 1234.5, "unit": "widgets/s", "peer": "Acme | 2",
+     "peer_value": 617.25, "ratio": 2.0, "target": ">= 2x Acme", "met": True},
+    {"figure": "latency p99", "value": 0.5, "unit": "ms", "peer": None,
+     "peer_value": None, "ratio": None, "target": "< 0.1 ms", "met": False},
+]}))
+"""
+
+
+def run(directory: Path, *args: str) -> tuple[int, str]:
+    output = directory / "RESULTS.md"
+    output.unlink(missing_ok=True)
+    done = subprocess.run(  # noqa: S603 - the runner under test, fixed arguments
+        [sys.executable, "-m", "benchmarks", "--dir", str(directory), "--output", str(output), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, output.read_text(encoding="utf-8") if output.exists() else done.stderr
+
+
+def script(directory: Path, name: str, body: str) -> None:
+    (directory / name).write_text(textwrap.dedent(body), encoding="utf-8")
+
+
+def test_every_script_is_discovered_and_its_rows_tabulated_with_the_machine(tmp_path: Path) -> None:
+    script(tmp_path, "bench_good.py", GOOD)
+    script(tmp_path, "bench_also.py", GOOD.replace("widgets", "gadgets"))
+    script(tmp_path, "not_a_bench.py", "raise SystemExit(3)")
+    status, text = run(tmp_path)
+    assert status == 0, text
+    assert (
+        "| bench_good | widgets/s | 1,234 | widgets/s | Acme \\| 2 | 617 | 2.00x | >= 2x Acme | met |" in text
+    )
+    assert "| bench_good | latency p99 | 0.5 | ms | – | – | – | < 0.1 ms | **NOT met** |" in text
+    assert "| bench_also | gadgets/s |" in text
+    assert "not_a_bench" not in text
+    assert "Targets: 2 of 4 judged figures met" in text
+    assert "Machine:" in text
+    assert "Modest sizes, not the issue's" in text
+    assert "load average" in text
+    assert "python -m benchmarks --dir" in text  # the command that wrote it
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("print('no json here')", "no JSON object"),
+        ("import json; print(json.dumps({'figures': 1}))", 'no "rows" list'),
+        ("import json; print(json.dumps({'rows': [{'figure': 'x'}]}))", "row 0 lacks"),
+        ("import sys; sys.exit(4)", "exit status 4"),
+    ],
+)
+def test_a_script_without_proper_rows_is_reported_failed_not_made_up(
+    tmp_path: Path, body: str, why: str
+) -> None:
+    script(tmp_path, "bench_good.py", GOOD)
+    script(tmp_path, "bench_broken.py", body)
+    status, text = run(tmp_path)
+    assert status == 1
+    assert "| bench_broken |" in text
+    assert "**failed**" in text
+    assert why in text
+    assert "| bench_good | widgets/s |" in text  # the others still count
+
+
+def test_only_runs_the_named_scripts_and_refuses_unknown_names(tmp_path: Path) -> None:
+    script(tmp_path, "bench_good.py", GOOD)
+    script(tmp_path, "bench_broken.py", "raise SystemExit(1)")
+    status, text = run(tmp_path, "--only", "bench_good")
+    assert status == 0
+    assert "bench_broken" not in text
+    status, text = run(tmp_path, "--only", "bench_nothing")
+    assert status != 0
+    assert "no such benchmark" in text
+
+
+def test_a_script_that_overruns_its_time_is_stopped_and_reported(tmp_path: Path) -> None:
+    script(tmp_path, "bench_slow.py", "import time; time.sleep(30)")
+    status, text = run(tmp_path, "--timeout", "1")
+    assert status == 1
+    assert "timed out after 1 s" in text
+
+
+@pytest.mark.slow
+def test_the_policy_benchmark_speaks_the_protocol(tmp_path: Path) -> None:
+    pytest.importorskip("casbin", reason="the peer comes with the bench extra")
+    done = subprocess.run(  # noqa: S603 - our own runner
+        [sys.executable, "-m", "benchmarks", "--only", "bench_policy", "--output", str(tmp_path / "R.md")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "R.md").read_text(encoding="utf-8")
+    assert "| bench_policy | release decisions/s" in text
+    assert "PyCasbin" in text
