@@ -37,6 +37,8 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Item, Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
+from gsomia.stream._api import stream_router
+from gsomia.stream._service import StreamService
 from gsomia.taxii._server import taxii_router
 
 __all__ = ["create_app"]
@@ -171,9 +173,18 @@ def _sender_loop(node: Node, stop: threading.Event, interval: float, head_every:
 
 
 def create_app(
-    node: Node, *, sender: bool = False, sender_interval: float = 0.2, head_every: float = 5.0
+    node: Node,
+    *,
+    sender: bool = False,
+    sender_interval: float = 0.2,
+    head_every: float = 5.0,
+    stream: StreamService | None = None,
 ) -> FastAPI:
-    """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox."""
+    """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox.
+
+    ``stream`` is the node's missile-track stream (by default over the in-process bus).
+    """
+    stream = stream if stream is not None else StreamService(node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -188,6 +199,7 @@ def create_app(
             )
             thread.start()
         yield
+        await stream.close()
         stop.set()
         if thread is not None:
             thread.join(timeout=15)
@@ -211,6 +223,8 @@ def create_app(
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))
+    app.include_router(stream_router(stream, reader))
+    app.state.stream = stream
 
     @app.get("/healthz", tags=["node"])
     def healthz() -> dict[str, str]:

@@ -19,6 +19,7 @@ from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
+from gsomia.cli._stream import stream_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
@@ -43,6 +44,7 @@ app.add_typer(item_app, name="item")
 app.add_typer(peer_app, name="peer")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(net_app, name="net")
+app.add_typer(stream_app, name="stream")
 app.add_typer(audit_app, name="audit")
 app.command("export")(export_file)
 app.command("import")(import_file)

@@ -1,0 +1,120 @@
+"""The stream's HTTP and WebSocket routes, mounted on the node's app.
+
+``POST /stream/tracks`` publishes an update at the originating node; ``GET /stream/tracks/sse``
+(Server-Sent Events) and ``/stream/tracks/ws`` (WebSocket) follow the tracks this person may
+read; ``/stream/link`` is the WebSocket other nodes open to carry their link sessions;
+``POST /stream/authorisations`` records the originator's standing hub authorisation.
+Callers authenticate with the node's own ``reader`` dependency (bearer token).
+"""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
+
+from gsomia.core.access import Person
+from gsomia.core.instants import parse_instant
+from gsomia.errors import GsomiaError, InvalidInputError, LinkError
+from gsomia.stream._service import LINK_PATH, StreamService
+
+__all__ = ["stream_router"]
+
+_POLICY_VIOLATION = 1008
+
+
+def _sse(seq: int, track: dict[str, Any]) -> bytes:
+    import json
+
+    return f"event: track\nid: {seq}\ndata: {json.dumps(track, ensure_ascii=False)}\n\n".encode()
+
+
+def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRouter:
+    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency."""
+    router = APIRouter(tags=["stream"])
+    Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    @router.post("/stream/tracks", status_code=202)
+    async def publish(person: Caller, body: Annotated[Any, Body()]) -> dict[str, Any]:
+        """Publish one track update at this, the originating, node (the dashboard's JSON shape)."""
+        return await stream.publish(person, body)
+
+    @router.post("/stream/authorisations", status_code=201)
+    def authorise(person: Caller, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """Record this node's standing authorisation for a hub to relay its tracks to a recipient."""
+        expires_text = body.get("expires")
+        expires: datetime | None = None
+        if expires_text is not None:
+            if not isinstance(expires_text, str):
+                raise InvalidInputError("expires: an ISO 8601 instant with an offset")
+            expires = parse_instant(expires_text, UTC)
+        recipient, hub = body.get("recipient"), body.get("hub", "USA")
+        if not isinstance(recipient, str) or not isinstance(hub, str):
+            raise InvalidInputError("recipient and hub: party codes, e.g. JPN and USA")
+        consent = stream.authorise_relay(person, recipient, hub, expires=expires)
+        return {
+            "originator": consent.originator,
+            "recipient": consent.recipient,
+            "hub": consent.hub,
+            "given_at": consent.given_at.isoformat(),
+            "expires": None if consent.expires is None else consent.expires.isoformat(),
+        }
+
+    @router.get("/stream/tracks/sse", response_class=StreamingResponse)
+    async def follow_sse(person: Caller) -> StreamingResponse:
+        """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``)."""
+        tracks = await stream.subscribe(person, "sse")
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b": gsomia missile-warning stream\n\n"
+            async for seq, track in tracks:
+                yield _sse(seq, track)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    @router.websocket("/stream/tracks/ws")
+    async def follow_ws(websocket: WebSocket) -> None:
+        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+        header = websocket.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        credentials = (
+            HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+            if scheme.lower() == "bearer" and token.strip()
+            else None
+        )
+        try:
+            person = await run_in_threadpool(reader, credentials)
+            tracks = await stream.subscribe(person, "ws")
+        except GsomiaError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+        try:
+            async for _, track in tracks:
+                await websocket.send_json(track)
+        except WebSocketDisconnect:
+            return
+        finally:
+            await tracks.aclose()  # type: ignore[attr-defined]
+
+    @router.websocket(LINK_PATH)
+    async def link(websocket: WebSocket) -> None:
+        """A peer node's link session (Noise KK over binary WebSocket messages)."""
+        await websocket.accept()
+
+        async def receive() -> bytes:
+            return await websocket.receive_bytes()
+
+        try:
+            await stream.serve_link(receive, websocket.send_bytes)
+        except LinkError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=exc.detail)
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return
+
+    return router
