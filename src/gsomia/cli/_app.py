@@ -19,7 +19,7 @@ from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
-from gsomia.cli._stream import stream_app
+from gsomia.cli._stream import print_stream_story, stream_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
@@ -246,6 +246,7 @@ def demo(
         emit([_render.net_step_json(s) for s in net_steps])
     else:
         _render.print_net_demo(console(), net_steps)
+        print_stream_story(console(), _catalogue())
 
 
 def main() -> None:

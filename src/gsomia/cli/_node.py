@@ -104,7 +104,13 @@ def node_serve(
     )
     stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
-    uvicorn.run(create_app(node, sender=sender, stream=stream), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(node, sender=sender, stream=stream),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
+    )
 
 
 @node_app.command("identity")

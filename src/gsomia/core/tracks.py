@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +47,8 @@ FORBIDDEN_WORDS = (
     "emitter",
     "detector",
 )
+_NESTED = (dict, list)
+_FORBIDDEN = re.compile("|".join(re.escape(word) for word in FORBIDDEN_WORDS))
 _TRACK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MISSILE_CLASS = re.compile(r"^[\w .,()/+-]{1,64}$")
 _TOP = frozenset(
@@ -104,20 +105,20 @@ class TrackUpdate:
 
 def _forbidden(data: Any, path: str) -> None:
     """Raise on the first key, at any depth, that names a sensor, platform or indicator."""
-    if isinstance(data, Mapping):
+    if isinstance(data, dict):
         for key, value in data.items():
-            where = f"{path}.{key}" if path else str(key)
-            lowered = str(key).lower()
-            if any(word in lowered for word in FORBIDDEN_WORDS):
-                raise ForbiddenFieldError(where)
-            _forbidden(value, where)
+            if _FORBIDDEN.search(str(key).lower()):
+                raise ForbiddenFieldError(f"{path}.{key}" if path else str(key))
+            if isinstance(value, _NESTED):
+                _forbidden(value, f"{path}.{key}" if path else str(key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            _forbidden(value, f"{path}[{index}]")
+            if isinstance(value, _NESTED):
+                _forbidden(value, f"{path}[{index}]")
 
 
-def _members(data: Any, allowed: frozenset[str], required: frozenset[str], where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
+def _members(data: Any, allowed: frozenset[str], required: frozenset[str], where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
         raise TrackError(f"{where}: expected an object")
     unknown = sorted(set(data) - allowed)
     if unknown:

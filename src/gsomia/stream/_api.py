@@ -7,6 +7,8 @@ read; ``/stream/link`` is the WebSocket other nodes open to carry their link ses
 Callers authenticate with the node's own ``reader`` dependency (bearer token).
 """
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from gsomia.core.access import Person
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError
 from gsomia.stream._service import LINK_PATH, StreamService
@@ -27,8 +29,6 @@ _POLICY_VIOLATION = 1008
 
 
 def _sse(seq: int, track: dict[str, Any]) -> bytes:
-    import json
-
     return f"event: track\nid: {seq}\ndata: {json.dumps(track, ensure_ascii=False)}\n\n".encode()
 
 
@@ -77,9 +77,8 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    @router.websocket("/stream/tracks/ws")
-    async def follow_ws(websocket: WebSocket) -> None:
-        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+    async def ws_caller(websocket: WebSocket) -> Person:
+        """The node's own authentication, from the WebSocket handshake's bearer token."""
         header = websocket.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         credentials = (
@@ -87,18 +86,60 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             if scheme.lower() == "bearer" and token.strip()
             else None
         )
+        return await run_in_threadpool(reader, credentials)
+
+    @router.websocket("/stream/tracks/publish")
+    async def publish_ws(websocket: WebSocket) -> None:
+        """A feed of track updates at the originating node, one JSON text message each (for
+        high-rate publishers: one authentication per connection). A refused update is answered
+        with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
         try:
-            person = await run_in_threadpool(reader, credentials)
-            tracks = await stream.subscribe(person, "ws")
+            person = await ws_caller(websocket)
+            stream.node.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
         await websocket.accept()
         try:
-            async for _, track in tracks:
-                await websocket.send_json(track)
+            while True:
+                text = await websocket.receive_text()
+                data: Any = None
+                try:
+                    data = json.loads(text)
+                    await stream.publish(person, data)
+                except (GsomiaError, ValueError) as exc:
+                    track_id = data.get("track_id") if isinstance(data, dict) else None
+                    await websocket.send_json(
+                        {"error": type(exc).__name__, "detail": str(exc), "track_id": track_id}
+                    )
         except WebSocketDisconnect:
             return
+
+    @router.websocket("/stream/tracks/ws")
+    async def follow_ws(websocket: WebSocket) -> None:
+        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+        try:
+            person = await ws_caller(websocket)
+            tracks = await stream.subscribe(person, "ws")
+        except GsomiaError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+
+        async def send() -> None:
+            async for _, track in tracks:
+                await websocket.send_json(track)
+
+        async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        tasks = {asyncio.create_task(send()), asyncio.create_task(watch())}
+        try:
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await tracks.aclose()  # type: ignore[attr-defined]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -56,6 +57,7 @@ __all__ = ["LINK_PATH", "StreamService", "StreamStats"]
 _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
 _TICK_S = 0.01
+_CACHE_LIMIT = 4096
 
 
 @dataclass(slots=True)
@@ -116,6 +118,9 @@ class StreamService:
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
+        self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
+        self._label_json: dict[str, dict[str, Any]] = {}
+        self._emitted_labels: dict[SecurityLabel, tuple[str, dict[str, Any]]] = {}
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
 
@@ -197,13 +202,20 @@ class StreamService:
                 created=update.launch.at,
             )
             self._labels[update.track_id] = label
+            self._label_json[update.track_id] = label_to_dict(label)
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
         plan = self._plans.get(update.track_id)
         if plan is not None and plan.holds_at(now.timestamp()):
             return plan
-        consents = [c for c, _ in self._own_consents()]
+        if len(self._plans) >= _CACHE_LIMIT:  # tracks that never sent a final update
+            self._plans.clear()
+            self._labels.clear()
+            self._label_json.clear()
+            label = self._label(update)
+        self._consents_on_file = self._own_consents()
+        consents = [c for c, _ in self._consents_on_file]
         plan = plan_relay(
             self.node.engine, self.node.catalogue, label, self.party, self.recipients,
             at=now, consents=consents, hubs=self.hubs,
@@ -233,7 +245,12 @@ class StreamService:
             await self._audit(self._row("stream.publish", who, str(subject), "refused",
                                         error=type(exc).__name__, reason=str(exc)))  # fmt: skip
             raise
-        return await self.publish_update(update)
+        result = await self.publish_update(update)
+        if update.final:  # the track is over: its label and plan are not needed any more
+            self._labels.pop(update.track_id, None)
+            self._label_json.pop(update.track_id, None)
+            self._plans.pop(update.track_id, None)
+        return result
 
     async def publish_update(self, update: TrackUpdate) -> dict[str, Any]:
         """Publish a parsed update (the Python API): decided, emitted locally, sent on its routes."""
@@ -248,10 +265,10 @@ class StreamService:
         track = track_update_to_json(update)
         await self._emit(track, label, "local", None)
         routes = []
-        body_base = {"track": track, "label": label_to_dict(label), "originator": self.party}
+        body_base = {"track": track, "label": self._label_json[update.track_id], "originator": self.party}
         for route in plan.allowed():
             hop = route.via or route.recipient
-            body = canonical({**body_base, "recipient": route.recipient, "via": route.via}).encode()
+            body = _dumps({**body_base, "recipient": route.recipient, "via": route.via})
             try:
                 if route.via:
                     await self._send_consents(hop, route)
@@ -272,7 +289,7 @@ class StreamService:
 
     async def _send_consents(self, hub: str, route: Route) -> None:
         link = await self._link(hub)
-        for consent, jws in self._own_consents():
+        for consent, jws in self._consents_on_file:
             key = f"{consent.recipient}:{consent.hub}:{consent.given_at.isoformat()}"
             if (
                 consent.recipient == route.recipient
@@ -422,6 +439,8 @@ class StreamService:
         label = self._parsed_labels.get(key)
         if label is None:
             label = label_from_dict(data, self.node.catalogue)
+            if len(self._parsed_labels) >= _CACHE_LIMIT:
+                self._parsed_labels.clear()
             self._parsed_labels[key] = label
         return label
 
@@ -442,6 +461,9 @@ class StreamService:
         until = next_event_after(
             self.node.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now
         )
+        if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
+            self._received_plans.clear()
+            self._emitted_labels.clear()
         self._received_plans[key] = (decision, float("inf") if until is None else until.timestamp())
         if not decision.allowed:
             self.stats.refused += 1
@@ -492,14 +514,22 @@ class StreamService:
     async def _emit(
         self, track: dict[str, Any], label: SecurityLabel, route: str, agreement: str | None
     ) -> None:
+        entry = self._emitted_labels.get(label)
+        if entry is None:
+            data = label_to_dict(label)
+            entry = self._emitted_labels[label] = (
+                hashlib.sha256(canonical(data).encode()).hexdigest()[:32],
+                data,
+            )
         self._seq += 1
         self.stats.emitted += 1
         message = {
             "id": self._seq,
-            "label": label_to_dict(label),
+            "lk": entry[0],  # the label's digest: consumers decide once per label, not per message
+            "label": entry[1],
             "track": {**track, "route": route, "agreement": agreement},
         }
-        await self.bus.publish(canonical(message).encode())
+        await self.bus.publish(_dumps(message))
 
     def stream_label(self) -> SecurityLabel:
         """The label this node's own tracks carry (for the check when a consumer connects)."""
@@ -529,7 +559,7 @@ class StreamService:
         try:
             async for raw in subscription:
                 message = json.loads(raw)
-                key = canonical(message["label"])
+                key = message["lk"]
                 allowed = readable.get(key)
                 if allowed is None:
                     label = self._parse_label(message["label"])
@@ -542,6 +572,11 @@ class StreamService:
                     yield int(message["id"]), message["track"]
         finally:
             await subscription.close()
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    """Compact JSON for a frame: the Merkle leaf hashes these exact bytes, so no canonical form is needed."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _route_json(route: Route) -> dict[str, Any]:
