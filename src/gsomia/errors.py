@@ -171,7 +171,8 @@ class LinkError(GsomiaError):
     """A frame on a stream link between nodes was refused, and the link closed.
 
     ``detail`` is the short code for the audit log: ``replayed``, ``out-of-order``, ``gap``,
-    ``tampered``, ``handshake-failed``, ``unknown-peer``, ``malformed`` or ``bad-batch-signature``.
+    ``tampered``, ``handshake-failed``, ``unknown-peer``, ``malformed``, ``bad-batch-signature`` or
+    ``bad-consent``.
     """
 
     def __init__(self, detail: str, message: str) -> None:

@@ -51,6 +51,8 @@ def test_a_termination_stops_the_stream_at_its_instant(tmp_path: Path, catalogue
             assert response.status_code == 202, response.text
             if any(r["recipient"] == "JPN" for r in response.json()["routes"]):
                 sent_to_jpn.append(index)
+                # JPN decides at its own instant of receipt: let it receive before the clock moves on
+                jpn.wait_for(len(sent_to_jpn))
         usa.wait_for(len(updates))
         got = jpn.wait_for(5)
         jpn.close()

@@ -26,6 +26,7 @@ from gsomia.stream._service import LINK_PATH, StreamService
 __all__ = ["stream_router"]
 
 _POLICY_VIOLATION = 1008
+KEEPALIVE_S = 1.0
 
 
 def _sse(seq: int, track: dict[str, Any]) -> bytes:
@@ -69,9 +70,26 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         tracks = await stream.subscribe(person, "sse")
 
         async def events() -> AsyncIterator[bytes]:
-            yield b": gsomia missile-warning stream\n\n"
-            async for seq, track in tracks:
-                yield _sse(seq, track)
+            # a comment every KEEPALIVE_S keeps idle proxies from closing the stream and lets a
+            # client notice a dead connection; tracks come through a queue so waiting can time out
+            queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+
+            async def pump() -> None:
+                async for seq, track in tracks:
+                    await queue.put(_sse(seq, track))
+
+            pumping = asyncio.create_task(pump())
+            try:
+                yield b": gsomia missile-warning stream\n\n"
+                while not pumping.done() or not queue.empty():
+                    try:
+                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+            finally:
+                pumping.cancel()
+                await asyncio.gather(pumping, return_exceptions=True)
+                await tracks.aclose()  # type: ignore[attr-defined]
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

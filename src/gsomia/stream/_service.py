@@ -428,7 +428,7 @@ class StreamService:
             signer, content = verify_origin(jws, self.node.exchange.peer, self.node.clock())
             consent_id, consent = consent_from_content(content, signer)
         except GsomiaError as exc:
-            raise LinkError("bad-batch-signature", f"a consent from {sender} does not verify") from exc
+            raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
         self._consents.setdefault(consent.originator, {})[consent_id] = (consent, jws)
         self._received_plans.clear()
         await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
