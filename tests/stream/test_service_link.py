@@ -70,3 +70,32 @@ def test_what_a_peer_cannot_send_closes_the_link_and_is_audited(
     records = jpn.store.audit(after_seq=0, kind="stream.link", limit=10)
     assert [(r.outcome, r.subject) for r in records] == [("opened", "KOR"), ("refused", "KOR")]
     assert code in records[-1].detail
+
+
+def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(tmp_path: Path) -> None:
+    """KOR keeps publishing (locally and to the others); the JPN outage is one audit record."""
+    from gsomia.network import free_port
+    from gsomia.stream import launches, replay
+
+    clock = FakeClock(kst(2024, 3, 1))
+    kor, jpn = (
+        make_node(tmp_path / "kor", "KOR", clock=clock),
+        make_node(tmp_path / "jpn", "JPN", clock=clock),
+    )
+    document = dict(jpn.exchange.identity(), endpoint=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    kor.exchange.register_peer(None, document, ["kor-jpn-gsomia-2016"])
+    updates = replay(launches(2019)[0], originator="KOR", every_s=60)[:3]
+
+    async def run() -> list[dict[str, object]]:
+        service = StreamService(kor)
+        try:
+            return [await service.publish_update(u) for u in updates]
+        finally:
+            await service.close()
+
+    results = asyncio.run(run())
+    assert all(r["routes"] == [] for r in results)  # JPN unreachable; USA is not even registered
+    failed = kor.store.audit(after_seq=0, kind="stream.link", limit=10)
+    assert [(r.outcome, r.subject) for r in failed] == [("failed", "JPN"), ("failed", "USA")]
+    kor.close()
+    jpn.close()

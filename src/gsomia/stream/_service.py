@@ -58,6 +58,7 @@ _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
 _TICK_S = 0.01
 _CACHE_LIMIT = 4096
+_RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
 
 
 @dataclass(slots=True)
@@ -117,6 +118,8 @@ class StreamService:
         self._parsed_labels: dict[str, SecurityLabel] = {}
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
+        self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
+        self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
         self._label_json: dict[str, dict[str, Any]] = {}
@@ -274,9 +277,7 @@ class StreamService:
                     await self._send_consents(hop, route)
                 await self._send(hop, TRACK, body, route.decision.agreement)
             except (OSError, WebSocketException, GsomiaError) as exc:
-                _log.warning("stream link to %s failed: %s", hop, exc)
-                await self._drop_link(hop)
-                self.stats.link_errors += 1
+                await self._link_failed(hop, exc)
                 continue
             routes.append(
                 {"recipient": route.recipient, "route": route.name, "agreement": route.decision.agreement}
@@ -305,6 +306,8 @@ class StreamService:
         link = self._links.get(party)
         if link is not None:
             return link
+        if time.monotonic() < self._retry_at.get(party, 0.0):
+            raise LinkError("unknown-peer", f"the link with {party} is down; retrying shortly")
         lock = self._connecting.setdefault(party, asyncio.Lock())
         async with lock:
             link = self._links.get(party)
@@ -327,8 +330,22 @@ class StreamService:
                 raise
             link = _OutLink(ws, session, BatchSigner(self.node.ring, party))
             self._links[party] = link
+            self._down.discard(party)
             await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
             return link
+
+    async def _link_failed(self, party: str, exc: BaseException) -> None:
+        """A link that failed is dropped; messages for that peer are lost until it reconnects
+        (tried again after ``_RETRY_S``), and the outage is audited once."""
+        _log.warning("stream link to %s failed: %s", party, exc)
+        self.stats.link_errors += 1
+        await self._drop_link(party)
+        self._retry_at[party] = time.monotonic() + _RETRY_S
+        if party not in self._down:
+            self._down.add(party)
+            await self._audit(
+                self._row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
+            )
 
     async def _drop_link(self, party: str) -> None:
         link = self._links.pop(party, None)
@@ -373,8 +390,9 @@ class StreamService:
                     try:
                         await self._flush(party)
                     except (OSError, WebSocketException, GsomiaError) as exc:
-                        _log.warning("stream batch to %s failed: %s", party, exc)
-                        await self._drop_link(party)
+                        await self._link_failed(party, exc)
+                    except Exception:  # a dead ticker would silently stop signing batch roots
+                        _log.exception("signing the batch root for %s failed", party)
 
     # --- links (receiving side) ---
 
@@ -505,9 +523,7 @@ class StreamService:
             await self._send(recipient, TRACK, body, decision.agreement)
             self.stats.relayed += 1
         except (OSError, WebSocketException, GsomiaError) as exc:
-            _log.warning("stream relay to %s failed: %s", recipient, exc)
-            await self._drop_link(recipient)
-            self.stats.link_errors += 1
+            await self._link_failed(recipient, exc)
 
     # --- the bus and its consumers ---
 
