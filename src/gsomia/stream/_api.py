@@ -8,12 +8,14 @@ Callers authenticate with the node's own ``reader`` dependency (bearer token).
 """
 
 import asyncio
+import inspect
 import json
+import typing
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +33,16 @@ KEEPALIVE_S = 1.0
 
 def _sse(seq: int, track: dict[str, Any]) -> bytes:
     return f"event: track\nid: {seq}\ndata: {json.dumps(track, ensure_ascii=False)}\n\n".encode()
+
+
+def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
+    """Whether ``function``'s parameter asks for the request (its annotation may be a string)."""
+    if param.annotation is Request:
+        return True
+    try:
+        return typing.get_type_hints(function).get(name) is Request
+    except (NameError, TypeError):  # an annotation that does not resolve here: not the request
+        return False
 
 
 def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRouter:
@@ -95,8 +107,15 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    async def ws_caller(websocket: WebSocket) -> Person:
-        """The node's own authentication, from the WebSocket handshake's bearer token."""
+    async def ws_caller(websocket: WebSocket, method: str) -> Person:
+        """The node's own ``reader`` dependency, called for a WebSocket handshake.
+
+        FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
+        presented to ``reader`` as the HTTP request it is (``method`` ``GET`` to follow, ``POST``
+        to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
+        then allows for following alone), with the bearer credentials from its header.
+        """
+        request = Request({**websocket.scope, "type": "http", "method": method})
         header = websocket.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         credentials = (
@@ -104,7 +123,11 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             if scheme.lower() == "bearer" and token.strip()
             else None
         )
-        return await run_in_threadpool(reader, credentials)
+        arguments = {
+            name: request if _is_request(reader, name, param) else credentials
+            for name, param in inspect.signature(reader).parameters.items()
+        }
+        return await run_in_threadpool(reader, **arguments)
 
     @router.websocket("/stream/tracks/publish")
     async def publish_ws(websocket: WebSocket) -> None:
@@ -112,7 +135,7 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         high-rate publishers: one authentication per connection). A refused update is answered
         with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
         try:
-            person = await ws_caller(websocket)
+            person = await ws_caller(websocket, "POST")
             stream.node.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
@@ -137,7 +160,7 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
     async def follow_ws(websocket: WebSocket) -> None:
         """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
         try:
-            person = await ws_caller(websocket)
+            person = await ws_caller(websocket, "GET")
             tracks = await stream.subscribe(person, "ws")
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
