@@ -279,7 +279,8 @@ def load_events(path: Path, tz: tzinfo) -> tuple[Event, ...]:
 def _walk(root: Traversable) -> Iterator[Traversable]:
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.is_dir():
-            yield from _walk(entry)
+            if entry.name != "launches":  # launch records for the stream, not catalogue files
+                yield from _walk(entry)
         elif entry.name.endswith(".toml"):
             yield entry
 

@@ -20,9 +20,12 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── PayloadTooLargeError   a payload exceeds the node's limit
     ├── ConfigError            a node directory or its configuration is unusable
     ├── InvalidInputError      a request is malformed (bad id, cursor, payload encoding)
+    │   └── TrackError         a missile track update is malformed
+    │       └── ForbiddenFieldError  it names sensors, platforms or pre-launch indicators
     ├── ProofError             a Merkle proof or a log does not verify (tampering, a fork)
     ├── EnvelopeError          an envelope or origin signature was refused (opaque; detail audited)
-    └── StoreError             the store failed; nothing was half-written
+    ├── StoreError             the store failed; nothing was half-written
+    └── LinkError              a stream link frame was refused (replay, reorder, gap, tamper)
 """
 
 from __future__ import annotations
@@ -41,17 +44,20 @@ __all__ = [
     "ConflictError",
     "DataFileError",
     "EnvelopeError",
+    "ForbiddenFieldError",
     "GsomiaError",
     "InstantError",
     "InvalidInputError",
     "ItemGoneError",
     "LabelError",
     "LifecycleError",
+    "LinkError",
     "NotFoundError",
     "PayloadTooLargeError",
     "ProofError",
     "ReleaseRefused",
     "StoreError",
+    "TrackError",
     "UnknownNameError",
 ]
 
@@ -146,6 +152,38 @@ class StoreError(GsomiaError):
 
 class InvalidInputError(GsomiaError, ValueError):
     """A request is malformed: a bad identifier, cursor or payload encoding."""
+
+
+class TrackError(InvalidInputError):
+    """A missile track update is malformed; the message names the field and the problem."""
+
+
+class ForbiddenFieldError(TrackError):
+    """A track update carries what the missile-warning arrangement forbids sharing.
+
+    The arrangement shares launch point, trajectory and impact point only: never details of
+    national sensors or platforms, never pre-launch indicators. ``field`` is the offending path.
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(
+            f"track field {field!r} is forbidden: the missile-warning arrangement never shares "
+            "sensor or platform details or pre-launch indicators; remove it and publish again"
+        )
+
+
+class LinkError(GsomiaError):
+    """A frame on a stream link between nodes was refused, and the link closed.
+
+    ``detail`` is the short code for the audit log: ``replayed``, ``out-of-order``, ``gap``,
+    ``tampered``, ``handshake-failed``, ``unknown-peer``, ``malformed``, ``bad-batch-signature`` or
+    ``bad-consent``.
+    """
+
+    def __init__(self, detail: str, message: str) -> None:
+        self.detail = detail
+        super().__init__(message)
 
 
 class ProofError(GsomiaError):

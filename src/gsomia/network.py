@@ -137,19 +137,23 @@ def open_nodes(members: list[NetNode], clock: Clock, catalogue: Catalogue | None
 
 
 @contextmanager
-def serve_in_threads(nodes: dict[str, Node], members: list[NetNode]) -> Iterator[None]:
+def serve_in_threads(
+    nodes: dict[str, Node], members: list[NetNode], streams: dict[str, Any] | None = None
+) -> Iterator[None]:
     """Serve each node's API on its loopback port from a thread of this process (no sender loop:
-    the caller delivers, so a replay controls exactly when things move)."""
+    the caller delivers, so a replay controls exactly when things move). ``streams`` gives a
+    party's node its own ``StreamService`` (e.g. over NATS)."""
     from gsomia.api import create_app
 
     servers = []
     for member in members:
         config = uvicorn.Config(
-            create_app(nodes[member.party]),
+            create_app(nodes[member.party], stream=(streams or {}).get(member.party)),
             host="127.0.0.1",
             port=member.port,
             log_level="warning",
             lifespan="on",
+            timeout_graceful_shutdown=2,  # live streams (SSE, WebSocket) must not hold the shutdown
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True, name=f"gsomia-{member.party}")

@@ -234,6 +234,8 @@ def test_demo_tells_the_story() -> None:
         "terminated",
         "군사I급비밀 has no equivalent",
         "outside the scope of tisa-2014",
+        "Missile-warning stream",
+        "JPN via USA (tisa-2014)",
     ):
         assert needle in out, needle
 

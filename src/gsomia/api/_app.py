@@ -37,6 +37,8 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
+from gsomia.stream._api import stream_router
+from gsomia.stream._service import StreamService
 from gsomia.taxii._server import taxii_router
 from gsomia.ui import SESSION_COOKIE, ui_router
 
@@ -164,9 +166,18 @@ def _sender_loop(node: Node, stop: threading.Event, interval: float, head_every:
 
 
 def create_app(
-    node: Node, *, sender: bool = False, sender_interval: float = 0.2, head_every: float = 5.0
+    node: Node,
+    *,
+    sender: bool = False,
+    sender_interval: float = 0.2,
+    head_every: float = 5.0,
+    stream: StreamService | None = None,
 ) -> FastAPI:
-    """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox."""
+    """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox.
+
+    ``stream`` is the node's missile-track stream (by default over the in-process bus).
+    """
+    stream = stream if stream is not None else StreamService(node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -181,6 +192,7 @@ def create_app(
             )
             thread.start()
         yield
+        await stream.close()
         stop.set()
         if thread is not None:
             thread.join(timeout=15)
@@ -216,6 +228,8 @@ def create_app(
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
+    app.include_router(stream_router(stream, reader))
+    app.state.stream = stream
 
     @app.get("/healthz", tags=["node"])
     def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.cli._duties import duty_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
+from gsomia.cli._stream import print_stream_story, stream_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
@@ -44,6 +45,7 @@ app.add_typer(item_app, name="item")
 app.add_typer(peer_app, name="peer")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(net_app, name="net")
+app.add_typer(stream_app, name="stream")
 app.add_typer(audit_app, name="audit")
 app.add_typer(duty_app, name="duty")
 app.command("export")(export_file)
@@ -246,6 +248,7 @@ def demo(
         emit([_render.net_step_json(s) for s in net_steps])
     else:
         _render.print_net_demo(console(), net_steps)
+        print_stream_story(console(), _catalogue())
 
 
 def main() -> None:

@@ -84,15 +84,33 @@ def node_serve(
     sender: Annotated[
         bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
     ] = True,
+    stream_nats: Annotated[
+        str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
+    ] = None,
 ) -> None:
     """Serve the node's REST API (OpenAPI at /openapi.json) and deliver its outbox."""
     import uvicorn  # only this command needs the server
 
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
+    from gsomia.stream import NatsBus, StreamService
 
     node = open_node(directory)
+    bus = (
+        NatsBus(
+            stream_nats, stream=f"GSOMIA_TRACKS_{node.party}", subject=f"gsomia.tracks.{node.party.lower()}"
+        )
+        if stream_nats
+        else None
+    )
+    stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
-    uvicorn.run(create_app(node, sender=sender), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(node, sender=sender, stream=stream),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
+    )
 
 
 @node_app.command("identity")

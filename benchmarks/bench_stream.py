@@ -1,0 +1,372 @@
+"""Stream costs: latency from publish at KOR to a consumer at JPN, and the saturation rate.
+
+What is measured
+----------------
+(a) Latency at a fixed rate. Three nodes run as processes on loopback (``network.start``).
+A client publishes synthetic track updates (a 2019 launch's flight, one sample each, a
+unique ``update_ts`` each) to KOR at ``--rate`` updates per second (open loop: each send is
+scheduled at ``start + i / rate`` whatever came before), over KOR's WebSocket feed
+``/stream/tracks/publish`` (``--publish ws``, the default: one authentication per connection)
+or one ``POST /stream/tracks`` each over ``--connections`` keep-alive connections
+(``--publish post``), while a WebSocket consumer at JPN
+(``/stream/tracks/ws``, an analyst's token) receives them. The latency of one update is the
+consumer's receive instant minus the instant its POST was sent (one clock, one process).
+Twice: *direct* (the shipped agreements: KOR reaches JPN directly) and *via USA* (a what-if:
+GSOMIA ended in 2019 and no 2023 arrangement, KOR's standing authorisation lets the hub
+relay), each on its own fresh network. The figures include the client's own HTTP cost.
+
+(b) Saturation of the link path, one core: what each forwarded track costs on a link, in
+process with no network: the sender seals it (Noise ChaCha20-Poly1305, sequence-number
+nonce) and hashes it into the window's Merkle tree, the receiver opens it and hashes it
+into its tree, and every 50 ms of frames one Ed25519 signature over the root is made and
+verified. The peer does the same tracks with per-message Ed25519: sign each frame at the
+sender, verify it at the receiver (no session). Tracks per second, best of ``--passes``.
+
+(c) Saturation end to end: the same client publishing twice as many updates as fast as it
+can, direct; tracks per second received at JPN (from the first send to the last receipt).
+
+Targets (the issue): p99 < 5 ms direct and < 10 ms via the hub at 1,000 tracks/s;
+at least 20,000 tracks/s at saturation. Printed as met or NOT met; nothing is asserted.
+
+Run: ``python benchmarks/bench_stream.py [--rate 1000] [--seconds 5] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import cpu_model, load_average
+from gsomia.core.ballistics import track_updates
+from gsomia.core.tracks import TrackUpdate, track_update_to_json
+from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.network import build, start, stop
+from gsomia.stream import launches
+from gsomia.stream._link import TRACK, BatchSigner, BatchVerifier, accept, initiate
+
+TARGET_P99_DIRECT_MS = 5.0
+TARGET_P99_HUB_MS = 10.0
+TARGET_SATURATION = 20_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    figure: str
+    value: float
+    unit: str
+    target: str
+    met: bool | None
+    peer: str | None = None
+    peer_value: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = None
+        if self.peer_value:
+            ratio = round(self.value / self.peer_value, 3)
+        return {
+            "figure": self.figure,
+            "value": round(self.value, 3),
+            "unit": self.unit,
+            "peer": self.peer,
+            "peer_value": None if self.peer_value is None else round(self.peer_value, 3),
+            "ratio": ratio,
+            "target": self.target,
+            "met": self.met,
+        }
+
+
+def _updates(count: int) -> list[dict[str, Any]]:
+    """``count`` single-sample updates with unique ``update_ts`` (the correlation key)."""
+    launch = launches(2019)[4]
+    base = datetime.now(UTC) - timedelta(hours=1)
+    flight = track_updates(
+        launch.fly(), track_id="bench", originator="KOR", launched=base, missile_class=launch.missile_class
+    )
+    samples: list[TrackUpdate] = [u for u in flight if u.points]
+    out = []
+    for i in range(count):
+        u = samples[i % len(samples)]
+        body = track_update_to_json(u)
+        body["update_ts"] = (base + timedelta(microseconds=i)).isoformat()
+        body["final"] = False
+        out.append(body)
+    return out
+
+
+def _what_if(directory: Path) -> Path:
+    from importlib.resources import files
+
+    def without(name: str, drop: set[str]) -> str:
+        text = (files("gsomia") / "data" / "agreements" / name).read_text(encoding="utf-8")
+        head, *blocks = text.split("[[agreement.events]]")
+        return head + "".join(
+            "[[agreement.events]]" + b for b in blocks if not any(f'id = "{e}"' in b for e in drop)
+        )
+
+    extra = directory / "what-if"
+    extra.mkdir()
+    (extra / "kor-jpn-gsomia-2016.toml").write_text(
+        without("kor-jpn-gsomia-2016.toml", {"2019-11-22-notice-suspended", "2023-03-21-notes-withdrawn"})
+    )
+    (extra / "trilateral-missile-warning-2023.toml").write_text(
+        without("trilateral-missile-warning-2023.toml", {"2023-12-19-operational"})
+    )
+    return extra
+
+
+class _Network:
+    def __init__(self, directory: Path, hub: bool) -> None:
+        self.directory = directory
+        members = build(directory)
+        if hub:
+            extra = _what_if(directory)
+            for m in members:
+                config = m.directory / "node.toml"
+                config.write_text(
+                    config.read_text().replace("data_dirs = []", f"data_dirs = [{json.dumps(str(extra))}]")
+                )
+        running = start(directory)
+        self.endpoint = {n["party"]: n["endpoint"] for n in running}
+        self.tokens = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
+        if hub:
+            httpx.post(
+                f"{self.endpoint['KOR']}/stream/authorisations",
+                json={"recipient": "JPN", "hub": "USA"},
+                headers={"Authorization": f"Bearer {self.tokens['KOR']['officer']}"},
+            ).raise_for_status()
+
+    def close(self) -> None:
+        stop(self.directory)
+
+
+async def _run(
+    net: _Network, updates: list[dict[str, Any]], rate: float | None, connections: int, publish: str
+) -> dict[str, Any]:
+    """Publish ``updates`` at KOR (paced at ``rate``, or flat out), receive them at JPN."""
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    routes: set[str] = set()
+    ws_url = net.endpoint["JPN"].replace("http", "ws") + "/stream/tracks/ws"
+    headers = {"Authorization": f"Bearer {net.tokens['JPN']['analyst']}"}
+    done = asyncio.Event()
+
+    async def consume(ws: Any) -> None:
+        async for text in ws:
+            now = time.perf_counter()
+            track = json.loads(text)
+            received[track["update_ts"]] = now
+            routes.add(track["route"])
+            if len(received) >= len(updates):
+                done.set()
+                return
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    publish_headers = {"Authorization": f"Bearer {net.tokens['KOR']['officer']}"}
+    async with (
+        connect(ws_url, additional_headers=headers, max_size=2**20) as ws,
+        httpx.AsyncClient(limits=limits, timeout=30) as client,
+    ):
+        # warm: the plan, the link handshake and the connections, outside the timing
+        warm = dict(updates[0], update_ts=(datetime.now(UTC) - timedelta(days=1)).isoformat())
+        await client.post(f"{net.endpoint['KOR']}/stream/tracks", json=warm, headers=publish_headers)
+        await asyncio.wait_for(ws.recv(), timeout=10)
+        consumer = asyncio.create_task(consume(ws))
+        semaphore = asyncio.Semaphore(connections)
+        errors = 0
+
+        async def post(body: dict[str, Any]) -> None:
+            nonlocal errors
+            async with semaphore:
+                sent[body["update_ts"]] = time.perf_counter()
+                response = await client.post(
+                    f"{net.endpoint['KOR']}/stream/tracks", json=body, headers=publish_headers
+                )
+                if response.status_code != 202:
+                    errors += 1
+
+        began = time.perf_counter()
+        if publish == "ws":
+            pub_url = net.endpoint["KOR"].replace("http", "ws") + "/stream/tracks/publish"
+            async with connect(pub_url, additional_headers=publish_headers, max_size=2**20) as pub:
+                texts = [json.dumps(body) for body in updates]
+                began = time.perf_counter()
+                for i, (body, text) in enumerate(zip(updates, texts, strict=True)):
+                    if rate:
+                        delay = began + i / rate - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    sent[body["update_ts"]] = time.perf_counter()
+                    await pub.send(text)
+                sending_s = time.perf_counter() - began
+                with contextlib.suppress(TimeoutError):  # what did not arrive is counted, not waited for
+                    await asyncio.wait_for(done.wait(), timeout=15)
+        else:
+            tasks = []
+            for i, body in enumerate(updates):
+                if rate:
+                    delay = began + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post(body)))
+            await asyncio.gather(*tasks)
+            sending_s = time.perf_counter() - began
+        with contextlib.suppress(TimeoutError):  # what did not arrive is counted, not waited for
+            await asyncio.wait_for(done.wait(), timeout=15)
+        consumer.cancel()
+        last = max(received.values(), default=began)
+    latencies = sorted((received[k] - sent[k]) * 1000 for k in received if k in sent)
+    return {
+        "latencies_ms": latencies,
+        "sent": len(sent),
+        "received": len(received),
+        "errors": errors,
+        "sending_s": sending_s,
+        "elapsed_s": last - began,
+        "routes": sorted(routes),
+    }
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def link_saturation(count: int, passes: int) -> tuple[float, float]:
+    """(link tracks/s, per-message Ed25519 tracks/s), best of ``passes`` each, one core."""
+    at = datetime.now(UTC)
+    body = json.dumps({"track": _updates(1)[0], "recipient": "JPN", "via": None}).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        kor = KeyRing.create(Path(tmp) / "k.json", "KOR", "kor", at - timedelta(days=1))
+        jpn = KeyRing.create(Path(tmp) / "j.json", "JPN", "jpn", at - timedelta(days=1))
+        kor_id = PeerIdentity.from_document(kor.identity("http://kor.invalid"))
+        jpn_id = PeerIdentity.from_document(jpn.identity("http://jpn.invalid"))
+        best_link = best_peer = 0.0
+        for _ in range(passes):
+            first, finish = initiate(kor, jpn_id, at)
+            answer, receiver = accept(jpn, {"KOR": kor_id}.get, first, at)
+            sender = finish(answer)
+            signer, verifier = BatchSigner(kor, "JPN"), BatchVerifier("JPN", {"KOR": kor_id}.get)
+            began = time.perf_counter()
+            window = began
+            for _ in range(count):
+                for wire in sender.seal(TRACK, body, began):
+                    frame = receiver.open(wire)
+                    if frame is not None:
+                        signer.add(frame.seq, body, began)
+                        verifier.add(frame.seq, frame.body)
+                now = time.perf_counter()
+                if now - window >= 0.05:
+                    batch = signer.close(at)
+                    assert batch is not None
+                    verifier.verify(batch.jws, "KOR", at)
+                    window = now
+            best_link = max(best_link, count / (time.perf_counter() - began))
+            key = Ed25519PrivateKey.generate()
+            public = key.public_key()
+            began = time.perf_counter()
+            for _ in range(count):
+                public.verify(key.sign(body), body)
+            best_peer = max(best_peer, count / (time.perf_counter() - began))
+    return best_link, best_peer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="tracks per second for the latency runs")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--connections", type=int, default=16, help="HTTP connections publishing at KOR")
+    parser.add_argument("--link-tracks", type=int, default=20_000, help="tracks per link saturation pass")
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument(
+        "--publish", choices=("ws", "post"), default="ws", help="publish over the WebSocket feed or POST each"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    loads = [load_average()]
+    began = time.perf_counter()
+    count = max(10, int(args.rate * args.seconds))
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="gsomia-bench-stream-") as tmp:
+        for name, hub in (("direct", False), ("via USA", True)):
+            net = _Network(Path(tmp) / name.replace(" ", "-"), hub)
+            try:
+                runs[name] = asyncio.run(
+                    _run(net, _updates(count), args.rate, args.connections, args.publish)
+                )
+                if not hub:
+                    runs["saturation"] = asyncio.run(
+                        _run(net, _updates(count * 2), None, args.connections, args.publish)
+                    )
+            finally:
+                net.close()
+    link, peer = link_saturation(args.link_tracks, args.passes)
+    rows: list[Row] = []
+    for name, target in (("direct", TARGET_P99_DIRECT_MS), ("via USA", TARGET_P99_HUB_MS)):
+        lat = runs[name]["latencies_ms"]
+        for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
+            value = _quantile(lat, q)
+            met = (value < target) if label == "p99" else None
+            rows.append(Row(f"latency {label} KOR->JPN {name} at {args.rate:g}/s", value, "ms",
+                            f"p99 < {target:g} ms" if label == "p99" else "-", met))  # fmt: skip
+        offered = runs[name]["sent"] / runs[name]["sending_s"] if runs[name]["sending_s"] else 0.0
+        rows.append(
+            Row(f"achieved publish rate {name}", offered, "tracks/s", f"{args.rate:g}/s offered", None)
+        )
+    sat = runs["saturation"]
+    e2e = sat["received"] / sat["elapsed_s"] if sat["elapsed_s"] > 0 else 0.0
+    rows.append(Row(f"saturation end to end KOR->JPN direct ({args.publish} publish)", e2e, "tracks/s",
+                    f">= {TARGET_SATURATION:,.0f}/s", e2e >= TARGET_SATURATION))  # fmt: skip
+    rows.append(Row("saturation link path (seal+open+Merkle+signed roots), one core", link, "tracks/s",
+                    f">= {TARGET_SATURATION:,.0f}/s", link >= TARGET_SATURATION,
+                    "per-message Ed25519 sign+verify", peer))  # fmt: skip
+    loads.append(load_average())
+    figures = {
+        "benchmark": "stream",
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "publish": args.publish,
+        "runs": {k: {x: y for x, y in v.items() if x != "latencies_ms"} for k, v in runs.items()},
+        "rows": [r.as_dict() for r in rows],
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "total_s": round(time.perf_counter() - began, 1),
+        "load_average_1min": {"start": loads[0], "end": loads[1]},
+    }
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+        return 0
+    print(f"stream benchmark on {cpu_model()} ({os.cpu_count()} cores), load {loads[0]} -> {loads[1]}")
+    for name, run in runs.items():
+        print(f"  {name}: sent {run['sent']}, received at JPN {run['received']}, errors {run['errors']}, "
+              f"routes {run['routes']}")  # fmt: skip
+    for r in rows:
+        d = r.as_dict()
+        verdict = "" if r.met is None else ("met" if r.met else "NOT met")
+        peer_text = f"  (peer {r.peer}: {d['peer_value']:,} {r.unit}, ratio {d['ratio']})" if r.peer else ""
+        print(f"  {r.figure:<66} {r.value:>12,.3f} {r.unit:<9} target {r.target:<16} {verdict}{peer_text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Missile tracks as the real-time missile-warning arrangement shares them.
+
+The arrangement shares, from launch to impact, the estimated launch point, the flight
+trajectory and the estimated impact point; never pre-launch indicators or details of
+national sensors. A :class:`TrackUpdate` holds exactly that, and
+:func:`parse_track_update` refuses anything else at the boundary, naming the field:
+
+>>> parse_track_update({"track_id": "t1", "radar": "x"}, originator="KOR")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+gsomia.errors.ForbiddenFieldError: track field 'radar' is forbidden: ...
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gsomia.errors import ForbiddenFieldError, TrackError
+
+__all__ = [
+    "FORBIDDEN_WORDS",
+    "MAX_POINTS",
+    "GeoFix",
+    "TrackPoint",
+    "TrackUpdate",
+    "parse_track_update",
+    "track_update_to_json",
+]
+
+MAX_POINTS = 1000
+# A key containing any of these names a sensor, a platform or a pre-launch indicator.
+FORBIDDEN_WORDS = (
+    "sensor",
+    "radar",
+    "platform",
+    "satellite",
+    "aegis",
+    "ship",
+    "prelaunch",
+    "pre_launch",
+    "pre-launch",
+    "indicator",
+    "emitter",
+    "detector",
+)
+_NESTED = (dict, list)
+_FORBIDDEN = re.compile("|".join(re.escape(word) for word in FORBIDDEN_WORDS))
+_TRACK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_MISSILE_CLASS = re.compile(r"^[\w .,()/+-]{1,64}$")
+_TOP = frozenset(
+    {
+        "track_id",
+        "originator",
+        "update_ts",
+        "launch",
+        "impact",
+        "points",
+        "missile_class",
+        "quality",
+        "final",
+    }
+)
+_FIX = frozenset({"lat", "lon", "time"})
+_POINT = frozenset({"t", "lat", "lon", "alt_m", "speed_mps"})
+
+
+@dataclass(frozen=True, slots=True)
+class GeoFix:
+    """An estimated point on the ground and its instant (launch or impact)."""
+
+    lat: float
+    lon: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPoint:
+    """One trajectory sample: instant, position, altitude above the surface, speed."""
+
+    at: datetime
+    lat: float
+    lon: float
+    alt_m: float
+    speed_mps: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUpdate:
+    """One update of a track: the new samples and the current estimates."""
+
+    track_id: str
+    originator: str
+    update_ts: datetime
+    launch: GeoFix
+    impact: GeoFix | None
+    points: tuple[TrackPoint, ...]
+    missile_class: str
+    quality: float
+    final: bool
+
+
+def _forbidden(data: Any, path: str) -> None:
+    """Raise on the first key, at any depth, that names a sensor, platform or indicator."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if _FORBIDDEN.search(str(key).lower()):
+                raise ForbiddenFieldError(f"{path}.{key}" if path else str(key))
+            if isinstance(value, _NESTED):
+                _forbidden(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            if isinstance(value, _NESTED):
+                _forbidden(value, f"{path}[{index}]")
+
+
+def _members(data: Any, allowed: frozenset[str], required: frozenset[str], where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TrackError(f"{where}: expected an object")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise TrackError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(data))
+    if missing:
+        raise TrackError(f"{where}: missing field {missing[0]!r}")
+    return data
+
+
+def _number(value: Any, where: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TrackError(f"{where}: expected a number")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise TrackError(f"{where}: {number} is outside [{low}, {high}]")
+    return number
+
+
+def _instant(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise TrackError(f"{where}: expected an ISO 8601 instant")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise TrackError(f"{where}: {value!r} is not ISO 8601") from exc
+    if at.utcoffset() is None:
+        raise TrackError(f"{where}: {value!r} has no UTC offset")
+    return at
+
+
+def _fix(data: Any, where: str) -> GeoFix:
+    fix = _members(data, _FIX, _FIX, where)
+    return GeoFix(
+        _number(fix["lat"], f"{where}.lat", -90, 90),
+        _number(fix["lon"], f"{where}.lon", -180, 180),
+        _instant(fix["time"], f"{where}.time"),
+    )
+
+
+def _point(data: Any, where: str) -> TrackPoint:
+    point = _members(data, _POINT, _POINT, where)
+    return TrackPoint(
+        _instant(point["t"], f"{where}.t"),
+        _number(point["lat"], f"{where}.lat", -90, 90),
+        _number(point["lon"], f"{where}.lon", -180, 180),
+        _number(point["alt_m"], f"{where}.alt_m", -500, 5_000_000),
+        _number(point["speed_mps"], f"{where}.speed_mps", 0, 20_000),
+    )
+
+
+def parse_track_update(data: Any, *, originator: str) -> TrackUpdate:
+    """A track update from its JSON form, published at ``originator``'s node.
+
+    Refuses, naming the field: anything about sensors, platforms or pre-launch indicators
+    (:class:`~gsomia.errors.ForbiddenFieldError`), unknown or missing fields, out-of-range
+    numbers, instants without an offset, samples out of time order, another originator.
+    """
+    _forbidden(data, "")
+    track = _members(data, _TOP, _TOP - {"impact", "originator"}, "track")
+    track_id = track["track_id"]
+    if not isinstance(track_id, str) or not _TRACK_ID.match(track_id):
+        raise TrackError("track.track_id: 1-128 letters, digits, '.', '_', ':' or '-'")
+    stated = track.get("originator", originator)
+    if stated != originator:
+        raise TrackError(f"track.originator: {stated!r}, but this node publishes for {originator}")
+    points_data = track["points"]
+    if not isinstance(points_data, list) or len(points_data) > MAX_POINTS:
+        raise TrackError(f"track.points: expected a list of at most {MAX_POINTS} samples")
+    points = tuple(_point(p, f"track.points[{i}]") for i, p in enumerate(points_data))
+    for i in range(1, len(points)):
+        if points[i].at < points[i - 1].at:
+            raise TrackError(f"track.points[{i}].t: samples must be in time order")
+    missile_class = track["missile_class"]
+    if not isinstance(missile_class, str) or not _MISSILE_CLASS.match(missile_class):
+        raise TrackError("track.missile_class: 1-64 letters, digits, spaces or .,()/+-")
+    final = track["final"]
+    if not isinstance(final, bool):
+        raise TrackError("track.final: expected true or false")
+    impact = track.get("impact")
+    return TrackUpdate(
+        track_id=track_id,
+        originator=originator,
+        update_ts=_instant(track["update_ts"], "track.update_ts"),
+        launch=_fix(track["launch"], "track.launch"),
+        impact=None if impact is None else _fix(impact, "track.impact"),
+        points=points,
+        missile_class=missile_class,
+        quality=_number(track["quality"], "track.quality", 0, 1),
+        final=final,
+    )
+
+
+def _fix_json(fix: GeoFix) -> dict[str, Any]:
+    return {"lat": fix.lat, "lon": fix.lon, "time": fix.at.isoformat()}
+
+
+def track_update_to_json(update: TrackUpdate) -> dict[str, Any]:
+    """The JSON form (the dashboard's contract, without ``route`` and ``agreement``)."""
+    return {
+        "track_id": update.track_id,
+        "originator": update.originator,
+        "update_ts": update.update_ts.isoformat(),
+        "launch": _fix_json(update.launch),
+        "impact": None if update.impact is None else _fix_json(update.impact),
+        "points": [
+            {"t": p.at.isoformat(), "lat": p.lat, "lon": p.lon, "alt_m": p.alt_m, "speed_mps": p.speed_mps}
+            for p in update.points
+        ],
+        "missile_class": update.missile_class,
+        "quality": update.quality,
+        "final": update.final,
+    }

@@ -1,0 +1,20 @@
+"""The real-time missile-warning stream: launch records, link sessions, the bus, the relay service.
+
+See ``docs/STREAM.md`` for the path a track takes and the link construction.
+"""
+
+from gsomia.stream._bus import Bus, InProcessBus, NatsBus, Subscription
+from gsomia.stream._launches import Launch, launches, replay
+from gsomia.stream._service import StreamService, StreamStats
+
+__all__ = [
+    "Bus",
+    "InProcessBus",
+    "Launch",
+    "NatsBus",
+    "StreamService",
+    "StreamStats",
+    "Subscription",
+    "launches",
+    "replay",
+]

@@ -1,0 +1,202 @@
+"""The stream's HTTP and WebSocket routes, mounted on the node's app.
+
+``POST /stream/tracks`` publishes an update at the originating node; ``GET /stream/tracks/sse``
+(Server-Sent Events) and ``/stream/tracks/ws`` (WebSocket) follow the tracks this person may
+read; ``/stream/link`` is the WebSocket other nodes open to carry their link sessions;
+``POST /stream/authorisations`` records the originator's standing hub authorisation.
+Callers authenticate with the node's own ``reader`` dependency (bearer token).
+"""
+
+import asyncio
+import inspect
+import json
+import typing
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
+
+from gsomia.core.access import Person, Role
+from gsomia.core.instants import parse_instant
+from gsomia.errors import GsomiaError, InvalidInputError, LinkError
+from gsomia.stream._service import LINK_PATH, StreamService
+
+__all__ = ["stream_router"]
+
+_POLICY_VIOLATION = 1008
+KEEPALIVE_S = 1.0
+
+
+def _sse(seq: int, track: dict[str, Any]) -> bytes:
+    return f"event: track\nid: {seq}\ndata: {json.dumps(track, ensure_ascii=False)}\n\n".encode()
+
+
+def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
+    """Whether ``function``'s parameter asks for the request (its annotation may be a string)."""
+    if param.annotation is Request:
+        return True
+    try:
+        return typing.get_type_hints(function).get(name) is Request
+    except (NameError, TypeError):  # an annotation that does not resolve here: not the request
+        return False
+
+
+def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRouter:
+    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency."""
+    router = APIRouter(tags=["stream"])
+    Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    @router.post("/stream/tracks", status_code=202)
+    async def publish(person: Caller, body: Annotated[Any, Body()]) -> dict[str, Any]:
+        """Publish one track update at this, the originating, node (the dashboard's JSON shape)."""
+        return await stream.publish(person, body)
+
+    @router.post("/stream/authorisations", status_code=201)
+    def authorise(person: Caller, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """Record this node's standing authorisation for a hub to relay its tracks to a recipient."""
+        expires_text = body.get("expires")
+        expires: datetime | None = None
+        if expires_text is not None:
+            if not isinstance(expires_text, str):
+                raise InvalidInputError("expires: an ISO 8601 instant with an offset")
+            expires = parse_instant(expires_text, UTC)
+        recipient, hub = body.get("recipient"), body.get("hub", "USA")
+        if not isinstance(recipient, str) or not isinstance(hub, str):
+            raise InvalidInputError("recipient and hub: party codes, e.g. JPN and USA")
+        consent = stream.authorise_relay(person, recipient, hub, expires=expires)
+        return {
+            "originator": consent.originator,
+            "recipient": consent.recipient,
+            "hub": consent.hub,
+            "given_at": consent.given_at.isoformat(),
+            "expires": None if consent.expires is None else consent.expires.isoformat(),
+        }
+
+    @router.get("/stream/tracks/sse", response_class=StreamingResponse)
+    async def follow_sse(person: Caller) -> StreamingResponse:
+        """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``)."""
+        tracks = await stream.subscribe(person, "sse")
+
+        async def events() -> AsyncIterator[bytes]:
+            # a comment every KEEPALIVE_S keeps idle proxies from closing the stream and lets a
+            # client notice a dead connection; tracks come through a queue so waiting can time out
+            queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+
+            async def pump() -> None:
+                async for seq, track in tracks:
+                    await queue.put(_sse(seq, track))
+
+            pumping = asyncio.create_task(pump())
+            try:
+                yield b": gsomia missile-warning stream\n\n"
+                while not pumping.done() or not queue.empty():
+                    try:
+                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+            finally:
+                pumping.cancel()
+                await asyncio.gather(pumping, return_exceptions=True)
+                await tracks.aclose()  # type: ignore[attr-defined]
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    async def ws_caller(websocket: WebSocket, method: str) -> Person:
+        """The node's own ``reader`` dependency, called for a WebSocket handshake.
+
+        FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
+        presented to ``reader`` as the HTTP request it is (``method`` ``GET`` to follow, ``POST``
+        to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
+        then allows for following alone), with the bearer credentials from its header.
+        """
+        request = Request({**websocket.scope, "type": "http", "method": method})
+        header = websocket.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        credentials = (
+            HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+            if scheme.lower() == "bearer" and token.strip()
+            else None
+        )
+        arguments = {
+            name: request if _is_request(reader, name, param) else credentials
+            for name, param in inspect.signature(reader).parameters.items()
+        }
+        return await run_in_threadpool(reader, **arguments)
+
+    @router.websocket("/stream/tracks/publish")
+    async def publish_ws(websocket: WebSocket) -> None:
+        """A feed of track updates at the originating node, one JSON text message each (for
+        high-rate publishers: one authentication per connection). A refused update is answered
+        with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
+        try:
+            person = await ws_caller(websocket, "POST")
+            stream.node.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
+        except GsomiaError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                data: Any = None
+                try:
+                    data = json.loads(text)
+                    await stream.publish(person, data)
+                except (GsomiaError, ValueError) as exc:
+                    track_id = data.get("track_id") if isinstance(data, dict) else None
+                    await websocket.send_json(
+                        {"error": type(exc).__name__, "detail": str(exc), "track_id": track_id}
+                    )
+        except WebSocketDisconnect:
+            return
+
+    @router.websocket("/stream/tracks/ws")
+    async def follow_ws(websocket: WebSocket) -> None:
+        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+        try:
+            person = await ws_caller(websocket, "GET")
+            tracks = await stream.subscribe(person, "ws")
+        except GsomiaError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+
+        async def send() -> None:
+            async for _, track in tracks:
+                await websocket.send_json(track)
+
+        async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        tasks = {asyncio.create_task(send()), asyncio.create_task(watch())}
+        try:
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await tracks.aclose()  # type: ignore[attr-defined]
+
+    @router.websocket(LINK_PATH)
+    async def link(websocket: WebSocket) -> None:
+        """A peer node's link session (Noise KK over binary WebSocket messages)."""
+        await websocket.accept()
+
+        async def receive() -> bytes:
+            return await websocket.receive_bytes()
+
+        try:
+            await stream.serve_link(receive, websocket.send_bytes)
+        except LinkError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=exc.detail)
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return
+
+    return router

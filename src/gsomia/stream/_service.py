@@ -1,0 +1,605 @@
+"""The node's stream service: publish tracks, relay them over link sessions, fan them out.
+
+At the originating node, :meth:`StreamService.publish` parses an update (sensor details are
+refused), labels the track, and sends it on each route the current :class:`RelayPlan`
+allows: directly, or to the hub when only the hub route is allowed. The plan is made
+before the track's first emission and re-made only when the instant passes its
+``valid_until`` (the next agreement event or consent boundary): per message, one comparison.
+
+At a receiving node, every frame arrives on an authenticated link session (``_link``); the
+node decides again on its own side (a refusal drops the track and is audited), marks the
+track with its own equivalent level, and publishes it on its bus; a hub passes a track on
+only when its own decision, with the originator's authorisation, allows it. Consumers
+(SSE, WebSocket) read from the bus, each through its own access decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from gsomia._codec import canonical, label_from_dict, label_to_dict
+from gsomia.core.access import Person, Role, decide_read
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
+from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
+from gsomia.crypto.envelope import verify_origin
+from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, LinkError
+from gsomia.exchange._messages import consent_from_content
+from gsomia.node._service import Node
+from gsomia.store import AuditRow
+from gsomia.stream._bus import Bus, InProcessBus
+from gsomia.stream._link import (
+    BATCH,
+    CONSENT,
+    TRACK,
+    BatchSigner,
+    BatchVerifier,
+    LinkSession,
+    accept,
+    initiate,
+)
+
+__all__ = ["LINK_PATH", "StreamService", "StreamStats"]
+
+_log = logging.getLogger("gsomia.stream")
+LINK_PATH = "/stream/link"
+_TICK_S = 0.01
+_CACHE_LIMIT = 4096
+_RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters a person (or a test) can read: what went where, what was refused."""
+
+    published: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
+    received: int = 0
+    relayed: int = 0
+    emitted: int = 0
+    refused: int = 0
+    link_errors: int = 0
+    batches_signed: int = 0
+    batches_verified: int = 0
+
+
+class _OutLink:
+    """The sending half of one link: a WebSocket client carrying a Noise session."""
+
+    def __init__(self, ws: ClientConnection, session: LinkSession, signer: BatchSigner) -> None:
+        self.ws = ws
+        self.session = session
+        self.signer = signer
+        self.lock = asyncio.Lock()
+        self.consents_sent: set[str] = set()
+
+
+class StreamService:
+    """One node's stream: publishing, link sessions to peers, the bus and its consumers."""
+
+    def __init__(
+        self,
+        node: Node,
+        bus: Bus | None = None,
+        *,
+        classification: str | None = None,
+        hubs: tuple[str, ...] = ("USA",),
+        rekey_frames: int = 100_000,
+        rekey_seconds: float = 60.0,
+    ) -> None:
+        self.node = node
+        self.party = node.party
+        self.bus: Bus = bus if bus is not None else InProcessBus()
+        scheme = node.catalogue.party(node.party).scheme
+        # by default the level equivalent to SECRET (rank 2), the level missile-warning data carries
+        self.classification = classification or next(lv.name for lv in scheme.levels if lv.rank == 2)
+        self.hubs = hubs
+        self.rekey_frames = rekey_frames
+        self.rekey_seconds = rekey_seconds
+        self.recipients = tuple(sorted(p for p in node.catalogue.parties if p != node.party))
+        self.stats = StreamStats()
+        self._seq = 0
+        self._labels: dict[str, SecurityLabel] = {}
+        self._plans: dict[str, RelayPlan] = {}
+        self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
+        self._parsed_labels: dict[str, SecurityLabel] = {}
+        self._links: dict[str, _OutLink] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
+        self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
+        self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
+        self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
+        self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
+        self._label_json: dict[str, dict[str, Any]] = {}
+        self._emitted_labels: dict[SecurityLabel, tuple[str, dict[str, Any]]] = {}
+        self._started = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.bus.start()
+        self._ticker = asyncio.create_task(self._tick(), name=f"gsomia-stream-batches-{self.party}")
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for party in list(self._links):
+            await self._flush(party)
+            await self._drop_link(party)
+        await self.bus.close()
+        self._started = False
+
+    # --- audit ---
+
+    def _row(
+        self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
+    ) -> AuditRow:
+        return self.node._row(kind, actor, subject, outcome, **detail)
+
+    async def _audit(self, *rows: AuditRow) -> None:
+        await asyncio.to_thread(self.node.store.append_audit, list(rows))
+
+    # --- standing authorisations (TISA: the hub relays only what the originator authorised) ---
+
+    def authorise_relay(
+        self, actor: Person | None, recipient: str, hub: str, *, expires: datetime | None = None
+    ) -> Consent:
+        """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``."""
+        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
+        catalogue = self.node.catalogue
+        consent = Consent(
+            ConsentKind.HUB_RELAY,
+            self.party,
+            catalogue.party(recipient).code,
+            self.node.clock(),
+            f"standing authorisation for missile-warning tracks, by {actor.id if actor else 'the operator'}",
+            hub=catalogue.party(hub).code,
+            expires=expires,
+        )
+        row, _ = self.node.exchange._sign_consent(consent)
+        audit = self._row("stream.authorise", actor.id if actor else None, row.id, "recorded",
+                          recipient=consent.recipient, hub=consent.hub,
+                          expires=None if expires is None else expires.isoformat())  # fmt: skip
+        self.node.exchange.fed.enqueue((), audit=[audit], consents=[row])
+        self._plans.clear()
+        return consent
+
+    def _own_consents(self) -> list[tuple[Consent, str]]:
+        rows = self.node.exchange.fed.consents_for(self.party, "")
+        out: list[tuple[Consent, str]] = []
+        for row in rows:
+            if row.item_id is None and row.kind == ConsentKind.HUB_RELAY.value:
+                out.extend(zip(self.node.exchange._consents([row]), [row.jws], strict=True))
+        return out
+
+    # --- publishing at the originating node ---
+
+    def _label(self, update: TrackUpdate) -> SecurityLabel:
+        label = self._labels.get(update.track_id)
+        if label is None:
+            label = self.node.catalogue.label(
+                originator=self.party,
+                classification=self.classification,
+                releasable_to=self.recipients,
+                purpose=MISSILE_WARNING,
+                topics=[MISSILE_TOPIC],
+                created=update.launch.at,
+            )
+            self._labels[update.track_id] = label
+            self._label_json[update.track_id] = label_to_dict(label)
+        return label
+
+    async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
+        plan = self._plans.get(update.track_id)
+        if plan is not None and plan.holds_at(now.timestamp()):
+            return plan
+        if len(self._plans) >= _CACHE_LIMIT:  # tracks that never sent a final update
+            self._plans.clear()
+            self._labels.clear()
+            self._label_json.clear()
+            label = self._label(update)
+        self._consents_on_file = self._own_consents()
+        consents = [c for c, _ in self._consents_on_file]
+        plan = plan_relay(
+            self.node.engine, self.node.catalogue, label, self.party, self.recipients,
+            at=now, consents=consents, hubs=self.hubs,
+        )  # fmt: skip
+        self._plans[update.track_id] = plan
+        await self._audit(
+            self._row(
+                "stream.plan",
+                None,
+                update.track_id,
+                "decided",
+                at=now.isoformat(),
+                valid_until=None if plan.valid_until is None else plan.valid_until.isoformat(),
+                routes=[_route_json(r) for r in plan.routes],
+            )
+        )
+        return plan
+
+    async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
+        """Publish one track update at this (the originating) node; returns where it went."""
+        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+        try:
+            update = parse_track_update(data, originator=self.party)
+        except GsomiaError as exc:
+            who = actor.id if actor else None
+            subject = data.get("track_id") if isinstance(data, dict) else None
+            await self._audit(self._row("stream.publish", who, str(subject), "refused",
+                                        error=type(exc).__name__, reason=str(exc)))  # fmt: skip
+            raise
+        result = await self.publish_update(update)
+        if update.final:  # the track is over: its label and plan are not needed any more
+            self._labels.pop(update.track_id, None)
+            self._label_json.pop(update.track_id, None)
+            self._plans.pop(update.track_id, None)
+        return result
+
+    async def publish_update(self, update: TrackUpdate) -> dict[str, Any]:
+        """Publish a parsed update (the Python API): decided, emitted locally, sent on its routes."""
+        if not self._started:
+            await self.start()
+        if update.originator != self.party:
+            raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
+        now = self.node.clock()
+        label = self._label(update)
+        plan = await self._plan(update, label, now)
+        self.stats.published += 1
+        track = track_update_to_json(update)
+        await self._emit(track, label, "local", None)
+        routes = []
+        body_base = {"track": track, "label": self._label_json[update.track_id], "originator": self.party}
+        for route in plan.allowed():
+            hop = route.via or route.recipient
+            body = _dumps({**body_base, "recipient": route.recipient, "via": route.via})
+            try:
+                if route.via:
+                    await self._send_consents(hop, route)
+                await self._send(hop, TRACK, body, route.decision.agreement)
+            except (OSError, WebSocketException, GsomiaError) as exc:
+                await self._link_failed(hop, exc)
+                continue
+            routes.append(
+                {"recipient": route.recipient, "route": route.name, "agreement": route.decision.agreement}
+            )
+        return {
+            "track_id": update.track_id,
+            "routes": routes,
+            "refused": [_route_json(r) for r in plan.routes if not r.allowed],
+        }
+
+    async def _send_consents(self, hub: str, route: Route) -> None:
+        link = await self._link(hub)
+        for consent, jws in self._consents_on_file:
+            key = f"{consent.recipient}:{consent.hub}:{consent.given_at.isoformat()}"
+            if (
+                consent.recipient == route.recipient
+                and consent.hub in (None, hub)
+                and key not in link.consents_sent
+            ):
+                await self._send(hub, CONSENT, jws.encode(), None)
+                link.consents_sent.add(key)
+
+    # --- links (sending side) ---
+
+    async def _link(self, party: str) -> _OutLink:
+        link = self._links.get(party)
+        if link is not None:
+            return link
+        if time.monotonic() < self._retry_at.get(party, 0.0):
+            raise LinkError("unknown-peer", f"the link with {party} is down; retrying shortly")
+        lock = self._connecting.setdefault(party, asyncio.Lock())
+        async with lock:
+            link = self._links.get(party)
+            if link is not None:
+                return link
+            peer = self.node.exchange.peer(party)
+            if peer is None:
+                raise LinkError("unknown-peer", f"no registered link with {party}: import its identity first")
+            url = peer.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
+            first, finish = initiate(self.node.ring, peer, self.node.clock())
+            ws = await connect(url + LINK_PATH, max_size=2**20, compression=None, open_timeout=5)
+            try:
+                await ws.send(first)
+                answer = await asyncio.wait_for(ws.recv(), timeout=5)
+                if not isinstance(answer, bytes):
+                    raise LinkError("handshake-failed", f"{party} answered the handshake with text")
+                session = finish(answer, rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds)
+            except BaseException:
+                await ws.close()
+                raise
+            link = _OutLink(ws, session, BatchSigner(self.node.ring, party))
+            self._links[party] = link
+            self._down.discard(party)
+            await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
+            return link
+
+    async def _link_failed(self, party: str, exc: BaseException) -> None:
+        """A link that failed is dropped; messages for that peer are lost until it reconnects
+        (tried again after ``_RETRY_S``), and the outage is audited once."""
+        _log.warning("stream link to %s failed: %s", party, exc)
+        self.stats.link_errors += 1
+        await self._drop_link(party)
+        self._retry_at[party] = time.monotonic() + _RETRY_S
+        if party not in self._down:
+            self._down.add(party)
+            await self._audit(
+                self._row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
+            )
+
+    async def _drop_link(self, party: str) -> None:
+        link = self._links.pop(party, None)
+        if link is not None:
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                await link.ws.close()
+
+    async def _send(self, party: str, kind: int, body: bytes, agreement: str | None) -> None:
+        if agreement is not None and agreement not in self.node.exchange.links(party):
+            raise LinkError(
+                "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
+            )
+        link = await self._link(party)
+        now = time.monotonic()
+        async with link.lock:
+            frames = link.session.seal(kind, body, now)
+            if kind == TRACK:
+                link.signer.add(link.session.sent - 1, body, now)
+            for frame in frames:
+                await link.ws.send(frame)
+        self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
+
+    async def _flush(self, party: str) -> None:
+        link = self._links.get(party)
+        if link is None or link.signer.pending == 0:
+            return
+        async with link.lock:
+            batch = link.signer.close(self.node.clock())
+            if batch is None:
+                return
+            for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
+                await link.ws.send(frame)
+        self.stats.batches_signed += 1
+        await self._audit(self._row("stream.batch", None, party, "signed", **batch.audit_detail()))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            now = time.monotonic()
+            for party, link in list(self._links.items()):
+                if link.signer.due(now):
+                    try:
+                        await self._flush(party)
+                    except (OSError, WebSocketException, GsomiaError) as exc:
+                        await self._link_failed(party, exc)
+                    except Exception:  # a dead ticker would silently stop signing batch roots
+                        _log.exception("signing the batch root for %s failed", party)
+
+    # --- links (receiving side) ---
+
+    async def serve_link(self, receive: Any, send: Any) -> None:
+        """Run one inbound link: ``receive()`` returns the next binary message, ``send(bytes)`` answers.
+
+        Every refusal (handshake, replay, gap, tamper, a bad batch root) is audited and ends the link.
+        """
+        if not self._started:
+            await self.start()
+        peer_name = "unknown"
+        try:
+            first = await receive()
+            answer, session = accept(
+                self.node.ring, self.node.exchange.peer, first, self.node.clock(),
+                rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
+            )  # fmt: skip
+            peer_name = session.peer
+            await send(answer)
+            await self._audit(self._row("stream.link", None, peer_name, "opened", role="responder"))
+            verifier = BatchVerifier(self.party, self.node.exchange.peer)
+            while True:
+                data = await receive()
+                frame = session.open(data)
+                if frame is None:
+                    continue
+                if frame.kind == TRACK:
+                    verifier.add(frame.seq, frame.body)
+                    try:
+                        await self._receive_track(session.peer, frame.body)
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        # authenticated, yet not a track this node can read: the peer is broken
+                        raise LinkError(
+                            "malformed", f"frame {frame.seq} from {session.peer} is not a track"
+                        ) from exc
+                elif frame.kind == CONSENT:
+                    await self._receive_consent(session.peer, frame.body.decode())
+                elif frame.kind == BATCH:
+                    batch = verifier.verify(frame.body.decode(), session.peer, self.node.clock())
+                    self.stats.batches_verified += 1
+                    await self._audit(self._row("stream.batch", None, session.peer, "verified",
+                                                **batch.audit_detail()))  # fmt: skip
+        except LinkError as exc:
+            self.stats.link_errors += 1
+            await self._audit(self._row("stream.link", None, peer_name, "refused",
+                                        error=exc.detail, reason=str(exc)))  # fmt: skip
+            raise
+
+    async def _receive_consent(self, sender: str, jws: str) -> None:
+        try:
+            signer, content = verify_origin(jws, self.node.exchange.peer, self.node.clock())
+            consent_id, consent = consent_from_content(content, signer)
+        except GsomiaError as exc:
+            raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
+        self._consents.setdefault(consent.originator, {})[consent_id] = (consent, jws)
+        self._received_plans.clear()
+        await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
+                                    originator=consent.originator, recipient=consent.recipient))  # fmt: skip
+
+    def _parse_label(self, data: Any) -> SecurityLabel:
+        key = canonical(data)
+        label = self._parsed_labels.get(key)
+        if label is None:
+            label = label_from_dict(data, self.node.catalogue)
+            if len(self._parsed_labels) >= _CACHE_LIMIT:
+                self._parsed_labels.clear()
+            self._parsed_labels[key] = label
+        return label
+
+    async def _decide_received(
+        self, label: SecurityLabel, track_id: str, sender: str, via: str | None, recipient: str
+    ) -> ReleaseDecision:
+        """The decision for this hop, at this node, cached until its next event instant."""
+        now = self.node.clock()
+        key = (label.originator, track_id, via, recipient)
+        cached = self._received_plans.get(key)
+        if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
+            return cached[0]
+        consents = tuple(c for c, _ in self._consents.get(label.originator, {}).values())
+        request = ReleaseRequest(
+            label, label.originator, recipient, MISSILE_WARNING, (via,) if via else (), None, consents
+        )
+        decision = self.node.engine.decide(request, at=now)
+        until = next_event_after(
+            self.node.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now
+        )
+        if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
+            self._received_plans.clear()
+            self._emitted_labels.clear()
+        self._received_plans[key] = (decision, float("inf") if until is None else until.timestamp())
+        if not decision.allowed:
+            self.stats.refused += 1
+            await self._audit(self._row("stream.receive", None, track_id, "refused", sender=sender,
+                                        decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
+        return decision
+
+    async def _receive_track(self, sender: str, body: bytes) -> None:
+        self.stats.received += 1
+        data = json.loads(body)
+        label = self._parse_label(data["label"])
+        track = data["track"]
+        recipient, via = data["recipient"], data.get("via")
+        parse_track_update(track, originator=label.originator)  # the same boundary at every node
+        expected_sender = via if via and recipient == self.party else label.originator
+        if sender != expected_sender:
+            raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
+        decision = await self._decide_received(label, track["track_id"], sender, via, recipient)
+        if not decision.allowed:
+            return
+        if recipient == self.party:
+            marking = decision.marking
+            if marking is not None and marking.party == self.party:
+                label = label.with_alternative(marking.alternative_label())
+            await self._emit(track, label, f"via {via}" if via else "direct", decision.agreement)
+        elif via == self.party:
+            await self._forward(label, recipient, body, decision)
+
+    async def _forward(
+        self, label: SecurityLabel, recipient: str, body: bytes, decision: ReleaseDecision
+    ) -> None:
+        """The hub passes a track on to the recipient the originator authorised."""
+        try:
+            link = await self._link(recipient)
+            for consent_id, (consent, jws) in self._consents.get(label.originator, {}).items():
+                if consent.recipient == recipient and consent_id not in link.consents_sent:
+                    await self._send(recipient, CONSENT, jws.encode(), None)
+                    link.consents_sent.add(consent_id)
+            await self._send(recipient, TRACK, body, decision.agreement)
+            self.stats.relayed += 1
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            await self._link_failed(recipient, exc)
+
+    # --- the bus and its consumers ---
+
+    async def _emit(
+        self, track: dict[str, Any], label: SecurityLabel, route: str, agreement: str | None
+    ) -> None:
+        entry = self._emitted_labels.get(label)
+        if entry is None:
+            data = label_to_dict(label)
+            entry = self._emitted_labels[label] = (
+                hashlib.sha256(canonical(data).encode()).hexdigest()[:32],
+                data,
+            )
+        self._seq += 1
+        self.stats.emitted += 1
+        message = {
+            "id": self._seq,
+            "lk": entry[0],  # the label's digest: consumers decide once per label, not per message
+            "label": entry[1],
+            "track": {**track, "route": route, "agreement": agreement},
+        }
+        await self.bus.publish(_dumps(message))
+
+    def stream_label(self) -> SecurityLabel:
+        """The label this node's own tracks carry (for the check when a consumer connects)."""
+        return self.node.catalogue.label(
+            originator=self.party,
+            classification=self.classification,
+            releasable_to=self.recipients,
+            purpose=MISSILE_WARNING,
+            topics=[MISSILE_TOPIC],
+            created=self.node.clock(),
+        )
+
+    async def subscribe(self, person: Person, channel: str) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """Tracks this person may read, as (sequence number, track); refused (and audited) up front
+        if the person could not read the stream at all."""
+        if not self._started:
+            await self.start()
+        decision = decide_read(person, self.stream_label(), self.node.catalogue)
+        if not decision.allowed:
+            raise self.node._refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
+        await self._audit(self._row(f"stream.{channel}", person.id, None, "subscribed"))
+        subscription = await self.bus.subscribe()
+        return self._consume(person, subscription)
+
+    async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        readable: dict[str, bool] = {}
+        try:
+            async for raw in subscription:
+                message = json.loads(raw)
+                key = message["lk"]
+                allowed = readable.get(key)
+                if allowed is None:
+                    label = self._parse_label(message["label"])
+                    decision = decide_read(person, label, self.node.catalogue)
+                    allowed = readable[key] = decision.allowed
+                    if not allowed:
+                        failed = [c._asdict() for c in decision.failed()]
+                        await self._audit(self._row("stream.read", person.id, None, "refused", checks=failed))
+                if allowed:
+                    yield int(message["id"]), message["track"]
+        finally:
+            await subscription.close()
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    """Compact JSON for a frame: the Merkle leaf hashes these exact bytes, so no canonical form is needed."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _route_json(route: Route) -> dict[str, Any]:
+    return {
+        "recipient": route.recipient,
+        "allowed": route.allowed,
+        "route": route.name if route.allowed else None,
+        "agreement": route.decision.agreement,
+        "failed": [f"{c.rule}: {c.reason}" for d in (route.refused or (route.decision,)) for c in d.failed()],
+    }

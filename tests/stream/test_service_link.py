@@ -1,0 +1,101 @@
+"""A node's side of a link, driven in process: what a peer sends that the node cannot accept."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import kst
+
+from gsomia.errors import LinkError
+from gsomia.node import Node
+from gsomia.stream import StreamService
+from gsomia.stream._link import CONSENT, TRACK, initiate
+from gsomia.testing import FakeClock, make_node
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    clock = FakeClock(kst(2024, 3, 1))
+    kor, jpn = (
+        make_node(tmp_path / "kor", "KOR", clock=clock),
+        make_node(tmp_path / "jpn", "JPN", clock=clock),
+    )
+    kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    yield kor, jpn
+    kor.close()
+    jpn.close()
+
+
+def _drive(kor: Node, jpn: Node, kind: int, body: bytes) -> LinkError:
+    """Open a link from KOR to JPN's service, send one frame, return the refusal."""
+
+    async def run() -> LinkError:
+        inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        outbound: asyncio.Queue[bytes] = asyncio.Queue()
+        service = StreamService(jpn)
+        peer = kor.exchange.peer("JPN")
+        assert peer is not None
+        first, finish = initiate(kor.ring, peer, kor.clock())
+        await inbound.put(first)
+        task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+        session = finish(await outbound.get())
+        for wire in session.seal(kind, body, 0.0):
+            await inbound.put(wire)
+        with pytest.raises(LinkError) as caught:
+            await asyncio.wait_for(task, 10)
+        await service.close()
+        return caught.value
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "code"),
+    [
+        (CONSENT, b"not.a.jws", "bad-consent"),
+        (TRACK, b"{not json", "malformed"),
+        (TRACK, b'{"label": {}, "track": {}, "recipient": "JPN"}', "malformed"),
+    ],
+)
+def test_what_a_peer_cannot_send_closes_the_link_and_is_audited(
+    pair: tuple[Node, Node], kind: int, body: bytes, code: str
+) -> None:
+    kor, jpn = pair
+    refusal = _drive(kor, jpn, kind, body)
+    assert refusal.detail == code
+    records = jpn.store.audit(after_seq=0, kind="stream.link", limit=10)
+    assert [(r.outcome, r.subject) for r in records] == [("opened", "KOR"), ("refused", "KOR")]
+    assert code in records[-1].detail
+
+
+def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(tmp_path: Path) -> None:
+    """KOR keeps publishing (locally and to the others); the JPN outage is one audit record."""
+    from gsomia.network import free_port
+    from gsomia.stream import launches, replay
+
+    clock = FakeClock(kst(2024, 3, 1))
+    kor, jpn = (
+        make_node(tmp_path / "kor", "KOR", clock=clock),
+        make_node(tmp_path / "jpn", "JPN", clock=clock),
+    )
+    document = dict(jpn.exchange.identity(), endpoint=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    kor.exchange.register_peer(None, document, ["kor-jpn-gsomia-2016"])
+    updates = replay(launches(2019)[0], originator="KOR", every_s=60)[:3]
+
+    async def run() -> list[dict[str, object]]:
+        service = StreamService(kor)
+        try:
+            return [await service.publish_update(u) for u in updates]
+        finally:
+            await service.close()
+
+    results = asyncio.run(run())
+    assert all(r["routes"] == [] for r in results)  # JPN unreachable; USA is not even registered
+    failed = kor.store.audit(after_seq=0, kind="stream.link", limit=10)
+    assert [(r.outcome, r.subject) for r in failed] == [("failed", "JPN"), ("failed", "USA")]
+    kor.close()
+    jpn.close()
