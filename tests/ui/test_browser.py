@@ -1,38 +1,39 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Playwright.
 
 A KOR and a JPN node are built on loopback; KOR really releases an item to JPN over the exchange,
-and the JPN node is served in this process (uvicorn in a thread, ephemeral port). The tracks map
-is fed by a test-only ``/stream/tracks/sse`` route that emits updates in the stream's contract.
+and both nodes are served in this process (uvicorn in threads, ephemeral ports). The tracks map
+is fed by the real stream: tracks published at KOR cross the link to JPN and reach the page.
 Screenshots of every page go to ``test-artifacts/ui/`` at the repository root.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from tests.conftest import _require_services
 from tests.node_fixtures import kor_label
 
 from gsomia.api import create_app
+from gsomia.core.ballistics import track_updates as ballistic_updates
+from gsomia.core.tracks import track_update_to_json
 from gsomia.errors import GsomiaError
 from gsomia.network import build, open_nodes
 from gsomia.node import Node
 from gsomia.node._service import system_clock
+from gsomia.stream import launches
 from gsomia.ui import SESSION_COOKIE
 from gsomia.ui._views import FIRST_DAY, _flows, outlines
 
@@ -52,7 +53,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 
 
 def track_updates() -> list[dict[str, Any]]:
-    """Two KOR tracks in the stream's contract: t-1 flies to impact in three updates, t-2 is in flight."""
+    """Two KOR tracks as KOR publishes them: t-1 flies to impact in three updates, t-2 is in flight."""
     launch = {"lat": 39.0, "lon": 125.7, "time": "2024-03-01T09:00:00+09:00"}
     impact = {"lat": 40.5, "lon": 134.0, "time": "2024-03-01T09:10:00+09:00"}
 
@@ -80,8 +81,6 @@ def track_updates() -> list[dict[str, Any]]:
             "missile_class": "SRBM",
             "quality": 0.9,
             "final": final,
-            "route": "direct",
-            "agreement": "trilateral-missile-warning-2023",
         }
 
     return [
@@ -90,32 +89,6 @@ def track_updates() -> list[dict[str, Any]]:
         update("t-1", 3, final=False, hit=impact),
         update("t-1", 6, final=True, hit=impact),
     ]
-
-
-def add_fake_track_stream(app: FastAPI, node: Node, updates: list[dict[str, Any]]) -> None:
-    """Test-only: ``/stream/tracks/sse`` emitting ``updates`` as the stream's contract says.
-
-    Put first among the app's routes, so that it, not a real stream, feeds this test's map.
-    """
-
-    @app.get("/stream/tracks/sse")
-    async def sse(request: Request) -> StreamingResponse:
-        node.authenticate(request.cookies.get(SESSION_COOKIE))
-        last = int(request.headers.get("last-event-id") or 0)
-
-        async def events() -> Any:
-            for seq, update in enumerate(updates, 1):
-                if seq > last:
-                    yield f"event: track\nid: {seq}\ndata: {json.dumps(update)}\n\n"
-                    await asyncio.sleep(0.05)
-            for _ in range(300):  # hold the stream open as the real one would, so nothing reconnects
-                if await request.is_disconnected():
-                    return
-                await asyncio.sleep(0.1)
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    app.router.routes.insert(0, app.router.routes.pop())
 
 
 @contextmanager
@@ -150,6 +123,8 @@ class Net:
     tokens: dict[str, str]
     jpn: Node
     kor: Node
+    kor_base: str
+    kor_officer: str
 
 
 def _person(node: Node, pid: str, clearance: str | None, topics: list[str], roles: list[str]) -> str:
@@ -166,8 +141,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     members = build(tmp_path_factory.mktemp("net"))
     nodes = open_nodes(members, system_clock)
     kor, jpn = nodes["KOR"], nodes["JPN"]
-    jpn_port = next(m.port for m in members if m.party == "JPN")
-    tokens = json.loads((members[1].directory / "tokens.json").read_text())
+    port = {m.party: m.port for m in members}
+    issued = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
+    tokens, kor_tokens = issued["JPN"], issued["KOR"]
     tokens["visitor"] = _person(jpn, "visitor", None, [], ["analyst"])
     tokens["chief"] = _person(
         jpn,
@@ -185,9 +161,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         payload=b'{"note": "specially designated"}',
         item_id="j-tokutei",
     )
-    app = create_app(jpn)
-    add_fake_track_stream(app, jpn, track_updates())
-    with serve(app, jpn_port) as base:
+    with serve(create_app(kor), port["KOR"]) as kor_base, serve(create_app(jpn), port["JPN"]) as base:
         kor_officer = kor.person("officer")
         kor.ingest(kor_officer, label=kor_label(), payload=b'{"track": "k"}', item_id="k-1")
         kor.exchange.release(kor_officer, "k-1", "JPN")
@@ -199,7 +173,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert [d.state for d in delivered] == ["delivered"], delivered
         refused = httpx.post(f"{base}/inbox", json={"envelopes": ["not-an-envelope"]}, timeout=10)
         assert refused.json()["results"][0]["status"] == "refused"
-        yield Net(base, tokens, jpn, kor)
+        yield Net(base, tokens, jpn, kor, kor_base, kor_tokens["officer"])
     for node in nodes.values():
         node.close()
 
@@ -281,7 +255,7 @@ def test_every_page_loads_offline_without_a_console_error(watched: Watched, net:
         "items": "tr[data-item-id='k-1']",
         "flows": "#flows-body tr[data-direction='received']",
         "audit": "#head-root",
-        "tracks": "#map g.track[data-track-id='t-1']",
+        "tracks": "#tracks-status:text-is('live')",  # the map, subscribed to the node's stream
     }
     for name, selector in ready.items():
         page.goto(f"{net.base}/ui/{name}")
@@ -368,28 +342,56 @@ def test_flows_show_sent_received_and_refused_live(watched: Watched, net: Net) -
     assert watched.errors == []
 
 
-def test_tracks_appear_on_the_map_as_updates_arrive(watched: Watched, net: Net) -> None:
+def test_a_track_published_at_kor_appears_on_jpns_map_within_a_second(watched: Watched, net: Net) -> None:
     page = watched.page
     login(page, net, "analyst", "/ui/tracks")
     for country in ("KOR", "PRK", "JPN"):
         assert page.locator(f"#map path[data-country={country}]").count() == 1
-    done = page.locator("#map g.track[data-track-id='t-1']")
-    expect(done).to_have_attribute("data-final", "true")
-    expect(done).to_have_attribute("data-points", "9")
-    assert len(done.locator("polyline").get_attribute("points").split()) == 9
+    expect(page.locator("#tracks-status")).to_have_text("live")  # subscribed before anything is sent
+    headers = {"Authorization": f"Bearer {net.kor_officer}"}
+    first = page.locator("#map g.track[data-track-id='t-1']")
+    waits = []
+    with httpx.Client(base_url=net.kor_base, headers=headers, timeout=10) as kor:
+        for update in track_updates():
+            sent = time.monotonic()
+            response = kor.post("/stream/tracks", json=update)
+            assert response.status_code == 202, response.text
+            assert "JPN" in [r["recipient"] for r in response.json()["routes"]], response.text
+            track = page.locator(f"#map g.track[data-track-id='{update['track_id']}']")
+            expect(track).to_have_attribute("data-final", str(update["final"]).lower(), timeout=1000)
+            waits.append(time.monotonic() - sent)
+    print(f"\npublish at KOR -> drawn on JPN's map: {', '.join(f'{w * 1000:.0f} ms' for w in waits)}")
+    assert max(waits) < 1.0
+    expect(first).to_have_attribute("data-points", "9")
+    assert len(first.locator("polyline").get_attribute("points").split()) == 9
     projection = outlines()["projection"]
-    cx = float(done.locator("circle.launch").get_attribute("cx"))
-    cy = float(done.locator("circle.launch").get_attribute("cy"))
+    cx = float(first.locator("circle.launch").get_attribute("cx"))
+    cy = float(first.locator("circle.launch").get_attribute("cy"))
     assert cx == pytest.approx((125.7 - projection["west"]) * projection["kx"], abs=0.1)
     assert cy == pytest.approx((projection["north"] - 39.0) * projection["ky"], abs=0.1)
-    assert done.locator("circle.impact").count() == 1
+    assert first.locator("circle.impact").count() == 1
     flying = page.locator("#map g.track[data-track-id='t-2']")
     expect(flying).to_have_attribute("data-final", "false")
     assert flying.locator("circle.impact").count() == 0
-    expect(page.locator("#tracks-body tr[data-track-id='t-1']")).to_contain_text(
-        "trilateral-missile-warning-2023"
-    )
+    row = page.locator("#tracks-body tr[data-track-id='t-1']")
+    expect(row).to_contain_text("kor-jpn-gsomia-2016")  # the bilateral agreement: most specific first
+    expect(row).to_contain_text("direct")
     expect(page.locator("#tracks-status")).to_contain_text("2 track(s)")
+    launch = launches(2019)[0]  # and a real 2019 launch, flown by the ballistic generator
+    flown = ballistic_updates(
+        launch.fly(),
+        track_id="KOR-2019-1",
+        originator="KOR",
+        launched=datetime.now(UTC) - timedelta(minutes=10),
+        missile_class=launch.missile_class,
+        every_s=20,
+    )
+    with httpx.Client(base_url=net.kor_base, headers=headers, timeout=10) as kor:
+        for update in flown:
+            assert kor.post("/stream/tracks", json=track_update_to_json(update)).status_code == 202
+    real = page.locator("#map g.track[data-track-id='KOR-2019-1']")
+    expect(real).to_have_attribute("data-final", "true")
+    assert real.locator("circle.impact").count() == 1
     shot(page, "tracks")
     assert watched.errors == []
 
