@@ -40,6 +40,8 @@ SIZES: dict[str, tuple[list[str], list[str]]] = {
     "bench_audit": (["--entries", "20000"], ["--big"]),
     "bench_taxii": (["--items", "3000"], []),
     "bench_load": (["--clients", "50", "--seconds", "10"], ["--clients", "200", "--seconds", "60"]),
+    "bench_stream": (["--rate", "1000", "--seconds", "5"], ["--rate", "1000", "--seconds", "30"]),
+    "bench_duties": (["--items", "2000"], ["--items", "20000"]),
 }
 ROW_KEYS = ("figure", "value", "unit", "peer", "peer_value", "ratio", "target", "met")
 

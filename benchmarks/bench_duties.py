@@ -17,13 +17,15 @@ the end) holds ``--items`` KOR items received under kor-jpn-gsomia-2016 (default
    median over 5 runs each, against ``Duties.derive`` of one copy (the peer: one
    transaction that writes one item) in the same run.
 
-Run: ``.venv/bin/python benchmarks/bench_duties.py [--items N]``. Figures are printed, never
-asserted.
+Run: ``.venv/bin/python benchmarks/bench_duties.py [--items N] [--json]``. Figures are printed,
+never asserted; ``--json`` prints one JSON object with the ``rows`` that ``python -m benchmarks``
+tabulates (the issue sets no target for these: each row is judged against its peer only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _machine import cpu_model, load_average, pin_one_core  # benchmarks/ is on sys.path as a script
+from _rows import row
 from gsomia.testing import FakeClock, make_node
 
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -52,8 +55,11 @@ def _timed(action: Callable[[], object]) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    print(f"machine: {cpu_model()}; {pin_one_core()}; load {load_average()}")
+    out = sys.stderr if args.json else sys.stdout
+    figures: dict[str, float] = {}
+    print(f"machine: {cpu_model()}; {pin_one_core()}; load {load_average()}", file=out)
     with tempfile.TemporaryDirectory() as tmp:
         clock = FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
         node = make_node(Path(tmp) / "jpn", "JPN", clock=clock)
@@ -97,21 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 received_from="KOR",
                 agreement=GSOMIA,
             )
-        print(f"1. Node.read of {len(ids)} items, one by one (ms)")
-        for name, person in (("reader (peer)", reader), ("visitor", visitor)):
+        print(f"1. Node.read of {len(ids)} items, one by one (ms)", file=out)
+        for name, person in (("reader", reader), ("visitor", visitor)):
             times = [_timed(lambda i=i, p=person: node.read(p, i)) * 1000 for i in ids]
-            print(f"   {name:<14} median {statistics.median(times):.3f}  p95 {_p95(times):.3f}")
+            figures[f"read_median_{name}"] = statistics.median(times)
+            print(f"   {name:<14} median {statistics.median(times):.3f}  p95 {_p95(times):.3f}", file=out)
         from gsomia.store import ItemFilter
 
-        print("2. Node.list_items, a page of 1,000 (ms, median of 10)")
-        for name, person in (("reader (peer)", reader), ("visitor", visitor)):
+        print("2. Node.list_items, a page of 1,000 (ms, median of 10)", file=out)
+        for name, person in (("reader", reader), ("visitor", visitor)):
             node.list_items(person, ItemFilter(), None, 1000)
             times = [
                 _timed(lambda p=person: node.list_items(p, ItemFilter(), None, 1000)) * 1000
                 for _ in range(10)
             ]
-            print(f"   {name:<14} median {statistics.median(times):.1f}")
-        print("3. Duties.reclassify with N copies at the node (ms, median of 5)")
+            figures[f"page_median_{name}"] = statistics.median(times)
+            print(f"   {name:<14} median {statistics.median(times):.1f}", file=out)
+        print("3. Duties.reclassify with N copies at the node (ms, median of 5)", file=out)
         own = dict(label, originator="JPN", classification="極秘", releasable_to=["KOR"])
         levels = ["秘", "極秘"]
         for copies in (0, 10, 100):
@@ -125,14 +133,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 * 1000
                 for n in range(5)
             ]
-            print(f"   {copies:>3} copies     median {statistics.median(times):.1f}")
+            figures[f"reclassify_{copies}"] = statistics.median(times)
+            print(f"   {copies:>3} copies     median {statistics.median(times):.1f}", file=out)
         times = [
             _timed(lambda n=n: node.duties.derive(officer, "copy", ["own0"], item_id=f"peer{n}")) * 1000
             for n in range(5)
         ]
-        print(f"   peer: derive one copy, median {statistics.median(times):.1f}")
+        figures["derive_one"] = statistics.median(times)
+        print(f"   peer: derive one copy, median {statistics.median(times):.1f}", file=out)
         node.close()
+    if args.json:
+        print(json.dumps({"benchmark": "duties", "items": args.items, **figures, "rows": _rows(figures)}))
     return 0
+
+
+def _rows(f: dict[str, float]) -> list[dict[str, object]]:
+    no_target = "none set (compared with its peer)"
+    return [
+        row("Node.read by a visitor, median", f["read_median_visitor"], "ms", target=no_target, met=None,
+            peer="ordinary cleared reader", peer_value=f["read_median_reader"],
+            ratio=f["read_median_visitor"] / f["read_median_reader"]),
+        row("Node.list_items page of 1,000 by a visitor, median", f["page_median_visitor"], "ms",
+            target=no_target, met=None, peer="ordinary cleared reader", peer_value=f["page_median_reader"],
+            ratio=f["page_median_visitor"] / f["page_median_reader"]),
+        row("Duties.reclassify with 100 copies, median", f["reclassify_100"], "ms", target=no_target,
+            met=None, peer="Duties.derive of one copy", peer_value=f["derive_one"],
+            ratio=f["reclassify_100"] / f["derive_one"]),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
