@@ -20,6 +20,8 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── PayloadTooLargeError   a payload exceeds the node's limit
     ├── ConfigError            a node directory or its configuration is unusable
     ├── InvalidInputError      a request is malformed (bad id, cursor, payload encoding)
+    │   ├── NotAcceptableError        no media type the client accepts is one this endpoint produces
+    │   ├── UnsupportedMediaTypeError a body's content type is not one this endpoint takes
     │   └── TrackError         a missile track update is malformed
     │       └── ForbiddenFieldError  it names sensors, platforms or pre-launch indicators
     ├── ProofError             a Merkle proof or a log does not verify (tampering, a fork)
@@ -52,6 +54,7 @@ __all__ = [
     "LabelError",
     "LifecycleError",
     "LinkError",
+    "NotAcceptableError",
     "NotFoundError",
     "PayloadTooLargeError",
     "ProofError",
@@ -59,6 +62,7 @@ __all__ = [
     "StoreError",
     "TrackError",
     "UnknownNameError",
+    "UnsupportedMediaTypeError",
 ]
 
 
@@ -152,6 +156,14 @@ class StoreError(GsomiaError):
 
 class InvalidInputError(GsomiaError, ValueError):
     """A request is malformed: a bad identifier, cursor or payload encoding."""
+
+
+class NotAcceptableError(InvalidInputError):
+    """The client's ``Accept`` names no media type this endpoint produces (e.g. TAXII 2.0)."""
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body's ``Content-Type`` is not one this endpoint takes."""
 
 
 class TrackError(InvalidInputError):

@@ -167,7 +167,7 @@ def test_post_ingests_labelled_objects_refuses_unlabelled_ones_and_never_serves_
         "POST", url, tokens["tanaka"], json={"objects": [indicator()]}, headers={"Content-Type": TAXII}
     )
     assert bare.status_code == 422
-    assert "no gsomia label" in bare.json()["detail"]
+    assert "no gsomia label" in bare.json()["description"]
 
 
 def test_posting_to_a_party_collection_is_refused(call: Call, tokens: dict[str, str]) -> None:
@@ -175,7 +175,7 @@ def test_posting_to_a_party_collection_is_refused(call: Call, tokens: dict[str, 
     body = {"objects": [indicator()]}
     response = call("POST", f"/taxii2/api/collections/{cid}/objects/", tokens["tanaka"], json=body)
     assert response.status_code == 422
-    assert "read only" in response.json()["detail"]
+    assert "read only" in response.json()["description"]
 
 
 def test_own_items_appear_in_the_agreements_that_reach_their_releasability(
@@ -191,3 +191,60 @@ def test_own_items_appear_in_the_agreements_that_reach_their_releasability(
     )
     assert [o["item_id"] for o in with_kor.json()["objects"]] == ["jpn-1"]
     assert with_usa.json()["objects"] == []
+
+
+def test_errors_are_taxii_error_messages_and_audited(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    """Under /taxii2/ an error is a TAXII 2.1 error message (§3.6.1), not a problem document."""
+    unknown = call("GET", "/taxii2/api/collections/no-such-collection/", tokens["tanaka"])
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == TAXII
+    body = unknown.json()
+    assert body["http_status"] == "404"
+    assert body["error_code"] == "not-found"
+    assert "no-such-collection" in body["description"]
+    assert body["title"]
+    assert body["error_id"] != call("GET", "/taxii2/api/collections/x/", tokens["tanaka"]).json()["error_id"]
+    anonymous = call("GET", "/taxii2/")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["http_status"] == "401"
+    assert call("GET", "/items", tokens["tanaka"]).headers["content-type"] == "application/json"
+    elsewhere = call("GET", "/items/no-such-item", tokens["tanaka"])
+    assert elsewhere.headers["content-type"] == "application/problem+json"  # the REST API is unchanged
+    refused = jpn_node.store.audit(after_seq=0, kind="api.refused", limit=100)
+    assert any(r.subject == "/taxii2/api/collections/no-such-collection/" for r in refused)
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        (TAXII, 200),
+        ("application/taxii+json", 200),  # no version: the latest, 2.1
+        ("application/json", 200),
+        ("*/*", 200),
+        ("text/html, application/*;q=0.5", 200),
+        ("application/taxii+json;version=2.0", 406),  # TAXII 2.0 is not served
+        ("text/html", 406),
+        ("application/taxii+json;version=2.1;q=0", 406),  # explicitly refused
+    ],
+)
+def test_content_negotiation_refuses_what_the_client_cannot_take(
+    call: Call, tokens: dict[str, str], accept: str, status: int
+) -> None:
+    response = call("GET", "/taxii2/api/collections/", tokens["tanaka"], headers={"Accept": accept})
+    assert response.status_code == status, response.text
+    if status == 406:
+        assert response.json()["error_code"] == "not-acceptable"
+        assert accept in response.json()["description"]
+
+
+def test_a_body_that_is_not_taxii_json_is_unsupported(call: Call, tokens: dict[str, str]) -> None:
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    for content_type in ("text/plain", "application/taxii+json;version=2.0", "application/xml"):
+        response = call(
+            "POST", url, tokens["tanaka"], content=b'{"objects": []}', headers={"Content-Type": content_type}
+        )
+        assert response.status_code == 415, (content_type, response.text)
+        assert response.json()["error_code"] == "unsupported-media-type"

@@ -30,7 +30,7 @@ from gsomia._codec import (
 )
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
-from gsomia.api._problems import install, problem
+from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
@@ -67,7 +67,9 @@ class _BodyLimit:
             if refusal is not None:
                 status, slug, title, detail = refusal
                 self.record("api.refused", scope.get("path"), status, detail)
-                await problem(status, slug, title, detail)(scope, receive, send)
+                taxii = str(scope.get("path", "")).startswith(TAXII_PREFIX)
+                render = taxii_error if taxii else problem
+                await render(status, slug, title, detail)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

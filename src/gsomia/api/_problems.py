@@ -1,10 +1,13 @@
 """RFC 9457 problem details: every error is ``application/problem+json`` a person can act on.
 
-HTTP status codes are assigned here, at the edge, never on domain errors.
+Under ``/taxii2/`` the same error is a TAXII 2.1 error message (``application/taxii+json``,
+section 3.6.1: title, description, error_id, error_code, http_status, details), which TAXII
+clients parse. HTTP status codes are assigned here, at the edge, never on domain errors.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,11 +28,13 @@ from gsomia.errors import (
     InvalidInputError,
     ItemGoneError,
     LabelError,
+    NotAcceptableError,
     NotFoundError,
     PayloadTooLargeError,
     ReleaseRefused,
     StoreError,
     UnknownNameError,
+    UnsupportedMediaTypeError,
 )
 
 MEDIA_TYPE = "application/problem+json"
@@ -40,8 +45,10 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
     (ReleaseRefused, 403, "release-refused"),
     (NotFoundError, 404, "not-found"),
     (ConflictError, 409, "conflict"),
+    (NotAcceptableError, 406, "not-acceptable"),
     (ItemGoneError, 410, "item-gone"),
     (PayloadTooLargeError, 413, "payload-too-large"),
+    (UnsupportedMediaTypeError, 415, "unsupported-media-type"),
     (LabelError, 422, "invalid-label"),
     (UnknownNameError, 422, "unknown-name"),
     (InstantError, 422, "invalid-instant"),
@@ -53,10 +60,34 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
 )
 
 
+TAXII_PREFIX = "/taxii2/"
+TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
+
+
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": f"urn:gsomia:problem:{slug}", "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="gsomia"'} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def taxii_error(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response)."""
+    body: dict[str, Any] = {
+        "title": title,
+        "description": detail,
+        "error_id": str(uuid.uuid4()),
+        "error_code": slug,
+        "http_status": str(status),
+    }
+    if extra:
+        body["details"] = extra
+    headers = {"WWW-Authenticate": 'Bearer realm="gsomia"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=TAXII_MEDIA_TYPE, headers=headers)
+
+
+def _respond(request: Request, status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    render = taxii_error if request.url.path.startswith(TAXII_PREFIX) else problem
+    return render(status, slug, title, detail, **extra)
 
 
 def _classify(error: GsomiaError) -> tuple[int, str]:
@@ -84,7 +115,7 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
         title = slug.replace("-", " ").capitalize()
         if not getattr(error, "audited", False):
             record("api.refused", request.url.path, status, str(error))
-        return problem(status, slug, title, str(error), **extra)
+        return _respond(request, status, slug, title, str(error), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -94,10 +125,11 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
         record("api.refused", request.url.path, 422, detail)
-        return problem(422, "invalid-request", "Invalid request", detail, errors=errors)
+        return _respond(request, 422, "invalid-request", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         record("api.refused", request.url.path, error.status_code, str(error.detail))
-        return problem(error.status_code, slug, slug.replace("-", " ").capitalize(), str(error.detail))
+        title = slug.replace("-", " ").capitalize()
+        return _respond(request, error.status_code, slug, title, str(error.detail))

@@ -24,9 +24,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gsomia.core.access import Person
-from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
+from gsomia.errors import (
+    GsomiaError,
+    InvalidInputError,
+    NotAcceptableError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
 from gsomia.node._service import MAX_PAGE, Item, Node
 from gsomia.store import ItemFilter
 from gsomia.taxii._stix import STIX_MEDIA_TYPE, from_objects, is_tlp_red, stix_timestamp, to_stix
@@ -40,6 +47,52 @@ _STATUSES = 1000  # status resources kept in memory (they do not survive a resta
 
 class TaxiiResponse(JSONResponse):
     media_type = TAXII_MEDIA_TYPE
+
+
+class TaxiiError(BaseModel):
+    """The TAXII 2.1 error message (§3.6.1) every error under ``/taxii2/`` is answered with."""
+
+    title: str
+    description: str | None = None
+    error_id: str | None = None
+    error_code: str | None = None
+    http_status: str | None = None
+    details: dict[str, Any] | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": TaxiiError, "content": {TAXII_MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 404, 406, 409, 411, 413, 415, 422)
+}
+
+
+def _media_ranges(header: str) -> list[tuple[str, dict[str, str]]]:
+    """``Accept``/``Content-Type`` as (type, parameters) pairs, lower-cased (RFC 9110 §12.5.1)."""
+    ranges = []
+    for part in header.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        if kind:
+            pairs = (p.partition("=") for p in params if "=" in p)
+            ranges.append((kind.lower(), {k.strip().lower(): v.strip().strip('"') for k, _, v in pairs}))
+    return ranges
+
+
+def _taxii_21(kind: str, params: dict[str, str]) -> bool:
+    """``application/taxii+json`` at version 2.1 (or with no version: the latest, which is 2.1)."""
+    return kind == "application/taxii+json" and params.get("version", "2.1") == "2.1"
+
+
+def accepts_taxii(request: Request) -> None:
+    """TAXII 2.1 §1.6.8.1: a client that accepts neither TAXII 2.1 nor any JSON gets 406."""
+    header = request.headers.get("accept")
+    if header is None:
+        return
+    for kind, params in _media_ranges(header):
+        if params.get("q") in ("0", "0.0", "0.00", "0.000"):
+            continue
+        if kind in ("*/*", "application/*", "application/json") or _taxii_21(kind, params):
+            return
+    raise NotAcceptableError(f"this server speaks {TAXII_MEDIA_TYPE}; Accept: {header} asks for none of it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +186,13 @@ class _Matcher:
 
 def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """The TAXII 2.1 routes of ``node``; ``reader`` is the REST API's bearer-token dependency."""
-    router = APIRouter(prefix="/taxii2", tags=["taxii"], default_response_class=TaxiiResponse)
+    router = APIRouter(
+        prefix="/taxii2",
+        tags=["taxii"],
+        default_response_class=TaxiiResponse,
+        dependencies=[Depends(accepts_taxii)],
+        responses=_ERRORS,
+    )
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     collections = _collections(node)
     statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
@@ -300,8 +359,10 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if target.agreement is None:
             raise InvalidInputError(f"{target.title} is read only: post to an agreement's collection")
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith(("application/taxii+json", "application/json")):
-            raise InvalidInputError(f"send {TAXII_MEDIA_TYPE}, not {content_type or 'no content type'}")
+        sent = _media_ranges(content_type)[:1]
+        if not any(_taxii_21(kind, params) or kind == "application/json" for kind, params in sent):
+            sent_type = content_type or "no content type"
+            raise UnsupportedMediaTypeError(f"send {TAXII_MEDIA_TYPE}, not {sent_type}")
         try:
             envelope = await request.json()
         except ValueError as exc:
