@@ -35,7 +35,6 @@ from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_red
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, seal, sign_origin, verify_origin
-from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.duties._messages import DUTY_KIND
 from gsomia.duties._receive import receive_duty
 from gsomia.errors import (
@@ -45,37 +44,31 @@ from gsomia.errors import (
     NotFoundError,
     ProofError,
 )
+from gsomia.exchange._base import _Accepted, _us
 from gsomia.exchange._messages import (
     consent_content,
     consent_from_content,
     item_content,
     parse_item_content,
-    receipt_content,
 )
+from gsomia.exchange._peers import Peers
 from gsomia.store import (
     AuditRow,
     ConsentRequestRow,
     ConsentRow,
-    FederationStore,
     InboxRow,
     ItemRow,
     NewItem,
     OutboxRow,
-    PeerRow,
 )
-from gsomia.store._duties import Op
 
 if TYPE_CHECKING:
-    from gsomia.node._service import Node
+    pass
 
 __all__ = ["Delivery", "Exchange", "PreparedRelease"]
 
 _MAX_BACKOFF_S = 60.0
 _BATCH = 100
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,158 +90,8 @@ class PreparedRelease:
     consents: tuple[ConsentRow, ...]
 
 
-class Exchange:
+class Exchange(Peers):
     """A node's side of the federation."""
-
-    def __init__(
-        self,
-        node: Node,
-        ring: KeyRing,
-        *,
-        ttl: timedelta = timedelta(hours=24),
-        skew: timedelta = timedelta(minutes=5),
-    ) -> None:
-        self.node = node
-        self.ring = ring
-        self.fed = FederationStore(node.store)
-        self.ttl = ttl
-        self.skew = skew
-        self._peers: dict[str, tuple[PeerIdentity, frozenset[str]]] | None = None
-
-    @property
-    def party(self) -> str:
-        return self.node.party
-
-    def _now(self) -> datetime:
-        return self.node.clock()
-
-    def _row(
-        self,
-        kind: str,
-        actor: str | None,
-        subject: str | None,
-        outcome: str,
-        *,
-        entry_id: str = "",
-        **detail: Any,
-    ) -> AuditRow:
-        return AuditRow(_us(self._now()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id)
-
-    def _audit(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
-        self.node.store.append_audit([self._row(kind, actor, subject, outcome, **detail)])
-
-    # --- identity and peers ---
-
-    def identity(self) -> dict[str, Any]:
-        """This node's identity document, to hand to partners out of band."""
-        return self.ring.identity(self.node.config.endpoint)
-
-    def _load_peers(self) -> dict[str, tuple[PeerIdentity, frozenset[str]]]:
-        if self._peers is None:
-            self._peers = {
-                row.party: (
-                    PeerIdentity.from_document(json.loads(row.document)),
-                    frozenset(json.loads(row.agreements)),
-                )
-                for row in self.fed.peers()
-            }
-        return self._peers
-
-    def peer(self, party: str) -> PeerIdentity | None:
-        found = self._load_peers().get(party)
-        return None if found is None else found[0]
-
-    def links(self, party: str) -> frozenset[str]:
-        """The agreements the G2G link with ``party`` is registered for (Art. 9)."""
-        found = self._load_peers().get(party)
-        return frozenset() if found is None else found[1]
-
-    def peers(self) -> list[tuple[PeerIdentity, frozenset[str]]]:
-        return sorted(self._load_peers().values(), key=lambda p: p[0].party)
-
-    def register_peer(self, actor: Person | None, document: Any, agreements: Sequence[str]) -> PeerIdentity:
-        """Import a partner's identity document and pin it to the agreements the link serves."""
-        self.node.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
-        who = actor.id if actor else "operator"
-        try:
-            identity = PeerIdentity.from_document(document)
-            if identity.party == self.party:
-                raise InvalidInputError("an identity document of this node's own party is not a peer")
-            if not agreements:
-                raise InvalidInputError("name at least one agreement the link is registered for")
-            for agreement_id in agreements:
-                agreement = self.node.catalogue.agreement(agreement_id)
-                if self.party not in agreement.parties or identity.party not in agreement.parties:
-                    raise AgreementError(
-                        f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
-                    )
-            now = _us(self._now())
-            row = PeerRow(
-                identity.party,
-                canonical(identity.to_document()),
-                canonical(sorted(set(agreements))),
-                now,
-                now,
-            )
-            audit = self._row(
-                "peer.register",
-                who,
-                identity.party,
-                "allowed",
-                agreements=sorted(set(agreements)),
-                keys=[k.kid for k in identity.keys],
-            )
-            self.fed.put_peer(row, [audit])
-        except GsomiaError as exc:
-            raise self.node._refuse("peer.register", who, None, exc) from None
-        self._peers = None
-        return identity
-
-    def rotate_keys(self, actor: Person | None, overlap: timedelta) -> dict[str, Any]:
-        """New signing and encryption keys from now; the old ones stay valid for ``overlap``.
-
-        Partners need the new identity document (out of band) before the overlap ends.
-        """
-        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.rotate")
-        now = self._now()
-        self.ring.rotate(now, overlap)
-        identity = self.identity()
-        self._audit(
-            "key.rotate",
-            actor.id if actor else "operator",
-            self.party,
-            "allowed",
-            keys=[k["kid"] for k in identity["keys"]],
-            overlap_s=overlap.total_seconds(),
-        )
-        return identity
-
-    def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
-        """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
-        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
-        identity = self.peer(party)
-        if identity is None:
-            raise NotFoundError(f"{party} is not a registered peer")
-        revoked = identity.with_revoked(kid, at)
-        now = _us(self._now())
-        row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(self.links(party))), now, now)
-        self.fed.put_peer(
-            row,
-            [
-                self._row(
-                    "key.revoke",
-                    actor.id if actor else "operator",
-                    party,
-                    "allowed",
-                    kid=kid,
-                    at=at.isoformat(),
-                )
-            ],
-        )
-        self._peers = None
-
-    def _identities(self, party: str) -> PeerIdentity | None:
-        return self.peer(party)
 
     # --- consents on file ---
 
@@ -286,38 +129,6 @@ class Exchange:
             jws=jws,
         )
 
-    def _queue(
-        self,
-        peer: PeerIdentity,
-        body: dict[str, Any],
-        kind: str,
-        item_id: str | None,
-        now: datetime,
-        *,
-        final_recipient: str | None = None,
-        spec: dict[str, Any] | None = None,
-        decision: ReleaseDecision | None = None,
-        ttl: timedelta | None = None,
-        state: str = "pending",
-    ) -> OutboxRow:
-        """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction)."""
-        msg_id = uuid.uuid4().hex
-        return OutboxRow(
-            msg_id=msg_id,
-            kind=kind,
-            item_id=item_id,
-            recipient=peer.party,
-            final_recipient=final_recipient or peer.party,
-            request=canonical(spec or {}),
-            decision=canonical(decision_json(decision) if decision is not None else {}),
-            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl),
-            state=state,
-            attempts=0,
-            next_attempt_us=_us(now),
-            created_us=_us(now),
-            updated_us=_us(now),
-        )
-
     # --- release: the transactional outbox ---
 
     def _row_of(self, item_id: str) -> ItemRow:
@@ -340,15 +151,6 @@ class Exchange:
         return sign_origin(
             self.ring, item_content(row.id, item.label, row.payload_type, payload), self._now()
         )
-
-    def _link(self, party: str, decision: ReleaseDecision) -> PeerIdentity:
-        """The registered peer for the next hop, if its link serves the deciding agreement (Art. 9)."""
-        peer = self.peer(party)
-        if peer is None:
-            raise AgreementError(f"no registered link with {party}: import its identity document first")
-        if decision.agreement not in self.links(party):
-            raise AgreementError(f"the link with {party} is not registered for {decision.agreement} (Art. 9)")
-        return peer
 
     def _item_body(
         self,
@@ -804,30 +606,6 @@ class Exchange:
             msg_id=opened.msg_id,
         )
 
-    def _receipt(
-        self,
-        opened: Opened,
-        item_id: str | None,
-        status: str,
-        digest: str | None,
-        now: datetime,
-        log_entry: str | None = None,
-    ) -> str:
-        return sign_origin(
-            self.ring,
-            receipt_content(
-                msg_id=opened.msg_id,
-                item_id=item_id,
-                receiver=self.party,
-                sender=opened.sender,
-                status=status,
-                digest=digest,
-                at=now,
-                log_entry=log_entry,
-            ),
-            now,
-        )
-
     def _receive_head(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
         """A partner's signed tree head, kept for the consistency check (gsomia.audit)."""
         if not self.links(opened.sender):
@@ -1210,32 +988,6 @@ class Exchange:
             self._row("consent.received", opened.sender, request.item_id, state, request=request.id)
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}
-
-
-class _Accepted:
-    """What a batch of envelopes will write, in one transaction."""
-
-    def __init__(self) -> None:
-        self.items: list[NewItem] = []
-        self.item_ids: set[str] = set()
-        self.inbox: list[InboxRow] = []
-        self.inbox_by_id: dict[str, InboxRow] = {}
-        self.inventory: list[tuple[str, int, str, str | None, str | None, str]] = []
-        self.audit: list[AuditRow] = []
-        self.outbox: list[OutboxRow] = []
-        self.consents: list[ConsentRow] = []
-        self.requests: list[ConsentRequestRow] = []
-        self.answers: list[tuple[str, str, str]] = []
-        self.ops: list[Op] = []  # the duties' writes (gsomia.duties), in the same transaction
-        self.seen: dict[str, InboxRow] | None = None  # prefetched inbox rows of the batch
-        self.held: set[str] | None = None  # prefetched ids of items already held
-
-    def add_inbox(self, row: InboxRow) -> None:
-        self.inbox.append(row)
-        self.inbox_by_id[row.msg_id] = row
-
-    def any(self) -> bool:
-        return bool(self.inbox or self.audit)
 
 
 def _peek_item(body: dict[str, Any]) -> str | None:
