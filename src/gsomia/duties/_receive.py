@@ -35,7 +35,8 @@ from gsomia.store import InboxRow
 from gsomia.store._duties import DestructionRow, LabelChangeRow
 
 if TYPE_CHECKING:
-    from gsomia.exchange._service import Exchange, _Accepted
+    from gsomia.exchange._base import _Accepted
+    from gsomia.exchange._peers import Peers
 
 __all__ = ["receive_duty"]
 
@@ -45,7 +46,7 @@ def _us(at: datetime) -> int:
 
 
 def receive_duty(
-    duties: Duties, exchange: Exchange, opened: Opened, now: datetime, accepted: _Accepted
+    duties: Duties, exchange: Peers, opened: Opened, now: datetime, accepted: _Accepted
 ) -> dict[str, Any]:
     body = opened.body
     to, jws = body.get("to"), body.get("duty")
@@ -80,7 +81,7 @@ def receive_duty(
 
 
 def _recorded(
-    exchange: Exchange,
+    exchange: Peers,
     opened: Opened,
     item: str | None,
     status: str,
@@ -102,7 +103,7 @@ def _recorded(
 
 def _label_change(
     duties: Duties,
-    exchange: Exchange,
+    exchange: Peers,
     opened: Opened,
     signer: str,
     data: dict[str, Any],
@@ -186,7 +187,7 @@ def _label_change(
 
 
 def _signed_label(
-    change: LabelChange, origin: str | None, exchange: Exchange, now: datetime
+    change: LabelChange, origin: str | None, exchange: Peers, now: datetime
 ) -> tuple[SecurityLabel, bytes]:
     """The originator's newly signed item carried by a reclassification: (its label, its payload)."""
     if origin is None:
@@ -206,7 +207,7 @@ def _apply_to_arriving(
     duties: Duties,
     change: LabelChange,
     origin: str | None,
-    exchange: Exchange,
+    exchange: Peers,
     now: datetime,
     accepted: _Accepted,
 ) -> str:
@@ -266,7 +267,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
 
 
 def _destruction_request(
-    duties: Duties, exchange: Exchange, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted
+    duties: Duties, exchange: Peers, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted
 ) -> str:
     """The originator asks for this node's destruction record: sent back if the item was destroyed."""
     item, originator, holder = parse_destruction_request(data)

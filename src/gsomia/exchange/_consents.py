@@ -1,0 +1,226 @@
+"""Consents: those on file (re-verified before use), and the third-party consent workflow
+(a holder asks the originator; the originator grants a signed consent or refuses, once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gsomia.core.access import Person, Role
+from gsomia.core.policy import Consent, ConsentKind
+from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
+from gsomia.exchange._base import _Accepted, _us
+from gsomia.exchange._messages import consent_content, consent_from_content
+from gsomia.exchange._peers import Peers
+from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
+
+__all__ = ["Consents"]
+
+
+class Consents(Peers):
+    """Consents on file and the workflow that asks for and answers them."""
+
+    def consents_for(self, originator: str, item_id: str) -> tuple[Consent, ...]:
+        return self._consents(self.fed.consents_for(originator, item_id))
+
+    def _consents(self, rows: Sequence[ConsentRow]) -> tuple[Consent, ...]:
+        """Consents on file, each re-verified against its originator's signature before use."""
+        out = []
+        for row in rows:
+            _, consent = consent_from_content(
+                verify_origin(row.jws, self._identities, self._now(), own=self.ring)[1], row.originator
+            )
+            out.append(consent)
+        return tuple(out)
+
+    def _sign_consent(self, consent: Consent) -> tuple[ConsentRow, str]:
+        consent_id = uuid.uuid4().hex
+        jws = sign_origin(self.ring, consent_content(consent, consent_id), self._now())
+        return self._consent_row(consent_id, consent, jws), jws
+
+    @staticmethod
+    def _consent_row(consent_id: str, consent: Consent, jws: str) -> ConsentRow:
+        return ConsentRow(
+            id=consent_id,
+            kind=consent.kind.value,
+            originator=consent.originator,
+            recipient=consent.recipient,
+            item_id=consent.item,
+            holder=consent.holder,
+            hub=consent.hub,
+            given_us=_us(consent.given_at),
+            expires_us=None if consent.expires is None else _us(consent.expires),
+            reference=consent.reference,
+            jws=jws,
+        )
+
+    def _has_consent(self, consent_id: str) -> bool:
+        return self.fed.has_consent(consent_id)
+
+    def request_consent(
+        self, actor: Person, item_id: str, third_party: str, purpose: str, reason: str
+    ) -> str:
+        """A holder asks the originator for consent to pass ``item_id`` on to ``third_party``."""
+        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "consent.request")
+        item, _ = self.node.read(actor, item_id)
+        originator = item.label.originator
+        if originator == self.party:
+            raise InvalidInputError("this node originated the item: no consent is needed")
+        third = self.node.catalogue.party(third_party).code
+        peer = self.peer(originator)
+        if peer is None:
+            raise AgreementError(f"no registered link with {originator}, the originator")
+        now = self._now()
+        request_id = uuid.uuid4().hex
+        body = {
+            "kind": "consent-request",
+            "id": request_id,
+            "item": item_id,
+            "third_party": third,
+            "purpose": purpose,
+            "reason": reason,
+        }
+        row = ConsentRequestRow(
+            request_id, item_id, originator, self.party, third, purpose, reason, "pending", _us(now)
+        )
+        entry = self._queue(peer, body, "consent-request", item_id, now)
+        self.fed.accept(
+            requests=[row],
+            outbox=[entry],
+            audit=[
+                self._row(
+                    "consent.request",
+                    actor.id,
+                    item_id,
+                    "allowed",
+                    request=request_id,
+                    originator=originator,
+                    third_party=third,
+                )
+            ],
+        )
+        return request_id
+
+    def _receive_consent_request(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+        body = opened.body
+        item_id, third, purpose, reason, request_id = (
+            body.get(k) for k in ("item", "third_party", "purpose", "reason", "id")
+        )
+        if not all(isinstance(v, str) and v for v in (item_id, third, purpose, reason, request_id)):
+            raise InvalidInputError("consent request: item, third_party, purpose, reason and id are required")
+        if not self.links(opened.sender):
+            raise AgreementError(f"no registered link with {opened.sender}")
+        accepted.requests.append(
+            ConsentRequestRow(
+                str(request_id),
+                str(item_id),
+                self.party,
+                opened.sender,
+                str(third),
+                str(purpose),
+                str(reason),
+                "pending",
+                _us(now),
+            )
+        )
+        receipt = self._receipt(opened, str(item_id), "recorded", None, now)
+        accepted.add_inbox(
+            InboxRow(
+                opened.msg_id, opened.sender, "consent-request", str(item_id), _us(now), "recorded", receipt
+            )
+        )
+        accepted.audit.append(
+            self._row(
+                "consent.requested",
+                opened.sender,
+                str(item_id),
+                "allowed",
+                request=request_id,
+                third_party=third,
+            )
+        )
+        return {"status": "recorded", "receipt": receipt, "reason": None}
+
+    def answer_consent(
+        self, actor: Person, request_id: str, *, grant: bool, reason: str, expires: datetime | None = None
+    ) -> ConsentRequestRow:
+        """The originator grants (a signed consent) or refuses a holder's request, once."""
+        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "consent.answer")
+        request = self.fed.consent_request(request_id)
+        if request is None or request.originator != self.party:
+            raise NotFoundError(f"no consent request {request_id!r} awaiting this node's answer")
+        peer = self.peer(request.holder)
+        if peer is None:
+            raise AgreementError(f"no registered link with {request.holder}")
+        now = self._now()
+        body: dict[str, Any] = {"kind": "consent", "request": request_id, "granted": grant, "reason": reason}
+        consent_rows: list[ConsentRow] = []
+        if grant:
+            row, jws = self._sign_consent(
+                Consent(
+                    ConsentKind.THIRD_PARTY,
+                    self.party,
+                    request.third_party,
+                    now,
+                    reason or f"granted by {actor.id}",
+                    item=request.item_id,
+                    holder=request.holder,
+                    expires=expires,
+                )
+            )
+            consent_rows.append(row)
+            body["consent"] = jws
+        entry = self._queue(peer, body, "consent", request.item_id, now)
+        state = "granted" if grant else "refused"
+        done = self.fed.answer_request(
+            request_id,
+            state=state,
+            now_us=_us(now),
+            by=actor.id,
+            answer=reason,
+            outbox=[entry],
+            consents=consent_rows,
+            audit=[
+                self._row(
+                    "consent.answer",
+                    actor.id,
+                    request.item_id,
+                    state,
+                    request=request_id,
+                    third_party=request.third_party,
+                )
+            ],
+        )
+        if not done:
+            raise InvalidInputError(f"consent request {request_id} was already answered")
+        answered = self.fed.consent_request(request_id)
+        if answered is None:
+            raise NotFoundError(f"consent request {request_id} vanished")
+        return answered
+
+    def _receive_consent(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+        body = opened.body
+        request_id = body.get("request")
+        request = self.fed.consent_request(str(request_id))
+        if request is None or request.holder != self.party or request.originator != opened.sender:
+            raise InvalidInputError("a consent answer to no request of this node")
+        if body.get("granted") is True:
+            signer, raw = verify_origin(str(body.get("consent")), self._identities, now)
+            consent_id, consent = consent_from_content(raw, signer)
+            if consent.item != request.item_id or consent.recipient != request.third_party:
+                raise InvalidInputError("the consent does not answer the request")
+            accepted.consents.append(self._consent_row(consent_id, consent, str(body["consent"])))
+        state = "granted" if body.get("granted") is True else "refused"
+        accepted.answers.append((request.id, state, str(body.get("reason") or "")))
+        receipt = self._receipt(opened, request.item_id, "recorded", None, now)
+        accepted.add_inbox(
+            InboxRow(opened.msg_id, opened.sender, "consent", request.item_id, _us(now), "recorded", receipt)
+        )
+        accepted.audit.append(
+            self._row("consent.received", opened.sender, request.item_id, state, request=request.id)
+        )
+        return {"status": "recorded", "receipt": receipt, "reason": None}

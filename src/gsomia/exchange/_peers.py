@@ -1,0 +1,144 @@
+"""Peers and keys: partners' identity documents pinned to the agreements each G2G link
+serves (Art. 9), this node's key rotation, and revocation of a partner's key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.access import Person, Role
+from gsomia.core.policy import ReleaseDecision
+from gsomia.crypto.keys import PeerIdentity
+from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, NotFoundError
+from gsomia.exchange._base import ExchangeBase, _us
+from gsomia.store import PeerRow
+
+__all__ = ["Peers"]
+
+
+class Peers(ExchangeBase):
+    """Who this node exchanges with, under which agreements, with which keys."""
+
+    def identity(self) -> dict[str, Any]:
+        """This node's identity document, to hand to partners out of band."""
+        return self.ring.identity(self.node.config.endpoint)
+
+    def _load_peers(self) -> dict[str, tuple[PeerIdentity, frozenset[str]]]:
+        if self._peers is None:
+            self._peers = {
+                row.party: (
+                    PeerIdentity.from_document(json.loads(row.document)),
+                    frozenset(json.loads(row.agreements)),
+                )
+                for row in self.fed.peers()
+            }
+        return self._peers
+
+    def peer(self, party: str) -> PeerIdentity | None:
+        found = self._load_peers().get(party)
+        return None if found is None else found[0]
+
+    def links(self, party: str) -> frozenset[str]:
+        """The agreements the G2G link with ``party`` is registered for (Art. 9)."""
+        found = self._load_peers().get(party)
+        return frozenset() if found is None else found[1]
+
+    def peers(self) -> list[tuple[PeerIdentity, frozenset[str]]]:
+        return sorted(self._load_peers().values(), key=lambda p: p[0].party)
+
+    def register_peer(self, actor: Person | None, document: Any, agreements: Sequence[str]) -> PeerIdentity:
+        """Import a partner's identity document and pin it to the agreements the link serves."""
+        self.node.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
+        who = actor.id if actor else "operator"
+        try:
+            identity = PeerIdentity.from_document(document)
+            if identity.party == self.party:
+                raise InvalidInputError("an identity document of this node's own party is not a peer")
+            if not agreements:
+                raise InvalidInputError("name at least one agreement the link is registered for")
+            for agreement_id in agreements:
+                agreement = self.node.catalogue.agreement(agreement_id)
+                if self.party not in agreement.parties or identity.party not in agreement.parties:
+                    raise AgreementError(
+                        f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
+                    )
+            now = _us(self._now())
+            row = PeerRow(
+                identity.party,
+                canonical(identity.to_document()),
+                canonical(sorted(set(agreements))),
+                now,
+                now,
+            )
+            audit = self._row(
+                "peer.register",
+                who,
+                identity.party,
+                "allowed",
+                agreements=sorted(set(agreements)),
+                keys=[k.kid for k in identity.keys],
+            )
+            self.fed.put_peer(row, [audit])
+        except GsomiaError as exc:
+            raise self.node._refuse("peer.register", who, None, exc) from None
+        self._peers = None
+        return identity
+
+    def rotate_keys(self, actor: Person | None, overlap: timedelta) -> dict[str, Any]:
+        """New signing and encryption keys from now; the old ones stay valid for ``overlap``.
+
+        Partners need the new identity document (out of band) before the overlap ends.
+        """
+        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.rotate")
+        now = self._now()
+        self.ring.rotate(now, overlap)
+        identity = self.identity()
+        self._audit(
+            "key.rotate",
+            actor.id if actor else "operator",
+            self.party,
+            "allowed",
+            keys=[k["kid"] for k in identity["keys"]],
+            overlap_s=overlap.total_seconds(),
+        )
+        return identity
+
+    def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
+        """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
+        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
+        identity = self.peer(party)
+        if identity is None:
+            raise NotFoundError(f"{party} is not a registered peer")
+        revoked = identity.with_revoked(kid, at)
+        now = _us(self._now())
+        row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(self.links(party))), now, now)
+        self.fed.put_peer(
+            row,
+            [
+                self._row(
+                    "key.revoke",
+                    actor.id if actor else "operator",
+                    party,
+                    "allowed",
+                    kid=kid,
+                    at=at.isoformat(),
+                )
+            ],
+        )
+        self._peers = None
+
+    def _identities(self, party: str) -> PeerIdentity | None:
+        return self.peer(party)
+
+    def _link(self, party: str, decision: ReleaseDecision) -> PeerIdentity:
+        """The registered peer for the next hop, if its link serves the deciding agreement (Art. 9)."""
+        peer = self.peer(party)
+        if peer is None:
+            raise AgreementError(f"no registered link with {party}: import its identity document first")
+        if decision.agreement not in self.links(party):
+            raise AgreementError(f"the link with {party} is not registered for {decision.agreement} (Art. 9)")
+        return peer

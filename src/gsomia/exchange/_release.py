@@ -1,0 +1,216 @@
+"""Release: decide now and, if allowed, write the sealed envelope and the decision in one
+transaction (the transactional outbox). Nothing leaves on a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gsomia._codec import decision_json
+from gsomia.core.access import Person, Role
+from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.tlp import is_tlp_red
+from gsomia.crypto.envelope import sign_origin
+from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
+from gsomia.exchange._consents import Consents
+from gsomia.exchange._messages import item_content
+from gsomia.store import AuditRow, ConsentRow, ItemRow, OutboxRow
+
+__all__ = ["PreparedRelease", "Releases"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRelease:
+    """A release decided and sealed, not yet written: the outbox row, its audit record, new consents."""
+
+    entry: OutboxRow
+    audit: AuditRow
+    consents: tuple[ConsentRow, ...]
+
+
+class Releases(Consents):
+    """Items released to partners through the outbox."""
+
+    def _row_of(self, item_id: str) -> ItemRow:
+        row = self.node.store.get_item(item_id)
+        if row is None:
+            raise NotFoundError(f"no item {item_id!r} at this node")
+        return row
+
+    def _origin_jws(self, item_id: str, row: ItemRow | None = None) -> str:
+        """The originator's signed item: stored at receipt, or signed now for our own item."""
+        row = row or self._row_of(item_id)
+        if row.origin_jws is not None:
+            return self.node.cipher.open(row.id, row.label, row.origin_jws).decode()
+        item = self.node._from_row(row)
+        if item.label.originator != self.party:
+            raise InvalidInputError(
+                f"item {item_id} carries no signature of its originator {item.label.originator}"
+            )
+        payload = self.node.cipher.open(row.id, row.label, row.payload)
+        return sign_origin(
+            self.ring, item_content(row.id, item.label, row.payload_type, payload), self._now()
+        )
+
+    def _item_body(
+        self,
+        spec: dict[str, Any],
+        decision: ReleaseDecision,
+        extra_consents: Sequence[str] = (),
+        *,
+        row: ItemRow | None = None,
+        on_file: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The item message: the originator's signed item, the route and the consents that justify it."""
+        item_id = spec["item"]
+        row = row or self._row_of(item_id)
+        consents = (
+            list(on_file)
+            if on_file is not None
+            else [c.jws for c in self.fed.consents_for(row.originator, item_id)]
+        )
+        return {
+            "kind": "item",
+            "origin": self._origin_jws(item_id, row),
+            "purpose": spec["purpose"],
+            "agreement": decision.agreement,
+            "route": {"sender": spec["sender"], "via": spec["via"], "recipient": spec["recipient"]},
+            "consents": consents + [c for c in extra_consents if c not in consents],
+        }
+
+    def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
+        """Rebuild a release request from what the outbox stored, with the consents on file now."""
+        row = self._row_of(spec["item"])
+        if row.state != "held":  # destroyed or recalled after it was queued: it does not go
+            raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
+        label = self.node._from_row(row).label
+        return ReleaseRequest(
+            label,
+            spec["sender"],
+            spec["recipient"],
+            spec["purpose"],
+            tuple(spec["via"]),
+            row.id,
+            self.consents_for(label.originator, row.id),
+        )
+
+    def release(
+        self,
+        actor: Person,
+        item_id: str,
+        recipient: str,
+        *,
+        via: str | None = None,
+        purpose: str | None = None,
+        authorise_relay: bool = False,
+    ) -> OutboxRow:
+        """Decide now; if allowed, queue the sealed envelope and the decision in one transaction."""
+        who = actor.id
+        try:
+            self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            prepared = self.prepare_release(
+                actor,
+                self._row_of(item_id),
+                recipient,
+                via=via,
+                purpose=purpose,
+                authorise_relay=authorise_relay,
+                now=self._now(),
+            )
+            self.fed.enqueue([prepared.entry], [prepared.audit], consents=prepared.consents)
+        except GsomiaError as exc:
+            raise self.node._refuse("item.release", who, item_id, exc) from None
+        return prepared.entry
+
+    def prepare_release(
+        self,
+        actor: Person,
+        row: ItemRow,
+        recipient: str,
+        *,
+        via: str | None,
+        purpose: str | None,
+        authorise_relay: bool,
+        now: datetime,
+        ttl: timedelta | None = None,
+        state: str = "pending",
+        detail: Mapping[str, Any] | None = None,
+    ) -> PreparedRelease:
+        """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
+
+        :meth:`release` writes it to the outbox; a transfer by file (``gsomia.exchange._transfer``)
+        writes many at once with ``state`` ``exported`` so the network sender leaves them alone.
+        """
+        item_id = row.id
+        label = self.node._from_row(row).label
+        if row.state != "held":
+            raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
+        access = self.node.decide_read(actor, label).raise_if_refused()
+        if row.payload_type == "json" and is_tlp_red(
+            json.loads(self.node.cipher.open(row.id, row.label, row.payload))
+        ):
+            raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
+        recipient = self.node.catalogue.party(recipient).code
+        hub = self.node.catalogue.party(via).code if via else None
+        new_consents: list[ConsentRow] = []
+        fresh: tuple[Consent, ...] = ()
+        if authorise_relay:
+            if hub is None or label.originator != self.party:
+                raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
+            authorisation = Consent(
+                ConsentKind.HUB_RELAY,
+                self.party,
+                recipient,
+                now,
+                f"relay authorised by {actor.id}",
+                item=item_id,
+                hub=hub,
+            )
+            consent_row, _ = self._sign_consent(authorisation)
+            new_consents.append(consent_row)
+            fresh = (authorisation,)
+        use = purpose or label.purpose
+        hops = [hub] if hub else []
+        spec: dict[str, Any] = {
+            "item": item_id,
+            "sender": self.party,
+            "recipient": recipient,
+            "via": hops,
+            "purpose": use,
+        }
+        on_file = self.fed.consents_for(label.originator, item_id)
+        request = ReleaseRequest(
+            label, self.party, recipient, use, tuple(hops), item_id, self._consents(on_file) + fresh
+        )
+        decision = self.node.engine.authorise(request, at=now)
+        peer = self._link(hub or recipient, decision)
+        body = self._item_body(
+            spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
+        )
+        entry = self._queue(
+            peer,
+            body,
+            "item",
+            item_id,
+            now,
+            final_recipient=recipient,
+            spec=spec,
+            decision=decision,
+            ttl=ttl,
+            state=state,
+        )
+        audit = self._row(
+            "item.release",
+            actor.id,
+            item_id,
+            "allowed",
+            msg_id=entry.msg_id,
+            decision=decision_json(decision),
+            access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks],
+            **(detail or {}),
+        )
+        return PreparedRelease(entry, audit, tuple(new_consents))
