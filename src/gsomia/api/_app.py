@@ -32,7 +32,7 @@ from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.core.access import Person, Role
-from gsomia.core.instants import parse_instant
+from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node._service import Node
@@ -284,8 +284,8 @@ def create_app(
             classification=classification,
             topic=topic,
             received_from=received_from.upper() if received_from else None,
-            created_from_us=None if lo is None else int(lo.timestamp() * 1_000_000),
-            created_before_us=None if hi is None else int(hi.timestamp() * 1_000_000),
+            created_from_us=None if lo is None else epoch_us(lo),
+            created_before_us=None if hi is None else epoch_us(hi),
         )
         page = node.list_items(person, where, cursor, limit)
         return {

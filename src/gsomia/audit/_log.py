@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gsomia._codec import canonical
+from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import (
     Frontier,
     consistency_subtrees,
@@ -40,10 +41,6 @@ __all__ = ["AuditLog", "VerifyReport", "leaf_data"]
 
 
 PUBLIC_KINDS = frozenset({"envelope.received"})
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 def leaf_data(row: AuditRow) -> bytes:
@@ -141,7 +138,7 @@ class AuditLog:
         now = self.node.clock()
         root = frontier.root()
         jws = sign_origin(self.node.ring, head_content(self.node.party, frontier.size, root, now), now)
-        head = HeadRow(frontier.size, root, _us(now), jws)
+        head = HeadRow(frontier.size, root, epoch_us(now), jws)
         self.store.put_head(head)
         return head
 
@@ -300,10 +297,10 @@ class AuditLog:
         party, size, root, at = parse_head(content)
         if signer != sender or party != sender:
             raise InvalidInputError(f"a tree head of {party} signed by {signer}, sent by {sender}")
-        row = PartnerHeadRow(party, size, root, _us(at), jws, _us(now), "pending")
+        row = PartnerHeadRow(party, size, root, epoch_us(at), jws, epoch_us(now), "pending")
         audit = [
             AuditRow(
-                _us(now),
+                epoch_us(now),
                 "audit.partner-head",
                 sender,
                 str(size),
@@ -317,7 +314,7 @@ class AuditLog:
         return "pending"
 
     def _alert(self, party: str, size: int, detail: str) -> None:
-        now = _us(self.node.clock())
+        now = epoch_us(self.node.clock())
         self.node.store.append_audit(
             [AuditRow(now, "audit.fork", party, str(size), "alert", canonical({"detail": detail}))]
         )
@@ -357,7 +354,7 @@ class AuditLog:
                 status, detail = "inconsistent", str(exc)
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
-        now = _us(self.node.clock())
+        now = epoch_us(self.node.clock())
         outcome = "allowed" if status == "consistent" else "alert"
         kind = "audit.partner-consistent" if status == "consistent" else "audit.fork"
         self.store.settle_partner_head(

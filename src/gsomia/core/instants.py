@@ -12,9 +12,19 @@ from datetime import date, datetime, time, tzinfo
 
 from gsomia.errors import InstantError
 
-__all__ = ["add_months", "local_midnight", "parse_instant", "require_aware"]
+__all__ = ["add_months", "epoch_us", "local_midnight", "parse_instant", "require_aware"]
 
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the Unix epoch: how the store keeps instants (sortable integers).
+
+    >>> from datetime import UTC
+    >>> epoch_us(datetime(2019, 11, 23, tzinfo=UTC))
+    1574467200000000
+    """
+    return int(at.timestamp() * 1_000_000)
 
 
 def require_aware(at: datetime, what: str = "instant") -> datetime:

@@ -25,10 +25,6 @@ __all__ = ["DutyBase"]
 HANDLERS = (Role.SECURITY_OFFICER, Role.RELEASE_OFFICER)
 
 
-def us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
-
-
 def from_us(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 

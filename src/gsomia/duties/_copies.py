@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.access import Person
 from gsomia.core.derivation import DerivationKind, derive_label
+from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.crypto.envelope import sign_origin
 from gsomia.errors import (
@@ -22,7 +23,7 @@ from gsomia.store import ItemRow, NewItem
 if TYPE_CHECKING:
     from gsomia.node._service import Item
 
-from gsomia.duties._base import DutyBase, us
+from gsomia.duties._base import DutyBase
 
 __all__ = ["_Copies"]
 
@@ -82,7 +83,7 @@ class _Copies(DutyBase):
             if not _ITEM_ID.match(new_id):
                 raise InvalidInputError(f"item id {new_id!r} must be 1-128 letters, digits or ._:-")
             new = self._new_item(new_id, label, top, payload, payload_type, actor.id, now)
-            at = us(now)
+            at = epoch_us(now)
             inventory = [
                 (s, at, how.value, self.party, actor.id, canonical({"item": new_id})) for s in sources
             ]
@@ -150,8 +151,8 @@ class _Copies(DutyBase):
             topics=label.topics,
             received_from=top.received_from,
             agreement=top.agreement,
-            created_us=us(label.created),
-            ingested_us=us(now),
+            created_us=epoch_us(label.created),
+            ingested_us=epoch_us(now),
             ingested_by=who,
             payload_type=payload_type,
             payload_size=len(payload),

@@ -9,9 +9,10 @@ from typing import Any
 from gsomia._codec import canonical
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.instants import epoch_us
 from gsomia.core.recall import check_originator
 from gsomia.crypto.envelope import sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._base import HANDLERS, DutyBase, from_us
 from gsomia.duties._messages import (
     DUTY_KIND,
     destruction_content,
@@ -65,7 +66,14 @@ class _Destruction(DutyBase):
             if notify and row.originator != self.party:
                 outbox.append(self._upstream(row, content, now))
             saved = DestructionRow(
-                item_id, self.party, us(now), actor.id, witness, how.value, jws, us(now) if outbox else None
+                item_id,
+                self.party,
+                epoch_us(now),
+                actor.id,
+                witness,
+                how.value,
+                jws,
+                epoch_us(now) if outbox else None,
             )
             audit = node._row(
                 "item.destroy",
@@ -84,7 +92,7 @@ class _Destruction(DutyBase):
                 inventory=[
                     (
                         item_id,
-                        us(now),
+                        epoch_us(now),
                         "destroyed",
                         self.party,
                         actor.id,
@@ -118,13 +126,13 @@ class _Destruction(DutyBase):
             body = {"kind": DUTY_KIND, "to": row.originator, "duty": saved.jws}
             entry = node.exchange._queue(peer, body, DUTY_KIND, item_id, now, final_recipient=row.originator)
             self.db.commit(
-                ops=[self.db.mark_sent(item_id, self.party, us(now))],
+                ops=[self.db.mark_sent(item_id, self.party, epoch_us(now))],
                 outbox=[entry],
                 audit=[node._row("item.destruction-send", actor.id, item_id, "allowed", to=row.originator)],
             )
         except GsomiaError as exc:
             raise node._refuse("item.destruction-send", actor.id, item_id, exc) from None
-        return _destruction_out(replace(saved, sent_us=us(now)))
+        return _destruction_out(replace(saved, sent_us=epoch_us(now)))
 
     def request_destruction_record(self, actor: Person, item_id: str, holder: str) -> str:
         """As originator, ask a holder for its destruction record; a holder that destroyed the item

@@ -9,6 +9,7 @@ from typing import Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person
+from gsomia.core.instants import epoch_us
 from gsomia.core.investigation import (
     IncidentNature,
     Investigation,
@@ -16,7 +17,7 @@ from gsomia.core.investigation import (
     open_investigation,
 )
 from gsomia.crypto.envelope import sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._base import HANDLERS, DutyBase, from_us
 from gsomia.duties._messages import (
     incident_content,
     parse_steps,
@@ -131,7 +132,7 @@ def _incident_row(investigation: Investigation, jws: str, now: datetime) -> Inci
         investigation.state.value,
         canonical(steps_json(investigation)),
         jws,
-        us(now),
+        epoch_us(now),
     )
 
 

@@ -11,10 +11,11 @@ from typing import Any
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.access import Person
 from gsomia.core.derivation import DerivationKind, derive_label
+from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
 from gsomia.crypto.envelope import seal, sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us, us
+from gsomia.duties._base import HANDLERS, DutyBase, from_us
 from gsomia.duties._messages import change_content
 from gsomia.errors import (
     GsomiaError,
@@ -82,7 +83,7 @@ class _Labels(DutyBase):
                 touched = [item_id]
                 ops = [self.db.bump_version(item_id, row.label_version, change.version)]
                 ops += [
-                    self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", us(now))
+                    self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", epoch_us(now))
                     for e in pending
                 ]
                 hops = sorted({hop for hop, _ in sent})
@@ -95,7 +96,14 @@ class _Labels(DutyBase):
                 holders = sorted({p for pair in sent for p in pair} | queued)
             outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
             record = LabelChangeRow(
-                item_id, change.version, kind.value, change.classification, reason, us(now), jws, us(now)
+                item_id,
+                change.version,
+                kind.value,
+                change.classification,
+                reason,
+                epoch_us(now),
+                jws,
+                epoch_us(now),
             )
             ops.append(self.db.put("label_changes", record))
             ops += [

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
     from gsomia.exchange._peers import Peers
 
 __all__ = ["receive_duty"]
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 def receive_duty(
@@ -92,7 +89,9 @@ def _recorded(
     **detail: Any,
 ) -> dict[str, Any]:
     receipt = exchange._receipt(opened, item, status, None, now)
-    accepted.add_inbox(InboxRow(opened.msg_id, opened.sender, DUTY_KIND, item, _us(now), status, receipt))
+    accepted.add_inbox(
+        InboxRow(opened.msg_id, opened.sender, DUTY_KIND, item, epoch_us(now), status, receipt)
+    )
     accepted.audit.append(
         exchange._row(
             audit_kind, opened.sender, item, "allowed", msg_id=opened.msg_id, signer=signer, **detail
@@ -158,9 +157,9 @@ def _label_change(
                     change.kind.value,
                     change.classification,
                     change.reason,
-                    _us(change.at),
+                    epoch_us(change.at),
                     jws,
-                    _us(now),
+                    epoch_us(now),
                 ),
             )
         )
@@ -249,7 +248,7 @@ def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime,
     if signer != holder:
         raise InvalidInputError(f"an acknowledgement signed by {signer} speaks for {holder}")
     detail = canonical({"status": status, "copies": copies, "at": at.isoformat()})
-    accepted.ops.append(duties.db.ack(item, version, holder, status, _us(now), detail))
+    accepted.ops.append(duties.db.ack(item, version, holder, status, epoch_us(now), detail))
     return status
 
 
@@ -260,7 +259,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
     if record.originator != duties.party:
         raise InvalidInputError(f"a destruction record of a {record.originator} item sent to {duties.party}")
     row = DestructionRow(
-        record.item, record.holder, _us(record.at), record.by, record.witness, record.method.value, jws
+        record.item, record.holder, epoch_us(record.at), record.by, record.witness, record.method.value, jws
     )
     accepted.ops.append(duties.db.put("destructions", row, replace_keys=("item_id", "holder")))
     return "recorded"
@@ -287,7 +286,7 @@ def _destruction_request(
         raise AgreementError(f"no registered link with {hop} to send the destruction record")
     body = {"kind": DUTY_KIND, "to": originator, "duty": saved.jws}
     accepted.outbox.append(exchange._queue(peer, body, DUTY_KIND, item, now, final_recipient=originator))
-    accepted.ops.append(duties.db.mark_sent(item, duties.party, _us(now)))
+    accepted.ops.append(duties.db.mark_sent(item, duties.party, epoch_us(now)))
     return "record-sent"
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.registers import Authority, RulesVersion, affected_by
-from gsomia.duties._base import DutyBase, dated, us
+from gsomia.duties._base import DutyBase, dated
 from gsomia.errors import GsomiaError
 
 __all__ = ["_Registers"]
@@ -29,7 +30,7 @@ class _Registers(DutyBase):
         try:
             node.require_any(actor, (Role.ADMINISTRATOR,), "register.authority")
             authority = Authority(node.catalogue.party(party.upper()).code, authority_id, name, function)
-            now = us(node.clock())
+            now = epoch_us(node.clock())
             row = {
                 "party": authority.party,
                 "id": authority.id,
@@ -71,14 +72,14 @@ class _Registers(DutyBase):
             scheme = node.catalogue.party(code).scheme
             names = frozenset(scheme.level(level).name for level in levels)
             rules = RulesVersion(code, self.db.last_rules_version(code) + 1, title, summary, names, effective)
-            now = us(node.clock())
+            now = epoch_us(node.clock())
             row = {
                 "party": code,
                 "version": rules.version,
                 "title": title,
                 "summary": summary,
                 "levels": canonical(sorted(names)),
-                "effective_us": us(effective),
+                "effective_us": epoch_us(effective),
                 "recorded_us": now,
             }
             flagged = [

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.visits import VisitAuthorisation, VisitScope
-from gsomia.duties._base import DutyBase, from_us, us
+from gsomia.duties._base import DutyBase, from_us
 from gsomia.errors import GsomiaError
 from gsomia.store._duties import VisitRow
 
@@ -36,7 +37,7 @@ class _Visits(DutyBase):
             node.person(person_id)
             level = node.catalogue.party(self.party).scheme.level(highest).name
             visit = VisitAuthorisation(uuid.uuid4().hex, person_id, self.party, level, starts, ends, purpose)
-            row = VisitRow(visit.id, person_id, level, us(starts), us(ends), purpose, who)
+            row = VisitRow(visit.id, person_id, level, epoch_us(starts), epoch_us(ends), purpose, who)
             self.db.commit(
                 ops=[self.db.put("visits", row)],
                 audit=[

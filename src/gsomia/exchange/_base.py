@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gsomia._codec import canonical, decision_json
+from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
     from gsomia.node._service import Node
 
 __all__ = ["ExchangeBase"]
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 class ExchangeBase:
@@ -69,7 +66,9 @@ class ExchangeBase:
         entry_id: str = "",
         **detail: Any,
     ) -> AuditRow:
-        return AuditRow(_us(self._now()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id)
+        return AuditRow(
+            epoch_us(self._now()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id
+        )
 
     def _audit(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
         self.node.store.append_audit([self._row(kind, actor, subject, outcome, **detail)])
@@ -101,9 +100,9 @@ class ExchangeBase:
             envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl),
             state=state,
             attempts=0,
-            next_attempt_us=_us(now),
-            created_us=_us(now),
-            updated_us=_us(now),
+            next_attempt_us=epoch_us(now),
+            created_us=epoch_us(now),
+            updated_us=epoch_us(now),
         )
 
     def _receipt(

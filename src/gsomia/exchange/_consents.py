@@ -10,10 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
-from gsomia.exchange._base import _Accepted, _us
+from gsomia.exchange._base import _Accepted
 from gsomia.exchange._messages import consent_content, consent_from_content
 from gsomia.exchange._peers import Peers
 from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
@@ -52,8 +53,8 @@ class Consents(Peers):
             item_id=consent.item,
             holder=consent.holder,
             hub=consent.hub,
-            given_us=_us(consent.given_at),
-            expires_us=None if consent.expires is None else _us(consent.expires),
+            given_us=epoch_us(consent.given_at),
+            expires_us=None if consent.expires is None else epoch_us(consent.expires),
             reference=consent.reference,
             jws=jws,
         )
@@ -85,7 +86,7 @@ class Consents(Peers):
             "reason": reason,
         }
         row = ConsentRequestRow(
-            request_id, item_id, originator, self.party, third, purpose, reason, "pending", _us(now)
+            request_id, item_id, originator, self.party, third, purpose, reason, "pending", epoch_us(now)
         )
         entry = self._queue(peer, body, "consent-request", item_id, now)
         self.fed.accept(
@@ -124,13 +125,19 @@ class Consents(Peers):
                 str(purpose),
                 str(reason),
                 "pending",
-                _us(now),
+                epoch_us(now),
             )
         )
         receipt = self._receipt(opened, str(item_id), "recorded", None, now)
         accepted.add_inbox(
             InboxRow(
-                opened.msg_id, opened.sender, "consent-request", str(item_id), _us(now), "recorded", receipt
+                opened.msg_id,
+                opened.sender,
+                "consent-request",
+                str(item_id),
+                epoch_us(now),
+                "recorded",
+                receipt,
             )
         )
         accepted.audit.append(
@@ -179,7 +186,7 @@ class Consents(Peers):
         done = self.fed.answer_request(
             request_id,
             state=state,
-            now_us=_us(now),
+            now_us=epoch_us(now),
             by=actor.id,
             answer=reason,
             outbox=[entry],
@@ -218,7 +225,9 @@ class Consents(Peers):
         accepted.answers.append((request.id, state, str(body.get("reason") or "")))
         receipt = self._receipt(opened, request.item_id, "recorded", None, now)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, "consent", request.item_id, _us(now), "recorded", receipt)
+            InboxRow(
+                opened.msg_id, opened.sender, "consent", request.item_id, epoch_us(now), "recorded", receipt
+            )
         )
         accepted.audit.append(
             self._row("consent.received", opened.sender, request.item_id, state, request=request.id)

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 
 from gsomia._codec import canonical
+from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal, verify_origin
 from gsomia.errors import GsomiaError, InvalidInputError
-from gsomia.exchange._base import _us
 from gsomia.exchange._release import Releases
 from gsomia.store import OutboxRow
 
@@ -47,7 +47,7 @@ class Deliveries(Releases):
     def deliver_due(self, client: httpx.Client, limit: int = 1000) -> list[Delivery]:
         """Send what is due: decide again now, push batches per peer, keep the signed receipts."""
         now = self._now()
-        due = self.fed.due(_us(now), limit)
+        due = self.fed.due(epoch_us(now), limit)
         results: list[Delivery] = []
         by_peer: dict[str, list[tuple[OutboxRow, str]]] = {}
         for entry in due:
@@ -62,7 +62,7 @@ class Deliveries(Releases):
                 self.fed.settle(
                     entry.msg_id,
                     state="undeliverable",
-                    now_us=_us(now),
+                    now_us=epoch_us(now),
                     attempts=entry.attempts,
                     next_attempt_us=entry.next_attempt_us,
                     last_error=refusal,
@@ -130,7 +130,7 @@ class Deliveries(Releases):
                 self._settle(entry, envelope, answer, now, sink)
                 for (entry, envelope), answer in zip(batch, answers, strict=True)
             ]
-        self.fed.settle_many(sink, now_us=_us(now))  # one transaction for the whole batch
+        self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
         return done
 
     def _retry(self, entry: OutboxRow, now: datetime, reason: str, sink: list[dict[str, Any]]) -> Delivery:
@@ -140,9 +140,9 @@ class Deliveries(Releases):
             dict(
                 msg_id=entry.msg_id,
                 state="pending",
-                now_us=_us(now),
+                now_us=epoch_us(now),
                 attempts=attempts,
-                next_attempt_us=_us(now) + int(delay * 1_000_000),
+                next_attempt_us=epoch_us(now) + int(delay * 1_000_000),
                 last_error=reason,
             )
         )
@@ -158,7 +158,7 @@ class Deliveries(Releases):
                 dict(
                     msg_id=entry.msg_id,
                     state="undeliverable",
-                    now_us=_us(now),
+                    now_us=epoch_us(now),
                     attempts=entry.attempts + 1,
                     next_attempt_us=entry.next_attempt_us,
                     last_error=f"{entry.recipient} refused: {reason}",
@@ -196,7 +196,7 @@ class Deliveries(Releases):
             inventory.append(
                 (
                     entry.item_id,
-                    _us(now),
+                    epoch_us(now),
                     "sent",
                     entry.recipient,
                     None,
@@ -213,7 +213,7 @@ class Deliveries(Releases):
             dict(
                 msg_id=entry.msg_id,
                 state="delivered",
-                now_us=_us(now),
+                now_us=epoch_us(now),
                 attempts=entry.attempts + 1,
                 next_attempt_us=entry.next_attempt_us,
                 receipt=receipt,

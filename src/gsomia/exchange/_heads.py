@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 
 from gsomia.audit._log import parse_head
+from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.crypto.envelope import Opened, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError
-from gsomia.exchange._base import _Accepted, _us
+from gsomia.exchange._base import _Accepted
 from gsomia.exchange._peers import Peers
 from gsomia.store import InboxRow
 
@@ -31,7 +32,7 @@ class TreeHeads(Peers):
         status = self.node.audit.receive_head(opened.sender, str(opened.body.get("head")), self._identities)
         receipt = self._receipt(opened, None, status, None, now)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, "tree-head", None, _us(now), "recorded", receipt)
+            InboxRow(opened.msg_id, opened.sender, "tree-head", None, epoch_us(now), "recorded", receipt)
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}
 

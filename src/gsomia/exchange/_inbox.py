@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, decision_json, label_to_dict
+from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
 from gsomia.duties._messages import DUTY_KIND
 from gsomia.duties._receive import receive_duty
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
-from gsomia.exchange._base import _Accepted, _us
+from gsomia.exchange._base import _Accepted
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._heads import TreeHeads
 from gsomia.exchange._messages import consent_from_content, parse_item_content
@@ -200,7 +201,7 @@ class Inbox(Consents, TreeHeads):
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self._receipt(opened, item.item_id, status, digest, now, log_entry)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, "item", item.item_id, _us(now), status, receipt)
+            InboxRow(opened.msg_id, opened.sender, "item", item.item_id, epoch_us(now), status, receipt)
         )
         known = {c.id for c in accepted.consents}
         accepted.consents += [c for c in consent_rows if c.id not in known and not self._has_consent(c.id)]
@@ -222,7 +223,7 @@ class Inbox(Consents, TreeHeads):
             accepted.inventory.append(
                 (
                     item.item_id,
-                    _us(now),
+                    epoch_us(now),
                     "received",
                     opened.sender,
                     None,
@@ -250,8 +251,8 @@ class Inbox(Consents, TreeHeads):
             topics=label.topics,
             received_from=received_from,
             agreement=decision.agreement,
-            created_us=_us(label.created),
-            ingested_us=_us(now),
+            created_us=epoch_us(label.created),
+            ingested_us=epoch_us(now),
             ingested_by=f"exchange:{received_from}",
             payload_type=item.payload_type,
             payload_size=len(item.payload),

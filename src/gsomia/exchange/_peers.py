@@ -11,10 +11,11 @@ from typing import Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, NotFoundError
-from gsomia.exchange._base import ExchangeBase, _us
+from gsomia.exchange._base import ExchangeBase
 from gsomia.store import PeerRow
 
 __all__ = ["Peers"]
@@ -66,7 +67,7 @@ class Peers(ExchangeBase):
                     raise AgreementError(
                         f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
                     )
-            now = _us(self._now())
+            now = epoch_us(self._now())
             row = PeerRow(
                 identity.party,
                 canonical(identity.to_document()),
@@ -114,7 +115,7 @@ class Peers(ExchangeBase):
         if identity is None:
             raise NotFoundError(f"{party} is not a registered peer")
         revoked = identity.with_revoked(kid, at)
-        now = _us(self._now())
+        now = epoch_us(self._now())
         row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(self.links(party))), now, now)
         self.fed.put_peer(
             row,

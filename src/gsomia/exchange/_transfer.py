@@ -29,12 +29,12 @@ import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
-from gsomia.core.instants import parse_instant
+from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError
 from gsomia.exchange._service import Exchange
@@ -57,10 +57,6 @@ MANIFEST_KIND = "transfer-manifest"
 # A courier takes days, not the network's minutes: the envelopes in a file live this long.
 DEFAULT_VALIDITY = timedelta(days=14)
 _SCAN = 500  # items read from the store per query while exporting
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +190,7 @@ class Transfer:
                 inventory.append(
                     (
                         row.id,
-                        _us(now),
+                        epoch_us(now),
                         "exported",
                         next_hop,
                         actor.id,
@@ -312,7 +308,7 @@ class Transfer:
                     else [
                         (
                             entry.item_id,
-                            _us(now),
+                            epoch_us(now),
                             "sent",
                             entry.recipient,
                             None,
@@ -342,7 +338,7 @@ class Transfer:
         )
         if sink:  # the verdicts and the outcomes in one transaction
             sink[-1]["audit"] = sink[-1]["audit"] + audit
-            self.exchange.fed.settle_many(sink, now_us=_us(now))
+            self.exchange.fed.settle_many(sink, now_us=epoch_us(now))
         else:
             self.node.store.append_audit(audit)
         return ReceiptsApplied(tuple(delivered), tuple(already), tuple(refused))

@@ -24,6 +24,7 @@ from gsomia._datafiles import load_catalogue
 from gsomia.audit._log import AuditLog
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import epoch_us
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.policy import Check, ReleaseDecision, ReleaseEngine, ReleaseRequest
 from gsomia.crypto.atrest import PayloadCipher
@@ -59,10 +60,6 @@ _LABEL_CACHE = 4096
 def system_clock() -> datetime:
     """The only clock read in a node (tests pass a fake one)."""
     return datetime.now(UTC)
-
-
-def _us(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
 
 
 def _from_us(value: int) -> datetime:
@@ -172,7 +169,7 @@ class Node:
     def _row(
         self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
     ) -> AuditRow:
-        return AuditRow(_us(self.clock()), kind, actor, subject, outcome, canonical(detail))
+        return AuditRow(epoch_us(self.clock()), kind, actor, subject, outcome, canonical(detail))
 
     def _refuse(self, kind: str, actor: str | None, subject: str | None, error: GsomiaError) -> GsomiaError:
         """Record a refusal (once) and hand the error back to raise."""
@@ -217,7 +214,7 @@ class Node:
             row = self._row(
                 "person.add", actor.id if actor else "operator", person.id, "allowed", person=record
             )
-            self.store.add_person(person.id, record, _us(self.clock()), [row])
+            self.store.add_person(person.id, record, epoch_us(self.clock()), [row])
         except GsomiaError as exc:
             raise self._refuse(
                 "person.add", actor.id if actor else "operator", str(data.get("id")), exc
@@ -240,7 +237,7 @@ class Node:
         row = self._row(
             "person.update", actor.id if actor else "operator", person_id, "allowed", active=active
         )
-        self.store.update_person(person_id, record, _us(self.clock()), [row])
+        self.store.update_person(person_id, record, epoch_us(self.clock()), [row])
         return person
 
     def issue_token(self, actor: Person | None, person_id: str, days: int = 30) -> tuple[str, str, datetime]:
@@ -254,7 +251,7 @@ class Node:
         token = f"gsm_{token_id}_{secrets.token_urlsafe(32)}"
         now = self.clock()
         expires = now + timedelta(days=days)
-        row = TokenRow(token_id, person_id, _us(now), _us(expires), None)
+        row = TokenRow(token_id, person_id, epoch_us(now), epoch_us(expires), None)
         audit = self._row(
             "token.issue",
             actor.id if actor else "operator",
@@ -271,7 +268,7 @@ class Node:
         if actor is None or actor.id != row:
             self.require_any(actor, (Role.ADMINISTRATOR,), "token.revoke")
         audit = self._row("token.revoke", actor.id if actor else "operator", token_id, "allowed")
-        if not self.store.revoke_token(token_id, _us(self.clock()), [audit]):
+        if not self.store.revoke_token(token_id, epoch_us(self.clock()), [audit]):
             raise NotFoundError(f"token {token_id} is already revoked")
 
     def _token_by_id(self, token_id: str) -> str:
@@ -288,7 +285,7 @@ class Node:
             row = self.store.find_token(hashlib.sha256(token.encode()).hexdigest())
             if row is None:
                 raise AuthenticationError("unknown token")
-            now = _us(self.clock())
+            now = epoch_us(self.clock())
             if row.revoked_us is not None:
                 raise AuthenticationError(
                     f"token {row.id} was revoked at {_from_us(row.revoked_us).isoformat()}"
@@ -329,7 +326,7 @@ class Node:
         audit: list[AuditRow] = []
         try:
             now = self.clock()
-            now_us = _us(now)
+            now_us = epoch_us(now)
             for entry in batch:
                 subject = entry.item_id
                 new, parsed = self._prepare(actor, who, entry, now_us)
@@ -406,7 +403,7 @@ class Node:
             topics=parsed.topics,
             received_from=entry.received_from,
             agreement=entry.agreement,
-            created_us=_us(parsed.created),
+            created_us=epoch_us(parsed.created),
             ingested_us=now_us,
             ingested_by=who,
             payload_type=entry.payload_type,

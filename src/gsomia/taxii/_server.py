@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from gsomia.core.access import Person
+from gsomia.core.instants import epoch_us
 from gsomia.errors import (
     GsomiaError,
     InvalidInputError,
@@ -214,7 +215,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         filters = where.where
         if added_after is not None:
             after = _instant(added_after, "added_after")
-            filters = replace(filters, ingested_after_us=int(after.timestamp() * 1_000_000))
+            filters = replace(filters, ingested_after_us=epoch_us(after))
         objects: dict[str, dict[str, Any]] = {}
 
         def keep(item: Item, payload: bytes) -> bool:
