@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import connect
 
@@ -178,7 +179,7 @@ async def _run(
     async def consume(ws: Any) -> None:
         async for text in ws:
             now = time.perf_counter()
-            track = json.loads(text)
+            track = orjson.loads(text)
             received[track["update_ts"]] = now
             routes.add(track["route"])
             if len(received) >= len(updates):
@@ -214,7 +215,7 @@ async def _run(
             pub_url = net.endpoint["KOR"].replace("http", "ws") + "/stream/tracks/publish"
             async with connect(pub_url, additional_headers=publish_headers, max_size=2**20) as pub:
                 chunks = [updates[i : i + feed_batch] for i in range(0, len(updates), feed_batch)]
-                texts = [json.dumps(c[0] if feed_batch == 1 else c) for c in chunks]
+                texts = [orjson.dumps(c[0] if feed_batch == 1 else c).decode() for c in chunks]
                 began = time.perf_counter()
                 for i, (chunk, text) in enumerate(zip(chunks, texts, strict=True)):
                     if rate:

@@ -382,3 +382,51 @@ def test_many_authenticated_frames(pair: tuple[Node, Node], data: st.DataObject)
 def test_many_published_tracks(raw: bytes) -> None:
     with contextlib.suppress(GsomiaError, orjson.JSONDecodeError):
         parse_track_update(orjson.loads(raw), originator="KOR")
+
+
+# --- the forbidden-field check runs only on refusal: the same verdict as running it first ---
+
+
+def _forbidden_first(data: Any) -> type[Exception] | None:
+    """The verdict of the original order: the forbidden walk first, then the parse."""
+    from gsomia.core.tracks import _forbidden
+
+    try:
+        _forbidden(data, "")
+        parse_track_update(data, originator="KOR")
+    except GsomiaError as exc:
+        return type(exc)
+    return None
+
+
+@FEW
+@given(
+    mutations(TRACK_JSON)
+    | st.tuples(st.sampled_from(["radar", "x_sensor", "Platform", "pre-launch"]), json_values).map(
+        lambda kv: {**TRACK_JSON, "points": [{**TRACK_JSON["points"][0], kv[0]: kv[1]}]}
+    )
+)
+def test_a_forbidden_field_is_named_whatever_else_is_wrong(data: Any) -> None:
+    try:
+        parse_track_update(data, originator="KOR")
+        verdict: type[Exception] | None = None
+    except GsomiaError as exc:
+        verdict = type(exc)
+    assert verdict is _forbidden_first(data)
+
+
+def test_a_forbidden_field_deep_in_nested_json_is_named_without_recursion_error() -> None:
+    from gsomia.errors import ForbiddenFieldError
+
+    nested: Any = {"radar": 1}
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(ForbiddenFieldError, match="radar"):
+        parse_track_update({**TRACK_JSON, "launch": nested}, originator="KOR")
+
+
+def test_no_allowed_track_field_names_what_is_forbidden() -> None:
+    from gsomia.core import tracks
+
+    allowed = tracks._TOP | tracks._FIX | tracks._POINT
+    assert not [key for key in allowed if tracks._FORBIDDEN.search(key.lower())]

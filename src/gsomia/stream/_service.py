@@ -32,7 +32,7 @@ from websockets.exceptions import WebSocketException
 from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.access import Person, Role, decide_read
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Consent, ConsentKind, Marking, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
 from gsomia.crypto.envelope import verify_origin
@@ -125,7 +125,10 @@ class StreamService:
         self._plans: dict[str, RelayPlan] = {}
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._parsed_labels: dict[bytes, SecurityLabel] = {}
-        self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
+        self._decoded: tuple[bytes, dict[str, Any]] | None = None
+        self._marked_labels: dict[
+            tuple[SecurityLabel, Marking], SecurityLabel
+        ] = {}  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
@@ -503,6 +506,17 @@ class StreamService:
                 "malformed", f"frame {seq} from {sender} is not a track this node accepts"
             ) from exc
 
+    def _marked(self, label: SecurityLabel, marking: Marking) -> SecurityLabel:
+        """``label`` with this node's equivalent beside it, made once per label and marking."""
+        key = (label, marking)
+        marked = self._marked_labels.get(key)
+        if marked is None:
+            marked = label.with_alternative(marking.alternative_label())
+            if len(self._marked_labels) >= _CACHE_LIMIT:
+                self._marked_labels.clear()
+            self._marked_labels[key] = marked
+        return marked
+
     def _parse_label(self, data: Any) -> SecurityLabel:
         key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         label = self._parsed_labels.get(key)
@@ -556,7 +570,7 @@ class StreamService:
         if recipient == self.party:
             marking = decision.marking
             if marking is not None and marking.party == self.party:
-                label = label.with_alternative(marking.alternative_label())
+                label = self._marked(label, marking)
             await self._emit(track, label, f"via {via}" if via else "direct", decision.agreement)
         elif via == self.party:
             await self._forward(label, recipient, body, decision)
