@@ -125,10 +125,8 @@ class StreamService:
         self._plans: dict[str, RelayPlan] = {}
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._parsed_labels: dict[bytes, SecurityLabel] = {}
-        self._decoded: tuple[bytes, dict[str, Any]] | None = None
-        self._marked_labels: dict[
-            tuple[SecurityLabel, Marking], SecurityLabel
-        ] = {}  # the last bus message, decoded
+        self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
+        self._marked_labels: dict[tuple[SecurityLabel, Marking], SecurityLabel] = {}
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
@@ -405,8 +403,7 @@ class StreamService:
                     for frame in frames:
                         await link.ws.send(frame)
         except (OSError, WebSocketException, GsomiaError) as exc:
-            link.queued.clear()
-            link.drainer = None
+            link.queued.clear()  # never queued for later: a late warning is not a live one
             await self._link_failed(party, exc)
         finally:
             link.drainer = None
