@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,6 +67,7 @@ _TOP = frozenset(
 )
 _FIX = frozenset({"lat", "lon", "time"})
 _POINT = frozenset({"t", "lat", "lon", "alt_m", "speed_mps"})
+# parse_track_update relies on no allowed field naming what is forbidden (a test checks it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +105,39 @@ class TrackUpdate:
     final: bool
 
 
-def _forbidden(data: Any, path: str) -> None:
-    """Raise on the first key, at any depth, that names a sensor, platform or indicator."""
+def _children(data: Any, path: str) -> Iterator[tuple[str | None, Any, str]]:
+    """(key or ``None`` in a list, value, path) of each member of an object or a list."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if _FORBIDDEN.search(str(key).lower()):
-                raise ForbiddenFieldError(f"{path}.{key}" if path else str(key))
-            if isinstance(value, _NESTED):
-                _forbidden(value, f"{path}.{key}" if path else str(key))
+            yield str(key), value, f"{path}.{key}" if path else str(key)
     elif isinstance(data, list):
         for index, value in enumerate(data):
+            yield None, value, f"{path}[{index}]"
+
+
+def _forbidden(data: Any, path: str) -> None:
+    """Raise on the first key, at any depth, that names a sensor, platform or indicator.
+
+    Depth first, in document order, with its own stack: however deep the JSON, no RecursionError.
+    """
+    stack = [_children(data, path)]
+    while stack:
+        for key, value, where in stack[-1]:
+            if key is not None and _FORBIDDEN.search(key.lower()):
+                raise ForbiddenFieldError(where)
             if isinstance(value, _NESTED):
-                _forbidden(value, f"{path}[{index}]")
+                stack.append(_children(value, where))
+                break
+        else:
+            stack.pop()
 
 
 def _members(data: Any, allowed: frozenset[str], required: frozenset[str], where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TrackError(f"{where}: expected an object")
+    keys = data.keys()
+    if keys <= allowed and keys >= required:  # the common case, without building sets
+        return data
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise TrackError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
@@ -130,6 +148,8 @@ def _members(data: Any, allowed: frozenset[str], required: frozenset[str], where
 
 
 def _number(value: Any, where: str, low: float, high: float) -> float:
+    if type(value) is float and low <= value <= high:  # the common case (NaN fails the comparison)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TrackError(f"{where}: expected a number")
     number = float(value)
@@ -176,8 +196,19 @@ def parse_track_update(data: Any, *, originator: str) -> TrackUpdate:
     Refuses, naming the field: anything about sensors, platforms or pre-launch indicators
     (:class:`~gsomia.errors.ForbiddenFieldError`), unknown or missing fields, out-of-range
     numbers, instants without an offset, samples out of time order, another originator.
+
+    Every object at every depth is checked against its allowed fields, none of which names a
+    sensor, platform or indicator; so an update that parses holds no forbidden key, and the
+    walk that names one runs only when the update is refused (then before any other reason).
     """
-    _forbidden(data, "")
+    try:
+        return _parse(data, originator)
+    except TrackError:
+        _forbidden(data, "")
+        raise
+
+
+def _parse(data: Any, originator: str) -> TrackUpdate:
     track = _members(data, _TOP, _TOP - {"impact", "originator"}, "track")
     track_id = track["track_id"]
     if not isinstance(track_id, str) or not _TRACK_ID.match(track_id):

@@ -9,12 +9,12 @@ Callers authenticate with the node's own ``reader`` dependency (bearer token).
 
 import asyncio
 import inspect
-import json
 import typing
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError
-from gsomia.stream._service import LINK_PATH, StreamService
+from gsomia.stream._service import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
 
@@ -32,7 +32,13 @@ KEEPALIVE_S = 1.0
 
 
 def _sse(seq: int, track: dict[str, Any]) -> bytes:
-    return f"event: track\nid: {seq}\ndata: {json.dumps(track, ensure_ascii=False)}\n\n".encode()
+    return b"event: track\nid: %d\ndata: %b\n\n" % (seq, orjson.dumps(track))
+
+
+async def _send_refusal(websocket: WebSocket, exc: GsomiaError, data: Any) -> None:
+    track_id = data.get("track_id") if isinstance(data, dict) else None
+    refusal = {"error": type(exc).__name__, "detail": str(exc), "track_id": track_id}
+    await websocket.send_text(orjson.dumps(refusal, default=str).decode())
 
 
 def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
@@ -131,9 +137,10 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
 
     @router.websocket("/stream/tracks/publish")
     async def publish_ws(websocket: WebSocket) -> None:
-        """A feed of track updates at the originating node, one JSON text message each (for
-        high-rate publishers: one authentication per connection). A refused update is answered
-        with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
+        """A feed of track updates at the originating node (for high-rate publishers: one
+        authentication per connection): each text message is one update (a JSON object) or a
+        batch of up to ``FEED_BATCH`` updates (a JSON array), published in order. A refused update
+        is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
         try:
             person = await ws_caller(websocket, "POST")
             stream.node.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
@@ -144,15 +151,16 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         try:
             while True:
                 text = await websocket.receive_text()
-                data: Any = None
                 try:
-                    data = json.loads(text)
-                    await stream.publish(person, data)
-                except (GsomiaError, ValueError) as exc:
-                    track_id = data.get("track_id") if isinstance(data, dict) else None
-                    await websocket.send_json(
-                        {"error": type(exc).__name__, "detail": str(exc), "track_id": track_id}
-                    )
+                    updates = parse_feed_message(text)
+                except GsomiaError as exc:
+                    await _send_refusal(websocket, exc, None)
+                    continue
+                for data in updates:
+                    try:
+                        await stream.publish(person, data)
+                    except GsomiaError as exc:
+                        await _send_refusal(websocket, exc, data)
         except WebSocketDisconnect:
             return
 
@@ -169,7 +177,7 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
 
         async def send() -> None:
             async for _, track in tracks:
-                await websocket.send_json(track)
+                await websocket.send_text(orjson.dumps(track).decode())
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
             while (await websocket.receive())["type"] != "websocket.disconnect":

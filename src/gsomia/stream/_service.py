@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,13 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.access import Person, Role, decide_read
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Consent, ConsentKind, Marking, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
 from gsomia.crypto.envelope import verify_origin
@@ -45,20 +45,27 @@ from gsomia.stream._link import (
     BATCH,
     CONSENT,
     TRACK,
+    TRACKS,
     BatchSigner,
     BatchVerifier,
     LinkSession,
     accept,
     initiate,
+    pack_tracks,
+    unpack_tracks,
 )
 
-__all__ = ["LINK_PATH", "StreamService", "StreamStats"]
+__all__ = ["FEED_BATCH", "LINK_PATH", "StreamService", "StreamStats", "parse_feed_message"]
 
 _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
 _TICK_S = 0.01
 _CACHE_LIMIT = 4096
+FEED_BATCH = 1000  # updates in one message of the publisher's WebSocket feed, at most
 _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
+# tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
+_COALESCE_TRACKS = 256
+_COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
 
 
 @dataclass(slots=True)
@@ -85,6 +92,8 @@ class _OutLink:
         self.signer = signer
         self.lock = asyncio.Lock()
         self.consents_sent: set[str] = set()
+        self.queued: list[bytes] = []  # track messages waiting for the next frame
+        self.drainer: asyncio.Task[None] | None = None
 
 
 class StreamService:
@@ -115,7 +124,9 @@ class StreamService:
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
-        self._parsed_labels: dict[str, SecurityLabel] = {}
+        self._parsed_labels: dict[bytes, SecurityLabel] = {}
+        self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
+        self._marked_labels: dict[tuple[SecurityLabel, Marking], SecurityLabel] = {}
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
@@ -142,7 +153,9 @@ class StreamService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
-        for party in list(self._links):
+        for party, link in list(self._links.items()):
+            if link.drainer is not None:
+                await link.drainer
             await self._flush(party)
             await self._drop_link(party)
         await self.bus.close()
@@ -359,14 +372,41 @@ class StreamService:
                 "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
             )
         link = await self._link(party)
-        now = time.monotonic()
-        async with link.lock:
-            frames = link.session.seal(kind, body, now)
-            if kind == TRACK:
-                link.signer.add(link.session.sent - 1, body, now)
-            for frame in frames:
-                await link.ws.send(frame)
         self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
+        if kind == TRACK:
+            # coalesced: what else is queued for this link before the drainer runs (the rest of
+            # this turn of the event loop, no timer) goes in the same frame
+            link.queued.append(body)
+            if link.drainer is None:
+                link.drainer = asyncio.create_task(self._drain(party, link))
+            return
+        async with link.lock:
+            for frame in link.session.seal(kind, body, time.monotonic()):
+                await link.ws.send(frame)
+
+    async def _drain(self, party: str, link: _OutLink) -> None:
+        """Send the tracks queued for ``link``: one frame per burst, each hashed into the window."""
+        try:
+            while link.queued:
+                size = count = 0
+                for message in link.queued:
+                    if count and (count >= _COALESCE_TRACKS or size + len(message) > _COALESCE_BYTES):
+                        break
+                    size += len(message)
+                    count += 1
+                batch, link.queued = link.queued[:count], link.queued[count:]
+                kind, body = (TRACK, batch[0]) if count == 1 else (TRACKS, pack_tracks(batch))
+                async with link.lock:
+                    now = time.monotonic()
+                    frames = link.session.seal(kind, body, now)
+                    link.signer.add(link.session.sent - 1, body, now)
+                    for frame in frames:
+                        await link.ws.send(frame)
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            link.queued.clear()  # never queued for later: a late warning is not a live one
+            await self._link_failed(party, exc)
+        finally:
+            link.drainer = None
 
     async def _flush(self, party: str) -> None:
         link = self._links.get(party)
@@ -419,19 +459,18 @@ class StreamService:
                 frame = session.open(data)
                 if frame is None:
                     continue
-                if frame.kind == TRACK:
+                if frame.kind in (TRACK, TRACKS):
                     verifier.add(frame.seq, frame.body)
-                    try:
-                        await self._receive_track(session.peer, frame.body)
-                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        # authenticated, yet not a track this node can read: the peer is broken
-                        raise LinkError(
-                            "malformed", f"frame {frame.seq} from {session.peer} is not a track"
-                        ) from exc
+                    messages = (
+                        [frame.body] if frame.kind == TRACK else unpack_tracks(frame.body, session.peer)
+                    )
+                    for message in messages:
+                        await self._receive_frame_track(session.peer, frame.seq, message)
                 elif frame.kind == CONSENT:
-                    await self._receive_consent(session.peer, frame.body.decode())
+                    await self._receive_consent(session.peer, _text(frame.body, frame.seq, session.peer))
                 elif frame.kind == BATCH:
-                    batch = verifier.verify(frame.body.decode(), session.peer, self.node.clock())
+                    jws = _text(frame.body, frame.seq, session.peer)
+                    batch = verifier.verify(jws, session.peer, self.node.clock())
                     self.stats.batches_verified += 1
                     await self._audit(self._row("stream.batch", None, session.peer, "verified",
                                                 **batch.audit_detail()))  # fmt: skip
@@ -452,8 +491,31 @@ class StreamService:
         await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
+    async def _receive_frame_track(self, sender: str, seq: int, body: bytes) -> None:
+        """One track message from an authenticated frame; ``LinkError`` if it is not one."""
+        try:
+            await self._receive_track(sender, body)
+        except LinkError:
+            raise
+        except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # authenticated, yet not a track this node can read: the peer is broken
+            raise LinkError(
+                "malformed", f"frame {seq} from {sender} is not a track this node accepts"
+            ) from exc
+
+    def _marked(self, label: SecurityLabel, marking: Marking) -> SecurityLabel:
+        """``label`` with this node's equivalent beside it, made once per label and marking."""
+        key = (label, marking)
+        marked = self._marked_labels.get(key)
+        if marked is None:
+            marked = label.with_alternative(marking.alternative_label())
+            if len(self._marked_labels) >= _CACHE_LIMIT:
+                self._marked_labels.clear()
+            self._marked_labels[key] = marked
+        return marked
+
     def _parse_label(self, data: Any) -> SecurityLabel:
-        key = canonical(data)
+        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         label = self._parsed_labels.get(key)
         if label is None:
             label = label_from_dict(data, self.node.catalogue)
@@ -491,7 +553,7 @@ class StreamService:
 
     async def _receive_track(self, sender: str, body: bytes) -> None:
         self.stats.received += 1
-        data = json.loads(body)
+        data = orjson.loads(body)
         label = self._parse_label(data["label"])
         track = data["track"]
         recipient, via = data["recipient"], data.get("via")
@@ -505,7 +567,7 @@ class StreamService:
         if recipient == self.party:
             marking = decision.marking
             if marking is not None and marking.party == self.party:
-                label = label.with_alternative(marking.alternative_label())
+                label = self._marked(label, marking)
             await self._emit(track, label, f"via {via}" if via else "direct", decision.agreement)
         elif via == self.party:
             await self._forward(label, recipient, body, decision)
@@ -547,6 +609,15 @@ class StreamService:
         }
         await self.bus.publish(_dumps(message))
 
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        """A bus message, decoded once for all the consumers it reaches (read-only to them)."""
+        last = self._decoded
+        if last is not None and last[0] is raw:
+            return last[1]
+        message: dict[str, Any] = orjson.loads(raw)
+        self._decoded = (raw, message)
+        return message
+
     def stream_label(self) -> SecurityLabel:
         """The label this node's own tracks carry (for the check when a consumer connects)."""
         return self.node.catalogue.label(
@@ -574,7 +645,7 @@ class StreamService:
         readable: dict[str, bool] = {}
         try:
             async for raw in subscription:
-                message = json.loads(raw)
+                message = self._decode(raw)
                 key = message["lk"]
                 allowed = readable.get(key)
                 if allowed is None:
@@ -590,9 +661,34 @@ class StreamService:
             await subscription.close()
 
 
+def _text(body: bytes, seq: int, peer: str) -> str:
+    """A frame body that must be text (a compact JWS); ``LinkError`` if it is not UTF-8."""
+    try:
+        return body.decode()
+    except UnicodeDecodeError as exc:
+        raise LinkError("malformed", f"frame {seq} from {peer} is not text") from exc
+
+
+def parse_feed_message(text: str | bytes) -> list[Any]:
+    """The updates in one message of the publisher's feed: a JSON object, or an array of them.
+
+    Only the JSON is read here; each update is checked by :meth:`StreamService.publish`.
+    Raises :class:`~gsomia.errors.InvalidInputError` for what is not JSON or too long a batch.
+    """
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"a feed message must be a JSON object or array of them: {exc}") from exc
+    if not isinstance(data, list):
+        return [data]
+    if len(data) > FEED_BATCH:
+        raise InvalidInputError(f"a feed message holds at most {FEED_BATCH} updates, not {len(data)}")
+    return data
+
+
 def _dumps(data: dict[str, Any]) -> bytes:
     """Compact JSON for a frame: the Merkle leaf hashes these exact bytes, so no canonical form is needed."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(data)
 
 
 def _route_json(route: Route) -> dict[str, Any]:
