@@ -349,12 +349,12 @@ class StreamService:
 
     async def _link_failed(self, party: str, exc: BaseException) -> None:
         """A link that failed is dropped; messages for that peer are lost until it reconnects
-        (tried again after ``_RETRY_S``), and the outage is audited once."""
-        _log.warning("stream link to %s failed: %s", party, exc)
+        (tried again after ``_RETRY_S``), and the outage is logged and audited once."""
         self.stats.link_errors += 1
         await self._drop_link(party)
         self._retry_at[party] = time.monotonic() + _RETRY_S
         if party not in self._down:
+            _log.warning("stream link to %s failed: %s", party, exc)
             self._down.add(party)
             await self._audit(
                 self._row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
