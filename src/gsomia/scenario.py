@@ -22,7 +22,7 @@ from gsomia.core.catalogue import Catalogue
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
 from gsomia.errors import ReleaseRefused
-from gsomia.node import Node
+from gsomia.node import Item, Node
 from gsomia.testing import FakeClock
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "NetStep",
     "Outcome",
     "Step",
+    "duties_on_nodes",
     "replay_history",
     "replay_on_nodes",
 ]
@@ -343,3 +344,118 @@ def replay_on_nodes(workdir: Path) -> list[NetStep]:
         )
     )
     return steps
+
+
+_AFTER = datetime(2024, 3, 1, 10, tzinfo=KST)  # every agreement in force; the duties after delivery
+
+
+def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
+    """What the agreements ask after delivery, on three real nodes: (duty, what happened) lines.
+
+    KOR's track reaches JPN; JPN translates it; KOR downgrades it and the change reaches the
+    original and the translation at JPN; JPN reports a possible compromise, destroys the
+    translation before a witness and sends KOR the signed record; KOR's termination report
+    lists what JPN holds.
+    """
+    clock = FakeClock(_START)  # keys made before the story starts, like the replay's
+    members = network.build(workdir, clock=clock)
+    clock.now = _AFTER
+    nodes = network.open_nodes(members, clock)
+    kor, jpn = nodes["KOR"], nodes["JPN"]
+    lines: list[tuple[str, str]] = []
+    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
+
+        def deliver() -> None:
+            for _ in range(4):
+                if not [d for n in nodes.values() for d in n.exchange.deliver_due(client)]:
+                    return
+
+        k_officer, j_officer = kor.person("officer"), jpn.person("officer")
+        label = {
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN", "USA"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": (_AFTER - timedelta(hours=1)).isoformat(),
+        }
+        kor.ingest(k_officer, label=label, payload=b'{"track": "KN-23"}', item_id="kor-track")
+        kor.exchange.release(k_officer, "kor-track", "JPN")
+        deliver()
+        held, _ = jpn.read(j_officer, "kor-track")
+        lines.append(("delivered (Art. 4)", f"JPN holds kor-track marked {_marking(held)}"))
+        translated = jpn.duties.derive(
+            j_officer,
+            "translation",
+            ["kor-track"],
+            payload='{"航跡": "KN-23"}'.encode(),
+            item_id="jpn-translation",
+        )
+        count = [r.kind for r in jpn.inventory(j_officer, "kor-track")]
+        lines.append(
+            (
+                "translation (Art. 14, 15)",
+                f"jpn-translation inherits {_marking(translated)}; "
+                f"kor-track's inventory at JPN: {', '.join(count)}",
+            )
+        )
+        change = kor.duties.reclassify(k_officer, "kor-track", "군사III급비밀", "downgraded after review")
+        deliver()
+        status = kor.duties.label_status(k_officer, "kor-track")["changes"][-1]
+        original, _ = jpn.read(j_officer, "kor-track")
+        translation, _ = jpn.read(j_officer, "jpn-translation")
+        lines.append(
+            (
+                "reclassification (Art. 6(g))",
+                f"KOR's label version {change.version} reached JPN: kor-track {_marking(original)}, "
+                f"jpn-translation {_marking(translation)}; applied by "
+                f"{', '.join(status['applied']) or 'nobody yet'}",
+            )
+        )
+        incident = jpn.duties.report_incident(
+            j_officer, "kor-track", "possible-compromise", "a laptop with a copy was left unattended"
+        )
+        deliver()
+        seen = [i for i in kor.duties.incidents(k_officer) if i["id"] == incident["id"]]
+        lines.append(
+            (
+                "possible compromise (Art. 17)",
+                f"JPN opened investigation {incident['id'][:8]}; KOR sees it as "
+                f"{seen[0]['state'] if seen else 'NOT RECEIVED'} ({incident['nature']})",
+            )
+        )
+        jpn.add_person(
+            None,
+            {"id": "witness", "name": "Witness", "nationality": "JPN", "clearance": "極秘",
+             "need_to_know": ["dprk-missile"], "roles": ["security_officer"]},
+        )  # fmt: skip
+        record = jpn.duties.destroy(
+            j_officer, "jpn-translation", method="crypto-erase", witness="witness", reason="purpose ended"
+        )
+        jpn.duties.send_destruction_record(j_officer, "jpn-translation")
+        deliver()
+        got = kor.duties.destructions(k_officer, "jpn-translation")
+        lines.append(
+            (
+                "destruction (Art. 13)",
+                f"jpn-translation destroyed ({record['method']}, witness {record['witness']}); "
+                f"the signed record {'reached KOR' if got else 'did NOT reach KOR'}",
+            )
+        )
+        report = kor.duties.termination_report(k_officer)
+        at_jpn = next(p for p in report["partners"] if p["party"] == "JPN")["held_there"]
+        lines.append(
+            (
+                "termination report (Art. 21.4)",
+                "held at JPN: " + ", ".join(f"{i['item']} ({i['status']})" for i in at_jpn),
+            )
+        )
+    for node in nodes.values():
+        node.close()
+    return lines
+
+
+def _marking(item: Item) -> str:
+    label = item.label
+    mine = label.alternative_for("JPN")
+    return f"KOR {label.classification}" + ("" if mine is None else f" / JPN {mine.classification}")

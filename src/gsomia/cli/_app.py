@@ -26,7 +26,7 @@ from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
 from gsomia.errors import InstantError
-from gsomia.scenario import replay_history, replay_on_nodes
+from gsomia.scenario import duties_on_nodes, replay_history, replay_on_nodes
 
 app = typer.Typer(
     name="gsomia",
@@ -222,7 +222,12 @@ def _route_zone(catalogue: Catalogue, sender: str, recipient: str) -> tzinfo:
     raise InstantError(f"no agreement involves {sender}, so a bare date has no time zone; give an offset")
 
 
-@app.command()
+@app.command(
+    help="Replay 2014–2023 over real KOR, JPN and USA nodes: what crossed, what was refused, and why. "
+    "Then (text only) where KOR's missile tracks may go at key instants, and the duties after delivery "
+    "on three fresh nodes: a translation, a reclassification, a possible compromise, a witnessed "
+    "destruction with its signed record, the termination report."
+)
 @guard
 def demo(
     directory: Annotated[
@@ -244,11 +249,13 @@ def demo(
     with contextlib.ExitStack() as stack:
         workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gsomia-demo-")))
         net_steps = replay_on_nodes(workdir)
+        duties = [] if as_json else duties_on_nodes(workdir / "after-delivery")
     if as_json:
         emit([_render.net_step_json(s) for s in net_steps])
     else:
         _render.print_net_demo(console(), net_steps)
         print_stream_story(console(), _catalogue())
+        _render.print_duties(console(), duties)
 
 
 def main() -> None:

@@ -171,3 +171,10 @@ def print_net_demo(console: Console, steps: list[NetStep]) -> None:
             table.add_row(_OUTCOME[o.outcome], escape(o.flow.name), escape(why))
         console.print(table)
         console.print()
+
+
+def print_duties(out: Console, lines: list[tuple[str, str]]) -> None:
+    """The duties after delivery (the demo's last part): one line per duty carried out."""
+    out.print("\n[bold]After delivery[/]: the duties, on three fresh nodes (2024-03-01, all in force)")
+    for duty, what in lines:
+        out.print(f"  [cyan]{duty:<32}[/] {what}")
