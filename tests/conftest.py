@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy
+from tests.reliability.livenet import SUMMARIES
 
 from gsomia import Catalogue, Consent, ReleaseEngine, ReleaseRequest, load_catalogue
 
 pytest_plugins = ["tests.node_fixtures"]
 
 KST = ZoneInfo("Asia/Seoul")
+
+
+# --- the reliability suite's summary tables (hostile envelopes, faults) ---
+# Here, not in tests/reliability/conftest.py: under pytest-xdist the controller process collects
+# nothing, so only this conftest's hooks run there. Each worker hands its tables over at the end.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)  # set in an xdist worker only
+    if workeroutput is not None:
+        workeroutput["gsomia_summaries"] = json.dumps(SUMMARIES)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, in the controller: a worker has finished
+def pytest_testnodedown(node: Any) -> None:
+    SUMMARIES.extend(
+        (title, lines) for title, lines in json.loads(node.workeroutput.get("gsomia_summaries", "[]"))
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the tables whether or not output is captured (in the controller under pytest-xdist)."""
+    for title, lines in SUMMARIES:
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def kst(*parts: int) -> datetime:
