@@ -258,6 +258,26 @@ async def _run(
     }
 
 
+def _event_loop() -> str:
+    """The event loop the nodes run on: uvicorn takes uvloop when it is installed (the ``fast``
+    extra), asyncio's own loop otherwise; the benchmark's client uses the same."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _arun(coro: Any) -> Any:
+    """Run ``coro`` on the same kind of event loop as the nodes."""
+    if _event_loop() == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
+
 def _quantile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -337,11 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, hub in (("direct", False), ("via USA", True)):
             net = _Network(Path(tmp) / name.replace(" ", "-"), hub)
             try:
-                runs[name] = asyncio.run(
+                runs[name] = _arun(
                     _run(net, _updates(count), args.rate, args.connections, args.publish, 1, compression)
                 )
                 if not hub:
-                    runs["saturation"] = asyncio.run(
+                    runs["saturation"] = _arun(
                         _run(
                             net,
                             _updates(count * 2),
@@ -384,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "publish": args.publish,
         "feed_batch": args.feed_batch,
         "compression": args.compression,
+        "event_loop": _event_loop(),
         "runs": {k: {x: y for x, y in v.items() if x != "latencies_ms"} for k, v in runs.items()},
         "rows": [r.as_dict() for r in rows],
         "python": platform.python_version(),
@@ -396,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(figures, ensure_ascii=False))
         return 0
     print(f"stream benchmark on {cpu_model()} ({os.cpu_count()} cores), load {loads[0]} -> {loads[1]}, "
-          f"client WebSocket compression {args.compression}")  # fmt: skip
+          f"client WebSocket compression {args.compression}, event loop {_event_loop()}")  # fmt: skip
     for name, run in runs.items():
         print(f"  {name}: sent {run['sent']}, received at JPN {run['received']}, errors {run['errors']}, "
               f"routes {run['routes']}")  # fmt: skip
