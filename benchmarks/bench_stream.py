@@ -167,6 +167,7 @@ async def _run(
     connections: int,
     publish: str,
     feed_batch: int = 1,
+    compression: str | None = None,
 ) -> dict[str, Any]:
     """Publish ``updates`` at KOR (paced at ``rate``, or flat out), receive them at JPN."""
     sent: dict[str, float] = {}
@@ -189,7 +190,7 @@ async def _run(
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     publish_headers = {"Authorization": f"Bearer {net.tokens['KOR']['officer']}"}
     async with (
-        connect(ws_url, additional_headers=headers, max_size=2**20) as ws,
+        connect(ws_url, additional_headers=headers, max_size=2**20, compression=compression) as ws,
         httpx.AsyncClient(limits=limits, timeout=30) as client,
     ):
         # warm: the plan, the link handshake and the connections, outside the timing
@@ -213,7 +214,9 @@ async def _run(
         began = time.perf_counter()
         if publish == "ws":
             pub_url = net.endpoint["KOR"].replace("http", "ws") + "/stream/tracks/publish"
-            async with connect(pub_url, additional_headers=publish_headers, max_size=2**20) as pub:
+            async with connect(
+                pub_url, additional_headers=publish_headers, max_size=2**20, compression=compression
+            ) as pub:
                 chunks = [updates[i : i + feed_batch] for i in range(0, len(updates), feed_batch)]
                 texts = [orjson.dumps(c[0] if feed_batch == 1 else c).decode() for c in chunks]
                 began = time.perf_counter()
@@ -253,6 +256,26 @@ async def _run(
         "elapsed_s": last - began,
         "routes": sorted(routes),
     }
+
+
+def _event_loop() -> str:
+    """The event loop the nodes run on: uvicorn takes uvloop when it is installed (the ``fast``
+    extra), asyncio's own loop otherwise; the benchmark's client uses the same."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _arun(coro: Any) -> Any:
+    """Run ``coro`` on the same kind of event loop as the nodes."""
+    if _event_loop() == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -316,8 +339,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="updates per feed message in the saturation run (ws publish)",
     )
+    parser.add_argument(
+        "--compression",
+        choices=("none", "deflate"),
+        default="none",
+        help="the client's WebSocket permessage-deflate offer (feed and consumer): none, or deflate "
+        "(the websockets default, what runs before 2026-11-29 04:50 UTC used)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
+    compression = None if args.compression == "none" else "deflate"
     loads = [load_average()]
     began = time.perf_counter()
     count = max(10, int(args.rate * args.seconds))
@@ -326,12 +357,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, hub in (("direct", False), ("via USA", True)):
             net = _Network(Path(tmp) / name.replace(" ", "-"), hub)
             try:
-                runs[name] = asyncio.run(
-                    _run(net, _updates(count), args.rate, args.connections, args.publish)
+                runs[name] = _arun(
+                    _run(net, _updates(count), args.rate, args.connections, args.publish, 1, compression)
                 )
                 if not hub:
-                    runs["saturation"] = asyncio.run(
-                        _run(net, _updates(count * 2), None, args.connections, args.publish, args.feed_batch)
+                    runs["saturation"] = _arun(
+                        _run(
+                            net,
+                            _updates(count * 2),
+                            None,
+                            args.connections,
+                            args.publish,
+                            args.feed_batch,
+                            compression,
+                        )
                     )
             finally:
                 net.close()
@@ -364,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "connections": args.connections,
         "publish": args.publish,
         "feed_batch": args.feed_batch,
+        "compression": args.compression,
+        "event_loop": _event_loop(),
         "runs": {k: {x: y for x, y in v.items() if x != "latencies_ms"} for k, v in runs.items()},
         "rows": [r.as_dict() for r in rows],
         "python": platform.python_version(),
@@ -375,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
         return 0
-    print(f"stream benchmark on {cpu_model()} ({os.cpu_count()} cores), load {loads[0]} -> {loads[1]}")
+    print(f"stream benchmark on {cpu_model()} ({os.cpu_count()} cores), load {loads[0]} -> {loads[1]}, "
+          f"client WebSocket compression {args.compression}, event loop {_event_loop()}")  # fmt: skip
     for name, run in runs.items():
         print(f"  {name}: sent {run['sent']}, received at JPN {run['received']}, errors {run['errors']}, "
               f"routes {run['routes']}")  # fmt: skip

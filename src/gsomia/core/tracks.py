@@ -170,8 +170,27 @@ def _instant(value: Any, where: str) -> datetime:
     return at
 
 
+def _valid_instant(value: Any) -> datetime | None:
+    """``value`` as an instant with an offset, or ``None`` if it is not one (then :func:`_instant`
+    says why, naming the field)."""
+    if type(value) is str:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if at.utcoffset() is not None:
+            return at
+    return None
+
+
 def _fix(data: Any, where: str) -> GeoFix:
-    fix = _members(data, _FIX, _FIX, where)
+    if type(data) is dict and data.keys() == _FIX:  # the common case: no error paths built
+        lat, lon, time = data["lat"], data["lon"], data["time"]
+        if type(lat) is float and -90 <= lat <= 90 and type(lon) is float and -180 <= lon <= 180:
+            at = _valid_instant(time)
+            if at is not None:
+                return GeoFix(lat, lon, at)
+    fix = _members(data, _FIX, _FIX, where)  # the same checks, naming the field that fails
     return GeoFix(
         _number(fix["lat"], f"{where}.lat", -90, 90),
         _number(fix["lon"], f"{where}.lon", -180, 180),
@@ -179,8 +198,24 @@ def _fix(data: Any, where: str) -> GeoFix:
     )
 
 
-def _point(data: Any, where: str) -> TrackPoint:
-    point = _members(data, _POINT, _POINT, where)
+def _point(data: Any, index: int) -> TrackPoint:
+    if type(data) is dict and data.keys() == _POINT:  # the common case: no error paths built
+        lat, lon, alt, speed = data["lat"], data["lon"], data["alt_m"], data["speed_mps"]
+        if (
+            type(lat) is float
+            and -90 <= lat <= 90
+            and type(lon) is float
+            and -180 <= lon <= 180
+            and type(alt) is float
+            and -500 <= alt <= 5_000_000
+            and type(speed) is float
+            and 0 <= speed <= 20_000
+        ):
+            at = _valid_instant(data["t"])
+            if at is not None:
+                return TrackPoint(at, lat, lon, alt, speed)
+    where = f"track.points[{index}]"
+    point = _members(data, _POINT, _POINT, where)  # the same checks, naming the field that fails
     return TrackPoint(
         _instant(point["t"], f"{where}.t"),
         _number(point["lat"], f"{where}.lat", -90, 90),
@@ -219,7 +254,7 @@ def _parse(data: Any, originator: str) -> TrackUpdate:
     points_data = track["points"]
     if not isinstance(points_data, list) or len(points_data) > MAX_POINTS:
         raise TrackError(f"track.points: expected a list of at most {MAX_POINTS} samples")
-    points = tuple(_point(p, f"track.points[{i}]") for i, p in enumerate(points_data))
+    points = tuple([_point(p, i) for i, p in enumerate(points_data)])
     for i in range(1, len(points)):
         if points[i].at < points[i - 1].at:
             raise TrackError(f"track.points[{i}].t: samples must be in time order")

@@ -133,8 +133,10 @@ class StreamService:
         self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
-        self._label_json: dict[str, dict[str, Any]] = {}
-        self._emitted_labels: dict[SecurityLabel, tuple[str, dict[str, Any]]] = {}
+        self._label_json: dict[str, bytes] = {}  # track id -> its label, encoded
+        # label -> the bus message's bytes between the sequence number and the track
+        self._emitted_labels: dict[SecurityLabel, bytes] = {}
+        self._route_fields: dict[tuple[str, str | None], bytes] = {}  # -> ',"route":..,"agreement":..}'
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
 
@@ -218,7 +220,7 @@ class StreamService:
                 created=update.launch.at,
             )
             self._labels[update.track_id] = label
-            self._label_json[update.track_id] = label_to_dict(label)
+            self._label_json[update.track_id] = orjson.dumps(label_to_dict(label))
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
@@ -278,13 +280,14 @@ class StreamService:
         label = self._label(update)
         plan = await self._plan(update, label, now)
         self.stats.published += 1
-        track = track_update_to_json(update)
+        track = orjson.dumps(track_update_to_json(update))  # encoded once, for every route
         await self._emit(track, label, "local", None)
         routes = []
-        body_base = {"track": track, "label": self._label_json[update.track_id], "originator": self.party}
+        head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
         for route in plan.allowed():
             hop = route.via or route.recipient
-            body = _dumps({**body_base, "recipient": route.recipient, "via": route.via})
+            tail = _dumps({"originator": self.party, "recipient": route.recipient, "via": route.via})
+            body = head + tail[1:]  # one JSON object: the track, the label, then the route's fields
             try:
                 if route.via:
                     await self._send_consents(hop, route)
@@ -568,7 +571,8 @@ class StreamService:
             marking = decision.marking
             if marking is not None and marking.party == self.party:
                 label = self._marked(label, marking)
-            await self._emit(track, label, f"via {via}" if via else "direct", decision.agreement)
+            route = f"via {via}" if via else "direct"
+            await self._emit(orjson.dumps(track), label, route, decision.agreement)
         elif via == self.party:
             await self._forward(label, recipient, body, decision)
 
@@ -589,25 +593,26 @@ class StreamService:
 
     # --- the bus and its consumers ---
 
-    async def _emit(
-        self, track: dict[str, Any], label: SecurityLabel, route: str, agreement: str | None
-    ) -> None:
-        entry = self._emitted_labels.get(label)
-        if entry is None:
+    async def _emit(self, track: bytes, label: SecurityLabel, route: str, agreement: str | None) -> None:
+        """Publish ``track`` (a validated track, encoded as a JSON object) on the bus, with its
+        route and agreement added and its label beside it; the message is put together from
+        bytes encoded once per label and per route, so a track is not decoded or re-encoded here."""
+        prefix = self._emitted_labels.get(label)
+        if prefix is None:
             data = label_to_dict(label)
-            entry = self._emitted_labels[label] = (
-                hashlib.sha256(canonical(data).encode()).hexdigest()[:32],
-                data,
+            digest = hashlib.sha256(canonical(data).encode()).hexdigest()[:32]
+            # "lk", the label's digest: consumers decide once per label, not per message
+            prefix = self._emitted_labels[label] = (
+                b',"lk":"' + digest.encode() + b'","label":' + orjson.dumps(data) + b',"track":'
+            )
+        fields = self._route_fields.get((route, agreement))
+        if fields is None:
+            fields = self._route_fields[(route, agreement)] = (
+                b"," + _dumps({"route": route, "agreement": agreement})[1:] + b"}"
             )
         self._seq += 1
         self.stats.emitted += 1
-        message = {
-            "id": self._seq,
-            "lk": entry[0],  # the label's digest: consumers decide once per label, not per message
-            "label": entry[1],
-            "track": {**track, "route": route, "agreement": agreement},
-        }
-        await self.bus.publish(_dumps(message))
+        await self.bus.publish(b'{"id":' + str(self._seq).encode() + prefix + track[:-1] + fields)
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         """A bus message, decoded once for all the consumers it reaches (read-only to them)."""
