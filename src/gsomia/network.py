@@ -153,6 +153,7 @@ def serve_in_threads(
             port=member.port,
             log_level="warning",
             lifespan="on",
+            ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
             timeout_graceful_shutdown=2,  # live streams (SSE, WebSocket) must not hold the shutdown
         )
         server = uvicorn.Server(config)

@@ -210,6 +210,18 @@ def test_a_consumer_without_clearance_receives_nothing_and_is_audited(net: dict[
         ws.recv(timeout=5)
 
 
+def test_the_node_declines_websocket_compression(net: dict[str, Any]) -> None:
+    """Compressing tracks beside data a client chooses would leak them (CRIME/BREACH): declined."""
+    member = net["members"]["JPN"]
+    headers = {"Authorization": f"Bearer {net['tokens']['JPN']['analyst']}"}
+    url = member.endpoint.replace("http", "ws") + "/stream/tracks/ws"
+    with connect(url, additional_headers=headers, compression="deflate") as ws:  # the client offers it
+        assert ws.request is not None
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
 def test_sensor_details_are_refused_at_ingest_naming_the_field(net: dict[str, Any]) -> None:
     body = track_update_to_json(replay(launches(2019)[1], originator="KOR", every_s=60)[0])
     body["radar_site"] = "Kyogamisaki"

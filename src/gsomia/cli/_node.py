@@ -109,6 +109,7 @@ def node_serve(
         host=host,
         port=port,
         log_level="warning",
+        ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
         timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
     )
 
