@@ -22,22 +22,22 @@ from typing import Any
 import httpx
 import sqlalchemy
 
+from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
 from gsomia import network
 from gsomia.node import NewIngest, Node, load_config
 
-POSTGRES = os.environ.get("GSOMIA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TARGET_PER_S = 3000.0
 
 
 def _schemas(parties: list[str]) -> dict[str, str] | None:
     try:
-        admin = sqlalchemy.create_engine(POSTGRES)
+        admin = sqlalchemy.create_engine(POSTGRES_URL)
         with admin.begin() as conn:
             urls = {}
             for party in parties:
                 schema = f"bench_{party.lower()}_{uuid.uuid4().hex[:8]}"
                 conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-                urls[party] = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+                urls[party] = schema_url(schema)
         admin.dispose()
     except Exception:
         return None
@@ -45,7 +45,7 @@ def _schemas(parties: list[str]) -> dict[str, str] | None:
 
 
 def _drop(urls: dict[str, str]) -> None:
-    admin = sqlalchemy.create_engine(POSTGRES)
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
     with admin.begin() as conn:
         for url in urls.values():
             conn.exec_driver_sql(f'DROP SCHEMA "{url.rsplit("%3D", 1)[1]}" CASCADE')

@@ -117,10 +117,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
 from sqlalchemy import and_, func, or_, select, tuple_
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _postgres import POSTGRES_URL, postgres_absent, postgres_schema
 from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.audit import AuditLog, leaf_data
@@ -158,7 +158,6 @@ BUDGET_S = 5.0  # per timed cell, after MIN_PROOFS
 APPEND_TARGET = 50_000.0  # appends/s
 PROOF_TARGET_MS = 1.0  # at 10M entries
 
-POSTGRES_URL = os.environ.get("GSOMIA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START_US = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp() * 1_000_000)
 INSERT_RECORD = (
     "INSERT INTO audit_records"
@@ -481,37 +480,6 @@ def peer_version() -> str:
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A throw-away schema; yields the URL that puts it first on the search path."""
-    schema = f"bench_audit_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in POSTGRES_URL else "?"
-        try:
-            yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-        finally:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            progress(f"dropped PostgreSQL schema {schema}")
-    finally:
-        admin.dispose()
-
-
-def postgres_absent() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        engine.dispose()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-    return None
-
-
-@contextmanager
 def backend_node(name: str, directory: Path) -> Iterator[Node]:
     """A fresh JPN node on ``name``: SQLite in ``directory``, PostgreSQL in a throw-away schema."""
     clock = FakeClock(datetime(2024, 6, 1, tzinfo=UTC))
@@ -522,7 +490,7 @@ def backend_node(name: str, directory: Path) -> Iterator[Node]:
         finally:
             node.close()
         return
-    with postgres_schema() as url:
+    with postgres_schema("bench_audit_", progress) as url:
         node = make_node(directory, "JPN", database_url=url, clock=clock)
         try:
             yield node

@@ -95,18 +95,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
 from sqlalchemy import func, select
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _postgres import POSTGRES_URL, postgres_absent, postgres_schema
 from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
@@ -130,7 +129,6 @@ INGEST_TARGET = 5_000.0  # items/s through the service, SQLite
 PAGE_TARGET_MS = 50.0  # p95 of a page of 1,000
 PARTIAL_TAIL = 5 * PAGE  # the partial reader reads under half the items: start its last page earlier
 
-POSTGRES_URL = os.environ.get("GSOMIA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AGREEMENT = "kor-jpn-gsomia-2016"
 PURPOSES = ("threat-assessment", "missile-warning", "defence-cooperation")
 TOPICS = (
@@ -375,37 +373,6 @@ class Row:
 
 
 # --------------------------------------------------------------------------- one backend
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A throw-away schema; yields the URL that puts it first on the search path."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in POSTGRES_URL else "?"
-        try:
-            yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-        finally:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            progress(f"dropped PostgreSQL schema {schema}")
-    finally:
-        admin.dispose()
-
-
-def postgres_absent() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        engine.dispose()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-    return None
 
 
 def server_version(node: Node) -> str:
@@ -741,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                 else:
-                    with postgres_schema() as url:
+                    with postgres_schema("bench_", progress) as url:
                         results.append(measure_backend("postgresql", url, args.items, Path(tmp)))
     except Mismatch as exc:
         print(f"keyset and OFFSET disagree: {exc}", file=sys.stderr)
