@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
-import gc
 import json
 import os
 import platform
@@ -52,7 +51,6 @@ import pstats
 import struct
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -75,10 +73,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or a
 from _machine import cpu_model, pin_one_core
 from _rows import row
 from _throughput import bench_throughput
+from _timing import best_pass
 
 OPERATIONS = 200  # hops per timed pass
-MIN_PASSES = 5
-MAX_PASSES = 200
 BUDGET_S = 3.0
 RATIO_TARGET = 1.3  # gsomia's time per hop at most this many times the floor's
 SIDES = ("gsomia", "joserfc", "floor")
@@ -230,26 +227,6 @@ class JoseAlone:
 # --------------------------------------------------------------------------- timing
 
 
-def best_pass(run: Callable[[], object]) -> tuple[float, int]:
-    """Best wall time of one pass, over at least MIN_PASSES and up to BUDGET_S of passes."""
-    best = float("inf")
-    passes = 0
-    began = time.perf_counter()
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        while passes < MIN_PASSES or (passes < MAX_PASSES and time.perf_counter() - began < BUDGET_S):
-            start = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - start)
-            passes += 1
-    finally:
-        if enabled:
-            gc.enable()
-    return best, passes
-
-
 def repeated(operation: Callable[[], object], count: int = OPERATIONS) -> Callable[[], None]:
     def run() -> None:
         for _ in range(count):
@@ -339,7 +316,7 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         }
         for run in runs.values():  # warm-up
             run()
-        timings = {name: best_pass(run) for name, run in runs.items()}
+        timings = {name: best_pass(run, budget_s=BUDGET_S) for name, run in runs.items()}
     figures: dict[str, float] = {}
     for side in SIDES:
         hop_s = timings[f"{side}_hop"][0] / OPERATIONS

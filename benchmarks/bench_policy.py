@@ -83,12 +83,10 @@ Run: ``python benchmarks/bench_policy.py`` (add ``--json`` for a JSON object).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import random
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -102,6 +100,7 @@ from casbin.model import Model  # type: ignore[import-untyped]
 
 from _machine import cpu_model, pin_one_core  # benchmarks/ is on sys.path when run as a script
 from _rows import row
+from _timing import best_pass
 from gsomia import (
     Catalogue,
     Consent,
@@ -119,9 +118,7 @@ SEED = 20191122
 REQUESTS = 400
 RATIO_TARGET = 20.0
 THROUGHPUT_TARGET = 200_000.0
-MIN_PASSES = 5
-MAX_PASSES = 200
-BUDGET_S = 6.0  # per engine, after the first MIN_PASSES
+BUDGET_S = 6.0  # per engine, after the first five passes (_timing.best_pass)
 
 KST = ZoneInfo("Asia/Seoul")
 FOREVER = "9999-12-31T23:59:59.999999Z"
@@ -659,26 +656,6 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
 # --------------------------------------------------------------------------- timing and report
 
 
-def best_pass(run: Callable[[], object]) -> tuple[float, int]:
-    """Best wall time of one pass, over at least MIN_PASSES and up to BUDGET_S of passes."""
-    best = float("inf")
-    passes = 0
-    began = time.perf_counter()
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        while passes < MIN_PASSES or (passes < MAX_PASSES and time.perf_counter() - began < BUDGET_S):
-            start = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - start)
-            passes += 1
-    finally:
-        if enabled:
-            gc.enable()
-    return best, passes
-
-
 Outcome = tuple[Case, ReleaseDecision, bool]
 
 
@@ -756,8 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run_gsomia()
     run_casbin()
-    gsomia_s, gsomia_passes = best_pass(run_gsomia)
-    casbin_s, casbin_passes = best_pass(run_casbin)
+    gsomia_s, gsomia_passes = best_pass(run_gsomia, budget_s=BUDGET_S)
+    casbin_s, casbin_passes = best_pass(run_casbin, budget_s=BUDGET_S)
     gsomia_per_s = len(cases) / gsomia_s
     casbin_per_s = len(cases) / casbin_s
     ratio = gsomia_per_s / casbin_per_s
