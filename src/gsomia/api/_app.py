@@ -92,14 +92,7 @@ class _BodyLimit:
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
-    except InvalidInputError:
-        raise
-    except Exception as exc:
-        raise InvalidInputError(f"{name}: {exc}") from exc
+    return None if text is None else m.instant_in(node, text, name)
 
 
 def _outbox_out(row: OutboxRow) -> dict[str, Any]:

@@ -9,15 +9,13 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from gsomia.api._models import item_out
+from gsomia.api._models import instant_in, item_out
 from gsomia.core.access import Person
-from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.node._service import Node
 from gsomia.store._duties import LabelChangeRow
@@ -107,14 +105,6 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     duties = node.duties
 
-    def instant(text: str, name: str) -> datetime:
-        try:
-            return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
-        except InvalidInputError:
-            raise
-        except Exception as exc:
-            raise InvalidInputError(f"{name}: {exc}") from exc
-
     @router.post("/items/{item_id}/derive", status_code=201)
     def derive(item_id: str, body: DeriveIn, person: Caller) -> dict[str, Any]:
         """A copy, translation or derivative (Art. 11, 14, 15): the strictest label of its sources."""
@@ -194,7 +184,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.get("/termination-report")
     def termination_report(person: Caller, at: str | None = None) -> dict[str, Any]:
         """Per partner, the items held on each side and their status (Art. 21.4)."""
-        return duties.termination_report(person, None if at is None else instant(at, "at"))
+        return duties.termination_report(person, None if at is None else instant_in(node, at, "at"))
 
     @router.post("/visits", status_code=201)
     def authorise_visit(body: VisitIn, person: Caller) -> dict[str, Any]:
@@ -203,8 +193,8 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             person,
             body.person,
             highest=body.highest,
-            starts=instant(body.starts, "starts"),
-            ends=instant(body.ends, "ends"),
+            starts=instant_in(node, body.starts, "starts"),
+            ends=instant_in(node, body.ends, "ends"),
             purpose=body.purpose,
         )
 
@@ -230,7 +220,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             title=body.title,
             summary=body.summary,
             levels=body.levels,
-            effective=instant(body.effective, "effective"),
+            effective=instant_in(node, body.effective, "effective"),
         )
 
     @router.get("/registers/rules")

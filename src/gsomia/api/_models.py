@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gsomia._codec import label_to_dict
+from gsomia.core.instants import parse_instant
+from gsomia.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from gsomia.node import Item
+    from datetime import datetime
+
+    from gsomia.node import Item, Node
 
 
 class _In(BaseModel):
@@ -280,3 +284,13 @@ def item_out(item: Item) -> dict[str, Any]:
         "payload_type": item.payload_type,
         "payload_size": item.payload_size,
     }
+
+
+def instant_in(node: Node, text: str, name: str) -> datetime:
+    """A request's instant: ISO 8601, a bare date meaning local midnight in the node's agreements' zone."""
+    try:
+        return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(f"{name}: {exc}") from exc
