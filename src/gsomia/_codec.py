@@ -8,6 +8,7 @@ naming the field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from gsomia.core.access import Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import TIMESTAMP_PATTERN
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.parties import Party
@@ -66,6 +68,8 @@ def _field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = T
         return None
     if not isinstance(value, kind):
         raise LabelError(f"label.{name}: expected {kind.__name__}, got {type(value).__name__}")
+    if isinstance(value, str) and "\x00" in value:
+        raise LabelError(f"label.{name}: contains a NUL character (U+0000)")
     return value
 
 
@@ -73,20 +77,30 @@ def _strings(data: Mapping[str, Any], name: str) -> list[str]:
     value = data.get(name) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelError(f"label.{name}: expected a list of strings")
+    if any("\x00" in v for v in value):
+        raise LabelError(f"label.{name}: contains a NUL character (U+0000)")
     return value
+
+
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 
 def _instant(data: Mapping[str, Any], name: str, *, required: bool) -> datetime | None:
     text = _field(data, name, str, required=required)
     if text is None:
         return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise LabelError(f"label.{name}: {text!r} is not an ISO 8601 instant") from exc
-    if at.tzinfo is None:
-        raise LabelError(f"label.{name}: {text!r} has no UTC offset")
-    return at
+    if not _TIMESTAMP.match(text):
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise LabelError(f"label.{name}: {text!r} is not an ISO 8601 instant") from None
+        if at.tzinfo is None:
+            raise LabelError(f"label.{name}: {text!r} has no UTC offset")
+        raise LabelError(
+            f"label.{name}: {text!r} is not an instant of the years 1900-2999 written as "
+            "2024-01-01T09:00:00+09:00"
+        )
+    return datetime.fromisoformat(text)
 
 
 def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
@@ -120,6 +134,8 @@ def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
             isinstance(alt.get(k), str) for k in ("party", "classification", "agreement")
         ):
             raise LabelError(f"label.alternatives[{n}]: needs party, classification and agreement strings")
+        if any("\x00" in alt[k] for k in ("party", "classification", "agreement")):
+            raise LabelError(f"label.alternatives[{n}]: contains a NUL character (U+0000)")
         alternatives.append(AlternativeLabel(alt["party"], alt["classification"], alt["agreement"]))
     created = _instant(data, "created", required=True)
     if created is None:  # unreachable: required=True raises first; kept for the type checker
@@ -160,6 +176,8 @@ def _person_text(data: Mapping[str, Any], name: str, *, required: bool = True) -
         return None
     if not isinstance(value, str):
         raise LabelError(f"person.{name}: expected a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise LabelError(f"person.{name}: contains a NUL character (U+0000)")
     return value
 
 
@@ -167,6 +185,8 @@ def _person_strings(data: Mapping[str, Any], name: str) -> list[str]:
     value = data.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelError(f"person.{name}: expected a list of strings")
+    if any("\x00" in v for v in value):
+        raise LabelError(f"person.{name}: contains a NUL character (U+0000)")
     return value
 
 

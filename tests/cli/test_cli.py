@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from gsomia.cli import app
@@ -265,3 +266,22 @@ def test_help_lists_the_commands() -> None:
     assert code == 0
     for command in ("agreement", "decide", "demo", "party"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("agreement", "status", "kor-jpn-gsomia-2016", "--at", "9999-12-31"),
+        ("agreement", "status", "kor-jpn-gsomia-2016", "--at", "0001-01-01T00:00+09:00"),
+        ("stream", "plan", "--at", "9999-12-31"),
+        ("decide", "--from", "KOR", "--to", "JPN", "--classification", "군사II급비밀", "--purpose", "p",
+         "--at", "9999-12-31"),
+    ],
+)  # fmt: skip
+def test_an_instant_beyond_the_supported_years_is_one_line_and_exit_two(args: tuple[str, ...]) -> None:
+    """Far-future (or far-past) instants are input errors, never a traceback (issue 15 §3)."""
+    code, out, err = run(*args)
+    assert code == 2, err
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "outside the supported years 1900-2999" in err

@@ -14,8 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
+from gsomia.api._fields import PATTERN_WORDS
 from gsomia.errors import (
     AccessDenied,
     AgreementError,
@@ -64,13 +67,22 @@ TAXII_PREFIX = "/taxii2/"
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": f"urn:gsomia:problem:{slug}", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="gsomia"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=_headers(status, headers))
 
 
-def taxii_error(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def _headers(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    if status == 401:
+        return {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gsomia"'}
+    return headers
+
+
+def taxii_error(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response)."""
     body: dict[str, Any] = {
         "title": title,
@@ -81,13 +93,35 @@ def taxii_error(status: int, slug: str, title: str, detail: str, **extra: Any) -
     }
     if extra:
         body["details"] = extra
-    headers = {"WWW-Authenticate": 'Bearer realm="gsomia"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=TAXII_MEDIA_TYPE, headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type=TAXII_MEDIA_TYPE, headers=_headers(status, headers)
+    )
 
 
-def _respond(request: Request, status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def _respond(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     render = taxii_error if request.url.path.startswith(TAXII_PREFIX) else problem
-    return render(status, slug, title, detail, **extra)
+    return render(status, slug, title, detail, headers, **extra)
+
+
+def allowed_methods(app: Starlette, path: str) -> list[str]:
+    """Every method some route of ``app`` serves at ``path`` (for ``Allow``, RFC 9110 section 10.2.1).
+
+    Starlette names only the first route that matched the path, yet ``GET /items`` and
+    ``POST /items`` are two routes: the answer must list both.
+    """
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 def _classify(error: GsomiaError) -> tuple[int, str]:
@@ -95,6 +129,14 @@ def _classify(error: GsomiaError) -> tuple[int, str]:
         if isinstance(error, kind):
             return status, slug
     return 400, "bad-request"
+
+
+def _in_words(error: Any) -> str:
+    """A validation error as a person reads it: a pattern named by what it asks, never the input."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error.get("type") == "string_pattern_mismatch" and pattern is not None:
+        return PATTERN_WORDS.get(str(pattern), "does not have the form this field takes (see the OpenAPI)")
+    return str(error.get("msg", ""))
 
 
 def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -> None:
@@ -120,7 +162,7 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": str(e.get("msg", ""))}
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": _in_words(e)}
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
@@ -130,6 +172,14 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
-        record("api.refused", request.url.path, error.status_code, str(error.detail))
+        headers = dict(error.headers or {})
+        detail = str(error.detail)
+        if error.status_code == 405:
+            allow = allowed_methods(request.app, request.url.path)
+            headers["Allow"] = ", ".join(allow)
+            detail = f"{request.method} is not served at {request.url.path}; use {', '.join(allow)}"
+        elif error.status_code == 404:
+            detail = f"nothing is served at {request.url.path}"
+        record("api.refused", request.url.path, error.status_code, detail)
         title = slug.replace("-", " ").capitalize()
-        return _respond(request, error.status_code, slug, title, str(error.detail))
+        return _respond(request, error.status_code, slug, title, detail, headers or None)

@@ -47,12 +47,15 @@ from gsomia.exchange._service import Exchange
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.store import AuditRow, InventoryRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 
-__all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
+__all__ = ["ID_PATTERN", "Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 Clock = Callable[[], datetime]
-_ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# what an item or person id may be: it travels in URLs, envelopes and file names
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_ITEM_ID = re.compile(ID_PATTERN)
 _PAYLOAD_TYPES = frozenset({"json", "bytes"})
 MAX_PAGE = 1000
+MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 MAX_TOKEN_DAYS = 365
 _LABEL_CACHE = 4096
 
@@ -117,7 +120,7 @@ def _encode_cursor(seq: int) -> str:
 def _decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
-    if not re.fullmatch(r"s\d{1,19}", cursor):
+    if not re.fullmatch(r"s\d{1,19}", cursor) or int(cursor[1:]) > MAX_SEQ:
         raise InvalidInputError(f"cursor {cursor!r} is not one this node issued")
     return int(cursor[1:])
 

@@ -1,12 +1,14 @@
 """The node's store: SQLite (embedded default, WAL) or PostgreSQL, through SQLAlchemy Core.
 
 Every write is one transaction: an insert that fails (a duplicate id, a broken
-constraint) leaves nothing behind. Driver exceptions become ``StoreError`` or
-``ConflictError`` here, at the adapter.
+constraint) leaves nothing behind. Driver exceptions become ``StoreError``,
+``ConflictError`` or ``InvalidInputError`` here, at the adapter; their messages never carry
+the SQL, its parameters or the driver's text (those go to the ``gsomia.store`` log).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,9 +19,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 
-from gsomia.errors import ConflictError, StoreError
+from gsomia.errors import ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
 
 __all__ = ["AuditRow", "InventoryRow", "ItemFilter", "ItemRow", "NewItem", "Store", "TokenRow"]
@@ -116,6 +119,32 @@ class AuditRow:
 
 
 _ITEM_COLUMNS = [c for c in t.items.c if c.name != "seq"]
+_log = logging.getLogger("gsomia.store")
+
+
+def _unstorable(exc: BaseException) -> InvalidInputError:
+    """A value the database cannot hold (a NUL in text, an integer beyond 64 bits): the caller's input."""
+    text = str(getattr(exc, "orig", exc))
+    if "NUL" in text or "\x00" in text:
+        return InvalidInputError(
+            "a text value contains a NUL character (U+0000), which this node does not store"
+        )
+    if isinstance(exc, OverflowError) or "out of range" in text:
+        return InvalidInputError("a number is out of range (this node stores 64-bit integers)")
+    return InvalidInputError("a value is not one this node can store")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, to name a database in a message or a file."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(a malformed database URL)"
+
+
+def _text(value: str | None) -> str | None:
+    """Audit text as it can be stored anywhere: a NUL (which PostgreSQL refuses) written as ``\\x00``."""
+    return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -133,7 +162,7 @@ class Store:
         try:
             self.engine: Engine = create_engine(url, future=True, **engine_options)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
-            raise StoreError(f"cannot open store {url!r}: {exc}") from exc
+            raise StoreError(f"cannot open store {_redacted(url)}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
@@ -147,17 +176,26 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
-            raise ConflictError(f"already exists: {exc.orig}") from exc
+            _log.info("write refused by a constraint: %s", exc)
+            raise ConflictError("already exists: a record with the same identifier is stored") from exc
+        except (DataError, OverflowError) as exc:
+            _log.info("write refused, a value cannot be stored: %s", exc)
+            raise _unstorable(exc) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"store failure, nothing was written: {exc}") from exc
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed; nothing was written") from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 yield conn
+        except (DataError, OverflowError) as exc:
+            _log.info("read refused, a value cannot be compared: %s", exc)
+            raise _unstorable(exc) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"store failure: {exc}") from exc
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed to answer") from exc
 
     # --- schema ---
 
@@ -389,10 +427,10 @@ class Store:
                 [
                     {
                         "at_us": r.at_us,
-                        "kind": r.kind,
-                        "actor": r.actor,
-                        "subject": r.subject,
-                        "outcome": r.outcome,
+                        "kind": _text(r.kind),
+                        "actor": _text(r.actor),
+                        "subject": _text(r.subject),
+                        "outcome": _text(r.outcome),
                         "detail": r.detail,
                         "entry_id": r.entry_id or uuid.uuid4().hex,
                     }
