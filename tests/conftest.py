@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -118,16 +119,14 @@ def postgres_status() -> str | None:
     return _postgres_available()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a throw-away PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    if postgres_status is not None:
+@contextlib.contextmanager
+def postgres_schema(status: str | None) -> Iterator[str]:
+    """A throw-away PostgreSQL schema's URL, dropped afterwards; skips (or fails, under
+    ``GSOMIA_REQUIRE_SERVICES=1``) when PostgreSQL is absent (``status`` says why)."""
+    if status is not None:
         if _require_services():
-            pytest.fail(f"PostgreSQL is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {postgres_status}")
-        pytest.skip(f"PostgreSQL absent: {postgres_status}")
+            pytest.fail(f"PostgreSQL is required (GSOMIA_REQUIRE_SERVICES=1) but absent: {status}")
+        pytest.skip(f"PostgreSQL absent: {status}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(POSTGRES_URL)
     with admin.begin() as conn:
@@ -139,3 +138,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: s
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a throw-away PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    with postgres_schema(postgres_status) as url:
+        yield url

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,6 +30,8 @@ from gsomia._codec import (
 )
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
+from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
+from gsomia.api._openapi import refine
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
@@ -204,6 +206,15 @@ def create_app(
         },
     )
     install(app, node.record_refusal)
+    written = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with this node's vocabularies and cross-field rules stated (once)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = refine(written(), node.catalogue, node.party)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     app.add_middleware(
         _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
     )
@@ -230,6 +241,15 @@ def create_app(
     def healthz() -> dict[str, str]:
         """Liveness: the node answers and knows its party."""
         return {"status": "ok", "party": node.party}
+
+    def _level_name(text: str | None) -> str | None:
+        """A level given by name or alias, as the store keeps it (its national name)."""
+        if text is None:
+            return None
+        for party in node.catalogue.parties.values():
+            if party.scheme.has(text):
+                return party.scheme.level(text).name
+        raise UnknownNameError(f"no party's scheme has the classification {text!r}")
 
     # --- items ---
 
@@ -260,23 +280,23 @@ def create_app(
     @app.get("/items", response_model=m.PageOut, tags=["items"])
     def list_items(
         person: Caller,
-        originator: str | None = None,
-        classification: str | None = None,
-        topic: str | None = None,
-        received_from: str | None = None,
-        created_from: Annotated[str | None, Query(description="ISO 8601 instant, inclusive")] = None,
-        created_before: Annotated[str | None, Query(description="ISO 8601 instant, exclusive")] = None,
-        cursor: str | None = None,
+        originator: Party | None = None,
+        classification: Classification | None = None,
+        topic: Text | None = None,
+        received_from: Party | None = None,
+        created_from: Annotated[Instant | None, Query(description="ISO 8601 instant, inclusive")] = None,
+        created_before: Annotated[Instant | None, Query(description="ISO 8601 instant, exclusive")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^s[0-9]{1,19}$")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """The items the caller may read, oldest first, a page at a time (keyset cursor)."""
         lo = _instant_param(node, created_from, "created_from")
         hi = _instant_param(node, created_before, "created_before")
         where = ItemFilter(
-            originator=originator.upper() if originator else None,
-            classification=classification,
+            originator=node.catalogue.party(originator).code if originator else None,
+            classification=_level_name(classification),
             topic=topic,
-            received_from=received_from.upper() if received_from else None,
+            received_from=node.catalogue.party(received_from).code if received_from else None,
             created_from_us=None if lo is None else epoch_us(lo),
             created_before_us=None if hi is None else epoch_us(hi),
         )
@@ -288,7 +308,7 @@ def create_app(
         }
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
-    def read_item(item_id: str, person: Caller) -> dict[str, Any]:
+    def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
         item, payload = node.read(person, item_id)
         out = m.item_out(item)
@@ -299,7 +319,7 @@ def create_app(
         return out
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
-    def inventory(item_id: str, person: Caller) -> list[dict[str, Any]]:
+    def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
         """Where the item came from, who holds copies, where it was sent."""
         return [
             {
@@ -326,20 +346,20 @@ def create_app(
         return [person_to_dict(p) for p in node.people()]
 
     @app.get("/people/{person_id}", response_model=m.PersonOut, tags=["people"])
-    def get_person(person_id: str, person: Caller) -> dict[str, Any]:
+    def get_person(person_id: Id, person: Caller) -> dict[str, Any]:
         """One person: yourself, or anyone for administrators and security officers."""
         if person_id != person.id:
             node.require_any(person, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "person.read")
         return person_to_dict(node.person(person_id))
 
     @app.post("/people/{person_id}/tokens", status_code=201, response_model=m.TokenOut, tags=["people"])
-    def issue_token(person_id: str, body: m.TokenIn, person: Caller) -> dict[str, Any]:
+    def issue_token(person_id: Id, body: m.TokenIn, person: Caller) -> dict[str, Any]:
         """A new token for yourself, or for anyone (administrators). Shown once."""
         token_id, token, expires = node.issue_token(person, person_id, body.days)
         return {"id": token_id, "token": token, "expires": expires.isoformat()}
 
     @app.delete("/tokens/{token_id}", status_code=204, tags=["people"])
-    def revoke_token(token_id: str, person: Caller) -> Response:
+    def revoke_token(token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], person: Caller) -> Response:
         """Revoke a token: your own, or anyone's (administrators)."""
         node.revoke_token(person, token_id)
         return Response(status_code=204)
@@ -360,7 +380,7 @@ def create_app(
         return {"results": node.exchange.receive(body.envelopes)}
 
     @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
-    def release(item_id: str, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
+    def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
         """Release an item to a partner (release officers): decided now and again when sent."""
         row = node.exchange.release(
             person,
@@ -374,7 +394,9 @@ def create_app(
 
     @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
     def outbox(
-        person: Caller, state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        person: Caller,
+        state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """What this node sent or is sending, with receipts and reasons."""
         node.require_any(
@@ -409,21 +431,25 @@ def create_app(
         }
 
     @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
-    def request_consent(item_id: str, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
+    def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
         """Ask the originator for consent to pass the item on to a third party."""
         return {
             "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
         }
 
     @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
-    def consent_requests(person: Caller, state: str | None = None) -> list[dict[str, Any]]:
+    def consent_requests(
+        person: Caller, state: Literal["pending", "granted", "refused"] | None = None
+    ) -> list[dict[str, Any]]:
         node.require_any(person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER), "consent.read")
         return [_request_out(r) for r in node.exchange.fed.consent_requests(state)]
 
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
     )
-    def answer(request_id: str, body: m.ConsentAnswerIn, person: Caller) -> dict[str, Any]:
+    def answer(
+        request_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], body: m.ConsentAnswerIn, person: Caller
+    ) -> dict[str, Any]:
         """As originator, grant (a signed consent) or refuse a holder's request."""
         tz = node.catalogue.agreements_of(node.party)[0].timezone
         expires = parse_instant(body.expires, tz) if body.expires else None
@@ -442,14 +468,14 @@ def create_app(
         return {"size": head.size, "root": head.root.hex(), "jws": head.jws}
 
     @app.get("/audit/inclusion", tags=["audit"])
-    def audit_inclusion(entry: str) -> dict[str, Any]:
+    def audit_inclusion(entry: Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")]) -> dict[str, Any]:
         """An entry, its leaf index and its inclusion proof in the latest signed head (hashes only
         beyond the entry itself: a partner proves a delivery without seeing other entries)."""
         return node.audit.inclusion(entry, public=True)
 
     @app.get("/audit/consistency", tags=["audit"])
     def audit_consistency(
-        first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+        first: Annotated[int, Query(ge=1, le=MAX_INT)], second: Annotated[int, Query(ge=1, le=MAX_INT)]
     ) -> dict[str, Any]:
         """The proof that the log of size ``second`` extends the log of size ``first``."""
         if first > second:
@@ -464,8 +490,8 @@ def create_app(
     @app.get("/audit/log", tags=["audit"])
     def audit_log(
         person: Caller,
-        since: Annotated[int, Query(ge=0)] = 0,
-        kind: str | None = None,
+        since: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+        kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9._-]{0,63}$")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """Audit records after ``since`` (security officers and administrators)."""
@@ -486,15 +512,15 @@ def create_app(
             raise NotFoundError(str(exc)) from exc
 
     @app.get("/agreements/{agreement_id}", response_model=m.AgreementOut, tags=["agreements"])
-    def agreement(agreement_id: str, person: Caller) -> dict[str, Any]:
+    def agreement(agreement_id: AgreementId, person: Caller) -> dict[str, Any]:
         return agreement_json(_agreement(agreement_id))
 
     @app.get("/agreements/{agreement_id}/status", response_model=m.StatusOut, tags=["agreements"])
     def status(
-        agreement_id: str,
+        agreement_id: AgreementId,
         person: Caller,
         at: Annotated[
-            str | None, Query(description="ISO 8601; a bare date is local midnight; default now")
+            Instant | None, Query(description="ISO 8601; a bare date is local midnight; default now")
         ] = None,
     ) -> dict[str, Any]:
         """The agreement's state at an instant, with its term end, next deadline and why."""

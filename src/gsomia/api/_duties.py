@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from gsomia.api._models import instant_in, item_out
+from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
+from gsomia.api._models import BASE64, instant_in, item_out
 from gsomia.core.access import Person
+from gsomia.core.destruction import DestructionMethod
 from gsomia.errors import InvalidInputError
 from gsomia.node._service import Node
 from gsomia.store._duties import LabelChangeRow
@@ -24,68 +26,77 @@ __all__ = ["duties_router"]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DeriveIn(_In):
     kind: Literal["copy", "translation", "derivative"]
-    also: list[str] = Field(default_factory=list, description="Further sources of a derivative.")
-    id: str | None = None
+    also: list[Id] = Field(
+        default_factory=list, max_length=100, description="Further sources of a derivative."
+    )
+    id: Id | None = None
     payload: Any = None
-    payload_base64: str | None = None
+    payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
 
 
 class ReclassifyIn(_In):
-    classification: str = Field(min_length=1, description="The new level, in the originator's scheme.")
-    reason: str = Field(min_length=1)
+    classification: Classification = Field(description="The new level, in the originator's scheme.")
+    reason: Words
 
 
 class RecallIn(_In):
-    reason: str = Field(min_length=1)
+    reason: Words
 
 
 class DestroyIn(_In):
-    method: str = Field(description="crypto-erase, shredding, incineration, pulverisation or returned")
-    witness: str = Field(min_length=1, description="A registered person cleared for the item.")
-    reason: str = Field(min_length=1)
-    notify_originator: bool = False
+    method: DestructionMethod = Field(
+        strict=False,  # the value as JSON carries it (strict mode would want the Python enum)
+        description="How: crypto-erase, shredding, incineration, pulverisation or returned",
+    )
+    witness: Id = Field(description="A registered person cleared for the item.")
+    reason: Words
+    notify_originator: Bool = False
 
 
 class DestructionRequestIn(_In):
-    holder: str = Field(min_length=3, max_length=3, description="The holder asked for its record.")
+    holder: Party = Field(description="The holder asked for its record.")
 
 
 class IncidentIn(_In):
     nature: Literal["loss", "compromise", "possible-compromise"]
-    text: str = Field(min_length=1)
+    text: Words
 
 
 class StepIn(_In):
     state: Literal["findings", "measures", "closed"]
-    text: str = Field(min_length=1)
+    text: Words
 
 
 class VisitIn(_In):
-    person: str = Field(min_length=1)
-    highest: str = Field(min_length=1, description="The highest level (host's scheme) the visitor may see.")
-    starts: str
-    ends: str
-    purpose: str = Field(min_length=1)
+    person: Id
+    highest: Annotated[Classification, Field(json_schema_extra={"x-gsomia-vocabulary": "own-level"})] = Field(
+        description="The highest level (host's scheme) the visitor may see."
+    )
+    starts: Instant
+    ends: Instant
+    purpose: Annotated[Words, Field(max_length=200)]
 
 
 class AuthorityIn(_In):
-    party: str = Field(min_length=3, max_length=3)
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1)
-    function: str = ""
+    party: Party
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+    name: Annotated[Words, Field(max_length=200)]
+    function: Annotated[str, Field(pattern=r"^[^\x00]*$", max_length=200)] = ""
 
 
 class RulesIn(_In):
-    party: str = Field(min_length=3, max_length=3)
-    title: str = Field(min_length=1)
-    summary: str = ""
-    levels: list[str] = Field(default_factory=list, description="Levels touched; empty: all.")
-    effective: str
+    model_config = ConfigDict(json_schema_extra={"x-gsomia-shape": "rules"})
+
+    party: Party
+    title: Annotated[Words, Field(max_length=200)]
+    summary: Annotated[str, Field(pattern=r"^[^\x00]*$", max_length=4000)] = ""
+    levels: list[Classification] = Field(default_factory=list, description="Levels touched; empty: all.")
+    effective: Instant
 
 
 def _change_json(row: LabelChangeRow) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     duties = node.duties
 
     @router.post("/items/{item_id}/derive", status_code=201)
-    def derive(item_id: str, body: DeriveIn, person: Caller) -> dict[str, Any]:
+    def derive(item_id: Id, body: DeriveIn, person: Caller) -> dict[str, Any]:
         """A copy, translation or derivative (Art. 11, 14, 15): the strictest label of its sources."""
         payload: bytes | None = None
         kind: str | None = None
@@ -125,54 +136,56 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return item_out(item)
 
     @router.post("/items/{item_id}/reclassify", status_code=202)
-    def reclassify(item_id: str, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
+    def reclassify(item_id: Id, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
         """The originator's new level, applied here and sent to every holder downstream."""
         return _change_json(duties.reclassify(person, item_id, body.classification, body.reason))
 
     @router.post("/items/{item_id}/recall", status_code=202)
-    def recall(item_id: str, body: RecallIn, person: Caller) -> dict[str, Any]:
+    def recall(item_id: Id, body: RecallIn, person: Caller) -> dict[str, Any]:
         """The originator withdraws its item, here and at every holder downstream."""
         return _change_json(duties.recall(person, item_id, body.reason))
 
     @router.get("/items/{item_id}/label-status")
-    def label_status(item_id: str, person: Caller) -> dict[str, Any]:
+    def label_status(item_id: Id, person: Caller) -> dict[str, Any]:
         """The item's label changes and which holders applied each (and which have not)."""
         return duties.label_status(person, item_id)
 
     @router.post("/items/{item_id}/destroy", status_code=201)
-    def destroy(item_id: str, body: DestroyIn, person: Caller) -> dict[str, Any]:
+    def destroy(item_id: Id, body: DestroyIn, person: Caller) -> dict[str, Any]:
         """Destroy the item: a record signed by the node key; the payload gone, the record kept."""
         return duties.destroy(
             person,
             item_id,
-            method=body.method,
+            method=body.method.value,
             witness=body.witness,
             reason=body.reason,
             notify=body.notify_originator,
         )
 
     @router.post("/items/{item_id}/destruction/send", status_code=202)
-    def send_destruction(item_id: str, person: Caller) -> dict[str, Any]:
+    def send_destruction(item_id: Id, person: Caller) -> dict[str, Any]:
         """Send this node's destruction record of the item to its originator (on request)."""
         return duties.send_destruction_record(person, item_id)
 
     @router.post("/items/{item_id}/destruction/request", status_code=202)
-    def request_destruction(item_id: str, body: DestructionRequestIn, person: Caller) -> dict[str, str]:
+    def request_destruction(item_id: Id, body: DestructionRequestIn, person: Caller) -> dict[str, str]:
         """As originator, ask a holder for its destruction record (sent back if it destroyed the item)."""
         return {"msg_id": duties.request_destruction_record(person, item_id, body.holder)}
 
     @router.get("/destructions")
-    def destructions(person: Caller, item: str | None = None) -> list[dict[str, Any]]:
+    def destructions(person: Caller, item: Id | None = None) -> list[dict[str, Any]]:
         """Destruction records: this node's, and those holders sent it as originator."""
         return duties.destructions(person, item)
 
     @router.post("/items/{item_id}/incidents", status_code=201)
-    def report(item_id: str, body: IncidentIn, person: Caller) -> dict[str, Any]:
+    def report(item_id: Id, body: IncidentIn, person: Caller) -> dict[str, Any]:
         """Report a loss or (possible) compromise: the originator is told at once (Art. 17)."""
         return duties.report_incident(person, item_id, body.nature, body.text)
 
     @router.post("/incidents/{incident_id}/steps")
-    def advance(incident_id: str, body: StepIn, person: Caller) -> dict[str, Any]:
+    def advance(
+        incident_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], body: StepIn, person: Caller
+    ) -> dict[str, Any]:
         """The holder's investigation moves to its next step; the originator sees it."""
         return duties.advance_incident(person, incident_id, body.state, body.text)
 
@@ -182,7 +195,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return duties.incidents(person)
 
     @router.get("/termination-report")
-    def termination_report(person: Caller, at: str | None = None) -> dict[str, Any]:
+    def termination_report(person: Caller, at: Instant | None = None) -> dict[str, Any]:
         """Per partner, the items held on each side and their status (Art. 21.4)."""
         return duties.termination_report(person, None if at is None else instant_in(node, at, "at"))
 
@@ -208,8 +221,8 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return duties.add_authority(person, body.party, body.id, body.name, body.function)
 
     @router.get("/registers/authorities")
-    def authorities(person: Caller, party: str | None = None) -> list[dict[str, Any]]:
-        return duties.authorities(party)
+    def authorities(person: Caller, party: Party | None = None) -> list[dict[str, Any]]:
+        return duties.authorities(None if party is None else node.catalogue.party(party).code)
 
     @router.post("/registers/rules", status_code=201)
     def record_rules(body: RulesIn, person: Caller) -> dict[str, Any]:
@@ -224,11 +237,11 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         )
 
     @router.get("/registers/rules")
-    def rules(person: Caller, party: str | None = None) -> list[dict[str, Any]]:
-        return duties.rules(party)
+    def rules(person: Caller, party: Party | None = None) -> list[dict[str, Any]]:
+        return duties.rules(None if party is None else node.catalogue.party(party).code)
 
     @router.get("/registers/flags")
-    def flags(person: Caller, item: str | None = None) -> list[dict[str, Any]]:
+    def flags(person: Caller, item: Id | None = None) -> list[dict[str, Any]]:
         """Items flagged by a recorded change of protection rules."""
         return duties.flags(item)
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gsomia._codec import label_to_dict
+from gsomia.api._fields import (
+    AgreementId,
+    Bool,
+    Classification,
+    Id,
+    Instant,
+    Party,
+    RoleName,
+    Words,
+)
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 
@@ -17,20 +27,36 @@ if TYPE_CHECKING:
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no field beyond those declared, no JSON value coerced into another type."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+LABEL = Field(
+    description="The security label (see docs/API.md).", json_schema_extra={"x-gsomia-shape": "label"}
+)
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class ItemIn(_In):
-    """A labelled item to ingest: give ``payload`` (any JSON) or ``payload_base64`` (bytes)."""
+    """A labelled item to ingest: give ``payload`` (any JSON) or ``payload_base64`` (bytes).
 
-    id: str | None = Field(default=None, description="Client-chosen id; a UUID is made when absent.")
-    label: dict[str, Any] = Field(description="The security label (see docs/API.md).")
+    An item of this node's own party names no source; a received item names the party it came
+    from and the agreement it came under, whose equivalence table maps its level onto this node's.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"x-gsomia-shape": "ingest"})
+
+    id: Id | None = Field(default=None, description="Client-chosen id; a UUID is made when absent.")
+    label: dict[str, Any] = LABEL
     payload: Any = None
-    payload_base64: str | None = None
-    received_from: str | None = Field(
+    payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
+    received_from: Party | None = Field(
         default=None, description="Party the item came from, for a received item."
     )
-    agreement: str | None = Field(default=None, description="Agreement it came under, for a received item.")
+    agreement: AgreementId | None = Field(
+        default=None, description="Agreement it came under, for a received item."
+    )
 
 
 class AlternativeOut(BaseModel):
@@ -83,12 +109,16 @@ class InventoryOut(BaseModel):
 
 
 class PersonIn(_In):
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1)
-    nationality: str = Field(min_length=3, max_length=3)
-    clearance: str | None = None
-    need_to_know: list[str] = []
-    roles: list[str] = []
+    """A person to register; a clearance is a level of the nationality's scheme (name or alias)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-gsomia-shape": "person"})
+
+    id: Id
+    name: Annotated[Words, Field(max_length=200)]
+    nationality: Party
+    clearance: Classification | None = None
+    need_to_know: list[Annotated[Words, Field(max_length=200)]] = []
+    roles: list[RoleName] = []
 
 
 class PersonOut(BaseModel):
@@ -102,7 +132,7 @@ class PersonOut(BaseModel):
 
 
 class TokenIn(_In):
-    days: int = Field(default=30, ge=1, le=365)
+    days: int = Field(default=30, ge=1, le=365, description="Lifetime in days (a whole number).")
 
 
 class TokenOut(BaseModel):
@@ -146,26 +176,26 @@ class StatusOut(BaseModel):
 
 
 class ConsentIn(_In):
-    kind: str
-    originator: str
-    recipient: str
-    given_at: str
-    reference: str = Field(min_length=1)
-    item: str | None = None
-    holder: str | None = None
-    hub: str | None = None
-    expires: str | None = None
+    kind: Literal["third_party", "hub_relay"]
+    originator: Party
+    recipient: Party
+    given_at: Instant
+    reference: Words
+    item: Id | None = None
+    holder: Party | None = None
+    hub: Party | None = None
+    expires: Instant | None = None
 
 
 class DecisionIn(_In):
-    sender: str
-    recipient: str
-    via: list[str] = Field(default=[], max_length=1)
-    purpose: str
-    label: dict[str, Any]
-    item: str | None = None
-    consents: list[ConsentIn] = []
-    at: str = Field(description="ISO 8601 with offset, or a bare date (local midnight).")
+    sender: Party
+    recipient: Party
+    via: list[Party] = Field(default=[], max_length=1)
+    purpose: Annotated[Words, Field(max_length=200)]
+    label: dict[str, Any] = LABEL
+    item: Id | None = None
+    consents: list[ConsentIn] = Field(default=[], max_length=100)
+    at: Instant
 
 
 class CheckOut(BaseModel):
@@ -202,7 +232,11 @@ class Problem(BaseModel):
 
 
 class InboxIn(_In):
-    envelopes: list[str] = Field(min_length=1, max_length=1000)
+    envelopes: list[str] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Envelopes (compact JWE); each is opened or refused on its own, with a result each.",
+    )
 
 
 class InboxResultOut(BaseModel):
@@ -216,10 +250,10 @@ class InboxOut(BaseModel):
 
 
 class ReleaseIn(_In):
-    recipient: str = Field(min_length=3, max_length=3)
-    via: str | None = Field(default=None, min_length=3, max_length=3)
-    purpose: str | None = None
-    authorise_relay: bool = Field(default=False, description="As originator, authorise the hub to pass it on")
+    recipient: Party
+    via: Party | None = None
+    purpose: Annotated[Words, Field(max_length=200)] | None = None
+    authorise_relay: Bool = Field(default=False, description="As originator, authorise the hub to pass it on")
 
 
 class OutboxOut(BaseModel):
@@ -237,7 +271,7 @@ class OutboxOut(BaseModel):
 
 class PeerIn(_In):
     document: dict[str, Any]
-    agreements: list[str] = Field(min_length=1)
+    agreements: list[AgreementId] = Field(min_length=1)
 
 
 class PeerOut(BaseModel):
@@ -249,15 +283,15 @@ class PeerOut(BaseModel):
 
 
 class ConsentRequestIn(_In):
-    third_party: str = Field(min_length=3, max_length=3)
-    purpose: str
-    reason: str = Field(min_length=1)
+    third_party: Party
+    purpose: Annotated[Words, Field(max_length=200)]
+    reason: Words
 
 
 class ConsentAnswerIn(_In):
-    grant: bool
-    reason: str = Field(min_length=1)
-    expires: str | None = None
+    grant: Bool
+    reason: Words
+    expires: Instant | None = None
 
 
 class ConsentRequestOut(BaseModel):

@@ -1,0 +1,91 @@
+"""The values a request may carry, each with the constraint the node enforces stated in its schema.
+
+A request field is one of these types, so the OpenAPI document says what the server checks:
+text never holds a NUL (U+0000, which PostgreSQL cannot store), identifiers follow the node's
+pattern, instants the one pattern :mod:`gsomia.core.instants` parses, numbers stay within the
+store's 64-bit integers. Names the node knows only from its data (parties, levels, agreements,
+purposes, topics, roles) carry an ``x-gsomia-vocabulary`` mark that :mod:`gsomia.api._openapi`
+turns into the ``enum`` of this node's catalogue; the service refuses any other name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StrictBool, StrictInt, StringConstraints
+
+from gsomia.core.instants import INSTANT_PATTERN, TIMESTAMP_PATTERN
+from gsomia.node import ID_PATTERN
+
+__all__ = [
+    "MAX_INT",
+    "PATTERN_WORDS",
+    "AgreementId",
+    "Bool",
+    "Caveat",
+    "Classification",
+    "Id",
+    "Instant",
+    "Int",
+    "Party",
+    "Purpose",
+    "RoleName",
+    "Seq",
+    "Text",
+    "Timestamp",
+    "Topic",
+    "Words",
+    "vocabulary",
+]
+
+MAX_INT = 2**63 - 1  # the store's integers are signed 64-bit
+NO_NUL = r"^[^\x00]*$"
+# at least one character that is neither white space nor NUL: what "give a reason" means
+SOME_WORDS = r"^[^\x00]*[^\s\x00][^\x00]*$"
+MAX_TEXT = 4000  # a reason, a description: a few paragraphs, never a file
+
+
+def vocabulary(kind: str) -> Any:
+    """Mark a field whose values are the names of ``kind`` in the node's catalogue."""
+    return Field(json_schema_extra={"x-gsomia-vocabulary": kind})
+
+
+Text = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_TEXT)]
+Words = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=MAX_TEXT)]
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Instant = Annotated[
+    str,
+    StringConstraints(pattern=INSTANT_PATTERN),
+    Field(description="ISO 8601 with a UTC offset, or a bare date (local midnight); years 1900-2999"),
+]
+Timestamp = Annotated[
+    str,
+    StringConstraints(pattern=TIMESTAMP_PATTERN),
+    Field(description="ISO 8601 date and time with a UTC offset; years 1900-2999"),
+]
+Party = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), vocabulary("party")]
+Classification = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("level")]
+AgreementId = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=200), vocabulary("agreement")]
+Purpose = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("purpose")]
+Topic = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("topic")]
+RoleName = Annotated[str, vocabulary("role")]
+Caveat = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200)]
+# What a pattern asks for, in words, for the refusal of a value that does not match it.
+PATTERN_WORDS = {
+    NO_NUL: "contains a NUL character (U+0000), which this node does not store",
+    SOME_WORDS: "must hold some words (not only white space) and no NUL character",
+    ID_PATTERN: "must be 1-128 letters, digits or ._:-, starting with a letter or digit",
+    INSTANT_PATTERN: (
+        "is not an instant of the years 1900-2999: give ISO 8601 with a UTC offset "
+        "(2019-11-23T00:00:01+09:00) or a date (2019-11-23)"
+    ),
+    TIMESTAMP_PATTERN: (
+        "is not an instant of the years 1900-2999: give ISO 8601 with a UTC offset "
+        "(2019-11-23T00:00:01+09:00)"
+    ),
+    r"^[A-Z]{3}$": "is not a party code (three capital letters, e.g. JPN)",
+}
+
+Int = StrictInt  # JSON's true is not 1
+Bool = StrictBool  # nor is 1 true
+Seq = Annotated[int, Field(ge=0, le=MAX_INT)]

@@ -1,0 +1,270 @@
+"""The node's OpenAPI document, with the constraints that come from its data stated in it.
+
+FastAPI writes the document from the request models (:mod:`gsomia.api._fields`). What only the
+node's catalogue knows is filled in here, once per app: the ``enum`` of each vocabulary (party
+codes, classification levels, agreements, roles) and the shapes that tie one field to another
+(a label's level belongs to its originator's scheme; a received item names the agreement it came
+under, whose table maps its level onto this node's). What JSON Schema cannot say (one instant
+after another, one alternative label per party) each operation lists in ``x-gsomia-rules``, in
+the words of the refusal, so a client can read every rule the server applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gsomia.api._fields import NO_NUL, SOME_WORDS
+from gsomia.core.access import Role
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import TIMESTAMP_PATTERN
+
+__all__ = ["RULES", "refine"]
+
+VOCABULARY = "x-gsomia-vocabulary"
+SHAPE = "x-gsomia-shape"
+
+# Rules JSON Schema cannot state, by operation ("METHOD /path"), each as the refusal words it.
+RULES: dict[str, tuple[str, ...]] = {
+    "POST /items": ("the review instant precedes the creation instant",),
+    "POST /decisions": (
+        "the review instant precedes the creation instant",
+        "already marks this item",  # two alternative labels for one party that differ
+    ),
+    "POST /visits": ("a visit ends after it starts",),
+}
+
+
+def _levels(catalogue: Catalogue, party: str) -> list[str]:
+    scheme = catalogue.parties[party].scheme
+    return sorted({name for lv in scheme.levels for name in (lv.name, lv.alias)})
+
+
+def _strings(pattern: str = SOME_WORDS, max_length: int = 200) -> dict[str, Any]:
+    return {"type": "string", "pattern": pattern, "maxLength": max_length}
+
+
+def _array(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **extra}
+
+
+def _timestamp(nullable: bool = False) -> dict[str, Any]:
+    stamp = {"type": "string", "pattern": TIMESTAMP_PATTERN}
+    return {"anyOf": [stamp, {"type": "null"}]} if nullable else stamp
+
+
+def _label(
+    catalogue: Catalogue,
+    originator: str,
+    levels: Iterable[str],
+    *,
+    alternatives: bool,
+    releasable_to: str | None = None,
+) -> dict[str, Any]:
+    """One originator's label: its levels; ``releasable_to`` must name that party if given."""
+    parties = sorted(catalogue.parties)
+    rel = _array({"type": "string", "enum": parties})
+    caveats = _array(_strings())
+    if releasable_to is not None:
+        rel["contains"] = {"const": releasable_to}
+        # a NOFORN item is never held abroad (caveats are read in any case)
+        caveats["not"] = {"contains": {"type": "string", "pattern": "^[Nn][Oo][Ff][Oo][Rr][Nn]$"}}
+    alternative_items = {
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["party", "classification", "agreement"],
+                "properties": {
+                    "party": {"const": party},
+                    "classification": {"type": "string", "enum": _levels(catalogue, party)},
+                    "agreement": _strings(NO_NUL),
+                },
+            }
+            for party in parties
+            if party != originator
+        ]
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["originator", "classification", "purpose", "created"],
+        "properties": {
+            "policy": {"anyOf": [{"const": "gsomia"}, {"type": "null"}]},
+            "originator": {"const": originator},
+            "classification": {"type": "string", "enum": sorted(levels)},
+            "releasable_to": {"anyOf": [rel, {"type": "null"}]},
+            "caveats": {"anyOf": [caveats, {"type": "null"}]},
+            "purpose": _strings(),
+            "topics": {"anyOf": [_array(_strings()), {"type": "null"}]},
+            "created": _timestamp(),
+            "review": _timestamp(nullable=True),
+            "alternatives": (
+                {"anyOf": [_array(alternative_items), {"type": "null"}]}
+                if alternatives
+                else {"anyOf": [_array({}, maxItems=0), {"type": "null"}]}
+            ),
+        },
+    }
+
+
+def label_schema(catalogue: Catalogue) -> dict[str, Any]:
+    """Any label the node can parse: one branch per originator, its own levels."""
+    return {
+        "description": "A security label: a level of its originator's scheme (name or alias).",
+        "anyOf": [
+            _label(catalogue, code, _levels(catalogue, code), alternatives=True)
+            for code in sorted(catalogue.parties)
+        ],
+    }
+
+
+def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dict[str, Any]:
+    """``POST /items``: the node's own item, or one received under an agreement that maps its level."""
+    common = {k: v for k, v in base["properties"].items() if k not in ("label", "received_from", "agreement")}
+    absent = {"type": "null"}
+    branches = [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["label"],
+            "properties": {
+                **common,
+                "label": _label(catalogue, party, _levels(catalogue, party), alternatives=False),
+                "received_from": absent,
+                "agreement": absent,
+            },
+        }
+    ]
+    for agreement in sorted(catalogue.agreements_of(party), key=lambda a: a.id):
+        for originator in sorted(set(agreement.parties) - {party}):
+            table = agreement.equivalence
+            scheme = catalogue.parties[originator].scheme
+            levels = [
+                name
+                for lv in scheme.levels
+                if table.map(originator, lv.name, party) is not None
+                for name in (lv.name, lv.alias)
+            ]
+            if not levels:
+                continue
+            branches.append(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["label", "received_from", "agreement"],
+                    "properties": {
+                        **common,
+                        "label": _label(
+                            catalogue, originator, levels, alternatives=False, releasable_to=party
+                        ),
+                        "received_from": {"enum": sorted(set(agreement.parties) - {party})},
+                        "agreement": {"const": agreement.id},
+                    },
+                }
+            )
+    return {"description": base.get("description", ""), "anyOf": branches}
+
+
+def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
+    """``POST /people``: a clearance is a level of the person's nationality's scheme."""
+    common = {k: v for k, v in base["properties"].items() if k not in ("nationality", "clearance")}
+    return {
+        "description": base.get("description", ""),
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": base.get("required", []),
+                "properties": {
+                    **common,
+                    "nationality": {"const": code},
+                    "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
+                },
+            }
+            for code in sorted(catalogue.parties)
+        ],
+    }
+
+
+def rules_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
+    """``POST /registers/rules``: the levels a rules version touches are levels of that party."""
+    common = {k: v for k, v in base["properties"].items() if k not in ("party", "levels")}
+    return {
+        "description": base.get("description", ""),
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": base.get("required", []),
+                "properties": {
+                    **common,
+                    "party": {"const": code},
+                    "levels": _array({"enum": _levels(catalogue, code)}),
+                },
+            }
+            for code in sorted(catalogue.parties)
+        ],
+    }
+
+
+def _vocabularies(catalogue: Catalogue, party: str) -> dict[str, list[str]]:
+    return {
+        "party": sorted(catalogue.parties),
+        "level": sorted({name for code in catalogue.parties for name in _levels(catalogue, code)}),
+        "own-level": _levels(catalogue, party),
+        "agreement": sorted(catalogue.agreements),
+        "role": [r.value for r in Role],
+    }
+
+
+def _fill(node: Any, words: dict[str, list[str]]) -> None:
+    """Replace every vocabulary mark under ``node`` by its ``enum``."""
+    if isinstance(node, dict):
+        kind = node.pop(VOCABULARY, None)
+        if kind is not None:
+            node["enum"] = words[kind]
+            node.pop("pattern", None)  # the enum says all
+            node.pop("maxLength", None)
+        for value in node.values():
+            _fill(value, words)
+    elif isinstance(node, list):
+        for value in node:
+            _fill(value, words)
+
+
+def refine(spec: dict[str, Any], catalogue: Catalogue, party: str) -> dict[str, Any]:
+    """``spec`` with this node's vocabularies and cross-field shapes in place (changed in place)."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    shapes = {
+        "ingest": lambda base: ingest_schema(catalogue, party, base),
+        "person": lambda base: person_schema(catalogue, base),
+        "rules": lambda base: rules_schema(catalogue, base),
+    }
+    words = _vocabularies(catalogue, party)
+    for name, schema in list(schemas.items()):
+        shape = schema.get(SHAPE)
+        if shape is not None:
+            _fill(schema, words)
+            schemas[name] = shapes[shape](schema)
+    _replace_label_marks(spec, label_schema(catalogue))
+    _fill(spec, words)
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            rules = RULES.get(f"{method.upper()} {path}")
+            if rules:
+                operation["x-gsomia-rules"] = list(rules)
+    return spec
+
+
+def _replace_label_marks(node: Any, label: dict[str, Any]) -> None:
+    """A property marked as a label (``{"x-gsomia-shape": "label"}``) becomes the label schema."""
+    if isinstance(node, dict):
+        for key, value in list(node.items()):
+            if isinstance(value, dict) and value.get(SHAPE) == "label" and "properties" not in value:
+                node[key] = label
+            else:
+                _replace_label_marks(value, label)
+    elif isinstance(node, list):
+        for value in node:
+            _replace_label_marks(value, label)

@@ -1,0 +1,209 @@
+"""Bad input answers 4xx with a problem that says what is wrong and nothing about the internals.
+
+Each case of issue 15 §3, on SQLite and on PostgreSQL: far-future instants, cursors and
+sequence numbers beyond 64 bits, NUL characters in query values and bodies, a boolean where a
+number belongs, a method a route does not serve. Every refusal is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import postgres_schema
+from tests.node_fixtures import jpn_label
+
+from gsomia.api import create_app
+from gsomia.node import Node
+from gsomia.testing import FakeClock, make_node
+
+Call = Callable[..., httpx.Response]
+GSOMIA = "kor-jpn-gsomia-2016"
+# What no answer may carry: SQL, driver names, Python's own words for a crash.
+INTERNALS = (
+    "SELECT", "INSERT", "[SQL", "psycopg", "sqlite", "sqlalchemy", "Traceback", "Internal Server Error",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def jpn_node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_status: str | None
+) -> Iterator[Node]:
+    """One JPN node per store for the whole module: every case below leaves it as it found it."""
+    directory = tmp_path_factory.mktemp("bad-input")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{directory / 'store.db'}"
+        else:
+            url = stack.enter_context(postgres_schema(postgres_status))
+        node = make_node(directory / "jpn", "JPN", database_url=url, clock=FakeClock())
+        yield node
+        node.close()
+
+
+@pytest.fixture(scope="module")
+def call(jpn_node: Node) -> Call:
+    app = create_app(jpn_node)
+
+    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                return await client.request(method, url, headers=headers, **kwargs)
+
+        return asyncio.run(run())
+
+    return do
+
+
+@pytest.fixture(scope="module")
+def token(jpn_node: Node) -> str:
+    """The token of a person who holds every role: the refusals below are about input, not rights."""
+    jpn_node.add_person(
+        None,
+        {
+            "id": "chief",
+            "name": "Chief",
+            "nationality": "JPN",
+            "clearance": "極秘",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["administrator", "release_officer", "security_officer", "analyst"],
+        },
+    )
+    return jpn_node.issue_token(None, "chief")[1]
+
+
+def refused(response: httpx.Response, status: int, needle: str) -> dict[str, Any]:
+    """``response`` is the problem document ``status`` whose detail names ``needle``, and no internals."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body = response.json()
+    assert body["status"] == status
+    assert needle in body["detail"], body["detail"]
+    for word in INTERNALS:
+        assert word.lower() not in response.text.lower(), f"{word!r} leaked: {response.text}"
+    return body
+
+
+def last_refusal(node: Node) -> dict[str, Any]:
+    """The newest refusal in the audit records (the edge's, or the service's own)."""
+    rows = [r for r in node.store.audit(limit=1000) if r.outcome == "refused"]
+    assert rows, "the refusal was not audited"
+    return {"kind": rows[-1].kind, "subject": rows[-1].subject, "detail": rows[-1].detail}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/agreements/{GSOMIA}/status?at=9999-12-31",
+        f"/agreements/{GSOMIA}/status?at=0001-01-01",
+        "/termination-report?at=9999-12-31",
+        f"/agreements/{GSOMIA}/status?at=2019-02-29",
+    ],
+)
+def test_an_instant_outside_the_calendar_is_422(call: Call, token: str, jpn_node: Node, url: str) -> None:
+    refused(call("GET", url, token), 422, "instant")
+    assert last_refusal(jpn_node)["subject"] == url.split("?")[0]
+
+
+def test_the_matrix_refuses_a_far_future_instant(call: Call, token: str) -> None:
+    response = call("GET", "/ui/api/matrix?at=9999-12-31", token)
+    assert response.status_code == 422, response.text
+    assert "Internal Server Error" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("/items?cursor=s9223372036854775808", "cursor"),
+        ("/items?cursor=s99999999999999999999", "cursor"),
+        ("/audit/log?since=9223372036854775808", "since"),
+        ("/audit/consistency?first=1&second=9223372036854775808", "second"),
+    ],
+)
+def test_numbers_beyond_64_bits_are_422(
+    call: Call, token: str, jpn_node: Node, url: str, needle: str
+) -> None:
+    refused(call("GET", url, token), 422, needle)
+    last_refusal(jpn_node)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/audit/inclusion?entry=a%00b",
+        "/destructions?item=a%00b",
+        "/outbox?state=a%00b",
+        "/registers/flags?item=a%00b",
+        "/registers/rules?party=a%00b",
+        "/audit/log?kind=a%00b",
+        "/items?topic=a%00b",
+    ],
+)
+def test_a_nul_in_a_query_value_is_422_and_audited(call: Call, token: str, jpn_node: Node, url: str) -> None:
+    name = url.split("?")[1].split("=")[0]
+    refused(call("GET", url, token), 422, name)
+    assert last_refusal(jpn_node)["subject"] == url.split("?")[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"id": "a\x00b", "label": jpn_label(), "payload": 1}, "id"),
+        ({"label": jpn_label(topics=["dprk\x00missile"]), "payload": 1}, "topics"),
+        ({"label": jpn_label(purpose="threat\x00assessment"), "payload": 1}, "purpose"),
+        ({"label": jpn_label(), "payload": {"k": "v\x00"}}, ""),
+    ],
+)
+def test_a_nul_in_a_body_is_refused_alike_on_every_store(
+    call: Call, token: str, jpn_node: Node, body: dict[str, Any], needle: str
+) -> None:
+    response = call("POST", "/items", token, json=body)
+    if needle:
+        refused(response, 422, needle)
+        last_refusal(jpn_node)
+    else:  # a payload is the item's own data, sealed: any JSON is stored as it came
+        assert response.status_code == 201, response.text
+        item_id = response.json()["id"]
+        assert call("GET", f"/items/{item_id}", token).json()["payload"] == {"k": "v\x00"}
+
+
+def test_a_token_lifetime_must_be_a_number_not_a_boolean(call: Call, token: str) -> None:
+    refused(call("POST", "/people/chief/tokens", token, json={"days": True}), 422, "days")
+    refused(call("POST", "/people/chief/tokens", token, json={"days": "3"}), 422, "days")
+    refused(call("POST", "/people/chief/tokens", token, json={"days": 1.5}), 422, "days")
+    assert call("POST", "/people/chief/tokens", token, json={"days": 3}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "allow"),
+    [
+        ("DELETE", "/items", {"GET", "POST"}),
+        ("PUT", "/healthz", {"GET"}),
+        ("PATCH", "/items/x", {"GET"}),
+        ("GET", "/inbox", {"POST"}),
+    ],
+)
+def test_405_names_every_method_the_resource_serves(
+    call: Call, token: str, method: str, url: str, allow: set[str]
+) -> None:
+    response = call(method, url, token)
+    refused(response, 405, method)
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allow
+
+
+def test_a_duplicate_names_no_constraint(call: Call, token: str) -> None:
+    body = {"id": f"dup-{uuid.uuid4().hex[:8]}", "label": jpn_label(), "payload": 1}
+    assert call("POST", "/items", token, json=body).status_code == 201
+    found = refused(call("POST", "/items", token, json=body), 409, "already")
+    assert "UNIQUE" not in found["detail"]
+    assert "pkey" not in found["detail"]
