@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from importlib.resources import files
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from tests.store.test_duties_store import _item
@@ -35,17 +36,12 @@ def test_migration_0005_gives_items_stored_before_it_unique_increasing_dates(sto
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0004")
+    insert = sa.text(
+        "INSERT INTO items (id, originator, classification, label, created_us, ingested_us, ingested_by, "
+        "payload_type, payload_size, payload) VALUES (:id, 'KOR', 'c', '{}', 1, 5000000, 'x', 'json', 1, :p)"
+    )
     with store.engine.begin() as conn:  # three items of one instant, as a received batch is stored
-        for n in range(3):
-            conn.exec_driver_sql(
-                "INSERT INTO items (id, originator, classification, label, created_us, ingested_us, "
-                "ingested_by, payload_type, payload_size, payload) "
-                f"VALUES ('old-{n}', 'KOR', 'c', '{{}}', 1, 5000000, 'x', 'json', 1, X'00')"
-                if store.engine.dialect.name == "sqlite"
-                else "INSERT INTO items (id, originator, classification, label, created_us, ingested_us, "
-                "ingested_by, payload_type, payload_size, payload) "
-                f"VALUES ('old-{n}', 'KOR', 'c', '{{}}', 1, 5000000, 'x', 'json', 1, '\\x00'::bytea)"
-            )
+        conn.execute(insert, [{"id": f"old-{n}", "p": b"\x00"} for n in range(3)])
     store.migrate()
     store.insert_items([_item("new")])  # an ingest instant long before: still after every date given
     added = [(r.id, r.added_us) for r in store.list_items(ItemFilter(by_added=True), 0, 10)]
