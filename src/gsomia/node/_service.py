@@ -81,6 +81,8 @@ class Item:
     ingested_by: str
     payload_type: str
     payload_size: int
+    label_version: int = 1
+    added_us: int | None = None  # when this version was added (TAXII's date-added, exact); None until stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +115,15 @@ class Page:
     withheld: int
 
 
-def _encode_cursor(seq: int) -> str:
-    return f"s{seq}"
+def _encode_cursor(key: int, by_added: bool = False) -> str:
+    return f"{'a' if by_added else 's'}{key}"
 
 
-def _decode_cursor(cursor: str | None) -> int:
+def _decode_cursor(cursor: str | None, by_added: bool = False) -> int:
+    """The key a cursor continues after: the store's sequence (``s``) or a date-added (``a``, TAXII)."""
     if not cursor:
         return 0
-    if not re.fullmatch(r"s\d{1,19}", cursor) or int(cursor[1:]) > MAX_SEQ:
+    if not re.fullmatch(("a" if by_added else "s") + r"\d{1,19}", cursor) or int(cursor[1:]) > MAX_SEQ:
         raise InvalidInputError(f"cursor {cursor!r} is not one this node issued")
     return int(cursor[1:])
 
@@ -476,15 +479,17 @@ class Node:
 
     def _from_row(self, row: ItemRow) -> Item:
         label = self._stored_label(row.label)
-        return self._item(
+        return Item(
             row.id,
             label,
             row.received_from,
             row.agreement,
-            row.ingested_us,
+            _from_us(row.ingested_us),
             row.ingested_by,
             row.payload_type,
             row.payload_size,
+            row.label_version,
+            row.added_us,
         )
 
     def read(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
@@ -576,7 +581,7 @@ class Node:
         if not 0 < limit <= MAX_PAGE:
             raise self._refuse(kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}"))
         try:
-            after = _decode_cursor(cursor)
+            after = _decode_cursor(cursor, where.by_added)
         except InvalidInputError as exc:
             raise self._refuse(kind, actor.id, None, exc) from None
         found: list[tuple[Item, bytes, AccessDecision]] = []
@@ -591,7 +596,7 @@ class Node:
             budget -= len(rows)
             consumed = 0
             for row in rows:
-                scanned_to = row.seq
+                scanned_to = (row.added_us or 0) if where.by_added else row.seq
                 consumed += 1
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
                     continue
@@ -612,7 +617,7 @@ class Node:
                 exhausted = True
                 break
         more = not exhausted and (len(found) == limit or budget <= 0)
-        return found, _encode_cursor(scanned_to) if more else None, withheld
+        return found, _encode_cursor(scanned_to, where.by_added) if more else None, withheld
 
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
