@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
 from gsomia.errors import ConfigError
 from gsomia.node import Node, init_node_dir, load_config
@@ -98,7 +99,7 @@ def build(
 
     ``database_urls`` puts a party's node on another store (PostgreSQL); SQLite by default.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     chosen = ports or {party: free_port() for party in PARTIES}
     members = [NetNode(p, directory / p.lower(), chosen[p]) for p in PARTIES]
     nodes: dict[str, Node] = {}
@@ -113,10 +114,7 @@ def build(
         node = Node(load_config(member.directory), clock=clock)
         nodes[member.party] = node
         tokens = _people(node)
-        path = member.directory / "tokens.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(tokens, handle, indent=2)
+        write_private(member.directory / "tokens.json", json.dumps(tokens, indent=2).encode())
     for member in members:
         node = nodes[member.party]
         for other in members:
@@ -192,7 +190,9 @@ def start(directory: Path) -> list[dict[str, Any]]:
     members = build(directory)
     running: list[dict[str, Any]] = []
     for member in members:
-        with open(member.directory / "serve.log", "ab") as log:  # the child keeps its own descriptor
+        with open(
+            open_private_append(member.directory / "serve.log"), "ab"
+        ) as log:  # the child keeps its own
             process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
                 [
                     sys.executable,
@@ -220,7 +220,7 @@ def start(directory: Path) -> list[dict[str, Any]]:
                 "dir": str(member.directory),
             }
         )
-    state_path.write_text(json.dumps({"nodes": running}, indent=2), encoding="utf-8")
+    write_private(state_path, json.dumps({"nodes": running}, indent=2).encode())
     for node in running:
         _wait_healthy(node["endpoint"], 30)
     return running

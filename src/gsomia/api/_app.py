@@ -166,8 +166,8 @@ def create_app(
     node: Node,
     *,
     sender: bool = False,
-    sender_interval: float = 0.2,
-    head_every: float = 5.0,
+    sender_interval: float | None = None,
+    head_every: float | None = None,
     stream: StreamService | None = None,
 ) -> FastAPI:
     """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox.
@@ -175,6 +175,9 @@ def create_app(
     ``stream`` is the node's missile-track stream (by default over the in-process bus).
     """
     stream = stream if stream is not None else StreamService(node)
+    # the loops' pace is the node's configuration (node.toml) unless a caller (a test) sets it
+    sender_interval = node.config.sender_interval if sender_interval is None else sender_interval
+    head_every = node.config.head_interval if head_every is None else head_every
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from gsomia._files import write_private
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard
-from gsomia.errors import InvalidInputError
+from gsomia.errors import ConfigError, InvalidInputError
 from gsomia.exchange._transfer import DEFAULT_VALIDITY, Transfer
 from gsomia.node import Node, load_config
 
@@ -28,10 +29,11 @@ def _read(path: Path, what: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
+    """Whole or not at all, mode 0600, replacing (never following) a link planted at ``path``."""
     try:
-        path.write_text(text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write {path} ({exc.strerror})") from exc
+        write_private(path, (text + "\n").encode())
+    except ConfigError as exc:
+        raise InvalidInputError(str(exc)) from exc
 
 
 def _writable(path: Path) -> None:

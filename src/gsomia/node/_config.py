@@ -1,13 +1,32 @@
-"""A node's directory: ``node.toml`` (configuration), ``node.key`` (payload key), the SQLite database."""
+"""A node's directory and its configuration, ``node.toml``: one pydantic model, read and written as TOML.
+
+The directory holds ``node.toml``, ``node.key`` (the payload key), ``keys.json`` (signing and
+encryption keys) and, by default, the SQLite database; it is private to its owner (0700) and every
+file in it is written whole, never through a link, mode 0600 (:mod:`gsomia._files`).
+
+``node.toml`` records the database URL **without its password**: the password comes from
+``GSOMIA_DATABASE_PASSWORD`` or from the file ``database_password_file`` names (written 0600 beside
+it by ``node init`` when the URL given carried one). ``GSOMIA_DATABASE_URL`` only chooses the
+database when a node is created; after that ``node.toml`` is the truth, so a later command never
+opens another node's database, or an empty one, because a variable was (or was not) set.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any
 
+import tomlkit
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from gsomia._files import private_dir, write_private
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.errors import ConfigError
 
@@ -16,33 +35,100 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "KEYRING_FILE",
     "NodeConfig",
+    "NodeSettings",
     "init_node_dir",
     "load_config",
     "set_endpoint",
 ]
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
+DEFAULT_MAX_IMPORT = 256 * 1_048_576
 DEFAULT_MAX_CLOCK_SKEW_S = 300
 MAX_CLOCK_SKEW_S = 3600  # beyond an hour, a clock is broken, not skewed: fix it instead
+DEFAULT_ENDPOINT = "http://127.0.0.1:8443"
 CONFIG_FILE = "node.toml"
 KEY_FILE = "node.key"
 KEYRING_FILE = "keys.json"
+PASSWORD_FILE = "database.password"  # noqa: S105 - the name of the file holding it, not a password
 DATABASE_ENV = "GSOMIA_DATABASE_URL"
+PASSWORD_ENV = "GSOMIA_DATABASE_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+
+class NodeSettings(BaseModel):
+    """The ``[node]`` table of ``node.toml``; each field's description is written above it as a comment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    party: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="the party this node serves (trigraph)")]
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the node's own database, without its password "
+        "(absent: gsomia.db in this directory)",
+    )
+    database_password_file: str | None = Field(
+        default=None,
+        description="file (relative to this one) holding the database password; "
+        f"{PASSWORD_ENV} takes precedence",
+    )
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = Field(
+        default=DEFAULT_ENDPOINT,
+        description="the URL partners reach this node's /inbox at (published in its identity document)",
+    )
+    max_payload_bytes: Annotated[int, Field(gt=0)] = Field(
+        default=DEFAULT_MAX_PAYLOAD, description="largest payload an item may carry, in bytes"
+    )
+    max_import_bytes: Annotated[int, Field(gt=0)] = Field(
+        default=DEFAULT_MAX_IMPORT, description="largest transfer file 'gsomia import' reads, in bytes"
+    )
+    max_clock_skew_seconds: Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_S)] = Field(
+        default=DEFAULT_MAX_CLOCK_SKEW_S,
+        description="how far (seconds) a partner's clock may differ from this node's before its "
+        "envelopes are refused",
+    )
+    envelope_lifetime_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = Field(
+        default=86400, description="how long (seconds) an envelope this node seals stays valid"
+    )
+    sender_interval_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=0.2, description="pause (seconds) of the background sender when it has nothing to send"
+    )
+    head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=5.0, description="how often (seconds) the node signs, shares and checks tree heads"
+    )
+    data_dirs: list[str] = Field(
+        default_factory=list, description="extra agreement/party directories, relative to this file"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = _parse_url(value)
+        if url.password is not None:
+            raise ValueError(
+                f"holds a password: record the URL without it and put the password in "
+                f"{PASSWORD_FILE} (database_password_file) or {PASSWORD_ENV}"
+            )
+        return value
 
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    """Where a node keeps things and which party it serves."""
+    """Where a node keeps things and which party it serves (``node.toml`` resolved against its directory)."""
 
     directory: Path
     party: str
-    database_url: str
+    database_url: str  # with the password, if any: never written anywhere
     max_payload_bytes: int
     data_dirs: tuple[Path, ...]
-    endpoint: str = "http://127.0.0.1:8443"
+    endpoint: str = DEFAULT_ENDPOINT
     # How far a partner's clock may be from ours: an envelope issued further ahead, or expired
     # longer ago, is refused (and audited, with the instants).
     max_clock_skew: timedelta = timedelta(seconds=DEFAULT_MAX_CLOCK_SKEW_S)
+    max_import_bytes: int = DEFAULT_MAX_IMPORT
+    envelope_lifetime: timedelta = timedelta(hours=24)
+    sender_interval: float = 0.2
+    head_interval: float = 5.0
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -51,49 +137,93 @@ class NodeConfig:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the node key ({exc.strerror})") from exc
 
+    def identity(self) -> str:
+        """What makes this node itself: its party and a fingerprint of the payload key only its
+        directory holds (the database's payloads are sealed under that key)."""
+        return f"{self.party}:{hashlib.sha256(b'gsomia node identity' + self.key()).hexdigest()[:32]}"
+
+    @property
+    def database_name(self) -> str:
+        """The database URL without its password, to show a person."""
+        return _parse_url(self.database_url).render_as_string(hide_password=True)
+
+
+def _parse_url(text: str) -> URL:
+    try:
+        return make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError("is not a SQLAlchemy database URL (e.g. postgresql+psycopg://user@host/db)") from exc
+
 
 def _sqlite_url(directory: Path) -> str:
     return f"sqlite:///{(directory / 'gsomia.db').resolve()}"
+
+
+def _render(settings: NodeSettings) -> str:
+    """``node.toml`` for ``settings``: the values set, each under its field's description."""
+    document = tomlkit.document()
+    document.add(tomlkit.comment("gsomia node configuration (gsomia.node.NodeSettings)"))
+    table = tomlkit.table()
+    values = settings.model_dump(exclude_none=True)
+    for name, field in NodeSettings.model_fields.items():
+        if name not in values:
+            continue
+        if field.description:
+            table.add(tomlkit.comment(field.description))
+        table.add(name, values[name])
+    document.add("node", table)
+    return tomlkit.dumps(document)
+
+
+def _write(directory: Path, settings: NodeSettings) -> None:
+    write_private(directory / CONFIG_FILE, _render(settings).encode())
 
 
 def init_node_dir(
     directory: Path,
     party: str,
     database_url: str | None = None,
-    endpoint: str = "http://127.0.0.1:8443",
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> NodeConfig:
     """Create a node directory with its configuration and a fresh payload key (refuses to overwrite).
 
-    The signing and encryption keys (``keys.json``) are made by the node on first open.
+    ``database_url`` (default: ``GSOMIA_DATABASE_URL``, else SQLite in the directory) is recorded
+    without its password; a password it carried goes to ``database.password`` (0600). The signing
+    and encryption keys (``keys.json``) are made by the node on first open.
     """
     config_path = directory / CONFIG_FILE
-    if config_path.exists():
+    if config_path.exists() or config_path.is_symlink():
         raise ConfigError(f"{config_path} exists already: this directory holds a node")
-    directory.mkdir(parents=True, exist_ok=True)
-    key_path = directory / KEY_FILE
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(PayloadCipher.generate_key())
-    lines = [
-        "# gsomia node configuration",
-        "[node]",
-        f'party = "{party}"',
-        f"max_payload_bytes = {DEFAULT_MAX_PAYLOAD}",
-        "# the URL partners reach this node's /inbox at (published in its identity document)",
-        f'endpoint = "{endpoint}"',
-        "# how far (seconds) a partner's clock may differ from this node's before its envelopes are refused",
-        f"max_clock_skew_seconds = {DEFAULT_MAX_CLOCK_SKEW_S}",
-        "# extra agreement/party directories, relative to this file",
-        "data_dirs = []",
-    ]
-    if database_url is not None:
-        lines.insert(3, f'database_url = "{database_url}"')
-    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url_text = database_url or os.environ.get(DATABASE_ENV) or None
+    password_file: str | None = None
+    recorded: str | None = None
+    if url_text is not None:
+        try:
+            url = _parse_url(url_text)
+        except ValueError as exc:
+            raise ConfigError(f"--database-url {exc}") from None
+        recorded = url._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
+        if url.password is not None:
+            password_file = PASSWORD_FILE
+    try:
+        settings = NodeSettings(
+            party=party.upper(),
+            database_url=recorded,
+            database_password_file=password_file,
+            endpoint=endpoint,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_validation_words(config_path, exc)) from None
+    private_dir(directory)
+    write_private(directory / KEY_FILE, PayloadCipher.generate_key(), exclusive=True)
+    if password_file is not None and url_text is not None:
+        write_private(directory / password_file, str(_parse_url(url_text).password).encode())
+    _write(directory, settings)
     return load_config(directory)
 
 
-def load_config(directory: Path) -> NodeConfig:
-    """Read ``node.toml``; ``GSOMIA_DATABASE_URL`` overrides the database URL."""
+def read_settings(directory: Path) -> NodeSettings:
+    """The ``[node]`` table of ``directory/node.toml``, checked; ``ConfigError`` names what is wrong."""
     path = directory / CONFIG_FILE
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -104,46 +234,61 @@ def load_config(directory: Path) -> NodeConfig:
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: missing the [node] table")
-    party = node.get("party")
-    if not isinstance(party, str) or len(party) != 3:
-        raise ConfigError(f"{path}: node.party must be a party trigraph such as KOR")
-    limit = node.get("max_payload_bytes", DEFAULT_MAX_PAYLOAD)
-    if not isinstance(limit, int) or limit <= 0:
-        raise ConfigError(f"{path}: node.max_payload_bytes must be a positive integer")
-    skew = node.get("max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_S)
-    if type(skew) is not int or not 0 <= skew <= MAX_CLOCK_SKEW_S:
-        raise ConfigError(
-            f"{path}: node.max_clock_skew_seconds must be a whole number of seconds from 0 to "
-            f"{MAX_CLOCK_SKEW_S}, found {skew!r}"
-        )
-    dirs = node.get("data_dirs", [])
-    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
-        raise ConfigError(f"{path}: node.data_dirs must be a list of paths")
-    url = os.environ.get(DATABASE_ENV) or node.get("database_url") or _sqlite_url(directory)
-    if not isinstance(url, str):
-        raise ConfigError(f"{path}: node.database_url must be a string")
-    endpoint = node.get("endpoint", "http://127.0.0.1:8443")
-    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"{path}: node.endpoint must be an http(s) URL")
+    if isinstance(node.get("party"), str):
+        node = {**node, "party": node["party"].upper()}
+    try:
+        return NodeSettings.model_validate(node)
+    except ValidationError as exc:
+        raise ConfigError(_validation_words(path, exc)) from None
+
+
+def _validation_words(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "node"
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"{path}: node.{field}: {message}{more}"
+
+
+def load_config(directory: Path) -> NodeConfig:
+    """Read ``node.toml``; the database password comes from the environment or the password file."""
+    settings = read_settings(directory)
+    url = settings.database_url or _sqlite_url(directory)
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None and settings.database_password_file is not None:
+        path = directory / settings.database_password_file
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the database password ({exc.strerror})") from exc
+    if password is not None and settings.database_url is not None:
+        url = _parse_url(url).set(password=password).render_as_string(hide_password=False)
     return NodeConfig(
         directory=directory,
-        party=party.upper(),
+        party=settings.party,
         database_url=url,
-        max_payload_bytes=limit,
-        data_dirs=tuple((directory / d).resolve() for d in dirs),
-        endpoint=endpoint,
-        max_clock_skew=timedelta(seconds=skew),
+        max_payload_bytes=settings.max_payload_bytes,
+        data_dirs=tuple((directory / d).resolve() for d in settings.data_dirs),
+        endpoint=settings.endpoint,
+        max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        max_import_bytes=settings.max_import_bytes,
+        envelope_lifetime=timedelta(seconds=settings.envelope_lifetime_seconds),
+        sender_interval=settings.sender_interval_seconds,
+        head_interval=settings.head_interval_seconds,
     )
+
+
+def update_settings(directory: Path, **changes: Any) -> NodeConfig:
+    """Change fields of ``node.toml`` (checked by the model, written atomically) and reload it."""
+    settings = read_settings(directory)
+    try:
+        updated = NodeSettings.model_validate({**settings.model_dump(), **changes})
+    except ValidationError as exc:
+        raise ConfigError(_validation_words(directory / CONFIG_FILE, exc)) from None
+    _write(directory, updated)
+    return load_config(directory)
 
 
 def set_endpoint(directory: Path, endpoint: str) -> NodeConfig:
     """Change the published endpoint in ``node.toml`` (e.g. when the port is chosen at start)."""
-    path = directory / CONFIG_FILE
-    text = path.read_text(encoding="utf-8")
-    lines = [
-        f'endpoint = "{endpoint}"' if line.startswith("endpoint =") else line for line in text.splitlines()
-    ]
-    if not any(line.startswith("endpoint =") for line in lines):
-        lines.insert(lines.index("[node]") + 1, f'endpoint = "{endpoint}"')
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load_config(directory)
+    return update_settings(directory, endpoint=endpoint)

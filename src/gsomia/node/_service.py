@@ -148,6 +148,7 @@ class Node:
         self.store = store if store is not None else Store(config.database_url)
         if migrate:
             self.store.migrate()
+            self.store.claim(config.party, config.identity(), epoch_us(clock()))
         self.cipher = PayloadCipher(config.key())
         self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
@@ -158,7 +159,7 @@ class Node:
             if ring_path.exists()
             else KeyRing.create(ring_path, self.party, f"{self.party.lower()}-node", clock())
         )
-        self.exchange = Exchange(self, self.ring, skew=config.max_clock_skew)
+        self.exchange = Exchange(self, self.ring, ttl=config.envelope_lifetime, skew=config.max_clock_skew)
         self.audit = AuditLog(self)
         self.duties = Duties(self)
 

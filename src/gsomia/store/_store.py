@@ -9,6 +9,7 @@ the SQL, its parameters or the driver's text (those go to the ``gsomia.store`` l
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Engine, case, create_engine, event, func, ins
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 
-from gsomia.errors import ConflictError, InvalidInputError, StoreError
+from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
 
 __all__ = [
@@ -178,6 +179,20 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
 
 
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file 0600 before SQLite does: its WAL and shared-memory files take its mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open the database file {database} ({exc.strerror})") from exc
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -195,6 +210,7 @@ class Store:
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot open store {_redacted(url)}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
 
@@ -237,6 +253,40 @@ class Store:
         with self._begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    def claim(self, party: str, identity: str, now_us: int) -> None:
+        """Record that this database belongs to the node ``identity`` of ``party``, or refuse.
+
+        The first node to start on an empty database claims it; any other node (another party,
+        or another node of the same party, whose payload key differs) gets a ``ConfigError``
+        naming whose database it is, and touches nothing.
+        """
+        table = t.node_identity
+        query = select(table.c.party, table.c.identity).where(table.c.id == 1)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            try:
+                with self._begin() as conn:
+                    conn.execute(
+                        insert(table).values(id=1, party=party, identity=identity, claimed_us=now_us)
+                    )
+                return
+            except ConflictError:  # another process claimed it first: whose is it?
+                with self._read() as conn:
+                    row = conn.execute(query).one()
+        if row.party != party or row.identity != identity:
+            raise ConfigError(
+                f"the database {self.name} belongs to another node ({row.party}, "
+                f"{row.identity.split(':', 1)[-1][:12]}...), not to this {party} node "
+                f"({identity.split(':', 1)[-1][:12]}...): give each node its own database or schema "
+                "(gsomia net up --database-url gives each its own schema)"
+            )
+
+    @property
+    def name(self) -> str:
+        """The database URL without its password, to name it in a message."""
+        return _redacted(self.url)
 
     def revision(self) -> str | None:
         with self._read() as conn:

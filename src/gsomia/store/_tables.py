@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -361,4 +362,16 @@ item_flags = Table(
     Column("version", Integer, primary_key=True),  # the rules version that raised the flag
     Column("reason", Text, nullable=False),
     Column("at_us", BigInteger, nullable=False),
+)
+
+
+# The node whose database this is (one row): another node refuses to start on it (0006).
+node_identity = Table(
+    "node_identity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("party", String(3), nullable=False),
+    Column("identity", String(64), nullable=False),
+    Column("claimed_us", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="ck_node_identity_one_row"),
 )
