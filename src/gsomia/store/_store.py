@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -22,7 +22,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from gsomia.errors import ConflictError, StoreError
 from gsomia.store import _tables as t
 
-__all__ = ["AuditRow", "InventoryRow", "ItemFilter", "ItemRow", "NewItem", "Store", "TokenRow"]
+__all__ = [
+    "AuditRow",
+    "InventoryEntry",
+    "InventoryRow",
+    "ItemFilter",
+    "ItemRow",
+    "NewItem",
+    "Store",
+    "TokenRow",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,21 @@ class ItemFilter:
     created_from_us: int | None = None
     created_before_us: int | None = None
     ingested_after_us: int | None = None
+
+
+class InventoryEntry(NamedTuple):
+    """One line of an item's inventory to write: where it came from, its copies, where it went.
+
+    ``party`` is the other side (the sender, the recipient, the next hop), ``actor`` the person
+    who acted (``None`` for the node itself), ``detail`` canonical JSON.
+    """
+
+    item_id: str
+    at_us: int
+    kind: str  # ingested | received | copy | translation | derivative | derived | sent | exported
+    party: str | None
+    actor: str | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +205,7 @@ class Store:
     def insert_items(
         self,
         new: Sequence[NewItem],
-        inventory: Sequence[tuple[str, int, str, str | None, str | None, str]] = (),
+        inventory: Sequence[InventoryEntry] = (),
         audit: Sequence[AuditRow] = (),
     ) -> list[int]:
         """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
@@ -208,7 +232,7 @@ class Store:
     def _inventory(
         self,
         conn: Connection,
-        entries: Sequence[tuple[str, int, str, str | None, str | None, str]],
+        entries: Sequence[InventoryEntry],
         by_id: dict[str, int],
     ) -> None:
         rows = []
@@ -229,7 +253,7 @@ class Store:
         if rows:
             conn.execute(insert(t.inventory), rows)
 
-    def add_inventory(self, entries: Sequence[tuple[str, int, str, str | None, str | None, str]]) -> None:
+    def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
             self._inventory(conn, entries, {})
 
