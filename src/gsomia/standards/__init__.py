@@ -1,0 +1,46 @@
+"""The allies' label standards: NATO ADatP-4774 labels, ADatP-4778 binding, XML-SPIF.
+
+An adapter around the core: it imports the core and nothing imports it back but the shells
+(CLI, API, TAXII). Every document read from outside goes through one safe XML parser
+(no DTDs, no entities, no network) and is validated against a schema shipped here.
+
+>>> from gsomia import load_catalogue
+>>> from gsomia.standards import from_labels, labels_from_xml, labels_to_xml, to_labels
+>>> catalogue = load_catalogue()
+>>> from datetime import datetime, UTC
+>>> label = catalogue.label(originator="KOR", classification="군사II급비밀", releasable_to=["JPN"],
+...     purpose="threat-assessment", topics=["dprk-missile"], created=datetime(2019, 8, 24, tzinfo=UTC))
+>>> from_labels(labels_from_xml(labels_to_xml(to_labels(label, catalogue))), catalogue) == label
+True
+"""
+
+from gsomia.standards._adatp4774 import (
+    LABELS_NS,
+    NS_4774,
+    Category,
+    ConfidentialityLabel,
+    Labels,
+    from_labels,
+    labels_from_json,
+    labels_from_xml,
+    labels_to_json,
+    labels_to_xml,
+    to_labels,
+)
+from gsomia.standards._policies import Policy, policy_of
+
+__all__ = [
+    "LABELS_NS",
+    "NS_4774",
+    "Category",
+    "ConfidentialityLabel",
+    "Labels",
+    "Policy",
+    "from_labels",
+    "labels_from_json",
+    "labels_from_xml",
+    "labels_to_json",
+    "labels_to_xml",
+    "policy_of",
+    "to_labels",
+]
