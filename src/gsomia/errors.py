@@ -189,8 +189,11 @@ class LinkError(GsomiaError):
     """A frame on a stream link between nodes was refused, and the link closed.
 
     ``detail`` is the short code for the audit log: ``replayed``, ``out-of-order``, ``gap``,
-    ``tampered``, ``handshake-failed``, ``unknown-peer``, ``malformed``, ``bad-batch-signature`` or
-    ``bad-consent``.
+    ``tampered``, ``handshake-failed``, ``unknown-peer``, ``malformed``, ``bad-batch-signature``,
+    ``bad-consent``; for a track its originator did not sign: ``unsigned`` (no signature),
+    ``bad-origin-signature`` (not a registered party's valid signature over a batch of tracks),
+    ``not-included`` (not under the signed root), ``not-the-originator`` (signed by another party
+    than the one its label names), ``stale-batch`` (signed too long ago or ahead).
     """
 
     def __init__(self, detail: str, message: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,8 @@ from tests.conftest import kst
 from gsomia.errors import LinkError
 from gsomia.node import Node
 from gsomia.stream import StreamService
-from gsomia.stream._link import CONSENT, TRACK, initiate
+from gsomia.stream._link import CONSENT, TRACK, TRACKS, initiate
+from gsomia.stream._origin import sign_batch
 from gsomia.testing import FakeClock, make_node
 
 
@@ -53,19 +54,25 @@ def _drive(kor: Node, jpn: Node, kind: int, body: bytes) -> LinkError:
     return asyncio.run(run())
 
 
+def _signed(*messages: bytes) -> Callable[[Node], bytes]:
+    return lambda kor: sign_batch(kor.ring, list(messages), kor.clock())
+
+
 @pytest.mark.parametrize(
     ("kind", "body", "code"),
     [
         (CONSENT, b"not.a.jws", "bad-consent"),
-        (TRACK, b"{not json", "malformed"),
-        (TRACK, b'{"label": {}, "track": {}, "recipient": "JPN"}', "malformed"),
+        (TRACK, b'{"label": {}, "track": {}, "recipient": "JPN"}', "unsigned"),
+        (TRACKS, b"\x00\x05short", "malformed"),
+        (TRACKS, _signed(b"{not json"), "malformed"),
+        (TRACKS, _signed(b'{"label": {}, "track": {}, "recipient": "JPN"}'), "malformed"),
     ],
 )
 def test_what_a_peer_cannot_send_closes_the_link_and_is_audited(
-    pair: tuple[Node, Node], kind: int, body: bytes, code: str
+    pair: tuple[Node, Node], kind: int, body: bytes | Callable[[Node], bytes], code: str
 ) -> None:
     kor, jpn = pair
-    refusal = _drive(kor, jpn, kind, body)
+    refusal = _drive(kor, jpn, kind, body if isinstance(body, bytes) else body(kor))
     assert refusal.detail == code
     records = jpn.store.audit(after_seq=0, kind="stream.link", limit=10)
     assert [(r.outcome, r.subject) for r in records] == [("opened", "KOR"), ("refused", "KOR")]

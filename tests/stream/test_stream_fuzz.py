@@ -3,7 +3,7 @@
 The boundaries: a track update as published (JSON, then ``parse_track_update``), a message
 of the publisher's WebSocket feed (``parse_feed_message``, then ``StreamService.publish``),
 the Noise handshake messages (``accept`` for the hello, ``finish`` for the answer), link
-frames as received (``LinkSession.open``, ``unpack_tracks``) and the frame bodies a node's
+frames as received (``LinkSession.open``, ``decode_groups``) and the frame bodies a node's
 ``serve_link`` reads after authentication. Each gets arbitrary input and a valid example
 with one part replaced by something arbitrary. The property: a value, or a
 :class:`~gsomia.errors.GsomiaError` (on a link, a ``LinkError``); nothing else. ``-m slow``
@@ -40,9 +40,8 @@ from gsomia.stream._link import (
     LinkSession,
     accept,
     initiate,
-    pack_tracks,
-    unpack_tracks,
 )
+from gsomia.stream._origin import Entry, decode_groups, encode_group, sign_batch
 from gsomia.stream._service import FEED_BATCH, parse_feed_message
 from gsomia.testing import FakeClock, make_node
 
@@ -258,19 +257,27 @@ def test_a_frame_is_opened_only_when_intact_and_in_sequence(rings: dict[str, Key
 
 
 @FEW
-@given(st.binary(max_size=200))
-def test_a_batch_of_tracks_unpacks_or_is_refused_with_a_link_error(body: bytes) -> None:
+@given(st.binary(max_size=200) | st.tuples(st.integers(0, 400), st.integers(0, 255)))
+def test_a_batch_of_tracks_decodes_or_is_refused_with_a_link_error(
+    rings: dict[str, KeyRing], fuzz: Any
+) -> None:
+    valid = sign_batch(rings["KOR"], [b"one", b"two", b"three"], AT)
+    body = fuzz if isinstance(fuzz, bytes) else _flip(valid, *fuzz)
     try:
-        messages = unpack_tracks(body, "KOR")
+        groups = decode_groups(body, "KOR")
     except LinkError:
         return
-    assert pack_tracks(messages) == body
+    assert b"".join(encode_group(g.jws, g.size, g.entries) for g in groups) == body
 
 
 @FEW
 @given(st.lists(st.binary(min_size=1, max_size=50), min_size=1, max_size=10))
-def test_a_batch_of_tracks_round_trips(messages: list[bytes]) -> None:
-    assert unpack_tracks(pack_tracks(messages), "KOR") == messages
+def test_a_batch_of_tracks_round_trips(rings: dict[str, KeyRing], messages: list[bytes]) -> None:
+    (group,) = decode_groups(sign_batch(rings["KOR"], messages, AT), "KOR")
+    assert [e.message for e in group.entries] == messages
+    assert group.whole
+    proofs = [Entry(e.index, (b"\x00" * 32,), e.message) for e in group.entries]
+    assert decode_groups(encode_group(group.jws, group.size, proofs), "KOR")[0].entries == tuple(proofs)
 
 
 # --- frame bodies a node reads after authentication ---
@@ -353,7 +360,7 @@ def test_an_authenticated_frame_is_read_or_the_link_refused_with_a_link_error(
     kind = data.draw(st.sampled_from([TRACK, TRACKS, CONSENT, BATCH, CLOSE]))
     body = data.draw(frame_bodies | mutations(valid).map(orjson.dumps))
     if kind == TRACKS and data.draw(st.booleans()):
-        body = pack_tracks([orjson.dumps(valid), body or b"x"])
+        body = sign_batch(kor.ring, [orjson.dumps(valid), body or b"x"], kor.clock())
     ended, _ = _serve(kor, jpn, kind, body)
     assert isinstance(ended, LinkError | _Ended)
 
@@ -361,7 +368,7 @@ def test_an_authenticated_frame_is_read_or_the_link_refused_with_a_link_error(
 def test_a_valid_batch_of_tracks_is_read_whole(pair: tuple[Node, Node]) -> None:
     kor, jpn = pair
     message = orjson.dumps(_message(kor))
-    ended, stats = _serve(kor, jpn, TRACKS, pack_tracks([message, message]))
+    ended, stats = _serve(kor, jpn, TRACKS, sign_batch(kor.ring, [message, message], kor.clock()))
     assert isinstance(ended, _Ended)
     assert stats.received == 2
 

@@ -21,7 +21,8 @@ from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.network import NetNode, build, start, stop
 from gsomia.node._config import KEYRING_FILE
 from gsomia.stream import launches, replay
-from gsomia.stream._link import TRACK, initiate
+from gsomia.stream._link import TRACKS, initiate
+from gsomia.stream._origin import sign_batch
 
 
 def without_events(name: str, drop: set[str]) -> str:
@@ -274,11 +275,12 @@ def _track_body() -> bytes:
 def test_replayed_reordered_and_tampered_frames_are_refused_and_audited(
     net: dict[str, Any], attack: str
 ) -> None:
-    body = _track_body()
+    ring = KeyRing.load(net["members"]["KOR"].directory / KEYRING_FILE)
+    body = sign_batch(ring, [_track_body()], datetime.now(UTC))  # a genuine batch of KOR's
 
     def frames(session: Any) -> list[bytes]:
-        one = session.seal(TRACK, body, 0.0)[0]
-        two = session.seal(TRACK, body, 0.0)[0]
+        one = session.seal(TRACKS, body, 0.0)[0]
+        two = session.seal(TRACKS, body, 0.0)[0]
         if attack == "replayed":
             return [one, one]
         if attack == "gap":

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENVELOPE_FORMAT",
+    "ITEM_TYPE",
+    "TRACKS_TYPE",
     "EnvelopeError",
     "Opened",
     "open_envelope",
@@ -58,6 +60,9 @@ ENVELOPE_FORMAT = "gsomia-envelope/1"
 VERSION = 1
 HOP_TYPE = "gsomia-hop+jws"
 ITEM_TYPE = "gsomia-item+jws"
+# The originator's signature over the Merkle root of a batch of its missile tracks (gsomia.stream):
+# a type of its own, so a signed batch is never taken for an item's signature or the reverse.
+TRACKS_TYPE = "gsomia-tracks+jws"
 
 # Large enough for a node's biggest item (1 MiB by default) after three base64 layers
 # (payload in the body, JWS, JWE); anything longer is refused before it is parsed.
@@ -150,15 +155,17 @@ def _is_second(value: Any) -> bool:
 # --------------------------------------------------------------------------- originator's signature
 
 
-def sign_origin(ring: KeyRing, content: bytes, at: datetime) -> str:
+def sign_origin(ring: KeyRing, content: bytes, at: datetime, *, typ: str = ITEM_TYPE) -> str:
     """The originator's compact JWS over ``content`` (canonical JSON binding label and payload).
 
     Signed with the ring's newest signing key valid at ``at``; the protected header names
-    the key (``kid``) and the originating party (``iss``).
+    the key (``kid``) and the originating party (``iss``). ``typ`` says what is signed
+    (``ITEM_TYPE``, or ``TRACKS_TYPE`` for a batch of missile tracks); :func:`verify_origin`
+    accepts only the type it is asked for.
     """
     _aware(at)
     kid, key = ring._signer(at)
-    header = {"alg": "EdDSA", "kid": kid, "typ": ITEM_TYPE, "iss": ring.party}
+    header = {"alg": "EdDSA", "kid": kid, "typ": typ, "iss": ring.party}
     return joserfc_jws.serialize_compact(header, content, key, registry=_JWS)
 
 
@@ -167,8 +174,10 @@ def verify_origin(
     identities: Callable[[str], PeerIdentity | None],
     at: datetime,
     own: KeyRing | None = None,
+    *,
+    typ: str = ITEM_TYPE,
 ) -> tuple[str, bytes]:
-    """Check an originator's signature; return (originating party, signed content).
+    """Check an originator's signature of type ``typ``; return (originating party, signed content).
 
     The key is the one named by the header's ``kid``, of the party named by its ``iss``
     (``identities(iss)``, or ``own`` when ``iss`` is this node's party), usable at ``at``.
@@ -176,7 +185,7 @@ def verify_origin(
     ``revoked-key``, ``key-not-valid`` or ``bad-origin-signature``.
     """
     _aware(at)
-    token = _parsed_jws(jws, _ITEM_HEADER, ITEM_TYPE)
+    token = _parsed_jws(jws, _ITEM_HEADER, typ)
     iss = token.protected["iss"]
     if not _is_text(iss):
         raise EnvelopeError("malformed")

@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from gsomia._codec import canonical, person_from_dict
@@ -73,6 +73,7 @@ class NodeContext:
         clock: Clock = system_clock,
         endpoint: str = "http://127.0.0.1:8443",
         max_payload_bytes: int = 1_048_576,
+        max_clock_skew: timedelta = timedelta(minutes=5),
     ) -> None:
         self.party = party
         self.catalogue = catalogue
@@ -83,6 +84,7 @@ class NodeContext:
         self.clock = clock
         self.endpoint = endpoint
         self.max_payload_bytes = max_payload_bytes
+        self.max_clock_skew = max_clock_skew  # how far a partner's signed instants may be from ours
         self.timezone = node_timezone(catalogue, party)
         self.hubs = node_hubs(catalogue, party)
         self.fed = FederationStore(store)

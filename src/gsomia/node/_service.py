@@ -140,6 +140,7 @@ class Node:
             clock=clock,
             endpoint=config.endpoint,
             max_payload_bytes=config.max_payload_bytes,
+            max_clock_skew=config.max_clock_skew,
         )
         self.exchange = Exchange(self.kernel, skew=config.max_clock_skew)
         self.audit = AuditLog(self.kernel)

@@ -8,8 +8,10 @@ secrecy. The initiator's hello (parties and key ids) is the Noise prologue, so a
 hello fails the handshake.
 
 Frames: ``seq (8 bytes, big-endian) | type (1 byte) | ChaCha20-Poly1305 ciphertext``. A
-``TRACKS`` frame carries several track messages, each ``length (4 bytes) | message``, so a
-burst costs one seal, one open and one WebSocket message instead of one per track. The
+``TRACKS`` frame carries a burst of track messages under their originators' signed Merkle
+roots (``_origin``), so a burst costs one seal, one open and one WebSocket message instead of
+one per track. (Type ``TRACK``, a lone unsigned track, is no longer sent; a receiver refuses
+it.) The
 header is the AEAD's associated data and the nonce is Noise's counter, which equals ``seq``
 (TLS 1.3 record style): the receiver checks ``seq`` before decrypting, so a replayed frame
 (``seq`` below the next expected), a gap (a frame dropped, or one arriving early) and a
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,15 +60,12 @@ __all__ = [
     "SignedBatch",
     "accept",
     "initiate",
-    "pack_tracks",
-    "unpack_tracks",
 ]
 
 PROTOCOL = b"Noise_KK_25519_ChaChaPoly_SHA256"
 TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS = 1, 2, 3, 4, 5, 6
 _TYPES = frozenset({TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS})
 _HEADER = struct.Struct(">QB")
-_LENGTH = struct.Struct(">I")
 _TAG = 16
 WINDOW_S = 0.05  # a signed batch root covers at most 50 ms of frames
 
@@ -174,29 +173,6 @@ class LinkSession:
             self._noise.rekey_inbound_cipher()
             return None
         return Frame(seq, kind, body)
-
-
-def pack_tracks(messages: Sequence[bytes]) -> bytes:
-    """The body of a ``TRACKS`` frame: each message, length-prefixed, in order."""
-    return b"".join(_LENGTH.pack(len(m)) + m for m in messages)
-
-
-def unpack_tracks(body: bytes, peer: str) -> list[bytes]:
-    """The messages of a ``TRACKS`` frame body; ``LinkError`` if the lengths do not add up."""
-    out: list[bytes] = []
-    offset, size = 0, len(body)
-    while offset < size:
-        if offset + _LENGTH.size > size:
-            raise LinkError("malformed", f"a batch of tracks from {peer} ends inside a length")
-        (length,) = _LENGTH.unpack_from(body, offset)
-        offset += _LENGTH.size
-        if length == 0 or offset + length > size:
-            raise LinkError("malformed", f"a batch of tracks from {peer} has a message of a wrong length")
-        out.append(body[offset : offset + length])
-        offset += length
-    if not out:
-        raise LinkError("malformed", f"a batch of tracks from {peer} is empty")
-    return out
 
 
 def _hello(sender: str, recipient: str, sender_kid: str, recipient_kid: str) -> bytes:

@@ -6,6 +6,11 @@ allows: directly, or to the hub when only the hub route is allowed. The plan is 
 before the track's first emission and re-made only when the instant passes its
 ``valid_until`` (the next agreement event or consent boundary): per message, one comparison.
 
+Every track carries its originator's signature end to end (``_origin``): the originator signs
+the Merkle root of each burst of its own tracks, a hub relays that signed root unchanged with
+an inclusion proof per track, and a receiver reads no track before the signature and the
+inclusion verify, and the track's label names the signer as originator.
+
 At a receiving node, every frame arrives on an authenticated link session (``_link``); the
 node decides again on its own side (a refusal drops the track and is audited), marks the
 track with its own equivalent level, and publishes it on its bus; a hub passes a track on
@@ -51,9 +56,8 @@ from gsomia.stream._link import (
     LinkSession,
     accept,
     initiate,
-    pack_tracks,
-    unpack_tracks,
 )
+from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 
 __all__ = ["FEED_BATCH", "LINK_PATH", "StreamHost", "StreamService", "StreamStats", "parse_feed_message"]
 
@@ -93,6 +97,15 @@ class StreamStats:
     batches_verified: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Relayed:
+    """A track a hub passes on: the originator's signed root, unchanged, and the track's proof."""
+
+    jws: bytes
+    size: int
+    entry: Entry
+
+
 class _OutLink:
     """The sending half of one link: a WebSocket client carrying a Noise session."""
 
@@ -102,7 +115,9 @@ class _OutLink:
         self.signer = signer
         self.lock = asyncio.Lock()
         self.consents_sent: set[str] = set()
-        self.queued: list[bytes] = []  # track messages waiting for the next frame
+        # waiting for the next frame: this node's own track messages (signed when the frame is
+        # made) and tracks relayed for their originators (already signed)
+        self.queued: list[bytes | _Relayed] = []
         self.drainer: asyncio.Task[None] | None = None
 
 
@@ -378,14 +393,14 @@ class StreamService:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await link.ws.close()
 
-    async def _send(self, party: str, kind: int, body: bytes, agreement: str | None) -> None:
+    async def _send(self, party: str, kind: int, body: bytes | _Relayed, agreement: str | None) -> None:
         if agreement is not None and agreement not in self.kernel.peers.links(party):
             raise LinkError(
                 "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
             )
         link = await self._link(party)
         self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
-        if kind == TRACK:
+        if isinstance(body, _Relayed) or kind == TRACK:
             # coalesced: what else is queued for this link before the drainer runs (the rest of
             # this turn of the event loop, no timer) goes in the same frame
             link.queued.append(body)
@@ -396,18 +411,31 @@ class StreamService:
             for frame in link.session.seal(kind, body, time.monotonic()):
                 await link.ws.send(frame)
 
+    def _frame_body(self, batch: list[bytes | _Relayed]) -> bytes:
+        """A ``TRACKS`` frame's body: this node's own tracks under one new signed root (one
+        signature per burst), then each relayed originator's signed root with its tracks."""
+        own = [m for m in batch if isinstance(m, bytes)]
+        parts = [sign_batch(self.kernel.ring, own, self.kernel.clock())] if own else []
+        relayed: dict[bytes, tuple[int, list[Entry]]] = {}
+        for m in batch:
+            if isinstance(m, _Relayed):
+                relayed.setdefault(m.jws, (m.size, []))[1].append(m.entry)
+        parts += [encode_group(jws, size, entries) for jws, (size, entries) in relayed.items()]
+        return b"".join(parts)
+
     async def _drain(self, party: str, link: _OutLink) -> None:
         """Send the tracks queued for ``link``: one frame per burst, each hashed into the window."""
         try:
             while link.queued:
                 size = count = 0
-                for message in link.queued:
-                    if count and (count >= _COALESCE_TRACKS or size + len(message) > _COALESCE_BYTES):
+                for queued in link.queued:
+                    length = len(queued) if isinstance(queued, bytes) else len(queued.entry.message)
+                    if count and (count >= _COALESCE_TRACKS or size + length > _COALESCE_BYTES):
                         break
-                    size += len(message)
+                    size += length
                     count += 1
                 batch, link.queued = link.queued[:count], link.queued[count:]
-                kind, body = (TRACK, batch[0]) if count == 1 else (TRACKS, pack_tracks(batch))
+                kind, body = TRACKS, self._frame_body(batch)
                 async with link.lock:
                     now = time.monotonic()
                     frames = link.session.seal(kind, body, now)
@@ -471,13 +499,20 @@ class StreamService:
                 frame = session.open(data)
                 if frame is None:
                     continue
-                if frame.kind in (TRACK, TRACKS):
+                if frame.kind == TRACKS:
                     verifier.add(frame.seq, frame.body)
-                    messages = (
-                        [frame.body] if frame.kind == TRACK else unpack_tracks(frame.body, session.peer)
+                    for group in decode_groups(frame.body, session.peer):
+                        # the originator's signature and each track's inclusion, before any is read
+                        verified = verify_group(
+                            group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
+                        )
+                        for entry in verified.entries:
+                            await self._receive_frame_track(session.peer, frame.seq, verified, entry)
+                elif frame.kind == TRACK:
+                    raise LinkError(
+                        "unsigned",
+                        f"frame {frame.seq} from {session.peer} holds a track its originator did not sign",
                     )
-                    for message in messages:
-                        await self._receive_frame_track(session.peer, frame.seq, message)
                 elif frame.kind == CONSENT:
                     await self._receive_consent(session.peer, _text(frame.body, frame.seq, session.peer))
                 elif frame.kind == BATCH:
@@ -503,10 +538,10 @@ class StreamService:
         await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
-    async def _receive_frame_track(self, sender: str, seq: int, body: bytes) -> None:
+    async def _receive_frame_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> None:
         """One track message from an authenticated frame; ``LinkError`` if it is not one."""
         try:
-            await self._receive_track(sender, body)
+            await self._receive_track(sender, group, entry)
         except LinkError:
             raise
         except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -542,10 +577,15 @@ class StreamService:
                                         decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
         return decision
 
-    async def _receive_track(self, sender: str, body: bytes) -> None:
+    async def _receive_track(self, sender: str, group: VerifiedGroup, entry: Entry) -> None:
         self.stats.received += 1
-        data = orjson.loads(body)
+        data = orjson.loads(entry.message)
         label = self.kernel.items.parse_label(data["label"])
+        if label.originator != group.originator or data["originator"] != group.originator:
+            raise LinkError(
+                "not-the-originator",
+                f"a track labelled as {label.originator}'s is signed by {group.originator}",
+            )
         track = data["track"]
         recipient, via = data["recipient"], data.get("via")
         parse_track_update(track, originator=label.originator)  # the same boundary at every node
@@ -566,19 +606,21 @@ class StreamService:
             route = f"via {via}" if via else "direct"
             await self._emit(orjson.dumps(track), label, route, decision.agreement)
         elif via == self.party:
-            await self._forward(label, recipient, body, decision)
+            relayed = _Relayed(group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message))
+            await self._forward(label, recipient, relayed, decision)
 
     async def _forward(
-        self, label: SecurityLabel, recipient: str, body: bytes, decision: ReleaseDecision
+        self, label: SecurityLabel, recipient: str, relayed: _Relayed, decision: ReleaseDecision
     ) -> None:
-        """The hub passes a track on to the recipient the originator authorised."""
+        """The hub passes a track on to the recipient the originator authorised, under the
+        originator's signed root, unchanged, with the track's inclusion proof."""
         try:
             link = await self._link(recipient)
             for consent_id, (consent, jws) in self._consents.get(label.originator, {}).items():
                 if consent.recipient == recipient and consent_id not in link.consents_sent:
                     await self._send(recipient, CONSENT, jws.encode(), None)
                     link.consents_sent.add(consent_id)
-            await self._send(recipient, TRACK, body, decision.agreement)
+            await self._send(recipient, TRACK, relayed, decision.agreement)
             self.stats.relayed += 1
         except (OSError, WebSocketException, GsomiaError) as exc:
             await self._link_failed(recipient, exc)

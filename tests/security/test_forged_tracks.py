@@ -1,0 +1,190 @@
+"""Attack: a hostile hub forges missile tracks in the originator's name (issue 14 §1).
+
+KOR authorises the USA hub to relay its missile tracks to JPN (TISA), then publishes. The
+adversary is the USA node's operator: it holds USA's key ring (so it can open authenticated
+links as USA) and the frames KOR sent it, KOR's signed authorisation among them, but none of
+KOR's private keys. It opens a link to JPN and sends tracks it wrote itself, labelled as KOR's,
+in every form it can make. JPN's analyst must receive none of them, and JPN's audit must show
+each refusal. A genuine KOR track the hub relays unchanged still reaches the analyst.
+
+KOR and JPN run as node processes (``gsomia node serve``); the hostile hub listens on USA's
+registered port in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tests.security._live import (
+    CONSENT,
+    Consumer,
+    HostileHub,
+    Processes,
+    audit,
+    identity,
+    post,
+    ring,
+    send_frames,
+    tisa_only,
+    tokens,
+)
+
+from gsomia.core.tracks import track_update_to_json
+from gsomia.network import NetNode
+from gsomia.stream import launches, replay
+from gsomia.stream._link import TRACK, TRACKS
+
+FORGED_ID = "KOR-forged-by-the-hub"
+
+
+@pytest.fixture(scope="module")
+def tisa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """KOR and JPN as processes, the hostile USA hub, and what KOR sent the hub after authorising it."""
+    members = {m.party: m for m in tisa_only(tmp_path_factory.mktemp("tisa"))}
+    with Processes(members["KOR"], members["JPN"]):
+        peers = {"KOR": identity(members["KOR"]), "JPN": identity(members["JPN"])}
+        with HostileHub(members["USA"], peers) as hub:
+            analyst = Consumer(members["JPN"], tokens(members["JPN"])["analyst"])
+            try:
+                authorised = post(
+                    members["KOR"], "/stream/authorisations", {"recipient": "JPN", "hub": "USA"}
+                )
+                assert authorised.status_code == 201, authorised.text
+                genuine = track_update_to_json(replay(launches(2019)[6], originator="KOR", every_s=60)[1])
+                published = post(members["KOR"], "/stream/tracks", genuine)
+                assert published.status_code == 202, published.text
+                assert {(r["recipient"], r["route"]) for r in published.json()["routes"]} == {
+                    ("USA", "direct"),
+                    ("JPN", "via USA"),
+                }
+                consent = hub.first(CONSENT)
+                yield {
+                    "members": members,
+                    "hub": hub,
+                    "analyst": analyst,
+                    "consent": consent,
+                    "genuine": genuine,
+                }
+            finally:
+                analyst.close()
+
+
+def _forged_message() -> bytes:
+    """A track the hub wrote itself, labelled as KOR's, addressed to JPN through the hub."""
+    track = track_update_to_json(
+        replay(launches(2019)[7], originator="KOR", every_s=60, track_id=FORGED_ID)[1]
+    )
+    label = {
+        "originator": "KOR",
+        "classification": "군사II급비밀",
+        "releasable_to": ["JPN", "USA"],
+        "purpose": "missile-warning",
+        "topics": ["dprk-missile"],
+        "created": track["launch"]["time"],
+    }
+    message = {"track": track, "label": label, "originator": "KOR", "recipient": "JPN", "via": "USA"}
+    return json.dumps(message).encode()
+
+
+def _refusals(jpn: NetNode, since: int) -> list[dict[str, Any]]:
+    return [r for r in audit(jpn, "stream.link") if r["outcome"] == "refused" and r["seq"] > since]
+
+
+def _last_seq(jpn: NetNode) -> int:
+    return max((r["seq"] for r in audit(jpn, "stream.link")), default=0)
+
+
+def _mount(
+    tisa: dict[str, Any], body: bytes, kind: int = TRACKS, wait: float = 5.0
+) -> tuple[tuple[int | None, str], list[Any]]:
+    """USA opens a link to JPN, relays KOR's genuine authorisation, then sends ``body``."""
+    jpn: NetNode = tisa["members"]["JPN"]
+    since = _last_seq(jpn)
+    frames = [(CONSENT, tisa["consent"]), (kind, body)]
+    closed = send_frames(ring(tisa["members"]["USA"]), jpn, frames, wait=wait)
+    deadline = time.monotonic() + (10 if closed[0] else 0)
+    while not (refused := _refusals(jpn, since)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return closed, refused
+
+
+def _shown(tisa: dict[str, Any], settle: float = 1.0) -> list[str]:
+    time.sleep(settle)  # anything JPN accepted reaches its analyst within milliseconds
+    return [t["track_id"] for t in tisa["analyst"].tracks if t["track_id"] == FORGED_ID]
+
+
+def test_a_track_the_hub_wrote_without_any_signature_is_refused_and_audited(tisa: dict[str, Any]) -> None:
+    """The hub sends its own track, labelled as KOR's, in a plain track frame (no signature)."""
+    closed, refused = _mount(tisa, _forged_message(), kind=TRACK)
+    assert _shown(tisa) == []
+    assert closed == (1008, "unsigned")
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "unsigned")]
+
+
+def test_a_track_the_hub_signed_itself_in_kors_name_is_refused_and_audited(tisa: dict[str, Any]) -> None:
+    """The hub signs a batch root over its own track with its own (genuine, registered) key."""
+    from gsomia.stream._origin import sign_batch
+
+    own = sign_batch(ring(tisa["members"]["USA"]), [_forged_message()], datetime.now(UTC))
+    closed, refused = _mount(tisa, own)
+    assert _shown(tisa) == []
+    assert closed == (1008, "not-the-originator")
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "not-the-originator")]
+
+
+def test_a_track_slipped_under_kors_signed_root_is_refused_and_audited(tisa: dict[str, Any]) -> None:
+    """The hub relays KOR's genuine signed root with its own track in place of KOR's, and proofs
+    made up for it (every proof it could make is over KOR's real leaves, not its track)."""
+    from gsomia.core.merkle import leaf_hash
+    from gsomia.stream._origin import Entry, decode_groups, encode_group
+
+    (group,) = decode_groups(tisa["hub"].first(TRACKS), "KOR")
+    forged = _forged_message()
+    for entry in group.entries:  # in the place of each of KOR's tracks, with its sibling's hash as proof
+        sibling = next(e for e in group.entries if e is not entry)
+        made_up = Entry(entry.index, (leaf_hash(sibling.message),), forged)
+        closed, refused = _mount(tisa, encode_group(group.jws, group.size, [made_up]))
+        assert closed == (1008, "not-included")
+        assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "not-included")]
+    assert _shown(tisa) == []
+
+
+def test_a_kor_track_addressed_to_the_hub_cannot_be_passed_on(tisa: dict[str, Any]) -> None:
+    """KOR's genuine track for the USA itself (signed, included) is not the hub's to send to JPN."""
+    from gsomia.stream._origin import Entry, decode_groups, encode_group, verify_group
+
+    kor: NetNode = tisa["members"]["KOR"]
+    shown = len(tisa["analyst"].tracks)
+    (group,) = decode_groups(tisa["hub"].first(TRACKS), "KOR")
+    verified = verify_group(group, {"KOR": identity(kor)}.get, datetime.now(UTC), timedelta(minutes=5))
+    (for_usa,) = [e for e in group.entries if json.loads(e.message)["recipient"] == "USA"]
+    relayed = Entry(for_usa.index, verified.proof(for_usa), for_usa.message)
+    closed, refused = _mount(tisa, encode_group(group.jws, group.size, [relayed]))
+    assert closed == (1008, "malformed")
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "malformed")]
+    time.sleep(1.0)
+    assert len(tisa["analyst"].tracks) == shown
+
+
+def test_a_genuine_kor_track_relayed_unchanged_reaches_the_analyst(tisa: dict[str, Any]) -> None:
+    """The control: what KOR signed for JPN, relayed under KOR's root with its proof, is shown."""
+    from gsomia.stream._origin import Entry, decode_groups, encode_group, verify_group
+
+    kor: NetNode = tisa["members"]["KOR"]
+    (group,) = decode_groups(tisa["hub"].first(TRACKS), "KOR")
+    verified = verify_group(group, {"KOR": identity(kor)}.get, datetime.now(UTC), timedelta(minutes=5))
+    (for_jpn,) = [e for e in group.entries if json.loads(e.message)["recipient"] == "JPN"]
+    relayed = Entry(for_jpn.index, verified.proof(for_jpn), for_jpn.message)
+    closed, refused = _mount(tisa, encode_group(group.jws, group.size, [relayed]), wait=1.0)
+    assert refused == []
+    assert closed == (None, "kept open")
+    shown = tisa["analyst"].wait_for(1)
+    assert [(t["track_id"], t["originator"], t["route"]) for t in shown] == [
+        (tisa["genuine"]["track_id"], "KOR", "via USA")
+    ]
+    assert _shown(tisa, settle=0) == []
