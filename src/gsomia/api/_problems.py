@@ -71,7 +71,11 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JS
 
 
 def taxii_error(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response)."""
+    """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response).
+
+    Malformed parameters and malformed content are one kind of error to a TAXII client:
+    ``invalid-input``, whichever layer found them."""
+    slug = "invalid-input" if slug == "invalid-request" else slug
     body: dict[str, Any] = {
         "title": title,
         "description": detail,

@@ -211,7 +211,14 @@ class _Labels(DutyBase):
             origin_jws=sealed_origin,
         )
         op = self.db.relabel(
-            row.id, row.label_version, version, label_json, label.classification, payload, sealed_origin
+            row.id,
+            row.label_version,
+            version,
+            label_json,
+            label.classification,
+            payload,
+            sealed_origin,
+            at_us=epoch_us(kernel.clock()),
         )
         return op, after
 

@@ -13,7 +13,7 @@ from typing import Any
 from gsomia._codec import decision_json
 from gsomia.core.access import Person, Role
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
-from gsomia.core.tlp import is_tlp_red
+from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import sign_origin
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
@@ -150,10 +150,15 @@ class Releases(Consents):
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
         access = self.kernel.decide_read(actor, label).raise_if_refused()
-        if row.payload_type == "json" and is_tlp_red(
-            json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
-        ):
-            raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
+        if row.payload_type == "json":
+            content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
+            if is_tlp_red(content):
+                raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
+            if is_tlp_amber_strict(content) and label.originator != self.party:
+                raise InvalidInputError(
+                    f"item {item_id} is marked TLP:AMBER+STRICT: only its originator "
+                    f"{label.originator} releases it (no onward release)"
+                )
         recipient = self.kernel.catalogue.party(recipient).code
         hub = self.kernel.catalogue.party(via).code if via else None
         new_consents: list[ConsentRow] = []

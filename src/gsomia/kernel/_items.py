@@ -76,6 +76,8 @@ class Item:
     ingested_by: str
     payload_type: str
     payload_size: int
+    label_version: int = 1
+    added_us: int | None = None  # when this version was added (TAXII's date-added, exact); None until stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,8 @@ class Items:
             row.ingested_by,
             row.payload_type,
             row.payload_size,
+            row.label_version,
+            row.added_us,
         )
 
     def item_of(self, new: NewItem, label: SecurityLabel) -> Item:

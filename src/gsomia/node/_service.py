@@ -89,14 +89,15 @@ class Page:
     withheld: int
 
 
-def _encode_cursor(seq: int) -> str:
-    return f"s{seq}"
+def _encode_cursor(key: int, by_added: bool = False) -> str:
+    return f"{'a' if by_added else 's'}{key}"
 
 
-def _decode_cursor(cursor: str | None) -> int:
+def _decode_cursor(cursor: str | None, by_added: bool = False) -> int:
+    """The key a cursor continues after: the store's sequence (``s``) or a date-added (``a``, TAXII)."""
     if not cursor:
         return 0
-    if not re.fullmatch(r"s\d{1,19}", cursor):
+    if not re.fullmatch(("a" if by_added else "s") + r"\d{1,19}", cursor):
         raise InvalidInputError(f"cursor {cursor!r} is not one this node issued")
     return int(cursor[1:])
 
@@ -428,7 +429,7 @@ class Node:
                 kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}")
             )
         try:
-            after = _decode_cursor(cursor)
+            after = _decode_cursor(cursor, where.by_added)
         except InvalidInputError as exc:
             raise self.kernel.refuse(kind, actor.id, None, exc) from None
         found: list[tuple[Item, bytes, AccessDecision]] = []
@@ -443,7 +444,7 @@ class Node:
             budget -= len(rows)
             consumed = 0
             for row in rows:
-                scanned_to = row.seq
+                scanned_to = (row.added_us or 0) if where.by_added else row.seq
                 consumed += 1
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
                     continue
@@ -464,7 +465,7 @@ class Node:
                 exhausted = True
                 break
         more = not exhausted and (len(found) == limit or budget <= 0)
-        return found, _encode_cursor(scanned_to) if more else None, withheld
+        return found, _encode_cursor(scanned_to, where.by_added) if more else None, withheld
 
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
