@@ -145,7 +145,7 @@ def test_hub_refuses_to_forward_without_the_originators_authorisation(net: Net) 
     net.clock.now = datetime(2016, 11, 22, tzinfo=UTC)
     own_item(net, "KOR", "h2")
     kor = net.nodes["KOR"].exchange
-    body = kor._item_body(
+    body = kor.item_body(
         {"item": "h2", "sender": "KOR", "recipient": "JPN", "via": ["USA"], "purpose": "threat-assessment"},
         _decision("tisa-2014"),
     )

@@ -19,7 +19,7 @@ from gsomia.api._models import BASE64, instant_in, item_out
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.errors import InvalidInputError
-from gsomia.node._service import Node
+from gsomia.node import Node
 from gsomia.store._duties import LabelChangeRow
 
 __all__ = ["duties_router"]

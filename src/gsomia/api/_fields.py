@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
 from gsomia.core.instants import INSTANT_PATTERN, TIMESTAMP_PATTERN
-from gsomia.node import ID_PATTERN
+from gsomia.kernel import ITEM_ID
 
 __all__ = [
     "MAX_INT",
@@ -38,6 +38,7 @@ __all__ = [
     "vocabulary",
 ]
 
+ID_PATTERN = ITEM_ID.pattern  # what an item or person id may be: the kernel's rule
 MAX_INT = 2**63 - 1  # the store's integers are signed 64-bit
 NO_NUL = r"^[^\x00]*$"
 # at least one character that is neither white space nor NUL: what "give a reason" means

@@ -143,11 +143,16 @@ def _in_words(error: Any) -> str:
     return str(error.get("msg", ""))
 
 
-def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -> None:
+def install(
+    app: FastAPI,
+    record: Callable[[str, str | None, int, str], None],
+    recorded: Callable[[BaseException], bool],
+) -> None:
     """Register the handlers that turn every error into a problem document.
 
     ``record(kind, subject, status, reason)`` audits refusals the service did not already record
-    (malformed requests rejected at the edge, unknown routes): every refusal is in the log.
+    (``recorded(error)`` says which it did; malformed requests rejected at the edge, unknown
+    routes): every refusal is in the log, once.
     """
 
     @app.exception_handler(GsomiaError)
@@ -159,7 +164,7 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
                 {"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in error.decision.checks
             ]
         title = slug.replace("-", " ").capitalize()
-        if not getattr(error, "audited", False):
+        if not recorded(error):
             record("api.refused", request.url.path, status, str(error))
         return _respond(request, status, slug, title, str(error), **extra)
 

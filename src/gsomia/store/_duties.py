@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
 from gsomia.store._federation import OutboxRow
-from gsomia.store._store import AuditRow, ItemRow, NewItem, Store, allocate_added
+from gsomia.store._store import AuditRow, InventoryEntry, ItemRow, NewItem, Store, allocate_added
 
 __all__ = [
     "DestructionRow",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 Op = Callable[[Connection], None]
-InventoryEntry = tuple[str, int, str, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -28,6 +28,7 @@ from gsomia.store import _tables as t
 
 __all__ = [
     "AuditRow",
+    "InventoryEntry",
     "InventoryRow",
     "ItemFilter",
     "ItemRow",
@@ -94,6 +95,21 @@ class ItemFilter:
     ingested_after_us: int | None = None
     added_after_us: int | None = None
     by_added: bool = False  # keyset and order on the date-added (TAXII), not the store's sequence
+
+
+class InventoryEntry(NamedTuple):
+    """One line of an item's inventory to write: where it came from, its copies, where it went.
+
+    ``party`` is the other side (the sender, the recipient, the next hop), ``actor`` the person
+    who acted (``None`` for the node itself), ``detail`` canonical JSON.
+    """
+
+    item_id: str
+    at_us: int
+    kind: str  # ingested | received | copy | translation | derivative | derived | sent | exported
+    party: str | None
+    actor: str | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +316,7 @@ class Store:
     def insert_items(
         self,
         new: Sequence[NewItem],
-        inventory: Sequence[tuple[str, int, str, str | None, str | None, str]] = (),
+        inventory: Sequence[InventoryEntry] = (),
         audit: Sequence[AuditRow] = (),
     ) -> list[int]:
         """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
@@ -331,7 +347,7 @@ class Store:
     def _inventory(
         self,
         conn: Connection,
-        entries: Sequence[tuple[str, int, str, str | None, str | None, str]],
+        entries: Sequence[InventoryEntry],
         by_id: dict[str, int],
     ) -> None:
         rows = []
@@ -352,7 +368,7 @@ class Store:
         if rows:
             conn.execute(insert(t.inventory), rows)
 
-    def add_inventory(self, entries: Sequence[tuple[str, int, str, str | None, str | None, str]]) -> None:
+    def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
             self._inventory(conn, entries, {})
 
