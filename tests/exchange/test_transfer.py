@@ -286,3 +286,77 @@ def test_exported_entries_are_not_sent_by_the_network_sender(nodes: dict[str, No
     exported(nodes)
     dead = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(503)))
     assert nodes["KOR"].exchange.deliver_due(dead) == []
+
+
+# --- the file is streamed: the signed manifest first, then the entries, within a configured size ---
+
+
+class _Counting:
+    """A file object that counts what was read from it (to prove the entries were not read)."""
+
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.inner = io.BytesIO(data)
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.read_bytes += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.inner.seek(offset, whence)
+
+
+def test_a_forged_manifest_is_refused_before_any_entry_is_read(nodes: dict[str, Node]) -> None:
+    own_item(nodes["KOR"], "k1")
+    out = exported(nodes)
+    assert out.text is not None
+    data = json.loads(out.text)
+    data["manifest"] = data["manifest"][:-8] + "AAAAAAAA"  # a forged signature
+    data["envelopes"] = data["envelopes"] + ["x" * 4_000_000]  # entries an attacker made large
+    source = _Counting(json.dumps(data).encode())
+    with pytest.raises(InvalidInputError, match="signature does not verify"):
+        transfer(nodes["JPN"]).import_stream(source)  # type: ignore[arg-type]
+    assert source.read_bytes < 1_000_000  # the manifest was checked with the entries still unread
+    assert nodes["JPN"].store.count_items() == 0
+
+
+def test_the_manifest_must_open_the_file(nodes: dict[str, Node]) -> None:
+    own_item(nodes["KOR"], "k1")
+    out = exported(nodes)
+    assert out.text is not None
+    data = json.loads(out.text)
+    reordered = json.dumps(
+        {"format": data["format"], "envelopes": data["envelopes"], "manifest": data["manifest"]}
+    )
+    with pytest.raises(InvalidInputError, match="manifest must come before the envelopes"):
+        transfer(nodes["JPN"]).import_file(reordered)
+    truncated_manifest = out.text[: out.text.index('"envelopes"') - 40]
+    with pytest.raises(InvalidInputError, match="not JSON"):
+        transfer(nodes["JPN"]).import_file(truncated_manifest)
+    assert nodes["JPN"].store.count_items() == 0
+
+
+def test_a_file_over_the_configured_size_is_refused_unread(nodes: dict[str, Node], tmp_path: Path) -> None:
+    """``max_import_bytes`` in node.toml bounds what ``gsomia import`` reads; the CLI exits 2."""
+    from typer.testing import CliRunner
+
+    from gsomia.cli import app
+    from gsomia.node._config import update_settings
+
+    jpn = nodes["JPN"].config.directory
+    update_settings(jpn, max_import_bytes=1000)
+    junk = tmp_path / "junk.json"
+    junk.write_bytes(b"A" * 5000)
+    result = CliRunner().invoke(app, ["import", "--dir", str(jpn), str(junk)])
+    assert result.exit_code == 2, result.output
+    assert "more than this node reads (1000, max_import_bytes" in result.output
+    own_item(nodes["KOR"], "k1")
+    out = exported(nodes)
+    assert out.text is not None
+    with pytest.raises(InvalidInputError, match="larger than this node reads"):
+        transfer(nodes["JPN"]).import_stream(
+            _Counting(out.text.encode() + b" " * 2000), limit=len(out.text) + 10
+        )  # type: ignore[arg-type]

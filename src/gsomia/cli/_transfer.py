@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -120,7 +121,19 @@ def import_file(
     """
     if receipts is not None:
         _writable(receipts)
-    done = _transfer(directory).import_file(_read(file, "transfer file"))
+    config = load_config(directory)
+    transfer = Transfer(Node(config).exchange)
+    try:
+        with file.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > config.max_import_bytes:  # refused before a byte of it is read
+                raise InvalidInputError(
+                    f"transfer file {file}: {size} bytes is more than this node reads "
+                    f"({config.max_import_bytes}, max_import_bytes in node.toml)"
+                )
+            done = transfer.import_stream(handle, limit=config.max_import_bytes)
+    except OSError as exc:
+        raise InvalidInputError(f"transfer file {file}: cannot read ({exc.strerror})") from exc
     if receipts is not None:
         _write(receipts, done.receipts_text)
     results = [{"status": r["status"], "reason": r["reason"]} for r in done.results]

@@ -25,12 +25,16 @@ signed receipt and marks its exported entry delivered. Every refusal is audited.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, BinaryIO
+
+import ijson  # type: ignore[import-untyped]  # a streaming JSON parser: a transfer file is never held whole
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
@@ -57,6 +61,41 @@ MANIFEST_KIND = "transfer-manifest"
 # A courier takes days, not the network's minutes: the envelopes in a file live this long.
 DEFAULT_VALIDITY = timedelta(days=14)
 _SCAN = 500  # items read from the store per query while exporting
+_IMPORT_BATCH = 100  # envelopes received per inbox batch while importing a file
+# The format and the signed manifest open the file and are read before anything else: within this
+# many bytes (a manifest names each envelope by id and digest: ~100 bytes each).
+_MAX_HEADER = 16 * 1_048_576
+
+
+class _TooLarge(Exception):
+    """A transfer file longer than the node reads (``max_import_bytes``)."""
+
+
+class _Bounded(io.RawIOBase):
+    """``source`` read through a counter: past ``limit`` bytes, reading stops with :class:`_TooLarge`."""
+
+    def __init__(self, source: BinaryIO, limit: int | None, refusal: str | None = None) -> None:
+        self.source = source
+        self.limit = limit
+        self.count = 0
+        self.refusal = refusal or (
+            f"transfer file refused: larger than this node reads ({limit} bytes, node.max_import_bytes)"
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size if size is not None and size >= 0 else 65536)
+        self.count += len(data)
+        if self.limit is not None and self.count > self.limit:
+            raise _TooLarge(self.refusal)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,59 +384,53 @@ class Transfer:
     # --- the receiver ---
 
     def import_file(self, text: str) -> Import:
-        """Verify a transfer file for this node and receive its envelopes as the inbox would."""
+        """Verify a transfer file (held in memory) for this node and receive its envelopes."""
+        return self.import_stream(io.BytesIO(text.encode()))
+
+    def import_stream(self, source: BinaryIO, *, limit: int | None = None) -> Import:
+        """Verify a transfer file for this node and receive its envelopes as the inbox would.
+
+        ``source`` is read twice, a piece at a time (memory bounded by one envelope and one batch):
+        first the signed manifest, which is checked before any entry is read, then every envelope
+        against the digest the manifest signed; only when all match are they received, in batches
+        (each checked again as it is read back). ``limit`` bounds the bytes read (the node's
+        ``max_import_bytes``): a larger file is refused, not read.
+        """
         now = self.exchange._now()
-        data = self._container(text, TRANSFER_FORMAT, {"format", "manifest", "envelopes"})
-        envelopes = data["envelopes"]
-        if not isinstance(envelopes, list) or not all(isinstance(e, str) for e in envelopes):
-            raise self._refuse("transfer.refused", "transfer file: envelopes must be a list of texts")
-        try:
-            signer, content = verify_origin(str(data["manifest"]), self.exchange._identities, now)
-        except EnvelopeError as exc:
-            raise self._refuse(
-                "transfer.refused",
-                "transfer file refused: the manifest's signature does not verify (altered, or not from a "
-                "registered partner)",
-                detail=exc.detail,
-            ) from None
-        try:
-            manifest = _manifest(content, signer)
-        except GsomiaError as exc:
-            raise self._refuse("transfer.refused", str(exc), sender=signer) from None
+        if limit is not None and limit <= _MAX_HEADER:
+            header = _Bounded(source, limit)
+        else:
+            header = _Bounded(
+                source,
+                _MAX_HEADER,
+                f"transfer file refused: the format and the signed manifest must open the file, within "
+                f"{_MAX_HEADER} bytes",
+            )
+        manifest, signer = self._read_manifest(header)
         transfer_id = manifest["id"]
-        if manifest["recipient"] != self.party:
-            raise self._refuse(
-                "transfer.refused",
-                f"transfer file refused: it is sealed for {manifest['recipient']}, not for this node "
-                f"({self.party})",
-                transfer=transfer_id,
-                sender=signer,
-            )
-        if now > manifest["expires"]:
-            raise self._refuse(
-                "transfer.refused",
-                f"transfer file refused: it expired at {manifest['expires'].isoformat()}",
-                transfer=transfer_id,
-                sender=signer,
-            )
         listed = manifest["envelopes"]
-        if len(listed) != len(envelopes):
+        count = 0
+        for index, envelope in enumerate(self._envelopes(source, limit, transfer_id, signer)):
+            self._match(listed, index, envelope, transfer_id, signer)
+            count = index + 1
+        if count != len(listed):
             raise self._refuse(
                 "transfer.refused",
                 f"transfer file refused: the manifest lists {len(listed)} envelopes, the file holds "
-                f"{len(envelopes)} (truncated or altered)",
+                f"{count} (truncated or altered)",
                 transfer=transfer_id,
                 sender=signer,
             )
-        for index, (entry, envelope) in enumerate(zip(listed, envelopes, strict=True)):
-            if _digest(envelope) != entry["sha256"]:
-                raise self._refuse(
-                    "transfer.refused",
-                    f"transfer file refused: envelope {index} is not the one the manifest signed (altered)",
-                    transfer=transfer_id,
-                    sender=signer,
-                )
-        results = tuple(self.exchange.receive(envelopes))
+        results: list[dict[str, Any]] = []
+        batch: list[str] = []
+        for index, envelope in enumerate(self._envelopes(source, limit, transfer_id, signer)):
+            self._match(listed, index, envelope, transfer_id, signer)  # the same bytes as the first pass
+            batch.append(envelope)
+            if len(batch) == _IMPORT_BATCH:
+                results.extend(self.exchange.receive(batch))
+                batch = []
+        if batch:
+            results.extend(self.exchange.receive(batch))
         counts = Counter(str(r["status"]) for r in results)
         self.kernel.store.append_audit(
             [
@@ -408,6 +441,7 @@ class Transfer:
                     "allowed",
                     transfer=transfer_id,
                     results=dict(sorted(counts.items())),
+                    at=now.isoformat(),
                 )
             ]
         )
@@ -419,7 +453,107 @@ class Transfer:
                 "receipts": [r["receipt"] for r in results if r.get("receipt")],
             }
         )
-        return Import(transfer_id, signer, results, receipts_text)
+        return Import(transfer_id, signer, tuple(results), receipts_text)
+
+    def _read_manifest(self, source: _Bounded) -> tuple[dict[str, Any], str]:
+        """The file's format and signed manifest, which come first: checked before any entry is read."""
+        now = self.exchange._now()
+        header: dict[str, str] = {}
+        try:
+            events = ijson.parse(source, use_float=True)
+            if next(events, None) != ("", "start_map", None):
+                raise ValueError("not a JSON object")
+            for prefix, event, value in events:
+                if prefix == "" and event == "map_key":
+                    if value == "envelopes":
+                        break
+                    if value not in ("format", "manifest") or value in header:
+                        raise ValueError(f"unexpected member {value!r}")
+                    _, kind, text = next(events)
+                    if kind != "string":
+                        raise ValueError(f"{value} must be a string")
+                    header[str(value)] = str(text)
+                else:
+                    raise ValueError("malformed")
+        except _TooLarge as exc:
+            raise self._refuse("transfer.refused", str(exc)) from None
+        except (ijson.JSONError, ValueError, StopIteration):
+            raise self._refuse(
+                "transfer.refused", "transfer file refused: not JSON (truncated or altered?)"
+            ) from None
+        if header.get("format") != TRANSFER_FORMAT:
+            raise self._refuse("transfer.refused", f"transfer file refused: not a {TRANSFER_FORMAT} file")
+        if "manifest" not in header:
+            raise self._refuse(
+                "transfer.refused",
+                "transfer file refused: the signed manifest must come before the envelopes",
+            )
+        try:
+            signer, content = verify_origin(header["manifest"], self.exchange._identities, now)
+        except EnvelopeError as exc:
+            raise self._refuse(
+                "transfer.refused",
+                "transfer file refused: the manifest's signature does not verify (altered, or not from a "
+                "registered partner)",
+                detail=exc.detail,
+            ) from None
+        try:
+            manifest = _manifest(content, signer)
+        except GsomiaError as exc:
+            raise self._refuse("transfer.refused", str(exc), sender=signer) from None
+        if manifest["recipient"] != self.party:
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: it is sealed for {manifest['recipient']}, not for this node "
+                f"({self.party})",
+                transfer=manifest["id"],
+                sender=signer,
+            )
+        if now > manifest["expires"]:
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: it expired at {manifest['expires'].isoformat()}",
+                transfer=manifest["id"],
+                sender=signer,
+            )
+        return manifest, signer
+
+    def _envelopes(self, source: BinaryIO, limit: int | None, transfer: str, signer: str) -> Iterator[str]:
+        """The file's envelopes, one at a time, from the start of ``source``."""
+        source.seek(0)
+        try:
+            for prefix, event, value in ijson.parse(_Bounded(source, limit), use_float=True):
+                if prefix == "envelopes.item":
+                    if event != "string":
+                        raise ValueError("an envelope must be a string")
+                    yield str(value)
+                elif prefix == "envelopes" and event not in ("start_array", "end_array"):
+                    raise ValueError("envelopes must be a list")
+                elif prefix == "" and event == "map_key" and value not in ("format", "manifest", "envelopes"):
+                    raise ValueError(f"unexpected member {value!r}")
+        except _TooLarge as exc:
+            raise self._refuse("transfer.refused", str(exc), transfer=transfer, sender=signer) from None
+        except (ijson.JSONError, ValueError):
+            raise self._refuse(
+                "transfer.refused",
+                "transfer file refused: not JSON, or its envelopes are not a list of texts "
+                "(truncated or altered?)",
+                transfer=transfer,
+                sender=signer,
+            ) from None
+
+    def _match(
+        self, listed: list[dict[str, Any]], index: int, envelope: str, transfer: str, signer: str
+    ) -> None:
+        if index >= len(listed) or _digest(envelope) != listed[index]["sha256"]:
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: envelope {index} is not the one the manifest signed (altered)"
+                if index < len(listed)
+                else f"transfer file refused: the file holds more envelopes than the {len(listed)} listed",
+                transfer=transfer,
+                sender=signer,
+            )
 
     def _container(self, text: str, fmt: str, members: set[str]) -> dict[str, Any]:
         """The outer JSON object of a transfer or receipts file, its members exactly ``members``."""
