@@ -105,7 +105,10 @@ def build(
     nodes: dict[str, Node] = {}
     for member in members:
         if not (member.directory / "node.toml").exists():
-            url = (database_urls or {}).get(member.party)
+            # each node its own database: a SQLite file in its directory unless a URL is given for it
+            url = (database_urls or {}).get(
+                member.party
+            ) or f"sqlite:///{(member.directory / 'gsomia.db').resolve()}"
             init_node_dir(member.directory, member.party, url, endpoint=member.endpoint)
         else:
             from gsomia.node._config import set_endpoint
@@ -182,12 +185,63 @@ def _wait_healthy(endpoint: str, seconds: float) -> None:
         time.sleep(0.1)
 
 
-def start(directory: Path) -> list[dict[str, Any]]:
-    """Build the network if needed and start each node as its own process."""
+def schema_urls(database_url: str, directory: Path) -> dict[str, str]:
+    """One PostgreSQL schema per party in the database ``database_url`` names, created if absent.
+
+    The schemas are named after the network's directory and the party (``gsomia_<hash>_kor``), so
+    two networks in one database never share a schema either; each node's URL sets its
+    ``search_path`` to its own. A database belongs to one node (the node claims it on first start).
+    """
+    import hashlib
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(
+            "--database-url is not a SQLAlchemy URL (postgresql+psycopg://user@host/db)"
+        ) from exc
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            "--database-url takes a PostgreSQL URL: SQLite nodes each keep their own file in their directory"
+        )
+    if "options" in url.query:
+        raise ConfigError("--database-url must not set options: each node gets its own search_path")
+    tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
+    schemas = {party: f"gsomia_{tag}_{party.lower()}" for party in PARTIES}
+    try:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for schema in schemas.values():
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        engine.dispose()
+    except SQLAlchemyError as exc:
+        raise ConfigError(
+            f"cannot create the nodes' schemas in {url.render_as_string(hide_password=True)}: "
+            f"{type(getattr(exc, 'orig', None) or exc).__name__}"
+        ) from exc
+    return {
+        party: url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+        for party, schema in schemas.items()
+    }
+
+
+def start(directory: Path, database_url: str | None = None) -> list[dict[str, Any]]:
+    """Build the network if needed and start each node as its own process.
+
+    ``database_url`` (PostgreSQL) gives each node its own schema in that database; by default each
+    node keeps a SQLite file in its directory.
+    """
     state_path = directory / STATE_FILE
     if state_path.exists() and any(_alive(n["pid"]) for n in json.loads(state_path.read_text())["nodes"]):
         raise ConfigError(f"a network is already running from {directory}; 'gsomia net down' first")
-    members = build(directory)
+    urls = schema_urls(database_url, directory) if database_url else None
+    members = build(directory, database_urls=urls)
     running: list[dict[str, Any]] = []
     for member in members:
         with open(

@@ -126,3 +126,37 @@ def test_files_and_directories_are_private_and_links_are_never_followed(tmp_path
     with pytest.raises(ConfigError):
         set_endpoint(directory, "http://127.0.0.1:1")  # the link's target is not a node.toml
     assert target.read_text(encoding="utf-8") == "precious"
+
+
+def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
+    tmp_path: Path, postgres_status: str | None
+) -> None:
+    """`gsomia net up --database-url URL` (or GSOMIA_DATABASE_URL): three nodes, each its own schema."""
+    import sqlalchemy
+    from tests.conftest import POSTGRES_URL
+
+    from gsomia import network
+
+    if postgres_status is not None:
+        pytest.skip(f"PostgreSQL absent: {postgres_status}")
+    urls = network.schema_urls(POSTGRES_URL, tmp_path / "net")
+    try:
+        members = network.build(tmp_path / "net", database_urls=urls)
+        nodes = network.open_nodes(members, FakeClock())
+        try:
+            assert len({n.config.database_url for n in nodes.values()}) == 3
+            for party, node in nodes.items():
+                assert {p.nationality for p in node.people()} == {party}  # only its own people
+                assert node.audit.verify().ok
+        finally:
+            for node in nodes.values():
+                node.close()
+        with pytest.raises(ConfigError, match="PostgreSQL URL"):
+            network.schema_urls(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "net")
+    finally:
+        admin = sqlalchemy.create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            for url in urls.values():
+                schema = url.rsplit("search_path%3D", 1)[-1].rsplit("search_path=", 1)[-1]
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()

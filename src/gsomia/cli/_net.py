@@ -16,9 +16,20 @@ NetDir = Annotated[Path, typer.Option("--dir", help="Directory holding the three
 
 @net_app.command("up")
 @guard
-def net_up(directory: NetDir, as_json: JsonOpt = False) -> None:
+def net_up(
+    directory: NetDir,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GSOMIA_DATABASE_URL",
+            help="PostgreSQL URL: each node gets its own schema in that database (default: a SQLite "
+            "file in each node's directory). The password, if any, is kept out of node.toml.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Create (or reuse) KOR, JPN and USA nodes, exchange their keys, start each as a process."""
-    running = network.start(directory)
+    running = network.start(directory, database_url)
     if as_json:
         emit(running)
         return
