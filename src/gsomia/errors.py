@@ -27,6 +27,7 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── ProofError             a Merkle proof or a log does not verify (tampering, a fork)
     ├── EnvelopeError          an envelope or origin signature was refused (opaque; detail audited)
     ├── StoreError             the store failed; nothing was half-written
+    ├── UnavailableError       a service the node relies on (the stream's NATS bus) is out of reach
     └── LinkError              a stream link frame was refused (replay, reorder, gap, tamper)
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "ReleaseRefused",
     "StoreError",
     "TrackError",
+    "UnavailableError",
     "UnknownNameError",
     "UnsupportedMediaTypeError",
 ]
@@ -152,6 +154,13 @@ class ConfigError(GsomiaError):
 
 class StoreError(GsomiaError):
     """The store failed; the transaction was rolled back, nothing was half-written."""
+
+
+class UnavailableError(GsomiaError):
+    """A service the node relies on (the stream's NATS bus) is out of reach and cannot take more now.
+
+    Nothing was lost silently: the caller is told to retry (HTTP 503).
+    """
 
 
 class InvalidInputError(GsomiaError, ValueError):

@@ -69,7 +69,11 @@ def ingest_received(call: Call, token: str, item_id: str = "kor-1", **label: Any
 
 
 def test_health_and_openapi(call: Call) -> None:
-    assert call("GET", "/healthz").json() == {"status": "ok", "party": "JPN"}
+    assert call("GET", "/healthz").json() == {
+        "status": "ok",
+        "party": "JPN",
+        "bus": {"kind": "in-process", "state": "connected"},
+    }
     spec = call("GET", "/openapi.json").json()
     assert "/items" in spec["paths"]
     assert "/decisions" in spec["paths"]

@@ -123,5 +123,5 @@ def test_the_allowed_skew_is_read_from_node_toml_and_checked(tmp_path: Path) -> 
     assert load_config(config.directory).max_clock_skew == timedelta(seconds=45)
     for bad in ("-1", "3601", "1.5", '"60"'):
         _allow_skew(config.directory, bad)
-        with pytest.raises(ConfigError, match="max_clock_skew_seconds must be a whole number"):
+        with pytest.raises(ConfigError, match="max_clock_skew_seconds"):
             load_config(config.directory)

@@ -37,7 +37,7 @@ def make_bus(request: pytest.FixtureRequest) -> Callable[[], Bus]:
 
 async def _take(subscription: object, n: int) -> list[bytes]:
     out = []
-    async for message in subscription:  # type: ignore[attr-defined]
+    async for _, message in subscription:  # type: ignore[attr-defined]
         out.append(message)
         if len(out) == n:
             break

@@ -241,9 +241,12 @@ def create_app(
     app.state.stream = stream
 
     @app.get("/healthz", tags=["node"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the node answers and knows its party."""
-        return {"status": "ok", "party": node.party}
+    def healthz() -> dict[str, Any]:
+        """Liveness: the node answers and knows its party; ``degraded`` while the stream's bus is not
+        connected (its state, and how much of its outage buffer is used, under ``bus``)."""
+        bus = stream.bus.health()
+        status = "ok" if bus.get("state") == "connected" else "degraded"
+        return {"status": status, "party": node.party, "bus": bus}
 
     def _level_name(text: str | None) -> str | None:
         """A level given by name or alias, as the store keeps it (its national name)."""

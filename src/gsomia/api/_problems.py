@@ -36,6 +36,7 @@ from gsomia.errors import (
     PayloadTooLargeError,
     ReleaseRefused,
     StoreError,
+    UnavailableError,
     UnknownNameError,
     UnsupportedMediaTypeError,
 )
@@ -59,6 +60,7 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
     (DataFileError, 422, "invalid-data"),
     (AgreementError, 422, "invalid-agreement-event"),
     (StoreError, 503, "store-unavailable"),
+    (UnavailableError, 503, "service-unavailable"),
     (ConfigError, 500, "node-misconfigured"),
 )
 

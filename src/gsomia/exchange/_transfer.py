@@ -473,6 +473,8 @@ class Transfer:
                     if kind != "string":
                         raise ValueError(f"{value} must be a string")
                     header[str(value)] = str(text)
+                    if value == "format" and text != TRANSFER_FORMAT:
+                        break  # another kind of file: said below
                 else:
                     raise ValueError("malformed")
         except _TooLarge as exc:

@@ -304,6 +304,17 @@ class Store:
         """The database URL without its password, to name it in a message."""
         return _redacted(self.url)
 
+    @staticmethod
+    def head() -> str:
+        """The newest migration this gsomia ships (what ``migrate`` brings a database to)."""
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(files("gsomia.store") / "migrations"))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        assert head is not None  # noqa: S101 - the package ships its migrations
+        return head
+
     def revision(self) -> str | None:
         with self._read() as conn:
             try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Depends, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -83,9 +83,22 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         }
 
     @router.get("/stream/tracks/sse", response_class=StreamingResponse)
-    async def follow_sse(person: Caller) -> StreamingResponse:
-        """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``)."""
-        tracks = await stream.subscribe(person, "sse")
+    async def follow_sse(
+        person: Caller,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                pattern=r"^[0-9]{1,18}$",
+                description="Resume after this event (what the bus still holds is sent first).",
+            ),
+        ] = None,
+    ) -> StreamingResponse:
+        """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``).
+
+        A client that reconnects with ``Last-Event-ID`` resumes where it was."""
+        after = None if last_event_id is None else int(last_event_id)
+        tracks = await stream.subscribe(person, "sse", after)
 
         async def events() -> AsyncIterator[bytes]:
             # a comment every KEEPALIVE_S keeps idle proxies from closing the stream and lets a

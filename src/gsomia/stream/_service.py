@@ -41,7 +41,14 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseReq
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
 from gsomia.crypto.envelope import verify_origin
-from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, LabelError, LinkError
+from gsomia.errors import (
+    AccessDenied,
+    GsomiaError,
+    InvalidInputError,
+    LabelError,
+    LinkError,
+    UnavailableError,
+)
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow
@@ -544,6 +551,9 @@ class StreamService:
             await self._receive_track(sender, group, entry)
         except LinkError:
             raise
+        except UnavailableError as exc:  # this node's bus is full: the peer did nothing wrong
+            self.stats.refused += 1
+            _log.warning("track from %s not emitted: %s", sender, exc)
         except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # authenticated, yet not a track this node can read: the peer is broken
             raise LinkError(
@@ -668,16 +678,19 @@ class StreamService:
             created=self.kernel.clock(),
         )
 
-    async def subscribe(self, person: Person, channel: str) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-        """Tracks this person may read, as (sequence number, track); refused (and audited) up front
-        if the person could not read the stream at all."""
+    async def subscribe(
+        self, person: Person, channel: str, after: int | None = None
+    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """Tracks this person may read, as (the bus's sequence number, track); refused (and audited)
+        up front if the person could not read the stream at all. ``after`` resumes after that
+        number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
         if not self._started:
             await self.start()
         decision = self.kernel.decide_read(person, self.stream_label())
         if not decision.allowed:
             raise self.kernel.refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
         await self._audit(self._row(f"stream.{channel}", person.id, None, "subscribed"))
-        subscription = await self.bus.subscribe()
+        subscription = await self.bus.subscribe(after)
         return self._consume(person, subscription)
 
     async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, dict[str, Any]]]:
@@ -685,7 +698,7 @@ class StreamService:
         gate = self.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         generation = gate.generation
         try:
-            async for raw in subscription:
+            async for seq, raw in subscription:
                 message = self._decode(raw)
                 key = message["lk"]
                 if gate.current() != generation:  # a visit began or ended: decide every label again
@@ -700,7 +713,7 @@ class StreamService:
                         failed = [c._asdict() for c in decision.failed()]
                         await self._audit(self._row("stream.read", person.id, None, "refused", checks=failed))
                 if allowed:
-                    yield int(message["id"]), message["track"]
+                    yield seq, message["track"]
         finally:
             await subscription.close()
 
