@@ -31,15 +31,15 @@ from gsomia._codec import (
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
+from gsomia.api._stream import stream_router
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
-from gsomia.stream._api import stream_router
-from gsomia.stream._service import StreamService
-from gsomia.taxii._server import taxii_router
+from gsomia.stream import StreamService
+from gsomia.taxii import taxii_router
 from gsomia.ui import SESSION_COOKIE, ui_router
 
 __all__ = ["create_app"]

@@ -15,8 +15,7 @@ from gsomia._codec import label_to_dict, person_to_dict
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
-from gsomia.node import Item, Node, init_node_dir
-from gsomia.node._config import set_endpoint
+from gsomia.node import Item, Node, init_node_dir, set_endpoint
 from gsomia.store import ItemFilter
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
