@@ -29,8 +29,7 @@ import uvicorn
 from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
 from gsomia.errors import ConfigError
-from gsomia.node import Node, init_node_dir, load_config
-from gsomia.node._service import Clock, system_clock
+from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, system_clock
 
 __all__ = ["PARTIES", "NetNode", "build", "open_nodes", "serve_in_threads", "start", "status", "stop"]
 
@@ -111,8 +110,6 @@ def build(
             ) or f"sqlite:///{(member.directory / 'gsomia.db').resolve()}"
             init_node_dir(member.directory, member.party, url, endpoint=member.endpoint)
         else:
-            from gsomia.node._config import set_endpoint
-
             set_endpoint(member.directory, member.endpoint)
         node = Node(load_config(member.directory), clock=clock)
         nodes[member.party] = node

@@ -20,7 +20,7 @@ from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
-from gsomia.store._duties import LabelChangeRow
+from gsomia.store import LabelChangeRow
 
 __all__ = ["duties_router"]
 

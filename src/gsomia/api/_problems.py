@@ -36,6 +36,7 @@ from gsomia.errors import (
     PayloadTooLargeError,
     ReleaseRefused,
     StoreError,
+    TransportError,
     UnavailableError,
     UnknownNameError,
     UnsupportedMediaTypeError,
@@ -60,6 +61,7 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
     (DataFileError, 422, "invalid-data"),
     (AgreementError, 422, "invalid-agreement-event"),
     (StoreError, 503, "store-unavailable"),
+    (TransportError, 502, "partner-unreachable"),
     (UnavailableError, 503, "service-unavailable"),
     (ConfigError, 500, "node-misconfigured"),
 )

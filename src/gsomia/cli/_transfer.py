@@ -12,7 +12,7 @@ import typer
 from gsomia._files import write_private
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard
 from gsomia.errors import ConfigError, InvalidInputError
-from gsomia.exchange._transfer import DEFAULT_VALIDITY, Transfer
+from gsomia.exchange import DEFAULT_VALIDITY, Transfer
 from gsomia.node import Node, load_config
 
 
