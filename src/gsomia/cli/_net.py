@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from gsomia import network
 from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.errors import ConfigError
 
 net_app = typer.Typer(help="Start, watch and stop a three-nation network on loopback.", no_args_is_help=True)
 NetDir = Annotated[Path, typer.Option("--dir", help="Directory holding the three nodes.")]
@@ -67,3 +69,35 @@ def net_down(directory: NetDir, as_json: JsonOpt = False) -> None:
         console().print(
             f"{node['party']}  pid {node['pid']}  {'still alive!' if node['alive'] else 'stopped'}"
         )
+
+
+PartyArg = Annotated[str, typer.Argument(help="KOR, JPN or USA.")]
+
+
+@net_app.command("endpoint")
+@guard
+def net_endpoint(directory: NetDir, party: PartyArg) -> None:
+    """Print one node's URL (for --endpoint), e.g. JPN=$(gsomia net endpoint --dir ./net JPN)."""
+    for node in network.status(directory):
+        if node["party"] == party.upper():
+            print(node["endpoint"])
+            return
+    raise ConfigError(f"no {party.upper()} node in the network at {directory}")
+
+
+@net_app.command("token")
+@guard
+def net_token(
+    directory: NetDir,
+    party: PartyArg,
+    person: Annotated[str, typer.Argument(help="admin, officer or analyst.")] = "analyst",
+) -> None:
+    """Print the API token of one of a node's people (for --token), from <party>/tokens.json."""
+    path = directory / party.lower() / "tokens.json"
+    try:
+        tokens = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: no tokens here; run 'gsomia net up --dir {directory}' first") from exc
+    if person not in tokens:
+        raise ConfigError(f"{path} has no token for {person!r}; it has: {', '.join(sorted(tokens))}")
+    print(tokens[person])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import sys
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -104,6 +105,12 @@ def node_serve(
     )
     stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    console().print(
+        f"{node.party} node serving on {base} (API; OpenAPI at {base}/openapi.json), "
+        f"dashboard at {base}/ui; stop with Ctrl-C"
+    )
+    sys.stdout.flush()
     uvicorn.run(
         create_app(node, sender=sender, stream=stream),
         host=host,
@@ -276,8 +283,11 @@ def outbox_list(
         emit(data)
         return
     for d in data:
+        what = f"item {d['item_id']}" if d["item_id"] else str(d["kind"])  # tree heads, duties have no item
+        receipt = f"receipt from {d['recipient']}" if d["receipt"] else "no receipt yet"
         console().print(
-            f"{d['msg_id']}  {d['item_id']}  → {d['final_recipient']}  {d['state']}  {d['last_error'] or ''}"
+            f"{d['msg_id']}  {what}  → {d['final_recipient']}  {d['state']}  {receipt}"
+            + (f"  ({d['last_error']})" if d["last_error"] else "")
         )
 
 

@@ -1,0 +1,63 @@
+"""``gsomia samples``: the example files the README's commands use, written where you are.
+
+A new user following the README needs a label, a payload and a what-if events file before the
+commands that read them; this writes them (refusing to overwrite a file of the same name).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gsomia._files import write_private
+from gsomia.cli._common import console, guard
+from gsomia.errors import ConfigError, InvalidInputError
+
+# A KOR item the README ingests at JPN (received under GSOMIA) and at KOR's own node, then releases
+# directly to JPN and through the US hub under TISA: releasable to both, within TISA's scope.
+LABEL = {
+    "originator": "KOR",
+    "classification": "군사II급비밀",
+    "releasable_to": ["JPN", "USA"],
+    "purpose": "threat-assessment",
+    "topics": ["dprk-missile"],
+    "created": "2024-02-01T09:00:00+09:00",
+}
+TRACK = {
+    "track_id": "kor-2019-08-24-1",
+    "launch": {"lat": 39.7, "lon": 127.5, "time": "2019-08-24T06:45:00+09:00"},
+    "impact": {"lat": 40.1, "lon": 130.6, "time": "2019-08-24T06:52:00+09:00"},
+    "missile_class": "SRBM",
+    "apogee_km": 97,
+    "range_km": 380,
+}
+EVENTS = """\
+# A what-if: the agreement ended on 2021-06-01 (hypothetical; not on the public record).
+[[events]]
+id = "end-2021"
+kind = "terminated"
+at = 2021-06-01
+party = "KOR"
+reference = "hypothetical: KOR ends the agreement"
+"""
+SAMPLES = {
+    "label.json": json.dumps(LABEL, ensure_ascii=False, indent=2) + "\n",
+    "track.json": json.dumps(TRACK, indent=2) + "\n",
+    "my-events.toml": EVENTS,
+}
+
+
+@guard
+def samples(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write them.")] = Path(),
+) -> None:
+    """Write label.json, track.json and my-events.toml, the examples the README's commands read."""
+    for name, text in SAMPLES.items():
+        try:
+            write_private(directory / name, text.encode(), exclusive=True)
+        except ConfigError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        console().print(f"wrote {directory / name}")
