@@ -30,6 +30,11 @@ class _In(BaseModel):
 
 
 class DeriveIn(_In):
+    """A copy, translation or derivative: at most one of ``payload`` and ``payload_base64`` (neither
+    keeps the source's payload)."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["payload", "payload_base64"]}})
+
     kind: Literal["copy", "translation", "derivative"]
     also: list[Id] = Field(
         default_factory=list, max_length=100, description="Further sources of a derivative."

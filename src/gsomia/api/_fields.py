@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BeforeValidator, Field, StrictBool, StringConstraints
 
 from gsomia.core.instants import INSTANT_PATTERN, TIMESTAMP_PATTERN
 from gsomia.kernel import ITEM_ID
@@ -87,6 +87,15 @@ PATTERN_WORDS = {
     r"^[A-Z]{3}$": "is not a party code (three capital letters, e.g. JPN)",
 }
 
-Int = StrictInt  # JSON's true is not 1
+
+def _whole_number(value: Any) -> Any:
+    """JSON's 2 and 2.0 are the same integer (JSON Schema says so); true and "2" are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    return value
+
+
+# JSON's true is not 1, nor "2" a number; 2.0 is 2 (strict=False lets pydantic take it as such)
+Int = Annotated[int, BeforeValidator(_whole_number), Field(strict=False)]
 Bool = StrictBool  # nor is 1 true
 Seq = Annotated[int, Field(ge=0, le=MAX_INT)]

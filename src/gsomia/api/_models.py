@@ -13,6 +13,7 @@ from gsomia.api._fields import (
     Classification,
     Id,
     Instant,
+    Int,
     Party,
     RoleName,
     Words,
@@ -132,7 +133,9 @@ class PersonOut(BaseModel):
 
 
 class TokenIn(_In):
-    days: int = Field(default=30, ge=1, le=365, description="Lifetime in days (a whole number).")
+    days: Annotated[Int, Field(ge=1, le=365)] = Field(
+        default=30, description="Lifetime in days (a whole number)."
+    )
 
 
 class TokenOut(BaseModel):

@@ -32,6 +32,8 @@ RULES: dict[str, tuple[str, ...]] = {
         "already marks this item",  # two alternative labels for one party that differ
     ),
     "POST /visits": ("a visit ends after it starts",),
+    "GET /audit/consistency": ("first must not exceed second",),
+    "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
 }
 
 
@@ -63,8 +65,8 @@ def _label(
 ) -> dict[str, Any]:
     """One originator's label: its levels; ``releasable_to`` must name that party if given."""
     parties = sorted(catalogue.parties)
-    rel = _array({"type": "string", "enum": parties})
-    caveats = _array(_strings())
+    rel: dict[str, Any] = _array({"type": "string", "enum": parties})
+    caveats: dict[str, Any] = _array(_strings())
     if releasable_to is not None:
         rel["contains"] = {"const": releasable_to}
         # a NOFORN item is never held abroad (caveats are read in any case)
@@ -88,12 +90,13 @@ def _label(
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["originator", "classification", "purpose", "created"],
+        "required": ["originator", "classification", "purpose", "created"]
+        + (["releasable_to"] if releasable_to is not None else []),
         "properties": {
             "policy": {"anyOf": [{"const": "gsomia"}, {"type": "null"}]},
             "originator": {"const": originator},
             "classification": {"type": "string", "enum": sorted(levels)},
-            "releasable_to": {"anyOf": [rel, {"type": "null"}]},
+            "releasable_to": rel if releasable_to is not None else {"anyOf": [rel, {"type": "null"}]},
             "caveats": {"anyOf": [caveats, {"type": "null"}]},
             "purpose": _strings(),
             "topics": {"anyOf": [_array(_strings()), {"type": "null"}]},
@@ -122,12 +125,16 @@ def label_schema(catalogue: Catalogue) -> dict[str, Any]:
 def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /items``: the node's own item, or one received under an agreement that maps its level."""
     common = {k: v for k, v in base["properties"].items() if k not in ("label", "received_from", "agreement")}
+    common["payload"] = {"description": "Any JSON value but null", "not": {"type": "null"}}
+    common["payload_base64"] = {k: v for k, v in common["payload_base64"]["anyOf"][0].items()}
+    exactly_one = {"oneOf": [{"required": ["payload"]}, {"required": ["payload_base64"]}]}
     absent = {"type": "null"}
     branches = [
         {
             "type": "object",
             "additionalProperties": False,
             "required": ["label"],
+            **exactly_one,
             "properties": {
                 **common,
                 "label": _label(catalogue, party, _levels(catalogue, party), alternatives=False),
@@ -153,6 +160,7 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["label", "received_from", "agreement"],
+                    **exactly_one,
                     "properties": {
                         **common,
                         "label": _label(

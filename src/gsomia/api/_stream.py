@@ -21,7 +21,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.core.access import Person, Role
-from gsomia.core.instants import parse_instant
+from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
+from gsomia.core.tracks import MAX_POINTS
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError
 from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
@@ -29,6 +30,72 @@ __all__ = ["stream_router"]
 
 _POLICY_VIOLATION = 1008
 KEEPALIVE_S = 1.0
+
+
+def _fix_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["lat", "lon", "time"],
+        "properties": {
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "time": {"type": "string", "pattern": TIMESTAMP_PATTERN},
+        },
+    }
+
+
+def _point_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["t", "lat", "lon", "alt_m", "speed_mps"],
+        "properties": {
+            "t": {"type": "string", "pattern": TIMESTAMP_PATTERN},
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "alt_m": {"type": "number", "minimum": -500, "maximum": 5_000_000},
+            "speed_mps": {"type": "number", "minimum": 0, "maximum": 20_000},
+        },
+    }
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+# What parse_track_update accepts, stated (samples in time order: the operation's x-gsomia-rules).
+_TRACK_BODY = _body(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["track_id", "update_ts", "launch", "points", "missile_class", "quality", "final"],
+        "properties": {
+            "track_id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"},
+            "originator": {"type": "string", "description": "this node's party, if given"},
+            "update_ts": {"type": "string", "pattern": TIMESTAMP_PATTERN},
+            "launch": _fix_schema(),
+            "impact": {"anyOf": [_fix_schema(), {"type": "null"}]},
+            "points": {"type": "array", "maxItems": MAX_POINTS, "items": _point_schema()},
+            "missile_class": {"type": "string", "pattern": r"^[A-Za-z0-9 .,()/+_-]{1,64}$"},
+            "quality": {"type": "number", "minimum": 0, "maximum": 1},
+            "final": {"type": "boolean"},
+        },
+    }
+)
+_PARTY = {"type": "string", "pattern": "^[A-Z]{3}$", "x-gsomia-vocabulary": "party"}
+_AUTHORISATION_BODY = _body(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["recipient"],
+        "properties": {
+            "recipient": _PARTY,
+            "hub": _PARTY,
+            "expires": {"anyOf": [{"type": "string", "pattern": TIMESTAMP_PATTERN}, {"type": "null"}]},
+        },
+    }
+)
 
 
 def _sse(seq: int, track: dict[str, Any]) -> bytes:
@@ -56,14 +123,17 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
     router = APIRouter(tags=["stream"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
-    @router.post("/stream/tracks", status_code=202)
+    @router.post("/stream/tracks", status_code=202, openapi_extra=_TRACK_BODY)
     async def publish(person: Caller, body: Annotated[Any, Body()]) -> dict[str, Any]:
         """Publish one track update at this, the originating, node (the dashboard's JSON shape)."""
         return await stream.publish(person, body)
 
-    @router.post("/stream/authorisations", status_code=201)
+    @router.post("/stream/authorisations", status_code=201, openapi_extra=_AUTHORISATION_BODY)
     def authorise(person: Caller, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """Record this node's standing authorisation for a hub to relay its tracks to a recipient."""
+        unknown = sorted(set(body) - {"recipient", "hub", "expires"})
+        if unknown:
+            raise InvalidInputError(f"unknown field(s) {', '.join(unknown)}: give recipient, hub, expires")
         expires_text = body.get("expires")
         expires: datetime | None = None
         if expires_text is not None:
@@ -86,13 +156,13 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
     async def follow_sse(
         person: Caller,
         last_event_id: Annotated[
-            str | None,
+            str,  # noqa: RUF013 - str, not str | None: the document states a number, never null
             Header(
                 alias="Last-Event-ID",
                 pattern=r"^[0-9]{1,18}$",
                 description="Resume after this event (what the bus still holds is sent first).",
             ),
-        ] = None,
+        ] = None,  # type: ignore[assignment]  # absent: start with the next track
     ) -> StreamingResponse:
         """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``).
 

@@ -183,7 +183,7 @@ class AuditLog:
         """The proof that the tree of size ``second`` extends the one of size ``first``."""
         size = self.size()
         if second > size:
-            raise InvalidInputError(f"the log has {size} entries, not {second}")
+            raise NotFoundError(f"no tree of size {second}: the log has {size} entries")
         ranges = consistency_subtrees(first, second)
         node = self._source(ranges)
         return [range_hash(a, b, node).hex() for a, b in ranges]

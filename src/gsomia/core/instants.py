@@ -14,6 +14,7 @@ from gsomia.errors import InstantError
 
 __all__ = [
     "INSTANT_PATTERN",
+    "RFC3339_PART",
     "TIMESTAMP_PATTERN",
     "add_months",
     "epoch_us",
@@ -46,6 +47,11 @@ _TIME = (
 INSTANT_PATTERN = rf"^{_DATE}(?:{_TIME})?$"
 # An instant that must carry its time and offset (a label's ``created``): no bare date.
 TIMESTAMP_PATTERN = rf"^{_DATE}{_TIME}$"
+# RFC 3339 as STIX and TAXII write it: seconds always, any number of decimals (no anchors: a part).
+RFC3339_PART = (
+    rf"{_DATE}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 _INSTANT = re.compile(INSTANT_PATTERN)
 
 

@@ -42,7 +42,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.core.access import AccessDecision, Person
-from gsomia.core.instants import epoch_us
+from gsomia.core.instants import RFC3339_PART, epoch_us
 from gsomia.core.policy import Check
 from gsomia.errors import (
     AccessDenied,
@@ -225,6 +225,9 @@ def max_content_length(node: Node) -> int:
     return node.config.max_payload_bytes * 2 + 64 * 1024
 
 
+_VERSION = rf"(?:first|last|all|{RFC3339_PART})"  # one value of match[version]
+
+
 def _limit(limit: int) -> int:
     """TAXII 2.1 lets a server answer fewer objects than asked: a limit is clamped, never refused."""
     return max(1, min(limit, MAX_PAGE))
@@ -336,7 +339,10 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     Limit = Annotated[int, Query()]  # noqa: N806 - a type alias
     MatchId = Annotated[str | None, Query(alias="match[id]")]  # noqa: N806
     MatchType = Annotated[str | None, Query(alias="match[type]")]  # noqa: N806
-    MatchVersion = Annotated[str | None, Query(alias="match[version]")]  # noqa: N806
+    MatchVersion = Annotated[  # noqa: N806
+        str | None, Query(alias="match[version]", pattern=rf"^{_VERSION}(?:,{_VERSION})*$")
+    ]
+    AddedAfter = Annotated[str | None, Query(pattern=rf"^{RFC3339_PART}$")]  # noqa: N806
     MatchSpec = Annotated[str | None, Query(alias="match[spec_version]")]  # noqa: N806
 
     @router.get("/")
@@ -381,7 +387,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def get_objects(
         collection_id: str,
         person: Caller,
-        added_after: str | None = None,
+        added_after: AddedAfter = None,
         match_id: MatchId = None,
         match_type: MatchType = None,
         match_version: MatchVersion = None,
@@ -401,7 +407,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def get_manifest(
         collection_id: str,
         person: Caller,
-        added_after: str | None = None,
+        added_after: AddedAfter = None,
         match_id: MatchId = None,
         match_type: MatchType = None,
         match_version: MatchVersion = None,
