@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StrictBool, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from gsomia.core.instants import INSTANT_PATTERN, TIMESTAMP_PATTERN
 from gsomia.kernel import ITEM_ID
@@ -26,7 +26,6 @@ __all__ = [
     "Classification",
     "Id",
     "Instant",
-    "Int",
     "Party",
     "Purpose",
     "RoleName",
@@ -36,6 +35,7 @@ __all__ = [
     "Topic",
     "Words",
     "vocabulary",
+    "whole_number",
 ]
 
 ID_PATTERN = ITEM_ID.pattern  # what an item or person id may be: the kernel's rule
@@ -88,14 +88,14 @@ PATTERN_WORDS = {
 }
 
 
-def _whole_number(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     """JSON's 2 and 2.0 are the same integer (JSON Schema says so); true and "2" are not numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a whole number")
     return value
 
 
-# JSON's true is not 1, nor "2" a number; 2.0 is 2 (strict=False lets pydantic take it as such)
-Int = Annotated[int, BeforeValidator(_whole_number), Field(strict=False)]
+# A whole number as a request field: Annotated[int, Field(bounds...), BeforeValidator(whole_number),
+# Field(strict=False)] (the bounds before the validator, or the schema loses them).
 Bool = StrictBool  # nor is 1 true
 Seq = Annotated[int, Field(ge=0, le=MAX_INT)]

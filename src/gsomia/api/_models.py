@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gsomia._codec import label_to_dict
 from gsomia.api._fields import (
@@ -13,10 +13,10 @@ from gsomia.api._fields import (
     Classification,
     Id,
     Instant,
-    Int,
     Party,
     RoleName,
     Words,
+    whole_number,
 )
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
@@ -133,9 +133,12 @@ class PersonOut(BaseModel):
 
 
 class TokenIn(_In):
-    days: Annotated[Int, Field(ge=1, le=365)] = Field(
-        default=30, description="Lifetime in days (a whole number)."
-    )
+    days: Annotated[
+        int,
+        Field(ge=1, le=365, description="Lifetime in days (a whole number)."),  # before the validator,
+        BeforeValidator(whole_number),  # or the schema loses the bounds
+        Field(strict=False),
+    ] = 30
 
 
 class TokenOut(BaseModel):
