@@ -39,7 +39,7 @@ from gsomia.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from gsomia.exchange import Exchange
+from gsomia.exchange import Exchange, PeerTransport
 from gsomia.kernel import (
     Clock,
     Item,
@@ -51,6 +51,7 @@ from gsomia.kernel import (
     system_clock,
 )
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
+from gsomia.node._runtime import NodeRuntime
 from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem, Store, TokenRow
 
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
@@ -158,6 +159,30 @@ class Node:
 
     def close(self) -> None:
         self.store.close()
+
+    # --- what a partner asks this node (PeerService: the routes and the in-memory transport) ---
+
+    def inbox(self, envelopes: Sequence[str]) -> list[dict[str, Any]]:
+        """Envelopes from partner nodes: each opened, decided, stored once and receipted."""
+        return self.exchange.receive(envelopes)
+
+    def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
+        """The proof that this node's log of size ``second`` extends the one of size ``first``."""
+        if first > second:
+            raise InvalidInputError("first must not exceed second")
+        return {"first": first, "second": second, "proof": self.audit.consistency(first, second)}
+
+    def inclusion_proof(self, entry: str) -> dict[str, Any]:
+        """An entry a partner may see (its own envelope's record) with its inclusion proof."""
+        return self.audit.inclusion(entry, public=True)
+
+    def runtime(
+        self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
+    ) -> NodeRuntime:
+        """The background loops over ``transport`` (HTTP by default), not yet started."""
+        return NodeRuntime(
+            self.exchange, self.audit, self.heads, transport, interval=interval, head_every=head_every
+        )
 
     # --- the kernel's decisions, for the shells ---
 

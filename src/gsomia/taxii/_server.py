@@ -54,9 +54,8 @@ from gsomia.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from gsomia.node._service import MAX_PAGE, Item, Node
-from gsomia.store import ItemFilter
-from gsomia.store._taxii import StatusRow, TaxiiStore
+from gsomia.node import MAX_PAGE, Item, Node
+from gsomia.store import ItemFilter, StatusRow, TaxiiStore
 from gsomia.taxii._stix import (
     STIX_MEDIA_TYPE,
     import_objects,
