@@ -133,7 +133,7 @@ def test_the_readme_is_read_as_a_new_user_would() -> None:
     commands = [c.text.split(" #")[0].strip() for block in readme_commands() for c in block]
     assert commands[0] == "gsomia samples"
     assert any(SERVE.match(c) for c in commands)
-    assert commands[-1] == "gsomia net down --dir ./net"
+    assert "gsomia net down --dir ./net" in commands  # the README stops the network it started
     placeholders = re.compile(r"\[--|PORT|TOKEN|ENTRY_ID|MSG_ID|--kid KID|\.\.\.")
     assert not [c for c in commands if placeholders.search(c)]  # every command runs as written
 

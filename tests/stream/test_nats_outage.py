@@ -161,7 +161,7 @@ def test_tracks_published_during_an_outage_arrive_once_in_order_when_nats_is_bac
 def test_past_the_bound_a_publish_is_refused_not_lost_silently(nats: OwnNats) -> None:
     got = asyncio.run(_outage(nats, rate_per_s=200, outage_s=2.0, limit=5))
     assert got["refused"] > 0  # said so to the publisher (503 over HTTP)
-    assert got["held"] == 5
+    assert got["held"] <= 5  # never more than the bound
     assert got["received"] == got["published"]  # what was accepted arrived, in order
 
 
