@@ -57,6 +57,7 @@ from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, New
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 MAX_PAGE = 1000
+_FITTED_STEP = 100
 MAX_TOKEN_DAYS = 365
 
 
@@ -467,7 +468,8 @@ class Node:
         exhausted = full = False
         budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
         while len(found) < limit and budget > 0 and not full:
-            size = min(limit, budget)
+            # a page that may fill before ``limit`` items (``fits``) reads the store in small steps
+            size = min(limit, budget) if fits is None else min(limit, budget, _FITTED_STEP)
             rows = self.store.list_items(where, scanned_to, size, with_payload=keep is not None)
             budget -= len(rows)
             consumed = 0
