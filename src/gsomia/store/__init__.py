@@ -35,6 +35,7 @@ from gsomia.store._store import (
     Store,
     TokenRow,
 )
+from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
     "KEYS",
@@ -61,7 +62,9 @@ __all__ = [
     "PartnerHeadRow",
     "PeerRow",
     "SharedState",
+    "StatusRow",
     "Store",
+    "TaxiiStore",
     "TokenRow",
     "VisitRow",
 ]

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError
-from gsomia.stream._service import LINK_PATH, StreamService, parse_feed_message
+from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
 
