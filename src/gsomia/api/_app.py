@@ -28,6 +28,7 @@ from gsomia._codec import (
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
+from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
@@ -190,6 +191,7 @@ def create_app(
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
+    app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader))
     app.state.stream = stream
 
