@@ -48,7 +48,7 @@ MAX_CLOCK_SKEW_S = 3600  # beyond an hour, a clock is broken, not skewed: fix it
 DEFAULT_ENDPOINT = "http://127.0.0.1:8443"
 CONFIG_FILE = "node.toml"
 KEY_FILE = "node.key"
-KEYRING_FILE = "keys.json"
+KEYRING_FILE = "keys.json"  # an older node's key ring file: imported into the store on first open
 PASSWORD_FILE = "database.password"  # noqa: S105 - the name of the file holding it, not a password
 DATABASE_ENV = "GSOMIA_DATABASE_URL"
 PASSWORD_ENV = "GSOMIA_DATABASE_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -189,7 +189,8 @@ def init_node_dir(
 
     ``database_url`` (default: ``GSOMIA_DATABASE_URL``, else SQLite in the directory) is recorded
     without its password; a password it carried goes to ``database.password`` (0600). The signing
-    and encryption keys (``keys.json``) are made by the node on first open.
+    and encryption keys are made by the node on first open, in its store (sealed under the node
+    key); a ``keys.json`` left by an older version is imported then.
     """
     config_path = directory / CONFIG_FILE
     if config_path.exists() or config_path.is_symlink():

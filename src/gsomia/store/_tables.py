@@ -145,6 +145,27 @@ node_meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# --- state every process of a node shares and watches (migration 0006) ---
+
+# One counter per kind of shared state ('keys', 'peers'): a writer bumps it in the transaction
+# that changes the state; every process reads the counters (cheaply, at most every ~250 ms) and
+# reads the state again when one moved. PostgreSQL LISTEN/NOTIFY can later wake readers sooner.
+generations = Table(
+    "generations",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# The node's own key ring: one row, its private document sealed under the node key (AES-GCM).
+key_ring = Table(
+    "key_ring",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("sealed", LargeBinary, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
 # --- federation (migration 0002) ---
 
 peers = Table(
@@ -365,7 +386,7 @@ item_flags = Table(
 )
 
 
-# The node whose database this is (one row): another node refuses to start on it (0006).
+# The node whose database this is (one row): another node refuses to start on it (0007).
 node_identity = Table(
     "node_identity",
     metadata,
