@@ -41,8 +41,11 @@ __all__ = [
 ID_PATTERN = ITEM_ID.pattern  # what an item or person id may be: the kernel's rule
 MAX_INT = 2**63 - 1  # the store's integers are signed 64-bit
 NO_NUL = r"^[^\x00]*$"
-# at least one character that is neither white space nor NUL: what "give a reason" means
-SOME_WORDS = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# at least one character that is neither white space nor NUL: what "give a reason" means. The white
+# space is spelled out (what Python's str.strip removes): \s differs between JSON Schema's regular
+# expressions, pydantic's and Python's (U+0085, U+FEFF), and the three must agree.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SOME_WORDS = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 MAX_TEXT = 4000  # a reason, a description: a few paragraphs, never a file
 
 

@@ -33,6 +33,7 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     "POST /visits": ("a visit ends after it starts",),
     "GET /audit/consistency": ("first must not exceed second",),
+    "POST /items/{item_id}/derive": ("name each source item once",),
     "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
 }
 
