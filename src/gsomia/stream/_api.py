@@ -150,8 +150,13 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         await websocket.accept()
         try:
             while True:
-                text = await websocket.receive_text()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
                 try:
+                    text = message.get("text")
+                    if text is None:
+                        raise InvalidInputError("a feed message is text: a JSON object or array, not binary")
                     updates = parse_feed_message(text)
                 except GsomiaError as exc:
                     await _send_refusal(websocket, exc, None)
@@ -198,13 +203,20 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         await websocket.accept()
 
         async def receive() -> bytes:
-            return await websocket.receive_bytes()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data: bytes | None = message.get("bytes")
+            if data is None:
+                raise LinkError("malformed", "a link carries binary messages only, not text")
+            return data
 
+        source = websocket.client.host if websocket.client else "unknown"
         try:
-            await stream.serve_link(receive, websocket.send_bytes)
+            await stream.serve_link(receive, websocket.send_bytes, source)
         except LinkError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=exc.detail)
-        except (WebSocketDisconnect, RuntimeError, KeyError):
+        except (WebSocketDisconnect, RuntimeError):
             return
 
     return router
