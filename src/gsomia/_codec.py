@@ -26,12 +26,14 @@ __all__ = [
     "canonical",
     "decision_json",
     "instant_from_json",
+    "json_object",
     "label_from_dict",
     "label_to_dict",
     "party_json",
     "person_from_dict",
     "person_to_dict",
     "state_json",
+    "text_field",
 ]
 
 
@@ -294,3 +296,24 @@ def instant_from_json(value: Any, what: str) -> datetime:
     if at.utcoffset() is None:
         raise InvalidInputError(f"{what}: no UTC offset")
     return at
+
+
+def json_object(content: bytes, what: str) -> dict[str, Any]:
+    """Signed content parsed as a JSON object; ``InvalidInputError`` naming ``what`` otherwise."""
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{what}: not JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{what}: expected an object")
+    return data
+
+
+def text_field(data: Mapping[str, Any], name: str, what: str, *, optional: bool = False) -> Any:
+    """``data[name]``, a non-empty string (or ``None`` when ``optional`` and absent)."""
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what}.{name}: expected a non-empty string")
+    return value

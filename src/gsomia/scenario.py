@@ -257,7 +257,7 @@ def _run_step(
     for flow, item_id in queued:
         row = nodes[flow.recipient].store.get_item(item_id)
         if row is not None:
-            held = nodes[flow.recipient]._from_row(row).label
+            held = nodes[flow.recipient].kernel.items.item(row).label
             alt = held.alternative_for(flow.recipient)
             theirs = alt.classification if alt else "?"
             mark = f"{held.originator} {held.classification} / {flow.recipient} {theirs}"
@@ -266,7 +266,7 @@ def _run_step(
             )
             continue
         entries = [
-            e for p in ("KOR", "JPN", "USA") for e in nodes[p].exchange.fed.outbox() if e.item_id == item_id
+            e for p in ("KOR", "JPN", "USA") for e in nodes[p].exchange.outbox() if e.item_id == item_id
         ]
         reason = next((e.last_error for e in entries if e.last_error), "not delivered")
         outcomes[flow.name] = Outcome(flow, "undeliverable", reason or "not delivered", None)
@@ -295,7 +295,7 @@ def _queued_before_midnight(
     entry = kor.exchange.release(officer, "what-if-in-flight", "JPN")
     clock.now = at
     kor.exchange.deliver_due(client)
-    settled = kor.exchange.fed.outbox_entry(entry.msg_id)
+    settled = kor.exchange.outbox_entry(entry.msg_id)
     reason = settled.last_error if settled is not None and settled.last_error else "not delivered"
     return Outcome(IN_FLIGHT, "undeliverable", f"queued while in force; at sending: {reason}", None)
 

@@ -165,7 +165,7 @@ def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], httpx.Client, FakeClo
 
 def _round(nodes: dict[str, Node], client: httpx.Client) -> None:
     for n in nodes.values():
-        n.exchange.share_head()
+        n.heads.share_head()
     for _ in range(2):
         for n in nodes.values():
             n.exchange.deliver_due(client)
@@ -230,7 +230,7 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
     )
     entry = kor.exchange.release(officer, "p1", "JPN")
     kor.exchange.deliver_due(client)
-    proof = kor.exchange.delivery_proof(entry.msg_id, client)
+    proof = kor.heads.delivery_proof(entry.msg_id, client)
     assert proof["receiver"] == "JPN"
     assert proof["entry"]["kind"] == "envelope.received"
     assert json.loads(proof["entry"]["detail"])["msg_id"] == entry.msg_id

@@ -145,7 +145,7 @@ def test_hub_refuses_to_forward_without_the_originators_authorisation(net: Net) 
     net.clock.now = datetime(2016, 11, 22, tzinfo=UTC)
     own_item(net, "KOR", "h2")
     kor = net.nodes["KOR"].exchange
-    body = kor._item_body(
+    body = kor.item_body(
         {"item": "h2", "sender": "KOR", "recipient": "JPN", "via": ["USA"], "purpose": "threat-assessment"},
         _decision("tisa-2014"),
     )
@@ -380,3 +380,36 @@ def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leave
             kor.exchange.release(net.officer("KOR"), "tlp-1", "JPN")
         assert kor.exchange.fed.outbox() == []
         assert net.audit("KOR", "item.release")[-1]["outcome"] == "refused"
+
+
+def test_tlp_amber_strict_is_released_by_its_originator_only(net: Net) -> None:
+    """TLP:AMBER+STRICT means no onward release: KOR's item reaches JPN, and JPN may not pass it on."""
+    indicator = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--5b0e3a2f-4d6c-4b1e-9f3a-7c2d1e0f9a8b",
+        "created": "2024-01-01T00:00:00.000Z",
+        "modified": "2024-01-01T00:00:00.000Z",
+        "pattern": "[file:name = 'x']",
+        "pattern_type": "stix",
+        "valid_from": "2024-01-01T00:00:00Z",
+        "object_marking_refs": ["marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"],
+    }
+    net.nodes["KOR"].ingest(
+        net.officer("KOR"),
+        payload=json.dumps(indicator).encode(),
+        item_id="strict-1",
+        label={
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN", "USA"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T00:00:00+00:00",
+        },
+    )
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "strict-1", "JPN")  # the originator releases
+    assert [r.state for r in net.deliver()] == ["delivered"]
+    with pytest.raises(InvalidInputError, match=r"TLP:AMBER\+STRICT: only its originator KOR"):
+        net.nodes["JPN"].exchange.release(net.officer("JPN"), "strict-1", "USA")
+    assert net.audit("JPN", "item.release")[-1]["outcome"] == "refused"

@@ -76,13 +76,14 @@ def test_taxii2_client_pages_through_what_the_reader_may_read(served: str, jpn_n
     sato = jpn_node.issue_token(None, "sato")[1]
     collection = _collection(served, tanaka, "party:KOR")
     pages = list(as_pages(collection.get_objects, per_request=2))
-    objects = [o for page in pages for o in page.get("objects", [])]
+    walked = [o for page in pages for o in page.get("objects", [])]
+    objects = [o for o in walked if o["type"] == "x-gsomia-item"]
     assert [o["item_id"] for o in objects] == [f"kor-{n}" for n in range(5)]
-    assert len(pages) == 3
+    assert all(len(page.get("objects", [])) <= 2 for page in pages)
     manifest = [
         e for page in as_pages(collection.get_manifest, per_request=2) for e in page.get("objects", [])
     ]
-    assert [e["id"] for e in manifest] == [o["id"] for o in objects]
+    assert [e["id"] for e in manifest] == [o["id"] for o in walked]
     one = collection.get_object(objects[0]["id"])
     assert one["objects"][0]["item_id"] == "kor-0"
     held = jpn_node.held("kor-0")

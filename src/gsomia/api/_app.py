@@ -35,7 +35,7 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
-from gsomia.node._service import Node
+from gsomia.node import Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
 from gsomia.stream._api import stream_router
 from gsomia.stream._service import StreamService
@@ -152,7 +152,7 @@ def _sender_loop(node: Node, stop: threading.Event, interval: float, head_every:
                 node.audit.integrate()
                 if time.monotonic() - last_head >= head_every:
                     last_head = time.monotonic()
-                    node.exchange.share_head()
+                    node.heads.share_head()
                     node.audit.check_partners(client)
             except Exception:
                 _log.exception("delivery round failed")
@@ -203,7 +203,7 @@ def create_app(
             for code in (400, 401, 403, 404, 409, 411, 413, 422)
         },
     )
-    install(app, node.record_refusal)
+    install(app, node.record_refusal, node.kernel.recorded)
     app.add_middleware(
         _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
     )
@@ -380,7 +380,7 @@ def create_app(
         node.require_any(
             person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "outbox.read"
         )
-        return [_outbox_out(r) for r in node.exchange.fed.outbox(state=state, limit=limit)]
+        return [_outbox_out(r) for r in node.exchange.outbox(state=state, limit=limit)]
 
     @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:
@@ -418,14 +418,14 @@ def create_app(
     @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
     def consent_requests(person: Caller, state: str | None = None) -> list[dict[str, Any]]:
         node.require_any(person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER), "consent.read")
-        return [_request_out(r) for r in node.exchange.fed.consent_requests(state)]
+        return [_request_out(r) for r in node.exchange.consent_requests(state)]
 
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
     )
     def answer(request_id: str, body: m.ConsentAnswerIn, person: Caller) -> dict[str, Any]:
         """As originator, grant (a signed consent) or refuse a holder's request."""
-        tz = node.catalogue.agreements_of(node.party)[0].timezone
+        tz = node.kernel.timezone
         expires = parse_instant(body.expires, tz) if body.expires else None
         return _request_out(
             node.exchange.answer_consent(
@@ -505,7 +505,7 @@ def create_app(
     @app.post("/decisions", response_model=m.DecisionOut, tags=["decisions"])
     def decide(body: m.DecisionIn, person: Caller) -> dict[str, Any]:
         """Decide a release as the core would, explaining every check (nothing is sent)."""
-        tz = node.catalogue.agreements_of(node.party)[0].timezone
+        tz = node.kernel.timezone
         at = parse_instant(body.at, tz)
         consents = []
         for c in body.consents:

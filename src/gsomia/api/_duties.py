@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gsomia.api._models import instant_in, item_out
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError
-from gsomia.node._service import Node
+from gsomia.node import Node
 from gsomia.store._duties import LabelChangeRow
 
 __all__ = ["duties_router"]

@@ -289,7 +289,7 @@ def item_out(item: Item) -> dict[str, Any]:
 def instant_in(node: Node, text: str, name: str) -> datetime:
     """A request's instant: ISO 8601, a bare date meaning local midnight in the node's agreements' zone."""
     try:
-        return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
+        return parse_instant(text, node.kernel.timezone)
     except InvalidInputError:
         raise
     except Exception as exc:

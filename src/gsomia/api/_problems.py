@@ -71,7 +71,11 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JS
 
 
 def taxii_error(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response)."""
+    """The same error as a TAXII 2.1 error message (its ``error_id`` is unique per response).
+
+    Malformed parameters and malformed content are one kind of error to a TAXII client:
+    ``invalid-input``, whichever layer found them."""
+    slug = "invalid-input" if slug == "invalid-request" else slug
     body: dict[str, Any] = {
         "title": title,
         "description": detail,
@@ -97,11 +101,16 @@ def _classify(error: GsomiaError) -> tuple[int, str]:
     return 400, "bad-request"
 
 
-def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -> None:
+def install(
+    app: FastAPI,
+    record: Callable[[str, str | None, int, str], None],
+    recorded: Callable[[BaseException], bool],
+) -> None:
     """Register the handlers that turn every error into a problem document.
 
     ``record(kind, subject, status, reason)`` audits refusals the service did not already record
-    (malformed requests rejected at the edge, unknown routes): every refusal is in the log.
+    (``recorded(error)`` says which it did; malformed requests rejected at the edge, unknown
+    routes): every refusal is in the log, once.
     """
 
     @app.exception_handler(GsomiaError)
@@ -113,7 +122,7 @@ def install(app: FastAPI, record: Callable[[str, str | None, int, str], None]) -
                 {"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in error.decision.checks
             ]
         title = slug.replace("-", " ").capitalize()
-        if not getattr(error, "audited", False):
+        if not recorded(error):
             record("api.refused", request.url.path, status, str(error))
         return _respond(request, status, slug, title, str(error), **extra)
 

@@ -1,5 +1,8 @@
-"""The tamper-evident audit log (RFC 9162 Merkle tree over the node's audit records)."""
+"""The tamper-evident audit log (RFC 9162 Merkle tree over the node's audit records), and the
+signed tree heads it exchanges with partners (:class:`TreeHeads`, the inbox's ``tree-head`` handler).
+"""
 
-from gsomia.audit._log import AuditLog, VerifyReport, leaf_data
+from gsomia.audit._heads import HEAD_KIND, TreeHeads
+from gsomia.audit._log import AuditLog, VerifyReport, head_content, leaf_data, parse_head
 
-__all__ = ["AuditLog", "VerifyReport", "leaf_data"]
+__all__ = ["HEAD_KIND", "AuditLog", "TreeHeads", "VerifyReport", "head_content", "leaf_data", "parse_head"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -31,13 +31,10 @@ from gsomia.core.merkle import (
 )
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, ProofError
-from gsomia.store import AuditRow
-from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.kernel import NodeContext
+from gsomia.store import AuditRow, AuditStore, HeadRow, PartnerHeadRow
 
-if TYPE_CHECKING:
-    from gsomia.node._service import Node
-
-__all__ = ["AuditLog", "VerifyReport", "leaf_data"]
+__all__ = ["AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"]
 
 
 PUBLIC_KINDS = frozenset({"envelope.received"})
@@ -93,9 +90,9 @@ def parse_head(content: bytes) -> tuple[str, int, bytes, datetime]:
 class AuditLog:
     """The node's Merkle log over its audit records."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.store = AuditStore(node.store)
+    def __init__(self, kernel: NodeContext) -> None:
+        self.kernel = kernel
+        self.store = AuditStore(kernel.store)
 
     def _frontier(self) -> Frontier:
         raw = self.store.frontier()
@@ -135,9 +132,9 @@ class AuditLog:
         latest = self.store.latest_head()
         if latest is not None and latest.size == frontier.size:
             return latest
-        now = self.node.clock()
+        now = self.kernel.clock()
         root = frontier.root()
-        jws = sign_origin(self.node.ring, head_content(self.node.party, frontier.size, root, now), now)
+        jws = sign_origin(self.kernel.ring, head_content(self.kernel.party, frontier.size, root, now), now)
         head = HeadRow(frontier.size, root, epoch_us(now), jws)
         self.store.put_head(head)
         return head
@@ -275,11 +272,11 @@ class AuditLog:
     def _check_head(self, head: HeadRow, root: bytes) -> str | None:
         try:
             party, size, signed_root, _ = parse_head(
-                verify_origin(head.jws, lambda _: None, self.node.clock(), own=self.node.ring)[1]
+                verify_origin(head.jws, lambda _: None, self.kernel.clock(), own=self.kernel.ring)[1]
             )
         except GsomiaError as exc:
             return f"the signed head at size {head.size} does not verify: {exc}"
-        if party != self.node.party or size != head.size or signed_root != head.root:
+        if party != self.kernel.party or size != head.size or signed_root != head.root:
             return f"the signed head at size {head.size} does not match its stored values"
         if root != head.root:
             return (
@@ -292,7 +289,7 @@ class AuditLog:
 
     def receive_head(self, sender: str, jws: str, identities: Any) -> str:
         """Keep a partner's signed head for checking; returns the status recorded."""
-        now = self.node.clock()
+        now = self.kernel.clock()
         signer, content = verify_origin(jws, identities, now)
         party, size, root, at = parse_head(content)
         if signer != sender or party != sender:
@@ -314,8 +311,8 @@ class AuditLog:
         return "pending"
 
     def _alert(self, party: str, size: int, detail: str) -> None:
-        now = epoch_us(self.node.clock())
-        self.node.store.append_audit(
+        now = epoch_us(self.kernel.clock())
+        self.kernel.store.append_audit(
             [AuditRow(now, "audit.fork", party, str(size), "alert", canonical({"detail": detail}))]
         )
 
@@ -338,7 +335,7 @@ class AuditLog:
             if head.root != baseline.root:
                 status, detail = "inconsistent", f"two roots for size {head.size}: a fork"
         else:
-            peer = self.node.exchange.peer(head.party)
+            peer = self.kernel.peers.peer(head.party)
             if peer is None:
                 return {"status": "pending", "detail": "no registered link to ask for a proof"}
             try:
@@ -354,7 +351,7 @@ class AuditLog:
                 status, detail = "inconsistent", str(exc)
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
-        now = epoch_us(self.node.clock())
+        now = epoch_us(self.kernel.clock())
         outcome = "allowed" if status == "consistent" else "alert"
         kind = "audit.partner-consistent" if status == "consistent" else "audit.fork"
         self.store.settle_partner_head(

@@ -40,7 +40,7 @@ def _out(data: Any, as_json: bool, line: str) -> None:
 
 
 def _instant(node: Node, text: str) -> datetime:
-    return parse_instant(text, node.catalogue.agreements_of(node.party)[0].timezone)
+    return parse_instant(text, node.kernel.timezone)
 
 
 def _maybe(node: Node, actor: str | None) -> Person | None:

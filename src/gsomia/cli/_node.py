@@ -162,7 +162,7 @@ def outbox_prove(
     import httpx  # only this command talks to a partner directly
 
     with httpx.Client(timeout=10) as client:
-        proof = open_node(directory).exchange.delivery_proof(msg_id, client)
+        proof = open_node(directory).heads.delivery_proof(msg_id, client)
     if as_json:
         emit(proof)
     else:
@@ -259,7 +259,7 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
-    rows = open_node(directory).exchange.fed.outbox(state=state)
+    rows = open_node(directory).exchange.outbox(state=state)
     data = [
         {
             "msg_id": r.msg_id,

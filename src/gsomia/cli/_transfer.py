@@ -66,7 +66,7 @@ def export_file(
     _writable(out)
     transfer = _transfer(directory)
     done = transfer.export(
-        transfer.node.person(actor),
+        transfer.kernel.person(actor),
         to,
         via=via,
         purpose=purpose,

@@ -1,7 +1,8 @@
-"""Traffic Light Protocol markings on STIX objects: TLP:RED never leaves the node.
+"""Traffic Light Protocol markings on STIX objects: TLP:RED never leaves the node, and an item
+marked TLP:AMBER+STRICT is released only by its originator (no onward release).
 
-TLP travels beside the gsomia label, never instead of it; the one rule gsomia enforces
-everywhere an item could leave (the exchange, transfer by file, TAXII) is TLP:RED's.
+TLP travels beside the gsomia label, never instead of it; the rules gsomia enforces everywhere
+an item could leave (the exchange, transfer by file, TAXII) are TLP:RED's and TLP:AMBER+STRICT's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["TLP_RED", "is_tlp_red"]
+__all__ = ["TLP_AMBER_STRICT", "TLP_RED", "is_tlp_amber_strict", "is_tlp_red"]
 
 TLP_RED = frozenset(
     {
@@ -19,10 +20,22 @@ TLP_RED = frozenset(
 )
 
 
-def is_tlp_red(obj: Any) -> bool:
-    """Does this STIX object (any JSON value) carry TLP:RED, 2.0 or 1.0, on the object or a part of it?"""
+TLP_AMBER_STRICT = frozenset({"marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"})  # TLP 2.0
+
+
+def _carries(obj: Any, markings: frozenset[str]) -> bool:
     if not isinstance(obj, Mapping):
         return False
     refs = obj.get("object_marking_refs") or []
     granular = [g.get("marking_ref") for g in obj.get("granular_markings") or [] if isinstance(g, Mapping)]
-    return any(r in TLP_RED for r in [*refs, *granular] if isinstance(r, str))
+    return any(r in markings for r in [*refs, *granular] if isinstance(r, str))
+
+
+def is_tlp_red(obj: Any) -> bool:
+    """Does this STIX object (any JSON value) carry TLP:RED, 2.0 or 1.0, on the object or a part of it?"""
+    return _carries(obj, TLP_RED)
+
+
+def is_tlp_amber_strict(obj: Any) -> bool:
+    """Does this STIX object carry TLP:AMBER+STRICT (on the object or a part of it)?"""
+    return _carries(obj, TLP_AMBER_STRICT)

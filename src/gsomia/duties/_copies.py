@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING
 
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.access import Person
 from gsomia.core.derivation import DerivationKind, derive_label
 from gsomia.core.instants import epoch_us
-from gsomia.core.labels import SecurityLabel
-from gsomia.crypto.envelope import sign_origin
-from gsomia.errors import (
-    GsomiaError,
-    InvalidInputError,
-)
-from gsomia.exchange._messages import item_content
-from gsomia.store import ItemRow, NewItem
-
-if TYPE_CHECKING:
-    from gsomia.node._service import Item
-
 from gsomia.duties._base import DutyBase
+from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.kernel import Item, check_item_id, check_payload_type
+from gsomia.store import InventoryEntry
 
 __all__ = ["_Copies"]
 
@@ -43,9 +32,7 @@ class _Copies(DutyBase):
     ) -> Item:
         """A copy, translation or derivative made by a cleared person: the strictest label of its
         sources, counted in each source's inventory."""
-        from gsomia.node._service import _ITEM_ID, _PAYLOAD_TYPES
-
-        node = self.node
+        kernel = self.kernel
         subject = ",".join(sources)
         try:
             try:
@@ -54,17 +41,17 @@ class _Copies(DutyBase):
                 raise InvalidInputError("kind must be copy, translation or derivative") from None
             if not sources or len(set(sources)) != len(sources):
                 raise InvalidInputError("name each source item once")
-            now = node.clock()
+            now = kernel.clock()
             rows = [self._held(s) for s in sources]
             labels = []
             for row in rows:
-                label = node._from_row(row).label
-                node.decide_read(actor, label).raise_if_refused()
+                label = kernel.items.item(row).label
+                kernel.decide_read(actor, label).raise_if_refused()
                 labels.append(label)
             label = derive_label(
                 how, labels, self._schemes(), created=None if how is not DerivationKind.DERIVATIVE else now
             )
-            node.decide_read(actor, label).raise_if_refused()
+            kernel.decide_read(actor, label).raise_if_refused()
             top = next(
                 r for r, lb in zip(rows, labels, strict=True) if lb.classification == label.classification
             )
@@ -73,22 +60,32 @@ class _Copies(DutyBase):
                     raise InvalidInputError(
                         f"a {how.value} needs its own payload (only a copy reuses its source's)"
                     )
-                payload = node.cipher.open(top.id, top.label, top.payload)
+                payload = kernel.cipher.open(top.id, top.label, top.payload)
                 payload_type = top.payload_type
             payload_type = payload_type or "json"
-            if payload_type not in _PAYLOAD_TYPES:
-                raise InvalidInputError(f"payload_type must be one of {', '.join(sorted(_PAYLOAD_TYPES))}")
+            check_payload_type(payload_type)
             new_id = item_id or str(uuid.uuid4())
             subject = new_id
-            if not _ITEM_ID.match(new_id):
-                raise InvalidInputError(f"item id {new_id!r} must be 1-128 letters, digits or ._:-")
-            new = self._new_item(new_id, label, top, payload, payload_type, actor.id, now)
+            check_item_id(new_id)
+            if len(payload) > kernel.max_payload_bytes:
+                raise InvalidInputError(f"payload of {len(payload)} bytes exceeds this node's limit")
+            new = kernel.items.seal(
+                new_id,
+                label,
+                payload_type,
+                payload,
+                now=now,
+                by=actor.id,
+                received_from=top.received_from,
+                agreement=top.agreement,
+            )
             at = epoch_us(now)
             inventory = [
-                (s, at, how.value, self.party, actor.id, canonical({"item": new_id})) for s in sources
+                InventoryEntry(s, at, how.value, self.party, actor.id, canonical({"item": new_id}))
+                for s in sources
             ]
             inventory.append(
-                (
+                InventoryEntry(
                     new_id,
                     at,
                     "derived",
@@ -97,7 +94,7 @@ class _Copies(DutyBase):
                     canonical({"kind": how.value, "sources": list(sources)}),
                 )
             )
-            audit = node._row(
+            audit = kernel.audit_row(
                 "item.derive",
                 actor.id,
                 new_id,
@@ -113,49 +110,5 @@ class _Copies(DutyBase):
                 audit=[audit],
             )
         except GsomiaError as exc:
-            raise node._refuse("item.derive", actor.id, subject, exc) from None
-        return node._item(
-            new.id,
-            label,
-            new.received_from,
-            new.agreement,
-            new.ingested_us,
-            actor.id,
-            payload_type,
-            new.payload_size,
-        )
-
-    def _new_item(
-        self,
-        new_id: str,
-        label: SecurityLabel,
-        top: ItemRow,
-        payload: bytes,
-        payload_type: str,
-        who: str,
-        now: datetime,
-    ) -> NewItem:
-        node = self.node
-        if len(payload) > node.config.max_payload_bytes:
-            raise InvalidInputError(f"payload of {len(payload)} bytes exceeds this node's limit")
-        label_json = canonical(label_to_dict(label))
-        origin = None
-        if label.originator == self.party:
-            jws = sign_origin(node.ring, item_content(new_id, label, payload_type, payload), now)
-            origin = node.cipher.seal(new_id, label_json, jws.encode())
-        return NewItem(
-            id=new_id,
-            originator=label.originator,
-            classification=label.classification,
-            label=label_json,
-            topics=label.topics,
-            received_from=top.received_from,
-            agreement=top.agreement,
-            created_us=epoch_us(label.created),
-            ingested_us=epoch_us(now),
-            ingested_by=who,
-            payload_type=payload_type,
-            payload_size=len(payload),
-            payload=node.cipher.seal(new_id, label_json, payload),
-            origin_jws=origin,
-        )
+            raise kernel.refuse("item.derive", actor.id, subject, exc) from None
+        return kernel.items.item_of(new, label)

@@ -12,7 +12,7 @@ from gsomia.core.destruction import DestructionMethod, DestructionRecord
 from gsomia.core.instants import epoch_us
 from gsomia.core.recall import check_originator
 from gsomia.crypto.envelope import sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us
+from gsomia.duties._base import HANDLERS, DutyBase
 from gsomia.duties._messages import (
     DUTY_KIND,
     destruction_content,
@@ -24,7 +24,8 @@ from gsomia.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from gsomia.store._duties import DestructionRow
+from gsomia.kernel import from_us
+from gsomia.store import DestructionRow, InventoryEntry
 
 __all__ = ["_Destruction"]
 
@@ -43,25 +44,25 @@ class _Destruction(DutyBase):
         notify: bool = False,
     ) -> dict[str, Any]:
         """Destroy (or record the return of) an item: a signed record, the payload gone, the record kept."""
-        node = self.node
+        kernel = self.kernel
         try:
             row = self._held(item_id)
-            label = node._from_row(row).label
-            node.decide_read(actor, label).raise_if_refused()
+            label = kernel.items.item(row).label
+            kernel.decide_read(actor, label).raise_if_refused()
             try:
                 how = DestructionMethod(method)
             except ValueError:
                 known = ", ".join(m.value for m in DestructionMethod)
                 raise InvalidInputError(f"method must be one of {known}") from None
-            witnessed_by = node.person(witness)
-            if not node.decide_read(witnessed_by, label).allowed:
+            witnessed_by = kernel.person(witness)
+            if not kernel.decide_read(witnessed_by, label).allowed:
                 raise InvalidInputError(f"the witness {witness} is not cleared for this item")
-            now = node.clock()
+            now = kernel.clock()
             record = DestructionRecord(
                 item_id, self.party, row.originator, row.classification, actor.id, witness, how, reason, now
             )
             content = destruction_content(record)
-            jws = sign_origin(node.ring, content, now)
+            jws = sign_origin(kernel.ring, content, now)
             outbox = []
             if notify and row.originator != self.party:
                 outbox.append(self._upstream(row, content, now))
@@ -75,7 +76,7 @@ class _Destruction(DutyBase):
                 jws,
                 epoch_us(now) if outbox else None,
             )
-            audit = node._row(
+            audit = kernel.audit_row(
                 "item.destroy",
                 actor.id,
                 item_id,
@@ -90,7 +91,7 @@ class _Destruction(DutyBase):
                 ops=[self.db.withdraw(item_id, "destroyed"), self.db.put("destructions", saved)],
                 outbox=outbox,
                 inventory=[
-                    (
+                    InventoryEntry(
                         item_id,
                         epoch_us(now),
                         "destroyed",
@@ -102,14 +103,14 @@ class _Destruction(DutyBase):
                 audit=[audit],
             )
         except GsomiaError as exc:
-            raise node._refuse("item.destroy", actor.id, item_id, exc) from None
+            raise kernel.refuse("item.destroy", actor.id, item_id, exc) from None
         return _destruction_out(saved)
 
     def send_destruction_record(self, actor: Person, item_id: str) -> dict[str, Any]:
         """Send this node's signed destruction record of ``item_id`` to its originator (on request)."""
-        node = self.node
+        kernel = self.kernel
         try:
-            node.require_any(actor, HANDLERS, "item.destruction-send")
+            kernel.require_any(actor, HANDLERS, "item.destruction-send")
             saved = self.db.destruction(item_id, self.party)
             if saved is None:
                 raise NotFoundError(f"no destruction record of {item_id!r} at this node")
@@ -118,48 +119,52 @@ class _Destruction(DutyBase):
                 raise InvalidInputError(
                     "this node originated the item: there is no one to send the record to"
                 )
-            now = node.clock()
+            now = kernel.clock()
             hop = row.received_from or row.originator
-            peer = node.exchange.peer(hop)
+            peer = self.exchange.peer(hop)
             if peer is None:
                 raise AgreementError(f"no registered link with {hop}")
             body = {"kind": DUTY_KIND, "to": row.originator, "duty": saved.jws}
-            entry = node.exchange._queue(peer, body, DUTY_KIND, item_id, now, final_recipient=row.originator)
+            entry = self.exchange.queue(peer, body, DUTY_KIND, item_id, now, final_recipient=row.originator)
             self.db.commit(
                 ops=[self.db.mark_sent(item_id, self.party, epoch_us(now))],
                 outbox=[entry],
-                audit=[node._row("item.destruction-send", actor.id, item_id, "allowed", to=row.originator)],
+                audit=[
+                    kernel.audit_row("item.destruction-send", actor.id, item_id, "allowed", to=row.originator)
+                ],
             )
         except GsomiaError as exc:
-            raise node._refuse("item.destruction-send", actor.id, item_id, exc) from None
+            raise kernel.refuse("item.destruction-send", actor.id, item_id, exc) from None
         return _destruction_out(replace(saved, sent_us=epoch_us(now)))
 
     def request_destruction_record(self, actor: Person, item_id: str, holder: str) -> str:
         """As originator, ask a holder for its destruction record; a holder that destroyed the item
         sends the signed record back at once. Returns the message id of the request."""
-        node = self.node
+        kernel = self.kernel
         try:
-            node.require_any(actor, HANDLERS, "item.destruction-request")
+            kernel.require_any(actor, HANDLERS, "item.destruction-request")
             row = self._known(item_id)
-            check_originator(self.party, node._from_row(row).label, "ask for destruction records of")
-            code = node.catalogue.party(holder.upper()).code
+            check_originator(self.party, kernel.items.item(row).label, "ask for destruction records of")
+            code = kernel.catalogue.party(holder.upper()).code
             hops = sorted({hop for hop, final in self.db.sent_to(item_id) if code in (hop, final)})
             if not hops:
                 raise InvalidInputError(f"item {item_id} was never sent to {code}")
-            now = node.clock()
+            now = kernel.clock()
             content = destruction_request_content(item_id, self.party, code, now)
             entry = self._duty(code, hops[0], content, item_id, now)
             self.db.commit(
                 outbox=[entry],
-                audit=[node._row("item.destruction-request", actor.id, item_id, "allowed", holder=code)],
+                audit=[
+                    kernel.audit_row("item.destruction-request", actor.id, item_id, "allowed", holder=code)
+                ],
             )
         except GsomiaError as exc:
-            raise node._refuse("item.destruction-request", actor.id, item_id, exc) from None
+            raise kernel.refuse("item.destruction-request", actor.id, item_id, exc) from None
         return entry.msg_id
 
     def destructions(self, actor: Person, item_id: str | None = None) -> list[dict[str, Any]]:
         """Destruction records: this node's own, and those holders sent to it as originator."""
-        self.node.require_any(actor, HANDLERS, "item.destructions")
+        self.kernel.require_any(actor, HANDLERS, "item.destructions")
         return [_destruction_out(r) for r in self.db.destructions(item_id)]
 
 

@@ -17,7 +17,7 @@ from gsomia.core.investigation import (
     open_investigation,
 )
 from gsomia.crypto.envelope import sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us
+from gsomia.duties._base import HANDLERS, DutyBase
 from gsomia.duties._messages import (
     incident_content,
     parse_steps,
@@ -29,8 +29,8 @@ from gsomia.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from gsomia.store import ItemRow, OutboxRow
-from gsomia.store._duties import IncidentRow
+from gsomia.kernel import from_us
+from gsomia.store import IncidentRow, ItemRow, OutboxRow
 
 __all__ = ["_Incidents"]
 
@@ -40,28 +40,28 @@ class _Incidents(DutyBase):
 
     def report_incident(self, actor: Person, item_id: str, nature: str, text: str) -> dict[str, Any]:
         """A holder reports a loss or (possible) compromise: opened here, the originator told at once."""
-        node = self.node
+        kernel = self.kernel
         try:
-            node.require_any(actor, HANDLERS, "incident.report")
+            kernel.require_any(actor, HANDLERS, "incident.report")
             row = self._known(item_id)
             try:
                 kind = IncidentNature(nature)
             except ValueError:
                 raise InvalidInputError("nature must be loss, compromise or possible-compromise") from None
-            now = node.clock()
+            now = kernel.clock()
             investigation = open_investigation(
                 uuid.uuid4().hex, item_id, row.originator, self.party, kind, at=now, by=actor.id, text=text
             )
             saved = self._save_incident(actor, row, investigation, now, "incident.report")
         except GsomiaError as exc:
-            raise node._refuse("incident.report", actor.id, item_id, exc) from None
+            raise kernel.refuse("incident.report", actor.id, item_id, exc) from None
         return saved
 
     def advance_incident(self, actor: Person, incident_id: str, state: str, text: str) -> dict[str, Any]:
         """The holder's investigation moves on (findings, measures, closed); the originator is told."""
-        node = self.node
+        kernel = self.kernel
         try:
-            node.require_any(actor, HANDLERS, "incident.advance")
+            kernel.require_any(actor, HANDLERS, "incident.advance")
             found = self.db.incident(incident_id)
             if found is None:
                 raise NotFoundError(f"no incident {incident_id!r} at this node")
@@ -74,22 +74,22 @@ class _Incidents(DutyBase):
                 step = InvestigationState(state)
             except ValueError:
                 raise InvalidInputError("state must be findings, measures or closed") from None
-            now = node.clock()
+            now = kernel.clock()
             current = _investigation(found)
             investigation = current.advance(step, at=now, by=actor.id, text=text)
             saved = self._save_incident(
                 actor, self._known(found.item_id), investigation, now, "incident.advance"
             )
         except GsomiaError as exc:
-            raise node._refuse("incident.advance", actor.id, incident_id, exc) from None
+            raise kernel.refuse("incident.advance", actor.id, incident_id, exc) from None
         return saved
 
     def _save_incident(
         self, actor: Person, row: ItemRow, investigation: Investigation, now: datetime, kind: str
     ) -> dict[str, Any]:
-        node = self.node
+        kernel = self.kernel
         content = incident_content(investigation)
-        jws = sign_origin(node.ring, content, now)
+        jws = sign_origin(kernel.ring, content, now)
         outbox: list[OutboxRow] = []
         unsent = None
         if row.originator != self.party:
@@ -102,7 +102,7 @@ class _Incidents(DutyBase):
             ops=[self.db.put("incidents", saved, replace_keys=("id",))],
             outbox=outbox,
             audit=[
-                node._row(
+                kernel.audit_row(
                     kind,
                     actor.id,
                     row.id,
@@ -118,7 +118,7 @@ class _Incidents(DutyBase):
         return {**_incident_out(saved), "notified": row.originator if outbox else None, "unsent": unsent}
 
     def incidents(self, actor: Person) -> list[dict[str, Any]]:
-        self.node.require_any(actor, HANDLERS, "incident.list")
+        self.kernel.require_any(actor, HANDLERS, "incident.list")
         return [_incident_out(r) for r in self.db.incidents()]
 
 

@@ -15,16 +15,16 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
 from gsomia.crypto.envelope import seal, sign_origin
-from gsomia.duties._base import HANDLERS, DutyBase, from_us
+from gsomia.duties._base import HANDLERS, DutyBase
 from gsomia.duties._messages import change_content
 from gsomia.errors import (
     GsomiaError,
     LabelError,
     NotFoundError,
 )
-from gsomia.exchange._messages import item_content
-from gsomia.store import ItemRow
-from gsomia.store._duties import (
+from gsomia.kernel import from_us, item_content
+from gsomia.store import (
+    ItemRow,
     LabelAckRow,
     LabelChangeRow,
     Op,
@@ -47,18 +47,20 @@ class _Labels(DutyBase):
     def _change(
         self, actor: Person, item_id: str, kind: ChangeKind, classification: str | None, reason: str
     ) -> LabelChangeRow:
-        node = self.node
+        kernel = self.kernel
         what = f"item.{kind.value}"
         try:
-            node.require_any(actor, HANDLERS, what)
+            kernel.require_any(actor, HANDLERS, what)
             row = self._held(item_id)
-            label = node._from_row(row).label
+            label = kernel.items.item(row).label
             check_originator(self.party, label, kind.value)
-            node.decide_read(actor, label).raise_if_refused()
-            now = node.clock()
+            kernel.decide_read(actor, label).raise_if_refused()
+            now = kernel.clock()
             new_label = None
             if kind is ChangeKind.RECLASSIFY:
-                new_label = reclassified(label, str(classification), node.catalogue.party(self.party).scheme)
+                new_label = reclassified(
+                    label, str(classification), kernel.catalogue.party(self.party).scheme
+                )
             change = LabelChange(
                 item_id,
                 self.party,
@@ -70,12 +72,12 @@ class _Labels(DutyBase):
             )
             origin = None
             if new_label is not None:
-                payload = node.cipher.open(row.id, row.label, row.payload)
+                payload = kernel.cipher.open(row.id, row.label, row.payload)
                 origin = sign_origin(
-                    node.ring, item_content(row.id, new_label, row.payload_type, payload), now
+                    kernel.ring, item_content(row.id, new_label, row.payload_type, payload), now
                 )
             content = change_content(change, origin)
-            jws = sign_origin(node.ring, content, now)
+            jws = sign_origin(kernel.ring, content, now)
             sent = self.db.sent_to(item_id)
             pending = self.db.pending_releases(item_id)
             if kind is ChangeKind.RECALL:
@@ -110,7 +112,7 @@ class _Labels(DutyBase):
                 self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
                 for p in holders
             ]
-            audit = node._row(
+            audit = kernel.audit_row(
                 what,
                 actor.id,
                 item_id,
@@ -124,7 +126,7 @@ class _Labels(DutyBase):
             )
             self.db.commit(ops=ops, outbox=outbox, audit=[audit])
         except GsomiaError as exc:
-            raise node._refuse(what, actor.id, item_id, exc) from None
+            raise kernel.refuse(what, actor.id, item_id, exc) from None
         return record
 
     def _apply(
@@ -134,7 +136,7 @@ class _Labels(DutyBase):
         payload under its new label (the label is the payload's AAD); the ids touched, item first;
         whether they were withdrawn (a recall, or a new level with no equivalent here); and the item's
         row as it will be (``None`` if withdrawn)."""
-        node = self.node
+        kernel = self.kernel
         ops: list[Op] = []
         after: ItemRow | None = None
         touched = [row.id]
@@ -145,7 +147,7 @@ class _Labels(DutyBase):
                 label = originator_label
             else:
                 try:
-                    label = node._received_label(originator_label, row.received_from, row.agreement)
+                    label = kernel.items.received_label(originator_label, row.received_from, row.agreement)
                 except LabelError:
                     withdrawn = True  # the new level has no equivalent here: the item cannot be held
             if not withdrawn:
@@ -160,7 +162,7 @@ class _Labels(DutyBase):
                     continue
                 seen.add(derived_id)
                 queue.append(derived_id)
-                derived = node.store.get_item(derived_id)
+                derived = kernel.store.get_item(derived_id)
                 if derived is None or derived.state != "held":
                     continue
                 touched.append(derived_id)
@@ -172,19 +174,19 @@ class _Labels(DutyBase):
                     if source_id in new_labels:
                         labels.append(new_labels[source_id])
                     else:
-                        source = node.store.get_item(source_id)
+                        source = kernel.store.get_item(source_id)
                         if source is None:
                             raise NotFoundError(f"source {source_id} of {derived_id} is gone")
-                        labels.append(node._from_row(source).label)
-                current = node._from_row(derived).label
+                        labels.append(kernel.items.item(source).label)
+                current = kernel.items.item(derived).label
                 how = DerivationKind(sources[0][1])
                 label = derive_label(how, labels, self._schemes(), created=current.created)
                 new_labels[derived_id] = label
                 own_origin = None
                 if label.originator == self.party:
-                    payload = node.cipher.open(derived.id, derived.label, derived.payload)
+                    payload = kernel.cipher.open(derived.id, derived.label, derived.payload)
                     own_origin = sign_origin(
-                        node.ring, item_content(derived.id, label, derived.payload_type, payload), change.at
+                        kernel.ring, item_content(derived.id, label, derived.payload_type, payload), change.at
                     )
                 ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin)[0])
         if withdrawn:
@@ -196,10 +198,10 @@ class _Labels(DutyBase):
         self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None
     ) -> tuple[Op, ItemRow]:
         """The conditional update re-sealing ``row`` under ``label``, and the row as it will be."""
-        node = self.node
+        kernel = self.kernel
         label_json = canonical(label_to_dict(label))
-        payload = node.cipher.seal(row.id, label_json, node.cipher.open(row.id, row.label, row.payload))
-        sealed_origin = None if origin is None else node.cipher.seal(row.id, label_json, origin.encode())
+        payload = kernel.cipher.seal(row.id, label_json, kernel.cipher.open(row.id, row.label, row.payload))
+        sealed_origin = None if origin is None else kernel.cipher.seal(row.id, label_json, origin.encode())
         after = replace(
             row,
             label=label_json,
@@ -209,7 +211,14 @@ class _Labels(DutyBase):
             origin_jws=sealed_origin,
         )
         op = self.db.relabel(
-            row.id, row.label_version, version, label_json, label.classification, payload, sealed_origin
+            row.id,
+            row.label_version,
+            version,
+            label_json,
+            label.classification,
+            payload,
+            sealed_origin,
+            at_us=epoch_us(kernel.clock()),
         )
         return op, after
 
@@ -218,30 +227,30 @@ class _Labels(DutyBase):
     ) -> tuple[list[Op], set[str]]:
         """Releases of the item queued but not yet sent: re-sealed with the new label (or, after a
         withdrawal, left for delivery to refuse); the parties they are for, to receive the change too."""
-        exchange = self.node.exchange
+        exchange = self.exchange
         ops: list[Op] = []
         parties: set[str] = set()
         for entry in self.db.pending_releases(item_id):
             parties |= {entry.recipient, entry.final_recipient}
             if after is None:
                 continue  # the item is gone: the sender's re-decision finds it withdrawn
-            refusal, decision = exchange._recheck(entry, now)
+            refusal, decision = exchange.recheck(entry, now)
             peer = exchange.peer(entry.recipient)
             if refusal is not None or decision is None or peer is None:
                 continue  # delivery decides again and refuses it, with the reason
-            body = exchange._item_body(json.loads(entry.request), decision, row=after)
-            envelope = seal(self.node.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=exchange.ttl)
+            body = exchange.item_body(json.loads(entry.request), decision, row=after)
+            envelope = seal(self.kernel.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=exchange.ttl)
             ops.append(self.db.replace_envelope(entry.msg_id, envelope))
         return ops, parties
 
     def label_status(self, actor: Person, item_id: str) -> dict[str, Any]:
         """The item's label changes and, per change, which holders applied it and which have not."""
-        node = self.node
-        node.require_any(actor, HANDLERS, "item.label-status")
+        kernel = self.kernel
+        kernel.require_any(actor, HANDLERS, "item.label-status")
         try:
             row = self._known(item_id)
         except GsomiaError as exc:
-            raise node._refuse("item.label-status", actor.id, item_id, exc) from None
+            raise kernel.refuse("item.label-status", actor.id, item_id, exc) from None
         changes = self.db.label_changes(item_id)
         acks = self.db.acks(item_id)
         return {

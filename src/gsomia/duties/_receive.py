@@ -1,9 +1,10 @@
 """Duty messages arriving over the exchange: applied here, passed on by a hub, acknowledged.
 
-Called by ``Exchange.receive`` for a ``duty`` message; what it writes goes into the same
-transaction as the inbox row (``accepted``), so a message id seen before changes nothing
-(exactly-once). The inner content is verified against the signer's published key before
-anything else, by a hub too; a signer who does not speak for the duty is refused.
+The handler the duties register for the inbox's ``duty`` messages (``Duties.receive``); what it
+writes goes into the same transaction as the inbox row (the exchange's :class:`Batch`), so a
+message id seen before changes nothing (exactly-once). The inner content is verified against
+the signer's published key before anything else, by a hub too; a signer who does not speak
+for the duty is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.instants import epoch_us
@@ -19,6 +20,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.duties._incidents import _incident_row
+from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
     DUTY_KIND,
     ack_content,
@@ -29,36 +31,32 @@ from gsomia.duties._messages import (
     parse_duty,
     parse_incident,
 )
-from gsomia.duties._service import Duties
 from gsomia.errors import AgreementError, InvalidInputError, LabelError
-from gsomia.exchange._messages import parse_item_content
-from gsomia.store import InboxRow
-from gsomia.store._duties import DestructionRow, LabelChangeRow
-
-if TYPE_CHECKING:
-    from gsomia.exchange._base import _Accepted
-    from gsomia.exchange._peers import Peers
+from gsomia.exchange import Batch, Exchange
+from gsomia.kernel import parse_item_content
+from gsomia.store import DestructionRow, InboxRow, LabelChangeRow
 
 __all__ = ["receive_duty"]
 
 
-def receive_duty(
-    duties: Duties, exchange: Peers, opened: Opened, now: datetime, accepted: _Accepted
-) -> dict[str, Any]:
+def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
+    """Verify, apply or pass on one duty message; its writes join ``accepted``."""
+    exchange = duties.exchange
+    peers = duties.kernel.peers
     body = opened.body
     to, jws = body.get("to"), body.get("duty")
     if not isinstance(to, str) or not isinstance(jws, str):
         raise InvalidInputError("duty message: 'to' and 'duty' are required")
-    if not exchange.links(opened.sender):
+    if not peers.links(opened.sender):
         raise AgreementError(f"no registered link with {opened.sender}")
-    signer, content = verify_origin(jws, exchange._identities, now, own=exchange.ring)
+    signer, content = verify_origin(jws, peers.peer, now, own=duties.kernel.ring)
     kind, data = parse_duty(content)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
-        accepted.outbox.append(exchange._queue(peer, body, DUTY_KIND, item, now, final_recipient=to))
+        accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, item, now, final_recipient=to))
         return _recorded(
             exchange, opened, item, "relayed", now, accepted, f"duty.relayed.{kind}", signer, to=to
         )
@@ -78,22 +76,22 @@ def receive_duty(
 
 
 def _recorded(
-    exchange: Peers,
+    exchange: Exchange,
     opened: Opened,
     item: str | None,
     status: str,
     now: datetime,
-    accepted: _Accepted,
+    accepted: Batch,
     audit_kind: str,
     signer: str,
     **detail: Any,
 ) -> dict[str, Any]:
-    receipt = exchange._receipt(opened, item, status, None, now)
+    receipt = exchange.receipt(opened, item, status, None, now)
     accepted.add_inbox(
         InboxRow(opened.msg_id, opened.sender, DUTY_KIND, item, epoch_us(now), status, receipt)
     )
     accepted.audit.append(
-        exchange._row(
+        exchange.kernel.audit_row(
             audit_kind, opened.sender, item, "allowed", msg_id=opened.msg_id, signer=signer, **detail
         )
     )
@@ -102,20 +100,20 @@ def _recorded(
 
 def _label_change(
     duties: Duties,
-    exchange: Peers,
+    exchange: Exchange,
     opened: Opened,
     signer: str,
     data: dict[str, Any],
     jws: str,
     now: datetime,
-    accepted: _Accepted,
+    accepted: Batch,
 ) -> str:
     """A holder applies the originator's change to the item and its copies, passes it on, acknowledges."""
-    node = duties.node
+    kernel = duties.kernel
     change, origin = parse_change(data)
     if signer != change.originator:
         raise InvalidInputError(f"a label change signed by {signer} speaks for {change.originator}")
-    row = node.store.get_item(change.item)
+    row = kernel.store.get_item(change.item)
     copies = 0
     onward: set[str] = set()
     upstream = row.received_from if row is not None else None
@@ -135,7 +133,7 @@ def _label_change(
         new_label = None
         if change.kind is ChangeKind.RECLASSIFY:
             new_label = _signed_label(change, origin, exchange, now)
-            if new_label[1] != node.cipher.open(row.id, row.label, row.payload):
+            if new_label[1] != kernel.cipher.open(row.id, row.label, row.payload):
                 raise InvalidInputError("the signed item's payload differs from the one held here")
         ops, touched, withdrawn, after = duties._apply(
             row, change, None if new_label is None else new_label[0], origin
@@ -167,7 +165,7 @@ def _label_change(
             peer = exchange.peer(hop)
             if peer is not None:
                 accepted.outbox.append(
-                    exchange._queue(
+                    exchange.queue(
                         peer, {"kind": DUTY_KIND, "to": hop, "duty": jws}, DUTY_KIND, change.item, now
                     )
                 )
@@ -180,19 +178,19 @@ def _label_change(
     )
     body = {"kind": DUTY_KIND, "to": change.originator, "duty": ack}
     accepted.outbox.append(
-        exchange._queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
+        exchange.queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
     )
     return status
 
 
 def _signed_label(
-    change: LabelChange, origin: str | None, exchange: Peers, now: datetime
+    change: LabelChange, origin: str | None, exchange: Exchange, now: datetime
 ) -> tuple[SecurityLabel, bytes]:
     """The originator's newly signed item carried by a reclassification: (its label, its payload)."""
     if origin is None:
         raise InvalidInputError("a reclassification carries the originator's newly signed item")
-    signer, content = verify_origin(origin, exchange._identities, now, own=exchange.ring)
-    signed = parse_item_content(content, exchange.node.catalogue)
+    signer, content = verify_origin(origin, exchange.kernel.peers.peer, now, own=exchange.ring)
+    signed = parse_item_content(content, exchange.kernel.catalogue)
     if (
         signer != change.originator
         or signed.item_id != change.item
@@ -206,12 +204,12 @@ def _apply_to_arriving(
     duties: Duties,
     change: LabelChange,
     origin: str | None,
-    exchange: Peers,
+    exchange: Exchange,
     now: datetime,
-    accepted: _Accepted,
+    accepted: Batch,
 ) -> str:
     """The change applies to an item stored by the same batch: rewrite it before it is written."""
-    node = duties.node
+    kernel = duties.kernel
     index = next(i for i, n in enumerate(accepted.items) if n.id == change.item)
     arriving = accepted.items[index]
     if arriving.originator != change.originator:
@@ -222,10 +220,10 @@ def _apply_to_arriving(
         )
         return "withdrawn"
     label, payload = _signed_label(change, origin, exchange, now)
-    if payload != node.cipher.open(arriving.id, arriving.label, arriving.payload):
+    if payload != kernel.cipher.open(arriving.id, arriving.label, arriving.payload):
         raise InvalidInputError("the signed item's payload differs from the one arriving")
     try:
-        held = node._received_label(label, arriving.received_from, arriving.agreement)
+        held = kernel.items.received_label(label, arriving.received_from, arriving.agreement)
     except LabelError:
         accepted.items[index] = replace(
             arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
@@ -237,13 +235,13 @@ def _apply_to_arriving(
         label=label_json,
         classification=held.classification,
         label_version=change.version,
-        payload=node.cipher.seal(arriving.id, label_json, payload),
-        origin_jws=None if origin is None else node.cipher.seal(arriving.id, label_json, origin.encode()),
+        payload=kernel.cipher.seal(arriving.id, label_json, payload),
+        origin_jws=None if origin is None else kernel.cipher.seal(arriving.id, label_json, origin.encode()),
     )
     return "applied"
 
 
-def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted) -> str:
+def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime, accepted: Batch) -> str:
     item, version, holder, status, copies, at = parse_ack(data)
     if signer != holder:
         raise InvalidInputError(f"an acknowledgement signed by {signer} speaks for {holder}")
@@ -252,7 +250,7 @@ def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime,
     return status
 
 
-def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, accepted: _Accepted) -> str:
+def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, accepted: Batch) -> str:
     record = parse_destruction(data)
     if signer != record.holder:
         raise InvalidInputError(f"a destruction record signed by {signer} speaks for {record.holder}")
@@ -266,7 +264,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
 
 
 def _destruction_request(
-    duties: Duties, exchange: Peers, signer: str, data: dict[str, Any], now: datetime, accepted: _Accepted
+    duties: Duties, exchange: Exchange, signer: str, data: dict[str, Any], now: datetime, accepted: Batch
 ) -> str:
     """The originator asks for this node's destruction record: sent back if the item was destroyed."""
     item, originator, holder = parse_destruction_request(data)
@@ -274,7 +272,7 @@ def _destruction_request(
         raise InvalidInputError(
             f"a destruction request signed by {signer} for {holder} about {originator}'s item"
         )
-    row = duties.node.store.get_item(item)
+    row = duties.kernel.store.get_item(item)
     if row is None or row.originator != originator:
         return "not-held"
     saved = duties.db.destruction(item, duties.party)
@@ -285,13 +283,13 @@ def _destruction_request(
     if peer is None:
         raise AgreementError(f"no registered link with {hop} to send the destruction record")
     body = {"kind": DUTY_KIND, "to": originator, "duty": saved.jws}
-    accepted.outbox.append(exchange._queue(peer, body, DUTY_KIND, item, now, final_recipient=originator))
+    accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, item, now, final_recipient=originator))
     accepted.ops.append(duties.db.mark_sent(item, duties.party, epoch_us(now)))
     return "record-sent"
 
 
 def _incident(
-    duties: Duties, signer: str, data: dict[str, Any], jws: str, now: datetime, accepted: _Accepted
+    duties: Duties, signer: str, data: dict[str, Any], jws: str, now: datetime, accepted: Batch
 ) -> str:
     investigation = parse_incident(data)
     if signer != investigation.holder:

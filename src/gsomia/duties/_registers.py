@@ -25,12 +25,12 @@ class _Registers(DutyBase):
         self, actor: Person | None, party: str, authority_id: str, name: str, function: str
     ) -> dict[str, Any]:
         """Record a competent authority of a party (Art. 2)."""
-        node = self.node
+        kernel = self.kernel
         who = actor.id if actor else "operator"
         try:
-            node.require_any(actor, (Role.ADMINISTRATOR,), "register.authority")
-            authority = Authority(node.catalogue.party(party.upper()).code, authority_id, name, function)
-            now = epoch_us(node.clock())
+            kernel.require_any(actor, (Role.ADMINISTRATOR,), "register.authority")
+            authority = Authority(kernel.catalogue.party(party.upper()).code, authority_id, name, function)
+            now = epoch_us(kernel.clock())
             row = {
                 "party": authority.party,
                 "id": authority.id,
@@ -41,13 +41,13 @@ class _Registers(DutyBase):
             self.db.commit(
                 ops=[self.db.put("authorities", row)],
                 audit=[
-                    node._row(
+                    kernel.audit_row(
                         "register.authority", who, f"{authority.party}/{authority.id}", "allowed", name=name
                     )
                 ],
             )
         except GsomiaError as exc:
-            raise node._refuse("register.authority", who, authority_id, exc) from None
+            raise kernel.refuse("register.authority", who, authority_id, exc) from None
         return dated(row)
 
     def authorities(self, party: str | None = None) -> list[dict[str, Any]]:
@@ -64,15 +64,15 @@ class _Registers(DutyBase):
         effective: datetime,
     ) -> dict[str, Any]:
         """A new version of a party's protection rules (Art. 3); flags every item it affects."""
-        node = self.node
+        kernel = self.kernel
         who = actor.id if actor else "operator"
         try:
-            node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "register.rules")
-            code = node.catalogue.party(party.upper()).code
-            scheme = node.catalogue.party(code).scheme
+            kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "register.rules")
+            code = kernel.catalogue.party(party.upper()).code
+            scheme = kernel.catalogue.party(code).scheme
             names = frozenset(scheme.level(level).name for level in levels)
             rules = RulesVersion(code, self.db.last_rules_version(code) + 1, title, summary, names, effective)
-            now = epoch_us(node.clock())
+            now = epoch_us(kernel.clock())
             row = {
                 "party": code,
                 "version": rules.version,
@@ -83,7 +83,9 @@ class _Registers(DutyBase):
                 "recorded_us": now,
             }
             flagged = [
-                r.id for r in self.db.items_where(state="held") if affected_by(rules, node._from_row(r).label)
+                r.id
+                for r in self.db.items_where(state="held")
+                if affected_by(rules, kernel.items.item(r).label)
             ]
             reason = f"{code} protection rules changed (version {rules.version}: {title})"
             ops = [self.db.put("national_rules", row)]
@@ -97,7 +99,7 @@ class _Registers(DutyBase):
             self.db.commit(
                 ops=ops,
                 audit=[
-                    node._row(
+                    kernel.audit_row(
                         "register.rules",
                         who,
                         code,
@@ -110,7 +112,7 @@ class _Registers(DutyBase):
                 ],
             )
         except GsomiaError as exc:
-            raise node._refuse("register.rules", who, party, exc) from None
+            raise kernel.refuse("register.rules", who, party, exc) from None
         return {**dated(row), "levels": sorted(names), "flagged": flagged}
 
     def rules(self, party: str | None = None) -> list[dict[str, Any]]:

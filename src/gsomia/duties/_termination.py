@@ -18,15 +18,15 @@ class _Termination(DutyBase):
     def termination_report(self, actor: Person, at: datetime | None = None) -> dict[str, Any]:
         """Per partner: the items held here that came from it, and this node's items it holds,
         with their status. Protection continues after termination (Art. 21.4)."""
-        node = self.node
-        node.require_any(actor, HANDLERS, "termination.report")
-        when = at or node.clock()
+        kernel = self.kernel
+        kernel.require_any(actor, HANDLERS, "termination.report")
+        when = at or kernel.clock()
         rows = {r.id: r for r in self.db.items_where()}
         sent = self.db.sent_by_party()
         destroyed_there = {(d.item_id, d.holder) for d in self.db.destructions() if d.holder != self.party}
         recalled_there = {(a.item_id, a.party) for a in self.db.all_acks() if a.state == "withdrawn"}
         partners: dict[str, dict[str, Any]] = {}
-        for agreement in node.catalogue.agreements_of(self.party):
+        for agreement in kernel.catalogue.agreements_of(self.party):
             state = agreement.state_at(when)
             for party in agreement.parties:
                 if party == self.party:
@@ -56,8 +56,8 @@ class _Termination(DutyBase):
                         else ("recalled" if (item_id, party) in recalled_there else "held"),
                     }
                 )
-        node.store.append_audit(
-            [node._row("termination.report", actor.id, None, "allowed", at=when.isoformat())]
+        kernel.store.append_audit(
+            [kernel.audit_row("termination.report", actor.id, None, "allowed", at=when.isoformat())]
         )
         return {
             "party": self.party,

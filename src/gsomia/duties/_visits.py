@@ -9,9 +9,10 @@ from typing import Any
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.visits import VisitAuthorisation, VisitScope
-from gsomia.duties._base import DutyBase, from_us
+from gsomia.duties._base import DutyBase
 from gsomia.errors import GsomiaError
-from gsomia.store._duties import VisitRow
+from gsomia.kernel import from_us
+from gsomia.store import VisitRow
 
 __all__ = ["_Visits"]
 
@@ -30,18 +31,18 @@ class _Visits(DutyBase):
         purpose: str,
     ) -> dict[str, Any]:
         """The host authorises a visit and sets the highest level the visitor may see (Art. 8)."""
-        node = self.node
+        kernel = self.kernel
         who = actor.id if actor else "operator"
         try:
-            node.require_any(actor, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "visit.authorise")
-            node.person(person_id)
-            level = node.catalogue.party(self.party).scheme.level(highest).name
+            kernel.require_any(actor, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "visit.authorise")
+            kernel.person(person_id)
+            level = kernel.catalogue.party(self.party).scheme.level(highest).name
             visit = VisitAuthorisation(uuid.uuid4().hex, person_id, self.party, level, starts, ends, purpose)
             row = VisitRow(visit.id, person_id, level, epoch_us(starts), epoch_us(ends), purpose, who)
             self.db.commit(
                 ops=[self.db.put("visits", row)],
                 audit=[
-                    node._row(
+                    kernel.audit_row(
                         "visit.authorise",
                         who,
                         person_id,
@@ -55,32 +56,15 @@ class _Visits(DutyBase):
                 ],
             )
         except GsomiaError as exc:
-            raise node._refuse("visit.authorise", who, person_id, exc) from None
+            raise kernel.refuse("visit.authorise", who, person_id, exc) from None
         return _visit_out(row)
 
     def visit_scope(self, person_id: str, at: datetime) -> VisitScope | None:
         """The reader's visits at ``at``; ``None`` for someone who is not a visitor."""
-        rows = self.db.visits_of(person_id)
-        if not rows:
-            return None
-        return VisitScope(
-            tuple(
-                VisitAuthorisation(
-                    r.id,
-                    r.person_id,
-                    self.party,
-                    r.highest,
-                    from_us(r.starts_us),
-                    from_us(r.ends_us),
-                    r.purpose,
-                )
-                for r in rows
-            ),
-            at,
-        )
+        return self.kernel.visit_scope(person_id, at)
 
     def visits(self, actor: Person | None) -> list[dict[str, Any]]:
-        self.node.require_any(actor, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "visit.list")
+        self.kernel.require_any(actor, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "visit.list")
         return [_visit_out(r) for r in self.db.visits()]
 
 

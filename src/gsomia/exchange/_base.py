@@ -1,34 +1,39 @@
-"""What every part of the exchange shares: the node, its keys and federation store, the
-audit row, the sealed outbox row, the signed receipt, and the batch a receive writes.
+"""What every part of the exchange shares: the node's kernel, its keys and federation store,
+the sealed outbox row (:meth:`ExchangeBase.queue`), the signed receipt
+(:meth:`ExchangeBase.receipt`), the batch a receive writes (:class:`Batch`) and the table of
+handlers by message kind that other services register with (:meth:`ExchangeBase.register`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gsomia._codec import canonical, decision_json
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
-from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.crypto.keys import PeerIdentity
 from gsomia.exchange._messages import receipt_content
+from gsomia.kernel import NodeContext
 from gsomia.store import (
     AuditRow,
     ConsentRequestRow,
     ConsentRow,
-    FederationStore,
     InboxRow,
+    InventoryEntry,
     NewItem,
+    Op,
     OutboxRow,
 )
-from gsomia.store._duties import Op
 
-if TYPE_CHECKING:
-    from gsomia.node._service import Node
+__all__ = ["Batch", "ExchangeBase", "Handler"]
 
-__all__ = ["ExchangeBase"]
+# A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
+# ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
+Handler = Callable[[Opened, datetime, "Batch"], dict[str, Any]]
 
 
 class ExchangeBase:
@@ -36,44 +41,56 @@ class ExchangeBase:
 
     def __init__(
         self,
-        node: Node,
-        ring: KeyRing,
+        kernel: NodeContext,
         *,
         ttl: timedelta = timedelta(hours=24),
         skew: timedelta = timedelta(minutes=5),
     ) -> None:
-        self.node = node
-        self.ring = ring
-        self.fed = FederationStore(node.store)
+        self.kernel = kernel
+        self.ring = kernel.ring
+        self.fed = kernel.fed
         self.ttl = ttl
         self.skew = skew
-        self._peers: dict[str, tuple[PeerIdentity, frozenset[str]]] | None = None
+        self._handlers: dict[str, Handler] = {}
 
     @property
     def party(self) -> str:
-        return self.node.party
+        return self.kernel.party
 
     def _now(self) -> datetime:
-        return self.node.clock()
+        return self.kernel.clock()
 
-    def _row(
+    def _identities(self, party: str) -> PeerIdentity | None:
+        return self.kernel.peers.peer(party)
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Let another service answer the inbox's ``kind`` messages (wired where the node is built)."""
+        if kind in self._handlers:
+            raise ValueError(f"a handler for {kind!r} messages is registered already")
+        self._handlers[kind] = handler
+
+    def enqueue(
         self,
-        kind: str,
-        actor: str | None,
-        subject: str | None,
-        outcome: str,
-        *,
-        entry_id: str = "",
-        **detail: Any,
-    ) -> AuditRow:
-        return AuditRow(
-            epoch_us(self._now()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id
-        )
+        rows: Sequence[OutboxRow],
+        audit: Sequence[AuditRow] = (),
+        inventory: Sequence[InventoryEntry] = (),
+        consents: Sequence[ConsentRow] = (),
+    ) -> None:
+        """Write outbox rows (with their audit records, inventory entries, consents) in one transaction."""
+        self.fed.enqueue(rows, audit, inventory, consents)
 
-    def _audit(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
-        self.node.store.append_audit([self._row(kind, actor, subject, outcome, **detail)])
+    def outbox(self, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """What this node sent or is sending, oldest first."""
+        return self.fed.outbox(state=state, limit=limit)
 
-    def _queue(
+    def outbox_entry(self, msg_id: str) -> OutboxRow | None:
+        return self.fed.outbox_entry(msg_id)
+
+    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
+        """Consent requests this node made or must answer, oldest first."""
+        return self.fed.consent_requests(state)
+
+    def queue(
         self,
         peer: PeerIdentity,
         body: dict[str, Any],
@@ -105,7 +122,7 @@ class ExchangeBase:
             updated_us=epoch_us(now),
         )
 
-    def _receipt(
+    def receipt(
         self,
         opened: Opened,
         item_id: str | None,
@@ -130,15 +147,15 @@ class ExchangeBase:
         )
 
 
-class _Accepted:
-    """What a batch of envelopes will write, in one transaction."""
+class Batch:
+    """What a batch of envelopes will write, in one transaction (a handler adds to it)."""
 
     def __init__(self) -> None:
         self.items: list[NewItem] = []
         self.item_ids: set[str] = set()
         self.inbox: list[InboxRow] = []
         self.inbox_by_id: dict[str, InboxRow] = {}
-        self.inventory: list[tuple[str, int, str, str | None, str | None, str]] = []
+        self.inventory: list[InventoryEntry] = []
         self.audit: list[AuditRow] = []
         self.outbox: list[OutboxRow] = []
         self.consents: list[ConsentRow] = []

@@ -14,7 +14,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
-from gsomia.exchange._base import _Accepted
+from gsomia.exchange._base import Batch
 from gsomia.exchange._messages import consent_content, consent_from_content
 from gsomia.exchange._peers import Peers
 from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
@@ -26,9 +26,13 @@ class Consents(Peers):
     """Consents on file and the workflow that asks for and answers them."""
 
     def consents_for(self, originator: str, item_id: str) -> tuple[Consent, ...]:
-        return self._consents(self.fed.consents_for(originator, item_id))
+        return self.verified_consents(self.fed.consents_for(originator, item_id))
 
-    def _consents(self, rows: Sequence[ConsentRow]) -> tuple[Consent, ...]:
+    def consent_rows(self, originator: str, item_id: str) -> list[ConsentRow]:
+        """The signed consents on file of ``originator`` naming ``item_id``, and its standing ones."""
+        return self.fed.consents_for(originator, item_id)
+
+    def verified_consents(self, rows: Sequence[ConsentRow]) -> tuple[Consent, ...]:
         """Consents on file, each re-verified against its originator's signature before use."""
         out = []
         for row in rows:
@@ -38,7 +42,7 @@ class Consents(Peers):
             out.append(consent)
         return tuple(out)
 
-    def _sign_consent(self, consent: Consent) -> tuple[ConsentRow, str]:
+    def sign_consent(self, consent: Consent) -> tuple[ConsentRow, str]:
         consent_id = uuid.uuid4().hex
         jws = sign_origin(self.ring, consent_content(consent, consent_id), self._now())
         return self._consent_row(consent_id, consent, jws), jws
@@ -66,12 +70,12 @@ class Consents(Peers):
         self, actor: Person, item_id: str, third_party: str, purpose: str, reason: str
     ) -> str:
         """A holder asks the originator for consent to pass ``item_id`` on to ``third_party``."""
-        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "consent.request")
-        item, _ = self.node.read(actor, item_id)
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "consent.request")
+        item, _ = self.kernel.read_item(actor, item_id)
         originator = item.label.originator
         if originator == self.party:
             raise InvalidInputError("this node originated the item: no consent is needed")
-        third = self.node.catalogue.party(third_party).code
+        third = self.kernel.catalogue.party(third_party).code
         peer = self.peer(originator)
         if peer is None:
             raise AgreementError(f"no registered link with {originator}, the originator")
@@ -88,12 +92,12 @@ class Consents(Peers):
         row = ConsentRequestRow(
             request_id, item_id, originator, self.party, third, purpose, reason, "pending", epoch_us(now)
         )
-        entry = self._queue(peer, body, "consent-request", item_id, now)
+        entry = self.queue(peer, body, "consent-request", item_id, now)
         self.fed.accept(
             requests=[row],
             outbox=[entry],
             audit=[
-                self._row(
+                self.kernel.audit_row(
                     "consent.request",
                     actor.id,
                     item_id,
@@ -106,7 +110,7 @@ class Consents(Peers):
         )
         return request_id
 
-    def _receive_consent_request(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+    def _receive_consent_request(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
         body = opened.body
         item_id, third, purpose, reason, request_id = (
             body.get(k) for k in ("item", "third_party", "purpose", "reason", "id")
@@ -128,7 +132,7 @@ class Consents(Peers):
                 epoch_us(now),
             )
         )
-        receipt = self._receipt(opened, str(item_id), "recorded", None, now)
+        receipt = self.receipt(opened, str(item_id), "recorded", None, now)
         accepted.add_inbox(
             InboxRow(
                 opened.msg_id,
@@ -141,7 +145,7 @@ class Consents(Peers):
             )
         )
         accepted.audit.append(
-            self._row(
+            self.kernel.audit_row(
                 "consent.requested",
                 opened.sender,
                 str(item_id),
@@ -156,7 +160,7 @@ class Consents(Peers):
         self, actor: Person, request_id: str, *, grant: bool, reason: str, expires: datetime | None = None
     ) -> ConsentRequestRow:
         """The originator grants (a signed consent) or refuses a holder's request, once."""
-        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "consent.answer")
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "consent.answer")
         request = self.fed.consent_request(request_id)
         if request is None or request.originator != self.party:
             raise NotFoundError(f"no consent request {request_id!r} awaiting this node's answer")
@@ -167,7 +171,7 @@ class Consents(Peers):
         body: dict[str, Any] = {"kind": "consent", "request": request_id, "granted": grant, "reason": reason}
         consent_rows: list[ConsentRow] = []
         if grant:
-            row, jws = self._sign_consent(
+            row, jws = self.sign_consent(
                 Consent(
                     ConsentKind.THIRD_PARTY,
                     self.party,
@@ -181,7 +185,7 @@ class Consents(Peers):
             )
             consent_rows.append(row)
             body["consent"] = jws
-        entry = self._queue(peer, body, "consent", request.item_id, now)
+        entry = self.queue(peer, body, "consent", request.item_id, now)
         state = "granted" if grant else "refused"
         done = self.fed.answer_request(
             request_id,
@@ -192,7 +196,7 @@ class Consents(Peers):
             outbox=[entry],
             consents=consent_rows,
             audit=[
-                self._row(
+                self.kernel.audit_row(
                     "consent.answer",
                     actor.id,
                     request.item_id,
@@ -209,7 +213,7 @@ class Consents(Peers):
             raise NotFoundError(f"consent request {request_id} vanished")
         return answered
 
-    def _receive_consent(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+    def _receive_consent(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
         body = opened.body
         request_id = body.get("request")
         request = self.fed.consent_request(str(request_id))
@@ -223,13 +227,15 @@ class Consents(Peers):
             accepted.consents.append(self._consent_row(consent_id, consent, str(body["consent"])))
         state = "granted" if body.get("granted") is True else "refused"
         accepted.answers.append((request.id, state, str(body.get("reason") or "")))
-        receipt = self._receipt(opened, request.item_id, "recorded", None, now)
+        receipt = self.receipt(opened, request.item_id, "recorded", None, now)
         accepted.add_inbox(
             InboxRow(
                 opened.msg_id, opened.sender, "consent", request.item_id, epoch_us(now), "recorded", receipt
             )
         )
         accepted.audit.append(
-            self._row("consent.received", opened.sender, request.item_id, state, request=request.id)
+            self.kernel.audit_row(
+                "consent.received", opened.sender, request.item_id, state, request=request.id
+            )
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}

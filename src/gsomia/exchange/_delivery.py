@@ -22,7 +22,7 @@ from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal, verify_origin
 from gsomia.errors import GsomiaError, InvalidInputError
 from gsomia.exchange._release import Releases
-from gsomia.store import OutboxRow
+from gsomia.store import InventoryEntry, OutboxRow
 
 __all__ = ["Deliveries", "Delivery"]
 
@@ -51,7 +51,7 @@ class Deliveries(Releases):
         results: list[Delivery] = []
         by_peer: dict[str, list[tuple[OutboxRow, str]]] = {}
         for entry in due:
-            refusal, decision = self._recheck(entry, now)
+            refusal, decision = self.recheck(entry, now)
             envelope = entry.envelope
             if refusal is None and self._expired(envelope, now):
                 try:
@@ -67,7 +67,7 @@ class Deliveries(Releases):
                     next_attempt_us=entry.next_attempt_us,
                     last_error=refusal,
                     audit=[
-                        self._row(
+                        self.kernel.audit_row(
                             "envelope.undeliverable",
                             None,
                             entry.item_id,
@@ -90,18 +90,18 @@ class Deliveries(Releases):
         if entry.kind != "item" or decision is None:
             raise InvalidInputError(f"a {entry.kind} message is not rebuilt")
         peer = self._link(entry.recipient, decision)
-        body = self._item_body(json.loads(entry.request), decision)
+        body = self.item_body(json.loads(entry.request), decision)
         return seal(self.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=self.ttl)
 
     def _expired(self, envelope: str, now: datetime) -> bool:
         return _envelope_exp(envelope) <= now.timestamp()
 
-    def _recheck(self, entry: OutboxRow, now: datetime) -> tuple[str | None, ReleaseDecision | None]:
+    def recheck(self, entry: OutboxRow, now: datetime) -> tuple[str | None, ReleaseDecision | None]:
         """The release decision again, at the instant of sending: (refusal or None, decision)."""
         if entry.kind != "item":
             return None, None
         try:
-            decision = self.node.engine.decide(self._request(json.loads(entry.request)), at=now)
+            decision = self.kernel.engine.decide(self._request(json.loads(entry.request)), at=now)
         except GsomiaError as exc:
             return str(exc), None
         if decision.allowed:
@@ -164,7 +164,7 @@ class Deliveries(Releases):
                     last_error=f"{entry.recipient} refused: {reason}",
                     envelope=envelope,
                     audit=[
-                        self._row(
+                        self.kernel.audit_row(
                             "envelope.refused-by-peer",
                             None,
                             entry.item_id,
@@ -194,7 +194,7 @@ class Deliveries(Releases):
         inventory = []
         if entry.item_id is not None and entry.kind == "item":  # the item itself went: count the copy
             inventory.append(
-                (
+                InventoryEntry(
                     entry.item_id,
                     epoch_us(now),
                     "sent",
@@ -219,7 +219,7 @@ class Deliveries(Releases):
                 receipt=receipt,
                 envelope=envelope,
                 audit=[
-                    self._row(
+                    self.kernel.audit_row(
                         "envelope.delivered",
                         None,
                         entry.item_id,

@@ -3,6 +3,10 @@ records), accept only registered government-to-government links, verify the orig
 signature, decide on this side, store the item with the originator's label plus this
 node's equivalent, and sign a receipt. A message id seen before returns the same receipt:
 exactly-once effect. A hub relays what the originator authorised, and only that.
+
+The inbox dispatches by message kind through the exchange's handler table: ``item``,
+``consent-request`` and ``consent`` are its own; other services register theirs where the
+node is built (the duties ``duty``, the audit log ``tree-head``).
 """
 
 from __future__ import annotations
@@ -15,30 +19,33 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical, decision_json, label_to_dict
+from gsomia._codec import canonical, decision_json
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
-from gsomia.duties._messages import DUTY_KIND
-from gsomia.duties._receive import receive_duty
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
-from gsomia.exchange._base import _Accepted
+from gsomia.exchange._base import Batch
 from gsomia.exchange._consents import Consents
-from gsomia.exchange._heads import TreeHeads
-from gsomia.exchange._messages import consent_from_content, parse_item_content
-from gsomia.store import ConsentRow, InboxRow, NewItem, OutboxRow
+from gsomia.exchange._messages import consent_from_content
+from gsomia.kernel import ItemContent, parse_item_content
+from gsomia.store import ConsentRow, InboxRow, InventoryEntry, NewItem, OutboxRow
 
 __all__ = ["Inbox"]
 
 
-class Inbox(Consents, TreeHeads):
+class Inbox(Consents):
     """Envelopes arriving from peers, a batch in one transaction."""
+
+    def _register_own(self) -> None:
+        self.register("item", self._receive_item)
+        self.register("consent-request", self._receive_consent_request)
+        self.register("consent", self._receive_consent)
 
     def receive(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order."""
         now = self._now()
         results: list[dict[str, Any]] = []
-        accepted = _Accepted()
+        accepted = Batch()
         opened: list[Opened | EnvelopeError] = []
         for text in texts:
             try:
@@ -47,7 +54,7 @@ class Inbox(Consents, TreeHeads):
                 opened.append(exc)
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in opened if isinstance(o, Opened)])
-        accepted.held = self.node.store.existing_items(
+        accepted.held = self.kernel.store.existing_items(
             [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
         )
         for text, first in zip(texts, opened, strict=True):
@@ -64,13 +71,13 @@ class Inbox(Consents, TreeHeads):
         return results
 
     def _receive_one_committed(self, text: str, now: datetime) -> dict[str, Any]:
-        accepted = _Accepted()
+        accepted = Batch()
         result = self._receive_one(text, now, accepted)
         if accepted.any():
             self._commit(accepted)
         return result
 
-    def _commit(self, accepted: _Accepted) -> None:
+    def _commit(self, accepted: Batch) -> None:
         self.fed.accept(
             items=accepted.items,
             inbox=accepted.inbox,
@@ -86,11 +93,11 @@ class Inbox(Consents, TreeHeads):
     def _refused(
         self, kind: str, sender: str | None, subject: str | None, reason: str, public: str, **detail: Any
     ) -> dict[str, Any]:
-        self._audit(kind, sender, subject, "refused", reason=reason, **detail)
+        self.kernel.record(kind, sender, subject, "refused", reason=reason, **detail)
         return {"status": "refused", "reason": public, "receipt": None}
 
     def _receive_one(
-        self, text: str, now: datetime, accepted: _Accepted, first: Opened | EnvelopeError | None = None
+        self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError | None = None
     ) -> dict[str, Any]:
         try:
             if isinstance(first, EnvelopeError):
@@ -104,20 +111,15 @@ class Inbox(Consents, TreeHeads):
         else:
             seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         if seen is not None:
-            self._audit("envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id)
+            self.kernel.record(
+                "envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id
+            )
             return {"status": "duplicate", "receipt": seen.receipt, "reason": None}
         kind = opened.body.get("kind")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
         try:
-            if kind == "item":
-                return self._receive_item(opened, now, accepted)
-            if kind == "consent-request":
-                return self._receive_consent_request(opened, now, accepted)
-            if kind == "consent":
-                return self._receive_consent(opened, now, accepted)
-            if kind == "tree-head":
-                return self._receive_head(opened, now, accepted)
-            if kind == DUTY_KIND:  # the duties after release: gsomia.duties
-                return receive_duty(self.node.duties, self, opened, now, accepted)
+            if handler is not None:
+                return handler(opened, now, accepted)
         except EnvelopeError as exc:
             return self._refused(
                 "envelope.refused", opened.sender, None, exc.detail, "envelope refused", msg_id=opened.msg_id
@@ -135,14 +137,14 @@ class Inbox(Consents, TreeHeads):
             msg_id=opened.msg_id,
         )
 
-    def _receive_item(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
+    def _receive_item(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
         body = opened.body
         origin = body.get("origin")
         route = body.get("route")
         if not isinstance(origin, str) or not isinstance(route, dict):
             raise InvalidInputError("item message: origin and route are required")
         originator, content = verify_origin(origin, self._identities, now, own=self.ring)
-        item = parse_item_content(content, self.node.catalogue)
+        item = parse_item_content(content, self.kernel.catalogue)
         if item.label.originator != originator:
             raise EnvelopeError("bad-origin-signature")  # signed by one party, labelled as another's
         sender, recipient = route.get("sender"), route.get("recipient")
@@ -175,7 +177,7 @@ class Inbox(Consents, TreeHeads):
         request = ReleaseRequest(
             item.label, sender, recipient, purpose, tuple(via), item.item_id, tuple(consents)
         )
-        decision = self.node.engine.decide(request, at=now)
+        decision = self.kernel.engine.decide(request, at=now)
         if not decision.allowed:
             reasons = "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed())
             return self._refused(
@@ -196,17 +198,17 @@ class Inbox(Consents, TreeHeads):
         if accepted.held is not None:
             held = item.item_id in accepted.held or item.item_id in accepted.item_ids
         else:
-            held = self.node.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
+            held = self.kernel.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
-        receipt = self._receipt(opened, item.item_id, status, digest, now, log_entry)
+        receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
         accepted.add_inbox(
             InboxRow(opened.msg_id, opened.sender, "item", item.item_id, epoch_us(now), status, receipt)
         )
         known = {c.id for c in accepted.consents}
         accepted.consents += [c for c in consent_rows if c.id not in known and not self._has_consent(c.id)]
         accepted.audit.append(
-            self._row(
+            self.kernel.audit_row(
                 "envelope.received",
                 opened.sender,
                 item.item_id,
@@ -221,7 +223,7 @@ class Inbox(Consents, TreeHeads):
             accepted.items.append(self._new_item(item, origin, opened.sender, decision, now))
             accepted.item_ids.add(item.item_id)
             accepted.inventory.append(
-                (
+                InventoryEntry(
                     item.item_id,
                     epoch_us(now),
                     "received",
@@ -237,27 +239,21 @@ class Inbox(Consents, TreeHeads):
         return {"status": status, "receipt": receipt, "reason": None}
 
     def _new_item(
-        self, item: Any, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
+        self, item: ItemContent, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
-        label = self.node._received_label(item.label, received_from, decision.agreement)
-        label_json = canonical(label_to_dict(label))
-        return NewItem(
-            id=item.item_id,
-            originator=label.originator,
-            classification=label.classification,
-            label=label_json,
-            topics=label.topics,
+        label = self.kernel.items.received_label(item.label, received_from, decision.agreement)
+        return self.kernel.items.seal(
+            item.item_id,
+            label,
+            item.payload_type,
+            item.payload,
+            now=now,
+            by=f"exchange:{received_from}",
             received_from=received_from,
             agreement=decision.agreement,
-            created_us=epoch_us(label.created),
-            ingested_us=epoch_us(now),
-            ingested_by=f"exchange:{received_from}",
-            payload_type=item.payload_type,
-            payload_size=len(item.payload),
-            payload=self.node.cipher.seal(item.item_id, label_json, item.payload),
-            origin_jws=self.node.cipher.seal(item.item_id, label_json, origin.encode()),
+            origin=origin,
         )
 
     def _relay(
@@ -279,7 +275,7 @@ class Inbox(Consents, TreeHeads):
             "via": [hub],
             "purpose": body["purpose"],
         }
-        return self._queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
+        return self.queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
 
 
 def _peek_item(body: dict[str, Any]) -> str | None:

@@ -4,7 +4,6 @@ serves (Art. 9), this node's key rotation, and revocation of a partner's key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,34 +25,21 @@ class Peers(ExchangeBase):
 
     def identity(self) -> dict[str, Any]:
         """This node's identity document, to hand to partners out of band."""
-        return self.ring.identity(self.node.config.endpoint)
-
-    def _load_peers(self) -> dict[str, tuple[PeerIdentity, frozenset[str]]]:
-        if self._peers is None:
-            self._peers = {
-                row.party: (
-                    PeerIdentity.from_document(json.loads(row.document)),
-                    frozenset(json.loads(row.agreements)),
-                )
-                for row in self.fed.peers()
-            }
-        return self._peers
+        return self.ring.identity(self.kernel.endpoint)
 
     def peer(self, party: str) -> PeerIdentity | None:
-        found = self._load_peers().get(party)
-        return None if found is None else found[0]
+        return self.kernel.peers.peer(party)
 
     def links(self, party: str) -> frozenset[str]:
         """The agreements the G2G link with ``party`` is registered for (Art. 9)."""
-        found = self._load_peers().get(party)
-        return frozenset() if found is None else found[1]
+        return self.kernel.peers.links(party)
 
     def peers(self) -> list[tuple[PeerIdentity, frozenset[str]]]:
-        return sorted(self._load_peers().values(), key=lambda p: p[0].party)
+        return self.kernel.peers.all()
 
     def register_peer(self, actor: Person | None, document: Any, agreements: Sequence[str]) -> PeerIdentity:
         """Import a partner's identity document and pin it to the agreements the link serves."""
-        self.node.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
+        self.kernel.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
         who = actor.id if actor else "operator"
         try:
             identity = PeerIdentity.from_document(document)
@@ -62,7 +48,7 @@ class Peers(ExchangeBase):
             if not agreements:
                 raise InvalidInputError("name at least one agreement the link is registered for")
             for agreement_id in agreements:
-                agreement = self.node.catalogue.agreement(agreement_id)
+                agreement = self.kernel.catalogue.agreement(agreement_id)
                 if self.party not in agreement.parties or identity.party not in agreement.parties:
                     raise AgreementError(
                         f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
@@ -75,7 +61,7 @@ class Peers(ExchangeBase):
                 now,
                 now,
             )
-            audit = self._row(
+            audit = self.kernel.audit_row(
                 "peer.register",
                 who,
                 identity.party,
@@ -85,8 +71,8 @@ class Peers(ExchangeBase):
             )
             self.fed.put_peer(row, [audit])
         except GsomiaError as exc:
-            raise self.node._refuse("peer.register", who, None, exc) from None
-        self._peers = None
+            raise self.kernel.refuse("peer.register", who, None, exc) from None
+        self.kernel.peers.invalidate()
         return identity
 
     def rotate_keys(self, actor: Person | None, overlap: timedelta) -> dict[str, Any]:
@@ -94,11 +80,11 @@ class Peers(ExchangeBase):
 
         Partners need the new identity document (out of band) before the overlap ends.
         """
-        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.rotate")
+        self.kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.rotate")
         now = self._now()
         self.ring.rotate(now, overlap)
         identity = self.identity()
-        self._audit(
+        self.kernel.record(
             "key.rotate",
             actor.id if actor else "operator",
             self.party,
@@ -110,7 +96,7 @@ class Peers(ExchangeBase):
 
     def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
         """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
-        self.node.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
+        self.kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
         identity = self.peer(party)
         if identity is None:
             raise NotFoundError(f"{party} is not a registered peer")
@@ -120,7 +106,7 @@ class Peers(ExchangeBase):
         self.fed.put_peer(
             row,
             [
-                self._row(
+                self.kernel.audit_row(
                     "key.revoke",
                     actor.id if actor else "operator",
                     party,
@@ -130,10 +116,7 @@ class Peers(ExchangeBase):
                 )
             ],
         )
-        self._peers = None
-
-    def _identities(self, party: str) -> PeerIdentity | None:
-        return self.peer(party)
+        self.kernel.peers.invalidate()
 
     def _link(self, party: str, decision: ReleaseDecision) -> PeerIdentity:
         """The registered peer for the next hop, if its link serves the deciding agreement (Art. 9)."""

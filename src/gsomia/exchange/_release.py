@@ -13,7 +13,7 @@ from typing import Any
 from gsomia._codec import decision_json
 from gsomia.core.access import Person, Role
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
-from gsomia.core.tlp import is_tlp_red
+from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import sign_origin
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
@@ -36,27 +36,27 @@ class Releases(Consents):
     """Items released to partners through the outbox."""
 
     def _row_of(self, item_id: str) -> ItemRow:
-        row = self.node.store.get_item(item_id)
+        row = self.kernel.store.get_item(item_id)
         if row is None:
             raise NotFoundError(f"no item {item_id!r} at this node")
         return row
 
     def _origin_jws(self, item_id: str, row: ItemRow | None = None) -> str:
         """The originator's signed item: stored at receipt, or signed now for our own item."""
-        row = row or self._row_of(item_id)
+        row = row or self.kernel.items.row(item_id)
         if row.origin_jws is not None:
-            return self.node.cipher.open(row.id, row.label, row.origin_jws).decode()
-        item = self.node._from_row(row)
+            return self.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
+        item = self.kernel.items.item(row)
         if item.label.originator != self.party:
             raise InvalidInputError(
                 f"item {item_id} carries no signature of its originator {item.label.originator}"
             )
-        payload = self.node.cipher.open(row.id, row.label, row.payload)
+        payload = self.kernel.cipher.open(row.id, row.label, row.payload)
         return sign_origin(
             self.ring, item_content(row.id, item.label, row.payload_type, payload), self._now()
         )
 
-    def _item_body(
+    def item_body(
         self,
         spec: dict[str, Any],
         decision: ReleaseDecision,
@@ -67,7 +67,7 @@ class Releases(Consents):
     ) -> dict[str, Any]:
         """The item message: the originator's signed item, the route and the consents that justify it."""
         item_id = spec["item"]
-        row = row or self._row_of(item_id)
+        row = row or self.kernel.items.row(item_id)
         consents = (
             list(on_file)
             if on_file is not None
@@ -84,10 +84,10 @@ class Releases(Consents):
 
     def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
         """Rebuild a release request from what the outbox stored, with the consents on file now."""
-        row = self._row_of(spec["item"])
+        row = self.kernel.items.row(spec["item"])
         if row.state != "held":  # destroyed or recalled after it was queued: it does not go
             raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
-        label = self.node._from_row(row).label
+        label = self.kernel.items.item(row).label
         return ReleaseRequest(
             label,
             spec["sender"],
@@ -111,10 +111,10 @@ class Releases(Consents):
         """Decide now; if allowed, queue the sealed envelope and the decision in one transaction."""
         who = actor.id
         try:
-            self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
             prepared = self.prepare_release(
                 actor,
-                self._row_of(item_id),
+                self.kernel.items.row(item_id),
                 recipient,
                 via=via,
                 purpose=purpose,
@@ -123,7 +123,7 @@ class Releases(Consents):
             )
             self.fed.enqueue([prepared.entry], [prepared.audit], consents=prepared.consents)
         except GsomiaError as exc:
-            raise self.node._refuse("item.release", who, item_id, exc) from None
+            raise self.kernel.refuse("item.release", who, item_id, exc) from None
         return prepared.entry
 
     def prepare_release(
@@ -146,16 +146,21 @@ class Releases(Consents):
         writes many at once with ``state`` ``exported`` so the network sender leaves them alone.
         """
         item_id = row.id
-        label = self.node._from_row(row).label
+        label = self.kernel.items.item(row).label
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
-        access = self.node.decide_read(actor, label).raise_if_refused()
-        if row.payload_type == "json" and is_tlp_red(
-            json.loads(self.node.cipher.open(row.id, row.label, row.payload))
-        ):
-            raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
-        recipient = self.node.catalogue.party(recipient).code
-        hub = self.node.catalogue.party(via).code if via else None
+        access = self.kernel.decide_read(actor, label).raise_if_refused()
+        if row.payload_type == "json":
+            content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
+            if is_tlp_red(content):
+                raise InvalidInputError(f"item {item_id} is marked TLP:RED: it never leaves this node")
+            if is_tlp_amber_strict(content) and label.originator != self.party:
+                raise InvalidInputError(
+                    f"item {item_id} is marked TLP:AMBER+STRICT: only its originator "
+                    f"{label.originator} releases it (no onward release)"
+                )
+        recipient = self.kernel.catalogue.party(recipient).code
+        hub = self.kernel.catalogue.party(via).code if via else None
         new_consents: list[ConsentRow] = []
         fresh: tuple[Consent, ...] = ()
         if authorise_relay:
@@ -170,7 +175,7 @@ class Releases(Consents):
                 item=item_id,
                 hub=hub,
             )
-            consent_row, _ = self._sign_consent(authorisation)
+            consent_row, _ = self.sign_consent(authorisation)
             new_consents.append(consent_row)
             fresh = (authorisation,)
         use = purpose or label.purpose
@@ -184,14 +189,14 @@ class Releases(Consents):
         }
         on_file = self.fed.consents_for(label.originator, item_id)
         request = ReleaseRequest(
-            label, self.party, recipient, use, tuple(hops), item_id, self._consents(on_file) + fresh
+            label, self.party, recipient, use, tuple(hops), item_id, self.verified_consents(on_file) + fresh
         )
-        decision = self.node.engine.authorise(request, at=now)
+        decision = self.kernel.engine.authorise(request, at=now)
         peer = self._link(hub or recipient, decision)
-        body = self._item_body(
+        body = self.item_body(
             spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]
         )
-        entry = self._queue(
+        entry = self.queue(
             peer,
             body,
             "item",
@@ -203,7 +208,7 @@ class Releases(Consents):
             ttl=ttl,
             state=state,
         )
-        audit = self._row(
+        audit = self.kernel.audit_row(
             "item.release",
             actor.id,
             item_id,

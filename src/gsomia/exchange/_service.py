@@ -1,14 +1,14 @@
 """The exchange between nodes: one :class:`Exchange` per node, composed of one part per concern.
 
-- ``_peers``: partners' identity documents, the agreements each link serves, key rotation
-  and revocation.
+- ``_peers``: registering partners' identity documents, the agreements each link serves, key
+  rotation and revocation (the kernel's peer directory is what every service reads).
 - ``_release``: ``release`` decides now and, if allowed, writes the sealed envelope and the
   decision in one transaction (the outbox). Nothing leaves on a refusal.
 - ``_delivery``: ``deliver_due`` decides again at the instant of sending, pushes batches to
   each peer's ``/inbox`` and keeps the signed receipts; transport failures retry with backoff.
 - ``_inbox``: ``receive`` opens, checks, decides and stores a batch of envelopes, exactly once;
-  a hub relays what the originator authorised, and only that.
-- ``_heads``: signed tree heads shared with peers, and proofs of delivery.
+  a hub relays what the originator authorised, and only that. Message kinds are dispatched
+  through a handler table other services register with (duties, the audit log's tree heads).
 - ``_consents``: consents on file and the third-party consent workflow.
 
 Each part is a class over the one below it (``_base`` holds the shared state and helpers),
@@ -17,12 +17,25 @@ so every method a part calls is one mypy sees on that part.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from gsomia.exchange._delivery import Deliveries, Delivery
 from gsomia.exchange._inbox import Inbox
 from gsomia.exchange._release import PreparedRelease
+from gsomia.kernel import NodeContext
 
 __all__ = ["Delivery", "Exchange", "PreparedRelease"]
 
 
 class Exchange(Deliveries, Inbox):
     """A node's side of the federation."""
+
+    def __init__(
+        self,
+        kernel: NodeContext,
+        *,
+        ttl: timedelta = timedelta(hours=24),
+        skew: timedelta = timedelta(minutes=5),
+    ) -> None:
+        super().__init__(kernel, ttl=ttl, skew=skew)
+        self._register_own()

@@ -38,7 +38,7 @@ from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError
 from gsomia.exchange._service import Exchange
-from gsomia.store import AuditRow, ConsentRow, ItemFilter, OutboxRow
+from gsomia.store import AuditRow, ConsentRow, InventoryEntry, ItemFilter, OutboxRow
 
 __all__ = [
     "DEFAULT_VALIDITY",
@@ -103,21 +103,16 @@ class Transfer:
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        self.node = exchange.node
+        self.kernel = exchange.kernel
 
     @property
     def party(self) -> str:
         return self.exchange.party
 
-    def _row(
-        self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
-    ) -> AuditRow:
-        return self.exchange._row(kind, actor, subject, outcome, **detail)
-
     def _refuse(self, kind: str, reason: str, **detail: Any) -> InvalidInputError:
-        self.node.store.append_audit([self._row(kind, None, None, "refused", reason=reason, **detail)])
+        self.kernel.record(kind, None, None, "refused", reason=reason, **detail)
         error = InvalidInputError(reason)
-        error.audited = True  # type: ignore[attr-defined]  # recorded once, here
+        self.kernel.mark_recorded(error)  # recorded once, here
         return error
 
     # --- the sender ---
@@ -135,26 +130,26 @@ class Transfer:
         """Seal every item releasable to ``recipient`` now into one signed transfer file."""
         transfer_id = uuid.uuid4().hex
         try:
-            self.node.require_any(actor, (Role.RELEASE_OFFICER,), "item.export")
-            final = self.node.catalogue.party(recipient).code
-            hub = self.node.catalogue.party(via).code if via else None
+            self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.export")
+            final = self.kernel.catalogue.party(recipient).code
+            hub = self.kernel.catalogue.party(via).code if via else None
             if final == self.party or hub == self.party:
                 raise InvalidInputError(f"a transfer goes to another party, not to {self.party} itself")
             if validity <= timedelta(0):
                 raise InvalidInputError("the file must stay valid for some time: give a positive validity")
         except GsomiaError as exc:
-            raise self.node._refuse("item.export", actor.id, None, exc) from None
+            raise self.kernel.refuse("item.export", actor.id, None, exc) from None
         next_hop = hub or final
         now = self.exchange._now()
         detail = {"channel": "file", "transfer": transfer_id}
         entries: list[OutboxRow] = []
         audit: list[AuditRow] = []
         consents: list[ConsentRow] = []
-        inventory: list[tuple[str, int, str, str | None, str | None, str]] = []
+        inventory: list[InventoryEntry] = []
         refused: list[Refusal] = []
         after = 0
         while True:
-            rows = self.node.store.list_items(ItemFilter(), after, _SCAN, with_payload=True)
+            rows = self.kernel.store.list_items(ItemFilter(), after, _SCAN, with_payload=True)
             for row in rows:
                 after = row.seq
                 try:
@@ -173,7 +168,7 @@ class Transfer:
                 except GsomiaError as exc:
                     refused.append(Refusal(row.id, str(exc)))
                     audit.append(
-                        self._row(
+                        self.kernel.audit_row(
                             "item.release",
                             actor.id,
                             row.id,
@@ -188,7 +183,7 @@ class Transfer:
                 audit.append(prepared.audit)
                 consents += prepared.consents
                 inventory.append(
-                    (
+                    InventoryEntry(
                         row.id,
                         epoch_us(now),
                         "exported",
@@ -224,7 +219,7 @@ class Transfer:
                 {"format": TRANSFER_FORMAT, "manifest": signed, "envelopes": [e.envelope for e in entries]}
             )
         audit.append(
-            self._row(
+            self.kernel.audit_row(
                 "transfer.export",
                 actor.id,
                 final,
@@ -277,11 +272,15 @@ class Transfer:
             except EnvelopeError as exc:
                 reason = f"the receipt's signature does not verify ({exc.detail})"
                 refused.append(Refusal(subject, reason))
-                audit.append(self._row("transfer.receipt-refused", None, None, "refused", reason=reason))
+                audit.append(
+                    self.kernel.audit_row("transfer.receipt-refused", None, None, "refused", reason=reason)
+                )
                 continue
             except (GsomiaError, ValueError) as exc:
                 refused.append(Refusal(subject, str(exc)))
-                audit.append(self._row("transfer.receipt-refused", None, None, "refused", reason=str(exc)))
+                audit.append(
+                    self.kernel.audit_row("transfer.receipt-refused", None, None, "refused", reason=str(exc))
+                )
                 continue
             delivered.append(entry.msg_id)
             sink.append(
@@ -292,7 +291,7 @@ class Transfer:
                     next_attempt_us=entry.next_attempt_us,
                     receipt=jws,
                     audit=[
-                        self._row(
+                        self.kernel.audit_row(
                             "envelope.delivered",
                             None,
                             entry.item_id,
@@ -306,7 +305,7 @@ class Transfer:
                     inventory=[]
                     if entry.item_id is None
                     else [
-                        (
+                        InventoryEntry(
                             entry.item_id,
                             epoch_us(now),
                             "sent",
@@ -325,7 +324,7 @@ class Transfer:
                 )
             )
         audit.append(
-            self._row(
+            self.kernel.audit_row(
                 "transfer.receipts",
                 None,
                 str(data.get("receiver")),
@@ -340,7 +339,7 @@ class Transfer:
             sink[-1]["audit"] = sink[-1]["audit"] + audit
             self.exchange.fed.settle_many(sink, now_us=epoch_us(now))
         else:
-            self.node.store.append_audit(audit)
+            self.kernel.store.append_audit(audit)
         return ReceiptsApplied(tuple(delivered), tuple(already), tuple(refused))
 
     # --- the receiver ---
@@ -400,9 +399,9 @@ class Transfer:
                 )
         results = tuple(self.exchange.receive(envelopes))
         counts = Counter(str(r["status"]) for r in results)
-        self.node.store.append_audit(
+        self.kernel.store.append_audit(
             [
-                self._row(
+                self.kernel.audit_row(
                     "transfer.import",
                     None,
                     signer,

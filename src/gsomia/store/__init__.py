@@ -1,5 +1,20 @@
-"""The node's persistent store (SQLite by default, PostgreSQL in production) and its migrations."""
+"""The node's persistent store (SQLite by default, PostgreSQL in production) and its migrations.
 
+``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
+exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
+``DutiesStore`` the duties after release. Each is a view over the one ``Store``'s connection.
+"""
+
+from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store._duties import (
+    DestructionRow,
+    DutiesStore,
+    IncidentRow,
+    LabelAckRow,
+    LabelChangeRow,
+    Op,
+    VisitRow,
+)
 from gsomia.store._federation import (
     ConsentRequestRow,
     ConsentRow,
@@ -8,20 +23,40 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
-from gsomia.store._store import AuditRow, InventoryRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
+from gsomia.store._store import (
+    AuditRow,
+    InventoryEntry,
+    InventoryRow,
+    ItemFilter,
+    ItemRow,
+    NewItem,
+    Store,
+    TokenRow,
+)
 
 __all__ = [
     "AuditRow",
+    "AuditStore",
     "ConsentRequestRow",
     "ConsentRow",
+    "DestructionRow",
+    "DutiesStore",
     "FederationStore",
+    "HeadRow",
     "InboxRow",
+    "IncidentRow",
+    "InventoryEntry",
     "InventoryRow",
     "ItemFilter",
     "ItemRow",
+    "LabelAckRow",
+    "LabelChangeRow",
     "NewItem",
+    "Op",
     "OutboxRow",
+    "PartnerHeadRow",
     "PeerRow",
     "Store",
     "TokenRow",
+    "VisitRow",
 ]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
 from gsomia.store._federation import OutboxRow
-from gsomia.store._store import AuditRow, ItemRow, NewItem, Store
+from gsomia.store._store import AuditRow, InventoryEntry, ItemRow, NewItem, Store, allocate_added
 
 __all__ = [
     "DestructionRow",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 Op = Callable[[Connection], None]
-InventoryEntry = tuple[str, int, str, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +144,14 @@ class DutiesStore:
         classification: str,
         payload: bytes,
         origin_jws: bytes | None,
+        at_us: int = 0,
     ) -> Op:
-        """Replace label and sealed payload together, only if the item still has ``expected_version``."""
+        """Replace label and sealed payload together, only if the item still has ``expected_version``.
+
+        A new label is a new version of the item: it gets a new date-added (TAXII readers see it)."""
 
         def run(conn: Connection) -> None:
+            added = allocate_added(conn, 1, at_us)
             done = conn.execute(
                 update(t.items)
                 .where(
@@ -164,6 +167,7 @@ class DutiesStore:
                     label_version=version,
                     payload=payload,
                     origin_jws=origin_jws,
+                    added_us=added,
                 )
             ).rowcount
             if not done:

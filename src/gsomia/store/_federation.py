@@ -14,11 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._store import AuditRow, NewItem, Store
+from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
-
-InventoryEntry = tuple[str, int, str, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)

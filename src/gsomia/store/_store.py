@@ -12,17 +12,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gsomia.errors import ConflictError, StoreError
 from gsomia.store import _tables as t
 
-__all__ = ["AuditRow", "InventoryRow", "ItemFilter", "ItemRow", "NewItem", "Store", "TokenRow"]
+__all__ = [
+    "AuditRow",
+    "InventoryEntry",
+    "InventoryRow",
+    "ItemFilter",
+    "ItemRow",
+    "NewItem",
+    "Store",
+    "TokenRow",
+    "allocate_added",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class ItemRow:
     origin_jws: bytes | None = None
     label_version: int = 1
     state: str = "held"  # held | recalled | destroyed (a payload is gone once not held)
+    added_us: int | None = None  # when this version was added (ingest or label change): unique, increasing
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,23 @@ class ItemFilter:
     created_from_us: int | None = None
     created_before_us: int | None = None
     ingested_after_us: int | None = None
+    added_after_us: int | None = None
+    by_added: bool = False  # keyset and order on the date-added (TAXII), not the store's sequence
+
+
+class InventoryEntry(NamedTuple):
+    """One line of an item's inventory to write: where it came from, its copies, where it went.
+
+    ``party`` is the other side (the sender, the recipient, the next hop), ``actor`` the person
+    who acted (``None`` for the node itself), ``detail`` canonical JSON.
+    """
+
+    item_id: str
+    at_us: int
+    kind: str  # ingested | received | copy | translation | derivative | derived | sent | exported
+    party: str | None
+    actor: str | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +143,24 @@ class AuditRow:
     leaf: bytes | None = None
 
 
-_ITEM_COLUMNS = [c for c in t.items.c if c.name != "seq"]
+_ITEM_COLUMNS = [c for c in t.items.c if c.name not in ("seq", "added_us")]
+
+
+def allocate_added(conn: Connection, count: int, now_us: int) -> int:
+    """The first of ``count`` date-added instants, each after every one given before (at least ``now_us``).
+
+    One writer at a time: the update takes the one ``item_clock`` row's lock until the transaction
+    ends, so instants are given in commit order and a reader polling with ``added_after`` never skips
+    an item committed later with an earlier instant.
+    """
+    clock = t.item_clock.c.added_us
+    last = conn.execute(
+        update(t.item_clock)
+        .where(t.item_clock.c.id == 1)
+        .values(added_us=case((clock + count > now_us + count - 1, clock + count), else_=now_us + count - 1))
+        .returning(clock)
+    ).scalar_one()
+    return int(last) - count + 1
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -181,7 +226,7 @@ class Store:
     def insert_items(
         self,
         new: Sequence[NewItem],
-        inventory: Sequence[tuple[str, int, str, str | None, str | None, str]] = (),
+        inventory: Sequence[InventoryEntry] = (),
         audit: Sequence[AuditRow] = (),
     ) -> list[int]:
         """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
@@ -195,7 +240,11 @@ class Store:
     def _insert_items(self, conn: Connection, new: Sequence[NewItem]) -> list[int]:
         seqs: list[int] = []
         if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
-            values = [{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS} for item in new]
+            first = allocate_added(conn, len(new), max(item.ingested_us for item in new))
+            values = [
+                {**{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS}, "added_us": first + n}
+                for n, item in enumerate(new)
+            ]
             query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
             seqs = list(conn.execute(query, values).scalars())
         topic_rows = [
@@ -208,7 +257,7 @@ class Store:
     def _inventory(
         self,
         conn: Connection,
-        entries: Sequence[tuple[str, int, str, str | None, str | None, str]],
+        entries: Sequence[InventoryEntry],
         by_id: dict[str, int],
     ) -> None:
         rows = []
@@ -229,7 +278,7 @@ class Store:
         if rows:
             conn.execute(insert(t.inventory), rows)
 
-    def add_inventory(self, entries: Sequence[tuple[str, int, str, str | None, str | None, str]]) -> None:
+    def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
             self._inventory(conn, entries, {})
 
@@ -253,13 +302,15 @@ class Store:
     def list_items(
         self, where: ItemFilter, after_seq: int, limit: int, *, with_payload: bool = False
     ) -> list[ItemRow]:
-        """Items with ``seq > after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET)."""
+        """Items after ``after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET); with
+        ``where.by_added`` the key is the date-added instead (``after_seq`` is then a date-added)."""
         columns = (
             list(t.items.c)
             if with_payload
             else [c for c in t.items.c if c.name not in ("payload", "origin_jws")]
         )
-        query = select(*columns).where(t.items.c.seq > after_seq)
+        key = t.items.c.added_us if where.by_added else t.items.c.seq
+        query = select(*columns).where(key > after_seq)
         if where.originator is not None:
             query = query.where(t.items.c.originator == where.originator)
         if where.classification is not None:
@@ -272,15 +323,14 @@ class Store:
             query = query.where(t.items.c.created_us < where.created_before_us)
         if where.ingested_after_us is not None:
             query = query.where(t.items.c.ingested_us > where.ingested_after_us)
+        if where.added_after_us is not None:
+            query = query.where(t.items.c.added_us > where.added_after_us)
         if where.topic is not None:  # the cursor bounds the topic index range too, so deep pages stay fast
-            query = query.where(
-                t.items.c.seq.in_(
-                    select(t.item_topics.c.item_seq).where(
-                        t.item_topics.c.topic == where.topic, t.item_topics.c.item_seq > after_seq
-                    )
-                )
-            )
-        query = query.order_by(t.items.c.seq).limit(limit)
+            topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
+            if not where.by_added:
+                topics = topics.where(t.item_topics.c.item_seq > after_seq)
+            query = query.where(t.items.c.seq.in_(topics))
+        query = query.order_by(key).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
         if with_payload:

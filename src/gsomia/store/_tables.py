@@ -43,10 +43,36 @@ items = Table(
     # migration 0004: labels are versioned (the originator's changes only go up); held | recalled | destroyed
     Column("label_version", Integer, nullable=False, server_default=text("1")),
     Column("state", String(16), nullable=False, server_default=text("'held'")),
+    # migration 0005: when the current version was added (ingest or label change); unique, increasing
+    Column("added_us", BigInteger),
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
     Index("ix_items_created_seq", "created_us", "seq"),
+    Index("ix_items_added", "added_us", unique=True),
+)
+
+# --- TAXII (migration 0005) ---
+
+item_clock = Table(
+    "item_clock",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row: the last date-added given
+    Column("added_us", BigInteger, nullable=False),
+)
+
+taxii_statuses = Table(
+    "taxii_statuses",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(128), nullable=False),  # the person who posted: only they may read it
+    Column("collection", String(36), nullable=False),
+    Column("requested_us", BigInteger, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("successes", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("details", LargeBinary, nullable=False),  # zlib of compact JSON: ids, versions, reasons
+    Index("ix_taxii_statuses_owner", "owner", "requested_us"),
 )
 
 item_topics = Table(

@@ -143,7 +143,7 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
         try:
             person = await ws_caller(websocket, "POST")
-            stream.node.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
+            stream.kernel.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return

@@ -28,22 +28,22 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from gsomia._codec import canonical, label_from_dict, label_to_dict
-from gsomia.core.access import Person, Role, decide_read
+from gsomia._codec import canonical, label_to_dict
+from gsomia.core.access import Person, Role
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ConsentKind, Marking, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
 from gsomia.crypto.envelope import verify_origin
-from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, LinkError
-from gsomia.exchange._messages import consent_from_content
-from gsomia.node._service import Node
+from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, LabelError, LinkError
+from gsomia.exchange import Exchange, consent_from_content
+from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
@@ -62,7 +62,7 @@ from gsomia.stream._link import (
 )
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 
-__all__ = ["FEED_BATCH", "LINK_PATH", "StreamService", "StreamStats", "parse_feed_message"]
+__all__ = ["FEED_BATCH", "LINK_PATH", "StreamHost", "StreamService", "StreamStats", "parse_feed_message"]
 
 _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
@@ -76,6 +76,16 @@ _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message li
 _ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
+
+
+class StreamHost(Protocol):
+    """What the stream is built over: a node's kernel and its exchange (a ``Node`` is one)."""
+
+    @property
+    def kernel(self) -> NodeContext: ...
+
+    @property
+    def exchange(self) -> Exchange: ...
 
 
 @dataclass(slots=True)
@@ -122,32 +132,31 @@ class StreamService:
 
     def __init__(
         self,
-        node: Node,
+        host: StreamHost,
         bus: Bus | None = None,
         *,
         classification: str | None = None,
-        hubs: tuple[str, ...] = ("USA",),
+        hubs: tuple[str, ...] | None = None,
         rekey_frames: int = 100_000,
         rekey_seconds: float = 60.0,
     ) -> None:
-        self.node = node
-        self.party = node.party
+        self.kernel = kernel = host.kernel
+        self.exchange = host.exchange
+        self.party = kernel.party
         self.bus: Bus = bus if bus is not None else InProcessBus()
-        scheme = node.catalogue.party(node.party).scheme
+        scheme = kernel.catalogue.party(kernel.party).scheme
         # by default the level equivalent to SECRET (rank 2), the level missile-warning data carries
         self.classification = classification or next(lv.name for lv in scheme.levels if lv.rank == 2)
-        self.hubs = hubs
+        self.hubs = kernel.hubs if hubs is None else hubs  # by default the hubs of the party's agreements
         self.rekey_frames = rekey_frames
         self.rekey_seconds = rekey_seconds
-        self.recipients = tuple(sorted(p for p in node.catalogue.parties if p != node.party))
+        self.recipients = tuple(sorted(p for p in kernel.catalogue.parties if p != kernel.party))
         self.stats = StreamStats()
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
-        self._parsed_labels: dict[bytes, SecurityLabel] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
-        self._marked_labels: dict[tuple[SecurityLabel, Marking], SecurityLabel] = {}
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
@@ -190,10 +199,10 @@ class StreamService:
     def _row(
         self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
     ) -> AuditRow:
-        return self.node._row(kind, actor, subject, outcome, **detail)
+        return self.kernel.audit_row(kind, actor, subject, outcome, **detail)
 
     async def _audit(self, *rows: AuditRow) -> None:
-        await asyncio.to_thread(self.node.store.append_audit, list(rows))
+        await asyncio.to_thread(self.kernel.store.append_audit, list(rows))
 
     # --- standing authorisations (TISA: the hub relays only what the originator authorised) ---
 
@@ -201,31 +210,31 @@ class StreamService:
         self, actor: Person | None, recipient: str, hub: str, *, expires: datetime | None = None
     ) -> Consent:
         """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``."""
-        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
-        catalogue = self.node.catalogue
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
+        catalogue = self.kernel.catalogue
         consent = Consent(
             ConsentKind.HUB_RELAY,
             self.party,
             catalogue.party(recipient).code,
-            self.node.clock(),
+            self.kernel.clock(),
             f"standing authorisation for missile-warning tracks, by {actor.id if actor else 'the operator'}",
             hub=catalogue.party(hub).code,
             expires=expires,
         )
-        row, _ = self.node.exchange._sign_consent(consent)
+        row, _ = self.exchange.sign_consent(consent)
         audit = self._row("stream.authorise", actor.id if actor else None, row.id, "recorded",
                           recipient=consent.recipient, hub=consent.hub,
                           expires=None if expires is None else expires.isoformat())  # fmt: skip
-        self.node.exchange.fed.enqueue((), audit=[audit], consents=[row])
+        self.exchange.enqueue((), audit=[audit], consents=[row])
         self._plans.clear()
         return consent
 
     def _own_consents(self) -> list[tuple[Consent, str]]:
-        rows = self.node.exchange.fed.consents_for(self.party, "")
+        rows = self.exchange.consent_rows(self.party, "")
         out: list[tuple[Consent, str]] = []
         for row in rows:
             if row.item_id is None and row.kind == ConsentKind.HUB_RELAY.value:
-                out.extend(zip(self.node.exchange._consents([row]), [row.jws], strict=True))
+                out.extend(zip(self.exchange.verified_consents([row]), [row.jws], strict=True))
         return out
 
     # --- publishing at the originating node ---
@@ -233,7 +242,7 @@ class StreamService:
     def _label(self, update: TrackUpdate) -> SecurityLabel:
         label = self._labels.get(update.track_id)
         if label is None:
-            label = self.node.catalogue.label(
+            label = self.kernel.catalogue.label(
                 originator=self.party,
                 classification=self.classification,
                 releasable_to=self.recipients,
@@ -257,7 +266,7 @@ class StreamService:
         self._consents_on_file = self._own_consents()
         consents = [c for c, _ in self._consents_on_file]
         plan = plan_relay(
-            self.node.engine, self.node.catalogue, label, self.party, self.recipients,
+            self.kernel.engine, self.kernel.catalogue, label, self.party, self.recipients,
             at=now, consents=consents, hubs=self.hubs,
         )  # fmt: skip
         self._plans[update.track_id] = plan
@@ -276,7 +285,7 @@ class StreamService:
 
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
-        self.node.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
         try:
             update = parse_track_update(data, originator=self.party)
         except GsomiaError as exc:
@@ -298,7 +307,7 @@ class StreamService:
             await self.start()
         if update.originator != self.party:
             raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
-        now = self.node.clock()
+        now = self.kernel.clock()
         label = self._label(update)
         plan = await self._plan(update, label, now)
         self.stats.published += 1
@@ -351,11 +360,11 @@ class StreamService:
             link = self._links.get(party)
             if link is not None:
                 return link
-            peer = self.node.exchange.peer(party)
+            peer = self.kernel.peers.peer(party)
             if peer is None:
                 raise LinkError("unknown-peer", f"no registered link with {party}: import its identity first")
             url = peer.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
-            first, finish = initiate(self.node.ring, peer, self.node.clock())
+            first, finish = initiate(self.kernel.ring, peer, self.kernel.clock())
             ws = await connect(url + LINK_PATH, max_size=2**20, compression=None, open_timeout=5)
             try:
                 await ws.send(first)
@@ -368,7 +377,7 @@ class StreamService:
             except BaseException:
                 await ws.close()
                 raise
-            link = _OutLink(ws, session, BatchSigner(self.node.ring, party))
+            link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party))
             self._links[party] = link
             self._down.discard(party)
             await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
@@ -394,7 +403,7 @@ class StreamService:
                 await link.ws.close()
 
     async def _send(self, party: str, kind: int, body: bytes | _Relayed, agreement: str | None) -> None:
-        if agreement is not None and agreement not in self.node.exchange.links(party):
+        if agreement is not None and agreement not in self.kernel.peers.links(party):
             raise LinkError(
                 "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
             )
@@ -415,7 +424,7 @@ class StreamService:
         """A ``TRACKS`` frame's body: this node's own tracks under one new signed root (one
         signature per burst), then each relayed originator's signed root with its tracks."""
         own = [m for m in batch if isinstance(m, bytes)]
-        parts = [sign_batch(self.node.ring, own, self.node.clock())] if own else []
+        parts = [sign_batch(self.kernel.ring, own, self.kernel.clock())] if own else []
         relayed: dict[bytes, tuple[int, list[Entry]]] = {}
         for m in batch:
             if isinstance(m, _Relayed):
@@ -453,7 +462,7 @@ class StreamService:
         if link is None or link.signer.pending == 0:
             return
         async with link.lock:
-            batch = link.signer.close(self.node.clock())
+            batch = link.signer.close(self.kernel.clock())
             if batch is None:
                 return
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
@@ -500,7 +509,7 @@ class StreamService:
             if not gate.fresh_hello(first, time.monotonic()):
                 raise LinkError("replayed-handshake", "this link hello was sent before: a replay")
             answer, session = accept(
-                self.node.ring, self.node.exchange.peer, first, self.node.clock(),
+                self.kernel.ring, self.kernel.peers.peer, first, self.kernel.clock(),
                 rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
             )  # fmt: skip
             peer_name = session.peer
@@ -533,7 +542,7 @@ class StreamService:
         """The frames of a confirmed link (``first`` already opened), until it ends or a frame is
         refused (``LinkError``)."""
         peer = session.peer
-        verifier = BatchVerifier(self.party, self.node.exchange.peer)
+        verifier = BatchVerifier(self.party, self.kernel.peers.peer)
         unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
         consents = 0
         opened: Frame | None = first
@@ -564,7 +573,7 @@ class StreamService:
                 for group in decode_groups(frame.body, peer):
                     # the originator's signature and each track's inclusion, before any is read
                     verified = verify_group(
-                        group, self.node.exchange.peer, self.node.clock(), self.node.config.max_clock_skew
+                        group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
                     for entry in verified.entries:
                         await self._receive_frame_track(peer, frame.seq, verified, entry)
@@ -582,7 +591,7 @@ class StreamService:
                 await self._receive_consent(peer, _text(frame.body, frame.seq, peer))
             elif frame.kind == BATCH:
                 jws = _text(frame.body, frame.seq, peer)
-                batch = verifier.verify(jws, peer, self.node.clock())
+                batch = verifier.verify(jws, peer, self.kernel.clock())
                 unrooted_since = None
                 self.stats.batches_verified += 1
                 await self._audit(self._row("stream.batch", None, peer, "verified", **batch.audit_detail()))
@@ -592,7 +601,7 @@ class StreamService:
         relayed by the hub it names to this node as the recipient; kept, at most ``_CONSENTS_KEPT``
         per originator (the newest)."""
         try:
-            signer, content = verify_origin(jws, self.node.exchange.peer, self.node.clock())
+            signer, content = verify_origin(jws, self.kernel.peers.peer, self.kernel.clock())
             consent_id, consent = consent_from_content(content, signer)
         except GsomiaError as exc:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
@@ -624,32 +633,11 @@ class StreamService:
                 "malformed", f"frame {seq} from {sender} is not a track this node accepts"
             ) from exc
 
-    def _marked(self, label: SecurityLabel, marking: Marking) -> SecurityLabel:
-        """``label`` with this node's equivalent beside it, made once per label and marking."""
-        key = (label, marking)
-        marked = self._marked_labels.get(key)
-        if marked is None:
-            marked = label.with_alternative(marking.alternative_label())
-            if len(self._marked_labels) >= _CACHE_LIMIT:
-                self._marked_labels.clear()
-            self._marked_labels[key] = marked
-        return marked
-
-    def _parse_label(self, data: Any) -> SecurityLabel:
-        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        label = self._parsed_labels.get(key)
-        if label is None:
-            label = label_from_dict(data, self.node.catalogue)
-            if len(self._parsed_labels) >= _CACHE_LIMIT:
-                self._parsed_labels.clear()
-            self._parsed_labels[key] = label
-        return label
-
     async def _decide_received(
         self, label: SecurityLabel, track_id: str, sender: str, via: str | None, recipient: str
     ) -> ReleaseDecision:
         """The decision for this hop, at this node, cached until its next event instant."""
-        now = self.node.clock()
+        now = self.kernel.clock()
         key = (label.originator, track_id, via, recipient)
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
@@ -658,9 +646,9 @@ class StreamService:
         request = ReleaseRequest(
             label, label.originator, recipient, MISSILE_WARNING, (via,) if via else (), None, consents
         )
-        decision = self.node.engine.decide(request, at=now)
+        decision = self.kernel.engine.decide(request, at=now)
         until = next_event_after(
-            self.node.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now
+            self.kernel.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now
         )
         if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
             self._received_plans.clear()
@@ -675,7 +663,7 @@ class StreamService:
     async def _receive_track(self, sender: str, group: VerifiedGroup, entry: Entry) -> None:
         self.stats.received += 1
         data = orjson.loads(entry.message)
-        label = self._parse_label(data["label"])
+        label = self.kernel.items.parse_label(data["label"])
         if label.originator != group.originator or data["originator"] != group.originator:
             raise LinkError(
                 "not-the-originator",
@@ -691,9 +679,13 @@ class StreamService:
         if not decision.allowed:
             return
         if recipient == self.party:
-            marking = decision.marking
-            if marking is not None and marking.party == self.party:
-                label = self._marked(label, marking)
+            try:  # this node's equivalent beside the originator's label: worked out where the inbox does
+                label = self.kernel.items.received_label(label, sender, decision.agreement)
+            except LabelError as exc:
+                self.stats.refused += 1
+                await self._audit(self._row("stream.receive", None, track["track_id"], "refused",
+                                            sender=sender, reason=str(exc)))  # fmt: skip
+                return
             route = f"via {via}" if via else "direct"
             await self._emit(orjson.dumps(track), label, route, decision.agreement)
         elif via == self.party:
@@ -750,13 +742,13 @@ class StreamService:
 
     def stream_label(self) -> SecurityLabel:
         """The label this node's own tracks carry (for the check when a consumer connects)."""
-        return self.node.catalogue.label(
+        return self.kernel.catalogue.label(
             originator=self.party,
             classification=self.classification,
             releasable_to=self.recipients,
             purpose=MISSILE_WARNING,
             topics=[MISSILE_TOPIC],
-            created=self.node.clock(),
+            created=self.kernel.clock(),
         )
 
     async def subscribe(self, person: Person, channel: str) -> AsyncIterator[tuple[int, dict[str, Any]]]:
@@ -764,23 +756,28 @@ class StreamService:
         if the person could not read the stream at all."""
         if not self._started:
             await self.start()
-        decision = decide_read(person, self.stream_label(), self.node.catalogue)
+        decision = self.kernel.decide_read(person, self.stream_label())
         if not decision.allowed:
-            raise self.node._refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
+            raise self.kernel.refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
         await self._audit(self._row(f"stream.{channel}", person.id, None, "subscribed"))
         subscription = await self.bus.subscribe()
         return self._consume(person, subscription)
 
     async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         readable: dict[str, bool] = {}
+        gate = self.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
+        generation = gate.generation
         try:
             async for raw in subscription:
                 message = self._decode(raw)
                 key = message["lk"]
+                if gate.current() != generation:  # a visit began or ended: decide every label again
+                    readable.clear()
+                    generation = gate.generation
                 allowed = readable.get(key)
                 if allowed is None:
-                    label = self._parse_label(message["label"])
-                    decision = decide_read(person, label, self.node.catalogue)
+                    label = self.kernel.items.parse_label(message["label"])
+                    decision = gate.decide(label)
                     allowed = readable[key] = decision.allowed
                     if not allowed:
                         failed = [c._asdict() for c in decision.failed()]

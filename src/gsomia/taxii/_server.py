@@ -11,12 +11,26 @@ Collections (ids are stable UUIDs derived from their names, the same at every no
 What a reader gets is decided per object by ``decide_read`` (through the node, which records
 every object served and counts what it withheld); an object or manifest entry the reader may
 not read is simply absent, and asking for it by id is a 404 like an unknown id. TLP:RED
-objects are never served. Pages are the store's keyset cursor (``next``), never an offset.
-No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
+objects are never served.
+
+Beside each object, a page carries the definitions it refers to (the gsomia identity and
+extension definition, the label's gsomia and ACS markings, TLP 2.0 markings) as far as the
+page's ``limit`` allows, and each is served by id to whoever may read an object referring to
+it, so a TAXII client sees the label and can post back exactly what it was served.
+
+Objects are ordered by date-added: the instant the item's current version was added, unique
+and strictly increasing in commit order (the store gives it under one lock), served with
+microsecond precision; polling with ``added_after`` set to the last ``X-TAXII-Date-Added-Last``
+never repeats or skips an object. A label change is a new version with a new date-added.
+Pages are a keyset cursor on it (``next``), never an offset or server-side state, so a cursor
+works on every process of the node and after a restart. A POST is ingested in a worker
+thread (the event loop, ``/healthz`` and the streams stay responsive), object by object; its
+status resource is kept in the database. No ``from __future__ import annotations``: FastAPI
+reads the handlers' annotations.
 """
 
+import json
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,25 +39,39 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from gsomia.core.access import Person
+from gsomia.core.access import AccessDecision, Person
 from gsomia.core.instants import epoch_us
+from gsomia.core.policy import Check
 from gsomia.errors import (
+    AccessDenied,
+    ConflictError,
     GsomiaError,
     InvalidInputError,
     NotAcceptableError,
     NotFoundError,
+    PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
 from gsomia.node._service import MAX_PAGE, Item, Node
 from gsomia.store import ItemFilter
-from gsomia.taxii._stix import STIX_MEDIA_TYPE, from_objects, is_tlp_red, stix_timestamp, to_stix
+from gsomia.store._taxii import StatusRow, TaxiiStore
+from gsomia.taxii._stix import (
+    STIX_MEDIA_TYPE,
+    import_objects,
+    is_tlp_red,
+    marked,
+    timestamp_us,
+    us_of_timestamp,
+)
 
-__all__ = ["TAXII_MEDIA_TYPE", "taxii_router"]
+__all__ = ["MAX_POST_OBJECTS", "TAXII_MEDIA_TYPE", "taxii_router"]
 
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 _NAMESPACE = uuid.UUID("5b1f7a64-0c1e-4a55-9a53-2f1d3c0e8b7a")
-_STATUSES = 1000  # status resources kept in memory (they do not survive a restart)
+MAX_POST_OBJECTS = 1000  # objects in one POST: bounds the work (and the status) one request can ask for
+_DEFAULT_LIMIT = 100
 
 
 class TaxiiResponse(JSONResponse):
@@ -144,22 +172,19 @@ def _csv(value: str | None) -> set[str] | None:
     return None if value is None else {v.strip() for v in value.split(",") if v.strip()}
 
 
-def _instant(text: str, name: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidInputError(f"{name}: {text!r} is not a timestamp") from exc
-    if at.tzinfo is None:
-        raise InvalidInputError(f"{name}: {text!r} has no UTC offset (end it with Z)")
-    return at
-
-
 def _version_of(obj: dict[str, Any]) -> str:
     return str(obj.get("modified") or obj.get("created") or "")
 
 
+def _version_us(obj: dict[str, Any]) -> int | None:
+    try:
+        return us_of_timestamp(_version_of(obj), "version")
+    except InvalidInputError:
+        return None
+
+
 class _Matcher:
-    """``match[...]`` and ``added_after`` filters of a TAXII request."""
+    """``match[...]`` filters of a TAXII request (``added_after`` is the store's)."""
 
     def __init__(
         self,
@@ -170,9 +195,9 @@ class _Matcher:
     ) -> None:
         self.ids, self.types = _csv(ids), _csv(types)
         wanted = _csv(versions) or {"last"}
-        # every item has exactly one version, so first, last and all all select it
+        # every object has exactly one version here, so first, last and all all select it
         self.any_version = bool(wanted & {"first", "last", "all"})
-        self.versions = {_instant(v, "match[version]") for v in wanted - {"first", "last", "all"}}
+        self.versions = {us_of_timestamp(v, "match[version]") for v in wanted - {"first", "last", "all"}}
         self.spec_ok = spec_versions is None or "2.1" in (_csv(spec_versions) or set())
 
     def __call__(self, obj: dict[str, Any]) -> bool:
@@ -182,7 +207,42 @@ class _Matcher:
             return False
         if self.types is not None and obj["type"] not in self.types:
             return False
-        return self.any_version or _instant(_version_of(obj), "version") in self.versions
+        return self.any_version or _version_us(obj) in self.versions
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """One page: (date-added, object) in order, the cursor to continue, and the page's date range."""
+
+    objects: list[tuple[int, dict[str, Any]]]
+    cursor: str | None
+    first_us: int | None
+    last_us: int | None
+
+
+def max_content_length(node: Node) -> int:
+    """The largest body the node reads (the API's limit: a payload twice over, for base64, and framing)."""
+    return node.config.max_payload_bytes * 2 + 64 * 1024
+
+
+def _limit(limit: int) -> int:
+    """TAXII 2.1 lets a server answer fewer objects than asked: a limit is clamped, never refused."""
+    return max(1, min(limit, MAX_PAGE))
+
+
+def _status_out(row: StatusRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": "complete",
+        "request_timestamp": timestamp_us(row.requested_us),
+        "total_count": row.total,
+        "success_count": len(row.successes),
+        "successes": [{"id": i, "version": v} for i, v in row.successes],
+        "failure_count": len(row.failures),
+        "failures": [{"id": i, "version": v, "message": m} for i, v, m in row.failures],
+        "pending_count": 0,
+        "pendings": [],
+    }
 
 
 def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
@@ -196,7 +256,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     )
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     collections = _collections(node)
-    statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+    statuses = TaxiiStore(node.store)
 
     def collection(collection_id: str) -> Collection:
         found = collections.get(collection_id)
@@ -211,34 +271,66 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         added_after: str | None,
         limit: int,
         cursor: str | None,
-    ) -> tuple[list[tuple[Item, dict[str, Any]]], str | None]:
-        filters = where.where
+    ) -> _Served:
+        """Up to ``limit`` objects: the items' and, as far as room allows, the definitions they need."""
+        filters = replace(where.where, by_added=True)
         if added_after is not None:
-            after = _instant(added_after, "added_after")
-            filters = replace(filters, ingested_after_us=epoch_us(after))
-        objects: dict[str, dict[str, Any]] = {}
+            filters = replace(filters, added_after_us=us_of_timestamp(added_after, "added_after"))
+        kept: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
 
         def keep(item: Item, payload: bytes) -> bool:
             if not where.member(item):
                 return False
-            obj = to_stix(item.id, item.label, item.payload_type, payload, item.ingested)
-            if not matcher(obj):
+            obj, definitions = marked(
+                item.id,
+                item.label,
+                item.payload_type,
+                payload,
+                item.ingested,
+                added_us=item.added_us,
+                label_version=item.label_version,
+                catalogue=node.catalogue,
+            )
+            if is_tlp_red(obj):
                 return False
-            objects[item.id] = obj
+            definitions = [d for d in definitions if matcher(d)]
+            if not matcher(obj) and not definitions:
+                return False
+            kept[item.id] = (obj if matcher(obj) else {}, definitions)
             return True
 
         result = node.read_page(person, filters, cursor=cursor, limit=limit, keep=keep, channel="taxii")
-        return [(item, objects[item.id]) for item, _ in result.items], result.next_cursor
+        out: list[tuple[int, dict[str, Any]]] = []
+        seen: set[str] = set()
+        next_cursor = result.next_cursor
+        first_us: int | None = None
+        last_us: int | None = None
+        for n, (item, _) in enumerate(result.items):
+            obj, definitions = kept[item.id]
+            added = item.added_us or 0
+            fresh = [d for d in definitions if d["id"] not in seen]
+            wanted = [*fresh, obj] if obj else fresh
+            if out and len(out) + len(wanted) > limit:  # no room: this item starts the next page
+                next_cursor = f"a{result.items[n - 1][0].added_us}"
+                break
+            if obj and len(wanted) > limit:  # a tiny page: the object alone (its definitions by id)
+                wanted = [obj]
+            for entry in wanted[:limit]:
+                seen.add(entry["id"])
+                out.append((added, entry))
+            first_us = added if first_us is None else first_us
+            last_us = added
+        return _Served(out, next_cursor, first_us, last_us)
 
-    def headers(found: list[tuple[Item, dict[str, Any]]]) -> dict[str, str]:
-        if not found:
+    def headers(served: _Served) -> dict[str, str]:
+        if served.first_us is None or served.last_us is None:
             return {}
         return {
-            "X-TAXII-Date-Added-First": stix_timestamp(found[0][0].ingested),
-            "X-TAXII-Date-Added-Last": stix_timestamp(found[-1][0].ingested),
+            "X-TAXII-Date-Added-First": timestamp_us(served.first_us),
+            "X-TAXII-Date-Added-Last": timestamp_us(served.last_us),
         }
 
-    Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]  # noqa: N806 - a type alias
+    Limit = Annotated[int, Query()]  # noqa: N806 - a type alias
     MatchId = Annotated[str | None, Query(alias="match[id]")]  # noqa: N806
     MatchType = Annotated[str | None, Query(alias="match[type]")]  # noqa: N806
     MatchVersion = Annotated[str | None, Query(alias="match[version]")]  # noqa: N806
@@ -261,7 +353,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             "title": f"gsomia {node.party}",
             "description": "Collections per agreement and per partner party",
             "versions": [TAXII_MEDIA_TYPE],
-            "max_content_length": node.config.max_payload_bytes,
+            "max_content_length": max_content_length(node),
         }
 
     def collection_out(c: Collection) -> dict[str, Any]:
@@ -291,16 +383,16 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         match_type: MatchType = None,
         match_version: MatchVersion = None,
         match_spec_version: MatchSpec = None,
-        limit: Limit = 100,
+        limit: Limit = _DEFAULT_LIMIT,
         next: str | None = None,
     ) -> TaxiiResponse:
-        """An envelope of the objects the caller may read, oldest first; ``next`` pages on."""
+        """An envelope of the objects the caller may read, by date-added; ``next`` pages on."""
         matcher = _Matcher(match_id, match_type, match_version, match_spec_version)
-        found, cursor = page(person, collection(collection_id), matcher, added_after, limit, next)
-        body: dict[str, Any] = {"more": cursor is not None, "objects": [obj for _, obj in found]}
-        if cursor is not None:
-            body["next"] = cursor
-        return TaxiiResponse(body, headers=headers(found))
+        served = page(person, collection(collection_id), matcher, added_after, _limit(limit), next)
+        body: dict[str, Any] = {"more": served.cursor is not None, "objects": [o for _, o in served.objects]}
+        if served.cursor is not None:
+            body["next"] = served.cursor
+        return TaxiiResponse(body, headers=headers(served))
 
     @router.get("/api/collections/{collection_id}/manifest/")
     def get_manifest(
@@ -311,73 +403,85 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         match_type: MatchType = None,
         match_version: MatchVersion = None,
         match_spec_version: MatchSpec = None,
-        limit: Limit = 100,
+        limit: Limit = _DEFAULT_LIMIT,
         next: str | None = None,
     ) -> TaxiiResponse:
         """The manifest: one entry per object the caller may read (no payloads)."""
         matcher = _Matcher(match_id, match_type, match_version, match_spec_version)
-        found, cursor = page(person, collection(collection_id), matcher, added_after, limit, next)
+        served = page(person, collection(collection_id), matcher, added_after, _limit(limit), next)
         entries = [
             {
                 "id": obj["id"],
-                "date_added": stix_timestamp(item.ingested),
+                "date_added": timestamp_us(added),
                 "version": _version_of(obj),
                 "media_type": STIX_MEDIA_TYPE,
             }
-            for item, obj in found
+            for added, obj in served.objects
         ]
-        body: dict[str, Any] = {"more": cursor is not None, "objects": entries}
-        if cursor is not None:
-            body["next"] = cursor
-        return TaxiiResponse(body, headers=headers(found))
+        body: dict[str, Any] = {"more": served.cursor is not None, "objects": entries}
+        if served.cursor is not None:
+            body["next"] = served.cursor
+        return TaxiiResponse(body, headers=headers(served))
 
-    def one(person: Person, collection_id: str, object_id: str) -> tuple[Item, dict[str, Any]]:
-        """The object by id, if the caller may read it: else 404, the same as an unknown id."""
+    def one(person: Person, collection_id: str, object_id: str) -> _Served:
+        """The object by id, if the caller may read it (or an object referring to it): else 404."""
         where = collection(collection_id)
         matcher = _Matcher(object_id, None, "all", None)
         cursor: str | None = None
         while True:
-            found, cursor = page(person, where, matcher, None, MAX_PAGE, cursor)
-            if found:
-                return found[0]
-            if cursor is None:
+            served = page(person, where, matcher, None, MAX_PAGE, cursor)
+            if served.objects:
+                first = served.objects[0]
+                return _Served([first], None, first[0], first[0])
+            if served.cursor is None:
                 raise NotFoundError(f"no object {object_id} you may read in this collection")
+            cursor = served.cursor
 
     @router.get("/api/collections/{collection_id}/objects/{object_id}/")
     def get_object(collection_id: str, object_id: str, person: Caller) -> TaxiiResponse:
-        found = [one(person, collection_id, object_id)]
-        return TaxiiResponse({"more": False, "objects": [found[0][1]]}, headers=headers(found))
+        served = one(person, collection_id, object_id)
+        return TaxiiResponse({"more": False, "objects": [served.objects[0][1]]}, headers=headers(served))
 
     @router.get("/api/collections/{collection_id}/objects/{object_id}/versions/")
     def get_versions(collection_id: str, object_id: str, person: Caller) -> TaxiiResponse:
-        found = [one(person, collection_id, object_id)]
-        return TaxiiResponse({"more": False, "versions": [_version_of(found[0][1])]}, headers=headers(found))
+        served = one(person, collection_id, object_id)
+        body = {"more": False, "versions": [_version_of(served.objects[0][1])]}
+        return TaxiiResponse(body, headers=headers(served))
 
-    @router.post("/api/collections/{collection_id}/objects/", status_code=202)
-    async def add_objects(collection_id: str, request: Request, person: Caller) -> TaxiiResponse:
-        """Ingest labelled STIX objects, one by one; the status resource says which were stored."""
-        target = collection(collection_id)
-        if target.agreement is None:
-            raise InvalidInputError(f"{target.title} is read only: post to an agreement's collection")
-        content_type = request.headers.get("content-type", "")
-        sent = _media_ranges(content_type)[:1]
-        if not any(_taxii_21(kind, params) or kind == "application/json" for kind, params in sent):
-            sent_type = content_type or "no content type"
-            raise UnsupportedMediaTypeError(f"send {TAXII_MEDIA_TYPE}, not {sent_type}")
+    def held_already(person: Person, item_id: str, stix_id: str, version: str) -> bool:
+        """Whether the poster may read the item held under ``item_id`` and it is the posted object's very
+        version (TAXII: adding what the collection holds is a success; anything else is a collision)."""
         try:
-            envelope = await request.json()
-        except ValueError as exc:
-            raise InvalidInputError("the body is not JSON") from exc
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
-            raise InvalidInputError('expected a TAXII envelope: {"objects": [...]}')
-        requested = datetime.now(UTC)  # the edge's clock: when the request arrived
-        imported = from_objects(envelope["objects"])
-        successes, failures = [], []
-        for entry in imported:
+            item, payload = node.read(person, item_id)
+        except GsomiaError:
+            return False
+        obj, _ = marked(
+            item.id,
+            item.label,
+            item.payload_type,
+            payload,
+            item.ingested,
+            added_us=item.added_us,
+            label_version=item.label_version,
+            catalogue=node.catalogue,
+        )
+        return obj["id"] == stix_id and _version_of(obj) == version
+
+    def ingest(person: Person, target: Collection, objects: list[Any], requested: datetime) -> StatusRow:
+        """Each object checked and ingested on its own (in a worker thread, off the event loop)."""
+        successes: list[tuple[str, str]] = []
+        failures: list[tuple[str, str, str]] = []
+        for result in import_objects(objects):
+            version = result.version or timestamp_us(epoch_us(requested))
+            entry = result.imported
+            if entry is None:
+                node.record_refusal("taxii.object", result.stix_id, 422, result.reason or "refused")
+                failures.append((result.stix_id, version, result.reason or "refused"))
+                continue
             originator = str(entry.label.get("originator", "")).upper()
             foreign = originator != node.party
             try:
-                item = node.ingest(
+                node.ingest(
                     person,
                     label=entry.label,
                     payload=entry.payload,
@@ -386,34 +490,69 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                     received_from=originator if foreign else None,
                     agreement=target.agreement if foreign else None,
                 )
-            except GsomiaError as exc:
-                failures.append({"id": entry.item_id, "message": str(exc)})
+            except ConflictError as exc:  # the id is taken: fine if it is this very version
+                if not held_already(person, entry.item_id, result.stix_id, version):
+                    failures.append((result.stix_id, version, f"a different {result.stix_id} is held: {exc}"))
+                    continue
+            except GsomiaError as exc:  # the node recorded the refusal
+                failures.append((result.stix_id, version, str(exc)))
                 continue
-            successes.append({"id": entry.item_id, "message": f"stored as item {item.id}"})
-        status_id = str(uuid.uuid4())
-        status = {
-            "id": status_id,
-            "status": "complete",
-            "request_timestamp": stix_timestamp(requested),
-            "total_count": len(imported),
-            "success_count": len(successes),
-            "successes": successes,
-            "failure_count": len(failures),
-            "failures": failures,
-            "pending_count": 0,
-            "pendings": [],
-        }
-        statuses[status_id] = (person.id, status)
-        while len(statuses) > _STATUSES:
-            statuses.popitem(last=False)
-        return TaxiiResponse(status, status_code=202)
+            successes.append((result.stix_id, version))
+        row = StatusRow(
+            str(uuid.uuid4()), person.id, target.id, epoch_us(requested), tuple(successes), tuple(failures)
+        )
+        statuses.put_status(row)
+        return row
+
+    @router.post("/api/collections/{collection_id}/objects/", status_code=202)
+    async def add_objects(collection_id: str, request: Request, person: Caller) -> JSONResponse:
+        """Ingest labelled STIX objects, one by one; the status resource says which were stored."""
+        target = collection(collection_id)
+        if target.agreement is None:
+            check = Check(
+                "collection", False, f"{target.title} is read only: post to an agreement's collection"
+            )
+            raise AccessDenied(AccessDecision(False, person.id, (check,)))
+        content_type = request.headers.get("content-type", "")
+        sent = _media_ranges(content_type)[:1]
+        if not any(_taxii_21(kind, params) or kind == "application/json" for kind, params in sent):
+            sent_type = content_type or "no content type"
+            raise UnsupportedMediaTypeError(f"send {TAXII_MEDIA_TYPE}, not {sent_type}")
+        body = await request.body()
+        try:
+            envelope = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _bad_request(node, request, "the body is not JSON")
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
+            return _bad_request(node, request, 'expected a TAXII envelope: {"objects": [...]}')
+        if len(envelope["objects"]) > MAX_POST_OBJECTS:
+            raise PayloadTooLargeError(
+                f"{len(envelope['objects'])} objects in one envelope; this server takes at most "
+                f"{MAX_POST_OBJECTS} per request"
+            )
+        requested = datetime.now(UTC)  # the edge's clock: when the request arrived
+        row = await run_in_threadpool(ingest, person, target, envelope["objects"], requested)
+        return TaxiiResponse(_status_out(row), status_code=202)
 
     @router.get("/api/status/{status_id}/")
     def get_status(status_id: str, person: Caller) -> dict[str, Any]:
         """A POST's status resource: only for the person who posted."""
-        owner, status = statuses.get(status_id, (None, {}))
-        if owner != person.id:
+        row = statuses.status(status_id)
+        if row is None or row.owner != person.id:
             raise NotFoundError(f"no status {status_id!r} of yours at this node")
-        return status
+        return _status_out(row)
 
     return router
+
+
+def _bad_request(node: Node, request: Request, reason: str) -> JSONResponse:
+    """400: TAXII 2.1's answer to a request the server does not understand (audited)."""
+    node.record_refusal("api.refused", request.url.path, 400, reason)
+    body = {
+        "title": "Bad request",
+        "description": reason,
+        "error_id": str(uuid.uuid4()),
+        "error_code": "bad-request",
+        "http_status": "400",
+    }
+    return TaxiiResponse(body, status_code=400)

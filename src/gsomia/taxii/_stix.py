@@ -11,9 +11,18 @@
 - TLP (2.0, and 1.0 for old feeds) markings in the payload are kept as they are: TLP is in
   addition to the gsomia label, never instead of it. ``TLP:RED`` never leaves the node
   (:func:`is_tlp_red`; the TAXII server withholds such objects).
+- Beside the gsomia marking every object gets, for readers that know nothing of gsomia, an ISA
+  ACS 3.0 marking (:func:`acs_marking_for`: classification, permitted nationalities,
+  further sharing; when the originator's level has a US equivalent) and, unless it already
+  carries TLP, a TLP 2.0 marking with its fixed id (:func:`tlp_for`): TLP:AMBER+STRICT when the
+  label forbids onward release, else TLP:AMBER. TLP:AMBER+STRICT is enforced as "no onward
+  release": only the originator releases such an item (:func:`gsomia.core.tlp.is_tlp_amber_strict`).
+- A version is the item's label version: ``modified`` is the instant it was added (its ingest or
+  its last label change), never before ``created``; a label change is a new STIX version.
 - Import refuses an object without exactly one gsomia marking unless a default label is given
   explicitly, an object referring to a marking the bundle does not define (TLP aside), and
-  anything that is not a STIX 2.1 object.
+  anything that is not a valid, versioned STIX 2.1 object; :func:`import_objects` answers per
+  object, so one bad object refuses only itself.
 """
 
 from __future__ import annotations
@@ -31,28 +40,43 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import stix2
+import stix2.exceptions
+
 from gsomia._codec import canonical, label_to_dict
-from gsomia.core.labels import SecurityLabel
-from gsomia.core.tlp import TLP_RED, is_tlp_red
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import epoch_us
+from gsomia.core.labels import CAVEATS, CaveatEffect, SecurityLabel
+from gsomia.core.tlp import TLP_AMBER_STRICT, TLP_RED, is_tlp_red
 from gsomia.errors import InvalidInputError
 
 __all__ = [
+    "ACS_EXTENSION_ID",
     "EXTENSION_ID",
     "IDENTITY_ID",
     "ITEM_TYPE",
     "STIX_MEDIA_TYPE",
+    "TLP2",
     "TLP_RED",
     "ImportedObject",
+    "ObjectResult",
+    "acs_marking_for",
+    "definitions_of",
     "extension_objects",
     "from_bundle",
     "from_objects",
+    "import_objects",
     "is_tlp_red",
     "label_schema",
+    "marked",
     "marking_for",
     "stix_id_of",
     "stix_timestamp",
+    "timestamp_us",
+    "tlp_for",
     "to_bundle",
     "to_stix",
+    "us_of_timestamp",
 ]
 
 STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
@@ -63,15 +87,38 @@ _EPOCH = (
     "2024-01-01T00:00:00.000Z"  # when the extension was first defined: fixed, so ids and versions stay stable
 )
 
-_TLP = TLP_RED | {
-    "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",  # 2.0 CLEAR
-    "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",  # 2.0 GREEN
-    "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",  # 2.0 AMBER
-    "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",  # 2.0 AMBER+STRICT
-    "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9",  # 1.0 WHITE
-    "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",  # 1.0 GREEN
-    "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82",  # 1.0 AMBER
+ACS_EXTENSION_ID = "extension-definition--3a65884d-005a-4290-8335-cb2d778a83ce"  # ISA ACS 3.0 markings
+_TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
+_TLP2_IDS = {
+    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
+    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+    "amber+strict": next(iter(TLP_AMBER_STRICT)),
+    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
 }
+TLP2: dict[str, dict[str, Any]] = {
+    marking_id: {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": marking_id,
+        "created": "2022-10-01T00:00:00.000Z",
+        "name": f"TLP:{level.upper()}",
+        "extensions": {_TLP2_EXTENSION: {"extension_type": "property-extension", "tlp_2_0": level}},
+    }
+    for level, marking_id in _TLP2_IDS.items()
+}
+"""The TLP 2.0 marking definitions as FIRST and OASIS publish them (fixed ids and content)."""
+
+_TLP = (
+    TLP_RED
+    | set(TLP2)
+    | {
+        "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9",  # 1.0 WHITE
+        "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",  # 1.0 GREEN
+        "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82",  # 1.0 AMBER
+    }
+)
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 _STIX_ID = re.compile(
     r"^([a-z][a-z0-9-]{1,248})--([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
@@ -89,6 +136,30 @@ def label_schema() -> dict[str, Any]:
 def stix_timestamp(at: datetime) -> str:
     """STIX 2.1 timestamp: UTC, millisecond precision, ``Z``."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def timestamp_us(us: int) -> str:
+    """An exact STIX timestamp (microseconds, ``Z``) of an integer instant in microseconds."""
+    seconds, fraction = divmod(us, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:06d}Z"
+
+
+def us_of_timestamp(text: str, name: str) -> int:
+    """The instant of a STIX/RFC 3339 timestamp in whole microseconds (finer digits truncated).
+
+    >>> us_of_timestamp(timestamp_us(1_566_630_000_123_456), "t")
+    1566630000123456
+    """
+    found = _TIMESTAMP.match(text) if isinstance(text, str) else None
+    if found is None:
+        raise InvalidInputError(f"{name}: {text!r} is not a timestamp such as 2019-08-24T07:00:00.000Z")
+    whole, fraction, zone = found.groups()
+    try:
+        at = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    except ValueError as exc:
+        raise InvalidInputError(f"{name}: {text!r} is not a timestamp") from exc
+    micros = int(((fraction or "") + "000000")[:6])
+    return (int(at.timestamp()) * 1_000_000) + micros
 
 
 def _derived_uuid(kind: str, key: str) -> str:
@@ -119,33 +190,36 @@ def marking_for(label: SecurityLabel) -> dict[str, Any]:
 
 def extension_objects() -> list[dict[str, Any]]:
     """The identity and ``extension-definition`` every gsomia bundle carries."""
-    return [
-        {
-            "type": "identity",
-            "spec_version": "2.1",
-            "id": IDENTITY_ID,
-            "created": _EPOCH,
-            "modified": _EPOCH,
-            "name": "gsomia",
-            "description": "Intelligence-sharing agreements between states as running, enforced software",
-            "identity_class": "system",
-        },
-        {
-            "type": "extension-definition",
-            "spec_version": "2.1",
-            "id": EXTENSION_ID,
-            "created_by_ref": IDENTITY_ID,
-            "created": _EPOCH,
-            "modified": _EPOCH,
-            "name": "gsomia security label",
-            "description": "A gsomia confidentiality label (policy, originator's classification, "
-            "releasability, caveats, purpose, topics, alternative labels) on a marking-definition; "
-            "and x-gsomia-item, an item whose payload is not itself a STIX object.",
-            "schema": "gsomia/taxii/schema/gsomia-label.json (JSON Schema 2020-12, shipped with gsomia)",
-            "version": "1.0.0",
-            "extension_types": ["property-extension", "new-sdo"],
-        },
-    ]
+    return [dict(o) for o in _EXTENSION_OBJECTS]
+
+
+_EXTENSION_OBJECTS: tuple[dict[str, Any], ...] = (
+    {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": IDENTITY_ID,
+        "created": _EPOCH,
+        "modified": _EPOCH,
+        "name": "gsomia",
+        "description": "Intelligence-sharing agreements between states as running, enforced software",
+        "identity_class": "system",
+    },
+    {
+        "type": "extension-definition",
+        "spec_version": "2.1",
+        "id": EXTENSION_ID,
+        "created_by_ref": IDENTITY_ID,
+        "created": _EPOCH,
+        "modified": _EPOCH,
+        "name": "gsomia security label",
+        "description": "A gsomia confidentiality label (policy, originator's classification, "
+        "releasability, caveats, purpose, topics, alternative labels) on a marking-definition; "
+        "and x-gsomia-item, an item whose payload is not itself a STIX object.",
+        "schema": "gsomia/taxii/schema/gsomia-label.json (JSON Schema 2020-12, shipped with gsomia)",
+        "version": "1.0.0",
+        "extension_types": ["property-extension", "new-sdo"],
+    },
+)
 
 
 def _native(item_id: str, payload_type: str, payload: bytes) -> dict[str, Any] | None:
@@ -163,9 +237,20 @@ def _native(item_id: str, payload_type: str, payload: bytes) -> dict[str, Any] |
         and isinstance(data.get("type"), str)
         and _STIX_ID.match(item_id)
         and item_id.startswith(f"{data['type']}--")
+        and _versioned(data)
     ):
         return data
     return None
+
+
+def _versioned(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` has the timestamps a versioned STIX object needs (``modified`` >= ``created``)."""
+    try:
+        created = us_of_timestamp(data.get("created"), "created")  # type: ignore[arg-type]
+        modified = us_of_timestamp(data.get("modified"), "modified")  # type: ignore[arg-type]
+    except InvalidInputError:
+        return False
+    return modified >= created
 
 
 def stix_id_of(item_id: str, payload_type: str, payload: bytes) -> str:
@@ -181,31 +266,171 @@ def stix_id_of(item_id: str, payload_type: str, payload: bytes) -> str:
     return f"{ITEM_TYPE}--{_derived_uuid('item', item_id)}"
 
 
+def _later(text: str, us: int) -> str:
+    return text if us_of_timestamp(text, "modified") >= us else timestamp_us(us)
+
+
+def tlp_for(label: SecurityLabel) -> str:
+    """The TLP 2.0 marking a gsomia label implies: AMBER+STRICT when it forbids onward release."""
+    blocking = any(
+        CAVEATS.get(c) is None or CAVEATS[c].effect is not CaveatEffect.HANDLING_ONLY for c in label.caveats
+    )
+    return _TLP2_IDS["amber+strict" if blocking else "amber"]
+
+
 def to_stix(
-    item_id: str, label: SecurityLabel, payload_type: str, payload: bytes, ingested: datetime
+    item_id: str,
+    label: SecurityLabel,
+    payload_type: str,
+    payload: bytes,
+    ingested: datetime,
+    *,
+    added_us: int | None = None,
+    label_version: int = 1,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
-    """The STIX object for an item, marked with its gsomia label (and any TLP it already had)."""
-    marking = marking_for(label)["id"]
+    """The STIX object for an item, marked with its gsomia label (and any TLP it already had).
+
+    ``added_us`` is when this version was added; with a ``catalogue`` the object also gets the
+    ACS 3.0 marking and, unless it already carries TLP, the TLP 2.0 marking the label implies.
+    """
+    return marked(
+        item_id,
+        label,
+        payload_type,
+        payload,
+        ingested,
+        added_us=added_us,
+        label_version=label_version,
+        catalogue=catalogue,
+    )[0]
+
+
+def marked(
+    item_id: str,
+    label: SecurityLabel,
+    payload_type: str,
+    payload: bytes,
+    ingested: datetime,
+    *,
+    added_us: int | None = None,
+    label_version: int = 1,
+    catalogue: Catalogue | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The item's STIX object and the definitions it refers to (see :func:`definitions_of`), each
+    marking made once."""
+    version_us = added_us if added_us is not None else epoch_us(ingested)
+    gsomia = marking_for(label)
+    definitions = [*_EXTENSION_OBJECTS, gsomia]
+    refs = [gsomia["id"]]
+    if catalogue is not None:
+        acs = acs_marking_for(label, catalogue, gsomia["id"])
+        if acs is not None:
+            refs.append(acs["id"])
+            definitions.append(acs)
     native = _native(item_id, payload_type, payload)
     if native is not None:
-        refs = [r for r in native.get("object_marking_refs", []) if r != marking]
-        return {**native, "object_marking_refs": [marking, *refs]}
-    body: dict[str, Any] = {
-        "type": ITEM_TYPE,
-        "spec_version": "2.1",
-        "id": stix_id_of(item_id, payload_type, payload),
-        "created": stix_timestamp(label.created),
-        "modified": stix_timestamp(ingested),
-        "item_id": item_id,
-        "payload_type": payload_type,
-        "object_marking_refs": [marking],
-        "extensions": {EXTENSION_ID: {"extension_type": "new-sdo"}},
-    }
-    if payload_type == "json":
-        body["payload"] = json.loads(payload)
+        own = [r for r in native.get("object_marking_refs", []) if r not in refs]
+        if catalogue is not None and not any(r in _TLP for r in own):
+            refs.append(tlp_for(label))
+        out = {**native, "object_marking_refs": [*refs, *own]}
+        if label_version > 1:  # a label change is a new version of the object
+            out["modified"] = _later(native["modified"], version_us)
     else:
-        body["payload_base64"] = base64.b64encode(payload).decode()
-    return body
+        if catalogue is not None:
+            refs.append(tlp_for(label))
+        created = stix_timestamp(label.created)
+        out = {
+            "type": ITEM_TYPE,
+            "spec_version": "2.1",
+            "id": stix_id_of(item_id, payload_type, payload),
+            "created": created,
+            "modified": _later(created, version_us),
+            "item_id": item_id,
+            "payload_type": payload_type,
+            "object_marking_refs": refs,
+            "extensions": {EXTENSION_ID: {"extension_type": "new-sdo"}},
+        }
+        if payload_type == "json":
+            out["payload"] = json.loads(payload)
+        else:
+            out["payload_base64"] = base64.b64encode(payload).decode()
+    definitions += _tlp_definitions(out)
+    return out, definitions
+
+
+def _tlp_definitions(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    refs: list[Any] = list(obj.get("object_marking_refs") or [])
+    refs += [g.get("marking_ref") for g in obj.get("granular_markings") or [] if isinstance(g, Mapping)]
+    return [TLP2[r] for r in dict.fromkeys(refs) if isinstance(r, str) and r in TLP2]
+
+
+_ACS_POLICY = "urn:isa:policy:acs:ns:v3.0?privdefault=deny&sharedefault=deny"
+_ACS_LEVELS = {"TOP SECRET": "TS", "SECRET": "S", "CONFIDENTIAL": "C"}
+
+
+def _us_level(label: SecurityLabel, catalogue: Catalogue) -> str | None:
+    if label.originator == "USA":
+        return label.classification
+    for agreement in sorted(catalogue.agreements_of(label.originator), key=lambda a: (len(a.parties), a.id)):
+        if "USA" in agreement.parties:
+            level = agreement.equivalence.map(label.originator, label.classification, "USA")
+            if level is not None:
+                return level
+    return None
+
+
+def acs_marking_for(
+    label: SecurityLabel, catalogue: Catalogue, basis: str | None = None
+) -> dict[str, Any] | None:
+    """The ISA ACS 3.0 marking of ``label``: its US classification (under an agreement's equivalence),
+    the nationalities it may reach and whether they may share it further; ``None`` when the
+    originator's level has no US equivalent (the gsomia marking alone then speaks for it)."""
+    level = _us_level(label, catalogue)
+    if level not in _ACS_LEVELS:
+        return None
+    key = basis or marking_for(label)["id"]  # the gsomia marking's id already digests the whole label
+    nations = sorted({label.originator, *label.releasable_to})
+    onward = tlp_for(label) == _TLP2_IDS["amber"]
+    content: dict[str, Any] = {
+        "extension_type": "property-extension",
+        "identifier": f"isa:guide.19001.ACS3-{_derived_uuid('acs-identifier', key)}",
+        "create_date_time": stix_timestamp(label.created),
+        "responsible_entity_custodian": label.originator,
+        "responsible_entity_originator": label.originator,
+        "policy_reference": _ACS_POLICY,
+        "control_set": {"classification": _ACS_LEVELS[str(level)]},
+        "access_privilege": [
+            {
+                "privilege_action": "ALL",
+                "privilege_scope": {"permitted_nationalities": nations},
+                "rule_effect": "permit",
+            }
+        ],
+        "further_sharing": [{"sharing_scope": nations, "rule_effect": "permit" if onward else "deny"}],
+    }
+    return {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": f"marking-definition--{_derived_uuid('acs', key)}",
+        "created": stix_timestamp(label.created),
+        "created_by_ref": IDENTITY_ID,
+        "name": f"ACS 3.0 {label.originator} {level}",
+        "extensions": {ACS_EXTENSION_ID: content},
+    }
+
+
+def definitions_of(
+    obj: Mapping[str, Any], label: SecurityLabel, catalogue: Catalogue | None
+) -> list[dict[str, Any]]:
+    """The objects ``obj`` refers to that this node defines: the identity and extension definition,
+    the gsomia and ACS markings of its label and any TLP 2.0 marking (in that order)."""
+    found: list[dict[str, Any]] = [*_EXTENSION_OBJECTS, marking_for(label)]
+    if catalogue is not None:
+        acs = acs_marking_for(label, catalogue)
+        if acs is not None:
+            found.append(acs)
+    return found + _tlp_definitions(obj)
 
 
 def to_bundle(objects: Sequence[tuple[SecurityLabel, dict[str, Any]]]) -> dict[str, Any]:
@@ -261,41 +486,110 @@ def from_objects(
 ) -> list[ImportedObject]:
     """Labelled items from STIX objects; their gsomia markings must be among them.
 
-    An object without a gsomia marking is refused unless ``default_label`` is given.
+    An object without a gsomia marking is refused unless ``default_label`` is given. The first
+    refusal raises (a file import is all or nothing); :func:`import_objects` answers per object.
     """
+    out = []
+    for result in import_objects(objects, default_label=default_label):
+        if result.imported is None:
+            raise InvalidInputError(result.reason or f"{result.stix_id}: refused")
+        out.append(result.imported)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectResult:
+    """What became of one posted STIX object: the item to ingest, or why it was refused."""
+
+    stix_id: str
+    version: str
+    imported: ImportedObject | None
+    reason: str | None = None
+
+
+def _version_text(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        for key in ("modified", "created"):
+            if isinstance(obj.get(key), str):
+                return str(obj[key])
+    return ""
+
+
+def import_objects(
+    objects: Iterable[Any], *, default_label: Mapping[str, Any] | None = None
+) -> list[ObjectResult]:
+    """One result per object that is not a definition (markings, the identity, the extension):
+    the item to ingest, or the reason it is refused. One bad object refuses only itself."""
     items = list(objects)
     labels: dict[str, dict[str, Any]] = {}
-    others: list[Mapping[str, Any]] = []
+    derived: set[str] = set()  # ACS markings: recomputed from the label, not kept with the payload
+    candidates: list[tuple[int, Any]] = []
+    results: dict[int, ObjectResult] = {}
     for n, obj in enumerate(items):
-        if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
-            raise InvalidInputError(f"objects[{n}]: not a STIX object (no id)")
-        match = _STIX_ID.match(obj["id"])
-        if match is None or match.group(1) != obj.get("type"):
-            raise InvalidInputError(f"objects[{n}]: {obj['id']!r} is not a STIX identifier of its type")
-        if obj.get("spec_version", "2.1") != "2.1":
-            raise InvalidInputError(
-                f"{obj['id']}: spec_version {obj.get('spec_version')!r}; gsomia reads 2.1"
-            )
+        try:
+            _check_identity(obj, n)
+        except InvalidInputError as exc:
+            stix_id = obj.get("id") if isinstance(obj, Mapping) and isinstance(obj.get("id"), str) else None
+            results[n] = ObjectResult(stix_id or f"objects[{n}]", _version_text(obj), None, str(exc))
+            continue
         if obj["id"] in _FRAMEWORK or obj["id"] in _TLP:
             continue
         if obj["type"] == "marking-definition":
             label = _label_of(obj)
             if label is not None:
                 labels[obj["id"]] = label
+            elif isinstance(obj.get("extensions"), Mapping) and ACS_EXTENSION_ID in obj["extensions"]:
+                derived.add(obj["id"])
             continue
-        others.append(obj)
-    return [_imported(obj, labels, default_label) for obj in others]
+        candidates.append((n, obj))
+    for n, obj in candidates:
+        try:
+            results[n] = ObjectResult(
+                obj["id"], _version_text(obj), _imported(obj, labels, derived, default_label)
+            )
+        except InvalidInputError as exc:
+            results[n] = ObjectResult(obj["id"], _version_text(obj), None, str(exc))
+    return [results[n] for n in sorted(results)]
+
+
+def _check_identity(obj: Any, n: int) -> None:
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
+        raise InvalidInputError(f"objects[{n}]: not a STIX object (no id)")
+    match = _STIX_ID.match(obj["id"])
+    if match is None or match.group(1) != obj.get("type"):
+        raise InvalidInputError(f"objects[{n}]: {obj['id']!r} is not a STIX identifier of its type")
+    if obj.get("spec_version", "2.1") != "2.1":
+        raise InvalidInputError(f"{obj['id']}: spec_version {obj.get('spec_version')!r}; gsomia reads 2.1")
+
+
+def _valid_native(obj: Mapping[str, Any]) -> None:
+    """A posted STIX object must be one: the OASIS library's checks, and versioned (created, modified)."""
+    try:
+        stix2.parse(dict(obj), allow_custom=True, version="2.1")
+    except (stix2.exceptions.STIXError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidInputError(f"{obj['id']}: not a valid STIX 2.1 object: {exc}") from exc
+    if not _versioned(obj):
+        raise InvalidInputError(
+            f"{obj['id']}: gsomia keeps versioned objects: created and modified are required "
+            "(modified >= created)"
+        )
 
 
 def _imported(
-    obj: Mapping[str, Any], labels: Mapping[str, dict[str, Any]], default: Mapping[str, Any] | None
+    obj: Mapping[str, Any],
+    labels: Mapping[str, dict[str, Any]],
+    derived: set[str],
+    default: Mapping[str, Any] | None,
 ) -> ImportedObject:
     refs = obj.get("object_marking_refs") or []
     if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
         raise InvalidInputError(f"{obj['id']}: object_marking_refs is not a list of identifiers")
-    unknown = [r for r in refs if r not in labels and r not in _TLP]
+    unknown = [r for r in refs if r not in labels and r not in _TLP and r not in derived]
     if unknown:
-        raise InvalidInputError(f"{obj['id']}: marking(s) {', '.join(map(str, unknown))} not in the bundle")
+        raise InvalidInputError(
+            f"{obj['id']}: marking(s) {', '.join(map(str, unknown))} not in the bundle, or not ones gsomia "
+            "keeps (a gsomia label, ACS 3.0, TLP)"
+        )
     mine = [r for r in refs if r in labels]
     if len(mine) > 1:
         raise InvalidInputError(f"{obj['id']}: {len(mine)} gsomia labels; an item carries exactly one")
@@ -309,7 +603,8 @@ def _imported(
         )
     if obj["type"] == ITEM_TYPE:
         return _unwrapped(obj, label)
-    kept = [r for r in refs if r not in labels]
+    _valid_native(obj)
+    kept = [r for r in refs if r not in labels and r not in derived]
     payload = {k: v for k, v in obj.items() if k != "object_marking_refs"}
     if kept:
         payload["object_marking_refs"] = kept

@@ -125,7 +125,7 @@ def _safe_next(target: str | None) -> str:
 
 def _day(node: Node, text: str | None, default: date) -> datetime:
     """A dashboard instant: a bare date is local midnight in the node's first agreement's zone."""
-    tz = node.catalogue.agreements_of(node.party)[0].timezone
+    tz = node.kernel.timezone
     if not text:
         return local_midnight(default, tz)
     try:

@@ -1,5 +1,8 @@
 """Tree heads between partners: share this node's signed head, keep a partner's for the
-consistency check (gsomia.audit), and prove a delivery by inclusion in the receiver's log.
+consistency check (:class:`AuditLog`), and prove a delivery by inclusion in the receiver's log.
+
+The audit log's side of the exchange: :meth:`TreeHeads.receive` is the handler registered for
+the inbox's ``tree-head`` messages; heads go out through the exchange's outbox.
 """
 
 from __future__ import annotations
@@ -10,60 +13,69 @@ from typing import Any
 
 import httpx
 
-from gsomia.audit._log import parse_head
+from gsomia.audit._log import AuditLog, parse_head
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.crypto.envelope import Opened, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError
-from gsomia.exchange._base import _Accepted
-from gsomia.exchange._peers import Peers
+from gsomia.exchange import Batch, Exchange
 from gsomia.store import InboxRow
 
-__all__ = ["TreeHeads"]
+__all__ = ["HEAD_KIND", "TreeHeads"]
+
+HEAD_KIND = "tree-head"
 
 
-class TreeHeads(Peers):
+class TreeHeads:
     """Signed tree heads exchanged with peers, and proofs of delivery."""
 
-    def _receive_head(self, opened: Opened, now: datetime, accepted: _Accepted) -> dict[str, Any]:
-        """A partner's signed tree head, kept for the consistency check (gsomia.audit)."""
-        if not self.links(opened.sender):
+    def __init__(self, log: AuditLog, exchange: Exchange) -> None:
+        self.log = log
+        self.exchange = exchange
+        self.kernel = log.kernel
+        self._identities = self.kernel.peers.peer
+
+    def receive(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
+        """A partner's signed tree head, kept for the consistency check (the inbox's handler)."""
+        if not self.kernel.peers.links(opened.sender):
             raise AgreementError(f"no registered link with {opened.sender}")
-        status = self.node.audit.receive_head(opened.sender, str(opened.body.get("head")), self._identities)
-        receipt = self._receipt(opened, None, status, None, now)
+        status = self.log.receive_head(opened.sender, str(opened.body.get("head")), self._identities)
+        receipt = self.exchange.receipt(opened, None, status, None, now)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, "tree-head", None, epoch_us(now), "recorded", receipt)
+            InboxRow(opened.msg_id, opened.sender, HEAD_KIND, None, epoch_us(now), "recorded", receipt)
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}
 
     def share_head(self) -> int:
         """Queue this node's latest signed head for every peer that has not had it; how many queued."""
-        head = self.node.audit.sign_head()
-        now = self._now()
+        head = self.log.sign_head()
+        now = self.kernel.clock()
         rows = []
-        for peer, _links in self.peers():
+        for peer, _links in self.kernel.peers.all():
             key = f"audit.sent.{peer.party}"
-            if int(self.node.store.meta(key) or -1) >= head.size:
+            if int(self.kernel.store.meta(key) or -1) >= head.size:
                 continue
-            rows.append(self._queue(peer, {"kind": "tree-head", "head": head.jws}, "tree-head", None, now))
-            self.node.store.put_meta(key, str(head.size))
+            rows.append(
+                self.exchange.queue(peer, {"kind": HEAD_KIND, "head": head.jws}, HEAD_KIND, None, now)
+            )
+            self.kernel.store.put_meta(key, str(head.size))
         if rows:
-            self.fed.enqueue(rows)
+            self.exchange.enqueue(rows)
         return len(rows)
 
     def delivery_proof(self, msg_id: str, client: httpx.Client) -> dict[str, Any]:
         """Prove a delivery: the receiver's signed receipt names its log entry; fetch and check the
         inclusion proof of that entry in the receiver's signed tree head."""
-        entry = self.fed.outbox_entry(msg_id)
+        entry = self.exchange.outbox_entry(msg_id)
         if entry is None or entry.receipt is None:
             raise NotFoundError(f"no delivered message {msg_id!r}")
-        now = self._now()
+        now = self.kernel.clock()
         signer, content = verify_origin(entry.receipt, self._identities, now)
         receipt = json.loads(content)
         log_entry = receipt.get("log_entry")
         if not isinstance(log_entry, str):
             raise InvalidInputError(f"the receipt for {msg_id} names no log entry")
-        peer = self.peer(signer)
+        peer = self.kernel.peers.peer(signer)
         if peer is None:
             raise AgreementError(f"{signer} is not a registered peer")
         response = client.get(f"{peer.endpoint.rstrip('/')}/audit/inclusion", params={"entry": log_entry})

@@ -1,0 +1,41 @@
+"""The exchange between nodes: release through the transactional outbox, delivery with signed
+receipts, the exactly-once inbox, hub relay, consents, and transfer by file (air gap).
+
+Neighbours use what ``__all__`` names. Other services take part in the inbox by registering a
+handler for their message kind (:meth:`Exchange.register`) and write into the same transaction
+through the :class:`Batch` it hands them; they queue their own messages with
+:meth:`Exchange.queue` and sign receipts with :meth:`Exchange.receipt`.
+"""
+
+from gsomia.exchange._base import Batch, Handler
+from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
+from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
+from gsomia.exchange._transfer import (
+    DEFAULT_VALIDITY,
+    RECEIPTS_FORMAT,
+    TRANSFER_FORMAT,
+    Export,
+    Import,
+    ReceiptsApplied,
+    Refusal,
+    Transfer,
+)
+
+__all__ = [
+    "DEFAULT_VALIDITY",
+    "RECEIPTS_FORMAT",
+    "TRANSFER_FORMAT",
+    "Batch",
+    "Delivery",
+    "Exchange",
+    "Export",
+    "Handler",
+    "Import",
+    "PreparedRelease",
+    "ReceiptsApplied",
+    "Refusal",
+    "Transfer",
+    "consent_content",
+    "consent_from_content",
+    "receipt_content",
+]

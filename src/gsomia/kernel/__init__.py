@@ -1,0 +1,50 @@
+"""The node kernel: the one context every service of a node shares (see ``_context``).
+
+Neighbours use what ``__all__`` names: :class:`NodeContext` (store, key ring, clock, catalogue,
+release engine, the read decision, ``record``/``refuse``, the item view, the peer directory),
+:class:`Item` and the item helpers, and the clock.
+"""
+
+from gsomia.kernel._context import (
+    Clock,
+    NodeContext,
+    ReadGate,
+    checks_json,
+    node_hubs,
+    node_timezone,
+    system_clock,
+)
+from gsomia.kernel._items import (
+    ITEM_ID,
+    PAYLOAD_TYPES,
+    Item,
+    ItemContent,
+    Items,
+    check_item_id,
+    check_payload_type,
+    from_us,
+    item_content,
+    parse_item_content,
+)
+from gsomia.kernel._peers import PeerDirectory
+
+__all__ = [
+    "ITEM_ID",
+    "PAYLOAD_TYPES",
+    "Clock",
+    "Item",
+    "ItemContent",
+    "Items",
+    "NodeContext",
+    "PeerDirectory",
+    "ReadGate",
+    "check_item_id",
+    "check_payload_type",
+    "checks_json",
+    "from_us",
+    "item_content",
+    "node_hubs",
+    "node_timezone",
+    "parse_item_content",
+    "system_clock",
+]

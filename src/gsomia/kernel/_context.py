@@ -1,0 +1,240 @@
+"""The node kernel: what every service of one node shares, in one small object.
+
+The exchange, the duties, the audit log, the stream and the shells all hold the same
+:class:`NodeContext`: the store, the key ring, the clock, the catalogue and the release engine,
+THE read decision (clearance, nationality, need-to-know and the visit window, Art. 8),
+``record``/``refuse`` into the audit records, and the item view. They depend on it, never on
+``Node`` (which only builds the parts and wires them) and never on one another's insides.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from gsomia._codec import canonical, person_from_dict
+from gsomia.core.access import AccessDecision, Person, Role, decide_read
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import epoch_us
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import Check, ReleaseEngine
+from gsomia.core.visits import VisitAuthorisation, VisitScope
+from gsomia.crypto.atrest import PayloadCipher
+from gsomia.crypto.keys import KeyRing
+from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
+from gsomia.kernel._items import Item, Items, from_us
+from gsomia.kernel._peers import PeerDirectory
+from gsomia.store import AuditRow, DutiesStore, FederationStore, Store
+
+__all__ = ["Clock", "NodeContext", "ReadGate", "checks_json", "node_hubs", "node_timezone", "system_clock"]
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The only clock read in a node (tests pass a fake one)."""
+    return datetime.now(UTC)
+
+
+def checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    """A decision's checks as the audit records and the API show them."""
+    return [{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in checks]
+
+
+def node_timezone(catalogue: Catalogue, party: str) -> tzinfo:
+    """The zone a node reads bare dates in: the one most of its party's agreements reckon their
+    dates in (ties: the agreement first by id), UTC for a party in no agreement."""
+    zones = Counter(a.timezone for a in catalogue.agreements_of(party))
+    return zones.most_common(1)[0][0] if zones else UTC
+
+
+def node_hubs(catalogue: Catalogue, party: str) -> tuple[str, ...]:
+    """The hubs of the hub-topology agreements the party is in (TISA: the USA relays)."""
+    return tuple(sorted({a.hub for a in catalogue.agreements_of(party) if a.hub is not None}))
+
+
+class NodeContext:
+    """One node's shared parts and the decisions every entry point must make the same way."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        catalogue: Catalogue,
+        store: Store,
+        ring: KeyRing,
+        cipher: PayloadCipher,
+        engine: ReleaseEngine,
+        clock: Clock = system_clock,
+        endpoint: str = "http://127.0.0.1:8443",
+        max_payload_bytes: int = 1_048_576,
+        max_clock_skew: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.party = party
+        self.catalogue = catalogue
+        self.store = store
+        self.ring = ring
+        self.cipher = cipher
+        self.engine = engine
+        self.clock = clock
+        self.endpoint = endpoint
+        self.max_payload_bytes = max_payload_bytes
+        self.max_clock_skew = max_clock_skew  # how far a partner's signed instants may be from ours
+        self.timezone = node_timezone(catalogue, party)
+        self.hubs = node_hubs(catalogue, party)
+        self.fed = FederationStore(store)
+        self.peers = PeerDirectory(self.fed)
+        self.items = Items(party, catalogue, store, cipher, ring)
+        self._visits = DutiesStore(store)
+        # refusals already in the audit records, so that an edge handler does not record them twice
+        self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
+        self._refused_lock = threading.Lock()
+
+    # --- the audit records ---
+
+    def audit_row(
+        self,
+        kind: str,
+        actor: str | None,
+        subject: str | None,
+        outcome: str,
+        *,
+        entry_id: str = "",
+        **detail: Any,
+    ) -> AuditRow:
+        """An audit record stamped now, for the caller to write in its own transaction."""
+        return AuditRow(
+            epoch_us(self.clock()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id
+        )
+
+    def record(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
+        """Write one audit record now, on its own."""
+        self.store.append_audit([self.audit_row(kind, actor, subject, outcome, **detail)])
+
+    def refuse(self, kind: str, actor: str | None, subject: str | None, error: GsomiaError) -> GsomiaError:
+        """Record a refusal (once per error) and hand the error back to raise."""
+        if self.recorded(error):
+            return error
+        detail: dict[str, Any] = {"error": type(error).__name__, "reason": str(error)}
+        if isinstance(error, AccessDenied):
+            detail["checks"] = checks_json(error.decision.checks)
+        self.store.append_audit([self.audit_row(kind, actor, subject, "refused", **detail)])
+        self.mark_recorded(error)
+        return error
+
+    def mark_recorded(self, error: BaseException) -> None:
+        """Note that ``error`` is in the audit records already (written by the caller)."""
+        with self._refused_lock:
+            self._refused.add(error)
+
+    def recorded(self, error: BaseException) -> bool:
+        """Whether this very error was recorded as a refusal (the API's handlers then do not)."""
+        with self._refused_lock:
+            return error in self._refused
+
+    def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
+        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
+        self.record(kind, None, subject, "refused", status=status, reason=reason)
+
+    # --- people and the read decision ---
+
+    def person(self, person_id: str) -> Person:
+        """A registered person; :class:`NotFoundError` if there is none."""
+        record = self.store.get_person(person_id)
+        if record is None:
+            raise NotFoundError(f"no person {person_id!r} at this node")
+        return person_from_dict(json.loads(record), self.catalogue)
+
+    def visit_scope(self, person_id: str, at: datetime) -> VisitScope | None:
+        """The reader's visits at ``at`` (Art. 8); ``None`` for someone who is not a visitor."""
+        rows = self._visits.visits_of(person_id)
+        if not rows:
+            return None
+        return VisitScope(
+            tuple(
+                VisitAuthorisation(
+                    r.id,
+                    r.person_id,
+                    self.party,
+                    r.highest,
+                    from_us(r.starts_us),
+                    from_us(r.ends_us),
+                    r.purpose,
+                )
+                for r in rows
+            ),
+            at,
+        )
+
+    def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
+        """THE read decision: ``decide_read`` with the reader's visit authorisations now."""
+        return decide_read(actor, label, self.catalogue, visit=self.visit_scope(actor.id, self.clock()))
+
+    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
+        """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
+        try:
+            row = self.items.row(item_id)
+            item = self.items.item(row)
+            decision = self.decide_read(actor, item.label).raise_if_refused()
+            if row.state != "held":
+                raise ItemGoneError(
+                    f"item {item_id} was {row.state}: its record remains, its payload is gone"
+                )
+            payload = self.items.payload(row)
+        except GsomiaError as exc:
+            raise self.refuse("item.read", actor.id, item_id, exc) from None
+        self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks))
+        return item, payload
+
+    def reader(self, actor: Person) -> ReadGate:
+        """The same decision for a run of reads by one person (a page, a subscription)."""
+        return ReadGate(self, actor)
+
+    def require_any(self, actor: Person | None, roles: Sequence[Role], what: str) -> None:
+        """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
+        if actor is None or (actor.active and actor.roles.intersection(roles)):
+            return
+        names = " or ".join(r.value for r in roles)
+        decision = AccessDecision(False, actor.id, (Check("role", False, f"{what} needs the {names} role"),))
+        raise self.refuse(f"authz.{what}", actor.id, None, AccessDenied(decision))
+
+
+class ReadGate:
+    """:meth:`NodeContext.decide_read` for one person over many reads: the visits are read once
+    and again only when the clock passes a visit's start or end (the window of Art. 8).
+
+    ``generation`` changes whenever the visits were read again, so a caller that keeps
+    decisions per label (a stream consumer) knows to forget them.
+    """
+
+    def __init__(self, context: NodeContext, person: Person) -> None:
+        self.context = context
+        self.person = person
+        self.generation = 0
+        self._scope: VisitScope | None = None
+        self._until: float | None = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        now = self.context.clock()
+        self._scope = self.context.visit_scope(self.person.id, now)
+        self._until = None
+        if self._scope is not None:
+            edges = [t.timestamp() for v in self._scope.visits for t in (v.starts, v.ends) if t > now]
+            self._until = min(edges) if edges else None
+        self.generation += 1
+
+    def current(self) -> int:
+        """The generation of the visits the next decision uses (read again if a window edge passed)."""
+        if self._until is not None and self.context.clock().timestamp() >= self._until:
+            self._refresh()
+        return self.generation
+
+    def decide(self, label: SecurityLabel) -> AccessDecision:
+        self.current()
+        return decide_read(self.person, label, self.context.catalogue, visit=self._scope)
