@@ -113,6 +113,10 @@ tokens = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger),
+    Column("parent_id", String(32)),  # the token that minted it; NULL: issued by the operator (0006)
+    Column("kind", String(16), nullable=False, server_default="api"),  # api | session (0006)
+    Index("ix_tokens_parent", "parent_id"),
+    Index("ix_tokens_person", "person_id"),
 )
 
 audit_records = Table(

@@ -20,9 +20,10 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
+from gsomia._web import is_own_origin
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
-from gsomia.errors import GsomiaError, InvalidInputError, LinkError
+from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError, LinkError
 from gsomia.stream._service import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
@@ -51,8 +52,14 @@ def _is_request(function: Callable[..., Any], name: str, param: inspect.Paramete
         return False
 
 
-def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRouter:
-    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency."""
+def stream_router(
+    stream: StreamService, reader: Callable[..., Person], *, dashboard: str | None = None
+) -> APIRouter:
+    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency.
+
+    ``dashboard`` is the dashboard's path: the consumers' routes are served under it as well
+    (``{dashboard}/tracks/sse``, ``{dashboard}/tracks/ws``), where the browser sends its session.
+    """
     router = APIRouter(tags=["stream"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
@@ -82,7 +89,6 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             "expires": None if consent.expires is None else consent.expires.isoformat(),
         }
 
-    @router.get("/stream/tracks/sse", response_class=StreamingResponse)
     async def follow_sse(person: Caller) -> StreamingResponse:
         """Tracks this person may read, as Server-Sent Events (``event: track``, ``id``, ``data``)."""
         tracks = await stream.subscribe(person, "sse")
@@ -113,6 +119,12 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
+    for path in ("/stream/tracks/sse", *((f"{dashboard}/tracks/sse",) if dashboard else ())):
+        router.add_api_route(
+            path, follow_sse, methods=["GET"], response_class=StreamingResponse,
+            include_in_schema=not path.startswith(dashboard or "\0"),
+        )  # fmt: skip
+
     async def ws_caller(websocket: WebSocket, method: str) -> Person:
         """The node's own ``reader`` dependency, called for a WebSocket handshake.
 
@@ -121,7 +133,20 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
         then allows for following alone), with the bearer credentials from its header.
         """
-        request = Request({**websocket.scope, "type": "http", "method": method})
+        origin = websocket.headers.get("origin")
+        if origin is not None and not is_own_origin(
+            origin, websocket.url.scheme, websocket.headers.get("host"), stream.kernel.endpoint
+        ):
+            # a page of another origin (another port of this host included) opened it in a browser
+            # that sends this node's cookies: nothing it carries is this person's consent
+            raise stream.kernel.refuse(
+                "auth", None, None,
+                AuthenticationError(f"a WebSocket opened from {origin[:80]} is not from this node's pages"),
+            )  # fmt: skip
+        scope = dict(websocket.scope)
+        if origin is None:  # no browser: a session cookie is not for it (browsers always send Origin)
+            scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+        request = Request({**scope, "type": "http", "method": method})
         header = websocket.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         credentials = (
@@ -169,9 +194,9 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         except WebSocketDisconnect:
             return
 
-    @router.websocket("/stream/tracks/ws")
     async def follow_ws(websocket: WebSocket) -> None:
-        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+        """Tracks this person may read, one JSON text message each (bearer token in the handshake;
+        or, under the dashboard's path, its session from the node's own pages)."""
         try:
             person = await ws_caller(websocket, "GET")
             tracks = await stream.subscribe(person, "ws")
@@ -196,6 +221,9 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await tracks.aclose()  # type: ignore[attr-defined]
+
+    for path in ("/stream/tracks/ws", *((f"{dashboard}/tracks/ws",) if dashboard else ())):
+        router.add_api_websocket_route(path, follow_ws)
 
     @router.websocket(LINK_PATH)
     async def link(websocket: WebSocket) -> None:
