@@ -19,11 +19,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy
 
 from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
 from gsomia import network
+from gsomia.exchange import HttpTransport
 from gsomia.node import NewIngest, Node, load_config
 
 TARGET_PER_S = 3000.0
@@ -106,9 +106,9 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
         for item_id in ids:
             kor.exchange.release(officer, item_id, "JPN")
         released = time.perf_counter()
-        with httpx.Client(timeout=30) as client:
+        with HttpTransport(timeout=30) as transport:
             while kor.exchange.fed.outbox(state="pending", limit=1):
-                kor.exchange.deliver_due(client, limit=1000)
+                kor.exchange.deliver_due(transport, limit=1000)
         delivered = time.perf_counter()
 
         outbox = kor.exchange.fed.outbox(limit=count + 1)

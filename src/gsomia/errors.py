@@ -27,6 +27,7 @@ message a person can act on. Third-party exceptions are converted where they ent
     ├── ProofError             a Merkle proof or a log does not verify (tampering, a fork)
     ├── EnvelopeError          an envelope or origin signature was refused (opaque; detail audited)
     ├── StoreError             the store failed; nothing was half-written
+    ├── TransportError         a partner node could not be reached, or answered what is no answer
     └── LinkError              a stream link frame was refused (replay, reorder, gap, tamper)
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "ReleaseRefused",
     "StoreError",
     "TrackError",
+    "TransportError",
     "UnknownNameError",
     "UnsupportedMediaTypeError",
 ]
@@ -183,6 +185,13 @@ class ForbiddenFieldError(TrackError):
             f"track field {field!r} is forbidden: the missile-warning arrangement never shares "
             "sensor or platform details or pre-launch indicators; remove it and publish again"
         )
+
+
+class TransportError(GsomiaError):
+    """A partner node could not be reached, or its answer was not one (converted at the transport).
+
+    The message starts with what failed underneath (``ConnectError: ...``); the sender retries.
+    """
 
 
 class LinkError(GsomiaError):

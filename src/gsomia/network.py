@@ -28,8 +28,7 @@ import uvicorn
 
 from gsomia.core.catalogue import Catalogue
 from gsomia.errors import ConfigError
-from gsomia.node import Node, init_node_dir, load_config
-from gsomia.node._service import Clock, system_clock
+from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, system_clock
 
 __all__ = ["PARTIES", "NetNode", "build", "open_nodes", "serve_in_threads", "start", "status", "stop"]
 
@@ -107,8 +106,6 @@ def build(
             url = (database_urls or {}).get(member.party)
             init_node_dir(member.directory, member.party, url, endpoint=member.endpoint)
         else:
-            from gsomia.node._config import set_endpoint
-
             set_endpoint(member.directory, member.endpoint)
         node = Node(load_config(member.directory), clock=clock)
         nodes[member.party] = node

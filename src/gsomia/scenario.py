@@ -14,14 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from gsomia import network
 from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
 from gsomia.errors import ReleaseRefused
+from gsomia.exchange import HttpTransport, PeerTransport
 from gsomia.node import Item, Node
 from gsomia.testing import FakeClock
 
@@ -214,7 +213,7 @@ def _grouped(marks: list[tuple[datetime, str, str]]) -> dict[datetime, list[tupl
 
 
 def _run_step(
-    nodes: dict[str, Node], client: httpx.Client, clock: FakeClock, at: datetime, tag: str
+    nodes: dict[str, Node], client: PeerTransport, clock: FakeClock, at: datetime, tag: str
 ) -> tuple[Outcome, ...]:
     """Release every flow at ``at`` through real nodes, deliver, and see what arrived."""
     clock.now = at
@@ -277,7 +276,7 @@ IN_FLIGHT = Flow("KOR→JPN queued 23:59:58, sent 00:00:01", "KOR", "JPN", "KOR"
 
 
 def _queued_before_midnight(
-    nodes: dict[str, Node], client: httpx.Client, clock: FakeClock, at: datetime
+    nodes: dict[str, Node], client: PeerTransport, clock: FakeClock, at: datetime
 ) -> Outcome:
     """Released while the agreement was in force, sent after it ended: decided again, never sent."""
     kor = nodes["KOR"]
@@ -309,7 +308,7 @@ def replay_on_nodes(workdir: Path) -> list[NetStep]:
     grouped = _grouped(marks)
     gsomia = catalogue.agreement(GSOMIA)
     steps: list[NetStep] = []
-    with httpx.Client(timeout=10) as client:
+    with HttpTransport() as client:
         nodes = network.open_nodes(members, clock)
         with network.serve_in_threads(nodes, members):
             for n, (at, items) in enumerate(grouped.items()):
@@ -363,7 +362,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     nodes = network.open_nodes(members, clock)
     kor, jpn = nodes["KOR"], nodes["JPN"]
     lines: list[tuple[str, str]] = []
-    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
+    with HttpTransport() as client, network.serve_in_threads(nodes, members):
 
         def deliver() -> None:
             for _ in range(4):

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy
 from typer.testing import CliRunner
@@ -17,6 +16,7 @@ from gsomia.audit._log import head_content
 from gsomia.cli import app
 from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gsomia.crypto.envelope import sign_origin
+from gsomia.exchange import MemoryTransport, PeerTransport
 from gsomia.node import Node
 from gsomia.store import AuditRow
 from gsomia.testing import FakeClock, make_node
@@ -153,17 +153,17 @@ def test_cli_verify_and_prove(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], httpx.Client, FakeClock]]:
+def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], PeerTransport, FakeClock]]:
+    """Three nodes in one process, partners to each other over the in-memory transport."""
     clock = FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
     members = network.build(tmp_path / "net", clock=clock)
     nodes = network.open_nodes(members, clock)
-    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
-        yield nodes, client, clock
+    yield nodes, MemoryTransport(nodes), clock
     for n in nodes.values():
         n.close()
 
 
-def _round(nodes: dict[str, Node], client: httpx.Client) -> None:
+def _round(nodes: dict[str, Node], client: PeerTransport) -> None:
     for n in nodes.values():
         n.heads.share_head()
     for _ in range(2):
@@ -174,7 +174,7 @@ def _round(nodes: dict[str, Node], client: httpx.Client) -> None:
 
 
 def test_partners_exchange_heads_and_stay_consistent(
-    net: tuple[dict[str, Node], httpx.Client, FakeClock],
+    net: tuple[dict[str, Node], PeerTransport, FakeClock],
 ) -> None:
     nodes, client, clock = net
     _round(nodes, client)
@@ -187,7 +187,7 @@ def test_partners_exchange_heads_and_stay_consistent(
     assert partners["KOR"]["size"] == nodes["KOR"].audit.latest_head().size  # type: ignore[union-attr]
 
 
-def test_a_forked_head_is_detected(net: tuple[dict[str, Node], httpx.Client, FakeClock]) -> None:
+def test_a_forked_head_is_detected(net: tuple[dict[str, Node], PeerTransport, FakeClock]) -> None:
     nodes, client, clock = net
     _round(nodes, client)
     kor = nodes["KOR"]
@@ -210,7 +210,7 @@ def test_a_forked_head_is_detected(net: tuple[dict[str, Node], httpx.Client, Fak
 
 
 def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
-    net: tuple[dict[str, Node], httpx.Client, FakeClock],
+    net: tuple[dict[str, Node], PeerTransport, FakeClock],
 ) -> None:
     nodes, client, _clock = net
     kor = nodes["KOR"]

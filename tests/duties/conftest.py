@@ -1,4 +1,5 @@
-"""A KOR/JPN/USA network on loopback for the duties' exchange paths (real HTTP, one shared clock)."""
+"""A KOR/JPN/USA network in one process for the duties' exchange paths (the in-memory transport,
+one shared clock)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gsomia import network
 from gsomia.core.access import Person
+from gsomia.exchange import MemoryTransport
 from gsomia.node import Node
 from gsomia.testing import FakeClock
 
@@ -26,7 +27,7 @@ class Net:
     nodes: dict[str, Node]
     members: list[network.NetNode]
     clock: FakeClock
-    client: httpx.Client
+    transport: MemoryTransport
 
     def officer(self, party: str) -> Person:
         return self.nodes[party].person("officer")
@@ -35,12 +36,18 @@ class Net:
         done = []
         for _ in range(rounds):
             moved = [
-                d for p in ("KOR", "USA", "JPN") for d in self.nodes[p].exchange.deliver_due(self.client)
+                d for p in ("KOR", "USA", "JPN") for d in self.nodes[p].exchange.deliver_due(self.transport)
             ]
             done += moved
             if not moved:
                 break
         return done
+
+    def inbox(self, party: str, envelopes: list[str]) -> list[Any]:
+        """What ``party``'s inbox answers ``envelopes`` (as POST /inbox does)."""
+        identity = next(n.exchange.peer(party) for p, n in self.nodes.items() if p != party)
+        assert identity is not None
+        return self.transport.push(identity, envelopes)
 
     def audit(self, party: str, kind: str) -> list[dict[str, Any]]:
         return [
@@ -80,8 +87,7 @@ def _net(tmp_path: Path, database_urls: dict[str, str] | None = None) -> Iterato
     members = network.build(tmp_path / "net", clock=clock, database_urls=database_urls)
     clock.now = NOW
     nodes = network.open_nodes(members, clock)
-    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
-        yield Net(nodes, members, clock, client)
+    yield Net(nodes, members, clock, MemoryTransport(nodes))
     for node in nodes.values():
         node.close()
 

@@ -196,10 +196,6 @@ def test_a_loss_report_reaches_the_originator_through_the_hub_and_both_see_the_i
     assert [r["outcome"] for r in net.audit("USA", "duty.relayed.incident")] == ["allowed"] * 4
 
 
-def _endpoint(net: Net, party: str) -> str:
-    return next(m.endpoint for m in net.members if m.party == party)
-
-
 def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net: Net) -> None:
     kor, usa, jpn = (net.nodes[p] for p in ("KOR", "USA", "JPN"))
     net.own_item("KOR", "x1")
@@ -207,9 +203,8 @@ def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net
     net.deliver()
     kor.duties.reclassify(net.officer("KOR"), "x1", "군사III급비밀", "reviewed")
     (change,) = [e for e in kor.exchange.fed.outbox(state="pending") if e.kind == "duty"]
-    url = f"{_endpoint(net, 'JPN')}/inbox"
-    first = net.client.post(url, json={"envelopes": [change.envelope]}).json()["results"][0]
-    again = net.client.post(url, json={"envelopes": [change.envelope]}).json()["results"][0]
+    (first,) = net.inbox("JPN", [change.envelope])
+    (again,) = net.inbox("JPN", [change.envelope])
     assert (first["status"], again["status"]) == ("recorded", "duplicate")
     assert again["receipt"] == first["receipt"]
     assert jpn.store.get_item("x1").label_version == 2  # type: ignore[union-attr]
@@ -227,7 +222,7 @@ def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net
         at=net.clock.now,
         ttl=HOUR,
     )
-    answer = net.client.post(url, json={"envelopes": [envelope]}).json()["results"][0]
+    (answer,) = net.inbox("JPN", [envelope])
     assert answer["status"] == "refused"
     assert "signed by USA speaks for KOR" in answer["reason"]
     row = jpn.store.get_item("x1")
@@ -247,8 +242,8 @@ def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net
         at=net.clock.now,
         ttl=HOUR,
     )
-    answer = net.client.post(f"{_endpoint(net, 'KOR')}/inbox", json={"envelopes": [envelope]}).json()
-    assert "signed by USA speaks for JPN" in answer["results"][0]["reason"]
+    (answer,) = net.inbox("KOR", [envelope])
+    assert "signed by USA speaks for JPN" in answer["reason"]
     assert kor.duties.label_status(net.officer("KOR"), "x1")["changes"][0]["pending"] == ["JPN"]
 
 
@@ -276,7 +271,7 @@ def test_duties_go_on_after_the_agreement_ends(net: Net) -> None:
             reason="agreement ended",
             notify=True,
         )
-        assert [d.state for d in ended["JPN"].exchange.deliver_due(net.client)] == ["delivered"]
+        assert [d.state for d in ended["JPN"].exchange.deliver_due(net.transport)] == ["delivered"]
         assert [r["holder"] for r in ended["KOR"].duties.destructions(net.officer("KOR"), "t1")] == ["JPN"]
         report = ended["KOR"].duties.termination_report(net.officer("KOR"))
         jpn_side = next(p for p in report["partners"] if p["party"] == "JPN")

@@ -1,4 +1,5 @@
-"""Federation over real HTTP between real nodes (in-process servers on loopback, one shared clock)."""
+"""Federation between real nodes in one process over the in-memory transport (one shared clock);
+``test_exchange_http.py`` runs the same paths over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gsomia import network
@@ -18,7 +18,8 @@ from gsomia.core.access import Person
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.errors import AgreementError, InvalidInputError, ReleaseRefused
+from gsomia.errors import AgreementError, InvalidInputError, ReleaseRefused, TransportError
+from gsomia.exchange import FileTransport, MemoryTransport
 from gsomia.node import Node
 from gsomia.testing import FakeClock
 
@@ -32,7 +33,7 @@ class Net:
     nodes: dict[str, Node]
     members: list[network.NetNode]
     clock: FakeClock
-    client: httpx.Client
+    transport: MemoryTransport
 
     def officer(self, party: str) -> Person:
         return self.nodes[party].person("officer")
@@ -41,15 +42,18 @@ class Net:
         done = []
         for _ in range(rounds):
             moved = [
-                d for p in ("KOR", "USA", "JPN") for d in self.nodes[p].exchange.deliver_due(self.client)
+                d for p in ("KOR", "USA", "JPN") for d in self.nodes[p].exchange.deliver_due(self.transport)
             ]
             done += moved
             if not moved:
                 break
         return done
 
-    def endpoint(self, party: str) -> str:
-        return next(m.endpoint for m in self.members if m.party == party)
+    def inbox(self, party: str, envelopes: list[str]) -> list[Any]:
+        """What ``party``'s inbox answers ``envelopes`` (as POST /inbox does)."""
+        identity = next(n.exchange.peer(party) for p, n in self.nodes.items() if p != party)
+        assert identity is not None
+        return self.transport.push(identity, envelopes)
 
     def audit(self, party: str, kind: str) -> list[dict[str, Any]]:
         return [
@@ -64,8 +68,7 @@ def net(tmp_path: Path) -> Iterator[Net]:
     members = network.build(tmp_path / "net", clock=clock)
     clock.now = KST_2024
     nodes = network.open_nodes(members, clock)
-    with httpx.Client(timeout=10) as client, network.serve_in_threads(nodes, members):
-        yield Net(nodes, members, clock, client)
+    yield Net(nodes, members, clock, MemoryTransport(nodes))
     for node in nodes.values():
         node.close()
 
@@ -152,9 +155,9 @@ def test_hub_refuses_to_forward_without_the_originators_authorisation(net: Net) 
     envelope = seal(
         kor.ring, peer(net, "KOR", "USA"), body, msg_id="forged-relay", at=net.clock.now, ttl=HOUR
     )
-    answer = net.client.post(f"{net.endpoint('USA')}/inbox", json={"envelopes": [envelope]}).json()
-    assert answer["results"][0]["status"] == "refused"
-    assert "hub_authorisation" in answer["results"][0]["reason"]
+    (answer,) = net.inbox("USA", [envelope])
+    assert answer["status"] == "refused"
+    assert "hub_authorisation" in answer["reason"]
     assert net.nodes["USA"].store.get_item("h2") is None
     assert net.nodes["USA"].exchange.fed.outbox() == []
 
@@ -171,7 +174,7 @@ def test_a_termination_between_queueing_and_sending_makes_it_undeliverable(net: 
     own_item(net, "KOR", "late")
     kor.exchange.release(kor.person("officer"), "late", "JPN")
     net.clock.advance(seconds=2)  # 00:00:01 KST on 23 November 2019: the agreement ended at midnight
-    results = kor.exchange.deliver_due(net.client)
+    results = kor.exchange.deliver_due(net.transport)
     assert [r.state for r in results] == ["undeliverable"]
     assert "terminated" in results[0].detail
     assert net.nodes["JPN"].store.get_item("late") is None
@@ -182,11 +185,13 @@ def test_receiver_down_then_back_gets_it_exactly_once(net: Net) -> None:
     own_item(net, "JPN", "j1")
     jpn = net.nodes["JPN"].exchange
     entry = jpn.release(net.officer("JPN"), "j1", "KOR")
-    dead = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(503)))
-    assert [r.state for r in jpn.deliver_due(dead)] == ["pending"]
-    assert jpn.deliver_due(net.client) == []  # backing off: not due yet
+    net.transport.unreachable.add("KOR")
+    (waiting,) = jpn.deliver_due(net.transport)
+    assert (waiting.state, waiting.detail.split(":")[0]) == ("pending", "ConnectError")
+    net.transport.unreachable.clear()
+    assert jpn.deliver_due(net.transport) == []  # backing off: not due yet
     net.clock.advance(seconds=5)
-    assert [r.state for r in jpn.deliver_due(net.client)] == ["delivered"]
+    assert [r.state for r in jpn.deliver_due(net.transport)] == ["delivered"]
     again = jpn.fed.outbox_entry(entry.msg_id)
     assert again is not None
     assert again.attempts == 2
@@ -196,9 +201,8 @@ def test_receiver_down_then_back_gets_it_exactly_once(net: Net) -> None:
 def test_the_same_envelope_twice_is_acknowledged_not_stored_twice(net: Net) -> None:
     own_item(net, "KOR", "d1")
     entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "d1", "JPN")
-    url = f"{net.endpoint('JPN')}/inbox"
-    first = net.client.post(url, json={"envelopes": [entry.envelope]}).json()["results"][0]
-    second = net.client.post(url, json={"envelopes": [entry.envelope, entry.envelope]}).json()["results"]
+    (first,) = net.inbox("JPN", [entry.envelope])
+    second = net.inbox("JPN", [entry.envelope, entry.envelope])
     assert first["status"] == "stored"
     assert [r["status"] for r in second] == ["duplicate", "duplicate"]
     assert second[0]["receipt"] == first["receipt"]
@@ -234,8 +238,7 @@ def test_hostile_envelopes_are_refused_and_recorded(net: Net, case: str) -> None
         envelope = seal(
             stranger, peer(net, "KOR", "JPN"), {"kind": "item"}, msg_id="s", at=net.clock.now, ttl=HOUR
         )
-    answer = net.client.post(f"{net.endpoint('JPN')}/inbox", json={"envelopes": [envelope]}).json()
-    answer = answer["results"][0]
+    (answer,) = net.inbox("JPN", [envelope])
     assert answer == {"status": "refused", "reason": "envelope refused", "receipt": None}
     recorded = net.audit("JPN", "envelope.refused")
     assert recorded[-1]["outcome"] == "refused"
@@ -310,14 +313,6 @@ def test_a_refused_consent_leaves_the_release_refused(net: Net) -> None:
     assert mine.state == "refused"
     with pytest.raises(ReleaseRefused, match="third_party"):
         jpn.release(net.officer("JPN"), "t2", "USA")
-
-
-def test_identity_is_published(net: Net) -> None:
-    doc = net.client.get(f"{net.endpoint('KOR')}/identity").json()
-    assert doc["format"] == "gsomia-identity/1"
-    assert doc["party"] == "KOR"
-    assert doc["endpoint"] == net.endpoint("KOR")
-    assert {k["use"] for k in doc["keys"]} == {"sig", "enc"}
 
 
 def test_key_rotation_with_overlap(net: Net) -> None:
@@ -413,3 +408,35 @@ def test_tlp_amber_strict_is_released_by_its_originator_only(net: Net) -> None:
     with pytest.raises(InvalidInputError, match=r"TLP:AMBER\+STRICT: only its originator KOR"):
         net.nodes["JPN"].exchange.release(net.officer("JPN"), "strict-1", "USA")
     assert net.audit("JPN", "item.release")[-1]["outcome"] == "refused"
+
+
+def test_one_runtime_runs_the_rounds_serve_and_the_api_run(net: Net) -> None:
+    """The node's background loops (``node serve``, ``create_app(sender=True)``), one round at a time."""
+    own_item(net, "KOR", "rt-1")
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "rt-1", "JPN")
+    runtimes = {p: n.runtime(net.transport) for p, n in net.nodes.items()}
+    assert runtimes["KOR"].round() == 1  # delivered, log grown, head shared (queued for each partner)
+    assert net.nodes["JPN"].store.get_item("rt-1") is not None
+    assert net.nodes["KOR"].audit.size() > 0
+    for runtime in runtimes.values():  # heads reach the partners, and are checked
+        runtime.head_every = 0
+        runtime.round()
+    for runtime in runtimes.values():
+        runtime.round()
+    assert {p["party"]: p["status"] for p in net.nodes["JPN"].audit.partners()}["KOR"] == "consistent"
+
+
+def test_a_transfer_file_is_a_transport_that_carries_no_proofs(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    carrier = FileTransport(kor.ring, "t-1", "JPN", None, net.clock.now, timedelta(days=1))
+    own_item(net, "KOR", "f-1")
+    entry = kor.exchange.release(net.officer("KOR"), "f-1", "JPN")
+    assert carrier.push(peer(net, "KOR", "JPN"), [entry.envelope]) == [
+        {"status": "exported", "receipt": None, "reason": None}
+    ]
+    with pytest.raises(TransportError, match="no proofs"):
+        carrier.inclusion(peer(net, "KOR", "JPN"), "e")
+    with pytest.raises(TransportError, match="goes to JPN"):
+        carrier.push(peer(net, "KOR", "USA"), [entry.envelope])
+    results = net.nodes["JPN"].exchange.receive(json.loads(carrier.text())["envelopes"])
+    assert [r["status"] for r in results] == ["stored"]

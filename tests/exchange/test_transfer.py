@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gsomia import network
 from gsomia.errors import InvalidInputError
+from gsomia.exchange import MemoryTransport
 from gsomia.exchange._transfer import RECEIPTS_FORMAT, TRANSFER_FORMAT, Transfer
 from gsomia.node import Node
 from gsomia.testing import FakeClock
@@ -284,5 +284,6 @@ def test_a_hub_file_reaches_the_hub_which_relays_it_by_the_network(nodes: dict[s
 def test_exported_entries_are_not_sent_by_the_network_sender(nodes: dict[str, Node]) -> None:
     own_item(nodes["KOR"], "k1")
     exported(nodes)
-    dead = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(503)))
+    dead = MemoryTransport()  # no partner reachable: had the sender picked them up, they would wait
     assert nodes["KOR"].exchange.deliver_due(dead) == []
+    assert dead.calls == 0

@@ -14,10 +14,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy
 
 from gsomia import network
+from gsomia.exchange import HttpTransport
 from gsomia.node import Node
 
 
@@ -97,9 +97,9 @@ def delivering(node: Node, limit: int = 200) -> Iterator[None]:
     stop_event = threading.Event()
 
     def loop() -> None:
-        with httpx.Client(timeout=5) as client:
+        with HttpTransport(timeout=5) as transport:
             while not stop_event.is_set():
-                if not node.exchange.deliver_due(client, limit=limit):
+                if not node.exchange.deliver_due(transport, limit=limit):
                     time.sleep(0.05)
 
     thread = threading.Thread(target=loop, daemon=True, name=f"deliver-{node.party}")

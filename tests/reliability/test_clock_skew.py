@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.reliability.livenet import SUMMARIES
 from tests.reliability.processes import audit, serve, stop
 
 from gsomia import network
 from gsomia.errors import ConfigError
+from gsomia.exchange import HttpTransport
 from gsomia.node import Node, init_node_dir, load_config
 
 ALLOWED_S = 120
@@ -87,8 +87,8 @@ def test_envelopes_within_the_allowed_skew_are_accepted_and_beyond_it_refused_wi
     clock.offset = offset
     kor.ingest(kor.person("officer"), label=LABEL, payload=b'{"n": 1}', item_id=item_id)
     entry = kor.exchange.release(kor.person("officer"), item_id, "JPN")
-    with httpx.Client(timeout=10) as client:
-        results = kor.exchange.deliver_due(client)
+    with HttpTransport() as transport:
+        results = kor.exchange.deliver_due(transport)
     assert [(r.msg_id, r.state) for r in results] == [(entry.msg_id, state)]
     jpn = Node(load_config(jpn_dir))  # read beside the running process
     try:

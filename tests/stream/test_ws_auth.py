@@ -13,11 +13,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from websockets.sync.client import connect
 
+from gsomia.api._stream import stream_router
 from gsomia.core.access import Person
 from gsomia.core.tracks import track_update_to_json
 from gsomia.network import free_port
 from gsomia.stream import StreamService, launches, replay
-from gsomia.stream._api import stream_router
 from gsomia.testing import make_node
 
 _bearer = HTTPBearer(auto_error=False)

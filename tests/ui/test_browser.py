@@ -30,6 +30,7 @@ from gsomia.api import create_app
 from gsomia.core.ballistics import track_updates as ballistic_updates
 from gsomia.core.tracks import track_update_to_json
 from gsomia.errors import GsomiaError
+from gsomia.exchange import HttpTransport
 from gsomia.network import build, open_nodes
 from gsomia.node import Node
 from gsomia.node._service import system_clock
@@ -169,8 +170,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         kor.ingest(kor_officer, label=kor_label(classification="군사I급비밀"), payload=b"{}", item_id="k-i")
         with pytest.raises(GsomiaError, match="no equivalent"):  # Class I is never released
             kor.exchange.release(kor_officer, "k-i", "JPN")
-        with httpx.Client(timeout=10) as client:
-            delivered = kor.exchange.deliver_due(client)
+        with HttpTransport() as transport:
+            delivered = kor.exchange.deliver_due(transport)
         assert [d.state for d in delivered] == ["delivered"], delivered
         refused = httpx.post(f"{base}/inbox", json={"envelopes": ["not-an-envelope"]}, timeout=10)
         assert refused.json()["results"][0]["status"] == "refused"

@@ -10,13 +10,10 @@ import binascii
 import contextlib
 import json
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,15 +29,15 @@ from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
+from gsomia.api._stream import stream_router
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
 from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow, TokenRow
-from gsomia.stream._api import stream_router
-from gsomia.stream._service import StreamService
-from gsomia.taxii._server import taxii_router
+from gsomia.stream import StreamService
+from gsomia.taxii import taxii_router
 from gsomia.ui import ui_router
 
 __all__ = ["create_app"]
@@ -181,28 +178,6 @@ def _request_out(row: ConsentRequestRow) -> dict[str, Any]:
     }
 
 
-def _sender_loop(node: Node, stop: threading.Event, interval: float, head_every: float) -> None:
-    """Until ``stop``: deliver the outbox, grow the audit log, share and check signed heads.
-
-    A failure is logged, never fatal: a crashed loop would silently stop all delivery.
-    """
-    last_head = 0.0
-    with httpx.Client(timeout=10.0) as client:
-        while not stop.is_set():
-            sent: list[object] = []
-            try:
-                sent = list(node.exchange.deliver_due(client))
-                node.audit.integrate()
-                if time.monotonic() - last_head >= head_every:
-                    last_head = time.monotonic()
-                    node.heads.share_head()
-                    node.audit.check_partners(client)
-            except Exception:
-                _log.exception("delivery round failed")
-            if not sent:
-                stop.wait(interval)
-
-
 def create_app(
     node: Node,
     *,
@@ -219,21 +194,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        thread = None
-        if sender:
-            thread = threading.Thread(
-                target=_sender_loop,
-                args=(node, stop, sender_interval, head_every),
-                daemon=True,
-                name=f"gsomia-sender-{node.party}",
-            )
-            thread.start()
+        runtime = node.runtime(interval=sender_interval, head_every=head_every) if sender else None
+        if runtime is not None:
+            runtime.start()
         yield
         await stream.close()
-        stop.set()
-        if thread is not None:
-            thread.join(timeout=15)
+        if runtime is not None:
+            runtime.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -432,7 +399,7 @@ def create_app(
 
         Authentication is the envelope itself (signed by a registered peer), not a bearer token.
         """
-        return {"results": node.exchange.receive(body.envelopes)}
+        return {"results": node.inbox(body.envelopes)}
 
     @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
     def release(item_id: str, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
@@ -520,16 +487,14 @@ def create_app(
     def audit_inclusion(entry: str) -> dict[str, Any]:
         """An entry, its leaf index and its inclusion proof in the latest signed head (hashes only
         beyond the entry itself: a partner proves a delivery without seeing other entries)."""
-        return node.audit.inclusion(entry, public=True)
+        return node.inclusion_proof(entry)
 
     @app.get("/audit/consistency", tags=["audit"])
     def audit_consistency(
         first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
     ) -> dict[str, Any]:
         """The proof that the log of size ``second`` extends the log of size ``first``."""
-        if first > second:
-            raise InvalidInputError("first must not exceed second")
-        return {"first": first, "second": second, "proof": node.audit.consistency(first, second)}
+        return node.consistency_proof(first, second)
 
     @app.get("/audit/partners", tags=["audit"])
     def audit_partners(person: Caller) -> list[dict[str, Any]]:

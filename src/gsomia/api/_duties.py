@@ -18,7 +18,7 @@ from gsomia.api._models import instant_in, item_out
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
-from gsomia.store._duties import LabelChangeRow
+from gsomia.store import LabelChangeRow
 
 __all__ = ["duties_router"]
 

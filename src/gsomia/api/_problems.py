@@ -33,6 +33,7 @@ from gsomia.errors import (
     PayloadTooLargeError,
     ReleaseRefused,
     StoreError,
+    TransportError,
     UnknownNameError,
     UnsupportedMediaTypeError,
 )
@@ -56,6 +57,7 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
     (DataFileError, 422, "invalid-data"),
     (AgreementError, 422, "invalid-agreement-event"),
     (StoreError, 503, "store-unavailable"),
+    (TransportError, 502, "partner-unreachable"),
     (ConfigError, 500, "node-misconfigured"),
 )
 

@@ -11,14 +11,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from gsomia.audit._log import AuditLog, parse_head
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.crypto.envelope import Opened, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError
-from gsomia.exchange import Batch, Exchange
+from gsomia.exchange import Batch, Exchange, PeerTransport
 from gsomia.store import InboxRow
 
 __all__ = ["HEAD_KIND", "TreeHeads"]
@@ -63,7 +61,7 @@ class TreeHeads:
             self.exchange.enqueue(rows)
         return len(rows)
 
-    def delivery_proof(self, msg_id: str, client: httpx.Client) -> dict[str, Any]:
+    def delivery_proof(self, msg_id: str, transport: PeerTransport) -> dict[str, Any]:
         """Prove a delivery: the receiver's signed receipt names its log entry; fetch and check the
         inclusion proof of that entry in the receiver's signed tree head."""
         entry = self.exchange.outbox_entry(msg_id)
@@ -78,9 +76,7 @@ class TreeHeads:
         peer = self.kernel.peers.peer(signer)
         if peer is None:
             raise AgreementError(f"{signer} is not a registered peer")
-        response = client.get(f"{peer.endpoint.rstrip('/')}/audit/inclusion", params={"entry": log_entry})
-        response.raise_for_status()
-        proof = response.json()
+        proof = transport.inclusion(peer, log_entry)
         head_signer, head_content = verify_origin(proof["head"], self._identities, now)
         party, size, root, _ = parse_head(head_content)
         if head_signer != signer or party != signer or size != proof["size"]:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from gsomia._codec import canonical
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import (
@@ -30,7 +28,8 @@ from gsomia.core.merkle import (
     verify_consistency,
 )
 from gsomia.crypto.envelope import sign_origin, verify_origin
-from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, ProofError
+from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, ProofError, TransportError
+from gsomia.exchange import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow, AuditStore, HeadRow, PartnerHeadRow
 
@@ -316,14 +315,14 @@ class AuditLog:
             [AuditRow(now, "audit.fork", party, str(size), "alert", canonical({"detail": detail}))]
         )
 
-    def check_partners(self, client: httpx.Client) -> list[dict[str, Any]]:
+    def check_partners(self, transport: PeerTransport) -> list[dict[str, Any]]:
         """Check each partner's pending heads against the last consistent one, by consistency proof."""
         results = []
         for pending in self.store.partner_heads(status="pending"):
-            results.append({"party": pending.party, "size": pending.size, **self._check(pending, client)})
+            results.append({"party": pending.party, "size": pending.size, **self._check(pending, transport)})
         return results
 
-    def _check(self, head: PartnerHeadRow, client: httpx.Client) -> dict[str, str]:
+    def _check(self, head: PartnerHeadRow, transport: PeerTransport) -> dict[str, str]:
         consistent = [h for h in self.store.partner_heads(head.party, "consistent")]
         baseline = max(consistent, key=lambda h: h.size) if consistent else None
         status, detail = "consistent", ""
@@ -339,17 +338,15 @@ class AuditLog:
             if peer is None:
                 return {"status": "pending", "detail": "no registered link to ask for a proof"}
             try:
-                response = client.get(
-                    f"{peer.endpoint.rstrip('/')}/audit/consistency",
-                    params={"first": baseline.size, "second": head.size},
-                )
-                response.raise_for_status()
-                proof = [bytes.fromhex(h) for h in response.json()["proof"]]
+                hashes = transport.consistency(peer, baseline.size, head.size)
+                proof = [bytes.fromhex(h) for h in hashes]
                 verify_consistency(baseline.size, head.size, baseline.root, head.root, proof)
                 detail = f"extends the head of size {baseline.size}"
             except ProofError as exc:
                 status, detail = "inconsistent", str(exc)
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            except TransportError as exc:
+                return {"status": "pending", "detail": f"no proof yet: {str(exc).split(':', 1)[0]}"}
+            except ValueError as exc:
                 return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
         now = epoch_us(self.kernel.clock())
         outcome = "allowed" if status == "consistent" else "alert"

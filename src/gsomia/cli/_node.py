@@ -15,8 +15,8 @@ from gsomia._codec import label_to_dict, person_to_dict
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
-from gsomia.node import Item, Node, init_node_dir
-from gsomia.node._config import set_endpoint
+from gsomia.exchange import HttpTransport
+from gsomia.node import Item, Node, init_node_dir, set_endpoint
 from gsomia.store import ItemFilter, TokenRow
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
@@ -159,10 +159,8 @@ def outbox_prove(
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
-    import httpx  # only this command talks to a partner directly
-
-    with httpx.Client(timeout=10) as client:
-        proof = open_node(directory).heads.delivery_proof(msg_id, client)
+    with HttpTransport() as transport:  # only this command talks to a partner directly
+        proof = open_node(directory).heads.delivery_proof(msg_id, transport)
     if as_json:
         emit(proof)
     else:

@@ -10,7 +10,7 @@ import typer
 
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard
 from gsomia.errors import InvalidInputError
-from gsomia.exchange._transfer import DEFAULT_VALIDITY, Transfer
+from gsomia.exchange import DEFAULT_VALIDITY, Transfer
 from gsomia.node import Node, load_config
 
 

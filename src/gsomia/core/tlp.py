@@ -26,9 +26,13 @@ TLP_AMBER_STRICT = frozenset({"marking-definition--939a9414-2ddd-4d32-a0cd-375ea
 def _carries(obj: Any, markings: frozenset[str]) -> bool:
     if not isinstance(obj, Mapping):
         return False
-    refs = obj.get("object_marking_refs") or []
-    granular = [g.get("marking_ref") for g in obj.get("granular_markings") or [] if isinstance(g, Mapping)]
-    return any(r in markings for r in [*refs, *granular] if isinstance(r, str))
+    refs = obj.get("object_marking_refs")
+    if isinstance(refs, list) and not markings.isdisjoint(r for r in refs if isinstance(r, str)):
+        return True
+    granular = obj.get("granular_markings")
+    if not granular or not isinstance(granular, list):
+        return False
+    return any(isinstance(g, Mapping) and g.get("marking_ref") in markings for g in granular)
 
 
 def is_tlp_red(obj: Any) -> bool:

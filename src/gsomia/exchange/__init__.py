@@ -15,11 +15,13 @@ from gsomia.exchange._transfer import (
     RECEIPTS_FORMAT,
     TRANSFER_FORMAT,
     Export,
+    FileTransport,
     Import,
     ReceiptsApplied,
     Refusal,
     Transfer,
 )
+from gsomia.exchange._transport import HttpTransport, MemoryTransport, PeerService, PeerTransport
 
 __all__ = [
     "DEFAULT_VALIDITY",
@@ -29,8 +31,13 @@ __all__ = [
     "Delivery",
     "Exchange",
     "Export",
+    "FileTransport",
     "Handler",
+    "HttpTransport",
     "Import",
+    "MemoryTransport",
+    "PeerService",
+    "PeerTransport",
     "PreparedRelease",
     "ReceiptsApplied",
     "Refusal",

@@ -7,7 +7,10 @@ the boundary and raises ``InvalidInputError`` naming the field.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
+from typing import Any
 
 from gsomia._codec import canonical, instant_from_json, json_object, text_field
 from gsomia.core.policy import Consent, ConsentKind
@@ -18,6 +21,7 @@ __all__ = [
     "ItemContent",
     "consent_content",
     "consent_from_content",
+    "envelope_routing",
     "item_content",
     "parse_item_content",
     "receipt_content",
@@ -96,3 +100,12 @@ def receipt_content(
             "log_entry": log_entry,
         }
     ).encode()
+
+
+def envelope_routing(envelope: str) -> dict[str, Any]:
+    """The routing in an envelope's JWE protected header (``jti`` the message id, ``exp`` its
+    expiry, ``aud`` the next hop), read without decrypting: only for this node's own envelopes."""
+    jwe = json.loads(envelope)["jwe"]
+    header = jwe.split(".", 1)[0]
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    return data

@@ -28,16 +28,20 @@ import hashlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.crypto.envelope import sign_origin, verify_origin
-from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError
+from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError, TransportError
+from gsomia.exchange._messages import envelope_routing
 from gsomia.exchange._service import Exchange
+from gsomia.exchange._transport import PeerTransport
 from gsomia.store import AuditRow, ConsentRow, InventoryEntry, ItemFilter, OutboxRow
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "RECEIPTS_FORMAT",
     "TRANSFER_FORMAT",
     "Export",
+    "FileTransport",
     "Import",
     "ReceiptsApplied",
     "Refusal",
@@ -201,23 +206,11 @@ class Transfer:
             if len(rows) < _SCAN:
                 break
         text = None
-        if entries:
-            manifest = {
-                "v": 1,
-                "kind": MANIFEST_KIND,
-                "id": transfer_id,
-                "sender": self.party,
-                "recipient": next_hop,
-                "final_recipient": final,
-                "via": [hub] if hub else [],
-                "created": now.isoformat(),
-                "expires": (now + validity).isoformat(),
-                "envelopes": [{"msg_id": e.msg_id, "sha256": _digest(e.envelope)} for e in entries],
-            }
-            signed = sign_origin(self.exchange.ring, canonical(manifest).encode(), now)
-            text = json.dumps(
-                {"format": TRANSFER_FORMAT, "manifest": signed, "envelopes": [e.envelope for e in entries]}
-            )
+        peer = self.kernel.peers.peer(next_hop)
+        if entries and peer is not None:  # every entry passed the link check: the peer is known
+            carrier = FileTransport(self.exchange.ring, transfer_id, final, hub, now, validity)
+            carrier.push(peer, [e.envelope for e in entries])
+            text = carrier.text()
         audit.append(
             self.kernel.audit_row(
                 "transfer.export",
@@ -284,44 +277,7 @@ class Transfer:
                 continue
             delivered.append(entry.msg_id)
             sink.append(
-                dict(
-                    msg_id=entry.msg_id,
-                    state="delivered",
-                    attempts=entry.attempts + 1,
-                    next_attempt_us=entry.next_attempt_us,
-                    receipt=jws,
-                    audit=[
-                        self.kernel.audit_row(
-                            "envelope.delivered",
-                            None,
-                            entry.item_id,
-                            "allowed",
-                            msg_id=entry.msg_id,
-                            peer=entry.recipient,
-                            status=receipt.get("status"),
-                            channel="file",
-                        )
-                    ],
-                    inventory=[]
-                    if entry.item_id is None
-                    else [
-                        InventoryEntry(
-                            entry.item_id,
-                            epoch_us(now),
-                            "sent",
-                            entry.recipient,
-                            None,
-                            canonical(
-                                {
-                                    "msg_id": entry.msg_id,
-                                    "final_recipient": entry.final_recipient,
-                                    "status": receipt.get("status"),
-                                    "channel": "file",
-                                }
-                            ),
-                        )
-                    ],
-                )
+                self.exchange.settlement.delivered(entry, jws, receipt.get("status"), now, channel="file")
             )
         audit.append(
             self.kernel.audit_row(
@@ -435,6 +391,63 @@ class Transfer:
                 _kind(fmt), f"{what} refused: expected exactly the members {', '.join(sorted(members))}"
             )
         return data
+
+
+class FileTransport(PeerTransport):
+    """The third transport: envelopes carried by courier to an air-gapped site. ``push`` writes
+    them into one transfer file under a manifest this node signs (:meth:`text`); their receipts
+    come back on a receipts file and are settled like the network's (:meth:`Transfer.import_receipts`).
+    A file carries no proofs: ask those over the network."""
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        transfer_id: str,
+        final: str,
+        hub: str | None,
+        now: datetime,
+        validity: timedelta,
+    ) -> None:
+        self.ring = ring
+        self.transfer_id = transfer_id
+        self.final = final
+        self.hub = hub
+        self.now = now
+        self.validity = validity
+        self.next_hop: str | None = None
+        self.envelopes: list[str] = []
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        if self.next_hop not in (None, peer.party):
+            raise TransportError(f"InvalidInputError: this file goes to {self.next_hop}, not {peer.party}")
+        self.next_hop = peer.party
+        self.envelopes += envelopes
+        return [{"status": "exported", "receipt": None, "reason": None} for _ in envelopes]
+
+    def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:
+        raise TransportError("InvalidInputError: a transfer file carries no proofs: ask over the network")
+
+    def inclusion(self, peer: PeerIdentity, entry: str) -> dict[str, Any]:
+        raise TransportError("InvalidInputError: a transfer file carries no proofs: ask over the network")
+
+    def text(self) -> str:
+        """The transfer file: the envelopes pushed so far under the signed manifest."""
+        manifest = {
+            "v": 1,
+            "kind": MANIFEST_KIND,
+            "id": self.transfer_id,
+            "sender": self.ring.party,
+            "recipient": self.next_hop,
+            "final_recipient": self.final,
+            "via": [self.hub] if self.hub else [],
+            "created": self.now.isoformat(),
+            "expires": (self.now + self.validity).isoformat(),
+            "envelopes": [
+                {"msg_id": envelope_routing(e)["jti"], "sha256": _digest(e)} for e in self.envelopes
+            ],
+        }
+        signed = sign_origin(self.ring, canonical(manifest).encode(), self.now)
+        return json.dumps({"format": TRANSFER_FORMAT, "manifest": signed, "envelopes": self.envelopes})
 
 
 def _kind(fmt: str) -> str:

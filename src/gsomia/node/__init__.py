@@ -1,6 +1,20 @@
-"""A party's node: configuration, the service over store and core."""
+"""A party's node: its directory and configuration, and :class:`Node`, which builds the parts
+(kernel, exchange, audit log, duties) and wires them."""
 
-from gsomia.node._config import NodeConfig, init_node_dir, load_config
-from gsomia.node._service import Item, NewIngest, Node, Page, system_clock
+from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint
+from gsomia.node._service import MAX_PAGE, Clock, Item, NewIngest, Node, Page, ReadPage, system_clock
 
-__all__ = ["Item", "NewIngest", "Node", "NodeConfig", "Page", "init_node_dir", "load_config", "system_clock"]
+__all__ = [
+    "MAX_PAGE",
+    "Clock",
+    "Item",
+    "NewIngest",
+    "Node",
+    "NodeConfig",
+    "Page",
+    "ReadPage",
+    "init_node_dir",
+    "load_config",
+    "set_endpoint",
+    "system_clock",
+]

@@ -35,7 +35,7 @@ from gsomia.errors import (
     InvalidInputError,
     PayloadTooLargeError,
 )
-from gsomia.exchange import Exchange
+from gsomia.exchange import Exchange, PeerTransport
 from gsomia.kernel import (
     Clock,
     Item,
@@ -47,6 +47,7 @@ from gsomia.kernel import (
 )
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.node._credentials import Credentials
+from gsomia.node._runtime import NodeRuntime
 from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem, Store, TokenRow
 
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
@@ -154,6 +155,30 @@ class Node:
 
     def close(self) -> None:
         self.store.close()
+
+    # --- what a partner asks this node (PeerService: the routes and the in-memory transport) ---
+
+    def inbox(self, envelopes: Sequence[str]) -> list[dict[str, Any]]:
+        """Envelopes from partner nodes: each opened, decided, stored once and receipted."""
+        return self.exchange.receive(envelopes)
+
+    def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
+        """The proof that this node's log of size ``second`` extends the one of size ``first``."""
+        if first > second:
+            raise InvalidInputError("first must not exceed second")
+        return {"first": first, "second": second, "proof": self.audit.consistency(first, second)}
+
+    def inclusion_proof(self, entry: str) -> dict[str, Any]:
+        """An entry a partner may see (its own envelope's record) with its inclusion proof."""
+        return self.audit.inclusion(entry, public=True)
+
+    def runtime(
+        self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
+    ) -> NodeRuntime:
+        """The background loops over ``transport`` (HTTP by default), not yet started."""
+        return NodeRuntime(
+            self.exchange, self.audit, self.heads, transport, interval=interval, head_every=head_every
+        )
 
     # --- the kernel's decisions, for the shells ---
 
@@ -330,14 +355,16 @@ class Node:
         limit: int,
         keep: Callable[[Item, bytes], bool],
         channel: str,
+        fits: Callable[[Item], bool] | None = None,
     ) -> ReadPage:
         """A page of items with their payloads: those ``keep`` accepts and ``actor`` may read.
 
         For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
         record naming ``channel``; the items ``keep`` accepted but the reader may not read are
-        counted as withheld, in one ``item.list`` record.
+        counted as withheld, in one ``item.list`` record. ``fits``, asked of each item about to be
+        served, ends the page before that item when it says no (the shell's page is full).
         """
-        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep)
+        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
         rows = [
             self.kernel.audit_row(
                 "item.read", actor.id, item.id, "allowed", channel=channel, checks=checks_json(d.checks)
@@ -367,6 +394,7 @@ class Node:
         limit: int,
         kind: str,
         keep: Callable[[Item, bytes], bool] | None = None,
+        fits: Callable[[Item], bool] | None = None,
     ) -> tuple[list[tuple[Item, bytes, AccessDecision]], str | None, int]:
         """Keyset scan from ``cursor``: up to ``limit`` readable items (payloads only with ``keep``)."""
         if not 0 < limit <= MAX_PAGE:
@@ -381,14 +409,15 @@ class Node:
         withheld = 0
         gate = self.kernel.reader(actor)
         scanned_to = after
-        exhausted = False
+        exhausted = full = False
         budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
-        while len(found) < limit and budget > 0:
+        while len(found) < limit and budget > 0 and not full:
             size = min(limit, budget)
             rows = self.store.list_items(where, scanned_to, size, with_payload=keep is not None)
             budget -= len(rows)
             consumed = 0
             for row in rows:
+                before = scanned_to
                 scanned_to = (row.added_us or 0) if where.by_added else row.seq
                 consumed += 1
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
@@ -401,15 +430,18 @@ class Node:
                         continue
                 decision = gate.decide(item.label)
                 if decision.allowed:
+                    if fits is not None and not fits(item):  # the page is full: this item starts the next
+                        scanned_to, full = before, True
+                        break
                     found.append((item, payload, decision))
                     if len(found) == limit:
                         break
                 else:
                     withheld += 1
-            if len(rows) < size and consumed == len(rows):  # the store has nothing past the last row seen
+            if not full and len(rows) < size and consumed == len(rows):  # nothing past the last row seen
                 exhausted = True
                 break
-        more = not exhausted and (len(found) == limit or budget <= 0)
+        more = full or (not exhausted and (len(found) == limit or budget <= 0))
         return found, _encode_cursor(scanned_to, where.by_added) if more else None, withheld
 
     def held(self, item_id: str) -> Item | None:

@@ -33,6 +33,7 @@ from gsomia.store._store import (
     Store,
     TokenRow,
 )
+from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
     "AuditRow",
@@ -56,7 +57,9 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "StatusRow",
     "Store",
+    "TaxiiStore",
     "TokenRow",
     "VisitRow",
 ]

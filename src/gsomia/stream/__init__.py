@@ -5,16 +5,27 @@ See ``docs/STREAM.md`` for the path a track takes and the link construction.
 
 from gsomia.stream._bus import Bus, InProcessBus, NatsBus, Subscription
 from gsomia.stream._launches import Launch, launches, replay
-from gsomia.stream._service import StreamService, StreamStats
+from gsomia.stream._service import (
+    FEED_BATCH,
+    LINK_PATH,
+    StreamHost,
+    StreamService,
+    StreamStats,
+    parse_feed_message,
+)
 
 __all__ = [
+    "FEED_BATCH",
+    "LINK_PATH",
     "Bus",
     "InProcessBus",
     "Launch",
     "NatsBus",
+    "StreamHost",
     "StreamService",
     "StreamStats",
     "Subscription",
     "launches",
+    "parse_feed_message",
     "replay",
 ]

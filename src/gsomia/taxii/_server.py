@@ -54,9 +54,8 @@ from gsomia.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from gsomia.node._service import MAX_PAGE, Item, Node
-from gsomia.store import ItemFilter
-from gsomia.store._taxii import StatusRow, TaxiiStore
+from gsomia.node import MAX_PAGE, Item, Node
+from gsomia.store import ItemFilter, StatusRow, TaxiiStore
 from gsomia.taxii._stix import (
     STIX_MEDIA_TYPE,
     import_objects,
@@ -201,7 +200,8 @@ class _Matcher:
         self.spec_ok = spec_versions is None or "2.1" in (_csv(spec_versions) or set())
 
     def __call__(self, obj: dict[str, Any]) -> bool:
-        if not self.spec_ok or is_tlp_red(obj):
+        """Whether ``obj`` passes the filters (TLP:RED objects never reach here: the page drops them)."""
+        if not self.spec_ok:
             return False
         if self.ids is not None and obj["id"] not in self.ids:
             return False
@@ -277,6 +277,8 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if added_after is not None:
             filters = replace(filters, added_after_us=us_of_timestamp(added_after, "added_after"))
         kept: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        taken: dict[str, list[dict[str, Any]]] = {}
+        seen: set[str] = set()
 
         def keep(item: Item, payload: bytes) -> bool:
             if not where.member(item):
@@ -299,28 +301,29 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             kept[item.id] = (obj if matcher(obj) else {}, definitions)
             return True
 
-        result = node.read_page(person, filters, cursor=cursor, limit=limit, keep=keep, channel="taxii")
-        out: list[tuple[int, dict[str, Any]]] = []
-        seen: set[str] = set()
-        next_cursor = result.next_cursor
-        first_us: int | None = None
-        last_us: int | None = None
-        for n, (item, _) in enumerate(result.items):
+        used = [0]
+
+        def fits(item: Item) -> bool:
+            """Room for the item's object and the definitions the page does not carry yet?"""
             obj, definitions = kept[item.id]
-            added = item.added_us or 0
             fresh = [d for d in definitions if d["id"] not in seen]
             wanted = [*fresh, obj] if obj else fresh
-            if out and len(out) + len(wanted) > limit:  # no room: this item starts the next page
-                next_cursor = f"a{result.items[n - 1][0].added_us}"
-                break
-            if obj and len(wanted) > limit:  # a tiny page: the object alone (its definitions by id)
-                wanted = [obj]
-            for entry in wanted[:limit]:
-                seen.add(entry["id"])
-                out.append((added, entry))
-            first_us = added if first_us is None else first_us
-            last_us = added
-        return _Served(out, next_cursor, first_us, last_us)
+            if used[0] + len(wanted) > limit:
+                if used[0]:
+                    return False
+                wanted = [obj] if obj else fresh[:limit]  # a tiny page: the object alone (definitions by id)
+            seen.update(d["id"] for d in wanted)
+            taken[item.id] = wanted
+            used[0] += len(wanted)
+            return True
+
+        result = node.read_page(
+            person, filters, cursor=cursor, limit=limit, keep=keep, channel="taxii", fits=fits
+        )
+        out = [(item.added_us or 0, entry) for item, _ in result.items for entry in taken[item.id]]
+        first_us = result.items[0][0].added_us if result.items else None
+        last_us = result.items[-1][0].added_us if result.items else None
+        return _Served(out, result.next_cursor, first_us, last_us)
 
     def headers(served: _Served) -> dict[str, str]:
         if served.first_us is None or served.last_us is None:

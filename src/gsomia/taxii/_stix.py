@@ -222,14 +222,24 @@ _EXTENSION_OBJECTS: tuple[dict[str, Any], ...] = (
 )
 
 
+_NOT_JSON = object()
+
+
+def _json_payload(payload_type: str, payload: bytes) -> Any:
+    if payload_type != "json":
+        return _NOT_JSON
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return _NOT_JSON
+
+
 def _native(item_id: str, payload_type: str, payload: bytes) -> dict[str, Any] | None:
     """The payload as a STIX object, if it is one and carries the item's own id."""
-    if payload_type != "json":
-        return None
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
+    return _native_of(item_id, _json_payload(payload_type, payload))
+
+
+def _native_of(item_id: str, data: Any) -> dict[str, Any] | None:
     if (
         isinstance(data, dict)
         and data.get("spec_version") == "2.1"
@@ -328,7 +338,8 @@ def marked(
         if acs is not None:
             refs.append(acs["id"])
             definitions.append(acs)
-    native = _native(item_id, payload_type, payload)
+    data = _json_payload(payload_type, payload)
+    native = _native_of(item_id, data)
     if native is not None:
         own = [r for r in native.get("object_marking_refs", []) if r not in refs]
         if catalogue is not None and not any(r in _TLP for r in own):
@@ -352,7 +363,7 @@ def marked(
             "extensions": {EXTENSION_ID: {"extension_type": "new-sdo"}},
         }
         if payload_type == "json":
-            out["payload"] = json.loads(payload)
+            out["payload"] = data
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()
     definitions += _tlp_definitions(out)

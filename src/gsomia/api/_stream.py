@@ -24,7 +24,7 @@ from gsomia._web import is_own_origin
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import parse_instant
 from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError, LinkError
-from gsomia.stream._service import LINK_PATH, StreamService, parse_feed_message
+from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
 

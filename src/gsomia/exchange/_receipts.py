@@ -1,0 +1,164 @@
+"""Settling outbox entries: one module for every transport. A receiver's answer becomes the
+entry's new state, its audit record and, for an item that went, its inventory entry; a verified
+receipt is settled the same way whether it came back over the network, from a partner in this
+process, or on a receipts file from an air-gapped site.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.instants import epoch_us
+from gsomia.crypto.envelope import verify_origin
+from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.kernel import NodeContext
+from gsomia.store import InventoryEntry, OutboxRow
+
+__all__ = ["Delivery", "Settlement"]
+
+_MAX_BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one delivery attempt did with one outbox entry."""
+
+    msg_id: str
+    recipient: str
+    state: str  # delivered | pending (retry) | undeliverable
+    detail: str
+
+
+class Settlement:
+    """Outcomes of delivery attempts, as ``FederationStore.settle_many`` writes them (one transaction
+    per batch): each method appends to ``sink`` or returns one outcome."""
+
+    def __init__(self, kernel: NodeContext) -> None:
+        self.kernel = kernel
+
+    def retry(self, entry: OutboxRow, now: datetime, reason: str, sink: list[dict[str, Any]]) -> Delivery:
+        """The entry waits for a later attempt, backing off exponentially (with jitter)."""
+        attempts = entry.attempts + 1
+        delay = min(_MAX_BACKOFF_S, 0.2 * 2**attempts) * (1 + random.random() * 0.2)  # noqa: S311 - jitter
+        sink.append(
+            dict(
+                msg_id=entry.msg_id,
+                state="pending",
+                now_us=epoch_us(now),
+                attempts=attempts,
+                next_attempt_us=epoch_us(now) + int(delay * 1_000_000),
+                last_error=reason,
+            )
+        )
+        return Delivery(entry.msg_id, entry.recipient, "pending", reason)
+
+    def answer(
+        self, entry: OutboxRow, envelope: str, answer: Any, now: datetime, sink: list[dict[str, Any]]
+    ) -> Delivery:
+        """The receiver's answer to one envelope: refused (undeliverable, with its reason), a receipt
+        that verifies (delivered), or anything else (retried)."""
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if status == "refused":
+            reason = str(answer.get("reason") or "refused by the receiver")
+            sink.append(
+                dict(
+                    msg_id=entry.msg_id,
+                    state="undeliverable",
+                    now_us=epoch_us(now),
+                    attempts=entry.attempts + 1,
+                    next_attempt_us=entry.next_attempt_us,
+                    last_error=f"{entry.recipient} refused: {reason}",
+                    envelope=envelope,
+                    audit=[
+                        self.kernel.audit_row(
+                            "envelope.refused-by-peer",
+                            None,
+                            entry.item_id,
+                            "refused",
+                            msg_id=entry.msg_id,
+                            peer=entry.recipient,
+                            reason=reason,
+                        )
+                    ],
+                )
+            )
+            return Delivery(entry.msg_id, entry.recipient, "undeliverable", reason)
+        receipt = answer.get("receipt") if isinstance(answer, dict) else None
+        try:
+            if not isinstance(receipt, str):
+                raise InvalidInputError("no receipt")
+            signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
+            data = json.loads(content)
+            if (
+                signer != entry.recipient
+                or data.get("msg_id") != entry.msg_id
+                or data.get("kind") != "receipt"
+            ):
+                raise InvalidInputError("the receipt does not acknowledge this message")
+        except (GsomiaError, ValueError) as exc:
+            return self.retry(entry, now, f"bad receipt from {entry.recipient}: {exc}", sink)
+        sink.append(self.delivered(entry, receipt, data.get("status"), now, envelope=envelope))
+        return Delivery(entry.msg_id, entry.recipient, "delivered", str(data.get("status")))
+
+    def delivered(
+        self,
+        entry: OutboxRow,
+        receipt: str,
+        status: Any,
+        now: datetime,
+        *,
+        envelope: str | None = None,
+        channel: str | None = None,
+    ) -> dict[str, Any]:
+        """The outcome of a verified receipt, for ``FederationStore.settle_many``: the entry
+        delivered, an ``envelope.delivered`` audit record and, for an item, a ``sent`` inventory
+        entry. The same for every transport (``channel`` names one that is not the network)."""
+        via = {} if channel is None else {"channel": channel}
+        inventory = []
+        if entry.item_id is not None and entry.kind == "item":  # the item itself went: count the copy
+            inventory.append(
+                InventoryEntry(
+                    entry.item_id,
+                    epoch_us(now),
+                    "sent",
+                    entry.recipient,
+                    None,
+                    canonical(
+                        {
+                            "msg_id": entry.msg_id,
+                            "final_recipient": entry.final_recipient,
+                            "status": status,
+                            **via,
+                        }
+                    ),
+                )
+            )
+        outcome: dict[str, Any] = dict(
+            msg_id=entry.msg_id,
+            state="delivered",
+            now_us=epoch_us(now),
+            attempts=entry.attempts + 1,
+            next_attempt_us=entry.next_attempt_us,
+            receipt=receipt,
+            audit=[
+                self.kernel.audit_row(
+                    "envelope.delivered",
+                    None,
+                    entry.item_id,
+                    "allowed",
+                    msg_id=entry.msg_id,
+                    peer=entry.recipient,
+                    status=status,
+                    **via,
+                )
+            ],
+            inventory=inventory,
+        )
+        if envelope is not None:
+            outcome["envelope"] = envelope
+        return outcome

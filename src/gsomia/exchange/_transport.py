@@ -1,0 +1,171 @@
+"""How a node talks to a partner node: the one I/O seam between nodes, in the style of httpx's
+``BaseTransport`` and ``MockTransport``.
+
+A :class:`PeerTransport` carries what the services send a partner: a batch of envelopes to its
+inbox (``push``), and the questions the audit log asks it (``consistency``, ``inclusion``).
+:class:`HttpTransport` speaks to the partner's REST API; :class:`MemoryTransport` hands the same
+calls to partner nodes in this process, with the same JSON round trip, so the exchange, the
+duties and the audit log are tested through their real code without sockets; the transfer by
+file (``_transfer.FileTransport``) is the third, for an air-gapped site. Everything that goes
+wrong underneath becomes :class:`TransportError` here: the services never see httpx.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import httpx
+
+from gsomia.crypto.keys import PeerIdentity
+from gsomia.errors import GsomiaError, TransportError
+
+__all__ = ["HttpTransport", "MemoryTransport", "PeerService", "PeerTransport"]
+
+
+class PeerTransport(ABC):
+    """The calls one node makes to another. Each raises :class:`TransportError` when the partner
+    cannot be reached or answers something that is no answer."""
+
+    @abstractmethod
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        """Hand ``envelopes`` to ``peer``'s inbox; its answers, one per envelope, in order."""
+
+    @abstractmethod
+    def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:
+        """``peer``'s proof (hex hashes) that its log of size ``second`` extends the one of ``first``."""
+
+    @abstractmethod
+    def inclusion(self, peer: PeerIdentity, entry: str) -> dict[str, Any]:
+        """``peer``'s inclusion proof of its log entry ``entry`` in its latest signed head."""
+
+    def close(self) -> None:  # noqa: B027 - a transport that holds nothing need not override it
+        """Release what the transport holds (connections); a closed transport is not used again."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _results(body: Any, count: int, party: str) -> list[Any]:
+    try:
+        results = body["results"]
+    except (KeyError, TypeError) as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(results, list) or len(results) != count:
+        answered = len(results) if isinstance(results, list) else "no list of"
+        raise TransportError(f"InvalidInputError: {party} answered {answered} results for {count} envelopes")
+    return results
+
+
+def _proof(body: Any) -> list[str]:
+    try:
+        proof = body["proof"]
+    except (KeyError, TypeError) as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(proof, list) or not all(isinstance(h, str) for h in proof):
+        raise TransportError("ValueError: the proof is not a list of hashes")
+    return proof
+
+
+class HttpTransport(PeerTransport):
+    """A partner's REST API over HTTP(S): ``POST /inbox``, ``GET /audit/consistency`` and
+    ``GET /audit/inclusion`` at the endpoint its identity document publishes."""
+
+    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 10.0) -> None:
+        self._own = client is None
+        self.client = client if client is not None else httpx.Client(timeout=timeout)
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, url, **kwargs)
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        body = self._call("POST", f"{peer.endpoint.rstrip('/')}/inbox", json={"envelopes": list(envelopes)})
+        return _results(body, len(envelopes), peer.party)
+
+    def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:
+        url = f"{peer.endpoint.rstrip('/')}/audit/consistency"
+        return _proof(self._call("GET", url, params={"first": first, "second": second}))
+
+    def inclusion(self, peer: PeerIdentity, entry: str) -> dict[str, Any]:
+        body = self._call("GET", f"{peer.endpoint.rstrip('/')}/audit/inclusion", params={"entry": entry})
+        if not isinstance(body, dict):
+            raise TransportError("ValueError: the inclusion proof is not an object")
+        return body
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+class PeerService(Protocol):
+    """What a node answers a partner (the routes ``/inbox``, ``/audit/consistency``,
+    ``/audit/inclusion`` call the same methods): a ``Node`` is one."""
+
+    def inbox(self, envelopes: Sequence[str]) -> list[dict[str, Any]]: ...
+
+    def consistency_proof(self, first: int, second: int) -> dict[str, Any]: ...
+
+    def inclusion_proof(self, entry: str) -> dict[str, Any]: ...
+
+
+class MemoryTransport(PeerTransport):
+    """Partner nodes in this process, by party: the in-memory twin of :class:`HttpTransport`.
+
+    Requests and answers make the JSON round trip they make on the wire. A partner in
+    ``unreachable`` (or not known here) fails as a refused connection does; a refusal the
+    partner raises (a bad proof request) fails as an HTTP error status does.
+    """
+
+    def __init__(self, peers: Mapping[str, PeerService] | None = None) -> None:
+        self.peers: dict[str, PeerService] = dict(peers or {})
+        self.unreachable: set[str] = set()
+        self.calls = 0
+
+    def _service(self, peer: PeerIdentity) -> PeerService:
+        self.calls += 1
+        service = self.peers.get(peer.party)
+        if service is None or peer.party in self.unreachable:
+            raise TransportError(f"ConnectError: {peer.party} at {peer.endpoint} is unreachable")
+        return service
+
+    @staticmethod
+    def _wire(data: Any) -> Any:
+        return json.loads(json.dumps(data))
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        service = self._service(peer)
+        try:
+            answer = {"results": service.inbox(self._wire(list(envelopes)))}
+        except GsomiaError as exc:
+            raise TransportError(f"HTTPStatusError: {peer.party} refused the batch: {exc}") from exc
+        return _results(self._wire(answer), len(envelopes), peer.party)
+
+    def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:
+        service = self._service(peer)
+        try:
+            answer = service.consistency_proof(first, second)
+        except GsomiaError as exc:
+            raise TransportError(f"HTTPStatusError: {peer.party} refused: {exc}") from exc
+        return _proof(self._wire(answer))
+
+    def inclusion(self, peer: PeerIdentity, entry: str) -> dict[str, Any]:
+        service = self._service(peer)
+        try:
+            answer = service.inclusion_proof(entry)
+        except GsomiaError as exc:
+            raise TransportError(f"HTTPStatusError: {peer.party} refused: {exc}") from exc
+        body: dict[str, Any] = self._wire(answer)
+        return body

@@ -1,0 +1,82 @@
+"""The node's background loops, in one place for ``gsomia node serve`` and the API app: deliver
+the outbox, integrate the audit records into the Merkle log, share this node's signed head and
+check the partners', all over one :class:`PeerTransport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gsomia.audit import AuditLog, TreeHeads
+from gsomia.exchange import Exchange, HttpTransport, PeerTransport
+
+__all__ = ["NodeRuntime"]
+
+_log = logging.getLogger("gsomia.sender")
+
+
+class NodeRuntime:
+    """A thread running the node's rounds until :meth:`stop`; each round is :meth:`round`.
+
+    ``interval`` is the pause after a round that sent nothing; heads are shared and checked every
+    ``head_every`` seconds. A failure is logged, never fatal: a crashed loop would silently stop
+    all delivery.
+    """
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        audit: AuditLog,
+        heads: TreeHeads,
+        transport: PeerTransport | None = None,
+        *,
+        interval: float = 0.2,
+        head_every: float = 5.0,
+    ) -> None:
+        self.exchange = exchange
+        self.audit = audit
+        self.heads = heads
+        self.transport = transport if transport is not None else HttpTransport()
+        self.interval = interval
+        self.head_every = head_every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_head = float("-inf")
+
+    def round(self) -> int:
+        """One round: deliver what is due, grow the log, and (when due) share and check heads;
+        how many outbox entries were settled."""
+        sent = self.exchange.deliver_due(self.transport)
+        self.audit.integrate()
+        if time.monotonic() - self._last_head >= self.head_every:
+            self._last_head = time.monotonic()
+            self.heads.share_head()
+            self.audit.check_partners(self.transport)
+        return len(sent)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sent = 0
+            try:
+                sent = self.round()
+            except Exception:
+                _log.exception("delivery round failed")
+            if not sent:
+                self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"gsomia-sender-{self.exchange.party}"
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 15) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None
+        self.transport.close()
