@@ -54,3 +54,36 @@ def test_label_show_is_a_read_refused_to_whoever_may_not_read_the_item(tmp_path:
     assert refused.exit_code == 2
     assert "access refused" in refused.stderr
     assert "slab:" not in refused.stdout
+
+
+def test_bdo_export_verify_and_import_between_two_node_directories(tmp_path: Path) -> None:
+    from tests.node_fixtures import add
+
+    from gsomia.node import Node, init_node_dir
+
+    kor = Node(init_node_dir(tmp_path / "kor", "KOR"))
+    jpn = Node(init_node_dir(tmp_path / "jpn", "JPN"))
+    try:
+        jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+        add(kor, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
+        kor.ingest(
+            None, label=kor_label(created="2026-01-01T00:00:00+09:00"), payload=b'{"t": 1}', item_id="k9"
+        )
+    finally:
+        kor.close()
+        jpn.close()
+    out = tmp_path / "k9.xml"
+    exported = runner.invoke(
+        app, ["bdo", "export", "--dir", str(tmp_path / "kor"), "--as", "kim", "k9", "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.stderr
+    verified = runner.invoke(app, ["bdo", "verify", "--dir", str(tmp_path / "jpn"), str(out), "--json"])
+    assert verified.exit_code == 0, verified.stderr
+    assert json.loads(verified.stdout)["signer"] == "KOR"
+    imported = runner.invoke(app, ["bdo", "import", "--dir", str(tmp_path / "jpn"), str(out), "--json"])
+    assert imported.exit_code == 0, imported.stderr
+    assert json.loads(imported.stdout)["status"] == "stored"
+    out.write_bytes(out.read_bytes().replace(b"k9", b"k8"))  # tampered in transit
+    refused = runner.invoke(app, ["bdo", "verify", "--dir", str(tmp_path / "jpn"), str(out)])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == "error: envelope refused"

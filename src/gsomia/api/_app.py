@@ -29,6 +29,7 @@ from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
+from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us, parse_instant
@@ -239,6 +240,7 @@ def create_app(
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
+    app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
 

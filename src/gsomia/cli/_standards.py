@@ -1,16 +1,25 @@
-"""``gsomia label``, ``gsomia bdo`` and ``gsomia spif``: the allies' label standards at a node."""
+"""``gsomia label`` and ``gsomia bdo``: the allies' label standards at a node."""
 
 from __future__ import annotations
 
 import json
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gsomia.cli._common import DirOpt, guard, open_node
-from gsomia.standards import labels_to_json, labels_to_xml, to_labels
+from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.errors import InvalidInputError
+from gsomia.standards import (
+    export_binding,
+    import_binding,
+    labels_to_json,
+    labels_to_xml,
+    to_labels,
+    verify_binding,
+)
 
 label_app = typer.Typer(help="An item's label in the allies' standards (ADatP-4774).", no_args_is_help=True)
 
@@ -32,10 +41,11 @@ def label_show(
         LabelFormat, typer.Option("--format", help="ADatP-4774 in XML or in JSON.")
     ] = LabelFormat.XML,
 ) -> None:
-    """Print an item's label as ADatP-4774: the originator's label and one alternative label per party
-    holding or entitled to an equivalent under an agreement in force now.
+    """Print an item's label as ADatP-4774 (XML or JSON).
 
-    Reading the label is a read of the item: decided and audited like `gsomia item show`.
+    The originator's label and one alternative label per party holding, or entitled to, an
+    equivalent under an agreement in force now. A read of the item: decided and audited like
+    `gsomia item show`.
     """
     node = open_node(directory)
     item, _ = node.read(node.person(actor), item_id)
@@ -44,3 +54,100 @@ def label_show(
         sys.stdout.write(labels_to_xml(labels, item=item.id).decode() + "\n")
     else:
         sys.stdout.write(json.dumps(labels_to_json(labels), ensure_ascii=False, indent=2) + "\n")
+
+
+bdo_app = typer.Typer(
+    help="ADatP-4778 binding data objects: an item's labels and data bound by a signature.",
+    no_args_is_help=True,
+)
+
+
+class BindingForm(StrEnum):
+    XML = "xml"
+    JSON = "json"
+
+
+@bdo_app.command("export")
+@guard
+def bdo_export(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    form: Annotated[BindingForm, typer.Option("--format", help="XML Signature or JWS.")] = BindingForm.XML,
+) -> None:
+    """Write an item as a binding data object, signed by this node (a decided and audited read)."""
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"cannot write {out}: {out.parent} is not a directory")
+    node = open_node(directory)
+    data = export_binding(node, node.person(actor), item_id, "xml" if form is BindingForm.XML else "json")
+    out.write_bytes(data)
+    console().print(f"wrote {item_id} as a {form.value} binding data object to {out}")
+
+
+def _binding_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"binding file {path}: cannot read ({exc.strerror})") from exc
+
+
+@bdo_app.command("verify")
+@guard
+def bdo_verify(
+    directory: DirOpt,
+    file: Annotated[Path, typer.Argument(help="A binding data object (XML or JSON).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a binding data object at this node; exit 2 (and an audit record) if anything fails.
+
+    The signer's certificate chain must end at a registered key, the signature cover labels and data,
+    the labels parse, and the originator's own signature vouch for exactly this item, label and payload.
+    """
+    binding = verify_binding(open_node(directory), _binding_file(file))
+    label = binding.label
+    summary = {
+        "valid": True,
+        "signer": binding.signer.party,
+        "signer_key": binding.signer.kid,
+        "item": binding.item_id,
+        "originator": label.originator,
+        "classification": label.classification,
+        "alternatives": [
+            {"party": a.party, "classification": a.classification, "agreement": a.agreement}
+            for a in label.alternatives
+        ],
+        "payload_type": binding.payload_type,
+        "payload_bytes": len(binding.payload),
+    }
+    if as_json:
+        emit(summary)
+        return
+    alternatives = ", ".join(f"{a.party} {a.classification}" for a in label.alternatives) or "none"
+    console().print(
+        f"valid: {binding.item_id} bound by {binding.signer.party} (key {binding.signer.kid}); "
+        f"{label.originator} {label.classification}; alternatives: {alternatives}"
+    )
+
+
+@bdo_app.command("import")
+@guard
+def bdo_import(
+    directory: DirOpt,
+    file: Annotated[Path, typer.Argument(help="A binding data object from a partner (XML or JSON).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Receive the item a binding brings, through this node's decisions; exit 1 if refused.
+
+    Verified as `bdo verify` does, then decided and stored as if its signer had delivered it
+    (release decision at this instant, the registered link, receipt, audit records).
+    """
+    result = import_binding(open_node(directory), _binding_file(file))
+    if as_json:
+        emit(result)
+        return
+    console().print(f"{result['item']} from {result['signer']}: {result['status']}")
+    if result.get("reason"):
+        console().print(f"reason: {result['reason']}")
+    if result["status"] == "refused":
+        raise typer.Exit(1)

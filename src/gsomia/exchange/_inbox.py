@@ -16,7 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical, decision_json
@@ -73,6 +73,27 @@ class Inbox(Consents):
     def _receive_one_committed(self, text: str, now: datetime) -> dict[str, Any]:
         accepted = Batch()
         result = self._receive_one(text, now, accepted)
+        if accepted.any():
+            self._commit(accepted)
+        return result
+
+    def receive_bound(self, sender: str, origin: str, purpose: str, digest: str) -> dict[str, Any]:
+        """An item a verified ADatP-4778 binding brought, bound by ``sender`` (the caller checked the
+        binding's signature and chain, :mod:`gsomia.standards`): decided, checked against the
+        registered link and stored exactly as if ``sender`` had delivered it in an envelope (the
+        same release decision, receipt and records). ``digest`` (of the binding) names the message,
+        so the same binding imported twice is a duplicate."""
+        now = self._now()
+        body = {
+            "kind": "item",
+            "origin": origin,
+            "route": {"sender": sender, "recipient": self.party, "via": []},
+            "purpose": purpose,
+            "consents": [],
+        }
+        opened = Opened(sender, self.party, f"bdo-{digest[:48]}", now, now + timedelta(hours=1), body, "bdo")
+        accepted = Batch()
+        result = self._receive_one("", now, accepted, opened)
         if accepted.any():
             self._commit(accepted)
         return result

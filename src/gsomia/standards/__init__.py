@@ -1,4 +1,4 @@
-"""The allies' label standards: NATO ADatP-4774 labels, ADatP-4778 binding, XML-SPIF.
+"""The allies' label standards: NATO ADatP-4774 labels, ADatP-4778 binding data objects, XML-SPIF.
 
 An adapter around the core: it imports the core and nothing imports it back but the shells
 (CLI, API, TAXII). Every document read from outside goes through one safe XML parser
@@ -27,20 +27,32 @@ from gsomia.standards._adatp4774 import (
     labels_to_xml,
     to_labels,
 )
+from gsomia.standards._adatp4778 import BDO_JSON, BDO_XML, NS_4778, Binding, bind_json, bind_xml, read_binding
+from gsomia.standards._node import export_binding, import_binding, verify_binding
 from gsomia.standards._policies import Policy, policy_of
 
 __all__ = [
+    "BDO_JSON",
+    "BDO_XML",
     "LABELS_NS",
     "NS_4774",
+    "NS_4778",
+    "Binding",
     "Category",
     "ConfidentialityLabel",
     "Labels",
     "Policy",
+    "bind_json",
+    "bind_xml",
+    "export_binding",
     "from_labels",
+    "import_binding",
     "labels_from_json",
     "labels_from_xml",
     "labels_to_json",
     "labels_to_xml",
     "policy_of",
+    "read_binding",
     "to_labels",
+    "verify_binding",
 ]
