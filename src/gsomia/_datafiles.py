@@ -45,9 +45,15 @@ class _Level(_Model):
     rank: int
 
 
+class _Policy(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    oid: Annotated[str, Field(pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$")]
+
+
 class _Scheme(_Model):
     title: str
     levels: Annotated[list[_Level], Field(min_length=1)]
+    policy: _Policy | None = None  # the scheme as a security policy, as the party's own SPIF names it
 
 
 class _PartyInfo(_Model):
@@ -201,7 +207,15 @@ def parse_party(source: str, text: bytes) -> Party:
         levels = tuple(
             Classification(code, lv.name, lv.rank, lv.alias, lv.gloss) for lv in model.scheme.levels
         )
-        return Party(code, model.party.name, Scheme(code, model.scheme.title, levels))
+        policy = model.scheme.policy
+        scheme = Scheme(
+            code,
+            model.scheme.title,
+            levels,
+            policy.name if policy else "",
+            policy.oid if policy else "",
+        )
+        return Party(code, model.party.name, scheme)
     except GsomiaError as exc:
         raise DataFileError(source, "scheme.levels", str(exc)) from exc
 

@@ -228,3 +228,19 @@ def test_json_members_gsomia_cannot_map_are_refused(catalogue: Catalogue) -> Non
         labels_from_json(data)
     with pytest.raises(LabelError, match="originatorConfidentialityLabel is required"):
         labels_from_json({})
+
+
+def test_the_labels_page_shows_one_label_that_reads_back_the_same_in_every_4774_form(
+    catalogue: Catalogue,
+) -> None:
+    """docs/LABELS.md stays true: its 4774 XML and JSON read back into its gsomia JSON."""
+    from pathlib import Path
+
+    from gsomia._codec import label_from_dict
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "LABELS.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in page.split("```json\n")[1:]]
+    xml_blocks = [b.split("```", 1)[0] for b in page.split("```xml\n")[1:]]
+    label = label_from_dict(json.loads(blocks[0]), catalogue)
+    assert from_labels(labels_from_xml(xml_blocks[0].encode()), catalogue) == label
+    assert from_labels(labels_from_json(blocks[1]), catalogue) == label

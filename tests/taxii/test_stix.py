@@ -151,3 +151,31 @@ def test_a_wrapped_uuid_item_keeps_its_uuid_as_the_stix_id(catalogue: Catalogue)
     own = label_from_dict(jpn_label(), catalogue)
     obj = to_stix("0b9f4f4e-4ad8-4d1b-9b61-4f7f7c2d5e11", own, "json", b"1", AT)
     assert obj["id"] == f"{ITEM_TYPE}--0b9f4f4e-4ad8-4d1b-9b61-4f7f7c2d5e11"
+
+
+def test_the_acs_and_tlp_markings_say_what_the_gsomia_label_says(catalogue: Catalogue) -> None:
+    """Readers that know nothing of gsomia: ISA ACS 3.0 (US equivalent, nationalities, further sharing)
+    and TLP 2.0 (AMBER, or AMBER+STRICT when a caveat forbids onward release)."""
+    from gsomia.taxii._stix import ACS_EXTENSION_ID, acs_marking_for, tlp_for
+
+    plain = label_from_dict(kor_label(releasable_to=["JPN", "USA"]), catalogue)
+    acs = acs_marking_for(plain, catalogue)
+    assert acs is not None
+    content = acs["extensions"][ACS_EXTENSION_ID]
+    assert content["control_set"] == {"classification": "S"}  # 군사II급비밀 = SECRET (US-ROK 1987)
+    assert content["access_privilege"][0]["privilege_scope"]["permitted_nationalities"] == [
+        "JPN",
+        "KOR",
+        "USA",
+    ]
+    assert content["further_sharing"][0]["rule_effect"] == "permit"
+    assert tlp_for(plain) == "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"  # AMBER
+    strict = label_from_dict(kor_label(caveats=["IP-RESTRICTED"]), catalogue)
+    assert tlp_for(strict) == "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"  # AMBER+STRICT
+    strict_acs = acs_marking_for(strict, catalogue)
+    assert strict_acs is not None
+    assert strict_acs["extensions"][ACS_EXTENSION_ID]["further_sharing"][0]["rule_effect"] == "deny"
+    class_one = label_from_dict(kor_label(classification="군사I급비밀"), catalogue)
+    assert acs_marking_for(class_one, catalogue) is None  # no US equivalent: the gsomia marking alone
+    handling = label_from_dict(kor_label(caveats=["G2G-ONLY"]), catalogue)
+    assert tlp_for(handling) == "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"

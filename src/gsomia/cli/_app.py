@@ -20,7 +20,7 @@ from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.cli._duties import duty_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
-from gsomia.cli._standards import bdo_app, label_app
+from gsomia.cli._standards import bdo_app, label_app, spif_app
 from gsomia.cli._stream import print_stream_story, stream_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
@@ -51,6 +51,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(duty_app, name="duty")
 app.add_typer(label_app, name="label")
 app.add_typer(bdo_app, name="bdo")
+app.add_typer(spif_app, name="spif")
 app.command("export")(export_file)
 app.command("import")(import_file)
 app.command("import-receipts")(import_receipts)

@@ -1,4 +1,4 @@
-"""``gsomia label`` and ``gsomia bdo``: the allies' label standards at a node."""
+"""``gsomia label``, ``gsomia bdo`` and ``gsomia spif``: the allies' label standards."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from typing import Annotated
 
 import typer
 
+from gsomia._datafiles import parse_party
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
+from gsomia.kernel import node_timezone
 from gsomia.standards import (
     export_binding,
     import_binding,
     labels_to_json,
     labels_to_xml,
+    scheme_from_spif,
+    spif_for,
     to_labels,
     verify_binding,
 )
@@ -151,3 +156,70 @@ def bdo_import(
         console().print(f"reason: {result['reason']}")
     if result["status"] == "refused":
         raise typer.Exit(1)
+
+
+spif_app = typer.Typer(
+    help="XML-SPIF security policies: a party's scheme and its agreements' equivalences.",
+    no_args_is_help=True,
+)
+
+
+@spif_app.command("export")
+@guard
+def spif_export(
+    party: Annotated[str, typer.Option("--party", help="The party whose policy to write (trigraph).")],
+    at: Annotated[
+        str, typer.Option("--at", help="The instant (ISO 8601 with offset; a bare date is local midnight).")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Write a party's classification scheme as an XML-SPIF as it stands at an instant.
+
+    Classifications with their lacv and hierarchy, marking data, the category tag sets, and the
+    equivalences of every agreement of the party in force at that instant.
+    """
+    from gsomia.cli._app import _catalogue  # the --data directories given to the root command
+
+    catalogue = _catalogue()
+    code = catalogue.party(party).code
+    instant = parse_instant(at, node_timezone(catalogue, code))
+    data = spif_for(catalogue, code, instant)
+    if out is None:
+        sys.stdout.write(data.decode() + "\n")
+        return
+    _write(out, data)
+    console().print(f"wrote {code}'s policy at {instant.isoformat()} to {out}")
+
+
+@spif_app.command("import")
+@guard
+def spif_import(
+    file: Annotated[Path, typer.Argument(help="An XML-SPIF file (gsomia's or a partner's own).")],
+    party: Annotated[
+        str | None, typer.Option("--party", help="For a partner's own policy: its trigraph.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="For a partner's own policy: its name.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the party file here (TOML).")] = None,
+) -> None:
+    """Read an XML-SPIF into a party file in the data format (docs/DATA_FORMAT.md).
+
+    Put the file in a --data directory to load the partner's scheme; its policy name and OID are
+    kept, so labels its own tools make can be read.
+    """
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"SPIF {file}: cannot read ({exc.strerror})") from exc
+    made = scheme_from_spif(data, party=party.upper() if party else None, name=name)
+    parse_party(str(file), made.text.encode())  # the file must load as a party before it is written
+    if out is None:
+        sys.stdout.write(made.text)
+        return
+    _write(out, made.text.encode())
+    console().print(f"wrote {made.code}'s party file to {out}")
+
+
+def _write(path: Path, data: bytes) -> None:
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: {path.parent} is not a directory")
+    path.write_bytes(data)

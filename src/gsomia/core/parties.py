@@ -28,11 +28,17 @@ class Classification:
 
 @dataclass(frozen=True, slots=True)
 class Scheme:
-    """A party's national classification scheme, ordered by rank."""
+    """A party's national classification scheme, ordered by rank.
+
+    ``policy_name`` and ``policy_oid`` name the scheme as a security policy (ADatP-4774, XML-SPIF)
+    when the party's own policy file gave them; empty, gsomia derives stable ones.
+    """
 
     party: str
     title: str
     levels: tuple[Classification, ...]
+    policy_name: str = ""
+    policy_oid: str = ""
     _index: dict[str, Classification] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ from gsomia.standards._adatp4774 import (
 from gsomia.standards._adatp4778 import BDO_JSON, BDO_XML, NS_4778, Binding, bind_json, bind_xml, read_binding
 from gsomia.standards._node import export_binding, import_binding, verify_binding
 from gsomia.standards._policies import Policy, policy_of
+from gsomia.standards._spif import NS_SPIF, PartyFile, scheme_from_spif, spif_for
 
 __all__ = [
     "BDO_JSON",
@@ -37,10 +38,12 @@ __all__ = [
     "LABELS_NS",
     "NS_4774",
     "NS_4778",
+    "NS_SPIF",
     "Binding",
     "Category",
     "ConfidentialityLabel",
     "Labels",
+    "PartyFile",
     "Policy",
     "bind_json",
     "bind_xml",
@@ -53,6 +56,8 @@ __all__ = [
     "labels_to_xml",
     "policy_of",
     "read_binding",
+    "scheme_from_spif",
+    "spif_for",
     "to_labels",
     "verify_binding",
 ]

@@ -73,8 +73,8 @@ def _derived_oid(key: str) -> str:
 def policy_of(party: Party) -> Policy:
     """The policy of ``party``'s scheme: the data file's name and OID, or gsomia's derived ones."""
     scheme = party.scheme
-    name = getattr(scheme, "policy_name", "") or f"GSOMIA-{party.code}"
-    oid = getattr(scheme, "policy_oid", "") or _derived_oid(f"gsomia:policy:{party.code}")
+    name = scheme.policy_name or f"GSOMIA-{party.code}"
+    oid = scheme.policy_oid or _derived_oid(f"gsomia:policy:{party.code}")
     return Policy(party.code, name, oid)
 
 
