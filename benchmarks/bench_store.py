@@ -219,7 +219,7 @@ def prebuilt(node: Node, batch: Sequence[NewIngest]) -> tuple[list[NewItem], lis
     inventory: list[Inventory] = []
     audit: list[AuditRow] = []
     for entry in batch:
-        new, _ = node._prepare(None, "operator", entry, now_us)
+        new, _ = node._prepare(None, "operator", entry, node.clock())
         items.append(new)
         kind = "received" if entry.received_from else "ingested"
         detail = canonical({"agreement": entry.agreement})

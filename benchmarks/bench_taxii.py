@@ -121,8 +121,8 @@ def bulk_load(node: Node, clock: FakeClock, rng: random.Random, count: int) -> f
     done = 0
     while done < count:
         size = min(BULK_BATCH, count - done)
-        now_us = int(clock().timestamp() * 1_000_000)
-        rows = [node._prepare(None, "operator", make_ingest(rng, done + k), now_us)[0] for k in range(size)]
+        now = clock()
+        rows = [node._prepare(None, "operator", make_ingest(rng, done + k), now)[0] for k in range(size)]
         node.store.insert_items(rows)
         done += size
         clock.advance(seconds=1)

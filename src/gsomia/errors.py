@@ -202,7 +202,8 @@ class LinkError(GsomiaError):
     ``bad-consent``; for a track its originator did not sign: ``unsigned`` (no signature),
     ``bad-origin-signature`` (not a registered party's valid signature over a batch of tracks),
     ``not-included`` (not under the signed root), ``not-the-originator`` (signed by another party
-    than the one its label names), ``stale-batch`` (signed too long ago or ahead).
+    than the one its label names), ``stale-batch`` (signed too long ago or ahead); for a link whose
+    peer key this node revoked after the link opened: ``revoked-key``.
     """
 
     def __init__(self, detail: str, message: str) -> None:

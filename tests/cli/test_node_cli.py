@@ -32,7 +32,7 @@ def make(tmp_path: Path) -> Path:
     d = tmp_path / "node"
     init = run("node", "init", "--party", "JPN", "--dir", str(d))
     assert init["party"] == "JPN"
-    assert init["revision"] == "0006"
+    assert init["revision"] == "0007"
     assert (d / "node.key").stat().st_mode & 0o077 == 0  # the key is private to its owner
     run(
         "person",
@@ -83,7 +83,7 @@ def test_init_ingest_list_show(tmp_path: Path) -> None:
     assert [i["id"] for i in listed["items"]] == ["k1"]
     shown = run("item", "show", "--dir", str(d), "--as", "tanaka", "k1")
     assert shown["payload"] == {"launch": "Sinpo"}
-    assert run("node", "migrate", "--dir", str(d))["revision"] == "0006"
+    assert run("node", "migrate", "--dir", str(d))["revision"] == "0007"
 
 
 def test_cli_errors_are_one_line_on_stderr(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from websockets.sync.server import serve as ws_serve
 
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.network import NetNode, build
-from gsomia.node._config import KEYRING_FILE
+from gsomia.node import Node
 from gsomia.stream._link import CONSENT, LinkSession, accept, initiate
 
 
@@ -69,7 +69,9 @@ def tokens(member: NetNode) -> dict[str, str]:
 
 
 def ring(member: NetNode) -> KeyRing:
-    return KeyRing.load(member.directory / KEYRING_FILE)
+    """The node's own key ring, as its store holds it (what an adversary with its files would hold)."""
+    node = Node.open(member.directory, migrate=False)
+    return node.ring
 
 
 def identity(member: NetNode) -> PeerIdentity:
@@ -100,8 +102,8 @@ def post(member: NetNode, path: str, body: Any, who: str = "officer") -> httpx.R
 class Processes:
     """Some members of a built network served as processes; stopped on exit."""
 
-    def __init__(self, *members: NetNode) -> None:
-        self.running = [serve(m) for m in members]
+    def __init__(self, *members: NetNode, sender: bool = False) -> None:
+        self.running = [serve(m, sender=sender) for m in members]
 
     def __enter__(self) -> Processes:
         return self

@@ -75,4 +75,4 @@ def test_migration_0004_goes_down_and_up_again_keeping_the_items(store: Store) -
     store.migrate()
     row = store.get_item("k1")
     assert row is not None
-    assert (store.revision(), row.label_version, row.state) == ("0006", 1, "held")
+    assert (store.revision(), row.label_version, row.state) == ("0007", 1, "held")

@@ -43,7 +43,7 @@ def item(n: int, **kw: object) -> NewItem:
 
 def test_migrations_are_idempotent_and_match_the_table_definitions(store: Store) -> None:
     store.migrate()
-    assert store.revision() == "0006"
+    assert store.revision() == "0007"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []

@@ -17,9 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from gsomia.core.tracks import track_update_to_json
-from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.crypto.keys import PeerIdentity
 from gsomia.network import NetNode, build, start, stop
-from gsomia.node._config import KEYRING_FILE
+from gsomia.node import Node
 from gsomia.stream import launches, replay
 from gsomia.stream._link import TRACKS, initiate
 from gsomia.stream._origin import sign_batch
@@ -235,7 +235,7 @@ def test_sensor_details_are_refused_at_ingest_naming_the_field(net: dict[str, An
 def _attack(net: dict[str, Any], build_frames: Any) -> tuple[int | None, str]:
     """Open a link to JPN with KOR's real keys, send what ``build_frames`` makes, return the close."""
     kor_dir = net["members"]["KOR"].directory
-    ring = KeyRing.load(kor_dir / KEYRING_FILE)
+    ring = Node.open(kor_dir, migrate=False).ring
     jpn = PeerIdentity.from_document(
         httpx.get(f"{net['members']['JPN'].endpoint}/identity", timeout=10).json()
     )
@@ -275,7 +275,7 @@ def _track_body() -> bytes:
 def test_replayed_reordered_and_tampered_frames_are_refused_and_audited(
     net: dict[str, Any], attack: str
 ) -> None:
-    ring = KeyRing.load(net["members"]["KOR"].directory / KEYRING_FILE)
+    ring = Node.open(net["members"]["KOR"].directory, migrate=False).ring
     body = sign_batch(ring, [_track_body()], datetime.now(UTC))  # a genuine batch of KOR's
 
     def frames(session: Any) -> list[bytes]:

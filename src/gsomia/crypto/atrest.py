@@ -18,6 +18,7 @@ __all__ = ["PayloadCipher"]
 
 _NONCE = 12
 _CONTEXT = b"gsomia/item-payload/v1\x00"
+_SECRET = b"gsomia/node-secret/v1\x00"  # another context: a sealed secret never opens as a payload
 
 
 class PayloadCipher:
@@ -49,4 +50,18 @@ class PayloadCipher:
             raise StoreError(
                 f"item {item_id} failed its integrity check: its stored payload or label was altered, "
                 f"or the node key is not the one it was sealed with"
+            ) from exc
+
+    def seal_secret(self, name: str, data: bytes) -> bytes:
+        """Seal one of the node's own secrets (its key ring) for the store, bound to ``name``."""
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, _SECRET + name.encode())
+
+    def open_secret(self, name: str, blob: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], _SECRET + name.encode())
+        except (InvalidTag, ValueError) as exc:
+            raise ConfigError(
+                f"the node's sealed {name} does not open: it was altered, or the node key is not the "
+                "one it was sealed with"
             ) from exc

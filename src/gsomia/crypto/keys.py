@@ -331,6 +331,15 @@ class PeerIdentity:
             raise EnvelopeError("unknown-key")
         return entry.kid, entry.key
 
+    def check_key(self, kid: str, at: datetime) -> None:
+        """Nothing if key ``kid`` (either use) is usable at ``at``; else ``EnvelopeError``
+        (``unknown-key``, ``revoked-key``, ``key-not-valid``): for a session opened with it earlier."""
+        entry = self._by_kid.get(kid)
+        if entry is None:
+            raise EnvelopeError("unknown-key")
+        if not _usable(entry, at):
+            raise EnvelopeError(_refusal(entry, at))
+
     def with_revoked(self, kid: str, at: datetime) -> PeerIdentity:
         """This identity with key ``kid`` revoked from ``at`` (an earlier revocation stands)."""
         _require_aware(at, "revocation instant")
@@ -425,45 +434,82 @@ def _write_private(path: Path, text: str, *, replace_existing: bool) -> None:
             os.unlink(temporary)
 
 
-class KeyRing:
-    """The node's own private keys, kept in a JSON file readable by the owner only.
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """One immutable state of a ring: its keys, by id, and newest first per use (swapped whole)."""
 
-    Make one with :meth:`create` and open it with :meth:`load`; :meth:`rotate` and
-    :meth:`revoke` write the file again (atomically) before they change the ring in
-    memory. A ring is not safe to change from two threads at once; reading it is.
+    keys: tuple[_OwnKey, ...]
+    by_kid: dict[str, _OwnKey]
+    newest_by_use: dict[Use, tuple[_OwnKey, ...]]
+
+
+def _index(keys: tuple[_OwnKey, ...]) -> _Keys:
+    by_kid = {key.entry.kid: key for key in keys}
+    newest = {use: tuple(by_kid[e.kid] for e in _newest_first((k.entry for k in keys), use)) for use in _USES}
+    return _Keys(keys, by_kid, newest)
+
+
+def _parse_ring(raw: Any) -> tuple[str, str, tuple[_OwnKey, ...]]:
+    """(party, node, keys) of a private key ring document; ``InvalidInputError`` names the field."""
+    if not isinstance(raw, dict):
+        raise InvalidInputError("(document): must be a JSON object")
+    _check_members(raw, ("format", "party", "node", "keys"), KEYRING_FORMAT)
+    party = _party(raw["party"], "party")
+    node = _text(raw["node"], "node")
+    keys: list[_OwnKey] = []
+    for entry, secret in _parse_keys(raw["keys"], private=True):
+        if secret is None:  # never: a private parse reads 'd' for every key
+            raise InvalidInputError(f"key {entry.kid} has no private part")
+        keys.append(_own(entry, secret))
+    return party, node, tuple(keys)
+
+
+class KeyRing:
+    """The node's own private keys.
+
+    As a file (readable by the owner only): make one with :meth:`create` and open it with
+    :meth:`load`; :meth:`rotate` and :meth:`revoke` write the file again (atomically) before
+    they change the ring in memory. As a document (:meth:`to_document`,
+    :meth:`from_document`) for a node that keeps its ring elsewhere (its store, sealed);
+    :meth:`rotated` and :meth:`revoked` give the changed ring without writing anything.
+    The keys are swapped as one value, so a reader never sees half a change; a ring is not
+    safe to change from two threads at once.
     """
 
-    __slots__ = ("_by_kid", "_keys", "_newest_by_use", "_node", "_party", "_path")
+    __slots__ = ("_node", "_party", "_path", "_state")
 
     def __init__(self, path: Path, party: str, node: str, keys: tuple[_OwnKey, ...]) -> None:
-        """Use :meth:`create` or :meth:`load`; this only assembles a ring already checked."""
+        """Use :meth:`create`, :meth:`load` or :meth:`from_document`: this only assembles a checked ring."""
         self._path = path
         self._party = party
         self._node = node
-        self._keys: tuple[_OwnKey, ...] = ()
-        self._by_kid: dict[str, _OwnKey] = {}
-        self._newest_by_use: dict[str, tuple[_OwnKey, ...]] = {}
-        self._set(keys)
+        self._state = _index(keys)
 
     # -- making and reading the file
 
     @classmethod
     def create(cls, path: Path, party: str, node: str, at: datetime) -> KeyRing:
         """Generate a signing and an encryption key valid from ``at`` and write a new ring at ``path``."""
-        _require_aware(at, "key validity start")
+        ring = cls.generate(path, party, node, at)
         try:
-            _party(party, "party")
-            _text(node, "node")
-        except InvalidInputError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        ring = cls(path, party, node, (_generate("sig", at), _generate("enc", at)))
-        try:
-            _write_private(path, ring._to_json(ring._keys), replace_existing=False)
+            _write_private(path, ring._to_json(ring._state.keys), replace_existing=False)
         except FileExistsError as exc:
             raise ConfigError(f"{path}: a key ring is already there; refusing to overwrite it") from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot write the key ring ({exc.strerror})") from exc
         return ring
+
+    @classmethod
+    def generate(cls, where: Path, party: str, node: str, at: datetime) -> KeyRing:
+        """A new ring (a signing and an encryption key valid from ``at``), written nowhere;
+        ``where`` names it in error messages."""
+        _require_aware(at, "key validity start")
+        try:
+            _party(party, "party")
+            _text(node, "node")
+        except InvalidInputError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        return cls(where, party, node, (_generate("sig", at), _generate("enc", at)))
 
     @classmethod
     def load(cls, path: Path) -> KeyRing:
@@ -489,38 +535,41 @@ class KeyRing:
             raw = json.loads(data)
         except (ValueError, RecursionError) as exc:
             raise ConfigError(f"{path}: the key ring is not valid JSON: {exc}") from exc
-        try:
-            if not isinstance(raw, dict):
-                raise InvalidInputError("(file): must be a JSON object")
-            _check_members(raw, ("format", "party", "node", "keys"), KEYRING_FORMAT)
-            party = _party(raw["party"], "party")
-            node = _text(raw["node"], "node")
-            parsed = _parse_keys(raw["keys"], private=True)
-        except InvalidInputError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        keys: list[_OwnKey] = []
-        for entry, secret in parsed:
-            if secret is None:  # never: a private parse reads 'd' for every key
-                raise ConfigError(f"{path}: key {entry.kid} has no private part")
-            keys.append(_own(entry, secret))
-        return cls(path, party, node, tuple(keys))
+        return cls.from_document(raw, path)
 
-    def _to_json(self, keys: tuple[_OwnKey, ...]) -> str:
-        doc = {
+    @classmethod
+    def from_document(cls, raw: Any, where: Path) -> KeyRing:
+        """A ring from its private document (:meth:`to_document`); ``ConfigError`` naming ``where``
+        and the field on any problem."""
+        try:
+            party, node, keys = _parse_ring(raw)
+        except InvalidInputError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        return cls(where, party, node, keys)
+
+    def to_document(self) -> dict[str, Any]:
+        """The ring's private document (private JWKs): :meth:`from_document` reads it back equal.
+        It holds the private keys: seal it before it is stored anywhere."""
+        return self._document(self._state.keys)
+
+    def _document(self, keys: tuple[_OwnKey, ...]) -> dict[str, Any]:
+        return {
             "format": KEYRING_FORMAT,
             "party": self._party,
             "node": self._node,
             "keys": [_private_jwk(key) for key in keys],
         }
-        return json.dumps(doc, indent=2) + "\n"
 
-    def _set(self, keys: tuple[_OwnKey, ...]) -> None:
-        by_kid = {key.entry.kid: key for key in keys}
-        self._newest_by_use = {
-            use: tuple(by_kid[e.kid] for e in _newest_first((k.entry for k in keys), use)) for use in _USES
-        }
-        self._keys = keys
-        self._by_kid = by_kid
+    def _to_json(self, keys: tuple[_OwnKey, ...]) -> str:
+        return json.dumps(self._document(keys), indent=2) + "\n"
+
+    def _take(self, other: KeyRing) -> None:
+        """Take ``other``'s keys as this ring's, in one assignment."""
+        self._state = other._state
+
+    def _adopt(self, keys: tuple[_OwnKey, ...]) -> None:
+        """Take ``keys`` as this ring's, in one assignment (readers see the old keys or the new)."""
+        self._state = _index(keys)
 
     def _commit(self, keys: tuple[_OwnKey, ...]) -> None:
         """Persist ``keys`` first, then adopt them, so memory never runs ahead of the file."""
@@ -528,7 +577,7 @@ class KeyRing:
             _write_private(self._path, self._to_json(keys), replace_existing=True)
         except OSError as exc:
             raise ConfigError(f"{self._path}: cannot write the key ring ({exc.strerror})") from exc
-        self._set(keys)
+        self._adopt(keys)
 
     # -- reading
 
@@ -547,7 +596,7 @@ class KeyRing:
     @property
     def entries(self) -> tuple[PublicKeyEntry, ...]:
         """The public side of every key, newest first."""
-        return tuple(key.entry for key in self._keys)
+        return tuple(key.entry for key in self._current().keys)
 
     def signing_key(self, at: datetime) -> tuple[str, Ed25519PrivateKey]:
         """The newest signing key valid at ``at`` (kid, key); ``ConfigError`` if there is none."""
@@ -575,17 +624,28 @@ class KeyRing:
             "party": self._party,
             "node": self._node,
             "endpoint": endpoint,
-            "keys": [key.entry.to_jwk() for key in self._keys],
+            "keys": [key.entry.to_jwk() for key in self._current().keys],
         }
+
+    def _current(self) -> _Keys:
+        """The keys every read uses."""
+        self._check()
+        return self._state
+
+    def _check(self) -> None:
+        """Before every read: a ring kept elsewhere (the node's store) reads its keys again here
+        when they changed there. A ring of a file never does: only it changes its file."""
 
     # -- changing
 
-    def rotate(self, at: datetime, overlap: timedelta) -> None:
-        """New signing and encryption keys valid from ``at``; the older keys end at ``at + overlap``."""
+    def rotated(self, at: datetime, overlap: timedelta) -> KeyRing:
+        """This ring with new signing and encryption keys valid from ``at``, the older keys ending at
+        ``at + overlap``; nothing is written and this ring is unchanged."""
         _require_aware(at, "rotation instant")
         if overlap < timedelta(0):
             raise ConfigError(f"{self._path}: the rotation overlap must not be negative, found {overlap}")
-        latest = max(key.entry.not_before for key in self._keys)
+        keys = self._current().keys
+        latest = max(key.entry.not_before for key in keys)
         if at < latest:
             raise ConfigError(
                 f"{self._path}: cannot rotate at {at.isoformat()}: a key is already valid from "
@@ -596,32 +656,47 @@ class KeyRing:
             key
             if key.entry.not_after is not None and key.entry.not_after <= until
             else replace(key, entry=replace(key.entry, not_after=until))
-            for key in self._keys
+            for key in keys
         )
-        self._commit((_generate("sig", at), _generate("enc", at), *ended))
+        fresh = (_generate("sig", at), _generate("enc", at))
+        return KeyRing(self._path, self._party, self._node, (*fresh, *ended))
 
-    def revoke(self, kid: str, at: datetime) -> None:
-        """Mark key ``kid`` revoked from ``at`` (refused at ``at`` and after); an earlier one stands."""
+    def revoked(self, kid: str, at: datetime) -> KeyRing:
+        """This ring with key ``kid`` revoked from ``at`` (an earlier revocation stands); nothing is
+        written and this ring is unchanged."""
         _require_aware(at, "revocation instant")
-        key = self._by_kid.get(kid)
+        state = self._current()
+        key = state.by_kid.get(kid)
         if key is None:
             raise NotFoundError(f"{self._path}: no key {kid} in this key ring")
         if key.entry.revoked_at is not None and key.entry.revoked_at <= at:
-            return
-        revoked = replace(key, entry=replace(key.entry, revoked_at=at.astimezone(UTC)))
-        self._commit(tuple(revoked if k is key else k for k in self._keys))
+            return KeyRing(self._path, self._party, self._node, state.keys)
+        changed = replace(key, entry=replace(key.entry, revoked_at=at.astimezone(UTC)))
+        return KeyRing(
+            self._path, self._party, self._node, tuple(changed if k is key else k for k in state.keys)
+        )
+
+    def rotate(self, at: datetime, overlap: timedelta) -> None:
+        """New signing and encryption keys valid from ``at``; the older keys end at ``at + overlap``."""
+        self._commit(self.rotated(at, overlap)._state.keys)
+
+    def revoke(self, kid: str, at: datetime) -> None:
+        """Mark key ``kid`` revoked from ``at`` (refused at ``at`` and after); an earlier one stands."""
+        changed = self.revoked(kid, at)._state.keys
+        if changed != self._state.keys:
+            self._commit(changed)
 
     # -- for gsomia.crypto.envelope: joserfc's key objects, cached
 
     def _newest(self, use: Use, at: datetime) -> _OwnKey:
-        for key in self._newest_by_use[use]:
+        for key in self._current().newest_by_use[use]:
             if _usable(key.entry, at):
                 return key
         what = "signing" if use == "sig" else "encryption"
         raise ConfigError(f"{self._path}: no {what} key valid at {at.isoformat()}; rotate to make one")
 
     def _key_for(self, kid: str, use: Use, at: datetime) -> _OwnKey:
-        key = self._by_kid.get(kid)
+        key = self._current().by_kid.get(kid)
         if key is None or key.entry.use != use:
             raise EnvelopeError("unknown-key")
         if not _usable(key.entry, at):
@@ -639,4 +714,4 @@ class KeyRing:
         return self._key_for(kid, "sig", at).jose
 
     def __repr__(self) -> str:
-        return f"KeyRing({self._party}/{self._node}, {len(self._keys)} keys, {self._path})"
+        return f"KeyRing({self._party}/{self._node}, {len(self._state.keys)} keys, {self._path})"

@@ -43,6 +43,12 @@ class Peers(ExchangeBase):
         who = actor.id if actor else "operator"
         try:
             identity = PeerIdentity.from_document(document)
+            self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
+            known = self.peer(identity.party)
+            if known is not None:  # a key this node revoked stays revoked, whatever the new document says
+                for entry in known.keys:
+                    if entry.revoked_at is not None and entry.kid in {k.kid for k in identity.keys}:
+                        identity = identity.with_revoked(entry.kid, entry.revoked_at)
             if identity.party == self.party:
                 raise InvalidInputError("an identity document of this node's own party is not a peer")
             if not agreements:
@@ -97,6 +103,7 @@ class Peers(ExchangeBase):
     def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
         """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
         self.kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
+        self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
         identity = self.peer(party)
         if identity is None:
             raise NotFoundError(f"{party} is not a registered peer")

@@ -2,6 +2,8 @@
 
 Neighbours use what ``__all__`` names: :class:`NodeContext` (store, key ring, clock, catalogue,
 release engine, the read decision, ``record``/``refuse``, the item view, the peer directory),
+:class:`StoreKeyRing` (the node's keys, the store's) and :class:`ChangeWatch` (the store's generation
+counters every process checks before using its copy of keys and peers),
 :class:`Item` and the item helpers, and the clock.
 """
 
@@ -26,11 +28,15 @@ from gsomia.kernel._items import (
     item_content,
     parse_item_content,
 )
+from gsomia.kernel._keys import StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
+from gsomia.kernel._watch import DEFAULT_INTERVAL, ChangeWatch
 
 __all__ = [
+    "DEFAULT_INTERVAL",
     "ITEM_ID",
     "PAYLOAD_TYPES",
+    "ChangeWatch",
     "Clock",
     "Item",
     "ItemContent",
@@ -38,6 +44,7 @@ __all__ = [
     "NodeContext",
     "PeerDirectory",
     "ReadGate",
+    "StoreKeyRing",
     "check_item_id",
     "check_payload_type",
     "checks_json",

@@ -29,7 +29,8 @@ from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._items import Item, Items, from_us
 from gsomia.kernel._peers import PeerDirectory
-from gsomia.store import AuditRow, DutiesStore, FederationStore, Store
+from gsomia.kernel._watch import ChangeWatch
+from gsomia.store import AuditRow, DutiesStore, FederationStore, SharedState, Store
 
 __all__ = ["Clock", "NodeContext", "ReadGate", "checks_json", "node_hubs", "node_timezone", "system_clock"]
 
@@ -74,6 +75,7 @@ class NodeContext:
         endpoint: str = "http://127.0.0.1:8443",
         max_payload_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
+        watch: ChangeWatch | None = None,
     ) -> None:
         self.party = party
         self.catalogue = catalogue
@@ -88,7 +90,9 @@ class NodeContext:
         self.timezone = node_timezone(catalogue, party)
         self.hubs = node_hubs(catalogue, party)
         self.fed = FederationStore(store)
-        self.peers = PeerDirectory(self.fed)
+        # the store's generation counters: the key ring and the peers are read again when they move
+        self.watch = watch if watch is not None else ChangeWatch(SharedState(store))
+        self.peers = PeerDirectory(self.fed, self.watch)
         self.items = Items(party, catalogue, store, cipher, ring)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice

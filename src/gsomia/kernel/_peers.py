@@ -2,8 +2,12 @@
 agreements its government-to-government link is registered for (Art. 9).
 
 Read by every service (the exchange seals and opens with these keys, the stream opens link
-sessions, the audit log asks partners for proofs); written only by the exchange's peer
-registration, which calls :meth:`PeerDirectory.invalidate` after each write.
+sessions and checks signed batches, the duties and the audit log verify partners' signatures);
+written only by the exchange's peer registration and key revocation, in any process of the node
+(``gsomia peer add`` or ``peer revoke-key`` beside a serving node). The store is the truth: each
+process reads the peers again when the store's ``peers`` generation moved, which it checks on
+use at most every ~250 ms (:class:`~gsomia.kernel._watch.ChangeWatch`), so a revoked key is
+refused by every process within a second.
 """
 
 from __future__ import annotations
@@ -11,33 +15,40 @@ from __future__ import annotations
 import json
 
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.store import FederationStore
+from gsomia.kernel._watch import ChangeWatch
+from gsomia.store import PEERS, FederationStore
 
 __all__ = ["PeerDirectory"]
 
 
 class PeerDirectory:
-    """Registered peers, read from the store once and kept until the next registration here."""
+    """Registered peers, as the store holds them: read again whenever the store's changed."""
 
-    def __init__(self, fed: FederationStore) -> None:
+    def __init__(self, fed: FederationStore, watch: ChangeWatch) -> None:
         self._fed = fed
-        self._peers: dict[str, tuple[PeerIdentity, frozenset[str]]] | None = None
+        self._watch = watch
+        # (the generation read, the peers then): replaced whole, so a reader sees one or the other
+        self._peers: tuple[int, dict[str, tuple[PeerIdentity, frozenset[str]]]] | None = None
 
     def _load(self) -> dict[str, tuple[PeerIdentity, frozenset[str]]]:
-        peers = self._peers
-        if peers is None:
-            peers = self._peers = {
-                row.party: (
-                    PeerIdentity.from_document(json.loads(row.document)),
-                    frozenset(json.loads(row.agreements)),
-                )
-                for row in self._fed.peers()
-            }
+        generation = self._watch.generation(PEERS)
+        held = self._peers
+        if held is not None and held[0] == generation:
+            return held[1]
+        peers = {
+            row.party: (
+                PeerIdentity.from_document(json.loads(row.document)),
+                frozenset(json.loads(row.agreements)),
+            )
+            for row in self._fed.peers()
+        }
+        # the rows may be newer than ``generation`` (a write in between): read again at the next move
+        self._peers = (generation, peers)
         return peers
 
     def invalidate(self) -> None:
-        """Forget what was read: the next look-up reads the store again."""
-        self._peers = None
+        """After a write in this process: read the generation (and so the peers) again at once."""
+        self._watch.stale()
 
     def peer(self, party: str) -> PeerIdentity | None:
         """The registered identity of ``party``, or ``None`` (also the key look-up for verification)."""

@@ -26,7 +26,7 @@ DEFAULT_MAX_CLOCK_SKEW_S = 300
 MAX_CLOCK_SKEW_S = 3600  # beyond an hour, a clock is broken, not skewed: fix it instead
 CONFIG_FILE = "node.toml"
 KEY_FILE = "node.key"
-KEYRING_FILE = "keys.json"
+KEYRING_FILE = "keys.json"  # an older node's key ring file: imported into the store on first open
 DATABASE_ENV = "GSOMIA_DATABASE_URL"
 
 
@@ -64,7 +64,8 @@ def init_node_dir(
 ) -> NodeConfig:
     """Create a node directory with its configuration and a fresh payload key (refuses to overwrite).
 
-    The signing and encryption keys (``keys.json``) are made by the node on first open.
+    The signing and encryption keys are made by the node on first open, in its store (sealed under
+    the node key); a ``keys.json`` left by an older version is imported then.
     """
     config_path = directory / CONFIG_FILE
     if config_path.exists():

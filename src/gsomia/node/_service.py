@@ -37,9 +37,11 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, PeerTransport
 from gsomia.kernel import (
+    ChangeWatch,
     Clock,
     Item,
     NodeContext,
+    StoreKeyRing,
     check_item_id,
     check_payload_type,
     checks_json,
@@ -48,11 +50,21 @@ from gsomia.kernel import (
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.node._credentials import Credentials
 from gsomia.node._runtime import NodeRuntime
-from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem, Store, TokenRow
+from gsomia.store import (
+    AuditRow,
+    InventoryEntry,
+    InventoryRow,
+    ItemFilter,
+    NewItem,
+    SharedState,
+    Store,
+    TokenRow,
+)
 
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 MAX_PAGE = 1000
+_FITTED_STEP = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +133,15 @@ class Node:
         self.cipher = PayloadCipher(config.key())
         self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
-        ring_path = config.directory / KEYRING_FILE
-        self.ring = (
-            KeyRing.load(ring_path)
-            if ring_path.exists()
-            else KeyRing.create(ring_path, self.party, f"{self.party.lower()}-node", clock())
+        # the keys and the peers are the store's: every process of the node sees a change within ~250 ms
+        watch = ChangeWatch(SharedState(self.store))
+        self.ring: KeyRing = StoreKeyRing.open(
+            self.store,
+            self.cipher,
+            watch,
+            party=self.party,
+            at=clock(),
+            legacy=config.directory / KEYRING_FILE,
         )
         self.kernel = NodeContext(
             party=self.party,
@@ -138,6 +154,7 @@ class Node:
             endpoint=config.endpoint,
             max_payload_bytes=config.max_payload_bytes,
             max_clock_skew=config.max_clock_skew,
+            watch=watch,
         )
         self.credentials = Credentials(self.kernel)
         self.exchange = Exchange(self.kernel, skew=config.max_clock_skew)
@@ -412,7 +429,8 @@ class Node:
         exhausted = full = False
         budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
         while len(found) < limit and budget > 0 and not full:
-            size = min(limit, budget)
+            # a page that may fill before ``limit`` items (``fits``) reads the store in small steps
+            size = min(limit, budget) if fits is None else min(limit, budget, _FITTED_STEP)
             rows = self.store.list_items(where, scanned_to, size, with_payload=keep is not None)
             budget -= len(rows)
             consumed = 0

@@ -2,7 +2,8 @@
 
 ``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
-``DutiesStore`` the duties after release. Each is a view over the one ``Store``'s connection.
+``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
+watches and the node's sealed key ring. Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
@@ -23,6 +24,7 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
+from gsomia.store._shared import KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
     InventoryEntry,
@@ -36,6 +38,8 @@ from gsomia.store._store import (
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
+    "KEYS",
+    "PEERS",
     "AuditRow",
     "AuditStore",
     "ConsentRequestRow",
@@ -57,6 +61,7 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "SharedState",
     "StatusRow",
     "Store",
     "TaxiiStore",

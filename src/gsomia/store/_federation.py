@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, update
 
 from gsomia.store import _tables as t
+from gsomia.store._shared import PEERS, bump
 from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
@@ -106,6 +107,7 @@ class FederationStore:
         with self.store._begin() as conn:
             conn.execute(t.peers.delete().where(t.peers.c.party == row.party))
             conn.execute(insert(t.peers), _values(row))
+            bump(conn, PEERS)  # every process of the node reads its peers again
             self.store._audit(conn, audit)
 
     def peers(self) -> list[PeerRow]:

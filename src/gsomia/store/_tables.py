@@ -113,8 +113,8 @@ tokens = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger),
-    Column("parent_id", String(32)),  # the token that minted it; NULL: issued by the operator (0006)
-    Column("kind", String(16), nullable=False, server_default="api"),  # api | session (0006)
+    Column("parent_id", String(32)),  # the token that minted it; NULL: issued by the operator (0007)
+    Column("kind", String(16), nullable=False, server_default="api"),  # api | session (0007)
     Index("ix_tokens_parent", "parent_id"),
     Index("ix_tokens_person", "person_id"),
 )
@@ -146,6 +146,27 @@ node_meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# --- state every process of a node shares and watches (migration 0006) ---
+
+# One counter per kind of shared state ('keys', 'peers'): a writer bumps it in the transaction
+# that changes the state; every process reads the counters (cheaply, at most every ~250 ms) and
+# reads the state again when one moved. PostgreSQL LISTEN/NOTIFY can later wake readers sooner.
+generations = Table(
+    "generations",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# The node's own key ring: one row, its private document sealed under the node key (AES-GCM).
+key_ring = Table(
+    "key_ring",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("sealed", LargeBinary, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
 )
 
 # --- federation (migration 0002) ---

@@ -41,10 +41,10 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseReq
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
 from gsomia.crypto.envelope import verify_origin
-from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, LabelError, LinkError
+from gsomia.errors import AccessDenied, EnvelopeError, GsomiaError, InvalidInputError, LabelError, LinkError
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import AuditRow
+from gsomia.store import PEERS, AuditRow
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -115,10 +115,14 @@ class _Relayed:
 class _OutLink:
     """The sending half of one link: a WebSocket client carrying a Noise session."""
 
-    def __init__(self, ws: ClientConnection, session: LinkSession, signer: BatchSigner) -> None:
+    def __init__(
+        self, ws: ClientConnection, session: LinkSession, signer: BatchSigner, peer_kid: str, peers: int
+    ) -> None:
         self.ws = ws
         self.session = session
         self.signer = signer
+        self.peer_kid = peer_kid  # the peer's encryption key the session was opened with
+        self.peers = peers  # the store's peers generation when that key was last checked
         self.lock = asyncio.Lock()
         self.consents_sent: set[str] = set()
         # waiting for the next frame: this node's own track messages (signed when the frame is
@@ -352,7 +356,10 @@ class StreamService:
     async def _link(self, party: str) -> _OutLink:
         link = self._links.get(party)
         if link is not None:
-            return link
+            if self._still_pinned(party, link):
+                return link
+            await self._drop_link(party)  # opened with a key the peers no longer allow: open anew
+            await self._audit(self._row("stream.link", None, party, "closed", reason="revoked-key"))
         if time.monotonic() < self._retry_at.get(party, 0.0):
             raise LinkError("unknown-peer", f"the link with {party} is down; retrying shortly")
         lock = self._connecting.setdefault(party, asyncio.Lock())
@@ -377,11 +384,29 @@ class StreamService:
             except BaseException:
                 await ws.close()
                 raise
-            link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party))
+            peers = self.kernel.watch.generation(PEERS)
+            peer_kid = peer.encryption_key(self.kernel.clock())[0]  # the key ``initiate`` used
+            link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers)
             self._links[party] = link
             self._down.discard(party)
             await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
             return link
+
+    def _still_pinned(self, party: str, link: _OutLink) -> bool:
+        """Whether the peer key ``link`` was opened with is still usable: checked again only when the
+        store's peers changed (a revocation in any process of this node ends the link within a second)."""
+        generation = self.kernel.watch.generation(PEERS)
+        if generation == link.peers:
+            return True
+        peer = self.kernel.peers.peer(party)
+        try:
+            if peer is None:
+                raise EnvelopeError("unknown-sender")
+            peer.check_key(link.peer_kid, self.kernel.clock())
+        except EnvelopeError:
+            return False
+        link.peers = generation
+        return True
 
     async def _link_failed(self, party: str, exc: BaseException) -> None:
         """A link that failed is dropped; messages for that peer are lost until it reconnects
@@ -513,6 +538,9 @@ class StreamService:
                 rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
             )  # fmt: skip
             peer_name = session.peer
+            pinned = self.kernel.peers.peer(peer_name)
+            peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]
+            peers = self.kernel.watch.generation(PEERS)
             await send(answer)
             # key confirmation: a first frame that opens (READY, or any other) proves the session keys
             data = await _within(receive(), gate.handshake_s, f"no first frame from {peer_name}")
@@ -520,7 +548,7 @@ class StreamService:
             confirmed = True
             gate.release(source)
             await self._audit(self._row("stream.link", None, peer_name, "opened", role="responder"))
-            await self._serve_frames(receive, session, frame)
+            await self._serve_frames(receive, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
             row = self._row("stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc))
@@ -538,9 +566,12 @@ class StreamService:
             if admitted and not confirmed:
                 gate.release(source)
 
-    async def _serve_frames(self, receive: Any, session: LinkSession, first: Frame | None) -> None:
+    async def _serve_frames(
+        self, receive: Any, session: LinkSession, first: Frame | None, peer_kid: str, peers: int
+    ) -> None:
         """The frames of a confirmed link (``first`` already opened), until it ends or a frame is
-        refused (``LinkError``)."""
+        refused (``LinkError``). ``peer_kid`` is the peer's key the session was opened with and
+        ``peers`` the peer directory's generation then: a key revoked meanwhile ends the link."""
         peer = session.peer
         verifier = BatchVerifier(self.party, self.kernel.peers.peer)
         unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
@@ -555,6 +586,8 @@ class StreamService:
                     data = await _within(
                         receive(), left, f"no signed window root from {peer}", "no-batch-root"
                     )
+                if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
+                    peers = self._check_session_key(peer, peer_kid)
                 opened = session.open(data)
                 if opened is None:
                     continue
@@ -595,6 +628,21 @@ class StreamService:
                 unrooted_since = None
                 self.stats.batches_verified += 1
                 await self._audit(self._row("stream.batch", None, peer, "verified", **batch.audit_detail()))
+
+    def _check_session_key(self, peer: str, kid: str) -> int:
+        """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
+        with) is still usable; else :class:`LinkError` ``revoked-key``."""
+        generation = self.kernel.watch.generation(PEERS)
+        identity = self.kernel.peers.peer(peer)
+        try:
+            if identity is None:
+                raise EnvelopeError("unknown-sender")
+            identity.check_key(kid, self.kernel.clock())
+        except EnvelopeError as exc:
+            raise LinkError(
+                "revoked-key", f"{peer}'s link was opened with key {kid}, which this node no longer accepts"
+            ) from exc
+        return generation
 
     async def _receive_consent(self, sender: str, jws: str) -> None:
         """A standing hub authorisation on a link: from its originator to this node as the hub, or

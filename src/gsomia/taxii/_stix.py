@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -172,8 +172,11 @@ def _drop_empty(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None and v != []}  # STIX forbids nulls and empty lists
 
 
+@lru_cache(maxsize=4096)
 def marking_for(label: SecurityLabel) -> dict[str, Any]:
-    """The ``marking-definition`` carrying ``label``; the same label always gives the same id."""
+    """The ``marking-definition`` carrying ``label``; the same label always gives the same id.
+
+    Labels repeat across items, so the marking is made once per label (callers never change it)."""
     content = _drop_empty(label_to_dict(label))
     content["alternatives"] = [dict(a) for a in content.get("alternatives", [])] or None
     content = _drop_empty(content)

@@ -4,16 +4,16 @@ Revoking a token revokes every token minted from it (``parent_id``); a dashboard
 token of kind ``session`` (read-only, bound to the token it was opened with), so a second process
 of the node accepts it and revoking the token ends it.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
