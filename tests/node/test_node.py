@@ -246,8 +246,14 @@ def test_tokens_authenticate_until_revoked_or_expired(
 def test_disabled_account_cannot_authenticate(jpn_node: Node, people: dict[str, Person]) -> None:
     _, token, _ = jpn_node.issue_token(None, "tanaka")
     jpn_node.set_active(people["admin"], "tanaka", False)
-    with pytest.raises(AuthenticationError, match="disabled"):
+    with pytest.raises(AuthenticationError, match="revoked"):  # disabling revoked it
         jpn_node.authenticate(token)
+    with pytest.raises(InvalidInputError, match="disabled"):
+        jpn_node.issue_token(None, "tanaka")
+    jpn_node.set_active(people["admin"], "tanaka", True)
+    with pytest.raises(AuthenticationError, match="revoked"):  # and it stays revoked
+        jpn_node.authenticate(token)
+    assert jpn_node.authenticate(jpn_node.issue_token(None, "tanaka")[1]).id == "tanaka"
 
 
 def test_only_administrators_manage_people(jpn_node: Node, people: dict[str, Person]) -> None:

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import pytest
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from gsomia.api._stream import stream_router
@@ -25,7 +27,8 @@ _bearer = HTTPBearer(auto_error=False)
 
 def test_a_reader_with_a_request_parameter_sees_the_handshake_and_its_method(tmp_path: Path) -> None:
     """A reader like the dashboard's (bearer, or a cookie for reading) gets the handshake as a
-    request: ``GET`` to follow, ``POST`` to publish."""
+    request: ``GET`` to follow, ``POST`` to publish. A cookie reaches it only from a browser's
+    handshake on the node's own origin (``Origin`` sent; without it, no cookie)."""
     node = make_node(tmp_path / "kor", "KOR")
     node.add_person(
         None,
@@ -54,9 +57,8 @@ def test_a_reader_with_a_request_parameter_sees_the_handshake_and_its_method(tmp
         while not server.started:
             time.sleep(0.02)
         base = f"ws://127.0.0.1:{port}"
-        with connect(
-            f"{base}/stream/tracks/ws", additional_headers={"Cookie": f"session={token}"}
-        ) as follower:
+        own = {"Cookie": f"session={token}", "Origin": f"http://127.0.0.1:{port}"}
+        with connect(f"{base}/stream/tracks/ws", additional_headers=own) as follower:
             with connect(
                 f"{base}/stream/tracks/publish", additional_headers={"Authorization": f"Bearer {token}"}
             ) as feed:
@@ -64,8 +66,13 @@ def test_a_reader_with_a_request_parameter_sees_the_handshake_and_its_method(tmp
             got = json.loads(follower.recv(timeout=10))
         assert got["track_id"] == update["track_id"]
         assert got["route"] == "local"
+        with (  # no Origin: no browser, so the cookie is not passed on, and the caller is refused
+            pytest.raises(InvalidStatus),
+            connect(f"{base}/stream/tracks/ws", additional_headers={"Cookie": f"session={token}"}),
+        ):
+            pass
     finally:
         server.should_exit = True
         thread.join(10)
-    assert seen == [("GET", token), ("POST", None)]  # the feed needs its bearer token
+    assert seen == [("GET", token), ("POST", None), ("GET", None)]  # the feed needs its bearer token
     node.close()

@@ -35,7 +35,7 @@ from gsomia.network import build, open_nodes
 from gsomia.node import Node
 from gsomia.node._service import system_clock
 from gsomia.stream import launches
-from gsomia.ui import SESSION_COOKIE
+from gsomia.ui import dashboard_scope
 from gsomia.ui._views import FIRST_DAY, _flows, outlines
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,6 +121,7 @@ def serve(app: FastAPI, port: int) -> Iterator[str]:
 @dataclass
 class Net:
     base: str
+    ui: str  # JPN's dashboard path
     tokens: dict[str, str]
     jpn: Node
     kor: Node
@@ -174,7 +175,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert [d.state for d in delivered] == ["delivered"], delivered
         refused = httpx.post(f"{base}/inbox", json={"envelopes": ["not-an-envelope"]}, timeout=10)
         assert refused.json()["results"][0]["status"] == "refused"
-        yield Net(base, tokens, jpn, kor, kor_base, kor_tokens["officer"])
+        yield Net(base, dashboard_scope(jpn.ring).path, tokens, jpn, kor, kor_base, kor_tokens["officer"])
     for node in nodes.values():
         node.close()
 
@@ -222,11 +223,12 @@ def watched(context: BrowserContext, net: Net) -> Iterator[Watched]:
     page.close()
 
 
-def login(page: Page, net: Net, who: str, then: str = "/ui/agreements") -> None:
-    page.goto(f"{net.base}/ui/login?next={then}")
+def login(page: Page, net: Net, who: str, then: str = "/agreements") -> None:
+    """Log in as ``who`` through the dashboard's old entry (``/ui/login``), landing on ``then``."""
+    page.goto(f"{net.base}/ui/login?next=/ui{then}")
     page.fill("input[name=token]", net.tokens[who])
     page.click("button[type=submit]")
-    page.wait_for_url(f"{net.base}{then}")
+    page.wait_for_url(f"{net.base}{net.ui}{then}")
 
 
 def shot(page: Page, name: str) -> None:
@@ -259,7 +261,7 @@ def test_every_page_loads_offline_without_a_console_error(watched: Watched, net:
         "tracks": "#tracks-status:text-is('live')",  # the map, subscribed to the node's stream
     }
     for name, selector in ready.items():
-        page.goto(f"{net.base}/ui/{name}")
+        page.goto(f"{net.base}{net.ui}/{name}")
         page.wait_for_selector(selector)
         shot(page, name)
     assert watched.errors == []
@@ -268,7 +270,7 @@ def test_every_page_loads_offline_without_a_console_error(watched: Watched, net:
 
 def test_the_slider_moves_the_matrix_through_november_2019(watched: Watched, net: Net) -> None:
     page = watched.page
-    login(page, net, "analyst", "/ui/matrix")
+    login(page, net, "analyst", "/matrix")
     slide_to(page, date(2016, 11, 22))
     expect(cell(page, "KOR", "JPN")).to_have_attribute("data-route", "via USA")
     slide_to(page, date(2019, 11, 22))
@@ -305,27 +307,27 @@ def test_the_slider_moves_the_matrix_through_november_2019(watched: Watched, net
 
 def test_a_reader_without_clearance_sees_no_restricted_item(watched: Watched, net: Net) -> None:
     page = watched.page
-    login(page, net, "visitor", "/ui/items")
+    login(page, net, "visitor", "/items")
     assert page.locator("tr[data-item-id]").count() == 0
     expect(page.locator("#withheld")).to_contain_text("2 withheld")
     body = page.inner_text("main")
     for secret in ("k-1", "j-tokutei", "군사II급비밀", "極秘", "特定秘密"):
         assert secret not in body
     shot(page, "items-visitor")
-    page.goto(f"{net.base}/ui/items/k-1")
+    page.goto(f"{net.base}{net.ui}/items/k-1")
     expect(page.locator(".error")).to_contain_text("holds no clearance")
     assert "received from KOR" not in page.inner_text("main")
 
 
 def test_items_show_the_originators_label_and_the_readers(watched: Watched, net: Net) -> None:
     page = watched.page
-    login(page, net, "analyst", "/ui/items")  # JPN 極秘, dprk-missile: the KOR item, not the 特定秘密 one
+    login(page, net, "analyst", "/items")  # JPN 極秘, dprk-missile: the KOR item, not the 特定秘密 one
     row = page.locator("tr[data-item-id='k-1']")
     expect(row.locator(".label-originator")).to_contain_text("KOR 군사II급비밀")
     expect(row.locator(".label-reader")).to_contain_text("極秘")
     expect(row).to_contain_text(f"from KOR under {GSOMIA}")
     assert page.locator("tr[data-item-id='j-tokutei']").count() == 0
-    page.click("a[href='/ui/items/k-1']")
+    page.click(f"a[href='{net.ui}/items/k-1']")
     expect(page.locator("tr[data-kind='received']")).to_contain_text("KOR")
     shot(page, "item-k-1")
     assert watched.errors == []
@@ -333,7 +335,7 @@ def test_items_show_the_originators_label_and_the_readers(watched: Watched, net:
 
 def test_flows_show_sent_received_and_refused_live(watched: Watched, net: Net) -> None:
     page = watched.page
-    login(page, net, "chief", "/ui/flows")
+    login(page, net, "chief", "/flows")
     expect(page.locator("#flows-body tr[data-direction='received'][data-item='k-1']")).to_have_count(1)
     refused = page.locator("#flows-body tr[data-direction='refused'][data-kind='envelope.refused']")
     before = refused.count()
@@ -345,7 +347,7 @@ def test_flows_show_sent_received_and_refused_live(watched: Watched, net: Net) -
 
 def test_a_track_published_at_kor_appears_on_jpns_map_within_a_second(watched: Watched, net: Net) -> None:
     page = watched.page
-    login(page, net, "analyst", "/ui/tracks")
+    login(page, net, "analyst", "/tracks")
     for country in ("KOR", "PRK", "JPN"):
         assert page.locator(f"#map path[data-country={country}]").count() == 1
     expect(page.locator("#tracks-status")).to_have_text("live")  # subscribed before anything is sent
@@ -399,12 +401,12 @@ def test_a_track_published_at_kor_appears_on_jpns_map_within_a_second(watched: W
 
 def test_a_wrong_token_stays_on_the_login_page(watched: Watched, net: Net) -> None:
     page = watched.page
-    page.goto(f"{net.base}/ui/items")
-    page.wait_for_url(f"{net.base}/ui/login?next=/ui/items")
+    page.goto(f"{net.base}{net.ui}/items")
+    page.wait_for_url(f"{net.base}{net.ui}/login?next={net.ui}/items")
     page.fill("input[name=token]", "gsm_wrong")
     page.click("button[type=submit]")
     expect(page.locator(".error")).to_contain_text("unknown token")
-    assert SESSION_COOKIE not in {c["name"] for c in page.context.cookies()}
+    assert dashboard_scope(net.jpn.ring).cookie not in {c["name"] for c in page.context.cookies()}
 
 
 def test_the_senders_flows_show_the_release_its_delivery_and_the_refusal(net: Net) -> None:

@@ -13,7 +13,7 @@ from tests.node_fixtures import kor_label
 from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node
-from gsomia.ui import SESSION_COOKIE
+from gsomia.ui import dashboard_scope
 
 Browse = Callable[..., httpx.Response]
 BASE = "http://node"
@@ -25,12 +25,24 @@ def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
 
 
 @pytest.fixture
-def browse(jpn_node: Node) -> Browse:
-    """One request through the app; ``cookie`` plays a browser's session, ``headers`` anything else."""
+def ui(jpn_node: Node) -> str:
+    """The path of this node's dashboard (its own: the session cookie is scoped to it)."""
+    return dashboard_scope(jpn_node.ring).path
+
+
+@pytest.fixture
+def browse(jpn_node: Node, ui: str) -> Browse:
+    """One request through the app; ``cookie`` is the token a browser logged in with (its session
+    is opened once per token), ``~`` in ``url`` the dashboard's path, ``headers`` anything else."""
     app = create_app(jpn_node)
+    scope = dashboard_scope(jpn_node.ring)
+    sessions: dict[str, str] = {}
 
     def do(method: str, url: str, cookie: str | None = None, **kwargs: Any) -> httpx.Response:
-        cookies = {SESSION_COOKIE: cookie} if cookie else None
+        url = url.replace("~", ui, 1)
+        if cookie and cookie not in sessions:
+            sessions[cookie] = jpn_node.credentials.open_session(cookie)[0]
+        cookies = {scope.cookie: sessions[cookie]} if cookie else None
 
         async def run() -> httpx.Response:
             transport = httpx.ASGITransport(app=app)
@@ -46,28 +58,40 @@ def refusals(node: Node, kind: str) -> list[Any]:
     return [r for r in node.store.audit(kind=kind) if r.outcome == "refused"]
 
 
-def test_login_sets_an_httponly_strict_cookie_for_a_valid_token(
-    browse: Browse, tokens: dict[str, str]
+def test_login_sets_an_httponly_strict_session_cookie_scoped_to_this_dashboard(
+    browse: Browse, tokens: dict[str, str], jpn_node: Node, ui: str
 ) -> None:
     response = browse(
         "POST",
-        "/ui/login",
-        content=f"token={tokens['tanaka']}&next=/ui/items",
+        "~/login",
+        content=f"token={tokens['tanaka']}&next=~/items".replace("~", ui),
         headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
     )
     assert response.status_code == 303
-    assert response.headers["location"] == "/ui/items"
+    assert response.headers["location"] == f"{ui}/items"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{SESSION_COOKIE}={tokens['tanaka']};")
+    name, _, rest = cookie.partition("=")
+    session = rest.split(";")[0]
+    assert name == dashboard_scope(jpn_node.ring).cookie
+    assert session != tokens["tanaka"]  # an opaque session id, never the token
+    assert tokens["tanaka"] not in cookie
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
-    assert "Path=/" in cookie
+    assert f"Path={ui}" in cookie
+    assert jpn_node.credentials.session(session).id == "tanaka"
+
+
+def test_the_old_login_page_leads_to_this_dashboard(browse: Browse, ui: str) -> None:
+    response = browse("GET", "/ui/login?next=/ui/items")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{ui}/login?next=%2Fui%2Fjpn-{ui.split('-')[1]}%2Fitems"
+    assert browse("GET", "/ui").headers["location"] == f"{ui}/agreements"
 
 
 def test_login_with_a_bad_token_is_refused_and_audited(browse: Browse, jpn_node: Node) -> None:
     response = browse(
         "POST",
-        "/ui/login",
+        "~/login",
         content="token=gsm_nope",
         headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
     )
@@ -82,7 +106,7 @@ def test_login_posted_from_another_site_is_refused(
 ) -> None:
     response = browse(
         "POST",
-        "/ui/login",
+        "~/login",
         content=f"token={tokens['tanaka']}",
         headers={"content-type": "application/x-www-form-urlencoded", "origin": "http://evil.example"},
     )
@@ -91,25 +115,31 @@ def test_login_posted_from_another_site_is_refused(
     assert refusals(jpn_node, "ui.login")
 
 
-def test_login_redirect_stays_on_the_dashboard(browse: Browse, tokens: dict[str, str]) -> None:
+def test_login_redirect_stays_on_the_dashboard(browse: Browse, tokens: dict[str, str], ui: str) -> None:
     response = browse(
         "POST",
-        "/ui/login",
+        "~/login",
         content=f"token={tokens['tanaka']}&next=https://evil.example/",
         headers={"content-type": "application/x-www-form-urlencoded", "origin": BASE},
     )
-    assert response.headers["location"] == "/ui/agreements"
+    assert response.headers["location"] == f"{ui}/agreements"
 
 
-def test_a_page_without_a_session_redirects_to_login(browse: Browse) -> None:
-    response = browse("GET", "/ui/items")
+def test_a_page_without_a_session_redirects_to_login(browse: Browse, ui: str) -> None:
+    response = browse("GET", "~/items")
     assert response.status_code == 303
-    assert response.headers["location"] == "/ui/login?next=/ui/items"
+    assert response.headers["location"] == f"{ui}/login?next={ui}/items"
 
 
-def test_the_cookie_authenticates_reads_of_the_api(browse: Browse, tokens: dict[str, str]) -> None:
-    assert browse("GET", "/agreements", tokens["tanaka"]).status_code == 200
-    assert browse("GET", "/agreements").status_code == 401
+def test_the_session_authenticates_reads_under_the_dashboard_only(
+    browse: Browse, tokens: dict[str, str]
+) -> None:
+    assert browse("GET", "~/api/matrix?at=2019-11-23", tokens["tanaka"]).status_code == 200
+    assert browse("GET", "/agreements", tokens["tanaka"]).status_code == 401  # the API needs the bearer
+    assert (
+        browse("GET", "/agreements", headers={"Authorization": f"Bearer {tokens['tanaka']}"}).status_code
+        == 200
+    )
 
 
 def test_the_cookie_alone_cannot_change_anything(browse: Browse, tokens: dict[str, str]) -> None:
@@ -128,7 +158,7 @@ def test_the_cookie_alone_cannot_change_anything(browse: Browse, tokens: dict[st
 
 def test_pages_carry_a_strict_content_security_policy(browse: Browse, tokens: dict[str, str]) -> None:
     for page in ("agreements", "matrix", "items", "flows", "audit", "tracks"):
-        response = browse("GET", f"/ui/{page}", tokens["admin"])
+        response = browse("GET", f"~/{page}", tokens["admin"])
         assert response.status_code in (200, 403), page
         policy = response.headers["content-security-policy"]
         assert "default-src 'none'" in policy
@@ -144,15 +174,15 @@ def test_only_shipped_assets_are_served(browse: Browse) -> None:
 def test_agreements_page_shows_the_state_at_the_chosen_instant(
     browse: Browse, tokens: dict[str, str]
 ) -> None:
-    html = browse("GET", "/ui/agreements?at=2019-09-01", tokens["tanaka"]).text
+    html = browse("GET", "~/agreements?at=2019-09-01", tokens["tanaka"]).text
     assert 'data-agreement="kor-jpn-gsomia-2016" data-status="termination_notified"' in html
-    html = browse("GET", "/ui/agreements?at=2020-01-01", tokens["tanaka"]).text
+    html = browse("GET", "~/agreements?at=2020-01-01", tokens["tanaka"]).text
     assert 'data-agreement="kor-jpn-gsomia-2016" data-status="notice_suspended"' in html
     assert 'data-event="2019-11-22-notice-suspended"' in html
 
 
 def test_agreements_page_names_a_bad_instant(browse: Browse, tokens: dict[str, str]) -> None:
-    response = browse("GET", "/ui/agreements?at=2019-13-01", tokens["tanaka"])
+    response = browse("GET", "~/agreements?at=2019-13-01", tokens["tanaka"])
     assert response.status_code == 422
     assert "2019-13-01" in response.json()["detail"]
 
@@ -164,7 +194,7 @@ def matrix_cell(data: dict[str, Any], sender: str, recipient: str) -> dict[str, 
 def test_matrix_feed_follows_the_agreements_and_the_what_if(browse: Browse, tokens: dict[str, str]) -> None:
     def at(day: str, *without: str) -> dict[str, Any]:
         params: list[tuple[str, str]] = [("at", day), *(("without", w) for w in without)]
-        response = browse("GET", "/ui/api/matrix", tokens["tanaka"], params=params)
+        response = browse("GET", "~/api/matrix", tokens["tanaka"], params=params)
         assert response.status_code == 200, response.text
         return matrix_cell(response.json(), "KOR", "JPN")
 
@@ -178,13 +208,13 @@ def test_matrix_feed_follows_the_agreements_and_the_what_if(browse: Browse, toke
 
 
 def test_matrix_feed_names_bad_input(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
-    bad = browse("GET", "/ui/api/matrix?at=2019-11-23&purpose=gossip", tokens["tanaka"])
+    bad = browse("GET", "~/api/matrix?at=2019-11-23&purpose=gossip", tokens["tanaka"])
     assert bad.status_code == 422
     assert "gossip" in bad.json()["detail"]
-    unknown = browse("GET", "/ui/api/matrix?at=2019-11-23&without=no-such-event", tokens["tanaka"])
+    unknown = browse("GET", "~/api/matrix?at=2019-11-23&without=no-such-event", tokens["tanaka"])
     assert unknown.status_code == 422
     assert "no-such-event" in unknown.json()["detail"]
-    assert browse("GET", "/ui/api/matrix?at=2019-11-23").status_code == 401
+    assert browse("GET", "~/api/matrix?at=2019-11-23").status_code == 401
     assert [r for r in jpn_node.store.audit(kind="api.refused") if "gossip" in r.detail]
 
 
@@ -199,30 +229,30 @@ def test_items_page_shows_both_labels_and_withholds_the_unreadable(
         received_from="KOR",
         agreement="kor-jpn-gsomia-2016",
     )
-    cleared = browse("GET", "/ui/items", tokens["tanaka"]).text
+    cleared = browse("GET", "~/items", tokens["tanaka"]).text
     assert 'data-item-id="kor-1"' in cleared
     assert "군사II급비밀" in cleared
     assert "極秘" in cleared
-    uncleared = browse("GET", "/ui/items", tokens["sato"]).text  # 秘 only: below the item's 極秘
+    uncleared = browse("GET", "~/items", tokens["sato"]).text  # 秘 only: below the item's 極秘
     assert "kor-1" not in uncleared
     assert "1 withheld" in uncleared
-    detail = browse("GET", "/ui/items/kor-1", tokens["tanaka"]).text
+    detail = browse("GET", "~/items/kor-1", tokens["tanaka"]).text
     assert 'data-kind="received"' in detail
     assert "received from KOR under kor-jpn-gsomia-2016" in detail
-    refused = browse("GET", "/ui/items/kor-1", tokens["sato"])
+    refused = browse("GET", "~/items/kor-1", tokens["sato"])
     assert refused.status_code == 403
     assert "kor-1" not in refused.text.split("<main>")[1].split("cleared")[0]
 
 
 def test_flows_need_the_audit_roles(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
-    assert browse("GET", "/ui/api/flows", tokens["tanaka"]).status_code == 403
-    assert browse("GET", "/ui/flows", tokens["tanaka"]).status_code == 403
+    assert browse("GET", "~/api/flows", tokens["tanaka"]).status_code == 403
+    assert browse("GET", "~/flows", tokens["tanaka"]).status_code == 403
     assert refusals(jpn_node, "authz.flows.read")
-    assert browse("GET", "/ui/api/flows", tokens["admin"]).json() == {"flows": [], "last": 0}
+    assert browse("GET", "~/api/flows", tokens["admin"]).json() == {"flows": [], "last": 0}
 
 
 def test_audit_page_shows_the_signed_head(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
-    html = browse("GET", "/ui/audit", tokens["tanaka"]).text
+    html = browse("GET", "~/audit", tokens["tanaka"]).text
     head = jpn_node.audit.latest_head()
     assert head is not None
     assert head.root.hex() in html

@@ -11,12 +11,12 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gsomia._codec import (
     agreement_json,
@@ -25,6 +25,7 @@ from gsomia._codec import (
     person_to_dict,
     state_json,
 )
+from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
@@ -37,10 +38,10 @@ from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
-from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow
+from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow, TokenRow
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
-from gsomia.ui import SESSION_COOKIE, ui_router
+from gsomia.ui import ui_router
 
 __all__ = ["create_app"]
 
@@ -89,6 +90,48 @@ class _BodyLimit:
             detail = f"request body of {size} bytes exceeds this node's limit of {self.limit}"
             return 413, "payload-too-large", "Payload too large", detail
         return None
+
+
+_JSON_TYPES = (b"application/json", b"application/problem+json", b"application/taxii+json")
+
+
+class _NoStoreJson:
+    """``Cache-Control: no-store`` on every JSON response that does not set its own: what a node
+    answers a person (items, labels, people, tokens) must not stay in a browser's or a proxy's cache."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                kind = next((value for name, value in headers if name.lower() == b"content-type"), b"")
+                if b"cache-control" not in names and kind.split(b";")[0].strip().startswith(_JSON_TYPES):
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _token_out(row: TokenRow) -> dict[str, Any]:
+    def at(us: int | None) -> str | None:
+        return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "created": at(row.created_us),
+        "expires": at(row.expires_us),
+        "revoked": at(row.revoked_us),
+        "minted_by": row.parent_id,
+    }
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
@@ -189,16 +232,22 @@ def create_app(
     app.add_middleware(
         _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
     )
+    app.add_middleware(_NoStoreJson)
+    dashboard = dashboard_scope(node.ring)
 
     def reader(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Person:
-        """The caller: a bearer token, or (reading only) the dashboard's session cookie.
+        """The caller: a bearer token, or (reading only, under the dashboard's path) its session.
 
-        The cookie is never enough to change anything, so a cross-site request cannot act (CSRF).
+        The session is never enough to change anything, so a cross-site request cannot act (CSRF).
         """
-        if credentials is None and request.method in ("GET", "HEAD"):
-            return node.authenticate(request.cookies.get(SESSION_COOKIE))
+        if (
+            credentials is None
+            and request.method in ("GET", "HEAD")
+            and request.url.path.startswith(dashboard.path + "/")
+        ):
+            return node.credentials.session(request.cookies.get(dashboard.cookie))
         return node.authenticate(credentials.credentials if credentials else None)
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
@@ -206,7 +255,7 @@ def create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(standards_router(node, reader))
-    app.include_router(stream_router(stream, reader))
+    app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
 
     @app.get("/healthz", tags=["node"])
@@ -327,15 +376,41 @@ def create_app(
             node.require_any(person, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "person.read")
         return person_to_dict(node.person(person_id))
 
+    @app.post("/people/{person_id}/disable", response_model=m.PersonDisabledOut, tags=["people"])
+    def disable_person(person_id: str, person: Caller) -> dict[str, Any]:
+        """Disable a person (administrators): every token and session of theirs, and every token
+        minted from them, is revoked at once; they can no longer authenticate."""
+        disabled, revoked = node.credentials.set_active(person, person_id, False)
+        return {"person": person_to_dict(disabled), "revoked": revoked}
+
+    @app.post("/people/{person_id}/enable", response_model=m.PersonDisabledOut, tags=["people"])
+    def enable_person(person_id: str, person: Caller) -> dict[str, Any]:
+        """Enable a person again (administrators); their revoked tokens stay revoked."""
+        enabled, revoked = node.credentials.set_active(person, person_id, True)
+        return {"person": person_to_dict(enabled), "revoked": revoked}
+
+    @app.get("/people/{person_id}/tokens", response_model=list[m.TokenInfoOut], tags=["people"])
+    def person_tokens(person_id: str, person: Caller) -> list[dict[str, Any]]:
+        """A person's tokens and dashboard sessions, never their secrets: yourself, or anyone's
+        (administrators)."""
+        return [_token_out(r) for r in node.credentials.of(person, person_id)]
+
     @app.post("/people/{person_id}/tokens", status_code=201, response_model=m.TokenOut, tags=["people"])
-    def issue_token(person_id: Id, body: m.TokenIn, person: Caller) -> dict[str, Any]:
-        """A new token for yourself, or for anyone (administrators). Shown once."""
-        token_id, token, expires = node.issue_token(person, person_id, body.days)
+    def issue_token(
+        person_id: Id,
+        body: m.TokenIn,
+        person: Caller,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> dict[str, Any]:
+        """A new token for yourself, or for anyone (administrators), minted by the caller's token: it
+        expires no later, and revoking the caller's token revokes it. Shown once."""
+        _, parent = node.credentials.authenticate_row(credentials.credentials if credentials else None)
+        token_id, token, expires = node.issue_token(person, person_id, body.days, parent=parent)
         return {"id": token_id, "token": token, "expires": expires.isoformat()}
 
     @app.delete("/tokens/{token_id}", status_code=204, tags=["people"])
     def revoke_token(token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], person: Caller) -> Response:
-        """Revoke a token: your own, or anyone's (administrators)."""
+        """Revoke a token, and every token minted from it: your own, or anyone's (administrators)."""
         node.revoke_token(person, token_id)
         return Response(status_code=204)
 

@@ -147,6 +147,22 @@ class TokenOut(BaseModel):
     expires: str
 
 
+class TokenInfoOut(BaseModel):
+    """A token or dashboard session as listed: never its secret."""
+
+    id: str
+    kind: str = Field(description="api (a bearer token) or session (a dashboard session, read-only)")
+    created: str
+    expires: str
+    revoked: str | None
+    minted_by: str | None = Field(description="the token that minted it; null: issued by the node's operator")
+
+
+class PersonDisabledOut(BaseModel):
+    person: PersonOut
+    revoked: list[str] = Field(description="the tokens and sessions revoked by this change")
+
+
 class AgreementOut(BaseModel):
     id: str
     title: str

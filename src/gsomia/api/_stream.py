@@ -20,10 +20,11 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
+from gsomia._web import is_own_origin
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
-from gsomia.errors import GsomiaError, InvalidInputError, LinkError
+from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError, LinkError
 from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
@@ -118,8 +119,14 @@ def _is_request(function: Callable[..., Any], name: str, param: inspect.Paramete
         return False
 
 
-def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRouter:
-    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency."""
+def stream_router(
+    stream: StreamService, reader: Callable[..., Person], *, dashboard: str | None = None
+) -> APIRouter:
+    """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency.
+
+    ``dashboard`` is the dashboard's path: the consumers' routes are served under it as well
+    (``{dashboard}/tracks/sse``, ``{dashboard}/tracks/ws``), where the browser sends its session.
+    """
     router = APIRouter(tags=["stream"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
@@ -152,7 +159,6 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             "expires": None if consent.expires is None else consent.expires.isoformat(),
         }
 
-    @router.get("/stream/tracks/sse", response_class=StreamingResponse)
     async def follow_sse(
         person: Caller,
         last_event_id: Annotated[
@@ -196,6 +202,12 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
+    for path in ("/stream/tracks/sse", *((f"{dashboard}/tracks/sse",) if dashboard else ())):
+        router.add_api_route(
+            path, follow_sse, methods=["GET"], response_class=StreamingResponse,
+            include_in_schema=not path.startswith(dashboard or "\0"),
+        )  # fmt: skip
+
     async def ws_caller(websocket: WebSocket, method: str) -> Person:
         """The node's own ``reader`` dependency, called for a WebSocket handshake.
 
@@ -204,7 +216,20 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
         then allows for following alone), with the bearer credentials from its header.
         """
-        request = Request({**websocket.scope, "type": "http", "method": method})
+        origin = websocket.headers.get("origin")
+        if origin is not None and not is_own_origin(
+            origin, websocket.url.scheme, websocket.headers.get("host"), stream.kernel.endpoint
+        ):
+            # a page of another origin (another port of this host included) opened it in a browser
+            # that sends this node's cookies: nothing it carries is this person's consent
+            raise stream.kernel.refuse(
+                "auth", None, None,
+                AuthenticationError(f"a WebSocket opened from {origin[:80]} is not from this node's pages"),
+            )  # fmt: skip
+        scope = dict(websocket.scope)
+        if origin is None:  # no browser: a session cookie is not for it (browsers always send Origin)
+            scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+        request = Request({**scope, "type": "http", "method": method})
         header = websocket.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         credentials = (
@@ -233,8 +258,13 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         await websocket.accept()
         try:
             while True:
-                text = await websocket.receive_text()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
                 try:
+                    text = message.get("text")
+                    if text is None:
+                        raise InvalidInputError("a feed message is text: a JSON object or array, not binary")
                     updates = parse_feed_message(text)
                 except GsomiaError as exc:
                     await _send_refusal(websocket, exc, None)
@@ -247,9 +277,9 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         except WebSocketDisconnect:
             return
 
-    @router.websocket("/stream/tracks/ws")
     async def follow_ws(websocket: WebSocket) -> None:
-        """Tracks this person may read, one JSON text message each (bearer token in the handshake)."""
+        """Tracks this person may read, one JSON text message each (bearer token in the handshake;
+        or, under the dashboard's path, its session from the node's own pages)."""
         try:
             person = await ws_caller(websocket, "GET")
             tracks = await stream.subscribe(person, "ws")
@@ -275,19 +305,29 @@ def stream_router(stream: StreamService, reader: Callable[..., Person]) -> APIRo
         finally:
             await tracks.aclose()  # type: ignore[attr-defined]
 
+    for path in ("/stream/tracks/ws", *((f"{dashboard}/tracks/ws",) if dashboard else ())):
+        router.add_api_websocket_route(path, follow_ws)
+
     @router.websocket(LINK_PATH)
     async def link(websocket: WebSocket) -> None:
         """A peer node's link session (Noise KK over binary WebSocket messages)."""
         await websocket.accept()
 
         async def receive() -> bytes:
-            return await websocket.receive_bytes()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data: bytes | None = message.get("bytes")
+            if data is None:
+                raise LinkError("malformed", "a link carries binary messages only, not text")
+            return data
 
+        source = websocket.client.host if websocket.client else "unknown"
         try:
-            await stream.serve_link(receive, websocket.send_bytes)
+            await stream.serve_link(receive, websocket.send_bytes, source)
         except LinkError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=exc.detail)
-        except (WebSocketDisconnect, RuntimeError, KeyError):
+        except (WebSocketDisconnect, RuntimeError):
             return
 
     return router

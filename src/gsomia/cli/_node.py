@@ -6,7 +6,7 @@ import base64
 import gc
 import json
 import sys
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +18,7 @@ from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import HttpTransport
 from gsomia.node import Item, Node, init_node_dir, set_endpoint
-from gsomia.store import ItemFilter
+from gsomia.store import ItemFilter, TokenRow
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
 person_app = typer.Typer(help="The node's register of people and their API tokens.", no_args_is_help=True)
@@ -355,6 +355,80 @@ def person_token(
         emit({"id": token_id, "token": token, "expires": expires.isoformat()})
     else:
         console().print(f"token {token_id} (expires {expires.isoformat()}):\n{token}")
+
+
+def _tokens_json(rows: list[TokenRow]) -> list[dict[str, Any]]:
+    def at(us: int | None) -> str | None:
+        return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+    return [
+        {"id": r.id, "kind": r.kind, "created": at(r.created_us), "expires": at(r.expires_us),
+         "revoked": at(r.revoked_us), "minted_by": r.parent_id}
+        for r in rows
+    ]  # fmt: skip
+
+
+@person_app.command("tokens")
+@guard
+def person_tokens(
+    directory: DirOpt,
+    person_id: Annotated[str, typer.Argument(help="The person whose tokens to list.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """List a person's tokens and dashboard sessions (ids, lifetimes, lineage; never a secret)."""
+    rows = _tokens_json(open_node(directory).credentials.of(None, person_id))
+    if as_json:
+        emit(rows)
+        return
+    for r in rows:
+        state = f"revoked {r['revoked']}" if r["revoked"] else f"expires {r['expires']}"
+        minted = f"  minted by {r['minted_by']}" if r["minted_by"] else ""
+        console().print(f"{r['id']}  {r['kind']}  created {r['created']}  {state}{minted}")
+
+
+@person_app.command("revoke-token")
+@guard
+def person_revoke_token(
+    directory: DirOpt,
+    token_id: Annotated[str, typer.Argument(help="The token's id (not its secret).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token, and every token and session minted from it."""
+    revoked = open_node(directory).credentials.revoke(None, token_id)
+    if as_json:
+        emit({"revoked": revoked})
+    else:
+        console().print(f"revoked {', '.join(revoked)}")
+
+
+@person_app.command("disable")
+@guard
+def person_disable(
+    directory: DirOpt,
+    person_id: Annotated[str, typer.Argument(help="The person to disable.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable a person: all their tokens and sessions (and what was minted from them) are revoked."""
+    person, revoked = open_node(directory).credentials.set_active(None, person_id, False)
+    if as_json:
+        emit({"person": person_to_dict(person), "revoked": revoked})
+    else:
+        console().print(f"disabled {person.id}; revoked {len(revoked)} token(s) and session(s)")
+
+
+@person_app.command("enable")
+@guard
+def person_enable(
+    directory: DirOpt,
+    person_id: Annotated[str, typer.Argument(help="The person to enable again.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Enable a person again (their revoked tokens stay revoked: issue a new one)."""
+    person, _ = open_node(directory).credentials.set_active(None, person_id, True)
+    if as_json:
+        emit({"person": person_to_dict(person), "revoked": []})
+    else:
+        console().print(f"enabled {person.id}")
 
 
 def _item_json(item: Item, payload: bytes | None = None) -> dict[str, Any]:

@@ -9,14 +9,12 @@ recorded, allowed or refused, in the audit records. Every refusal raises a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,9 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.duties import DUTY_KIND, Duties
 from gsomia.errors import (
-    AuthenticationError,
     ConfigError,
     GsomiaError,
     InvalidInputError,
-    NotFoundError,
     PayloadTooLargeError,
 )
 from gsomia.exchange import Exchange, PeerTransport
@@ -49,10 +45,10 @@ from gsomia.kernel import (
     check_item_id,
     check_payload_type,
     checks_json,
-    from_us,
     system_clock,
 )
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
+from gsomia.node._credentials import Credentials
 from gsomia.node._runtime import NodeRuntime
 from gsomia.store import (
     AuditRow,
@@ -70,7 +66,6 @@ __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clo
 MAX_PAGE = 1000
 MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 _FITTED_STEP = 100
-MAX_TOKEN_DAYS = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +158,7 @@ class Node:
             max_clock_skew=config.max_clock_skew,
             watch=watch,
         )
+        self.credentials = Credentials(self.kernel)
         self.exchange = Exchange(self.kernel, ttl=config.envelope_lifetime, skew=config.max_clock_skew)
         self.audit = AuditLog(self.kernel)
         self.heads = TreeHeads(self.audit, self.exchange)
@@ -242,73 +238,22 @@ class Node:
         return [person_from_dict(json.loads(r), self.catalogue) for r in self.store.list_people()]
 
     def set_active(self, actor: Person | None, person_id: str, active: bool) -> Person:
-        self.require_any(actor, (Role.ADMINISTRATOR,), "person.update")
-        person = replace(self.person(person_id), active=active)
-        record = canonical(person_to_dict(person))
-        row = self.kernel.audit_row(
-            "person.update", actor.id if actor else "operator", person_id, "allowed", active=active
-        )
-        self.store.update_person(person_id, record, epoch_us(self.clock()), [row])
-        return person
+        """Enable or disable a person; disabling revokes all their tokens (see :class:`Credentials`)."""
+        return self.credentials.set_active(actor, person_id, active)[0]
 
-    def issue_token(self, actor: Person | None, person_id: str, days: int = 30) -> tuple[str, str, datetime]:
+    def issue_token(
+        self, actor: Person | None, person_id: str, days: int = 30, *, parent: TokenRow | None = None
+    ) -> tuple[str, str, datetime]:
         """A new API token for ``person_id``: (token id, the token — shown once, expiry)."""
-        if actor is None or actor.id != person_id:
-            self.require_any(actor, (Role.ADMINISTRATOR,), "token.issue")
-        if not 0 < days <= MAX_TOKEN_DAYS:
-            raise InvalidInputError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days}")
-        self.person(person_id)
-        token_id = secrets.token_hex(8)
-        token = f"gsm_{token_id}_{secrets.token_urlsafe(32)}"
-        now = self.clock()
-        expires = now + timedelta(days=days)
-        row = TokenRow(token_id, person_id, epoch_us(now), epoch_us(expires), None)
-        audit = self.kernel.audit_row(
-            "token.issue",
-            actor.id if actor else "operator",
-            person_id,
-            "allowed",
-            token=token_id,
-            expires=expires.isoformat(),
-        )
-        self.store.add_token(row, hashlib.sha256(token.encode()).hexdigest(), [audit])
-        return token_id, token, expires
+        return self.credentials.issue(actor, person_id, days, parent=parent)
 
     def revoke_token(self, actor: Person | None, token_id: str) -> None:
-        row = self._token_by_id(token_id)
-        if actor is None or actor.id != row:
-            self.require_any(actor, (Role.ADMINISTRATOR,), "token.revoke")
-        audit = self.kernel.audit_row("token.revoke", actor.id if actor else "operator", token_id, "allowed")
-        if not self.store.revoke_token(token_id, epoch_us(self.clock()), [audit]):
-            raise NotFoundError(f"token {token_id} is already revoked")
-
-    def _token_by_id(self, token_id: str) -> str:
-        row = self.store.token(token_id)
-        if row is None:
-            raise NotFoundError(f"no token {token_id!r}")
-        return row.person_id
+        """Revoke a token and every token minted from it."""
+        self.credentials.revoke(actor, token_id)
 
     def authenticate(self, token: str | None) -> Person:
         """The person a bearer token belongs to; refuses unknown, expired, revoked or disabled."""
-        try:
-            if not token:
-                raise AuthenticationError("no bearer token: send 'Authorization: Bearer <token>'")
-            row = self.store.find_token(hashlib.sha256(token.encode()).hexdigest())
-            if row is None:
-                raise AuthenticationError("unknown token")
-            now = epoch_us(self.clock())
-            if row.revoked_us is not None:
-                raise AuthenticationError(
-                    f"token {row.id} was revoked at {from_us(row.revoked_us).isoformat()}"
-                )
-            if now >= row.expires_us:
-                raise AuthenticationError(f"token {row.id} expired at {from_us(row.expires_us).isoformat()}")
-            person = self.person(row.person_id)
-            if not person.active:
-                raise AuthenticationError(f"the account {person.id} is disabled")
-            return person
-        except AuthenticationError as exc:
-            raise self.kernel.refuse("auth", None, None, exc) from None
+        return self.credentials.authenticate(token)
 
     # --- items ---
 

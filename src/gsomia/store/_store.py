@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -124,11 +124,20 @@ class InventoryRow:
 
 @dataclass(frozen=True, slots=True)
 class TokenRow:
+    """A credential (never its secret, only stored hashed): an API token, or a dashboard session.
+
+    ``parent_id`` is the token that minted it (``None``: issued by the node's operator); revoking a
+    token revokes every token below it. ``kind`` is ``api`` (a bearer token) or ``session`` (the
+    dashboard's cookie: read-only, never accepted as a bearer token).
+    """
+
     id: str
     person_id: str
     created_us: int
     expires_us: int
     revoked_us: int | None
+    parent_id: str | None = None
+    kind: str = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,8 +496,26 @@ class Store:
         with self._read() as conn:
             return [r[0] for r in conn.execute(select(t.people.c.record).order_by(t.people.c.id))]
 
-    def add_token(self, row: TokenRow, digest: str, audit: Sequence[AuditRow] = ()) -> None:
+    def add_token(self, row: TokenRow, digest: str, audit: Sequence[AuditRow] = ()) -> TokenRow:
+        """Insert a token; one with a parent only while the parent is valid and outlives it.
+
+        The parent's row is locked (PostgreSQL) for the transaction, and revoking a token updates
+        its row first (:meth:`revoke_token`), so a token minted while its parent is being revoked is
+        either refused here or found and revoked there: never left valid below a revoked parent.
+        Raises ``ConflictError`` if the parent is revoked, expired by ``row.created_us``, or
+        expires before ``row``.
+        """
         with self._begin() as conn:
+            if row.parent_id is not None:
+                parent = conn.execute(
+                    select(t.tokens.c.expires_us, t.tokens.c.revoked_us)
+                    .where(t.tokens.c.id == row.parent_id)
+                    .with_for_update()
+                ).one_or_none()
+                if parent is None or parent.revoked_us is not None or parent.expires_us <= row.created_us:
+                    raise ConflictError(f"token {row.parent_id} is no longer valid: it can mint nothing")
+                if row.expires_us > parent.expires_us:
+                    raise ConflictError(f"a token minted by {row.parent_id} cannot outlive it")
             conn.execute(
                 insert(t.tokens),
                 {
@@ -498,20 +525,26 @@ class Store:
                     "created_us": row.created_us,
                     "expires_us": row.expires_us,
                     "revoked_us": row.revoked_us,
+                    "parent_id": row.parent_id,
+                    "kind": row.kind,
                 },
             )
             self._audit(conn, audit)
+        return row
+
+    _TOKEN_COLUMNS = (
+        t.tokens.c.id,
+        t.tokens.c.person_id,
+        t.tokens.c.created_us,
+        t.tokens.c.expires_us,
+        t.tokens.c.revoked_us,
+        t.tokens.c.parent_id,
+        t.tokens.c.kind,
+    )
 
     def _token_where(self, condition: Any) -> TokenRow | None:
-        query = select(
-            t.tokens.c.id,
-            t.tokens.c.person_id,
-            t.tokens.c.created_us,
-            t.tokens.c.expires_us,
-            t.tokens.c.revoked_us,
-        ).where(condition)
         with self._read() as conn:
-            row = conn.execute(query).one_or_none()
+            row = conn.execute(select(*self._TOKEN_COLUMNS).where(condition)).one_or_none()
         return None if row is None else TokenRow(*row)
 
     def find_token(self, digest: str) -> TokenRow | None:
@@ -521,15 +554,79 @@ class Store:
     def token(self, token_id: str) -> TokenRow | None:
         return self._token_where(t.tokens.c.id == token_id)
 
-    def revoke_token(self, token_id: str, at_us: int, audit: Sequence[AuditRow] = ()) -> bool:
-        with self._begin() as conn:
+    def tokens_of(self, person_id: str) -> list[TokenRow]:
+        """A person's tokens and sessions, oldest first (their ids and lifetimes, no secrets)."""
+        query = (
+            select(*self._TOKEN_COLUMNS)
+            .where(t.tokens.c.person_id == person_id)
+            .order_by(t.tokens.c.created_us, t.tokens.c.id)
+        )
+        with self._read() as conn:
+            return [TokenRow(*r) for r in conn.execute(query)]
+
+    def _revoke_lineage(self, conn: Connection, roots: Sequence[str], at_us: int) -> list[str]:
+        """Revoke ``roots`` and every token minted from them (at any depth); the ids newly revoked.
+
+        Each root's row is updated first: a concurrent mint that locked it has committed its child
+        by then, and the child is found below."""
+        revoked: list[str] = []
+        for root in roots:
             done = conn.execute(
                 update(t.tokens)
-                .where(t.tokens.c.id == token_id, t.tokens.c.revoked_us.is_(None))
+                .where(t.tokens.c.id == root, t.tokens.c.revoked_us.is_(None))
                 .values(revoked_us=at_us)
             ).rowcount
-            self._audit(conn, audit)
-            return bool(done)
+            if done:
+                revoked.append(root)
+        frontier = list(roots)
+        while frontier:
+            children = [
+                r[0] for r in conn.execute(select(t.tokens.c.id).where(t.tokens.c.parent_id.in_(frontier)))
+            ]
+            live = [
+                r[0]
+                for r in conn.execute(
+                    select(t.tokens.c.id).where(t.tokens.c.id.in_(children), t.tokens.c.revoked_us.is_(None))
+                )
+            ]
+            if live:
+                conn.execute(update(t.tokens).where(t.tokens.c.id.in_(live)).values(revoked_us=at_us))
+                revoked += live
+            frontier = children
+        return revoked
+
+    def revoke_token(
+        self,
+        token_id: str,
+        at_us: int,
+        audit: Callable[[list[str]], Sequence[AuditRow]] | Sequence[AuditRow] = (),
+    ) -> list[str]:
+        """Revoke a token and every token minted from it, in one transaction; the ids newly revoked
+        (empty if the token was revoked already). ``audit`` may be rows, or made from those ids."""
+        with self._begin() as conn:
+            revoked = self._revoke_lineage(conn, [token_id], at_us)
+            if revoked:
+                self._audit(conn, audit(revoked) if callable(audit) else audit)
+            return revoked
+
+    def disable_person(
+        self, person_id: str, record: str, at_us: int, audit: Callable[[list[str]], Sequence[AuditRow]]
+    ) -> list[str]:
+        """Store the person's record (disabled) and revoke all their tokens and sessions, and every
+        token minted from them, in one transaction; the ids newly revoked."""
+        with self._begin() as conn:
+            conn.execute(
+                update(t.people).where(t.people.c.id == person_id).values(record=record, updated_us=at_us)
+            )
+            own = [
+                r[0]
+                for r in conn.execute(
+                    select(t.tokens.c.id).where(t.tokens.c.person_id == person_id).order_by(t.tokens.c.id)
+                )
+            ]
+            revoked = self._revoke_lineage(conn, own, at_us)
+            self._audit(conn, audit(revoked))
+            return revoked
 
     # --- audit seam ---
 

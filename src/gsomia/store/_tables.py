@@ -114,6 +114,10 @@ tokens = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger),
+    Column("parent_id", String(32)),  # the token that minted it; NULL: issued by the operator (0007)
+    Column("kind", String(16), nullable=False, server_default="api"),  # api | session (0007)
+    Index("ix_tokens_parent", "parent_id"),
+    Index("ix_tokens_person", "person_id"),
 )
 
 audit_records = Table(
@@ -386,7 +390,7 @@ item_flags = Table(
 )
 
 
-# The node whose database this is (one row): another node refuses to start on it (0007).
+# The node whose database this is (one row): another node refuses to start on it (0008).
 node_identity = Table(
     "node_identity",
     metadata,

@@ -17,7 +17,9 @@ header is the AEAD's associated data and the nonce is Noise's counter, which equ
 (``seq`` below the next expected), a gap (a frame dropped, or one arriving early) and a
 tampered frame (AEAD failure) are each refused with their own code, and the link closes.
 Rekeying (Noise ``REKEY``) follows a ``REKEY`` frame, after ``rekey_frames`` frames or
-``rekey_seconds`` seconds, whichever comes first.
+``rekey_seconds`` seconds, whichever comes first. The initiator's first frame is ``READY``
+(empty): key confirmation, so the responder knows the caller holds the session keys (a replayed
+hello cannot make one) before it counts the link as open.
 
 Non-repudiation: the AEAD authenticates the link, not the sender to a third party, so the
 sender signs (Ed25519, its node key, a compact JWS) an RFC 9162 Merkle root over the track
@@ -50,6 +52,7 @@ __all__ = [
     "CLOSE",
     "CONSENT",
     "PROTOCOL",
+    "READY",
     "REKEY",
     "TRACK",
     "TRACKS",
@@ -63,8 +66,8 @@ __all__ = [
 ]
 
 PROTOCOL = b"Noise_KK_25519_ChaChaPoly_SHA256"
-TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS = 1, 2, 3, 4, 5, 6
-_TYPES = frozenset({TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS})
+TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY = 1, 2, 3, 4, 5, 6, 7
+_TYPES = frozenset({TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY})
 _HEADER = struct.Struct(">QB")
 _TAG = 16
 WINDOW_S = 0.05  # a signed batch root covers at most 50 ms of frames

@@ -54,13 +54,16 @@ from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
 from gsomia.store import PEERS, AuditRow
 from gsomia.stream._bus import Bus, InProcessBus
+from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
     BATCH,
     CONSENT,
+    READY,
     TRACK,
     TRACKS,
     BatchSigner,
     BatchVerifier,
+    Frame,
     LinkSession,
     accept,
     initiate,
@@ -78,6 +81,9 @@ _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
 # tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
 _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
+_ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
+_CONSENTS_PER_LINK = 64  # authorisations one link may carry
+_CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
 
 
 class StreamHost(Protocol):
@@ -175,6 +181,7 @@ class StreamService:
         self._route_fields: dict[tuple[str, str | None], bytes] = {}  # -> ',"route":..,"agreement":..}'
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
+        self.gate = LinkGate()  # unauthenticated callers of /stream/link
 
     # --- lifecycle ---
 
@@ -380,6 +387,8 @@ class StreamService:
                 if not isinstance(answer, bytes):
                     raise LinkError("handshake-failed", f"{party} answered the handshake with text")
                 session = finish(answer, rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds)
+                for frame in session.seal(READY, b"", time.monotonic()):  # key confirmation
+                    await ws.send(frame)
             except BaseException:
                 await ws.close()
                 raise
@@ -509,16 +518,29 @@ class StreamService:
 
     # --- links (receiving side) ---
 
-    async def serve_link(self, receive: Any, send: Any) -> None:
+    async def serve_link(self, receive: Any, send: Any, source: str = "unknown") -> None:
         """Run one inbound link: ``receive()`` returns the next binary message, ``send(bytes)`` answers.
 
-        Every refusal (handshake, replay, gap, tamper, a bad batch root) is audited and ends the link.
+        ``source`` is the caller's address. Until its first authenticated frame (``READY``), the caller
+        is held to the gate (``_gate``): a connection slot of its source, deadlines, no replayed hello.
+        The link is "opened" (audited) only then. Every refusal (handshake, replay, gap, tamper, a
+        track its originator did not sign, a hop's window root overdue or wrong, too many consents)
+        is audited and ends the link; before confirmation, in bounded space.
         """
         if not self._started:
             await self.start()
+        gate = self.gate
         peer_name = "unknown"
+        confirmed = False
+        admitted = gate.admit(source)
         try:
-            first = await receive()
+            if not admitted:
+                raise LinkError(
+                    "too-many-links", f"{source} already holds {gate.per_source} unauthenticated links"
+                )
+            first = await _within(receive(), gate.handshake_s, "no link hello")
+            if not gate.fresh_hello(first, time.monotonic()):
+                raise LinkError("replayed-handshake", "this link hello was sent before: a replay")
             answer, session = accept(
                 self.kernel.ring, self.kernel.peers.peer, first, self.kernel.clock(),
                 rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
@@ -528,42 +550,92 @@ class StreamService:
             peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]
             peers = self.kernel.watch.generation(PEERS)
             await send(answer)
+            # key confirmation: a first frame that opens (READY, or any other) proves the session keys
+            data = await _within(receive(), gate.handshake_s, f"no first frame from {peer_name}")
+            frame = session.open(data)
+            confirmed = True
+            gate.release(source)
             await self._audit(self._row("stream.link", None, peer_name, "opened", role="responder"))
-            verifier = BatchVerifier(self.party, self.kernel.peers.peer)
-            while True:
-                data = await receive()
-                if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
-                    peers = self._check_session_key(peer_name, peer_kid)
-                frame = session.open(data)
-                if frame is None:
-                    continue
-                if frame.kind == TRACKS:
-                    verifier.add(frame.seq, frame.body)
-                    for group in decode_groups(frame.body, session.peer):
-                        # the originator's signature and each track's inclusion, before any is read
-                        verified = verify_group(
-                            group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
-                        )
-                        for entry in verified.entries:
-                            await self._receive_frame_track(session.peer, frame.seq, verified, entry)
-                elif frame.kind == TRACK:
-                    raise LinkError(
-                        "unsigned",
-                        f"frame {frame.seq} from {session.peer} holds a track its originator did not sign",
-                    )
-                elif frame.kind == CONSENT:
-                    await self._receive_consent(session.peer, _text(frame.body, frame.seq, session.peer))
-                elif frame.kind == BATCH:
-                    jws = _text(frame.body, frame.seq, session.peer)
-                    batch = verifier.verify(jws, session.peer, self.kernel.clock())
-                    self.stats.batches_verified += 1
-                    await self._audit(self._row("stream.batch", None, session.peer, "verified",
-                                                **batch.audit_detail()))  # fmt: skip
+            await self._serve_frames(receive, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
-            await self._audit(self._row("stream.link", None, peer_name, "refused",
-                                        error=exc.detail, reason=str(exc)))  # fmt: skip
+            row = self._row("stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc))
+            if confirmed:
+                await self._audit(row)
+            else:  # nobody yet: one record per source and code per window, with the count left out
+                left_out = gate.should_record(source, exc.detail, time.monotonic())
+                if left_out is not None:
+                    await self._audit(
+                        self._row("stream.link", None, peer_name, "refused", error=exc.detail,
+                                  reason=str(exc), source=source, left_out=left_out)
+                    )  # fmt: skip
             raise
+        finally:
+            if admitted and not confirmed:
+                gate.release(source)
+
+    async def _serve_frames(
+        self, receive: Any, session: LinkSession, first: Frame | None, peer_kid: str, peers: int
+    ) -> None:
+        """The frames of a confirmed link (``first`` already opened), until it ends or a frame is
+        refused (``LinkError``). ``peer_kid`` is the peer's key the session was opened with and
+        ``peers`` the peer directory's generation then: a key revoked meanwhile ends the link."""
+        peer = session.peer
+        verifier = BatchVerifier(self.party, self.kernel.peers.peer)
+        unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
+        consents = 0
+        opened: Frame | None = first
+        while True:
+            if opened is None:
+                if unrooted_since is None:
+                    data = await receive()  # an idle link may stay idle
+                else:
+                    left = unrooted_since + _ROOT_DEADLINE_S - time.monotonic()
+                    data = await _within(
+                        receive(), left, f"no signed window root from {peer}", "no-batch-root"
+                    )
+                if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
+                    peers = self._check_session_key(peer, peer_kid)
+                opened = session.open(data)
+                if opened is None:
+                    continue
+            frame, opened = opened, None
+            if frame.kind == READY:
+                continue
+            if frame.kind == TRACKS:
+                verifier.add(frame.seq, frame.body)
+                if unrooted_since is None:
+                    unrooted_since = time.monotonic()
+                elif time.monotonic() - unrooted_since > _ROOT_DEADLINE_S:
+                    raise LinkError(
+                        "no-batch-root",
+                        f"{peer} sent tracks for {_ROOT_DEADLINE_S:g} s without a window root",
+                    )
+                for group in decode_groups(frame.body, peer):
+                    # the originator's signature and each track's inclusion, before any is read
+                    verified = verify_group(
+                        group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
+                    )
+                    for entry in verified.entries:
+                        await self._receive_frame_track(peer, frame.seq, verified, entry)
+            elif frame.kind == TRACK:
+                raise LinkError(
+                    "unsigned", f"frame {frame.seq} from {peer} holds a track its originator did not sign"
+                )
+            elif frame.kind == CONSENT:
+                consents += 1
+                if consents > _CONSENTS_PER_LINK:
+                    raise LinkError(
+                        "too-many-consents",
+                        f"{peer} sent more than {_CONSENTS_PER_LINK} authorisations on one link",
+                    )
+                await self._receive_consent(peer, _text(frame.body, frame.seq, peer))
+            elif frame.kind == BATCH:
+                jws = _text(frame.body, frame.seq, peer)
+                batch = verifier.verify(jws, peer, self.kernel.clock())
+                unrooted_since = None
+                self.stats.batches_verified += 1
+                await self._audit(self._row("stream.batch", None, peer, "verified", **batch.audit_detail()))
 
     def _check_session_key(self, peer: str, kid: str) -> int:
         """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
@@ -581,12 +653,26 @@ class StreamService:
         return generation
 
     async def _receive_consent(self, sender: str, jws: str) -> None:
+        """A standing hub authorisation on a link: from its originator to this node as the hub, or
+        relayed by the hub it names to this node as the recipient; kept, at most ``_CONSENTS_KEPT``
+        per originator (the newest)."""
         try:
             signer, content = verify_origin(jws, self.kernel.peers.peer, self.kernel.clock())
             consent_id, consent = consent_from_content(content, signer)
         except GsomiaError as exc:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
-        self._consents.setdefault(consent.originator, {})[consent_id] = (consent, jws)
+        to_hub = consent.hub == self.party and sender == consent.originator
+        relayed = consent.recipient == self.party and consent.hub == sender
+        if consent.kind != ConsentKind.HUB_RELAY or consent.item is not None or not (to_hub or relayed):
+            raise LinkError(
+                "bad-consent",
+                f"{sender} sent an authorisation that is not a hub relay involving {self.party}",
+            )
+        kept = self._consents.setdefault(consent.originator, {})
+        kept[consent_id] = (consent, jws)
+        if len(kept) > _CONSENTS_KEPT:
+            oldest = min(kept, key=lambda key: kept[key][0].given_at)
+            del kept[oldest]
         self._received_plans.clear()
         await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
@@ -762,6 +848,15 @@ class StreamService:
                     yield seq, message["track"]
         finally:
             await subscription.close()
+
+
+async def _within(waiting: Any, seconds: float, what: str, code: str = "handshake-timeout") -> bytes:
+    """What ``waiting`` returns within ``seconds``; ``LinkError`` (``code``) if it takes longer."""
+    try:
+        data: bytes = await asyncio.wait_for(waiting, max(seconds, 0.0))
+    except TimeoutError as exc:
+        raise LinkError(code, f"{what} within {seconds:.1f} s") from exc
+    return data
 
 
 def _text(body: bytes, seq: int, peer: str) -> str:

@@ -5,10 +5,15 @@ methods as the REST API (items through ``list_items`` and ``inventory``, so acce
 and audit records are the API's), and the matrix asks the real release engine.
 
 A browser cannot send a bearer header when it navigates or opens an ``EventSource``, so the
-login page takes a person's token, checks it, and keeps it in an HttpOnly, SameSite=Strict
-cookie; the API's ``reader`` accepts that cookie for reading requests only (GET, HEAD), so a
-state-changing request still needs the bearer header. Pages carry a strict Content Security
-Policy: scripts, styles and data only from this node, nothing from anywhere else.
+login page takes a person's token, checks it, and opens a dashboard session bound to it: the
+HttpOnly, SameSite=Strict cookie holds only the session's opaque id, stored (hashed) in the
+database so every process of the node accepts it. The dashboard lives under a path of this node
+alone (``gsomia._web.dashboard_scope``, e.g. ``/ui/jpn-1f2e3d4c5b``) and the cookie is scoped to
+that path and named for this node, so the browser never sends it to another node on the same
+host (cookies ignore ports). The API's ``reader`` accepts the session for reading requests
+(GET, HEAD) under that path only, so a state-changing request still needs the bearer header.
+Logging out revokes the token the session was opened with. Pages carry a strict Content
+Security Policy: scripts, styles and data only from this node, nothing from anywhere else.
 
 No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at
 definition time, and ``Caller`` is local to :func:`ui_router`.
@@ -22,12 +27,13 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from gsomia._web import dashboard_scope, is_own_origin
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
@@ -38,9 +44,8 @@ from gsomia.node import Node
 from gsomia.store import ItemFilter
 from gsomia.ui._matrix import share_matrix, what_if_catalogue
 
-__all__ = ["FIRST_DAY", "LAST_DAY", "SESSION_COOKIE", "ui_router"]
+__all__ = ["FIRST_DAY", "LAST_DAY", "ui_router"]
 
-SESSION_COOKIE = "gsomia_session"
 FIRST_DAY = date(2014, 12, 1)  # the matrix slider's range
 LAST_DAY = date(2024, 6, 30)
 _TIMELINE = (date(2014, 1, 1), date(2025, 1, 1))
@@ -100,11 +105,7 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
-def _to_login(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"/ui/login?next={request.url.path}", status_code=303, headers=_HEADERS)
-
-
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, endpoint: str) -> bool:
     """A form post from this node's own pages (CSRF): the browser says so by Sec-Fetch-Site or Origin.
 
     A client that sends neither is no browser, so no other site can be acting through it.
@@ -115,12 +116,16 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    parts = urlsplit(origin)
-    return parts.netloc == request.headers.get("host") and parts.scheme == request.url.scheme
+    return is_own_origin(origin, request.url.scheme, request.headers.get("host"), endpoint)
 
 
-def _safe_next(target: str | None) -> str:
-    return target if target and re.fullmatch(r"/ui(/[A-Za-z0-9._:/-]*)?", target) else "/ui/agreements"
+def _safe_next(base: str, target: str | None) -> str:
+    """Where to go after logging in: a page of this dashboard (one named by its old ``/ui/...`` path
+    is moved under ``base``), never anywhere else."""
+    if target and re.fullmatch(re.escape(base) + r"(/[A-Za-z0-9._:/-]*)?", target):
+        return target
+    legacy = re.fullmatch(r"/ui(/[a-z]+)", target or "")
+    return base + legacy.group(1) if legacy else base + "/agreements"
 
 
 def _day(node: Node, text: str | None, default: date) -> datetime:
@@ -264,29 +269,43 @@ def _what_if_events(node: Node) -> list[dict[str, str]]:
 
 
 def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The dashboard of ``node`` under ``/ui``; ``reader`` is the API's authentication dependency."""
-    router = APIRouter(prefix="/ui", include_in_schema=False)
+    """The dashboard of ``node`` under its own path (see :func:`gsomia._web.dashboard_scope`), with
+    ``/ui`` and ``/ui/login`` leading there; ``reader`` is the API's authentication dependency."""
+    scope = dashboard_scope(node.ring)
+    base = scope.path
+    entry = APIRouter(prefix="/ui", include_in_schema=False)
+    router = APIRouter(prefix=base, include_in_schema=False)
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     engines: dict[tuple[str, ...], ReleaseEngine] = {(): node.engine}
 
     def viewer(request: Request) -> Person | None:
-        """The person behind the session cookie, or None (the refusal is audited by authenticate)."""
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
+        """The person behind the session cookie, or None (the refusal is audited by the node)."""
+        secret = request.cookies.get(scope.cookie)
+        if not secret:
             return None
         try:
-            return node.authenticate(token)
+            return node.credentials.session(secret)
         except AuthenticationError:
             return None
 
+    def to_login(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{base}/login?next={request.url.path}", status_code=303, headers=_HEADERS)
+
     def common(person: Person, active: str) -> dict[str, Any]:
-        return {"party": node.party, "person": person, "active": active}
+        return {"party": node.party, "person": person, "active": active, "base": base}
 
-    @router.get("")
+    @entry.get("")
     def home() -> RedirectResponse:
-        return RedirectResponse("/ui/agreements", status_code=303)
+        return RedirectResponse(f"{base}/agreements", status_code=303)
 
-    @router.get("/static/{name}")
+    @entry.get("/login")
+    def old_login(next: str | None = None) -> RedirectResponse:
+        """The dashboard moved under this node's own path; its old login page leads there."""
+        return RedirectResponse(
+            f"{base}/login?{urlencode({'next': _safe_next(base, next)})}", status_code=303, headers=_HEADERS
+        )
+
+    @entry.get("/static/{name}")
     def static(name: str) -> FileResponse:
         path = _static_files().get(name)
         if path is None:
@@ -295,53 +314,60 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             path, media_type=_STATIC_MEDIA[path.suffix], headers={"X-Content-Type-Options": "nosniff"}
         )
 
+    @router.get("")
+    def base_home() -> RedirectResponse:
+        return RedirectResponse(f"{base}/agreements", status_code=303)
+
     @router.get("/login")
     def login_form(next: str | None = None) -> HTMLResponse:
-        return _page("login.html", party=node.party, next=_safe_next(next), error=None)
+        return _page("login.html", party=node.party, base=base, next=_safe_next(base, next), error=None)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        if not _same_origin(request):
+        if not _same_origin(request, node.config.endpoint):
             node.record_refusal("ui.login", None, 403, "login form posted from another origin")
             return _page(
                 "login.html",
                 403,
                 party=node.party,
-                next="/ui/agreements",
+                base=base,
+                next=f"{base}/agreements",
                 error="This form must be sent from this node's own login page.",
             )
         form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
         token = (form.get("token") or [""])[0].strip()
-        target = _safe_next(next(iter(form.get("next") or []), None))
+        target = _safe_next(base, next(iter(form.get("next") or []), None))
         try:
-            node.authenticate(token or None)
+            secret, _, expires = node.credentials.open_session(token or None)
         except AuthenticationError as exc:
-            return _page("login.html", 401, party=node.party, next=target, error=str(exc))
+            return _page("login.html", 401, party=node.party, base=base, next=target, error=str(exc))
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
-            SESSION_COOKIE,
-            token,
+            scope.cookie,
+            secret,
+            max_age=max(1, int((expires - node.clock()).total_seconds())),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
-            path="/",
+            path=base,
         )
         return response
 
     @router.post("/logout")
     def logout(request: Request) -> Response:
-        if not _same_origin(request):
+        if not _same_origin(request, node.config.endpoint):
             node.record_refusal("ui.logout", None, 403, "logout posted from another origin")
             return Response("logout must be sent from this node's own pages", status_code=403)
-        response = RedirectResponse("/ui/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        node.credentials.close_session(request.cookies.get(scope.cookie))
+        response = RedirectResponse(f"{base}/login", status_code=303)
+        response.delete_cookie(scope.cookie, path=base, httponly=True, samesite="strict")
         return response
 
     @router.get("/agreements")
     def agreements_page(request: Request, at: str | None = None) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         instant = _day(node, at, node.clock().date())
         marker = _x(instant)
         return _page(
@@ -358,7 +384,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def matrix_page(request: Request) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         today = min(max(node.clock().date(), FIRST_DAY), LAST_DAY)
         return _page(
             "matrix.html",
@@ -428,7 +454,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def items_page(request: Request, cursor: str | None = None) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         page = node.list_items(person, ItemFilter(), cursor, 100)
         rows = [{"item": item, "labels": _label_views(node, item.label)} for item in page.items]
         return _page(
@@ -443,7 +469,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def item_page(request: Request, item_id: str) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         try:
             entries = node.inventory(person, item_id)
         except (AccessDenied, NotFoundError) as exc:
@@ -478,7 +504,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def flows_page(request: Request) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         try:
             node.require_any(person, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "flows.read")
         except AccessDenied as exc:
@@ -496,7 +522,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def audit_page(request: Request) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
+            return to_login(request)
         head = node.audit.sign_head()
         return _page(
             "audit.html",
@@ -514,7 +540,10 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def tracks_page(request: Request) -> Response:
         person = viewer(request)
         if person is None:
-            return _to_login(request)
-        return _page("tracks.html", **common(person, "tracks"), map=outlines(), stream="/stream/tracks/sse")
+            return to_login(request)
+        return _page("tracks.html", **common(person, "tracks"), map=outlines(), stream=f"{base}/tracks/sse")
 
-    return router
+    both = APIRouter(include_in_schema=False)
+    both.include_router(entry)
+    both.include_router(router)
+    return both

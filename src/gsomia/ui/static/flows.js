@@ -1,4 +1,4 @@
-// Flows: poll /ui/api/flows for audit records after the last one shown, newest at the top.
+// Flows: poll api/flows (under this dashboard's path) for audit records after the last one shown, newest at the top.
 "use strict";
 (function () {
   const body = document.getElementById("flows-body");
@@ -23,7 +23,7 @@
 
   async function poll() {
     try {
-      const response = await fetch("/ui/api/flows?since=" + last, { credentials: "same-origin" });
+      const response = await fetch("api/flows?since=" + last, { credentials: "same-origin" });
       if (!response.ok) {
         const problem = await response.json().catch(() => ({ detail: response.statusText }));
         status.textContent = "Refused: " + problem.detail;

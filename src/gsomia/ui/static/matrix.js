@@ -1,4 +1,4 @@
-// Who may share what: ask /ui/api/matrix for the chosen instant and draw the party-by-party table.
+// Who may share what: ask api/matrix (under this dashboard's path) for the chosen instant and draw the party-by-party table.
 "use strict";
 (function () {
   const form = document.getElementById("matrix-controls");
@@ -85,7 +85,7 @@
     });
     for (const box of form.querySelectorAll("input[name=without]:checked")) query.append("without", box.value);
     const mine = ++asked;
-    const response = await fetch("/ui/api/matrix?" + query, { credentials: "same-origin" });
+    const response = await fetch("api/matrix?" + query, { credentials: "same-origin" });
     if (mine !== asked) return; // a later move of the slider has already asked
     if (!response.ok) {
       const problem = await response.json().catch(() => ({ detail: response.statusText }));

@@ -1,0 +1,239 @@
+"""People's credentials at a node: API tokens and their lineage, dashboard sessions, disabled people.
+
+- A token issued by the node's operator (the CLI, on the node's host) is a root. A token minted
+  through the API is minted *by the caller's token* and recorded as its child: it can neither
+  outlive nor outrank it (it expires no later; a dashboard session, read-only, mints nothing),
+  and revoking a token revokes every token minted from it, at any depth, in one transaction.
+- Disabling a person revokes all their tokens and sessions at once, and what was minted from them.
+- A dashboard session is a credential of its own kind, bound to the token it was opened with
+  (its child): the cookie holds only an opaque session id, never the token; it is accepted for
+  reading only, never as a bearer token; it lives in the database, so every process of the node
+  accepts it; logging out revokes the token it was opened with, and with it the session.
+
+Secrets are shown once and stored only as their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from gsomia._codec import canonical, person_to_dict
+from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
+from gsomia.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from gsomia.kernel import NodeContext, from_us
+from gsomia.store import TokenRow
+
+__all__ = ["MAX_TOKEN_DAYS", "SESSION_HOURS", "Credentials"]
+
+MAX_TOKEN_DAYS = 365
+SESSION_HOURS = 12  # a dashboard session lives at most this long (and never past its token)
+API, SESSION = "api", "session"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Credentials:
+    """Tokens, sessions and disabling people, over the kernel's store, clock and audit records."""
+
+    def __init__(self, kernel: NodeContext) -> None:
+        self.node = kernel
+
+    # --- tokens ---
+
+    def issue(
+        self, actor: Person | None, person_id: str, days: int = 30, *, parent: TokenRow | None = None
+    ) -> tuple[str, str, datetime]:
+        """A new API token for ``person_id``: (token id, the token — shown once, expiry).
+
+        ``parent`` is the caller's own token when a person mints one (the API); ``None`` when the
+        node's operator issues it. A minted token expires no later than its parent, and a session
+        mints nothing.
+        """
+        node = self.node
+        if actor is None or actor.id != person_id:
+            node.require_any(actor, (Role.ADMINISTRATOR,), "token.issue")
+        if not 0 < days <= MAX_TOKEN_DAYS:
+            raise InvalidInputError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days}")
+        if not node.person(person_id).active:
+            raise node.refuse(
+                "token.issue", actor.id if actor else None, person_id,
+                InvalidInputError(f"the account {person_id} is disabled: enable it first"),
+            )  # fmt: skip
+        now = node.clock()
+        expires = now + timedelta(days=days)
+        if parent is not None:
+            if parent.kind != API:
+                raise node.refuse(
+                    "token.issue", actor.id if actor else None, person_id,
+                    InvalidInputError("a dashboard session cannot mint tokens"),
+                )  # fmt: skip
+            until = from_us(parent.expires_us)
+            if expires > until:
+                most = max(0, (until - now) // timedelta(days=1))
+                advice = (
+                    f"ask for at most {most} day(s)" if most else "it expires within a day and mints none"
+                )
+                why = (
+                    f"a token minted with token {parent.id} cannot outlive it (expires {until.isoformat()}): "
+                )
+                raise node.refuse(
+                    "token.issue", actor.id if actor else None, person_id, InvalidInputError(why + advice)
+                )
+        token_id = secrets.token_hex(8)
+        token = f"gsm_{token_id}_{secrets.token_urlsafe(32)}"
+        parent_id = parent.id if parent is not None else None
+        row = TokenRow(token_id, person_id, epoch_us(now), epoch_us(expires), None, parent_id, API)
+        audit = node.audit_row(
+            "token.issue", actor.id if actor else "operator", person_id, "allowed",
+            token=token_id, expires=expires.isoformat(), minted_by=row.parent_id,
+        )  # fmt: skip
+        node.store.add_token(row, _digest(token), [audit])
+        return token_id, token, expires
+
+    def revoke(self, actor: Person | None, token_id: str, *, reason: str = "revoked") -> list[str]:
+        """Revoke a token (its owner, or an administrator) and every token minted from it; the ids."""
+        node = self.node
+        row = self._row(token_id)
+        if actor is None or actor.id != row.person_id:
+            node.require_any(actor, (Role.ADMINISTRATOR,), "token.revoke")
+        who = actor.id if actor else "operator"
+        revoked = node.store.revoke_token(
+            token_id,
+            epoch_us(node.clock()),
+            lambda ids: [
+                node.audit_row("token.revoke", who, token_id, "allowed", revoked=ids, reason=reason)
+            ],
+        )
+        if not revoked:
+            raise NotFoundError(f"token {token_id} is already revoked")
+        return revoked
+
+    def of(self, actor: Person | None, person_id: str) -> list[TokenRow]:
+        """A person's tokens and sessions (ids, kinds, lifetimes, lineage; never a secret):
+        administrators, or the person."""
+        if actor is None or actor.id != person_id:
+            self.node.require_any(actor, (Role.ADMINISTRATOR,), "token.list")
+        self.node.person(person_id)
+        return self.node.store.tokens_of(person_id)
+
+    def _row(self, token_id: str) -> TokenRow:
+        row = self.node.store.token(token_id)
+        if row is None:
+            raise NotFoundError(f"no token {token_id!r}")
+        return row
+
+    # --- people ---
+
+    def set_active(self, actor: Person | None, person_id: str, active: bool) -> tuple[Person, list[str]]:
+        """Enable or disable a person (administrators); disabling revokes all their tokens and
+        sessions at once, and every token minted from them. (the person, the token ids revoked)."""
+        node = self.node
+        node.require_any(actor, (Role.ADMINISTRATOR,), "person.update")
+        person = replace(node.person(person_id), active=active)
+        record = canonical(person_to_dict(person))
+        who = actor.id if actor else "operator"
+        at = epoch_us(node.clock())
+        if active:
+            row = node.audit_row("person.update", who, person_id, "allowed", active=True)
+            node.store.update_person(person_id, record, at, [row])
+            return person, []
+        revoked = node.store.disable_person(
+            person_id,
+            record,
+            at,
+            lambda ids: [
+                node.audit_row("person.update", who, person_id, "allowed", active=False, revoked=ids)
+            ],
+        )
+        return person, revoked
+
+    # --- authentication ---
+
+    def _valid(self, row: TokenRow | None, kind: str) -> TokenRow:
+        what = "session" if kind == SESSION else "token"
+        if row is None:
+            raise AuthenticationError(f"unknown {what}")
+        if row.kind != kind:
+            raise AuthenticationError(
+                "a dashboard session is not an API token" if kind == API else "an API token is not a session"
+            )
+        now = epoch_us(self.node.clock())
+        if row.revoked_us is not None:
+            raise AuthenticationError(f"{what} {row.id} was revoked at {from_us(row.revoked_us).isoformat()}")
+        if now >= row.expires_us:
+            raise AuthenticationError(f"{what} {row.id} expired at {from_us(row.expires_us).isoformat()}")
+        return row
+
+    def _person(self, row: TokenRow) -> Person:
+        person = self.node.person(row.person_id)
+        if not person.active:
+            raise AuthenticationError(f"the account {person.id} is disabled")
+        return person
+
+    def authenticate(self, token: str | None) -> Person:
+        """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
+        and a dashboard session presented as a token."""
+        return self.authenticate_row(token)[0]
+
+    def authenticate_row(self, token: str | None) -> tuple[Person, TokenRow]:
+        """As :meth:`authenticate`, with the token's row (what a token it mints descends from)."""
+        try:
+            if not token:
+                raise AuthenticationError("no bearer token: send 'Authorization: Bearer <token>'")
+            row = self._valid(self.node.store.find_token(_digest(token)), API)
+            return self._person(row), row
+        except AuthenticationError as exc:
+            raise self.node.refuse("auth", None, None, exc) from None
+
+    # --- dashboard sessions ---
+
+    def open_session(self, token: str | None) -> tuple[str, Person, datetime]:
+        """Log in to the dashboard with an API token: (the opaque session id for the cookie, the
+        person, its expiry). The session is bound to the token: it ends when the token does."""
+        node = self.node
+        person, parent = self.authenticate_row(token)
+        now = node.clock()
+        expires = min(now + timedelta(hours=SESSION_HOURS), from_us(parent.expires_us))
+        secret = secrets.token_urlsafe(32)
+        row = TokenRow(
+            secrets.token_hex(8), person.id, epoch_us(now), epoch_us(expires), None, parent.id, SESSION
+        )
+        audit = node.audit_row(
+            "session.open", person.id, row.id, "allowed", token=parent.id, expires=expires.isoformat()
+        )
+        try:
+            node.store.add_token(row, _digest(secret), [audit])
+        except ConflictError as exc:  # the token was revoked or expired meanwhile
+            raise node.refuse("auth", person.id, None, AuthenticationError(str(exc))) from None
+        return secret, person, expires
+
+    def session(self, secret: str | None) -> Person:
+        """The person behind a dashboard session id; refused like a token."""
+        try:
+            if not secret:
+                raise AuthenticationError("no dashboard session: log in at the dashboard")
+            return self._person(self._valid(self.node.store.find_token(_digest(secret)), SESSION))
+        except AuthenticationError as exc:
+            raise self.node.refuse("auth", None, None, exc) from None
+
+    def close_session(self, secret: str | None) -> list[str]:
+        """Log out: revoke the token the session was opened with (and so the session, and all that
+        token minted). A session already ended is nothing to close: no error, nothing revoked."""
+        node = self.node
+        row = node.store.find_token(_digest(secret)) if secret else None
+        if row is None or row.kind != SESSION or row.parent_id is None:
+            return []
+        who = row.person_id
+        return node.store.revoke_token(
+            row.parent_id,
+            epoch_us(node.clock()),
+            lambda ids: [
+                node.audit_row("token.revoke", who, row.parent_id, "allowed", revoked=ids, reason="logout")
+            ],
+        )
