@@ -19,6 +19,7 @@ from tests.conftest import postgres_schema
 from tests.node_fixtures import jpn_label
 
 from gsomia.api import create_app
+from gsomia.ui import dashboard_scope
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 
@@ -115,8 +116,9 @@ def test_an_instant_outside_the_calendar_is_422(call: Call, token: str, jpn_node
     assert last_refusal(jpn_node)["subject"] == url.split("?")[0]
 
 
-def test_the_matrix_refuses_a_far_future_instant(call: Call, token: str) -> None:
-    response = call("GET", "/ui/api/matrix?at=9999-12-31", token)
+def test_the_matrix_refuses_a_far_future_instant(call: Call, token: str, jpn_node: Node) -> None:
+    ui = dashboard_scope(jpn_node.ring).path
+    response = call("GET", f"{ui}/api/matrix?at=9999-12-31", token)
     assert response.status_code == 422, response.text
     assert "Internal Server Error" not in response.text
 
