@@ -5,6 +5,11 @@ use the machine's two cores like two real nodes; the KOR node works in this proc
 Three figures per store: the release rate (decide, sign, seal, write the outbox), the
 delivery rate (send in batches, the receiver opens, decides, stores and signs a receipt,
 the sender verifies and keeps it), and end to end (both, one after the other).
+
+The release is an officer's selection (``Exchange.release_many``, up to 1,000 items a request,
+one transaction each); its peer in the same run is the same items' worth released one by one
+(``Exchange.release``, one transaction per item: what the exchange did before), on a second set
+of ``min(count, 1000)`` items that is released, and then delivered, before the timed run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sqlalchemy
 
 from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
 from gsomia import network
-from gsomia.exchange import HttpTransport
+from gsomia.exchange import MAX_RELEASE_ITEMS, HttpTransport
 from gsomia.node import NewIngest, Node, load_config
 
 TARGET_PER_S = 3000.0
@@ -76,10 +81,12 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
         }
         pad = "x" * 600
         ids = [f"b{n:06d}" for n in range(count)]
-        for start in range(0, count, 1000):
+        singles = [f"s{n:06d}" for n in range(min(count, 1000))]
+        everything = ids + singles
+        for start in range(0, len(everything), 1000):
             batch = [
                 NewIngest(label, f'{{"n": {n}, "pad": "{pad}"}}'.encode(), item_id=i)
-                for n, i in enumerate(ids[start : start + 1000], start)
+                for n, i in enumerate(everything[start : start + 1000], start)
             ]
             kor.ingest_many(officer, batch)
         receiver = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
@@ -102,17 +109,29 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
             os.sched_setaffinity(receiver.pid, range(os.cpu_count() or 1))
         network._wait_healthy(jpn_m.endpoint, 30)
 
+        # the peer: item by item, one transaction each (then delivered, so the timed run starts clean)
         started = time.perf_counter()
-        for item_id in ids:
+        for item_id in singles:
             kor.exchange.release(officer, item_id, "JPN")
+        single_s = time.perf_counter() - started
+        with HttpTransport(timeout=30) as transport:
+            while kor.exchange.fed.outbox(state="pending", limit=1):
+                kor.exchange.deliver_due(transport, limit=1000)
+
+        started = time.perf_counter()
+        for start in range(0, count, MAX_RELEASE_ITEMS):
+            selection = kor.exchange.release_many(officer, ids[start : start + MAX_RELEASE_ITEMS], "JPN")
+            if selection.refused:
+                raise RuntimeError(f"refused: {selection.refused[0]}")
         released = time.perf_counter()
         with HttpTransport(timeout=30) as transport:
             while kor.exchange.fed.outbox(state="pending", limit=1):
                 kor.exchange.deliver_due(transport, limit=1000)
         delivered = time.perf_counter()
 
-        outbox = kor.exchange.fed.outbox(limit=count + 1)
-        ok = len(outbox) == count and all(e.state == "delivered" and e.receipt for e in outbox)
+        total = count + len(singles)
+        outbox = kor.exchange.fed.outbox(limit=total + 1)
+        ok = len(outbox) == total and all(e.state == "delivered" and e.receipt for e in outbox)
         jpn = Node(load_config(jpn_m.directory))
         held = jpn.store.count_items()
         jpn.close()
@@ -121,8 +140,10 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
         return {
             "backend": backend,
             "items": count,
-            "all_delivered_once": ok and held == count,
+            "all_delivered_once": ok and held == total,
             "release_per_s": count / release_s,
+            "release_one_by_one_per_s": len(singles) / single_s,
+            "one_by_one_items": len(singles),
             "deliver_per_s": count / deliver_s,
             "end_to_end_per_s": count / (release_s + deliver_s),
             "target_per_s": TARGET_PER_S,

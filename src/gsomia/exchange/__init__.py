@@ -9,7 +9,7 @@ through the :class:`Batch` it hands them; they queue their own messages with
 
 from gsomia.exchange._base import Batch, Handler
 from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
-from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
+from gsomia.exchange._service import MAX_RELEASE_ITEMS, Delivery, Exchange, PreparedRelease, Released
 from gsomia.exchange._transfer import (
     DEFAULT_VALIDITY,
     RECEIPTS_FORMAT,
@@ -25,6 +25,7 @@ from gsomia.exchange._transport import HttpTransport, MemoryTransport, PeerServi
 
 __all__ = [
     "DEFAULT_VALIDITY",
+    "MAX_RELEASE_ITEMS",
     "RECEIPTS_FORMAT",
     "TRANSFER_FORMAT",
     "Batch",
@@ -41,6 +42,7 @@ __all__ = [
     "PreparedRelease",
     "ReceiptsApplied",
     "Refusal",
+    "Released",
     "Transfer",
     "consent_content",
     "consent_from_content",

@@ -32,13 +32,23 @@ class Consents(Peers):
         """The signed consents on file of ``originator`` naming ``item_id``, and its standing ones."""
         return self.fed.consents_for(originator, item_id)
 
-    def verified_consents(self, rows: Sequence[ConsentRow]) -> tuple[Consent, ...]:
-        """Consents on file, each re-verified against its originator's signature before use."""
+    def verified_consents(
+        self, rows: Sequence[ConsentRow], verified: dict[str, Consent] | None = None
+    ) -> tuple[Consent, ...]:
+        """Consents on file, each re-verified against its originator's signature before use.
+
+        ``verified`` carries the consents one batch (a release of many items, one delivery run)
+        verified already, by row id: a standing consent is then verified once per batch, not
+        once per item."""
         out = []
         for row in rows:
-            _, consent = consent_from_content(
-                verify_origin(row.jws, self._identities, self._now(), own=self.ring)[1], row.originator
-            )
+            consent = verified.get(row.id) if verified is not None else None
+            if consent is None:
+                _, consent = consent_from_content(
+                    verify_origin(row.jws, self._identities, self._now(), own=self.ring)[1], row.originator
+                )
+                if verified is not None:
+                    verified[row.id] = consent
             out.append(consent)
         return tuple(out)
 

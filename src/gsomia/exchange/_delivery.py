@@ -17,7 +17,7 @@ from gsomia.crypto.envelope import seal
 from gsomia.errors import GsomiaError, InvalidInputError, TransportError
 from gsomia.exchange._messages import envelope_routing
 from gsomia.exchange._receipts import Delivery, Settlement
-from gsomia.exchange._release import Releases
+from gsomia.exchange._release import Prefetched, Releases
 from gsomia.exchange._transport import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import OutboxRow
@@ -48,8 +48,10 @@ class Deliveries(Releases):
         due = self.fed.due(epoch_us(now), limit)
         results: list[Delivery] = []
         by_peer: dict[str, list[tuple[OutboxRow, str]]] = {}
+        # the items' rows and consents on file, read once for the run (each still decided alone)
+        prefetched = self.prefetch([e.item_id for e in due if e.kind == "item" and e.item_id])
         for entry in due:
-            refusal, decision = self.recheck(entry, now)
+            refusal, decision = self.recheck(entry, now, prefetched)
             envelope = entry.envelope
             if refusal is None and self._expired(envelope, now):
                 try:
@@ -94,12 +96,15 @@ class Deliveries(Releases):
     def _expired(self, envelope: str, now: datetime) -> bool:
         return float(envelope_routing(envelope)["exp"]) <= now.timestamp()
 
-    def recheck(self, entry: OutboxRow, now: datetime) -> tuple[str | None, ReleaseDecision | None]:
+    def recheck(
+        self, entry: OutboxRow, now: datetime, prefetched: Prefetched | None = None
+    ) -> tuple[str | None, ReleaseDecision | None]:
         """The release decision again, at the instant of sending: (refusal or None, decision)."""
         if entry.kind != "item":
             return None, None
         try:
-            decision = self.kernel.engine.decide(self._request(json.loads(entry.request)), at=now)
+            request = self._request(json.loads(entry.request), prefetched)
+            decision = self.kernel.engine.decide(request, at=now)
         except GsomiaError as exc:
             return str(exc), None
         if decision.allowed:

@@ -1,5 +1,10 @@
 """Release: decide now and, if allowed, write the sealed envelope and the decision in one
 transaction (the transactional outbox). Nothing leaves on a refusal.
+
+An officer releases a selection at once (:meth:`Releases.release_many`): every item is decided
+on its own, exactly as :meth:`Releases.release` decides one, but the rows, the consents on file
+and the reader's visits are read once for the selection, a standing consent is verified once,
+and the allowed releases, their audit records and the refusals' are written in one transaction.
 """
 
 from __future__ import annotations
@@ -15,12 +20,31 @@ from gsomia.core.access import Person, Role
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import sign_origin
-from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
+from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
+from gsomia.kernel import ReadGate, checks_json
 from gsomia.store import AuditRow, ConsentRow, ItemRow, OutboxRow
 
-__all__ = ["PreparedRelease", "Releases"]
+__all__ = ["MAX_RELEASE_ITEMS", "PreparedRelease", "Refusal", "Released", "Releases"]
+
+MAX_RELEASE_ITEMS = 1000  # items in one release request: one transaction, bounded
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Something that did not go (an item) or was not accepted (a receipt), and why."""
+
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What a release of a selection queued (in the order asked) and what it refused, and why."""
+
+    entries: tuple[OutboxRow, ...]
+    refused: tuple[Refusal, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +54,15 @@ class PreparedRelease:
     entry: OutboxRow
     audit: AuditRow
     consents: tuple[ConsentRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """Rows and consents on file read once for a batch, and the consents verified so far."""
+
+    rows: dict[str, ItemRow]
+    on_file: dict[tuple[str, str], list[ConsentRow]]
+    verified: dict[str, Consent]
 
 
 class Releases(Consents):
@@ -82,21 +115,28 @@ class Releases(Consents):
             "consents": consents + [c for c in extra_consents if c not in consents],
         }
 
-    def _request(self, spec: dict[str, Any]) -> ReleaseRequest:
-        """Rebuild a release request from what the outbox stored, with the consents on file now."""
-        row = self.kernel.items.row(spec["item"])
+    def _request(self, spec: dict[str, Any], prefetched: Prefetched | None = None) -> ReleaseRequest:
+        """Rebuild a release request from what the outbox stored, with the consents on file now
+        (read for the whole batch at once when ``prefetched`` holds them)."""
+        row = prefetched.rows.get(spec["item"]) if prefetched is not None else None
+        if row is None:
+            row = self.kernel.items.row(spec["item"])
         if row.state != "held":  # destroyed or recalled after it was queued: it does not go
             raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
         label = self.kernel.items.item(row).label
+        if prefetched is not None and (label.originator, row.id) in prefetched.on_file:
+            on_file = prefetched.on_file[(label.originator, row.id)]
+            consents = self.verified_consents(on_file, prefetched.verified)
+        else:
+            consents = self.consents_for(label.originator, row.id)
         return ReleaseRequest(
-            label,
-            spec["sender"],
-            spec["recipient"],
-            spec["purpose"],
-            tuple(spec["via"]),
-            row.id,
-            self.consents_for(label.originator, row.id),
+            label, spec["sender"], spec["recipient"], spec["purpose"], tuple(spec["via"]), row.id, consents
         )
+
+    def prefetch(self, item_ids: Sequence[str]) -> Prefetched:
+        """The rows and consents on file of many items, read at once (a delivery run's)."""
+        rows = self.kernel.store.get_items(item_ids)
+        return Prefetched(rows, self.fed.consents_for_many([(r.originator, r.id) for r in rows.values()]), {})
 
     def release(
         self,
@@ -126,6 +166,81 @@ class Releases(Consents):
             raise self.kernel.refuse("item.release", who, item_id, exc) from None
         return prepared.entry
 
+    def release_many(
+        self,
+        actor: Person,
+        item_ids: Sequence[str],
+        recipient: str,
+        *,
+        via: str | None = None,
+        purpose: str | None = None,
+        authorise_relay: bool = False,
+    ) -> Released:
+        """Release a selection: each item decided now as :meth:`release` decides it; the allowed
+        ones queued, and every item's audit record written, in one transaction.
+
+        The request as a whole is refused (raised, and audited once) for a caller without the
+        role, an empty, oversized or repeating selection, or an unknown recipient or hub; an
+        item that may not go is refused on its own (in :attr:`Released.refused`, audited)."""
+        who = actor.id
+        ids = list(item_ids)
+        try:
+            self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            if not ids:
+                raise InvalidInputError("name at least one item to release")
+            if len(ids) > MAX_RELEASE_ITEMS:
+                raise InvalidInputError(
+                    f"at most {MAX_RELEASE_ITEMS} items in one release, not {len(ids)}: split the selection"
+                )
+            seen: set[str] = set()
+            for item_id in ids:
+                if item_id in seen:
+                    raise InvalidInputError(f"item {item_id!r} is named twice in one release")
+                seen.add(item_id)
+            self.kernel.catalogue.party(recipient)
+            if via:
+                self.kernel.catalogue.party(via)
+        except GsomiaError as exc:
+            raise self.kernel.refuse("item.release", who, None, exc) from None
+        now = self._now()
+        rows = self.kernel.store.get_items(ids)
+        on_file = self.fed.consents_for_many([(r.originator, r.id) for r in rows.values()])
+        gate = self.kernel.reader(actor)
+        verified: dict[str, Consent] = {}
+        entries: list[OutboxRow] = []
+        audit: list[AuditRow] = []
+        consents: list[ConsentRow] = []
+        refused: list[Refusal] = []
+        for item_id in ids:
+            row = rows.get(item_id)
+            try:
+                if row is None:
+                    raise NotFoundError(f"no item {item_id!r} at this node")
+                prepared = self.prepare_release(
+                    actor,
+                    row,
+                    recipient,
+                    via=via,
+                    purpose=purpose,
+                    authorise_relay=authorise_relay,
+                    now=now,
+                    gate=gate,
+                    on_file=on_file[(row.originator, row.id)],
+                    verified=verified,
+                )
+            except GsomiaError as exc:
+                refused.append(Refusal(item_id, str(exc)))
+                detail: dict[str, Any] = {"error": type(exc).__name__, "reason": str(exc)}
+                if isinstance(exc, AccessDenied):
+                    detail["checks"] = checks_json(exc.decision.checks)
+                audit.append(self.kernel.audit_row("item.release", who, item_id, "refused", **detail))
+                continue
+            entries.append(prepared.entry)
+            audit.append(prepared.audit)
+            consents += prepared.consents
+        self.fed.enqueue(entries, audit, consents=consents)
+        return Released(tuple(entries), tuple(refused))
+
     def prepare_release(
         self,
         actor: Person,
@@ -139,17 +254,23 @@ class Releases(Consents):
         ttl: timedelta | None = None,
         state: str = "pending",
         detail: Mapping[str, Any] | None = None,
+        gate: ReadGate | None = None,
+        on_file: Sequence[ConsentRow] | None = None,
+        verified: dict[str, Consent] | None = None,
     ) -> PreparedRelease:
         """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
 
         :meth:`release` writes it to the outbox; a transfer by file (``gsomia.exchange._transfer``)
         writes many at once with ``state`` ``exported`` so the network sender leaves them alone.
+        A caller deciding many (:meth:`release_many`) passes what it read once for all of them:
+        the reader's ``gate``, the consents ``on_file`` for this item, the consents ``verified``.
         """
         item_id = row.id
         label = self.kernel.items.item(row).label
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
-        access = self.kernel.decide_read(actor, label).raise_if_refused()
+        read = gate.decide(label) if gate is not None else self.kernel.decide_read(actor, label)
+        access = read.raise_if_refused()
         if row.payload_type == "json":
             content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
             if is_tlp_red(content):
@@ -187,9 +308,16 @@ class Releases(Consents):
             "via": hops,
             "purpose": use,
         }
-        on_file = self.fed.consents_for(label.originator, item_id)
+        if on_file is None:
+            on_file = self.fed.consents_for(label.originator, item_id)
         request = ReleaseRequest(
-            label, self.party, recipient, use, tuple(hops), item_id, self.verified_consents(on_file) + fresh
+            label,
+            self.party,
+            recipient,
+            use,
+            tuple(hops),
+            item_id,
+            self.verified_consents(on_file, verified) + fresh,
         )
         decision = self.kernel.engine.authorise(request, at=now)
         peer = self._link(hub or recipient, decision)

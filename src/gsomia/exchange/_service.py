@@ -3,7 +3,8 @@
 - ``_peers``: registering partners' identity documents, the agreements each link serves, key
   rotation and revocation (the kernel's peer directory is what every service reads).
 - ``_release``: ``release`` decides now and, if allowed, writes the sealed envelope and the
-  decision in one transaction (the outbox). Nothing leaves on a refusal.
+  decision in one transaction (the outbox). Nothing leaves on a refusal. ``release_many``
+  does the same for a selection, in one transaction.
 - ``_delivery``: ``deliver_due`` decides again at the instant of sending, pushes batches to
   each peer's ``/inbox`` and keeps the signed receipts; transport failures retry with backoff.
 - ``_inbox``: ``receive`` opens, checks, decides and stores a batch of envelopes, exactly once;
@@ -21,10 +22,10 @@ from datetime import timedelta
 
 from gsomia.exchange._delivery import Deliveries, Delivery
 from gsomia.exchange._inbox import Inbox
-from gsomia.exchange._release import PreparedRelease
+from gsomia.exchange._release import MAX_RELEASE_ITEMS, PreparedRelease, Released
 from gsomia.kernel import NodeContext
 
-__all__ = ["Delivery", "Exchange", "PreparedRelease"]
+__all__ = ["MAX_RELEASE_ITEMS", "Delivery", "Exchange", "PreparedRelease", "Released"]
 
 
 class Exchange(Deliveries, Inbox):

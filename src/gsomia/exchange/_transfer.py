@@ -43,6 +43,7 @@ from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError, TransportError
 from gsomia.exchange._messages import envelope_routing
+from gsomia.exchange._release import Refusal
 from gsomia.exchange._service import Exchange
 from gsomia.exchange._transport import PeerTransport
 from gsomia.store import AuditRow, ConsentRow, InventoryEntry, ItemFilter, OutboxRow
@@ -100,14 +101,6 @@ class _Bounded(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Something that did not go (an item at export) or was not accepted (a receipt), and why."""
-
-    subject: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import PEERS, bump
@@ -89,6 +89,9 @@ class ConsentRequestRow:
     decided_us: int | None = None
     decided_by: str | None = None
     answer: str | None = None
+
+
+_IN_CHUNK = 500  # ids per IN (...) list
 
 
 def _values(row: object) -> dict[str, object]:
@@ -191,19 +194,30 @@ class FederationStore:
         """Several :meth:`settle` outcomes (keyword dicts without ``now_us``) in one transaction."""
         if not outcomes:
             return
+        # one UPDATE statement per set of columns written, executed for many rows (executemany)
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for outcome in outcomes:
+            values: dict[str, object] = {
+                "state": outcome["state"],
+                "updated_us": now_us,
+                "attempts": outcome["attempts"],
+                "next_attempt_us": outcome["next_attempt_us"],
+                "last_error": outcome.get("last_error"),
+            }
+            for optional in ("receipt", "envelope"):
+                if outcome.get(optional) is not None:
+                    values[optional] = outcome[optional]
+            params = {f"v_{name}": value for name, value in values.items()}  # not a column's own name
+            params["key_msg_id"] = outcome["msg_id"]
+            groups.setdefault(tuple(values), []).append(params)
         with self.store._begin() as conn:
-            for outcome in outcomes:
-                values: dict[str, object] = {
-                    "state": outcome["state"],
-                    "updated_us": now_us,
-                    "attempts": outcome["attempts"],
-                    "next_attempt_us": outcome["next_attempt_us"],
-                    "last_error": outcome.get("last_error"),
-                }
-                for optional in ("receipt", "envelope"):
-                    if outcome.get(optional) is not None:
-                        values[optional] = outcome[optional]
-                conn.execute(update(t.outbox).where(t.outbox.c.msg_id == outcome["msg_id"]).values(**values))
+            for columns, rows in groups.items():
+                statement = (
+                    update(t.outbox)
+                    .where(t.outbox.c.msg_id == bindparam("key_msg_id"))
+                    .values({c: bindparam(f"v_{c}") for c in columns})
+                )
+                conn.execute(statement, rows)
             self.store._inventory(conn, [i for o in outcomes for i in o.get("inventory", ())], {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
 
@@ -281,6 +295,38 @@ class FederationStore:
         )
         with self.store._read() as conn:
             return [ConsentRow(**r._mapping) for r in conn.execute(query.order_by(t.consents.c.given_us))]
+
+    def consents_for_many(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[ConsentRow]]:
+        """:meth:`consents_for` of every (originator, item id) in ``wanted``, in a few queries."""
+        pairs = list(dict.fromkeys(wanted))
+        if not pairs:
+            return {}
+        originators = sorted({o for o, _ in pairs})
+        found: dict[str, ConsentRow] = {}
+        with self.store._read() as conn:
+            standing = select(t.consents).where(
+                and_(t.consents.c.originator.in_(originators), t.consents.c.item_id.is_(None))
+            )
+            found |= {r.id: ConsentRow(**r._mapping) for r in conn.execute(standing)}
+            ids = list(dict.fromkeys(i for _, i in pairs))
+            for start in range(0, len(ids), _IN_CHUNK):
+                named = select(t.consents).where(
+                    and_(
+                        t.consents.c.originator.in_(originators),
+                        t.consents.c.item_id.in_(ids[start : start + _IN_CHUNK]),
+                    )
+                )
+                found |= {r.id: ConsentRow(**r._mapping) for r in conn.execute(named)}
+        by_key: dict[tuple[str, str | None], list[ConsentRow]] = {}
+        for row in sorted(found.values(), key=lambda r: r.given_us):  # as consents_for orders them
+            by_key.setdefault((row.originator, row.item_id), []).append(row)
+        return {
+            (originator, item_id): sorted(
+                by_key.get((originator, item_id), []) + by_key.get((originator, None), []),
+                key=lambda r: r.given_us,
+            )
+            for originator, item_id in pairs
+        }
 
     def consent_request(self, request_id: str) -> ConsentRequestRow | None:
         with self.store._read() as conn:

@@ -177,6 +177,7 @@ def allocate_added(conn: Connection, count: int, now_us: int) -> int:
 
 
 _log = logging.getLogger("gsomia.store")
+_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 
 def _unstorable(exc: BaseException) -> InvalidInputError:
@@ -371,10 +372,16 @@ class Store:
         by_id: dict[str, int],
     ) -> None:
         rows = []
+        missing = list(dict.fromkeys(e[0] for e in entries if e[0] not in by_id))
+        seqs = dict(by_id)
+        for start in range(0, len(missing), _IN_CHUNK):  # the other items' seqs: one query per chunk
+            chunk = missing[start : start + _IN_CHUNK]
+            query = select(t.items.c.id, t.items.c.seq).where(t.items.c.id.in_(chunk))
+            seqs |= {row[0]: row[1] for row in conn.execute(query)}
         for item_id, at_us, kind, party, actor, detail in entries:
-            seq = by_id.get(item_id)
+            seq = seqs.get(item_id)
             if seq is None:
-                seq = conn.execute(select(t.items.c.seq).where(t.items.c.id == item_id)).scalar_one()
+                raise StoreError(f"no item {item_id!r} for an inventory entry; nothing was written")
             rows.append(
                 {
                     "item_seq": seq,
@@ -396,6 +403,19 @@ class Store:
         with self._read() as conn:
             row = conn.execute(select(t.items).where(t.items.c.id == item_id)).one_or_none()
         return None if row is None else ItemRow(**row._mapping)
+
+    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+        """The stored rows of ``item_ids`` by id (absent ids are missing), a few queries for many ids."""
+        found: dict[str, ItemRow] = {}
+        wanted = list(dict.fromkeys(item_ids))
+        if not wanted:
+            return found
+        with self._read() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                for r in conn.execute(select(t.items).where(t.items.c.id.in_(chunk))):
+                    found[r.id] = ItemRow(**r._mapping)
+        return found
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""

@@ -1,0 +1,154 @@
+"""A release of a selection (``Exchange.release_many``): each item decided as ``release`` decides
+one, the allowed ones queued and every item's record written in one transaction; and the
+delivery run that reads the rows and consents of its batch at once still decides each alone."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from tests.exchange.test_exchange import GSOMIA, Net, net, own_item
+
+from gsomia.errors import AccessDenied, GsomiaError, NotFoundError
+from gsomia.exchange import MAX_RELEASE_ITEMS
+from gsomia.node import Node
+
+__all__ = ["net"]
+
+
+def test_a_selection_queues_the_allowed_and_refuses_the_rest_each_with_its_reason(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    for item_id in ("s1", "s2", "s3"):
+        own_item(net, "KOR", item_id)
+    own_item(net, "KOR", "too-high", classification="군사I급비밀")  # not releasable to JPN
+    own_item(net, "KOR", "noforn", releasable_to=["USA"])
+    released = kor.exchange.release_many(
+        net.officer("KOR"), ["s1", "too-high", "s2", "nowhere", "noforn", "s3"], "JPN"
+    )
+    assert [e.item_id for e in released.entries] == ["s1", "s2", "s3"]  # in the order asked
+    assert [r.subject for r in released.refused] == ["too-high", "nowhere", "noforn"]
+    assert "no item 'nowhere'" in released.refused[1].reason
+    records = {r.subject: (r.outcome, json.loads(r.detail)) for r in kor.store.audit(kind="item.release")}
+    assert {s: o for s, (o, _) in records.items()} == {
+        "s1": "allowed",
+        "s2": "allowed",
+        "s3": "allowed",
+        "too-high": "refused",
+        "nowhere": "refused",
+        "noforn": "refused",
+    }
+    assert records["nowhere"][1]["error"] == NotFoundError.__name__
+    assert [e.msg_id for e in kor.exchange.outbox()] == [e.msg_id for e in released.entries]
+    assert sorted(d.state for d in net.deliver()) == ["delivered"] * 3
+    jpn = net.nodes["JPN"]
+    assert sorted(jpn.store.existing_items(["s1", "s2", "s3", "too-high", "noforn"])) == ["s1", "s2", "s3"]
+    assert net.deliver() == []  # exactly once: nothing left, nothing sent twice
+
+
+def test_a_reader_who_may_not_read_an_item_cannot_release_it_in_a_selection(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    own_item(net, "KOR", "ok", topics=["dprk-missile"])
+    own_item(net, "KOR", "not-mine", topics=["dprk-nuclear"])
+    # the officer's need to know, narrowed: a second officer who knows only missiles
+    kor.add_person(
+        None,
+        {
+            "id": "narrow",
+            "name": "KOR narrow officer",
+            "nationality": "KOR",
+            "clearance": "군사I급비밀",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["release_officer"],
+        },
+    )
+    released = kor.exchange.release_many(kor.person("narrow"), ["ok", "not-mine"], "JPN")
+    assert [e.item_id for e in released.entries] == ["ok"]
+    assert [r.subject for r in released.refused] == ["not-mine"]
+    (refusal,) = [
+        json.loads(r.detail) for r in kor.store.audit(kind="item.release") if r.subject == "not-mine"
+    ]
+    assert refusal["error"] == AccessDenied.__name__
+    assert any(not c["passed"] and c["rule"] == "need_to_know" for c in refusal["checks"])
+
+
+@pytest.mark.parametrize(
+    ("ids", "recipient", "message"),
+    [
+        ([], "JPN", "at least one item"),
+        (["a", "b", "a"], "JPN", "named twice"),
+        ([f"x{n}" for n in range(MAX_RELEASE_ITEMS + 1)], "JPN", f"at most {MAX_RELEASE_ITEMS}"),
+        (["a"], "ATLANTIS", "ATLANTIS"),
+    ],
+)
+def test_a_malformed_selection_is_refused_whole_and_recorded(
+    net: Net, ids: list[str], recipient: str, message: str
+) -> None:
+    own_item(net, "KOR", "a")
+    kor = net.nodes["KOR"]
+    with pytest.raises(GsomiaError, match=message):
+        kor.exchange.release_many(net.officer("KOR"), ids, recipient)
+    assert kor.exchange.outbox() == []
+    (record,) = kor.store.audit(kind="item.release")
+    assert record.outcome == "refused"
+
+
+def test_someone_without_the_role_releases_nothing(net: Net) -> None:
+    own_item(net, "KOR", "a")
+    kor = net.nodes["KOR"]
+    with pytest.raises(AccessDenied):
+        kor.exchange.release_many(kor.person("analyst"), ["a"], "JPN")
+    assert kor.exchange.outbox() == []
+    assert [r.outcome for r in kor.store.audit(kind="authz.item.release")] == ["refused"]
+
+
+def test_consents_on_file_serve_a_selection_and_its_delivery_and_only_their_item(net: Net) -> None:
+    """JPN passes KOR items on to USA: the one KOR consented to goes, its neighbour does not."""
+    for item_id in ("c-yes", "c-no"):
+        own_item(net, "KOR", item_id)
+    net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ["c-yes", "c-no"], "JPN")
+    net.deliver()
+    jpn = net.nodes["JPN"].exchange
+    request_id = jpn.request_consent(net.officer("JPN"), "c-yes", "USA", "threat-assessment", "US cell")
+    net.deliver()
+    net.nodes["KOR"].exchange.answer_consent(net.officer("KOR"), request_id, grant=True, reason="ok")
+    net.deliver()
+    released = jpn.release_many(net.officer("JPN"), ["c-yes", "c-no"], "USA")
+    assert [e.item_id for e in released.entries] == ["c-yes"]
+    assert [r.subject for r in released.refused] == ["c-no"]
+    assert "third_party" in released.refused[0].reason
+    assert [d.state for d in net.deliver()] == ["delivered"]
+    assert net.nodes["USA"].store.get_item("c-yes") is not None
+    assert net.nodes["USA"].store.get_item("c-no") is None
+
+
+def test_an_item_recalled_after_queueing_does_not_go_while_its_batch_does(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    for item_id in ("r1", "r2", "r3"):
+        own_item(net, "KOR", item_id)
+    kor.exchange.release_many(net.officer("KOR"), ["r1", "r2", "r3"], "JPN")
+    kor.duties.recall(net.officer("KOR"), "r2", "withdrawn before sending")
+    kor.exchange.deliver_due(net.transport)
+    by_item = {e.item_id: e.state for e in kor.exchange.outbox() if e.kind == "item"}
+    assert by_item == {"r1": "delivered", "r2": "undeliverable", "r3": "delivered"}
+    assert net.nodes["JPN"].store.existing_items(["r1", "r2", "r3"]) == {"r1", "r3"}
+
+
+def test_a_termination_between_a_selection_and_its_delivery_stops_every_item(net: Net) -> None:
+    """The delivery run reads its batch's rows and consents at once; each is still decided at the
+    instant of sending, so an agreement that ended in between stops them all."""
+    gsomia = net.nodes["KOR"].catalogue.agreement(GSOMIA).what_if(without=["2019-11-22-notice-suspended"])
+    kor = Node(
+        net.nodes["KOR"].config, catalogue=net.nodes["KOR"].catalogue.replacing(gsomia), clock=net.clock
+    )
+    net.clock.now = datetime(2019, 11, 22, 23, 59, 59, tzinfo=gsomia.timezone)
+    for item_id in ("late-1", "late-2"):
+        own_item(net, "KOR", item_id)
+    released = kor.exchange.release_many(kor.person("officer"), ["late-1", "late-2"], "JPN")
+    assert len(released.entries) == 2
+    net.clock.advance(seconds=2)  # the agreement ended at midnight
+    results = kor.exchange.deliver_due(net.transport)
+    assert [r.state for r in results] == ["undeliverable", "undeliverable"]
+    assert all("terminated" in r.detail for r in results)
+    assert net.nodes["JPN"].store.existing_items(["late-1", "late-2"]) == set()
+    kor.close()
