@@ -4,12 +4,16 @@ delivery run that reads the rows and consents of its batch at once still decides
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
+from typing import Any
 
+import httpx
 import pytest
 from tests.exchange.test_exchange import GSOMIA, Net, net, own_item
 
+from gsomia.api import create_app
 from gsomia.errors import AccessDenied, GsomiaError, NotFoundError
 from gsomia.exchange import MAX_RELEASE_ITEMS
 from gsomia.node import Node
@@ -152,3 +156,59 @@ def test_a_termination_between_a_selection_and_its_delivery_stops_every_item(net
     assert all("terminated" in r.detail for r in results)
     assert net.nodes["JPN"].store.existing_items(["late-1", "late-2"]) == set()
     kor.close()
+
+
+def _api(node: Node, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
+    app = create_app(node)
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return await client.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+    return asyncio.run(run())
+
+
+def test_the_api_releases_a_selection_in_one_request(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    for item_id in ("api-1", "api-2"):
+        own_item(net, "KOR", item_id)
+    own_item(net, "KOR", "api-secret", classification="군사I급비밀")
+    officer = kor.issue_token(None, "officer")[1]
+    answer = _api(
+        kor,
+        "POST",
+        "/releases",
+        officer,
+        json={"items": ["api-1", "api-secret", "api-2"], "recipient": "JPN"},
+    )
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert [q["item_id"] for q in body["queued"]] == ["api-1", "api-2"]
+    assert all(q["state"] == "pending" and q["decision"]["allowed"] for q in body["queued"])
+    assert [r["item"] for r in body["refused"]] == ["api-secret"]
+    assert sorted(d.state for d in net.deliver()) == ["delivered", "delivered"]
+
+
+@pytest.mark.parametrize(
+    ("who", "body", "status", "says"),
+    [
+        ("analyst", {"items": ["api-1"], "recipient": "JPN"}, 403, "release_officer"),
+        ("officer", {"items": [], "recipient": "JPN"}, 422, "items"),
+        ("officer", {"items": ["api-1", "api-1"], "recipient": "JPN"}, 422, "named twice"),
+        ("officer", {"items": ["api-1"] * 1001, "recipient": "JPN"}, 422, "items"),
+        ("officer", {"items": ["../etc"], "recipient": "JPN"}, 422, "items"),
+        ("officer", {"items": ["api-1"]}, 422, "recipient"),
+    ],
+)
+def test_the_api_refuses_a_bad_selection_naming_the_problem(
+    net: Net, who: str, body: dict[str, Any], status: int, says: str
+) -> None:
+    kor = net.nodes["KOR"]
+    own_item(net, "KOR", "api-1")
+    answer = _api(kor, "POST", "/releases", kor.issue_token(None, who)[1], json=body)
+    assert answer.status_code == status, answer.text
+    assert says in answer.text
+    assert "Traceback" not in answer.text
+    assert "SELECT" not in answer.text
+    assert kor.exchange.outbox() == []

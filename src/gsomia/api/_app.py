@@ -442,6 +442,24 @@ def create_app(
         )
         return _outbox_out(row)
 
+    @app.post("/releases", status_code=202, response_model=m.ReleasesOut, tags=["federation"])
+    def release_many(body: m.ReleasesIn, person: Caller) -> dict[str, Any]:
+        """Release a selection to a partner (release officers), in one transaction: each item is
+        decided now as one release is, and again when sent; those that may not go are listed with
+        the reason (and audited), the rest are queued."""
+        released = node.exchange.release_many(
+            person,
+            body.items,
+            body.recipient,
+            via=body.via,
+            purpose=body.purpose,
+            authorise_relay=body.authorise_relay,
+        )
+        return {
+            "queued": [_outbox_out(r) for r in released.entries],
+            "refused": [{"item": r.subject, "reason": r.reason} for r in released.refused],
+        }
+
     @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
     def outbox(
         person: Caller,

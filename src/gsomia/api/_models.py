@@ -20,6 +20,7 @@ from gsomia.api._fields import (
 )
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
+from gsomia.exchange import MAX_RELEASE_ITEMS
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -289,6 +290,24 @@ class OutboxOut(BaseModel):
     last_error: str | None
     receipt: str | None
     decision: dict[str, Any]
+
+
+class ReleasesIn(ReleaseIn):
+    items: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_RELEASE_ITEMS,
+        description="The items of the selection, each named once; each is decided on its own.",
+    )
+
+
+class RefusedOut(BaseModel):
+    item: str
+    reason: str
+
+
+class ReleasesOut(BaseModel):
+    queued: list[OutboxOut]
+    refused: list[RefusedOut]
 
 
 class PeerIn(_In):
