@@ -13,14 +13,24 @@ and this client cost on this machine. The clients run in this process (asyncio +
 the server in another, so on two cores they compete with each other as well.
 
 Target (issue 10): no errors at 200 clients for 60 s; p50 and p99 are printed, not judged.
+Target (issue 18): gsomia's requests/s at least 0.6 times the floor's, its p99 at most twice the
+floor's p99, judged at 200 clients for 60 s.
 
-Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--json]``.
+Part (b), ``--cpu``: the server's own CPU time per request, in this process, with the load of the
+machine mostly out of the figure (CPU seconds, not wall seconds): the same three requests, one at
+a time, through ``httpx.ASGITransport`` to gsomia's app (``create_app`` over the same node, its
+start-up objects frozen out of the collector as ``gsomia node serve`` does) and to the floor's;
+the best of several passes of each. What gsomia's app costs beyond the framework's floor, per
+path, on a machine too busy for part (a)'s wall-clock figures to compare between runs.
+
+Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--cpu] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import platform
@@ -37,13 +47,17 @@ from typing import Any
 
 import httpx
 
+from _floor_app import app as floor_app
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _rows import row
 from gsomia import network
+from gsomia.api import create_app
 from gsomia.node import NewIngest, Node, load_config
 
 HERE = Path(__file__).resolve().parent
 REQUEST_TIMEOUT_S = 30.0
+RATE_TARGET = 0.6  # gsomia's requests/s at least this share of the floor's (issue 18)
+P99_TARGET = 2.0  # gsomia's p99 at most this many times the floor's
 
 
 @dataclass
@@ -113,17 +127,7 @@ def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict
     members = network.build(root / "net")
     jpn = next(m for m in members if m.party == "JPN")
     node = Node(load_config(jpn.directory))
-    officer = node.person("officer")
-    label = {
-        "originator": "JPN",
-        "classification": "秘",
-        "releasable_to": ["KOR"],
-        "purpose": "threat-assessment",
-        "topics": ["dprk-missile"],
-        "created": "2024-01-01T00:00:00+09:00",
-    }
-    ids = [f"load-{n:05d}" for n in range(items)]
-    node.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
+    ids = _ingest(node, items)
     node.close()
     token = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))["officer"]
     where = ["--dir", str(jpn.directory), "--port", str(jpn.port)]
@@ -147,6 +151,75 @@ def measure_floor(clients: int, seconds: float) -> dict[str, Any]:
     finally:
         _stop(server)
     return _summary("FastAPI + uvicorn, no work (floor)", tally, seconds)
+
+
+CPU_PASS = 150  # requests per timed pass of part (b), 50 of each path
+CPU_PASSES = 7
+
+
+def _paths(ids: list[str]) -> dict[str, list[str]]:
+    return {
+        "page of 20": ["/items?limit=20"],
+        "one item (decided, audited)": [f"/items/{ids[n % len(ids)]}" for n in range(50)],
+        "healthz": ["/healthz"],
+    }
+
+
+def _cpu_per_request(app: Any, token: str, paths: list[str], count: int) -> float:
+    """The best pass's CPU seconds per request, ``count`` requests one at a time over ``paths``."""
+
+    async def one_pass() -> float:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://node", headers=headers) as client:
+            for n in range(5):  # warm
+                (await client.get(paths[n % len(paths)])).raise_for_status()
+            start = time.process_time()
+            for n in range(count):
+                response = await client.get(paths[n % len(paths)])
+                if response.status_code != 200:
+                    raise RuntimeError(f"{paths[n % len(paths)]} answered {response.status_code}")
+            return (time.process_time() - start) / count
+
+    return min(asyncio.run(one_pass()) for _ in range(CPU_PASSES))
+
+
+def measure_cpu(root: Path, items: int) -> dict[str, dict[str, float]]:
+    """Part (b): CPU µs per request of gsomia's app and of the floor's, per path."""
+    members = network.build(root / "cpu")
+    jpn = next(m for m in members if m.party == "JPN")
+    node = Node(load_config(jpn.directory))
+    ids = _ingest(node, items)
+    token = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))["officer"]
+    app = create_app(node)
+    gc.freeze()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, paths in _paths(ids).items():
+            count = CPU_PASS // 3
+            ours = _cpu_per_request(app, token, paths, count)
+            floor_paths = [p if not p.startswith("/items/") else "/items/x" for p in paths]
+            theirs = _cpu_per_request(floor_app, "floor", floor_paths, count)
+            out[name] = {"gsomia_us": ours * 1e6, "floor_us": theirs * 1e6}
+    finally:
+        node.close()
+        gc.unfreeze()
+    return out
+
+
+def _ingest(node: Node, items: int) -> list[str]:
+    officer = node.person("officer")
+    label = {
+        "originator": "JPN",
+        "classification": "秘",
+        "releasable_to": ["KOR"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": "2024-01-01T00:00:00+09:00",
+    }
+    ids = [f"load-{n:05d}" for n in range(items)]
+    node.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
+    return ids
 
 
 def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seconds: float) -> list[Any]:
@@ -179,21 +252,37 @@ def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seco
             **versus("p50_ms", higher_is_better=False),
         ),
         row(
-            f"API latency p99, {where}",
+            f"API latency p99, {where} (ratio: the floor's p99 / gsomia's)",
             ours["p99_ms"],
             "ms",
-            target="(printed)",
-            met=None,
+            target=f"<= {P99_TARGET:g}x the floor's p99 at 200 clients for 60 s",
+            met=ours["p99_ms"] <= P99_TARGET * floor["p99_ms"] if judged and floor else None,
             **versus("p99_ms", higher_is_better=False),
         ),
         row(
             f"API requests/s, {where}",
             ours["per_s"],
             "requests/s",
-            target="(printed)",
-            met=None,
+            target=f">= {RATE_TARGET:g}x the floor at 200 clients for 60 s",
+            met=ours["per_s"] >= RATE_TARGET * floor["per_s"] if judged and floor else None,
             **versus("per_s", higher_is_better=True),
         ),
+    ]
+
+
+def _cpu_rows(cpu: dict[str, dict[str, float]]) -> list[Any]:
+    return [
+        row(
+            f"API server CPU per request, {name}, in-process (ratio: the floor's / gsomia's)",
+            figures["gsomia_us"],
+            "µs CPU",
+            peer="FastAPI, no work (floor), same transport",
+            peer_value=figures["floor_us"],
+            ratio=figures["floor_us"] / figures["gsomia_us"],
+            target="(information: where the time goes)",
+            met=None,
+        )
+        for name, figures in cpu.items()
     ]
 
 
@@ -204,15 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=500, help="items the node holds (default 500)")
     parser.add_argument("--no-peer", action="store_true", help="leave the floor out")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--cpu-only", action="store_true", help="only part (b): CPU per request")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.items < 1:
         parser.error("--clients, --seconds and --items must be positive")
     loads = [load_average()]
+    ours: dict[str, Any] | None = None
+    floor = None
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-load-") as tmp:
-        ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
-    floor = None if args.no_peer else measure_floor(args.clients, args.seconds)
+        if not args.cpu_only:
+            ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
+        cpu = measure_cpu(Path(tmp), args.items)
+    if not args.no_peer and not args.cpu_only:
+        floor = measure_floor(args.clients, args.seconds)
     loads.append(load_average())
-    rows = _rows(ours, floor, args.clients, args.seconds)
+    rows = ([] if ours is None else _rows(ours, floor, args.clients, args.seconds)) + _cpu_rows(cpu)
     if args.json:
         out = {
             "benchmark": "load",
@@ -221,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "items": args.items,
             "gsomia": ours,
             "floor": floor,
+            "cpu_per_request": cpu,
             "python": platform.python_version(),
             "cpu": cpu_model(),
             "uvicorn_version": version("uvicorn"),
@@ -229,25 +325,41 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    print(f"{args.clients} concurrent API clients for {args.seconds:g} s, one node ({args.items} items)")
+    if ours is not None:
+        print(f"{args.clients} concurrent API clients for {args.seconds:g} s, one node ({args.items} items)")
     print(f"CPU: {cpu_model()}; uvicorn {version('uvicorn')}; 1-min load average {loads[0]} -> {loads[1]}")
     print()
-    print(
-        f"{'server':<36} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
-    )
-    for result in (ours, floor):
-        if result is None:
-            continue
+    if ours is not None:
         print(
-            f"{result['server']:<36} {result['requests']:>9,} {result['per_s']:>8,.0f} "
-            f"{result['p50_ms']:>8.1f} {result['p99_ms']:>8.1f} {result['max_ms']:>8.1f} "
-            f"{result['errors']:>7}"
+            f"{'server':<36} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'errors':>7}"
         )
-        if result["errors"]:
-            print(f"  errors: {result['errors_by_kind']}")
-    verdict = "met" if ours["errors"] == 0 else "NOT met"
-    judged = "" if args.clients >= 200 and args.seconds >= 60 else " (judged at 200 clients for 60 s)"
-    print(f"target: no errors{judged}: {verdict}")
+        for result in (ours, floor):
+            if result is None:
+                continue
+            print(
+                f"{result['server']:<36} {result['requests']:>9,} {result['per_s']:>8,.0f} "
+                f"{result['p50_ms']:>8.1f} {result['p99_ms']:>8.1f} {result['max_ms']:>8.1f} "
+                f"{result['errors']:>7}"
+            )
+            if result["errors"]:
+                print(f"  errors: {result['errors_by_kind']}")
+        verdict = "met" if ours["errors"] == 0 else "NOT met"
+        judged = "" if args.clients >= 200 and args.seconds >= 60 else " (judged at 200 clients for 60 s)"
+        print(f"target: no errors{judged}: {verdict}")
+        if floor is not None:
+            print(
+                f"requests/s {ours['per_s'] / floor['per_s']:.2f}x the floor's (target >= {RATE_TARGET:g}x); "
+                f"p99 {ours['p99_ms'] / floor['p99_ms']:.2f}x the floor's (target <= {P99_TARGET:g}x)"
+            )
+        print()
+    print("(b) server CPU per request, in-process, one at a time (best of passes)")
+    print(f"{'path':<30} {'gsomia µs':>10} {'floor µs':>9} {'gsomia/floor':>13}")
+    for name, figures in cpu.items():
+        print(
+            f"{name:<30} {figures['gsomia_us']:>10,.0f} {figures['floor_us']:>9,.0f} "
+            f"{figures['gsomia_us'] / figures['floor_us']:>12.2f}x"
+        )
     return 0
 
 

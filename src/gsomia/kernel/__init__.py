@@ -3,7 +3,8 @@
 Neighbours use what ``__all__`` names: :class:`NodeContext` (store, key ring, clock, catalogue,
 release engine, the read decision, ``record``/``refuse``, the item view, the peer directory),
 :class:`StoreKeyRing` (the node's keys, the store's) and :class:`ChangeWatch` (the store's generation
-counters every process checks before using its copy of keys and peers),
+counters every process checks before using its copy of keys and peers; :class:`Kept` keeps other
+rows read the same way: people, tokens, visits),
 :class:`Item` and the item helpers, and the clock.
 """
 
@@ -28,6 +29,7 @@ from gsomia.kernel._items import (
     item_content,
     parse_item_content,
 )
+from gsomia.kernel._kept import Kept
 from gsomia.kernel._keys import StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import DEFAULT_INTERVAL, ChangeWatch
@@ -41,6 +43,7 @@ __all__ = [
     "Item",
     "ItemContent",
     "Items",
+    "Kept",
     "NodeContext",
     "PeerDirectory",
     "ReadGate",

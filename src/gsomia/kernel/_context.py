@@ -28,9 +28,10 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._items import Item, Items, from_us
+from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
-from gsomia.store import AuditRow, DutiesStore, FederationStore, SharedState, Store
+from gsomia.store import PEOPLE, VISITS, AuditRow, DutiesStore, FederationStore, SharedState, Store, VisitRow
 
 __all__ = ["Clock", "NodeContext", "ReadGate", "checks_json", "node_hubs", "node_timezone", "system_clock"]
 
@@ -93,6 +94,12 @@ class NodeContext:
         # the store's generation counters: the key ring and the peers are read again when they move
         self.watch = watch if watch is not None else ChangeWatch(SharedState(store))
         self.peers = PeerDirectory(self.fed, self.watch)
+        store.on_bump(self.watch.stale)  # a write here that moved a counter: read them again at once
+        # people's records and visits, read once and again when any process changes them
+        self._people: Kept[str, Person] = Kept(self.watch, PEOPLE, self._load_person)
+        self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
+            self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
+        )
         self.items = Items(party, catalogue, store, cipher, ring)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
@@ -147,16 +154,22 @@ class NodeContext:
 
     # --- people and the read decision ---
 
-    def person(self, person_id: str) -> Person:
-        """A registered person; :class:`NotFoundError` if there is none."""
+    def _load_person(self, person_id: str) -> Person | None:
         record = self.store.get_person(person_id)
-        if record is None:
+        return None if record is None else person_from_dict(json.loads(record), self.catalogue)
+
+    def person(self, person_id: str) -> Person:
+        """A registered person; :class:`NotFoundError` if there is none. Kept read while no process
+        changes anyone's record (the ``people`` generation)."""
+        person = self._people.get(person_id)
+        if person is None:
             raise NotFoundError(f"no person {person_id!r} at this node")
-        return person_from_dict(json.loads(record), self.catalogue)
+        return person
 
     def visit_scope(self, person_id: str, at: datetime) -> VisitScope | None:
-        """The reader's visits at ``at`` (Art. 8); ``None`` for someone who is not a visitor."""
-        rows = self._visits.visits_of(person_id)
+        """The reader's visits at ``at`` (Art. 8); ``None`` for someone who is not a visitor. The
+        visits are kept read while no process authorises one (the ``visits`` generation)."""
+        rows = self._visit_rows.get(person_id)
         if not rows:
             return None
         return VisitScope(

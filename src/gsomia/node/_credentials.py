@@ -24,8 +24,8 @@ from gsomia._codec import canonical, person_to_dict
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
-from gsomia.kernel import NodeContext, from_us
-from gsomia.store import TokenRow
+from gsomia.kernel import Kept, NodeContext, from_us
+from gsomia.store import TOKENS, TokenRow
 
 __all__ = ["MAX_TOKEN_DAYS", "SESSION_HOURS", "Credentials"]
 
@@ -43,6 +43,9 @@ class Credentials:
 
     def __init__(self, kernel: NodeContext) -> None:
         self.node = kernel
+        # tokens by digest, kept read until any process revokes one (the ``tokens`` generation);
+        # expiry is checked on every use, an unknown digest is never kept
+        self._tokens: Kept[str, TokenRow] = Kept(kernel.watch, TOKENS, kernel.store.find_token)
 
     # --- tokens ---
 
@@ -186,7 +189,7 @@ class Credentials:
         try:
             if not token:
                 raise AuthenticationError("no bearer token: send 'Authorization: Bearer <token>'")
-            row = self._valid(self.node.store.find_token(_digest(token)), API)
+            row = self._valid(self._tokens.get(_digest(token)), API)
             return self._person(row), row
         except AuthenticationError as exc:
             raise self.node.refuse("auth", None, None, exc) from None
@@ -218,7 +221,7 @@ class Credentials:
         try:
             if not secret:
                 raise AuthenticationError("no dashboard session: log in at the dashboard")
-            return self._person(self._valid(self.node.store.find_token(_digest(secret)), SESSION))
+            return self._person(self._valid(self._tokens.get(_digest(secret)), SESSION))
         except AuthenticationError as exc:
             raise self.node.refuse("auth", None, None, exc) from None
 

@@ -24,7 +24,7 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
-from gsomia.store._shared import KEYS, PEERS, SharedState
+from gsomia.store._shared import KEYS, PEERS, PEOPLE, TOKENS, VISITS, SharedState
 from gsomia.store._store import (
     AuditRow,
     InventoryEntry,
@@ -40,6 +40,9 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 __all__ = [
     "KEYS",
     "PEERS",
+    "PEOPLE",
+    "TOKENS",
+    "VISITS",
     "AuditRow",
     "AuditStore",
     "ConsentRequestRow",

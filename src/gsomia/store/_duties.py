@@ -17,7 +17,16 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
 from gsomia.store._federation import OutboxRow
-from gsomia.store._store import AuditRow, InventoryEntry, ItemRow, NewItem, Store, allocate_added
+from gsomia.store._store import (
+    VISITS,
+    AuditRow,
+    InventoryEntry,
+    ItemRow,
+    NewItem,
+    Store,
+    allocate_added,
+    bump,
+)
 
 __all__ = [
     "DestructionRow",
@@ -201,6 +210,8 @@ class DutiesStore:
             if replace_keys:
                 conn.execute(table.delete().where(and_(*(table.c[k] == values[k] for k in replace_keys))))
             conn.execute(insert(table), values)
+            if table_name == "visits":  # the kernel keeps visits read: every process reads them again
+                bump(conn, VISITS)
 
         return run
 

@@ -9,30 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._store import AuditRow, Store
+from gsomia.store._store import PEOPLE, TOKENS, VISITS, AuditRow, Store, bump
 
-__all__ = ["KEYS", "PEERS", "SharedState", "bump"]
+__all__ = ["KEYS", "PEERS", "PEOPLE", "TOKENS", "VISITS", "SharedState", "bump"]
 
 KEYS = "keys"
 PEERS = "peers"
-
-
-def bump(conn: Connection, name: str) -> int:
-    """Move ``name``'s generation on, in the caller's transaction (the row stays locked until it
-    ends, so writers of one kind of state take turns); the new generation."""
-    value = conn.execute(
-        update(t.generations)
-        .where(t.generations.c.name == name)
-        .values(value=t.generations.c.value + 1)
-        .returning(t.generations.c.value)
-    ).scalar_one_or_none()
-    if value is None:  # a kind of state first written after the migration: its counter starts here
-        conn.execute(insert(t.generations), {"name": name, "value": 1})
-        return 1
-    return int(value)
 
 
 class SharedState:

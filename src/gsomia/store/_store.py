@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, case, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 
@@ -177,6 +179,39 @@ def allocate_added(conn: Connection, count: int, now_us: int) -> int:
 
 
 _log = logging.getLogger("gsomia.store")
+# Connections kept open, and opened beyond those under a burst: the API serves from a pool of 40
+# worker threads, and a connection opened and closed per request (SQLite's pragmas, PostgreSQL's
+# handshake) cost more than the request's own query (bench_load's profile, issue 18).
+_POOL_SIZE = 20
+_POOL_OVERFLOW = 20
+_BUMPED = "gsomia.bumped"  # set on a connection whose transaction moved a generation counter
+# Generation counters of what the kernel keeps read (see gsomia.store._shared): people's records,
+# tokens (revocations) and visits; bumped in the transaction that changes them.
+PEOPLE = "people"
+TOKENS = "tokens"
+VISITS = "visits"
+
+
+def bump(conn: Connection, name: str) -> int:
+    """Move ``name``'s generation on, in the caller's transaction (the row stays locked until it
+    ends, so writers of one kind of state take turns); the new generation. This process's
+    listeners (:meth:`Store.on_bump`) are told once the transaction commits."""
+    conn.info[_BUMPED] = True
+    move = (
+        update(t.generations)
+        .where(t.generations.c.name == name)
+        .values(value=t.generations.c.value + 1)
+        .returning(t.generations.c.value)
+    )
+    value = conn.execute(move).scalar_one_or_none()
+    if value is None:  # a kind of state first written after the migration: its counter starts here
+        # (two processes may start it at once: the second's insert does nothing, then both move it)
+        first = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(t.generations)
+        conn.execute(first.values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
+        value = conn.execute(move).scalar_one()
+    return int(value)
+
+
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 
@@ -219,6 +254,12 @@ def _private_sqlite_file(database: str | None) -> None:
         os.close(fd)
 
 
+def _pooled(url: str) -> bool:
+    """Whether ``url``'s engine keeps a queue of connections (not an in-memory SQLite's single one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -232,6 +273,9 @@ class Store:
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         try:
+            if _pooled(url):  # a served node's worker threads each hold a connection at once
+                engine_options.setdefault("pool_size", _POOL_SIZE)
+                engine_options.setdefault("max_overflow", _POOL_OVERFLOW)
             self.engine: Engine = create_engine(url, future=True, **engine_options)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot open store {_redacted(url)}: {exc}") from exc
@@ -239,15 +283,28 @@ class Store:
             _private_sqlite_file(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
+        self._bump_listeners: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def on_bump(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every transaction of this process that moved a generation counter
+        (:func:`bump`): this process's caches then read the counters again at once."""
+        self._bump_listeners.append(listener)
+
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
+        moved = False
         try:
             with self.engine.begin() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    moved = bool(conn.info.pop(_BUMPED, False))
+            if moved:
+                for listener in self._bump_listeners:
+                    listener()
         except IntegrityError as exc:
             _log.info("write refused by a constraint: %s", exc)
             raise ConflictError("already exists: a record with the same identifier is stored") from exc
@@ -503,6 +560,7 @@ class Store:
             done = conn.execute(
                 update(t.people).where(t.people.c.id == person_id).values(record=record, updated_us=at_us)
             ).rowcount
+            bump(conn, PEOPLE)
             self._audit(conn, audit)
             return bool(done)
 
@@ -626,6 +684,7 @@ class Store:
         with self._begin() as conn:
             revoked = self._revoke_lineage(conn, [token_id], at_us)
             if revoked:
+                bump(conn, TOKENS)
                 self._audit(conn, audit(revoked) if callable(audit) else audit)
             return revoked
 
@@ -645,6 +704,8 @@ class Store:
                 )
             ]
             revoked = self._revoke_lineage(conn, own, at_us)
+            bump(conn, PEOPLE)
+            bump(conn, TOKENS)
             self._audit(conn, audit(revoked))
             return revoked
 
