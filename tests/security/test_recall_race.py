@@ -23,8 +23,8 @@ import pytest
 from tests.reliability.processes import count, wait_for
 from tests.security._live import Processes
 
-from gsomia import network
 from gsomia.crypto.keys import PeerIdentity
+from gsomia.demo import network
 from gsomia.errors import TransportError
 from gsomia.exchange import HttpTransport, PeerTransport
 from gsomia.node import Node
