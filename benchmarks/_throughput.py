@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy
 
 from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
-from gsomia import network
+from gsomia.demo import network
 from gsomia.exchange import MAX_RELEASE_ITEMS, HttpTransport
 from gsomia.node import NewIngest, Node, load_config
 

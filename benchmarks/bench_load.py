@@ -50,8 +50,8 @@ import httpx
 from _floor_app import app as floor_app
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _rows import row
-from gsomia import network
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 
 HERE = Path(__file__).resolve().parent

@@ -5,11 +5,13 @@ release engine, the read decision, ``record``/``refuse``, the item view, the pee
 :class:`StoreKeyRing` (the node's keys, the store's) and :class:`ChangeWatch` (the store's generation
 counters every process checks before using its copy of keys and peers; :class:`Kept` keeps other
 rows read the same way: people, tokens, visits),
-:class:`Item` and the item helpers, and the clock.
+:class:`Item` and the item helpers, and the clock (``system_clock``; :class:`ManualClock`, which
+moves only when told, for the demo's replay and the tests).
 """
 
 from gsomia.kernel._context import (
     Clock,
+    ManualClock,
     NodeContext,
     ReadGate,
     checks_json,
@@ -44,6 +46,7 @@ __all__ = [
     "ItemContent",
     "Items",
     "Kept",
+    "ManualClock",
     "NodeContext",
     "PeerDirectory",
     "ReadGate",
