@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwe, jws
-from joserfc.errors import SecurityWarning
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import OKPKey
 from joserfc.registry import HeaderParameter
 
@@ -258,6 +258,29 @@ def test_the_inner_signature_covers_canonical_claims(net: Network) -> None:
     }
     canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert unb64(payload_segment) == canonical
+
+
+def test_what_gsomia_writes_an_independent_jose_library_reads_and_checks(net: Network) -> None:
+    """gsomia writes its JWS and JWE from ``cryptography``'s primitives (issue 18): joserfc, with
+    its own registries, decrypts the envelope and verifies both signatures; one altered byte of a
+    signature, the ciphertext or the tag is refused by it too."""
+    verifier = OKPKey.import_key(net.rings["KOR"].signing_key(AT)[1].public_key())
+    standard = jws.JWSRegistry(header_registry={"iss": HeaderParameter("iss", "str")}, algorithms=["EdDSA"])
+    hop = decrypted_hop(net, sealed(net))  # joserfc's decrypt_compact, the standard ECDH-ES + A256GCM
+    assert json.loads(jws.deserialize_compact(hop, verifier, registry=standard).payload)["body"] == BODY
+    origin = sign_origin(net.rings["KOR"], b'{"item":"k1"}', AT)
+    assert jws.deserialize_compact(origin, verifier, registry=standard).payload == b'{"item":"k1"}'
+    head, payload, signature = origin.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    with pytest.raises(JoseError):
+        jws.deserialize_compact(forged, verifier, registry=standard)
+    for index in (3, 4):  # the ciphertext, the tag
+        segments = parts(sealed(net))
+        segments[index] = (
+            segments[index][:-2] + ("A" if segments[index][-2] != "A" else "B") + segments[index][-1]
+        )
+        with pytest.raises(JoseError):
+            decrypted_hop(net, rebuilt(segments))
 
 
 def test_each_envelope_has_its_own_ephemeral_key(net: Network) -> None:

@@ -19,20 +19,32 @@ The originator's signature on an item (:func:`sign_origin`, ``typ``
 lives, across hops (the idea of ADatP-4778's binding), and any node can check it with
 the originator's published key (:func:`verify_origin`).
 
+What this node writes (:func:`seal`, :func:`sign_origin`) is serialised here from
+``cryptography``'s primitives in the standard compact forms; everything it reads is parsed and
+checked by ``joserfc``.
+
 Every failure to open or verify is one :class:`EnvelopeError` whose message is only
-"envelope refused"; its ``detail`` is for the audit log. JOSE is done by ``joserfc``;
-keys come from ``cryptography`` (see :mod:`gsomia.crypto.keys`). Nothing here reads the
-clock.
+"envelope refused"; its ``detail`` is for the audit log. Keys come from ``cryptography``
+(see :mod:`gsomia.crypto.keys`). Nothing here reads the clock.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwa, jwe
 from joserfc import jws as joserfc_jws
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
@@ -128,6 +140,53 @@ _JWE = _HopJWE(
 )
 
 
+# --------------------------------------------------------------------------- producing JOSE
+#
+# What this node signs and seals is written here with ``cryptography``'s primitives in the
+# standard compact serialisations (RFC 7515 JWS with EdDSA, RFC 8037; RFC 7516 JWE with ECDH-ES in
+# direct key agreement and A256GCM, RFC 7518 sections 4.6 and 5.3), byte for byte what joserfc
+# would write but without its per-call registry and key-object work, which cost as much as the
+# cryptography itself (issue 18's envelope ratio). Everything received is still parsed and
+# checked by joserfc (``open_envelope``, ``verify_origin``): the lean path only produces.
+
+# Concat KDF "otherinfo" of ECDH-ES direct mode for A256GCM with no apu/apv (RFC 7518 4.6.2)
+_A256GCM_OTHER_INFO = (
+    struct.pack(">I", 7) + b"A256GCM" + struct.pack(">I", 0) + struct.pack(">I", 0) + struct.pack(">I", 256)
+)
+_HEADER_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _compact_jws(header: dict[str, Any], payload: bytes, key: OKPKey) -> str:
+    """A compact JWS (RFC 7515 section 7.1) over ``payload``, signed EdDSA with ``key``'s Ed25519."""
+    signer = key.private_key
+    if not isinstance(signer, Ed25519PrivateKey):
+        raise EnvelopeError("malformed")  # gsomia signs with Ed25519 keys only
+    signing_input = f"{_b64(_HEADER_JSON.encode(header).encode())}.{_b64(payload)}"
+    return f"{signing_input}.{_b64(signer.sign(signing_input.encode('ascii')))}"
+
+
+def _compact_jwe(header: dict[str, Any], plaintext: bytes, key: OKPKey) -> str:
+    """A compact JWE (RFC 7516 section 7.1): ECDH-ES direct agreement with ``key``'s X25519 public
+    key, a fresh ephemeral key in ``epk``, the Concat KDF of RFC 7518 section 4.6, A256GCM with
+    the protected header as the additional data; the encrypted key is empty (direct mode)."""
+    recipient = key.public_key
+    if not isinstance(recipient, X25519PublicKey):
+        raise EnvelopeError("malformed")
+    ephemeral = X25519PrivateKey.generate()
+    epk = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    protected = _b64(
+        _HEADER_JSON.encode({**header, "epk": {"kty": "OKP", "crv": "X25519", "x": _b64(epk)}}).encode()
+    )
+    cek = ConcatKDFHash(hashes.SHA256(), 32, _A256GCM_OTHER_INFO).derive(ephemeral.exchange(recipient))
+    iv = os.urandom(12)
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
+    return f"{protected}..{_b64(iv)}.{_b64(sealed[:-16])}.{_b64(sealed[-16:])}"
+
+
 def _aware(at: datetime) -> None:
     if at.utcoffset() is None:
         raise InstantError(f"instant {at.isoformat()} has no UTC offset; give one, e.g. +09:00")
@@ -166,7 +225,7 @@ def sign_origin(ring: KeyRing, content: bytes, at: datetime, *, typ: str = ITEM_
     _aware(at)
     kid, key = ring._signer(at)
     header = {"alg": "EdDSA", "kid": kid, "typ": typ, "iss": ring.party}
-    return joserfc_jws.serialize_compact(header, content, key, registry=_JWS)
+    return _compact_jws(header, content, key)
 
 
 def verify_origin(
@@ -275,12 +334,10 @@ def seal(
         raise InvalidInputError(f"the envelope body is not JSON: {exc}") from exc
 
     kid, signer = ring._signer(at)
-    inner = joserfc_jws.serialize_compact(
-        {"alg": "EdDSA", "kid": kid, "typ": HOP_TYPE}, claims, signer, registry=_JWS
-    )
+    inner = _compact_jws({"alg": "EdDSA", "kid": kid, "typ": HOP_TYPE}, claims, signer)
     recipient_kid, recipient_key = recipient._encrypter(at)
     header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": recipient_kid, "cty": HOP_TYPE, **routing}
-    compact = jwe.encrypt_compact(header, inner, recipient_key, registry=_JWE)
+    compact = _compact_jwe(header, inner.encode("ascii"), recipient_key)
     # A compact JWE is base64url and dots: nothing in it needs escaping in a JSON string.
     return f'{{"format":"{ENVELOPE_FORMAT}","jwe":"{compact}"}}'
 
