@@ -23,7 +23,10 @@ start-up objects frozen out of the collector as ``gsomia node serve`` does) and 
 the best of several passes of each. What gsomia's app costs beyond the framework's floor, per
 path, on a machine too busy for part (a)'s wall-clock figures to compare between runs.
 
-Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--cpu] [--json]``.
+Part (c): ``Node.read`` in-process by one thread and by 40 at once (CPU a read, reads a second):
+what writing concurrent reads' audit records together saves.
+
+Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--cpu-only] [--json]``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -207,6 +211,36 @@ def measure_cpu(root: Path, items: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def measure_reads(root: Path, items: int, reads: int = 2000) -> dict[str, dict[str, float]]:
+    """Part (c): ``Node.read`` (decided, audited) by 1 and by 40 threads at once, in-process: CPU µs
+    a read and reads a second, best of 3 runs of ``reads`` reads. Concurrent reads' audit records
+    are written together (``GroupedAppend``); one reader at a time is the peer."""
+    members = network.build(root / "reads")
+    jpn = next(m for m in members if m.party == "JPN")
+    node = Node(load_config(jpn.directory))
+    ids = _ingest(node, min(items, 50))
+    officer = node.person("officer")
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for threads in (1, 40):
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(lambda n: node.read(officer, ids[n % len(ids)]), range(200)))
+                best: tuple[float, float] | None = None
+                for _ in range(3):
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    list(pool.map(lambda n: node.read(officer, ids[n % len(ids)]), range(reads)))
+                    taken = (time.process_time() - cpu, time.perf_counter() - wall)
+                    best = taken if best is None or taken[0] < best[0] else best
+            assert best is not None
+            out[f"{threads} thread{'s' if threads > 1 else ''}"] = {
+                "cpu_us": best[0] / reads * 1e6,
+                "per_s": reads / best[1],
+            }
+    finally:
+        node.close()
+    return out
+
+
 def _ingest(node: Node, items: int) -> list[str]:
     officer = node.person("officer")
     label = {
@@ -304,10 +338,24 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cpu_only:
             ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
         cpu = measure_cpu(Path(tmp), args.items)
+        reads = measure_reads(Path(tmp), args.items)
     if not args.no_peer and not args.cpu_only:
         floor = measure_floor(args.clients, args.seconds)
     loads.append(load_average())
     rows = ([] if ours is None else _rows(ours, floor, args.clients, args.seconds)) + _cpu_rows(cpu)
+    one, many = reads["1 thread"], reads["40 threads"]
+    rows.append(
+        row(
+            "Node.read, 40 threads at once, in-process (ratio: CPU a read, one thread's / 40 threads')",
+            many["per_s"],
+            "reads/s",
+            peer="one thread",
+            peer_value=one["per_s"],
+            ratio=one["cpu_us"] / many["cpu_us"],
+            target="(information)",
+            met=None,
+        )
+    )
     if args.json:
         out = {
             "benchmark": "load",
@@ -317,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "gsomia": ours,
             "floor": floor,
             "cpu_per_request": cpu,
+            "concurrent_reads": reads,
             "python": platform.python_version(),
             "cpu": cpu_model(),
             "uvicorn_version": version("uvicorn"),
@@ -360,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<30} {figures['gsomia_us']:>10,.0f} {figures['floor_us']:>9,.0f} "
             f"{figures['gsomia_us'] / figures['floor_us']:>12.2f}x"
         )
+    print()
+    print("(c) Node.read in-process, decided and audited (best of 3 runs of 2,000 reads)")
+    for name, figures in reads.items():
+        print(f"{name:<12} {figures['cpu_us']:>6,.0f} µs CPU a read {figures['per_s']:>8,.0f} reads/s")
     return 0
 
 

@@ -19,6 +19,7 @@ from gsomia.kernel._context import (
     node_timezone,
     system_clock,
 )
+from gsomia.kernel._grouped import GroupedAppend
 from gsomia.kernel._items import (
     ITEM_ID,
     PAYLOAD_TYPES,
@@ -42,6 +43,7 @@ __all__ = [
     "PAYLOAD_TYPES",
     "ChangeWatch",
     "Clock",
+    "GroupedAppend",
     "Item",
     "ItemContent",
     "Items",

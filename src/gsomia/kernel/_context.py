@@ -27,6 +27,7 @@ from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
+from gsomia.kernel._grouped import GroupedAppend
 from gsomia.kernel._items import Item, Items, from_us
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
@@ -121,6 +122,7 @@ class NodeContext:
         # the store's generation counters: the key ring and the peers are read again when they move
         self.watch = watch if watch is not None else ChangeWatch(SharedState(store))
         self.peers = PeerDirectory(self.fed, self.watch)
+        self._grouped = GroupedAppend(store.append_audit)  # concurrent requests' records, one write
         store.on_bump(self.watch.stale)  # a write here that moved a counter: read them again at once
         # people's records and visits, read once and again when any process changes them
         self._people: Kept[str, Person] = Kept(self.watch, PEOPLE, self._load_person)
@@ -151,8 +153,9 @@ class NodeContext:
         )
 
     def record(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
-        """Write one audit record now, on its own."""
-        self.store.append_audit([self.audit_row(kind, actor, subject, outcome, **detail)])
+        """Write one audit record now (grouped with other requests' records written at the same
+        time into one transaction; this returns once it is committed)."""
+        self._grouped.append([self.audit_row(kind, actor, subject, outcome, **detail)])
 
     def refuse(self, kind: str, actor: str | None, subject: str | None, error: GsomiaError) -> GsomiaError:
         """Record a refusal (once per error) and hand the error back to raise."""
@@ -161,7 +164,7 @@ class NodeContext:
         detail: dict[str, Any] = {"error": type(error).__name__, "reason": str(error)}
         if isinstance(error, AccessDenied):
             detail["checks"] = checks_json(error.decision.checks)
-        self.store.append_audit([self.audit_row(kind, actor, subject, "refused", **detail)])
+        self._grouped.append([self.audit_row(kind, actor, subject, "refused", **detail)])
         self.mark_recorded(error)
         return error
 
