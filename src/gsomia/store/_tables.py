@@ -340,7 +340,7 @@ incidents = Table(
     Column("nature", String(32), nullable=False),
     Column("state", String(16), nullable=False),  # opened | findings | measures | closed
     Column("steps", Text, nullable=False),  # JSON list of the investigation's steps
-    Column("jws", Text, nullable=False),  # the holder's signed latest report
+    Column("jws", Text, nullable=False),  # the holder's signed reports, a JSON list, oldest first
     Column("updated_us", BigInteger, nullable=False),
 )
 
