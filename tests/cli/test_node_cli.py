@@ -189,7 +189,8 @@ def test_export_import_and_receipts_by_file_from_the_command_line(tmp_path: Path
     applied = run("import-receipts", "--dir", str(kor_dir), str(receipts))
     assert applied["delivered"] == [done["exported"][0]["msg_id"]]
     outbox = run("outbox", "list", "--dir", str(kor_dir))
-    assert [(o["state"], o["receipt"]) for o in outbox] == [("delivered", True)]
+    assert [(o["state"], o["receipt"] is not None) for o in outbox] == [("delivered", True)]
+    assert outbox[0]["decision"]["allowed"] is True  # the API's outbox entry, from the one presenter
     out.write_text(out.read_text(encoding="utf-8")[:100], encoding="utf-8")
     assert "not JSON" in run("import", "--dir", str(jpn_dir), str(out), code=2)
     wrong = run("import", "--dir", str(kor_dir), str(receipts), code=2)

@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia._present import route_view
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
@@ -292,7 +293,7 @@ class StreamService:
                 "decided",
                 at=now.isoformat(),
                 valid_until=None if plan.valid_until is None else plan.valid_until.isoformat(),
-                routes=[_route_json(r) for r in plan.routes],
+                routes=[route_view(r) for r in plan.routes],
             )
         )
         return plan
@@ -346,7 +347,7 @@ class StreamService:
         return {
             "track_id": update.track_id,
             "routes": routes,
-            "refused": [_route_json(r) for r in plan.routes if not r.allowed],
+            "refused": [route_view(r) for r in plan.routes if not r.allowed],
         }
 
     async def _send_consents(self, hub: str, route: Route) -> None:
@@ -914,13 +915,3 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
 def _dumps(data: dict[str, Any]) -> bytes:
     """Compact JSON for a frame: the Merkle leaf hashes these exact bytes, so no canonical form is needed."""
     return orjson.dumps(data)
-
-
-def _route_json(route: Route) -> dict[str, Any]:
-    return {
-        "recipient": route.recipient,
-        "allowed": route.allowed,
-        "route": route.name if route.allowed else None,
-        "agreement": route.decision.agreement,
-        "failed": [f"{c.rule}: {c.reason}" for d in (route.refused or (route.decision,)) for c in d.failed()],
-    }
