@@ -400,3 +400,17 @@ node_identity = Table(
     Column("claimed_us", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
 )
+
+
+# The leaves of originator-signed track batches this node received (0009): a batch, or a track of
+# one, arriving again within the window a signature is fresh is a replay. Rows older than twice that
+# window are forgotten (a replay then is refused as stale), so the table stays bounded.
+track_batches_seen = Table(
+    "track_batches_seen",
+    metadata,
+    Column("batch", String(64), primary_key=True),  # SHA-256 of the signed batch content, hex
+    Column("leaf", Integer, primary_key=True),
+    Column("originator", String(3), nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
