@@ -394,7 +394,7 @@ def create_app(
             authorise_relay=body.authorise_relay,
         )
         return {
-            "queued": [_outbox_out(r) for r in released.entries],
+            "queued": [outbox_view(r) for r in released.entries],
             "refused": [{"item": r.subject, "reason": r.reason} for r in released.refused],
         }
 
