@@ -229,12 +229,22 @@ def _acknowledge(
     )
 
 
+_KEPT_CHANGES = "duties.kept-label-changes"  # Batch.prefetched: claimed item ids with changes kept
+
+
 def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) -> None:
     """An item is arriving: the newest change of its originator kept here for it (it reached this node
     first), if newer than the item's version, applies before the item is stored; acknowledged."""
     arriving = next((n for n in accepted.items if n.id == item_id), None)
     if arriving is None:
         return
+    if accepted.claimed is not None and item_id in accepted.claimed:
+        # which of the batch's items have changes kept here: one query for the batch, not one each
+        kept = accepted.prefetched.get(_KEPT_CHANGES)
+        if kept is None:
+            kept = accepted.prefetched[_KEPT_CHANGES] = duties.db.items_with_label_changes(accepted.claimed)
+        if item_id not in kept:
+            return
     waiting: list[tuple[LabelChange, str | None]] = []
     for row in duties.db.label_changes(item_id):
         if row.version <= arriving.label_version:

@@ -172,6 +172,11 @@ class Batch:
         self.ops: list[Op] = []  # the duties' writes (gsomia.duties), in the same transaction
         self.seen: dict[str, InboxRow] | None = None  # prefetched inbox rows of the batch
         self.held: set[str] | None = None  # prefetched ids of items already held
+        # the item ids the batch's item messages claim (read before verification, only to prefetch
+        # in one query what each item's handlers would otherwise look up one by one); None: unknown
+        self.claimed: list[str] | None = None
+        # what a handler or hook read once for the whole batch, by a name of its own
+        self.prefetched: dict[str, Any] = {}
 
     def add_inbox(self, row: InboxRow) -> None:
         self.inbox.append(row)

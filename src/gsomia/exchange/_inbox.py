@@ -54,9 +54,8 @@ class Inbox(Consents):
                 opened.append(exc)
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in opened if isinstance(o, Opened)])
-        accepted.held = self.kernel.store.existing_items(
-            [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
-        )
+        accepted.claimed = [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
+        accepted.held = self.kernel.store.existing_items(accepted.claimed)
         for text, first in zip(texts, opened, strict=True):
             try:
                 results.append(self._receive_one(text, now, accepted, first))

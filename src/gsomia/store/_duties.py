@@ -345,6 +345,19 @@ class DutiesStore:
         with self.store._read() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
+    def items_with_label_changes(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` have label changes kept here (a few queries for many ids)."""
+        wanted = list(dict.fromkeys(item_ids))
+        found: set[str] = set()
+        with self.store._read() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = (
+                    select(t.label_changes.c.item_id).where(t.label_changes.c.item_id.in_(chunk)).distinct()
+                )
+                found |= {r[0] for r in conn.execute(query)}
+        return found
+
     def label_changes(self, item_id: str) -> list[LabelChangeRow]:
         query = select(t.label_changes).where(t.label_changes.c.item_id == item_id)
         with self.store._read() as conn:
