@@ -28,7 +28,7 @@ import sqlalchemy
 
 from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
 from gsomia.demo import network
-from gsomia.exchange import MAX_RELEASE_ITEMS, HttpTransport
+from gsomia.exchange import MAX_RELEASE_ITEMS, HttpTransport, MemoryTransport
 from gsomia.node import NewIngest, Node, load_config
 
 TARGET_PER_S = 3000.0
@@ -55,6 +55,56 @@ def _drop(urls: dict[str, str]) -> None:
         for url in urls.values():
             conn.exec_driver_sql(f'DROP SCHEMA "{url.rsplit("%3D", 1)[1]}" CASCADE')
     admin.dispose()
+
+
+def exchange_cpu(count: int) -> dict[str, float]:
+    """CPU µs an item costs, KOR and JPN in this one process over ``MemoryTransport`` (SQLite):
+    the release of a selection, and the delivery with both sides' work (the wire's JSON round trip
+    included, HTTP not). CPU time, so a busy machine does not stretch it as it does (b)'s wall time."""
+    workdir = Path(tempfile.mkdtemp(prefix="gsomia-bench-exchange-cpu-"))
+    try:
+        members = network.build(workdir)
+        kor, jpn = Node(load_config(members[0].directory)), Node(load_config(members[1].directory))
+        officer = kor.person("officer")
+        ids = [f"c{n:06d}" for n in range(count)]
+        pad = "x" * 600
+        for start in range(0, count, 1000):
+            kor.ingest_many(
+                officer,
+                [
+                    NewIngest(_LABEL, f'{{"pad": "{pad}"}}'.encode(), item_id=i)
+                    for i in ids[start : start + 1000]
+                ],
+            )
+        began = time.process_time()
+        for start in range(0, count, MAX_RELEASE_ITEMS):
+            kor.exchange.release_many(officer, ids[start : start + MAX_RELEASE_ITEMS], "JPN")
+        released = time.process_time()
+        transport = MemoryTransport({"JPN": jpn})
+        while kor.exchange.fed.outbox(state="pending", limit=1):
+            kor.exchange.deliver_due(transport, limit=1000)
+        delivered = time.process_time()
+        if jpn.store.count_items() != count:
+            raise RuntimeError("not every item arrived")
+        kor.close()
+        jpn.close()
+        return {
+            "items": count,
+            "release_cpu_us": (released - began) / count * 1e6,
+            "deliver_cpu_us": (delivered - released) / count * 1e6,
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_LABEL = {
+    "originator": "KOR",
+    "classification": "군사III급비밀",
+    "releasable_to": ["JPN"],
+    "purpose": "threat-assessment",
+    "topics": ["dprk-missile"],
+    "created": "2024-01-01T00:00:00+09:00",
+}
 
 
 def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:

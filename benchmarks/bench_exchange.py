@@ -82,7 +82,7 @@ from gsomia.store import FederationStore, PeerRow, SharedState, Store
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or a module alike
 from _machine import cpu_model, load_average, pin_one_core
 from _rows import row
-from _throughput import bench_throughput
+from _throughput import bench_throughput, exchange_cpu
 from _timing import best_pass
 
 OPERATIONS = 200  # hops per timed pass
@@ -506,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.skip_throughput
         else [r for r in (bench_throughput(b, args.items) for b in ("sqlite", "postgresql")) if r is not None]
     )
+    cpu = None if args.skip_throughput else exchange_cpu(min(args.items, 1000))
     pinned = pin_one_core()
     figures = bench_envelope()
     met = figures["ratio"] <= RATIO_TARGET
@@ -522,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "joserfc_version": version("joserfc"),
             "pinned": pinned,
             "throughput": throughput,
+            "cpu_per_item": cpu,
             "load_average": {"start": load_start, "end": load_average()},
             "rows": _rows(figures, met, throughput),
         }
@@ -583,6 +585,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{r['backend']:<11} {r['items']:>6} {rates}  {once}   {target}")
         if len(throughput) < 2:
             print("PostgreSQL was not reachable: its row is missing")
+        if cpu is not None:
+            print(
+                f"(c) CPU per item, KOR and JPN in one process over MemoryTransport, SQLite, "
+                f"{cpu['items']:.0f} items: release {cpu['release_cpu_us']:,.0f} µs, delivery (both sides) "
+                f"{cpu['deliver_cpu_us']:,.0f} µs"
+            )
     if profile is not None:
         groups, top = profile
         print()
