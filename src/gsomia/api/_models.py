@@ -14,6 +14,7 @@ from gsomia.api._fields import (
     Instant,
     Party,
     RoleName,
+    Topic,
     Words,
     whole_number,
 )
@@ -117,7 +118,7 @@ class PersonIn(_In):
     name: Annotated[Words, Field(max_length=200)]
     nationality: Party
     clearance: Classification | None = None
-    need_to_know: list[Annotated[Words, Field(max_length=200)]] = []
+    need_to_know: list[Topic] = []
     roles: list[RoleName] = []
 
 

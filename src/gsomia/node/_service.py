@@ -223,6 +223,8 @@ class Node:
         try:
             person = person_from_dict(data, self.catalogue)
             check_item_id(person.id, "person id")
+            for topic in sorted(person.need_to_know):  # a new person's; people held keep theirs
+                self.catalogue.topic(topic)
             record = canonical(person_to_dict(person))
             row = self.kernel.audit_row(
                 "person.add", actor.id if actor else "operator", person.id, "allowed", person=record
