@@ -3,7 +3,8 @@
 ``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
-watches and the node's sealed key ring. Each is a view over the one ``Store``'s connection.
+watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
+background work. Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
@@ -24,6 +25,7 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
+from gsomia.store._leases import LeaseRow, LeaseStore
 from gsomia.store._shared import KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
@@ -56,6 +58,8 @@ __all__ = [
     "ItemRow",
     "LabelAckRow",
     "LabelChangeRow",
+    "LeaseRow",
+    "LeaseStore",
     "NewItem",
     "Op",
     "OutboxRow",

@@ -400,3 +400,15 @@ node_identity = Table(
     Column("claimed_us", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
 )
+
+# --- leases (migration 0009): one holder per kind of background work ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(160), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
