@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy
 from tests.reliability.processes import kill, stop, wait_for
 
+from gsomia import network
 from gsomia.errors import StoreError
 from gsomia.node import init_node_dir
 from gsomia.node._config import update_settings
@@ -125,20 +126,20 @@ def test_a_process_that_loses_the_store_stops_working_when_its_lease_runs_out(
 # --- two real processes of one node ---
 
 
-def _serve(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+def _serve(directory: Path) -> subprocess.Popen[bytes]:
+    """``gsomia node serve`` on a port of its own, answering (its loops running) when this returns."""
+    port = network.free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(directory), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    try:
+        network._wait_healthy(f"http://127.0.0.1:{port}", 60)
+    except BaseException:
+        kill(process)
+        raise
+    return process
 
 
 def _holders(url: str) -> dict[str, tuple[int, int]]:
@@ -162,13 +163,13 @@ def test_two_node_processes_share_the_work_out_and_a_killed_holder_is_taken_over
     directory = tmp_path / "kor"
     init_node_dir(directory, "KOR", store_url)
     update_settings(directory, lease_seconds=1.0)
-    first = _serve(directory, _free_port())
+    first = _serve(directory)
     second: subprocess.Popen[bytes] | None = None
     try:
         wait_for(lambda: set(_holders(store_url)) == set(LEASES), 30, "the first process holding the work")
         assert {pid for pid, _ in _holders(store_url).values()} == {first.pid}
-        second = _serve(directory, _free_port())
-        time.sleep(2.5)  # the second process is up and asking: the first keeps renewing
+        second = _serve(directory)
+        time.sleep(1.5)  # the second process asks, again and again: the first keeps renewing
         held = _holders(store_url)
         assert {pid for pid, _ in held.values()} == {first.pid}
         assert {epoch for _, epoch in held.values()} == {1}
