@@ -26,7 +26,7 @@ from gsomia.store._federation import (
     PeerRow,
 )
 from gsomia.store._leases import LeaseRow, LeaseStore
-from gsomia.store._shared import KEYS, PEERS, SharedState
+from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
     InventoryEntry,
@@ -40,6 +40,7 @@ from gsomia.store._store import (
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
+    "CONSENTS",
     "KEYS",
     "PEERS",
     "AuditRow",
