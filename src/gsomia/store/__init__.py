@@ -4,7 +4,8 @@
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
-background work. Each is a view over the one ``Store``'s connection.
+background work; ``Gauges`` what an operator watches (backlogs, heads' ages). Each is a view
+over the one ``Store``'s connection.
 """
 
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
@@ -25,6 +26,7 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
+from gsomia.store._gauges import Backlog, Gauges
 from gsomia.store._leases import LeaseRow, LeaseStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
@@ -45,11 +47,13 @@ __all__ = [
     "PEERS",
     "AuditRow",
     "AuditStore",
+    "Backlog",
     "ConsentRequestRow",
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "Gauges",
     "HeadRow",
     "InboxRow",
     "IncidentRow",
