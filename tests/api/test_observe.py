@@ -19,9 +19,9 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from gsomia import network
 from gsomia._logs import JsonFormatter
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.testing import FakeClock
 

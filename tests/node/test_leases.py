@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy
 from tests.reliability.processes import kill, stop, wait_for
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.errors import StoreError
 from gsomia.node import init_node_dir
 from gsomia.node._config import update_settings
