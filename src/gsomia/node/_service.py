@@ -166,6 +166,8 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        # a label change that reached this node before its item applies when the item arrives
+        self.exchange.on_arrival(self.duties.arriving)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -227,6 +229,8 @@ class Node:
         try:
             person = person_from_dict(data, self.catalogue)
             check_item_id(person.id, "person id")
+            for topic in sorted(person.need_to_know):  # a new person's; people held keep theirs
+                self.catalogue.topic(topic)
             record = canonical(person_to_dict(person))
             row = self.kernel.audit_row(
                 "person.add", actor.id if actor else "operator", person.id, "allowed", person=record

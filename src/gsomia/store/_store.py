@@ -309,6 +309,39 @@ class Store:
                 "(gsomia net up --database-url gives each its own schema)"
             )
 
+    def remember_signed_tracks(
+        self, batch: str, originator: str, leaves: Sequence[int], now_us: int, forget_before_us: int
+    ) -> list[int]:
+        """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived; the ones that had
+        arrived before (a replay), in which case nothing is recorded.
+
+        One transaction: rows seen before ``forget_before_us`` are forgotten first (a batch that old
+        is refused as stale before it gets here), so the table holds one window's worth. Two
+        processes recording the same leaf at once: the second is told it is a replay.
+        """
+        table = t.track_batches_seen
+        wanted = sorted(set(leaves))
+        try:
+            with self._begin() as conn:
+                conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
+                seen = (
+                    conn.execute(select(table.c.leaf).where(table.c.batch == batch, table.c.leaf.in_(wanted)))
+                    .scalars()
+                    .all()
+                )
+                if seen:
+                    return sorted(seen)
+                conn.execute(
+                    insert(table),
+                    [
+                        {"batch": batch, "leaf": n, "originator": originator, "seen_us": now_us}
+                        for n in wanted
+                    ],
+                )
+        except ConflictError:
+            return wanted
+        return []
+
     @property
     def name(self) -> str:
         """The database URL without its password, to name it in a message."""
