@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gsomia._codec import (
@@ -38,6 +40,7 @@ from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
+from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.api._standards import standards_router
@@ -153,12 +156,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = node.runtime(interval=sender_interval, head_every=head_every) if sender else None
+        app.state.runtime = runtime
         if runtime is not None:
             runtime.start()
         yield
         await stream.close()
         if runtime is not None:
             runtime.stop()
+        app.state.runtime = None
 
     app = FastAPI(
         lifespan=lifespan,
@@ -185,6 +190,9 @@ def create_app(
         _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
     )
     app.add_middleware(_NoStoreJson)
+    app.state.runtime = None
+    registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
+    app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
     dashboard = dashboard_scope(node.ring)
 
     def reader(
@@ -199,8 +207,11 @@ def create_app(
             and request.method in ("GET", "HEAD")
             and request.url.path.startswith(dashboard.path + "/")
         ):
-            return node.credentials.session(request.cookies.get(dashboard.cookie))
-        return node.authenticate(credentials.credentials if credentials else None)
+            person = node.credentials.session(request.cookies.get(dashboard.cookie))
+        else:
+            person = node.authenticate(credentials.credentials if credentials else None)
+        name_actor(person.id)
+        return person
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))
@@ -217,6 +228,19 @@ def create_app(
         bus = stream.bus.health()
         status = "ok" if bus.get("state") == "connected" else "degraded"
         return {"status": status, "party": node.party, "bus": bus}
+
+    @app.get(
+        "/metrics",
+        tags=["node"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    def metrics(person: Caller) -> Response:
+        """This process's Prometheus metrics (an administrator's token): the outbox's depth and
+        delivery lag per peer, the audit log's integration lag, each partner's tree head's age,
+        the leases' holders, stream and request counters, refusals by kind."""
+        node.require_any(person, (Role.ADMINISTRATOR,), "metrics.read")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def _level_name(text: str | None) -> str | None:
         """A level given by name or alias, as the store keeps it (its national name)."""

@@ -197,9 +197,16 @@ class Node:
     def runtime(
         self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
     ) -> NodeRuntime:
-        """The background loops over ``transport`` (HTTP by default), not yet started."""
+        """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
+        work under its lease (``lease_seconds`` in ``node.toml``)."""
         return NodeRuntime(
-            self.exchange, self.audit, self.heads, transport, interval=interval, head_every=head_every
+            self.exchange,
+            self.audit,
+            self.heads,
+            transport,
+            interval=interval,
+            head_every=head_every,
+            lease_ttl=self.config.lease_seconds,
         )
 
     # --- the kernel's decisions, for the shells ---
