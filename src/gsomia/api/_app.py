@@ -239,7 +239,7 @@ def create_app(
         """This process's Prometheus metrics (an administrator's token): the outbox's depth and
         delivery lag per peer, the audit log's integration lag, each partner's tree head's age,
         the leases' holders, stream and request counters, refusals by kind."""
-        node.require_any(person, (Role.ADMINISTRATOR,), "metrics.read")
+        node.require_metrics_reader(person)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def _level_name(text: str | None) -> str | None:

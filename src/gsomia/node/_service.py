@@ -65,6 +65,7 @@ __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clo
 
 MAX_PAGE = 1000
 PEOPLE_READERS = (Role.ADMINISTRATOR, Role.SECURITY_OFFICER)  # who reads the register (docs/API.md)
+METRICS_READERS = (Role.ADMINISTRATOR,)  # who reads the node's metrics
 MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 _FITTED_STEP = 100
 
@@ -222,6 +223,10 @@ class Node:
     def require_any(self, actor: Person | None, roles: Sequence[Role], what: str) -> None:
         """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
         self.kernel.require_any(actor, roles, what)
+
+    def require_metrics_reader(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may read this node's metrics: administrators."""
+        self.require_any(actor, METRICS_READERS, "metrics.read")
 
     # --- people and tokens ---
 
