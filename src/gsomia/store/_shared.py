@@ -14,10 +14,11 @@ from sqlalchemy import insert, select, update
 from gsomia.store import _tables as t
 from gsomia.store._store import PEOPLE, TOKENS, VISITS, AuditRow, Store, bump
 
-__all__ = ["KEYS", "PEERS", "PEOPLE", "TOKENS", "VISITS", "SharedState", "bump"]
+__all__ = ["CONSENTS", "KEYS", "PEERS", "PEOPLE", "TOKENS", "VISITS", "SharedState", "bump"]
 
 KEYS = "keys"
 PEERS = "peers"
+CONSENTS = "consents"  # standing consents (the stream's relay plans)
 
 
 class SharedState:

@@ -401,7 +401,6 @@ node_identity = Table(
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
 )
 
-
 # The leaves of originator-signed track batches this node received (0009): a batch, or a track of
 # one, arriving again within the window a signature is fresh is a replay. Rows older than twice that
 # window are forgotten (a replay then is refused as stale), so the table stays bounded.
@@ -413,4 +412,16 @@ track_batches_seen = Table(
     Column("originator", String(3), nullable=False),
     Column("seen_us", BigInteger, nullable=False),
     Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
+
+# --- leases (migration 0010): one holder per kind of background work ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(160), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
 )
