@@ -43,7 +43,7 @@ def test_a_selection_queues_the_allowed_and_refuses_the_rest_each_with_its_reaso
         "noforn": "refused",
     }
     assert records["nowhere"][1]["error"] == NotFoundError.__name__
-    assert [e.msg_id for e in kor.exchange.outbox()] == [e.msg_id for e in released.entries]
+    assert [e.msg_id for e in kor.exchange.outbox(None)] == [e.msg_id for e in released.entries]
     assert sorted(d.state for d in net.deliver()) == ["delivered"] * 3
     jpn = net.nodes["JPN"]
     assert sorted(jpn.store.existing_items(["s1", "s2", "s3", "too-high", "noforn"])) == ["s1", "s2", "s3"]
@@ -92,7 +92,7 @@ def test_a_malformed_selection_is_refused_whole_and_recorded(
     kor = net.nodes["KOR"]
     with pytest.raises(GsomiaError, match=message):
         kor.exchange.release_many(net.officer("KOR"), ids, recipient)
-    assert kor.exchange.outbox() == []
+    assert kor.exchange.outbox(None) == []
     (record,) = kor.store.audit(kind="item.release")
     assert record.outcome == "refused"
 
@@ -102,7 +102,7 @@ def test_someone_without_the_role_releases_nothing(net: Net) -> None:
     kor = net.nodes["KOR"]
     with pytest.raises(AccessDenied):
         kor.exchange.release_many(kor.person("analyst"), ["a"], "JPN")
-    assert kor.exchange.outbox() == []
+    assert kor.exchange.outbox(None) == []
     assert [r.outcome for r in kor.store.audit(kind="authz.item.release")] == ["refused"]
 
 
@@ -133,7 +133,7 @@ def test_an_item_recalled_after_queueing_does_not_go_while_its_batch_does(net: N
     kor.exchange.release_many(net.officer("KOR"), ["r1", "r2", "r3"], "JPN")
     kor.duties.recall(net.officer("KOR"), "r2", "withdrawn before sending")
     kor.exchange.deliver_due(net.transport)
-    by_item = {e.item_id: e.state for e in kor.exchange.outbox() if e.kind == "item"}
+    by_item = {e.item_id: e.state for e in kor.exchange.outbox(None) if e.kind == "item"}
     assert by_item == {"r1": "delivered", "r2": "undeliverable", "r3": "delivered"}
     assert net.nodes["JPN"].store.existing_items(["r1", "r2", "r3"]) == {"r1", "r3"}
 
@@ -211,4 +211,4 @@ def test_the_api_refuses_a_bad_selection_naming_the_problem(
     assert says in answer.text
     assert "Traceback" not in answer.text
     assert "SELECT" not in answer.text
-    assert kor.exchange.outbox() == []
+    assert kor.exchange.outbox(None) == []
