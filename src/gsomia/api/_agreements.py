@@ -1,6 +1,6 @@
 """Agreements, their status at an instant, and release decisions.
 
-A router mounted by ``create_app``: each handler parses, calls one service method and
+Routes added by ``create_app``: each handler parses, calls one service method and
 presents (``gsomia._present``); who may do what is decided by the service.
 
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 
 from gsomia._codec import (
     agreement_json,
@@ -25,17 +25,17 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
 
-__all__ = ["agreements_router"]
+__all__ = ["add_agreements_routes"]
 
 
-def agreements_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The routes over ``node``; ``reader`` is the app's authentication dependency."""
-    router = APIRouter()
+def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     # --- agreements and decisions ---
 
-    @router.get("/agreements", response_model=list[m.AgreementOut], tags=["agreements"])
+    @app.get("/agreements", response_model=list[m.AgreementOut], tags=["agreements"])
     def agreements(person: Caller) -> list[dict[str, Any]]:
         """The agreements this node's party is in."""
         return [agreement_json(a) for a in node.catalogue.agreements_of(node.party)]
@@ -46,11 +46,11 @@ def agreements_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         except UnknownNameError as exc:
             raise NotFoundError(str(exc)) from exc
 
-    @router.get("/agreements/{agreement_id}", response_model=m.AgreementOut, tags=["agreements"])
+    @app.get("/agreements/{agreement_id}", response_model=m.AgreementOut, tags=["agreements"])
     def agreement(agreement_id: AgreementId, person: Caller) -> dict[str, Any]:
         return agreement_json(_agreement(agreement_id))
 
-    @router.get("/agreements/{agreement_id}/status", response_model=m.StatusOut, tags=["agreements"])
+    @app.get("/agreements/{agreement_id}/status", response_model=m.StatusOut, tags=["agreements"])
     def status(
         agreement_id: AgreementId,
         person: Caller,
@@ -63,7 +63,7 @@ def agreements_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         instant = parse_instant(at, subject.timezone) if at else node.clock()
         return state_json(subject.state_at(instant))
 
-    @router.post("/decisions", response_model=m.DecisionOut, tags=["decisions"])
+    @app.post("/decisions", response_model=m.DecisionOut, tags=["decisions"])
     def decide(body: m.DecisionIn, person: Caller) -> dict[str, Any]:
         """Decide a release as the core would, explaining every check (nothing is sent)."""
         tz = node.kernel.timezone
@@ -97,5 +97,3 @@ def agreements_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             tuple(consents),
         )
         return decision_json(node.decide(request, at=at))
-
-    return router

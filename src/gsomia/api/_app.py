@@ -18,15 +18,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
-from gsomia.api._agreements import agreements_router
-from gsomia.api._audit import audit_router
+from gsomia.api._agreements import add_agreements_routes
+from gsomia.api._audit import add_audit_routes
 from gsomia.api._duties import duties_router
-from gsomia.api._federation import federation_router
+from gsomia.api._federation import add_federation_routes
 from gsomia.api._fields import BEARER
-from gsomia.api._items import items_router
+from gsomia.api._items import add_items_routes
 from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
-from gsomia.api._people import people_router
+from gsomia.api._people import add_people_routes
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
@@ -218,10 +218,10 @@ def create_app(
         node.require_metrics_reader(person)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(items_router(node, reader))
-    app.include_router(people_router(node, reader))
-    app.include_router(federation_router(node, reader))
-    app.include_router(audit_router(node, reader))
-    app.include_router(agreements_router(node, reader))
+    add_items_routes(app, node, reader)
+    add_people_routes(app, node, reader)
+    add_federation_routes(app, node, reader)
+    add_audit_routes(app, node, reader)
+    add_agreements_routes(app, node, reader)
 
     return app

@@ -1,6 +1,6 @@
 """Federation: identity, inbox, release, outbox, peers, consent requests.
 
-A router mounted by ``create_app``: each handler parses, calls one service method and
+Routes added by ``create_app``: each handler parses, calls one service method and
 presents (``gsomia._present``); who may do what is decided by the service.
 
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, FastAPI, Path, Query
 
 from gsomia._present import (
     outbox_view,
@@ -22,22 +22,22 @@ from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
 
-__all__ = ["federation_router"]
+__all__ = ["add_federation_routes"]
 
 
-def federation_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The routes over ``node``; ``reader`` is the app's authentication dependency."""
-    router = APIRouter()
+def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     # --- federation ---
 
-    @router.get("/identity", tags=["federation"])
+    @app.get("/identity", tags=["federation"])
     def identity() -> dict[str, Any]:
         """This node's identity document (public keys, endpoint), to exchange out of band."""
         return node.exchange.identity()
 
-    @router.post("/inbox", response_model=m.InboxOut, tags=["federation"])
+    @app.post("/inbox", response_model=m.InboxOut, tags=["federation"])
     def inbox(body: m.InboxIn) -> dict[str, Any]:
         """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
 
@@ -45,7 +45,7 @@ def federation_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         """
         return {"results": node.inbox(body.envelopes)}
 
-    @router.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
+    @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
     def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
         """Release an item to a partner (release officers): decided now and again when sent."""
         row = node.exchange.release(
@@ -58,7 +58,7 @@ def federation_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         )
         return outbox_view(row)
 
-    @router.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
+    @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
     def outbox(
         person: Caller,
         state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
@@ -67,30 +67,30 @@ def federation_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         """What this node sent or is sending, with receipts and reasons."""
         return [outbox_view(r) for r in node.exchange.outbox(person, state=state, limit=limit)]
 
-    @router.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
+    @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:
         """The registered partner nodes and the agreements each link serves."""
         return [peer_view(p, links) for p, links in node.exchange.peers()]
 
-    @router.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
+    @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
     def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
         """Register a partner's identity document for the named agreements (administrators)."""
         return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
 
-    @router.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
+    @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
     def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
         """Ask the originator for consent to pass the item on to a third party."""
         return {
             "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
         }
 
-    @router.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
+    @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
     def consent_requests(
         person: Caller, state: Literal["pending", "granted", "refused"] | None = None
     ) -> list[dict[str, Any]]:
         return [request_view(r) for r in node.exchange.consent_requests(person, state)]
 
-    @router.post(
+    @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
     )
     def answer(
@@ -104,5 +104,3 @@ def federation_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 person, request_id, grant=body.grant, reason=body.reason, expires=expires
             )
         )
-
-    return router

@@ -1,6 +1,6 @@
 """Items: ingest, list, read, inventory.
 
-A router mounted by ``create_app``: each handler parses, calls one service method and
+Routes added by ``create_app``: each handler parses, calls one service method and
 presents (``gsomia._present``); who may do what is decided by the service.
 
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, FastAPI, Query, Response
 
 from gsomia._present import (
     inventory_view,
@@ -27,16 +27,16 @@ from gsomia.errors import InvalidInputError, UnknownNameError
 from gsomia.node import Node
 from gsomia.store import ItemFilter
 
-__all__ = ["items_router"]
+__all__ = ["add_items_routes"]
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
 
 
-def items_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The routes over ``node``; ``reader`` is the app's authentication dependency."""
-    router = APIRouter()
+def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     def _level_name(text: str | None) -> str | None:
@@ -50,7 +50,7 @@ def items_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
 
     # --- items ---
 
-    @router.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
+    @app.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
     def ingest(body: m.ItemIn, person: Caller, response: Response) -> dict[str, Any]:
         """Ingest a labelled item; a received item names where it came from and under which agreement."""
         if (body.payload is None) == (body.payload_base64 is None):
@@ -74,7 +74,7 @@ def items_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         response.headers["Location"] = f"/items/{item.id}"
         return item_view(item)
 
-    @router.get("/items", response_model=m.PageOut, tags=["items"])
+    @app.get("/items", response_model=m.PageOut, tags=["items"])
     def list_items(
         person: Caller,
         originator: Party | None = None,
@@ -104,14 +104,12 @@ def items_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             "withheld": page.withheld,
         }
 
-    @router.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
+    @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
     def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
         return item_view(*node.read(person, item_id))
 
-    @router.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
+    @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
         """Where the item came from, who holds copies, where it was sent."""
         return [inventory_view(r) for r in node.inventory(person, item_id)]
-
-    return router
