@@ -425,3 +425,13 @@ leases = Table(
     Column("acquired_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
 )
+
+# --- link hellos answered (migration 0011): a replayed handshake is refused by every process ---
+
+link_hellos = Table(
+    "link_hellos",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_link_hellos_seen_us", "seen_us"),
+)
