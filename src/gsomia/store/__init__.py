@@ -6,6 +6,7 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 watches and the node's sealed key ring. Each is a view over the one ``Store``'s connection.
 """
 
+from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
@@ -40,6 +41,8 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 __all__ = [
     "KEYS",
     "PEERS",
+    "RELEASE_POLICY",
+    "ApprovalStore",
     "AuditRow",
     "AuditStore",
     "ConsentRequestRow",
@@ -61,6 +64,7 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "ReleaseRequestRow",
     "SharedState",
     "StatusRow",
     "Store",
