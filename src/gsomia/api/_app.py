@@ -27,6 +27,7 @@ from gsomia._codec import (
 )
 from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
+from gsomia.api._approvals import approvals_router
 from gsomia.api._duties import duties_router
 from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
 from gsomia.api._openapi import refine
@@ -38,7 +39,7 @@ from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
-from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow, TokenRow
+from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, TokenRow
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
 from gsomia.ui import ui_router
@@ -136,21 +137,6 @@ def _token_out(row: TokenRow) -> dict[str, Any]:
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
-
-
-def _outbox_out(row: OutboxRow) -> dict[str, Any]:
-    return {
-        "msg_id": row.msg_id,
-        "kind": row.kind,
-        "item_id": row.item_id,
-        "recipient": row.recipient,
-        "final_recipient": row.final_recipient,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "receipt": row.receipt,
-        "decision": json.loads(row.decision),
-    }
 
 
 def _audit_out(row: AuditRow) -> dict[str, Any]:
@@ -254,6 +240,7 @@ def create_app(
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
+    app.include_router(approvals_router(node, reader))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
@@ -440,7 +427,7 @@ def create_app(
             purpose=body.purpose,
             authorise_relay=body.authorise_relay,
         )
-        return _outbox_out(row)
+        return m.outbox_out(row)
 
     @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
     def outbox(
@@ -452,7 +439,7 @@ def create_app(
         node.require_any(
             person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "outbox.read"
         )
-        return [_outbox_out(r) for r in node.exchange.outbox(state=state, limit=limit)]
+        return [m.outbox_out(r) for r in node.exchange.outbox(state=state, limit=limit)]
 
     @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:

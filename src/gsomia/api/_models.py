@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gsomia.node import Item, Node
+    from gsomia.store import OutboxRow
 
 
 class _In(BaseModel):
@@ -350,3 +352,19 @@ def instant_in(node: Node, text: str, name: str) -> datetime:
         raise
     except Exception as exc:
         raise InvalidInputError(f"{name}: {exc}") from exc
+
+
+def outbox_out(row: OutboxRow) -> dict[str, Any]:
+    """An outbox entry as the API shows it (the decision as its JSON)."""
+    return {
+        "msg_id": row.msg_id,
+        "kind": row.kind,
+        "item_id": row.item_id,
+        "recipient": row.recipient,
+        "final_recipient": row.final_recipient,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "receipt": row.receipt,
+        "decision": json.loads(row.decision),
+    }

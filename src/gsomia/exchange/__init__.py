@@ -7,6 +7,7 @@ through the :class:`Batch` it hands them; they queue their own messages with
 :meth:`Exchange.queue` and sign receipts with :meth:`Exchange.receipt`.
 """
 
+from gsomia.exchange._approvals import request_view
 from gsomia.exchange._base import Batch, Handler
 from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
 from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
@@ -45,4 +46,5 @@ __all__ = [
     "consent_content",
     "consent_from_content",
     "receipt_content",
+    "request_view",
 ]

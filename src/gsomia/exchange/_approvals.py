@@ -16,7 +16,8 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.access import Person, Role
@@ -29,15 +30,49 @@ from gsomia.exchange._release import Releases
 from gsomia.kernel import from_us
 from gsomia.store import OutboxRow, ReleaseRequestRow
 
-__all__ = ["Approvals"]
+__all__ = ["Approvals", "request_view"]
 
 _OFFICERS = (Role.RELEASE_OFFICER,)
 _POLICY_SETTERS = (Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
 MAX_NOTE = 2000  # characters of a refusal's or withdrawal's reason
 
 
+def _at(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+
+def request_view(row: ReleaseRequestRow) -> dict[str, Any]:
+    """A release request as the API, the CLI's ``--json`` and the dashboard show it (JSON-ready)."""
+    spec = json.loads(row.spec)
+    label = json.loads(row.label)
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "originator": label["originator"],
+        "classification": label["classification"],
+        "route": [spec["sender"], *spec["via"], spec["recipient"]],
+        "purpose": spec["purpose"],
+        "authorise_relay": bool(spec["authorise_relay"]),
+        "requester": row.requester,
+        "state": row.state,
+        "needs": row.reason,
+        "requested_at": _at(row.requested_us),
+        "expires_at": _at(row.expires_us),
+        "decided_by": row.decided_by,
+        "decided_at": _at(row.decided_us),
+        "note": row.note,
+        "msg_id": row.msg_id,
+    }
+
+
 class Approvals(Releases):
     """Release requests, their approval by a second officer, and the node's two-person policy."""
+
+    def two_person_view(self, actor: Person) -> dict[str, Any]:
+        """The node's two-person policy as data (officers, security officers, administrators)."""
+        self.kernel.require_any(actor, _OFFICERS + _POLICY_SETTERS, "release.policy.read")
+        policy = self.two_person()
+        return (policy or TwoPersonPolicy()).as_data()
 
     def set_two_person(
         self,
@@ -163,6 +198,17 @@ class Approvals(Releases):
             if self.kernel.decide_read(actor, label).allowed:
                 return row
         raise NotFoundError(f"no release request {request_id!r} at this node")
+
+    def open_request(self, actor: Person, item_id: str) -> str:
+        """The id of the one open (``requested``) request for ``item_id`` that ``actor`` may see."""
+        found = [r.id for r in self.release_requests(actor, state="requested") if r.item_id == item_id]
+        if not found:
+            raise NotFoundError(f"no open release request for item {item_id!r}")
+        if len(found) > 1:
+            raise InvalidInputError(
+                f"item {item_id} has {len(found)} open release requests: name one ({', '.join(found)})"
+            )
+        return found[0]
 
     def approve_release(self, actor: Person, request_id: str) -> tuple[ReleaseRequestRow, OutboxRow]:
         """A second officer approves: the approval is signed and the release queued, in one step."""
