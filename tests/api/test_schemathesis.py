@@ -34,8 +34,8 @@ from schemathesis.checks import CHECKS as REGISTERED
 from schemathesis.checks import positive_data_acceptance
 from tests.conftest import POSTGRES_URL, postgres_schema
 
-from gsomia import network
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 
 

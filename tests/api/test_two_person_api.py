@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.api import create_app
 from gsomia.node import Node
 from gsomia.testing import FakeClock

@@ -9,7 +9,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.cli import app
 from gsomia.node import Node, load_config
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.core.access import Person
 from gsomia.errors import ConflictError, InvalidInputError, NotFoundError, ReleaseRefused
 from gsomia.exchange import MemoryTransport
