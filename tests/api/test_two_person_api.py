@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gsomia.demo import network
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.testing import FakeClock
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from gsomia.demo import network
 from gsomia.cli import app
+from gsomia.demo import network
 from gsomia.node import Node, load_config
 
 runner = CliRunner()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from gsomia.demo import network
 from gsomia.core.access import Person
+from gsomia.demo import network
 from gsomia.errors import ConflictError, InvalidInputError, NotFoundError, ReleaseRefused
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node, load_config
