@@ -257,6 +257,9 @@ class Inbox(Consents):
             accepted.outbox.append(
                 self._relay(item.item_id, origin, body, recipient, sender, hub, decision, now)
             )
+        if not held:
+            for hook in self._arrival_hooks:
+                hook(item.item_id, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
 
     def _new_item(
@@ -275,6 +278,7 @@ class Inbox(Consents):
             received_from=received_from,
             agreement=decision.agreement,
             origin=origin,
+            label_version=item.label_version,
         )
 
     def _relay(

@@ -166,6 +166,8 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        # a label change that reached this node before its item applies when the item arrives
+        self.exchange.on_arrival(self.duties.arriving)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
