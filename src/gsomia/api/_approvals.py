@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gsomia._present import outbox_view, release_request_view
 from gsomia.api._fields import Bool, Classification, Id, Party, Words
-from gsomia.api._models import OutboxOut, ReleaseIn, outbox_out
+from gsomia.api._models import OutboxOut, ReleaseIn
 from gsomia.core.access import Person
-from gsomia.exchange import request_view
 from gsomia.node import Node
 
 __all__ = ["approvals_router"]
@@ -114,7 +114,7 @@ def approvals_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             purpose=body.purpose,
             authorise_relay=body.authorise_relay,
         )
-        return request_view(row)
+        return release_request_view(row)
 
     @router.get("/release-requests", response_model=list[RequestOut])
     def queue(
@@ -123,27 +123,27 @@ def approvals_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """The officers' queue: requests whose items the caller may read, oldest first."""
-        return [request_view(r) for r in exchange.release_requests(person, state=state)[:limit]]
+        return [release_request_view(r) for r in exchange.release_requests(person, state=state)[:limit]]
 
     @router.get("/release-requests/{request_id}", response_model=RequestOut)
     def one(request_id: Id, person: Caller) -> dict[str, Any]:
         """One release request (404 to an officer who may not read its item)."""
-        return request_view(exchange.release_request(person, request_id))
+        return release_request_view(exchange.release_request(person, request_id))
 
     @router.post("/release-requests/{request_id}/approve", status_code=202, response_model=ApprovedOut)
     def approve(request_id: Id, person: Caller) -> dict[str, Any]:
         """A second officer approves: the approval is signed and the release queued at once."""
         row, entry = exchange.approve_release(person, request_id)
-        return {"request": request_view(row), "outbox": outbox_out(entry)}
+        return {"request": release_request_view(row), "outbox": outbox_view(entry)}
 
     @router.post("/release-requests/{request_id}/refuse", response_model=RequestOut)
     def refuse(request_id: Id, body: NoteIn, person: Caller) -> dict[str, Any]:
         """A second officer refuses, with a reason the requester reads; nothing is sent."""
-        return request_view(exchange.refuse_release(person, request_id, body.reason))
+        return release_request_view(exchange.refuse_release(person, request_id, body.reason))
 
     @router.post("/release-requests/{request_id}/withdraw", response_model=RequestOut)
     def withdraw(request_id: Id, body: WithdrawIn, person: Caller) -> dict[str, Any]:
         """The requester withdraws their request; nothing is sent."""
-        return request_view(exchange.withdraw_release(person, request_id, body.reason))
+        return release_request_view(exchange.withdraw_release(person, request_id, body.reason))
 
     return router

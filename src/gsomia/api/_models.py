@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from gsomia._codec import label_to_dict
 from gsomia.api._fields import (
     AgreementId,
     Bool,
@@ -16,6 +14,7 @@ from gsomia.api._fields import (
     Instant,
     Party,
     RoleName,
+    Topic,
     Words,
     whole_number,
 )
@@ -25,8 +24,7 @@ from gsomia.errors import InvalidInputError
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from gsomia.node import Item, Node
-    from gsomia.store import OutboxRow
+    from gsomia.node import Node
 
 
 class _In(BaseModel):
@@ -120,7 +118,7 @@ class PersonIn(_In):
     name: Annotated[Words, Field(max_length=200)]
     nationality: Party
     clearance: Classification | None = None
-    need_to_know: list[Annotated[Words, Field(max_length=200)]] = []
+    need_to_know: list[Topic] = []
     roles: list[RoleName] = []
 
 
@@ -330,20 +328,6 @@ class ConsentRequestOut(BaseModel):
     answer: str | None
 
 
-def item_out(item: Item) -> dict[str, Any]:
-    """An item's metadata as the API returns it (``ItemOut``), never its payload."""
-    return {
-        "id": item.id,
-        "label": label_to_dict(item.label),
-        "received_from": item.received_from,
-        "agreement": item.agreement,
-        "ingested": item.ingested.isoformat(),
-        "ingested_by": item.ingested_by,
-        "payload_type": item.payload_type,
-        "payload_size": item.payload_size,
-    }
-
-
 def instant_in(node: Node, text: str, name: str) -> datetime:
     """A request's instant: ISO 8601, a bare date meaning local midnight in the node's agreements' zone."""
     try:
@@ -352,19 +336,3 @@ def instant_in(node: Node, text: str, name: str) -> datetime:
         raise
     except Exception as exc:
         raise InvalidInputError(f"{name}: {exc}") from exc
-
-
-def outbox_out(row: OutboxRow) -> dict[str, Any]:
-    """An outbox entry as the API shows it (the decision as its JSON)."""
-    return {
-        "msg_id": row.msg_id,
-        "kind": row.kind,
-        "item_id": row.item_id,
-        "recipient": row.recipient,
-        "final_recipient": row.final_recipient,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "receipt": row.receipt,
-        "decision": json.loads(row.decision),
-    }

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from gsomia._present import release_request_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError
-from gsomia.exchange import request_view
 from gsomia.node import Node
 
 __all__ = ["release_app"]
@@ -127,7 +127,7 @@ def request(
     row = node.exchange.request_release(
         node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
-    _show(request_view(row), as_json)
+    _show(release_request_view(row), as_json)
 
 
 @release_app.command("queue")
@@ -142,7 +142,7 @@ def queue(
     if state is not None and state not in ("requested", "approved", "refused", "withdrawn"):
         raise InvalidInputError(f"--state {state!r}: one of requested, approved, refused, withdrawn")
     node = open_node(directory)
-    views = [request_view(r) for r in node.exchange.release_requests(node.person(actor), state=state)]
+    views = [release_request_view(r) for r in node.exchange.release_requests(node.person(actor), state=state)]
     if as_json:
         emit(views)
         return
@@ -166,7 +166,7 @@ def approve(
     person = node.person(actor)
     row, entry = node.exchange.approve_release(person, _request_id(node, person, request_id, item))
     if as_json:
-        emit({"request": request_view(row), "msg_id": entry.msg_id})
+        emit({"request": release_request_view(row), "msg_id": entry.msg_id})
     else:
         console().print(f"approved; queued {entry.msg_id} for {entry.final_recipient}", markup=False)
 
@@ -185,7 +185,7 @@ def refuse(
     node = open_node(directory)
     person = node.person(actor)
     done = node.exchange.refuse_release(person, _request_id(node, person, request_id, item), reason)
-    _show(request_view(done), as_json)
+    _show(release_request_view(done), as_json)
 
 
 @release_app.command("withdraw")
@@ -202,4 +202,4 @@ def withdraw(
     node = open_node(directory)
     person = node.person(actor)
     done = node.exchange.withdraw_release(person, _request_id(node, person, request_id, item), reason)
-    _show(request_view(done), as_json)
+    _show(release_request_view(done), as_json)

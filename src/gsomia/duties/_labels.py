@@ -277,6 +277,8 @@ class _Labels(DutyBase):
         kernel.require_any(actor, HANDLERS, "item.label-status")
         try:
             row = self._known(item_id)
+            # as classified as the item: the reasons and holders of its changes are about it
+            kernel.decide_read(actor, kernel.items.item(row).label).raise_if_refused()
         except GsomiaError as exc:
             raise kernel.refuse("item.label-status", actor.id, item_id, exc) from None
         changes = self.db.label_changes(item_id)

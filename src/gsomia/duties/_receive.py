@@ -20,7 +20,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
-from gsomia.duties._incidents import _incident_row
+from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
     DUTY_KIND,
@@ -32,6 +32,7 @@ from gsomia.duties._messages import (
     parse_destruction_request,
     parse_duty,
     parse_incident,
+    steps_json,
 )
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError
 from gsomia.exchange import Batch, Exchange
@@ -402,6 +403,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
         raise InvalidInputError(f"a destruction record signed by {signer} speaks for {record.holder}")
     if record.originator != duties.party:
         raise InvalidInputError(f"a destruction record of a {record.originator} item sent to {duties.party}")
+    _check_holder(duties, record.item, record.holder)
     row = DestructionRow(
         record.item, record.holder, epoch_us(record.at), record.by, record.witness, record.method.value, jws
     )
@@ -442,12 +444,34 @@ def _incident(
         raise InvalidInputError(f"an incident report signed by {signer} speaks for {investigation.holder}")
     if investigation.originator != duties.party:
         raise InvalidInputError(f"an incident about a {investigation.originator} item sent to {duties.party}")
+    _check_holder(duties, investigation.item, investigation.holder)
     known = duties.db.incident(investigation.id)
+    signed = [jws]
     if known is not None:
         if known.holder != investigation.holder:
             raise InvalidInputError(f"incident {investigation.id} belongs to {known.holder}")
-        if len(json.loads(known.steps)) >= len(investigation.steps):
+        before = json.loads(known.steps)
+        same = (known.item_id, known.nature) == (investigation.item, investigation.nature.value)
+        if not same or steps_json(investigation)[: len(before)] != before:
+            raise InvalidInputError(
+                f"incident {investigation.id}: a later report may only add steps, not change the item, "
+                "the nature or the steps recorded"
+            )
+        if len(before) >= len(investigation.steps):
             return "already-recorded"
-    row = _incident_row(investigation, jws, now)
+        signed = [*signed_steps(known.jws), jws]
+    row = _incident_row(investigation, json.dumps(signed), now)
     accepted.ops.append(duties.db.put("incidents", row, replace_keys=("id",)))
     return investigation.state.value
+
+
+def _check_holder(duties: Duties, item_id: str, holder: str) -> None:
+    """A record about this node's item from ``holder`` is accepted only if the item went to ``holder``
+    (directly, through a hub, or onward by a holder that said so)."""
+    row = duties.kernel.store.get_item(item_id)
+    if row is None or row.originator != duties.party:
+        raise InvalidInputError(f"no item {item_id} of {duties.party} here")
+    holders = {p for pair in duties.db.sent_to(item_id) for p in pair}
+    holders |= {a.party for a in duties.db.acks(item_id)}
+    if holder not in holders:
+        raise InvalidInputError(f"item {item_id} was never sent to {holder}")

@@ -7,7 +7,6 @@ through the :class:`Batch` it hands them; they queue their own messages with
 :meth:`Exchange.queue` and sign receipts with :meth:`Exchange.receipt`.
 """
 
-from gsomia.exchange._approvals import request_view
 from gsomia.exchange._base import ArrivalHook, Batch, Handler
 from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
 from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
@@ -47,5 +46,4 @@ __all__ = [
     "consent_content",
     "consent_from_content",
     "receipt_content",
-    "request_view",
 ]

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, label_to_dict
@@ -30,39 +30,11 @@ from gsomia.exchange._release import Releases
 from gsomia.kernel import from_us
 from gsomia.store import OutboxRow, ReleaseRequestRow
 
-__all__ = ["Approvals", "request_view"]
+__all__ = ["Approvals"]
 
 _OFFICERS = (Role.RELEASE_OFFICER,)
 _POLICY_SETTERS = (Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
 MAX_NOTE = 2000  # characters of a refusal's or withdrawal's reason
-
-
-def _at(us: int | None) -> str | None:
-    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
-
-
-def request_view(row: ReleaseRequestRow) -> dict[str, Any]:
-    """A release request as the API, the CLI's ``--json`` and the dashboard show it (JSON-ready)."""
-    spec = json.loads(row.spec)
-    label = json.loads(row.label)
-    return {
-        "id": row.id,
-        "item_id": row.item_id,
-        "originator": label["originator"],
-        "classification": label["classification"],
-        "route": [spec["sender"], *spec["via"], spec["recipient"]],
-        "purpose": spec["purpose"],
-        "authorise_relay": bool(spec["authorise_relay"]),
-        "requester": row.requester,
-        "state": row.state,
-        "needs": row.reason,
-        "requested_at": _at(row.requested_us),
-        "expires_at": _at(row.expires_us),
-        "decided_by": row.decided_by,
-        "decided_at": _at(row.decided_us),
-        "note": row.note,
-        "msg_id": row.msg_id,
-    }
 
 
 class Approvals(Releases):

@@ -167,7 +167,7 @@ class Items:
         if found is None:
             if len(self._stored) >= _CACHE_LIMIT:
                 self._stored.clear()
-            found = self._stored[text] = label_from_dict(json.loads(text), self.catalogue)
+            found = self._stored[text] = label_from_dict(json.loads(text), self.catalogue, held=True)
         return found
 
     def parse_label(self, data: Any) -> SecurityLabel:
