@@ -18,10 +18,12 @@ from gsomia._codec import label_to_dict
 from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
-from gsomia.store import AuditRow, ConsentRequestRow, OutboxRow, ReleaseRequestRow, TokenRow
+from gsomia.store import AuditRow, ConsentRequestRow, InventoryRow, OutboxRow, ReleaseRequestRow, TokenRow
 
 __all__ = [
     "audit_view",
+    "flow_view",
+    "inventory_view",
     "item_view",
     "outbox_view",
     "peer_view",
@@ -56,6 +58,17 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()
     return out
+
+
+def inventory_view(row: InventoryRow) -> dict[str, Any]:
+    """One line of an item's inventory: where it came from, a copy, where it went."""
+    return {
+        "at": _utc(row.at_us),
+        "kind": row.kind,
+        "party": row.party,
+        "actor": row.actor,
+        "detail": json.loads(row.detail),
+    }
 
 
 def peer_view(peer: PeerIdentity, agreements: Iterable[str]) -> dict[str, Any]:
@@ -99,6 +112,39 @@ def audit_view(row: AuditRow) -> dict[str, Any]:
         "subject": row.subject,
         "outcome": row.outcome,
         "detail": json.loads(row.detail),
+    }
+
+
+def flow_view(row: AuditRow) -> dict[str, Any]:
+    """An envelope's flow as the dashboard draws it, from its audit record: sent, received or
+    refused, to or from which peer, and why (the reason recorded, or the checks that failed)."""
+    detail = json.loads(row.detail)
+    if row.outcome == "refused":
+        direction = "refused"
+    elif row.kind in ("envelope.received", "envelope.duplicate"):
+        direction = "received"
+    else:
+        direction = "sent"
+    reason = detail.get("reason") or detail.get("error") or ""
+    decision = detail.get("decision")
+    if isinstance(decision, dict):
+        failed = [c["reason"] for c in decision.get("checks", []) if not c.get("passed")]
+        reason = (
+            reason
+            or "; ".join(failed)
+            or (f"under {decision.get('agreement')}" if decision.get("agreement") else "")
+        )
+    return {
+        "seq": row.seq,
+        "at": _utc(row.at_us),
+        "kind": row.kind,
+        "direction": direction,
+        "actor": row.actor,
+        "item": row.subject,
+        "peer": detail.get("peer") or detail.get("recipient") or detail.get("to") or row.actor,
+        "msg_id": detail.get("msg_id"),
+        "status": detail.get("status"),
+        "reason": reason,
     }
 
 
