@@ -1,16 +1,16 @@
 """Link hellos answered: a stream link's first handshake message, once answered by any process of
 the node, is refused as a replay by every process (not only by the one that saw it).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
