@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._agreements import add_agreements_routes
+from gsomia.api._approvals import approvals_router
 from gsomia.api._audit import add_audit_routes
 from gsomia.api._duties import duties_router
 from gsomia.api._federation import add_federation_routes
@@ -193,6 +194,7 @@ def create_app(
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
+    app.include_router(approvals_router(node, reader))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream

@@ -109,16 +109,11 @@ def node_serve(
     import uvicorn  # only this command needs the server
 
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
-    from gsomia.stream import NatsBus, StreamService
+    from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
-    bus = (
-        NatsBus(
-            stream_nats, stream=f"GSOMIA_TRACKS_{node.party}", subject=f"gsomia.tracks.{node.party.lower()}"
-        )
-        if stream_nats
-        else None
-    )
+    names = node_stream_names(node.config.identity())  # the node's own: shared by its processes only
+    bus = NatsBus(stream_nats, stream=names[0], subject=names[1]) if stream_nats else None
     stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
     base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
