@@ -18,7 +18,7 @@ from gsomia._codec import label_to_dict
 from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
-from gsomia.store import AuditRow, ConsentRequestRow, InventoryRow, OutboxRow, TokenRow
+from gsomia.store import AuditRow, ConsentRequestRow, InventoryRow, OutboxRow, ReleaseRequestRow, TokenRow
 
 __all__ = [
     "audit_view",
@@ -28,6 +28,7 @@ __all__ = [
     "outbox_view",
     "peer_view",
     "plan_view",
+    "release_request_view",
     "request_view",
     "route_view",
     "token_view",
@@ -192,4 +193,28 @@ def plan_view(plan: RelayPlan) -> dict[str, Any]:
         "at": plan.at.isoformat(),
         "valid_until": None if plan.valid_until is None else plan.valid_until.isoformat(),
         "routes": [route_view(r) for r in plan.routes],
+    }
+
+
+def release_request_view(row: ReleaseRequestRow) -> dict[str, Any]:
+    """A two-person release request: route, purpose, who asked, why two officers, its state."""
+    spec = json.loads(row.spec)
+    label = json.loads(row.label)
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "originator": label["originator"],
+        "classification": label["classification"],
+        "route": [spec["sender"], *spec["via"], spec["recipient"]],
+        "purpose": spec["purpose"],
+        "authorise_relay": bool(spec["authorise_relay"]),
+        "requester": row.requester,
+        "state": row.state,
+        "needs": row.reason,
+        "requested_at": _utc(row.requested_us),
+        "expires_at": _utc(row.expires_us),
+        "decided_by": row.decided_by,
+        "decided_at": _utc(row.decided_us),
+        "note": row.note,
+        "msg_id": row.msg_id,
     }
