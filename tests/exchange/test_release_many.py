@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -212,3 +212,24 @@ def test_the_api_refuses_a_bad_selection_naming_the_problem(
     assert "Traceback" not in answer.text
     assert "SELECT" not in answer.text
     assert kor.exchange.outbox(None) == []
+
+
+def test_a_selection_cannot_carry_past_the_two_person_policy(net: Net) -> None:
+    """A release the node's policy reserves for two officers is refused in a selection too; the
+    selection's other items go."""
+    kor = net.nodes["KOR"]
+    kor.exchange.set_two_person(
+        kor.person("admin"),
+        above={"KOR": "군사III급비밀"},
+        hub_relay=False,
+        relay_authorisations=False,
+        validity=timedelta(hours=4),
+    )
+    own_item(net, "KOR", "two-high")  # 군사II급비밀: above the policy's level
+    own_item(net, "KOR", "two-low", classification="군사III급비밀")
+    released = kor.exchange.release_many(net.officer("KOR"), ["two-high", "two-low"], "JPN")
+    assert [e.item_id for e in released.entries] == ["two-low"]
+    assert [r.subject for r in released.refused] == ["two-high"]
+    assert "two_person" in released.refused[0].reason
+    assert sorted(d.state for d in net.deliver()) == ["delivered"]
+    assert net.nodes["JPN"].store.existing_items(["two-high", "two-low"]) == {"two-low"}
