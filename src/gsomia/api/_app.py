@@ -40,6 +40,7 @@ from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._approvals import approvals_router
 from gsomia.api._duties import duties_router
+from gsomia.api._feed import feed_router
 from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
 from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
@@ -219,6 +220,7 @@ def create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(approvals_router(node, reader))
+    app.include_router(feed_router(node, reader))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
