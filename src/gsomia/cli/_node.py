@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import sys
 from datetime import UTC, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gsomia._codec import person_to_dict
+from gsomia._logs import configure as configure_logs
 from gsomia._present import item_view, outbox_view, peer_view, token_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.instants import parse_instant
@@ -76,6 +79,11 @@ def node_migrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
         console().print(f"schema at revision {revision}")
 
 
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
 @node_app.command("serve")
 @guard
 def node_serve(
@@ -88,8 +96,16 @@ def node_serve(
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="json: one JSON object a line on standard error (a request id, the actor, the outcome; "
+            "never a token or a payload); text: warnings only, as plain text."
+        ),
+    ] = LogFormat.JSON,
 ) -> None:
-    """Serve the node's REST API (OpenAPI at /openapi.json) and deliver its outbox."""
+    """Serve the node's REST API (OpenAPI at /openapi.json), its Prometheus metrics (/metrics) and
+    its background work (each kind held by one process of the node at a time, through a lease)."""
     import uvicorn  # only this command needs the server
 
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
@@ -111,11 +127,15 @@ def node_serve(
         f"dashboard at {base}/ui; stop with Ctrl-C"
     )
     sys.stdout.flush()
+    if log_format is LogFormat.JSON:
+        configure_logs(logging.INFO)
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
     uvicorn.run(
         create_app(node, sender=sender, stream=stream),
         host=host,
         port=port,
         log_level="warning",
+        log_config=None if log_format is LogFormat.JSON else uvicorn.config.LOGGING_CONFIG,
         ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
         timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
     )
@@ -240,7 +260,7 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
-    rows = open_node(directory).exchange.outbox(state=state)
+    rows = open_node(directory).exchange.outbox(None, state=state)
     data = [outbox_view(r) for r in rows]
     if as_json:
         emit(data)
@@ -310,7 +330,7 @@ def person_add(
 @guard
 def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """List the register of people."""
-    people = [person_to_dict(p) for p in open_node(directory).people()]
+    people = [person_to_dict(p) for p in open_node(directory).people(None)]
     if as_json:
         emit(people)
         return

@@ -3,7 +3,8 @@
 Every write is one transaction: an insert that fails (a duplicate id, a broken
 constraint) leaves nothing behind. Driver exceptions become ``StoreError``,
 ``ConflictError`` or ``InvalidInputError`` here, at the adapter; their messages never carry
-the SQL, its parameters or the driver's text (those go to the ``gsomia.store`` log).
+the SQL, its parameters or the driver's text (the SQL and the driver's text go to the
+``gsomia.store`` log; the parameters, which may hold labels or sealed payloads, go nowhere).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class Store:
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         try:
-            self.engine: Engine = create_engine(url, future=True, **engine_options)
+            self.engine: Engine = create_engine(url, future=True, hide_parameters=True, **engine_options)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot open store {_redacted(url)}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":

@@ -401,7 +401,6 @@ node_identity = Table(
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
 )
 
-
 # The leaves of originator-signed track batches this node received (0009): a batch, or a track of
 # one, arriving again within the window a signature is fresh is a replay. Rows older than twice that
 # window are forgotten (a replay then is refused as stale), so the table stays bounded.
@@ -413,4 +412,50 @@ track_batches_seen = Table(
     Column("originator", String(3), nullable=False),
     Column("seen_us", BigInteger, nullable=False),
     Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
+
+# --- leases (migration 0010): one holder per kind of background work ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(160), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
+
+# --- two-person release (migration 0011) ---
+
+# The node's two-person policy: one row, its data as JSON (generation "release_policy").
+release_policy = Table(
+    "release_policy",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("document", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    CheckConstraint("id = 1", name="ck_release_policy_one_row"),
+)
+
+# A release waiting for a second officer: the request, then the approval (signed) or its end.
+release_requests = Table(
+    "release_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("label", Text, nullable=False),  # the item's label when requested (JSON): what is approved
+    Column("spec", Text, nullable=False),  # JSON: sender, via, recipient, purpose, authorise_relay
+    Column("requester", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # requested | approved | refused | withdrawn
+    Column("reason", Text, nullable=False),  # why a second officer is needed
+    Column("requested_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),  # unanswered after this: it lapses
+    Column("decided_by", String(128)),
+    Column("decided_us", BigInteger),
+    Column("approval", Text),  # the approver's signed approval (JWS), once approved
+    Column("note", Text),  # the refusal's or withdrawal's reason
+    Column("msg_id", String(64)),  # the outbox entry the approval queued
+    Index("ix_release_requests_state", "state", "requested_us"),
 )

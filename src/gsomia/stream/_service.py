@@ -54,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import PEERS, AuditRow
+from gsomia.store import CONSENTS, PEERS, AuditRow
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -170,6 +170,7 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
+        self._plans_consents = -1  # the store's consents generation the plans were made under
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
@@ -270,6 +271,11 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
+        # a standing consent stored by any process of the node (the store's counter moved): plan again
+        consents = self.kernel.watch.generation(CONSENTS)
+        if consents != self._plans_consents:
+            self._plans.clear()
+            self._plans_consents = consents
         plan = self._plans.get(update.track_id)
         if plan is not None and plan.holds_at(now.timestamp()):
             return plan
@@ -279,10 +285,9 @@ class StreamService:
             self._label_json.clear()
             label = self._label(update)
         self._consents_on_file = self._own_consents()
-        consents = [c for c, _ in self._consents_on_file]
         plan = plan_relay(
             self.kernel.engine, self.kernel.catalogue, label, self.party, self.recipients,
-            at=now, consents=consents, hubs=self.hubs,
+            at=now, consents=[c for c, _ in self._consents_on_file], hubs=self.hubs,
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
@@ -298,9 +303,14 @@ class StreamService:
         )
         return plan
 
+    def require_publisher(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may publish tracks here: release officers (``None``:
+        the node's operator). A feed checks once when it opens; :meth:`publish` checks every update."""
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
-        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+        self.require_publisher(actor)
         try:
             update = parse_track_update(data, originator=self.party)
         except GsomiaError as exc:
