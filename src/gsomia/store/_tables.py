@@ -459,3 +459,13 @@ release_requests = Table(
     Column("msg_id", String(64)),  # the outbox entry the approval queued
     Index("ix_release_requests_state", "state", "requested_us"),
 )
+
+# --- link hellos answered (migration 0012): a replayed handshake is refused by every process ---
+
+link_hellos = Table(
+    "link_hellos",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_link_hellos_seen_us", "seen_us"),
+)
