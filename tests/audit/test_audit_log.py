@@ -130,9 +130,21 @@ def test_cli_verify_and_prove(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["audit", "verify", "--dir", str(tmp_path / "jpn"), "--json"])
     assert ok.exit_code == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
+    # a reader never integrates: the records wait for the writer (a serving node, or `audit integrate`)
+    assert json.loads(ok.stdout)["entries"] == 0
+    assert json.loads(ok.stdout)["pending"] > 0
     entry = json.loads(runner.invoke(app, ["audit", "log", "--dir", str(tmp_path / "jpn"), "--json"]).stdout)[
         4
     ]
+    early = runner.invoke(
+        app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), entry["entry_id"], "--wait", "0"]
+    )
+    assert early.exit_code == 2
+    assert "not yet under a signed tree head" in early.stderr
+    assert runner.invoke(app, ["audit", "head", "--dir", str(tmp_path / "jpn")]).exit_code == 2  # none yet
+    done = runner.invoke(app, ["audit", "integrate", "--dir", str(tmp_path / "jpn"), "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["integrated"] == json.loads(ok.stdout)["pending"]
     proved = runner.invoke(
         app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), entry["entry_id"], "--json"]
     )
@@ -230,6 +242,7 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
     )
     entry = kor.exchange.release(officer, "p1", "JPN")
     kor.exchange.deliver_due(client)
+    nodes["JPN"].audit.sign_head()  # JPN's writer (its background loop) brings the entry under a head
     proof = kor.heads.delivery_proof(entry.msg_id, client)
     assert proof["receiver"] == "JPN"
     assert proof["entry"]["kind"] == "envelope.received"

@@ -163,11 +163,19 @@ def peer_revoke_key(
 def outbox_prove(
     directory: DirOpt,
     msg_id: Annotated[str, typer.Argument(help="A delivered message's id.")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="Seconds to keep asking while the receiver has not yet signed a head covering the entry.",
+        ),
+    ] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
     with HttpTransport() as transport:  # only this command talks to a partner directly
-        proof = open_node(directory).heads.delivery_proof(msg_id, transport)
+        proof = open_node(directory).heads.delivery_proof(msg_id, transport, wait=wait)
     if as_json:
         emit(proof)
     else:

@@ -1,6 +1,10 @@
 """The node's background loops, in one place for ``gsomia node serve`` and the API app: deliver
-the outbox, integrate the audit records into the Merkle log, share this node's signed head and
-check the partners', all over one :class:`PeerTransport`.
+the outbox, integrate the audit records into the Merkle log and sign its head, share this node's
+signed head and check the partners', all over one :class:`PeerTransport`.
+
+The loop is the audit log's writer: :meth:`AuditLog.integrate` and :meth:`AuditLog.sign_head` run
+under the database's lock, so the loops of several processes on one database never interleave;
+whatever serves the log (API, dashboard, CLI) only reads what they wrote.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ _log = logging.getLogger("gsomia.sender")
 class NodeRuntime:
     """A thread running the node's rounds until :meth:`stop`; each round is :meth:`round`.
 
-    ``interval`` is the pause after a round that sent nothing; heads are shared and checked every
-    ``head_every`` seconds. A failure is logged, never fatal: a crashed loop would silently stop
-    all delivery.
+    ``interval`` is the pause after a round that sent nothing; a new head is signed after a round
+    that grew the log, at most every ``sign_every`` seconds (a bounded number of heads, each a proof
+    target); heads are shared and checked every ``head_every`` seconds. A failure is logged, never
+    fatal: a crashed loop would silently stop all delivery.
     """
 
     def __init__(
@@ -34,6 +39,7 @@ class NodeRuntime:
         *,
         interval: float = 0.2,
         head_every: float = 5.0,
+        sign_every: float = 1.0,
     ) -> None:
         self.exchange = exchange
         self.audit = audit
@@ -44,12 +50,20 @@ class NodeRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_head = float("-inf")
+        self.sign_every = sign_every
+        self._last_sign = float("-inf")
+        self._grown = True  # sign at the first round: a node that starts has a head to serve
 
     def round(self) -> int:
         """One round: deliver what is due, grow the log, and (when due) share and check heads;
         how many outbox entries were settled."""
         sent = self.exchange.deliver_due(self.transport)
-        self.audit.integrate()
+        while self.audit.integrate():  # each batch its own short transaction under the lock
+            self._grown = True
+        if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
+            self._last_sign = time.monotonic()
+            self._grown = False
+            self.audit.sign_head()
         if time.monotonic() - self._last_head >= self.head_every:
             self._last_head = time.monotonic()
             self.heads.share_head()
