@@ -30,7 +30,6 @@ import httpx
 import pytest
 from tests.node_fixtures import kor_label
 
-from gsomia import network
 from gsomia.audit import parse_head
 from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gsomia.crypto.envelope import verify_origin
@@ -52,8 +51,17 @@ def _serve(directory: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    network._wait_healthy(f"http://127.0.0.1:{port}", 60)
-    return process
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            _stop(process)
+            raise AssertionError(f"the node did not answer on port {port}")
+        time.sleep(0.1)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
