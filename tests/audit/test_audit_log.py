@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -261,3 +263,31 @@ def test_an_altered_stored_subtree_is_caught_before_it_serves_a_bad_proof(node: 
     report = node.audit.verify()
     assert not report.ok
     assert "stored subtree (1, 0)" in (report.problem or "")
+
+
+def test_a_node_serving_without_its_sender_still_grows_and_signs_its_log(node: Node) -> None:
+    """``node serve --no-sender``: no delivery, but the log's writer runs (readers never integrate)."""
+    import asyncio
+
+    import httpx
+
+    from gsomia.api import create_app
+
+    async def head_while_serving(app: Any, want: int, seconds: float = 20) -> dict[str, Any]:
+        async with (
+            app.router.lifespan_context(app),  # what the server runs: the background loop
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client,
+        ):
+            deadline = time.monotonic() + seconds
+            while (got := await client.get("/audit/head")).status_code != 200 or got.json()["size"] < want:
+                assert time.monotonic() < deadline, got.text
+                await asyncio.sleep(0.05)
+            return dict(got.json())
+
+    record(node, 5)
+    served = asyncio.run(head_while_serving(create_app(node, log_writer=True, sender_interval=0.05), 5))
+    assert node.audit.pending() == 0
+    record(node, 3)  # an app without the writer (as tests build it) only reads
+    with pytest.raises(AssertionError):
+        asyncio.run(head_while_serving(create_app(node, sender_interval=0.05), served["size"] + 3, 1.5))
+    assert node.audit.pending() == 3

@@ -83,7 +83,12 @@ def node_serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     sender: Annotated[
-        bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
+        bool,
+        typer.Option(
+            "--sender/--no-sender",
+            help="Deliver the outbox and share tree heads with partners in the background "
+            "(the audit log is integrated and its head signed either way).",
+        ),
     ] = True,
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
@@ -112,7 +117,7 @@ def node_serve(
     )
     sys.stdout.flush()
     uvicorn.run(
-        create_app(node, sender=sender, stream=stream),
+        create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
         host=host,
         port=port,
         log_level="warning",

@@ -40,6 +40,7 @@ class NodeRuntime:
         interval: float = 0.2,
         head_every: float = 5.0,
         sign_every: float = 1.0,
+        deliver: bool = True,
     ) -> None:
         self.exchange = exchange
         self.audit = audit
@@ -51,20 +52,21 @@ class NodeRuntime:
         self._thread: threading.Thread | None = None
         self._last_head = float("-inf")
         self.sign_every = sign_every
+        self.deliver = deliver  # False: only the audit log's writer (a node serving with --no-sender)
         self._last_sign = float("-inf")
         self._grown = True  # sign at the first round: a node that starts has a head to serve
 
     def round(self) -> int:
         """One round: deliver what is due, grow the log, and (when due) share and check heads;
         how many outbox entries were settled."""
-        sent = self.exchange.deliver_due(self.transport)
+        sent = self.exchange.deliver_due(self.transport) if self.deliver else []
         while self.audit.integrate():  # each batch its own short transaction under the lock
             self._grown = True
         if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
             self._last_sign = time.monotonic()
             self._grown = False
             self.audit.sign_head()
-        if time.monotonic() - self._last_head >= self.head_every:
+        if self.deliver and time.monotonic() - self._last_head >= self.head_every:
             self._last_head = time.monotonic()
             self.heads.share_head()
             self.audit.check_partners(self.transport)

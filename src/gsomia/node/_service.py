@@ -192,11 +192,23 @@ class Node:
         return self.audit.inclusion(entry, public=True)
 
     def runtime(
-        self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
+        self,
+        transport: PeerTransport | None = None,
+        *,
+        interval: float = 0.2,
+        head_every: float = 5.0,
+        deliver: bool = True,
     ) -> NodeRuntime:
-        """The background loops over ``transport`` (HTTP by default), not yet started."""
+        """The background loops over ``transport`` (HTTP by default), not yet started; without
+        ``deliver``, only the audit log's writer (integrate, sign)."""
         return NodeRuntime(
-            self.exchange, self.audit, self.heads, transport, interval=interval, head_every=head_every
+            self.exchange,
+            self.audit,
+            self.heads,
+            transport,
+            interval=interval,
+            head_every=head_every,
+            deliver=deliver,
         )
 
     # --- the kernel's decisions, for the shells ---
