@@ -76,7 +76,9 @@ def _field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = T
 
 
 def _strings(data: Mapping[str, Any], name: str, *, words: bool = False) -> list[str]:
-    value = data.get(name) or []
+    value = data.get(name)
+    if value is None:  # absent or null: none (but 0, false and "" are not lists)
+        return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelError(f"label.{name}: expected a list of strings")
     if any("\x00" in v for v in value):
@@ -115,8 +117,12 @@ def _instant(data: Mapping[str, Any], name: str, *, required: bool) -> datetime 
     return datetime.fromisoformat(text)
 
 
-def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
-    """Parse and check a label against the originator's scheme (names or aliases accepted)."""
+def label_from_dict(data: Any, catalogue: Catalogue, *, held: bool = False) -> SecurityLabel:
+    """Parse and check a label against the originator's scheme (names or aliases accepted).
+
+    ``held``: read back from the node's own store, where it was checked when it came in; the checks
+    a later revision added or a data revision changes (words, declared topics) are not made again.
+    """
     if not isinstance(data, Mapping):
         raise LabelError("label: expected an object")
     known = {
@@ -137,7 +143,8 @@ def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
     policy = _field(data, "policy", str, required=False) or "gsomia"
     if policy != "gsomia":
         raise LabelError(f"label.policy: {policy!r} is not a policy this node enforces (gsomia)")
-    raw_alts = data.get("alternatives") or []
+    raw_alts = data.get("alternatives")
+    raw_alts = [] if raw_alts is None else raw_alts
     if not isinstance(raw_alts, list):
         raise LabelError("label.alternatives: expected a list")
     alternatives = []
@@ -157,12 +164,13 @@ def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
             originator=_field(data, "originator", str),
             classification=_field(data, "classification", str),
             releasable_to=_strings(data, "releasable_to"),
-            purpose=_words(data, "purpose"),
-            topics=_strings(data, "topics", words=True),
-            caveats=_strings(data, "caveats", words=True),
+            purpose=_field(data, "purpose", str) if held else _words(data, "purpose"),
+            topics=_strings(data, "topics", words=not held),
+            caveats=_strings(data, "caveats", words=not held),
             created=created,
             review=_instant(data, "review", required=False),
             alternatives=alternatives,
+            held=held,
         )
     except LabelError:
         raise

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical, decision_json
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
@@ -29,11 +30,18 @@ from gsomia.store import (
     OutboxRow,
 )
 
-__all__ = ["Batch", "ExchangeBase", "Handler"]
+__all__ = ["CONSENT_READERS", "OUTBOX_READERS", "ArrivalHook", "Batch", "ExchangeBase", "Handler"]
+
+# Who may read what the node sent and the consent requests (docs/API.md's table).
+OUTBOX_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
+CONSENT_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER)
 
 # A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
 # ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
 Handler = Callable[[Opened, datetime, "Batch"], dict[str, Any]]
+# Told of an item the batch is about to store (its id): may rewrite it in the batch (the duties
+# apply a label change that reached this node before the item did).
+ArrivalHook = Callable[[str, datetime, "Batch"], None]
 
 
 class ExchangeBase:
@@ -52,6 +60,7 @@ class ExchangeBase:
         self.ttl = ttl
         self.skew = skew
         self._handlers: dict[str, Handler] = {}
+        self._arrival_hooks: list[ArrivalHook] = []
 
     @property
     def party(self) -> str:
@@ -69,6 +78,10 @@ class ExchangeBase:
             raise ValueError(f"a handler for {kind!r} messages is registered already")
         self._handlers[kind] = handler
 
+    def on_arrival(self, hook: ArrivalHook) -> None:
+        """Let another service see each item the inbox is about to store (wired where the node is built)."""
+        self._arrival_hooks.append(hook)
+
     def enqueue(
         self,
         rows: Sequence[OutboxRow],
@@ -79,15 +92,19 @@ class ExchangeBase:
         """Write outbox rows (with their audit records, inventory entries, consents) in one transaction."""
         self.fed.enqueue(rows, audit, inventory, consents)
 
-    def outbox(self, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
-        """What this node sent or is sending, oldest first."""
+    def outbox(self, actor: Person | None, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """What this node sent or is sending, oldest first (release and security officers,
+        administrators; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         return self.fed.outbox(state=state, limit=limit)
 
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         return self.fed.outbox_entry(msg_id)
 
-    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
-        """Consent requests this node made or must answer, oldest first."""
+    def consent_requests(self, actor: Person | None, state: str | None = None) -> list[ConsentRequestRow]:
+        """Consent requests this node made or must answer, oldest first (release and security
+        officers; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
         return self.fed.consent_requests(state)
 
     def queue(

@@ -64,6 +64,8 @@ from gsomia.store import (
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 MAX_PAGE = 1000
+PEOPLE_READERS = (Role.ADMINISTRATOR, Role.SECURITY_OFFICER)  # who reads the register (docs/API.md)
+METRICS_READERS = (Role.ADMINISTRATOR,)  # who reads the node's metrics
 MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 _FITTED_STEP = 100
 
@@ -166,6 +168,8 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        # a label change that reached this node before its item applies when the item arrives
+        self.exchange.on_arrival(self.duties.arriving)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -199,8 +203,9 @@ class Node:
         head_every: float = 5.0,
         deliver: bool = True,
     ) -> NodeRuntime:
-        """The background loops over ``transport`` (HTTP by default), not yet started; without
-        ``deliver``, only the audit log's writer (integrate, sign)."""
+        """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
+        work under its lease (``lease_seconds`` in ``node.toml``); without ``deliver``, only the
+        audit log's writer (integrate, sign)."""
         return NodeRuntime(
             self.exchange,
             self.audit,
@@ -209,6 +214,7 @@ class Node:
             interval=interval,
             head_every=head_every,
             deliver=deliver,
+            lease_ttl=self.config.lease_seconds,
         )
 
     # --- the kernel's decisions, for the shells ---
@@ -225,6 +231,10 @@ class Node:
         """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
         self.kernel.require_any(actor, roles, what)
 
+    def require_metrics_reader(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may read this node's metrics: administrators."""
+        self.require_any(actor, METRICS_READERS, "metrics.read")
+
     # --- people and tokens ---
 
     def add_person(self, actor: Person | None, data: dict[str, Any]) -> Person:
@@ -232,6 +242,8 @@ class Node:
         try:
             person = person_from_dict(data, self.catalogue)
             check_item_id(person.id, "person id")
+            for topic in sorted(person.need_to_know):  # a new person's; people held keep theirs
+                self.catalogue.topic(topic)
             record = canonical(person_to_dict(person))
             row = self.kernel.audit_row(
                 "person.add", actor.id if actor else "operator", person.id, "allowed", person=record
@@ -246,8 +258,26 @@ class Node:
     def person(self, person_id: str) -> Person:
         return self.kernel.person(person_id)
 
-    def people(self) -> list[Person]:
+    def people(self, actor: Person | None) -> list[Person]:
+        """The register of people (administrators and security officers; ``None``: the operator)."""
+        self.require_any(actor, PEOPLE_READERS, "person.list")
+        return self._people()
+
+    def _people(self) -> list[Person]:
         return [person_from_dict(json.loads(r), self.catalogue) for r in self.store.list_people()]
+
+    def read_person(self, actor: Person | None, person_id: str) -> Person:
+        """One person's record: one's own, or anyone's for administrators and security officers."""
+        if actor is None or actor.id != person_id:
+            self.require_any(actor, PEOPLE_READERS, "person.read")
+        return self.person(person_id)
+
+    def topics(self) -> list[str]:
+        """The topics the agreements scope and this node's people hold need-to-know for (what a
+        decision form offers; no person's record is shown)."""
+        scoped = {t for a in self.catalogue.agreements.values() for t in (a.scope_topics or ())}
+        held = {t for p in self._people() for t in p.need_to_know}
+        return sorted(scoped | held)
 
     def set_active(self, actor: Person | None, person_id: str, active: bool) -> Person:
         """Enable or disable a person; disabling revokes all their tokens (see :class:`Credentials`)."""

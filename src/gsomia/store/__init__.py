@@ -3,9 +3,12 @@
 ``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
-watches and the node's sealed key ring. Each is a view over the one ``Store``'s connection.
+watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
+background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
+the stream link hellos answered. Each is a view over the one ``Store``'s connection.
 """
 
+from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
@@ -24,7 +27,10 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
-from gsomia.store._shared import KEYS, PEERS, SharedState
+from gsomia.store._gauges import Backlog, Gauges
+from gsomia.store._hellos import LinkHellos
+from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
     InventoryEntry,
@@ -38,15 +44,20 @@ from gsomia.store._store import (
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
+    "CONSENTS",
     "KEYS",
     "PEERS",
+    "RELEASE_POLICY",
+    "ApprovalStore",
     "AuditRow",
     "AuditStore",
+    "Backlog",
     "ConsentRequestRow",
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "Gauges",
     "HeadRow",
     "InboxRow",
     "IncidentRow",
@@ -56,11 +67,15 @@ __all__ = [
     "ItemRow",
     "LabelAckRow",
     "LabelChangeRow",
+    "LeaseRow",
+    "LeaseStore",
+    "LinkHellos",
     "NewItem",
     "Op",
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "ReleaseRequestRow",
     "SharedState",
     "StatusRow",
     "Store",

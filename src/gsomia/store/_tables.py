@@ -340,7 +340,7 @@ incidents = Table(
     Column("nature", String(32), nullable=False),
     Column("state", String(16), nullable=False),  # opened | findings | measures | closed
     Column("steps", Text, nullable=False),  # JSON list of the investigation's steps
-    Column("jws", Text, nullable=False),  # the holder's signed latest report
+    Column("jws", Text, nullable=False),  # the holder's signed reports, a JSON list, oldest first
     Column("updated_us", BigInteger, nullable=False),
 )
 
@@ -399,4 +399,73 @@ node_identity = Table(
     Column("identity", String(64), nullable=False),
     Column("claimed_us", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
+)
+
+# The leaves of originator-signed track batches this node received (0009): a batch, or a track of
+# one, arriving again within the window a signature is fresh is a replay. Rows older than twice that
+# window are forgotten (a replay then is refused as stale), so the table stays bounded.
+track_batches_seen = Table(
+    "track_batches_seen",
+    metadata,
+    Column("batch", String(64), primary_key=True),  # SHA-256 of the signed batch content, hex
+    Column("leaf", Integer, primary_key=True),
+    Column("originator", String(3), nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
+
+# --- leases (migration 0010): one holder per kind of background work ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(160), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
+
+# --- two-person release (migration 0011) ---
+
+# The node's two-person policy: one row, its data as JSON (generation "release_policy").
+release_policy = Table(
+    "release_policy",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("document", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    CheckConstraint("id = 1", name="ck_release_policy_one_row"),
+)
+
+# A release waiting for a second officer: the request, then the approval (signed) or its end.
+release_requests = Table(
+    "release_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("label", Text, nullable=False),  # the item's label when requested (JSON): what is approved
+    Column("spec", Text, nullable=False),  # JSON: sender, via, recipient, purpose, authorise_relay
+    Column("requester", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # requested | approved | refused | withdrawn
+    Column("reason", Text, nullable=False),  # why a second officer is needed
+    Column("requested_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),  # unanswered after this: it lapses
+    Column("decided_by", String(128)),
+    Column("decided_us", BigInteger),
+    Column("approval", Text),  # the approver's signed approval (JWS), once approved
+    Column("note", Text),  # the refusal's or withdrawal's reason
+    Column("msg_id", String(64)),  # the outbox entry the approval queued
+    Index("ix_release_requests_state", "state", "requested_us"),
+)
+
+# --- link hellos answered (migration 0012): a replayed handshake is refused by every process ---
+
+link_hellos = Table(
+    "link_hellos",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_link_hellos_seen_us", "seen_us"),
 )

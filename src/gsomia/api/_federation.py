@@ -1,0 +1,106 @@
+"""Federation: identity, inbox, release, outbox, peers, consent requests.
+
+Routes added by ``create_app``: each handler parses, calls one service method and
+presents (``gsomia._present``); who may do what is decided by the service.
+
+No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Query
+
+from gsomia._present import (
+    outbox_view,
+    peer_view,
+    request_view,
+)
+from gsomia.api import _models as m
+from gsomia.api._fields import Id
+from gsomia.core.access import Person
+from gsomia.core.instants import parse_instant
+from gsomia.node import Node
+
+__all__ = ["add_federation_routes"]
+
+
+def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
+    Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    # --- federation ---
+
+    @app.get("/identity", tags=["federation"])
+    def identity() -> dict[str, Any]:
+        """This node's identity document (public keys, endpoint), to exchange out of band."""
+        return node.exchange.identity()
+
+    @app.post("/inbox", response_model=m.InboxOut, tags=["federation"])
+    def inbox(body: m.InboxIn) -> dict[str, Any]:
+        """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
+
+        Authentication is the envelope itself (signed by a registered peer), not a bearer token.
+        """
+        return {"results": node.inbox(body.envelopes)}
+
+    @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
+    def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
+        """Release an item to a partner (release officers): decided now and again when sent."""
+        row = node.exchange.release(
+            person,
+            item_id,
+            body.recipient,
+            via=body.via,
+            purpose=body.purpose,
+            authorise_relay=body.authorise_relay,
+        )
+        return outbox_view(row)
+
+    @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
+    def outbox(
+        person: Caller,
+        state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """What this node sent or is sending, with receipts and reasons."""
+        return [outbox_view(r) for r in node.exchange.outbox(person, state=state, limit=limit)]
+
+    @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
+    def peers(person: Caller) -> list[dict[str, Any]]:
+        """The registered partner nodes and the agreements each link serves."""
+        return [peer_view(p, links) for p, links in node.exchange.peers()]
+
+    @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
+    def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
+        """Register a partner's identity document for the named agreements (administrators)."""
+        return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
+
+    @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
+    def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
+        """Ask the originator for consent to pass the item on to a third party."""
+        return {
+            "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
+        }
+
+    @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
+    def consent_requests(
+        person: Caller, state: Literal["pending", "granted", "refused"] | None = None
+    ) -> list[dict[str, Any]]:
+        return [request_view(r) for r in node.exchange.consent_requests(person, state)]
+
+    @app.post(
+        "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
+    )
+    def answer(
+        request_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], body: m.ConsentAnswerIn, person: Caller
+    ) -> dict[str, Any]:
+        """As originator, grant (a signed consent) or refuse a holder's request."""
+        tz = node.kernel.timezone
+        expires = parse_instant(body.expires, tz) if body.expires else None
+        return request_view(
+            node.exchange.answer_consent(
+                person, request_id, grant=body.grant, reason=body.reason, expires=expires
+            )
+        )
