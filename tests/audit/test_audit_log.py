@@ -286,8 +286,9 @@ def test_a_node_serving_without_its_sender_still_grows_and_signs_its_log(node: N
 
     record(node, 5)
     served = asyncio.run(head_while_serving(create_app(node, log_writer=True, sender_interval=0.05), 5))
-    assert node.audit.pending() == 0
+    assert node.audit.size() >= 5
+    before = node.audit.pending()  # (the loop's own last records, e.g. its leases let go, may wait)
     record(node, 3)  # an app without the writer (as tests build it) only reads
     with pytest.raises(AssertionError):
         asyncio.run(head_while_serving(create_app(node, sender_interval=0.05), served["size"] + 3, 1.5))
-    assert node.audit.pending() == 3
+    assert node.audit.pending() == before + 3
