@@ -37,7 +37,8 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         """This node's identity document (public keys, endpoint), to exchange out of band."""
         return node.exchange.identity()
 
-    @app.post("/inbox", response_model=m.InboxOut, tags=["federation"])
+    # ``retry`` appears only when set: the answer on the wire is the inbox's own, field for field
+    @app.post("/inbox", response_model=m.InboxOut, response_model_exclude_defaults=True, tags=["federation"])
     def inbox(body: m.InboxIn) -> dict[str, Any]:
         """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
 
@@ -66,6 +67,12 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
     ) -> list[dict[str, Any]]:
         """What this node sent or is sending, with receipts and reasons."""
         return [outbox_view(r) for r in node.exchange.outbox(person, state=state, limit=limit)]
+
+    @app.post("/outbox/{msg_id}/resend", response_model=m.OutboxOut, tags=["federation"])
+    def resend(msg_id: Id, person: Caller) -> dict[str, Any]:
+        """Send an undeliverable message (a duty, a consent) again (release or security officers): a
+        fresh envelope, the same signed body and message id. An item is released again instead."""
+        return outbox_view(node.exchange.resend(person, msg_id))
 
     @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:
