@@ -140,7 +140,7 @@ def test_hub_relay_with_authorisation_reaches_japan_with_koreas_signature(net: N
     assert item.received_from == "USA"
     assert item.agreement == "tisa-2014"
     # JPN verified KOR's original signature: the stored origin JWS is KOR's
-    origin = net.nodes["JPN"].exchange._origin_jws("h1")
+    origin = net.nodes["JPN"].exchange.origin_jws("h1")
     assert json.loads(base64.urlsafe_b64decode(origin.split(".")[0] + "=="))["iss"] == "KOR"
 
 

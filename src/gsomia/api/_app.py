@@ -23,6 +23,7 @@ from gsomia.api._approvals import approvals_router
 from gsomia.api._audit import add_audit_routes
 from gsomia.api._duties import duties_router
 from gsomia.api._federation import add_federation_routes
+from gsomia.api._feed import feed_router
 from gsomia.api._fields import BEARER
 from gsomia.api._items import add_items_routes
 from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
@@ -195,6 +196,7 @@ def create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(approvals_router(node, reader))
+    app.include_router(feed_router(node, reader))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
