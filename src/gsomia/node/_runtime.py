@@ -19,6 +19,7 @@ import threading
 import time
 
 from gsomia.audit import AuditLog, TreeHeads
+from gsomia.duties import Duties
 from gsomia.exchange import Exchange, HttpTransport, PeerTransport
 from gsomia.node._lease import DEFAULT_TTL, Lease, process_holder
 from gsomia.store import LeaseStore
@@ -56,8 +57,10 @@ class NodeRuntime:
         deliver: bool = True,
         lease_ttl: float = DEFAULT_TTL,
         holder: str | None = None,
+        duties: Duties | None = None,
     ) -> None:
         self.exchange = exchange
+        self.duties = duties
         self.audit = audit
         self.heads = heads
         self.transport = transport if transport is not None else HttpTransport()
@@ -78,9 +81,11 @@ class NodeRuntime:
         """One round: deliver what is due, grow the log and sign its head, and (when due) share and
         check heads; how many outbox entries were settled. Each part only if this process holds
         its lease (and, for delivery and heads, only if it delivers at all)."""
-        sent = (
-            self.exchange.deliver_due(self.transport) if self.deliver and self.leases[OUTBOX].held() else []
-        )
+        sent = []
+        if self.deliver and self.leases[OUTBOX].held():
+            if self.duties is not None:  # scheduled downgrades due now queue their duty messages first
+                self.duties.apply_due_downgrades()
+            sent = self.exchange.deliver_due(self.transport)
         if self.leases[AUDIT].held():
             while self.audit.integrate():  # each batch its own short transaction under the lock
                 self._grown = True

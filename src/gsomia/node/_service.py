@@ -217,6 +217,7 @@ class Node:
             head_every=head_every,
             deliver=deliver,
             lease_ttl=self.config.lease_seconds,
+            duties=self.duties,
         )
 
     # --- the kernel's decisions, for the shells ---
