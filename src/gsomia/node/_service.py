@@ -210,6 +210,7 @@ class Node:
             interval=interval,
             head_every=head_every,
             lease_ttl=self.config.lease_seconds,
+            duties=self.duties,
         )
 
     # --- the kernel's decisions, for the shells ---
