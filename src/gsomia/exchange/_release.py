@@ -27,7 +27,15 @@ from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFound
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
 from gsomia.kernel import ReadGate, checks_json
-from gsomia.store import RELEASE_POLICY, ApprovalStore, AuditRow, ConsentRow, ItemRow, OutboxRow
+from gsomia.store import (
+    RELEASE_POLICY,
+    ApprovalStore,
+    AuditRow,
+    ConsentRow,
+    DutiesStore,
+    ItemRow,
+    OutboxRow,
+)
 
 __all__ = ["MAX_RELEASE_ITEMS", "PreparedRelease", "Refusal", "Released", "Releases"]
 
@@ -374,6 +382,13 @@ class Releases(Consents):
         label = self.kernel.items.item(row).label
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
+        if row.originator == self.party and row.label_version > 1:
+            latest = DutiesStore(self.kernel.store).label_changes(item_id)[-1:]
+            if latest and latest[0].kind == "recall":  # withdrawn from every holder: none gets it anew
+                raise InvalidInputError(
+                    f"item {item_id} was recalled (label version {latest[0].version}): "
+                    "reclassify it before releasing it again"
+                )
         read = gate.decide(label) if gate is not None else self.kernel.decide_read(actor, label)
         access = read.raise_if_refused()
         if row.payload_type == "json":
