@@ -43,6 +43,8 @@ class _Level(_Model):
     alias: Annotated[str, Field(pattern=r"^[a-z0-9-]+$")]
     gloss: Annotated[str, Field(min_length=1)]
     rank: int
+    valid_from: datetime | date | None = None  # the level exists from this instant (with offset)
+    valid_until: datetime | date | None = None  # and no longer from this one
 
 
 class _Policy(_Model):
@@ -53,6 +55,7 @@ class _Policy(_Model):
 class _Scheme(_Model):
     title: str
     levels: Annotated[list[_Level], Field(min_length=1)]
+    notes: str = ""  # the scheme's assumptions, each with its consequence
     policy: _Policy | None = None  # the scheme as a security policy, as the party's own SPIF names it
 
 
@@ -80,6 +83,8 @@ class _Term(_Model):
 class _Row(_Model):
     levels: dict[str, str]
     one_way_from: str | None = None
+    valid_from: datetime | date | str | None = None
+    valid_until: datetime | date | str | None = None
 
 
 class _Event(_Model):
@@ -205,7 +210,16 @@ def parse_party(source: str, text: bytes) -> Party:
     code = model.party.code
     try:
         levels = tuple(
-            Classification(code, lv.name, lv.rank, lv.alias, lv.gloss) for lv in model.scheme.levels
+            Classification(
+                code,
+                lv.name,
+                lv.rank,
+                lv.alias,
+                lv.gloss,
+                _bound(source, f"scheme.levels[{n}].valid_from", lv.valid_from),
+                _bound(source, f"scheme.levels[{n}].valid_until", lv.valid_until),
+            )
+            for n, lv in enumerate(model.scheme.levels)
         )
         policy = model.scheme.policy
         scheme = Scheme(
@@ -214,10 +228,26 @@ def parse_party(source: str, text: bytes) -> Party:
             levels,
             policy.name if policy else "",
             policy.oid if policy else "",
+            model.scheme.notes,
         )
         return Party(code, model.party.name, scheme)
+    except DataFileError:
+        raise
     except GsomiaError as exc:
         raise DataFileError(source, "scheme.levels", str(exc)) from exc
+
+
+def _bound(source: str, field: str, value: datetime | date | None) -> datetime | None:
+    """A level's validity bound: a party file has no time zone, so it must carry its offset."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise DataFileError(
+            source,
+            field,
+            f"{value.isoformat()} needs a time and a UTC offset, e.g. 2014-12-10T00:00:00+09:00",
+        )
+    return value
 
 
 def parse_agreement(source: str, text: bytes) -> Agreement:
@@ -255,7 +285,14 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
                 f"agreement.equivalence[{n}].one_way_from",
                 f"{row.one_way_from} has no level in this row",
             )
-        rows.append(EquivalenceRow(dict(row.levels), row.one_way_from))
+        bounds = [
+            None if value is None else _instant(source, f"agreement.equivalence[{n}].{name}", value, tz)
+            for name, value in (("valid_from", row.valid_from), ("valid_until", row.valid_until))
+        ]
+        try:
+            rows.append(EquivalenceRow(dict(row.levels), row.one_way_from, bounds[0], bounds[1]))
+        except GsomiaError as exc:
+            raise DataFileError(source, f"agreement.equivalence[{n}]", str(exc)) from exc
     events = _events(source, "agreement.events", model.events, tz)
     try:
         return Agreement(

@@ -116,7 +116,7 @@ def test_bytes_payload_round_trips(call: Call, tokens: dict[str, str]) -> None:
     [
         ({"label": jpn_label()}, 422, "exactly one of payload"),
         ({"payload": 1}, 422, "label"),
-        ({"label": jpn_label(classification="kimitsu"), "payload": 1}, 422, "JPN has no classification"),
+        ({"label": jpn_label(classification="cho-gokuhi"), "payload": 1}, 422, "JPN has no classification"),
         ({"label": jpn_label(created="2024-01-01T00:00:00"), "payload": 1}, 422, "no UTC offset"),
         ({"label": "secret", "payload": 1}, 422, "label"),
         ({"label": jpn_label(), "payload_base64": "***"}, 422, "base64"),

@@ -221,7 +221,7 @@ def test_user_data_directory_is_honoured(tmp_path: Path) -> None:
 def test_party_list_json() -> None:
     data = run_json("party", "list")
     jpn = next(p for p in data if p["code"] == "JPN")
-    assert [lv["name"] for lv in jpn["levels"]][:3] == ["特定秘密", "極秘", "秘"]
+    assert [lv["name"] for lv in jpn["levels"]][:4] == ["機密", "特定秘密", "極秘", "秘"]
 
 
 def test_demo_tells_the_story() -> None:

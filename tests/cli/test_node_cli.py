@@ -92,7 +92,7 @@ def test_cli_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
     assert "exists already" in run("node", "init", "--party", "JPN", "--dir", str(d), code=2)
     assert "no node here" in run("item", "list", "--dir", str(tmp_path / "empty"), "--as", "x", code=2)
     label = tmp_path / "label.json"
-    label.write_text(json.dumps(jpn_label(classification="kimitsu")), encoding="utf-8")
+    label.write_text(json.dumps(jpn_label(classification="cho-gokuhi")), encoding="utf-8")
     err = run(
         "item",
         "ingest",

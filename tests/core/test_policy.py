@@ -390,6 +390,7 @@ def test_every_check_is_reported_even_when_one_fails(catalogue: Catalogue, engin
         "caveats",
         "purpose",
         "scope",
+        "level_validity",
         "third_party",
         "hub_authorisation",
     ]
@@ -424,7 +425,7 @@ instants = st.sampled_from(
 )
 levels = {
     "KOR": ["군사I급비밀", "군사II급비밀", "군사III급비밀", "대외비"],
-    "JPN": ["特定秘密", "極秘", "秘", "取扱厳重注意"],
+    "JPN": ["機密", "特定秘密", "極秘", "秘", "取扱厳重注意"],
     "USA": ["TOP SECRET", "SECRET", "CONFIDENTIAL"],
 }
 

@@ -279,7 +279,7 @@ def test_person_register_validates(jpn_node: Node) -> None:
 
 def test_a_batch_is_stored_whole_or_not_at_all(jpn_node: Node, people: dict[str, Person]) -> None:
     good = [NewIngest(jpn_label(), b"{}", item_id=f"b{n}") for n in range(3)]
-    bad = NewIngest(jpn_label(classification="kimitsu"), b"{}", item_id="b-bad")
+    bad = NewIngest(jpn_label(classification="cho-gokuhi"), b"{}", item_id="b-bad")
     with pytest.raises(LabelError):
         jpn_node.ingest_many(people["tanaka"], [*good, bad])
     assert jpn_node.store.count_items() == 0

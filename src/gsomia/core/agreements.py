@@ -26,10 +26,27 @@ class EquivalenceRow:
     """Levels that correspond across schemes (party → level name).
 
     Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
+    ``valid_from``/``valid_until`` (exclusive) bound the period in which the row applies;
+    ``None`` is unbounded.
     """
 
     levels: Mapping[str, str]
     one_way_from: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.valid_from, self.valid_until):
+            if bound is not None and bound.utcoffset() is None:
+                raise AgreementError(f"equivalence row: {bound.isoformat()} has no UTC offset")
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise AgreementError("equivalence row: valid_until is not after valid_from")
+
+    def valid_at(self, at: datetime) -> bool:
+        """Whether the row applies at ``at``."""
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at < self.valid_until
+        )
 
     def pairs(self) -> Iterable[tuple[str, str, str, str]]:
         """Directed (from party, from level, to party, to level) mappings of this row."""
@@ -47,9 +64,13 @@ class Equivalence:
 
     rows: tuple[EquivalenceRow, ...]
     _map: dict[tuple[str, str, str], str] = field(init=False, repr=False, compare=False, hash=False)
+    _row: dict[tuple[str, str, str], EquivalenceRow] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         table: dict[tuple[str, str, str], str] = {}
+        rows: dict[tuple[str, str, str], EquivalenceRow] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
                 key = (src, src_level, dst)
@@ -59,7 +80,9 @@ class Equivalence:
                         f"{dst} {table[key]}, not {dst_level}"
                     )
                 table[key] = dst_level
+                rows[key] = row
         object.__setattr__(self, "_map", table)
+        object.__setattr__(self, "_row", rows)
 
     def map(self, party: str, level: str, to: str) -> str | None:
         """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
@@ -67,8 +90,15 @@ class Equivalence:
             return level
         return self._map.get((party, level, to))
 
-    def directed(self) -> Mapping[tuple[str, str, str], str]:
-        return dict(self._map)
+    def row(self, party: str, level: str, to: str) -> EquivalenceRow | None:
+        """The row that maps ``party``'s ``level`` onto ``to``, or ``None``."""
+        return self._row.get((party, level, to))
+
+    def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
+        """Every directed mapping; with ``at``, only those whose row applies at that instant."""
+        if at is None:
+            return dict(self._map)
+        return {key: level for key, level in self._map.items() if self._row[key].valid_at(at)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,7 @@ class _Candidate:
         "hub",
         "id",
         "memo",
+        "periods",
         "purposes",
         "receivers",
         "scope",
@@ -185,6 +186,8 @@ class _Candidate:
         self.memo: dict[tuple[object, ...], Any] = {}
         # (originator, level, receiver) -> the receiver's marking, or None: no equivalent
         self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
+        # (originator, level, receiver) -> (from, until, what bounds it): when the mapping exists
+        self.periods: dict[tuple[str, str, str], tuple[float, float, str]] = {}
         table = agreement.equivalence
         for code in agreement.parties:
             for level in catalogue.parties[code].scheme.levels:
@@ -194,6 +197,17 @@ class _Candidate:
                     if target is not None:
                         lv = catalogue.parties[receiver].scheme.level(target)
                         marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
+                        row = table.row(code, level.name, receiver)
+                        bounded = [
+                            (f"{code} {level.name}", level.valid_from, level.valid_until),
+                            (f"{receiver} {lv.name}", lv.valid_from, lv.valid_until),
+                        ]
+                        if row is not None and code != receiver:
+                            bounded.append(
+                                (f"the row mapping {code} {level.name} to {receiver} {lv.name}",
+                                 row.valid_from, row.valid_until)
+                            )  # fmt: skip
+                        self.periods[(code, level.name, receiver)] = _period(bounded)
                     self.equivalent[(code, level.name, receiver)] = marking
 
     def remember(self, key: tuple[object, ...], value: _V) -> _V:
@@ -202,6 +216,19 @@ class _Candidate:
             memo.clear()
         memo[key] = value
         return value
+
+
+def _period(bounded: list[tuple[str, datetime | None, datetime | None]]) -> tuple[float, float, str]:
+    """The intersection of validity periods, and a sentence naming those that bound it."""
+    start, end, said = float("-inf"), float("inf"), []
+    for what, valid_from, valid_until in bounded:
+        if valid_from is not None:
+            start = max(start, valid_from.timestamp())
+            said.append(f"{what} exists from {valid_from.isoformat()}")
+        if valid_until is not None:
+            end = min(end, valid_until.timestamp())
+            said.append(f"{what} exists until {valid_until.isoformat()}")
+    return start, end, "; ".join(said)
 
 
 class Rule(Protocol):
@@ -262,6 +289,31 @@ class _Equivalence:
             f"{label.originator} {label.classification} corresponds to "
             f"{', '.join(found) or 'itself'} under {candidate.id}",
         )
+
+
+class _LevelPeriods:
+    """The levels and the equivalence row used exist at this instant (特定秘密 from 10 Dec 2014)."""
+
+    name = "level_validity"
+    _ok = Check(name, True, "the levels and their correspondence exist at this instant")
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        for receiver in candidate.receivers:
+            if receiver == label.originator:
+                continue
+            period = candidate.periods.get((label.originator, label.classification, receiver))
+            if period is None:
+                continue  # no equivalent at all: the equivalence rule refuses it
+            start, end, said = period
+            if not start <= ts < end:
+                return Check(
+                    self.name,
+                    False,
+                    f"{label.originator} {label.classification} cannot be marked for {receiver} "
+                    f"at this instant under {candidate.id}: {said}",
+                )
+        return self._ok
 
 
 class _Releasability:
@@ -513,6 +565,7 @@ def standard_rules() -> AllOf:
         _InForce(),
         _LabelDates(),
         LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
+        _LevelPeriods(),
         _ThirdParty(),
         _HubAuthorisation(),
     )
