@@ -105,6 +105,7 @@ class _Event(_Model):
     reference: Annotated[str, Field(min_length=1)]
     party: str | None = None
     note: str = ""
+    mutual_consent: bool = False  # a termination by the parties' mutual consent (Art. 21.3)
 
 
 class _AgreementInfo(_Model):
@@ -192,6 +193,7 @@ def _events(source: str, prefix: str, raw: Sequence[_Event], tz: tzinfo) -> tupl
                     reference=ev.reference,
                     party=ev.party,
                     note=ev.note,
+                    mutual_consent=ev.mutual_consent,
                 )
             )
         except DataFileError:

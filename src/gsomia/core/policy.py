@@ -23,6 +23,7 @@ from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import require_aware
 from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
+from gsomia.core.lifecycle import Status
 from gsomia.errors import InstantError, LabelError, ReleaseRefused
 
 __all__ = [
@@ -150,6 +151,7 @@ class _Candidate:
     """
 
     __slots__ = (
+        "ended",
         "equivalent",
         "hub",
         "id",
@@ -181,6 +183,18 @@ class _Candidate:
         )
         self.states: list[Check] = [Check(_InForce.name, False, not_yet)] + [
             Check(_InForce.name, t.status.in_force, f"{agreement.id}: {t.reason}")
+            for t in agreement.transitions
+        ]
+        # the same intervals: a return to the originator after termination (Art. 6(h), 21.4)
+        self.ended: list[Check | None] = [None] + [
+            Check(
+                _InForce.name,
+                True,
+                f"{agreement.id} is terminated ({t.reason}), but an item provided under it may "
+                f"always go back to its originator (Art. 6(h), 21.4)",
+            )
+            if t.status is Status.TERMINATED
+            else None
             for t in agreement.transitions
         ]
         self.memo: dict[tuple[object, ...], Any] = {}
@@ -240,10 +254,21 @@ class Rule(Protocol):
 
 
 class _InForce:
+    """New transfers need the agreement in force; returning an item to its originator after the
+    agreement ended does not (Art. 6(h): return or destroy; Art. 21.4: protection continues)."""
+
     name = "agreement_in_force"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
-        return candidate.states[bisect_right(candidate.starts, ts)]
+        n = bisect_right(candidate.starts, ts)
+        state = candidate.states[n]
+        if state.passed or request.via or request.recipient != request.label.originator:
+            return state
+        if request.sender == request.recipient or n == 0:
+            return state
+        if request.label.created_ts >= candidate.starts[n - 1]:
+            return state  # created after the end: it cannot have been provided under the agreement
+        return candidate.ended[n] or state
 
 
 class _LabelDates:
