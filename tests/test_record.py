@@ -78,25 +78,49 @@ def test_the_2019_launch_file_holds_every_launch_day_from_may_to_november() -> N
 @pytest.mark.parametrize(
     ("agreement", "words"),
     [
-        ("kor-jpn-gsomia-2016", ("Seoul's", "Tokyo kept counting", "purposes listed")),
-        ("usa-jpn-gsomia-2007", ("term", "90 days")),
-        ("usa-kor-gsomia-1987", ("term", "90 days")),
-        ("tisa-2014", ("90 days", "purposes listed")),
-        ("trilateral-missile-warning-2023", ("equivalence table", "90 days")),
+        ("kor-jpn-gsomia-2016", ("Seoul's reading", "Tokyo kept counting", "purposes listed", "17:06")),
+        (
+            "usa-jpn-gsomia-2007",
+            ("term (indefinite, 90 days' notice", "equivalence table", "purposes listed"),
+        ),
+        (
+            "usa-kor-gsomia-1987",
+            ("term (indefinite, 90 days' notice", "equivalence table", "purposes listed"),
+        ),
+        ("tisa-2014", ("term (indefinite, 90 days' notice", "purposes listed")),
+        ("trilateral-missile-warning-2023", ("equivalence table", "not a signature", "multilateral")),
     ],
 )
-def test_every_assumption_in_the_data_says_it_is_one_and_its_consequence(
+def test_every_assumption_in_the_data_is_stated_as_one_with_its_consequence(
     catalogue: Catalogue,
     agreement: str,
     words: tuple[str, ...],
 ) -> None:
     """Issue 21 §3: the terms of the US agreements, the purpose lists, Seoul's reading of the
-    suspension and the missile-warning table are assumptions, stated with their consequence."""
-    notes = catalogue.agreement(agreement).notes
-    assert "Assumption" in notes or "assumption" in notes
-    assert "consequence" in notes
+    suspension, its instant, and the missile-warning table and signature are assumptions."""
+    assumptions = catalogue.agreement(agreement).assumptions
+    said = " ".join(a.sentence for a in assumptions)
     for word in words:
-        assert word in notes
+        assert word in said
+    assert all(a.consequence for a in assumptions)
+    assert "Assumption" not in catalogue.agreement(agreement).notes  # stated once, where it is shown
+
+
+def test_agreement_status_states_the_assumptions_it_rests_on(catalogue: Catalogue) -> None:
+    """The notice_suspended state is Seoul's reading (Tokyo kept counting the 24 Aug deadline):
+    the status at that time says so in its explanation and lists it; before, it does not."""
+    gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
+    suspended = gsomia.state_at(datetime(2019, 11, 23, 0, 0, 1, tzinfo=KST))
+    assert "Assumption: The notice_suspended state" in suspended.explanation
+    assert "Tokyo kept counting" in suspended.explanation
+    assert {a.about for a in suspended.assumptions} == {"", "notice_suspended", "2019-11-22-notice-suspended"}
+    normal = gsomia.state_at(datetime(2024, 1, 1, tzinfo=KST))
+    assert "notice_suspended" not in {a.about for a in normal.assumptions}
+    assert "2019-11-22-notice-suspended" in {a.about for a in normal.assumptions}  # it happened
+    before = gsomia.state_at(datetime(2019, 8, 24, tzinfo=KST))
+    assert "Seoul's reading" not in before.explanation
+    without = gsomia.what_if(without=["2019-11-22-notice-suspended"])
+    assert "2019-11-22-notice-suspended" not in {a.about for a in without.assumptions}
 
 
 def test_the_suspension_instant_and_the_missile_warning_signature_are_marked_as_assumptions(
@@ -191,7 +215,10 @@ def test_a_level_bound_without_an_offset_is_refused(tmp_path: Path) -> None:
 def test_the_rank_of_tokutei_himitsu_above_gokuhi_is_marked_as_an_assumption(catalogue: Catalogue) -> None:
     """Art. 4 gives "極秘/特定秘密" together for SECRET; ranking 特定秘密 above 極秘 in clearance
     comparisons is a modelling choice, stated with its consequence (issue 21 §3)."""
-    notes = catalogue.party("JPN").scheme.notes
-    assert "Assumption" in notes
-    assert "Consequence" in notes
-    assert "特定秘密" in notes
+    said = " ".join(a.sentence for a in catalogue.party("JPN").scheme.assumptions)
+    assert "特定秘密 above 極秘" in said
+    assert "Consequence: In clearance comparisons" in said
+    behind = catalogue.assumptions_behind(
+        "kor-jpn-gsomia-2016", datetime(2024, 1, 1, tzinfo=KST), ["KOR", "JPN"]
+    )
+    assert any("特定秘密 above 極秘" in a.text for a in behind)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from gsomia.core.access import Person, Role
 from gsomia.core.agreements import Agreement
+from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import TIMESTAMP_PATTERN
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -279,12 +280,24 @@ def state_json(state: AgreementState) -> dict[str, Any]:
             "on_time": notice.on_time,
         },
         "explanation": state.explanation,
+        "assumptions": assumptions_json(state.assumptions),
     }
 
 
-def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
+def assumptions_json(assumptions: Iterable[Assumption]) -> list[dict[str, str]]:
+    """Each assumption a state or decision rests on: what is assumed, its consequence, what about."""
+    return [{"text": a.text, "consequence": a.consequence, "about": a.about} for a in assumptions]
+
+
+def decision_json(
+    decision: ReleaseDecision, assumptions: Iterable[Assumption] | None = None
+) -> dict[str, Any]:
+    """A decision as JSON; ``assumptions`` (for people reading it, not for the audit record)
+    adds what the decision rests on."""
     marking = decision.marking
+    extra = {} if assumptions is None else {"assumptions": assumptions_json(assumptions)}
     return {
+        **extra,
         "allowed": decision.allowed,
         "at": decision.at.isoformat(),
         "route": list(decision.route),

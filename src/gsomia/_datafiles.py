@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gsomia.core.agreements import Agreement, Equivalence, EquivalenceRow, Topology
+from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.lifecycle import Event, EventKind, TermRules
@@ -47,6 +48,12 @@ class _Level(_Model):
     valid_until: datetime | date | None = None  # and no longer from this one
 
 
+class _Assumption(_Model):
+    text: Annotated[str, Field(min_length=1)]
+    consequence: Annotated[str, Field(min_length=1)]
+    about: str = ""  # an event id or a status of the agreement; empty: always
+
+
 class _Policy(_Model):
     name: Annotated[str, Field(min_length=1, max_length=256)]
     oid: Annotated[str, Field(pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$")]
@@ -55,7 +62,8 @@ class _Policy(_Model):
 class _Scheme(_Model):
     title: str
     levels: Annotated[list[_Level], Field(min_length=1)]
-    notes: str = ""  # the scheme's assumptions, each with its consequence
+    notes: str = ""
+    assumptions: list[_Assumption] = []  # the scheme's assumptions, each with its consequence
     policy: _Policy | None = None  # the scheme as a security policy, as the party's own SPIF names it
 
 
@@ -121,6 +129,7 @@ class _AgreementInfo(_Model):
     equivalence: list[_Row]
     events: list[_Event] = []
     notes: str = ""
+    assumptions: list[_Assumption] = []
 
 
 class _AgreementFile(_Model):
@@ -231,6 +240,7 @@ def parse_party(source: str, text: bytes) -> Party:
             policy.name if policy else "",
             policy.oid if policy else "",
             model.scheme.notes,
+            tuple(Assumption(a.text, a.consequence, a.about) for a in model.scheme.assumptions),
         )
         return Party(code, model.party.name, scheme)
     except DataFileError:
@@ -310,6 +320,7 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
             equivalence=Equivalence(tuple(rows)),
             events=events,
             notes=model.notes,
+            assumptions=tuple(Assumption(a.text, a.consequence, a.about) for a in model.assumptions),
         )
     except GsomiaError as exc:
         raise DataFileError(source, "agreement", str(exc)) from exc

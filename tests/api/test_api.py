@@ -202,6 +202,11 @@ def test_agreements_and_status(call: Call, tokens: dict[str, str]) -> None:
     status = call("GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "2019-08-24"}).json()
     assert status["status"] == "termination_notified"
     assert status["in_force"] is True
+    suspended = call(
+        "GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "2020-01-01"}
+    ).json()
+    assert "notice_suspended" in {a["about"] for a in suspended["assumptions"]}  # Seoul's reading (§3)
+    assert all(a["consequence"] for a in suspended["assumptions"])
     problem(call("GET", "/agreements/nope", tokens["tanaka"]), 404)
     problem(call("GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "soon"}), 422)
 
@@ -217,6 +222,9 @@ def test_decisions(call: Call, tokens: dict[str, str]) -> None:
     decided = call("POST", "/decisions", tokens["tanaka"], json=body).json()
     assert decided["allowed"] is True
     assert decided["marking"]["text"] == "JPN 군사II급비밀"
+    assumed = " ".join(a["text"] for a in decided["assumptions"])  # what the decision rests on (§3)
+    assert "purposes listed" in assumed
+    assert "特定秘密 above 極秘" in assumed
     refused = call("POST", "/decisions", tokens["tanaka"], json={**body, "at": "2016-11-01"}).json()
     assert refused["allowed"] is False
     problem(
@@ -250,6 +258,11 @@ def test_every_refusal_at_the_edge_is_audited(call: Call, tokens: dict[str, str]
         call("POST", "/items", tokens["tanaka"], json={"payload": 1}), 422
     )  # refused by the request model
     problem(call("GET", "/nowhere"), 404)
+    suspended = call(
+        "GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "2020-01-01"}
+    ).json()
+    assert "notice_suspended" in {a["about"] for a in suspended["assumptions"]}  # Seoul's reading (§3)
+    assert all(a["consequence"] for a in suspended["assumptions"])
     problem(call("GET", "/agreements/nope", tokens["tanaka"]), 404)
     problem(call("POST", "/items", tokens["sato"], json={"label": jpn_label(), "payload": 1}), 403)
     refused = [(r.kind, r.subject) for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]

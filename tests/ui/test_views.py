@@ -181,6 +181,20 @@ def test_agreements_page_shows_the_state_at_the_chosen_instant(
     assert 'data-event="2019-11-22-notice-suspended"' in html
 
 
+def test_the_dashboard_marks_the_assumptions_behind_a_state(browse: Browse, tokens: dict[str, str]) -> None:
+    """Issue 21 §3: the notice_suspended state is Seoul's reading; the dashboard says so, as an
+    assumption with its consequence, while that state holds (and not before)."""
+    html = browse("GET", "~/agreements?at=2020-01-01", tokens["tanaka"]).text
+    assert "Assumption: The notice_suspended state" in html
+    assert "Tokyo kept counting" in html
+    assert "Seoul&#39;s reading" in html or "Seoul's reading" in html
+    before = browse("GET", "~/agreements?at=2019-09-01", tokens["tanaka"]).text
+    assert "Tokyo kept counting" not in before
+    feed = browse("GET", "~/api/matrix", tokens["tanaka"], params=[("at", "2020-01-01")]).json()
+    gsomia = next(a for a in feed["agreements"] if a["id"] == "kor-jpn-gsomia-2016")
+    assert "Assumption: The notice_suspended state" in gsomia["explanation"]
+
+
 def test_agreements_page_names_a_bad_instant(browse: Browse, tokens: dict[str, str]) -> None:
     response = browse("GET", "~/agreements?at=2019-13-01", tokens["tanaka"])
     assert response.status_code == 422

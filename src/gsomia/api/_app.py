@@ -609,6 +609,8 @@ def create_app(
             body.item,
             tuple(consents),
         )
-        return decision_json(node.decide(request, at=at))
+        decision = node.decide(request, at=at)
+        behind = node.catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
+        return decision_json(decision, behind)
 
     return app

@@ -185,6 +185,12 @@ class NoticeOut(BaseModel):
     on_time: bool
 
 
+class AssumptionOut(BaseModel):
+    text: str = Field(description="What the model assumes where the record is silent or disputed.")
+    consequence: str = Field(description="What follows from it in this state or decision.")
+    about: str = Field(description="The event id or status it concerns; empty: the whole agreement.")
+
+
 class StatusOut(BaseModel):
     agreement: str
     at: str
@@ -195,6 +201,7 @@ class StatusOut(BaseModel):
     notice_deadline: str | None
     notice: NoticeOut | None
     explanation: str
+    assumptions: list[AssumptionOut] = []
 
 
 class ConsentIn(_In):
@@ -244,6 +251,7 @@ class DecisionOut(BaseModel):
     considered: list[str]
     checks: list[CheckOut]
     marking: MarkingOut | None
+    assumptions: list[AssumptionOut] = []
 
 
 class Problem(BaseModel):

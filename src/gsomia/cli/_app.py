@@ -203,10 +203,11 @@ def decide(
     consents = tuple(_consent(spec, instant, tz) for spec in consent or ())
     request = ReleaseRequest(label, sender, recipient, purpose, hubs, item, consents)
     decision = engine.decide(request, at=instant)
+    behind = catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
     if as_json:
-        emit(_render.decision_json(decision))
+        emit(_render.decision_json(decision, behind))
     else:
-        _render.print_decision(console(), decision)
+        _render.print_decision(console(), decision, behind)
     raise typer.Exit(0 if decision.allowed else 1)
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
-from gsomia.core.lifecycle import AgreementState, Event, TermRules, Transition, replay, state_at
+from gsomia.core.assumptions import Assumption
+from gsomia.core.lifecycle import AgreementState, Event, Status, TermRules, Transition, replay, state_at
 from gsomia.errors import AgreementError, LifecycleError, UnknownNameError
 
 __all__ = ["Agreement", "Equivalence", "EquivalenceRow", "Topology"]
@@ -122,6 +123,7 @@ class Agreement:
     events: tuple[Event, ...]
     notes: str = ""
     set_aside: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = ()
     transitions: tuple[Transition, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,11 +147,31 @@ class Agreement:
                 raise AgreementError(
                     f"agreement {self.id}: event {event.id!r} is by {event.party}, not a party"
                 )
+        statuses = {s.value for s in Status}
+        for assumption in self.assumptions:
+            if assumption.about and assumption.about not in statuses:
+                self.event(assumption.about)  # an unknown event id is refused, naming the known ones
         object.__setattr__(self, "transitions", replay(self.id, self.events, self.term, self.timezone))
 
     def state_at(self, at: datetime) -> AgreementState:
-        """The agreement's status at ``at``, with term end, next deadline and explanation."""
-        return state_at(self.id, self.events, self.term, self.timezone, at)
+        """The agreement's status at ``at``, with term end, next deadline and explanation; the
+        assumptions it rests on are listed and stated in the explanation."""
+        state = state_at(self.id, self.events, self.term, self.timezone, at)
+        relevant = self.assumptions_at(at, state.status)
+        if not relevant:
+            return state
+        said = " ".join(a.sentence for a in relevant)
+        return replace(state, assumptions=relevant, explanation=f"{state.explanation}. {said}")
+
+    def assumptions_at(self, at: datetime, status: Status | None = None) -> tuple[Assumption, ...]:
+        """The assumptions that apply at ``at``: general ones, those about an event that has
+        happened (and is still recorded), and those about ``status``."""
+        if status is None:
+            status = self.state_at(at).status
+        happened = {e.id for e in self.events if e.at <= at}
+        return tuple(
+            a for a in self.assumptions if not a.about or a.about == status.value or a.about in happened
+        )
 
     def event(self, event_id: str) -> Event:
         for event in self.events:
@@ -174,8 +196,11 @@ class Agreement:
         kept = [e for e in self.events if e.id not in drop]
         reasons: list[str] = []
         while True:
+            ids = {e.id for e in (*kept, *added)}
+            statuses = {s.value for s in Status}
+            assumed = tuple(a for a in self.assumptions if not a.about or a.about in ids | statuses)
             try:
-                return replace(self, events=(*kept, *added), set_aside=tuple(reasons))
+                return replace(self, events=(*kept, *added), set_aside=tuple(reasons), assumptions=assumed)
             except LifecycleError as exc:
                 if exc.event_id is None or exc.event_id in added_ids:
                     raise

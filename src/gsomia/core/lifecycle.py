@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
+from gsomia.core.assumptions import Assumption
 from gsomia.core.instants import add_months, local_midnight, require_aware
 from gsomia.errors import LifecycleError
 
@@ -134,6 +135,7 @@ class AgreementState:
     notice_deadline: datetime | None
     notice: Notice | None
     explanation: str
+    assumptions: tuple[Assumption, ...] = ()  # those this state rests on (in the explanation too)
 
     @property
     def in_force(self) -> bool:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gsomia.core.assumptions import Assumption
 from gsomia.errors import LabelError, UnknownNameError
 
 __all__ = ["Classification", "Party", "Scheme"]
@@ -60,7 +61,8 @@ class Scheme:
     levels: tuple[Classification, ...]
     policy_name: str = ""
     policy_oid: str = ""
-    notes: str = ""  # the scheme's assumptions, each with its consequence
+    notes: str = ""
+    assumptions: tuple[Assumption, ...] = ()  # e.g. ranking 特定秘密 above 極秘
     _index: dict[str, Classification] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:

@@ -186,7 +186,8 @@ class _Candidate:
             for t in agreement.transitions
         ]
         # the same intervals: a return to the originator after termination (Art. 6(h), 21.4)
-        self.ended: list[Check | None] = [None] + [
+        self.ended: list[Check | None] = [None]
+        self.ended += [
             Check(
                 _InForce.name,
                 True,

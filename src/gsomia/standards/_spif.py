@@ -184,6 +184,8 @@ def spif_for(catalogue: Catalogue, party_code: str, at: datetime) -> bytes:
     )
     if party.scheme.notes:
         scheme.set("notes", party.scheme.notes)
+    for assumption in party.scheme.assumptions:
+        etree.SubElement(scheme, _G + "assumption", text=assumption.text, consequence=assumption.consequence)
     for level in party.scheme.levels:
         element = etree.SubElement(
             scheme, _G + "level", name=level.name, alias=level.alias, gloss=level.gloss, rank=str(level.rank)
@@ -281,6 +283,13 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
     }
     if ours is not None and notes:
         document["scheme"]["notes"] = notes
+    if ours is not None:
+        assumed = [
+            {"text": str(a.get("text")), "consequence": str(a.get("consequence"))}
+            for a in ours.findall(_G + "assumption")
+        ]
+        if assumed:
+            document["scheme"]["assumptions"] = assumed
     if ours is None:  # a partner's policy keeps its own name and OID, so its labels map
         document["scheme"]["policy"] = {"name": policy.get("name"), "oid": policy.get("id")}
     text = f"# {full_name}: read from its XML-SPIF ({policy.get('name')}, {policy.get('id')}).\n"
