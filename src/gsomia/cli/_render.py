@@ -13,7 +13,7 @@ from gsomia._codec import agreement_json, decision_json, party_json, state_json
 from gsomia.core.assumptions import Assumption
 from gsomia.core.lifecycle import AgreementState, Status
 from gsomia.core.policy import ReleaseDecision
-from gsomia.scenario import NetStep, Step
+from gsomia.demo.scenario import NetStep, Step
 
 __all__ = [
     "agreement_json",
