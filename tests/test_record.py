@@ -222,3 +222,24 @@ def test_the_rank_of_tokutei_himitsu_above_gokuhi_is_marked_as_an_assumption(cat
         "kor-jpn-gsomia-2016", datetime(2024, 1, 1, tzinfo=KST), ["KOR", "JPN"]
     )
     assert any("特定秘密 above 極秘" in a.text for a in behind)
+
+
+def test_the_demo_shows_what_the_direct_reading_of_the_2023_arrangement_allows(catalogue: Catalogue) -> None:
+    """Issue 21 §1: the record describes the 2023 arrangement as linking the ROK–US and Japan–US
+    systems through the US; the model keeps a direct (multilateral) reading, states it as an
+    assumption, and the demo shows its consequence: with the 2019 suspension removed, KOR's
+    tracks still reach JPN directly in 2024, under the arrangement alone."""
+    from gsomia.demo.scenario import stream_story
+
+    moment = stream_story(catalogue)[-1]
+    assert "modelled as multilateral (an assumption" in moment.what
+    jpn = next(r for r in moment.plan.routes if r.recipient == "JPN")
+    assert jpn.allowed
+    assert jpn.name == "direct"
+    assert jpn.decision.agreement == "trilateral-missile-warning-2023"
+    topology = next(
+        a
+        for a in catalogue.agreement("trilateral-missile-warning-2023").assumptions
+        if "multilateral" in a.text
+    )
+    assert "KOR→JPN" in topology.consequence

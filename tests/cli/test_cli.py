@@ -258,6 +258,8 @@ def test_demo_tells_the_story() -> None:
         "outside the scope of tisa-2014",
         "Missile-warning stream",
         "JPN via USA (tisa-2014)",
+        "JPN direct (trilateral-missile-warning-2023)",  # the multilateral reading's consequence
+        "modelled as multilateral (an assumption",
         "After delivery",
         "KOR 군사III급비밀 / JPN 秘",  # the originator's downgrade applied at the holder
         "applied by JPN",
