@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
@@ -180,6 +180,8 @@ def person_to_dict(person: Person) -> dict[str, Any]:
         "need_to_know": sorted(person.need_to_know),
         "roles": sorted(r.value for r in person.roles),
         "active": person.active,
+        "employment": person.employment.value,
+        "contractor_measures": person.contractor_measures,
     }
 
 
@@ -218,6 +220,13 @@ def person_from_dict(data: Any, catalogue: Catalogue) -> Person:
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise LabelError(f"person.active: expected true or false, got {type(active).__name__}")
+    employment_text = _person_text(data, "employment", required=False) or Employment.OFFICIAL.value
+    try:
+        employment = Employment(employment_text)
+    except ValueError as exc:
+        raise LabelError(
+            f"person.employment: {employment_text!r} is not one of {', '.join(e.value for e in Employment)}"
+        ) from exc
     return Person(
         id=str(_person_text(data, "id")),
         name=str(_person_text(data, "name")),
@@ -226,6 +235,8 @@ def person_from_dict(data: Any, catalogue: Catalogue) -> Person:
         need_to_know=frozenset(_person_strings(data, "need_to_know")),
         roles=roles,
         active=active,
+        employment=employment,
+        contractor_measures=_person_text(data, "contractor_measures", required=False),
     )
 
 

@@ -310,3 +310,35 @@ def test_a_page_that_fills_early_in_a_short_last_batch_still_offers_the_rest(
     assert first.next_cursor is not None
     rest = jpn_node.list_items(people["tanaka"], ItemFilter(), cursor=first.next_cursor, limit=3)
     assert [i.id for i in rest.items] == ["kor-3"]
+
+
+def test_a_contractor_reads_another_partys_item_only_with_the_art_16_measures_on_file(
+    jpn_node: Node, people: dict[str, Person]
+) -> None:
+    """ROK–Japan GSOMIA Art. 7(2): access to the other party's CMI is for government officials;
+    Art. 16: a contractor only after its facility and personnel security measures are on file.
+    A contractor cleared 極秘 with need-to-know is refused KOR's item until they are recorded."""
+    receive(jpn_node, people["tanaka"])
+    base = {"nationality": "JPN", "clearance": "極秘", "need_to_know": ["dprk-missile"], "roles": ["analyst"]}
+    plain = jpn_node.add_person(None, {"id": "k-corp", "name": "K Corp", "employment": "contractor", **base})
+    with pytest.raises(AccessDenied) as refused:
+        jpn_node.read(plain, "kor-1")
+    assert [c.rule for c in refused.value.decision.failed()] == ["official"]
+    assert "Art. 16" in refused.value.decision.failed()[0].reason
+    checked = jpn_node.add_person(
+        None,
+        {
+            "id": "m-corp",
+            "name": "M Corp",
+            "employment": "contractor",
+            "contractor_measures": "FSC-2024-17",
+            **base,
+        },
+    )
+    jpn_node.read(checked, "kor-1")
+    assert jpn_node.person("m-corp").contractor_measures == "FSC-2024-17"  # kept in the store
+    jpn_node.read(people["tanaka"], "kor-1")  # an official, as before
+    with pytest.raises(LabelError, match="only a contractor"):
+        jpn_node.add_person(None, {"id": "o", "name": "O", "contractor_measures": "FSC-1", **base})
+    with pytest.raises(LabelError, match="employment"):
+        jpn_node.add_person(None, {"id": "x", "name": "X", "employment": "consultant", **base})

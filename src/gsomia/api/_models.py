@@ -120,6 +120,14 @@ class PersonIn(_In):
     clearance: Classification | None = None
     need_to_know: list[Annotated[Words, Field(max_length=200)]] = []
     roles: list[RoleName] = []
+    employment: Literal["official", "contractor"] = Field(
+        "official", description="A government official, or a contractor's employee (Art. 7(2), 16)."
+    )
+    contractor_measures: Annotated[Words, Field(max_length=200)] | None = Field(
+        None,
+        description="For a contractor: the reference of its facility and personnel security measures "
+        "on file (Art. 16); without it a contractor reads no other party's item.",
+    )
 
 
 class PersonOut(BaseModel):
@@ -130,6 +138,8 @@ class PersonOut(BaseModel):
     need_to_know: list[str]
     roles: list[str]
     active: bool
+    employment: str = "official"
+    contractor_measures: str | None = None
 
 
 class TokenIn(_In):

@@ -303,6 +303,13 @@ def person_add(
     role: Annotated[
         list[str] | None, typer.Option(help="analyst, release_officer, security_officer, administrator.")
     ] = None,
+    contractor: Annotated[
+        bool, typer.Option("--contractor", help="A contractor's employee, not an official (Art. 7(2), 16).")
+    ] = False,
+    contractor_measures: Annotated[
+        str | None,
+        typer.Option(help="With --contractor: the reference of the Art. 16 facility and personnel measures."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a person (as the node's operator)."""
@@ -316,6 +323,8 @@ def person_add(
             "clearance": clearance,
             "need_to_know": topic or [],
             "roles": role or [],
+            "employment": "contractor" if contractor else "official",
+            "contractor_measures": contractor_measures,
         },
     )
     if as_json:
