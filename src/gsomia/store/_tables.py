@@ -330,6 +330,16 @@ destructions = Table(
     Column("sent_us", BigInteger),
 )
 
+# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0009).
+purpose_ends = Table(
+    "purpose_ends",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
 incidents = Table(
     "incidents",
     metadata,
