@@ -32,6 +32,7 @@ __all__ = ["load_catalogue", "load_events"]
 
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?$")
 _ID = r"^[a-z0-9][a-z0-9-]*$"
+TOPIC_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"  # lower-case words joined by hyphens (dprk-missile)
 _T = TypeVar("_T")
 
 
@@ -70,6 +71,7 @@ class _Scheme(_Model):
 class _PartyInfo(_Model):
     code: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     name: Annotated[str, Field(min_length=1)]
+    topics: list[Annotated[str, Field(pattern=TOPIC_PATTERN)]] = []  # what its items may be about
 
 
 class _PartyFile(_Model):
@@ -242,7 +244,7 @@ def parse_party(source: str, text: bytes) -> Party:
             model.scheme.notes,
             tuple(Assumption(a.text, a.consequence, a.about) for a in model.scheme.assumptions),
         )
-        return Party(code, model.party.name, scheme)
+        return Party(code, model.party.name, scheme, frozenset(model.party.topics))
     except DataFileError:
         raise
     except GsomiaError as exc:

@@ -14,7 +14,7 @@
   SPIF's ``notBefore``/``notAfter`` bound the stretch of time over which that set stays the same;
   each agreement's in-force periods are in the gsomia extension;
 - the gsomia extension (``urn:gsomia:spif:1:0``): party code and name, scheme title, each level's
-  alias, gloss and rank, so the party file comes back exactly.
+  alias, gloss and rank, the topics it declares, so the party file comes back exactly.
 
 :func:`scheme_from_spif` reads a SPIF (gsomia's, or a partner's own: then the party code is
 given and aliases are derived) into a party file in the data format (``docs/DATA_FORMAT.md``).
@@ -194,6 +194,8 @@ def spif_for(catalogue: Catalogue, party_code: str, at: datetime) -> bytes:
             element.set("validFrom", level.valid_from.isoformat())
         if level.valid_until is not None:
             element.set("validUntil", level.valid_until.isoformat())
+    for topic in sorted(party.topics):
+        etree.SubElement(scheme, _G + "topic", name=topic)
     for agreement in sorted(mine, key=lambda a: a.id):
         element = etree.SubElement(scheme, _G + "agreement", id=agreement.id)
         for begin, finish in _periods(agreement):
@@ -246,6 +248,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
     ours = root.find(f"{_S}extensions/{_G}scheme")
     levels: list[dict[str, Any]] = []
     notes: str | None = None
+    topics: list[str] = []  # a partner's own policy declares none: add them to the file it becomes
     if ours is not None:
         code, title, full_name = str(ours.get("party")), str(ours.get("title")), str(ours.get("name"))
         notes = ours.get("notes")
@@ -261,6 +264,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
                 if bound is not None:
                     entry[key] = _bound(bound)
             levels.append(entry)
+        topics = [str(t.get("name")) for t in ours.findall(_G + "topic")]
     else:
         if not party or not re.fullmatch(r"[A-Z]{3}", party):
             raise InvalidInputError("SPIF: a partner's own policy needs --party (its trigraph, e.g. GBR)")
@@ -278,7 +282,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
                 }
             )
     document: dict[str, Any] = {
-        "party": {"code": code, "name": full_name},
+        "party": {"code": code, "name": full_name} | ({"topics": topics} if topics else {}),
         "scheme": {"title": title, "levels": sorted(levels, key=lambda lv: -lv["rank"])},
     }
     if ours is not None and notes:
