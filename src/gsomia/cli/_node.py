@@ -260,7 +260,7 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
-    rows = open_node(directory).exchange.outbox(state=state)
+    rows = open_node(directory).exchange.outbox(None, state=state)
     data = [outbox_view(r) for r in rows]
     if as_json:
         emit(data)
@@ -322,7 +322,7 @@ def person_add(
 @guard
 def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """List the register of people."""
-    people = [person_to_dict(p) for p in open_node(directory).people()]
+    people = [person_to_dict(p) for p in open_node(directory).people(None)]
     if as_json:
         emit(people)
         return

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical, decision_json
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
@@ -29,7 +30,11 @@ from gsomia.store import (
     OutboxRow,
 )
 
-__all__ = ["ArrivalHook", "Batch", "ExchangeBase", "Handler"]
+__all__ = ["CONSENT_READERS", "OUTBOX_READERS", "ArrivalHook", "Batch", "ExchangeBase", "Handler"]
+
+# Who may read what the node sent and the consent requests (docs/API.md's table).
+OUTBOX_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
+CONSENT_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER)
 
 # A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
 # ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
@@ -87,15 +92,19 @@ class ExchangeBase:
         """Write outbox rows (with their audit records, inventory entries, consents) in one transaction."""
         self.fed.enqueue(rows, audit, inventory, consents)
 
-    def outbox(self, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
-        """What this node sent or is sending, oldest first."""
+    def outbox(self, actor: Person | None, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """What this node sent or is sending, oldest first (release and security officers,
+        administrators; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         return self.fed.outbox(state=state, limit=limit)
 
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         return self.fed.outbox_entry(msg_id)
 
-    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
-        """Consent requests this node made or must answer, oldest first."""
+    def consent_requests(self, actor: Person | None, state: str | None = None) -> list[ConsentRequestRow]:
+        """Consent requests this node made or must answer, oldest first (release and security
+        officers; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
         return self.fed.consent_requests(state)
 
     def queue(

@@ -8,6 +8,7 @@ background work; ``Gauges`` what an operator watches (backlogs, heads' ages). Ea
 over the one ``Store``'s connection.
 """
 
+from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
@@ -45,6 +46,8 @@ __all__ = [
     "CONSENTS",
     "KEYS",
     "PEERS",
+    "RELEASE_POLICY",
+    "ApprovalStore",
     "AuditRow",
     "AuditStore",
     "Backlog",
@@ -70,6 +73,7 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "ReleaseRequestRow",
     "SharedState",
     "StatusRow",
     "Store",

@@ -303,9 +303,14 @@ class StreamService:
         )
         return plan
 
+    def require_publisher(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may publish tracks here: release officers (``None``:
+        the node's operator). A feed checks once when it opens; :meth:`publish` checks every update."""
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
-        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+        self.require_publisher(actor)
         try:
             update = parse_track_update(data, originator=self.party)
         except GsomiaError as exc:
