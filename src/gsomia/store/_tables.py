@@ -330,7 +330,7 @@ destructions = Table(
     Column("sent_us", BigInteger),
 )
 
-# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0011).
+# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0012).
 purpose_ends = Table(
     "purpose_ends",
     metadata,
