@@ -147,10 +147,8 @@ class Agreement:
                 raise AgreementError(
                     f"agreement {self.id}: event {event.id!r} is by {event.party}, not a party"
                 )
-        statuses = {s.value for s in Status}
-        for assumption in self.assumptions:
-            if assumption.about and assumption.about not in statuses:
-                self.event(assumption.about)  # an unknown event id is refused, naming the known ones
+        # an assumption about an event not (or no longer) recorded never applies: a file edited
+        # to drop an event (a what-if written as data) keeps loading
         object.__setattr__(self, "transitions", replay(self.id, self.events, self.term, self.timezone))
 
     def state_at(self, at: datetime) -> AgreementState:
