@@ -97,8 +97,8 @@ def test_ingest_then_read_as_cleared_and_under_cleared(call: Call, tokens: dict[
     read = call("GET", "/items/kor-1", tokens["tanaka"])
     assert read.status_code == 200
     assert read.json()["payload"] == {"track": 7}
-    refused = problem(call("GET", "/items/kor-1", tokens["sato"]), 403)
-    assert any(c["rule"] == "clearance" and not c["passed"] for c in refused["checks"])
+    refused = problem(call("GET", "/items/kor-1", tokens["sato"]), 404)  # as an unknown id
+    assert "checks" not in refused and "極秘" not in str(refused)
     inventory = call("GET", "/items/kor-1/inventory", tokens["tanaka"]).json()
     assert inventory[0]["kind"] == "received"
 
@@ -164,7 +164,7 @@ def test_listing_pages_with_a_cursor(call: Call, tokens: dict[str, str]) -> None
     assert second["next_cursor"] is None
     filtered = call("GET", "/items", tokens["tanaka"], params={"originator": "JPN"}).json()
     assert filtered["items"] == []
-    assert call("GET", "/items", tokens["sato"]).json()["withheld"] == 5
+    assert "withheld" not in call("GET", "/items", tokens["sato"]).json()  # nothing counts the unreadable
     problem(call("GET", "/items", tokens["tanaka"], params={"cursor": "zzz"}), 422)
     problem(call("GET", "/items", tokens["tanaka"], params={"limit": 0}), 422)
     problem(call("GET", "/items", tokens["tanaka"], params={"created_from": "last week"}), 422)

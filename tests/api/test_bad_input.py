@@ -19,9 +19,9 @@ from tests.conftest import postgres_schema
 from tests.node_fixtures import jpn_label
 
 from gsomia.api import create_app
-from gsomia.ui import dashboard_scope
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
+from gsomia.ui import dashboard_scope
 
 Call = Callable[..., httpx.Response]
 GSOMIA = "kor-jpn-gsomia-2016"

@@ -328,7 +328,6 @@ def create_app(
         return {
             "items": [m.item_out(i) for i in page.items],
             "next_cursor": page.next_cursor,
-            "withheld": page.withheld,
         }
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
@@ -447,12 +446,22 @@ def create_app(
         person: Caller,
         state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        every: Annotated[
+            bool,
+            Query(
+                alias="all",
+                description="Every entry, including those about items the caller may not read "
+                "(security officers; audited).",
+            ),
+        ] = False,
     ) -> list[dict[str, Any]]:
-        """What this node sent or is sending, with receipts and reasons."""
+        """What this node sent or is sending, with receipts and reasons: the entries about items
+        the caller may read (and those about no item)."""
         node.require_any(
             person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "outbox.read"
         )
-        return [_outbox_out(r) for r in node.exchange.outbox(state=state, limit=limit)]
+        rows = node.exchange.outbox_seen_by(person, state=state, limit=limit, every=every)
+        return [_outbox_out(r) for r in rows]
 
     @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:

@@ -97,8 +97,10 @@ class ItemContentOut(ItemOut):
 
 class PageOut(BaseModel):
     items: list[ItemOut]
-    next_cursor: str | None
-    withheld: int = Field(description="Items in the scanned range the reader may not see.")
+    next_cursor: str | None = Field(
+        description="Present only when more items the caller may read follow; nothing here says "
+        "anything about items the caller may not read."
+    )
 
 
 class InventoryOut(BaseModel):

@@ -523,7 +523,6 @@ def item_list(
             {
                 "items": [_item_json(i) for i in page.items],
                 "next_cursor": page.next_cursor,
-                "withheld": page.withheld,
             }
         )
         return
@@ -533,8 +532,7 @@ def item_list(
             f"{','.join(sorted(item.label.topics))}"
         )
     console().print(
-        f"{len(page.items)} shown, {page.withheld} withheld"
-        + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
+        f"{len(page.items)} shown" + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
     )
 
 

@@ -112,9 +112,10 @@ class Releases(Consents):
         who = actor.id
         try:
             self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            row, _, _ = self.kernel.readable(actor, item_id, "item.release")
             prepared = self.prepare_release(
                 actor,
-                self.kernel.items.row(item_id),
+                row,
                 recipient,
                 via=via,
                 purpose=purpose,
