@@ -477,8 +477,8 @@ PINNED = tuple(
         (2014, 12, 29, 0, 0, 0),  # TISA in effect
         (2016, 11, 22, 23, 59, 59),
         (2016, 11, 23, 0, 0, 0),  # GSOMIA in force
-        (2019, 8, 23, 16, 29, 59),
-        (2019, 8, 23, 16, 30, 0),  # written termination notice
+        (2019, 8, 23, 15, 29, 59),
+        (2019, 8, 23, 15, 30, 0),  # written termination notice
         (2019, 8, 24, 7, 0, 0),  # missile launches during the notice period
         (2019, 10, 15, 12, 0, 0),
         (2019, 11, 22, 18, 0, 0),  # notice suspended

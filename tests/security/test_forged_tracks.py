@@ -55,7 +55,7 @@ def tisa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     members["KOR"], "/stream/authorisations", {"recipient": "JPN", "hub": "USA"}
                 )
                 assert authorised.status_code == 201, authorised.text
-                genuine = track_update_to_json(replay(launches(2019)[6], originator="KOR", every_s=60)[1])
+                genuine = track_update_to_json(replay(launches(2019)[10], originator="KOR", every_s=60)[1])
                 published = post(members["KOR"], "/stream/tracks", genuine)
                 assert published.status_code == 202, published.text
                 assert {(r["recipient"], r["route"]) for r in published.json()["routes"]} == {

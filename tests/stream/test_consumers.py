@@ -45,7 +45,7 @@ def test_a_websocket_feed_at_kor_reaches_a_websocket_consumer_at_jpn(tmp_path: P
     )
     endpoint = {m.party: m.endpoint for m in members}
     tokens = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
-    updates = replay(launches(2019)[5], originator="KOR", every_s=40)
+    updates = replay(launches(2019)[9], originator="KOR", every_s=40)
     with (
         serve_in_threads(nodes, members, streams),
         _ws(endpoint["JPN"], "/stream/tracks/ws", tokens["JPN"]["analyst"]) as consumer,
@@ -73,7 +73,7 @@ def test_a_batch_on_the_feed_crosses_the_link_in_fewer_frames_than_tracks(tmp_pa
     nodes = open_nodes(members, system_clock)
     endpoint = {m.party: m.endpoint for m in members}
     tokens = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
-    updates = [track_update_to_json(u) for u in replay(launches(2019)[5], originator="KOR", every_s=20)]
+    updates = [track_update_to_json(u) for u in replay(launches(2019)[9], originator="KOR", every_s=20)]
     bad = dict(updates[1], radar_cross_section=0.1)
     with (
         serve_in_threads(nodes, members),

@@ -314,7 +314,7 @@ def test_the_cli_replays_a_launch_and_follows_it(net: dict[str, Any]) -> None:
         deadline = time.monotonic() + 30
         while len(_audit(net, "USA", "stream.sse")) == subscribed and time.monotonic() < deadline:
             time.sleep(0.1)  # the follower subscribes before the first update
-        launch = launches(2019)[3].id
+        launch = launches(2019)[5].id
         result = CliRunner().invoke(
             app,
             ["stream", "replay", launch, "--endpoint", kor.endpoint,

@@ -27,7 +27,7 @@ def test_a_termination_stops_the_stream_at_its_instant(tmp_path: Path, catalogue
     nodes = open_nodes(members, clock, catalogue=what_if)
     endpoint = {m.party: m.endpoint for m in members}
     tokens = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
-    launch = launches(2019)[4]
+    launch = launches(2019)[8]
     updates = track_updates(
         launch.fly(),
         track_id="KOR-what-if",

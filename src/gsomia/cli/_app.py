@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -13,10 +12,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gsomia._datafiles import load_catalogue, load_events
+from gsomia._datafiles import load_events
 from gsomia.cli import _render
 from gsomia.cli._audit import audit_app
-from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.cli._common import JsonOpt, console, emit, guard, set_data_dirs
+from gsomia.cli._common import catalogue as _catalogue
 from gsomia.cli._duties import duty_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
@@ -58,14 +58,6 @@ app.command("import")(import_file)
 app.command("import-receipts")(import_receipts)
 app.command("samples")(samples)
 
-_state: dict[str, list[Path]] = {"data": []}
-
-
-def _catalogue() -> Catalogue:
-    env = os.environ.get("GSOMIA_DATA_PATH", "")
-    extra = [Path(p) for p in env.split(os.pathsep) if p] + _state["data"]
-    return load_catalogue(extra)
-
 
 @app.callback()
 def _root(
@@ -78,7 +70,7 @@ def _root(
         ),
     ] = None,
 ) -> None:
-    _state["data"] = list(data or [])
+    set_data_dirs(list(data or []))
 
 
 @party_app.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +14,30 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gsomia._datafiles import load_catalogue
+from gsomia.core.catalogue import Catalogue
 from gsomia.errors import GsomiaError
 from gsomia.node import Node, load_config
 
-__all__ = ["DirOpt", "JsonOpt", "console", "emit", "guard", "open_node"]
+__all__ = ["DirOpt", "JsonOpt", "catalogue", "console", "emit", "guard", "open_node", "set_data_dirs"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
+
+
+_state: dict[str, list[Path]] = {"data": []}
+
+
+def set_data_dirs(directories: list[Path]) -> None:
+    """The root command's ``--data`` directories, read by every later :func:`catalogue`."""
+    _state["data"] = list(directories)
+
+
+def catalogue() -> Catalogue:
+    """The shipped parties and agreements, with GSOMIA_DATA_PATH's and ``--data``'s files over them."""
+    env = os.environ.get("GSOMIA_DATA_PATH", "")
+    extra = [Path(p) for p in env.split(os.pathsep) if p] + _state["data"]
+    return load_catalogue(extra)
 
 
 def open_node(directory: Path) -> Node:

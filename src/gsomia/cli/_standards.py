@@ -12,6 +12,7 @@ import typer
 
 from gsomia._datafiles import parse_party
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import catalogue as data_catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.kernel import node_timezone
@@ -178,9 +179,7 @@ def spif_export(
     Classifications with their lacv and hierarchy, marking data, the category tag sets, and the
     equivalences of every agreement of the party in force at that instant.
     """
-    from gsomia.cli._app import _catalogue  # the --data directories given to the root command
-
-    catalogue = _catalogue()
+    catalogue = data_catalogue()
     code = catalogue.party(party).code
     instant = parse_instant(at, node_timezone(catalogue, code))
     data = spif_for(catalogue, code, instant)

@@ -1,1 +1,8 @@
-"""Cryptography adapters: ``cryptography``, and ``joserfc`` for JOSE; no home-made constructions."""
+"""Cryptography adapters: ``cryptography``, and ``joserfc`` for JOSE; no home-made constructions.
+
+Its neighbours import the public modules named in ``__all__``: ``atrest`` (payloads sealed under
+the node key), ``keys`` (the key ring, peers' identities) and ``envelope`` (origin signatures,
+sealed envelopes).
+"""
+
+__all__ = ["atrest", "envelope", "keys"]

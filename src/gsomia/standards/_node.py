@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from gsomia.core.access import Person
 from gsomia.errors import EnvelopeError, InvalidInputError
-from gsomia.node._service import Node
+from gsomia.node import Node
 from gsomia.standards._adatp4778 import Binding, bind_json, bind_xml, read_binding
 
 __all__ = ["export_binding", "import_binding", "verify_binding"]
