@@ -145,10 +145,8 @@ def test_the_session_authenticates_reads_under_the_dashboard_only(
 def test_the_cookie_alone_cannot_change_anything(browse: Browse, tokens: dict[str, str]) -> None:
     """CSRF: a state-changing request needs the bearer header; the session cookie is for reading."""
     body = {
-        "label": kor_label(),
+        "label": kor_label(originator="JPN", classification="極秘", releasable_to=["KOR"]),
         "payload": {"x": 1},
-        "received_from": "KOR",
-        "agreement": "kor-jpn-gsomia-2016",
     }
     refused = browse("POST", "/items", tokens["tanaka"], json=body)
     assert refused.status_code == 401
@@ -219,10 +217,10 @@ def test_matrix_feed_names_bad_input(browse: Browse, tokens: dict[str, str], jpn
 
 
 def test_items_page_shows_both_labels_and_withholds_the_unreadable(
-    browse: Browse, tokens: dict[str, str], jpn_node: Node, people: dict[str, Person]
+    browse: Browse, tokens: dict[str, str], jpn_node: Node
 ) -> None:
     jpn_node.ingest(
-        people["tanaka"],
+        None,  # as the exchange stores it
         label=kor_label(),
         payload=b"{}",
         item_id="kor-1",

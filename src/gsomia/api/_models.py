@@ -53,10 +53,12 @@ class ItemIn(_In):
     payload: Any = None
     payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
     received_from: Party | None = Field(
-        default=None, description="Party the item came from, for a received item."
+        default=None,
+        description="Refused for a person: another party's item arrives through the exchange, "
+        "under its originator's signature, never by ingest.",
     )
     agreement: AgreementId | None = Field(
-        default=None, description="Agreement it came under, for a received item."
+        default=None, description="Refused for a person, with received_from."
     )
 
 

@@ -469,12 +469,16 @@ def item_ingest(
     binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
     item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
     received_from: Annotated[
-        str | None, typer.Option(help="For a received item: where it came from.")
+        str | None,
+        typer.Option(
+            help="Refused: another party's item arrives through the exchange, under its originator's "
+            "signature, never by ingest."
+        ),
     ] = None,
-    agreement: Annotated[str | None, typer.Option(help="For a received item: the agreement.")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Refused, with --received-from.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a labelled item."""
+    """Ingest a labelled item of this node's own party (another party's arrives through the exchange)."""
     node = open_node(directory)
     person = node.person(actor)
     if binary:

@@ -33,6 +33,7 @@ from gsomia.errors import (
     ConfigError,
     GsomiaError,
     InvalidInputError,
+    LabelError,
     PayloadTooLargeError,
 )
 from gsomia.exchange import Exchange, PeerTransport
@@ -324,9 +325,16 @@ class Node:
             raise PayloadTooLargeError(
                 f"payload of {size} bytes exceeds this node's limit of {self.config.max_payload_bytes}"
             )
-        parsed = self.kernel.items.received_label(
-            label_from_dict(entry.label, self.catalogue), entry.received_from, entry.agreement
-        )
+        label = label_from_dict(entry.label, self.catalogue)
+        if actor is not None and label.originator != self.party:
+            # a partner's item is the partner's only under its signature over label and payload, and
+            # that arrives through the exchange (or a signed transfer file), never typed in here
+            raise LabelError(
+                f"an item originated by {label.originator} is stored as {label.originator}'s only "
+                f"with {label.originator}'s signature: it arrives from {label.originator} through "
+                f"the exchange, not by ingest at this node ({self.party})"
+            )
+        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement)
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
         new = self.kernel.items.seal(
