@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy
 
 from _postgres import POSTGRES_URL, schema_url  # benchmarks/ is on sys.path as a script
-from gsomia import network
+from gsomia.demo import network
 from gsomia.exchange import HttpTransport
 from gsomia.node import NewIngest, Node, load_config
 

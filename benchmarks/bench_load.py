@@ -39,7 +39,7 @@ import httpx
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _rows import row
-from gsomia import network
+from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 
 HERE = Path(__file__).resolve().parent

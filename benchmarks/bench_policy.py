@@ -14,7 +14,7 @@ Before anything is timed, every request is decided by both engines and the answe
 must be equal (casbin's allow/deny against gsomia's ``decision.allowed``); if any
 differ, they are printed and the script exits with status 1. The shipped history never
 takes an agreement out of force, so the same check is repeated on the counterfactual
-catalogue of ``gsomia.scenario`` (no 2019 suspension: GSOMIA ends on 2019-11-23), which
+catalogue of ``gsomia.demo.scenario`` (no 2019 suspension: GSOMIA ends on 2019-11-23), which
 exercises the end of an in-force interval; that check is not timed. Each engine is then timed
 with ``time.perf_counter`` over whole passes of the workload (garbage collector off
 during a pass, the process pinned to one CPU where the OS allows it), and the best
@@ -112,7 +112,7 @@ from gsomia import (
 )
 from gsomia.core.agreements import Agreement
 from gsomia.core.labels import CAVEATS, CaveatEffect
-from gsomia.scenario import GSOMIA, WHAT_IF_EVENT
+from gsomia.demo.scenario import GSOMIA, WHAT_IF_EVENT
 
 SEED = 20191122
 REQUESTS = 400

@@ -66,7 +66,7 @@ from benchmarks._machine import cpu_model, load_average
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.network import build, start, stop
+from gsomia.demo.network import build, start, stop
 from gsomia.stream import launches
 from gsomia.stream._link import TRACKS, BatchSigner, BatchVerifier, accept, initiate
 from gsomia.stream._origin import decode_groups, sign_batch, verify_group

@@ -147,3 +147,17 @@ def test_the_first_examples_run_as_written(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_whole_readme_runs_as_written_in_order(tmp_path: Path) -> None:
     _run(readme_commands(), tmp_path, timeout=1200)
+
+
+def test_the_spif_examples_run_after_the_samples(tmp_path: Path) -> None:
+    """``gsomia spif`` needs no node: after ``gsomia samples`` (which writes the partner's own policy
+    file, gbr-policy.xml), the README's spif commands run as written."""
+    commands = [c for block in readme_commands() for c in block]
+    first = next(n for n, c in enumerate(commands) if c.text.startswith("gsomia spif "))
+    spif = commands[first : first + 5]  # export, the data directory, import, the party list with it
+    assert spif[2].text.startswith("gsomia spif import gbr-policy.xml")
+    assert spif[-1].text.startswith("gsomia --data my-data party list")
+    _run([[commands[0], *spif]], tmp_path, timeout=300)
+    party = (tmp_path / "my-data" / "GBR.toml").read_text(encoding="utf-8")
+    assert 'code = "GBR"' in party
+    assert 'name = "SECRET"' in party

@@ -75,12 +75,22 @@ def _field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = T
     return value
 
 
-def _strings(data: Mapping[str, Any], name: str) -> list[str]:
+def _strings(data: Mapping[str, Any], name: str, *, words: bool = False) -> list[str]:
     value = data.get(name) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelError(f"label.{name}: expected a list of strings")
     if any("\x00" in v for v in value):
         raise LabelError(f"label.{name}: contains a NUL character (U+0000)")
+    if words and any(not v.strip() for v in value):
+        raise LabelError(f"label.{name}: an entry is empty or only white space")
+    return value
+
+
+def _words(data: Mapping[str, Any], name: str) -> str:
+    """A required text that says something: not empty, not only white space (what str.strip removes)."""
+    value: str = _field(data, name, str)
+    if not value.strip():
+        raise LabelError(f"label.{name}: is empty or only white space")
     return value
 
 
@@ -147,9 +157,9 @@ def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
             originator=_field(data, "originator", str),
             classification=_field(data, "classification", str),
             releasable_to=_strings(data, "releasable_to"),
-            purpose=_field(data, "purpose", str),
-            topics=_strings(data, "topics"),
-            caveats=_strings(data, "caveats"),
+            purpose=_words(data, "purpose"),
+            topics=_strings(data, "topics", words=True),
+            caveats=_strings(data, "caveats", words=True),
             created=created,
             review=_instant(data, "review", required=False),
             alternatives=alternatives,

@@ -179,6 +179,31 @@ def test_a_nul_in_a_body_is_refused_alike_on_every_store(
         assert call("GET", f"/items/{item_id}", token).json()["payload"] == {"k": "v\x00"}
 
 
+@pytest.mark.parametrize(
+    ("label", "needle"),
+    [
+        (jpn_label(caveats=[""]), "label.caveats"),
+        (jpn_label(caveats=["\u3000"]), "label.caveats"),
+        (jpn_label(topics=[" "]), "label.topics"),
+        (jpn_label(purpose="\u2028"), "label.purpose"),
+    ],
+)
+def test_a_label_word_that_says_nothing_is_422_as_the_schema_states(
+    call: Call, token: str, jpn_node: Node, label: dict[str, Any], needle: str
+) -> None:
+    """The OpenAPI says a caveat, a topic and a purpose hold some words; the server agrees."""
+    refused(call("POST", "/items", token, json={"label": label, "payload": 1}), 422, needle)
+    last_refusal(jpn_node)
+    decision = {
+        "label": label,
+        "sender": "JPN",
+        "recipient": "KOR",
+        "purpose": "threat-assessment",
+        "at": "2024-06-01",
+    }
+    refused(call("POST", "/decisions", token, json=decision), 422, needle)
+
+
 def test_a_token_lifetime_must_be_a_number_not_a_boolean(call: Call, token: str) -> None:
     refused(call("POST", "/people/chief/tokens", token, json={"days": True}), 422, "days")
     refused(call("POST", "/people/chief/tokens", token, json={"days": "3"}), 422, "days")

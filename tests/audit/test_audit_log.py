@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy
 from typer.testing import CliRunner
 
-from gsomia import network
 from gsomia.audit._log import head_content
 from gsomia.cli import app
 from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gsomia.crypto.envelope import sign_origin
+from gsomia.demo import network
 from gsomia.exchange import MemoryTransport, PeerTransport
 from gsomia.node import Node
 from gsomia.store import AuditRow

@@ -180,7 +180,7 @@ def test_node_serve_answers_on_loopback(tmp_path: Path) -> None:
 
 def test_export_import_and_receipts_by_file_from_the_command_line(tmp_path: Path) -> None:
     """The air-gap round trip through the CLI: KOR exports, JPN imports, KOR takes the receipts."""
-    from gsomia import network
+    from gsomia.demo import network
     from gsomia.node import Node, load_config
 
     members = network.build(tmp_path / "net")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gsomia import network
 from gsomia.core.access import Person
+from gsomia.demo import network
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node
 from gsomia.testing import FakeClock

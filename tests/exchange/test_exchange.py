@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from gsomia import network
 from gsomia.core.access import Person
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
 from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.demo import network
 from gsomia.errors import AgreementError, InvalidInputError, ReleaseRefused, TransportError
 from gsomia.exchange import FileTransport, MemoryTransport
 from gsomia.node import Node

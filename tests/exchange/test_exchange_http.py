@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from gsomia import network
 from gsomia.crypto.keys import PeerIdentity
+from gsomia.demo import network
 from gsomia.errors import TransportError
 from gsomia.exchange import HttpTransport, MemoryTransport
 from gsomia.node import Node

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import MemoryTransport
 from gsomia.exchange._transfer import RECEIPTS_FORMAT, TRANSFER_FORMAT, Transfer

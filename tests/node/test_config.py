@@ -136,7 +136,7 @@ def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
     import sqlalchemy
     from tests.conftest import POSTGRES_URL
 
-    from gsomia import network
+    from gsomia.demo import network
 
     if postgres_status is not None:
         pytest.skip(f"PostgreSQL absent: {postgres_status}")

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from gsomia import network
 from gsomia.core.access import Person
+from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.testing import FakeClock
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.exchange import HttpTransport
 from gsomia.node import Node
 

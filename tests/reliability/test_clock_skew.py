@@ -16,7 +16,7 @@ import pytest
 from tests.reliability.livenet import SUMMARIES
 from tests.reliability.processes import audit, serve, stop
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.errors import ConfigError
 from gsomia.exchange import HttpTransport
 from gsomia.node import Node, init_node_dir, load_config

@@ -21,7 +21,7 @@ import sqlalchemy
 from tests.reliability.livenet import SUMMARIES
 from tests.reliability.processes import count, held, kill, serve, stop, wait_for
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 from gsomia.store import ItemFilter
 

@@ -23,7 +23,7 @@ import pytest
 from tests.reliability.livenet import SUMMARIES
 from tests.reliability.processes import Partition, count, serve, stop, wait_for
 
-from gsomia import network
+from gsomia.demo import network
 from gsomia.node import Node, init_node_dir, load_config
 from gsomia.node._config import set_endpoint
 from gsomia.store import ItemFilter

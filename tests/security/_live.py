@@ -26,7 +26,7 @@ from websockets.sync.server import Server, ServerConnection
 from websockets.sync.server import serve as ws_serve
 
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.network import NetNode, build
+from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
 from gsomia.stream._link import CONSENT, LinkSession, accept, initiate
 

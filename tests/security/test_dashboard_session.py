@@ -20,7 +20,7 @@ from tests.security._live import Processes, audit, tokens
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from gsomia.network import NetNode, build
+from gsomia.demo.network import NetNode, build
 
 
 @pytest.fixture(scope="module")

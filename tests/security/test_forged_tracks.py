@@ -35,7 +35,7 @@ from tests.security._live import (
 )
 
 from gsomia.core.tracks import track_update_to_json
-from gsomia.network import NetNode
+from gsomia.demo.network import NetNode
 from gsomia.stream import launches, replay
 from gsomia.stream._link import TRACK, TRACKS
 

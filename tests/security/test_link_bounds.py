@@ -33,8 +33,8 @@ from websockets.sync.client import connect
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.core.tracks import track_update_to_json
 from gsomia.crypto.envelope import sign_origin
+from gsomia.demo.network import NetNode, build
 from gsomia.exchange._messages import consent_content
-from gsomia.network import NetNode, build
 from gsomia.stream import launches, replay
 from gsomia.stream._link import TRACK, TRACKS, initiate
 

@@ -22,7 +22,7 @@ from tests.security._live import Processes, tokens
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from gsomia.network import NetNode, build
+from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
 from gsomia.ui import dashboard_scope
 

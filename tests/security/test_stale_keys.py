@@ -30,7 +30,7 @@ import pytest
 from tests.security._live import Processes, audit, tokens
 
 from gsomia.crypto.envelope import seal
-from gsomia.network import NetNode, build
+from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
 
 SECOND = 1.0  # the promise: a change in the store is in force in every process within this

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from tests.security._live import Processes, tokens
 
-from gsomia.network import NetNode, build
+from gsomia.demo.network import NetNode, build
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import SecurityLabel
-from gsomia.scenario import replay_history
+from gsomia.demo.scenario import replay_history
 
 
 def scenario_labels(catalogue: Catalogue) -> list[SecurityLabel]:

@@ -13,7 +13,7 @@ from tests.stream.test_bus import NATS_URL, _nats_absent
 from websockets.sync.client import connect
 
 from gsomia.core.tracks import track_update_to_json
-from gsomia.network import build, open_nodes, serve_in_threads
+from gsomia.demo.network import build, open_nodes, serve_in_threads
 from gsomia.node import Node
 from gsomia.node._service import system_clock
 from gsomia.stream import NatsBus, StreamService, launches, replay

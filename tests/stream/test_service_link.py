@@ -81,7 +81,7 @@ def test_what_a_peer_cannot_send_closes_the_link_and_is_audited(
 
 def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(tmp_path: Path) -> None:
     """KOR keeps publishing (locally and to the others); the JPN outage is one audit record."""
-    from gsomia.network import free_port
+    from gsomia.demo.network import free_port
     from gsomia.stream import launches, replay
 
     clock = FakeClock(kst(2024, 3, 1))

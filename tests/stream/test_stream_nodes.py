@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from gsomia.core.tracks import track_update_to_json
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.network import NetNode, build, start, stop
+from gsomia.demo.network import NetNode, build, start, stop
 from gsomia.node import Node
 from gsomia.stream import launches, replay
 from gsomia.stream._link import TRACKS, initiate

@@ -12,7 +12,7 @@ from tests.stream.test_stream_nodes import Follower
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import track_update_to_json
-from gsomia.network import build, open_nodes, serve_in_threads
+from gsomia.demo.network import build, open_nodes, serve_in_threads
 from gsomia.stream import launches
 from gsomia.testing import FakeClock
 

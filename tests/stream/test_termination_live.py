@@ -22,7 +22,7 @@ import pytest
 from tests.stream.test_stream_nodes import Follower, without_events
 
 from gsomia.core.tracks import track_update_to_json
-from gsomia.network import NetNode, build, start, stop
+from gsomia.demo.network import NetNode, build, start, stop
 from gsomia.stream import launches, replay
 
 pytestmark = pytest.mark.slow

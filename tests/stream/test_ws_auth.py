@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from gsomia.api._stream import stream_router
 from gsomia.core.access import Person
 from gsomia.core.tracks import track_update_to_json
-from gsomia.network import free_port
+from gsomia.demo.network import free_port
 from gsomia.stream import StreamService, launches, replay
 from gsomia.testing import make_node
 

@@ -29,9 +29,9 @@ from tests.node_fixtures import kor_label
 from gsomia.api import create_app
 from gsomia.core.ballistics import track_updates as ballistic_updates
 from gsomia.core.tracks import track_update_to_json
+from gsomia.demo.network import build, open_nodes
 from gsomia.errors import GsomiaError
 from gsomia.exchange import HttpTransport
-from gsomia.network import build, open_nodes
 from gsomia.node import Node
 from gsomia.node._service import system_clock
 from gsomia.stream import launches

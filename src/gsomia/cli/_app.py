@@ -27,8 +27,8 @@ from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
+from gsomia.demo.scenario import duties_on_nodes, replay_history, replay_on_nodes
 from gsomia.errors import InstantError
-from gsomia.scenario import duties_on_nodes, replay_history, replay_on_nodes
 
 app = typer.Typer(
     name="gsomia",

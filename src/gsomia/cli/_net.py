@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from gsomia import network
 from gsomia.cli._common import JsonOpt, console, emit, guard
+from gsomia.demo import network
 from gsomia.errors import ConfigError
 
 net_app = typer.Typer(help="Start, watch and stop a three-nation network on loopback.", no_args_is_help=True)

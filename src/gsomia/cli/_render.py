@@ -11,7 +11,7 @@ from rich.table import Table
 from gsomia._codec import agreement_json, decision_json, party_json, state_json
 from gsomia.core.lifecycle import AgreementState, Status
 from gsomia.core.policy import ReleaseDecision
-from gsomia.scenario import NetStep, Step
+from gsomia.demo.scenario import NetStep, Step
 
 __all__ = [
     "agreement_json",

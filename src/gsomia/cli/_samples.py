@@ -1,7 +1,8 @@
 """``gsomia samples``: the example files the README's commands use, written where you are.
 
-A new user following the README needs a label, a payload and a what-if events file before the
-commands that read them; this writes them (refusing to overwrite a file of the same name).
+A new user following the README needs a label, a payload, a what-if events file and a partner's own
+XML-SPIF before the commands that read them; this writes them (refusing to overwrite a file of the
+same name).
 """
 
 from __future__ import annotations
@@ -43,10 +44,39 @@ at = 2021-06-01
 party = "KOR"
 reference = "hypothetical: KOR ends the agreement"
 """
+# A partner's own security policy file (no gsomia extension), for ``gsomia spif import``.
+GBR_POLICY = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- An example of a partner's own policy file, as its labelling tool might write it: illustrative
+     (three levels of the UK's classification scheme), not a policy the UK publishes. -->
+<spif:SPIF xmlns:spif="http://www.xmlspif.org/spif" schemaVersion="2.1" version="1"
+           creationDate="20240101000000Z" originatorDN="CN=example,O=GBR" keyIdentifier="00"
+           privilegeId="1.3.26.0.4774.5.24.1" rbacId="1.3.26.0.4774.5.24.1">
+  <spif:securityPolicyId name="UK-EXAMPLE" id="2.25.322854759195865563864003977848177070901"/>
+  <spif:securityClassifications>
+    <spif:securityClassification name="OFFICIAL" lacv="1" hierarchy="1">
+      <spif:markingData phrase="Official" xml:lang="en">
+        <spif:code>pageTopBottom</spif:code>
+      </spif:markingData>
+    </spif:securityClassification>
+    <spif:securityClassification name="SECRET" lacv="2" hierarchy="2">
+      <spif:markingData phrase="Secret" xml:lang="en">
+        <spif:code>pageTopBottom</spif:code>
+      </spif:markingData>
+    </spif:securityClassification>
+    <spif:securityClassification name="TOP SECRET" lacv="3" hierarchy="3">
+      <spif:markingData phrase="Top Secret" xml:lang="en">
+        <spif:code>pageTopBottom</spif:code>
+      </spif:markingData>
+    </spif:securityClassification>
+  </spif:securityClassifications>
+</spif:SPIF>
+"""
 SAMPLES = {
     "label.json": json.dumps(LABEL, ensure_ascii=False, indent=2) + "\n",
     "track.json": json.dumps(TRACK, indent=2) + "\n",
     "my-events.toml": EVENTS,
+    "gbr-policy.xml": GBR_POLICY,
 }
 
 
@@ -54,7 +84,7 @@ SAMPLES = {
 def samples(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write them.")] = Path(),
 ) -> None:
-    """Write label.json, track.json and my-events.toml, the examples the README's commands read."""
+    """Write label.json, track.json, my-events.toml and gbr-policy.xml: the README's example files."""
     for name, text in SAMPLES.items():
         try:
             write_private(directory / name, text.encode(), exclusive=True)

@@ -11,10 +11,11 @@ from typing import Annotated
 import typer
 
 from gsomia._datafiles import parse_party
+from gsomia._files import write_private
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.cli._common import catalogue as data_catalogue
 from gsomia.core.instants import parse_instant
-from gsomia.errors import InvalidInputError
+from gsomia.errors import ConfigError, InvalidInputError
 from gsomia.kernel import node_timezone
 from gsomia.standards import (
     export_binding,
@@ -87,7 +88,7 @@ def bdo_export(
         raise InvalidInputError(f"cannot write {out}: {out.parent} is not a directory")
     node = open_node(directory)
     data = export_binding(node, node.person(actor), item_id, "xml" if form is BindingForm.XML else "json")
-    out.write_bytes(data)
+    _write(out, data)
     console().print(f"wrote {item_id} as a {form.value} binding data object to {out}")
 
 
@@ -221,4 +222,7 @@ def spif_import(
 def _write(path: Path, data: bytes) -> None:
     if not path.parent.is_dir():
         raise InvalidInputError(f"cannot write {path}: {path.parent} is not a directory")
-    path.write_bytes(data)
+    try:
+        write_private(path, data)  # atomically, 0600, never through a link planted there
+    except ConfigError as exc:
+        raise InvalidInputError(str(exc)) from exc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -15,11 +14,10 @@ from gsomia._datafiles import load_catalogue
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
-from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine
-from gsomia.core.relay import RelayPlan, plan_relay
+from gsomia.core.relay import RelayPlan
 from gsomia.core.tracks import track_update_to_json
+from gsomia.demo.scenario import KST, kor_plan, stream_story
 from gsomia.errors import ConfigError, NotFoundError
-from gsomia.scenario import KST, WHAT_IF_EVENT
 from gsomia.stream import launches, replay
 
 stream_app = typer.Typer(help="The real-time missile-warning stream.", no_args_is_help=True)
@@ -28,42 +26,6 @@ Token = Annotated[
     str, typer.Option("--token", envvar="GSOMIA_TOKEN", help="An API token issued by that node.")
 ]
 Year = Annotated[int, typer.Option("--year", help="Which year's shipped launch records.")]
-
-
-# Instants of the story: (instant, what-if without the 2019 suspension, what happened)
-STORY = (
-    ("2016-08-03T07:50:00+09:00", False, "a Rodong falls in Japan's EEZ; GSOMIA not yet signed"),
-    ("2019-08-24T06:45:00+09:00", False, "the day after Korea's termination notice"),
-    ("2019-11-23T00:00:01+09:00", True, "WHAT-IF: no suspension, GSOMIA has ended"),
-    ("2024-01-05T09:00:00+09:00", False, "after the 2023 arrangement"),
-)
-
-
-def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: bool) -> RelayPlan:
-    """Where KOR's missile tracks go at ``at`` (``authorised``: KOR's standing TISA authorisation on file)."""
-    if what_if:
-        gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
-        catalogue = catalogue.replacing(gsomia.what_if(without=[WHAT_IF_EVENT]))
-    consents = (
-        [
-            Consent(
-                ConsentKind.HUB_RELAY, "KOR", "JPN", datetime(2015, 1, 1, tzinfo=KST), "standing", hub="USA"
-            )
-        ]
-        if authorised
-        else []
-    )
-    label = catalogue.label(
-        originator="KOR",
-        classification="군사II급비밀",
-        releasable_to=["JPN", "USA"],
-        purpose="missile-warning",
-        topics=["dprk-missile"],
-        created=at,
-    )
-    return plan_relay(
-        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
-    )
 
 
 def _plan_json(plan: RelayPlan) -> dict[str, Any]:
@@ -90,14 +52,14 @@ def print_stream_story(out: Console, catalogue: Catalogue) -> None:
     out.print(
         "\n[bold]Missile-warning stream[/]: where KOR's tracks go (KOR's standing TISA authorisation on file)"
     )
-    for when, what_if, what in STORY:
-        plan = kor_plan(catalogue, parse_instant(when, KST), what_if=what_if, authorised=True)
+    for moment in stream_story(catalogue):
+        plan = moment.plan
         routes = "; ".join(
             f"{r.recipient} {r.name} ({r.decision.agreement})" if r.allowed else f"{r.recipient} refused"
             for r in plan.routes
         )
         until = plan.valid_until.date().isoformat() if plan.valid_until else "no further event"
-        out.print(f"  {when[:10]}  {routes}  [dim]— {what}; decided until {until}[/]")
+        out.print(f"  {moment.when[:10]}  {routes}  [dim]— {moment.what}; decided until {until}[/]")
 
 
 def _headers(token: str) -> dict[str, str]:

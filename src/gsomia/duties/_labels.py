@@ -78,24 +78,27 @@ class _Labels(DutyBase):
                 )
             content = change_content(change, origin)
             jws = sign_origin(kernel.ring, content, now)
-            sent = self.db.sent_to(item_id)
+            # in flight first, then delivered: an entry settled in between is seen in one or the other
             pending = self.db.pending_releases(item_id)
+            sent = self.db.sent_to(item_id)
             if kind is ChangeKind.RECALL:
-                # the originator keeps its own item; what is queued for others does not leave
+                # the originator keeps its own item; what is queued for others does not leave, and
+                # whoever may be receiving it right now gets the recall too
                 touched = [item_id]
                 ops = [self.db.bump_version(item_id, row.label_version, change.version)]
+                cancelled = [e for e in pending if e.state == "pending"]
                 ops += [
                     self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", epoch_us(now))
-                    for e in pending
+                    for e in cancelled
                 ]
-                hops = sorted({hop for hop, _ in sent})
-                holders = sorted({p for pair in sent for p in pair})
+                queued = {p for e in pending for p in (e.recipient, e.final_recipient)}
             else:
                 ops, touched, _, after = self._apply(row, change, new_label, origin)
                 resealed, queued = self._pending_releases(after, item_id, now)
                 ops += resealed
-                hops = sorted({hop for hop, _ in sent} | {e.recipient for e in pending})
-                holders = sorted({p for pair in sent for p in pair} | queued)
+                cancelled = []
+            hops = sorted({hop for hop, _ in sent} | {e.recipient for e in pending})
+            holders = sorted({p for pair in sent for p in pair} | queued)
             outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
             record = LabelChangeRow(
                 item_id,
@@ -122,7 +125,7 @@ class _Labels(DutyBase):
                 reason=reason,
                 holders=holders,
                 copies=touched[1:],
-                cancelled=[e.msg_id for e in pending] if kind is ChangeKind.RECALL else [],
+                cancelled=[e.msg_id for e in cancelled],
             )
             self.db.commit(ops=ops, outbox=outbox, audit=[audit])
         except GsomiaError as exc:
@@ -232,8 +235,8 @@ class _Labels(DutyBase):
         parties: set[str] = set()
         for entry in self.db.pending_releases(item_id):
             parties |= {entry.recipient, entry.final_recipient}
-            if after is None:
-                continue  # the item is gone: the sender's re-decision finds it withdrawn
+            if after is None or entry.state != "pending":
+                continue  # the item is gone (the sender's re-decision finds it withdrawn), or left by file
             refusal, decision = exchange.recheck(entry, now)
             peer = exchange.peer(entry.recipient)
             if refusal is not None or decision is None or peer is None:

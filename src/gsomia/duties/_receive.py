@@ -142,9 +142,9 @@ def _label_change(
         copies = len(touched) - 1
         status = "withdrawn" if withdrawn else "applied"
         accepted.ops += ops + resealed
-        onward = {hop for hop, _ in duties.db.sent_to(change.item)} | {
-            e.recipient for e in duties.db.pending_releases(change.item)
-        }
+        # in flight first, then delivered: an entry settled in between is seen in one or the other
+        in_flight = {e.recipient for e in duties.db.pending_releases(change.item)}
+        onward = in_flight | {hop for hop, _ in duties.db.sent_to(change.item)}
     if status in ("applied", "withdrawn"):
         accepted.ops.append(
             duties.db.put(

@@ -64,6 +64,7 @@ class Deliveries(Releases):
                     attempts=entry.attempts,
                     next_attempt_us=entry.next_attempt_us,
                     last_error=refusal,
+                    expected=entry,
                     audit=[
                         self.kernel.audit_row(
                             "envelope.undeliverable",

@@ -36,7 +36,9 @@ class Delivery:
 
 class Settlement:
     """Outcomes of delivery attempts, as ``FederationStore.settle_many`` writes them (one transaction
-    per batch): each method appends to ``sink`` or returns one outcome."""
+    per batch): each method appends to ``sink`` or returns one outcome. Each outcome carries the
+    entry its attempt started from (``expected``): the store writes it only if the entry has not
+    moved on meanwhile (a recall cancelled it, a label change re-sealed it)."""
 
     def __init__(self, kernel: NodeContext) -> None:
         self.kernel = kernel
@@ -48,6 +50,7 @@ class Settlement:
         sink.append(
             dict(
                 msg_id=entry.msg_id,
+                expected=entry,
                 state="pending",
                 now_us=epoch_us(now),
                 attempts=attempts,
@@ -68,6 +71,7 @@ class Settlement:
             sink.append(
                 dict(
                     msg_id=entry.msg_id,
+                    expected=entry,
                     state="undeliverable",
                     now_us=epoch_us(now),
                     attempts=entry.attempts + 1,
@@ -140,6 +144,7 @@ class Settlement:
             )
         outcome: dict[str, Any] = dict(
             msg_id=entry.msg_id,
+            expected=entry,
             state="delivered",
             now_us=epoch_us(now),
             attempts=entry.attempts + 1,

@@ -4,11 +4,13 @@ Neighbours use what ``__all__`` names: :class:`NodeContext` (store, key ring, cl
 release engine, the read decision, ``record``/``refuse``, the item view, the peer directory),
 :class:`StoreKeyRing` (the node's keys, the store's) and :class:`ChangeWatch` (the store's generation
 counters every process checks before using its copy of keys and peers),
-:class:`Item` and the item helpers, and the clock.
+:class:`Item` and the item helpers, and the clock (``system_clock``; :class:`ManualClock`, which
+moves only when told, for the demo's replay and the tests).
 """
 
 from gsomia.kernel._context import (
     Clock,
+    ManualClock,
     NodeContext,
     ReadGate,
     checks_json,
@@ -42,6 +44,7 @@ __all__ = [
     "Item",
     "ItemContent",
     "Items",
+    "ManualClock",
     "NodeContext",
     "PeerDirectory",
     "ReadGate",

@@ -32,7 +32,16 @@ from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
 from gsomia.store import AuditRow, DutiesStore, FederationStore, ItemRow, SharedState, Store
 
-__all__ = ["Clock", "NodeContext", "ReadGate", "checks_json", "node_hubs", "node_timezone", "system_clock"]
+__all__ = [
+    "Clock",
+    "ManualClock",
+    "NodeContext",
+    "ReadGate",
+    "checks_json",
+    "node_hubs",
+    "node_timezone",
+    "system_clock",
+]
 
 Clock = Callable[[], datetime]
 
@@ -40,6 +49,24 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The only clock read in a node (tests pass a fake one)."""
     return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that moves only when told: ``clock()`` is the instant set, ``clock.now = t`` or
+    ``clock.advance(days=31)`` moves it (the demo's replay of the record; tests' FakeClock)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2024, 3, 1, tzinfo=UTC)
+        if self.now.utcoffset() is None:
+            raise ValueError("a manual clock needs an aware start instant")
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move forward, e.g. ``clock.advance(days=31)``."""
+        self.now += timedelta(**delta)
+        return self.now
 
 
 def checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:

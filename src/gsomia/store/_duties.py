@@ -316,9 +316,14 @@ class DutiesStore:
         return out
 
     def pending_releases(self, item_id: str) -> list[OutboxRow]:
-        """Releases of ``item_id`` queued here and not yet delivered."""
+        """Releases of ``item_id`` queued here and not yet delivered: waiting or being sent
+        (``pending``), or gone by file and not yet signed for (``exported``)."""
         query = select(t.outbox).where(
-            and_(t.outbox.c.state == "pending", t.outbox.c.kind == "item", t.outbox.c.item_id == item_id)
+            and_(
+                t.outbox.c.state.in_(("pending", "exported")),
+                t.outbox.c.kind == "item",
+                t.outbox.c.item_id == item_id,
+            )
         )
         with self.store._read() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]

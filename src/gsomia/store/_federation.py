@@ -169,29 +169,40 @@ class FederationStore:
         envelope: str | None = None,
         audit: Sequence[AuditRow] = (),
         inventory: Sequence[InventoryEntry] = (),
+        expected: OutboxRow | None = None,
     ) -> None:
-        """Record the outcome of a delivery attempt (with its audit and inventory) in one transaction."""
-        values: dict[str, object] = {
-            "state": state,
-            "updated_us": now_us,
-            "attempts": attempts,
-            "next_attempt_us": next_attempt_us,
-            "last_error": last_error,
-        }
-        if receipt is not None:
-            values["receipt"] = receipt
-        if envelope is not None:
-            values["envelope"] = envelope
-        with self.store._begin() as conn:
-            conn.execute(update(t.outbox).where(t.outbox.c.msg_id == msg_id).values(**values))
-            self.store._inventory(conn, inventory, {})
-            self.store._audit(conn, audit)
+        """Record the outcome of a delivery attempt (with its audit and inventory) in one transaction;
+        with ``expected``, only if the entry is still as it was read then (see :meth:`settle_many`)."""
+        outcome: dict[str, Any] = dict(
+            msg_id=msg_id,
+            state=state,
+            attempts=attempts,
+            next_attempt_us=next_attempt_us,
+            last_error=last_error,
+            receipt=receipt,
+            envelope=envelope,
+            audit=audit,
+            inventory=inventory,
+        )
+        if expected is not None:
+            outcome["expected"] = expected
+        self.settle_many([outcome], now_us=now_us)
 
-    def settle_many(self, outcomes: Sequence[dict[str, Any]], *, now_us: int) -> None:
-        """Several :meth:`settle` outcomes (keyword dicts without ``now_us``) in one transaction."""
+    def settle_many(self, outcomes: Sequence[dict[str, Any]], *, now_us: int) -> list[str]:
+        """Several :meth:`settle` outcomes (keyword dicts without ``now_us``) in one transaction; the
+        message ids whose outcome was written.
+
+        An outcome with ``expected`` (the :class:`OutboxRow` its attempt started from) is a
+        compare-and-set: it is written only if the entry still has that state, attempt count and
+        envelope. An entry a recall cancelled, or a label change re-sealed, while it was being sent
+        is not put back to ``pending`` nor re-sent; only a verified receipt is still recorded (the
+        receiver holds the item: the entry becomes ``delivered``, keeping the reason it was
+        cancelled, and the copy is counted so that every later change reaches that holder)."""
+        written: list[str] = []
         if not outcomes:
-            return
+            return written
         with self.store._begin() as conn:
+            inventory: list[InventoryEntry] = []
             for outcome in outcomes:
                 values: dict[str, object] = {
                     "state": outcome["state"],
@@ -203,9 +214,29 @@ class FederationStore:
                 for optional in ("receipt", "envelope"):
                     if outcome.get(optional) is not None:
                         values[optional] = outcome[optional]
-                conn.execute(update(t.outbox).where(t.outbox.c.msg_id == outcome["msg_id"]).values(**values))
-            self.store._inventory(conn, [i for o in outcomes for i in o.get("inventory", ())], {})
+                where = [t.outbox.c.msg_id == outcome["msg_id"]]
+                expected: OutboxRow | None = outcome.get("expected")
+                if expected is not None:
+                    where += [
+                        t.outbox.c.state == expected.state,
+                        t.outbox.c.attempts == expected.attempts,
+                        t.outbox.c.envelope == expected.envelope,
+                    ]
+                done = conn.execute(update(t.outbox).where(and_(*where)).values(**values)).rowcount
+                if not done and expected is not None and outcome["state"] == "delivered":
+                    # moved on while in flight, but the receiver signed for it: it holds the item
+                    late = {k: v for k, v in values.items() if k not in ("last_error", "envelope")}
+                    done = conn.execute(
+                        update(t.outbox)
+                        .where(and_(t.outbox.c.msg_id == outcome["msg_id"], t.outbox.c.state != "delivered"))
+                        .values(**late)
+                    ).rowcount
+                if done:
+                    written.append(outcome["msg_id"])
+                    inventory += outcome.get("inventory", ())
+            self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
+        return written
 
     # --- inbox ---
 

@@ -14,26 +14,34 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gsomia import network
 from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.instants import parse_instant
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia.core.relay import RelayPlan, plan_relay
+from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
 from gsomia.exchange import HttpTransport, PeerTransport
+from gsomia.kernel import ManualClock
 from gsomia.node import Item, Node
-from gsomia.testing import FakeClock
 
 __all__ = [
     "FLOWS",
+    "GSOMIA",
+    "KST",
+    "STREAM_STORY",
     "WHAT_IF_EVENT",
     "Flow",
     "NetStep",
     "Outcome",
     "Step",
+    "StreamMoment",
     "duties_on_nodes",
+    "kor_plan",
     "replay_history",
     "replay_on_nodes",
+    "stream_story",
 ]
 
 KST = ZoneInfo("Asia/Seoul")
@@ -213,7 +221,7 @@ def _grouped(marks: list[tuple[datetime, str, str]]) -> dict[datetime, list[tupl
 
 
 def _run_step(
-    nodes: dict[str, Node], client: PeerTransport, clock: FakeClock, at: datetime, tag: str
+    nodes: dict[str, Node], client: PeerTransport, clock: ManualClock, at: datetime, tag: str
 ) -> tuple[Outcome, ...]:
     """Release every flow at ``at`` through real nodes, deliver, and see what arrived."""
     clock.now = at
@@ -276,7 +284,7 @@ IN_FLIGHT = Flow("KOR→JPN queued 23:59:58, sent 00:00:01", "KOR", "JPN", "KOR"
 
 
 def _queued_before_midnight(
-    nodes: dict[str, Node], client: PeerTransport, clock: FakeClock, at: datetime
+    nodes: dict[str, Node], client: PeerTransport, clock: ManualClock, at: datetime
 ) -> Outcome:
     """Released while the agreement was in force, sent after it ended: decided again, never sent."""
     kor = nodes["KOR"]
@@ -303,7 +311,7 @@ def replay_on_nodes(workdir: Path) -> list[NetStep]:
     """2014–2023 over three real nodes on loopback, with a replay clock passed in (never patched)."""
     catalogue = load_catalogue()
     marks = _marks(catalogue)
-    clock = FakeClock(marks[0][0])
+    clock = ManualClock(marks[0][0])
     members = network.build(workdir, clock=clock)
     grouped = _grouped(marks)
     gsomia = catalogue.agreement(GSOMIA)
@@ -356,7 +364,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     translation before a witness and sends KOR the signed record; KOR's termination report
     lists what JPN holds.
     """
-    clock = FakeClock(_START)  # keys made before the story starts, like the replay's
+    clock = ManualClock(_START)  # keys made before the story starts, like the replay's
     members = network.build(workdir, clock=clock)
     clock.now = _AFTER
     nodes = network.open_nodes(members, clock)
@@ -452,6 +460,60 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     for node in nodes.values():
         node.close()
     return lines
+
+
+# The stream's part of the story: (instant, what-if without the 2019 suspension, what happened)
+STREAM_STORY = (
+    ("2016-08-03T07:50:00+09:00", False, "a Rodong falls in Japan's EEZ; GSOMIA not yet signed"),
+    ("2019-08-24T06:45:00+09:00", False, "the day after Korea's termination notice"),
+    ("2019-11-23T00:00:01+09:00", True, "WHAT-IF: no suspension, GSOMIA has ended"),
+    ("2024-01-05T09:00:00+09:00", False, "after the 2023 arrangement"),
+)
+
+
+def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: bool) -> RelayPlan:
+    """Where KOR's missile tracks go at ``at`` (``authorised``: KOR's standing TISA authorisation on file)."""
+    if what_if:
+        gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
+        catalogue = catalogue.replacing(gsomia.what_if(without=[WHAT_IF_EVENT]))
+    consents = (
+        [
+            Consent(
+                ConsentKind.HUB_RELAY, "KOR", "JPN", datetime(2015, 1, 1, tzinfo=KST), "standing", hub="USA"
+            )
+        ]
+        if authorised
+        else []
+    )
+    label = catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN", "USA"],
+        purpose="missile-warning",
+        topics=["dprk-missile"],
+        created=at,
+    )
+    return plan_relay(
+        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMoment:
+    """Where KOR's missile tracks go at one instant of the story."""
+
+    when: str
+    what: str
+    plan: RelayPlan
+
+
+def stream_story(catalogue: Catalogue) -> list[StreamMoment]:
+    """KOR's relay plan at each of the story's instants (its standing TISA authorisation on file)."""
+    moments = []
+    for when, what_if, what in STREAM_STORY:
+        plan = kor_plan(catalogue, parse_instant(when, KST), what_if=what_if, authorised=True)
+        moments.append(StreamMoment(when, what, plan))
+    return moments
 
 
 def _marking(item: Item) -> str:
