@@ -53,6 +53,7 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     kind, data = parse_duty(content)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
+        _check_relay(duties, signer, to, kind, item)
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
@@ -73,6 +74,30 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
+
+
+def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | None) -> None:
+    """Pass a duty message on only as a hub an agreement names between ``signer`` and ``to``, and
+    only about an item this node relayed between them: the message follows the path the item was
+    addressed by. Raises :class:`AgreementError` otherwise (the inbox refuses and audits it)."""
+    me = duties.party
+    if not any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me)):
+        raise AgreementError(f"no agreement names {me} as a hub between {signer} and {to}: it relays nothing")
+    if item is None:
+        raise AgreementError(f"a hub carries only duties about an item it relayed; this {kind} names none")
+    row = duties.kernel.store.get_item(item)
+    originator = None if row is None else row.originator
+    for entry in duties.kernel.fed.item_messages(item):
+        route = json.loads(entry.request or "{}")
+        if route.get("via") == [me] and {signer, to} <= {
+            route.get("sender"),
+            route.get("recipient"),
+            originator,
+        }:
+            return
+    raise AgreementError(
+        f"{me} relayed no item {item!r} between {signer} and {to}: its {kind} does not pass here"
+    )
 
 
 def _recorded(

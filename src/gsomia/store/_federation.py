@@ -151,6 +151,12 @@ class FederationStore:
                 OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
             ]
 
+    def item_messages(self, item_id: str) -> list[OutboxRow]:
+        """This node's item messages (releases and relays) of ``item_id``, oldest first."""
+        query = select(t.outbox).where(and_(t.outbox.c.item_id == item_id, t.outbox.c.kind == "item"))
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         with self.store._read() as conn:
             row = conn.execute(select(t.outbox).where(t.outbox.c.msg_id == msg_id)).one_or_none()
