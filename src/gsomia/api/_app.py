@@ -498,10 +498,25 @@ def create_app(
 
     @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
     def consent_requests(
-        person: Caller, state: Literal["pending", "granted", "refused"] | None = None
+        person: Caller,
+        state: Literal["pending", "granted", "refused"] | None = None,
+        after: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9a-f]{32}$", description="The id of the last request of the previous page."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
+        """Consent requests this node made or must answer, oldest first, a page at a time: those about
+        items the caller may read."""
         node.require_any(person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER), "consent.read")
-        return [_request_out(r) for r in node.exchange.consent_requests(state)]
+        key = None
+        if after is not None:
+            last = node.exchange.fed.consent_request(after)
+            if last is None:
+                raise InvalidInputError(f"after: no consent request {after}")
+            key = (last.created_us, last.id)
+        rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
+        return [_request_out(r) for r in rows]
 
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
