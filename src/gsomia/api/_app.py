@@ -610,7 +610,9 @@ def create_app(
             try:
                 kind = ConsentKind(c.kind)
             except ValueError as exc:
-                raise InvalidInputError(f"consent kind {c.kind!r}: use third_party or hub_relay") from exc
+                raise InvalidInputError(
+                    f"consent kind {c.kind!r}: use third_party, hub_relay or track_relay"
+                ) from exc
             consents.append(
                 Consent(
                     kind,

@@ -202,7 +202,7 @@ class StatusOut(BaseModel):
 
 
 class ConsentIn(_In):
-    kind: Literal["third_party", "hub_relay"]
+    kind: Literal["third_party", "hub_relay", "track_relay"]
     originator: Party
     recipient: Party
     given_at: Instant

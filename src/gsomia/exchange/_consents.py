@@ -244,6 +244,7 @@ class Consents(Peers):
                     item=request.item_id,
                     holder=request.holder,
                     expires=expires,
+                    purpose=request.purpose,
                 )
             )
             consent_rows.append(row)

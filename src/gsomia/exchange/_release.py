@@ -175,6 +175,7 @@ class Releases(Consents):
                 f"relay authorised by {actor.id}",
                 item=item_id,
                 hub=hub,
+                purpose=purpose or label.purpose,
             )
             consent_row, _ = self.sign_consent(authorisation)
             new_consents.append(consent_row)
