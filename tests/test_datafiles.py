@@ -216,3 +216,54 @@ def test_events_file_for_what_if(tmp_path: Path) -> None:
     assert events[0].kind is EventKind.TERMINATED
     with pytest.raises(DataFileError, match="cannot read"):
         load_events(tmp_path / "missing.toml", ZoneInfo("Asia/Seoul"))
+
+
+def _label(catalogue: object, topics: list[str], **kw: object) -> object:
+    from gsomia.core.catalogue import Catalogue
+
+    assert isinstance(catalogue, Catalogue)
+    return catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN"],
+        purpose="threat-assessment",
+        topics=topics,
+        created=kst(2024, 1, 1),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_topic_the_data_does_not_declare_is_refused_by_name() -> None:
+    """A misspelt topic is an input error naming the topics the data declares, not a new topic."""
+    from gsomia.errors import UnknownNameError
+
+    catalogue = load_catalogue()
+    assert {"dprk-missile", "dprk-nuclear", "prc-navy"} <= catalogue.topics
+    _label(catalogue, ["prc-navy", "dprk-missile"])  # declared: by the parties, by TISA's scope
+    with pytest.raises(UnknownNameError, match=r"unknown topic 'dprk-misile'.*dprk-missile"):
+        _label(catalogue, ["dprk-misile"])
+    # a label already held keeps its topics when a data revision stops declaring one
+    held = _label(catalogue, ["retired-topic"], held=True)
+    assert held.topics == frozenset({"retired-topic"})  # type: ignore[attr-defined]
+
+
+def test_a_party_file_declares_its_topics(tmp_path: Path) -> None:
+    party = """
+[party]
+code = "GBR"
+name = "United Kingdom"
+topics = ["north-atlantic"]
+
+[scheme]
+title = "Government Security Classifications"
+
+[[scheme.levels]]
+name = "SECRET"
+alias = "uk-secret"
+gloss = "Secret"
+rank = 2
+"""
+    (tmp_path / "GBR.toml").write_text(party, encoding="utf-8")
+    assert "north-atlantic" in load_catalogue([tmp_path]).topics
+    with pytest.raises(DataFileError, match=r"party\.topics"):
+        parse_party("GBR.toml", party.replace('"north-atlantic"', '"North Atlantic"').encode())

@@ -115,8 +115,12 @@ def _instant(data: Mapping[str, Any], name: str, *, required: bool) -> datetime 
     return datetime.fromisoformat(text)
 
 
-def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
-    """Parse and check a label against the originator's scheme (names or aliases accepted)."""
+def label_from_dict(data: Any, catalogue: Catalogue, *, held: bool = False) -> SecurityLabel:
+    """Parse and check a label against the originator's scheme (names or aliases accepted).
+
+    ``held``: read back from the node's own store, where it was checked when it came in; the checks
+    a later revision added or a data revision changes (words, declared topics) are not made again.
+    """
     if not isinstance(data, Mapping):
         raise LabelError("label: expected an object")
     known = {
@@ -157,12 +161,13 @@ def label_from_dict(data: Any, catalogue: Catalogue) -> SecurityLabel:
             originator=_field(data, "originator", str),
             classification=_field(data, "classification", str),
             releasable_to=_strings(data, "releasable_to"),
-            purpose=_words(data, "purpose"),
-            topics=_strings(data, "topics", words=True),
-            caveats=_strings(data, "caveats", words=True),
+            purpose=_field(data, "purpose", str) if held else _words(data, "purpose"),
+            topics=_strings(data, "topics", words=not held),
+            caveats=_strings(data, "caveats", words=not held),
             created=created,
             review=_instant(data, "review", required=False),
             alternatives=alternatives,
+            held=held,
         )
     except LabelError:
         raise

@@ -31,6 +31,7 @@ __all__ = ["load_catalogue", "load_events"]
 
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?$")
 _ID = r"^[a-z0-9][a-z0-9-]*$"
+TOPIC_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"  # lower-case words joined by hyphens (dprk-missile)
 _T = TypeVar("_T")
 
 
@@ -59,6 +60,7 @@ class _Scheme(_Model):
 class _PartyInfo(_Model):
     code: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     name: Annotated[str, Field(min_length=1)]
+    topics: list[Annotated[str, Field(pattern=TOPIC_PATTERN)]] = []  # what its items may be about
 
 
 class _PartyFile(_Model):
@@ -215,7 +217,7 @@ def parse_party(source: str, text: bytes) -> Party:
             policy.name if policy else "",
             policy.oid if policy else "",
         )
-        return Party(code, model.party.name, scheme)
+        return Party(code, model.party.name, scheme, frozenset(model.party.topics))
     except GsomiaError as exc:
         raise DataFileError(source, "scheme.levels", str(exc)) from exc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -202,6 +203,30 @@ def test_a_label_word_that_says_nothing_is_422_as_the_schema_states(
         "at": "2024-06-01",
     }
     refused(call("POST", "/decisions", token, json=decision), 422, needle)
+
+
+def test_a_misspelt_topic_is_422_naming_the_declared_ones(call: Call, token: str, jpn_node: Node) -> None:
+    """A topic no party file or agreement declares is a misspelling, not silently a new topic: for
+    an item's label, a decision's, and a new person's need-to-know; the OpenAPI lists the topics."""
+    body = {"label": jpn_label(topics=["dprk-misile"]), "payload": 1}
+    detail = refused(call("POST", "/items", token, json=body), 422, "unknown topic 'dprk-misile'")["detail"]
+    assert "dprk-missile" in detail
+    assert last_refusal(jpn_node)["kind"] == "item.ingest"
+    decision = {
+        "label": jpn_label(topics=["dprk-misile"]),
+        "sender": "JPN",
+        "recipient": "KOR",
+        "purpose": "threat-assessment",
+        "at": "2024-06-01",
+    }
+    refused(call("POST", "/decisions", token, json=decision), 422, "unknown topic 'dprk-misile'")
+    person = {"id": "lee", "name": "Lee", "nationality": "JPN", "clearance": "秘", "need_to_know": ["navy"]}
+    refused(call("POST", "/people", token, json=person), 422, "unknown topic 'navy'")
+    assert call("GET", "/people/lee", token).status_code == 404
+    declared = call("POST", "/decisions", token, json={**decision, "label": jpn_label(topics=["prc-navy"])})
+    assert declared.status_code == 200, declared.text  # a declared topic: decided (outside TISA's scope)
+    spec = call("GET", "/openapi.json", token).json()
+    assert "prc-navy" in json.dumps(spec["components"]["schemas"]["PersonIn"])
 
 
 def test_a_token_lifetime_must_be_a_number_not_a_boolean(call: Call, token: str) -> None:

@@ -285,3 +285,16 @@ def test_an_instant_beyond_the_supported_years_is_one_line_and_exit_two(args: tu
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert "outside the supported years 1900-2999" in err
+
+
+def test_a_misspelt_topic_is_one_line_and_exit_two() -> None:
+    """``--topic dprk-misile`` is not silently a new topic: exit 2 naming the declared topics."""
+    code, out, err = run(
+        "decide", "--from", "KOR", "--to", "JPN", "--classification", "gunsa-2geup-bimil",
+        "--purpose", "threat-assessment", "--topic", "dprk-misile", "--at", "2019-08-24",
+    )  # fmt: skip
+    assert code == 2
+    assert out == ""
+    assert "unknown topic 'dprk-misile'" in err
+    assert "dprk-missile" in err
+    assert len(err.strip().splitlines()) == 1

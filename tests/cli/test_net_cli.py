@@ -75,7 +75,7 @@ def test_net_up_status_down_and_an_item_crosses(tmp_path: Path) -> None:
         assert got.json()["payload"] == {"apogee_km": 950}
         assert got.json()["label"]["alternatives"][0]["classification"] == "極秘"
         delivered = run("outbox", "list", "--dir", str(d / "kor"))
-        items = [(e["item_id"], e["state"], e["receipt"]) for e in delivered if e["kind"] == "item"]
+        items = [(e["item_id"], e["state"], bool(e["receipt"])) for e in delivered if e["kind"] == "item"]
         assert items == [("cli-1", "delivered", True)]
         msg_id = next(e["msg_id"] for e in delivered if e["kind"] == "item")
         proved = run("outbox", "prove", "--dir", str(d / "kor"), msg_id)

@@ -201,8 +201,43 @@ def test_export_import_and_receipts_by_file_from_the_command_line(tmp_path: Path
     applied = run("import-receipts", "--dir", str(kor_dir), str(receipts))
     assert applied["delivered"] == [done["exported"][0]["msg_id"]]
     outbox = run("outbox", "list", "--dir", str(kor_dir))
-    assert [(o["state"], o["receipt"]) for o in outbox] == [("delivered", True)]
+    assert [(o["state"], o["receipt"] is not None) for o in outbox] == [("delivered", True)]
+    assert outbox[0]["decision"]["allowed"] is True  # the API's outbox entry, from the one presenter
     out.write_text(out.read_text(encoding="utf-8")[:100], encoding="utf-8")
     assert "not JSON" in run("import", "--dir", str(jpn_dir), str(out), code=2)
     wrong = run("import", "--dir", str(kor_dir), str(receipts), code=2)
     assert "not a gsomia-transfer/1 file" in wrong
+
+
+def test_export_writes_each_exported_item_as_a_binding_a_foreign_tool_can_check(tmp_path: Path) -> None:
+    """``gsomia export --bindings DIR``: one ADatP-4778 binding per exported item, none for a refused
+    one; the receiving node verifies each (chain, signatures, labels) and imports it as an arrival."""
+    from gsomia.demo import network
+    from gsomia.node import Node, load_config
+
+    members = network.build(tmp_path / "net")
+    kor_dir, jpn_dir = (m.directory for m in members if m.party in ("KOR", "JPN"))
+    kor = Node(load_config(kor_dir))
+    officer = kor.person("officer")
+    kor.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b'{"n": 1}', item_id="go")
+    kor.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
+    kor.close()
+    out, bound = tmp_path / "to-jpn.json", tmp_path / "bdo"
+    done = run(
+        "export", "--dir", str(kor_dir), "--as", "officer", "--to", "JPN", "--out", str(out),
+        "--bindings", str(bound), "--bindings-format", "json",
+    )  # fmt: skip
+    assert done["bindings"] == [str(bound / "go.bdo.json")]
+    assert sorted(p.name for p in bound.iterdir()) == ["go.bdo.json"]  # nothing for the refused item
+    assert (bound.stat().st_mode & 0o777, (bound / "go.bdo.json").stat().st_mode & 0o777) == (0o700, 0o600)
+    verified = run("bdo", "verify", "--dir", str(jpn_dir), str(bound / "go.bdo.json"))
+    assert (verified["signer"], verified["item"]) == ("KOR", "go")
+    assert run("bdo", "import", "--dir", str(jpn_dir), str(bound / "go.bdo.json"))["status"] == "stored"
+    # the transfer file still carries the same item; it is not stored twice
+    got = run("import", "--dir", str(jpn_dir), str(out))
+    assert [r["status"] for r in got["results"]] == ["already-held"]
+    bad = run(
+        "export", "--dir", str(kor_dir), "--as", "officer", "--to", "JPN", "--out", str(out),
+        "--bindings", str(bound), "--bindings-format", "pdf", code=2,
+    )  # fmt: skip
+    assert "--bindings-format 'pdf'" in bad

@@ -211,7 +211,7 @@ def test_a_duty_message_twice_changes_nothing_and_a_forged_change_is_refused(net
 
     # USA signs a "recall" of KOR's item: the signer does not speak for the originator
     forged = LabelChange("x1", "KOR", 3, ChangeKind.RECALL, None, "forged", net.clock.now)
-    jws = sign_origin(usa.ring, change_content(forged, None), net.clock.now)
+    jws = sign_origin(usa.ring, change_content(forged, None, "JPN"), net.clock.now)
     peer = usa.exchange.peer("JPN")
     assert peer is not None
     envelope = seal(

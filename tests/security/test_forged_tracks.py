@@ -188,3 +188,45 @@ def test_a_genuine_kor_track_relayed_unchanged_reaches_the_analyst(tisa: dict[st
         (tisa["genuine"]["track_id"], "KOR", "via USA")
     ]
     assert _shown(tisa, settle=0) == []
+
+
+def test_a_genuine_kor_batch_relayed_again_is_refused_as_a_replay(tisa: dict[str, Any]) -> None:
+    """The hub keeps what KOR signed and sends it to JPN again while the signature is still fresh:
+    JPN shows the track once, refuses the second sending (on a new link, or later on the same
+    one) as ``replayed-batch``, and audits it (issue 14 §1's residual)."""
+    from gsomia.stream._origin import Entry, decode_groups, encode_group, verify_group
+
+    kor: NetNode = tisa["members"]["KOR"]
+    hub = tisa["hub"]
+    before = len(hub.frames)
+    fresh = track_update_to_json(
+        replay(launches(2019)[11], originator="KOR", every_s=60, track_id="KOR-sent-once")[1]
+    )
+    assert post(kor, "/stream/tracks", fresh).status_code == 202
+    deadline = time.monotonic() + 20
+    while not (new := [b for k, b in hub.frames[before:] if k == TRACKS]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (group,) = decode_groups(new[0], "KOR")
+    verified = verify_group(group, {"KOR": identity(kor)}.get, datetime.now(UTC), timedelta(minutes=5))
+    (for_jpn,) = [e for e in group.entries if json.loads(e.message)["recipient"] == "JPN"]
+    relayed = encode_group(
+        group.jws, group.size, [Entry(for_jpn.index, verified.proof(for_jpn), for_jpn.message)]
+    )
+
+    def shown() -> list[str]:
+        return [t["track_id"] for t in tisa["analyst"].tracks if t["track_id"] == "KOR-sent-once"]
+
+    closed, refused = _mount(tisa, relayed, wait=1.0)
+    assert (closed, refused) == ((None, "kept open"), [])
+    deadline = time.monotonic() + 10
+    while not shown() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shown() == ["KOR-sent-once"]
+    closed, refused = _mount(tisa, relayed)  # the same relay, on a new link
+    assert closed == (1008, "replayed-batch")
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "replayed-batch")]
+    whole = encode_group(group.jws, group.size, group.entries)  # the whole batch, as KOR sent it
+    closed, refused = _mount(tisa, whole)
+    assert closed == (1008, "replayed-batch")  # checked before any of its tracks is read
+    time.sleep(1.0)
+    assert shown() == ["KOR-sent-once"]  # once

@@ -78,9 +78,7 @@ def generated_labels(draw: st.DrawFn, catalogue: Catalogue) -> SecurityLabel:
         classification=draw(st.sampled_from(_LEVELS[originator])),
         releasable_to=draw(st.sets(st.sampled_from([p for p in _PARTIES if p != originator]))),
         purpose=draw(st.sampled_from(["threat-assessment", "missile-warning", "defence-cooperation"])),
-        topics=draw(
-            st.sets(st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12), max_size=3)
-        ),
+        topics=draw(st.sets(st.sampled_from(sorted(catalogue.topics)), max_size=3)),  # the declared ones
         caveats=draw(st.sets(st.sampled_from(["NOFORN", "IP-RESTRICTED", "G2G-ONLY", "ORCON"]))),
         created=created,
         review=None if review is None else created + review,

@@ -11,11 +11,13 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gsomia._codec import (
@@ -25,10 +27,12 @@ from gsomia._codec import (
     person_to_dict,
     state_json,
 )
+from gsomia._present import audit_view, item_view, outbox_view, peer_view, request_view, token_view
 from gsomia._web import dashboard_scope
 from gsomia.api import _models as m
 from gsomia.api._duties import duties_router
 from gsomia.api._fields import MAX_INT, AgreementId, Classification, Id, Instant, Party, Text
+from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
 from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.api._standards import standards_router
@@ -38,7 +42,7 @@ from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
 from gsomia.node import Node
-from gsomia.store import AuditRow, ConsentRequestRow, ItemFilter, OutboxRow, TokenRow
+from gsomia.store import ItemFilter
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
 from gsomia.ui import ui_router
@@ -120,65 +124,8 @@ class _NoStoreJson:
         await self.app(scope, receive, sending)
 
 
-def _token_out(row: TokenRow) -> dict[str, Any]:
-    def at(us: int | None) -> str | None:
-        return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
-
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "created": at(row.created_us),
-        "expires": at(row.expires_us),
-        "revoked": at(row.revoked_us),
-        "minted_by": row.parent_id,
-    }
-
-
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
-
-
-def _outbox_out(row: OutboxRow) -> dict[str, Any]:
-    return {
-        "msg_id": row.msg_id,
-        "kind": row.kind,
-        "item_id": row.item_id,
-        "recipient": row.recipient,
-        "final_recipient": row.final_recipient,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "receipt": row.receipt,
-        "decision": json.loads(row.decision),
-    }
-
-
-def _audit_out(row: AuditRow) -> dict[str, Any]:
-    return {
-        "seq": row.seq,
-        "entry_id": row.entry_id,
-        "leaf_index": row.leaf_index,
-        "at": datetime.fromtimestamp(row.at_us / 1e6).astimezone().isoformat(),
-        "kind": row.kind,
-        "actor": row.actor,
-        "subject": row.subject,
-        "outcome": row.outcome,
-        "detail": json.loads(row.detail),
-    }
-
-
-def _request_out(row: ConsentRequestRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "item_id": row.item_id,
-        "originator": row.originator,
-        "holder": row.holder,
-        "third_party": row.third_party,
-        "purpose": row.purpose,
-        "reason": row.reason,
-        "state": row.state,
-        "answer": row.answer,
-    }
 
 
 def create_app(
@@ -201,12 +148,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = node.runtime(interval=sender_interval, head_every=head_every) if sender else None
+        app.state.runtime = runtime
         if runtime is not None:
             runtime.start()
         yield
         await stream.close()
         if runtime is not None:
             runtime.stop()
+        app.state.runtime = None
 
     app = FastAPI(
         lifespan=lifespan,
@@ -233,6 +182,9 @@ def create_app(
         _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
     )
     app.add_middleware(_NoStoreJson)
+    app.state.runtime = None
+    registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
+    app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
     dashboard = dashboard_scope(node.ring)
 
     def reader(
@@ -247,8 +199,11 @@ def create_app(
             and request.method in ("GET", "HEAD")
             and request.url.path.startswith(dashboard.path + "/")
         ):
-            return node.credentials.session(request.cookies.get(dashboard.cookie))
-        return node.authenticate(credentials.credentials if credentials else None)
+            person = node.credentials.session(request.cookies.get(dashboard.cookie))
+        else:
+            person = node.authenticate(credentials.credentials if credentials else None)
+        name_actor(person.id)
+        return person
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))
@@ -265,6 +220,19 @@ def create_app(
         bus = stream.bus.health()
         status = "ok" if bus.get("state") == "connected" else "degraded"
         return {"status": status, "party": node.party, "bus": bus}
+
+    @app.get(
+        "/metrics",
+        tags=["node"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    def metrics(person: Caller) -> Response:
+        """This process's Prometheus metrics (an administrator's token): the outbox's depth and
+        delivery lag per peer, the audit log's integration lag, each partner's tree head's age,
+        the leases' holders, stream and request counters, refusals by kind."""
+        node.require_any(person, (Role.ADMINISTRATOR,), "metrics.read")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def _level_name(text: str | None) -> str | None:
         """A level given by name or alias, as the store keeps it (its national name)."""
@@ -299,7 +267,7 @@ def create_app(
             agreement=body.agreement,
         )
         response.headers["Location"] = f"/items/{item.id}"
-        return m.item_out(item)
+        return item_view(item)
 
     @app.get("/items", response_model=m.PageOut, tags=["items"])
     def list_items(
@@ -326,20 +294,14 @@ def create_app(
         )
         page = node.list_items(person, where, cursor, limit)
         return {
-            "items": [m.item_out(i) for i in page.items],
+            "items": [item_view(i) for i in page.items],
             "next_cursor": page.next_cursor,
         }
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
     def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
-        item, payload = node.read(person, item_id)
-        out = m.item_out(item)
-        if item.payload_type == "json":
-            out["payload"] = json.loads(payload)
-        else:
-            out["payload_base64"] = base64.b64encode(payload).decode()
-        return out
+        return item_view(*node.read(person, item_id))
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
@@ -392,7 +354,7 @@ def create_app(
     def person_tokens(person_id: str, person: Caller) -> list[dict[str, Any]]:
         """A person's tokens and dashboard sessions, never their secrets: yourself, or anyone's
         (administrators)."""
-        return [_token_out(r) for r in node.credentials.of(person, person_id)]
+        return [token_view(r) for r in node.credentials.of(person, person_id)]
 
     @app.post("/people/{person_id}/tokens", status_code=201, response_model=m.TokenOut, tags=["people"])
     def issue_token(
@@ -439,7 +401,7 @@ def create_app(
             purpose=body.purpose,
             authorise_relay=body.authorise_relay,
         )
-        return _outbox_out(row)
+        return outbox_view(row)
 
     @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
     def outbox(
@@ -461,33 +423,17 @@ def create_app(
             person, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "outbox.read"
         )
         rows = node.exchange.outbox_seen_by(person, state=state, limit=limit, every=every)
-        return [_outbox_out(r) for r in rows]
+        return [outbox_view(r) for r in rows]
 
     @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
     def peers(person: Caller) -> list[dict[str, Any]]:
         """The registered partner nodes and the agreements each link serves."""
-        return [
-            {
-                "party": p.party,
-                "node": p.node,
-                "endpoint": p.endpoint,
-                "agreements": sorted(links),
-                "keys": [k.kid for k in p.keys],
-            }
-            for p, links in node.exchange.peers()
-        ]
+        return [peer_view(p, links) for p, links in node.exchange.peers()]
 
     @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
     def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
         """Register a partner's identity document for the named agreements (administrators)."""
-        p = node.exchange.register_peer(person, body.document, body.agreements)
-        return {
-            "party": p.party,
-            "node": p.node,
-            "endpoint": p.endpoint,
-            "agreements": sorted(body.agreements),
-            "keys": [k.kid for k in p.keys],
-        }
+        return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
 
     @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
     def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
@@ -516,7 +462,7 @@ def create_app(
                 raise InvalidInputError(f"after: no consent request {after}")
             key = (last.created_us, last.id)
         rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
-        return [_request_out(r) for r in rows]
+        return [request_view(r) for r in rows]
 
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
@@ -527,7 +473,7 @@ def create_app(
         """As originator, grant (a signed consent) or refuse a holder's request."""
         tz = node.kernel.timezone
         expires = parse_instant(body.expires, tz) if body.expires else None
-        return _request_out(
+        return request_view(
             node.exchange.answer_consent(
                 person, request_id, grant=body.grant, reason=body.reason, expires=expires
             )
@@ -568,7 +514,7 @@ def create_app(
     ) -> list[dict[str, Any]]:
         """Audit records after ``since`` (security officers and administrators)."""
         node.require_any(person, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "audit.read")
-        return [_audit_out(r) for r in node.store.audit(after_seq=since, kind=kind, limit=limit)]
+        return [audit_view(r) for r in node.store.audit(after_seq=since, kind=kind, limit=limit)]
 
     # --- agreements and decisions ---
 

@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from gsomia._present import item_view
 from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
-from gsomia.api._models import BASE64, instant_in, item_out
+from gsomia.api._models import BASE64, instant_in
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.errors import InvalidInputError
@@ -138,7 +139,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         item = duties.derive(
             person, body.kind, [item_id, *body.also], payload=payload, payload_type=kind, item_id=body.id
         )
-        return item_out(item)
+        return item_view(item)
 
     @router.post("/items/{item_id}/reclassify", status_code=202)
     def reclassify(item_id: Id, body: ReclassifyIn, person: Caller) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from gsomia._codec import label_to_dict
 from gsomia.api._fields import (
     AgreementId,
     Bool,
@@ -15,6 +14,7 @@ from gsomia.api._fields import (
     Instant,
     Party,
     RoleName,
+    Topic,
     Words,
     whole_number,
 )
@@ -24,7 +24,7 @@ from gsomia.errors import InvalidInputError
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from gsomia.node import Item, Node
+    from gsomia.node import Node
 
 
 class _In(BaseModel):
@@ -122,7 +122,7 @@ class PersonIn(_In):
     name: Annotated[Words, Field(max_length=200)]
     nationality: Party
     clearance: Classification | None = None
-    need_to_know: list[Annotated[Words, Field(max_length=200)]] = []
+    need_to_know: list[Topic] = []
     roles: list[RoleName] = []
 
 
@@ -330,20 +330,6 @@ class ConsentRequestOut(BaseModel):
     reason: str
     state: str
     answer: str | None
-
-
-def item_out(item: Item) -> dict[str, Any]:
-    """An item's metadata as the API returns it (``ItemOut``), never its payload."""
-    return {
-        "id": item.id,
-        "label": label_to_dict(item.label),
-        "received_from": item.received_from,
-        "agreement": item.agreement,
-        "ingested": item.ingested.isoformat(),
-        "ingested_by": item.ingested_by,
-        "payload_type": item.payload_type,
-        "payload_size": item.payload_size,
-    }
 
 
 def instant_in(node: Node, text: str, name: str) -> datetime:

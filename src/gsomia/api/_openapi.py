@@ -100,7 +100,7 @@ def _label(
             "releasable_to": rel if releasable_to is not None else {"anyOf": [rel, {"type": "null"}]},
             "caveats": {"anyOf": [caveats, {"type": "null"}]},
             "purpose": _strings(),
-            "topics": {"anyOf": [_array(_strings()), {"type": "null"}]},
+            "topics": {"anyOf": [_array({"enum": sorted(catalogue.topics)}), {"type": "null"}]},
             "created": _timestamp(),
             "review": _timestamp(nullable=True),
             "alternatives": (
@@ -223,6 +223,7 @@ def _vocabularies(catalogue: Catalogue, party: str) -> dict[str, list[str]]:
         "level": sorted({name for code in catalogue.parties for name in _levels(catalogue, code)}),
         "own-level": _levels(catalogue, party),
         "agreement": sorted(catalogue.agreements),
+        "topic": sorted(catalogue.topics),
         "role": [r.value for r in Role],
     }
 

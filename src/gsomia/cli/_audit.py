@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
+from gsomia._present import audit_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 
 audit_app = typer.Typer(
@@ -74,20 +74,7 @@ def audit_log(
 ) -> None:
     """Read audit records (structured, oldest first)."""
     rows = open_node(directory).store.audit(after_seq=since, kind=kind, limit=limit)
-    data = [
-        {
-            "seq": r.seq,
-            "entry_id": r.entry_id,
-            "leaf_index": r.leaf_index,
-            "at_us": r.at_us,
-            "kind": r.kind,
-            "actor": r.actor,
-            "subject": r.subject,
-            "outcome": r.outcome,
-            "detail": json.loads(r.detail),
-        }
-        for r in rows
-    ]
+    data = [audit_view(r) for r in rows]
     if as_json:
         emit(data)
         return

@@ -110,14 +110,18 @@ def recall(
 @duty_app.command("label-status")
 @guard
 def label_status(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
-    """The item's label changes and which holders have not applied them yet."""
+    """The item's label changes and, per holder, applied, destroyed, not held, not reachable or pending
+    (with why)."""
     node = open_node(directory)
     status = node.duties.label_status(node.person(actor), item_id)
-    lines = [f"{item_id}: version {status['label_version']}, {status['state']}"] + [
-        f"  v{c['version']} {c['kind']}: applied {', '.join(c['applied']) or '-'}; "
-        f"pending {', '.join(c['pending']) or '-'}"
-        for c in status["changes"]
-    ]
+    lines = [f"{item_id}: version {status['label_version']}, {status['state']}"]
+    for c in status["changes"]:
+        lines.append(
+            f"  v{c['version']} {c['kind']}: applied {', '.join(c['applied']) or '-'}; "
+            f"destroyed {', '.join(c['destroyed']) or '-'}; not held {', '.join(c['not_held']) or '-'}; "
+            f"not reachable {', '.join(c['not_reachable']) or '-'}; pending {', '.join(c['pending']) or '-'}"
+        )
+        lines += [f"    {a['party']} {a['state']}: {a['why']}" for a in c["acks"] if a["why"]]
     _out(status, as_json, "\n".join(lines))
 
 

@@ -28,15 +28,28 @@ def net_up(
             "file in each node's directory). The password, if any, is kept out of node.toml.",
         ),
     ] = None,
+    nats: Annotated[
+        str | None,
+        typer.Option(help="NATS JetStream URL (nats://host:4222): each node's track stream goes through it."),
+    ] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Processes per node, behind HAProxy on the node's endpoint (above 1 needs --database-url "
+            "and --nats: the processes share the node's database and stream)."
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create (or reuse) KOR, JPN and USA nodes, exchange their keys, start each as a process."""
-    running = network.start(directory, database_url)
+    """Create (or reuse) KOR, JPN and USA nodes, exchange their keys, start each as a process (or
+    as --replicas processes behind a load balancer)."""
+    running = network.start(directory, database_url, replicas=replicas, nats=nats)
     if as_json:
         emit(running)
         return
     for node in running:
-        console().print(f"{node['party']}  pid {node['pid']}  {node['endpoint']}  ({node['dir']})")
+        own = f" (process at {node['process']})" if replicas > 1 else ""
+        console().print(f"{node['party']}  pid {node['pid']}  {node['endpoint']}{own}  ({node['dir']})")
     console().print(f"tokens: {directory}/<party>/tokens.json; stop with: gsomia net down --dir {directory}")
 
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
+import logging
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gsomia._codec import label_to_dict, person_to_dict
+from gsomia._codec import person_to_dict
+from gsomia._logs import configure as configure_logs
+from gsomia._present import item_view, outbox_view, peer_view, token_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import HttpTransport
-from gsomia.node import Item, Node, init_node_dir, set_endpoint
-from gsomia.store import ItemFilter, TokenRow
+from gsomia.node import Node, init_node_dir, set_endpoint
+from gsomia.store import ItemFilter
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
 person_app = typer.Typer(help="The node's register of people and their API tokens.", no_args_is_help=True)
@@ -76,6 +79,11 @@ def node_migrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
         console().print(f"schema at revision {revision}")
 
 
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
 @node_app.command("serve")
 @guard
 def node_serve(
@@ -88,8 +96,16 @@ def node_serve(
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="json: one JSON object a line on standard error (a request id, the actor, the outcome; "
+            "never a token or a payload); text: warnings only, as plain text."
+        ),
+    ] = LogFormat.JSON,
 ) -> None:
-    """Serve the node's REST API (OpenAPI at /openapi.json) and deliver its outbox."""
+    """Serve the node's REST API (OpenAPI at /openapi.json), its Prometheus metrics (/metrics) and
+    its background work (each kind held by one process of the node at a time, through a lease)."""
     import uvicorn  # only this command needs the server
 
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
@@ -111,11 +127,15 @@ def node_serve(
         f"dashboard at {base}/ui; stop with Ctrl-C"
     )
     sys.stdout.flush()
+    if log_format is LogFormat.JSON:
+        configure_logs(logging.INFO)
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
     uvicorn.run(
         create_app(node, sender=sender, stream=stream),
         host=host,
         port=port,
         log_level="warning",
+        log_config=None if log_format is LogFormat.JSON else uvicorn.config.LOGGING_CONFIG,
         ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
         timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
     )
@@ -188,14 +208,7 @@ def peer_add(
     """Register a partner node for the named agreements (Art. 9: registered G2G links only)."""
     peer = open_node(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
     if as_json:
-        emit(
-            {
-                "party": peer.party,
-                "node": peer.node,
-                "endpoint": peer.endpoint,
-                "agreements": sorted(agreement),
-            }
-        )
+        emit(peer_view(peer, agreement))
     else:
         console().print(f"registered {peer.party} ({peer.endpoint}) for {', '.join(sorted(agreement))}")
 
@@ -204,16 +217,7 @@ def peer_add(
 @guard
 def peer_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """The registered partner nodes and their links."""
-    rows = [
-        {
-            "party": p.party,
-            "node": p.node,
-            "endpoint": p.endpoint,
-            "agreements": sorted(links),
-            "keys": [k.kid for k in p.keys],
-        }
-        for p, links in open_node(directory).exchange.peers()
-    ]
+    rows = [peer_view(p, links) for p, links in open_node(directory).exchange.peers()]
     if as_json:
         emit(rows)
         return
@@ -241,15 +245,7 @@ def item_release(
         node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
     if as_json:
-        emit(
-            {
-                "msg_id": row.msg_id,
-                "recipient": row.recipient,
-                "final_recipient": row.final_recipient,
-                "state": row.state,
-                "decision": json.loads(row.decision),
-            }
-        )
+        emit(outbox_view(row))
     else:
         console().print(f"queued {row.msg_id} for {row.final_recipient} (next hop {row.recipient})")
 
@@ -265,26 +261,13 @@ def outbox_list(
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
     rows = open_node(directory).exchange.outbox(state=state)
-    data = [
-        {
-            "msg_id": r.msg_id,
-            "kind": r.kind,
-            "item_id": r.item_id,
-            "recipient": r.recipient,
-            "final_recipient": r.final_recipient,
-            "state": r.state,
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "receipt": r.receipt is not None,
-        }
-        for r in rows
-    ]
+    data = [outbox_view(r) for r in rows]
     if as_json:
         emit(data)
         return
     for d in data:
         what = f"item {d['item_id']}" if d["item_id"] else str(d["kind"])  # tree heads, duties have no item
-        receipt = f"receipt from {d['recipient']}" if d["receipt"] else "no receipt yet"
+        receipt = f"receipt from {d['recipient']}" if d["receipt"] is not None else "no receipt yet"
         console().print(
             f"{d['msg_id']}  {what}  → {d['final_recipient']}  {d['state']}  {receipt}"
             + (f"  ({d['last_error']})" if d["last_error"] else "")
@@ -357,17 +340,6 @@ def person_token(
         console().print(f"token {token_id} (expires {expires.isoformat()}):\n{token}")
 
 
-def _tokens_json(rows: list[TokenRow]) -> list[dict[str, Any]]:
-    def at(us: int | None) -> str | None:
-        return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
-
-    return [
-        {"id": r.id, "kind": r.kind, "created": at(r.created_us), "expires": at(r.expires_us),
-         "revoked": at(r.revoked_us), "minted_by": r.parent_id}
-        for r in rows
-    ]  # fmt: skip
-
-
 @person_app.command("tokens")
 @guard
 def person_tokens(
@@ -376,7 +348,7 @@ def person_tokens(
     as_json: JsonOpt = False,
 ) -> None:
     """List a person's tokens and dashboard sessions (ids, lifetimes, lineage; never a secret)."""
-    rows = _tokens_json(open_node(directory).credentials.of(None, person_id))
+    rows = [token_view(r) for r in open_node(directory).credentials.of(None, person_id)]
     if as_json:
         emit(rows)
         return
@@ -431,25 +403,6 @@ def person_enable(
         console().print(f"enabled {person.id}")
 
 
-def _item_json(item: Item, payload: bytes | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": item.id,
-        "label": label_to_dict(item.label),
-        "received_from": item.received_from,
-        "agreement": item.agreement,
-        "ingested": item.ingested.isoformat(),
-        "ingested_by": item.ingested_by,
-        "payload_type": item.payload_type,
-        "payload_size": item.payload_size,
-    }
-    if payload is not None:
-        if item.payload_type == "json":
-            out["payload"] = json.loads(payload)
-        else:
-            out["payload_base64"] = base64.b64encode(payload).decode()
-    return out
-
-
 def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -495,7 +448,7 @@ def item_ingest(
         agreement=agreement,
     )
     if as_json:
-        emit(_item_json(item))
+        emit(item_view(item))
     else:
         console().print(f"stored {item.id}: {item.label.originator} {item.label.classification}")
 
@@ -525,7 +478,7 @@ def item_list(
     if as_json:
         emit(
             {
-                "items": [_item_json(i) for i in page.items],
+                "items": [item_view(i) for i in page.items],
                 "next_cursor": page.next_cursor,
             }
         )
@@ -551,7 +504,7 @@ def item_show(
     """Read one item and its payload (the read is decided and audited)."""
     node = open_node(directory)
     item, payload = node.read(node.person(actor), item_id)
-    data = _item_json(item, payload)
+    data = item_view(item, payload)
     if as_json:
         emit(data)
     else:

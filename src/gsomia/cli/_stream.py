@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 
 from gsomia._datafiles import load_catalogue
+from gsomia._present import plan_view
 from gsomia.cli._common import JsonOpt, console, emit, guard
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
-from gsomia.core.relay import RelayPlan
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.scenario import KST, kor_plan, stream_story
 from gsomia.errors import ConfigError, NotFoundError
@@ -26,25 +26,6 @@ Token = Annotated[
     str, typer.Option("--token", envvar="GSOMIA_TOKEN", help="An API token issued by that node.")
 ]
 Year = Annotated[int, typer.Option("--year", help="Which year's shipped launch records.")]
-
-
-def _plan_json(plan: RelayPlan) -> dict[str, Any]:
-    return {
-        "at": plan.at.isoformat(),
-        "valid_until": None if plan.valid_until is None else plan.valid_until.isoformat(),
-        "routes": [
-            {
-                "recipient": r.recipient,
-                "allowed": r.allowed,
-                "route": r.name if r.allowed else None,
-                "agreement": r.decision.agreement if r.allowed else None,
-                "why_not": [f"{c.rule}: {c.reason}" for d in r.refused for c in d.failed()]
-                if not r.allowed
-                else [],
-            }
-            for r in plan.routes
-        ],
-    }
 
 
 def print_stream_story(out: Console, catalogue: Catalogue) -> None:
@@ -116,7 +97,7 @@ def stream_plan(
 ) -> None:
     """Where KOR's missile tracks may go at an instant, and until when that decision holds."""
     plan = kor_plan(load_catalogue(), parse_instant(at, KST), what_if=what_if, authorised=authorised)
-    data = _plan_json(plan)
+    data = plan_view(plan)
     if as_json:
         emit(data)
         return

@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from gsomia._files import write_private
+from gsomia._files import private_dir, write_private
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard
-from gsomia.errors import ConfigError, InvalidInputError
+from gsomia.errors import ConfigError, GsomiaError, InvalidInputError
 from gsomia.exchange import DEFAULT_VALIDITY, Transfer
 from gsomia.node import Node, load_config
+from gsomia.standards import export_binding
 
 
 def _transfer(directory: Path) -> Transfer:
@@ -56,20 +57,42 @@ def export_file(
     valid_days: Annotated[
         float, typer.Option(help="How long the file's envelopes stay valid (the courier's time).")
     ] = DEFAULT_VALIDITY.days,
+    bindings: Annotated[
+        Path | None,
+        typer.Option(
+            "--bindings",
+            help="Also write each exported item as an ADatP-4778 binding data object here "
+            "(ITEM.bdo.xml or .json, signed by this node): for the site's labelling tools and guards. "
+            "Its payload is in the clear: keep the directory as you would the items.",
+        ),
+    ] = None,
+    bindings_format: Annotated[
+        str, typer.Option("--bindings-format", help="xml (XML Signature) or json (JWS).")
+    ] = "xml",
     as_json: JsonOpt = False,
 ) -> None:
     """Write every item releasable to a party now as one signed, encrypted file for an air-gapped site.
 
     Each item is decided as a release would be; refused items are listed with their reason, never written.
 
-    Recorded like a release: outbox (state exported), inventory and audit records.
+    Recorded like a release: outbox (state exported), inventory and audit records. With --bindings,
+    each exported item is also written as an ADatP-4778 binding data object (a decided, audited read).
 
     Exit code 1 when nothing was releasable (no file is written).
     """
     _writable(out)
-    transfer = _transfer(directory)
+    if bindings_format not in ("xml", "json"):
+        raise InvalidInputError(f"--bindings-format {bindings_format!r}: use xml or json")
+    if bindings is not None:
+        try:
+            private_dir(bindings)
+        except ConfigError as exc:
+            raise InvalidInputError(str(exc)) from exc
+    node = Node(load_config(directory))
+    transfer = Transfer(node.exchange)
+    person = transfer.kernel.person(actor)
     done = transfer.export(
-        transfer.kernel.person(actor),
+        person,
         to,
         via=via,
         purpose=purpose,
@@ -79,6 +102,25 @@ def export_file(
     if done.text is not None:
         _write(out, done.text)
     refused = [{"item": r.subject, "reason": r.reason} for r in done.refused]
+    bound: list[str] = []
+    if bindings is not None and done.text is not None:
+        suffix = f".bdo.{bindings_format}"
+        for entry in done.entries:
+            if entry.item_id is None:
+                continue
+            try:  # the same read decision as `gsomia bdo export`, audited (channel bdo)
+                data = export_binding(
+                    node, person, entry.item_id, "xml" if bindings_format == "xml" else "json"
+                )
+            except GsomiaError as exc:
+                refused.append({"item": entry.item_id, "reason": f"binding not written: {exc}"})
+                continue
+            path = bindings / f"{entry.item_id}{suffix}"
+            try:
+                write_private(path, data)
+            except ConfigError as exc:
+                raise InvalidInputError(str(exc)) from exc
+            bound.append(str(path))
     if as_json:
         emit(
             {
@@ -87,6 +129,7 @@ def export_file(
                 "recipient": done.recipient,
                 "next_hop": done.next_hop,
                 "exported": [{"item": e.item_id, "msg_id": e.msg_id} for e in done.entries],
+                "bindings": bound,
                 "refused": refused,
             }
         )
@@ -96,8 +139,10 @@ def export_file(
         if done.text is not None:
             console().print(
                 f"exported {len(done.entries)} items for {done.recipient} (sealed for {done.next_hop}) "
-                f"to {out}; {len(refused)} refused; transfer {done.transfer_id}"
+                f"to {out}; {len(done.refused)} refused; transfer {done.transfer_id}"
             )
+            if bindings is not None:
+                console().print(f"wrote {len(bound)} binding data objects to {bindings}")
         else:
             console().print(f"nothing releasable to {done.recipient}: no file written")
     if done.text is None:

@@ -21,6 +21,7 @@ class Catalogue:
     parties: Mapping[str, Party]
     agreements: Mapping[str, Agreement]
     _by_party: dict[str, tuple[Agreement, ...]] = field(init=False, repr=False, compare=False, hash=False)
+    _topics: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         by_party: dict[str, list[Agreement]] = {code: [] for code in self.parties}
@@ -38,6 +39,9 @@ class Catalogue:
                         )
         frozen = {code: tuple(sorted(ags, key=lambda a: a.id)) for code, ags in by_party.items()}
         object.__setattr__(self, "_by_party", frozen)
+        declared = {t for party in self.parties.values() for t in party.topics}
+        scoped = {t for a in self.agreements.values() for t in (a.scope_topics or ())}
+        object.__setattr__(self, "_topics", frozenset(declared | scoped))
 
     @classmethod
     def of(cls, parties: Iterable[Party], agreements: Iterable[Agreement]) -> Catalogue:
@@ -71,6 +75,21 @@ class Catalogue:
             raise UnknownNameError(f"unknown agreement {agreement_id!r}; known: {known}")
         return found
 
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics the data declares: the parties' own and those agreements' scopes name."""
+        return self._topics
+
+    def topic(self, name: str) -> str:
+        """``name`` if the data declares it; otherwise a misspelling, refused by name."""
+        if name not in self._topics:
+            known = ", ".join(sorted(self._topics)) or "none"
+            raise UnknownNameError(
+                f"unknown topic {name!r}; the data declares: {known} "
+                "(a party file's [party] topics, or an agreement's scope)"
+            )
+        return name
+
     def agreements_of(self, code: str) -> tuple[Agreement, ...]:
         return self._by_party.get(code, ())
 
@@ -89,9 +108,16 @@ class Catalogue:
         caveats: Iterable[str] = (),
         review: datetime | None = None,
         alternatives: Iterable[AlternativeLabel] = (),
+        held: bool = False,
     ) -> SecurityLabel:
-        """Build a label checked against the originator's scheme (names and aliases accepted)."""
+        """Build a label checked against the originator's scheme (names and aliases accepted) and
+        the declared topics. ``held``: a label read back from the node's own store, whose topics were
+        checked when it came in (a later data revision must not make a held item unreadable)."""
         origin = self.party(originator)
+        topics = frozenset(topics)
+        if not held:
+            for topic in sorted(topics):
+                self.topic(topic)
         level = origin.scheme.level(classification)
         rel = frozenset(self.party(code).code for code in releasable_to) - {origin.code}
         label = SecurityLabel(
@@ -99,7 +125,7 @@ class Catalogue:
             classification=level.name,
             releasable_to=rel,
             purpose=purpose,
-            topics=frozenset(topics),
+            topics=topics,
             created=created,
             caveats=frozenset(c.upper() for c in caveats),
             review=review,

@@ -72,11 +72,16 @@ class Scheme:
 
 @dataclass(frozen=True, slots=True)
 class Party:
-    """A state party to agreements, named by its STANAG 1059 trigraph."""
+    """A state party to agreements, named by its STANAG 1059 trigraph.
+
+    ``topics`` are the subjects its data file declares its items are labelled with (beside those an
+    agreement's scope names): a topic nobody declares is a misspelling, refused at the boundary.
+    """
 
     code: str
     name: str
     scheme: Scheme
+    topics: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not _TRIGRAPH.match(self.code):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import uvicorn
 
 from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
-from gsomia.errors import ConfigError
+from gsomia.errors import ConfigError, InvalidInputError
 from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, system_clock
 
 __all__ = ["PARTIES", "NetNode", "build", "open_nodes", "serve_in_threads", "start", "status", "stop"]
@@ -228,53 +229,141 @@ def schema_urls(database_url: str, directory: Path) -> dict[str, str]:
     }
 
 
-def start(directory: Path, database_url: str | None = None) -> list[dict[str, Any]]:
+MAX_REPLICAS = 8
+BALANCER_FILE = "haproxy.cfg"
+
+
+def _serve_process(member: NetNode, port: int, log_name: str, nats: str | None) -> subprocess.Popen[bytes]:
+    """``gsomia node serve`` for ``member`` on ``port``, in a session of its own, logging to its file."""
+    command = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(member.directory)]
+    command += ["--port", str(port)]
+    if nats is not None:
+        command += ["--stream-nats", nats]
+    with open(open_private_append(member.directory / log_name), "ab") as log:  # the child keeps its own
+        process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
+            command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    _CHILDREN[process.pid] = process
+    return process
+
+
+def balancer_config(backends: dict[NetNode, list[int]]) -> str:
+    """HAProxy's configuration: each node's endpoint balanced over its processes' ports, a process
+    that stops answering ``/healthz`` taken out within two seconds; streams (SSE, WebSocket) kept
+    open for an hour."""
+    lines = [
+        "global",
+        "    maxconn 4096",
+        "defaults",
+        "    mode http",
+        "    option http-server-close",
+        "    timeout connect 2s",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        "    timeout tunnel 1h",
+        "    retries 2",
+        "    option redispatch",
+    ]
+    for member, ports in backends.items():
+        name = member.party.lower()
+        lines += [
+            f"frontend {name}",
+            f"    bind 127.0.0.1:{member.port}",
+            f"    default_backend {name}_processes",
+            f"backend {name}_processes",
+            "    balance roundrobin",
+            "    option httpchk GET /healthz",
+            "    http-check expect status 200",
+        ]
+        lines += [
+            f"    server {name}{n} 127.0.0.1:{port} check inter 1s fall 2 rise 1"
+            for n, port in enumerate(ports)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def start(
+    directory: Path, database_url: str | None = None, *, replicas: int = 1, nats: str | None = None
+) -> list[dict[str, Any]]:
     """Build the network if needed and start each node as its own process.
 
     ``database_url`` (PostgreSQL) gives each node its own schema in that database; by default each
-    node keeps a SQLite file in its directory.
+    node keeps a SQLite file in its directory. ``nats`` fans each node's track stream out through
+    NATS JetStream. With ``replicas`` above one, each node is that many processes behind HAProxy
+    (the distribution's ``haproxy``, started here and stopped by :func:`stop`) on the node's
+    endpoint; that needs PostgreSQL and NATS, which the processes of a node share.
     """
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise InvalidInputError(f"--replicas must be 1 to {MAX_REPLICAS}")
+    haproxy = None
+    if replicas > 1:
+        if database_url is None or not database_url.startswith("postgresql"):
+            raise InvalidInputError(
+                "--replicas above 1 needs --database-url postgresql+psycopg://...: the processes of a "
+                "node share its database, and SQLite is the one-process embedded store"
+            )
+        if nats is None:
+            raise InvalidInputError(
+                "--replicas above 1 needs --nats nats://...: the processes of a node share its track "
+                "stream through NATS JetStream"
+            )
+        haproxy = shutil.which("haproxy")
+        if haproxy is None:
+            raise ConfigError(
+                "--replicas needs HAProxy: install the distribution's (apt-get install haproxy)"
+            )
     state_path = directory / STATE_FILE
-    if state_path.exists() and any(_alive(n["pid"]) for n in json.loads(state_path.read_text())["nodes"]):
+    if state_path.exists() and any(_alive(n["pid"]) for n in _processes(json.loads(state_path.read_text()))):
         raise ConfigError(f"a network is already running from {directory}; 'gsomia net down' first")
     urls = schema_urls(database_url, directory) if database_url else None
     members = build(directory, database_urls=urls)
     running: list[dict[str, Any]] = []
+    backends: dict[NetNode, list[int]] = {}
     for member in members:
-        with open(
-            open_private_append(member.directory / "serve.log"), "ab"
-        ) as log:  # the child keeps its own
-            process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
-                [
-                    sys.executable,
-                    "-m",
-                    "gsomia",
-                    "node",
-                    "serve",
-                    "--dir",
-                    str(member.directory),
-                    "--port",
-                    str(member.port),
-                ],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+        ports = [member.port] if replicas == 1 else [free_port() for _ in range(replicas)]
+        backends[member] = ports
+        for n, port in enumerate(ports):
+            log_name = "serve.log" if replicas == 1 else f"serve-{n}.log"
+            process = _serve_process(member, port, log_name, nats)
+            running.append(
+                {
+                    "party": member.party,
+                    "pid": process.pid,
+                    "port": port,
+                    "endpoint": member.endpoint,  # the node's: the balancer's, with replicas
+                    "process": f"http://127.0.0.1:{port}",  # this process's own
+                    "dir": str(member.directory),
+                    "replica": n,
+                }
             )
-        _CHILDREN[process.pid] = process
-        running.append(
-            {
-                "party": member.party,
-                "pid": process.pid,
-                "port": member.port,
-                "endpoint": member.endpoint,
-                "dir": str(member.directory),
-            }
-        )
-    write_private(state_path, json.dumps({"nodes": running}, indent=2).encode())
-    for node in running:
-        _wait_healthy(node["endpoint"], 30)
+    state: dict[str, Any] = {"nodes": running}
+    try:
+        for node in running:
+            _wait_healthy(node["process"], 60)
+        if haproxy is not None:
+            config = directory / BALANCER_FILE
+            write_private(config, balancer_config(backends).encode())
+            with open(open_private_append(directory / "haproxy.log"), "ab") as log:
+                balancer = subprocess.Popen(  # noqa: S603 - the distribution's haproxy, our configuration
+                    [haproxy, "-db", "-f", str(config)],
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            _CHILDREN[balancer.pid] = balancer
+            state["balancer"] = {"pid": balancer.pid, "config": str(config)}
+            for member in members:
+                _wait_healthy(member.endpoint, 30)
+    finally:
+        write_private(state_path, json.dumps(state, indent=2).encode())
     return running
+
+
+def _processes(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every process a network's state file names: the nodes' and the balancer's."""
+    balancer = state.get("balancer")
+    return [*state["nodes"], *([balancer] if balancer else [])]
 
 
 def _alive(pid: int) -> bool:
@@ -296,7 +385,8 @@ def status(directory: Path) -> list[dict[str, Any]]:
     for node in json.loads(state_path.read_text())["nodes"]:
         healthy = False
         try:
-            healthy = httpx.get(f"{node['endpoint']}/healthz", timeout=2).status_code == 200
+            own = node.get("process", node["endpoint"])  # a state file from before names no process
+            healthy = httpx.get(f"{own}/healthz", timeout=2).status_code == 200
         except httpx.TransportError:
             healthy = False
         out.append({**node, "alive": _alive(node["pid"]), "healthy": healthy})
@@ -304,22 +394,24 @@ def status(directory: Path) -> list[dict[str, Any]]:
 
 
 def stop(directory: Path, timeout: float = 10) -> list[dict[str, Any]]:
-    """Stop every node process (SIGTERM, then SIGKILL after ``timeout``)."""
+    """Stop every node process and the balancer, if any (SIGTERM, then SIGKILL after ``timeout``)."""
     nodes = status(directory)
-    for node in nodes:
-        if node["alive"]:
-            os.killpg(node["pid"], signal.SIGTERM)
+    balancer = json.loads((directory / STATE_FILE).read_text()).get("balancer")
+    processes = [*([dict(balancer, party="balancer")] if balancer else []), *nodes]
+    for process in processes:
+        if _alive(process["pid"]):
+            os.killpg(process["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    for node in nodes:
-        while _alive(node["pid"]) and time.monotonic() < deadline:
-            _reap(node["pid"])
+    for process in processes:
+        while _alive(process["pid"]) and time.monotonic() < deadline:
+            _reap(process["pid"])
             time.sleep(0.1)
-        if _alive(node["pid"]):
-            os.killpg(node["pid"], signal.SIGKILL)
-        _reap(node["pid"])
-        node["alive"] = _alive(node["pid"])
+        if _alive(process["pid"]):
+            os.killpg(process["pid"], signal.SIGKILL)
+        _reap(process["pid"])
+        process["alive"] = _alive(process["pid"])
     (directory / STATE_FILE).unlink()
-    return nodes
+    return processes
 
 
 def _reap(pid: int) -> None:

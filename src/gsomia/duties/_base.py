@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gsomia.core.access import Role
+from gsomia.core.access import Person, Role
 from gsomia.core.parties import Scheme
 from gsomia.crypto.envelope import sign_origin
 from gsomia.duties._messages import DUTY_KIND
-from gsomia.errors import AgreementError, ItemGoneError
+from gsomia.errors import AgreementError, GsomiaError, ItemGoneError
 from gsomia.exchange import Exchange
 from gsomia.kernel import NodeContext, from_us
 from gsomia.store import DutiesStore, ItemRow, OutboxRow
@@ -43,6 +43,21 @@ class DutyBase:
 
     def _known(self, item_id: str) -> ItemRow:
         return self.kernel.items.row(item_id)
+
+    def _may_read(self, actor: Person, row: ItemRow | None) -> bool:
+        """Whether ``actor`` may read the item of ``row`` (the node's one read decision): a duty view
+        about an item is as classified as the item. Unknown or unreadable: no (fail closed)."""
+        if row is None:
+            return False
+        try:
+            label = self.kernel.items.item(row).label
+        except GsomiaError:
+            return False
+        return self.kernel.decide_read(actor, label).allowed
+
+    def _readable(self, actor: Person, item_ids: set[str]) -> set[str]:
+        """The ids among ``item_ids`` whose items ``actor`` may read here."""
+        return {i for i in item_ids if self._may_read(actor, self.kernel.store.get_item(i))}
 
     def _duty(self, to: str, hop: str, content: bytes, item_id: str | None, now: datetime) -> OutboxRow:
         """A signed duty message for ``to``, queued for the next hop ``hop``."""

@@ -165,7 +165,9 @@ class _Destruction(DutyBase):
     def destructions(self, actor: Person, item_id: str | None = None) -> list[dict[str, Any]]:
         """Destruction records: this node's own, and those holders sent to it as originator."""
         self.kernel.require_any(actor, HANDLERS, "item.destructions")
-        return [_destruction_out(r) for r in self.db.destructions(item_id)]
+        rows = self.db.destructions(item_id)
+        readable = self._readable(actor, {r.item_id for r in rows})  # as classified as the item
+        return [_destruction_out(r) for r in rows if r.item_id in readable]
 
 
 def _destruction_out(row: DestructionRow) -> dict[str, Any]:

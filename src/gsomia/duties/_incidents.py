@@ -97,7 +97,9 @@ class _Incidents(DutyBase):
                 outbox.append(self._upstream(row, content, now))
             except AgreementError as exc:  # the report is kept all the same; the operator must act
                 unsent = f"the originator {row.originator} could not be told: {exc}"
-        saved = _incident_row(investigation, jws, now)
+        known = self.db.incident(investigation.id)
+        signed = [jws] if known is None else [*signed_steps(known.jws), jws]  # every signed step kept
+        saved = _incident_row(investigation, json.dumps(signed), now)
         self.db.commit(
             ops=[self.db.put("incidents", saved, replace_keys=("id",))],
             outbox=outbox,
@@ -118,8 +120,19 @@ class _Incidents(DutyBase):
         return {**_incident_out(saved), "notified": row.originator if outbox else None, "unsent": unsent}
 
     def incidents(self, actor: Person) -> list[dict[str, Any]]:
+        """The incidents about items ``actor`` may read (each is as classified as its item)."""
         self.kernel.require_any(actor, HANDLERS, "incident.list")
-        return [_incident_out(r) for r in self.db.incidents()]
+        rows = self.db.incidents()
+        readable = self._readable(actor, {r.item_id for r in rows})
+        return [_incident_out(r) for r in rows if r.item_id in readable]
+
+
+def signed_steps(kept: str) -> list[str]:
+    """Every signed report of an incident kept here, oldest first (a JSON list of JWS; one bare JWS
+    as stored before the steps were kept)."""
+    if kept.startswith("["):
+        return [str(j) for j in json.loads(kept)]
+    return [kept]
 
 
 def _incident_row(investigation: Investigation, jws: str, now: datetime) -> IncidentRow:

@@ -28,9 +28,23 @@ from gsomia.store import (
     LabelAckRow,
     LabelChangeRow,
     Op,
+    OutboxRow,
 )
 
 __all__ = ["_Labels"]
+
+
+def _routes(pending: list[OutboxRow], sent: list[tuple[str, str]]) -> dict[str, str]:
+    """Each party that received, is receiving or will receive the item from here, and the next hop
+    that reaches it (itself, or the hub the item went through)."""
+    route: dict[str, str] = {}
+    for entry in pending:
+        route.setdefault(entry.recipient, entry.recipient)
+        route.setdefault(entry.final_recipient, entry.recipient)
+    for hop, final in sent:
+        route.setdefault(hop, hop)
+        route.setdefault(final, hop)
+    return route
 
 
 class _Labels(DutyBase):
@@ -74,10 +88,11 @@ class _Labels(DutyBase):
             if new_label is not None:
                 payload = kernel.cipher.open(row.id, row.label, row.payload)
                 origin = sign_origin(
-                    kernel.ring, item_content(row.id, new_label, row.payload_type, payload), now
+                    kernel.ring,
+                    item_content(row.id, new_label, row.payload_type, payload, change.version),
+                    now,
                 )
-            content = change_content(change, origin)
-            jws = sign_origin(kernel.ring, content, now)
+            jws = sign_origin(kernel.ring, change_content(change, origin, self.party), now)
             # in flight first, then delivered: an entry settled in between is seen in one or the other
             pending = self.db.pending_releases(item_id)
             sent = self.db.sent_to(item_id)
@@ -91,15 +106,18 @@ class _Labels(DutyBase):
                     self.db.cancel(e.msg_id, f"recalled by the originator: {reason}", epoch_us(now))
                     for e in cancelled
                 ]
-                queued = {p for e in pending for p in (e.recipient, e.final_recipient)}
             else:
                 ops, touched, _, after = self._apply(row, change, new_label, origin)
-                resealed, queued = self._pending_releases(after, item_id, now)
+                resealed, _ = self._pending_releases(after, item_id, now)
                 ops += resealed
                 cancelled = []
-            hops = sorted({hop for hop, _ in sent} | {e.recipient for e in pending})
-            holders = sorted({p for pair in sent for p in pair} | queued)
-            outbox = [self._duty(hop, hop, content, item_id, now) for hop in hops]
+            route = _routes(pending, sent)
+            holders = sorted(route)
+            # one change per holder, signed for that holder, by the path the item took to it
+            outbox = [
+                self._duty(holder, hop, change_content(change, origin, holder), item_id, now)
+                for holder, hop in sorted(route.items())
+            ]
             record = LabelChangeRow(
                 item_id,
                 change.version,
@@ -136,13 +154,15 @@ class _Labels(DutyBase):
         self, row: ItemRow, change: LabelChange, originator_label: SecurityLabel | None, origin: str | None
     ) -> tuple[list[Op], list[str], bool, ItemRow | None]:
         """Ops that apply ``change`` to the item and every copy and derivative of it here, re-sealing each
-        payload under its new label (the label is the payload's AAD); the ids touched, item first;
+        payload under its new label (the label is the payload's AAD); the ids touched, item first (if
+        it is still held: a destroyed or recalled original is skipped, its copies are not);
         whether they were withdrawn (a recall, or a new level with no equivalent here); and the item's
         row as it will be (``None`` if withdrawn)."""
         kernel = self.kernel
         ops: list[Op] = []
         after: ItemRow | None = None
-        touched = [row.id]
+        held = row.state == "held"  # a destroyed original still passes the change to its copies
+        touched = [row.id] if held else []
         new_labels: dict[str, SecurityLabel] = {}
         withdrawn = change.kind is ChangeKind.RECALL
         if originator_label is not None:
@@ -155,8 +175,9 @@ class _Labels(DutyBase):
                     withdrawn = True  # the new level has no equivalent here: the item cannot be held
             if not withdrawn:
                 new_labels[row.id] = label
-                op, after = self._reseal(row, label, row.label_version + 1, origin)
-                ops.append(op)
+                if held:
+                    op, after = self._reseal(row, label, change.version, origin)
+                    ops.append(op)
         queue = [row.id]
         seen = {row.id}
         while queue:
@@ -189,7 +210,11 @@ class _Labels(DutyBase):
                 if label.originator == self.party:
                     payload = kernel.cipher.open(derived.id, derived.label, derived.payload)
                     own_origin = sign_origin(
-                        kernel.ring, item_content(derived.id, label, derived.payload_type, payload), change.at
+                        kernel.ring,
+                        item_content(
+                            derived.id, label, derived.payload_type, payload, derived.label_version + 1
+                        ),
+                        change.at,
                     )
                 ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin)[0])
         if withdrawn:
@@ -252,38 +277,67 @@ class _Labels(DutyBase):
         kernel.require_any(actor, HANDLERS, "item.label-status")
         try:
             row = self._known(item_id)
+            # as classified as the item: the reasons and holders of its changes are about it
+            kernel.decide_read(actor, kernel.items.item(row).label).raise_if_refused()
         except GsomiaError as exc:
             raise kernel.refuse("item.label-status", actor.id, item_id, exc) from None
         changes = self.db.label_changes(item_id)
         acks = self.db.acks(item_id)
+        messages = self.db.duty_messages(item_id)
         return {
             "item": item_id,
             "state": row.state,
             "label_version": row.label_version,
             "classification": row.classification,
-            "changes": [
-                {
-                    "version": c.version,
-                    "kind": c.kind,
-                    "classification": c.classification,
-                    "reason": c.reason,
-                    "at": from_us(c.at_us).isoformat(),
-                    "applied": sorted(
-                        a.party for a in acks if a.version == c.version and a.state != "pending"
-                    ),
-                    "pending": sorted(
-                        a.party for a in acks if a.version == c.version and a.state == "pending"
-                    ),
-                    "acks": [
-                        {
-                            "party": a.party,
-                            "state": a.state,
-                            "detail": None if a.detail is None else json.loads(a.detail),
-                        }
-                        for a in acks
-                        if a.version == c.version
-                    ],
-                }
-                for c in changes
-            ],
+            "changes": [_change_status(c, acks, messages) for c in changes],
         }
+
+
+_APPLIED = ("applied", "withdrawn", "already-applied")
+_GONE = ("destroyed", "recalled")
+
+
+def _change_status(
+    change: LabelChangeRow, acks: list[LabelAckRow], messages: list[OutboxRow]
+) -> dict[str, Any]:
+    """One change as the originator sees it: per holder, applied, destroyed (nothing left to change),
+    not held, not reachable (the message was refused or expired, with the reason), or pending with
+    why (superseded by a later version the holder answered, or the last delivery error)."""
+    mine = [a for a in acks if a.version == change.version]
+    answered_later = {a.party for a in acks if a.version > change.version and a.state != "pending"}
+    detail: list[dict[str, Any]] = []
+    for a in mine:
+        state, why = a.state, None
+        if state == "pending":
+            sent = [m for m in messages if m.final_recipient == a.party and m.created_us >= change.applied_us]
+            if a.party in answered_later:
+                state, why = "superseded", "the holder answered a later change"
+            elif sent and all(m.state == "undeliverable" for m in sent):
+                state, why = "not-reachable", sent[-1].last_error
+            elif sent and sent[-1].last_error:
+                why = sent[-1].last_error
+            elif not sent:
+                why = "no message could be queued for this holder"
+            else:
+                why = "sent, not yet answered"
+        detail.append(
+            {
+                "party": a.party,
+                "state": state,
+                "why": why,
+                "detail": None if a.detail is None else json.loads(a.detail),
+            }
+        )
+    return {
+        "version": change.version,
+        "kind": change.kind,
+        "classification": change.classification,
+        "reason": change.reason,
+        "at": from_us(change.at_us).isoformat(),
+        "applied": sorted(d["party"] for d in detail if d["state"] in _APPLIED),
+        "destroyed": sorted(d["party"] for d in detail if d["state"] in _GONE),
+        "not_held": sorted(d["party"] for d in detail if d["state"] == "not-held"),
+        "not_reachable": sorted(d["party"] for d in detail if d["state"] == "not-reachable"),
+        "pending": sorted(d["party"] for d in detail if d["state"] == "pending"),
+        "acks": detail,
+    }

@@ -15,6 +15,7 @@ Parsing raises ``InvalidInputError`` naming the field.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,13 +73,15 @@ def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
     return _str(data, "kind", "duty"), data
 
 
-def change_content(change: LabelChange, origin: str | None) -> bytes:
+def change_content(change: LabelChange, origin: str | None, holder: str) -> bytes:
+    """The originator's change for one named holder: a holder applies only a change addressed to it."""
     return canonical(
         {
             "v": 1,
             "kind": "label-change",
             "item": change.item,
             "originator": change.originator,
+            "holder": holder,
             "version": change.version,
             "change": change.kind.value,
             "classification": change.classification,
@@ -89,7 +92,8 @@ def change_content(change: LabelChange, origin: str | None) -> bytes:
     ).encode()
 
 
-def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None]:
+def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None, str]:
+    """(the change, the originator's newly signed item of a reclassification, the holder addressed)."""
     try:
         kind = ChangeKind(str(data.get("change")))
     except ValueError as exc:
@@ -109,10 +113,20 @@ def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None]:
         _str(data, "reason", "label-change"),
         instant_from_json(data.get("at"), "label-change.at"),
     )
-    return change, origin
+    return change, origin, _str(data, "holder", "label-change")
 
 
-def ack_content(item: str, version: int, holder: str, status: str, copies: int, at: datetime) -> bytes:
+def ack_content(
+    item: str,
+    version: int,
+    holder: str,
+    status: str,
+    copies: int,
+    at: datetime,
+    onward: Sequence[str] = (),
+) -> bytes:
+    """A holder's answer to a change; ``onward``: the parties it sent (or is sending) the item to, so the
+    originator addresses the change to them too, through this holder."""
     return canonical(
         {
             "v": 1,
@@ -122,13 +136,19 @@ def ack_content(item: str, version: int, holder: str, status: str, copies: int, 
             "holder": holder,
             "status": status,
             "copies": copies,
+            "onward": sorted(onward),
             "at": at.isoformat(),
         }
     ).encode()
 
 
-def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime]:
-    """(item, version, holder, status, copies updated, at)."""
+def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime, tuple[str, ...]]:
+    """(item, version, holder, status, copies updated, at, onward parties)."""
+    onward = data.get("onward", [])
+    if not isinstance(onward, list) or not all(isinstance(p, str) and len(p) == 3 for p in onward):
+        raise InvalidInputError("label-ack.onward: expected a list of party codes")
+    if len(onward) > 64:
+        raise InvalidInputError("label-ack.onward: at most 64 parties")
     return (
         _str(data, "item", "label-ack"),
         _int(data, "version", "label-ack"),
@@ -136,6 +156,7 @@ def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime]:
         _str(data, "status", "label-ack"),
         _int(data, "copies", "label-ack"),
         instant_from_json(data.get("at"), "label-ack.at"),
+        tuple(onward),
     )
 
 

@@ -9,6 +9,7 @@ for the duty is refused.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -19,22 +20,24 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
-from gsomia.duties._incidents import _incident_row
+from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
     DUTY_KIND,
     ack_content,
+    change_content,
     parse_ack,
     parse_change,
     parse_destruction,
     parse_destruction_request,
     parse_duty,
     parse_incident,
+    steps_json,
 )
-from gsomia.errors import AgreementError, InvalidInputError, LabelError
+from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError
 from gsomia.exchange import Batch, Exchange
-from gsomia.kernel import parse_item_content
-from gsomia.store import DestructionRow, InboxRow, LabelChangeRow
+from gsomia.kernel import from_us, parse_item_content
+from gsomia.store import DestructionRow, InboxRow, LabelAckRow, LabelChangeRow
 
 __all__ = ["receive_duty"]
 
@@ -133,79 +136,180 @@ def _label_change(
     now: datetime,
     accepted: Batch,
 ) -> str:
-    """A holder applies the originator's change to the item and its copies, passes it on, acknowledges."""
+    """A holder applies the originator's change, addressed to it, to the item and its copies (whatever
+    state the item itself is in), and acknowledges, naming where it sent the item on.
+
+    Accepted only from the originator or from the party the item came from here; a change older
+    than the version held is stale, one addressed to another holder misaddressed: both refused
+    (and audited by the inbox). A change for an item not (yet) here is kept: a release may still be
+    on its way, and applies the change when it arrives (:func:`apply_waiting`)."""
     kernel = duties.kernel
-    change, origin = parse_change(data)
+    change, origin, holder = parse_change(data)
     if signer != change.originator:
         raise InvalidInputError(f"a label change signed by {signer} speaks for {change.originator}")
+    if holder != exchange.party:
+        raise InvalidInputError(f"a label change addressed to {holder} reached {exchange.party}")
     row = kernel.store.get_item(change.item)
     copies = 0
     onward: set[str] = set()
-    upstream = row.received_from if row is not None else None
+    record = LabelChangeRow(
+        change.item,
+        change.version,
+        change.kind.value,
+        change.classification,
+        change.reason,
+        epoch_us(change.at),
+        jws,
+        epoch_us(now),
+    )
     if row is None and change.item in accepted.item_ids:  # the item arrived in this very batch
-        status = _apply_to_arriving(duties, change, origin, exchange, now, accepted)
-        onward = {e.recipient for e in accepted.outbox if e.kind == "item" and e.item_id == change.item}
-        upstream = next(n.received_from for n in accepted.items if n.id == change.item)
+        arriving = next(n for n in accepted.items if n.id == change.item)
+        _check_path(opened.sender, change, arriving.originator, arriving.received_from)
+        _check_version(change, arriving.label_version)
+        status = (
+            "already-applied"
+            if change.version == arriving.label_version
+            else _apply_to_arriving(duties, change, origin, exchange, now, accepted)
+        )
+        onward = {
+            p
+            for e in accepted.outbox
+            if e.kind == "item" and e.item_id == change.item
+            for p in (e.recipient, e.final_recipient)
+        }
+        upstream = arriving.received_from or opened.sender
     elif row is None:
         status = "not-held"
-    elif row.originator != change.originator:
-        raise InvalidInputError(f"item {change.item} here was not originated by {change.originator}")
-    elif row.state != "held":
-        status = row.state
-    elif change.version <= row.label_version:
-        status = "already-applied"
+        if all(c.version != change.version for c in duties.db.label_changes(change.item)):
+            accepted.ops.append(duties.db.put("label_changes", record))
+        upstream = opened.sender
     else:
-        new_label = None
-        if change.kind is ChangeKind.RECLASSIFY:
-            new_label = _signed_label(change, origin, exchange, now)
-            if new_label[1] != kernel.cipher.open(row.id, row.label, row.payload):
-                raise InvalidInputError("the signed item's payload differs from the one held here")
-        ops, touched, withdrawn, after = duties._apply(
-            row, change, None if new_label is None else new_label[0], origin
-        )
-        resealed, _ = duties._pending_releases(after, change.item, now)
-        copies = len(touched) - 1
-        status = "withdrawn" if withdrawn else "applied"
-        accepted.ops += ops + resealed
+        _check_path(opened.sender, change, row.originator, row.received_from)
+        _check_version(change, row.label_version)
+        upstream = row.received_from or opened.sender
         # in flight first, then delivered: an entry settled in between is seen in one or the other
-        in_flight = {e.recipient for e in duties.db.pending_releases(change.item)}
-        onward = in_flight | {hop for hop, _ in duties.db.sent_to(change.item)}
-    if status in ("applied", "withdrawn"):
-        accepted.ops.append(
-            duties.db.put(
-                "label_changes",
-                LabelChangeRow(
-                    change.item,
-                    change.version,
-                    change.kind.value,
-                    change.classification,
-                    change.reason,
-                    epoch_us(change.at),
-                    jws,
-                    epoch_us(now),
-                ),
+        in_flight = duties.db.pending_releases(change.item)
+        onward = {p for e in in_flight for p in (e.recipient, e.final_recipient)}
+        onward |= {p for pair in duties.db.sent_to(change.item) for p in pair}
+        if change.version == row.label_version:
+            status = "already-applied"
+        else:
+            new_label = None
+            if change.kind is ChangeKind.RECLASSIFY:
+                new_label = _signed_label(change, origin, exchange, now)
+                if row.state == "held" and new_label[1] != kernel.cipher.open(row.id, row.label, row.payload):
+                    raise InvalidInputError("the signed item's payload differs from the one held here")
+            ops, touched, withdrawn, after = duties._apply(
+                row, change, None if new_label is None else new_label[0], origin
             )
-        )
-        for hop in sorted(onward - {opened.sender}):
-            peer = exchange.peer(hop)
-            if peer is not None:
-                accepted.outbox.append(
-                    exchange.queue(
-                        peer, {"kind": DUTY_KIND, "to": hop, "duty": jws}, DUTY_KIND, change.item, now
-                    )
-                )
-    upstream = upstream or opened.sender
+            resealed, _ = duties._pending_releases(after, change.item, now)
+            copies = len(touched) - (1 if row.state == "held" else 0)
+            if row.state != "held":
+                ops.append(duties.db.bump_version(row.id, row.label_version, change.version))
+                status = ("withdrawn" if withdrawn else "applied") if copies else row.state
+            else:
+                status = "withdrawn" if withdrawn else "applied"
+            accepted.ops += ops + resealed
+            accepted.ops.append(duties.db.put("label_changes", record))
+    onward -= {exchange.party, change.originator}
     peer = exchange.peer(upstream)
     if peer is None:
         raise AgreementError(f"no registered link with {upstream} to acknowledge the change")
-    ack = sign_origin(
-        exchange.ring, ack_content(change.item, change.version, exchange.party, status, copies, now), now
-    )
-    body = {"kind": DUTY_KIND, "to": change.originator, "duty": ack}
+    _acknowledge(exchange, change, status, copies, onward, peer, now, accepted)
+    return status
+
+
+def _check_path(sender: str, change: LabelChange, originator: str, came_from: str | None) -> None:
+    """Only the originator, or the party the item came from here, delivers the originator's change."""
+    if originator != change.originator:
+        raise InvalidInputError(f"item {change.item} here was not originated by {change.originator}")
+    if sender not in (change.originator, came_from):
+        raise InvalidInputError(
+            f"a label change for {change.item} came from {sender}, who is not on its path here"
+        )
+
+
+def _check_version(change: LabelChange, held: int) -> None:
+    if change.version < held:
+        raise InvalidInputError(
+            f"stale label change: version {change.version} of {change.item} is older than version {held} here"
+        )
+
+
+def _acknowledge(
+    exchange: Exchange,
+    change: LabelChange,
+    status: str,
+    copies: int,
+    onward: set[str],
+    peer: Any,
+    now: datetime,
+    accepted: Batch,
+) -> None:
+    """This node's signed answer to ``change``, for the originator, by the way the item came."""
+    content = ack_content(change.item, change.version, exchange.party, status, copies, now, sorted(onward))
+    body = {"kind": DUTY_KIND, "to": change.originator, "duty": sign_origin(exchange.ring, content, now)}
     accepted.outbox.append(
         exchange.queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
     )
-    return status
+
+
+def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) -> None:
+    """An item is arriving: the newest change of its originator kept here for it (it reached this node
+    first), if newer than the item's version, applies before the item is stored; acknowledged."""
+    arriving = next((n for n in accepted.items if n.id == item_id), None)
+    if arriving is None:
+        return
+    waiting: list[tuple[LabelChange, str | None]] = []
+    for row in duties.db.label_changes(item_id):
+        if row.version <= arriving.label_version:
+            continue
+        try:
+            _, content = parse_duty(_jws_payload(row.jws))
+            change, origin, holder = parse_change(content)
+        except GsomiaError:
+            continue
+        if change.originator == arriving.originator and holder == duties.party:
+            waiting.append((change, origin))
+    if not waiting:
+        return
+    change, origin = max(waiting, key=lambda w: w[0].version)
+    exchange = duties.exchange
+    try:
+        status = _apply_to_arriving(duties, change, origin, exchange, now, accepted)
+    except GsomiaError:
+        # the newer label cannot be applied (its signature no longer verifies): nothing kept at the old one
+        index = next(i for i, n in enumerate(accepted.items) if n.id == item_id)
+        accepted.items[index] = replace(
+            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
+        )
+        status = "withdrawn"
+    if status == "withdrawn":  # a hub does not pass on what was withdrawn
+        accepted.outbox[:] = [
+            replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
+            if e.kind == "item" and e.item_id == item_id
+            else e
+            for e in accepted.outbox
+        ]
+    peer = exchange.peer(arriving.received_from or change.originator)
+    if peer is not None:
+        _acknowledge(exchange, change, status, 0, set(), peer, now, accepted)
+    accepted.audit.append(
+        duties.kernel.audit_row(
+            "duty.label-change.applied-on-arrival",
+            arriving.received_from,
+            item_id,
+            "allowed",
+            version=change.version,
+            result=status,
+        )
+    )
+
+
+def _jws_payload(jws: str) -> bytes:
+    """The payload of a signed duty kept here (it was verified when it arrived)."""
+    payload = jws.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
 
 
 def _signed_label(
@@ -220,6 +324,7 @@ def _signed_label(
         signer != change.originator
         or signed.item_id != change.item
         or signed.label.classification != change.classification
+        or signed.label_version != change.version
     ):
         raise InvalidInputError("the originator's signed item does not match the change")
     return signed.label, signed.payload
@@ -267,12 +372,54 @@ def _apply_to_arriving(
 
 
 def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime, accepted: Batch) -> str:
-    item, version, holder, status, copies, at = parse_ack(data)
+    """A holder's answer to this node's change. The parties it names as having the item from it get the
+    change too, addressed to each and sent through that holder (the path the item took)."""
+    item, version, holder, status, copies, at, onward = parse_ack(data)
     if signer != holder:
         raise InvalidInputError(f"an acknowledgement signed by {signer} speaks for {holder}")
-    detail = canonical({"status": status, "copies": copies, "at": at.isoformat()})
+    asked = {a.party for a in duties.db.acks(item) if a.version == version}
+    if holder not in asked:
+        raise InvalidInputError(f"no change {version} of {item} was addressed to {holder}")
+    detail = canonical({"status": status, "copies": copies, "at": at.isoformat(), "onward": sorted(onward)})
     accepted.ops.append(duties.db.ack(item, version, holder, status, epoch_us(now), detail))
+    further = sorted(set(onward) - asked - {duties.party, holder})
+    if further:
+        _address_onward(duties, item, version, holder, further, now, accepted)
     return status
+
+
+def _address_onward(
+    duties: Duties, item: str, version: int, via: str, parties: list[str], now: datetime, accepted: Batch
+) -> None:
+    """The originator's change ``version`` of ``item``, signed for each of ``parties``, sent through
+    ``via`` (the holder that passed the item on to them). Only the item's current version is sent on:
+    an older one is superseded, and the newer one's answers name these parties in turn."""
+    row = duties.kernel.store.get_item(item)
+    if row is None or row.originator != duties.party or row.label_version != version:
+        return
+    change_row = next((c for c in duties.db.label_changes(item) if c.version == version), None)
+    if change_row is None:
+        return
+    change = LabelChange(
+        item,
+        duties.party,
+        version,
+        ChangeKind(change_row.kind),
+        change_row.classification,
+        change_row.reason,
+        from_us(change_row.at_us),
+    )
+    origin = None
+    if change.kind is ChangeKind.RECLASSIFY and row.origin_jws is not None:
+        origin = duties.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
+    for party in parties:
+        if duties.exchange.peer(via) is None or party not in duties.kernel.catalogue.parties:
+            continue
+        content = change_content(change, origin, party)
+        accepted.outbox.append(duties._duty(party, via, content, item, now))
+        accepted.ops.append(
+            duties.db.put("label_acks", LabelAckRow(item, version, party, "pending", None, None))
+        )
 
 
 def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, accepted: Batch) -> str:
@@ -281,6 +428,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
         raise InvalidInputError(f"a destruction record signed by {signer} speaks for {record.holder}")
     if record.originator != duties.party:
         raise InvalidInputError(f"a destruction record of a {record.originator} item sent to {duties.party}")
+    _check_holder(duties, record.item, record.holder)
     row = DestructionRow(
         record.item, record.holder, epoch_us(record.at), record.by, record.witness, record.method.value, jws
     )
@@ -321,12 +469,34 @@ def _incident(
         raise InvalidInputError(f"an incident report signed by {signer} speaks for {investigation.holder}")
     if investigation.originator != duties.party:
         raise InvalidInputError(f"an incident about a {investigation.originator} item sent to {duties.party}")
+    _check_holder(duties, investigation.item, investigation.holder)
     known = duties.db.incident(investigation.id)
+    signed = [jws]
     if known is not None:
         if known.holder != investigation.holder:
             raise InvalidInputError(f"incident {investigation.id} belongs to {known.holder}")
-        if len(json.loads(known.steps)) >= len(investigation.steps):
+        before = json.loads(known.steps)
+        same = (known.item_id, known.nature) == (investigation.item, investigation.nature.value)
+        if not same or steps_json(investigation)[: len(before)] != before:
+            raise InvalidInputError(
+                f"incident {investigation.id}: a later report may only add steps, not change the item, "
+                "the nature or the steps recorded"
+            )
+        if len(before) >= len(investigation.steps):
             return "already-recorded"
-    row = _incident_row(investigation, jws, now)
+        signed = [*signed_steps(known.jws), jws]
+    row = _incident_row(investigation, json.dumps(signed), now)
     accepted.ops.append(duties.db.put("incidents", row, replace_keys=("id",)))
     return investigation.state.value
+
+
+def _check_holder(duties: Duties, item_id: str, holder: str) -> None:
+    """A record about this node's item from ``holder`` is accepted only if the item went to ``holder``
+    (directly, through a hub, or onward by a holder that said so)."""
+    row = duties.kernel.store.get_item(item_id)
+    if row is None or row.originator != duties.party:
+        raise InvalidInputError(f"no item {item_id} of {duties.party} here")
+    holders = {p for pair in duties.db.sent_to(item_id) for p in pair}
+    holders |= {a.party for a in duties.db.acks(item_id)}
+    if holder not in holders:
+        raise InvalidInputError(f"item {item_id} was never sent to {holder}")

@@ -25,7 +25,7 @@ from gsomia.duties._destruction import _Destruction
 from gsomia.duties._incidents import _Incidents
 from gsomia.duties._labels import _Labels
 from gsomia.duties._messages import DUTY_KIND
-from gsomia.duties._receive import receive_duty
+from gsomia.duties._receive import apply_waiting, receive_duty
 from gsomia.duties._registers import _Registers
 from gsomia.duties._termination import _Termination
 from gsomia.duties._visits import _Visits
@@ -40,3 +40,7 @@ class Duties(_Copies, _Labels, _Destruction, _Incidents, _Termination, _Visits, 
     def receive(self, opened: Opened, now: datetime, batch: Batch) -> dict[str, Any]:
         """The inbox's handler for ``duty`` messages: applied, passed on by a hub, acknowledged."""
         return receive_duty(self, opened, now, batch)
+
+    def arriving(self, item_id: str, now: datetime, batch: Batch) -> None:
+        """The inbox's arrival hook: a newer label change kept here applies to the item arriving."""
+        apply_waiting(self, item_id, now, batch)

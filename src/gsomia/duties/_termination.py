@@ -16,8 +16,9 @@ class _Termination(DutyBase):
     """The termination report. Part of :class:`gsomia.duties.Duties`."""
 
     def termination_report(self, actor: Person, at: datetime | None = None) -> dict[str, Any]:
-        """Per partner: the items held here that came from it, and this node's items it holds,
-        with their status. Protection continues after termination (Art. 21.4)."""
+        """Per partner: the items held here that came from it, this node's own items it holds, with
+        their status, and other parties' items this node passed on to it (relayed or released onward).
+        Only items ``actor`` may read are listed. Protection continues after termination (Art. 21.4)."""
         kernel = self.kernel
         kernel.require_any(actor, HANDLERS, "termination.report")
         when = at or kernel.clock()
@@ -32,19 +33,29 @@ class _Termination(DutyBase):
                 if party == self.party:
                     continue
                 entry = partners.setdefault(
-                    party, {"party": party, "agreements": [], "held_here": [], "held_there": []}
+                    party,
+                    {"party": party, "agreements": [], "held_here": [], "held_there": [], "passed_on": []},
                 )
                 entry["agreements"].append(
                     {"agreement": agreement.id, "in_force": state.in_force, "status": str(state.status.value)}
                 )
+        # each line is as classified as its item: only what the reader may read is listed
+        readable = {i for i, r in rows.items() if self._may_read(actor, r)}
         for row in rows.values():
-            if row.originator != self.party and row.originator in partners:
+            if row.originator != self.party and row.originator in partners and row.id in readable:
                 partners[row.originator]["held_here"].append(_report_item(row))
         for party, items in sent.items():
             if party not in partners:
                 continue
             for item_id, hop in items:
                 ours = rows.get(item_id)
+                if ours is None or item_id not in readable:
+                    continue
+                if ours.originator != self.party:  # relayed or passed on: another party's item
+                    partners[party].setdefault("passed_on", []).append(
+                        {"item": item_id, "originator": ours.originator, "via": None if hop == party else hop}
+                    )
+                    continue
                 partners[party]["held_there"].append(
                     {
                         "item": item_id,

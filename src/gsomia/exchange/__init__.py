@@ -7,7 +7,7 @@ through the :class:`Batch` it hands them; they queue their own messages with
 :meth:`Exchange.queue` and sign receipts with :meth:`Exchange.receipt`.
 """
 
-from gsomia.exchange._base import Batch, Handler
+from gsomia.exchange._base import ArrivalHook, Batch, Handler
 from gsomia.exchange._consents import MAX_PENDING_REQUESTS
 from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
 from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_PENDING_REQUESTS",
     "RECEIPTS_FORMAT",
     "TRANSFER_FORMAT",
+    "ArrivalHook",
     "Batch",
     "Delivery",
     "Exchange",

@@ -30,11 +30,14 @@ from gsomia.store import (
     OutboxRow,
 )
 
-__all__ = ["Batch", "ExchangeBase", "Handler"]
+__all__ = ["ArrivalHook", "Batch", "ExchangeBase", "Handler"]
 
 # A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
 # ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
 Handler = Callable[[Opened, datetime, "Batch"], dict[str, Any]]
+# Told of an item the batch is about to store (its id): may rewrite it in the batch (the duties
+# apply a label change that reached this node before the item did).
+ArrivalHook = Callable[[str, datetime, "Batch"], None]
 
 
 class ExchangeBase:
@@ -53,6 +56,7 @@ class ExchangeBase:
         self.ttl = ttl
         self.skew = skew
         self._handlers: dict[str, Handler] = {}
+        self._arrival_hooks: list[ArrivalHook] = []
 
     @property
     def party(self) -> str:
@@ -69,6 +73,10 @@ class ExchangeBase:
         if kind in self._handlers:
             raise ValueError(f"a handler for {kind!r} messages is registered already")
         self._handlers[kind] = handler
+
+    def on_arrival(self, hook: ArrivalHook) -> None:
+        """Let another service see each item the inbox is about to store (wired where the node is built)."""
+        self._arrival_hooks.append(hook)
 
     def enqueue(
         self,

@@ -220,6 +220,8 @@ class Inbox(Consents):
             held = item.item_id in accepted.held or item.item_id in accepted.item_ids
         else:
             held = self.kernel.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
+        if held and item.item_id not in accepted.item_ids:
+            self._same_item(item, originator)
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
@@ -257,7 +259,30 @@ class Inbox(Consents):
             accepted.outbox.append(
                 self._relay(item.item_id, origin, body, recipient, sender, hub, decision, now)
             )
+        if not held:
+            for hook in self._arrival_hooks:
+                hook(item.item_id, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
+
+    def _same_item(self, item: ItemContent, originator: str) -> None:
+        """An item is (originator, id) and, as received, the originator's signed content: another
+        originator's item, or another item of the same originator, under an id held here is refused
+        with the reason, never answered "already held" (which would mark it delivered)."""
+        row = self.kernel.store.get_item(item.item_id)
+        if row is None:
+            return
+        if row.originator != originator:
+            raise InvalidInputError(
+                f"item id {item.item_id} is already taken here by an item of {row.originator}: "
+                f"{originator}'s item is not stored"
+            )
+        if row.state == "held":
+            held = self.kernel.items.item(row)
+            payload = self.kernel.cipher.open(row.id, row.label, row.payload)
+            if payload != item.payload or held.label.created != item.label.created:
+                raise InvalidInputError(
+                    f"item id {item.item_id} is held here as a different item of {originator}: not stored"
+                )
 
     def _new_item(
         self, item: ItemContent, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
@@ -275,6 +300,7 @@ class Inbox(Consents):
             received_from=received_from,
             agreement=decision.agreement,
             origin=origin,
+            label_version=item.label_version,
         )
 
     def _relay(

@@ -4,6 +4,7 @@ transaction (the transactional outbox). Nothing leaves on a refusal.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ from gsomia.exchange._messages import item_content
 from gsomia.store import AuditRow, ConsentRow, ItemRow, OutboxRow
 
 __all__ = ["PreparedRelease", "Releases"]
+
+
+def _signed_version(jws: str) -> int:
+    """The label version in a signed item this node stored (verified or signed when it was stored)."""
+    payload = jws.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    version = data.get("label_version", 1) if isinstance(data, dict) else 1
+    return version if isinstance(version, int) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,9 @@ class Releases(Consents):
         """The originator's signed item: stored at receipt, or signed now for our own item."""
         row = row or self.kernel.items.row(item_id)
         if row.origin_jws is not None:
-            return self.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
+            stored = self.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
+            if row.originator != self.party or _signed_version(stored) == row.label_version:
+                return stored
         item = self.kernel.items.item(row)
         if item.label.originator != self.party:
             raise InvalidInputError(
@@ -53,7 +64,9 @@ class Releases(Consents):
             )
         payload = self.kernel.cipher.open(row.id, row.label, row.payload)
         return sign_origin(
-            self.ring, item_content(row.id, item.label, row.payload_type, payload), self._now()
+            self.ring,
+            item_content(row.id, item.label, row.payload_type, payload, row.label_version),
+            self._now(),
         )
 
     def item_body(

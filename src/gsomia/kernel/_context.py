@@ -86,6 +86,30 @@ def node_hubs(catalogue: Catalogue, party: str) -> tuple[str, ...]:
     return tuple(sorted({a.hub for a in catalogue.agreements_of(party) if a.hub is not None}))
 
 
+class Refusals:
+    """How many refusals this process recorded, by the record's kind and the error's class (what
+    ``/metrics`` reports; a process's counter, summed across processes by the monitoring).
+
+    Kinds and error classes come from the code, never from a request; the table is bounded all the
+    same, anything past ``limit`` distinct pairs counted under ``("other", "")``."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def count(self, kind: str, error: str) -> None:
+        key = (kind, error)
+        with self._lock:
+            if key not in self._counts and len(self._counts) >= self._limit:
+                key = ("other", "")
+            self._counts[key] += 1
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class NodeContext:
     """One node's shared parts and the decisions every entry point must make the same way."""
 
@@ -125,6 +149,7 @@ class NodeContext:
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._refused_lock = threading.Lock()
+        self.refusals = Refusals()
 
     # --- the audit records ---
 
@@ -139,6 +164,8 @@ class NodeContext:
         **detail: Any,
     ) -> AuditRow:
         """An audit record stamped now, for the caller to write in its own transaction."""
+        if outcome == "refused":
+            self.refusals.count(kind, str(detail.get("error", "")))
         return AuditRow(
             epoch_us(self.clock()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id
         )

@@ -95,6 +95,7 @@ class ItemContent:
     label: SecurityLabel
     payload_type: str
     payload: bytes
+    label_version: int = 1  # the originator's label version (1: the label as created)
 
 
 def _originator_label(label: SecurityLabel) -> dict[str, Any]:
@@ -103,17 +104,22 @@ def _originator_label(label: SecurityLabel) -> dict[str, Any]:
     return data
 
 
-def item_content(item_id: str, label: SecurityLabel, payload_type: str, payload: bytes) -> bytes:
-    return canonical(
-        {
-            "v": 1,
-            "kind": "item",
-            "item": item_id,
-            "label": _originator_label(label),
-            "payload_type": payload_type,
-            "payload": base64.b64encode(payload).decode(),
-        }
-    ).encode()
+def item_content(
+    item_id: str, label: SecurityLabel, payload_type: str, payload: bytes, label_version: int = 1
+) -> bytes:
+    """What the originator signs: the item with its label and, once changed, the label's version (so
+    every holder starts at the version the originator released, and an older change is stale)."""
+    content: dict[str, Any] = {
+        "v": 1,
+        "kind": "item",
+        "item": item_id,
+        "label": _originator_label(label),
+        "payload_type": payload_type,
+        "payload": base64.b64encode(payload).decode(),
+    }
+    if label_version != 1:
+        content["label_version"] = label_version
+    return canonical(content).encode()
 
 
 def parse_item_content(content: bytes, catalogue: Catalogue) -> ItemContent:
@@ -128,8 +134,11 @@ def parse_item_content(content: bytes, catalogue: Catalogue) -> ItemContent:
         label = label_from_dict(data.get("label"), catalogue)
     except GsomiaError as exc:
         raise InvalidInputError(f"item.label: {exc}") from exc
+    version = data.get("label_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidInputError("item.label_version: expected a whole number from 1")
     return ItemContent(
-        text_field(data, "item", "item"), label, text_field(data, "payload_type", "item"), payload
+        text_field(data, "item", "item"), label, text_field(data, "payload_type", "item"), payload, version
     )
 
 
@@ -165,7 +174,7 @@ class Items:
         if found is None:
             if len(self._stored) >= _CACHE_LIMIT:
                 self._stored.clear()
-            found = self._stored[text] = label_from_dict(json.loads(text), self.catalogue)
+            found = self._stored[text] = label_from_dict(json.loads(text), self.catalogue, held=True)
         return found
 
     def parse_label(self, data: Any) -> SecurityLabel:
@@ -287,6 +296,7 @@ class Items:
         received_from: str | None = None,
         agreement: str | None = None,
         origin: str | None = None,
+        label_version: int = 1,
     ) -> NewItem:
         """A new item for the store: payload (and the originator's signed item) sealed under the
         node key with the label bound in. This node's own item is signed here when no ``origin``
@@ -309,4 +319,5 @@ class Items:
             payload_size=len(payload),
             payload=self.cipher.seal(item_id, label_json, payload),
             origin_jws=None if origin is None else self.cipher.seal(item_id, label_json, origin.encode()),
+            label_version=label_version,
         )

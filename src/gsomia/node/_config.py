@@ -94,6 +94,11 @@ class NodeSettings(BaseModel):
     head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=5.0, description="how often (seconds) the node signs, shares and checks tree heads"
     )
+    lease_seconds: Annotated[float, Field(ge=0.5, le=300)] = Field(
+        default=5.0,
+        description="how long (seconds) a process holds a kind of background work without renewing it: "
+        "the longest another process of the node waits to take the work over from a dead one",
+    )
     data_dirs: list[str] = Field(
         default_factory=list, description="extra agreement/party directories, relative to this file"
     )
@@ -129,6 +134,7 @@ class NodeConfig:
     envelope_lifetime: timedelta = timedelta(hours=24)
     sender_interval: float = 0.2
     head_interval: float = 5.0
+    lease_seconds: float = 5.0
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -276,6 +282,7 @@ def load_config(directory: Path) -> NodeConfig:
         envelope_lifetime=timedelta(seconds=settings.envelope_lifetime_seconds),
         sender_interval=settings.sender_interval_seconds,
         head_interval=settings.head_interval_seconds,
+        lease_seconds=settings.lease_seconds,
     )
 
 

@@ -1,6 +1,10 @@
 """The node's background loops, in one place for ``gsomia node serve`` and the API app: deliver
 the outbox, integrate the audit records into the Merkle log, share this node's signed head and
 check the partners', all over one :class:`PeerTransport`.
+
+Every process of a node runs these loops; each kind of work is done only by the process holding
+its lease in the store (``_lease``): ``outbox``, ``audit`` and ``gossip``. Another process takes
+a kind of work over within the lease's time when its holder dies.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ import time
 
 from gsomia.audit import AuditLog, TreeHeads
 from gsomia.exchange import Exchange, HttpTransport, PeerTransport
+from gsomia.node._lease import DEFAULT_TTL, Lease, process_holder
+from gsomia.store import LeaseStore
 
-__all__ = ["NodeRuntime"]
+__all__ = ["LEASES", "NodeRuntime"]
+
+OUTBOX, AUDIT, GOSSIP = "outbox", "audit", "gossip"
+LEASES = (OUTBOX, AUDIT, GOSSIP)  # the node's background work, one lease each
 
 _log = logging.getLogger("gsomia.sender")
 
@@ -22,7 +31,8 @@ class NodeRuntime:
 
     ``interval`` is the pause after a round that sent nothing; heads are shared and checked every
     ``head_every`` seconds. A failure is logged, never fatal: a crashed loop would silently stop
-    all delivery.
+    all delivery. Each kind of work is done only while this process holds its lease (``lease_ttl``
+    seconds, renewed as the rounds go); :meth:`stop` releases them for another process at once.
     """
 
     def __init__(
@@ -34,6 +44,8 @@ class NodeRuntime:
         *,
         interval: float = 0.2,
         head_every: float = 5.0,
+        lease_ttl: float = DEFAULT_TTL,
+        holder: str | None = None,
     ) -> None:
         self.exchange = exchange
         self.audit = audit
@@ -44,13 +56,18 @@ class NodeRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_head = float("-inf")
+        self.holder = holder if holder is not None else process_holder()
+        store = LeaseStore(exchange.kernel.store)
+        self.leases = {name: Lease(store, name, self.holder, ttl=lease_ttl) for name in LEASES}
 
     def round(self) -> int:
         """One round: deliver what is due, grow the log, and (when due) share and check heads;
-        how many outbox entries were settled."""
-        sent = self.exchange.deliver_due(self.transport)
-        self.audit.integrate()
-        if time.monotonic() - self._last_head >= self.head_every:
+        how many outbox entries were settled. Each part only if this process holds its lease."""
+        sent = self.exchange.deliver_due(self.transport) if self.leases[OUTBOX].held() else []
+        if self.leases[AUDIT].held():
+            self.audit.integrate()
+        # asked every round, so the holder renews its lease between two exchanges of heads
+        if self.leases[GOSSIP].held() and time.monotonic() - self._last_head >= self.head_every:
             self._last_head = time.monotonic()
             self.heads.share_head()
             self.audit.check_partners(self.transport)
@@ -79,4 +96,6 @@ class NodeRuntime:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
             self._thread = None
+        for lease in self.leases.values():
+            lease.release()
         self.transport.close()

@@ -167,6 +167,8 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        # a label change that reached this node before its item applies when the item arrives
+        self.exchange.on_arrival(self.duties.arriving)
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -195,9 +197,16 @@ class Node:
     def runtime(
         self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
     ) -> NodeRuntime:
-        """The background loops over ``transport`` (HTTP by default), not yet started."""
+        """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
+        work under its lease (``lease_seconds`` in ``node.toml``)."""
         return NodeRuntime(
-            self.exchange, self.audit, self.heads, transport, interval=interval, head_every=head_every
+            self.exchange,
+            self.audit,
+            self.heads,
+            transport,
+            interval=interval,
+            head_every=head_every,
+            lease_ttl=self.config.lease_seconds,
         )
 
     # --- the kernel's decisions, for the shells ---
@@ -221,6 +230,8 @@ class Node:
         try:
             person = person_from_dict(data, self.catalogue)
             check_item_id(person.id, "person id")
+            for topic in sorted(person.need_to_know):  # a new person's; people held keep theirs
+                self.catalogue.topic(topic)
             record = canonical(person_to_dict(person))
             row = self.kernel.audit_row(
                 "person.add", actor.id if actor else "operator", person.id, "allowed", person=record

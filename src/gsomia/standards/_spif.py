@@ -14,7 +14,7 @@
   SPIF's ``notBefore``/``notAfter`` bound the stretch of time over which that set stays the same;
   each agreement's in-force periods are in the gsomia extension;
 - the gsomia extension (``urn:gsomia:spif:1:0``): party code and name, scheme title, each level's
-  alias, gloss and rank, so the party file comes back exactly.
+  alias, gloss and rank, the topics it declares, so the party file comes back exactly.
 
 :func:`scheme_from_spif` reads a SPIF (gsomia's, or a partner's own: then the party code is
 given and aliases are derived) into a party file in the data format (``docs/DATA_FORMAT.md``).
@@ -185,6 +185,8 @@ def spif_for(catalogue: Catalogue, party_code: str, at: datetime) -> bytes:
         etree.SubElement(
             scheme, _G + "level", name=level.name, alias=level.alias, gloss=level.gloss, rank=str(level.rank)
         )
+    for topic in sorted(party.topics):
+        etree.SubElement(scheme, _G + "topic", name=topic)
     for agreement in sorted(mine, key=lambda a: a.id):
         element = etree.SubElement(scheme, _G + "agreement", id=agreement.id)
         for begin, finish in _periods(agreement):
@@ -225,6 +227,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
         raise InvalidInputError("SPIF: no securityPolicyId")
     ours = root.find(f"{_S}extensions/{_G}scheme")
     levels: list[dict[str, Any]] = []
+    topics: list[str] = []  # a partner's own policy declares none: add them to the file it becomes
     if ours is not None:
         code, title, full_name = str(ours.get("party")), str(ours.get("title")), str(ours.get("name"))
         for level in ours.findall(_G + "level"):
@@ -236,6 +239,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
                     "rank": int(str(level.get("rank"))),
                 }
             )
+        topics = [str(t.get("name")) for t in ours.findall(_G + "topic")]
     else:
         if not party or not re.fullmatch(r"[A-Z]{3}", party):
             raise InvalidInputError("SPIF: a partner's own policy needs --party (its trigraph, e.g. GBR)")
@@ -253,7 +257,7 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
                 }
             )
     document: dict[str, Any] = {
-        "party": {"code": code, "name": full_name},
+        "party": {"code": code, "name": full_name} | ({"topics": topics} if topics else {}),
         "scheme": {"title": title, "levels": sorted(levels, key=lambda lv: -lv["rank"])},
     }
     if ours is None:  # a partner's policy keeps its own name and OID, so its labels map

@@ -3,7 +3,9 @@
 ``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
-watches and the node's sealed key ring. Each is a view over the one ``Store``'s connection.
+watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
+background work; ``Gauges`` what an operator watches (backlogs, heads' ages). Each is a view
+over the one ``Store``'s connection.
 """
 
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
@@ -24,7 +26,9 @@ from gsomia.store._federation import (
     OutboxRow,
     PeerRow,
 )
-from gsomia.store._shared import KEYS, PEERS, SharedState
+from gsomia.store._gauges import Backlog, Gauges
+from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
     InventoryEntry,
@@ -38,15 +42,18 @@ from gsomia.store._store import (
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
+    "CONSENTS",
     "KEYS",
     "PEERS",
     "AuditRow",
     "AuditStore",
+    "Backlog",
     "ConsentRequestRow",
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "Gauges",
     "HeadRow",
     "InboxRow",
     "IncidentRow",
@@ -56,6 +63,8 @@ __all__ = [
     "ItemRow",
     "LabelAckRow",
     "LabelChangeRow",
+    "LeaseRow",
+    "LeaseStore",
     "NewItem",
     "Op",
     "OutboxRow",

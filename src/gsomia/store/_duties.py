@@ -328,6 +328,12 @@ class DutiesStore:
         with self.store._read() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
+    def duty_messages(self, item_id: str) -> list[OutboxRow]:
+        """Duty messages about ``item_id`` queued here (any state), oldest first."""
+        query = select(t.outbox).where(and_(t.outbox.c.kind == "duty", t.outbox.c.item_id == item_id))
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+
     def label_changes(self, item_id: str) -> list[LabelChangeRow]:
         query = select(t.label_changes).where(t.label_changes.c.item_id == item_id)
         with self.store._read() as conn:

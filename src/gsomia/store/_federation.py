@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._shared import PEERS, bump
+from gsomia.store._shared import CONSENTS, PEERS, bump
 from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
@@ -91,6 +91,14 @@ class ConsentRequestRow:
     answer: str | None = None
 
 
+def _insert_consents(conn: Connection, consents: Sequence[ConsentRow]) -> None:
+    """Store consents; a standing one (no item: the stream's relay plans read them) moves the
+    consents generation on, so every process of the node plans again with it."""
+    conn.execute(insert(t.consents), [_values(c) for c in consents])
+    if any(c.item_id is None for c in consents):
+        bump(conn, CONSENTS)
+
+
 def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
 
@@ -126,7 +134,7 @@ class FederationStore:
         """Write outbox rows (and what goes with them) in one transaction."""
         with self.store._begin() as conn:
             if consents:
-                conn.execute(insert(t.consents), [_values(c) for c in consents])
+                _insert_consents(conn, consents)
             if rows:
                 conn.execute(insert(t.outbox), [_values(r) for r in rows])
             self.store._inventory(conn, inventory, {})
@@ -286,7 +294,7 @@ class FederationStore:
             for op in ops:
                 op(conn)
             if consents:
-                conn.execute(insert(t.consents), [_values(c) for c in consents])
+                _insert_consents(conn, consents)
             if requests:
                 conn.execute(insert(t.consent_requests), [_values(r) for r in requests])
             if outbox:
@@ -373,7 +381,7 @@ class FederationStore:
             if not done:
                 return False
             if consents:
-                conn.execute(insert(t.consents), [_values(c) for c in consents])
+                _insert_consents(conn, consents)
             if outbox:
                 conn.execute(insert(t.outbox), [_values(r) for r in outbox])
             self.store._audit(conn, audit)

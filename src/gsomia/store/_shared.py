@@ -14,10 +14,11 @@ from sqlalchemy import Connection, insert, select, update
 from gsomia.store import _tables as t
 from gsomia.store._store import AuditRow, Store
 
-__all__ = ["KEYS", "PEERS", "SharedState", "bump"]
+__all__ = ["CONSENTS", "KEYS", "PEERS", "SharedState", "bump"]
 
 KEYS = "keys"
 PEERS = "peers"
+CONSENTS = "consents"  # standing consents (the stream's relay plans)
 
 
 def bump(conn: Connection, name: str) -> int:

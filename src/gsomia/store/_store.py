@@ -3,7 +3,8 @@
 Every write is one transaction: an insert that fails (a duplicate id, a broken
 constraint) leaves nothing behind. Driver exceptions become ``StoreError``,
 ``ConflictError`` or ``InvalidInputError`` here, at the adapter; their messages never carry
-the SQL, its parameters or the driver's text (those go to the ``gsomia.store`` log).
+the SQL, its parameters or the driver's text (the SQL and the driver's text go to the
+``gsomia.store`` log; the parameters, which may hold labels or sealed payloads, go nowhere).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class Store:
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         try:
-            self.engine: Engine = create_engine(url, future=True, **engine_options)
+            self.engine: Engine = create_engine(url, future=True, hide_parameters=True, **engine_options)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot open store {_redacted(url)}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":
@@ -307,6 +308,39 @@ class Store:
                 f"({identity.split(':', 1)[-1][:12]}...): give each node its own database or schema "
                 "(gsomia net up --database-url gives each its own schema)"
             )
+
+    def remember_signed_tracks(
+        self, batch: str, originator: str, leaves: Sequence[int], now_us: int, forget_before_us: int
+    ) -> list[int]:
+        """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived; the ones that had
+        arrived before (a replay), in which case nothing is recorded.
+
+        One transaction: rows seen before ``forget_before_us`` are forgotten first (a batch that old
+        is refused as stale before it gets here), so the table holds one window's worth. Two
+        processes recording the same leaf at once: the second is told it is a replay.
+        """
+        table = t.track_batches_seen
+        wanted = sorted(set(leaves))
+        try:
+            with self._begin() as conn:
+                conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
+                seen = (
+                    conn.execute(select(table.c.leaf).where(table.c.batch == batch, table.c.leaf.in_(wanted)))
+                    .scalars()
+                    .all()
+                )
+                if seen:
+                    return sorted(seen)
+                conn.execute(
+                    insert(table),
+                    [
+                        {"batch": batch, "leaf": n, "originator": originator, "seen_us": now_us}
+                        for n in wanted
+                    ],
+                )
+        except ConflictError:
+            return wanted
+        return []
 
     @property
     def name(self) -> str:

@@ -340,7 +340,7 @@ incidents = Table(
     Column("nature", String(32), nullable=False),
     Column("state", String(16), nullable=False),  # opened | findings | measures | closed
     Column("steps", Text, nullable=False),  # JSON list of the investigation's steps
-    Column("jws", Text, nullable=False),  # the holder's signed latest report
+    Column("jws", Text, nullable=False),  # the holder's signed reports, a JSON list, oldest first
     Column("updated_us", BigInteger, nullable=False),
 )
 
@@ -399,4 +399,29 @@ node_identity = Table(
     Column("identity", String(64), nullable=False),
     Column("claimed_us", BigInteger, nullable=False),
     CheckConstraint("id = 1", name="ck_node_identity_one_row"),
+)
+
+# The leaves of originator-signed track batches this node received (0009): a batch, or a track of
+# one, arriving again within the window a signature is fresh is a replay. Rows older than twice that
+# window are forgotten (a replay then is refused as stale), so the table stays bounded.
+track_batches_seen = Table(
+    "track_batches_seen",
+    metadata,
+    Column("batch", String(64), primary_key=True),  # SHA-256 of the signed batch content, hex
+    Column("leaf", Integer, primary_key=True),
+    Column("originator", String(3), nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
+
+# --- leases (migration 0010): one holder per kind of background work ---
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(160), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
 )

@@ -18,6 +18,10 @@ signs its own tracks, and every node checks that signature before it reads a tra
 - A receiver verifies the signature (the key of the party in its header, pinned with that
   party's identity document) and each message's inclusion, *before* it parses the track;
   then the track's label must name the signer as originator. Anything else refuses the link.
+- Each track of a signed batch is read once: the receiver remembers in its store the batch (the
+  SHA-256 of the signed content) and the leaves that arrived, for as long as the batch's signature
+  is fresh (``max_clock_skew`` either side); a hub sending any of them again (``replayed-batch``)
+  refuses the link. After that window the batch is refused as ``stale-batch``.
 
 Wire: the body of a ``TRACKS`` frame is one or more groups, each a signed root and some of
 its messages::
@@ -31,6 +35,7 @@ recomputes the root. A group a hub relays holds some of the batch, each message 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,7 +98,7 @@ class Group:
 class VerifiedGroup:
     """A group whose originator's signature and inclusions verified: its messages may be read."""
 
-    __slots__ = ("_leaves", "_nodes", "entries", "jws", "originator", "signed_at", "size")
+    __slots__ = ("_leaves", "_nodes", "batch", "entries", "jws", "originator", "signed_at", "size")
 
     def __init__(
         self,
@@ -101,9 +106,11 @@ class VerifiedGroup:
         signed_at: datetime,
         group: Group,
         leaves: list[bytes] | None,
+        batch: str = "",
     ) -> None:
         self.originator = originator
         self.signed_at = signed_at
+        self.batch = batch  # SHA-256 (hex) of the signed content: the batch, however its JWS is spelt
         self.jws = group.jws
         self.size = group.size
         self.entries = group.entries
@@ -244,7 +251,7 @@ def verify_group(
             frontier.append(leaf)
         if frontier.root() != root:
             raise LinkError("not-included", f"the tracks sent are not the batch {originator} signed")
-        return VerifiedGroup(originator, signed_at, group, leaves)
+        return VerifiedGroup(originator, signed_at, group, leaves, hashlib.sha256(content).hexdigest())
     for leaf, entry in zip(leaves, group.entries, strict=True):
         try:
             verify_inclusion(leaf, entry.index, group.size, entry.proof, root)
@@ -252,4 +259,4 @@ def verify_group(
             raise LinkError(
                 "not-included", f"track {entry.index} is not in the batch {originator} signed"
             ) from exc
-    return VerifiedGroup(originator, signed_at, group, None)
+    return VerifiedGroup(originator, signed_at, group, None, hashlib.sha256(content).hexdigest())

@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -35,7 +35,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia._present import route_view
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
@@ -52,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import PEERS, AuditRow
+from gsomia.store import CONSENTS, PEERS, AuditRow
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -76,6 +78,7 @@ _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
 _TICK_S = 0.01
 _CACHE_LIMIT = 4096
+_SEEN_MARGIN = timedelta(minutes=1)  # a received batch is remembered this much beyond 2 x max skew
 FEED_BATCH = 1000  # updates in one message of the publisher's WebSocket feed, at most
 _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
 # tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
@@ -167,6 +170,7 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
+        self._plans_consents = -1  # the store's consents generation the plans were made under
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
@@ -267,6 +271,11 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
+        # a standing consent stored by any process of the node (the store's counter moved): plan again
+        consents = self.kernel.watch.generation(CONSENTS)
+        if consents != self._plans_consents:
+            self._plans.clear()
+            self._plans_consents = consents
         plan = self._plans.get(update.track_id)
         if plan is not None and plan.holds_at(now.timestamp()):
             return plan
@@ -276,10 +285,9 @@ class StreamService:
             self._label_json.clear()
             label = self._label(update)
         self._consents_on_file = self._own_consents()
-        consents = [c for c, _ in self._consents_on_file]
         plan = plan_relay(
             self.kernel.engine, self.kernel.catalogue, label, self.party, self.recipients,
-            at=now, consents=consents, hubs=self.hubs,
+            at=now, consents=[c for c, _ in self._consents_on_file], hubs=self.hubs,
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
@@ -290,7 +298,7 @@ class StreamService:
                 "decided",
                 at=now.isoformat(),
                 valid_until=None if plan.valid_until is None else plan.valid_until.isoformat(),
-                routes=[_route_json(r) for r in plan.routes],
+                routes=[route_view(r) for r in plan.routes],
             )
         )
         return plan
@@ -344,7 +352,7 @@ class StreamService:
         return {
             "track_id": update.track_id,
             "routes": routes,
-            "refused": [_route_json(r) for r in plan.routes if not r.allowed],
+            "refused": [route_view(r) for r in plan.routes if not r.allowed],
         }
 
     async def _send_consents(self, hub: str, route: Route) -> None:
@@ -616,6 +624,7 @@ class StreamService:
                     verified = verify_group(
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
+                    await self._first_arrival(peer, verified)
                     for entry in verified.entries:
                         await self._receive_frame_track(peer, frame.seq, verified, entry)
             elif frame.kind == TRACK:
@@ -676,6 +685,30 @@ class StreamService:
         self._received_plans.clear()
         await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
+
+    async def _first_arrival(self, peer: str, group: VerifiedGroup) -> None:
+        """Remember the group's tracks in the store; ``LinkError`` if any of them arrived before.
+
+        A hub holds each batch it relayed and could send it again, or send the same track twice,
+        while its originator's signature is still fresh: the store remembers every (batch, leaf)
+        for twice the freshness window, so the replay is refused, in every process of this node.
+        """
+        now = self.kernel.clock()
+        window = self.kernel.max_clock_skew
+        replayed = await asyncio.to_thread(
+            self.kernel.store.remember_signed_tracks,
+            group.batch,
+            group.originator,
+            [entry.index for entry in group.entries],
+            epoch_us(now),
+            epoch_us(now - 2 * window - _SEEN_MARGIN),
+        )
+        if replayed:
+            raise LinkError(
+                "replayed-batch",
+                f"{peer} sent again {len(replayed)} track(s) of a batch {group.originator} signed at "
+                f"{group.signed_at.isoformat()} (batch {group.batch[:16]}): a replay",
+            )
 
     async def _receive_frame_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> None:
         """One track message from an authenticated frame; ``LinkError`` if it is not one."""
@@ -887,13 +920,3 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
 def _dumps(data: dict[str, Any]) -> bytes:
     """Compact JSON for a frame: the Merkle leaf hashes these exact bytes, so no canonical form is needed."""
     return orjson.dumps(data)
-
-
-def _route_json(route: Route) -> dict[str, Any]:
-    return {
-        "recipient": route.recipient,
-        "allowed": route.allowed,
-        "route": route.name if route.allowed else None,
-        "agreement": route.decision.agreement,
-        "failed": [f"{c.rule}: {c.reason}" for d in (route.refused or (route.decision,)) for c in d.failed()],
-    }

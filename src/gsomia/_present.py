@@ -1,0 +1,149 @@
+"""The one presenter: how an item, a peer, an outbox entry, an audit record, a token, a consent
+request and a relay route look as JSON, the same in the API, the CLI's ``--json``, the dashboard and
+the stream's records.
+
+Each function turns one value the services return into a JSON-ready dict and decides nothing: who
+may see it was decided by the service that returned it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from gsomia._codec import label_to_dict
+from gsomia.core.relay import RelayPlan, Route
+from gsomia.crypto.keys import PeerIdentity
+from gsomia.kernel import Item
+from gsomia.store import AuditRow, ConsentRequestRow, OutboxRow, TokenRow
+
+__all__ = [
+    "audit_view",
+    "item_view",
+    "outbox_view",
+    "peer_view",
+    "plan_view",
+    "request_view",
+    "route_view",
+    "token_view",
+]
+
+
+def _utc(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+
+def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
+    """An item's metadata; with ``payload`` (what a read returned), the payload too: JSON as JSON,
+    bytes as ``payload_base64``."""
+    out: dict[str, Any] = {
+        "id": item.id,
+        "label": label_to_dict(item.label),
+        "received_from": item.received_from,
+        "agreement": item.agreement,
+        "ingested": item.ingested.isoformat(),
+        "ingested_by": item.ingested_by,
+        "payload_type": item.payload_type,
+        "payload_size": item.payload_size,
+    }
+    if payload is not None:
+        if item.payload_type == "json":
+            out["payload"] = json.loads(payload)
+        else:
+            out["payload_base64"] = base64.b64encode(payload).decode()
+    return out
+
+
+def peer_view(peer: PeerIdentity, agreements: Iterable[str]) -> dict[str, Any]:
+    """A registered partner node and the agreements its link serves."""
+    return {
+        "party": peer.party,
+        "node": peer.node,
+        "endpoint": peer.endpoint,
+        "agreements": sorted(agreements),
+        "keys": [k.kid for k in peer.keys],
+    }
+
+
+def outbox_view(row: OutboxRow) -> dict[str, Any]:
+    """An outbox entry: where it goes, its state and attempts, why it failed, its receipt, and the
+    decision it was released under."""
+    return {
+        "msg_id": row.msg_id,
+        "kind": row.kind,
+        "item_id": row.item_id,
+        "recipient": row.recipient,
+        "final_recipient": row.final_recipient,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "receipt": row.receipt,
+        "decision": json.loads(row.decision),
+    }
+
+
+def audit_view(row: AuditRow) -> dict[str, Any]:
+    """An audit record, its place in the log (entry id, leaf index once integrated) and its detail."""
+    return {
+        "seq": row.seq,
+        "entry_id": row.entry_id,
+        "leaf_index": row.leaf_index,
+        "at": _utc(row.at_us),
+        "at_us": row.at_us,
+        "kind": row.kind,
+        "actor": row.actor,
+        "subject": row.subject,
+        "outcome": row.outcome,
+        "detail": json.loads(row.detail),
+    }
+
+
+def token_view(row: TokenRow) -> dict[str, Any]:
+    """A token or dashboard session, never its secret."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "created": _utc(row.created_us),
+        "expires": _utc(row.expires_us),
+        "revoked": _utc(row.revoked_us),
+        "minted_by": row.parent_id,
+    }
+
+
+def request_view(row: ConsentRequestRow) -> dict[str, Any]:
+    """A request for the originator's consent to pass an item on, and its answer."""
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "originator": row.originator,
+        "holder": row.holder,
+        "third_party": row.third_party,
+        "purpose": row.purpose,
+        "reason": row.reason,
+        "state": row.state,
+        "answer": row.answer,
+    }
+
+
+def route_view(route: Route) -> dict[str, Any]:
+    """One recipient's route: allowed or not, direct or through a hub, the agreement, and every
+    check that failed on the way to the answer."""
+    return {
+        "recipient": route.recipient,
+        "allowed": route.allowed,
+        "route": route.name if route.allowed else None,
+        "agreement": route.decision.agreement,
+        "failed": [f"{c.rule}: {c.reason}" for d in (route.refused or (route.decision,)) for c in d.failed()],
+    }
+
+
+def plan_view(plan: RelayPlan) -> dict[str, Any]:
+    """Every recipient's route at an instant, and until when that decision holds."""
+    return {
+        "at": plan.at.isoformat(),
+        "valid_until": None if plan.valid_until is None else plan.valid_until.isoformat(),
+        "routes": [route_view(r) for r in plan.routes],
+    }

@@ -1,0 +1,210 @@
+"""Operating a node's process: the request middleware (a request id, one JSON log line per
+request, the request counters) and ``/metrics`` for Prometheus.
+
+The gauges are read from the store when scraped (the outbox's backlog and delivery lag per peer,
+the audit records waiting for the Merkle log, each partner's last tree head, the leases' holders),
+so every process of a node reports the same; the counters are this process's (requests, stream
+tracks, refusals), which the monitoring sums across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gsomia._logs import request_context
+from gsomia.core.instants import epoch_us
+from gsomia.node import Node
+from gsomia.store import Gauges, LeaseStore
+from gsomia.stream import StreamService
+
+__all__ = ["NodeCollector", "RequestObserver", "name_actor"]
+
+_log = logging.getLogger("gsomia.request")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def name_actor(actor: str) -> None:
+    """Name the authenticated person in the current request's log line."""
+    context = request_context.get()
+    if context is not None:
+        context["actor"] = actor
+
+
+class RequestObserver:
+    """Each HTTP request: an id (the caller's ``X-Request-ID`` when well formed, else a new one),
+    echoed in the response; one log line when it ends (method, route template, status, duration,
+    actor; never the query string, a header's value or a body); its duration in ``histogram``."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        context = {"request_id": request_id}
+        token = request_context.set(context)
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"  # bounded: the app's routes
+            self.histogram.labels(scope["method"], template, str(status)).observe(elapsed)
+            _log.info(
+                "%s %s %d",
+                scope["method"],
+                template,
+                status,
+                extra={"route": template, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
+            request_context.reset(token)
+
+
+def request_histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        "gsomia_http_request_duration_seconds",
+        "HTTP requests this process answered, by method, route template and status",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+
+
+class NodeCollector(Collector):
+    """The node's gauges (from the store) and this process's counters, read at each scrape."""
+
+    def __init__(self, node: Node, stream: StreamService, runtime: Callable[[], Any]) -> None:
+        self.node = node
+        self.stream = stream
+        self.runtime = runtime  # the process's NodeRuntime, or None when it runs no background work
+        self.gauges = Gauges(node.store)
+        self.leases = LeaseStore(node.store)
+
+    def collect(self) -> Iterable[Metric]:
+        now_us = epoch_us(self.node.clock())
+        yield from self._outbox(now_us)
+        yield from self._audit(now_us)
+        yield from self._leases()
+        yield from self._stream()
+        refusals = CounterMetricFamily(
+            "gsomia_refusals",
+            "Refusals this process recorded, by audit kind and error",
+            labels=["kind", "error"],
+        )
+        for (kind, error), count in sorted(self.node.kernel.refusals.counts().items()):
+            refusals.add_metric([kind, error], count)
+        yield refusals
+
+    def _outbox(self, now_us: int) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "gsomia_outbox_depth", "Outbox entries waiting for delivery, per next hop", labels=["peer"]
+        )
+        lag = GaugeMetricFamily(
+            "gsomia_outbox_lag_seconds",
+            "How long the oldest waiting outbox entry has waited, per next hop (0: none waits)",
+            labels=["peer"],
+        )
+        backlog = self.gauges.outbox()
+        for peer in sorted({p.party for p, _ in self.node.exchange.peers()} | set(backlog)):
+            entry = backlog.get(peer)
+            depth.add_metric([peer], entry.count if entry else 0)
+            oldest = entry.oldest_us if entry else None
+            lag.add_metric([peer], max(0.0, (now_us - oldest) / 1e6) if oldest is not None else 0.0)
+        yield depth
+        yield lag
+
+    def _audit(self, now_us: int) -> Iterable[Metric]:
+        waiting = self.gauges.unintegrated()
+        yield GaugeMetricFamily(
+            "gsomia_audit_unintegrated", "Audit records not yet in the Merkle log", value=waiting.count
+        )
+        lag = 0.0 if waiting.oldest_us is None else max(0.0, (now_us - waiting.oldest_us) / 1e6)
+        yield GaugeMetricFamily(
+            "gsomia_audit_integration_lag_seconds",
+            "How long the oldest audit record not yet in the Merkle log has waited",
+            value=lag,
+        )
+        age = GaugeMetricFamily(
+            "gsomia_partner_head_age_seconds",
+            "Time since each partner's newest signed tree head was received",
+            labels=["partner"],
+        )
+        for partner, received_us in sorted(self.gauges.partner_heads().items()):
+            age.add_metric([partner], max(0.0, (now_us - received_us) / 1e6))
+        yield age
+
+    def _leases(self) -> Iterable[Metric]:
+        runtime = self.runtime()
+        here = GaugeMetricFamily(
+            "gsomia_lease_held",
+            "1 when this process holds the lease of a kind of background work",
+            labels=["lease"],
+        )
+        held = {} if runtime is None else {n: lease.epoch is not None for n, lease in runtime.leases.items()}
+        for name, holds in sorted(held.items()):
+            here.add_metric([name], 1.0 if holds else 0.0)
+        yield here
+        holders = GaugeMetricFamily(
+            "gsomia_lease_holder",
+            "The process holding each running lease (1) and its epoch, as the store has them",
+            labels=["lease", "holder"],
+        )
+        epochs = GaugeMetricFamily(
+            "gsomia_lease_epoch", "Each lease's epoch (a new holder moves it on)", labels=["lease"]
+        )
+        now = self.leases.now_us()
+        for row in self.leases.leases():
+            if row.expires_us > now:
+                holders.add_metric([row.name, row.holder], 1.0)
+            epochs.add_metric([row.name], row.epoch)
+        yield holders
+        yield epochs
+
+    def _stream(self) -> Iterable[Metric]:
+        stats = self.stream.stats
+        for name, value, text in (
+            ("published", stats.published, "Tracks published at this process"),
+            ("received", stats.received, "Tracks received from partners' links"),
+            ("relayed", stats.relayed, "Tracks relayed on (a hub)"),
+            ("emitted", stats.emitted, "Tracks emitted to this node's consumers"),
+            ("refused", stats.refused, "Tracks refused"),
+            ("link_errors", stats.link_errors, "Stream link failures"),
+        ):
+            yield CounterMetricFamily(f"gsomia_stream_{name}", text, value=value)
+        sent = CounterMetricFamily("gsomia_stream_sent", "Tracks sent, per partner link", labels=["peer"])
+        for peer, count in sorted(stats.sent.items()):
+            sent.add_metric([peer], count)
+        yield sent
+
+
+def metrics_registry(
+    node: Node, stream: StreamService, runtime: Callable[[], Any]
+) -> tuple[CollectorRegistry, Histogram]:
+    """A registry of its own for one app (several apps may share a process: the tests)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node, stream, runtime))
+    return registry, request_histogram(registry)

@@ -1,0 +1,105 @@
+"""Leases: which process of a node holds a kind of background work, for how long.
+
+A lease is one row: its holder, an epoch that moves on with every new holder (a fencing token:
+work done under an older epoch is known to be stale) and when it expires. Every change is one
+compare-and-set ``UPDATE``: a process takes a lease only if it already holds it or the lease has
+expired, so two processes never both come out holding it. Time is the database's own clock, so
+the machines of a node never disagree about when a lease ran out, whatever their clocks say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func, insert, literal, or_, select, update
+
+from gsomia.errors import ConflictError
+from gsomia.store import _tables as t
+from gsomia.store._store import Store
+
+__all__ = ["LeaseRow", "LeaseStore"]
+
+_L = t.leases.c
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """A lease as stored: who holds it, under which epoch, and until when (database time, µs)."""
+
+    name: str
+    holder: str
+    epoch: int
+    acquired_us: int
+    expires_us: int
+
+
+class LeaseStore:
+    """The leases of a node, over a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _now_us(self) -> ColumnElement[int]:
+        """The database's clock in microseconds since the epoch (evaluated in the statement)."""
+        if self.store.engine.dialect.name == "postgresql":
+            return cast(func.extract("epoch", func.clock_timestamp()) * 1_000_000, BigInteger)
+        return cast((func.julianday("now") - 2440587.5) * 86_400_000_000, BigInteger)
+
+    def claim(self, name: str, holder: str, ttl_us: int) -> int | None:
+        """Take or renew ``name`` for ``ttl_us`` if ``holder`` holds it or it has expired: the epoch
+        it is held under, or ``None`` (nothing written) while another holder's lease runs.
+
+        Renewing keeps the epoch; taking it (from another holder, or back after it expired, since
+        work done meanwhile by someone else may have come between) moves the epoch on."""
+        now = self._now_us()
+        kept = and_(_L.holder == holder, _L.expires_us > now)
+        query = (
+            update(t.leases)
+            .where(_L.name == name, or_(_L.holder == holder, _L.expires_us <= now))
+            .values(
+                holder=holder,
+                epoch=case((kept, _L.epoch), else_=_L.epoch + 1),
+                acquired_us=case((kept, _L.acquired_us), else_=now),
+                expires_us=now + literal(ttl_us, BigInteger),
+            )
+            .returning(_L.epoch)
+        )
+        with self.store._begin() as conn:
+            epoch = conn.execute(query).scalar_one_or_none()
+            if epoch is not None:
+                return int(epoch)
+            if conn.execute(select(_L.name).where(_L.name == name)).first() is not None:
+                return None  # held by another, and running
+        try:  # the first claim ever of this lease: whoever inserts first holds it
+            with self.store._begin() as conn:
+                conn.execute(
+                    insert(t.leases).values(
+                        name=name,
+                        holder=holder,
+                        epoch=1,
+                        acquired_us=self._now_us(),
+                        expires_us=self._now_us() + literal(ttl_us, BigInteger),
+                    )
+                )
+        except ConflictError:
+            return None
+        return 1
+
+    def release(self, name: str, holder: str) -> bool:
+        """End ``holder``'s lease on ``name`` now (another process may take it at once); ``False``
+        if ``holder`` did not hold it."""
+        with self.store._begin() as conn:
+            done = conn.execute(
+                update(t.leases).where(_L.name == name, _L.holder == holder).values(expires_us=self._now_us())
+            ).rowcount
+        return bool(done)
+
+    def leases(self) -> list[LeaseRow]:
+        """Every lease, with whether it runs judged by the caller against :meth:`now_us`."""
+        with self.store._read() as conn:
+            return [LeaseRow(*r) for r in conn.execute(select(t.leases).order_by(_L.name))]
+
+    def now_us(self) -> int:
+        """The database's clock (µs since the epoch): the clock leases expire by."""
+        with self.store._read() as conn:
+            return int(conn.execute(select(self._now_us())).scalar_one())

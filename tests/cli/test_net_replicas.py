@@ -1,0 +1,144 @@
+"""``gsomia net up --replicas 2``: each node as two processes behind HAProxy on PostgreSQL and NATS
+JetStream. Both processes answer through the node's one endpoint, each request under its own id
+in their JSON logs; SIGKILL one and the node keeps answering, its background work taken over by
+the other; ``net down`` stops every process and the balancer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+from tests.conftest import POSTGRES_URL
+
+from gsomia.demo.network import PARTIES
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _require(available: bool, what: str) -> None:
+    if not available:
+        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{what} is required (GSOMIA_REQUIRE_SERVICES=1) but absent")
+        pytest.skip(f"{what} absent")
+
+
+def _nats_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _logged_ids(path: Path) -> set[str]:
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{"):
+            ids.add(json.loads(line).get("request_id", ""))
+    return ids
+
+
+def test_two_processes_per_node_behind_haproxy(tmp_path: Path, postgres_status: str | None) -> None:
+    _require(postgres_status is None, "PostgreSQL")
+    _require(shutil.which("haproxy") is not None, "HAProxy (apt-get install haproxy)")
+    _require(_nats_up(), "NATS on 127.0.0.1:4222")
+    directory = tmp_path / "net"
+    tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
+    up = _cli("net", "up", "--dir", str(directory), "--database-url", POSTGRES_URL,
+              "--nats", "nats://127.0.0.1:4222", "--replicas", "2", "--json")  # fmt: skip
+    running: list[dict[str, Any]] = []
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        running = json.loads(up.stdout)
+        assert sorted(n["party"] for n in running) == sorted(PARTIES * 2)
+        kor = [n for n in running if n["party"] == "KOR"]
+        endpoint = kor[0]["endpoint"]
+        assert {n["endpoint"] for n in kor} == {endpoint}  # one endpoint for the node
+        assert len({n["pid"] for n in kor}) == 2
+        sent = {f"through-lb-{n}" for n in range(12)}
+        for request_id in sorted(sent):
+            answer = httpx.get(f"{endpoint}/healthz", headers={"X-Request-ID": request_id}, timeout=5)
+            assert answer.status_code == 200
+            assert answer.headers["x-request-id"] == request_id
+        kor_dir = Path(kor[0]["dir"])
+        time.sleep(0.5)  # the log lines are written as each request ends
+        first, second = (_logged_ids(kor_dir / f"serve-{n}.log") & sent for n in (0, 1))
+        assert first  # both processes answered
+        assert second
+        assert first | second == sent
+        assert not first & second  # each request answered once
+
+        os.kill(kor[0]["pid"], signal.SIGKILL)
+        for _ in range(20):  # the balancer sends nothing more to the dead process
+            assert httpx.get(f"{endpoint}/healthz", timeout=5).status_code == 200
+        admin = json.loads((kor_dir / "tokens.json").read_text(encoding="utf-8"))["admin"]
+        survivor = kor[1]["pid"]
+        deadline = time.monotonic() + 30
+        while True:
+            text = httpx.get(
+                f"{endpoint}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5
+            ).text
+            holders = {
+                int(line.split('holder="')[1].split("/")[1])
+                for line in text.splitlines()
+                if line.startswith("gsomia_lease_holder{")
+            }
+            if holders == {survivor}:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.5)
+        state = json.loads((directory / "net.json").read_text(encoding="utf-8"))
+        balancer = state["balancer"]["pid"]
+    finally:
+        down = _cli("net", "down", "--dir", str(directory))
+        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        with engine.begin() as conn:
+            for party in PARTIES:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "gsomia_{tag}_{party.lower()}" CASCADE')
+        engine.dispose()
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not any(_alive(n["pid"]) for n in running)
+    assert not _alive(balancer)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--replicas", "2"], "--database-url"),
+        (["--replicas", "2", "--database-url", POSTGRES_URL], "--nats"),
+        (["--replicas", "0"], "--replicas"),
+        (["--replicas", "99"], "--replicas"),
+    ],
+)
+def test_replicas_without_the_shared_truth_are_refused_before_anything_starts(
+    tmp_path: Path, extra: list[str], named: str
+) -> None:
+    refused = _cli("net", "up", "--dir", str(tmp_path / "net"), *extra)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert named in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "net").exists()  # nothing built, nothing started

@@ -1,0 +1,44 @@
+"""A standing authorisation recorded through one process of a node is planned with by every other
+process of it within the watch interval: the store's consents generation moves with it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.stream.test_stream_nodes import what_if_dir
+
+from gsomia._datafiles import load_catalogue
+from gsomia.kernel import DEFAULT_INTERVAL
+from gsomia.node import Node, init_node_dir, load_config
+from gsomia.stream import StreamService, launches, replay
+from gsomia.testing import FakeClock
+
+
+def _routes(stream: StreamService, at: datetime) -> dict[str, str | None]:
+    update = replay(launches(2019)[0], originator="KOR", every_s=30)[0]
+    plan = asyncio.run(stream._plan(update, stream._label(update), at))
+    return {r.recipient: (r.name if r.allowed else None) for r in plan.routes}
+
+
+def test_an_authorisation_given_at_one_process_reroutes_the_others_tracks(tmp_path: Path) -> None:
+    """Without GSOMIA, Korea reaches Japan only through the USA hub once it authorises it: the
+    authorisation is given through process A; process B, which planned that track before, plans
+    again and sends it to Japan through the hub."""
+    catalogue = load_catalogue([what_if_dir(tmp_path)])
+    clock = FakeClock(datetime(2026, 1, 5, tzinfo=UTC))
+    init_node_dir(tmp_path / "kor", "KOR")
+    first = Node(load_config(tmp_path / "kor"), catalogue=catalogue, clock=clock)
+    second = Node(load_config(tmp_path / "kor"), catalogue=catalogue, clock=clock)
+    try:
+        at_first, at_second = StreamService(first), StreamService(second)
+        assert _routes(at_second, clock.now) == {"JPN": None, "USA": "direct"}
+        at_first.authorise_relay(None, "JPN", "USA")
+        assert _routes(at_first, clock.now)["JPN"] == "via USA"  # the process that recorded it
+        time.sleep(DEFAULT_INTERVAL + 0.05)
+        assert _routes(at_second, clock.now) == {"JPN": "via USA", "USA": "direct"}  # and the other
+    finally:
+        first.close()
+        second.close()
