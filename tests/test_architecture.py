@@ -123,6 +123,19 @@ def test_no_import_cycle(graph: grimp.ImportGraph) -> None:
     assert cycles(graph) == []
 
 
+SHELLS = ("api", "cli", "taxii", "ui")
+
+
+def test_the_shells_check_no_role() -> None:
+    """Role checks live in the services (one decision for every shell): no shell names a role
+    or asks ``require_any`` itself."""
+    for shell in SHELLS:
+        for path in sorted((SRC / shell).glob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for needle in ("require_any(", "Role."):
+                assert needle not in text, f"{path.relative_to(SRC.parent)} checks a role itself ({needle})"
+
+
 def test_the_type_only_imports_stay_type_only() -> None:
     runtime = grimp.build_graph("gsomia", exclude_type_checking_imports=True, cache_dir=None)
     for importer, imported in TYPE_ONLY:

@@ -76,7 +76,9 @@ def _field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = T
 
 
 def _strings(data: Mapping[str, Any], name: str, *, words: bool = False) -> list[str]:
-    value = data.get(name) or []
+    value = data.get(name)
+    if value is None:  # absent or null: none (but 0, false and "" are not lists)
+        return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelError(f"label.{name}: expected a list of strings")
     if any("\x00" in v for v in value):
@@ -141,7 +143,8 @@ def label_from_dict(data: Any, catalogue: Catalogue, *, held: bool = False) -> S
     policy = _field(data, "policy", str, required=False) or "gsomia"
     if policy != "gsomia":
         raise LabelError(f"label.policy: {policy!r} is not a policy this node enforces (gsomia)")
-    raw_alts = data.get("alternatives") or []
+    raw_alts = data.get("alternatives")
+    raw_alts = [] if raw_alts is None else raw_alts
     if not isinstance(raw_alts, list):
         raise LabelError("label.alternatives: expected a list")
     alternatives = []

@@ -18,14 +18,17 @@ from gsomia._codec import label_to_dict
 from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
-from gsomia.store import AuditRow, ConsentRequestRow, OutboxRow, TokenRow
+from gsomia.store import AuditRow, ConsentRequestRow, InventoryRow, OutboxRow, ReleaseRequestRow, TokenRow
 
 __all__ = [
     "audit_view",
+    "flow_view",
+    "inventory_view",
     "item_view",
     "outbox_view",
     "peer_view",
     "plan_view",
+    "release_request_view",
     "request_view",
     "route_view",
     "token_view",
@@ -55,6 +58,17 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()
     return out
+
+
+def inventory_view(row: InventoryRow) -> dict[str, Any]:
+    """One line of an item's inventory: where it came from, a copy, where it went."""
+    return {
+        "at": _utc(row.at_us),
+        "kind": row.kind,
+        "party": row.party,
+        "actor": row.actor,
+        "detail": json.loads(row.detail),
+    }
 
 
 def peer_view(peer: PeerIdentity, agreements: Iterable[str]) -> dict[str, Any]:
@@ -98,6 +112,39 @@ def audit_view(row: AuditRow) -> dict[str, Any]:
         "subject": row.subject,
         "outcome": row.outcome,
         "detail": json.loads(row.detail),
+    }
+
+
+def flow_view(row: AuditRow) -> dict[str, Any]:
+    """An envelope's flow as the dashboard draws it, from its audit record: sent, received or
+    refused, to or from which peer, and why (the reason recorded, or the checks that failed)."""
+    detail = json.loads(row.detail)
+    if row.outcome == "refused":
+        direction = "refused"
+    elif row.kind in ("envelope.received", "envelope.duplicate"):
+        direction = "received"
+    else:
+        direction = "sent"
+    reason = detail.get("reason") or detail.get("error") or ""
+    decision = detail.get("decision")
+    if isinstance(decision, dict):
+        failed = [c["reason"] for c in decision.get("checks", []) if not c.get("passed")]
+        reason = (
+            reason
+            or "; ".join(failed)
+            or (f"under {decision.get('agreement')}" if decision.get("agreement") else "")
+        )
+    return {
+        "seq": row.seq,
+        "at": _utc(row.at_us),
+        "kind": row.kind,
+        "direction": direction,
+        "actor": row.actor,
+        "item": row.subject,
+        "peer": detail.get("peer") or detail.get("recipient") or detail.get("to") or row.actor,
+        "msg_id": detail.get("msg_id"),
+        "status": detail.get("status"),
+        "reason": reason,
     }
 
 
@@ -146,4 +193,28 @@ def plan_view(plan: RelayPlan) -> dict[str, Any]:
         "at": plan.at.isoformat(),
         "valid_until": None if plan.valid_until is None else plan.valid_until.isoformat(),
         "routes": [route_view(r) for r in plan.routes],
+    }
+
+
+def release_request_view(row: ReleaseRequestRow) -> dict[str, Any]:
+    """A two-person release request: route, purpose, who asked, why two officers, its state."""
+    spec = json.loads(row.spec)
+    label = json.loads(row.label)
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "originator": label["originator"],
+        "classification": label["classification"],
+        "route": [spec["sender"], *spec["via"], spec["recipient"]],
+        "purpose": spec["purpose"],
+        "authorise_relay": bool(spec["authorise_relay"]),
+        "requester": row.requester,
+        "state": row.state,
+        "needs": row.reason,
+        "requested_at": _utc(row.requested_us),
+        "expires_at": _utc(row.expires_us),
+        "decided_by": row.decided_by,
+        "decided_at": _utc(row.decided_us),
+        "note": row.note,
+        "msg_id": row.msg_id,
     }

@@ -187,6 +187,10 @@ def test_a_nul_in_a_body_is_refused_alike_on_every_store(
         (jpn_label(caveats=["\u3000"]), "label.caveats"),
         (jpn_label(topics=[" "]), "label.topics"),
         (jpn_label(purpose="\u2028"), "label.purpose"),
+        (jpn_label(releasable_to=0.0), "label.releasable_to"),  # falsy, yet not a list (schemathesis)
+        (jpn_label(topics=False), "label.topics"),
+        (jpn_label(caveats=""), "label.caveats"),
+        (jpn_label(alternatives=0), "label.alternatives"),
     ],
 )
 def test_a_label_word_that_says_nothing_is_422_as_the_schema_states(

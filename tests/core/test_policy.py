@@ -392,6 +392,7 @@ def test_every_check_is_reported_even_when_one_fails(catalogue: Catalogue, engin
         "scope",
         "third_party",
         "hub_authorisation",
+        "two_person",
     ]
     assert all(c.reason for c in d.checks)
 

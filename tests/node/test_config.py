@@ -101,7 +101,7 @@ def test_a_second_node_refuses_to_start_on_a_database_another_node_holds(tmp_pat
     with pytest.raises(ConfigError, match="give each node its own database"):
         Node(twin, clock=FakeClock())
     again = Node(load_config(tmp_path / "jpn"), clock=FakeClock())  # the owner still opens it
-    assert [p.id for p in again.people()] == ["tanaka"]
+    assert [p.id for p in again.people(None)] == ["tanaka"]
     again.close()
 
 
@@ -147,7 +147,7 @@ def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
         try:
             assert len({n.config.database_url for n in nodes.values()}) == 3
             for party, node in nodes.items():
-                assert {p.nationality for p in node.people()} == {party}  # only its own people
+                assert {p.nationality for p in node.people(None)} == {party}  # only its own people
                 assert node.audit.verify().ok
         finally:
             for node in nodes.values():

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from gsomia._web import is_own_origin
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
 from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError, LinkError
@@ -251,7 +251,7 @@ def stream_router(
         is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
         try:
             person = await ws_caller(websocket, "POST")
-            stream.kernel.require_any(person, (Role.RELEASE_OFFICER,), "stream.publish")
+            stream.require_publisher(person)
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return

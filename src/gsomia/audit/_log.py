@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gsomia._codec import canonical
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import (
     Frontier,
@@ -86,6 +87,20 @@ def parse_head(content: bytes) -> tuple[str, int, bytes, datetime]:
         raise InvalidInputError(f"tree head: {exc}") from exc
 
 
+# Who may read the records (docs/API.md's table), and the kinds of record that are a flow.
+READERS = (Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
+FLOW_KINDS = (
+    "item.release",
+    "item.export",
+    "envelope.delivered",
+    "envelope.undeliverable",
+    "envelope.received",
+    "envelope.duplicate",
+    "envelope.refused",
+)
+FLOW_LIMIT = 200
+
+
 class AuditLog:
     """The node's Merkle log over its audit records."""
 
@@ -99,6 +114,29 @@ class AuditLog:
             return Frontier()
         data = json.loads(raw)
         return Frontier(int(data["size"]), [bytes.fromhex(h) for h in data["hashes"]])
+
+    # --- reading the records ---
+
+    def require_reader(self, actor: Person | None, what: str = "audit.read") -> None:
+        """Refuse (and record) unless ``actor`` may read the audit records: security officers and
+        administrators (``None``: the node's operator)."""
+        self.kernel.require_any(actor, READERS, what)
+
+    def records(
+        self, actor: Person | None, *, since: int = 0, kind: str | None = None, limit: int = 100
+    ) -> list[AuditRow]:
+        """The audit records after sequence number ``since``, of one ``kind`` or all, oldest first."""
+        self.require_reader(actor, "audit.read")
+        return self.kernel.store.audit(after_seq=since, kind=kind, limit=limit)
+
+    def flows(self, actor: Person | None, since: int = 0, limit: int = FLOW_LIMIT) -> list[AuditRow]:
+        """The envelopes released, exported, delivered, received and refused after record ``since``:
+        the latest ``limit``, oldest first (the dashboard's flows)."""
+        self.require_reader(actor, "flows.read")
+        store = self.kernel.store
+        rows = [r for kind in FLOW_KINDS for r in store.audit(after_seq=since, kind=kind, limit=limit)]
+        rows.sort(key=lambda r: r.seq)
+        return rows[-limit:]
 
     # --- appending ---
 

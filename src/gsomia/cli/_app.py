@@ -20,6 +20,7 @@ from gsomia.cli._common import catalogue as _catalogue
 from gsomia.cli._duties import duty_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
+from gsomia.cli._release import release_app
 from gsomia.cli._samples import samples
 from gsomia.cli._standards import bdo_app, label_app, spif_app
 from gsomia.cli._stream import print_stream_story, stream_app
@@ -46,6 +47,7 @@ app.add_typer(person_app, name="person")
 app.add_typer(item_app, name="item")
 app.add_typer(peer_app, name="peer")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(release_app, name="release")
 app.add_typer(net_app, name="net")
 app.add_typer(stream_app, name="stream")
 app.add_typer(audit_app, name="audit")

@@ -73,7 +73,7 @@ def audit_log(
     as_json: JsonOpt = False,
 ) -> None:
     """Read audit records (structured, oldest first)."""
-    rows = open_node(directory).store.audit(after_seq=since, kind=kind, limit=limit)
+    rows = open_node(directory).audit.records(None, since=since, kind=kind, limit=limit)
     data = [audit_view(r) for r in rows]
     if as_json:
         emit(data)

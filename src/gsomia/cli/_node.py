@@ -103,25 +103,30 @@ def node_serve(
             "never a token or a payload); text: warnings only, as plain text."
         ),
     ] = LogFormat.JSON,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this certificate chain (PEM); give --tls-key with it."),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve the node's REST API (OpenAPI at /openapi.json), its Prometheus metrics (/metrics) and
-    its background work (each kind held by one process of the node at a time, through a lease)."""
+    its background work (each kind held by one process of the node at a time, through a lease);
+    over HTTPS with --tls-cert and --tls-key (the dashboard's cookie is then Secure)."""
+    import ssl
+
     import uvicorn  # only this command needs the server
 
+    tls = _tls_files(tls_cert, tls_key)
+
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
-    from gsomia.stream import NatsBus, StreamService
+    from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
-    bus = (
-        NatsBus(
-            stream_nats, stream=f"GSOMIA_TRACKS_{node.party}", subject=f"gsomia.tracks.{node.party.lower()}"
-        )
-        if stream_nats
-        else None
-    )
+    names = node_stream_names(node.config.identity())  # the node's own: shared by its processes only
+    bus = NatsBus(stream_nats, stream=names[0], subject=names[1]) if stream_nats else None
     stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
-    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    base = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
     console().print(
         f"{node.party} node serving on {base} (API; OpenAPI at {base}/openapi.json), "
         f"dashboard at {base}/ui; stop with Ctrl-C"
@@ -138,7 +143,32 @@ def node_serve(
         log_config=None if log_format is LogFormat.JSON else uvicorn.config.LOGGING_CONFIG,
         ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
         timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The certificate and key files, checked before serving: both or neither, readable, and a
+    key that belongs to the certificate (``InvalidInputError`` naming what is wrong)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidInputError("give --tls-cert and --tls-key together")
+    import ssl
+
+    for path in (cert, key):
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {path}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError):
+        raise InvalidInputError(
+            f"{cert.name} and {key.name} are not a PEM certificate and its private key"
+        ) from None
+    return str(cert), str(key)
 
 
 @node_app.command("identity")
@@ -260,7 +290,7 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """What this node sent or is sending: state, attempts, reason, receipt."""
-    rows = open_node(directory).exchange.outbox(state=state)
+    rows = open_node(directory).exchange.outbox(None, state=state)
     data = [outbox_view(r) for r in rows]
     if as_json:
         emit(data)
@@ -313,7 +343,7 @@ def person_add(
 @guard
 def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """List the register of people."""
-    people = [person_to_dict(p) for p in open_node(directory).people()]
+    people = [person_to_dict(p) for p in open_node(directory).people(None)]
     if as_json:
         emit(people)
         return

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from gsomia.core.agreements import Agreement, Topology
+from gsomia.core.approvals import Approval, TwoPersonPolicy
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import require_aware
 from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
@@ -94,6 +95,9 @@ class ReleaseRequest:
     via: tuple[str, ...] = ()
     item: str | None = None
     consents: tuple[Consent, ...] = ()
+    two_person: TwoPersonPolicy | None = None  # the sender's two-person policy (None: it has none)
+    approval: Approval | None = None  # a second release officer's approval of this release
+    grants_relay: bool = False  # the release carries a hub-relay authorisation it creates
 
 
 class Check(NamedTuple):
@@ -462,6 +466,45 @@ class _HubAuthorisation:
         )
 
 
+class _TwoPerson:
+    """The sender's two-person rule: some releases need a second release officer's approval,
+    bound to this item, label, route and purpose, given by someone other than the requester,
+    and not expired."""
+
+    name = "two_person"
+    _none = Check(name, True, "the sender's policy asks no second officer")
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        policy = request.two_person
+        if policy is None or policy.empty:
+            return self._none
+        needs = policy.needs(request.label, via=request.via, grants_relay=request.grants_relay)
+        if not needs:
+            return Check(self.name, True, "not required: the sender's policy asks no second officer for it")
+        because = "; ".join(needs)
+        approval = request.approval
+        if approval is None:
+            return Check(self.name, False, f"needs a second release officer's approval: {because}")
+        problem = approval.mismatch(
+            item=request.item,
+            label=request.label,
+            sender=request.sender,
+            via=request.via,
+            recipient=request.recipient,
+            purpose=request.purpose,
+            ts=ts,
+        )
+        if problem is not None:
+            return Check(self.name, False, problem)
+        return Check(
+            self.name,
+            True,
+            f"approved by {approval.approver} (requested by {approval.requester}) at "
+            f"{approval.approved_at.isoformat()}, valid until {approval.expires_at.isoformat()} "
+            f"({because})",
+        )
+
+
 class LabelRules:
     """Rules whose outcome depends only on the label, the purpose and the route's shape.
 
@@ -536,6 +579,7 @@ def standard_rules() -> AllOf:
         LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
         _ThirdParty(),
         _HubAuthorisation(),
+        _TwoPerson(),
     )
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from gsomia.crypto.keys import KeyRing, PeerIdentity
 
 __all__ = [
+    "APPROVAL_TYPE",
     "ENVELOPE_FORMAT",
     "ITEM_TYPE",
     "TRACKS_TYPE",
@@ -63,6 +64,9 @@ ITEM_TYPE = "gsomia-item+jws"
 # The originator's signature over the Merkle root of a batch of its missile tracks (gsomia.stream):
 # a type of its own, so a signed batch is never taken for an item's signature or the reverse.
 TRACKS_TYPE = "gsomia-tracks+jws"
+# A release officer's two-person approval, signed by the node on the approver's word
+# (gsomia.exchange): never taken for an item's or a batch's signature.
+APPROVAL_TYPE = "gsomia-approval+jws"
 
 # Large enough for a node's biggest item (1 MiB by default) after three base64 layers
 # (payload in the body, JWS, JWE); anything longer is refused before it is parsed.

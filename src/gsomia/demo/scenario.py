@@ -273,7 +273,7 @@ def _run_step(
             )
             continue
         entries = [
-            e for p in ("KOR", "JPN", "USA") for e in nodes[p].exchange.outbox() if e.item_id == item_id
+            e for p in ("KOR", "JPN", "USA") for e in nodes[p].exchange.outbox(None) if e.item_id == item_id
         ]
         reason = next((e.last_error for e in entries if e.last_error), "not delivered")
         outcomes[flow.name] = Outcome(flow, "undeliverable", reason or "not delivered", None)

@@ -30,7 +30,11 @@ from gsomia.store import (
     OutboxRow,
 )
 
-__all__ = ["ArrivalHook", "Batch", "ExchangeBase", "Handler"]
+__all__ = ["CONSENT_READERS", "OUTBOX_READERS", "ArrivalHook", "Batch", "ExchangeBase", "Handler"]
+
+# Who may read what the node sent and the consent requests (docs/API.md's table).
+OUTBOX_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER, Role.ADMINISTRATOR)
+CONSENT_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER)
 
 # A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
 # ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
@@ -88,8 +92,10 @@ class ExchangeBase:
         """Write outbox rows (with their audit records, inventory entries, consents) in one transaction."""
         self.fed.enqueue(rows, audit, inventory, consents)
 
-    def outbox(self, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
-        """What this node sent or is sending, oldest first."""
+    def outbox(self, actor: Person | None, *, state: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """What this node sent or is sending, oldest first (release and security officers,
+        administrators; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         return self.fed.outbox(state=state, limit=limit)
 
     def outbox_seen_by(
@@ -98,6 +104,7 @@ class ExchangeBase:
         """The outbox as ``actor`` may see it: an entry about an item they may not read is left
         out, and nothing counts it (issue 14 §6). ``every`` is the security officer's explicit
         view of all of it, audited (``outbox.read_all``)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         if every:
             self.kernel.require_any(actor, (Role.SECURITY_OFFICER,), "outbox.read_all")
             rows = self.fed.outbox(state=state, limit=limit)
@@ -117,8 +124,10 @@ class ExchangeBase:
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         return self.fed.outbox_entry(msg_id)
 
-    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
-        """Consent requests this node made or must answer, oldest first."""
+    def consent_requests(self, actor: Person | None, state: str | None = None) -> list[ConsentRequestRow]:
+        """Consent requests this node made or must answer, oldest first (release and security
+        officers; ``None``: the node's operator)."""
+        self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
         return self.fed.consent_requests(state)
 
     def queue(

@@ -15,7 +15,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
-from gsomia.exchange._base import Batch
+from gsomia.exchange._base import CONSENT_READERS, Batch
 from gsomia.exchange._messages import consent_content, consent_from_content
 from gsomia.exchange._peers import Peers
 from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
@@ -83,6 +83,7 @@ class Consents(Peers):
     ) -> list[ConsentRequestRow]:
         """A page of the consent requests (made and to answer) about items ``actor`` may read; those
         about items they may not read are left out and counted nowhere."""
+        self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
         shown: list[ConsentRequestRow] = []
         while len(shown) < limit:
             rows = self.fed.consent_requests(state, after=after, limit=limit)

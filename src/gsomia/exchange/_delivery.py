@@ -15,9 +15,9 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
 from gsomia.errors import GsomiaError, InvalidInputError, TransportError
+from gsomia.exchange._approvals import Approvals
 from gsomia.exchange._messages import envelope_routing
 from gsomia.exchange._receipts import Delivery, Settlement
-from gsomia.exchange._release import Releases
 from gsomia.exchange._transport import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import OutboxRow
@@ -28,7 +28,7 @@ __all__ = ["Deliveries", "Delivery"]
 _BATCH = 100
 
 
-class Deliveries(Releases):
+class Deliveries(Approvals):
     """The outbox sender."""
 
     def __init__(

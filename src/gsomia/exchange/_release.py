@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._codec import decision_json
+from gsomia._codec import canonical, decision_json, label_from_dict
 from gsomia.core.access import Person, Role
+from gsomia.core.approvals import Approval, TwoPersonPolicy, two_person_policy
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
-from gsomia.crypto.envelope import sign_origin
+from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, verify_origin
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
-from gsomia.store import AuditRow, ConsentRow, ItemRow, OutboxRow
+from gsomia.store import RELEASE_POLICY, ApprovalStore, AuditRow, ConsentRow, ItemRow, OutboxRow
 
 __all__ = ["PreparedRelease", "Releases"]
 
@@ -43,6 +45,8 @@ class PreparedRelease:
 
 class Releases(Consents):
     """Items released to partners through the outbox."""
+
+    _policy_held: tuple[int, TwoPersonPolicy | None] | None = None
 
     def _row_of(self, item_id: str) -> ItemRow:
         row = self.kernel.store.get_item(item_id)
@@ -101,6 +105,7 @@ class Releases(Consents):
         if row.state != "held":  # destroyed or recalled after it was queued: it does not go
             raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
         label = self.kernel.items.item(row).label
+        approval = spec.get("approval")
         return ReleaseRequest(
             label,
             spec["sender"],
@@ -109,7 +114,65 @@ class Releases(Consents):
             tuple(spec["via"]),
             row.id,
             self.consents_for(label.originator, row.id),
+            two_person=self.two_person(),
+            approval=self.approval_of(approval) if isinstance(approval, str) else None,
+            grants_relay=bool(spec.get("grants_relay")),
         )
+
+    # --- the two-person policy and approvals (gsomia.exchange._approvals asks for them) ---
+
+    @property
+    def approvals(self) -> ApprovalStore:
+        return ApprovalStore(self.kernel.store)
+
+    # --- the policy: data in the store, read again in every process when its generation moves ---
+
+    def two_person(self) -> TwoPersonPolicy | None:
+        generation = self.kernel.watch.generation(RELEASE_POLICY)
+        held = self._policy_held
+        if held is not None and held[0] == generation:
+            return held[1]
+        document = self.approvals.policy()
+        policy = None if document is None else self._parse_policy(json.loads(document))
+        self._policy_held = (generation, policy)
+        return policy
+
+    def _parse_policy(self, data: Mapping[str, Any]) -> TwoPersonPolicy:
+        return two_person_policy(
+            self.kernel.catalogue,
+            above=data.get("above") or {},
+            hub_relay=bool(data.get("hub_relay")),
+            relay_authorisations=bool(data.get("relay_authorisations")),
+            validity=timedelta(seconds=int(data.get("validity_seconds", 86400))),
+        )
+
+    def approval_of(self, request_id: str) -> Approval | None:
+        """The approval a queued release carries, checked against its signature (``None``: none)."""
+        row = self.approvals.get(request_id)
+        if row is None or row.state != "approved" or row.approval is None or row.decided_by is None:
+            return None
+        try:
+            _, content = verify_origin(
+                row.approval, lambda _party: None, self._now(), self.ring, typ=APPROVAL_TYPE
+            )
+            data = json.loads(content)
+            spec = json.loads(row.spec)
+            approval = Approval(
+                row.id,
+                row.requester,
+                row.decided_by,
+                row.item_id,
+                label_from_dict(json.loads(row.label), self.kernel.catalogue),
+                spec["sender"],
+                tuple(spec["via"]),
+                spec["recipient"],
+                spec["purpose"],
+                datetime.fromisoformat(data["approved_at"]),
+                datetime.fromisoformat(data["expires_at"]),
+            )
+        except (EnvelopeError, GsomiaError, ValueError, KeyError, TypeError):
+            return None  # fails closed: the release is decided without an approval
+        return approval if canonical(approval.content()) == content.decode() else None
 
     def release(
         self,
@@ -140,6 +203,32 @@ class Releases(Consents):
             raise self.kernel.refuse("item.release", who, item_id, exc) from None
         return prepared.entry
 
+    def relay_authorisation(
+        self,
+        actor: Person,
+        label: SecurityLabel,
+        item_id: str,
+        recipient: str,
+        hub: str | None,
+        now: datetime,
+        *,
+        purpose: str | None = None,
+    ) -> Consent:
+        """The originator's authorisation for ``hub`` to pass this one item on to ``recipient``, for
+        ``purpose`` (issue 14 §3: it authorises that and nothing else)."""
+        if hub is None or label.originator != self.party:
+            raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
+        return Consent(
+            ConsentKind.HUB_RELAY,
+            self.party,
+            recipient,
+            now,
+            f"relay authorised by {actor.id}",
+            item=item_id,
+            hub=hub,
+            purpose=purpose,
+        )
+
     def prepare_release(
         self,
         actor: Person,
@@ -153,6 +242,7 @@ class Releases(Consents):
         ttl: timedelta | None = None,
         state: str = "pending",
         detail: Mapping[str, Any] | None = None,
+        approval: Approval | None = None,
     ) -> PreparedRelease:
         """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
 
@@ -178,17 +268,8 @@ class Releases(Consents):
         new_consents: list[ConsentRow] = []
         fresh: tuple[Consent, ...] = ()
         if authorise_relay:
-            if hub is None or label.originator != self.party:
-                raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
-            authorisation = Consent(
-                ConsentKind.HUB_RELAY,
-                self.party,
-                recipient,
-                now,
-                f"relay authorised by {actor.id}",
-                item=item_id,
-                hub=hub,
-                purpose=purpose or label.purpose,
+            authorisation = self.relay_authorisation(
+                actor, label, item_id, recipient, hub, now, purpose=purpose or label.purpose
             )
             consent_row, _ = self.sign_consent(authorisation)
             new_consents.append(consent_row)
@@ -202,9 +283,22 @@ class Releases(Consents):
             "via": hops,
             "purpose": use,
         }
+        if approval is not None:
+            spec["approval"] = approval.request
+        if authorise_relay:
+            spec["grants_relay"] = True
         on_file = self.fed.consents_for(label.originator, item_id)
         request = ReleaseRequest(
-            label, self.party, recipient, use, tuple(hops), item_id, self.verified_consents(on_file) + fresh
+            label,
+            self.party,
+            recipient,
+            use,
+            tuple(hops),
+            item_id,
+            self.verified_consents(on_file) + fresh,
+            two_person=self.two_person(),
+            approval=approval,
+            grants_relay=authorise_relay,
         )
         decision = self.kernel.engine.authorise(request, at=now)
         peer = self._link(hub or recipient, decision)

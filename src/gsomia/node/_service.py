@@ -65,6 +65,8 @@ from gsomia.store import (
 __all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
 
 MAX_PAGE = 1000
+PEOPLE_READERS = (Role.ADMINISTRATOR, Role.SECURITY_OFFICER)  # who reads the register (docs/API.md)
+METRICS_READERS = (Role.ADMINISTRATOR,)  # who reads the node's metrics
 MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 _FITTED_STEP = 100
 
@@ -223,6 +225,10 @@ class Node:
         """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
         self.kernel.require_any(actor, roles, what)
 
+    def require_metrics_reader(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may read this node's metrics: administrators."""
+        self.require_any(actor, METRICS_READERS, "metrics.read")
+
     # --- people and tokens ---
 
     def add_person(self, actor: Person | None, data: dict[str, Any]) -> Person:
@@ -246,8 +252,26 @@ class Node:
     def person(self, person_id: str) -> Person:
         return self.kernel.person(person_id)
 
-    def people(self) -> list[Person]:
+    def people(self, actor: Person | None) -> list[Person]:
+        """The register of people (administrators and security officers; ``None``: the operator)."""
+        self.require_any(actor, PEOPLE_READERS, "person.list")
+        return self._people()
+
+    def _people(self) -> list[Person]:
         return [person_from_dict(json.loads(r), self.catalogue) for r in self.store.list_people()]
+
+    def read_person(self, actor: Person | None, person_id: str) -> Person:
+        """One person's record: one's own, or anyone's for administrators and security officers."""
+        if actor is None or actor.id != person_id:
+            self.require_any(actor, PEOPLE_READERS, "person.read")
+        return self.person(person_id)
+
+    def topics(self) -> list[str]:
+        """The topics the agreements scope and this node's people hold need-to-know for (what a
+        decision form offers; no person's record is shown)."""
+        scoped = {t for a in self.catalogue.agreements.values() for t in (a.scope_topics or ())}
+        held = {t for p in self._people() for t in p.need_to_know}
+        return sorted(scoped | held)
 
     def set_active(self, actor: Person | None, person_id: str, active: bool) -> Person:
         """Enable or disable a person; disabling revokes all their tokens (see :class:`Credentials`)."""

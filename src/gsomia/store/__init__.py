@@ -4,10 +4,11 @@
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
-background work; ``Gauges`` what an operator watches (backlogs, heads' ages). Each is a view
-over the one ``Store``'s connection.
+background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
+the stream link hellos answered. Each is a view over the one ``Store``'s connection.
 """
 
+from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
@@ -27,6 +28,7 @@ from gsomia.store._federation import (
     PeerRow,
 )
 from gsomia.store._gauges import Backlog, Gauges
+from gsomia.store._hellos import LinkHellos
 from gsomia.store._leases import LeaseRow, LeaseStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
@@ -45,6 +47,8 @@ __all__ = [
     "CONSENTS",
     "KEYS",
     "PEERS",
+    "RELEASE_POLICY",
+    "ApprovalStore",
     "AuditRow",
     "AuditStore",
     "Backlog",
@@ -65,11 +69,13 @@ __all__ = [
     "LabelChangeRow",
     "LeaseRow",
     "LeaseStore",
+    "LinkHellos",
     "NewItem",
     "Op",
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "ReleaseRequestRow",
     "SharedState",
     "StatusRow",
     "Store",

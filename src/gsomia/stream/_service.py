@@ -54,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow
+from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -186,6 +186,7 @@ class StreamService:
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
+        self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
 
     # --- lifecycle ---
 
@@ -303,9 +304,14 @@ class StreamService:
         )
         return plan
 
+    def require_publisher(self, actor: Person | None) -> None:
+        """Refuse (and record) unless ``actor`` may publish tracks here: release officers (``None``:
+        the node's operator). A feed checks once when it opens; :meth:`publish` checks every update."""
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
-        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+        self.require_publisher(actor)
         try:
             update = parse_track_update(data, originator=self.party)
         except GsomiaError as exc:
@@ -553,6 +559,13 @@ class StreamService:
                 self.kernel.ring, self.kernel.peers.peer, first, self.kernel.clock(),
                 rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
             )  # fmt: skip
+            # a genuine hello (it passed the handshake) answered by another process of this node
+            # is a replay here too: the store remembers what every process answered
+            digest = hashlib.sha256(first).hexdigest()
+            now_us = epoch_us(self.kernel.clock())
+            memory_us = int(gate.hello_memory_s * 1_000_000)
+            if not await asyncio.to_thread(self._hellos.first_sight, digest, now_us, memory_us):
+                raise LinkError("replayed-handshake", "this link hello was answered before: a replay")
             peer_name = session.peer
             pinned = self.kernel.peers.peer(peer_name)
             peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]

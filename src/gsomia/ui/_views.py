@@ -33,8 +33,9 @@ import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from gsomia._present import flow_view, inventory_view
 from gsomia._web import dashboard_scope, is_own_origin
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Person
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
@@ -54,16 +55,6 @@ _TIMELINE_WIDTH = 880.0
 _WHAT_IF_KINDS = frozenset(
     {EventKind.TERMINATION_NOTIFIED, EventKind.NOTICE_SUSPENDED, EventKind.NOTICE_WITHDRAWN}
 )
-_FLOW_KINDS = (
-    "item.release",
-    "item.export",
-    "envelope.delivered",
-    "envelope.undeliverable",
-    "envelope.received",
-    "envelope.duplicate",
-    "envelope.refused",
-)
-_FLOW_LIMIT = 200
 _TOPIC = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _STATIC_MEDIA = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _HEADERS = {
@@ -210,54 +201,8 @@ def _label_views(node: Node, label: SecurityLabel) -> dict[str, dict[str, Any] |
     return {"originator": originator, "reader": reader}
 
 
-def _flow(row: Any) -> dict[str, Any]:
-    detail = json.loads(row.detail)
-    if row.outcome == "refused":
-        direction = "refused"
-    elif row.kind in ("envelope.received", "envelope.duplicate"):
-        direction = "received"
-    else:
-        direction = "sent"
-    reason = detail.get("reason") or detail.get("error") or ""
-    decision = detail.get("decision")
-    if isinstance(decision, dict):
-        failed = [c["reason"] for c in decision.get("checks", []) if not c.get("passed")]
-        reason = (
-            reason
-            or "; ".join(failed)
-            or (f"under {decision.get('agreement')}" if decision.get("agreement") else "")
-        )
-    return {
-        "seq": row.seq,
-        "at": datetime.fromtimestamp(row.at_us / 1e6, UTC).isoformat(),
-        "kind": row.kind,
-        "direction": direction,
-        "actor": row.actor,
-        "item": row.subject,
-        "peer": detail.get("peer") or detail.get("recipient") or detail.get("to") or row.actor,
-        "msg_id": detail.get("msg_id"),
-        "status": detail.get("status"),
-        "reason": reason,
-    }
-
-
-def _flows(node: Node, since: int) -> list[dict[str, Any]]:
-    rows = [
-        r for kind in _FLOW_KINDS for r in node.store.audit(after_seq=since, kind=kind, limit=_FLOW_LIMIT)
-    ]
-    rows.sort(key=lambda r: r.seq)
-    return [_flow(r) for r in rows[-_FLOW_LIMIT:]]
-
-
 def _known_purposes(node: Node) -> list[str]:
     return sorted({p for a in node.catalogue.agreements.values() for p in a.purposes})
-
-
-def _known_topics(node: Node) -> list[str]:
-    """The topics the agreements scope and this node's people hold need-to-know for."""
-    scoped = {t for a in node.catalogue.agreements.values() for t in (a.scope_topics or ())}
-    held = {t for p in node.people() for t in p.need_to_know}
-    return sorted(scoped | held)
 
 
 def _what_if_events(node: Node) -> list[dict[str, str]]:
@@ -394,7 +339,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             days=(LAST_DAY - FIRST_DAY).days,
             start=(today - FIRST_DAY).days,
             purposes=_known_purposes(node),
-            topics=_known_topics(node),
+            topics=node.topics(),
             events=_what_if_events(node),
         )
 
@@ -477,16 +422,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         item = node.held(item_id)
         if item is None:  # gone between the two reads
             return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
-        copies = [
-            {
-                "at": datetime.fromtimestamp(r.at_us / 1e6, UTC).isoformat(),
-                "kind": r.kind,
-                "party": r.party,
-                "actor": r.actor,
-                "detail": json.loads(r.detail),
-            }
-            for r in entries
-        ]
+        copies = [inventory_view(r) for r in entries]
         return _page(
             "item.html",
             **common(person, "items"),
@@ -501,7 +437,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if person is None:
             return to_login(request)
         try:
-            node.require_any(person, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "flows.read")
+            node.audit.require_reader(person, "flows.read")
         except AccessDenied as exc:
             return _page("refused.html", 403, **common(person, "flows"), reason=str(exc))
         return _page("flows.html", **common(person, "flows"))
@@ -509,8 +445,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.get("/api/flows")
     def flows(person: Caller, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         """Sent, received and refused envelopes after audit record ``since`` (the page polls this)."""
-        node.require_any(person, (Role.SECURITY_OFFICER, Role.ADMINISTRATOR), "flows.read")
-        found = _flows(node, since)
+        found = [flow_view(r) for r in node.audit.flows(person, since)]
         return {"flows": found, "last": found[-1]["seq"] if found else since}
 
     @router.get("/audit")
