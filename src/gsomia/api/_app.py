@@ -453,7 +453,7 @@ def create_app(
         if after is not None:
             last = node.exchange.fed.consent_request(after)
             if last is None:
-                raise InvalidInputError(f"after: no consent request {after}")
+                raise NotFoundError(f"after: no consent request {after}")
             key = (last.created_us, last.id)
         rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
         return [request_view(r) for r in rows]
