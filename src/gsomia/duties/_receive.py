@@ -80,26 +80,28 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
 
 
 def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | None) -> None:
-    """Pass a duty message on only as a hub an agreement names between ``signer`` and ``to``, and
-    only about an item this node relayed between them: the message follows the path the item was
-    addressed by. Raises :class:`AgreementError` otherwise (the inbox refuses and audits it)."""
+    """Pass a duty message on only along the item's recorded path (issue 14 §9): as the hub an
+    agreement names between ``signer`` and ``to``, about an item it relayed between them; or as the
+    holder that passed the originator's item on to ``to`` by its own release. Anything else
+    (another party's message through a node that carried nothing between them) raises
+    :class:`AgreementError`, which the inbox refuses and audits."""
     me = duties.party
-    if not any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me)):
-        raise AgreementError(f"no agreement names {me} as a hub between {signer} and {to}: it relays nothing")
     if item is None:
-        raise AgreementError(f"a hub carries only duties about an item it relayed; this {kind} names none")
+        raise AgreementError(f"{me} passes on only duties about an item it passed on; this {kind} names none")
     row = duties.kernel.store.get_item(item)
     originator = None if row is None else row.originator
+    hub = any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me))
     for entry in duties.kernel.fed.item_messages(item):
         route = json.loads(entry.request or "{}")
-        if route.get("via") == [me] and {signer, to} <= {
-            route.get("sender"),
-            route.get("recipient"),
-            originator,
-        }:
+        if not {signer, to} <= {route.get("sender"), route.get("recipient"), originator}:
+            continue
+        relayed = hub and route.get("via") == [me]
+        released = route.get("sender") == me != originator and originator in (signer, to)
+        if relayed or released:
             return
     raise AgreementError(
-        f"{me} relayed no item {item!r} between {signer} and {to}: its {kind} does not pass here"
+        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
+        f"its own release): a {kind} about it does not pass here"
     )
 
 
