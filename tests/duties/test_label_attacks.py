@@ -50,7 +50,7 @@ def _change_jws(net: Net, item_id: str, version: int, holder: str) -> str:
     )
     origin = None
     if change.kind is ChangeKind.RECLASSIFY:
-        origin = kor.exchange._origin_jws(item_id)
+        origin = kor.exchange.origin_jws(item_id)
     return sign_origin(kor.ring, change_content(change, origin, holder), net.clock.now)
 
 

@@ -160,7 +160,7 @@ def test_a_label_swapped_under_a_valid_signature_is_refused(pair: Pair, form: st
         verify_binding(pair.jpn, edited)
     assert broken.value.detail == "bad-signature"
     pair.jpn.exchange.receive_bound(
-        "KOR", pair.kor.exchange._origin_jws("kor-track"), "threat-assessment", "x" * 64
+        "KOR", pair.kor.exchange.origin_jws("kor-track"), "threat-assessment", "x" * 64
     )
     held = pair.jpn.held("kor-track")
     assert held is not None
@@ -177,7 +177,7 @@ def test_a_label_swapped_under_a_valid_signature_is_refused(pair: Pair, form: st
         lowered,
         "json",
         b'{"track": "KN-23"}',
-        pair.kor.exchange._origin_jws("kor-track"),
+        pair.kor.exchange.origin_jws("kor-track"),
         catalogue=pair.jpn.catalogue,
         ring=pair.jpn.ring,
         at=pair.clock(),

@@ -26,6 +26,7 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from tests.conftest import _require_services
 from tests.node_fixtures import kor_label
 
+from gsomia._present import flow_view
 from gsomia.api import create_app
 from gsomia.core.ballistics import track_updates as ballistic_updates
 from gsomia.core.tracks import track_update_to_json
@@ -36,7 +37,7 @@ from gsomia.node import Node
 from gsomia.node._service import system_clock
 from gsomia.stream import launches
 from gsomia.ui import dashboard_scope
-from gsomia.ui._views import FIRST_DAY, _flows, outlines
+from gsomia.ui._views import FIRST_DAY, outlines
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -412,7 +413,7 @@ def test_a_wrong_token_stays_on_the_login_page(watched: Watched, net: Net) -> No
 
 def test_the_senders_flows_show_the_release_its_delivery_and_the_refusal(net: Net) -> None:
     """KOR's side of the same exchange, through the feed the flows page polls."""
-    flows = {(f["kind"], f["item"]): f for f in _flows(net.kor, 0)}
+    flows = {(f["kind"], f["item"]): f for f in map(flow_view, net.kor.audit.flows(None, 0))}
     assert flows[("item.release", "k-1")]["direction"] == "sent"
     assert flows[("envelope.delivered", "k-1")]["direction"] == "sent"
     assert flows[("envelope.delivered", "k-1")]["peer"] == "JPN"

@@ -269,6 +269,11 @@ class InboxResultOut(BaseModel):
     status: str = Field(description="stored, relayed, already-held, duplicate, recorded or refused")
     receipt: str | None = Field(description="The receiver's signed receipt (compact JWS)")
     reason: str | None
+    retry: bool = Field(
+        False,
+        description="Refused for now (the envelope's time: the clocks differ, or it expired on the way): "
+        "the sender may send the same message again in a fresh envelope",
+    )
 
 
 class InboxOut(BaseModel):

@@ -304,6 +304,23 @@ def outbox_list(
         )
 
 
+@outbox_app.command("resend")
+@guard
+def outbox_resend(
+    directory: DirOpt,
+    actor: AsOpt,
+    msg_id: Annotated[str, typer.Argument(help="The undeliverable message's id (gsomia outbox list).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Send an undeliverable duty or consent message again: a fresh envelope, the same signed body."""
+    node = open_node(directory)
+    row = node.exchange.resend(node.person(actor), msg_id)
+    if as_json:
+        emit(outbox_view(row))
+    else:
+        console().print(f"queued {row.msg_id} again for {row.final_recipient} (next hop {row.recipient})")
+
+
 @person_app.command("add")
 @guard
 def person_add(

@@ -54,7 +54,7 @@ class Releases(Consents):
             raise NotFoundError(f"no item {item_id!r} at this node")
         return row
 
-    def _origin_jws(self, item_id: str, row: ItemRow | None = None) -> str:
+    def origin_jws(self, item_id: str, row: ItemRow | None = None) -> str:
         """The originator's signed item: stored at receipt, or signed now for our own item."""
         row = row or self.kernel.items.row(item_id)
         if row.origin_jws is not None:
@@ -92,7 +92,7 @@ class Releases(Consents):
         )
         return {
             "kind": "item",
-            "origin": self._origin_jws(item_id, row),
+            "origin": self.origin_jws(item_id, row),
             "purpose": spec["purpose"],
             "agreement": decision.agreement,
             "route": {"sender": spec["sender"], "via": spec["via"], "recipient": spec["recipient"]},

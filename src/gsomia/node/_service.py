@@ -50,6 +50,7 @@ from gsomia.kernel import (
 )
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.node._credentials import Credentials
+from gsomia.node._feed import Feed
 from gsomia.node._runtime import NodeRuntime
 from gsomia.store import (
     AuditRow,
@@ -166,6 +167,7 @@ class Node:
         self.audit = AuditLog(self.kernel)
         self.heads = TreeHeads(self.audit, self.exchange)
         self.duties = Duties(self.kernel, self.exchange)
+        self.feed = Feed(self.kernel)
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
@@ -140,10 +140,15 @@ class FederationStore:
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
-    def due(self, now_us: int, limit: int) -> list[OutboxRow]:
+    def due(self, now_us: int, limit: int, *, latest_us: int | None = None) -> list[OutboxRow]:
+        """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
+        retry is ever set that far ahead: the clock was put back since, and they are due now)."""
+        when = t.outbox.c.next_attempt_us <= now_us
+        if latest_us is not None:
+            when = or_(when, t.outbox.c.next_attempt_us > latest_us)
         query = (
             select(t.outbox)
-            .where(and_(t.outbox.c.state == "pending", t.outbox.c.next_attempt_us <= now_us))
+            .where(and_(t.outbox.c.state == "pending", when))
             .order_by(t.outbox.c.seq)
             .limit(limit)
         )
@@ -251,6 +256,32 @@ class FederationStore:
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
         return written
+
+    def resend(self, entry: OutboxRow, envelope: str, note: str, now_us: int, audit: AuditRow) -> bool:
+        """An undeliverable entry queued again with a fresh envelope, if it is still as ``entry`` was
+        read (compare-and-set); with its audit record. Whether it was."""
+        with self.store._begin() as conn:
+            done = conn.execute(
+                update(t.outbox)
+                .where(
+                    and_(
+                        t.outbox.c.msg_id == entry.msg_id,
+                        t.outbox.c.state == "undeliverable",
+                        t.outbox.c.attempts == entry.attempts,
+                    )
+                )
+                .values(
+                    state="pending",
+                    envelope=envelope,
+                    next_attempt_us=now_us,
+                    updated_us=now_us,
+                    created_us=now_us,
+                    last_error=note,
+                )
+            ).rowcount
+            if done:
+                self.store._audit(conn, [audit])
+        return bool(done)
 
     # --- inbox ---
 

@@ -694,6 +694,24 @@ class Store:
         with self._read() as conn:
             return [AuditRow(**r._mapping) for r in conn.execute(query)]
 
+    def audit_of_kinds(
+        self, kinds: Sequence[str], *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRow]:
+        """Audit records of any of ``kinds`` after ``after_seq``, oldest first (the live feed's source)."""
+        query = (
+            select(t.audit_records)
+            .where(t.audit_records.c.seq > after_seq, t.audit_records.c.kind.in_(list(kinds)))
+            .order_by(t.audit_records.c.seq)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [AuditRow(**r._mapping) for r in conn.execute(query)]
+
+    def last_audit_seq(self) -> int:
+        """The newest audit record's sequence number (0: none yet)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(t.audit_records.c.seq))).scalar_one() or 0)
+
     # --- node metadata ---
 
     def meta(self, key: str) -> str | None:
