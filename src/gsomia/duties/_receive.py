@@ -494,10 +494,16 @@ def _incident(
 
 def _check_holder(duties: Duties, item_id: str, holder: str) -> None:
     """A record about this node's item from ``holder`` is accepted only if the item went to ``holder``
-    (directly, through a hub, or onward by a holder that said so)."""
+    (directly, through a hub, or onward by a holder that said so); one about an item not known here
+    (a copy or derivative the holder made) only if something of this node's went to ``holder``."""
     row = duties.kernel.store.get_item(item_id)
-    if row is None or row.originator != duties.party:
-        raise InvalidInputError(f"no item {item_id} of {duties.party} here")
+    if row is None:
+        # a copy or derivative the holder made of what it received: it must have received something
+        if holder not in duties.db.sent_by_party():
+            raise InvalidInputError(f"no item of {duties.party} was ever sent to {holder}")
+        return
+    if row.originator != duties.party:
+        raise InvalidInputError(f"item {item_id} here is not an item of {duties.party}")
     holders = {p for pair in duties.db.sent_to(item_id) for p in pair}
     holders |= {a.party for a in duties.db.acks(item_id)}
     if holder not in holders:

@@ -14,6 +14,7 @@ import threading
 import time
 
 from gsomia.audit import AuditLog, TreeHeads
+from gsomia.duties import Duties
 from gsomia.exchange import Exchange, HttpTransport, PeerTransport
 from gsomia.node._lease import DEFAULT_TTL, Lease, process_holder
 from gsomia.store import LeaseStore
@@ -46,8 +47,10 @@ class NodeRuntime:
         head_every: float = 5.0,
         lease_ttl: float = DEFAULT_TTL,
         holder: str | None = None,
+        duties: Duties | None = None,
     ) -> None:
         self.exchange = exchange
+        self.duties = duties
         self.audit = audit
         self.heads = heads
         self.transport = transport if transport is not None else HttpTransport()
@@ -63,7 +66,11 @@ class NodeRuntime:
     def round(self) -> int:
         """One round: deliver what is due, grow the log, and (when due) share and check heads;
         how many outbox entries were settled. Each part only if this process holds its lease."""
-        sent = self.exchange.deliver_due(self.transport) if self.leases[OUTBOX].held() else []
+        sent = []
+        if self.leases[OUTBOX].held():
+            if self.duties is not None:  # scheduled downgrades due now queue their duty messages first
+                self.duties.apply_due_downgrades()
+            sent = self.exchange.deliver_due(self.transport)
         if self.leases[AUDIT].held():
             self.audit.integrate()
         # asked every round, so the holder renews its lease between two exchanges of heads

@@ -211,6 +211,7 @@ class Node:
             interval=interval,
             head_every=head_every,
             lease_ttl=self.config.lease_seconds,
+            duties=self.duties,
         )
 
     # --- the kernel's decisions, for the shells ---

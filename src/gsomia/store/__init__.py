@@ -30,6 +30,7 @@ from gsomia.store._federation import (
 from gsomia.store._gauges import Backlog, Gauges
 from gsomia.store._hellos import LinkHellos
 from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
@@ -76,6 +77,8 @@ __all__ = [
     "PartnerHeadRow",
     "PeerRow",
     "ReleaseRequestRow",
+    "ScheduleStore",
+    "ScheduledRow",
     "SharedState",
     "StatusRow",
     "Store",

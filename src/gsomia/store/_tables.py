@@ -469,3 +469,23 @@ link_hellos = Table(
     Column("seen_us", BigInteger, nullable=False),
     Index("ix_link_hellos_seen_us", "seen_us"),
 )
+
+# --- scheduled downgrades (migration 0013) ---
+
+# The originator's declared downgrades: at ``at_us`` the item becomes ``classification``, applied
+# as a label change is (here and at every holder). pending -> applied | failed | cancelled.
+scheduled_changes = Table(
+    "scheduled_changes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("classification", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("scheduled_by", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("done_us", BigInteger),
+    Column("note", Text),
+    Index("ix_scheduled_changes_due", "state", "at_us"),
+)
