@@ -21,7 +21,15 @@ from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, ve
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
-from gsomia.store import RELEASE_POLICY, ApprovalStore, AuditRow, ConsentRow, ItemRow, OutboxRow
+from gsomia.store import (
+    RELEASE_POLICY,
+    ApprovalStore,
+    AuditRow,
+    ConsentRow,
+    DutiesStore,
+    ItemRow,
+    OutboxRow,
+)
 
 __all__ = ["PreparedRelease", "Releases"]
 
@@ -253,6 +261,13 @@ class Releases(Consents):
         label = self.kernel.items.item(row).label
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
+        if row.originator == self.party and row.label_version > 1:
+            latest = DutiesStore(self.kernel.store).label_changes(item_id)[-1:]
+            if latest and latest[0].kind == "recall":  # withdrawn from every holder: none gets it anew
+                raise InvalidInputError(
+                    f"item {item_id} was recalled (label version {latest[0].version}): "
+                    "reclassify it before releasing it again"
+                )
         access = self.kernel.decide_read(actor, label).raise_if_refused()
         if row.payload_type == "json":
             content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
