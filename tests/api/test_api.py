@@ -267,4 +267,6 @@ def test_public_inclusion_proofs_show_only_partners_envelope_entries(call: Call,
     jpn_node.add_person(None, {"id": "x", "name": "X", "nationality": "JPN"})
     entry = jpn_node.store.audit(kind="person.add")[-1].entry_id
     problem(call("GET", "/audit/inclusion", params={"entry": entry}), 404)
+    jpn_node.audit.sign_head()  # the node's writer brings it under a signed head: still not public
+    problem(call("GET", "/audit/inclusion", params={"entry": entry}), 404)
     assert jpn_node.audit.inclusion(entry)["entry_id"] == entry  # the node's own operator may prove it

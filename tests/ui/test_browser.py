@@ -176,6 +176,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert [d.state for d in delivered] == ["delivered"], delivered
         refused = httpx.post(f"{base}/inbox", json={"envelopes": ["not-an-envelope"]}, timeout=10)
         assert refused.json()["results"][0]["status"] == "refused"
+        jpn.audit.sign_head()  # the writer's step (no background loop here): the audit page has a head
         yield Net(base, dashboard_scope(jpn.ring).path, tokens, jpn, kor, kor_base, kor_tokens["officer"])
     for node in nodes.values():
         node.close()

@@ -251,8 +251,12 @@ def test_flows_need_the_audit_roles(browse: Browse, tokens: dict[str, str], jpn_
 
 
 def test_audit_page_shows_the_signed_head(browse: Browse, tokens: dict[str, str], jpn_node: Node) -> None:
+    # the page reads, never integrates: before the node's writer has run there is no head to show
+    assert jpn_node.audit.latest_head() is None
+    assert "No signed head yet" in browse("GET", "~/audit", tokens["tanaka"]).text
+    assert jpn_node.audit.latest_head() is None
+    head = jpn_node.audit.sign_head()  # what the node's background loop does within a second
     html = browse("GET", "~/audit", tokens["tanaka"]).text
-    head = jpn_node.audit.latest_head()
-    assert head is not None
     assert head.root.hex() in html
+    assert f'<dd id="head-size">{head.size}</dd>' in html
     assert "No partner head received yet." in html

@@ -91,7 +91,12 @@ def node_serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     sender: Annotated[
-        bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
+        bool,
+        typer.Option(
+            "--sender/--no-sender",
+            help="Deliver the outbox and share tree heads with partners in the background "
+            "(the audit log is integrated and its head signed either way).",
+        ),
     ] = True,
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
@@ -136,7 +141,7 @@ def node_serve(
         configure_logs(logging.INFO)
         logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
     uvicorn.run(
-        create_app(node, sender=sender, stream=stream),
+        create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
         host=host,
         port=port,
         log_level="warning",
@@ -213,11 +218,19 @@ def peer_revoke_key(
 def outbox_prove(
     directory: DirOpt,
     msg_id: Annotated[str, typer.Argument(help="A delivered message's id.")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="Seconds to keep asking while the receiver has not yet signed a head covering the entry.",
+        ),
+    ] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
     with HttpTransport() as transport:  # only this command talks to a partner directly
-        proof = open_node(directory).heads.delivery_proof(msg_id, transport)
+        proof = open_node(directory).heads.delivery_proof(msg_id, transport, wait=wait)
     if as_json:
         emit(proof)
     else:

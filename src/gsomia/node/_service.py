@@ -199,10 +199,16 @@ class Node:
         return self.audit.inclusion(entry, public=True)
 
     def runtime(
-        self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
+        self,
+        transport: PeerTransport | None = None,
+        *,
+        interval: float = 0.2,
+        head_every: float = 5.0,
+        deliver: bool = True,
     ) -> NodeRuntime:
         """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
-        work under its lease (``lease_seconds`` in ``node.toml``)."""
+        work under its lease (``lease_seconds`` in ``node.toml``); without ``deliver``, only the
+        audit log's writer (integrate, sign)."""
         return NodeRuntime(
             self.exchange,
             self.audit,
@@ -210,6 +216,7 @@ class Node:
             transport,
             interval=interval,
             head_every=head_every,
+            deliver=deliver,
             lease_ttl=self.config.lease_seconds,
             duties=self.duties,
         )

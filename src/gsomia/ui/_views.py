@@ -453,16 +453,19 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        head = node.audit.sign_head()
+        head = node.audit.latest_head()  # read only: the node's loop integrates and signs
         return _page(
             "audit.html",
             **common(person, "audit"),
-            head={
+            head=None
+            if head is None
+            else {
                 "size": head.size,
                 "root": head.root.hex(),
                 "at": datetime.fromtimestamp(head.at_us / 1e6, UTC).isoformat(),
                 "jws": head.jws,
             },
+            pending=node.audit.pending(),
             partners=node.audit.partners(),
         )
 
