@@ -121,8 +121,13 @@ def create_app(
     sender_interval: float | None = None,
     head_every: float | None = None,
     stream: StreamService | None = None,
+    log_writer: bool = False,
 ) -> FastAPI:
     """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox.
+
+    The background thread is also the audit log's writer (integrates and signs heads): with
+    ``sender``, or alone with ``log_writer`` (``gsomia node serve --no-sender``). Without either (an
+    app in a test) nothing integrates: the routes only read the log.
 
     ``stream`` is the node's missile-track stream (by default over the in-process bus).
     """
@@ -133,7 +138,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = node.runtime(interval=sender_interval, head_every=head_every) if sender else None
+        runtime = (
+            node.runtime(interval=sender_interval, head_every=head_every, deliver=sender)
+            if sender or log_writer
+            else None
+        )
         app.state.runtime = runtime
         if runtime is not None:
             runtime.start()

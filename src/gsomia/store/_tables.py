@@ -220,7 +220,7 @@ consents = Table(
     "consents",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # third_party | hub_relay
+    Column("kind", String(16), nullable=False),  # third_party | hub_relay | track_relay
     Column("originator", String(3), nullable=False),
     Column("recipient", String(3), nullable=False),
     Column("item_id", String(128)),
