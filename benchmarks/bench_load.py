@@ -14,6 +14,11 @@ the server in another, so on two cores they compete with each other as well.
 
 Target (issue 10): no errors at 200 clients for 60 s; p50 and p99 are printed, not judged.
 
+With ``--database-url postgresql+psycopg://...`` and ``--processes 1,2`` (issue 17), the node is on
+PostgreSQL and served by each number of processes in turn behind HAProxy (the distribution's, as
+``gsomia net up --replicas`` runs it), side by side with the floor; the ratio of the two-process
+request rate to the one-process one is printed (target on a 2-core machine: at least 1.6).
+
 Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--json]``.
 """
 
@@ -24,6 +29,7 @@ import asyncio
 import json
 import math
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,8 +115,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict[str, Any]:
-    members = network.build(root / "net")
+def measure_gsomia(
+    root: Path,
+    clients: int,
+    seconds: float,
+    items: int,
+    *,
+    processes: int = 0,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """The node served by one process on its port (``processes`` 0), or by ``processes`` processes
+    behind HAProxy on its port (the node on ``database_url``'s PostgreSQL)."""
+    urls = network.schema_urls(database_url, root / "net") if database_url else None
+    members = network.build(root / "net", database_urls=urls)
     jpn = next(m for m in members if m.party == "JPN")
     node = Node(load_config(jpn.directory))
     officer = node.person("officer")
@@ -126,14 +143,42 @@ def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict
     node.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
     node.close()
     token = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))["officer"]
-    where = ["--dir", str(jpn.directory), "--port", str(jpn.port)]
-    server = _serve([sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", *where])
+    ports = [jpn.port] if processes == 0 else [network.free_port() for _ in range(processes)]
+    servers = [
+        _serve([sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", "--log-format", "text",
+                "--dir", str(jpn.directory), "--port", str(port)])
+        for port in ports
+    ]  # fmt: skip
     try:
-        network._wait_healthy(jpn.endpoint, 60)
+        for port in ports:
+            network._wait_healthy(f"http://127.0.0.1:{port}", 60)
+        if processes:
+            config = root / "haproxy.cfg"
+            config.write_text(network.balancer_config({jpn: ports}), encoding="utf-8")
+            haproxy = shutil.which("haproxy")
+            if haproxy is None:
+                raise SystemExit("--processes needs HAProxy (apt-get install haproxy)")
+            servers.append(_serve([haproxy, "-db", "-f", str(config)]))
+            network._wait_healthy(jpn.endpoint, 30)
         tally = asyncio.run(_drive(jpn.endpoint, token, ids, clients, seconds))
     finally:
-        _stop(server)
-    return _summary("gsomia node", tally, seconds)
+        for server in servers:
+            _stop(server)
+        if urls:
+            _drop_schemas(database_url or "", urls)
+    name = "gsomia node" if processes == 0 else f"gsomia node, {processes} process(es) behind HAProxy"
+    return _summary(name, tally, seconds)
+
+
+def _drop_schemas(database_url: str, urls: dict[str, str]) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.begin() as conn:
+        for url in urls.values():
+            schema = url.rsplit("search_path%3D", 1)[-1].rsplit("search_path=", 1)[-1]
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
 
 
 def measure_floor(clients: int, seconds: float) -> dict[str, Any]:
@@ -204,9 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=500, help="items the node holds (default 500)")
     parser.add_argument("--no-peer", action="store_true", help="leave the floor out")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--processes",
+        default=None,
+        help="e.g. 1,2: on PostgreSQL, that many processes behind HAProxy, in turn",
+    )
+    parser.add_argument("--database-url", default=None, help="PostgreSQL for --processes (a schema per run)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.items < 1:
         parser.error("--clients, --seconds and --items must be positive")
+    if args.processes is not None:
+        if not args.database_url:
+            parser.error("--processes needs --database-url postgresql+psycopg://...")
+        return _scaling(args)
     loads = [load_average()]
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-load-") as tmp:
         ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
@@ -248,6 +303,52 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "met" if ours["errors"] == 0 else "NOT met"
     judged = "" if args.clients >= 200 and args.seconds >= 60 else " (judged at 200 clients for 60 s)"
     print(f"target: no errors{judged}: {verdict}")
+    return 0
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    """One and more processes behind HAProxy on PostgreSQL, side by side with the floor."""
+    counts = [int(n) for n in args.processes.split(",")]
+    loads = [load_average()]
+    results = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
+            results.append(
+                measure_gsomia(
+                    Path(tmp), args.clients, args.seconds, args.items,
+                    processes=count, database_url=args.database_url,
+                )
+            )  # fmt: skip
+    floor = measure_floor(args.clients, args.seconds)
+    loads.append(load_average())
+    base = results[0]["per_s"]
+    rows = [
+        row(
+            f"API requests/s, {count} process(es) behind HAProxy, "
+            f"{args.clients} clients for {args.seconds:g} s",
+            result["per_s"],
+            "requests/s",
+            target="2 processes >= 1.6x 1 process (2 cores)" if count == 2 else "(printed)",
+            met=(result["per_s"] >= 1.6 * base) if count == 2 and counts[0] == 1 else None,
+            peer=f"{counts[0]} process(es)",
+            peer_value=base,
+            ratio=result["per_s"] / base if base else None,
+        )
+        for count, result in zip(counts, results, strict=True)
+    ]
+    if args.json:
+        load = {"start": loads[0], "end": loads[1]}
+        out = {"benchmark": "load-scaling", "results": results, "floor": floor, "load_average_1min": load}
+        print(json.dumps(out | {"rows": rows}))
+        return 0
+    print(f"{args.clients} clients for {args.seconds:g} s; CPU {cpu_model()}; load {loads[0]} -> {loads[1]}")
+    for result in [*results, floor]:
+        print(
+            f"{result['server']:<46} {result['requests']:>9,} {result['per_s']:>8,.0f} req/s "
+            f"p50 {result['p50_ms']:>7.1f} ms p99 {result['p99_ms']:>7.1f} ms errors {result['errors']}"
+        )
+    for count, result in zip(counts, results, strict=True):
+        print(f"{count} process(es): {result['per_s'] / base:.2f}x the {counts[0]}-process rate")
     return 0
 
 

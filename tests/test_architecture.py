@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import shutil
@@ -124,6 +125,39 @@ def test_no_import_cycle(graph: grimp.ImportGraph) -> None:
 
 
 SHELLS = ("api", "cli", "taxii", "ui")
+PACKAGES = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+
+
+def private_members_reached(source: str, own: str | None) -> list[str]:
+    """``<package>._member`` in code outside that package: ``node.exchange._origin_jws``,
+    ``kernel._store``: another package's object used through its private members."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            value = node.value
+            name = value.attr if isinstance(value, ast.Attribute) else getattr(value, "id", None)
+            if name in PACKAGES and name != own:
+                found.append(f"{name}.{node.attr} (line {node.lineno})")
+    return found
+
+
+def test_no_package_reaches_into_anothers_objects() -> None:
+    for path in sorted(SRC.rglob("*.py")):
+        where = path.relative_to(SRC)
+        if "migrations" in where.parts:
+            continue
+        own = where.parts[0] if len(where.parts) > 1 else None
+        found = private_members_reached(path.read_text(encoding="utf-8"), own)
+        assert found == [], f"{where} uses private members of another package's objects: {found}"
+
+
+def test_the_member_check_sees_a_reach() -> None:
+    reach = "origin = node.exchange._origin_jws(item.id)\nnode.kernel._store.audit()\n"
+    assert private_members_reached(reach, "standards") == [
+        "exchange._origin_jws (line 1)",
+        "kernel._store (line 2)",
+    ]
+    assert private_members_reached("self.exchange._now()", "exchange") == []  # inside its own package
 
 
 def test_the_shells_check_no_role() -> None:

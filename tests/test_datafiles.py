@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -267,3 +269,73 @@ rank = 2
     assert "north-atlantic" in load_catalogue([tmp_path]).topics
     with pytest.raises(DataFileError, match=r"party\.topics"):
         parse_party("GBR.toml", party.replace('"north-atlantic"', '"North Atlantic"').encode())
+
+
+# --- data files that would weaken protection (issue 22 §9) ---
+
+_SECOND_ROW = """
+[[agreement.equivalence]]
+levels = { KOR = "군사III급비밀", JPN = "秘" }
+"""
+
+
+def test_an_equivalence_mapping_a_classification_to_a_handling_caveat_is_refused(tmp_path: Path) -> None:
+    """KOR Secret to JPN 取扱厳重注意 (a caveat, not a classification) would let a person cleared only
+    for the caveat read KOR Secret: refused, naming the file."""
+    (tmp_path / "weak.toml").write_text(
+        GOOD.replace('JPN = "極秘"', 'JPN = "取扱厳重注意"'), encoding="utf-8"
+    )
+    with pytest.raises(DataFileError, match="not one \\(rank 0: a handling caveat\\)") as caught:
+        load_catalogue([tmp_path])
+    assert "weak.toml" in str(caught.value)
+
+
+def test_an_equivalence_that_is_not_monotonic_is_refused(tmp_path: Path) -> None:
+    """KOR II급 (higher) to JPN 秘 and KOR III급 (lower) to JPN 極秘: the higher level would be the less
+    protected one."""
+    crossed = GOOD.replace('JPN = "極秘"', 'JPN = "秘"') + _SECOND_ROW.replace('JPN = "秘"', 'JPN = "極秘"')
+    (tmp_path / "crossed.toml").write_text(crossed, encoding="utf-8")
+    with pytest.raises(DataFileError, match="not monotonic"):
+        load_catalogue([tmp_path])
+    (tmp_path / "crossed.toml").write_text(GOOD + _SECOND_ROW, encoding="utf-8")  # the right way round
+    assert (
+        load_catalogue([tmp_path]).agreement("aaa-bbb").equivalence.map("KOR", "군사III급비밀", "JPN") == "秘"
+    )
+
+
+def test_a_deeply_nested_toml_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match="nested too deeply") as caught:
+        load_catalogue([tmp_path])
+    assert "deep.toml" in str(caught.value)
+    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", "--data", str(tmp_path), "party", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "deep.toml" in done.stderr
+
+
+def test_data_that_makes_every_party_a_hub_is_warned_about(tmp_path: Path) -> None:
+    hub = GOOD.replace('topology = "bilateral"', 'topology = "hub"').replace(
+        'parties = ["KOR", "JPN"]', 'parties = ["KOR", "JPN", "USA"]\nhub = "{hub}"'
+    )
+    for party in ("KOR", "JPN", "USA"):
+        text = hub.replace("{hub}", party).replace('"aaa-bbb"', f'"hub-{party.lower()}"')
+        (tmp_path / f"hub-{party}.toml").write_text(text, encoding="utf-8")
+    (warning,) = load_catalogue([tmp_path]).warnings()
+    assert "every party (JPN, KOR, USA) is the hub of some agreement" in warning
+    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", "--data", str(tmp_path), "party", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "warning: every party" in done.stderr
+    assert load_catalogue().warnings() == []  # the shipped data: no warning

@@ -158,6 +158,8 @@ def _toml(source: str, text: bytes) -> dict[str, object]:
         return tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DataFileError(source, "", f"not valid UTF-8 TOML: {exc}") from exc
+    except RecursionError:
+        raise DataFileError(source, "", "nested too deeply to be a data file") from None
 
 
 def _months(source: str, field: str, text: str | None) -> int | None:
@@ -383,9 +385,15 @@ def load_catalogue(extra: Iterable[Path] = ()) -> Catalogue:
             raise DataFileError(
                 source, "", "is neither a party file ([party]) nor an agreement file ([agreement])"
             )
+    known = {k: v for k, (_, v) in parties.items()}
     try:
-        return Catalogue({k: v for k, (_, v) in parties.items()}, {k: v for k, (_, v) in agreements.items()})
+        return Catalogue(known, {k: v for k, (_, v) in agreements.items()})
     except GsomiaError as exc:
+        for key, (source, agreement) in agreements.items():  # name the file at fault, if one is
+            try:
+                Catalogue(known, {key: agreement})
+            except GsomiaError as own:
+                raise DataFileError(source, "agreement", str(own)) from exc
         raise DataFileError("catalogue", "", str(exc)) from exc
 
 

@@ -18,7 +18,15 @@ from gsomia._codec import label_to_dict
 from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
-from gsomia.store import AuditRow, ConsentRequestRow, InventoryRow, OutboxRow, ReleaseRequestRow, TokenRow
+from gsomia.store import (
+    AuditRow,
+    ConsentRequestRow,
+    InventoryRow,
+    OutboxRow,
+    ReleaseRequestRow,
+    ScheduledRow,
+    TokenRow,
+)
 
 __all__ = [
     "audit_view",
@@ -31,6 +39,7 @@ __all__ = [
     "release_request_view",
     "request_view",
     "route_view",
+    "scheduled_view",
     "token_view",
 ]
 
@@ -217,4 +226,19 @@ def release_request_view(row: ReleaseRequestRow) -> dict[str, Any]:
         "decided_at": _utc(row.decided_us),
         "note": row.note,
         "msg_id": row.msg_id,
+    }
+
+
+def scheduled_view(row: ScheduledRow) -> dict[str, Any]:
+    """A scheduled downgrade: the item, the level, when, by whom, and what became of it."""
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "classification": row.classification,
+        "at": _utc(row.at_us),
+        "reason": row.reason,
+        "scheduled_by": row.scheduled_by,
+        "state": row.state,
+        "done_at": _utc(row.done_us),
+        "note": row.note,
     }

@@ -247,6 +247,8 @@ def test_a_token_lifetime_must_be_a_number_not_a_boolean(call: Call, token: str)
         ("PUT", "/healthz", {"GET"}),
         ("PATCH", "/items/x", {"GET"}),
         ("GET", "/inbox", {"POST"}),
+        ("GET", "/items/x/derive", {"POST"}),  # a route of an included router (the duties')
+        ("DELETE", "/stream/tracks", {"POST"}),  # the stream's router
     ],
 )
 def test_405_names_every_method_the_resource_serves(

@@ -83,6 +83,9 @@ def test_the_policy_is_set_by_an_administrator_and_read_by_officers(call: Call) 
         "validity_seconds": 7200,
     }
     assert call("GET", "/release-policy", "analyst").status_code == 403
+    again = call("PUT", "/release-policy", "admin", json={**policy, "validity_hours": 2.0})
+    assert again.status_code == 200, again.text  # JSON's 2.0 is the integer 2 (found by schemathesis)
+    assert again.json()["validity_seconds"] == 7200
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,9 @@ def test_the_policy_is_set_by_an_administrator_and_read_by_officers(call: Call) 
         ({"above": {"kor": "군사III급비밀"}}, "above"),
         ({"validity_hours": 0}, "validity_hours"),
         ({"validity_hours": 24 * 8}, "validity_hours"),
+        ({"validity_hours": True}, "validity_hours"),
+        ({"validity_hours": "3"}, "validity_hours"),
+        ({"validity_hours": 1.5}, "validity_hours"),
         ({"hub_relay": "yes"}, "hub_relay"),
         ({"two_person": True}, "two_person"),
     ],

@@ -67,7 +67,7 @@ def test_reclassification_reaches_every_holder_and_copy_through_the_hub(net_any_
     assert status["applied"] == ["JPN", "USA"]
     assert {a["party"]: a["detail"]["copies"] for a in status["acks"]} == {"JPN": 1, "USA": 0}
     # the holders pass on the originator's newly signed item, so a relay verifies it
-    _, signed = verify_origin(jpn.exchange._origin_jws("r1"), jpn.exchange._identities, net.clock.now)
+    _, signed = verify_origin(jpn.exchange.origin_jws("r1"), jpn.exchange._identities, net.clock.now)
     assert json.loads(signed)["label"]["classification"] == "군사III급비밀"
     # the same change again (a retry) changes nothing
     assert net.deliver() == []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.node_fixtures import add, jpn_label, kor_label
+from tests.node_fixtures import add, jpn_label, kor_label, refused_checks
 
 from gsomia.core.access import Person
 from gsomia.errors import (
@@ -15,6 +16,7 @@ from gsomia.errors import (
     InvalidInputError,
     ItemGoneError,
     LabelError,
+    NotFoundError,
     UnknownNameError,
 )
 from gsomia.node import Node
@@ -107,13 +109,15 @@ def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
     )
     assert visit["highest"] == "秘"
     jpn_node.read(visitor, "k-conf")
-    with pytest.raises(AccessDenied, match=r"visit \w+ allows up to 秘"):
+    with pytest.raises(NotFoundError):
         jpn_node.read(visitor, "k-secret")
+    assert re.search(r"visit \w+ allows up to 秘", refused_checks(jpn_node, "k-secret")[0]["reason"])
     page = jpn_node.list_items(visitor, ItemFilter())
     assert ([i.id for i in page.items], page.withheld) == (["k-conf"], 1)
     clock.advance(hours=2)
-    with pytest.raises(AccessDenied, match="no visit in force"):
+    with pytest.raises(NotFoundError):
         jpn_node.read(visitor, "k-conf")
+    assert "no visit in force" in refused_checks(jpn_node, "k-conf")[0]["reason"]
     jpn_node.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
 
 
@@ -169,7 +173,7 @@ def test_after_termination_protection_and_duties_go_on_and_the_report_lists_what
     ended = Node(jpn_node.config, catalogue=jpn_node.catalogue.replacing(gsomia), clock=clock)
     try:
         assert not gsomia.state_at(clock.now).in_force
-        with pytest.raises(AccessDenied):  # access checks unchanged: still refused to the under-cleared
+        with pytest.raises(NotFoundError):  # access checks unchanged: still refused to the under-cleared
             ended.read(people["sato"], "k1")
         ended.read(people["tanaka"], "k1")  # and still allowed to the cleared
         ended.duties.destroy(officer, "k2", method="shredding", witness="tanaka", reason="purpose ended")

@@ -65,7 +65,7 @@ def _body_of(net: LiveNet, item_id: str) -> dict[str, Any]:
     kor = net.nodes["KOR"].exchange
     return {
         "kind": "item",
-        "origin": kor._origin_jws(item_id),
+        "origin": kor.origin_jws(item_id),
         "purpose": "threat-assessment",
         "agreement": GSOMIA,
         "route": {"sender": "KOR", "via": [], "recipient": "JPN"},
@@ -144,7 +144,7 @@ def relabelled_originator(net: LiveNet, item_id: str) -> str:
     usa = net.nodes["USA"]
     net.own_item("USA", item_id)
     origin = _with_signed_content(
-        usa.exchange._origin_jws(item_id),
+        usa.exchange.origin_jws(item_id),
         lambda c: c["label"].update(originator="KOR", classification="군사II급비밀"),
     )
     body = {
@@ -237,7 +237,7 @@ def refused_by_policy(net: LiveNet, item_id: str) -> str:
     kor = net.nodes["KOR"].exchange
     body = {
         "kind": "item",
-        "origin": kor._origin_jws(item_id),
+        "origin": kor.origin_jws(item_id),
         "purpose": "threat-assessment",
         "agreement": GSOMIA,
         "route": {"sender": "KOR", "via": [], "recipient": "JPN"},

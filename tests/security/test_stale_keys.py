@@ -87,7 +87,7 @@ def _forged_by_kor(kor: Node, item_id: str) -> str:
     kor.ingest(None, label=_label(now.isoformat()), payload=b'{"report": "leaked key"}', item_id=item_id)
     body = {
         "kind": "item",
-        "origin": kor.exchange._origin_jws(item_id),
+        "origin": kor.exchange.origin_jws(item_id),
         "purpose": "threat-assessment",
         "agreement": GSOMIA,
         "route": {"sender": "KOR", "via": [], "recipient": "JPN"},

@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gsomia._present import outbox_view, release_request_view
-from gsomia.api._fields import Bool, Classification, Id, Party, Words
+from gsomia.api._fields import Bool, Classification, Id, Party, Words, whole_number
 from gsomia.api._models import OutboxOut, ReleaseIn
 from gsomia.core.access import Person
 from gsomia.node import Node
@@ -37,9 +37,12 @@ class PolicyIn(_In):
     relay_authorisations: Bool = Field(
         default=False, description="Releases that authorise a hub to pass the item on need two officers"
     )
-    validity_hours: Annotated[int, Field(ge=1, le=_MAX_HOURS)] = Field(
-        default=24, description="How long a request waits and an approval lasts, in hours"
-    )
+    validity_hours: Annotated[
+        int,
+        Field(ge=1, le=_MAX_HOURS, description="How long a request waits and an approval lasts, in hours"),
+        BeforeValidator(whole_number),  # JSON's 24.0 is 24 (JSON Schema says so); true and "24" are not
+        Field(strict=False),
+    ] = 24
 
 
 class PolicyOut(BaseModel):

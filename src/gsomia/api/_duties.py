@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from gsomia._present import item_view
+from gsomia._present import item_view, scheduled_view
 from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
 from gsomia.api._models import BASE64, instant_in
 from gsomia.core.access import Person
@@ -51,6 +51,12 @@ class ReclassifyIn(_In):
 
 
 class RecallIn(_In):
+    reason: Words
+
+
+class DowngradeIn(_In):
+    classification: Classification = Field(description="The lower level, in the originator's scheme.")
+    at: Instant = Field(description="When it applies (in the future)")
     reason: Words
 
 
@@ -250,5 +256,25 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def flags(person: Caller, item: Id | None = None) -> list[dict[str, Any]]:
         """Items flagged by a recorded change of protection rules."""
         return duties.flags(item)
+
+    @router.get("/reviews")
+    def reviews(person: Caller, at: Instant | None = None) -> list[dict[str, Any]]:
+        """This node's own items whose label review is due (at ``at``, default now), soonest first."""
+        when = None if at is None else instant_in(node, at, "at")
+        return [item_view(i) for i in duties.reviews_due(person, when)]
+
+    @router.post("/items/{item_id}/scheduled-downgrades", status_code=201)
+    def schedule_downgrade(item_id: Id, body: DowngradeIn, person: Caller) -> dict[str, Any]:
+        """The originator declares a lower level from an instant on; it then applies itself here and
+        at every holder, as a reclassification does."""
+        row = duties.schedule_downgrade(
+            person, item_id, body.classification, instant_in(node, body.at, "at"), body.reason
+        )
+        return scheduled_view(row)
+
+    @router.get("/items/{item_id}/scheduled-downgrades")
+    def scheduled(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+        """The downgrades scheduled for an item: pending, applied, or failed with the reason."""
+        return [scheduled_view(r) for r in duties.scheduled(person, item_id)]
 
     return router

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi.security import HTTPBearer
 from pydantic import Field, StrictBool, StringConstraints
 
 from gsomia.core.instants import INSTANT_PATTERN, TIMESTAMP_PATTERN
 from gsomia.kernel import ITEM_ID
 
 __all__ = [
+    "BEARER",
     "MAX_INT",
     "PATTERN_WORDS",
     "AgreementId",
@@ -37,6 +39,8 @@ __all__ = [
     "vocabulary",
     "whole_number",
 ]
+
+BEARER = HTTPBearer(auto_error=False, description="An API token issued by the node")
 
 ID_PATTERN = ITEM_ID.pattern  # what an item or person id may be: the kernel's rule
 MAX_INT = 2**63 - 1  # the store's integers are signed 64-bit

@@ -53,10 +53,12 @@ class ItemIn(_In):
     payload: Any = None
     payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
     received_from: Party | None = Field(
-        default=None, description="Party the item came from, for a received item."
+        default=None,
+        description="Refused for a person: another party's item arrives through the exchange, "
+        "under its originator's signature, never by ingest.",
     )
     agreement: AgreementId | None = Field(
-        default=None, description="Agreement it came under, for a received item."
+        default=None, description="Refused for a person, with received_from."
     )
 
 
@@ -97,8 +99,10 @@ class ItemContentOut(ItemOut):
 
 class PageOut(BaseModel):
     items: list[ItemOut]
-    next_cursor: str | None
-    withheld: int = Field(description="Items in the scanned range the reader may not see.")
+    next_cursor: str | None = Field(
+        description="Present only when more items the caller may read follow; nothing here says "
+        "anything about items the caller may not read."
+    )
 
 
 class InventoryOut(BaseModel):
@@ -215,7 +219,7 @@ class StatusOut(BaseModel):
 
 
 class ConsentIn(_In):
-    kind: Literal["third_party", "hub_relay"]
+    kind: Literal["third_party", "hub_relay", "track_relay"]
     originator: Party
     recipient: Party
     given_at: Instant
@@ -283,6 +287,11 @@ class InboxResultOut(BaseModel):
     status: str = Field(description="stored, relayed, already-held, duplicate, recorded or refused")
     receipt: str | None = Field(description="The receiver's signed receipt (compact JWS)")
     reason: str | None
+    retry: bool = Field(
+        False,
+        description="Refused for now (the envelope's time: the clocks differ, or it expired on the way): "
+        "the sender may send the same message again in a fresh envelope",
+    )
 
 
 class InboxOut(BaseModel):

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import Match
 
 from gsomia.api._fields import PATTERN_WORDS
 from gsomia.errors import (
@@ -119,16 +119,22 @@ def _respond(
     return render(status, slug, title, detail, headers, **extra)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(app: Starlette, path: str) -> list[str]:
     """Every method some route of ``app`` serves at ``path`` (for ``Allow``, RFC 9110 section 10.2.1).
 
     Starlette names only the first route that matched the path, yet ``GET /items`` and
-    ``POST /items`` are two routes: the answer must list both.
+    ``POST /items`` are two routes: the answer must list both. Each method is asked of every route
+    as a request would be, so the routes of an included router (kept as one entry of
+    ``app.routes``) are asked too.
     """
-    methods: set[str] = set()
-    for route in app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
+    methods = set()
+    for method in _METHODS:
+        scope = {"type": "http", "path": path, "method": method, "root_path": "", "headers": []}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.routes):
+            methods.add(method)
     return sorted(methods)
 
 

@@ -8,23 +8,19 @@ Callers authenticate with the node's own ``reader`` dependency (bearer token).
 """
 
 import asyncio
-import inspect
-import typing
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Depends, Header, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials
-from starlette.concurrency import run_in_threadpool
 
-from gsomia._web import is_own_origin
+from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
-from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError, LinkError
+from gsomia.errors import GsomiaError, InvalidInputError, LinkError
 from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
@@ -107,16 +103,6 @@ async def _send_refusal(websocket: WebSocket, exc: GsomiaError, data: Any) -> No
     track_id = data.get("track_id") if isinstance(data, dict) else None
     refusal = {"error": type(exc).__name__, "detail": str(exc), "track_id": track_id}
     await websocket.send_text(orjson.dumps(refusal, default=str).decode())
-
-
-def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
-    """Whether ``function``'s parameter asks for the request (its annotation may be a string)."""
-    if param.annotation is Request:
-        return True
-    try:
-        return typing.get_type_hints(function).get(name) is Request
-    except (NameError, TypeError):  # an annotation that does not resolve here: not the request
-        return False
 
 
 def stream_router(
@@ -209,39 +195,7 @@ def stream_router(
         )  # fmt: skip
 
     async def ws_caller(websocket: WebSocket, method: str) -> Person:
-        """The node's own ``reader`` dependency, called for a WebSocket handshake.
-
-        FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
-        presented to ``reader`` as the HTTP request it is (``method`` ``GET`` to follow, ``POST``
-        to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
-        then allows for following alone), with the bearer credentials from its header.
-        """
-        origin = websocket.headers.get("origin")
-        if origin is not None and not is_own_origin(
-            origin, websocket.url.scheme, websocket.headers.get("host"), stream.kernel.endpoint
-        ):
-            # a page of another origin (another port of this host included) opened it in a browser
-            # that sends this node's cookies: nothing it carries is this person's consent
-            raise stream.kernel.refuse(
-                "auth", None, None,
-                AuthenticationError(f"a WebSocket opened from {origin[:80]} is not from this node's pages"),
-            )  # fmt: skip
-        scope = dict(websocket.scope)
-        if origin is None:  # no browser: a session cookie is not for it (browsers always send Origin)
-            scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
-        request = Request({**scope, "type": "http", "method": method})
-        header = websocket.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        credentials = (
-            HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
-            if scheme.lower() == "bearer" and token.strip()
-            else None
-        )
-        arguments = {
-            name: request if _is_request(reader, name, param) else credentials
-            for name, param in inspect.signature(reader).parameters.items()
-        }
-        return await run_in_threadpool(reader, **arguments)
+        return await websocket_caller(websocket, reader, stream.kernel, method)
 
     @router.websocket("/stream/tracks/publish")
     async def publish_ws(websocket: WebSocket) -> None:

@@ -178,8 +178,8 @@ def decide(
     consent: Annotated[
         list[str] | None,
         typer.Option(
-            help="Originator consent KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT], KIND third_party or hub_relay "
-            "(repeatable; given at --at unless GIVEN_AT is set)."
+            help="Originator consent KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT], KIND third_party, hub_relay or "
+            "track_relay (repeatable; given at --at unless GIVEN_AT is set)."
         ),
     ] = None,
     item: Annotated[str | None, typer.Option(help="Item id (consents may name it).")] = None,

@@ -37,7 +37,12 @@ def catalogue() -> Catalogue:
     """The shipped parties and agreements, with GSOMIA_DATA_PATH's and ``--data``'s files over them."""
     env = os.environ.get("GSOMIA_DATA_PATH", "")
     extra = [Path(p) for p in env.split(os.pathsep) if p] + _state["data"]
-    return load_catalogue(extra)
+    loaded = load_catalogue(extra)
+    for warning in loaded.warnings():  # legal, but weaker than the agreements intend: said each time
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold yellow]warning:[/] {escape(warning)}"
+        )
+    return loaded
 
 
 def open_node(directory: Path) -> Node:

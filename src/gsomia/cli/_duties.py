@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gsomia._present import item_view, scheduled_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
@@ -307,6 +308,45 @@ def visit(
         purpose=purpose,
     )
     _out(row, as_json, f"visit {row['id']}: {person} up to {row['highest']} until {row['ends']}")
+
+
+@duty_app.command("reviews")
+@guard
+def reviews(
+    directory: DirOpt,
+    actor: AsOpt,
+    at: Annotated[str | None, typer.Option(help="Due at this instant (default: now).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """This node's own items whose label review is due, soonest first."""
+    node = open_node(directory)
+    due = node.duties.reviews_due(node.person(actor), None if at is None else _instant(node, at))
+    views = [item_view(i) for i in due]
+    if as_json:
+        emit(views)
+        return
+    for view in views:
+        console().print(f"{view['id']}  review {view['label'].get('review')}", markup=False)
+    if not views:
+        console().print("no review is due", markup=False)
+
+
+@duty_app.command("schedule-downgrade")
+@guard
+def schedule_downgrade(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    level: Annotated[str, typer.Option("--level", help="The lower level, in this party's scheme.")],
+    at: Annotated[str, typer.Option(help="When it applies (ISO 8601; in the future).")],
+    reason: Annotated[str, typer.Option(help="Why, for the holders.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Declare that an item of this party becomes a lower level at an instant (applies itself)."""
+    node = open_node(directory)
+    row = node.duties.schedule_downgrade(node.person(actor), item_id, level, _instant(node, at), reason)
+    view = scheduled_view(row)
+    _out(view, as_json, f"{row.item_id} becomes {row.classification} at {view['at']} ({row.id})")
 
 
 @duty_app.command("authority-add")

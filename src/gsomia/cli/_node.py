@@ -91,7 +91,12 @@ def node_serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     sender: Annotated[
-        bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
+        bool,
+        typer.Option(
+            "--sender/--no-sender",
+            help="Deliver the outbox and share tree heads with partners in the background "
+            "(the audit log is integrated and its head signed either way).",
+        ),
     ] = True,
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
@@ -103,25 +108,30 @@ def node_serve(
             "never a token or a payload); text: warnings only, as plain text."
         ),
     ] = LogFormat.JSON,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this certificate chain (PEM); give --tls-key with it."),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve the node's REST API (OpenAPI at /openapi.json), its Prometheus metrics (/metrics) and
-    its background work (each kind held by one process of the node at a time, through a lease)."""
+    its background work (each kind held by one process of the node at a time, through a lease);
+    over HTTPS with --tls-cert and --tls-key (the dashboard's cookie is then Secure)."""
+    import ssl
+
     import uvicorn  # only this command needs the server
 
+    tls = _tls_files(tls_cert, tls_key)
+
     from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
-    from gsomia.stream import NatsBus, StreamService
+    from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
-    bus = (
-        NatsBus(
-            stream_nats, stream=f"GSOMIA_TRACKS_{node.party}", subject=f"gsomia.tracks.{node.party.lower()}"
-        )
-        if stream_nats
-        else None
-    )
+    names = node_stream_names(node.config.identity())  # the node's own: shared by its processes only
+    bus = NatsBus(stream_nats, stream=names[0], subject=names[1]) if stream_nats else None
     stream = StreamService(node, bus)
     gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
-    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    base = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
     console().print(
         f"{node.party} node serving on {base} (API; OpenAPI at {base}/openapi.json), "
         f"dashboard at {base}/ui; stop with Ctrl-C"
@@ -131,14 +141,39 @@ def node_serve(
         configure_logs(logging.INFO)
         logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
     uvicorn.run(
-        create_app(node, sender=sender, stream=stream),
+        create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
         host=host,
         port=port,
         log_level="warning",
         log_config=None if log_format is LogFormat.JSON else uvicorn.config.LOGGING_CONFIG,
         ws_per_message_deflate=False,  # never compress secrets beside attacker-chosen data (CRIME/BREACH)
         timeout_graceful_shutdown=5,  # live streams (SSE, WebSocket) must not hold the shutdown
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The certificate and key files, checked before serving: both or neither, readable, and a
+    key that belongs to the certificate (``InvalidInputError`` naming what is wrong)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidInputError("give --tls-cert and --tls-key together")
+    import ssl
+
+    for path in (cert, key):
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {path}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError):
+        raise InvalidInputError(
+            f"{cert.name} and {key.name} are not a PEM certificate and its private key"
+        ) from None
+    return str(cert), str(key)
 
 
 @node_app.command("identity")
@@ -183,11 +218,19 @@ def peer_revoke_key(
 def outbox_prove(
     directory: DirOpt,
     msg_id: Annotated[str, typer.Argument(help="A delivered message's id.")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="Seconds to keep asking while the receiver has not yet signed a head covering the entry.",
+        ),
+    ] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
     with HttpTransport() as transport:  # only this command talks to a partner directly
-        proof = open_node(directory).heads.delivery_proof(msg_id, transport)
+        proof = open_node(directory).heads.delivery_proof(msg_id, transport, wait=wait)
     if as_json:
         emit(proof)
     else:
@@ -272,6 +315,23 @@ def outbox_list(
             f"{d['msg_id']}  {what}  → {d['final_recipient']}  {d['state']}  {receipt}"
             + (f"  ({d['last_error']})" if d["last_error"] else "")
         )
+
+
+@outbox_app.command("resend")
+@guard
+def outbox_resend(
+    directory: DirOpt,
+    actor: AsOpt,
+    msg_id: Annotated[str, typer.Argument(help="The undeliverable message's id (gsomia outbox list).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Send an undeliverable duty or consent message again: a fresh envelope, the same signed body."""
+    node = open_node(directory)
+    row = node.exchange.resend(node.person(actor), msg_id)
+    if as_json:
+        emit(outbox_view(row))
+    else:
+        console().print(f"queued {row.msg_id} again for {row.final_recipient} (next hop {row.recipient})")
 
 
 @person_app.command("add")
@@ -431,12 +491,16 @@ def item_ingest(
     binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
     item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
     received_from: Annotated[
-        str | None, typer.Option(help="For a received item: where it came from.")
+        str | None,
+        typer.Option(
+            help="Refused: another party's item arrives through the exchange, under its originator's "
+            "signature, never by ingest."
+        ),
     ] = None,
-    agreement: Annotated[str | None, typer.Option(help="For a received item: the agreement.")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Refused, with --received-from.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a labelled item."""
+    """Ingest a labelled item of this node's own party (another party's arrives through the exchange)."""
     node = open_node(directory)
     person = node.person(actor)
     if binary:
@@ -485,7 +549,6 @@ def item_list(
             {
                 "items": [item_view(i) for i in page.items],
                 "next_cursor": page.next_cursor,
-                "withheld": page.withheld,
             }
         )
         return
@@ -495,8 +558,7 @@ def item_list(
             f"{','.join(sorted(item.label.topics))}"
         )
     console().print(
-        f"{len(page.items)} shown, {page.withheld} withheld"
-        + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
+        f"{len(page.items)} shown" + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
     )
 
 

@@ -38,11 +38,47 @@ class Catalogue:
                             f"agreement {agreement.id}: equivalence names {code} level {level!r}, "
                             f"which is not in {code}'s scheme"
                         )
+            self._check_protective(agreement)
         frozen = {code: tuple(sorted(ags, key=lambda a: a.id)) for code, ags in by_party.items()}
         object.__setattr__(self, "_by_party", frozen)
         declared = {t for party in self.parties.values() for t in party.topics}
         scoped = {t for a in self.agreements.values() for t in (a.scope_topics or ())}
         object.__setattr__(self, "_topics", frozenset(declared | scoped))
+
+    def _check_protective(self, agreement: Agreement) -> None:
+        """An equivalence never weakens protection: a classified level (rank above 0) maps only to a
+        classified level (rank 0 and below are handling caveats, not classifications), and it is
+        monotonic: a higher level of one party never maps below what a lower level of it maps to."""
+        seen: dict[tuple[str, str], list[tuple[Classification, Classification]]] = {}
+        for row in agreement.equivalence.rows:
+            for src, src_level, dst, dst_level in row.pairs():
+                a = self.parties[src].scheme.level(src_level)
+                b = self.parties[dst].scheme.level(dst_level)
+                if a.rank > 0 >= b.rank:
+                    raise AgreementError(
+                        f"agreement {agreement.id}: equivalence maps {src} {a.name}, a classification, "
+                        f"to {dst} {b.name}, which is not one (rank {b.rank}: a handling caveat)"
+                    )
+                for c, d in seen.setdefault((src, dst), []):
+                    if (a.rank > c.rank and b.rank < d.rank) or (a.rank < c.rank and b.rank > d.rank):
+                        high, low = ((a, b), (c, d)) if a.rank > c.rank else ((c, d), (a, b))
+                        raise AgreementError(
+                            f"agreement {agreement.id}: equivalence is not monotonic: {src} {high[0].name} "
+                            f"maps to {dst} {high[1].name}, below {low[1].name} that the lower "
+                            f"{low[0].name} maps to"
+                        )
+                seen[(src, dst)].append((a, b))
+
+    def warnings(self) -> list[str]:
+        """What the data allows that is legal but weakens the agreements' intent, one line each."""
+        out: list[str] = []
+        hubs = {a.hub for a in self.agreements.values() if a.hub is not None}
+        if len(self.parties) > 2 and hubs >= set(self.parties):
+            out.append(
+                f"every party ({', '.join(sorted(self.parties))}) is the hub of some agreement: "
+                "each may relay the others' items"
+            )
+        return out
 
     @classmethod
     def of(cls, parties: Iterable[Party], agreements: Iterable[Agreement]) -> Catalogue:

@@ -44,7 +44,8 @@ __all__ = [
 
 class ConsentKind(StrEnum):
     THIRD_PARTY = "third_party"  # Art. 6: a holder may release to a named third party
-    HUB_RELAY = "hub_relay"  # TISA: the hub may pass the item on to the named recipient
+    HUB_RELAY = "hub_relay"  # TISA: the hub may pass the named item on to the named recipient
+    TRACK_RELAY = "track_relay"  # TISA: the hub may pass the originator's tracks on (the stream, no item)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Consent:
     holder: str | None = None  # third_party: the holder it authorises (None: any holder)
     hub: str | None = None  # hub_relay: the hub it authorises (None: any hub of the agreement)
     expires: datetime | None = None
+    purpose: str | None = None  # the purpose it authorises (None: any)
 
     given_ts: float = field(init=False, repr=False, compare=False)
     expires_ts: float = field(init=False, repr=False, compare=False)
@@ -436,17 +438,36 @@ class _Scope:
 def _consent(
     request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None, recipient: str
 ) -> tuple[Consent | None, str]:
-    """The first consent of ``kind`` covering the request, or a reason why none does."""
+    """The first consent of ``kind`` covering the request, or a reason why none does.
+
+    A consent authorises exactly what it names (issue 14 §3). For an item (``request.item``), a
+    hub relay counts only if it names that item and that hub: a standing one, or the stream's track
+    relay, never lets a hub pass an item on. A track relay counts only for what is not an item.
+    A consent naming a purpose counts only for that purpose.
+    """
     label = request.label
     late = ""
+    kinds: tuple[ConsentKind, ...] = (kind,)
+    if kind is ConsentKind.HUB_RELAY and request.item is None:
+        kinds = (ConsentKind.TRACK_RELAY, ConsentKind.HUB_RELAY)
     for consent in request.consents:
-        if consent.kind is not kind or consent.originator != label.originator:
+        if consent.kind not in kinds or consent.originator != label.originator:
             continue
         if consent.recipient != recipient:
+            continue
+        if consent.purpose is not None and consent.purpose != request.purpose:
+            late = f" (consent {consent.reference} is for the purpose {consent.purpose})"
             continue
         if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
             continue
         if kind is ConsentKind.HUB_RELAY and consent.hub not in (None, hub):
+            continue
+        if (
+            kind is ConsentKind.HUB_RELAY
+            and request.item is not None
+            and (consent.item != request.item or consent.hub != hub)
+        ):
+            late = f" (consent {consent.reference} does not name this item and hub)"
             continue
         if consent.covers(request.item, ts):
             return consent, ""

@@ -55,6 +55,21 @@ class DutyBase:
             return False
         return self.kernel.decide_read(actor, label).allowed
 
+    def _cleared_for(self, actor: Person, classification: str) -> bool:
+        """Whether ``actor`` (of this node's nationality, handling items) is cleared for this node's
+        ``classification``: for a record about an item not held here (a copy a holder made of ours),
+        judged by the level the holder's signed record names. Anything else: no (fail closed)."""
+        scheme = self.kernel.catalogue.party(self.party).scheme
+        if not actor.active or actor.nationality != self.party or actor.clearance is None:
+            return False
+        if (
+            not (actor.roles & set(HANDLERS))
+            or not scheme.has(classification)
+            or not scheme.has(actor.clearance)
+        ):
+            return False
+        return scheme.level(actor.clearance).rank >= scheme.level(classification).rank
+
     def _readable(self, actor: Person, item_ids: set[str]) -> set[str]:
         """The ids among ``item_ids`` whose items ``actor`` may read here."""
         return {i for i in item_ids if self._may_read(actor, self.kernel.store.get_item(i))}

@@ -3,6 +3,8 @@ originator (on its request too)."""
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -167,7 +169,12 @@ class _Destruction(DutyBase):
         self.kernel.require_any(actor, HANDLERS, "item.destructions")
         rows = self.db.destructions(item_id)
         readable = self._readable(actor, {r.item_id for r in rows})  # as classified as the item
-        return [_destruction_out(r) for r in rows if r.item_id in readable]
+        return [
+            _destruction_out(r)
+            for r in rows
+            if r.item_id in readable
+            or (self.kernel.store.get_item(r.item_id) is None and self._cleared_for(actor, _level(r.jws)))
+        ]
 
 
 def _destruction_out(row: DestructionRow) -> dict[str, Any]:
@@ -181,3 +188,10 @@ def _destruction_out(row: DestructionRow) -> dict[str, Any]:
         "record": row.jws,
         "sent": None if row.sent_us is None else from_us(row.sent_us).isoformat(),
     }
+
+
+def _level(jws: str) -> str:
+    """The originator's level a signed destruction record names (verified when it arrived)."""
+    payload = jws.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(data.get("classification", "")) if isinstance(data, dict) else ""

@@ -29,6 +29,7 @@ from gsomia.duties._labels import _Labels
 from gsomia.duties._messages import DUTY_KIND
 from gsomia.duties._receive import apply_waiting, receive_duty
 from gsomia.duties._registers import _Registers
+from gsomia.duties._reviews import _Reviews
 from gsomia.duties._termination import _Termination
 from gsomia.duties._visits import _Visits
 from gsomia.exchange import Batch
@@ -36,7 +37,9 @@ from gsomia.exchange import Batch
 __all__ = ["DUTY_KIND", "Duties"]
 
 
-class Duties(_Copies, _Labels, _Destruction, _Disposal, _Incidents, _Termination, _Visits, _Registers):
+class Duties(
+    _Reviews, _Copies, _Labels, _Destruction, _Disposal, _Incidents, _Termination, _Visits, _Registers
+):
     """One node's duties after release (``node.duties``)."""
 
     def receive(self, opened: Opened, now: datetime, batch: Batch) -> dict[str, Any]:

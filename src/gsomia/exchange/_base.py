@@ -6,6 +6,8 @@ handlers by message kind that other services register with (:meth:`ExchangeBase.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -38,6 +40,8 @@ CONSENT_READERS = (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER)
 
 # A message kind's handler: (the opened envelope, now, the batch) -> the result for the sender
 # ({"status", "receipt", "reason"}); what it writes goes into the batch, one transaction.
+_BODY = "outbox-body"  # the at-rest binding of a queued message's body
+
 Handler = Callable[[Opened, datetime, "Batch"], dict[str, Any]]
 # Told of an item the batch is about to store (its id): may rewrite it in the batch (the duties
 # apply a label change that reached this node before the item did).
@@ -98,6 +102,29 @@ class ExchangeBase:
         self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         return self.fed.outbox(state=state, limit=limit)
 
+    def outbox_seen_by(
+        self, actor: Person, *, state: str | None = None, limit: int = 1000, every: bool = False
+    ) -> list[OutboxRow]:
+        """The outbox as ``actor`` may see it: an entry about an item they may not read is left
+        out, and nothing counts it (issue 14 §6). ``every`` is the security officer's explicit
+        view of all of it, audited (``outbox.read_all``)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
+        if every:
+            self.kernel.require_any(actor, (Role.SECURITY_OFFICER,), "outbox.read_all")
+            rows = self.fed.outbox(state=state, limit=limit)
+            self.kernel.record("outbox.read_all", actor.id, None, "allowed", state=state, returned=len(rows))
+            return rows
+        shown: list[OutboxRow] = []
+        after = 0
+        while len(shown) < limit:
+            rows = self.fed.outbox(state=state, after_seq=after, limit=limit)
+            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows if r.item_id is not None})
+            shown.extend(r for r in rows if r.item_id is None or r.item_id in seen)
+            if len(rows) < limit:
+                break
+            after = rows[-1].seq
+        return shown[:limit]
+
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         return self.fed.outbox_entry(msg_id)
 
@@ -121,8 +148,16 @@ class ExchangeBase:
         ttl: timedelta | None = None,
         state: str = "pending",
     ) -> OutboxRow:
-        """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction)."""
+        """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction).
+
+        A message that is not an item (a duty, a consent, a tree head) keeps its body sealed at rest
+        under the node key in ``request``, so that a retry or an officer's resend goes with a fresh
+        envelope and the body (the original inner signature) unchanged; an item is rebuilt from the
+        store and decided again instead."""
         msg_id = uuid.uuid4().hex
+        if spec is None and kind != "item":
+            sealed = self.kernel.cipher.seal(msg_id, _BODY, canonical(body).encode())
+            spec = {"sealed_body": base64.b64encode(sealed).decode()}
         return OutboxRow(
             msg_id=msg_id,
             kind=kind,
@@ -138,6 +173,15 @@ class ExchangeBase:
             created_us=epoch_us(now),
             updated_us=epoch_us(now),
         )
+
+    def stored_body(self, entry: OutboxRow) -> dict[str, Any] | None:
+        """The body of a queued message other than an item, as it was sealed at rest (``None`` if it
+        has none: an item, or a message queued before bodies were kept)."""
+        sealed = json.loads(entry.request).get("sealed_body") if entry.request else None
+        if not isinstance(sealed, str):
+            return None
+        body = json.loads(self.kernel.cipher.open(entry.msg_id, _BODY, base64.b64decode(sealed)))
+        return body if isinstance(body, dict) else None
 
     def receipt(
         self,

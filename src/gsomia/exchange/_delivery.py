@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
-from gsomia.errors import GsomiaError, InvalidInputError, TransportError
+from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
 from gsomia.exchange._messages import envelope_routing
-from gsomia.exchange._receipts import Delivery, Settlement
+from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._transport import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import OutboxRow
@@ -39,19 +40,25 @@ class Deliveries(Approvals):
         skew: timedelta = timedelta(minutes=5),
     ) -> None:
         super().__init__(kernel, ttl=ttl, skew=skew)
-        self.settlement = Settlement(kernel)
+        self.settlement = Settlement(kernel, retry_for=ttl)
 
     def deliver_due(self, transport: PeerTransport, limit: int = 1000) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
         signed receipts."""
         now = self._now()
-        due = self.fed.due(epoch_us(now), limit)
+        # a retry is never set further ahead than the longest back-off: one that is was set by a clock
+        # that ran ahead and has been put right since, and is due now
+        due = self.fed.due(epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US)
         results: list[Delivery] = []
         by_peer: dict[str, list[tuple[OutboxRow, str]]] = {}
         for entry in due:
             refusal, decision = self.recheck(entry, now)
             envelope = entry.envelope
-            if refusal is None and self._expired(envelope, now):
+            # an expired envelope, or a message other than an item tried before (a receiver refused it
+            # for its clock, say), goes in a fresh envelope; the body and its inner signature are kept
+            if refusal is None and (
+                self._expired(envelope, now) or (entry.kind != "item" and entry.attempts)
+            ):
                 try:
                     envelope = self._reseal(entry, decision, now)
                 except GsomiaError as exc:
@@ -85,12 +92,49 @@ class Deliveries(Approvals):
         return results
 
     def _reseal(self, entry: OutboxRow, decision: ReleaseDecision | None, now: datetime) -> str:
-        """A fresh envelope, same message id: the body is rebuilt from the store, never kept in clear."""
-        if entry.kind != "item" or decision is None:
-            raise InvalidInputError(f"a {entry.kind} message is not rebuilt")
+        """A fresh envelope, same message id: an item's body is rebuilt from the store, never kept in
+        clear; another message's body is the one sealed at rest when it was queued."""
+        if entry.kind != "item":
+            kept = self.stored_body(entry)
+            peer = self.peer(entry.recipient)
+            if kept is None or peer is None:
+                raise InvalidInputError(f"this {entry.kind} message kept no body to send again")
+            return seal(self.ring, peer, kept, msg_id=entry.msg_id, at=now, ttl=self.ttl)
+        if decision is None:
+            raise InvalidInputError("an item is sent only under a release decision")
         peer = self._link(entry.recipient, decision)
         body = self.item_body(json.loads(entry.request), decision)
         return seal(self.ring, peer, body, msg_id=entry.msg_id, at=now, ttl=self.ttl)
+
+    def resend(self, actor: Person, msg_id: str) -> OutboxRow:
+        """An officer sends an undeliverable message (a duty, a consent) again: a fresh envelope, the
+        same body and inner signature, the same message id (the receiver still applies it once). An
+        item is never resent: it is released again, decided anew."""
+        who = actor.id
+        try:
+            self.kernel.require_any(actor, (Role.RELEASE_OFFICER, Role.SECURITY_OFFICER), "outbox.resend")
+            entry = self.fed.outbox_entry(msg_id)
+            if entry is None:
+                raise NotFoundError(f"no message {msg_id!r} in this node's outbox")
+            if entry.kind == "item":
+                raise InvalidInputError("an item is not resent: release it again (decided anew)")
+            if entry.state != "undeliverable":
+                raise InvalidInputError(
+                    f"message {msg_id} is {entry.state}: only an undeliverable one is resent"
+                )
+            now = self._now()
+            envelope = self._reseal(entry, None, now)
+            audit = self.kernel.audit_row(
+                "outbox.resend", who, entry.item_id, "allowed", msg_id=msg_id, peer=entry.recipient,
+                previous=entry.last_error,
+            )  # fmt: skip
+            if not self.fed.resend(entry, envelope, f"resent by {who}", epoch_us(now), audit):
+                raise InvalidInputError(f"message {msg_id} changed meanwhile: look at it again")
+        except GsomiaError as exc:
+            raise self.kernel.refuse("outbox.resend", who, msg_id, exc) from None
+        resent = self.fed.outbox_entry(msg_id)
+        assert resent is not None  # noqa: S101 - written above, never deleted
+        return resent
 
     def _expired(self, envelope: str, now: datetime) -> bool:
         return float(envelope_routing(envelope)["exp"]) <= now.timestamp()

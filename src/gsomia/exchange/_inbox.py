@@ -32,6 +32,9 @@ from gsomia.store import ConsentRow, InboxRow, InventoryEntry, NewItem, OutboxRo
 
 __all__ = ["Inbox"]
 
+# refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
+_FOR_NOW = ("not-yet-valid", "expired")
+
 
 class Inbox(Consents):
     """Envelopes arriving from peers, a batch in one transaction."""
@@ -126,7 +129,10 @@ class Inbox(Consents):
             opened = first or open_envelope(self.ring, text, self._identities, now, self.skew)
         except EnvelopeError as exc:
             note = {"note": exc.note} if exc.note else {}
-            return self._refused("envelope.refused", None, None, exc.detail, "envelope refused", **note)
+            refused = self._refused("envelope.refused", None, None, exc.detail, "envelope refused", **note)
+            if exc.detail in _FOR_NOW:
+                refused["retry"] = True  # the sender may try again in a fresh envelope (nothing more said)
+            return refused
         if accepted.seen is not None:
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical
@@ -19,9 +19,10 @@ from gsomia.errors import GsomiaError, InvalidInputError
 from gsomia.kernel import NodeContext
 from gsomia.store import InventoryEntry, OutboxRow
 
-__all__ = ["Delivery", "Settlement"]
+__all__ = ["LONGEST_BACKOFF_US", "Delivery", "Settlement"]
 
 _MAX_BACKOFF_S = 60.0
+LONGEST_BACKOFF_US = int(_MAX_BACKOFF_S * 1.2 * 1_000_000) + 1_000_000  # with the jitter, and a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,9 @@ class Settlement:
     entry its attempt started from (``expected``): the store writes it only if the entry has not
     moved on meanwhile (a recall cancelled it, a label change re-sealed it)."""
 
-    def __init__(self, kernel: NodeContext) -> None:
+    def __init__(self, kernel: NodeContext, *, retry_for: timedelta = timedelta(hours=24)) -> None:
         self.kernel = kernel
+        self.retry_for = retry_for  # how long a message other than an item refused for now is retried
 
     def retry(self, entry: OutboxRow, now: datetime, reason: str, sink: list[dict[str, Any]]) -> Delivery:
         """The entry waits for a later attempt, backing off exponentially (with jitter)."""
@@ -68,6 +70,11 @@ class Settlement:
         status = answer.get("status") if isinstance(answer, dict) else None
         if status == "refused":
             reason = str(answer.get("reason") or "refused by the receiver")
+            transient = answer.get("retry") is True and entry.kind != "item"
+            if transient and epoch_us(now) - entry.created_us < self.retry_for.total_seconds() * 1e6:
+                # refused for now (the clocks differ, the envelope expired on the way): the duty still
+                # binds, so it goes again, in a fresh envelope, until it is accepted or too old
+                return self.retry(entry, now, f"{entry.recipient} refused for now: {reason}", sink)
             sink.append(
                 dict(
                     msg_id=entry.msg_id,

@@ -2,11 +2,16 @@
 (kernel, exchange, audit log, duties) and wires them."""
 
 from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint
+from gsomia.node._feed import FEED_KINDS, Feed, FeedEvent, FeedFilter
 from gsomia.node._service import MAX_PAGE, Clock, Item, NewIngest, Node, Page, ReadPage, system_clock
 
 __all__ = [
+    "FEED_KINDS",
     "MAX_PAGE",
     "Clock",
+    "Feed",
+    "FeedEvent",
+    "FeedFilter",
     "Item",
     "NewIngest",
     "Node",

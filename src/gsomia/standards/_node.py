@@ -32,7 +32,7 @@ def export_binding(node: Node, actor: Person, item_id: str, form: Form) -> bytes
     if form not in ("xml", "json"):
         raise InvalidInputError(f"a binding is written as xml or json, not {form!r}")
     item, payload = node.read(actor, item_id)
-    origin = node.exchange._origin_jws(item.id)
+    origin = node.exchange.origin_jws(item.id)
     args: dict[str, Any] = {"catalogue": node.catalogue, "ring": node.ring, "at": node.clock()}
     node.kernel.record("bdo.export", actor.id, item.id, "allowed", form=form)
     if form == "xml":
@@ -47,7 +47,7 @@ def verify_binding(node: Node, data: bytes) -> Binding:
             data,
             catalogue=node.catalogue,
             at=node.clock(),
-            identities=node.exchange._identities,
+            identities=node.kernel.peers.peer,
             own=node.ring,
         )
     except EnvelopeError as exc:

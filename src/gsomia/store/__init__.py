@@ -4,8 +4,8 @@
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
-background work; ``Gauges`` what an operator watches (backlogs, heads' ages). Each is a view
-over the one ``Store``'s connection.
+background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
+the stream link hellos answered. Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
@@ -28,7 +28,9 @@ from gsomia.store._federation import (
     PeerRow,
 )
 from gsomia.store._gauges import Backlog, Gauges
+from gsomia.store._hellos import LinkHellos
 from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
     AuditRow,
@@ -68,12 +70,15 @@ __all__ = [
     "LabelChangeRow",
     "LeaseRow",
     "LeaseStore",
+    "LinkHellos",
     "NewItem",
     "Op",
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
     "ReleaseRequestRow",
+    "ScheduleStore",
+    "ScheduledRow",
     "SharedState",
     "StatusRow",
     "Store",

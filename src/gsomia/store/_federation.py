@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
@@ -140,10 +140,15 @@ class FederationStore:
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
-    def due(self, now_us: int, limit: int) -> list[OutboxRow]:
+    def due(self, now_us: int, limit: int, *, latest_us: int | None = None) -> list[OutboxRow]:
+        """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
+        retry is ever set that far ahead: the clock was put back since, and they are due now)."""
+        when = t.outbox.c.next_attempt_us <= now_us
+        if latest_us is not None:
+            when = or_(when, t.outbox.c.next_attempt_us > latest_us)
         query = (
             select(t.outbox)
-            .where(and_(t.outbox.c.state == "pending", t.outbox.c.next_attempt_us <= now_us))
+            .where(and_(t.outbox.c.state == "pending", when))
             .order_by(t.outbox.c.seq)
             .limit(limit)
         )
@@ -158,6 +163,12 @@ class FederationStore:
             return [
                 OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
             ]
+
+    def item_messages(self, item_id: str) -> list[OutboxRow]:
+        """This node's item messages (releases and relays) of ``item_id``, oldest first."""
+        query = select(t.outbox).where(and_(t.outbox.c.item_id == item_id, t.outbox.c.kind == "item"))
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         with self.store._read() as conn:
@@ -246,6 +257,32 @@ class FederationStore:
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
         return written
 
+    def resend(self, entry: OutboxRow, envelope: str, note: str, now_us: int, audit: AuditRow) -> bool:
+        """An undeliverable entry queued again with a fresh envelope, if it is still as ``entry`` was
+        read (compare-and-set); with its audit record. Whether it was."""
+        with self.store._begin() as conn:
+            done = conn.execute(
+                update(t.outbox)
+                .where(
+                    and_(
+                        t.outbox.c.msg_id == entry.msg_id,
+                        t.outbox.c.state == "undeliverable",
+                        t.outbox.c.attempts == entry.attempts,
+                    )
+                )
+                .values(
+                    state="pending",
+                    envelope=envelope,
+                    next_attempt_us=now_us,
+                    updated_us=now_us,
+                    created_us=now_us,
+                    last_error=note,
+                )
+            ).rowcount
+            if done:
+                self.store._audit(conn, [audit])
+        return bool(done)
+
     # --- inbox ---
 
     def inbox_entries(self, msg_ids: Sequence[str]) -> dict[str, InboxRow]:
@@ -328,15 +365,30 @@ class FederationStore:
             ).one_or_none()
         return None if row is None else ConsentRequestRow(**row._mapping)
 
-    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
+    def consent_requests(
+        self, state: str | None = None, *, after: tuple[int, str] | None = None, limit: int | None = None
+    ) -> list[ConsentRequestRow]:
+        """Requests oldest first (by creation, then id), from after the key ``after``, at most ``limit``."""
+        c = t.consent_requests.c
         query = select(t.consent_requests)
         if state is not None:
-            query = query.where(t.consent_requests.c.state == state)
+            query = query.where(c.state == state)
+        if after is not None:
+            query = query.where((c.created_us > after[0]) | and_(c.created_us == after[0], c.id > after[1]))
+        query = query.order_by(c.created_us, c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.store._read() as conn:
-            return [
-                ConsentRequestRow(**r._mapping)
-                for r in conn.execute(query.order_by(t.consent_requests.c.created_us))
-            ]
+            return [ConsentRequestRow(**r._mapping) for r in conn.execute(query)]
+
+    def pending_requests_from(self, holder: str, originator: str) -> int:
+        """How many consent requests ``holder`` made of ``originator`` (this node) await an answer."""
+        c = t.consent_requests.c
+        query = select(func.count()).where(
+            and_(c.holder == holder, c.originator == originator, c.state == "pending")
+        )
+        with self.store._read() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def answer_request(
         self,

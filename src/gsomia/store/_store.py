@@ -259,6 +259,56 @@ class Store:
             raise StoreError("the store failed; nothing was written") from exc
 
     @contextmanager
+    def _exclusive(self, lock: int) -> Iterator[Connection]:
+        """One transaction that holds the database's lock ``lock`` from its first statement to its end.
+
+        Where order matters (the audit log's tree), reading the state and writing the next one must
+        be one step that no other thread or process interleaves: SQLite takes its write lock at
+        ``BEGIN IMMEDIATE`` (another writer waits for it, up to the busy timeout); PostgreSQL a
+        transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or rollback.
+        Everything read after it sees every commit made before it.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    # the driver opens no transaction before a read: open it ourselves, as the writer
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                yield conn
+                conn.commit()
+        except IntegrityError as exc:
+            _log.info("write refused by a constraint: %s", exc)
+            raise ConflictError("already exists: a record with the same identifier is stored") from exc
+        except (DataError, OverflowError) as exc:
+            _log.info("write refused, a value cannot be stored: %s", exc)
+            raise _unstorable(exc) from exc
+        except SQLAlchemyError as exc:
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed; nothing was written") from exc
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One read-only transaction that sees the database as it was at its first read, whatever
+        commits meanwhile (SQLite WAL: a read transaction; PostgreSQL: REPEATABLE READ)."""
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
+        except (DataError, OverflowError) as exc:
+            _log.info("read refused, a value cannot be compared: %s", exc)
+            raise _unstorable(exc) from exc
+        except SQLAlchemyError as exc:
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed to answer") from exc
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
@@ -693,6 +743,24 @@ class Store:
         query = query.order_by(t.audit_records.c.seq).limit(limit)
         with self._read() as conn:
             return [AuditRow(**r._mapping) for r in conn.execute(query)]
+
+    def audit_of_kinds(
+        self, kinds: Sequence[str], *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRow]:
+        """Audit records of any of ``kinds`` after ``after_seq``, oldest first (the live feed's source)."""
+        query = (
+            select(t.audit_records)
+            .where(t.audit_records.c.seq > after_seq, t.audit_records.c.kind.in_(list(kinds)))
+            .order_by(t.audit_records.c.seq)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [AuditRow(**r._mapping) for r in conn.execute(query)]
+
+    def last_audit_seq(self) -> int:
+        """The newest audit record's sequence number (0: none yet)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(t.audit_records.c.seq))).scalar_one() or 0)
 
     # --- node metadata ---
 

@@ -220,7 +220,7 @@ consents = Table(
     "consents",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # third_party | hub_relay
+    Column("kind", String(16), nullable=False),  # third_party | hub_relay | track_relay
     Column("originator", String(3), nullable=False),
     Column("recipient", String(3), nullable=False),
     Column("item_id", String(128)),
@@ -330,7 +330,7 @@ destructions = Table(
     Column("sent_us", BigInteger),
 )
 
-# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0012).
+# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0014).
 purpose_ends = Table(
     "purpose_ends",
     metadata,
@@ -468,4 +468,34 @@ release_requests = Table(
     Column("note", Text),  # the refusal's or withdrawal's reason
     Column("msg_id", String(64)),  # the outbox entry the approval queued
     Index("ix_release_requests_state", "state", "requested_us"),
+)
+
+# --- link hellos answered (migration 0012): a replayed handshake is refused by every process ---
+
+link_hellos = Table(
+    "link_hellos",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_link_hellos_seen_us", "seen_us"),
+)
+
+# --- scheduled downgrades (migration 0013) ---
+
+# The originator's declared downgrades: at ``at_us`` the item becomes ``classification``, applied
+# as a label change is (here and at every holder). pending -> applied | failed | cancelled.
+scheduled_changes = Table(
+    "scheduled_changes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("classification", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("scheduled_by", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("done_us", BigInteger),
+    Column("note", Text),
+    Index("ix_scheduled_changes_due", "state", "at_us"),
 )

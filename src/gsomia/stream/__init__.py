@@ -3,7 +3,7 @@
 See ``docs/STREAM.md`` for the path a track takes and the link construction.
 """
 
-from gsomia.stream._bus import Bus, InProcessBus, NatsBus, Subscription
+from gsomia.stream._bus import Bus, InProcessBus, NatsBus, Subscription, node_stream_names
 from gsomia.stream._launches import Launch, launches, replay
 from gsomia.stream._service import (
     FEED_BATCH,
@@ -26,6 +26,7 @@ __all__ = [
     "StreamStats",
     "Subscription",
     "launches",
+    "node_stream_names",
     "parse_feed_message",
     "replay",
 ]

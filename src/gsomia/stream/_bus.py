@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from gsomia.errors import UnavailableError
 
-__all__ = ["BUFFER_LIMIT", "Bus", "InProcessBus", "NatsBus", "Subscription"]
+__all__ = ["BUFFER_LIMIT", "Bus", "InProcessBus", "NatsBus", "Subscription", "node_stream_names"]
 
 _log = logging.getLogger("gsomia.stream.bus")
 BUFFER_LIMIT = 10_000  # tracks a node holds for NATS during an outage (a few minutes at 50 tracks/s)
@@ -183,6 +183,23 @@ class _NatsSubscription:
         if self._sub is not None:
             with contextlib.suppress(Exception):  # already closed with the connection
                 await self._sub.unsubscribe()
+
+
+def node_stream_names(identity: str) -> tuple[str, str]:
+    """The JetStream stream and subject of one node (``identity``: ``PARTY:fingerprint``, what the
+    node records in its database): every process of the node shares them, and no other node's,
+    of the same party or not, on the same NATS server, ever does.
+
+    >>> node_stream_names("KOR:0123456789abcdef0123456789abcdef")
+    ('GSOMIA_TRACKS_KOR_0123456789ab', 'gsomia.tracks.kor.0123456789ab')
+    """
+    party, _, fingerprint = identity.partition(":")
+    if not party.isalnum() or len(fingerprint) < 12 or not fingerprint.isalnum():
+        raise ValueError("a node identity is PARTY:fingerprint")
+    return (
+        f"GSOMIA_TRACKS_{party.upper()}_{fingerprint[:12]}",
+        f"gsomia.tracks.{party.lower()}.{fingerprint[:12]}",
+    )
 
 
 class NatsBus:

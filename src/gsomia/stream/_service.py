@@ -54,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow
+from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -186,6 +186,7 @@ class StreamService:
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
+        self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
 
     # --- lifecycle ---
 
@@ -229,7 +230,7 @@ class StreamService:
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
         catalogue = self.kernel.catalogue
         consent = Consent(
-            ConsentKind.HUB_RELAY,
+            ConsentKind.TRACK_RELAY,  # the stream only: it never lets the hub pass an item on
             self.party,
             catalogue.party(recipient).code,
             self.kernel.clock(),
@@ -249,7 +250,7 @@ class StreamService:
         rows = self.exchange.consent_rows(self.party, "")
         out: list[tuple[Consent, str]] = []
         for row in rows:
-            if row.item_id is None and row.kind == ConsentKind.HUB_RELAY.value:
+            if row.item_id is None and row.kind == ConsentKind.TRACK_RELAY.value:
                 out.extend(zip(self.exchange.verified_consents([row]), [row.jws], strict=True))
         return out
 
@@ -558,6 +559,13 @@ class StreamService:
                 self.kernel.ring, self.kernel.peers.peer, first, self.kernel.clock(),
                 rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds,
             )  # fmt: skip
+            # a genuine hello (it passed the handshake) answered by another process of this node
+            # is a replay here too: the store remembers what every process answered
+            digest = hashlib.sha256(first).hexdigest()
+            now_us = epoch_us(self.kernel.clock())
+            memory_us = int(gate.hello_memory_s * 1_000_000)
+            if not await asyncio.to_thread(self._hellos.first_sight, digest, now_us, memory_us):
+                raise LinkError("replayed-handshake", "this link hello was answered before: a replay")
             peer_name = session.peer
             pinned = self.kernel.peers.peer(peer_name)
             peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]
@@ -677,7 +685,7 @@ class StreamService:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
         to_hub = consent.hub == self.party and sender == consent.originator
         relayed = consent.recipient == self.party and consent.hub == sender
-        if consent.kind != ConsentKind.HUB_RELAY or consent.item is not None or not (to_hub or relayed):
+        if consent.kind != ConsentKind.TRACK_RELAY or consent.item is not None or not (to_hub or relayed):
             raise LinkError(
                 "bad-consent",
                 f"{sender} sent an authorisation that is not a hub relay involving {self.party}",

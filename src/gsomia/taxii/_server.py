@@ -383,8 +383,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def get_collection(collection_id: str, person: Caller) -> dict[str, Any]:
         return collection_out(collection(collection_id))
 
-    @router.get("/api/collections/{collection_id}/objects/")
-    def get_objects(
+    def listing(
         collection_id: str,
         person: Caller,
         added_after: AddedAfter = None,
@@ -394,30 +393,27 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         match_spec_version: MatchSpec = None,
         limit: Limit = _DEFAULT_LIMIT,
         next: str | None = None,
-    ) -> TaxiiResponse:
-        """An envelope of the objects the caller may read, by date-added; ``next`` pages on."""
+    ) -> _Served:
+        """One page of what the caller may read, by date-added: the objects' and the manifest's."""
         matcher = _Matcher(match_id, match_type, match_version, match_spec_version)
-        served = page(person, collection(collection_id), matcher, added_after, _limit(limit), next)
-        body: dict[str, Any] = {"more": served.cursor is not None, "objects": [o for _, o in served.objects]}
+        return page(person, collection(collection_id), matcher, added_after, _limit(limit), next)
+
+    Listing = Annotated[_Served, Depends(listing)]  # noqa: N806 - a type alias
+
+    def envelope(served: _Served, objects: list[Any]) -> TaxiiResponse:
+        body: dict[str, Any] = {"more": served.cursor is not None, "objects": objects}
         if served.cursor is not None:
             body["next"] = served.cursor
         return TaxiiResponse(body, headers=headers(served))
 
+    @router.get("/api/collections/{collection_id}/objects/")
+    def get_objects(served: Listing) -> TaxiiResponse:
+        """An envelope of the objects the caller may read, by date-added; ``next`` pages on."""
+        return envelope(served, [o for _, o in served.objects])
+
     @router.get("/api/collections/{collection_id}/manifest/")
-    def get_manifest(
-        collection_id: str,
-        person: Caller,
-        added_after: AddedAfter = None,
-        match_id: MatchId = None,
-        match_type: MatchType = None,
-        match_version: MatchVersion = None,
-        match_spec_version: MatchSpec = None,
-        limit: Limit = _DEFAULT_LIMIT,
-        next: str | None = None,
-    ) -> TaxiiResponse:
+    def get_manifest(served: Listing) -> TaxiiResponse:
         """The manifest: one entry per object the caller may read (no payloads)."""
-        matcher = _Matcher(match_id, match_type, match_version, match_spec_version)
-        served = page(person, collection(collection_id), matcher, added_after, _limit(limit), next)
         entries = [
             {
                 "id": obj["id"],
@@ -427,10 +423,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             }
             for added, obj in served.objects
         ]
-        body: dict[str, Any] = {"more": served.cursor is not None, "objects": entries}
-        if served.cursor is not None:
-            body["next"] = served.cursor
-        return TaxiiResponse(body, headers=headers(served))
+        return envelope(served, entries)
 
     def one(person: Person, collection_id: str, object_id: str) -> _Served:
         """The object by id, if the caller may read it (or an object referring to it): else 404."""
@@ -489,6 +482,11 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 continue
             originator = str(entry.label.get("originator", "")).upper()
             foreign = originator != node.party
+            if foreign and held_already(person, entry.item_id, result.stix_id, version):
+                # what the collection holds, posted back unchanged: a success, and nothing is entered
+                # (a partner's item is stored only as it arrived, under the partner's signature)
+                successes.append((result.stix_id, version))
+                continue
             try:
                 node.ingest(
                     person,

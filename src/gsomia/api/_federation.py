@@ -1,0 +1,139 @@
+"""Federation: identity, inbox, release, outbox, peers, consent requests.
+
+Routes added by ``create_app``: each handler parses, calls one service method and
+presents (``gsomia._present``); who may do what is decided by the service.
+
+No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Query
+
+from gsomia._present import (
+    outbox_view,
+    peer_view,
+    request_view,
+)
+from gsomia.api import _models as m
+from gsomia.api._fields import Id
+from gsomia.core.access import Person
+from gsomia.core.instants import parse_instant
+from gsomia.errors import NotFoundError
+from gsomia.node import Node
+
+__all__ = ["add_federation_routes"]
+
+
+def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
+    Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    # --- federation ---
+
+    @app.get("/identity", tags=["federation"])
+    def identity() -> dict[str, Any]:
+        """This node's identity document (public keys, endpoint), to exchange out of band."""
+        return node.exchange.identity()
+
+    # ``retry`` appears only when set: the answer on the wire is the inbox's own, field for field
+    @app.post("/inbox", response_model=m.InboxOut, response_model_exclude_defaults=True, tags=["federation"])
+    def inbox(body: m.InboxIn) -> dict[str, Any]:
+        """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
+
+        Authentication is the envelope itself (signed by a registered peer), not a bearer token.
+        """
+        return {"results": node.inbox(body.envelopes)}
+
+    @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
+    def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
+        """Release an item to a partner (release officers): decided now and again when sent."""
+        row = node.exchange.release(
+            person,
+            item_id,
+            body.recipient,
+            via=body.via,
+            purpose=body.purpose,
+            authorise_relay=body.authorise_relay,
+        )
+        return outbox_view(row)
+
+    @app.get("/outbox", response_model=list[m.OutboxOut], tags=["federation"])
+    def outbox(
+        person: Caller,
+        state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        every: Annotated[
+            bool,
+            Query(
+                alias="all",
+                description="Every entry, including those about items the caller may not read "
+                "(security officers; audited).",
+            ),
+        ] = False,
+    ) -> list[dict[str, Any]]:
+        """What this node sent or is sending, with receipts and reasons: the entries about items
+        the caller may read (and those about no item)."""
+        rows = node.exchange.outbox_seen_by(person, state=state, limit=limit, every=every)
+        return [outbox_view(r) for r in rows]
+
+    @app.post("/outbox/{msg_id}/resend", response_model=m.OutboxOut, tags=["federation"])
+    def resend(msg_id: Id, person: Caller) -> dict[str, Any]:
+        """Send an undeliverable message (a duty, a consent) again (release or security officers): a
+        fresh envelope, the same signed body and message id. An item is released again instead."""
+        return outbox_view(node.exchange.resend(person, msg_id))
+
+    @app.get("/peers", response_model=list[m.PeerOut], tags=["federation"])
+    def peers(person: Caller) -> list[dict[str, Any]]:
+        """The registered partner nodes and the agreements each link serves."""
+        return [peer_view(p, links) for p, links in node.exchange.peers()]
+
+    @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
+    def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
+        """Register a partner's identity document for the named agreements (administrators)."""
+        return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
+
+    @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
+    def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
+        """Ask the originator for consent to pass the item on to a third party."""
+        return {
+            "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
+        }
+
+    @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
+    def consent_requests(
+        person: Caller,
+        state: Literal["pending", "granted", "refused"] | None = None,
+        after: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9a-f]{32}$", description="The id of the last request of the previous page."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Consent requests this node made or must answer, oldest first, a page at a time: those about
+        items the caller may read."""
+        key = None
+        if after is not None:
+            last = node.exchange.fed.consent_request(after)
+            if last is None:
+                raise NotFoundError(f"after: no consent request {after}")
+            key = (last.created_us, last.id)
+        rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
+        return [request_view(r) for r in rows]
+
+    @app.post(
+        "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
+    )
+    def answer(
+        request_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], body: m.ConsentAnswerIn, person: Caller
+    ) -> dict[str, Any]:
+        """As originator, grant (a signed consent) or refuse a holder's request."""
+        tz = node.kernel.timezone
+        expires = parse_instant(body.expires, tz) if body.expires else None
+        return request_view(
+            node.exchange.answer_consent(
+                person, request_id, grant=body.grant, reason=body.reason, expires=expires
+            )
+        )

@@ -1,0 +1,114 @@
+"""Items: ingest, list, read, inventory.
+
+Routes added by ``create_app``: each handler parses, calls one service method and
+presents (``gsomia._present``); who may do what is decided by the service.
+
+No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
+"""
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Response
+
+from gsomia._present import (
+    inventory_view,
+    item_view,
+)
+from gsomia.api import _models as m
+from gsomia.api._fields import Classification, Id, Instant, Party, Text
+from gsomia.core.access import Person
+from gsomia.core.instants import epoch_us
+from gsomia.errors import InvalidInputError, UnknownNameError
+from gsomia.node import Node
+from gsomia.store import ItemFilter
+
+__all__ = ["add_items_routes"]
+
+
+def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
+    return None if text is None else m.instant_in(node, text, name)
+
+
+def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+    """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
+    Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    def _level_name(text: str | None) -> str | None:
+        """A level given by name or alias, as the store keeps it (its national name)."""
+        if text is None:
+            return None
+        for party in node.catalogue.parties.values():
+            if party.scheme.has(text):
+                return party.scheme.level(text).name
+        raise UnknownNameError(f"no party's scheme has the classification {text!r}")
+
+    # --- items ---
+
+    @app.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
+    def ingest(body: m.ItemIn, person: Caller, response: Response) -> dict[str, Any]:
+        """Ingest a labelled item; a received item names where it came from and under which agreement."""
+        if (body.payload is None) == (body.payload_base64 is None):
+            raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
+        if body.payload_base64 is not None:
+            try:
+                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
+        else:
+            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
+        item = node.ingest(
+            person,
+            label=body.label,
+            payload=payload,
+            payload_type=kind,
+            item_id=body.id,
+            received_from=body.received_from,
+            agreement=body.agreement,
+        )
+        response.headers["Location"] = f"/items/{item.id}"
+        return item_view(item)
+
+    @app.get("/items", response_model=m.PageOut, tags=["items"])
+    def list_items(
+        person: Caller,
+        originator: Party | None = None,
+        classification: Classification | None = None,
+        topic: Text | None = None,
+        received_from: Party | None = None,
+        created_from: Annotated[Instant | None, Query(description="ISO 8601 instant, inclusive")] = None,
+        created_before: Annotated[Instant | None, Query(description="ISO 8601 instant, exclusive")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^s[0-9]{1,19}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The items the caller may read, oldest first, a page at a time (keyset cursor)."""
+        lo = _instant_param(node, created_from, "created_from")
+        hi = _instant_param(node, created_before, "created_before")
+        where = ItemFilter(
+            originator=node.catalogue.party(originator).code if originator else None,
+            classification=_level_name(classification),
+            topic=topic,
+            received_from=node.catalogue.party(received_from).code if received_from else None,
+            created_from_us=None if lo is None else epoch_us(lo),
+            created_before_us=None if hi is None else epoch_us(hi),
+        )
+        page = node.list_items(person, where, cursor, limit)
+        return {
+            "items": [item_view(i) for i in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+    @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
+    def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
+        """One item with its payload, if the caller may read it (the read is audited either way)."""
+        return item_view(*node.read(person, item_id))
+
+    @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
+    def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+        """Where the item came from, who holds copies, where it was sent."""
+        return [inventory_view(r) for r in node.inventory(person, item_id)]

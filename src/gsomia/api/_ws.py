@@ -1,0 +1,67 @@
+"""A WebSocket handshake authenticated as an HTTP request would be, for every WebSocket route of
+the node (the stream's and the live feed's): the node's own ``reader`` decides who it is, and a
+page of another origin never lends a browser's cookie to it."""
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
+
+from gsomia._web import is_own_origin
+from gsomia.core.access import Person
+from gsomia.errors import AuthenticationError
+from gsomia.kernel import NodeContext
+
+__all__ = ["websocket_caller"]
+
+
+def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
+    """Whether ``function``'s parameter asks for the request (its annotation may be a string)."""
+    if param.annotation is Request:
+        return True
+    try:
+        return typing.get_type_hints(function).get(name) is Request
+    except (NameError, TypeError):  # an annotation that does not resolve here: not the request
+        return False
+
+
+async def websocket_caller(
+    websocket: WebSocket, reader: Callable[..., Person], kernel: NodeContext, method: str
+) -> Person:
+    """The node's own ``reader`` dependency, called for a WebSocket handshake.
+
+    FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
+    presented to ``reader`` as the HTTP request it is (``method`` ``GET`` to follow, ``POST``
+    to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
+    then allows for following alone), with the bearer credentials from its header.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is not None and not is_own_origin(
+        origin, websocket.url.scheme, websocket.headers.get("host"), kernel.endpoint
+    ):
+        # a page of another origin (another port of this host included) opened it in a browser
+        # that sends this node's cookies: nothing it carries is this person's consent
+        raise kernel.refuse(
+            "auth", None, None,
+            AuthenticationError(f"a WebSocket opened from {origin[:80]} is not from this node's pages"),
+        )  # fmt: skip
+    scope = dict(websocket.scope)
+    if origin is None:  # no browser: a session cookie is not for it (browsers always send Origin)
+        scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+    request = Request({**scope, "type": "http", "method": method})
+    header = websocket.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    credentials = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+        if scheme.lower() == "bearer" and token.strip()
+        else None
+    )
+    arguments = {
+        name: request if _is_request(reader, name, param) else credentials
+        for name, param in inspect.signature(reader).parameters.items()
+    }
+    return await run_in_threadpool(reader, **arguments)
