@@ -32,6 +32,7 @@ from gsomia.kernel._items import (
     from_us,
     item_content,
     parse_item_content,
+    unknown_item,
 )
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._keys import StoreKeyRing
@@ -64,4 +65,5 @@ __all__ = [
     "node_timezone",
     "parse_item_content",
     "system_clock",
+    "unknown_item",
 ]
