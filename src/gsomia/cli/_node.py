@@ -346,6 +346,13 @@ def person_add(
     role: Annotated[
         list[str] | None, typer.Option(help="analyst, release_officer, security_officer, administrator.")
     ] = None,
+    contractor: Annotated[
+        bool, typer.Option("--contractor", help="A contractor's employee, not an official (Art. 7(2), 16).")
+    ] = False,
+    contractor_measures: Annotated[
+        str | None,
+        typer.Option(help="With --contractor: the reference of the Art. 16 facility and personnel measures."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a person (as the node's operator)."""
@@ -359,6 +366,8 @@ def person_add(
             "clearance": clearance,
             "need_to_know": topic or [],
             "roles": role or [],
+            "employment": "contractor" if contractor else "official",
+            "contractor_measures": contractor_measures,
         },
     )
     if as_json:
@@ -482,12 +491,16 @@ def item_ingest(
     binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
     item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
     received_from: Annotated[
-        str | None, typer.Option(help="For a received item: where it came from.")
+        str | None,
+        typer.Option(
+            help="Refused: another party's item arrives through the exchange, under its originator's "
+            "signature, never by ingest."
+        ),
     ] = None,
-    agreement: Annotated[str | None, typer.Option(help="For a received item: the agreement.")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Refused, with --received-from.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a labelled item."""
+    """Ingest a labelled item of this node's own party (another party's arrives through the exchange)."""
     node = open_node(directory)
     person = node.person(actor)
     if binary:
@@ -536,7 +549,6 @@ def item_list(
             {
                 "items": [item_view(i) for i in page.items],
                 "next_cursor": page.next_cursor,
-                "withheld": page.withheld,
             }
         )
         return
@@ -546,8 +558,7 @@ def item_list(
             f"{','.join(sorted(item.label.topics))}"
         )
     console().print(
-        f"{len(page.items)} shown, {page.withheld} withheld"
-        + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
+        f"{len(page.items)} shown" + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
     )
 
 

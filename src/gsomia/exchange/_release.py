@@ -196,9 +196,10 @@ class Releases(Consents):
         who = actor.id
         try:
             self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            row, _, _ = self.kernel.readable(actor, item_id, "item.release")
             prepared = self.prepare_release(
                 actor,
-                self.kernel.items.row(item_id),
+                row,
                 recipient,
                 via=via,
                 purpose=purpose,
@@ -218,8 +219,11 @@ class Releases(Consents):
         recipient: str,
         hub: str | None,
         now: datetime,
+        *,
+        purpose: str | None = None,
     ) -> Consent:
-        """The originator's authorisation for ``hub`` to pass this one item on to ``recipient``."""
+        """The originator's authorisation for ``hub`` to pass this one item on to ``recipient``, for
+        ``purpose`` (issue 14 §3: it authorises that and nothing else)."""
         if hub is None or label.originator != self.party:
             raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
         return Consent(
@@ -230,6 +234,7 @@ class Releases(Consents):
             f"relay authorised by {actor.id}",
             item=item_id,
             hub=hub,
+            purpose=purpose,
         )
 
     def prepare_release(
@@ -278,7 +283,9 @@ class Releases(Consents):
         new_consents: list[ConsentRow] = []
         fresh: tuple[Consent, ...] = ()
         if authorise_relay:
-            authorisation = self.relay_authorisation(actor, label, item_id, recipient, hub, now)
+            authorisation = self.relay_authorisation(
+                actor, label, item_id, recipient, hub, now, purpose=purpose or label.purpose
+            )
             consent_row, _ = self.sign_consent(authorisation)
             new_consents.append(consent_row)
             fresh = (authorisation,)

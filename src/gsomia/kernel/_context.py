@@ -13,7 +13,7 @@ import json
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -27,10 +27,19 @@ from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
-from gsomia.kernel._items import Item, Items, from_us
+from gsomia.kernel._items import Item, Items, from_us, unknown_item
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
-from gsomia.store import OVERFLOW_SOURCE, AuditRow, DutiesStore, FederationStore, SharedState, Store, TallyRow
+from gsomia.store import (
+    OVERFLOW_SOURCE,
+    AuditRow,
+    DutiesStore,
+    FederationStore,
+    ItemRow,
+    SharedState,
+    Store,
+    TallyRow,
+)
 
 __all__ = [
     "Clock",
@@ -344,12 +353,32 @@ class NodeContext:
         """THE read decision: ``decide_read`` with the reader's visit authorisations now."""
         return decide_read(actor, label, self.catalogue, visit=self.visit_scope(actor.id, self.clock()))
 
-    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
-        """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
+    def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
+        """The row, the item and the decision, if ``actor`` may read ``item_id``.
+
+        To the reader, an item they may not read and an item this node does not hold are the
+        same: both raise :class:`NotFoundError` with the same words, so neither the status, the
+        message nor the checks say that the item exists or what its label is. Why it was refused
+        is in the audit records (``kind``, with every check), for the security officer.
+        """
         try:
             row = self.items.row(item_id)
             item = self.items.item(row)
             decision = self.decide_read(actor, item.label).raise_if_refused()
+        except AccessDenied as exc:
+            self.refuse(kind, actor.id, item_id, exc)
+            hidden = NotFoundError(unknown_item(item_id))
+            self.mark_recorded(hidden)
+            raise hidden from None
+        except GsomiaError as exc:
+            raise self.refuse(kind, actor.id, item_id, exc) from None
+        return row, item, decision
+
+    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
+        """The item and its payload, if ``actor`` may read it (the read is recorded either way);
+        one they may not read is refused as an unknown one (:meth:`readable`)."""
+        row, item, decision = self.readable(actor, item_id, "item.read")
+        try:
             if row.state != "held":
                 raise ItemGoneError(
                     f"item {item_id} was {row.state}: its record remains, its payload is gone"
@@ -359,6 +388,17 @@ class NodeContext:
             raise self.refuse("item.read", actor.id, item_id, exc) from None
         self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks))
         return item, payload
+
+    def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
+        """Of ``item_ids``, those ``actor`` may read (one this node does not hold is not): for views
+        that list entries about items (the outbox, consent requests), which show only these."""
+        gate = self.reader(actor)
+        found: set[str] = set()
+        for item_id in item_ids:
+            row = self.store.get_item(item_id)
+            if row is not None and gate.decide(self.items.item(row).label).allowed:
+                found.add(item_id)
+        return found
 
     def reader(self, actor: Person) -> ReadGate:
         """The same decision for a run of reads by one person (a page, a subscription)."""

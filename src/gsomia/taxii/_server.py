@@ -482,6 +482,11 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 continue
             originator = str(entry.label.get("originator", "")).upper()
             foreign = originator != node.party
+            if foreign and held_already(person, entry.item_id, result.stix_id, version):
+                # what the collection holds, posted back unchanged: a success, and nothing is entered
+                # (a partner's item is stored only as it arrived, under the partner's signature)
+                successes.append((result.stix_id, version))
+                continue
             try:
                 node.ingest(
                     person,

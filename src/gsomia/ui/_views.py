@@ -41,6 +41,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
 from gsomia.core.policy import ReleaseEngine
 from gsomia.errors import AccessDenied, AuthenticationError, InvalidInputError, NotFoundError
+from gsomia.kernel import unknown_item
 from gsomia.node import Node
 from gsomia.store import ItemFilter
 from gsomia.ui._matrix import share_matrix, what_if_catalogue
@@ -414,7 +415,6 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             **common(person, "items"),
             rows=rows,
             next_cursor=page.next_cursor,
-            withheld=page.withheld,
         )
 
     @router.get("/items/{item_id}")
@@ -422,18 +422,13 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        try:
+        try:  # an item the person may not read is refused as an unknown one (the kernel's decision)
             entries = node.inventory(person, item_id)
-        except (AccessDenied, NotFoundError) as exc:
-            return _page(
-                "refused.html",
-                403 if isinstance(exc, AccessDenied) else 404,
-                **common(person, "items"),
-                reason=str(exc),
-            )
+        except NotFoundError as exc:
+            return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
         item = node.held(item_id)
         if item is None:  # gone between the two reads
-            return _page("refused.html", 404, **common(person, "items"), reason=f"no item {item_id!r}")
+            return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
         copies = [inventory_view(r) for r in entries]
         return _page(
             "item.html",
