@@ -326,10 +326,12 @@ def test_a_contractor_reads_another_partys_item_only_with_the_art_16_measures_on
     receive(jpn_node, people["tanaka"])
     base = {"nationality": "JPN", "clearance": "極秘", "need_to_know": ["dprk-missile"], "roles": ["analyst"]}
     plain = jpn_node.add_person(None, {"id": "k-corp", "name": "K Corp", "employment": "contractor", **base})
-    with pytest.raises(AccessDenied) as refused:
+    with pytest.raises(NotFoundError):  # a refused read looks like an unknown item to the reader
         jpn_node.read(plain, "kor-1")
-    assert [c.rule for c in refused.value.decision.failed()] == ["official"]
-    assert "Art. 16" in refused.value.decision.failed()[0].reason
+    label = jpn_node.kernel.items.item(jpn_node.kernel.items.row("kor-1")).label
+    refused = jpn_node.kernel.decide_read(plain, label)
+    assert [c.rule for c in refused.failed()] == ["official"]
+    assert "Art. 16" in refused.failed()[0].reason
     checked = jpn_node.add_person(
         None,
         {
@@ -343,7 +345,7 @@ def test_a_contractor_reads_another_partys_item_only_with_the_art_16_measures_on
     jpn_node.read(checked, "kor-1")
     assert jpn_node.person("m-corp").contractor_measures == "FSC-2024-17"  # kept in the store
     jpn_node.read(people["tanaka"], "kor-1")  # an official, as before
-    with pytest.raises(LabelError, match="only a contractor"):
-        jpn_node.add_person(None, {"id": "o", "name": "O", "contractor_measures": "FSC-1", **base})
+    official = jpn_node.add_person(None, {"id": "o", "name": "O", "contractor_measures": "FSC-1", **base})
+    jpn_node.read(official, "kor-1")  # measures on file change nothing for an official
     with pytest.raises(LabelError, match="employment"):
         jpn_node.add_person(None, {"id": "x", "name": "X", "employment": "consultant", **base})

@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query, Request
 
 from gsomia._present import (
     outbox_view,
@@ -40,12 +40,12 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
 
     # ``retry`` appears only when set: the answer on the wire is the inbox's own, field for field
     @app.post("/inbox", response_model=m.InboxOut, response_model_exclude_defaults=True, tags=["federation"])
-    def inbox(body: m.InboxIn) -> dict[str, Any]:
+    def inbox(body: m.InboxIn, request: Request) -> dict[str, Any]:
         """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
 
         Authentication is the envelope itself (signed by a registered peer), not a bearer token.
         """
-        return {"results": node.inbox(body.envelopes)}
+        return {"results": node.inbox(body.envelopes, request.client.host if request.client else None)}
 
     @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
     def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def audit_integrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """
     node = open_node(directory)
     before = node.audit.size()
+    node.kernel.close_refusal_tallies()
     head = node.audit.sign_head()
     data = {"integrated": head.size - before, "size": head.size, "root": head.root.hex()}
     if as_json:

@@ -67,11 +67,8 @@ class Person:
     def __post_init__(self) -> None:
         if not self.id or not self.name:
             raise LabelError("a person needs an id and a name")
-        if self.contractor_measures is not None:
-            if self.employment is not Employment.CONTRACTOR:
-                raise LabelError("person: only a contractor has contractor measures on file")
-            if not self.contractor_measures.strip():
-                raise LabelError("person: contractor measures need a reference")
+        if self.contractor_measures is not None and not self.contractor_measures.strip():
+            raise LabelError("person: contractor measures need a reference")
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,9 +184,10 @@ class Node:
 
     # --- what a partner asks this node (PeerService: the routes and the in-memory transport) ---
 
-    def inbox(self, envelopes: Sequence[str]) -> list[dict[str, Any]]:
-        """Envelopes from partner nodes: each opened, decided, stored once and receipted."""
-        return self.exchange.receive(envelopes)
+    def inbox(self, envelopes: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
+        """Envelopes from partner nodes: each opened, decided, stored once and receipted. ``source``:
+        the sender's network address (envelopes that do not open are audited in bounded space)."""
+        return self.exchange.receive(envelopes, source)
 
     def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
         """The proof that this node's log of size ``second`` extends the one of size ``first``."""
@@ -223,9 +224,19 @@ class Node:
 
     # --- the kernel's decisions, for the shells ---
 
-    def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
-        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
-        self.kernel.record_refusal(kind, subject, status, reason)
+    def record_refusal(
+        self,
+        kind: str,
+        subject: str | None,
+        status: int,
+        reason: str,
+        source: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same.
+        A caller nobody authenticated is counted per network ``source`` (bounded space); a known
+        ``actor`` (the request carried their valid token) gets a record of its own."""
+        self.kernel.record_refusal(kind, subject, status, reason, None if actor else source, actor)
 
     def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
         """The kernel's read decision (with the reader's visit authorisations, Art. 8)."""
@@ -297,9 +308,9 @@ class Node:
         """Revoke a token and every token minted from it."""
         self.credentials.revoke(actor, token_id)
 
-    def authenticate(self, token: str | None) -> Person:
+    def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person a bearer token belongs to; refuses unknown, expired, revoked or disabled."""
-        return self.credentials.authenticate(token)
+        return self.credentials.authenticate(token, source)
 
     # --- items ---
 

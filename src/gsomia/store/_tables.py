@@ -499,3 +499,23 @@ scheduled_changes = Table(
     Column("note", Text),
     Index("ix_scheduled_changes_due", "state", "at_us"),
 )
+
+# --- refusals of callers nobody has authenticated, counted in bounded space (migration 0015) ---
+
+# One row per (kind of refusal, source, code, window): the first few refusals of a window are audit
+# records of their own, the rest only raise ``count`` here; once the window has closed the node's
+# loop writes one ``refusal.tally`` audit record for a row that went beyond them (count, first and
+# last instants, a sample) and deletes the row. ``source`` is the caller's address, or ``*`` for
+# the sources beyond a window's cap.
+refusal_tallies = Table(
+    "refusal_tallies",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("code", String(64), primary_key=True),  # a finite vocabulary: an envelope code, a status
+    Column("window_us", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_us", BigInteger, nullable=False),
+    Column("last_us", BigInteger, nullable=False),
+    Column("sample", Text, nullable=False),  # the first refusal's reason
+)

@@ -554,7 +554,9 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
 
 def _bad_request(node: Node, request: Request, reason: str) -> JSONResponse:
     """400: TAXII 2.1's answer to a request the server does not understand (audited)."""
-    node.record_refusal("api.refused", request.url.path, 400, reason)
+    node.record_refusal(
+        "api.refused", request.url.path, 400, reason, request.client.host if request.client else None
+    )
     body = {
         "title": "Bad request",
         "description": reason,

@@ -214,6 +214,11 @@ def _what_if_events(node: Node) -> list[dict[str, str]]:
     ]
 
 
+def _source(request: Request) -> str | None:
+    """The caller's network address: what an unauthenticated caller's refusals are counted by."""
+    return request.client.host if request.client else None
+
+
 def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """The dashboard of ``node`` under its own path (see :func:`gsomia._web.dashboard_scope`), with
     ``/ui`` and ``/ui/login`` leading there; ``reader`` is the API's authentication dependency."""
@@ -230,7 +235,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if not secret:
             return None
         try:
-            return node.credentials.session(secret)
+            return node.credentials.session(secret, _source(request))
         except AuthenticationError:
             return None
 
@@ -271,7 +276,9 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal("ui.login", None, 403, "login form posted from another origin")
+            node.record_refusal(
+                "ui.login", None, 403, "login form posted from another origin", _source(request)
+            )
             return _page(
                 "login.html",
                 403,
@@ -284,7 +291,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         token = (form.get("token") or [""])[0].strip()
         target = _safe_next(base, next(iter(form.get("next") or []), None))
         try:
-            secret, _, expires = node.credentials.open_session(token or None)
+            secret, _, expires = node.credentials.open_session(token or None, _source(request))
         except AuthenticationError as exc:
             return _page("login.html", 401, party=node.party, base=base, next=target, error=str(exc))
         response = RedirectResponse(target, status_code=303)
@@ -302,7 +309,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/logout")
     def logout(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal("ui.logout", None, 403, "logout posted from another origin")
+            node.record_refusal("ui.logout", None, 403, "logout posted from another origin", _source(request))
             return Response("logout must be sent from this node's own pages", status_code=403)
         node.credentials.close_session(request.cookies.get(scope.cookie))
         response = RedirectResponse(f"{base}/login", status_code=303)
