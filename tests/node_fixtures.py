@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,11 @@ def people(jpn_node: Node) -> dict[str, Person]:
         "admin": add(jpn_node, "admin", "JPN", None, [], ["administrator"]),
         "smith": add(jpn_node, "smith", "USA", "TOP SECRET", ["dprk-missile"], ["analyst"]),
     }
+
+
+def refused_checks(node: Node, item_id: str, kind: str = "item.read") -> list[dict[str, Any]]:
+    """The failed checks of the last refused ``kind`` of ``item_id``, as the audit records keep them:
+    the reader is told only that there is no such item, the security officer reads why here."""
+    rows = [r for r in node.store.audit() if (r.kind, r.outcome, r.subject) == (kind, "refused", item_id)]
+    assert rows, f"no {kind} refusal of {item_id} in the audit records"
+    return [c for c in json.loads(rows[-1].detail)["checks"] if not c["passed"]]

@@ -121,8 +121,8 @@ def test_malformed_toml_is_reported() -> None:
 
 
 def test_equivalence_naming_an_unknown_level_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "a.toml").write_text(GOOD.replace('JPN = "極秘"', 'JPN = "kimitsu"'), encoding="utf-8")
-    with pytest.raises(DataFileError, match="kimitsu"):
+    (tmp_path / "a.toml").write_text(GOOD.replace('JPN = "極秘"', 'JPN = "cho-gokuhi"'), encoding="utf-8")
+    with pytest.raises(DataFileError, match="cho-gokuhi"):
         load_catalogue([tmp_path])
 
 

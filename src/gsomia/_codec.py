@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
+from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import TIMESTAMP_PATTERN
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -187,6 +188,8 @@ def person_to_dict(person: Person) -> dict[str, Any]:
         "need_to_know": sorted(person.need_to_know),
         "roles": sorted(r.value for r in person.roles),
         "active": person.active,
+        "employment": person.employment.value,
+        "contractor_measures": person.contractor_measures,
     }
 
 
@@ -225,6 +228,13 @@ def person_from_dict(data: Any, catalogue: Catalogue) -> Person:
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise LabelError(f"person.active: expected true or false, got {type(active).__name__}")
+    employment_text = _person_text(data, "employment", required=False) or Employment.OFFICIAL.value
+    try:
+        employment = Employment(employment_text)
+    except ValueError as exc:
+        raise LabelError(
+            f"person.employment: {employment_text!r} is not one of {', '.join(e.value for e in Employment)}"
+        ) from exc
     return Person(
         id=str(_person_text(data, "id")),
         name=str(_person_text(data, "name")),
@@ -233,6 +243,8 @@ def person_from_dict(data: Any, catalogue: Catalogue) -> Person:
         need_to_know=frozenset(_person_strings(data, "need_to_know")),
         roles=roles,
         active=active,
+        employment=employment,
+        contractor_measures=_person_text(data, "contractor_measures", required=False),
     )
 
 
@@ -297,12 +309,24 @@ def state_json(state: AgreementState) -> dict[str, Any]:
             "on_time": notice.on_time,
         },
         "explanation": state.explanation,
+        "assumptions": assumptions_json(state.assumptions),
     }
 
 
-def decision_json(decision: ReleaseDecision) -> dict[str, Any]:
+def assumptions_json(assumptions: Iterable[Assumption]) -> list[dict[str, str]]:
+    """Each assumption a state or decision rests on: what is assumed, its consequence, what about."""
+    return [{"text": a.text, "consequence": a.consequence, "about": a.about} for a in assumptions]
+
+
+def decision_json(
+    decision: ReleaseDecision, assumptions: Iterable[Assumption] | None = None
+) -> dict[str, Any]:
+    """A decision as JSON; ``assumptions`` (for people reading it, not for the audit record)
+    adds what the decision rests on."""
     marking = decision.marking
+    extra = {} if assumptions is None else {"assumptions": assumptions_json(assumptions)}
     return {
+        **extra,
         "allowed": decision.allowed,
         "at": decision.at.isoformat(),
         "route": list(decision.route),

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gsomia.core.agreements import Agreement, Equivalence, EquivalenceRow, Topology
+from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.lifecycle import Event, EventKind, TermRules
@@ -44,6 +45,14 @@ class _Level(_Model):
     alias: Annotated[str, Field(pattern=r"^[a-z0-9-]+$")]
     gloss: Annotated[str, Field(min_length=1)]
     rank: int
+    valid_from: datetime | date | None = None  # the level exists from this instant (with offset)
+    valid_until: datetime | date | None = None  # and no longer from this one
+
+
+class _Assumption(_Model):
+    text: Annotated[str, Field(min_length=1)]
+    consequence: Annotated[str, Field(min_length=1)]
+    about: str = ""  # an event id or a status of the agreement; empty: always
 
 
 class _Policy(_Model):
@@ -54,6 +63,8 @@ class _Policy(_Model):
 class _Scheme(_Model):
     title: str
     levels: Annotated[list[_Level], Field(min_length=1)]
+    notes: str = ""
+    assumptions: list[_Assumption] = []  # the scheme's assumptions, each with its consequence
     policy: _Policy | None = None  # the scheme as a security policy, as the party's own SPIF names it
 
 
@@ -82,6 +93,8 @@ class _Term(_Model):
 class _Row(_Model):
     levels: dict[str, str]
     one_way_from: str | None = None
+    valid_from: datetime | date | str | None = None
+    valid_until: datetime | date | str | None = None
 
 
 class _Event(_Model):
@@ -102,6 +115,7 @@ class _Event(_Model):
     reference: Annotated[str, Field(min_length=1)]
     party: str | None = None
     note: str = ""
+    mutual_consent: bool = False  # a termination by the parties' mutual consent (Art. 21.3)
 
 
 class _AgreementInfo(_Model):
@@ -117,6 +131,7 @@ class _AgreementInfo(_Model):
     equivalence: list[_Row]
     events: list[_Event] = []
     notes: str = ""
+    assumptions: list[_Assumption] = []
 
 
 class _AgreementFile(_Model):
@@ -191,6 +206,7 @@ def _events(source: str, prefix: str, raw: Sequence[_Event], tz: tzinfo) -> tupl
                     reference=ev.reference,
                     party=ev.party,
                     note=ev.note,
+                    mutual_consent=ev.mutual_consent,
                 )
             )
         except DataFileError:
@@ -209,7 +225,16 @@ def parse_party(source: str, text: bytes) -> Party:
     code = model.party.code
     try:
         levels = tuple(
-            Classification(code, lv.name, lv.rank, lv.alias, lv.gloss) for lv in model.scheme.levels
+            Classification(
+                code,
+                lv.name,
+                lv.rank,
+                lv.alias,
+                lv.gloss,
+                _bound(source, f"scheme.levels[{n}].valid_from", lv.valid_from),
+                _bound(source, f"scheme.levels[{n}].valid_until", lv.valid_until),
+            )
+            for n, lv in enumerate(model.scheme.levels)
         )
         policy = model.scheme.policy
         scheme = Scheme(
@@ -218,10 +243,27 @@ def parse_party(source: str, text: bytes) -> Party:
             levels,
             policy.name if policy else "",
             policy.oid if policy else "",
+            model.scheme.notes,
+            tuple(Assumption(a.text, a.consequence, a.about) for a in model.scheme.assumptions),
         )
         return Party(code, model.party.name, scheme, frozenset(model.party.topics))
+    except DataFileError:
+        raise
     except GsomiaError as exc:
         raise DataFileError(source, "scheme.levels", str(exc)) from exc
+
+
+def _bound(source: str, field: str, value: datetime | date | None) -> datetime | None:
+    """A level's validity bound: a party file has no time zone, so it must carry its offset."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise DataFileError(
+            source,
+            field,
+            f"{value.isoformat()} needs a time and a UTC offset, e.g. 2014-12-10T00:00:00+09:00",
+        )
+    return value
 
 
 def parse_agreement(source: str, text: bytes) -> Agreement:
@@ -259,7 +301,14 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
                 f"agreement.equivalence[{n}].one_way_from",
                 f"{row.one_way_from} has no level in this row",
             )
-        rows.append(EquivalenceRow(dict(row.levels), row.one_way_from))
+        bounds = [
+            None if value is None else _instant(source, f"agreement.equivalence[{n}].{name}", value, tz)
+            for name, value in (("valid_from", row.valid_from), ("valid_until", row.valid_until))
+        ]
+        try:
+            rows.append(EquivalenceRow(dict(row.levels), row.one_way_from, bounds[0], bounds[1]))
+        except GsomiaError as exc:
+            raise DataFileError(source, f"agreement.equivalence[{n}]", str(exc)) from exc
     events = _events(source, "agreement.events", model.events, tz)
     try:
         return Agreement(
@@ -275,6 +324,7 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
             equivalence=Equivalence(tuple(rows)),
             events=events,
             notes=model.notes,
+            assumptions=tuple(Assumption(a.text, a.consequence, a.about) for a in model.assumptions),
         )
     except GsomiaError as exc:
         raise DataFileError(source, "agreement", str(exc)) from exc

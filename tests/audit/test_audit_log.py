@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -130,9 +132,21 @@ def test_cli_verify_and_prove(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["audit", "verify", "--dir", str(tmp_path / "jpn"), "--json"])
     assert ok.exit_code == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
+    # a reader never integrates: the records wait for the writer (a serving node, or `audit integrate`)
+    assert json.loads(ok.stdout)["entries"] == 0
+    assert json.loads(ok.stdout)["pending"] > 0
     entry = json.loads(runner.invoke(app, ["audit", "log", "--dir", str(tmp_path / "jpn"), "--json"]).stdout)[
         4
     ]
+    early = runner.invoke(
+        app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), entry["entry_id"], "--wait", "0"]
+    )
+    assert early.exit_code == 2
+    assert "not yet under a signed tree head" in early.stderr
+    assert runner.invoke(app, ["audit", "head", "--dir", str(tmp_path / "jpn")]).exit_code == 2  # none yet
+    done = runner.invoke(app, ["audit", "integrate", "--dir", str(tmp_path / "jpn"), "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["integrated"] == json.loads(ok.stdout)["pending"]
     proved = runner.invoke(
         app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), entry["entry_id"], "--json"]
     )
@@ -230,6 +244,7 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
     )
     entry = kor.exchange.release(officer, "p1", "JPN")
     kor.exchange.deliver_due(client)
+    nodes["JPN"].audit.sign_head()  # JPN's writer (its background loop) brings the entry under a head
     proof = kor.heads.delivery_proof(entry.msg_id, client)
     assert proof["receiver"] == "JPN"
     assert proof["entry"]["kind"] == "envelope.received"
@@ -248,3 +263,32 @@ def test_an_altered_stored_subtree_is_caught_before_it_serves_a_bad_proof(node: 
     report = node.audit.verify()
     assert not report.ok
     assert "stored subtree (1, 0)" in (report.problem or "")
+
+
+def test_a_node_serving_without_its_sender_still_grows_and_signs_its_log(node: Node) -> None:
+    """``node serve --no-sender``: no delivery, but the log's writer runs (readers never integrate)."""
+    import asyncio
+
+    import httpx
+
+    from gsomia.api import create_app
+
+    async def head_while_serving(app: Any, want: int, seconds: float = 20) -> dict[str, Any]:
+        async with (
+            app.router.lifespan_context(app),  # what the server runs: the background loop
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client,
+        ):
+            deadline = time.monotonic() + seconds
+            while (got := await client.get("/audit/head")).status_code != 200 or got.json()["size"] < want:
+                assert time.monotonic() < deadline, got.text
+                await asyncio.sleep(0.05)
+            return dict(got.json())
+
+    record(node, 5)
+    served = asyncio.run(head_while_serving(create_app(node, log_writer=True, sender_interval=0.05), 5))
+    assert node.audit.size() >= 5
+    before = node.audit.pending()  # (the loop's own last records, e.g. its leases let go, may wait)
+    record(node, 3)  # an app without the writer (as tests build it) only reads
+    with pytest.raises(AssertionError):
+        asyncio.run(head_while_serving(create_app(node, sender_interval=0.05), served["size"] + 3, 1.5))
+    assert node.audit.pending() == before + 3

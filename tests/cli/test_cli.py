@@ -34,6 +34,27 @@ def test_agreement_list_json() -> None:
     assert all({"id", "title", "parties", "topology"} <= set(a) for a in data)
 
 
+def test_status_and_decide_state_their_assumptions() -> None:
+    """Issue 21 §3: `agreement status` and `decide` mark what they rest on as assumptions, each
+    with its consequence (text and JSON)."""
+    data = run_json("agreement", "status", "kor-jpn-gsomia-2016", "--at", "2020-01-01")
+    about = {a["about"]: a for a in data["assumptions"]}
+    assert "Tokyo kept counting" in about["notice_suspended"]["text"]
+    assert about["notice_suspended"]["consequence"]
+    assert "Assumption: The notice_suspended state" in data["explanation"]
+    code, out, _ = run("agreement", "status", "kor-jpn-gsomia-2016", "--at", "2020-01-01")
+    assert code == 0
+    assert "Tokyo kept counting" in " ".join(out.split())
+    decide = ["decide", "--from", "KOR", "--to", "JPN", "--classification", "군사II급비밀"]
+    decide += ["--purpose", "missile-warning", "--topic", "dprk-missile", "--at", "2024-01-10"]
+    decided = run_json(*decide)
+    assert decided["agreement"] == "kor-jpn-gsomia-2016"
+    assert any("purposes listed" in a["text"] for a in decided["assumptions"])
+    code, out, _ = run(*decide)
+    assert code == 0
+    assert "Consequence:" in out
+
+
 def test_agreement_status_during_the_notice() -> None:
     data = run_json("agreement", "status", "kor-jpn-gsomia-2016", "--at", "2019-08-24")
     assert data["in_force"] is True
@@ -221,7 +242,7 @@ def test_user_data_directory_is_honoured(tmp_path: Path) -> None:
 def test_party_list_json() -> None:
     data = run_json("party", "list")
     jpn = next(p for p in data if p["code"] == "JPN")
-    assert [lv["name"] for lv in jpn["levels"]][:3] == ["特定秘密", "極秘", "秘"]
+    assert [lv["name"] for lv in jpn["levels"]][:4] == ["機密", "特定秘密", "極秘", "秘"]
 
 
 def test_demo_tells_the_story() -> None:
@@ -237,6 +258,8 @@ def test_demo_tells_the_story() -> None:
         "outside the scope of tisa-2014",
         "Missile-warning stream",
         "JPN via USA (tisa-2014)",
+        "JPN direct (trilateral-missile-warning-2023)",  # the multilateral reading's consequence
+        "modelled as multilateral (an assumption",
         "After delivery",
         "KOR 군사III급비밀 / JPN 秘",  # the originator's downgrade applied at the holder
         "applied by JPN",

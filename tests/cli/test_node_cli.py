@@ -61,6 +61,22 @@ def test_init_ingest_list_show(tmp_path: Path) -> None:
     label, payload = tmp_path / "label.json", tmp_path / "payload.json"
     label.write_text(json.dumps(kor_label()), encoding="utf-8")
     payload.write_text('{"launch": "Sinpo"}', encoding="utf-8")
+    received = ["--received-from", "KOR", "--agreement", "kor-jpn-gsomia-2016"]
+    ingest = [
+        "item",
+        "ingest",
+        "--dir",
+        str(d),
+        "--as",
+        "tanaka",
+        "--label",
+        str(label),
+        "--payload",
+        str(payload),
+    ]
+    # a KOR item is KOR's only under KOR's signature: it arrives through the exchange
+    assert "only with KOR's signature" in run(*ingest, "--id", "k0", *received, code=2)
+    label.write_text(json.dumps(jpn_label()), encoding="utf-8")
     stored = run(
         "item",
         "ingest",
@@ -74,12 +90,8 @@ def test_init_ingest_list_show(tmp_path: Path) -> None:
         str(payload),
         "--id",
         "k1",
-        "--received-from",
-        "KOR",
-        "--agreement",
-        "kor-jpn-gsomia-2016",
     )
-    assert stored["label"]["alternatives"][0]["classification"] == "極秘"
+    assert stored["label"]["classification"] == "極秘"
     listed = run("item", "list", "--dir", str(d), "--as", "tanaka")
     assert [i["id"] for i in listed["items"]] == ["k1"]
     shown = run("item", "show", "--dir", str(d), "--as", "tanaka", "k1")
@@ -92,7 +104,7 @@ def test_cli_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
     assert "exists already" in run("node", "init", "--party", "JPN", "--dir", str(d), code=2)
     assert "no node here" in run("item", "list", "--dir", str(tmp_path / "empty"), "--as", "x", code=2)
     label = tmp_path / "label.json"
-    label.write_text(json.dumps(jpn_label(classification="kimitsu")), encoding="utf-8")
+    label.write_text(json.dumps(jpn_label(classification="cho-gokuhi")), encoding="utf-8")
     err = run(
         "item",
         "ingest",

@@ -21,7 +21,7 @@ def test_levels_are_found_by_name_or_romanised_alias(catalogue: Catalogue) -> No
 
 def test_unknown_level_lists_the_known_ones(catalogue: Catalogue) -> None:
     with pytest.raises(UnknownNameError, match="極秘"):
-        catalogue.level("JPN", "kimitsu")
+        catalogue.level("JPN", "cho-gokuhi")  # no such level (機密 is kimitsu)
 
 
 def test_label_is_canonicalised_to_the_national_name(catalogue: Catalogue) -> None:

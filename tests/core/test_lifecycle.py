@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -187,7 +188,7 @@ def test_notice_just_before_the_deadline_is_on_time() -> None:
             (
                 SIGNED,
                 IN_FORCE,
-                ev("end", EventKind.TERMINATED, kst(2020, 2, 1)),
+                Event("end", EventKind.TERMINATED, kst(2020, 2, 1), "both notes", mutual_consent=True),
                 ev("x", EventKind.AMENDED, kst(2021, 1, 1)),
             ),
             "already terminated",
@@ -210,6 +211,39 @@ def test_duplicate_event_ids_are_refused() -> None:
 def test_event_by_a_non_party_is_refused() -> None:
     with pytest.raises(Exception, match="not a party"):
         agreement(SIGNED, ev("n", EventKind.APPROVED, kst(2020, 1, 1), party="ZZZ"))
+
+
+def test_termination_in_force_without_notice_needs_mutual_consent() -> None:
+    """Art. 21.3 of the ROK–Japan GSOMIA: either party may terminate by written notice through
+    the diplomatic channel 90 days ahead; without a notice, only the parties together can end it."""
+    with pytest.raises(LifecycleError, match=r"only by written notice \(Art. 21.3\)"):
+        agreement(SIGNED, IN_FORCE, ev("end", EventKind.TERMINATED, kst(2021, 3, 1)))
+    pending = ev("n", EventKind.TERMINATION_NOTIFIED, kst(2020, 6, 1))  # ends at 2021-01-10
+    with pytest.raises(LifecycleError, match="mutual consent"):
+        agreement(SIGNED, IN_FORCE, pending, ev("end", EventKind.TERMINATED, kst(2020, 7, 1)))
+    agreed = Event("end", EventKind.TERMINATED, kst(2021, 3, 1), "joint note", mutual_consent=True)
+    a = agreement(SIGNED, IN_FORCE, agreed)
+    assert a.state_at(kst(2021, 3, 1)).status is Status.TERMINATED
+    assert "by mutual consent" in a.state_at(kst(2021, 3, 1)).explanation
+    with pytest.raises(LifecycleError, match="only a termination"):
+        Event("x", EventKind.AMENDED, kst(2021, 3, 1), "r", mutual_consent=True)
+
+
+def test_a_what_if_file_cannot_end_the_agreement_in_its_normal_state(tmp_path: Path) -> None:
+    """Issue 21 §2: a `terminated` event in the normal state, read from --with-file, is an error."""
+    from gsomia import load_catalogue, load_events
+
+    path = tmp_path / "end.toml"
+    path.write_text(
+        '[[events]]\nid = "end"\nkind = "terminated"\nat = 2024-06-01\nreference = "a note"\n',
+        encoding="utf-8",
+    )
+    gsomia = load_catalogue().agreement("kor-jpn-gsomia-2016")
+    with pytest.raises(LifecycleError, match=r"Art. 21.3"):
+        gsomia.what_if(adding=load_events(path, gsomia.timezone))
+    path.write_text(path.read_text(encoding="utf-8") + "mutual_consent = true\n", encoding="utf-8")
+    ended = gsomia.what_if(adding=load_events(path, gsomia.timezone))
+    assert ended.state_at(kst(2024, 6, 1)).status is Status.TERMINATED
 
 
 def test_suspended_notice_allows_immediate_termination() -> None:

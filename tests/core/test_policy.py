@@ -390,6 +390,7 @@ def test_every_check_is_reported_even_when_one_fails(catalogue: Catalogue, engin
         "caveats",
         "purpose",
         "scope",
+        "level_validity",
         "third_party",
         "hub_authorisation",
         "two_person",
@@ -425,7 +426,7 @@ instants = st.sampled_from(
 )
 levels = {
     "KOR": ["군사I급비밀", "군사II급비밀", "군사III급비밀", "대외비"],
-    "JPN": ["特定秘密", "極秘", "秘", "取扱厳重注意"],
+    "JPN": ["機密", "特定秘密", "極秘", "秘", "取扱厳重注意"],
     "USA": ["TOP SECRET", "SECRET", "CONFIDENTIAL"],
 }
 
@@ -569,3 +570,42 @@ def test_unknown_parties_do_not_grow_the_route_cache(catalogue: Catalogue) -> No
     for n in range(50):
         engine.decide(replace(make_request(catalogue), recipient=f"Z{n:02d}"), at=NORMAL_2024)
     assert len(engine._routes) == 0
+
+
+def test_an_item_goes_back_to_its_originator_after_the_agreement_ended(catalogue: Catalogue) -> None:
+    """ROK–Japan GSOMIA Art. 6(h) (return or destroy when no longer needed) and Art. 21.4 (what was
+    provided stays protected after termination): returning an item to its originator stays
+    possible when no agreement is in force any more; any other transfer does not."""
+    what_if = catalogue.replacing(
+        catalogue.agreement("kor-jpn-gsomia-2016").what_if(without=["2019-11-22-notice-suspended"])
+    )
+    engine = ReleaseEngine(what_if)
+    after = kst(2020, 6, 1)
+    provided = kst(2019, 9, 1)  # provided while the agreement was in force
+    navy = ("prc-navy",)  # outside TISA: only the bilateral agreement could carry it
+    back = engine.decide(
+        make_request(what_if, sender="JPN", recipient="KOR", originator="KOR", topics=navy, created=provided),
+        at=after,
+    )
+    assert back.allowed
+    assert "back to its originator (Art. 6(h), 21.4)" in check(back, "agreement_in_force")[1]
+    onward = engine.decide(make_request(what_if, sender="KOR", recipient="JPN", topics=navy), at=after)
+    assert not onward.allowed
+    jpn_own = engine.decide(
+        make_request(
+            what_if,
+            sender="JPN",
+            recipient="KOR",
+            originator="JPN",
+            classification="極秘",
+            topics=navy,
+            created=provided,
+        ),
+        at=after,
+    )
+    assert not jpn_own.allowed  # JPN's own item is a new transfer, not a return
+    later = engine.decide(
+        make_request(what_if, sender="JPN", recipient="KOR", originator="KOR", topics=navy, created=after),
+        at=after,
+    )
+    assert not later.allowed  # made after the end: it was never provided under the agreement

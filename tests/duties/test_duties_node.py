@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.node_fixtures import add, jpn_label, kor_label
+from tests.node_fixtures import add, jpn_label, kor_label, refused_checks
 
 from gsomia.core.access import Person
 from gsomia.errors import (
@@ -15,6 +16,7 @@ from gsomia.errors import (
     InvalidInputError,
     ItemGoneError,
     LabelError,
+    NotFoundError,
     UnknownNameError,
 )
 from gsomia.node import Node
@@ -107,13 +109,15 @@ def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
     )
     assert visit["highest"] == "秘"
     jpn_node.read(visitor, "k-conf")
-    with pytest.raises(AccessDenied, match=r"visit \w+ allows up to 秘"):
+    with pytest.raises(NotFoundError):
         jpn_node.read(visitor, "k-secret")
+    assert re.search(r"visit \w+ allows up to 秘", refused_checks(jpn_node, "k-secret")[0]["reason"])
     page = jpn_node.list_items(visitor, ItemFilter())
     assert ([i.id for i in page.items], page.withheld) == (["k-conf"], 1)
     clock.advance(hours=2)
-    with pytest.raises(AccessDenied, match="no visit in force"):
+    with pytest.raises(NotFoundError):
         jpn_node.read(visitor, "k-conf")
+    assert "no visit in force" in refused_checks(jpn_node, "k-conf")[0]["reason"]
     jpn_node.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
 
 
@@ -169,7 +173,7 @@ def test_after_termination_protection_and_duties_go_on_and_the_report_lists_what
     ended = Node(jpn_node.config, catalogue=jpn_node.catalogue.replacing(gsomia), clock=clock)
     try:
         assert not gsomia.state_at(clock.now).in_force
-        with pytest.raises(AccessDenied):  # access checks unchanged: still refused to the under-cleared
+        with pytest.raises(NotFoundError):  # access checks unchanged: still refused to the under-cleared
             ended.read(people["sato"], "k1")
         ended.read(people["tanaka"], "k1")  # and still allowed to the cleared
         ended.duties.destroy(officer, "k2", method="shredding", witness="tanaka", reason="purpose ended")
@@ -183,3 +187,61 @@ def test_after_termination_protection_and_duties_go_on_and_the_report_lists_what
             ended.duties.termination_report(people["tanaka"])
     finally:
         ended.close()
+
+
+def test_items_whose_purpose_ended_or_whose_agreement_ended_queue_for_return_or_destruction(
+    jpn_node: Node, people: dict[str, Person]
+) -> None:
+    """ROK–Japan GSOMIA Art. 6(h) (return or destroy when no longer needed for its purpose) and
+    Art. 13 (destruction): the holder's queue names each item due, and why; destroying it takes it
+    off. A person without a handler's role cannot see the queue, nor end a purpose they cannot read."""
+    officer = add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
+    witness = add(jpn_node, "witness", "JPN", "極秘", ["dprk-missile"], ["security_officer"])
+    _received(jpn_node, "k-purpose")
+    _received(jpn_node, "k-kept")
+    jpn_node.ingest(officer, label=jpn_label(), payload=b"{}", item_id="j-own")
+    assert jpn_node.duties.disposal_queue(officer) == []
+    jpn_node.duties.end_purpose(officer, "k-purpose", "the 2024 exercise concluded")
+    jpn_node.duties.end_purpose(officer, "j-own", "our own item: nothing to return")
+    queue = jpn_node.duties.disposal_queue(officer)
+    assert [q["item"] for q in queue] == ["k-purpose"]
+    assert queue[0]["return_to"] == "KOR"
+    assert "the 2024 exercise concluded" in queue[0]["why"][0]
+    with pytest.raises(InvalidInputError, match="already recorded"):
+        jpn_node.duties.end_purpose(officer, "k-purpose", "again")
+    with pytest.raises(AccessDenied):
+        jpn_node.duties.disposal_queue(people["tanaka"])  # an analyst: not a handler
+    low = add(jpn_node, "low", "JPN", "秘", ["dprk-missile"], ["security_officer"])
+    with pytest.raises(AccessDenied):
+        jpn_node.duties.end_purpose(low, "k-kept", "not cleared for it")
+    jpn_node.duties.destroy(
+        officer, "k-purpose", method="crypto-erase", witness=witness.id, reason="purpose ended"
+    )
+    assert jpn_node.duties.disposal_queue(officer) == []
+
+
+def test_items_received_under_an_agreement_that_ended_queue_for_return(
+    jpn_node: Node, clock: FakeClock
+) -> None:
+    """Art. 21.4: after termination what was provided stays protected, and goes back to its
+    originator or is destroyed: without the 2019 suspension, KOR's item is due at JPN from
+    2019-11-23, and the release engine still lets it go back to KOR (Art. 6(h))."""
+    from gsomia.core.policy import ReleaseRequest
+
+    gsomia = jpn_node.catalogue.agreement(GSOMIA).what_if(without=["2019-11-22-notice-suspended"])
+    what_if = jpn_node.catalogue.replacing(gsomia)
+    node = Node(jpn_node.config, catalogue=what_if, clock=clock)
+    try:
+        officer = add(node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
+        _received(node, "k-2019", created="2019-09-01T09:00:00+09:00")
+        before = node.duties.disposal_queue(officer, datetime(2019, 11, 22, 12, tzinfo=UTC))
+        assert before == []
+        after = datetime(2019, 11, 23, 0, 0, 1, tzinfo=UTC)
+        queue = node.duties.disposal_queue(officer, after)
+        assert [q["item"] for q in queue] == ["k-2019"]
+        assert f"{GSOMIA} is terminated" in queue[0]["why"][0]
+        label = node.kernel.items.item(node.store.get_item("k-2019")).label  # type: ignore[arg-type]
+        back = node.kernel.engine.decide(ReleaseRequest(label, "JPN", "KOR", "threat-assessment"), at=after)
+        assert back.allowed, back.failed()
+    finally:
+        node.close()

@@ -16,7 +16,7 @@ from tests.duties.conftest import BEFORE_GSOMIA, Net
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import seal, sign_origin
 from gsomia.duties._messages import change_content
-from gsomia.errors import ItemGoneError
+from gsomia.errors import InvalidInputError, ItemGoneError
 
 HOUR = timedelta(hours=1)
 
@@ -110,8 +110,8 @@ def test_a_change_from_off_the_items_path_is_refused(net: Net) -> None:
 
 
 def test_an_old_recall_replayed_does_not_withdraw_a_fresh_copy(net: Net) -> None:
-    """KOR recalls from JPN (v2); later KOR sends USA the item. JPN replays the recall to USA: misaddressed.
-    A recall for USA kept from before USA held the item is older than the copy USA gets: stale."""
+    """KOR recalls (v2): the item is released to no one until KOR reclassifies it (v3) and sends USA the
+    item. JPN replays its recall to USA: misaddressed; a v2 recall addressed to USA: stale."""
     kor, usa = net.nodes["KOR"], net.nodes["USA"]
     officer = net.officer("KOR")
     net.own_item("KOR", "r1")
@@ -119,11 +119,16 @@ def test_an_old_recall_replayed_does_not_withdraw_a_fresh_copy(net: Net) -> None
     net.deliver()
     kor.duties.recall(officer, "r1", "withdrawn from JPN")
     net.deliver()
+    with pytest.raises(InvalidInputError, match="was recalled"):
+        kor.exchange.release(officer, "r1", "USA")
+    kor.duties.reclassify(officer, "r1", "군사III급비밀", "released again after review")
     kor.exchange.release(officer, "r1", "USA")
     net.deliver()
-    assert usa.store.get_item("r1").label_version == 2  # type: ignore[union-attr]
+    assert usa.store.get_item("r1").label_version == 3  # type: ignore[union-attr]
     answer = _as(net, "JPN", "USA", _change_jws(net, "r1", 2, "JPN"), "old-recall")
     assert "addressed to JPN" in str(answer["reason"])
+    answer = _as(net, "KOR", "USA", _change_jws(net, "r1", 2, "USA"), "old-recall-usa")
+    assert "stale label change: version 2" in str(answer["reason"])
     usa.read(net.officer("USA"), "r1")  # USA's fresh copy stays
 
 

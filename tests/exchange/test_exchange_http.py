@@ -84,6 +84,10 @@ def test_an_item_crosses_over_http_once_and_the_sender_proves_it(net: Net) -> No
     (again,) = net.transport.push(net.peer("KOR", "JPN"), [entry.envelope])
     assert again["status"] == "duplicate"
     assert again["receipt"] == entry.receipt
+    # JPN's writer has not run yet: its /audit/inclusion only reads, so there is no proof yet
+    with pytest.raises(TransportError, match="404"):
+        kor.heads.delivery_proof(msg_id, net.transport)
+    net.nodes["JPN"].audit.sign_head()  # what JPN's background loop does within a second
     proof = kor.heads.delivery_proof(msg_id, net.transport)  # GET /audit/inclusion at JPN
     assert proof["receiver"] == "JPN"
     assert json.loads(proof["entry"]["detail"])["msg_id"] == msg_id

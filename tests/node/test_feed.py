@@ -122,6 +122,10 @@ def test_the_feed_over_http_sse_and_websocket(net: Net) -> None:
         assert httpx.get(f"{base}/feed?after=-1", headers=headers, timeout=10).status_code == 422
         assert httpx.get(f"{base}/feed?originator=kor", headers=headers, timeout=10).status_code == 422
         assert httpx.get(f"{base}/feed", timeout=10).status_code == 401
+        for query in ("agreement=", "topic=dprk-misile", "originator=GBR"):  # names the node does not know
+            for path in ("/feed", "/feed/sse"):  # a misspelt filter would silently match nothing
+                refused = httpx.get(f"{base}{path}?{query}", headers=headers, timeout=10)
+                assert refused.status_code == 422, (path, query, refused.text)
         denied = httpx.get(
             f"{base}/feed",
             params={"after": start},

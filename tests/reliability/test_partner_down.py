@@ -40,6 +40,7 @@ id = "ended"
 kind = "terminated"
 at = {end.strftime("%Y-%m-%dT%H:%M:%SZ")}
 reference = "ended by both parties during the drill"
+mutual_consent = true
 """
         if end is not None
         else ""

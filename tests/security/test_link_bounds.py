@@ -132,7 +132,7 @@ def test_a_link_carries_a_bounded_number_of_authorisations(pair: dict[str, NetNo
     before = len(audit(jpn, "stream.consent"))
     frames = []
     for n in range(200):
-        consent = Consent(ConsentKind.HUB_RELAY, "KOR", "USA", now, f"flood {n}", hub="JPN")
+        consent = Consent(ConsentKind.TRACK_RELAY, "KOR", "USA", now, f"flood {n}", hub="JPN")
         jws = sign_origin(own, consent_content(consent, uuid.uuid4().hex), now)
         frames.append((CONSENT, jws.encode()))
     closed = send_frames(own, jpn, frames, wait=20)

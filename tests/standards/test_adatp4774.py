@@ -59,7 +59,7 @@ def test_every_label_of_the_shipped_scenario_round_trips_through_xml_and_json(ca
 _PARTIES = ("KOR", "JPN", "USA")
 _LEVELS = {
     "KOR": ["군사I급비밀", "군사II급비밀", "군사III급비밀", "대외비"],
-    "JPN": ["特定秘密", "極秘", "秘", "取扱厳重注意"],
+    "JPN": ["機密", "特定秘密", "極秘", "秘", "取扱厳重注意"],
 }
 _LEVELS["USA"] = ["TOP SECRET", "SECRET", "CONFIDENTIAL"]
 

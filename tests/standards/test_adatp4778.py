@@ -18,7 +18,7 @@ from signxml import XMLVerifier
 from signxml.verifier import SignatureConfiguration
 from tests.node_fixtures import add
 
-from gsomia.errors import EnvelopeError, InvalidInputError
+from gsomia.errors import EnvelopeError, InvalidInputError, NotFoundError
 from gsomia.standards import export_binding, import_binding, verify_binding
 from gsomia.standards._adatp4778 import bind_xml
 from gsomia.testing import FakeClock, make_node
@@ -225,7 +225,7 @@ def test_xxe_in_a_binding_is_refused(pair: Pair) -> None:
 
 def test_a_reader_who_may_not_read_the_item_gets_no_binding(pair: Pair) -> None:
     outsider = add(pair.kor, "lee", "KOR", "군사III급비밀", ["dprk-missile"], ["analyst"])
-    with pytest.raises(Exception, match="access refused"):
+    with pytest.raises(NotFoundError, match="no item 'kor-track'"):
         export_binding(pair.kor, outsider, "kor-track", "xml")
     with pytest.raises(InvalidInputError):
         export_binding(pair.kor, pair.officer, "kor-track", "pdf")  # type: ignore[arg-type]
@@ -263,5 +263,5 @@ def test_the_api_serves_the_label_and_the_binding_to_a_reader_only(pair: Pair) -
     label = asyncio.run(get("/items/kor-track/label", "kim"))
     assert label.headers["content-type"].startswith("application/xml")
     assert b"originatorConfidentialityLabel" in label.content
-    assert asyncio.run(get("/items/kor-track/binding", "park")).status_code == 403
+    assert asyncio.run(get("/items/kor-track/binding", "park")).status_code == 404  # as an unknown id
     assert asyncio.run(get("/items/kor-track/label?format=pdf", "kim")).status_code == 422

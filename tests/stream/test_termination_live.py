@@ -46,6 +46,7 @@ id = "drill-terminated"
 kind = "terminated"
 at = {end.strftime("%Y-%m-%dT%H:%M:%SZ")}
 reference = "ended for the test, a few seconds after the nodes start"
+mutual_consent = true
 """
     )
     (extra / "trilateral-missile-warning-2023.toml").write_text(trilateral, encoding="utf-8")

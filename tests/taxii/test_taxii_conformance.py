@@ -95,8 +95,8 @@ def test_the_definitions_objects_refer_to_are_served_and_what_was_served_posts_b
     assert {s["id"] for s in again.json()["successes"]} == {o["id"] for o in items_of(served)}
     changed = {**item, "modified": "2030-01-01T00:00:00.000Z"}  # the same id, another version: a collision
     collision = post(call, tokens["tanaka"], cid, [*served[:-1], changed]).json()
-    assert collision["failures"]
-    assert "a different" in collision["failures"][0]["message"]
+    assert collision["failures"]  # another version of KOR's item: KOR's only under KOR's signature
+    assert "only with KOR's signature" in collision["failures"][0]["message"]
 
 
 def test_one_bad_object_fails_alone_and_the_status_names_each_object_with_its_version(

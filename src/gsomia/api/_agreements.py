@@ -73,7 +73,9 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
             try:
                 kind = ConsentKind(c.kind)
             except ValueError as exc:
-                raise InvalidInputError(f"consent kind {c.kind!r}: use third_party or hub_relay") from exc
+                raise InvalidInputError(
+                    f"consent kind {c.kind!r}: use third_party, hub_relay or track_relay"
+                ) from exc
             consents.append(
                 Consent(
                     kind,
@@ -96,4 +98,6 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
             body.item,
             tuple(consents),
         )
-        return decision_json(node.decide(request, at=at))
+        decision = node.decide(request, at=at)
+        behind = node.catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
+        return decision_json(decision, behind)

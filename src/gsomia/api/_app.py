@@ -51,17 +51,27 @@ class _BodyLimit:
     Each refusal is audited through ``record`` like the problem handlers' (``api.refused``).
     """
 
-    def __init__(self, app: ASGIApp, limit: int, record: Callable[[str, str | None, int, str], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        record: Callable[[str, str | None, int, str, str | None, str | None], None],
+        caller: Callable[[Request], str | None],
+    ) -> None:
         self.app = app
         self.limit = limit
         self.record = record
+        self.caller = caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             refusal = self._refusal(dict(scope["headers"]))
             if refusal is not None:
                 status, slug, title, detail = refusal
-                self.record("api.refused", scope.get("path"), status, detail)
+                request = Request(scope)
+                self.record(
+                    "api.refused", scope.get("path"), status, detail, _source(request), self.caller(request)
+                )
                 taxii = str(scope.get("path", "")).startswith(TAXII_PREFIX)
                 render = taxii_error if taxii else problem
                 await render(status, slug, title, detail)(scope, receive, send)
@@ -85,6 +95,13 @@ class _BodyLimit:
             return 413, "payload-too-large", "Payload too large", detail
         return None
 
+
+def _source(request: Request) -> str | None:
+    """The caller's network address (what an unauthenticated caller's refusals are counted by)."""
+    return request.client.host if request.client else None
+
+
+source = _source
 
 _JSON_TYPES = (b"application/json", b"application/problem+json", b"application/taxii+json")
 
@@ -121,8 +138,13 @@ def create_app(
     sender_interval: float | None = None,
     head_every: float | None = None,
     stream: StreamService | None = None,
+    log_writer: bool = False,
 ) -> FastAPI:
     """The ASGI app serving ``node``; with ``sender``, a background thread delivers the outbox.
+
+    The background thread is also the audit log's writer (integrates and signs heads): with
+    ``sender``, or alone with ``log_writer`` (``gsomia node serve --no-sender``). Without either (an
+    app in a test) nothing integrates: the routes only read the log.
 
     ``stream`` is the node's missile-track stream (by default over the in-process bus).
     """
@@ -133,7 +155,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = node.runtime(interval=sender_interval, head_every=head_every) if sender else None
+        runtime = (
+            node.runtime(interval=sender_interval, head_every=head_every, deliver=sender)
+            if sender or log_writer
+            else None
+        )
         app.state.runtime = runtime
         if runtime is not None:
             runtime.start()
@@ -154,7 +180,18 @@ def create_app(
             for code in (400, 401, 403, 404, 409, 411, 413, 422)
         },
     )
-    install(app, node.record_refusal, node.kernel.recorded)
+    dashboard = dashboard_scope(node.ring)
+
+    def caller(request: Request) -> str | None:
+        """Who sent a refused request, if it carries valid credentials (nothing audited here)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            person = node.credentials.peek(token.strip())
+        else:
+            person = node.credentials.peek(request.cookies.get(dashboard.cookie), session=True)
+        return person.id if person else None
+
+    install(app, node.record_refusal, node.kernel.recorded, caller)
     written = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -165,13 +202,15 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     app.add_middleware(
-        _BodyLimit, limit=node.config.max_payload_bytes * 2 + _BODY_SLACK, record=node.record_refusal
+        _BodyLimit,
+        limit=node.config.max_payload_bytes * 2 + _BODY_SLACK,
+        record=node.record_refusal,
+        caller=caller,
     )
     app.add_middleware(_NoStoreJson)
     app.state.runtime = None
     registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
     app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
-    dashboard = dashboard_scope(node.ring)
 
     def reader(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
@@ -185,9 +224,9 @@ def create_app(
             and request.method in ("GET", "HEAD")
             and request.url.path.startswith(dashboard.path + "/")
         ):
-            person = node.credentials.session(request.cookies.get(dashboard.cookie))
+            person = node.credentials.session(request.cookies.get(dashboard.cookie), source(request))
         else:
-            person = node.authenticate(credentials.credentials if credentials else None)
+            person = node.authenticate(credentials.credentials if credentials else None, source(request))
         name_actor(person.id)
         return person
 

@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Query
+from fastapi import Depends, FastAPI, Path, Query, Request
 
 from gsomia._present import (
     outbox_view,
@@ -20,6 +20,7 @@ from gsomia.api import _models as m
 from gsomia.api._fields import Id
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
+from gsomia.errors import NotFoundError
 from gsomia.node import Node
 
 __all__ = ["add_federation_routes"]
@@ -39,12 +40,12 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
 
     # ``retry`` appears only when set: the answer on the wire is the inbox's own, field for field
     @app.post("/inbox", response_model=m.InboxOut, response_model_exclude_defaults=True, tags=["federation"])
-    def inbox(body: m.InboxIn) -> dict[str, Any]:
+    def inbox(body: m.InboxIn, request: Request) -> dict[str, Any]:
         """Envelopes from partner nodes: each is opened, decided, stored once and receipted.
 
         Authentication is the envelope itself (signed by a registered peer), not a bearer token.
         """
-        return {"results": node.inbox(body.envelopes)}
+        return {"results": node.inbox(body.envelopes, request.client.host if request.client else None)}
 
     @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
     def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
@@ -64,9 +65,19 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         person: Caller,
         state: Literal["pending", "exported", "delivered", "undeliverable"] | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        every: Annotated[
+            bool,
+            Query(
+                alias="all",
+                description="Every entry, including those about items the caller may not read "
+                "(security officers; audited).",
+            ),
+        ] = False,
     ) -> list[dict[str, Any]]:
-        """What this node sent or is sending, with receipts and reasons."""
-        return [outbox_view(r) for r in node.exchange.outbox(person, state=state, limit=limit)]
+        """What this node sent or is sending, with receipts and reasons: the entries about items
+        the caller may read (and those about no item)."""
+        rows = node.exchange.outbox_seen_by(person, state=state, limit=limit, every=every)
+        return [outbox_view(r) for r in rows]
 
     @app.post("/outbox/{msg_id}/resend", response_model=m.OutboxOut, tags=["federation"])
     def resend(msg_id: Id, person: Caller) -> dict[str, Any]:
@@ -93,9 +104,24 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
 
     @app.get("/consent-requests", response_model=list[m.ConsentRequestOut], tags=["federation"])
     def consent_requests(
-        person: Caller, state: Literal["pending", "granted", "refused"] | None = None
+        person: Caller,
+        state: Literal["pending", "granted", "refused"] | None = None,
+        after: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9a-f]{32}$", description="The id of the last request of the previous page."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
-        return [request_view(r) for r in node.exchange.consent_requests(person, state)]
+        """Consent requests this node made or must answer, oldest first, a page at a time: those about
+        items the caller may read."""
+        key = None
+        if after is not None:
+            last = node.exchange.fed.consent_request(after)
+            if last is None:
+                raise NotFoundError(f"after: no consent request {after}")
+            key = (last.created_us, last.id)
+        rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
+        return [request_view(r) for r in rows]
 
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from gsomia.api._fields import AgreementId, Id, Party
+from gsomia.api._fields import AgreementId, Party, Topic
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.errors import GsomiaError, InvalidInputError
@@ -48,7 +48,9 @@ class FeedPageOut(BaseModel):
     next: int
 
 
-Topics = Annotated[list[Id] | None, Query(max_length=50, description="Only items with one of these topics")]
+Topics = Annotated[
+    list[Topic] | None, Query(max_length=50, description="Only items with one of these topics")
+]
 Originators = Annotated[list[Party] | None, Query(max_length=50, description="Only these originators' items")]
 Agreements = Annotated[
     list[AgreementId] | None, Query(max_length=50, description="Only items received under these agreements")
@@ -77,6 +79,15 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def only(
         topic: list[str] | None, originator: list[str] | None, agreement: list[str] | None
     ) -> FeedFilter:
+        """The filter, each name one the node knows (a misspelt one would silently match nothing):
+        422 naming it, as the OpenAPI's enums say."""
+        catalogue = node.catalogue
+        for name in topic or ():
+            catalogue.topic(name)
+        for code in originator or ():
+            catalogue.party(code)
+        for agreement_id in agreement or ():
+            catalogue.agreement(agreement_id)
         return FeedFilter(frozenset(topic or ()), frozenset(originator or ()), frozenset(agreement or ()))
 
     @router.get("/feed", response_model=FeedPageOut)

@@ -101,7 +101,6 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         return {
             "items": [item_view(i) for i in page.items],
             "next_cursor": page.next_cursor,
-            "withheld": page.withheld,
         }
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])

@@ -53,10 +53,12 @@ class ItemIn(_In):
     payload: Any = None
     payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
     received_from: Party | None = Field(
-        default=None, description="Party the item came from, for a received item."
+        default=None,
+        description="Refused for a person: another party's item arrives through the exchange, "
+        "under its originator's signature, never by ingest.",
     )
     agreement: AgreementId | None = Field(
-        default=None, description="Agreement it came under, for a received item."
+        default=None, description="Refused for a person, with received_from."
     )
 
 
@@ -97,8 +99,10 @@ class ItemContentOut(ItemOut):
 
 class PageOut(BaseModel):
     items: list[ItemOut]
-    next_cursor: str | None
-    withheld: int = Field(description="Items in the scanned range the reader may not see.")
+    next_cursor: str | None = Field(
+        description="Present only when more items the caller may read follow; nothing here says "
+        "anything about items the caller may not read."
+    )
 
 
 class InventoryOut(BaseModel):
@@ -120,6 +124,14 @@ class PersonIn(_In):
     clearance: Classification | None = None
     need_to_know: list[Topic] = []
     roles: list[RoleName] = []
+    employment: Literal["official", "contractor"] = Field(
+        "official", description="A government official, or a contractor's employee (Art. 7(2), 16)."
+    )
+    contractor_measures: Annotated[Words, Field(max_length=200)] | None = Field(
+        None,
+        description="For a contractor: the reference of its facility and personnel security measures "
+        "on file (Art. 16); without it a contractor reads no other party's item.",
+    )
 
 
 class PersonOut(BaseModel):
@@ -130,6 +142,8 @@ class PersonOut(BaseModel):
     need_to_know: list[str]
     roles: list[str]
     active: bool
+    employment: str = "official"
+    contractor_measures: str | None = None
 
 
 class TokenIn(_In):
@@ -185,6 +199,12 @@ class NoticeOut(BaseModel):
     on_time: bool
 
 
+class AssumptionOut(BaseModel):
+    text: str = Field(description="What the model assumes where the record is silent or disputed.")
+    consequence: str = Field(description="What follows from it in this state or decision.")
+    about: str = Field(description="The event id or status it concerns; empty: the whole agreement.")
+
+
 class StatusOut(BaseModel):
     agreement: str
     at: str
@@ -195,10 +215,11 @@ class StatusOut(BaseModel):
     notice_deadline: str | None
     notice: NoticeOut | None
     explanation: str
+    assumptions: list[AssumptionOut] = []
 
 
 class ConsentIn(_In):
-    kind: Literal["third_party", "hub_relay"]
+    kind: Literal["third_party", "hub_relay", "track_relay"]
     originator: Party
     recipient: Party
     given_at: Instant
@@ -244,6 +265,7 @@ class DecisionOut(BaseModel):
     considered: list[str]
     checks: list[CheckOut]
     marking: MarkingOut | None
+    assumptions: list[AssumptionOut] = []
 
 
 class Problem(BaseModel):

@@ -124,7 +124,8 @@ def label_schema(catalogue: Catalogue) -> dict[str, Any]:
 
 
 def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dict[str, Any]:
-    """``POST /items``: the node's own item, or one received under an agreement that maps its level."""
+    """``POST /items``: the node's own item only (another party's arrives through the exchange, under
+    its originator's signature: issue 14 §8); ``received_from`` and ``agreement`` stay absent."""
     common = {k: v for k, v in base["properties"].items() if k not in ("label", "received_from", "agreement")}
     common["payload"] = {"description": "Any JSON value but null", "not": {"type": "null"}}
     common["payload_base64"] = {k: v for k, v in common["payload_base64"]["anyOf"][0].items()}
@@ -144,34 +145,6 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
             },
         }
     ]
-    for agreement in sorted(catalogue.agreements_of(party), key=lambda a: a.id):
-        for originator in sorted(set(agreement.parties) - {party}):
-            table = agreement.equivalence
-            scheme = catalogue.parties[originator].scheme
-            levels = [
-                name
-                for lv in scheme.levels
-                if table.map(originator, lv.name, party) is not None
-                for name in (lv.name, lv.alias)
-            ]
-            if not levels:
-                continue
-            branches.append(
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["label", "received_from", "agreement"],
-                    **exactly_one,
-                    "properties": {
-                        **common,
-                        "label": _label(
-                            catalogue, originator, levels, alternatives=False, releasable_to=party
-                        ),
-                        "received_from": {"enum": sorted(set(agreement.parties) - {party})},
-                        "agreement": {"const": agreement.id},
-                    },
-                }
-            )
     return {"description": base.get("description", ""), "anyOf": branches}
 
 

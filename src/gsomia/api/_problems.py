@@ -153,16 +153,22 @@ def _in_words(error: Any) -> str:
     return str(error.get("msg", ""))
 
 
+def _source(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def install(
     app: FastAPI,
-    record: Callable[[str, str | None, int, str], None],
+    record: Callable[[str, str | None, int, str, str | None, str | None], None],
     recorded: Callable[[BaseException], bool],
+    caller: Callable[[Request], str | None] = lambda _: None,
 ) -> None:
     """Register the handlers that turn every error into a problem document.
 
-    ``record(kind, subject, status, reason)`` audits refusals the service did not already record
-    (``recorded(error)`` says which it did; malformed requests rejected at the edge, unknown
-    routes): every refusal is in the log, once.
+    ``record(kind, subject, status, reason, source, actor)`` audits refusals the service did not
+    already record (``recorded(error)`` says which it did; malformed requests rejected at the edge,
+    unknown routes): every refusal is in the log, once; ``caller(request)`` names who sent it if
+    the request carries valid credentials, else the refusal is counted per address ``source``.
     """
 
     @app.exception_handler(GsomiaError)
@@ -175,7 +181,7 @@ def install(
             ]
         title = slug.replace("-", " ").capitalize()
         if not recorded(error):
-            record("api.refused", request.url.path, status, str(error))
+            record("api.refused", request.url.path, status, str(error), _source(request), caller(request))
         return _respond(request, status, slug, title, str(error), **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -185,7 +191,7 @@ def install(
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
-        record("api.refused", request.url.path, 422, detail)
+        record("api.refused", request.url.path, 422, detail, _source(request), caller(request))
         return _respond(request, 422, "invalid-request", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -199,6 +205,6 @@ def install(
             detail = f"{request.method} is not served at {request.url.path}; use {', '.join(allow)}"
         elif error.status_code == 404:
             detail = f"nothing is served at {request.url.path}"
-        record("api.refused", request.url.path, error.status_code, detail)
+        record("api.refused", request.url.path, error.status_code, detail, _source(request), caller(request))
         title = slug.replace("-", " ").capitalize()
         return _respond(request, error.status_code, slug, title, detail, headers or None)

@@ -45,8 +45,8 @@ async def websocket_caller(
     ):
         # a page of another origin (another port of this host included) opened it in a browser
         # that sends this node's cookies: nothing it carries is this person's consent
-        raise kernel.refuse(
-            "auth", None, None,
+        raise kernel.refuse_unauthenticated(
+            "auth", websocket.client.host if websocket.client else None, "origin",
             AuthenticationError(f"a WebSocket opened from {origin[:80]} is not from this node's pages"),
         )  # fmt: skip
     scope = dict(websocket.scope)

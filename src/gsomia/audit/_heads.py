@@ -8,6 +8,7 @@ the inbox's ``tree-head`` messages; heads go out through the exchange's outbox.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from gsomia.audit._log import AuditLog, parse_head
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.crypto.envelope import Opened, verify_origin
-from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError
+from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError, TransportError
 from gsomia.exchange import Batch, Exchange, PeerTransport
 from gsomia.store import InboxRow
 
@@ -61,9 +62,12 @@ class TreeHeads:
             self.exchange.enqueue(rows)
         return len(rows)
 
-    def delivery_proof(self, msg_id: str, transport: PeerTransport) -> dict[str, Any]:
+    def delivery_proof(self, msg_id: str, transport: PeerTransport, *, wait: float = 0.0) -> dict[str, Any]:
         """Prove a delivery: the receiver's signed receipt names its log entry; fetch and check the
-        inclusion proof of that entry in the receiver's signed tree head."""
+        inclusion proof of that entry in the receiver's signed tree head.
+
+        A receiver signs a head covering a new entry within seconds, not at once: the proof is asked
+        again for up to ``wait`` seconds while the receiver does not give it."""
         entry = self.exchange.outbox_entry(msg_id)
         if entry is None or entry.receipt is None:
             raise NotFoundError(f"no delivered message {msg_id!r}")
@@ -76,7 +80,15 @@ class TreeHeads:
         peer = self.kernel.peers.peer(signer)
         if peer is None:
             raise AgreementError(f"{signer} is not a registered peer")
-        proof = transport.inclusion(peer, log_entry)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                proof = transport.inclusion(peer, log_entry)
+                break
+            except TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
         head_signer, head_content = verify_origin(proof["head"], self._identities, now)
         party, size, root, _ = parse_head(head_content)
         if head_signer != signer or party != signer or size != proof["size"]:

@@ -11,7 +11,7 @@ proofs between successive heads: a partner that rewrites or forks its log is cau
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +65,7 @@ class VerifyReport:
     problem: str | None = None
     entry_id: str | None = None
     seq: int | None = None
+    pending: int = 0  # records not yet integrated when the snapshot was read (not checked: not the tree's)
 
 
 def head_content(party: str, size: int, root: bytes, at: datetime) -> bytes:
@@ -108,12 +109,16 @@ class AuditLog:
         self.kernel = kernel
         self.store = AuditStore(kernel.store)
 
-    def _frontier(self) -> Frontier:
-        raw = self.store.frontier()
+    @staticmethod
+    def _frontier_of(store: AuditStore) -> Frontier:
+        raw = store.frontier()
         if raw is None:
             return Frontier()
         data = json.loads(raw)
         return Frontier(int(data["size"]), [bytes.fromhex(h) for h in data["hashes"]])
+
+    def _frontier(self) -> Frontier:
+        return self._frontier_of(self.store)
 
     # --- reading the records ---
 
@@ -138,46 +143,72 @@ class AuditLog:
         rows.sort(key=lambda r: r.seq)
         return rows[-limit:]
 
-    # --- appending ---
+    # --- appending: the one writer ---
 
-    def integrate(self, limit: int = 50_000) -> int:
-        """Append records not yet in the tree, oldest first, in one transaction; how many."""
-        rows = self.store.unintegrated(limit)
-        if not rows:
-            return 0
-        frontier = self._frontier()
-        leaves: list[tuple[int, int, bytes]] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        for row in rows:
-            digest = leaf_hash(leaf_data(row))
-            leaves.append((row.seq, frontier.size, digest))
-            nodes += frontier.append(digest)
-        state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
-        self.store.integrate(leaves, nodes, state)
-        return len(rows)
+    def integrate(self, limit: int = 10_000) -> int:
+        """Append up to ``limit`` records not yet in the tree, oldest first; how many.
 
-    def size(self) -> int:
-        return self._frontier().size
-
-    # --- signed tree heads ---
+        The tree's only writer: the pending records and the frontier are read, and the leaves,
+        subtrees and new frontier written, in one transaction under the database lock (SQLite
+        ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock), so two integrations, in threads or in
+        processes, never interleave. Readers of the tree never call it.
+        """
+        with self.store.writer() as w:
+            rows = w.unintegrated(limit)
+            if not rows:
+                return 0
+            frontier = self._frontier_of(w)
+            leaves: list[tuple[int, int, bytes]] = []
+            nodes: list[tuple[int, int, bytes]] = []
+            for row in rows:
+                digest = leaf_hash(leaf_data(row))
+                leaves.append((row.seq, frontier.size, digest))
+                nodes += frontier.append(digest)
+            state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
+            w.integrate(leaves, nodes, state)
+            return len(rows)
 
     def sign_head(self) -> HeadRow:
-        """Integrate what is pending and sign the tree head (re-using the last one if nothing changed)."""
+        """Integrate everything pending and sign the tree head (the last one if nothing changed).
+
+        A writer too (the node's background loop, ``gsomia audit integrate``): the head is signed
+        under the tree's lock over the frontier read in the same transaction.
+        """
         while self.integrate():
             pass
-        frontier = self._frontier()
-        latest = self.store.latest_head()
-        if latest is not None and latest.size == frontier.size:
-            return latest
-        now = self.kernel.clock()
-        root = frontier.root()
-        jws = sign_origin(self.kernel.ring, head_content(self.kernel.party, frontier.size, root, now), now)
-        head = HeadRow(frontier.size, root, epoch_us(now), jws)
-        self.store.put_head(head)
-        return head
+        with self.store.writer() as w:
+            frontier = self._frontier_of(w)
+            latest = w.latest_head()
+            if latest is not None and latest.size == frontier.size:
+                return latest
+            now = self.kernel.clock()
+            root = frontier.root()
+            content = head_content(self.kernel.party, frontier.size, root, now)
+            jws = sign_origin(self.kernel.ring, content, now)
+            head = HeadRow(frontier.size, root, epoch_us(now), jws)
+            w.put_head(head)
+            return head
+
+    # --- reading: never writes ---
+
+    def size(self) -> int:
+        """How many records the tree holds (integrated, not necessarily under a signed head yet)."""
+        return self._frontier().size
+
+    def pending(self) -> int:
+        """How many records wait for the writer to integrate them."""
+        return self.store.pending()
 
     def latest_head(self) -> HeadRow | None:
+        """The latest signed head, as the writer left it (``None`` before the first)."""
         return self.store.latest_head()
+
+    def head(self) -> HeadRow:
+        """The latest signed head; ``NotFoundError`` before the writer has signed one."""
+        head = self.store.latest_head()
+        if head is None:
+            raise NotFoundError("the log has no signed tree head yet: the node signs one within seconds")
+        return head
 
     # --- proofs ---
 
@@ -203,9 +234,11 @@ class AuditLog:
             raise NotFoundError(f"no audit entry {entry_id!r}")
         head = self.store.latest_head()
         if head is None or row.leaf_index is None or row.leaf_index >= head.size:
-            head = self.sign_head()  # the entry is newer than the last signed head: sign one that covers it
-            row = self.store.entry(entry_id) or row
-        index = int(row.leaf_index or 0)
+            # read only: the writer (the node's background loop) integrates it and signs a head soon
+            raise NotFoundError(
+                f"audit entry {entry_id!r} is not yet under a signed tree head: ask again in a few seconds"
+            )
+        index = row.leaf_index
         ranges = inclusion_subtrees(index, head.size)
         node = self._source(ranges)
         return {
@@ -232,13 +265,19 @@ class AuditLog:
         """Rebuild the tree from the records; check every leaf, every signed head, every stored
         subtree (proofs are served from them) and the stored frontier (appends continue from it).
 
-        Holds one hash per entry in memory (about 100 MB for a million entries).
+        Reads one snapshot (the tree as integrated when it starts; the writer may go on meanwhile)
+        and writes nothing: records still pending are not the tree's yet. Holds one hash per entry
+        in memory (about 100 MB for a million entries).
         """
-        heads = {h.size: h for h in self.store.heads()}
+        with self.store.snapshot() as snap:
+            return replace(self._verify(snap), pending=snap.pending())
+
+    def _verify(self, store: AuditStore) -> VerifyReport:
+        heads = {h.size: h for h in store.heads()}
         frontier = Frontier()
         checked = 0
         leaves: list[bytes] = []
-        for row in self.store.leaves():
+        for row in store.leaves():
             if row.leaf_index != frontier.size:
                 return VerifyReport(
                     False,
@@ -277,17 +316,17 @@ class AuditLog:
                 )
             if size == 0:
                 checked += 1
-        problem = self._check_subtrees(leaves) or self._check_frontier(frontier)
+        problem = self._check_subtrees(store, leaves) or self._check_frontier(store, frontier)
         if problem:
             return VerifyReport(False, frontier.size, checked, problem)
         return VerifyReport(True, frontier.size, checked)
 
-    def _check_subtrees(self, level: list[bytes]) -> str | None:
+    def _check_subtrees(self, store: AuditStore, level: list[bytes]) -> str | None:
         """Every stored subtree hash, level by level, against the hashes rebuilt from the records."""
         depth = 0
         while level:
             count = 0
-            for index, stored in self.store.nodes_of_level(depth):
+            for index, stored in store.nodes_of_level(depth):
                 if index >= len(level) or stored != level[index]:
                     return (
                         f"stored subtree ({depth}, {index}) does not match the records: "
@@ -300,8 +339,8 @@ class AuditLog:
             depth += 1
         return None
 
-    def _check_frontier(self, rebuilt: Frontier) -> str | None:
-        stored = self._frontier()
+    def _check_frontier(self, store: AuditStore, rebuilt: Frontier) -> str | None:
+        stored = self._frontier_of(store)
         if stored.size != rebuilt.size or stored.hashes != rebuilt.hashes:
             return "the stored frontier (where appends continue from) does not match the records"
         return None

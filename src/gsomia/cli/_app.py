@@ -178,8 +178,8 @@ def decide(
     consent: Annotated[
         list[str] | None,
         typer.Option(
-            help="Originator consent KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT], KIND third_party or hub_relay "
-            "(repeatable; given at --at unless GIVEN_AT is set)."
+            help="Originator consent KIND:ORIGINATOR:RECIPIENT[:GIVEN_AT], KIND third_party, hub_relay or "
+            "track_relay (repeatable; given at --at unless GIVEN_AT is set)."
         ),
     ] = None,
     item: Annotated[str | None, typer.Option(help="Item id (consents may name it).")] = None,
@@ -205,10 +205,11 @@ def decide(
     consents = tuple(_consent(spec, instant, tz) for spec in consent or ())
     request = ReleaseRequest(label, sender, recipient, purpose, hubs, item, consents)
     decision = engine.decide(request, at=instant)
+    behind = catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
     if as_json:
-        emit(_render.decision_json(decision))
+        emit(_render.decision_json(decision, behind))
     else:
-        _render.print_decision(console(), decision)
+        _render.print_decision(console(), decision, behind)
     raise typer.Exit(0 if decision.allowed else 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from gsomia._present import audit_view
 from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.errors import NotFoundError
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log (RFC 9162) and partners' heads.", no_args_is_help=True
@@ -18,27 +20,49 @@ audit_app = typer.Typer(
 @audit_app.command("verify")
 @guard
 def audit_verify(directory: DirOpt, as_json: JsonOpt = False) -> None:
-    """Rebuild the tree from the records and check every leaf and signed head; exit 1 names the bad entry."""
-    node = open_node(directory)
-    node.audit.integrate()
-    report = node.audit.verify()
+    """Rebuild the tree from the records and check every leaf and signed head; exit 1 names the bad entry.
+
+    Reads only (safe beside a serving node): records not yet integrated are counted, not checked.
+    """
+    report = open_node(directory).audit.verify()
     if as_json:
         emit(asdict(report))
     elif report.ok:
         console().print(
             f"[green]ok[/]: {report.entries} entries, {report.heads_checked} signed heads verified"
+            + (f" ({report.pending} record(s) not yet integrated)" if report.pending else "")
         )
     else:
         console().print(f"[red]FAILED[/] after {report.entries} good entries: {report.problem}")
     raise typer.Exit(0 if report.ok else 1)
 
 
+@audit_app.command("integrate")
+@guard
+def audit_integrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
+    """Append the pending records to the tree and sign its head: what a serving node's loop does.
+
+    For a node that is not serving; beside a serving one it is safe (one writer at a time, under
+    the database's lock) and needless.
+    """
+    node = open_node(directory)
+    before = node.audit.size()
+    node.kernel.close_refusal_tallies()
+    head = node.audit.sign_head()
+    data = {"integrated": head.size - before, "size": head.size, "root": head.root.hex()}
+    if as_json:
+        emit(data)
+    else:
+        console().print(f"{data['integrated']} record(s) integrated; size {head.size}, root {data['root']}")
+
+
 @audit_app.command("head")
 @guard
 def audit_head(directory: DirOpt, as_json: JsonOpt = False) -> None:
-    """Append what is pending and sign the tree head now."""
-    head = open_node(directory).audit.sign_head()
-    data = {"size": head.size, "root": head.root.hex(), "jws": head.jws}
+    """The latest signed tree head (a serving node signs one within seconds of its log growing)."""
+    node = open_node(directory)
+    head = node.audit.head()
+    data = {"size": head.size, "root": head.root.hex(), "jws": head.jws, "pending": node.audit.pending()}
     if as_json:
         emit(data)
     else:
@@ -50,10 +74,27 @@ def audit_head(directory: DirOpt, as_json: JsonOpt = False) -> None:
 def audit_prove(
     directory: DirOpt,
     entry: Annotated[str, typer.Argument(help="The entry id (receipts name it).")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="Seconds to wait for a serving node to bring a recent entry under a signed head.",
+        ),
+    ] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """The inclusion proof of one entry in the latest signed head."""
-    proof = open_node(directory).audit.inclusion(entry)
+    log = open_node(directory).audit
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            proof = log.inclusion(entry)
+            break
+        except NotFoundError:
+            if time.monotonic() >= deadline or log.store.entry(entry) is None:
+                raise
+            time.sleep(0.2)
     if as_json:
         emit(proof)
     else:

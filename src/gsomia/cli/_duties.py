@@ -148,6 +148,36 @@ def destroy(
     _out(record, as_json, f"{item_id} destroyed ({method}, witnessed by {witness})")
 
 
+@duty_app.command("end-purpose")
+@guard
+def end_purpose(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    reason: Annotated[str, typer.Option(help="Why the purpose it was provided for has ended.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that the item's purpose has ended: it joins the queue to return or destroy (Art. 6(h))."""
+    node = open_node(directory)
+    record = node.duties.end_purpose(node.person(actor), item_id, reason)
+    _out(record, as_json, f"{item_id}: purpose ended; it is due for return or destruction")
+
+
+@duty_app.command("disposal-queue")
+@guard
+def disposal_queue(
+    directory: DirOpt,
+    actor: AsOpt,
+    at: Annotated[str | None, typer.Option(help="The instant (default: now).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Items from other parties due for return or destruction: purpose ended, or agreement ended."""
+    node = open_node(directory)
+    queue = node.duties.disposal_queue(node.person(actor), None if at is None else _instant(node, at))
+    lines = [f"{q['item']} ({q['originator']} {q['classification']}): {'; '.join(q['why'])}" for q in queue]
+    _out(queue, as_json, "\n".join(lines) or "nothing is due for return or destruction")
+
+
 @duty_app.command("send-destruction")
 @guard
 def send_destruction(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:

@@ -91,7 +91,12 @@ def node_serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     sender: Annotated[
-        bool, typer.Option("--sender/--no-sender", help="Deliver the outbox to partners in the background.")
+        bool,
+        typer.Option(
+            "--sender/--no-sender",
+            help="Deliver the outbox and share tree heads with partners in the background "
+            "(the audit log is integrated and its head signed either way).",
+        ),
     ] = True,
     stream_nats: Annotated[
         str | None, typer.Option(help="Fan the missile-track stream out through NATS JetStream at this URL.")
@@ -136,7 +141,7 @@ def node_serve(
         configure_logs(logging.INFO)
         logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
     uvicorn.run(
-        create_app(node, sender=sender, stream=stream),
+        create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
         host=host,
         port=port,
         log_level="warning",
@@ -213,11 +218,19 @@ def peer_revoke_key(
 def outbox_prove(
     directory: DirOpt,
     msg_id: Annotated[str, typer.Argument(help="A delivered message's id.")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="Seconds to keep asking while the receiver has not yet signed a head covering the entry.",
+        ),
+    ] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
     with HttpTransport() as transport:  # only this command talks to a partner directly
-        proof = open_node(directory).heads.delivery_proof(msg_id, transport)
+        proof = open_node(directory).heads.delivery_proof(msg_id, transport, wait=wait)
     if as_json:
         emit(proof)
     else:
@@ -333,6 +346,13 @@ def person_add(
     role: Annotated[
         list[str] | None, typer.Option(help="analyst, release_officer, security_officer, administrator.")
     ] = None,
+    contractor: Annotated[
+        bool, typer.Option("--contractor", help="A contractor's employee, not an official (Art. 7(2), 16).")
+    ] = False,
+    contractor_measures: Annotated[
+        str | None,
+        typer.Option(help="With --contractor: the reference of the Art. 16 facility and personnel measures."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a person (as the node's operator)."""
@@ -346,6 +366,8 @@ def person_add(
             "clearance": clearance,
             "need_to_know": topic or [],
             "roles": role or [],
+            "employment": "contractor" if contractor else "official",
+            "contractor_measures": contractor_measures,
         },
     )
     if as_json:
@@ -469,12 +491,16 @@ def item_ingest(
     binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
     item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
     received_from: Annotated[
-        str | None, typer.Option(help="For a received item: where it came from.")
+        str | None,
+        typer.Option(
+            help="Refused: another party's item arrives through the exchange, under its originator's "
+            "signature, never by ingest."
+        ),
     ] = None,
-    agreement: Annotated[str | None, typer.Option(help="For a received item: the agreement.")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Refused, with --received-from.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a labelled item."""
+    """Ingest a labelled item of this node's own party (another party's arrives through the exchange)."""
     node = open_node(directory)
     person = node.person(actor)
     if binary:
@@ -523,7 +549,6 @@ def item_list(
             {
                 "items": [item_view(i) for i in page.items],
                 "next_cursor": page.next_cursor,
-                "withheld": page.withheld,
             }
         )
         return
@@ -533,8 +558,7 @@ def item_list(
             f"{','.join(sorted(item.label.topics))}"
         )
     console().print(
-        f"{len(page.items)} shown, {page.withheld} withheld"
-        + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
+        f"{len(page.items)} shown" + (f"; next: --cursor {page.next_cursor}" if page.next_cursor else "")
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -9,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gsomia._codec import agreement_json, decision_json, party_json, state_json
+from gsomia.core.assumptions import Assumption
 from gsomia.core.lifecycle import AgreementState, Status
 from gsomia.core.policy import ReleaseDecision
 from gsomia.demo.scenario import NetStep, Step
@@ -65,7 +67,9 @@ def _why(decision: ReleaseDecision) -> str:
     return failed[0].reason if failed else "refused"
 
 
-def print_decision(console: Console, decision: ReleaseDecision) -> None:
+def print_decision(
+    console: Console, decision: ReleaseDecision, assumptions: Iterable[Assumption] = ()
+) -> None:
     verdict = "[bold green]ALLOWED[/]" if decision.allowed else "[bold red]REFUSED[/]"
     console.print(
         f"{verdict} {' → '.join(decision.route)} at {decision.at.isoformat()}"
@@ -81,6 +85,8 @@ def print_decision(console: Console, decision: ReleaseDecision) -> None:
             f"recipient's marking (Art. 4): [bold]{escape(decision.marking.text)}[/] "
             f"({decision.marking.alias}, {decision.marking.gloss})"
         )
+    for assumption in assumptions:
+        console.print(f"[yellow]{escape(assumption.sentence)}[/]")
 
 
 def _flow_table() -> Table:

@@ -10,6 +10,7 @@ ReleaseEngine``); there is no private module here.
 __all__ = [
     "access",
     "agreements",
+    "assumptions",
     "ballistics",
     "catalogue",
     "derivation",

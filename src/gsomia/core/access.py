@@ -3,6 +3,8 @@
 ``decide_read(person, label, catalogue)`` checks, and reports every check:
 
 - the person's account is active and holds a role that handles items;
+- a government official, or a contractor whose facility and personnel security measures
+  (Art. 16) are on file (Art. 7(2): access to the other party's items is for officials);
 - nationality: the originator's own nationals, or a party the label makes the item
   releasable to (a NOFORN caveat leaves only the originator's nationals);
 - clearance: at least the item's level *in the reader's own scheme* — the originator's
@@ -26,7 +28,7 @@ from gsomia.core.policy import Check
 from gsomia.core.visits import VisitScope, visit_check
 from gsomia.errors import AccessDenied, LabelError
 
-__all__ = ["AccessDecision", "Person", "Role", "decide_read"]
+__all__ = ["AccessDecision", "Employment", "Person", "Role", "decide_read"]
 
 
 class Role(StrEnum):
@@ -39,9 +41,18 @@ class Role(StrEnum):
 _HANDLES_ITEMS = frozenset({Role.ANALYST, Role.RELEASE_OFFICER, Role.SECURITY_OFFICER})
 
 
+class Employment(StrEnum):
+    """Whom a person works for (Art. 7(2): officials; Art. 16: contractors, once checked)."""
+
+    OFFICIAL = "official"  # a government official
+    CONTRACTOR = "contractor"  # works for a contractor; needs the Art. 16 measures on file
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
-    """A registered person: nationality, national clearance, need-to-know topics, roles."""
+    """A registered person: nationality, national clearance, need-to-know topics, roles, and
+    whether an official or a contractor (``contractor_measures``: the reference of the facility
+    and personnel security measures of Art. 16 on file for a contractor)."""
 
     id: str
     name: str
@@ -50,10 +61,14 @@ class Person:
     need_to_know: frozenset[str]
     roles: frozenset[Role]
     active: bool = True
+    employment: Employment = Employment.OFFICIAL
+    contractor_measures: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not self.name:
             raise LabelError("a person needs an id and a name")
+        if self.contractor_measures is not None and not self.contractor_measures.strip():
+            raise LabelError("person: contractor measures need a reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,29 @@ def _nationality(person: Person, label: SecurityLabel) -> Check:
     rel = ", ".join(sorted(label.releasable_to)) or "nobody abroad"
     return Check(
         "nationality", False, f"{person.nationality} nationals may not read it (releasable to {rel})"
+    )
+
+
+def _official(person: Person, label: SecurityLabel) -> Check:
+    """Art. 7(2): the other party's items are for government officials; Art. 16: a contractor
+    only once its facility and personnel security measures are on file."""
+    if person.employment is Employment.OFFICIAL:
+        return Check("official", True, f"{person.id} is a government official (Art. 7(2))")
+    if label.originator == person.nationality:
+        return Check(
+            "official", True, f"{person.id} is a contractor reading a national item: national rules govern it"
+        )
+    if person.contractor_measures is None:
+        return Check(
+            "official",
+            False,
+            f"{person.id} is a contractor: a {label.originator} item is for officials, or for a contractor "
+            f"whose facility and personnel security measures (Art. 16) are on file; none are recorded",
+        )
+    return Check(
+        "official",
+        True,
+        f"{person.id} is a contractor with the Art. 16 measures on file ({person.contractor_measures})",
     )
 
 
@@ -134,6 +172,7 @@ def decide_read(
             if person.roles & _HANDLES_ITEMS
             else "no role that handles items (analyst, release officer, security officer)",
         ),
+        _official(person, label),
         _nationality(person, label),
         _clearance(person, label, catalogue),
         _need_to_know(person, label),

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
-from gsomia.core.lifecycle import AgreementState, Event, TermRules, Transition, replay, state_at
+from gsomia.core.assumptions import Assumption
+from gsomia.core.lifecycle import AgreementState, Event, Status, TermRules, Transition, replay, state_at
 from gsomia.errors import AgreementError, LifecycleError, UnknownNameError
 
 __all__ = ["Agreement", "Equivalence", "EquivalenceRow", "Topology"]
@@ -26,10 +27,27 @@ class EquivalenceRow:
     """Levels that correspond across schemes (party → level name).
 
     Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
+    ``valid_from``/``valid_until`` (exclusive) bound the period in which the row applies;
+    ``None`` is unbounded.
     """
 
     levels: Mapping[str, str]
     one_way_from: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.valid_from, self.valid_until):
+            if bound is not None and bound.utcoffset() is None:
+                raise AgreementError(f"equivalence row: {bound.isoformat()} has no UTC offset")
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise AgreementError("equivalence row: valid_until is not after valid_from")
+
+    def valid_at(self, at: datetime) -> bool:
+        """Whether the row applies at ``at``."""
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at < self.valid_until
+        )
 
     def pairs(self) -> Iterable[tuple[str, str, str, str]]:
         """Directed (from party, from level, to party, to level) mappings of this row."""
@@ -47,9 +65,13 @@ class Equivalence:
 
     rows: tuple[EquivalenceRow, ...]
     _map: dict[tuple[str, str, str], str] = field(init=False, repr=False, compare=False, hash=False)
+    _row: dict[tuple[str, str, str], EquivalenceRow] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         table: dict[tuple[str, str, str], str] = {}
+        rows: dict[tuple[str, str, str], EquivalenceRow] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
                 key = (src, src_level, dst)
@@ -59,7 +81,9 @@ class Equivalence:
                         f"{dst} {table[key]}, not {dst_level}"
                     )
                 table[key] = dst_level
+                rows[key] = row
         object.__setattr__(self, "_map", table)
+        object.__setattr__(self, "_row", rows)
 
     def map(self, party: str, level: str, to: str) -> str | None:
         """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
@@ -67,8 +91,15 @@ class Equivalence:
             return level
         return self._map.get((party, level, to))
 
-    def directed(self) -> Mapping[tuple[str, str, str], str]:
-        return dict(self._map)
+    def row(self, party: str, level: str, to: str) -> EquivalenceRow | None:
+        """The row that maps ``party``'s ``level`` onto ``to``, or ``None``."""
+        return self._row.get((party, level, to))
+
+    def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
+        """Every directed mapping; with ``at``, only those whose row applies at that instant."""
+        if at is None:
+            return dict(self._map)
+        return {key: level for key, level in self._map.items() if self._row[key].valid_at(at)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +123,7 @@ class Agreement:
     events: tuple[Event, ...]
     notes: str = ""
     set_aside: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = ()
     transitions: tuple[Transition, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -115,11 +147,29 @@ class Agreement:
                 raise AgreementError(
                     f"agreement {self.id}: event {event.id!r} is by {event.party}, not a party"
                 )
+        # an assumption about an event not (or no longer) recorded never applies: a file edited
+        # to drop an event (a what-if written as data) keeps loading
         object.__setattr__(self, "transitions", replay(self.id, self.events, self.term, self.timezone))
 
     def state_at(self, at: datetime) -> AgreementState:
-        """The agreement's status at ``at``, with term end, next deadline and explanation."""
-        return state_at(self.id, self.events, self.term, self.timezone, at)
+        """The agreement's status at ``at``, with term end, next deadline and explanation; the
+        assumptions it rests on are listed and stated in the explanation."""
+        state = state_at(self.id, self.events, self.term, self.timezone, at)
+        relevant = self.assumptions_at(at, state.status)
+        if not relevant:
+            return state
+        said = " ".join(a.sentence for a in relevant)
+        return replace(state, assumptions=relevant, explanation=f"{state.explanation}. {said}")
+
+    def assumptions_at(self, at: datetime, status: Status | None = None) -> tuple[Assumption, ...]:
+        """The assumptions that apply at ``at``: general ones, those about an event that has
+        happened (and is still recorded), and those about ``status``."""
+        if status is None:
+            status = self.state_at(at).status
+        happened = {e.id for e in self.events if e.at <= at}
+        return tuple(
+            a for a in self.assumptions if not a.about or a.about == status.value or a.about in happened
+        )
 
     def event(self, event_id: str) -> Event:
         for event in self.events:
@@ -144,8 +194,11 @@ class Agreement:
         kept = [e for e in self.events if e.id not in drop]
         reasons: list[str] = []
         while True:
+            ids = {e.id for e in (*kept, *added)}
+            statuses = {s.value for s in Status}
+            assumed = tuple(a for a in self.assumptions if not a.about or a.about in ids | statuses)
             try:
-                return replace(self, events=(*kept, *added), set_aside=tuple(reasons))
+                return replace(self, events=(*kept, *added), set_aside=tuple(reasons), assumptions=assumed)
             except LifecycleError as exc:
                 if exc.event_id is None or exc.event_id in added_ids:
                     raise

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gsomia.core.agreements import Agreement
+from gsomia.core.assumptions import Assumption
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.parties import Classification, Party
 from gsomia.errors import AgreementError, LabelError, UnknownNameError
@@ -92,6 +93,19 @@ class Catalogue:
                 raise AgreementError(f"agreement {agreement.id} is defined twice")
             agreement_map[agreement.id] = agreement
         return cls(party_map, agreement_map)
+
+    def assumptions_behind(
+        self, agreement: str | None, at: datetime, parties: Iterable[str]
+    ) -> tuple[Assumption, ...]:
+        """What a decision at ``at`` under ``agreement`` (``None``: no route) between ``parties``
+        rests on: the agreement's assumptions that apply then, and the parties' schemes'."""
+        found: list[Assumption] = []
+        if agreement is not None and agreement in self.agreements:
+            found.extend(self.agreements[agreement].assumptions_at(at))
+        for code in dict.fromkeys(parties):
+            if code in self.parties:
+                found.extend(self.parties[code].scheme.assumptions)
+        return tuple(found)
 
     def replacing(self, agreement: Agreement) -> Catalogue:
         """The same catalogue with one agreement swapped (for what-if evaluations)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
+from gsomia.core.assumptions import Assumption
 from gsomia.core.instants import add_months, local_midnight, require_aware
 from gsomia.errors import LifecycleError
 
@@ -69,7 +70,11 @@ _IN_FORCE = frozenset({Status.IN_FORCE, Status.TERMINATION_NOTIFIED, Status.NOTI
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A dated event in an agreement's history, with its reference (e.g. the note)."""
+    """A dated event in an agreement's history, with its reference (e.g. the note).
+
+    ``mutual_consent`` says a ``terminated`` event is a termination by the parties' mutual
+    consent: the only way to end an agreement in force without a notice (Art. 21.3).
+    """
 
     id: str
     kind: EventKind
@@ -77,9 +82,12 @@ class Event:
     reference: str
     party: str | None = None
     note: str = ""
+    mutual_consent: bool = False
 
     def __post_init__(self) -> None:
         require_aware(self.at, f"event {self.id!r} instant")
+        if self.mutual_consent and self.kind is not EventKind.TERMINATED:
+            raise LifecycleError(f"event {self.id!r}: only a termination is by mutual consent")
         if not self.id:
             raise LifecycleError("an event needs a non-empty id")
         if not self.reference:
@@ -127,6 +135,7 @@ class AgreementState:
     notice_deadline: datetime | None
     notice: Notice | None
     explanation: str
+    assumptions: tuple[Assumption, ...] = ()  # those this state rests on (in the explanation too)
 
     @property
     def in_force(self) -> bool:
@@ -330,7 +339,10 @@ class _Machine:
             )
         elif kind is EventKind.TERMINATED:
             self.notice = None
-            self._move(event.at, Status.TERMINATED, f"terminated on {_fmt(event.at)} ({event.reference})")
+            how = " by mutual consent" if event.mutual_consent else ""
+            self._move(
+                event.at, Status.TERMINATED, f"terminated{how} on {_fmt(event.at)} ({event.reference})"
+            )
 
     def _refusal(self, event: Event) -> str:
         kind, status = event.kind, self.status
@@ -355,6 +367,12 @@ class _Machine:
         elif kind is EventKind.TERMINATED:
             if not status.in_force:
                 return "the agreement is not in force"
+            if status is not Status.NOTICE_SUSPENDED and not event.mutual_consent:
+                return (
+                    "an agreement in force ends only by written notice (Art. 21.3) or by the parties' "
+                    "mutual consent: give a termination_notified event, or mark this one "
+                    "mutual_consent = true"
+                )
         elif kind is EventKind.AMENDED and self.signed is None:
             return "an agreement must be signed before it can be amended"
         return ""

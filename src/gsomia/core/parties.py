@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from gsomia.core.assumptions import Assumption
 from gsomia.errors import LabelError, UnknownNameError
 
 __all__ = ["Classification", "Party", "Scheme"]
@@ -14,16 +16,36 @@ _TRIGRAPH = re.compile(r"^[A-Z]{3}$")
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """One level of a national scheme: ``rank`` orders levels within the scheme only."""
+    """One level of a national scheme: ``rank`` orders levels within the scheme only.
+
+    ``valid_from``/``valid_until`` bound the period in which the level exists (特定秘密 exists
+    from 10 Dec 2014, when the Specially Designated Secrets Act came into force); ``None``
+    is unbounded. ``valid_until`` is exclusive.
+    """
 
     party: str
     name: str
     rank: int
     alias: str
     gloss: str
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.valid_from, self.valid_until):
+            if bound is not None and bound.utcoffset() is None:
+                raise LabelError(f"level {self.name}: {bound.isoformat()} has no UTC offset")
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise LabelError(f"level {self.name}: valid_until is not after valid_from")
 
     def __str__(self) -> str:
         return self.name
+
+    def valid_at(self, at: datetime) -> bool:
+        """Whether the level exists at ``at``."""
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at < self.valid_until
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +61,8 @@ class Scheme:
     levels: tuple[Classification, ...]
     policy_name: str = ""
     policy_oid: str = ""
+    notes: str = ""
+    assumptions: tuple[Assumption, ...] = ()  # e.g. ranking 特定秘密 above 極秘
     _index: dict[str, Classification] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:

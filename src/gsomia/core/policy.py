@@ -24,6 +24,7 @@ from gsomia.core.approvals import Approval, TwoPersonPolicy
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import require_aware
 from gsomia.core.labels import CAVEATS, AlternativeLabel, CaveatEffect, SecurityLabel
+from gsomia.core.lifecycle import Status
 from gsomia.errors import InstantError, LabelError, ReleaseRefused
 
 __all__ = [
@@ -43,7 +44,8 @@ __all__ = [
 
 class ConsentKind(StrEnum):
     THIRD_PARTY = "third_party"  # Art. 6: a holder may release to a named third party
-    HUB_RELAY = "hub_relay"  # TISA: the hub may pass the item on to the named recipient
+    HUB_RELAY = "hub_relay"  # TISA: the hub may pass the named item on to the named recipient
+    TRACK_RELAY = "track_relay"  # TISA: the hub may pass the originator's tracks on (the stream, no item)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Consent:
     holder: str | None = None  # third_party: the holder it authorises (None: any holder)
     hub: str | None = None  # hub_relay: the hub it authorises (None: any hub of the agreement)
     expires: datetime | None = None
+    purpose: str | None = None  # the purpose it authorises (None: any)
 
     given_ts: float = field(init=False, repr=False, compare=False)
     expires_ts: float = field(init=False, repr=False, compare=False)
@@ -154,10 +157,12 @@ class _Candidate:
     """
 
     __slots__ = (
+        "ended",
         "equivalent",
         "hub",
         "id",
         "memo",
+        "periods",
         "purposes",
         "receivers",
         "scope",
@@ -186,9 +191,24 @@ class _Candidate:
             Check(_InForce.name, t.status.in_force, f"{agreement.id}: {t.reason}")
             for t in agreement.transitions
         ]
+        # the same intervals: a return to the originator after termination (Art. 6(h), 21.4)
+        self.ended: list[Check | None] = [None]
+        self.ended += [
+            Check(
+                _InForce.name,
+                True,
+                f"{agreement.id} is terminated ({t.reason}), but an item provided under it may "
+                f"always go back to its originator (Art. 6(h), 21.4)",
+            )
+            if t.status is Status.TERMINATED
+            else None
+            for t in agreement.transitions
+        ]
         self.memo: dict[tuple[object, ...], Any] = {}
         # (originator, level, receiver) -> the receiver's marking, or None: no equivalent
         self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
+        # (originator, level, receiver) -> (from, until, what bounds it): when the mapping exists
+        self.periods: dict[tuple[str, str, str], tuple[float, float, str]] = {}
         table = agreement.equivalence
         for code in agreement.parties:
             for level in catalogue.parties[code].scheme.levels:
@@ -198,6 +218,17 @@ class _Candidate:
                     if target is not None:
                         lv = catalogue.parties[receiver].scheme.level(target)
                         marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
+                        row = table.row(code, level.name, receiver)
+                        bounded = [
+                            (f"{code} {level.name}", level.valid_from, level.valid_until),
+                            (f"{receiver} {lv.name}", lv.valid_from, lv.valid_until),
+                        ]
+                        if row is not None and code != receiver:
+                            bounded.append(
+                                (f"the row mapping {code} {level.name} to {receiver} {lv.name}",
+                                 row.valid_from, row.valid_until)
+                            )  # fmt: skip
+                        self.periods[(code, level.name, receiver)] = _period(bounded)
                     self.equivalent[(code, level.name, receiver)] = marking
 
     def remember(self, key: tuple[object, ...], value: _V) -> _V:
@@ -206,6 +237,19 @@ class _Candidate:
             memo.clear()
         memo[key] = value
         return value
+
+
+def _period(bounded: list[tuple[str, datetime | None, datetime | None]]) -> tuple[float, float, str]:
+    """The intersection of validity periods, and a sentence naming those that bound it."""
+    start, end, said = float("-inf"), float("inf"), []
+    for what, valid_from, valid_until in bounded:
+        if valid_from is not None:
+            start = max(start, valid_from.timestamp())
+            said.append(f"{what} exists from {valid_from.isoformat()}")
+        if valid_until is not None:
+            end = min(end, valid_until.timestamp())
+            said.append(f"{what} exists until {valid_until.isoformat()}")
+    return start, end, "; ".join(said)
 
 
 class Rule(Protocol):
@@ -217,10 +261,21 @@ class Rule(Protocol):
 
 
 class _InForce:
+    """New transfers need the agreement in force; returning an item to its originator after the
+    agreement ended does not (Art. 6(h): return or destroy; Art. 21.4: protection continues)."""
+
     name = "agreement_in_force"
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
-        return candidate.states[bisect_right(candidate.starts, ts)]
+        n = bisect_right(candidate.starts, ts)
+        state = candidate.states[n]
+        if state.passed or request.via or request.recipient != request.label.originator:
+            return state
+        if request.sender == request.recipient or n == 0:
+            return state
+        if request.label.created_ts >= candidate.starts[n - 1]:
+            return state  # created after the end: it cannot have been provided under the agreement
+        return candidate.ended[n] or state
 
 
 class _LabelDates:
@@ -266,6 +321,31 @@ class _Equivalence:
             f"{label.originator} {label.classification} corresponds to "
             f"{', '.join(found) or 'itself'} under {candidate.id}",
         )
+
+
+class _LevelPeriods:
+    """The levels and the equivalence row used exist at this instant (特定秘密 from 10 Dec 2014)."""
+
+    name = "level_validity"
+    _ok = Check(name, True, "the levels and their correspondence exist at this instant")
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        label = request.label
+        for receiver in candidate.receivers:
+            if receiver == label.originator:
+                continue
+            period = candidate.periods.get((label.originator, label.classification, receiver))
+            if period is None:
+                continue  # no equivalent at all: the equivalence rule refuses it
+            start, end, said = period
+            if not start <= ts < end:
+                return Check(
+                    self.name,
+                    False,
+                    f"{label.originator} {label.classification} cannot be marked for {receiver} "
+                    f"at this instant under {candidate.id}: {said}",
+                )
+        return self._ok
 
 
 class _Releasability:
@@ -358,17 +438,36 @@ class _Scope:
 def _consent(
     request: ReleaseRequest, kind: ConsentKind, ts: float, hub: str | None, recipient: str
 ) -> tuple[Consent | None, str]:
-    """The first consent of ``kind`` covering the request, or a reason why none does."""
+    """The first consent of ``kind`` covering the request, or a reason why none does.
+
+    A consent authorises exactly what it names (issue 14 §3). For an item (``request.item``), a
+    hub relay counts only if it names that item and that hub: a standing one, or the stream's track
+    relay, never lets a hub pass an item on. A track relay counts only for what is not an item.
+    A consent naming a purpose counts only for that purpose.
+    """
     label = request.label
     late = ""
+    kinds: tuple[ConsentKind, ...] = (kind,)
+    if kind is ConsentKind.HUB_RELAY and request.item is None:
+        kinds = (ConsentKind.TRACK_RELAY, ConsentKind.HUB_RELAY)
     for consent in request.consents:
-        if consent.kind is not kind or consent.originator != label.originator:
+        if consent.kind not in kinds or consent.originator != label.originator:
             continue
         if consent.recipient != recipient:
+            continue
+        if consent.purpose is not None and consent.purpose != request.purpose:
+            late = f" (consent {consent.reference} is for the purpose {consent.purpose})"
             continue
         if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
             continue
         if kind is ConsentKind.HUB_RELAY and consent.hub not in (None, hub):
+            continue
+        if (
+            kind is ConsentKind.HUB_RELAY
+            and request.item is not None
+            and (consent.item != request.item or consent.hub != hub)
+        ):
+            late = f" (consent {consent.reference} does not name this item and hub)"
             continue
         if consent.covers(request.item, ts):
             return consent, ""
@@ -556,6 +655,7 @@ def standard_rules() -> AllOf:
         _InForce(),
         _LabelDates(),
         LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
+        _LevelPeriods(),
         _ThirdParty(),
         _HubAuthorisation(),
         _TwoPerson(),

@@ -468,6 +468,12 @@ STREAM_STORY = (
     ("2019-08-24T06:45:00+09:00", False, "the day after Korea's termination notice"),
     ("2019-11-23T00:00:01+09:00", True, "WHAT-IF: no suspension, GSOMIA has ended"),
     ("2024-01-05T09:00:00+09:00", False, "after the 2023 arrangement"),
+    (
+        "2024-01-05T09:00:00+09:00",
+        True,
+        "WHAT-IF: no suspension; JPN is reached directly only because the 2023 arrangement is "
+        "modelled as multilateral (an assumption: the record links the systems through the US)",
+    ),
 )
 
 

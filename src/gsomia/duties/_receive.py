@@ -56,6 +56,7 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     kind, data = parse_duty(content)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
+        _check_relay(duties, signer, to, kind, item)
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
@@ -76,6 +77,32 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
+
+
+def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | None) -> None:
+    """Pass a duty message on only along the item's recorded path (issue 14 §9): as the hub an
+    agreement names between ``signer`` and ``to``, about an item it relayed between them; or as the
+    holder that passed the originator's item on to ``to`` by its own release. Anything else
+    (another party's message through a node that carried nothing between them) raises
+    :class:`AgreementError`, which the inbox refuses and audits."""
+    me = duties.party
+    if item is None:
+        raise AgreementError(f"{me} passes on only duties about an item it passed on; this {kind} names none")
+    row = duties.kernel.store.get_item(item)
+    originator = None if row is None else row.originator
+    hub = any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me))
+    for entry in duties.kernel.fed.item_messages(item):
+        route = json.loads(entry.request or "{}")
+        if not {signer, to} <= {route.get("sender"), route.get("recipient"), originator}:
+            continue
+        relayed = hub and route.get("via") == [me]
+        released = route.get("sender") == me != originator and originator in (signer, to)
+        if relayed or released:
+            return
+    raise AgreementError(
+        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
+        f"its own release): a {kind} about it does not pass here"
+    )
 
 
 def _recorded(

@@ -8,6 +8,7 @@ the handler they register (:meth:`Duties.receive`, wired where the node is built
 - ``_labels``: reclassification and recall by the originator (Art. 6(g)), applied downstream
   by ``_receive`` and acknowledged back;
 - ``_destruction``: return or destruction (Art. 6(h), 13);
+- ``_disposal``: the queue of items to return or destroy once their purpose ended (Art. 6(h), 13);
 - ``_incidents``: loss or compromise (Art. 17);
 - ``_termination``: the termination report (Art. 21.4);
 - ``_visits``: visits (Art. 8; ``decide_read`` caps the visitor);
@@ -22,6 +23,7 @@ from typing import Any
 from gsomia.crypto.envelope import Opened
 from gsomia.duties._copies import _Copies
 from gsomia.duties._destruction import _Destruction
+from gsomia.duties._disposal import _Disposal
 from gsomia.duties._incidents import _Incidents
 from gsomia.duties._labels import _Labels
 from gsomia.duties._messages import DUTY_KIND
@@ -35,7 +37,9 @@ from gsomia.exchange import Batch
 __all__ = ["DUTY_KIND", "Duties"]
 
 
-class Duties(_Reviews, _Copies, _Labels, _Destruction, _Incidents, _Termination, _Visits, _Registers):
+class Duties(
+    _Reviews, _Copies, _Labels, _Destruction, _Disposal, _Incidents, _Termination, _Visits, _Registers
+):
     """One node's duties after release (``node.duties``)."""
 
     def receive(self, opened: Opened, now: datetime, batch: Batch) -> dict[str, Any]:

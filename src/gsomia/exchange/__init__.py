@@ -8,6 +8,7 @@ through the :class:`Batch` it hands them; they queue their own messages with
 """
 
 from gsomia.exchange._base import ArrivalHook, Batch, Handler
+from gsomia.exchange._consents import MAX_PENDING_REQUESTS
 from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
 from gsomia.exchange._service import Delivery, Exchange, PreparedRelease
 from gsomia.exchange._transfer import (
@@ -25,6 +26,7 @@ from gsomia.exchange._transport import HttpTransport, MemoryTransport, PeerServi
 
 __all__ = [
     "DEFAULT_VALIDITY",
+    "MAX_PENDING_REQUESTS",
     "RECEIPTS_FORMAT",
     "TRANSFER_FORMAT",
     "ArrivalHook",

@@ -88,9 +88,8 @@ class Approvals(Releases):
         """Ask a second officer to approve a release; nothing is queued for sending yet."""
         try:
             self.kernel.require_any(actor, _OFFICERS, "release.request")
-            row = self.kernel.items.row(item_id)
-            label = self.kernel.items.item(row).label
-            self.kernel.decide_read(actor, label).raise_if_refused()
+            _, item, _ = self.kernel.readable(actor, item_id, "release.request")  # unreadable: unknown
+            label = item.label
             now = self._now()
             policy = self.two_person()
             recipient = self.kernel.catalogue.party(recipient).code
@@ -103,7 +102,7 @@ class Approvals(Releases):
             use = purpose or label.purpose
             hub = hops[0] if hops else None
             fresh = (
-                (self.relay_authorisation(actor, label, item_id, recipient, hub, now),)
+                (self.relay_authorisation(actor, label, item_id, recipient, hub, now, purpose=use),)
                 if authorise_relay
                 else ()
             )

@@ -102,6 +102,29 @@ class ExchangeBase:
         self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
         return self.fed.outbox(state=state, limit=limit)
 
+    def outbox_seen_by(
+        self, actor: Person, *, state: str | None = None, limit: int = 1000, every: bool = False
+    ) -> list[OutboxRow]:
+        """The outbox as ``actor`` may see it: an entry about an item they may not read is left
+        out, and nothing counts it (issue 14 §6). ``every`` is the security officer's explicit
+        view of all of it, audited (``outbox.read_all``)."""
+        self.kernel.require_any(actor, OUTBOX_READERS, "outbox.read")
+        if every:
+            self.kernel.require_any(actor, (Role.SECURITY_OFFICER,), "outbox.read_all")
+            rows = self.fed.outbox(state=state, limit=limit)
+            self.kernel.record("outbox.read_all", actor.id, None, "allowed", state=state, returned=len(rows))
+            return rows
+        shown: list[OutboxRow] = []
+        after = 0
+        while len(shown) < limit:
+            rows = self.fed.outbox(state=state, after_seq=after, limit=limit)
+            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows if r.item_id is not None})
+            shown.extend(r for r in rows if r.item_id is None or r.item_id in seen)
+            if len(rows) < limit:
+                break
+            after = rows[-1].seq
+        return shown[:limit]
+
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         return self.fed.outbox_entry(msg_id)
 

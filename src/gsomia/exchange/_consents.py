@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,12 +15,18 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
-from gsomia.exchange._base import Batch
+from gsomia.exchange._base import CONSENT_READERS, Batch
 from gsomia.exchange._messages import consent_content, consent_from_content
 from gsomia.exchange._peers import Peers
 from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
 
-__all__ = ["Consents"]
+__all__ = ["MAX_PENDING_REQUESTS", "Consents"]
+
+MAX_PENDING_REQUESTS = 100  # a partner's consent requests awaiting an answer at this node, at most
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+_GIVEN = frozenset(
+    {"delivered", "exported"}
+)  # an item message that reached (or left by file for) its recipient
 
 
 class Consents(Peers):
@@ -65,6 +72,27 @@ class Consents(Peers):
 
     def _has_consent(self, consent_id: str) -> bool:
         return self.fed.has_consent(consent_id)
+
+    def consent_requests_seen_by(
+        self,
+        actor: Person,
+        state: str | None = None,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[ConsentRequestRow]:
+        """A page of the consent requests (made and to answer) about items ``actor`` may read; those
+        about items they may not read are left out and counted nowhere."""
+        self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
+        shown: list[ConsentRequestRow] = []
+        while len(shown) < limit:
+            rows = self.fed.consent_requests(state, after=after, limit=limit)
+            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows})
+            shown.extend(r for r in rows if r.item_id in seen)
+            if len(rows) < limit:
+                break
+            after = (rows[-1].created_us, rows[-1].id)
+        return shown[:limit]
 
     def request_consent(
         self, actor: Person, item_id: str, third_party: str, purpose: str, reason: str
@@ -119,6 +147,7 @@ class Consents(Peers):
             raise InvalidInputError("consent request: item, third_party, purpose, reason and id are required")
         if not self.links(opened.sender):
             raise AgreementError(f"no registered link with {opened.sender}")
+        self._check_request(opened.sender, str(request_id), str(item_id), str(third), accepted)
         accepted.requests.append(
             ConsentRequestRow(
                 str(request_id),
@@ -156,6 +185,38 @@ class Consents(Peers):
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}
 
+    def _check_request(self, holder: str, request_id: str, item_id: str, third: str, accepted: Batch) -> None:
+        """A request is recorded only if it can be answered: a fresh id, for an item this node
+        originated and gave ``holder``, naming a party of the catalogue other than the two, within
+        the per-partner bound of pending requests. Raises (the inbox answers this one message
+        refused and goes on with the rest of the batch)."""
+        if not _REQUEST_ID.match(request_id):
+            raise InvalidInputError("consent request: the id must be 32 lower-case hex digits")
+        if self.fed.consent_request(request_id) is not None or any(
+            r.id == request_id for r in accepted.requests
+        ):
+            raise InvalidInputError(f"consent request {request_id}: that id is taken")
+        row = self.kernel.store.get_item(item_id)
+        given = (
+            row is not None
+            and row.originator == self.party
+            and any(
+                e.final_recipient == holder and e.state in _GIVEN for e in self.fed.item_messages(item_id)
+            )
+        )
+        if not given:
+            raise InvalidInputError(f"consent request: {self.party} gave {holder} no item {item_id!r}")
+        known = self.kernel.catalogue.parties
+        if third not in known or third in (holder, self.party):
+            raise InvalidInputError(f"consent request: {third!r} is no third party to this item")
+        pending = self.fed.pending_requests_from(holder, self.party) + sum(
+            1 for r in accepted.requests if r.holder == holder
+        )
+        if pending >= MAX_PENDING_REQUESTS:
+            raise InvalidInputError(
+                f"consent request: {holder} has {MAX_PENDING_REQUESTS} requests awaiting an answer already"
+            )
+
     def answer_consent(
         self, actor: Person, request_id: str, *, grant: bool, reason: str, expires: datetime | None = None
     ) -> ConsentRequestRow:
@@ -164,6 +225,9 @@ class Consents(Peers):
         request = self.fed.consent_request(request_id)
         if request is None or request.originator != self.party:
             raise NotFoundError(f"no consent request {request_id!r} awaiting this node's answer")
+        # only one who may read the item answers for it (the visit window included); to anyone
+        # else the item is unknown (the refusal, with its checks, is in the audit records)
+        self.kernel.readable(actor, request.item_id, "consent.answer")
         peer = self.peer(request.holder)
         if peer is None:
             raise AgreementError(f"no registered link with {request.holder}")
@@ -181,6 +245,7 @@ class Consents(Peers):
                     item=request.item_id,
                     holder=request.holder,
                     expires=expires,
+                    purpose=request.purpose,
                 )
             )
             consent_rows.append(row)

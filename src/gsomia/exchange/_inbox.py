@@ -35,6 +35,10 @@ __all__ = ["Inbox"]
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
 
+# an envelope that did not open and whose refusal is already counted (Inbox._tally_unopened)
+_UNOPENED = EnvelopeError("tallied")
+_UNOPENED_FOR_NOW = EnvelopeError("tallied-for-now")  # the same, of a code in _FOR_NOW (retry)
+
 
 class Inbox(Consents):
     """Envelopes arriving from peers, a batch in one transaction."""
@@ -44,8 +48,14 @@ class Inbox(Consents):
         self.register("consent-request", self._receive_consent_request)
         self.register("consent", self._receive_consent)
 
-    def receive(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """Open, check, decide and store a batch of envelopes; one result per envelope, in order."""
+    def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
+        """Open, check, decide and store a batch of envelopes; one result per envelope, in order.
+
+        An envelope that does not open (malformed, not for this node, a signature that does not
+        verify) comes from nobody anyone can name: from a network ``source``, such refusals are
+        audited in bounded space (:meth:`NodeContext.tally_refusal`, per refusal code), not one
+        record each; 1,000 junk envelopes cost the log a handful of records and a count.
+        """
         now = self._now()
         results: list[dict[str, Any]] = []
         accepted = Batch()
@@ -55,6 +65,8 @@ class Inbox(Consents):
                 opened.append(open_envelope(self.ring, text, self._identities, now, self.skew))
             except EnvelopeError as exc:
                 opened.append(exc)
+        if source is not None:
+            opened = self._tally_unopened(opened, source)
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in opened if isinstance(o, Opened)])
         accepted.held = self.kernel.store.existing_items(
@@ -72,6 +84,26 @@ class Inbox(Consents):
                 # a concurrent delivery of the same message or item: settle one by one
                 return [self._receive_one_committed(text, now) for text in texts]
         return results
+
+    def _tally_unopened(
+        self, opened: list[Opened | EnvelopeError], source: str
+    ) -> list[Opened | EnvelopeError]:
+        """Audit the envelopes that did not open, by code, in bounded space; they are answered
+        "envelope refused" (``_UNOPENED``) without a record each."""
+        codes: dict[str, tuple[int, EnvelopeError]] = {}
+        for o in opened:
+            if isinstance(o, EnvelopeError):
+                count, first = codes.get(o.detail, (0, o))
+                codes[o.detail] = (count + 1, first)
+        for code, (count, first) in codes.items():
+            note = {"note": first.note} if first.note else {}
+            self.kernel.tally_refusal(
+                "envelope.refused", source, code, None, first.detail, count=count, **note
+            )
+        return [
+            (_UNOPENED_FOR_NOW if o.detail in _FOR_NOW else _UNOPENED) if isinstance(o, EnvelopeError) else o
+            for o in opened
+        ]
 
     def _receive_one_committed(self, text: str, now: datetime) -> dict[str, Any]:
         accepted = Batch()
@@ -123,6 +155,11 @@ class Inbox(Consents):
     def _receive_one(
         self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError | None = None
     ) -> dict[str, Any]:
+        if first is _UNOPENED or first is _UNOPENED_FOR_NOW:  # tallied already
+            answer: dict[str, Any] = {"status": "refused", "reason": "envelope refused", "receipt": None}
+            if first is _UNOPENED_FOR_NOW:
+                answer["retry"] = True  # the sender may try again in a fresh envelope (nothing more said)
+            return answer
         try:
             if isinstance(first, EnvelopeError):
                 raise first

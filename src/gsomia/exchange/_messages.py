@@ -29,8 +29,10 @@ __all__ = [
 
 
 def consent_content(consent: Consent, consent_id: str) -> bytes:
+    purpose = {} if consent.purpose is None else {"purpose": consent.purpose}
     return canonical(
         {
+            **purpose,
             "v": 1,
             "kind": "consent",
             "id": consent_id,
@@ -58,7 +60,7 @@ def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
     try:
         kind = ConsentKind(str(data.get("consent_kind")))
     except ValueError as exc:
-        raise InvalidInputError("consent.consent_kind: third_party or hub_relay") from exc
+        raise InvalidInputError("consent.consent_kind: third_party, hub_relay or track_relay") from exc
     expires = data.get("expires")
     consent = Consent(
         kind=kind,
@@ -70,6 +72,7 @@ def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
         holder=text_field(data, "holder", "consent", optional=True),
         hub=text_field(data, "hub", "consent", optional=True),
         expires=None if expires is None else instant_from_json(expires, "consent.expires"),
+        purpose=text_field(data, "purpose", "consent", optional=True),
     )
     return text_field(data, "id", "consent"), consent
 

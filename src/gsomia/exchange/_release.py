@@ -21,7 +21,15 @@ from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, ve
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
-from gsomia.store import RELEASE_POLICY, ApprovalStore, AuditRow, ConsentRow, ItemRow, OutboxRow
+from gsomia.store import (
+    RELEASE_POLICY,
+    ApprovalStore,
+    AuditRow,
+    ConsentRow,
+    DutiesStore,
+    ItemRow,
+    OutboxRow,
+)
 
 __all__ = ["PreparedRelease", "Releases"]
 
@@ -188,9 +196,10 @@ class Releases(Consents):
         who = actor.id
         try:
             self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "item.release")
+            row, _, _ = self.kernel.readable(actor, item_id, "item.release")
             prepared = self.prepare_release(
                 actor,
-                self.kernel.items.row(item_id),
+                row,
                 recipient,
                 via=via,
                 purpose=purpose,
@@ -210,8 +219,11 @@ class Releases(Consents):
         recipient: str,
         hub: str | None,
         now: datetime,
+        *,
+        purpose: str | None = None,
     ) -> Consent:
-        """The originator's authorisation for ``hub`` to pass this one item on to ``recipient``."""
+        """The originator's authorisation for ``hub`` to pass this one item on to ``recipient``, for
+        ``purpose`` (issue 14 §3: it authorises that and nothing else)."""
         if hub is None or label.originator != self.party:
             raise InvalidInputError("only the originator authorises a hub relay, and only with --via")
         return Consent(
@@ -222,6 +234,7 @@ class Releases(Consents):
             f"relay authorised by {actor.id}",
             item=item_id,
             hub=hub,
+            purpose=purpose,
         )
 
     def prepare_release(
@@ -248,6 +261,13 @@ class Releases(Consents):
         label = self.kernel.items.item(row).label
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
+        if row.originator == self.party and row.label_version > 1:
+            latest = DutiesStore(self.kernel.store).label_changes(item_id)[-1:]
+            if latest and latest[0].kind == "recall":  # withdrawn from every holder: none gets it anew
+                raise InvalidInputError(
+                    f"item {item_id} was recalled (label version {latest[0].version}): "
+                    "reclassify it before releasing it again"
+                )
         access = self.kernel.decide_read(actor, label).raise_if_refused()
         if row.payload_type == "json":
             content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
@@ -263,7 +283,9 @@ class Releases(Consents):
         new_consents: list[ConsentRow] = []
         fresh: tuple[Consent, ...] = ()
         if authorise_relay:
-            authorisation = self.relay_authorisation(actor, label, item_id, recipient, hub, now)
+            authorisation = self.relay_authorisation(
+                actor, label, item_id, recipient, hub, now, purpose=purpose or label.purpose
+            )
             consent_row, _ = self.sign_consent(authorisation)
             new_consents.append(consent_row)
             fresh = (authorisation,)

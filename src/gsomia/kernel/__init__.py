@@ -30,6 +30,7 @@ from gsomia.kernel._items import (
     from_us,
     item_content,
     parse_item_content,
+    unknown_item,
 )
 from gsomia.kernel._keys import StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
@@ -59,4 +60,5 @@ __all__ = [
     "node_timezone",
     "parse_item_content",
     "system_clock",
+    "unknown_item",
 ]

@@ -13,7 +13,7 @@ import json
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -27,10 +27,19 @@ from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
-from gsomia.kernel._items import Item, Items, from_us
+from gsomia.kernel._items import Item, Items, from_us, unknown_item
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
-from gsomia.store import AuditRow, DutiesStore, FederationStore, SharedState, Store
+from gsomia.store import (
+    OVERFLOW_SOURCE,
+    AuditRow,
+    DutiesStore,
+    FederationStore,
+    ItemRow,
+    SharedState,
+    Store,
+    TallyRow,
+)
 
 __all__ = [
     "Clock",
@@ -195,9 +204,120 @@ class NodeContext:
         with self._refused_lock:
             return error in self._refused
 
-    def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
-        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
-        self.record(kind, None, subject, "refused", status=status, reason=reason)
+    def record_refusal(
+        self,
+        kind: str,
+        subject: str | None,
+        status: int,
+        reason: str,
+        source: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same,
+        in bounded space when it came from a network ``source`` (see :meth:`tally_refusal`); one
+        record naming the ``actor`` when the caller is known."""
+        if actor is not None:
+            self.record(kind, actor, subject, "refused", status=status, reason=reason)
+            return
+        self.tally_refusal(kind, source, str(status), subject, reason, status=status)
+
+    # --- refusals of callers nobody has authenticated: audited in bounded space ---
+
+    REFUSAL_WINDOW_S = 60
+    """The window refusals are counted in, per kind, source and code."""
+    REFUSALS_RECORDED = 10
+    """Of one kind, source and code, the refusals of a window that are records of their own."""
+    REFUSAL_SOURCES = 16
+    """Sources of one kind and code per window with their own count; the rest are counted as ``*``."""
+
+    def tally_refusal(
+        self,
+        kind: str,
+        source: str | None,
+        code: str,
+        subject: str | None,
+        reason: str,
+        *,
+        count: int = 1,
+        **detail: Any,
+    ) -> None:
+        """Audit ``count`` refusals of a caller nobody has authenticated (a bad token, an envelope
+        that does not open, a malformed request), from the network address ``source``.
+
+        What such a caller can make the node store is bounded: per kind, source and ``code`` (a
+        finite vocabulary: an envelope's refusal code, an HTTP status) and per window of
+        :data:`REFUSAL_WINDOW_S`, the first :data:`REFUSALS_RECORDED` are records of their own
+        (each naming the source); the rest are counted in the store, and one ``refusal.tally``
+        record says how many once the window has closed (:meth:`close_refusal_tallies`). At most
+        :data:`REFUSAL_SOURCES` sources are told apart per kind, code and window. Without a
+        ``source`` (an in-process caller, the operator's own files) each refusal is a record.
+        """
+        if source is None:
+            for _ in range(count):
+                self.record(kind, None, subject, "refused", reason=reason, **detail)
+            return
+        now = epoch_us(self.clock())
+        window = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
+        source, code = source[:64], code[:64]
+
+        def rows(counted_as: str, n: int) -> list[AuditRow]:
+            where = (
+                {"source": counted_as} if counted_as == source else {"source": counted_as, "address": source}
+            )
+            return [
+                self.audit_row(kind, None, subject, "refused", reason=reason, **where, **detail)
+                for _ in range(n)
+            ]
+
+        self.store.tally_refusals(
+            (kind, source, code, window),
+            now,
+            count,
+            reason[:500],
+            sources=self.REFUSAL_SOURCES,
+            recorded=self.REFUSALS_RECORDED,
+            rows=rows,
+        )
+
+    def refuse_unauthenticated(
+        self, kind: str, source: str | None, code: str, error: GsomiaError
+    ) -> GsomiaError:
+        """:meth:`refuse` for a caller nobody has authenticated: audited by :meth:`tally_refusal`."""
+        if self.recorded(error):
+            return error
+        self.tally_refusal(kind, source, code, None, str(error), error=type(error).__name__)
+        self.mark_recorded(error)
+        return error
+
+    def close_refusal_tallies(self) -> int:
+        """One ``refusal.tally`` record for each closed window whose refusals went beyond the ones
+        recorded on their own (how many, from whom, when, a sample); the window's count is then
+        forgotten. The node's background loop calls it; any process may. How many windows closed."""
+        now = epoch_us(self.clock())
+        current = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
+
+        def rows(closed: list[TallyRow]) -> list[AuditRow]:
+            return [
+                self.audit_row(
+                    "refusal.tally",
+                    None,
+                    tally.kind,
+                    "refused",
+                    source=tally.source,
+                    code=tally.code,
+                    count=tally.count,
+                    recorded=min(tally.count, self.REFUSALS_RECORDED),
+                    window=from_us(tally.window_us).isoformat(),
+                    seconds=self.REFUSAL_WINDOW_S,
+                    first=from_us(tally.first_us).isoformat(),
+                    last=from_us(tally.last_us).isoformat(),
+                    sample=tally.sample,
+                )
+                for tally in closed
+                if tally.count > self.REFUSALS_RECORDED or tally.source == OVERFLOW_SOURCE
+            ]
+
+        return len(self.store.close_tallies(current, rows))
 
     # --- people and the read decision ---
 
@@ -233,12 +353,32 @@ class NodeContext:
         """THE read decision: ``decide_read`` with the reader's visit authorisations now."""
         return decide_read(actor, label, self.catalogue, visit=self.visit_scope(actor.id, self.clock()))
 
-    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
-        """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
+    def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
+        """The row, the item and the decision, if ``actor`` may read ``item_id``.
+
+        To the reader, an item they may not read and an item this node does not hold are the
+        same: both raise :class:`NotFoundError` with the same words, so neither the status, the
+        message nor the checks say that the item exists or what its label is. Why it was refused
+        is in the audit records (``kind``, with every check), for the security officer.
+        """
         try:
             row = self.items.row(item_id)
             item = self.items.item(row)
             decision = self.decide_read(actor, item.label).raise_if_refused()
+        except AccessDenied as exc:
+            self.refuse(kind, actor.id, item_id, exc)
+            hidden = NotFoundError(unknown_item(item_id))
+            self.mark_recorded(hidden)
+            raise hidden from None
+        except GsomiaError as exc:
+            raise self.refuse(kind, actor.id, item_id, exc) from None
+        return row, item, decision
+
+    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
+        """The item and its payload, if ``actor`` may read it (the read is recorded either way);
+        one they may not read is refused as an unknown one (:meth:`readable`)."""
+        row, item, decision = self.readable(actor, item_id, "item.read")
+        try:
             if row.state != "held":
                 raise ItemGoneError(
                     f"item {item_id} was {row.state}: its record remains, its payload is gone"
@@ -248,6 +388,17 @@ class NodeContext:
             raise self.refuse("item.read", actor.id, item_id, exc) from None
         self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks))
         return item, payload
+
+    def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
+        """Of ``item_ids``, those ``actor`` may read (one this node does not hold is not): for views
+        that list entries about items (the outbox, consent requests), which show only these."""
+        gate = self.reader(actor)
+        found: set[str] = set()
+        for item_id in item_ids:
+            row = self.store.get_item(item_id)
+            if row is not None and gate.decide(self.items.item(row).label).allowed:
+                found.add(item_id)
+        return found
 
     def reader(self, actor: Person) -> ReadGate:
         """The same decision for a run of reads by one person (a page, a subscription)."""

@@ -39,6 +39,7 @@ __all__ = [
     "from_us",
     "item_content",
     "parse_item_content",
+    "unknown_item",
 ]
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -49,6 +50,12 @@ _CACHE_LIMIT = 4096
 def from_us(value: int) -> datetime:
     """An instant from the store's microseconds since the epoch (UTC)."""
     return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def unknown_item(item_id: str) -> str:
+    """What a reader is told of an item this node does not hold, and of one they may not read:
+    the same words for both (issue 14 §6)."""
+    return f"no item {item_id!r} at this node"
 
 
 def check_item_id(item_id: str, what: str = "item id") -> str:
@@ -264,7 +271,7 @@ class Items:
         """The stored row of ``item_id``; :class:`NotFoundError` if this node has none."""
         row = self.store.get_item(item_id)
         if row is None:
-            raise NotFoundError(f"no item {item_id!r} at this node")
+            raise NotFoundError(unknown_item(item_id))
         return row
 
     def payload(self, row: ItemRow) -> bytes:

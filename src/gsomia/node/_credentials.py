@@ -155,6 +155,18 @@ class Credentials:
 
     # --- authentication ---
 
+    def peek(self, secret: str | None, *, session: bool = False) -> Person | None:
+        """Who a token (or, with ``session``, a dashboard session) belongs to if it is valid now;
+        ``None`` otherwise, and nothing is audited. To say who was refused, never to let anyone in."""
+        if not secret:
+            return None
+        try:
+            return self._person(
+                self._valid(self.node.store.find_token(_digest(secret)), SESSION if session else API)
+            )
+        except (AuthenticationError, NotFoundError):
+            return None
+
     def _valid(self, row: TokenRow | None, kind: str) -> TokenRow:
         what = "session" if kind == SESSION else "token"
         if row is None:
@@ -176,12 +188,13 @@ class Credentials:
             raise AuthenticationError(f"the account {person.id} is disabled")
         return person
 
-    def authenticate(self, token: str | None) -> Person:
+    def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
-        and a dashboard session presented as a token."""
-        return self.authenticate_row(token)[0]
+        and a dashboard session presented as a token. ``source`` (the caller's network address)
+        bounds what refusals cost the audit log (:meth:`NodeContext.tally_refusal`)."""
+        return self.authenticate_row(token, source)[0]
 
-    def authenticate_row(self, token: str | None) -> tuple[Person, TokenRow]:
+    def authenticate_row(self, token: str | None, source: str | None = None) -> tuple[Person, TokenRow]:
         """As :meth:`authenticate`, with the token's row (what a token it mints descends from)."""
         try:
             if not token:
@@ -189,15 +202,15 @@ class Credentials:
             row = self._valid(self.node.store.find_token(_digest(token)), API)
             return self._person(row), row
         except AuthenticationError as exc:
-            raise self.node.refuse("auth", None, None, exc) from None
+            raise self.node.refuse_unauthenticated("auth", source, "token", exc) from None
 
     # --- dashboard sessions ---
 
-    def open_session(self, token: str | None) -> tuple[str, Person, datetime]:
+    def open_session(self, token: str | None, source: str | None = None) -> tuple[str, Person, datetime]:
         """Log in to the dashboard with an API token: (the opaque session id for the cookie, the
         person, its expiry). The session is bound to the token: it ends when the token does."""
         node = self.node
-        person, parent = self.authenticate_row(token)
+        person, parent = self.authenticate_row(token, source)
         now = node.clock()
         expires = min(now + timedelta(hours=SESSION_HOURS), from_us(parent.expires_us))
         secret = secrets.token_urlsafe(32)
@@ -213,14 +226,14 @@ class Credentials:
             raise node.refuse("auth", person.id, None, AuthenticationError(str(exc))) from None
         return secret, person, expires
 
-    def session(self, secret: str | None) -> Person:
+    def session(self, secret: str | None, source: str | None = None) -> Person:
         """The person behind a dashboard session id; refused like a token."""
         try:
             if not secret:
                 raise AuthenticationError("no dashboard session: log in at the dashboard")
             return self._person(self._valid(self.node.store.find_token(_digest(secret)), SESSION))
         except AuthenticationError as exc:
-            raise self.node.refuse("auth", None, None, exc) from None
+            raise self.node.refuse_unauthenticated("auth", source, "session", exc) from None
 
     def close_session(self, secret: str | None) -> list[str]:
         """Log out: revoke the token the session was opened with (and so the session, and all that

@@ -33,6 +33,7 @@ from gsomia.errors import (
     ConfigError,
     GsomiaError,
     InvalidInputError,
+    LabelError,
     PayloadTooLargeError,
 )
 from gsomia.exchange import Exchange, PeerTransport
@@ -183,9 +184,10 @@ class Node:
 
     # --- what a partner asks this node (PeerService: the routes and the in-memory transport) ---
 
-    def inbox(self, envelopes: Sequence[str]) -> list[dict[str, Any]]:
-        """Envelopes from partner nodes: each opened, decided, stored once and receipted."""
-        return self.exchange.receive(envelopes)
+    def inbox(self, envelopes: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
+        """Envelopes from partner nodes: each opened, decided, stored once and receipted. ``source``:
+        the sender's network address (envelopes that do not open are audited in bounded space)."""
+        return self.exchange.receive(envelopes, source)
 
     def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
         """The proof that this node's log of size ``second`` extends the one of size ``first``."""
@@ -198,10 +200,16 @@ class Node:
         return self.audit.inclusion(entry, public=True)
 
     def runtime(
-        self, transport: PeerTransport | None = None, *, interval: float = 0.2, head_every: float = 5.0
+        self,
+        transport: PeerTransport | None = None,
+        *,
+        interval: float = 0.2,
+        head_every: float = 5.0,
+        deliver: bool = True,
     ) -> NodeRuntime:
         """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
-        work under its lease (``lease_seconds`` in ``node.toml``)."""
+        work under its lease (``lease_seconds`` in ``node.toml``); without ``deliver``, only the
+        audit log's writer (integrate, sign)."""
         return NodeRuntime(
             self.exchange,
             self.audit,
@@ -209,15 +217,26 @@ class Node:
             transport,
             interval=interval,
             head_every=head_every,
+            deliver=deliver,
             lease_ttl=self.config.lease_seconds,
             duties=self.duties,
         )
 
     # --- the kernel's decisions, for the shells ---
 
-    def record_refusal(self, kind: str, subject: str | None, status: int, reason: str) -> None:
-        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same."""
-        self.kernel.record_refusal(kind, subject, status, reason)
+    def record_refusal(
+        self,
+        kind: str,
+        subject: str | None,
+        status: int,
+        reason: str,
+        source: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """A refusal decided at the edge (a malformed request, an unknown route): audited all the same.
+        A caller nobody authenticated is counted per network ``source`` (bounded space); a known
+        ``actor`` (the request carried their valid token) gets a record of its own."""
+        self.kernel.record_refusal(kind, subject, status, reason, None if actor else source, actor)
 
     def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
         """The kernel's read decision (with the reader's visit authorisations, Art. 8)."""
@@ -289,9 +308,9 @@ class Node:
         """Revoke a token and every token minted from it."""
         self.credentials.revoke(actor, token_id)
 
-    def authenticate(self, token: str | None) -> Person:
+    def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person a bearer token belongs to; refuses unknown, expired, revoked or disabled."""
-        return self.credentials.authenticate(token)
+        return self.credentials.authenticate(token, source)
 
     # --- items ---
 
@@ -362,9 +381,16 @@ class Node:
             raise PayloadTooLargeError(
                 f"payload of {size} bytes exceeds this node's limit of {self.config.max_payload_bytes}"
             )
-        parsed = self.kernel.items.received_label(
-            label_from_dict(entry.label, self.catalogue), entry.received_from, entry.agreement
-        )
+        label = label_from_dict(entry.label, self.catalogue)
+        if actor is not None and label.originator != self.party:
+            # a partner's item is the partner's only under its signature over label and payload, and
+            # that arrives through the exchange (or a signed transfer file), never typed in here
+            raise LabelError(
+                f"an item originated by {label.originator} is stored as {label.originator}'s only "
+                f"with {label.originator}'s signature: it arrives from {label.originator} through "
+                f"the exchange, not by ingest at this node ({self.party})"
+            )
+        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement)
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
         new = self.kernel.items.seal(
@@ -453,7 +479,13 @@ class Node:
         keep: Callable[[Item, bytes], bool] | None = None,
         fits: Callable[[Item], bool] | None = None,
     ) -> tuple[list[tuple[Item, bytes, AccessDecision]], str | None, int]:
-        """Keyset scan from ``cursor``: up to ``limit`` readable items (payloads only with ``keep``)."""
+        """Keyset scan from ``cursor``: up to ``limit`` readable items (payloads only with ``keep``).
+
+        Nothing in the page speaks of items the reader may not read (issue 14 §6): the scan goes
+        on until it has found one readable item past the page (or the end), so ``next_cursor`` is
+        there exactly when more readable items follow, and it names the last item served. The
+        count of unreadable items passed over is returned for the audit record only.
+        """
         if not 0 < limit <= MAX_PAGE:
             raise self.kernel.refuse(
                 kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}")
@@ -463,21 +495,18 @@ class Node:
         except InvalidInputError as exc:
             raise self.kernel.refuse(kind, actor.id, None, exc) from None
         found: list[tuple[Item, bytes, AccessDecision]] = []
+        last = after  # the scan key of the last item served
         withheld = 0
         gate = self.kernel.reader(actor)
         scanned_to = after
-        exhausted = full = False
-        budget = limit * 10  # bound the scan so a reader who may see little still gets an answer
-        while len(found) < limit and budget > 0 and not full:
-            # a page that may fill before ``limit`` items (``fits``) reads the store in small steps
-            size = min(limit, budget) if fits is None else min(limit, budget, _FITTED_STEP)
+        more = False
+        # a page that may fill before ``limit`` items (``fits``) reads the store in small steps
+        size = limit + 1 if fits is None else min(limit + 1, _FITTED_STEP)
+        while not more:
             rows = self.store.list_items(where, scanned_to, size, with_payload=keep is not None)
-            budget -= len(rows)
-            consumed = 0
             for row in rows:
-                before = scanned_to
-                scanned_to = (row.added_us or 0) if where.by_added else row.seq
-                consumed += 1
+                key = (row.added_us or 0) if where.by_added else row.seq
+                scanned_to = key
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
                     continue
                 item = self.kernel.items.item(row)
@@ -487,20 +516,18 @@ class Node:
                     if not keep(item, payload):
                         continue
                 decision = gate.decide(item.label)
-                if decision.allowed:
-                    if fits is not None and not fits(item):  # the page is full: this item starts the next
-                        scanned_to, full = before, True
-                        break
-                    found.append((item, payload, decision))
-                    if len(found) == limit:
-                        break
-                else:
+                if not decision.allowed:
                     withheld += 1
-            if not full and len(rows) < size and consumed == len(rows):  # nothing past the last row seen
-                exhausted = True
+                    continue
+                # a readable item past the page, or one that does not fit: it starts the next page
+                if len(found) == limit or (fits is not None and not fits(item)):
+                    more = True
+                    break
+                found.append((item, payload, decision))
+                last = key
+            if len(rows) < size:  # nothing past the last row read
                 break
-        more = full or (not exhausted and (len(found) == limit or budget <= 0))
-        return found, _encode_cursor(scanned_to, where.by_added) if more else None, withheld
+        return found, _encode_cursor(last, where.by_added) if more else None, withheld
 
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
@@ -513,11 +540,7 @@ class Node:
 
         As classified as the item; kept after a destruction or recall (the record remains).
         """
-        try:
-            row = self.kernel.items.row(item_id)
-            decision = self.decide_read(actor, self.kernel.items.item(row).label).raise_if_refused()
-        except GsomiaError as exc:
-            raise self.kernel.refuse("item.inventory", actor.id, item_id, exc) from None
+        _, _, decision = self.kernel.readable(actor, item_id, "item.inventory")
         self.kernel.record(
             "item.inventory", actor.id, item_id, "allowed", checks=checks_json(decision.checks)
         )

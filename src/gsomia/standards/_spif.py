@@ -85,12 +85,13 @@ def _window(agreements: list[Agreement], at: datetime) -> tuple[datetime | None,
 
 
 def _equivalences(
-    party: Party, agreements: list[Agreement], catalogue: Catalogue
+    party: Party, agreements: list[Agreement], catalogue: Catalogue, at: datetime
 ) -> dict[str, list[tuple[str, int, str]]]:
-    """level name -> [(partner policy name, partner lacv, applied)], from the agreements given."""
+    """level name -> [(partner policy name, partner lacv, applied)], from the agreements given,
+    with the rows that apply at ``at``."""
     found: dict[tuple[str, str, int], set[str]] = {}
     for agreement in agreements:
-        for (src, src_level, dst), dst_level in agreement.equivalence.directed().items():
+        for (src, src_level, dst), dst_level in agreement.equivalence.directed(at).items():
             if src == party.code:
                 other = catalogue.party(dst)
                 key = (src_level, policy_of(other).name, other.scheme.level(dst_level).rank)
@@ -146,7 +147,7 @@ def spif_for(catalogue: Catalogue, party_code: str, at: datetime) -> bytes:
         root.set("notAfter", _generalized(end))
     etree.SubElement(root, _S + "securityPolicyId", name=policy.name, id=policy.oid)
     classifications = etree.SubElement(root, _S + "securityClassifications")
-    equivalences = _equivalences(party, in_force, catalogue)
+    equivalences = _equivalences(party, in_force, catalogue, at)
     for level in sorted(party.scheme.levels, key=lambda lv: lv.rank):
         element = etree.SubElement(
             classifications,
@@ -181,10 +182,18 @@ def spif_for(catalogue: Catalogue, party_code: str, at: datetime) -> bytes:
     scheme = etree.SubElement(
         extensions, _G + "scheme", party=party.code, name=party.name, title=party.scheme.title
     )
+    if party.scheme.notes:
+        scheme.set("notes", party.scheme.notes)
+    for assumption in party.scheme.assumptions:
+        etree.SubElement(scheme, _G + "assumption", text=assumption.text, consequence=assumption.consequence)
     for level in party.scheme.levels:
-        etree.SubElement(
+        element = etree.SubElement(
             scheme, _G + "level", name=level.name, alias=level.alias, gloss=level.gloss, rank=str(level.rank)
         )
+        if level.valid_from is not None:
+            element.set("validFrom", level.valid_from.isoformat())
+        if level.valid_until is not None:
+            element.set("validUntil", level.valid_until.isoformat())
     for topic in sorted(party.topics):
         etree.SubElement(scheme, _G + "topic", name=topic)
     for agreement in sorted(mine, key=lambda a: a.id):
@@ -214,6 +223,17 @@ def _alias(name: str, lacv: str, taken: set[str]) -> str:
     return alias
 
 
+def _bound(text: str) -> datetime:
+    """A level's validity bound from the gsomia extension: an ISO 8601 instant with its offset."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"SPIF: {text!r} is not an ISO 8601 instant") from exc
+    if value.tzinfo is None:
+        raise InvalidInputError(f"SPIF: {text!r} has no UTC offset")
+    return value
+
+
 def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str | None = None) -> PartyFile:
     """A party file from a SPIF: gsomia's (everything comes back as it was) or a partner's own
     (then give ``party``; the level aliases are derived from the names, the gloss is the English
@@ -227,18 +247,23 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
         raise InvalidInputError("SPIF: no securityPolicyId")
     ours = root.find(f"{_S}extensions/{_G}scheme")
     levels: list[dict[str, Any]] = []
+    notes: str | None = None
     topics: list[str] = []  # a partner's own policy declares none: add them to the file it becomes
     if ours is not None:
         code, title, full_name = str(ours.get("party")), str(ours.get("title")), str(ours.get("name"))
+        notes = ours.get("notes")
         for level in ours.findall(_G + "level"):
-            levels.append(
-                {
-                    "name": level.get("name"),
-                    "alias": level.get("alias"),
-                    "gloss": level.get("gloss"),
-                    "rank": int(str(level.get("rank"))),
-                }
-            )
+            entry: dict[str, Any] = {
+                "name": level.get("name"),
+                "alias": level.get("alias"),
+                "gloss": level.get("gloss"),
+                "rank": int(str(level.get("rank"))),
+            }
+            for attribute, key in (("validFrom", "valid_from"), ("validUntil", "valid_until")):
+                bound = level.get(attribute)
+                if bound is not None:
+                    entry[key] = _bound(bound)
+            levels.append(entry)
         topics = [str(t.get("name")) for t in ours.findall(_G + "topic")]
     else:
         if not party or not re.fullmatch(r"[A-Z]{3}", party):
@@ -260,6 +285,15 @@ def scheme_from_spif(data: bytes | str, *, party: str | None = None, name: str |
         "party": {"code": code, "name": full_name} | ({"topics": topics} if topics else {}),
         "scheme": {"title": title, "levels": sorted(levels, key=lambda lv: -lv["rank"])},
     }
+    if ours is not None and notes:
+        document["scheme"]["notes"] = notes
+    if ours is not None:
+        assumed = [
+            {"text": str(a.get("text")), "consequence": str(a.get("consequence"))}
+            for a in ours.findall(_G + "assumption")
+        ]
+        if assumed:
+            document["scheme"]["assumptions"] = assumed
     if ours is None:  # a partner's policy keeps its own name and OID, so its labels map
         document["scheme"]["policy"] = {"name": policy.get("name"), "oid": policy.get("id")}
     text = f"# {full_name}: read from its XML-SPIF ({policy.get('name')}, {policy.get('id')}).\n"

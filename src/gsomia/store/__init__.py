@@ -33,6 +33,7 @@ from gsomia.store._leases import LeaseRow, LeaseStore
 from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, SharedState
 from gsomia.store._store import (
+    OVERFLOW_SOURCE,
     AuditRow,
     InventoryEntry,
     InventoryRow,
@@ -40,6 +41,7 @@ from gsomia.store._store import (
     ItemRow,
     NewItem,
     Store,
+    TallyRow,
     TokenRow,
 )
 from gsomia.store._taxii import StatusRow, TaxiiStore
@@ -47,6 +49,7 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 __all__ = [
     "CONSENTS",
     "KEYS",
+    "OVERFLOW_SOURCE",
     "PEERS",
     "RELEASE_POLICY",
     "ApprovalStore",
@@ -82,6 +85,7 @@ __all__ = [
     "SharedState",
     "StatusRow",
     "Store",
+    "TallyRow",
     "TaxiiStore",
     "TokenRow",
     "VisitRow",

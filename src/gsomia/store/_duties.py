@@ -369,6 +369,11 @@ class DutiesStore:
             row = conn.execute(query).one_or_none()
         return None if row is None else DestructionRow(**row._mapping)
 
+    def purpose_ends(self) -> dict[str, dict[str, object]]:
+        """item id -> the holder's record that the item's purpose has ended."""
+        with self.store._read() as conn:
+            return {r.item_id: dict(r._mapping) for r in conn.execute(select(t.purpose_ends))}
+
     def destructions(self, item_id: str | None = None) -> list[DestructionRow]:
         query = select(t.destructions)
         if item_id is not None:

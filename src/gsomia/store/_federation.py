@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
@@ -163,6 +163,12 @@ class FederationStore:
             return [
                 OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
             ]
+
+    def item_messages(self, item_id: str) -> list[OutboxRow]:
+        """This node's item messages (releases and relays) of ``item_id``, oldest first."""
+        query = select(t.outbox).where(and_(t.outbox.c.item_id == item_id, t.outbox.c.kind == "item"))
+        with self.store._read() as conn:
+            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         with self.store._read() as conn:
@@ -359,15 +365,30 @@ class FederationStore:
             ).one_or_none()
         return None if row is None else ConsentRequestRow(**row._mapping)
 
-    def consent_requests(self, state: str | None = None) -> list[ConsentRequestRow]:
+    def consent_requests(
+        self, state: str | None = None, *, after: tuple[int, str] | None = None, limit: int | None = None
+    ) -> list[ConsentRequestRow]:
+        """Requests oldest first (by creation, then id), from after the key ``after``, at most ``limit``."""
+        c = t.consent_requests.c
         query = select(t.consent_requests)
         if state is not None:
-            query = query.where(t.consent_requests.c.state == state)
+            query = query.where(c.state == state)
+        if after is not None:
+            query = query.where((c.created_us > after[0]) | and_(c.created_us == after[0], c.id > after[1]))
+        query = query.order_by(c.created_us, c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.store._read() as conn:
-            return [
-                ConsentRequestRow(**r._mapping)
-                for r in conn.execute(query.order_by(t.consent_requests.c.created_us))
-            ]
+            return [ConsentRequestRow(**r._mapping) for r in conn.execute(query)]
+
+    def pending_requests_from(self, holder: str, originator: str) -> int:
+        """How many consent requests ``holder`` made of ``originator`` (this node) await an answer."""
+        c = t.consent_requests.c
+        query = select(func.count()).where(
+            and_(c.holder == holder, c.originator == originator, c.state == "pending")
+        )
+        with self.store._read() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def answer_request(
         self,

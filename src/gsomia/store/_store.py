@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, case, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
 
@@ -28,6 +28,7 @@ from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreEr
 from gsomia.store import _tables as t
 
 __all__ = [
+    "OVERFLOW_SOURCE",
     "AuditRow",
     "InventoryEntry",
     "InventoryRow",
@@ -35,6 +36,7 @@ __all__ = [
     "ItemRow",
     "NewItem",
     "Store",
+    "TallyRow",
     "TokenRow",
     "allocate_added",
 ]
@@ -157,6 +159,34 @@ class AuditRow:
     leaf: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TallyRow:
+    """Refusals of one kind, from one source, with one code, in one window: how many, when, a sample."""
+
+    kind: str
+    source: str
+    code: str
+    window_us: int
+    count: int
+    first_us: int
+    last_us: int
+    sample: str
+
+
+OVERFLOW_SOURCE = "*"  # the sources of a window beyond its cap, counted together
+
+
+def _insert_new(conn: Connection, table: Any) -> Any:
+    """An INSERT that does nothing where the row exists (a concurrent writer made it first)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
 _ITEM_COLUMNS = [c for c in t.items.c if c.name not in ("seq", "added_us")]
 
 
@@ -257,6 +287,56 @@ class Store:
         except SQLAlchemyError as exc:
             _log.warning("store failure: %s", exc)
             raise StoreError("the store failed; nothing was written") from exc
+
+    @contextmanager
+    def _exclusive(self, lock: int) -> Iterator[Connection]:
+        """One transaction that holds the database's lock ``lock`` from its first statement to its end.
+
+        Where order matters (the audit log's tree), reading the state and writing the next one must
+        be one step that no other thread or process interleaves: SQLite takes its write lock at
+        ``BEGIN IMMEDIATE`` (another writer waits for it, up to the busy timeout); PostgreSQL a
+        transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or rollback.
+        Everything read after it sees every commit made before it.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    # the driver opens no transaction before a read: open it ourselves, as the writer
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                yield conn
+                conn.commit()
+        except IntegrityError as exc:
+            _log.info("write refused by a constraint: %s", exc)
+            raise ConflictError("already exists: a record with the same identifier is stored") from exc
+        except (DataError, OverflowError) as exc:
+            _log.info("write refused, a value cannot be stored: %s", exc)
+            raise _unstorable(exc) from exc
+        except SQLAlchemyError as exc:
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed; nothing was written") from exc
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One read-only transaction that sees the database as it was at its first read, whatever
+        commits meanwhile (SQLite WAL: a read transaction; PostgreSQL: REPEATABLE READ)."""
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
+        except (DataError, OverflowError) as exc:
+            _log.info("read refused, a value cannot be compared: %s", exc)
+            raise _unstorable(exc) from exc
+        except SQLAlchemyError as exc:
+            _log.warning("store failure: %s", exc)
+            raise StoreError("the store failed to answer") from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -685,6 +765,102 @@ class Store:
     def append_audit(self, rows: Sequence[AuditRow]) -> None:
         with self._begin() as conn:
             self._audit(conn, rows)
+
+    # --- refusals of unauthenticated callers, in bounded space ---
+
+    def tally_refusals(
+        self,
+        key: tuple[str, str, str, int],
+        at_us: int,
+        count: int,
+        sample: str,
+        *,
+        sources: int,
+        recorded: int,
+        rows: Callable[[str, int], Sequence[AuditRow]],
+    ) -> int:
+        """Count ``count`` refusals under ``key`` (kind, source, code, window start) in one transaction;
+        how many of them get an audit record of their own (the rest are only counted).
+
+        Of each key's refusals, the first ``recorded`` are written as records (``rows(source, n)``
+        makes ``n`` of them); beyond that only the count grows. At most ``sources`` sources of a
+        (kind, code, window) get their own row; the others share the row of source ``*``. Bounded: a
+        window of a kind and code gives at most (sources + 1) * recorded records, whatever comes.
+        """
+        kind, source, code, window = key
+        table = t.refusal_tallies
+        with self._begin() as conn:
+
+            def bump(where_source: str) -> int | None:
+                row = conn.execute(
+                    update(table)
+                    .where(
+                        table.c.kind == kind,
+                        table.c.source == where_source,
+                        table.c.code == code,
+                        table.c.window_us == window,
+                    )
+                    .values(count=table.c.count + count, last_us=at_us)
+                    .returning(table.c.count)
+                ).first()
+                return None if row is None else int(row[0])
+
+            total = bump(source)
+            if total is None:
+                held = conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.c.kind == kind, table.c.code == code, table.c.window_us == window)
+                ).scalar_one()
+                if held >= sources:
+                    source = OVERFLOW_SOURCE
+                    total = bump(source)
+            if total is None:
+                made = conn.execute(
+                    _insert_new(conn, table).values(
+                        kind=kind,
+                        source=source,
+                        code=code,
+                        window_us=window,
+                        count=count,
+                        first_us=at_us,
+                        last_us=at_us,
+                        sample=sample,
+                    )
+                ).rowcount
+                total = count if made else bump(source)
+            before = int(total or count) - count
+            own = max(0, min(count, recorded - before))
+            if own:
+                self._audit(conn, rows(source, own))
+            return own
+
+    def close_tallies(
+        self, before_us: int, rows: Callable[[list[TallyRow]], Sequence[AuditRow]]
+    ) -> list[TallyRow]:
+        """Remove the tallies of windows that started before ``before_us`` and write the records
+        ``rows`` makes of them, in one transaction (a tally is closed once, whichever process asks)."""
+        table = t.refusal_tallies
+        with self._begin() as conn:
+            found = [
+                TallyRow(**r._mapping)
+                for r in conn.execute(
+                    delete(table)
+                    .where(table.c.window_us < before_us)
+                    .returning(
+                        table.c.kind,
+                        table.c.source,
+                        table.c.code,
+                        table.c.window_us,
+                        table.c.count,
+                        table.c.first_us,
+                        table.c.last_us,
+                        table.c.sample,
+                    )
+                )
+            ]
+            self._audit(conn, rows(found))
+            return found
 
     def audit(self, *, after_seq: int = 0, kind: str | None = None, limit: int = 1000) -> list[AuditRow]:
         query = select(t.audit_records).where(t.audit_records.c.seq > after_seq)

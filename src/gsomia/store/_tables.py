@@ -220,7 +220,7 @@ consents = Table(
     "consents",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # third_party | hub_relay
+    Column("kind", String(16), nullable=False),  # third_party | hub_relay | track_relay
     Column("originator", String(3), nullable=False),
     Column("recipient", String(3), nullable=False),
     Column("item_id", String(128)),
@@ -328,6 +328,16 @@ destructions = Table(
     Column("method", String(32), nullable=False),
     Column("jws", Text, nullable=False),  # the record, signed by the holder's node key
     Column("sent_us", BigInteger),
+)
+
+# The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0014).
+purpose_ends = Table(
+    "purpose_ends",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 incidents = Table(
@@ -488,4 +498,24 @@ scheduled_changes = Table(
     Column("done_us", BigInteger),
     Column("note", Text),
     Index("ix_scheduled_changes_due", "state", "at_us"),
+)
+
+# --- refusals of callers nobody has authenticated, counted in bounded space (migration 0015) ---
+
+# One row per (kind of refusal, source, code, window): the first few refusals of a window are audit
+# records of their own, the rest only raise ``count`` here; once the window has closed the node's
+# loop writes one ``refusal.tally`` audit record for a row that went beyond them (count, first and
+# last instants, a sample) and deletes the row. ``source`` is the caller's address, or ``*`` for
+# the sources beyond a window's cap.
+refusal_tallies = Table(
+    "refusal_tallies",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("code", String(64), primary_key=True),  # a finite vocabulary: an envelope code, a status
+    Column("window_us", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_us", BigInteger, nullable=False),
+    Column("last_us", BigInteger, nullable=False),
+    Column("sample", Text, nullable=False),  # the first refusal's reason
 )

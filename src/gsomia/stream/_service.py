@@ -230,7 +230,7 @@ class StreamService:
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
         catalogue = self.kernel.catalogue
         consent = Consent(
-            ConsentKind.HUB_RELAY,
+            ConsentKind.TRACK_RELAY,  # the stream only: it never lets the hub pass an item on
             self.party,
             catalogue.party(recipient).code,
             self.kernel.clock(),
@@ -250,7 +250,7 @@ class StreamService:
         rows = self.exchange.consent_rows(self.party, "")
         out: list[tuple[Consent, str]] = []
         for row in rows:
-            if row.item_id is None and row.kind == ConsentKind.HUB_RELAY.value:
+            if row.item_id is None and row.kind == ConsentKind.TRACK_RELAY.value:
                 out.extend(zip(self.exchange.verified_consents([row]), [row.jws], strict=True))
         return out
 
@@ -685,7 +685,7 @@ class StreamService:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
         to_hub = consent.hub == self.party and sender == consent.originator
         relayed = consent.recipient == self.party and consent.hub == sender
-        if consent.kind != ConsentKind.HUB_RELAY or consent.item is not None or not (to_hub or relayed):
+        if consent.kind != ConsentKind.TRACK_RELAY or consent.item is not None or not (to_hub or relayed):
             raise LinkError(
                 "bad-consent",
                 f"{sender} sent an authorisation that is not a hub relay involving {self.party}",

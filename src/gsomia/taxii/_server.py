@@ -482,6 +482,11 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 continue
             originator = str(entry.label.get("originator", "")).upper()
             foreign = originator != node.party
+            if foreign and held_already(person, entry.item_id, result.stix_id, version):
+                # what the collection holds, posted back unchanged: a success, and nothing is entered
+                # (a partner's item is stored only as it arrived, under the partner's signature)
+                successes.append((result.stix_id, version))
+                continue
             try:
                 node.ingest(
                     person,
@@ -549,7 +554,9 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
 
 def _bad_request(node: Node, request: Request, reason: str) -> JSONResponse:
     """400: TAXII 2.1's answer to a request the server does not understand (audited)."""
-    node.record_refusal("api.refused", request.url.path, 400, reason)
+    node.record_refusal(
+        "api.refused", request.url.path, 400, reason, request.client.host if request.client else None
+    )
     body = {
         "title": "Bad request",
         "description": reason,

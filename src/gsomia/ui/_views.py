@@ -41,6 +41,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
 from gsomia.core.policy import ReleaseEngine
 from gsomia.errors import AccessDenied, AuthenticationError, InvalidInputError, NotFoundError
+from gsomia.kernel import unknown_item
 from gsomia.node import Node
 from gsomia.store import ItemFilter
 from gsomia.ui._matrix import share_matrix, what_if_catalogue
@@ -213,6 +214,11 @@ def _what_if_events(node: Node) -> list[dict[str, str]]:
     ]
 
 
+def _source(request: Request) -> str | None:
+    """The caller's network address: what an unauthenticated caller's refusals are counted by."""
+    return request.client.host if request.client else None
+
+
 def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """The dashboard of ``node`` under its own path (see :func:`gsomia._web.dashboard_scope`), with
     ``/ui`` and ``/ui/login`` leading there; ``reader`` is the API's authentication dependency."""
@@ -229,7 +235,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if not secret:
             return None
         try:
-            return node.credentials.session(secret)
+            return node.credentials.session(secret, _source(request))
         except AuthenticationError:
             return None
 
@@ -270,7 +276,9 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal("ui.login", None, 403, "login form posted from another origin")
+            node.record_refusal(
+                "ui.login", None, 403, "login form posted from another origin", _source(request)
+            )
             return _page(
                 "login.html",
                 403,
@@ -283,7 +291,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         token = (form.get("token") or [""])[0].strip()
         target = _safe_next(base, next(iter(form.get("next") or []), None))
         try:
-            secret, _, expires = node.credentials.open_session(token or None)
+            secret, _, expires = node.credentials.open_session(token or None, _source(request))
         except AuthenticationError as exc:
             return _page("login.html", 401, party=node.party, base=base, next=target, error=str(exc))
         response = RedirectResponse(target, status_code=303)
@@ -301,7 +309,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/logout")
     def logout(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal("ui.logout", None, 403, "logout posted from another origin")
+            node.record_refusal("ui.logout", None, 403, "logout posted from another origin", _source(request))
             return Response("logout must be sent from this node's own pages", status_code=403)
         node.credentials.close_session(request.cookies.get(scope.cookie))
         response = RedirectResponse(f"{base}/login", status_code=303)
@@ -407,7 +415,6 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             **common(person, "items"),
             rows=rows,
             next_cursor=page.next_cursor,
-            withheld=page.withheld,
         )
 
     @router.get("/items/{item_id}")
@@ -415,18 +422,13 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        try:
+        try:  # an item the person may not read is refused as an unknown one (the kernel's decision)
             entries = node.inventory(person, item_id)
-        except (AccessDenied, NotFoundError) as exc:
-            return _page(
-                "refused.html",
-                403 if isinstance(exc, AccessDenied) else 404,
-                **common(person, "items"),
-                reason=str(exc),
-            )
+        except NotFoundError as exc:
+            return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
         item = node.held(item_id)
         if item is None:  # gone between the two reads
-            return _page("refused.html", 404, **common(person, "items"), reason=f"no item {item_id!r}")
+            return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
         copies = [inventory_view(r) for r in entries]
         return _page(
             "item.html",
@@ -458,16 +460,19 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        head = node.audit.sign_head()
+        head = node.audit.latest_head()  # read only: the node's loop integrates and signs
         return _page(
             "audit.html",
             **common(person, "audit"),
-            head={
+            head=None
+            if head is None
+            else {
                 "size": head.size,
                 "root": head.root.hex(),
                 "at": datetime.fromtimestamp(head.at_us / 1e6, UTC).isoformat(),
                 "jws": head.jws,
             },
+            pending=node.audit.pending(),
             partners=node.audit.partners(),
         )
 
