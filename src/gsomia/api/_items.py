@@ -83,7 +83,10 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         received_from: Party | None = None,
         created_from: Annotated[Instant | None, Query(description="ISO 8601 instant, inclusive")] = None,
         created_before: Annotated[Instant | None, Query(description="ISO 8601 instant, exclusive")] = None,
-        cursor: Annotated[str | None, Query(pattern=r"^s[0-9]{1,19}$")] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=r"^s[0-9]{1,18}$", description="A cursor this node issued (next_cursor)"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """The items the caller may read, oldest first, a page at a time (keyset cursor)."""
