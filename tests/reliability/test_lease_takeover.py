@@ -20,7 +20,7 @@ from gsomia.node import NewIngest, Node, load_config
 from gsomia.node._config import update_settings
 from gsomia.store import ItemFilter, LeaseStore, Store
 
-ITEMS = 600
+ITEMS = 3000
 
 
 def _queue(directory: Path, count: int) -> None:
