@@ -10,6 +10,7 @@ from tests.node_fixtures import kor_label
 from typer.testing import CliRunner
 
 from gsomia.cli import app
+from gsomia.node import Node, load_config
 
 runner = CliRunner()
 
@@ -45,28 +46,19 @@ def test_duties_from_the_command_line(tmp_path: Path) -> None:
             "--role",
             role,
         )
-    label = tmp_path / "label.json"
-    label.write_text(json.dumps(kor_label()))
-    payload = tmp_path / "payload.json"
-    payload.write_text('{"a": 1}')
-    run(
-        "item",
-        "ingest",
-        "--dir",
-        d,
-        "--as",
-        "tanaka",
-        "--label",
-        str(label),
-        "--payload",
-        str(payload),
-        "--id",
-        "k1",
-        "--received-from",
-        "KOR",
-        "--agreement",
-        "kor-jpn-gsomia-2016",
-    )
+    # a KOR item as the exchange would have stored it at JPN (a person cannot ingest a partner's item)
+    node = Node(load_config(Path(d)))
+    try:
+        node.ingest(
+            None,
+            label=kor_label(),
+            payload=b'{"a": 1}',
+            item_id="k1",
+            received_from="KOR",
+            agreement="kor-jpn-gsomia-2016",
+        )
+    finally:
+        node.close()
     assert run("duty", "derive", "--dir", d, "--as", "tanaka", "k1", "--id", "k1-copy")["id"] == "k1-copy"
     err = run(
         "duty", "reclassify", "--dir", d, "--as", "officer", "k1", "--level", "秘", "--reason", "x", code=2

@@ -17,14 +17,22 @@ runner = CliRunner()
 
 
 def held_item(tmp_path: Path) -> Path:
+    """A JPN node holding KOR's item k1 as the exchange stores it (a person cannot ingest it)."""
+    from gsomia.node import Node, load_config
+
     d = make(tmp_path)
-    label, payload = tmp_path / "label.json", tmp_path / "payload.json"
-    label.write_text(json.dumps(kor_label()), encoding="utf-8")
-    payload.write_text('{"launch": "Sinpo"}', encoding="utf-8")
-    run(
-        "item", "ingest", "--dir", str(d), "--as", "tanaka", "--label", str(label), "--payload", str(payload),
-        "--id", "k1", "--received-from", "KOR", "--agreement", "kor-jpn-gsomia-2016",
-    )  # fmt: skip
+    node = Node(load_config(d))
+    try:
+        node.ingest(
+            None,
+            label=kor_label(),
+            payload=b'{"launch": "Sinpo"}',
+            item_id="k1",
+            received_from="KOR",
+            agreement="kor-jpn-gsomia-2016",
+        )
+    finally:
+        node.close()
     return d
 
 
@@ -52,7 +60,8 @@ def test_label_show_is_a_read_refused_to_whoever_may_not_read_the_item(tmp_path:
     )  # fmt: skip
     refused = runner.invoke(app, ["label", "show", "--dir", str(d), "--as", "sato", "k1"])
     assert refused.exit_code == 2
-    assert "access refused" in refused.stderr
+    assert "no item 'k1' at this node" in refused.stderr  # refused reads look like unknown items
+    assert "군사II급비밀" not in refused.stderr
     assert "slab:" not in refused.stdout
 
 
