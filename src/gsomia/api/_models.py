@@ -324,6 +324,7 @@ class ReleasesIn(ReleaseIn):
         min_length=1,
         max_length=MAX_RELEASE_ITEMS,
         description="The items of the selection, each named once; each is decided on its own.",
+        json_schema_extra={"uniqueItems": True},
     )
 
 

@@ -35,6 +35,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "GET /audit/consistency": ("first must not exceed second",),
     "POST /items/{item_id}/derive": ("name each source item once",),
     "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
+    # a token minted by a token expires no later than it (issue 14 §5): the caller's own token decides
+    "POST /people/{person_id}/tokens": ("cannot outlive it",),
 }
 
 
