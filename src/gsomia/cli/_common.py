@@ -23,6 +23,14 @@ __all__ = ["DirOpt", "JsonOpt", "catalogue", "console", "emit", "guard", "open_n
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
+AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
+# a release's route and purpose: `item release` and `release request` take the same options
+ToOpt = Annotated[str, typer.Option("--to", help="The recipient party.")]
+ViaOpt = Annotated[str | None, typer.Option(help="A hub to relay through (TISA).")]
+PurposeOpt = Annotated[str | None, typer.Option(help="Purpose (default: the item's).")]
+AuthoriseRelayOpt = Annotated[
+    bool, typer.Option("--authorise-relay", help="As originator, authorise the hub to pass it on.")
+]
 
 
 _state: dict[str, list[Path]] = {"data": []}

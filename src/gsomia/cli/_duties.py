@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import AsOpt, DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
@@ -26,7 +26,6 @@ duty_app = typer.Typer(
     no_args_is_help=True,
 )
 
-AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
 AsOperator = Annotated[
     str | None, typer.Option("--as", help="The registered person acting (default: the local operator).")
 ]

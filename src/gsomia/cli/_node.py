@@ -16,7 +16,19 @@ import typer
 from gsomia._codec import person_to_dict
 from gsomia._logs import configure as configure_logs
 from gsomia._present import item_view, outbox_view, peer_view, token_view
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import (
+    AsOpt,
+    AuthoriseRelayOpt,
+    DirOpt,
+    JsonOpt,
+    PurposeOpt,
+    ToOpt,
+    ViaOpt,
+    console,
+    emit,
+    guard,
+    open_node,
+)
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import HttpTransport
@@ -30,8 +42,6 @@ outbox_app = typer.Typer(help="The node's outbox of releases and messages.", no_
 item_app = typer.Typer(
     help="Ingest, list and read items at a node (access rules apply).", no_args_is_help=True
 )
-
-AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
 
 
 @node_app.command("init")
@@ -274,12 +284,10 @@ def item_release(
     directory: DirOpt,
     actor: AsOpt,
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
-    to: Annotated[str, typer.Option("--to", help="The recipient party.")],
-    via: Annotated[str | None, typer.Option(help="A hub to relay through (TISA).")] = None,
-    purpose: Annotated[str | None, typer.Option(help="Purpose (default: the item's).")] = None,
-    authorise_relay: Annotated[
-        bool, typer.Option("--authorise-relay", help="As originator, authorise the hub to pass it on.")
-    ] = False,
+    to: ToOpt,
+    via: ViaOpt = None,
+    purpose: PurposeOpt = None,
+    authorise_relay: AuthoriseRelayOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a release: decided now, decided again when sent, delivered by the node's sender."""

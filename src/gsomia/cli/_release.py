@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import typer
 
 from gsomia._present import release_request_view
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import (
+    AsOpt,
+    AuthoriseRelayOpt,
+    DirOpt,
+    JsonOpt,
+    PurposeOpt,
+    ToOpt,
+    ViaOpt,
+    console,
+    emit,
+    guard,
+    open_node,
+)
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
@@ -21,7 +33,6 @@ release_app = typer.Typer(
     no_args_is_help=True,
 )
 
-AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
 RequestArg = Annotated[
     str | None, typer.Argument(help="The release request's id (or give --item).", show_default=False)
 ]
@@ -114,12 +125,10 @@ def request(
     directory: DirOpt,
     actor: AsOpt,
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
-    to: Annotated[str, typer.Option("--to", help="The recipient party.")],
-    via: Annotated[str | None, typer.Option(help="A hub to relay through (TISA).")] = None,
-    purpose: Annotated[str | None, typer.Option(help="Purpose (default: the item's).")] = None,
-    authorise_relay: Annotated[
-        bool, typer.Option("--authorise-relay", help="As originator, authorise the hub to pass it on.")
-    ] = False,
+    to: ToOpt,
+    via: ViaOpt = None,
+    purpose: PurposeOpt = None,
+    authorise_relay: AuthoriseRelayOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a second release officer to approve a release; nothing is queued until approved."""

@@ -12,7 +12,7 @@ import typer
 
 from gsomia._datafiles import parse_party
 from gsomia._files import write_private
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import AsOpt, DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.cli._common import catalogue as data_catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.errors import ConfigError, InvalidInputError
@@ -29,8 +29,6 @@ from gsomia.standards import (
 )
 
 label_app = typer.Typer(help="An item's label in the allies' standards (ADatP-4774).", no_args_is_help=True)
-
-AsOpt = Annotated[str, typer.Option("--as", help="The registered person acting; their access is checked.")]
 
 
 class LabelFormat(StrEnum):
