@@ -112,6 +112,7 @@ from gsomia import (
 )
 from gsomia.core.agreements import Agreement
 from gsomia.core.labels import CAVEATS, CaveatEffect
+from gsomia.core.policy import assumed_assurances
 from gsomia.demo.scenario import GSOMIA, WHAT_IF_EVENT
 
 SEED = 20191122
@@ -600,6 +601,7 @@ def _consent(
 
 def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED) -> list[Case]:
     rng = random.Random(seed)
+    assured = assumed_assurances(catalogue)  # Art. 7(5): given at entry into force, as the data assumes
     parties = sorted(catalogue.parties)
     weights = [w for *_, w in ROUTES]
     cases: list[Case] = []
@@ -635,7 +637,9 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
             kind = ConsentKind.HUB_RELAY if not via else ConsentKind.THIRD_PARTY
             consents.append(Consent(kind, originator, recipient, at - timedelta(days=1), f"noise {n}"))
         rng.shuffle(consents)
-        request = ReleaseRequest(label, sender, recipient, used_for, via, item=item, consents=tuple(consents))
+        request = ReleaseRequest(
+            label, sender, recipient, used_for, via, item=item, consents=tuple(consents), assurances=assured
+        )
         key = (
             request.sender,
             request.via,

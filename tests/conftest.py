@@ -17,6 +17,7 @@ import sqlalchemy
 from tests.reliability.livenet import SUMMARIES
 
 from gsomia import Catalogue, Consent, ReleaseEngine, ReleaseRequest, load_catalogue
+from gsomia.core.policy import Assurance, assumed_assurances
 
 pytest_plugins = ["tests.node_fixtures"]
 
@@ -80,6 +81,7 @@ def make_request(
     consents: Iterable[Consent] = (),
     item: str | None = None,
     created: datetime | None = None,
+    assurances: Iterable[Assurance] | None = None,
 ) -> ReleaseRequest:
     label = catalogue.label(
         originator=originator or sender,
@@ -90,7 +92,8 @@ def make_request(
         caveats=caveats,
         created=created or kst(2014, 1, 1),
     )
-    return ReleaseRequest(label, sender, recipient, purpose, via, item, tuple(consents))
+    given = assumed_assurances(catalogue) if assurances is None else tuple(assurances)  # Art. 7(5)
+    return ReleaseRequest(label, sender, recipient, purpose, via, item, tuple(consents), assurances=given)
 
 
 # --- stores: the same suites run on SQLite and on PostgreSQL ---

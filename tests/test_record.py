@@ -15,6 +15,7 @@ import pytest
 
 from gsomia import DataFileError, EventKind, ReleaseDecision, ReleaseEngine, ReleaseRequest, load_catalogue
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.policy import assumed_assurances
 from gsomia.stream import launches
 
 KST = ZoneInfo("Asia/Seoul")
@@ -148,7 +149,10 @@ def _decide(
         created=at,
     )
     return ReleaseEngine(catalogue).decide(
-        ReleaseRequest(label, sender, recipient, "threat-assessment"), at=at
+        ReleaseRequest(
+            label, sender, recipient, "threat-assessment", assurances=assumed_assurances(catalogue)
+        ),
+        at=at,
     )
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tests.conftest import kst
 
 from gsomia import AlternativeLabel, Catalogue, Equivalence, EquivalenceRow, LabelError, UnknownNameError
+from gsomia.core.policy import assumed_assurances
 from gsomia.errors import AgreementError
 
 
@@ -110,7 +111,8 @@ def test_decision_marking_becomes_an_alternative_label(catalogue: Catalogue) -> 
         created=kst(2020, 1, 1),
     )
     d = ReleaseEngine(catalogue).decide(
-        ReleaseRequest(label, "KOR", "JPN", "threat-assessment"), at=kst(2024, 1, 1)
+        ReleaseRequest(label, "KOR", "JPN", "threat-assessment", assurances=assumed_assurances(catalogue)),
+        at=kst(2024, 1, 1),
     )
     assert d.marking is not None
     received = label.with_alternative(d.marking.alternative_label())

@@ -391,6 +391,7 @@ def test_every_check_is_reported_even_when_one_fails(catalogue: Catalogue, engin
         "purpose",
         "scope",
         "level_validity",
+        "assurance",
         "third_party",
         "hub_authorisation",
         "two_person",

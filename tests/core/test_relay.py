@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from tests.conftest import kst
 
 from gsomia import Catalogue, ReleaseEngine
-from gsomia.core.policy import Consent, ConsentKind
+from gsomia.core.policy import Consent, ConsentKind, assumed_assurances
 from gsomia.core.relay import next_event_after, plan_relay
 
 
@@ -30,7 +30,14 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
 ) -> None:
     at = kst(2016, 8, 3, 7, 50)
     plan = plan_relay(
-        engine, catalogue, _label(catalogue, at), "KOR", ["JPN", "USA"], at=at, consents=[STANDING]
+        engine,
+        catalogue,
+        _label(catalogue, at),
+        "KOR",
+        ["JPN", "USA"],
+        at=at,
+        consents=[STANDING],
+        assurances=assumed_assurances(catalogue),
     )
     routes = {r.recipient: r for r in plan.routes}
     assert routes["JPN"].allowed
@@ -38,14 +45,30 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
     assert routes["JPN"].decision.agreement == "tisa-2014"
     assert routes["USA"].name == "direct"
     assert plan.valid_until == kst(2016, 11, 23)  # GSOMIA enters into force then
-    bare = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at)
+    bare = plan_relay(
+        engine,
+        catalogue,
+        _label(catalogue, at),
+        "KOR",
+        ["JPN"],
+        at=at,
+        assurances=assumed_assurances(catalogue),
+    )
     assert not bare.routes[0].allowed
     assert any("authorisation" in c.reason for d in bare.routes[0].refused for c in d.failed())
 
 
 def test_under_gsomia_the_route_is_direct(catalogue: Catalogue, engine: ReleaseEngine) -> None:
     at = kst(2019, 8, 24, 6, 45)
-    plan = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at)
+    plan = plan_relay(
+        engine,
+        catalogue,
+        _label(catalogue, at),
+        "KOR",
+        ["JPN"],
+        at=at,
+        assurances=assumed_assurances(catalogue),
+    )
     assert plan.routes[0].name == "direct"
     assert plan.routes[0].decision.agreement == "kor-jpn-gsomia-2016"
     assert plan.holds_at(at.timestamp())
@@ -57,10 +80,15 @@ def test_a_termination_ends_the_plan_at_its_instant(catalogue: Catalogue) -> Non
     ended = kst(2019, 11, 23)
     what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
     at = ended - timedelta(minutes=2)
-    plan = plan_relay(ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=at)
+    assured = assumed_assurances(what_if)
+    plan = plan_relay(
+        ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=at, assurances=assured
+    )
     assert plan.routes[0].allowed
     assert plan.valid_until == ended
-    after = plan_relay(ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=ended)
+    after = plan_relay(
+        ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=ended, assurances=assured
+    )
     assert not after.routes[0].allowed
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gsomia.core.access import Person
-from gsomia.core.policy import ReleaseRequest
+from gsomia.core.policy import ReleaseRequest, assumed_assurances
 from gsomia.errors import AccessDenied, InvalidInputError, LabelError
 from gsomia.node import Node
 from gsomia.stream import StreamService, launches, replay
@@ -79,7 +79,12 @@ def test_the_receiver_label_is_the_decisions_marking(jpn: Node, clock: FakeClock
         topics=["dprk-missile"],
         created=clock.now,
     )
-    decision = jpn.engine.decide(ReleaseRequest(label, "KOR", "JPN", "threat-assessment"), at=clock.now)
+    decision = jpn.engine.decide(
+        ReleaseRequest(
+            label, "KOR", "JPN", "threat-assessment", assurances=assumed_assurances(jpn.catalogue)
+        ),
+        at=clock.now,
+    )
     assert decision.allowed
     assert decision.marking is not None
     assert decision.agreement is not None

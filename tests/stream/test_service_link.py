@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import kst
 
+from gsomia.demo import network
 from gsomia.errors import LinkError
 from gsomia.node import Node
 from gsomia.stream import StreamService
@@ -26,6 +27,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     )
     kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
     jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})  # Art. 7(5): each recipient's assurance on file
     yield kor, jpn
     kor.close()
     jpn.close()
@@ -91,6 +93,7 @@ def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(
     )
     document = dict(jpn.exchange.identity(), endpoint=f"http://127.0.0.1:{free_port()}")  # nobody listens
     kor.exchange.register_peer(None, document, ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})  # JPN's assurance reaches KOR by file
     updates = replay(launches(2019)[0], originator="KOR", every_s=60)[:3]
 
     async def run() -> list[dict[str, object]]:
@@ -101,8 +104,8 @@ def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(
             await service.close()
 
     results = asyncio.run(run())
-    assert all(r["routes"] == [] for r in results)  # JPN unreachable; USA is not even registered
+    assert all(r["routes"] == [] for r in results)  # JPN unreachable; USA not assured, nor registered
     failed = kor.store.audit(after_seq=0, kind="stream.link", limit=10)
-    assert [(r.outcome, r.subject) for r in failed] == [("failed", "JPN"), ("failed", "USA")]
+    assert [(r.outcome, r.subject) for r in failed] == [("failed", "JPN")]
     kor.close()
     jpn.close()

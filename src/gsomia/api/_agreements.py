@@ -65,7 +65,8 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
 
     @app.post("/decisions", response_model=m.DecisionOut, tags=["decisions"])
     def decide(body: m.DecisionIn, person: Caller) -> dict[str, Any]:
-        """Decide a release as the core would, explaining every check (nothing is sent)."""
+        """Decide a release as the core would, explaining every check (nothing is sent); the
+        recipients' assurances (Art. 7(5)) are those on file at this node."""
         tz = node.kernel.timezone
         at = parse_instant(body.at, tz)
         consents = []
@@ -97,6 +98,7 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
             tuple(v.upper() for v in body.via),
             body.item,
             tuple(consents),
+            assurances=node.exchange.assurances_on_file(),  # the recipients' assurances on file here
         )
         decision = node.decide(request, at=at)
         behind = node.catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)

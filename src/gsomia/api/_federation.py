@@ -141,6 +141,26 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
         return [request_view(r) for r in rows]
 
+    @app.get("/assurances", response_model=list[m.AssuranceOut], tags=["federation"])
+    def assurances(person: Caller) -> list[dict[str, Any]]:
+        """The recipients' assurances before provision on file (Art. 7(5)): this node's and its
+        partners', revoked or not, and whether each signature verifies (one that does not counts
+        for nothing)."""
+        return node.exchange.assurances_view(person)
+
+    @app.post("/assurances", status_code=201, response_model=m.AssuranceOut, tags=["federation"])
+    def give_assurance(body: m.AssuranceIn, person: Caller) -> dict[str, Any]:
+        """Give this party's assurance under an agreement (clearance level, official purpose,
+        equivalent protection): signed, stored, sent to every partner whose link serves it."""
+        row = node.exchange.give_assurance(person, body.agreement, body.reference)
+        return next(a for a in node.exchange.assurances_view(person) if a["id"] == row.id)
+
+    @app.post("/assurances/{assurance_id}/revoke", response_model=m.AssuranceOut, tags=["federation"])
+    def revoke_assurance(assurance_id: Id, body: m.AssuranceRevokeIn, person: Caller) -> dict[str, Any]:
+        """Revoke this party's assurance, here and at every partner it went to."""
+        row = node.exchange.revoke_assurance(person, assurance_id, body.reason)
+        return next(a for a in node.exchange.assurances_view(person) if a["id"] == row.id)
+
     @app.post(
         "/consent-requests/{request_id}/answer", response_model=m.ConsentRequestOut, tags=["federation"]
     )

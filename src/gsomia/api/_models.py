@@ -357,6 +357,25 @@ class ConsentRequestIn(_In):
     reason: Words
 
 
+class AssuranceIn(_In):
+    agreement: AgreementId
+    reference: Words = Field(description="The instrument that gives the assurance (a note, a letter).")
+
+
+class AssuranceRevokeIn(_In):
+    reason: Words
+
+
+class AssuranceOut(BaseModel):
+    id: str
+    agreement: str
+    party: str
+    given_at: str
+    reference: str
+    revoked_at: str | None
+    verified: bool
+
+
 class ConsentAnswerIn(_In):
     grant: Bool
     reason: Words

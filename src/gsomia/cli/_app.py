@@ -14,6 +14,7 @@ from rich.table import Table
 
 from gsomia._datafiles import load_events
 from gsomia.cli import _render
+from gsomia.cli._assurance import assurance_app
 from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard, set_data_dirs
 from gsomia.cli._common import catalogue as _catalogue
@@ -27,7 +28,7 @@ from gsomia.cli._stream import print_stream_story, stream_app
 from gsomia.cli._transfer import export_file, import_file, import_receipts
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
-from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest
+from gsomia.core.policy import Consent, ConsentKind, ReleaseEngine, ReleaseRequest, assumed_assurances
 from gsomia.demo.scenario import duties_on_nodes, replay_history, replay_on_nodes
 from gsomia.errors import InstantError
 
@@ -52,6 +53,7 @@ app.add_typer(net_app, name="net")
 app.add_typer(stream_app, name="stream")
 app.add_typer(audit_app, name="audit")
 app.add_typer(duty_app, name="duty")
+app.add_typer(assurance_app, name="assurance")
 app.add_typer(label_app, name="label")
 app.add_typer(bdo_app, name="bdo")
 app.add_typer(spif_app, name="spif")
@@ -203,7 +205,9 @@ def decide(
         created=instant,
     )
     consents = tuple(_consent(spec, instant, tz) for spec in consent or ())
-    request = ReleaseRequest(label, sender, recipient, purpose, hubs, item, consents)
+    request = ReleaseRequest(
+        label, sender, recipient, purpose, hubs, item, consents, assurances=assumed_assurances(catalogue)
+    )
     decision = engine.decide(request, at=instant)
     behind = catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
     if as_json:

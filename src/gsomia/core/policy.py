@@ -28,7 +28,9 @@ from gsomia.core.lifecycle import Status
 from gsomia.errors import InstantError, LabelError, ReleaseRefused
 
 __all__ = [
+    "ASSUMED_ASSURANCE",
     "AllOf",
+    "Assurance",
     "Check",
     "Consent",
     "ConsentKind",
@@ -38,6 +40,7 @@ __all__ = [
     "ReleaseEngine",
     "ReleaseRequest",
     "Rule",
+    "assumed_assurances",
     "standard_rules",
 ]
 
@@ -86,6 +89,57 @@ class Consent:
 
 
 @dataclass(frozen=True, slots=True)
+class Assurance:
+    """The recipient's assurance before provision (ROK–Japan GSOMIA Art. 7(5)): that the information
+    will be given the clearance level asked, used only for official purposes and given protection
+    equivalent to the providing party's. Given by ``party`` (its node signs it) for ``agreement``
+    at ``given_at``; it holds until ``revoked_at``."""
+
+    agreement: str
+    party: str
+    given_at: datetime
+    reference: str
+    revoked_at: datetime | None = None
+    id: str = ""
+
+    given_ts: float = field(init=False, repr=False, compare=False)
+    revoked_ts: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require_aware(self.given_at, "assurance instant")
+        object.__setattr__(self, "given_ts", self.given_at.timestamp())
+        revoked = (
+            float("inf")
+            if self.revoked_at is None
+            else require_aware(self.revoked_at, "assurance revocation").timestamp()
+        )
+        object.__setattr__(self, "revoked_ts", revoked)
+        if not self.reference.strip():
+            raise LabelError("an assurance needs a reference")
+
+    def holds(self, ts: float) -> bool:
+        return self.given_ts <= ts < self.revoked_ts
+
+
+ASSUMED_ASSURANCE = (
+    "assumed from the record: information was provided under the agreement from its entry into force"
+)
+
+
+def assumed_assurances(catalogue: Catalogue) -> tuple[Assurance, ...]:
+    """The assurances the public record implies (an assumption each agreement's data states): every
+    party of an agreement gave its Art. 7(5) assurance when the agreement entered into force. For
+    decisions made without a node (``gsomia decide``, the story) and to seed the demo network."""
+    out = []
+    for agreement in sorted(catalogue.agreements.values(), key=lambda a: a.id):
+        entry = next((t.at for t in agreement.transitions if t.status.in_force), None)
+        if entry is None:
+            continue
+        out += [Assurance(agreement.id, party, entry, ASSUMED_ASSURANCE) for party in agreement.parties]
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseRequest:
     """A release of an item labelled ``label`` from ``sender`` to ``recipient``."""
 
@@ -99,6 +153,7 @@ class ReleaseRequest:
     two_person: TwoPersonPolicy | None = None  # the sender's two-person policy (None: it has none)
     approval: Approval | None = None  # a second release officer's approval of this release
     grants_relay: bool = False  # the release carries a hub-relay authorisation it creates
+    assurances: tuple[Assurance, ...] = ()  # the recipients' assurances on file (Art. 7(5))
 
 
 class Check(NamedTuple):
@@ -552,6 +607,54 @@ class _HubAuthorisation:
         )
 
 
+class _Assured:
+    """Art. 7(5): before information is provided, the recipient assures the clearance level, the
+    official purpose and equivalent protection. Every receiver on the route (a hub included) other
+    than the originator needs its assurance under the agreement, given before this instant and not
+    revoked; returning an item to its originator needs none."""
+
+    name = "assurance"
+
+    def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        originator = request.label.originator
+        said = []
+        for receiver in candidate.receivers:
+            if receiver == originator:
+                continue
+            found: Assurance | None = None
+            why = ""
+            for assurance in request.assurances:
+                if assurance.party != receiver or assurance.agreement != candidate.id:
+                    continue
+                if assurance.holds(ts):
+                    found = assurance
+                    break
+                if assurance.given_ts > ts:
+                    why = f" (assurance {assurance.reference} is dated after this instant; it must be prior)"
+                elif assurance.revoked_at is not None:
+                    revoked = assurance.revoked_at.isoformat()
+                    why = f" (assurance {assurance.reference} was revoked at {revoked})"
+            if found is None:
+                return Check(
+                    self.name,
+                    False,
+                    f"no assurance of {receiver} under {candidate.id} is on file{why}: before provision "
+                    f"the recipient assures the clearance level, official purpose and equivalent "
+                    f"protection (Art. 7(5))",
+                )
+            said.append(f"{receiver} on {found.given_at.date().isoformat()} ({found.reference})")
+        if not said:
+            return Check(
+                self.name, True, f"the item returns to its originator {originator}: no assurance needed"
+            )
+        return Check(
+            self.name,
+            True,
+            f"assured clearance, official purpose and equivalent protection under {candidate.id} "
+            f"(Art. 7(5)): {'; '.join(said)}",
+        )
+
+
 class _TwoPerson:
     """The sender's two-person rule: some releases need a second release officer's approval,
     bound to this item, label, route and purpose, given by someone other than the requester,
@@ -664,6 +767,7 @@ def standard_rules() -> AllOf:
         _LabelDates(),
         LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
         _LevelPeriods(),
+        _Assured(),
         _ThirdParty(),
         _HubAuthorisation(),
         _TwoPerson(),

@@ -17,7 +17,7 @@ from datetime import datetime
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import require_aware
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia.core.policy import Assurance, Consent, ReleaseDecision, ReleaseEngine, ReleaseRequest
 
 __all__ = ["MISSILE_TOPIC", "MISSILE_WARNING", "RelayPlan", "Route", "next_event_after", "plan_relay"]
 
@@ -59,10 +59,14 @@ class RelayPlan:
 
 
 def next_event_after(
-    catalogue: Catalogue, parties: Iterable[str], consents: Sequence[Consent], at: datetime
+    catalogue: Catalogue,
+    parties: Iterable[str],
+    consents: Sequence[Consent],
+    at: datetime,
+    assurances: Sequence[Assurance] = (),
 ) -> datetime | None:
-    """The first instant after ``at`` when an agreement of ``parties`` changes status or a consent
-    starts or ends; ``None`` if nothing is recorded after ``at``."""
+    """The first instant after ``at`` when an agreement of ``parties`` changes status, a consent
+    starts or ends, or an assurance is given or revoked; ``None`` if nothing is recorded after ``at``."""
     require_aware(at, "plan instant")
     members = set(parties)
     instants = [
@@ -74,6 +78,8 @@ def next_event_after(
     ]
     for consent in consents:
         instants.extend(x for x in (consent.given_at, consent.expires) if x is not None and x > at)
+    for assurance in assurances:
+        instants.extend(x for x in (assurance.given_at, assurance.revoked_at) if x is not None and x > at)
     return min(instants, default=None)
 
 
@@ -86,6 +92,7 @@ def plan_relay(
     *,
     at: datetime,
     consents: Sequence[Consent] = (),
+    assurances: Sequence[Assurance] = (),
     hubs: Sequence[str] = ("USA",),
     purpose: str = MISSILE_WARNING,
     item: str | None = None,
@@ -99,7 +106,10 @@ def plan_relay(
     routes = []
     for recipient in recipients:
         direct = engine.decide(
-            ReleaseRequest(label, sender, recipient, purpose, (), item, tuple(consents)), at=at
+            ReleaseRequest(
+                label, sender, recipient, purpose, (), item, tuple(consents), assurances=tuple(assurances)
+            ),
+            at=at,
         )
         if direct.allowed:
             routes.append(Route(recipient, True, None, direct))
@@ -109,7 +119,17 @@ def plan_relay(
             if hub in (sender, recipient):
                 continue
             relayed = engine.decide(
-                ReleaseRequest(label, sender, recipient, purpose, (hub,), item, tuple(consents)), at=at
+                ReleaseRequest(
+                    label,
+                    sender,
+                    recipient,
+                    purpose,
+                    (hub,),
+                    item,
+                    tuple(consents),
+                    assurances=tuple(assurances),
+                ),
+                at=at,
             )
             if relayed.allowed:
                 routes.append(Route(recipient, True, hub, relayed, tuple(refused)))
@@ -118,5 +138,5 @@ def plan_relay(
         else:
             routes.append(Route(recipient, False, None, refused[-1], tuple(refused)))
     parties = {sender, *recipients, *hubs}
-    until = next_event_after(catalogue, parties, consents, at)
+    until = next_event_after(catalogue, parties, consents, at, assurances)
     return RelayPlan(at, until, tuple(routes), float("inf") if until is None else until.timestamp())

@@ -29,6 +29,7 @@ import uvicorn
 
 from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.policy import assumed_assurances
 from gsomia.errors import ConfigError, InvalidInputError
 from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, system_clock
 
@@ -125,9 +126,30 @@ def build(
                 a.id for a in node.catalogue.agreements_of(member.party) if other.party in a.parties
             )
             node.exchange.register_peer(None, nodes[other.party].exchange.identity(), shared)
+    assure(nodes)
     for node in nodes.values():
         node.close()
     return members
+
+
+def assure(nodes: dict[str, Node]) -> None:
+    """The assurances before provision (Art. 7(5)) the record implies, an assumption each
+    agreement's data states: each party's node gives its assurance under each of its agreements,
+    dated at the agreement's entry into force, and every partner whose link serves the agreement
+    imports the signed document (the demo's nodes share a machine; elsewhere it travels as an
+    ``assurance`` message or a file). A node that has given one already gives none again."""
+    for node in nodes.values():
+        own = {r.agreement for r in node.exchange.assurance_store.all() if r.party == node.party}
+        for assumed in assumed_assurances(node.catalogue):
+            if assumed.party != node.party or assumed.agreement in own:
+                continue
+            row = node.exchange.give_assurance(
+                None, assumed.agreement, assumed.reference, given_at=assumed.given_at, send=False
+            )
+            document = node.exchange.assurance_document(None, row.id)
+            for other in nodes.values():
+                if other is not node and assumed.agreement in other.exchange.links(node.party):
+                    other.exchange.import_assurance(None, document)
 
 
 def open_nodes(members: list[NetNode], clock: Clock, catalogue: Catalogue | None = None) -> dict[str, Node]:

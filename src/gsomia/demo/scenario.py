@@ -18,7 +18,14 @@ from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.core.lifecycle import AgreementState
-from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia.core.policy import (
+    Consent,
+    ConsentKind,
+    ReleaseDecision,
+    ReleaseEngine,
+    ReleaseRequest,
+    assumed_assurances,
+)
 from gsomia.core.relay import RelayPlan, plan_relay
 from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
@@ -78,7 +85,15 @@ class Flow:
             consents = (
                 Consent(ConsentKind.HUB_RELAY, self.originator, self.recipient, at, "demo authorisation"),
             )
-        return ReleaseRequest(label, self.sender, self.recipient, self.purpose, self.via, consents=consents)
+        return ReleaseRequest(
+            label,
+            self.sender,
+            self.recipient,
+            self.purpose,
+            self.via,
+            consents=consents,
+            assurances=assumed_assurances(catalogue),
+        )
 
 
 FLOWS: tuple[Flow, ...] = (
@@ -500,7 +515,14 @@ def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: b
         created=at,
     )
     return plan_relay(
-        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
+        ReleaseEngine(catalogue),
+        catalogue,
+        label,
+        "KOR",
+        ["JPN", "USA"],
+        at=at,
+        consents=consents,
+        assurances=assumed_assurances(catalogue),
     )
 
 

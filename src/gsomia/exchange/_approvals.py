@@ -116,6 +116,7 @@ class Approvals(Releases):
                 self.verified_consents(self.fed.consents_for(label.originator, item_id)) + fresh,
                 two_person=policy,
                 grants_relay=authorise_relay,
+                assurances=self.assurances_on_file(),
             )
             decision = self.kernel.engine.decide(request, at=now)
             other = [c for c in decision.failed() if c.rule != "two_person"]

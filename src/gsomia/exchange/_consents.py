@@ -15,9 +15,9 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
+from gsomia.exchange._assurances import Assurances
 from gsomia.exchange._base import CONSENT_READERS, Batch
 from gsomia.exchange._messages import consent_content, consent_from_content
-from gsomia.exchange._peers import Peers
 from gsomia.store import ConsentRequestRow, ConsentRow, InboxRow
 
 __all__ = ["MAX_PENDING_REQUESTS", "Consents"]
@@ -29,7 +29,7 @@ _GIVEN = frozenset(
 )  # an item message that reached (or left by file for) its recipient
 
 
-class Consents(Peers):
+class Consents(Assurances):
     """Consents on file and the workflow that asks for and answers them."""
 
     def consents_for(self, originator: str, item_id: str) -> tuple[Consent, ...]:

@@ -47,6 +47,7 @@ class Inbox(Consents):
         self.register("item", self._receive_item)
         self.register("consent-request", self._receive_consent_request)
         self.register("consent", self._receive_consent)
+        self.register("assurance", self._receive_assurance)
 
     def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order.
@@ -238,7 +239,14 @@ class Inbox(Consents):
         if not isinstance(purpose, str):
             raise InvalidInputError("item message: purpose is required")
         request = ReleaseRequest(
-            item.label, sender, recipient, purpose, tuple(via), item.item_id, tuple(consents)
+            item.label,
+            sender,
+            recipient,
+            purpose,
+            tuple(via),
+            item.item_id,
+            tuple(consents),
+            assurances=self.assurances_on_file(),
         )
         decision = self.kernel.engine.decide(request, at=now)
         if not decision.allowed:

@@ -166,6 +166,7 @@ class Releases(Consents):
             two_person=self.two_person(),
             approval=self.approval_of(approval) if isinstance(approval, str) else None,
             grants_relay=bool(spec.get("grants_relay")),
+            assurances=self.assurances_on_file(),
         )
 
     def prefetch(self, item_ids: Sequence[str]) -> Prefetched:
@@ -442,6 +443,7 @@ class Releases(Consents):
             two_person=self.two_person(),
             approval=approval,
             grants_relay=authorise_relay,
+            assurances=self.assurances_on_file(),
         )
         decision = self.kernel.engine.authorise(request, at=now)
         peer = self._link(hub or recipient, decision)

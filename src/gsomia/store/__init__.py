@@ -9,6 +9,7 @@ the stream link hellos answered. Each is a view over the one ``Store``'s connect
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
+from gsomia.store._assurances import ASSURANCES, AssuranceRow, AssuranceStore
 from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
@@ -47,6 +48,7 @@ from gsomia.store._store import (
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
+    "ASSURANCES",
     "CONSENTS",
     "KEYS",
     "OVERFLOW_SOURCE",
@@ -56,6 +58,8 @@ __all__ = [
     "TOKENS",
     "VISITS",
     "ApprovalStore",
+    "AssuranceRow",
+    "AssuranceStore",
     "AuditRow",
     "AuditStore",
     "Backlog",

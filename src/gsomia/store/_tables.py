@@ -519,3 +519,21 @@ refusal_tallies = Table(
     Column("last_us", BigInteger, nullable=False),
     Column("sample", Text, nullable=False),  # the first refusal's reason
 )
+
+# --- the recipients' assurances before provision (Art. 7(5); migration 0016) ---
+
+# One row per assurance: this node's own (it signed) and its partners' (their nodes signed), each
+# with its signed document; a revocation sets ``revoked_us`` once and keeps its signed document.
+assurances = Table(
+    "assurances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agreement", String(64), nullable=False),
+    Column("party", String(3), nullable=False),  # the recipient party that gives it
+    Column("given_us", BigInteger, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("jws", Text, nullable=False),  # the party's node's signed assurance
+    Column("revoked_us", BigInteger),
+    Column("revocation", Text),  # the party's node's signed revocation
+    Index("ix_assurances_agreement", "agreement", "party"),
+)

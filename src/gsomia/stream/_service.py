@@ -54,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
+from gsomia.store import ASSURANCES, CONSENTS, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -170,8 +170,10 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
-        self._plans_consents = -1  # the store's consents generation the plans were made under
+        # the store's consents and assurances generations the plans were made under
+        self._plans_consents: tuple[int, int] = (-1, -1)
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
+        self._received_assured = -1  # the assurances generation the received plans were made under
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
@@ -273,7 +275,7 @@ class StreamService:
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
         # a standing consent stored by any process of the node (the store's counter moved): plan again
-        consents = self.kernel.watch.generation(CONSENTS)
+        consents = (self.kernel.watch.generation(CONSENTS), self.kernel.watch.generation(ASSURANCES))
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -289,6 +291,7 @@ class StreamService:
         plan = plan_relay(
             self.kernel.engine, self.kernel.catalogue, label, self.party, self.recipients,
             at=now, consents=[c for c, _ in self._consents_on_file], hubs=self.hubs,
+            assurances=self.exchange.assurances_on_file(),
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
@@ -744,16 +747,28 @@ class StreamService:
         """The decision for this hop, at this node, cached until its next event instant."""
         now = self.kernel.clock()
         key = (label.originator, track_id, via, recipient)
+        assured = self.kernel.watch.generation(ASSURANCES)
+        if assured != self._received_assured:  # an assurance given or revoked: decide again
+            self._received_plans.clear()
+            self._received_assured = assured
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
             return cached[0]
         consents = tuple(c for c, _ in self._consents.get(label.originator, {}).values())
+        assurances = self.exchange.assurances_on_file()
         request = ReleaseRequest(
-            label, label.originator, recipient, MISSILE_WARNING, (via,) if via else (), None, consents
+            label,
+            label.originator,
+            recipient,
+            MISSILE_WARNING,
+            (via,) if via else (),
+            None,
+            consents,
+            assurances=assurances,
         )
         decision = self.kernel.engine.decide(request, at=now)
         until = next_event_after(
-            self.kernel.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now
+            self.kernel.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now, assurances
         )
         if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
             self._received_plans.clear()

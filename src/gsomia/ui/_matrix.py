@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gsomia.core.catalogue import Catalogue
-from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia.core.policy import (
+    Consent,
+    ConsentKind,
+    ReleaseDecision,
+    ReleaseEngine,
+    ReleaseRequest,
+    assumed_assurances,
+)
 from gsomia.errors import InvalidInputError
 
 __all__ = ["ASSUMED_RELAY", "Cell", "share_matrix", "what_if_catalogue"]
@@ -89,7 +96,10 @@ def _decide(
     consents: tuple[Consent, ...] = ()
     if hub is not None:
         consents = (Consent(ConsentKind.HUB_RELAY, sender, recipient, at, ASSUMED_RELAY, hub=hub),)
-    return engine.decide(ReleaseRequest(label, sender, recipient, purpose, via, None, consents), at=at)
+    request = ReleaseRequest(
+        label, sender, recipient, purpose, via, None, consents, assurances=assumed_assurances(catalogue)
+    )
+    return engine.decide(request, at=at)
 
 
 def _why_not(route: str, decision: ReleaseDecision) -> str:
