@@ -21,12 +21,14 @@ from gsomia.core.instants import TIMESTAMP_PATTERN
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.lifecycle import AgreementState
 from gsomia.core.parties import Party
-from gsomia.core.policy import ReleaseDecision
+from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision
 from gsomia.errors import GsomiaError, InvalidInputError, LabelError
 
 __all__ = [
     "agreement_json",
     "canonical",
+    "consent_content",
+    "consent_from_content",
     "decision_json",
     "instant_from_json",
     "json_object",
@@ -379,3 +381,54 @@ def text_field(data: Mapping[str, Any], name: str, what: str, *, optional: bool 
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{what}.{name}: expected a non-empty string")
     return value
+
+
+def consent_content(consent: Consent, consent_id: str) -> bytes:
+    purpose = {} if consent.purpose is None else {"purpose": consent.purpose}
+    return canonical(
+        {
+            **purpose,
+            "v": 1,
+            "kind": "consent",
+            "id": consent_id,
+            "consent_kind": consent.kind.value,
+            "originator": consent.originator,
+            "recipient": consent.recipient,
+            "item": consent.item,
+            "holder": consent.holder,
+            "hub": consent.hub,
+            "given_at": consent.given_at.isoformat(),
+            "expires": None if consent.expires is None else consent.expires.isoformat(),
+            "reference": consent.reference,
+        }
+    ).encode()
+
+
+def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
+    """(consent id, consent); the signer must be the originator the consent speaks for."""
+    data = json_object(content, "consent")
+    if data.get("v") != 1 or data.get("kind") != "consent":
+        raise InvalidInputError("consent: not a version 1 consent")
+    originator = text_field(data, "originator", "consent")
+    if originator != signer:
+        raise InvalidInputError(f"consent: signed by {signer}, but speaks for {originator}")
+    try:
+        kind = ConsentKind(str(data.get("consent_kind")))
+    except ValueError as exc:
+        raise InvalidInputError(
+            "consent.consent_kind: third_party, hub_relay, track_relay or new_purpose"
+        ) from exc
+    expires = data.get("expires")
+    consent = Consent(
+        kind=kind,
+        originator=originator,
+        recipient=text_field(data, "recipient", "consent"),
+        given_at=instant_from_json(data.get("given_at"), "consent.given_at"),
+        reference=text_field(data, "reference", "consent"),
+        item=text_field(data, "item", "consent", optional=True),
+        holder=text_field(data, "holder", "consent", optional=True),
+        hub=text_field(data, "hub", "consent", optional=True),
+        expires=None if expires is None else instant_from_json(expires, "consent.expires"),
+        purpose=text_field(data, "purpose", "consent", optional=True),
+    )
+    return text_field(data, "id", "consent"), consent

@@ -8,6 +8,7 @@ definition time, and ``Caller`` is local to :func:`create_app`.
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -33,12 +34,15 @@ from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
 from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
 from gsomia.core.access import Person
+from gsomia.errors import InvalidInputError
 from gsomia.node import Node
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
 from gsomia.ui import ui_router
 
 __all__ = ["create_app"]
+
+PURPOSE_HEADER = "Gsomia-Purpose"  # the purpose a caller states for this request (Art. 6(b))
 
 _log = logging.getLogger("gsomia.sender")
 
@@ -228,7 +232,12 @@ def create_app(
         else:
             person = node.authenticate(credentials.credentials if credentials else None, source(request))
         name_actor(person.id)
-        return person
+        stated = request.headers.get(PURPOSE_HEADER)
+        if stated is None:
+            return person  # each item is read for the purpose it was provided for
+        if not stated.strip() or len(stated) > 200 or any(ord(c) < 32 for c in stated):
+            raise InvalidInputError(f"{PURPOSE_HEADER}: 1 to 200 printable characters")
+        return replace(person, purpose=stated)  # Art. 6(b): another purpose needs the originator's consent
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     app.include_router(taxii_router(node, reader))

@@ -141,6 +141,16 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
         return [request_view(r) for r in rows]
 
+    @app.post("/items/{item_id}/purpose-consents", status_code=202, tags=["federation"])
+    def grant_purpose(item_id: Id, body: m.PurposeConsentIn, person: Caller) -> dict[str, str]:
+        """As originator, consent to a holder using the item for another purpose (Art. 6(b)):
+        signed, sent to the holder; it unlocks that purpose, for that holder, of that item only."""
+        expires = parse_instant(body.expires, node.kernel.timezone) if body.expires else None
+        row = node.exchange.grant_purpose(
+            person, item_id, body.holder.upper(), body.purpose, body.reason, expires=expires
+        )
+        return {"consent": row.id, "holder": row.recipient, "purpose": body.purpose}
+
     @app.get("/assurances", response_model=list[m.AssuranceOut], tags=["federation"])
     def assurances(person: Caller) -> list[dict[str, Any]]:
         """The recipients' assurances before provision on file (Art. 7(5)): this node's and its

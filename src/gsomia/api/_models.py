@@ -376,6 +376,13 @@ class AssuranceOut(BaseModel):
     verified: bool
 
 
+class PurposeConsentIn(_In):
+    holder: Party
+    purpose: Annotated[Words, Field(max_length=200)]
+    reason: Words
+    expires: Instant | None = None
+
+
 class ConsentAnswerIn(_In):
     grant: Bool
     reason: Words

@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -570,17 +571,42 @@ def item_list(
     )
 
 
+@item_app.command("grant-purpose")
+@guard
+def item_grant_purpose(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: Annotated[str, typer.Argument(help="The item's id (this node originated it).")],
+    holder: Annotated[str, typer.Option(help="The party holding it that may use it for the purpose.")],
+    purpose: Annotated[str, typer.Option(help="The new purpose it may be used for.")],
+    reason: Annotated[str, typer.Option(help="The reference of the consent; it reaches the holder.")],
+) -> None:
+    """As originator, consent to a holder using the item for another purpose (Art. 6(b)): signed,
+    sent to the holder; it unlocks that purpose, for that holder, of that item only."""
+    node = open_node(directory)
+    row = node.exchange.grant_purpose(node.person(actor), item_id, holder, purpose, reason)
+    console().print(f"consent {row.id}: {row.recipient} may use {item_id} for {purpose!r}; sent")
+
+
 @item_app.command("show")
 @guard
 def item_show(
     directory: DirOpt,
     actor: AsOpt,
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    purpose: Annotated[
+        str | None,
+        typer.Option(
+            help="The purpose you read it for (default: the one it was provided for); another needs "
+            "the originator's consent to it (Art. 6(b))."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read one item and its payload (the read is decided and audited)."""
     node = open_node(directory)
-    item, payload = node.read(node.person(actor), item_id)
+    reader = node.person(actor)
+    item, payload = node.read(reader if purpose is None else replace(reader, purpose=purpose), item_id)
     data = item_view(item, payload)
     if as_json:
         emit(data)

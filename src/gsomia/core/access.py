@@ -11,6 +11,9 @@
   level for its nationals, otherwise the alternative label for the reader's party
   (an item with no equivalent in the reader's scheme cannot be read by them);
 - need-to-know: the person's topics overlap the item's topics;
+- purpose (Art. 6(b)): a recipient uses an item only for the purpose it was provided for; a reader
+  who states another purpose (``Person.purpose``) reads it only with the originator's consent to
+  that purpose on file (a ``new_purpose`` consent naming the holder, and the item or none);
 - a visitor (Art. 8): only during a visit the host authorised, and only up to its level
   (``visit``, see :mod:`gsomia.core.visits`).
 
@@ -19,12 +22,14 @@ Pure: no clock; the caller records the decision (allowed or refused) in the audi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Check
+from gsomia.core.policy import Check, Consent, ConsentKind
 from gsomia.core.visits import VisitScope, visit_check
 from gsomia.errors import AccessDenied, LabelError
 
@@ -63,12 +68,17 @@ class Person:
     active: bool = True
     employment: Employment = Employment.OFFICIAL
     contractor_measures: str | None = None
+    # the purpose this person states for what they do now (a request's); None: each item's own.
+    # Never stored with the person's record: an entry point sets it per request.
+    purpose: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not self.name:
             raise LabelError("a person needs an id and a name")
         if self.contractor_measures is not None and not self.contractor_measures.strip():
             raise LabelError("person: contractor measures need a reference")
+        if self.purpose is not None and not self.purpose.strip():
+            raise LabelError("person: a stated purpose needs words")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +164,22 @@ def _clearance(person: Person, label: SecurityLabel, catalogue: Catalogue) -> Ch
 
 
 def decide_read(
-    person: Person, label: SecurityLabel, catalogue: Catalogue, *, visit: VisitScope | None = None
+    person: Person,
+    label: SecurityLabel,
+    catalogue: Catalogue,
+    *,
+    visit: VisitScope | None = None,
+    holder: str | None = None,
+    consents: Sequence[Consent] = (),
+    item: str | None = None,
+    at: datetime | None = None,
 ) -> AccessDecision:
     """May ``person`` read the item labelled ``label``? Every check is reported.
 
     ``visit`` carries the reader's visit authorisations and the instant of the read; a reader
-    with any on record is a visitor, capped by the one in force.
+    with any on record is a visitor, capped by the one in force. ``holder`` is the party whose
+    node holds the item, ``consents`` the originator's consents on file for ``item`` (or standing)
+    at instant ``at``: what a reader stating another purpose than the item's needs (Art. 6(b)).
     """
     checks: tuple[Check, ...] = (
         Check(
@@ -176,6 +196,7 @@ def decide_read(
         _nationality(person, label),
         _clearance(person, label, catalogue),
         _need_to_know(person, label),
+        _use(person, label, holder, consents, item, at),
     )
     if visit is not None:
         checks = (*checks, visit_check(visit, label, catalogue))
@@ -193,4 +214,45 @@ def _need_to_know(person: Person, label: SecurityLabel) -> Check:
         False,
         f"no need-to-know for {', '.join(sorted(label.topics))} "
         f"(holds: {', '.join(sorted(person.need_to_know)) or 'none'})",
+    )
+
+
+def _use(
+    person: Person,
+    label: SecurityLabel,
+    holder: str | None,
+    consents: Sequence[Consent],
+    item: str | None,
+    at: datetime | None,
+) -> Check:
+    """Art. 6(b): the recipient uses the item only for the purpose it was provided for, unless the
+    originator consents to another; the originator's own item is its own business."""
+    stated = person.purpose
+    if stated is None or stated == label.purpose:
+        return Check(
+            "purpose", True, f"read for the purpose it was provided for, {label.purpose!r} (Art. 6(b))"
+        )
+    if holder is not None and holder == label.originator:
+        return Check("purpose", True, f"{holder}'s own item, read for {stated!r}")
+    if holder is not None and at is not None:
+        ts = at.timestamp()
+        for consent in consents:
+            if (
+                consent.kind is ConsentKind.NEW_PURPOSE
+                and consent.originator == label.originator
+                and consent.recipient == holder
+                and consent.purpose == stated
+                and consent.covers(item, ts)
+            ):
+                return Check(
+                    "purpose",
+                    True,
+                    f"read for {stated!r}: {label.originator}'s consent {consent.reference} to that "
+                    f"purpose (Art. 6(b))",
+                )
+    return Check(
+        "purpose",
+        False,
+        f"the item was provided for {label.purpose!r}; reading it for {stated!r} needs "
+        f"{label.originator}'s consent to that purpose (Art. 6(b)), and none is on file",
     )

@@ -49,6 +49,7 @@ class ConsentKind(StrEnum):
     THIRD_PARTY = "third_party"  # Art. 6: a holder may release to a named third party
     HUB_RELAY = "hub_relay"  # TISA: the hub may pass the named item on to the named recipient
     TRACK_RELAY = "track_relay"  # TISA: the hub may pass the originator's tracks on (the stream, no item)
+    NEW_PURPOSE = "new_purpose"  # Art. 6(b): the recipient may use the item for another purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ class Consent:
         object.__setattr__(self, "expires_ts", expires)
         if not self.reference:
             raise LabelError("a consent needs a reference to the written instrument")
+        if self.kind is ConsentKind.NEW_PURPOSE and not self.purpose:
+            raise LabelError("a consent to a new purpose names the purpose (Art. 6(b))")
 
     def covers(self, item: str | None, ts: float) -> bool:
         """Whether this consent was on file at ``ts`` and applies to ``item``."""

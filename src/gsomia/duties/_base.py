@@ -53,7 +53,7 @@ class DutyBase:
             label = self.kernel.items.item(row).label
         except GsomiaError:
             return False
-        return self.kernel.decide_read(actor, label).allowed
+        return self.kernel.decide_read(actor, label, row.id).allowed
 
     def _cleared_for(self, actor: Person, classification: str) -> bool:
         """Whether ``actor`` (of this node's nationality, handling items) is cleared for this node's

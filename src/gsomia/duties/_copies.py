@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gsomia._codec import canonical, label_to_dict
 from gsomia.core.access import Person
@@ -46,12 +47,13 @@ class _Copies(DutyBase):
             labels = []
             for row in rows:
                 label = kernel.items.item(row).label
-                kernel.decide_read(actor, label).raise_if_refused()
+                kernel.decide_read(actor, label, row.id).raise_if_refused()  # for the purpose stated too
                 labels.append(label)
             label = derive_label(
                 how, labels, self._schemes(), created=None if how is not DerivationKind.DERIVATIVE else now
             )
-            kernel.decide_read(actor, label).raise_if_refused()
+            # cleared for the result; the purpose was checked against each source (its consents)
+            kernel.decide_read(replace(actor, purpose=None), label).raise_if_refused()
             top = next(
                 r for r, lb in zip(rows, labels, strict=True) if lb.classification == label.classification
             )

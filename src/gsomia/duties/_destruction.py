@@ -49,14 +49,14 @@ class _Destruction(DutyBase):
         try:
             row = self._held(item_id)
             label = kernel.items.item(row).label
-            kernel.decide_read(actor, label).raise_if_refused()
+            kernel.decide_read(actor, label, item_id).raise_if_refused()
             try:
                 how = DestructionMethod(method)
             except ValueError:
                 known = ", ".join(m.value for m in DestructionMethod)
                 raise InvalidInputError(f"method must be one of {known}") from None
             witnessed_by = kernel.person(witness)
-            if not kernel.decide_read(witnessed_by, label).allowed:
+            if not kernel.decide_read(witnessed_by, label, item_id).allowed:
                 raise InvalidInputError(f"the witness {witness} is not cleared for this item")
             now = kernel.clock()
             record = DestructionRecord(

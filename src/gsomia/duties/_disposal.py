@@ -29,7 +29,7 @@ class _Disposal(DutyBase):
         try:
             kernel.require_any(actor, HANDLERS, "item.purpose-ended")
             row = self._held(item_id)
-            kernel.decide_read(actor, kernel.items.item(row).label).raise_if_refused()
+            kernel.decide_read(actor, kernel.items.item(row).label, row.id).raise_if_refused()
             if not reason.strip() or len(reason) > 500:
                 raise InvalidInputError("the reason must be 1 to 500 characters")
             if item_id in self.db.purpose_ends():

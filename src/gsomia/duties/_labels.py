@@ -97,7 +97,7 @@ class _Labels(DutyBase):
                     for a in label.alternatives
                 ),
             )
-            kernel.decide_read(actor, held).raise_if_refused()  # cleared for the level applied
+            kernel.decide_read(actor, held, item_id).raise_if_refused()  # cleared for the level applied
             op, _ = self._reseal(row, held, row.label_version, kernel.items.origin(row))
             ops, copies = self._rederive(item_id, {item_id: held}, now, False)
             audit = kernel.audit_row(
@@ -134,7 +134,7 @@ class _Labels(DutyBase):
             row = self._held(item_id)
             label = kernel.items.item(row).label
             check_originator(self.party, label, kind.value)
-            kernel.decide_read(actor, label).raise_if_refused()
+            kernel.decide_read(actor, label, item_id).raise_if_refused()
             now = kernel.clock()
             new_label = None
             if kind is ChangeKind.RECLASSIFY:
@@ -364,7 +364,7 @@ class _Labels(DutyBase):
         try:
             row = self._known(item_id)
             # as classified as the item: the reasons and holders of its changes are about it
-            kernel.decide_read(actor, kernel.items.item(row).label).raise_if_refused()
+            kernel.decide_read(actor, kernel.items.item(row).label, row.id).raise_if_refused()
         except GsomiaError as exc:
             raise kernel.refuse("item.label-status", actor.id, item_id, exc) from None
         changes = self.db.label_changes(item_id)

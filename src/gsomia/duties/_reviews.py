@@ -69,7 +69,7 @@ class _Reviews(_Labels):
             row = self._held(item_id)
             label = kernel.items.item(row).label
             check_originator(self.party, label, "schedule a downgrade of")
-            kernel.decide_read(actor, label).raise_if_refused()
+            kernel.decide_read(actor, label, item_id).raise_if_refused()
             scheme = kernel.catalogue.party(self.party).scheme
             target = scheme.level(classification)
             if target.rank >= scheme.level(label.classification).rank:

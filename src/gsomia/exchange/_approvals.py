@@ -157,7 +157,7 @@ class Approvals(Releases):
         out = []
         for row in self.approvals.requests(state=state):
             label = label_from_dict(json.loads(row.label), self.kernel.catalogue)
-            if self.kernel.decide_read(actor, label).allowed:
+            if self.kernel.decide_read(actor, label, row.item_id).allowed:
                 out.append(row)
         return out
 
@@ -167,7 +167,7 @@ class Approvals(Releases):
         row = self.approvals.get(request_id)
         if row is not None:
             label = label_from_dict(json.loads(row.label), self.kernel.catalogue)
-            if self.kernel.decide_read(actor, label).allowed:
+            if self.kernel.decide_read(actor, label, row.item_id).allowed:
                 return row
         raise NotFoundError(f"no release request {request_id!r} at this node")
 

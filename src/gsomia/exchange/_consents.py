@@ -14,7 +14,7 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
-from gsomia.errors import AgreementError, InvalidInputError, NotFoundError
+from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._assurances import Assurances
 from gsomia.exchange._base import CONSENT_READERS, Batch
 from gsomia.exchange._messages import consent_content, consent_from_content
@@ -287,6 +287,111 @@ class Consents(Assurances):
         if answered is None:
             raise NotFoundError(f"consent request {request_id} vanished")
         return answered
+
+    def grant_purpose(
+        self,
+        actor: Person,
+        item_id: str,
+        holder: str,
+        purpose: str,
+        reason: str,
+        *,
+        expires: datetime | None = None,
+    ) -> ConsentRow:
+        """As originator, consent to ``holder`` using ``item_id`` for ``purpose`` besides the one it
+        was provided for (Art. 6(b)): a signed ``new_purpose`` consent, kept here and sent to the
+        holder. It unlocks reads for that purpose, by that holder, of that item, and nothing else."""
+        self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "consent.purpose")
+        _, item, _ = self.kernel.readable(actor, item_id, "consent.purpose")
+        try:
+            if item.label.originator != self.party:
+                raise InvalidInputError(
+                    f"only the originator {item.label.originator} consents to a new purpose"
+                )
+            to = self.kernel.catalogue.party(holder).code
+            if to == self.party or not any(
+                e.final_recipient == to and e.state in _GIVEN for e in self.fed.item_messages(item_id)
+            ):
+                raise InvalidInputError(f"{self.party} gave {to} no item {item_id!r}")
+            if not purpose.strip() or not reason.strip():
+                raise InvalidInputError("name the purpose and the reason")
+            if purpose == item.label.purpose:
+                raise InvalidInputError(f"item {item_id} was provided for {purpose!r} already")
+            peer = self.peer(to)
+            if peer is None:
+                raise AgreementError(f"no registered link with {to}, the holder")
+            now = self._now()
+            consent = Consent(
+                ConsentKind.NEW_PURPOSE,
+                self.party,
+                to,
+                now,
+                reason,
+                item=item_id,
+                expires=expires,
+                purpose=purpose,
+            )
+            consent_row, jws = self.sign_consent(consent)
+            entry = self.queue(
+                peer, {"kind": "purpose-consent", "consent": jws}, "purpose-consent", item_id, now
+            )
+            audit = self.kernel.audit_row(
+                "consent.purpose",
+                actor.id,
+                item_id,
+                "allowed",
+                holder=to,
+                purpose=purpose,
+                consent=consent_row.id,
+            )
+            self.fed.enqueue([entry], [audit], consents=[consent_row])
+        except GsomiaError as exc:
+            raise self.kernel.refuse("consent.purpose", actor.id, item_id, exc) from None
+        return consent_row
+
+    def _receive_purpose_consent(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
+        """The originator's consent to a new purpose for an item held here (Art. 6(b)): stored only if
+        the originator signed it and sent it itself, for this node, about an item of its held here."""
+        jws = opened.body.get("consent")
+        if not isinstance(jws, str):
+            raise InvalidInputError("purpose consent: the signed consent is required")
+        signer, raw = verify_origin(jws, self._identities, now, own=self.ring)
+        consent_id, consent = consent_from_content(raw, signer)  # the signer is the originator it names
+        if signer != opened.sender:
+            raise InvalidInputError(
+                f"{opened.sender} passed on {signer}'s consent: the originator sends its own"
+            )
+        if (
+            consent.kind is not ConsentKind.NEW_PURPOSE
+            or consent.recipient != self.party
+            or consent.item is None
+        ):
+            raise InvalidInputError("purpose consent: not a consent to a new purpose for an item held here")
+        row = self.kernel.store.get_item(consent.item)
+        if row is None or row.originator != signer:
+            raise InvalidInputError(
+                f"purpose consent: {signer} originated no item {consent.item!r} held here"
+            )
+        if not self._has_consent(consent_id) and all(c.id != consent_id for c in accepted.consents):
+            accepted.consents.append(self._consent_row(consent_id, consent, jws))
+        receipt = self.receipt(opened, consent.item, "recorded", None, now)
+        accepted.add_inbox(
+            InboxRow(
+                opened.msg_id,
+                opened.sender,
+                "purpose-consent",
+                consent.item,
+                epoch_us(now),
+                "recorded",
+                receipt,
+            )
+        )
+        accepted.audit.append(
+            self.kernel.audit_row(
+                "consent.purpose-received", opened.sender, consent.item, "allowed", purpose=consent.purpose
+            )
+        )
+        return {"status": "recorded", "receipt": receipt, "reason": None}
 
     def _receive_consent(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
         body = opened.body

@@ -48,6 +48,7 @@ class Inbox(Consents):
         self.register("consent-request", self._receive_consent_request)
         self.register("consent", self._receive_consent)
         self.register("assurance", self._receive_assurance)
+        self.register("purpose-consent", self._receive_purpose_consent)
 
     def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order.

@@ -12,9 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical, instant_from_json, json_object, text_field
-from gsomia.core.policy import Consent, ConsentKind
-from gsomia.errors import InvalidInputError
+from gsomia._codec import canonical, consent_content, consent_from_content
 from gsomia.kernel import ItemContent, item_content, parse_item_content
 
 __all__ = [
@@ -26,55 +24,6 @@ __all__ = [
     "parse_item_content",
     "receipt_content",
 ]
-
-
-def consent_content(consent: Consent, consent_id: str) -> bytes:
-    purpose = {} if consent.purpose is None else {"purpose": consent.purpose}
-    return canonical(
-        {
-            **purpose,
-            "v": 1,
-            "kind": "consent",
-            "id": consent_id,
-            "consent_kind": consent.kind.value,
-            "originator": consent.originator,
-            "recipient": consent.recipient,
-            "item": consent.item,
-            "holder": consent.holder,
-            "hub": consent.hub,
-            "given_at": consent.given_at.isoformat(),
-            "expires": None if consent.expires is None else consent.expires.isoformat(),
-            "reference": consent.reference,
-        }
-    ).encode()
-
-
-def consent_from_content(content: bytes, signer: str) -> tuple[str, Consent]:
-    """(consent id, consent); the signer must be the originator the consent speaks for."""
-    data = json_object(content, "consent")
-    if data.get("v") != 1 or data.get("kind") != "consent":
-        raise InvalidInputError("consent: not a version 1 consent")
-    originator = text_field(data, "originator", "consent")
-    if originator != signer:
-        raise InvalidInputError(f"consent: signed by {signer}, but speaks for {originator}")
-    try:
-        kind = ConsentKind(str(data.get("consent_kind")))
-    except ValueError as exc:
-        raise InvalidInputError("consent.consent_kind: third_party, hub_relay or track_relay") from exc
-    expires = data.get("expires")
-    consent = Consent(
-        kind=kind,
-        originator=originator,
-        recipient=text_field(data, "recipient", "consent"),
-        given_at=instant_from_json(data.get("given_at"), "consent.given_at"),
-        reference=text_field(data, "reference", "consent"),
-        item=text_field(data, "item", "consent", optional=True),
-        holder=text_field(data, "holder", "consent", optional=True),
-        hub=text_field(data, "hub", "consent", optional=True),
-        expires=None if expires is None else instant_from_json(expires, "consent.expires"),
-        purpose=text_field(data, "purpose", "consent", optional=True),
-    )
-    return text_field(data, "id", "consent"), consent
 
 
 def receipt_content(

@@ -395,7 +395,11 @@ class Releases(Consents):
                     f"item {item_id} was recalled (label version {latest[0].version}): "
                     "reclassify it before releasing it again"
                 )
-        read = gate.decide(label) if gate is not None else self.kernel.decide_read(actor, label)
+        read = (
+            gate.decide(label, item_id)
+            if gate is not None
+            else self.kernel.decide_read(actor, label, item_id)
+        )
         access = read.raise_if_refused()
         if row.payload_type == "json":
             content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))

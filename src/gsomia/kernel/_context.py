@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from gsomia._codec import canonical, person_from_dict
+from gsomia._codec import canonical, consent_from_content, person_from_dict
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Check, ReleaseEngine
+from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseEngine
 from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
+from gsomia.crypto.envelope import EnvelopeError, verify_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._grouped import GroupedAppend
@@ -369,9 +370,40 @@ class NodeContext:
             at,
         )
 
-    def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
-        """THE read decision: ``decide_read`` with the reader's visit authorisations now."""
-        return decide_read(actor, label, self.catalogue, visit=self.visit_scope(actor.id, self.clock()))
+    def decide_read(self, actor: Person, label: SecurityLabel, item: str | None = None) -> AccessDecision:
+        """THE read decision: ``decide_read`` with the reader's visit authorisations now and, for a
+        reader who states another purpose than the item's, the originator's consents to new
+        purposes on file for ``item`` (or standing; none counts without ``item`` but a standing one)."""
+        now = self.clock()
+        return decide_read(
+            actor,
+            label,
+            self.catalogue,
+            visit=self.visit_scope(actor.id, now),
+            holder=self.party,
+            consents=self.purpose_consents(actor, label, item, now),
+            item=item,
+            at=now,
+        )
+
+    def purpose_consents(
+        self, actor: Person, label: SecurityLabel, item: str | None, now: datetime
+    ) -> tuple[Consent, ...]:
+        """The originator's consents to new purposes (Art. 6(b)) on file for ``item`` (and its
+        standing ones), each verified against its signer's key; read only when ``actor`` states a
+        purpose other than the item's, for a partner's item (one that does not verify is left out)."""
+        if actor.purpose is None or actor.purpose == label.purpose or label.originator == self.party:
+            return ()
+        found = []
+        for row in self.fed.consents_for(label.originator, item or ""):
+            if row.kind != ConsentKind.NEW_PURPOSE.value or (row.item_id is not None and row.item_id != item):
+                continue
+            try:
+                signer, raw = verify_origin(row.jws, self.peers.peer, now, own=self.ring)
+                found.append(consent_from_content(raw, signer)[1])
+            except (EnvelopeError, GsomiaError):
+                continue
+        return tuple(found)
 
     def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
         """The row, the item and the decision, if ``actor`` may read ``item_id``.
@@ -384,7 +416,7 @@ class NodeContext:
         try:
             row = self.items.row(item_id)
             item = self.items.item(row)
-            decision = self.decide_read(actor, item.label).raise_if_refused()
+            decision = self.decide_read(actor, item.label, item_id).raise_if_refused()
         except AccessDenied as exc:
             self.refuse(kind, actor.id, item_id, exc)
             hidden = NotFoundError(unknown_item(item_id))
@@ -416,7 +448,7 @@ class NodeContext:
         found: set[str] = set()
         for item_id in item_ids:
             row = self.store.get_item(item_id)
-            if row is not None and gate.decide(self.items.item(row).label).allowed:
+            if row is not None and gate.decide(self.items.item(row).label, item_id).allowed:
                 found.add(item_id)
         return found
 
@@ -464,6 +496,18 @@ class ReadGate:
             self._refresh()
         return self.generation
 
-    def decide(self, label: SecurityLabel) -> AccessDecision:
+    def decide(self, label: SecurityLabel, item: str | None = None) -> AccessDecision:
+        """The read decision for ``label`` (of ``item``: its consents to new purposes count)."""
         self.current()
-        return decide_read(self.person, label, self.context.catalogue, visit=self._scope)
+        context = self.context
+        now = context.clock()
+        return decide_read(
+            self.person,
+            label,
+            context.catalogue,
+            visit=self._scope,
+            holder=context.party,
+            consents=context.purpose_consents(self.person, label, item, now),
+            item=item,
+            at=now,
+        )

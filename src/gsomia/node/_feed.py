@@ -126,7 +126,7 @@ class Feed:
             return None
         if only.agreements and item.agreement not in only.agreements:
             return None
-        if not gate.decide(label).allowed:
+        if not gate.decide(label, item.id).allowed:
             return None
         return FeedEvent(
             row.seq,

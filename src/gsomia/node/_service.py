@@ -523,7 +523,7 @@ class Node:
                     payload = self.cipher.open(row.id, row.label, row.payload)
                     if not keep(item, payload):
                         continue
-                decision = gate.decide(item.label)
+                decision = gate.decide(item.label, item.id)
                 if not decision.allowed:
                     withheld += 1
                     continue
