@@ -6,9 +6,6 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,7 +20,7 @@ from gsomia.api import _models as m
 from gsomia.api._fields import Classification, Id, Instant, Party, Text
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
-from gsomia.errors import InvalidInputError, UnknownNameError
+from gsomia.errors import UnknownNameError
 from gsomia.node import Node
 from gsomia.store import ItemFilter
 
@@ -53,15 +50,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
     @app.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
     def ingest(body: m.ItemIn, person: Caller, response: Response) -> dict[str, Any]:
         """Ingest a labelled item; a received item names where it came from and under which agreement."""
-        if (body.payload is None) == (body.payload_base64 is None):
-            raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
-        if body.payload_base64 is not None:
-            try:
-                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
-        else:
-            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
+        payload, kind = m.payload_in(body.payload, body.payload_base64, required=True)
         item = node.ingest(
             person,
             label=body.label,
