@@ -134,8 +134,8 @@ def stream_router(
             if not isinstance(expires_text, str):
                 raise InvalidInputError("expires: an ISO 8601 instant with an offset")
             expires = parse_instant(expires_text, UTC)
-        recipient, hub = body.get("recipient"), body.get("hub", "USA")
-        if not isinstance(recipient, str) or not isinstance(hub, str):
+        recipient, hub = body.get("recipient"), body.get("hub")  # no hub: the node's agreements' hub
+        if not isinstance(recipient, str) or not isinstance(hub, str | None):
             raise InvalidInputError("recipient and hub: party codes, e.g. JPN and USA")
         consent = stream.authorise_relay(person, recipient, hub, expires=expires)
         return {

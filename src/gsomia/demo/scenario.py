@@ -23,7 +23,7 @@ from gsomia.core.relay import RelayPlan, plan_relay
 from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
 from gsomia.exchange import HttpTransport, PeerTransport
-from gsomia.kernel import ManualClock
+from gsomia.kernel import ManualClock, node_hubs
 from gsomia.node import Item, Node
 
 __all__ = [
@@ -500,7 +500,14 @@ def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: b
         created=at,
     )
     return plan_relay(
-        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
+        ReleaseEngine(catalogue),
+        catalogue,
+        label,
+        "KOR",
+        ["JPN", "USA"],
+        at=at,
+        consents=consents,
+        hubs=node_hubs(catalogue, "KOR"),  # the agreements' hubs (TISA: the USA relays)
     )
 
 
