@@ -20,7 +20,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, person_from_dict, person_to_dict
 from gsomia._datafiles import load_catalogue
-from gsomia.audit import HEAD_KIND, AuditLog, TreeHeads
+from gsomia.audit import GOSSIP_KIND, HEAD_KIND, AuditLog, TreeHeads
 from gsomia.core.access import AccessDecision, Person, Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
@@ -171,6 +171,7 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        self.exchange.register(GOSSIP_KIND, self.heads.receive_gossip)
         # a label change that reached this node before its item applies when the item arrives
         self.exchange.on_arrival(self.duties.arriving)
 
