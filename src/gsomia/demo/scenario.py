@@ -262,14 +262,14 @@ def _run_step(
         if not moved:
             break
     for flow, item_id in queued:
-        row = nodes[flow.recipient].store.get_item(item_id)
-        if row is not None:
-            held = nodes[flow.recipient].kernel.items.item(row).label
+        item = nodes[flow.recipient].held(item_id)
+        if item is not None:
+            held = item.label
             alt = held.alternative_for(flow.recipient)
             theirs = alt.classification if alt else "?"
             mark = f"{held.originator} {held.classification} / {flow.recipient} {theirs}"
             outcomes[flow.name] = Outcome(
-                flow, "delivered", f"stored at {flow.recipient} under {row.agreement}", mark
+                flow, "delivered", f"stored at {flow.recipient} under {item.agreement}", mark
             )
             continue
         entries = [
