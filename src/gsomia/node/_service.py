@@ -161,6 +161,7 @@ class Node:
             max_payload_bytes=config.max_payload_bytes,
             max_clock_skew=config.max_clock_skew,
             watch=watch,
+            tls=config.tls,
         )
         self.credentials = Credentials(self.kernel)
         self.exchange = Exchange(self.kernel, ttl=config.envelope_lifetime, skew=config.max_clock_skew)
