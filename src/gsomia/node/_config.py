@@ -218,9 +218,19 @@ def _render(settings: NodeSettings) -> str:
             continue
         if field.description:
             table.add(tomlkit.comment(field.description))
-        table.add(name, values[name])
+        table.add(name, _inline(values[name]))
     document.add("node", table)
     return tomlkit.dumps(document)
+
+
+def _inline(value: Any) -> Any:
+    """A mapping as an inline table: a sub-table would take every key written after it into it."""
+    if not isinstance(value, dict):
+        return value
+    inline = tomlkit.inline_table()
+    for key, item in value.items():
+        inline[key] = _inline(item)
+    return inline
 
 
 def _write(directory: Path, settings: NodeSettings) -> None:
