@@ -22,7 +22,7 @@ import pytest
 from gsomia.core.access import Person
 from gsomia.crypto.envelope import open_envelope, seal
 from gsomia.demo import network
-from gsomia.errors import LabelError, NotFoundError, ReleaseRefused
+from gsomia.errors import InvalidInputError, ItemGoneError, LabelError, NotFoundError, ReleaseRefused
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
@@ -342,3 +342,50 @@ def test_portions_are_this_nodes_own_and_must_differ(net: dict[str, Any]) -> Non
     with pytest.raises(Exception, match="differ"):
         kor.ingest(officer, label=None, payload=b"", portions=twice)
     assert kor.store.count_items() == 0
+
+
+def test_duties_per_item_reach_the_tearline_and_reclassifying_the_whole_is_refused(
+    net: dict[str, Any],
+) -> None:
+    """Recall and destruction act on the item as held (at JPN: the tearline); a reclassification of
+    the whole would leave the portions' own signed labels behind, so it is refused, and a copy of an
+    item in portions is refused rather than made of portions its maker may not see."""
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    with pytest.raises(InvalidInputError, match="in portions"):
+        kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "downgrade")
+    with pytest.raises(InvalidInputError):
+        jpn.duties.derive(jpn.person("officer"), "copy", ["r1"], item_id="r1-copy")
+    assert jpn.store.get_item("r1-copy") is None
+    kor.duties.recall(kor.person("officer"), "r1", "the source was burned")
+    deliver(net)
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert row.state == "recalled"
+    assert row.payload == b""
+    with pytest.raises(ItemGoneError):
+        jpn.read(jpn.person("officer"), "r1")
+
+
+def test_a_holder_destroys_the_tearline_it_holds(net: dict[str, Any]) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    jpn.add_person(
+        None,
+        {
+            "id": "witness",
+            "name": "witness",
+            "nationality": "JPN",
+            "clearance": "極秘",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["security_officer"],
+        },
+    )
+    jpn.duties.destroy(jpn.person("officer"), "r1", method="crypto-erase", witness="witness", reason="done")
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert (row.state, row.payload, row.origin_jws) == ("destroyed", b"", None)
