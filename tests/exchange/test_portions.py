@@ -24,6 +24,7 @@ from gsomia.crypto.envelope import open_envelope, seal
 from gsomia.demo import network
 from gsomia.errors import InvalidInputError, ItemGoneError, LabelError, NotFoundError, ReleaseRefused
 from gsomia.exchange import MemoryTransport
+from gsomia.kernel import NewPortion
 from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 from gsomia.testing import FakeClock
@@ -389,3 +390,47 @@ def test_a_holder_destroys_the_tearline_it_holds(net: dict[str, Any]) -> None:
     row = jpn.store.get_item("r1")
     assert row is not None
     assert (row.state, row.payload, row.origin_jws) == ("destroyed", b"", None)
+
+
+def test_the_report_sent_again_is_already_held_and_another_under_its_id_is_refused(
+    net: dict[str, Any],
+) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    assert [d.state for d in deliver(net)] == ["delivered", "delivered"]
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert sorted(statuses) == ["already-held", "stored"]
+    # KOR's other report under the same id (a new root): refused at JPN, never "already held"
+    portion = NewPortion(
+        "tearline",
+        kor.catalogue.label(
+            originator="KOR",
+            classification="군사III급비밀",
+            releasable_to=["JPN"],
+            purpose="threat-assessment",
+            topics=["dprk-missile"],
+            created=net["clock"]() - HOUR,
+        ),
+        "json",
+        b'{"text": "another report"}',
+    )
+    origin, _, signed = kor.kernel.items.sign_portions("r1", [portion], net["clock"]())
+    body = {
+        "kind": "item",
+        "origin": origin,
+        "portions": [p.wire() for p in signed],
+        "purpose": "threat-assessment",
+        "agreement": "kor-jpn-gsomia-2016",
+        "route": {"sender": "KOR", "via": [], "recipient": "JPN"},
+        "consents": [],
+    }
+    to_jpn = kor.exchange.peer("JPN")
+    assert to_jpn is not None
+    envelope = seal(kor.ring, to_jpn, body, msg_id="other-r1", at=net["clock"](), ttl=HOUR)
+    (answer,) = net["transport"].push(to_jpn, [envelope])
+    assert answer["status"] == "refused"
+    assert "different item" in answer["reason"]
+    _, held = jpn.kernel.items.signed(jpn.store.get_item("r1"))  # type: ignore[arg-type]
+    assert json.loads(held[0].payload) == json.loads(TEARLINE)

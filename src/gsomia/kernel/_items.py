@@ -449,10 +449,21 @@ class Items:
         """The originator's signed item in portions and the portions held, from the sealed document
         (each portion checked against the root again)."""
         document = json.loads(self.payload(row))
+        content = self._content(row.id, document)
+        return content, signed_portions(document["portions"], content, self.catalogue)
+
+    def signed_root(self, item_id: str, label_json: str, sealed: bytes) -> PortionedContent:
+        """The originator's signed item in portions kept in a sealed document (a row's, or one
+        being stored)."""
+        return self._content(item_id, json.loads(self.cipher.open(item_id, label_json, sealed)))
+
+    def _content(self, item_id: str, document: Any) -> PortionedContent:
+        if not isinstance(document, dict) or not isinstance(document.get("content"), str):
+            raise InvalidInputError(f"item {item_id} is not in portions")
         content = parse_portioned_content(base64.b64decode(document["content"]), self.catalogue)
         if content is None:
-            raise InvalidInputError(f"item {row.id} is not in portions")
-        return content, signed_portions(document["portions"], content, self.catalogue)
+            raise InvalidInputError(f"item {item_id} is not in portions")
+        return content
 
     def portions_payload(self, row: ItemRow, visible: Sequence[PortionMark]) -> bytes:
         """What a reader gets of an item in portions: only the portions ``visible`` (those the read
