@@ -390,7 +390,7 @@ class Inbox(Consents):
                 received_from=received_from,
                 agreement=decision.agreement,
             )
-        label = self.kernel.items.received_label(item.label, received_from, decision.agreement)
+        label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
             item.item_id,
             label,
