@@ -343,7 +343,7 @@ class Inbox(Consents):
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
-        label = self.kernel.items.received_label(item.label, received_from, decision.agreement)
+        label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
             item.item_id,
             label,

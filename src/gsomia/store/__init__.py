@@ -9,7 +9,7 @@ the stream link hellos answered. Each is a view over the one ``Store``'s connect
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
-from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store._audit import AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
     DutiesStore,
@@ -64,7 +64,9 @@ __all__ = [
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "ForkEvidenceRow",
     "Gauges",
+    "GossipHeadRow",
     "HeadRow",
     "InboxRow",
     "IncidentRow",
