@@ -11,7 +11,7 @@ import pytest
 from tests.duties.conftest import BEFORE_GSOMIA, Net
 
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
-from gsomia.core.investigation import IncidentNature, InvestigationState, open_investigation
+from gsomia.core.investigation import IncidentNature, Investigation, InvestigationState, open_investigation
 from gsomia.crypto.envelope import seal, sign_origin
 from gsomia.duties._messages import destruction_content, incident_content
 from gsomia.errors import AccessDenied
@@ -99,6 +99,72 @@ def test_records_about_an_item_the_sender_never_received_are_refused(net: Net) -
     assert "never sent to USA" in str(answer["reason"])
     assert kor.duties.destructions(net.officer("KOR")) == []
     assert kor.duties.incidents(net.officer("KOR")) == []
+
+
+def test_records_about_a_copy_name_its_sources_and_each_must_have_gone_to_the_sender(net: Net) -> None:
+    """A holder's record about a copy it made names the originator's items the copy was made from; the
+    originator accepts it only if each went to the holder. A record about a "copy" of an item the holder
+    never received, or naming no source, is refused (not recorded, not shown), though the holder did
+    receive another item."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    net.own_item("KOR", "k1")
+    net.own_item("KOR", "k2")
+    kor.exchange.release(net.officer("KOR"), "k1", "JPN")
+    kor.exchange.release(net.officer("KOR"), "k2", "USA")  # never to JPN
+    net.deliver()
+    # the genuine case: a copy of a copy of k1, destroyed at JPN with the originator told
+    jpn.duties.derive(net.officer("JPN"), "copy", ["k1"], item_id="k1-copy")
+    jpn.duties.derive(net.officer("JPN"), "copy", ["k1-copy"], item_id="k1-copy-2")
+    net.person("JPN", "witness", "極秘", ["security_officer"])
+    jpn.duties.destroy(
+        net.officer("JPN"), "k1-copy-2", method="shredding", witness="witness", reason="done", notify=True
+    )
+    jpn.duties.report_incident(net.officer("JPN"), "k1-copy", "loss", "the copy was mislaid")
+    net.deliver()
+    (seen,) = kor.duties.destructions(net.officer("KOR"))
+    assert (seen["item"], seen["holder"], seen["sources"]) == ("k1-copy-2", "JPN", ["k1"])
+    assert [(i["item"], i["sources"]) for i in kor.duties.incidents(net.officer("KOR"))] == [
+        ("k1-copy", ["k1"])
+    ]
+    # as classified as the items they were made from
+    uncleared = net.person("KOR", "clerk", "군사III급비밀", ["security_officer"])
+    assert kor.duties.destructions(uncleared) == []
+    assert kor.duties.incidents(uncleared) == []
+
+    def record(item: str) -> DestructionRecord:
+        return DestructionRecord(
+            item, "JPN", "KOR", "군사II급비밀", "officer", "witness", DestructionMethod.SHREDDING, "made up",
+            net.clock.now,
+        )  # fmt: skip
+
+    def incident(item: str, incident_id: str) -> Investigation:
+        return open_investigation(
+            incident_id, item, "KOR", "JPN", IncidentNature.COMPROMISE, at=net.clock.now, by="officer",
+            text="leaked",
+        )  # fmt: skip
+
+    # a "copy" of k2, which JPN never received
+    answer = _post(net, "JPN", "KOR", destruction_content(record("k2-copy"), ["k2"]), "copy-of-k2")
+    assert (answer["status"], answer["reason"]) == ("refused", "item k2 was never sent to JPN")
+    answer = _post(net, "JPN", "KOR", incident_content(incident("k2-copy", "x1"), ["k2"]), "inc-of-k2")
+    assert (answer["status"], answer["reason"]) == ("refused", "item k2 was never sent to JPN")
+    # one real source does not carry another never received
+    answer = _post(net, "JPN", "KOR", destruction_content(record("mix"), ["k1", "k2"]), "copy-of-both")
+    assert (answer["status"], answer["reason"]) == ("refused", "item k2 was never sent to JPN")
+    # an item unknown to KOR, naming no source (before, having received k1 was enough)
+    for content, msg_id in (
+        (destruction_content(record("ghost")), "ghost-destruction"),
+        (incident_content(incident("ghost", "x2")), "ghost-incident"),
+    ):
+        answer = _post(net, "JPN", "KOR", content, msg_id)
+        assert answer["status"] == "refused"
+        assert "names none of KOR's items it was made from" in str(answer["reason"])
+    # a source that is no item of KOR's
+    answer = _post(net, "JPN", "KOR", destruction_content(record("c"), ["jpn-own"]), "not-kors")
+    assert (answer["status"], answer["reason"]) == ("refused", "item jpn-own here is not an item of KOR")
+    assert [d["item"] for d in kor.duties.destructions(net.officer("KOR"))] == ["k1-copy-2"]
+    assert [i["item"] for i in kor.duties.incidents(net.officer("KOR"))] == ["k1-copy"]
+    assert len(net.audit("KOR", "envelope.refused")) >= 6
 
 
 def test_the_hubs_termination_report_does_not_list_relayed_items_as_its_own(net: Net) -> None:

@@ -52,6 +52,14 @@ class ReclassifyIn(_In):
     reason: Words
 
 
+class HoldAsIn(_In):
+    classification: Classification = Field(
+        description="The level of this node's scheme to hold the received item under: one the agreement "
+        "offers for the originator's level (Art. 4.2: 極秘 or 特定秘密 for Korean Class II)."
+    )
+    reason: Words
+
+
 class RecallIn(_In):
     reason: Words
 
@@ -168,6 +176,12 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def reclassify(item_id: Id, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
         """The originator's new level, applied here and sent to every holder downstream."""
         return _change_json(duties.reclassify(person, item_id, body.classification, body.reason))
+
+    @router.post("/items/{item_id}/hold-as")
+    def hold_as(item_id: Id, body: HoldAsIn, person: Caller) -> dict[str, Any]:
+        """A security or release officer applies another of the levels the agreement offers this node for a
+        received item (re-sealed with its copies here; audited with the level before and after)."""
+        return duties.hold_as(person, item_id, body.classification, body.reason)
 
     @router.post("/items/{item_id}/recall", status_code=202)
     def recall(item_id: Id, body: RecallIn, person: Caller) -> dict[str, Any]:

@@ -90,6 +90,23 @@ def reclassify(
     _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
 
 
+@duty_app.command("hold-as")
+@guard
+def hold_as(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    level: Annotated[str, typer.Option("--level", help="This node's level the agreement offers (Art. 4.2).")],
+    reason: Annotated[str, typer.Option(help="Why this level; kept in the audit record.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As a security or release officer, hold a received item (and its copies) under another level
+    its agreement offers this node (Korean Class II in Japan: 極秘 or 特定秘密)."""
+    node = open_node(directory)
+    done = node.duties.hold_as(node.person(actor), item_id, level, reason)
+    _out(done, as_json, f"{item_id} is held as {done['classification']} (was {done['was']})")
+
+
 @duty_app.command("recall")
 @guard
 def recall(

@@ -15,6 +15,7 @@ Parsing raises ``InvalidInputError`` naming the field.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,6 +41,7 @@ __all__ = [
     "destruction_request_content",
     "feedback_content",
     "incident_content",
+    "kept_content",
     "parse_ack",
     "parse_change",
     "parse_destruction",
@@ -47,6 +49,7 @@ __all__ = [
     "parse_duty",
     "parse_feedback",
     "parse_incident",
+    "parse_sources",
 ]
 
 DUTY_KIND = "duty"
@@ -64,6 +67,14 @@ def _int(data: dict[str, Any], name: str, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInputError(f"{what}.{name}: expected an integer")
     return value
+
+
+def kept_content(jws: str) -> dict[str, Any]:
+    """The fields of a signed duty kept here (its signature was verified when it arrived); ``{}`` if
+    they are not an object."""
+    payload = jws.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return data if isinstance(data, dict) else {}
 
 
 def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
@@ -164,21 +175,45 @@ def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime, 
     )
 
 
-def destruction_content(record: DestructionRecord) -> bytes:
+_MAX_SOURCES = 256
+
+
+def _with_sources(content: dict[str, Any], sources: Sequence[str]) -> dict[str, Any]:
+    """A record about a copy or derivative names the originator's items it was made from (the
+    originator has never seen the copy's id; it checks that each of these went to the holder)."""
+    return {**content, "sources": sorted(sources)} if sources else content
+
+
+def parse_sources(data: dict[str, Any], what: str) -> tuple[str, ...]:
+    """The originator's items a record's copy was made from (empty: the record is about the item)."""
+    raw = data.get("sources", [])
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise InvalidInputError(f"{what}.sources: expected a list of item ids")
+    if len(raw) > _MAX_SOURCES or len(set(raw)) != len(raw):
+        raise InvalidInputError(f"{what}.sources: at most {_MAX_SOURCES} item ids, each once")
+    return tuple(raw)
+
+
+def destruction_content(record: DestructionRecord, sources: Sequence[str] = ()) -> bytes:
+    """The holder's signed record; ``sources``: for a copy or derivative, the originator's items it was
+    made from."""
     return canonical(
-        {
-            "v": 1,
-            "kind": "destruction-record",
-            "item": record.item,
-            "holder": record.holder,
-            "originator": record.originator,
-            "classification": record.classification,
-            "by": record.by,
-            "witness": record.witness,
-            "method": record.method.value,
-            "reason": record.reason,
-            "at": record.at.isoformat(),
-        }
+        _with_sources(
+            {
+                "v": 1,
+                "kind": "destruction-record",
+                "item": record.item,
+                "holder": record.holder,
+                "originator": record.originator,
+                "classification": record.classification,
+                "by": record.by,
+                "witness": record.witness,
+                "method": record.method.value,
+                "reason": record.reason,
+                "at": record.at.isoformat(),
+            },
+            sources,
+        )
     ).encode()
 
 
@@ -233,18 +268,22 @@ def steps_json(investigation: Investigation) -> list[dict[str, str]]:
     ]
 
 
-def incident_content(investigation: Investigation) -> bytes:
+def incident_content(investigation: Investigation, sources: Sequence[str] = ()) -> bytes:
+    """The holder's signed report; ``sources`` as for :func:`destruction_content`."""
     return canonical(
-        {
-            "v": 1,
-            "kind": "incident",
-            "id": investigation.id,
-            "item": investigation.item,
-            "originator": investigation.originator,
-            "holder": investigation.holder,
-            "nature": investigation.nature.value,
-            "steps": steps_json(investigation),
-        }
+        _with_sources(
+            {
+                "v": 1,
+                "kind": "incident",
+                "id": investigation.id,
+                "item": investigation.item,
+                "originator": investigation.originator,
+                "holder": investigation.holder,
+                "nature": investigation.nature.value,
+                "steps": steps_json(investigation),
+            },
+            sources,
+        )
     ).encode()
 
 

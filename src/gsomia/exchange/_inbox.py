@@ -262,8 +262,8 @@ class Inbox(Consents):
             held = item.item_id in accepted.held or item.item_id in accepted.item_ids
         else:
             held = self.kernel.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
-        if held and item.item_id not in accepted.item_ids:
-            self._same_item(item, originator)
+        if held:
+            self._same_item(item, originator, accepted)
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
@@ -306,32 +306,44 @@ class Inbox(Consents):
                 hook(item.item_id, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
 
-    def _same_item(self, item: ItemContent, originator: str) -> None:
+    def _same_item(self, item: ItemContent, originator: str, accepted: Batch) -> None:
         """An item is (originator, id) and, as received, the originator's signed content: another
-        originator's item, or another item of the same originator, under an id held here is refused
-        with the reason, never answered "already held" (which would mark it delivered)."""
-        row = self.kernel.store.get_item(item.item_id)
-        if row is None:
-            return
-        if row.originator != originator:
+        originator's item, or another item of the same originator, under an id held here (or arriving
+        earlier in the same batch) is refused with the reason, never answered "already held" (which
+        would mark it delivered). Where the payload is gone (destroyed, recalled), the instant the
+        originator signed as the item's creation still tells another item apart."""
+        arriving = (
+            next((n for n in accepted.items if n.id == item.item_id), None)
+            if item.item_id in accepted.item_ids
+            else None
+        )
+        if arriving is not None:
+            held_by, state, created_us = arriving.originator, arriving.state, arriving.created_us
+            sealed = (arriving.label, arriving.payload)
+        else:
+            row = self.kernel.store.get_item(item.item_id)
+            if row is None:
+                return
+            held_by, state, created_us = row.originator, row.state, row.created_us
+            sealed = (row.label, row.payload)
+        if held_by != originator:
             raise InvalidInputError(
-                f"item id {item.item_id} is already taken here by an item of {row.originator}: "
+                f"item id {item.item_id} is already taken here by an item of {held_by}: "
                 f"{originator}'s item is not stored"
             )
-        if row.state == "held":
-            held = self.kernel.items.item(row)
-            payload = self.kernel.cipher.open(row.id, row.label, row.payload)
-            if payload != item.payload or held.label.created != item.label.created:
-                raise InvalidInputError(
-                    f"item id {item.item_id} is held here as a different item of {originator}: not stored"
-                )
+        if created_us != epoch_us(item.label.created) or (
+            state == "held" and self.kernel.cipher.open(item.item_id, *sealed) != item.payload
+        ):
+            raise InvalidInputError(
+                f"item id {item.item_id} is held here as a different item of {originator}: not stored"
+            )
 
     def _new_item(
         self, item: ItemContent, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
-        label = self.kernel.items.received_label(item.label, received_from, decision.agreement)
+        label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
             item.item_id,
             label,

@@ -28,7 +28,7 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._grouped import GroupedAppend
-from gsomia.kernel._items import Item, Items, from_us, unknown_item
+from gsomia.kernel._items import HoldAs, Item, Items, from_us, unknown_item
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
@@ -141,6 +141,7 @@ class NodeContext:
         max_payload_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
         watch: ChangeWatch | None = None,
+        hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
         self.catalogue = catalogue
@@ -165,7 +166,7 @@ class NodeContext:
         self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
             self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
         )
-        self.items = Items(party, catalogue, store, cipher, ring)
+        self.items = Items(party, catalogue, store, cipher, ring, hold_as)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 from gsomia._codec import canonical, json_object, label_from_dict, label_to_dict, text_field
+from gsomia.core.agreements import EquivalenceRow
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -31,6 +33,7 @@ from gsomia.store import ItemRow, NewItem, Store
 __all__ = [
     "ITEM_ID",
     "PAYLOAD_TYPES",
+    "HoldAs",
     "Item",
     "ItemContent",
     "Items",
@@ -69,6 +72,11 @@ def check_payload_type(payload_type: str) -> str:
     if payload_type not in PAYLOAD_TYPES:
         raise InvalidInputError(f"payload_type must be one of {', '.join(sorted(PAYLOAD_TYPES))}")
     return payload_type
+
+
+HoldAs = Mapping[tuple[str, str, str], str]
+"""The node's default level for a partner's level where the agreement offers a choice (Art. 4.2):
+(agreement, originator, originator's level) -> this node's level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +164,20 @@ class Items:
         store: Store,
         cipher: PayloadCipher,
         ring: KeyRing,
+        hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
         self.catalogue = catalogue
         self.store = store
         self.cipher = cipher
         self.ring = ring
+        self.hold_as = check_hold_as(catalogue, party, hold_as or {})
         self._stored: dict[str, SecurityLabel] = {}
         self._parsed: dict[bytes, SecurityLabel] = {}
-        self._received: dict[tuple[SecurityLabel, str | None, str | None], SecurityLabel] = {}
+        self._received: dict[
+            tuple[SecurityLabel, str | None, str | None],
+            tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]],
+        ] = {}
 
     # --- labels ---
 
@@ -189,12 +202,23 @@ class Items:
         return found
 
     def received_label(
-        self, label: SecurityLabel, received_from: str | None, agreement: str | None
+        self,
+        label: SecurityLabel,
+        received_from: str | None,
+        agreement: str | None,
+        *,
+        at: datetime | None = None,
+        prefer: str | None = None,
     ) -> SecurityLabel:
         """The label this node holds an item under: the originator's, plus, for a received item,
         this node's equivalent level under the agreement it came by (Art. 4). The one place the
         receiver's label is worked out: ingest, the inbox, the duties and the stream all ask here.
-        Raises :class:`LabelError` when the item cannot be held here."""
+
+        Where the agreement offers this node a choice of level (Art. 4.2: Korean Class II is
+        "極秘/特定秘密" in Japan), the level applied is ``prefer`` (the level an officer applied to
+        the item before, kept through a reclassification), else the node's default for the
+        agreement (``hold_as``), else the agreement's first row; a choice whose row does not apply
+        at ``at`` is passed over. Raises :class:`LabelError` when the item cannot be held here."""
         key = (label, received_from, agreement)
         found = self._received.get(key)
         if found is None:
@@ -202,11 +226,29 @@ class Items:
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
             self._received[key] = found
-        return found
+        held, choices = found
+        if not choices:
+            return held
+        level = choices[0][0]
+        if len(choices) > 1:
+            usable = [c for c, row in choices if at is None or row is None or row.valid_at(at)]
+            default = self.hold_as.get((str(agreement), label.originator, label.classification))
+            level = next((c for c in (prefer, default) if c is not None and c in usable), level)
+        return held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+
+    def applied(self, label_text: str) -> str | None:
+        """The level this node applied to a stored item (its alternative label); ``None`` for its own."""
+        alternative = self.stored_label(label_text).alternative_for(self.party)
+        return None if alternative is None else alternative.classification
+
+    def level_choices(self, label: SecurityLabel, agreement: str, at: datetime) -> tuple[str, ...]:
+        """The levels this node may hold a received item under at ``at``, the default first."""
+        table = self.catalogue.agreement(agreement).equivalence
+        return table.choices(label.originator, label.classification, self.party, at)
 
     def _receive(
         self, label: SecurityLabel, received_from: str | None, agreement: str | None
-    ) -> SecurityLabel:
+    ) -> tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]]:
         if label.alternatives:
             raise LabelError(
                 "label.alternatives: the node adds alternative labels on receipt; do not send them"
@@ -214,7 +256,7 @@ class Items:
         if label.originator == self.party:
             if received_from or agreement:
                 raise LabelError(f"an item originated by {self.party} was not received from anyone")
-            return label
+            return label, ()
         if self.party not in label.releasable_to or "NOFORN" in label.caveats:
             raise LabelError(
                 f"the label does not make this {label.originator} item releasable to {self.party}: "
@@ -229,13 +271,18 @@ class Items:
         governing = self.catalogue.agreement(agreement)
         if self.party not in governing.parties or source not in governing.parties:
             raise LabelError(f"{agreement} does not cover a transfer from {source} to {self.party}")
-        level = governing.equivalence.map(label.originator, label.classification, self.party)
-        if level is None:
+        table = governing.equivalence
+        levels = table.choices(label.originator, label.classification, self.party)
+        if not levels:
             raise LabelError(
                 f"{label.originator} {label.classification} has no {self.party} equivalent under "
                 f"{agreement}: it cannot be held here"
             )
-        return label.with_alternative(AlternativeLabel(self.party, level, agreement))
+        rows = tuple(
+            (level, table.choice_row(label.originator, label.classification, self.party, level))
+            for level in levels
+        )
+        return label, rows
 
     # --- rows ---
 
@@ -321,3 +368,18 @@ class Items:
             origin_jws=None if origin is None else self.cipher.seal(item_id, label_json, origin.encode()),
             label_version=label_version,
         )
+
+
+def check_hold_as(catalogue: Catalogue, party: str, hold_as: HoldAs) -> dict[tuple[str, str, str], str]:
+    """The node's defaults, each checked: the agreement offers ``party`` that level for that level."""
+    out: dict[tuple[str, str, str], str] = {}
+    for (agreement, originator, level), target in hold_as.items():
+        table = catalogue.agreement(agreement).equivalence
+        offered = table.choices(originator, level, party)
+        if target not in offered:
+            raise LabelError(
+                f"{agreement} does not let {party} hold {originator} {level} as {target!r} "
+                f"(it offers: {', '.join(offered) or 'nothing'})"
+            )
+        out[(agreement, originator, level)] = target
+    return out

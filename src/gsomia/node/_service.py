@@ -20,7 +20,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, person_from_dict, person_to_dict
 from gsomia._datafiles import load_catalogue
-from gsomia.audit import HEAD_KIND, AuditLog, TreeHeads
+from gsomia.audit import GOSSIP_KIND, HEAD_KIND, AuditLog, TreeHeads
 from gsomia.core.access import AccessDecision, Person, Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
@@ -43,6 +43,7 @@ from gsomia.kernel import (
     Item,
     NodeContext,
     StoreKeyRing,
+    check_hold_as,
     check_item_id,
     check_payload_type,
     checks_json,
@@ -132,6 +133,10 @@ class Node:
         if config.party not in self.catalogue.parties:
             raise ConfigError(f"node party {config.party} is not in the catalogue")
         self.party = config.party
+        try:  # before anything is opened: a hold_as default the agreements do not offer
+            check_hold_as(self.catalogue, config.party, config.hold_as)
+        except GsomiaError as exc:
+            raise ConfigError(f"{config.directory / 'node.toml'}: node.hold_as: {exc}") from None
         self.store = store if store is not None else Store(config.database_url)
         if migrate:
             self.store.migrate()
@@ -161,6 +166,7 @@ class Node:
             max_payload_bytes=config.max_payload_bytes,
             max_clock_skew=config.max_clock_skew,
             watch=watch,
+            hold_as=config.hold_as,
         )
         self.credentials = Credentials(self.kernel)
         self.exchange = Exchange(self.kernel, ttl=config.envelope_lifetime, skew=config.max_clock_skew)
@@ -171,6 +177,7 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        self.exchange.register(GOSSIP_KIND, self.heads.receive_gossip)
         # a label change that reached this node before its item applies when the item arrives
         self.exchange.on_arrival(self.duties.arriving)
 
@@ -390,7 +397,9 @@ class Node:
                 f"with {label.originator}'s signature: it arrives from {label.originator} through "
                 f"the exchange, not by ingest at this node ({self.party})"
             )
-        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement)
+        parsed = self.kernel.items.received_label(
+            label, entry.received_from, entry.agreement, at=self.kernel.clock()
+        )
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
         new = self.kernel.items.seal(

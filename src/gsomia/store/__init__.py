@@ -9,7 +9,7 @@ the stream link hellos answered. Each is a view over the one ``Store``'s connect
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
-from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store._audit import AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
     DutiesStore,
@@ -66,7 +66,9 @@ __all__ = [
     "DutiesStore",
     "FederationStore",
     "FeedbackRow",
+    "ForkEvidenceRow",
     "Gauges",
+    "GossipHeadRow",
     "HeadRow",
     "InboxRow",
     "IncidentRow",

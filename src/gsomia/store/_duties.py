@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, true, update
 
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
@@ -170,8 +170,11 @@ class DutiesStore:
         payload: bytes,
         origin_jws: bytes | None,
         at_us: int = 0,
+        expected_label: str | None = None,
     ) -> Op:
-        """Replace label and sealed payload together, only if the item still has ``expected_version``.
+        """Replace label and sealed payload together, only if the item still has ``expected_version``
+        (and, given ``expected_label``, still that label: this node's level applied to a received
+        item changes the label, not the originator's version).
 
         A new label is a new version of the item: it gets a new date-added (TAXII readers see it)."""
 
@@ -184,6 +187,7 @@ class DutiesStore:
                         t.items.c.id == item_id,
                         t.items.c.label_version == expected_version,
                         t.items.c.state == "held",
+                        true() if expected_label is None else t.items.c.label == expected_label,
                     )
                 )
                 .values(

@@ -355,7 +355,7 @@ incidents = Table(
 )
 
 # A holder's feedback to the originator about an item (issue 20 §4): kept at the holder that sent it
-# and at the originator that received it, each with the holder's signature (0016).
+# and at the originator that received it, each with the holder's signature (0017).
 feedback = Table(
     "feedback",
     metadata,
@@ -537,4 +537,46 @@ refusal_tallies = Table(
     Column("first_us", BigInteger, nullable=False),
     Column("last_us", BigInteger, nullable=False),
     Column("sample", Text, nullable=False),  # the first refusal's reason
+)
+
+# --- the heads partners gossip about each other, and the forks they show (migration 0016) ---
+
+# A head of a third party a partner gossiped, kept only until a consistency proof against a head
+# this node holds of that party settles it (issue 14 §4): at most one per (party, size), a
+# bounded number per gossiper. ``via`` is the partner that gossiped it.
+gossip_heads = Table(
+    "gossip_heads",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary, nullable=False),
+    Column("jws", Text, nullable=False),
+    Column("via", String(3), nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Index("ix_gossip_heads_via", "via"),
+)
+
+# Two heads one party signed that cannot both be its log, kept as evidence: both JWS as received,
+# verifiable later by anyone holding the party's key. ``pair`` names the two heads (so a fork seen
+# again is one row); ``shown_by`` the partner whose copy revealed it (the party itself when both
+# came from it). A fork stands until a security officer acknowledges it.
+fork_evidence = Table(
+    "fork_evidence",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("party", String(3), nullable=False),
+    Column("pair", String(64), nullable=False, unique=True),
+    Column("first_size", BigInteger, nullable=False),
+    Column("first_root", LargeBinary, nullable=False),
+    Column("first_jws", Text, nullable=False),
+    Column("second_size", BigInteger, nullable=False),
+    Column("second_root", LargeBinary, nullable=False),
+    Column("second_jws", Text, nullable=False),
+    Column("shown_by", String(3), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("found_us", BigInteger, nullable=False),
+    Column("acknowledged_us", BigInteger),
+    Column("acknowledged_by", String(128)),
+    Column("note", Text),
+    Index("ix_fork_evidence_party", "party", "acknowledged_us"),
 )
