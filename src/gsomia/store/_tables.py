@@ -357,6 +357,25 @@ incidents = Table(
     Column("updated_us", BigInteger, nullable=False),
 )
 
+# A holder's feedback to the originator about an item (issue 20 §4): kept at the holder that sent it
+# and at the originator that received it, each with the holder's signature (0017).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("holder", String(3), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("originator", String(3), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("cites", Text, nullable=False),  # JSON list of the holder's released item ids
+    Column("actor", String(128), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),  # the holder's signed feedback
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_feedback_item", "item_id", "holder"),
+)
+
 visits = Table(
     "visits",
     metadata,
