@@ -332,7 +332,7 @@ def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) ->
         "    timeout server 60s",
         "    timeout tunnel 1h",
         "    retries 2",
-        "    option redispatch",
+        "    option redispatch 1",  # every retry to another process: a dead one refuses at once
     ]
     for member, ports in backends.items():
         name = member.party.lower()
