@@ -46,6 +46,9 @@ items = Table(
     Column("state", String(16), nullable=False, server_default=text("'held'")),
     # migration 0005: when the current version was added (ingest or label change); unique, increasing
     Column("added_us", BigInteger),
+    # migration 0018: an item in portions, each with its own label (issue 20 §2): the portions held
+    # here as canonical JSON [{id, index, label, size}]; NULL for an item signed whole
+    Column("portions", Text),
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
