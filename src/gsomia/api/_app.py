@@ -238,7 +238,7 @@ def create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(approvals_router(node, reader))
-    app.include_router(feed_router(node, reader))
+    app.include_router(feed_router(node, reader, dashboard=dashboard.path))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
