@@ -71,8 +71,10 @@ def _sse(event: FeedEvent) -> bytes:
     )
 
 
-def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The feed's routes, authenticated by ``reader``."""
+def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | None = None) -> APIRouter:
+    """The feed's routes, authenticated by ``reader``. ``dashboard`` is the dashboard's path: the SSE
+    form is served under it as well (``{dashboard}/feed/sse``), where the browser sends its session,
+    so the dashboard's item pages follow the feed instead of asking again and again."""
     router = APIRouter(tags=["feed"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     feed = node.feed
@@ -113,7 +115,6 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             if not events:
                 await asyncio.sleep(POLL_S)
 
-    @router.get("/feed/sse", response_class=StreamingResponse)
     async def sse(
         person: Caller,
         topic: Topics = None,
@@ -139,6 +140,12 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 return
 
         return sse_response(messages(), b"gsomia live feed", KEEPALIVE_S)
+
+    for path in ("/feed/sse", *((f"{dashboard}/feed/sse",) if dashboard else ())):
+        router.add_api_route(
+            path, sse, methods=["GET"], response_class=StreamingResponse,
+            include_in_schema=not path.startswith(dashboard or "\0"),
+        )  # fmt: skip
 
     @router.websocket("/feed/ws")
     async def ws(websocket: WebSocket) -> None:
