@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gsomia.api._fields import (
+    MAX_INT,
     AgreementId,
     Bool,
     Classification,
@@ -355,6 +356,49 @@ class ConsentRequestIn(_In):
     third_party: Party
     purpose: Annotated[Words, Field(max_length=200)]
     reason: Words
+
+
+class ForkAcknowledgementIn(_In):
+    note: Annotated[Words, Field(max_length=1000)]
+    through: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None  # the last evidence id seen
+
+
+class PartnerOut(BaseModel):
+    party: str
+    size: int | None
+    root: str | None
+    at: str | None
+    status: str
+    detail: str | None
+    heads: int
+    forks: int
+    acknowledged_forks: int
+    gossip_pending: int
+
+
+class ForkHeadOut(BaseModel):
+    size: int
+    root: str
+    jws: str
+
+
+class ForkOut(BaseModel):
+    id: int
+    party: str
+    found: str
+    shown_by: str
+    detail: str
+    heads: list[ForkHeadOut]
+    verified: bool
+    acknowledged: str | None
+    acknowledged_by: str | None
+    note: str | None
+
+
+class ForkAcknowledgedOut(BaseModel):
+    party: str
+    acknowledged: list[int]
+    status: str | None
 
 
 class ConsentAnswerIn(_In):
