@@ -360,7 +360,15 @@ class ConsentRequestIn(_In):
 
 class ForkAcknowledgementIn(_In):
     note: Annotated[Words, Field(max_length=1000)]
-    through: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None  # the last evidence id seen
+    through: (  # the last evidence id the officer read
+        Annotated[
+            int,
+            Field(ge=1, le=MAX_INT),  # before the validator, or the schema loses the bounds
+            BeforeValidator(whole_number),  # 5027.0 is the integer JSON Schema says it is
+            Field(strict=False),
+        ]
+        | None
+    ) = None
 
 
 class PartnerOut(BaseModel):
