@@ -12,13 +12,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
+from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
 from gsomia.api._models import BASE64, instant_in
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
+from gsomia.core.feedback import MAX_CITES
+from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
@@ -85,6 +87,21 @@ class DestructionRequestIn(_In):
 class IncidentIn(_In):
     nature: Literal["loss", "compromise", "possible-compromise"]
     text: Words
+
+
+class FeedbackIn(_In):
+    """A sighting, question or proposed correction for the item's originator (issue 20 §4)."""
+
+    kind: Literal["seen", "used-in-assessment", "corroborated", "false-positive", "question", "correction"]
+    text: Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_FEEDBACK_TEXT)] = Field(
+        default="", description="What the holder says (needed for a question or a correction)."
+    )
+    cites: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_CITES,
+        json_schema_extra={"uniqueItems": True},
+        description="This node's own items it cites: each must have been released to the originator.",
+    )
 
 
 class StepIn(_In):
@@ -207,6 +224,16 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def report(item_id: Id, body: IncidentIn, person: Caller) -> dict[str, Any]:
         """Report a loss or (possible) compromise: the originator is told at once (Art. 17)."""
         return duties.report_incident(person, item_id, body.nature, body.text)
+
+    @router.post("/items/{item_id}/feedback", status_code=201)
+    def send_feedback(item_id: Id, body: FeedbackIn, person: Caller) -> dict[str, Any]:
+        """As a reader of a partner's item held here, send its originator signed feedback about it."""
+        return duties.send_feedback(person, item_id, body.kind, body.text, body.cites)
+
+    @router.get("/items/{item_id}/feedback")
+    def feedback(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+        """Feedback about the item kept here: received from holders (originator) or sent (holder)."""
+        return duties.feedback(person, item_id)
 
     @router.post("/incidents/{incident_id}/steps")
     def advance(

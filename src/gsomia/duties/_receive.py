@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia.core.feedback import MAX_PER_ITEM
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.duties._feedback import feedback_row
 from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
@@ -31,6 +33,7 @@ from gsomia.duties._messages import (
     parse_destruction,
     parse_destruction_request,
     parse_duty,
+    parse_feedback,
     parse_incident,
     parse_sources,
     steps_json,
@@ -75,6 +78,8 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
         status = _destruction_request(duties, exchange, signer, data, now, accepted)
     elif kind == "incident":
         status = _incident(duties, signer, data, jws, now, accepted)
+    elif kind == "feedback":
+        status = _feedback(duties, signer, data, jws, now, accepted)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
@@ -504,6 +509,36 @@ def _incident(
     row = _incident_row(investigation, json.dumps(signed), now)
     accepted.ops.append(duties.db.put("incidents", row, replace_keys=("id",)))
     return investigation.state.value
+
+
+def _feedback(
+    duties: Duties, signer: str, data: dict[str, Any], jws: str, now: datetime, accepted: Batch
+) -> str:
+    """A holder's feedback about this node's item: kept with its signature, bounded per item and holder.
+    Only from a holder the item went to; the same feedback again changes nothing; another with the
+    same id from that holder is refused."""
+    feedback = parse_feedback(data)
+    if signer != feedback.holder:
+        raise InvalidInputError(f"feedback signed by {signer} speaks for {feedback.holder}")
+    if feedback.originator != duties.party:
+        raise InvalidInputError(f"feedback about a {feedback.originator} item sent to {duties.party}")
+    row = duties.kernel.store.get_item(feedback.item)
+    if row is None:
+        raise InvalidInputError(f"no item {feedback.item} of {duties.party} to take feedback on")
+    _check_sent(duties, feedback.item, feedback.holder)
+    known = duties.db.feedback_entry(feedback.holder, feedback.id)
+    if known is not None:
+        if (known.item_id, known.kind, known.text) != (feedback.item, feedback.kind.value, feedback.text):
+            raise InvalidInputError(
+                f"feedback {feedback.id} from {feedback.holder} is already recorded otherwise"
+            )
+        return "already-recorded"
+    if duties.db.feedback_count(feedback.item, feedback.holder) >= MAX_PER_ITEM:
+        raise InvalidInputError(
+            f"at most {MAX_PER_ITEM} feedback from {feedback.holder} about {feedback.item}"
+        )
+    accepted.ops.append(duties.db.put("feedback", feedback_row(feedback, jws, epoch_us(now))))
+    return "recorded"
 
 
 def _check_holder(duties: Duties, item_id: str, holder: str, sources: tuple[str, ...]) -> None:

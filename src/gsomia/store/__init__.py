@@ -13,6 +13,7 @@ from gsomia.store._audit import AuditStore, ForkEvidenceRow, GossipHeadRow, Head
 from gsomia.store._duties import (
     DestructionRow,
     DutiesStore,
+    FeedbackRow,
     IncidentRow,
     LabelAckRow,
     LabelChangeRow,
@@ -64,6 +65,7 @@ __all__ = [
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "FeedbackRow",
     "ForkEvidenceRow",
     "Gauges",
     "GossipHeadRow",

@@ -46,6 +46,9 @@ items = Table(
     Column("state", String(16), nullable=False, server_default=text("'held'")),
     # migration 0005: when the current version was added (ingest or label change); unique, increasing
     Column("added_us", BigInteger),
+    # migration 0018: an item in portions, each with its own label (issue 20 §2): the portions held
+    # here as canonical JSON [{id, index, label, size}]; NULL for an item signed whole
+    Column("portions", Text),
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
@@ -352,6 +355,25 @@ incidents = Table(
     Column("steps", Text, nullable=False),  # JSON list of the investigation's steps
     Column("jws", Text, nullable=False),  # the holder's signed reports, a JSON list, oldest first
     Column("updated_us", BigInteger, nullable=False),
+)
+
+# A holder's feedback to the originator about an item (issue 20 §4): kept at the holder that sent it
+# and at the originator that received it, each with the holder's signature (0017).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("holder", String(3), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("originator", String(3), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("cites", Text, nullable=False),  # JSON list of the holder's released item ids
+    Column("actor", String(128), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),  # the holder's signed feedback
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_feedback_item", "item_id", "holder"),
 )
 
 visits = Table(
