@@ -28,13 +28,15 @@ class EquivalenceRow:
 
     Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
     ``valid_from``/``valid_until`` (exclusive) bound the period in which the row applies;
-    ``None`` is unbounded.
+    ``None`` is unbounded. ``basis`` says where a row not read from the data files came from
+    (a party's equivalence change), for the reasons a decision gives.
     """
 
     levels: Mapping[str, str]
     one_way_from: str | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    basis: str = ""
 
     def __post_init__(self) -> None:
         for bound in (self.valid_from, self.valid_until):
@@ -49,6 +51,16 @@ class EquivalenceRow:
             self.valid_until is None or at < self.valid_until
         )
 
+    def overlaps(self, other: EquivalenceRow) -> bool:
+        """Whether the two rows' periods share an instant."""
+        starts_before_other_ends = (
+            self.valid_from is None or other.valid_until is None or self.valid_from < other.valid_until
+        )
+        ends_after_other_starts = (
+            self.valid_until is None or other.valid_from is None or other.valid_from < self.valid_until
+        )
+        return starts_before_other_ends and ends_after_other_starts
+
     def pairs(self) -> Iterable[tuple[str, str, str, str]]:
         """Directed (from party, from level, to party, to level) mappings of this row."""
         for src, src_level in self.levels.items():
@@ -59,47 +71,90 @@ class EquivalenceRow:
                     yield src, src_level, dst, dst_level
 
 
+def _start(row: EquivalenceRow) -> float:
+    return float("-inf") if row.valid_from is None else row.valid_from.timestamp()
+
+
 @dataclass(frozen=True, slots=True)
 class Equivalence:
-    """An agreement's equivalence table; a level absent from it is never released."""
+    """An agreement's equivalence table; a level absent from it is never released.
+
+    A directed mapping (party, level → other party) may change over time: several rows may give
+    it, each for its own period (a party's equivalence change ends one row and starts another),
+    never two different levels at one instant.
+    """
 
     rows: tuple[EquivalenceRow, ...]
-    _map: dict[tuple[str, str, str], str] = field(init=False, repr=False, compare=False, hash=False)
-    _row: dict[tuple[str, str, str], EquivalenceRow] = field(
+    _entries: dict[tuple[str, str, str], tuple[tuple[EquivalenceRow, str], ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
-        table: dict[tuple[str, str, str], str] = {}
-        rows: dict[tuple[str, str, str], EquivalenceRow] = {}
+        entries: dict[tuple[str, str, str], list[tuple[EquivalenceRow, str]]] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
-                key = (src, src_level, dst)
-                if table.get(key, dst_level) != dst_level:
-                    raise AgreementError(
-                        f"equivalence row {n + 1}: {src} {src_level} already maps to "
-                        f"{dst} {table[key]}, not {dst_level}"
-                    )
-                table[key] = dst_level
-                rows[key] = row
-        object.__setattr__(self, "_map", table)
-        object.__setattr__(self, "_row", rows)
+                found = entries.setdefault((src, src_level, dst), [])
+                for other, other_level in found:
+                    if other_level != dst_level and other.overlaps(row):
+                        raise AgreementError(
+                            f"equivalence row {n + 1}: {src} {src_level} already maps to "
+                            f"{dst} {other_level}, not {dst_level}"
+                        )
+                found.append((row, dst_level))
+        ordered = {key: tuple(sorted(found, key=lambda e: _start(e[0]))) for key, found in entries.items()}
+        object.__setattr__(self, "_entries", ordered)
 
-    def map(self, party: str, level: str, to: str) -> str | None:
-        """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
+    def _entry(
+        self, party: str, level: str, to: str, at: datetime | None
+    ) -> tuple[EquivalenceRow, str] | None:
+        found = self._entries.get((party, level, to))
+        if not found:
+            return None
+        if at is None:
+            return found[-1]
+        for row, target in reversed(found):
+            if row.valid_at(at):
+                return row, target
+        return None
+
+    def map(self, party: str, level: str, to: str, at: datetime | None = None) -> str | None:
+        """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none.
+
+        With ``at``, the level a row valid at that instant gives; without, the latest row's (the
+        table as it stands after every change it records)."""
         if party == to:
             return level
-        return self._map.get((party, level, to))
+        entry = self._entry(party, level, to, at)
+        return None if entry is None else entry[1]
 
-    def row(self, party: str, level: str, to: str) -> EquivalenceRow | None:
-        """The row that maps ``party``'s ``level`` onto ``to``, or ``None``."""
-        return self._row.get((party, level, to))
+    def row(self, party: str, level: str, to: str, at: datetime | None = None) -> EquivalenceRow | None:
+        """The row that maps ``party``'s ``level`` onto ``to`` (at ``at``, or the latest), or ``None``."""
+        entry = self._entry(party, level, to, at)
+        return None if entry is None else entry[0]
+
+    def entries(self, party: str, level: str, to: str) -> tuple[tuple[EquivalenceRow, str], ...]:
+        """Every (row, ``to``'s level) that maps ``party``'s ``level``, in the order they start."""
+        return self._entries.get((party, level, to), ())
+
+    def keys(self) -> Iterable[tuple[str, str, str]]:
+        """Every directed (party, level, other party) the table maps at some instant."""
+        return self._entries.keys()
+
+    def bounds(self) -> tuple[datetime, ...]:
+        """Every instant at which a row starts or ends, in order: the table is the same between two."""
+        return tuple(
+            sorted({b for row in self.rows for b in (row.valid_from, row.valid_until) if b is not None})
+        )
 
     def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
-        """Every directed mapping; with ``at``, only those whose row applies at that instant."""
-        if at is None:
-            return dict(self._map)
-        return {key: level for key, level in self._map.items() if self._row[key].valid_at(at)}
+        """Every directed mapping; with ``at``, only those whose row applies at that instant (without,
+        the latest row of each)."""
+        out: dict[tuple[str, str, str], str] = {}
+        for src, src_level, dst in self._entries:
+            entry = self._entry(src, src_level, dst, at)
+            if entry is not None:
+                out[(src, src_level, dst)] = entry[1]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,9 @@ class _Labels(DutyBase):
                 label = originator_label
             else:
                 try:
-                    label = kernel.items.received_label(originator_label, row.received_from, row.agreement)
+                    label = kernel.items.received_label(
+                        originator_label, row.received_from, row.agreement, kernel.clock()
+                    )
                 except LabelError:
                     withdrawn = True  # the new level has no equivalent here: the item cannot be held
             if not withdrawn:

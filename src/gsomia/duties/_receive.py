@@ -365,7 +365,7 @@ def _apply_to_arriving(
     if payload != kernel.cipher.open(arriving.id, arriving.label, arriving.payload):
         raise InvalidInputError("the signed item's payload differs from the one arriving")
     try:
-        held = kernel.items.received_label(label, arriving.received_from, arriving.agreement)
+        held = kernel.items.received_label(label, arriving.received_from, arriving.agreement, now)
     except LabelError:
         accepted.items[index] = replace(
             arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -152,19 +153,23 @@ class Items:
     def __init__(
         self,
         party: str,
-        catalogue: Catalogue,
+        catalogue: Callable[[], Catalogue],
         store: Store,
         cipher: PayloadCipher,
         ring: KeyRing,
     ) -> None:
         self.party = party
-        self.catalogue = catalogue
+        self._catalogue = catalogue  # the kernel's: the data files with the equivalence changes on file
         self.store = store
         self.cipher = cipher
         self.ring = ring
         self._stored: dict[str, SecurityLabel] = {}
         self._parsed: dict[bytes, SecurityLabel] = {}
-        self._received: dict[tuple[SecurityLabel, str | None, str | None], SecurityLabel] = {}
+        self._received: dict[tuple[SecurityLabel, str | None, str | None, str | None], SecurityLabel] = {}
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue()
 
     # --- labels ---
 
@@ -189,23 +194,34 @@ class Items:
         return found
 
     def received_label(
-        self, label: SecurityLabel, received_from: str | None, agreement: str | None
+        self,
+        label: SecurityLabel,
+        received_from: str | None,
+        agreement: str | None,
+        at: datetime | None = None,
     ) -> SecurityLabel:
         """The label this node holds an item under: the originator's, plus, for a received item,
-        this node's equivalent level under the agreement it came by (Art. 4). The one place the
+        this node's equivalent level under the agreement it came by (Art. 4), as the table maps it
+        at ``at`` (the instant of receipt; ``None``: the table's latest rows). The one place the
         receiver's label is worked out: ingest, the inbox, the duties and the stream all ask here.
         Raises :class:`LabelError` when the item cannot be held here."""
-        key = (label, received_from, agreement)
+        governing = self.catalogue.agreements.get(agreement) if agreement else None
+        level = (
+            None
+            if governing is None
+            else governing.equivalence.map(label.originator, label.classification, self.party, at)
+        )
+        key = (label, received_from, agreement, level)
         found = self._received.get(key)
         if found is None:
-            found = self._receive(label, received_from, agreement)
+            found = self._receive(label, received_from, agreement, level)
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
             self._received[key] = found
         return found
 
     def _receive(
-        self, label: SecurityLabel, received_from: str | None, agreement: str | None
+        self, label: SecurityLabel, received_from: str | None, agreement: str | None, level: str | None
     ) -> SecurityLabel:
         if label.alternatives:
             raise LabelError(
@@ -229,7 +245,6 @@ class Items:
         governing = self.catalogue.agreement(agreement)
         if self.party not in governing.parties or source not in governing.parties:
             raise LabelError(f"{agreement} does not cover a transfer from {source} to {self.party}")
-        level = governing.equivalence.map(label.originator, label.classification, self.party)
         if level is None:
             raise LabelError(
                 f"{label.originator} {label.classification} has no {self.party} equivalent under "

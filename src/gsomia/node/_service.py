@@ -128,8 +128,8 @@ class Node:
         migrate: bool = True,
     ) -> None:
         self.config = config
-        self.catalogue = catalogue if catalogue is not None else load_catalogue(config.data_dirs)
-        if config.party not in self.catalogue.parties:
+        catalogue = catalogue if catalogue is not None else load_catalogue(config.data_dirs)
+        if config.party not in catalogue.parties:
             raise ConfigError(f"node party {config.party} is not in the catalogue")
         self.party = config.party
         self.store = store if store is not None else Store(config.database_url)
@@ -137,7 +137,6 @@ class Node:
             self.store.migrate()
             self.store.claim(config.party, config.identity(), epoch_us(clock()))
         self.cipher = PayloadCipher(config.key())
-        self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
         # the keys and the peers are the store's: every process of the node sees a change within ~250 ms
         watch = ChangeWatch(SharedState(self.store))
@@ -151,11 +150,11 @@ class Node:
         )
         self.kernel = NodeContext(
             party=self.party,
-            catalogue=self.catalogue,
+            catalogue=catalogue,
             store=self.store,
             ring=self.ring,
             cipher=self.cipher,
-            engine=self.engine,
+            engine=ReleaseEngine(catalogue),
             clock=clock,
             endpoint=config.endpoint,
             max_payload_bytes=config.max_payload_bytes,
@@ -173,6 +172,16 @@ class Node:
         self.exchange.register(HEAD_KIND, self.heads.receive)
         # a label change that reached this node before its item applies when the item arrives
         self.exchange.on_arrival(self.duties.arriving)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The kernel's catalogue: the data files with the equivalence changes on file."""
+        return self.kernel.catalogue
+
+    @property
+    def engine(self) -> ReleaseEngine:
+        """The kernel's release engine, over :attr:`catalogue`."""
+        return self.kernel.engine
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:
@@ -390,7 +399,7 @@ class Node:
                 f"with {label.originator}'s signature: it arrives from {label.originator} through "
                 f"the exchange, not by ingest at this node ({self.party})"
             )
-        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement)
+        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement, now)
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
         new = self.kernel.items.seal(

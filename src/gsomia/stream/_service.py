@@ -54,7 +54,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
+from gsomia.store import CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -170,7 +170,8 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
-        self._plans_consents = -1  # the store's consents generation the plans were made under
+        # the store's consents and equivalences generations the plans were made under
+        self._plans_consents: tuple[int, int] = (-1, -1)
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
@@ -272,8 +273,9 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
-        # a standing consent stored by any process of the node (the store's counter moved): plan again
-        consents = self.kernel.watch.generation(CONSENTS)
+        # a standing consent or an equivalence change stored by any process of the node (the store's
+        # counters moved): plan again
+        consents = (self.kernel.watch.generation(CONSENTS), self.kernel.watch.generation(EQUIVALENCES))
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -785,7 +787,7 @@ class StreamService:
             return
         if recipient == self.party:
             try:  # this node's equivalent beside the originator's label: worked out where the inbox does
-                label = self.kernel.items.received_label(label, sender, decision.agreement)
+                label = self.kernel.items.received_label(label, sender, decision.agreement, decision.at)
             except LabelError as exc:
                 self.stats.refused += 1
                 await self._audit(self._row("stream.receive", None, track["track_id"], "refused",
