@@ -36,7 +36,7 @@ def test_propose_list_and_the_spif_of_the_node_at_the_instant(tmp_path: Path) ->
         made["effective"] == "2029-12-31T15:00:00+00:00"
     )  # local midnight in Seoul's zone (the agreement's)
     (listed,) = run("agreement", "equivalence", "list", "--dir", str(d), GSOMIA)
-    assert listed["sequence"] == 1 and listed["received_from"] is None
+    assert (listed["sequence"], listed["received_from"]) == (1, None)
     before = runner.invoke(app, ["spif", "export", "--party", "JPN", "--at", "2029-12-01", "--dir", str(d)])
     after = runner.invoke(app, ["spif", "export", "--party", "JPN", "--at", "2030-01-02", "--dir", str(d)])
     assert before.exit_code == after.exit_code == 0, (before.stderr, after.stderr)

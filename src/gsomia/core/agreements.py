@@ -28,14 +28,18 @@ class EquivalenceRow:
 
     Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
     ``valid_from``/``valid_until`` (exclusive) bound the period in which the row applies;
-    ``None`` is unbounded. ``basis`` says where a row not read from the data files came from
-    (a party's equivalence change), for the reasons a decision gives.
+    ``None`` is unbounded. An ``alternative`` row offers the receiver a second level for a level
+    an earlier row maps already (Art. 4.2 of the ROK–Japan agreement: Korean Class II is
+    "極秘/特定秘密" in Japan); the earlier row stays the default, and the receiving node records
+    which of the two it applied. ``basis`` says where a row not read from the data files came
+    from (a party's equivalence change), for the reasons a decision gives.
     """
 
     levels: Mapping[str, str]
     one_way_from: str | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    alternative: bool = False
     basis: str = ""
 
     def __post_init__(self) -> None:
@@ -75,38 +79,54 @@ def _start(row: EquivalenceRow) -> float:
     return float("-inf") if row.valid_from is None else row.valid_from.timestamp()
 
 
+_Entry = tuple[EquivalenceRow, str]
+
+
+def _ordered(found: list[_Entry]) -> tuple[_Entry, ...]:
+    return tuple(sorted(found, key=lambda e: _start(e[0])))
+
+
 @dataclass(frozen=True, slots=True)
 class Equivalence:
     """An agreement's equivalence table; a level absent from it is never released.
 
     A directed mapping (party, level → other party) may change over time: several rows may give
     it, each for its own period (a party's equivalence change ends one row and starts another),
-    never two different levels at one instant.
+    never two different levels at one instant, except that an ``alternative`` row offers the
+    receiver a second level beside the default one (Art. 4.2).
     """
 
     rows: tuple[EquivalenceRow, ...]
-    _entries: dict[tuple[str, str, str], tuple[tuple[EquivalenceRow, str], ...]] = field(
+    # (party, level, to) -> the rows giving the default level, in the order they start
+    _entries: dict[tuple[str, str, str], tuple[_Entry, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    # (party, level, to) -> the alternative rows offering a second level
+    _alternatives: dict[tuple[str, str, str], tuple[_Entry, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
-        entries: dict[tuple[str, str, str], list[tuple[EquivalenceRow, str]]] = {}
+        entries: dict[tuple[str, str, str], list[_Entry]] = {}
+        alternatives: dict[tuple[str, str, str], list[_Entry]] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
-                found = entries.setdefault((src, src_level, dst), [])
-                for other, other_level in found:
-                    if other_level != dst_level and other.overlaps(row):
-                        raise AgreementError(
-                            f"equivalence row {n + 1}: {src} {src_level} already maps to "
-                            f"{dst} {other_level}, not {dst_level}"
-                        )
-                found.append((row, dst_level))
-        ordered = {key: tuple(sorted(found, key=lambda e: _start(e[0]))) for key, found in entries.items()}
-        object.__setattr__(self, "_entries", ordered)
+                key = (src, src_level, dst)
+                found = entries.setdefault(key, [])
+                clash = next((lv for other, lv in found if lv != dst_level and other.overlaps(row)), None)
+                if clash is None:
+                    found.append((row, dst_level))
+                elif row.alternative:
+                    alternatives.setdefault(key, []).append((row, dst_level))
+                else:
+                    raise AgreementError(
+                        f"equivalence row {n + 1}: {src} {src_level} already maps to "
+                        f"{dst} {clash}, not {dst_level}"
+                    )
+        object.__setattr__(self, "_entries", {k: _ordered(v) for k, v in entries.items() if v})
+        object.__setattr__(self, "_alternatives", {k: _ordered(v) for k, v in alternatives.items()})
 
-    def _entry(
-        self, party: str, level: str, to: str, at: datetime | None
-    ) -> tuple[EquivalenceRow, str] | None:
+    def _entry(self, party: str, level: str, to: str, at: datetime | None) -> _Entry | None:
         found = self._entries.get((party, level, to))
         if not found:
             return None
@@ -118,7 +138,7 @@ class Equivalence:
         return None
 
     def map(self, party: str, level: str, to: str, at: datetime | None = None) -> str | None:
-        """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none.
+        """The ``to`` party's (default) level for ``party``'s ``level``, or ``None`` if there is none.
 
         With ``at``, the level a row valid at that instant gives; without, the latest row's (the
         table as it stands after every change it records)."""
@@ -132,9 +152,36 @@ class Equivalence:
         entry = self._entry(party, level, to, at)
         return None if entry is None else entry[0]
 
-    def entries(self, party: str, level: str, to: str) -> tuple[tuple[EquivalenceRow, str], ...]:
-        """Every (row, ``to``'s level) that maps ``party``'s ``level``, in the order they start."""
+    def entries(self, party: str, level: str, to: str) -> tuple[_Entry, ...]:
+        """Every (row, ``to``'s level) giving the default for ``party``'s ``level``, in the order
+        they start."""
         return self._entries.get((party, level, to), ())
+
+    def alternatives(self, party: str, level: str, to: str) -> tuple[_Entry, ...]:
+        """Every (alternative row, ``to``'s second level) offered for ``party``'s ``level``."""
+        return self._alternatives.get((party, level, to), ())
+
+    def choices(self, party: str, level: str, to: str, at: datetime | None = None) -> tuple[str, ...]:
+        """Every level of ``to`` that ``party``'s ``level`` may be held under, the default first
+        (one, unless an ``alternative`` row offers a second); with ``at``, only rows applying then
+        (without, the latest default and every alternative)."""
+        if party == to:
+            return (level,)
+        default = self.map(party, level, to, at)
+        out = [] if default is None else [default]
+        for row, target in self._alternatives.get((party, level, to), ()):
+            if (at is None or row.valid_at(at)) and target not in out:
+                out.append(target)
+        return tuple(out)
+
+    def choice_row(
+        self, party: str, level: str, to: str, target: str, at: datetime | None = None
+    ) -> EquivalenceRow | None:
+        """The row that lets ``to`` hold ``party``'s ``level`` as ``target`` (at ``at``, or the
+        latest), or ``None``."""
+        found = (*self._entries.get((party, level, to), ()), *self._alternatives.get((party, level, to), ()))
+        rows = [row for row, lv in found if lv == target and (at is None or row.valid_at(at))]
+        return max(rows, key=_start, default=None)
 
     def keys(self) -> Iterable[tuple[str, str, str]]:
         """Every directed (party, level, other party) the table maps at some instant."""
@@ -147,8 +194,8 @@ class Equivalence:
         )
 
     def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
-        """Every directed mapping; with ``at``, only those whose row applies at that instant (without,
-        the latest row of each)."""
+        """Every directed (default) mapping; with ``at``, only those whose row applies at that
+        instant (without, the latest row of each)."""
         out: dict[tuple[str, str, str], str] = {}
         for src, src_level, dst in self._entries:
             entry = self._entry(src, src_level, dst, at)

@@ -145,7 +145,7 @@ def _apply(table: Equivalence, remap: Remap, at: datetime, basis: str) -> Equiva
         rows.extend(_without(row, remap.party, remap.partner, start))
     if remap.partner_level is not None:
         levels = {remap.party: remap.level, remap.partner: remap.partner_level}
-        rows.append(EquivalenceRow(levels, remap.party, at, None, basis))
+        rows.append(EquivalenceRow(levels, remap.party, at, None, basis=basis))
     return Equivalence(tuple(rows))
 
 

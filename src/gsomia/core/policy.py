@@ -157,6 +157,7 @@ class _Candidate:
     """
 
     __slots__ = (
+        "alternatives",
         "breaks",
         "ended",
         "hub",
@@ -211,6 +212,9 @@ class _Candidate:
         self.breaks = [b.timestamp() for b in table.bounds()]
         # (originator, level, receiver) -> the periods in which a row maps it, in order
         self.mappings: dict[tuple[str, str, str], tuple[_Mapping, ...]] = {}
+        # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2), each
+        # with the period its row applies in
+        self.alternatives: dict[tuple[str, str, str], tuple[tuple[float, float, str], ...]] = {}
         # (party, level) -> when the level itself exists
         self.own: dict[tuple[str, str], tuple[float, float, str]] = {}
         for code in agreement.parties:
@@ -240,6 +244,12 @@ class _Candidate:
                         found.append(_Mapping(start, end, said, marking, levels))
                     if found:
                         self.mappings[(code, level.name, receiver)] = tuple(found)
+                    offered = table.alternatives(code, level.name, receiver)
+                    if offered:
+                        self.alternatives[(code, level.name, receiver)] = tuple(
+                            (*_period([("", row.valid_from, row.valid_until)])[:2], target)
+                            for row, target in offered
+                        )
 
     def epoch(self, ts: float) -> int:
         """Which stretch between the table's row bounds ``ts`` falls in."""
@@ -358,7 +368,14 @@ class _Equivalence:
                     f"{label.originator} {label.classification} has no equivalent for {receiver} "
                     f"under {candidate.id} at this instant: {said}",
                 )
-            found.append(f"{receiver} {mapping.marking.classification}")
+            level = mapping.marking.classification
+            others = [
+                lv
+                for start, end, lv in candidate.alternatives.get(key, ())
+                if start <= ts < end and lv != level
+            ]
+            choice = f" (or {' or '.join(others)}, as {receiver} applies it: Art. 4.2)" if others else ""
+            found.append(f"{receiver} {level}{choice}")
         return Check(
             self.name,
             True,

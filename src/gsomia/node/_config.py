@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,6 +104,21 @@ class NodeSettings(BaseModel):
     data_dirs: list[str] = Field(
         default_factory=list, description="extra agreement/party directories, relative to this file"
     )
+    hold_as: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per agreement, the level this node applies to a partner's level where the "
+        'agreement offers a choice (Art. 4.2), e.g. {"kor-jpn-gsomia-2016" = {"KOR 군사II급비밀" = '
+        '"特定秘密"}} (absent: the agreement\'s first row)',
+    )
+
+    @field_validator("hold_as")
+    @classmethod
+    def _levels_named(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for levels in value.values():
+            for key in levels:
+                if len(key.split(" ", 1)) != 2:
+                    raise ValueError(f"{key!r}: name the originator and its level, e.g. 'KOR 군사II급비밀'")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -135,6 +152,8 @@ class NodeConfig:
     sender_interval: float = 0.2
     head_interval: float = 5.0
     lease_seconds: float = 5.0
+    # (agreement, originator, originator's level) -> the level this node applies (Art. 4.2's choice)
+    hold_as: Mapping[tuple[str, str, str], str] = dataclass_field(default_factory=dict)
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -283,7 +302,17 @@ def load_config(directory: Path) -> NodeConfig:
         sender_interval=settings.sender_interval_seconds,
         head_interval=settings.head_interval_seconds,
         lease_seconds=settings.lease_seconds,
+        hold_as=_hold_as(settings.hold_as),
     )
+
+
+def _hold_as(table: dict[str, dict[str, str]]) -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], str] = {}
+    for agreement, levels in table.items():
+        for key, target in levels.items():
+            originator, level = key.split(" ", 1)
+            out[(agreement, originator.upper(), level)] = target
+    return out
 
 
 def update_settings(directory: Path, **changes: Any) -> NodeConfig:
