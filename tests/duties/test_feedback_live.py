@@ -4,14 +4,12 @@ it on the item over KOR's API. A person without the item's clearance gets what a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-from tests.security._live import Processes, audit, post, tokens
+from tests.security._live import Processes, audit, post, tokens, until
 
 from gsomia.demo.network import NetNode, build
 
@@ -28,16 +26,6 @@ def _get(member: NetNode, path: str, who: str) -> httpx.Response:
     return httpx.get(f"{member.endpoint}{path}", headers=headers, timeout=10)
 
 
-def _until(check: Any, what: str, seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"never: {what}")
-
-
 def test_a_sighting_crosses_between_node_processes(network: dict[str, NetNode]) -> None:
     kor, jpn = network["KOR"], network["JPN"]
     label = {
@@ -51,7 +39,7 @@ def test_a_sighting_crosses_between_node_processes(network: dict[str, NetNode]) 
     stored = post(kor, "/items", {"id": "launch-report", "label": label, "payload": {"apogee_km": 550}})
     assert stored.status_code == 201, stored.text
     assert post(kor, "/items/launch-report/release", {"recipient": "JPN"}).status_code == 202
-    _until(lambda: _get(jpn, "/items/launch-report", "analyst").status_code == 200, "JPN holds the report")
+    until(lambda: _get(jpn, "/items/launch-report", "analyst").status_code == 200, "JPN holds the report")
 
     # JPN's administrator handles no items; an unknown item and KOR's look alike to a wrong reader
     refused = post(jpn, "/items/launch-report/feedback", {"kind": "seen"}, who="admin")
@@ -63,7 +51,7 @@ def test_a_sighting_crosses_between_node_processes(network: dict[str, NetNode]) 
     body = {"kind": "corroborated", "text": "our radar held the same track"}
     sent = post(jpn, "/items/launch-report/feedback", body, who="analyst")
     assert sent.status_code == 201, sent.text
-    (seen,) = _until(
+    (seen,) = until(
         lambda: _get(kor, "/items/launch-report/feedback", "officer").json(), "KOR sees JPN's feedback"
     )
     assert (seen["id"], seen["holder"], seen["kind"], seen["text"]) == (

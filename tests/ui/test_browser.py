@@ -402,6 +402,37 @@ def test_a_track_published_at_kor_appears_on_jpns_map_within_a_second(watched: W
     assert watched.errors == []
 
 
+def test_the_item_pages_follow_the_feed_without_reloading(watched: Watched, net: Net) -> None:
+    """Issue 20 §5: an item KOR releases while the analyst looks at JPN's items page appears there, and
+    KOR's recall of it appears on the item's own page, each without reloading (the feed under the
+    dashboard's path, decided for this reader; the page never asks again on a timer)."""
+    page = watched.page
+    polled: list[str] = []
+    page.on("request", lambda r: polled.append(r.url) if "/api/" in r.url else None)
+    login(page, net, "analyst", "/items")
+    expect(page.locator("#live-status")).to_have_text("live")
+    officer = net.kor.person("officer")
+    net.kor.ingest(officer, label=kor_label(), payload=b'{"track": "live"}', item_id="k-live")
+    net.kor.exchange.release(officer, "k-live", "JPN")
+    with HttpTransport() as transport:
+        assert [d.state for d in net.kor.exchange.deliver_due(transport)] == ["delivered"]
+    row = page.locator("tr[data-item-id='k-live']")
+    expect(row).to_have_attribute("data-change", "arrived", timeout=10000)
+    expect(row).to_contain_text("KOR 군사II급비밀")
+    expect(page.locator("#live-changes li[data-item='k-live'][data-change='arrived']")).to_have_count(1)
+    shot(page, "items-live")
+
+    row.locator("a").click()
+    expect(page.locator("#live-status")).to_have_text("live")
+    net.kor.duties.recall(officer, "k-live", "withdrawn by the originator")
+    with HttpTransport() as transport:
+        net.kor.exchange.deliver_due(transport)
+    expect(page.locator("#live-changes li[data-change='recalled']")).to_contain_text("k-live", timeout=10000)
+    shot(page, "item-live-recalled")
+    assert polled == []
+    assert watched.errors == []
+
+
 def test_a_wrong_token_stays_on_the_login_page(watched: Watched, net: Net) -> None:
     page = watched.page
     page.goto(f"{net.base}{net.ui}/items")

@@ -126,32 +126,29 @@ def node_serve(
 ) -> None:
     """Serve the node's REST API (OpenAPI at /openapi.json), its Prometheus metrics (/metrics) and
     its background work (each kind held by one process of the node at a time, through a lease);
-    over HTTPS with --tls-cert and --tls-key (the dashboard's cookie is then Secure)."""
+    over HTTPS with mutual TLS when node.toml names TLS files (tls_cert, tls_key, tls_ca), or over
+    HTTPS alone with --tls-cert and --tls-key (the dashboard's cookie is Secure under either)."""
     import ssl
 
     import uvicorn  # only this command needs the server
 
     tls = _tls_files(tls_cert, tls_key)
 
-    from gsomia.api import create_app  # the API imports the CLI's neighbours, not the reverse
+    from gsomia.api import create_app, server_config  # the API imports the CLI's neighbours, not the reverse
     from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
+    mutual = node.config.tls  # node.toml's TLS files: HTTPS and mutual TLS with partners
+    if mutual is not None and tls is not None:
+        raise InvalidInputError(
+            "node.toml names this node's TLS files (tls_cert, tls_key, tls_ca): serve without --tls-cert"
+        )
     names = node_stream_names(node.config.identity())  # the node's own: shared by its processes only
     bus = NatsBus(stream_nats, stream=names[0], subject=names[1]) if stream_nats else None
     stream = StreamService(node, bus)
-    gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
-    base = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
-    console().print(
-        f"{node.party} node serving on {base} (API; OpenAPI at {base}/openapi.json), "
-        f"dashboard at {base}/ui; stop with Ctrl-C"
-    )
-    sys.stdout.flush()
-    if log_format is LogFormat.JSON:
-        configure_logs(logging.INFO)
-        logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
-    uvicorn.run(
+    config = server_config(
         create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
+        mutual,  # checked here: TLS files that cannot serve are refused before serving
         host=host,
         port=port,
         log_level="warning",
@@ -162,6 +159,17 @@ def node_serve(
         ssl_keyfile=tls[1] if tls else None,
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
+    gc.freeze()  # start-up objects leave the collector's view: no full collections stalling requests
+    base = f"{'https' if tls or mutual else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+    console().print(
+        f"{node.party} node serving on {base} (API; OpenAPI at {base}/openapi.json), "
+        f"dashboard at {base}/ui; stop with Ctrl-C"
+    )
+    sys.stdout.flush()
+    if log_format is LogFormat.JSON:
+        configure_logs(logging.INFO)
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
+    uvicorn.Server(config).run()
 
 
 def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
@@ -239,8 +247,9 @@ def outbox_prove(
     as_json: JsonOpt = False,
 ) -> None:
     """Prove a delivery: verify the receiver's inclusion proof of the log entry its receipt names."""
-    with HttpTransport() as transport:  # only this command talks to a partner directly
-        proof = open_node(directory).heads.delivery_proof(msg_id, transport, wait=wait)
+    node = open_node(directory)
+    with HttpTransport(tls=node.kernel.tls) as transport:  # only this command talks to a partner directly
+        proof = node.heads.delivery_proof(msg_id, transport, wait=wait)
     if as_json:
         emit(proof)
     else:
