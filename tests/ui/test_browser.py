@@ -258,6 +258,7 @@ def test_every_page_loads_offline_without_a_console_error(watched: Watched, net:
         "agreements": "tr[data-agreement='kor-jpn-gsomia-2016']",
         "matrix": "#matrix table",
         "items": "tr[data-item-id='k-1']",
+        "queue": "#queue-disposal",  # the officer's queue (chief is a security officer)
         "flows": "#flows-body tr[data-direction='received']",
         "audit": "#head-root",
         "tracks": "#tracks-status:text-is('live')",  # the map, subscribed to the node's stream
