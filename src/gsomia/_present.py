@@ -50,7 +50,8 @@ def _utc(us: int | None) -> str | None:
 
 def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
     """An item's metadata; with ``payload`` (what a read returned), the payload too: JSON as JSON,
-    bytes as ``payload_base64``."""
+    bytes as ``payload_base64``. An item in portions lists the portions the reader may read
+    (``portions``: id and label each), and its payload is ``{"portions": [...]}`` of those alone."""
     out: dict[str, Any] = {
         "id": item.id,
         "label": label_to_dict(item.label),
@@ -61,8 +62,10 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
         "payload_type": item.payload_type,
         "payload_size": item.payload_size,
     }
+    if item.portions:  # only the portions the reader may read: the service decided which
+        out["portions"] = [{"id": m.id, "label": label_to_dict(m.label)} for m in item.portions]
     if payload is not None:
-        if item.payload_type == "json":
+        if item.payload_type in ("json", "portions"):
             out["payload"] = json.loads(payload)
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()

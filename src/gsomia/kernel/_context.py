@@ -27,6 +27,7 @@ from gsomia.core.policy import Check, ReleaseEngine
 from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
+from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._grouped import GroupedAppend
 from gsomia.kernel._items import PORTIONS, HoldAs, Item, Items, from_us, unknown_item
@@ -157,6 +158,7 @@ class NodeContext:
         max_payload_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
         watch: ChangeWatch | None = None,
+        tls: TlsFiles | None = None,
         hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
@@ -167,6 +169,8 @@ class NodeContext:
         self.engine = engine
         self.clock = clock
         self.endpoint = endpoint
+        # TLS bound to the identity: served, presented to partners, partners' pins checked
+        self.tls = tls
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew  # how far a partner's signed instants may be from ours
         self.timezone = node_timezone(catalogue, party)

@@ -179,6 +179,7 @@ class Node:
             max_payload_bytes=config.max_payload_bytes,
             max_clock_skew=config.max_clock_skew,
             watch=watch,
+            tls=config.tls,
             hold_as=config.hold_as,
         )
         self.credentials = Credentials(self.kernel)
