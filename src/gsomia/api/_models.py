@@ -299,6 +299,45 @@ class DecisionOut(BaseModel):
     assumptions: list[AssumptionOut] = []
 
 
+class RemapIn(_In):
+    """One of this node's levels and the partner's level it corresponds to from the change's instant."""
+
+    level: Classification = Field(description="One of this node's own levels (name or alias).")
+    partner: Party
+    partner_level: Classification | None = Field(
+        default=None, description="The partner's level; null: no equivalent (no longer released)."
+    )
+
+
+class EquivalenceChangeIn(_In):
+    """This node's change to its side of the agreement's equivalence table (security officers)."""
+
+    remaps: list[RemapIn] = Field(min_length=1, max_length=64)
+    effective: Instant = Field(description="When it takes effect: now or later.")
+    reason: Annotated[Words, Field(max_length=500)]
+
+
+class RemapOut(BaseModel):
+    party: str
+    level: str
+    partner: str
+    partner_level: str | None
+
+
+class EquivalenceChangeOut(BaseModel):
+    agreement: str
+    party: str
+    sequence: int
+    effective: str
+    applies: str
+    remaps: list[RemapOut]
+    reason: str
+    proposed_at: str
+    proposed_by: str | None
+    received_from: str | None
+    recorded: str
+
+
 class Problem(BaseModel):
     type: str
     title: str
