@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gsomia.api._fields import (
+    MAX_INT,
     AgreementId,
     Bool,
     Classification,
@@ -301,6 +302,45 @@ class DecisionOut(BaseModel):
     assumptions: list[AssumptionOut] = []
 
 
+class RemapIn(_In):
+    """One of this node's levels and the partner's level it corresponds to from the change's instant."""
+
+    level: Classification = Field(description="One of this node's own levels (name or alias).")
+    partner: Party
+    partner_level: Classification | None = Field(
+        default=None, description="The partner's level; null: no equivalent (no longer released)."
+    )
+
+
+class EquivalenceChangeIn(_In):
+    """This node's change to its side of the agreement's equivalence table (security officers)."""
+
+    remaps: list[RemapIn] = Field(min_length=1, max_length=64)
+    effective: Instant = Field(description="When it takes effect: now or later.")
+    reason: Annotated[Words, Field(max_length=500)]
+
+
+class RemapOut(BaseModel):
+    party: str
+    level: str
+    partner: str
+    partner_level: str | None
+
+
+class EquivalenceChangeOut(BaseModel):
+    agreement: str
+    party: str
+    sequence: int
+    effective: str
+    applies: str
+    remaps: list[RemapOut]
+    reason: str
+    proposed_at: str
+    proposed_by: str | None
+    received_from: str | None
+    recorded: str
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -387,6 +427,57 @@ class ConsentRequestIn(_In):
     third_party: Party
     purpose: Annotated[Words, Field(max_length=200)]
     reason: Words
+
+
+class ForkAcknowledgementIn(_In):
+    note: Annotated[Words, Field(max_length=1000)]
+    through: (  # the last evidence id the officer read
+        Annotated[
+            int,
+            Field(ge=1, le=MAX_INT),  # before the validator, or the schema loses the bounds
+            BeforeValidator(whole_number),  # 5027.0 is the integer JSON Schema says it is
+            Field(strict=False),
+        ]
+        | None
+    ) = None
+
+
+class PartnerOut(BaseModel):
+    party: str
+    size: int | None
+    root: str | None
+    at: str | None
+    status: str
+    detail: str | None
+    heads: int
+    forks: int
+    acknowledged_forks: int
+    gossip_pending: int
+
+
+class ForkHeadOut(BaseModel):
+    size: int
+    root: str
+    jws: str
+
+
+class ForkOut(BaseModel):
+    id: int
+    party: str
+    found: str
+    shown_by: str
+    detail: str
+    heads: list[ForkHeadOut]
+    verified: bool
+    acknowledged: str | None
+    acknowledged_by: str | None
+    note: str | None
+
+
+class ForkAcknowledgedOut(BaseModel):
+    party: str
+    acknowledged: list[int]
+    status: str | None
 
 
 class ConsentAnswerIn(_In):
