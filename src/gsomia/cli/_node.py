@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gc
 import json
 import logging
@@ -32,7 +34,7 @@ from gsomia.cli._common import (
 from gsomia.core.instants import parse_instant
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import HttpTransport
-from gsomia.node import Node, init_node_dir, set_endpoint
+from gsomia.node import Node, PortionIngest, init_node_dir, set_endpoint
 from gsomia.store import ItemFilter
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
@@ -503,8 +505,15 @@ def _read_json(path: Path, what: str) -> Any:
 def item_ingest(
     directory: DirOpt,
     actor: AsOpt,
-    label: Annotated[Path, typer.Option(help="JSON file holding the security label.")],
-    payload: Annotated[Path, typer.Option(help="File holding the payload.")],
+    label: Annotated[Path | None, typer.Option(help="JSON file holding the security label.")] = None,
+    payload: Annotated[Path | None, typer.Option(help="File holding the payload.")] = None,
+    portions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of --label and --payload: a JSON file listing the item's portions, each "
+            "{id, label, payload | payload_base64} (a report's body and its tearline)."
+        ),
+    ] = None,
     binary: Annotated[bool, typer.Option(help="Store the payload as bytes, not JSON.")] = False,
     item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: a UUID).")] = None,
     received_from: Annotated[
@@ -517,26 +526,64 @@ def item_ingest(
     agreement: Annotated[str | None, typer.Option(help="Refused, with --received-from.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a labelled item of this node's own party (another party's arrives through the exchange)."""
+    """Ingest a labelled item of this node's own party (another party's arrives through the exchange),
+    or with --portions an item in portions, each portion with its own label."""
+    source = received_from.upper() if received_from else None
     node = open_node(directory)
     person = node.person(actor)
-    if binary:
-        data = payload.read_bytes()
+    if portions is not None and label is None and payload is None:
+        parts = _portions(_read_json(portions, "portions"))
+        item = node.ingest(
+            person,
+            label=None,
+            payload=b"",
+            item_id=item_id,
+            received_from=source,
+            agreement=agreement,
+            portions=parts,
+        )
+    elif portions is not None or label is None or payload is None:
+        raise InvalidInputError("give --label and --payload, or --portions alone")
     else:
-        data = json.dumps(_read_json(payload, "payload"), ensure_ascii=False).encode()
-    item = node.ingest(
-        person,
-        label=_read_json(label, "label"),
-        payload=data,
-        payload_type="bytes" if binary else "json",
-        item_id=item_id,
-        received_from=received_from.upper() if received_from else None,
-        agreement=agreement,
-    )
+        if binary:
+            data = payload.read_bytes()
+        else:
+            data = json.dumps(_read_json(payload, "payload"), ensure_ascii=False).encode()
+        item = node.ingest(
+            person,
+            label=_read_json(label, "label"),
+            payload=data,
+            payload_type="bytes" if binary else "json",
+            item_id=item_id,
+            received_from=source,
+            agreement=agreement,
+        )
     if as_json:
         emit(item_view(item))
     else:
-        console().print(f"stored {item.id}: {item.label.originator} {item.label.classification}")
+        marks = "".join(f"\n  portion {m.id}: {m.label.classification}" for m in item.portions)
+        console().print(f"stored {item.id}: {item.label.originator} {item.label.classification}{marks}")
+
+
+def _portions(data: Any) -> list[PortionIngest]:
+    """A portions file: a list of {id, label, payload | payload_base64}."""
+    if not isinstance(data, list) or not data:
+        raise InvalidInputError("portions: expected a list of {id, label, payload | payload_base64}")
+    parts = []
+    for entry in data:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise InvalidInputError("portions: each is {id, label, payload | payload_base64}")
+        if ("payload" in entry) == ("payload_base64" in entry):
+            raise InvalidInputError(f"portion {entry['id']}: give exactly one of payload or payload_base64")
+        if "payload" in entry:
+            body, kind = json.dumps(entry["payload"], ensure_ascii=False).encode(), "json"
+        else:
+            try:
+                body, kind = base64.b64decode(str(entry["payload_base64"]), validate=True), "bytes"
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidInputError(f"portion {entry['id']}: payload_base64 is not base64") from exc
+        parts.append(PortionIngest(entry["id"], entry.get("label"), body, kind))
+    return parts
 
 
 @item_app.command("list")

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from gsomia._codec import canonical, person_from_dict
+from gsomia._codec import canonical, equivalence_change_from_dict, person_from_dict
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.equivalences import AppliedChange, with_changes
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Check, ReleaseEngine
@@ -35,11 +36,13 @@ from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
 from gsomia.store import (
+    EQUIVALENCES,
     OVERFLOW_SOURCE,
     PEOPLE,
     VISITS,
     AuditRow,
     DutiesStore,
+    EquivalenceStore,
     FederationStore,
     ItemRow,
     SharedState,
@@ -162,11 +165,15 @@ class NodeContext:
         hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
-        self.catalogue = catalogue
+        self.base_catalogue = catalogue  # the data files' agreements, before any equivalence change
         self.store = store
         self.ring = ring
         self.cipher = cipher
-        self.engine = engine
+        self._base_engine = engine
+        # (equivalences generation, catalogue, engine): the data files with the changes on file
+        self._effective: tuple[int, Catalogue, ReleaseEngine] = (-1, catalogue, engine)
+        self._effective_lock = threading.Lock()
+        self._equivalences = EquivalenceStore(store)
         self.clock = clock
         self.endpoint = endpoint
         # TLS bound to the identity: served, presented to partners, partners' pins checked
@@ -186,12 +193,46 @@ class NodeContext:
         self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
             self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
         )
-        self.items = Items(party, catalogue, store, cipher, ring, hold_as)
+        self.items = Items(party, lambda: self.catalogue, store, cipher, ring, hold_as)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._refused_lock = threading.Lock()
         self.refusals = Refusals()
+
+    # --- the catalogue and the release engine: the data files with the equivalence changes on file ---
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The parties and agreements, each agreement's equivalence table with the changes on file
+        applied (rebuilt in every process when the store's ``equivalences`` counter moves)."""
+        return self._current()[1]
+
+    @property
+    def engine(self) -> ReleaseEngine:
+        """THE release engine over :attr:`catalogue` (the same rules, compiled again on a change)."""
+        return self._current()[2]
+
+    def _current(self) -> tuple[int, Catalogue, ReleaseEngine]:
+        generation = self.watch.generation(EQUIVALENCES)
+        current = self._effective
+        if current[0] == generation:
+            return current
+        with self._effective_lock:
+            current = self._effective
+            if current[0] != generation:
+                current = self._effective = self._rebuild(generation)
+        return current
+
+    def _rebuild(self, generation: int) -> tuple[int, Catalogue, ReleaseEngine]:
+        applied = [
+            AppliedChange(equivalence_change_from_dict(json.loads(row.change)), from_us(row.applies_us))
+            for row in self._equivalences.changes()
+        ]
+        catalogue = with_changes(self.base_catalogue, applied)  # checked as a whole: fails closed
+        if catalogue is self.base_catalogue:
+            return generation, catalogue, self._base_engine
+        return generation, catalogue, ReleaseEngine(catalogue, self._base_engine.rules)
 
     # --- the audit records ---
 

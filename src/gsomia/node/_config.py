@@ -96,7 +96,9 @@ class NodeSettings(BaseModel):
         default=0.2, description="pause (seconds) of the background sender when it has nothing to send"
     )
     head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        default=5.0, description="how often (seconds) the node signs, shares and checks tree heads"
+        default=5.0,
+        description="how often (seconds) the node shares and checks tree heads, and gossips its partners' "
+        "heads to the others (a split view is found within about one such interval)",
     )
     lease_seconds: Annotated[float, Field(ge=0.5, le=300)] = Field(
         default=5.0,

@@ -5,7 +5,8 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
 background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
-the stream link hellos answered. Each is a view over the one ``Store``'s connection.
+the stream link hellos answered; ``EquivalenceStore`` the parties' equivalence
+changes. Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
@@ -20,6 +21,7 @@ from gsomia.store._duties import (
     Op,
     VisitRow,
 )
+from gsomia.store._equivalences import EQUIVALENCES, EquivalenceChangeRow, EquivalenceStore
 from gsomia.store._federation import (
     ConsentRequestRow,
     ConsentRow,
@@ -49,6 +51,7 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
     "CONSENTS",
+    "EQUIVALENCES",
     "KEYS",
     "OVERFLOW_SOURCE",
     "PEERS",
@@ -64,6 +67,8 @@ __all__ = [
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
+    "EquivalenceChangeRow",
+    "EquivalenceStore",
     "FederationStore",
     "FeedbackRow",
     "ForkEvidenceRow",

@@ -56,7 +56,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
+from gsomia.store import CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -172,7 +172,8 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
-        self._plans_consents = -1  # the store's consents generation the plans were made under
+        # the store's consents and equivalences generations the plans were made under
+        self._plans_consents: tuple[int, int] = (-1, -1)
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
@@ -275,8 +276,9 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
-        # a standing consent stored by any process of the node (the store's counter moved): plan again
-        consents = self.kernel.watch.generation(CONSENTS)
+        # a standing consent or an equivalence change stored by any process of the node (the store's
+        # counters moved): plan again
+        consents = (self.kernel.watch.generation(CONSENTS), self.kernel.watch.generation(EQUIVALENCES))
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
