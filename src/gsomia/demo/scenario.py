@@ -501,13 +501,13 @@ def _two_person_and_scheduled_downgrade(
         relay_authorisations=True,
         validity=timedelta(hours=4),
     )
-    kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-report")
-    asked = kor.exchange.request_release(k_officer, "kor-report", "JPN")
+    kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment")
+    asked = kor.exchange.request_release(k_officer, "kor-assessment", "JPN")
     deliver()
-    waiting = jpn.store.get_item("kor-report") is None
+    waiting = jpn.store.get_item("kor-assessment") is None
     _, entry = kor.exchange.approve_release(kor.person("park"), asked.id)
     deliver()
-    arrived = jpn.store.get_item("kor-report") is not None
+    arrived = jpn.store.get_item("kor-assessment") is not None
     lines.append(
         (
             "two-person release",
@@ -518,16 +518,18 @@ def _two_person_and_scheduled_downgrade(
         )
     )
     at = clock.now + timedelta(hours=1)
-    kor.duties.schedule_downgrade(k_officer, "kor-report", "군사III급비밀", at, "the assessment is published")
-    before, _ = jpn.read(jpn.person("officer"), "kor-report")
+    kor.duties.schedule_downgrade(
+        k_officer, "kor-assessment", "군사III급비밀", at, "the assessment is published"
+    )
+    before, _ = jpn.read(jpn.person("officer"), "kor-assessment")
     clock.now = at + timedelta(minutes=1)
     kor.duties.apply_due_downgrades()  # what the node's background work does each round
     deliver()
-    after, _ = jpn.read(jpn.person("officer"), "kor-report")
+    after, _ = jpn.read(jpn.person("officer"), "kor-assessment")
     lines.append(
         (
             "scheduled downgrade",
-            f"declared for {at.isoformat()}; applied itself then: JPN's kor-report "
+            f"declared for {at.isoformat()}; applied itself then: JPN's kor-assessment "
             f"{_marking(before)} → {_marking(after)}",
         )
     )
