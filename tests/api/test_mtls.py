@@ -25,6 +25,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from gsomia._web import dashboard_scope
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.crypto.tls import Issued, TlsFiles, issue
 from gsomia.demo.network import CA_FILE, NetNode, build, serve_in_threads, trust
@@ -112,6 +113,14 @@ def test_without_a_certificate_peer_routes_are_refused_but_analysts_tokens_work(
         items = client.get("/items", headers={"Authorization": f"Bearer {token}"})
         assert items.status_code == 200, items.text  # the analysts' API needs no client certificate
         assert client.get("/identity").status_code == 200
+        base = dashboard_scope(net.jpn.ring).path  # the dashboard too, its session cookie Secure
+        login = client.post(
+            f"{base}/login",
+            data={"token": token, "next": f"{base}/agreements"},
+            headers={"Origin": net.endpoint},
+        )
+        assert login.status_code == 303, login.text
+        assert "secure" in login.headers["set-cookie"].lower()
 
 
 def test_the_stream_link_refuses_a_connection_without_a_named_certificate(net: Net, tmp_path: Path) -> None:

@@ -261,6 +261,8 @@ def test_demo_tells_the_story() -> None:
         "JPN direct (trilateral-missile-warning-2023)",  # the multilateral reading's consequence
         "modelled as multilateral (an assumption",
         "After delivery",
+        "kor-report reached JPN as its tearline alone",  # the USA-only body withheld (issue 20 §2)
+        "withheld the body",
         "KOR 군사III급비밀 / JPN 秘",  # the originator's downgrade applied at the holder
         "applied by JPN",
         "KOR sees it as opened",

@@ -9,9 +9,11 @@ passed in. All instants are fixed dates of the public record (domain.md §2).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gsomia._datafiles import load_catalogue
@@ -24,7 +26,7 @@ from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
 from gsomia.exchange import HttpTransport, PeerTransport
 from gsomia.kernel import ManualClock
-from gsomia.node import Item, Node
+from gsomia.node import Item, Node, PortionIngest
 
 __all__ = [
     "FLOWS",
@@ -359,7 +361,8 @@ _AFTER = datetime(2024, 3, 1, 10, tzinfo=KST)  # every agreement in force; the d
 def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     """What the agreements ask after delivery, on three real nodes: (duty, what happened) lines.
 
-    KOR's track reaches JPN; JPN translates it; KOR downgrades it and the change reaches the
+    KOR's track reaches JPN, and a report whose tearline alone may go to JPN (its USA-only body
+    stays); JPN translates the track; KOR downgrades it and the change reaches the
     original and the translation at JPN; JPN reports a possible compromise, destroys the
     translation before a witness and sends KOR the signed record; KOR's termination report
     lists what JPN holds.
@@ -391,6 +394,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
         deliver()
         held, _ = jpn.read(j_officer, "kor-track")
         lines.append(("delivered (Art. 4)", f"JPN holds kor-track marked {_marking(held)}"))
+        lines.append(_tearline(kor, jpn, label, deliver))
         translated = jpn.duties.derive(
             j_officer,
             "translation",
@@ -460,6 +464,40 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     for node in nodes.values():
         node.close()
     return lines
+
+
+def _tearline(kor: Node, jpn: Node, label: dict[str, Any], deliver: Callable[[], None]) -> tuple[str, str]:
+    """A KOR report whose body is for the USA only and whose tearline may go to JPN: KOR releases it
+    to JPN, and JPN holds the tearline alone, checked against KOR's signed root (issue 20 §2)."""
+    k_officer, j_officer = kor.person("officer"), jpn.person("officer")
+    kor.ingest(
+        k_officer,
+        label=None,
+        payload=b"",
+        item_id="kor-report",
+        portions=[
+            PortionIngest("body", {**label, "releasable_to": ["USA"]}, b'{"source": "HUMINT, USA only"}'),
+            PortionIngest(
+                "tearline", {**label, "classification": "군사III급비밀"}, b'{"launch": "KN-23, 05:12 KST"}'
+            ),
+        ],
+    )
+    entry = kor.exchange.release(k_officer, "kor-report", "JPN")
+    withheld = [
+        c["reason"].split(":")[0]
+        for c in json.loads(entry.decision)["checks"]
+        if c["rule"] == "portion" and not c["passed"]
+    ]
+    deliver()
+    report, _ = jpn.read(j_officer, "kor-report")
+    row = jpn.store.get_item("kor-report")
+    kept = [] if row is None else [p.id for p in jpn.kernel.items.signed(row)[1]]
+    return (
+        "tearline (portions)",
+        f"kor-report reached JPN as its {', '.join(m.id for m in report.portions)} alone, marked "
+        f"{_marking(report)}, each portion checked against KOR's signed Merkle root; JPN stores "
+        f"{', '.join(kept)}; KOR's release withheld the {', '.join(withheld)} (USA only)",
+    )
 
 
 # The stream's part of the story: (instant, what-if without the 2019 suspension, what happened)
