@@ -16,6 +16,7 @@ from tests.audit.test_audit_log import record
 
 from gsomia.audit._log import FORK_EVIDENCE_OPEN, GOSSIP_MAX_HEADS, GOSSIP_PENDING, head_content
 from gsomia.crypto.envelope import sign_origin
+from gsomia.crypto.keys import KeyRing
 from gsomia.demo import network
 from gsomia.errors import AccessDenied, InvalidInputError, NotFoundError
 from gsomia.exchange import MemoryTransport
@@ -196,6 +197,22 @@ def test_a_partner_cannot_frame_kor_with_a_head_kor_did_not_sign(net: Net) -> No
     assert "does not verify" in (refused[-1].detail or "")
     assert _status(usa) == "consistent"
     assert usa.audit.forks(None) == []
+
+
+def test_a_head_under_a_key_not_known_here_is_set_aside_not_refused(net: Net, tmp_path: Path) -> None:
+    """JPN registered KOR's rotated key before the USA did: JPN's honest gossip of a head KOR signed
+    with it is not a refusal at the USA, and the head is not used (nothing kept, no fork)."""
+    nodes, client, clock = net
+    _gossip_round(nodes, client)
+    usa = nodes["USA"]
+    rotated = KeyRing.generate(tmp_path / "kor-next", "KOR", "kor-node", clock.now)
+    head = sign_origin(rotated, head_content("KOR", 77, b"\x09" * 32, clock.now), clock.now)
+    counts = usa.audit.receive_gossip("JPN", [head], usa.exchange._identities)
+    assert counts["unverifiable"] == 1
+    assert counts["kept"] == counts["forks"] == 0
+    assert AuditStore(usa.store).gossip_heads() == []
+    assert usa.store.audit(kind="audit.gossip")  # set aside, and said so
+    assert _status(usa) == "consistent"
 
 
 def test_gossip_is_bounded_and_duplicates_are_ignored(net: Net) -> None:

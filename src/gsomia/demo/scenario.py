@@ -362,10 +362,11 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     """What the agreements ask after delivery, on three real nodes: (duty, what happened) lines.
 
     KOR's track reaches JPN, and a report whose tearline alone may go to JPN (its USA-only body
-    stays); JPN translates the track; KOR downgrades it and the change reaches the
-    original and the translation at JPN; JPN reports a possible compromise, destroys the
-    translation before a witness and sends KOR the signed record; KOR's termination report
-    lists what JPN holds.
+    stays); JPN translates the track; KOR downgrades it and the change reaches the original and
+    the translation at JPN; JPN reports a possible compromise and sends KOR a sighting; a report
+    crosses only once a second KOR officer approves it, and a downgrade KOR scheduled applies
+    itself; JPN destroys the translation before a witness and sends KOR the signed record; KOR's
+    termination report lists what JPN holds.
     """
     clock = ManualClock(_START)  # keys made before the story starts, like the replay's
     members = network.build(workdir, clock=clock)
@@ -435,6 +436,19 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
                 f"{seen[0]['state'] if seen else 'NOT RECEIVED'} ({incident['nature']})",
             )
         )
+        sighting = jpn.duties.send_feedback(
+            j_officer, "kor-track", "corroborated", "JPN's radar held the same track"
+        )
+        deliver()
+        heard = [f for f in kor.duties.feedback(k_officer, "kor-track") if f["id"] == sighting["id"]]
+        lines.append(
+            (
+                "a sighting to the originator",
+                f"JPN's signed feedback ({sighting['kind']}: {sighting['text']}) "
+                + ("reached KOR" if heard else "did NOT reach KOR"),
+            )
+        )
+        lines += _two_person_and_scheduled_downgrade(kor, jpn, clock, deliver, label)
         jpn.add_person(
             None,
             {"id": "witness", "name": "Witness", "nationality": "JPN", "clearance": "極秘",
@@ -463,6 +477,62 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
         )
     for node in nodes.values():
         node.close()
+    return lines
+
+
+def _two_person_and_scheduled_downgrade(
+    kor: Node, jpn: Node, clock: ManualClock, deliver: Callable[[], None], label: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """KOR's policy asks a second officer for releases above 군사III급비밀: the officer's request waits,
+    a second officer approves it, and only then does the report cross. KOR then declares that the
+    report becomes 군사III급비밀 an hour later; when the hour has passed, the node's own work applies
+    the downgrade, at KOR and at JPN, with nobody acting."""
+    lines: list[tuple[str, str]] = []
+    k_officer = kor.person("officer")
+    kor.add_person(
+        None,
+        {"id": "park", "name": "Park", "nationality": "KOR", "clearance": "군사II급비밀",
+         "need_to_know": ["dprk-missile"], "roles": ["release_officer"]},
+    )  # fmt: skip
+    kor.exchange.set_two_person(
+        kor.person("admin"),
+        above={"KOR": "군사III급비밀"},
+        hub_relay=True,
+        relay_authorisations=True,
+        validity=timedelta(hours=4),
+    )
+    kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment")
+    asked = kor.exchange.request_release(k_officer, "kor-assessment", "JPN")
+    deliver()
+    waiting = jpn.store.get_item("kor-assessment") is None
+    _, entry = kor.exchange.approve_release(kor.person("park"), asked.id)
+    deliver()
+    arrived = jpn.store.get_item("kor-assessment") is not None
+    lines.append(
+        (
+            "two-person release",
+            f"officer asked ({asked.reason}); nothing crossed while it waited"
+            + ("" if waiting else " [BUT IT DID]")
+            + f"; park approved; {'it reached JPN' if arrived else 'it did NOT reach JPN'} "
+            f"(envelope {entry.msg_id[:8]})",
+        )
+    )
+    at = clock.now + timedelta(hours=1)
+    kor.duties.schedule_downgrade(
+        k_officer, "kor-assessment", "군사III급비밀", at, "the assessment is published"
+    )
+    before, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    clock.now = at + timedelta(minutes=1)
+    kor.duties.apply_due_downgrades()  # what the node's background work does each round
+    deliver()
+    after, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    lines.append(
+        (
+            "scheduled downgrade",
+            f"declared for {at.isoformat()}; applied itself then: JPN's kor-assessment "
+            f"{_marking(before)} → {_marking(after)}",
+        )
+    )
     return lines
 
 
