@@ -9,6 +9,7 @@ from tests.conftest import kst
 from gsomia import Catalogue, ReleaseEngine
 from gsomia.core.policy import Consent, ConsentKind, assumed_assurances
 from gsomia.core.relay import next_event_after, plan_relay
+from gsomia.kernel import node_hubs
 
 
 def _label(catalogue: Catalogue, at: datetime):  # type: ignore[no-untyped-def]
@@ -22,6 +23,7 @@ def _label(catalogue: Catalogue, at: datetime):  # type: ignore[no-untyped-def]
     )
 
 
+HUBS = ("USA",)  # KOR's hubs as its agreements name them (TISA: the USA relays)
 STANDING = Consent(ConsentKind.HUB_RELAY, "KOR", "JPN", kst(2015, 1, 1), "standing authorisation", hub="USA")
 
 
@@ -29,6 +31,7 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
     catalogue: Catalogue, engine: ReleaseEngine
 ) -> None:
     at = kst(2016, 8, 3, 7, 50)
+    assert node_hubs(catalogue, "KOR") == HUBS  # what a node plans with: the hub from the data
     plan = plan_relay(
         engine,
         catalogue,
@@ -37,6 +40,7 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
         ["JPN", "USA"],
         at=at,
         consents=[STANDING],
+        hubs=HUBS,
         assurances=assumed_assurances(catalogue),
     )
     routes = {r.recipient: r for r in plan.routes}
@@ -52,6 +56,7 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
         "KOR",
         ["JPN"],
         at=at,
+        hubs=HUBS,
         assurances=assumed_assurances(catalogue),
     )
     assert not bare.routes[0].allowed
@@ -67,6 +72,7 @@ def test_under_gsomia_the_route_is_direct(catalogue: Catalogue, engine: ReleaseE
         "KOR",
         ["JPN"],
         at=at,
+        hubs=HUBS,
         assurances=assumed_assurances(catalogue),
     )
     assert plan.routes[0].name == "direct"
@@ -80,14 +86,27 @@ def test_a_termination_ends_the_plan_at_its_instant(catalogue: Catalogue) -> Non
     ended = kst(2019, 11, 23)
     what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
     at = ended - timedelta(minutes=2)
-    assured = assumed_assurances(what_if)
     plan = plan_relay(
-        ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=at, assurances=assured
+        ReleaseEngine(what_if),
+        what_if,
+        _label(what_if, at),
+        "KOR",
+        ["JPN"],
+        at=at,
+        hubs=HUBS,
+        assurances=assumed_assurances(what_if),
     )
     assert plan.routes[0].allowed
     assert plan.valid_until == ended
     after = plan_relay(
-        ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=ended, assurances=assured
+        ReleaseEngine(what_if),
+        what_if,
+        _label(what_if, at),
+        "KOR",
+        ["JPN"],
+        at=ended,
+        hubs=HUBS,
+        assurances=assumed_assurances(what_if),
     )
     assert not after.routes[0].allowed
 

@@ -29,15 +29,21 @@ def _post(net: Net, sender: str, to: str, content: bytes, msg_id: str) -> dict[s
     return dict(answer)
 
 
-def test_an_uncleared_security_officer_reads_no_duty_view_of_the_item(net: Net) -> None:
+def _reclassified_and_reported(net: Net, item_id: str) -> None:
+    """KOR's item at JPN, reclassified by KOR for a sensitive reason; JPN reports an incident about it."""
     kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
-    net.own_item("KOR", "u1")
-    kor.exchange.release(net.officer("KOR"), "u1", "JPN")
+    net.own_item("KOR", item_id)
+    kor.exchange.release(net.officer("KOR"), item_id, "JPN")
     net.deliver()
-    kor.duties.reclassify(net.officer("KOR"), "u1", "군사I급비밀", "source HUMINT-7 confirmed")
+    kor.duties.reclassify(net.officer("KOR"), item_id, "군사I급비밀", "source HUMINT-7 confirmed")
     net.deliver()
-    jpn.duties.report_incident(net.officer("JPN"), "u1", "possible-compromise", "copy left in a taxi")
+    jpn.duties.report_incident(net.officer("JPN"), item_id, "possible-compromise", "copy left in a taxi")
     net.deliver()
+
+
+def test_an_uncleared_security_officer_reads_no_duty_view_of_the_item(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    _reclassified_and_reported(net, "u1")
     uncleared = net.person("KOR", "clerk", "군사III급비밀", ["security_officer"])
     with pytest.raises(AccessDenied):
         kor.duties.label_status(uncleared, "u1")
@@ -50,6 +56,25 @@ def test_an_uncleared_security_officer_reads_no_duty_view_of_the_item(net: Net) 
     assert kor.duties.label_status(net.officer("KOR"), "u1")["changes"][0]["reason"].startswith("source")
     assert [i["item"] for i in kor.duties.incidents(net.officer("KOR"))] == ["u1"]
     assert "u1" in json.dumps(kor.duties.termination_report(net.officer("KOR")))
+
+
+def test_a_visitor_whose_visit_ended_reads_no_duty_view(net: Net) -> None:
+    """A security officer on a visit to KOR reads the duty views of KOR's item during the visit, and
+    nothing once it ended: label-status refused (audited), no incident, no termination-report line."""
+    kor = net.nodes["KOR"]
+    _reclassified_and_reported(net, "v1")
+    visitor = net.person("KOR", "visitor", "군사I급비밀", ["security_officer"])
+    kor.duties.authorise_visit(None, "visitor", highest="군사I급비밀", starts=net.clock.now - HOUR,
+                               ends=net.clock.now + HOUR, purpose="liaison")  # fmt: skip
+    assert kor.duties.label_status(visitor, "v1")["changes"][0]["reason"].startswith("source")
+    assert [i["item"] for i in kor.duties.incidents(visitor)] == ["v1"]
+    assert "v1" in json.dumps(kor.duties.termination_report(visitor))
+    net.clock.now += 2 * HOUR  # the visit has ended
+    with pytest.raises(AccessDenied):
+        kor.duties.label_status(visitor, "v1")
+    assert net.audit("KOR", "item.label-status")[-1]["outcome"] == "refused"
+    assert kor.duties.incidents(visitor) == []
+    assert "v1" not in json.dumps(kor.duties.termination_report(visitor))
 
 
 def test_a_later_incident_message_adds_steps_and_cannot_rewrite_the_first(net: Net) -> None:

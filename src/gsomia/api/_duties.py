@@ -5,21 +5,19 @@ Thin over :class:`gsomia.duties.Duties`; errors become RFC 9457 problems through
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
-from gsomia.api._models import BASE64, instant_in
+from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
+from gsomia.api._models import BASE64, instant_in, payload_in
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
-from gsomia.errors import InvalidInputError
+from gsomia.core.feedback import MAX_CITES
+from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
 
@@ -87,6 +85,21 @@ class IncidentIn(_In):
     text: Words
 
 
+class FeedbackIn(_In):
+    """A sighting, question or proposed correction for the item's originator (issue 20 §4)."""
+
+    kind: Literal["seen", "used-in-assessment", "corroborated", "false-positive", "question", "correction"]
+    text: Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_FEEDBACK_TEXT)] = Field(
+        default="", description="What the holder says (needed for a question or a correction)."
+    )
+    cites: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_CITES,
+        json_schema_extra={"uniqueItems": True},
+        description="This node's own items it cites: each must have been released to the originator.",
+    )
+
+
 class StepIn(_In):
     state: Literal["findings", "measures", "closed"]
     text: Words
@@ -139,17 +152,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/items/{item_id}/derive", status_code=201)
     def derive(item_id: Id, body: DeriveIn, person: Caller) -> dict[str, Any]:
         """A copy, translation or derivative (Art. 11, 14, 15): the strictest label of its sources."""
-        payload: bytes | None = None
-        kind: str | None = None
-        if body.payload is not None and body.payload_base64 is not None:
-            raise InvalidInputError("give at most one of payload (JSON) or payload_base64 (bytes)")
-        if body.payload_base64 is not None:
-            try:
-                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
-        elif body.payload is not None:
-            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
+        payload, kind = payload_in(body.payload, body.payload_base64, required=False) or (None, None)
         item = duties.derive(
             person, body.kind, [item_id, *body.also], payload=payload, payload_type=kind, item_id=body.id
         )
@@ -207,6 +210,16 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def report(item_id: Id, body: IncidentIn, person: Caller) -> dict[str, Any]:
         """Report a loss or (possible) compromise: the originator is told at once (Art. 17)."""
         return duties.report_incident(person, item_id, body.nature, body.text)
+
+    @router.post("/items/{item_id}/feedback", status_code=201)
+    def send_feedback(item_id: Id, body: FeedbackIn, person: Caller) -> dict[str, Any]:
+        """As a reader of a partner's item held here, send its originator signed feedback about it."""
+        return duties.send_feedback(person, item_id, body.kind, body.text, body.cites)
+
+    @router.get("/items/{item_id}/feedback")
+    def feedback(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+        """Feedback about the item kept here: received from holders (originator) or sent (holder)."""
+        return duties.feedback(person, item_id)
 
     @router.post("/incidents/{incident_id}/steps")
     def advance(

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.api._fields import AgreementId, Party, Topic
+from gsomia.api._sse import sse_response
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.errors import GsomiaError, InvalidInputError
@@ -70,8 +71,10 @@ def _sse(event: FeedEvent) -> bytes:
     )
 
 
-def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The feed's routes, authenticated by ``reader``."""
+def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | None = None) -> APIRouter:
+    """The feed's routes, authenticated by ``reader``. ``dashboard`` is the dashboard's path: the SSE
+    form is served under it as well (``{dashboard}/feed/sse``), where the browser sends its session,
+    so the dashboard's item pages follow the feed instead of asking again and again."""
     router = APIRouter(tags=["feed"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     feed = node.feed
@@ -112,7 +115,6 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             if not events:
                 await asyncio.sleep(POLL_S)
 
-    @router.get("/feed/sse", response_class=StreamingResponse)
     async def sse(
         person: Caller,
         topic: Topics = None,
@@ -130,31 +132,20 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         chosen = only(topic, originator, agreement)
         await run_in_threadpool(feed.page, person, start or 0, chosen, limit=1)  # refused now, not mid-stream
 
-        async def events() -> AsyncIterator[bytes]:
-            queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
-
-            async def pump() -> None:
-                try:
-                    async for event in follow(person, start, chosen):
-                        await queue.put(_sse(event))
-                except GsomiaError:  # the reader was disabled: the stream ends
-                    return
-
-            pumping = asyncio.create_task(pump())
+        async def messages() -> AsyncIterator[bytes]:
             try:
-                yield b": gsomia live feed\n\n"
-                while not pumping.done() or not queue.empty():
-                    try:
-                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-            finally:
-                pumping.cancel()
-                await asyncio.gather(pumping, return_exceptions=True)
+                async for event in follow(person, start, chosen):
+                    yield _sse(event)
+            except GsomiaError:  # the reader was disabled: the stream ends
+                return
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-        )
+        return sse_response(messages(), b"gsomia live feed", KEEPALIVE_S)
+
+    for path in ("/feed/sse", *((f"{dashboard}/feed/sse",) if dashboard else ())):
+        router.add_api_route(
+            path, sse, methods=["GET"], response_class=StreamingResponse,
+            include_in_schema=not path.startswith(dashboard or "\0"),
+        )  # fmt: skip
 
     @router.websocket("/feed/ws")
     async def ws(websocket: WebSocket) -> None:

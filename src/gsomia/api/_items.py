@@ -6,9 +6,6 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -24,7 +21,7 @@ from gsomia.api._fields import Classification, Id, Instant, Party, Text
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import InvalidInputError, UnknownNameError
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 
 __all__ = ["add_items_routes"]
@@ -52,25 +49,37 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
 
     @app.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
     def ingest(body: m.ItemIn, person: Caller, response: Response) -> dict[str, Any]:
-        """Ingest a labelled item; a received item names where it came from and under which agreement."""
-        if (body.payload is None) == (body.payload_base64 is None):
-            raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
-        if body.payload_base64 is not None:
-            try:
-                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
+        """Ingest a labelled item; a received item names where it came from and under which agreement.
+        An item in portions gives ``portions`` (each with its own label) instead of a label and payload."""
+        if body.portions is not None:
+            if body.label is not None or body.payload is not None or body.payload_base64 is not None:
+                raise InvalidInputError("an item in portions gives portions only: no label or payload")
+            portions = [
+                PortionIngest(p.id, p.label, *m.payload_in(p.payload, p.payload_base64, required=True))
+                for p in body.portions
+            ]
+            item = node.ingest(
+                person,
+                label=None,
+                payload=b"",
+                item_id=body.id,
+                received_from=body.received_from,
+                agreement=body.agreement,
+                portions=portions,
+            )
         else:
-            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
-        item = node.ingest(
-            person,
-            label=body.label,
-            payload=payload,
-            payload_type=kind,
-            item_id=body.id,
-            received_from=body.received_from,
-            agreement=body.agreement,
-        )
+            if body.label is None:
+                raise InvalidInputError("give a label (or portions, each with its own label)")
+            payload, kind = m.payload_in(body.payload, body.payload_base64, required=True)
+            item = node.ingest(
+                person,
+                label=body.label,
+                payload=payload,
+                payload_type=kind,
+                item_id=body.id,
+                received_from=body.received_from,
+                agreement=body.agreement,
+            )
         response.headers["Location"] = f"/items/{item.id}"
         return item_view(item)
 

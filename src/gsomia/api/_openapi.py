@@ -11,13 +11,14 @@ the words of the refusal, so a client can read every rule the server applies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gsomia.api._fields import NO_NUL, SOME_WORDS
 from gsomia.core.access import Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import TIMESTAMP_PATTERN
+from gsomia.core.portions import MAX_PORTIONS, PORTION_ID
 
 __all__ = ["RULES", "refine"]
 
@@ -26,7 +27,12 @@ SHAPE = "x-gsomia-shape"
 
 # Rules JSON Schema cannot state, by operation ("METHOD /path"), each as the refusal words it.
 RULES: dict[str, tuple[str, ...]] = {
-    "POST /items": ("the review instant precedes the creation instant",),
+    "POST /items": (
+        "the review instant precedes the creation instant",
+        # an item in portions (issue 20 §2): one item, one originator and purpose; ids tell portions apart
+        "share its originator, policy and purpose",
+        "portion ids must differ within an item",
+    ),
     "POST /decisions": (
         "the review instant precedes the creation instant",
         "already marks this item",  # two alternative labels for one party that differ
@@ -128,7 +134,11 @@ def label_schema(catalogue: Catalogue) -> dict[str, Any]:
 def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /items``: the node's own item only (another party's arrives through the exchange, under
     its originator's signature: issue 14 §8); ``received_from`` and ``agreement`` stay absent."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("label", "received_from", "agreement")}
+    common = {
+        k: v
+        for k, v in base["properties"].items()
+        if k not in ("label", "received_from", "agreement", "portions")
+    }
     common["payload"] = {"description": "Any JSON value but null", "not": {"type": "null"}}
     common["payload_base64"] = {k: v for k, v in common["payload_base64"]["anyOf"][0].items()}
     exactly_one = {"oneOf": [{"required": ["payload"]}, {"required": ["payload_base64"]}]}
@@ -147,49 +157,79 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
             },
         }
     ]
+    portion = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "label"],
+        **exactly_one,
+        "properties": {
+            "id": {"type": "string", "pattern": PORTION_ID.pattern},
+            "label": _label(catalogue, party, _levels(catalogue, party), alternatives=False),
+            "payload": common["payload"],
+            "payload_base64": common["payload_base64"],
+        },
+    }
+    branches.append(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["portions"],
+            "properties": {
+                "id": common["id"],
+                "portions": _array(portion, minItems=1, maxItems=MAX_PORTIONS),
+                "label": absent,
+                "received_from": absent,
+                "agreement": absent,
+            },
+        }
+    )
     return {"description": base.get("description", ""), "anyOf": branches}
+
+
+def _by_party(
+    catalogue: Catalogue,
+    base: dict[str, Any],
+    names: tuple[str, str],
+    fields: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """``base``'s object as one branch per party, in which ``fields(code)`` states the fields
+    ``names`` (the party, and levels of that party's scheme)."""
+    common = {k: v for k, v in base["properties"].items() if k not in names}
+    return {
+        "description": base.get("description", ""),
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": base.get("required", []),
+                "properties": {**common, **fields(code)},
+            }
+            for code in sorted(catalogue.parties)
+        ],
+    }
 
 
 def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /people``: a clearance is a level of the person's nationality's scheme."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("nationality", "clearance")}
-    return {
-        "description": base.get("description", ""),
-        "anyOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "nationality": {"const": code},
-                    "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
-                },
-            }
-            for code in sorted(catalogue.parties)
-        ],
-    }
+    return _by_party(
+        catalogue,
+        base,
+        ("nationality", "clearance"),
+        lambda code: {
+            "nationality": {"const": code},
+            "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
+        },
+    )
 
 
 def rules_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /registers/rules``: the levels a rules version touches are levels of that party."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("party", "levels")}
-    return {
-        "description": base.get("description", ""),
-        "anyOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "party": {"const": code},
-                    "levels": _array({"enum": _levels(catalogue, code)}),
-                },
-            }
-            for code in sorted(catalogue.parties)
-        ],
-    }
+    return _by_party(
+        catalogue,
+        base,
+        ("party", "levels"),
+        lambda code: {"party": {"const": code}, "levels": _array({"enum": _levels(catalogue, code)})},
+    )
 
 
 def _vocabularies(catalogue: Catalogue, party: str) -> dict[str, list[str]]:

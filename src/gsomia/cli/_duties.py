@@ -268,6 +268,42 @@ def advance_incident(
     _out(incident, as_json, f"incident {incident_id}: {incident['state']}")
 
 
+@duty_app.command("feedback")
+@guard
+def send_feedback(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    kind: Annotated[
+        str,
+        typer.Option(help="seen, used-in-assessment, corroborated, false-positive, question or correction."),
+    ],
+    text: Annotated[str, typer.Option(help="What you tell the originator (needed for a question).")] = "",
+    cite: Annotated[
+        list[str] | None,
+        typer.Option(help="An item of this node's, released to the originator, that the feedback cites."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the originator of a partner's item signed feedback about it (the way the item came)."""
+    node = open_node(directory)
+    sent = node.duties.send_feedback(node.person(actor), item_id, kind, text, cite or [])
+    _out(sent, as_json, f"feedback {sent['id']} queued for {sent['originator']}")
+
+
+@duty_app.command("feedback-list")
+@guard
+def feedback_list(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+    """Feedback about an item: received from its holders (as originator) or sent (as holder)."""
+    node = open_node(directory)
+    rows = node.duties.feedback(node.person(actor), item_id)
+    _out(
+        rows,
+        as_json,
+        "\n".join(f"{r['at']}  {r['holder']}  {r['kind']}  {r['text']}" for r in rows) or "no feedback",
+    )
+
+
 @duty_app.command("incidents")
 @guard
 def incidents(directory: DirOpt, actor: AsOpt, as_json: JsonOpt = False) -> None:

@@ -3,8 +3,8 @@
 A stream of one originator's tracks is released per recipient by the same
 :class:`~gsomia.core.policy.ReleaseEngine` as any item: directly when an agreement
 allows it, else through a hub when the originator has authorised the relay, else not
-at all. The answer can only change when an agreement's status changes or a consent
-starts or ends, so :func:`plan_relay` returns a :class:`RelayPlan` that holds until
+at all. The answer can only change when an agreement's status or equivalence table changes or
+a consent starts or ends, so :func:`plan_relay` returns a :class:`RelayPlan` that holds until
 :func:`next_event_after` — per message, checking the plan is one comparison.
 """
 
@@ -65,8 +65,9 @@ def next_event_after(
     at: datetime,
     assurances: Sequence[Assurance] = (),
 ) -> datetime | None:
-    """The first instant after ``at`` when an agreement of ``parties`` changes status, a consent
-    starts or ends, or an assurance is given or revoked; ``None`` if nothing is recorded after ``at``."""
+    """The first instant after ``at`` when an agreement of ``parties`` changes status or its
+    equivalence table, a consent starts or ends, or an assurance is given or revoked; ``None`` if
+    nothing is recorded after ``at``."""
     require_aware(at, "plan instant")
     members = set(parties)
     instants = [
@@ -76,6 +77,13 @@ def next_event_after(
         for t in agreement.transitions
         if t.at > at
     ]
+    instants.extend(  # a party's equivalence change starts or ends a row: the markings may differ
+        bound
+        for agreement in catalogue.agreements.values()
+        if members & set(agreement.parties)
+        for bound in agreement.equivalence.bounds()
+        if bound > at
+    )
     for consent in consents:
         instants.extend(x for x in (consent.given_at, consent.expires) if x is not None and x > at)
     for assurance in assurances:
@@ -93,7 +101,7 @@ def plan_relay(
     at: datetime,
     consents: Sequence[Consent] = (),
     assurances: Sequence[Assurance] = (),
-    hubs: Sequence[str] = ("USA",),
+    hubs: Sequence[str],
     purpose: str = MISSILE_WARNING,
     item: str | None = None,
 ) -> RelayPlan:

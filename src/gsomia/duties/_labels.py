@@ -135,6 +135,13 @@ class _Labels(DutyBase):
             label = kernel.items.item(row).label
             check_originator(self.party, label, kind.value)
             kernel.decide_read(actor, label, item_id).raise_if_refused()
+            if kind is ChangeKind.RECLASSIFY and row.portions is not None:
+                # each portion carries its own signed label under the root: one new label for the
+                # whole would leave the portions' labels (what readers are decided on) behind
+                raise InvalidInputError(
+                    f"item {item_id} is in portions, each with its own label: it cannot be reclassified "
+                    "as a whole (recall or destroy it, and ingest it again with the new labels)"
+                )
             now = kernel.clock()
             new_label = None
             if kind is ChangeKind.RECLASSIFY:

@@ -5,7 +5,8 @@
 - ``label-ack``: a holder applied (or could not apply) a change;
 - ``destruction-record``: a holder's record of destruction (Art. 13);
 - ``destruction-request``: the originator asks a holder for that record;
-- ``incident``: a holder's report of loss or compromise and its investigation (Art. 17).
+- ``incident``: a holder's report of loss or compromise and its investigation (Art. 17);
+- ``feedback``: a holder's sighting, question or proposed correction about an item (issue 20 §4).
 
 Each is signed by the node that speaks (``sign_origin``) and travels inside the ordinary
 envelopes as ``{"kind": "duty", "to": <party>, "duty": <JWS>}``; a hub passes it on unchanged.
@@ -22,6 +23,7 @@ from typing import Any
 
 from gsomia._codec import canonical, instant_from_json
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.feedback import Feedback, make_feedback
 from gsomia.core.investigation import (
     IncidentNature,
     Investigation,
@@ -37,6 +39,7 @@ __all__ = [
     "change_content",
     "destruction_content",
     "destruction_request_content",
+    "feedback_content",
     "incident_content",
     "kept_content",
     "parse_ack",
@@ -44,6 +47,7 @@ __all__ = [
     "parse_destruction",
     "parse_destruction_request",
     "parse_duty",
+    "parse_feedback",
     "parse_incident",
     "parse_sources",
 ]
@@ -324,3 +328,45 @@ def parse_incident(data: dict[str, Any]) -> Investigation:
         nature,
         steps,
     )
+
+
+def feedback_content(feedback: Feedback) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "feedback",
+            "id": feedback.id,
+            "item": feedback.item,
+            "originator": feedback.originator,
+            "holder": feedback.holder,
+            "feedback": feedback.kind.value,
+            "text": feedback.text,
+            "cites": list(feedback.cites),
+            "by": feedback.by,
+            "at": feedback.at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_feedback(data: dict[str, Any]) -> Feedback:
+    """The holder's signed feedback, checked as the holder's node checked it before signing."""
+    cites = data.get("cites", [])
+    if not isinstance(cites, list) or not all(isinstance(c, str) and c for c in cites):
+        raise InvalidInputError("feedback.cites: expected a list of item ids")
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise InvalidInputError("feedback.text: expected a string")
+    try:
+        return make_feedback(
+            _str(data, "id", "feedback"),
+            _str(data, "item", "feedback"),
+            _str(data, "originator", "feedback"),
+            _str(data, "holder", "feedback"),
+            str(data.get("feedback")),
+            text,
+            cites,
+            by=_str(data, "by", "feedback"),
+            at=instant_from_json(data.get("at"), "feedback.at"),
+        )
+    except GsomiaError as exc:
+        raise InvalidInputError(f"feedback: {exc}") from exc

@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia.core.feedback import MAX_PER_ITEM
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.duties._feedback import feedback_row
 from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
@@ -31,6 +33,7 @@ from gsomia.duties._messages import (
     parse_destruction,
     parse_destruction_request,
     parse_duty,
+    parse_feedback,
     parse_incident,
     parse_sources,
     steps_json,
@@ -57,7 +60,8 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     kind, data = parse_duty(content)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
-        _check_relay(duties, signer, to, kind, item)
+        sources = parse_sources(data, kind) if kind in ("destruction-record", "incident") else ()
+        _check_relay(duties, signer, to, kind, item, sources)
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
@@ -75,20 +79,43 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
         status = _destruction_request(duties, exchange, signer, data, now, accepted)
     elif kind == "incident":
         status = _incident(duties, signer, data, jws, now, accepted)
+    elif kind == "feedback":
+        status = _feedback(duties, signer, data, jws, now, accepted)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
 
 
-def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | None) -> None:
+def _check_relay(
+    duties: Duties, signer: str, to: str, kind: str, item: str | None, sources: tuple[str, ...]
+) -> None:
     """Pass a duty message on only along the item's recorded path (issue 14 §9): as the hub an
     agreement names between ``signer`` and ``to``, about an item it relayed between them; or as the
-    holder that passed the originator's item on to ``to`` by its own release. Anything else
-    (another party's message through a node that carried nothing between them) raises
-    :class:`AgreementError`, which the inbox refuses and audits."""
+    holder that passed the originator's item on to ``to`` by its own release. A record about a copy
+    the holder made (an id not known here) passes along the path of every item it names as its
+    sources. Anything else (another party's message through a node that carried nothing between
+    them) raises :class:`AgreementError`, which the inbox refuses and audits."""
     me = duties.party
     if item is None:
         raise AgreementError(f"{me} passes on only duties about an item it passed on; this {kind} names none")
+    if _passed_on(duties, signer, to, item):
+        return
+    if (
+        sources
+        and duties.kernel.store.get_item(item) is None
+        and all(_passed_on(duties, signer, to, s) for s in sources)
+    ):
+        return
+    raise AgreementError(
+        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
+        f"its own release): a {kind} about it does not pass here"
+    )
+
+
+def _passed_on(duties: Duties, signer: str, to: str, item: str) -> bool:
+    """Whether this node passed ``item`` on between ``signer`` and ``to``: relayed as the hub an
+    agreement names between them, or released onward by itself (the originator being one of them)."""
+    me = duties.party
     row = duties.kernel.store.get_item(item)
     originator = None if row is None else row.originator
     hub = any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me))
@@ -99,11 +126,8 @@ def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | No
         relayed = hub and route.get("via") == [me]
         released = route.get("sender") == me != originator and originator in (signer, to)
         if relayed or released:
-            return
-    raise AgreementError(
-        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
-        f"its own release): a {kind} about it does not pass here"
-    )
+            return True
+    return False
 
 
 def _recorded(
@@ -504,6 +528,36 @@ def _incident(
     row = _incident_row(investigation, json.dumps(signed), now)
     accepted.ops.append(duties.db.put("incidents", row, replace_keys=("id",)))
     return investigation.state.value
+
+
+def _feedback(
+    duties: Duties, signer: str, data: dict[str, Any], jws: str, now: datetime, accepted: Batch
+) -> str:
+    """A holder's feedback about this node's item: kept with its signature, bounded per item and holder.
+    Only from a holder the item went to; the same feedback again changes nothing; another with the
+    same id from that holder is refused."""
+    feedback = parse_feedback(data)
+    if signer != feedback.holder:
+        raise InvalidInputError(f"feedback signed by {signer} speaks for {feedback.holder}")
+    if feedback.originator != duties.party:
+        raise InvalidInputError(f"feedback about a {feedback.originator} item sent to {duties.party}")
+    row = duties.kernel.store.get_item(feedback.item)
+    if row is None:
+        raise InvalidInputError(f"no item {feedback.item} of {duties.party} to take feedback on")
+    _check_sent(duties, feedback.item, feedback.holder)
+    known = duties.db.feedback_entry(feedback.holder, feedback.id)
+    if known is not None:
+        if (known.item_id, known.kind, known.text) != (feedback.item, feedback.kind.value, feedback.text):
+            raise InvalidInputError(
+                f"feedback {feedback.id} from {feedback.holder} is already recorded otherwise"
+            )
+        return "already-recorded"
+    if duties.db.feedback_count(feedback.item, feedback.holder) >= MAX_PER_ITEM:
+        raise InvalidInputError(
+            f"at most {MAX_PER_ITEM} feedback from {feedback.holder} about {feedback.item}"
+        )
+    accepted.ops.append(duties.db.put("feedback", feedback_row(feedback, jws, epoch_us(now))))
+    return "recorded"
 
 
 def _check_holder(duties: Duties, item_id: str, holder: str, sources: tuple[str, ...]) -> None:

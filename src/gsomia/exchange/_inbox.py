@@ -5,8 +5,8 @@ node's equivalent, and sign a receipt. A message id seen before returns the same
 exactly-once effect. A hub relays what the originator authorised, and only that.
 
 The inbox dispatches by message kind through the exchange's handler table: ``item``,
-``consent-request`` and ``consent`` are its own; other services register theirs where the
-node is built (the duties ``duty``, the audit log ``tree-head``).
+``consent-request``, ``consent`` and ``equivalence-change`` are its own; other services
+register theirs where the node is built (the duties ``duty``, the audit log ``tree-head``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ from typing import Any
 from gsomia._codec import canonical, decision_json
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
+from gsomia.core.portions import banner
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
-from gsomia.exchange._consents import Consents
+from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
 from gsomia.exchange._messages import consent_from_content
-from gsomia.kernel import ItemContent, parse_item_content
+from gsomia.kernel import (
+    ItemContent,
+    PortionedContent,
+    SignedPortion,
+    parse_item_content,
+    parse_portioned_content,
+    signed_portions,
+)
 from gsomia.store import ConsentRow, InboxRow, InventoryEntry, NewItem, OutboxRow
 
 __all__ = ["Inbox"]
@@ -40,7 +48,7 @@ _UNOPENED = EnvelopeError("tallied")
 _UNOPENED_FOR_NOW = EnvelopeError("tallied-for-now")  # the same, of a code in _FOR_NOW (retry)
 
 
-class Inbox(Consents):
+class Inbox(Equivalences):
     """Envelopes arriving from peers, a batch in one transaction."""
 
     def _register_own(self) -> None:
@@ -49,6 +57,7 @@ class Inbox(Consents):
         self.register("consent", self._receive_consent)
         self.register("assurance", self._receive_assurance)
         self.register("purpose-consent", self._receive_purpose_consent)
+        self.register(EQUIVALENCE_KIND, self._receive_equivalence)
 
     def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order.
@@ -209,7 +218,20 @@ class Inbox(Consents):
         if not isinstance(origin, str) or not isinstance(route, dict):
             raise InvalidInputError("item message: origin and route are required")
         originator, content = verify_origin(origin, self._identities, now, own=self.ring)
-        item = parse_item_content(content, self.kernel.catalogue)
+        item: ItemContent | PortionedContent
+        portions: tuple[SignedPortion, ...] = ()
+        portioned = parse_portioned_content(content, self.kernel.catalogue)
+        if portioned is None:
+            if "portions" in body:
+                raise InvalidInputError("item message: portions of an item signed whole")
+            item = parse_item_content(content, self.kernel.catalogue)
+            label = item.label
+        else:
+            # each portion checked against the originator's signed root before anything else: one
+            # added, swapped or altered on the way (by a hub, by anyone) refuses the envelope
+            item = portioned
+            portions = signed_portions(body.get("portions"), portioned, self.kernel.catalogue)
+            label = banner([p.label for p in portions], self.kernel.catalogue)
         if item.label.originator != originator:
             raise EnvelopeError("bad-origin-signature")  # signed by one party, labelled as another's
         sender, recipient = route.get("sender"), route.get("recipient")
@@ -240,7 +262,7 @@ class Inbox(Consents):
         if not isinstance(purpose, str):
             raise InvalidInputError("item message: purpose is required")
         request = ReleaseRequest(
-            item.label,
+            label,
             sender,
             recipient,
             purpose,
@@ -294,7 +316,7 @@ class Inbox(Consents):
             )
         )
         if not held:
-            accepted.items.append(self._new_item(item, origin, opened.sender, decision, now))
+            accepted.items.append(self._new_item(item, origin, opened.sender, decision, now, portions))
             accepted.item_ids.add(item.item_id)
             accepted.inventory.append(
                 InventoryEntry(
@@ -315,7 +337,7 @@ class Inbox(Consents):
                 hook(item.item_id, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
 
-    def _same_item(self, item: ItemContent, originator: str, accepted: Batch) -> None:
+    def _same_item(self, item: ItemContent | PortionedContent, originator: str, accepted: Batch) -> None:
         """An item is (originator, id) and, as received, the originator's signed content: another
         originator's item, or another item of the same originator, under an id held here (or arriving
         earlier in the same batch) is refused with the reason, never answered "already held" (which
@@ -329,29 +351,57 @@ class Inbox(Consents):
         if arriving is not None:
             held_by, state, created_us = arriving.originator, arriving.state, arriving.created_us
             sealed = (arriving.label, arriving.payload)
+            portioned = arriving.portions is not None
         else:
             row = self.kernel.store.get_item(item.item_id)
             if row is None:
                 return
             held_by, state, created_us = row.originator, row.state, row.created_us
             sealed = (row.label, row.payload)
+            portioned = row.portions is not None
         if held_by != originator:
             raise InvalidInputError(
                 f"item id {item.item_id} is already taken here by an item of {held_by}: "
                 f"{originator}'s item is not stored"
             )
-        if created_us != epoch_us(item.label.created) or (
-            state == "held" and self.kernel.cipher.open(item.item_id, *sealed) != item.payload
-        ):
+        if isinstance(item, PortionedContent):  # the same signed root (a hub may send fewer portions)
+            same = portioned and (
+                self.kernel.items.signed_root(item.item_id, *sealed) == item
+                if state == "held"
+                else created_us <= epoch_us(item.label.created)
+            )
+        else:
+            same = (
+                not portioned
+                and created_us == epoch_us(item.label.created)
+                and (state != "held" or self.kernel.cipher.open(item.item_id, *sealed) == item.payload)
+            )
+        if not same:
             raise InvalidInputError(
                 f"item id {item.item_id} is held here as a different item of {originator}: not stored"
             )
 
     def _new_item(
-        self, item: ItemContent, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
+        self,
+        item: ItemContent | PortionedContent,
+        origin: str,
+        received_from: str,
+        decision: ReleaseDecision,
+        now: datetime,
+        portions: tuple[SignedPortion, ...] = (),
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
+        if isinstance(item, PortionedContent):
+            return self.kernel.items.seal_portions(
+                item,
+                portions,
+                origin=origin,
+                now=now,
+                by=f"exchange:{received_from}",
+                received_from=received_from,
+                agreement=decision.agreement,
+            )
         label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
             item.item_id,

@@ -14,12 +14,14 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from gsomia._codec import canonical, consent_from_content, person_from_dict
+from gsomia._codec import canonical, consent_from_content, equivalence_change_from_dict, person_from_dict
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.equivalences import AppliedChange, with_changes
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseEngine
@@ -27,18 +29,21 @@ from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import EnvelopeError, verify_origin
 from gsomia.crypto.keys import KeyRing
+from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
 from gsomia.kernel._grouped import GroupedAppend
-from gsomia.kernel._items import HoldAs, Item, Items, from_us, unknown_item
+from gsomia.kernel._items import PORTIONS, HoldAs, Item, Items, from_us, unknown_item
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
 from gsomia.store import (
+    EQUIVALENCES,
     OVERFLOW_SOURCE,
     PEOPLE,
     VISITS,
     AuditRow,
     DutiesStore,
+    EquivalenceStore,
     FederationStore,
     ItemRow,
     SharedState,
@@ -52,6 +57,7 @@ __all__ = [
     "ManualClock",
     "NodeContext",
     "ReadGate",
+    "Seen",
     "checks_json",
     "node_hubs",
     "node_timezone",
@@ -101,6 +107,20 @@ def node_hubs(catalogue: Catalogue, party: str) -> tuple[str, ...]:
     return tuple(sorted({a.hub for a in catalogue.agreements_of(party) if a.hub is not None}))
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the read decision lets one reader see of one item: ``item`` as they see it (``None``:
+    nothing) and the decision. For an item in portions, ``item`` carries only the portions they may
+    read and is labelled with the highest of those portions' labels."""
+
+    item: Item | None
+    decision: AccessDecision
+
+    @property
+    def allowed(self) -> bool:
+        return self.item is not None
+
+
 class Refusals:
     """How many refusals this process recorded, by the record's kind and the error's class (what
     ``/metrics`` reports; a process's counter, summed across processes by the monitoring).
@@ -142,16 +162,23 @@ class NodeContext:
         max_payload_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
         watch: ChangeWatch | None = None,
+        tls: TlsFiles | None = None,
         hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
-        self.catalogue = catalogue
+        self.base_catalogue = catalogue  # the data files' agreements, before any equivalence change
         self.store = store
         self.ring = ring
         self.cipher = cipher
-        self.engine = engine
+        self._base_engine = engine
+        # (equivalences generation, catalogue, engine): the data files with the changes on file
+        self._effective: tuple[int, Catalogue, ReleaseEngine] = (-1, catalogue, engine)
+        self._effective_lock = threading.Lock()
+        self._equivalences = EquivalenceStore(store)
         self.clock = clock
         self.endpoint = endpoint
+        # TLS bound to the identity: served, presented to partners, partners' pins checked
+        self.tls = tls
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew  # how far a partner's signed instants may be from ours
         self.timezone = node_timezone(catalogue, party)
@@ -167,12 +194,46 @@ class NodeContext:
         self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
             self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
         )
-        self.items = Items(party, catalogue, store, cipher, ring, hold_as)
+        self.items = Items(party, lambda: self.catalogue, store, cipher, ring, hold_as)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._refused_lock = threading.Lock()
         self.refusals = Refusals()
+
+    # --- the catalogue and the release engine: the data files with the equivalence changes on file ---
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The parties and agreements, each agreement's equivalence table with the changes on file
+        applied (rebuilt in every process when the store's ``equivalences`` counter moves)."""
+        return self._current()[1]
+
+    @property
+    def engine(self) -> ReleaseEngine:
+        """THE release engine over :attr:`catalogue` (the same rules, compiled again on a change)."""
+        return self._current()[2]
+
+    def _current(self) -> tuple[int, Catalogue, ReleaseEngine]:
+        generation = self.watch.generation(EQUIVALENCES)
+        current = self._effective
+        if current[0] == generation:
+            return current
+        with self._effective_lock:
+            current = self._effective
+            if current[0] != generation:
+                current = self._effective = self._rebuild(generation)
+        return current
+
+    def _rebuild(self, generation: int) -> tuple[int, Catalogue, ReleaseEngine]:
+        applied = [
+            AppliedChange(equivalence_change_from_dict(json.loads(row.change)), from_us(row.applies_us))
+            for row in self._equivalences.changes()
+        ]
+        catalogue = with_changes(self.base_catalogue, applied)  # checked as a whole: fails closed
+        if catalogue is self.base_catalogue:
+            return generation, catalogue, self._base_engine
+        return generation, catalogue, ReleaseEngine(catalogue, self._base_engine.rules)
 
     # --- the audit records ---
 
@@ -405,8 +466,13 @@ class NodeContext:
                 continue
         return tuple(found)
 
+    def view(self, actor: Person, item: Item) -> Seen:
+        """THE read decision of an item: what ``actor`` may see of it (:meth:`ReadGate.view`)."""
+        return self.reader(actor).view(item)
+
     def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
-        """The row, the item and the decision, if ``actor`` may read ``item_id``.
+        """The row, the item as ``actor`` sees it and the decision, if ``actor`` may read ``item_id``
+        (of an item in portions, the portions they may read: :meth:`view`).
 
         To the reader, an item they may not read and an item this node does not hold are the
         same: both raise :class:`NotFoundError` with the same words, so neither the status, the
@@ -415,8 +481,10 @@ class NodeContext:
         """
         try:
             row = self.items.row(item_id)
-            item = self.items.item(row)
-            decision = self.decide_read(actor, item.label, item_id).raise_if_refused()
+            seen = self.view(actor, self.items.item(row))
+            if seen.item is None:
+                raise AccessDenied(seen.decision)
+            item, decision = seen.item, seen.decision
         except AccessDenied as exc:
             self.refuse(kind, actor.id, item_id, exc)
             hidden = NotFoundError(unknown_item(item_id))
@@ -435,10 +503,14 @@ class NodeContext:
                 raise ItemGoneError(
                     f"item {item_id} was {row.state}: its record remains, its payload is gone"
                 )
-            payload = self.items.payload(row)
+            if item.payload_type == PORTIONS:
+                payload = self.items.portions_payload(row, item.portions)
+            else:
+                payload = self.items.payload(row)
         except GsomiaError as exc:
             raise self.refuse("item.read", actor.id, item_id, exc) from None
-        self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks))
+        shown = {"portions": [m.id for m in item.portions]} if item.portions else {}
+        self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks), **shown)
         return item, payload
 
     def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
@@ -448,7 +520,7 @@ class NodeContext:
         found: set[str] = set()
         for item_id in item_ids:
             row = self.store.get_item(item_id)
-            if row is not None and gate.decide(self.items.item(row).label, item_id).allowed:
+            if row is not None and gate.view(self.items.item(row)).allowed:
                 found.add(item_id)
         return found
 
@@ -456,9 +528,15 @@ class NodeContext:
         """The same decision for a run of reads by one person (a page, a subscription)."""
         return ReadGate(self, actor)
 
+    @staticmethod
+    def holds_any(actor: Person | None, roles: Sequence[Role]) -> bool:
+        """Whether ``actor`` is the local operator or, active, holds one of ``roles`` (nothing recorded:
+        for a shell choosing what to show; :meth:`require_any` is the check that refuses)."""
+        return actor is None or (actor.active and bool(actor.roles.intersection(roles)))
+
     def require_any(self, actor: Person | None, roles: Sequence[Role], what: str) -> None:
         """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
-        if actor is None or (actor.active and actor.roles.intersection(roles)):
+        if actor is None or self.holds_any(actor, roles):
             return
         names = " or ".join(r.value for r in roles)
         decision = AccessDecision(False, actor.id, (Check("role", False, f"{what} needs the {names} role"),))
@@ -511,3 +589,22 @@ class ReadGate:
             item=item,
             at=now,
         )
+
+    def view(self, item: Item) -> Seen:
+        """What this reader may see of ``item``: all of it or nothing for an item signed whole; of an
+        item in portions, each portion decided on its own label and the item shown with those they
+        may read, labelled with the highest of theirs (decided again: it must pass too). A reader
+        who may read no portion is refused with the checks on the whole item's label."""
+        if not item.portions:
+            decision = self.decide(item.label, item.id)
+            return Seen(item if decision.allowed else None, decision)
+        visible = [m for m in item.portions if self.decide(m.label, item.id).allowed]
+        if not visible:
+            whole = self.decide(item.label, item.id)
+            if whole.allowed:  # cannot be (every portion is within the whole); fail closed all the same
+                refused = Check("portions", False, "no portion of the item may be read")
+                whole = AccessDecision(False, whole.person, (*whole.checks, refused))
+            return Seen(None, whole)
+        shown = self.context.items.shown(item, visible)
+        decision = self.decide(shown.label, item.id)
+        return Seen(shown if decision.allowed else None, decision)

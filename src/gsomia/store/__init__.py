@@ -5,21 +5,24 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
 background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
-the stream link hellos answered. Each is a view over the one ``Store``'s connection.
+the stream link hellos answered; ``EquivalenceStore`` the parties' equivalence
+changes. Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
 from gsomia.store._assurances import ASSURANCES, AssuranceRow, AssuranceStore
-from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store._audit import AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
     DutiesStore,
+    FeedbackRow,
     IncidentRow,
     LabelAckRow,
     LabelChangeRow,
     Op,
     VisitRow,
 )
+from gsomia.store._equivalences import EQUIVALENCES, EquivalenceChangeRow, EquivalenceStore
 from gsomia.store._federation import (
     ConsentRequestRow,
     ConsentRow,
@@ -50,6 +53,7 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 __all__ = [
     "ASSURANCES",
     "CONSENTS",
+    "EQUIVALENCES",
     "KEYS",
     "OVERFLOW_SOURCE",
     "PEERS",
@@ -67,8 +71,13 @@ __all__ = [
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
+    "EquivalenceChangeRow",
+    "EquivalenceStore",
     "FederationStore",
+    "FeedbackRow",
+    "ForkEvidenceRow",
     "Gauges",
+    "GossipHeadRow",
     "HeadRow",
     "InboxRow",
     "IncidentRow",

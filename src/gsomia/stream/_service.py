@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,11 +51,12 @@ from gsomia.errors import (
     InvalidInputError,
     LabelError,
     LinkError,
+    TransportError,
     UnavailableError,
 )
-from gsomia.exchange import Exchange, consent_from_content
+from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import ASSURANCES, CONSENTS, PEERS, AuditRow, LinkHellos
+from gsomia.store import ASSURANCES, CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -170,8 +172,8 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
-        # the store's consents and assurances generations the plans were made under
-        self._plans_consents: tuple[int, int] = (-1, -1)
+        # the store's consents, equivalences and assurances generations the plans were made under
+        self._plans_consents: tuple[int, int, int] = (-1, -1, -1)
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._received_assured = -1  # the assurances generation the received plans were made under
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
@@ -179,6 +181,7 @@ class StreamService:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
         self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
+        self._tls_context: ssl.SSLContext | None = None  # links' client context, made at the first
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
         self._label_json: dict[str, bytes] = {}  # track id -> its label, encoded
@@ -215,7 +218,7 @@ class StreamService:
 
     # --- audit ---
 
-    def _row(
+    def _audit_row(
         self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
     ) -> AuditRow:
         return self.kernel.audit_row(kind, actor, subject, outcome, **detail)
@@ -226,11 +229,17 @@ class StreamService:
     # --- standing authorisations (TISA: the hub relays only what the originator authorised) ---
 
     def authorise_relay(
-        self, actor: Person | None, recipient: str, hub: str, *, expires: datetime | None = None
+        self, actor: Person | None, recipient: str, hub: str | None = None, *, expires: datetime | None = None
     ) -> Consent:
-        """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``."""
+        """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``;
+        without a ``hub``, the one hub this node's agreements name (TISA: the USA)."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
         catalogue = self.kernel.catalogue
+        if hub is None:
+            if len(self.kernel.hubs) != 1:
+                named = ", ".join(self.kernel.hubs) or "none"
+                raise InvalidInputError(f"hub: name the hub (this node's agreements name {named})")
+            (hub,) = self.kernel.hubs
         consent = Consent(
             ConsentKind.TRACK_RELAY,  # the stream only: it never lets the hub pass an item on
             self.party,
@@ -241,7 +250,7 @@ class StreamService:
             expires=expires,
         )
         row, _ = self.exchange.sign_consent(consent)
-        audit = self._row("stream.authorise", actor.id if actor else None, row.id, "recorded",
+        audit = self._audit_row("stream.authorise", actor.id if actor else None, row.id, "recorded",
                           recipient=consent.recipient, hub=consent.hub,
                           expires=None if expires is None else expires.isoformat())  # fmt: skip
         self.exchange.enqueue((), audit=[audit], consents=[row])
@@ -274,8 +283,10 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
-        # a standing consent stored by any process of the node (the store's counter moved): plan again
-        consents = (self.kernel.watch.generation(CONSENTS), self.kernel.watch.generation(ASSURANCES))
+        # a standing consent, an equivalence change or an assurance stored by any process of the node
+        # (the store's counters moved): plan again
+        watch = self.kernel.watch
+        consents = (watch.generation(CONSENTS), watch.generation(EQUIVALENCES), watch.generation(ASSURANCES))
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -295,7 +306,7 @@ class StreamService:
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
-            self._row(
+            self._audit_row(
                 "stream.plan",
                 None,
                 update.track_id,
@@ -320,7 +331,7 @@ class StreamService:
         except GsomiaError as exc:
             who = actor.id if actor else None
             subject = data.get("track_id") if isinstance(data, dict) else None
-            await self._audit(self._row("stream.publish", who, str(subject), "refused",
+            await self._audit(self._audit_row("stream.publish", who, str(subject), "refused",
                                         error=type(exc).__name__, reason=str(exc)))  # fmt: skip
             raise
         result = await self.publish_update(update)
@@ -384,7 +395,7 @@ class StreamService:
             if self._still_pinned(party, link):
                 return link
             await self._drop_link(party)  # opened with a key the peers no longer allow: open anew
-            await self._audit(self._row("stream.link", None, party, "closed", reason="revoked-key"))
+            await self._audit(self._audit_row("stream.link", None, party, "closed", reason="revoked-key"))
         if time.monotonic() < self._retry_at.get(party, 0.0):
             raise LinkError("unknown-peer", f"the link with {party} is down; retrying shortly")
         lock = self._connecting.setdefault(party, asyncio.Lock())
@@ -396,9 +407,25 @@ class StreamService:
             if peer is None:
                 raise LinkError("unknown-peer", f"no registered link with {party}: import its identity first")
             url = peer.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
+            secure = url.startswith("wss://")
+            if self.kernel.tls is not None and not secure:
+                raise LinkError(
+                    "unknown-peer", f"{party}'s endpoint is not HTTPS; this node links over mutual TLS only"
+                )
             first, finish = initiate(self.kernel.ring, peer, self.kernel.clock())
-            ws = await connect(url + LINK_PATH, max_size=2**20, compression=None, open_timeout=5)
+            ws = await connect(
+                url + LINK_PATH,
+                max_size=2**20,
+                compression=None,
+                open_timeout=5,
+                ssl=self._client_tls() if secure else None,
+            )
             try:
+                if secure:  # the certificate the peer's registered identity names, or nothing is sent
+                    try:
+                        check_peer_certificate(peer, ws.transport.get_extra_info("ssl_object"))
+                    except TransportError as exc:
+                        raise LinkError("unknown-peer", str(exc)) from None
                 await ws.send(first)
                 answer = await asyncio.wait_for(ws.recv(), timeout=5)
                 if not isinstance(answer, bytes):
@@ -414,8 +441,16 @@ class StreamService:
             link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers)
             self._links[party] = link
             self._down.discard(party)
-            await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
+            await self._audit(self._audit_row("stream.link", None, party, "opened", role="initiator"))
             return link
+
+    def _client_tls(self) -> ssl.SSLContext:
+        """The context links are opened with: the node's certificate presented (mutual TLS), partners'
+        verified against its authorities; without TLS files, the system's authorities."""
+        if self._tls_context is None:
+            tls = self.kernel.tls
+            self._tls_context = tls.client_context() if tls is not None else ssl.create_default_context()
+        return self._tls_context
 
     def _still_pinned(self, party: str, link: _OutLink) -> bool:
         """Whether the peer key ``link`` was opened with is still usable: checked again only when the
@@ -443,7 +478,7 @@ class StreamService:
             _log.warning("stream link to %s failed: %s", party, exc)
             self._down.add(party)
             await self._audit(
-                self._row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
+                self._audit_row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
             )
 
     async def _drop_link(self, party: str) -> None:
@@ -518,7 +553,7 @@ class StreamService:
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        await self._audit(self._row("stream.batch", None, party, "signed", **batch.audit_detail()))
+        await self._audit(self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail()))
 
     async def _tick(self) -> None:
         while True:
@@ -535,11 +570,15 @@ class StreamService:
 
     # --- links (receiving side) ---
 
-    async def serve_link(self, receive: Any, send: Any, source: str = "unknown") -> None:
+    async def serve_link(
+        self, receive: Any, send: Any, source: str = "unknown", tls_peer: str | None = None
+    ) -> None:
         """Run one inbound link: ``receive()`` returns the next binary message, ``send(bytes)`` answers.
 
-        ``source`` is the caller's address. Until its first authenticated frame (``READY``), the caller
-        is held to the gate (``_gate``): a connection slot of its source, deadlines, no replayed hello.
+        ``source`` is the caller's address; ``tls_peer`` the party whose identity names the TLS client
+        certificate the connection showed (mutual TLS): the link's handshake must name the same.
+        Until its first authenticated frame (``READY``), the caller is held to the gate
+        (``_gate``): a connection slot of its source, deadlines, no replayed hello.
         The link is "opened" (audited) only then. Every refusal (handshake, replay, gap, tamper, a
         track its originator did not sign, a hop's window root overdue or wrong, too many consents)
         is audited and ends the link; before confirmation, in bounded space.
@@ -569,6 +608,11 @@ class StreamService:
             memory_us = int(gate.hello_memory_s * 1_000_000)
             if not await asyncio.to_thread(self._hellos.first_sight, digest, now_us, memory_us):
                 raise LinkError("replayed-handshake", "this link hello was answered before: a replay")
+            if tls_peer is not None and session.peer != tls_peer:
+                raise LinkError(
+                    "handshake-failed",
+                    f"the link hello names {session.peer} but the TLS certificate is {tls_peer}'s",
+                )
             peer_name = session.peer
             pinned = self.kernel.peers.peer(peer_name)
             peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]
@@ -579,18 +623,20 @@ class StreamService:
             frame = session.open(data)
             confirmed = True
             gate.release(source)
-            await self._audit(self._row("stream.link", None, peer_name, "opened", role="responder"))
+            await self._audit(self._audit_row("stream.link", None, peer_name, "opened", role="responder"))
             await self._serve_frames(receive, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
-            row = self._row("stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc))
+            row = self._audit_row(
+                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc)
+            )
             if confirmed:
                 await self._audit(row)
             else:  # nobody yet: one record per source and code per window, with the count left out
                 left_out = gate.should_record(source, exc.detail, time.monotonic())
                 if left_out is not None:
                     await self._audit(
-                        self._row("stream.link", None, peer_name, "refused", error=exc.detail,
+                        self._audit_row("stream.link", None, peer_name, "refused", error=exc.detail,
                                   reason=str(exc), source=source, left_out=left_out)
                     )  # fmt: skip
             raise
@@ -660,7 +706,9 @@ class StreamService:
                 batch = verifier.verify(jws, peer, self.kernel.clock())
                 unrooted_since = None
                 self.stats.batches_verified += 1
-                await self._audit(self._row("stream.batch", None, peer, "verified", **batch.audit_detail()))
+                await self._audit(
+                    self._audit_row("stream.batch", None, peer, "verified", **batch.audit_detail())
+                )
 
     def _check_session_key(self, peer: str, kid: str) -> int:
         """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
@@ -699,7 +747,7 @@ class StreamService:
             oldest = min(kept, key=lambda key: kept[key][0].given_at)
             del kept[oldest]
         self._received_plans.clear()
-        await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
+        await self._audit(self._audit_row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
     async def _first_arrival(self, peer: str, group: VerifiedGroup) -> None:
@@ -776,7 +824,7 @@ class StreamService:
         self._received_plans[key] = (decision, float("inf") if until is None else until.timestamp())
         if not decision.allowed:
             self.stats.refused += 1
-            await self._audit(self._row("stream.receive", None, track_id, "refused", sender=sender,
+            await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
                                         decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
         return decision
 
@@ -803,7 +851,7 @@ class StreamService:
                 label = self.kernel.items.received_label(label, sender, decision.agreement, at=decision.at)
             except LabelError as exc:
                 self.stats.refused += 1
-                await self._audit(self._row("stream.receive", None, track["track_id"], "refused",
+                await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
                                             sender=sender, reason=str(exc)))  # fmt: skip
                 return
             route = f"via {via}" if via else "direct"
@@ -882,7 +930,7 @@ class StreamService:
         decision = self.kernel.decide_read(person, self.stream_label())
         if not decision.allowed:
             raise self.kernel.refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
-        await self._audit(self._row(f"stream.{channel}", person.id, None, "subscribed"))
+        await self._audit(self._audit_row(f"stream.{channel}", person.id, None, "subscribed"))
         subscription = await self.bus.subscribe(after)
         return self._consume(person, subscription)
 
@@ -904,7 +952,9 @@ class StreamService:
                     allowed = readable[key] = decision.allowed
                     if not allowed:
                         failed = [c._asdict() for c in decision.failed()]
-                        await self._audit(self._row("stream.read", person.id, None, "refused", checks=failed))
+                        await self._audit(
+                            self._audit_row("stream.read", person.id, None, "refused", checks=failed)
+                        )
                 if allowed:
                     yield seq, message["track"]
         finally:

@@ -33,7 +33,7 @@ import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from gsomia._present import flow_view, inventory_view
+from gsomia._present import flow_view, inventory_view, release_request_view
 from gsomia._web import dashboard_scope, is_own_origin
 from gsomia.core.access import Person
 from gsomia.core.instants import local_midnight, parse_instant
@@ -436,6 +436,37 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             item=item,
             labels=_label_views(node, item.label),
             copies=copies,
+            feedback=node.duties.feedback(person, item_id),
+        )
+
+    @router.get("/queue")
+    def queue_page(request: Request) -> Response:
+        """The officer's queue: release requests awaiting a second officer, this node's items whose
+        review is due, and partners' items due for return or destruction; each only as far as the
+        officer may read the item (the services decide). Acting on them needs the officer's token
+        (CLI or API): the dashboard's session reads only."""
+        person = viewer(request)
+        if person is None:
+            return to_login(request)
+        if not node.duties.may_review(person):  # the service refuses (and records)
+            try:
+                node.duties.reviews_due(person)
+            except AccessDenied as exc:
+                return _page("refused.html", 403, **common(person, "queue"), reason=str(exc))
+        # each section only for the role its service serves; each service decides what is shown
+        requests = (
+            node.exchange.release_requests(person, state="requested")
+            if node.exchange.may_approve(person)
+            else None
+        )
+        return _page(
+            "queue.html",
+            **common(person, "queue"),
+            requests=None if requests is None else [release_request_view(r) for r in requests],
+            reviews=[
+                {"item": i, "labels": _label_views(node, i.label)} for i in node.duties.reviews_due(person)
+            ],
+            disposal=node.duties.disposal_queue(person),
         )
 
     @router.get("/flows")

@@ -1,15 +1,15 @@
 """The recipients' assurances before provision (Art. 7(5)): signed, dated, revocable.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
