@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from gsomia import load_catalogue
 from gsomia.cli import app
+from gsomia.demo import network
 from gsomia.standards import from_labels, labels_from_json, labels_from_xml
 
 runner = CliRunner()
@@ -74,6 +75,7 @@ def test_bdo_export_verify_and_import_between_two_node_directories(tmp_path: Pat
     jpn = Node(init_node_dir(tmp_path / "jpn", "JPN"))
     try:
         jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+        network.assure({"KOR": kor, "JPN": jpn})  # Art. 7(5): JPN's own assurance, for its decision
         add(kor, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
         kor.ingest(
             None, label=kor_label(created="2026-01-01T00:00:00+09:00"), payload=b'{"t": 1}', item_id="k9"

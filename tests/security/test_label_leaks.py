@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from gsomia.api import create_app
 from gsomia.cli import app as cli
 from gsomia.core.access import Person
+from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 from gsomia.ui import dashboard_scope
@@ -197,6 +198,7 @@ def test_the_outbox_shows_an_officer_only_what_their_clearance_lets_them_read(
     kor = make_node(tmp_path / "kor", "KOR", clock=clock)
     try:
         jpn_node.exchange.register_peer(None, kor.exchange.identity(), [GSOMIA])
+        network.assure({"KOR": kor, "JPN": jpn_node})  # Art. 7(5): KOR's assurance on file at JPN
     finally:
         kor.close()
     jpn_node.ingest(

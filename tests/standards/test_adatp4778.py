@@ -18,6 +18,7 @@ from signxml import XMLVerifier
 from signxml.verifier import SignatureConfiguration
 from tests.node_fixtures import add
 
+from gsomia.demo import network
 from gsomia.errors import EnvelopeError, InvalidInputError, NotFoundError
 from gsomia.standards import export_binding, import_binding, verify_binding
 from gsomia.standards._adatp4778 import bind_xml
@@ -47,6 +48,7 @@ class Pair:
             (self.usa, self.kor, ["usa-kor-gsomia-1987"]),
         ):
             a.exchange.register_peer(None, b.exchange.identity(), agreements)
+        network.assure({"KOR": self.kor, "JPN": self.jpn, "USA": self.usa})  # Art. 7(5)
         self.officer = add(
             self.kor, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst", "release_officer"]
         )

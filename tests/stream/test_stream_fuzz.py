@@ -28,6 +28,7 @@ from tests.conftest import kst
 from gsomia._codec import label_to_dict
 from gsomia.core.tracks import parse_track_update, track_update_to_json
 from gsomia.crypto.keys import KeyRing, PeerIdentity
+from gsomia.demo import network
 from gsomia.errors import GsomiaError, LinkError
 from gsomia.node import Node
 from gsomia.stream import StreamService, StreamStats, launches, replay
@@ -293,6 +294,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]
     )
     kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
     jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})  # Art. 7(5)
     yield kor, jpn
     kor.close()
     jpn.close()
