@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,9 @@ from tests.node_fixtures import jpn_label, kor_label
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
+from gsomia.demo import network
 from gsomia.node import Node
+from gsomia.testing import make_node
 
 Call = Callable[..., httpx.Response]
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -214,7 +217,7 @@ def test_agreements_and_status(call: Call, tokens: dict[str, str]) -> None:
     problem(call("GET", f"/agreements/{GSOMIA}/status", tokens["tanaka"], params={"at": "soon"}), 422)
 
 
-def test_decisions(call: Call, tokens: dict[str, str]) -> None:
+def test_decisions(call: Call, tokens: dict[str, str], jpn_node: Node, tmp_path: Path) -> None:
     body = {
         "sender": "JPN",
         "recipient": "KOR",
@@ -222,6 +225,15 @@ def test_decisions(call: Call, tokens: dict[str, str]) -> None:
         "label": jpn_label(),
         "at": "2024-03-01",
     }
+    unassured = call("POST", "/decisions", tokens["tanaka"], json=body).json()
+    assert unassured["allowed"] is False  # Art. 7(5): KOR has given this node no assurance yet
+    assert [c["rule"] for c in unassured["checks"] if not c["passed"]] == ["assurance"]
+    kor = make_node(tmp_path / "kor", "KOR", clock=jpn_node.clock)  # type: ignore[arg-type]
+    try:
+        jpn_node.exchange.register_peer(None, kor.exchange.identity(), [GSOMIA])
+        network.assure({"KOR": kor, "JPN": jpn_node})
+    finally:
+        kor.close()
     decided = call("POST", "/decisions", tokens["tanaka"], json=body).json()
     assert decided["allowed"] is True
     assert decided["marking"]["text"] == "JPN 군사II급비밀"
