@@ -295,6 +295,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 added_us=item.added_us,
                 label_version=item.label_version,
                 catalogue=node.catalogue,
+                portions=[m.label for m in item.portions],
             )
             if is_tlp_red(obj):
                 return False
@@ -466,6 +467,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             added_us=item.added_us,
             label_version=item.label_version,
             catalogue=node.catalogue,
+            portions=[m.label for m in item.portions],
         )
         return obj["id"] == stix_id and _version_of(obj) == version
 
