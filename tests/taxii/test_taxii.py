@@ -307,3 +307,11 @@ def test_an_item_in_portions_is_served_with_granular_markings_of_the_portions_th
     assert tearline_marking in partial["object_marking_refs"]
     assert body_marking not in response.text
     assert "the body" not in response.text
+    # served back as a TAXII POST: refused (portions are labelled and signed at ingest, POST /items)
+    again = dict(report, item_id="jpn-report-2")
+    posted = call(
+        "POST", url, tokens["tanaka"], json={"objects": [*served, again]}, headers={"Content-Type": TAXII}
+    )
+    assert posted.status_code == 202
+    assert any("in portions" in f["message"] for f in posted.json()["failures"])
+    assert jpn_node.store.get_item("jpn-report-2") is None

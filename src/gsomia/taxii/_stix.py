@@ -658,6 +658,10 @@ def _unwrapped(obj: Mapping[str, Any], label: dict[str, Any]) -> ImportedObject:
     item_id = obj.get("item_id")
     if not isinstance(item_id, str):
         raise InvalidInputError(f"{obj['id']}: an {ITEM_TYPE} needs its item_id")
+    if obj.get("payload_type") == PORTIONS:
+        # portions are labelled by their originator and signed as a tree at ingest: not from a
+        # granular marking a TAXII client wrote (create them with POST /items)
+        raise InvalidInputError(f"{obj['id']}: an item in portions is not taken over TAXII; use POST /items")
     if obj.get("payload_type") == "bytes":
         try:
             data = base64.b64decode(str(obj.get("payload_base64", "")), validate=True)
