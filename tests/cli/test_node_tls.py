@@ -23,7 +23,7 @@ from tests.reliability.processes import stop
 
 from gsomia._web import dashboard_scope
 from gsomia.demo.network import free_port
-from gsomia.node import Node, init_node_dir
+from gsomia.node import Node, init_node_dir, set_tls
 
 
 def _pair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -134,3 +134,27 @@ def test_a_bad_tls_pair_is_refused_before_serving(tmp_path: Path, case: str) -> 
     assert (
         "together" if case == "cert-only" else "absent.crt" if case == "missing" else "PEM"
     ) in refused.stderr
+
+
+def test_node_toml_tls_files_that_cannot_serve_are_refused_before_serving(tmp_path: Path) -> None:
+    config = init_node_dir(tmp_path / "jpn", "JPN")
+    cert, key = _pair(tmp_path, "node")
+    set_tls(config.directory, str(cert), str(key), str(tmp_path / "absent-ca.crt"))
+    refused = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(config.directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "absent-ca.crt: no such TLS file" in refused.stderr
+    both = subprocess.run(  # noqa: S603 - node.toml's files and --tls-cert: one or the other
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(config.directory),
+         "--tls-cert", str(cert), "--tls-key", str(key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert "serve without --tls-cert" in both.stderr
