@@ -255,6 +255,10 @@ class AuditLog:
 
         return node
 
+    def recorded(self, entry_id: str) -> bool:
+        """Whether the log holds the entry ``entry_id``, under a signed head yet or not."""
+        return self.store.entry(entry_id) is not None
+
     def inclusion(self, entry_id: str, *, public: bool = False) -> dict[str, Any]:
         """The entry, its leaf index and the proof of inclusion in the latest signed head.
 

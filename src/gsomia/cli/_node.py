@@ -61,7 +61,7 @@ def node_init(
     """Create a node directory: configuration, keys, a migrated database."""
     config = init_node_dir(directory, party.upper(), database_url, endpoint)
     node = Node(config)
-    revision = node.store.revision()
+    revision = node.schema_revision()
     node.close()
     if as_json:
         emit(
@@ -84,7 +84,7 @@ def node_init(
 def node_migrate(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """Apply pending schema migrations (also done on every start)."""
     node = open_node(directory)
-    revision = node.store.revision()
+    revision = node.schema_revision()
     node.close()
     if as_json:
         emit({"revision": revision})

@@ -25,7 +25,7 @@ from gsomia.core.relay import RelayPlan, plan_relay
 from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
 from gsomia.exchange import HttpTransport, PeerTransport
-from gsomia.kernel import ManualClock
+from gsomia.kernel import ManualClock, node_hubs
 from gsomia.node import Item, Node, PortionIngest
 
 __all__ = [
@@ -264,14 +264,14 @@ def _run_step(
         if not moved:
             break
     for flow, item_id in queued:
-        row = nodes[flow.recipient].store.get_item(item_id)
-        if row is not None:
-            held = nodes[flow.recipient].kernel.items.item(row).label
+        item = nodes[flow.recipient].held(item_id)
+        if item is not None:
+            held = item.label
             alt = held.alternative_for(flow.recipient)
             theirs = alt.classification if alt else "?"
             mark = f"{held.originator} {held.classification} / {flow.recipient} {theirs}"
             outcomes[flow.name] = Outcome(
-                flow, "delivered", f"stored at {flow.recipient} under {row.agreement}", mark
+                flow, "delivered", f"stored at {flow.recipient} under {item.agreement}", mark
             )
             continue
         entries = [
@@ -560,8 +560,8 @@ def _tearline(kor: Node, jpn: Node, label: dict[str, Any], deliver: Callable[[],
     ]
     deliver()
     report, _ = jpn.read(j_officer, "kor-report")
-    row = jpn.store.get_item("kor-report")
-    kept = [] if row is None else [p.id for p in jpn.kernel.items.signed(row)[1]]
+    stored = jpn.held("kor-report")
+    kept = [] if stored is None else [p.id for p in stored.portions]
     return (
         "tearline (portions)",
         f"kor-report reached JPN as its {', '.join(m.id for m in report.portions)} alone, marked "
@@ -608,7 +608,14 @@ def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: b
         created=at,
     )
     return plan_relay(
-        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
+        ReleaseEngine(catalogue),
+        catalogue,
+        label,
+        "KOR",
+        ["JPN", "USA"],
+        at=at,
+        consents=consents,
+        hubs=node_hubs(catalogue, "KOR"),  # the agreements' hubs (TISA: the USA relays)
     )
 
 
