@@ -504,10 +504,10 @@ def _two_person_and_scheduled_downgrade(
     kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment")
     asked = kor.exchange.request_release(k_officer, "kor-assessment", "JPN")
     deliver()
-    waiting = jpn.store.get_item("kor-assessment") is None
+    waiting = jpn.held("kor-assessment") is None
     _, entry = kor.exchange.approve_release(kor.person("park"), asked.id)
     deliver()
-    arrived = jpn.store.get_item("kor-assessment") is not None
+    arrived = jpn.held("kor-assessment") is not None
     lines.append(
         (
             "two-person release",
