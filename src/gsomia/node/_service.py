@@ -605,6 +605,12 @@ class Node:
                 break
         return found, _encode_cursor(last, where.by_added) if more else None, withheld
 
+    def view(self, actor: Person, item: Item) -> Item | None:
+        """What ``actor`` may see of ``item`` (the kernel's read decision; of an item in portions, the
+        portions they may read under the highest of their labels); ``None``: nothing. Not recorded:
+        for shells that recorded the read already (a page that read the item's inventory)."""
+        return self.kernel.view(actor, item).item
+
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
         collection an item belongs to; they must still read it through :meth:`read`."""
