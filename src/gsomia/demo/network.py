@@ -263,6 +263,7 @@ def balancer_config(backends: dict[NetNode, list[int]]) -> str:
         "    timeout tunnel 1h",
         "    retries 2",
         "    option redispatch",
+        "    option forwardfor",  # each caller's own address reaches the processes (their rate limits)
     ]
     for member, ports in backends.items():
         name = member.party.lower()

@@ -88,6 +88,7 @@ class NodeRuntime:
             sent = self.exchange.deliver_due(self.transport)
         if self.leases[AUDIT].held():
             self.audit.kernel.close_refusal_tallies()  # closed windows of counted refusals: a record each
+            self.audit.kernel.admission.prune()  # per-source budgets of windows that have ended
             while self.audit.integrate():  # each batch its own short transaction under the lock
                 self._grown = True
             if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
