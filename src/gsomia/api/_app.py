@@ -112,10 +112,11 @@ def _source(request: HTTPConnection) -> str | None:
 
 source = _source
 
-# Routes that need no credentials but whose caller proves itself by what it sends: a request costs
-# its source nothing up front; what fails to prove itself (an envelope that does not open) does,
-# and a source that has spent its budget is refused there by the service (Node.inbox).
-_PROVEN_BY_CONTENT = frozenset({"/inbox"})
+# Routes that need no credentials yet spend nothing of a source's budget up front. ``/inbox``: its
+# caller proves itself by what it sends; what fails to (an envelope that does not open) spends, and
+# a spent source is refused there by the service (Node.inbox). ``/healthz``: the balancer's probe,
+# every second per process, answered from memory; counting it would cost more than answering it.
+_UNCOUNTED = frozenset({"/inbox", "/healthz"})
 _TRY_AGAIN_LATER = 1013  # WebSocket close code (RFC 6455 registry): the server is overloaded for you
 
 
@@ -206,7 +207,7 @@ def create_app(
             open_route = public[id(route)] = (
                 dependant is not None
                 and not _needs(dependant, reader)
-                and getattr(route, "path", "") not in _PROVEN_BY_CONTENT
+                and getattr(route, "path", "") not in _UNCOUNTED
             )
         if not open_route:
             return
