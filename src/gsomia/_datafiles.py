@@ -95,6 +95,7 @@ class _Row(_Model):
     one_way_from: str | None = None
     valid_from: datetime | date | str | None = None
     valid_until: datetime | date | str | None = None
+    alternative: bool = False  # a second level the receiver may apply (the earlier row's stays the default)
 
 
 class _Event(_Model):
@@ -306,7 +307,9 @@ def parse_agreement(source: str, text: bytes) -> Agreement:
             for name, value in (("valid_from", row.valid_from), ("valid_until", row.valid_until))
         ]
         try:
-            rows.append(EquivalenceRow(dict(row.levels), row.one_way_from, bounds[0], bounds[1]))
+            rows.append(
+                EquivalenceRow(dict(row.levels), row.one_way_from, bounds[0], bounds[1], row.alternative)
+            )
         except GsomiaError as exc:
             raise DataFileError(source, f"agreement.equivalence[{n}]", str(exc)) from exc
     events = _events(source, "agreement.events", model.events, tz)

@@ -213,7 +213,7 @@ def test_a_forked_head_is_detected(net: tuple[dict[str, Node], PeerTransport, Fa
     assert status == "pending"
     results = nodes["JPN"].audit.check_partners(client)
     assert [r["status"] for r in results] == ["inconsistent"]
-    assert [p["status"] for p in nodes["JPN"].audit.partners() if p["party"] == "KOR"] == ["inconsistent"]
+    assert [p["status"] for p in nodes["JPN"].audit.partners() if p["party"] == "KOR"] == ["forked"]
     alerts = nodes["JPN"].store.audit(kind="audit.fork")
     assert alerts
     assert alerts[-1].outcome == "alert"
@@ -221,6 +221,12 @@ def test_a_forked_head_is_detected(net: tuple[dict[str, Node], PeerTransport, Fa
     assert (
         nodes["JPN"].audit.receive_head("KOR", real.jws, nodes["JPN"].exchange._identities) == "inconsistent"
     )
+    # both pairs are kept as evidence: the forged head against the last consistent one (the proof
+    # failed), and against the genuine head of its size (two roots)
+    forks = nodes["JPN"].audit.forks(None, "KOR")
+    assert len(forks) == 2
+    assert all(f["verified"] for f in forks)
+    assert {h["jws"] for h in forks[1]["heads"]} == {forged, real.jws}
 
 
 def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(

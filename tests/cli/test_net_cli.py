@@ -83,7 +83,9 @@ def test_net_up_status_down_and_an_item_crosses(tmp_path: Path) -> None:
         assert proved["entry"]["kind"] == "envelope.received"
         heads = [e for e in delivered if e["kind"] == "tree-head"]
         assert heads  # the node shares its signed tree head with its partners
-        assert {e["state"] for e in heads} == {"delivered"}
+        states = {e["state"] for e in heads}  # a head signed a moment ago may still be on its way
+        assert "delivered" in states
+        assert states <= {"delivered", "pending"}
     finally:
         stopped = run("net", "down", "--dir", str(d))
     assert not any(n["alive"] for n in stopped)

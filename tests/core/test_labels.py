@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -125,9 +127,25 @@ def test_two_way_equivalence_round_trips(catalogue: Catalogue, data: st.DataObje
     row = data.draw(st.sampled_from(two_way))
     src = data.draw(st.sampled_from(sorted(row.levels)))
     dst = data.draw(st.sampled_from(sorted(p for p in row.levels if p != src)))
+    if row.alternative:  # a choice the receiver may make (Art. 4.2), beside the default
+        assert row.levels[dst] in table.choices(src, row.levels[src], dst)
+        assert row.levels[src] in table.choices(dst, row.levels[dst], src)
+        return
     there = table.map(src, row.levels[src], dst)
     assert there == row.levels[dst]
     assert table.map(dst, there, src) == row.levels[src]
+
+
+def test_an_alternative_row_offers_a_second_level_and_an_ordinary_conflict_is_refused() -> None:
+    """ROK–Japan GSOMIA Art. 4.2: Korean Class II is "極秘/特定秘密" in Japan: the first row is the
+    default, an alternative row adds a choice; without ``alternative`` the same rows conflict."""
+    rows = (EquivalenceRow({"JPN": "極秘", "KOR": "II"}), EquivalenceRow({"JPN": "特定秘密", "KOR": "II"}))
+    table = Equivalence((rows[0], replace(rows[1], alternative=True)))
+    assert table.choices("KOR", "II", "JPN") == ("極秘", "特定秘密")
+    assert table.map("KOR", "II", "JPN") == "極秘"
+    assert table.map("JPN", "特定秘密", "KOR") == "II"
+    with pytest.raises(AgreementError, match="already maps"):
+        Equivalence(rows)
 
 
 def test_one_way_rows_do_not_map_back() -> None:

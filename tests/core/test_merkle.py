@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from gsomia.core.merkle import (
     EMPTY_ROOT,
     Frontier,
+    TreeHead,
+    baseline_for,
+    compare_heads,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -141,3 +144,65 @@ def test_known_sizes_and_errors() -> None:
         Frontier(3, [EMPTY_ROOT])
     with pytest.raises(ProofError, match="rewritten"):
         verify_consistency(4, 4, b"a" * 32, b"b" * 32, [])
+
+
+# --- two signed heads of one log compared (the monitors' gossip, issue 14 §4) ---
+
+
+@given(data=leaves, a=st.integers(min_value=0), b=st.integers(min_value=0))
+@settings(max_examples=200)
+def test_two_heads_of_one_honest_log_never_compare_as_a_fork(data: list[bytes], a: int, b: int) -> None:
+    n = len(data)
+    first, second = a % (n + 1), b % (n + 1)
+    one, other = TreeHead(first, mth(data[:first])), TreeHead(second, mth(data[:second]))
+    comparison = compare_heads(one, other)
+    assert comparison == compare_heads(other, one)  # the order they arrive in says nothing
+    assert comparison.old.size <= comparison.new.size
+    if first == second or min(first, second) == 0:
+        assert comparison.verdict == "same"
+        comparison.check([])
+    else:
+        assert comparison.verdict == "proof"
+        proof = consistency_proof(comparison.old.size, comparison.new.size, source(data))
+        comparison.check(proof)
+
+
+@given(data=leaves, a=st.integers(min_value=0), b=st.integers(min_value=0))
+@settings(max_examples=200)
+def test_a_split_view_compares_as_a_fork_or_fails_every_proof(data: list[bytes], a: int, b: int) -> None:
+    """The log shown to one partner and the log shown to another differ in one entry: the same
+    size is a fork outright; different sizes fail the proof the honest-looking log would serve."""
+    n = len(data)
+    m = a % n + 1
+    other = [*data[: m - 1], data[m - 1] + b"split", *data[m:]]
+    size = m + b % (n - m + 1)  # a size the two views share an altered entry under
+    shown = TreeHead(size, mth(data[:size]))
+    split = TreeHead(size, mth(other[:size]))
+    assert compare_heads(shown, split).verdict == "fork"
+    with pytest.raises(ProofError):
+        compare_heads(shown, split).check([])
+    if m < n:
+        later = TreeHead(n, mth(other))
+        comparison = compare_heads(TreeHead(m, mth(data[:m])), later)
+        assert comparison.verdict == "proof"
+        with pytest.raises(ProofError):
+            comparison.check(consistency_proof(m, n, source(other)))
+
+
+def test_a_non_empty_log_under_the_empty_root_is_a_fork() -> None:
+    empty, bogus = TreeHead(0, EMPTY_ROOT), TreeHead(0, b"\x01" * 32)
+    later = TreeHead(3, b"\x02" * 32)
+    assert compare_heads(empty, later).verdict == "same"
+    assert compare_heads(later, bogus).verdict == "fork"
+    assert compare_heads(bogus, empty).verdict == "fork"
+
+
+def test_the_baseline_is_the_same_size_else_the_nearest_below_else_above() -> None:
+    held = [TreeHead(s, bytes([s]) * 32) for s in (4, 9, 16)]
+    assert baseline_for(TreeHead(9, b"\x00" * 32), held) == held[1]
+    assert baseline_for(TreeHead(12, b"\x00" * 32), held) == held[1]
+    assert baseline_for(TreeHead(20, b"\x00" * 32), held) == held[2]
+    assert baseline_for(TreeHead(2, b"\x00" * 32), held) == held[0]
+    assert baseline_for(TreeHead(2, b"\x00" * 32), list(reversed(held))) == held[0]
+    assert baseline_for(TreeHead(12, b"\x00" * 32), list(reversed(held))) == held[1]
+    assert baseline_for(TreeHead(5, b"\x00" * 32), []) is None

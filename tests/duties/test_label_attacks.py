@@ -228,3 +228,46 @@ def test_a_change_reaches_a_downstream_holder_the_originator_did_not_know(net: N
     change = kor.duties.label_status(net.officer("KOR"), "d1")["changes"][0]
     assert {a["party"]: a["state"] for a in change["acks"]} == {"JPN": "withdrawn", "USA": "withdrawn"}
     assert change["pending"] == []
+
+
+def test_a_holder_out_of_reach_is_pending_with_why_until_it_answers(net: Net) -> None:
+    """KOR recalls while JPN is unreachable: label-status says pending and why (the delivery error), a
+    day later too (a duty still binds: it is retried); once JPN answers, its copy is withdrawn and KOR
+    sees it applied, nothing pending."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    officer = net.officer("KOR")
+    net.own_item("KOR", "r1")
+    kor.exchange.release(officer, "r1", "JPN")
+    net.deliver()
+    net.transport.unreachable.add("JPN")
+    kor.duties.recall(officer, "r1", "source compromised")
+    for _ in range(2):
+        net.deliver()
+        change = kor.duties.label_status(officer, "r1")["changes"][0]
+        (ack,) = change["acks"]
+        assert (change["pending"], ack["state"]) == (["JPN"], "pending")
+        assert "is unreachable" in ack["why"]
+        net.clock.now += timedelta(hours=25)
+    net.transport.unreachable.clear()
+    net.deliver()
+    assert jpn.store.get_item("r1").state == "recalled"  # type: ignore[union-attr]
+    change = kor.duties.label_status(officer, "r1")["changes"][0]
+    assert (change["applied"], change["pending"], change["not_reachable"]) == (["JPN"], [], [])
+
+
+def test_a_holder_that_refuses_the_change_is_not_reachable_with_the_reason(net: Net) -> None:
+    """JPN revoked the key KOR signs with: KOR's recall is refused, and KOR's label-status says JPN is
+    "not reachable" and why, not pending."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    officer = net.officer("KOR")
+    net.own_item("KOR", "r2")
+    kor.exchange.release(officer, "r2", "JPN")
+    net.deliver()
+    kid, _ = kor.ring.signing_key(net.clock.now)
+    jpn.exchange.revoke_peer_key(None, "KOR", kid, net.clock.now)
+    kor.duties.recall(officer, "r2", "source compromised")
+    net.deliver()
+    change = kor.duties.label_status(officer, "r2")["changes"][0]
+    (ack,) = change["acks"]
+    assert (change["pending"], change["not_reachable"], ack["state"]) == ([], ["JPN"], "not-reachable")
+    assert ack["why"].startswith("JPN refused")

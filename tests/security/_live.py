@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tests.reliability.processes import serve, stop
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -88,6 +89,17 @@ def audit(member: NetNode, kind: str) -> list[dict[str, Any]]:
     )
     assert response.status_code == 200, response.text
     return list(response.json())
+
+
+def until(check: Any, what: str, seconds: float = 30) -> Any:
+    """What ``check()`` returns once it is truthy, polled every 0.1 s; the test fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"never: {what}")
 
 
 def post(member: NetNode, path: str, body: Any, who: str = "officer") -> httpx.Response:

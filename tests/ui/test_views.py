@@ -13,6 +13,7 @@ from tests.node_fixtures import kor_label
 from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node
+from gsomia.store import FeedbackRow
 from gsomia.ui import dashboard_scope
 
 Browse = Callable[..., httpx.Response]
@@ -251,6 +252,17 @@ def test_items_page_shows_both_labels_and_withholds_the_unreadable(
     detail = browse("GET", "~/items/kor-1", tokens["tanaka"]).text
     assert 'data-kind="received"' in detail
     assert "received from KOR under kor-jpn-gsomia-2016" in detail
+    assert "No feedback sent to KOR yet" in detail
+
+    # what JPN's node keeps of the feedback it sent about the item (the exchange's side is tested in
+    # tests/duties/test_feedback.py): shown on the item's page to its readers, escaped
+    row = FeedbackRow(
+        "JPN", "f" * 32, "kor-1", "KOR", "question", "<b>which radar?</b>", "[]", "tanaka", 0, "jws", 0
+    )
+    jpn_node.duties.db.commit(ops=[jpn_node.duties.db.put("feedback", row)])
+    detail = browse("GET", "~/items/kor-1", tokens["tanaka"]).text
+    assert 'data-feedback="question"' in detail
+    assert "&lt;b&gt;which radar?&lt;/b&gt;" in detail
     refused = browse("GET", "~/items/kor-1", tokens["sato"])
     assert refused.status_code == 404  # as an unknown item: nothing says it exists
     unknown = browse("GET", "~/items/kor-9", tokens["sato"])

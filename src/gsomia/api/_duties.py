@@ -12,13 +12,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
+from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
 from gsomia.api._models import BASE64, instant_in
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
+from gsomia.core.feedback import MAX_CITES
+from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
@@ -50,6 +52,14 @@ class ReclassifyIn(_In):
     reason: Words
 
 
+class HoldAsIn(_In):
+    classification: Classification = Field(
+        description="The level of this node's scheme to hold the received item under: one the agreement "
+        "offers for the originator's level (Art. 4.2: 極秘 or 特定秘密 for Korean Class II)."
+    )
+    reason: Words
+
+
 class RecallIn(_In):
     reason: Words
 
@@ -77,6 +87,21 @@ class DestructionRequestIn(_In):
 class IncidentIn(_In):
     nature: Literal["loss", "compromise", "possible-compromise"]
     text: Words
+
+
+class FeedbackIn(_In):
+    """A sighting, question or proposed correction for the item's originator (issue 20 §4)."""
+
+    kind: Literal["seen", "used-in-assessment", "corroborated", "false-positive", "question", "correction"]
+    text: Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_FEEDBACK_TEXT)] = Field(
+        default="", description="What the holder says (needed for a question or a correction)."
+    )
+    cites: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_CITES,
+        json_schema_extra={"uniqueItems": True},
+        description="This node's own items it cites: each must have been released to the originator.",
+    )
 
 
 class StepIn(_In):
@@ -152,6 +177,12 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         """The originator's new level, applied here and sent to every holder downstream."""
         return _change_json(duties.reclassify(person, item_id, body.classification, body.reason))
 
+    @router.post("/items/{item_id}/hold-as")
+    def hold_as(item_id: Id, body: HoldAsIn, person: Caller) -> dict[str, Any]:
+        """A security or release officer applies another of the levels the agreement offers this node for a
+        received item (re-sealed with its copies here; audited with the level before and after)."""
+        return duties.hold_as(person, item_id, body.classification, body.reason)
+
     @router.post("/items/{item_id}/recall", status_code=202)
     def recall(item_id: Id, body: RecallIn, person: Caller) -> dict[str, Any]:
         """The originator withdraws its item, here and at every holder downstream."""
@@ -193,6 +224,16 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     def report(item_id: Id, body: IncidentIn, person: Caller) -> dict[str, Any]:
         """Report a loss or (possible) compromise: the originator is told at once (Art. 17)."""
         return duties.report_incident(person, item_id, body.nature, body.text)
+
+    @router.post("/items/{item_id}/feedback", status_code=201)
+    def send_feedback(item_id: Id, body: FeedbackIn, person: Caller) -> dict[str, Any]:
+        """As a reader of a partner's item held here, send its originator signed feedback about it."""
+        return duties.send_feedback(person, item_id, body.kind, body.text, body.cites)
+
+    @router.get("/items/{item_id}/feedback")
+    def feedback(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+        """Feedback about the item kept here: received from holders (originator) or sent (holder)."""
+        return duties.feedback(person, item_id)
 
     @router.post("/incidents/{incident_id}/steps")
     def advance(

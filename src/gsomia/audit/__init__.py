@@ -2,7 +2,16 @@
 signed tree heads it exchanges with partners (:class:`TreeHeads`, the inbox's ``tree-head`` handler).
 """
 
-from gsomia.audit._heads import HEAD_KIND, TreeHeads
+from gsomia.audit._heads import GOSSIP_KIND, HEAD_KIND, TreeHeads
 from gsomia.audit._log import AuditLog, VerifyReport, head_content, leaf_data, parse_head
 
-__all__ = ["HEAD_KIND", "AuditLog", "TreeHeads", "VerifyReport", "head_content", "leaf_data", "parse_head"]
+__all__ = [
+    "GOSSIP_KIND",
+    "HEAD_KIND",
+    "AuditLog",
+    "TreeHeads",
+    "VerifyReport",
+    "head_content",
+    "leaf_data",
+    "parse_head",
+]

@@ -1,12 +1,16 @@
 """Tree heads between partners: share this node's signed head, keep a partner's for the
-consistency check (:class:`AuditLog`), and prove a delivery by inclusion in the receiver's log.
+consistency check (:class:`AuditLog`), gossip the heads held of each partner to the others (as
+Certificate Transparency monitors do: two heads of one log that cannot both be it are found by
+any partner that sees both), and prove a delivery by inclusion in the receiver's log.
 
-The audit log's side of the exchange: :meth:`TreeHeads.receive` is the handler registered for
-the inbox's ``tree-head`` messages; heads go out through the exchange's outbox.
+The audit log's side of the exchange: :meth:`TreeHeads.receive` and :meth:`TreeHeads.receive_gossip`
+are the handlers registered for the inbox's ``tree-head`` and ``head-gossip`` messages; heads go
+out through the exchange's outbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import datetime
@@ -20,9 +24,10 @@ from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, Proo
 from gsomia.exchange import Batch, Exchange, PeerTransport
 from gsomia.store import InboxRow
 
-__all__ = ["HEAD_KIND", "TreeHeads"]
+__all__ = ["GOSSIP_KIND", "HEAD_KIND", "TreeHeads"]
 
 HEAD_KIND = "tree-head"
+GOSSIP_KIND = "head-gossip"
 
 
 class TreeHeads:
@@ -44,6 +49,41 @@ class TreeHeads:
             InboxRow(opened.msg_id, opened.sender, HEAD_KIND, None, epoch_us(now), "recorded", receipt)
         )
         return {"status": "recorded", "receipt": receipt, "reason": None}
+
+    def receive_gossip(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
+        """The heads a partner holds of the other parties (the inbox's ``head-gossip`` handler):
+        each verified against its own party's signature and compared (:meth:`AuditLog.receive_gossip`)."""
+        if not self.kernel.peers.links(opened.sender):
+            raise AgreementError(f"no registered link with {opened.sender}")
+        counts = self.log.receive_gossip(opened.sender, opened.body.get("heads"), self._identities)  # type: ignore[arg-type]
+        status = "forks found" if counts["forks"] else "recorded"
+        receipt = self.exchange.receipt(opened, None, status, None, now)
+        accepted.add_inbox(
+            InboxRow(opened.msg_id, opened.sender, GOSSIP_KIND, None, epoch_us(now), "recorded", receipt)
+        )
+        return {"status": "recorded", "receipt": receipt, "reason": None}
+
+    def gossip(self) -> int:
+        """Queue for every peer the heads this node holds of the other partners
+        (:meth:`AuditLog.gossip_selection`), unless that peer had the same selection last time; how
+        many messages queued."""
+        now = self.kernel.clock()
+        rows = []
+        for peer, _links in self.kernel.peers.all():
+            heads = self.log.gossip_selection(peer.party)
+            if not heads:
+                continue
+            key = f"audit.gossiped.{peer.party}"
+            digest = hashlib.sha256("\n".join(heads).encode()).hexdigest()
+            if self.kernel.store.meta(key) == digest:
+                continue
+            rows.append(
+                self.exchange.queue(peer, {"kind": GOSSIP_KIND, "heads": heads}, GOSSIP_KIND, None, now)
+            )
+            self.kernel.store.put_meta(key, digest)
+        if rows:
+            self.exchange.enqueue(rows)
+        return len(rows)
 
     def share_head(self) -> int:
         """Queue this node's latest signed head for every peer that has not had it; how many queued."""

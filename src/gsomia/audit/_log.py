@@ -10,7 +10,9 @@ proofs between successive heads: a partner that rewrites or forks its log is cau
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,9 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import (
     Frontier,
+    TreeHead,
+    baseline_for,
+    compare_heads,
     consistency_subtrees,
     inclusion_subtrees,
     leaf_hash,
@@ -29,10 +34,16 @@ from gsomia.core.merkle import (
     verify_consistency,
 )
 from gsomia.crypto.envelope import sign_origin, verify_origin
-from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, ProofError, TransportError
+from gsomia.errors import (
+    GsomiaError,
+    InvalidInputError,
+    NotFoundError,
+    ProofError,
+    TransportError,
+)
 from gsomia.exchange import PeerTransport
 from gsomia.kernel import NodeContext
-from gsomia.store import AuditRow, AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store import AuditRow, AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 
 __all__ = ["AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"]
 
@@ -100,6 +111,22 @@ FLOW_KINDS = (
     "envelope.refused",
 )
 FLOW_LIMIT = 200
+
+# The monitors' gossip (issue 14 §4): what a partner can make this node keep is bounded.
+GOSSIP_MAX_HEADS = 16  # heads one gossip message may carry (more: the message is refused)
+GOSSIP_PENDING = 64  # gossiped heads waiting for a consistency proof, per gossiping partner
+FORK_EVIDENCE_OPEN = 32  # unacknowledged forks kept per party (one is enough to call it forked)
+NOTE_MAX = 1000  # characters of a security officer's note acknowledging a fork
+
+
+def _pair(party: str, a: TreeHead, b: TreeHead) -> str:
+    """One name for two heads of ``party``, whichever order they were seen in."""
+    first, second = sorted([(a.size, a.root.hex()), (b.size, b.root.hex())])
+    return hashlib.sha256(canonical([party, first, second]).encode()).hexdigest()
+
+
+def _instant(at_us: int | None) -> str | None:
+    return None if at_us is None else datetime.fromtimestamp(at_us / 1e6, UTC).isoformat()
 
 
 class AuditLog:
@@ -381,16 +408,237 @@ class AuditLog:
                 canonical({"size": size, "root": root.hex()}),
             )
         ]
-        if not self.store.put_partner_head(row, audit):
-            self._alert(party, size, f"{party} signed two different roots for size {size}: a fork")
+        held = self.store.held_root(party, size)
+        if (held is None or held[0] == root) and self.store.put_partner_head(row, audit):
+            return "pending"
+        held = self.store.held_root(party, size)  # read again: another process may have kept one
+        if held is not None and held[0] != root:
+            self._fork(
+                party,
+                (TreeHead(size, held[0]), held[1]),
+                (TreeHead(size, root), jws),
+                sender,
+                f"{party} signed two different roots for size {size}: a fork",
+            )
             return "inconsistent"
         return "pending"
 
-    def _alert(self, party: str, size: int, detail: str) -> None:
+    def _fork(
+        self,
+        party: str,
+        first: tuple[TreeHead, str],
+        second: tuple[TreeHead, str],
+        shown_by: str,
+        detail: str,
+    ) -> bool:
+        """Keep two heads of ``party`` that cannot both be its log (``first`` held here, ``second``
+        shown by ``shown_by``), with an ``audit.fork`` alert; False if that pair was kept already
+        or the party has the most open forks kept (it is forked either way)."""
+        (a, a_jws), (b, b_jws) = first, second
         now = epoch_us(self.kernel.clock())
-        self.kernel.store.append_audit(
-            [AuditRow(now, "audit.fork", party, str(size), "alert", canonical({"detail": detail}))]
+        record = {
+            "detail": detail,
+            "shown_by": shown_by,
+            "heads": [{"size": a.size, "root": a.root.hex()}, {"size": b.size, "root": b.root.hex()}],
+        }
+        evidence = ForkEvidenceRow(
+            party, _pair(party, a, b), a.size, a.root, a_jws, b.size, b.root, b_jws, shown_by, detail, now
         )
+        alert = AuditRow(now, "audit.fork", party, str(b.size), "alert", canonical(record))
+        return self.store.put_fork_evidence(evidence, FORK_EVIDENCE_OPEN, [alert])
+
+    def _verified_head(self, jws: str, identities: Any, now: datetime) -> tuple[str, TreeHead]:
+        """A signed head checked against the signature of the party it names (``EnvelopeError`` or
+        ``InvalidInputError`` otherwise): no one makes a head of another party."""
+        signer, content = verify_origin(jws, identities, now)
+        party, size, root, _ = parse_head(content)
+        if party != signer:
+            raise InvalidInputError(f"a tree head of {party} signed by {signer}")
+        return party, TreeHead(size, root)
+
+    # --- the monitors' gossip: heads of third parties, from partners (issue 14 §4) ---
+
+    def gossip_selection(self, recipient: str) -> list[str]:
+        """The heads this node holds of parties other than itself and ``recipient``, to gossip to
+        ``recipient``: each party's latest head, and both heads of its latest open forks, at most
+        ``GOSSIP_MAX_HEADS`` in all."""
+        out: list[str] = []
+        for head in self.store.latest_partner_heads():
+            if head.party not in (recipient, self.kernel.party):
+                out.append(head.jws)
+        for fork in reversed(self.store.fork_evidence(open_only=True)):
+            if fork.party not in (recipient, self.kernel.party):
+                out += [fork.first_jws, fork.second_jws]
+        return list(dict.fromkeys(out))[:GOSSIP_MAX_HEADS]
+
+    def receive_gossip(self, sender: str, heads: Sequence[str], identities: Any) -> dict[str, int]:
+        """Heads of third parties a partner holds: each compared with what this node holds of that
+        party. The same size with another root is a fork at once (both heads kept as evidence); a
+        size not held here waits for a consistency proof (:meth:`check_gossip`); a head held
+        already is ignored. Every head is checked against the signature of the party it names
+        first, and the whole message refused if one fails: a partner cannot frame another party.
+        Counts of what became of them."""
+        if not isinstance(heads, list) or not 1 <= len(heads) <= GOSSIP_MAX_HEADS:
+            raise InvalidInputError(f"a head gossip carries 1 to {GOSSIP_MAX_HEADS} signed heads")
+        if not all(isinstance(h, str) for h in heads):
+            raise InvalidInputError("a head gossip carries signed heads (compact JWS)")
+        now = self.kernel.clock()
+        checked = []
+        for jws in heads:
+            try:
+                party, head = self._verified_head(jws, identities, now)
+            except GsomiaError as exc:
+                raise InvalidInputError(f"a gossiped tree head does not verify: {exc}") from exc
+            checked.append((party, head, jws))
+        counts = {"kept": 0, "duplicate": 0, "forks": 0, "ignored": 0, "full": 0}
+        for party, head, jws in checked:
+            if party in (sender, self.kernel.party):
+                counts["ignored"] += 1  # a party's own heads come from it (``tree-head``)
+                continue
+            held = self.store.held_root(party, head.size)
+            if held is None:
+                row = GossipHeadRow(party, head.size, head.root, jws, sender, epoch_us(now))
+                outcome = self.store.put_gossip_head(row, GOSSIP_PENDING)
+                if outcome != "held":
+                    counts[outcome] += 1
+                    continue
+                held = self.store.held_root(party, head.size)
+                if held is None:  # pragma: no cover - held a moment ago, settled meanwhile
+                    counts["duplicate"] += 1
+                    continue
+            if held[0] == head.root:
+                counts["duplicate"] += 1
+                continue
+            detail = f"{party} signed two different roots for size {head.size}: a fork (shown by {sender})"
+            self._fork(party, (TreeHead(head.size, held[0]), held[1]), (head, jws), sender, detail)
+            counts["forks"] += 1
+        if counts["kept"] or counts["full"] or counts["forks"]:
+            self.kernel.store.append_audit(
+                [AuditRow(epoch_us(now), "audit.gossip", sender, None, "allowed", canonical(counts))]
+            )
+        return counts
+
+    def check_gossip(self, transport: PeerTransport) -> list[dict[str, Any]]:
+        """Settle the gossiped heads waiting: each against the nearest head of its party checked here,
+        by a consistency proof the party serves; one that does not extend (or is not extended by)
+        that head is a fork, both heads kept. Without a checked head or an answer it waits."""
+        results = []
+        for gossiped in self.store.gossip_heads():
+            results.append(
+                {"party": gossiped.party, "size": gossiped.size, **self._check_gossiped(gossiped, transport)}
+            )
+        return results
+
+    def _check_gossiped(self, gossiped: GossipHeadRow, transport: PeerTransport) -> dict[str, str]:
+        head = TreeHead(gossiped.size, gossiped.root)
+        held = {h.size: h for h in self.store.partner_heads(gossiped.party) if h.status == "consistent"}
+        base = baseline_for(head, (TreeHead(h.size, h.root) for h in held.values()))
+        if base is None:
+            return {"status": "pending", "detail": f"no head of {gossiped.party} checked here yet"}
+        comparison = compare_heads(base, head)
+        proof: list[bytes] = []
+        if comparison.verdict == "proof":
+            peer = self.kernel.peers.peer(gossiped.party)
+            if peer is None:
+                return {"status": "pending", "detail": "no registered link to ask for a proof"}
+            try:
+                hashes = transport.consistency(peer, comparison.old.size, comparison.new.size)
+                proof = [bytes.fromhex(h) for h in hashes]
+            except TransportError as exc:
+                return {"status": "pending", "detail": f"no proof yet: {str(exc).split(':', 1)[0]}"}
+            except ValueError as exc:
+                return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
+        now = epoch_us(self.kernel.clock())
+        try:
+            comparison.check(proof)
+        except ProofError as exc:
+            detail = f"{exc} (a head of {gossiped.party} shown by {gossiped.via})"
+            self._fork(
+                gossiped.party,
+                (base, held[base.size].jws),
+                (head, gossiped.jws),
+                gossiped.via,
+                detail,
+            )
+            self.store.settle_gossip_head(gossiped)
+            return {"status": "forked", "detail": detail}
+        detail = f"consistent with the head of size {base.size} (shown by {gossiped.via})"
+        record = AuditRow(
+            now,
+            "audit.gossip-consistent",
+            gossiped.party,
+            str(gossiped.size),
+            "allowed",
+            canonical({"detail": detail}),
+        )
+        self.store.settle_gossip_head(gossiped, [record])
+        return {"status": "consistent", "detail": detail}
+
+    # --- forks: the evidence, and a security officer's acknowledgement ---
+
+    def forks(self, actor: Person | None, party: str | None = None) -> list[dict[str, Any]]:
+        """Every fork found (security officers, administrators): both signed heads as received,
+        whether both still verify against the party's key, who showed the second, and whether
+        and by whom it was acknowledged."""
+        self.require_reader(actor, "audit.forks")
+        return [self._fork_view(row) for row in self.store.fork_evidence(party)]
+
+    def _fork_view(self, row: ForkEvidenceRow) -> dict[str, Any]:
+        return {
+            "id": row.seq,
+            "party": row.party,
+            "found": _instant(row.found_us),
+            "shown_by": row.shown_by,
+            "detail": row.detail,
+            "heads": [
+                {"size": row.first_size, "root": row.first_root.hex(), "jws": row.first_jws},
+                {"size": row.second_size, "root": row.second_root.hex(), "jws": row.second_jws},
+            ],
+            "verified": self.verify_fork(row) is None,
+            "acknowledged": _instant(row.acknowledged_us),
+            "acknowledged_by": row.acknowledged_by,
+            "note": row.note,
+        }
+
+    def verify_fork(self, row: ForkEvidenceRow) -> str | None:
+        """Check kept evidence again: both heads signed by the party (its pinned keys, as valid when
+        the fork was found), naming the sizes and roots kept, and not both its log (two roots for one
+        size, or sizes a failed proof could not join). ``None`` if it holds, else what does not."""
+        at = datetime.fromtimestamp(row.found_us / 1e6, UTC)
+        heads = []
+        for jws, size, root in (
+            (row.first_jws, row.first_size, row.first_root),
+            (row.second_jws, row.second_size, row.second_root),
+        ):
+            try:
+                party, head = self._verified_head(jws, self.kernel.peers.peer, at)
+            except GsomiaError as exc:
+                return f"a head does not verify: {exc}"
+            if party != row.party or head != TreeHead(size, root):
+                return "a head does not say what was kept"
+            heads.append(head)
+        if compare_heads(heads[0], heads[1]).verdict == "same":
+            return "the two heads agree"
+        return None
+
+    def acknowledge_fork(
+        self, actor: Person, party: str, note: str, through: int | None = None
+    ) -> dict[str, Any]:
+        """A security officer's acknowledgement of ``party``'s open forks (up to evidence ``through``):
+        the partner's status is no longer "forked"; the evidence stays. Audited
+        (``audit.fork-acknowledged``); only the security officer role may."""
+        self.kernel.require_any(actor, (Role.SECURITY_OFFICER,), "audit.acknowledge-fork")
+        note = note.strip()
+        if not note or len(note) > NOTE_MAX:
+            raise InvalidInputError(f"say why in a note of 1 to {NOTE_MAX} characters")
+        now = epoch_us(self.kernel.clock())
+        detail = {"note": note, "through": through}
+        record = AuditRow(now, "audit.fork-acknowledged", actor.id, party, "allowed", canonical(detail))
+        acknowledged = self.store.acknowledge_forks(party, through, actor.id, note, now, [record])
+        if not acknowledged:
+            raise NotFoundError(f"no open fork of {party} to acknowledge")
+        status = next((p for p in self.partners() if p["party"] == party), {"status": None})["status"]
+        return {"party": party, "acknowledged": acknowledged, "status": status}
 
     def check_partners(self, transport: PeerTransport) -> list[dict[str, Any]]:
         """Check each partner's pending heads against the last consistent one, by consistency proof."""
@@ -426,35 +674,62 @@ class AuditLog:
             except ValueError as exc:
                 return {"status": "pending", "detail": f"no proof yet: {type(exc).__name__}"}
         now = epoch_us(self.kernel.clock())
-        outcome = "allowed" if status == "consistent" else "alert"
-        kind = "audit.partner-consistent" if status == "consistent" else "audit.fork"
-        self.store.settle_partner_head(
-            head.party,
-            head.size,
-            status,
-            detail,
-            [AuditRow(now, kind, head.party, str(head.size), outcome, canonical({"detail": detail}))],
-        )
+        if status == "consistent":
+            record = AuditRow(
+                now,
+                "audit.partner-consistent",
+                head.party,
+                str(head.size),
+                "allowed",
+                canonical({"detail": detail}),
+            )
+            self.store.settle_partner_head(head.party, head.size, status, detail, [record])
+        else:
+            self.store.settle_partner_head(head.party, head.size, status, detail)
+        if status != "consistent" and baseline is not None:  # the first head is consistent anyway
+            self._fork(
+                head.party,
+                (TreeHead(baseline.size, baseline.root), baseline.jws),
+                (TreeHead(head.size, head.root), head.jws),
+                head.party,
+                detail,
+            )
         return {"status": status, "detail": detail}
 
     def partners(self) -> list[dict[str, Any]]:
-        """Per partner: its latest head, and whether every head seen so far was consistent."""
+        """Per partner: its latest head and the status of its log: ``forked`` while a fork found
+        (two heads it signed that cannot both be its log) awaits a security officer's
+        acknowledgement, otherwise the latest head's (``pending``, ``consistent``,
+        ``inconsistent``)."""
         by_party: dict[str, list[PartnerHeadRow]] = {}
         for head in self.store.partner_heads():
             by_party.setdefault(head.party, []).append(head)
+        forks: dict[str, list[ForkEvidenceRow]] = {}
+        for fork in self.store.fork_evidence():
+            forks.setdefault(fork.party, []).append(fork)
+        waiting: dict[str, int] = {}
+        for gossiped in self.store.gossip_heads():
+            waiting[gossiped.party] = waiting.get(gossiped.party, 0) + 1
         out = []
-        for party, heads in sorted(by_party.items()):
-            latest = max(heads, key=lambda h: h.size)
-            bad = [h for h in heads if h.status == "inconsistent"]
+        for party in sorted(set(by_party) | set(forks)):
+            heads = by_party.get(party, [])
+            latest = max(heads, key=lambda h: h.size) if heads else None
+            found = forks.get(party, [])
+            open_forks = [f for f in found if f.acknowledged_us is None]
+            status = "forked" if open_forks else (latest.status if latest else "pending")
+            detail = open_forks[-1].detail if open_forks else (latest.detail if latest else None)
             out.append(
                 {
                     "party": party,
-                    "size": latest.size,
-                    "root": latest.root.hex(),
-                    "at": datetime.fromtimestamp(latest.at_us / 1e6, UTC).isoformat(),
-                    "status": "inconsistent" if bad else latest.status,
-                    "detail": bad[-1].detail if bad else latest.detail,
+                    "size": latest.size if latest else None,
+                    "root": latest.root.hex() if latest else None,
+                    "at": _instant(latest.at_us) if latest else None,
+                    "status": status,
+                    "detail": detail,
                     "heads": len(heads),
+                    "forks": len(open_forks),
+                    "acknowledged_forks": len(found) - len(open_forks),
+                    "gossip_pending": waiting.get(party, 0),
                 }
             )
         return out

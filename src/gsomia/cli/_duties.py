@@ -90,6 +90,23 @@ def reclassify(
     _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
 
 
+@duty_app.command("hold-as")
+@guard
+def hold_as(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    level: Annotated[str, typer.Option("--level", help="This node's level the agreement offers (Art. 4.2).")],
+    reason: Annotated[str, typer.Option(help="Why this level; kept in the audit record.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """As a security or release officer, hold a received item (and its copies) under another level
+    its agreement offers this node (Korean Class II in Japan: 極秘 or 特定秘密)."""
+    node = open_node(directory)
+    done = node.duties.hold_as(node.person(actor), item_id, level, reason)
+    _out(done, as_json, f"{item_id} is held as {done['classification']} (was {done['was']})")
+
+
 @duty_app.command("recall")
 @guard
 def recall(
@@ -249,6 +266,42 @@ def advance_incident(
     node = open_node(directory)
     incident = node.duties.advance_incident(node.person(actor), incident_id, state, text)
     _out(incident, as_json, f"incident {incident_id}: {incident['state']}")
+
+
+@duty_app.command("feedback")
+@guard
+def send_feedback(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    kind: Annotated[
+        str,
+        typer.Option(help="seen, used-in-assessment, corroborated, false-positive, question or correction."),
+    ],
+    text: Annotated[str, typer.Option(help="What you tell the originator (needed for a question).")] = "",
+    cite: Annotated[
+        list[str] | None,
+        typer.Option(help="An item of this node's, released to the originator, that the feedback cites."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the originator of a partner's item signed feedback about it (the way the item came)."""
+    node = open_node(directory)
+    sent = node.duties.send_feedback(node.person(actor), item_id, kind, text, cite or [])
+    _out(sent, as_json, f"feedback {sent['id']} queued for {sent['originator']}")
+
+
+@duty_app.command("feedback-list")
+@guard
+def feedback_list(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+    """Feedback about an item: received from its holders (as originator) or sent (as holder)."""
+    node = open_node(directory)
+    rows = node.duties.feedback(node.person(actor), item_id)
+    _out(
+        rows,
+        as_json,
+        "\n".join(f"{r['at']}  {r['holder']}  {r['kind']}  {r['text']}" for r in rows) or "no feedback",
+    )
 
 
 @duty_app.command("incidents")

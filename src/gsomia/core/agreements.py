@@ -28,13 +28,17 @@ class EquivalenceRow:
 
     Two-way unless ``one_way_from`` names the only party whose level maps onto the others.
     ``valid_from``/``valid_until`` (exclusive) bound the period in which the row applies;
-    ``None`` is unbounded.
+    ``None`` is unbounded. An ``alternative`` row offers the receiver a second level for a level
+    an earlier row maps already (Art. 4.2 of the ROK–Japan agreement: Korean Class II is
+    "極秘/特定秘密" in Japan); the earlier row stays the default, and the receiving node records
+    which of the two it applied.
     """
 
     levels: Mapping[str, str]
     one_way_from: str | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    alternative: bool = False
 
     def __post_init__(self) -> None:
         for bound in (self.valid_from, self.valid_until):
@@ -68,22 +72,40 @@ class Equivalence:
     _row: dict[tuple[str, str, str], EquivalenceRow] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    # (party, level, to) -> every level ``to`` may apply, the default first; (..., level) -> its row
+    _choices: dict[tuple[str, str, str], tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _choice_row: dict[tuple[str, str, str, str], EquivalenceRow] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         table: dict[tuple[str, str, str], str] = {}
         rows: dict[tuple[str, str, str], EquivalenceRow] = {}
+        choices: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        choice_row: dict[tuple[str, str, str, str], EquivalenceRow] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
                 key = (src, src_level, dst)
                 if table.get(key, dst_level) != dst_level:
-                    raise AgreementError(
-                        f"equivalence row {n + 1}: {src} {src_level} already maps to "
-                        f"{dst} {table[key]}, not {dst_level}"
-                    )
+                    if not row.alternative:
+                        raise AgreementError(
+                            f"equivalence row {n + 1}: {src} {src_level} already maps to "
+                            f"{dst} {table[key]}, not {dst_level}"
+                        )
+                    if dst_level not in choices[key]:
+                        choices[key] = (*choices[key], dst_level)
+                        choice_row[(*key, dst_level)] = row
+                    continue
                 table[key] = dst_level
                 rows[key] = row
+                choices[key] = (dst_level,)
+                choice_row[(*key, dst_level)] = row
         object.__setattr__(self, "_map", table)
         object.__setattr__(self, "_row", rows)
+        object.__setattr__(self, "_choices", choices)
+        object.__setattr__(self, "_choice_row", choice_row)
 
     def map(self, party: str, level: str, to: str) -> str | None:
         """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
@@ -94,6 +116,20 @@ class Equivalence:
     def row(self, party: str, level: str, to: str) -> EquivalenceRow | None:
         """The row that maps ``party``'s ``level`` onto ``to``, or ``None``."""
         return self._row.get((party, level, to))
+
+    def choices(self, party: str, level: str, to: str, at: datetime | None = None) -> tuple[str, ...]:
+        """Every level of ``to`` that ``party``'s ``level`` may be held under, the default first
+        (one, unless an ``alternative`` row offers a second); with ``at``, only rows applying then."""
+        if party == to:
+            return (level,)
+        found = self._choices.get((party, level, to), ())
+        if at is None:
+            return found
+        return tuple(c for c in found if self._choice_row[(party, level, to, c)].valid_at(at))
+
+    def choice_row(self, party: str, level: str, to: str, target: str) -> EquivalenceRow | None:
+        """The row that lets ``to`` hold ``party``'s ``level`` as ``target``, or ``None``."""
+        return self._choice_row.get((party, level, to, target))
 
     def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
         """Every directed mapping; with ``at``, only those whose row applies at that instant."""

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from gsomia.errors import ProofError
 
 __all__ = [
     "EMPTY_ROOT",
     "Frontier",
+    "HeadComparison",
     "NodeSource",
+    "TreeHead",
+    "baseline_for",
+    "compare_heads",
     "consistency_proof",
     "consistency_subtrees",
     "inclusion_proof",
@@ -245,3 +250,63 @@ class Frontier:
         for left in reversed(self._hashes[:-1]):
             acc = node_hash(left, acc)
         return acc
+
+
+# --- two signed heads of one log, side by side (the monitors' gossip, issue 14 §4) ---
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """What a signed tree head commits to: the log's size and its root."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeadComparison:
+    """What two heads of one log say about each other, the smaller first (``old``).
+
+    ``verdict`` is ``same`` (one head twice), ``fork`` (two trees that cannot both be the log:
+    the same size with two roots, or a non-empty size under the empty tree's root) or ``proof``
+    (sizes differ: only a consistency proof from ``old.size`` to ``new.size`` can tell).
+    """
+
+    verdict: str
+    old: TreeHead
+    new: TreeHead
+
+    def check(self, proof: Sequence[bytes]) -> None:
+        """Raise ``ProofError`` unless ``proof`` shows ``new`` extends ``old`` (or they agree)."""
+        if self.verdict == "fork":
+            raise ProofError(f"two roots for size {self.old.size}: a fork")
+        if self.verdict == "same":
+            return
+        verify_consistency(self.old.size, self.new.size, self.old.root, self.new.root, proof)
+
+
+def compare_heads(a: TreeHead, b: TreeHead) -> HeadComparison:
+    """Compare two heads of the same log (RFC 9162 §8.1.4: a monitor's check of two STHs)."""
+    old, new = (a, b) if (a.size, a.root) <= (b.size, b.root) else (b, a)
+    if old.size == new.size:
+        return HeadComparison("same" if old.root == new.root else "fork", old, new)
+    if old.size == 0:  # every tree extends the empty one, whose root is fixed
+        return HeadComparison("same" if old.root == EMPTY_ROOT else "fork", old, new)
+    return HeadComparison("proof", old, new)
+
+
+def baseline_for(head: TreeHead, held: Iterable[TreeHead]) -> TreeHead | None:
+    """The held head to check ``head`` against: one of the same size if any, else the largest
+    smaller one, else the smallest larger one (the shortest consistency proof either way)."""
+    best: TreeHead | None = None
+    for h in held:
+        if h.size == head.size:
+            return h
+        if best is None:
+            best = h
+        elif h.size < head.size:
+            if best.size > head.size or h.size > best.size:
+                best = h
+        elif best.size > head.size and h.size < best.size:
+            best = h
+    return best

@@ -157,6 +157,7 @@ class _Candidate:
     """
 
     __slots__ = (
+        "alternatives",
         "ended",
         "equivalent",
         "hub",
@@ -209,6 +210,8 @@ class _Candidate:
         self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
         # (originator, level, receiver) -> (from, until, what bounds it): when the mapping exists
         self.periods: dict[tuple[str, str, str], tuple[float, float, str]] = {}
+        # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2)
+        self.alternatives: dict[tuple[str, str, str], tuple[str, ...]] = {}
         table = agreement.equivalence
         for code in agreement.parties:
             for level in catalogue.parties[code].scheme.levels:
@@ -229,6 +232,9 @@ class _Candidate:
                                  row.valid_from, row.valid_until)
                             )  # fmt: skip
                         self.periods[(code, level.name, receiver)] = _period(bounded)
+                        self.alternatives[(code, level.name, receiver)] = table.choices(
+                            code, level.name, receiver
+                        )[1:]
                     self.equivalent[(code, level.name, receiver)] = marking
 
     def remember(self, key: tuple[object, ...], value: _V) -> _V:
@@ -314,7 +320,9 @@ class _Equivalence:
                     f"{label.originator} {label.classification} has no equivalent for {receiver} "
                     f"under {candidate.id}: a level absent from the table is never released",
                 )
-            found.append(f"{receiver} {marking.classification}")
+            others = candidate.alternatives.get((label.originator, label.classification, receiver))
+            choice = f" (or {' or '.join(others)}, as {receiver} applies it: Art. 4.2)" if others else ""
+            found.append(f"{receiver} {marking.classification}{choice}")
         return Check(
             self.name,
             True,

@@ -70,6 +70,14 @@ class DutyBase:
             return False
         return scheme.level(actor.clearance).rank >= scheme.level(classification).rank
 
+    def _may_read_copy(self, actor: Person, item_id: str, sources: list[str]) -> bool:
+        """For a record a holder sent about a copy it made of this node's items (``item_id`` is not
+        known here): whether ``actor`` may read every item of this node the copy was made from (a copy
+        is as classified as the strictest of them). No sources named, or the id known here: no."""
+        if not sources or self.kernel.store.get_item(item_id) is not None:
+            return False
+        return all(self._may_read(actor, self.kernel.store.get_item(s)) for s in sources)
+
     def _readable(self, actor: Person, item_ids: set[str]) -> set[str]:
         """The ids among ``item_ids`` whose items ``actor`` may read here."""
         return {i for i in item_ids if self._may_read(actor, self.kernel.store.get_item(i))}
@@ -82,6 +90,27 @@ class DutyBase:
         jws = sign_origin(self.kernel.ring, content, now)
         body = {"kind": DUTY_KIND, "to": to, "duty": jws}
         return self.exchange.queue(peer, body, DUTY_KIND, item_id, now, final_recipient=to)
+
+    def _originals(self, row: ItemRow) -> list[str]:
+        """For a copy, translation or derivative made here: the items it was made from, through copies
+        of copies, that were not made here (the originator's items this node received). Empty for an
+        item that was not made here. A record about a copy names them: the originator never saw the
+        copy's id and accepts the record only if each of these went to this node."""
+        if not self.db.sources_of(row.id):
+            return []
+        originals: set[str] = set()
+        seen: set[str] = set()
+        todo = [row.id]
+        while todo:
+            item_id = todo.pop()
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            sources = [s for s, _ in self.db.sources_of(item_id)]
+            if not sources and item_id != row.id:
+                originals.add(item_id)
+            todo += sources
+        return sorted(originals)
 
     def _upstream(self, row: ItemRow, content: bytes, now: datetime) -> OutboxRow:
         """A message for the item's originator, by the channel the item came in on (through a hub too)."""

@@ -3,8 +3,6 @@ originator (on its request too)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +17,7 @@ from gsomia.duties._messages import (
     DUTY_KIND,
     destruction_content,
     destruction_request_content,
+    kept_content,
 )
 from gsomia.errors import (
     AgreementError,
@@ -63,7 +62,7 @@ class _Destruction(DutyBase):
             record = DestructionRecord(
                 item_id, self.party, row.originator, row.classification, actor.id, witness, how, reason, now
             )
-            content = destruction_content(record)
+            content = destruction_content(record, self._originals(row))
             jws = sign_origin(kernel.ring, content, now)
             outbox = []
             if notify and row.originator != self.party:
@@ -173,7 +172,12 @@ class _Destruction(DutyBase):
             _destruction_out(r)
             for r in rows
             if r.item_id in readable
-            or (self.kernel.store.get_item(r.item_id) is None and self._cleared_for(actor, _level(r.jws)))
+            or self._may_read_copy(actor, r.item_id, _sources(r.jws))
+            or (  # a record kept before records about copies named their sources
+                not _sources(r.jws)
+                and self.kernel.store.get_item(r.item_id) is None
+                and self._cleared_for(actor, _level(r.jws))
+            )
         ]
 
 
@@ -187,11 +191,16 @@ def _destruction_out(row: DestructionRow) -> dict[str, Any]:
         "method": row.method,
         "record": row.jws,
         "sent": None if row.sent_us is None else from_us(row.sent_us).isoformat(),
+        # for a copy or derivative the holder made: the originator's items it was made from
+        "sources": _sources(row.jws),
     }
 
 
+def _sources(jws: str) -> list[str]:
+    """The originator's items a signed record's copy was made from (empty: about the item itself)."""
+    return [str(s) for s in kept_content(jws).get("sources", [])]
+
+
 def _level(jws: str) -> str:
-    """The originator's level a signed destruction record names (verified when it arrived)."""
-    payload = jws.split(".")[1]
-    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return str(data.get("classification", "")) if isinstance(data, dict) else ""
+    """The originator's level a signed destruction record names."""
+    return str(kept_content(jws).get("classification", ""))

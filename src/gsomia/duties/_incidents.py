@@ -20,6 +20,7 @@ from gsomia.crypto.envelope import sign_origin
 from gsomia.duties._base import HANDLERS, DutyBase
 from gsomia.duties._messages import (
     incident_content,
+    kept_content,
     parse_steps,
     steps_json,
 )
@@ -88,7 +89,7 @@ class _Incidents(DutyBase):
         self, actor: Person, row: ItemRow, investigation: Investigation, now: datetime, kind: str
     ) -> dict[str, Any]:
         kernel = self.kernel
-        content = incident_content(investigation)
+        content = incident_content(investigation, self._originals(row))
         jws = sign_origin(kernel.ring, content, now)
         outbox: list[OutboxRow] = []
         unsent = None
@@ -124,7 +125,11 @@ class _Incidents(DutyBase):
         self.kernel.require_any(actor, HANDLERS, "incident.list")
         rows = self.db.incidents()
         readable = self._readable(actor, {r.item_id for r in rows})
-        return [_incident_out(r) for r in rows if r.item_id in readable]
+        return [
+            _incident_out(r)
+            for r in rows
+            if r.item_id in readable or self._may_read_copy(actor, r.item_id, _sources(r))
+        ]
 
 
 def signed_steps(kept: str) -> list[str]:
@@ -133,6 +138,13 @@ def signed_steps(kept: str) -> list[str]:
     if kept.startswith("["):
         return [str(j) for j in json.loads(kept)]
     return [kept]
+
+
+def _sources(row: IncidentRow) -> list[str]:
+    """For an incident about a copy a holder made: the originator's items it was made from, as the
+    holder's first signed report names them (verified when it arrived)."""
+    sources = kept_content(signed_steps(row.jws)[0]).get("sources", [])
+    return [str(s) for s in sources] if isinstance(sources, list) else []
 
 
 def _incident_row(investigation: Investigation, jws: str, now: datetime) -> IncidentRow:
@@ -169,5 +181,6 @@ def _incident_out(row: IncidentRow) -> dict[str, Any]:
         "nature": row.nature,
         "state": row.state,
         "steps": json.loads(row.steps),
+        "sources": _sources(row),  # for a copy the holder made: the originator's items it came from
         "updated": from_us(row.updated_us).isoformat(),
     }

@@ -12,13 +12,15 @@ from gsomia._codec import canonical, label_to_dict
 from gsomia.core.access import Person
 from gsomia.core.derivation import DerivationKind, derive_label
 from gsomia.core.instants import epoch_us
-from gsomia.core.labels import SecurityLabel
+from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
 from gsomia.crypto.envelope import seal, sign_origin
 from gsomia.duties._base import HANDLERS, DutyBase
 from gsomia.duties._messages import change_content
 from gsomia.errors import (
     GsomiaError,
+    InvalidInputError,
+    ItemGoneError,
     LabelError,
     NotFoundError,
 )
@@ -58,6 +60,70 @@ class _Labels(DutyBase):
         """The originator withdraws its item, here and at every holder downstream."""
         return self._change(actor, item_id, ChangeKind.RECALL, None, reason)
 
+    def hold_as(self, actor: Person, item_id: str, classification: str, reason: str) -> dict[str, Any]:
+        """A security or release officer applies another level the agreement offers this node for a received
+        item (Art. 4.2 of the ROK–Japan agreement: Korean Class II is "極秘/特定秘密" in Japan). The
+        item and its copies here are re-sealed under it, its label's alternative names it (the
+        label, the markings and every clearance comparison use it), and the record says who
+        changed it from what, and why. The officer must be cleared for the level applied."""
+        kernel = self.kernel
+        what = "item.hold-as"
+        try:
+            kernel.require_any(actor, HANDLERS, what)
+            if not reason.strip():
+                raise InvalidInputError("give the reason for the level applied")
+            row, item, _ = kernel.readable(actor, item_id, what)
+            if row.state != "held":
+                raise ItemGoneError(f"item {item_id} was {row.state}: its payload is gone")
+            label = item.label
+            applied = label.alternative_for(self.party)
+            if applied is None or row.agreement is None:
+                raise InvalidInputError(
+                    f"item {item_id} is {self.party}'s own: it is held under its originator's level only"
+                )
+            now = kernel.clock()
+            offered = kernel.items.level_choices(label, row.agreement, now)
+            if classification not in offered:
+                raise InvalidInputError(
+                    f"{row.agreement} lets {self.party} hold {label.originator} {label.classification} "
+                    f"as {' or '.join(offered) or 'nothing'} at this instant, not {classification!r}"
+                )
+            if classification == applied.classification:
+                raise InvalidInputError(f"item {item_id} is held as {classification} already")
+            held = replace(
+                label,
+                alternatives=tuple(
+                    AlternativeLabel(a.party, classification, a.agreement) if a.party == self.party else a
+                    for a in label.alternatives
+                ),
+            )
+            kernel.decide_read(actor, held).raise_if_refused()  # cleared for the level applied
+            op, _ = self._reseal(row, held, row.label_version, kernel.items.origin(row))
+            ops, copies = self._rederive(item_id, {item_id: held}, now, False)
+            audit = kernel.audit_row(
+                what,
+                actor.id,
+                item_id,
+                "allowed",
+                agreement=row.agreement,
+                originator_level=f"{label.originator} {label.classification}",
+                was=applied.classification,
+                classification=classification,
+                reason=reason,
+                copies=copies,
+            )
+            self.db.commit(ops=[op, *ops], audit=[audit])
+        except GsomiaError as exc:
+            raise kernel.refuse(what, actor.id, item_id, exc) from None
+        return {
+            "item": item_id,
+            "agreement": row.agreement,
+            "originator_level": label.classification,
+            "was": applied.classification,
+            "classification": classification,
+            "copies": copies,
+        }
+
     def _change(
         self, actor: Person, item_id: str, kind: ChangeKind, classification: str | None, reason: str
     ) -> LabelChangeRow:
@@ -69,6 +135,13 @@ class _Labels(DutyBase):
             label = kernel.items.item(row).label
             check_originator(self.party, label, kind.value)
             kernel.decide_read(actor, label).raise_if_refused()
+            if kind is ChangeKind.RECLASSIFY and row.portions is not None:
+                # each portion carries its own signed label under the root: one new label for the
+                # whole would leave the portions' labels (what readers are decided on) behind
+                raise InvalidInputError(
+                    f"item {item_id} is in portions, each with its own label: it cannot be reclassified "
+                    "as a whole (recall or destroy it, and ingest it again with the new labels)"
+                )
             now = kernel.clock()
             new_label = None
             if kind is ChangeKind.RECLASSIFY:
@@ -170,7 +243,13 @@ class _Labels(DutyBase):
                 label = originator_label
             else:
                 try:
-                    label = kernel.items.received_label(originator_label, row.received_from, row.agreement)
+                    label = kernel.items.received_label(
+                        originator_label,
+                        row.received_from,
+                        row.agreement,
+                        at=change.at,
+                        prefer=kernel.items.applied(row.label),
+                    )
                 except LabelError:
                     withdrawn = True  # the new level has no equivalent here: the item cannot be held
             if not withdrawn:
@@ -178,8 +257,24 @@ class _Labels(DutyBase):
                 if held:
                     op, after = self._reseal(row, label, change.version, origin)
                     ops.append(op)
-        queue = [row.id]
-        seen = {row.id}
+        more_ops, copies = self._rederive(row.id, new_labels, change.at, withdrawn)
+        ops += more_ops
+        touched += copies
+        if withdrawn:
+            ops = [self.db.withdraw(i, "recalled") for i in touched]
+            after = None
+        return ops, touched, withdrawn, after
+
+    def _rederive(
+        self, item_id: str, new_labels: dict[str, SecurityLabel], at: datetime, withdrawn: bool
+    ) -> tuple[list[Op], list[str]]:
+        """Ops re-sealing every held copy and derivative of ``item_id`` here under the strictest label
+        of its sources (``new_labels`` holds the sources' labels as they will be), and their ids."""
+        kernel = self.kernel
+        ops: list[Op] = []
+        copies: list[str] = []
+        queue = [item_id]
+        seen = {item_id}
         while queue:
             for derived_id, _kind in self.db.derived_from(queue.pop(0)):
                 if derived_id in seen:
@@ -189,7 +284,7 @@ class _Labels(DutyBase):
                 derived = kernel.store.get_item(derived_id)
                 if derived is None or derived.state != "held":
                     continue
-                touched.append(derived_id)
+                copies.append(derived_id)
                 if withdrawn:
                     continue
                 sources = self.db.sources_of(derived_id)
@@ -214,13 +309,10 @@ class _Labels(DutyBase):
                         item_content(
                             derived.id, label, derived.payload_type, payload, derived.label_version + 1
                         ),
-                        change.at,
+                        at,
                     )
                 ops.append(self._reseal(derived, label, derived.label_version + 1, own_origin)[0])
-        if withdrawn:
-            ops = [self.db.withdraw(i, "recalled") for i in touched]
-            after = None
-        return ops, touched, withdrawn, after
+        return ops, copies
 
     def _reseal(
         self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None
@@ -247,6 +339,7 @@ class _Labels(DutyBase):
             payload,
             sealed_origin,
             at_us=epoch_us(kernel.clock()),
+            expected_label=row.label,
         )
         return op, after
 

@@ -5,7 +5,8 @@
 - ``label-ack``: a holder applied (or could not apply) a change;
 - ``destruction-record``: a holder's record of destruction (Art. 13);
 - ``destruction-request``: the originator asks a holder for that record;
-- ``incident``: a holder's report of loss or compromise and its investigation (Art. 17).
+- ``incident``: a holder's report of loss or compromise and its investigation (Art. 17);
+- ``feedback``: a holder's sighting, question or proposed correction about an item (issue 20 §4).
 
 Each is signed by the node that speaks (``sign_origin``) and travels inside the ordinary
 envelopes as ``{"kind": "duty", "to": <party>, "duty": <JWS>}``; a hub passes it on unchanged.
@@ -14,6 +15,7 @@ Parsing raises ``InvalidInputError`` naming the field.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,6 +23,7 @@ from typing import Any
 
 from gsomia._codec import canonical, instant_from_json
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.feedback import Feedback, make_feedback
 from gsomia.core.investigation import (
     IncidentNature,
     Investigation,
@@ -36,13 +39,17 @@ __all__ = [
     "change_content",
     "destruction_content",
     "destruction_request_content",
+    "feedback_content",
     "incident_content",
+    "kept_content",
     "parse_ack",
     "parse_change",
     "parse_destruction",
     "parse_destruction_request",
     "parse_duty",
+    "parse_feedback",
     "parse_incident",
+    "parse_sources",
 ]
 
 DUTY_KIND = "duty"
@@ -60,6 +67,14 @@ def _int(data: dict[str, Any], name: str, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInputError(f"{what}.{name}: expected an integer")
     return value
+
+
+def kept_content(jws: str) -> dict[str, Any]:
+    """The fields of a signed duty kept here (its signature was verified when it arrived); ``{}`` if
+    they are not an object."""
+    payload = jws.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return data if isinstance(data, dict) else {}
 
 
 def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
@@ -160,21 +175,45 @@ def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime, 
     )
 
 
-def destruction_content(record: DestructionRecord) -> bytes:
+_MAX_SOURCES = 256
+
+
+def _with_sources(content: dict[str, Any], sources: Sequence[str]) -> dict[str, Any]:
+    """A record about a copy or derivative names the originator's items it was made from (the
+    originator has never seen the copy's id; it checks that each of these went to the holder)."""
+    return {**content, "sources": sorted(sources)} if sources else content
+
+
+def parse_sources(data: dict[str, Any], what: str) -> tuple[str, ...]:
+    """The originator's items a record's copy was made from (empty: the record is about the item)."""
+    raw = data.get("sources", [])
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise InvalidInputError(f"{what}.sources: expected a list of item ids")
+    if len(raw) > _MAX_SOURCES or len(set(raw)) != len(raw):
+        raise InvalidInputError(f"{what}.sources: at most {_MAX_SOURCES} item ids, each once")
+    return tuple(raw)
+
+
+def destruction_content(record: DestructionRecord, sources: Sequence[str] = ()) -> bytes:
+    """The holder's signed record; ``sources``: for a copy or derivative, the originator's items it was
+    made from."""
     return canonical(
-        {
-            "v": 1,
-            "kind": "destruction-record",
-            "item": record.item,
-            "holder": record.holder,
-            "originator": record.originator,
-            "classification": record.classification,
-            "by": record.by,
-            "witness": record.witness,
-            "method": record.method.value,
-            "reason": record.reason,
-            "at": record.at.isoformat(),
-        }
+        _with_sources(
+            {
+                "v": 1,
+                "kind": "destruction-record",
+                "item": record.item,
+                "holder": record.holder,
+                "originator": record.originator,
+                "classification": record.classification,
+                "by": record.by,
+                "witness": record.witness,
+                "method": record.method.value,
+                "reason": record.reason,
+                "at": record.at.isoformat(),
+            },
+            sources,
+        )
     ).encode()
 
 
@@ -229,18 +268,22 @@ def steps_json(investigation: Investigation) -> list[dict[str, str]]:
     ]
 
 
-def incident_content(investigation: Investigation) -> bytes:
+def incident_content(investigation: Investigation, sources: Sequence[str] = ()) -> bytes:
+    """The holder's signed report; ``sources`` as for :func:`destruction_content`."""
     return canonical(
-        {
-            "v": 1,
-            "kind": "incident",
-            "id": investigation.id,
-            "item": investigation.item,
-            "originator": investigation.originator,
-            "holder": investigation.holder,
-            "nature": investigation.nature.value,
-            "steps": steps_json(investigation),
-        }
+        _with_sources(
+            {
+                "v": 1,
+                "kind": "incident",
+                "id": investigation.id,
+                "item": investigation.item,
+                "originator": investigation.originator,
+                "holder": investigation.holder,
+                "nature": investigation.nature.value,
+                "steps": steps_json(investigation),
+            },
+            sources,
+        )
     ).encode()
 
 
@@ -285,3 +328,45 @@ def parse_incident(data: dict[str, Any]) -> Investigation:
         nature,
         steps,
     )
+
+
+def feedback_content(feedback: Feedback) -> bytes:
+    return canonical(
+        {
+            "v": 1,
+            "kind": "feedback",
+            "id": feedback.id,
+            "item": feedback.item,
+            "originator": feedback.originator,
+            "holder": feedback.holder,
+            "feedback": feedback.kind.value,
+            "text": feedback.text,
+            "cites": list(feedback.cites),
+            "by": feedback.by,
+            "at": feedback.at.isoformat(),
+        }
+    ).encode()
+
+
+def parse_feedback(data: dict[str, Any]) -> Feedback:
+    """The holder's signed feedback, checked as the holder's node checked it before signing."""
+    cites = data.get("cites", [])
+    if not isinstance(cites, list) or not all(isinstance(c, str) and c for c in cites):
+        raise InvalidInputError("feedback.cites: expected a list of item ids")
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise InvalidInputError("feedback.text: expected a string")
+    try:
+        return make_feedback(
+            _str(data, "id", "feedback"),
+            _str(data, "item", "feedback"),
+            _str(data, "originator", "feedback"),
+            _str(data, "holder", "feedback"),
+            str(data.get("feedback")),
+            text,
+            cites,
+            by=_str(data, "by", "feedback"),
+            at=instant_from_json(data.get("at"), "feedback.at"),
+        )
+    except GsomiaError as exc:
+        raise InvalidInputError(f"feedback: {exc}") from exc

@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, label_to_dict
+from gsomia.core.feedback import MAX_PER_ITEM
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.duties._feedback import feedback_row
 from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
@@ -31,7 +33,9 @@ from gsomia.duties._messages import (
     parse_destruction,
     parse_destruction_request,
     parse_duty,
+    parse_feedback,
     parse_incident,
+    parse_sources,
     steps_json,
 )
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError
@@ -74,6 +78,8 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
         status = _destruction_request(duties, exchange, signer, data, now, accepted)
     elif kind == "incident":
         status = _incident(duties, signer, data, jws, now, accepted)
+    elif kind == "feedback":
+        status = _feedback(duties, signer, data, jws, now, accepted)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
@@ -365,7 +371,10 @@ def _apply_to_arriving(
     if payload != kernel.cipher.open(arriving.id, arriving.label, arriving.payload):
         raise InvalidInputError("the signed item's payload differs from the one arriving")
     try:
-        held = kernel.items.received_label(label, arriving.received_from, arriving.agreement)
+        applied = kernel.items.applied(arriving.label)
+        held = kernel.items.received_label(
+            label, arriving.received_from, arriving.agreement, at=now, prefer=applied
+        )
     except LabelError:
         accepted.items[index] = replace(
             arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
@@ -440,7 +449,7 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
         raise InvalidInputError(f"a destruction record signed by {signer} speaks for {record.holder}")
     if record.originator != duties.party:
         raise InvalidInputError(f"a destruction record of a {record.originator} item sent to {duties.party}")
-    _check_holder(duties, record.item, record.holder)
+    _check_holder(duties, record.item, record.holder, parse_sources(data, "destruction-record"))
     row = DestructionRow(
         record.item, record.holder, epoch_us(record.at), record.by, record.witness, record.method.value, jws
     )
@@ -481,7 +490,7 @@ def _incident(
         raise InvalidInputError(f"an incident report signed by {signer} speaks for {investigation.holder}")
     if investigation.originator != duties.party:
         raise InvalidInputError(f"an incident about a {investigation.originator} item sent to {duties.party}")
-    _check_holder(duties, investigation.item, investigation.holder)
+    _check_holder(duties, investigation.item, investigation.holder, parse_sources(data, "incident"))
     known = duties.db.incident(investigation.id)
     signed = [jws]
     if known is not None:
@@ -502,17 +511,57 @@ def _incident(
     return investigation.state.value
 
 
-def _check_holder(duties: Duties, item_id: str, holder: str) -> None:
-    """A record about this node's item from ``holder`` is accepted only if the item went to ``holder``
-    (directly, through a hub, or onward by a holder that said so); one about an item not known here
-    (a copy or derivative the holder made) only if something of this node's went to ``holder``."""
-    row = duties.kernel.store.get_item(item_id)
+def _feedback(
+    duties: Duties, signer: str, data: dict[str, Any], jws: str, now: datetime, accepted: Batch
+) -> str:
+    """A holder's feedback about this node's item: kept with its signature, bounded per item and holder.
+    Only from a holder the item went to; the same feedback again changes nothing; another with the
+    same id from that holder is refused."""
+    feedback = parse_feedback(data)
+    if signer != feedback.holder:
+        raise InvalidInputError(f"feedback signed by {signer} speaks for {feedback.holder}")
+    if feedback.originator != duties.party:
+        raise InvalidInputError(f"feedback about a {feedback.originator} item sent to {duties.party}")
+    row = duties.kernel.store.get_item(feedback.item)
     if row is None:
-        # a copy or derivative the holder made of what it received: it must have received something
-        if holder not in duties.db.sent_by_party():
-            raise InvalidInputError(f"no item of {duties.party} was ever sent to {holder}")
+        raise InvalidInputError(f"no item {feedback.item} of {duties.party} to take feedback on")
+    _check_sent(duties, feedback.item, feedback.holder)
+    known = duties.db.feedback_entry(feedback.holder, feedback.id)
+    if known is not None:
+        if (known.item_id, known.kind, known.text) != (feedback.item, feedback.kind.value, feedback.text):
+            raise InvalidInputError(
+                f"feedback {feedback.id} from {feedback.holder} is already recorded otherwise"
+            )
+        return "already-recorded"
+    if duties.db.feedback_count(feedback.item, feedback.holder) >= MAX_PER_ITEM:
+        raise InvalidInputError(
+            f"at most {MAX_PER_ITEM} feedback from {feedback.holder} about {feedback.item}"
+        )
+    accepted.ops.append(duties.db.put("feedback", feedback_row(feedback, jws, epoch_us(now))))
+    return "recorded"
+
+
+def _check_holder(duties: Duties, item_id: str, holder: str, sources: tuple[str, ...]) -> None:
+    """A record about this node's item from ``holder`` is accepted only if the item went to ``holder``
+    (directly, through a hub, or onward by a holder that said so). One about an item not known here
+    (a copy or derivative the holder made) must name the items of this node it was made from, and
+    each of them must have gone to ``holder``: a record about anything else is refused."""
+    row = duties.kernel.store.get_item(item_id)
+    if row is not None:
+        _check_sent(duties, item_id, holder)
         return
-    if row.originator != duties.party:
+    if not sources:
+        raise InvalidInputError(
+            f"item {item_id} is not an item of {duties.party}, and the record names none of "
+            f"{duties.party}'s items it was made from"
+        )
+    for source in sources:
+        _check_sent(duties, source, holder)
+
+
+def _check_sent(duties: Duties, item_id: str, holder: str) -> None:
+    row = duties.kernel.store.get_item(item_id)
+    if row is None or row.originator != duties.party:
         raise InvalidInputError(f"item {item_id} here is not an item of {duties.party}")
     holders = {p for pair in duties.db.sent_to(item_id) for p in pair}
     holders |= {a.party for a in duties.db.acks(item_id)}

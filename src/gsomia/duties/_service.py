@@ -10,6 +10,7 @@ the handler they register (:meth:`Duties.receive`, wired where the node is built
 - ``_destruction``: return or destruction (Art. 6(h), 13);
 - ``_disposal``: the queue of items to return or destroy once their purpose ended (Art. 6(h), 13);
 - ``_incidents``: loss or compromise (Art. 17);
+- ``_feedback``: a holder's sighting, question or proposed correction, to the originator;
 - ``_termination``: the termination report (Art. 21.4);
 - ``_visits``: visits (Art. 8; ``decide_read`` caps the visitor);
 - ``_registers``: competent authorities and protection rules (Art. 2, 3).
@@ -24,6 +25,7 @@ from gsomia.crypto.envelope import Opened
 from gsomia.duties._copies import _Copies
 from gsomia.duties._destruction import _Destruction
 from gsomia.duties._disposal import _Disposal
+from gsomia.duties._feedback import _Feedback
 from gsomia.duties._incidents import _Incidents
 from gsomia.duties._labels import _Labels
 from gsomia.duties._messages import DUTY_KIND
@@ -38,7 +40,16 @@ __all__ = ["DUTY_KIND", "Duties"]
 
 
 class Duties(
-    _Reviews, _Copies, _Labels, _Destruction, _Disposal, _Incidents, _Termination, _Visits, _Registers
+    _Reviews,
+    _Copies,
+    _Labels,
+    _Destruction,
+    _Disposal,
+    _Incidents,
+    _Feedback,
+    _Termination,
+    _Visits,
+    _Registers,
 ):
     """One node's duties after release (``node.duties``)."""
 

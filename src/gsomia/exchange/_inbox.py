@@ -22,12 +22,20 @@ from typing import Any
 from gsomia._codec import canonical, decision_json
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
+from gsomia.core.portions import banner
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import consent_from_content
-from gsomia.kernel import ItemContent, parse_item_content
+from gsomia.kernel import (
+    ItemContent,
+    PortionedContent,
+    SignedPortion,
+    parse_item_content,
+    parse_portioned_content,
+    signed_portions,
+)
 from gsomia.store import ConsentRow, InboxRow, InventoryEntry, NewItem, OutboxRow
 
 __all__ = ["Inbox"]
@@ -207,7 +215,20 @@ class Inbox(Consents):
         if not isinstance(origin, str) or not isinstance(route, dict):
             raise InvalidInputError("item message: origin and route are required")
         originator, content = verify_origin(origin, self._identities, now, own=self.ring)
-        item = parse_item_content(content, self.kernel.catalogue)
+        item: ItemContent | PortionedContent
+        portions: tuple[SignedPortion, ...] = ()
+        portioned = parse_portioned_content(content, self.kernel.catalogue)
+        if portioned is None:
+            if "portions" in body:
+                raise InvalidInputError("item message: portions of an item signed whole")
+            item = parse_item_content(content, self.kernel.catalogue)
+            label = item.label
+        else:
+            # each portion checked against the originator's signed root before anything else: one
+            # added, swapped or altered on the way (by a hub, by anyone) refuses the envelope
+            item = portioned
+            portions = signed_portions(body.get("portions"), portioned, self.kernel.catalogue)
+            label = banner([p.label for p in portions], self.kernel.catalogue)
         if item.label.originator != originator:
             raise EnvelopeError("bad-origin-signature")  # signed by one party, labelled as another's
         sender, recipient = route.get("sender"), route.get("recipient")
@@ -237,9 +258,7 @@ class Inbox(Consents):
         purpose = body.get("purpose")
         if not isinstance(purpose, str):
             raise InvalidInputError("item message: purpose is required")
-        request = ReleaseRequest(
-            item.label, sender, recipient, purpose, tuple(via), item.item_id, tuple(consents)
-        )
+        request = ReleaseRequest(label, sender, recipient, purpose, tuple(via), item.item_id, tuple(consents))
         decision = self.kernel.engine.decide(request, at=now)
         if not decision.allowed:
             reasons = "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed())
@@ -262,8 +281,8 @@ class Inbox(Consents):
             held = item.item_id in accepted.held or item.item_id in accepted.item_ids
         else:
             held = self.kernel.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
-        if held and item.item_id not in accepted.item_ids:
-            self._same_item(item, originator)
+        if held:
+            self._same_item(item, originator, accepted)
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
@@ -285,7 +304,7 @@ class Inbox(Consents):
             )
         )
         if not held:
-            accepted.items.append(self._new_item(item, origin, opened.sender, decision, now))
+            accepted.items.append(self._new_item(item, origin, opened.sender, decision, now, portions))
             accepted.item_ids.add(item.item_id)
             accepted.inventory.append(
                 InventoryEntry(
@@ -306,32 +325,72 @@ class Inbox(Consents):
                 hook(item.item_id, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
 
-    def _same_item(self, item: ItemContent, originator: str) -> None:
+    def _same_item(self, item: ItemContent | PortionedContent, originator: str, accepted: Batch) -> None:
         """An item is (originator, id) and, as received, the originator's signed content: another
-        originator's item, or another item of the same originator, under an id held here is refused
-        with the reason, never answered "already held" (which would mark it delivered)."""
-        row = self.kernel.store.get_item(item.item_id)
-        if row is None:
-            return
-        if row.originator != originator:
+        originator's item, or another item of the same originator, under an id held here (or arriving
+        earlier in the same batch) is refused with the reason, never answered "already held" (which
+        would mark it delivered). Where the payload is gone (destroyed, recalled), the instant the
+        originator signed as the item's creation still tells another item apart."""
+        arriving = (
+            next((n for n in accepted.items if n.id == item.item_id), None)
+            if item.item_id in accepted.item_ids
+            else None
+        )
+        if arriving is not None:
+            held_by, state, created_us = arriving.originator, arriving.state, arriving.created_us
+            sealed = (arriving.label, arriving.payload)
+            portioned = arriving.portions is not None
+        else:
+            row = self.kernel.store.get_item(item.item_id)
+            if row is None:
+                return
+            held_by, state, created_us = row.originator, row.state, row.created_us
+            sealed = (row.label, row.payload)
+            portioned = row.portions is not None
+        if held_by != originator:
             raise InvalidInputError(
-                f"item id {item.item_id} is already taken here by an item of {row.originator}: "
+                f"item id {item.item_id} is already taken here by an item of {held_by}: "
                 f"{originator}'s item is not stored"
             )
-        if row.state == "held":
-            held = self.kernel.items.item(row)
-            payload = self.kernel.cipher.open(row.id, row.label, row.payload)
-            if payload != item.payload or held.label.created != item.label.created:
-                raise InvalidInputError(
-                    f"item id {item.item_id} is held here as a different item of {originator}: not stored"
-                )
+        if isinstance(item, PortionedContent):  # the same signed root (a hub may send fewer portions)
+            same = portioned and (
+                self.kernel.items.signed_root(item.item_id, *sealed) == item
+                if state == "held"
+                else created_us <= epoch_us(item.label.created)
+            )
+        else:
+            same = (
+                not portioned
+                and created_us == epoch_us(item.label.created)
+                and (state != "held" or self.kernel.cipher.open(item.item_id, *sealed) == item.payload)
+            )
+        if not same:
+            raise InvalidInputError(
+                f"item id {item.item_id} is held here as a different item of {originator}: not stored"
+            )
 
     def _new_item(
-        self, item: ItemContent, origin: str, received_from: str, decision: ReleaseDecision, now: datetime
+        self,
+        item: ItemContent | PortionedContent,
+        origin: str,
+        received_from: str,
+        decision: ReleaseDecision,
+        now: datetime,
+        portions: tuple[SignedPortion, ...] = (),
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
-        label = self.kernel.items.received_label(item.label, received_from, decision.agreement)
+        if isinstance(item, PortionedContent):
+            return self.kernel.items.seal_portions(
+                item,
+                portions,
+                origin=origin,
+                now=now,
+                by=f"exchange:{received_from}",
+                received_from=received_from,
+                agreement=decision.agreement,
+            )
+        label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
             item.item_id,
             label,

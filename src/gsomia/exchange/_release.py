@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,13 +20,13 @@ from gsomia._codec import canonical, decision_json, label_from_dict
 from gsomia.core.access import Person, Role
 from gsomia.core.approvals import Approval, TwoPersonPolicy, two_person_policy
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, verify_origin
-from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError
+from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError, ReleaseRefused
 from gsomia.exchange._consents import Consents
 from gsomia.exchange._messages import item_content
-from gsomia.kernel import ReadGate, checks_json
+from gsomia.kernel import Item, ReadGate, checks_json
 from gsomia.store import (
     RELEASE_POLICY,
     ApprovalStore,
@@ -100,7 +100,11 @@ class Releases(Consents):
         row = row or self.kernel.items.row(item_id)
         if row.origin_jws is not None:
             stored = self.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
-            if row.originator != self.party or _signed_version(stored) == row.label_version:
+            if (
+                row.originator != self.party
+                or row.portions is not None  # the signed root: signed once, at ingest
+                or _signed_version(stored) == row.label_version
+            ):
                 return stored
         item = self.kernel.items.item(row)
         if item.label.originator != self.party:
@@ -131,7 +135,7 @@ class Releases(Consents):
             if on_file is not None
             else [c.jws for c in self.fed.consents_for(row.originator, item_id)]
         )
-        return {
+        body = {
             "kind": "item",
             "origin": self.origin_jws(item_id, row),
             "purpose": spec["purpose"],
@@ -139,6 +143,25 @@ class Releases(Consents):
             "route": {"sender": spec["sender"], "via": spec["via"], "recipient": spec["recipient"]},
             "consents": consents + [c for c in extra_consents if c not in consents],
         }
+        if row.portions is not None:  # only the portions released, each with its inclusion proof
+            wanted = set(spec.get("portions") or ())
+            _, held = self.kernel.items.signed(row)
+            body["portions"] = [p.wire() for p in held if p.id in wanted]
+            if len(body["portions"]) != len(wanted) or not wanted:
+                raise InvalidInputError(f"item {item_id}: a portion released is no longer held here")
+        return body
+
+    def _released_label(self, row: ItemRow, spec: Mapping[str, Any]) -> SecurityLabel:
+        """The label a release goes under: the item's, or for an item in portions the highest of the
+        portions it sends (``spec["portions"]``, each still held here)."""
+        item = self.kernel.items.item(row)
+        if not item.portions:
+            return item.label
+        wanted = set(spec.get("portions") or ())
+        chosen = [m for m in item.portions if m.id in wanted]
+        if not chosen or len(chosen) != len(wanted):
+            raise InvalidInputError(f"item {row.id}: a portion released is no longer held here")
+        return self.kernel.items.shown(item, chosen).label
 
     def _request(self, spec: dict[str, Any], prefetched: Prefetched | None = None) -> ReleaseRequest:
         """Rebuild a release request from what the outbox stored, with the consents on file now
@@ -148,7 +171,7 @@ class Releases(Consents):
             row = self.kernel.items.row(spec["item"])
         if row.state != "held":  # destroyed or recalled after it was queued: it does not go
             raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
-        label = self.kernel.items.item(row).label
+        label = self._released_label(row, spec)
         if prefetched is not None and (label.originator, row.id) in prefetched.on_file:
             on_file = prefetched.on_file[(label.originator, row.id)]
             consents = self.verified_consents(on_file, prefetched.verified)
@@ -358,6 +381,40 @@ class Releases(Consents):
         self.fed.enqueue(entries, audit, consents=consents)
         return Released(tuple(entries), tuple(refused))
 
+    def _portions_released(
+        self, row: ItemRow, item: Item, request: ReleaseRequest, spec: dict[str, Any], now: datetime
+    ) -> tuple[ReleaseRequest, tuple[Check, ...]]:
+        """An item in portions: each portion the officer may read decided on its own label by the
+        release engine (TLP:RED stays here); the release goes with those allowed, under the highest
+        of their labels, and says per portion what went and why the others did not. A portion the
+        officer may not read is not named. Refused (with every portion's reasons) when none may go."""
+        _, held = self.kernel.items.signed(row)
+        payloads = {p.id: p for p in held}
+        chosen = []
+        explained: list[Check] = []
+        for mark in item.portions:
+            portion = payloads[mark.id]
+            if portion.payload_type == "json" and is_tlp_red(json.loads(portion.payload)):
+                explained.append(
+                    Check("portion", False, f"{mark.id}: marked TLP:RED, it never leaves this node")
+                )
+                continue
+            decision = self.kernel.engine.decide(replace(request, label=mark.label), at=now)
+            if decision.allowed:
+                chosen.append(mark)
+                explained.append(Check("portion", True, f"{mark.id}: released ({mark.label.classification})"))
+            else:
+                reasons = "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed())
+                explained.append(Check("portion", False, f"{mark.id}: withheld ({reasons})"))
+        if not chosen:
+            refused = ReleaseDecision(
+                False, now, (request.sender, *request.via, request.recipient), None, tuple(explained), None
+            )
+            raise ReleaseRefused(refused)
+        spec["portions"] = [m.id for m in chosen]
+        label = self.kernel.items.shown(item, chosen).label
+        return replace(request, label=label), tuple(explained)
+
     def prepare_release(
         self,
         actor: Person,
@@ -384,7 +441,7 @@ class Releases(Consents):
         the reader's ``gate``, the consents ``on_file`` for this item, the consents ``verified``.
         """
         item_id = row.id
-        label = self.kernel.items.item(row).label
+        item = self.kernel.items.item(row)
         if row.state != "held":
             raise InvalidInputError(f"item {item_id} was {row.state}: it cannot be released")
         if row.originator == self.party and row.label_version > 1:
@@ -394,8 +451,11 @@ class Releases(Consents):
                     f"item {item_id} was recalled (label version {latest[0].version}): "
                     "reclassify it before releasing it again"
                 )
-        read = gate.decide(label) if gate is not None else self.kernel.decide_read(actor, label)
-        access = read.raise_if_refused()
+        seen = gate.view(item) if gate is not None else self.kernel.view(actor, item)
+        if seen.item is None:
+            raise AccessDenied(seen.decision)
+        access = seen.decision
+        label = seen.item.label  # of an item in portions: the portions this officer may read
         if row.payload_type == "json":
             content = json.loads(self.kernel.cipher.open(row.id, row.label, row.payload))
             if is_tlp_red(content):
@@ -443,7 +503,12 @@ class Releases(Consents):
             approval=approval,
             grants_relay=authorise_relay,
         )
+        explained: tuple[Check, ...] = ()
+        if seen.item.portions:
+            request, explained = self._portions_released(row, seen.item, request, spec, now)
         decision = self.kernel.engine.authorise(request, at=now)
+        if explained:
+            decision = replace(decision, checks=(*decision.checks, *explained))
         peer = self._link(hub or recipient, decision)
         body = self.item_body(
             spec, decision, [c.jws for c in new_consents], row=row, on_file=[c.jws for c in on_file]

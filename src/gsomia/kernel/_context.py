@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -29,7 +30,7 @@ from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError, RateLimitedError
 from gsomia.kernel._admission import Admission, parse_networks, parse_rates
 from gsomia.kernel._grouped import GroupedAppend
-from gsomia.kernel._items import Item, Items, from_us, unknown_item
+from gsomia.kernel._items import PORTIONS, HoldAs, Item, Items, from_us, unknown_item
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
@@ -54,6 +55,7 @@ __all__ = [
     "ManualClock",
     "NodeContext",
     "ReadGate",
+    "Seen",
     "checks_json",
     "node_hubs",
     "node_timezone",
@@ -107,6 +109,20 @@ def node_hubs(catalogue: Catalogue, party: str) -> tuple[str, ...]:
     return tuple(sorted({a.hub for a in catalogue.agreements_of(party) if a.hub is not None}))
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the read decision lets one reader see of one item: ``item`` as they see it (``None``:
+    nothing) and the decision. For an item in portions, ``item`` carries only the portions they may
+    read and is labelled with the highest of those portions' labels."""
+
+    item: Item | None
+    decision: AccessDecision
+
+    @property
+    def allowed(self) -> bool:
+        return self.item is not None
+
+
 class Refusals:
     """How many refusals this process recorded, by the record's kind and the error's class (what
     ``/metrics`` reports; a process's counter, summed across processes by the monitoring).
@@ -150,6 +166,7 @@ class NodeContext:
         watch: ChangeWatch | None = None,
         public_rate: str = DEFAULT_PUBLIC_RATE,
         rate_exempt: Sequence[str] = (),
+        hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
         self.catalogue = catalogue
@@ -174,7 +191,7 @@ class NodeContext:
         self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
             self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
         )
-        self.items = Items(party, catalogue, store, cipher, ring)
+        self.items = Items(party, catalogue, store, cipher, ring, hold_as)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
@@ -400,8 +417,13 @@ class NodeContext:
         """THE read decision: ``decide_read`` with the reader's visit authorisations now."""
         return decide_read(actor, label, self.catalogue, visit=self.visit_scope(actor.id, self.clock()))
 
+    def view(self, actor: Person, item: Item) -> Seen:
+        """THE read decision of an item: what ``actor`` may see of it (:meth:`ReadGate.view`)."""
+        return self.reader(actor).view(item)
+
     def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
-        """The row, the item and the decision, if ``actor`` may read ``item_id``.
+        """The row, the item as ``actor`` sees it and the decision, if ``actor`` may read ``item_id``
+        (of an item in portions, the portions they may read: :meth:`view`).
 
         To the reader, an item they may not read and an item this node does not hold are the
         same: both raise :class:`NotFoundError` with the same words, so neither the status, the
@@ -410,8 +432,10 @@ class NodeContext:
         """
         try:
             row = self.items.row(item_id)
-            item = self.items.item(row)
-            decision = self.decide_read(actor, item.label).raise_if_refused()
+            seen = self.view(actor, self.items.item(row))
+            if seen.item is None:
+                raise AccessDenied(seen.decision)
+            item, decision = seen.item, seen.decision
         except AccessDenied as exc:
             self.refuse(kind, actor.id, item_id, exc)
             hidden = NotFoundError(unknown_item(item_id))
@@ -430,10 +454,14 @@ class NodeContext:
                 raise ItemGoneError(
                     f"item {item_id} was {row.state}: its record remains, its payload is gone"
                 )
-            payload = self.items.payload(row)
+            if item.payload_type == PORTIONS:
+                payload = self.items.portions_payload(row, item.portions)
+            else:
+                payload = self.items.payload(row)
         except GsomiaError as exc:
             raise self.refuse("item.read", actor.id, item_id, exc) from None
-        self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks))
+        shown = {"portions": [m.id for m in item.portions]} if item.portions else {}
+        self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks), **shown)
         return item, payload
 
     def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
@@ -443,7 +471,7 @@ class NodeContext:
         found: set[str] = set()
         for item_id in item_ids:
             row = self.store.get_item(item_id)
-            if row is not None and gate.decide(self.items.item(row).label).allowed:
+            if row is not None and gate.view(self.items.item(row)).allowed:
                 found.add(item_id)
         return found
 
@@ -494,3 +522,22 @@ class ReadGate:
     def decide(self, label: SecurityLabel) -> AccessDecision:
         self.current()
         return decide_read(self.person, label, self.context.catalogue, visit=self._scope)
+
+    def view(self, item: Item) -> Seen:
+        """What this reader may see of ``item``: all of it or nothing for an item signed whole; of an
+        item in portions, each portion decided on its own label and the item shown with those they
+        may read, labelled with the highest of theirs (decided again: it must pass too). A reader
+        who may read no portion is refused with the checks on the whole item's label."""
+        if not item.portions:
+            decision = self.decide(item.label)
+            return Seen(item if decision.allowed else None, decision)
+        visible = [m for m in item.portions if self.decide(m.label).allowed]
+        if not visible:
+            whole = self.decide(item.label)
+            if whole.allowed:  # cannot be (every portion is within the whole); fail closed all the same
+                refused = Check("portions", False, "no portion of the item may be read")
+                whole = AccessDecision(False, whole.person, (*whole.checks, refused))
+            return Seen(None, whole)
+        shown = self.context.items.shown(item, visible)
+        decision = self.decide(shown.label)
+        return Seen(shown if decision.allowed else None, decision)

@@ -12,38 +12,51 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from gsomia._codec import canonical, json_object, label_from_dict, label_to_dict, text_field
+from gsomia.core.agreements import EquivalenceRow
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
+from gsomia.core.portions import MAX_PORTIONS, PORTION_ID, banner, check_portion, check_within, portion_tree
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import sign_origin
 from gsomia.crypto.keys import KeyRing
-from gsomia.errors import GsomiaError, InvalidInputError, LabelError, NotFoundError
+from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError, LabelError, NotFoundError, ProofError
 from gsomia.store import ItemRow, NewItem, Store
 
 __all__ = [
     "ITEM_ID",
     "PAYLOAD_TYPES",
+    "PORTIONS",
+    "HoldAs",
     "Item",
     "ItemContent",
     "Items",
+    "NewPortion",
+    "PortionMark",
+    "PortionedContent",
+    "SignedPortion",
     "check_item_id",
     "check_payload_type",
     "from_us",
     "item_content",
     "parse_item_content",
+    "parse_portioned_content",
+    "portioned_content",
+    "signed_portions",
     "unknown_item",
 ]
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PAYLOAD_TYPES = frozenset({"json", "bytes"})
+PORTIONS = "portions"  # the payload type of an item in portions (what a reader gets: the portions seen)
 _CACHE_LIMIT = 4096
 
 
@@ -71,9 +84,27 @@ def check_payload_type(payload_type: str) -> str:
     return payload_type
 
 
+HoldAs = Mapping[tuple[str, str, str], str]
+"""The node's default level for a partner's level where the agreement offers a choice (Art. 4.2):
+(agreement, originator, originator's level) -> this node's level."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortionMark:
+    """One portion of an item as held here: its id, place in the originator's tree, label (with this
+    node's equivalent for a received item) and payload size. What a reader sees of a portion they
+    may read; the dashboard's portion mark."""
+
+    id: str
+    index: int
+    label: SecurityLabel
+    size: int
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
-    """An item as a reader sees it (payload separate)."""
+    """An item as a reader sees it (payload separate). An item in portions carries the marks of the
+    portions the reader may see (all of them as stored), and its label is the highest of theirs."""
 
     id: str
     label: SecurityLabel
@@ -85,6 +116,7 @@ class Item:
     payload_size: int
     label_version: int = 1
     added_us: int | None = None  # when this version was added (TAXII's date-added, exact); None until stored
+    portions: tuple[PortionMark, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +174,147 @@ def parse_item_content(content: bytes, catalogue: Catalogue) -> ItemContent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NewPortion:
+    """A portion of an item being created here: its id, the originator's label, the payload."""
+
+    id: str
+    label: SecurityLabel
+    payload_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPortion:
+    """A portion as it travels and is stored: the leaf the originator's root covers (``leaf``, the
+    canonical bytes), its place and inclusion proof, and what the leaf says (checked)."""
+
+    id: str
+    index: int
+    proof: tuple[bytes, ...]
+    leaf: bytes
+    label: SecurityLabel  # the originator's label of this portion
+    payload_type: str
+    payload: bytes
+
+    def wire(self) -> dict[str, Any]:
+        """The portion in an item message and in the store's sealed document."""
+        return {
+            "index": self.index,
+            "leaf": base64.b64encode(self.leaf).decode(),
+            "proof": [p.hex() for p in self.proof],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PortionedContent:
+    """The originator's signed item in portions: the item's label and the root over its portions."""
+
+    item_id: str
+    label: SecurityLabel
+    root: bytes
+    size: int
+    label_version: int = 1
+
+
+def portion_leaf(item_id: str, portion: NewPortion) -> bytes:
+    """What one leaf of the originator's tree is: the item, the portion, its label and payload."""
+    return canonical(
+        {
+            "v": 1,
+            "kind": "portion",
+            "item": item_id,
+            "portion": portion.id,
+            "label": _originator_label(portion.label),
+            "payload_type": portion.payload_type,
+            "payload": base64.b64encode(portion.payload).decode(),
+        }
+    ).encode()
+
+
+def portioned_content(item_id: str, label: SecurityLabel, root: bytes, size: int) -> bytes:
+    """What the originator signs for an item in portions: its id, its label (the highest of the
+    portions') and the RFC 9162 root over the portions' leaves with the tree's size."""
+    return canonical(
+        {
+            "v": 1,
+            "kind": "portioned-item",
+            "item": item_id,
+            "label": _originator_label(label),
+            "root": root.hex(),
+            "size": size,
+        }
+    ).encode()
+
+
+def parse_portioned_content(content: bytes, catalogue: Catalogue) -> PortionedContent | None:
+    """The signed item in portions, or ``None`` for an item signed whole (:func:`parse_item_content`)."""
+    data = json_object(content, "item")
+    if data.get("kind") != "portioned-item":
+        return None
+    size = data.get("size")
+    root = data.get("root")
+    if data.get("v") != 1 or type(size) is not int or not 0 < size <= MAX_PORTIONS:
+        raise InvalidInputError("item: not a version 1 item in portions")
+    try:
+        label = label_from_dict(data.get("label"), catalogue)
+        digest = bytes.fromhex(root) if isinstance(root, str) else b""
+    except GsomiaError as exc:
+        raise InvalidInputError(f"item.label: {exc}") from exc
+    except ValueError as exc:
+        raise InvalidInputError("item.root: not hex") from exc
+    if len(digest) != 32:
+        raise InvalidInputError("item.root: not a SHA-256 digest")
+    return PortionedContent(text_field(data, "item", "item"), label, digest, size)
+
+
+def _signed_portion(entry: Any, item: PortionedContent, catalogue: Catalogue) -> SignedPortion:
+    """One portion of a message or of the store, checked against the originator's root: the proof,
+    then what the leaf says. Raises ``EnvelopeError`` (``bad-portion``) when it is not the
+    originator's portion (added, swapped or altered on the way), ``InvalidInputError`` when malformed."""
+    if not isinstance(entry, dict) or entry.keys() != {"index", "leaf", "proof"}:
+        raise InvalidInputError("item.portions: each portion is {index, leaf, proof}")
+    index, leaf_text, proof_text = entry["index"], entry["leaf"], entry["proof"]
+    if type(index) is not int or not isinstance(leaf_text, str) or not isinstance(proof_text, list):
+        raise InvalidInputError("item.portions: each portion is {index, leaf, proof}")
+    try:
+        leaf = base64.b64decode(leaf_text, validate=True)
+        proof = tuple(bytes.fromhex(p) for p in proof_text if isinstance(p, str))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError("item.portions: a leaf or proof is not encoded as it should be") from exc
+    if len(proof) != len(proof_text) or len(proof) > 8:
+        raise InvalidInputError("item.portions: malformed proof")
+    try:
+        check_portion(leaf, index, item.size, proof, item.root)
+    except ProofError as exc:
+        raise EnvelopeError("bad-portion") from exc
+    data = json_object(leaf, "portion")
+    if data.get("v") != 1 or data.get("kind") != "portion" or data.get("item") != item.item_id:
+        raise EnvelopeError("bad-portion")  # signed, but not a portion of this item
+    portion_id = text_field(data, "portion", "portion")
+    if not PORTION_ID.match(portion_id):
+        raise InvalidInputError("portion: malformed id")
+    try:
+        label = label_from_dict(data.get("label"), catalogue)
+        check_within(label, item.label, catalogue)
+        payload = base64.b64decode(text_field(data, "payload", "portion"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"portion {portion_id}: {exc}") from exc
+    payload_type = check_payload_type(text_field(data, "payload_type", "portion"))
+    return SignedPortion(portion_id, index, proof, leaf, label, payload_type, payload)
+
+
+def signed_portions(entries: Any, item: PortionedContent, catalogue: Catalogue) -> tuple[SignedPortion, ...]:
+    """The portions a message or the store holds, each checked against the originator's root; at
+    least one, none twice (by place or by id), in the originator's order."""
+    if not isinstance(entries, list) or not 0 < len(entries) <= item.size:
+        raise InvalidInputError("item.portions: 1 to the tree's size of portions")
+    found = sorted((_signed_portion(e, item, catalogue) for e in entries), key=lambda p: p.index)
+    if len({p.index for p in found}) != len(found) or len({p.id for p in found}) != len(found):
+        raise EnvelopeError("bad-portion")  # one portion sent twice, or two with one id
+    return tuple(found)
+
+
 class Items:
     """Rows to items, labels parsed once, the receiver's label, and new items sealed for the store.
 
@@ -156,15 +329,21 @@ class Items:
         store: Store,
         cipher: PayloadCipher,
         ring: KeyRing,
+        hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
         self.catalogue = catalogue
         self.store = store
         self.cipher = cipher
         self.ring = ring
+        self.hold_as = check_hold_as(catalogue, party, hold_as or {})
         self._stored: dict[str, SecurityLabel] = {}
         self._parsed: dict[bytes, SecurityLabel] = {}
-        self._received: dict[tuple[SecurityLabel, str | None, str | None], SecurityLabel] = {}
+        self._received: dict[
+            tuple[SecurityLabel, str | None, str | None],
+            tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]],
+        ] = {}
+        self._marks: dict[str, tuple[PortionMark, ...]] = {}
 
     # --- labels ---
 
@@ -189,12 +368,23 @@ class Items:
         return found
 
     def received_label(
-        self, label: SecurityLabel, received_from: str | None, agreement: str | None
+        self,
+        label: SecurityLabel,
+        received_from: str | None,
+        agreement: str | None,
+        *,
+        at: datetime | None = None,
+        prefer: str | None = None,
     ) -> SecurityLabel:
         """The label this node holds an item under: the originator's, plus, for a received item,
         this node's equivalent level under the agreement it came by (Art. 4). The one place the
         receiver's label is worked out: ingest, the inbox, the duties and the stream all ask here.
-        Raises :class:`LabelError` when the item cannot be held here."""
+
+        Where the agreement offers this node a choice of level (Art. 4.2: Korean Class II is
+        "極秘/特定秘密" in Japan), the level applied is ``prefer`` (the level an officer applied to
+        the item before, kept through a reclassification), else the node's default for the
+        agreement (``hold_as``), else the agreement's first row; a choice whose row does not apply
+        at ``at`` is passed over. Raises :class:`LabelError` when the item cannot be held here."""
         key = (label, received_from, agreement)
         found = self._received.get(key)
         if found is None:
@@ -202,11 +392,29 @@ class Items:
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
             self._received[key] = found
-        return found
+        held, choices = found
+        if not choices:
+            return held
+        level = choices[0][0]
+        if len(choices) > 1:
+            usable = [c for c, row in choices if at is None or row is None or row.valid_at(at)]
+            default = self.hold_as.get((str(agreement), label.originator, label.classification))
+            level = next((c for c in (prefer, default) if c is not None and c in usable), level)
+        return held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+
+    def applied(self, label_text: str) -> str | None:
+        """The level this node applied to a stored item (its alternative label); ``None`` for its own."""
+        alternative = self.stored_label(label_text).alternative_for(self.party)
+        return None if alternative is None else alternative.classification
+
+    def level_choices(self, label: SecurityLabel, agreement: str, at: datetime) -> tuple[str, ...]:
+        """The levels this node may hold a received item under at ``at``, the default first."""
+        table = self.catalogue.agreement(agreement).equivalence
+        return table.choices(label.originator, label.classification, self.party, at)
 
     def _receive(
         self, label: SecurityLabel, received_from: str | None, agreement: str | None
-    ) -> SecurityLabel:
+    ) -> tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]]:
         if label.alternatives:
             raise LabelError(
                 "label.alternatives: the node adds alternative labels on receipt; do not send them"
@@ -214,7 +422,7 @@ class Items:
         if label.originator == self.party:
             if received_from or agreement:
                 raise LabelError(f"an item originated by {self.party} was not received from anyone")
-            return label
+            return label, ()
         if self.party not in label.releasable_to or "NOFORN" in label.caveats:
             raise LabelError(
                 f"the label does not make this {label.originator} item releasable to {self.party}: "
@@ -229,13 +437,18 @@ class Items:
         governing = self.catalogue.agreement(agreement)
         if self.party not in governing.parties or source not in governing.parties:
             raise LabelError(f"{agreement} does not cover a transfer from {source} to {self.party}")
-        level = governing.equivalence.map(label.originator, label.classification, self.party)
-        if level is None:
+        table = governing.equivalence
+        levels = table.choices(label.originator, label.classification, self.party)
+        if not levels:
             raise LabelError(
                 f"{label.originator} {label.classification} has no {self.party} equivalent under "
                 f"{agreement}: it cannot be held here"
             )
-        return label.with_alternative(AlternativeLabel(self.party, level, agreement))
+        rows = tuple(
+            (level, table.choice_row(label.originator, label.classification, self.party, level))
+            for level in levels
+        )
+        return label, rows
 
     # --- rows ---
 
@@ -252,6 +465,156 @@ class Items:
             row.payload_size,
             row.label_version,
             row.added_us,
+            self.marks(row.portions) if row.portions else (),
+        )
+
+    # --- portions ---
+
+    def marks(self, text: str) -> tuple[PortionMark, ...]:
+        """The stored portion marks (canonical JSON), parsed once."""
+        found = self._marks.get(text)
+        if found is None:
+            if len(self._marks) >= _CACHE_LIMIT:
+                self._marks.clear()
+            found = self._marks[text] = tuple(
+                PortionMark(m["id"], m["index"], self.stored_label(canonical(m["label"])), m["size"])
+                for m in json.loads(text)
+            )
+        return found
+
+    def shown(self, item: Item, visible: Sequence[PortionMark]) -> Item:
+        """``item`` as a reader who may read only the portions ``visible`` sees it: those portions'
+        marks, and the highest of their labels (with this node's equivalent) as its label."""
+        if tuple(visible) == item.portions:
+            return item
+        label = self._banner([m.label for m in visible], item.received_from, item.agreement)
+        return replace(item, label=label, portions=tuple(visible), payload_size=sum(m.size for m in visible))
+
+    def _banner(
+        self, held: Sequence[SecurityLabel], received_from: str | None, agreement: str | None
+    ) -> SecurityLabel:
+        """The highest of portions' labels as held here: the originator's banner, with the level this
+        node applied to the highest portion as its equivalent (Art. 4.2's choice kept)."""
+        top = banner([replace(label, alternatives=()) for label in held], self.catalogue)
+        highest = next(label for label in held if label.classification == top.classification)
+        applied = highest.alternative_for(self.party)
+        prefer = None if applied is None else applied.classification
+        return self.received_label(top, received_from, agreement, prefer=prefer)
+
+    def signed(self, row: ItemRow) -> tuple[PortionedContent, tuple[SignedPortion, ...]]:
+        """The originator's signed item in portions and the portions held, from the sealed document
+        (each portion checked against the root again)."""
+        document = json.loads(self.payload(row))
+        content = self._content(row.id, document)
+        return content, signed_portions(document["portions"], content, self.catalogue)
+
+    def signed_root(self, item_id: str, label_json: str, sealed: bytes) -> PortionedContent:
+        """The originator's signed item in portions kept in a sealed document (a row's, or one
+        being stored)."""
+        return self._content(item_id, json.loads(self.cipher.open(item_id, label_json, sealed)))
+
+    def _content(self, item_id: str, document: Any) -> PortionedContent:
+        if not isinstance(document, dict) or not isinstance(document.get("content"), str):
+            raise InvalidInputError(f"item {item_id} is not in portions")
+        content = parse_portioned_content(base64.b64decode(document["content"]), self.catalogue)
+        if content is None:
+            raise InvalidInputError(f"item {item_id} is not in portions")
+        return content
+
+    def portions_payload(self, row: ItemRow, visible: Sequence[PortionMark]) -> bytes:
+        """What a reader gets of an item in portions: only the portions ``visible`` (those the read
+        decision let them read), each with its label as held here and its payload."""
+        wanted = {m.id: m for m in visible}
+        _, held = self.signed(row)
+        out = []
+        for portion in held:
+            mark = wanted.get(portion.id)
+            if mark is None:
+                continue
+            entry: dict[str, Any] = {"id": portion.id, "label": label_to_dict(mark.label)}
+            entry["payload_type"] = portion.payload_type
+            if portion.payload_type == "json":
+                entry["payload"] = json.loads(portion.payload)
+            else:
+                entry["payload_base64"] = base64.b64encode(portion.payload).decode()
+            out.append(entry)
+        return canonical({"portions": out}).encode()
+
+    def sign_portions(
+        self, item_id: str, portions: Sequence[NewPortion], now: datetime
+    ) -> tuple[str, PortionedContent, tuple[SignedPortion, ...]]:
+        """This node's item in portions signed: the leaves, the RFC 9162 root over them signed with
+        the item's label (the highest of the portions'), each portion with its inclusion proof."""
+        if not 0 < len(portions) <= MAX_PORTIONS:
+            raise InvalidInputError(f"an item has 1 to {MAX_PORTIONS} portions, not {len(portions)}")
+        ids = [p.id for p in portions]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("portion ids must differ within an item")
+        for p in portions:
+            if not PORTION_ID.match(p.id):
+                raise InvalidInputError(f"portion id {p.id!r} must be 1-64 letters, digits or ._-")
+            check_payload_type(p.payload_type)
+            if p.label.originator != self.party:
+                raise LabelError(f"portion {p.id}: this node ({self.party}) signs only its own items")
+        label = banner([p.label for p in portions], self.catalogue)
+        leaves = [portion_leaf(item_id, p) for p in portions]
+        tree = portion_tree(leaves)
+        content = PortionedContent(item_id, label, tree.root, tree.size)
+        origin = sign_origin(self.ring, portioned_content(item_id, label, tree.root, tree.size), now)
+        signed = tuple(
+            SignedPortion(p.id, i, tree.proofs[i], leaves[i], p.label, p.payload_type, p.payload)
+            for i, p in enumerate(portions)
+        )
+        return origin, content, signed
+
+    def seal_portions(
+        self,
+        content: PortionedContent,
+        portions: Sequence[SignedPortion],
+        *,
+        origin: str,
+        now: datetime,
+        by: str,
+        received_from: str | None = None,
+        agreement: str | None = None,
+    ) -> NewItem:
+        """An item in portions for the store: the portions held (each checked against the
+        originator's root by the caller), their marks, and the item's label here, the highest of
+        the held portions' labels (with this node's equivalent); the originator's signed root kept
+        with them. A portion this node may not hold (not releasable to it) refuses the item."""
+        held = [self.received_label(p.label, received_from, agreement, at=now) for p in portions]
+        marks = [
+            {"id": p.id, "index": p.index, "label": label_to_dict(h), "size": len(p.payload)}
+            for p, h in zip(portions, held, strict=True)
+        ]
+        label = self._banner(held, received_from, agreement)
+        label_json = canonical(label_to_dict(label))
+        document = canonical(
+            {
+                "content": base64.b64encode(
+                    portioned_content(content.item_id, content.label, content.root, content.size)
+                ).decode(),
+                "portions": [p.wire() for p in portions],
+            }
+        ).encode()
+        item_id = content.item_id
+        return NewItem(
+            id=item_id,
+            originator=label.originator,
+            classification=label.classification,
+            label=label_json,
+            topics=label.topics,
+            received_from=received_from,
+            agreement=agreement,
+            created_us=epoch_us(label.created),
+            ingested_us=epoch_us(now),
+            ingested_by=by,
+            payload_type=PORTIONS,
+            payload_size=sum(len(p.payload) for p in portions),
+            payload=self.cipher.seal(item_id, label_json, document),
+            origin_jws=self.cipher.seal(item_id, label_json, origin.encode()),
+            label_version=content.label_version,
+            portions=canonical(marks),
         )
 
     def item_of(self, new: NewItem, label: SecurityLabel) -> Item:
@@ -265,6 +628,7 @@ class Items:
             new.ingested_by,
             new.payload_type,
             new.payload_size,
+            portions=self.marks(new.portions) if new.portions else (),
         )
 
     def row(self, item_id: str) -> ItemRow:
@@ -321,3 +685,18 @@ class Items:
             origin_jws=None if origin is None else self.cipher.seal(item_id, label_json, origin.encode()),
             label_version=label_version,
         )
+
+
+def check_hold_as(catalogue: Catalogue, party: str, hold_as: HoldAs) -> dict[tuple[str, str, str], str]:
+    """The node's defaults, each checked: the agreement offers ``party`` that level for that level."""
+    out: dict[tuple[str, str, str], str] = {}
+    for (agreement, originator, level), target in hold_as.items():
+        table = catalogue.agreement(agreement).equivalence
+        offered = table.choices(originator, level, party)
+        if target not in offered:
+            raise LabelError(
+                f"{agreement} does not let {party} hold {originator} {level} as {target!r} "
+                f"(it offers: {', '.join(offered) or 'nothing'})"
+            )
+        out[(agreement, originator, level)] = target
+    return out

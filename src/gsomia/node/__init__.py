@@ -3,7 +3,17 @@
 
 from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint
 from gsomia.node._feed import FEED_KINDS, Feed, FeedEvent, FeedFilter
-from gsomia.node._service import MAX_PAGE, Clock, Item, NewIngest, Node, Page, ReadPage, system_clock
+from gsomia.node._service import (
+    MAX_PAGE,
+    Clock,
+    Item,
+    NewIngest,
+    Node,
+    Page,
+    PortionIngest,
+    ReadPage,
+    system_clock,
+)
 
 __all__ = [
     "FEED_KINDS",
@@ -17,6 +27,7 @@ __all__ = [
     "Node",
     "NodeConfig",
     "Page",
+    "PortionIngest",
     "ReadPage",
     "init_node_dir",
     "load_config",

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,6 +136,22 @@ class NodeSettings(BaseModel):
             raise ValueError(f"holds something that is not a network in CIDR notation: {exc}") from None
         return value
 
+    hold_as: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per agreement, the level this node applies to a partner's level where the "
+        'agreement offers a choice (Art. 4.2), e.g. {"kor-jpn-gsomia-2016" = {"KOR 군사II급비밀" = '
+        '"特定秘密"}} (absent: the agreement\'s first row)',
+    )
+
+    @field_validator("hold_as")
+    @classmethod
+    def _levels_named(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for levels in value.values():
+            for key in levels:
+                if len(key.split(" ", 1)) != 2:
+                    raise ValueError(f"{key!r}: name the originator and its level, e.g. 'KOR 군사II급비밀'")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _no_password(cls, value: str | None) -> str | None:
@@ -168,6 +186,8 @@ class NodeConfig:
     lease_seconds: float = 5.0
     public_rate_limit: str = DEFAULT_PUBLIC_RATE
     rate_limit_exempt: tuple[str, ...] = ()
+    # (agreement, originator, originator's level) -> the level this node applies (Art. 4.2's choice)
+    hold_as: Mapping[tuple[str, str, str], str] = dataclass_field(default_factory=dict)
 
     def key(self) -> bytes:
         path = self.directory / KEY_FILE
@@ -318,7 +338,17 @@ def load_config(directory: Path) -> NodeConfig:
         lease_seconds=settings.lease_seconds,
         public_rate_limit=settings.public_rate_limit,
         rate_limit_exempt=tuple(settings.rate_limit_exempt),
+        hold_as=_hold_as(settings.hold_as),
     )
+
+
+def _hold_as(table: dict[str, dict[str, str]]) -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], str] = {}
+    for agreement, levels in table.items():
+        for key, target in levels.items():
+            originator, level = key.split(" ", 1)
+            out[(agreement, originator.upper(), level)] = target
+    return out
 
 
 def update_settings(directory: Path, **changes: Any) -> NodeConfig:

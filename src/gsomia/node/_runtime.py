@@ -1,6 +1,6 @@
 """The node's background loops, in one place for ``gsomia node serve`` and the API app: deliver
 the outbox, integrate the audit records into the Merkle log and sign its head, share this node's
-signed head and check the partners', all over one :class:`PeerTransport`.
+signed head, check the partners' and gossip them to each other, all over one :class:`PeerTransport`.
 
 Every process of a node runs these loops; each kind of work is done only by the process holding
 its lease in the store (``_lease``): ``outbox``, ``audit`` and ``gossip``. Another process takes
@@ -104,6 +104,8 @@ class NodeRuntime:
             self._last_head = time.monotonic()
             self.heads.share_head()
             self.audit.check_partners(self.transport)
+            self.audit.check_gossip(self.transport)
+            self.heads.gossip()  # the heads held of each partner, to the others (issue 14 §4)
         return len(sent)
 
     def _run(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, person_from_dict, person_to_dict
 from gsomia._datafiles import load_catalogue
-from gsomia.audit import HEAD_KIND, AuditLog, TreeHeads
+from gsomia.audit import GOSSIP_KIND, HEAD_KIND, AuditLog, TreeHeads
 from gsomia.core.access import AccessDecision, Person, Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
@@ -41,8 +41,10 @@ from gsomia.kernel import (
     ChangeWatch,
     Clock,
     Item,
+    NewPortion,
     NodeContext,
     StoreKeyRing,
+    check_hold_as,
     check_item_id,
     check_payload_type,
     checks_json,
@@ -63,7 +65,7 @@ from gsomia.store import (
     TokenRow,
 )
 
-__all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "ReadPage", "system_clock"]
+__all__ = ["Clock", "Item", "NewIngest", "Node", "Page", "PortionIngest", "ReadPage", "system_clock"]
 
 MAX_PAGE = 1000
 PEOPLE_READERS = (Role.ADMINISTRATOR, Role.SECURITY_OFFICER)  # who reads the register (docs/API.md)
@@ -73,8 +75,19 @@ _FITTED_STEP = 100
 
 
 @dataclass(frozen=True, slots=True)
+class PortionIngest:
+    """One portion of an item to ingest: its id, label (boundary dict form) and payload."""
+
+    id: str
+    label: Any
+    payload: bytes
+    payload_type: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
 class NewIngest:
-    """One item to ingest: a label (boundary dict form), the payload and, if received, its origin."""
+    """One item to ingest: a label (boundary dict form), the payload and, if received, its origin.
+    An item in portions gives ``portions`` instead of a label and payload (issue 20 §2)."""
 
     label: Any
     payload: bytes
@@ -82,6 +95,7 @@ class NewIngest:
     item_id: str | None = None
     received_from: str | None = None
     agreement: str | None = None
+    portions: tuple[PortionIngest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +146,10 @@ class Node:
         if config.party not in self.catalogue.parties:
             raise ConfigError(f"node party {config.party} is not in the catalogue")
         self.party = config.party
+        try:  # before anything is opened: a hold_as default the agreements do not offer
+            check_hold_as(self.catalogue, config.party, config.hold_as)
+        except GsomiaError as exc:
+            raise ConfigError(f"{config.directory / 'node.toml'}: node.hold_as: {exc}") from None
         self.store = store if store is not None else Store(config.database_url)
         if migrate:
             self.store.migrate()
@@ -163,6 +181,7 @@ class Node:
             watch=watch,
             public_rate=config.public_rate_limit,
             rate_exempt=config.rate_limit_exempt,
+            hold_as=config.hold_as,
         )
         self.credentials = Credentials(self.kernel)
         self.exchange = Exchange(self.kernel, ttl=config.envelope_lifetime, skew=config.max_clock_skew)
@@ -173,6 +192,7 @@ class Node:
         # the inbox hands these kinds to the services that own them
         self.exchange.register(DUTY_KIND, self.duties.receive)
         self.exchange.register(HEAD_KIND, self.heads.receive)
+        self.exchange.register(GOSSIP_KIND, self.heads.receive_gossip)
         # a label change that reached this node before its item applies when the item arrives
         self.exchange.on_arrival(self.duties.arriving)
 
@@ -334,10 +354,14 @@ class Node:
         item_id: str | None = None,
         received_from: str | None = None,
         agreement: str | None = None,
+        portions: Sequence[PortionIngest] = (),
     ) -> Item:
-        """Store a labelled item; the payload is sealed under the node key with the label bound in."""
+        """Store a labelled item; the payload is sealed under the node key with the label bound in.
+        An item in portions (``portions``; no label or payload) is this node's own: each portion
+        labelled on its own, the root over them signed with the item's label (the highest)."""
         return self.ingest_many(
-            actor, [NewIngest(label, payload, payload_type, item_id, received_from, agreement)]
+            actor,
+            [NewIngest(label, payload, payload_type, item_id, received_from, agreement, tuple(portions))],
         )[0]
 
     def ingest_many(self, actor: Person | None, batch: Sequence[NewIngest]) -> list[Item]:
@@ -385,6 +409,8 @@ class Node:
         self, actor: Person | None, who: str, entry: NewIngest, now: datetime
     ) -> tuple[NewItem, SecurityLabel]:
         item_id = check_item_id(entry.item_id or str(uuid.uuid4()))
+        if entry.portions:
+            return self._prepare_portions(actor, who, item_id, entry, now)
         check_payload_type(entry.payload_type)
         size = len(entry.payload)
         if size > self.config.max_payload_bytes:
@@ -400,7 +426,9 @@ class Node:
                 f"with {label.originator}'s signature: it arrives from {label.originator} through "
                 f"the exchange, not by ingest at this node ({self.party})"
             )
-        parsed = self.kernel.items.received_label(label, entry.received_from, entry.agreement)
+        parsed = self.kernel.items.received_label(
+            label, entry.received_from, entry.agreement, at=self.kernel.clock()
+        )
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
         new = self.kernel.items.seal(
@@ -414,6 +442,35 @@ class Node:
             agreement=entry.agreement,
         )
         return new, parsed
+
+    def _prepare_portions(
+        self, actor: Person | None, who: str, item_id: str, entry: NewIngest, now: datetime
+    ) -> tuple[NewItem, SecurityLabel]:
+        """This node's item in portions: each portion's label checked (and readable by the one who
+        ingests it), the root over the portions signed with the item's label."""
+        if entry.label is not None or entry.payload or entry.received_from or entry.agreement:
+            raise InvalidInputError(
+                "an item in portions gives portions only: each its own label and payload; the item's "
+                "label is the highest of theirs, and only this node's own items come in portions"
+            )
+        size = sum(len(p.payload) for p in entry.portions)
+        if size > self.config.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"portions of {size} bytes exceed this node's limit of {self.config.max_payload_bytes}"
+            )
+        portions = []
+        for portion in entry.portions:
+            label = label_from_dict(portion.label, self.catalogue)
+            if label.originator != self.party:
+                raise LabelError(
+                    f"portion {portion.id}: only this node's ({self.party}) own items are created in portions"
+                )
+            if actor is not None:
+                self.kernel.decide_read(actor, label).raise_if_refused()
+            portions.append(NewPortion(portion.id, label, portion.payload_type, portion.payload))
+        origin, content, signed = self.kernel.items.sign_portions(item_id, portions, now)
+        new = self.kernel.items.seal_portions(content, signed, origin=origin, now=now, by=who)
+        return new, self.kernel.items.stored_label(new.label)
 
     def read(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
         """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
@@ -521,14 +578,19 @@ class Node:
                     continue
                 item = self.kernel.items.item(row)
                 payload = b""
-                if keep is not None:
+                if keep is not None and not item.portions:
                     payload = self.cipher.open(row.id, row.label, row.payload)
                     if not keep(item, payload):
                         continue
-                decision = gate.decide(item.label)
-                if not decision.allowed:
+                seen = gate.view(item)
+                if seen.item is None:
                     withheld += 1
                     continue
+                item, decision = seen.item, seen.decision
+                if keep is not None and item.portions:  # only the portions this reader may read
+                    payload = self.kernel.items.portions_payload(row, item.portions)
+                    if not keep(item, payload):
+                        continue
                 # a readable item past the page, or one that does not fit: it starts the next page
                 if len(found) == limit or (fits is not None and not fits(item)):
                     more = True

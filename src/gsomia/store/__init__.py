@@ -10,10 +10,11 @@ storage). Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
-from gsomia.store._audit import AuditStore, HeadRow, PartnerHeadRow
+from gsomia.store._audit import AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 from gsomia.store._duties import (
     DestructionRow,
     DutiesStore,
+    FeedbackRow,
     IncidentRow,
     LabelAckRow,
     LabelChangeRow,
@@ -66,7 +67,10 @@ __all__ = [
     "DestructionRow",
     "DutiesStore",
     "FederationStore",
+    "FeedbackRow",
+    "ForkEvidenceRow",
     "Gauges",
+    "GossipHeadRow",
     "HeadRow",
     "InboxRow",
     "IncidentRow",

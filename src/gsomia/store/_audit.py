@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from gsomia.store import _tables as t
 from gsomia.store._store import AuditRow, Store
 
-__all__ = ["AuditStore", "HeadRow", "PartnerHeadRow"]
+__all__ = ["AuditStore", "ForkEvidenceRow", "GossipHeadRow", "HeadRow", "PartnerHeadRow"]
 
 
 # fixed statements for the driver's executemany, by its parameter style (values never enter the text)
@@ -45,6 +45,39 @@ class PartnerHeadRow:
     received_us: int
     status: str
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GossipHeadRow:
+    """A third party's signed head a partner (``via``) gossiped, waiting for a consistency proof."""
+
+    party: str
+    size: int
+    root: bytes
+    jws: str
+    via: str
+    received_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForkEvidenceRow:
+    """Two signed heads of one party that cannot both be its log (``seq`` is given by the store)."""
+
+    party: str
+    pair: str
+    first_size: int
+    first_root: bytes
+    first_jws: str
+    second_size: int
+    second_root: bytes
+    second_jws: str
+    shown_by: str
+    detail: str
+    found_us: int
+    seq: int | None = None
+    acknowledged_us: int | None = None
+    acknowledged_by: str | None = None
+    note: str | None = None
 
 
 def _row(r: object) -> AuditRow:
@@ -271,6 +304,24 @@ class AuditStore:
         with self._read() as conn:
             return [PartnerHeadRow(**r._mapping) for r in conn.execute(query)]
 
+    def latest_partner_heads(self) -> list[PartnerHeadRow]:
+        """Each party's head of the largest size held here (one row per party)."""
+        largest = (
+            select(t.partner_heads.c.party, func.max(t.partner_heads.c.size).label("size"))
+            .group_by(t.partner_heads.c.party)
+            .subquery()
+        )
+        query = (
+            select(t.partner_heads)
+            .join(
+                largest,
+                and_(t.partner_heads.c.party == largest.c.party, t.partner_heads.c.size == largest.c.size),
+            )
+            .order_by(t.partner_heads.c.party)
+        )
+        with self._read() as conn:
+            return [PartnerHeadRow(**r._mapping) for r in conn.execute(query)]
+
     def settle_partner_head(
         self, party: str, size: int, status: str, detail: str, audit: Sequence[AuditRow] = ()
     ) -> None:
@@ -281,3 +332,134 @@ class AuditStore:
                 .values(status=status, detail=detail)
             )
             self.store._audit(conn, audit)
+
+    # --- heads gossiped about third parties, and the forks found ---
+
+    def held_root(self, party: str, size: int) -> tuple[bytes, str] | None:
+        """The root and JWS of a head of ``party`` at ``size`` held here: received from the party
+        itself, or gossiped and not yet settled (``None``: none)."""
+        with self._read() as conn:
+            for table in (t.partner_heads, t.gossip_heads):
+                row = conn.execute(
+                    select(table.c.root, table.c.jws).where(
+                        and_(table.c.party == party, table.c.size == size)
+                    )
+                ).first()
+                if row is not None:
+                    return bytes(row[0]), str(row[1])
+        return None
+
+    def put_gossip_head(self, row: GossipHeadRow, cap: int) -> str:
+        """Keep a gossiped head until it is settled: ``kept``; ``held`` if a head of that party and
+        size is held already (the caller compared it); ``full`` if ``row.via`` has ``cap`` waiting."""
+        with self._write() as conn:
+            for table in (t.partner_heads, t.gossip_heads):
+                held = conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(and_(table.c.party == row.party, table.c.size == row.size))
+                ).scalar_one()
+                if held:
+                    return "held"
+            waiting = conn.execute(
+                select(func.count()).select_from(t.gossip_heads).where(t.gossip_heads.c.via == row.via)
+            ).scalar_one()
+            if waiting >= cap:
+                return "full"
+            conn.execute(
+                insert(t.gossip_heads),
+                {
+                    "party": row.party,
+                    "size": row.size,
+                    "root": row.root,
+                    "jws": row.jws,
+                    "via": row.via,
+                    "received_us": row.received_us,
+                },
+            )
+            return "kept"
+
+    def gossip_heads(self, limit: int = 1000) -> list[GossipHeadRow]:
+        """Gossiped heads waiting for a proof, oldest first."""
+        query = select(t.gossip_heads).order_by(t.gossip_heads.c.received_us).limit(limit)
+        with self._read() as conn:
+            return [GossipHeadRow(**r._mapping) for r in conn.execute(query)]
+
+    def settle_gossip_head(self, row: GossipHeadRow, audit: Sequence[AuditRow] = ()) -> None:
+        """A gossiped head checked (consistent, or kept as evidence): no longer waiting."""
+        with self._write() as conn:
+            conn.execute(
+                delete(t.gossip_heads).where(
+                    and_(t.gossip_heads.c.party == row.party, t.gossip_heads.c.size == row.size)
+                )
+            )
+            self.store._audit(conn, audit)
+
+    def put_fork_evidence(self, row: ForkEvidenceRow, cap: int, audit: Sequence[AuditRow] = ()) -> bool:
+        """Keep two conflicting heads once (the same pair again is not a new fork), with the audit
+        records of finding it; at most ``cap`` unacknowledged pairs per party (the party is forked
+        already: more pairs prove nothing more). Whether it was kept."""
+        with self._write() as conn:
+            seen = conn.execute(
+                select(func.count()).select_from(t.fork_evidence).where(t.fork_evidence.c.pair == row.pair)
+            ).scalar_one()
+            if seen:
+                return False
+            open_forks = conn.execute(
+                select(func.count())
+                .select_from(t.fork_evidence)
+                .where(
+                    and_(t.fork_evidence.c.party == row.party, t.fork_evidence.c.acknowledged_us.is_(None))
+                )
+            ).scalar_one()
+            if open_forks >= cap:
+                return False
+            values = {
+                "party": row.party,
+                "pair": row.pair,
+                "first_size": row.first_size,
+                "first_root": row.first_root,
+                "first_jws": row.first_jws,
+                "second_size": row.second_size,
+                "second_root": row.second_root,
+                "second_jws": row.second_jws,
+                "shown_by": row.shown_by,
+                "detail": row.detail,
+                "found_us": row.found_us,
+            }
+            conn.execute(insert(t.fork_evidence), values)
+            self.store._audit(conn, audit)
+            return True
+
+    def fork_evidence(self, party: str | None = None, *, open_only: bool = False) -> list[ForkEvidenceRow]:
+        """The forks found, oldest first: of one party or all, only those not yet acknowledged."""
+        query = select(t.fork_evidence)
+        if party is not None:
+            query = query.where(t.fork_evidence.c.party == party)
+        if open_only:
+            query = query.where(t.fork_evidence.c.acknowledged_us.is_(None))
+        with self._read() as conn:
+            return [
+                ForkEvidenceRow(**r._mapping) for r in conn.execute(query.order_by(t.fork_evidence.c.seq))
+            ]
+
+    def acknowledge_forks(
+        self, party: str, through: int | None, by: str, note: str, at_us: int, audit: Sequence[AuditRow]
+    ) -> list[int]:
+        """Mark the open forks of ``party`` (up to evidence ``through`` if given) acknowledged, with the
+        audit record, in one transaction (compare-and-set: a fork acknowledged meanwhile is not
+        acknowledged twice); the evidence numbers acknowledged."""
+        with self._write() as conn:
+            match = and_(t.fork_evidence.c.party == party, t.fork_evidence.c.acknowledged_us.is_(None))
+            if through is not None:
+                match = and_(match, t.fork_evidence.c.seq <= through)
+            seqs = [int(r[0]) for r in conn.execute(select(t.fork_evidence.c.seq).where(match))]
+            if not seqs:
+                return []
+            conn.execute(
+                update(t.fork_evidence)
+                .where(and_(match, t.fork_evidence.c.seq.in_(seqs)))
+                .values(acknowledged_us=at_us, acknowledged_by=by, note=note)
+            )
+            self.store._audit(conn, audit)
+            return seqs

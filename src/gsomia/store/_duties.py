@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, true, update
 
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
@@ -31,6 +31,7 @@ from gsomia.store._store import (
 __all__ = [
     "DestructionRow",
     "DutiesStore",
+    "FeedbackRow",
     "IncidentRow",
     "LabelAckRow",
     "LabelChangeRow",
@@ -86,6 +87,21 @@ class IncidentRow:
     steps: str
     jws: str
     updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    holder: str
+    id: str
+    item_id: str
+    originator: str
+    kind: str
+    text: str
+    cites: str
+    actor: str
+    at_us: int
+    jws: str
+    recorded_us: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +170,11 @@ class DutiesStore:
         payload: bytes,
         origin_jws: bytes | None,
         at_us: int = 0,
+        expected_label: str | None = None,
     ) -> Op:
-        """Replace label and sealed payload together, only if the item still has ``expected_version``.
+        """Replace label and sealed payload together, only if the item still has ``expected_version``
+        (and, given ``expected_label``, still that label: this node's level applied to a received
+        item changes the label, not the originator's version).
 
         A new label is a new version of the item: it gets a new date-added (TAXII readers see it)."""
 
@@ -168,6 +187,7 @@ class DutiesStore:
                         t.items.c.id == item_id,
                         t.items.c.label_version == expected_version,
                         t.items.c.state == "held",
+                        true() if expected_label is None else t.items.c.label == expected_label,
                     )
                 )
                 .values(
@@ -418,6 +438,25 @@ class DutiesStore:
                 IncidentRow(**r._mapping)
                 for r in conn.execute(select(t.incidents).order_by(t.incidents.c.updated_us))
             ]
+
+    def feedback(self, item_id: str) -> list[FeedbackRow]:
+        """The feedback about ``item_id`` kept here, oldest first."""
+        query = select(t.feedback).where(t.feedback.c.item_id == item_id).order_by(t.feedback.c.at_us)
+        with self.store._read() as conn:
+            return [FeedbackRow(**r._mapping) for r in conn.execute(query)]
+
+    def feedback_entry(self, holder: str, feedback_id: str) -> FeedbackRow | None:
+        query = select(t.feedback).where(and_(t.feedback.c.holder == holder, t.feedback.c.id == feedback_id))
+        with self.store._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else FeedbackRow(**row._mapping)
+
+    def feedback_count(self, item_id: str, holder: str) -> int:
+        query = select(func.count()).where(
+            and_(t.feedback.c.item_id == item_id, t.feedback.c.holder == holder)
+        )
+        with self.store._read() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def visits_of(self, person_id: str) -> list[VisitRow]:
         query = select(t.visits).where(t.visits.c.person_id == person_id).order_by(t.visits.c.starts_us)

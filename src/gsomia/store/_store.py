@@ -64,6 +64,7 @@ class NewItem:
     origin_jws: bytes | None = None  # the originator's signed item, sealed under the node key
     label_version: int = 1
     state: str = "held"
+    portions: str | None = None  # an item in portions: the portions' marks, canonical JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class ItemRow:
     label_version: int = 1
     state: str = "held"  # held | recalled | destroyed (a payload is gone once not held)
     added_us: int | None = None  # when this version was added (ingest or label change): unique, increasing
+    portions: str | None = None  # an item in portions: the portions held here (marks), canonical JSON
 
 
 @dataclass(frozen=True, slots=True)

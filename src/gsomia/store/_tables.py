@@ -46,6 +46,9 @@ items = Table(
     Column("state", String(16), nullable=False, server_default=text("'held'")),
     # migration 0005: when the current version was added (ingest or label change); unique, increasing
     Column("added_us", BigInteger),
+    # migration 0018: an item in portions, each with its own label (issue 20 §2): the portions held
+    # here as canonical JSON [{id, index, label, size}]; NULL for an item signed whole
+    Column("portions", Text),
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
@@ -354,6 +357,25 @@ incidents = Table(
     Column("updated_us", BigInteger, nullable=False),
 )
 
+# A holder's feedback to the originator about an item (issue 20 §4): kept at the holder that sent it
+# and at the originator that received it, each with the holder's signature (0017).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("holder", String(3), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("originator", String(3), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("cites", Text, nullable=False),  # JSON list of the holder's released item ids
+    Column("actor", String(128), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),  # the holder's signed feedback
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_feedback_item", "item_id", "holder"),
+)
+
 visits = Table(
     "visits",
     metadata,
@@ -520,7 +542,49 @@ refusal_tallies = Table(
     Column("sample", Text, nullable=False),  # the first refusal's reason
 )
 
-# --- per-source request budgets of callers nobody has authenticated (migration 0016) ---
+# --- the heads partners gossip about each other, and the forks they show (migration 0016) ---
+
+# A head of a third party a partner gossiped, kept only until a consistency proof against a head
+# this node holds of that party settles it (issue 14 §4): at most one per (party, size), a
+# bounded number per gossiper. ``via`` is the partner that gossiped it.
+gossip_heads = Table(
+    "gossip_heads",
+    metadata,
+    Column("party", String(3), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary, nullable=False),
+    Column("jws", Text, nullable=False),
+    Column("via", String(3), nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Index("ix_gossip_heads_via", "via"),
+)
+
+# Two heads one party signed that cannot both be its log, kept as evidence: both JWS as received,
+# verifiable later by anyone holding the party's key. ``pair`` names the two heads (so a fork seen
+# again is one row); ``shown_by`` the partner whose copy revealed it (the party itself when both
+# came from it). A fork stands until a security officer acknowledges it.
+fork_evidence = Table(
+    "fork_evidence",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("party", String(3), nullable=False),
+    Column("pair", String(64), nullable=False, unique=True),
+    Column("first_size", BigInteger, nullable=False),
+    Column("first_root", LargeBinary, nullable=False),
+    Column("first_jws", Text, nullable=False),
+    Column("second_size", BigInteger, nullable=False),
+    Column("second_root", LargeBinary, nullable=False),
+    Column("second_jws", Text, nullable=False),
+    Column("shown_by", String(3), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("found_us", BigInteger, nullable=False),
+    Column("acknowledged_us", BigInteger),
+    Column("acknowledged_by", String(128)),
+    Column("note", Text),
+    Index("ix_fork_evidence_party", "party", "acknowledged_us"),
+)
+
+# --- per-source request budgets of callers nobody has authenticated (migration 0019) ---
 
 # A fixed-window counter per key (the ``limits`` library's key: the rate, the source): what a
 # source has spent of its budget in the window that ends at ``expires_us``. Every process of the

@@ -785,7 +785,7 @@ class StreamService:
             return
         if recipient == self.party:
             try:  # this node's equivalent beside the originator's label: worked out where the inbox does
-                label = self.kernel.items.received_label(label, sender, decision.agreement)
+                label = self.kernel.items.received_label(label, sender, decision.agreement, at=decision.at)
             except LabelError as exc:
                 self.stats.refused += 1
                 await self._audit(self._row("stream.receive", None, track["track_id"], "refused",

@@ -436,6 +436,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             item=item,
             labels=_label_views(node, item.label),
             copies=copies,
+            feedback=node.duties.feedback(person, item_id),
         )
 
     @router.get("/flows")

@@ -1,0 +1,436 @@
+"""Portions and tearlines (issue 20 §2) between real nodes over the in-memory transport: a KOR report
+whose body is 군사II급비밀 for the USA only and whose tearline is 군사III급비밀 releasable to JPN.
+
+KOR signs the RFC 9162 root over the portions with the item's label; JPN receives the tearline alone
+with its inclusion proof and verifies it before storing. The adversary's tests: a hub that adds,
+swaps or alters a portion is refused; nothing the recipient was not released is in its envelope; a
+reader not cleared for the body sees the tearline only, under the tearline's banner, and nothing
+(no count, no error) says there is more.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gsomia.core.access import Person
+from gsomia.crypto.envelope import open_envelope, seal
+from gsomia.demo import network
+from gsomia.errors import InvalidInputError, ItemGoneError, LabelError, NotFoundError, ReleaseRefused
+from gsomia.exchange import MemoryTransport
+from gsomia.kernel import NewPortion
+from gsomia.node import Node, PortionIngest
+from gsomia.store import ItemFilter
+from gsomia.testing import FakeClock
+
+KST_2024 = datetime(2024, 3, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+BODY = b'{"text": "USA-only body: the source and the sensor"}'
+TEARLINE = b'{"text": "tearline: a launch at 05:12 KST"}'
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))
+    members = network.build(tmp_path / "net", clock=clock)
+    clock.now = KST_2024
+    nodes = network.open_nodes(members, clock)
+    yield {"nodes": nodes, "clock": clock, "transport": MemoryTransport(nodes)}
+    for node in nodes.values():
+        node.close()
+
+
+def _label(clock: FakeClock, classification: str, releasable_to: list[str]) -> dict[str, Any]:
+    return {
+        "originator": "KOR",
+        "classification": classification,
+        "releasable_to": releasable_to,
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (clock.now - HOUR).isoformat(),
+    }
+
+
+def report(net: dict[str, Any], item_id: str = "r1") -> None:
+    kor: Node = net["nodes"]["KOR"]
+    clock = net["clock"]
+    kor.ingest(
+        kor.person("officer"),
+        label=None,
+        payload=b"",
+        item_id=item_id,
+        portions=[
+            PortionIngest("body", _label(clock, "군사II급비밀", ["USA"]), BODY),
+            PortionIngest("tearline", _label(clock, "군사III급비밀", ["JPN", "USA"]), TEARLINE),
+        ],
+    )
+
+
+def deliver(net: dict[str, Any]) -> list[Any]:
+    done: list[Any] = []
+    for _ in range(4):
+        moved = [
+            d for p in ("KOR", "USA", "JPN") for d in net["nodes"][p].exchange.deliver_due(net["transport"])
+        ]
+        done += moved
+        if not moved:
+            break
+    return done
+
+
+def junior(node: Node, clearance: str) -> Person:
+    node.add_person(
+        None,
+        {
+            "id": "junior",
+            "name": "junior analyst",
+            "nationality": node.party,
+            "clearance": clearance,
+            "need_to_know": ["dprk-missile"],
+            "roles": ["analyst", "release_officer"],
+        },
+    )
+    return node.person("junior")
+
+
+def test_kor_releases_the_report_and_jpn_holds_only_the_tearline_verified(net: dict[str, Any]) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    portions = [c for c in json.loads(entry.decision)["checks"] if c["rule"] == "portion"]
+    assert [(c["passed"], c["reason"].split(":")[0]) for c in portions] == [
+        (False, "body"),
+        (True, "tearline"),
+    ]  # the release explains per portion: the body withheld (releasable to USA only), the tearline sent
+    assert "releasab" in portions[0]["reason"]
+    assert [d.state for d in deliver(net)] == ["delivered"]
+    item, payload = jpn.read(jpn.person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+    assert item.label.classification == "군사III급비밀"  # the banner: the tearline's label
+    alt = item.label.alternative_for("JPN")
+    assert alt is not None
+    seen = json.loads(payload)["portions"]
+    assert [(p["id"], p["payload"]) for p in seen] == [("tearline", json.loads(TEARLINE))]
+    # what JPN stores: the tearline with its proof against KOR's signed root, nothing of the body
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    content, held = jpn.kernel.items.signed(row)
+    assert [p.id for p in held] == ["tearline"]
+    assert content.size == 2
+    assert b"USA-only" not in jpn.kernel.items.payload(row)
+    origin = jpn.exchange.origin_jws("r1")
+    assert json.loads(base64.urlsafe_b64decode(origin.split(".")[0] + "=="))["iss"] == "KOR"
+
+
+def test_the_envelope_to_jpn_carries_no_portion_it_was_not_released(net: dict[str, Any]) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    opened = open_envelope(jpn.ring, entry.envelope, jpn.exchange.peer, net["clock"]())
+    assert len(opened.body["portions"]) == 1
+    leaf = base64.b64decode(opened.body["portions"][0]["leaf"])
+    assert json.loads(leaf)["portion"] == "tearline"
+    assert "USA-only" not in json.dumps(opened.body)
+    assert base64.b64encode(BODY).decode() not in json.dumps(opened.body)
+
+
+def test_usa_gets_both_portions_and_reads_the_whole_report(net: dict[str, Any]) -> None:
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    kor.exchange.release(kor.person("officer"), "r1", "USA")
+    assert [d.state for d in deliver(net)] == ["delivered"]
+    item, _ = usa.read(usa.person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["body", "tearline"]
+    assert item.label.classification == "군사II급비밀"
+    assert sorted(item.label.releasable_to) == ["USA"]
+
+
+def _hub_envelope(net: dict[str, Any], tamper: Any) -> tuple[dict[str, Any], str]:
+    """KOR releases the report to JPN through the USA (TISA, 2016); the test stands in for the hub:
+    it takes what KOR sent the USA, lets ``tamper`` change the portions, and relays it to JPN."""
+    net["clock"].now = datetime(2016, 11, 22, tzinfo=UTC)  # before GSOMIA: only TISA through the US
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
+    body = open_envelope(usa.ring, entry.envelope, usa.exchange.peer, net["clock"]()).body
+    body = json.loads(json.dumps(body))
+    tamper(body)
+    jpn_at_usa = usa.exchange.peer("JPN")
+    assert jpn_at_usa is not None
+    envelope = seal(usa.ring, jpn_at_usa, body, msg_id="hub-relay", at=net["clock"](), ttl=HOUR)
+    (answer,) = net["transport"].push(kor.exchange.peer("JPN"), [envelope])
+    return answer, envelope
+
+
+def _leaf(entry: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(base64.b64decode(entry["leaf"]))
+    return data
+
+
+def _set_leaf(entry: dict[str, Any], data: dict[str, Any]) -> None:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    entry["leaf"] = base64.b64encode(text.encode()).decode()
+
+
+def test_a_hub_relaying_the_portions_unchanged_is_accepted(net: dict[str, Any]) -> None:
+    answer, _ = _hub_envelope(net, lambda _body: None)
+    assert answer["status"] == "stored"  # the control: the hub's forgeries below differ only in the tampering
+    item, _ = net["nodes"]["JPN"].read(net["nodes"]["JPN"].person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+
+
+def _altered(body: dict[str, Any]) -> None:
+    data = _leaf(body["portions"][0])
+    data["payload"] = base64.b64encode(b'{"text": "tearline: no launch"}').decode()
+    _set_leaf(body["portions"][0], data)
+
+
+def _relabelled(body: dict[str, Any]) -> None:
+    data = _leaf(body["portions"][0])
+    data["label"]["classification"] = "대외비"
+    _set_leaf(body["portions"][0], data)
+
+
+def _added(body: dict[str, Any]) -> None:
+    forged = dict(_leaf(body["portions"][0]), portion="extra")
+    extra = {"index": 0, "leaf": "", "proof": body["portions"][0]["proof"]}
+    _set_leaf(extra, forged)
+    body["portions"].append(dict(extra, index=0))
+
+
+def _moved(body: dict[str, Any]) -> None:
+    body["portions"][0]["index"] = 0  # the tearline is portion 1: claimed as portion 0 (the body's place)
+
+
+def _swapped(body: dict[str, Any]) -> None:
+    data = _leaf(body["portions"][0])
+    data["item"] = "another-report"  # a portion of another item (its proof against this root)
+    _set_leaf(body["portions"][0], data)
+
+
+@pytest.mark.parametrize("tamper", [_altered, _relabelled, _added, _moved, _swapped])
+def test_a_hub_that_alters_adds_or_swaps_a_portion_is_refused(net: dict[str, Any], tamper: Any) -> None:
+    answer, _ = _hub_envelope(net, tamper)
+    assert (answer["status"], answer["reason"]) == ("refused", "envelope refused")
+    jpn = net["nodes"]["JPN"]
+    assert jpn.store.get_item("r1") is None
+    refused = [json.loads(r.detail) for r in jpn.store.audit(kind="envelope.refused")]
+    assert refused[-1]["reason"] == "bad-portion"
+
+
+def test_a_hub_that_adds_a_real_portion_the_recipient_may_not_hold_is_refused(net: dict[str, Any]) -> None:
+    """The hub holds the body from another release (KOR -> USA) and slips it, proof and all, into the
+    envelope for JPN: the proof holds, but the body is not releasable to JPN, so nothing is stored."""
+    net["clock"].now = datetime(2016, 11, 22, tzinfo=UTC)
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    kor.exchange.release(kor.person("officer"), "r1", "USA")
+    deliver(net)
+    usa_row = usa.store.get_item("r1")
+    assert usa_row is not None
+    _, usa_held = usa.kernel.items.signed(usa_row)
+    body_portion = next(p for p in usa_held if p.id == "body").wire()
+    answer, _ = _hub_envelope_again(net, body_portion)
+    assert answer["status"] == "refused"
+    assert "JPN" in answer["reason"]  # refused by the decision on what it carries (releasable to USA only)
+    assert net["nodes"]["JPN"].store.get_item("r1") is None
+
+
+def _hub_envelope_again(net: dict[str, Any], extra: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
+    body = json.loads(
+        json.dumps(open_envelope(usa.ring, entry.envelope, usa.exchange.peer, net["clock"]()).body)
+    )
+    body["portions"].append(extra)
+    jpn_at_usa = usa.exchange.peer("JPN")
+    assert jpn_at_usa is not None
+    envelope = seal(usa.ring, jpn_at_usa, body, msg_id="hub-adds", at=net["clock"](), ttl=HOUR)
+    (answer,) = net["transport"].push(kor.exchange.peer("JPN"), [envelope])
+    return answer, envelope
+
+
+def test_a_reader_not_cleared_for_the_body_sees_the_tearline_under_its_banner(net: dict[str, Any]) -> None:
+    report(net)
+    kor = net["nodes"]["KOR"]
+    reader = junior(kor, "군사III급비밀")
+    item, payload = kor.read(reader, "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+    assert item.label.classification == "군사III급비밀"
+    assert sorted(item.label.releasable_to) == ["JPN", "USA"]
+    assert item.payload_size == len(TEARLINE)  # nothing says how much more there is
+    assert b"body" not in payload
+    assert b"USA-only" not in payload
+    assert json.loads(payload) == {
+        "portions": [
+            {
+                "id": "tearline",
+                "label": json.loads(payload)["portions"][0]["label"],
+                "payload": json.loads(TEARLINE),
+                "payload_type": "json",
+            }
+        ]
+    }
+    (listed,) = kor.list_items(reader, ItemFilter()).items
+    assert (listed.label.classification, [m.id for m in listed.portions]) == ("군사III급비밀", ["tearline"])
+    # the full reader sees both, under the body's banner
+    full, _ = kor.read(kor.person("officer"), "r1")
+    assert ([m.id for m in full.portions], full.label.classification) == (
+        ["body", "tearline"],
+        "군사II급비밀",
+    )
+
+
+def test_a_release_by_an_officer_not_cleared_for_the_body_never_names_it(net: dict[str, Any]) -> None:
+    report(net)
+    kor = net["nodes"]["KOR"]
+    officer = junior(kor, "군사III급비밀")
+    entry = kor.exchange.release(
+        officer, "r1", "USA"
+    )  # the USA may have both; this officer sends what they see
+    text = json.dumps(json.loads(entry.decision))
+    assert "body" not in text.replace("tearline", "")
+    assert [c["reason"] for c in json.loads(entry.decision)["checks"] if c["rule"] == "portion"] == [
+        "tearline: released (군사III급비밀)"
+    ]
+    deliver(net)
+    usa = net["nodes"]["USA"]
+    item, _ = usa.read(usa.person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+
+
+def test_a_reader_cleared_for_no_portion_is_told_the_item_is_unknown(net: dict[str, Any]) -> None:
+    report(net)
+    kor = net["nodes"]["KOR"]
+    reader = junior(kor, "대외비")
+    with pytest.raises(NotFoundError) as refused:
+        kor.read(reader, "r1")
+    with pytest.raises(NotFoundError) as unknown:
+        kor.read(reader, "no-such-item")
+    assert str(refused.value).replace("r1", "X") == str(unknown.value).replace("no-such-item", "X")
+    assert kor.list_items(reader, ItemFilter()).items == ()
+
+
+def test_no_portion_releasable_refuses_the_release_with_every_portions_reason(net: dict[str, Any]) -> None:
+    clock = net["clock"]
+    kor = net["nodes"]["KOR"]
+    kor.ingest(
+        kor.person("officer"),
+        label=None,
+        payload=b"",
+        item_id="usa-only",
+        portions=[PortionIngest("a", _label(clock, "군사II급비밀", ["USA"]), BODY)],
+    )
+    with pytest.raises(ReleaseRefused, match="a: withheld"):
+        kor.exchange.release(kor.person("officer"), "usa-only", "JPN")
+    assert kor.exchange.fed.outbox() == []
+
+
+def test_portions_are_this_nodes_own_and_must_differ(net: dict[str, Any]) -> None:
+    clock = net["clock"]
+    kor = net["nodes"]["KOR"]
+    officer = kor.person("officer")
+    jpn_label = dict(_label(clock, "秘", ["KOR"]), originator="JPN")
+    with pytest.raises(LabelError):
+        kor.ingest(officer, label=None, payload=b"", portions=[PortionIngest("a", jpn_label, BODY)])
+    twice = [PortionIngest("a", _label(clock, "군사III급비밀", ["JPN"]), BODY)] * 2
+    with pytest.raises(Exception, match="differ"):
+        kor.ingest(officer, label=None, payload=b"", portions=twice)
+    assert kor.store.count_items() == 0
+
+
+def test_duties_per_item_reach_the_tearline_and_reclassifying_the_whole_is_refused(
+    net: dict[str, Any],
+) -> None:
+    """Recall and destruction act on the item as held (at JPN: the tearline); a reclassification of
+    the whole would leave the portions' own signed labels behind, so it is refused, and a copy of an
+    item in portions is refused rather than made of portions its maker may not see."""
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    with pytest.raises(InvalidInputError, match="in portions"):
+        kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "downgrade")
+    with pytest.raises(InvalidInputError):
+        jpn.duties.derive(jpn.person("officer"), "copy", ["r1"], item_id="r1-copy")
+    assert jpn.store.get_item("r1-copy") is None
+    kor.duties.recall(kor.person("officer"), "r1", "the source was burned")
+    deliver(net)
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert row.state == "recalled"
+    assert row.payload == b""
+    with pytest.raises(ItemGoneError):
+        jpn.read(jpn.person("officer"), "r1")
+
+
+def test_a_holder_destroys_the_tearline_it_holds(net: dict[str, Any]) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    jpn.add_person(
+        None,
+        {
+            "id": "witness",
+            "name": "witness",
+            "nationality": "JPN",
+            "clearance": "極秘",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["security_officer"],
+        },
+    )
+    jpn.duties.destroy(jpn.person("officer"), "r1", method="crypto-erase", witness="witness", reason="done")
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert (row.state, row.payload, row.origin_jws) == ("destroyed", b"", None)
+
+
+def test_the_report_sent_again_is_already_held_and_another_under_its_id_is_refused(
+    net: dict[str, Any],
+) -> None:
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    assert [d.state for d in deliver(net)] == ["delivered", "delivered"]
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert sorted(statuses) == ["already-held", "stored"]
+    # KOR's other report under the same id (a new root): refused at JPN, never "already held"
+    portion = NewPortion(
+        "tearline",
+        kor.catalogue.label(
+            originator="KOR",
+            classification="군사III급비밀",
+            releasable_to=["JPN"],
+            purpose="threat-assessment",
+            topics=["dprk-missile"],
+            created=net["clock"]() - HOUR,
+        ),
+        "json",
+        b'{"text": "another report"}',
+    )
+    origin, _, signed = kor.kernel.items.sign_portions("r1", [portion], net["clock"]())
+    body = {
+        "kind": "item",
+        "origin": origin,
+        "portions": [p.wire() for p in signed],
+        "purpose": "threat-assessment",
+        "agreement": "kor-jpn-gsomia-2016",
+        "route": {"sender": "KOR", "via": [], "recipient": "JPN"},
+        "consents": [],
+    }
+    to_jpn = kor.exchange.peer("JPN")
+    assert to_jpn is not None
+    envelope = seal(kor.ring, to_jpn, body, msg_id="other-r1", at=net["clock"](), ttl=HOUR)
+    (answer,) = net["transport"].push(to_jpn, [envelope])
+    assert answer["status"] == "refused"
+    assert "different item" in answer["reason"]
+    _, held = jpn.kernel.items.signed(jpn.store.get_item("r1"))  # type: ignore[arg-type]
+    assert json.loads(held[0].payload) == json.loads(TEARLINE)

@@ -1,0 +1,132 @@
+"""Attack: an item id taken first, and records about copies never received (issue 22 §4, §6), between
+node processes.
+
+The adversary is JPN's node operator (JPN's genuine keys, nothing of anyone else's): it learns the id
+of an item KOR is about to send the USA and sends the USA its own item under that id first; it signs
+records about "copies" of a KOR item it never received. KOR, JPN and the USA run as node processes
+that deliver their outboxes; JPN's forged records are posted to KOR's inbox as JPN's node would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from tests.security._live import Processes, audit, identity, post, ring, tokens, until
+
+from gsomia.core.destruction import DestructionMethod, DestructionRecord
+from gsomia.core.investigation import IncidentNature, open_investigation
+from gsomia.crypto.envelope import seal, sign_origin
+from gsomia.demo.network import NetNode, build
+from gsomia.duties._messages import destruction_content, incident_content
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NetNode]]:
+    members = {m.party: m for m in build(tmp_path_factory.mktemp("identity") / "net")}
+    with Processes(members["KOR"], members["JPN"], members["USA"], sender=True):
+        yield members
+
+
+def _get(member: NetNode, path: str, who: str = "officer", **params: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {tokens(member)[who]}"}
+    return httpx.get(f"{member.endpoint}{path}", headers=headers, params=params, timeout=10)
+
+
+def _ingest(member: NetNode, item_id: str, classification: str, payload: dict[str, Any]) -> None:
+    label = {
+        "originator": member.party,
+        "classification": classification,
+        "releasable_to": [p for p in ("KOR", "JPN", "USA") if p != member.party],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+    }
+    stored = post(member, "/items", {"id": item_id, "label": label, "payload": payload})
+    assert stored.status_code == 201, stored.text
+
+
+def _release(member: NetNode, item_id: str, to: str) -> str:
+    queued = post(member, f"/items/{item_id}/release", {"recipient": to})
+    assert queued.status_code == 202, queued.text
+    return str(queued.json()["msg_id"])
+
+
+def _entry(member: NetNode, msg_id: str) -> dict[str, Any] | None:
+    return next((e for e in _get(member, "/outbox", limit=1000).json() if e["msg_id"] == msg_id), None)
+
+
+def _settled(member: NetNode, msg_id: str) -> dict[str, Any] | None:
+    entry = _entry(member, msg_id)
+    return entry if entry is not None and entry["state"] in ("delivered", "undeliverable") else None
+
+
+def test_an_item_under_an_id_another_party_took_first_is_refused_not_delivered(
+    network: dict[str, NetNode],
+) -> None:
+    kor, jpn, usa = network["KOR"], network["JPN"], network["USA"]
+    _ingest(jpn, "report-001", "秘", {"from": "JPN"})
+    first_id = _release(jpn, "report-001", "USA")
+    first = until(lambda: _settled(jpn, first_id), "JPN's item reaches the USA", 60)
+    assert first["state"] == "delivered"
+    _ingest(kor, "report-001", "군사III급비밀", {"from": "KOR"})
+    msg_id = _release(kor, "report-001", "USA")
+    entry = until(lambda: _settled(kor, msg_id), "KOR's release is settled", 60)
+    assert entry["state"] == "undeliverable"
+    assert "already taken here by an item of JPN" in entry["last_error"]
+    refused = [r["detail"]["reason"] for r in audit(usa, "envelope.refused")]
+    assert "item id report-001 is already taken here by an item of JPN: KOR's item is not stored" in refused
+    # the USA still holds JPN's item, and KOR's later recall is addressed to no one there
+    assert post(kor, "/items/report-001/recall", {"reason": "withdrawn"}).status_code == 202
+    status = _get(kor, "/items/report-001/label-status").json()
+    assert status["changes"][0]["acks"] == []
+
+
+def _forged(jpn: NetNode, kor: NetNode, content: bytes) -> dict[str, Any]:
+    """JPN's node signs ``content`` and posts it to KOR's inbox, as its outbox would."""
+    own, now = ring(jpn), datetime.now(UTC)
+    body = {"kind": "duty", "to": "KOR", "duty": sign_origin(own, content, now)}
+    envelope = seal(own, identity(kor), body, msg_id=uuid.uuid4().hex, at=now, ttl=timedelta(hours=1))
+    answer = httpx.post(f"{kor.endpoint}/inbox", json={"envelopes": [envelope]}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    (result,) = answer.json()["results"]
+    return dict(result)
+
+
+def test_records_about_a_copy_of_an_item_never_received_are_refused(network: dict[str, NetNode]) -> None:
+    """KOR gave JPN k1 and the USA k2. JPN's genuine incident about its copy of k1 is recorded at KOR
+    and names k1; JPN's records about a "copy" of k2, or naming no source, are refused."""
+    kor, jpn = network["KOR"], network["JPN"]
+    _ingest(kor, "k1", "군사III급비밀", {"n": 1})
+    _ingest(kor, "k2", "군사III급비밀", {"n": 2})
+    for item_id, to in (("k1", "JPN"), ("k2", "USA")):
+        msg_id = _release(kor, item_id, to)
+        assert until(lambda m=msg_id: _settled(kor, m), f"{item_id} reaches {to}", 60)["state"] == "delivered"
+    copy = post(jpn, "/items/k1/derive", {"kind": "copy", "id": "k1-copy"})
+    assert copy.status_code == 201, copy.text
+    reported = post(jpn, "/items/k1-copy/incidents", {"nature": "loss", "text": "the copy was mislaid"})
+    assert reported.status_code == 201, reported.text
+    (seen,) = until(lambda: _get(kor, "/incidents").json(), "KOR sees JPN's incident about its copy", 60)
+    assert (seen["item"], seen["holder"], seen["sources"]) == ("k1-copy", "JPN", ["k1"])
+
+    now = datetime.now(UTC)
+    record = DestructionRecord(
+        "k2-copy", "JPN", "KOR", "군사III급비밀", "officer", "analyst", DestructionMethod.SHREDDING,
+        "made up", now,
+    )  # fmt: skip
+    incident = open_investigation(
+        uuid.uuid4().hex, "k2-copy", "KOR", "JPN", IncidentNature.COMPROMISE, at=now, by="officer",
+        text="leaked",
+    )  # fmt: skip
+    for content in (destruction_content(record, ["k2"]), incident_content(incident, ["k2"])):
+        answer = _forged(jpn, kor, content)
+        assert (answer["status"], answer["reason"]) == ("refused", "item k2 was never sent to JPN")
+    answer = _forged(jpn, kor, destruction_content(record))
+    assert answer["status"] == "refused"
+    assert "names none of KOR's items it was made from" in answer["reason"]
+    assert _get(kor, "/destructions").json() == []
+    assert [i["item"] for i in _get(kor, "/incidents").json()] == ["k1-copy"]
