@@ -127,8 +127,8 @@ def test_a_flood_of_public_reads_from_one_source_gets_429_and_bounded_records(
     )
     # the window has ended: the source is served again, and the ended counters are forgotten
     assert send(node, [("203.0.113.7", "GET", "/identity", {})])[0].status_code == 200
-    assert node.kernel.admission.prune() >= 1  # 198.51.100.1's ended window
-    assert counters(node) == 1  # 203.0.113.7's new window only
+    node.runtime(deliver=False).round()  # the node's loop deletes the counters of ended windows
+    assert counters(node) == 1  # 198.51.100.1's is gone: 203.0.113.7's new window only
     node.audit.sign_head()
     assert node.audit.verify().ok
 
