@@ -17,6 +17,7 @@ from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.equivalences import EquivalenceChange, Remap
 from gsomia.core.instants import TIMESTAMP_PATTERN
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.lifecycle import AgreementState
@@ -28,6 +29,8 @@ __all__ = [
     "agreement_json",
     "canonical",
     "decision_json",
+    "equivalence_change_from_dict",
+    "equivalence_change_to_dict",
     "instant_from_json",
     "json_object",
     "label_from_dict",
@@ -379,3 +382,60 @@ def text_field(data: Mapping[str, Any], name: str, what: str, *, optional: bool 
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{what}.{name}: expected a non-empty string")
     return value
+
+
+def equivalence_change_to_dict(change: EquivalenceChange) -> dict[str, Any]:
+    """A party's equivalence change as it is signed, stored and shown."""
+    return {
+        "v": 1,
+        "kind": "equivalence-change",
+        "agreement": change.agreement,
+        "party": change.party,
+        "sequence": change.sequence,
+        "effective": change.effective.isoformat(),
+        "remaps": [
+            {"party": r.party, "level": r.level, "partner": r.partner, "partner_level": r.partner_level}
+            for r in change.remaps
+        ],
+        "reason": change.reason,
+        "proposed_at": change.proposed_at.isoformat(),
+    }
+
+
+def equivalence_change_from_dict(data: Any) -> EquivalenceChange:
+    """The change a signed content or a stored row holds; ``InvalidInputError`` names the field."""
+    what = "equivalence-change"
+    if not isinstance(data, dict) or data.get("v") != 1 or data.get("kind") != what:
+        raise InvalidInputError(f"{what}: not a version 1 equivalence change")
+    sequence = data.get("sequence")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or not 1 <= sequence < 2**62:
+        raise InvalidInputError(f"{what}.sequence: expected a positive integer")
+    raw = data.get("remaps")
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{what}.remaps: expected a list")
+    remaps = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise InvalidInputError(f"{what}.remaps: each remapping is an object")
+        remaps.append(
+            Remap(
+                text_field(entry, "party", f"{what}.remaps"),
+                text_field(entry, "level", f"{what}.remaps"),
+                text_field(entry, "partner", f"{what}.remaps"),
+                text_field(entry, "partner_level", f"{what}.remaps", optional=True),
+            )
+        )
+    try:
+        return EquivalenceChange(
+            agreement=text_field(data, "agreement", what),
+            party=text_field(data, "party", what),
+            sequence=sequence,
+            effective=instant_from_json(data.get("effective"), f"{what}.effective"),
+            remaps=tuple(remaps),
+            reason=text_field(data, "reason", what),
+            proposed_at=instant_from_json(data.get("proposed_at"), f"{what}.proposed_at"),
+        )
+    except InvalidInputError:
+        raise
+    except GsomiaError as exc:
+        raise InvalidInputError(f"{what}: {exc}") from exc

@@ -1,6 +1,6 @@
-"""The one presenter: how an item, a peer, an outbox entry, an audit record, a token, a consent
-request and a relay route look as JSON, the same in the API, the CLI's ``--json``, the dashboard and
-the stream's records.
+"""The one presenter: how an item, a peer, an outbox entry, an audit record, a token, a
+consent request, an equivalence change and a relay route look as JSON, the same in the API, the
+CLI's ``--json``, the dashboard and the stream's records.
 
 Each function turns one value the services return into a JSON-ready dict and decides nothing: who
 may see it was decided by the service that returned it.
@@ -21,6 +21,7 @@ from gsomia.kernel import Item
 from gsomia.store import (
     AuditRow,
     ConsentRequestRow,
+    EquivalenceChangeRow,
     InventoryRow,
     OutboxRow,
     ReleaseRequestRow,
@@ -30,6 +31,7 @@ from gsomia.store import (
 
 __all__ = [
     "audit_view",
+    "equivalence_change_view",
     "flow_view",
     "inventory_view",
     "item_view",
@@ -50,7 +52,8 @@ def _utc(us: int | None) -> str | None:
 
 def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
     """An item's metadata; with ``payload`` (what a read returned), the payload too: JSON as JSON,
-    bytes as ``payload_base64``."""
+    bytes as ``payload_base64``. An item in portions lists the portions the reader may read
+    (``portions``: id and label each), and its payload is ``{"portions": [...]}`` of those alone."""
     out: dict[str, Any] = {
         "id": item.id,
         "label": label_to_dict(item.label),
@@ -61,8 +64,10 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
         "payload_type": item.payload_type,
         "payload_size": item.payload_size,
     }
+    if item.portions:  # only the portions the reader may read: the service decided which
+        out["portions"] = [{"id": m.id, "label": label_to_dict(m.label)} for m in item.portions]
     if payload is not None:
-        if item.payload_type == "json":
+        if item.payload_type in ("json", "portions"):
             out["payload"] = json.loads(payload)
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()
@@ -241,4 +246,24 @@ def scheduled_view(row: ScheduledRow) -> dict[str, Any]:
         "state": row.state,
         "done_at": _utc(row.done_us),
         "note": row.note,
+    }
+
+
+def equivalence_change_view(row: EquivalenceChangeRow) -> dict[str, Any]:
+    """A party's equivalence change as this node holds it: what it remaps from when (``applies``:
+    when it applies here, later than ``effective`` only if it arrived after that), and whose it is
+    (``received_from`` is ``None`` for this node's own, proposed by ``proposed_by``)."""
+    change = json.loads(row.change)
+    return {
+        "agreement": row.agreement,
+        "party": row.party,
+        "sequence": row.sequence,
+        "effective": _utc(row.effective_us),
+        "applies": _utc(row.applies_us),
+        "remaps": change["remaps"],
+        "reason": change["reason"],
+        "proposed_at": change["proposed_at"],
+        "proposed_by": row.proposed_by,
+        "received_from": row.received_from,
+        "recorded": _utc(row.recorded_us),
     }

@@ -283,3 +283,41 @@ def test_public_inclusion_proofs_show_only_partners_envelope_entries(call: Call,
     jpn_node.audit.sign_head()  # the node's writer brings it under a signed head: still not public
     problem(call("GET", "/audit/inclusion", params={"entry": entry}), 404)
     assert jpn_node.audit.inclusion(entry)["entry_id"] == entry  # the node's own operator may prove it
+
+
+def test_equivalence_changes_are_proposed_by_a_security_officer_and_listed(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    """POST /agreements/{id}/equivalence-changes (security officers), GET lists them; a change in the
+    past, or one that breaks the table, is a 422 problem and nothing is written."""
+    jpn_node.add_person(
+        None,
+        {
+            "id": "mori", "name": "Mori", "nationality": "JPN", "clearance": "極秘",
+            "need_to_know": ["dprk-missile"], "roles": ["security_officer"],
+        },
+    )  # fmt: skip
+    officer = jpn_node.issue_token(None, "mori")[1]
+    url = "/agreements/kor-jpn-gsomia-2016/equivalence-changes"
+    body = {
+        "remaps": [{"level": "極秘", "partner": "KOR", "partner_level": "군사III급비밀"}],
+        "effective": "2030-01-01T00:00:00+09:00",
+        "reason": "a stricter review",
+    }
+    refused = call("POST", url, tokens["admin"], json=body)
+    assert refused.status_code == 403
+    past = problem(call("POST", url, officer, json={**body, "effective": "2020-01-01"}), 422)
+    assert "now or later" in past["detail"]
+    caveat = {**body, "remaps": [{"level": "極秘", "partner": "KOR", "partner_level": "대외비"}]}
+    assert "handling caveat" in problem(call("POST", url, officer, json=caveat), 422)["detail"]
+    problem(call("POST", url, officer, json={**body, "remaps": []}), 422)
+    assert call("GET", url, officer).json() == []
+    made = call("POST", url, officer, json=body)
+    assert made.status_code == 201, made.text
+    assert (made.json()["party"], made.json()["sequence"]) == ("JPN", 1)
+    (listed,) = call("GET", url, officer).json()
+    assert listed["remaps"] == [
+        {"party": "JPN", "level": "極秘", "partner": "KOR", "partner_level": "군사III급비밀"}
+    ]
+    assert call("GET", url, tokens["tanaka"]).status_code == 403  # an analyst does not read policy
+    assert call("GET", "/agreements/nope/equivalence-changes", officer).status_code == 404

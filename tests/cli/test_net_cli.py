@@ -11,6 +11,7 @@ import httpx
 from typer.testing import CliRunner
 
 from gsomia.cli import app
+from gsomia.demo.network import trust
 
 runner = CliRunner()
 
@@ -66,8 +67,12 @@ def test_net_up_status_down_and_an_item_crosses(tmp_path: Path) -> None:
         # the KOR node's own sender process delivers it; the JPN node's API shows it arrived
         token = json.loads((d / "jpn" / "tokens.json").read_text())["officer"]
         jpn = next(n for n in status if n["party"] == "JPN")["endpoint"]
+        assert jpn.startswith("https://")  # TLS by default: the nodes call each other over mutual TLS
+        verify = trust(d)  # the network's local authority
         for _ in range(100):
-            got = httpx.get(f"{jpn}/items/cli-1", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            got = httpx.get(
+                f"{jpn}/items/cli-1", headers={"Authorization": f"Bearer {token}"}, timeout=5, verify=verify
+            )
             if got.status_code == 200:
                 break
             time.sleep(0.1)

@@ -241,3 +241,34 @@ def test_export_writes_each_exported_item_as_a_binding_a_foreign_tool_can_check(
         "--bindings", str(bound), "--bindings-format", "pdf", code=2,
     )  # fmt: skip
     assert "--bindings-format 'pdf'" in bad
+
+
+def test_an_item_in_portions_from_the_command_line(tmp_path: Path) -> None:
+    """``item ingest --portions``: the body and the tearline each with its own label; a reader cleared
+    for the tearline alone sees only it, under its label; a file that is not a portions list is one
+    line and exit 2."""
+    d = make(tmp_path)
+    run("person", "add", "--dir", str(d), "--id", "sato", "--name", "Sato", "--nationality", "JPN")
+    run("person", "add", "--dir", str(d), "--id", "ito", "--name", "Ito", "--nationality", "JPN",
+        "--clearance", "hi", "--topic", "dprk-missile", "--role", "analyst")  # fmt: skip
+    parts = tmp_path / "report.json"
+    parts.write_text(
+        json.dumps(
+            [
+                {"id": "body", "label": jpn_label(releasable_to=["USA"]), "payload": {"t": "source"}},
+                {"id": "tearline", "label": jpn_label(classification="秘"), "payload": {"t": "launch"}},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    base = ["item", "ingest", "--dir", str(d), "--as", "tanaka", "--id", "rep"]
+    stored = run(*base, "--portions", str(parts))
+    assert [p["id"] for p in stored["portions"]] == ["body", "tearline"]
+    assert stored["label"]["classification"] == "極秘"
+    shown = run("item", "show", "--dir", str(d), "--as", "ito", "rep")
+    assert shown["label"]["classification"] == "秘"
+    assert [p["id"] for p in shown["payload"]["portions"]] == ["tearline"]
+    assert "source" not in json.dumps(shown)
+    parts.write_text('{"id": "not a list"}', encoding="utf-8")
+    assert "portions" in run(*base, "--portions", str(parts), code=2)
+    assert "--portions alone" in run(*base, "--portions", str(parts), "--label", str(parts), code=2)

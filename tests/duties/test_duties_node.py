@@ -214,6 +214,7 @@ def test_items_whose_purpose_ended_or_whose_agreement_ended_queue_for_return_or_
     low = add(jpn_node, "low", "JPN", "秘", ["dprk-missile"], ["security_officer"])
     with pytest.raises(AccessDenied):
         jpn_node.duties.end_purpose(low, "k-kept", "not cleared for it")
+    assert jpn_node.duties.disposal_queue(low) == []  # nothing of an item they may not read (14 §6)
     jpn_node.duties.destroy(
         officer, "k-purpose", method="crypto-erase", witness=witness.id, reason="purpose ended"
     )

@@ -47,6 +47,7 @@ def test_node_toml_round_trips_through_the_model(tmp_path: Path) -> None:
         ('endpoint = "ftp://x"', "endpoint"),
         ('colour = "red"', "colour"),
         ('database_url = "postgresql+psycopg://kor:hunter2@db/kor"', "password"),
+        ('tls_cert = "tls.crt"', "tls_cert, tls_key and tls_ca are given together"),
     ],
 )
 def test_a_bad_setting_is_named(tmp_path: Path, line: str, needle: str) -> None:

@@ -78,6 +78,11 @@ def test_arrivals_and_label_changes_reach_the_reader_who_may_read_them_and_no_on
     # resuming after the first event gives the rest only
     assert [e.type for e in jpn.feed.page(jpn.person("officer"), events[0].id)[0]] == ["label-changed"]
     assert jpn.feed.page(jpn.person("officer"), cursor)[0] == []
+    # the originator's recall, applied here, is a recall (not merely a label change)
+    kor.duties.recall(kor.person("officer"), "k1", "withdrawn")
+    net.deliver()
+    (recalled,) = jpn.feed.page(jpn.person("officer"), cursor)[0]
+    assert (recalled.type, recalled.state) == ("recalled", "recalled")
 
 
 def test_filters_and_the_cursor_skip_what_is_not_followed(net: Net) -> None:

@@ -258,6 +258,7 @@ def test_every_page_loads_offline_without_a_console_error(watched: Watched, net:
         "agreements": "tr[data-agreement='kor-jpn-gsomia-2016']",
         "matrix": "#matrix table",
         "items": "tr[data-item-id='k-1']",
+        "queue": "#queue-disposal",  # the officer's queue (chief is a security officer)
         "flows": "#flows-body tr[data-direction='received']",
         "audit": "#head-root",
         "tracks": "#tracks-status:text-is('live')",  # the map, subscribed to the node's stream
@@ -399,6 +400,37 @@ def test_a_track_published_at_kor_appears_on_jpns_map_within_a_second(watched: W
     expect(real).to_have_attribute("data-final", "true")
     assert real.locator("circle.impact").count() == 1
     shot(page, "tracks")
+    assert watched.errors == []
+
+
+def test_the_item_pages_follow_the_feed_without_reloading(watched: Watched, net: Net) -> None:
+    """Issue 20 §5: an item KOR releases while the analyst looks at JPN's items page appears there, and
+    KOR's recall of it appears on the item's own page, each without reloading (the feed under the
+    dashboard's path, decided for this reader; the page never asks again on a timer)."""
+    page = watched.page
+    polled: list[str] = []
+    page.on("request", lambda r: polled.append(r.url) if "/api/" in r.url else None)
+    login(page, net, "analyst", "/items")
+    expect(page.locator("#live-status")).to_have_text("live")
+    officer = net.kor.person("officer")
+    net.kor.ingest(officer, label=kor_label(), payload=b'{"track": "live"}', item_id="k-live")
+    net.kor.exchange.release(officer, "k-live", "JPN")
+    with HttpTransport() as transport:
+        assert [d.state for d in net.kor.exchange.deliver_due(transport)] == ["delivered"]
+    row = page.locator("tr[data-item-id='k-live']")
+    expect(row).to_have_attribute("data-change", "arrived", timeout=10000)
+    expect(row).to_contain_text("KOR 군사II급비밀")
+    expect(page.locator("#live-changes li[data-item='k-live'][data-change='arrived']")).to_have_count(1)
+    shot(page, "items-live")
+
+    row.locator("a").click()
+    expect(page.locator("#live-status")).to_have_text("live")
+    net.kor.duties.recall(officer, "k-live", "withdrawn by the originator")
+    with HttpTransport() as transport:
+        net.kor.exchange.deliver_due(transport)
+    expect(page.locator("#live-changes li[data-change='recalled']")).to_contain_text("k-live", timeout=10000)
+    shot(page, "item-live-recalled")
+    assert polled == []
     assert watched.errors == []
 
 

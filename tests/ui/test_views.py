@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import kor_label
+from tests.node_fixtures import add, jpn_label, kor_label
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
@@ -18,6 +19,8 @@ from gsomia.ui import dashboard_scope
 
 Browse = Callable[..., httpx.Response]
 BASE = "http://node"
+HOURS = timedelta(hours=4)
+GSOMIA = "kor-jpn-gsomia-2016"
 
 
 @pytest.fixture
@@ -286,3 +289,47 @@ def test_audit_page_shows_the_signed_head(browse: Browse, tokens: dict[str, str]
     assert head.root.hex() in html
     assert f'<dd id="head-size">{head.size}</dd>' in html
     assert "No partner head received yet." in html
+
+
+def test_the_queue_shows_each_officer_what_waits_for_items_they_may_read(
+    browse: Browse, tokens: dict[str, str], jpn_node: Node, people: dict[str, Person]
+) -> None:
+    """Issue 20 §1, §3 and 21 §2: the officer's queue (release requests awaiting a second officer,
+    reviews due, items to return or destroy), each entry only for an officer who may read its item."""
+    officer = add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["release_officer"])
+    add(jpn_node, "low", "JPN", "秘", ["dprk-missile"], ["release_officer", "security_officer"])
+    add(jpn_node, "keeper", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
+    jpn_node.exchange.set_two_person(
+        people["admin"], above={"JPN": "秘"}, hub_relay=False, relay_authorisations=False, validity=HOURS
+    )
+    jpn_node.ingest(
+        officer, label=jpn_label(review="2024-02-15T00:00:00+09:00"), payload=b"{}", item_id="j-q"
+    )
+    asked = jpn_node.exchange.request_release(officer, "j-q", "KOR")
+    jpn_node.ingest(
+        None,
+        label=kor_label(),
+        payload=b"{}",
+        item_id="k-q",
+        received_from="KOR",
+        agreement="kor-jpn-gsomia-2016",
+    )
+    jpn_node.duties.end_purpose(officer, "k-q", "the exercise concluded")
+    sessions = {p: jpn_node.issue_token(None, p)[1] for p in ("officer", "low", "keeper")}
+
+    page = browse("GET", "~/queue", sessions["officer"])
+    assert page.status_code == 200
+    assert f'data-request="{asked.id}"' in page.text
+    assert "(you: another officer approves)" in page.text
+    assert 'id="queue-reviews"' in page.text
+    assert 'data-item-id="j-q"' in page.text
+    assert "the exercise concluded" in page.text
+    cleared_low = browse("GET", "~/queue", sessions["low"]).text  # 秘: neither item is theirs to read
+    for hidden in ("j-q", "k-q", asked.id, "the exercise concluded"):
+        assert hidden not in cleared_low
+    security = browse("GET", "~/queue", sessions["keeper"]).text  # no release officer: no requests
+    assert "a release officer's queue" in security
+    assert asked.id not in security
+    assert "the exercise concluded" in security
+    refused = browse("GET", "~/queue", tokens["tanaka"])  # an analyst handles no queue
+    assert refused.status_code == 403

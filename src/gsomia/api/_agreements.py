@@ -17,9 +17,11 @@ from gsomia._codec import (
     label_from_dict,
     state_json,
 )
+from gsomia._present import equivalence_change_view
 from gsomia.api import _models as m
 from gsomia.api._fields import AgreementId, Instant
 from gsomia.core.access import Person
+from gsomia.core.equivalences import Remap
 from gsomia.core.instants import parse_instant
 from gsomia.core.policy import Consent, ConsentKind, ReleaseRequest
 from gsomia.errors import InvalidInputError, NotFoundError, UnknownNameError
@@ -62,6 +64,34 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         subject = _agreement(agreement_id)
         instant = parse_instant(at, subject.timezone) if at else node.clock()
         return state_json(subject.state_at(instant))
+
+    @app.get(
+        "/agreements/{agreement_id}/equivalence-changes",
+        response_model=list[m.EquivalenceChangeOut],
+        tags=["agreements"],
+    )
+    def equivalence_changes(agreement_id: AgreementId, person: Caller) -> list[dict[str, Any]]:
+        """The equivalence changes on file for the agreement: this node's own and its partners'
+        (security and release officers, administrators)."""
+        subject = _agreement(agreement_id)
+        return [equivalence_change_view(r) for r in node.exchange.equivalence_changes(person, subject.id)]
+
+    @app.post(
+        "/agreements/{agreement_id}/equivalence-changes",
+        response_model=m.EquivalenceChangeOut,
+        status_code=201,
+        tags=["agreements"],
+    )
+    def propose_equivalence(
+        agreement_id: AgreementId, body: m.EquivalenceChangeIn, person: Caller
+    ) -> dict[str, Any]:
+        """Change this node's side of the agreement's equivalence table from an instant (now or
+        later): signed and sent to each partner, which applies it from that instant (security officers)."""
+        subject = _agreement(agreement_id)
+        remaps = [Remap(node.party, r.level, r.partner, r.partner_level) for r in body.remaps]
+        effective = parse_instant(body.effective, subject.timezone)
+        row, _ = node.exchange.propose_equivalence(person, subject.id, remaps, effective, body.reason)
+        return equivalence_change_view(row)
 
     @app.post("/decisions", response_model=m.DecisionOut, tags=["decisions"])
     def decide(body: m.DecisionIn, person: Caller) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from gsomia.api._people import add_people_routes
 from gsomia.api._problems import TAXII_PREFIX, install, problem, rate_limited, taxii_error
 from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
+from gsomia.api._tls import PeerGate
 from gsomia.core.access import Person
 from gsomia.errors import RateLimitedError
 from gsomia.node import Node
@@ -295,6 +296,8 @@ def create_app(
         caller=caller,
     )
     app.add_middleware(_NoStoreJson)
+    if node.kernel.tls is not None:  # mutual TLS: the node-to-node routes only for a named peer certificate
+        app.add_middleware(PeerGate, peers=node.kernel.peers, record=node.record_refusal)
     app.state.runtime = None
     registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
     app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
@@ -322,7 +325,7 @@ def create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(approvals_router(node, reader))
-    app.include_router(feed_router(node, reader))
+    app.include_router(feed_router(node, reader, dashboard=dashboard.path))
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream

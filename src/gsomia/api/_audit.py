@@ -14,7 +14,8 @@ from fastapi import Depends, FastAPI, Query
 from gsomia._present import (
     audit_view,
 )
-from gsomia.api._fields import MAX_INT
+from gsomia.api import _models as m
+from gsomia.api._fields import MAX_INT, Party
 from gsomia.core.access import Person
 from gsomia.node import Node
 
@@ -47,10 +48,24 @@ def add_audit_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         """The proof that the log of size ``second`` extends the log of size ``first``."""
         return node.consistency_proof(first, second)
 
-    @app.get("/audit/partners", tags=["audit"])
+    @app.get("/audit/partners", response_model=list[m.PartnerOut], tags=["audit"])
     def audit_partners(person: Caller) -> list[dict[str, Any]]:
-        """Each partner's latest signed head and whether its log stayed consistent."""
+        """Each partner's latest signed head and the status of its log: ``forked`` while a fork
+        found (two heads it signed that cannot both be its log) awaits a security officer's
+        acknowledgement, else the latest head's (``pending``, ``consistent``, ``inconsistent``)."""
         return node.audit.partners()
+
+    @app.get("/audit/forks", response_model=list[m.ForkOut], tags=["audit"])
+    def audit_forks(person: Caller, party: Party | None = None) -> list[dict[str, Any]]:
+        """The forks found (security officers, administrators): both signed heads as received, whether
+        they still verify against the party's key, who showed the second, the acknowledgement."""
+        return node.audit.forks(person, party)
+
+    @app.post("/audit/partners/{party}/acknowledge", response_model=m.ForkAcknowledgedOut, tags=["audit"])
+    def audit_acknowledge(party: Party, body: m.ForkAcknowledgementIn, person: Caller) -> dict[str, Any]:
+        """A security officer acknowledges the partner's open forks (up to evidence ``through``),
+        saying why: its status is no longer ``forked``; the evidence stays. Audited."""
+        return node.audit.acknowledge_fork(person, party, body.note, body.through)
 
     @app.get("/audit/log", tags=["audit"])
     def audit_log(

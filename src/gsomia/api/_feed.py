@@ -70,8 +70,10 @@ def _sse(event: FeedEvent) -> bytes:
     )
 
 
-def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
-    """The feed's routes, authenticated by ``reader``."""
+def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | None = None) -> APIRouter:
+    """The feed's routes, authenticated by ``reader``. ``dashboard`` is the dashboard's path: the SSE
+    form is served under it as well (``{dashboard}/feed/sse``), where the browser sends its session,
+    so the dashboard's item pages follow the feed instead of asking again and again."""
     router = APIRouter(tags=["feed"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     feed = node.feed
@@ -112,7 +114,6 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             if not events:
                 await asyncio.sleep(POLL_S)
 
-    @router.get("/feed/sse", response_class=StreamingResponse)
     async def sse(
         person: Caller,
         topic: Topics = None,
@@ -155,6 +156,12 @@ def feed_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
+
+    for path in ("/feed/sse", *((f"{dashboard}/feed/sse",) if dashboard else ())):
+        router.add_api_route(
+            path, sse, methods=["GET"], response_class=StreamingResponse,
+            include_in_schema=not path.startswith(dashboard or "\0"),
+        )  # fmt: skip
 
     @router.websocket("/feed/ws")
     async def ws(websocket: WebSocket) -> None:

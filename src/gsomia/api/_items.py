@@ -24,7 +24,7 @@ from gsomia.api._fields import Classification, Id, Instant, Party, Text
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import InvalidInputError, UnknownNameError
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 
 __all__ = ["add_items_routes"]
@@ -32,6 +32,18 @@ __all__ = ["add_items_routes"]
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
+
+
+def _payload(payload: Any, payload_base64: str | None) -> tuple[bytes, str]:
+    """A payload as given: any JSON value (``json``) or base64 (``bytes``), exactly one of them."""
+    if (payload is None) == (payload_base64 is None):
+        raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
+    if payload_base64 is not None:
+        try:
+            return base64.b64decode(payload_base64, validate=True), "bytes"
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
+    return json.dumps(payload, ensure_ascii=False).encode(), "json"
 
 
 def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
@@ -52,25 +64,36 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
 
     @app.post("/items", status_code=201, response_model=m.ItemOut, tags=["items"])
     def ingest(body: m.ItemIn, person: Caller, response: Response) -> dict[str, Any]:
-        """Ingest a labelled item; a received item names where it came from and under which agreement."""
-        if (body.payload is None) == (body.payload_base64 is None):
-            raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
-        if body.payload_base64 is not None:
-            try:
-                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
+        """Ingest a labelled item; a received item names where it came from and under which agreement.
+        An item in portions gives ``portions`` (each with its own label) instead of a label and payload."""
+        if body.portions is not None:
+            if body.label is not None or body.payload is not None or body.payload_base64 is not None:
+                raise InvalidInputError("an item in portions gives portions only: no label or payload")
+            portions = [
+                PortionIngest(p.id, p.label, *_payload(p.payload, p.payload_base64)) for p in body.portions
+            ]
+            item = node.ingest(
+                person,
+                label=None,
+                payload=b"",
+                item_id=body.id,
+                received_from=body.received_from,
+                agreement=body.agreement,
+                portions=portions,
+            )
         else:
-            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
-        item = node.ingest(
-            person,
-            label=body.label,
-            payload=payload,
-            payload_type=kind,
-            item_id=body.id,
-            received_from=body.received_from,
-            agreement=body.agreement,
-        )
+            if body.label is None:
+                raise InvalidInputError("give a label (or portions, each with its own label)")
+            payload, kind = _payload(body.payload, body.payload_base64)
+            item = node.ingest(
+                person,
+                label=body.label,
+                payload=payload,
+                payload_type=kind,
+                item_id=body.id,
+                received_from=body.received_from,
+                agreement=body.agreement,
+            )
         response.headers["Location"] = f"/items/{item.id}"
         return item_view(item)
 

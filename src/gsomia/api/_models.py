@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gsomia.api._fields import (
+    MAX_INT,
     AgreementId,
     Bool,
     Classification,
@@ -19,6 +20,7 @@ from gsomia.api._fields import (
     whole_number,
 )
 from gsomia.core.instants import parse_instant
+from gsomia.core.portions import MAX_PORTIONS, PORTION_ID
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import MAX_RELEASE_ITEMS
 
@@ -40,8 +42,19 @@ LABEL = Field(
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
+class PortionIn(_In):
+    """One portion of an item in portions: its id, its own label, ``payload`` or ``payload_base64``."""
+
+    id: Annotated[str, Field(pattern=PORTION_ID.pattern)]
+    label: dict[str, Any] = LABEL
+    payload: Any = None
+    payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
+
+
 class ItemIn(_In):
-    """A labelled item to ingest: give ``payload`` (any JSON) or ``payload_base64`` (bytes).
+    """A labelled item to ingest: give ``payload`` (any JSON) or ``payload_base64`` (bytes), or, for
+    an item in portions (a report's body and its tearline), ``portions`` instead of a label and a
+    payload: each portion with its own label; the item's label is the highest of theirs.
 
     An item of this node's own party names no source; a received item names the party it came
     from and the agreement it came under, whose equivalence table maps its level onto this node's.
@@ -50,7 +63,12 @@ class ItemIn(_In):
     model_config = ConfigDict(json_schema_extra={"x-gsomia-shape": "ingest"})
 
     id: Id | None = Field(default=None, description="Client-chosen id; a UUID is made when absent.")
-    label: dict[str, Any] = LABEL
+    label: dict[str, Any] | None = Field(
+        default=None,
+        description="The security label (see docs/API.md); absent for an item in portions.",
+        json_schema_extra={"x-gsomia-shape": "label"},
+    )
+    portions: Annotated[list[PortionIn], Field(min_length=1, max_length=MAX_PORTIONS)] | None = None
     payload: Any = None
     payload_base64: Annotated[str, Field(pattern=BASE64)] | None = None
     received_from: Party | None = Field(
@@ -82,6 +100,13 @@ class LabelOut(BaseModel):
     alternatives: list[AlternativeOut]
 
 
+class PortionOut(BaseModel):
+    """A portion's mark: what a reader may see of one portion of an item in portions."""
+
+    id: str
+    label: LabelOut
+
+
 class ItemOut(BaseModel):
     id: str
     label: LabelOut
@@ -91,6 +116,11 @@ class ItemOut(BaseModel):
     ingested_by: str
     payload_type: str
     payload_size: int
+    portions: list[PortionOut] | None = Field(
+        default=None,
+        description="An item in portions: the portions the caller may read (and only those), each "
+        "with its label; the item's label is the highest of theirs.",
+    )
 
 
 class ItemContentOut(ItemOut):
@@ -269,6 +299,45 @@ class DecisionOut(BaseModel):
     assumptions: list[AssumptionOut] = []
 
 
+class RemapIn(_In):
+    """One of this node's levels and the partner's level it corresponds to from the change's instant."""
+
+    level: Classification = Field(description="One of this node's own levels (name or alias).")
+    partner: Party
+    partner_level: Classification | None = Field(
+        default=None, description="The partner's level; null: no equivalent (no longer released)."
+    )
+
+
+class EquivalenceChangeIn(_In):
+    """This node's change to its side of the agreement's equivalence table (security officers)."""
+
+    remaps: list[RemapIn] = Field(min_length=1, max_length=64)
+    effective: Instant = Field(description="When it takes effect: now or later.")
+    reason: Annotated[Words, Field(max_length=500)]
+
+
+class RemapOut(BaseModel):
+    party: str
+    level: str
+    partner: str
+    partner_level: str | None
+
+
+class EquivalenceChangeOut(BaseModel):
+    agreement: str
+    party: str
+    sequence: int
+    effective: str
+    applies: str
+    remaps: list[RemapOut]
+    reason: str
+    proposed_at: str
+    proposed_by: str | None
+    received_from: str | None
+    recorded: str
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -355,6 +424,57 @@ class ConsentRequestIn(_In):
     third_party: Party
     purpose: Annotated[Words, Field(max_length=200)]
     reason: Words
+
+
+class ForkAcknowledgementIn(_In):
+    note: Annotated[Words, Field(max_length=1000)]
+    through: (  # the last evidence id the officer read
+        Annotated[
+            int,
+            Field(ge=1, le=MAX_INT),  # before the validator, or the schema loses the bounds
+            BeforeValidator(whole_number),  # 5027.0 is the integer JSON Schema says it is
+            Field(strict=False),
+        ]
+        | None
+    ) = None
+
+
+class PartnerOut(BaseModel):
+    party: str
+    size: int | None
+    root: str | None
+    at: str | None
+    status: str
+    detail: str | None
+    heads: int
+    forks: int
+    acknowledged_forks: int
+    gossip_pending: int
+
+
+class ForkHeadOut(BaseModel):
+    size: int
+    root: str
+    jws: str
+
+
+class ForkOut(BaseModel):
+    id: int
+    party: str
+    found: str
+    shown_by: str
+    detail: str
+    heads: list[ForkHeadOut]
+    verified: bool
+    acknowledged: str | None
+    acknowledged_by: str | None
+    note: str | None
+
+
+class ForkAcknowledgedOut(BaseModel):
+    party: str
+    acknowledged: list[int]
+    status: str | None
 
 
 class ConsentAnswerIn(_In):

@@ -18,6 +18,7 @@ from gsomia.api._fields import NO_NUL, SOME_WORDS
 from gsomia.core.access import Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import TIMESTAMP_PATTERN
+from gsomia.core.portions import MAX_PORTIONS, PORTION_ID
 
 __all__ = ["RULES", "refine"]
 
@@ -26,7 +27,12 @@ SHAPE = "x-gsomia-shape"
 
 # Rules JSON Schema cannot state, by operation ("METHOD /path"), each as the refusal words it.
 RULES: dict[str, tuple[str, ...]] = {
-    "POST /items": ("the review instant precedes the creation instant",),
+    "POST /items": (
+        "the review instant precedes the creation instant",
+        # an item in portions (issue 20 §2): one item, one originator and purpose; ids tell portions apart
+        "share its originator, policy and purpose",
+        "portion ids must differ within an item",
+    ),
     "POST /decisions": (
         "the review instant precedes the creation instant",
         "already marks this item",  # two alternative labels for one party that differ
@@ -147,7 +153,11 @@ def label_schema(catalogue: Catalogue) -> dict[str, Any]:
 def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /items``: the node's own item only (another party's arrives through the exchange, under
     its originator's signature: issue 14 §8); ``received_from`` and ``agreement`` stay absent."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("label", "received_from", "agreement")}
+    common = {
+        k: v
+        for k, v in base["properties"].items()
+        if k not in ("label", "received_from", "agreement", "portions")
+    }
     common["payload"] = {"description": "Any JSON value but null", "not": {"type": "null"}}
     common["payload_base64"] = {k: v for k, v in common["payload_base64"]["anyOf"][0].items()}
     exactly_one = {"oneOf": [{"required": ["payload"]}, {"required": ["payload_base64"]}]}
@@ -166,6 +176,32 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
             },
         }
     ]
+    portion = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "label"],
+        **exactly_one,
+        "properties": {
+            "id": {"type": "string", "pattern": PORTION_ID.pattern},
+            "label": _label(catalogue, party, _levels(catalogue, party), alternatives=False),
+            "payload": common["payload"],
+            "payload_base64": common["payload_base64"],
+        },
+    }
+    branches.append(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["portions"],
+            "properties": {
+                "id": common["id"],
+                "portions": _array(portion, minItems=1, maxItems=MAX_PORTIONS),
+                "label": absent,
+                "received_from": absent,
+                "agreement": absent,
+            },
+        }
+    )
     return {"description": base.get("description", ""), "anyOf": branches}
 
 

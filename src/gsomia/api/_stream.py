@@ -277,8 +277,9 @@ def stream_router(
             return data
 
         source = websocket.client.host if websocket.client else "unknown"
+        tls_peer = (websocket.scope.get("state") or {}).get("tls_peer")  # PeerGate's, under mutual TLS
         try:
-            await stream.serve_link(receive, websocket.send_bytes, source)
+            await stream.serve_link(receive, websocket.send_bytes, source, tls_peer)
         except LinkError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=exc.detail)
         except (WebSocketDisconnect, RuntimeError):

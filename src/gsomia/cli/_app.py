@@ -18,6 +18,7 @@ from gsomia.cli._audit import audit_app
 from gsomia.cli._common import JsonOpt, console, emit, guard, set_data_dirs
 from gsomia.cli._common import catalogue as _catalogue
 from gsomia.cli._duties import duty_app
+from gsomia.cli._equivalences import equivalence_app
 from gsomia.cli._net import net_app
 from gsomia.cli._node import item_app, node_app, outbox_app, peer_app, person_app
 from gsomia.cli._release import release_app
@@ -41,6 +42,7 @@ app = typer.Typer(
 agreement_app = typer.Typer(help="Agreements and their lifecycle.", no_args_is_help=True)
 party_app = typer.Typer(help="Parties and their classification schemes.", no_args_is_help=True)
 app.add_typer(agreement_app, name="agreement")
+agreement_app.add_typer(equivalence_app, name="equivalence")
 app.add_typer(party_app, name="party")
 app.add_typer(node_app, name="node")
 app.add_typer(person_app, name="person")

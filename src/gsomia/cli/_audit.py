@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gsomia._present import audit_view
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import AsOpt, DirOpt, JsonOpt, console, emit, guard, open_node
 from gsomia.errors import NotFoundError
 
 audit_app = typer.Typer(
@@ -125,16 +125,63 @@ def audit_log(
         )
 
 
+_STYLE = {"consistent": "green", "inconsistent": "red", "forked": "bold red"}
+
+
 @audit_app.command("partners")
 @guard
 def audit_partners(directory: DirOpt, as_json: JsonOpt = False) -> None:
-    """Each partner's last signed head and whether its log stayed consistent."""
+    """Each partner's last signed head and its log's status: forked (two heads it signed that cannot
+    both be its log, until a security officer acknowledges it), consistent, inconsistent or pending."""
     rows = open_node(directory).audit.partners()
     if as_json:
         emit(rows)
         return
     for r in rows:
-        style = (
-            "green" if r["status"] == "consistent" else ("red" if r["status"] == "inconsistent" else "yellow")
+        style = _STYLE.get(r["status"], "yellow")
+        forks = f"  {r['forks']} open fork(s)" if r["forks"] else ""
+        console().print(
+            f"{r['party']}  size {r['size']}  [{style}]{r['status']}[/]{forks}  {r['detail'] or ''}"
         )
-        console().print(f"{r['party']}  size {r['size']}  [{style}]{r['status']}[/]  {r['detail'] or ''}")
+
+
+@audit_app.command("forks")
+@guard
+def audit_forks(
+    directory: DirOpt,
+    party: Annotated[str | None, typer.Option(help="Only this partner's, e.g. KOR.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The forks found: both signed heads of each (kept as evidence), who showed the second, and
+    whether a security officer acknowledged it."""
+    rows = open_node(directory).audit.forks(None, party)
+    if as_json:
+        emit(rows)
+        return
+    for r in rows:
+        sizes = " / ".join(f"{h['size']}:{h['root'][:12]}" for h in r["heads"])
+        state = f"acknowledged by {r['acknowledged_by']}" if r["acknowledged"] else "[bold red]open[/]"
+        console().print(f"{r['id']:>4}  {r['party']}  {sizes}  shown by {r['shown_by']}  {state}")
+
+
+@audit_app.command("acknowledge")
+@guard
+def audit_acknowledge(
+    directory: DirOpt,
+    actor: AsOpt,
+    party: Annotated[str, typer.Argument(help="The forked partner, e.g. KOR.")],
+    note: Annotated[str, typer.Option(help="Why: what was done about it (recorded).")],
+    through: Annotated[
+        int | None, typer.Option(min=1, help="Only forks up to this id (the last one you read).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """As a security officer, acknowledge a partner's open forks: its status is no longer forked
+    (the evidence stays). Audited; no other role may."""
+    node = open_node(directory)
+    answer = node.audit.acknowledge_fork(node.person(actor), party, note, through)
+    if as_json:
+        emit(answer)
+    else:
+        done = len(answer["acknowledged"])
+        console().print(f"{party}: {done} fork(s) acknowledged; now {answer['status']}")

@@ -1,4 +1,5 @@
-"""``gsomia net``: a KOR, JPN and USA network on loopback, one process per node."""
+"""``gsomia net``: a KOR, JPN and USA network on loopback, one process per node (or several behind
+a load balancer), over HTTPS with mutual TLS between the nodes unless ``--plain-http``."""
 
 from __future__ import annotations
 
@@ -39,17 +40,32 @@ def net_up(
             "and --nats: the processes share the node's database and stream)."
         ),
     ] = 1,
+    plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--plain-http",
+            help="Serve plain HTTP on loopback, for a demo: no TLS, and nodes call each other without "
+            "certificates (by default a local authority certifies each node for HTTPS and mutual TLS).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create (or reuse) KOR, JPN and USA nodes, exchange their keys, start each as a process (or
-    as --replicas processes behind a load balancer)."""
-    running = network.start(directory, database_url, replicas=replicas, nats=nats)
+    as --replicas processes behind a load balancer). Over HTTPS by default: a local authority
+    (DIR/tls/ca.crt) certifies each node, the nodes call each other over mutual TLS, and each
+    identity document names its node's certificate; clients trust DIR/tls/ca.crt (SSL_CERT_FILE)."""
+    running = network.start(directory, database_url, replicas=replicas, nats=nats, tls=not plain_http)
     if as_json:
         emit(running)
         return
     for node in running:
         own = f" (process at {node['process']})" if replicas > 1 else ""
         console().print(f"{node['party']}  pid {node['pid']}  {node['endpoint']}{own}  ({node['dir']})")
+    if not plain_http:
+        ca = directory / network.CA_FILE
+        console().print(
+            f"HTTPS, mutual TLS between nodes; clients trust the local authority: SSL_CERT_FILE={ca}"
+        )
     console().print(f"tokens: {directory}/<party>/tokens.json; stop with: gsomia net down --dir {directory}")
 
 

@@ -35,6 +35,19 @@ TRACK = {
     "apogee_km": 97,
     "range_km": 380,
 }
+# A KOR report in portions (issue 20 §2): its body is for the USA only, its tearline may go to JPN.
+REPORT = [
+    {
+        "id": "body",
+        "label": {**LABEL, "releasable_to": ["USA"]},
+        "payload": {"text": "the source and the sensor behind the 24 August launch report"},
+    },
+    {
+        "id": "tearline",
+        "label": {**LABEL, "classification": "군사III급비밀"},
+        "payload": {"text": "an SRBM launched at 06:45 KST from near Sondok; impact in the East Sea"},
+    },
+]
 EVENTS = """\
 # A what-if: the agreement ended on 2021-06-01 (hypothetical; not on the public record).
 [[events]]
@@ -75,6 +88,7 @@ GBR_POLICY = """\
 SAMPLES = {
     "label.json": json.dumps(LABEL, ensure_ascii=False, indent=2) + "\n",
     "track.json": json.dumps(TRACK, indent=2) + "\n",
+    "report.json": json.dumps(REPORT, ensure_ascii=False, indent=2) + "\n",
     "my-events.toml": EVENTS,
     "gbr-policy.xml": GBR_POLICY,
 }
@@ -84,7 +98,8 @@ SAMPLES = {
 def samples(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write them.")] = Path(),
 ) -> None:
-    """Write label.json, track.json, my-events.toml and gbr-policy.xml: the README's example files."""
+    """Write label.json, track.json, report.json, my-events.toml and gbr-policy.xml: the README's
+    example files."""
     for name, text in SAMPLES.items():
         try:
             write_private(directory / name, text.encode(), exclusive=True)

@@ -172,13 +172,20 @@ def spif_export(
         str, typer.Option("--at", help="The instant (ISO 8601 with offset; a bare date is local midnight).")
     ],
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="A node's directory: its tables, with the equivalence changes on file there."
+        ),
+    ] = None,
 ) -> None:
     """Write a party's classification scheme as an XML-SPIF as it stands at an instant.
 
     Classifications with their lacv and hierarchy, marking data, the category tag sets, and the
-    equivalences of every agreement of the party in force at that instant.
+    equivalences of every agreement of the party in force at that instant; with --dir, as the node
+    holds them (the parties' equivalence changes applied from their instants).
     """
-    catalogue = data_catalogue()
+    catalogue = data_catalogue() if directory is None else open_node(directory).catalogue
     code = catalogue.party(party).code
     instant = parse_instant(at, node_timezone(catalogue, code))
     data = spif_for(catalogue, code, instant)

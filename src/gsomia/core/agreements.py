@@ -31,7 +31,8 @@ class EquivalenceRow:
     ``None`` is unbounded. An ``alternative`` row offers the receiver a second level for a level
     an earlier row maps already (Art. 4.2 of the ROK–Japan agreement: Korean Class II is
     "極秘/特定秘密" in Japan); the earlier row stays the default, and the receiving node records
-    which of the two it applied.
+    which of the two it applied. ``basis`` says where a row not read from the data files came
+    from (a party's equivalence change), for the reasons a decision gives.
     """
 
     levels: Mapping[str, str]
@@ -39,6 +40,7 @@ class EquivalenceRow:
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     alternative: bool = False
+    basis: str = ""
 
     def __post_init__(self) -> None:
         for bound in (self.valid_from, self.valid_until):
@@ -53,6 +55,16 @@ class EquivalenceRow:
             self.valid_until is None or at < self.valid_until
         )
 
+    def overlaps(self, other: EquivalenceRow) -> bool:
+        """Whether the two rows' periods share an instant."""
+        starts_before_other_ends = (
+            self.valid_from is None or other.valid_until is None or self.valid_from < other.valid_until
+        )
+        ends_after_other_starts = (
+            self.valid_until is None or other.valid_from is None or other.valid_from < self.valid_until
+        )
+        return starts_before_other_ends and ends_after_other_starts
+
     def pairs(self) -> Iterable[tuple[str, str, str, str]]:
         """Directed (from party, from level, to party, to level) mappings of this row."""
         for src, src_level in self.levels.items():
@@ -63,79 +75,133 @@ class EquivalenceRow:
                     yield src, src_level, dst, dst_level
 
 
+def _start(row: EquivalenceRow) -> float:
+    return float("-inf") if row.valid_from is None else row.valid_from.timestamp()
+
+
+_Entry = tuple[EquivalenceRow, str]
+
+
+def _ordered(found: list[_Entry]) -> tuple[_Entry, ...]:
+    return tuple(sorted(found, key=lambda e: _start(e[0])))
+
+
 @dataclass(frozen=True, slots=True)
 class Equivalence:
-    """An agreement's equivalence table; a level absent from it is never released."""
+    """An agreement's equivalence table; a level absent from it is never released.
+
+    A directed mapping (party, level → other party) may change over time: several rows may give
+    it, each for its own period (a party's equivalence change ends one row and starts another),
+    never two different levels at one instant, except that an ``alternative`` row offers the
+    receiver a second level beside the default one (Art. 4.2).
+    """
 
     rows: tuple[EquivalenceRow, ...]
-    _map: dict[tuple[str, str, str], str] = field(init=False, repr=False, compare=False, hash=False)
-    _row: dict[tuple[str, str, str], EquivalenceRow] = field(
+    # (party, level, to) -> the rows giving the default level, in the order they start
+    _entries: dict[tuple[str, str, str], tuple[_Entry, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
-    # (party, level, to) -> every level ``to`` may apply, the default first; (..., level) -> its row
-    _choices: dict[tuple[str, str, str], tuple[str, ...]] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
-    _choice_row: dict[tuple[str, str, str, str], EquivalenceRow] = field(
+    # (party, level, to) -> the alternative rows offering a second level
+    _alternatives: dict[tuple[str, str, str], tuple[_Entry, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
-        table: dict[tuple[str, str, str], str] = {}
-        rows: dict[tuple[str, str, str], EquivalenceRow] = {}
-        choices: dict[tuple[str, str, str], tuple[str, ...]] = {}
-        choice_row: dict[tuple[str, str, str, str], EquivalenceRow] = {}
+        entries: dict[tuple[str, str, str], list[_Entry]] = {}
+        alternatives: dict[tuple[str, str, str], list[_Entry]] = {}
         for n, row in enumerate(self.rows):
             for src, src_level, dst, dst_level in row.pairs():
                 key = (src, src_level, dst)
-                if table.get(key, dst_level) != dst_level:
-                    if not row.alternative:
-                        raise AgreementError(
-                            f"equivalence row {n + 1}: {src} {src_level} already maps to "
-                            f"{dst} {table[key]}, not {dst_level}"
-                        )
-                    if dst_level not in choices[key]:
-                        choices[key] = (*choices[key], dst_level)
-                        choice_row[(*key, dst_level)] = row
-                    continue
-                table[key] = dst_level
-                rows[key] = row
-                choices[key] = (dst_level,)
-                choice_row[(*key, dst_level)] = row
-        object.__setattr__(self, "_map", table)
-        object.__setattr__(self, "_row", rows)
-        object.__setattr__(self, "_choices", choices)
-        object.__setattr__(self, "_choice_row", choice_row)
+                found = entries.setdefault(key, [])
+                clash = next((lv for other, lv in found if lv != dst_level and other.overlaps(row)), None)
+                if clash is None:
+                    found.append((row, dst_level))
+                elif row.alternative:
+                    alternatives.setdefault(key, []).append((row, dst_level))
+                else:
+                    raise AgreementError(
+                        f"equivalence row {n + 1}: {src} {src_level} already maps to "
+                        f"{dst} {clash}, not {dst_level}"
+                    )
+        object.__setattr__(self, "_entries", {k: _ordered(v) for k, v in entries.items() if v})
+        object.__setattr__(self, "_alternatives", {k: _ordered(v) for k, v in alternatives.items()})
 
-    def map(self, party: str, level: str, to: str) -> str | None:
-        """The ``to`` party's level for ``party``'s ``level``, or ``None`` if there is none."""
+    def _entry(self, party: str, level: str, to: str, at: datetime | None) -> _Entry | None:
+        found = self._entries.get((party, level, to))
+        if not found:
+            return None
+        if at is None:
+            return found[-1]
+        for row, target in reversed(found):
+            if row.valid_at(at):
+                return row, target
+        return None
+
+    def map(self, party: str, level: str, to: str, at: datetime | None = None) -> str | None:
+        """The ``to`` party's (default) level for ``party``'s ``level``, or ``None`` if there is none.
+
+        With ``at``, the level a row valid at that instant gives; without, the latest row's (the
+        table as it stands after every change it records)."""
         if party == to:
             return level
-        return self._map.get((party, level, to))
+        entry = self._entry(party, level, to, at)
+        return None if entry is None else entry[1]
 
-    def row(self, party: str, level: str, to: str) -> EquivalenceRow | None:
-        """The row that maps ``party``'s ``level`` onto ``to``, or ``None``."""
-        return self._row.get((party, level, to))
+    def row(self, party: str, level: str, to: str, at: datetime | None = None) -> EquivalenceRow | None:
+        """The row that maps ``party``'s ``level`` onto ``to`` (at ``at``, or the latest), or ``None``."""
+        entry = self._entry(party, level, to, at)
+        return None if entry is None else entry[0]
+
+    def entries(self, party: str, level: str, to: str) -> tuple[_Entry, ...]:
+        """Every (row, ``to``'s level) giving the default for ``party``'s ``level``, in the order
+        they start."""
+        return self._entries.get((party, level, to), ())
+
+    def alternatives(self, party: str, level: str, to: str) -> tuple[_Entry, ...]:
+        """Every (alternative row, ``to``'s second level) offered for ``party``'s ``level``."""
+        return self._alternatives.get((party, level, to), ())
 
     def choices(self, party: str, level: str, to: str, at: datetime | None = None) -> tuple[str, ...]:
         """Every level of ``to`` that ``party``'s ``level`` may be held under, the default first
-        (one, unless an ``alternative`` row offers a second); with ``at``, only rows applying then."""
+        (one, unless an ``alternative`` row offers a second); with ``at``, only rows applying then
+        (without, the latest default and every alternative)."""
         if party == to:
             return (level,)
-        found = self._choices.get((party, level, to), ())
-        if at is None:
-            return found
-        return tuple(c for c in found if self._choice_row[(party, level, to, c)].valid_at(at))
+        default = self.map(party, level, to, at)
+        out = [] if default is None else [default]
+        for row, target in self._alternatives.get((party, level, to), ()):
+            if (at is None or row.valid_at(at)) and target not in out:
+                out.append(target)
+        return tuple(out)
 
-    def choice_row(self, party: str, level: str, to: str, target: str) -> EquivalenceRow | None:
-        """The row that lets ``to`` hold ``party``'s ``level`` as ``target``, or ``None``."""
-        return self._choice_row.get((party, level, to, target))
+    def choice_row(
+        self, party: str, level: str, to: str, target: str, at: datetime | None = None
+    ) -> EquivalenceRow | None:
+        """The row that lets ``to`` hold ``party``'s ``level`` as ``target`` (at ``at``, or the
+        latest), or ``None``."""
+        found = (*self._entries.get((party, level, to), ()), *self._alternatives.get((party, level, to), ()))
+        rows = [row for row, lv in found if lv == target and (at is None or row.valid_at(at))]
+        return max(rows, key=_start, default=None)
+
+    def keys(self) -> Iterable[tuple[str, str, str]]:
+        """Every directed (party, level, other party) the table maps at some instant."""
+        return self._entries.keys()
+
+    def bounds(self) -> tuple[datetime, ...]:
+        """Every instant at which a row starts or ends, in order: the table is the same between two."""
+        return tuple(
+            sorted({b for row in self.rows for b in (row.valid_from, row.valid_until) if b is not None})
+        )
 
     def directed(self, at: datetime | None = None) -> Mapping[tuple[str, str, str], str]:
-        """Every directed mapping; with ``at``, only those whose row applies at that instant."""
-        if at is None:
-            return dict(self._map)
-        return {key: level for key, level in self._map.items() if self._row[key].valid_at(at)}
+        """Every directed (default) mapping; with ``at``, only those whose row applies at that
+        instant (without, the latest row of each)."""
+        out: dict[tuple[str, str, str], str] = {}
+        for src, src_level, dst in self._entries:
+            entry = self._entry(src, src_level, dst, at)
+            if entry is not None:
+                out[(src, src_level, dst)] = entry[1]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

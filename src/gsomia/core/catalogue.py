@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gsomia.core.agreements import Agreement
+from gsomia.core.agreements import Agreement, EquivalenceRow
 from gsomia.core.assumptions import Assumption
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.parties import Classification, Party
@@ -48,24 +48,34 @@ class Catalogue:
     def _check_protective(self, agreement: Agreement) -> None:
         """An equivalence never weakens protection: a classified level (rank above 0) maps only to a
         classified level (rank 0 and below are handling caveats, not classifications), and it is
-        monotonic: a higher level of one party never maps below what a lower level of it maps to."""
+        monotonic: a higher level of one party never maps below what a lower level of it maps to.
+        Both hold at every instant: the rows valid together are checked together (a party's
+        equivalence change ends some rows and starts others)."""
+        table = agreement.equivalence
+        instants: list[datetime | None] = [None, *table.bounds()]
+        for at in instants:
+            rows = [r for r in table.rows if (r.valid_from is None if at is None else r.valid_at(at))]
+            self._check_rows(agreement, rows, at)
+
+    def _check_rows(self, agreement: Agreement, rows: list[EquivalenceRow], at: datetime | None) -> None:
+        when = "" if at is None else f" from {at.isoformat()}"
         seen: dict[tuple[str, str], list[tuple[Classification, Classification]]] = {}
-        for row in agreement.equivalence.rows:
+        for row in rows:
             for src, src_level, dst, dst_level in row.pairs():
                 a = self.parties[src].scheme.level(src_level)
                 b = self.parties[dst].scheme.level(dst_level)
                 if a.rank > 0 >= b.rank:
                     raise AgreementError(
                         f"agreement {agreement.id}: equivalence maps {src} {a.name}, a classification, "
-                        f"to {dst} {b.name}, which is not one (rank {b.rank}: a handling caveat)"
+                        f"to {dst} {b.name}, which is not one (rank {b.rank}: a handling caveat){when}"
                     )
                 for c, d in seen.setdefault((src, dst), []):
                     if (a.rank > c.rank and b.rank < d.rank) or (a.rank < c.rank and b.rank > d.rank):
                         high, low = ((a, b), (c, d)) if a.rank > c.rank else ((c, d), (a, b))
                         raise AgreementError(
-                            f"agreement {agreement.id}: equivalence is not monotonic: {src} {high[0].name} "
-                            f"maps to {dst} {high[1].name}, below {low[1].name} that the lower "
-                            f"{low[0].name} maps to"
+                            f"agreement {agreement.id}: equivalence is not monotonic{when}: {src} "
+                            f"{high[0].name} maps to {dst} {high[1].name}, below {low[1].name} that the "
+                            f"lower {low[0].name} maps to"
                         )
                 seen[(src, dst)].append((a, b))
 

@@ -158,12 +158,13 @@ class _Candidate:
 
     __slots__ = (
         "alternatives",
+        "breaks",
         "ended",
-        "equivalent",
         "hub",
         "id",
+        "mappings",
         "memo",
-        "periods",
+        "own",
         "purposes",
         "receivers",
         "scope",
@@ -206,36 +207,60 @@ class _Candidate:
             for t in agreement.transitions
         ]
         self.memo: dict[tuple[object, ...], Any] = {}
-        # (originator, level, receiver) -> the receiver's marking, or None: no equivalent
-        self.equivalent: dict[tuple[str, str, str], Marking | None] = {}
-        # (originator, level, receiver) -> (from, until, what bounds it): when the mapping exists
-        self.periods: dict[tuple[str, str, str], tuple[float, float, str]] = {}
-        # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2)
-        self.alternatives: dict[tuple[str, str, str], tuple[str, ...]] = {}
         table = agreement.equivalence
+        # the instants at which a row starts or ends: between two, the table is the same (an epoch)
+        self.breaks = [b.timestamp() for b in table.bounds()]
+        # (originator, level, receiver) -> the periods in which a row maps it, in order
+        self.mappings: dict[tuple[str, str, str], tuple[_Mapping, ...]] = {}
+        # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2), each
+        # with the period its row applies in
+        self.alternatives: dict[tuple[str, str, str], tuple[tuple[float, float, str], ...]] = {}
+        # (party, level) -> when the level itself exists
+        self.own: dict[tuple[str, str], tuple[float, float, str]] = {}
         for code in agreement.parties:
             for level in catalogue.parties[code].scheme.levels:
+                self.own[(code, level.name)] = _period(
+                    [(f"{code} {level.name}", level.valid_from, level.valid_until)]
+                )
                 for receiver in receivers:
-                    target = table.map(code, level.name, receiver)
-                    marking = None
-                    if target is not None:
+                    found = []
+                    if code == receiver:  # an item going back to its originator keeps its level
+                        marking = Marking(code, code, level.name, level.alias, level.gloss, self.id)
+                        own = _period([(f"{code} {level.name}", level.valid_from, level.valid_until)])
+                        found.append(_Mapping(float("-inf"), float("inf"), "", marking, own))
+                    for row, target in table.entries(code, level.name, receiver):
                         lv = catalogue.parties[receiver].scheme.level(target)
                         marking = Marking(code, receiver, lv.name, lv.alias, lv.gloss, self.id)
-                        row = table.row(code, level.name, receiver)
-                        bounded = [
-                            (f"{code} {level.name}", level.valid_from, level.valid_until),
-                            (f"{receiver} {lv.name}", lv.valid_from, lv.valid_until),
-                        ]
-                        if row is not None and code != receiver:
-                            bounded.append(
-                                (f"the row mapping {code} {level.name} to {receiver} {lv.name}",
-                                 row.valid_from, row.valid_until)
-                            )  # fmt: skip
-                        self.periods[(code, level.name, receiver)] = _period(bounded)
-                        self.alternatives[(code, level.name, receiver)] = table.choices(
-                            code, level.name, receiver
-                        )[1:]
-                    self.equivalent[(code, level.name, receiver)] = marking
+                        levels = _period(
+                            [
+                                (f"{code} {level.name}", level.valid_from, level.valid_until),
+                                (f"{receiver} {lv.name}", lv.valid_from, lv.valid_until),
+                            ]
+                        )
+                        row_what = f"the row mapping {code} {level.name} to {receiver} {lv.name}"
+                        if row.basis:
+                            row_what += f" ({row.basis})"
+                        start, end, said = _period([(row_what, row.valid_from, row.valid_until)])
+                        found.append(_Mapping(start, end, said, marking, levels))
+                    if found:
+                        self.mappings[(code, level.name, receiver)] = tuple(found)
+                    offered = table.alternatives(code, level.name, receiver)
+                    if offered:
+                        self.alternatives[(code, level.name, receiver)] = tuple(
+                            (*_period([("", row.valid_from, row.valid_until)])[:2], target)
+                            for row, target in offered
+                        )
+
+    def epoch(self, ts: float) -> int:
+        """Which stretch between the table's row bounds ``ts`` falls in."""
+        return bisect_right(self.breaks, ts) if self.breaks else 0
+
+    def mapping(self, originator: str, level: str, receiver: str, ts: float) -> _Mapping | None:
+        """The period whose row maps ``originator``'s ``level`` for ``receiver`` at ``ts``, or ``None``."""
+        for found in self.mappings.get((originator, level, receiver), ()):
+            if found.start <= ts < found.end:
+                return found
+        return None
 
     def remember(self, key: tuple[object, ...], value: _V) -> _V:
         memo = self.memo
@@ -243,6 +268,17 @@ class _Candidate:
             memo.clear()
         memo[key] = value
         return value
+
+
+class _Mapping(NamedTuple):
+    """One period of a directed mapping: the row's bounds, the receiver's marking, and the levels'
+    own validity (the intersection of both levels' periods, and the sentence naming it)."""
+
+    start: float
+    end: float
+    said: str
+    marking: Marking
+    levels: tuple[float, float, str]
 
 
 def _period(bounded: list[tuple[str, datetime | None, datetime | None]]) -> tuple[float, float, str]:
@@ -302,7 +338,9 @@ class _LabelDates:
 
 
 class _Equivalence:
-    """The item's level has an equivalent for every receiver (the classification ceiling)."""
+    """The item's level has an equivalent for every receiver at this instant (the classification
+    ceiling): a row of the table valid then maps it. A level absent from the table is never
+    released; one a party's change stopped mapping is not released from the change's instant."""
 
     name = "equivalence"
 
@@ -312,17 +350,32 @@ class _Equivalence:
         for receiver in candidate.receivers:
             if receiver == label.originator:
                 continue
-            marking = candidate.equivalent.get((label.originator, label.classification, receiver))
-            if marking is None:
+            key = (label.originator, label.classification, receiver)
+            periods = candidate.mappings.get(key)
+            if not periods:
                 return Check(
                     self.name,
                     False,
                     f"{label.originator} {label.classification} has no equivalent for {receiver} "
                     f"under {candidate.id}: a level absent from the table is never released",
                 )
-            others = candidate.alternatives.get((label.originator, label.classification, receiver))
+            mapping = candidate.mapping(*key, ts)
+            if mapping is None:
+                said = "; ".join(p.said for p in periods if p.said)
+                return Check(
+                    self.name,
+                    False,
+                    f"{label.originator} {label.classification} has no equivalent for {receiver} "
+                    f"under {candidate.id} at this instant: {said}",
+                )
+            level = mapping.marking.classification
+            others = [
+                lv
+                for start, end, lv in candidate.alternatives.get(key, ())
+                if start <= ts < end and lv != level
+            ]
             choice = f" (or {' or '.join(others)}, as {receiver} applies it: Art. 4.2)" if others else ""
-            found.append(f"{receiver} {marking.classification}{choice}")
+            found.append(f"{receiver} {level}{choice}")
         return Check(
             self.name,
             True,
@@ -332,7 +385,7 @@ class _Equivalence:
 
 
 class _LevelPeriods:
-    """The levels and the equivalence row used exist at this instant (特定秘密 from 10 Dec 2014)."""
+    """The levels the equivalence uses exist at this instant (特定秘密 from 10 Dec 2014)."""
 
     name = "level_validity"
     _ok = Check(name, True, "the levels and their correspondence exist at this instant")
@@ -342,10 +395,14 @@ class _LevelPeriods:
         for receiver in candidate.receivers:
             if receiver == label.originator:
                 continue
-            period = candidate.periods.get((label.originator, label.classification, receiver))
-            if period is None:
-                continue  # no equivalent at all: the equivalence rule refuses it
-            start, end, said = period
+            mapping = candidate.mapping(label.originator, label.classification, receiver, ts)
+            if mapping is None:  # no equivalent at this instant (the equivalence rule refuses it):
+                own = candidate.own.get((label.originator, label.classification))  # does the level exist?
+                if own is None:
+                    continue
+                start, end, said = own
+            else:
+                start, end, said = mapping.levels
             if not start <= ts < end:
                 return Check(
                     self.name,
@@ -596,8 +653,8 @@ class LabelRules:
 
     Their checks are computed once per distinct (label fields, purpose, route shape)
     and candidate agreement, then reused: a stream of releases of similar items costs
-    one dictionary look-up for all of them. Only rules that read nothing else (no
-    instant, no consent) belong here.
+    one dictionary look-up for all of them. Only rules that read nothing else (no consent;
+    the instant only through the equivalence table's epoch, which is part of the key) belong here.
     """
 
     __slots__ = ("rules",)
@@ -606,7 +663,7 @@ class LabelRules:
         self.rules = rules
 
     def checks(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> tuple[Check, ...]:
-        label = request.label
+        label = request.label  # the table is the same within an epoch: equivalence is memoised per epoch
         key = (
             self,
             label.originator,
@@ -618,6 +675,7 @@ class LabelRules:
             request.purpose,
             request.sender == label.originator,
             bool(request.via),
+            candidate.epoch(ts),
         )
         found = candidate.memo.get(key)
         if found is None:
@@ -736,9 +794,8 @@ class ReleaseEngine:
             failed, checks = evaluate(request, candidate, ts)
             if not failed:
                 label = request.label
-                marking = candidate.equivalent.get(
-                    (label.originator, label.classification, request.recipient)
-                )
+                mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
+                marking = None if mapping is None else mapping.marking
                 return ReleaseDecision(True, at, route, candidate.id, checks, marking, ids)
             if best is None or failed < best[0]:
                 best = (failed, candidate, checks)

@@ -3,8 +3,8 @@
 A stream of one originator's tracks is released per recipient by the same
 :class:`~gsomia.core.policy.ReleaseEngine` as any item: directly when an agreement
 allows it, else through a hub when the originator has authorised the relay, else not
-at all. The answer can only change when an agreement's status changes or a consent
-starts or ends, so :func:`plan_relay` returns a :class:`RelayPlan` that holds until
+at all. The answer can only change when an agreement's status or equivalence table changes or
+a consent starts or ends, so :func:`plan_relay` returns a :class:`RelayPlan` that holds until
 :func:`next_event_after` — per message, checking the plan is one comparison.
 """
 
@@ -61,8 +61,8 @@ class RelayPlan:
 def next_event_after(
     catalogue: Catalogue, parties: Iterable[str], consents: Sequence[Consent], at: datetime
 ) -> datetime | None:
-    """The first instant after ``at`` when an agreement of ``parties`` changes status or a consent
-    starts or ends; ``None`` if nothing is recorded after ``at``."""
+    """The first instant after ``at`` when an agreement of ``parties`` changes status or its
+    equivalence table, or a consent starts or ends; ``None`` if nothing is recorded after ``at``."""
     require_aware(at, "plan instant")
     members = set(parties)
     instants = [
@@ -72,6 +72,13 @@ def next_event_after(
         for t in agreement.transitions
         if t.at > at
     ]
+    instants.extend(  # a party's equivalence change starts or ends a row: the markings may differ
+        bound
+        for agreement in catalogue.agreements.values()
+        if members & set(agreement.parties)
+        for bound in agreement.equivalence.bounds()
+        if bound > at
+    )
     for consent in consents:
         instants.extend(x for x in (consent.given_at, consent.expires) if x is not None and x > at)
     return min(instants, default=None)

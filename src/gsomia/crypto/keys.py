@@ -9,7 +9,9 @@ overlap, so envelopes in flight still open. Key ids are RFC 7638 JWK thumbprints
 The ring is a JSON file of private JWKs, created with mode 0600 and refused on load
 if group or others may read it. The identity document is what a node publishes to
 its partners: its public JWKs with their validity, read back strictly by
-:meth:`PeerIdentity.from_document`.
+:meth:`PeerIdentity.from_document`; a node that runs TLS also names its certificates there by
+their pins (``tls``: :mod:`gsomia.crypto.tls`), and its partners accept on a connection only a
+certificate the document they registered names.
 
 Nothing here reads the clock: every instant is an argument.
 """
@@ -34,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from joserfc.jwk import OKPKey
 
+from gsomia.crypto.tls import PIN_PATTERN
 from gsomia.errors import ConfigError, EnvelopeError, InstantError, InvalidInputError, NotFoundError
 
 __all__ = ["KeyRing", "PeerIdentity", "PublicKeyEntry"]
@@ -55,6 +58,7 @@ _KEY_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "kid", "use", "alg", "nbf", "exp", "revoked_at")
 _PRIVATE_MEMBERS = (*_PUBLIC_MEMBERS, "d")
 _PRIVATE_OWNER_ONLY = stat.S_IRWXG | stat.S_IRWXO
+_MAX_PINS = 4  # the certificate in use and the next ones, during a rotation
 
 
 def _require_aware(at: datetime, what: str) -> datetime:
@@ -250,16 +254,33 @@ def _parse_keys(raw: Any, *, private: bool) -> list[tuple[PublicKeyEntry, Privat
     return parsed
 
 
-def _check_members(raw: dict[str, Any], expected: tuple[str, ...], marker: str) -> None:
+def _check_members(
+    raw: dict[str, Any], expected: tuple[str, ...], marker: str, optional: tuple[str, ...] = ()
+) -> None:
     fmt = raw.get("format")
     if fmt != marker:
         raise InvalidInputError(f"format: must be {marker!r}, found {fmt!r}")
     for name in raw:
-        if name not in expected:
+        if name not in expected and name not in optional:
             raise InvalidInputError(f"{name}: not a member gsomia knows")
     for name in expected:
         if name not in raw:
             raise InvalidInputError(f"{name}: missing")
+
+
+def _pins(raw: Any) -> tuple[str, ...]:
+    """The ``tls`` member: 1 to ``_MAX_PINS`` distinct certificate pins (SHA-256 of the
+    SubjectPublicKeyInfo, unpadded base64url), in the order given."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= _MAX_PINS:
+        raise InvalidInputError(f"tls: must be a list of 1 to {_MAX_PINS} certificate pins")
+    for i, pin in enumerate(raw):
+        if not isinstance(pin, str) or not PIN_PATTERN.fullmatch(pin):
+            raise InvalidInputError(
+                f"tls[{i}]: must be a certificate pin (SHA-256 of its key, 43 base64url characters)"
+            )
+    if len(set(raw)) != len(raw):
+        raise InvalidInputError("tls: a pin appears twice")
+    return tuple(raw)
 
 
 # --------------------------------------------------------------------------- peers
@@ -267,7 +288,8 @@ def _check_members(raw: dict[str, Any], expected: tuple[str, ...], marker: str) 
 
 @dataclass(frozen=True, slots=True)
 class PeerIdentity:
-    """A partner node as its identity document describes it: party, node, endpoint and public keys.
+    """A partner node as its identity document describes it: party, node, endpoint, public keys and
+    the pins of the TLS certificates it connects with (``tls``; none: it runs no TLS).
 
     >>> PeerIdentity.from_document({"format": "gsomia-identity/2", "party": "KOR"})
     Traceback (most recent call last):
@@ -279,6 +301,7 @@ class PeerIdentity:
     node: str
     endpoint: str
     keys: tuple[PublicKeyEntry, ...]
+    tls: tuple[str, ...] = ()
     _by_kid: dict[str, PublicKeyEntry] = field(init=False, repr=False, compare=False)
     _encryption: tuple[PublicKeyEntry, ...] = field(init=False, repr=False, compare=False)
 
@@ -286,6 +309,8 @@ class PeerIdentity:
         _party(self.party, "party")
         _text(self.node, "node")
         _text(self.endpoint, "endpoint")
+        if self.tls:
+            _pins(list(self.tls))
         by_kid = {entry.kid: entry for entry in self.keys}
         if len(by_kid) != len(self.keys):
             raise InvalidInputError(f"peer {self.party}/{self.node}: a key id appears twice")
@@ -298,14 +323,17 @@ class PeerIdentity:
         try:
             if not isinstance(doc, dict):
                 raise InvalidInputError("(document): must be a JSON object")
-            _check_members(doc, ("format", "party", "node", "endpoint", "keys"), IDENTITY_FORMAT)
+            _check_members(
+                doc, ("format", "party", "node", "endpoint", "keys"), IDENTITY_FORMAT, optional=("tls",)
+            )
             party = _party(doc["party"], "party")
             node = _text(doc["node"], "node")
             endpoint = _text(doc["endpoint"], "endpoint")
             entries = tuple(entry for entry, _ in _parse_keys(doc["keys"], private=False))
+            pins = _pins(doc["tls"]) if "tls" in doc else ()
         except InvalidInputError as exc:
             raise InvalidInputError(f"identity document: {exc}") from exc
-        return cls(party, node, endpoint, entries)
+        return cls(party, node, endpoint, entries, pins)
 
     def to_document(self) -> dict[str, Any]:
         """The identity document, JSON-ready; ``from_document`` reads it back equal."""
@@ -315,7 +343,12 @@ class PeerIdentity:
             "node": self.node,
             "endpoint": self.endpoint,
             "keys": [entry.to_jwk() for entry in self.keys],
+            **({"tls": list(self.tls)} if self.tls else {}),
         }
+
+    def names_certificate(self, pin: str) -> bool:
+        """Whether this identity names the TLS certificate of pin ``pin`` (:mod:`gsomia.crypto.tls`)."""
+        return pin in self.tls
 
     def verification_key(self, kid: str, at: datetime) -> Ed25519PublicKey:
         """The signing key ``kid`` if usable at ``at``; else ``EnvelopeError`` (unknown/revoked/not valid)."""
@@ -616,8 +649,9 @@ class KeyRing:
             raise EnvelopeError("unknown-key")
         return secret
 
-    def identity(self, endpoint: str) -> dict[str, Any]:
-        """This node's identity document (public keys only), JSON-ready."""
+    def identity(self, endpoint: str, tls: tuple[str, ...] = ()) -> dict[str, Any]:
+        """This node's identity document (public keys only, and the pins ``tls`` of its TLS
+        certificates when it runs TLS), JSON-ready."""
         _text(endpoint, "endpoint")
         return {
             "format": IDENTITY_FORMAT,
@@ -625,6 +659,7 @@ class KeyRing:
             "node": self._node,
             "endpoint": endpoint,
             "keys": [key.entry.to_jwk() for key in self._current().keys],
+            **({"tls": list(_pins(list(tls)))} if tls else {}),
         }
 
     def _current(self) -> _Keys:

@@ -2,7 +2,11 @@
 
 ``build`` lays out one node directory per party with its people, tokens and the other
 two nodes registered as peers for every agreement the pair shares (the out-of-band
-exchange of identity documents, done here by hand). ``start`` runs each node as its
+exchange of identity documents, done here by hand). With ``tls`` it also makes a small local
+certificate authority (``tls/ca.crt`` in the network's directory, its key beside it) and a
+certificate for each node (``tls.crt``, ``tls.key`` and the authority's ``ca.crt`` in the node's
+directory, named in its ``node.toml``): the nodes serve HTTPS and call each other over mutual TLS,
+each identity document naming its node's certificate by its pin. ``start`` runs each node as its
 own process (``gsomia node serve``); ``serve_in_threads`` runs them inside this process
 instead, with a clock passed in, for the demo and the tests.
 """
@@ -14,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,22 @@ import uvicorn
 
 from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
+from gsomia.crypto.tls import Issued, issue, make_ca
 from gsomia.errors import ConfigError, InvalidInputError
-from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, system_clock
+from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, set_tls, system_clock
 
-__all__ = ["PARTIES", "NetNode", "build", "open_nodes", "serve_in_threads", "start", "status", "stop"]
+__all__ = [
+    "CA_FILE",
+    "PARTIES",
+    "NetNode",
+    "build",
+    "open_nodes",
+    "serve_in_threads",
+    "start",
+    "status",
+    "stop",
+    "trust",
+]
 
 PARTIES = ("KOR", "JPN", "USA")
 TOPICS = ["dprk-missile", "dprk-nuclear", "prc-navy"]
@@ -41,15 +59,55 @@ STATE_FILE = "net.json"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+CA_DIR = "tls"  # the network's local authority: tls/ca.crt and tls/ca.key
+CA_FILE = f"{CA_DIR}/ca.crt"
+NODE_TLS = {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_ca": "ca.crt"}  # in each node's directory
+
+
 @dataclass(frozen=True, slots=True)
 class NetNode:
     party: str
     directory: Path
     port: int
+    tls: bool = False
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+
+def _authority(directory: Path) -> Issued:
+    """The network's local certificate authority, made at the first build with TLS."""
+    cert, key = directory / CA_FILE, directory / CA_DIR / "ca.key"
+    if cert.exists() and key.exists():
+        return Issued(cert.read_bytes(), key.read_bytes())
+    ca = make_ca(f"gsomia network {directory.name} local authority", datetime.now(UTC))
+    private_dir(directory / CA_DIR)
+    write_private(key, ca.key)
+    write_private(cert, ca.certificate)
+    return ca
+
+
+def _node_tls(member: NetNode, ca: Issued | None) -> None:
+    """Give ``member`` its certificate from ``ca`` (kept if it has one from that authority), or, without
+    ``ca``, none: its ``node.toml`` names its TLS files or no TLS files."""
+    if ca is None:
+        set_tls(member.directory, None, None, None)
+        return
+    ca_path = member.directory / NODE_TLS["tls_ca"]
+    if not ca_path.exists() or ca_path.read_bytes() != ca.certificate:
+        issued = issue(ca, f"gsomia {member.party} node", ("127.0.0.1", "localhost"), datetime.now(UTC))
+        write_private(member.directory / NODE_TLS["tls_key"], issued.key)
+        write_private(member.directory / NODE_TLS["tls_cert"], issued.certificate)
+        write_private(ca_path, ca.certificate)
+    set_tls(member.directory, NODE_TLS["tls_cert"], NODE_TLS["tls_key"], NODE_TLS["tls_ca"])
+
+
+def trust(directory: Path) -> ssl.SSLContext | bool:
+    """What a client of the network's nodes verifies their certificates with: the network's
+    authority when it has one (else the system's)."""
+    ca = directory / CA_FILE
+    return ssl.create_default_context(cafile=str(ca)) if ca.exists() else True
 
 
 def free_port() -> int:
@@ -94,14 +152,18 @@ def build(
     ports: dict[str, int] | None = None,
     clock: Clock = system_clock,
     database_urls: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> list[NetNode]:
     """Create (or reuse) the three node directories and register each node with the other two.
 
-    ``database_urls`` puts a party's node on another store (PostgreSQL); SQLite by default.
+    ``database_urls`` puts a party's node on another store (PostgreSQL); SQLite by default. With
+    ``tls``, each node gets a certificate from the network's local authority (made here once) and
+    serves HTTPS, calling its partners over mutual TLS; without, plain HTTP (a loopback demo).
     """
     private_dir(directory)
     chosen = ports or {party: free_port() for party in PARTIES}
-    members = [NetNode(p, directory / p.lower(), chosen[p]) for p in PARTIES]
+    members = [NetNode(p, directory / p.lower(), chosen[p], tls) for p in PARTIES]
+    ca = _authority(directory) if tls else None
     nodes: dict[str, Node] = {}
     for member in members:
         if not (member.directory / "node.toml").exists():
@@ -112,6 +174,7 @@ def build(
             init_node_dir(member.directory, member.party, url, endpoint=member.endpoint)
         else:
             set_endpoint(member.directory, member.endpoint)
+        _node_tls(member, ca)
         node = Node(load_config(member.directory), clock=clock)
         nodes[member.party] = node
         tokens = _people(node)
@@ -142,12 +205,14 @@ def serve_in_threads(
     """Serve each node's API on its loopback port from a thread of this process (no sender loop:
     the caller delivers, so a replay controls exactly when things move). ``streams`` gives a
     party's node its own ``StreamService`` (e.g. over NATS)."""
-    from gsomia.api import create_app
+    from gsomia.api import create_app, server_config
 
     servers = []
     for member in members:
-        config = uvicorn.Config(
-            create_app(nodes[member.party], stream=(streams or {}).get(member.party)),
+        node = nodes[member.party]
+        config = server_config(
+            create_app(node, stream=(streams or {}).get(member.party)),
+            node.config.tls,  # HTTPS and mutual TLS when the node has TLS files
             host="127.0.0.1",
             port=member.port,
             log_level="warning",
@@ -161,7 +226,7 @@ def serve_in_threads(
         servers.append((server, thread))
     try:
         for member in members:
-            _wait_healthy(member.endpoint, 20)
+            _wait_healthy(member.endpoint, 20, _verify(nodes[member.party]))
         yield
     finally:
         for server, _ in servers:
@@ -170,11 +235,16 @@ def serve_in_threads(
             thread.join(timeout=10)
 
 
-def _wait_healthy(endpoint: str, seconds: float) -> None:
+def _verify(node: Node) -> ssl.SSLContext | bool:
+    tls = node.config.tls
+    return True if tls is None else ssl.create_default_context(cafile=str(tls.ca))
+
+
+def _wait_healthy(endpoint: str, seconds: float, verify: ssl.SSLContext | bool = True) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if httpx.get(f"{endpoint}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{endpoint}/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -247,23 +317,28 @@ def _serve_process(member: NetNode, port: int, log_name: str, nats: str | None) 
     return process
 
 
-def balancer_config(backends: dict[NetNode, list[int]]) -> str:
+def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) -> str:
     """HAProxy's configuration: each node's endpoint balanced over its processes' ports, a process
     that stops answering ``/healthz`` taken out within two seconds; streams (SSE, WebSocket) kept
-    open for an hour."""
+    open for an hour. With ``tls`` the balancer passes each TLS connection through whole (``mode
+    tcp``): the process ends it, so it sees the client's certificate (mutual TLS between nodes)."""
     lines = [
         "global",
         "    maxconn 4096",
         "defaults",
-        "    mode http",
-        "    option http-server-close",
+        # in http mode each caller's own address reaches the processes (X-Forwarded-For): their
+        # budgets of requests without credentials are counted by it, not by the balancer's
+        *(
+            ["    mode tcp"]
+            if tls
+            else ["    mode http", "    option http-server-close", "    option forwardfor"]
+        ),
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",
         "    timeout tunnel 1h",
         "    retries 2",
-        "    option redispatch",
-        "    option forwardfor",  # each caller's own address reaches the processes (their rate limits)
+        "    option redispatch 1",  # every retry to another process: a dead one refuses at once
     ]
     for member, ports in backends.items():
         name = member.party.lower()
@@ -276,15 +351,21 @@ def balancer_config(backends: dict[NetNode, list[int]]) -> str:
             "    option httpchk GET /healthz",
             "    http-check expect status 200",
         ]
+        check = " check-ssl verify none" if tls else ""  # a health check only: the nodes verify peers
         lines += [
-            f"    server {name}{n} 127.0.0.1:{port} check inter 1s fall 2 rise 1"
+            f"    server {name}{n} 127.0.0.1:{port} check{check} inter 1s fall 2 rise 1"
             for n, port in enumerate(ports)
         ]
     return "\n".join(lines) + "\n"
 
 
 def start(
-    directory: Path, database_url: str | None = None, *, replicas: int = 1, nats: str | None = None
+    directory: Path,
+    database_url: str | None = None,
+    *,
+    replicas: int = 1,
+    nats: str | None = None,
+    tls: bool = False,
 ) -> list[dict[str, Any]]:
     """Build the network if needed and start each node as its own process.
 
@@ -292,7 +373,8 @@ def start(
     node keeps a SQLite file in its directory. ``nats`` fans each node's track stream out through
     NATS JetStream. With ``replicas`` above one, each node is that many processes behind HAProxy
     (the distribution's ``haproxy``, started here and stopped by :func:`stop`) on the node's
-    endpoint; that needs PostgreSQL and NATS, which the processes of a node share.
+    endpoint; that needs PostgreSQL and NATS, which the processes of a node share. With ``tls`` the
+    nodes serve HTTPS and call each other over mutual TLS (:func:`build`).
     """
     if not 1 <= replicas <= MAX_REPLICAS:
         raise InvalidInputError(f"--replicas must be 1 to {MAX_REPLICAS}")
@@ -317,7 +399,9 @@ def start(
     if state_path.exists() and any(_alive(n["pid"]) for n in _processes(json.loads(state_path.read_text()))):
         raise ConfigError(f"a network is already running from {directory}; 'gsomia net down' first")
     urls = schema_urls(database_url, directory) if database_url else None
-    members = build(directory, database_urls=urls)
+    members = build(directory, database_urls=urls, tls=tls)
+    verify = trust(directory) if tls else True
+    scheme = "https" if tls else "http"
     running: list[dict[str, Any]] = []
     backends: dict[NetNode, list[int]] = {}
     for member in members:
@@ -332,7 +416,7 @@ def start(
                     "pid": process.pid,
                     "port": port,
                     "endpoint": member.endpoint,  # the node's: the balancer's, with replicas
-                    "process": f"http://127.0.0.1:{port}",  # this process's own
+                    "process": f"{scheme}://127.0.0.1:{port}",  # this process's own
                     "dir": str(member.directory),
                     "replica": n,
                 }
@@ -340,10 +424,10 @@ def start(
     state: dict[str, Any] = {"nodes": running}
     try:
         for node in running:
-            _wait_healthy(node["process"], 60)
+            _wait_healthy(node["process"], 60, verify)
         if haproxy is not None:
             config = directory / BALANCER_FILE
-            write_private(config, balancer_config(backends).encode())
+            write_private(config, balancer_config(backends, tls=tls).encode())
             with open(open_private_append(directory / "haproxy.log"), "ab") as log:
                 balancer = subprocess.Popen(  # noqa: S603 - the distribution's haproxy, our configuration
                     [haproxy, "-db", "-f", str(config)],
@@ -355,7 +439,7 @@ def start(
             _CHILDREN[balancer.pid] = balancer
             state["balancer"] = {"pid": balancer.pid, "config": str(config)}
             for member in members:
-                _wait_healthy(member.endpoint, 30)
+                _wait_healthy(member.endpoint, 30, verify)
     finally:
         write_private(state_path, json.dumps(state, indent=2).encode())
     return running
@@ -383,11 +467,12 @@ def status(directory: Path) -> list[dict[str, Any]]:
     if not state_path.exists():
         raise ConfigError(f"no network in {directory}: 'gsomia net up --dir {directory}' first")
     out = []
+    verify = trust(directory)
     for node in json.loads(state_path.read_text())["nodes"]:
         healthy = False
         try:
             own = node.get("process", node["endpoint"])  # a state file from before names no process
-            healthy = httpx.get(f"{own}/healthz", timeout=2).status_code == 200
+            healthy = httpx.get(f"{own}/healthz", timeout=2, verify=verify).status_code == 200
         except httpx.TransportError:
             healthy = False
         out.append({**node, "alive": _alive(node["pid"]), "healthy": healthy})

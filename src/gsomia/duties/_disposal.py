@@ -46,15 +46,15 @@ class _Disposal(DutyBase):
 
     def disposal_queue(self, actor: Person, at: datetime | None = None) -> list[dict[str, Any]]:
         """Items held here from another party that are due for return or destruction at ``at``
-        (default now), each with why and where it goes back to."""
+        (default now), each with why and where it goes back to; only those ``actor`` may read."""
         kernel = self.kernel
         kernel.require_any(actor, HANDLERS, "item.disposal-queue")
         when = at or kernel.clock()
         ended = self.db.purpose_ends()
         queue = []
         for row in self.db.items_where(state="held"):
-            if row.originator == self.party:
-                continue
+            if row.originator == self.party or not self._may_read(actor, row):
+                continue  # an officer sees only what they may read (issue 14 §6)
             reasons = []
             record = ended.get(row.id)
             if record is not None and int(str(record["at_us"])) <= epoch_us(when):

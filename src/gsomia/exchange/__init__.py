@@ -22,7 +22,13 @@ from gsomia.exchange._transfer import (
     Refusal,
     Transfer,
 )
-from gsomia.exchange._transport import HttpTransport, MemoryTransport, PeerService, PeerTransport
+from gsomia.exchange._transport import (
+    HttpTransport,
+    MemoryTransport,
+    PeerService,
+    PeerTransport,
+    check_peer_certificate,
+)
 
 __all__ = [
     "DEFAULT_VALIDITY",
@@ -47,6 +53,7 @@ __all__ = [
     "Refusal",
     "Released",
     "Transfer",
+    "check_peer_certificate",
     "consent_content",
     "consent_from_content",
     "receipt_content",

@@ -5,8 +5,8 @@ node's equivalent, and sign a receipt. A message id seen before returns the same
 exactly-once effect. A hub relays what the originator authorised, and only that.
 
 The inbox dispatches by message kind through the exchange's handler table: ``item``,
-``consent-request`` and ``consent`` are its own; other services register theirs where the
-node is built (the duties ``duty``, the audit log ``tree-head``).
+``consent-request``, ``consent`` and ``equivalence-change`` are its own; other services
+register theirs where the node is built (the duties ``duty``, the audit log ``tree-head``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gsomia.core.portions import banner
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
-from gsomia.exchange._consents import Consents
+from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
 from gsomia.exchange._messages import consent_from_content
 from gsomia.kernel import (
     ItemContent,
@@ -48,13 +48,14 @@ _UNOPENED = EnvelopeError("tallied")
 _UNOPENED_FOR_NOW = EnvelopeError("tallied-for-now")  # the same, of a code in _FOR_NOW (retry)
 
 
-class Inbox(Consents):
+class Inbox(Equivalences):
     """Envelopes arriving from peers, a batch in one transaction."""
 
     def _register_own(self) -> None:
         self.register("item", self._receive_item)
         self.register("consent-request", self._receive_consent_request)
         self.register("consent", self._receive_consent)
+        self.register(EQUIVALENCE_KIND, self._receive_equivalence)
 
     def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order.

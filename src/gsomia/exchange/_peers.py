@@ -25,7 +25,8 @@ class Peers(ExchangeBase):
 
     def identity(self) -> dict[str, Any]:
         """This node's identity document, to hand to partners out of band."""
-        return self.ring.identity(self.kernel.endpoint)
+        tls = self.kernel.tls
+        return self.ring.identity(self.kernel.endpoint, () if tls is None else (tls.pin(),))
 
     def peer(self, party: str) -> PeerIdentity | None:
         return self.kernel.peers.peer(party)
@@ -51,6 +52,12 @@ class Peers(ExchangeBase):
                         identity = identity.with_revoked(entry.kid, entry.revoked_at)
             if identity.party == self.party:
                 raise InvalidInputError("an identity document of this node's own party is not a peer")
+            for pin in identity.tls:  # a certificate names one node: the pin says who connected
+                holder = self.kernel.peers.by_certificate(pin)
+                if holder is not None and holder.party != identity.party:
+                    raise InvalidInputError(
+                        f"tls: certificate {pin} is named by {holder.party}'s identity already"
+                    )
             if not agreements:
                 raise InvalidInputError("name at least one agreement the link is registered for")
             for agreement_id in agreements:
@@ -67,6 +74,7 @@ class Peers(ExchangeBase):
                 now,
                 now,
             )
+            pins: dict[str, Any] = {"tls": list(identity.tls)} if identity.tls else {}
             audit = self.kernel.audit_row(
                 "peer.register",
                 who,
@@ -74,6 +82,7 @@ class Peers(ExchangeBase):
                 "allowed",
                 agreements=sorted(set(agreements)),
                 keys=[k.kid for k in identity.keys],
+                **pins,
             )
             self.fed.put_peer(row, [audit])
         except GsomiaError as exc:

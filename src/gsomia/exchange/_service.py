@@ -11,6 +11,8 @@
   a hub relays what the originator authorised, and only that. Message kinds are dispatched
   through a handler table other services register with (duties, the audit log's tree heads).
 - ``_consents``: consents on file and the third-party consent workflow.
+- ``_equivalences``: a party's equivalence changes, proposed here (signed, queued for each partner)
+  and received from partners (verified, checked, applied from their instant).
 
 Each part is a class over the one below it (``_base`` holds the shared state and helpers),
 so every method a part calls is one mypy sees on that part.

@@ -21,9 +21,10 @@ from typing import Any, Protocol, Self
 import httpx
 
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.errors import GsomiaError, TransportError
+from gsomia.crypto.tls import TlsFiles, der_pin
+from gsomia.errors import GsomiaError, InvalidInputError, TransportError
 
-__all__ = ["HttpTransport", "MemoryTransport", "PeerService", "PeerTransport"]
+__all__ = ["HttpTransport", "MemoryTransport", "PeerService", "PeerTransport", "check_peer_certificate"]
 
 
 class PeerTransport(ABC):
@@ -75,32 +76,97 @@ def _proof(body: Any) -> list[str]:
     return proof
 
 
+def check_peer_certificate(peer: PeerIdentity, ssl_object: Any) -> None:
+    """Nothing if the TLS connection ``ssl_object`` (an ``ssl.SSLObject`` or ``SSLSocket``) shows the
+    certificate ``peer``'s registered identity document names; else :class:`TransportError`
+    (``unnamed-certificate``): a certificate an accepted authority signed is not enough."""
+    # positional: the C-level object httpcore hands over takes no keyword
+    der = None if ssl_object is None else ssl_object.getpeercert(True)
+    if not der:
+        raise TransportError(f"unnamed-certificate: {peer.party} showed no TLS certificate")
+    try:
+        pin = der_pin(der)
+    except InvalidInputError as exc:
+        raise TransportError(f"unnamed-certificate: {peer.party}: {exc}") from exc
+    if not peer.names_certificate(pin):
+        raise TransportError(
+            f"unnamed-certificate: {peer.party}'s TLS certificate {pin} is not named by its identity document"
+        )
+
+
 class HttpTransport(PeerTransport):
     """A partner's REST API over HTTP(S): ``POST /inbox``, ``GET /audit/consistency`` and
-    ``GET /audit/inclusion`` at the endpoint its identity document publishes."""
+    ``GET /audit/inclusion`` at the endpoint its identity document publishes.
 
-    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 10.0) -> None:
+    Over HTTPS the partner's certificate must be one its registered identity document names
+    (checked when a connection is made, before a request goes out on it; when the pins a partner's
+    identity names change, the connections kept open are dropped, so none is trusted on an old
+    pin). With ``tls``
+    (the node's own files) the node presents its certificate (mutual TLS), accepts only partners'
+    certificates from its authorities, and never talks to a partner over plain HTTP.
+    """
+
+    def __init__(
+        self, client: httpx.Client | None = None, *, timeout: float = 10.0, tls: TlsFiles | None = None
+    ) -> None:
         self._own = client is None
-        self.client = client if client is not None else httpx.Client(timeout=timeout)
+        self._tls_only = tls is not None
+        self._verify: Any = tls.client_context() if tls is not None else True
+        self._timeout = timeout
+        self.client = client if client is not None else self._new_client()
+        self._pins: dict[str, tuple[str, ...]] = {}  # per partner, the pins its connections were checked on
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self._timeout, verify=self._verify)
+
+    def _repin(self, peer: PeerIdentity) -> None:
+        """Drop the kept connections when ``peer``'s identity names other certificates than those its
+        connections were checked against (a replaced identity document)."""
+        checked = self._pins.get(peer.party)
+        if checked is not None and checked != peer.tls and self._own:
+            self.client.close()
+            self.client = self._new_client()
+            self._pins.clear()
+        self._pins[peer.party] = peer.tls
+
+    def _call(self, peer: PeerIdentity, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{peer.endpoint.rstrip('/')}{path}"
+        secure = url.startswith("https://")
+        if self._tls_only and not secure:
+            raise TransportError(
+                f"plain-http: {peer.party}'s endpoint {peer.endpoint} is not HTTPS; this node talks to "
+                "partners over mutual TLS only"
+            )
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event == "connection.start_tls.complete":  # before the request goes out
+                stream = info["return_value"]
+                try:
+                    check_peer_certificate(peer, stream.get_extra_info("ssl_object"))
+                except TransportError:
+                    stream.close()  # the pool never saw this connection: close it here
+                    raise
+
+        if secure:
+            self._repin(peer)
         try:
-            response = self.client.request(method, url, **kwargs)
+            extensions = {"trace": trace} if secure else None
+            response = self.client.request(method, url, extensions=extensions, **kwargs)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
 
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
-        body = self._call("POST", f"{peer.endpoint.rstrip('/')}/inbox", json={"envelopes": list(envelopes)})
+        body = self._call(peer, "POST", "/inbox", json={"envelopes": list(envelopes)})
         return _results(body, len(envelopes), peer.party)
 
     def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:
-        url = f"{peer.endpoint.rstrip('/')}/audit/consistency"
-        return _proof(self._call("GET", url, params={"first": first, "second": second}))
+        params = {"first": first, "second": second}
+        return _proof(self._call(peer, "GET", "/audit/consistency", params=params))
 
     def inclusion(self, peer: PeerIdentity, entry: str) -> dict[str, Any]:
-        body = self._call("GET", f"{peer.endpoint.rstrip('/')}/audit/inclusion", params={"entry": entry})
+        body = self._call(peer, "GET", "/audit/inclusion", params={"entry": entry})
         if not isinstance(body, dict):
             raise TransportError("ValueError: the inclusion proof is not an object")
         return body

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from gsomia._codec import canonical, person_from_dict
+from gsomia._codec import canonical, equivalence_change_from_dict, person_from_dict
 from gsomia.core.access import AccessDecision, Person, Role, decide_read
 from gsomia.core.catalogue import Catalogue
+from gsomia.core.equivalences import AppliedChange, with_changes
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Check, ReleaseEngine
 from gsomia.core.visits import VisitAuthorisation, VisitScope
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.keys import KeyRing
+from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError, RateLimitedError
 from gsomia.kernel._admission import Admission, parse_networks, parse_rates
 from gsomia.kernel._grouped import GroupedAppend
@@ -35,11 +37,13 @@ from gsomia.kernel._kept import Kept
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.kernel._watch import ChangeWatch
 from gsomia.store import (
+    EQUIVALENCES,
     OVERFLOW_SOURCE,
     PEOPLE,
     VISITS,
     AuditRow,
     DutiesStore,
+    EquivalenceStore,
     FederationStore,
     ItemRow,
     RateCounters,
@@ -166,16 +170,23 @@ class NodeContext:
         watch: ChangeWatch | None = None,
         public_rate: str = DEFAULT_PUBLIC_RATE,
         rate_exempt: Sequence[str] = (),
+        tls: TlsFiles | None = None,
         hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
-        self.catalogue = catalogue
+        self.base_catalogue = catalogue  # the data files' agreements, before any equivalence change
         self.store = store
         self.ring = ring
         self.cipher = cipher
-        self.engine = engine
+        self._base_engine = engine
+        # (equivalences generation, catalogue, engine): the data files with the changes on file
+        self._effective: tuple[int, Catalogue, ReleaseEngine] = (-1, catalogue, engine)
+        self._effective_lock = threading.Lock()
+        self._equivalences = EquivalenceStore(store)
         self.clock = clock
         self.endpoint = endpoint
+        # TLS bound to the identity: served, presented to partners, partners' pins checked
+        self.tls = tls
         self.max_payload_bytes = max_payload_bytes
         self.max_clock_skew = max_clock_skew  # how far a partner's signed instants may be from ours
         self.timezone = node_timezone(catalogue, party)
@@ -191,7 +202,7 @@ class NodeContext:
         self._visit_rows: Kept[str, tuple[VisitRow, ...]] = Kept(
             self.watch, VISITS, lambda person_id: tuple(self._visits.visits_of(person_id))
         )
-        self.items = Items(party, catalogue, store, cipher, ring, hold_as)
+        self.items = Items(party, lambda: self.catalogue, store, cipher, ring, hold_as)
         self._visits = DutiesStore(store)
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
@@ -202,6 +213,40 @@ class NodeContext:
         self.admission = Admission(
             RateCounters(store, now_us), parse_rates(public_rate), parse_networks(rate_exempt), now_us=now_us
         )
+
+    # --- the catalogue and the release engine: the data files with the equivalence changes on file ---
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The parties and agreements, each agreement's equivalence table with the changes on file
+        applied (rebuilt in every process when the store's ``equivalences`` counter moves)."""
+        return self._current()[1]
+
+    @property
+    def engine(self) -> ReleaseEngine:
+        """THE release engine over :attr:`catalogue` (the same rules, compiled again on a change)."""
+        return self._current()[2]
+
+    def _current(self) -> tuple[int, Catalogue, ReleaseEngine]:
+        generation = self.watch.generation(EQUIVALENCES)
+        current = self._effective
+        if current[0] == generation:
+            return current
+        with self._effective_lock:
+            current = self._effective
+            if current[0] != generation:
+                current = self._effective = self._rebuild(generation)
+        return current
+
+    def _rebuild(self, generation: int) -> tuple[int, Catalogue, ReleaseEngine]:
+        applied = [
+            AppliedChange(equivalence_change_from_dict(json.loads(row.change)), from_us(row.applies_us))
+            for row in self._equivalences.changes()
+        ]
+        catalogue = with_changes(self.base_catalogue, applied)  # checked as a whole: fails closed
+        if catalogue is self.base_catalogue:
+            return generation, catalogue, self._base_engine
+        return generation, catalogue, ReleaseEngine(catalogue, self._base_engine.rules)
 
     # --- the audit records ---
 

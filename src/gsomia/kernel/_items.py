@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from gsomia._codec import canonical, json_object, label_from_dict, label_to_dict, text_field
-from gsomia.core.agreements import EquivalenceRow
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -325,25 +324,28 @@ class Items:
     def __init__(
         self,
         party: str,
-        catalogue: Catalogue,
+        catalogue: Callable[[], Catalogue],
         store: Store,
         cipher: PayloadCipher,
         ring: KeyRing,
         hold_as: HoldAs | None = None,
     ) -> None:
         self.party = party
-        self.catalogue = catalogue
+        self._catalogue = catalogue  # the kernel's: the data files with the equivalence changes on file
         self.store = store
         self.cipher = cipher
         self.ring = ring
-        self.hold_as = check_hold_as(catalogue, party, hold_as or {})
+        self.hold_as = check_hold_as(catalogue(), party, hold_as or {})
         self._stored: dict[str, SecurityLabel] = {}
         self._parsed: dict[bytes, SecurityLabel] = {}
-        self._received: dict[
-            tuple[SecurityLabel, str | None, str | None],
-            tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]],
-        ] = {}
+        # (label, received from, agreement) -> the label checked, and whether it gets this node's level
+        self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
+        self._received_for: Catalogue | None = None  # the catalogue those were checked against
         self._marks: dict[str, tuple[PortionMark, ...]] = {}
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue()
 
     # --- labels ---
 
@@ -377,7 +379,8 @@ class Items:
         prefer: str | None = None,
     ) -> SecurityLabel:
         """The label this node holds an item under: the originator's, plus, for a received item,
-        this node's equivalent level under the agreement it came by (Art. 4). The one place the
+        this node's equivalent level under the agreement it came by (Art. 4), as the table maps it
+        at ``at`` (the instant of receipt; ``None``: the table's latest rows). The one place the
         receiver's label is worked out: ingest, the inbox, the duties and the stream all ask here.
 
         Where the agreement offers this node a choice of level (Art. 4.2: Korean Class II is
@@ -385,6 +388,10 @@ class Items:
         the item before, kept through a reclassification), else the node's default for the
         agreement (``hold_as``), else the agreement's first row; a choice whose row does not apply
         at ``at`` is passed over. Raises :class:`LabelError` when the item cannot be held here."""
+        catalogue = self.catalogue
+        if catalogue is not self._received_for:  # an equivalence change on file: check again
+            self._received.clear()
+            self._received_for = catalogue
         key = (label, received_from, agreement)
         found = self._received.get(key)
         if found is None:
@@ -392,14 +399,20 @@ class Items:
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
             self._received[key] = found
-        held, choices = found
-        if not choices:
+        held, marked = found
+        if not marked:
             return held
-        level = choices[0][0]
+        table = catalogue.agreement(str(agreement)).equivalence
+        choices = table.choices(label.originator, label.classification, self.party, at)
+        if not choices:
+            raise LabelError(
+                f"{label.originator} {label.classification} has no {self.party} equivalent under "
+                f"{agreement} at this instant: it cannot be held here"
+            )
+        level = choices[0]
         if len(choices) > 1:
-            usable = [c for c, row in choices if at is None or row is None or row.valid_at(at)]
             default = self.hold_as.get((str(agreement), label.originator, label.classification))
-            level = next((c for c in (prefer, default) if c is not None and c in usable), level)
+            level = next((c for c in (prefer, default) if c is not None and c in choices), level)
         return held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
 
     def applied(self, label_text: str) -> str | None:
@@ -414,7 +427,7 @@ class Items:
 
     def _receive(
         self, label: SecurityLabel, received_from: str | None, agreement: str | None
-    ) -> tuple[SecurityLabel, tuple[tuple[str, EquivalenceRow | None], ...]]:
+    ) -> tuple[SecurityLabel, bool]:
         if label.alternatives:
             raise LabelError(
                 "label.alternatives: the node adds alternative labels on receipt; do not send them"
@@ -422,7 +435,7 @@ class Items:
         if label.originator == self.party:
             if received_from or agreement:
                 raise LabelError(f"an item originated by {self.party} was not received from anyone")
-            return label, ()
+            return label, False
         if self.party not in label.releasable_to or "NOFORN" in label.caveats:
             raise LabelError(
                 f"the label does not make this {label.originator} item releasable to {self.party}: "
@@ -437,18 +450,12 @@ class Items:
         governing = self.catalogue.agreement(agreement)
         if self.party not in governing.parties or source not in governing.parties:
             raise LabelError(f"{agreement} does not cover a transfer from {source} to {self.party}")
-        table = governing.equivalence
-        levels = table.choices(label.originator, label.classification, self.party)
-        if not levels:
+        if not governing.equivalence.choices(label.originator, label.classification, self.party):
             raise LabelError(
                 f"{label.originator} {label.classification} has no {self.party} equivalent under "
                 f"{agreement}: it cannot be held here"
             )
-        rows = tuple(
-            (level, table.choice_row(label.originator, label.classification, self.party, level))
-            for level in levels
-        )
-        return label, rows
+        return label, True
 
     # --- rows ---
 

@@ -7,12 +7,14 @@ written only by the exchange's peer registration and key revocation, in any proc
 (``gsomia peer add`` or ``peer revoke-key`` beside a serving node). The store is the truth: each
 process reads the peers again when the store's ``peers`` generation moved, which it checks on
 use at most every ~250 ms (:class:`~gsomia.kernel._watch.ChangeWatch`), so a revoked key is
-refused by every process within a second.
+refused by every process within a second, and a replaced identity document's TLS certificate pins
+(``tls``) are the ones a connection is checked against within a second too.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel._watch import ChangeWatch
@@ -21,20 +23,31 @@ from gsomia.store import PEERS, FederationStore
 __all__ = ["PeerDirectory"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    generation: int
+    peers: dict[str, tuple[PeerIdentity, frozenset[str]]]
+    pins: dict[str, PeerIdentity]
+
+
 class PeerDirectory:
     """Registered peers, as the store holds them: read again whenever the store's changed."""
 
     def __init__(self, fed: FederationStore, watch: ChangeWatch) -> None:
         self._fed = fed
         self._watch = watch
-        # (the generation read, the peers then): replaced whole, so a reader sees one or the other
-        self._peers: tuple[int, dict[str, tuple[PeerIdentity, frozenset[str]]]] | None = None
+        # (the generation read, the peers then, the peers by certificate pin): replaced whole, so a
+        # reader sees one or the other
+        self._peers: _Held | None = None
 
     def _load(self) -> dict[str, tuple[PeerIdentity, frozenset[str]]]:
+        return self._held().peers
+
+    def _held(self) -> _Held:
         generation = self._watch.generation(PEERS)
         held = self._peers
-        if held is not None and held[0] == generation:
-            return held[1]
+        if held is not None and held.generation == generation:
+            return held
         peers = {
             row.party: (
                 PeerIdentity.from_document(json.loads(row.document)),
@@ -42,9 +55,11 @@ class PeerDirectory:
             )
             for row in self._fed.peers()
         }
+        pins = {pin: identity for identity, _ in peers.values() for pin in identity.tls}
         # the rows may be newer than ``generation`` (a write in between): read again at the next move
-        self._peers = (generation, peers)
-        return peers
+        held = _Held(generation, peers, pins)
+        self._peers = held
+        return held
 
     def invalidate(self) -> None:
         """After a write in this process: read the generation (and so the peers) again at once."""
@@ -59,6 +74,11 @@ class PeerDirectory:
         """The agreements the G2G link with ``party`` is registered for (Art. 9)."""
         found = self._load().get(party)
         return frozenset() if found is None else found[1]
+
+    def by_certificate(self, pin: str) -> PeerIdentity | None:
+        """The registered peer whose identity document names the TLS certificate of pin ``pin``
+        (:mod:`gsomia.crypto.tls`), or ``None``: a certificate no registered identity names."""
+        return self._held().pins.get(pin)
 
     def all(self) -> list[tuple[PeerIdentity, frozenset[str]]]:
         """Every registered peer with its links, by party."""

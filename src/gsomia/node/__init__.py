@@ -1,7 +1,7 @@
 """A party's node: its directory and configuration, and :class:`Node`, which builds the parts
 (kernel, exchange, audit log, duties) and wires them."""
 
-from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint
+from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint, set_tls
 from gsomia.node._feed import FEED_KINDS, Feed, FeedEvent, FeedFilter
 from gsomia.node._service import (
     MAX_PAGE,
@@ -32,5 +32,6 @@ __all__ = [
     "init_node_dir",
     "load_config",
     "set_endpoint",
+    "set_tls",
     "system_clock",
 ]

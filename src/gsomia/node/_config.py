@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from gsomia._files import private_dir, write_private
 from gsomia.crypto.atrest import PayloadCipher
+from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import ConfigError
 from gsomia.kernel import DEFAULT_PUBLIC_RATE, parse_networks, parse_rates
 
@@ -42,6 +43,7 @@ __all__ = [
     "init_node_dir",
     "load_config",
     "set_endpoint",
+    "set_tls",
 ]
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
@@ -95,7 +97,9 @@ class NodeSettings(BaseModel):
         default=0.2, description="pause (seconds) of the background sender when it has nothing to send"
     )
     head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        default=5.0, description="how often (seconds) the node signs, shares and checks tree heads"
+        default=5.0,
+        description="how often (seconds) the node shares and checks tree heads, and gossips its partners' "
+        "heads to the others (a split view is found within about one such interval)",
     )
     lease_seconds: Annotated[float, Field(ge=0.5, le=300)] = Field(
         default=5.0,
@@ -135,6 +139,25 @@ class NodeSettings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"holds something that is not a network in CIDR notation: {exc}") from None
         return value
+
+    tls_cert: str | None = Field(
+        default=None,
+        description="TLS: this node's certificate chain (PEM, relative to this file): it serves HTTPS "
+        "and presents it to partners (mutual TLS); its pin is published in the identity document",
+    )
+    tls_key: str | None = Field(default=None, description="TLS: the certificate's private key (PEM, 0600)")
+    tls_ca: str | None = Field(
+        default=None,
+        description="TLS: the authorities partners' certificates must come from (PEM); a partner's "
+        "certificate is accepted only if its registered identity document names it too",
+    )
+
+    @model_validator(mode="after")
+    def _tls_together(self) -> NodeSettings:
+        given = [self.tls_cert is not None, self.tls_key is not None, self.tls_ca is not None]
+        if any(given) and not all(given):
+            raise ValueError("tls_cert, tls_key and tls_ca are given together, or none of them")
+        return self
 
     hold_as: dict[str, dict[str, str]] = Field(
         default_factory=dict,
@@ -186,6 +209,8 @@ class NodeConfig:
     lease_seconds: float = 5.0
     public_rate_limit: str = DEFAULT_PUBLIC_RATE
     rate_limit_exempt: tuple[str, ...] = ()
+    # TLS: served, presented to partners and their certificates checked (None: plain HTTP)
+    tls: TlsFiles | None = None
     # (agreement, originator, originator's level) -> the level this node applies (Art. 4.2's choice)
     hold_as: Mapping[tuple[str, str, str], str] = dataclass_field(default_factory=dict)
 
@@ -229,9 +254,19 @@ def _render(settings: NodeSettings) -> str:
             continue
         if field.description:
             table.add(tomlkit.comment(field.description))
-        table.add(name, values[name])
+        table.add(name, _inline(values[name]))
     document.add("node", table)
     return tomlkit.dumps(document)
+
+
+def _inline(value: Any) -> Any:
+    """A mapping as an inline table: a sub-table would take every key written after it into it."""
+    if not isinstance(value, dict):
+        return value
+    inline = tomlkit.inline_table()
+    for key, item in value.items():
+        inline[key] = _inline(item)
+    return inline
 
 
 def _write(directory: Path, settings: NodeSettings) -> None:
@@ -338,6 +373,11 @@ def load_config(directory: Path) -> NodeConfig:
         lease_seconds=settings.lease_seconds,
         public_rate_limit=settings.public_rate_limit,
         rate_limit_exempt=tuple(settings.rate_limit_exempt),
+        tls=None
+        if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None
+        else TlsFiles(
+            directory / settings.tls_cert, directory / settings.tls_key, directory / settings.tls_ca
+        ),
         hold_as=_hold_as(settings.hold_as),
     )
 
@@ -365,3 +405,8 @@ def update_settings(directory: Path, **changes: Any) -> NodeConfig:
 def set_endpoint(directory: Path, endpoint: str) -> NodeConfig:
     """Change the published endpoint in ``node.toml`` (e.g. when the port is chosen at start)."""
     return update_settings(directory, endpoint=endpoint)
+
+
+def set_tls(directory: Path, cert: str | None, key: str | None, ca: str | None) -> NodeConfig:
+    """Name the node's TLS files in ``node.toml`` (relative to it), or none (all ``None``: plain HTTP)."""
+    return update_settings(directory, tls_cert=cert, tls_key=key, tls_ca=ca)

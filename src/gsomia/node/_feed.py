@@ -11,6 +11,7 @@ skipped without a trace. The cursor still moves past what was skipped, so a page
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -130,7 +131,7 @@ class Feed:
             return None
         return FeedEvent(
             row.seq,
-            FEED_KINDS[row.kind],
+            _type(row),
             item.id,
             datetime.fromtimestamp(row.at_us / 1e6, UTC),
             label.originator,
@@ -139,3 +140,11 @@ class Feed:
             item.agreement,
             stored.state,
         )
+
+
+def _type(row: AuditRow) -> str:
+    """The change's type; a partner's label change that withdrew the item here is a recall."""
+    kind = FEED_KINDS[row.kind]
+    if row.kind.startswith("duty.label-change") and json.loads(row.detail).get("result") == "withdrawn":
+        return "recalled"
+    return kind

@@ -64,7 +64,8 @@ class NodeRuntime:
         self.duties = duties
         self.audit = audit
         self.heads = heads
-        self.transport = transport if transport is not None else HttpTransport()
+        # HTTP(S) by default: mutual TLS with the node's certificate when it runs TLS
+        self.transport = transport if transport is not None else HttpTransport(tls=exchange.kernel.tls)
         self.interval = interval
         self.head_every = head_every
         self._stop = threading.Event()

@@ -142,12 +142,12 @@ class Node:
         migrate: bool = True,
     ) -> None:
         self.config = config
-        self.catalogue = catalogue if catalogue is not None else load_catalogue(config.data_dirs)
-        if config.party not in self.catalogue.parties:
+        catalogue = catalogue if catalogue is not None else load_catalogue(config.data_dirs)
+        if config.party not in catalogue.parties:
             raise ConfigError(f"node party {config.party} is not in the catalogue")
         self.party = config.party
         try:  # before anything is opened: a hold_as default the agreements do not offer
-            check_hold_as(self.catalogue, config.party, config.hold_as)
+            check_hold_as(catalogue, config.party, config.hold_as)
         except GsomiaError as exc:
             raise ConfigError(f"{config.directory / 'node.toml'}: node.hold_as: {exc}") from None
         self.store = store if store is not None else Store(config.database_url)
@@ -155,7 +155,6 @@ class Node:
             self.store.migrate()
             self.store.claim(config.party, config.identity(), epoch_us(clock()))
         self.cipher = PayloadCipher(config.key())
-        self.engine = ReleaseEngine(self.catalogue)
         self.clock = clock
         # the keys and the peers are the store's: every process of the node sees a change within ~250 ms
         watch = ChangeWatch(SharedState(self.store))
@@ -169,11 +168,11 @@ class Node:
         )
         self.kernel = NodeContext(
             party=self.party,
-            catalogue=self.catalogue,
+            catalogue=catalogue,
             store=self.store,
             ring=self.ring,
             cipher=self.cipher,
-            engine=self.engine,
+            engine=ReleaseEngine(catalogue),
             clock=clock,
             endpoint=config.endpoint,
             max_payload_bytes=config.max_payload_bytes,
@@ -181,6 +180,7 @@ class Node:
             watch=watch,
             public_rate=config.public_rate_limit,
             rate_exempt=config.rate_limit_exempt,
+            tls=config.tls,
             hold_as=config.hold_as,
         )
         self.credentials = Credentials(self.kernel)
@@ -195,6 +195,16 @@ class Node:
         self.exchange.register(GOSSIP_KIND, self.heads.receive_gossip)
         # a label change that reached this node before its item applies when the item arrives
         self.exchange.on_arrival(self.duties.arriving)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The kernel's catalogue: the data files with the equivalence changes on file."""
+        return self.kernel.catalogue
+
+    @property
+    def engine(self) -> ReleaseEngine:
+        """The kernel's release engine, over :attr:`catalogue`."""
+        return self.kernel.engine
 
     @classmethod
     def open(cls, directory: Path, **kwargs: Any) -> Node:

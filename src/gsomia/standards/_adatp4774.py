@@ -147,7 +147,7 @@ def _equivalents(label: SecurityLabel, catalogue: Catalogue, at: datetime) -> li
         for agreement in agreements:
             if party not in agreement.parties or not agreement.state_at(at).in_force:
                 continue
-            level = agreement.equivalence.map(label.originator, label.classification, party)
+            level = agreement.equivalence.map(label.originator, label.classification, party, at)
             if level is not None:
                 found.append(AlternativeLabel(party, level, agreement.id))
                 break
@@ -292,7 +292,10 @@ def _alternative(
     if len(agreements) != 1:
         raise LabelError(f"4774 label: an alternative label names {len(agreements)} agreements, not one")
     agreement = catalogue.agreement(agreements[0])
-    mapped = agreement.equivalence.map(origin.party, first.classification, policy.party)
+    # an alternative label added when the item was received stays as it was: any level the table
+    # has given (a party's later equivalence change does not rewrite labels already held)
+    given = [lv for _, lv in agreement.equivalence.entries(origin.party, first.classification, policy.party)]
+    mapped = alt.classification if alt.classification in given else (given[-1] if given else None)
     if mapped != alt.classification:
         expected = f"maps it to {mapped}" if mapped else "gives it no equivalent"
         raise LabelError(

@@ -10,8 +10,9 @@
 - each agreement's equivalence table, as it stands at the instant asked for, as
   ``equivalentClassification`` entries (``applied``: ``encrypt`` where only this party's level
   maps out, ``decrypt`` where only the partner's maps in, ``both``), for the agreements in force
-  then: from entry into force to termination (a notice pending or suspended keeps them). The
-  SPIF's ``notBefore``/``notAfter`` bound the stretch of time over which that set stays the same;
+  then: from entry into force to termination (a notice pending or suspended keeps them), with the
+  equivalence changes the parties sent (a node's catalogue: the change applies from its instant).
+  The SPIF's ``notBefore``/``notAfter`` bound the stretch of time over which that set stays the same;
   each agreement's in-force periods are in the gsomia extension;
 - the gsomia extension (``urn:gsomia:spif:1:0``): party code and name, scheme title, each level's
   alias, gloss and rank, the topics it declares, so the party file comes back exactly.
@@ -75,9 +76,11 @@ def _periods(agreement: Agreement) -> list[tuple[datetime, datetime | None]]:
 
 
 def _window(agreements: list[Agreement], at: datetime) -> tuple[datetime | None, datetime | None]:
-    """The stretch around ``at`` over which no agreement of the party enters into or leaves force."""
+    """The stretch around ``at`` over which no agreement of the party enters into or leaves force
+    and no equivalence row starts or ends (a party's equivalence change)."""
     changes = sorted(
         {edge for a in agreements for start, end in _periods(a) for edge in (start, end) if edge is not None}
+        | {bound for a in agreements for bound in a.equivalence.bounds()}
     )
     before = [c for c in changes if c <= at]
     after = [c for c in changes if c > at]

@@ -5,8 +5,9 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
 background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
-the stream link hellos answered; ``RateCounters`` the per-source request budgets (a ``limits``
-storage). Each is a view over the one ``Store``'s connection.
+the stream link hellos answered; ``EquivalenceStore`` the parties' equivalence
+changes; ``RateCounters`` the per-source request budgets (a ``limits`` storage). Each is a view
+over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
@@ -21,6 +22,7 @@ from gsomia.store._duties import (
     Op,
     VisitRow,
 )
+from gsomia.store._equivalences import EQUIVALENCES, EquivalenceChangeRow, EquivalenceStore
 from gsomia.store._federation import (
     ConsentRequestRow,
     ConsentRow,
@@ -51,6 +53,7 @@ from gsomia.store._taxii import StatusRow, TaxiiStore
 
 __all__ = [
     "CONSENTS",
+    "EQUIVALENCES",
     "KEYS",
     "OVERFLOW_SOURCE",
     "PEERS",
@@ -66,6 +69,8 @@ __all__ = [
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
+    "EquivalenceChangeRow",
+    "EquivalenceStore",
     "FederationStore",
     "FeedbackRow",
     "ForkEvidenceRow",

@@ -2,7 +2,7 @@
 
 ``limits`` ships the strategies (fixed window, ...) and the rate notation (``600/minute``) but only
 in-memory and network-cache backends; a node may run as several processes on one database, and
-the store is the truth, so the counters live in the ``rate_counters`` table (migration 0019):
+the store is the truth, so the counters live in the ``rate_counters`` table (migration 0020):
 every process upserts the same row in one statement, and the count a process reads back is the
 node's. Windows end at the node's clock (``now_us``), so a test's clock moves them too.
 """

@@ -584,7 +584,28 @@ fork_evidence = Table(
     Index("ix_fork_evidence_party", "party", "acknowledged_us"),
 )
 
-# --- per-source request budgets of callers nobody has authenticated (migration 0019) ---
+# --- equivalence changes: a party's policy update of its side of an agreement's table (0019) ---
+
+# One row per (agreement, party, sequence): this node's own changes and those its partners sent,
+# each with the instant it applies from here (``applies_us``: the stated instant, or when it became
+# known here if later) and the signed change it was read from. The ``equivalences`` generation
+# counter moves with each insert, so every process rebuilds its catalogue and release engine.
+equivalence_changes = Table(
+    "equivalence_changes",
+    metadata,
+    Column("agreement", String(128), primary_key=True),
+    Column("party", String(8), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("applies_us", BigInteger, nullable=False),
+    Column("change", Text, nullable=False),  # the change's canonical JSON, as signed
+    Column("proposed_by", String(128)),  # the officer, for this node's own changes
+    Column("received_from", String(8)),  # the partner that delivered it (None: this node's own)
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("jws", Text, nullable=False),
+)
+
+# --- per-source request budgets of callers nobody has authenticated (migration 0020) ---
 
 # A fixed-window counter per key (the ``limits`` library's key: the rate, the source): what a
 # source has spent of its budget in the window that ends at ``expires_us``. Every process of the

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,11 +51,12 @@ from gsomia.errors import (
     InvalidInputError,
     LabelError,
     LinkError,
+    TransportError,
     UnavailableError,
 )
-from gsomia.exchange import Exchange, consent_from_content
+from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import CONSENTS, PEERS, AuditRow, LinkHellos
+from gsomia.store import CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
 from gsomia.stream._bus import Bus, InProcessBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -170,13 +172,15 @@ class StreamService:
         self._seq = 0
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
-        self._plans_consents = -1  # the store's consents generation the plans were made under
+        # the store's consents and equivalences generations the plans were made under
+        self._plans_consents: tuple[int, int] = (-1, -1)
         self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
         self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
+        self._tls_context: ssl.SSLContext | None = None  # links' client context, made at the first
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
         self._label_json: dict[str, bytes] = {}  # track id -> its label, encoded
@@ -272,8 +276,9 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
-        # a standing consent stored by any process of the node (the store's counter moved): plan again
-        consents = self.kernel.watch.generation(CONSENTS)
+        # a standing consent or an equivalence change stored by any process of the node (the store's
+        # counters moved): plan again
+        consents = (self.kernel.watch.generation(CONSENTS), self.kernel.watch.generation(EQUIVALENCES))
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -393,9 +398,25 @@ class StreamService:
             if peer is None:
                 raise LinkError("unknown-peer", f"no registered link with {party}: import its identity first")
             url = peer.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
+            secure = url.startswith("wss://")
+            if self.kernel.tls is not None and not secure:
+                raise LinkError(
+                    "unknown-peer", f"{party}'s endpoint is not HTTPS; this node links over mutual TLS only"
+                )
             first, finish = initiate(self.kernel.ring, peer, self.kernel.clock())
-            ws = await connect(url + LINK_PATH, max_size=2**20, compression=None, open_timeout=5)
+            ws = await connect(
+                url + LINK_PATH,
+                max_size=2**20,
+                compression=None,
+                open_timeout=5,
+                ssl=self._client_tls() if secure else None,
+            )
             try:
+                if secure:  # the certificate the peer's registered identity names, or nothing is sent
+                    try:
+                        check_peer_certificate(peer, ws.transport.get_extra_info("ssl_object"))
+                    except TransportError as exc:
+                        raise LinkError("unknown-peer", str(exc)) from None
                 await ws.send(first)
                 answer = await asyncio.wait_for(ws.recv(), timeout=5)
                 if not isinstance(answer, bytes):
@@ -413,6 +434,14 @@ class StreamService:
             self._down.discard(party)
             await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
             return link
+
+    def _client_tls(self) -> ssl.SSLContext:
+        """The context links are opened with: the node's certificate presented (mutual TLS), partners'
+        verified against its authorities; without TLS files, the system's authorities."""
+        if self._tls_context is None:
+            tls = self.kernel.tls
+            self._tls_context = tls.client_context() if tls is not None else ssl.create_default_context()
+        return self._tls_context
 
     def _still_pinned(self, party: str, link: _OutLink) -> bool:
         """Whether the peer key ``link`` was opened with is still usable: checked again only when the
@@ -532,11 +561,15 @@ class StreamService:
 
     # --- links (receiving side) ---
 
-    async def serve_link(self, receive: Any, send: Any, source: str = "unknown") -> None:
+    async def serve_link(
+        self, receive: Any, send: Any, source: str = "unknown", tls_peer: str | None = None
+    ) -> None:
         """Run one inbound link: ``receive()`` returns the next binary message, ``send(bytes)`` answers.
 
-        ``source`` is the caller's address. Until its first authenticated frame (``READY``), the caller
-        is held to the gate (``_gate``): a connection slot of its source, deadlines, no replayed hello.
+        ``source`` is the caller's address; ``tls_peer`` the party whose identity names the TLS client
+        certificate the connection showed (mutual TLS): the link's handshake must name the same.
+        Until its first authenticated frame (``READY``), the caller is held to the gate
+        (``_gate``): a connection slot of its source, deadlines, no replayed hello.
         The link is "opened" (audited) only then. Every refusal (handshake, replay, gap, tamper, a
         track its originator did not sign, a hop's window root overdue or wrong, too many consents)
         is audited and ends the link; before confirmation, in bounded space.
@@ -566,6 +599,11 @@ class StreamService:
             memory_us = int(gate.hello_memory_s * 1_000_000)
             if not await asyncio.to_thread(self._hellos.first_sight, digest, now_us, memory_us):
                 raise LinkError("replayed-handshake", "this link hello was answered before: a replay")
+            if tls_peer is not None and session.peer != tls_peer:
+                raise LinkError(
+                    "handshake-failed",
+                    f"the link hello names {session.peer} but the TLS certificate is {tls_peer}'s",
+                )
             peer_name = session.peer
             pinned = self.kernel.peers.peer(peer_name)
             peer_kid = "" if pinned is None else pinned.encryption_key(self.kernel.clock())[0]

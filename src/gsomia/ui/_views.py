@@ -33,9 +33,9 @@ import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from gsomia._present import flow_view, inventory_view
+from gsomia._present import flow_view, inventory_view, release_request_view
 from gsomia._web import dashboard_scope, is_own_origin
-from gsomia.core.access import Person
+from gsomia.core.access import Person, Role
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
@@ -437,6 +437,37 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             labels=_label_views(node, item.label),
             copies=copies,
             feedback=node.duties.feedback(person, item_id),
+        )
+
+    @router.get("/queue")
+    def queue_page(request: Request) -> Response:
+        """The officer's queue: release requests awaiting a second officer, this node's items whose
+        review is due, and partners' items due for return or destruction; each only as far as the
+        officer may read the item (the services decide). Acting on them needs the officer's token
+        (CLI or API): the dashboard's session reads only."""
+        person = viewer(request)
+        if person is None:
+            return to_login(request)
+        roles = person.roles if person.active else frozenset()
+        if not roles & {Role.RELEASE_OFFICER, Role.SECURITY_OFFICER}:  # the services refuse (and record)
+            try:
+                node.duties.reviews_due(person)
+            except AccessDenied as exc:
+                return _page("refused.html", 403, **common(person, "queue"), reason=str(exc))
+        # each section only for the role its service serves; each service decides what is shown
+        requests = (
+            node.exchange.release_requests(person, state="requested")
+            if Role.RELEASE_OFFICER in roles
+            else None
+        )
+        return _page(
+            "queue.html",
+            **common(person, "queue"),
+            requests=None if requests is None else [release_request_view(r) for r in requests],
+            reviews=[
+                {"item": i, "labels": _label_views(node, i.label)} for i in node.duties.reviews_due(person)
+            ],
+            disposal=node.duties.disposal_queue(person),
         )
 
     @router.get("/flows")
