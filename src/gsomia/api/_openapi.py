@@ -11,7 +11,7 @@ the words of the refusal, so a client can read every rule the server applies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gsomia.api._fields import NO_NUL, SOME_WORDS
@@ -205,9 +205,15 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
     return {"description": base.get("description", ""), "anyOf": branches}
 
 
-def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
-    """``POST /people``: a clearance is a level of the person's nationality's scheme."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("nationality", "clearance")}
+def _by_party(
+    catalogue: Catalogue,
+    base: dict[str, Any],
+    names: tuple[str, str],
+    fields: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """``base``'s object as one branch per party, in which ``fields(code)`` states the fields
+    ``names`` (the party, and levels of that party's scheme)."""
+    common = {k: v for k, v in base["properties"].items() if k not in names}
     return {
         "description": base.get("description", ""),
         "anyOf": [
@@ -215,36 +221,34 @@ def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": False,
                 "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "nationality": {"const": code},
-                    "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
-                },
+                "properties": {**common, **fields(code)},
             }
             for code in sorted(catalogue.parties)
         ],
     }
+
+
+def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
+    """``POST /people``: a clearance is a level of the person's nationality's scheme."""
+    return _by_party(
+        catalogue,
+        base,
+        ("nationality", "clearance"),
+        lambda code: {
+            "nationality": {"const": code},
+            "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
+        },
+    )
 
 
 def rules_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /registers/rules``: the levels a rules version touches are levels of that party."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("party", "levels")}
-    return {
-        "description": base.get("description", ""),
-        "anyOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "party": {"const": code},
-                    "levels": _array({"enum": _levels(catalogue, code)}),
-                },
-            }
-            for code in sorted(catalogue.parties)
-        ],
-    }
+    return _by_party(
+        catalogue,
+        base,
+        ("party", "levels"),
+        lambda code: {"party": {"const": code}, "levels": _array({"enum": _levels(catalogue, code)})},
+    )
 
 
 def _vocabularies(catalogue: Catalogue, party: str) -> dict[str, list[str]]:

@@ -524,9 +524,15 @@ class NodeContext:
         """The same decision for a run of reads by one person (a page, a subscription)."""
         return ReadGate(self, actor)
 
+    @staticmethod
+    def holds_any(actor: Person | None, roles: Sequence[Role]) -> bool:
+        """Whether ``actor`` is the local operator or, active, holds one of ``roles`` (nothing recorded:
+        for a shell choosing what to show; :meth:`require_any` is the check that refuses)."""
+        return actor is None or (actor.active and bool(actor.roles.intersection(roles)))
+
     def require_any(self, actor: Person | None, roles: Sequence[Role], what: str) -> None:
         """Refuse (and record) unless ``actor`` is the local operator or holds one of ``roles``."""
-        if actor is None or (actor.active and actor.roles.intersection(roles)):
+        if actor is None or self.holds_any(actor, roles):
             return
         names = " or ".join(r.value for r in roles)
         decision = AccessDecision(False, actor.id, (Check("role", False, f"{what} needs the {names} role"),))

@@ -211,6 +211,10 @@ class Node:
         """The node configured in ``directory`` (``node.toml``)."""
         return cls(load_config(directory), **kwargs)
 
+    def schema_revision(self) -> str | None:
+        """The database schema's migration revision (migrations run when the node opens; None: none yet)."""
+        return self.store.revision()
+
     def close(self) -> None:
         self.store.close()
 

@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from gsomia._present import flow_view, inventory_view, release_request_view
 from gsomia._web import dashboard_scope, is_own_origin
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Person
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
@@ -448,8 +448,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        roles = person.roles if person.active else frozenset()
-        if not roles & {Role.RELEASE_OFFICER, Role.SECURITY_OFFICER}:  # the services refuse (and record)
+        if not node.duties.may_review(person):  # the service refuses (and records)
             try:
                 node.duties.reviews_due(person)
             except AccessDenied as exc:
@@ -457,7 +456,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         # each section only for the role its service serves; each service decides what is shown
         requests = (
             node.exchange.release_requests(person, state="requested")
-            if Role.RELEASE_OFFICER in roles
+            if node.exchange.may_approve(person)
             else None
         )
         return _page(
