@@ -43,6 +43,16 @@ RULES: dict[str, tuple[str, ...]] = {
     "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
     # a token minted by a token expires no later than it (issue 14 §5): the caller's own token decides
     "POST /people/{person_id}/tokens": ("cannot outlive it",),
+    # a party's equivalence change (issue 19 §3): checked against the agreement and its table
+    "POST /agreements/{agreement_id}/equivalence-changes": (
+        "takes effect now or later",
+        "is not a party to",
+        "is not a partner of",
+        "remaps one level onto one partner once",
+        "has no classification",
+        "a handling caveat",
+        "is not monotonic",
+    ),
 }
 
 
