@@ -170,6 +170,34 @@ def test_the_shells_check_no_role() -> None:
                 assert needle not in text, f"{path.relative_to(SRC.parent)} checks a role itself ({needle})"
 
 
+# Where a shell reads the store itself, and why: the metrics read the store's gauges and leases at
+# each scrape (read-only counts); the TAXII server keeps its own status resources (TaxiiStore).
+STORE_READERS = {"api/_observe.py": 2, "taxii/_server.py": 1}
+
+
+def store_reached(source: str) -> list[str]:
+    """``x.store`` / ``x.fed``: a node's store (or the exchange's part of it) used directly."""
+    return [
+        f"{node.attr} (line {node.lineno})"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and node.attr in ("store", "fed")
+    ]
+
+
+def test_the_shells_and_the_demo_ask_services_not_the_store() -> None:
+    """A shell parses, calls one service method and presents: it does not read or write the store
+    (``node.store.get_item``, ``node.exchange.fed.consent_request``) behind the services' backs."""
+    assert store_reached("row = node.exchange.fed.consent_request(after)\nnode.store.revision()") == [
+        "fed (line 1)",
+        "store (line 2)",
+    ]
+    for package in (*SHELLS, "demo"):
+        for path in sorted((SRC / package).glob("*.py")):
+            where = path.relative_to(SRC).as_posix()
+            found = store_reached(path.read_text(encoding="utf-8"))
+            assert len(found) == STORE_READERS.get(where, 0), f"{where} uses the store directly: {found}"
+
+
 def test_the_type_only_imports_stay_type_only() -> None:
     runtime = grimp.build_graph("gsomia", exclude_type_checking_imports=True, cache_dir=None)
     for importer, imported in TYPE_ONLY:

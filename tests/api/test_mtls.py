@@ -25,13 +25,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from gsomia._web import dashboard_scope
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.crypto.tls import Issued, TlsFiles, issue
 from gsomia.demo.network import CA_FILE, NetNode, build, serve_in_threads, trust
-from gsomia.errors import TransportError
+from gsomia.errors import LinkError, TransportError
 from gsomia.exchange import HttpTransport
 from gsomia.node import Node, load_config
-from gsomia.stream import LINK_PATH
+from gsomia.stream import LINK_PATH, StreamService
 
 ENTRY = "0" * 32  # an audit entry JPN does not have: the route answers 404 once past the gate
 
@@ -112,6 +113,14 @@ def test_without_a_certificate_peer_routes_are_refused_but_analysts_tokens_work(
         items = client.get("/items", headers={"Authorization": f"Bearer {token}"})
         assert items.status_code == 200, items.text  # the analysts' API needs no client certificate
         assert client.get("/identity").status_code == 200
+        base = dashboard_scope(net.jpn.ring).path  # the dashboard too, its session cookie Secure
+        login = client.post(
+            f"{base}/login",
+            data={"token": token, "next": f"{base}/agreements"},
+            headers={"Origin": net.endpoint},
+        )
+        assert login.status_code == 303, login.text
+        assert "secure" in login.headers["set-cookie"].lower()
 
 
 def test_the_stream_link_refuses_a_connection_without_a_named_certificate(net: Net, tmp_path: Path) -> None:
@@ -201,3 +210,34 @@ def test_net_trust_is_the_networks_authority(net: Net) -> None:
     assert httpx.get(f"{net.endpoint}/healthz", verify=context, timeout=10).status_code == 200
     with pytest.raises(httpx.ConnectError):  # the system's authorities do not know the local one
         httpx.get(f"{net.endpoint}/healthz", timeout=10)
+
+
+def test_the_stream_link_client_refuses_a_server_certificate_the_peers_identity_does_not_name(
+    net: Net,
+) -> None:
+    """KOR's stream opens its link to JPN over mutual TLS and checks JPN's certificate against the
+    pin KOR registered for JPN before it sends its link hello: a certificate the authority signed
+    is not enough once KOR's registered identity for JPN names another."""
+    kor = Node(load_config(net.members["KOR"].directory))
+    try:
+        jpn = kor.exchange.peer("JPN")
+        assert jpn is not None
+        agreements = sorted(kor.exchange.links("JPN"))
+
+        async def link() -> str:
+            service = StreamService(kor)
+            try:
+                await service._link("JPN")  # the link as a track to JPN would open it
+                return "opened"
+            except LinkError as exc:
+                return f"{exc.detail}: {exc}"
+            finally:
+                await service.close()
+
+        assert asyncio.run(link()) == "opened"  # the certificate KOR's registered identity names
+        other = issue(net.ca, "elsewhere", ("127.0.0.1",), datetime.now(UTC)).pin
+        kor.exchange.register_peer(None, {**jpn.to_document(), "tls": [other]}, agreements)
+        refused = asyncio.run(link())
+        assert refused.startswith("unknown-peer: unnamed-certificate"), refused
+    finally:
+        kor.close()

@@ -143,6 +143,12 @@ def test_cli_verify_and_prove(tmp_path: Path) -> None:
     )
     assert early.exit_code == 2
     assert "not yet under a signed tree head" in early.stderr
+    started = time.monotonic()
+    unknown = runner.invoke(
+        app, ["audit", "prove", "--dir", str(tmp_path / "jpn"), "no-such-entry", "--wait", "600"]
+    )
+    assert unknown.exit_code == 2
+    assert time.monotonic() - started < 300  # an entry the log does not hold is not waited for
     assert runner.invoke(app, ["audit", "head", "--dir", str(tmp_path / "jpn")]).exit_code == 2  # none yet
     done = runner.invoke(app, ["audit", "integrate", "--dir", str(tmp_path / "jpn"), "--json"])
     assert done.exit_code == 0, done.stderr

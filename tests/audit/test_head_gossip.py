@@ -16,12 +16,13 @@ from tests.audit.test_audit_log import record
 
 from gsomia.audit._log import FORK_EVIDENCE_OPEN, GOSSIP_MAX_HEADS, GOSSIP_PENDING, head_content
 from gsomia.crypto.envelope import sign_origin
+from gsomia.crypto.keys import KeyRing
 from gsomia.demo import network
 from gsomia.errors import AccessDenied, InvalidInputError, NotFoundError
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node
-from gsomia.store import AuditStore
-from gsomia.testing import FakeClock
+from gsomia.store import AuditRow, AuditStore, ForkEvidenceRow, GossipHeadRow, PartnerHeadRow
+from gsomia.testing import FakeClock, make_node
 
 Net = tuple[dict[str, Node], MemoryTransport, FakeClock]
 
@@ -198,6 +199,22 @@ def test_a_partner_cannot_frame_kor_with_a_head_kor_did_not_sign(net: Net) -> No
     assert usa.audit.forks(None) == []
 
 
+def test_a_head_under_a_key_not_known_here_is_set_aside_not_refused(net: Net, tmp_path: Path) -> None:
+    """JPN registered KOR's rotated key before the USA did: JPN's honest gossip of a head KOR signed
+    with it is not a refusal at the USA, and the head is not used (nothing kept, no fork)."""
+    nodes, client, clock = net
+    _gossip_round(nodes, client)
+    usa = nodes["USA"]
+    rotated = KeyRing.generate(tmp_path / "kor-next", "KOR", "kor-node", clock.now)
+    head = sign_origin(rotated, head_content("KOR", 77, b"\x09" * 32, clock.now), clock.now)
+    counts = usa.audit.receive_gossip("JPN", [head], usa.exchange._identities)
+    assert counts["unverifiable"] == 1
+    assert counts["kept"] == counts["forks"] == 0
+    assert AuditStore(usa.store).gossip_heads() == []
+    assert usa.store.audit(kind="audit.gossip")  # set aside, and said so
+    assert _status(usa) == "consistent"
+
+
 def test_gossip_is_bounded_and_duplicates_are_ignored(net: Net) -> None:
     nodes, client, clock = net
     _gossip_round(nodes, client)
@@ -270,3 +287,53 @@ def test_forked_stays_until_a_security_officer_acknowledges_it(net: Net) -> None
     assert ack.subject == "KOR"
     with pytest.raises(NotFoundError):  # nothing open: nothing to acknowledge
         jpn.audit.acknowledge_fork(jpn.person("guard"), "KOR", "again")
+
+
+def test_the_stores_side_on_sqlite_and_postgresql(tmp_path: Path, store_url: str) -> None:
+    """What the gossip keeps, on both stores: one head per party and size, bounded waiting heads,
+    evidence once per pair and bounded, acknowledgement by compare-and-set with its record."""
+    node = make_node(tmp_path / "usa", "USA", database_url=store_url)
+    try:
+        store = AuditStore(node.store)
+        for party, size in (("KOR", 5), ("KOR", 9), ("JPN", 3)):
+            store.put_partner_head(
+                PartnerHeadRow(party, size, bytes([size]) * 32, 1, f"jws-{party}-{size}", 1, "consistent")
+            )
+        assert [(h.party, h.size) for h in store.latest_partner_heads()] == [("JPN", 3), ("KOR", 9)]
+        assert store.held_root("KOR", 5) == (b"\x05" * 32, "jws-KOR-5")
+        assert store.held_root("KOR", 6) is None
+
+        def gossiped(size: int, via: str = "JPN") -> GossipHeadRow:
+            return GossipHeadRow("KOR", size, b"\x07" * 32, f"g-{size}", via, 2)
+
+        assert store.put_gossip_head(gossiped(5), cap=2) == "held"
+        assert store.put_gossip_head(gossiped(12), cap=2) == "kept"
+        assert store.put_gossip_head(gossiped(12), cap=2) == "held"
+        assert store.held_root("KOR", 12) == (b"\x07" * 32, "g-12")
+        assert store.put_gossip_head(gossiped(13), cap=2) == "kept"
+        assert store.put_gossip_head(gossiped(14), cap=2) == "full"
+        assert store.put_gossip_head(gossiped(14, via="CAN"), cap=2) == "kept"  # per gossiper
+        store.settle_gossip_head(gossiped(12))
+        assert [g.size for g in store.gossip_heads()] == [13, 14]
+
+        def evidence(n: int) -> ForkEvidenceRow:
+            return ForkEvidenceRow(
+                "KOR", f"pair-{n}", 5, b"\x05" * 32, "a", 5, bytes([n]) * 32, "b", "JPN", "two roots", n
+            )
+
+        record = AuditRow(1, "audit.fork", "KOR", "5", "alert", "{}")
+        assert store.put_fork_evidence(evidence(1), 2, [record])
+        assert not store.put_fork_evidence(evidence(1), 2, [record])  # the same pair: once
+        assert store.put_fork_evidence(evidence(2), 2, [record])
+        assert not store.put_fork_evidence(evidence(3), 2, [record])  # two open: enough
+        assert len(node.store.audit(kind="audit.fork")) == 2
+        first, second = store.fork_evidence("KOR")
+        ack = AuditRow(2, "audit.fork-acknowledged", "guard", "KOR", "allowed", "{}")
+        assert store.acknowledge_forks("KOR", first.seq, "guard", "seen", 5, [ack]) == [first.seq]
+        assert [f.seq for f in store.fork_evidence("KOR", open_only=True)] == [second.seq]
+        assert store.acknowledge_forks("KOR", None, "guard", "seen", 6, [ack]) == [second.seq]
+        assert store.acknowledge_forks("KOR", None, "guard", "again", 7, [ack]) == []
+        assert len(node.store.audit(kind="audit.fork-acknowledged")) == 2
+        assert store.put_fork_evidence(evidence(3), 2, [record])  # none open: a new fork is kept
+    finally:
+        node.close()

@@ -261,10 +261,15 @@ def test_demo_tells_the_story() -> None:
         "JPN direct (trilateral-missile-warning-2023)",  # the multilateral reading's consequence
         "modelled as multilateral (an assumption",
         "After delivery",
+        "kor-report reached JPN as its tearline alone",  # the USA-only body withheld (issue 20 §2)
+        "withheld the body",
         "KOR 군사III급비밀 / JPN 秘",  # the originator's downgrade applied at the holder
         "applied by JPN",
         "KOR sees it as opened",
         "the signed record reached KOR",
+        "(corroborated: JPN's radar held the same track) reached KOR",  # a sighting (issue 20 §4)
+        "nothing crossed while it waited; park approved; it reached JPN",  # two-person release (§1), then §3
+        "applied itself then: JPN's kor-assessment KOR 군사II급비밀 / JPN 極秘 → KOR 군사III급비밀 / JPN 秘",
     ):
         assert needle in " ".join(out.split()), needle  # rich wraps long lines at the terminal's width
 

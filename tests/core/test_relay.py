@@ -9,6 +9,7 @@ from tests.conftest import kst
 from gsomia import Catalogue, ReleaseEngine
 from gsomia.core.policy import Consent, ConsentKind
 from gsomia.core.relay import next_event_after, plan_relay
+from gsomia.kernel import node_hubs
 
 
 def _label(catalogue: Catalogue, at: datetime):  # type: ignore[no-untyped-def]
@@ -22,6 +23,7 @@ def _label(catalogue: Catalogue, at: datetime):  # type: ignore[no-untyped-def]
     )
 
 
+HUBS = ("USA",)  # KOR's hubs as its agreements name them (TISA: the USA relays)
 STANDING = Consent(ConsentKind.HUB_RELAY, "KOR", "JPN", kst(2015, 1, 1), "standing authorisation", hub="USA")
 
 
@@ -29,8 +31,9 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
     catalogue: Catalogue, engine: ReleaseEngine
 ) -> None:
     at = kst(2016, 8, 3, 7, 50)
+    assert node_hubs(catalogue, "KOR") == HUBS  # what a node plans with: the hub from the data
     plan = plan_relay(
-        engine, catalogue, _label(catalogue, at), "KOR", ["JPN", "USA"], at=at, consents=[STANDING]
+        engine, catalogue, _label(catalogue, at), "KOR", ["JPN", "USA"], at=at, consents=[STANDING], hubs=HUBS
     )
     routes = {r.recipient: r for r in plan.routes}
     assert routes["JPN"].allowed
@@ -38,14 +41,14 @@ def test_before_gsomia_korea_reaches_japan_only_through_the_usa_with_authorisati
     assert routes["JPN"].decision.agreement == "tisa-2014"
     assert routes["USA"].name == "direct"
     assert plan.valid_until == kst(2016, 11, 23)  # GSOMIA enters into force then
-    bare = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at)
+    bare = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at, hubs=HUBS)
     assert not bare.routes[0].allowed
     assert any("authorisation" in c.reason for d in bare.routes[0].refused for c in d.failed())
 
 
 def test_under_gsomia_the_route_is_direct(catalogue: Catalogue, engine: ReleaseEngine) -> None:
     at = kst(2019, 8, 24, 6, 45)
-    plan = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at)
+    plan = plan_relay(engine, catalogue, _label(catalogue, at), "KOR", ["JPN"], at=at, hubs=HUBS)
     assert plan.routes[0].name == "direct"
     assert plan.routes[0].decision.agreement == "kor-jpn-gsomia-2016"
     assert plan.holds_at(at.timestamp())
@@ -57,10 +60,12 @@ def test_a_termination_ends_the_plan_at_its_instant(catalogue: Catalogue) -> Non
     ended = kst(2019, 11, 23)
     what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
     at = ended - timedelta(minutes=2)
-    plan = plan_relay(ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=at)
+    plan = plan_relay(ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=at, hubs=HUBS)
     assert plan.routes[0].allowed
     assert plan.valid_until == ended
-    after = plan_relay(ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=ended)
+    after = plan_relay(
+        ReleaseEngine(what_if), what_if, _label(what_if, at), "KOR", ["JPN"], at=ended, hubs=HUBS
+    )
     assert not after.routes[0].allowed
 
 

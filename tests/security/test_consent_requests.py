@@ -21,7 +21,7 @@ import pytest
 
 from gsomia.core.access import Person
 from gsomia.demo import network
-from gsomia.errors import NotFoundError
+from gsomia.errors import AccessDenied, NotFoundError
 from gsomia.exchange import MAX_PENDING_REQUESTS, MemoryTransport
 from gsomia.node import Node
 from gsomia.testing import FakeClock
@@ -162,11 +162,19 @@ def test_a_flood_of_requests_is_bounded_per_partner_and_listed_a_page_at_a_time(
     assert [r["status"] for r in results].count("recorded") == MAX_PENDING_REQUESTS
     assert all("awaiting an answer already" in r["reason"] for r in results[MAX_PENDING_REQUESTS:])
     officer = kor.person("officer")
-    pages, after = [], None
+    pages, after, seen = [], None, []
     while True:
         page = kor.exchange.consent_requests_seen_by(officer, "pending", after=after, limit=30)
         pages.append(len(page))
+        seen.extend(r.id for r in page)
         if len(page) < 30:
             break
-        after = (page[-1].created_us, page[-1].id)
+        after = page[-1].id
     assert pages == [30, 30, 30, 10]
+    assert len(set(seen)) == MAX_PENDING_REQUESTS  # each page resumes after the last: none twice
+    with pytest.raises(NotFoundError, match="after: no consent request"):
+        kor.exchange.consent_requests_seen_by(officer, "pending", after=uuid.uuid4().hex)
+    # a caller who may not list requests learns nothing from the cursor either: refused before it is read
+    for cursor in (seen[0], uuid.uuid4().hex):
+        with pytest.raises(AccessDenied):
+            kor.exchange.consent_requests_seen_by(kor.person("analyst"), after=cursor)

@@ -11,14 +11,16 @@ exchanging sealed envelopes through the in-memory transport.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gsomia.core.investigation import IncidentNature, open_investigation
 from gsomia.demo import network
-from gsomia.duties._messages import destruction_request_content
+from gsomia.duties._messages import destruction_request_content, incident_content
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node
 from gsomia.testing import FakeClock
@@ -114,3 +116,37 @@ def test_a_hub_relays_no_duty_about_an_item_that_did_not_pass_through_it(
     assert [r.outcome for r in nodes["USA"].store.audit(kind="duty.relayed.destruction-request")] == [
         "allowed"
     ]
+
+
+def test_a_record_about_a_copy_passes_only_the_hub_its_sources_came_through(
+    net: tuple[dict[str, Node], MemoryTransport, FakeClock],
+) -> None:
+    """KOR sent h1 to JPN through the USA (TISA) and k1 to JPN directly. JPN's incident about its copy
+    of h1 (an id the USA never saw) passes the USA to KOR; a record JPN routes through the USA about a
+    "copy" of k1, which never went through the USA, is refused there."""
+    nodes, transport, clock = net
+    kor, usa, jpn = nodes["KOR"], nodes["USA"], nodes["JPN"]
+    clock.now = BEFORE_GSOMIA
+    _own_item(kor, "h1", clock)
+    kor.exchange.release(kor.person("officer"), "h1", "JPN", via="USA", authorise_relay=True)
+    _deliver(nodes, transport)
+    jpn.duties.derive(jpn.person("officer"), "copy", ["h1"], item_id="h1-copy")
+    jpn.duties.report_incident(jpn.person("officer"), "h1-copy", "loss", "the copy was mislaid")
+    _deliver(nodes, transport)
+    assert [(i["item"], i["sources"]) for i in kor.duties.incidents(kor.person("officer"))] == [
+        ("h1-copy", ["h1"])
+    ]
+
+    clock.now = NOW  # GSOMIA in force: KOR gives JPN k1 directly
+    _own_item(kor, "k1", clock)
+    kor.exchange.release(kor.person("officer"), "k1", "JPN")
+    _deliver(nodes, transport)
+    investigation = open_investigation(
+        uuid.uuid4().hex, "k1-copy", "KOR", "JPN", IncidentNature.LOSS, at=clock.now, by="officer", text="x"
+    )
+    content = incident_content(investigation, ["k1"])
+    jpn.exchange.enqueue([jpn.duties._duty("KOR", "USA", content, "k1-copy", clock.now)])
+    _deliver(nodes, transport)
+    assert any("USA passed no item 'k1-copy' on between JPN and KOR" in r for r in _refusals(usa))
+    assert [e.item_id for e in usa.exchange.outbox(None) if e.kind == "duty"] == ["h1-copy"]  # none onward
+    assert [i["item"] for i in kor.duties.incidents(kor.person("officer"))] == ["h1-copy"]

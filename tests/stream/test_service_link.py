@@ -106,3 +106,40 @@ def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(
     assert [(r.outcome, r.subject) for r in failed] == [("failed", "JPN"), ("failed", "USA")]
     kor.close()
     jpn.close()
+
+
+def test_a_link_whose_hello_names_another_party_than_its_tls_certificate_is_refused(
+    pair: tuple[Node, Node],
+) -> None:
+    """Under mutual TLS the edge knows whose certificate the connection showed (``tls_peer``): a
+    registered peer's certificate carrying another registered peer's link hello is refused before
+    the link is answered."""
+    kor, jpn = pair
+
+    async def run(tls_peer: str) -> LinkError | bytes | bytearray:
+        inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        outbound: asyncio.Queue[bytes] = asyncio.Queue()
+        service = StreamService(jpn)
+        peer = kor.exchange.peer("JPN")
+        assert peer is not None
+        first, _ = initiate(kor.ring, peer, kor.clock())
+        await inbound.put(first)
+        task = asyncio.create_task(service.serve_link(inbound.get, outbound.put, "10.0.0.9", tls_peer))
+        try:
+            answer = asyncio.create_task(outbound.get())
+            done, _ = await asyncio.wait({task, answer}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            if answer in done:
+                return answer.result()
+            error = task.exception()
+            assert isinstance(error, LinkError)
+            return error
+        finally:
+            for pending in (task, answer):
+                pending.cancel()
+            await service.close()
+
+    refused = asyncio.run(run("USA"))
+    assert isinstance(refused, LinkError)
+    assert refused.detail == "handshake-failed"
+    assert "TLS certificate is USA's" in str(refused)
+    assert isinstance(asyncio.run(run("KOR")), bytes | bytearray)  # KOR's certificate: answered

@@ -8,9 +8,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from tests.stream.test_stream_nodes import what_if_dir
 
 from gsomia._datafiles import load_catalogue
+from gsomia.core.catalogue import Catalogue
+from gsomia.errors import InvalidInputError
 from gsomia.kernel import DEFAULT_INTERVAL
 from gsomia.node import Node, init_node_dir, load_config
 from gsomia.stream import StreamService, launches, replay
@@ -42,3 +45,24 @@ def test_an_authorisation_given_at_one_process_reroutes_the_others_tracks(tmp_pa
     finally:
         first.close()
         second.close()
+
+
+def test_an_authorisation_without_a_hub_names_the_one_hub_of_the_nodes_agreements(tmp_path: Path) -> None:
+    """The hub is data (TISA names the USA), never a constant: a node whose agreements name no hub
+    is asked to name one, and gets no authorisation for a hub it did not name."""
+    shipped = load_catalogue()
+    no_hub = Catalogue.of(shipped.parties.values(), [a for a in shipped.agreements.values() if a.hub is None])
+    clock = FakeClock(datetime(2026, 1, 5, tzinfo=UTC))
+    for name, catalogue in (("tisa", shipped), ("no-hub", no_hub)):
+        init_node_dir(tmp_path / name, "KOR")
+        node = Node(load_config(tmp_path / name), catalogue=catalogue, clock=clock)
+        try:
+            stream = StreamService(node)
+            if name == "tisa":
+                assert stream.authorise_relay(None, "JPN").hub == "USA"
+            else:
+                with pytest.raises(InvalidInputError, match="hub: name the hub"):
+                    stream.authorise_relay(None, "JPN")
+                assert node.exchange.consent_rows("KOR", "") == []  # nothing recorded
+        finally:
+            node.close()

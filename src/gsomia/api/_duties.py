@@ -5,9 +5,6 @@ Thin over :class:`gsomia.duties.Duties`; errors become RFC 9457 problems through
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -16,12 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gsomia._present import item_view, scheduled_view
 from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
-from gsomia.api._models import BASE64, instant_in
+from gsomia.api._models import BASE64, instant_in, payload_in
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.core.feedback import MAX_CITES
 from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
-from gsomia.errors import InvalidInputError
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
 
@@ -156,17 +152,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/items/{item_id}/derive", status_code=201)
     def derive(item_id: Id, body: DeriveIn, person: Caller) -> dict[str, Any]:
         """A copy, translation or derivative (Art. 11, 14, 15): the strictest label of its sources."""
-        payload: bytes | None = None
-        kind: str | None = None
-        if body.payload is not None and body.payload_base64 is not None:
-            raise InvalidInputError("give at most one of payload (JSON) or payload_base64 (bytes)")
-        if body.payload_base64 is not None:
-            try:
-                payload, kind = base64.b64decode(body.payload_base64, validate=True), "bytes"
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
-        elif body.payload is not None:
-            payload, kind = json.dumps(body.payload, ensure_ascii=False).encode(), "json"
+        payload, kind = payload_in(body.payload, body.payload_base64, required=False) or (None, None)
         item = duties.derive(
             person, body.kind, [item_id, *body.also], payload=payload, payload_type=kind, item_id=body.id
         )

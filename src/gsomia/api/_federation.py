@@ -20,7 +20,6 @@ from gsomia.api import _models as m
 from gsomia.api._fields import Id
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
-from gsomia.errors import NotFoundError
 from gsomia.node import Node
 
 __all__ = ["add_federation_routes"]
@@ -132,13 +131,7 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
     ) -> list[dict[str, Any]]:
         """Consent requests this node made or must answer, oldest first, a page at a time: those about
         items the caller may read."""
-        key = None
-        if after is not None:
-            last = node.exchange.fed.consent_request(after)
-            if last is None:
-                raise NotFoundError(f"after: no consent request {after}")
-            key = (last.created_us, last.id)
-        rows = node.exchange.consent_requests_seen_by(person, state, after=key, limit=limit)
+        rows = node.exchange.consent_requests_seen_by(person, state, after=after, limit=limit)
         return [request_view(r) for r in rows]
 
     @app.post(

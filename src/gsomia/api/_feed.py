@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.api._fields import AgreementId, Party, Topic
+from gsomia.api._sse import sse_response
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.errors import GsomiaError, InvalidInputError
@@ -131,31 +132,14 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
         chosen = only(topic, originator, agreement)
         await run_in_threadpool(feed.page, person, start or 0, chosen, limit=1)  # refused now, not mid-stream
 
-        async def events() -> AsyncIterator[bytes]:
-            queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
-
-            async def pump() -> None:
-                try:
-                    async for event in follow(person, start, chosen):
-                        await queue.put(_sse(event))
-                except GsomiaError:  # the reader was disabled: the stream ends
-                    return
-
-            pumping = asyncio.create_task(pump())
+        async def messages() -> AsyncIterator[bytes]:
             try:
-                yield b": gsomia live feed\n\n"
-                while not pumping.done() or not queue.empty():
-                    try:
-                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-            finally:
-                pumping.cancel()
-                await asyncio.gather(pumping, return_exceptions=True)
+                async for event in follow(person, start, chosen):
+                    yield _sse(event)
+            except GsomiaError:  # the reader was disabled: the stream ends
+                return
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-        )
+        return sse_response(messages(), b"gsomia live feed", KEEPALIVE_S)
 
     for path in ("/feed/sse", *((f"{dashboard}/feed/sse",) if dashboard else ())):
         router.add_api_route(

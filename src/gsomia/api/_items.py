@@ -6,9 +6,6 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -32,18 +29,6 @@ __all__ = ["add_items_routes"]
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
-
-
-def _payload(payload: Any, payload_base64: str | None) -> tuple[bytes, str]:
-    """A payload as given: any JSON value (``json``) or base64 (``bytes``), exactly one of them."""
-    if (payload is None) == (payload_base64 is None):
-        raise InvalidInputError("give exactly one of payload (JSON) or payload_base64 (bytes)")
-    if payload_base64 is not None:
-        try:
-            return base64.b64decode(payload_base64, validate=True), "bytes"
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
-    return json.dumps(payload, ensure_ascii=False).encode(), "json"
 
 
 def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
@@ -70,7 +55,8 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
             if body.label is not None or body.payload is not None or body.payload_base64 is not None:
                 raise InvalidInputError("an item in portions gives portions only: no label or payload")
             portions = [
-                PortionIngest(p.id, p.label, *_payload(p.payload, p.payload_base64)) for p in body.portions
+                PortionIngest(p.id, p.label, *m.payload_in(p.payload, p.payload_base64, required=True))
+                for p in body.portions
             ]
             item = node.ingest(
                 person,
@@ -84,7 +70,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         else:
             if body.label is None:
                 raise InvalidInputError("give a label (or portions, each with its own label)")
-            payload, kind = _payload(body.payload, body.payload_base64)
+            payload, kind = m.payload_in(body.payload, body.payload_base64, required=True)
             item = node.ingest(
                 person,
                 label=body.label,

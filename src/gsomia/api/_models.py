@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -505,3 +508,28 @@ def instant_in(node: Node, text: str, name: str) -> datetime:
         raise
     except Exception as exc:
         raise InvalidInputError(f"{name}: {exc}") from exc
+
+
+@overload
+def payload_in(payload: Any, payload_base64: str | None, *, required: Literal[True]) -> tuple[bytes, str]: ...
+@overload
+def payload_in(
+    payload: Any, payload_base64: str | None, *, required: Literal[False]
+) -> tuple[bytes, str] | None: ...
+def payload_in(payload: Any, payload_base64: str | None, *, required: bool) -> tuple[bytes, str] | None:
+    """A request's payload and its type: JSON (``payload``, stored as UTF-8 JSON) or bytes
+    (``payload_base64``); ``None`` when it gives neither and none is ``required``. Both at once, or
+    bad base64, is bad input."""
+    one = "exactly one" if required else "at most one"
+    if payload_base64 is not None:
+        if payload is not None:
+            raise InvalidInputError(f"give {one} of payload (JSON) or payload_base64 (bytes)")
+        try:
+            return base64.b64decode(payload_base64, validate=True), "bytes"
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInputError(f"payload_base64 is not valid base64: {exc}") from exc
+    if payload is not None:
+        return json.dumps(payload, ensure_ascii=False).encode(), "json"
+    if required:
+        raise InvalidInputError(f"give {one} of payload (JSON) or payload_base64 (bytes)")
+    return None

@@ -11,7 +11,7 @@ the words of the refusal, so a client can read every rule the server applies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gsomia.api._fields import NO_NUL, SOME_WORDS
@@ -43,6 +43,25 @@ RULES: dict[str, tuple[str, ...]] = {
     "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
     # a token minted by a token expires no later than it (issue 14 §5): the caller's own token decides
     "POST /people/{person_id}/tokens": ("cannot outlive it",),
+    # what the item's own state allows (found by schemathesis's 10-minute SQLite run on an item it
+    # had made itself): who originated it, its level now, where it went, whether it was recalled
+    "POST /items/{item_id}/consent-requests": ("no consent is needed",),
+    "POST /items/{item_id}/reclassify": ("nothing to reclassify", "only the originator"),
+    "POST /items/{item_id}/recall": ("only the originator",),
+    "POST /items/{item_id}/scheduled-downgrades": (
+        "a scheduled change only downgrades",
+        "is not in the future",
+        "only the originator",
+    ),
+    "POST /items/{item_id}/destroy": ("is not cleared for this item",),
+    "POST /items/{item_id}/destruction/request": ("was never sent to",),
+    "POST /items/{item_id}/destruction/send": ("there is no one to send the record to", "was never sent to"),
+    "POST /items/{item_id}/release": ("reclassify it before releasing it again",),
+    "POST /items/{item_id}/release-requests": (
+        "needs no second officer",
+        "the release would be refused anyway",
+        "reclassify it before releasing it again",
+    ),
     # a party's equivalence change (issue 19 §3): checked against the agreement and its table
     "POST /agreements/{agreement_id}/equivalence-changes": (
         "takes effect now or later",
@@ -52,6 +71,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "has no classification",
         "a handling caveat",
         "is not monotonic",
+        "the most this node keeps",
     ),
 }
 
@@ -196,9 +216,15 @@ def ingest_schema(catalogue: Catalogue, party: str, base: dict[str, Any]) -> dic
     return {"description": base.get("description", ""), "anyOf": branches}
 
 
-def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
-    """``POST /people``: a clearance is a level of the person's nationality's scheme."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("nationality", "clearance")}
+def _by_party(
+    catalogue: Catalogue,
+    base: dict[str, Any],
+    names: tuple[str, str],
+    fields: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """``base``'s object as one branch per party, in which ``fields(code)`` states the fields
+    ``names`` (the party, and levels of that party's scheme)."""
+    common = {k: v for k, v in base["properties"].items() if k not in names}
     return {
         "description": base.get("description", ""),
         "anyOf": [
@@ -206,36 +232,34 @@ def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": False,
                 "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "nationality": {"const": code},
-                    "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
-                },
+                "properties": {**common, **fields(code)},
             }
             for code in sorted(catalogue.parties)
         ],
     }
+
+
+def person_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
+    """``POST /people``: a clearance is a level of the person's nationality's scheme."""
+    return _by_party(
+        catalogue,
+        base,
+        ("nationality", "clearance"),
+        lambda code: {
+            "nationality": {"const": code},
+            "clearance": {"anyOf": [{"enum": _levels(catalogue, code)}, {"type": "null"}]},
+        },
+    )
 
 
 def rules_schema(catalogue: Catalogue, base: dict[str, Any]) -> dict[str, Any]:
     """``POST /registers/rules``: the levels a rules version touches are levels of that party."""
-    common = {k: v for k, v in base["properties"].items() if k not in ("party", "levels")}
-    return {
-        "description": base.get("description", ""),
-        "anyOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": base.get("required", []),
-                "properties": {
-                    **common,
-                    "party": {"const": code},
-                    "levels": _array({"enum": _levels(catalogue, code)}),
-                },
-            }
-            for code in sorted(catalogue.parties)
-        ],
-    }
+    return _by_party(
+        catalogue,
+        base,
+        ("party", "levels"),
+        lambda code: {"party": {"const": code}, "levels": _array({"enum": _levels(catalogue, code)})},
+    )
 
 
 def _vocabularies(catalogue: Catalogue, party: str) -> dict[str, list[str]]:

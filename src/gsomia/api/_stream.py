@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from gsomia.api._sse import sse_response
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
@@ -133,8 +134,8 @@ def stream_router(
             if not isinstance(expires_text, str):
                 raise InvalidInputError("expires: an ISO 8601 instant with an offset")
             expires = parse_instant(expires_text, UTC)
-        recipient, hub = body.get("recipient"), body.get("hub", "USA")
-        if not isinstance(recipient, str) or not isinstance(hub, str):
+        recipient, hub = body.get("recipient"), body.get("hub")  # no hub: the node's agreements' hub
+        if not isinstance(recipient, str) or not isinstance(hub, str | None):
             raise InvalidInputError("recipient and hub: party codes, e.g. JPN and USA")
         consent = stream.authorise_relay(person, recipient, hub, expires=expires)
         return {
@@ -162,30 +163,15 @@ def stream_router(
         after = None if last_event_id is None else int(last_event_id)
         tracks = await stream.subscribe(person, "sse", after)
 
-        async def events() -> AsyncIterator[bytes]:
-            # a comment every KEEPALIVE_S keeps idle proxies from closing the stream and lets a
-            # client notice a dead connection; tracks come through a queue so waiting can time out
-            queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        async def messages() -> AsyncIterator[bytes]:
+            async for seq, track in tracks:
+                yield _sse(seq, track)
 
-            async def pump() -> None:
-                async for seq, track in tracks:
-                    await queue.put(_sse(seq, track))
-
-            pumping = asyncio.create_task(pump())
-            try:
-                yield b": gsomia missile-warning stream\n\n"
-                while not pumping.done() or not queue.empty():
-                    try:
-                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-            finally:
-                pumping.cancel()
-                await asyncio.gather(pumping, return_exceptions=True)
-                await tracks.aclose()  # type: ignore[attr-defined]
-
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        return sse_response(
+            messages(),
+            b"gsomia missile-warning stream",
+            KEEPALIVE_S,
+            close=tracks.aclose,  # type: ignore[attr-defined]
         )
 
     for path in ("/stream/tracks/sse", *((f"{dashboard}/tracks/sse",) if dashboard else ())):

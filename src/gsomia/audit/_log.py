@@ -35,6 +35,7 @@ from gsomia.core.merkle import (
 )
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.errors import (
+    EnvelopeError,
     GsomiaError,
     InvalidInputError,
     NotFoundError,
@@ -117,6 +118,10 @@ GOSSIP_MAX_HEADS = 16  # heads one gossip message may carry (more: the message i
 GOSSIP_PENDING = 64  # gossiped heads waiting for a consistency proof, per gossiping partner
 FORK_EVIDENCE_OPEN = 32  # unacknowledged forks kept per party (one is enough to call it forked)
 NOTE_MAX = 1000  # characters of a security officer's note acknowledging a fork
+# A gossiped head whose key this node cannot check (a party it has no peer for, a key it has not
+# registered yet or has revoked) is set aside, not a refusal: a partner that learnt of a rotation
+# first gossips honestly. A signature that does not verify under a known key refuses the message.
+_NOT_CHECKABLE_HERE = frozenset({"unknown-sender", "unknown-key", "revoked-key", "key-not-valid"})
 
 
 def _pair(party: str, a: TreeHead, b: TreeHead) -> str:
@@ -249,6 +254,10 @@ class AuditLog:
             return value
 
         return node
+
+    def recorded(self, entry_id: str) -> bool:
+        """Whether the log holds the entry ``entry_id``, under a signed head yet or not."""
+        return self.store.entry(entry_id) is not None
 
     def inclusion(self, entry_id: str, *, public: bool = False) -> dict[str, Any]:
         """The entry, its leaf index and the proof of inclusion in the latest signed head.
@@ -484,13 +493,20 @@ class AuditLog:
             raise InvalidInputError("a head gossip carries signed heads (compact JWS)")
         now = self.kernel.clock()
         checked = []
+        unverifiable = 0
         for jws in heads:
             try:
                 party, head = self._verified_head(jws, identities, now)
+            except EnvelopeError as exc:
+                if exc.detail in _NOT_CHECKABLE_HERE:
+                    unverifiable += 1  # a key this node does not (or no longer) trust: not used
+                    continue
+                raise InvalidInputError(f"a gossiped tree head does not verify: {exc.detail}") from exc
             except GsomiaError as exc:
                 raise InvalidInputError(f"a gossiped tree head does not verify: {exc}") from exc
             checked.append((party, head, jws))
-        counts = {"kept": 0, "duplicate": 0, "forks": 0, "ignored": 0, "full": 0}
+        counts = dict.fromkeys(("kept", "duplicate", "forks", "ignored", "full"), 0)
+        counts["unverifiable"] = unverifiable
         for party, head, jws in checked:
             if party in (sender, self.kernel.party):
                 counts["ignored"] += 1  # a party's own heads come from it (``tree-head``)
@@ -512,7 +528,7 @@ class AuditLog:
             detail = f"{party} signed two different roots for size {head.size}: a fork (shown by {sender})"
             self._fork(party, (TreeHead(head.size, held[0]), held[1]), (head, jws), sender, detail)
             counts["forks"] += 1
-        if counts["kept"] or counts["full"] or counts["forks"]:
+        if counts["kept"] or counts["full"] or counts["forks"] or counts["unverifiable"]:
             self.kernel.store.append_audit(
                 [AuditRow(epoch_us(now), "audit.gossip", sender, None, "allowed", canonical(counts))]
             )

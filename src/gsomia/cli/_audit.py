@@ -92,7 +92,7 @@ def audit_prove(
             proof = log.inclusion(entry)
             break
         except NotFoundError:
-            if time.monotonic() >= deadline or log.store.entry(entry) is None:
+            if time.monotonic() >= deadline or not log.recorded(entry):
                 raise
             time.sleep(0.2)
     if as_json:

@@ -152,11 +152,13 @@ def stream_authorise(
     endpoint: Endpoint,
     token: Token,
     recipient: Annotated[str, typer.Option(help="The party the hub may pass the tracks on to.")],
-    hub: Annotated[str, typer.Option(help="The hub.")] = "USA",
+    hub: Annotated[
+        str | None, typer.Option(help="The hub (default: the hub the node's agreements name, TISA's USA).")
+    ] = None,
     expires: Annotated[str | None, typer.Option(help="ISO 8601 instant the authorisation ends.")] = None,
 ) -> None:
     """Record this node's standing authorisation for HUB to relay its tracks to RECIPIENT (TISA)."""
-    body = {"recipient": recipient, "hub": hub, "expires": expires}
+    body = {"recipient": recipient, "expires": expires, **({"hub": hub} if hub is not None else {})}
     response = httpx.post(f"{endpoint.rstrip('/')}/stream/authorisations", json=body, headers=_headers(token))
     _fail(response)
     emit(response.json())

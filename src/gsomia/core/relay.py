@@ -93,7 +93,7 @@ def plan_relay(
     *,
     at: datetime,
     consents: Sequence[Consent] = (),
-    hubs: Sequence[str] = ("USA",),
+    hubs: Sequence[str],
     purpose: str = MISSILE_WARNING,
     item: str | None = None,
 ) -> RelayPlan:

@@ -36,7 +36,7 @@ import uvicorn
 from gsomia._files import open_private_append, private_dir, write_private
 from gsomia.core.catalogue import Catalogue
 from gsomia.crypto.tls import Issued, issue, make_ca
-from gsomia.errors import ConfigError, InvalidInputError
+from gsomia.errors import ConfigError, InvalidInputError, NotFoundError
 from gsomia.node import Clock, Node, init_node_dir, load_config, set_endpoint, set_tls, system_clock
 
 __all__ = [
@@ -140,7 +140,9 @@ def _people(node: Node) -> dict[str, str]:
     ]
     tokens = {}
     for person in people:
-        if node.store.get_person(person["id"]) is None:  # type: ignore[arg-type]
+        try:
+            node.person(str(person["id"]))
+        except NotFoundError:
             node.add_person(None, {**person, "nationality": node.party})
         tokens[str(person["id"])] = node.issue_token(None, str(person["id"]), days=365)[1]
     return tokens
@@ -326,7 +328,13 @@ def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) ->
         "global",
         "    maxconn 4096",
         "defaults",
-        *(["    mode tcp"] if tls else ["    mode http", "    option http-server-close"]),
+        # in http mode each caller's own address reaches the processes (X-Forwarded-For): their
+        # budgets of requests without credentials are counted by it, not by the balancer's
+        *(
+            ["    mode tcp"]
+            if tls
+            else ["    mode http", "    option http-server-close", "    option forwardfor"]
+        ),
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",

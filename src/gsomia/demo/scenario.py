@@ -9,9 +9,11 @@ passed in. All instants are fixed dates of the public record (domain.md §2).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gsomia._datafiles import load_catalogue
@@ -23,8 +25,8 @@ from gsomia.core.relay import RelayPlan, plan_relay
 from gsomia.demo import network
 from gsomia.errors import ReleaseRefused
 from gsomia.exchange import HttpTransport, PeerTransport
-from gsomia.kernel import ManualClock
-from gsomia.node import Item, Node
+from gsomia.kernel import ManualClock, node_hubs
+from gsomia.node import Item, Node, PortionIngest
 
 __all__ = [
     "FLOWS",
@@ -262,14 +264,14 @@ def _run_step(
         if not moved:
             break
     for flow, item_id in queued:
-        row = nodes[flow.recipient].store.get_item(item_id)
-        if row is not None:
-            held = nodes[flow.recipient].kernel.items.item(row).label
+        item = nodes[flow.recipient].held(item_id)
+        if item is not None:
+            held = item.label
             alt = held.alternative_for(flow.recipient)
             theirs = alt.classification if alt else "?"
             mark = f"{held.originator} {held.classification} / {flow.recipient} {theirs}"
             outcomes[flow.name] = Outcome(
-                flow, "delivered", f"stored at {flow.recipient} under {row.agreement}", mark
+                flow, "delivered", f"stored at {flow.recipient} under {item.agreement}", mark
             )
             continue
         entries = [
@@ -359,10 +361,12 @@ _AFTER = datetime(2024, 3, 1, 10, tzinfo=KST)  # every agreement in force; the d
 def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     """What the agreements ask after delivery, on three real nodes: (duty, what happened) lines.
 
-    KOR's track reaches JPN; JPN translates it; KOR downgrades it and the change reaches the
-    original and the translation at JPN; JPN reports a possible compromise, destroys the
-    translation before a witness and sends KOR the signed record; KOR's termination report
-    lists what JPN holds.
+    KOR's track reaches JPN, and a report whose tearline alone may go to JPN (its USA-only body
+    stays); JPN translates the track; KOR downgrades it and the change reaches the original and
+    the translation at JPN; JPN reports a possible compromise and sends KOR a sighting; a report
+    crosses only once a second KOR officer approves it, and a downgrade KOR scheduled applies
+    itself; JPN destroys the translation before a witness and sends KOR the signed record; KOR's
+    termination report lists what JPN holds.
     """
     clock = ManualClock(_START)  # keys made before the story starts, like the replay's
     members = network.build(workdir, clock=clock)
@@ -391,6 +395,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
         deliver()
         held, _ = jpn.read(j_officer, "kor-track")
         lines.append(("delivered (Art. 4)", f"JPN holds kor-track marked {_marking(held)}"))
+        lines.append(_tearline(kor, jpn, label, deliver))
         translated = jpn.duties.derive(
             j_officer,
             "translation",
@@ -431,6 +436,19 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
                 f"{seen[0]['state'] if seen else 'NOT RECEIVED'} ({incident['nature']})",
             )
         )
+        sighting = jpn.duties.send_feedback(
+            j_officer, "kor-track", "corroborated", "JPN's radar held the same track"
+        )
+        deliver()
+        heard = [f for f in kor.duties.feedback(k_officer, "kor-track") if f["id"] == sighting["id"]]
+        lines.append(
+            (
+                "a sighting to the originator",
+                f"JPN's signed feedback ({sighting['kind']}: {sighting['text']}) "
+                + ("reached KOR" if heard else "did NOT reach KOR"),
+            )
+        )
+        lines += _two_person_and_scheduled_downgrade(kor, jpn, clock, deliver, label)
         jpn.add_person(
             None,
             {"id": "witness", "name": "Witness", "nationality": "JPN", "clearance": "極秘",
@@ -460,6 +478,96 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
     for node in nodes.values():
         node.close()
     return lines
+
+
+def _two_person_and_scheduled_downgrade(
+    kor: Node, jpn: Node, clock: ManualClock, deliver: Callable[[], None], label: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """KOR's policy asks a second officer for releases above 군사III급비밀: the officer's request waits,
+    a second officer approves it, and only then does the report cross. KOR then declares that the
+    report becomes 군사III급비밀 an hour later; when the hour has passed, the node's own work applies
+    the downgrade, at KOR and at JPN, with nobody acting."""
+    lines: list[tuple[str, str]] = []
+    k_officer = kor.person("officer")
+    kor.add_person(
+        None,
+        {"id": "park", "name": "Park", "nationality": "KOR", "clearance": "군사II급비밀",
+         "need_to_know": ["dprk-missile"], "roles": ["release_officer"]},
+    )  # fmt: skip
+    kor.exchange.set_two_person(
+        kor.person("admin"),
+        above={"KOR": "군사III급비밀"},
+        hub_relay=True,
+        relay_authorisations=True,
+        validity=timedelta(hours=4),
+    )
+    kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment")
+    asked = kor.exchange.request_release(k_officer, "kor-assessment", "JPN")
+    deliver()
+    waiting = jpn.held("kor-assessment") is None
+    _, entry = kor.exchange.approve_release(kor.person("park"), asked.id)
+    deliver()
+    arrived = jpn.held("kor-assessment") is not None
+    lines.append(
+        (
+            "two-person release",
+            f"officer asked ({asked.reason}); nothing crossed while it waited"
+            + ("" if waiting else " [BUT IT DID]")
+            + f"; park approved; {'it reached JPN' if arrived else 'it did NOT reach JPN'} "
+            f"(envelope {entry.msg_id[:8]})",
+        )
+    )
+    at = clock.now + timedelta(hours=1)
+    kor.duties.schedule_downgrade(
+        k_officer, "kor-assessment", "군사III급비밀", at, "the assessment is published"
+    )
+    before, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    clock.now = at + timedelta(minutes=1)
+    kor.duties.apply_due_downgrades()  # what the node's background work does each round
+    deliver()
+    after, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    lines.append(
+        (
+            "scheduled downgrade",
+            f"declared for {at.isoformat()}; applied itself then: JPN's kor-assessment "
+            f"{_marking(before)} → {_marking(after)}",
+        )
+    )
+    return lines
+
+
+def _tearline(kor: Node, jpn: Node, label: dict[str, Any], deliver: Callable[[], None]) -> tuple[str, str]:
+    """A KOR report whose body is for the USA only and whose tearline may go to JPN: KOR releases it
+    to JPN, and JPN holds the tearline alone, checked against KOR's signed root (issue 20 §2)."""
+    k_officer, j_officer = kor.person("officer"), jpn.person("officer")
+    kor.ingest(
+        k_officer,
+        label=None,
+        payload=b"",
+        item_id="kor-report",
+        portions=[
+            PortionIngest("body", {**label, "releasable_to": ["USA"]}, b'{"source": "HUMINT, USA only"}'),
+            PortionIngest(
+                "tearline", {**label, "classification": "군사III급비밀"}, b'{"launch": "KN-23, 05:12 KST"}'
+            ),
+        ],
+    )
+    entry = kor.exchange.release(k_officer, "kor-report", "JPN")
+    withheld = [
+        c["reason"].split(":")[0]
+        for c in json.loads(entry.decision)["checks"]
+        if c["rule"] == "portion" and not c["passed"]
+    ]
+    deliver()
+    report, _ = jpn.read(j_officer, "kor-report")
+    stored = jpn.held("kor-report")
+    kept = [] if stored is None else [p.id for p in stored.portions]
+    return (
+        "tearline (portions)",
+        f"kor-report reached JPN as its {', '.join(m.id for m in report.portions)} alone, marked "
+        f"{_marking(report)}, each portion checked against KOR's signed Merkle root; JPN stores "
+        f"{', '.join(kept)}; KOR's release withheld the {', '.join(withheld)} (USA only)",
+    )
 
 
 # The stream's part of the story: (instant, what-if without the 2019 suspension, what happened)
@@ -500,7 +608,14 @@ def kor_plan(catalogue: Catalogue, at: datetime, *, what_if: bool, authorised: b
         created=at,
     )
     return plan_relay(
-        ReleaseEngine(catalogue), catalogue, label, "KOR", ["JPN", "USA"], at=at, consents=consents
+        ReleaseEngine(catalogue),
+        catalogue,
+        label,
+        "KOR",
+        ["JPN", "USA"],
+        at=at,
+        consents=consents,
+        hubs=node_hubs(catalogue, "KOR"),  # the agreements' hubs (TISA: the USA relays)
     )
 
 

@@ -60,7 +60,8 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     kind, data = parse_duty(content)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
-        _check_relay(duties, signer, to, kind, item)
+        sources = parse_sources(data, kind) if kind in ("destruction-record", "incident") else ()
+        _check_relay(duties, signer, to, kind, item, sources)
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
@@ -85,15 +86,36 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
 
 
-def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | None) -> None:
+def _check_relay(
+    duties: Duties, signer: str, to: str, kind: str, item: str | None, sources: tuple[str, ...]
+) -> None:
     """Pass a duty message on only along the item's recorded path (issue 14 §9): as the hub an
     agreement names between ``signer`` and ``to``, about an item it relayed between them; or as the
-    holder that passed the originator's item on to ``to`` by its own release. Anything else
-    (another party's message through a node that carried nothing between them) raises
-    :class:`AgreementError`, which the inbox refuses and audits."""
+    holder that passed the originator's item on to ``to`` by its own release. A record about a copy
+    the holder made (an id not known here) passes along the path of every item it names as its
+    sources. Anything else (another party's message through a node that carried nothing between
+    them) raises :class:`AgreementError`, which the inbox refuses and audits."""
     me = duties.party
     if item is None:
         raise AgreementError(f"{me} passes on only duties about an item it passed on; this {kind} names none")
+    if _passed_on(duties, signer, to, item):
+        return
+    if (
+        sources
+        and duties.kernel.store.get_item(item) is None
+        and all(_passed_on(duties, signer, to, s) for s in sources)
+    ):
+        return
+    raise AgreementError(
+        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
+        f"its own release): a {kind} about it does not pass here"
+    )
+
+
+def _passed_on(duties: Duties, signer: str, to: str, item: str) -> bool:
+    """Whether this node passed ``item`` on between ``signer`` and ``to``: relayed as the hub an
+    agreement names between them, or released onward by itself (the originator being one of them)."""
+    me = duties.party
     row = duties.kernel.store.get_item(item)
     originator = None if row is None else row.originator
     hub = any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me))
@@ -104,11 +126,8 @@ def _check_relay(duties: Duties, signer: str, to: str, kind: str, item: str | No
         relayed = hub and route.get("via") == [me]
         released = route.get("sender") == me != originator and originator in (signer, to)
         if relayed or released:
-            return
-    raise AgreementError(
-        f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
-        f"its own release): a {kind} about it does not pass here"
-    )
+            return True
+    return False
 
 
 def _recorded(

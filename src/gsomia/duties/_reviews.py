@@ -36,6 +36,10 @@ class _Reviews(_Labels):
     def _schedule(self) -> ScheduleStore:
         return ScheduleStore(self.kernel.store)
 
+    def may_review(self, actor: Person) -> bool:
+        """Whether ``actor`` works the duties' queues (reviews due, disposal): nothing is recorded."""
+        return self.kernel.holds_any(actor, HANDLERS)
+
     def reviews_due(self, actor: Person, at: datetime | None = None, *, limit: int = 100) -> list[Item]:
         """This node's own items whose label review instant is ``at`` (default: now) or earlier,
         soonest due first, that ``actor`` may read."""

@@ -150,6 +150,10 @@ class Approvals(Releases):
         self.approvals.add(entry, [audit])
         return entry
 
+    def may_approve(self, actor: Person) -> bool:
+        """Whether ``actor`` sees and answers the two-person queue: nothing is recorded."""
+        return self.kernel.holds_any(actor, _OFFICERS)
+
     def release_requests(self, actor: Person, *, state: str | None = None) -> list[ReleaseRequestRow]:
         """The officers' queue: requests this officer may read the items of (newest last)."""
         self.kernel.require_any(actor, _OFFICERS, "release.queue")

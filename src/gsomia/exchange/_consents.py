@@ -88,20 +88,27 @@ class Consents(Peers):
         actor: Person,
         state: str | None = None,
         *,
-        after: tuple[int, str] | None = None,
+        after: str | None = None,
         limit: int = 100,
     ) -> list[ConsentRequestRow]:
-        """A page of the consent requests (made and to answer) about items ``actor`` may read; those
-        about items they may not read are left out and counted nowhere."""
+        """A page of the consent requests (made and to answer) about items ``actor`` may read, oldest
+        first, from the one after the request ``after`` (the last of the previous page); those about
+        items they may not read are left out and counted nowhere."""
         self.kernel.require_any(actor, CONSENT_READERS, "consent.read")
+        key = None
+        if after is not None:
+            last = self.fed.consent_request(after)
+            if last is None:
+                raise NotFoundError(f"after: no consent request {after}")
+            key = (last.created_us, last.id)
         shown: list[ConsentRequestRow] = []
         while len(shown) < limit:
-            rows = self.fed.consent_requests(state, after=after, limit=limit)
+            rows = self.fed.consent_requests(state, after=key, limit=limit)
             seen = self.kernel.readable_ids(actor, {r.item_id for r in rows})
             shown.extend(r for r in rows if r.item_id in seen)
             if len(rows) < limit:
                 break
-            after = (rows[-1].created_us, rows[-1].id)
+            key = (rows[-1].created_us, rows[-1].id)
         return shown[:limit]
 
     def request_consent(

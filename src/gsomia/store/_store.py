@@ -260,6 +260,37 @@ def _unstorable(exc: BaseException) -> InvalidInputError:
     return InvalidInputError("a value is not one this node can store")
 
 
+@contextmanager
+def _writing() -> Iterator[None]:
+    """A write's database errors as the caller's: a constraint refused it (a conflict), a value the
+    database cannot hold (bad input), anything else (the store failed; nothing was written)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        _log.info("write refused by a constraint: %s", exc)
+        raise ConflictError("already exists: a record with the same identifier is stored") from exc
+    except (DataError, OverflowError) as exc:
+        _log.info("write refused, a value cannot be stored: %s", exc)
+        raise _unstorable(exc) from exc
+    except SQLAlchemyError as exc:
+        _log.warning("store failure: %s", exc)
+        raise StoreError("the store failed; nothing was written") from exc
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A read's database errors as the caller's: a value that cannot be compared (bad input),
+    anything else (the store failed to answer)."""
+    try:
+        yield
+    except (DataError, OverflowError) as exc:
+        _log.info("read refused, a value cannot be compared: %s", exc)
+        raise _unstorable(exc) from exc
+    except SQLAlchemyError as exc:
+        _log.warning("store failure: %s", exc)
+        raise StoreError("the store failed to answer") from exc
+
+
 def _redacted(url: str) -> str:
     """``url`` without its password, to name a database in a message or a file."""
     try:
@@ -329,7 +360,7 @@ class Store:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         moved = False
-        try:
+        with _writing():
             with self.engine.begin() as conn:
                 try:
                     yield conn
@@ -338,15 +369,6 @@ class Store:
             if moved:
                 for listener in self._bump_listeners:
                     listener()
-        except IntegrityError as exc:
-            _log.info("write refused by a constraint: %s", exc)
-            raise ConflictError("already exists: a record with the same identifier is stored") from exc
-        except (DataError, OverflowError) as exc:
-            _log.info("write refused, a value cannot be stored: %s", exc)
-            raise _unstorable(exc) from exc
-        except SQLAlchemyError as exc:
-            _log.warning("store failure: %s", exc)
-            raise StoreError("the store failed; nothing was written") from exc
 
     @contextmanager
     def _exclusive(self, lock: int) -> Iterator[Connection]:
@@ -358,57 +380,33 @@ class Store:
         transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or rollback.
         Everything read after it sees every commit made before it.
         """
-        try:
-            with self.engine.connect() as conn:
-                if conn.dialect.name == "sqlite":
-                    # the driver opens no transaction before a read: open it ourselves, as the writer
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    conn.execute(select(func.pg_advisory_xact_lock(lock)))
-                yield conn
-                conn.commit()
-        except IntegrityError as exc:
-            _log.info("write refused by a constraint: %s", exc)
-            raise ConflictError("already exists: a record with the same identifier is stored") from exc
-        except (DataError, OverflowError) as exc:
-            _log.info("write refused, a value cannot be stored: %s", exc)
-            raise _unstorable(exc) from exc
-        except SQLAlchemyError as exc:
-            _log.warning("store failure: %s", exc)
-            raise StoreError("the store failed; nothing was written") from exc
+        with _writing(), self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # the driver opens no transaction before a read: open it ourselves, as the writer
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(select(func.pg_advisory_xact_lock(lock)))
+            yield conn
+            conn.commit()
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         """One read-only transaction that sees the database as it was at its first read, whatever
         commits meanwhile (SQLite WAL: a read transaction; PostgreSQL: REPEATABLE READ)."""
-        try:
-            with self.engine.connect() as conn:
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql("BEGIN")
-                else:
-                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
-                try:
-                    yield conn
-                finally:
-                    conn.rollback()
-        except (DataError, OverflowError) as exc:
-            _log.info("read refused, a value cannot be compared: %s", exc)
-            raise _unstorable(exc) from exc
-        except SQLAlchemyError as exc:
-            _log.warning("store failure: %s", exc)
-            raise StoreError("the store failed to answer") from exc
+        with _reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            try:
+                yield conn
+            finally:
+                conn.rollback()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except (DataError, OverflowError) as exc:
-            _log.info("read refused, a value cannot be compared: %s", exc)
-            raise _unstorable(exc) from exc
-        except SQLAlchemyError as exc:
-            _log.warning("store failure: %s", exc)
-            raise StoreError("the store failed to answer") from exc
+        with _reading(), self.engine.connect() as conn:
+            yield conn
 
     # --- schema ---
 

@@ -604,3 +604,18 @@ equivalence_changes = Table(
     Column("recorded_us", BigInteger, nullable=False),
     Column("jws", Text, nullable=False),
 )
+
+# --- per-source request budgets of callers nobody has authenticated (migration 0020) ---
+
+# A fixed-window counter per key (the ``limits`` library's key: the rate, the source): what a
+# source has spent of its budget in the window that ends at ``expires_us``. Every process of the
+# node counts in the same row (upserted), so the budget is the node's, not a process's; rows whose
+# window has ended are deleted by the node's loop.
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index("ix_rate_counters_expires_us", "expires_us"),
+)

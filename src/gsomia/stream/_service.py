@@ -217,7 +217,7 @@ class StreamService:
 
     # --- audit ---
 
-    def _row(
+    def _audit_row(
         self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any
     ) -> AuditRow:
         return self.kernel.audit_row(kind, actor, subject, outcome, **detail)
@@ -228,11 +228,17 @@ class StreamService:
     # --- standing authorisations (TISA: the hub relays only what the originator authorised) ---
 
     def authorise_relay(
-        self, actor: Person | None, recipient: str, hub: str, *, expires: datetime | None = None
+        self, actor: Person | None, recipient: str, hub: str | None = None, *, expires: datetime | None = None
     ) -> Consent:
-        """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``."""
+        """Record this node's standing authorisation for ``hub`` to pass its tracks on to ``recipient``;
+        without a ``hub``, the one hub this node's agreements name (TISA: the USA)."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.authorise")
         catalogue = self.kernel.catalogue
+        if hub is None:
+            if len(self.kernel.hubs) != 1:
+                named = ", ".join(self.kernel.hubs) or "none"
+                raise InvalidInputError(f"hub: name the hub (this node's agreements name {named})")
+            (hub,) = self.kernel.hubs
         consent = Consent(
             ConsentKind.TRACK_RELAY,  # the stream only: it never lets the hub pass an item on
             self.party,
@@ -243,7 +249,7 @@ class StreamService:
             expires=expires,
         )
         row, _ = self.exchange.sign_consent(consent)
-        audit = self._row("stream.authorise", actor.id if actor else None, row.id, "recorded",
+        audit = self._audit_row("stream.authorise", actor.id if actor else None, row.id, "recorded",
                           recipient=consent.recipient, hub=consent.hub,
                           expires=None if expires is None else expires.isoformat())  # fmt: skip
         self.exchange.enqueue((), audit=[audit], consents=[row])
@@ -297,7 +303,7 @@ class StreamService:
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
-            self._row(
+            self._audit_row(
                 "stream.plan",
                 None,
                 update.track_id,
@@ -322,7 +328,7 @@ class StreamService:
         except GsomiaError as exc:
             who = actor.id if actor else None
             subject = data.get("track_id") if isinstance(data, dict) else None
-            await self._audit(self._row("stream.publish", who, str(subject), "refused",
+            await self._audit(self._audit_row("stream.publish", who, str(subject), "refused",
                                         error=type(exc).__name__, reason=str(exc)))  # fmt: skip
             raise
         result = await self.publish_update(update)
@@ -386,7 +392,7 @@ class StreamService:
             if self._still_pinned(party, link):
                 return link
             await self._drop_link(party)  # opened with a key the peers no longer allow: open anew
-            await self._audit(self._row("stream.link", None, party, "closed", reason="revoked-key"))
+            await self._audit(self._audit_row("stream.link", None, party, "closed", reason="revoked-key"))
         if time.monotonic() < self._retry_at.get(party, 0.0):
             raise LinkError("unknown-peer", f"the link with {party} is down; retrying shortly")
         lock = self._connecting.setdefault(party, asyncio.Lock())
@@ -432,7 +438,7 @@ class StreamService:
             link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers)
             self._links[party] = link
             self._down.discard(party)
-            await self._audit(self._row("stream.link", None, party, "opened", role="initiator"))
+            await self._audit(self._audit_row("stream.link", None, party, "opened", role="initiator"))
             return link
 
     def _client_tls(self) -> ssl.SSLContext:
@@ -469,7 +475,7 @@ class StreamService:
             _log.warning("stream link to %s failed: %s", party, exc)
             self._down.add(party)
             await self._audit(
-                self._row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
+                self._audit_row("stream.link", None, party, "failed", reason=f"{type(exc).__name__}: {exc}")
             )
 
     async def _drop_link(self, party: str) -> None:
@@ -544,7 +550,7 @@ class StreamService:
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        await self._audit(self._row("stream.batch", None, party, "signed", **batch.audit_detail()))
+        await self._audit(self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail()))
 
     async def _tick(self) -> None:
         while True:
@@ -614,18 +620,20 @@ class StreamService:
             frame = session.open(data)
             confirmed = True
             gate.release(source)
-            await self._audit(self._row("stream.link", None, peer_name, "opened", role="responder"))
+            await self._audit(self._audit_row("stream.link", None, peer_name, "opened", role="responder"))
             await self._serve_frames(receive, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
-            row = self._row("stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc))
+            row = self._audit_row(
+                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc)
+            )
             if confirmed:
                 await self._audit(row)
             else:  # nobody yet: one record per source and code per window, with the count left out
                 left_out = gate.should_record(source, exc.detail, time.monotonic())
                 if left_out is not None:
                     await self._audit(
-                        self._row("stream.link", None, peer_name, "refused", error=exc.detail,
+                        self._audit_row("stream.link", None, peer_name, "refused", error=exc.detail,
                                   reason=str(exc), source=source, left_out=left_out)
                     )  # fmt: skip
             raise
@@ -695,7 +703,9 @@ class StreamService:
                 batch = verifier.verify(jws, peer, self.kernel.clock())
                 unrooted_since = None
                 self.stats.batches_verified += 1
-                await self._audit(self._row("stream.batch", None, peer, "verified", **batch.audit_detail()))
+                await self._audit(
+                    self._audit_row("stream.batch", None, peer, "verified", **batch.audit_detail())
+                )
 
     def _check_session_key(self, peer: str, kid: str) -> int:
         """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
@@ -734,7 +744,7 @@ class StreamService:
             oldest = min(kept, key=lambda key: kept[key][0].given_at)
             del kept[oldest]
         self._received_plans.clear()
-        await self._audit(self._row("stream.consent", None, consent_id, "received", sender=sender,
+        await self._audit(self._audit_row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
     async def _first_arrival(self, peer: str, group: VerifiedGroup) -> None:
@@ -799,7 +809,7 @@ class StreamService:
         self._received_plans[key] = (decision, float("inf") if until is None else until.timestamp())
         if not decision.allowed:
             self.stats.refused += 1
-            await self._audit(self._row("stream.receive", None, track_id, "refused", sender=sender,
+            await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
                                         decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
         return decision
 
@@ -826,7 +836,7 @@ class StreamService:
                 label = self.kernel.items.received_label(label, sender, decision.agreement, at=decision.at)
             except LabelError as exc:
                 self.stats.refused += 1
-                await self._audit(self._row("stream.receive", None, track["track_id"], "refused",
+                await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
                                             sender=sender, reason=str(exc)))  # fmt: skip
                 return
             route = f"via {via}" if via else "direct"
@@ -905,7 +915,7 @@ class StreamService:
         decision = self.kernel.decide_read(person, self.stream_label())
         if not decision.allowed:
             raise self.kernel.refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
-        await self._audit(self._row(f"stream.{channel}", person.id, None, "subscribed"))
+        await self._audit(self._audit_row(f"stream.{channel}", person.id, None, "subscribed"))
         subscription = await self.bus.subscribe(after)
         return self._consume(person, subscription)
 
@@ -927,7 +937,9 @@ class StreamService:
                     allowed = readable[key] = decision.allowed
                     if not allowed:
                         failed = [c._asdict() for c in decision.failed()]
-                        await self._audit(self._row("stream.read", person.id, None, "refused", checks=failed))
+                        await self._audit(
+                            self._audit_row("stream.read", person.id, None, "refused", checks=failed)
+                        )
                 if allowed:
                     yield seq, message["track"]
         finally:

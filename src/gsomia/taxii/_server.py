@@ -267,6 +267,20 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             raise NotFoundError(f"no collection {collection_id!r} at this node")
         return found
 
+    def stix_of(item: Item, payload: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The item's STIX object at its current version, and the definitions its markings need."""
+        return marked(
+            item.id,
+            item.label,
+            item.payload_type,
+            payload,
+            item.ingested,
+            added_us=item.added_us,
+            label_version=item.label_version,
+            catalogue=node.catalogue,
+            portions=[m.label for m in item.portions],
+        )
+
     def page(
         person: Person,
         where: Collection,
@@ -286,16 +300,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         def keep(item: Item, payload: bytes) -> bool:
             if not where.member(item):
                 return False
-            obj, definitions = marked(
-                item.id,
-                item.label,
-                item.payload_type,
-                payload,
-                item.ingested,
-                added_us=item.added_us,
-                label_version=item.label_version,
-                catalogue=node.catalogue,
-            )
+            obj, definitions = stix_of(item, payload)
             if is_tlp_red(obj):
                 return False
             definitions = [d for d in definitions if matcher(d)]
@@ -457,16 +462,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             item, payload = node.read(person, item_id)
         except GsomiaError:
             return False
-        obj, _ = marked(
-            item.id,
-            item.label,
-            item.payload_type,
-            payload,
-            item.ingested,
-            added_us=item.added_us,
-            label_version=item.label_version,
-            catalogue=node.catalogue,
-        )
+        obj, _ = stix_of(item, payload)
         return obj["id"] == stix_id and _version_of(obj) == version
 
     def ingest(person: Person, target: Collection, objects: list[Any], requested: datetime) -> StatusRow:

@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from gsomia._present import flow_view, inventory_view, release_request_view
 from gsomia._web import dashboard_scope, is_own_origin
-from gsomia.core.access import Person, Role
+from gsomia.core.access import Person
 from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
@@ -426,8 +426,10 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             entries = node.inventory(person, item_id)
         except NotFoundError as exc:
             return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
-        item = node.held(item_id)
-        if item is None:  # gone between the two reads
+        held = node.held(item_id)
+        # what this reader may see of it: of an item in portions, only the portions they may read
+        item = None if held is None else node.view(person, held)
+        if item is None:  # gone (or changed) between the two reads
             return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
         copies = [inventory_view(r) for r in entries]
         return _page(
@@ -435,6 +437,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             **common(person, "items"),
             item=item,
             labels=_label_views(node, item.label),
+            portions=[{"id": m.id, "labels": _label_views(node, m.label)} for m in item.portions],
             copies=copies,
             feedback=node.duties.feedback(person, item_id),
         )
@@ -448,8 +451,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        roles = person.roles if person.active else frozenset()
-        if not roles & {Role.RELEASE_OFFICER, Role.SECURITY_OFFICER}:  # the services refuse (and record)
+        if not node.duties.may_review(person):  # the service refuses (and records)
             try:
                 node.duties.reviews_due(person)
             except AccessDenied as exc:
@@ -457,7 +459,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         # each section only for the role its service serves; each service decides what is shown
         requests = (
             node.exchange.release_requests(person, state="requested")
-            if Role.RELEASE_OFFICER in roles
+            if node.exchange.may_approve(person)
             else None
         )
         return _page(
