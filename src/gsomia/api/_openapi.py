@@ -71,7 +71,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "has no classification",
         "a handling caveat",
         "is not monotonic",
-        "the most this node keeps",
+        "the most this node",
     ),
 }
 
