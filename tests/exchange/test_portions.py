@@ -349,17 +349,26 @@ def test_duties_per_item_reach_the_tearline_and_reclassifying_the_whole_is_refus
     net: dict[str, Any],
 ) -> None:
     """Recall and destruction act on the item as held (at JPN: the tearline); a reclassification of
-    the whole would leave the portions' own signed labels behind, so it is refused, and a copy of an
-    item in portions is refused rather than made of portions its maker may not see."""
+    the whole would leave the portions' own signed labels behind, so it is refused; a copy holds the
+    portions its maker may read, under the highest of their labels."""
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
     kor.exchange.release(kor.person("officer"), "r1", "JPN")
     deliver(net)
     with pytest.raises(InvalidInputError, match="in portions"):
         kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "downgrade")
-    with pytest.raises(InvalidInputError):
-        jpn.duties.derive(jpn.person("officer"), "copy", ["r1"], item_id="r1-copy")
-    assert jpn.store.get_item("r1-copy") is None
+    # a copy holds what its maker may read (at JPN: the tearline), under that portion's label
+    copy = jpn.duties.derive(jpn.person("officer"), "copy", ["r1"], item_id="r1-copy")
+    assert copy.label.classification == "군사III급비밀"
+    _, copied = jpn.read(jpn.person("officer"), "r1-copy")
+    assert [p["id"] for p in json.loads(copied)["portions"]] == ["tearline"]
+    # at KOR, a maker cleared for the tearline alone copies the tearline alone
+    junior_kor = junior(kor, "군사III급비밀")
+    mine = kor.duties.derive(junior_kor, "copy", ["r1"], item_id="r1-junior")
+    assert mine.label.classification == "군사III급비밀"
+    _, payload = kor.read(junior_kor, "r1-junior")
+    assert b"USA-only" not in payload
+    assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
     kor.duties.recall(kor.person("officer"), "r1", "the source was burned")
     deliver(net)
     row = jpn.store.get_item("r1")
