@@ -443,3 +443,17 @@ def test_the_report_sent_again_is_already_held_and_another_under_its_id_is_refus
     assert "different item" in answer["reason"]
     _, held = jpn.kernel.items.signed(jpn.store.get_item("r1"))  # type: ignore[arg-type]
     assert json.loads(held[0].payload) == json.loads(TEARLINE)
+
+
+def test_the_outbox_shows_a_release_of_an_item_in_portions_only_to_readers_of_all_of_it(
+    net: dict[str, Any],
+) -> None:
+    """The release's decision explains every portion (``body: withheld ...``): an officer cleared for
+    the tearline alone is not shown that entry, so nothing there speaks of the body to them."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    assert "body: withheld" in entry.decision
+    officer = junior(kor, "군사III급비밀")
+    assert [e.msg_id for e in kor.exchange.outbox_seen_by(kor.person("officer"))] == [entry.msg_id]
+    assert kor.exchange.outbox_seen_by(officer) == []
