@@ -60,6 +60,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "ProofError",
+    "RateLimitedError",
     "ReleaseRefused",
     "StoreError",
     "TrackError",
@@ -132,6 +133,17 @@ class AccessDenied(GsomiaError):
 
 class AuthenticationError(GsomiaError):
     """A token is missing, unknown, expired or revoked."""
+
+
+class RateLimitedError(GsomiaError):
+    """A source has spent its budget of requests nobody authenticated (and of refusals) for now;
+    ``retry_after``: whole seconds until its window ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(
+            f"too many requests from this address without credentials; retry after {self.retry_after} s"
+        )
 
 
 class NotFoundError(GsomiaError, LookupError):

@@ -35,6 +35,7 @@ from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gsomia.crypto.envelope import verify_origin
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.node import Node, init_node_dir
+from gsomia.node._config import update_settings
 
 WORKER = Path(__file__).with_name("_stress_worker.py")
 
@@ -215,7 +216,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def stress(directory: Path, database_url: str, seconds: float) -> dict[str, Any]:
     ports = [_free_port(), _free_port()]
     endpoints = [f"http://127.0.0.1:{p}" for p in ports]
-    config = init_node_dir(directory, "KOR", database_url, endpoint=endpoints[0])
+    init_node_dir(directory, "KOR", database_url, endpoint=endpoints[0])
+    # the readers poll the public head and inclusion routes as fast as they can, from one address:
+    # out of the reach of its budget for requests without credentials (tests/security/test_rate_limit.py)
+    config = update_settings(directory, public_rate_limit="10000000/minute")
     node = Node(config)
     node.add_person(
         None,

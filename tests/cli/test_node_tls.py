@@ -5,6 +5,7 @@ naming what is wrong, no traceback)."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from tests.reliability.processes import stop
 
 from gsomia._web import dashboard_scope
 from gsomia.demo.network import free_port
-from gsomia.node import Node, init_node_dir, set_tls
+from gsomia.node import Node, init_node_dir, load_config, set_tls
 
 
 def _pair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -158,3 +159,33 @@ def test_node_toml_tls_files_that_cannot_serve_are_refused_before_serving(tmp_pa
     )  # fmt: skip
     assert both.returncode == 2
     assert "serve without --tls-cert" in both.stderr
+
+
+def test_node_tls_names_checked_files_and_the_identity_publishes_the_pin(tmp_path: Path) -> None:
+    config = init_node_dir(tmp_path / "kor", "KOR", endpoint="https://127.0.0.1:9443")
+    cert, key = _pair(tmp_path, "node")
+    _, other_key = _pair(tmp_path, "other")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+            [sys.executable, "-m", "gsomia", "node", *args, "--dir", str(config.directory)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    mismatched = cli("tls", "--cert", str(cert), "--key", str(other_key), "--ca", str(cert))
+    assert mismatched.returncode == 2
+    assert "not a PEM certificate and its private key" in mismatched.stderr
+    assert load_config(config.directory).tls is None  # nothing written
+    assert cli("tls", "--cert", str(cert)).returncode == 2
+    named = cli("tls", "--cert", str(cert), "--key", str(key), "--ca", str(cert), "--json")
+    assert named.returncode == 0, named.stderr
+    pin = json.loads(named.stdout)["pin"]
+    tls = load_config(config.directory).tls
+    assert tls is not None
+    assert tls.pin() == pin
+    identity = cli("identity")
+    assert json.loads(identity.stdout)["tls"] == [pin]
+    assert cli("tls", "--plain").returncode == 0
+    assert "tls" not in json.loads(cli("identity").stdout)

@@ -15,7 +15,7 @@ from tests.taxii.test_stix import TLP_RED, indicator
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.taxii._stix import extension_objects, marking_for
 
 Call = Callable[..., httpx.Response]
@@ -263,3 +263,55 @@ def test_a_body_that_is_not_taxii_json_is_unsupported(call: Call, tokens: dict[s
         )
         assert response.status_code == 415, (content_type, response.text)
         assert response.json()["error_code"] == "unsupported-media-type"
+
+
+def test_an_item_in_portions_is_served_with_granular_markings_of_the_portions_the_reader_may_read(
+    call: Call, jpn_node: Node, tokens: dict[str, str]
+) -> None:
+    """Issue 20 §2: the object's marking is the highest label of the portions served, and each portion
+    (``payload.portions.[i]``) carries its own label as a granular marking; a reader cleared for the
+    tearline alone gets it alone, and nothing served names the body or its marking."""
+    body_label, tearline_label = jpn_label(), jpn_label(classification="秘")
+    jpn_node.ingest(
+        jpn_node.person("tanaka"),
+        label=None,
+        payload=b"",
+        item_id="jpn-report",
+        portions=[
+            PortionIngest("body", body_label, b'{"source": "the body"}'),
+            PortionIngest("tearline", tearline_label, b'{"launch": "the tearline"}'),
+        ],
+    )
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    body_marking = marking_for(jpn_node.kernel.items.parse_label(body_label))["id"]
+    tearline_marking = marking_for(jpn_node.kernel.items.parse_label(tearline_label))["id"]
+
+    served = call("GET", url, tokens["tanaka"]).json()["objects"]
+    (report,) = items_of(served)
+    assert [p["id"] for p in report["payload"]["portions"]] == ["body", "tearline"]
+    granular = {(g["marking_ref"], tuple(g["selectors"])) for g in report["granular_markings"]}
+    assert (body_marking, ("payload.portions.[0]",)) in granular
+    assert (tearline_marking, ("payload.portions.[1]",)) in granular
+    assert body_marking in report["object_marking_refs"]  # the item's marking: the highest label
+    defined = {o["id"] for o in served if o["type"] == "marking-definition"}
+    assert {g["marking_ref"] for g in report["granular_markings"]} <= defined
+    assert_valid_bundle({"type": "bundle", "id": "bundle--" + cid, "objects": served})
+
+    response = call("GET", url, tokens["sato"])
+    (partial,) = items_of(response.json()["objects"])
+    assert [p["id"] for p in partial["payload"]["portions"]] == ["tearline"]
+    assert [g["selectors"] for g in partial["granular_markings"] if g["marking_ref"] == tearline_marking] == [
+        ["payload.portions.[0]"]
+    ]
+    assert tearline_marking in partial["object_marking_refs"]
+    assert body_marking not in response.text
+    assert "the body" not in response.text
+    # served back as a TAXII POST: refused (portions are labelled and signed at ingest, POST /items)
+    again = dict(report, item_id="jpn-report-2")
+    posted = call(
+        "POST", url, tokens["tanaka"], json={"objects": [*served, again]}, headers={"Content-Type": TAXII}
+    )
+    assert posted.status_code == 202
+    assert any("in portions" in f["message"] for f in posted.json()["failures"])
+    assert jpn_node.store.get_item("jpn-report-2") is None

@@ -11,10 +11,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response, WebSocketException
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gsomia._web import dashboard_scope
@@ -30,12 +35,12 @@ from gsomia.api._items import add_items_routes
 from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
 from gsomia.api._people import add_people_routes
-from gsomia.api._problems import TAXII_PREFIX, install, problem, taxii_error
+from gsomia.api._problems import TAXII_PREFIX, install, problem, rate_limited, taxii_error
 from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
 from gsomia.api._tls import PeerGate
 from gsomia.core.access import Person
-from gsomia.errors import InvalidInputError
+from gsomia.errors import InvalidInputError, RateLimitedError
 from gsomia.node import Node
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
@@ -60,7 +65,7 @@ class _BodyLimit:
         self,
         app: ASGIApp,
         limit: int,
-        record: Callable[[str, str | None, int, str, str | None, str | None], None],
+        record: Callable[[str, str | None, int, str, str | None, str | None], int | None],
         caller: Callable[[Request], str | None],
     ) -> None:
         self.app = app
@@ -74,9 +79,12 @@ class _BodyLimit:
             if refusal is not None:
                 status, slug, title, detail = refusal
                 request = Request(scope)
-                self.record(
+                wait = self.record(
                     "api.refused", scope.get("path"), status, detail, _source(request), self.caller(request)
                 )
+                if wait is not None:  # the source has spent its budget: that is the answer now
+                    await rate_limited(request, RateLimitedError(wait))(scope, receive, send)
+                    return
                 taxii = str(scope.get("path", "")).startswith(TAXII_PREFIX)
                 render = taxii_error if taxii else problem
                 await render(status, slug, title, detail)(scope, receive, send)
@@ -101,12 +109,38 @@ class _BodyLimit:
         return None
 
 
-def _source(request: Request) -> str | None:
+def _source(request: HTTPConnection) -> str | None:
     """The caller's network address (what an unauthenticated caller's refusals are counted by)."""
     return request.client.host if request.client else None
 
 
 source = _source
+
+# Routes that need no credentials yet spend nothing of a source's budget up front. ``/inbox``: its
+# caller proves itself by what it sends; what fails to (an envelope that does not open) spends, and
+# a spent source is refused there by the service (Node.inbox). ``/healthz``: the balancer's probe,
+# every second per process, answered from memory; counting it would cost more than answering it.
+_UNCOUNTED = frozenset({"/inbox", "/healthz"})
+_TRY_AGAIN_LATER = 1013  # WebSocket close code (RFC 6455 registry): the server is overloaded for you
+
+
+def _spending(inner: ASGIApp, spend: Callable[[HTTPConnection], RateLimitedError | None]) -> ASGIApp:
+    """``inner`` behind the budget of its callers' sources (for routes FastAPI adds as plain ones)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        error = await run_in_threadpool(spend, HTTPConnection(scope))
+        if error is None:
+            await inner(scope, receive, send)
+        else:
+            await rate_limited(Request(scope), error)(scope, receive, send)
+
+    return app
+
+
+def _needs(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    """Whether ``call`` is among a route's dependencies, however deep."""
+    return any(d.call is call or _needs(d, call) for d in dependant.dependencies)
+
 
 _JSON_TYPES = (b"application/json", b"application/problem+json", b"application/taxii+json")
 
@@ -154,6 +188,40 @@ def create_app(
     ``stream`` is the node's missile-track stream (by default over the in-process bus).
     """
     stream = stream if stream is not None else StreamService(node)
+    public: dict[int, bool] = {}  # id(route) -> whether it needs no credentials (decided once per route)
+
+    def spend(connection: HTTPConnection) -> RateLimitedError | None:
+        wait = node.kernel.admission.spend(source(connection))
+        return (
+            None if wait is None else node.kernel.rate_limited(source(connection), connection.url.path, wait)
+        )
+
+    async def admit(connection: HTTPConnection) -> None:
+        """Every route's first dependency: a request to a route that needs no credentials (no
+        ``reader`` among its dependencies) spends one unit of its source's budget, and once that is
+        spent is refused with 429 and ``Retry-After`` (a WebSocket handshake: closed with 1013),
+        audited in bounded space. Routes that authenticate spend nothing here; their refusals of
+        bad credentials spend it (:meth:`gsomia.kernel.NodeContext.refuse_unauthenticated`)."""
+        route = connection.scope.get("route")
+        if route is None:
+            return
+        open_route = public.get(id(route))
+        if open_route is None:
+            dependant = getattr(route, "dependant", None)
+            open_route = public[id(route)] = (
+                dependant is not None
+                and not _needs(dependant, reader)
+                and getattr(route, "path", "") not in _UNCOUNTED
+            )
+        if not open_route:
+            return
+        error = await run_in_threadpool(spend, connection)  # the store's counters: off the event loop
+        if error is None:
+            return
+        if connection.scope["type"] == "websocket":
+            raise WebSocketException(code=_TRY_AGAIN_LATER, reason=str(error)[:120])
+        raise error
+
     # the loops' pace is the node's configuration (node.toml) unless a caller (a test) sets it
     sender_interval = node.config.sender_interval if sender_interval is None else sender_interval
     head_every = node.config.head_interval if head_every is None else head_every
@@ -181,9 +249,24 @@ def create_app(
         description="Items, people, agreements and release decisions of one party's gsomia node. "
         "Every error is an RFC 9457 problem document.",
         responses={
-            code: {"model": m.Problem, "content": {"application/problem+json": {}}}
-            for code in (400, 401, 403, 404, 409, 411, 413, 422)
+            **{
+                code: {"model": m.Problem, "content": {"application/problem+json": {}}}
+                for code in (400, 401, 403, 404, 409, 411, 413, 422)
+            },
+            429: {
+                "model": m.Problem,
+                "content": {"application/problem+json": {}},
+                "description": "The caller's address has spent its budget of requests without "
+                "credentials (and of refusals) for now; retry after the seconds Retry-After gives.",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds until the address's budget is renewed.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                },
+            },
         },
+        dependencies=[Depends(admit)],
     )
     dashboard = dashboard_scope(node.ring)
 
@@ -206,6 +289,9 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
+    for route in app.routes:  # FastAPI's own pages (/openapi.json, /docs, /redoc) are no API routes:
+        if isinstance(route, Route) and not isinstance(route, APIRoute):  # they spend as public routes do
+            route.app = _spending(route.app, spend)
     app.add_middleware(
         _BodyLimit,
         limit=node.config.max_payload_bytes * 2 + _BODY_SLACK,

@@ -43,6 +43,36 @@ RULES: dict[str, tuple[str, ...]] = {
     "POST /stream/tracks": ("samples must be in time order", "but this node publishes for"),
     # a token minted by a token expires no later than it (issue 14 §5): the caller's own token decides
     "POST /people/{person_id}/tokens": ("cannot outlive it",),
+    # what the item's own state allows (found by schemathesis's 10-minute SQLite run on an item it
+    # had made itself): who originated it, its level now, where it went, whether it was recalled
+    "POST /items/{item_id}/consent-requests": ("no consent is needed",),
+    "POST /items/{item_id}/reclassify": ("nothing to reclassify", "only the originator"),
+    "POST /items/{item_id}/recall": ("only the originator",),
+    "POST /items/{item_id}/scheduled-downgrades": (
+        "a scheduled change only downgrades",
+        "is not in the future",
+        "only the originator",
+    ),
+    "POST /items/{item_id}/destroy": ("is not cleared for this item",),
+    "POST /items/{item_id}/destruction/request": ("was never sent to",),
+    "POST /items/{item_id}/destruction/send": ("there is no one to send the record to", "was never sent to"),
+    "POST /items/{item_id}/release": ("reclassify it before releasing it again",),
+    "POST /items/{item_id}/release-requests": (
+        "needs no second officer",
+        "the release would be refused anyway",
+        "reclassify it before releasing it again",
+    ),
+    # a party's equivalence change (issue 19 §3): checked against the agreement and its table
+    "POST /agreements/{agreement_id}/equivalence-changes": (
+        "takes effect now or later",
+        "is not a party to",
+        "is not a partner of",
+        "remaps one level onto one partner once",
+        "has no classification",
+        "a handling caveat",
+        "is not monotonic",
+        "the most this node",
+    ),
 }
 
 

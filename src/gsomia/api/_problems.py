@@ -34,6 +34,7 @@ from gsomia.errors import (
     NotAcceptableError,
     NotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     ReleaseRefused,
     StoreError,
     TransportError,
@@ -54,6 +55,7 @@ _STATUS: tuple[tuple[type[GsomiaError], int, str], ...] = (
     (ItemGoneError, 410, "item-gone"),
     (PayloadTooLargeError, 413, "payload-too-large"),
     (UnsupportedMediaTypeError, 415, "unsupported-media-type"),
+    (RateLimitedError, 429, "too-many-requests"),
     (LabelError, 422, "invalid-label"),
     (UnknownNameError, 422, "unknown-name"),
     (InstantError, 422, "invalid-instant"),
@@ -157,9 +159,22 @@ def _source(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def rate_limited(request: Request, error: RateLimitedError) -> JSONResponse:
+    """429 with ``Retry-After`` (RFC 9110 section 10.2.3): the source has spent its budget for now."""
+    return _respond(
+        request,
+        429,
+        "too-many-requests",
+        "Too many requests",
+        str(error),
+        {"Retry-After": str(error.retry_after)},
+        retry_after=error.retry_after,
+    )
+
+
 def install(
     app: FastAPI,
-    record: Callable[[str, str | None, int, str, str | None, str | None], None],
+    record: Callable[[str, str | None, int, str, str | None, str | None], int | None],
     recorded: Callable[[BaseException], bool],
     caller: Callable[[Request], str | None] = lambda _: None,
 ) -> None:
@@ -168,11 +183,15 @@ def install(
     ``record(kind, subject, status, reason, source, actor)`` audits refusals the service did not
     already record (``recorded(error)`` says which it did; malformed requests rejected at the edge,
     unknown routes): every refusal is in the log, once; ``caller(request)`` names who sent it if
-    the request carries valid credentials, else the refusal is counted per address ``source``.
+    the request carries valid credentials, else the refusal is counted per address ``source``,
+    and ``record`` answers how long that source must wait if it has spent its budget: the answer
+    is then 429 (the refusal itself is in the log all the same).
     """
 
     @app.exception_handler(GsomiaError)
     async def _domain(request: Request, error: GsomiaError) -> JSONResponse:
+        if isinstance(error, RateLimitedError):
+            return rate_limited(request, error)
         status, slug = _classify(error)
         extra: dict[str, Any] = {}
         if isinstance(error, AccessDenied):
@@ -181,7 +200,11 @@ def install(
             ]
         title = slug.replace("-", " ").capitalize()
         if not recorded(error):
-            record("api.refused", request.url.path, status, str(error), _source(request), caller(request))
+            wait = record(
+                "api.refused", request.url.path, status, str(error), _source(request), caller(request)
+            )
+            if wait is not None:
+                return rate_limited(request, RateLimitedError(wait))
         return _respond(request, status, slug, title, str(error), **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -191,7 +214,9 @@ def install(
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
-        record("api.refused", request.url.path, 422, detail, _source(request), caller(request))
+        wait = record("api.refused", request.url.path, 422, detail, _source(request), caller(request))
+        if wait is not None:
+            return rate_limited(request, RateLimitedError(wait))
         return _respond(request, 422, "invalid-request", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -205,6 +230,10 @@ def install(
             detail = f"{request.method} is not served at {request.url.path}; use {', '.join(allow)}"
         elif error.status_code == 404:
             detail = f"nothing is served at {request.url.path}"
-        record("api.refused", request.url.path, error.status_code, detail, _source(request), caller(request))
+        wait = record(
+            "api.refused", request.url.path, error.status_code, detail, _source(request), caller(request)
+        )
+        if wait is not None:
+            return rate_limited(request, RateLimitedError(wait))
         title = slug.replace("-", " ").capitalize()
         return _respond(request, error.status_code, slug, title, detail, headers or None)

@@ -128,7 +128,7 @@ class PeerGate:
         self,
         app: ASGIApp,
         peers: PeerDirectory,
-        record: Callable[[str, str | None, int, str, str | None], None],
+        record: Callable[[str, str | None, int, str, str | None], object],
     ) -> None:
         self.app = app
         self.peers = peers

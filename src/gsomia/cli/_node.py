@@ -33,9 +33,10 @@ from gsomia.cli._common import (
     open_node,
 )
 from gsomia.core.instants import parse_instant
+from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import HttpTransport
-from gsomia.node import Node, PortionIngest, init_node_dir, set_endpoint
+from gsomia.node import Node, PortionIngest, init_node_dir, set_endpoint, set_tls
 from gsomia.store import ItemFilter
 
 node_app = typer.Typer(help="Create, migrate and serve a party's node.", no_args_is_help=True)
@@ -207,6 +208,48 @@ def node_identity(
     if endpoint is not None:
         set_endpoint(directory, endpoint)
     emit(open_node(directory).exchange.identity())
+
+
+@node_app.command("tls")
+@guard
+def node_tls(
+    directory: DirOpt,
+    cert: Annotated[
+        Path | None, typer.Option(help="The node's certificate chain (PEM), its own first.")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="The authorities partners' certificates must come from (PEM).")
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Name no TLS files: plain HTTP (a loopback demo only).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name the node's TLS files in node.toml after checking them (HTTPS, mutual TLS with partners);
+    prints the certificate's pin, which the identity document (`node identity`) now publishes."""
+    if plain:
+        if cert or key or ca:
+            raise InvalidInputError("--plain names no TLS files: give it alone")
+        set_tls(directory, None, None, None)
+        if as_json:
+            emit({"tls": None})
+        else:
+            console().print("no TLS files: the node serves plain HTTP")
+        return
+    if cert is None or key is None or ca is None:
+        raise InvalidInputError("give --cert, --key and --ca together (or --plain)")
+    files = TlsFiles(cert.resolve(), key.resolve(), ca.resolve())
+    files.server_context()  # each refused here, named, before node.toml changes
+    files.client_context()
+    set_tls(directory, str(files.cert), str(files.key), str(files.ca))
+    pin = files.pin()
+    if as_json:
+        emit({"tls": {"cert": str(files.cert), "key": str(files.key), "ca": str(files.ca)}, "pin": pin})
+    else:
+        console().print(
+            f"TLS files named in node.toml; certificate pin {pin}: send partners the new identity"
+        )
 
 
 @node_app.command("rotate-keys")

@@ -350,7 +350,13 @@ def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) ->
         "global",
         "    maxconn 4096",
         "defaults",
-        *(["    mode tcp"] if tls else ["    mode http", "    option http-server-close"]),
+        # in http mode each caller's own address reaches the processes (X-Forwarded-For): their
+        # budgets of requests without credentials are counted by it, not by the balancer's
+        *(
+            ["    mode tcp"]
+            if tls
+            else ["    mode http", "    option http-server-close", "    option forwardfor"]
+        ),
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",

@@ -9,7 +9,9 @@ rows read the same way: people, tokens, visits),
 moves only when told, for the demo's replay and the tests).
 """
 
+from gsomia.kernel._admission import Admission, parse_networks, parse_rates
 from gsomia.kernel._context import (
+    DEFAULT_PUBLIC_RATE,
     Clock,
     ManualClock,
     NodeContext,
@@ -51,9 +53,11 @@ from gsomia.kernel._watch import DEFAULT_INTERVAL, ChangeWatch
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "DEFAULT_PUBLIC_RATE",
     "ITEM_ID",
     "PAYLOAD_TYPES",
     "PORTIONS",
+    "Admission",
     "ChangeWatch",
     "Clock",
     "GroupedAppend",
@@ -82,7 +86,9 @@ __all__ = [
     "node_hubs",
     "node_timezone",
     "parse_item_content",
+    "parse_networks",
     "parse_portioned_content",
+    "parse_rates",
     "signed_portions",
     "system_clock",
     "unknown_item",

@@ -30,7 +30,8 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import EnvelopeError, verify_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.crypto.tls import TlsFiles
-from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError
+from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError, RateLimitedError
+from gsomia.kernel._admission import Admission, parse_networks, parse_rates
 from gsomia.kernel._grouped import GroupedAppend
 from gsomia.kernel._items import PORTIONS, HoldAs, Item, Items, from_us, unknown_item
 from gsomia.kernel._kept import Kept
@@ -46,6 +47,7 @@ from gsomia.store import (
     EquivalenceStore,
     FederationStore,
     ItemRow,
+    RateCounters,
     SharedState,
     Store,
     TallyRow,
@@ -53,6 +55,7 @@ from gsomia.store import (
 )
 
 __all__ = [
+    "DEFAULT_PUBLIC_RATE",
     "Clock",
     "ManualClock",
     "NodeContext",
@@ -65,6 +68,10 @@ __all__ = [
 ]
 
 Clock = Callable[[], datetime]
+
+DEFAULT_PUBLIC_RATE = "1200/minute"
+"""What one source may ask of a node without credentials, unless node.toml says otherwise."""
+RATE_LIMITED = "rate.limited"
 
 
 def system_clock() -> datetime:
@@ -162,6 +169,8 @@ class NodeContext:
         max_payload_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
         watch: ChangeWatch | None = None,
+        public_rate: str = DEFAULT_PUBLIC_RATE,
+        rate_exempt: Sequence[str] = (),
         tls: TlsFiles | None = None,
         hold_as: HoldAs | None = None,
     ) -> None:
@@ -200,6 +209,11 @@ class NodeContext:
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._refused_lock = threading.Lock()
         self.refusals = Refusals()
+        # what a source may ask without credentials, counted in the store (every process's)
+        now_us = lambda: epoch_us(self.clock())  # noqa: E731 - the clock is read at each use
+        self.admission = Admission(
+            RateCounters(store, now_us), parse_rates(public_rate), parse_networks(rate_exempt), now_us=now_us
+        )
 
     # --- the catalogue and the release engine: the data files with the equivalence changes on file ---
 
@@ -288,14 +302,15 @@ class NodeContext:
         reason: str,
         source: str | None = None,
         actor: str | None = None,
-    ) -> None:
+    ) -> int | None:
         """A refusal decided at the edge (a malformed request, an unknown route): audited all the same,
         in bounded space when it came from a network ``source`` (see :meth:`tally_refusal`); one
-        record naming the ``actor`` when the caller is known."""
+        record naming the ``actor`` when the caller is known. The seconds the source must wait if
+        this refusal spent its budget (the edge then answers 429), else ``None``."""
         if actor is not None:
             self.record(kind, actor, subject, "refused", status=status, reason=reason)
-            return
-        self.tally_refusal(kind, source, str(status), subject, reason, status=status)
+            return None
+        return self.tally_refusal(kind, source, str(status), subject, reason, status=status)
 
     # --- refusals of callers nobody has authenticated: audited in bounded space ---
 
@@ -316,7 +331,7 @@ class NodeContext:
         *,
         count: int = 1,
         **detail: Any,
-    ) -> None:
+    ) -> int | None:
         """Audit ``count`` refusals of a caller nobody has authenticated (a bad token, an envelope
         that does not open, a malformed request), from the network address ``source``.
 
@@ -327,11 +342,14 @@ class NodeContext:
         record says how many once the window has closed (:meth:`close_refusal_tallies`). At most
         :data:`REFUSAL_SOURCES` sources are told apart per kind, code and window. Without a
         ``source`` (an in-process caller, the operator's own files) each refusal is a record.
+
+        Each refusal also spends one unit of the source's budget (:class:`Admission`): the seconds
+        it must wait once that is spent, else ``None``.
         """
         if source is None:
             for _ in range(count):
                 self.record(kind, None, subject, "refused", reason=reason, **detail)
-            return
+            return None
         now = epoch_us(self.clock())
         window = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
         source, code = source[:64], code[:64]
@@ -354,14 +372,24 @@ class NodeContext:
             recorded=self.REFUSALS_RECORDED,
             rows=rows,
         )
+        return None if kind == RATE_LIMITED else self.admission.spend(source, count)
 
     def refuse_unauthenticated(
         self, kind: str, source: str | None, code: str, error: GsomiaError
     ) -> GsomiaError:
-        """:meth:`refuse` for a caller nobody has authenticated: audited by :meth:`tally_refusal`."""
+        """:meth:`refuse` for a caller nobody has authenticated: audited by :meth:`tally_refusal`;
+        once the source's refusals have spent its budget, a :class:`RateLimitedError` instead."""
         if self.recorded(error):
             return error
-        self.tally_refusal(kind, source, code, None, str(error), error=type(error).__name__)
+        wait = self.tally_refusal(kind, source, code, None, str(error), error=type(error).__name__)
+        self.mark_recorded(error)
+        return error if wait is None else self.rate_limited(source, kind, wait)
+
+    def rate_limited(self, source: str | None, subject: str | None, wait: int) -> RateLimitedError:
+        """The refusal of a source that has spent its budget (``wait`` seconds until its window
+        ends), audited in bounded space as ``rate.limited``, to raise."""
+        error = RateLimitedError(wait)
+        self.tally_refusal(RATE_LIMITED, source, "429", subject, str(error), error=type(error).__name__)
         self.mark_recorded(error)
         return error
 
@@ -513,14 +541,20 @@ class NodeContext:
         self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks), **shown)
         return item, payload
 
-    def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
+    def readable_ids(self, actor: Person, item_ids: Iterable[str], *, whole: bool = False) -> set[str]:
         """Of ``item_ids``, those ``actor`` may read (one this node does not hold is not): for views
-        that list entries about items (the outbox, consent requests), which show only these."""
+        that list entries about items (the outbox, consent requests), which show only these. With
+        ``whole``, an item in portions counts only if they may read every portion held: an entry
+        about the whole item (a release's per-portion explanation) would speak of the others."""
         gate = self.reader(actor)
         found: set[str] = set()
         for item_id in item_ids:
             row = self.store.get_item(item_id)
-            if row is not None and gate.view(self.items.item(row)).allowed:
+            if row is None:
+                continue
+            item = self.items.item(row)
+            seen = gate.view(item).item
+            if seen is not None and (not whole or seen.portions == item.portions):
                 found.add(item_id)
         return found
 

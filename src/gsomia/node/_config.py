@@ -32,6 +32,7 @@ from gsomia._files import private_dir, write_private
 from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.tls import TlsFiles
 from gsomia.errors import ConfigError
+from gsomia.kernel import DEFAULT_PUBLIC_RATE, parse_networks, parse_rates
 
 __all__ = [
     "DEFAULT_MAX_CLOCK_SKEW_S",
@@ -108,6 +109,37 @@ class NodeSettings(BaseModel):
     data_dirs: list[str] = Field(
         default_factory=list, description="extra agreement/party directories, relative to this file"
     )
+    public_rate_limit: str = Field(
+        default=DEFAULT_PUBLIC_RATE,
+        description="what one source address (an IPv6 one by its /64) may ask without credentials, "
+        "in the limits library's notation ('1200/minute', '20/second; 1200/minute'): each request to "
+        "a route that needs none and each refusal of an unauthenticated caller spends one; past it, "
+        "429 with Retry-After until the window ends (counted in the database: the node's, not a process's)",
+    )
+    rate_limit_exempt: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR) whose sources spend nothing of that budget, e.g. partners at fixed "
+        "addresses; none by default, loopback included",
+    )
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            parse_rates(value)
+        except ValueError:
+            raise ValueError("is not a rate such as '1200/minute' or '20/second; 1200/minute'") from None
+        return value
+
+    @field_validator("rate_limit_exempt")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"holds something that is not a network in CIDR notation: {exc}") from None
+        return value
+
     tls_cert: str | None = Field(
         default=None,
         description="TLS: this node's certificate chain (PEM, relative to this file): it serves HTTPS "
@@ -175,6 +207,8 @@ class NodeConfig:
     sender_interval: float = 0.2
     head_interval: float = 5.0
     lease_seconds: float = 5.0
+    public_rate_limit: str = DEFAULT_PUBLIC_RATE
+    rate_limit_exempt: tuple[str, ...] = ()
     # TLS: served, presented to partners and their certificates checked (None: plain HTTP)
     tls: TlsFiles | None = None
     # (agreement, originator, originator's level) -> the level this node applies (Art. 4.2's choice)
@@ -337,6 +371,8 @@ def load_config(directory: Path) -> NodeConfig:
         sender_interval=settings.sender_interval_seconds,
         head_interval=settings.head_interval_seconds,
         lease_seconds=settings.lease_seconds,
+        public_rate_limit=settings.public_rate_limit,
+        rate_limit_exempt=tuple(settings.rate_limit_exempt),
         tls=None
         if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None
         else TlsFiles(

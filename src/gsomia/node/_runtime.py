@@ -28,6 +28,7 @@ __all__ = ["LEASES", "NodeRuntime"]
 
 OUTBOX, AUDIT, GOSSIP = "outbox", "audit", "gossip"
 LEASES = (OUTBOX, AUDIT, GOSSIP)  # the node's background work, one lease each
+PRUNE_EVERY_S = 10.0  # how often the holder of the audit lease deletes the rate counters of ended windows
 
 _log = logging.getLogger("gsomia.sender")
 
@@ -73,6 +74,7 @@ class NodeRuntime:
         self.sign_every = sign_every
         self.deliver = deliver  # False: only the audit log's writer (a node serving with --no-sender)
         self._last_sign = float("-inf")
+        self._last_prune = float("-inf")
         self._grown = True  # sign at the first round holding the lease: there is a head to serve
         self.holder = holder if holder is not None else process_holder()
         store = LeaseStore(exchange.kernel.store)
@@ -89,6 +91,9 @@ class NodeRuntime:
             sent = self.exchange.deliver_due(self.transport)
         if self.leases[AUDIT].held():
             self.audit.kernel.close_refusal_tallies()  # closed windows of counted refusals: a record each
+            if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+                self._last_prune = time.monotonic()
+                self.audit.kernel.admission.prune()  # per-source budgets of windows that have ended
             while self.audit.integrate():  # each batch its own short transaction under the lock
                 self._grown = True
             if self._grown and time.monotonic() - self._last_sign >= self.sign_every:

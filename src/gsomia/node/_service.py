@@ -178,6 +178,8 @@ class Node:
             max_payload_bytes=config.max_payload_bytes,
             max_clock_skew=config.max_clock_skew,
             watch=watch,
+            public_rate=config.public_rate_limit,
+            rate_exempt=config.rate_limit_exempt,
             tls=config.tls,
             hold_as=config.hold_as,
         )
@@ -220,7 +222,14 @@ class Node:
 
     def inbox(self, envelopes: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Envelopes from partner nodes: each opened, decided, stored once and receipted. ``source``:
-        the sender's network address (envelopes that do not open are audited in bounded space)."""
+        the sender's network address (envelopes that do not open are audited in bounded space).
+
+        The envelopes are the caller's credentials: a delivery costs its source nothing of its
+        budget (:class:`gsomia.kernel.Admission`), each envelope that does not open one unit, and
+        once those have spent it the source's deliveries are refused (429) before any is opened."""
+        wait = self.kernel.admission.check(source)
+        if wait is not None:
+            raise self.kernel.rate_limited(source, "inbox", wait)
         return self.exchange.receive(envelopes, source)
 
     def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
@@ -266,11 +275,12 @@ class Node:
         reason: str,
         source: str | None = None,
         actor: str | None = None,
-    ) -> None:
+    ) -> int | None:
         """A refusal decided at the edge (a malformed request, an unknown route): audited all the same.
-        A caller nobody authenticated is counted per network ``source`` (bounded space); a known
-        ``actor`` (the request carried their valid token) gets a record of its own."""
-        self.kernel.record_refusal(kind, subject, status, reason, None if actor else source, actor)
+        A caller nobody authenticated is counted per network ``source`` (bounded space) and spends
+        its budget (the seconds it must wait once spent, else ``None``); a known ``actor`` (the
+        request carried their valid token) gets a record of its own."""
+        return self.kernel.record_refusal(kind, subject, status, reason, None if actor else source, actor)
 
     def decide_read(self, actor: Person, label: SecurityLabel) -> AccessDecision:
         """The kernel's read decision (with the reader's visit authorisations, Art. 8)."""
@@ -590,6 +600,10 @@ class Node:
                 if seen.item is None:
                     withheld += 1
                     continue
+                if seen.item.portions != item.portions and not _matches(where, seen.item):
+                    # the store matched the whole item; what this reader sees of it must match too, or
+                    # a filter on a level or topic of an unseen portion would tell them it is there
+                    continue
                 item, decision = seen.item, seen.decision
                 if keep is not None and item.portions:  # only the portions this reader may read
                     payload = self.kernel.items.portions_payload(row, item.portions)
@@ -604,6 +618,12 @@ class Node:
             if len(rows) < size:  # nothing past the last row read
                 break
         return found, _encode_cursor(last, where.by_added) if more else None, withheld
+
+    def view(self, actor: Person, item: Item) -> Item | None:
+        """What ``actor`` may see of ``item`` (the kernel's read decision; of an item in portions, the
+        portions they may read under the highest of their labels); ``None``: nothing. Not recorded:
+        for shells that recorded the read already (a page that read the item's inventory)."""
+        return self.kernel.view(actor, item).item
 
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
@@ -626,6 +646,18 @@ class Node:
 
     def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         return self.engine.decide(request, at=at)
+
+
+def _matches(where: ItemFilter, item: Item) -> bool:
+    """Whether the part of an item in portions a reader sees matches the label filters on its own."""
+    label = item.label
+    created = epoch_us(label.created)
+    return (
+        (where.classification is None or label.classification == where.classification)
+        and (where.topic is None or where.topic in label.topics)
+        and (where.created_from_us is None or created >= where.created_from_us)
+        and (where.created_before_us is None or created < where.created_before_us)
+    )
 
 
 def _filter_dict(where: ItemFilter) -> dict[str, Any]:

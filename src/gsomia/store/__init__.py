@@ -6,7 +6,8 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
 background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
 the stream link hellos answered; ``EquivalenceStore`` the parties' equivalence
-changes. Each is a view over the one ``Store``'s connection.
+changes; ``RateCounters`` the per-source request budgets (a ``limits`` storage). Each is a view
+over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
@@ -34,6 +35,7 @@ from gsomia.store._federation import (
 from gsomia.store._gauges import Backlog, Gauges
 from gsomia.store._hellos import LinkHellos
 from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._ratelimit import RateCounters
 from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, PEOPLE, TOKENS, VISITS, SharedState
 from gsomia.store._store import (
@@ -95,6 +97,7 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "RateCounters",
     "ReleaseRequestRow",
     "ScheduleStore",
     "ScheduledRow",

@@ -605,7 +605,7 @@ equivalence_changes = Table(
     Column("jws", Text, nullable=False),
 )
 
-# --- the recipients' assurances before provision (Art. 7(5); migration 0020) ---
+# --- the recipients' assurances before provision (Art. 7(5); migration 0021) ---
 
 # One row per assurance: this node's own (it signed) and its partners' (their nodes signed), each
 # with its signed document; a revocation sets ``revoked_us`` once and keeps its signed document.
@@ -621,4 +621,19 @@ assurances = Table(
     Column("revoked_us", BigInteger),
     Column("revocation", Text),  # the party's node's signed revocation
     Index("ix_assurances_agreement", "agreement", "party"),
+)
+
+# --- per-source request budgets of callers nobody has authenticated (migration 0020) ---
+
+# A fixed-window counter per key (the ``limits`` library's key: the rate, the source): what a
+# source has spent of its budget in the window that ends at ``expires_us``. Every process of the
+# node counts in the same row (upserted), so the budget is the node's, not a process's; rows whose
+# window has ended are deleted by the node's loop.
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index("ix_rate_counters_expires_us", "expires_us"),
 )

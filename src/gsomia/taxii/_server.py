@@ -278,6 +278,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             added_us=item.added_us,
             label_version=item.label_version,
             catalogue=node.catalogue,
+            portions=[m.label for m in item.portions],
         )
 
     def page(

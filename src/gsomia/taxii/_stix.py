@@ -226,6 +226,7 @@ _EXTENSION_OBJECTS: tuple[dict[str, Any], ...] = (
 
 
 _NOT_JSON = object()
+PORTIONS = "portions"  # an item in portions: its payload is {"portions": [...]} of the portions read
 
 
 def _json_payload(payload_type: str, payload: bytes) -> Any:
@@ -329,9 +330,14 @@ def marked(
     added_us: int | None = None,
     label_version: int = 1,
     catalogue: Catalogue | None = None,
+    portions: Sequence[SecurityLabel] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The item's STIX object and the definitions it refers to (see :func:`definitions_of`), each
-    marking made once."""
+    marking made once. An item in portions (``payload_type`` ``portions``: the portions the reader
+    may read, ``portions`` their labels in order) is an ``x-gsomia-item`` whose object marking is
+    the item's label (the highest of those portions') and whose ``granular_markings`` mark each
+    portion (``payload.portions.[i]``) with its own label, as STIX 2.1 §7.2.3 marks parts of an
+    object."""
     version_us = added_us if added_us is not None else epoch_us(ingested)
     gsomia = marking_for(label)
     definitions = [*_EXTENSION_OBJECTS, gsomia]
@@ -367,10 +373,33 @@ def marked(
         }
         if payload_type == "json":
             out["payload"] = data
+        elif payload_type == PORTIONS:
+            out["payload"] = json.loads(payload)
+            granular = _portion_markings(portions, catalogue)
+            out["granular_markings"] = [g for g, _ in granular]
+            definitions += [d for _, ds in granular for d in ds]
         else:
             out["payload_base64"] = base64.b64encode(payload).decode()
     definitions += _tlp_definitions(out)
     return out, definitions
+
+
+def _portion_markings(
+    labels: Sequence[SecurityLabel], catalogue: Catalogue | None
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each portion's granular marking (its gsomia label, and the ACS 3.0 one where the level has a US
+    equivalent) and the definitions they refer to."""
+    out = []
+    for n, label in enumerate(labels):
+        definition = marking_for(label)
+        definitions = [definition]
+        if catalogue is not None:
+            acs = acs_marking_for(label, catalogue, definition["id"])
+            if acs is not None:
+                definitions.append(acs)
+        for d in definitions:
+            out.append(({"marking_ref": d["id"], "selectors": [f"payload.portions.[{n}]"]}, [d]))
+    return out
 
 
 def _tlp_definitions(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -629,6 +658,10 @@ def _unwrapped(obj: Mapping[str, Any], label: dict[str, Any]) -> ImportedObject:
     item_id = obj.get("item_id")
     if not isinstance(item_id, str):
         raise InvalidInputError(f"{obj['id']}: an {ITEM_TYPE} needs its item_id")
+    if obj.get("payload_type") == PORTIONS:
+        # portions are labelled by their originator and signed as a tree at ingest: not from a
+        # granular marking a TAXII client wrote (create them with POST /items)
+        raise InvalidInputError(f"{obj['id']}: an item in portions is not taken over TAXII; use POST /items")
     if obj.get("payload_type") == "bytes":
         try:
             data = base64.b64decode(str(obj.get("payload_base64", "")), validate=True)
