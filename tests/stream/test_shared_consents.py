@@ -13,11 +13,12 @@ from tests.stream.test_stream_nodes import what_if_dir
 
 from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
+from gsomia.demo import network
 from gsomia.errors import InvalidInputError
 from gsomia.kernel import DEFAULT_INTERVAL
 from gsomia.node import Node, init_node_dir, load_config
 from gsomia.stream import StreamService, launches, replay
-from gsomia.testing import FakeClock
+from gsomia.testing import FakeClock, make_node
 
 
 def _routes(stream: StreamService, at: datetime) -> dict[str, str | None]:
@@ -35,6 +36,15 @@ def test_an_authorisation_given_at_one_process_reroutes_the_others_tracks(tmp_pa
     init_node_dir(tmp_path / "kor", "KOR")
     first = Node(load_config(tmp_path / "kor"), catalogue=catalogue, clock=clock)
     second = Node(load_config(tmp_path / "kor"), catalogue=catalogue, clock=clock)
+    partners = {p: make_node(tmp_path / p.lower(), p, clock=clock) for p in ("USA", "JPN")}
+    try:  # Art. 7(5): the recipients' assurances on file at KOR, as the demo network's
+        for party, partner in partners.items():
+            shared = [a.id for a in catalogue.agreements_of("KOR") if party in a.parties]
+            first.exchange.register_peer(None, partner.exchange.identity(), shared)
+        network.assure({"KOR": first, **partners})
+    finally:
+        for partner in partners.values():
+            partner.close()
     try:
         at_first, at_second = StreamService(first), StreamService(second)
         assert _routes(at_second, clock.now) == {"JPN": None, "USA": "direct"}
