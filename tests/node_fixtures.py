@@ -77,3 +77,19 @@ def refused_checks(node: Node, item_id: str, kind: str = "item.read") -> list[di
     rows = [r for r in node.store.audit() if (r.kind, r.outcome, r.subject) == (kind, "refused", item_id)]
     assert rows, f"no {kind} refusal of {item_id} in the audit records"
     return [c for c in json.loads(rows[-1].detail)["checks"] if not c["passed"]]
+
+
+def assured(node: Node, directory: Path, *parties: str) -> None:
+    """Art. 7(5): the assurances ``parties`` gave under their agreements with ``node``'s party, on
+    file at ``node`` as the demo network has them (each party's own node signs; made, then closed)."""
+    from gsomia.demo import network
+
+    partners = {p: make_node(directory / f"assuring-{p.lower()}", p) for p in parties}
+    try:
+        for party, partner in partners.items():
+            shared = [a.id for a in node.catalogue.agreements_of(node.party) if party in a.parties]
+            node.exchange.register_peer(None, partner.exchange.identity(), shared)
+        network.assure({node.party: node, **partners})
+    finally:
+        for partner in partners.values():
+            partner.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import add, jpn_label, kor_label
+from tests.node_fixtures import add, assured, jpn_label, kor_label
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
@@ -292,10 +293,11 @@ def test_audit_page_shows_the_signed_head(browse: Browse, tokens: dict[str, str]
 
 
 def test_the_queue_shows_each_officer_what_waits_for_items_they_may_read(
-    browse: Browse, tokens: dict[str, str], jpn_node: Node, people: dict[str, Person]
+    browse: Browse, tokens: dict[str, str], jpn_node: Node, people: dict[str, Person], tmp_path: Path
 ) -> None:
     """Issue 20 §1, §3 and 21 §2: the officer's queue (release requests awaiting a second officer,
     reviews due, items to return or destroy), each entry only for an officer who may read its item."""
+    assured(jpn_node, tmp_path, "KOR")  # Art. 7(5): KOR's assurance on file, for the release asked
     officer = add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["release_officer"])
     add(jpn_node, "low", "JPN", "秘", ["dprk-missile"], ["release_officer", "security_officer"])
     add(jpn_node, "keeper", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
