@@ -3,9 +3,11 @@ never breaking the table's protection (issue 19 §3, the equivalence change)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from tests.conftest import kst, make_request
 
 from gsomia.core.agreements import Equivalence, EquivalenceRow
@@ -151,3 +153,42 @@ def test_rows_for_one_mapping_may_follow_each_other_but_never_overlap() -> None:
     assert table.bounds() == (AT,)
     with pytest.raises(AgreementError, match="already maps"):
         Equivalence((EquivalenceRow({"KOR": "A", "JPN": "B"}), then))
+
+
+KOR_LEVELS = ["군사I급비밀", "군사II급비밀", "군사III급비밀", "대외비"]
+JPN_LEVELS = [None, "機密", "特定秘密", "極秘", "秘", "取扱厳重注意"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    level=st.sampled_from(KOR_LEVELS),
+    target=st.sampled_from(JPN_LEVELS),
+    asked=st.sampled_from(KOR_LEVELS),
+    hours=st.integers(min_value=-30 * 24, max_value=30 * 24),
+)
+def test_a_change_never_alters_a_decision_before_its_instant(
+    catalogue: Catalogue, level: str, target: str | None, asked: str, hours: int
+) -> None:
+    """Whatever a change remaps, a decision at an instant before it is the data files' decision
+    (allowed or not, the marking, the rules that failed); from its instant, an allowed release of
+    the remapped level is marked as the change says."""
+    try:
+        changed = applied(catalogue, change(("KOR", level, "JPN", target)))
+    except AgreementError:
+        assume(False)  # a change the tables refuse applies nowhere (tested above)
+    at = AT + timedelta(hours=hours)
+    request = make_request(catalogue, classification=asked)
+    before = ReleaseEngine(catalogue).decide(request, at=at)
+    after = ReleaseEngine(changed).decide(request, at=at)
+    if at < AT or asked != level:  # the same outcome (a reason may say when the new row starts)
+        assert (after.allowed, after.marking, after.agreement) == (
+            before.allowed,
+            before.marking,
+            before.agreement,
+        )
+        assert [c.rule for c in after.failed()] == [c.rule for c in before.failed()]
+    elif after.allowed:
+        assert after.marking is not None
+        assert after.marking.classification == target
+    else:
+        assert target is None or not before.allowed

@@ -266,3 +266,33 @@ def test_every_process_of_the_receiving_node_sees_the_change(net: Net) -> None:
         assert [r.sequence for r in second.exchange.equivalence_changes(None)] == [1]
     finally:
         second.close()
+
+
+def test_a_partner_sending_changes_without_end_is_refused_past_the_bound(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every change kept is applied again at each rebuild: past the bound (3 here, 64 shipped), a
+    partner's further changes are refused and audited, in one batch or one at a time."""
+    monkeypatch.setattr("gsomia.exchange._equivalences.MAX_CHANGES", 3)
+    later = net.clock.now + HOUR
+    envelopes = []
+    peer = net.nodes["KOR"].exchange.peer("JPN")
+    assert peer is not None
+    for n in range(1, 5):
+        target = "特定秘密" if n % 2 else "極秘"
+        jws = _signed(net, "KOR", _change(net, Remap("KOR", "군사II급비밀", "JPN", target), sequence=n))
+        body = {"kind": "equivalence-change", "change": jws}
+        envelopes.append(
+            seal(net.nodes["KOR"].ring, peer, body, msg_id=f"flood-{n}", at=net.clock.now, ttl=HOUR)
+        )
+    answers = net.inbox("JPN", envelopes)
+    assert [a["status"] for a in answers] == ["applied", "applied", "applied", "refused"]
+    assert "the most this node keeps" in _refusals(net, "JPN")[0]
+    assert len(net.nodes["JPN"].exchange.equivalence_changes(None)) == 3
+    assert _decide(net, "JPN", later).marking.classification == "特定秘密"  # type: ignore[union-attr]
+    officer = _security_officer(net, "JPN")
+    remap = Remap("JPN", "極秘", "KOR", "군사II급비밀")
+    for _ in range(3):
+        net.nodes["JPN"].exchange.propose_equivalence(officer, GSOMIA, [remap], later, "x")
+    with pytest.raises(AgreementError, match="the most this node keeps"):
+        net.nodes["JPN"].exchange.propose_equivalence(officer, GSOMIA, [remap], later, "x")

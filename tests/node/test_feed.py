@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from gsomia.demo import network
 from gsomia.errors import AuthenticationError, InvalidInputError
 from gsomia.exchange import MemoryTransport
-from gsomia.node import FeedFilter, Node
+from gsomia.node import FeedFilter, Node, PortionIngest
 from gsomia.testing import FakeClock
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -155,3 +155,36 @@ def test_the_feed_over_http_sse_and_websocket(net: Net) -> None:
         ws_url = base.replace("http://", "ws://") + f"/feed/ws?after={start}"
         with connect(ws_url, additional_headers=headers) as ws:
             assert json.loads(ws.recv(timeout=10))["item"] == "k1"
+
+
+def test_an_item_in_portions_reaches_the_feed_of_a_reader_of_one_portion_under_its_mark(net: Net) -> None:
+    """Issue 20 §2 with §5: the feed decides each event as a read would, per portion: a KOR reader
+    cleared for the tearline alone sees the report arrive marked as the tearline, never the body's mark."""
+    kor = net.nodes["KOR"]
+    kor.add_person(
+        None,
+        {"id": "junior", "name": "Junior", "nationality": "KOR", "clearance": "군사III급비밀",
+         "need_to_know": ["dprk-missile"], "roles": ["analyst"]},
+    )  # fmt: skip
+    start = kor.feed.head()
+    label = {
+        "originator": "KOR",
+        "releasable_to": ["USA"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (NOW - timedelta(hours=1)).isoformat(),
+    }
+    kor.ingest(
+        kor.person("officer"),
+        label=None,
+        payload=b"",
+        item_id="r1",
+        portions=[
+            PortionIngest("body", {**label, "classification": "군사II급비밀"}, b"{}"),
+            PortionIngest("tearline", {**label, "classification": "군사III급비밀"}, b"{}"),
+        ],
+    )
+    (seen,) = kor.feed.page(kor.person("junior"), start)[0]
+    assert (seen.item, seen.classification) == ("r1", "군사III급비밀")
+    (full,) = kor.feed.page(kor.person("officer"), start)[0]
+    assert full.classification == "군사II급비밀"

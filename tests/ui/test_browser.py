@@ -33,7 +33,7 @@ from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.network import build, open_nodes
 from gsomia.errors import GsomiaError
 from gsomia.exchange import HttpTransport
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.node._service import system_clock
 from gsomia.stream import launches
 from gsomia.ui import dashboard_scope
@@ -431,6 +431,44 @@ def test_the_item_pages_follow_the_feed_without_reloading(watched: Watched, net:
     expect(page.locator("#live-changes li[data-change='recalled']")).to_contain_text("k-live", timeout=10000)
     shot(page, "item-live-recalled")
     assert polled == []
+    assert watched.errors == []
+
+
+def test_an_item_in_portions_shows_each_reader_the_portion_marks_they_may_see(
+    watched: Watched, net: Net
+) -> None:
+    """Issue 20 §2: a JPN report whose body is 特定秘密 and whose tearline is 秘. The chief (特定秘密)
+    sees both portions' marks under the body's; the analyst (極秘) sees the tearline alone, under its
+    mark, and nothing on the page names the body."""
+    label = kor_label(originator="JPN", releasable_to=["KOR"], topics=["dprk-missile"])
+    net.jpn.ingest(
+        net.jpn.person("officer"),
+        label=None,
+        payload=b"",
+        item_id="j-report",
+        portions=[
+            PortionIngest("body", {**label, "classification": "特定秘密"}, b'{"source": "a human source"}'),
+            PortionIngest("tearline", {**label, "classification": "秘"}, b'{"launch": "05:12"}'),
+        ],
+    )
+    page = watched.page
+    login(page, net, "chief", "/items")
+    page.goto(f"{net.base}{net.ui}/items/j-report")
+    expect(page.locator("tr[data-portion='body'] .label-originator")).to_contain_text("特定秘密")
+    expect(page.locator("tr[data-portion='tearline'] .label-originator")).to_contain_text("秘")
+    expect(page.locator(".facts .label-originator")).to_contain_text("特定秘密")
+    shot(page, "item-portions-chief")
+    page.context.clear_cookies()
+    login(page, net, "analyst", "/items")
+    expect(page.locator("tr[data-item-id='j-report'] .label-originator")).to_contain_text("JPN 秘")
+    page.goto(f"{net.base}{net.ui}/items/j-report")
+    expect(page.locator("tr[data-portion='tearline']")).to_be_visible()
+    assert page.locator("tr[data-portion='body']").count() == 0
+    main = page.inner_text("main")
+    assert "特定秘密" not in main
+    assert "body" not in main
+    expect(page.locator(".facts .label-originator")).to_contain_text("JPN 秘")
+    shot(page, "item-portions-analyst")
     assert watched.errors == []
 
 

@@ -13,7 +13,7 @@ from tests.node_fixtures import add, jpn_label, kor_label
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.store import FeedbackRow
 from gsomia.ui import dashboard_scope
 
@@ -333,3 +333,32 @@ def test_the_queue_shows_each_officer_what_waits_for_items_they_may_read(
     assert "the exercise concluded" in security
     refused = browse("GET", "~/queue", tokens["tanaka"])  # an analyst handles no queue
     assert refused.status_code == 403
+
+
+def test_an_item_in_portions_shows_the_portion_marks_the_reader_may_see(
+    browse: Browse, tokens: dict[str, str], jpn_node: Node
+) -> None:
+    """Issue 20 §2: the item's page marks each portion the reader may read; a reader cleared for the
+    tearline alone sees it alone, under its mark, and nothing of the body (not even its mark)."""
+    jpn_node.ingest(
+        jpn_node.person("tanaka"),
+        label=None,
+        payload=b"",
+        item_id="rep-1",
+        portions=[
+            PortionIngest("body", jpn_label(), b'{"t": 1}'),
+            PortionIngest("tearline", jpn_label(classification="秘"), b'{"t": 2}'),
+        ],
+    )
+    full = browse("GET", "~/items/rep-1", tokens["tanaka"]).text
+    assert 'data-portion="body"' in full
+    assert 'data-portion="tearline"' in full
+    assert "極秘" in full
+    partial = browse("GET", "~/items/rep-1", tokens["sato"])
+    assert partial.status_code == 200
+    assert 'data-portion="tearline"' in partial.text
+    assert 'data-portion="body"' not in partial.text
+    assert "極秘" not in partial.text
+    listed = browse("GET", "~/items", tokens["sato"]).text
+    assert "rep-1" in listed
+    assert "極秘" not in listed

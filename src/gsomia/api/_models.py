@@ -305,7 +305,9 @@ class DecisionOut(BaseModel):
 class RemapIn(_In):
     """One of this node's levels and the partner's level it corresponds to from the change's instant."""
 
-    level: Classification = Field(description="One of this node's own levels (name or alias).")
+    level: Annotated[Classification, Field(json_schema_extra={"x-gsomia-vocabulary": "own-level"})] = Field(
+        description="One of this node's own levels (name or alias)."
+    )
     partner: Party
     partner_level: Classification | None = Field(
         default=None, description="The partner's level; null: no equivalent (no longer released)."

@@ -62,6 +62,17 @@ RULES: dict[str, tuple[str, ...]] = {
         "the release would be refused anyway",
         "reclassify it before releasing it again",
     ),
+    # a party's equivalence change (issue 19 §3): checked against the agreement and its table
+    "POST /agreements/{agreement_id}/equivalence-changes": (
+        "takes effect now or later",
+        "is not a party to",
+        "is not a partner of",
+        "remaps one level onto one partner once",
+        "has no classification",
+        "a handling caveat",
+        "is not monotonic",
+        "the most this node",
+    ),
 }
 
 

@@ -159,6 +159,7 @@ class _Candidate:
     __slots__ = (
         "alternatives",
         "breaks",
+        "by_epoch",
         "ended",
         "hub",
         "id",
@@ -208,8 +209,17 @@ class _Candidate:
         ]
         self.memo: dict[tuple[object, ...], Any] = {}
         table = agreement.equivalence
-        # the instants at which a row starts or ends: between two, the table is the same (an epoch)
-        self.breaks = [b.timestamp() for b in table.bounds()]
+        # the instants at which a row of the table starts or ends, or a level of a party starts or
+        # ends to exist: between two (an epoch) the equivalence and the levels' validity are the
+        # same, so the label-only rules, those two among them, are memoised per epoch
+        bounds = set(table.bounds()) | {
+            b
+            for code in agreement.parties
+            for level in catalogue.parties[code].scheme.levels
+            for b in (level.valid_from, level.valid_until)
+            if b is not None
+        }
+        self.breaks = sorted(b.timestamp() for b in bounds)
         # (originator, level, receiver) -> the periods in which a row maps it, in order
         self.mappings: dict[tuple[str, str, str], tuple[_Mapping, ...]] = {}
         # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2), each
@@ -251,16 +261,22 @@ class _Candidate:
                             for row, target in offered
                         )
 
-    def epoch(self, ts: float) -> int:
-        """Which stretch between the table's row bounds ``ts`` falls in."""
-        return bisect_right(self.breaks, ts) if self.breaks else 0
+        # for each stretch between two row bounds (an epoch), the period valid in it, by key: the
+        # mapping at an instant is then one bisect and one look-up
+        starts = [float("-inf"), *self.breaks]
+        self.by_epoch: list[dict[tuple[str, str, str], _Mapping]] = [
+            {
+                key: period
+                for key, periods in self.mappings.items()
+                for period in periods
+                if period.start <= start < period.end
+            }
+            for start in starts
+        ]
 
     def mapping(self, originator: str, level: str, receiver: str, ts: float) -> _Mapping | None:
         """The period whose row maps ``originator``'s ``level`` for ``receiver`` at ``ts``, or ``None``."""
-        for found in self.mappings.get((originator, level, receiver), ()):
-            if found.start <= ts < found.end:
-                return found
-        return None
+        return self.by_epoch[bisect_right(self.breaks, ts)].get((originator, level, receiver))
 
     def remember(self, key: tuple[object, ...], value: _V) -> _V:
         memo = self.memo
@@ -654,7 +670,8 @@ class LabelRules:
     Their checks are computed once per distinct (label fields, purpose, route shape)
     and candidate agreement, then reused: a stream of releases of similar items costs
     one dictionary look-up for all of them. Only rules that read nothing else (no consent;
-    the instant only through the equivalence table's epoch, which is part of the key) belong here.
+    the instant only through the candidate's epoch, which is part of the key: the stretch between
+    two bounds of its equivalence rows and of its parties' levels) belong here.
     """
 
     __slots__ = ("rules",)
@@ -675,7 +692,7 @@ class LabelRules:
             request.purpose,
             request.sender == label.originator,
             bool(request.via),
-            candidate.epoch(ts),
+            bisect_right(candidate.breaks, ts),  # the epoch: the table is the same within one
         )
         found = candidate.memo.get(key)
         if found is None:
@@ -720,8 +737,7 @@ def standard_rules() -> AllOf:
     return AllOf(
         _InForce(),
         _LabelDates(),
-        LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope()),
-        _LevelPeriods(),
+        LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope(), _LevelPeriods()),
         _ThirdParty(),
         _HubAuthorisation(),
         _TwoPerson(),

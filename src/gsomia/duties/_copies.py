@@ -10,7 +10,7 @@ from gsomia.core.access import Person
 from gsomia.core.derivation import DerivationKind, derive_label
 from gsomia.core.instants import epoch_us
 from gsomia.duties._base import DutyBase
-from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError
 from gsomia.kernel import Item, check_item_id, check_payload_type
 from gsomia.store import InventoryEntry
 
@@ -31,7 +31,8 @@ class _Copies(DutyBase):
         item_id: str | None = None,
     ) -> Item:
         """A copy, translation or derivative made by a cleared person: the strictest label of its
-        sources, counted in each source's inventory."""
+        sources, counted in each source's inventory. Of a source in portions, what the maker may
+        read of it counts: its label is the highest of those portions', and a copy holds them alone."""
         kernel = self.kernel
         subject = ",".join(sources)
         try:
@@ -44,10 +45,13 @@ class _Copies(DutyBase):
             now = kernel.clock()
             rows = [self._held(s) for s in sources]
             labels = []
+            seen: dict[str, Item] = {}  # what the maker may see of each source (of one in portions: those)
             for row in rows:
-                label = kernel.items.item(row).label
-                kernel.decide_read(actor, label).raise_if_refused()
-                labels.append(label)
+                view = kernel.view(actor, kernel.items.item(row))
+                if view.item is None:
+                    raise AccessDenied(view.decision)
+                seen[row.id] = view.item
+                labels.append(view.item.label)
             label = derive_label(
                 how, labels, self._schemes(), created=None if how is not DerivationKind.DERIVATIVE else now
             )
@@ -60,8 +64,11 @@ class _Copies(DutyBase):
                     raise InvalidInputError(
                         f"a {how.value} needs its own payload (only a copy reuses its source's)"
                     )
-                payload = kernel.cipher.open(top.id, top.label, top.payload)
-                payload_type = top.payload_type
+                if top.portions is not None:  # a copy of the portions the maker may read, as one item
+                    payload, payload_type = kernel.items.portions_payload(top, seen[top.id].portions), "json"
+                else:
+                    payload = kernel.cipher.open(top.id, top.label, top.payload)
+                    payload_type = top.payload_type
             payload_type = payload_type or "json"
             check_payload_type(payload_type)
             new_id = item_id or str(uuid.uuid4())

@@ -44,6 +44,11 @@ EQUIVALENCE_KIND = "equivalence-change"
 PROPOSERS = (Role.SECURITY_OFFICER,)
 READERS = (Role.SECURITY_OFFICER, Role.RELEASE_OFFICER, Role.ADMINISTRATOR)
 _BATCH_SEEN = "equivalence-sequences"  # Batch.prefetched: the sequences a batch accepted so far
+_BATCH_COUNT = "equivalence-counts"  # and how many it accepted, by (agreement, party)
+# Changes kept per (agreement, party), at most: a policy update is rare (a few in a decade), and every
+# change kept is applied again whenever a process rebuilds its tables, so a partner sending changes
+# without end is refused rather than let slow every decision down.
+MAX_CHANGES = 64
 
 
 class Equivalences(Consents):
@@ -85,6 +90,7 @@ class Equivalences(Consents):
                 )
             catalogue = self.kernel.catalogue
             subject = catalogue.agreement(agreement)
+            self._room_for(subject.id, self.party)
             sequence = self._equivalences.latest(subject.id, self.party) + 1
             proposed = EquivalenceChange(
                 subject.id, self.party, sequence, effective, tuple(remaps), reason, now
@@ -158,6 +164,7 @@ class Equivalences(Consents):
                     f"{change.name} is not newer than change {latest} on file: a replay or a stale "
                     "change is not applied"
                 )
+            self._room_for(*key, pending=accepted.prefetched.get(_BATCH_COUNT, {}).get(key, 0))
             applies = max(change.effective, now)
             with_changes(catalogue, [AppliedChange(change, applies)])  # protective at every instant
         except EnvelopeError as exc:
@@ -165,6 +172,8 @@ class Equivalences(Consents):
         except GsomiaError as exc:
             return self._refuse_equivalence(opened, subject, str(exc), str(exc))
         seen[key] = change.sequence
+        counts: dict[tuple[str, str], int] = accepted.prefetched.setdefault(_BATCH_COUNT, {})
+        counts[key] = counts.get(key, 0) + 1
         row = EquivalenceChangeRow(
             change.agreement,
             change.party,
@@ -195,6 +204,13 @@ class Equivalences(Consents):
             )
         )
         return {"status": "applied", "receipt": receipt, "reason": None}
+
+    def _room_for(self, agreement: str, party: str, pending: int = 0) -> None:
+        if self._equivalences.count(agreement, party) + pending >= MAX_CHANGES:
+            raise AgreementError(
+                f"{party} has {MAX_CHANGES} equivalence changes to {agreement} on file, the most this node "
+                "keeps: the parties settle the table in their data files instead"
+            )
 
     def _refuse_equivalence(
         self, opened: Opened, agreement: str | None, reason: str, public: str

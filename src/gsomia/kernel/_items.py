@@ -595,7 +595,6 @@ class Items:
             for p, h in zip(portions, held, strict=True)
         ]
         label = self._banner(held, received_from, agreement)
-        label_json = canonical(label_to_dict(label))
         document = canonical(
             {
                 "content": base64.b64encode(
@@ -604,25 +603,20 @@ class Items:
                 "portions": [p.wire() for p in portions],
             }
         ).encode()
-        item_id = content.item_id
-        return NewItem(
-            id=item_id,
-            originator=label.originator,
-            classification=label.classification,
-            label=label_json,
-            topics=label.topics,
+        new = self.seal(
+            content.item_id,
+            label,
+            PORTIONS,
+            document,
+            now=now,
+            by=by,
             received_from=received_from,
             agreement=agreement,
-            created_us=epoch_us(label.created),
-            ingested_us=epoch_us(now),
-            ingested_by=by,
-            payload_type=PORTIONS,
-            payload_size=sum(len(p.payload) for p in portions),
-            payload=self.cipher.seal(item_id, label_json, document),
-            origin_jws=self.cipher.seal(item_id, label_json, origin.encode()),
+            origin=origin,
             label_version=content.label_version,
-            portions=canonical(marks),
         )
+        # its size is what the portions hold, not the document that carries them
+        return replace(new, payload_size=sum(len(p.payload) for p in portions), portions=canonical(marks))
 
     def item_of(self, new: NewItem, label: SecurityLabel) -> Item:
         """An item just sealed (``label`` is the one it was sealed under), as a reader sees it."""

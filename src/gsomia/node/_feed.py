@@ -119,15 +119,16 @@ class Feed:
         stored = self.kernel.store.get_item(row.subject)
         if stored is None:
             return None
-        item = self.kernel.items.item(stored)
+        # the reader's view (of an item in portions: the portions they may read, under their label)
+        item = gate.view(self.kernel.items.item(stored)).item
+        if item is None:
+            return None
         label = item.label
         if only.originators and label.originator not in only.originators:
             return None
         if only.topics and not (label.topics & only.topics):
             return None
         if only.agreements and item.agreement not in only.agreements:
-            return None
-        if not gate.decide(label).allowed:
             return None
         return FeedEvent(
             row.seq,

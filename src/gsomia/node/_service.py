@@ -600,6 +600,10 @@ class Node:
                 if seen.item is None:
                     withheld += 1
                     continue
+                if seen.item.portions != item.portions and not _matches(where, seen.item):
+                    # the store matched the whole item; what this reader sees of it must match too, or
+                    # a filter on a level or topic of an unseen portion would tell them it is there
+                    continue
                 item, decision = seen.item, seen.decision
                 if keep is not None and item.portions:  # only the portions this reader may read
                     payload = self.kernel.items.portions_payload(row, item.portions)
@@ -614,6 +618,12 @@ class Node:
             if len(rows) < size:  # nothing past the last row read
                 break
         return found, _encode_cursor(last, where.by_added) if more else None, withheld
+
+    def view(self, actor: Person, item: Item) -> Item | None:
+        """What ``actor`` may see of ``item`` (the kernel's read decision; of an item in portions, the
+        portions they may read under the highest of their labels); ``None``: nothing. Not recorded:
+        for shells that recorded the read already (a page that read the item's inventory)."""
+        return self.kernel.view(actor, item).item
 
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
@@ -636,6 +646,18 @@ class Node:
 
     def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         return self.engine.decide(request, at=at)
+
+
+def _matches(where: ItemFilter, item: Item) -> bool:
+    """Whether the part of an item in portions a reader sees matches the label filters on its own."""
+    label = item.label
+    created = epoch_us(label.created)
+    return (
+        (where.classification is None or label.classification == where.classification)
+        and (where.topic is None or where.topic in label.topics)
+        and (where.created_from_us is None or created >= where.created_from_us)
+        and (where.created_before_us is None or created < where.created_before_us)
+    )
 
 
 def _filter_dict(where: ItemFilter) -> dict[str, Any]:

@@ -61,6 +61,13 @@ class EquivalenceStore:
         with self.store._read() as conn:
             return [EquivalenceChangeRow(**r._mapping) for r in conn.execute(query)]
 
+    def count(self, agreement: str, party: str) -> int:
+        """How many changes of (``agreement``, ``party``) are on file."""
+        c = t.equivalence_changes.c
+        query = select(func.count()).where(c.agreement == agreement, c.party == party)
+        with self.store._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def latest(self, agreement: str, party: str) -> int:
         """The highest sequence number on file for (``agreement``, ``party``); 0 if none."""
         with self.store._read() as conn:

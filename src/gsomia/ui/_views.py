@@ -426,8 +426,10 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             entries = node.inventory(person, item_id)
         except NotFoundError as exc:
             return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
-        item = node.held(item_id)
-        if item is None:  # gone between the two reads
+        held = node.held(item_id)
+        # what this reader may see of it: of an item in portions, only the portions they may read
+        item = None if held is None else node.view(person, held)
+        if item is None:  # gone (or changed) between the two reads
             return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
         copies = [inventory_view(r) for r in entries]
         return _page(
@@ -435,6 +437,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             **common(person, "items"),
             item=item,
             labels=_label_views(node, item.label),
+            portions=[{"id": m.id, "labels": _label_views(node, m.label)} for m in item.portions],
             copies=copies,
             feedback=node.duties.feedback(person, item_id),
         )
