@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
@@ -77,3 +80,24 @@ def refused_checks(node: Node, item_id: str, kind: str = "item.read") -> list[di
     rows = [r for r in node.store.audit() if (r.kind, r.outcome, r.subject) == (kind, "refused", item_id)]
     assert rows, f"no {kind} refusal of {item_id} in the audit records"
     return [c for c in json.loads(rows[-1].detail)["checks"] if not c["passed"]]
+
+
+def through_app(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """(source address, method, path, httpx arguments) each, through the real app, in order."""
+    app = create_app(node)
+
+    async def run() -> list[httpx.Response]:
+        out = []
+        clients: dict[str, httpx.AsyncClient] = {}
+        try:
+            for source, method, path, kwargs in requests:
+                if source not in clients:
+                    transport = httpx.ASGITransport(app=app, client=(source, 40000))
+                    clients[source] = httpx.AsyncClient(transport=transport, base_url="http://node")
+                out.append(await clients[source].request(method, path, **kwargs))
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        return out
+
+    return asyncio.run(run())

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
+from tests.node_fixtures import through_app as send
 from tests.reliability.processes import kill, stop
 
 from gsomia.api import create_app
@@ -53,27 +54,6 @@ def node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]:
     n = open_node(tmp_path / "jpn", store_url, clock)
     yield n
     n.close()
-
-
-def send(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
-    """(source address, method, path, httpx arguments) each, through the real app, in order."""
-    app = create_app(node)
-
-    async def run() -> list[httpx.Response]:
-        out = []
-        clients: dict[str, httpx.AsyncClient] = {}
-        try:
-            for source, method, path, kwargs in requests:
-                if source not in clients:
-                    transport = httpx.ASGITransport(app=app, client=(source, 40000))
-                    clients[source] = httpx.AsyncClient(transport=transport, base_url="http://node")
-                out.append(await clients[source].request(method, path, **kwargs))
-        finally:
-            for client in clients.values():
-                await client.aclose()
-        return out
-
-    return asyncio.run(run())
 
 
 def records(node: Node, kind: str) -> list[dict[str, Any]]:
