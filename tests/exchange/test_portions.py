@@ -443,3 +443,40 @@ def test_the_report_sent_again_is_already_held_and_another_under_its_id_is_refus
     assert "different item" in answer["reason"]
     _, held = jpn.kernel.items.signed(jpn.store.get_item("r1"))  # type: ignore[arg-type]
     assert json.loads(held[0].payload) == json.loads(TEARLINE)
+
+
+def test_the_outbox_shows_a_release_of_an_item_in_portions_only_to_readers_of_all_of_it(
+    net: dict[str, Any],
+) -> None:
+    """The release's decision explains every portion (``body: withheld ...``): an officer cleared for
+    the tearline alone is not shown that entry, so nothing there speaks of the body to them."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    assert "body: withheld" in entry.decision
+    officer = junior(kor, "군사III급비밀")
+    assert [e.msg_id for e in kor.exchange.outbox_seen_by(kor.person("officer"))] == [entry.msg_id]
+    assert kor.exchange.outbox_seen_by(officer) == []
+
+
+def test_a_filter_on_an_unseen_portions_level_or_topic_does_not_find_the_item(net: dict[str, Any]) -> None:
+    """The store indexes the whole item (the body's level, every topic): a reader of the tearline
+    alone filtering on the body's level or a topic only the body has must not find it."""
+    clock = net["clock"]
+    kor = net["nodes"]["KOR"]
+    body = dict(_label(clock, "군사II급비밀", ["USA"]), topics=["dprk-nuclear"])
+    tearline = _label(clock, "군사III급비밀", ["JPN", "USA"])
+    kor.ingest(
+        kor.person("officer"),
+        label=None,
+        payload=b"",
+        item_id="r2",
+        portions=[PortionIngest("body", body, BODY), PortionIngest("tearline", tearline, TEARLINE)],
+    )
+    reader = junior(kor, "군사III급비밀")
+    officer = kor.person("officer")
+    assert [i.id for i in kor.list_items(officer, ItemFilter(classification="군사II급비밀")).items] == ["r2"]
+    assert kor.list_items(reader, ItemFilter(classification="군사II급비밀")).items == ()
+    assert [i.id for i in kor.list_items(officer, ItemFilter(topic="dprk-nuclear")).items] == ["r2"]
+    assert kor.list_items(reader, ItemFilter(topic="dprk-nuclear")).items == ()
+    assert [i.id for i in kor.list_items(reader, ItemFilter(topic="dprk-missile")).items] == ["r2"]

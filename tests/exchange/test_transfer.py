@@ -17,7 +17,7 @@ from gsomia.demo import network
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import MemoryTransport
 from gsomia.exchange._transfer import RECEIPTS_FORMAT, TRANSFER_FORMAT, Transfer
-from gsomia.node import Node
+from gsomia.node import Node, PortionIngest
 from gsomia.testing import FakeClock
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -361,3 +361,41 @@ def test_a_file_over_the_configured_size_is_refused_unread(nodes: dict[str, Node
         transfer(nodes["JPN"]).import_stream(
             _Counting(out.text.encode() + b" " * 2000), limit=len(out.text) + 10
         )  # type: ignore[arg-type]
+
+
+def test_a_report_in_portions_crosses_the_air_gap_as_its_tearline_alone(nodes: dict[str, Node]) -> None:
+    """Issue 20 §2 by file: the export decides each portion as a release does; JPN's import checks the
+    tearline's proof against KOR's signed root and stores it alone."""
+    kor = nodes["KOR"]
+    label = {
+        "originator": "KOR",
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (kor.clock() - timedelta(hours=1)).isoformat(),
+    }
+    kor.ingest(
+        kor.person("officer"),
+        label=None,
+        payload=b"",
+        item_id="r1",
+        portions=[
+            PortionIngest(
+                "body",
+                {**label, "classification": "군사II급비밀", "releasable_to": ["USA"]},
+                b'{"text": "USA-only body"}',
+            ),
+            PortionIngest(
+                "tearline",
+                {**label, "classification": "군사III급비밀", "releasable_to": ["JPN", "USA"]},
+                b'{"text": "the tearline"}',
+            ),
+        ],
+    )
+    out = exported(nodes)
+    assert out.text is not None
+    got = transfer(nodes["JPN"]).import_file(out.text)
+    assert [r["status"] for r in got.results] == ["stored"]
+    item, payload = nodes["JPN"].read(nodes["JPN"].person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+    assert item.label.classification == "군사III급비밀"
+    assert json.loads(payload)["portions"][0]["payload"] == {"text": "the tearline"}

@@ -118,7 +118,9 @@ class ExchangeBase:
         after = 0
         while len(shown) < limit:
             rows = self.fed.outbox(state=state, after_seq=after, limit=limit)
-            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows if r.item_id is not None})
+            # an entry about an item in portions names its portions: shown to readers of all of them
+            ids = {r.item_id for r in rows if r.item_id is not None}
+            seen = self.kernel.readable_ids(actor, ids, whole=True)
             shown.extend(r for r in rows if r.item_id is None or r.item_id in seen)
             if len(rows) < limit:
                 break

@@ -104,7 +104,7 @@ class Consents(Peers):
         shown: list[ConsentRequestRow] = []
         while len(shown) < limit:
             rows = self.fed.consent_requests(state, after=key, limit=limit)
-            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows})
+            seen = self.kernel.readable_ids(actor, {r.item_id for r in rows}, whole=True)
             shown.extend(r for r in rows if r.item_id in seen)
             if len(rows) < limit:
                 break

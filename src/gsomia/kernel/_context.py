@@ -509,14 +509,20 @@ class NodeContext:
         self.record("item.read", actor.id, item_id, "allowed", checks=checks_json(decision.checks), **shown)
         return item, payload
 
-    def readable_ids(self, actor: Person, item_ids: Iterable[str]) -> set[str]:
+    def readable_ids(self, actor: Person, item_ids: Iterable[str], *, whole: bool = False) -> set[str]:
         """Of ``item_ids``, those ``actor`` may read (one this node does not hold is not): for views
-        that list entries about items (the outbox, consent requests), which show only these."""
+        that list entries about items (the outbox, consent requests), which show only these. With
+        ``whole``, an item in portions counts only if they may read every portion held: an entry
+        about the whole item (a release's per-portion explanation) would speak of the others."""
         gate = self.reader(actor)
         found: set[str] = set()
         for item_id in item_ids:
             row = self.store.get_item(item_id)
-            if row is not None and gate.view(self.items.item(row)).allowed:
+            if row is None:
+                continue
+            item = self.items.item(row)
+            seen = gate.view(item).item
+            if seen is not None and (not whole or seen.portions == item.portions):
                 found.add(item_id)
         return found
 

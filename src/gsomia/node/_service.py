@@ -612,6 +612,10 @@ class Node:
                 if seen.item is None:
                     withheld += 1
                     continue
+                if seen.item.portions != item.portions and not _matches(where, seen.item):
+                    # the store matched the whole item; what this reader sees of it must match too, or
+                    # a filter on a level or topic of an unseen portion would tell them it is there
+                    continue
                 item, decision = seen.item, seen.decision
                 if keep is not None and item.portions:  # only the portions this reader may read
                     payload = self.kernel.items.portions_payload(row, item.portions)
@@ -654,6 +658,18 @@ class Node:
 
     def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         return self.engine.decide(request, at=at)
+
+
+def _matches(where: ItemFilter, item: Item) -> bool:
+    """Whether the part of an item in portions a reader sees matches the label filters on its own."""
+    label = item.label
+    created = epoch_us(label.created)
+    return (
+        (where.classification is None or label.classification == where.classification)
+        and (where.topic is None or where.topic in label.topics)
+        and (where.created_from_us is None or created >= where.created_from_us)
+        and (where.created_before_us is None or created < where.created_before_us)
+    )
 
 
 def _filter_dict(where: ItemFilter) -> dict[str, Any]:
