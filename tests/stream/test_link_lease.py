@@ -116,6 +116,9 @@ def test_one_process_runs_the_link_and_another_takes_it_over_when_it_dies(
                 publish(survivor, update)
             wait_for(lambda: len(reader.events) >= 12, 30, "the tracks arriving over the new holder's link")
             assert _links_from_kor(jpn.directory) == 2  # the killed holder's, then the survivor's
+            admin = {"Authorization": f"Bearer {kor_tokens['admin']}"}
+            metrics = httpx.get(f"http://127.0.0.1:{survivor}/metrics", headers=admin, timeout=10).text
+            assert 'gsomia_lease_held{lease="link:JPN"} 1.0' in metrics
         finally:
             for process in processes.values():
                 stop(process)
