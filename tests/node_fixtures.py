@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
@@ -93,3 +96,24 @@ def assured(node: Node, directory: Path, *parties: str) -> None:
     finally:
         for partner in partners.values():
             partner.close()
+
+
+def through_app(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """(source address, method, path, httpx arguments) each, through the real app, in order."""
+    app = create_app(node)
+
+    async def run() -> list[httpx.Response]:
+        out = []
+        clients: dict[str, httpx.AsyncClient] = {}
+        try:
+            for source, method, path, kwargs in requests:
+                if source not in clients:
+                    transport = httpx.ASGITransport(app=app, client=(source, 40000))
+                    clients[source] = httpx.AsyncClient(transport=transport, base_url="http://node")
+                out.append(await clients[source].request(method, path, **kwargs))
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        return out
+
+    return asyncio.run(run())

@@ -10,18 +10,16 @@ would send; each ends with the log verifying.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy
+from tests.node_fixtures import through_app as flood
 
-from gsomia.api import create_app
 from gsomia.kernel import NodeContext
 from gsomia.node import Node
 from gsomia.node._config import update_settings
@@ -49,27 +47,6 @@ def node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]:
     n = unlimited_node(tmp_path / "jpn", store_url, clock)
     yield n
     n.close()
-
-
-def flood(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
-    """(source address, method, path, httpx arguments) each, through the real app, in order."""
-    app = create_app(node)
-
-    async def run() -> list[httpx.Response]:
-        out = []
-        clients: dict[str, httpx.AsyncClient] = {}
-        try:
-            for source, method, path, kwargs in requests:
-                if source not in clients:
-                    transport = httpx.ASGITransport(app=app, client=(source, 40000))
-                    clients[source] = httpx.AsyncClient(transport=transport, base_url="http://node")
-                out.append(await clients[source].request(method, path, **kwargs))
-        finally:
-            for client in clients.values():
-                await client.aclose()
-        return out
-
-    return asyncio.run(run())
 
 
 def records(node: Node, kind: str) -> list[dict[str, Any]]:

@@ -23,8 +23,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
+from tests.node_fixtures import through_app as send
+from tests.reliability.processes import kill, stop
 
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.errors import ConfigError
 from gsomia.kernel import NodeContext
 from gsomia.node import Node, init_node_dir, load_config
@@ -51,27 +54,6 @@ def node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]:
     n = open_node(tmp_path / "jpn", store_url, clock)
     yield n
     n.close()
-
-
-def send(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
-    """(source address, method, path, httpx arguments) each, through the real app, in order."""
-    app = create_app(node)
-
-    async def run() -> list[httpx.Response]:
-        out = []
-        clients: dict[str, httpx.AsyncClient] = {}
-        try:
-            for source, method, path, kwargs in requests:
-                if source not in clients:
-                    transport = httpx.ASGITransport(app=app, client=(source, 40000))
-                    clients[source] = httpx.AsyncClient(transport=transport, base_url="http://node")
-                out.append(await clients[source].request(method, path, **kwargs))
-        finally:
-            for client in clients.values():
-                await client.aclose()
-        return out
-
-    return asyncio.run(run())
 
 
 def records(node: Node, kind: str) -> list[dict[str, Any]]:
@@ -317,3 +299,41 @@ def test_the_openapi_document_and_its_pages_spend_it_as_every_public_route(node:
     declared = spec["paths"]["/identity"]["get"]["responses"]["429"]
     assert "Retry-After" in declared["headers"]
     assert all("429" in op["responses"] for path in spec["paths"].values() for op in path.values())
+
+
+def _serve(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``gsomia node serve`` on a port of its own, answering when this returns."""
+    port = network.free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(directory), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        network._wait_healthy(base, 90)  # /healthz spends nothing
+    except BaseException:
+        kill(process)
+        raise
+    return process, base
+
+
+def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: Path, store_url: str) -> None:
+    """Two ``gsomia node serve`` processes of one node on one database, the same source (loopback,
+    which is not exempt) asking each in turn: the node serves RATE requests in all, then both
+    answer 429 with ``Retry-After``."""
+    directory = tmp_path / "jpn"
+    init_node_dir(directory, "JPN", store_url)
+    update_settings(directory, public_rate_limit=f"{RATE}/minute")
+    servers = []
+    try:
+        servers = [_serve(directory), _serve(directory)]
+        with httpx.Client(timeout=30) as client:
+            answers = [client.get(f"{servers[n % 2][1]}/identity") for n in range(2 * RATE + 6)]
+        assert sum(a.status_code == 200 for a in answers) == RATE  # not 2 x RATE
+        assert {a.status_code for a in answers} == {200, 429}
+        for base in (b for _, b in servers):
+            assert_429(httpx.get(f"{base}/identity", timeout=30))  # both refuse now
+    finally:
+        for process, _ in servers:
+            stop(process)

@@ -236,6 +236,8 @@ def create_app(
         app.state.runtime = runtime
         if runtime is not None:
             runtime.start()
+        if stream.leases_links:  # the links' leases are claimed from the start, not at the first track
+            await stream.start()
         yield
         await stream.close()
         if runtime is not None:

@@ -161,10 +161,12 @@ class NodeCollector(Collector):
         runtime = self.runtime()
         here = GaugeMetricFamily(
             "gsomia_lease_held",
-            "1 when this process holds the lease of a kind of background work",
+            "1 when this process holds the lease of a kind of background work (or of a stream link)",
             labels=["lease"],
         )
         held = {} if runtime is None else {n: lease.epoch is not None for n, lease in runtime.leases.items()}
+        if self.stream.leases_links:  # each outbound stream link's lease (a node of several processes)
+            held.update({f"link:{p}": self.stream.holds_link(p) for p in self.stream.recipients})
         for name, holds in sorted(held.items()):
             here.add_metric([name], 1.0 if holds else 0.0)
         yield here

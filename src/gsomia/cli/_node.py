@@ -149,7 +149,8 @@ def node_serve(
         )
     names = node_stream_names(node.config.identity())  # the node's own: shared by its processes only
     bus = NatsBus(stream_nats, stream=names[0], subject=names[1]) if stream_nats else None
-    stream = StreamService(node, bus)
+    # over NATS the node may run as several processes: each outbound link is held by one (a lease)
+    stream = StreamService(node, bus, link_leases=node.link_lease if bus is not None else None)
     config = server_config(
         create_app(node, sender=sender, stream=stream, log_writer=True),  # the log grows either way
         mutual,  # checked here: TLS files that cannot serve are refused before serving

@@ -87,22 +87,17 @@ class Admission:
     def spend(self, source: str | None, cost: int = 1) -> int | None:
         """Spend ``cost`` of ``source``'s budget: ``None`` while it lasts, else the seconds until
         the window that ran out ends (the ``Retry-After``)."""
-        key = self.source_key(source)
-        if key is None or cost <= 0:
+        if cost <= 0:
             return None
-        waiting = self._remembered(key)
-        if waiting is not None:
-            return waiting
-        ends = [
-            self._limiter.get_window_stats(rate, key).reset_time
-            for rate in self.rates
-            if not self._limiter.hit(rate, key, cost=cost)
-        ]
-        return self._remember(key, max(ends)) if ends else None
+        return self._ask(source, lambda rate, key: self._limiter.hit(rate, key, cost=cost))
 
     def check(self, source: str | None) -> int | None:
         """As :meth:`spend`, spending nothing (a route whose caller proves itself by what it sends
         is refused only once its source's refusals have spent the budget)."""
+        return self._ask(source, self._limiter.test)
+
+    def _ask(self, source: str | None, within: Callable[[RateLimitItem, str], bool]) -> int | None:
+        """``None`` if ``within(rate, key)`` holds for every rate, else the seconds to wait."""
         key = self.source_key(source)
         if key is None:
             return None
@@ -112,7 +107,7 @@ class Admission:
         ends = [
             self._limiter.get_window_stats(rate, key).reset_time
             for rate in self.rates
-            if not self._limiter.test(rate, key)
+            if not within(rate, key)
         ]
         return self._remember(key, max(ends)) if ends else None
 

@@ -53,12 +53,14 @@ from gsomia.kernel import (
 from gsomia.node._config import KEYRING_FILE, NodeConfig, load_config
 from gsomia.node._credentials import Credentials
 from gsomia.node._feed import Feed
+from gsomia.node._lease import Lease, process_holder
 from gsomia.node._runtime import NodeRuntime
 from gsomia.store import (
     AuditRow,
     InventoryEntry,
     InventoryRow,
     ItemFilter,
+    LeaseStore,
     NewItem,
     SharedState,
     Store,
@@ -142,6 +144,7 @@ class Node:
         migrate: bool = True,
     ) -> None:
         self.config = config
+        self._link_holder: str | None = None  # this process's name on its stream links' leases
         catalogue = catalogue if catalogue is not None else load_catalogue(config.data_dirs)
         if config.party not in catalogue.parties:
             raise ConfigError(f"node party {config.party} is not in the catalogue")
@@ -263,6 +266,15 @@ class Node:
             deliver=deliver,
             lease_ttl=self.config.lease_seconds,
             duties=self.duties,
+        )
+
+    def link_lease(self, party: str) -> Lease:
+        """This process's hold on the lease of the node's outbound stream link to ``party``
+        (``link:PARTY``; ``lease_seconds`` in ``node.toml``): one process of the node runs that link."""
+        if self._link_holder is None:
+            self._link_holder = process_holder()
+        return Lease(
+            LeaseStore(self.kernel.store), f"link:{party}", self._link_holder, ttl=self.config.lease_seconds
         )
 
     # --- the kernel's decisions, for the shells ---

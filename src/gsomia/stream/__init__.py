@@ -8,6 +8,7 @@ from gsomia.stream._launches import Launch, launches, replay
 from gsomia.stream._service import (
     FEED_BATCH,
     LINK_PATH,
+    LinkLease,
     StreamHost,
     StreamService,
     StreamStats,
@@ -20,6 +21,7 @@ __all__ = [
     "Bus",
     "InProcessBus",
     "Launch",
+    "LinkLease",
     "NatsBus",
     "StreamHost",
     "StreamService",

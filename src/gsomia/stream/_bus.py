@@ -13,6 +13,14 @@ itself; while NATS is away it keeps up to ``buffer_limit`` messages (``BUFFER_LI
 default) and publishes them, in order, once NATS is back; past that bound a publish is
 refused with :class:`~gsomia.errors.UnavailableError` (503 over HTTP), never lost silently.
 :meth:`NatsBus.health` says which of ``connected``, ``reconnecting`` or ``down`` it is in.
+
+:class:`NatsBus` also carries what the node's processes hand to the one process holding an
+outbound link (the link's lease, ``link:PARTY``): a second JetStream stream of the node,
+``<stream>_LINKS``, a subject per partner, read through one durable pull consumer per partner
+(``link-PARTY``). Only the holder pulls; a message is acknowledged once it is queued on the link, so a
+holder that dies leaves what it had not taken up to the next holder (redelivered after
+``HANDOFF_ACK_WAIT_S``), and what waited longer than ``HANDOFF_MAX_AGE_S`` for a holder is
+dropped (a late warning is not a live one).
 """
 
 from __future__ import annotations
@@ -27,12 +35,22 @@ from typing import Any, Protocol
 
 from gsomia.errors import UnavailableError
 
-__all__ = ["BUFFER_LIMIT", "Bus", "InProcessBus", "NatsBus", "Subscription", "node_stream_names"]
+__all__ = [
+    "BUFFER_LIMIT",
+    "HANDOFF_MAX_AGE_S",
+    "Bus",
+    "InProcessBus",
+    "NatsBus",
+    "Subscription",
+    "node_stream_names",
+]
 
 _log = logging.getLogger("gsomia.stream.bus")
 BUFFER_LIMIT = 10_000  # tracks a node holds for NATS during an outage (a few minutes at 50 tracks/s)
 HISTORY = 10_000  # messages the in-process bus keeps for a consumer resuming after a number
 DUPLICATE_WINDOW_S = 600.0  # JetStream drops a message id seen this recently: a resend is stored once
+HANDOFF_MAX_AGE_S = 60.0  # a track handed to a link's holder and not taken for this long is dropped
+HANDOFF_ACK_WAIT_S = 3.0  # a handed track a dead holder pulled and never sent goes to the next after this
 
 
 class Subscription(Protocol):
@@ -226,6 +244,8 @@ class NatsBus:
         self.url = url
         self.stream = stream or f"GSOMIA_TRACKS_{unique}"
         self.subject = subject or f"gsomia.tracks.{unique}"
+        self.links_stream = f"{self.stream}_LINKS"  # handed to the holders of the outbound links
+        self.links_subject = f"{self.subject}.links"
         self.ephemeral = ephemeral
         self.max_age_s = max_age_s
         self.buffer_limit = buffer_limit
@@ -297,6 +317,14 @@ class NatsBus:
             duplicate_window=DUPLICATE_WINDOW_S,
         )
         await self._js.add_stream(config)
+        await self._js.add_stream(
+            StreamConfig(
+                name=self.links_stream,
+                subjects=[f"{self.links_subject}.*"],
+                max_age=HANDOFF_MAX_AGE_S,
+                duplicate_window=min(DUPLICATE_WINDOW_S, HANDOFF_MAX_AGE_S),
+            )
+        )
 
     def _up(self) -> None:
         self._state = "connected"
@@ -401,6 +429,50 @@ class NatsBus:
             self._waiting.add(subscription)
         return subscription
 
+    # --- handing tracks to the holder of an outbound link ---
+
+    async def hand_off(self, partner: str, message: bytes) -> None:
+        """Give ``message`` to whichever process of the node holds the link to ``partner``;
+        :class:`~gsomia.errors.UnavailableError` while NATS is away (the track is not sent)."""
+        if self._state != "connected" or self._js is None:
+            raise UnavailableError(f"the node's stream bus (NATS at {self.url}) is unreachable")
+        self._count += 1
+        headers = {"Nats-Msg-Id": f"{self._bus_id}-{self._count}"}
+        await self._js.publish(
+            f"{self.links_subject}.{partner}", message, timeout=self.publish_timeout_s, headers=headers
+        )
+
+    async def handed_off(self, partner: str, *, wait_s: float = 0.2) -> AsyncIterator[bytes]:
+        """What the node's processes handed to the link to ``partner``, oldest first, for its holder
+        only; each message is acknowledged as the next one is asked for (it is queued on the link)."""
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        js = await self._ready()
+        pull = await js.pull_subscribe(
+            f"{self.links_subject}.{partner}",
+            durable=f"link-{partner}",
+            stream=self.links_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=HANDOFF_ACK_WAIT_S,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+        try:
+            while not self._closing:
+                try:
+                    messages = await pull.fetch(64, timeout=wait_s)
+                except NatsTimeout:
+                    continue
+                for message in messages:
+                    yield bytes(message.data)
+                    with contextlib.suppress(Exception):  # unacknowledged: the next holder sends it
+                        await message.ack()
+        finally:
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
+
     async def close(self) -> None:
         self._closing = True
         for task in (self._connector, self._flusher):
@@ -414,6 +486,8 @@ class NatsBus:
         if self.ephemeral and self._js is not None:
             with contextlib.suppress(Exception):  # already gone
                 await self._js.delete_stream(self.stream)
+            with contextlib.suppress(Exception):
+                await self._js.delete_stream(self.links_stream)
         with contextlib.suppress(Exception):
             await self._nc.close()
         self._nc = None

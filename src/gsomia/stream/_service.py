@@ -16,6 +16,14 @@ node decides again on its own side (a refusal drops the track and is audited), m
 track with its own equivalent level, and publishes it on its bus; a hub passes a track on
 only when its own decision, with the originator's authorisation, allows it. Consumers
 (SSE, WebSocket) read from the bus, each through its own access decision.
+
+A node of several processes (NATS JetStream, ``node serve --stream-nats``) opens each outbound
+link from one process only: the holder of the link's lease (``link:PARTY``, in the store). A
+process that does not hold it hands what it would send on that link (the track, its route's
+agreement, the authorisations that must precede it) to the holder through the bus
+(:meth:`NatsBus.hand_off`); the holder sends it on its link. When the holder dies, another
+process takes the lease within the lease's time, opens the link and takes up what was handed
+and not yet sent. With the in-process bus a node is one process and holds every link.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import hashlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -57,7 +65,7 @@ from gsomia.errors import (
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
 from gsomia.store import ASSURANCES, CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
-from gsomia.stream._bus import Bus, InProcessBus
+from gsomia.stream._bus import Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
     BATCH,
@@ -74,7 +82,15 @@ from gsomia.stream._link import (
 )
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 
-__all__ = ["FEED_BATCH", "LINK_PATH", "StreamHost", "StreamService", "StreamStats", "parse_feed_message"]
+__all__ = [
+    "FEED_BATCH",
+    "LINK_PATH",
+    "LinkLease",
+    "StreamHost",
+    "StreamService",
+    "StreamStats",
+    "parse_feed_message",
+]
 
 _log = logging.getLogger("gsomia.stream")
 LINK_PATH = "/stream/link"
@@ -89,6 +105,15 @@ _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message li
 _ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
+_LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
+
+
+class LinkLease(Protocol):
+    """This process's hold on one outbound link's lease (the node's ``Lease``)."""
+
+    def held(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class StreamHost(Protocol):
@@ -156,7 +181,12 @@ class StreamService:
         hubs: tuple[str, ...] | None = None,
         rekey_frames: int = 100_000,
         rekey_seconds: float = 60.0,
+        link_leases: Callable[[str], LinkLease] | None = None,
     ) -> None:
+        """``link_leases`` makes the lease of the outbound link to a party (``link:PARTY``) for a
+        node of several processes; it needs a :class:`NatsBus`, through which the processes that
+        do not hold a link hand their tracks to the one that does. Without it, every link is this
+        process's."""
         self.kernel = kernel = host.kernel
         self.exchange = host.exchange
         self.party = kernel.party
@@ -192,6 +222,16 @@ class StreamService:
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
+        self._nats: NatsBus | None = None  # the bus tracks are handed over on, for links held by leases
+        if link_leases is not None:
+            if not isinstance(self.bus, NatsBus):
+                raise ValueError("links held by one process of several need the NATS bus to hand tracks over")
+            self._nats = self.bus
+        self._link_leases = link_leases
+        self._leases: dict[str, LinkLease] = {}
+        self._holding: set[str] = set()  # the partners whose link this process holds the lease of
+        self._runners: dict[str, asyncio.Task[None]] = {}  # per held link: sends what was handed to it
+        self._lease_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---
 
@@ -201,8 +241,19 @@ class StreamService:
         self._started = True
         await self.bus.start()
         self._ticker = asyncio.create_task(self._tick(), name=f"gsomia-stream-batches-{self.party}")
+        if self._link_leases is not None:
+            self._lease_task = asyncio.create_task(
+                self._keep_leases(), name=f"gsomia-link-leases-{self.party}"
+            )
 
     async def close(self) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+            self._lease_task = None
+        for party in list(self._runners):
+            await self._stop_runner(party)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,8 +264,105 @@ class StreamService:
                 await link.drainer
             await self._flush(party)
             await self._drop_link(party)
+        for lease in self._leases.values():  # another process takes the links at once
+            await asyncio.to_thread(lease.release)
+        self._holding.clear()
         await self.bus.close()
         self._started = False
+
+    # --- which process holds which outbound link ---
+
+    @property
+    def leases_links(self) -> bool:
+        """Whether each outbound link is run by the process of the node holding its lease."""
+        return self._link_leases is not None
+
+    def holds_link(self, party: str) -> bool:
+        """Whether this process runs the link to ``party`` (always, for a node of one process)."""
+        return self._link_leases is None or party in self._holding
+
+    async def _keep_leases(self) -> None:
+        """Claim, renew or lose each outbound link's lease; a link won starts sending what the other
+        processes handed to it, a link lost is closed here (its new holder opens its own)."""
+        while self._link_leases is not None:
+            for party in self.recipients:
+                lease = self._leases.get(party)
+                if lease is None:
+                    lease = self._leases[party] = self._link_leases(party)
+                try:
+                    held = await asyncio.to_thread(lease.held)
+                except Exception:  # never fatal: the lease runs out and another process takes it
+                    _log.exception("the lease of the link to %s could not be asked", party)
+                    held = False
+                if held and party not in self._holding:
+                    self._holding.add(party)
+                    self._runners[party] = asyncio.create_task(
+                        self._run_handed(party), name=f"gsomia-link-{self.party}-{party}"
+                    )
+                elif not held and party in self._holding:
+                    self._holding.discard(party)
+                    await self._stop_runner(party)
+                    if party in self._links:
+                        await self._drop_link(party)
+                        await self._audit(
+                            self._audit_row("stream.link", None, party, "closed", reason="lease-lost")
+                        )
+            await asyncio.sleep(_LEASE_POLL_S)
+
+    async def _stop_runner(self, party: str) -> None:
+        runner = self._runners.pop(party, None)
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def _run_handed(self, party: str) -> None:
+        """At the link's holder: send what the node's other processes handed to the link to ``party``."""
+        while self._nats is not None:
+            try:
+                async for message in self._nats.handed_off(party):
+                    await self._send_handed(party, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away, or the consumer dropped: pull again shortly
+                _log.info("tracks handed to the link to %s: %s; pulling again", party, type(exc).__name__)
+            await asyncio.sleep(_RETRY_S)
+
+    async def _hand_off(
+        self, party: str, kind: int, body: bytes, agreement: str | None, consents: list[str], relayed: bool
+    ) -> None:
+        """Give a frame for the link to ``party`` to the process holding it (see the module's docstring)."""
+        if self._nats is None:
+            raise UnavailableError("this process holds no bus to hand the track to the link's holder")
+        header = _dumps({"k": kind, "a": agreement, "c": consents, "g": relayed})
+        await self._nats.hand_off(party, header + b"\n" + body)
+        self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
+
+    async def _send_handed(self, party: str, message: bytes) -> None:
+        """Send one handed frame on the link to ``party``: the authorisations it needs that the link
+        has not carried yet, then the track."""
+        try:
+            header, _, body = message.partition(b"\n")
+            fields = orjson.loads(header)
+            kind, agreement, consents = int(fields["k"]), fields["a"], [str(c) for c in fields["c"]]
+            payload: bytes | _Relayed = body
+            if fields["g"]:
+                (group,) = decode_groups(body, self.party)
+                (entry,) = group.entries
+                payload = _Relayed(group.jws, group.size, entry)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, GsomiaError):
+            _log.warning("a track handed to the link to %s is malformed: dropped", party)
+            return
+        try:
+            link = await self._link(party)
+            for jws in consents:
+                key = _consent_key(jws)
+                if key not in link.consents_sent:
+                    await self._send(party, CONSENT, jws.encode(), None)
+                    link.consents_sent.add(key)
+            await self._send(party, kind, payload, agreement)
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            await self._link_failed(party, exc)
 
     # --- audit ---
 
@@ -360,9 +508,13 @@ class StreamService:
             tail = _dumps({"originator": self.party, "recipient": route.recipient, "via": route.via})
             body = head + tail[1:]  # one JSON object: the track, the label, then the route's fields
             try:
-                if route.via:
-                    await self._send_consents(hop, route)
-                await self._send(hop, TRACK, body, route.decision.agreement)
+                if not self.holds_link(hop):  # another process runs this link: hand the track to it
+                    consents = [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
+                    await self._hand_off(hop, TRACK, body, route.decision.agreement, consents, False)
+                else:
+                    if route.via:
+                        await self._send_consents(hop, route)
+                    await self._send(hop, TRACK, body, route.decision.agreement)
             except (OSError, WebSocketException, GsomiaError) as exc:
                 await self._link_failed(hop, exc)
                 continue
@@ -378,12 +530,8 @@ class StreamService:
     async def _send_consents(self, hub: str, route: Route) -> None:
         link = await self._link(hub)
         for consent, jws in self._consents_on_file:
-            key = f"{consent.recipient}:{consent.hub}:{consent.given_at.isoformat()}"
-            if (
-                consent.recipient == route.recipient
-                and consent.hub in (None, hub)
-                and key not in link.consents_sent
-            ):
+            key = _consent_key(jws)
+            if _precedes(consent, route) and key not in link.consents_sent:
                 await self._send(hub, CONSENT, jws.encode(), None)
                 link.consents_sent.add(key)
 
@@ -866,11 +1014,19 @@ class StreamService:
         """The hub passes a track on to the recipient the originator authorised, under the
         originator's signed root, unchanged, with the track's inclusion proof."""
         try:
+            kept = self._consents.get(label.originator, {}).values()
+            if not self.holds_link(recipient):  # another process runs this link: hand the track to it
+                consents = [jws for consent, jws in kept if consent.recipient == recipient]
+                group = encode_group(relayed.jws, relayed.size, [relayed.entry])
+                await self._hand_off(recipient, TRACK, group, decision.agreement, consents, True)
+                self.stats.relayed += 1
+                return
             link = await self._link(recipient)
-            for consent_id, (consent, jws) in self._consents.get(label.originator, {}).items():
-                if consent.recipient == recipient and consent_id not in link.consents_sent:
+            for consent, jws in kept:
+                key = _consent_key(jws)
+                if consent.recipient == recipient and key not in link.consents_sent:
                     await self._send(recipient, CONSENT, jws.encode(), None)
-                    link.consents_sent.add(consent_id)
+                    link.consents_sent.add(key)
             await self._send(recipient, TRACK, relayed, decision.agreement)
             self.stats.relayed += 1
         except (OSError, WebSocketException, GsomiaError) as exc:
@@ -993,6 +1149,16 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
     if len(data) > FEED_BATCH:
         raise InvalidInputError(f"a feed message holds at most {FEED_BATCH} updates, not {len(data)}")
     return data
+
+
+def _consent_key(jws: str) -> str:
+    """What a link remembers of an authorisation it carried: the same whichever process asked."""
+    return hashlib.sha256(jws.encode()).hexdigest()
+
+
+def _precedes(consent: Consent, route: Route) -> bool:
+    """Whether ``consent`` must reach the hub before a track on ``route`` (through that hub)."""
+    return route.via is not None and consent.recipient == route.recipient and consent.hub in (None, route.via)
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
