@@ -124,7 +124,7 @@ BUDGET_S = 6.0  # per engine, after the first five passes (_timing.best_pass)
 KST = ZoneInfo("Asia/Seoul")
 FOREVER = "9999-12-31T23:59:59.999999Z"
 ITEM_TOPICS = ("dprk-missile", "dprk-nuclear")
-OTHER_TOPICS = ("prc-navy", "cyber-defence", "humanitarian-relief")
+OTHER_TOPICS = ("prc-navy",)  # the only declared topic outside the agreements' missile scope
 PURPOSES = ("threat-assessment", "missile-warning", "defence-cooperation", "training-exchange")
 UNKNOWN_CAVEAT = "ORCON"  # not in gsomia's caveat table: fails closed in both engines
 
@@ -517,7 +517,7 @@ def _topics(rng: random.Random) -> tuple[str, ...]:
     inside = rng.sample(ITEM_TOPICS, rng.randint(1, 2))
     if roll < 0.75:
         return tuple(inside)
-    outside = rng.sample(OTHER_TOPICS, rng.randint(1, 2))
+    outside = rng.sample(OTHER_TOPICS, rng.randint(1, len(OTHER_TOPICS)))
     return tuple(outside if rng.random() < 0.5 else inside + outside)
 
 
