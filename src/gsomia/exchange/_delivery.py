@@ -177,5 +177,6 @@ class Deliveries(Approvals):
                 settle.answer(entry, envelope, answer, now, sink)
                 for (entry, envelope), answer in zip(batch, answers, strict=True)
             ]
+        self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
         self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
         return done

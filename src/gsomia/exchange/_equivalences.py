@@ -32,7 +32,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.crypto.envelope import EnvelopeError, Opened, sign_origin, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
-from gsomia.exchange._consents import Consents
+from gsomia.exchange._hops import Hops
 from gsomia.store import EquivalenceChangeRow, EquivalenceStore, InboxRow, OutboxRow
 
 __all__ = ["EQUIVALENCE_KIND", "Equivalences"]
@@ -51,7 +51,7 @@ _BATCH_COUNT = "equivalence-counts"  # and how many it accepted, by (agreement, 
 MAX_CHANGES = 64
 
 
-class Equivalences(Consents):
+class Equivalences(Hops):
     """Equivalence changes: proposed here, received from partners, listed."""
 
     @property

@@ -27,6 +27,7 @@ from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
+from gsomia.exchange._hops import RELAY_RECEIPT
 from gsomia.exchange._messages import consent_from_content
 from gsomia.kernel import (
     ItemContent,
@@ -58,6 +59,7 @@ class Inbox(Equivalences):
         self.register("assurance", self._receive_assurance)
         self.register("purpose-consent", self._receive_purpose_consent)
         self.register(EQUIVALENCE_KIND, self._receive_equivalence)
+        self.register(RELAY_RECEIPT, self._receive_relay_receipt)
 
     def receive(self, texts: Sequence[str], source: str | None = None) -> list[dict[str, Any]]:
         """Open, check, decide and store a batch of envelopes; one result per envelope, in order.

@@ -24,7 +24,7 @@ from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseDecision, Rel
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, verify_origin
 from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError, ReleaseRefused
-from gsomia.exchange._consents import Consents
+from gsomia.exchange._hops import Hops
 from gsomia.exchange._messages import item_content
 from gsomia.kernel import Item, ReadGate, checks_json
 from gsomia.store import (
@@ -84,7 +84,7 @@ class Prefetched:
     verified: dict[str, Consent]
 
 
-class Releases(Consents):
+class Releases(Hops):
     """Items released to partners through the outbox."""
 
     _policy_held: tuple[int, TwoPersonPolicy | None] | None = None

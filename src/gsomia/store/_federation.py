@@ -256,6 +256,8 @@ class FederationStore:
                 if done:
                     written.append(outcome["msg_id"])
                     inventory += outcome.get("inventory", ())
+                    if outcome.get("outbox"):  # what the outcome sends on (a relay's receipt)
+                        conn.execute(insert(t.outbox), [_values(r) for r in outcome["outbox"]])
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
         return written

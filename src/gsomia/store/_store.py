@@ -113,7 +113,7 @@ class InventoryEntry(NamedTuple):
 
     item_id: str
     at_us: int
-    kind: str  # ingested | received | copy | translation | derivative | derived | sent | exported
+    kind: str  # ingested | received | copy | translation | derivative | derived | sent | exported | reached
     party: str | None
     actor: str | None
     detail: str

@@ -1,0 +1,111 @@
+"""The last hop, told back to the sender (issue 14 §3): a hub that relayed an item passes the final
+recipient's signed receipt back to the node that released it through the hub (the originator, or a
+holder releasing onward), so its inventory names every party the item reached, each on the
+recipient's own signature.
+
+The hub forwards the receipt it settled its relay on (``relay-receipt``), in the same transaction
+that records the relay delivered. The sender accepts it only from the hub it released the item
+through, for that item and final recipient, with the receipt signed by that recipient and naming
+the hub as its sender; it records a ``reached`` inventory entry once per receipt. A hub can withhold
+a receipt (the originator then sees only the hub), never forge one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical
+from gsomia.core.instants import epoch_us
+from gsomia.crypto.envelope import Opened, verify_origin
+from gsomia.errors import InvalidInputError
+from gsomia.exchange._base import Batch
+from gsomia.exchange._consents import Consents
+from gsomia.store import InboxRow, InventoryEntry, OutboxRow
+
+__all__ = ["RELAY_RECEIPT", "Hops"]
+
+RELAY_RECEIPT = "relay-receipt"
+
+
+class Hops(Consents):
+    """Both ends of a relay's receipt. Part of :class:`gsomia.exchange.Exchange`."""
+
+    def relay_receipts(self, outcomes: list[dict[str, Any]], now: datetime) -> None:
+        """For each relay this node settled as delivered in ``outcomes``, the final recipient's
+        receipt queued for the release's sender, written with the outcome (``outbox``)."""
+        for outcome in outcomes:
+            entry: OutboxRow = outcome["expected"]
+            if outcome["state"] != "delivered" or entry.kind != "item" or entry.item_id is None:
+                continue
+            spec = json.loads(entry.request or "{}")
+            originator = spec.get("sender")
+            if spec.get("via") != [self.party] or not isinstance(originator, str) or originator == self.party:
+                continue  # not a relay of this node's
+            peer = self.peer(originator)
+            if peer is None:
+                continue  # no link back: the originator sees the hub only
+            body = {"kind": RELAY_RECEIPT, "item": entry.item_id, "receipt": outcome["receipt"]}
+            outcome["outbox"] = [self.queue(peer, body, RELAY_RECEIPT, entry.item_id, now)]
+
+    def _receive_relay_receipt(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
+        """At the sender: the final recipient's receipt for an item this node released through the
+        hub that passes it on; anything else is refused (and audited by the inbox)."""
+        body = opened.body
+        item_id, receipt = body.get("item"), body.get("receipt")
+        if not isinstance(item_id, str) or not isinstance(receipt, str):
+            raise InvalidInputError("relay receipt: 'item' and 'receipt' are required")
+        if self.kernel.store.get_item(item_id) is None:
+            raise InvalidInputError(f"relay receipt for {item_id!r}, which is not held here")
+        signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
+        data = json.loads(content)
+        released = {
+            e.final_recipient
+            for e in self.fed.item_messages(item_id)
+            if e.kind == "item" and e.recipient == opened.sender and e.final_recipient != opened.sender
+        }
+        if (
+            data.get("kind") != "receipt"
+            or data.get("item") != item_id
+            or data.get("receiver") != signer
+            or data.get("sender") != opened.sender
+            or signer not in released
+        ):
+            raise InvalidInputError(
+                f"relay receipt from {opened.sender}: not {item_id}'s receipt from a party this node "
+                f"released it to through {opened.sender}"
+            )
+        kept = {
+            json.loads(r.detail or "{}").get("msg_id")
+            for r in self.kernel.store.inventory(item_id)
+            if r.kind == "reached" and r.party == signer
+        }
+        if data.get("msg_id") not in kept:
+            accepted.inventory.append(
+                InventoryEntry(
+                    item_id,
+                    epoch_us(now),
+                    "reached",
+                    signer,
+                    None,
+                    canonical(
+                        {"via": opened.sender, "msg_id": data.get("msg_id"), "status": data.get("status")}
+                    ),
+                )
+            )
+        answer = self.receipt(opened, item_id, "recorded", None, now)
+        accepted.add_inbox(
+            InboxRow(opened.msg_id, opened.sender, RELAY_RECEIPT, item_id, epoch_us(now), "recorded", answer)
+        )
+        accepted.audit.append(
+            self.kernel.audit_row(
+                "envelope.reached",
+                opened.sender,
+                item_id,
+                "allowed",
+                receiver=signer,
+                status=data.get("status"),
+            )
+        )
+        return {"status": "recorded", "receipt": answer, "reason": None}
