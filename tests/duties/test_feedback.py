@@ -25,7 +25,8 @@ def _through_the_hub(net: Net, item_id: str) -> None:
     net.clock.now = BEFORE_GSOMIA  # only TISA: KOR's item reaches JPN through the USA
     net.own_item("KOR", item_id)
     net.nodes["KOR"].exchange.release(net.officer("KOR"), item_id, "JPN", via="USA", authorise_relay=True)
-    assert [r.state for r in net.deliver()] == ["delivered", "delivered"]
+    # KOR -> USA, USA -> JPN, and JPN's receipt passed back to KOR by the hub
+    assert [r.state for r in net.deliver()] == ["delivered", "delivered", "delivered"]
 
 
 def _direct(net: Net, item_id: str) -> None:

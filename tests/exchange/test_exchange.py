@@ -132,7 +132,8 @@ def test_hub_relay_with_authorisation_reaches_japan_with_koreas_signature(net: N
         net.nodes["KOR"].exchange.release(net.officer("KOR"), "h1", "JPN")
     net.nodes["KOR"].exchange.release(net.officer("KOR"), "h1", "JPN", via="USA", authorise_relay=True)
     results = net.deliver()
-    assert [r.state for r in results] == ["delivered", "delivered"]  # KOR -> USA, then USA -> JPN
+    # KOR -> USA, USA -> JPN, then JPN's receipt back to KOR through the hub (issue 14 §3)
+    assert [r.state for r in results] == ["delivered", "delivered", "delivered"]
     held_at_hub = net.nodes["USA"].store.get_item("h1")
     assert held_at_hub is not None
     assert held_at_hub.agreement == "tisa-2014"

@@ -21,6 +21,7 @@ from tests.reliability.processes import audit, kill, serve, stop, wait_for
 from tests.stream.test_nats_processes import NATS, Reader, _nats_up
 
 from gsomia.core.tracks import track_update_to_json
+from gsomia.demo import network
 from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
 from gsomia.node import Node, load_config
 from gsomia.store import LeaseStore, Store
@@ -134,6 +135,7 @@ def _kor(tmp_path: Path) -> Node:
     kor = make_node(tmp_path / "kor", "KOR", clock=FakeClock(kst(2024, 3, 1)))
     jpn = make_node(tmp_path / "jpn", "JPN", clock=FakeClock(kst(2024, 3, 1)))
     kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})  # JPN's assurance on file at KOR (Art. 7(5)): tracks may go
     jpn.close()
     return kor
 
