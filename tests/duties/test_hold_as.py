@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.duties.test_duties_node import _received
 from tests.node_fixtures import add, kor_label, refused_checks
 
 from gsomia.core.access import Person
@@ -17,17 +18,6 @@ from gsomia.testing import FakeClock, make_node
 
 GSOMIA = "kor-jpn-gsomia-2016"
 CHOICE = {GSOMIA: {"KOR 군사II급비밀": "特定秘密"}}
-
-
-def _received(node: Node, item_id: str, **label: object) -> None:
-    node.ingest(
-        None,
-        label=kor_label(**label),
-        payload=json.dumps({"id": item_id}).encode(),
-        item_id=item_id,
-        received_from="KOR",
-        agreement=GSOMIA,
-    )
 
 
 def _held_as(node: Node, item_id: str) -> str:

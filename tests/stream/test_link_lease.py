@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,29 +17,15 @@ import pytest
 from tests.conftest import kst, postgres_schema
 from tests.reliability.processes import audit, kill, serve, stop, wait_for
 from tests.stream.test_nats_processes import NATS, Reader, _nats_up
+from tests.stream.test_nats_processes import _serve as _serve_nats
 
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo import network
-from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
+from gsomia.demo.network import build, free_port
 from gsomia.node import Node, load_config
 from gsomia.store import LeaseStore, Store
 from gsomia.stream import InProcessBus, NatsBus, StreamService, launches, replay
 from gsomia.testing import FakeClock, make_node
-
-
-def _serve_nats(member: NetNode, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(member.directory),
-         "--port", str(port), "--no-sender", "--stream-nats", NATS],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", 60)
-    except BaseException:
-        kill(process)
-        raise
-    return process
 
 
 def _link_holder(url: str) -> int | None:
