@@ -65,11 +65,11 @@ def exchange_cpu(count: int) -> dict[str, float]:
     try:
         members = network.build(workdir)
         kor, jpn = Node(load_config(members[0].directory)), Node(load_config(members[1].directory))
-        officer = kor.person("officer")
+        officer = kor.people.person("officer")
         ids = [f"c{n:06d}" for n in range(count)]
         pad = "x" * 600
         for start in range(0, count, 1000):
-            kor.ingest_many(
+            kor.items.ingest_many(
                 officer,
                 [
                     NewIngest(_LABEL, f'{{"pad": "{pad}"}}'.encode(), item_id=i)
@@ -120,7 +120,7 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
         members = network.build(workdir, database_urls=urls)
         kor_m, jpn_m = members[0], members[1]
         kor = Node(load_config(kor_m.directory))
-        officer = kor.person("officer")
+        officer = kor.people.person("officer")
         label = {
             "originator": "KOR",
             "classification": "군사III급비밀",
@@ -138,7 +138,7 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
                 NewIngest(label, f'{{"n": {n}, "pad": "{pad}"}}'.encode(), item_id=i)
                 for n, i in enumerate(everything[start : start + 1000], start)
             ]
-            kor.ingest_many(officer, batch)
+            kor.items.ingest_many(officer, batch)
         receiver = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
             [
                 sys.executable,

@@ -69,12 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "need_to_know": ["dprk-missile"],
             "roles": ["analyst"],
         }
-        reader = node.add_person(None, {"id": "reader", "name": "Reader", **base})
-        visitor = node.add_person(
+        reader = node.people.add_person(None, {"id": "reader", "name": "Reader", **base})
+        visitor = node.people.add_person(
             None,
             {**base, "id": "visitor", "name": "Visitor", "nationality": "KOR", "clearance": "군사II급비밀"},
         )
-        officer = node.add_person(
+        officer = node.people.add_person(
             None, {**base, "id": "officer", "name": "Officer", "roles": ["security_officer"]}
         )
         node.duties.authorise_visit(
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         ids = [f"k{i:06d}" for i in range(args.items)]
         for i in ids:
-            node.ingest(
+            node.items.ingest(
                 None,
                 label=label,
                 payload=b'{"track": [1, 2, 3]}',
@@ -105,16 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         print(f"1. Node.read of {len(ids)} items, one by one (ms)", file=out)
         for name, person in (("reader", reader), ("visitor", visitor)):
-            times = [_timed(lambda i=i, p=person: node.read(p, i)) * 1000 for i in ids]
+            times = [_timed(lambda i=i, p=person: node.items.read(p, i)) * 1000 for i in ids]
             figures[f"read_median_{name}"] = statistics.median(times)
             print(f"   {name:<14} median {statistics.median(times):.3f}  p95 {_p95(times):.3f}", file=out)
         from gsomia.store import ItemFilter
 
         print("2. Node.list_items, a page of 1,000 (ms, median of 10)", file=out)
         for name, person in (("reader", reader), ("visitor", visitor)):
-            node.list_items(person, ItemFilter(), None, 1000)
+            node.items.list_items(person, ItemFilter(), None, 1000)
             times = [
-                _timed(lambda p=person: node.list_items(p, ItemFilter(), None, 1000)) * 1000
+                _timed(lambda p=person: node.items.list_items(p, ItemFilter(), None, 1000)) * 1000
                 for _ in range(10)
             ]
             figures[f"page_median_{name}"] = statistics.median(times)
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         own = dict(label, originator="JPN", classification="極秘", releasable_to=["KOR"])
         levels = ["秘", "極秘"]
         for copies in (0, 10, 100):
-            node.ingest(officer, label=own, payload=b"{}", item_id=f"own{copies}")
+            node.items.ingest(officer, label=own, payload=b"{}", item_id=f"own{copies}")
             for c in range(copies):
                 node.duties.derive(officer, "copy", [f"own{copies}"], item_id=f"own{copies}-c{c}")
             times = [

@@ -266,16 +266,16 @@ def measure_reads(root: Path, items: int, reads: int = 2000) -> dict[str, dict[s
     jpn = next(m for m in members if m.party == "JPN")
     node = Node(load_config(jpn.directory))
     ids = _ingest(node, min(items, 50))
-    officer = node.person("officer")
+    officer = node.people.person("officer")
     out: dict[str, dict[str, float]] = {}
     try:
         for threads in (1, 40):
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(lambda n: node.read(officer, ids[n % len(ids)]), range(200)))
+                list(pool.map(lambda n: node.items.read(officer, ids[n % len(ids)]), range(200)))
                 best: tuple[float, float] | None = None
                 for _ in range(3):
                     cpu, wall = time.process_time(), time.perf_counter()
-                    list(pool.map(lambda n: node.read(officer, ids[n % len(ids)]), range(reads)))
+                    list(pool.map(lambda n: node.items.read(officer, ids[n % len(ids)]), range(reads)))
                     taken = (time.process_time() - cpu, time.perf_counter() - wall)
                     best = taken if best is None or taken[0] < best[0] else best
             assert best is not None
@@ -289,7 +289,7 @@ def measure_reads(root: Path, items: int, reads: int = 2000) -> dict[str, dict[s
 
 
 def _ingest(node: Node, items: int) -> list[str]:
-    officer = node.person("officer")
+    officer = node.people.person("officer")
     label = {
         "originator": "JPN",
         "classification": "秘",
@@ -299,7 +299,7 @@ def _ingest(node: Node, items: int) -> list[str]:
         "created": "2024-01-01T00:00:00+09:00",
     }
     ids = [f"load-{n:05d}" for n in range(items)]
-    node.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
+    node.items.ingest_many(officer, [NewIngest(label, b'{"track": 1}', item_id=i) for i in ids])
     return ids
 
 

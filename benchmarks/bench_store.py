@@ -25,7 +25,7 @@ payloads of a few hundred bytes of JSON (a report with a track of positions).
    the store nearly full, two samples (50,000 items each at N = 1,000,000; N/10 for
    smaller runs) are timed in batches of 1,000, one transaction per batch:
 
-   * service: ``Node.ingest_many(None, batch)`` (the operator's feed): label validation
+   * service: ``Node.items.ingest_many(None, batch)`` (the operator's feed): label validation
      against the catalogue, the alternative label, for items this node originates the
      originator's Ed25519 signature over label and payload (sealed too), AES-GCM sealing,
      inventory and audit rows, one store transaction. Building the ``NewIngest`` objects (what a client sends)
@@ -41,10 +41,10 @@ payloads of a few hundred bytes of JSON (a report with a track of positions).
    median and p95 (nearest rank) over repeated fetches (one untimed warm-up, then at
    least 10 and up to 50 fetches, stopping after about 2 s):
 
-   a. ``Store.list_items(ItemFilter(...), after_seq, 1000)`` (keyset: ``seq > after``)
+   a. ``Store.items.list_items(ItemFilter(...), after_seq, 1000)`` (keyset: ``seq > after``)
       with no filter, with ``originator="KOR"`` and with ``topic="prc-navy"``, at the
       start, the middle and the end of the matching items (the last full page);
-   b. ``Node.list_items(reader, ItemFilter(), cursor, 1000)``: the full access-checked
+   b. ``Node.items.list_items(reader, ItemFilter(), cursor, 1000)``: the full access-checked
       page (a cursor, the keyset fetch, each label parsed and checked with
       ``decide_read``, one audit row written) for a cleared reader (JPN, 特定秘密,
       need-to-know for every topic: reads every item), at the same three positions; and,
@@ -383,7 +383,7 @@ def server_version(node: Node) -> str:
 
 
 def add_reader(node: Node, pid: str, clearance: str, topics: Sequence[str]) -> Person:
-    return node.add_person(
+    return node.people.add_person(
         None,
         {
             "id": pid,
@@ -454,7 +454,7 @@ def ingest_service(node: Node, clock: FakeClock, rng: random.Random, first: int,
     for done in range(0, count, INGEST_BATCH):
         batch = [make_ingest(rng, first + done + k) for k in range(min(INGEST_BATCH, count - done))]
         start = time.perf_counter()
-        node.ingest_many(None, batch)
+        node.items.ingest_many(None, batch)
         elapsed += time.perf_counter() - start
         clock.advance(seconds=1)
     return count / elapsed
@@ -569,11 +569,11 @@ def _measure(name: str, node: Node, clock: FakeClock, items: int) -> dict[str, A
     progress(f"{name}: access-checked pages")
     for position, (after, offset) in positions(node, ItemFilter()).items():
         cursor = _encode_cursor(after) if after else None
-        page = node.list_items(cleared, ItemFilter(), cursor, PAGE)
+        page = node.items.list_items(cleared, ItemFilter(), cursor, PAGE)
         found, withheld = offset_checked_page(node, cleared, offset, PAGE)
         if len(page.items) != PAGE or page.withheld or (len(found), withheld) != (PAGE, 0):
             raise Mismatch(f"{name} {position}: the cleared reader does not read a whole page")
-        ours = time_fetches(lambda c=cursor: node.list_items(cleared, ItemFilter(), c, PAGE))
+        ours = time_fetches(lambda c=cursor: node.items.list_items(cleared, ItemFilter(), c, PAGE))
         peer = time_fetches(lambda o=offset: offset_checked_page(node, cleared, o, PAGE))
         met = ours.p95_ms < PAGE_TARGET_MS
         rows.append(
@@ -588,9 +588,9 @@ def _measure(name: str, node: Node, clock: FakeClock, items: int) -> dict[str, A
     partial_pages: dict[str, dict[str, int]] = {}
     for position, (after, _) in positions(node, ItemFilter(), PARTIAL_TAIL).items():
         cursor = _encode_cursor(after) if after else None
-        page = node.list_items(partial, ItemFilter(), cursor, PAGE)
+        page = node.items.list_items(partial, ItemFilter(), cursor, PAGE)
         partial_pages[position] = {"returned": len(page.items), "withheld": page.withheld}
-        ours = time_fetches(lambda c=cursor: node.list_items(partial, ItemFilter(), c, PAGE))
+        ours = time_fetches(lambda c=cursor: node.items.list_items(partial, ItemFilter(), c, PAGE))
         note = f"{len(page.items)} read, {page.withheld} withheld"
         rows.append(Row(f"Node.list_items, partial reader, {position} (ms)", ours, None, note, None))
 

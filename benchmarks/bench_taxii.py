@@ -132,7 +132,7 @@ def bulk_load(node: Node, clock: FakeClock, rng: random.Random, count: int) -> f
 
 
 def reader(node: Node) -> str:
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "reader",
@@ -143,7 +143,7 @@ def reader(node: Node) -> str:
             "roles": ["analyst"],
         },
     )
-    return node.issue_token(None, "reader", days=30)[1]
+    return node.credentials.issue(None, "reader", days=30)[1]
 
 
 def percentile(values: list[float], q: float) -> float:

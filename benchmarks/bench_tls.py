@@ -48,9 +48,9 @@ def _deliver(directory: Path, items: int, tls: bool, tag: str) -> float:
     kor = Node(load_config(members["KOR"].directory))
     jpn = Node(load_config(members["JPN"].directory))
     try:
-        officer = kor.person("officer")
+        officer = kor.people.person("officer")
         for n in range(items):
-            kor.ingest(officer, label=LABEL, payload=b'{"apogee_km": 950}', item_id=f"{tag}-{n}")
+            kor.items.ingest(officer, label=LABEL, payload=b'{"apogee_km": 950}', item_id=f"{tag}-{n}")
         kor.exchange.release_many(officer, [f"{tag}-{n}" for n in range(items)], "JPN")
         with serve_in_threads({"JPN": jpn}, [members["JPN"]]), HttpTransport(tls=kor.kernel.tls) as transport:
             start = time.perf_counter()

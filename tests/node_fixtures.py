@@ -49,7 +49,7 @@ def jpn_node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]
 def add(
     node: Node, pid: str, nationality: str, clearance: str | None, topics: list[str], roles: list[str]
 ) -> Person:
-    return node.add_person(
+    return node.people.add_person(
         None,
         {
             "id": pid,

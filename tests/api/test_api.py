@@ -43,7 +43,7 @@ def call(jpn_node: Node) -> Call:
 
 @pytest.fixture
 def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
-    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+    return {pid: jpn_node.credentials.issue(None, pid)[1] for pid in people}
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
 def receive(node: Node, item_id: str = "kor-1", **label: Any) -> None:
     """A KOR item as JPN holds it once received (the operator enters it as the exchange would store
     it: a person may not enter another party's item, see tests/security/test_fabricated_items.py)."""
-    node.ingest(
+    node.items.ingest(
         None,
         label=kor_label(**label),
         payload=b'{"track": 7}',
@@ -289,7 +289,7 @@ def test_every_refusal_at_the_edge_is_audited(call: Call, tokens: dict[str, str]
 
 
 def test_public_inclusion_proofs_show_only_partners_envelope_entries(call: Call, jpn_node: Node) -> None:
-    jpn_node.add_person(None, {"id": "x", "name": "X", "nationality": "JPN"})
+    jpn_node.people.add_person(None, {"id": "x", "name": "X", "nationality": "JPN"})
     entry = jpn_node.store.audit(kind="person.add")[-1].entry_id
     problem(call("GET", "/audit/inclusion", params={"entry": entry}), 404)
     jpn_node.audit.sign_head()  # the node's writer brings it under a signed head: still not public
@@ -302,14 +302,14 @@ def test_equivalence_changes_are_proposed_by_a_security_officer_and_listed(
 ) -> None:
     """POST /agreements/{id}/equivalence-changes (security officers), GET lists them; a change in the
     past, or one that breaks the table, is a 422 problem and nothing is written."""
-    jpn_node.add_person(
+    jpn_node.people.add_person(
         None,
         {
             "id": "mori", "name": "Mori", "nationality": "JPN", "clearance": "極秘",
             "need_to_know": ["dprk-missile"], "roles": ["security_officer"],
         },
     )  # fmt: skip
-    officer = jpn_node.issue_token(None, "mori")[1]
+    officer = jpn_node.credentials.issue(None, "mori")[1]
     url = "/agreements/kor-jpn-gsomia-2016/equivalence-changes"
     body = {
         "remaps": [{"level": "極秘", "partner": "KOR", "partner_level": "군사III급비밀"}],

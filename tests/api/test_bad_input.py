@@ -70,7 +70,7 @@ def call(jpn_node: Node) -> Call:
 @pytest.fixture(scope="module")
 def token(jpn_node: Node) -> str:
     """The token of a person who holds every role: the refusals below are about input, not rights."""
-    jpn_node.add_person(
+    jpn_node.people.add_person(
         None,
         {
             "id": "chief",
@@ -81,7 +81,7 @@ def token(jpn_node: Node) -> str:
             "roles": ["administrator", "release_officer", "security_officer", "analyst"],
         },
     )
-    return jpn_node.issue_token(None, "chief")[1]
+    return jpn_node.credentials.issue(None, "chief")[1]
 
 
 def refused(response: httpx.Response, status: int, needle: str) -> dict[str, Any]:

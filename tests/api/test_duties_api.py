@@ -19,7 +19,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 @pytest.fixture
 def call(jpn_node: Node, people: dict[str, Person]) -> Any:
     add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["security_officer"])
-    tokens = {pid: jpn_node.issue_token(None, pid)[1] for pid in [*people, "officer"]}
+    tokens = {pid: jpn_node.credentials.issue(None, pid)[1] for pid in [*people, "officer"]}
     app = create_app(jpn_node)
 
     def do(method: str, url: str, who: str, **kwargs: Any) -> httpx.Response:
@@ -31,7 +31,7 @@ def call(jpn_node: Node, people: dict[str, Person]) -> Any:
 
         return asyncio.run(run())
 
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None, label=kor_label(), payload=b'{"a": 1}', item_id="k1", received_from="KOR", agreement=GSOMIA
     )
     return do

@@ -34,7 +34,7 @@ def kor(tmp_path: Path) -> Iterator[tuple[Node, dict[str, str], FakeClock]]:
     members = network.build(tmp_path / "net", clock=clock)
     clock.now = NOW
     nodes = network.open_nodes(members, clock)
-    tokens = {who: nodes["KOR"].issue_token(None, who)[1] for who in ("admin", "officer", "analyst")}
+    tokens = {who: nodes["KOR"].credentials.issue(None, who)[1] for who in ("admin", "officer", "analyst")}
     yield nodes["KOR"], tokens, clock
     for node in nodes.values():
         node.close()
@@ -61,7 +61,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def _release(node: Node, item_id: str) -> None:
-    officer = node.person("officer")
+    officer = node.people.person("officer")
     label = {
         "originator": "KOR",
         "classification": "군사II급비밀",
@@ -70,7 +70,7 @@ def _release(node: Node, item_id: str) -> None:
         "topics": ["dprk-missile"],
         "created": (node.clock() - timedelta(hours=1)).isoformat(),
     }
-    node.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
+    node.items.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
     node.exchange.release(officer, item_id, "JPN")
 
 

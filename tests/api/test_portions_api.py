@@ -32,7 +32,7 @@ def _call(node: Node, method: str, url: str, token: str, **kwargs: Any) -> httpx
 
 @pytest.fixture
 def report(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
-    tokens = {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+    tokens = {pid: jpn_node.credentials.issue(None, pid)[1] for pid in people}
     created = _call(
         jpn_node,
         "POST",
@@ -132,7 +132,7 @@ def test_bad_portions_are_422_and_store_nothing(
     body: dict[str, Any],
     words: str,
 ) -> None:
-    token = jpn_node.issue_token(None, "tanaka")[1]
+    token = jpn_node.credentials.issue(None, "tanaka")[1]
     response = _call(jpn_node, "POST", "/items", token, json=body)
     assert response.status_code == 422, response.text
     assert words in response.text

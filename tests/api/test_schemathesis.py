@@ -84,8 +84,8 @@ def _seed(directory: Path, urls: dict[str, str] | None) -> tuple[Node, dict[str,
     # node's budget for them is out of its reach (the 429s are tests/security/test_rate_limit.py's)
     update_settings(jpn_m.directory, public_rate_limit="10000000/minute")
     node = Node(load_config(jpn_m.directory))
-    officer = node.person("officer")
-    node.ingest_many(officer, [NewIngest(LABEL, b'{"n": %d}' % n, item_id=f"j{n}") for n in range(5)])
+    officer = node.people.person("officer")
+    node.items.ingest_many(officer, [NewIngest(LABEL, b'{"n": %d}' % n, item_id=f"j{n}") for n in range(5)])
     node.exchange.release(officer, "j0", "KOR")  # an outbox entry (its peer is not running: pending)
     tokens = json.loads(Path(jpn_m.directory / "tokens.json").read_text(encoding="utf-8"))
     return node, tokens

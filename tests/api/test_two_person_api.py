@@ -28,7 +28,7 @@ def kor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     clock.now = NOW
     nodes = network.open_nodes(members, clock)
     node = nodes["KOR"]
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "officer2",
@@ -48,7 +48,9 @@ def kor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         "created": (NOW - timedelta(hours=1)).isoformat(),
     }
     for item_id in ("a1", "a2"):
-        node.ingest(node.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id)
+        node.items.ingest(
+            node.people.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id
+        )
     yield node
     for n in nodes.values():
         n.close()
@@ -57,7 +59,7 @@ def kor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 @pytest.fixture(scope="module")
 def call(kor: Node) -> Call:
     app = create_app(kor)
-    tokens = {pid: kor.issue_token(None, pid)[1] for pid in ("admin", "officer", "officer2", "analyst")}
+    tokens = {pid: kor.credentials.issue(None, pid)[1] for pid in ("admin", "officer", "officer2", "analyst")}
 
     def do(method: str, url: str, who: str, **kwargs: Any) -> httpx.Response:
         async def run() -> httpx.Response:

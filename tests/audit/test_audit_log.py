@@ -104,7 +104,7 @@ def test_rewriting_an_entry_and_its_leaf_hash_breaks_the_signed_head(node: Node)
 
 
 def test_every_refusal_and_read_is_in_the_log(node: Node) -> None:
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "a",
@@ -116,7 +116,7 @@ def test_every_refusal_and_read_is_in_the_log(node: Node) -> None:
         },
     )
     with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal; the point is that it is logged
-        node.read(node.person("a"), "ghost")
+        node.items.read(node.people.person("a"), "ghost")
     node.audit.sign_head()
     kinds = [r.kind for r in node.store.audit(limit=100)]
     assert "person.add" in kinds
@@ -240,8 +240,8 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
 ) -> None:
     nodes, client, _clock = net
     kor = nodes["KOR"]
-    officer = kor.person("officer")
-    kor.ingest(
+    officer = kor.people.person("officer")
+    kor.items.ingest(
         officer,
         payload=b"{}",
         item_id="p1",

@@ -221,7 +221,7 @@ def stress(directory: Path, database_url: str, seconds: float) -> dict[str, Any]
     # out of the reach of its budget for requests without credentials (tests/security/test_rate_limit.py)
     config = update_settings(directory, public_rate_limit="10000000/minute")
     node = Node(config)
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "ops",
@@ -232,7 +232,7 @@ def stress(directory: Path, database_url: str, seconds: float) -> dict[str, Any]
             "roles": ["analyst", "administrator", "security_officer"],
         },
     )
-    token = node.issue_token(None, "ops", days=1)[1]
+    token = node.credentials.issue(None, "ops", days=1)[1]
     identity = PeerIdentity.from_document(node.exchange.identity())
     node.close()
 

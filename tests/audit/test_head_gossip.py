@@ -33,7 +33,7 @@ def net(tmp_path: Path) -> Iterator[Net]:
     members = network.build(tmp_path / "net", clock=clock)
     nodes = network.open_nodes(members, clock)
     for n in nodes.values():
-        n.add_person(None, {"id": "guard", "name": "security officer", "nationality": n.party,
+        n.people.add_person(None, {"id": "guard", "name": "security officer", "nationality": n.party,
                             "roles": ["security_officer"]})  # fmt: skip
     yield nodes, MemoryTransport(nodes), clock
     for n in nodes.values():
@@ -264,19 +264,21 @@ def test_forked_stays_until_a_security_officer_acknowledges_it(net: Net) -> None
     jpn = nodes["JPN"]
     for who in ("admin", "officer", "analyst"):
         with pytest.raises(AccessDenied):
-            jpn.audit.acknowledge_fork(jpn.person(who), "KOR", "seen")
+            jpn.audit.acknowledge_fork(jpn.people.person(who), "KOR", "seen")
     assert [r.actor for r in jpn.store.audit(kind="authz.audit.acknowledge-fork")] == [
         "admin",
         "officer",
         "analyst",
     ]
     with pytest.raises(InvalidInputError):
-        jpn.audit.acknowledge_fork(jpn.person("guard"), "KOR", "   ")
+        jpn.audit.acknowledge_fork(jpn.people.person("guard"), "KOR", "   ")
     clock.advance(seconds=60)
     _gossip_round(nodes, client, share=False)
     assert _status(jpn) == "forked"  # time and rounds do not clear it
     (fork,) = jpn.audit.forks(None, "KOR")
-    answer = jpn.audit.acknowledge_fork(jpn.person("guard"), "KOR", "raised with KOR through the embassy")
+    answer = jpn.audit.acknowledge_fork(
+        jpn.people.person("guard"), "KOR", "raised with KOR through the embassy"
+    )
     assert answer["acknowledged"] == [fork["id"]]
     assert answer["status"] == "consistent"
     (fork,) = jpn.audit.forks(None, "KOR")
@@ -286,7 +288,7 @@ def test_forked_stays_until_a_security_officer_acknowledges_it(net: Net) -> None
     assert ack.actor == "guard"
     assert ack.subject == "KOR"
     with pytest.raises(NotFoundError):  # nothing open: nothing to acknowledge
-        jpn.audit.acknowledge_fork(jpn.person("guard"), "KOR", "again")
+        jpn.audit.acknowledge_fork(jpn.people.person("guard"), "KOR", "again")
 
 
 def test_the_stores_side_on_sqlite_and_postgresql(tmp_path: Path, store_url: str) -> None:

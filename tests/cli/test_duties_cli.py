@@ -49,7 +49,7 @@ def test_duties_from_the_command_line(tmp_path: Path) -> None:
     # a KOR item as the exchange would have stored it at JPN (a person cannot ingest a partner's item)
     node = Node(load_config(Path(d)))
     try:
-        node.ingest(
+        node.items.ingest(
             None,
             label=kor_label(),
             payload=b'{"a": 1}',

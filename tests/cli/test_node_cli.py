@@ -186,9 +186,9 @@ def test_export_import_and_receipts_by_file_from_the_command_line(tmp_path: Path
     members = network.build(tmp_path / "net")
     kor_dir, jpn_dir = (m.directory for m in members if m.party in ("KOR", "JPN"))
     kor = Node(load_config(kor_dir))
-    officer = kor.person("officer")
-    kor.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b"{}", item_id="go")
-    kor.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
+    officer = kor.people.person("officer")
+    kor.items.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b"{}", item_id="go")
+    kor.items.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
     kor.close()
     out, receipts = tmp_path / "to-jpn.json", tmp_path / "receipts.json"
     done = run("export", "--dir", str(kor_dir), "--as", "officer", "--to", "JPN", "--out", str(out))
@@ -218,9 +218,9 @@ def test_export_writes_each_exported_item_as_a_binding_a_foreign_tool_can_check(
     members = network.build(tmp_path / "net")
     kor_dir, jpn_dir = (m.directory for m in members if m.party in ("KOR", "JPN"))
     kor = Node(load_config(kor_dir))
-    officer = kor.person("officer")
-    kor.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b'{"n": 1}', item_id="go")
-    kor.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
+    officer = kor.people.person("officer")
+    kor.items.ingest(officer, label=kor_label(releasable_to=["JPN"]), payload=b'{"n": 1}', item_id="go")
+    kor.items.ingest(officer, label=kor_label(releasable_to=["USA"]), payload=b"{}", item_id="stay")
     kor.close()
     out, bound = tmp_path / "to-jpn.json", tmp_path / "bdo"
     done = run(

@@ -70,7 +70,7 @@ def test_the_node_serves_https_and_its_session_cookie_is_secure(tmp_path: Path) 
     config = init_node_dir(tmp_path / "jpn", "JPN", endpoint=endpoint)
     node = Node(config)
     add(node, "tanaka", "JPN", "極秘", ["dprk-missile"], ["analyst"])
-    token = node.issue_token(None, "tanaka")[1]
+    token = node.credentials.issue(None, "tanaka")[1]
     base = dashboard_scope(node.ring).path
     node.close()
     cert, key = _pair(tmp_path, "node")

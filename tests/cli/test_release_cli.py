@@ -30,7 +30,7 @@ def test_request_approve_from_the_command_line(tmp_path: Path) -> None:
     kor = str(next(m.directory for m in members if m.party == "KOR"))
     node = Node(load_config(Path(kor)))
     try:
-        node.add_person(
+        node.people.add_person(
             None,
             {
                 "id": "officer2",
@@ -50,7 +50,7 @@ def test_request_approve_from_the_command_line(tmp_path: Path) -> None:
             "topics": ["dprk-missile"],
             "created": created,
         }
-        node.ingest(node.person("officer"), label=label, payload=b"{}", item_id="c1")
+        node.items.ingest(node.people.person("officer"), label=label, payload=b"{}", item_id="c1")
     finally:
         node.close()
     assert "PARTY=LEVEL" in run(

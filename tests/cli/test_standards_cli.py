@@ -24,7 +24,7 @@ def held_item(tmp_path: Path) -> Path:
     d = make(tmp_path)
     node = Node(load_config(d))
     try:
-        node.ingest(
+        node.items.ingest(
             None,
             label=kor_label(),
             payload=b'{"launch": "Sinpo"}',
@@ -77,7 +77,7 @@ def test_bdo_export_verify_and_import_between_two_node_directories(tmp_path: Pat
         jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
         network.assure({"KOR": kor, "JPN": jpn})  # Art. 7(5): JPN's own assurance, for its decision
         add(kor, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
-        kor.ingest(
+        kor.items.ingest(
             None, label=kor_label(created="2026-01-01T00:00:00+09:00"), payload=b'{"t": 1}', item_id="k9"
         )
     finally:

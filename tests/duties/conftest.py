@@ -30,7 +30,7 @@ class Net:
     transport: MemoryTransport
 
     def officer(self, party: str) -> Person:
-        return self.nodes[party].person("officer")
+        return self.nodes[party].people.person("officer")
 
     def deliver(self, rounds: int = 8) -> list[Any]:
         done = []
@@ -66,10 +66,12 @@ class Net:
             "created": (self.clock.now - timedelta(hours=1)).isoformat(),
         }
         data.update(label)
-        self.nodes[party].ingest(self.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
+        self.nodes[party].items.ingest(
+            self.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id
+        )
 
     def person(self, party: str, pid: str, clearance: str | None, roles: list[str]) -> Person:
-        return self.nodes[party].add_person(
+        return self.nodes[party].people.add_person(
             None,
             {
                 "id": pid,

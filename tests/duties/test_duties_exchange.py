@@ -54,13 +54,13 @@ def test_reclassification_reaches_every_holder_and_copy_through_the_hub(net_any_
     assert status["changes"][0]["pending"] == ["JPN", "USA"]
     net.deliver()
     for node in (usa, jpn):
-        item, payload = node.read(net.officer(node.party), "r1")  # re-sealed under the new label
+        item, payload = node.items.read(net.officer(node.party), "r1")  # re-sealed under the new label
         assert item.label.classification == "군사III급비밀"
         assert json.loads(payload) == {"track": 1}
         assert node.store.get_item("r1").label_version == 2  # type: ignore[union-attr]
-    item, _ = jpn.read(net.officer("JPN"), "r1")
+    item, _ = jpn.items.read(net.officer("JPN"), "r1")
     assert item.label.alternative_for("JPN").classification == "秘"  # type: ignore[union-attr]
-    copied, _ = jpn.read(net.officer("JPN"), "r1-copy")
+    copied, _ = jpn.items.read(net.officer("JPN"), "r1-copy")
     assert copied.label.classification == "군사III급비밀"
     assert copied.label.alternative_for("JPN").classification == "秘"  # type: ignore[union-attr]
     status = kor.duties.label_status(net.officer("KOR"), "r1")["changes"][0]
@@ -84,14 +84,14 @@ def test_recall_withdraws_the_item_and_its_copies_at_the_holder(net: Net) -> Non
     net.deliver()
     for item_id in ("c1", "c1-ja"):
         with pytest.raises(ItemGoneError, match="recalled"):
-            jpn.read(net.officer("JPN"), item_id)
+            jpn.items.read(net.officer("JPN"), item_id)
         row = jpn.store.get_item(item_id)
         assert row is not None
         assert row.state == "recalled"
         assert row.payload == b""
     status = kor.duties.label_status(net.officer("KOR"), "c1")["changes"][0]
     assert (status["kind"], status["applied"], status["pending"]) == ("recall", ["JPN"], [])
-    kor.read(net.officer("KOR"), "c1")  # the originator keeps its own item
+    kor.items.read(net.officer("KOR"), "c1")  # the originator keeps its own item
     jpn_side = next(
         p for p in kor.duties.termination_report(net.officer("KOR"))["partners"] if p["party"] == "JPN"
     )
@@ -114,7 +114,7 @@ def test_destruction_is_signed_recorded_and_sent_to_the_originator(net: Net) -> 
         jpn.duties.destroy(net.officer("JPN"), "d1", method="crypto-erase", witness="clerk", reason="done")
     with pytest.raises(InvalidInputError, match="method must be one of"):
         jpn.duties.destroy(net.officer("JPN"), "d1", method="bin", witness="witness", reason="done")
-    jpn.read(net.officer("JPN"), "d1")  # still held after the refusals
+    jpn.items.read(net.officer("JPN"), "d1")  # still held after the refusals
     assert [r["outcome"] for r in net.audit("JPN", "item.destroy")] == ["refused"] * 3
 
     record = jpn.duties.destroy(
@@ -126,8 +126,8 @@ def test_destruction_is_signed_recorded_and_sent_to_the_originator(net: Net) -> 
     assert row.payload == b""
     assert row.origin_jws is None
     with pytest.raises(ItemGoneError):
-        jpn.read(net.officer("JPN"), "d1")
-    assert [r.kind for r in jpn.inventory(net.officer("JPN"), "d1")] == ["received", "destroyed"]
+        jpn.items.read(net.officer("JPN"), "d1")
+    assert [r.kind for r in jpn.items.inventory(net.officer("JPN"), "d1")] == ["received", "destroyed"]
     assert net.audit("JPN", "item.destroy")[-1]["record"] == record["record"]
     # the record verifies with JPN's node key
     party, content = verify_origin(record["record"], jpn.exchange._identities, net.clock.now, own=jpn.ring)
@@ -298,9 +298,11 @@ def test_a_change_overtakes_a_release_still_queued(net: Net) -> None:
         "undeliverable",
         "recalled by the originator: withdrawn before sending",
     )
-    kor.read(net.officer("KOR"), "q2")  # the originator keeps its own item
+    kor.items.read(net.officer("KOR"), "q2")  # the originator keeps its own item
     net.deliver()
-    item, payload = jpn.read(net.officer("JPN"), "q1")  # it arrived, and the change with it, in one batch
+    item, payload = jpn.items.read(
+        net.officer("JPN"), "q1"
+    )  # it arrived, and the change with it, in one batch
     assert item.label.classification == "군사III급비밀"
     assert item.label.alternative_for("JPN").classification == "秘"  # type: ignore[union-attr]
     assert json.loads(payload) == {"track": 1}

@@ -27,7 +27,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 
 
 def _received(node: Node, item_id: str, **label: object) -> None:
-    node.ingest(
+    node.items.ingest(
         None,
         label=kor_label(**label),
         payload=json.dumps({"id": item_id}).encode(),
@@ -52,18 +52,18 @@ def test_a_derivative_takes_the_strictest_label_and_is_counted_in_each_source(
     assert derived.label.releasable_to == frozenset({"JPN"})  # only where both may go
     assert derived.label.caveats == frozenset({"G2G-ONLY"})  # every caveat of every source
     assert derived.label.alternative_for("JPN").classification == "極秘"  # type: ignore[union-attr]
-    item, payload = jpn_node.read(people["tanaka"], "k-sum")
+    item, payload = jpn_node.items.read(people["tanaka"], "k-sum")
     assert (item.label, payload) == (derived.label, b'{"summary": 1}')
-    assert [r.kind for r in jpn_node.inventory(people["tanaka"], "k1")] == ["received", "derivative"]
-    assert [r.kind for r in jpn_node.inventory(people["tanaka"], "k-sum")] == ["derived"]
+    assert [r.kind for r in jpn_node.items.inventory(people["tanaka"], "k1")] == ["received", "derivative"]
+    assert [r.kind for r in jpn_node.items.inventory(people["tanaka"], "k-sum")] == ["derived"]
     copy = jpn_node.duties.derive(people["tanaka"], "copy", ["k2"], item_id="k2-copy")
-    assert jpn_node.read(people["tanaka"], "k2-copy")[1] == b'{"id": "k2"}'  # a copy reuses the payload
+    assert jpn_node.items.read(people["tanaka"], "k2-copy")[1] == b'{"id": "k2"}'  # a copy reuses the payload
     assert copy.label.classification == "군사III급비밀"
 
 
 def test_derivations_refused_with_nothing_stored(jpn_node: Node, people: dict[str, Person]) -> None:
     _received(jpn_node, "k1")
-    jpn_node.ingest(people["tanaka"], label=jpn_label(), payload=b"{}", item_id="j1")
+    jpn_node.items.ingest(people["tanaka"], label=jpn_label(), payload=b"{}", item_id="j1")
     before = jpn_node.store.count_items()
     with pytest.raises(AccessDenied, match="clearance"):  # an under-cleared person makes no copy
         jpn_node.duties.derive(people["sato"], "copy", ["k1"])
@@ -86,7 +86,7 @@ def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
     visitor = add(jpn_node, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
     _received(jpn_node, "k-secret")
     _received(jpn_node, "k-conf", classification="군사III급비밀")
-    jpn_node.read(visitor, "k-secret")  # not yet a visitor: the ordinary rules
+    jpn_node.items.read(visitor, "k-secret")  # not yet a visitor: the ordinary rules
     with pytest.raises(AccessDenied, match="role"):
         jpn_node.duties.authorise_visit(
             people["sato"], "kim", highest="秘", starts=clock.now, ends=clock.now, purpose="x"
@@ -108,23 +108,25 @@ def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
         None, "kim", highest="秘", starts=clock.now, ends=clock.now + timedelta(hours=2), purpose="liaison"
     )
     assert visit["highest"] == "秘"
-    jpn_node.read(visitor, "k-conf")
+    jpn_node.items.read(visitor, "k-conf")
     with pytest.raises(NotFoundError):
-        jpn_node.read(visitor, "k-secret")
+        jpn_node.items.read(visitor, "k-secret")
     assert re.search(r"visit \w+ allows up to 秘", refused_checks(jpn_node, "k-secret")[0]["reason"])
-    page = jpn_node.list_items(visitor, ItemFilter())
+    page = jpn_node.items.list_items(visitor, ItemFilter())
     assert ([i.id for i in page.items], page.withheld) == (["k-conf"], 1)
     clock.advance(hours=2)
     with pytest.raises(NotFoundError):
-        jpn_node.read(visitor, "k-conf")
+        jpn_node.items.read(visitor, "k-conf")
     assert "no visit in force" in refused_checks(jpn_node, "k-conf")[0]["reason"]
-    jpn_node.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
+    jpn_node.items.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
 
 
 def test_a_recorded_rules_change_flags_the_affected_items(jpn_node: Node, people: dict[str, Person]) -> None:
     _received(jpn_node, "k-secret")
     _received(jpn_node, "k-conf", classification="군사III급비밀")
-    jpn_node.ingest(people["tanaka"], label=jpn_label(classification="秘"), payload=b"{}", item_id="j-conf")
+    jpn_node.items.ingest(
+        people["tanaka"], label=jpn_label(classification="秘"), payload=b"{}", item_id="j-conf"
+    )
     authority = jpn_node.duties.add_authority(
         None, "jpn", "mod", "Ministry of Defense", "competent authority"
     )
@@ -174,11 +176,11 @@ def test_after_termination_protection_and_duties_go_on_and_the_report_lists_what
     try:
         assert not gsomia.state_at(clock.now).in_force
         with pytest.raises(NotFoundError):  # access checks unchanged: still refused to the under-cleared
-            ended.read(people["sato"], "k1")
-        ended.read(people["tanaka"], "k1")  # and still allowed to the cleared
+            ended.items.read(people["sato"], "k1")
+        ended.items.read(people["tanaka"], "k1")  # and still allowed to the cleared
         ended.duties.destroy(officer, "k2", method="shredding", witness="tanaka", reason="purpose ended")
         with pytest.raises(ItemGoneError):
-            ended.read(people["tanaka"], "k2")
+            ended.items.read(people["tanaka"], "k2")
         report = ended.duties.termination_report(officer)
         kor = next(p for p in report["partners"] if p["party"] == "KOR")
         assert {a["agreement"]: a["in_force"] for a in kor["agreements"]}[GSOMIA] is False
@@ -199,7 +201,7 @@ def test_items_whose_purpose_ended_or_whose_agreement_ended_queue_for_return_or_
     witness = add(jpn_node, "witness", "JPN", "極秘", ["dprk-missile"], ["security_officer"])
     _received(jpn_node, "k-purpose")
     _received(jpn_node, "k-kept")
-    jpn_node.ingest(officer, label=jpn_label(), payload=b"{}", item_id="j-own")
+    jpn_node.items.ingest(officer, label=jpn_label(), payload=b"{}", item_id="j-own")
     assert jpn_node.duties.disposal_queue(officer) == []
     jpn_node.duties.end_purpose(officer, "k-purpose", "the 2024 exercise concluded")
     jpn_node.duties.end_purpose(officer, "j-own", "our own item: nothing to return")

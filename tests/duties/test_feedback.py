@@ -38,7 +38,7 @@ def _direct(net: Net, item_id: str) -> None:
 def test_a_sighting_reaches_the_originator_through_the_hub_and_is_kept_at_both_ends(net: Net) -> None:
     kor, usa, jpn = (net.nodes[p] for p in ("KOR", "USA", "JPN"))
     _through_the_hub(net, "f1")
-    analyst = jpn.person("analyst")
+    analyst = jpn.people.person("analyst")
     sent = jpn.duties.send_feedback(analyst, "f1", "corroborated", "matches our radar track at 03:12")
     assert (sent["originator"], sent["holder"], sent["kind"]) == ("KOR", "JPN", "corroborated")
     net.deliver()

@@ -37,7 +37,7 @@ def test_an_officer_applies_tokutei_himitsu_to_a_korean_class_ii_item_and_reader
     cleared = add(jpn_node, "yamada", "JPN", "特定秘密", ["dprk-missile"], ["analyst"])
     _received(jpn_node, "k1")
     assert _held_as(jpn_node, "k1") == "極秘"
-    jpn_node.read(people["tanaka"], "k1")  # cleared 極秘
+    jpn_node.items.read(people["tanaka"], "k1")  # cleared 極秘
     jpn_node.duties.derive(people["tanaka"], "copy", ["k1"], item_id="k1-copy")
 
     done = jpn_node.duties.hold_as(officer, "k1", "特定秘密", "designated under the SDS Act")
@@ -45,9 +45,9 @@ def test_an_officer_applies_tokutei_himitsu_to_a_korean_class_ii_item_and_reader
     assert _held_as(jpn_node, "k1") == _held_as(jpn_node, "k1-copy") == "特定秘密"
     for item_id in ("k1", "k1-copy"):
         with pytest.raises(NotFoundError):
-            jpn_node.read(people["tanaka"], item_id)
+            jpn_node.items.read(people["tanaka"], item_id)
         assert [c["rule"] for c in refused_checks(jpn_node, item_id)] == ["clearance"]
-        _, payload = jpn_node.read(cleared, item_id)  # re-sealed under the new label: it opens
+        _, payload = jpn_node.items.read(cleared, item_id)  # re-sealed under the new label: it opens
         assert json.loads(payload) == {"id": "k1"}
     record = json.loads(
         next(r for r in jpn_node.store.audit(kind="item.hold-as") if r.outcome == "allowed").detail
@@ -80,8 +80,8 @@ def test_hold_as_refuses_levels_not_offered_own_items_other_roles_and_the_under_
     navy = add(jpn_node, "navy", "JPN", "特定秘密", ["prc-navy"], ["security_officer"])
     with pytest.raises(NotFoundError):  # no need-to-know: the item is unknown to them
         jpn_node.duties.hold_as(navy, "k1", "特定秘密", "x")
-    jpn_node.ingest(officer, label=kor_label(originator="JPN", classification="極秘", releasable_to=["KOR"]),
-                    payload=b"{}", item_id="j1")  # fmt: skip
+    own = kor_label(originator="JPN", classification="極秘", releasable_to=["KOR"])
+    jpn_node.items.ingest(officer, label=own, payload=b"{}", item_id="j1")
     with pytest.raises(InvalidInputError, match="own"):
         jpn_node.duties.hold_as(officer, "j1", "特定秘密", "our own item")
     assert _held_as(jpn_node, "k1") == "極秘"

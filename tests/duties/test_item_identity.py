@@ -53,7 +53,7 @@ def test_another_originators_item_under_a_held_id_is_refused_not_marked_delivere
         "refused",
         "item report-001 here was not originated by KOR",
     )
-    _, payload = usa.read(net.officer("USA"), "report-001")
+    _, payload = usa.items.read(net.officer("USA"), "report-001")
     assert payload == b'{"track": 1}'
 
 
@@ -70,7 +70,7 @@ def test_another_item_of_the_same_originator_under_a_held_id_is_refused(net: Net
     (answer,) = net.inbox("USA", [_item_envelope(net, origin, "other-item")])
     assert answer["status"] == "refused"
     assert "held here as a different item of KOR" in answer["reason"]
-    _, payload = usa.read(net.officer("USA"), "same-id")
+    _, payload = usa.items.read(net.officer("USA"), "same-id")
     assert payload == b'{"track": 1}'
 
 
@@ -109,7 +109,7 @@ def test_two_items_under_one_id_in_one_batch_are_not_both_answered_delivered(net
     answers = net.inbox("USA", [first, second, same])
     assert [a["status"] for a in answers] == ["stored", "refused", "already-held"]
     assert "held here as a different item of KOR" in answers[1]["reason"]
-    _, payload = usa.read(net.officer("USA"), "twin")
+    _, payload = usa.items.read(net.officer("USA"), "twin")
     assert payload == b'{"track": 1}'
 
 

@@ -86,7 +86,7 @@ def test_items_carry_their_label_version_and_an_old_downgrade_replayed_is_refuse
     answer = _as(net, "KOR", "JPN", downgrade_for_jpn, "replay-3")
     assert "stale" in str(answer["reason"])
     for node in (usa, jpn):
-        item, _ = node.read(net.officer(node.party), "v1")
+        item, _ = node.items.read(net.officer(node.party), "v1")
         assert item.label.classification == "군사II급비밀"
         assert node.store.get_item("v1").label_version == 3  # type: ignore[union-attr]
     refused = [r["reason"] for r in net.audit("USA", "envelope.refused")]
@@ -106,7 +106,7 @@ def test_a_change_from_off_the_items_path_is_refused(net: Net) -> None:
     answer = _as(net, "USA", "JPN", jws, "off-path")
     assert answer["status"] == "refused"
     assert "not on its path" in str(answer["reason"])
-    jpn.read(net.officer("JPN"), "p1")  # still held
+    jpn.items.read(net.officer("JPN"), "p1")  # still held
 
 
 def test_an_old_recall_replayed_does_not_withdraw_a_fresh_copy(net: Net) -> None:
@@ -129,7 +129,7 @@ def test_an_old_recall_replayed_does_not_withdraw_a_fresh_copy(net: Net) -> None
     assert "addressed to JPN" in str(answer["reason"])
     answer = _as(net, "KOR", "USA", _change_jws(net, "r1", 2, "USA"), "old-recall-usa")
     assert "stale label change: version 2" in str(answer["reason"])
-    usa.read(net.officer("USA"), "r1")  # USA's fresh copy stays
+    usa.items.read(net.officer("USA"), "r1")  # USA's fresh copy stays
 
 
 def test_a_recall_that_arrives_before_the_item_applies_when_the_item_arrives(net: Net) -> None:
@@ -149,7 +149,7 @@ def test_a_recall_that_arrives_before_the_item_applies_when_the_item_arrives(net
     assert row is not None
     assert (row.state, row.payload) == ("recalled", b"")
     with pytest.raises(ItemGoneError):
-        jpn.read(net.officer("JPN"), "o1")
+        jpn.items.read(net.officer("JPN"), "o1")
     net.deliver()
     (ack,) = kor.duties.label_status(officer, "o1")["changes"][0]["acks"]
     assert (ack["party"], ack["state"]) == ("JPN", "withdrawn")
@@ -168,7 +168,7 @@ def test_a_destroyed_original_does_not_shield_its_copy(net: Net) -> None:
     kor.duties.recall(net.officer("KOR"), "s1", "source compromised")
     net.deliver()
     with pytest.raises(ItemGoneError, match="recalled"):
-        jpn.read(net.officer("JPN"), "s1-copy")
+        jpn.items.read(net.officer("JPN"), "s1-copy")
     (ack,) = kor.duties.label_status(net.officer("KOR"), "s1")["changes"][0]["acks"]
     assert (ack["party"], ack["state"], ack["detail"]["copies"]) == ("JPN", "withdrawn", 1)
 
@@ -183,7 +183,7 @@ def test_a_reclassification_reaches_the_copy_of_a_destroyed_original(net: Net) -
     jpn.duties.destroy(net.officer("JPN"), "s2", method="crypto-erase", witness="witness", reason="done")
     kor.duties.reclassify(net.officer("KOR"), "s2", "군사III급비밀", "downgraded")
     net.deliver()
-    copied, payload = jpn.read(net.officer("JPN"), "s2-copy")
+    copied, payload = jpn.items.read(net.officer("JPN"), "s2-copy")
     assert copied.label.classification == "군사III급비밀"
     assert json.loads(payload) == {"track": 1}
     (ack,) = kor.duties.label_status(net.officer("KOR"), "s2")["changes"][0]["acks"]

@@ -27,7 +27,9 @@ def _through_the_hub(net: Net, item_id: str) -> None:
 
 def _reached(net: Net, item_id: str) -> list[tuple[str | None, str]]:
     kor = net.nodes["KOR"]
-    return [(r.party, r.detail) for r in kor.inventory(net.officer("KOR"), item_id) if r.kind == "reached"]
+    return [
+        (r.party, r.detail) for r in kor.items.inventory(net.officer("KOR"), item_id) if r.kind == "reached"
+    ]
 
 
 def _forward(net: Net, sender: str, item_id: str, receipt: str) -> dict[str, Any]:

@@ -44,9 +44,9 @@ def test_a_scheduled_downgrade_applies_itself_when_due_here_and_at_the_holder(ne
     runtime.round()  # due: applied as a reclassification by its author, and its duty message sent
     runtime.stop()
     assert [s.state for s in kor.duties.scheduled(net.officer("KOR"), "k1")] == ["applied"]
-    assert kor.read(net.officer("KOR"), "k1")[0].label.classification == "군사III급비밀"
+    assert kor.items.read(net.officer("KOR"), "k1")[0].label.classification == "군사III급비밀"
     net.deliver()
-    held, _ = jpn.read(net.officer("JPN"), "k1")
+    held, _ = jpn.items.read(net.officer("JPN"), "k1")
     assert held.label.classification == "군사III급비밀"
     assert kor.duties.apply_due_downgrades() == []  # applied once
 
@@ -78,12 +78,12 @@ def test_a_downgrade_whose_author_was_disabled_fails_and_changes_nothing(net: Ne
     kor.duties.schedule_downgrade(
         author, "k1", "군사III급비밀", net.clock.now + timedelta(hours=1), "planned"
     )
-    kor.set_active(None, "author", False)
+    kor.people.set_active(None, "author", False)
     net.clock.advance(hours=1, seconds=1)
     (done,) = kor.duties.apply_due_downgrades()
     assert done.state == "failed"
     assert done.note
-    assert kor.read(net.officer("KOR"), "k1")[0].label.classification == "군사II급비밀"
+    assert kor.items.read(net.officer("KOR"), "k1")[0].label.classification == "군사II급비밀"
 
 
 def test_reviews_and_scheduling_over_the_api_and_the_command_line(net: Net) -> None:
@@ -99,7 +99,7 @@ def test_reviews_and_scheduling_over_the_api_and_the_command_line(net: Net) -> N
     now = net.clock.now
     net.own_item("KOR", "due", review=(now - timedelta(minutes=5)).isoformat())
     kor = net.nodes["KOR"]
-    token = kor.issue_token(None, "officer")[1]
+    token = kor.credentials.issue(None, "officer")[1]
     web = create_app(kor)
 
     def call(method: str, url: str, **kw: object) -> httpx.Response:

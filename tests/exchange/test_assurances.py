@@ -50,7 +50,9 @@ def test_a_revoked_assurance_stops_provision_at_the_sender_and_at_the_recipient(
     jpn, kor = net.nodes["JPN"], net.nodes["KOR"]
     own_item(net, "KOR", "k-queued")
     kor.exchange.release(net.officer("KOR"), "k-queued", "JPN")
-    jpn.exchange.revoke_assurance(jpn.person("admin"), _own(net, "JPN", GSOMIA), "protection under review")
+    jpn.exchange.revoke_assurance(
+        jpn.people.person("admin"), _own(net, "JPN", GSOMIA), "protection under review"
+    )
     net.deliver()
     assert jpn.store.get_item("k-queued") is None
     refused = net.audit("JPN", "envelope.refused")
@@ -62,7 +64,7 @@ def test_a_revoked_assurance_stops_provision_at_the_sender_and_at_the_recipient(
         kor.exchange.release(net.officer("KOR"), "k-new", "JPN")
     assert "was revoked at" in _assurance_check(caught.value)
     # a new assurance, by message: releases pass again
-    jpn.exchange.give_assurance(jpn.person("admin"), GSOMIA, "note of 1 March 2024")
+    jpn.exchange.give_assurance(jpn.people.person("admin"), GSOMIA, "note of 1 March 2024")
     net.deliver()
     kor.exchange.release(net.officer("KOR"), "k-new", "JPN")
     net.deliver()
@@ -93,7 +95,7 @@ def test_an_assurance_imported_from_a_file_counts_like_one_sent_and_only_officer
     assert jpn.store.get_item("k1") is not None
     assert sum(1 for a in kor.exchange.assurances_view(None) if a["id"] == row.id) == 1
     with pytest.raises(AccessDenied, match="role"):
-        jpn.exchange.give_assurance(jpn.person("analyst"), GSOMIA, "not mine to give")
+        jpn.exchange.give_assurance(jpn.people.person("analyst"), GSOMIA, "not mine to give")
     with pytest.raises(NotFoundError):
         jpn.exchange.revoke_assurance(None, _own(net, "KOR", GSOMIA), "not ours")
     with pytest.raises(AgreementError, match="not a party"):

@@ -36,7 +36,7 @@ class Net:
     transport: MemoryTransport
 
     def officer(self, party: str) -> Person:
-        return self.nodes[party].person("officer")
+        return self.nodes[party].people.person("officer")
 
     def deliver(self, rounds: int = 4) -> list[Any]:
         done = []
@@ -90,7 +90,7 @@ def own_item(net: Net, party: str, item_id: str, **label: Any) -> None:
         "created": (net.clock.now - timedelta(hours=1)).isoformat(),
     }
     data.update(label)
-    net.nodes[party].ingest(net.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
+    net.nodes[party].items.ingest(net.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
 
 
 def test_allowed_flow_arrives_once_with_both_labels_and_a_receipt(net: Net) -> None:
@@ -99,7 +99,7 @@ def test_allowed_flow_arrives_once_with_both_labels_and_a_receipt(net: Net) -> N
     assert entry.state == "pending"
     results = net.deliver()
     assert [r.state for r in results] == ["delivered"]
-    item, payload = net.nodes["JPN"].read(net.officer("JPN"), "k1")
+    item, payload = net.nodes["JPN"].items.read(net.officer("JPN"), "k1")
     assert item.label.classification == "군사II급비밀"
     alt = item.label.alternative_for("JPN")
     assert alt is not None
@@ -137,7 +137,7 @@ def test_hub_relay_with_authorisation_reaches_japan_with_koreas_signature(net: N
     held_at_hub = net.nodes["USA"].store.get_item("h1")
     assert held_at_hub is not None
     assert held_at_hub.agreement == "tisa-2014"
-    item, _ = net.nodes["JPN"].read(net.officer("JPN"), "h1")
+    item, _ = net.nodes["JPN"].items.read(net.officer("JPN"), "h1")
     assert item.received_from == "USA"
     assert item.agreement == "tisa-2014"
     # JPN verified KOR's original signature: the stored origin JWS is KOR's
@@ -173,7 +173,7 @@ def test_a_termination_between_queueing_and_sending_makes_it_undeliverable(net: 
     kor = Node(net.nodes["KOR"].config, catalogue=what_if, clock=net.clock)
     net.clock.now = datetime(2019, 11, 22, 23, 59, 59, tzinfo=gsomia.timezone)
     own_item(net, "KOR", "late")
-    kor.exchange.release(kor.person("officer"), "late", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "late", "JPN")
     net.clock.advance(seconds=2)  # 00:00:01 KST on 23 November 2019: the agreement ended at midnight
     results = kor.exchange.deliver_due(net.transport)
     assert [r.state for r in results] == ["undeliverable"]
@@ -296,7 +296,7 @@ def test_third_party_consent_workflow(net: Net) -> None:
     assert mine.state == "granted"
     jpn.release(net.officer("JPN"), "t1", "USA")
     assert [r.state for r in net.deliver()] == ["delivered"]
-    item, _ = net.nodes["USA"].read(net.officer("USA"), "t1")
+    item, _ = net.nodes["USA"].items.read(net.officer("USA"), "t1")
     assert item.label.originator == "KOR"
     assert item.received_from == "JPN"
 
@@ -358,7 +358,7 @@ def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leave
         "object_marking_refs": [marking],
     }
     kor = net.nodes["KOR"]
-    kor.ingest(
+    kor.items.ingest(
         net.officer("KOR"),
         payload=json.dumps(indicator).encode(),
         item_id="tlp-1",
@@ -394,7 +394,7 @@ def test_tlp_amber_strict_is_released_by_its_originator_only(net: Net) -> None:
         "valid_from": "2024-01-01T00:00:00Z",
         "object_marking_refs": ["marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003"],
     }
-    net.nodes["KOR"].ingest(
+    net.nodes["KOR"].items.ingest(
         net.officer("KOR"),
         payload=json.dumps(indicator).encode(),
         item_id="strict-1",

@@ -40,7 +40,7 @@ class Net:
 
     def release(self, item_id: str) -> str:
         kor = self.nodes["KOR"]
-        officer = kor.person("officer")
+        officer = kor.people.person("officer")
         label = {
             "originator": "KOR",
             "classification": "군사II급비밀",
@@ -49,7 +49,7 @@ class Net:
             "topics": ["dprk-missile"],
             "created": (self.clock.now - timedelta(hours=1)).isoformat(),
         }
-        kor.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
+        kor.items.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
         return kor.exchange.release(officer, item_id, "JPN").msg_id
 
 

@@ -60,8 +60,8 @@ def _label(clock: FakeClock, classification: str, releasable_to: list[str]) -> d
 def report(net: dict[str, Any], item_id: str = "r1") -> None:
     kor: Node = net["nodes"]["KOR"]
     clock = net["clock"]
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label=None,
         payload=b"",
         item_id=item_id,
@@ -85,7 +85,7 @@ def deliver(net: dict[str, Any]) -> list[Any]:
 
 
 def junior(node: Node, clearance: str) -> Person:
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "junior",
@@ -96,13 +96,13 @@ def junior(node: Node, clearance: str) -> Person:
             "roles": ["analyst", "release_officer"],
         },
     )
-    return node.person("junior")
+    return node.people.person("junior")
 
 
 def test_kor_releases_the_report_and_jpn_holds_only_the_tearline_verified(net: dict[str, Any]) -> None:
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
-    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    entry = kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     portions = [c for c in json.loads(entry.decision)["checks"] if c["rule"] == "portion"]
     assert [(c["passed"], c["reason"].split(":")[0]) for c in portions] == [
         (False, "body"),
@@ -110,7 +110,7 @@ def test_kor_releases_the_report_and_jpn_holds_only_the_tearline_verified(net: d
     ]  # the release explains per portion: the body withheld (releasable to USA only), the tearline sent
     assert "releasab" in portions[0]["reason"]
     assert [d.state for d in deliver(net)] == ["delivered"]
-    item, payload = jpn.read(jpn.person("officer"), "r1")
+    item, payload = jpn.items.read(jpn.people.person("officer"), "r1")
     assert [m.id for m in item.portions] == ["tearline"]
     assert item.label.classification == "군사III급비밀"  # the banner: the tearline's label
     alt = item.label.alternative_for("JPN")
@@ -131,7 +131,7 @@ def test_kor_releases_the_report_and_jpn_holds_only_the_tearline_verified(net: d
 def test_the_envelope_to_jpn_carries_no_portion_it_was_not_released(net: dict[str, Any]) -> None:
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
-    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    entry = kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     opened = open_envelope(jpn.ring, entry.envelope, jpn.exchange.peer, net["clock"]())
     assert len(opened.body["portions"]) == 1
     leaf = base64.b64decode(opened.body["portions"][0]["leaf"])
@@ -143,9 +143,9 @@ def test_the_envelope_to_jpn_carries_no_portion_it_was_not_released(net: dict[st
 def test_usa_gets_both_portions_and_reads_the_whole_report(net: dict[str, Any]) -> None:
     report(net)
     kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
-    kor.exchange.release(kor.person("officer"), "r1", "USA")
+    kor.exchange.release(kor.people.person("officer"), "r1", "USA")
     assert [d.state for d in deliver(net)] == ["delivered"]
-    item, _ = usa.read(usa.person("officer"), "r1")
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
     assert [m.id for m in item.portions] == ["body", "tearline"]
     assert item.label.classification == "군사II급비밀"
     assert sorted(item.label.releasable_to) == ["USA"]
@@ -157,7 +157,7 @@ def _hub_envelope(net: dict[str, Any], tamper: Any) -> tuple[dict[str, Any], str
     net["clock"].now = datetime(2016, 11, 22, tzinfo=UTC)  # before GSOMIA: only TISA through the US
     report(net)
     kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
-    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
+    entry = kor.exchange.release(kor.people.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
     body = open_envelope(usa.ring, entry.envelope, usa.exchange.peer, net["clock"]()).body
     body = json.loads(json.dumps(body))
     tamper(body)
@@ -181,7 +181,7 @@ def _set_leaf(entry: dict[str, Any], data: dict[str, Any]) -> None:
 def test_a_hub_relaying_the_portions_unchanged_is_accepted(net: dict[str, Any]) -> None:
     answer, _ = _hub_envelope(net, lambda _body: None)
     assert answer["status"] == "stored"  # the control: the hub's forgeries below differ only in the tampering
-    item, _ = net["nodes"]["JPN"].read(net["nodes"]["JPN"].person("officer"), "r1")
+    item, _ = net["nodes"]["JPN"].items.read(net["nodes"]["JPN"].people.person("officer"), "r1")
     assert [m.id for m in item.portions] == ["tearline"]
 
 
@@ -230,7 +230,7 @@ def test_a_hub_that_adds_a_real_portion_the_recipient_may_not_hold_is_refused(ne
     net["clock"].now = datetime(2016, 11, 22, tzinfo=UTC)
     report(net)
     kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
-    kor.exchange.release(kor.person("officer"), "r1", "USA")
+    kor.exchange.release(kor.people.person("officer"), "r1", "USA")
     deliver(net)
     usa_row = usa.store.get_item("r1")
     assert usa_row is not None
@@ -244,7 +244,7 @@ def test_a_hub_that_adds_a_real_portion_the_recipient_may_not_hold_is_refused(ne
 
 def _hub_envelope_again(net: dict[str, Any], extra: dict[str, Any]) -> tuple[dict[str, Any], str]:
     kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
-    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
+    entry = kor.exchange.release(kor.people.person("officer"), "r1", "JPN", via="USA", authorise_relay=True)
     body = json.loads(
         json.dumps(open_envelope(usa.ring, entry.envelope, usa.exchange.peer, net["clock"]()).body)
     )
@@ -260,7 +260,7 @@ def test_a_reader_not_cleared_for_the_body_sees_the_tearline_under_its_banner(ne
     report(net)
     kor = net["nodes"]["KOR"]
     reader = junior(kor, "군사III급비밀")
-    item, payload = kor.read(reader, "r1")
+    item, payload = kor.items.read(reader, "r1")
     assert [m.id for m in item.portions] == ["tearline"]
     assert item.label.classification == "군사III급비밀"
     assert sorted(item.label.releasable_to) == ["JPN", "USA"]
@@ -277,10 +277,10 @@ def test_a_reader_not_cleared_for_the_body_sees_the_tearline_under_its_banner(ne
             }
         ]
     }
-    (listed,) = kor.list_items(reader, ItemFilter()).items
+    (listed,) = kor.items.list_items(reader, ItemFilter()).items
     assert (listed.label.classification, [m.id for m in listed.portions]) == ("군사III급비밀", ["tearline"])
     # the full reader sees both, under the body's banner
-    full, _ = kor.read(kor.person("officer"), "r1")
+    full, _ = kor.items.read(kor.people.person("officer"), "r1")
     assert ([m.id for m in full.portions], full.label.classification) == (
         ["body", "tearline"],
         "군사II급비밀",
@@ -301,7 +301,7 @@ def test_a_release_by_an_officer_not_cleared_for_the_body_never_names_it(net: di
     ]
     deliver(net)
     usa = net["nodes"]["USA"]
-    item, _ = usa.read(usa.person("officer"), "r1")
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
     assert [m.id for m in item.portions] == ["tearline"]
 
 
@@ -310,38 +310,38 @@ def test_a_reader_cleared_for_no_portion_is_told_the_item_is_unknown(net: dict[s
     kor = net["nodes"]["KOR"]
     reader = junior(kor, "대외비")
     with pytest.raises(NotFoundError) as refused:
-        kor.read(reader, "r1")
+        kor.items.read(reader, "r1")
     with pytest.raises(NotFoundError) as unknown:
-        kor.read(reader, "no-such-item")
+        kor.items.read(reader, "no-such-item")
     assert str(refused.value).replace("r1", "X") == str(unknown.value).replace("no-such-item", "X")
-    assert kor.list_items(reader, ItemFilter()).items == ()
+    assert kor.items.list_items(reader, ItemFilter()).items == ()
 
 
 def test_no_portion_releasable_refuses_the_release_with_every_portions_reason(net: dict[str, Any]) -> None:
     clock = net["clock"]
     kor = net["nodes"]["KOR"]
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label=None,
         payload=b"",
         item_id="usa-only",
         portions=[PortionIngest("a", _label(clock, "군사II급비밀", ["USA"]), BODY)],
     )
     with pytest.raises(ReleaseRefused, match="a: withheld"):
-        kor.exchange.release(kor.person("officer"), "usa-only", "JPN")
+        kor.exchange.release(kor.people.person("officer"), "usa-only", "JPN")
     assert kor.exchange.fed.outbox() == []
 
 
 def test_portions_are_this_nodes_own_and_must_differ(net: dict[str, Any]) -> None:
     clock = net["clock"]
     kor = net["nodes"]["KOR"]
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     jpn_label = dict(_label(clock, "秘", ["KOR"]), originator="JPN")
     with pytest.raises(LabelError):
-        kor.ingest(officer, label=None, payload=b"", portions=[PortionIngest("a", jpn_label, BODY)])
+        kor.items.ingest(officer, label=None, payload=b"", portions=[PortionIngest("a", jpn_label, BODY)])
     twice = [PortionIngest("a", _label(clock, "군사III급비밀", ["JPN"]), BODY)] * 2
     with pytest.raises(Exception, match="differ"):
-        kor.ingest(officer, label=None, payload=b"", portions=twice)
+        kor.items.ingest(officer, label=None, payload=b"", portions=twice)
     assert kor.store.count_items() == 0
 
 
@@ -353,38 +353,38 @@ def test_duties_per_item_reach_the_tearline_and_reclassifying_the_whole_is_refus
     portions its maker may read, under the highest of their labels."""
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
-    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     deliver(net)
     with pytest.raises(InvalidInputError, match="in portions"):
-        kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "downgrade")
+        kor.duties.reclassify(kor.people.person("officer"), "r1", "군사III급비밀", "downgrade")
     # a copy holds what its maker may read (at JPN: the tearline), under that portion's label
-    copy = jpn.duties.derive(jpn.person("officer"), "copy", ["r1"], item_id="r1-copy")
+    copy = jpn.duties.derive(jpn.people.person("officer"), "copy", ["r1"], item_id="r1-copy")
     assert copy.label.classification == "군사III급비밀"
-    _, copied = jpn.read(jpn.person("officer"), "r1-copy")
+    _, copied = jpn.items.read(jpn.people.person("officer"), "r1-copy")
     assert [p["id"] for p in json.loads(copied)["portions"]] == ["tearline"]
     # at KOR, a maker cleared for the tearline alone copies the tearline alone
     junior_kor = junior(kor, "군사III급비밀")
     mine = kor.duties.derive(junior_kor, "copy", ["r1"], item_id="r1-junior")
     assert mine.label.classification == "군사III급비밀"
-    _, payload = kor.read(junior_kor, "r1-junior")
+    _, payload = kor.items.read(junior_kor, "r1-junior")
     assert b"USA-only" not in payload
     assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
-    kor.duties.recall(kor.person("officer"), "r1", "the source was burned")
+    kor.duties.recall(kor.people.person("officer"), "r1", "the source was burned")
     deliver(net)
     row = jpn.store.get_item("r1")
     assert row is not None
     assert row.state == "recalled"
     assert row.payload == b""
     with pytest.raises(ItemGoneError):
-        jpn.read(jpn.person("officer"), "r1")
+        jpn.items.read(jpn.people.person("officer"), "r1")
 
 
 def test_a_holder_destroys_the_tearline_it_holds(net: dict[str, Any]) -> None:
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
-    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     deliver(net)
-    jpn.add_person(
+    jpn.people.add_person(
         None,
         {
             "id": "witness",
@@ -395,7 +395,9 @@ def test_a_holder_destroys_the_tearline_it_holds(net: dict[str, Any]) -> None:
             "roles": ["security_officer"],
         },
     )
-    jpn.duties.destroy(jpn.person("officer"), "r1", method="crypto-erase", witness="witness", reason="done")
+    jpn.duties.destroy(
+        jpn.people.person("officer"), "r1", method="crypto-erase", witness="witness", reason="done"
+    )
     row = jpn.store.get_item("r1")
     assert row is not None
     assert (row.state, row.payload, row.origin_jws) == ("destroyed", b"", None)
@@ -406,8 +408,8 @@ def test_the_report_sent_again_is_already_held_and_another_under_its_id_is_refus
 ) -> None:
     report(net)
     kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
-    kor.exchange.release(kor.person("officer"), "r1", "JPN")
-    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     assert [d.state for d in deliver(net)] == ["delivered", "delivered"]
     statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
     assert sorted(statuses) == ["already-held", "stored"]
@@ -452,10 +454,10 @@ def test_the_outbox_shows_a_release_of_an_item_in_portions_only_to_readers_of_al
     the tearline alone is not shown that entry, so nothing there speaks of the body to them."""
     report(net)
     kor = net["nodes"]["KOR"]
-    entry = kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    entry = kor.exchange.release(kor.people.person("officer"), "r1", "JPN")
     assert "body: withheld" in entry.decision
     officer = junior(kor, "군사III급비밀")
-    assert [e.msg_id for e in kor.exchange.outbox_seen_by(kor.person("officer"))] == [entry.msg_id]
+    assert [e.msg_id for e in kor.exchange.outbox_seen_by(kor.people.person("officer"))] == [entry.msg_id]
     assert kor.exchange.outbox_seen_by(officer) == []
 
 
@@ -466,17 +468,19 @@ def test_a_filter_on_an_unseen_portions_level_or_topic_does_not_find_the_item(ne
     kor = net["nodes"]["KOR"]
     body = dict(_label(clock, "군사II급비밀", ["USA"]), topics=["dprk-nuclear"])
     tearline = _label(clock, "군사III급비밀", ["JPN", "USA"])
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label=None,
         payload=b"",
         item_id="r2",
         portions=[PortionIngest("body", body, BODY), PortionIngest("tearline", tearline, TEARLINE)],
     )
     reader = junior(kor, "군사III급비밀")
-    officer = kor.person("officer")
-    assert [i.id for i in kor.list_items(officer, ItemFilter(classification="군사II급비밀")).items] == ["r2"]
-    assert kor.list_items(reader, ItemFilter(classification="군사II급비밀")).items == ()
-    assert [i.id for i in kor.list_items(officer, ItemFilter(topic="dprk-nuclear")).items] == ["r2"]
-    assert kor.list_items(reader, ItemFilter(topic="dprk-nuclear")).items == ()
-    assert [i.id for i in kor.list_items(reader, ItemFilter(topic="dprk-missile")).items] == ["r2"]
+    officer = kor.people.person("officer")
+    assert [i.id for i in kor.items.list_items(officer, ItemFilter(classification="군사II급비밀")).items] == [
+        "r2"
+    ]
+    assert kor.items.list_items(reader, ItemFilter(classification="군사II급비밀")).items == ()
+    assert [i.id for i in kor.items.list_items(officer, ItemFilter(topic="dprk-nuclear")).items] == ["r2"]
+    assert kor.items.list_items(reader, ItemFilter(topic="dprk-nuclear")).items == ()
+    assert [i.id for i in kor.items.list_items(reader, ItemFilter(topic="dprk-missile")).items] == ["r2"]

@@ -55,7 +55,7 @@ def test_a_reader_who_may_not_read_an_item_cannot_release_it_in_a_selection(net:
     own_item(net, "KOR", "ok", topics=["dprk-missile"])
     own_item(net, "KOR", "not-mine", topics=["dprk-nuclear"])
     # the officer's need to know, narrowed: a second officer who knows only missiles
-    kor.add_person(
+    kor.people.add_person(
         None,
         {
             "id": "narrow",
@@ -66,7 +66,7 @@ def test_a_reader_who_may_not_read_an_item_cannot_release_it_in_a_selection(net:
             "roles": ["release_officer"],
         },
     )
-    released = kor.exchange.release_many(kor.person("narrow"), ["ok", "not-mine"], "JPN")
+    released = kor.exchange.release_many(kor.people.person("narrow"), ["ok", "not-mine"], "JPN")
     assert [e.item_id for e in released.entries] == ["ok"]
     assert [r.subject for r in released.refused] == ["not-mine"]
     (refusal,) = [
@@ -101,7 +101,7 @@ def test_someone_without_the_role_releases_nothing(net: Net) -> None:
     own_item(net, "KOR", "a")
     kor = net.nodes["KOR"]
     with pytest.raises(AccessDenied):
-        kor.exchange.release_many(kor.person("analyst"), ["a"], "JPN")
+        kor.exchange.release_many(kor.people.person("analyst"), ["a"], "JPN")
     assert kor.exchange.outbox(None) == []
     assert [r.outcome for r in kor.store.audit(kind="authz.item.release")] == ["refused"]
 
@@ -148,7 +148,7 @@ def test_a_termination_between_a_selection_and_its_delivery_stops_every_item(net
     net.clock.now = datetime(2019, 11, 22, 23, 59, 59, tzinfo=gsomia.timezone)
     for item_id in ("late-1", "late-2"):
         own_item(net, "KOR", item_id)
-    released = kor.exchange.release_many(kor.person("officer"), ["late-1", "late-2"], "JPN")
+    released = kor.exchange.release_many(kor.people.person("officer"), ["late-1", "late-2"], "JPN")
     assert len(released.entries) == 2
     net.clock.advance(seconds=2)  # the agreement ended at midnight
     results = kor.exchange.deliver_due(net.transport)
@@ -174,7 +174,7 @@ def test_the_api_releases_a_selection_in_one_request(net: Net) -> None:
     for item_id in ("api-1", "api-2"):
         own_item(net, "KOR", item_id)
     own_item(net, "KOR", "api-secret", classification="군사I급비밀")
-    officer = kor.issue_token(None, "officer")[1]
+    officer = kor.credentials.issue(None, "officer")[1]
     answer = _api(
         kor,
         "POST",
@@ -206,7 +206,7 @@ def test_the_api_refuses_a_bad_selection_naming_the_problem(
 ) -> None:
     kor = net.nodes["KOR"]
     own_item(net, "KOR", "api-1")
-    answer = _api(kor, "POST", "/releases", kor.issue_token(None, who)[1], json=body)
+    answer = _api(kor, "POST", "/releases", kor.credentials.issue(None, who)[1], json=body)
     assert answer.status_code == status, answer.text
     assert says in answer.text
     assert "Traceback" not in answer.text
@@ -219,7 +219,7 @@ def test_a_selection_cannot_carry_past_the_two_person_policy(net: Net) -> None:
     selection's other items go."""
     kor = net.nodes["KOR"]
     kor.exchange.set_two_person(
-        kor.person("admin"),
+        kor.people.person("admin"),
         above={"KOR": "군사III급비밀"},
         hub_relay=False,
         relay_authorisations=False,

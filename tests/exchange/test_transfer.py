@@ -45,7 +45,7 @@ def own_item(node: Node, item_id: str, **label: Any) -> None:
         "created": (node.clock() - timedelta(hours=1)).isoformat(),
     }
     data.update(label)
-    node.ingest(node.person("officer"), label=data, payload=b'{"track": 1}', item_id=item_id)
+    node.items.ingest(node.people.person("officer"), label=data, payload=b'{"track": 1}', item_id=item_id)
 
 
 def transfer(node: Node) -> Transfer:
@@ -60,7 +60,7 @@ def audit(node: Node, kind: str) -> list[dict[str, Any]]:
 
 
 def exported(nodes: dict[str, Node], to: str = "JPN", **options: Any) -> Any:
-    return transfer(nodes["KOR"]).export(nodes["KOR"].person("officer"), to, **options)
+    return transfer(nodes["KOR"]).export(nodes["KOR"].people.person("officer"), to, **options)
 
 
 def test_export_import_and_receipts_carry_an_item_across_the_air_gap(nodes: dict[str, Node]) -> None:
@@ -74,7 +74,7 @@ def test_export_import_and_receipts_carry_an_item_across_the_air_gap(nodes: dict
 
     got = transfer(nodes["JPN"]).import_file(out.text)
     assert (got.sender, [r["status"] for r in got.results]) == ("KOR", ["stored"])
-    item, payload = nodes["JPN"].read(nodes["JPN"].person("officer"), "k1")
+    item, payload = nodes["JPN"].items.read(nodes["JPN"].people.person("officer"), "k1")
     assert item.received_from == "KOR"
     alt = item.label.alternative_for("JPN")
     assert alt is not None
@@ -130,7 +130,7 @@ def test_nothing_releasable_writes_no_file_and_records_the_attempt(nodes: dict[s
 def test_exporting_is_a_release_officers_act(nodes: dict[str, Node]) -> None:
     own_item(nodes["KOR"], "k1")
     with pytest.raises(Exception, match="release_officer"):
-        transfer(nodes["KOR"]).export(nodes["KOR"].person("analyst"), "JPN")
+        transfer(nodes["KOR"]).export(nodes["KOR"].people.person("analyst"), "JPN")
     assert nodes["KOR"].exchange.fed.outbox() == []
 
 
@@ -250,7 +250,7 @@ def test_receipts_from_the_wrong_party_or_altered_are_refused_and_audited(nodes:
     assert "signature does not verify" in applied.refused[0].reason
     # a receipt USA signed for a message KOR never sent it
     own_item(nodes["USA"], "u1")
-    usa_out = transfer(nodes["USA"]).export(nodes["USA"].person("officer"), "JPN")
+    usa_out = transfer(nodes["USA"]).export(nodes["USA"].people.person("officer"), "JPN")
     assert usa_out.text is not None
     usa_receipts = transfer(nodes["JPN"]).import_file(usa_out.text).receipts_text
     applied = transfer(nodes["KOR"]).import_receipts(usa_receipts)
@@ -373,8 +373,8 @@ def test_a_report_in_portions_crosses_the_air_gap_as_its_tearline_alone(nodes: d
         "topics": ["dprk-missile"],
         "created": (kor.clock() - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label=None,
         payload=b"",
         item_id="r1",
@@ -395,7 +395,7 @@ def test_a_report_in_portions_crosses_the_air_gap_as_its_tearline_alone(nodes: d
     assert out.text is not None
     got = transfer(nodes["JPN"]).import_file(out.text)
     assert [r["status"] for r in got.results] == ["stored"]
-    item, payload = nodes["JPN"].read(nodes["JPN"].person("officer"), "r1")
+    item, payload = nodes["JPN"].items.read(nodes["JPN"].people.person("officer"), "r1")
     assert [m.id for m in item.portions] == ["tearline"]
     assert item.label.classification == "군사III급비밀"
     assert json.loads(payload)["portions"][0]["payload"] == {"text": "the tearline"}

@@ -41,7 +41,7 @@ def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], FakeClock, list[netwo
         ("junior", "군사III급비밀", ["release_officer"]),
         ("reader", "군사I급비밀", ["analyst"]),
     ]:
-        kor.add_person(
+        kor.people.add_person(
             None,
             {
                 "id": pid,
@@ -53,7 +53,7 @@ def net(tmp_path: Path) -> Iterator[tuple[dict[str, Node], FakeClock, list[netwo
             },
         )
     kor.exchange.set_two_person(
-        kor.person("admin"),
+        kor.people.person("admin"),
         above={"KOR": "군사III급비밀"},
         hub_relay=True,
         relay_authorisations=True,
@@ -74,7 +74,7 @@ def item(nodes: dict[str, Node], item_id: str, classification: str = "군사II�
         "topics": TOPICS,
         "created": (NOW - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(kor.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id)
+    kor.items.ingest(kor.people.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id)
 
 
 def deliver(nodes: dict[str, Node]) -> list[Any]:
@@ -95,7 +95,7 @@ def audit(node: Node, kind: str) -> list[dict[str, Any]]:
 
 
 def person(nodes: dict[str, Node], pid: str) -> Person:
-    return nodes["KOR"].person(pid)
+    return nodes["KOR"].people.person(pid)
 
 
 def test_a_release_the_policy_reserves_is_refused_without_a_second_officer(net: Any) -> None:
@@ -137,7 +137,7 @@ def test_requested_then_approved_by_another_officer_is_sent_once_with_the_approv
     assert checks["two_person"]["passed"]
     assert "approved by officer2 (requested by officer)" in checks["two_person"]["reason"]
     assert [d.state for d in deliver(nodes)] == ["delivered"]
-    got, _ = nodes["JPN"].read(nodes["JPN"].person("officer"), "k2")
+    got, _ = nodes["JPN"].items.read(nodes["JPN"].people.person("officer"), "k2")
     assert got.label.classification == "군사II급비밀"
     assert [a["request"] for a in audit(nodes["KOR"], "release.requested")] == [request.id]
     assert [(a["actor"], a["requester"]) for a in audit(nodes["KOR"], "release.approved")] == [
@@ -181,7 +181,7 @@ def test_an_approval_that_expires_before_sending_is_not_sent(net: Any) -> None:
     assert [r.state for r in results] == ["undeliverable"]
     assert "expired" in str(results[0].detail)
     with pytest.raises(NotFoundError):
-        nodes["JPN"].read(nodes["JPN"].person("officer"), "k2")
+        nodes["JPN"].items.read(nodes["JPN"].people.person("officer"), "k2")
 
 
 def test_a_forged_or_altered_approval_in_the_store_is_worth_nothing(net: Any) -> None:
@@ -261,7 +261,7 @@ def test_the_policy_is_the_stores_and_every_process_sees_a_change(net: Any) -> N
     try:
         assert other.exchange.two_person() is not None
         nodes["KOR"].exchange.set_two_person(
-            nodes["KOR"].person("admin"),
+            nodes["KOR"].people.person("admin"),
             above={},
             hub_relay=False,
             relay_authorisations=False,
@@ -272,7 +272,7 @@ def test_the_policy_is_the_stores_and_every_process_sees_a_change(net: Any) -> N
         assert policy is not None
         assert policy.empty
         item(nodes, "k2")
-        other.exchange.release(other.person("officer"), "k2", "JPN")  # no second officer now
+        other.exchange.release(other.people.person("officer"), "k2", "JPN")  # no second officer now
     finally:
         other.close()
     with pytest.raises(Exception, match="role"):
@@ -285,7 +285,7 @@ def test_the_policy_is_the_stores_and_every_process_sees_a_change(net: Any) -> N
         )
     with pytest.raises(Exception, match="no classification 'SECRET'"):
         nodes["KOR"].exchange.set_two_person(
-            nodes["KOR"].person("admin"),
+            nodes["KOR"].people.person("admin"),
             above={"KOR": "SECRET"},
             hub_relay=False,
             relay_authorisations=False,

@@ -84,7 +84,7 @@ def test_a_failed_write_fails_every_caller_in_it_and_not_the_next() -> None:
 
 def test_concurrent_reads_at_a_node_are_each_audited(tmp_path: Path) -> None:
     node = make_node(tmp_path / "jpn", "JPN", clock=FakeClock())
-    node.add_person(
+    node.people.add_person(
         None,
         {
             "id": "reader",
@@ -95,10 +95,10 @@ def test_concurrent_reads_at_a_node_are_each_audited(tmp_path: Path) -> None:
             "roles": ["analyst"],
         },
     )
-    node.ingest(None, label=jpn_label(), payload=b'{"n": 1}', item_id="grouped-1")
-    reader = node.person("reader")
+    node.items.ingest(None, label=jpn_label(), payload=b'{"n": 1}', item_id="grouped-1")
+    reader = node.people.person("reader")
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda _: node.read(reader, "grouped-1"), range(64)))
+        list(pool.map(lambda _: node.items.read(reader, "grouped-1"), range(64)))
     reads = [r for r in node.store.audit(kind="item.read", limit=1000) if r.subject == "grouped-1"]
     assert len(reads) == 64
     assert all(r.actor == "reader" and r.outcome == "allowed" for r in reads)

@@ -52,7 +52,7 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
             "roles": ["analyst"],
         },
     ):
-        first.add_person(None, person)
+        first.people.add_person(None, person)
     yield first, second
     first.close()
     second.close()
@@ -64,40 +64,40 @@ def _settle() -> None:
 
 def test_a_token_revoked_in_one_process_is_refused_in_the_other(two: tuple[Node, Node]) -> None:
     serving, operator = two
-    token_id, token, _ = serving.issue_token(None, "reader")
-    assert serving.authenticate(token).id == "reader"
-    assert operator.authenticate(token).id == "reader"  # both keep it now
-    operator.revoke_token(None, token_id)
+    token_id, token, _ = serving.credentials.issue(None, "reader")
+    assert serving.credentials.authenticate(token).id == "reader"
+    assert operator.credentials.authenticate(token).id == "reader"  # both keep it now
+    operator.credentials.revoke(None, token_id)
     with pytest.raises(AuthenticationError, match="revoked"):
-        operator.authenticate(token)  # at once where it was revoked
+        operator.credentials.authenticate(token)  # at once where it was revoked
     _settle()
     with pytest.raises(AuthenticationError, match="revoked"):
-        serving.authenticate(token)  # within the interval everywhere else
+        serving.credentials.authenticate(token)  # within the interval everywhere else
 
 
 def test_a_disabled_account_is_refused_everywhere_and_its_record_read_again(two: tuple[Node, Node]) -> None:
     serving, operator = two
-    _, token, _ = serving.issue_token(None, "reader")
-    assert serving.authenticate(token).active
-    operator.set_active(None, "reader", False)
+    _, token, _ = serving.credentials.issue(None, "reader")
+    assert serving.credentials.authenticate(token).active
+    operator.people.set_active(None, "reader", False)
     _settle()
     with pytest.raises(AuthenticationError):
-        serving.authenticate(token)
-    assert serving.person("reader").active is False  # the record kept before is read again
-    operator.set_active(None, "reader", True)
+        serving.credentials.authenticate(token)
+    assert serving.people.person("reader").active is False  # the record kept before is read again
+    operator.people.set_active(None, "reader", True)
     _settle()
-    assert serving.person("reader").active is True
+    assert serving.people.person("reader").active is True
     with pytest.raises(AuthenticationError, match="revoked"):
-        serving.authenticate(token)  # revoked stays revoked
+        serving.credentials.authenticate(token)  # revoked stays revoked
 
 
 def test_an_expired_token_is_refused_though_it_is_kept(two: tuple[Node, Node]) -> None:
     serving, _ = two
-    _, token, expires = serving.issue_token(None, "reader", days=1)
-    assert serving.authenticate(token).id == "reader"
+    _, token, expires = serving.credentials.issue(None, "reader", days=1)
+    assert serving.credentials.authenticate(token).id == "reader"
     serving.kernel.clock.now = expires  # type: ignore[attr-defined]
     with pytest.raises(AuthenticationError, match="expired"):
-        serving.authenticate(token)
+        serving.credentials.authenticate(token)
 
 
 def test_a_visit_authorised_by_another_process_caps_reads_within_the_interval(
@@ -106,7 +106,7 @@ def test_a_visit_authorised_by_another_process_caps_reads_within_the_interval(
     """A visit caps what a visitor reads (Art. 8): the cap is in force here once another process
     authorised it, though this process kept the visitor's (empty) visits read before."""
     serving, operator = two
-    serving.ingest(
+    serving.items.ingest(
         None,
         label=kor_label(),
         payload=b'{"track": 1}',
@@ -114,10 +114,10 @@ def test_a_visit_authorised_by_another_process_caps_reads_within_the_interval(
         received_from="KOR",
         agreement="kor-jpn-gsomia-2016",
     )
-    visitor = serving.person("kim")
-    serving.read(visitor, "visit-1")  # not yet a visitor: the ordinary rules
+    visitor = serving.people.person("kim")
+    serving.items.read(visitor, "visit-1")  # not yet a visitor: the ordinary rules
     operator.duties.authorise_visit(
-        operator.person("admin"),
+        operator.people.person("admin"),
         "kim",
         highest="秘",
         starts=NOW - timedelta(hours=1),
@@ -126,7 +126,7 @@ def test_a_visit_authorised_by_another_process_caps_reads_within_the_interval(
     )
     _settle()
     with pytest.raises((AccessDenied, NotFoundError)):  # refused (main hides what a reader may not see)
-        serving.read(visitor, "visit-1")
+        serving.items.read(visitor, "visit-1")
     refusal = [r for r in serving.store.audit(kind="item.read") if r.outcome == "refused"][-1]
     assert "allows up to 秘" in refusal.detail
 
@@ -147,7 +147,7 @@ def test_an_unknown_token_or_person_is_never_kept(tmp_path: Path) -> None:
     assert [kept.get(k) for k in ("a", "a", "b", "c", "d", "a")] == ["A", "A", "B", "C", "D", "A"]
     assert loads[10:] == ["a", "b", "c", "d", "a"]  # the fourth key cleared the three kept
     with pytest.raises(AuthenticationError):
-        node.authenticate("not-a-token")
+        node.credentials.authenticate("not-a-token")
     with pytest.raises(NotFoundError):
-        node.person("nobody")
+        node.people.person("nobody")
     node.close()

@@ -36,7 +36,7 @@ def jpn(tmp_path: Path, clock: FakeClock) -> Iterator[Node]:
 
 
 def _analyst(node: Node, person_id: str) -> Person:
-    return node.add_person(
+    return node.people.add_person(
         None,
         {
             "id": person_id,

@@ -93,7 +93,9 @@ def test_a_second_node_refuses_to_start_on_a_database_another_node_holds(tmp_pat
     """The attack of issue 15 §5: a KOR node initialised on JPN's database sees nothing of JPN's."""
     url = f"sqlite:///{tmp_path / 'one.db'}"
     jpn = Node(init_node_dir(tmp_path / "jpn", "JPN", url), clock=FakeClock())
-    jpn.add_person(None, {"id": "tanaka", "name": "Tanaka", "nationality": "JPN", "roles": ["analyst"]})
+    jpn.people.add_person(
+        None, {"id": "tanaka", "name": "Tanaka", "nationality": "JPN", "roles": ["analyst"]}
+    )
     jpn.close()
     kor_config = init_node_dir(tmp_path / "kor", "KOR", url)
     with pytest.raises(ConfigError, match=r"belongs to another node \(JPN"):
@@ -102,7 +104,7 @@ def test_a_second_node_refuses_to_start_on_a_database_another_node_holds(tmp_pat
     with pytest.raises(ConfigError, match="give each node its own database"):
         Node(twin, clock=FakeClock())
     again = Node(load_config(tmp_path / "jpn"), clock=FakeClock())  # the owner still opens it
-    assert [p.id for p in again.people(None)] == ["tanaka"]
+    assert [p.id for p in again.people.list_people(None)] == ["tanaka"]
     again.close()
 
 
@@ -148,7 +150,9 @@ def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
         try:
             assert len({n.config.database_url for n in nodes.values()}) == 3
             for party, node in nodes.items():
-                assert {p.nationality for p in node.people(None)} == {party}  # only its own people
+                assert {p.nationality for p in node.people.list_people(None)} == {
+                    party
+                }  # only its own people
                 assert node.audit.verify().ok
         finally:
             for node in nodes.values():

@@ -57,8 +57,8 @@ def kor_item(net: Net, item_id: str, *, topics: tuple[str, ...] = ("dprk-missile
         "topics": list(topics),
         "created": (NOW - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(kor.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id)
-    kor.exchange.release(kor.person("officer"), item_id, "JPN")
+    kor.items.ingest(kor.people.person("officer"), label=label, payload=b'{"track": 1}', item_id=item_id)
+    kor.exchange.release(kor.people.person("officer"), item_id, "JPN")
     net.deliver()
 
 
@@ -67,21 +67,21 @@ def test_arrivals_and_label_changes_reach_the_reader_who_may_read_them_and_no_on
     start = jpn.feed.head()
     kor_item(net, "k1")
     kor = net.nodes["KOR"]
-    kor.duties.reclassify(kor.person("officer"), "k1", "군사III급비밀", "reviewed")
+    kor.duties.reclassify(kor.people.person("officer"), "k1", "군사III급비밀", "reviewed")
     net.deliver()
-    events, cursor = jpn.feed.page(jpn.person("officer"), start)
+    events, cursor = jpn.feed.page(jpn.people.person("officer"), start)
     assert [(e.type, e.item) for e in events] == [("arrived", "k1"), ("label-changed", "k1")]
     assert events[-1].classification == "군사III급비밀"  # the label as it is now
     assert cursor >= events[-1].id
     # the administrator holds no clearance and no need-to-know: nothing of it reaches them
-    assert jpn.feed.page(jpn.person("admin"), start)[0] == []
+    assert jpn.feed.page(jpn.people.person("admin"), start)[0] == []
     # resuming after the first event gives the rest only
-    assert [e.type for e in jpn.feed.page(jpn.person("officer"), events[0].id)[0]] == ["label-changed"]
-    assert jpn.feed.page(jpn.person("officer"), cursor)[0] == []
+    assert [e.type for e in jpn.feed.page(jpn.people.person("officer"), events[0].id)[0]] == ["label-changed"]
+    assert jpn.feed.page(jpn.people.person("officer"), cursor)[0] == []
     # the originator's recall, applied here, is a recall (not merely a label change)
-    kor.duties.recall(kor.person("officer"), "k1", "withdrawn")
+    kor.duties.recall(kor.people.person("officer"), "k1", "withdrawn")
     net.deliver()
-    (recalled,) = jpn.feed.page(jpn.person("officer"), cursor)[0]
+    (recalled,) = jpn.feed.page(jpn.people.person("officer"), cursor)[0]
     assert (recalled.type, recalled.state) == ("recalled", "recalled")
 
 
@@ -90,7 +90,7 @@ def test_filters_and_the_cursor_skip_what_is_not_followed(net: Net) -> None:
     start = jpn.feed.head()
     kor_item(net, "k1")
     kor_item(net, "k2", topics=("dprk-missile", "dprk-nuclear"))
-    officer = jpn.person("officer")
+    officer = jpn.people.person("officer")
     only_nuclear = FeedFilter(topics=frozenset({"dprk-nuclear"}))
     events, cursor = jpn.feed.page(officer, start, only_nuclear)
     assert [e.item for e in events] == ["k2"]
@@ -101,12 +101,12 @@ def test_filters_and_the_cursor_skip_what_is_not_followed(net: Net) -> None:
 
 def test_a_disabled_reader_is_refused_and_bad_cursors_too(net: Net) -> None:
     jpn = net.nodes["JPN"]
-    officer = jpn.person("officer")
+    officer = jpn.people.person("officer")
     with pytest.raises(InvalidInputError):
         jpn.feed.page(officer, -1)
     with pytest.raises(InvalidInputError, match="at most"):
         FeedFilter(topics=frozenset(f"t{i}" for i in range(51)))
-    jpn.set_active(None, "officer", False)
+    jpn.people.set_active(None, "officer", False)
     with pytest.raises(AuthenticationError):
         jpn.feed.page(officer, 0)
 
@@ -114,8 +114,8 @@ def test_a_disabled_reader_is_refused_and_bad_cursors_too(net: Net) -> None:
 def test_the_feed_over_http_sse_and_websocket(net: Net) -> None:
     jpn = net.nodes["JPN"]
     member = next(m for m in net.members if m.party == "JPN")
-    token = jpn.issue_token(None, "officer")[1]
-    admin = jpn.issue_token(None, "admin")[1]
+    token = jpn.credentials.issue(None, "officer")[1]
+    admin = jpn.credentials.issue(None, "admin")[1]
     start = jpn.feed.head()
     kor_item(net, "k1")
     headers = {"Authorization": f"Bearer {token}"}
@@ -161,7 +161,7 @@ def test_an_item_in_portions_reaches_the_feed_of_a_reader_of_one_portion_under_i
     """Issue 20 §2 with §5: the feed decides each event as a read would, per portion: a KOR reader
     cleared for the tearline alone sees the report arrive marked as the tearline, never the body's mark."""
     kor = net.nodes["KOR"]
-    kor.add_person(
+    kor.people.add_person(
         None,
         {"id": "junior", "name": "Junior", "nationality": "KOR", "clearance": "군사III급비밀",
          "need_to_know": ["dprk-missile"], "roles": ["analyst"]},
@@ -174,8 +174,8 @@ def test_an_item_in_portions_reaches_the_feed_of_a_reader_of_one_portion_under_i
         "topics": ["dprk-missile"],
         "created": (NOW - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label=None,
         payload=b"",
         item_id="r1",
@@ -184,7 +184,7 @@ def test_an_item_in_portions_reaches_the_feed_of_a_reader_of_one_portion_under_i
             PortionIngest("tearline", {**label, "classification": "군사III급비밀"}, b"{}"),
         ],
     )
-    (seen,) = kor.feed.page(kor.person("junior"), start)[0]
+    (seen,) = kor.feed.page(kor.people.person("junior"), start)[0]
     assert (seen.item, seen.classification) == ("r1", "군사III급비밀")
-    (full,) = kor.feed.page(kor.person("officer"), start)[0]
+    (full,) = kor.feed.page(kor.people.person("officer"), start)[0]
     assert full.classification == "군사II급비밀"

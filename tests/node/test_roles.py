@@ -29,8 +29,8 @@ def test_an_analyst_reads_no_register(jpn_node: Node, officers: dict[str, Person
     reads = {
         "outbox.read": lambda: jpn_node.exchange.outbox(analyst),
         "consent.read": lambda: jpn_node.exchange.consent_requests(analyst),
-        "person.list": lambda: jpn_node.people(analyst),
-        "person.read": lambda: jpn_node.read_person(analyst, "sato"),
+        "person.list": lambda: jpn_node.people.list_people(analyst),
+        "person.read": lambda: jpn_node.people.read_person(analyst, "sato"),
         "audit.read": lambda: jpn_node.audit.records(analyst),
         "flows.read": lambda: jpn_node.audit.flows(analyst),
     }
@@ -49,34 +49,34 @@ def test_each_register_has_its_readers(jpn_node: Node, officers: dict[str, Perso
     with pytest.raises(AccessDenied):
         jpn_node.exchange.consent_requests(admin)
     for reader in (security, admin, None):
-        assert "tanaka" in {p.id for p in jpn_node.people(reader)}
-        assert jpn_node.read_person(reader, "sato").id == "sato"
+        assert "tanaka" in {p.id for p in jpn_node.people.list_people(reader)}
+        assert jpn_node.people.read_person(reader, "sato").id == "sato"
         assert [r.kind for r in jpn_node.audit.records(reader, kind="person.add")][:1] == ["person.add"]
         assert jpn_node.audit.flows(reader) == []
     with pytest.raises(AccessDenied):
         jpn_node.audit.records(release)
     with pytest.raises(AccessDenied):
-        jpn_node.people(release)
+        jpn_node.people.list_people(release)
 
 
 def test_a_person_reads_their_own_record_and_no_one_elses(
     jpn_node: Node, officers: dict[str, Person]
 ) -> None:
-    assert jpn_node.read_person(officers["sato"], "sato").id == "sato"
+    assert jpn_node.people.read_person(officers["sato"], "sato").id == "sato"
     with pytest.raises(AccessDenied):
-        jpn_node.read_person(officers["sato"], "tanaka")
+        jpn_node.people.read_person(officers["sato"], "tanaka")
 
 
 @pytest.mark.usefixtures("officers")
 def test_a_disabled_officer_reads_nothing(jpn_node: Node) -> None:
-    jpn_node.set_active(None, "security", False)
-    disabled = jpn_node.person("security")
+    jpn_node.people.set_active(None, "security", False)
+    disabled = jpn_node.people.person("security")
     with pytest.raises(AccessDenied):
         jpn_node.audit.records(disabled)
     with pytest.raises(AccessDenied):
-        jpn_node.people(disabled)
+        jpn_node.people.list_people(disabled)
 
 
 @pytest.mark.usefixtures("officers")
 def test_the_topics_a_form_offers_need_no_register(jpn_node: Node) -> None:
-    assert {"dprk-missile", "prc-navy"} <= set(jpn_node.topics())
+    assert {"dprk-missile", "prc-navy"} <= set(jpn_node.people.topics())

@@ -34,7 +34,7 @@ class LiveNet:
     client: httpx.Client
 
     def officer(self, party: str) -> Person:
-        return self.nodes[party].person("officer")
+        return self.nodes[party].people.person("officer")
 
     def endpoint(self, party: str) -> str:
         return next(m.endpoint for m in self.members if m.party == party)
@@ -58,7 +58,9 @@ class LiveNet:
             "created": (self.clock.now - timedelta(hours=1)).isoformat(),
             **label,
         }
-        self.nodes[party].ingest(self.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
+        self.nodes[party].items.ingest(
+            self.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id
+        )
 
 
 def live_net(directory: Path) -> Iterator[LiveNet]:

@@ -85,8 +85,8 @@ def test_envelopes_within_the_allowed_skew_are_accepted_and_beyond_it_refused_wi
     kor, clock, jpn_dir = skewed
     item_id = f"skew{int(offset.total_seconds()):+d}".replace("+", "ahead").replace("-", "behind")
     clock.offset = offset
-    kor.ingest(kor.person("officer"), label=LABEL, payload=b'{"n": 1}', item_id=item_id)
-    entry = kor.exchange.release(kor.person("officer"), item_id, "JPN")
+    kor.items.ingest(kor.people.person("officer"), label=LABEL, payload=b'{"n": 1}', item_id=item_id)
+    entry = kor.exchange.release(kor.people.person("officer"), item_id, "JPN")
     with HttpTransport() as transport:
         results = kor.exchange.deliver_due(transport)
     assert [(r.msg_id, r.state) for r in results] == [(entry.msg_id, state)]

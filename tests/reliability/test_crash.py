@@ -38,11 +38,11 @@ LABEL = {
 def _queue(directory: Path, total: int) -> dict[str, bytes]:
     """Ingest ``total`` items at KOR and release each to JPN (decided and sealed now, sent later)."""
     kor = Node(load_config(directory))
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     payloads = {f"k{n:05d}": f'{{"n": {n}, "pad": "{"x" * 200}"}}'.encode() for n in range(total)}
     ids = list(payloads)
     for start in range(0, total, 1000):
-        kor.ingest_many(
+        kor.items.ingest_many(
             officer, [NewIngest(LABEL, payloads[i], item_id=i) for i in ids[start : start + 1000]]
         )
     for item_id in ids:
@@ -103,9 +103,9 @@ def _run(tmp_path: Path, total: int) -> None:
         assert all(jpn.exchange.fed.inbox_entry(e.msg_id) is not None for e in outbox)
         stored = {row.id for row in jpn.store.list_items(ItemFilter(), 0, total + 10)}
         assert stored == set(payloads)  # every item, none twice (ids are unique in the store)
-        reader = jpn.person("officer")
+        reader = jpn.people.person("officer")
         for item_id in list(payloads)[:: max(1, total // 50)]:
-            _, payload = jpn.read(reader, item_id)
+            _, payload = jpn.items.read(reader, item_id)
             assert hashlib.sha256(payload).digest() == hashlib.sha256(payloads[item_id]).digest()
     finally:
         jpn.close()

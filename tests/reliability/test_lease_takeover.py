@@ -26,7 +26,7 @@ ITEMS = 3000
 def _queue(directory: Path, count: int) -> None:
     """``count`` KOR items ingested and released to JPN, before any process serves."""
     kor = Node(load_config(directory))
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     created = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     label = {
         "originator": "KOR",
@@ -37,7 +37,7 @@ def _queue(directory: Path, count: int) -> None:
         "created": created,
     }
     try:
-        kor.ingest_many(
+        kor.items.ingest_many(
             officer,
             [NewIngest(label, json.dumps({"n": n}).encode(), "json", f"k{n:05d}") for n in range(count)],
         )

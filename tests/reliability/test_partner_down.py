@@ -118,7 +118,7 @@ def _queue(member: network.NetNode, items: dict[str, str]) -> None:
     however long the processes then take to start.
     """
     kor = Node(load_config(member.directory))
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     try:
         for item_id, purpose in items.items():
             label = {
@@ -129,7 +129,7 @@ def _queue(member: network.NetNode, items: dict[str, str]) -> None:
                 "topics": ["dprk-missile"],
                 "created": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
             }
-            kor.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
+            kor.items.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
             kor.exchange.release(officer, item_id, "JPN", purpose=purpose)
     finally:
         kor.close()

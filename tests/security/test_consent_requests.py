@@ -48,8 +48,8 @@ def _deliver(nodes: dict[str, Node], transport: MemoryTransport) -> None:
 
 def _give_jpn(nodes: dict[str, Node], transport: MemoryTransport, clock: FakeClock, item_id: str) -> None:
     kor = nodes["KOR"]
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label={
             "originator": "KOR",
             "classification": "군사II급비밀",
@@ -61,12 +61,12 @@ def _give_jpn(nodes: dict[str, Node], transport: MemoryTransport, clock: FakeClo
         payload=b'{"track": 1}',
         item_id=item_id,
     )
-    kor.exchange.release(kor.person("officer"), item_id, "JPN")
+    kor.exchange.release(kor.people.person("officer"), item_id, "JPN")
     _deliver(nodes, transport)
 
 
 def _officer(node: Node, pid: str, clearance: str | None) -> Person:
-    return node.add_person(
+    return node.people.add_person(
         None,
         {"id": pid, "name": pid.title(), "nationality": node.party, "clearance": clearance,
          "need_to_know": ["dprk-missile"], "roles": ["release_officer"]},
@@ -95,7 +95,7 @@ def test_only_an_officer_who_may_read_the_item_answers_for_it(
     kor, jpn = nodes["KOR"], nodes["JPN"]
     _give_jpn(nodes, transport, clock, "c1")
     request_id = jpn.exchange.request_consent(
-        jpn.person("officer"), "c1", "USA", "threat-assessment", "US cell"
+        jpn.people.person("officer"), "c1", "USA", "threat-assessment", "US cell"
     )
     _deliver(nodes, transport)
     clerk = _officer(kor, "clerk", "군사III급비밀")  # below the item's 군사II급비밀
@@ -107,8 +107,8 @@ def test_only_an_officer_who_may_read_the_item_answers_for_it(
             kor.exchange.answer_consent(who, request_id, grant=True, reason="forged approval")
     assert kor.exchange.fed.consent_request(request_id).state == "pending"  # type: ignore[union-attr]
     assert not kor.exchange.consent_requests_seen_by(clerk)  # nor does the request show to them
-    assert [r.id for r in kor.exchange.consent_requests_seen_by(kor.person("officer"))] == [request_id]
-    kor.exchange.answer_consent(kor.person("officer"), request_id, grant=True, reason="KOR MND note")
+    assert [r.id for r in kor.exchange.consent_requests_seen_by(kor.people.person("officer"))] == [request_id]
+    kor.exchange.answer_consent(kor.people.person("officer"), request_id, grant=True, reason="KOR MND note")
     _deliver(nodes, transport)
     assert jpn.exchange.fed.consent_request(request_id).state == "granted"  # type: ignore[union-attr]
 
@@ -121,8 +121,8 @@ def test_requests_that_could_never_be_answered_are_refused_one_by_one(
     nodes, transport, clock = net
     kor, jpn = nodes["KOR"], nodes["JPN"]
     _give_jpn(nodes, transport, clock, "given")
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label={"originator": "KOR", "classification": "군사II급비밀", "releasable_to": ["JPN"],
                "purpose": "threat-assessment", "topics": ["dprk-missile"],
                "created": (clock.now - timedelta(hours=1)).isoformat()},
@@ -161,7 +161,7 @@ def test_a_flood_of_requests_is_bounded_per_partner_and_listed_a_page_at_a_time(
     results = _push(nodes, transport, [_request(jpn, "flooded") for _ in range(MAX_PENDING_REQUESTS + 20)])
     assert [r["status"] for r in results].count("recorded") == MAX_PENDING_REQUESTS
     assert all("awaiting an answer already" in r["reason"] for r in results[MAX_PENDING_REQUESTS:])
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     pages, after, seen = [], None, []
     while True:
         page = kor.exchange.consent_requests_seen_by(officer, "pending", after=after, limit=30)
@@ -177,4 +177,4 @@ def test_a_flood_of_requests_is_bounded_per_partner_and_listed_a_page_at_a_time(
     # a caller who may not list requests learns nothing from the cursor either: refused before it is read
     for cursor in (seen[0], uuid.uuid4().hex):
         with pytest.raises(AccessDenied):
-            kor.exchange.consent_requests_seen_by(kor.person("analyst"), after=cursor)
+            kor.exchange.consent_requests_seen_by(kor.people.person("analyst"), after=cursor)

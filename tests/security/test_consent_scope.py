@@ -49,8 +49,8 @@ def _deliver(nodes: dict[str, Node], transport: MemoryTransport) -> None:
 
 
 def _own_item(kor: Node, item_id: str, clock: FakeClock) -> None:
-    kor.ingest(
-        kor.person("officer"),
+    kor.items.ingest(
+        kor.people.person("officer"),
         label={"originator": "KOR", "classification": "군사II급비밀", "releasable_to": ["JPN", "USA"],
                "purpose": PURPOSE, "topics": ["dprk-missile"],
                "created": (clock.now - timedelta(hours=1)).isoformat()},
@@ -97,9 +97,9 @@ def test_a_hub_cannot_reuse_a_consent_beyond_what_it_names(
     kor, usa, jpn = nodes["KOR"], nodes["USA"], nodes["JPN"]
     StreamService(kor).authorise_relay(None, "JPN", "USA")  # tracks only: KOR -> USA -> JPN
     _own_item(kor, "y", clock)
-    kor.exchange.release(kor.person("officer"), "y", "JPN", via="USA", authorise_relay=True)
+    kor.exchange.release(kor.people.person("officer"), "y", "JPN", via="USA", authorise_relay=True)
     _own_item(kor, "x", clock)
-    kor.exchange.release(kor.person("officer"), "x", "USA")  # to the USA only
+    kor.exchange.release(kor.people.person("officer"), "x", "USA")  # to the USA only
     _deliver(nodes, transport)
     assert jpn.store.get_item("y") is not None  # the genuine relay passed
     assert usa.store.get_item("x") is not None

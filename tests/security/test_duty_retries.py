@@ -59,8 +59,8 @@ def _released(kor: Node, item_id: str) -> None:
         "topics": ["dprk-missile"],
         "created": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(None, label=label, payload=b'{"track": 1}', item_id=item_id)
-    entry = kor.exchange.release(kor.person("officer"), item_id, "JPN")
+    kor.items.ingest(None, label=label, payload=b'{"track": 1}', item_id=item_id)
+    entry = kor.exchange.release(kor.people.person("officer"), item_id, "JPN")
     with HttpTransport(timeout=10) as http:
         kor.exchange.deliver_due(http)
     settled = kor.exchange.fed.outbox_entry(entry.msg_id)
@@ -84,7 +84,7 @@ def test_a_recall_refused_for_clock_skew_is_retried_and_applies_once_the_clock_i
     kor, clock, jpn = net
     _released(kor, "skew-recall")
     clock.offset = AHEAD
-    kor.duties.recall(kor.person("officer"), "skew-recall", "withdrawn")
+    kor.duties.recall(kor.people.person("officer"), "skew-recall", "withdrawn")
     msg_id = _recall_entry(kor, "skew-recall")
     first = kor.exchange.fed.outbox_entry(msg_id)
     assert first is not None
@@ -104,7 +104,7 @@ def test_a_recall_refused_for_clock_skew_is_retried_and_applies_once_the_clock_i
     assert _withdrawn_at_jpn(jpn, "skew-recall")  # ... carrying the originator's signed recall
 
     def answered() -> bool:
-        (ack,) = kor.duties.label_status(kor.person("officer"), "skew-recall")["changes"][0]["acks"]
+        (ack,) = kor.duties.label_status(kor.people.person("officer"), "skew-recall")["changes"][0]["acks"]
         return bool(ack["state"] == "withdrawn")
 
     wait_for(answered, 30, "JPN's acknowledgement")
@@ -112,7 +112,7 @@ def test_a_recall_refused_for_clock_skew_is_retried_and_applies_once_the_clock_i
 
 def test_an_officer_resends_a_duty_given_up_on(net: tuple[Node, SettableClock, network.NetNode]) -> None:
     kor, clock, jpn = net
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     _released(kor, "resent-recall")
     clock.offset = AHEAD
     kor.duties.recall(officer, "resent-recall", "withdrawn")
@@ -134,7 +134,7 @@ def test_an_officer_resends_a_duty_given_up_on(net: tuple[Node, SettableClock, n
     )
     with pytest.raises(InvalidInputError, match="release it again"):
         kor.exchange.resend(officer, item_entry.msg_id)
-    analyst = kor.person("analyst")  # a reader, no officer
+    analyst = kor.people.person("analyst")  # a reader, no officer
     with pytest.raises(AccessDenied):
         kor.exchange.resend(analyst, msg_id)
     resent = kor.exchange.resend(officer, msg_id)

@@ -52,7 +52,7 @@ def call(jpn_node: Node) -> Call:
 
 @pytest.fixture
 def token(jpn_node: Node, people: dict[str, Person]) -> str:
-    return jpn_node.issue_token(None, people["tanaka"].id)[1]  # cleared 極秘, dprk-missile
+    return jpn_node.credentials.issue(None, people["tanaka"].id)[1]  # cleared 極秘, dprk-missile
 
 
 def _nothing_served_as_kors(call: Call, token: str, jpn_node: Node) -> None:

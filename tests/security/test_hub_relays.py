@@ -47,8 +47,8 @@ def _deliver(nodes: dict[str, Node], transport: MemoryTransport) -> None:
 
 
 def _own_item(node: Node, item_id: str, clock: FakeClock) -> None:
-    node.ingest(
-        node.person("officer"),
+    node.items.ingest(
+        node.people.person("officer"),
         label={
             "originator": "KOR",
             "classification": "군사II급비밀",
@@ -97,11 +97,11 @@ def test_a_hub_relays_no_duty_about_an_item_that_did_not_pass_through_it(
     kor = nodes["KOR"]
     clock.now = BEFORE_GSOMIA  # TISA only: KOR reaches JPN through the US hub
     _own_item(kor, "k2", clock)
-    kor.exchange.release(kor.person("officer"), "k2", "JPN", via="USA", authorise_relay=True)
+    kor.exchange.release(kor.people.person("officer"), "k2", "JPN", via="USA", authorise_relay=True)
     _deliver(nodes, transport)
     clock.now = NOW  # GSOMIA in force: KOR gives JPN k1 directly
     _own_item(kor, "k1", clock)
-    kor.exchange.release(kor.person("officer"), "k1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "k1", "JPN")
     _deliver(nodes, transport)
     assert nodes["JPN"].store.get_item("k1") is not None
 
@@ -128,18 +128,18 @@ def test_a_record_about_a_copy_passes_only_the_hub_its_sources_came_through(
     kor, usa, jpn = nodes["KOR"], nodes["USA"], nodes["JPN"]
     clock.now = BEFORE_GSOMIA
     _own_item(kor, "h1", clock)
-    kor.exchange.release(kor.person("officer"), "h1", "JPN", via="USA", authorise_relay=True)
+    kor.exchange.release(kor.people.person("officer"), "h1", "JPN", via="USA", authorise_relay=True)
     _deliver(nodes, transport)
-    jpn.duties.derive(jpn.person("officer"), "copy", ["h1"], item_id="h1-copy")
-    jpn.duties.report_incident(jpn.person("officer"), "h1-copy", "loss", "the copy was mislaid")
+    jpn.duties.derive(jpn.people.person("officer"), "copy", ["h1"], item_id="h1-copy")
+    jpn.duties.report_incident(jpn.people.person("officer"), "h1-copy", "loss", "the copy was mislaid")
     _deliver(nodes, transport)
-    assert [(i["item"], i["sources"]) for i in kor.duties.incidents(kor.person("officer"))] == [
+    assert [(i["item"], i["sources"]) for i in kor.duties.incidents(kor.people.person("officer"))] == [
         ("h1-copy", ["h1"])
     ]
 
     clock.now = NOW  # GSOMIA in force: KOR gives JPN k1 directly
     _own_item(kor, "k1", clock)
-    kor.exchange.release(kor.person("officer"), "k1", "JPN")
+    kor.exchange.release(kor.people.person("officer"), "k1", "JPN")
     _deliver(nodes, transport)
     investigation = open_investigation(
         uuid.uuid4().hex, "k1-copy", "KOR", "JPN", IncidentNature.LOSS, at=clock.now, by="officer", text="x"
@@ -149,4 +149,4 @@ def test_a_record_about_a_copy_passes_only_the_hub_its_sources_came_through(
     _deliver(nodes, transport)
     assert any("USA passed no item 'k1-copy' on between JPN and KOR" in r for r in _refusals(usa))
     assert [e.item_id for e in usa.exchange.outbox(None) if e.kind == "duty"] == ["h1-copy"]  # none onward
-    assert [i["item"] for i in kor.duties.incidents(kor.person("officer"))] == ["h1-copy"]
+    assert [i["item"] for i in kor.duties.incidents(kor.people.person("officer"))] == ["h1-copy"]

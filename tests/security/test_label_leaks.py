@@ -60,7 +60,7 @@ def call(jpn_node: Node) -> Call:
 
 
 def _receive(node: Node, item_id: str, **label: Any) -> None:
-    node.ingest(
+    node.items.ingest(
         None, label=kor_label(**label), payload=b'{"track": 7}', item_id=item_id,
         received_from="KOR", agreement=GSOMIA,
     )  # fmt: skip
@@ -72,7 +72,7 @@ def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
     add(jpn_node, "officer", "JPN", "特定秘密", ["dprk-missile"], ["release_officer"])
     add(jpn_node, "guard", "JPN", None, [], ["security_officer"])
     _receive(jpn_node, "kor-secret")  # 군사II급비밀 -> 極秘: tanaka reads it, sato (秘) may not
-    return {pid: jpn_node.issue_token(None, pid)[1] for pid in (*people, "clerk", "officer", "guard")}
+    return {pid: jpn_node.credentials.issue(None, pid)[1] for pid in (*people, "clerk", "officer", "guard")}
 
 
 def _same(
@@ -201,7 +201,7 @@ def test_the_outbox_shows_an_officer_only_what_their_clearance_lets_them_read(
         network.assure({"KOR": kor, "JPN": jpn_node})  # Art. 7(5): KOR's assurance on file at JPN
     finally:
         kor.close()
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None,
         label=kor_label(originator="JPN", classification="特定秘密", releasable_to=["KOR"]),
         payload=b"{}",

@@ -52,7 +52,7 @@ def jpn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetNode, dic
         level = next(lv for lv in scheme.levels if lv.rank == 2).name  # the stream's level
         below = next(lv for lv in scheme.levels if lv.rank == 1).name
         top = max(scheme.levels, key=lambda lv: lv.rank).name
-        node.ingest(
+        node.items.ingest(
             None,
             label={  # the label the stream's tracks carry (level, topic, purpose)
                 "originator": "JPN",
@@ -73,22 +73,24 @@ def jpn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetNode, dic
             ("left", top, ["dprk-missile"]),
         ):
             person = {"id": pid, "name": pid.title(), "nationality": "JPN", "clearance": clearance}
-            node.add_person(None, {**person, "need_to_know": topics, "roles": ["analyst"]})
+            node.people.add_person(None, {**person, "need_to_know": topics, "roles": ["analyst"]})
         node.duties.authorise_visit(None, "guest", highest=level, starts=now - timedelta(hours=1),
                                     ends=now + timedelta(hours=2), purpose="liaison")  # fmt: skip
         node.duties.authorise_visit(None, "gone", highest=level, starts=now - timedelta(hours=3),
                                     ends=now - timedelta(hours=1), purpose="liaison")  # fmt: skip
-        held = {pid: node.issue_token(None, pid)[1] for pid in ("clerk", "navy", "guest", "gone", "left")}
-        revoked_id, held["revoked"], _ = node.issue_token(None, "analyst")
-        node.revoke_token(None, revoked_id)
-        node.set_active(None, "left", False)
+        held = {
+            pid: node.credentials.issue(None, pid)[1] for pid in ("clerk", "navy", "guest", "gone", "left")
+        }
+        revoked_id, held["revoked"], _ = node.credentials.issue(None, "analyst")
+        node.credentials.revoke(None, revoked_id)
+        node.people.set_active(None, "left", False)
         held["analyst"] = tokens(member)["analyst"]
         officer = tokens(member)["officer"]
     finally:
         node.close()
     yesterday = Node.open(member.directory, clock=lambda: now - timedelta(days=2))
     try:
-        held["expired"] = yesterday.issue_token(None, "analyst", days=1)[1]
+        held["expired"] = yesterday.credentials.issue(None, "analyst", days=1)[1]
         base = dashboard_scope(yesterday.ring).path
     finally:
         yesterday.close()

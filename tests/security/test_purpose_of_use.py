@@ -68,19 +68,19 @@ def test_a_read_for_another_purpose_is_refused_like_an_unknown_item(held: Net) -
     unknown item (issue 14 §6); the audit record says it was the purpose. The item's own purpose,
     stated or not, reads as before, and so does every entry point that states none."""
     jpn = held.nodes["JPN"]
-    analyst = jpn.person("analyst")
-    jpn.read(analyst, "k1")
-    jpn.read(_for(analyst, "threat-assessment"), "k1")
+    analyst = jpn.people.person("analyst")
+    jpn.items.read(analyst, "k1")
+    jpn.items.read(_for(analyst, "threat-assessment"), "k1")
     with pytest.raises(NotFoundError) as refused:
-        jpn.read(_for(analyst, "targeting"), "k1")
+        jpn.items.read(_for(analyst, "targeting"), "k1")
     with pytest.raises(NotFoundError) as unknown:
-        jpn.read(analyst, "no-such-item")
+        jpn.items.read(analyst, "no-such-item")
     assert str(refused.value).replace("k1", "X") == str(unknown.value).replace("no-such-item", "X")
     assert "reading it for 'targeting' needs KOR's consent" in _refused_purpose(held, "k1")
-    assert jpn.list_items(_for(analyst, "targeting"), ItemFilter()).items == ()  # pages ask it too
-    assert [i.id for i in jpn.list_items(analyst, ItemFilter()).items] == ["k1"]
+    assert jpn.items.list_items(_for(analyst, "targeting"), ItemFilter()).items == ()  # pages ask it too
+    assert [i.id for i in jpn.items.list_items(analyst, ItemFilter()).items] == ["k1"]
     with pytest.raises(AccessDenied, match="purpose"):  # a derivative: refused as duty actions are (403)
-        jpn.duties.derive(_for(jpn.person("officer"), "targeting"), "copy", ["k1"])
+        jpn.duties.derive(_for(jpn.people.person("officer"), "targeting"), "copy", ["k1"])
 
 
 def test_the_originators_consent_unlocks_its_purpose_for_its_holder_only(held: Net) -> None:
@@ -92,14 +92,14 @@ def test_the_originators_consent_unlocks_its_purpose_for_its_holder_only(held: N
     kor.exchange.release(held.officer("KOR"), "k2", "JPN")
     kor.exchange.grant_purpose(held.officer("KOR"), "k1", "JPN", "training", "KOR MND letter 2024-17")
     held.deliver()
-    training = _for(jpn.person("analyst"), "training")
-    item, _ = jpn.read(training, "k1")
+    training = _for(jpn.people.person("analyst"), "training")
+    item, _ = jpn.items.read(training, "k1")
     assert item.id == "k1"
     with pytest.raises(NotFoundError):
-        jpn.read(_for(jpn.person("analyst"), "targeting"), "k1")
+        jpn.items.read(_for(jpn.people.person("analyst"), "targeting"), "k1")
     with pytest.raises(NotFoundError):
-        jpn.read(training, "k2")
-    jpn.duties.derive(_for(jpn.person("officer"), "training"), "copy", ["k1"], item_id="k1-copy")
+        jpn.items.read(training, "k2")
+    jpn.duties.derive(_for(jpn.people.person("officer"), "training"), "copy", ["k1"], item_id="k1-copy")
     reasons = [
         c["reason"]
         for r in jpn.store.audit(kind="item.read")
@@ -136,7 +136,7 @@ def test_a_consent_not_from_the_originator_unlocks_nothing(held: Net) -> None:
     row, _ = usa.exchange.sign_consent(own_name)
     jpn.exchange.fed.accept(consents=[row])
     with pytest.raises(NotFoundError):
-        jpn.read(_for(jpn.person("analyst"), "targeting"), "k1")
+        jpn.items.read(_for(jpn.people.person("analyst"), "targeting"), "k1")
     with pytest.raises(InvalidInputError, match="gave USA no item"):
         kor.exchange.grant_purpose(held.officer("KOR"), "k1", "USA", "training", "not given to the USA")
     with pytest.raises(InvalidInputError, match="only the originator KOR"):  # JPN holds k1, no more
@@ -148,7 +148,7 @@ def test_an_api_caller_states_the_purpose_in_a_header(held: Net) -> None:
     it each item is read for its own. Another purpose is answered as an unknown item (404); a
     malformed header is a 422 problem."""
     jpn = held.nodes["JPN"]
-    token = jpn.issue_token(None, "analyst")[1]
+    token = jpn.credentials.issue(None, "analyst")[1]
     app = create_app(jpn)
 
     def get(url: str, **headers: str) -> httpx.Response:

@@ -119,8 +119,8 @@ def test_bad_tokens_spend_the_budget_but_a_valid_token_from_the_same_address_is_
     node: Node,
 ) -> None:
     ops = {"id": "ops", "name": "Ops", "nationality": "JPN", "clearance": None, "need_to_know": []}
-    node.add_person(None, {**ops, "roles": ["administrator"]})
-    token = node.issue_token(None, "ops", days=1)[1]
+    node.people.add_person(None, {**ops, "roles": ["administrator"]})
+    token = node.credentials.issue(None, "ops", days=1)[1]
     guesses = [
         ("192.0.2.9", "GET", "/items", {"headers": {"Authorization": f"Bearer {secrets.token_hex(16)}"}})
         for _ in range(RATE + 30)

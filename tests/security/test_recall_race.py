@@ -80,7 +80,7 @@ def _item(kor: Node, item_id: str) -> None:
         "topics": ["dprk-missile"],
         "created": (kor.clock() - timedelta(hours=1)).isoformat(),
     }
-    kor.ingest(None, label=label, payload=b'{"track": 1}', item_id=item_id)
+    kor.items.ingest(None, label=label, payload=b'{"track": 1}', item_id=item_id)
 
 
 def _jpn_state(jpn: network.NetNode, item_id: str) -> str | None:
@@ -106,7 +106,7 @@ def test_a_recall_injected_at_every_step_of_a_send_is_never_lost(
     net: tuple[Node, network.NetNode], case: str
 ) -> None:
     kor, jpn = net
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     item_id = f"race-{case}"
     where, fail = CASES[case]
     _item(kor, item_id)

@@ -48,10 +48,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for party, member in members.items():
         node = Node.open(member.directory)
         try:
-            node.add_person(None, {"id": "guard", "name": "security officer", "nationality": party,
+            node.people.add_person(None, {"id": "guard", "name": "security officer", "nationality": party,
                                    "roles": ["security_officer"]})  # fmt: skip
             if party == "JPN":
-                guard = node.issue_token(None, "guard", days=1)[1]
+                guard = node.credentials.issue(None, "guard", days=1)[1]
                 dashboard = dashboard_scope(node.ring).path
         finally:
             node.close()

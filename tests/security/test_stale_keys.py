@@ -91,7 +91,9 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NetN
 def _forged_by_kor(kor: Node, item_id: str) -> str:
     """An item envelope for JPN made with KOR's key ring (what the holder of KOR's keys can make)."""
     now = kor.clock()
-    kor.ingest(None, label=_label(now.isoformat()), payload=b'{"report": "leaked key"}', item_id=item_id)
+    kor.items.ingest(
+        None, label=_label(now.isoformat()), payload=b'{"report": "leaked key"}', item_id=item_id
+    )
     body = {
         "kind": "item",
         "origin": kor.exchange.origin_jws(item_id),

@@ -53,7 +53,7 @@ class Pair:
             self.kor, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst", "release_officer"]
         )
         self.tanaka = add(self.jpn, "tanaka", "JPN", "極秘", ["dprk-missile"], ["analyst"])
-        self.kor.ingest(self.officer, label=LABEL, payload=b'{"track": "KN-23"}', item_id="kor-track")
+        self.kor.items.ingest(self.officer, label=LABEL, payload=b'{"track": "KN-23"}', item_id="kor-track")
 
     def close(self) -> None:
         for node in (self.kor, self.jpn, self.usa):
@@ -82,7 +82,7 @@ def test_a_binding_round_trips_and_the_receiver_stores_it_through_its_decisions(
     assert [(a.party, a.classification) for a in binding.label.alternatives] == [("JPN", "極秘")]
     result = import_binding(pair.jpn, data)
     assert result["status"] == "stored"
-    item, payload = pair.jpn.read(pair.tanaka, "kor-track")
+    item, payload = pair.jpn.items.read(pair.tanaka, "kor-track")
     assert payload == b'{"track": "KN-23"}'
     assert item.label.alternative_for("JPN") is not None
     assert import_binding(pair.jpn, data)["status"] == "duplicate"  # the same file again: nothing twice
@@ -164,7 +164,7 @@ def test_a_label_swapped_under_a_valid_signature_is_refused(pair: Pair, form: st
     pair.jpn.exchange.receive_bound(
         "KOR", pair.kor.exchange.origin_jws("kor-track"), "threat-assessment", "x" * 64
     )
-    held = pair.jpn.held("kor-track")
+    held = pair.jpn.items.held("kor-track")
     assert held is not None
     lowered = pair.jpn.catalogue.label(
         originator="KOR",
@@ -250,7 +250,7 @@ def test_the_api_serves_the_label_and_the_binding_to_a_reader_only(pair: Pair) -
     from gsomia.api import create_app
 
     outsider = add(pair.kor, "park", "KOR", "군사III급비밀", ["dprk-missile"], ["analyst"])
-    tokens = {p.id: pair.kor.issue_token(None, p.id)[1] for p in (pair.officer, outsider)}
+    tokens = {p.id: pair.kor.credentials.issue(None, p.id)[1] for p in (pair.officer, outsider)}
     app = create_app(pair.kor)
 
     async def get(url: str, who: str) -> httpx.Response:

@@ -193,12 +193,12 @@ def test_a_consumer_resumes_after_the_last_message_it_saw(nats: OwnNats) -> None
 
 def test_over_http_an_outage_is_a_503_problem_and_healthz_says_so(nats: OwnNats, tmp_path: Path) -> None:
     node = make_node(tmp_path / "kor", "KOR")
-    node.add_person(
+    node.people.add_person(
         None,
         {"id": "officer", "name": "O", "nationality": "KOR", "clearance": "군사II급비밀",
          "need_to_know": ["dprk-missile"], "roles": ["release_officer", "analyst"]},
     )  # fmt: skip
-    token = node.issue_token(None, "officer")[1]
+    token = node.credentials.issue(None, "officer")[1]
     bus = NatsBus(nats.url, ephemeral=True, buffer_limit=3, reconnect_wait_s=0.2)
     app = create_app(node, stream=StreamService(node, bus))
     track = {

@@ -30,12 +30,12 @@ def test_a_reader_with_a_request_parameter_sees_the_handshake_and_its_method(tmp
     request: ``GET`` to follow, ``POST`` to publish. A cookie reaches it only from a browser's
     handshake on the node's own origin (``Origin`` sent; without it, no cookie)."""
     node = make_node(tmp_path / "kor", "KOR")
-    node.add_person(
+    node.people.add_person(
         None,
         {"id": "officer", "name": "officer", "clearance": "군사I급비밀", "need_to_know": ["dprk-missile"],
          "roles": ["release_officer", "analyst"], "nationality": "KOR"},
     )  # fmt: skip
-    token = node.issue_token(None, "officer", days=1)[1]
+    token = node.credentials.issue(None, "officer", days=1)[1]
     seen: list[tuple[str, str | None]] = []
 
     def reader(
@@ -43,8 +43,8 @@ def test_a_reader_with_a_request_parameter_sees_the_handshake_and_its_method(tmp
     ) -> Person:
         seen.append((request.method, request.cookies.get("session")))
         if credentials is None and request.method == "GET":
-            return node.authenticate(request.cookies.get("session"))
-        return node.authenticate(credentials.credentials if credentials else None)
+            return node.credentials.authenticate(request.cookies.get("session"))
+        return node.credentials.authenticate(credentials.credentials if credentials else None)
 
     app = FastAPI()
     app.include_router(stream_router(StreamService(node), reader))

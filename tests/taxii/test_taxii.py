@@ -44,14 +44,14 @@ def call(jpn_node: Node) -> Call:
 
 @pytest.fixture
 def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
-    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+    return {pid: jpn_node.credentials.issue(None, pid)[1] for pid in people}
 
 
 def hold(node: Node, n: int, **label: Any) -> list[str]:
     """``n`` KOR items received under the GSOMIA (JPN equivalent 極秘 unless the label says otherwise)."""
     ids = [f"kor-{i}" for i in range(n)]
     for item_id in ids:
-        node.ingest(
+        node.items.ingest(
             None,
             label=kor_label(**label),
             payload=json.dumps({"track": item_id}).encode(),
@@ -196,7 +196,7 @@ def test_posting_to_a_party_collection_is_refused(call: Call, tokens: dict[str, 
 def test_own_items_appear_in_the_agreements_that_reach_their_releasability(
     call: Call, jpn_node: Node, tokens: dict[str, str]
 ) -> None:
-    jpn_node.ingest(None, label=jpn_label(), payload=b"{}", item_id="jpn-1")
+    jpn_node.items.ingest(None, label=jpn_label(), payload=b"{}", item_id="jpn-1")
     found = collections(call, tokens["tanaka"])
     with_kor = call(
         "GET", f"/taxii2/api/collections/{found['agreement:kor-jpn-gsomia-2016']}/objects/", tokens["tanaka"]
@@ -272,8 +272,8 @@ def test_an_item_in_portions_is_served_with_granular_markings_of_the_portions_th
     (``payload.portions.[i]``) carries its own label as a granular marking; a reader cleared for the
     tearline alone gets it alone, and nothing served names the body or its marking."""
     body_label, tearline_label = jpn_label(), jpn_label(classification="秘")
-    jpn_node.ingest(
-        jpn_node.person("tanaka"),
+    jpn_node.items.ingest(
+        jpn_node.people.person("tanaka"),
         label=None,
         payload=b"",
         item_id="jpn-report",

@@ -64,7 +64,7 @@ def _collection(endpoint: str, token: str, title: str) -> Any:
 @pytest.mark.usefixtures("people")
 def test_taxii2_client_pages_through_what_the_reader_may_read(served: str, jpn_node: Node) -> None:
     for n in range(5):
-        jpn_node.ingest(
+        jpn_node.items.ingest(
             None,
             label=kor_label(),
             payload=json.dumps({"n": n}).encode(),
@@ -72,8 +72,8 @@ def test_taxii2_client_pages_through_what_the_reader_may_read(served: str, jpn_n
             received_from="KOR",
             agreement="kor-jpn-gsomia-2016",
         )
-    tanaka = jpn_node.issue_token(None, "tanaka")[1]
-    sato = jpn_node.issue_token(None, "sato")[1]
+    tanaka = jpn_node.credentials.issue(None, "tanaka")[1]
+    sato = jpn_node.credentials.issue(None, "sato")[1]
     collection = _collection(served, tanaka, "party:KOR")
     pages = list(as_pages(collection.get_objects, per_request=2))
     walked = [o for page in pages for o in page.get("objects", [])]
@@ -86,7 +86,7 @@ def test_taxii2_client_pages_through_what_the_reader_may_read(served: str, jpn_n
     assert [e["id"] for e in manifest] == [o["id"] for o in walked]
     one = collection.get_object(objects[0]["id"])
     assert one["objects"][0]["item_id"] == "kor-0"
-    held = jpn_node.held("kor-0")
+    held = jpn_node.items.held("kor-0")
     assert held is not None
     assert_valid_bundle(
         {
@@ -104,7 +104,7 @@ def test_taxii2_client_pages_through_what_the_reader_may_read(served: str, jpn_n
 
 @pytest.mark.usefixtures("people")
 def test_taxii2_client_writes_labelled_objects_and_reads_the_status(served: str, jpn_node: Node) -> None:
-    tanaka = jpn_node.issue_token(None, "tanaka")[1]
+    tanaka = jpn_node.credentials.issue(None, "tanaka")[1]
     collection = _collection(served, tanaka, "agreement:kor-jpn-gsomia-2016")
     assert collection.can_write
     label = jpn_node.catalogue.label(

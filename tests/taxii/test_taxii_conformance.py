@@ -134,7 +134,7 @@ def test_polling_with_the_last_date_added_never_repeats_or_skips(
         NewIngest(kor_label(), json.dumps({"n": n}).encode(), "json", f"kor-{n}", "KOR", GSOMIA)
         for n in range(5)
     ]
-    jpn_node.ingest_many(None, batch)
+    jpn_node.items.ingest_many(None, batch)
     cid = collections(call, tokens["tanaka"])["party:KOR"]
     seen: list[str] = []
     first, heads = walk(call, tokens["tanaka"], cid, limit=100)
@@ -142,7 +142,7 @@ def test_polling_with_the_last_date_added_never_repeats_or_skips(
     last = heads[-1]["x-taxii-date-added-last"]
     assert len(last) == len("2024-03-01T00:00:00.000004Z")  # microseconds
     assert walk(call, tokens["tanaka"], cid, added_after=last)[0] == []
-    jpn_node.ingest_many(
+    jpn_node.items.ingest_many(
         None, [NewIngest(kor_label(), b"{}", "json", f"kor-late-{n}", "KOR", GSOMIA) for n in range(3)]
     )
     later, _ = walk(call, tokens["tanaka"], cid, added_after=last)
@@ -209,10 +209,12 @@ def test_versions_are_valid_stix_a_late_label_or_a_bare_payload_included(
     call: Call, jpn_node: Node, tokens: dict[str, str]
 ) -> None:
     future = kor_label(created="2030-01-01T00:00:00+00:00")  # created after ingestion
-    jpn_node.ingest(None, label=future, payload=b"{}", item_id="late", received_from="KOR", agreement=GSOMIA)
+    jpn_node.items.ingest(
+        None, label=future, payload=b"{}", item_id="late", received_from="KOR", agreement=GSOMIA
+    )
     native_id = "indicator--0f4c5a1e-2b9e-4c8f-9a55-6d3b1e7c9a13"
     bare = json.dumps({"type": "indicator", "spec_version": "2.1", "id": native_id}).encode()
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None, label=kor_label(), payload=bare, item_id=native_id, received_from="KOR", agreement=GSOMIA
     )
     cid = collections(call, tokens["tanaka"])["party:KOR"]
@@ -230,7 +232,7 @@ def test_versions_are_valid_stix_a_late_label_or_a_bare_payload_included(
 def test_a_reclassification_is_a_new_version_polling_readers_see(
     call: Call, jpn_node: Node, tokens: dict[str, str]
 ) -> None:
-    owner = jpn_node.add_person(
+    owner = jpn_node.people.add_person(
         None,
         {
             "id": "officer",
@@ -241,7 +243,7 @@ def test_a_reclassification_is_a_new_version_polling_readers_see(
             "roles": ["analyst", "release_officer"],
         },
     )
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         owner,
         label=kor_label(originator="JPN", classification="極秘", releasable_to=["KOR"]),
         payload=b"{}",
@@ -265,7 +267,7 @@ def test_the_served_collection_passes_the_oasis_validator_strictly_and_stix2_par
 ) -> None:
     hold(jpn_node, 3)
     hold_native = indicator(id="indicator--0f4c5a1e-2b9e-4c8f-9a55-6d3b1e7c9a14")
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None,
         label=kor_label(),
         payload=json.dumps(hold_native).encode(),

@@ -34,7 +34,7 @@ label, agreement = json.loads(sys.argv[5]), "kor-jpn-gsomia-2016"
 node = Node(load_config(Path(directory)), migrate=False)
 try:
     for start in range(0, per, batch):
-        node.ingest_many(None, [
+        node.items.ingest_many(None, [
             NewIngest(label, json.dumps({"n": n}).encode(), "json", f"{name}-{n}", "KOR", agreement)
             for n in range(start, start + batch)
         ])
@@ -61,7 +61,7 @@ def _writer(directory: Path, name: str) -> subprocess.Popen[bytes]:
 def test_polling_never_repeats_or_skips_under_concurrent_ingest(tmp_path: Path, store_url: str) -> None:
     node = Node(init_node_dir(tmp_path / "jpn", "JPN", store_url))
     add(node, "tanaka", "JPN", "極秘", ["dprk-missile"], ["analyst"])
-    token = node.issue_token(None, "tanaka")[1]
+    token = node.credentials.issue(None, "tanaka")[1]
     app = create_app(node)
     writers: list[subprocess.Popen[bytes]] = []
 
@@ -113,7 +113,7 @@ def test_date_added_is_unique_and_increasing_even_for_items_of_one_instant(
     node = Node(init_node_dir(tmp_path / f"n{count}", "JPN"))
     try:
         for _ in range(3):
-            node.ingest_many(
+            node.items.ingest_many(
                 None,
                 [NewIngest(kor_label(), b"{}", "json", None, "KOR", GSOMIA) for _ in range(count)],
             )

@@ -47,14 +47,14 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     directory = tmp_path_factory.mktemp("taxii-process") / "jpn"
     node = Node(init_node_dir(directory, "JPN"))  # the real clock: the served process reads it too
     add(node, "tanaka", "JPN", "極秘", ["dprk-missile"], ["analyst"])
-    node.ingest_many(
+    node.items.ingest_many(
         None,
         [
             NewIngest(kor_label(), json.dumps({"n": n}).encode(), "json", f"kor-{n}", "KOR", GSOMIA)
             for n in range(7)
         ],
     )
-    token = node.issue_token(None, "tanaka")[1]
+    token = node.credentials.issue(None, "tanaka")[1]
     port = _free_port()
     server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [

@@ -131,12 +131,12 @@ class Net:
 
 
 def _person(node: Node, pid: str, clearance: str | None, topics: list[str], roles: list[str]) -> str:
-    node.add_person(
+    node.people.add_person(
         None,
         {"id": pid, "name": pid.title(), "nationality": node.party, "clearance": clearance,
          "need_to_know": topics, "roles": roles},
     )  # fmt: skip
-    return node.issue_token(None, pid)[1]
+    return node.credentials.issue(None, pid)[1]
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         ["dprk-missile", "dprk-nuclear", "prc-navy"],
         ["security_officer", "analyst"],
     )
-    officer = jpn.person("officer")
-    jpn.ingest(
+    officer = jpn.people.person("officer")
+    jpn.items.ingest(
         officer,
         label=kor_label(
             originator="JPN", classification="特定秘密", releasable_to=["USA"], topics=["prc-navy"]
@@ -165,10 +165,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         item_id="j-tokutei",
     )
     with serve(create_app(kor), port["KOR"]) as kor_base, serve(create_app(jpn), port["JPN"]) as base:
-        kor_officer = kor.person("officer")
-        kor.ingest(kor_officer, label=kor_label(), payload=b'{"track": "k"}', item_id="k-1")
+        kor_officer = kor.people.person("officer")
+        kor.items.ingest(kor_officer, label=kor_label(), payload=b'{"track": "k"}', item_id="k-1")
         kor.exchange.release(kor_officer, "k-1", "JPN")
-        kor.ingest(kor_officer, label=kor_label(classification="군사I급비밀"), payload=b"{}", item_id="k-i")
+        kor.items.ingest(
+            kor_officer, label=kor_label(classification="군사I급비밀"), payload=b"{}", item_id="k-i"
+        )
         with pytest.raises(GsomiaError, match="no equivalent"):  # Class I is never released
             kor.exchange.release(kor_officer, "k-i", "JPN")
         with HttpTransport() as transport:
@@ -412,8 +414,8 @@ def test_the_item_pages_follow_the_feed_without_reloading(watched: Watched, net:
     page.on("request", lambda r: polled.append(r.url) if "/api/" in r.url else None)
     login(page, net, "analyst", "/items")
     expect(page.locator("#live-status")).to_have_text("live")
-    officer = net.kor.person("officer")
-    net.kor.ingest(officer, label=kor_label(), payload=b'{"track": "live"}', item_id="k-live")
+    officer = net.kor.people.person("officer")
+    net.kor.items.ingest(officer, label=kor_label(), payload=b'{"track": "live"}', item_id="k-live")
     net.kor.exchange.release(officer, "k-live", "JPN")
     with HttpTransport() as transport:
         assert [d.state for d in net.kor.exchange.deliver_due(transport)] == ["delivered"]
@@ -441,8 +443,8 @@ def test_an_item_in_portions_shows_each_reader_the_portion_marks_they_may_see(
     sees both portions' marks under the body's; the analyst (極秘) sees the tearline alone, under its
     mark, and nothing on the page names the body."""
     label = kor_label(originator="JPN", releasable_to=["KOR"], topics=["dprk-missile"])
-    net.jpn.ingest(
-        net.jpn.person("officer"),
+    net.jpn.items.ingest(
+        net.jpn.people.person("officer"),
         label=None,
         payload=b"",
         item_id="j-report",

@@ -26,7 +26,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 
 @pytest.fixture
 def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
-    return {pid: jpn_node.issue_token(None, pid)[1] for pid in people}
+    return {pid: jpn_node.credentials.issue(None, pid)[1] for pid in people}
 
 
 @pytest.fixture
@@ -238,7 +238,7 @@ def test_matrix_feed_names_bad_input(browse: Browse, tokens: dict[str, str], jpn
 def test_items_page_shows_both_labels_and_withholds_the_unreadable(
     browse: Browse, tokens: dict[str, str], jpn_node: Node
 ) -> None:
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None,  # as the exchange stores it
         label=kor_label(),
         payload=b"{}",
@@ -304,11 +304,11 @@ def test_the_queue_shows_each_officer_what_waits_for_items_they_may_read(
     jpn_node.exchange.set_two_person(
         people["admin"], above={"JPN": "秘"}, hub_relay=False, relay_authorisations=False, validity=HOURS
     )
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         officer, label=jpn_label(review="2024-02-15T00:00:00+09:00"), payload=b"{}", item_id="j-q"
     )
     asked = jpn_node.exchange.request_release(officer, "j-q", "KOR")
-    jpn_node.ingest(
+    jpn_node.items.ingest(
         None,
         label=kor_label(),
         payload=b"{}",
@@ -317,7 +317,7 @@ def test_the_queue_shows_each_officer_what_waits_for_items_they_may_read(
         agreement="kor-jpn-gsomia-2016",
     )
     jpn_node.duties.end_purpose(officer, "k-q", "the exercise concluded")
-    sessions = {p: jpn_node.issue_token(None, p)[1] for p in ("officer", "low", "keeper")}
+    sessions = {p: jpn_node.credentials.issue(None, p)[1] for p in ("officer", "low", "keeper")}
 
     page = browse("GET", "~/queue", sessions["officer"])
     assert page.status_code == 200
@@ -342,8 +342,8 @@ def test_an_item_in_portions_shows_the_portion_marks_the_reader_may_see(
 ) -> None:
     """Issue 20 §2: the item's page marks each portion the reader may read; a reader cleared for the
     tearline alone sees it alone, under its mark, and nothing of the body (not even its mark)."""
-    jpn_node.ingest(
-        jpn_node.person("tanaka"),
+    jpn_node.items.ingest(
+        jpn_node.people.person("tanaka"),
         label=None,
         payload=b"",
         item_id="rep-1",

@@ -130,6 +130,6 @@ def add_agreements_routes(app: FastAPI, node: Node, reader: Callable[..., Person
             tuple(consents),
             assurances=node.exchange.assurances_on_file(),  # the recipients' assurances on file here
         )
-        decision = node.decide(request, at=at)
+        decision = node.engine.decide(request, at=at)
         behind = node.catalogue.assumptions_behind(decision.agreement, decision.at, decision.route)
         return decision_json(decision, behind)

@@ -281,7 +281,7 @@ def create_app(
             person = node.credentials.peek(request.cookies.get(dashboard.cookie), session=True)
         return person.id if person else None
 
-    install(app, node.record_refusal, node.kernel.recorded, caller)
+    install(app, node.kernel.record_refusal, node.kernel.recorded, caller)
     written = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -297,12 +297,12 @@ def create_app(
     app.add_middleware(
         _BodyLimit,
         limit=node.config.max_payload_bytes * 2 + _BODY_SLACK,
-        record=node.record_refusal,
+        record=node.kernel.record_refusal,
         caller=caller,
     )
     app.add_middleware(_NoStoreJson)
     if node.kernel.tls is not None:  # mutual TLS: the node-to-node routes only for a named peer certificate
-        app.add_middleware(PeerGate, peers=node.kernel.peers, record=node.record_refusal)
+        app.add_middleware(PeerGate, peers=node.kernel.peers, record=node.kernel.record_refusal)
     app.state.runtime = None
     registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
     app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
@@ -321,7 +321,9 @@ def create_app(
         ):
             person = node.credentials.session(request.cookies.get(dashboard.cookie), source(request))
         else:
-            person = node.authenticate(credentials.credentials if credentials else None, source(request))
+            person = node.credentials.authenticate(
+                credentials.credentials if credentials else None, source(request)
+            )
         name_actor(person.id)
         stated = request.headers.get(PURPOSE_HEADER)
         if stated is None:
@@ -358,7 +360,7 @@ def create_app(
         """This process's Prometheus metrics (an administrator's token): the outbox's depth and
         delivery lag per peer, the audit log's integration lag, each partner's tree head's age,
         the leases' holders, stream and request counters, refusals by kind."""
-        node.require_metrics_reader(person)
+        node.metrics.require_reader(person)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     add_items_routes(app, node, reader)

@@ -58,7 +58,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
                 PortionIngest(p.id, p.label, *m.payload_in(p.payload, p.payload_base64, required=True))
                 for p in body.portions
             ]
-            item = node.ingest(
+            item = node.items.ingest(
                 person,
                 label=None,
                 payload=b"",
@@ -71,7 +71,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
             if body.label is None:
                 raise InvalidInputError("give a label (or portions, each with its own label)")
             payload, kind = m.payload_in(body.payload, body.payload_base64, required=True)
-            item = node.ingest(
+            item = node.items.ingest(
                 person,
                 label=body.label,
                 payload=payload,
@@ -109,7 +109,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
             created_from_us=None if lo is None else epoch_us(lo),
             created_before_us=None if hi is None else epoch_us(hi),
         )
-        page = node.list_items(person, where, cursor, limit)
+        page = node.items.list_items(person, where, cursor, limit)
         return {
             "items": [item_view(i) for i in page.items],
             "next_cursor": page.next_cursor,
@@ -118,9 +118,9 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
     def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
-        return item_view(*node.read(person, item_id))
+        return item_view(*node.items.read(person, item_id))
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
         """Where the item came from, who holds copies, where it was sent."""
-        return [inventory_view(r) for r in node.inventory(person, item_id)]
+        return [inventory_view(r) for r in node.items.inventory(person, item_id)]

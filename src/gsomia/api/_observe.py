@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gsomia._logs import request_context
 from gsomia.core.instants import epoch_us
 from gsomia.node import Node
-from gsomia.store import Gauges, LeaseStore
 from gsomia.stream import StreamService
 
 __all__ = ["NodeCollector", "RequestObserver", "name_actor"]
@@ -101,8 +100,6 @@ class NodeCollector(Collector):
         self.node = node
         self.stream = stream
         self.runtime = runtime  # the process's NodeRuntime, or None when it runs no background work
-        self.gauges = Gauges(node.store)
-        self.leases = LeaseStore(node.store)
 
     def collect(self) -> Iterable[Metric]:
         now_us = epoch_us(self.node.clock())
@@ -128,17 +125,15 @@ class NodeCollector(Collector):
             "How long the oldest waiting outbox entry has waited, per next hop (0: none waits)",
             labels=["peer"],
         )
-        backlog = self.gauges.outbox()
-        for peer in sorted({p.party for p, _ in self.node.exchange.peers()} | set(backlog)):
-            entry = backlog.get(peer)
-            depth.add_metric([peer], entry.count if entry else 0)
-            oldest = entry.oldest_us if entry else None
+        for peer, entry in self.node.metrics.outbox().items():
+            depth.add_metric([peer], entry.count)
+            oldest = entry.oldest_us
             lag.add_metric([peer], max(0.0, (now_us - oldest) / 1e6) if oldest is not None else 0.0)
         yield depth
         yield lag
 
     def _audit(self, now_us: int) -> Iterable[Metric]:
-        waiting = self.gauges.unintegrated()
+        waiting = self.node.metrics.unintegrated()
         yield GaugeMetricFamily(
             "gsomia_audit_unintegrated", "Audit records not yet in the Merkle log", value=waiting.count
         )
@@ -153,7 +148,7 @@ class NodeCollector(Collector):
             "Time since each partner's newest signed tree head was received",
             labels=["partner"],
         )
-        for partner, received_us in sorted(self.gauges.partner_heads().items()):
+        for partner, received_us in sorted(self.node.metrics.partner_heads().items()):
             age.add_metric([partner], max(0.0, (now_us - received_us) / 1e6))
         yield age
 
@@ -178,9 +173,9 @@ class NodeCollector(Collector):
         epochs = GaugeMetricFamily(
             "gsomia_lease_epoch", "Each lease's epoch (a new holder moves it on)", labels=["lease"]
         )
-        now = self.leases.now_us()
-        for row in self.leases.leases():
-            if row.expires_us > now:
+        stored = self.node.metrics.leases()
+        for row in stored.leases:
+            if row.expires_us > stored.now_us:
                 holders.add_metric([row.name, row.holder], 1.0)
             epochs.add_metric([row.name], row.epoch)
         yield holders

@@ -35,7 +35,7 @@ def standards_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         """The item's label as ADatP-4774 (originator's label and alternative labels), in XML or JSON.
 
         A read of the item: decided and audited like ``GET /items/{id}``."""
-        item, _ = node.read(person, item_id)
+        item, _ = node.items.read(person, item_id)
         labels = to_labels(item.label, node.catalogue, at=node.clock())
         if form == "xml":
             return Response(labels_to_xml(labels, item=item.id), media_type=_LABEL_XML)

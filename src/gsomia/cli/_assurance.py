@@ -32,7 +32,7 @@ AsOperator = Annotated[
 
 
 def _actor(node: Node, actor: str | None) -> Person | None:
-    return None if actor is None else node.person(actor)
+    return None if actor is None else node.people.person(actor)
 
 
 @assurance_app.command("list")

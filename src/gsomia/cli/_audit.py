@@ -179,7 +179,7 @@ def audit_acknowledge(
     """As a security officer, acknowledge a partner's open forks: its status is no longer forked
     (the evidence stays). Audited; no other role may."""
     node = open_node(directory)
-    answer = node.audit.acknowledge_fork(node.person(actor), party, note, through)
+    answer = node.audit.acknowledge_fork(node.people.person(actor), party, note, through)
     if as_json:
         emit(answer)
     else:

@@ -44,7 +44,7 @@ def _instant(node: Node, text: str) -> datetime:
 
 
 def _maybe(node: Node, actor: str | None) -> Person | None:
-    return None if actor is None else node.person(actor)
+    return None if actor is None else node.people.person(actor)
 
 
 @duty_app.command("derive")
@@ -64,7 +64,7 @@ def derive(
     node = open_node(directory)
     payload = None if payload_file is None else payload_file.read_bytes()
     item = node.duties.derive(
-        node.person(actor),
+        node.people.person(actor),
         kind,
         sources,
         payload=payload,
@@ -86,7 +86,7 @@ def reclassify(
 ) -> None:
     """As originator, change the item's level here and at every holder downstream."""
     node = open_node(directory)
-    row = node.duties.reclassify(node.person(actor), item_id, level, reason)
+    row = node.duties.reclassify(node.people.person(actor), item_id, level, reason)
     _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
 
 
@@ -103,7 +103,7 @@ def hold_as(
     """As a security or release officer, hold a received item (and its copies) under another level
     its agreement offers this node (Korean Class II in Japan: 極秘 or 特定秘密)."""
     node = open_node(directory)
-    done = node.duties.hold_as(node.person(actor), item_id, level, reason)
+    done = node.duties.hold_as(node.people.person(actor), item_id, level, reason)
     _out(done, as_json, f"{item_id} is held as {done['classification']} (was {done['was']})")
 
 
@@ -118,7 +118,7 @@ def recall(
 ) -> None:
     """As originator, withdraw the item here and at every holder downstream."""
     node = open_node(directory)
-    row = node.duties.recall(node.person(actor), item_id, reason)
+    row = node.duties.recall(node.people.person(actor), item_id, reason)
     _out(
         {"item": row.item_id, "version": row.version}, as_json, f"{item_id} recalled (version {row.version})"
     )
@@ -130,7 +130,7 @@ def label_status(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: Jso
     """The item's label changes and, per holder, applied, destroyed, not held, not reachable or pending
     (with why)."""
     node = open_node(directory)
-    status = node.duties.label_status(node.person(actor), item_id)
+    status = node.duties.label_status(node.people.person(actor), item_id)
     lines = [f"{item_id}: version {status['label_version']}, {status['state']}"]
     for c in status["changes"]:
         lines.append(
@@ -159,7 +159,7 @@ def destroy(
     """Destroy the item: a signed record; the payload is gone, the record stays."""
     node = open_node(directory)
     record = node.duties.destroy(
-        node.person(actor), item_id, method=method, witness=witness, reason=reason, notify=notify
+        node.people.person(actor), item_id, method=method, witness=witness, reason=reason, notify=notify
     )
     _out(record, as_json, f"{item_id} destroyed ({method}, witnessed by {witness})")
 
@@ -175,7 +175,7 @@ def end_purpose(
 ) -> None:
     """Record that the item's purpose has ended: it joins the queue to return or destroy (Art. 6(h))."""
     node = open_node(directory)
-    record = node.duties.end_purpose(node.person(actor), item_id, reason)
+    record = node.duties.end_purpose(node.people.person(actor), item_id, reason)
     _out(record, as_json, f"{item_id}: purpose ended; it is due for return or destruction")
 
 
@@ -189,7 +189,7 @@ def disposal_queue(
 ) -> None:
     """Items from other parties due for return or destruction: purpose ended, or agreement ended."""
     node = open_node(directory)
-    queue = node.duties.disposal_queue(node.person(actor), None if at is None else _instant(node, at))
+    queue = node.duties.disposal_queue(node.people.person(actor), None if at is None else _instant(node, at))
     lines = [f"{q['item']} ({q['originator']} {q['classification']}): {'; '.join(q['why'])}" for q in queue]
     _out(queue, as_json, "\n".join(lines) or "nothing is due for return or destruction")
 
@@ -199,7 +199,7 @@ def disposal_queue(
 def send_destruction(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
     """Send the signed destruction record of the item to its originator (on request)."""
     node = open_node(directory)
-    record = node.duties.send_destruction_record(node.person(actor), item_id)
+    record = node.duties.send_destruction_record(node.people.person(actor), item_id)
     _out(record, as_json, f"destruction record of {item_id} queued for its originator")
 
 
@@ -214,7 +214,7 @@ def request_destruction(
 ) -> None:
     """As originator, ask a holder for its signed destruction record."""
     node = open_node(directory)
-    msg_id = node.duties.request_destruction_record(node.person(actor), item_id, holder)
+    msg_id = node.duties.request_destruction_record(node.people.person(actor), item_id, holder)
     _out({"msg_id": msg_id}, as_json, f"request {msg_id} queued for {holder.upper()}")
 
 
@@ -228,7 +228,7 @@ def destructions(
 ) -> None:
     """Destruction records: this node's own and those holders sent to it."""
     node = open_node(directory)
-    rows = node.duties.destructions(node.person(actor), item)
+    rows = node.duties.destructions(node.people.person(actor), item)
     _out(
         rows,
         as_json,
@@ -248,7 +248,7 @@ def report_incident(
 ) -> None:
     """Report a loss or (possible) compromise; the originator is told at once (Art. 17)."""
     node = open_node(directory)
-    incident = node.duties.report_incident(node.person(actor), item_id, nature, text)
+    incident = node.duties.report_incident(node.people.person(actor), item_id, nature, text)
     _out(incident, as_json, f"incident {incident['id']} opened")
 
 
@@ -264,7 +264,7 @@ def advance_incident(
 ) -> None:
     """Move the investigation to its next step; the originator sees it."""
     node = open_node(directory)
-    incident = node.duties.advance_incident(node.person(actor), incident_id, state, text)
+    incident = node.duties.advance_incident(node.people.person(actor), incident_id, state, text)
     _out(incident, as_json, f"incident {incident_id}: {incident['state']}")
 
 
@@ -287,7 +287,7 @@ def send_feedback(
 ) -> None:
     """Send the originator of a partner's item signed feedback about it (the way the item came)."""
     node = open_node(directory)
-    sent = node.duties.send_feedback(node.person(actor), item_id, kind, text, cite or [])
+    sent = node.duties.send_feedback(node.people.person(actor), item_id, kind, text, cite or [])
     _out(sent, as_json, f"feedback {sent['id']} queued for {sent['originator']}")
 
 
@@ -296,7 +296,7 @@ def send_feedback(
 def feedback_list(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
     """Feedback about an item: received from its holders (as originator) or sent (as holder)."""
     node = open_node(directory)
-    rows = node.duties.feedback(node.person(actor), item_id)
+    rows = node.duties.feedback(node.people.person(actor), item_id)
     _out(
         rows,
         as_json,
@@ -309,7 +309,7 @@ def feedback_list(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: Js
 def incidents(directory: DirOpt, actor: AsOpt, as_json: JsonOpt = False) -> None:
     """Investigations run here as holder, and those of this node's items held elsewhere."""
     node = open_node(directory)
-    rows = node.duties.incidents(node.person(actor))
+    rows = node.duties.incidents(node.people.person(actor))
     _out(
         rows,
         as_json,
@@ -327,7 +327,9 @@ def termination_report(
 ) -> None:
     """Per partner, the items held on each side and their status (Art. 21.4)."""
     node = open_node(directory)
-    report = node.duties.termination_report(node.person(actor), None if at is None else _instant(node, at))
+    report = node.duties.termination_report(
+        node.people.person(actor), None if at is None else _instant(node, at)
+    )
     lines = [
         f"{p['party']}: {len(p['held_here'])} of theirs held here, "
         f"{len(p['held_there'])} of ours held there; "
@@ -372,7 +374,7 @@ def reviews(
 ) -> None:
     """This node's own items whose label review is due, soonest first."""
     node = open_node(directory)
-    due = node.duties.reviews_due(node.person(actor), None if at is None else _instant(node, at))
+    due = node.duties.reviews_due(node.people.person(actor), None if at is None else _instant(node, at))
     views = [item_view(i) for i in due]
     if as_json:
         emit(views)
@@ -396,7 +398,9 @@ def schedule_downgrade(
 ) -> None:
     """Declare that an item of this party becomes a lower level at an instant (applies itself)."""
     node = open_node(directory)
-    row = node.duties.schedule_downgrade(node.person(actor), item_id, level, _instant(node, at), reason)
+    row = node.duties.schedule_downgrade(
+        node.people.person(actor), item_id, level, _instant(node, at), reason
+    )
     view = scheduled_view(row)
     _out(view, as_json, f"{row.item_id} becomes {row.classification} at {view['at']} ({row.id})")
 

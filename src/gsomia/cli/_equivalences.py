@@ -71,7 +71,9 @@ def propose(
     subject = node.catalogue.agreement(agreement)
     remaps = [_remap(text, node.party) for text in maps]
     effective = parse_instant(at, subject.timezone)
-    row, queued = node.exchange.propose_equivalence(node.person(actor), subject.id, remaps, effective, reason)
+    row, queued = node.exchange.propose_equivalence(
+        node.people.person(actor), subject.id, remaps, effective, reason
+    )
     view = equivalence_change_view(row)
     if as_json:
         emit({**view, "sent_to": [e.recipient for e in queued]})
@@ -95,7 +97,7 @@ def list_changes(
 ) -> None:
     """The equivalence changes on file: this node's own and those its partners sent."""
     node = open_node(directory)
-    person = None if actor is None else node.person(actor)
+    person = None if actor is None else node.people.person(actor)
     views = [equivalence_change_view(r) for r in node.exchange.equivalence_changes(person, agreement)]
     if as_json:
         emit(views)

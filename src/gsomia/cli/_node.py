@@ -349,7 +349,7 @@ def item_release(
     """Queue a release: decided now, decided again when sent, delivered by the node's sender."""
     node = open_node(directory)
     row = node.exchange.release(
-        node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
+        node.people.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
     if as_json:
         emit(outbox_view(row))
@@ -391,7 +391,7 @@ def outbox_resend(
 ) -> None:
     """Send an undeliverable duty or consent message again: a fresh envelope, the same signed body."""
     node = open_node(directory)
-    row = node.exchange.resend(node.person(actor), msg_id)
+    row = node.exchange.resend(node.people.person(actor), msg_id)
     if as_json:
         emit(outbox_view(row))
     else:
@@ -421,7 +421,7 @@ def person_add(
 ) -> None:
     """Register a person (as the node's operator)."""
     node = open_node(directory)
-    person = node.add_person(
+    person = node.people.add_person(
         None,
         {
             "id": person_id,
@@ -446,7 +446,7 @@ def person_add(
 @guard
 def person_list(directory: DirOpt, as_json: JsonOpt = False) -> None:
     """List the register of people."""
-    people = [person_to_dict(p) for p in open_node(directory).people(None)]
+    people = [person_to_dict(p) for p in open_node(directory).people.list_people(None)]
     if as_json:
         emit(people)
         return
@@ -466,7 +466,7 @@ def person_token(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue an API token; it is printed once and only its hash is kept."""
-    token_id, token, expires = open_node(directory).issue_token(None, person_id, days)
+    token_id, token, expires = open_node(directory).credentials.issue(None, person_id, days)
     if as_json:
         emit({"id": token_id, "token": token, "expires": expires.isoformat()})
     else:
@@ -514,7 +514,7 @@ def person_disable(
     as_json: JsonOpt = False,
 ) -> None:
     """Disable a person: all their tokens and sessions (and what was minted from them) are revoked."""
-    person, revoked = open_node(directory).credentials.set_active(None, person_id, False)
+    person, revoked = open_node(directory).people.set_active(None, person_id, False)
     if as_json:
         emit({"person": person_to_dict(person), "revoked": revoked})
     else:
@@ -529,7 +529,7 @@ def person_enable(
     as_json: JsonOpt = False,
 ) -> None:
     """Enable a person again (their revoked tokens stay revoked: issue a new one)."""
-    person, _ = open_node(directory).credentials.set_active(None, person_id, True)
+    person, _ = open_node(directory).people.set_active(None, person_id, True)
     if as_json:
         emit({"person": person_to_dict(person), "revoked": []})
     else:
@@ -575,10 +575,10 @@ def item_ingest(
     or with --portions an item in portions, each portion with its own label."""
     source = received_from.upper() if received_from else None
     node = open_node(directory)
-    person = node.person(actor)
+    person = node.people.person(actor)
     if portions is not None and label is None and payload is None:
         parts = _portions(_read_json(portions, "portions"))
-        item = node.ingest(
+        item = node.items.ingest(
             person,
             label=None,
             payload=b"",
@@ -594,7 +594,7 @@ def item_ingest(
             data = payload.read_bytes()
         else:
             data = json.dumps(_read_json(payload, "payload"), ensure_ascii=False).encode()
-        item = node.ingest(
+        item = node.items.ingest(
             person,
             label=_read_json(label, "label"),
             payload=data,
@@ -652,7 +652,7 @@ def item_list(
         topic=topic,
         received_from=received_from.upper() if received_from else None,
     )
-    page = node.list_items(node.person(actor), where, cursor, limit)
+    page = node.items.list_items(node.people.person(actor), where, cursor, limit)
     if as_json:
         emit(
             {
@@ -684,7 +684,7 @@ def item_grant_purpose(
     """As originator, consent to a holder using the item for another purpose (Art. 6(b)): signed,
     sent to the holder; it unlocks that purpose, for that holder, of that item only."""
     node = open_node(directory)
-    row = node.exchange.grant_purpose(node.person(actor), item_id, holder, purpose, reason)
+    row = node.exchange.grant_purpose(node.people.person(actor), item_id, holder, purpose, reason)
     console().print(f"consent {row.id}: {row.recipient} may use {item_id} for {purpose!r}; sent")
 
 
@@ -705,8 +705,8 @@ def item_show(
 ) -> None:
     """Read one item and its payload (the read is decided and audited)."""
     node = open_node(directory)
-    reader = node.person(actor)
-    item, payload = node.read(reader if purpose is None else replace(reader, purpose=purpose), item_id)
+    reader = node.people.person(actor)
+    item, payload = node.items.read(reader if purpose is None else replace(reader, purpose=purpose), item_id)
     data = item_view(item, payload)
     if as_json:
         emit(data)

@@ -67,7 +67,7 @@ def _show(view: dict[str, Any], as_json: bool) -> None:
 def policy(directory: DirOpt, actor: AsOpt, as_json: JsonOpt = False) -> None:
     """Show the node's two-person policy."""
     node = open_node(directory)
-    data = node.exchange.two_person_view(node.person(actor))
+    data = node.exchange.two_person_view(node.people.person(actor))
     if as_json:
         emit(data)
         return
@@ -107,7 +107,7 @@ def set_policy(
         levels[party.strip().upper()] = level.strip()
     node = open_node(directory)
     done = node.exchange.set_two_person(
-        node.person(actor),
+        node.people.person(actor),
         above=levels,
         hub_relay=hub_relay,
         relay_authorisations=relay_authorisations,
@@ -134,7 +134,7 @@ def request(
     """Ask a second release officer to approve a release; nothing is queued until approved."""
     node = open_node(directory)
     row = node.exchange.request_release(
-        node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
+        node.people.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
     _show(release_request_view(row), as_json)
 
@@ -151,7 +151,10 @@ def queue(
     if state is not None and state not in ("requested", "approved", "refused", "withdrawn"):
         raise InvalidInputError(f"--state {state!r}: one of requested, approved, refused, withdrawn")
     node = open_node(directory)
-    views = [release_request_view(r) for r in node.exchange.release_requests(node.person(actor), state=state)]
+    views = [
+        release_request_view(r)
+        for r in node.exchange.release_requests(node.people.person(actor), state=state)
+    ]
     if as_json:
         emit(views)
         return
@@ -172,7 +175,7 @@ def approve(
 ) -> None:
     """Approve a release you did not request: it is signed and queued at once."""
     node = open_node(directory)
-    person = node.person(actor)
+    person = node.people.person(actor)
     row, entry = node.exchange.approve_release(person, _request_id(node, person, request_id, item))
     if as_json:
         emit({"request": release_request_view(row), "msg_id": entry.msg_id})
@@ -192,7 +195,7 @@ def refuse(
 ) -> None:
     """Refuse a release request, with a reason; nothing is sent."""
     node = open_node(directory)
-    person = node.person(actor)
+    person = node.people.person(actor)
     done = node.exchange.refuse_release(person, _request_id(node, person, request_id, item), reason)
     _show(release_request_view(done), as_json)
 
@@ -209,6 +212,6 @@ def withdraw(
 ) -> None:
     """Withdraw your own release request; nothing is sent."""
     node = open_node(directory)
-    person = node.person(actor)
+    person = node.people.person(actor)
     done = node.exchange.withdraw_release(person, _request_id(node, person, request_id, item), reason)
     _show(release_request_view(done), as_json)

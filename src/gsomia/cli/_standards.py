@@ -53,7 +53,7 @@ def label_show(
     `gsomia item show`.
     """
     node = open_node(directory)
-    item, _ = node.read(node.person(actor), item_id)
+    item, _ = node.items.read(node.people.person(actor), item_id)
     labels = to_labels(item.label, node.catalogue, at=node.clock())
     if fmt is LabelFormat.XML:
         sys.stdout.write(labels_to_xml(labels, item=item.id).decode() + "\n")
@@ -85,7 +85,9 @@ def bdo_export(
     if not out.parent.is_dir():
         raise InvalidInputError(f"cannot write {out}: {out.parent} is not a directory")
     node = open_node(directory)
-    data = export_binding(node, node.person(actor), item_id, "xml" if form is BindingForm.XML else "json")
+    data = export_binding(
+        node, node.people.person(actor), item_id, "xml" if form is BindingForm.XML else "json"
+    )
     _write(out, data)
     console().print(f"wrote {item_id} as a {form.value} binding data object to {out}")
 

@@ -142,10 +142,10 @@ def _people(node: Node) -> dict[str, str]:
     tokens = {}
     for person in people:
         try:
-            node.person(str(person["id"]))
+            node.people.person(str(person["id"]))
         except NotFoundError:
-            node.add_person(None, {**person, "nationality": node.party})
-        tokens[str(person["id"])] = node.issue_token(None, str(person["id"]), days=365)[1]
+            node.people.add_person(None, {**person, "nationality": node.party})
+        tokens[str(person["id"])] = node.credentials.issue(None, str(person["id"]), days=365)[1]
     return tokens
 
 

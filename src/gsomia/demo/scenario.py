@@ -246,7 +246,7 @@ def _run_step(
     outcomes: dict[str, Outcome] = {}
     for n, flow in enumerate(FLOWS):
         sender = nodes[flow.sender]
-        officer = sender.person("officer")
+        officer = sender.people.person("officer")
         item_id = f"{tag}-{n}-{flow.originator.lower()}"
         label = {
             "originator": flow.originator,
@@ -256,7 +256,7 @@ def _run_step(
             "topics": list(flow.topics),
             "created": at.isoformat(),
         }
-        sender.ingest(
+        sender.items.ingest(
             officer,
             label=label,
             payload=json.dumps({"flow": flow.name, "at": at.isoformat()}).encode(),
@@ -279,7 +279,7 @@ def _run_step(
         if not moved:
             break
     for flow, item_id in queued:
-        item = nodes[flow.recipient].held(item_id)
+        item = nodes[flow.recipient].items.held(item_id)
         if item is not None:
             held = item.label
             alt = held.alternative_for(flow.recipient)
@@ -305,7 +305,7 @@ def _queued_before_midnight(
 ) -> Outcome:
     """Released while the agreement was in force, sent after it ended: decided again, never sent."""
     kor = nodes["KOR"]
-    officer = kor.person("officer")
+    officer = kor.people.person("officer")
     clock.now = at - timedelta(seconds=3)
     label = {
         "originator": "KOR",
@@ -315,7 +315,7 @@ def _queued_before_midnight(
         "topics": ["dprk-missile"],
         "created": clock.now.isoformat(),
     }
-    kor.ingest(officer, label=label, payload=b'{"in_flight": true}', item_id="what-if-in-flight")
+    kor.items.ingest(officer, label=label, payload=b'{"in_flight": true}', item_id="what-if-in-flight")
     entry = kor.exchange.release(officer, "what-if-in-flight", "JPN")
     clock.now = at
     kor.exchange.deliver_due(client)
@@ -396,7 +396,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
                 if not [d for n in nodes.values() for d in n.exchange.deliver_due(client)]:
                     return
 
-        k_officer, j_officer = kor.person("officer"), jpn.person("officer")
+        k_officer, j_officer = kor.people.person("officer"), jpn.people.person("officer")
         label = {
             "originator": "KOR",
             "classification": "군사II급비밀",
@@ -405,10 +405,10 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
             "topics": ["dprk-missile"],
             "created": (_AFTER - timedelta(hours=1)).isoformat(),
         }
-        kor.ingest(k_officer, label=label, payload=b'{"track": "KN-23"}', item_id="kor-track")
+        kor.items.ingest(k_officer, label=label, payload=b'{"track": "KN-23"}', item_id="kor-track")
         kor.exchange.release(k_officer, "kor-track", "JPN")
         deliver()
-        held, _ = jpn.read(j_officer, "kor-track")
+        held, _ = jpn.items.read(j_officer, "kor-track")
         lines.append(("delivered (Art. 4)", f"JPN holds kor-track marked {_marking(held)}"))
         lines.append(_tearline(kor, jpn, label, deliver))
         translated = jpn.duties.derive(
@@ -418,7 +418,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
             payload='{"航跡": "KN-23"}'.encode(),
             item_id="jpn-translation",
         )
-        count = [r.kind for r in jpn.inventory(j_officer, "kor-track")]
+        count = [r.kind for r in jpn.items.inventory(j_officer, "kor-track")]
         lines.append(
             (
                 "translation (Art. 14, 15)",
@@ -429,8 +429,8 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
         change = kor.duties.reclassify(k_officer, "kor-track", "군사III급비밀", "downgraded after review")
         deliver()
         status = kor.duties.label_status(k_officer, "kor-track")["changes"][-1]
-        original, _ = jpn.read(j_officer, "kor-track")
-        translation, _ = jpn.read(j_officer, "jpn-translation")
+        original, _ = jpn.items.read(j_officer, "kor-track")
+        translation, _ = jpn.items.read(j_officer, "jpn-translation")
         lines.append(
             (
                 "reclassification (Art. 6(g))",
@@ -464,7 +464,7 @@ def duties_on_nodes(workdir: Path) -> list[tuple[str, str]]:
             )
         )
         lines += _two_person_and_scheduled_downgrade(kor, jpn, clock, deliver, label)
-        jpn.add_person(
+        jpn.people.add_person(
             None,
             {"id": "witness", "name": "Witness", "nationality": "JPN", "clearance": "極秘",
              "need_to_know": ["dprk-missile"], "roles": ["security_officer"]},
@@ -503,26 +503,28 @@ def _two_person_and_scheduled_downgrade(
     report becomes 군사III급비밀 an hour later; when the hour has passed, the node's own work applies
     the downgrade, at KOR and at JPN, with nobody acting."""
     lines: list[tuple[str, str]] = []
-    k_officer = kor.person("officer")
-    kor.add_person(
+    k_officer = kor.people.person("officer")
+    kor.people.add_person(
         None,
         {"id": "park", "name": "Park", "nationality": "KOR", "clearance": "군사II급비밀",
          "need_to_know": ["dprk-missile"], "roles": ["release_officer"]},
     )  # fmt: skip
     kor.exchange.set_two_person(
-        kor.person("admin"),
+        kor.people.person("admin"),
         above={"KOR": "군사III급비밀"},
         hub_relay=True,
         relay_authorisations=True,
         validity=timedelta(hours=4),
     )
-    kor.ingest(k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment")
+    kor.items.ingest(
+        k_officer, label=label, payload=b'{"report": "KN-23 assessment"}', item_id="kor-assessment"
+    )
     asked = kor.exchange.request_release(k_officer, "kor-assessment", "JPN")
     deliver()
-    waiting = jpn.held("kor-assessment") is None
-    _, entry = kor.exchange.approve_release(kor.person("park"), asked.id)
+    waiting = jpn.items.held("kor-assessment") is None
+    _, entry = kor.exchange.approve_release(kor.people.person("park"), asked.id)
     deliver()
-    arrived = jpn.held("kor-assessment") is not None
+    arrived = jpn.items.held("kor-assessment") is not None
     lines.append(
         (
             "two-person release",
@@ -536,11 +538,11 @@ def _two_person_and_scheduled_downgrade(
     kor.duties.schedule_downgrade(
         k_officer, "kor-assessment", "군사III급비밀", at, "the assessment is published"
     )
-    before, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    before, _ = jpn.items.read(jpn.people.person("officer"), "kor-assessment")
     clock.now = at + timedelta(minutes=1)
     kor.duties.apply_due_downgrades()  # what the node's background work does each round
     deliver()
-    after, _ = jpn.read(jpn.person("officer"), "kor-assessment")
+    after, _ = jpn.items.read(jpn.people.person("officer"), "kor-assessment")
     lines.append(
         (
             "scheduled downgrade",
@@ -554,8 +556,8 @@ def _two_person_and_scheduled_downgrade(
 def _tearline(kor: Node, jpn: Node, label: dict[str, Any], deliver: Callable[[], None]) -> tuple[str, str]:
     """A KOR report whose body is for the USA only and whose tearline may go to JPN: KOR releases it
     to JPN, and JPN holds the tearline alone, checked against KOR's signed root (issue 20 §2)."""
-    k_officer, j_officer = kor.person("officer"), jpn.person("officer")
-    kor.ingest(
+    k_officer, j_officer = kor.people.person("officer"), jpn.people.person("officer")
+    kor.items.ingest(
         k_officer,
         label=None,
         payload=b"",
@@ -574,8 +576,8 @@ def _tearline(kor: Node, jpn: Node, label: dict[str, Any], deliver: Callable[[],
         if c["rule"] == "portion" and not c["passed"]
     ]
     deliver()
-    report, _ = jpn.read(j_officer, "kor-report")
-    stored = jpn.held("kor-report")
+    report, _ = jpn.items.read(j_officer, "kor-report")
+    stored = jpn.items.held("kor-report")
     kept = [] if stored is None else [p.id for p in stored.portions]
     return (
         "tearline (portions)",

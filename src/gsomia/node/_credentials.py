@@ -1,10 +1,11 @@
-"""People's credentials at a node: API tokens and their lineage, dashboard sessions, disabled people.
+"""People's credentials at a node: API tokens and their lineage, dashboard sessions.
 
 - A token issued by the node's operator (the CLI, on the node's host) is a root. A token minted
   through the API is minted *by the caller's token* and recorded as its child: it can neither
   outlive nor outrank it (it expires no later; a dashboard session, read-only, mints nothing),
   and revoking a token revokes every token minted from it, at any depth, in one transaction.
-- Disabling a person revokes all their tokens and sessions at once, and what was minted from them.
+- Disabling a person (:meth:`People.set_active`) revokes all their tokens and sessions at once, and
+  what was minted from them.
 - A dashboard session is a credential of its own kind, bound to the token it was opened with
   (its child): the cookie holds only an opaque session id, never the token; it is accepted for
   reading only, never as a bearer token; it lives in the database, so every process of the node
@@ -17,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import replace
 from datetime import datetime, timedelta
 
-from gsomia._codec import canonical, person_to_dict
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
@@ -39,10 +38,10 @@ def _digest(secret: str) -> str:
 
 
 class Credentials:
-    """Tokens, sessions and disabling people, over the kernel's store, clock and audit records."""
+    """Tokens and sessions, over the kernel's store, clock and audit records."""
 
     def __init__(self, kernel: NodeContext) -> None:
-        self.node = kernel
+        self.kernel = kernel
         # tokens by digest, kept read until any process revokes one (the ``tokens`` generation);
         # expiry is checked on every use, an unknown digest is never kept
         self._tokens: Kept[str, TokenRow] = Kept(kernel.watch, TOKENS, kernel.store.find_token)
@@ -58,21 +57,21 @@ class Credentials:
         node's operator issues it. A minted token expires no later than its parent, and a session
         mints nothing.
         """
-        node = self.node
+        kernel = self.kernel
         if actor is None or actor.id != person_id:
-            node.require_any(actor, (Role.ADMINISTRATOR,), "token.issue")
+            kernel.require_any(actor, (Role.ADMINISTRATOR,), "token.issue")
         if not 0 < days <= MAX_TOKEN_DAYS:
             raise InvalidInputError(f"a token lives 1 to {MAX_TOKEN_DAYS} days, not {days}")
-        if not node.person(person_id).active:
-            raise node.refuse(
+        if not kernel.person(person_id).active:
+            raise kernel.refuse(
                 "token.issue", actor.id if actor else None, person_id,
                 InvalidInputError(f"the account {person_id} is disabled: enable it first"),
             )  # fmt: skip
-        now = node.clock()
+        now = kernel.clock()
         expires = now + timedelta(days=days)
         if parent is not None:
             if parent.kind != API:
-                raise node.refuse(
+                raise kernel.refuse(
                     "token.issue", actor.id if actor else None, person_id,
                     InvalidInputError("a dashboard session cannot mint tokens"),
                 )  # fmt: skip
@@ -85,32 +84,32 @@ class Credentials:
                 why = (
                     f"a token minted with token {parent.id} cannot outlive it (expires {until.isoformat()}): "
                 )
-                raise node.refuse(
+                raise kernel.refuse(
                     "token.issue", actor.id if actor else None, person_id, InvalidInputError(why + advice)
                 )
         token_id = secrets.token_hex(8)
         token = f"gsm_{token_id}_{secrets.token_urlsafe(32)}"
         parent_id = parent.id if parent is not None else None
         row = TokenRow(token_id, person_id, epoch_us(now), epoch_us(expires), None, parent_id, API)
-        audit = node.audit_row(
+        audit = kernel.audit_row(
             "token.issue", actor.id if actor else "operator", person_id, "allowed",
             token=token_id, expires=expires.isoformat(), minted_by=row.parent_id,
         )  # fmt: skip
-        node.store.add_token(row, _digest(token), [audit])
+        kernel.store.add_token(row, _digest(token), [audit])
         return token_id, token, expires
 
     def revoke(self, actor: Person | None, token_id: str, *, reason: str = "revoked") -> list[str]:
         """Revoke a token (its owner, or an administrator) and every token minted from it; the ids."""
-        node = self.node
+        kernel = self.kernel
         row = self._row(token_id)
         if actor is None or actor.id != row.person_id:
-            node.require_any(actor, (Role.ADMINISTRATOR,), "token.revoke")
+            kernel.require_any(actor, (Role.ADMINISTRATOR,), "token.revoke")
         who = actor.id if actor else "operator"
-        revoked = node.store.revoke_token(
+        revoked = kernel.store.revoke_token(
             token_id,
-            epoch_us(node.clock()),
+            epoch_us(kernel.clock()),
             lambda ids: [
-                node.audit_row("token.revoke", who, token_id, "allowed", revoked=ids, reason=reason)
+                kernel.audit_row("token.revoke", who, token_id, "allowed", revoked=ids, reason=reason)
             ],
         )
         if not revoked:
@@ -121,40 +120,15 @@ class Credentials:
         """A person's tokens and sessions (ids, kinds, lifetimes, lineage; never a secret):
         administrators, or the person."""
         if actor is None or actor.id != person_id:
-            self.node.require_any(actor, (Role.ADMINISTRATOR,), "token.list")
-        self.node.person(person_id)
-        return self.node.store.tokens_of(person_id)
+            self.kernel.require_any(actor, (Role.ADMINISTRATOR,), "token.list")
+        self.kernel.person(person_id)
+        return self.kernel.store.tokens_of(person_id)
 
     def _row(self, token_id: str) -> TokenRow:
-        row = self.node.store.token(token_id)
+        row = self.kernel.store.token(token_id)
         if row is None:
             raise NotFoundError(f"no token {token_id!r}")
         return row
-
-    # --- people ---
-
-    def set_active(self, actor: Person | None, person_id: str, active: bool) -> tuple[Person, list[str]]:
-        """Enable or disable a person (administrators); disabling revokes all their tokens and
-        sessions at once, and every token minted from them. (the person, the token ids revoked)."""
-        node = self.node
-        node.require_any(actor, (Role.ADMINISTRATOR,), "person.update")
-        person = replace(node.person(person_id), active=active)
-        record = canonical(person_to_dict(person))
-        who = actor.id if actor else "operator"
-        at = epoch_us(node.clock())
-        if active:
-            row = node.audit_row("person.update", who, person_id, "allowed", active=True)
-            node.store.update_person(person_id, record, at, [row])
-            return person, []
-        revoked = node.store.disable_person(
-            person_id,
-            record,
-            at,
-            lambda ids: [
-                node.audit_row("person.update", who, person_id, "allowed", active=False, revoked=ids)
-            ],
-        )
-        return person, revoked
 
     # --- authentication ---
 
@@ -165,7 +139,7 @@ class Credentials:
             return None
         try:
             return self._person(
-                self._valid(self.node.store.find_token(_digest(secret)), SESSION if session else API)
+                self._valid(self.kernel.store.find_token(_digest(secret)), SESSION if session else API)
             )
         except (AuthenticationError, NotFoundError):
             return None
@@ -178,7 +152,7 @@ class Credentials:
             raise AuthenticationError(
                 "a dashboard session is not an API token" if kind == API else "an API token is not a session"
             )
-        now = epoch_us(self.node.clock())
+        now = epoch_us(self.kernel.clock())
         if row.revoked_us is not None:
             raise AuthenticationError(f"{what} {row.id} was revoked at {from_us(row.revoked_us).isoformat()}")
         if now >= row.expires_us:
@@ -186,7 +160,7 @@ class Credentials:
         return row
 
     def _person(self, row: TokenRow) -> Person:
-        person = self.node.person(row.person_id)
+        person = self.kernel.person(row.person_id)
         if not person.active:
             raise AuthenticationError(f"the account {person.id} is disabled")
         return person
@@ -205,28 +179,28 @@ class Credentials:
             row = self._valid(self._tokens.get(_digest(token)), API)
             return self._person(row), row
         except AuthenticationError as exc:
-            raise self.node.refuse_unauthenticated("auth", source, "token", exc) from None
+            raise self.kernel.refuse_unauthenticated("auth", source, "token", exc) from None
 
     # --- dashboard sessions ---
 
     def open_session(self, token: str | None, source: str | None = None) -> tuple[str, Person, datetime]:
         """Log in to the dashboard with an API token: (the opaque session id for the cookie, the
         person, its expiry). The session is bound to the token: it ends when the token does."""
-        node = self.node
+        kernel = self.kernel
         person, parent = self.authenticate_row(token, source)
-        now = node.clock()
+        now = kernel.clock()
         expires = min(now + timedelta(hours=SESSION_HOURS), from_us(parent.expires_us))
         secret = secrets.token_urlsafe(32)
         row = TokenRow(
             secrets.token_hex(8), person.id, epoch_us(now), epoch_us(expires), None, parent.id, SESSION
         )
-        audit = node.audit_row(
+        audit = kernel.audit_row(
             "session.open", person.id, row.id, "allowed", token=parent.id, expires=expires.isoformat()
         )
         try:
-            node.store.add_token(row, _digest(secret), [audit])
+            kernel.store.add_token(row, _digest(secret), [audit])
         except ConflictError as exc:  # the token was revoked or expired meanwhile
-            raise node.refuse("auth", person.id, None, AuthenticationError(str(exc))) from None
+            raise kernel.refuse("auth", person.id, None, AuthenticationError(str(exc))) from None
         return secret, person, expires
 
     def session(self, secret: str | None, source: str | None = None) -> Person:
@@ -236,20 +210,20 @@ class Credentials:
                 raise AuthenticationError("no dashboard session: log in at the dashboard")
             return self._person(self._valid(self._tokens.get(_digest(secret)), SESSION))
         except AuthenticationError as exc:
-            raise self.node.refuse_unauthenticated("auth", source, "session", exc) from None
+            raise self.kernel.refuse_unauthenticated("auth", source, "session", exc) from None
 
     def close_session(self, secret: str | None) -> list[str]:
         """Log out: revoke the token the session was opened with (and so the session, and all that
         token minted). A session already ended is nothing to close: no error, nothing revoked."""
-        node = self.node
-        row = node.store.find_token(_digest(secret)) if secret else None
+        kernel = self.kernel
+        row = kernel.store.find_token(_digest(secret)) if secret else None
         if row is None or row.kind != SESSION or row.parent_id is None:
             return []
         who = row.person_id
-        return node.store.revoke_token(
+        return kernel.store.revoke_token(
             row.parent_id,
-            epoch_us(node.clock()),
+            epoch_us(kernel.clock()),
             lambda ids: [
-                node.audit_row("token.revoke", who, row.parent_id, "allowed", revoked=ids, reason="logout")
+                kernel.audit_row("token.revoke", who, row.parent_id, "allowed", revoked=ids, reason="logout")
             ],
         )

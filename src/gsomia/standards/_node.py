@@ -31,7 +31,7 @@ def export_binding(node: Node, actor: Person, item_id: str, form: Form) -> bytes
     """``item_id`` as a binding data object for ``actor`` (who must be able to read it)."""
     if form not in ("xml", "json"):
         raise InvalidInputError(f"a binding is written as xml or json, not {form!r}")
-    item, payload = node.read(actor, item_id)
+    item, payload = node.items.read(actor, item_id)
     if item.portions:  # the binding's payload is what the originator signed: here, the root alone
         raise InvalidInputError(f"item {item.id} is in portions: it has no ADatP-4778 binding here")
     origin = node.exchange.origin_jws(item.id)

@@ -55,7 +55,7 @@ from gsomia.errors import (
     UnsupportedMediaTypeError,
 )
 from gsomia.node import MAX_PAGE, Item, Node
-from gsomia.store import ItemFilter, StatusRow, TaxiiStore
+from gsomia.store import ItemFilter, StatusRow
 from gsomia.taxii._stix import (
     STIX_MEDIA_TYPE,
     import_objects,
@@ -259,7 +259,6 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     )
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     collections = _collections(node)
-    statuses = TaxiiStore(node.store)
 
     def collection(collection_id: str) -> Collection:
         found = collections.get(collection_id)
@@ -325,7 +324,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             used[0] += len(wanted)
             return True
 
-        result = node.read_page(
+        result = node.items.read_page(
             person, filters, cursor=cursor, limit=limit, keep=keep, channel="taxii", fits=fits
         )
         out = [(item.added_us or 0, entry) for item, _ in result.items for entry in taken[item.id]]
@@ -459,7 +458,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         """Whether the poster may read the item held under ``item_id`` and it is the posted object's very
         version (TAXII: adding what the collection holds is a success; anything else is a collision)."""
         try:
-            item, payload = node.read(person, item_id)
+            item, payload = node.items.read(person, item_id)
         except GsomiaError:
             return False
         obj, _ = stix_of(item, payload)
@@ -473,7 +472,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             version = result.version or timestamp_us(epoch_us(requested))
             entry = result.imported
             if entry is None:
-                node.record_refusal("taxii.object", result.stix_id, 422, result.reason or "refused")
+                node.kernel.record_refusal("taxii.object", result.stix_id, 422, result.reason or "refused")
                 failures.append((result.stix_id, version, result.reason or "refused"))
                 continue
             originator = str(entry.label.get("originator", "")).upper()
@@ -484,7 +483,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 successes.append((result.stix_id, version))
                 continue
             try:
-                node.ingest(
+                node.items.ingest(
                     person,
                     label=entry.label,
                     payload=entry.payload,
@@ -504,7 +503,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         row = StatusRow(
             str(uuid.uuid4()), person.id, target.id, epoch_us(requested), tuple(successes), tuple(failures)
         )
-        statuses.put_status(row)
+        node.statuses.keep(row)
         return row
 
     @router.post("/api/collections/{collection_id}/objects/", status_code=202)
@@ -540,17 +539,14 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.get("/api/status/{status_id}/")
     def get_status(status_id: str, person: Caller) -> dict[str, Any]:
         """A POST's status resource: only for the person who posted."""
-        row = statuses.status(status_id)
-        if row is None or row.owner != person.id:
-            raise NotFoundError(f"no status {status_id!r} of yours at this node")
-        return _status_out(row)
+        return _status_out(node.statuses.status(person, status_id))
 
     return router
 
 
 def _bad_request(node: Node, request: Request, reason: str) -> JSONResponse:
     """400: TAXII 2.1's answer to a request the server does not understand (audited)."""
-    node.record_refusal(
+    node.kernel.record_refusal(
         "api.refused", request.url.path, 400, reason, request.client.host if request.client else None
     )
     body = {

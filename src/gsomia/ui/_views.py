@@ -276,7 +276,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal(
+            node.kernel.record_refusal(
                 "ui.login", None, 403, "login form posted from another origin", _source(request)
             )
             return _page(
@@ -309,7 +309,9 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/logout")
     def logout(request: Request) -> Response:
         if not _same_origin(request, node.config.endpoint):
-            node.record_refusal("ui.logout", None, 403, "logout posted from another origin", _source(request))
+            node.kernel.record_refusal(
+                "ui.logout", None, 403, "logout posted from another origin", _source(request)
+            )
             return Response("logout must be sent from this node's own pages", status_code=403)
         node.credentials.close_session(request.cookies.get(scope.cookie))
         response = RedirectResponse(f"{base}/login", status_code=303)
@@ -346,7 +348,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             days=(LAST_DAY - FIRST_DAY).days,
             start=(today - FIRST_DAY).days,
             purposes=_known_purposes(node),
-            topics=node.topics(),
+            topics=node.people.topics(),
             events=_what_if_events(node),
         )
 
@@ -408,7 +410,7 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         person = viewer(request)
         if person is None:
             return to_login(request)
-        page = node.list_items(person, ItemFilter(), cursor, 100)
+        page = node.items.list_items(person, ItemFilter(), cursor, 100)
         rows = [{"item": item, "labels": _label_views(node, item.label)} for item in page.items]
         return _page(
             "items.html",
@@ -423,12 +425,12 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         if person is None:
             return to_login(request)
         try:  # an item the person may not read is refused as an unknown one (the kernel's decision)
-            entries = node.inventory(person, item_id)
+            entries = node.items.inventory(person, item_id)
         except NotFoundError as exc:
             return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
-        held = node.held(item_id)
+        held = node.items.held(item_id)
         # what this reader may see of it: of an item in portions, only the portions they may read
-        item = None if held is None else node.view(person, held)
+        item = None if held is None else node.items.view(person, held)
         if item is None:  # gone (or changed) between the two reads
             return _page("refused.html", 404, **common(person, "items"), reason=unknown_item(item_id))
         copies = [inventory_view(r) for r in entries]

@@ -1,0 +1,401 @@
+"""The node's items: ingest (this node's own, in portions too, and what arrives by a signed file),
+reads, listings and pages, what a reader sees of an item, and an item's inventory.
+
+Every read is decided by the kernel's read decision (:meth:`NodeContext.decide_read`, with the
+visit window) and recorded, allowed or refused, in the audit records; every refusal raises a
+:class:`~gsomia.errors.GsomiaError` after it is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gsomia._codec import canonical, label_from_dict
+from gsomia.core.access import AccessDecision, Person
+from gsomia.core.instants import epoch_us
+from gsomia.core.labels import SecurityLabel
+from gsomia.errors import GsomiaError, InvalidInputError, LabelError, PayloadTooLargeError
+from gsomia.kernel import (
+    Item,
+    NewPortion,
+    NodeContext,
+    check_item_id,
+    check_payload_type,
+    checks_json,
+)
+from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem
+
+__all__ = ["MAX_PAGE", "ItemService", "NewIngest", "Page", "PortionIngest", "ReadPage"]
+
+MAX_PAGE = 1000
+MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
+_FITTED_STEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PortionIngest:
+    """One portion of an item to ingest: its id, label (boundary dict form) and payload."""
+
+    id: str
+    label: Any
+    payload: bytes
+    payload_type: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class NewIngest:
+    """One item to ingest: a label (boundary dict form), the payload and, if received, its origin.
+    An item in portions gives ``portions`` instead of a label and payload (issue 20 §2)."""
+
+    label: Any
+    payload: bytes
+    payload_type: str = "json"
+    item_id: str | None = None
+    received_from: str | None = None
+    agreement: str | None = None
+    portions: tuple[PortionIngest, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPage:
+    """One page of items with their payloads (see :meth:`ItemService.read_page`)."""
+
+    items: tuple[tuple[Item, bytes], ...]
+    next_cursor: str | None
+    withheld: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; ``next_cursor`` is ``None`` at the end."""
+
+    items: tuple[Item, ...]
+    next_cursor: str | None
+    withheld: int
+
+
+def _encode_cursor(key: int, by_added: bool = False) -> str:
+    return f"{'a' if by_added else 's'}{key}"
+
+
+def _decode_cursor(cursor: str | None, by_added: bool = False) -> int:
+    """The key a cursor continues after: the store's sequence (``s``) or a date-added (``a``, TAXII)."""
+    if not cursor:
+        return 0
+    if not re.fullmatch(("a" if by_added else "s") + r"\d{1,19}", cursor) or int(cursor[1:]) > MAX_SEQ:
+        raise InvalidInputError(f"cursor {cursor!r} is not one this node issued")
+    return int(cursor[1:])
+
+
+class ItemService:
+    """A node's items over the kernel: its store, clock, item view and the one read decision."""
+
+    def __init__(self, kernel: NodeContext) -> None:
+        self.kernel = kernel
+
+    def ingest(
+        self,
+        actor: Person | None,
+        *,
+        label: Any,
+        payload: bytes,
+        payload_type: str = "json",
+        item_id: str | None = None,
+        received_from: str | None = None,
+        agreement: str | None = None,
+        portions: Sequence[PortionIngest] = (),
+    ) -> Item:
+        """Store a labelled item; the payload is sealed under the node key with the label bound in.
+        An item in portions (``portions``; no label or payload) is this node's own: each portion
+        labelled on its own, the root over them signed with the item's label (the highest)."""
+        return self.ingest_many(
+            actor,
+            [NewIngest(label, payload, payload_type, item_id, received_from, agreement, tuple(portions))],
+        )[0]
+
+    def ingest_many(self, actor: Person | None, batch: Sequence[NewIngest]) -> list[Item]:
+        """Store several items in one transaction: all of them, or (on any refusal) none."""
+        who = actor.id if actor else "operator"
+        subject: str | None = None
+        prepared: list[tuple[NewItem, SecurityLabel]] = []
+        inventory: list[InventoryEntry] = []
+        audit: list[AuditRow] = []
+        try:
+            now = self.kernel.clock()
+            now_us = epoch_us(now)
+            for entry in batch:
+                subject = entry.item_id
+                new, parsed = self._prepare(actor, who, entry, now)
+                subject = new.id
+                prepared.append((new, parsed))
+                kind = "received" if entry.received_from else "ingested"
+                inventory.append(
+                    InventoryEntry(
+                        new.id,
+                        now_us,
+                        kind,
+                        entry.received_from or self.kernel.party,
+                        who,
+                        canonical({"agreement": entry.agreement}),
+                    )
+                )
+                audit.append(
+                    AuditRow(
+                        now_us,
+                        "item.ingest",
+                        who,
+                        new.id,
+                        "allowed",
+                        canonical({"label": json.loads(new.label)}),
+                    )
+                )
+            self.kernel.store.insert_items([new for new, _ in prepared], inventory, audit)
+        except GsomiaError as exc:
+            raise self.kernel.refuse("item.ingest", who, subject, exc) from None
+        return [self.kernel.items.item_of(new, parsed) for new, parsed in prepared]
+
+    def _prepare(
+        self, actor: Person | None, who: str, entry: NewIngest, now: datetime
+    ) -> tuple[NewItem, SecurityLabel]:
+        item_id = check_item_id(entry.item_id or str(uuid.uuid4()))
+        if entry.portions:
+            return self._prepare_portions(actor, who, item_id, entry, now)
+        check_payload_type(entry.payload_type)
+        size = len(entry.payload)
+        if size > self.kernel.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"payload of {size} bytes exceeds this node's limit of {self.kernel.max_payload_bytes}"
+            )
+        label = label_from_dict(entry.label, self.kernel.catalogue)
+        if actor is not None and label.originator != self.kernel.party:
+            # a partner's item is the partner's only under its signature over label and payload, and
+            # that arrives through the exchange (or a signed transfer file), never typed in here
+            raise LabelError(
+                f"an item originated by {label.originator} is stored as {label.originator}'s only "
+                f"with {label.originator}'s signature: it arrives from {label.originator} through "
+                f"the exchange, not by ingest at this node ({self.kernel.party})"
+            )
+        parsed = self.kernel.items.received_label(
+            label, entry.received_from, entry.agreement, at=self.kernel.clock()
+        )
+        if actor is not None:
+            self.kernel.decide_read(actor, parsed).raise_if_refused()
+        new = self.kernel.items.seal(
+            item_id,
+            parsed,
+            entry.payload_type,
+            entry.payload,
+            now=now,
+            by=who,
+            received_from=entry.received_from,
+            agreement=entry.agreement,
+        )
+        return new, parsed
+
+    def _prepare_portions(
+        self, actor: Person | None, who: str, item_id: str, entry: NewIngest, now: datetime
+    ) -> tuple[NewItem, SecurityLabel]:
+        """This node's item in portions: each portion's label checked (and readable by the one who
+        ingests it), the root over the portions signed with the item's label."""
+        if entry.label is not None or entry.payload or entry.received_from or entry.agreement:
+            raise InvalidInputError(
+                "an item in portions gives portions only: each its own label and payload; the item's "
+                "label is the highest of theirs, and only this node's own items come in portions"
+            )
+        size = sum(len(p.payload) for p in entry.portions)
+        if size > self.kernel.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"portions of {size} bytes exceed this node's limit of {self.kernel.max_payload_bytes}"
+            )
+        portions = []
+        for portion in entry.portions:
+            label = label_from_dict(portion.label, self.kernel.catalogue)
+            if label.originator != self.kernel.party:
+                raise LabelError(
+                    f"portion {portion.id}: only this node's ({self.kernel.party}) own items are created "
+                    "in portions"
+                )
+            if actor is not None:
+                self.kernel.decide_read(actor, label).raise_if_refused()
+            portions.append(NewPortion(portion.id, label, portion.payload_type, portion.payload))
+        origin, content, signed = self.kernel.items.sign_portions(item_id, portions, now)
+        new = self.kernel.items.seal_portions(content, signed, origin=origin, now=now, by=who)
+        return new, self.kernel.items.stored_label(new.label)
+
+    def read(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
+        """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
+        return self.kernel.read_item(actor, item_id)
+
+    def list_items(
+        self, actor: Person, where: ItemFilter, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """A page of the items ``actor`` may read, in ingest order; unreadable ones are withheld."""
+        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, "item.list")
+        self.kernel.store.append_audit(
+            [
+                self.kernel.audit_row(
+                    "item.list",
+                    actor.id,
+                    None,
+                    "allowed",
+                    returned=len(found),
+                    withheld=withheld,
+                    filter=_filter_dict(where),
+                )
+            ]
+        )
+        return Page(tuple(item for item, _, _ in found), next_cursor, withheld)
+
+    def read_page(
+        self,
+        actor: Person,
+        where: ItemFilter,
+        *,
+        cursor: str | None,
+        limit: int,
+        keep: Callable[[Item, bytes], bool],
+        channel: str,
+        fits: Callable[[Item], bool] | None = None,
+    ) -> ReadPage:
+        """A page of items with their payloads: those ``keep`` accepts and ``actor`` may read.
+
+        For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
+        record naming ``channel``; the items ``keep`` accepted but the reader may not read are
+        counted as withheld, in one ``item.list`` record. ``fits``, asked of each item about to be
+        served, ends the page before that item when it says no (the shell's page is full).
+        """
+        found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
+        rows = [
+            self.kernel.audit_row(
+                "item.read", actor.id, item.id, "allowed", channel=channel, checks=checks_json(d.checks)
+            )
+            for item, _, d in found
+        ]
+        rows.append(
+            self.kernel.audit_row(
+                "item.list",
+                actor.id,
+                None,
+                "allowed",
+                channel=channel,
+                returned=len(found),
+                withheld=withheld,
+                filter=_filter_dict(where),
+            )
+        )
+        self.kernel.store.append_audit(rows)
+        return ReadPage(tuple((item, payload) for item, payload, _ in found), next_cursor, withheld)
+
+    def _scan(
+        self,
+        actor: Person,
+        where: ItemFilter,
+        cursor: str | None,
+        limit: int,
+        kind: str,
+        keep: Callable[[Item, bytes], bool] | None = None,
+        fits: Callable[[Item], bool] | None = None,
+    ) -> tuple[list[tuple[Item, bytes, AccessDecision]], str | None, int]:
+        """Keyset scan from ``cursor``: up to ``limit`` readable items (payloads only with ``keep``).
+
+        Nothing in the page speaks of items the reader may not read (issue 14 §6): the scan goes
+        on until it has found one readable item past the page (or the end), so ``next_cursor`` is
+        there exactly when more readable items follow, and it names the last item served. The
+        count of unreadable items passed over is returned for the audit record only.
+        """
+        if not 0 < limit <= MAX_PAGE:
+            raise self.kernel.refuse(
+                kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}")
+            )
+        try:
+            after = _decode_cursor(cursor, where.by_added)
+        except InvalidInputError as exc:
+            raise self.kernel.refuse(kind, actor.id, None, exc) from None
+        found: list[tuple[Item, bytes, AccessDecision]] = []
+        last = after  # the scan key of the last item served
+        withheld = 0
+        gate = self.kernel.reader(actor)
+        scanned_to = after
+        more = False
+        # a page that may fill before ``limit`` items (``fits``) reads the store in small steps
+        size = limit + 1 if fits is None else min(limit + 1, _FITTED_STEP)
+        while not more:
+            rows = self.kernel.store.list_items(where, scanned_to, size, with_payload=keep is not None)
+            for row in rows:
+                key = (row.added_us or 0) if where.by_added else row.seq
+                scanned_to = key
+                if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
+                    continue
+                item = self.kernel.items.item(row)
+                payload = b""
+                if keep is not None and not item.portions:
+                    payload = self.kernel.cipher.open(row.id, row.label, row.payload)
+                    if not keep(item, payload):
+                        continue
+                seen = gate.view(item)
+                if seen.item is None:
+                    withheld += 1
+                    continue
+                if seen.item.portions != item.portions and not _matches(where, seen.item):
+                    # the store matched the whole item; what this reader sees of it must match too, or
+                    # a filter on a level or topic of an unseen portion would tell them it is there
+                    continue
+                item, decision = seen.item, seen.decision
+                if keep is not None and item.portions:  # only the portions this reader may read
+                    payload = self.kernel.items.portions_payload(row, item.portions)
+                    if not keep(item, payload):
+                        continue
+                # a readable item past the page, or one that does not fit: it starts the next page
+                if len(found) == limit or (fits is not None and not fits(item)):
+                    more = True
+                    break
+                found.append((item, payload, decision))
+                last = key
+            if len(rows) < size:  # nothing past the last row read
+                break
+        return found, _encode_cursor(last, where.by_added) if more else None, withheld
+
+    def view(self, actor: Person, item: Item) -> Item | None:
+        """What ``actor`` may see of ``item`` (the kernel's read decision; of an item in portions, the
+        portions they may read under the highest of their labels); ``None``: nothing. Not recorded:
+        for shells that recorded the read already (a page that read the item's inventory)."""
+        return self.kernel.view(actor, item).item
+
+    def held(self, item_id: str) -> Item | None:
+        """The item's metadata, without a read decision: for shells that must first find out which
+        collection an item belongs to; they must still read it through :meth:`read`."""
+        row = self.kernel.store.get_item(item_id)
+        return None if row is None else self.kernel.items.item(row)
+
+    def inventory(self, actor: Person, item_id: str) -> list[InventoryRow]:
+        """Where the item came from, its copies and derivatives, where it went, its destruction.
+
+        As classified as the item; kept after a destruction or recall (the record remains).
+        """
+        _, _, decision = self.kernel.readable(actor, item_id, "item.inventory")
+        self.kernel.record(
+            "item.inventory", actor.id, item_id, "allowed", checks=checks_json(decision.checks)
+        )
+        return self.kernel.store.inventory(item_id)
+
+
+def _matches(where: ItemFilter, item: Item) -> bool:
+    """Whether the part of an item in portions a reader sees matches the label filters on its own."""
+    label = item.label
+    created = epoch_us(label.created)
+    return (
+        (where.classification is None or label.classification == where.classification)
+        and (where.topic is None or where.topic in label.topics)
+        and (where.created_from_us is None or created >= where.created_from_us)
+        and (where.created_before_us is None or created < where.created_before_us)
+    )
+
+
+def _filter_dict(where: ItemFilter) -> dict[str, Any]:
+    return {k: getattr(where, k) for k in where.__slots__ if getattr(where, k) is not None}
