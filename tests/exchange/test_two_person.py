@@ -341,7 +341,9 @@ def report(nodes: dict[str, Node], item_id: str = "r1", *, annex: bool = False) 
     ]
     if annex:
         portions.insert(1, PortionIngest("annex", label("군사II급비밀", ["USA"], ["dprk-nuclear"]), b"{}"))
-    kor.ingest(kor.person("officer"), label=None, payload=b"", item_id=item_id, portions=portions)
+    kor.items.ingest(
+        kor.people.person("officer"), label=None, payload=b"", item_id=item_id, portions=portions
+    )
 
 
 def test_an_approval_releases_the_portions_it_names_and_they_are_sent(net: Any) -> None:
@@ -366,7 +368,7 @@ def test_an_approval_releases_the_portions_it_names_and_they_are_sent(net: Any) 
     assert next(c for c in checks if c["rule"] == "two_person")["passed"]
     assert json.loads(entry.request)["portions"] == ["body", "tearline"]
     assert sorted(d.state for d in deliver(nodes)) == ["delivered", "delivered"]
-    got, _ = nodes["USA"].read(nodes["USA"].person("officer"), "r1")
+    got, _ = nodes["USA"].items.read(nodes["USA"].people.person("officer"), "r1")
     assert [m.id for m in got.portions] == ["body", "tearline"]
 
 
@@ -413,7 +415,7 @@ def test_an_approval_for_one_portion_set_is_not_reused_for_another(net: Any) -> 
         assert [r.state for r in results] == ["undeliverable"]
         assert f"not {', '.join(sorted(portions))}" in str(results[0].detail)
     with pytest.raises(NotFoundError):
-        nodes["USA"].read(nodes["USA"].person("officer"), "r1")
+        nodes["USA"].items.read(nodes["USA"].people.person("officer"), "r1")
 
 
 def test_an_approval_of_portions_covers_no_other_portion_and_no_whole_item(net: Any) -> None:
