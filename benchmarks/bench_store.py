@@ -243,7 +243,7 @@ def offset_checked_page(node: Node, reader: Person, offset: int, limit: int) -> 
     found: list[Item] = []
     withheld = 0
     for row in offset_page(node, ItemFilter(), offset, limit):
-        item = node._from_row(row)
+        item = node.kernel.items.item(row)
         if decide_read(reader, item.label, node.catalogue).allowed:
             found.append(item)
         else:
