@@ -12,7 +12,8 @@ The items are a fixed-seed, realistic mix at a JPN node: about 40% KOR items rec
 from KOR under kor-jpn-gsomia-2016 (군사II급비밀 and 군사III급비밀, the KOR levels with a
 JPN equivalent; the node adds the JPN alternative label), and about 60% JPN-originated
 items at every JPN level, some NOFORN or G2G-ONLY; one to three topics each out of
-the three the shipped data declares, weighted; purposes the agreement permits; creation instants from 2017 to 2024;
+the three the shipped data declares, weighted; purposes the agreement permits; creation
+instants from 2017 to 2024;
 payloads of a few hundred bytes of JSON (a report with a track of positions).
 
 1. Ingest. The store holds N items at the end (``--items``, default 1,000,000). To keep
