@@ -111,7 +111,7 @@ from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
 from gsomia.node import Item, NewIngest, Node
-from gsomia.node._service import _encode_cursor
+from gsomia.node._items import _encode_cursor
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem
 from gsomia.store import _tables as t
 from gsomia.testing import FakeClock, make_node
@@ -212,7 +212,7 @@ def prebuilt(node: Node, batch: Sequence[NewIngest]) -> tuple[list[NewItem], lis
     inventory: list[Inventory] = []
     audit: list[AuditRow] = []
     for entry in batch:
-        new, _ = node._prepare(None, "operator", entry, node.clock())
+        new, _ = node.items._prepare(None, "operator", entry, node.clock())
         items.append(new)
         kind = "received" if entry.received_from else "ingested"
         detail = canonical({"agreement": entry.agreement})

@@ -130,7 +130,9 @@ def bulk_load(node: Node, clock: FakeClock, rng: random.Random, count: int) -> f
     while done < count:
         size = min(BULK_BATCH, count - done)
         now = clock()
-        rows = [node._prepare(None, "operator", make_ingest(rng, done + k), now)[0] for k in range(size)]
+        rows = [
+            node.items._prepare(None, "operator", make_ingest(rng, done + k), now)[0] for k in range(size)
+        ]
         node.store.insert_items(rows)
         done += size
         clock.advance(seconds=1)
