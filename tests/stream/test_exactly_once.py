@@ -126,7 +126,9 @@ def test_a_holder_killed_between_the_partners_confirmation_and_its_ack_costs_no_
             for update in rest:
                 publish(other, update)
             wait_for(lambda: len(reader.events) >= 12, 60, "the tracks after the takeover")
-            assert _duplicates_at(jpn.directory) == len(first)
+            # (more than six if a confirmation took longer than JetStream's 3 s wait for the
+            # acknowledgement, on a loaded machine: it gave the track again, and JPN dropped it again)
+            assert _duplicates_at(jpn.directory) >= len(first)
         finally:
             for process in processes.values():
                 stop(process)

@@ -1008,7 +1008,11 @@ class StreamService:
         """The tracks of one verified group: each read at the boundary (``LinkError`` if one is not
         a track this node accepts from ``sender``), remembered, then each taken once: an update that
         arrived before, or twice in the group, is dropped, counted and audited (one record)."""
-        read = [self._read_track(sender, seq, group, entry) for entry in group.entries]
+        try:
+            read = [self._read_track(sender, seq, group, entry) for entry in group.entries]
+        except LinkError:
+            await self._first_arrival(sender, group, [])  # a replayed batch is named as one first
+            raise
         keys = [_track_key(group.originator, message) for message in read]
         duplicates = await self._first_arrival(sender, group, keys)
         taken: set[str] = set()
