@@ -90,8 +90,10 @@ def test_a_holder_killed_between_the_partners_confirmation_and_its_ack_costs_no_
         pause.touch()  # from the start: the holder confirms nothing at the bus until the test says
         partner = serve(jpn)
         ports = [kor.port, free_port()]
-        processes = {port: _serve_pausing(kor, port, pause) for port in ports}
+        processes: dict[int, subprocess.Popen[bytes]] = {}
         try:
+            for port in ports:  # inside the try: a process that does not start leaves none behind
+                processes[port] = _serve_pausing(kor, port, pause)
             reader = Reader(jpn.endpoint, jpn_tokens["analyst"])
             assert reader.status == 200
             wait_for(lambda: _link_holder(kor_url) is not None, 60, "a process taking the link's lease")
