@@ -333,6 +333,22 @@ destructions = Table(
     Column("sent_us", BigInteger),
 )
 
+# A holder's record that it destroyed one portion of an item in portions (issue 20 §2, Art. 13):
+# kept by the holder and by the originator it was sent to (0022).
+portion_destructions = Table(
+    "portion_destructions",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("portion", String(64), primary_key=True),
+    Column("holder", String(3), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("witness", String(128), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("jws", Text, nullable=False),  # the record, signed by the holder's node key
+    Column("sent_us", BigInteger),
+)
+
 # The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0014).
 purpose_ends = Table(
     "purpose_ends",
