@@ -462,7 +462,7 @@ track_batches_seen = Table(
     Index("ix_track_batches_seen_seen_us", "seen_us"),
 )
 
-# The track updates this node received, by their identity (0022): the originator that signed them,
+# The track updates this node received, by their identity (0023): the originator that signed them,
 # the recipient, the track id and the update's instant, hashed. The same update sent again under a
 # new signature (a link's new holder resending what its dead holder sent but had not confirmed) is
 # dropped, in every process of the node. Rows older than the window a resend can come in are

@@ -1,16 +1,16 @@
 """The track updates a node received, by identity, so an update sent again under a new signature
 (a stream link's new holder resending what the dead one had not confirmed) is kept once.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
