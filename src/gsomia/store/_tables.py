@@ -462,6 +462,20 @@ track_batches_seen = Table(
     Index("ix_track_batches_seen_seen_us", "seen_us"),
 )
 
+# The track updates this node received, by their identity (0023): the originator that signed them,
+# the recipient, the track id and the update's instant, hashed. The same update sent again under a
+# new signature (a link's new holder resending what its dead holder sent but had not confirmed) is
+# dropped, in every process of the node. Rows older than the window a resend can come in are
+# forgotten with the batches', so the table stays bounded.
+tracks_seen = Table(
+    "tracks_seen",
+    metadata,
+    Column("track", String(64), primary_key=True),  # SHA-256 (hex) of the update's identity
+    Column("originator", String(3), nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_tracks_seen_seen_us", "seen_us"),
+)
+
 # --- leases (migration 0010): one holder per kind of background work ---
 
 leases = Table(
