@@ -239,3 +239,30 @@ def test_another_item_under_the_id_of_a_destroyed_one_is_refused(net: Net) -> No
     answers = net.inbox("USA", [again, other])
     assert [a["status"] for a in answers] == ["already-held", "refused"]
     assert "held here as a different item of KOR" in answers[1]["reason"]
+
+
+def test_a_squatters_change_kept_for_an_id_neither_touches_nor_blocks_the_originators_item(net: Net) -> None:
+    """JPN sends the USA a recall, version 2, for a JPN item ``r5`` the USA never got (kept there: an
+    item may be on its way). KOR's own ``r5`` then arrives: it is stored and held, not withdrawn by
+    JPN's change; and KOR's own recall, version 2 too, is applied to it, not refused as seen."""
+    kor, usa, jpn = (net.nodes[p] for p in ("KOR", "USA", "JPN"))
+    change = change_content(
+        LabelChange("r5", "JPN", 2, ChangeKind.RECALL, None, "squat", net.clock.now), None, "USA"
+    )
+    peer = jpn.exchange.peer("USA")
+    assert peer is not None
+    body = {"kind": "duty", "to": "USA", "duty": sign_origin(jpn.ring, change, net.clock.now)}
+    envelope = seal(jpn.ring, peer, body, msg_id="squat-recall", at=net.clock.now, ttl=timedelta(hours=1))
+    (answer,) = net.inbox("USA", [envelope])
+    assert answer["status"] == "recorded"
+    _own(net, "KOR", "r5", b'{"track": 5}')
+    kor.exchange.release(net.officer("KOR"), "r5", "USA")
+    net.deliver()
+    held = usa.store.item_of("KOR", "r5")
+    assert held is not None
+    assert (held.id, held.state, held.label_version) == ("r5", "held", 1)
+    kor.duties.recall(net.officer("KOR"), "r5", "withdrawn by KOR")
+    net.deliver()
+    assert usa.store.item_of("KOR", "r5").state == "recalled"  # type: ignore[union-attr]
+    status = kor.duties.label_status(net.officer("KOR"), "r5")["changes"][0]
+    assert (status["applied"], status["pending"], status["not_reachable"]) == (["USA"], [], [])

@@ -338,7 +338,7 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
             kept = accepted.prefetched[_KEPT_CHANGES] = duties.db.items_with_label_changes(asked)
         if not kept.intersection(keys):
             return
-    waiting: list[tuple[LabelChange, str | None]] = []
+    waiting: list[tuple[LabelChange, str | None, LabelChangeRow]] = []
     for row in (r for key in keys for r in duties.db.label_changes(key)):
         if row.version <= arriving.label_version:
             continue
@@ -348,10 +348,13 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         except GsomiaError:
             continue
         if change.originator == arriving.originator and holder == duties.party:
-            waiting.append((change, origin))
+            waiting.append((change, origin, row))
     if not waiting:
         return
-    change, origin = max(waiting, key=lambda w: w[0].version)
+    change, origin, kept_row = max(waiting, key=lambda w: w[0].version)
+    recorded = {r.version for r in duties.db.label_changes(item_id)} if kept_row.item_id != item_id else {0}
+    if kept_row.version not in recorded:  # the change applied is the item's now: under its reference too
+        accepted.ops.append(duties.db.put("label_changes", replace(kept_row, item_id=item_id)))
     exchange = duties.exchange
     try:
         status = _apply_to_arriving(duties, change, origin, exchange, now, accepted, item_id)

@@ -54,7 +54,7 @@ items = Table(
     # arrived under an id another originator's item already held here (then ``ORIGINATOR:id``).
     # Always written (NULL only in no row: the migration filled it for the items before it).
     Column("origin_id", String(128)),
-    Index("ux_items_origin", "originator", "origin_id", unique=True),
+    Index("ux_items_origin", "origin_id", "originator", unique=True),  # id first: found by id alone too
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),

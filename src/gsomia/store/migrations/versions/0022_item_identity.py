@@ -23,7 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table("items") as batch:
         batch.add_column(sa.Column("origin_id", sa.String(128), nullable=True))
     op.execute("UPDATE items SET origin_id = id")
-    op.create_index("ux_items_origin", "items", ["originator", "origin_id"], unique=True)
+    op.create_index("ux_items_origin", "items", ["origin_id", "originator"], unique=True)
 
 
 def downgrade() -> None:
