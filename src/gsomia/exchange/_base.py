@@ -238,6 +238,7 @@ class Batch:
         # in one query what each item's handlers would otherwise look up one by one); None: unknown
         self.claimed: list[str] | None = None
         self.pairs: list[tuple[str, str]] = []  # the same, with the originator each item's label names
+        self.peeked: set[tuple[str, str]] = set()  # those pairs, for a look-up
         # what a handler or hook read once for the whole batch, by a name of its own
         self.prefetched: dict[str, Any] = {}
 

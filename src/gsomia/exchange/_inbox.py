@@ -86,6 +86,7 @@ class Inbox(Equivalences):
         pairs = [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
         accepted.claimed = [item_id for _, item_id in pairs]
         accepted.pairs = pairs
+        accepted.peeked = set(pairs)
         accepted.held = self.kernel.store.items_of(pairs)
         accepted.asked = {r for o, i in pairs for r in (i, f"{o}:{i}")}
         accepted.taken = self.kernel.store.existing_items(sorted(accepted.asked))
@@ -353,7 +354,7 @@ class Inbox(Equivalences):
         arriving = accepted.by_origin.get((originator, item_id))
         if arriving is not None:
             return arriving
-        if accepted.held is not None and item_id in (accepted.claimed or ()):
+        if accepted.held is not None and (originator, item_id) in accepted.peeked:
             return accepted.held.get((originator, item_id))
         return self.kernel.store.item_of(originator, item_id)
 
