@@ -19,6 +19,7 @@ from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.core.feedback import MAX_CITES
 from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
+from gsomia.core.portions import PORTION_ID
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
 
@@ -47,6 +48,10 @@ class DeriveIn(_In):
 class ReclassifyIn(_In):
     classification: Classification = Field(description="The new level, in the originator's scheme.")
     reason: Words
+    portion: Annotated[str, Field(pattern=PORTION_ID.pattern)] | None = Field(
+        default=None,
+        description="An item in portions: reclassify this portion alone (at every holder of it).",
+    )
 
 
 class HoldAsIn(_In):
@@ -75,6 +80,9 @@ class DestroyIn(_In):
     witness: Id = Field(description="A registered person cleared for the item.")
     reason: Words
     notify_originator: Bool = False
+    portion: Annotated[str, Field(pattern=PORTION_ID.pattern)] | None = Field(
+        default=None, description="An item in portions: destroy this portion alone (the rest stays held)."
+    )
 
 
 class DestructionRequestIn(_In):
@@ -168,7 +176,9 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/items/{item_id}/reclassify", status_code=202)
     def reclassify(item_id: ItemRef, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
         """The originator's new level, applied here and sent to every holder downstream."""
-        return _change_json(duties.reclassify(person, item_id, body.classification, body.reason))
+        return _change_json(
+            duties.reclassify(person, item_id, body.classification, body.reason, portion=body.portion)
+        )
 
     @router.post("/items/{item_id}/hold-as")
     def hold_as(item_id: ItemRef, body: HoldAsIn, person: Caller) -> dict[str, Any]:
@@ -196,6 +206,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             witness=body.witness,
             reason=body.reason,
             notify=body.notify_originator,
+            portion=body.portion,
         )
 
     @router.post("/items/{item_id}/destruction/send", status_code=202)

@@ -5,16 +5,16 @@ names it by that). ``origin_id`` is the id the originator signed: equal to the r
 an item that arrived under an id another originator's item already held here, whose reference is
 then ``ORIGINATOR:id``. Existing items keep their id as both.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
