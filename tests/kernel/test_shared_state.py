@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.identity_docs import claims
 
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing
@@ -67,11 +68,11 @@ def test_a_rotation_by_another_process_is_used_here_within_the_interval(
     before = serving.ring.signing_key(clock.now)[0]
     clock.advance(seconds=1)
     identity = operator.exchange.rotate_keys(None, WEEK)
-    newest = next(k["kid"] for k in identity["keys"] if k["use"] == "sig")
+    newest = next(k["kid"] for k in claims(identity)["keys"] if k["use"] == "sig")
     assert newest != before
     _settle()
     assert serving.ring.signing_key(clock.now)[0] == newest
-    assert serving.exchange.identity()["keys"] == identity["keys"]  # what it publishes
+    assert claims(serving.exchange.identity())["keys"] == claims(identity)["keys"]  # what it publishes
     serving.kernel.record("test.event", None, None, "allowed")
     serving.audit.integrate()
     assert _kid(serving.audit.sign_head().jws) == newest  # a tree head
