@@ -204,11 +204,18 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
 def node_identity(
     directory: DirOpt,
     endpoint: Annotated[str | None, typer.Option(help="Set the published endpoint first.")] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Name this certificate pin too (repeatable): a certificate rotation's next certificate."
+        ),
+    ] = None,
 ) -> None:
-    """Print this node's identity document (JSON) to hand to partners out of band."""
+    """Print this node's identity document (JSON), signed by its signing keys, to hand to partners
+    out of band."""
     if endpoint is not None:
         set_endpoint(directory, endpoint)
-    emit(open_node(directory).exchange.identity())
+    emit(open_node(directory).exchange.identity(tuple(pin or ())))
 
 
 @node_app.command("tls")

@@ -23,13 +23,14 @@ __all__ = ["Peers"]
 class Peers(ExchangeBase):
     """Who this node exchanges with, under which agreements, with which keys."""
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self, pins: Sequence[str] = ()) -> dict[str, Any]:
         """This node's identity document, signed now by its signing keys (a JWS in the general JSON
-        serialization, :meth:`KeyRing.signed_identity`), to hand to partners out of band."""
+        serialization, :meth:`KeyRing.signed_identity`), to hand to partners out of band; naming
+        the pin of the certificate it serves and ``pins`` (a certificate rotation's next one)."""
         tls = self.kernel.tls
-        return self.ring.signed_identity(
-            self.kernel.endpoint, self._now(), () if tls is None else (tls.pin(),)
-        )
+        served = () if tls is None else (tls.pin(),)
+        named = tuple(dict.fromkeys((*served, *pins)))
+        return self.ring.signed_identity(self.kernel.endpoint, self._now(), named)
 
     def peer(self, party: str) -> PeerIdentity | None:
         return self.kernel.peers.peer(party)
