@@ -16,7 +16,7 @@ from tests.identity_docs import claims
 
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing
-from gsomia.errors import ConfigError, EnvelopeError
+from gsomia.errors import ConfigError, EnvelopeError, InvalidInputError
 from gsomia.kernel import DEFAULT_INTERVAL, StoreKeyRing
 from gsomia.node import Node
 from gsomia.node._config import KEYRING_FILE, init_node_dir
@@ -97,8 +97,10 @@ def test_a_revocation_of_a_peer_key_by_another_process_is_refused_here(
         with pytest.raises(EnvelopeError) as refused:
             verify_origin(signed, serving.kernel.peers.peer, clock.now)
         assert refused.value.detail == "revoked-key"
-        # JPN's document registered again (it still lists the key) does not lift the revocation
-        serving.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+        # JPN's document offered again (it still lists the key, the only one that signs it) is
+        # refused: a revoked key vouches for nothing, and the revocation stands
+        with pytest.raises(InvalidInputError, match="signed by none of the keys registered for JPN"):
+            serving.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
         _settle()
         with pytest.raises(EnvelopeError):
             verify_origin(signed, operator.kernel.peers.peer, clock.now)
