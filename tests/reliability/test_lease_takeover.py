@@ -85,7 +85,7 @@ def test_killing_the_delivery_holder_mid_flow_loses_nothing_and_sends_nothing_tw
         first = serve(kor, sender=True)
         second = _second_process(kor)
         try:
-            wait_for(lambda: _outbox_holder(kor_url) is not None, 30, "a process holding the delivery")
+            wait_for(lambda: _outbox_holder(kor_url) is not None, 120, "a process holding the delivery")
             holder = first if _outbox_holder(kor_url) == first.pid else second
             survivor = second if holder is first else first
             wait_for(
@@ -94,7 +94,7 @@ def test_killing_the_delivery_holder_mid_flow_loses_nothing_and_sends_nothing_tw
             kill(holder)  # mid-flow: a batch may be on the wire, received and not yet settled
             arrived_at_kill = _scalar(jpn_db, "SELECT count(*) FROM items")
             assert arrived_at_kill < ITEMS, "the delivery ended before the kill: make ITEMS larger"
-            wait_for(lambda: _outbox_holder(kor_url) == survivor.pid, 15, "the survivor taking the delivery")
+            wait_for(lambda: _outbox_holder(kor_url) == survivor.pid, 120, "the survivor taking the delivery")
             try:
                 wait_for(
                     lambda: (
