@@ -113,7 +113,7 @@ def _run(blocks: list[list[Command]], directory: Path, timeout: float) -> None:
         if (directory / "net" / "net.json").exists():  # never leave a network running
             subprocess.run(  # noqa: S603
                 [str(Path(sys.executable).parent / "gsomia"), "net", "down", "--dir", "net"],
-                cwd=directory, env=env, capture_output=True, check=False, timeout=60,
+                cwd=directory, env=env, capture_output=True, check=False, timeout=600,
             )  # fmt: skip
     if done.returncode != 0:
         failed = [line for line in done.stderr.splitlines() if line.startswith("README.md line")]

@@ -106,7 +106,7 @@ def test_a_bad_tls_pair_is_refused_before_serving(tmp_path: Path, case: str) -> 
         [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(config.directory), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
@@ -123,7 +123,7 @@ def test_node_toml_tls_files_that_cannot_serve_are_refused_before_serving(tmp_pa
         [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(config.directory)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
@@ -133,7 +133,7 @@ def test_node_toml_tls_files_that_cannot_serve_are_refused_before_serving(tmp_pa
          "--tls-cert", str(cert), "--tls-key", str(key)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )  # fmt: skip
     assert both.returncode == 2
     assert "serve without --tls-cert" in both.stderr
@@ -149,7 +149,7 @@ def test_node_tls_names_checked_files_and_the_identity_publishes_the_pin(tmp_pat
             [sys.executable, "-m", "gsomia", "node", *args, "--dir", str(config.directory)],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=600,
         )
 
     mismatched = cli("tls", "--cert", str(cert), "--key", str(other_key), "--ca", str(cert))

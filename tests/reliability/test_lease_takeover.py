@@ -135,6 +135,6 @@ def test_killing_the_delivery_holder_mid_flow_loses_nothing_and_sends_nothing_tw
                 [sys.executable, "-m", "gsomia", "audit", "verify", "--dir", str(member.directory)],
                 capture_output=True,
                 text=True,
-                timeout=120,
+                timeout=600,
             )
             assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -192,7 +192,7 @@ def test_a_partner_down_gets_the_queue_when_back_unless_the_agreement_ended_mean
             [sys.executable, "-m", "gsomia", "outbox", "list", "--dir", str(kor_m.directory), *UNDELIVERABLE],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=600,
             check=True,
         )
     finally:

@@ -264,7 +264,7 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
             [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), str(half)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
             check=True,
         )
         assert int(other.stdout.strip()) == half  # all within the budget there
@@ -274,7 +274,7 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
             [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), "3"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
             check=True,
         )
         assert int(again.stdout.strip()) == 0  # and this process's spending counted there

@@ -40,7 +40,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 def _cli(*args: str) -> str:
     """An operator's command, in its own process, beside the serving node."""
     done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
