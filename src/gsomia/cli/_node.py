@@ -24,12 +24,14 @@ from gsomia.cli._common import (
     AuthoriseRelayOpt,
     DirOpt,
     JsonOpt,
+    OriginatorOpt,
     PurposeOpt,
     ToOpt,
     ViaOpt,
     console,
     emit,
     guard,
+    item_ref,
     open_node,
 )
 from gsomia.core.instants import parse_instant
@@ -204,11 +206,18 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
 def node_identity(
     directory: DirOpt,
     endpoint: Annotated[str | None, typer.Option(help="Set the published endpoint first.")] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Name this certificate pin too (repeatable): a certificate rotation's next certificate."
+        ),
+    ] = None,
 ) -> None:
-    """Print this node's identity document (JSON) to hand to partners out of band."""
+    """Print this node's identity document (JSON), signed by its signing keys, to hand to partners
+    out of band."""
     if endpoint is not None:
         set_endpoint(directory, endpoint)
-    emit(open_node(directory).exchange.identity())
+    emit(open_node(directory).exchange.identity(tuple(pin or ())))
 
 
 @node_app.command("tls")
@@ -310,12 +319,27 @@ def outbox_prove(
 @guard
 def peer_add(
     directory: DirOpt,
-    identity: Annotated[Path, typer.Option(help="The partner's identity document (JSON file).")],
+    identity: Annotated[
+        Path, typer.Option(help="The partner's signed identity document (JSON file: `gsomia node identity`).")
+    ],
     agreement: Annotated[list[str], typer.Option(help="Agreement the link is registered for (repeatable).")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Take a registered partner's document afresh without its registered keys' signature "
+            "(checked out of band: its keys all ended, say).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a partner node for the named agreements (Art. 9: registered G2G links only)."""
-    peer = open_node(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
+    """Register a partner node for the named agreements (Art. 9: registered G2G links only).
+
+    The document must be signed by the keys it names; a new document of a registered partner also
+    by one of its registered keys still valid, and issued after the registered one."""
+    peer = open_node(directory).exchange.register_peer(
+        None, _read_json(identity, "identity"), agreement, replace=replace
+    )
     if as_json:
         emit(peer_view(peer, agreement))
     else:
@@ -344,10 +368,12 @@ def item_release(
     via: ViaOpt = None,
     purpose: PurposeOpt = None,
     authorise_relay: AuthoriseRelayOpt = False,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a release: decided now, decided again when sent, delivered by the node's sender."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.exchange.release(
         node.people.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
@@ -680,10 +706,12 @@ def item_grant_purpose(
     holder: Annotated[str, typer.Option(help="The party holding it that may use it for the purpose.")],
     purpose: Annotated[str, typer.Option(help="The new purpose it may be used for.")],
     reason: Annotated[str, typer.Option(help="The reference of the consent; it reaches the holder.")],
+    originator: OriginatorOpt = None,
 ) -> None:
     """As originator, consent to a holder using the item for another purpose (Art. 6(b)): signed,
     sent to the holder; it unlocks that purpose, for that holder, of that item only."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.exchange.grant_purpose(node.people.person(actor), item_id, holder, purpose, reason)
     console().print(f"consent {row.id}: {row.recipient} may use {item_id} for {purpose!r}; sent")
 
@@ -701,10 +729,12 @@ def item_show(
             "the originator's consent to it (Art. 6(b))."
         ),
     ] = None,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read one item and its payload (the read is decided and audited)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     reader = node.people.person(actor)
     item, payload = node.items.read(reader if purpose is None else replace(reader, purpose=purpose), item_id)
     data = item_view(item, payload)
