@@ -23,10 +23,14 @@ least 200,000 decisions per second on one core) are printed as met or NOT met; n
 about timing is asserted.
 
 The workload mixes direct KOR<->JPN, JPN<->USA and KOR<->USA routes, hub relays
-KOR->USA->JPN and JPN->USA->KOR with and without a HUB_RELAY consent, third-party
-releases (sender is not the originator) with and without a THIRD_PARTY consent
-(standing, per item, for another item, dated after the instant, expired, naming another
-holder or recipient), every level of each scheme (Korea's 군사I급비밀 and Japan's 特定秘密
+KOR->USA->JPN and JPN->USA->KOR with and without a HUB_RELAY consent (or the stream's
+TRACK_RELAY, which never carries an item), third-party releases (sender is not the originator)
+with and without a THIRD_PARTY consent (standing, per item, naming the holder or hub, naming both
+item and holder or hub, for another item, dated after the instant, expired, naming another holder,
+hub or recipient; some naming the purpose they authorise, the request's or another), the
+recipients' Art. 7(5) assurances (as the record implies them; sometimes one missing, revoked
+before or after the instant, or given after it), items going back to their originator after the
+counterfactual's end of GSOMIA, every level of each scheme (Korea's 군사I급비밀 and Japan's 特定秘密
 among them), topics inside and outside TISA's and the missile-warning arrangement's scope
 (and none), permitted and refused purposes (and a requested use that differs from the
 label's purpose), releasable_to lists that do and do not cover the receivers, caveats
@@ -51,12 +55,17 @@ maximal in-force interval of ``agreement.transitions``. The matcher is a conjunc
   p.hub``; a request on a route no agreement carries matches no row and is denied.
 * agreement_in_force: ``p.start <= r.req.at && r.req.at < p.end``; consecutive
   transitions whose status is in force (in force, notice given, notice suspended) are
-  merged into one interval, and an interval still open ends in year 9999.
-* equivalence: ``p.levels`` lists every ``originator/level`` of every party's scheme for
-  which ``agreement.equivalence.map(originator, level, receiver)`` names a level for each
-  receiver of the route (the recipient, and the hub on a relay) other than the
-  originator itself; ``has_equivalent`` looks the pair up. A level absent from the
-  table, such as 군사I급비밀, is in no row's list.
+  merged into one interval, and an interval still open ends in year 9999. A terminated
+  interval has its own rows with ``p.returns_only`` set: they match only an item going
+  straight back to its originator from a holder, created before the termination (Art. 6(h),
+  21.4).
+* equivalence and level_validity: each interval is cut at every instant a row of the
+  agreement's equivalence table or a level of its parties starts or ends; per piece,
+  ``p.levels`` lists every ``originator/level`` of every party's scheme for which
+  ``agreement.equivalence.map(originator, level, receiver, at=piece start)`` names a level for
+  each receiver of the route (the recipient, and the hub on a relay) other than the
+  originator itself, both levels existing then; ``has_equivalent`` looks the pair up. A level
+  absent from the table, such as 군사I급비밀, is in no row's list.
 * releasability: ``releasable(r.req.releasable_to, p.receivers, r.req.originator)``:
   every receiver but the originator is named on the label.
 * caveats: the table of caveats gsomia ships (``gsomia.core.labels.CAVEATS``, data) is
@@ -72,10 +81,14 @@ maximal in-force interval of ``agreement.transitions``. The matcher is a conjunc
 * third_party: ``r.req.sender == r.req.originator || third_party_consents(...)``: when a
   holder passes the item on, every receiver of the route (hub included) other than the
   originator is named by a THIRD_PARTY consent of the originator, for any holder or this
-  sender, standing or for this item, given at or before the instant and not yet expired.
-* hub_authorisation: ``p.hub == '' || hub_consent(...)``: on a relay row, a HUB_RELAY
-  consent by the originator naming the recipient, for any hub or this one, with the
-  same item and time conditions.
+  sender, standing or for this item, for any purpose or the request's, given at or before the
+  instant and not yet expired.
+* assurance: ``assured(...)``: every receiver of the route other than the originator gave its
+  Art. 7(5) assurance under the row's agreement at or before the instant, not revoked by then.
+* hub_authorisation: ``p.hub == '' || hub_consent(...)``: on a relay row, a consent by the
+  originator naming the recipient. For an item (issue 14 §3) a HUB_RELAY naming that very item
+  and that hub; for what is not an item a HUB_RELAY or TRACK_RELAY for any hub or this one;
+  with the same purpose and time conditions.
 
 Run: ``python benchmarks/bench_policy.py`` (add ``--json`` for a JSON object).
 """
@@ -92,6 +105,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from itertools import pairwise
 from typing import Any, NamedTuple, TextIO
 from zoneinfo import ZoneInfo
 
@@ -110,9 +124,9 @@ from gsomia import (
     ReleaseRequest,
     load_catalogue,
 )
-from gsomia.core.agreements import Agreement
+from gsomia.core.agreements import Agreement, Status
 from gsomia.core.labels import CAVEATS, CaveatEffect
-from gsomia.core.policy import assumed_assurances
+from gsomia.core.policy import Assurance, assumed_assurances
 from gsomia.demo.scenario import GSOMIA, WHAT_IF_EVENT
 
 SEED = 20191122
@@ -148,12 +162,23 @@ class CasbinConsent(NamedTuple):
     item: str | None
     given: str
     expires: str | None
+    purpose: str | None
+
+
+class CasbinAssurance(NamedTuple):
+    """An Art. 7(5) assurance as raw attributes (instants as UTC strings, None where absent)."""
+
+    agreement: str
+    party: str
+    given: str
+    revoked: str | None
 
 
 class CasbinRequest:
     """The ``r.req`` object: raw request attributes only, no decision material."""
 
     __slots__ = (
+        "assurances",
         "at",
         "caveats",
         "consents",
@@ -195,8 +220,15 @@ class CasbinRequest:
                 c.item,
                 utc(c.given_at),
                 None if c.expires is None else utc(c.expires),
+                c.purpose,
             )
             for c in request.consents
+        )
+        self.assurances = tuple(
+            CasbinAssurance(
+                a.agreement, a.party, utc(a.given_at), None if a.revoked_at is None else utc(a.revoked_at)
+            )
+            for a in request.assurances
         )
 
     def describe(self) -> str:
@@ -207,7 +239,7 @@ class CasbinRequest:
             f"{route} at {self.at}: {self.originator} {self.level}, purpose {self.purpose} "
             f"(label {self.label_purpose}), topics {sorted(self.topics)}, releasable to "
             f"{sorted(self.releasable_to)}, caveats {sorted(self.caveats)}, item {self.item}, "
-            f"consents {list(self.consents)}"
+            f"consents {list(self.consents)}, assurances {list(self.assurances)}"
         )
 
 
@@ -246,47 +278,98 @@ def in_scope(topics: frozenset[str], scope: str) -> bool:
     return scope == "*" or (bool(topics) and tokens(scope).issuperset(topics))
 
 
-def _in_time(consent: CasbinConsent, item: str | None, at: str) -> bool:
+def _in_time(consent: CasbinConsent, item: str | None, purpose: str, at: str) -> bool:
+    """On file at ``at``, for this item (or standing) and this purpose (or any)."""
     return (
         (consent.item is None or consent.item == item)
+        and (consent.purpose is None or consent.purpose == purpose)
         and consent.given <= at
         and (consent.expires is None or at < consent.expires)
     )
 
 
 def third_party_consent(
-    consents: Sequence[CasbinConsent], originator: str, recipient: str, holder: str, item: str | None, at: str
+    consents: Sequence[CasbinConsent],
+    originator: str,
+    recipient: str,
+    holder: str,
+    item: str | None,
+    purpose: str,
+    at: str,
 ) -> bool:
     return any(
         c.kind == ConsentKind.THIRD_PARTY.value
         and c.originator == originator
         and c.recipient == recipient
         and c.holder in (None, holder)
-        and _in_time(c, item, at)
+        and _in_time(c, item, purpose, at)
         for c in consents
     )
 
 
 def third_party_consents(
-    consents: Sequence[CasbinConsent], originator: str, receivers: str, holder: str, item: str | None, at: str
+    consents: Sequence[CasbinConsent],
+    originator: str,
+    receivers: str,
+    holder: str,
+    item: str | None,
+    purpose: str,
+    at: str,
 ) -> bool:
     """Every receiver of the route but the originator is named by a THIRD_PARTY consent."""
     return all(
-        r == originator or third_party_consent(consents, originator, r, holder, item, at)
+        r == originator or third_party_consent(consents, originator, r, holder, item, purpose, at)
         for r in tokens(receivers)
     )
 
 
 def hub_consent(
-    consents: Sequence[CasbinConsent], originator: str, recipient: str, hub: str, item: str | None, at: str
+    consents: Sequence[CasbinConsent],
+    originator: str,
+    recipient: str,
+    hub: str,
+    item: str | None,
+    purpose: str,
+    at: str,
 ) -> bool:
+    """A relay consent naming the recipient. For an item: a HUB_RELAY naming this very item and this
+    hub (issue 14 §3: a standing or hub-less one does not let a hub pass an item on). For what is
+    not an item: a HUB_RELAY or TRACK_RELAY for any hub or this one."""
+    if item is not None:
+        return any(
+            c.kind == ConsentKind.HUB_RELAY.value
+            and c.originator == originator
+            and c.recipient == recipient
+            and c.hub == hub
+            and c.item == item
+            and _in_time(c, item, purpose, at)
+            for c in consents
+        )
     return any(
-        c.kind == ConsentKind.HUB_RELAY.value
+        c.kind in (ConsentKind.HUB_RELAY.value, ConsentKind.TRACK_RELAY.value)
         and c.originator == originator
         and c.recipient == recipient
         and c.hub in (None, hub)
-        and _in_time(c, item, at)
+        and _in_time(c, item, purpose, at)
         for c in consents
+    )
+
+
+def assured(
+    assurances: Sequence[CasbinAssurance], agreement: str, receivers: str, originator: str, at: str
+) -> bool:
+    """Art. 7(5): every receiver but the originator gave its assurance under the agreement before
+    ``at`` and has not revoked it."""
+    return all(
+        r == originator
+        or any(
+            a.agreement == agreement
+            and a.party == r
+            and a.given <= at
+            and (a.revoked is None or at < a.revoked)
+            for a in assurances
+        )
+        for r in tokens(receivers)
     )
 
 
@@ -299,6 +382,7 @@ FUNCTIONS: dict[str, Callable[..., bool]] = {
     "in_scope": in_scope,
     "third_party_consents": third_party_consents,
     "hub_consent": hub_consent,
+    "assured": assured,
 }
 
 POLICY_FIELDS = (
@@ -312,6 +396,7 @@ POLICY_FIELDS = (
     "levels",
     "purposes",
     "scope",
+    "returns_only",
 )
 
 
@@ -331,7 +416,7 @@ def caveat_lists() -> tuple[str, str, str]:
 
 def matcher() -> str:
     known, block_all, block_onward = caveat_lists()
-    consent_args = "r.req.originator, r.req.recipient, {who}, r.req.item, r.req.at"
+    consent_args = "r.req.originator, r.req.recipient, {who}, r.req.item, r.req.purpose, r.req.at"
     clauses = [
         # label: the item existed at the instant
         "r.req.created <= r.req.at",
@@ -339,9 +424,12 @@ def matcher() -> str:
         "r.req.sender == p.sender",
         "r.req.recipient == p.recipient",
         "r.req.hub == p.hub",
-        # agreement_in_force
+        # agreement_in_force (a terminated agreement's row lets an item provided under it go back
+        # to its originator: Art. 6(h), 21.4)
         "p.start <= r.req.at",
         "r.req.at < p.end",
+        "(p.returns_only == '' || (r.req.hub == '' && r.req.recipient == r.req.originator"
+        " && r.req.sender != r.req.recipient && r.req.created < p.start))",
         # equivalence
         "has_equivalent(p.levels, r.req.originator, r.req.level)",
         # releasability
@@ -357,7 +445,9 @@ def matcher() -> str:
         "in_scope(r.req.topics, p.scope)",
         # third_party
         "(r.req.sender == r.req.originator || third_party_consents(r.req.consents, r.req.originator,"
-        " p.receivers, r.req.sender, r.req.item, r.req.at))",
+        " p.receivers, r.req.sender, r.req.item, r.req.purpose, r.req.at))",
+        # assurance (Art. 7(5))
+        "assured(r.req.assurances, p.agreement, p.receivers, r.req.originator, r.req.at)",
         # hub_authorisation
         f"(p.hub == '' || hub_consent(r.req.consents, {consent_args.format(who='p.hub')}))",
     ]
@@ -383,19 +473,52 @@ def model_text() -> str:
     )
 
 
-def in_force_intervals(agreement: Agreement) -> list[tuple[str, str]]:
-    """Maximal [start, end) intervals in which the agreement's status is in force."""
-    intervals: list[tuple[str, str]] = []
+def in_force_intervals(agreement: Agreement) -> list[tuple[datetime, datetime | None, bool]]:
+    """Maximal [start, end) intervals in which the agreement is in force (``False``), and those in
+    which it is terminated (``True``: only a return to the originator passes); end None: open."""
+    intervals: list[tuple[datetime, datetime | None, bool]] = []
     start: datetime | None = None
+    terminated: datetime | None = None
     for transition in agreement.transitions:
+        if terminated is not None:
+            intervals.append((terminated, transition.at, True))
+            terminated = None
         if transition.status.in_force and start is None:
             start = transition.at
         elif not transition.status.in_force and start is not None:
-            intervals.append((utc(start), utc(transition.at)))
+            intervals.append((start, transition.at, False))
             start = None
+        if transition.status is Status.TERMINATED:
+            terminated = transition.at
     if start is not None:
-        intervals.append((utc(start), FOREVER))
+        intervals.append((start, None, False))
+    if terminated is not None:
+        intervals.append((terminated, None, True))
     return intervals
+
+
+def _epochs(
+    agreement: Agreement, catalogue: Catalogue, start: datetime, end: datetime | None
+) -> list[tuple[datetime, datetime | None]]:
+    """[start, end) cut at every instant a row of the equivalence table or a level of a party
+    starts or stops: within one piece the levels that map are the same."""
+    bounds = set(agreement.equivalence.bounds()) | {
+        b
+        for code in agreement.parties
+        for level in catalogue.parties[code].scheme.levels
+        for b in (level.valid_from, level.valid_until)
+        if b is not None
+    }
+    cuts = sorted(b for b in bounds if start < b and (end is None or b < end))
+    edges: list[datetime | None] = [start, *cuts, end]
+    return [(a, b) for a, b in pairwise(edges) if a is not None]
+
+
+def _exists(catalogue: Catalogue, code: str, level: str, at: datetime) -> bool:
+    found = catalogue.parties[code].scheme.level(level)
+    return (found.valid_from is None or found.valid_from <= at) and (
+        found.valid_until is None or at < found.valid_until
+    )
 
 
 def policy_rows(catalogue: Catalogue) -> list[list[str]]:
@@ -414,28 +537,37 @@ def policy_rows(catalogue: Catalogue) -> list[list[str]]:
                         routes.append((sender, hub, recipient, (hub, recipient)))
         purposes = ";".join(sorted(agreement.purposes))
         scope = "*" if agreement.scope_topics is None else ";".join(sorted(agreement.scope_topics))
+        table = agreement.equivalence
         for sender, hub, recipient, receivers in routes:
-            table = agreement.equivalence
-            mapped = ";".join(
-                f"{code}/{level}"
-                for code, level in levels
-                if all(table.map(code, level, r) is not None for r in receivers if r != code)
-            )
-            for start, end in in_force_intervals(agreement):
-                rows.append(
-                    [
-                        agreement.id,
-                        sender,
-                        hub,
-                        recipient,
-                        ";".join(receivers),
-                        start,
-                        end,
-                        mapped,
-                        purposes,
-                        scope,
-                    ]
-                )
+            for start, end, returns_only in in_force_intervals(agreement):
+                for piece_start, piece_end in _epochs(agreement, catalogue, start, end):
+                    at = piece_start
+                    mapped = ";".join(
+                        f"{code}/{level}"
+                        for code, level in levels
+                        if all(
+                            (target := table.map(code, level, r, at)) is not None
+                            and _exists(catalogue, code, level, at)
+                            and _exists(catalogue, r, target, at)
+                            for r in receivers
+                            if r != code
+                        )
+                    )
+                    rows.append(
+                        [
+                            agreement.id,
+                            sender,
+                            hub,
+                            recipient,
+                            ";".join(receivers),
+                            utc(piece_start),
+                            FOREVER if piece_end is None else utc(piece_end),
+                            mapped,
+                            purposes,
+                            scope,
+                            "yes" if returns_only else "",
+                        ]
+                    )
     return rows
 
 
@@ -490,6 +622,8 @@ PINNED = tuple(
         (2024, 6, 1, 9, 0, 0),
     )
 )
+# after the counterfactual's termination of GSOMIA (2019-11-23), before the 2023 arrangement
+RETURNS = tuple(datetime(*fields, tzinfo=KST) for fields in ((2019, 12, 20, 10), (2020, 1, 31, 10)))
 _EPOCH = datetime(2014, 1, 1, tzinfo=KST)
 _SPAN_S = int((datetime(2025, 1, 1, tzinfo=KST) - _EPOCH).total_seconds())
 
@@ -551,19 +685,29 @@ def _caveats(rng: random.Random) -> tuple[str, ...]:
 def _consent(
     rng: random.Random,
     kind: ConsentKind,
-    request: tuple[str, str, str, str | None],
+    request: tuple[str, str, str, str | None, str],
     at: datetime,
     parties: list[str],
     n: int,
 ) -> Consent:
     """A consent that covers the request, or one of the ways a consent can fail to.
 
-    ``request`` is (originator, sender, recipient, item).
+    ``request`` is (originator, sender, recipient, item, purpose).
     """
-    originator, sender, recipient, item = request
+    originator, sender, recipient, item, used_for = request
     variant = rng.choices(
-        ["standing", "item", "scoped", "other-item", "late", "expired", "wrong-recipient", "wrong-scope"],
-        weights=[30, 15, 15, 8, 8, 8, 8, 8],
+        [
+            "standing",
+            "item",
+            "scoped",
+            "exact",
+            "other-item",
+            "late",
+            "expired",
+            "wrong-recipient",
+            "wrong-scope",
+        ],
+        weights=[20, 12, 12, 25, 8, 8, 8, 8, 8],
     )[0]
     given = at - timedelta(days=rng.randint(0, 400), seconds=rng.randint(0, 86_399))
     expires = at + timedelta(days=rng.randint(1, 365)) if rng.random() < 0.3 else None
@@ -582,10 +726,18 @@ def _consent(
         recipient = rng.choice([p for p in parties if p not in (originator, recipient)])
     elif variant == "scoped":
         scope = sender if kind is ConsentKind.THIRD_PARTY else "USA"
+    elif variant == "exact":  # names this item (if it is one) and this holder or hub
+        consent_item = item
+        scope = sender if kind is ConsentKind.THIRD_PARTY else "USA"
     elif variant == "wrong-scope":
         scope = rng.choice(
             [p for p in parties if p != (sender if kind is ConsentKind.THIRD_PARTY else "USA")]
         )
+    if kind is ConsentKind.HUB_RELAY and item is None and rng.random() < 0.3:
+        kind = ConsentKind.TRACK_RELAY  # the stream's relay consent: good for what is not an item
+    # a consent may name the purpose it authorises (then it counts for that purpose only)
+    roll = rng.random()
+    purpose = used_for if roll < 0.15 else rng.choice(PURPOSES) if roll < 0.3 else None
     return Consent(
         kind,
         originator,
@@ -594,9 +746,43 @@ def _consent(
         f"benchmark consent {n}-{variant}",
         item=consent_item,
         holder=scope if kind is ConsentKind.THIRD_PARTY else None,
-        hub=scope if kind is ConsentKind.HUB_RELAY else None,
+        hub=scope if kind in (ConsentKind.HUB_RELAY, ConsentKind.TRACK_RELAY) else None,
         expires=expires,
+        purpose=purpose,
     )
+
+
+def _assurances(
+    rng: random.Random, assured: tuple[Assurance, ...], receivers: tuple[str, ...], at: datetime
+) -> tuple[Assurance, ...]:
+    """The assurances on file: mostly those the record implies; sometimes one receiver's is missing,
+    revoked before the instant, given after it, or revoked only after it."""
+    roll = rng.random()
+    if roll >= 0.25:
+        return assured
+    party = rng.choice(receivers)
+    mine = [a for a in assured if a.party == party]
+    if not mine:
+        return assured
+    target = rng.choice(mine)
+    rest = tuple(a for a in assured if a is not target)
+    variant = rng.choice(["missing", "revoked", "late", "revoked-later"])
+    if variant == "missing":
+        return rest
+    if variant == "revoked":
+        revoked = at - timedelta(days=rng.randint(0, 300), seconds=rng.randint(0, 86_399))
+        if revoked <= target.given_at:
+            return rest
+        changed = Assurance(target.agreement, party, target.given_at, target.reference, revoked_at=revoked)
+    elif variant == "late":
+        given = at + timedelta(seconds=rng.randint(1, 86_400 * 30))
+        changed = Assurance(target.agreement, party, given, "benchmark: given late")
+    else:
+        revoked = at + timedelta(seconds=rng.randint(1, 86_400 * 30))
+        if revoked <= target.given_at:
+            return rest
+        changed = Assurance(target.agreement, party, target.given_at, target.reference, revoked_at=revoked)
+    return (*rest, changed)
 
 
 def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED) -> list[Case]:
@@ -615,6 +801,9 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
         roll = rng.random()
         originator = sender if roll < 0.6 else recipient if roll < 0.72 else rng.choice(third)
         at = _instant(rng)
+        if rng.random() < 0.04:  # an item going back to its originator after the counterfactual's end
+            sender, via, recipient = rng.choice([("KOR", (), "JPN"), ("JPN", (), "KOR")])
+            receivers, originator, at = (recipient,), recipient, rng.choice(RETURNS)
         purpose = rng.choices(PURPOSES, weights=[4, 4, 2, 1])[0]
         used_for = purpose if rng.random() < 0.88 else rng.choice([p for p in PURPOSES if p != purpose])
         label = catalogue.label(
@@ -623,12 +812,12 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
             releasable_to=sorted(_releasable(rng, parties, originator, receivers)),
             purpose=purpose,
             topics=_topics(rng),
-            created=at - timedelta(days=rng.randint(0, 90)),
+            created=at - timedelta(days=rng.randint(0, 120)),
             caveats=_caveats(rng),
         )
         item = f"item-{n}" if rng.random() < 0.5 else None
         consents: list[Consent] = []
-        facts = (originator, sender, recipient, item)
+        facts = (originator, sender, recipient, item, used_for)
         if sender != originator and recipient != originator and rng.random() < 0.6:
             consents.append(_consent(rng, ConsentKind.THIRD_PARTY, facts, at, parties, n))
         if via and rng.random() < 0.65:
@@ -636,9 +825,14 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
         if rng.random() < 0.1:  # noise: an extra standing consent of the other kind
             kind = ConsentKind.HUB_RELAY if not via else ConsentKind.THIRD_PARTY
             consents.append(Consent(kind, originator, recipient, at - timedelta(days=1), f"noise {n}"))
+        if via and item is not None and rng.random() < 0.1:  # a track relay never carries an item
+            consents.append(
+                Consent(ConsentKind.TRACK_RELAY, originator, recipient, at - timedelta(days=1), f"track {n}")
+            )
         rng.shuffle(consents)
+        on_file = _assurances(rng, assured, receivers, at)
         request = ReleaseRequest(
-            label, sender, recipient, used_for, via, item=item, consents=tuple(consents), assurances=assured
+            label, sender, recipient, used_for, via, item=item, consents=tuple(consents), assurances=on_file
         )
         key = (
             request.sender,
@@ -649,6 +843,7 @@ def build_workload(catalogue: Catalogue, count: int = REQUESTS, seed: int = SEED
             label,
             at,
             *consents,
+            *on_file,
         )
         if key in seen:
             continue

@@ -231,6 +231,8 @@ def release_request_view(row: ReleaseRequestRow) -> dict[str, Any]:
         "decided_at": _utc(row.decided_us),
         "note": row.note,
         "msg_id": row.msg_id,
+        # an item in portions: the portions the approval releases (and no other)
+        "portions": [p["id"] for p in spec["portions"]] if spec.get("portions") else None,
     }
 
 

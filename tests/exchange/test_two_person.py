@@ -20,7 +20,7 @@ from gsomia.core.access import Person
 from gsomia.demo import network
 from gsomia.errors import ConflictError, InvalidInputError, NotFoundError, ReleaseRefused
 from gsomia.exchange import MemoryTransport
-from gsomia.node import Node, load_config
+from gsomia.node import Node, PortionIngest, load_config
 from gsomia.store import _tables as tables
 from gsomia.testing import FakeClock
 
@@ -317,3 +317,134 @@ def test_two_approvers_racing_queue_one_release(net: Any) -> None:
     assert sorted(outcomes) == ["approved", "conflict"]
     assert len(kor.fed.outbox()) == 1
     assert len(audit(nodes["KOR"], "release.approved")) == 1
+
+
+def report(nodes: dict[str, Node], item_id: str = "r1", *, annex: bool = False) -> None:
+    """A KOR report in portions: its body (군사II급비밀, above the policy's level) for the USA only, its
+    tearline (군사III급비밀, releasable without a second officer) for JPN and the USA; with ``annex``,
+    an annex like the body on a topic only some officers need to know."""
+    kor = nodes["KOR"]
+
+    def label(classification: str, releasable_to: list[str], topics: list[str] = TOPICS) -> dict[str, Any]:
+        return {
+            "originator": "KOR",
+            "classification": classification,
+            "releasable_to": releasable_to,
+            "purpose": "threat-assessment",
+            "topics": topics,
+            "created": (NOW - timedelta(hours=1)).isoformat(),
+        }
+
+    portions = [
+        PortionIngest("body", label("군사II급비밀", ["USA"]), b'{"source": "USA only"}'),
+        PortionIngest("tearline", label("군사III급비밀", ["JPN", "USA"]), b'{"launch": "05:12"}'),
+    ]
+    if annex:
+        portions.insert(1, PortionIngest("annex", label("군사II급비밀", ["USA"], ["dprk-nuclear"]), b"{}"))
+    kor.ingest(kor.person("officer"), label=None, payload=b"", item_id=item_id, portions=portions)
+
+
+def test_an_approval_releases_the_portions_it_names_and_they_are_sent(net: Any) -> None:
+    """Without a second officer the body (above the level) is withheld and the tearline goes; with
+    the approval, bound to the body and tearline under their labels, both reach the USA."""
+    nodes, _, _ = net
+    kor = nodes["KOR"].exchange
+    report(nodes)
+    report(nodes, "r0")
+    direct = kor.release(person(nodes, "officer"), "r0", "USA")
+    portion_checks = [c["reason"] for c in json.loads(direct.decision)["checks"] if c["rule"] == "portion"]
+    assert portion_checks[0].startswith("body: withheld (two_person: needs a second release officer")
+    request = kor.request_release(person(nodes, "officer"), "r1", "USA")
+    assert [p["id"] for p in json.loads(request.spec)["portions"]] == ["body", "tearline"]
+    assert json.loads(request.label)["classification"] == "군사II급비밀"  # the highest of the two
+    _, entry = kor.approve_release(person(nodes, "officer2"), request.id)
+    checks = json.loads(entry.decision)["checks"]
+    assert [c["reason"] for c in checks if c["rule"] == "portion"] == [
+        "body: released (군사II급비밀)",
+        "tearline: released (군사III급비밀)",
+    ]
+    assert next(c for c in checks if c["rule"] == "two_person")["passed"]
+    assert json.loads(entry.request)["portions"] == ["body", "tearline"]
+    assert sorted(d.state for d in deliver(nodes)) == ["delivered", "delivered"]
+    got, _ = nodes["USA"].read(nodes["USA"].person("officer"), "r1")
+    assert [m.id for m in got.portions] == ["body", "tearline"]
+
+
+def test_an_approval_for_one_portion_set_is_not_reused_for_another(net: Any) -> None:
+    """officer2 (no need to know the annex's topic) asks for the body and the tearline, officer3
+    approves. The officer who may read the annex too sends on that approval: the annex, which needs
+    a second officer, is withheld (the approval does not name it). An outbox entry altered to carry
+    another set is refused when decided again before sending."""
+    nodes, _, _ = net
+    kor = nodes["KOR"].exchange
+    report(nodes, annex=True)
+    request = kor.request_release(person(nodes, "officer2"), "r1", "USA")
+    assert [p["id"] for p in json.loads(request.spec)["portions"]] == ["body", "tearline"]
+    _, entry = kor.approve_release(person(nodes, "officer3"), request.id)
+    approval = kor.approval_of(request.id)
+    assert approval is not None
+    assert [p for p, _ in approval.portions] == ["body", "tearline"]
+    row = nodes["KOR"].store.get_item("r1")
+    assert row is not None
+    widened = kor.prepare_release(
+        person(nodes, "officer"),  # may read the annex too
+        row,
+        "USA",
+        via=None,
+        purpose=None,
+        authorise_relay=False,
+        now=nodes["KOR"].clock(),
+        approval=approval,
+    )
+    reasons = [c["reason"] for c in json.loads(widened.entry.decision)["checks"] if c["rule"] == "portion"]
+    assert reasons[1].startswith("annex: withheld (two_person: approval")
+    assert "does not release portion annex" in reasons[1]
+    assert json.loads(widened.entry.request)["portions"] == ["body", "tearline"]
+    # an insider with the database narrows, or widens, the approved entry
+    for portions in (["tearline"], ["body", "annex", "tearline"]):
+        spec = dict(json.loads(entry.request), portions=portions)
+        with nodes["KOR"].store._begin() as conn:
+            conn.execute(
+                update(tables.outbox)
+                .where(tables.outbox.c.msg_id == entry.msg_id)
+                .values(request=json.dumps(spec), state="pending")
+            )
+        results = deliver(nodes)
+        assert [r.state for r in results] == ["undeliverable"]
+        assert f"not {', '.join(sorted(portions))}" in str(results[0].detail)
+    with pytest.raises(NotFoundError):
+        nodes["USA"].read(nodes["USA"].person("officer"), "r1")
+
+
+def test_an_approval_of_portions_covers_no_other_portion_and_no_whole_item(net: Any) -> None:
+    nodes, clock, _ = net
+    report(nodes)
+    kor = nodes["KOR"].exchange
+    request = kor.request_release(person(nodes, "officer"), "r1", "USA")
+    kor.approve_release(person(nodes, "officer2"), request.id)
+    approval = kor.approval_of(request.id)
+    assert approval is not None
+    (_, body_label), (_, tearline_label) = approval.portions
+    common = {
+        "item": "r1",
+        "sender": "KOR",
+        "via": (),
+        "recipient": "USA",
+        "purpose": "threat-assessment",
+        "ts": clock().timestamp(),
+    }
+    assert approval.mismatch(label=body_label, portion="body", **common) is None
+    assert "does not release portion annex" in str(
+        approval.mismatch(label=body_label, portion="annex", **common)
+    )
+    assert "another version of the label of portion tearline" in str(
+        approval.mismatch(label=body_label, portion="tearline", **common)
+    )
+    assert approval.mismatch(label=approval.label, portions=("body", "tearline"), **common) is None
+    assert "not the whole item" in str(approval.mismatch(label=approval.label, **common))
+    assert "not body, tearline, x" in str(
+        approval.mismatch(label=approval.label, portions=("body", "tearline", "x"), **common)
+    )
+    assert "another version of the label" in str(
+        approval.mismatch(label=tearline_label, portions=("body", "tearline"), **common)
+    )

@@ -77,6 +77,9 @@ class RequestOut(BaseModel):
     decided_at: str | None
     note: str | None
     msg_id: str | None
+    portions: list[str] | None = Field(
+        default=None, description="An item in portions: the portions the approval releases, and no other"
+    )
 
 
 class ApprovedOut(BaseModel):

@@ -115,10 +115,16 @@ class Approval:
     purpose: str
     approved_at: datetime
     expires_at: datetime
+    portions: tuple[tuple[str, SecurityLabel], ...] = ()
+    """Of an item in portions: the portions it releases, each with the originator's label it was
+    given for (``label`` is the highest of theirs). Empty: an item signed whole."""
 
     def __post_init__(self) -> None:
         require_aware(self.approved_at, "approval instant")
         require_aware(self.expires_at, "approval expiry")
+        ids = [p for p, _ in self.portions]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("an approval names each portion once")
 
     def mismatch(
         self,
@@ -130,14 +136,22 @@ class Approval:
         recipient: str,
         purpose: str,
         ts: float,
+        portions: tuple[str, ...] = (),
+        portion: str | None = None,
     ) -> str | None:
-        """Why this approval does not cover the release described (``None``: it does)."""
+        """Why this approval does not cover the release described (``None``: it does).
+
+        Of an item in portions, ``portions`` are those the release sends (``label`` the highest of
+        theirs): exactly the approved set, never another; ``portion`` names one portion decided on
+        its own ``label`` before the set is known: approved only if it is in the set, under the
+        label the approval was given for."""
         if self.approver == self.requester:
             return f"{self.approver} requested the release and cannot approve it too"
         if item != self.item:
             return f"approval {self.request} is for item {self.item}, not {item}"
-        if label != self.label:
-            return f"approval {self.request} was given for another version of the label of item {self.item}"
+        problem = self._portions_mismatch(label, portions, portion)
+        if problem is not None:
+            return problem
         if (sender, via, recipient) != (self.sender, self.via, self.recipient):
             route = " -> ".join((self.sender, *self.via, self.recipient))
             return f"approval {self.request} is for the route {route}"
@@ -149,25 +163,54 @@ class Approval:
             return f"approval {self.request} expired at {self.expires_at.isoformat()}"
         return None
 
+    def _portions_mismatch(
+        self, label: SecurityLabel, portions: tuple[str, ...], portion: str | None
+    ) -> str | None:
+        approved = dict(self.portions)
+        if portion is not None:
+            held = approved.get(portion)
+            if held is None:
+                return f"approval {self.request} does not release portion {portion} of item {self.item}"
+            if held != label:
+                return (
+                    f"approval {self.request} was given for another version of the label of portion {portion}"
+                )
+            return None
+        if sorted(portions) != sorted(approved):
+            given = ", ".join(sorted(approved)) or "the whole item"
+            asked = ", ".join(sorted(portions)) or "the whole item"
+            return f"approval {self.request} releases {given} of item {self.item}, not {asked}"
+        if label != self.label:
+            return f"approval {self.request} was given for another version of the label of item {self.item}"
+        return None
+
     def content(self) -> dict[str, Any]:
-        """What the approver's signature covers (JSON-ready; the label as its fields)."""
-        return {
+        """What the approver's signature covers (JSON-ready; the label as its fields; of an item in
+        portions, each portion released with its label)."""
+        out: dict[str, Any] = {
             "type": "gsomia-approval/1",
             "request": self.request,
             "requester": self.requester,
             "approver": self.approver,
             "item": self.item,
-            "label": {
-                "originator": self.label.originator,
-                "classification": self.label.classification,
-                "releasable_to": sorted(self.label.releasable_to),
-                "topics": sorted(self.label.topics),
-                "purpose": self.label.purpose,
-                "caveats": sorted(self.label.caveats),
-                "created": self.label.created.isoformat(),
-            },
+            "label": _label_fields(self.label),
             "route": [self.sender, *self.via, self.recipient],
             "purpose": self.purpose,
             "approved_at": self.approved_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
         }
+        if self.portions:
+            out["portions"] = [{"id": p, "label": _label_fields(lb)} for p, lb in self.portions]
+        return out
+
+
+def _label_fields(label: SecurityLabel) -> dict[str, Any]:
+    return {
+        "originator": label.originator,
+        "classification": label.classification,
+        "releasable_to": sorted(label.releasable_to),
+        "topics": sorted(label.topics),
+        "purpose": label.purpose,
+        "caveats": sorted(label.caveats),
+        "created": label.created.isoformat(),
+    }

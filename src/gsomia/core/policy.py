@@ -157,6 +157,10 @@ class ReleaseRequest:
     approval: Approval | None = None  # a second release officer's approval of this release
     grants_relay: bool = False  # the release carries a hub-relay authorisation it creates
     assurances: tuple[Assurance, ...] = ()  # the recipients' assurances on file (Art. 7(5))
+    # an item in portions: the portions this release sends (``label`` is the highest of theirs) ...
+    portions: tuple[str, ...] = ()
+    # ... or the one portion decided on its own label, before the release's set is known
+    portion: str | None = None
 
 
 class Check(NamedTuple):
@@ -744,12 +748,14 @@ class _TwoPerson:
         if policy is None or policy.empty:
             return self._none
         needs = policy.needs(request.label, via=request.via, grants_relay=request.grants_relay)
-        if not needs:
-            return Check(self.name, True, "not required: the sender's policy asks no second officer for it")
-        because = "; ".join(needs)
         approval = request.approval
+        if not needs and approval is None:
+            return Check(self.name, True, "not required: the sender's policy asks no second officer for it")
+        because = "; ".join(needs) or "not required, but a release that carries an approval is bound by it"
         if approval is None:
             return Check(self.name, False, f"needs a second release officer's approval: {because}")
+        # an approval carried binds the release even where none was needed: an approved release of
+        # portions sends exactly those it names, never a narrower or wider set
         problem = approval.mismatch(
             item=request.item,
             label=request.label,
@@ -758,6 +764,8 @@ class _TwoPerson:
             recipient=request.recipient,
             purpose=request.purpose,
             ts=ts,
+            portions=request.portions,
+            portion=request.portion,
         )
         if problem is not None:
             return Check(self.name, False, problem)

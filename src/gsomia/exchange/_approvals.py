@@ -23,12 +23,14 @@ from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.access import Person, Role
 from gsomia.core.approvals import Approval, TwoPersonPolicy, two_person_policy
 from gsomia.core.instants import epoch_us
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import ReleaseRequest
+from gsomia.core.tlp import is_tlp_red
 from gsomia.crypto.envelope import APPROVAL_TYPE, sign_origin
 from gsomia.errors import ConflictError, GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._release import Releases
-from gsomia.kernel import from_us
-from gsomia.store import OutboxRow, ReleaseRequestRow
+from gsomia.kernel import Item, PortionMark, from_us
+from gsomia.store import ItemRow, OutboxRow, ReleaseRequestRow
 
 __all__ = ["Approvals"]
 
@@ -88,18 +90,34 @@ class Approvals(Releases):
         """Ask a second officer to approve a release; nothing is queued for sending yet."""
         try:
             self.kernel.require_any(actor, _OFFICERS, "release.request")
-            _, item, _ = self.kernel.readable(actor, item_id, "release.request")  # unreadable: unknown
+            row, item, _ = self.kernel.readable(actor, item_id, "release.request")  # unreadable: unknown
             label = item.label
             now = self._now()
             policy = self.two_person()
             recipient = self.kernel.catalogue.party(recipient).code
             hops = (self.kernel.catalogue.party(via).code,) if via else ()
+            use = purpose or label.purpose
+            portions: list[PortionMark] = []
+            if item.portions and policy is not None:
+                # the portions that would go but for the second officer: the approval releases those
+                probe = ReleaseRequest(
+                    label,
+                    self.party,
+                    recipient,
+                    use,
+                    hops,
+                    item_id,
+                    two_person=policy,
+                    grants_relay=authorise_relay,
+                    assurances=self.assurances_on_file(),
+                )
+                portions = self._approvable_portions(row, item, probe, now)
+                label = self.kernel.items.shown(item, portions).label
             needs = () if policy is None else policy.needs(label, via=hops, grants_relay=authorise_relay)
             if policy is None or not needs:
                 raise InvalidInputError(
                     "this release needs no second officer under this node's policy: release it directly"
                 )
-            use = purpose or label.purpose
             hub = hops[0] if hops else None
             fresh = (
                 (self.relay_authorisation(actor, label, item_id, recipient, hub, now, purpose=use),)
@@ -117,6 +135,7 @@ class Approvals(Releases):
                 two_person=policy,
                 grants_relay=authorise_relay,
                 assurances=self.assurances_on_file(),
+                portions=tuple(m.id for m in portions),
             )
             decision = self.kernel.engine.decide(request, at=now)
             other = [c for c in decision.failed() if c.rule != "two_person"]
@@ -134,6 +153,8 @@ class Approvals(Releases):
             "purpose": use,
             "authorise_relay": authorise_relay,
         }
+        if portions:  # the approval releases these portions, each under the label it had when asked
+            spec["portions"] = [{"id": m.id, "label": label_to_dict(m.label)} for m in portions]
         entry = ReleaseRequestRow(
             id=uuid.uuid4().hex,
             item_id=item_id,
@@ -198,12 +219,14 @@ class Approvals(Releases):
                     f"{actor.id} requested this release: a second release officer must approve it"
                 )
             row = self.kernel.items.row(request.item_id)
-            label = self.kernel.items.item(row).label
+            spec = json.loads(request.spec)
+            item = self.kernel.items.item(row)
+            portions = self._requested_portions(item, spec)
+            label = self.kernel.items.shown(item, [m for m in item.portions if m.id in dict(portions)]).label
             if canonical(label_to_dict(label)) != request.label:
                 raise ConflictError(
                     f"the label of item {request.item_id} changed after the request: request it again"
                 )
-            spec = json.loads(request.spec)
             approval = Approval(
                 request.id,
                 request.requester,
@@ -216,6 +239,7 @@ class Approvals(Releases):
                 spec["purpose"],
                 now,
                 now + self._validity(),
+                portions,
             )
             signed = sign_origin(self.ring, canonical(approval.content()).encode(), now, typ=APPROVAL_TYPE)
             prepared = self.prepare_release(
@@ -312,6 +336,44 @@ class Approvals(Releases):
         except GsomiaError as exc:
             raise self.kernel.refuse(kind, actor.id, request_id, exc) from None
         return replace(request, state=state, decided_by=actor.id, decided_us=epoch_us(now), note=note or None)
+
+    def _approvable_portions(
+        self, row: ItemRow, item: Item, probe: ReleaseRequest, now: datetime
+    ) -> list[PortionMark]:
+        """Of an item in portions, those the requester may read that the release engine would let go
+        but for the second officer (TLP:RED never leaves); refused when there are none."""
+        _, held = self.kernel.items.signed(row)
+        payloads = {p.id: p for p in held}
+        out = []
+        for mark in item.portions:
+            portion = payloads[mark.id]
+            if portion.payload_type == "json" and is_tlp_red(json.loads(portion.payload)):
+                continue
+            decision = self.kernel.engine.decide(replace(probe, label=mark.label, portion=mark.id), at=now)
+            if all(c.rule == "two_person" for c in decision.failed()):
+                out.append(mark)
+        if not out:
+            raise InvalidInputError(f"no portion of item {item.id} would be released to {probe.recipient}")
+        return out
+
+    def _requested_portions(
+        self, item: Item, spec: Mapping[str, Any]
+    ) -> tuple[tuple[str, SecurityLabel], ...]:
+        """The portions a request asked to release, each still held under the label it was asked
+        with; a portion changed or gone since refuses the approval (ask again)."""
+        asked = spec.get("portions") or ()
+        if bool(asked) != bool(item.portions):
+            raise ConflictError(f"item {item.id} changed after the request: request it again")
+        marks = {m.id: m.label for m in item.portions}
+        out = []
+        for entry in asked:
+            held = marks.get(entry["id"])
+            if held is None or canonical(label_to_dict(held)) != canonical(entry["label"]):
+                raise ConflictError(
+                    f"portion {entry['id']} of item {item.id} changed after the request: request it again"
+                )
+            out.append((str(entry["id"]), held))
+        return tuple(out)
 
     def _answerable(self, request: ReleaseRequestRow, now: datetime) -> None:
         if request.state != "requested":

@@ -190,6 +190,7 @@ class Releases(Hops):
             approval=self.approval_of(approval) if isinstance(approval, str) else None,
             grants_relay=bool(spec.get("grants_relay")),
             assurances=self.assurances_on_file(),
+            portions=tuple(spec.get("portions") or ()) if row.portions is not None else (),
         )
 
     def prefetch(self, item_ids: Sequence[str]) -> Prefetched:
@@ -235,6 +236,10 @@ class Releases(Hops):
             )
             data = json.loads(content)
             spec = json.loads(row.spec)
+            catalogue = self.kernel.catalogue
+            portions = tuple(
+                (str(p["id"]), label_from_dict(p["label"], catalogue)) for p in spec.get("portions") or ()
+            )
             approval = Approval(
                 row.id,
                 row.requester,
@@ -247,6 +252,7 @@ class Releases(Hops):
                 spec["purpose"],
                 datetime.fromisoformat(data["approved_at"]),
                 datetime.fromisoformat(data["expires_at"]),
+                portions,
             )
         except (EnvelopeError, GsomiaError, ValueError, KeyError, TypeError):
             return None  # fails closed: the release is decided without an approval
@@ -400,7 +406,7 @@ class Releases(Hops):
                     Check("portion", False, f"{mark.id}: marked TLP:RED, it never leaves this node")
                 )
                 continue
-            decision = self.kernel.engine.decide(replace(request, label=mark.label), at=now)
+            decision = self.kernel.engine.decide(replace(request, label=mark.label, portion=mark.id), at=now)
             if decision.allowed:
                 chosen.append(mark)
                 explained.append(Check("portion", True, f"{mark.id}: released ({mark.label.classification})"))
@@ -414,7 +420,7 @@ class Releases(Hops):
             raise ReleaseRefused(refused)
         spec["portions"] = [m.id for m in chosen]
         label = self.kernel.items.shown(item, chosen).label
-        return replace(request, label=label), tuple(explained)
+        return replace(request, label=label, portions=tuple(spec["portions"])), tuple(explained)
 
     def prepare_release(
         self,
