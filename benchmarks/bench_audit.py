@@ -1273,6 +1273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--big-entries", type=int, default=BIG_ENTRIES, help="entries in the big tree")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--no-peer", action="store_true", help="leave the peer out")
+    parser.add_argument("--no-big-peer", action="store_true", help="leave the peer out of the big tree only")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     if args.entries < MIN_ENTRIES or args.big_entries < MIN_ENTRIES:
@@ -1296,7 +1297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measure_base(name, args.entries, Path(tmp), not args.no_peer and name == names[0])
                 )
             if args.big and names:
-                results += measure_big(names, args.big_entries, Path(tmp), not args.no_peer)
+                results += measure_big(
+                    names, args.big_entries, Path(tmp), not (args.no_peer or args.no_big_peer)
+                )
     except Mismatch as exc:
         print(f"the audit log is not what was built: {exc}", file=sys.stderr)
         if args.json:

@@ -29,6 +29,12 @@ Sizes: both at 1,000 and 3,000 objects; gsomia also at N (``--items``, default 1
 Before timing, both servers' pages at 1,000 and 3,000 must hold the same object ids;
 otherwise the script exits with status 1. The garbage collector is left on.
 
+Memory: after the timings, the largest node's directory is served by ``gsomia node serve`` in a
+process of its own (no sender loop; a token of the same reader issued at the real clock), and
+walked through 20 TAXII pages and 20 ``GET /items`` pages of 1,000; its resident set (VmRSS) at
+start and after, and its peak (VmHWM), are read from ``/proc``. Target: peak under 300 MB at
+1,000,000 items.
+
 Targets, printed as met or NOT met (nothing about timing is asserted): gsomia's p50 under
 50 ms at N = 1,000,000 (judged at whatever N ran, and said so); at every size both serve,
 gsomia at least 50 times faster than medallion (medallion's p50 over gsomia's p50).
@@ -48,6 +54,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +69,8 @@ import httpx
 
 from _rows import row as protocol_row  # benchmarks/ is on sys.path when run as a script
 from gsomia.api import create_app
-from gsomia.node import NewIngest, Node
+from gsomia.demo import network
+from gsomia.node import NewIngest, Node, load_config
 from gsomia.testing import FakeClock, make_node
 
 SEED = 20161123
@@ -78,7 +86,7 @@ P50_TARGET_MS = 50.0
 RATIO_TARGET = 50.0
 TAXII = "application/taxii+json;version=2.1"
 AGREEMENT = "kor-jpn-gsomia-2016"
-TOPICS = ("dprk-missile", "dprk-nuclear", "prc-navy", "rus-air", "maritime-security")
+TOPICS = ("dprk-missile", "dprk-nuclear", "prc-navy")  # the topics the shipped data declares
 START = datetime(2017, 1, 1, tzinfo=UTC)
 
 
@@ -210,6 +218,69 @@ class Gsomia:
         self.node.close()
 
 
+RSS_TARGET_MB = 300.0  # the node serving 1,000,000 items
+RSS_PAGES = 20  # TAXII pages and API pages of 1,000 walked through the served node
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process in MB, from /proc/<pid>/status (VmRSS, VmHWM)."""
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+def measure_rss(directory: Path) -> dict[str, Any]:
+    """The node's memory serving its store: ``gsomia node serve`` on the loaded node's directory, in
+    a process of its own (no sender loop), walked through ``RSS_PAGES`` TAXII pages and as many
+    ``GET /items?limit=1000`` pages as a cleared reader; its resident set before and after, and its
+    peak (VmHWM) over the whole run."""
+    if not Path("/proc/self/status").exists():
+        return {"skipped": "no /proc on this system"}
+    node = Node(load_config(directory))  # the real clock: the served process checks the token by it
+    try:
+        token = node.issue_token(None, "reader", days=1)[1]
+    finally:
+        node.close()
+    port = network.free_port()
+    command = [sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", "--log-format", "text",
+               "--dir", str(directory), "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    try:
+        network._wait_healthy(base, 300)
+        started = _memory_mb(server.pid)[0]
+        headers = {"Accept": TAXII, "Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
+            collections = client.get("/taxii2/api/collections/").raise_for_status().json()["collections"]
+            collection = next(c["id"] for c in collections if c["title"] == "party:KOR")
+            params: dict[str, Any] = {"limit": PAGE}
+            for _ in range(RSS_PAGES):
+                body = client.get(f"/taxii2/api/collections/{collection}/objects/", params=params)
+                body = body.raise_for_status().json()
+                if not body.get("more"):
+                    break
+                params["next"] = body["next"]
+            params = {"limit": PAGE}
+            for _ in range(RSS_PAGES):
+                page = client.get("/items", params=params).raise_for_status().json()
+                if not page.get("next_cursor"):
+                    break
+                params["cursor"] = page["next_cursor"]
+        now, peak = _memory_mb(server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return {"started_mb": round(started, 1), "after_mb": round(now, 1), "peak_mb": round(peak, 1)}
+
+
 class Medallion:
     """medallion's Flask app over its memory backend, one collection per size, the same objects."""
 
@@ -321,13 +392,16 @@ def measure(items: int) -> dict[str, Any]:
         load_rate = servers[-1].load_rate
         for server in servers:
             server.close()
+        progress(f"node memory: gsomia node serve over the {items:,}-item store")
+        rss = measure_rss(root / f"jpn-{items}")
     largest = next(r for r in rows if r["objects"] == items)
     return {
         "items": items,
         "page": PAGE,
         "bulk_load_per_s": round(load_rate, 1),
         "sizes": rows,
-        "rows": _protocol_rows(rows, items),
+        "rss": rss,
+        "rows": _protocol_rows(rows, items, rss),
         "targets": {
             "gsomia_p50_under_50ms_at_largest": largest["gsomia"]["p50_ms"] < P50_TARGET_MS,
             "at_least_50x_medallion_at_every_shared_size": all(
@@ -341,9 +415,20 @@ def measure(items: int) -> dict[str, Any]:
     }
 
 
-def _protocol_rows(sizes: list[dict[str, Any]], items: int) -> list[dict[str, Any]]:
-    """The figures as rows of ``python -m benchmarks``' table: one per size, p50 of a page."""
+def _protocol_rows(sizes: list[dict[str, Any]], items: int, rss: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures as rows of ``python -m benchmarks``' table: one per size, p50 of a page; the RSS."""
     out = []
+    if "peak_mb" in rss:
+        out.append(
+            protocol_row(
+                f"node RSS serving {items:,} items (peak, gsomia node serve, {RSS_PAGES} TAXII and "
+                f"{RSS_PAGES} API pages of {PAGE:,})",
+                rss["peak_mb"],
+                "MB",
+                target=f"< {RSS_TARGET_MB:.0f} MB at {DEFAULT_ITEMS:,}",
+                met=rss["peak_mb"] < RSS_TARGET_MB if items >= DEFAULT_ITEMS else None,
+            )
+        )
     for size in sizes:
         objects = size["objects"]
         ours = size["gsomia"]["p50_ms"]
@@ -395,6 +480,13 @@ def print_report(result: dict[str, Any]) -> None:
             line += f"  {'(not served)':>14}"
         print(line)
     print()
+    rss = result["rss"]
+    if "peak_mb" in rss:
+        print(
+            f"node memory, gsomia node serve over {result['items']:,} items: {rss['started_mb']:,.0f} MB "
+            f"at start, {rss['after_mb']:,.0f} MB after {RSS_PAGES} TAXII and {RSS_PAGES} API pages, peak "
+            f"{rss['peak_mb']:,.0f} MB (target < {RSS_TARGET_MB:.0f} MB at 1,000,000)"
+        )
     targets = result["targets"]
     at = "1,000,000" if result["items"] == DEFAULT_ITEMS else f"{result['items']:,} (not 1,000,000)"
     met = "met" if targets["gsomia_p50_under_50ms_at_largest"] else "NOT met"

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._rows import row
+from _rows import row  # benchmarks/ is on sys.path when run as a script (as the runner does)
 from gsomia.demo.network import build, serve_in_threads
 from gsomia.exchange import HttpTransport
 from gsomia.node import Node, load_config

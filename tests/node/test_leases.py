@@ -19,7 +19,7 @@ from gsomia.demo import network
 from gsomia.errors import StoreError
 from gsomia.node import init_node_dir
 from gsomia.node._config import update_settings
-from gsomia.node._lease import Lease
+from gsomia.node._lease import Lease, SharedWork
 from gsomia.node._runtime import LEASES
 from gsomia.store import LeaseStore, Store
 
@@ -126,6 +126,47 @@ def test_a_process_that_loses_the_store_stops_working_when_its_lease_runs_out(
     store.close()
 
 
+def test_shared_work_is_split_between_processes_and_a_dead_ones_part_is_taken_over(
+    leases: LeaseStore,
+) -> None:
+    """Sharers of a peer-by-peer work hold different parts, never the same; a sharer joining gets
+    its share given back to it; a dead sharer's parts go to the others once its leases run out."""
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731 - a clock the test moves (the rows run for a minute)
+    parts = {"JPN", "USA", "AUS", "GBR", "CAN", "NZL"}
+    a = SharedWork(leases, "deliver", "a", ttl=60.0, monotonic=clock)
+    b = SharedWork(leases, "deliver", "b", ttl=60.0, monotonic=clock)
+    assert a.held(parts) == parts  # alone: all of it
+    assert b.held(parts) == set()  # b counts two sharers, but a holds every part
+    now[0] = 21.0  # a counts again: two sharers, a share of three; it gives three back
+    kept = a.held(parts)
+    assert len(kept) == 3
+    now[0] = 42.0
+    assert b.held(parts) == parts - kept  # b takes what a gave back, nothing a holds
+    c = SharedWork(leases, "deliver", "c", ttl=60.0, monotonic=clock)
+    assert c.held(parts) == set()  # nothing free: a and b hold all of it
+    held: list[set[str]] = []
+    for step in range(1, 4):  # they renew; each counts three sharers and gives one back
+        now[0] = 42.0 + step * 21.0
+        held = [a.held(parts), b.held(parts), c.held(parts)]
+        assert sum(len(h) for h in held) == len(set().union(*held))  # never one part twice
+    assert [len(h) for h in held] == [2, 2, 2]
+    rows = {r.name: r.holder for r in leases.leases() if r.name.startswith("deliver:")}
+    assert rows == {f"deliver:{p}": who for who, h in zip("abc", held, strict=True) for p in h}
+    # a dies: it asks no more, and its leases (its sign of life with them) run out
+    with leases.store.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE leases SET expires_us = 0 WHERE holder = 'a'"))
+    for step in range(1, 4):
+        now[0] = 105.0 + step * 21.0
+        held = [b.held(parts), c.held(parts)]
+        assert not held[0] & held[1]
+    assert held[0] | held[1] == parts  # a's parts taken over by the survivors
+    assert [len(h) for h in held] == [3, 3]
+    b.release()
+    c.release()
+    assert not leases.running("deliver:")  # a clean stop gives every part back at once
+
+
 # --- two real processes of one node ---
 
 
@@ -151,7 +192,11 @@ def _holders(url: str) -> dict[str, tuple[int, int]]:
     try:
         leases = LeaseStore(store)
         now = leases.now_us()
-        return {r.name: (int(r.holder.split("/")[1]), r.epoch) for r in leases.leases() if r.expires_us > now}
+        return {
+            r.name: (int(r.holder.split("/")[1]), r.epoch)
+            for r in leases.leases()
+            if r.expires_us > now and r.name in LEASES  # the kinds of work (not each peer's delivery)
+        }
     except StoreError:  # not migrated yet: the first process is starting
         return {}
     finally:

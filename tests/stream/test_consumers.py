@@ -83,7 +83,7 @@ def test_a_batch_on_the_feed_crosses_the_link_in_fewer_frames_than_tracks(tmp_pa
         feed.send(json.dumps([updates[0], bad, *updates[1:]]))
         refusal = json.loads(feed.recv(timeout=10))
         got = [json.loads(consumer.recv(timeout=10)) for _ in updates]
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:  # a window's root is signed within 50 ms (and a tick) of its first frame
             signed = [d for d in _batches(nodes["KOR"]) if d["recipient"] == "JPN"]
             verified = [d for d in _batches(nodes["JPN"]) if d["sender"] == "KOR"]

@@ -10,6 +10,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -150,10 +151,11 @@ def test_one_service_of_two_holds_each_link_and_the_other_takes_it_when_released
         a = StreamService(kor, _unreachable(), link_leases=kor.link_lease)
         b = StreamService(other, _unreachable(), link_leases=other.link_lease)
         tasks = [asyncio.create_task(a._keep_leases())]
-        await asyncio.sleep(0.3)
-        tasks.append(asyncio.create_task(b._keep_leases()))
-        await asyncio.sleep(0.3)
         try:
+            await _until(lambda: a.holds_link("JPN"), "the first process taking the link")
+            tasks.append(asyncio.create_task(b._keep_leases()))
+            # b asked for JPN's lease once it goes on to the next partner's (they are asked in order)
+            await _until(lambda: set(b._leases) == set(b.recipients), "the second process asking")
             assert a.holds_link("JPN")
             assert not b.holds_link("JPN")
             # the non-holder hands its track to the holder; with the bus away it is refused, audited,
@@ -167,10 +169,7 @@ def test_one_service_of_two_holds_each_link_and_the_other_takes_it_when_released
                 await a._stop_runner(party)
             for lease in a._leases.values():
                 lease.release()  # a clean stop: the other takes the link at its next look
-            deadline = time.monotonic() + 5
-            while not b.holds_link("JPN"):
-                assert time.monotonic() < deadline, "the other process did not take the link"
-                await asyncio.sleep(0.05)
+            await _until(lambda: b.holds_link("JPN"), "the other process taking the link")
         finally:
             for task in tasks:
                 task.cancel()
@@ -206,6 +205,13 @@ def test_a_malformed_handed_track_is_dropped_without_opening_the_link(tmp_path: 
         assert service.stats.link_errors == 0
     finally:
         kor.close()
+
+
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
+        await asyncio.sleep(0.05)
 
 
 def _update() -> dict[str, object]:

@@ -95,7 +95,7 @@ class Follower:
                     self.tracks.append(json.loads(event["data"]))
                     event = {}
 
-    def wait_for(self, count: int, seconds: float = 20) -> list[dict[str, Any]]:
+    def wait_for(self, count: int, seconds: float = 60) -> list[dict[str, Any]]:
         deadline = time.monotonic() + seconds
         while len(self.tracks) < count and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from gsomia._codec import canonical
@@ -52,8 +53,35 @@ __all__ = ["AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"
 PUBLIC_KINDS = frozenset({"envelope.received"})
 
 
+_LEAF = '{"actor":%s,"at_us":%d,"detail":%s,"entry":%s,"kind":%s,"outcome":%s,"subject":%s}'
+
+
+def _text(value: object) -> str | None:
+    """A JSON string as ``canonical`` writes it (UTF-8 kept), ``null``; ``None`` for anything else."""
+    if type(value) is str:
+        return encode_basestring(value)
+    return "null" if value is None else None
+
+
 def leaf_data(row: AuditRow) -> bytes:
-    """What a leaf commits to: every field of the record (the detail exactly as stored)."""
+    """What a leaf commits to: every field of the record (the detail exactly as stored).
+
+    The canonical JSON of the record's fields (sorted keys, no spaces, UTF-8 kept). The usual
+    record (text or null fields, an integer instant) is written without building a dict, byte for
+    byte what ``canonical`` gives (a test holds the two equal); anything else goes through it.
+    """
+    if type(row.at_us) is int:
+        fields = (
+            _text(row.actor),
+            _text(row.detail),
+            _text(row.entry_id),
+            _text(row.kind),
+            _text(row.outcome),
+            _text(row.subject),
+        )
+        if None not in fields:
+            actor, detail, entry, kind, outcome, subject = fields
+            return (_LEAF % (actor, row.at_us, detail, entry, kind, outcome, subject)).encode()
     return canonical(
         {
             "entry": row.entry_id,

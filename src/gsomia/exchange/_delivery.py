@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,13 +45,25 @@ class Deliveries(Approvals):
         super().__init__(kernel, ttl=ttl, skew=skew)
         self.settlement = Settlement(kernel, retry_for=ttl)
 
-    def deliver_due(self, transport: PeerTransport, limit: int = 1000) -> list[Delivery]:
+    def deliver_due(
+        self,
+        transport: PeerTransport,
+        limit: int = 1000,
+        *,
+        peers: Collection[str] | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
-        signed receipts."""
+        signed receipts. With ``peers``, only what goes to those next hops (the peers whose delivery
+        this process holds the lease of: ``deliver:PEER``); with ``keep``, asked before each batch
+        to a peer, the batches to a peer stop when it answers no (that lease was lost meanwhile:
+        another process delivers to that peer now)."""
         now = self._now()
         # a retry is never set further ahead than the longest back-off: one that is was set by a clock
         # that ran ahead and has been put right since, and is due now
-        due = self.fed.due(epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US)
+        due = self.fed.due(
+            epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US, recipients=peers
+        )
         results: list[Delivery] = []
         by_peer: dict[str, list[tuple[OutboxRow, str, ReleaseDecision | None]]] = {}
         # the items' rows and consents on file, read once for the run (each still decided alone)
@@ -93,6 +105,8 @@ class Deliveries(Approvals):
             by_peer.setdefault(entry.recipient, []).append((entry, envelope, decision))
         for party, batch in by_peer.items():
             for start in range(0, len(batch), _BATCH):
+                if keep is not None and not keep(party):
+                    break  # left pending, as read: the process holding that peer now sends them
                 results += self._push(transport, party, batch[start : start + _BATCH], now, prefetched)
         return results
 

@@ -3,8 +3,18 @@ the outbox, integrate the audit records into the Merkle log and sign its head, s
 signed head, check the partners' and gossip them to each other, all over one :class:`PeerTransport`.
 
 Every process of a node runs these loops; each kind of work is done only by the process holding
-its lease in the store (``_lease``): ``outbox``, ``audit`` and ``gossip``. Another process takes
-a kind of work over within the lease's time when its holder dies.
+its lease in the store (``_lease``): ``outbox`` (the scheduled downgrades' duty messages, and on
+SQLite all of the outbox's delivery), ``audit`` and ``gossip``. Another process takes a kind of
+work over within the lease's time when its holder dies.
+
+On PostgreSQL the outbox's delivery is shared peer by peer: a lease per next hop
+(``deliver:PEER``, :class:`~gsomia.node._lease.SharedWork`), each process holding its share of
+them, so two processes deliver to different peers at once and a dead one's peers are taken over
+within the lease's time. Within a peer one process delivers, in order, as before; every
+outcome is still written by compare-and-set (``FederationStore.settle_many``) and the receiver
+answers a message it already holds as a duplicate with its first receipt, so a hand-over while a
+batch is on the wire sends nothing twice into the receiver's holdings. SQLite stays one process:
+there the ``outbox`` lease's holder delivers to every peer.
 
 The ``audit`` work is the audit log's writer: :meth:`AuditLog.integrate` and
 :meth:`AuditLog.sign_head` run under the database's lock as well, so even two writers (a lease
@@ -21,13 +31,16 @@ import time
 from gsomia.audit import AuditLog, TreeHeads
 from gsomia.duties import Duties
 from gsomia.exchange import Exchange, HttpTransport, PeerTransport
-from gsomia.node._lease import DEFAULT_TTL, Lease, process_holder
+from gsomia.node._lease import DEFAULT_TTL, Lease, SharedWork, process_holder
 from gsomia.store import LeaseStore
 
-__all__ = ["LEASES", "NodeRuntime"]
+__all__ = ["DELIVER", "LEASES", "NodeRuntime"]
 
 OUTBOX, AUDIT, GOSSIP = "outbox", "audit", "gossip"
 LEASES = (OUTBOX, AUDIT, GOSSIP)  # the node's background work, one lease each
+DELIVER = "deliver"  # the outbox's delivery on PostgreSQL: a lease per peer, ``deliver:PEER``
+INTEGRATE_BATCH = 2000  # audit records a transaction integrates at most
+SHARED_ROUND = 300  # outbox entries a round reads at most when delivery is shared: it asks again soon
 PRUNE_EVERY_S = 10.0  # how often the holder of the audit lease deletes the rate counters of ended windows
 
 _log = logging.getLogger("gsomia.sender")
@@ -78,24 +91,65 @@ class NodeRuntime:
         self._grown = True  # sign at the first round holding the lease: there is a head to serve
         self.holder = holder if holder is not None else process_holder()
         store = LeaseStore(exchange.kernel.store)
-        self.leases = {name: Lease(store, name, self.holder, ttl=lease_ttl) for name in LEASES}
+        self._leases = {name: Lease(store, name, self.holder, ttl=lease_ttl) for name in LEASES}
+        # PostgreSQL: delivery shared out peer by peer; SQLite: the ``outbox`` lease's holder does it all
+        self.shared = store.store.engine.dialect.name != "sqlite"
+        self.delivery = SharedWork(store, DELIVER, self.holder, ttl=lease_ttl)
+        self._recount_every = lease_ttl / 3
+        self._next_recount = float("-inf")
+        self._waiting: set[str] = set()  # the next hops pending outbox entries wait for, as last read
+        self._more = False  # the last round left work it had begun (a long audit backlog)
+
+    @property
+    def leases(self) -> dict[str, Lease]:
+        """Every lease this process has held or asked for, by name: the kinds of work and, on
+        PostgreSQL, each peer's delivery (``deliver:PEER``)."""
+        parts = {f"{DELIVER}:{party}": lease for party, lease in self.delivery.parts.items()}
+        return {**self._leases, **parts}
+
+    def delivering(self) -> set[str] | None:
+        """The peers whose outbox this process delivers now (``None``: every peer, the SQLite
+        ``outbox`` holder). The peers are the registered ones and whichever next hop pending
+        entries wait for (read again every third of the lease's time)."""
+        if not self.shared:  # asked just before, in the same round
+            return None if self._leases[OUTBOX].held() else set()
+        start = time.monotonic()
+        if start >= self._next_recount:
+            self._next_recount = start + self._recount_every
+            self._waiting = self.exchange.fed.pending_recipients()
+        registered = {identity.party for identity, _ in self.exchange.peers()}
+        return self.delivery.held(registered | self._waiting)
 
     def round(self) -> int:
         """One round: deliver what is due, grow the log and sign its head, and (when due) share and
         check heads; how many outbox entries were settled. Each part only if this process holds
         its lease (and, for delivery and heads, only if it delivers at all)."""
         sent = []
-        if self.deliver and self.leases[OUTBOX].held():
-            if self.duties is not None:  # scheduled downgrades due now queue their duty messages first
-                self.duties.apply_due_downgrades()
-            sent = self.exchange.deliver_due(self.transport)
-        if self.leases[AUDIT].held():
+        self._more = False
+        if self.deliver:
+            outbox = self._leases[OUTBOX].held()
+            if self.duties is not None and outbox:
+                self.duties.apply_due_downgrades()  # due downgrades queue their duty messages first
+            peers = self.delivering()
+            if peers is None:
+                sent = self.exchange.deliver_due(self.transport)
+            elif peers:  # smaller rounds, each peer's lease renewed between its batches
+                sent = self.exchange.deliver_due(
+                    self.transport, SHARED_ROUND, peers=peers, keep=self.delivery.holds
+                )
+        if self._leases[AUDIT].held():
             self.audit.kernel.close_refusal_tallies()  # closed windows of counted refusals: a record each
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
                 self._last_prune = time.monotonic()
                 self.audit.kernel.admission.prune()  # per-source budgets of windows that have ended
-            while self.audit.integrate():  # each batch its own short transaction under the lock
+            # each batch its own short transaction under the lock; a long backlog is left for the next
+            # round after a third of the lease's time, so the leases this round asks for are renewed
+            until = time.monotonic() + self._recount_every
+            while self.audit.integrate(INTEGRATE_BATCH):
                 self._grown = True
+                if time.monotonic() >= until:
+                    self._more = True
+                    break
             if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
                 self._last_sign = time.monotonic()
                 self._grown = False
@@ -103,7 +157,7 @@ class NodeRuntime:
         # asked every round, so the holder renews its lease between two exchanges of heads
         if (
             self.deliver
-            and self.leases[GOSSIP].held()
+            and self._leases[GOSSIP].held()
             and time.monotonic() - self._last_head >= self.head_every
         ):
             self._last_head = time.monotonic()
@@ -120,7 +174,7 @@ class NodeRuntime:
                 sent = self.round()
             except Exception:
                 _log.exception("delivery round failed")
-            if not sent:
+            if not sent and not self._more:
                 self._stop.wait(self.interval)
 
     def start(self) -> None:
@@ -136,6 +190,7 @@ class NodeRuntime:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
             self._thread = None
-        for lease in self.leases.values():
+        for lease in self._leases.values():
             lease.release()
+        self.delivery.release()
         self.transport.close()

@@ -7,7 +7,7 @@ receipt stores the item, the inbox row and the audit records at once).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,12 +203,25 @@ class FederationStore:
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
-    def due(self, now_us: int, limit: int, *, latest_us: int | None = None) -> list[OutboxRow]:
+    def due(
+        self,
+        now_us: int,
+        limit: int,
+        *,
+        latest_us: int | None = None,
+        recipients: Collection[str] | None = None,
+    ) -> list[OutboxRow]:
         """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
-        retry is ever set that far ahead: the clock was put back since, and they are due now)."""
+        retry is ever set that far ahead: the clock was put back since, and they are due now);
+        with ``recipients``, only those whose next hop is one of them (the peers whose delivery
+        this process holds)."""
         when = t.outbox.c.next_attempt_us <= now_us
         if latest_us is not None:
             when = or_(when, t.outbox.c.next_attempt_us > latest_us)
+        if recipients is not None:
+            if not recipients:
+                return []
+            when = and_(when, t.outbox.c.recipient.in_(sorted(recipients)))
         query = (
             select(t.outbox)
             .where(and_(t.outbox.c.state == "pending", when))
@@ -217,6 +230,12 @@ class FederationStore:
         )
         with self.store._read() as conn:
             return [OutboxRow(**r._mapping) for r in conn.execute(query)]
+
+    def pending_recipients(self) -> set[str]:
+        """The next hops that pending entries wait for (each one's delivery is leased apart)."""
+        query = select(t.outbox.c.recipient).where(t.outbox.c.state == "pending").distinct()
+        with self.store._read() as conn:
+            return {r[0] for r in conn.execute(query)}
 
     def outbox(self, *, state: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[OutboxRow]:
         query = select(t.outbox).where(t.outbox.c.seq > after_seq)

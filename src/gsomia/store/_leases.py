@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
@@ -103,3 +116,19 @@ class LeaseStore:
         """The database's clock (µs since the epoch): the clock leases expire by."""
         with self.store._read() as conn:
             return int(conn.execute(select(self._now_us())).scalar_one())
+
+    def running(self, prefix: str) -> list[LeaseRow]:
+        """The leases whose name starts with ``prefix`` and that run now (database time)."""
+        query = select(t.leases).where(
+            _L.name.startswith(prefix, autoescape=True), _L.expires_us > self._now_us()
+        )
+        with self.store._read() as conn:
+            return [LeaseRow(*r) for r in conn.execute(query.order_by(_L.name))]
+
+    def forget(self, prefix: str, ended_for_us: int) -> int:
+        """Delete the leases named ``prefix``… that ended at least ``ended_for_us`` ago (a process's
+        own lease, say, left behind when it died); how many."""
+        cutoff = self._now_us() - literal(ended_for_us, BigInteger)
+        query = delete(t.leases).where(_L.name.startswith(prefix, autoescape=True), _L.expires_us <= cutoff)
+        with self.store._begin() as conn:
+            return int(conn.execute(query).rowcount)
