@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gsomia._codec import label_to_dict
 from gsomia.core.access import Person
 from gsomia.crypto.envelope import open_envelope, seal
 from gsomia.demo import network
@@ -480,3 +482,314 @@ def test_a_filter_on_an_unseen_portions_level_or_topic_does_not_find_the_item(ne
     assert [i.id for i in kor.list_items(officer, ItemFilter(topic="dprk-nuclear")).items] == ["r2"]
     assert kor.list_items(reader, ItemFilter(topic="dprk-nuclear")).items == ()
     assert [i.id for i in kor.list_items(reader, ItemFilter(topic="dprk-missile")).items] == ["r2"]
+
+
+def _witness(node: Node, clearance: str) -> None:
+    node.add_person(
+        None,
+        {
+            "id": "witness",
+            "name": "witness",
+            "nationality": node.party,
+            "clearance": clearance,
+            "need_to_know": ["dprk-missile"],
+            "roles": ["security_officer"],
+        },
+    )
+
+
+def test_a_holder_destroys_one_portion_and_the_originator_gets_its_record(net: dict[str, Any]) -> None:
+    """The USA holds the body and the tearline; it destroys the body alone (Art. 13): the tearline
+    stays, still proved by KOR's root, under the tearline's banner; KOR gets the signed record."""
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    kor.exchange.release(kor.person("officer"), "r1", "USA")
+    deliver(net)
+    _witness(usa, "TOP SECRET")
+    out = usa.duties.destroy(
+        usa.person("officer"),
+        "r1",
+        method="crypto-erase",
+        witness="witness",
+        reason="the body's purpose ended",
+        notify=True,
+        portion="body",
+    )
+    assert (out["portion"], out["holder"]) == ("body", "USA")
+    item, payload = usa.read(usa.person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["tearline"]
+    assert item.label.classification == "군사III급비밀"  # the banner follows what is left
+    assert b"USA-only" not in payload
+    row = usa.store.get_item("r1")
+    assert row is not None
+    _, held = usa.kernel.items.signed(row)  # the tearline still checks against KOR's root
+    assert [p.id for p in held] == ["tearline"]
+    assert base64.b64encode(BODY) not in usa.kernel.items.payload(row)
+    assert row.payload_size == len(TEARLINE)
+    deliver(net)
+    records = kor.duties.destructions(kor.person("officer"), "r1")
+    assert [(r["portion"], r["holder"], r["method"]) for r in records] == [("body", "USA", "crypto-erase")]
+    assert [r["portion"] for r in usa.duties.destructions(usa.person("officer"), "r1")] == ["body"]
+    # the last portion held is the item: destroyed as such, not as a portion
+    with pytest.raises(InvalidInputError, match="last portion"):
+        usa.duties.destroy(
+            usa.person("officer"), "r1", method="shredding", witness="witness", reason="r", portion="tearline"
+        )
+    with pytest.raises(NotFoundError):  # gone is gone
+        usa.duties.destroy(
+            usa.person("officer"), "r1", method="shredding", witness="witness", reason="r", portion="body"
+        )
+
+
+def test_a_portion_destruction_names_nothing_the_destroyer_may_not_read(net: dict[str, Any]) -> None:
+    """At KOR a reader cleared for the tearline alone cannot destroy the body (to them it does not
+    exist: the same answer as a portion that never was), and sees no record about it."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    reader = junior(kor, "군사III급비밀")
+    _witness(kor, "군사I급비밀")
+    with pytest.raises(NotFoundError) as body:
+        kor.duties.destroy(reader, "r1", method="shredding", witness="witness", reason="r", portion="body")
+    with pytest.raises(NotFoundError) as nothing:
+        kor.duties.destroy(reader, "r1", method="shredding", witness="witness", reason="r", portion="annex")
+    assert str(body.value).replace("body", "X") == str(nothing.value).replace("annex", "X")
+    kor.duties.destroy(
+        kor.person("officer"), "r1", method="shredding", witness="witness", reason="r", portion="body"
+    )
+    assert kor.duties.destructions(reader, "r1") == []
+    assert [r["portion"] for r in kor.duties.destructions(kor.person("officer"), "r1")] == ["body"]
+
+
+def test_a_record_about_a_portion_never_sent_to_the_holder_is_refused(net: dict[str, Any]) -> None:
+    """JPN holds the tearline; a record it signs saying it destroyed the body (which it never got)
+    is refused at KOR, and nothing is recorded."""
+    from gsomia.core.destruction import DestructionMethod, DestructionRecord
+    from gsomia.crypto.envelope import sign_origin
+    from gsomia.duties._messages import destruction_content
+
+    report(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    now = net["clock"]()
+    answers = []
+    for portion in ("body", "tearline"):
+        record = DestructionRecord(
+            "r1", "JPN", "KOR", "군사II급비밀", "officer", "witness", DestructionMethod.SHREDDING, "r", now
+        )
+        jws = sign_origin(jpn.ring, destruction_content(record, portion=portion), now)
+        to_kor = jpn.exchange.peer("KOR")
+        assert to_kor is not None
+        envelope = seal(
+            jpn.ring,
+            to_kor,
+            {"kind": "duty", "to": "KOR", "duty": jws},
+            msg_id=f"d-{portion}",
+            at=now,
+            ttl=HOUR,
+        )
+        (answer,) = net["transport"].push(to_kor, [envelope])
+        answers.append(answer)
+    assert answers[0]["status"] == "refused"
+    assert answers[1]["status"] == "recorded"  # the control: the tearline did go to JPN
+    refused = [json.loads(r.detail) for r in kor.store.audit(kind="envelope.refused")]
+    assert "portion body of item r1 was never sent to JPN" in json.dumps(refused, ensure_ascii=False)
+    records = kor.duties.destructions(kor.person("officer"), "r1")
+    assert [(r["portion"], r["holder"]) for r in records] == [("tearline", "JPN")]
+
+
+def _released_to_jpn_and_usa(net: dict[str, Any]) -> None:
+    report(net)
+    kor = net["nodes"]["KOR"]
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")  # the tearline alone
+    kor.exchange.release(kor.person("officer"), "r1", "USA")  # both
+    assert sorted(d.state for d in deliver(net)) == ["delivered", "delivered"]
+
+
+def test_the_originator_reclassifies_the_tearline_and_every_holder_of_it_follows(net: dict[str, Any]) -> None:
+    """KOR raises the tearline to 군사II급비밀: signed again under a new root (version 2), applied at
+    KOR, at JPN (which holds the tearline alone) and at the USA (both); each holder checks its
+    portions against the new root before applying it, and the banner follows."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    change = kor.duties.reclassify(
+        kor.person("officer"), "r1", "군사II급비밀", "the launch site is now sensitive", portion="tearline"
+    )
+    assert change.version == 2
+    mine, _ = kor.read(kor.person("officer"), "r1")
+    assert [(m.id, m.label.classification) for m in mine.portions] == [
+        ("body", "군사II급비밀"),
+        ("tearline", "군사II급비밀"),
+    ]
+    deliver(net)
+    item, payload = jpn.read(jpn.person("officer"), "r1")
+    assert [(m.id, m.label.classification) for m in item.portions] == [("tearline", "군사II급비밀")]
+    assert item.label.classification == "군사II급비밀"  # the banner of what JPN holds
+    assert item.label_version == 2
+    assert json.loads(payload)["portions"][0]["payload"] == json.loads(TEARLINE)  # the payload unchanged
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    content, held = jpn.kernel.items.signed(row)  # proved against KOR's new root
+    assert (content.label_version, [p.id for p in held]) == (2, ["tearline"])
+    alternative = item.label.alternative_for("JPN")
+    assert alternative is not None
+    assert alternative.classification == "極秘"  # JPN's equivalent of the new level
+    both, _ = usa.read(usa.person("officer"), "r1")
+    assert [(m.id, m.label.classification) for m in both.portions] == [
+        ("body", "군사II급비밀"),
+        ("tearline", "군사II급비밀"),
+    ]
+    status = kor.duties.label_status(kor.person("officer"), "r1")
+    assert status["changes"][0]["applied"] == ["JPN", "USA"]
+    # released again after the change: JPN already holds that root
+    kor.exchange.release(kor.person("officer"), "r1", "JPN")
+    deliver(net)
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert statuses[-1] == "already-held"
+
+
+def test_a_change_to_the_body_is_addressed_to_its_holders_alone(net: dict[str, Any]) -> None:
+    """Only the USA holds the body: KOR's downgrade of it is addressed to the USA; JPN is told nothing
+    (not even that there is a body), keeps version 1, and its tearline still checks."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "source declassified", portion="body")
+    messages = [e for e in kor.exchange.fed.outbox() if e.kind == "duty"]
+    assert [e.final_recipient for e in messages] == ["USA"]
+    deliver(net)
+    item, _ = usa.read(usa.person("officer"), "r1")
+    assert [(m.id, m.label.classification) for m in item.portions] == [
+        ("body", "군사III급비밀"),
+        ("tearline", "군사III급비밀"),
+    ]
+    assert item.label.classification == "군사III급비밀"  # the banner came down with the body
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert row.label_version == 1
+    _, held = jpn.kernel.items.signed(row)
+    assert [p.id for p in held] == ["tearline"]
+    assert jpn.store.audit(kind="duty.label-change") == []
+
+
+def test_a_non_originator_cannot_change_a_portion(net: dict[str, Any]) -> None:
+    """The USA holds both portions; it cannot reclassify one (only KOR may), and a change it signs
+    itself and sends JPN as if it were KOR's is refused."""
+    _released_to_jpn_and_usa(net)
+    usa, jpn = net["nodes"]["USA"], net["nodes"]["JPN"]
+    with pytest.raises(InvalidInputError, match="only the originator KOR"):
+        usa.duties.reclassify(usa.person("officer"), "r1", "SECRET", "ours now", portion="tearline")
+    forged = _change_message(net, signer=usa, holder="JPN", portion="tearline", version=2)
+    answer = _push(net, usa, "JPN", forged, "forged-change")
+    assert answer["status"] == "refused"
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert row.label_version == 1
+
+
+def test_a_stale_portion_change_is_refused(net: dict[str, Any]) -> None:
+    """KOR's version 2 of the tearline reaches JPN, then version 3; version 2 sent again (a fresh
+    envelope, as a replaying hub would) is refused as stale and changes nothing."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    kor.duties.reclassify(kor.person("officer"), "r1", "군사II급비밀", "up", portion="tearline")
+    (v2,) = [e for e in kor.exchange.fed.outbox() if e.kind == "duty" and e.final_recipient == "JPN"]
+    body = open_envelope(jpn.ring, v2.envelope, jpn.exchange.peer, net["clock"]()).body
+    deliver(net)
+    kor.duties.reclassify(kor.person("officer"), "r1", "군사III급비밀", "down again", portion="tearline")
+    deliver(net)
+    row = jpn.store.get_item("r1")
+    assert row is not None
+    assert row.label_version == 3
+    answer = _push(net, kor, "JPN", body, "replayed-v2")
+    assert answer["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in jpn.store.audit(kind="envelope.refused")])
+    assert "stale label change" in refused
+    item, _ = jpn.read(jpn.person("officer"), "r1")
+    assert (item.label_version, item.label.classification) == (3, "군사III급비밀")
+
+
+def test_a_change_to_a_portion_the_holder_never_received_is_refused(net: dict[str, Any]) -> None:
+    """KOR (signing, addressed to JPN, the right version) names the body, which JPN never got:
+    refused; JPN's tearline and version stay as they were and nothing of the body is stored."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    message = _change_message(net, signer=kor, holder="JPN", portion="body", version=2)
+    answer = _push(net, kor, "JPN", message, "never-received")
+    assert answer["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in jpn.store.audit(kind="envelope.refused")])
+    assert "portion body of item r1 was never received here" in refused
+    item, _ = jpn.read(jpn.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 1)
+    # the control: the same message naming the tearline, from KOR, applies
+    good = _change_message(net, signer=kor, holder="JPN", portion="tearline", version=2)
+    assert _push(net, kor, "JPN", good, "the-tearline")["status"] == "recorded"
+    item, _ = jpn.read(jpn.person("officer"), "r1")
+    assert (item.label.classification, item.label_version) == ("군사II급비밀", 2)
+
+
+def _change_message(
+    net: dict[str, Any], *, signer: Node, holder: str, portion: str, version: int
+) -> dict[str, Any]:
+    """A label change of ``portion`` of KOR's r1 to 군사II급비밀, signed by ``signer``'s node key (with
+    a root over the portions signed by it too), telling ``holder`` of the tearline it holds."""
+    from gsomia.core.recall import ChangeKind, LabelChange
+    from gsomia.crypto.envelope import sign_origin
+    from gsomia.duties._messages import HeldPortion, PortionChange, change_content
+
+    kor = net["nodes"]["KOR"]
+    now = net["clock"]()
+    row = kor.store.get_item("r1")
+    assert row is not None
+    _, held = kor.kernel.items.signed(row)
+    relabelled = [
+        NewPortion(
+            p.id,
+            replace(p.label, classification="군사II급비밀") if p.id == portion else p.label,
+            p.payload_type,
+            p.payload,
+        )
+        for p in held
+    ]
+    content = portioned_root(signer, relabelled, version, now)
+    origin, signed = content
+    change = LabelChange("r1", "KOR", version, ChangeKind.RECLASSIFY, "군사II급비밀", "why", now)
+    tearline = next(p for p in signed if p.id == "tearline")
+    told = PortionChange(
+        portion,
+        (
+            HeldPortion(
+                "tearline",
+                tearline.index,
+                label_to_dict(tearline.label),
+                tuple(h.hex() for h in tearline.proof),
+            ),
+        ),
+    )
+    jws = sign_origin(signer.ring, change_content(change, origin, holder, told), now)
+    return {"kind": "duty", "to": holder, "duty": jws}
+
+
+def portioned_root(signer: Node, portions: list[NewPortion], version: int, now: datetime) -> tuple[str, Any]:
+    """The RFC 9162 root over ``portions`` (KOR's item r1) signed by ``signer``'s key, as KOR signs one."""
+    from gsomia.core.portions import banner, portion_tree
+    from gsomia.crypto.envelope import sign_origin
+    from gsomia.kernel import SignedPortion
+    from gsomia.kernel._items import portion_leaf, portioned_content
+
+    leaves = [portion_leaf("r1", p) for p in portions]
+    tree = portion_tree(leaves)
+    label = banner([p.label for p in portions], signer.catalogue)
+    origin = sign_origin(signer.ring, portioned_content("r1", label, tree.root, tree.size, version), now)
+    signed = [
+        SignedPortion(p.id, i, tree.proofs[i], leaves[i], p.label, p.payload_type, p.payload)
+        for i, p in enumerate(portions)
+    ]
+    return origin, signed
+
+
+def _push(net: dict[str, Any], sender: Node, to: str, body: dict[str, Any], msg_id: str) -> dict[str, Any]:
+    peer = sender.exchange.peer(to)
+    assert peer is not None
+    envelope = seal(sender.ring, peer, body, msg_id=msg_id, at=net["clock"](), ttl=HOUR)
+    (answer,) = net["transport"].push(peer, [envelope])
+    return dict(answer)

@@ -40,7 +40,7 @@ def serve(member: network.NetNode, *, sender: bool = False) -> subprocess.Popen[
         stderr=subprocess.DEVNULL,
     )
     try:
-        network._wait_healthy(member.endpoint, 90)  # a loaded machine starts a node slowly
+        network._wait_healthy(member.endpoint, 120)  # a loaded machine starts a node slowly
     except BaseException:
         kill(process)
         raise

@@ -40,9 +40,10 @@ def _without_events(name: str, drop: set[str]) -> str:
     )
 
 
-def tisa_only(directory: Path) -> list[NetNode]:
+def tisa_only(directory: Path, database_urls: dict[str, str] | None = None) -> list[NetNode]:
     """A three-nation network where KOR reaches JPN only through the USA hub (TISA): GSOMIA ended in
-    2019 (no suspension, no withdrawal) and no 2023 arrangement. Built, not started."""
+    2019 (no suspension, no withdrawal) and no 2023 arrangement. Built, not started; a party named
+    in ``database_urls`` on that store (PostgreSQL)."""
     extra = directory / "what-if"
     extra.mkdir(parents=True)
     (extra / "kor-jpn-gsomia-2016.toml").write_text(
@@ -54,7 +55,7 @@ def tisa_only(directory: Path) -> list[NetNode]:
     (extra / "trilateral-missile-warning-2023.toml").write_text(
         _without_events("trilateral-missile-warning-2023.toml", {"2023-12-19-operational"}), encoding="utf-8"
     )
-    members = build(directory / "net")
+    members = build(directory / "net", database_urls=database_urls)
     for member in members:
         config = member.directory / "node.toml"
         text = config.read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -68,8 +69,10 @@ def test_one_process_runs_the_link_and_another_takes_it_over_when_it_dies(
         assert len(updates) >= 12
         partner = serve(jpn)
         ports = [kor.port, free_port()]
-        processes = dict(zip(ports, (_serve_nats(kor, port) for port in ports), strict=True))
+        processes: dict[int, subprocess.Popen[bytes]] = {}
         try:
+            for port in ports:  # inside the try: a process that does not start leaves none behind
+                processes[port] = _serve_nats(kor, port)
             reader = Reader(jpn.endpoint, jpn_tokens["analyst"])
             assert reader.status == 200
             wait_for(lambda: _link_holder(kor_url) is not None, 20, "a process taking the link's lease")

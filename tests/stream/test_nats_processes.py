@@ -43,7 +43,7 @@ def _serve(member: NetNode, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", 60)
+        _wait_healthy(f"http://127.0.0.1:{port}", 120)
     except BaseException:
         kill(process)
         raise

@@ -311,8 +311,9 @@ def test_the_cli_replays_a_launch_and_follows_it(net: dict[str, Any]) -> None:
         text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while len(_audit(net, "USA", "stream.sse")) == subscribed and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # a loaded machine starts a Python process slowly
+        while len(_audit(net, "USA", "stream.sse")) == subscribed:
+            assert time.monotonic() < deadline, "the follower did not subscribe"
             time.sleep(0.1)  # the follower subscribes before the first update
         launch = launches(2019)[5].id
         result = CliRunner().invoke(
@@ -322,7 +323,7 @@ def test_the_cli_replays_a_launch_and_follows_it(net: dict[str, Any]) -> None:
         )  # fmt: skip
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["originator"] == "KOR"
-        out, _ = follow.communicate(timeout=30)
+        out, _ = follow.communicate(timeout=120)
     finally:
         follow.kill()
         follow.wait()

@@ -307,11 +307,100 @@ def test_an_item_in_portions_is_served_with_granular_markings_of_the_portions_th
     assert tearline_marking in partial["object_marking_refs"]
     assert body_marking not in response.text
     assert "the body" not in response.text
-    # served back as a TAXII POST: refused (portions are labelled and signed at ingest, POST /items)
+    # the round trip: served, then posted back as a new item, it is an item in portions again, each
+    # portion under the label its granular marking gives it, signed by this node under a new root
     again = dict(report, item_id="jpn-report-2")
     posted = call(
         "POST", url, tokens["tanaka"], json={"objects": [*served, again]}, headers={"Content-Type": TAXII}
     )
     assert posted.status_code == 202
-    assert any("in portions" in f["message"] for f in posted.json()["failures"])
+    assert posted.json()["failures"] == []
+    copy, payload = jpn_node.read(jpn_node.person("tanaka"), "jpn-report-2")
+    original, original_payload = jpn_node.read(jpn_node.person("tanaka"), "jpn-report")
+    assert [(m.id, m.label) for m in copy.portions] == [(m.id, m.label) for m in original.portions]
+    assert copy.label == original.label
+    assert json.loads(payload) == json.loads(original_payload)
+    row = jpn_node.store.get_item("jpn-report-2")
+    assert row is not None
+    assert [p.id for p in jpn_node.kernel.items.signed(row)[1]] == ["body", "tearline"]
+    # exported again, it is the same object (ids aside)
+    served_again = items_of(call("GET", url, tokens["tanaka"]).json()["objects"])
+    (second,) = [o for o in served_again if o["item_id"] == "jpn-report-2"]
+    assert second["granular_markings"] == report["granular_markings"]
+    assert second["object_marking_refs"] == report["object_marking_refs"]
+
+
+def _portioned(call: Call, jpn_node: Node, tokens: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
+    jpn_node.ingest(
+        jpn_node.person("tanaka"),
+        label=None,
+        payload=b"",
+        item_id="jpn-report",
+        portions=[
+            PortionIngest("body", jpn_label(), b'{"source": "the body"}'),
+            PortionIngest("tearline", jpn_label(classification="秘"), b'{"launch": "the tearline"}'),
+        ],
+    )
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    return url, call("GET", url, tokens["tanaka"]).json()["objects"]
+
+
+def _marks_swapped(report: dict[str, Any], definitions: dict[str, str]) -> None:
+    report["object_marking_refs"] = [definitions["秘"]]  # the object marked lower than its body
+
+
+def _portion_unmarked(report: dict[str, Any], _definitions: dict[str, str]) -> None:
+    report["granular_markings"] = [
+        g for g in report["granular_markings"] if g["selectors"] != ["payload.portions.[1]"]
+    ]
+
+
+def _portion_marked_twice(report: dict[str, Any], definitions: dict[str, str]) -> None:
+    report["granular_markings"].append(
+        {"marking_ref": definitions["秘"], "selectors": ["payload.portions.[0]"]}
+    )
+
+
+def _selector_past_the_end(report: dict[str, Any], definitions: dict[str, str]) -> None:
+    report["granular_markings"].append(
+        {"marking_ref": definitions["秘"], "selectors": ["payload.portions.[7]"]}
+    )
+
+
+def _selector_inside_a_portion(report: dict[str, Any], definitions: dict[str, str]) -> None:
+    report["granular_markings"].append(
+        {"marking_ref": definitions["秘"], "selectors": ["payload.portions.[0].payload.source"]}
+    )
+
+
+def _payload_label_differs(report: dict[str, Any], _definitions: dict[str, str]) -> None:
+    report["payload"]["portions"][0]["label"]["classification"] = "秘"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (_marks_swapped, "is not the highest of its portions' labels"),
+        (_portion_unmarked, "portion 1 has 0 gsomia labels"),
+        (_portion_marked_twice, "portion 0 has 2 gsomia labels"),
+        (_selector_past_the_end, "names no portion"),
+        (_selector_inside_a_portion, "marks whole portions"),
+        (_payload_label_differs, "differs from its granular marking"),
+    ],
+)
+def test_an_item_in_portions_with_inconsistent_markings_is_refused_with_the_reason(
+    call: Call, jpn_node: Node, tokens: dict[str, str], tamper: Any, reason: str
+) -> None:
+    url, served = _portioned(call, jpn_node, tokens)
+    (report,) = items_of(served)
+    definitions = {"秘": marking_for(jpn_node.kernel.items.parse_label(jpn_label(classification="秘")))["id"]}
+    changed = json.loads(json.dumps(dict(report, item_id="jpn-report-2")))
+    tamper(changed, definitions)
+    posted = call(
+        "POST", url, tokens["tanaka"], json={"objects": [*served, changed]}, headers={"Content-Type": TAXII}
+    )
+    assert posted.status_code == 202
+    (failure,) = posted.json()["failures"]
+    assert reason in failure["message"]
     assert jpn_node.store.get_item("jpn-report-2") is None

@@ -18,6 +18,7 @@ from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.core.feedback import MAX_CITES
 from gsomia.core.feedback import MAX_TEXT as MAX_FEEDBACK_TEXT
+from gsomia.core.portions import PORTION_ID
 from gsomia.node import Node
 from gsomia.store import LabelChangeRow
 
@@ -46,6 +47,10 @@ class DeriveIn(_In):
 class ReclassifyIn(_In):
     classification: Classification = Field(description="The new level, in the originator's scheme.")
     reason: Words
+    portion: Annotated[str, Field(pattern=PORTION_ID.pattern)] | None = Field(
+        default=None,
+        description="An item in portions: reclassify this portion alone (at every holder of it).",
+    )
 
 
 class HoldAsIn(_In):
@@ -74,6 +79,9 @@ class DestroyIn(_In):
     witness: Id = Field(description="A registered person cleared for the item.")
     reason: Words
     notify_originator: Bool = False
+    portion: Annotated[str, Field(pattern=PORTION_ID.pattern)] | None = Field(
+        default=None, description="An item in portions: destroy this portion alone (the rest stays held)."
+    )
 
 
 class DestructionRequestIn(_In):
@@ -161,7 +169,9 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     @router.post("/items/{item_id}/reclassify", status_code=202)
     def reclassify(item_id: Id, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
         """The originator's new level, applied here and sent to every holder downstream."""
-        return _change_json(duties.reclassify(person, item_id, body.classification, body.reason))
+        return _change_json(
+            duties.reclassify(person, item_id, body.classification, body.reason, portion=body.portion)
+        )
 
     @router.post("/items/{item_id}/hold-as")
     def hold_as(item_id: Id, body: HoldAsIn, person: Caller) -> dict[str, Any]:
@@ -189,6 +199,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             witness=body.witness,
             reason=body.reason,
             notify=body.notify_originator,
+            portion=body.portion,
         )
 
     @router.post("/items/{item_id}/destruction/send", status_code=202)

@@ -82,11 +82,15 @@ def reclassify(
     item_id: ItemArg,
     level: Annotated[str, typer.Option("--level", help="The new level (originator's scheme).")],
     reason: Annotated[str, typer.Option(help="Why; it reaches every holder.")],
+    portion: Annotated[
+        str | None,
+        typer.Option(help="An item in portions: change this portion's level alone (at every holder of it)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """As originator, change the item's level here and at every holder downstream."""
+    """As originator, change the item's (or one portion's) level here and at every holder downstream."""
     node = open_node(directory)
-    row = node.duties.reclassify(node.person(actor), item_id, level, reason)
+    row = node.duties.reclassify(node.person(actor), item_id, level, reason, portion=portion)
     _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
 
 
@@ -154,14 +158,25 @@ def destroy(
     witness: Annotated[str, typer.Option(help="A registered person cleared for the item.")],
     reason: Annotated[str, typer.Option(help="Why (e.g. the purpose ended).")],
     notify: Annotated[bool, typer.Option("--notify", help="Send the record to the originator now.")] = False,
+    portion: Annotated[
+        str | None,
+        typer.Option(help="An item in portions: destroy this portion alone; the others stay held."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Destroy the item: a signed record; the payload is gone, the record stays."""
+    """Destroy the item (or one portion of it): a signed record; the payload is gone, the record stays."""
     node = open_node(directory)
     record = node.duties.destroy(
-        node.person(actor), item_id, method=method, witness=witness, reason=reason, notify=notify
+        node.person(actor),
+        item_id,
+        method=method,
+        witness=witness,
+        reason=reason,
+        notify=notify,
+        portion=portion,
     )
-    _out(record, as_json, f"{item_id} destroyed ({method}, witnessed by {witness})")
+    what = item_id if portion is None else f"portion {portion} of {item_id}"
+    _out(record, as_json, f"{what} destroyed ({method}, witnessed by {witness})")
 
 
 @duty_app.command("end-purpose")

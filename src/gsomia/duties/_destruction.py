@@ -25,8 +25,8 @@ from gsomia.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from gsomia.kernel import from_us
-from gsomia.store import DestructionRow, InventoryEntry
+from gsomia.kernel import PortionMark, from_us
+from gsomia.store import DestructionRow, InventoryEntry, PortionDestructionRow
 
 __all__ = ["_Destruction"]
 
@@ -43,18 +43,20 @@ class _Destruction(DutyBase):
         witness: str,
         reason: str,
         notify: bool = False,
+        portion: str | None = None,
     ) -> dict[str, Any]:
-        """Destroy (or record the return of) an item: a signed record, the payload gone, the record kept."""
+        """Destroy (or record the return of) an item: a signed record, the payload gone, the record kept.
+        With ``portion``, one portion of an item in portions: that portion gone, the rest held."""
+        if portion is not None:
+            return self._destroy_portion(
+                actor, item_id, portion, method=method, witness=witness, reason=reason, notify=notify
+            )
         kernel = self.kernel
         try:
             row = self._held(item_id)
             label = kernel.items.item(row).label
             kernel.decide_read(actor, label, item_id).raise_if_refused()
-            try:
-                how = DestructionMethod(method)
-            except ValueError:
-                known = ", ".join(m.value for m in DestructionMethod)
-                raise InvalidInputError(f"method must be one of {known}") from None
+            how = _method(method)
             witnessed_by = kernel.person(witness)
             if not kernel.decide_read(witnessed_by, label, item_id).allowed:
                 raise InvalidInputError(f"the witness {witness} is not cleared for this item")
@@ -106,6 +108,126 @@ class _Destruction(DutyBase):
         except GsomiaError as exc:
             raise kernel.refuse("item.destroy", actor.id, item_id, exc) from None
         return _destruction_out(saved)
+
+    def _destroy_portion(
+        self,
+        actor: Person,
+        item_id: str,
+        portion: str,
+        *,
+        method: str,
+        witness: str,
+        reason: str,
+        notify: bool,
+    ) -> dict[str, Any]:
+        """One portion of an item in portions destroyed here (Art. 13): the item re-sealed without it
+        (the originator's signed root still proves the portions left), under the highest label of
+        those; the signed record kept and, with ``notify``, sent to the originator. The person and
+        the witness must be cleared for that portion; a portion they may not read is unknown to them."""
+        kernel = self.kernel
+        what = "item.destroy-portion"
+        try:
+            row = self._held(item_id)
+            item = kernel.items.item(row)
+            if row.portions is None:
+                raise InvalidInputError(f"item {item_id} is not in portions: destroy the item itself")
+            _, seen, _ = kernel.readable(actor, item_id, what)  # none of it readable: an unknown item
+            mark = next((m for m in seen.portions if m.id == portion), None)
+            if mark is None:  # not held here, or not readable by them: the same words
+                raise NotFoundError(f"item {item_id} has no portion {portion!r} held here")
+            how = _method(method)
+            witnessed_by = kernel.person(witness)
+            if not kernel.decide_read(witnessed_by, mark.label, item_id).allowed:
+                raise InvalidInputError(f"the witness {witness} is not cleared for this portion")
+            if len(item.portions) == 1:
+                raise InvalidInputError(
+                    f"portion {portion} is the last portion of item {item_id} held here: destroy the item"
+                )
+            now = kernel.clock()
+            record = DestructionRecord(
+                item_id,
+                self.party,
+                row.originator,
+                mark.label.classification,
+                actor.id,
+                witness,
+                how,
+                reason,
+                now,
+            )
+            content = destruction_content(record, self._originals(row), portion=portion)
+            jws = sign_origin(kernel.ring, content, now)
+            outbox = []
+            if notify and row.originator != self.party:
+                outbox.append(self._upstream(row, content, now))
+            signed, held = kernel.items.signed(row)
+            left = [p for p in held if p.id != portion]
+            origin = kernel.items.origin(row)
+            if origin is None:
+                raise InvalidInputError(f"item {item_id} carries no signed root of its originator")
+            sealed = kernel.items.seal_portions(
+                signed,
+                left,
+                origin=origin,
+                now=now,
+                by=row.ingested_by,
+                received_from=row.received_from,
+                agreement=row.agreement,
+                prefer={m.id: _applied(m, self.party) for m in item.portions},
+            )
+            relabel = self.db.relabel(
+                row.id,
+                row.label_version,
+                row.label_version,
+                sealed.label,
+                sealed.classification,
+                sealed.payload,
+                sealed.origin_jws,
+                at_us=epoch_us(now),
+                expected_label=row.label,
+                portions=(str(sealed.portions), sealed.payload_size),
+            )
+            saved = PortionDestructionRow(
+                item_id,
+                portion,
+                self.party,
+                epoch_us(now),
+                actor.id,
+                witness,
+                how.value,
+                jws,
+                epoch_us(now) if outbox else None,
+            )
+            audit = kernel.audit_row(
+                what,
+                actor.id,
+                item_id,
+                "allowed",
+                portion=portion,
+                method=how.value,
+                witness=witness,
+                reason=reason,
+                record=jws,
+                sent=bool(outbox),
+            )
+            self.db.commit(
+                ops=[relabel, self.db.put("portion_destructions", saved)],
+                outbox=outbox,
+                inventory=[
+                    InventoryEntry(
+                        item_id,
+                        epoch_us(now),
+                        "destroyed",
+                        self.party,
+                        actor.id,
+                        canonical({"method": how.value, "witness": witness, "portion": portion}),
+                    )
+                ],
+                audit=[audit],
+            )
+        except GsomiaError as exc:
+            raise kernel.refuse(what, actor.id, item_id, exc) from None
+        return _portion_destruction_out(saved)
 
     def send_destruction_record(self, actor: Person, item_id: str) -> dict[str, Any]:
         """Send this node's signed destruction record of ``item_id`` to its originator (on request)."""
@@ -168,6 +290,8 @@ class _Destruction(DutyBase):
         self.kernel.require_any(actor, HANDLERS, "item.destructions")
         rows = self.db.destructions(item_id)
         readable = self._readable(actor, {r.item_id for r in rows})  # as classified as the item
+        # a portion's record: shown to whoever may read the item and the portion's level
+        portions = [r for r in self.db.portion_destructions(item_id) if self._may_read_record(actor, r)]
         return [
             _destruction_out(r)
             for r in rows
@@ -178,7 +302,51 @@ class _Destruction(DutyBase):
                 and self.kernel.store.get_item(r.item_id) is None
                 and self._cleared_for(actor, _level(r.jws))
             )
-        ]
+        ] + [_portion_destruction_out(r) for r in portions]
+
+    def _may_read_record(self, actor: Person, record: PortionDestructionRow) -> bool:
+        """Whether ``actor`` may read the item a portion's record is about, at the level of the portion
+        destroyed (the record names it; what is left may be lower): fail closed."""
+        row = self.kernel.store.get_item(record.item_id)
+        if row is None or not self._may_read(actor, row):
+            return False
+        try:
+            held = self.kernel.items.item(row)
+            label = replace(held.label, classification=_level(record.jws), alternatives=())
+            if row.received_from is not None:
+                label = self.kernel.items.received_label(label, row.received_from, row.agreement)
+        except GsomiaError:
+            return False
+        return self.kernel.decide_read(actor, label, row.id).allowed
+
+
+def _method(method: str) -> DestructionMethod:
+    try:
+        return DestructionMethod(method)
+    except ValueError:
+        known = ", ".join(m.value for m in DestructionMethod)
+        raise InvalidInputError(f"method must be one of {known}") from None
+
+
+def _applied(mark: PortionMark, party: str) -> str | None:
+    """The level this node applied to a received portion (``None``: its own, or none applied)."""
+    alternative = mark.label.alternative_for(party)
+    return None if alternative is None else alternative.classification
+
+
+def _portion_destruction_out(row: PortionDestructionRow) -> dict[str, Any]:
+    return {
+        "item": row.item_id,
+        "portion": row.portion,
+        "holder": row.holder,
+        "at": from_us(row.at_us).isoformat(),
+        "by": row.actor,
+        "witness": row.witness,
+        "method": row.method,
+        "record": row.jws,
+        "sent": None if row.sent_us is None else from_us(row.sent_us).isoformat(),
+        "sources": _sources(row.jws),
+    }
 
 
 def _destruction_out(row: DestructionRow) -> dict[str, Any]:
@@ -191,6 +359,7 @@ def _destruction_out(row: DestructionRow) -> dict[str, Any]:
         "method": row.method,
         "record": row.jws,
         "sent": None if row.sent_us is None else from_us(row.sent_us).isoformat(),
+        "portion": None,
         # for a copy or derivative the holder made: the originator's items it was made from
         "sources": _sources(row.jws),
     }

@@ -16,7 +16,7 @@ from gsomia.core.labels import AlternativeLabel, SecurityLabel
 from gsomia.core.recall import ChangeKind, LabelChange, check_originator, reclassified
 from gsomia.crypto.envelope import seal, sign_origin
 from gsomia.duties._base import HANDLERS, DutyBase
-from gsomia.duties._messages import change_content
+from gsomia.duties._messages import HeldPortion, PortionChange, change_content, kept_content
 from gsomia.errors import (
     GsomiaError,
     InvalidInputError,
@@ -24,7 +24,7 @@ from gsomia.errors import (
     LabelError,
     NotFoundError,
 )
-from gsomia.kernel import from_us, item_content
+from gsomia.kernel import NewPortion, from_us, item_content
 from gsomia.store import (
     ItemRow,
     LabelAckRow,
@@ -52,9 +52,150 @@ def _routes(pending: list[OutboxRow], sent: list[tuple[str, str]]) -> dict[str, 
 class _Labels(DutyBase):
     """Reclassification and recall. Part of :class:`gsomia.duties.Duties`."""
 
-    def reclassify(self, actor: Person, item_id: str, classification: str, reason: str) -> LabelChangeRow:
-        """The originator's new level for its item, here and at every holder downstream."""
+    def reclassify(
+        self, actor: Person, item_id: str, classification: str, reason: str, *, portion: str | None = None
+    ) -> LabelChangeRow:
+        """The originator's new level for its item, here and at every holder downstream; with
+        ``portion``, for that portion of an item in portions (at every holder of that portion)."""
+        if portion is not None:
+            return self._change_portion(actor, item_id, portion, classification, reason)
         return self._change(actor, item_id, ChangeKind.RECLASSIFY, classification, reason)
+
+    def _change_portion(
+        self, actor: Person, item_id: str, portion: str, classification: str, reason: str
+    ) -> LabelChangeRow:
+        """One portion reclassified by the originator (Art. 6(g)): the portions signed again under a new
+        root (the item's label, the highest of theirs, and the label's next version with it), the item
+        and its copies re-sealed here, queued releases re-sealed, and the change signed for each holder
+        of that portion by name, carrying only what it needs of the portions it holds (their labels and
+        inclusion proofs under the new root; no payload), sent by the path the item took to it."""
+        kernel = self.kernel
+        what = "item.reclassify"
+        try:
+            kernel.require_any(actor, HANDLERS, what)
+            row = self._held(item_id)
+            item = kernel.items.item(row)
+            check_originator(self.party, item.label, "reclassify")
+            kernel.decide_read(actor, item.label, item_id).raise_if_refused()
+            if row.portions is None:
+                raise InvalidInputError(f"item {item_id} is not in portions: reclassify the item itself")
+            mark = next((m for m in item.portions if m.id == portion), None)
+            if mark is None:
+                raise NotFoundError(f"item {item_id} has no portion {portion!r}")
+            now = kernel.clock()
+            scheme = kernel.catalogue.party(self.party).scheme
+            new_label = reclassified(mark.label, classification, scheme)
+            change = LabelChange(
+                item_id,
+                self.party,
+                row.label_version + 1,
+                ChangeKind.RECLASSIFY,
+                new_label.classification,
+                reason,
+                now,
+            )
+            _, held = kernel.items.signed(row)
+            portions = [
+                NewPortion(p.id, new_label if p.id == portion else p.label, p.payload_type, p.payload)
+                for p in held
+            ]
+            origin, content, signed = kernel.items.sign_portions(item_id, portions, now, change.version)
+            sealed = kernel.items.seal_portions(content, signed, origin=origin, now=now, by=row.ingested_by)
+            ops: list[Op] = [
+                self.db.relabel(
+                    row.id,
+                    row.label_version,
+                    change.version,
+                    sealed.label,
+                    sealed.classification,
+                    sealed.payload,
+                    sealed.origin_jws,
+                    at_us=epoch_us(now),
+                    expected_label=row.label,
+                    portions=(str(sealed.portions), sealed.payload_size),
+                )
+            ]
+            after = replace(
+                row,
+                label=sealed.label,
+                classification=sealed.classification,
+                label_version=change.version,
+                payload=sealed.payload,
+                origin_jws=sealed.origin_jws,
+                portions=sealed.portions,
+                payload_size=sealed.payload_size,
+            )
+            banner_label = kernel.items.stored_label(sealed.label)
+            more, copies = self._rederive(item_id, {item_id: banner_label}, now, False)
+            ops += more
+            resealed, _ = self._pending_releases(after, item_id, now)
+            ops += resealed
+            by_index = {p.id: p for p in signed}
+            holders = {h: ids for h, ids in self._portion_holders(item_id).items() if portion in ids}
+            route = _routes(self.db.pending_releases(item_id), self.db.sent_to(item_id))
+            outbox = []
+            for holder, ids in sorted(holders.items()):
+                told = PortionChange(
+                    portion,
+                    tuple(
+                        HeldPortion(
+                            p,
+                            by_index[p].index,
+                            label_to_dict(by_index[p].label),
+                            tuple(h.hex() for h in by_index[p].proof),
+                        )
+                        for p in sorted(ids, key=lambda i: by_index[i].index)
+                        if p in by_index
+                    ),
+                )
+                content_for = change_content(change, origin, holder, told)
+                outbox.append(self._duty(holder, route.get(holder, holder), content_for, item_id, now))
+            jws = sign_origin(
+                kernel.ring, change_content(change, origin, self.party, PortionChange(portion, ())), now
+            )
+            record = LabelChangeRow(
+                item_id,
+                change.version,
+                ChangeKind.RECLASSIFY.value,
+                change.classification,
+                reason,
+                epoch_us(now),
+                jws,
+                epoch_us(now),
+            )
+            ops.append(self.db.put("label_changes", record))
+            ops += [
+                self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
+                for p in sorted(holders)
+            ]
+            audit = kernel.audit_row(
+                what,
+                actor.id,
+                item_id,
+                "allowed",
+                version=change.version,
+                portion=portion,
+                classification=change.classification,
+                reason=reason,
+                holders=sorted(holders),
+                copies=copies,
+            )
+            self.db.commit(ops=ops, outbox=outbox, audit=[audit])
+        except GsomiaError as exc:
+            raise kernel.refuse(what, actor.id, item_id, exc) from None
+        return record
+
+    def _portion_holders(self, item_id: str) -> dict[str, set[str]]:
+        """Each party this node sent (or is sending) the item in portions to, and the portions it
+        holds: the final recipient and the hub it went through hold what the release carried."""
+        out: dict[str, set[str]] = {}
+        for entry in self.kernel.fed.item_messages(item_id):
+            if entry.state in ("undeliverable", "cancelled"):
+                continue
+            ids = set(json.loads(entry.request or "{}").get("portions") or ())
+            for party in {entry.recipient, entry.final_recipient} - {self.party}:
+                out.setdefault(party, set()).update(ids)
+        return out
 
     def recall(self, actor: Person, item_id: str, reason: str) -> LabelChangeRow:
         """The originator withdraws its item, here and at every holder downstream."""
@@ -424,6 +565,7 @@ def _change_status(
     return {
         "version": change.version,
         "kind": change.kind,
+        "portion": kept_content(change.jws).get("portion"),  # one portion's change (None: the item's)
         "classification": change.classification,
         "reason": change.reason,
         "at": from_us(change.at_us).isoformat(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,8 @@ from gsomia.errors import GsomiaError, InvalidInputError
 
 __all__ = [
     "DUTY_KIND",
+    "HeldPortion",
+    "PortionChange",
     "ack_content",
     "change_content",
     "destruction_content",
@@ -49,6 +52,8 @@ __all__ = [
     "parse_duty",
     "parse_feedback",
     "parse_incident",
+    "parse_onward_portions",
+    "parse_portion_change",
     "parse_sources",
 ]
 
@@ -88,23 +93,79 @@ def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
     return _str(data, "kind", "duty"), data
 
 
-def change_content(change: LabelChange, origin: str | None, holder: str) -> bytes:
-    """The originator's change for one named holder: a holder applies only a change addressed to it."""
-    return canonical(
-        {
-            "v": 1,
-            "kind": "label-change",
-            "item": change.item,
-            "originator": change.originator,
-            "holder": holder,
-            "version": change.version,
-            "change": change.kind.value,
-            "classification": change.classification,
-            "reason": change.reason,
-            "at": change.at.isoformat(),
-            "origin": origin,
-        }
-    ).encode()
+def change_content(
+    change: LabelChange, origin: str | None, holder: str, portion: PortionChange | None = None
+) -> bytes:
+    """The originator's change for one named holder: a holder applies only a change addressed to it.
+    ``portion``: the reclassification of one portion of an item in portions (``origin`` is then the
+    originator's newly signed root), with what the holder needs of the portions it holds."""
+    content: dict[str, Any] = {
+        "v": 1,
+        "kind": "label-change",
+        "item": change.item,
+        "originator": change.originator,
+        "holder": holder,
+        "version": change.version,
+        "change": change.kind.value,
+        "classification": change.classification,
+        "reason": change.reason,
+        "at": change.at.isoformat(),
+        "origin": origin,
+    }
+    if portion is not None:
+        content["portion"] = portion.portion
+        content["portions"] = [
+            {"id": p.id, "index": p.index, "label": p.label, "proof": list(p.proof)} for p in portion.held
+        ]
+    return canonical(content).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPortion:
+    """What a holder is told of one portion it holds when a portion is reclassified: its place, the
+    originator's label now (a dict, as signed in the leaf) and its inclusion proof (hex) under the
+    new root. Nothing of a portion the holder does not hold is sent."""
+
+    id: str
+    index: int
+    label: dict[str, Any]
+    proof: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PortionChange:
+    """The reclassification of portion ``portion``, for a holder of ``held`` (which include it)."""
+
+    portion: str
+    held: tuple[HeldPortion, ...]
+
+
+def parse_portion_change(data: dict[str, Any]) -> PortionChange | None:
+    """The portion a label change reclassifies, and the holder's portions (``None``: the item)."""
+    if "portion" not in data:
+        return None
+    portion = _str(data, "portion", "label-change")
+    raw = data.get("portions")
+    if not isinstance(raw, list) or not 0 < len(raw) <= 64:
+        raise InvalidInputError("label-change.portions: 1 to 64 portions held")
+    held = []
+    for entry in raw:
+        if not isinstance(entry, dict) or entry.keys() != {"id", "index", "label", "proof"}:
+            raise InvalidInputError("label-change.portions: each is {id, index, label, proof}")
+        proof = entry["proof"]
+        if (
+            not isinstance(entry["id"], str)
+            or type(entry["index"]) is not int
+            or not isinstance(entry["label"], dict)
+            or not isinstance(proof, list)
+            or len(proof) > 8
+            or not all(isinstance(h, str) for h in proof)
+        ):
+            raise InvalidInputError("label-change.portions: each is {id, index, label, proof}")
+        held.append(HeldPortion(entry["id"], entry["index"], entry["label"], tuple(proof)))
+    if len({h.id for h in held}) != len(held):
+        raise InvalidInputError("label-change.portions: a portion named twice")
+    return PortionChange(portion, tuple(held))
 
 
 def parse_change(data: dict[str, Any]) -> tuple[LabelChange, str | None, str]:
@@ -139,22 +200,38 @@ def ack_content(
     copies: int,
     at: datetime,
     onward: Sequence[str] = (),
+    onward_portions: dict[str, list[str]] | None = None,
 ) -> bytes:
     """A holder's answer to a change; ``onward``: the parties it sent (or is sending) the item to, so the
-    originator addresses the change to them too, through this holder."""
-    return canonical(
-        {
-            "v": 1,
-            "kind": "label-ack",
-            "item": item,
-            "version": version,
-            "holder": holder,
-            "status": status,
-            "copies": copies,
-            "onward": sorted(onward),
-            "at": at.isoformat(),
-        }
-    ).encode()
+    originator addresses the change to them too, through this holder; ``onward_portions``: of an item
+    in portions, the portions each of them got (a portion's change is addressed to its holders)."""
+    content: dict[str, Any] = {
+        "v": 1,
+        "kind": "label-ack",
+        "item": item,
+        "version": version,
+        "holder": holder,
+        "status": status,
+        "copies": copies,
+        "onward": sorted(onward),
+        "at": at.isoformat(),
+    }
+    if onward_portions:
+        content["onward_portions"] = {p: sorted(ids) for p, ids in sorted(onward_portions.items())}
+    return canonical(content).encode()
+
+
+def parse_onward_portions(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The portions each onward party got from the holder (empty: an item signed whole)."""
+    raw = data.get("onward_portions", {})
+    if not isinstance(raw, dict) or len(raw) > 64:
+        raise InvalidInputError("label-ack.onward_portions: expected {party: [portion ids]}")
+    out = {}
+    for party, ids in raw.items():
+        if not isinstance(ids, list) or len(ids) > 64 or not all(isinstance(i, str) for i in ids):
+            raise InvalidInputError("label-ack.onward_portions: expected {party: [portion ids]}")
+        out[party] = tuple(ids)
+    return out
 
 
 def parse_ack(data: dict[str, Any]) -> tuple[str, int, str, str, int, datetime, tuple[str, ...]]:
@@ -194,12 +271,16 @@ def parse_sources(data: dict[str, Any], what: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def destruction_content(record: DestructionRecord, sources: Sequence[str] = ()) -> bytes:
+def destruction_content(
+    record: DestructionRecord, sources: Sequence[str] = (), *, portion: str | None = None
+) -> bytes:
     """The holder's signed record; ``sources``: for a copy or derivative, the originator's items it was
-    made from."""
+    made from; ``portion``: the one portion of an item in portions destroyed (the rest still held)."""
+    more = {} if portion is None else {"portion": portion}
     return canonical(
         _with_sources(
             {
+                **more,
                 "v": 1,
                 "kind": "destruction-record",
                 "item": record.item,

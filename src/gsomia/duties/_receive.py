@@ -15,10 +15,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical, label_to_dict
+from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.feedback import MAX_PER_ITEM
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.portions import PORTION_ID, check_portion
 from gsomia.core.recall import ChangeKind, LabelChange
 from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
 from gsomia.duties._feedback import feedback_row
@@ -26,8 +27,11 @@ from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
 from gsomia.duties._messages import (
     DUTY_KIND,
+    HeldPortion,
+    PortionChange,
     ack_content,
     change_content,
+    kept_content,
     parse_ack,
     parse_change,
     parse_destruction,
@@ -35,13 +39,23 @@ from gsomia.duties._messages import (
     parse_duty,
     parse_feedback,
     parse_incident,
+    parse_onward_portions,
+    parse_portion_change,
     parse_sources,
     steps_json,
 )
-from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError
+from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError, ProofError
 from gsomia.exchange import Batch, Exchange
-from gsomia.kernel import from_us, parse_item_content
-from gsomia.store import DestructionRow, InboxRow, LabelAckRow, LabelChangeRow
+from gsomia.kernel import SignedPortion, from_us, parse_item_content, parse_portioned_content, relabelled_leaf
+from gsomia.store import (
+    DestructionRow,
+    InboxRow,
+    ItemRow,
+    LabelAckRow,
+    LabelChangeRow,
+    Op,
+    PortionDestructionRow,
+)
 
 __all__ = ["receive_duty"]
 
@@ -176,6 +190,9 @@ def _label_change(
         raise InvalidInputError(f"a label change signed by {signer} speaks for {change.originator}")
     if holder != exchange.party:
         raise InvalidInputError(f"a label change addressed to {holder} reached {exchange.party}")
+    portion_change = parse_portion_change(data)
+    if portion_change is not None:
+        return _portion_change(duties, exchange, opened, change, origin, portion_change, jws, now, accepted)
     row = kernel.store.get_item(change.item)
     copies = 0
     onward: set[str] = set()
@@ -246,6 +263,189 @@ def _label_change(
     return status
 
 
+def _portion_change(
+    duties: Duties,
+    exchange: Exchange,
+    opened: Opened,
+    change: LabelChange,
+    origin: str | None,
+    told: PortionChange,
+    jws: str,
+    now: datetime,
+    accepted: Batch,
+) -> str:
+    """A holder applies the originator's reclassification of one portion it holds: each portion held
+    rebuilt with the label the originator names and checked against the originator's new signed root
+    (so nothing but that portion's level can change), the item re-sealed under the highest label of
+    the portions held, its copies re-derived, queued releases re-sealed; acknowledged, naming the
+    parties this node sent that portion on to. Refused: a change to a portion never received here, a
+    stale one, one not from the item's path. An item not held here answers ``not-held`` (a portion's
+    change is not kept for later: a release still queued at the originator leaves re-sealed with it)."""
+    kernel = duties.kernel
+    if change.kind is not ChangeKind.RECLASSIFY:
+        raise InvalidInputError("a portion is reclassified; an item in portions is recalled whole")
+    row = kernel.store.get_item(change.item)
+    copies = 0
+    onward: dict[str, set[str]] = {}
+    if row is None:
+        status, upstream = "not-held", opened.sender
+    else:
+        _check_path(opened.sender, change, row.originator, row.received_from)
+        _check_version(change, row.label_version)
+        upstream = row.received_from or opened.sender
+        if row.portions is None:
+            raise InvalidInputError(
+                f"item {change.item} here is signed whole: no change to a portion {told.portion} applies"
+            )
+        marks = {m.id for m in kernel.items.marks(row.portions)}
+        if told.portion not in marks:
+            raise InvalidInputError(f"portion {told.portion} of item {change.item} was never received here")
+        for entry in [*duties.db.pending_releases(change.item), *kernel.fed.item_messages(change.item)]:
+            carried = set(json.loads(entry.request or "{}").get("portions") or ())
+            if told.portion in carried and entry.state not in ("undeliverable", "cancelled"):
+                for party in (entry.recipient, entry.final_recipient):
+                    onward.setdefault(party, set()).update(carried)
+        if change.version == row.label_version:
+            status = "already-applied"
+        elif row.state != "held":
+            status = row.state  # destroyed or recalled here: nothing held to relabel
+            accepted.ops.append(duties.db.bump_version(row.id, row.label_version, change.version))
+            accepted.ops.append(duties.db.put("label_changes", _change_row(change, jws, now)))
+        else:
+            status, copies, ops = _apply_portion(duties, row, change, origin, told, now)
+            accepted.ops += ops
+            accepted.ops.append(duties.db.put("label_changes", _change_row(change, jws, now)))
+    for party in (exchange.party, change.originator):
+        onward.pop(party, None)
+    peer = exchange.peer(upstream)
+    if peer is None:
+        raise AgreementError(f"no registered link with {upstream} to acknowledge the change")
+    content = ack_content(
+        change.item,
+        change.version,
+        exchange.party,
+        status,
+        copies,
+        now,
+        sorted(onward),
+        {p: sorted(ids) for p, ids in onward.items()},
+    )
+    body = {"kind": DUTY_KIND, "to": change.originator, "duty": sign_origin(exchange.ring, content, now)}
+    accepted.outbox.append(
+        exchange.queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
+    )
+    return status
+
+
+def _change_row(change: LabelChange, jws: str, now: datetime) -> LabelChangeRow:
+    return LabelChangeRow(
+        change.item,
+        change.version,
+        change.kind.value,
+        change.classification,
+        change.reason,
+        epoch_us(change.at),
+        jws,
+        epoch_us(now),
+    )
+
+
+def _apply_portion(
+    duties: Duties,
+    row: ItemRow,
+    change: LabelChange,
+    origin: str | None,
+    told: PortionChange,
+    now: datetime,
+) -> tuple[str, int, list[Op]]:
+    """(status, copies changed, ops) of one portion's reclassification applied to the item held."""
+    kernel = duties.kernel
+    if origin is None:
+        raise InvalidInputError("a portion's reclassification carries the originator's newly signed root")
+    signer, content = verify_origin(origin, kernel.peers.peer, now, own=kernel.ring)
+    root = parse_portioned_content(content, kernel.catalogue)
+    if (
+        signer != change.originator
+        or root is None
+        or root.item_id != change.item
+        or root.label_version != change.version
+    ):
+        raise InvalidInputError("the originator's signed root does not match the change")
+    _, held = kernel.items.signed(row)
+    named = {h.id: h for h in told.held}
+    if set(named) != {p.id for p in held}:
+        raise InvalidInputError("the change does not name exactly the portions held here")
+    portions = []
+    for p in held:
+        entry = named[p.id]
+        try:
+            label = label_from_dict(entry.label, kernel.catalogue)
+            proof = tuple(bytes.fromhex(h) for h in entry.proof)
+        except (GsomiaError, ValueError) as exc:
+            raise InvalidInputError(f"label-change.portions: portion {p.id}: {exc}") from exc
+        expected = (
+            replace(p.label, classification=str(change.classification)) if p.id == told.portion else p.label
+        )
+        if label != expected or entry.index != p.index:
+            raise InvalidInputError(f"the change names portion {p.id} otherwise than as held here")
+        leaf = relabelled_leaf(p.leaf, label)
+        try:
+            check_portion(leaf, p.index, root.size, proof, root.root)
+        except ProofError as exc:
+            raise InvalidInputError(
+                f"portion {p.id} does not check against the originator's new root"
+            ) from exc
+        portions.append(SignedPortion(p.id, p.index, proof, leaf, label, p.payload_type, p.payload))
+    item = kernel.items.item(row)
+    prefer = {
+        m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
+        for m in item.portions
+    }
+    try:
+        sealed = kernel.items.seal_portions(
+            root,
+            portions,
+            origin=origin,
+            now=now,
+            by=row.ingested_by,
+            received_from=row.received_from,
+            agreement=row.agreement,
+            prefer=prefer,
+        )
+    except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
+        _, copied = duties._rederive(row.id, {}, change.at, True)
+        return "withdrawn", len(copied), [duties.db.withdraw(i, "recalled") for i in [row.id, *copied]]
+    ops: list[Op] = [
+        duties.db.relabel(
+            row.id,
+            row.label_version,
+            change.version,
+            sealed.label,
+            sealed.classification,
+            sealed.payload,
+            sealed.origin_jws,
+            at_us=epoch_us(now),
+            expected_label=row.label,
+            portions=(str(sealed.portions), sealed.payload_size),
+        )
+    ]
+    after = replace(
+        row,
+        label=sealed.label,
+        classification=sealed.classification,
+        label_version=change.version,
+        payload=sealed.payload,
+        origin_jws=sealed.origin_jws,
+        portions=sealed.portions,
+        payload_size=sealed.payload_size,
+    )
+    more, copied = duties._rederive(
+        row.id, {row.id: kernel.items.stored_label(sealed.label)}, change.at, False
+    )
+    resealed, _ = duties._pending_releases(after, change.item, now)
+    return "applied", len(copied), ops + more + resealed
+
+
 def _check_path(sender: str, change: LabelChange, originator: str, came_from: str | None) -> None:
     """Only the originator, or the party the item came from here, delivers the originator's change."""
     if originator != change.originator:
@@ -306,6 +506,8 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
             change, origin, holder = parse_change(content)
         except GsomiaError:
             continue
+        if "portion" in content:
+            continue  # a portion's change is not kept for an item on its way (see _portion_change)
         if change.originator == arriving.originator and holder == duties.party:
             waiting.append((change, origin))
     if not waiting:
@@ -424,16 +626,24 @@ def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime,
     accepted.ops.append(duties.db.ack(item, version, holder, status, epoch_us(now), detail))
     further = sorted(set(onward) - asked - {duties.party, holder})
     if further:
-        _address_onward(duties, item, version, holder, further, now, accepted)
+        _address_onward(duties, item, version, holder, further, now, accepted, parse_onward_portions(data))
     return status
 
 
 def _address_onward(
-    duties: Duties, item: str, version: int, via: str, parties: list[str], now: datetime, accepted: Batch
+    duties: Duties,
+    item: str,
+    version: int,
+    via: str,
+    parties: list[str],
+    now: datetime,
+    accepted: Batch,
+    onward_portions: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     """The originator's change ``version`` of ``item``, signed for each of ``parties``, sent through
     ``via`` (the holder that passed the item on to them). Only the item's current version is sent on:
-    an older one is superseded, and the newer one's answers name these parties in turn."""
+    an older one is superseded, and the newer one's answers name these parties in turn. A portion's
+    change goes to those ``onward_portions`` says got that portion, with what they hold of it."""
     row = duties.kernel.store.get_item(item)
     if row is None or row.originator != duties.party or row.label_version != version:
         return
@@ -452,10 +662,29 @@ def _address_onward(
     origin = None
     if change.kind is ChangeKind.RECLASSIFY and row.origin_jws is not None:
         origin = duties.kernel.cipher.open(row.id, row.label, row.origin_jws).decode()
+    portion = kept_content(change_row.jws).get("portion")
+    signed = {p.id: p for p in duties.kernel.items.signed(row)[1]} if isinstance(portion, str) else {}
     for party in parties:
         if duties.exchange.peer(via) is None or party not in duties.kernel.catalogue.parties:
             continue
-        content = change_content(change, origin, party)
+        told = None
+        if isinstance(portion, str):
+            ids = [i for i in (onward_portions or {}).get(party, ()) if i in signed]
+            if portion not in ids:
+                continue  # that party did not get the portion changed
+            told = PortionChange(
+                portion,
+                tuple(
+                    HeldPortion(
+                        i,
+                        signed[i].index,
+                        label_to_dict(signed[i].label),
+                        tuple(h.hex() for h in signed[i].proof),
+                    )
+                    for i in sorted(ids, key=lambda i: signed[i].index)
+                ),
+            )
+        content = change_content(change, origin, party, told)
         accepted.outbox.append(duties._duty(party, via, content, item, now))
         accepted.ops.append(
             duties.db.put("label_acks", LabelAckRow(item, version, party, "pending", None, None))
@@ -469,6 +698,25 @@ def _destruction(duties: Duties, signer: str, data: dict[str, Any], jws: str, ac
     if record.originator != duties.party:
         raise InvalidInputError(f"a destruction record of a {record.originator} item sent to {duties.party}")
     _check_holder(duties, record.item, record.holder, parse_sources(data, "destruction-record"))
+    portion = data.get("portion")
+    if portion is not None:
+        if not isinstance(portion, str) or not PORTION_ID.match(portion):
+            raise InvalidInputError("destruction-record.portion: expected a portion id")
+        _check_portion_sent(duties, record.item, portion, record.holder)
+        kept = PortionDestructionRow(
+            record.item,
+            portion,
+            record.holder,
+            epoch_us(record.at),
+            record.by,
+            record.witness,
+            record.method.value,
+            jws,
+        )
+        accepted.ops.append(
+            duties.db.put("portion_destructions", kept, replace_keys=("item_id", "portion", "holder"))
+        )
+        return "recorded"
     row = DestructionRow(
         record.item, record.holder, epoch_us(record.at), record.by, record.witness, record.method.value, jws
     )
@@ -576,6 +824,24 @@ def _check_holder(duties: Duties, item_id: str, holder: str, sources: tuple[str,
         )
     for source in sources:
         _check_sent(duties, source, holder)
+
+
+def _check_portion_sent(duties: Duties, item_id: str, portion: str, holder: str) -> None:
+    """A record about one portion of this node's item: the portion went to ``holder`` (this node's
+    release to it, directly or through a hub). A holder this node reached only through another
+    holder's onward release names a portion of the item (this node never saw which it got)."""
+    row = duties.kernel.store.get_item(item_id)
+    if row is None or row.portions is None:
+        raise InvalidInputError(f"item {item_id} here is not in portions")
+    sent: set[str] = set()
+    reached = False
+    for entry in duties.kernel.fed.item_messages(item_id):
+        if holder in (entry.recipient, entry.final_recipient) and entry.state != "undeliverable":
+            reached = True
+            sent |= set(json.loads(entry.request or "{}").get("portions") or ())
+    known = {m.id for m in duties.kernel.items.item(row).portions}
+    if portion not in (sent if reached else known):
+        raise InvalidInputError(f"portion {portion} of item {item_id} was never sent to {holder}")
 
 
 def _check_sent(duties: Duties, item_id: str, holder: str) -> None:

@@ -43,6 +43,7 @@ from gsomia.kernel._items import (
     item_content,
     parse_item_content,
     parse_portioned_content,
+    relabelled_leaf,
     signed_portions,
     unknown_item,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "parse_networks",
     "parse_portioned_content",
     "parse_rates",
+    "relabelled_leaf",
     "signed_portions",
     "system_clock",
     "unknown_item",

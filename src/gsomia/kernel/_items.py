@@ -49,6 +49,7 @@ __all__ = [
     "parse_item_content",
     "parse_portioned_content",
     "portioned_content",
+    "relabelled_leaf",
     "signed_portions",
     "unknown_item",
 ]
@@ -231,19 +232,31 @@ def portion_leaf(item_id: str, portion: NewPortion) -> bytes:
     ).encode()
 
 
-def portioned_content(item_id: str, label: SecurityLabel, root: bytes, size: int) -> bytes:
+def portioned_content(
+    item_id: str, label: SecurityLabel, root: bytes, size: int, label_version: int = 1
+) -> bytes:
     """What the originator signs for an item in portions: its id, its label (the highest of the
-    portions') and the RFC 9162 root over the portions' leaves with the tree's size."""
-    return canonical(
-        {
-            "v": 1,
-            "kind": "portioned-item",
-            "item": item_id,
-            "label": _originator_label(label),
-            "root": root.hex(),
-            "size": size,
-        }
-    ).encode()
+    portions') and the RFC 9162 root over the portions' leaves with the tree's size; once a portion
+    was reclassified, the label's version (an older change is stale)."""
+    content: dict[str, Any] = {
+        "v": 1,
+        "kind": "portioned-item",
+        "item": item_id,
+        "label": _originator_label(label),
+        "root": root.hex(),
+        "size": size,
+    }
+    if label_version != 1:
+        content["label_version"] = label_version
+    return canonical(content).encode()
+
+
+def relabelled_leaf(leaf: bytes, label: SecurityLabel) -> bytes:
+    """A portion's leaf with the originator's new ``label`` (a reclassification of that portion):
+    what a holder rebuilds from the leaf it holds and checks against the originator's new root."""
+    data = json_object(leaf, "portion")
+    data["label"] = _originator_label(label)
+    return canonical(data).encode()
 
 
 def parse_portioned_content(content: bytes, catalogue: Catalogue) -> PortionedContent | None:
@@ -264,7 +277,10 @@ def parse_portioned_content(content: bytes, catalogue: Catalogue) -> PortionedCo
         raise InvalidInputError("item.root: not hex") from exc
     if len(digest) != 32:
         raise InvalidInputError("item.root: not a SHA-256 digest")
-    return PortionedContent(text_field(data, "item", "item"), label, digest, size)
+    version = data.get("label_version", 1)
+    if type(version) is not int or version < 1:
+        raise InvalidInputError("item.label_version: expected a whole number from 1")
+    return PortionedContent(text_field(data, "item", "item"), label, digest, size, version)
 
 
 def _signed_portion(entry: Any, item: PortionedContent, catalogue: Catalogue) -> SignedPortion:
@@ -548,7 +564,7 @@ class Items:
         return canonical({"portions": out}).encode()
 
     def sign_portions(
-        self, item_id: str, portions: Sequence[NewPortion], now: datetime
+        self, item_id: str, portions: Sequence[NewPortion], now: datetime, label_version: int = 1
     ) -> tuple[str, PortionedContent, tuple[SignedPortion, ...]]:
         """This node's item in portions signed: the leaves, the RFC 9162 root over them signed with
         the item's label (the highest of the portions'), each portion with its inclusion proof."""
@@ -566,8 +582,10 @@ class Items:
         label = banner([p.label for p in portions], self.catalogue)
         leaves = [portion_leaf(item_id, p) for p in portions]
         tree = portion_tree(leaves)
-        content = PortionedContent(item_id, label, tree.root, tree.size)
-        origin = sign_origin(self.ring, portioned_content(item_id, label, tree.root, tree.size), now)
+        content = PortionedContent(item_id, label, tree.root, tree.size, label_version)
+        origin = sign_origin(
+            self.ring, portioned_content(item_id, label, tree.root, tree.size, label_version), now
+        )
         signed = tuple(
             SignedPortion(p.id, i, tree.proofs[i], leaves[i], p.label, p.payload_type, p.payload)
             for i, p in enumerate(portions)
@@ -584,12 +602,18 @@ class Items:
         by: str,
         received_from: str | None = None,
         agreement: str | None = None,
+        prefer: Mapping[str, str | None] | None = None,
     ) -> NewItem:
         """An item in portions for the store: the portions held (each checked against the
         originator's root by the caller), their marks, and the item's label here, the highest of
-        the held portions' labels (with this node's equivalent); the originator's signed root kept
-        with them. A portion this node may not hold (not releasable to it) refuses the item."""
-        held = [self.received_label(p.label, received_from, agreement, at=now) for p in portions]
+        the held portions' labels (with this node's equivalent; ``prefer``: per portion, the level
+        an officer applied before, kept); the originator's signed root kept with them. A portion
+        this node may not hold (not releasable to it) refuses the item."""
+        chosen = prefer or {}
+        held = [
+            self.received_label(p.label, received_from, agreement, at=now, prefer=chosen.get(p.id))
+            for p in portions
+        ]
         marks = [
             {"id": p.id, "index": p.index, "label": label_to_dict(h), "size": len(p.payload)}
             for p, h in zip(portions, held, strict=True)
@@ -598,7 +622,9 @@ class Items:
         document = canonical(
             {
                 "content": base64.b64encode(
-                    portioned_content(content.item_id, content.label, content.root, content.size)
+                    portioned_content(
+                        content.item_id, content.label, content.root, content.size, content.label_version
+                    )
                 ).decode(),
                 "portions": [p.wire() for p in portions],
             }

@@ -33,6 +33,7 @@ FEED_KINDS: dict[str, str] = {
     "duty.label-change.applied-on-arrival": "label-changed",
     "item.recall": "recalled",
     "item.destroy": "destroyed",
+    "item.destroy-portion": "portion-destroyed",  # one portion of an item in portions, the rest held
 }
 SCAN = 1000  # audit records read per page, at most
 MAX_FILTER = 50  # values per filter

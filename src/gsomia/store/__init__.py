@@ -21,6 +21,7 @@ from gsomia.store._duties import (
     LabelAckRow,
     LabelChangeRow,
     Op,
+    PortionDestructionRow,
     VisitRow,
 )
 from gsomia.store._equivalences import EQUIVALENCES, EquivalenceChangeRow, EquivalenceStore
@@ -97,6 +98,7 @@ __all__ = [
     "OutboxRow",
     "PartnerHeadRow",
     "PeerRow",
+    "PortionDestructionRow",
     "RateCounters",
     "ReleaseRequestRow",
     "ScheduleStore",

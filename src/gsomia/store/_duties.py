@@ -77,6 +77,21 @@ class DestructionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PortionDestructionRow:
+    """A holder's signed record that it destroyed one portion of an item in portions."""
+
+    item_id: str
+    portion: str
+    holder: str
+    at_us: int
+    actor: str
+    witness: str
+    method: str
+    jws: str
+    sent_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentRow:
     id: str
     item_id: str
@@ -171,12 +186,15 @@ class DutiesStore:
         origin_jws: bytes | None,
         at_us: int = 0,
         expected_label: str | None = None,
+        portions: tuple[str, int] | None = None,
     ) -> Op:
         """Replace label and sealed payload together, only if the item still has ``expected_version``
         (and, given ``expected_label``, still that label: this node's level applied to a received
         item changes the label, not the originator's version).
 
-        A new label is a new version of the item: it gets a new date-added (TAXII readers see it)."""
+        A new label is a new version of the item: it gets a new date-added (TAXII readers see it).
+        ``portions``: of an item in portions, the marks of the portions now held and their size."""
+        more = {} if portions is None else {"portions": portions[0], "payload_size": portions[1]}
 
         def run(conn: Connection) -> None:
             added = allocate_added(conn, 1, at_us)
@@ -197,6 +215,7 @@ class DutiesStore:
                     payload=payload,
                     origin_jws=origin_jws,
                     added_us=added,
+                    **more,
                 )
             ).rowcount
             if not done:
@@ -426,6 +445,14 @@ class DutiesStore:
             return [
                 DestructionRow(**r._mapping) for r in conn.execute(query.order_by(t.destructions.c.at_us))
             ]
+
+    def portion_destructions(self, item_id: str | None = None) -> list[PortionDestructionRow]:
+        query = select(t.portion_destructions)
+        if item_id is not None:
+            query = query.where(t.portion_destructions.c.item_id == item_id)
+        with self.store._read() as conn:
+            rows = conn.execute(query.order_by(t.portion_destructions.c.at_us))
+            return [PortionDestructionRow(**r._mapping) for r in rows]
 
     def incident(self, incident_id: str) -> IncidentRow | None:
         with self.store._read() as conn:

@@ -456,27 +456,37 @@ class Store:
             )
 
     def remember_signed_tracks(
-        self, batch: str, originator: str, leaves: Sequence[int], now_us: int, forget_before_us: int
-    ) -> list[int]:
-        """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived; the ones that had
-        arrived before (a replay), in which case nothing is recorded.
+        self,
+        batch: str,
+        originator: str,
+        leaves: Sequence[int],
+        now_us: int,
+        forget_before_us: int,
+        tracks: Sequence[str] = (),
+    ) -> tuple[list[int], set[str]]:
+        """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived, carrying the track
+        updates ``tracks`` (their identities, hashed); returns the leaves that had arrived before (a
+        replay: then nothing is recorded) and the updates that had (sent again under a new signature:
+        the caller drops them).
 
         One transaction: rows seen before ``forget_before_us`` are forgotten first (a batch that old
-        is refused as stale before it gets here), so the table holds one window's worth. Two
-        processes recording the same leaf at once: the second is told it is a replay.
+        is refused as stale before it gets here), so the tables hold one window's worth. Two
+        processes recording the same leaf at once: the second is told it is a replay; the same
+        update at once: the second is told it arrived before.
         """
-        table = t.track_batches_seen
+        table, seen_tracks = t.track_batches_seen, t.tracks_seen
         wanted = sorted(set(leaves))
         try:
             with self._begin() as conn:
                 conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
+                conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
                 seen = (
                     conn.execute(select(table.c.leaf).where(table.c.batch == batch, table.c.leaf.in_(wanted)))
                     .scalars()
                     .all()
                 )
                 if seen:
-                    return sorted(seen)
+                    return sorted(seen), set()
                 conn.execute(
                     insert(table),
                     [
@@ -484,9 +494,22 @@ class Store:
                         for n in wanted
                     ],
                 )
+                fresh: set[str] = set()
+                if tracks:
+                    fresh = set(
+                        conn.execute(
+                            _insert_new(conn, seen_tracks).returning(seen_tracks.c.track),
+                            [
+                                {"track": track, "originator": originator, "seen_us": now_us}
+                                for track in sorted(set(tracks))
+                            ],
+                        )
+                        .scalars()
+                        .all()
+                    )
         except ConflictError:
-            return wanted
-        return []
+            return wanted, set()
+        return [], set(tracks) - fresh
 
     @property
     def name(self) -> str:

@@ -333,6 +333,22 @@ destructions = Table(
     Column("sent_us", BigInteger),
 )
 
+# A holder's record that it destroyed one portion of an item in portions (issue 20 §2, Art. 13):
+# kept by the holder and by the originator it was sent to (0022).
+portion_destructions = Table(
+    "portion_destructions",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("portion", String(64), primary_key=True),
+    Column("holder", String(3), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("witness", String(128), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("jws", Text, nullable=False),  # the record, signed by the holder's node key
+    Column("sent_us", BigInteger),
+)
+
 # The holder's record that an item's purpose has ended (Art. 6(h), 13): return or destroy it (0014).
 purpose_ends = Table(
     "purpose_ends",
@@ -444,6 +460,20 @@ track_batches_seen = Table(
     Column("originator", String(3), nullable=False),
     Column("seen_us", BigInteger, nullable=False),
     Index("ix_track_batches_seen_seen_us", "seen_us"),
+)
+
+# The track updates this node received, by their identity (0023): the originator that signed them,
+# the recipient, the track id and the update's instant, hashed. The same update sent again under a
+# new signature (a link's new holder resending what its dead holder sent but had not confirmed) is
+# dropped, in every process of the node. Rows older than the window a resend can come in are
+# forgotten with the batches', so the table stays bounded.
+tracks_seen = Table(
+    "tracks_seen",
+    metadata,
+    Column("track", String(64), primary_key=True),  # SHA-256 (hex) of the update's identity
+    Column("originator", String(3), nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+    Index("ix_tracks_seen_seen_us", "seen_us"),
 )
 
 # --- leases (migration 0010): one holder per kind of background work ---

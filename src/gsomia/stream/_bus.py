@@ -17,10 +17,11 @@ refused with :class:`~gsomia.errors.UnavailableError` (503 over HTTP), never los
 :class:`NatsBus` also carries what the node's processes hand to the one process holding an
 outbound link (the link's lease, ``link:PARTY``): a second JetStream stream of the node,
 ``<stream>_LINKS``, a subject per partner, read through one durable pull consumer per partner
-(``link-PARTY``). Only the holder pulls; a message is acknowledged once it is queued on the link, so a
-holder that dies leaves what it had not taken up to the next holder (redelivered after
-``HANDOFF_ACK_WAIT_S``), and what waited longer than ``HANDOFF_MAX_AGE_S`` for a holder is
-dropped (a late warning is not a live one).
+(``link-PARTY``). Only the holder pulls; a message is acknowledged once the partner confirmed the
+link frame that carried it, so a holder that dies leaves what it had not had confirmed to the next
+holder (redelivered after ``HANDOFF_ACK_WAIT_S``; the partner keeps an update it got twice once),
+and what waited longer than ``HANDOFF_MAX_AGE_S`` for a holder is dropped (a late warning is not a
+live one).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from gsomia.errors import UnavailableError
@@ -442,9 +444,13 @@ class NatsBus:
             f"{self.links_subject}.{partner}", message, timeout=self.publish_timeout_s, headers=headers
         )
 
-    async def handed_off(self, partner: str, *, wait_s: float = 0.2) -> AsyncIterator[bytes]:
+    async def handed_off(
+        self, partner: str, *, wait_s: float = 0.2
+    ) -> AsyncIterator[tuple[bytes, Callable[[], Awaitable[None]]]]:
         """What the node's processes handed to the link to ``partner``, oldest first, for its holder
-        only; each message is acknowledged as the next one is asked for (it is queued on the link)."""
+        only, each with how to acknowledge it: the holder calls that once the partner confirmed the
+        frame that carried it (or it is dropped), and a message left unacknowledged (the holder died
+        first) goes to the next holder after ``HANDOFF_ACK_WAIT_S``."""
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -466,12 +472,15 @@ class NatsBus:
                 except NatsTimeout:
                     continue
                 for message in messages:
-                    yield bytes(message.data)
-                    with contextlib.suppress(Exception):  # unacknowledged: the next holder sends it
-                        await message.ack()
+                    yield bytes(message.data), functools.partial(self._ack, message)
         finally:
             with contextlib.suppress(Exception):
                 await pull.unsubscribe()
+
+    async def _ack(self, message: Any) -> None:
+        """Acknowledge one handed message (it was delivered, or dropped for good)."""
+        with contextlib.suppress(Exception):  # unacknowledged: the next holder sends it again
+            await message.ack()
 
     async def close(self) -> None:
         self._closing = True

@@ -21,6 +21,10 @@ Rekeying (Noise ``REKEY``) follows a ``REKEY`` frame, after ``rekey_frames`` fra
 (empty): key confirmation, so the responder knows the caller holds the session keys (a replayed
 hello cannot make one) before it counts the link as open.
 
+The other way, the responder seals ``ACK`` frames (its own counter, the session's other cipher):
+after each window root it verified, how many frames it has received and taken (each track of them
+kept, passed on or refused). The initiator only then counts what those frames carried as delivered.
+
 Non-repudiation: the AEAD authenticates the link, not the sender to a third party, so the
 sender signs (Ed25519, its node key, a compact JWS) an RFC 9162 Merkle root over the track
 frames of each window of at most 50 ms; the receiver recomputes the root over what it got
@@ -48,6 +52,8 @@ from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import EnvelopeError, LinkError
 
 __all__ = [
+    "ACK",
+    "ACK_BODY",
     "BATCH",
     "CLOSE",
     "CONSENT",
@@ -66,8 +72,9 @@ __all__ = [
 ]
 
 PROTOCOL = b"Noise_KK_25519_ChaChaPoly_SHA256"
-TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY = 1, 2, 3, 4, 5, 6, 7
-_TYPES = frozenset({TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY})
+TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY, ACK = 1, 2, 3, 4, 5, 6, 7, 8
+_TYPES = frozenset({TRACK, BATCH, REKEY, CONSENT, CLOSE, TRACKS, READY, ACK})
+ACK_BODY = struct.Struct(">Q")  # an ACK frame's body: the frames received and taken so far
 _HEADER = struct.Struct(">QB")
 _TAG = 16
 WINDOW_S = 0.05  # a signed batch root covers at most 50 ms of frames

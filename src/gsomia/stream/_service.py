@@ -29,12 +29,13 @@ and not yet sent. With the in-process bus a node is one process and holds every 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -65,9 +66,11 @@ from gsomia.errors import (
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
 from gsomia.store import ASSURANCES, CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
-from gsomia.stream._bus import Bus, InProcessBus, NatsBus
+from gsomia.stream._bus import HANDOFF_MAX_AGE_S, Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
+    ACK,
+    ACK_BODY,
     BATCH,
     CONSENT,
     READY,
@@ -106,6 +109,12 @@ _ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this 
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
+# an update sent again comes at most this long after the first time: a link's holder sends what was
+# handed to it within the handover stream's age (HANDOFF_MAX_AGE_S), with a margin for the clocks
+_RESEND_WINDOW = timedelta(seconds=HANDOFF_MAX_AGE_S) + _SEEN_MARGIN
+_DUPLICATES_NAMED = 16  # updates a `duplicate` audit record names, at most (it counts them all)
+
+_Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the node's bus
 
 
 class LinkLease(Protocol):
@@ -139,6 +148,17 @@ class StreamStats:
     link_errors: int = 0
     batches_signed: int = 0
     batches_verified: int = 0
+    duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """A track message read from a link and checked at the boundary, not yet decided on."""
+
+    label: SecurityLabel
+    track: dict[str, Any]
+    recipient: str
+    via: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +186,11 @@ class _OutLink:
         # waiting for the next frame: this node's own track messages (signed when the frame is
         # made) and tracks relayed for their originators (already signed)
         self.queued: list[bytes | _Relayed] = []
+        self.queued_acks: list[_Ack | None] = []  # beside ``queued``: a handed track's acknowledgement
+        # (frame seq, the acknowledgements of the handed tracks it carried), until the peer confirms it
+        self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
+        self.reader: asyncio.Task[None] | None = None  # reads the peer's confirmations (ACK frames)
 
 
 class StreamService:
@@ -320,8 +344,8 @@ class StreamService:
         """At the link's holder: send what the node's other processes handed to the link to ``party``."""
         while self._nats is not None:
             try:
-                async for message in self._nats.handed_off(party):
-                    await self._send_handed(party, message)
+                async for message, ack in self._nats.handed_off(party):
+                    await self._send_handed(party, message, ack)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away, or the consumer dropped: pull again shortly
@@ -338,9 +362,11 @@ class StreamService:
         await self._nats.hand_off(party, header + b"\n" + body)
         self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
 
-    async def _send_handed(self, party: str, message: bytes) -> None:
+    async def _send_handed(self, party: str, message: bytes, ack: _Ack | None = None) -> None:
         """Send one handed frame on the link to ``party``: the authorisations it needs that the link
-        has not carried yet, then the track."""
+        has not carried yet, then the track. ``ack`` acknowledges it at the bus once the partner
+        confirmed the frame that carried it; at once if it is dropped (malformed, or the link is
+        down: a track for a failed link is lost, as on any link)."""
         try:
             header, _, body = message.partition(b"\n")
             fields = orjson.loads(header)
@@ -352,6 +378,8 @@ class StreamService:
                 payload = _Relayed(group.jws, group.size, entry)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, GsomiaError):
             _log.warning("a track handed to the link to %s is malformed: dropped", party)
+            if ack is not None:
+                await ack()
             return
         try:
             link = await self._link(party)
@@ -360,8 +388,10 @@ class StreamService:
                 if key not in link.consents_sent:
                     await self._send(party, CONSENT, jws.encode(), None)
                     link.consents_sent.add(key)
-            await self._send(party, kind, payload, agreement)
+            await self._send(party, kind, payload, agreement, ack)
         except (OSError, WebSocketException, GsomiaError) as exc:
+            if ack is not None:
+                await ack()
             await self._link_failed(party, exc)
 
     # --- audit ---
@@ -587,6 +617,7 @@ class StreamService:
             peers = self.kernel.watch.generation(PEERS)
             peer_kid = peer.encryption_key(self.kernel.clock())[0]  # the key ``initiate`` used
             link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers)
+            link.reader = asyncio.create_task(self._read_confirmations(party, link))
             self._links[party] = link
             self._down.discard(party)
             await self._audit(self._audit_row("stream.link", None, party, "opened", role="initiator"))
@@ -630,12 +661,43 @@ class StreamService:
             )
 
     async def _drop_link(self, party: str) -> None:
+        """Close the link to ``party``. What it carried that the peer had not confirmed stays
+        unacknowledged at the bus: the link's next holder (this process or another) sends it again,
+        and the peer keeps an update it got twice once."""
         link = self._links.pop(party, None)
         if link is not None:
+            link.unconfirmed.clear()
+            if link.reader is not None and link.reader is not asyncio.current_task():
+                link.reader.cancel()
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await link.ws.close()
 
-    async def _send(self, party: str, kind: int, body: bytes | _Relayed, agreement: str | None) -> None:
+    async def _read_confirmations(self, party: str, link: _OutLink) -> None:
+        """The peer's ``ACK`` frames on ``link``: the handed tracks of every frame it confirmed are
+        acknowledged at the bus. A frame that does not open, or is not an ``ACK``, ends the link."""
+        try:
+            async for data in link.ws:
+                if not isinstance(data, bytes):
+                    raise LinkError("malformed", f"{party} sent text on the link")
+                frame = link.session.open(data)
+                if frame is None:  # the peer rekeyed
+                    continue
+                if frame.kind != ACK or len(frame.body) != ACK_BODY.size:
+                    raise LinkError("malformed", f"{party} sent frame type {frame.kind} back on the link")
+                (taken,) = ACK_BODY.unpack(frame.body)
+                while link.unconfirmed and link.unconfirmed[0][0] < taken:
+                    _, acks = link.unconfirmed.popleft()
+                    for ack in acks:
+                        await ack()
+        except asyncio.CancelledError:
+            raise
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            if self._links.get(party) is link:
+                await self._link_failed(party, exc)
+
+    async def _send(
+        self, party: str, kind: int, body: bytes | _Relayed, agreement: str | None, ack: _Ack | None = None
+    ) -> None:
         if agreement is not None and agreement not in self.kernel.peers.links(party):
             raise LinkError(
                 "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
@@ -646,6 +708,7 @@ class StreamService:
             # coalesced: what else is queued for this link before the drainer runs (the rest of
             # this turn of the event loop, no timer) goes in the same frame
             link.queued.append(body)
+            link.queued_acks.append(ack)
             if link.drainer is None:
                 link.drainer = asyncio.create_task(self._drain(party, link))
             return
@@ -677,15 +740,21 @@ class StreamService:
                     size += length
                     count += 1
                 batch, link.queued = link.queued[:count], link.queued[count:]
+                acks, link.queued_acks = link.queued_acks[:count], link.queued_acks[count:]
                 kind, body = TRACKS, self._frame_body(batch)
                 async with link.lock:
                     now = time.monotonic()
                     frames = link.session.seal(kind, body, now)
-                    link.signer.add(link.session.sent - 1, body, now)
+                    seq = link.session.sent - 1
+                    link.signer.add(seq, body, now)
+                    handed = [ack for ack in acks if ack is not None]
+                    if handed:  # acknowledged at the bus once the peer confirms this frame
+                        link.unconfirmed.append((seq, handed))
                     for frame in frames:
                         await link.ws.send(frame)
         except (OSError, WebSocketException, GsomiaError) as exc:
             link.queued.clear()  # never queued for later: a late warning is not a live one
+            link.queued_acks.clear()  # (a handed one comes back from the bus to the link's next holder)
             await self._link_failed(party, exc)
         finally:
             link.drainer = None
@@ -772,7 +841,7 @@ class StreamService:
             confirmed = True
             gate.release(source)
             await self._audit(self._audit_row("stream.link", None, peer_name, "opened", role="responder"))
-            await self._serve_frames(receive, session, frame, peer_kid, peers)
+            await self._serve_frames(receive, send, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
             row = self._audit_row(
@@ -793,11 +862,13 @@ class StreamService:
                 gate.release(source)
 
     async def _serve_frames(
-        self, receive: Any, session: LinkSession, first: Frame | None, peer_kid: str, peers: int
+        self, receive: Any, send: Any, session: LinkSession, first: Frame | None, peer_kid: str, peers: int
     ) -> None:
         """The frames of a confirmed link (``first`` already opened), until it ends or a frame is
         refused (``LinkError``). ``peer_kid`` is the peer's key the session was opened with and
-        ``peers`` the peer directory's generation then: a key revoked meanwhile ends the link."""
+        ``peers`` the peer directory's generation then: a key revoked meanwhile ends the link.
+        After each window root verified, the frames received so far are confirmed (``ACK``): every
+        track in them was kept, passed on or refused here, so the sender need not send them again."""
         peer = session.peer
         verifier = BatchVerifier(self.party, self.kernel.peers.peer)
         unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
@@ -834,9 +905,7 @@ class StreamService:
                     verified = verify_group(
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
-                    await self._first_arrival(peer, verified)
-                    for entry in verified.entries:
-                        await self._receive_frame_track(peer, frame.seq, verified, entry)
+                    await self._receive_group(peer, frame.seq, verified)
             elif frame.kind == TRACK:
                 raise LinkError(
                     "unsigned", f"frame {frame.seq} from {peer} holds a track its originator did not sign"
@@ -857,6 +926,10 @@ class StreamService:
                 await self._audit(
                     self._audit_row("stream.batch", None, peer, "verified", **batch.audit_detail())
                 )
+                for out in session.seal(ACK, ACK_BODY.pack(session.received), time.monotonic()):
+                    await send(out)
+            elif frame.kind == ACK:
+                raise LinkError("malformed", f"frame {frame.seq} from {peer}: only the receiver confirms")
 
     def _check_session_key(self, peer: str, kid: str) -> int:
         """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
@@ -898,22 +971,30 @@ class StreamService:
         await self._audit(self._audit_row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
-    async def _first_arrival(self, peer: str, group: VerifiedGroup) -> None:
-        """Remember the group's tracks in the store; ``LinkError`` if any of them arrived before.
+    async def _first_arrival(self, peer: str, group: VerifiedGroup, tracks: list[str]) -> set[str]:
+        """Remember the group's tracks in the store; ``LinkError`` if any of them arrived before in
+        the same signed batch; the updates among ``tracks`` (their identities) that arrived before
+        under another signature, which the caller drops.
 
         A hub holds each batch it relayed and could send it again, or send the same track twice,
         while its originator's signature is still fresh: the store remembers every (batch, leaf)
         for twice the freshness window, so the replay is refused, in every process of this node.
+        An originator's node sends an update again under a new signature only when a link changed
+        hands before the peer confirmed it (its new holder sends what the old one had not had
+        confirmed): that is no attack, and the update is kept once (the window covers the handover's
+        age). The identity is the signer's, so nobody else's signature can make a genuine update
+        look like one seen before.
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
-        replayed = await asyncio.to_thread(
+        replayed, duplicates = await asyncio.to_thread(
             self.kernel.store.remember_signed_tracks,
             group.batch,
             group.originator,
             [entry.index for entry in group.entries],
             epoch_us(now),
-            epoch_us(now - 2 * window - _SEEN_MARGIN),
+            epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)),
+            tracks,
         )
         if replayed:
             raise LinkError(
@@ -921,18 +1002,95 @@ class StreamService:
                 f"{peer} sent again {len(replayed)} track(s) of a batch {group.originator} signed at "
                 f"{group.signed_at.isoformat()} (batch {group.batch[:16]}): a replay",
             )
+        return duplicates
 
-    async def _receive_frame_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> None:
-        """One track message from an authenticated frame; ``LinkError`` if it is not one."""
+    async def _receive_group(self, sender: str, seq: int, group: VerifiedGroup) -> None:
+        """The tracks of one verified group: each read at the boundary (``LinkError`` if one is not
+        a track this node accepts from ``sender``), remembered, then each taken once: an update that
+        arrived before, or twice in the group, is dropped, counted and audited (one record)."""
         try:
-            await self._receive_track(sender, group, entry)
+            read = [self._read_track(sender, seq, group, entry) for entry in group.entries]
+        except LinkError:
+            await self._first_arrival(sender, group, [])  # a replayed batch is named as one first
+            raise
+        keys = [_track_key(group.originator, message) for message in read]
+        duplicates = await self._first_arrival(sender, group, keys)
+        taken: set[str] = set()
+        dropped: list[str] = []
+        for entry, message, key in zip(group.entries, read, keys, strict=True):
+            if key in duplicates or key in taken:
+                dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
+                continue
+            taken.add(key)
+            await self._take_track(sender, seq, group, entry, message)
+        if dropped:
+            self.stats.duplicates += len(dropped)
+            await self._audit(self._audit_row("stream.receive", None, group.originator, "duplicate",
+                                              sender=sender, count=len(dropped),
+                                              tracks=dropped[:_DUPLICATES_NAMED]))  # fmt: skip
+
+    def _read_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> _Received:
+        """One track message of a verified group, read and checked (the boundary every node applies);
+        ``LinkError`` if it is not one this node accepts from ``sender``."""
+        self.stats.received += 1
+        try:
+            data = orjson.loads(entry.message)
+            label = self.kernel.items.parse_label(data["label"])
+            if label.originator != group.originator or data["originator"] != group.originator:
+                raise LinkError(
+                    "not-the-originator",
+                    f"a track labelled as {label.originator}'s is signed by {group.originator}",
+                )
+            track = data["track"]
+            recipient, via = data["recipient"], data.get("via")
+            parse_track_update(track, originator=label.originator)  # the same boundary at every node
+            if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
+                raise InvalidInputError("a track's recipient and hub are party codes")
+        except LinkError:
+            raise
+        except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # authenticated, yet not a track this node can read: the peer is broken
+            raise LinkError(
+                "malformed", f"frame {seq} from {sender} is not a track this node accepts"
+            ) from exc
+        expected_sender = via if via and recipient == self.party else label.originator
+        if sender != expected_sender:
+            raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
+        return _Received(label, track, recipient, via)
+
+    async def _take_track(
+        self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, message: _Received
+    ) -> None:
+        """Decide on a track read from ``sender``, then keep it (this node is its recipient) or pass
+        it on (this node is its hub)."""
+        label, track, recipient, via = message.label, message.track, message.recipient, message.via
+        try:
+            decision = await self._decide_received(label, track["track_id"], sender, via, recipient)
+            if not decision.allowed:
+                return
+            if recipient == self.party:
+                try:  # this node's equivalent beside the originator's label: worked out where the inbox does
+                    label = self.kernel.items.received_label(
+                        label, sender, decision.agreement, at=decision.at
+                    )
+                except LabelError as exc:
+                    self.stats.refused += 1
+                    await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
+                                                sender=sender, reason=str(exc)))  # fmt: skip
+                    return
+                route = f"via {via}" if via else "direct"
+                await self._emit(orjson.dumps(track), label, route, decision.agreement)
+            elif via == self.party:
+                relayed = _Relayed(
+                    group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message)
+                )
+                await self._forward(label, recipient, relayed, decision)
         except LinkError:
             raise
         except UnavailableError as exc:  # this node's bus is full: the peer did nothing wrong
             self.stats.refused += 1
             _log.warning("track from %s not emitted: %s", sender, exc)
         except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # authenticated, yet not a track this node can read: the peer is broken
             raise LinkError(
                 "malformed", f"frame {seq} from {sender} is not a track this node accepts"
             ) from exc
@@ -975,38 +1133,6 @@ class StreamService:
             await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
                                         decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
         return decision
-
-    async def _receive_track(self, sender: str, group: VerifiedGroup, entry: Entry) -> None:
-        self.stats.received += 1
-        data = orjson.loads(entry.message)
-        label = self.kernel.items.parse_label(data["label"])
-        if label.originator != group.originator or data["originator"] != group.originator:
-            raise LinkError(
-                "not-the-originator",
-                f"a track labelled as {label.originator}'s is signed by {group.originator}",
-            )
-        track = data["track"]
-        recipient, via = data["recipient"], data.get("via")
-        parse_track_update(track, originator=label.originator)  # the same boundary at every node
-        expected_sender = via if via and recipient == self.party else label.originator
-        if sender != expected_sender:
-            raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        decision = await self._decide_received(label, track["track_id"], sender, via, recipient)
-        if not decision.allowed:
-            return
-        if recipient == self.party:
-            try:  # this node's equivalent beside the originator's label: worked out where the inbox does
-                label = self.kernel.items.received_label(label, sender, decision.agreement, at=decision.at)
-            except LabelError as exc:
-                self.stats.refused += 1
-                await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
-                                            sender=sender, reason=str(exc)))  # fmt: skip
-                return
-            route = f"via {via}" if via else "direct"
-            await self._emit(orjson.dumps(track), label, route, decision.agreement)
-        elif via == self.party:
-            relayed = _Relayed(group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message))
-            await self._forward(label, recipient, relayed, decision)
 
     async def _forward(
         self, label: SecurityLabel, recipient: str, relayed: _Relayed, decision: ReleaseDecision
@@ -1149,6 +1275,18 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
     if len(data) > FEED_BATCH:
         raise InvalidInputError(f"a feed message holds at most {FEED_BATCH} updates, not {len(data)}")
     return data
+
+
+def _not_a_track(seq: int, sender: str) -> LinkError:
+    """Authenticated, yet not a track this node can read: the peer is broken."""
+    return LinkError("malformed", f"frame {seq} from {sender} is not a track this node accepts")
+
+
+def _track_key(originator: str, message: _Received) -> str:
+    """A received update's identity, hashed: the originator that signed it, its recipient, the track
+    and the update's instant."""
+    parts = [originator, message.recipient, message.track["track_id"], message.track["update_ts"]]
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
 def _consent_key(jws: str) -> str:

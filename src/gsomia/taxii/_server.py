@@ -54,10 +54,11 @@ from gsomia.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from gsomia.node import MAX_PAGE, Item, Node
+from gsomia.node import MAX_PAGE, Item, Node, PortionIngest
 from gsomia.store import ItemFilter, StatusRow, TaxiiStore
 from gsomia.taxii._stix import (
     STIX_MEDIA_TYPE,
+    check_banner,
     import_objects,
     is_tlp_red,
     marked,
@@ -484,15 +485,32 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 successes.append((result.stix_id, version))
                 continue
             try:
-                node.ingest(
-                    person,
-                    label=entry.label,
-                    payload=entry.payload,
-                    payload_type=entry.payload_type,
-                    item_id=entry.item_id,
-                    received_from=originator if foreign else None,
-                    agreement=target.agreement if foreign else None,
-                )
+                check_banner(entry, node.catalogue)  # portions: the object marking is the highest of theirs
+            except InvalidInputError as exc:
+                node.record_refusal("taxii.object", result.stix_id, 422, str(exc))
+                failures.append((result.stix_id, version, str(exc)))
+                continue
+            try:
+                if entry.portions:  # an item in portions: each portion under its granular marking's label
+                    node.ingest(
+                        person,
+                        label=None,
+                        payload=b"",
+                        item_id=entry.item_id,
+                        portions=[
+                            PortionIngest(p.id, p.label, p.payload, p.payload_type) for p in entry.portions
+                        ],
+                    )
+                else:
+                    node.ingest(
+                        person,
+                        label=entry.label,
+                        payload=entry.payload,
+                        payload_type=entry.payload_type,
+                        item_id=entry.item_id,
+                        received_from=originator if foreign else None,
+                        agreement=target.agreement if foreign else None,
+                    )
             except ConflictError as exc:  # the id is taken: fine if it is this very version
                 if not held_already(person, entry.item_id, result.stix_id, version):
                     failures.append((result.stix_id, version, f"a different {result.stix_id} is held: {exc}"))

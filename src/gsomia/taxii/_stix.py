@@ -43,12 +43,13 @@ from typing import Any
 import stix2
 import stix2.exceptions
 
-from gsomia._codec import canonical, label_to_dict
+from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import CAVEATS, CaveatEffect, SecurityLabel
+from gsomia.core.portions import MAX_PORTIONS, banner
 from gsomia.core.tlp import TLP_AMBER_STRICT, TLP_RED, is_tlp_red
-from gsomia.errors import InvalidInputError
+from gsomia.errors import GsomiaError, InvalidInputError
 
 __all__ = [
     "ACS_EXTENSION_ID",
@@ -61,6 +62,7 @@ __all__ = [
     "ImportedObject",
     "ObjectResult",
     "acs_marking_for",
+    "check_banner",
     "definitions_of",
     "extension_objects",
     "from_bundle",
@@ -497,12 +499,135 @@ def to_bundle(objects: Sequence[tuple[SecurityLabel, dict[str, Any]]]) -> dict[s
 
 @dataclass(frozen=True, slots=True)
 class ImportedObject:
-    """One STIX object to ingest: the item id, the label (boundary dict form) and the payload."""
+    """One STIX object to ingest: the item id, the label (boundary dict form) and the payload; an
+    item in portions: ``portions`` (its label is the object marking, its payload empty)."""
 
     item_id: str
     label: dict[str, Any]
     payload_type: str
     payload: bytes
+    portions: tuple[ImportedPortion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedPortion:
+    """One portion of an ``x-gsomia-item`` in portions: its id, the label its granular marking gives
+    it (boundary dict form), its payload."""
+
+    id: str
+    label: dict[str, Any]
+    payload_type: str
+    payload: bytes
+
+
+_PORTION_SELECTOR = re.compile(r"payload\.portions\.\[(0|[1-9][0-9]{0,2})\]")
+_SAME = ("originator", "classification", "releasable_to", "caveats", "purpose", "topics", "policy")
+
+
+def _portions_of(
+    obj: Mapping[str, Any], labels: Mapping[str, dict[str, Any]], derived: set[str]
+) -> tuple[ImportedPortion, ...]:
+    """The portions of an ``x-gsomia-item`` in portions, each labelled by exactly one gsomia granular
+    marking whose selector is that portion (``payload.portions.[i]``); ACS markings are recomputed
+    here from the label, so they are passed over. Anything else is inconsistent, and refused."""
+    where = obj["id"]
+    payload = obj.get("payload")
+    entries = payload.get("portions") if isinstance(payload, Mapping) else None
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_PORTIONS:
+        raise InvalidInputError(f"{where}: payload.portions must hold 1 to {MAX_PORTIONS} portions")
+    granular = obj.get("granular_markings") or []
+    if not isinstance(granular, list):
+        raise InvalidInputError(f"{where}: granular_markings is not a list")
+    marked: dict[int, list[str]] = {}
+    for g in granular:
+        if (
+            not isinstance(g, Mapping)
+            or not isinstance(g.get("marking_ref"), str)
+            or not isinstance(g.get("selectors"), list)
+            or not g["selectors"]
+        ):
+            raise InvalidInputError(f"{where}: each granular marking is {{marking_ref, selectors}}")
+        ref = g["marking_ref"]
+        if ref in derived:
+            continue
+        if ref not in labels:
+            raise InvalidInputError(
+                f"{where}: granular marking {ref} is not a gsomia label in the bundle (a portion's "
+                "label is its gsomia marking; TLP and other markings are not kept per portion)"
+            )
+        for selector in g["selectors"]:
+            match = _PORTION_SELECTOR.fullmatch(selector) if isinstance(selector, str) else None
+            if match is None:
+                raise InvalidInputError(
+                    f"{where}: selector {selector!r}: a label marks whole portions (payload.portions.[i])"
+                )
+            index = int(match.group(1))
+            if index >= len(entries):
+                raise InvalidInputError(f"{where}: selector {selector} names no portion of this item")
+            marked.setdefault(index, []).append(ref)
+    out = []
+    for index, entry in enumerate(entries):
+        refs = marked.get(index, [])
+        if len(refs) != 1:
+            raise InvalidInputError(
+                f"{where}: portion {index} has {len(refs)} gsomia labels; each portion has exactly one"
+            )
+        label = labels[refs[0]]
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            raise InvalidInputError(f"{where}: portion {index} is not {{id, payload_type, payload}}")
+        told = entry.get("label")
+        if told is not None and (
+            not isinstance(told, Mapping) or any(_field(told, k) != _field(label, k) for k in _SAME)
+        ):
+            raise InvalidInputError(
+                f"{where}: portion {entry['id']}: the label in the payload differs from its granular marking"
+            )
+        kind = entry.get("payload_type", "json")
+        if kind == "bytes":
+            try:
+                data = base64.b64decode(str(entry.get("payload_base64", "")), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidInputError(
+                    f"{where}: portion {entry['id']}: payload_base64 is not base64"
+                ) from exc
+        elif kind == "json" and "payload" in entry:
+            data = json.dumps(entry["payload"], ensure_ascii=False).encode()
+        else:
+            raise InvalidInputError(
+                f"{where}: portion {entry['id']}: a json payload or bytes in payload_base64"
+            )
+        out.append(ImportedPortion(entry["id"], dict(label), str(kind), data))
+    return tuple(out)
+
+
+def _field(label: Mapping[str, Any], name: str) -> Any:
+    """A label field compared as a set where it is one (the order of lists carries nothing; a marking
+    leaves an empty one out)."""
+    value = label.get(name)
+    if isinstance(value, list):
+        return sorted(map(str, value)) or None
+    return value
+
+
+def check_banner(imported: ImportedObject, catalogue: Catalogue) -> None:
+    """An item in portions: its object marking must be the highest of its portions' labels (what the
+    node signs as the item's label): a lower or other one is inconsistent, and refused."""
+    if not imported.portions:
+        return
+    try:
+        top = banner([label_from_dict(p.label, catalogue) for p in imported.portions], catalogue)
+        marked = label_from_dict(imported.label, catalogue)
+    except GsomiaError as exc:
+        raise InvalidInputError(f"{imported.item_id}: {exc}") from exc
+    if (top.classification, top.releasable_to, top.caveats) != (
+        marked.classification,
+        marked.releasable_to,
+        marked.caveats,
+    ):
+        raise InvalidInputError(
+            f"{imported.item_id}: the object marking ({marked.classification}) is not the highest of its "
+            f"portions' labels ({top.classification}, releasable to {', '.join(sorted(top.releasable_to))})"
+        )
 
 
 def _label_of(marking: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -644,6 +769,11 @@ def _imported(
         raise InvalidInputError(
             f"{obj['id']}: no gsomia label marking; give a default label explicitly to import it"
         )
+    if obj["type"] == ITEM_TYPE and obj.get("payload_type") == PORTIONS:
+        item_id = obj.get("item_id")
+        if not isinstance(item_id, str):
+            raise InvalidInputError(f"{obj['id']}: an {ITEM_TYPE} needs its item_id")
+        return ImportedObject(item_id, label, PORTIONS, b"", _portions_of(obj, labels, derived))
     if obj["type"] == ITEM_TYPE:
         return _unwrapped(obj, label)
     _valid_native(obj)
@@ -659,9 +789,7 @@ def _unwrapped(obj: Mapping[str, Any], label: dict[str, Any]) -> ImportedObject:
     if not isinstance(item_id, str):
         raise InvalidInputError(f"{obj['id']}: an {ITEM_TYPE} needs its item_id")
     if obj.get("payload_type") == PORTIONS:
-        # portions are labelled by their originator and signed as a tree at ingest: not from a
-        # granular marking a TAXII client wrote (create them with POST /items)
-        raise InvalidInputError(f"{obj['id']}: an item in portions is not taken over TAXII; use POST /items")
+        raise InvalidInputError(f"{obj['id']}: an item in portions needs its granular markings")
     if obj.get("payload_type") == "bytes":
         try:
             data = base64.b64decode(str(obj.get("payload_base64", "")), validate=True)

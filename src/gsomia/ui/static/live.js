@@ -64,7 +64,7 @@
   const source = new EventSource(live.dataset.feed);
   source.onopen = () => { status.textContent = "live"; };
   source.onerror = () => { status.textContent = "reconnecting"; }; // EventSource resumes by Last-Event-ID
-  for (const type of ["ingested", "arrived", "derived", "label-changed", "recalled", "destroyed"]) {
+  for (const type of ["ingested", "arrived", "derived", "label-changed", "recalled", "destroyed", "portion-destroyed"]) {
     source.addEventListener(type, (message) => apply(JSON.parse(message.data)));
   }
 })();

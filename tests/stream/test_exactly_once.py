@@ -1,0 +1,270 @@
+"""Every track once, as the receiver sees it, when an outbound link changes hands (issue 17).
+
+A node of several processes sends each partner's tracks from one process, the link's lease holder;
+the others hand their tracks to it through JetStream. The holder acknowledges a handed track only
+once the partner confirmed the frame that carried it (an ``ACK`` after the hop's window root), so a
+holder killed before that leaves the track to the next holder, which sends it again under a new
+signature. The receiver keeps each update once: it remembers, in its store (every process of it),
+the identity of every update it took (originator, recipient, track, update instant; the signer's
+identity, so nobody else's signature can make a genuine update look like one seen before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from tests.conftest import kst, postgres_schema
+from tests.reliability.processes import audit, kill, serve, stop, wait_for
+from tests.stream.test_link_lease import _link_holder
+from tests.stream.test_nats_processes import NATS, Reader, _nats_up
+
+from gsomia._codec import label_to_dict
+from gsomia.core.tracks import track_update_to_json
+from gsomia.demo import network
+from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
+from gsomia.node import Node, load_config
+from gsomia.store import Store
+from gsomia.stream import StreamService, launches, replay
+from gsomia.stream._link import ACK, ACK_BODY, BATCH, TRACKS, BatchSigner, initiate
+from gsomia.stream._origin import sign_batch
+from gsomia.testing import FakeClock, make_node
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _serve_pausing(member: NetNode, port: int, pause: Path) -> subprocess.Popen[bytes]:
+    """``node serve`` on NATS, with the pause before each acknowledgement of a handed track."""
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-c", "from tests.stream._hold_acks import main; main()", str(pause),
+         "node", "serve", "--dir", str(member.directory), "--port", str(port), "--no-sender",
+         "--stream-nats", NATS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", 120)
+    except BaseException:
+        kill(process)
+        raise
+    return process
+
+
+def _duplicates_at(directory: Path) -> int:
+    """How many updates the node dropped as received before (its audit records)."""
+    node = Node(load_config(directory))
+    try:
+        rows = audit(node, "stream.receive")
+    finally:
+        node.close()
+    return sum(int(r["count"]) for r in rows if r["outcome"] == "duplicate")
+
+
+def test_a_holder_killed_between_the_partners_confirmation_and_its_ack_costs_no_duplicate(
+    tmp_path: Path, postgres_status: str | None
+) -> None:
+    if not _nats_up():
+        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS}")
+        pytest.skip(f"NATS absent at {NATS}")
+    pause = tmp_path / "pause"
+    reached = tmp_path / "pause.reached"
+    with postgres_schema(postgres_status) as kor_url:
+        members = {m.party: m for m in build(tmp_path / "net", database_urls={"KOR": kor_url})}
+        kor, jpn = members["KOR"], members["JPN"]
+        kor_tokens = json.loads((kor.directory / "tokens.json").read_text(encoding="utf-8"))
+        jpn_tokens = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))
+        officer = {"Authorization": f"Bearer {kor_tokens['officer']}"}
+        updates = [track_update_to_json(u) for u in replay(launches(2019)[0], originator="KOR", every_s=10)]
+        assert len(updates) >= 12
+        pause.touch()  # from the start: the holder confirms nothing at the bus until the test says
+        partner = serve(jpn)
+        ports = [kor.port, free_port()]
+        processes: dict[int, subprocess.Popen[bytes]] = {}
+        try:
+            for port in ports:  # inside the try: a process that does not start leaves none behind
+                processes[port] = _serve_pausing(kor, port, pause)
+            reader = Reader(jpn.endpoint, jpn_tokens["analyst"])
+            assert reader.status == 200
+            wait_for(lambda: _link_holder(kor_url) is not None, 60, "a process taking the link's lease")
+            holder = _link_holder(kor_url)
+            (held,) = [port for port, p in processes.items() if p.pid == holder]
+            (other,) = [port for port in ports if port != held]
+
+            def publish(port: int, update: dict[str, object]) -> None:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/stream/tracks", json=update, headers=officer, timeout=30
+                )
+                assert answer.status_code == 202, answer.text
+                assert {r["recipient"] for r in answer.json()["routes"]} >= {"JPN"}
+
+            first = updates[:6]
+            for update in first:  # handed to the holder, which sends them on its link
+                publish(other, update)
+            wait_for(lambda: len(reader.events) >= len(first), 60, "JPN receiving the handed tracks")
+            # JPN confirmed the frames (ACK after the window root): the holder is about to
+            # acknowledge them at the bus, and waits there
+            wait_for(reached.exists, 60, "the holder reaching its acknowledgement")
+            assert reached.read_text(encoding="utf-8") == str(holder)
+            kill(processes[held])  # between JPN's confirmation and the holder's acknowledgement
+            pause.unlink()
+            wait_for(
+                lambda: _link_holder(kor_url) == processes[other].pid, 60, "the other process taking the link"
+            )
+            # the new holder sends the six again (never acknowledged), each under a new signature;
+            # JPN drops every one of them as received before
+            wait_for(lambda: _duplicates_at(jpn.directory) >= len(first), 90, "the resend reaching JPN")
+            rest = updates[6:12]
+            for update in rest:
+                publish(other, update)
+            wait_for(lambda: len(reader.events) >= 12, 60, "the tracks after the takeover")
+            # (more than six if a confirmation took longer than JetStream's 3 s wait for the
+            # acknowledgement, on a loaded machine: it gave the track again, and JPN dropped it again)
+            assert _duplicates_at(jpn.directory) >= len(first)
+        finally:
+            for process in processes.values():
+                stop(process)
+            stop(partner)
+    got = [t["update_ts"] for _, t in reader.events]
+    assert sorted(got) == [u["update_ts"] for u in updates[:12]]  # each once, the resend none twice
+    assert len(set(got)) == len(got)
+
+
+# --- in one process: the receiver's side, driven frame by frame ---
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Any:
+    clock = FakeClock(kst(2024, 3, 1))
+    nodes = {
+        "KOR": make_node(tmp_path / "kor", "KOR", clock=clock),
+        "JPN": make_node(tmp_path / "jpn", "JPN", clock=clock),
+        "USA": make_node(tmp_path / "usa", "USA", clock=clock),
+    }
+    for node in nodes.values():
+        for other in nodes.values():
+            if other is not node:
+                shared = sorted(
+                    a.id for a in node.catalogue.agreements_of(node.party) if other.party in a.parties
+                )
+                node.exchange.register_peer(None, other.exchange.identity(), shared)
+    network.assure(nodes)
+    yield nodes, tmp_path, clock
+    for node in nodes.values():
+        node.close()
+
+
+def _message(sender: Node, track: dict[str, Any], recipient: str = "JPN") -> bytes:
+    label = StreamService(sender).stream_label()
+    return orjson.dumps(
+        {"track": track, "label": label_to_dict(label), "originator": sender.party, "recipient": recipient,
+         "via": None}
+    )  # fmt: skip
+
+
+def _track(n: int, track_id: str = "KOR-t") -> dict[str, Any]:
+    update = replay(launches(2019)[0], originator="KOR", every_s=10)[n]
+    return {**track_update_to_json(update), "track_id": track_id}
+
+
+async def _link(sender: Node, service: StreamService, bodies: list[bytes]) -> list[int]:
+    """A link from ``sender`` to ``service``: each body a TRACKS frame closed by its window root;
+    returns what the receiver confirmed after each root (its ACK frames)."""
+    inbound: asyncio.Queue[bytes] = asyncio.Queue()
+    outbound: asyncio.Queue[bytes] = asyncio.Queue()
+    peer = sender.exchange.peer(service.party)
+    assert peer is not None
+    first, finish = initiate(sender.ring, peer, sender.clock())
+    await inbound.put(first)
+    task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+    session = finish(await outbound.get())
+    signer = BatchSigner(sender.ring, service.party)
+    confirmed: list[int] = []
+    for body in bodies:
+        for wire in session.seal(TRACKS, body, 0.0):
+            await inbound.put(wire)
+        signer.add(session.sent - 1, body, 0.0)
+        batch = signer.close(sender.clock())
+        assert batch is not None
+        for wire in session.seal(BATCH, batch.jws.encode(), 0.0):
+            await inbound.put(wire)
+        frame = session.open(await asyncio.wait_for(outbound.get(), 30))
+        assert frame is not None
+        assert frame.kind == ACK
+        confirmed.append(ACK_BODY.unpack(frame.body)[0])
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return confirmed
+
+
+def test_an_update_sent_again_under_a_new_signature_is_kept_once_by_every_process(pair: Any) -> None:
+    nodes, directory, clock = pair
+    kor = nodes["KOR"]
+    other = Node(load_config(directory / "jpn"), clock=clock)  # a second process of JPN, same store
+    a, b = _track(0), _track(1)
+
+    async def run() -> tuple[StreamService, StreamService, list[int], list[int]]:
+        first, second = StreamService(nodes["JPN"]), StreamService(other)
+        got_first = await _link(kor, first, [sign_batch(kor.ring, [_message(kor, a)], kor.clock())])
+        # the link's new holder at KOR sends ``a`` again with ``b``, under a new signature, and to
+        # JPN's other process; and ``b`` twice in one batch
+        again = sign_batch(kor.ring, [_message(kor, a), _message(kor, b), _message(kor, b)], kor.clock())
+        got_second = await _link(kor, second, [again])
+        return first, second, got_first, got_second
+
+    try:
+        first, second, got_first, got_second = asyncio.run(run())
+        rows = audit(other, "stream.receive")
+    finally:
+        other.close()
+    assert got_first == [2]  # TRACKS and BATCH: confirmed up to there
+    assert got_second == [2]
+    assert (first.stats.emitted, second.stats.emitted) == (1, 1)  # a at the first, b at the second
+    assert second.stats.duplicates == 2
+    (dropped,) = [r for r in rows if r["outcome"] == "duplicate"]
+    assert dropped["subject"] == "KOR"
+    assert dropped["count"] == 2
+    assert sorted(dropped["tracks"]) == sorted([f"KOR-t@{a['update_ts']}", f"KOR-t@{b['update_ts']}"])
+
+
+def test_another_partys_update_of_the_same_track_id_and_instant_is_not_a_duplicate(pair: Any) -> None:
+    """The identity is the signer's: the USA's own track, named and timed as KOR's, is the USA's,
+    and does not keep KOR's genuine update out (nor does KOR's keep out the USA's)."""
+    nodes, _, _ = pair
+    kor, usa = nodes["KOR"], nodes["USA"]
+    track = _track(0)
+    usa_track = {**track, "originator": "USA"}
+
+    async def run() -> StreamService:
+        service = StreamService(nodes["JPN"])
+        await _link(usa, service, [sign_batch(usa.ring, [_message(usa, usa_track)], usa.clock())])
+        await _link(kor, service, [sign_batch(kor.ring, [_message(kor, track)], kor.clock())])
+        return service
+
+    service = asyncio.run(run())
+    assert service.stats.duplicates == 0
+    assert service.stats.emitted == 2
+
+
+def test_the_store_forgets_an_update_after_the_window(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    minute = int(timedelta(minutes=1).total_seconds() * 1_000_000)
+    try:
+        assert store.remember_signed_tracks("b1", "KOR", [0], 0, -minute, ["k"]) == ([], set())
+        assert store.remember_signed_tracks("b2", "KOR", [0], minute, 0, ["k", "l"]) == ([], {"k"})
+        assert store.remember_signed_tracks("b2", "KOR", [0], minute, 0, ["k"]) == ([0], set())  # replay
+        # past the window ("k" seen at 0, forgotten before 1 minute and a bit): new again
+        assert store.remember_signed_tracks("b3", "KOR", [0], 3 * minute, minute // 2, ["k"]) == ([], set())
+    finally:
+        store.close()
