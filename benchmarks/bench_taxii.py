@@ -372,8 +372,12 @@ def measure(items: int) -> dict[str, Any]:
             progress(f"  loaded at {server.load_rate:,.0f} items/s")
             if size in SHARED_SIZES:
                 served[size] = server.everything()
-                if len(served[size]) != size:
-                    sys.exit(f"gsomia served {len(served[size])} objects of {size}")
+                # an item is mapped to more than one STIX object (its object, and the markings and
+                # identities it names, once each): every item at least once, the whole collection
+                # as gsomia serves it goes to medallion
+                if len(served[size]) < size:
+                    sys.exit(f"gsomia served {len(served[size])} objects for {size} items")
+                progress(f"  {len(served[size]):,} STIX objects for {size:,} items")
             gsomia_pages[size] = server.page
         progress("medallion: memory backend loaded with the same objects")
         med = Medallion(root, served)

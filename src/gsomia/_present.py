@@ -64,6 +64,8 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
         "payload_type": item.payload_type,
         "payload_size": item.payload_size,
     }
+    if item.origin_id is not None:  # the originator's id, where this node's reference is not it
+        out["origin_id"] = item.origin_id
     if item.portions:  # only the portions the reader may read: the service decided which
         out["portions"] = [{"id": m.id, "label": label_to_dict(m.label)} for m in item.portions]
     if payload is not None:

@@ -331,7 +331,7 @@ def test_items_show_the_originators_label_and_the_readers(watched: Watched, net:
     expect(row.locator(".label-reader")).to_contain_text("極秘")
     expect(row).to_contain_text(f"from KOR under {GSOMIA}")
     assert page.locator("tr[data-item-id='j-tokutei']").count() == 0
-    page.click(f"a[href='{net.ui}/items/k-1']")
+    page.click(f"a[href='{net.ui}/items/k-1?originator=KOR']")  # whose: an item is (originator, id)
     expect(page.locator("tr[data-kind='received']")).to_contain_text("KOR")
     shot(page, "item-k-1")
     assert watched.errors == []

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from gsomia._present import outbox_view, release_request_view
 from gsomia.api._fields import Bool, Classification, Id, Party, Words, whole_number
 from gsomia.api._models import OutboxOut, ReleaseIn
+from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.node import Node
 
@@ -91,6 +92,7 @@ def approvals_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """The two-person release routes, authenticated by ``reader``."""
     router = APIRouter(tags=["two-person release"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
     exchange = node.exchange
 
     @router.get("/release-policy", response_model=PolicyOut)
@@ -110,7 +112,7 @@ def approvals_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         ).as_data()
 
     @router.post("/items/{item_id}/release-requests", status_code=201, response_model=RequestOut)
-    def request(item_id: Id, body: ReleaseIn, person: Caller) -> dict[str, Any]:
+    def request(item_id: ItemRef, body: ReleaseIn, person: Caller) -> dict[str, Any]:
         """Ask a second release officer to approve a release; nothing is queued until approved."""
         row = exchange.request_release(
             person,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from gsomia._present import item_view, scheduled_view
 from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
 from gsomia.api._models import BASE64, instant_in, payload_in
+from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.core.destruction import DestructionMethod
 from gsomia.core.feedback import MAX_CITES
@@ -155,42 +156,48 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """The routes of the duties after release, authenticated by ``reader``."""
     router = APIRouter(tags=["duties"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
     duties = node.duties
 
     @router.post("/items/{item_id}/derive", status_code=201)
-    def derive(item_id: Id, body: DeriveIn, person: Caller) -> dict[str, Any]:
+    def derive(item_id: ItemRef, body: DeriveIn, person: Caller) -> dict[str, Any]:
         """A copy, translation or derivative (Art. 11, 14, 15): the strictest label of its sources."""
         payload, kind = payload_in(body.payload, body.payload_base64, required=False) or (None, None)
         item = duties.derive(
-            person, body.kind, [item_id, *body.also], payload=payload, payload_type=kind, item_id=body.id
+            person,
+            body.kind,
+            [item_id, *(node.resolve_item(person, also) for also in body.also)],
+            payload=payload,
+            payload_type=kind,
+            item_id=body.id,
         )
         return item_view(item)
 
     @router.post("/items/{item_id}/reclassify", status_code=202)
-    def reclassify(item_id: Id, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
+    def reclassify(item_id: ItemRef, body: ReclassifyIn, person: Caller) -> dict[str, Any]:
         """The originator's new level, applied here and sent to every holder downstream."""
         return _change_json(
             duties.reclassify(person, item_id, body.classification, body.reason, portion=body.portion)
         )
 
     @router.post("/items/{item_id}/hold-as")
-    def hold_as(item_id: Id, body: HoldAsIn, person: Caller) -> dict[str, Any]:
+    def hold_as(item_id: ItemRef, body: HoldAsIn, person: Caller) -> dict[str, Any]:
         """A security or release officer applies another of the levels the agreement offers this node for a
         received item (re-sealed with its copies here; audited with the level before and after)."""
         return duties.hold_as(person, item_id, body.classification, body.reason)
 
     @router.post("/items/{item_id}/recall", status_code=202)
-    def recall(item_id: Id, body: RecallIn, person: Caller) -> dict[str, Any]:
+    def recall(item_id: ItemRef, body: RecallIn, person: Caller) -> dict[str, Any]:
         """The originator withdraws its item, here and at every holder downstream."""
         return _change_json(duties.recall(person, item_id, body.reason))
 
     @router.get("/items/{item_id}/label-status")
-    def label_status(item_id: Id, person: Caller) -> dict[str, Any]:
+    def label_status(item_id: ItemRef, person: Caller) -> dict[str, Any]:
         """The item's label changes and which holders applied each (and which have not)."""
         return duties.label_status(person, item_id)
 
     @router.post("/items/{item_id}/destroy", status_code=201)
-    def destroy(item_id: Id, body: DestroyIn, person: Caller) -> dict[str, Any]:
+    def destroy(item_id: ItemRef, body: DestroyIn, person: Caller) -> dict[str, Any]:
         """Destroy the item: a record signed by the node key; the payload gone, the record kept."""
         return duties.destroy(
             person,
@@ -203,12 +210,12 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         )
 
     @router.post("/items/{item_id}/destruction/send", status_code=202)
-    def send_destruction(item_id: Id, person: Caller) -> dict[str, Any]:
+    def send_destruction(item_id: ItemRef, person: Caller) -> dict[str, Any]:
         """Send this node's destruction record of the item to its originator (on request)."""
         return duties.send_destruction_record(person, item_id)
 
     @router.post("/items/{item_id}/destruction/request", status_code=202)
-    def request_destruction(item_id: Id, body: DestructionRequestIn, person: Caller) -> dict[str, str]:
+    def request_destruction(item_id: ItemRef, body: DestructionRequestIn, person: Caller) -> dict[str, str]:
         """As originator, ask a holder for its destruction record (sent back if it destroyed the item)."""
         return {"msg_id": duties.request_destruction_record(person, item_id, body.holder)}
 
@@ -218,17 +225,17 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return duties.destructions(person, item)
 
     @router.post("/items/{item_id}/incidents", status_code=201)
-    def report(item_id: Id, body: IncidentIn, person: Caller) -> dict[str, Any]:
+    def report(item_id: ItemRef, body: IncidentIn, person: Caller) -> dict[str, Any]:
         """Report a loss or (possible) compromise: the originator is told at once (Art. 17)."""
         return duties.report_incident(person, item_id, body.nature, body.text)
 
     @router.post("/items/{item_id}/feedback", status_code=201)
-    def send_feedback(item_id: Id, body: FeedbackIn, person: Caller) -> dict[str, Any]:
+    def send_feedback(item_id: ItemRef, body: FeedbackIn, person: Caller) -> dict[str, Any]:
         """As a reader of a partner's item held here, send its originator signed feedback about it."""
         return duties.send_feedback(person, item_id, body.kind, body.text, body.cites)
 
     @router.get("/items/{item_id}/feedback")
-    def feedback(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+    def feedback(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:
         """Feedback about the item kept here: received from holders (originator) or sent (holder)."""
         return duties.feedback(person, item_id)
 
@@ -302,7 +309,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return [item_view(i) for i in duties.reviews_due(person, when)]
 
     @router.post("/items/{item_id}/scheduled-downgrades", status_code=201)
-    def schedule_downgrade(item_id: Id, body: DowngradeIn, person: Caller) -> dict[str, Any]:
+    def schedule_downgrade(item_id: ItemRef, body: DowngradeIn, person: Caller) -> dict[str, Any]:
         """The originator declares a lower level from an instant on; it then applies itself here and
         at every holder, as a reclassification does."""
         row = duties.schedule_downgrade(
@@ -311,7 +318,7 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         return scheduled_view(row)
 
     @router.get("/items/{item_id}/scheduled-downgrades")
-    def scheduled(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+    def scheduled(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:
         """The downgrades scheduled for an item: pending, applied, or failed with the reason."""
         return [scheduled_view(r) for r in duties.scheduled(person, item_id)]
 

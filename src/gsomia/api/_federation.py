@@ -18,6 +18,7 @@ from gsomia._present import (
 )
 from gsomia.api import _models as m
 from gsomia.api._fields import Id
+from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
@@ -29,6 +30,7 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
 
     # --- federation ---
 
@@ -47,7 +49,7 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         return {"results": node.inbox(body.envelopes, request.client.host if request.client else None)}
 
     @app.post("/items/{item_id}/release", status_code=202, response_model=m.OutboxOut, tags=["federation"])
-    def release(item_id: Id, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
+    def release(item_id: ItemRef, body: m.ReleaseIn, person: Caller) -> dict[str, Any]:
         """Release an item to a partner (release officers): decided now and again when sent."""
         row = node.exchange.release(
             person,
@@ -113,7 +115,7 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
 
     @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
-    def request_consent(item_id: Id, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
+    def request_consent(item_id: ItemRef, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:
         """Ask the originator for consent to pass the item on to a third party."""
         return {
             "id": node.exchange.request_consent(person, item_id, body.third_party, body.purpose, body.reason)
@@ -135,7 +137,7 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
         return [request_view(r) for r in rows]
 
     @app.post("/items/{item_id}/purpose-consents", status_code=202, tags=["federation"])
-    def grant_purpose(item_id: Id, body: m.PurposeConsentIn, person: Caller) -> dict[str, str]:
+    def grant_purpose(item_id: ItemRef, body: m.PurposeConsentIn, person: Caller) -> dict[str, str]:
         """As originator, consent to a holder using the item for another purpose (Art. 6(b)):
         signed, sent to the holder; it unlocks that purpose, for that holder, of that item only."""
         expires = parse_instant(body.expires, node.kernel.timezone) if body.expires else None

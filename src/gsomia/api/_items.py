@@ -17,7 +17,8 @@ from gsomia._present import (
     item_view,
 )
 from gsomia.api import _models as m
-from gsomia.api._fields import Classification, Id, Instant, Party, Text
+from gsomia.api._fields import Classification, Instant, Party, Text
+from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import InvalidInputError, UnknownNameError
@@ -35,6 +36,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
 
     def _level_name(text: str | None) -> str | None:
         """A level given by name or alias, as the store keeps it (its national name)."""
@@ -116,11 +118,11 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         }
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
-    def read_item(item_id: Id, person: Caller) -> dict[str, Any]:
+    def read_item(item_id: ItemRef, person: Caller) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
         return item_view(*node.read(person, item_id))
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
-    def inventory(item_id: Id, person: Caller) -> list[dict[str, Any]]:
+    def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:
         """Where the item came from, who holds copies, where it was sent."""
         return [inventory_view(r) for r in node.inventory(person, item_id)]

@@ -111,7 +111,13 @@ class PortionOut(BaseModel):
 
 
 class ItemOut(BaseModel):
-    id: str
+    id: str = Field(
+        description="This node's reference for the item: the id its originator gave it, or "
+        "ORIGINATOR:id where another originator's item held that id here first (issue 22 §4)."
+    )
+    origin_id: str | None = Field(
+        default=None, description="The id the originator gave the item, where ``id`` is not it."
+    )
     label: LabelOut
     received_from: str | None
     agreement: str | None

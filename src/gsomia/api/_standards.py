@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.node import Node
 from gsomia.standards import BDO_JSON, BDO_XML, export_binding, labels_to_json, labels_to_xml, to_labels
@@ -24,6 +25,7 @@ def standards_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
     """``GET /items/{id}/label`` (4774) and ``GET /items/{id}/binding`` (4778), both decided reads."""
     router = APIRouter(tags=["standards"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+    ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
     Form = Annotated[Literal["xml", "json"], Query(alias="format")]  # noqa: N806
 
     @router.get(
@@ -31,7 +33,7 @@ def standards_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         responses={200: {"content": {_LABEL_XML: {}, "application/json": {}}}},
         response_class=Response,
     )
-    def item_label(item_id: str, person: Caller, form: Form = "xml") -> Response:
+    def item_label(item_id: ItemRef, person: Caller, form: Form = "xml") -> Response:
         """The item's label as ADatP-4774 (originator's label and alternative labels), in XML or JSON.
 
         A read of the item: decided and audited like ``GET /items/{id}``."""
@@ -46,7 +48,7 @@ def standards_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         responses={200: {"content": {BDO_XML: {}, BDO_JSON: {}}}},
         response_class=Response,
     )
-    def item_binding(item_id: str, person: Caller, form: Form = "xml") -> Response:
+    def item_binding(item_id: ItemRef, person: Caller, form: Form = "xml") -> Response:
         """The item as an ADatP-4778 binding data object (XML Signature or JWS), signed by this node
         and carrying the originator's own signature. A read of the item, decided and audited."""
         data = export_binding(node, person, item_id, form)

@@ -31,6 +31,14 @@ PurposeOpt = Annotated[str | None, typer.Option(help="Purpose (default: the item
 AuthoriseRelayOpt = Annotated[
     bool, typer.Option("--authorise-relay", help="As originator, authorise the hub to pass it on.")
 ]
+# an item is (originator, id): where two originators' items share an id here, say whose (issue 22 §4)
+OriginatorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--originator",
+        help="Whose item, where two originators' items share the id here (or write ORIGINATOR:id).",
+    ),
+]
 
 
 _state: dict[str, list[Path]] = {"data": []}
@@ -51,6 +59,12 @@ def catalogue() -> Catalogue:
             f"[bold yellow]warning:[/] {escape(warning)}"
         )
     return loaded
+
+
+def item_ref(node: Node, actor: str | None, item_id: str, originator: str | None) -> str:
+    """The node's reference for the item named ``item_id`` (and ``--originator``), as ``actor`` may
+    read it: :meth:`Node.resolve_item` (two such items: exit 2 asking whose)."""
+    return node.resolve_item(None if actor is None else node.person(actor), item_id, originator)
 
 
 def open_node(directory: Path) -> Node:

@@ -13,7 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.cli._common import AsOpt, DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import (
+    AsOpt,
+    DirOpt,
+    JsonOpt,
+    OriginatorOpt,
+    console,
+    emit,
+    guard,
+    item_ref,
+    open_node,
+)
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
@@ -66,7 +76,7 @@ def derive(
     item = node.duties.derive(
         node.person(actor),
         kind,
-        sources,
+        [item_ref(node, actor, source, None) for source in sources],
         payload=payload,
         payload_type="json" if payload else None,
         item_id=item_id,
@@ -86,10 +96,12 @@ def reclassify(
         str | None,
         typer.Option(help="An item in portions: change this portion's level alone (at every holder of it)."),
     ] = None,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """As originator, change the item's (or one portion's) level here and at every holder downstream."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.duties.reclassify(node.person(actor), item_id, level, reason, portion=portion)
     _out({"item": row.item_id, "version": row.version}, as_json, f"{item_id} is now version {row.version}")
 
@@ -102,11 +114,13 @@ def hold_as(
     item_id: ItemArg,
     level: Annotated[str, typer.Option("--level", help="This node's level the agreement offers (Art. 4.2).")],
     reason: Annotated[str, typer.Option(help="Why this level; kept in the audit record.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """As a security or release officer, hold a received item (and its copies) under another level
     its agreement offers this node (Korean Class II in Japan: 極秘 or 特定秘密)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     done = node.duties.hold_as(node.person(actor), item_id, level, reason)
     _out(done, as_json, f"{item_id} is held as {done['classification']} (was {done['was']})")
 
@@ -118,10 +132,12 @@ def recall(
     actor: AsOpt,
     item_id: ItemArg,
     reason: Annotated[str, typer.Option(help="Why; it reaches every holder.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """As originator, withdraw the item here and at every holder downstream."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.duties.recall(node.person(actor), item_id, reason)
     _out(
         {"item": row.item_id, "version": row.version}, as_json, f"{item_id} recalled (version {row.version})"
@@ -130,10 +146,17 @@ def recall(
 
 @duty_app.command("label-status")
 @guard
-def label_status(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+def label_status(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    originator: OriginatorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """The item's label changes and, per holder, applied, destroyed, not held, not reachable or pending
     (with why)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     status = node.duties.label_status(node.person(actor), item_id)
     lines = [f"{item_id}: version {status['label_version']}, {status['state']}"]
     for c in status["changes"]:
@@ -162,10 +185,12 @@ def destroy(
         str | None,
         typer.Option(help="An item in portions: destroy this portion alone; the others stay held."),
     ] = None,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Destroy the item (or one portion of it): a signed record; the payload is gone, the record stays."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     record = node.duties.destroy(
         node.person(actor),
         item_id,
@@ -186,10 +211,12 @@ def end_purpose(
     actor: AsOpt,
     item_id: ItemArg,
     reason: Annotated[str, typer.Option(help="Why the purpose it was provided for has ended.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Record that the item's purpose has ended: it joins the queue to return or destroy (Art. 6(h))."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     record = node.duties.end_purpose(node.person(actor), item_id, reason)
     _out(record, as_json, f"{item_id}: purpose ended; it is due for return or destruction")
 
@@ -211,9 +238,16 @@ def disposal_queue(
 
 @duty_app.command("send-destruction")
 @guard
-def send_destruction(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+def send_destruction(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    originator: OriginatorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Send the signed destruction record of the item to its originator (on request)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     record = node.duties.send_destruction_record(node.person(actor), item_id)
     _out(record, as_json, f"destruction record of {item_id} queued for its originator")
 
@@ -225,10 +259,12 @@ def request_destruction(
     actor: AsOpt,
     item_id: ItemArg,
     holder: Annotated[str, typer.Option(help="The holder asked for its record.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """As originator, ask a holder for its signed destruction record."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     msg_id = node.duties.request_destruction_record(node.person(actor), item_id, holder)
     _out({"msg_id": msg_id}, as_json, f"request {msg_id} queued for {holder.upper()}")
 
@@ -259,10 +295,12 @@ def report_incident(
     item_id: ItemArg,
     nature: Annotated[str, typer.Option(help="loss, compromise or possible-compromise.")],
     text: Annotated[str, typer.Option(help="What happened and when it was noticed.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Report a loss or (possible) compromise; the originator is told at once (Art. 17)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     incident = node.duties.report_incident(node.person(actor), item_id, nature, text)
     _out(incident, as_json, f"incident {incident['id']} opened")
 
@@ -298,19 +336,28 @@ def send_feedback(
         list[str] | None,
         typer.Option(help="An item of this node's, released to the originator, that the feedback cites."),
     ] = None,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send the originator of a partner's item signed feedback about it (the way the item came)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     sent = node.duties.send_feedback(node.person(actor), item_id, kind, text, cite or [])
     _out(sent, as_json, f"feedback {sent['id']} queued for {sent['originator']}")
 
 
 @duty_app.command("feedback-list")
 @guard
-def feedback_list(directory: DirOpt, actor: AsOpt, item_id: ItemArg, as_json: JsonOpt = False) -> None:
+def feedback_list(
+    directory: DirOpt,
+    actor: AsOpt,
+    item_id: ItemArg,
+    originator: OriginatorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Feedback about an item: received from its holders (as originator) or sent (as holder)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     rows = node.duties.feedback(node.person(actor), item_id)
     _out(
         rows,
@@ -407,10 +454,12 @@ def schedule_downgrade(
     level: Annotated[str, typer.Option("--level", help="The lower level, in this party's scheme.")],
     at: Annotated[str, typer.Option(help="When it applies (ISO 8601; in the future).")],
     reason: Annotated[str, typer.Option(help="Why, for the holders.")],
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Declare that an item of this party becomes a lower level at an instant (applies itself)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.duties.schedule_downgrade(node.person(actor), item_id, level, _instant(node, at), reason)
     view = scheduled_view(row)
     _out(view, as_json, f"{row.item_id} becomes {row.classification} at {view['at']} ({row.id})")

@@ -24,12 +24,14 @@ from gsomia.cli._common import (
     AuthoriseRelayOpt,
     DirOpt,
     JsonOpt,
+    OriginatorOpt,
     PurposeOpt,
     ToOpt,
     ViaOpt,
     console,
     emit,
     guard,
+    item_ref,
     open_node,
 )
 from gsomia.core.instants import parse_instant
@@ -344,10 +346,12 @@ def item_release(
     via: ViaOpt = None,
     purpose: PurposeOpt = None,
     authorise_relay: AuthoriseRelayOpt = False,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a release: decided now, decided again when sent, delivered by the node's sender."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.exchange.release(
         node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )
@@ -680,10 +684,12 @@ def item_grant_purpose(
     holder: Annotated[str, typer.Option(help="The party holding it that may use it for the purpose.")],
     purpose: Annotated[str, typer.Option(help="The new purpose it may be used for.")],
     reason: Annotated[str, typer.Option(help="The reference of the consent; it reaches the holder.")],
+    originator: OriginatorOpt = None,
 ) -> None:
     """As originator, consent to a holder using the item for another purpose (Art. 6(b)): signed,
     sent to the holder; it unlocks that purpose, for that holder, of that item only."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.exchange.grant_purpose(node.person(actor), item_id, holder, purpose, reason)
     console().print(f"consent {row.id}: {row.recipient} may use {item_id} for {purpose!r}; sent")
 
@@ -701,10 +707,12 @@ def item_show(
             "the originator's consent to it (Art. 6(b))."
         ),
     ] = None,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read one item and its payload (the read is decided and audited)."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     reader = node.person(actor)
     item, payload = node.read(reader if purpose is None else replace(reader, purpose=purpose), item_id)
     data = item_view(item, payload)

@@ -14,12 +14,14 @@ from gsomia.cli._common import (
     AuthoriseRelayOpt,
     DirOpt,
     JsonOpt,
+    OriginatorOpt,
     PurposeOpt,
     ToOpt,
     ViaOpt,
     console,
     emit,
     guard,
+    item_ref,
     open_node,
 )
 from gsomia.core.access import Person
@@ -129,10 +131,12 @@ def request(
     via: ViaOpt = None,
     purpose: PurposeOpt = None,
     authorise_relay: AuthoriseRelayOpt = False,
+    originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a second release officer to approve a release; nothing is queued until approved."""
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     row = node.exchange.request_release(
         node.person(actor), item_id, to, via=via, purpose=purpose, authorise_relay=authorise_relay
     )

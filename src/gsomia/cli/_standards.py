@@ -12,7 +12,17 @@ import typer
 
 from gsomia._datafiles import parse_party
 from gsomia._files import write_private
-from gsomia.cli._common import AsOpt, DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import (
+    AsOpt,
+    DirOpt,
+    JsonOpt,
+    OriginatorOpt,
+    console,
+    emit,
+    guard,
+    item_ref,
+    open_node,
+)
 from gsomia.cli._common import catalogue as data_catalogue
 from gsomia.core.instants import parse_instant
 from gsomia.errors import ConfigError, InvalidInputError
@@ -45,6 +55,7 @@ def label_show(
     fmt: Annotated[
         LabelFormat, typer.Option("--format", help="ADatP-4774 in XML or in JSON.")
     ] = LabelFormat.XML,
+    originator: OriginatorOpt = None,
 ) -> None:
     """Print an item's label as ADatP-4774 (XML or JSON).
 
@@ -53,6 +64,7 @@ def label_show(
     `gsomia item show`.
     """
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     item, _ = node.read(node.person(actor), item_id)
     labels = to_labels(item.label, node.catalogue, at=node.clock())
     if fmt is LabelFormat.XML:
@@ -80,11 +92,13 @@ def bdo_export(
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
     out: Annotated[Path, typer.Option("--out", help="The file to write.")],
     form: Annotated[BindingForm, typer.Option("--format", help="XML Signature or JWS.")] = BindingForm.XML,
+    originator: OriginatorOpt = None,
 ) -> None:
     """Write an item as a binding data object, signed by this node (a decided and audited read)."""
     if not out.parent.is_dir():
         raise InvalidInputError(f"cannot write {out}: {out.parent} is not a directory")
     node = open_node(directory)
+    item_id = item_ref(node, actor, item_id, originator)
     data = export_binding(node, node.person(actor), item_id, "xml" if form is BindingForm.XML else "json")
     _write(out, data)
     console().print(f"wrote {item_id} as a {form.value} binding data object to {out}")

@@ -53,7 +53,7 @@ class DutyBase:
             label = self.kernel.items.item(row).label
         except GsomiaError:
             return False
-        return self.kernel.decide_read(actor, label, row.id).allowed
+        return self.kernel.decide_read(actor, label, row.name).allowed
 
     def _cleared_for(self, actor: Person, classification: str) -> bool:
         """Whether ``actor`` (of this node's nationality, handling items) is cleared for this node's
@@ -111,6 +111,12 @@ class DutyBase:
                 originals.add(item_id)
             todo += sources
         return sorted(originals)
+
+    def _names(self, refs: list[str]) -> list[str]:
+        """The ids the originators gave the items of these references here (what a message names:
+        issue 22 §4, a reference may be ``ORIGINATOR:id``)."""
+        rows = self.kernel.store.get_items(refs)
+        return sorted(rows[r].name if r in rows else r for r in refs)
 
     def _upstream(self, row: ItemRow, content: bytes, now: datetime) -> OutboxRow:
         """A message for the item's originator, by the channel the item came in on (through a hub too)."""

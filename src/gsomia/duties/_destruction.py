@@ -55,16 +55,18 @@ class _Destruction(DutyBase):
         try:
             row = self._held(item_id)
             label = kernel.items.item(row).label
-            kernel.decide_read(actor, label, item_id).raise_if_refused()
+            kernel.decide_read(actor, label, row.name).raise_if_refused()
             how = _method(method)
             witnessed_by = kernel.person(witness)
-            if not kernel.decide_read(witnessed_by, label, item_id).allowed:
+            if not kernel.decide_read(witnessed_by, label, row.name).allowed:
                 raise InvalidInputError(f"the witness {witness} is not cleared for this item")
             now = kernel.clock()
+            # the signed record names the item as its originator did (``row.name``), and the sources
+            # of a copy likewise; kept here under this node's reference (issue 22 §4)
             record = DestructionRecord(
-                item_id, self.party, row.originator, row.classification, actor.id, witness, how, reason, now
+                row.name, self.party, row.originator, row.classification, actor.id, witness, how, reason, now
             )
-            content = destruction_content(record, self._originals(row))
+            content = destruction_content(record, self._names(self._originals(row)))
             jws = sign_origin(kernel.ring, content, now)
             outbox = []
             if notify and row.originator != self.party:

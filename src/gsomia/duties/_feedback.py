@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from gsomia.core.access import Person, Role
@@ -47,8 +48,9 @@ class _Feedback(DutyBase):
             if self.db.feedback_count(item_id, self.party) >= MAX_PER_ITEM:
                 raise InvalidInputError(f"at most {MAX_PER_ITEM} feedback about one item")
             now = kernel.clock()
+            # named as its originator named it (issue 22 §4); kept here under this node's reference
             feedback = make_feedback(
-                uuid.uuid4().hex, item_id, row.originator, self.party, kind, text, cites, by=actor.id, at=now
+                uuid.uuid4().hex, row.name, row.originator, self.party, kind, text, cites, by=actor.id, at=now
             )
             for cited in feedback.cites:  # the citer must be able to read what it cites
                 if cited not in kernel.readable_ids(actor, [cited]):
@@ -57,7 +59,7 @@ class _Feedback(DutyBase):
             check_citations(feedback, released)
             content = feedback_content(feedback)
             jws = sign_origin(kernel.ring, content, now)
-            saved = feedback_row(feedback, jws, epoch_us(now))
+            saved = replace(feedback_row(feedback, jws, epoch_us(now)), item_id=row.id)
             self.db.commit(
                 ops=[self.db.put("feedback", saved)],
                 outbox=[self._upstream(row, content, now)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -89,7 +90,10 @@ class _Incidents(DutyBase):
         self, actor: Person, row: ItemRow, investigation: Investigation, now: datetime, kind: str
     ) -> dict[str, Any]:
         kernel = self.kernel
-        content = incident_content(investigation, self._originals(row))
+        # the signed report names the item as its originator did; kept here under this node's
+        # reference for it (issue 22 §4)
+        investigation = replace(investigation, item=row.id)
+        content = incident_content(replace(investigation, item=row.name), self._names(self._originals(row)))
         jws = sign_origin(kernel.ring, content, now)
         outbox: list[OutboxRow] = []
         unsent = None

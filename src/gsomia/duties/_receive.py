@@ -10,6 +10,7 @@ for the duty is refused.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -75,11 +76,12 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     item = data.get("item") if isinstance(data.get("item"), str) else None
     if to != exchange.party:
         sources = parse_sources(data, kind) if kind in ("destruction-record", "incident") else ()
-        _check_relay(duties, signer, to, kind, item, sources)
+        originator = _originator_of(kind, signer, to, data)
+        ref = _check_relay(duties, signer, to, kind, item, originator, sources)
         peer = exchange.peer(to)
         if peer is None:
             raise AgreementError(f"cannot pass a duty message on to {to}: no registered link")
-        accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, item, now, final_recipient=to))
+        accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, ref, now, final_recipient=to))
         return _recorded(
             exchange, opened, item, "relayed", now, accepted, f"duty.relayed.{kind}", signer, to=to
         )
@@ -100,9 +102,25 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
     return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
 
 
+def _originator_of(kind: str, signer: str, to: str, data: dict[str, Any]) -> str:
+    """Whose item a duty message is about (an item is (originator, id), issue 22 §4): the one its
+    content names, else the signer of a change or request (the originator speaks), else the party
+    it goes to (a holder's answer goes to the originator)."""
+    named = data.get("originator")
+    if isinstance(named, str):
+        return named
+    return signer if kind in ("label-change", "destruction-request") else to
+
+
 def _check_relay(
-    duties: Duties, signer: str, to: str, kind: str, item: str | None, sources: tuple[str, ...]
-) -> None:
+    duties: Duties,
+    signer: str,
+    to: str,
+    kind: str,
+    item: str | None,
+    originator: str,
+    sources: tuple[str, ...],
+) -> str:
     """Pass a duty message on only along the item's recorded path (issue 14 §9): as the hub an
     agreement names between ``signer`` and ``to``, about an item it relayed between them; or as the
     holder that passed the originator's item on to ``to`` by its own release. A record about a copy
@@ -112,28 +130,33 @@ def _check_relay(
     me = duties.party
     if item is None:
         raise AgreementError(f"{me} passes on only duties about an item it passed on; this {kind} names none")
-    if _passed_on(duties, signer, to, item):
-        return
+    store = duties.kernel.store
+    row = store.item_of(originator, item)
+    if row is not None and _passed_on(duties, signer, to, row):
+        return row.id
     if (
         sources
-        and duties.kernel.store.get_item(item) is None
-        and all(_passed_on(duties, signer, to, s) for s in sources)
+        and row is None
+        and all(
+            (source := store.item_of(originator, s)) is not None and _passed_on(duties, signer, to, source)
+            for s in sources
+        )
     ):
-        return
+        return item
     raise AgreementError(
         f"{me} passed no item {item!r} on between {signer} and {to} (as a hub an agreement names, or by "
         f"its own release): a {kind} about it does not pass here"
     )
 
 
-def _passed_on(duties: Duties, signer: str, to: str, item: str) -> bool:
-    """Whether this node passed ``item`` on between ``signer`` and ``to``: relayed as the hub an
-    agreement names between them, or released onward by itself (the originator being one of them)."""
+def _passed_on(duties: Duties, signer: str, to: str, row: ItemRow) -> bool:
+    """Whether this node passed the item of ``row`` on between ``signer`` and ``to``: relayed as the
+    hub an agreement names between them, or released onward by itself (the originator being one of
+    them)."""
     me = duties.party
-    row = duties.kernel.store.get_item(item)
-    originator = None if row is None else row.originator
+    originator = row.originator
     hub = any(a.relays(signer, me, to) for a in duties.kernel.catalogue.agreements_of(me))
-    for entry in duties.kernel.fed.item_messages(item):
+    for entry in duties.kernel.fed.item_messages(row.id):
         route = json.loads(entry.request or "{}")
         if not {signer, to} <= {route.get("sender"), route.get("recipient"), originator}:
             continue
@@ -193,11 +216,14 @@ def _label_change(
     portion_change = parse_portion_change(data)
     if portion_change is not None:
         return _portion_change(duties, exchange, opened, change, origin, portion_change, jws, now, accepted)
-    row = kernel.store.get_item(change.item)
+    # an item is (originator, id): the change is for the signer's item of that id, whatever the
+    # reference it has here (issue 22 §4); another originator's item under the id is not touched
+    row = kernel.store.item_of(change.originator, change.item)
+    arriving = accepted.by_origin.get((change.originator, change.item))
     copies = 0
     onward: set[str] = set()
     record = LabelChangeRow(
-        change.item,
+        row.id if row is not None else waiting_key(change.originator, change.item),
         change.version,
         change.kind.value,
         change.classification,
@@ -206,25 +232,26 @@ def _label_change(
         jws,
         epoch_us(now),
     )
-    if row is None and change.item in accepted.item_ids:  # the item arrived in this very batch
-        arriving = next(n for n in accepted.items if n.id == change.item)
+    if row is None and arriving is not None:  # the item arrived in this very batch
         _check_path(opened.sender, change, arriving.originator, arriving.received_from)
         _check_version(change, arriving.label_version)
         status = (
             "already-applied"
             if change.version == arriving.label_version
-            else _apply_to_arriving(duties, change, origin, exchange, now, accepted)
+            else _apply_to_arriving(duties, change, origin, exchange, now, accepted, arriving.id)
         )
         onward = {
             p
             for e in accepted.outbox
-            if e.kind == "item" and e.item_id == change.item
+            if e.kind == "item" and e.item_id == arriving.id
             for p in (e.recipient, e.final_recipient)
         }
         upstream = arriving.received_from or opened.sender
     elif row is None:
+        # kept for the item it names, under a key no reference of an item here can be, so that
+        # no other originator's item under the same id sees it (or blocks it)
         status = "not-held"
-        if all(c.version != change.version for c in duties.db.label_changes(change.item)):
+        if all(c.version != change.version for c in duties.db.label_changes(record.item_id)):
             accepted.ops.append(duties.db.put("label_changes", record))
         upstream = opened.sender
     else:
@@ -232,9 +259,9 @@ def _label_change(
         _check_version(change, row.label_version)
         upstream = row.received_from or opened.sender
         # in flight first, then delivered: an entry settled in between is seen in one or the other
-        in_flight = duties.db.pending_releases(change.item)
+        in_flight = duties.db.pending_releases(row.id)
         onward = {p for e in in_flight for p in (e.recipient, e.final_recipient)}
-        onward |= {p for pair in duties.db.sent_to(change.item) for p in pair}
+        onward |= {p for pair in duties.db.sent_to(row.id) for p in pair}
         if change.version == row.label_version:
             status = "already-applied"
         else:
@@ -246,7 +273,7 @@ def _label_change(
             ops, touched, withdrawn, after = duties._apply(
                 row, change, None if new_label is None else new_label[0], origin
             )
-            resealed, _ = duties._pending_releases(after, change.item, now)
+            resealed, _ = duties._pending_releases(after, row.id, now)
             copies = len(touched) - (1 if row.state == "held" else 0)
             if row.state != "held":
                 ops.append(duties.db.bump_version(row.id, row.label_version, change.version))
@@ -259,7 +286,8 @@ def _label_change(
     peer = exchange.peer(upstream)
     if peer is None:
         raise AgreementError(f"no registered link with {upstream} to acknowledge the change")
-    _acknowledge(exchange, change, status, copies, onward, peer, now, accepted)
+    ref = row.id if row is not None else (arriving.id if arriving is not None else change.item)
+    _acknowledge(exchange, change, status, copies, onward, peer, now, accepted, ref)
     return status
 
 
@@ -284,7 +312,7 @@ def _portion_change(
     kernel = duties.kernel
     if change.kind is not ChangeKind.RECLASSIFY:
         raise InvalidInputError("a portion is reclassified; an item in portions is recalled whole")
-    row = kernel.store.get_item(change.item)
+    row = kernel.store.item_of(change.originator, change.item)  # an item is (originator, id)
     copies = 0
     onward: dict[str, set[str]] = {}
     if row is None:
@@ -300,7 +328,7 @@ def _portion_change(
         marks = {m.id for m in kernel.items.marks(row.portions)}
         if told.portion not in marks:
             raise InvalidInputError(f"portion {told.portion} of item {change.item} was never received here")
-        for entry in [*duties.db.pending_releases(change.item), *kernel.fed.item_messages(change.item)]:
+        for entry in [*duties.db.pending_releases(row.id), *kernel.fed.item_messages(row.id)]:
             carried = set(json.loads(entry.request or "{}").get("portions") or ())
             if told.portion in carried and entry.state not in ("undeliverable", "cancelled"):
                 for party in (entry.recipient, entry.final_recipient):
@@ -314,7 +342,8 @@ def _portion_change(
         else:
             status, copies, ops = _apply_portion(duties, row, change, origin, told, now)
             accepted.ops += ops
-            accepted.ops.append(duties.db.put("label_changes", _change_row(change, jws, now)))
+            held = replace(_change_row(change, jws, now), item_id=row.id)  # under its reference here
+            accepted.ops.append(duties.db.put("label_changes", held))
     for party in (exchange.party, change.originator):
         onward.pop(party, None)
     peer = exchange.peer(upstream)
@@ -472,16 +501,25 @@ def _acknowledge(
     peer: Any,
     now: datetime,
     accepted: Batch,
+    ref: str,
 ) -> None:
-    """This node's signed answer to ``change``, for the originator, by the way the item came."""
+    """This node's signed answer to ``change``, for the originator, by the way the item came (``ref``:
+    the item's reference here, which the outbox entry names)."""
     content = ack_content(change.item, change.version, exchange.party, status, copies, now, sorted(onward))
     body = {"kind": DUTY_KIND, "to": change.originator, "duty": sign_origin(exchange.ring, content, now)}
-    accepted.outbox.append(
-        exchange.queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
-    )
+    accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, ref, now, final_recipient=change.originator))
 
 
 _KEPT_CHANGES = "duties.kept-label-changes"  # Batch.prefetched: claimed item ids with changes kept
+
+
+def waiting_key(originator: str, item_id: str) -> str:
+    """Where a change for ``originator``'s item ``item_id``, not (yet) held here, is kept: a key no
+    reference of an item can be (``~`` is in none but a digest reference, which has no ``~`` first),
+    one per (originator, id), so that another originator's item under the same id neither sees the
+    change nor blocks it (issue 22 §4)."""
+    key = f"~{originator}:{item_id}"
+    return key if len(key) <= 128 else f"~{originator}:~{hashlib.sha256(item_id.encode()).hexdigest()[:48]}"
 
 
 def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) -> None:
@@ -490,15 +528,19 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
     arriving = next((n for n in accepted.items if n.id == item_id), None)
     if arriving is None:
         return
-    if accepted.claimed is not None and item_id in accepted.claimed:
+    name = arriving.origin_id or arriving.id
+    # kept under the key of (originator, id); under the bare id before migration 0024
+    keys = [waiting_key(arriving.originator, name), name]
+    if accepted.claimed is not None and name in accepted.claimed:
         # which of the batch's items have changes kept here: one query for the batch, not one each
         kept = accepted.prefetched.get(_KEPT_CHANGES)
         if kept is None:
-            kept = accepted.prefetched[_KEPT_CHANGES] = duties.db.items_with_label_changes(accepted.claimed)
-        if item_id not in kept:
+            asked = [*accepted.claimed, *(waiting_key(o, i) for o, i in accepted.pairs)]
+            kept = accepted.prefetched[_KEPT_CHANGES] = duties.db.items_with_label_changes(asked)
+        if not kept.intersection(keys):
             return
-    waiting: list[tuple[LabelChange, str | None]] = []
-    for row in duties.db.label_changes(item_id):
+    waiting: list[tuple[LabelChange, str | None, LabelChangeRow]] = []
+    for row in (r for key in keys for r in duties.db.label_changes(key)):
         if row.version <= arriving.label_version:
             continue
         try:
@@ -509,13 +551,16 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         if "portion" in content:
             continue  # a portion's change is not kept for an item on its way (see _portion_change)
         if change.originator == arriving.originator and holder == duties.party:
-            waiting.append((change, origin))
+            waiting.append((change, origin, row))
     if not waiting:
         return
-    change, origin = max(waiting, key=lambda w: w[0].version)
+    change, origin, kept_row = max(waiting, key=lambda w: w[0].version)
+    recorded = {r.version for r in duties.db.label_changes(item_id)} if kept_row.item_id != item_id else {0}
+    if kept_row.version not in recorded:  # the change applied is the item's now: under its reference too
+        accepted.ops.append(duties.db.put("label_changes", replace(kept_row, item_id=item_id)))
     exchange = duties.exchange
     try:
-        status = _apply_to_arriving(duties, change, origin, exchange, now, accepted)
+        status = _apply_to_arriving(duties, change, origin, exchange, now, accepted, item_id)
     except GsomiaError:
         # the newer label cannot be applied (its signature no longer verifies): nothing kept at the old one
         index = next(i for i, n in enumerate(accepted.items) if n.id == item_id)
@@ -532,7 +577,7 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         ]
     peer = exchange.peer(arriving.received_from or change.originator)
     if peer is not None:
-        _acknowledge(exchange, change, status, 0, set(), peer, now, accepted)
+        _acknowledge(exchange, change, status, 0, set(), peer, now, accepted, item_id)
     accepted.audit.append(
         duties.kernel.audit_row(
             "duty.label-change.applied-on-arrival",
@@ -576,10 +621,12 @@ def _apply_to_arriving(
     exchange: Exchange,
     now: datetime,
     accepted: Batch,
+    ref: str,
 ) -> str:
-    """The change applies to an item stored by the same batch: rewrite it before it is written."""
+    """The change applies to an item stored by the same batch (``ref``: its reference here): rewrite
+    it before it is written."""
     kernel = duties.kernel
-    index = next(i for i, n in enumerate(accepted.items) if n.id == change.item)
+    index = next(i for i, n in enumerate(accepted.items) if n.id == ref)
     arriving = accepted.items[index]
     if arriving.originator != change.originator:
         raise InvalidInputError(f"item {change.item} here was not originated by {change.originator}")
@@ -619,6 +666,9 @@ def _label_ack(duties: Duties, signer: str, data: dict[str, Any], now: datetime,
     item, version, holder, status, copies, at, onward = parse_ack(data)
     if signer != holder:
         raise InvalidInputError(f"an acknowledgement signed by {signer} speaks for {holder}")
+    own = duties.kernel.store.item_of(duties.party, item)  # this node's own item: its reference is its id
+    if own is None:
+        raise InvalidInputError(f"an acknowledgement about {item}, which is no item of {duties.party}")
     asked = {a.party for a in duties.db.acks(item) if a.version == version}
     if holder not in asked:
         raise InvalidInputError(f"no change {version} of {item} was addressed to {holder}")
@@ -644,8 +694,8 @@ def _address_onward(
     ``via`` (the holder that passed the item on to them). Only the item's current version is sent on:
     an older one is superseded, and the newer one's answers name these parties in turn. A portion's
     change goes to those ``onward_portions`` says got that portion, with what they hold of it."""
-    row = duties.kernel.store.get_item(item)
-    if row is None or row.originator != duties.party or row.label_version != version:
+    row = duties.kernel.store.item_of(duties.party, item)
+    if row is None or row.label_version != version:
         return
     change_row = next((c for c in duties.db.label_changes(item) if c.version == version), None)
     if change_row is None:
@@ -733,10 +783,10 @@ def _destruction_request(
         raise InvalidInputError(
             f"a destruction request signed by {signer} for {holder} about {originator}'s item"
         )
-    row = duties.kernel.store.get_item(item)
-    if row is None or row.originator != originator:
+    row = duties.kernel.store.item_of(originator, item)  # an item is (originator, id)
+    if row is None:
         return "not-held"
-    saved = duties.db.destruction(item, duties.party)
+    saved = duties.db.destruction(row.id, duties.party)
     if saved is None:
         return "not-destroyed"
     hop = row.received_from or originator
@@ -744,8 +794,8 @@ def _destruction_request(
     if peer is None:
         raise AgreementError(f"no registered link with {hop} to send the destruction record")
     body = {"kind": DUTY_KIND, "to": originator, "duty": saved.jws}
-    accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, item, now, final_recipient=originator))
-    accepted.ops.append(duties.db.mark_sent(item, duties.party, epoch_us(now)))
+    accepted.outbox.append(exchange.queue(peer, body, DUTY_KIND, row.id, now, final_recipient=originator))
+    accepted.ops.append(duties.db.mark_sent(row.id, duties.party, epoch_us(now)))
     return "record-sent"
 
 
@@ -789,7 +839,7 @@ def _feedback(
         raise InvalidInputError(f"feedback signed by {signer} speaks for {feedback.holder}")
     if feedback.originator != duties.party:
         raise InvalidInputError(f"feedback about a {feedback.originator} item sent to {duties.party}")
-    row = duties.kernel.store.get_item(feedback.item)
+    row = duties.kernel.store.item_of(duties.party, feedback.item)
     if row is None:
         raise InvalidInputError(f"no item {feedback.item} of {duties.party} to take feedback on")
     _check_sent(duties, feedback.item, feedback.holder)
@@ -813,7 +863,7 @@ def _check_holder(duties: Duties, item_id: str, holder: str, sources: tuple[str,
     (directly, through a hub, or onward by a holder that said so). One about an item not known here
     (a copy or derivative the holder made) must name the items of this node it was made from, and
     each of them must have gone to ``holder``: a record about anything else is refused."""
-    row = duties.kernel.store.get_item(item_id)
+    row = duties.kernel.store.item_of(duties.party, item_id)  # an item of this node's, by its id
     if row is not None:
         _check_sent(duties, item_id, holder)
         return
@@ -830,7 +880,7 @@ def _check_portion_sent(duties: Duties, item_id: str, portion: str, holder: str)
     """A record about one portion of this node's item: the portion went to ``holder`` (this node's
     release to it, directly or through a hub). A holder this node reached only through another
     holder's onward release names a portion of the item (this node never saw which it got)."""
-    row = duties.kernel.store.get_item(item_id)
+    row = duties.kernel.store.item_of(duties.party, item_id)
     if row is None or row.portions is None:
         raise InvalidInputError(f"item {item_id} here is not in portions")
     sent: set[str] = set()
@@ -845,8 +895,8 @@ def _check_portion_sent(duties: Duties, item_id: str, portion: str, holder: str)
 
 
 def _check_sent(duties: Duties, item_id: str, holder: str) -> None:
-    row = duties.kernel.store.get_item(item_id)
-    if row is None or row.originator != duties.party:
+    row = duties.kernel.store.item_of(duties.party, item_id)
+    if row is None:
         raise InvalidInputError(f"item {item_id} here is not an item of {duties.party}")
     holders = {p for pair in duties.db.sent_to(item_id) for p in pair}
     holders |= {a.party for a in duties.db.acks(item_id)}

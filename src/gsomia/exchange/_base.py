@@ -27,6 +27,7 @@ from gsomia.store import (
     ConsentRow,
     InboxRow,
     InventoryEntry,
+    ItemRow,
     NewItem,
     Op,
     OutboxRow,
@@ -215,7 +216,9 @@ class Batch:
 
     def __init__(self) -> None:
         self.items: list[NewItem] = []
-        self.item_ids: set[str] = set()
+        self.item_ids: set[str] = set()  # this node's references of the items the batch stores
+        # the batch's items by (originator, the id the originator gave it): an item is that pair
+        self.by_origin: dict[tuple[str, str], NewItem] = {}
         self.inbox: list[InboxRow] = []
         self.inbox_by_id: dict[str, InboxRow] = {}
         self.inventory: list[InventoryEntry] = []
@@ -226,10 +229,16 @@ class Batch:
         self.answers: list[tuple[str, str, str]] = []
         self.ops: list[Op] = []  # the duties' writes (gsomia.duties), in the same transaction
         self.seen: dict[str, InboxRow] | None = None  # prefetched inbox rows of the batch
-        self.held: set[str] | None = None  # prefetched ids of items already held
+        # prefetched: the items already held among the (originator, id) the batch's item messages
+        # claim, and which of the references such items would get are taken here
+        self.held: dict[tuple[str, str], ItemRow] | None = None
+        self.taken: set[str] | None = None
+        self.asked: set[str] = set()  # the references ``taken`` answers for
         # the item ids the batch's item messages claim (read before verification, only to prefetch
         # in one query what each item's handlers would otherwise look up one by one); None: unknown
         self.claimed: list[str] | None = None
+        self.pairs: list[tuple[str, str]] = []  # the same, with the originator each item's label names
+        self.peeked: set[tuple[str, str]] = set()  # those pairs, for a look-up
         # what a handler or hook read once for the whole batch, by a name of its own
         self.prefetched: dict[str, Any] = {}
 

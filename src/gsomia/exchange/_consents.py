@@ -117,7 +117,7 @@ class Consents(Assurances):
         """A holder asks the originator for consent to pass ``item_id`` on to ``third_party``."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "consent.request")
         item, _ = self.kernel.read_item(actor, item_id)
-        originator = item.label.originator
+        originator = item.label.originator  # asked of the item as its originator named it (item.name)
         if originator == self.party:
             raise InvalidInputError("this node originated the item: no consent is needed")
         third = self.kernel.catalogue.party(third_party).code
@@ -129,7 +129,7 @@ class Consents(Assurances):
         body = {
             "kind": "consent-request",
             "id": request_id,
-            "item": item_id,
+            "item": item.name,
             "third_party": third,
             "purpose": purpose,
             "reason": reason,
@@ -213,7 +213,7 @@ class Consents(Assurances):
             r.id == request_id for r in accepted.requests
         ):
             raise InvalidInputError(f"consent request {request_id}: that id is taken")
-        row = self.kernel.store.get_item(item_id)
+        row = self.kernel.store.item_of(self.party, item_id)
         given = (
             row is not None
             and row.originator == self.party
@@ -374,7 +374,7 @@ class Consents(Assurances):
             or consent.item is None
         ):
             raise InvalidInputError("purpose consent: not a consent to a new purpose for an item held here")
-        row = self.kernel.store.get_item(consent.item)
+        row = self.kernel.store.item_of(signer, consent.item)  # an item is (originator, id)
         if row is None or row.originator != signer:
             raise InvalidInputError(
                 f"purpose consent: {signer} originated no item {consent.item!r} held here"
@@ -409,7 +409,8 @@ class Consents(Assurances):
         if body.get("granted") is True:
             signer, raw = verify_origin(str(body.get("consent")), self._identities, now)
             consent_id, consent = consent_from_content(raw, signer)
-            if consent.item != request.item_id or consent.recipient != request.third_party:
+            asked = self.kernel.store.get_item(request.item_id)  # the holder's reference for it
+            if consent.item != (asked.name if asked else None) or consent.recipient != request.third_party:
                 raise InvalidInputError("the consent does not answer the request")
             accepted.consents.append(self._consent_row(consent_id, consent, str(body["consent"])))
         state = "granted" if body.get("granted") is True else "refused"

@@ -46,7 +46,11 @@ class Hops(Consents):
             peer = self.peer(originator)
             if peer is None:
                 continue  # no link back: the originator sees the hub only
+            # named as the originator named it (issue 22 §4: the reference here may be another)
+            row = self.kernel.store.get_item(entry.item_id)
             body = {"kind": RELAY_RECEIPT, "item": entry.item_id, "receipt": outcome["receipt"]}
+            if row is not None:
+                body |= {"item": row.name, "originator": row.originator}
             outcome["outbox"] = [self.queue(peer, body, RELAY_RECEIPT, entry.item_id, now)]
 
     def _receive_relay_receipt(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
@@ -56,13 +60,20 @@ class Hops(Consents):
         item_id, receipt = body.get("item"), body.get("receipt")
         if not isinstance(item_id, str) or not isinstance(receipt, str):
             raise InvalidInputError("relay receipt: 'item' and 'receipt' are required")
-        if self.kernel.store.get_item(item_id) is None:
+        originator = body.get("originator")
+        row = (
+            self.kernel.store.item_of(originator, item_id)
+            if isinstance(originator, str)
+            else self.kernel.store.get_item(item_id)
+        )
+        if row is None:
             raise InvalidInputError(f"relay receipt for {item_id!r}, which is not held here")
+        ref = row.id  # this node's reference for the item (issue 22 §4)
         signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
         data = json.loads(content)
         released = {
             e.final_recipient
-            for e in self.fed.item_messages(item_id)
+            for e in self.fed.item_messages(ref)
             if e.kind == "item" and e.recipient == opened.sender and e.final_recipient != opened.sender
         }
         if (
@@ -78,13 +89,13 @@ class Hops(Consents):
             )
         kept = {
             json.loads(r.detail or "{}").get("msg_id")
-            for r in self.kernel.store.inventory(item_id)
+            for r in self.kernel.store.inventory(ref)
             if r.kind == "reached" and r.party == signer
         }
         if data.get("msg_id") not in kept:
             accepted.inventory.append(
                 InventoryEntry(
-                    item_id,
+                    ref,
                     epoch_us(now),
                     "reached",
                     signer,
@@ -96,13 +107,13 @@ class Hops(Consents):
             )
         answer = self.receipt(opened, item_id, "recorded", None, now)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, RELAY_RECEIPT, item_id, epoch_us(now), "recorded", answer)
+            InboxRow(opened.msg_id, opened.sender, RELAY_RECEIPT, ref, epoch_us(now), "recorded", answer)
         )
         accepted.audit.append(
             self.kernel.audit_row(
                 "envelope.reached",
                 opened.sender,
-                item_id,
+                ref,
                 "allowed",
                 receiver=signer,
                 status=data.get("status"),

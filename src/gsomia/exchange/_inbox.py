@@ -33,11 +33,12 @@ from gsomia.kernel import (
     ItemContent,
     PortionedContent,
     SignedPortion,
+    item_ref,
     parse_item_content,
     parse_portioned_content,
     signed_portions,
 )
-from gsomia.store import ConsentRow, InboxRow, InventoryEntry, NewItem, OutboxRow
+from gsomia.store import ConsentRow, InboxRow, InventoryEntry, ItemRow, NewItem, OutboxRow
 
 __all__ = ["BATCHED_KINDS", "BATCH_KIND", "MAX_BATCH_MESSAGES", "Inbox"]
 
@@ -96,8 +97,13 @@ class Inbox(Equivalences):
         messages = [m for u in units for m in (u if isinstance(u, list) else [u]) if isinstance(m, Opened)]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in messages])
-        accepted.claimed = [i for o in messages for i in [_peek_item(o.body)] if i]
-        accepted.held = self.kernel.store.existing_items(accepted.claimed)
+        pairs = [i for o in messages for i in [_peek_item(o.body)] if i]
+        accepted.claimed = [item_id for _, item_id in pairs]
+        accepted.pairs = pairs
+        accepted.peeked = set(pairs)
+        accepted.held = self.kernel.store.items_of(pairs)
+        accepted.asked = {r for o, i in pairs for r in (i, f"{o}:{i}")}
+        accepted.taken = self.kernel.store.existing_items(sorted(accepted.asked))
         for text, unit in zip(texts, units, strict=True):
             if isinstance(unit, list):
                 inner = [self._receive_guarded("", now, accepted, m) for m in unit]
@@ -375,17 +381,20 @@ class Inbox(Equivalences):
                 "envelope.refused", opened.sender, item.item_id, reason, reason, msg_id=opened.msg_id
             )
         digest = hashlib.sha256(origin.encode()).hexdigest()
-        if accepted.held is not None:
-            held = item.item_id in accepted.held or item.item_id in accepted.item_ids
+        # an item is (originator, id): only the same signed item of the same originator is held already;
+        # another originator's item under the same id is another item, stored under its own reference
+        found = self._held_as(originator, item.item_id, accepted)
+        held = found is not None
+        if found is not None:
+            self._same_item(item, found)
+            ref = found.id
         else:
-            held = self.kernel.store.get_item(item.item_id) is not None or item.item_id in accepted.item_ids
-        if held:
-            self._same_item(item, originator, accepted)
+            ref = item_ref(originator, item.item_id, lambda r: self._taken(r, accepted))
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
         receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
         accepted.add_inbox(
-            InboxRow(opened.msg_id, opened.sender, "item", item.item_id, epoch_us(now), status, receipt)
+            InboxRow(opened.msg_id, opened.sender, "item", ref, epoch_us(now), status, receipt)
         )
         known = {c.id for c in accepted.consents}
         accepted.consents += [c for c in consent_rows if c.id not in known and not self._has_consent(c.id)]
@@ -393,7 +402,7 @@ class Inbox(Equivalences):
             self.kernel.audit_row(
                 "envelope.received",
                 opened.sender,
-                item.item_id,
+                ref,
                 "allowed",
                 entry_id=log_entry,
                 msg_id=opened.msg_id,
@@ -402,11 +411,13 @@ class Inbox(Equivalences):
             )
         )
         if not held:
-            accepted.items.append(self._new_item(item, origin, opened.sender, decision, now, portions))
-            accepted.item_ids.add(item.item_id)
+            new = self._new_item(item, origin, opened.sender, decision, now, portions, ref)
+            accepted.items.append(new)
+            accepted.item_ids.add(ref)
+            accepted.by_origin[(originator, item.item_id)] = new
             accepted.inventory.append(
                 InventoryEntry(
-                    item.item_id,
+                    ref,
                     epoch_us(now),
                     "received",
                     opened.sender,
@@ -415,56 +426,54 @@ class Inbox(Equivalences):
                 )
             )
         if relaying:
-            accepted.outbox.append(
-                self._relay(item.item_id, origin, body, recipient, sender, hub, decision, now)
-            )
+            accepted.outbox.append(self._relay(ref, origin, body, recipient, sender, hub, decision, now))
         if not held:
             for hook in self._arrival_hooks:
-                hook(item.item_id, now, accepted)
+                hook(ref, now, accepted)
         return {"status": status, "receipt": receipt, "reason": None}
 
-    def _same_item(self, item: ItemContent | PortionedContent, originator: str, accepted: Batch) -> None:
-        """An item is (originator, id) and, as received, the originator's signed content: another
-        originator's item, or another item of the same originator, under an id held here (or arriving
-        earlier in the same batch) is refused with the reason, never answered "already held" (which
-        would mark it delivered). Where the payload is gone (destroyed, recalled), the instant the
-        originator signed as the item's creation still tells another item apart."""
-        arriving = (
-            next((n for n in accepted.items if n.id == item.item_id), None)
-            if item.item_id in accepted.item_ids
-            else None
-        )
+    def _held_as(self, originator: str, item_id: str, accepted: Batch) -> NewItem | ItemRow | None:
+        """The item ``originator`` gave the id ``item_id``, if held here or stored by an earlier
+        message of this batch."""
+        arriving = accepted.by_origin.get((originator, item_id))
         if arriving is not None:
-            held_by, state, created_us = arriving.originator, arriving.state, arriving.created_us
-            sealed = (arriving.label, arriving.payload)
-            portioned = arriving.portions is not None
-        else:
-            row = self.kernel.store.get_item(item.item_id)
-            if row is None:
-                return
-            held_by, state, created_us = row.originator, row.state, row.created_us
-            sealed = (row.label, row.payload)
-            portioned = row.portions is not None
-        if held_by != originator:
-            raise InvalidInputError(
-                f"item id {item.item_id} is already taken here by an item of {held_by}: "
-                f"{originator}'s item is not stored"
-            )
+            return arriving
+        if accepted.held is not None and (originator, item_id) in accepted.peeked:
+            return accepted.held.get((originator, item_id))
+        return self.kernel.store.item_of(originator, item_id)
+
+    def _taken(self, ref: str, accepted: Batch) -> bool:
+        """Whether ``ref`` is the reference of an item here or of one this batch stores."""
+        if ref in accepted.item_ids:
+            return True
+        if accepted.taken is not None and ref in accepted.asked:
+            return ref in accepted.taken
+        return self.kernel.store.get_item(ref) is not None
+
+    def _same_item(self, item: ItemContent | PortionedContent, held: NewItem | ItemRow) -> None:
+        """The originator's item under this id is held here already: only the same signed content is
+        "already held"; another item of the same originator under the id is refused with the reason,
+        never answered "already held" (which would mark it delivered). Where the payload is gone
+        (destroyed, recalled), the instant the originator signed as the item's creation still tells
+        another item apart. (Another originator's item under the same id is another item: stored.)"""
+        sealed = (held.label, held.payload)
+        portioned = held.portions is not None
         if isinstance(item, PortionedContent):  # the same signed root (a hub may send fewer portions)
             same = portioned and (
-                self.kernel.items.signed_root(item.item_id, *sealed) == item
-                if state == "held"
-                else created_us <= epoch_us(item.label.created)
+                self.kernel.items.signed_root(held.id, *sealed) == item
+                if held.state == "held"
+                else held.created_us <= epoch_us(item.label.created)
             )
         else:
             same = (
                 not portioned
-                and created_us == epoch_us(item.label.created)
-                and (state != "held" or self.kernel.cipher.open(item.item_id, *sealed) == item.payload)
+                and held.created_us == epoch_us(item.label.created)
+                and (held.state != "held" or self.kernel.cipher.open(held.id, *sealed) == item.payload)
             )
         if not same:
             raise InvalidInputError(
-                f"item id {item.item_id} is held here as a different item of {originator}: not stored"
+                f"item id {item.item_id} is held here as a different item of "
+                f"{item.label.originator}: not stored"
             )
 
     def _new_item(
@@ -475,6 +484,7 @@ class Inbox(Equivalences):
         decision: ReleaseDecision,
         now: datetime,
         portions: tuple[SignedPortion, ...] = (),
+        ref: str | None = None,
     ) -> NewItem:
         if decision.agreement is None:  # an allowed decision always names its agreement
             raise AgreementError("an allowed decision without an agreement")
@@ -487,6 +497,7 @@ class Inbox(Equivalences):
                 by=f"exchange:{received_from}",
                 received_from=received_from,
                 agreement=decision.agreement,
+                ref=ref,
             )
         label = self.kernel.items.received_label(item.label, received_from, decision.agreement, at=now)
         return self.kernel.items.seal(
@@ -500,6 +511,7 @@ class Inbox(Equivalences):
             agreement=decision.agreement,
             origin=origin,
             label_version=item.label_version,
+            ref=ref,
         )
 
     def _relay(
@@ -524,14 +536,17 @@ class Inbox(Equivalences):
         return self.queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
 
 
-def _peek_item(body: dict[str, Any]) -> str | None:
-    """The item id an item message claims, read before verification, only to prefetch in one query."""
+def _peek_item(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The (originator, item id) an item message claims, read before verification, only to prefetch
+    in one query."""
     origin = body.get("origin")
     if body.get("kind") != "item" or not isinstance(origin, str) or origin.count(".") != 2:
         return None
     try:
         payload = origin.split(".")[1]
-        item = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("item")
+        content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        item, label = content.get("item"), content.get("label")
+        originator = label.get("originator") if isinstance(label, dict) else None
     except (ValueError, AttributeError):
         return None
-    return item if isinstance(item, str) else None
+    return (originator, item) if isinstance(item, str) and isinstance(originator, str) else None

@@ -172,11 +172,12 @@ class Releases(Hops):
         if row.state != "held":  # destroyed or recalled after it was queued: it does not go
             raise InvalidInputError(f"item {row.id} was {row.state} after it was queued")
         label = self._released_label(row, spec)
-        if prefetched is not None and (label.originator, row.id) in prefetched.on_file:
-            on_file = prefetched.on_file[(label.originator, row.id)]
+        # the originator's consents name its item as it named it (issue 22 §4: ``row.name``)
+        if prefetched is not None and (label.originator, row.name) in prefetched.on_file:
+            on_file = prefetched.on_file[(label.originator, row.name)]
             consents = self.verified_consents(on_file, prefetched.verified)
         else:
-            consents = self.consents_for(label.originator, row.id)
+            consents = self.consents_for(label.originator, row.name)
         approval = spec.get("approval")
         return ReleaseRequest(
             label,
@@ -184,7 +185,7 @@ class Releases(Hops):
             spec["recipient"],
             spec["purpose"],
             tuple(spec["via"]),
-            row.id,
+            row.name,
             consents,
             two_person=self.two_person(),
             approval=self.approval_of(approval) if isinstance(approval, str) else None,
@@ -196,7 +197,9 @@ class Releases(Hops):
     def prefetch(self, item_ids: Sequence[str]) -> Prefetched:
         """The rows and consents on file of many items, read at once (a delivery run's)."""
         rows = self.kernel.store.get_items(item_ids)
-        return Prefetched(rows, self.fed.consents_for_many([(r.originator, r.id) for r in rows.values()]), {})
+        return Prefetched(
+            rows, self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()]), {}
+        )
 
     # --- the two-person policy and approvals (gsomia.exchange._approvals asks for them) ---
 
@@ -351,7 +354,7 @@ class Releases(Hops):
             raise self.kernel.refuse("item.release", who, None, exc) from None
         now = self._now()
         rows = self.kernel.store.get_items(ids)
-        on_file = self.fed.consents_for_many([(r.originator, r.id) for r in rows.values()])
+        on_file = self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()])
         gate = self.kernel.reader(actor)
         verified: dict[str, Consent] = {}
         entries: list[OutboxRow] = []
@@ -372,7 +375,7 @@ class Releases(Hops):
                     authorise_relay=authorise_relay,
                     now=now,
                     gate=gate,
-                    on_file=on_file[(row.originator, row.id)],
+                    on_file=on_file[(row.originator, row.name)],
                     verified=verified,
                 )
             except GsomiaError as exc:
@@ -497,14 +500,14 @@ class Releases(Hops):
         if authorise_relay:
             spec["grants_relay"] = True
         if on_file is None:
-            on_file = self.fed.consents_for(label.originator, item_id)
+            on_file = self.fed.consents_for(label.originator, row.name)
         request = ReleaseRequest(
             label,
             self.party,
             recipient,
             use,
             tuple(hops),
-            item_id,
+            row.name,
             self.verified_consents(on_file, verified) + fresh,
             two_person=self.two_person(),
             approval=approval,

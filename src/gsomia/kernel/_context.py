@@ -30,7 +30,14 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import EnvelopeError, verify_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.crypto.tls import TlsFiles
-from gsomia.errors import AccessDenied, GsomiaError, ItemGoneError, NotFoundError, RateLimitedError
+from gsomia.errors import (
+    AccessDenied,
+    ConflictError,
+    GsomiaError,
+    ItemGoneError,
+    NotFoundError,
+    RateLimitedError,
+)
 from gsomia.kernel._admission import Admission, parse_networks, parse_rates
 from gsomia.kernel._grouped import GroupedAppend
 from gsomia.kernel._items import PORTIONS, HoldAs, Item, Items, from_us, unknown_item
@@ -498,6 +505,31 @@ class NodeContext:
         """THE read decision of an item: what ``actor`` may see of it (:meth:`ReadGate.view`)."""
         return self.reader(actor).view(item)
 
+    def resolve(self, actor: Person | None, ref: str, originator: str | None = None) -> str:
+        """This node's reference for the item a person names by ``ref`` (issue 22 §4: an item is
+        (originator, id), and two originators' items may share an id here): the item ``ref`` is the
+        reference of, or whose originator gave it that id, or ``ORIGINATOR:id``; with ``originator``,
+        only that originator's. Of several, only those ``actor`` may read count (so the answer says
+        nothing of an item they may not read); more than one of those is a :class:`ConflictError`
+        asking which. None: the reference as given (the service it goes to says it is unknown), or,
+        with ``originator``, unknown here."""
+        rows = self.store.items_named(ref, originator)
+        if len(rows) > 1 and actor is not None:
+            gate = self.reader(actor)
+            rows = [r for r in rows if gate.view(self.items.item(r)).item is not None]
+        if len(rows) == 1:
+            return rows[0].id
+        if not rows:
+            if originator is None:
+                return ref
+            who = actor.id if actor is not None else "operator"
+            raise self.refuse("item.resolve", who, ref, NotFoundError(unknown_item(ref)))
+        names = sorted({r.originator for r in rows})
+        raise ConflictError(
+            f"item id {ref} names {len(rows)} items here (of {' and '.join(names)}): say whose, with "
+            f"originator={names[-1]} (--originator {names[-1]}) or as {names[-1]}:{rows[0].name}"
+        )
+
     def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
         """The row, the item as ``actor`` sees it and the decision, if ``actor`` may read ``item_id``
         (of an item in portions, the portions they may read: :meth:`view`).
@@ -630,15 +662,15 @@ class ReadGate:
         may read, labelled with the highest of theirs (decided again: it must pass too). A reader
         who may read no portion is refused with the checks on the whole item's label."""
         if not item.portions:
-            decision = self.decide(item.label, item.id)
+            decision = self.decide(item.label, item.name)
             return Seen(item if decision.allowed else None, decision)
-        visible = [m for m in item.portions if self.decide(m.label, item.id).allowed]
+        visible = [m for m in item.portions if self.decide(m.label, item.name).allowed]
         if not visible:
-            whole = self.decide(item.label, item.id)
+            whole = self.decide(item.label, item.name)
             if whole.allowed:  # cannot be (every portion is within the whole); fail closed all the same
                 refused = Check("portions", False, "no portion of the item may be read")
                 whole = AccessDecision(False, whole.person, (*whole.checks, refused))
             return Seen(None, whole)
         shown = self.context.items.shown(item, visible)
-        decision = self.decide(shown.label, item.id)
+        decision = self.decide(shown.label, item.name)
         return Seen(shown if decision.allowed else None, decision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "check_payload_type",
     "from_us",
     "item_content",
+    "item_ref",
     "parse_item_content",
     "parse_portioned_content",
     "portioned_content",
@@ -76,6 +78,18 @@ def check_item_id(item_id: str, what: str = "item id") -> str:
     if not ITEM_ID.match(item_id):
         raise InvalidInputError(f"{what} {item_id!r} must be 1-128 letters, digits or ._:-")
     return item_id
+
+
+def item_ref(originator: str, item_id: str, taken: Callable[[str], bool]) -> str:
+    """This node's reference for ``originator``'s item ``item_id`` arriving here (issue 22 §4): the id
+    itself if no item here has it as its reference; else ``ORIGINATOR:id``; else (that too is taken,
+    by an item whose own id is written so, or it would be too long) ``ORIGINATOR:~`` and a digest of
+    the id, which no id can be (``~`` is not in one) and only this item gets. An item is (originator,
+    id): another originator's item under the same id never keeps this one out."""
+    for ref in (item_id, f"{originator}:{item_id}"):
+        if len(ref) <= 128 and not taken(ref):
+            return ref
+    return f"{originator}:~{hashlib.sha256(item_id.encode()).hexdigest()[:48]}"
 
 
 def check_payload_type(payload_type: str) -> str:
@@ -117,6 +131,13 @@ class Item:
     label_version: int = 1
     added_us: int | None = None  # when this version was added (TAXII's date-added, exact); None until stored
     portions: tuple[PortionMark, ...] = ()
+    origin_id: str | None = None  # the id its originator gave it, when it is not ``id`` (issue 22 §4)
+
+    @property
+    def name(self) -> str:
+        """The id the originator gave the item; ``id`` is this node's reference for it (the same,
+        unless another originator's item held that id here first: then ``ORIGINATOR:id``)."""
+        return self.origin_id or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +510,7 @@ class Items:
             row.label_version,
             row.added_us,
             self.marks(row.portions) if row.portions else (),
+            None if row.name == row.id else row.name,
         )
 
     # --- portions ---
@@ -603,6 +625,7 @@ class Items:
         received_from: str | None = None,
         agreement: str | None = None,
         prefer: Mapping[str, str | None] | None = None,
+        ref: str | None = None,
     ) -> NewItem:
         """An item in portions for the store: the portions held (each checked against the
         originator's root by the caller), their marks, and the item's label here, the highest of
@@ -640,6 +663,7 @@ class Items:
             agreement=agreement,
             origin=origin,
             label_version=content.label_version,
+            ref=ref,
         )
         # its size is what the portions hold, not the document that carries them
         return replace(new, payload_size=sum(len(p.payload) for p in portions), portions=canonical(marks))
@@ -688,15 +712,20 @@ class Items:
         agreement: str | None = None,
         origin: str | None = None,
         label_version: int = 1,
+        ref: str | None = None,
     ) -> NewItem:
         """A new item for the store: payload (and the originator's signed item) sealed under the
         node key with the label bound in. This node's own item is signed here when no ``origin``
-        is given (the originator signs label and payload together, ADatP-4778)."""
+        is given (the originator signs label and payload together, ADatP-4778). ``ref`` is this
+        node's reference for a received item, when it is not ``item_id`` (:func:`item_ref`)."""
         label_json = canonical(label_to_dict(label))
         if origin is None and label.originator == self.party:
             origin = sign_origin(self.ring, item_content(item_id, label, payload_type, payload), now)
+        origin_id = item_id
+        item_id = ref or item_id  # the sealed payload is bound to the reference the row has
         return NewItem(
             id=item_id,
+            origin_id=origin_id,
             originator=label.originator,
             classification=label.classification,
             label=label_json,

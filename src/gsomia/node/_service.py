@@ -637,6 +637,13 @@ class Node:
         for shells that recorded the read already (a page that read the item's inventory)."""
         return self.kernel.view(actor, item).item
 
+    def resolve_item(self, actor: Person | None, ref: str, originator: str | None = None) -> str:
+        """This node's reference for the item a person names by ``ref`` (and, where two originators'
+        items share the id here, ``originator``, or ``ref`` written ``ORIGINATOR:id``): issue 22 §4.
+        Ambiguous among the items ``actor`` may read: :class:`ConflictError` asking whose."""
+        code = self.catalogue.party(originator).code if originator is not None else None
+        return self.kernel.resolve(actor, ref, code)
+
     def held(self, item_id: str) -> Item | None:
         """The item's metadata, without a read decision: for shells that must first find out which
         collection an item belongs to; they must still read it through :meth:`read`."""

@@ -20,7 +20,19 @@ from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, case, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -65,6 +77,7 @@ class NewItem:
     label_version: int = 1
     state: str = "held"
     portions: str | None = None  # an item in portions: the portions' marks, canonical JSON
+    origin_id: str | None = None  # the id the originator signed, when it is not ``id`` (issue 22 §4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,12 @@ class ItemRow:
     state: str = "held"  # held | recalled | destroyed (a payload is gone once not held)
     added_us: int | None = None  # when this version was added (ingest or label change): unique, increasing
     portions: str | None = None  # an item in portions: the portions held here (marks), canonical JSON
+    origin_id: str | None = None  # the id the originator signed; ``id`` is this node's reference for it
+
+    @property
+    def name(self) -> str:
+        """The id the originator gave the item (what its messages name it by)."""
+        return self.origin_id or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,7 +574,11 @@ class Store:
         if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
             first = allocate_added(conn, len(new), max(item.ingested_us for item in new))
             values = [
-                {**{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS}, "added_us": first + n}
+                {
+                    **{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS},
+                    "origin_id": item.origin_id or item.id,
+                    "added_us": first + n,
+                }
                 for n, item in enumerate(new)
             ]
             query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
@@ -618,6 +641,42 @@ class Store:
                 for r in conn.execute(select(t.items).where(t.items.c.id.in_(chunk))):
                     found[r.id] = ItemRow(**r._mapping)
         return found
+
+    def item_of(self, originator: str, origin_id: str) -> ItemRow | None:
+        """The item ``originator`` gave the id ``origin_id``, if held here (an item is (originator, id))."""
+        with self._read() as conn:
+            query = select(t.items).where(
+                t.items.c.originator == originator, t.items.c.origin_id == origin_id
+            )
+            row = conn.execute(query).one_or_none()
+        return None if row is None else ItemRow(**row._mapping)
+
+    def items_of(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ItemRow]:
+        """The items held here among (originator, id) ``pairs``, by pair (a few queries for many)."""
+        found: dict[tuple[str, str], ItemRow] = {}
+        wanted = set(pairs)
+        names = list(dict.fromkeys(name for _, name in wanted))
+        with self._read() as conn:
+            for start in range(0, len(names), _IN_CHUNK):
+                chunk = names[start : start + _IN_CHUNK]
+                for r in conn.execute(select(t.items).where(t.items.c.origin_id.in_(chunk))):
+                    if (r.originator, r.origin_id) in wanted:
+                        found[(r.originator, r.origin_id)] = ItemRow(**r._mapping)
+        return found
+
+    def items_named(self, ref: str, originator: str | None = None) -> list[ItemRow]:
+        """Every item ``ref`` may name here: the item whose reference it is, the items whose originator
+        gave them that id, and, for ``ORIGINATOR:id``, that originator's item ``id``; with
+        ``originator``, only that originator's. In the store's order, each once."""
+        where = [t.items.c.id == ref, t.items.c.origin_id == ref]
+        head, sep, rest = ref.partition(":")
+        if sep and rest and len(head) == 3 and head.isalpha() and head.isupper():
+            where.append((t.items.c.originator == head) & (t.items.c.origin_id == rest))
+        query = select(t.items).where(or_(*where))
+        if originator is not None:
+            query = query.where(t.items.c.originator == originator)
+        with self._read() as conn:
+            return [ItemRow(**r._mapping) for r in conn.execute(query.order_by(t.items.c.seq))]
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""

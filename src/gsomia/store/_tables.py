@@ -49,6 +49,12 @@ items = Table(
     # migration 0018: an item in portions, each with its own label (issue 20 §2): the portions held
     # here as canonical JSON [{id, index, label, size}]; NULL for an item signed whole
     Column("portions", Text),
+    # migration 0024: an item is (originator, id) (issue 22 §4): the id the originator signed, unique
+    # per originator. ``id`` above is the node's reference for it: the same, except for an item that
+    # arrived under an id another originator's item already held here (then ``ORIGINATOR:id``).
+    # Always written (NULL only in no row: the migration filled it for the items before it).
+    Column("origin_id", String(128)),
+    Index("ux_items_origin", "origin_id", "originator", unique=True),  # id first: found by id alone too
     Index("ix_items_originator_seq", "originator", "seq"),
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),

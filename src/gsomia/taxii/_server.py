@@ -456,11 +456,12 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         body = {"more": False, "versions": [_version_of(served.objects[0][1])]}
         return TaxiiResponse(body, headers=headers(served))
 
-    def held_already(person: Person, item_id: str, stix_id: str, version: str) -> bool:
-        """Whether the poster may read the item held under ``item_id`` and it is the posted object's very
-        version (TAXII: adding what the collection holds is a success; anything else is a collision)."""
+    def held_already(person: Person, item_id: str, originator: str, stix_id: str, version: str) -> bool:
+        """Whether the poster may read ``originator``'s item ``item_id`` held here and it is the posted
+        object's very version (TAXII: adding what the collection holds is a success; anything else is
+        a collision). An item is (originator, id): another originator's item under the id is not it."""
         try:
-            item, payload = node.read(person, item_id)
+            item, payload = node.read(person, node.resolve_item(person, item_id, originator))
         except GsomiaError:
             return False
         obj, _ = stix_of(item, payload)
@@ -479,7 +480,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                 continue
             originator = str(entry.label.get("originator", "")).upper()
             foreign = originator != node.party
-            if foreign and held_already(person, entry.item_id, result.stix_id, version):
+            if foreign and held_already(person, entry.item_id, originator, result.stix_id, version):
                 # what the collection holds, posted back unchanged: a success, and nothing is entered
                 # (a partner's item is stored only as it arrived, under the partner's signature)
                 successes.append((result.stix_id, version))
@@ -512,7 +513,7 @@ def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
                         agreement=target.agreement if foreign else None,
                     )
             except ConflictError as exc:  # the id is taken: fine if it is this very version
-                if not held_already(person, entry.item_id, result.stix_id, version):
+                if not held_already(person, entry.item_id, originator, result.stix_id, version):
                     failures.append((result.stix_id, version, f"a different {result.stix_id} is held: {exc}"))
                     continue
             except GsomiaError as exc:  # the node recorded the refusal

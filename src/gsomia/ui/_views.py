@@ -40,7 +40,14 @@ from gsomia.core.instants import local_midnight, parse_instant
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import EventKind
 from gsomia.core.policy import ReleaseEngine
-from gsomia.errors import AccessDenied, AuthenticationError, InvalidInputError, NotFoundError
+from gsomia.errors import (
+    AccessDenied,
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UnknownNameError,
+)
 from gsomia.kernel import unknown_item
 from gsomia.node import Node
 from gsomia.store import ItemFilter
@@ -418,13 +425,17 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
         )
 
     @router.get("/items/{item_id}")
-    def item_page(request: Request, item_id: str) -> Response:
+    def item_page(request: Request, item_id: str, originator: str | None = None) -> Response:
         person = viewer(request)
         if person is None:
             return to_login(request)
         try:  # an item the person may not read is refused as an unknown one (the kernel's decision)
+            # an item is (originator, id): where two share the id here, the page asks whose (409)
+            item_id = node.resolve_item(person, item_id, originator)
             entries = node.inventory(person, item_id)
-        except NotFoundError as exc:
+        except ConflictError as exc:
+            return _page("refused.html", 409, **common(person, "items"), reason=str(exc))
+        except (NotFoundError, UnknownNameError) as exc:
             return _page("refused.html", 404, **common(person, "items"), reason=str(exc))
         held = node.held(item_id)
         # what this reader may see of it: of an item in portions, only the portions they may read

@@ -22,7 +22,10 @@
     const tr = document.createElement("tr");
     tr.dataset.itemId = event.item;
     const link = document.createElement("a");
-    link.href = live.dataset.base + "/items/" + encodeURIComponent(event.item);
+    // whose item: two originators' items may share an id here (issue 22 §4)
+    link.href =
+      live.dataset.base + "/items/" + encodeURIComponent(event.item) +
+      "?originator=" + encodeURIComponent(event.originator);
     link.textContent = event.item;
     const first = document.createElement("td");
     first.append(link);
