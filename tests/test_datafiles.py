@@ -312,7 +312,7 @@ def test_a_deeply_nested_toml_file_is_one_line_naming_the_file(tmp_path: Path) -
         [sys.executable, "-m", "gsomia", "--data", str(tmp_path), "party", "list"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 2
@@ -333,7 +333,7 @@ def test_data_that_makes_every_party_a_hub_is_warned_about(tmp_path: Path) -> No
         [sys.executable, "-m", "gsomia", "--data", str(tmp_path), "party", "list"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0

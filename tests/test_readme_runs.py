@@ -7,7 +7,8 @@ Long-running commands are handled deliberately: ``gsomia node serve`` is started
 must say where it listens, and is stopped (SIGTERM, which it takes as it takes Ctrl-C: a script's
 background jobs ignore SIGINT); a command the README itself sends to
 the background (``&``) is stopped by the README (``kill %1``). The one liberty taken: ``--port
-8443`` becomes a free port, so that the test never collides with another server on the machine.
+8443`` becomes a free port (held by this process until the test ends, ``network.free_port``), so
+that the test never collides with another server on the machine.
 
 The default suite runs the first block (the examples, without the demo); ``-m slow`` runs them all.
 """
@@ -17,13 +18,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from gsomia.demo import network
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_BLOCKS = 2  # the venv + pip install commands: CI runs them (tests/test_readme.py)
@@ -64,12 +66,6 @@ def readme_commands() -> list[list[Command]]:
     return blocks[SETUP_BLOCKS:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _script(blocks: list[list[Command]]) -> str:
     """One bash script: each command announced, run, and on failure named with its README line."""
     out = [
@@ -79,13 +75,13 @@ def _script(blocks: list[list[Command]]) -> str:
     ]
     for block in blocks:
         for command in block:
-            text = command.text.replace("--port 8443", f"--port {_free_port()}")
+            text = command.text.replace("--port 8443", f"--port {network.free_port()}")
             quoted = shlex.quote(command.text)
             out.append(f"echo {shlex.quote(f'$ {command.text}')}")
             if SERVE.match(text):
                 # started aside, must say where it listens, then stopped (as Ctrl-C would)
                 out.append(
-                    f"{text.split('#')[0]} > serve.out 2>&1 & SERVE=$!; for _ in $(seq 600); do "
+                    f"{text.split('#')[0]} > serve.out 2>&1 & SERVE=$!; for _ in $(seq 3000); do "
                     "grep -q 'serving on' serve.out && break; sleep 0.1; done; "
                     "grep -q 'serving on' serve.out || "
                     f"{{ cat serve.out >&2; fail {command.line} 1 {quoted}; }}; "
@@ -117,7 +113,7 @@ def _run(blocks: list[list[Command]], directory: Path, timeout: float) -> None:
         if (directory / "net" / "net.json").exists():  # never leave a network running
             subprocess.run(  # noqa: S603
                 [str(Path(sys.executable).parent / "gsomia"), "net", "down", "--dir", "net"],
-                cwd=directory, env=env, capture_output=True, check=False, timeout=60,
+                cwd=directory, env=env, capture_output=True, check=False, timeout=600,
             )  # fmt: skip
     if done.returncode != 0:
         failed = [line for line in done.stderr.splitlines() if line.startswith("README.md line")]
@@ -141,12 +137,12 @@ def test_the_readme_is_read_as_a_new_user_would() -> None:
 def test_the_first_examples_run_as_written(tmp_path: Path) -> None:
     """The default suite's share: the first block (samples, agreements, decisions), without the demo."""
     first = [c for c in readme_commands()[0] if not c.text.startswith("gsomia demo")]
-    _run([first], tmp_path, timeout=300)
+    _run([first], tmp_path, timeout=1800)
 
 
 @pytest.mark.slow
 def test_the_whole_readme_runs_as_written_in_order(tmp_path: Path) -> None:
-    _run(readme_commands(), tmp_path, timeout=1200)
+    _run(readme_commands(), tmp_path, timeout=3600)
 
 
 def test_the_spif_examples_run_after_the_samples(tmp_path: Path) -> None:
@@ -160,7 +156,7 @@ def test_the_spif_examples_run_after_the_samples(tmp_path: Path) -> None:
     spif = [commands[first], *commands[mine : mine + 3]]
     assert spif[2].text.startswith("gsomia spif import gbr-policy.xml")
     assert spif[-1].text.startswith("gsomia --data my-data party list")
-    _run([[commands[0], *spif]], tmp_path, timeout=300)
+    _run([[commands[0], *spif]], tmp_path, timeout=1800)
     party = (tmp_path / "my-data" / "GBR.toml").read_text(encoding="utf-8")
     assert 'code = "GBR"' in party
     assert 'name = "SECRET"' in party

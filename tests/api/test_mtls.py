@@ -22,11 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.identity_docs import claims, published
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gsomia._web import dashboard_scope
-from gsomia.crypto.keys import PeerIdentity
 from gsomia.crypto.tls import Issued, TlsFiles, issue
 from gsomia.demo.network import CA_FILE, NetNode, build, serve_in_threads, trust
 from gsomia.errors import LinkError, TransportError
@@ -85,7 +85,7 @@ def test_the_identity_documents_name_each_nodes_certificate(net: Net) -> None:
         peer = net.jpn.exchange.peer(party)
         assert peer is not None
         assert peer.tls == (net.files(party).pin(),)
-    assert net.jpn.exchange.identity()["tls"] == [net.files("JPN").pin()]
+    assert claims(net.jpn.exchange.identity())["tls"] == [net.files("JPN").pin()]
 
 
 def test_a_certificate_from_the_authority_that_no_identity_names_is_refused(net: Net, tmp_path: Path) -> None:
@@ -170,13 +170,15 @@ def test_a_replaced_identity_document_moves_the_pin_in_the_serving_process(net: 
     new = net.rogue(tmp_path, "gsomia KOR node, next")
     with net.client(old) as client:
         assert client.get("/audit/inclusion", params={"entry": ENTRY}).status_code == 404
+    kor_node = Node(load_config(net.members["KOR"].directory))  # KOR signs its new document
+    try:
+        document = published(kor_node, tls=(TlsFiles(new[0], new[1], new[0]).pin(),))
+    finally:
+        kor_node.close()
     admin = Node(load_config(net.members["JPN"].directory))
     try:
-        kor = admin.exchange.peer("KOR")
-        assert kor is not None
-        document = {**kor.to_document(), "tls": [TlsFiles(new[0], new[1], new[0]).pin()]}
         agreements = sorted(admin.exchange.links("KOR"))
-        admin.exchange.register_peer(None, PeerIdentity.from_document(document).to_document(), agreements)
+        admin.exchange.register_peer(None, document, agreements)
     finally:
         admin.close()
     changed = time.monotonic()
@@ -196,10 +198,13 @@ def test_a_replaced_identity_document_moves_the_pin_in_the_serving_process(net: 
 
 
 def test_a_pin_another_peer_holds_is_refused_at_registration(net: Net) -> None:
-    kor, usa = net.jpn.exchange.peer("KOR"), net.jpn.exchange.peer("USA")
+    kor = net.jpn.exchange.peer("KOR")
     assert kor is not None
-    assert usa is not None
-    document = {**usa.to_document(), "tls": list(kor.tls)}  # USA claiming KOR's certificate
+    usa = Node(load_config(net.members["USA"].directory))
+    try:
+        document = published(usa, tls=kor.tls)  # USA claiming KOR's certificate, signed by USA
+    finally:
+        usa.close()
     with pytest.raises(Exception, match="named by KOR's identity already"):
         net.jpn.exchange.register_peer(None, document, sorted(net.jpn.exchange.links("USA")))
 
@@ -236,7 +241,11 @@ def test_the_stream_link_client_refuses_a_server_certificate_the_peers_identity_
 
         assert asyncio.run(link()) == "opened"  # the certificate KOR's registered identity names
         other = issue(net.ca, "elsewhere", ("127.0.0.1",), datetime.now(UTC)).pin
-        kor.exchange.register_peer(None, {**jpn.to_document(), "tls": [other]}, agreements)
+        jpn_node = Node(load_config(net.members["JPN"].directory))  # JPN moves to another certificate
+        try:
+            kor.exchange.register_peer(None, published(jpn_node, tls=(other,)), agreements)
+        finally:
+            jpn_node.close()
         refused = asyncio.run(link())
         assert refused.startswith("unknown-peer: unnamed-certificate"), refused
     finally:

@@ -33,7 +33,7 @@ from schemathesis import GenerationMode
 from schemathesis.auths import AuthStorage
 from schemathesis.checks import CHECKS as REGISTERED
 from schemathesis.checks import positive_data_acceptance
-from tests.conftest import POSTGRES_URL, postgres_schema
+from tests.conftest import POSTGRES_URL, network_schemas, require_postgres
 
 from gsomia.api import create_app
 from gsomia.demo import network
@@ -99,23 +99,12 @@ def seeded(
     with contextlib.ExitStack() as stack:
         urls = None
         if request.param == "postgresql":
-            stack.enter_context(postgres_schema(postgres_status))  # skips or fails when absent
+            require_postgres(postgres_status)  # skips or fails when absent
+            stack.enter_context(network_schemas(directory))
             urls = network.schema_urls(POSTGRES_URL, directory)
-            stack.callback(_drop_schemas, urls)
         node, tokens = _seed(directory, urls)
         yield node, tokens
         node.close()
-
-
-def _drop_schemas(urls: dict[str, str]) -> None:
-    import sqlalchemy
-
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        for url in urls.values():
-            schema = url.rsplit("search_path%3D", 1)[-1].rsplit("search_path=", 1)[-1]
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    admin.dispose()
 
 
 def _auth(tokens: dict[str, str]) -> AuthStorage:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -29,40 +28,21 @@ from typing import Any
 import httpx
 import pytest
 from tests.node_fixtures import kor_label
+from tests.reliability.processes import serve
 
 from gsomia.audit import parse_head
 from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gsomia.crypto.envelope import verify_origin
 from gsomia.crypto.keys import PeerIdentity
+from gsomia.demo import network
 from gsomia.node import Node, init_node_dir
 from gsomia.node._config import update_settings
 
 WORKER = Path(__file__).with_name("_stress_worker.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(directory), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            _stop(process)
-            raise AssertionError(f"the node did not answer on port {port}")
-        time.sleep(0.1)
+    return serve(network.NetNode("KOR", directory, port), sender=True)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -214,7 +194,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def stress(directory: Path, database_url: str, seconds: float) -> dict[str, Any]:
-    ports = [_free_port(), _free_port()]
+    ports = [network.free_port(), network.free_port()]
     endpoints = [f"http://127.0.0.1:{p}" for p in ports]
     init_node_dir(directory, "KOR", database_url, endpoint=endpoints[0])
     # the readers poll the public head and inclusion routes as fast as they can, from one address:

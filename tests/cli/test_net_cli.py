@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.identity_docs import claims
 from typer.testing import CliRunner
 
 from gsomia.cli import app
@@ -103,7 +104,7 @@ def test_identity_and_peer_add(tmp_path: Path) -> None:
     run("node", "init", "--party", "JPN", "--dir", str(b), "--endpoint", "http://127.0.0.1:9002")
     identity = runner.invoke(app, ["node", "identity", "--dir", str(b)])
     assert identity.exit_code == 0, identity.stderr
-    doc = json.loads(identity.stdout)
+    doc = claims(json.loads(identity.stdout))
     assert doc["endpoint"] == "http://127.0.0.1:9002"
     path = tmp_path / "jpn.json"
     path.write_text(identity.stdout, encoding="utf-8")

@@ -5,7 +5,6 @@ the other; ``net down`` stops every process and the balancer."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,15 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, network_schemas
 
 from gsomia.demo.network import PARTIES, trust
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=1800
     )
 
 
@@ -67,69 +65,71 @@ def test_two_processes_per_node_behind_haproxy(tmp_path: Path, postgres_status: 
     _require(shutil.which("haproxy") is not None, "HAProxy (apt-get install haproxy)")
     _require(_nats_up(), "NATS on 127.0.0.1:4222")
     directory = tmp_path / "net"
-    tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
-    up = _cli("net", "up", "--dir", str(directory), "--database-url", POSTGRES_URL,
-              "--nats", "nats://127.0.0.1:4222", "--replicas", "2", "--json")  # fmt: skip
-    running: list[dict[str, Any]] = []
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        running = json.loads(up.stdout)
-        assert sorted(n["party"] for n in running) == sorted(PARTIES * 2)
-        kor = [n for n in running if n["party"] == "KOR"]
-        endpoint = kor[0]["endpoint"]
-        assert endpoint.startswith("https://")  # TLS passed through the balancer to each process
-        verify = trust(directory)
-        assert {n["endpoint"] for n in kor} == {endpoint}  # one endpoint for the node
-        assert len({n["pid"] for n in kor}) == 2
-        sent = {f"through-lb-{n}" for n in range(12)}
-        for request_id in sorted(sent):
-            answer = httpx.get(
-                f"{endpoint}/healthz", headers={"X-Request-ID": request_id}, timeout=5, verify=verify
-            )
-            assert answer.status_code == 200
-            assert answer.headers["x-request-id"] == request_id
-        kor_dir = Path(kor[0]["dir"])
-        time.sleep(0.5)  # the log lines are written as each request ends
-        first, second = (_logged_ids(kor_dir / f"serve-{n}.log") & sent for n in (0, 1))
-        assert first  # both processes answered
-        assert second
-        assert first | second == sent
-        assert not first & second  # each request answered once
+    with network_schemas(directory):  # net up finds them made; dropped whatever happens
+        up = _cli("net", "up", "--dir", str(directory), "--database-url", POSTGRES_URL,
+                  "--nats", "nats://127.0.0.1:4222", "--replicas", "2", "--json")  # fmt: skip
+        running: list[dict[str, Any]] = []
+        try:
+            assert up.returncode == 0, up.stdout + up.stderr
+            running = json.loads(up.stdout)
+            assert sorted(n["party"] for n in running) == sorted(PARTIES * 2)
+            kor = [n for n in running if n["party"] == "KOR"]
+            endpoint = kor[0]["endpoint"]
+            assert endpoint.startswith("https://")  # TLS passed through the balancer to each process
+            verify = trust(directory)
+            assert {n["endpoint"] for n in kor} == {endpoint}  # one endpoint for the node
+            assert len({n["pid"] for n in kor}) == 2
+            sent = {f"through-lb-{n}" for n in range(12)}
+            for request_id in sorted(sent):
+                answer = httpx.get(
+                    f"{endpoint}/healthz", headers={"X-Request-ID": request_id}, timeout=5, verify=verify
+                )
+                assert answer.status_code == 200
+                assert answer.headers["x-request-id"] == request_id
+            kor_dir = Path(kor[0]["dir"])
+            logged = time.monotonic() + 60  # each log line is written as its request ends
+            while True:
+                first, second = (_logged_ids(kor_dir / f"serve-{n}.log") & sent for n in (0, 1))
+                if first | second == sent or time.monotonic() > logged:
+                    break
+                time.sleep(0.1)
+            assert first  # both processes answered
+            assert second
+            assert first | second == sent
+            assert not first & second  # each request answered once
 
-        os.kill(kor[0]["pid"], signal.SIGKILL)
-        # gone, not dying: a dying process's socket still completes handshakes, and with TLS passed
-        # through (mode tcp) the balancer cannot retry a connection the process reset after accepting
-        gone = time.monotonic() + 10
-        while _alive(kor[0]["pid"]):
-            assert time.monotonic() < gone
-            time.sleep(0.05)
-        for _ in range(20):  # the balancer sends nothing more to the dead process
-            assert httpx.get(f"{endpoint}/healthz", timeout=5, verify=verify).status_code == 200
-        admin = json.loads((kor_dir / "tokens.json").read_text(encoding="utf-8"))["admin"]
-        survivor = kor[1]["pid"]
-        deadline = time.monotonic() + 30
-        while True:
-            text = httpx.get(
-                f"{endpoint}/metrics", headers={"Authorization": f"Bearer {admin}"}, timeout=5, verify=verify
-            ).text
-            holders = {
-                int(line.split('holder="')[1].split("/")[1])
-                for line in text.splitlines()
-                if line.startswith("gsomia_lease_holder{")
-            }
-            if holders == {survivor}:
-                break
-            assert time.monotonic() < deadline, text
-            time.sleep(0.5)
-        state = json.loads((directory / "net.json").read_text(encoding="utf-8"))
-        balancer = state["balancer"]["pid"]
-    finally:
-        down = _cli("net", "down", "--dir", str(directory))
-        engine = sqlalchemy.create_engine(POSTGRES_URL)
-        with engine.begin() as conn:
-            for party in PARTIES:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "gsomia_{tag}_{party.lower()}" CASCADE')
-        engine.dispose()
+            os.kill(kor[0]["pid"], signal.SIGKILL)
+            # gone, not dying: a dying process's socket still completes handshakes, and with TLS passed
+            # through (mode tcp) the balancer cannot retry a connection the process reset after accepting
+            gone = time.monotonic() + 60
+            while _alive(kor[0]["pid"]):
+                assert time.monotonic() < gone
+                time.sleep(0.05)
+            for _ in range(20):  # the balancer sends nothing more to the dead process
+                assert httpx.get(f"{endpoint}/healthz", timeout=5, verify=verify).status_code == 200
+            admin = json.loads((kor_dir / "tokens.json").read_text(encoding="utf-8"))["admin"]
+            survivor = kor[1]["pid"]
+            deadline = time.monotonic() + 120  # the lease's time, then the survivor's next ask
+            while True:
+                text = httpx.get(
+                    f"{endpoint}/metrics",
+                    headers={"Authorization": f"Bearer {admin}"},
+                    timeout=5,
+                    verify=verify,
+                ).text
+                holders = {
+                    int(line.split('holder="')[1].split("/")[1])
+                    for line in text.splitlines()
+                    if line.startswith("gsomia_lease_holder{")
+                }
+                if holders == {survivor}:
+                    break
+                assert time.monotonic() < deadline, text
+                time.sleep(0.5)
+            state = json.loads((directory / "net.json").read_text(encoding="utf-8"))
+            balancer = state["balancer"]["pid"]
+        finally:
+            down = _cli("net", "down", "--dir", str(directory))
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(_alive(n["pid"]) for n in running)
     assert not _alive(balancer)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from tests.node_fixtures import jpn_label, kor_label
+from tests.reliability.processes import serve
 from typer.testing import CliRunner
 
 from gsomia.cli import app
+from gsomia.demo import network
 from gsomia.store import Store
 
 runner = CliRunner()
@@ -142,30 +140,13 @@ def test_person_list_and_token(tmp_path: Path) -> None:
     assert token["token"].startswith("gsm_")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_node_serve_answers_on_loopback(tmp_path: Path) -> None:
     d = make(tmp_path)
     token = run("person", "token", "--dir", str(d), "tanaka")["token"]
-    port = _free_port()
-    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(d), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = network.free_port()
+    server = serve(network.NetNode("JPN", d, port), sender=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the node did not start within 20 s"
-                time.sleep(0.1)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.json()["status"] == "ok"
         assert health.json()["party"] == "JPN"
         items = httpx.get(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.identity_docs import claims
 
 from gsomia.core.access import Person
 from gsomia.core.policy import ReleaseDecision
@@ -264,15 +265,14 @@ def test_a_revoked_sender_key_is_refused_from_the_instant_of_revocation(net: Net
 def test_an_unregistered_link_is_refused_on_both_sides(net: Net) -> None:
     own_item(net, "KOR", "u1")
     jpn = net.nodes["JPN"].exchange
-    identity = jpn.peer("KOR")
-    assert identity is not None
-    jpn.register_peer(None, identity.to_document(), ["tisa-2014"])  # the KOR link now serves TISA only
+    identity = net.nodes["KOR"].exchange.identity()
+    jpn.register_peer(None, identity, ["tisa-2014"])  # the KOR link now serves TISA only
     net.nodes["KOR"].exchange.release(net.officer("KOR"), "u1", "JPN")
     results = net.deliver()
     assert [r.state for r in results] == ["undeliverable"]
     assert "not registered for kor-jpn-gsomia-2016" in results[0].detail
     with pytest.raises(AgreementError, match="not an agreement between"):
-        jpn.register_peer(None, identity.to_document(), ["usa-kor-gsomia-1987"])
+        jpn.register_peer(None, identity, ["usa-kor-gsomia-1987"])
 
 
 def test_third_party_consent_workflow(net: Net) -> None:
@@ -328,7 +328,7 @@ def test_key_rotation_with_overlap(net: Net) -> None:
     identity = kor.rotate_keys(None, timedelta(hours=1))
     new_kid, _ = kor.ring.signing_key(net.clock.now)
     assert new_kid != old_kid
-    assert {k["kid"] for k in identity["keys"]} >= {old_kid, new_kid}
+    assert {k["kid"] for k in claims(identity)["keys"]} >= {old_kid, new_kid}
     jpn.register_peer(None, identity, sorted(jpn.links("KOR")))  # the new document, out of band
     own_item(net, "KOR", "rot-2")
     kor.release(net.officer("KOR"), "rot-2", "JPN")  # sealed with the new key

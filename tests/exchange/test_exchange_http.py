@@ -66,7 +66,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 def test_identity_is_published(net: Net) -> None:
-    doc = httpx.get(f"{net.endpoint('KOR')}/identity", timeout=10).json()
+    signed = httpx.get(f"{net.endpoint('KOR')}/identity", timeout=10).json()
+    doc = PeerIdentity.from_signed(signed, net.clock.now).to_document()  # signed by the keys it names
     assert doc["format"] == "gsomia-identity/1"
     assert doc["party"] == "KOR"
     assert doc["endpoint"] == net.endpoint("KOR")

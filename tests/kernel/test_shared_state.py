@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.identity_docs import claims
 
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing
-from gsomia.errors import ConfigError, EnvelopeError
+from gsomia.errors import ConfigError, EnvelopeError, InvalidInputError
 from gsomia.kernel import DEFAULT_INTERVAL, StoreKeyRing
 from gsomia.node import Node
 from gsomia.node._config import KEYRING_FILE, init_node_dir
@@ -67,11 +68,11 @@ def test_a_rotation_by_another_process_is_used_here_within_the_interval(
     before = serving.ring.signing_key(clock.now)[0]
     clock.advance(seconds=1)
     identity = operator.exchange.rotate_keys(None, WEEK)
-    newest = next(k["kid"] for k in identity["keys"] if k["use"] == "sig")
+    newest = next(k["kid"] for k in claims(identity)["keys"] if k["use"] == "sig")
     assert newest != before
     _settle()
     assert serving.ring.signing_key(clock.now)[0] == newest
-    assert serving.exchange.identity()["keys"] == identity["keys"]  # what it publishes
+    assert claims(serving.exchange.identity())["keys"] == claims(identity)["keys"]  # what it publishes
     serving.kernel.record("test.event", None, None, "allowed")
     serving.audit.integrate()
     assert _kid(serving.audit.sign_head().jws) == newest  # a tree head
@@ -96,8 +97,10 @@ def test_a_revocation_of_a_peer_key_by_another_process_is_refused_here(
         with pytest.raises(EnvelopeError) as refused:
             verify_origin(signed, serving.kernel.peers.peer, clock.now)
         assert refused.value.detail == "revoked-key"
-        # JPN's document registered again (it still lists the key) does not lift the revocation
-        serving.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+        # JPN's document offered again (it still lists the key, the only one that signs it) is
+        # refused: a revoked key vouches for nothing, and the revocation stands
+        with pytest.raises(InvalidInputError, match="signed by none of the keys registered for JPN"):
+            serving.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
         _settle()
         with pytest.raises(EnvelopeError):
             verify_origin(signed, operator.kernel.peers.peer, clock.now)

@@ -134,15 +134,13 @@ def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
     tmp_path: Path, postgres_status: str | None
 ) -> None:
     """`gsomia net up --database-url URL` (or GSOMIA_DATABASE_URL): three nodes, each its own schema."""
-    import sqlalchemy
-    from tests.conftest import POSTGRES_URL
+    from tests.conftest import POSTGRES_URL, network_schemas, require_postgres
 
     from gsomia.demo import network
 
-    if postgres_status is not None:
-        pytest.skip(f"PostgreSQL absent: {postgres_status}")
-    urls = network.schema_urls(POSTGRES_URL, tmp_path / "net")
-    try:
+    require_postgres(postgres_status)
+    with network_schemas(tmp_path / "net"):
+        urls = network.schema_urls(POSTGRES_URL, tmp_path / "net")
         members = network.build(tmp_path / "net", database_urls=urls)
         nodes = network.open_nodes(members, FakeClock())
         try:
@@ -155,10 +153,3 @@ def test_net_up_with_one_postgresql_url_gives_each_node_its_own_schema(
                 node.close()
         with pytest.raises(ConfigError, match="PostgreSQL URL"):
             network.schema_urls(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "net")
-    finally:
-        admin = sqlalchemy.create_engine(POSTGRES_URL)
-        with admin.begin() as conn:
-            for url in urls.values():
-                schema = url.rsplit("search_path%3D", 1)[-1].rsplit("search_path=", 1)[-1]
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,26 +22,39 @@ from gsomia.exchange import HttpTransport
 from gsomia.node import Node
 
 
-def serve(member: network.NetNode, *, sender: bool = False) -> subprocess.Popen[bytes]:
-    """``gsomia node serve`` for ``member`` in its own process, answering on its port when this returns."""
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "gsomia",
-            "node",
-            "serve",
-            "--dir",
-            str(member.directory),
-            "--port",
-            str(member.port),
-            "--sender" if sender else "--no-sender",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def serve(
+    member: network.NetNode,
+    *,
+    sender: bool = False,
+    extra: tuple[str, ...] = (),
+    verify: ssl.SSLContext | bool = True,
+) -> subprocess.Popen[bytes]:
+    """``gsomia node serve`` for ``member`` in its own process, answering on its port when this
+    returns. Its output goes to ``serve-<port>.log`` in the node's directory, named when it stops
+    before answering (reported at once) or does not answer within :data:`network.START_S`."""
+    log_path = member.directory / f"serve-{member.port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "gsomia",
+                "node",
+                "serve",
+                "--dir",
+                str(member.directory),
+                "--port",
+                str(member.port),
+                "--sender" if sender else "--no-sender",
+                *extra,
+            ],
+            stdout=log,
+            stderr=log,
+        )
     try:
-        network._wait_healthy(member.endpoint, 120)  # a loaded machine starts a node slowly
+        network._wait_healthy(
+            member.endpoint, network.START_S, verify, alive=lambda: process.poll() is None, log=log_path
+        )
     except BaseException:
         kill(process)
         raise

@@ -177,7 +177,7 @@ def test_a_partner_down_gets_the_queue_when_back_unless_the_agreement_ended_mean
     jpn = None
     try:
         with _officer(kor_m) as api:
-            wait_for(lambda: all(_waiting(e) for e in _outbox(api).values()), 20, "a first attempt each")
+            wait_for(lambda: all(_waiting(e) for e in _outbox(api).values()), 120, "a first attempt each")
             waiting = _outbox(api)
             for n in range(3):
                 assert waiting[f"g{n}"]["state"] == "pending"
@@ -192,7 +192,7 @@ def test_a_partner_down_gets_the_queue_when_back_unless_the_agreement_ended_mean
             [sys.executable, "-m", "gsomia", "outbox", "list", "--dir", str(kor_m.directory), *UNDELIVERABLE],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=600,
             check=True,
         )
     finally:

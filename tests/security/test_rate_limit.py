@@ -24,7 +24,7 @@ import httpx
 import pytest
 import sqlalchemy
 from tests.node_fixtures import through_app as send
-from tests.reliability.processes import kill, stop
+from tests.reliability.processes import serve, stop
 
 from gsomia.api import create_app
 from gsomia.demo import network
@@ -264,7 +264,7 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
             [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), str(half)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
             check=True,
         )
         assert int(other.stdout.strip()) == half  # all within the budget there
@@ -274,7 +274,7 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
             [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), "3"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
             check=True,
         )
         assert int(again.stdout.strip()) == 0  # and this process's spending counted there
@@ -303,19 +303,8 @@ def test_the_openapi_document_and_its_pages_spend_it_as_every_public_route(node:
 
 def _serve(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``gsomia node serve`` on a port of its own, answering when this returns."""
-    port = network.free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(directory), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        network._wait_healthy(base, 90)  # /healthz spends nothing
-    except BaseException:
-        kill(process)
-        raise
-    return process, base
+    member = network.NetNode("JPN", directory, network.free_port())
+    return serve(member, sender=True), member.endpoint  # /healthz, which it waits on, spends nothing
 
 
 def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: Path, store_url: str) -> None:

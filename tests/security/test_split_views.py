@@ -97,7 +97,7 @@ def _wait(what: str, check: Any, seconds: float = 90) -> float:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=600, check=False
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import kst
+from tests.identity_docs import published
 
 from gsomia.demo import network
 from gsomia.errors import LinkError
@@ -91,7 +92,7 @@ def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(
         make_node(tmp_path / "kor", "KOR", clock=clock),
         make_node(tmp_path / "jpn", "JPN", clock=clock),
     )
-    document = dict(jpn.exchange.identity(), endpoint=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    document = published(jpn, endpoint=f"http://127.0.0.1:{free_port()}")  # nobody listens there
     kor.exchange.register_peer(None, document, ["kor-jpn-gsomia-2016"])
     network.assure({"KOR": kor, "JPN": jpn})  # JPN's assurance reaches KOR by file
     updates = replay(launches(2019)[0], originator="KOR", every_s=60)[:3]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import requests
 import uvicorn
@@ -19,6 +16,7 @@ from tests.taxii.stix_checks import assert_valid_bundle
 from tests.taxii.test_stix import indicator
 
 from gsomia.api import create_app
+from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.taxii._stix import extension_objects, marking_for
 
@@ -34,20 +32,14 @@ class Bearer(requests.auth.AuthBase):
 
 @pytest.fixture
 def served(jpn_node: Node) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = network.free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(jpn_node), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True, name="gsomia-taxii-test")
     thread.start()
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    assert httpx.get(f"{endpoint}/healthz").status_code == 200
+    network._wait_healthy(endpoint, network.START_S, alive=thread.is_alive)
     try:
         yield endpoint
     finally:

@@ -96,7 +96,7 @@ def test_polling_never_repeats_or_skips_under_concurrent_ingest(tmp_path: Path, 
     try:
         writers += [_writer(tmp_path / "jpn", f"w{k}") for k in range(2)]
         seen = asyncio.run(poll())
-        assert [w.wait(timeout=60) for w in writers] == [0, 0]
+        assert [w.wait(timeout=600) for w in writers] == [0, 0]
     finally:
         for writer in writers:
             writer.kill()

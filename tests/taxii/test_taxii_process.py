@@ -5,9 +5,6 @@ node keeps answering ``/healthz`` while it ingests a large POST (the ingest is o
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +14,11 @@ import pytest
 import requests
 from taxii2client.v21 import Server, as_pages
 from tests.node_fixtures import add, kor_label
+from tests.reliability.processes import serve
 from tests.taxii.test_stix import indicator
 
+from gsomia.demo import network
+from gsomia.demo.network import NetNode
 from gsomia.node import NewIngest, Node, init_node_dir
 from gsomia.taxii._server import MAX_POST_OBJECTS
 from gsomia.taxii._stix import marking_for
@@ -35,12 +35,6 @@ class Bearer(requests.auth.AuthBase):
         return request
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Node]]:
     """A JPN node directory with 7 KOR items, served by its own process; (endpoint, token, node)."""
@@ -55,34 +49,10 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         ],
     )
     token = node.issue_token(None, "tanaka")[1]
-    port = _free_port()
-    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "gsomia",
-            "node",
-            "serve",
-            "--dir",
-            str(directory),
-            "--port",
-            str(port),
-            "--no-sender",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    member = NetNode("JPN", directory, network.free_port())
+    server = serve(member)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the node did not start within 30 s"
-                time.sleep(0.1)
-        yield endpoint, token, node
+        yield member.endpoint, token, node
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -102,7 +102,7 @@ def serve(app: FastAPI, port: int) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True, name="gsomia-ui-test")
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while True:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:

@@ -36,7 +36,8 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
 
     @app.get("/identity", tags=["federation"])
     def identity() -> dict[str, Any]:
-        """This node's identity document (public keys, endpoint), to exchange out of band."""
+        """This node's identity document (public keys, endpoint, TLS pins), signed now by its signing
+        keys (a JWS in the general JSON serialization), to exchange out of band."""
         return node.exchange.identity()
 
     # ``retry`` appears only when set: the answer on the wire is the inbox's own, field for field
@@ -112,7 +113,10 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
     @app.post("/peers", status_code=201, response_model=m.PeerOut, tags=["federation"])
     def add_peer(body: m.PeerIn, person: Caller) -> dict[str, Any]:
         """Register a partner's identity document for the named agreements (administrators)."""
-        return peer_view(node.exchange.register_peer(person, body.document, body.agreements), body.agreements)
+        return peer_view(
+            node.exchange.register_peer(person, body.document, body.agreements, replace=body.replace),
+            body.agreements,
+        )
 
     @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
     def request_consent(item_id: ItemRef, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:

@@ -423,8 +423,9 @@ class ReleasesOut(BaseModel):
 
 
 class PeerIn(_In):
-    document: dict[str, Any]
+    document: dict[str, Any]  # the partner's signed identity document (JWS general JSON serialization)
     agreements: list[AgreementId] = Field(min_length=1)
+    replace: bool = False  # a registered partner's document taken afresh (checked out of band)
 
 
 class PeerOut(BaseModel):

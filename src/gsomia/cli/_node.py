@@ -206,11 +206,18 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
 def node_identity(
     directory: DirOpt,
     endpoint: Annotated[str | None, typer.Option(help="Set the published endpoint first.")] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Name this certificate pin too (repeatable): a certificate rotation's next certificate."
+        ),
+    ] = None,
 ) -> None:
-    """Print this node's identity document (JSON) to hand to partners out of band."""
+    """Print this node's identity document (JSON), signed by its signing keys, to hand to partners
+    out of band."""
     if endpoint is not None:
         set_endpoint(directory, endpoint)
-    emit(open_node(directory).exchange.identity())
+    emit(open_node(directory).exchange.identity(tuple(pin or ())))
 
 
 @node_app.command("tls")
@@ -312,12 +319,27 @@ def outbox_prove(
 @guard
 def peer_add(
     directory: DirOpt,
-    identity: Annotated[Path, typer.Option(help="The partner's identity document (JSON file).")],
+    identity: Annotated[
+        Path, typer.Option(help="The partner's signed identity document (JSON file: `gsomia node identity`).")
+    ],
     agreement: Annotated[list[str], typer.Option(help="Agreement the link is registered for (repeatable).")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Take a registered partner's document afresh without its registered keys' signature "
+            "(checked out of band: its keys all ended, say).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a partner node for the named agreements (Art. 9: registered G2G links only)."""
-    peer = open_node(directory).exchange.register_peer(None, _read_json(identity, "identity"), agreement)
+    """Register a partner node for the named agreements (Art. 9: registered G2G links only).
+
+    The document must be signed by the keys it names; a new document of a registered partner also
+    by one of its registered keys still valid, and issued after the registered one."""
+    peer = open_node(directory).exchange.register_peer(
+        None, _read_json(identity, "identity"), agreement, replace=replace
+    )
     if as_json:
         emit(peer_view(peer, agreement))
     else:

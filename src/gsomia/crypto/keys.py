@@ -13,28 +13,40 @@ its partners: its public JWKs with their validity, read back strictly by
 their pins (``tls``: :mod:`gsomia.crypto.tls`), and its partners accept on a connection only a
 certificate the document they registered names.
 
+The document is published signed (:meth:`KeyRing.signed_identity`): a JWS (RFC 7515) in the
+general JSON serialization whose payload is the document, with the instant it was signed
+(``issued``), signed with EdDSA by each of the node's signing keys valid then. A partner reads it
+with :meth:`PeerIdentity.from_signed`: every signature must verify with a key the document itself
+names, and its newest signing key must be among them, so the keys and the TLS pins it names are
+bound to whoever holds that key; a document for a party already registered must also be signed by
+a key registered for it and still valid (a rotation's overlap carries the succession), and be
+issued later than the registered one (an older document replayed is refused).
+
 Nothing here reads the clock: every instant is an argument.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from joserfc.jwk import OKPKey
+from joserfc import jwa, jws
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import GuestProtocol, OKPKey
 
 from gsomia.crypto.tls import PIN_PATTERN
 from gsomia.errors import ConfigError, EnvelopeError, InstantError, InvalidInputError, NotFoundError
@@ -42,6 +54,9 @@ from gsomia.errors import ConfigError, EnvelopeError, InstantError, InvalidInput
 __all__ = ["KeyRing", "PeerIdentity", "PublicKeyEntry"]
 
 IDENTITY_FORMAT = "gsomia-identity/1"
+IDENTITY_SKEW = timedelta(minutes=5)  # how far ahead of the reader's clock a document may say it was signed
+_MAX_SIGNED_CHARS = 64_000  # a signed identity document's payload, base64url
+_MAX_SIGNATURES = 8
 KEYRING_FORMAT = "gsomia-keyring/1"
 
 Use = Literal["sig", "enc"]
@@ -58,6 +73,36 @@ _KEY_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "kid", "use", "alg", "nbf", "exp", "revoked_at")
 _PRIVATE_MEMBERS = (*_PUBLIC_MEMBERS, "d")
 _PRIVATE_OWNER_ONLY = stat.S_IRWXG | stat.S_IRWXO
+
+
+class _EdDSAOnly(jws.JWSRegistry):
+    """JWS with EdDSA over Ed25519 and nothing else (joserfc's deprecation warning for the
+    polymorphic name carries no news: gsomia's signing keys are Ed25519 only)."""
+
+    max_payload_length = _MAX_SIGNED_CHARS
+
+    def get_alg(self, name: str) -> jwa.JWSAlgModel:
+        if name != "EdDSA":
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+_IDENTITY_JWS = _EdDSAOnly(algorithms=["EdDSA"])
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str, where: str) -> bytes:
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise InvalidInputError(f"{where}: not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"{where}: not base64url") from exc
+
+
 _MAX_PINS = 4  # the certificate in use and the next ones, during a rotation
 
 
@@ -302,6 +347,7 @@ class PeerIdentity:
     endpoint: str
     keys: tuple[PublicKeyEntry, ...]
     tls: tuple[str, ...] = ()
+    issued: datetime | None = None  # when its node signed it (None: registered unsigned, before signing)
     _by_kid: dict[str, PublicKeyEntry] = field(init=False, repr=False, compare=False)
     _encryption: tuple[PublicKeyEntry, ...] = field(init=False, repr=False, compare=False)
 
@@ -311,6 +357,8 @@ class PeerIdentity:
         _text(self.endpoint, "endpoint")
         if self.tls:
             _pins(list(self.tls))
+        if self.issued is not None:
+            _require_aware(self.issued, "issued")
         by_kid = {entry.kid: entry for entry in self.keys}
         if len(by_kid) != len(self.keys):
             raise InvalidInputError(f"peer {self.party}/{self.node}: a key id appears twice")
@@ -324,16 +372,135 @@ class PeerIdentity:
             if not isinstance(doc, dict):
                 raise InvalidInputError("(document): must be a JSON object")
             _check_members(
-                doc, ("format", "party", "node", "endpoint", "keys"), IDENTITY_FORMAT, optional=("tls",)
+                doc,
+                ("format", "party", "node", "endpoint", "keys"),
+                IDENTITY_FORMAT,
+                optional=("tls", "issued"),
             )
             party = _party(doc["party"], "party")
             node = _text(doc["node"], "node")
             endpoint = _text(doc["endpoint"], "endpoint")
             entries = tuple(entry for entry, _ in _parse_keys(doc["keys"], private=False))
             pins = _pins(doc["tls"]) if "tls" in doc else ()
+            issued = _instant(doc["issued"], "issued") if "issued" in doc else None
         except InvalidInputError as exc:
             raise InvalidInputError(f"identity document: {exc}") from exc
-        return cls(party, node, endpoint, entries, pins)
+        return cls(party, node, endpoint, entries, pins, issued)
+
+    @classmethod
+    def from_signed(
+        cls,
+        signed: Any,
+        at: datetime,
+        registered: Callable[[str], PeerIdentity | None] = lambda _party: None,
+    ) -> PeerIdentity:
+        """Read a signed identity document (:meth:`KeyRing.signed_identity`) and check it at ``at``;
+        ``registered(party)`` is the identity this node holds for the document's party, if any.
+
+        Refused (``InvalidInputError`` saying why): a document not signed; a signature that does not
+        verify, or by a key the document does not name; a document its newest signing key did not
+        sign; one signed later than ``at`` (beyond the allowed skew); for a registered party, one
+        signed by none of the keys registered for it that are valid at ``at`` (another party's
+        signature, or a key revoked here), or issued before the registered one (replayed)."""
+        _require_aware(at, "reading instant")
+        try:
+            identity, signers = cls._verified(signed)
+            issued = identity.issued
+            if issued is None:
+                raise InvalidInputError("issued: missing: a signed document says when it was signed")
+            if issued > at + IDENTITY_SKEW:
+                raise InvalidInputError(f"issued: {issued.isoformat()} is later than now")
+            newest = next((e for e in _newest_first(identity.keys, "sig") if _usable(e, issued)), None)
+            if newest is None:
+                raise InvalidInputError("keys: no signing key valid when it was signed")
+            if newest.kid not in signers:
+                raise InvalidInputError(
+                    f"signatures: its newest signing key {newest.kid} did not sign it (that key's holder "
+                    "has not vouched for the document)"
+                )
+            known = registered(identity.party)
+            if known is not None:
+                identity._succeeds(known, signers, at)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"signed identity document: {exc}") from exc
+        return identity
+
+    @classmethod
+    def _verified(cls, signed: Any) -> tuple[PeerIdentity, frozenset[str]]:
+        """The document a JWS general JSON serialization carries, every signature verified with a
+        signing key it names; and the ids of the keys that signed it."""
+        if isinstance(signed, dict) and "format" in signed and "signatures" not in signed:
+            raise InvalidInputError(
+                "not signed: a partner's identity document is accepted only as its node signed it "
+                "(`gsomia node identity`, GET /identity)"
+            )
+        if not isinstance(signed, dict) or set(signed) != {"payload", "signatures"}:
+            raise InvalidInputError("must be a JWS in the general JSON serialization (payload, signatures)")
+        payload, members = signed["payload"], signed["signatures"]
+        if not isinstance(payload, str) or len(payload) > _MAX_SIGNED_CHARS:
+            raise InvalidInputError(
+                f"payload: must be base64url text of at most {_MAX_SIGNED_CHARS} characters"
+            )
+        if not isinstance(members, list) or not 1 <= len(members) <= _MAX_SIGNATURES:
+            raise InvalidInputError(f"signatures: must be a list of 1 to {_MAX_SIGNATURES} signatures")
+        try:
+            doc = json.loads(_unb64url(payload, "payload"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError("payload: not a JSON document") from exc
+        identity = cls.from_document(doc)
+        signers: list[str] = []
+
+        def key_for(member: GuestProtocol) -> OKPKey:
+            kid = member.headers().get("kid")
+            entry = identity._by_kid.get(kid) if isinstance(kid, str) else None
+            if entry is None or entry.use != "sig":
+                raise InvalidInputError(
+                    f"signatures: signed by key {kid!r}, which the document does not name"
+                )
+            signers.append(entry.kid)
+            return entry._jose
+
+        try:
+            for i, member in enumerate(members):
+                if not isinstance(member, dict) or set(member) != {"protected", "signature"}:
+                    raise InvalidInputError(f"signatures[{i}]: must hold a protected header and a signature")
+            jws.deserialize_json(cast(jws.GeneralJSONSerialization, signed), key_for, registry=_IDENTITY_JWS)
+        except InvalidInputError:
+            raise
+        except JoseError as exc:
+            raise InvalidInputError(f"signatures: do not verify ({exc.error})") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidInputError("signatures: not a JWS signature") from exc
+        if len(set(signers)) != len(signers):
+            raise InvalidInputError("signatures: a key signed twice")
+        return identity, frozenset(signers)
+
+    def _succeeds(self, known: PeerIdentity, signers: frozenset[str], at: datetime) -> None:
+        """Nothing if this document may replace ``known``, the one registered for its party."""
+        vouching = [
+            kid
+            for kid in signers
+            if (e := known._by_kid.get(kid)) is not None and e.use == "sig" and _usable(e, at)
+        ]
+        if not vouching:
+            raise InvalidInputError(
+                f"signatures: signed by none of the keys registered for {known.party} that are valid "
+                "now (another party's signature, or a key revoked or ended here): check the document "
+                "out of band and register it afresh (replace)"
+            )
+        if known.issued is None or self.issued is None:
+            return  # registered before documents were signed: this one is the first signed
+        if self.issued < known.issued:
+            raise InvalidInputError(
+                f"issued: {self.issued.isoformat()} is before the document registered for {known.party} "
+                f"({known.issued.isoformat()}): an older document replayed"
+            )
+        if self.issued == known.issued and (self.endpoint, self.tls, {e.kid for e in self.keys}) != (
+            known.endpoint,
+            known.tls,
+            {e.kid for e in known.keys},
+        ):
+            raise InvalidInputError("issued: the same instant as the registered document, but it differs")
 
     def to_document(self) -> dict[str, Any]:
         """The identity document, JSON-ready; ``from_document`` reads it back equal."""
@@ -344,6 +511,7 @@ class PeerIdentity:
             "endpoint": self.endpoint,
             "keys": [entry.to_jwk() for entry in self.keys],
             **({"tls": list(self.tls)} if self.tls else {}),
+            **({"issued": self.issued.isoformat()} if self.issued is not None else {}),
         }
 
     def names_certificate(self, pin: str) -> bool:
@@ -661,6 +829,26 @@ class KeyRing:
             "keys": [key.entry.to_jwk() for key in self._current().keys],
             **({"tls": list(_pins(list(tls)))} if tls else {}),
         }
+
+    def signed_identity(self, endpoint: str, at: datetime, tls: tuple[str, ...] = ()) -> dict[str, Any]:
+        """This node's identity document as published: signed at ``at`` (JWS general JSON
+        serialization, RFC 7515 7.2.1) by each of its signing keys valid then, newest first, so a
+        partner holding an older one (a rotation's overlap) sees the succession. Its payload is
+        :meth:`identity` with ``issued``."""
+        _require_aware(at, "signing instant")
+        document = {**self.identity(endpoint, tls), "issued": at.astimezone(UTC).isoformat()}
+        signers = [key for key in self._current().newest_by_use["sig"] if _usable(key.entry, at)]
+        if not signers:
+            raise ConfigError(f"{self._path}: no signing key valid at {at.isoformat()}; rotate to make one")
+        by_kid = {key.entry.kid: key.jose for key in signers}
+        payload = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        signed = jws.serialize_json(
+            [{"protected": {"alg": "EdDSA", "kid": kid}} for kid in by_kid],
+            payload,
+            lambda member: by_kid[member.headers()["kid"]],
+            registry=_IDENTITY_JWS,
+        )
+        return dict(signed)
 
     def _current(self) -> _Keys:
         """The keys every read uses."""

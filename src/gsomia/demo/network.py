@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,10 +111,45 @@ def trust(directory: Path) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(ca)) if ca.exists() else True
 
 
+# Ports this process chose for servers it starts, each held by a socket bound to it (free_port).
+_HELD: dict[int, socket.socket] = {}
+_HELD_LOCK = threading.Lock()
+
+START_S = 300.0
+"""How long a server is given to answer once started: generous, since on a loaded machine a node
+process's imports alone can take a minute; a server that stops first is reported at once."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port for a server this process is about to start (in a thread or a child process).
+
+    The port stays held here until :func:`release_ports`: bound, with ``SO_REUSEADDR``, and not
+    listening. A caller is refused as by a free port, and the server, binding it with
+    ``SO_REUSEADDR`` (as uvicorn, HAProxy and NATS do), takes it; nothing else can, neither a bind
+    to port 0 nor an outgoing connection's local port, between the choice and the server's start
+    (or between a server's stop and its restart). A port merely found free and let go could be
+    taken meanwhile, by any process on the machine ("address already in use").
+    """
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    except OSError:
+        sock.close()
+        raise
+    with _HELD_LOCK:
+        _HELD[port] = sock
+    return port
+
+
+def release_ports() -> None:
+    """Let go of every port :func:`free_port` holds (a server listening on one keeps it)."""
+    with _HELD_LOCK:
+        held = list(_HELD.values())
+        _HELD.clear()
+    for sock in held:
+        sock.close()
 
 
 def _people(node: Node) -> dict[str, str]:
@@ -249,8 +284,8 @@ def serve_in_threads(
         thread.start()
         servers.append((server, thread))
     try:
-        for member in members:
-            _wait_healthy(member.endpoint, 20, _verify(nodes[member.party]))
+        for member, (_, thread) in zip(members, servers, strict=True):
+            _wait_healthy(member.endpoint, START_S, _verify(nodes[member.party]), alive=thread.is_alive)
         yield
     finally:
         for server, _ in servers:
@@ -264,17 +299,37 @@ def _verify(node: Node) -> ssl.SSLContext | bool:
     return True if tls is None else ssl.create_default_context(cafile=str(tls.ca))
 
 
-def _wait_healthy(endpoint: str, seconds: float, verify: ssl.SSLContext | bool = True) -> None:
+def _wait_healthy(
+    endpoint: str,
+    seconds: float,
+    verify: ssl.SSLContext | bool = True,
+    *,
+    alive: Callable[[], bool] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until ``endpoint`` answers ``/healthz``: a ``ConfigError`` after ``seconds``, or at once when
+    ``alive`` says the server (its process, its thread) has stopped; ``log`` is where it wrote why."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if httpx.get(f"{endpoint}/healthz", timeout=1, verify=verify).status_code == 200:
+            if httpx.get(f"{endpoint}/healthz", timeout=5, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
+        see = f" (see {log})" if log is not None else ""
+        if alive is not None and not alive():
+            raise ConfigError(f"the server for {endpoint} stopped before it answered{see}")
         if time.monotonic() > deadline:
-            raise ConfigError(f"the node at {endpoint} did not answer within {seconds:.0f} s")
+            raise ConfigError(f"the node at {endpoint} did not answer within {seconds:.0f} s{see}")
         time.sleep(0.1)
+
+
+def schema_names(directory: Path) -> dict[str, str]:
+    """The PostgreSQL schema of each party's node of the network in ``directory`` (``schema_urls``)."""
+    import hashlib
+
+    tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
+    return {party: f"gsomia_{tag}_{party.lower()}" for party in PARTIES}
 
 
 def schema_urls(database_url: str, directory: Path) -> dict[str, str]:
@@ -284,8 +339,6 @@ def schema_urls(database_url: str, directory: Path) -> dict[str, str]:
     two networks in one database never share a schema either; each node's URL sets its
     ``search_path`` to its own. A database belongs to one node (the node claims it on first start).
     """
-    import hashlib
-
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -302,8 +355,7 @@ def schema_urls(database_url: str, directory: Path) -> dict[str, str]:
         )
     if "options" in url.query:
         raise ConfigError("--database-url must not set options: each node gets its own search_path")
-    tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
-    schemas = {party: f"gsomia_{tag}_{party.lower()}" for party in PARTIES}
+    schemas = schema_names(directory)
     try:
         engine = create_engine(url)
         with engine.begin() as conn:
@@ -448,7 +500,10 @@ def start(
     state: dict[str, Any] = {"nodes": running}
     try:
         for node in running:
-            _wait_healthy(node["process"], 60, verify)
+            log_path = Path(node["dir"]) / ("serve.log" if replicas == 1 else f"serve-{node['replica']}.log")
+            _wait_healthy(
+                node["process"], START_S, verify, alive=_running(_CHILDREN[node["pid"]]), log=log_path
+            )
         if haproxy is not None:
             config = directory / BALANCER_FILE
             write_private(config, balancer_config(backends, tls=tls).encode())
@@ -463,10 +518,20 @@ def start(
             _CHILDREN[balancer.pid] = balancer
             state["balancer"] = {"pid": balancer.pid, "config": str(config)}
             for member in members:
-                _wait_healthy(member.endpoint, 30, verify)
+                _wait_healthy(
+                    member.endpoint,
+                    START_S,
+                    verify,
+                    alive=_running(balancer),
+                    log=directory / "haproxy.log",
+                )
     finally:
         write_private(state_path, json.dumps(state, indent=2).encode())
     return running
+
+
+def _running(child: subprocess.Popen[bytes]) -> Callable[[], bool]:
+    return lambda: child.poll() is None
 
 
 def _processes(state: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,10 +23,14 @@ __all__ = ["Peers"]
 class Peers(ExchangeBase):
     """Who this node exchanges with, under which agreements, with which keys."""
 
-    def identity(self) -> dict[str, Any]:
-        """This node's identity document, to hand to partners out of band."""
+    def identity(self, pins: Sequence[str] = ()) -> dict[str, Any]:
+        """This node's identity document, signed now by its signing keys (a JWS in the general JSON
+        serialization, :meth:`KeyRing.signed_identity`), to hand to partners out of band; naming
+        the pin of the certificate it serves and ``pins`` (a certificate rotation's next one)."""
         tls = self.kernel.tls
-        return self.ring.identity(self.kernel.endpoint, () if tls is None else (tls.pin(),))
+        served = () if tls is None else (tls.pin(),)
+        named = tuple(dict.fromkeys((*served, *pins)))
+        return self.ring.signed_identity(self.kernel.endpoint, self._now(), named)
 
     def peer(self, party: str) -> PeerIdentity | None:
         return self.kernel.peers.peer(party)
@@ -38,13 +42,23 @@ class Peers(ExchangeBase):
     def peers(self) -> list[tuple[PeerIdentity, frozenset[str]]]:
         return self.kernel.peers.all()
 
-    def register_peer(self, actor: Person | None, document: Any, agreements: Sequence[str]) -> PeerIdentity:
-        """Import a partner's identity document and pin it to the agreements the link serves."""
+    def register_peer(
+        self, actor: Person | None, document: Any, agreements: Sequence[str], *, replace: bool = False
+    ) -> PeerIdentity:
+        """Import a partner's signed identity document and pin it to the agreements the link serves.
+
+        The document must be signed by the keys it names (:meth:`PeerIdentity.from_signed`); for a
+        party already registered, also by one of its registered keys valid now, and issued later
+        than the registered document. ``replace`` takes a registered party's document afresh, as a
+        first registration (its succession not checked: an administrator checked it out of band,
+        when the partner's registered keys have all ended, say); it is audited as such."""
         self.kernel.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
         who = actor.id if actor else "operator"
         try:
-            identity = PeerIdentity.from_document(document)
             self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
+            identity = PeerIdentity.from_signed(
+                document, self._now(), (lambda _party: None) if replace else self.peer
+            )
             known = self.peer(identity.party)
             if known is not None:  # a key this node revoked stays revoked, whatever the new document says
                 for entry in known.keys:
@@ -82,6 +96,8 @@ class Peers(ExchangeBase):
                 "allowed",
                 agreements=sorted(set(agreements)),
                 keys=[k.kid for k in identity.keys],
+                issued=None if identity.issued is None else identity.issued.isoformat(),
+                replaced=replace and known is not None,  # taken afresh, its succession not checked
                 **pins,
             )
             self.fed.put_peer(row, [audit])
@@ -104,7 +120,7 @@ class Peers(ExchangeBase):
             actor.id if actor else "operator",
             self.party,
             "allowed",
-            keys=[k["kid"] for k in identity["keys"]],
+            keys=[entry.kid for entry in self.ring.entries],
             overlap_s=overlap.total_seconds(),
         )
         return identity

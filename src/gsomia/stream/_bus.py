@@ -440,9 +440,15 @@ class NatsBus:
             raise UnavailableError(f"the node's stream bus (NATS at {self.url}) is unreachable")
         self._count += 1
         headers = {"Nats-Msg-Id": f"{self._bus_id}-{self._count}"}
-        await self._js.publish(
-            f"{self.links_subject}.{partner}", message, timeout=self.publish_timeout_s, headers=headers
-        )
+        try:
+            await self._js.publish(
+                f"{self.links_subject}.{partner}", message, timeout=self.publish_timeout_s, headers=headers
+            )
+        except Exception as exc:  # a timeout, no responders, a connection that just dropped
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise UnavailableError(
+                f"the node's stream bus (NATS at {self.url}) did not take the track"
+            ) from exc
 
     async def handed_off(
         self, partner: str, *, wait_s: float = 0.2

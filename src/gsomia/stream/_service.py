@@ -18,12 +18,12 @@ only when its own decision, with the originator's authorisation, allows it. Cons
 (SSE, WebSocket) read from the bus, each through its own access decision.
 
 A node of several processes (NATS JetStream, ``node serve --stream-nats``) opens each outbound
-link from one process only: the holder of the link's lease (``link:PARTY``, in the store). A
-process that does not hold it hands what it would send on that link (the track, its route's
-agreement, the authorisations that must precede it) to the holder through the bus
-(:meth:`NatsBus.hand_off`); the holder sends it on its link. When the holder dies, another
-process takes the lease within the lease's time, opens the link and takes up what was handed
-and not yet sent. With the in-process bus a node is one process and holds every link.
+link from one process only: the holder of the link's lease (``link:PARTY``, in the store). Every
+process, the holder too, hands what it would send on that link (the track, its route's agreement,
+the authorisations that must precede it) to the holder through the bus (:meth:`NatsBus.hand_off`);
+the holder sends it on its link in the bus's order, one order for the whole node. When the
+holder dies, another process takes the lease within the lease's time, opens the link and takes
+up what was handed and not yet sent. With the in-process bus a node is one process and holds every link.
 """
 
 from __future__ import annotations
@@ -359,8 +359,7 @@ class StreamService:
         if self._nats is None:
             raise UnavailableError("this process holds no bus to hand the track to the link's holder")
         header = _dumps({"k": kind, "a": agreement, "c": consents, "g": relayed})
-        await self._nats.hand_off(party, header + b"\n" + body)
-        self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
+        await self._nats.hand_off(party, header + b"\n" + body)  # counted as sent by the link's holder
 
     async def _send_handed(self, party: str, message: bytes, ack: _Ack | None = None) -> None:
         """Send one handed frame on the link to ``party``: the authorisations it needs that the link
@@ -537,14 +536,13 @@ class StreamService:
             hop = route.via or route.recipient
             tail = _dumps({"originator": self.party, "recipient": route.recipient, "via": route.via})
             body = head + tail[1:]  # one JSON object: the track, the label, then the route's fields
+            consents = (
+                [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
+                if route.via
+                else []
+            )
             try:
-                if not self.holds_link(hop):  # another process runs this link: hand the track to it
-                    consents = [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
-                    await self._hand_off(hop, TRACK, body, route.decision.agreement, consents, False)
-                else:
-                    if route.via:
-                        await self._send_consents(hop, route)
-                    await self._send(hop, TRACK, body, route.decision.agreement)
+                await self._to_link(hop, body, route.decision.agreement, consents)
             except (OSError, WebSocketException, GsomiaError) as exc:
                 await self._link_failed(hop, exc)
                 continue
@@ -557,13 +555,31 @@ class StreamService:
             "refused": [route_view(r) for r in plan.routes if not r.allowed],
         }
 
-    async def _send_consents(self, hub: str, route: Route) -> None:
-        link = await self._link(hub)
-        for consent, jws in self._consents_on_file:
+    async def _to_link(
+        self, party: str, body: bytes | _Relayed, agreement: str | None, consents: list[str]
+    ) -> None:
+        """Put a track on the link to ``party``, after the authorisations ``consents`` it needs.
+
+        In a node of several processes every track for a link goes through the node's handover
+        stream, this process's own as well when it holds the link: the holder sends them in
+        JetStream's order, one order for the tracks of all the node's processes. Only while NATS is
+        away does the holder send its own directly (nothing can be handed over meanwhile)."""
+        if self.leases_links:
+            relayed = isinstance(body, _Relayed)
+            payload = encode_group(body.jws, body.size, [body.entry]) if isinstance(body, _Relayed) else body
+            try:
+                await self._hand_off(party, TRACK, payload, agreement, consents, relayed)
+                return
+            except UnavailableError:
+                if not self.holds_link(party):
+                    raise
+        link = await self._link(party)
+        for jws in consents:
             key = _consent_key(jws)
-            if _precedes(consent, route) and key not in link.consents_sent:
-                await self._send(hub, CONSENT, jws.encode(), None)
+            if key not in link.consents_sent:
+                await self._send(party, CONSENT, jws.encode(), None)
                 link.consents_sent.add(key)
+        await self._send(party, TRACK, body, agreement)
 
     # --- links (sending side) ---
 
@@ -1141,19 +1157,8 @@ class StreamService:
         originator's signed root, unchanged, with the track's inclusion proof."""
         try:
             kept = self._consents.get(label.originator, {}).values()
-            if not self.holds_link(recipient):  # another process runs this link: hand the track to it
-                consents = [jws for consent, jws in kept if consent.recipient == recipient]
-                group = encode_group(relayed.jws, relayed.size, [relayed.entry])
-                await self._hand_off(recipient, TRACK, group, decision.agreement, consents, True)
-                self.stats.relayed += 1
-                return
-            link = await self._link(recipient)
-            for consent, jws in kept:
-                key = _consent_key(jws)
-                if consent.recipient == recipient and key not in link.consents_sent:
-                    await self._send(recipient, CONSENT, jws.encode(), None)
-                    link.consents_sent.add(key)
-            await self._send(recipient, TRACK, relayed, decision.agreement)
+            consents = [jws for consent, jws in kept if consent.recipient == recipient]
+            await self._to_link(recipient, relayed, decision.agreement, consents)
             self.stats.relayed += 1
         except (OSError, WebSocketException, GsomiaError) as exc:
             await self._link_failed(recipient, exc)
