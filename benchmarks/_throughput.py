@@ -157,7 +157,7 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
         )
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(receiver.pid, range(os.cpu_count() or 1))
-        network._wait_healthy(jpn_m.endpoint, 30)
+        network._wait_healthy(jpn_m.endpoint, 180)  # a loaded machine starts a node slowly
 
         # the peer: item by item, one transaction each (then delivered, so the timed run starts clean)
         started = time.perf_counter()

@@ -365,13 +365,17 @@ class InboxIn(_In):
 
 
 class InboxResultOut(BaseModel):
-    status: str = Field(description="stored, relayed, already-held, duplicate, recorded or refused")
+    status: str = Field(description="stored, relayed, already-held, duplicate, recorded, refused or batch")
     receipt: str | None = Field(description="The receiver's signed receipt (compact JWS)")
     reason: str | None
     retry: bool = Field(
         False,
         description="Refused for now (the envelope's time: the clocks differ, or it expired on the way): "
         "the sender may send the same message again in a fresh envelope",
+    )
+    results: list[InboxResultOut] | None = Field(
+        None,
+        description="A batch envelope's (status 'batch'): one result per message it carries, in order",
     )
 
 

@@ -7,6 +7,7 @@ transport failures retry with exponential backoff.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
+from gsomia.exchange._inbox import BATCH_KIND
 from gsomia.exchange._messages import envelope_routing
 from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._release import Prefetched
@@ -63,7 +65,7 @@ class Deliveries(Approvals):
             epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US, recipients=peers
         )
         results: list[Delivery] = []
-        by_peer: dict[str, list[tuple[OutboxRow, str]]] = {}
+        by_peer: dict[str, list[tuple[OutboxRow, str, ReleaseDecision | None]]] = {}
         # the items' rows and consents on file, read once for the run (each still decided alone)
         prefetched = self.prefetch([e.item_id for e in due if e.kind == "item" and e.item_id])
         for entry in due:
@@ -100,12 +102,12 @@ class Deliveries(Approvals):
                 )
                 results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
                 continue
-            by_peer.setdefault(entry.recipient, []).append((entry, envelope))
+            by_peer.setdefault(entry.recipient, []).append((entry, envelope, decision))
         for party, batch in by_peer.items():
             for start in range(0, len(batch), _BATCH):
                 if keep is not None and not keep(party):
                     break  # left pending, as read: the process holding that peer now sends them
-                results += self._push(transport, party, batch[start : start + _BATCH], now)
+                results += self._push(transport, party, batch[start : start + _BATCH], now, prefetched)
         return results
 
     def _reseal(self, entry: OutboxRow, decision: ReleaseDecision | None, now: datetime) -> str:
@@ -171,25 +173,85 @@ class Deliveries(Approvals):
             return None, decision
         return "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed()), decision
 
+    def _batched(
+        self, entry: OutboxRow, decision: ReleaseDecision | None, prefetched: Prefetched
+    ) -> dict[str, Any] | None:
+        """The item message of ``entry`` for a batch envelope, built now under the decision just
+        taken (as a fresh envelope's is); ``None`` for what goes in its own envelope: a message other
+        than an item, and a relay (its body is the one the hub received, passed on as it came)."""
+        if entry.kind != "item" or decision is None or entry.item_id is None:
+            return None
+        spec = json.loads(entry.request)
+        if spec.get("sender") != self.party or spec.get("item") != entry.item_id:
+            return None
+        row = prefetched.rows.get(entry.item_id)
+        on_file = prefetched.on_file.get((row.originator, row.id)) if row is not None else None
+        try:
+            return self.item_body(
+                spec, decision, row=row, on_file=None if on_file is None else [c.jws for c in on_file]
+            )
+        except GsomiaError:
+            return None  # sent as it was sealed, and refused or settled as that envelope is
+
     def _push(
-        self, transport: PeerTransport, party: str, batch: Sequence[tuple[OutboxRow, str]], now: datetime
+        self,
+        transport: PeerTransport,
+        party: str,
+        batch: Sequence[tuple[OutboxRow, str, ReleaseDecision | None]],
+        now: datetime,
+        prefetched: Prefetched,
     ) -> list[Delivery]:
         peer = self.peer(party)
+        texts: list[str] = []
+        carries: list[list[int]] = []  # per text sent, the entries (indexes in ``batch``) it carries
+        together_at = -1  # the position of the batch envelope among the texts, if there is one
         try:
             if peer is None:
                 raise TransportError(f"AgreementError: {party} is no longer a registered peer")
-            answers = transport.push(peer, [e for _, e in batch])
+            # the items in one envelope (one hop signature, one encryption), each with its own id
+            # and its originator's signature; the rest each in its own envelope, as sealed
+            messages: list[dict[str, Any]] = []
+            together: list[int] = []
+            for index, (entry, envelope, decision) in enumerate(batch):
+                body = self._batched(entry, decision, prefetched) if len(batch) > 1 else None
+                if body is None:
+                    texts.append(envelope)
+                    carries.append([index])
+                else:
+                    messages.append({"msg_id": entry.msg_id, "body": body})
+                    together.append(index)
+            if together:
+                together_at = len(texts)
+                body = {"kind": BATCH_KIND, "messages": messages}
+                texts.append(seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl))
+                carries.append(together)
+            answers = transport.push(peer, texts)
         except TransportError as exc:
             answers = None
             reason = str(exc)
         sink: list[dict[str, Any]] = []
         settle = self.settlement
         if answers is None:
-            done = [settle.retry(entry, now, reason, sink) for entry, _ in batch]
+            done = [settle.retry(entry, now, reason, sink) for entry, _, _ in batch]
         else:
+            each: list[Any] = [None] * len(batch)
+            for position, (carried, answer) in enumerate(zip(carries, answers, strict=True)):
+                inner = answer.get("results") if isinstance(answer, dict) else None
+                if (
+                    position == together_at
+                    and isinstance(answer, dict)
+                    and answer.get("status") == BATCH_KIND
+                    and isinstance(inner, list)
+                    and len(inner) == len(carried)
+                ):  # the batch: one answer per message, in order
+                    for index, one in zip(carried, inner, strict=True):
+                        each[index] = one
+                else:  # an envelope of its own, or a batch refused whole: the answer for each it carried
+                    for index in carried:
+                        each[index] = answer
             done = [
                 settle.answer(entry, envelope, answer, now, sink)
-                for (entry, envelope), answer in zip(batch, answers, strict=True)
+                for (entry, envelope, _), answer in zip(batch, each, strict=True)
             ]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
         self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch

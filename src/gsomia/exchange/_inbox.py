@@ -40,7 +40,14 @@ from gsomia.kernel import (
 )
 from gsomia.store import ConsentRow, InboxRow, InventoryEntry, ItemRow, NewItem, OutboxRow
 
-__all__ = ["Inbox"]
+__all__ = ["BATCHED_KINDS", "BATCH_KIND", "MAX_BATCH_MESSAGES", "Inbox"]
+
+# A batch envelope: many messages under one hop signature and one encryption (issue 18); each message
+# keeps its own id (received exactly once) and, an item, its originator's signature.
+BATCH_KIND = "batch"
+BATCHED_KINDS = frozenset({"item"})  # what a batch may carry
+MAX_BATCH_MESSAGES = 1000
+_MAX_ID = 200  # as an envelope's own message id
 
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
@@ -81,20 +88,30 @@ class Inbox(Equivalences):
                 opened.append(exc)
         if source is not None:
             opened = self._tally_unopened(opened, source)
+        # a batch envelope (many item messages under one hop signature and encryption): each of its
+        # messages is received on its own, exactly as if it had come in an envelope of its own
+        units = [
+            self._unpack(o) if isinstance(o, Opened) and o.body.get("kind") == BATCH_KIND else o
+            for o in opened
+        ]
+        messages = [m for u in units for m in (u if isinstance(u, list) else [u]) if isinstance(m, Opened)]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
-        accepted.seen = self.fed.inbox_entries([o.msg_id for o in opened if isinstance(o, Opened)])
-        pairs = [i for o in opened if isinstance(o, Opened) for i in [_peek_item(o.body)] if i]
+        accepted.seen = self.fed.inbox_entries([o.msg_id for o in messages])
+        pairs = [i for o in messages for i in [_peek_item(o.body)] if i]
         accepted.claimed = [item_id for _, item_id in pairs]
         accepted.pairs = pairs
         accepted.peeked = set(pairs)
         accepted.held = self.kernel.store.items_of(pairs)
         accepted.asked = {r for o, i in pairs for r in (i, f"{o}:{i}")}
         accepted.taken = self.kernel.store.existing_items(sorted(accepted.asked))
-        for text, first in zip(texts, opened, strict=True):
-            try:
-                results.append(self._receive_one(text, now, accepted, first))
-            except GsomiaError as exc:  # a bug-free path never gets here; fail closed all the same
-                results.append({"status": "refused", "reason": str(exc), "receipt": None})
+        for text, unit in zip(texts, units, strict=True):
+            if isinstance(unit, list):
+                inner = [self._receive_guarded("", now, accepted, m) for m in unit]
+                results.append({"status": BATCH_KIND, "receipt": None, "reason": None, "results": inner})
+            elif isinstance(unit, dict):  # a batch refused whole (audited)
+                results.append(unit)
+            else:
+                results.append(self._receive_guarded(text, now, accepted, unit))
         if accepted.any():
             try:
                 self._commit(accepted)
@@ -102,6 +119,60 @@ class Inbox(Equivalences):
                 # a concurrent delivery of the same message or item: settle one by one
                 return [self._receive_one_committed(text, now) for text in texts]
         return results
+
+    def _receive_guarded(
+        self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError
+    ) -> dict[str, Any]:
+        try:
+            return self._receive_one(text, now, accepted, first)
+        except GsomiaError as exc:  # a bug-free path never gets here; fail closed all the same
+            return {"status": "refused", "reason": str(exc), "receipt": None}
+
+    def _unpack(self, batch: Opened) -> list[Opened] | dict[str, Any]:
+        """The messages of a batch envelope, each as an envelope of its own would have opened (the
+        same sender, recipient, lifetime and hop key; its own message id, so each is received
+        exactly once); or the refusal of the whole batch, audited, if it is not a well-formed list of
+        1 to ``MAX_BATCH_MESSAGES`` item messages with distinct ids."""
+        messages = batch.body.get("messages")
+        reason: str | None = None
+        inner: list[Opened] = []
+        if batch.body.keys() != {"kind", "messages"} or not isinstance(messages, list):
+            reason = "batch: expected exactly 'kind' and a list of 'messages'"
+        elif not 0 < len(messages) <= MAX_BATCH_MESSAGES:
+            reason = f"batch: 1 to {MAX_BATCH_MESSAGES} messages, not {len(messages)}"
+        else:
+            ids: set[str] = set()
+            for index, message in enumerate(messages):
+                msg_id = message.get("msg_id") if isinstance(message, dict) else None
+                body = message.get("body") if isinstance(message, dict) else None
+                if (
+                    not isinstance(message, dict)
+                    or message.keys() != {"msg_id", "body"}
+                    or not isinstance(msg_id, str)
+                    or not 0 < len(msg_id) <= _MAX_ID
+                    or msg_id in ids
+                    or not isinstance(body, dict)
+                    or body.get("kind") not in BATCHED_KINDS
+                ):
+                    reason = f"batch: message {index} is not an item message with an id of its own"
+                    break
+                ids.add(msg_id)
+                inner.append(
+                    Opened(
+                        batch.sender,
+                        batch.recipient,
+                        msg_id,
+                        batch.issued_at,
+                        batch.expires_at,
+                        body,
+                        batch.sender_kid,
+                    )
+                )
+        if reason is not None:
+            return self._refused(
+                "envelope.refused", batch.sender, None, reason, "envelope refused", msg_id=batch.msg_id
+            )
+        return inner
 
     def _tally_unopened(
         self, opened: list[Opened | EnvelopeError], source: str
@@ -124,8 +195,21 @@ class Inbox(Equivalences):
         ]
 
     def _receive_one_committed(self, text: str, now: datetime) -> dict[str, Any]:
+        try:
+            opened: Opened | EnvelopeError = open_envelope(self.ring, text, self._identities, now, self.skew)
+        except EnvelopeError as exc:
+            opened = exc
+        if isinstance(opened, Opened) and opened.body.get("kind") == BATCH_KIND:
+            unit = self._unpack(opened)
+            if isinstance(unit, dict):
+                return unit
+            inner = [self._committed(m, now) for m in unit]
+            return {"status": BATCH_KIND, "receipt": None, "reason": None, "results": inner}
+        return self._committed(opened, now, text)
+
+    def _committed(self, opened: Opened | EnvelopeError, now: datetime, text: str = "") -> dict[str, Any]:
         accepted = Batch()
-        result = self._receive_one(text, now, accepted)
+        result = self._receive_guarded(text, now, accepted, opened)
         if accepted.any():
             self._commit(accepted)
         return result

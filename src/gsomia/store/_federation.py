@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Integer, Text, and_, bindparam, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
@@ -104,6 +104,66 @@ def _insert_consents(conn: Connection, consents: Sequence[ConsentRow]) -> None:
 
 def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
+
+
+_o = t.outbox.c
+# The outcome of a delivery attempt (FederationStore.settle_many), built once and executed per entry.
+# ``checked``: a compare-and-set on the state, attempt count and envelope the attempt started from.
+_SETTLE = (
+    update(t.outbox)
+    .where(
+        and_(
+            _o.msg_id == bindparam("m_id"),
+            or_(
+                bindparam("checked", type_=Integer) == 0,
+                and_(
+                    _o.state == bindparam("e_state"),
+                    _o.attempts == bindparam("e_attempts"),
+                    _o.envelope == bindparam("e_envelope"),
+                ),
+            ),
+        )
+    )
+    .values(
+        state=bindparam("n_state"),
+        updated_us=bindparam("n_updated_us"),
+        attempts=bindparam("n_attempts"),
+        next_attempt_us=bindparam("n_next_attempt_us"),
+        last_error=bindparam("n_last_error"),
+        receipt=func.coalesce(bindparam("n_receipt", type_=Text), _o.receipt),
+        envelope=func.coalesce(bindparam("n_envelope", type_=Text), _o.envelope),
+    )
+)
+# a receipt for an entry that moved on in flight: delivered all the same, keeping its reason
+_SETTLE_LATE = (
+    update(t.outbox)
+    .where(and_(_o.msg_id == bindparam("m_id"), _o.state != "delivered"))
+    .values(
+        state=bindparam("n_state"),
+        updated_us=bindparam("n_updated_us"),
+        attempts=bindparam("n_attempts"),
+        next_attempt_us=bindparam("n_next_attempt_us"),
+        receipt=func.coalesce(bindparam("n_receipt", type_=Text), _o.receipt),
+    )
+)
+
+
+def _settle_params(outcome: dict[str, Any], now_us: int) -> dict[str, Any]:
+    expected: OutboxRow | None = outcome.get("expected")
+    return {
+        "m_id": outcome["msg_id"],
+        "checked": int(expected is not None),
+        "e_state": expected.state if expected is not None else "",
+        "e_attempts": expected.attempts if expected is not None else 0,
+        "e_envelope": expected.envelope if expected is not None else "",
+        "n_state": outcome["state"],
+        "n_updated_us": now_us,
+        "n_attempts": outcome["attempts"],
+        "n_next_attempt_us": outcome["next_attempt_us"],
+        "n_last_error": outcome.get("last_error"),
+        "n_receipt": outcome.get("receipt"),
+        "n_envelope": outcome.get("envelope"),
+    }
 
 
 class FederationStore:
@@ -243,43 +303,45 @@ class FederationStore:
         if not outcomes:
             return written
         with self.store._begin() as conn:
+            done = self._settled(conn, outcomes, now_us)
             inventory: list[InventoryEntry] = []
             for outcome in outcomes:
-                values: dict[str, object] = {
-                    "state": outcome["state"],
-                    "updated_us": now_us,
-                    "attempts": outcome["attempts"],
-                    "next_attempt_us": outcome["next_attempt_us"],
-                    "last_error": outcome.get("last_error"),
-                }
-                for optional in ("receipt", "envelope"):
-                    if outcome.get(optional) is not None:
-                        values[optional] = outcome[optional]
-                where = [t.outbox.c.msg_id == outcome["msg_id"]]
-                expected: OutboxRow | None = outcome.get("expected")
-                if expected is not None:
-                    where += [
-                        t.outbox.c.state == expected.state,
-                        t.outbox.c.attempts == expected.attempts,
-                        t.outbox.c.envelope == expected.envelope,
-                    ]
-                done = conn.execute(update(t.outbox).where(and_(*where)).values(**values)).rowcount
-                if not done and expected is not None and outcome["state"] == "delivered":
-                    # moved on while in flight, but the receiver signed for it: it holds the item
-                    late = {k: v for k, v in values.items() if k not in ("last_error", "envelope")}
-                    done = conn.execute(
-                        update(t.outbox)
-                        .where(and_(t.outbox.c.msg_id == outcome["msg_id"], t.outbox.c.state != "delivered"))
-                        .values(**late)
-                    ).rowcount
-                if done:
-                    written.append(outcome["msg_id"])
-                    inventory += outcome.get("inventory", ())
-                    if outcome.get("outbox"):  # what the outcome sends on (a relay's receipt)
-                        conn.execute(insert(t.outbox), [_values(r) for r in outcome["outbox"]])
+                if outcome["msg_id"] not in done:
+                    continue
+                written.append(outcome["msg_id"])
+                inventory += outcome.get("inventory", ())
+                if outcome.get("outbox"):  # what the outcome sends on (a relay's receipt)
+                    conn.execute(insert(t.outbox), [_values(r) for r in outcome["outbox"]])
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
         return written
+
+    def _settled(self, conn: Connection, outcomes: Sequence[dict[str, Any]], now_us: int) -> set[str]:
+        """Write the outcomes' new states; the message ids written. Each statement is built once
+        (``_SETTLE``, ``_SETTLE_LATE``) and executed with each outcome's values; on PostgreSQL the
+        compare-and-set updates of a batch go first as one ``executemany`` (pipelined: one round
+        trip, not one per entry) under a savepoint, kept when every entry was still as expected (the
+        usual case) and rolled back to go one by one otherwise, where each entry's row count tells
+        which moved on."""
+        params = [_settle_params(o, now_us) for o in outcomes]
+        dialect = conn.dialect
+        if len(params) > 1 and dialect.name == "postgresql" and dialect.supports_sane_multi_rowcount:
+            checked = [p for p in params if p["checked"]]
+            if len(checked) == len(params):
+                savepoint = conn.begin_nested()
+                if conn.execute(_SETTLE, checked).rowcount == len(checked):
+                    savepoint.commit()
+                    return {p["m_id"] for p in checked}
+                savepoint.rollback()
+        done: set[str] = set()
+        for p, outcome in zip(params, outcomes, strict=True):
+            count = conn.execute(_SETTLE, p).rowcount
+            if not count and p["checked"] and outcome["state"] == "delivered":
+                # moved on while in flight, but the receiver signed for it: it holds the item
+                count = conn.execute(_SETTLE_LATE, p).rowcount
+            if count:
+                done.add(p["m_id"])
+        return done
 
     def resend(self, entry: OutboxRow, envelope: str, note: str, now_us: int, audit: AuditRow) -> bool:
         """An undeliverable entry queued again with a fresh envelope, if it is still as ``entry`` was

@@ -1,0 +1,151 @@
+"""Items delivered many to an envelope (issue 18): one hop signature and one encryption for the
+batch, each item with its own message id and its originator's signature, each decided, stored and
+receipted on its own, exactly once. The adversary's side: a batch replayed, a batch with a message
+id twice, another kind of message slipped in, an item altered inside a validly sealed batch, and a
+peer passing another party's items on under its own hop signature."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from tests.exchange.test_exchange import Net, net, own_item
+
+from gsomia.crypto.envelope import open_envelope, seal, verify_origin
+from gsomia.crypto.keys import PeerIdentity
+from gsomia.exchange import MemoryTransport
+
+__all__ = ["net"]
+
+
+class Capturing(MemoryTransport):
+    """The in-memory transport, keeping every batch of envelopes pushed (and optionally holding them)."""
+
+    def __init__(self, inner: MemoryTransport, *, hold: bool = False) -> None:
+        super().__init__(inner.peers)
+        self.pushed: list[tuple[str, list[str]]] = []
+        self.hold = hold
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        self.pushed.append((peer.party, list(envelopes)))
+        if self.hold:
+            return [{"status": "held", "receipt": None, "reason": None} for _ in envelopes]
+        return super().push(peer, envelopes)
+
+
+def _released(net: Net, ids: list[str]) -> list[str]:
+    for item_id in ids:
+        own_item(net, "KOR", item_id)
+    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
+    assert not released.refused
+    return [e.msg_id for e in released.entries]
+
+
+def _captured_batch(net: Net, ids: list[str]) -> tuple[list[str], str]:
+    """KOR's batch envelope for ``ids`` to JPN, captured on its way and not delivered."""
+    msg_ids = _released(net, ids)
+    held = Capturing(net.transport, hold=True)
+    net.nodes["KOR"].exchange.deliver_due(held)
+    ((party, envelopes),) = held.pushed
+    assert party == "JPN"
+    assert len(envelopes) == 1  # every item in one envelope
+    return msg_ids, envelopes[0]
+
+
+def _opened_body(net: Net, envelope: str) -> dict[str, Any]:
+    jpn = net.nodes["JPN"]
+    return open_envelope(jpn.exchange.ring, envelope, jpn.exchange.kernel.peers.peer, net.clock.now).body
+
+
+def _sealed_by(net: Net, party: str, body: dict[str, Any], msg_id: str = "forged-batch") -> str:
+    sender = net.nodes[party].exchange
+    jpn = sender.peer("JPN")
+    assert jpn is not None
+    return seal(sender.ring, jpn, body, msg_id=msg_id, at=net.clock.now, ttl=timedelta(minutes=10))
+
+
+def test_items_travel_many_to_an_envelope_each_received_and_receipted_once(net: Net) -> None:
+    msg_ids = _released(net, ["b1", "b2", "b3"])
+    capturing = Capturing(net.transport)
+    results = net.nodes["KOR"].exchange.deliver_due(capturing)
+    assert sorted(r.state for r in results) == ["delivered"] * 3
+    ((_, envelopes),) = capturing.pushed
+    assert len(envelopes) == 1  # one hop signature and one encryption for the three
+    jpn = net.nodes["JPN"]
+    assert sorted(jpn.store.existing_items(["b1", "b2", "b3"])) == ["b1", "b2", "b3"]
+    for msg_id, item_id in zip(msg_ids, ["b1", "b2", "b3"], strict=True):
+        entry = net.nodes["KOR"].exchange.fed.outbox_entry(msg_id)
+        assert entry is not None
+        assert entry.state == "delivered"
+        assert entry.receipt is not None
+        signer, content = verify_origin(
+            entry.receipt, net.nodes["KOR"].exchange.kernel.peers.peer, net.clock.now
+        )
+        receipt = json.loads(content)
+        assert (signer, receipt["msg_id"], receipt["item"], receipt["status"]) == (
+            "JPN",
+            msg_id,
+            item_id,
+            "stored",
+        )
+    # each item's own audit record at the receiver
+    received = [r for r in net.audit("JPN", "envelope.received")]
+    assert sorted(r["msg_id"] for r in received) == sorted(msg_ids)
+
+    # the same batch again (replayed by anyone who saw it): every message a duplicate, nothing twice
+    (answer,) = net.inbox("JPN", envelopes)
+    assert answer["status"] == "batch"
+    assert [r["status"] for r in answer["results"]] == ["duplicate"] * 3
+    assert len(jpn.store.existing_items(["b1", "b2", "b3"])) == 3
+    assert len(net.audit("JPN", "envelope.received")) == 3
+
+
+def test_a_batch_with_a_message_id_twice_is_refused_whole(net: Net) -> None:
+    _, envelope = _captured_batch(net, ["d1", "d2"])
+    body = _opened_body(net, envelope)
+    body["messages"][1]["msg_id"] = body["messages"][0]["msg_id"]
+    (answer,) = net.inbox("JPN", [_sealed_by(net, "KOR", body)])
+    assert answer == {"status": "refused", "reason": "envelope refused", "receipt": None}
+    assert net.nodes["JPN"].store.existing_items(["d1", "d2"]) == set()
+    assert "message 1" in net.audit("JPN", "envelope.refused")[-1]["reason"]
+
+
+def test_only_item_messages_travel_in_a_batch(net: Net) -> None:
+    _, envelope = _captured_batch(net, ["k1", "k2"])
+    body = _opened_body(net, envelope)
+    body["messages"][1]["body"] = {"kind": "consent", "consent": "anything"}
+    (answer,) = net.inbox("JPN", [_sealed_by(net, "KOR", body)])
+    assert answer["status"] == "refused"
+    assert net.nodes["JPN"].store.existing_items(["k1", "k2"]) == set()
+    for empty in ([], [{"msg_id": "x", "body": body["messages"][0]["body"], "extra": 1}]):
+        (answer,) = net.inbox("JPN", [_sealed_by(net, "KOR", {"kind": "batch", "messages": empty})])
+        assert answer["status"] == "refused"
+    assert net.nodes["JPN"].store.existing_items(["k1"]) == set()
+
+
+def test_an_item_altered_inside_a_validly_sealed_batch_is_refused_alone(net: Net) -> None:
+    msg_ids, envelope = _captured_batch(net, ["a1", "a2"])
+    body = _opened_body(net, envelope)
+    header, payload, signature = body["messages"][0]["body"]["origin"].split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    body["messages"][0]["body"]["origin"] = f"{header}.{payload}.{flipped}"
+    (answer,) = net.inbox("JPN", [_sealed_by(net, "KOR", body)])
+    assert answer["status"] == "batch"
+    first, second = answer["results"]
+    assert (first["status"], first["receipt"]) == ("refused", None)
+    assert second["status"] == "stored"
+    assert net.nodes["JPN"].store.existing_items(["a1", "a2"]) == {"a2"}
+    refused = net.audit("JPN", "envelope.refused")[-1]
+    assert (refused["msg_id"], refused["reason"]) == (msg_ids[0], "bad-origin-signature")
+
+
+def test_a_peer_cannot_pass_on_another_partys_items_under_its_own_hop_signature(net: Net) -> None:
+    _, envelope = _captured_batch(net, ["p1", "p2"])
+    body = _opened_body(net, envelope)  # KOR's items, routed KOR -> JPN, resealed by USA
+    (answer,) = net.inbox("JPN", [_sealed_by(net, "USA", body)])
+    assert answer["status"] == "batch"
+    assert [r["status"] for r in answer["results"]] == ["refused", "refused"]
+    assert all("KOR delivers, but USA did" in r["reason"] for r in answer["results"])
+    assert net.nodes["JPN"].store.existing_items(["p1", "p2"]) == set()

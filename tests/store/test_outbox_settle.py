@@ -1,0 +1,140 @@
+"""Settling outbox entries in one batch (``FederationStore.settle_many``), on SQLite and PostgreSQL:
+each entry is a compare-and-set, so an entry that moved on while it was in flight is left as it is
+and the others of the same batch are still written (on PostgreSQL the batch goes first as one
+``executemany`` and must fall back to one by one to tell which entry moved on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from gsomia.store import FederationStore, OutboxRow, Store
+
+
+@pytest.fixture
+def fed(store_url: str) -> Iterator[FederationStore]:
+    store = Store(store_url)
+    store.migrate()
+    yield FederationStore(store)
+    store.close()
+
+
+def _entry(n: int) -> OutboxRow:
+    return OutboxRow(
+        msg_id=f"m{n}",
+        kind="item",
+        item_id=f"i{n}",
+        recipient="JPN",
+        final_recipient="JPN",
+        request="{}",
+        decision="{}",
+        envelope=f"envelope-{n}",
+        state="pending",
+        attempts=0,
+        next_attempt_us=0,
+        created_us=0,
+        updated_us=0,
+    )
+
+
+def _delivered(entry: OutboxRow) -> dict[str, object]:
+    return {
+        "msg_id": entry.msg_id,
+        "expected": entry,
+        "state": "delivered",
+        "attempts": entry.attempts + 1,
+        "next_attempt_us": entry.next_attempt_us,
+        "receipt": f"receipt-{entry.msg_id}",
+    }
+
+
+def _retry(entry: OutboxRow) -> dict[str, object]:
+    return {
+        "msg_id": entry.msg_id,
+        "expected": entry,
+        "state": "pending",
+        "attempts": entry.attempts + 1,
+        "next_attempt_us": 5,
+        "last_error": "down",
+    }
+
+
+def test_a_batch_settles_every_entry_still_as_it_was_read(fed: FederationStore) -> None:
+    entries = [_entry(n) for n in range(5)]
+    fed.enqueue(entries)
+    written = fed.settle_many([_delivered(e) for e in entries], now_us=10)
+    assert written == [e.msg_id for e in entries]
+    for e in entries:
+        row = fed.outbox_entry(e.msg_id)
+        assert row is not None
+        assert (row.state, row.attempts, row.receipt, row.updated_us) == (
+            "delivered",
+            1,
+            f"receipt-{e.msg_id}",
+            10,
+        )
+        assert row.envelope == e.envelope  # no envelope given: the one sealed is kept
+
+
+def test_an_entry_that_moved_on_in_flight_is_not_put_back_and_the_rest_are_written(
+    fed: FederationStore,
+) -> None:
+    entries = [_entry(n) for n in range(4)]
+    fed.enqueue(entries)
+    # a recall cancels entry 1 while the batch is in flight
+    fed.settle_many(
+        [
+            {
+                "msg_id": "m1",
+                "state": "cancelled",
+                "attempts": 0,
+                "next_attempt_us": 0,
+                "last_error": "recalled",
+            }
+        ],
+        now_us=3,
+    )
+    written = fed.settle_many([_retry(e) for e in entries], now_us=10)
+    assert written == ["m0", "m2", "m3"]
+    moved = fed.outbox_entry("m1")
+    assert moved is not None
+    assert (moved.state, moved.last_error) == ("cancelled", "recalled")
+    for msg_id in written:
+        row = fed.outbox_entry(msg_id)
+        assert row is not None
+        assert (row.state, row.attempts, row.next_attempt_us) == ("pending", 1, 5)
+
+
+def test_a_receipt_for_an_entry_that_moved_on_still_marks_it_delivered(fed: FederationStore) -> None:
+    entries = [_entry(n) for n in range(3)]
+    fed.enqueue(entries)
+    fed.settle_many(
+        [
+            {
+                "msg_id": "m2",
+                "state": "cancelled",
+                "attempts": 0,
+                "next_attempt_us": 0,
+                "last_error": "recalled",
+            }
+        ],
+        now_us=3,
+    )
+    written = fed.settle_many([_delivered(e) for e in entries], now_us=10)
+    assert written == ["m0", "m1", "m2"]  # the receiver signed for it: it holds the item
+    late = fed.outbox_entry("m2")
+    assert late is not None
+    assert (late.state, late.receipt, late.last_error) == ("delivered", "receipt-m2", "recalled")
+
+
+def test_an_outcome_against_a_stale_envelope_is_not_written(fed: FederationStore) -> None:
+    entries = [_entry(n) for n in range(3)]
+    fed.enqueue(entries)
+    stale = replace(entries[0], envelope="an-envelope-re-sealed-since")
+    written = fed.settle_many([_retry(stale), _retry(entries[1]), _retry(entries[2])], now_us=10)
+    assert written == ["m1", "m2"]
+    kept = fed.outbox_entry("m0")
+    assert kept is not None
+    assert (kept.attempts, kept.last_error) == (0, None)
