@@ -3,17 +3,19 @@ duty message is queued."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from gsomia.core.access import Person, Role
+from gsomia.core.instants import epoch_us
 from gsomia.core.parties import Scheme
 from gsomia.crypto.envelope import sign_origin
 from gsomia.duties._messages import DUTY_KIND
 from gsomia.errors import AgreementError, GsomiaError, ItemGoneError
 from gsomia.exchange import Exchange
 from gsomia.kernel import NodeContext, from_us
-from gsomia.store import DutiesStore, ItemRow, OutboxRow
+from gsomia.store import DutiesStore, ItemRow, NewItem, Op, OutboxRow
 
 __all__ = ["DutyBase"]
 
@@ -117,6 +119,33 @@ class DutyBase:
         issue 22 §4, a reference may be ``ORIGINATOR:id``)."""
         rows = self.kernel.store.get_items(refs)
         return sorted(rows[r].name if r in rows else r for r in refs)
+
+    def _resealed(self, row: ItemRow, sealed: NewItem, version: int, now: datetime) -> tuple[Op, ItemRow]:
+        """An item in portions sealed again (a portion relabelled or destroyed): the store's
+        compare-and-set relabel from the row as read, and the row as it will be after it."""
+        op = self.db.relabel(
+            row.id,
+            row.label_version,
+            version,
+            sealed.label,
+            sealed.classification,
+            sealed.payload,
+            sealed.origin_jws,
+            at_us=epoch_us(now),
+            expected_label=row.label,
+            portions=(str(sealed.portions), sealed.payload_size),
+        )
+        after = replace(
+            row,
+            label=sealed.label,
+            classification=sealed.classification,
+            label_version=version,
+            payload=sealed.payload,
+            origin_jws=sealed.origin_jws,
+            portions=sealed.portions,
+            payload_size=sealed.payload_size,
+        )
+        return op, after
 
     def _upstream(self, row: ItemRow, content: bytes, now: datetime) -> OutboxRow:
         """A message for the item's originator, by the channel the item came in on (through a hub too)."""

@@ -177,18 +177,7 @@ class _Destruction(DutyBase):
                 agreement=row.agreement,
                 prefer={m.id: _applied(m, self.party) for m in item.portions},
             )
-            relabel = self.db.relabel(
-                row.id,
-                row.label_version,
-                row.label_version,
-                sealed.label,
-                sealed.classification,
-                sealed.payload,
-                sealed.origin_jws,
-                at_us=epoch_us(now),
-                expected_label=row.label,
-                portions=(str(sealed.portions), sealed.payload_size),
-            )
+            relabel, _ = self._resealed(row, sealed, row.label_version, now)
             saved = PortionDestructionRow(
                 item_id,
                 portion,

@@ -101,30 +101,8 @@ class _Labels(DutyBase):
             ]
             origin, content, signed = kernel.items.sign_portions(item_id, portions, now, change.version)
             sealed = kernel.items.seal_portions(content, signed, origin=origin, now=now, by=row.ingested_by)
-            ops: list[Op] = [
-                self.db.relabel(
-                    row.id,
-                    row.label_version,
-                    change.version,
-                    sealed.label,
-                    sealed.classification,
-                    sealed.payload,
-                    sealed.origin_jws,
-                    at_us=epoch_us(now),
-                    expected_label=row.label,
-                    portions=(str(sealed.portions), sealed.payload_size),
-                )
-            ]
-            after = replace(
-                row,
-                label=sealed.label,
-                classification=sealed.classification,
-                label_version=change.version,
-                payload=sealed.payload,
-                origin_jws=sealed.origin_jws,
-                portions=sealed.portions,
-                payload_size=sealed.payload_size,
-            )
+            relabel, after = self._resealed(row, sealed, change.version, now)
+            ops: list[Op] = [relabel]
             banner_label = kernel.items.stored_label(sealed.label)
             more, copies = self._rederive(item_id, {item_id: banner_label}, now, False)
             ops += more

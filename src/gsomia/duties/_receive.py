@@ -444,30 +444,8 @@ def _apply_portion(
     except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
         _, copied = duties._rederive(row.id, {}, change.at, True)
         return "withdrawn", len(copied), [duties.db.withdraw(i, "recalled") for i in [row.id, *copied]]
-    ops: list[Op] = [
-        duties.db.relabel(
-            row.id,
-            row.label_version,
-            change.version,
-            sealed.label,
-            sealed.classification,
-            sealed.payload,
-            sealed.origin_jws,
-            at_us=epoch_us(now),
-            expected_label=row.label,
-            portions=(str(sealed.portions), sealed.payload_size),
-        )
-    ]
-    after = replace(
-        row,
-        label=sealed.label,
-        classification=sealed.classification,
-        label_version=change.version,
-        payload=sealed.payload,
-        origin_jws=sealed.origin_jws,
-        portions=sealed.portions,
-        payload_size=sealed.payload_size,
-    )
+    relabel, after = duties._resealed(row, sealed, change.version, now)
+    ops: list[Op] = [relabel]
     more, copied = duties._rederive(
         row.id, {row.id: kernel.items.stored_label(sealed.label)}, change.at, False
     )
