@@ -131,21 +131,10 @@ class _Labels(DutyBase):
             jws = sign_origin(
                 kernel.ring, change_content(change, origin, self.party, PortionChange(portion, ())), now
             )
-            record = LabelChangeRow(
-                item_id,
-                change.version,
-                ChangeKind.RECLASSIFY.value,
-                change.classification,
-                reason,
-                epoch_us(now),
-                jws,
-                epoch_us(now),
+            record, rows = self._change_rows(
+                item_id, change, ChangeKind.RECLASSIFY, reason, jws, sorted(holders), now
             )
-            ops.append(self.db.put("label_changes", record))
-            ops += [
-                self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
-                for p in sorted(holders)
-            ]
+            ops += rows
             audit = kernel.audit_row(
                 what,
                 actor.id,
@@ -310,21 +299,8 @@ class _Labels(DutyBase):
                 self._duty(holder, hop, change_content(change, origin, holder), item_id, now)
                 for holder, hop in sorted(route.items())
             ]
-            record = LabelChangeRow(
-                item_id,
-                change.version,
-                kind.value,
-                change.classification,
-                reason,
-                epoch_us(now),
-                jws,
-                epoch_us(now),
-            )
-            ops.append(self.db.put("label_changes", record))
-            ops += [
-                self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
-                for p in holders
-            ]
+            record, rows = self._change_rows(item_id, change, kind, reason, jws, holders, now)
+            ops += rows
             audit = kernel.audit_row(
                 what,
                 actor.id,
@@ -341,6 +317,36 @@ class _Labels(DutyBase):
         except GsomiaError as exc:
             raise kernel.refuse(what, actor.id, item_id, exc) from None
         return record
+
+    def _change_rows(
+        self,
+        item_id: str,
+        change: LabelChange,
+        kind: ChangeKind,
+        reason: str,
+        jws: str,
+        holders: list[str],
+        now: datetime,
+    ) -> tuple[LabelChangeRow, list[Op]]:
+        """The originator's record of a change it sent, and the operations that store it with one
+        pending acknowledgement per holder."""
+        record = LabelChangeRow(
+            item_id,
+            change.version,
+            kind.value,
+            change.classification,
+            reason,
+            epoch_us(now),
+            jws,
+            epoch_us(now),
+        )
+        return record, [
+            self.db.put("label_changes", record),
+            *(
+                self.db.put("label_acks", LabelAckRow(item_id, change.version, p, "pending", None, None))
+                for p in holders
+            ),
+        ]
 
     def _apply(
         self, row: ItemRow, change: LabelChange, originator_label: SecurityLabel | None, origin: str | None
