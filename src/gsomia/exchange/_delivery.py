@@ -204,27 +204,39 @@ class Deliveries(Approvals):
         peer = self.peer(party)
         texts: list[str] = []
         carries: list[list[int]] = []  # per text sent, the entries (indexes in ``batch``) it carries
-        together_at = -1  # the position of the batch envelope among the texts, if there is one
+        batches: set[int] = set()  # the positions of the batch envelopes among the texts
         try:
             if peer is None:
                 raise TransportError(f"AgreementError: {party} is no longer a registered peer")
-            # the items in one envelope (one hop signature, one encryption), each with its own id
-            # and its originator's signature; the rest each in its own envelope, as sealed
+            # consecutive items in one envelope (one hop signature, one encryption), each with its
+            # own id and its originator's signature; the rest each in its own envelope, as sealed.
+            # The outbox's order is kept: a message between two items (a label change queued after
+            # the release it overtakes, say) closes the run, so the receiver meets it after the item
             messages: list[dict[str, Any]] = []
-            together: list[int] = []
+            run: list[int] = []
+
+            def close_run() -> None:
+                if len(run) == 1:  # an item alone goes in the envelope it was sealed in
+                    texts.append(batch[run[0]][1])
+                elif run:
+                    batches.add(len(texts))
+                    body = {"kind": BATCH_KIND, "messages": list(messages)}
+                    texts.append(seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl))
+                if run:
+                    carries.append(list(run))
+                messages.clear()
+                run.clear()
+
             for index, (entry, envelope, decision) in enumerate(batch):
                 body = self._batched(entry, decision, prefetched) if len(batch) > 1 else None
                 if body is None:
+                    close_run()
                     texts.append(envelope)
                     carries.append([index])
                 else:
                     messages.append({"msg_id": entry.msg_id, "body": body})
-                    together.append(index)
-            if together:
-                together_at = len(texts)
-                body = {"kind": BATCH_KIND, "messages": messages}
-                texts.append(seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl))
-                carries.append(together)
+                    run.append(index)
+            close_run()
             answers = transport.push(peer, texts)
         except TransportError as exc:
             answers = None
@@ -238,7 +250,7 @@ class Deliveries(Approvals):
             for position, (carried, answer) in enumerate(zip(carries, answers, strict=True)):
                 inner = answer.get("results") if isinstance(answer, dict) else None
                 if (
-                    position == together_at
+                    position in batches
                     and isinstance(answer, dict)
                     and answer.get("status") == BATCH_KIND
                     and isinstance(inner, list)
