@@ -213,7 +213,7 @@ def stress(directory: Path, database_url: str, seconds: float) -> dict[str, Any]
         },
     )
     token = node.credentials.issue(None, "ops", days=1)[1]
-    identity = PeerIdentity.from_document(node.exchange.identity())
+    identity = PeerIdentity.from_signed(node.exchange.identity(), datetime.now(UTC))
     node.close()
 
     servers = [_serve(directory, port) for port in ports]

@@ -77,7 +77,9 @@ def ring(member: NetNode) -> KeyRing:
 
 
 def identity(member: NetNode) -> PeerIdentity:
-    return PeerIdentity.from_document(httpx.get(f"{member.endpoint}/identity", timeout=10).json())
+    """The member's identity as it publishes it: signed, and checked with the keys it names."""
+    signed = httpx.get(f"{member.endpoint}/identity", timeout=10).json()
+    return PeerIdentity.from_signed(signed, datetime.now(UTC))
 
 
 def audit(member: NetNode, kind: str) -> list[dict[str, Any]]:

@@ -236,8 +236,8 @@ def _attack(net: dict[str, Any], build_frames: Any) -> tuple[int | None, str]:
     """Open a link to JPN with KOR's real keys, send what ``build_frames`` makes, return the close."""
     kor_dir = net["members"]["KOR"].directory
     ring = Node.open(kor_dir, migrate=False).ring
-    jpn = PeerIdentity.from_document(
-        httpx.get(f"{net['members']['JPN'].endpoint}/identity", timeout=10).json()
+    jpn = PeerIdentity.from_signed(
+        httpx.get(f"{net['members']['JPN'].endpoint}/identity", timeout=10).json(), datetime.now(UTC)
     )
     first, finish = initiate(ring, jpn, datetime.now(UTC))
     url = net["members"]["JPN"].endpoint.replace("http", "ws") + "/stream/link"
