@@ -105,10 +105,21 @@ def test_a_tool_that_knows_nothing_of_gsomia_verifies_the_xml_binding(pair: Pair
         data, x509_cert=leaf, id_attribute="Id", expect_config=config, ignore_ambiguous_key_info=True
     )
     assert etree.QName(signed.signed_xml).localname == "MetadataBinding"
-    identity = pair.kor.exchange.identity()
-    kor_key = next(k for k in identity["keys"] if k["use"] == "sig")["x"]
+    # the key KOR publishes: its identity document (a JWS in the general JSON serialization)
+    # verifies under the certificate's key, and names it as KOR's signing key
+    published = jwcrypto_jws.JWS()
+    published.deserialize(json.dumps(pair.kor.exchange.identity()))
+    published.verify(
+        jwcrypto_jwk.JWK.from_pem(
+            node_cert.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ),
+        alg="EdDSA",
+    )
+    kor_key = next(k for k in json.loads(published.payload)["keys"] if k["use"] == "sig")["x"]
     raw = node_cert.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == kor_key  # the key KOR published
+    assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == kor_key
 
 
 def test_a_tool_that_knows_nothing_of_gsomia_verifies_the_json_binding(pair: Pair) -> None:
