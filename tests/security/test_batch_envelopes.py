@@ -6,7 +6,7 @@ peer passing another party's items on under its own hop signature."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from tests.exchange.test_exchange import Net, net, own_item
 
 from gsomia.crypto.envelope import open_envelope, seal, verify_origin
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.exchange import MemoryTransport
+from gsomia.exchange import MemoryTransport, receipt_entries
 
 __all__ = ["net"]
 
@@ -75,21 +75,29 @@ def test_items_travel_many_to_an_envelope_each_received_and_receipted_once(net: 
     assert len(envelopes) == 1  # one hop signature and one encryption for the three
     jpn = net.nodes["JPN"]
     assert sorted(jpn.store.existing_items(["b1", "b2", "b3"])) == ["b1", "b2", "b3"]
+    # ONE signed receipt for the batch, naming each message, its item and the item's digest
+    kor = net.nodes["KOR"].exchange.fed
+    receipts = {e.receipt for m in msg_ids if (e := kor.outbox_entry(m)) is not None}
+    assert len(receipts) == 1
+    (receipt,) = receipts
+    assert receipt is not None
+    signer, content = verify_origin(receipt, net.nodes["KOR"].exchange.kernel.peers.peer, net.clock.now)
+    batched, named = receipt_entries(content, signer)
+    assert (signer, batched, sorted(named)) == ("JPN", True, sorted(msg_ids))
+    sent = {m["msg_id"]: m["body"]["origin"] for m in _opened_body(net, envelopes[0])["messages"]}
     for msg_id, item_id in zip(msg_ids, ["b1", "b2", "b3"], strict=True):
         entry = net.nodes["KOR"].exchange.fed.outbox_entry(msg_id)
         assert entry is not None
         assert entry.state == "delivered"
-        assert entry.receipt is not None
-        signer, content = verify_origin(
-            entry.receipt, net.nodes["KOR"].exchange.kernel.peers.peer, net.clock.now
-        )
-        receipt = json.loads(content)
-        assert (signer, receipt["msg_id"], receipt["item"], receipt["status"]) == (
-            "JPN",
-            msg_id,
+        assert (named[msg_id].item, named[msg_id].status, named[msg_id].digest) == (
             item_id,
             "stored",
+            hashlib.sha256(sent[msg_id].encode()).hexdigest(),
         )
+        # the receiver keeps the same receipt for the message (a duplicate is answered with it)
+        inbox = jpn.exchange.fed.inbox_entry(msg_id)
+        assert inbox is not None
+        assert inbox.receipt == receipt
     # each item's own audit record at the receiver
     received = [r for r in net.audit("JPN", "envelope.received")]
     assert sorted(r["msg_id"] for r in received) == sorted(msg_ids)
@@ -97,7 +105,8 @@ def test_items_travel_many_to_an_envelope_each_received_and_receipted_once(net: 
     # the same batch again (replayed by anyone who saw it): every message a duplicate, nothing twice
     (answer,) = net.inbox("JPN", envelopes)
     assert answer["status"] == "batch"
-    assert [r["status"] for r in answer["results"]] == ["duplicate"] * 3
+    assert answer["receipt"] is None  # nothing taken anew
+    assert [(r["status"], r["receipt"]) for r in answer["results"]] == [("duplicate", receipt)] * 3
     assert len(jpn.store.existing_items(["b1", "b2", "b3"])) == 3
     assert len(net.audit("JPN", "envelope.received")) == 3
 

@@ -21,7 +21,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.merkle import leaf_hash, verify_inclusion
 from gsomia.crypto.envelope import Opened, verify_origin
 from gsomia.errors import AgreementError, InvalidInputError, NotFoundError, ProofError, TransportError
-from gsomia.exchange import Batch, Exchange, PeerTransport
+from gsomia.exchange import Batch, Exchange, PeerTransport, receipt_entries
 from gsomia.store import InboxRow
 
 __all__ = ["GOSSIP_KIND", "HEAD_KIND", "TreeHeads"]
@@ -113,8 +113,9 @@ class TreeHeads:
             raise NotFoundError(f"no delivered message {msg_id!r}")
         now = self.kernel.clock()
         signer, content = verify_origin(entry.receipt, self._identities, now)
-        receipt = json.loads(content)
-        log_entry = receipt.get("log_entry")
+        # a receipt of this message alone, or its batch's receipt: the entry naming this message
+        acknowledged = receipt_entries(content, signer)[1].get(msg_id)
+        log_entry = acknowledged.log_entry if acknowledged is not None else None
         if not isinstance(log_entry, str):
             raise InvalidInputError(f"the receipt for {msg_id} names no log entry")
         peer = self.kernel.peers.peer(signer)

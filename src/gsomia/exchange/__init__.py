@@ -9,7 +9,13 @@ through the :class:`Batch` it hands them; they queue their own messages with
 
 from gsomia.exchange._base import ArrivalHook, Batch, Handler
 from gsomia.exchange._consents import MAX_PENDING_REQUESTS
-from gsomia.exchange._messages import consent_content, consent_from_content, receipt_content
+from gsomia.exchange._messages import (
+    Receipted,
+    consent_content,
+    consent_from_content,
+    receipt_content,
+    receipt_entries,
+)
 from gsomia.exchange._service import MAX_RELEASE_ITEMS, Delivery, Exchange, PreparedRelease, Released
 from gsomia.exchange._transfer import (
     DEFAULT_VALIDITY,
@@ -49,6 +55,7 @@ __all__ = [
     "PeerService",
     "PeerTransport",
     "PreparedRelease",
+    "Receipted",
     "ReceiptsApplied",
     "Refusal",
     "Released",
@@ -57,4 +64,5 @@ __all__ = [
     "consent_content",
     "consent_from_content",
     "receipt_content",
+    "receipt_entries",
 ]

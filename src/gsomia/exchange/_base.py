@@ -19,7 +19,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.exchange._messages import receipt_content
+from gsomia.exchange._messages import batch_receipt_content, receipt_content
 from gsomia.kernel import NodeContext
 from gsomia.store import (
     AuditRow,
@@ -210,6 +210,14 @@ class ExchangeBase:
             now,
         )
 
+    def batch_receipt(self, batch: Opened, entries: Sequence[dict[str, Any]], now: datetime) -> str:
+        """One signed receipt for the messages of the batch envelope ``batch`` this node took, each
+        entry as :func:`batch_receipt_content` names it (issue 18: one signature for the batch)."""
+        content = batch_receipt_content(
+            batch=batch.msg_id, receiver=self.party, sender=batch.sender, at=now, entries=entries
+        )
+        return sign_origin(self.ring, content, now)
+
 
 class Batch:
     """What a batch of envelopes will write, in one transaction (a handler adds to it)."""
@@ -241,6 +249,9 @@ class Batch:
         self.peeked: set[tuple[str, str]] = set()  # those pairs, for a look-up
         # what a handler or hook read once for the whole batch, by a name of its own
         self.prefetched: dict[str, Any] = {}
+        # while the messages of a batch envelope are received: their receipt entries, signed once
+        # for the batch afterwards (``ExchangeBase.batch_receipt``); None: each signs its own
+        self.receipted: list[dict[str, Any]] | None = None
 
     def add_inbox(self, row: InboxRow) -> None:
         self.inbox.append(row)

@@ -6,6 +6,7 @@ transport failures retry with exponential backoff.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -24,7 +25,7 @@ from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._release import Prefetched
 from gsomia.exchange._transport import PeerTransport
 from gsomia.kernel import NodeContext
-from gsomia.store import OutboxRow
+from gsomia.store import AuditRow, OutboxRow
 
 __all__ = ["Deliveries", "Delivery"]
 
@@ -205,6 +206,7 @@ class Deliveries(Approvals):
         texts: list[str] = []
         carries: list[list[int]] = []  # per text sent, the entries (indexes in ``batch``) it carries
         batches: set[int] = set()  # the positions of the batch envelopes among the texts
+        digests: dict[int, str] = {}  # per entry sent in a batch, its originator signature's SHA-256
         try:
             if peer is None:
                 raise TransportError(f"AgreementError: {party} is no longer a registered peer")
@@ -236,6 +238,7 @@ class Deliveries(Approvals):
                 else:
                     messages.append({"msg_id": entry.msg_id, "body": body})
                     run.append(index)
+                    digests[index] = hashlib.sha256(str(body.get("origin")).encode()).hexdigest()
             close_run()
             answers = transport.push(peer, texts)
         except TransportError as exc:
@@ -247,6 +250,9 @@ class Deliveries(Approvals):
             done = [settle.retry(entry, now, reason, sink) for entry, _, _ in batch]
         else:
             each: list[Any] = [None] * len(batch)
+            shared: list[Any] = [None] * len(batch)  # the batch's one receipt, for each it carried
+            cache: dict[str, Any] = {}  # each receipt checked once, however many entries it settles
+            unsent: list[AuditRow] = []
             for position, (carried, answer) in enumerate(zip(carries, answers, strict=True)):
                 inner = answer.get("results") if isinstance(answer, dict) else None
                 if (
@@ -255,16 +261,26 @@ class Deliveries(Approvals):
                     and answer.get("status") == BATCH_KIND
                     and isinstance(inner, list)
                     and len(inner) == len(carried)
-                ):  # the batch: one answer per message, in order
+                ):  # the batch: one answer per message, in order, and one receipt naming those taken
+                    receipt = answer.get("receipt")
                     for index, one in zip(carried, inner, strict=True):
                         each[index] = one
+                        shared[index] = receipt
+                    if isinstance(receipt, str):
+                        sent = [batch[index][0].msg_id for index in carried]
+                        unsent += settle.unsent(receipt, sent, party, now, cache)
                 else:  # an envelope of its own, or a batch refused whole: the answer for each it carried
                     for index in carried:
                         each[index] = answer
             done = [
-                settle.answer(entry, envelope, answer, now, sink)
-                for (entry, envelope, _), answer in zip(batch, each, strict=True)
-            ]
+                settle.answer(
+                    entry, envelope, answer, now, sink, shared=shared[index], digest=digests.get(index),
+                    cache=cache,
+                )
+                for index, ((entry, envelope, _), answer) in enumerate(zip(batch, each, strict=True))
+            ]  # fmt: skip
+            if unsent and sink:
+                sink[-1]["audit"] = [*sink[-1].get("audit", ()), *unsent]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
         self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
         return done

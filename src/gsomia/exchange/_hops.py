@@ -22,6 +22,7 @@ from gsomia.crypto.envelope import Opened, verify_origin
 from gsomia.errors import InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._consents import Consents
+from gsomia.exchange._messages import receipt_entries
 from gsomia.store import InboxRow, InventoryEntry, OutboxRow
 
 __all__ = ["RELAY_RECEIPT", "Hops"]
@@ -70,29 +71,25 @@ class Hops(Consents):
             raise InvalidInputError(f"relay receipt for {item_id!r}, which is not held here")
         ref = row.id  # this node's reference for the item (issue 22 §4)
         signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
-        data = json.loads(content)
+        # a receipt of one message, or a batch's receipt: the entry naming this item
+        named = [r for r in receipt_entries(content, signer)[1].values() if r.item == item_id]
         released = {
             e.final_recipient
             for e in self.fed.item_messages(ref)
             if e.kind == "item" and e.recipient == opened.sender and e.final_recipient != opened.sender
         }
-        if (
-            data.get("kind") != "receipt"
-            or data.get("item") != item_id
-            or data.get("receiver") != signer
-            or data.get("sender") != opened.sender
-            or signer not in released
-        ):
+        if len(named) != 1 or named[0].sender != opened.sender or signer not in released:
             raise InvalidInputError(
                 f"relay receipt from {opened.sender}: not {item_id}'s receipt from a party this node "
                 f"released it to through {opened.sender}"
             )
+        data = named[0]
         kept = {
             json.loads(r.detail or "{}").get("msg_id")
             for r in self.kernel.store.inventory(ref)
             if r.kind == "reached" and r.party == signer
         }
-        if data.get("msg_id") not in kept:
+        if data.msg_id not in kept:
             accepted.inventory.append(
                 InventoryEntry(
                     ref,
@@ -100,9 +97,7 @@ class Hops(Consents):
                     "reached",
                     signer,
                     None,
-                    canonical(
-                        {"via": opened.sender, "msg_id": data.get("msg_id"), "status": data.get("status")}
-                    ),
+                    canonical({"via": opened.sender, "msg_id": data.msg_id, "status": data.status}),
                 )
             )
         answer = self.receipt(opened, item_id, "recorded", None, now)
@@ -116,7 +111,7 @@ class Hops(Consents):
                 ref,
                 "allowed",
                 receiver=signer,
-                status=data.get("status"),
+                status=data.status,
             )
         )
         return {"status": "recorded", "receipt": answer, "reason": None}

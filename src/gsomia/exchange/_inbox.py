@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
 from gsomia.exchange._hops import RELAY_RECEIPT
-from gsomia.exchange._messages import consent_from_content
+from gsomia.exchange._messages import consent_from_content, receipt_id
 from gsomia.kernel import (
     ItemContent,
     PortionedContent,
@@ -91,10 +92,12 @@ class Inbox(Equivalences):
         # a batch envelope (many item messages under one hop signature and encryption): each of its
         # messages is received on its own, exactly as if it had come in an envelope of its own
         units = [
-            self._unpack(o) if isinstance(o, Opened) and o.body.get("kind") == BATCH_KIND else o
+            self._unpacked(o) if isinstance(o, Opened) and o.body.get("kind") == BATCH_KIND else o
             for o in opened
         ]
-        messages = [m for u in units for m in (u if isinstance(u, list) else [u]) if isinstance(m, Opened)]
+        messages = [
+            m for u in units for m in (u[1] if isinstance(u, tuple) else [u]) if isinstance(m, Opened)
+        ]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in messages])
         pairs = [i for o in messages for i in [_peek_item(o.body)] if i]
@@ -105,9 +108,8 @@ class Inbox(Equivalences):
         accepted.asked = {r for o, i in pairs for r in (i, f"{o}:{i}")}
         accepted.taken = self.kernel.store.existing_items(sorted(accepted.asked))
         for text, unit in zip(texts, units, strict=True):
-            if isinstance(unit, list):
-                inner = [self._receive_guarded("", now, accepted, m) for m in unit]
-                results.append({"status": BATCH_KIND, "receipt": None, "reason": None, "results": inner})
+            if isinstance(unit, tuple):
+                results.append(self._receive_batch(*unit, now, accepted))
             elif isinstance(unit, dict):  # a batch refused whole (audited)
                 results.append(unit)
             else:
@@ -127,6 +129,11 @@ class Inbox(Equivalences):
             return self._receive_one(text, now, accepted, first)
         except GsomiaError as exc:  # a bug-free path never gets here; fail closed all the same
             return {"status": "refused", "reason": str(exc), "receipt": None}
+
+    def _unpacked(self, batch: Opened) -> tuple[Opened, list[Opened]] | dict[str, Any]:
+        """The batch envelope and its messages (:meth:`_unpack`), or the refusal of the whole batch."""
+        unit = self._unpack(batch)
+        return unit if isinstance(unit, dict) else (batch, unit)
 
     def _unpack(self, batch: Opened) -> list[Opened] | dict[str, Any]:
         """The messages of a batch envelope, each as an envelope of its own would have opened (the
@@ -203,9 +210,33 @@ class Inbox(Equivalences):
             unit = self._unpack(opened)
             if isinstance(unit, dict):
                 return unit
+            # one by one, each with a receipt of its own: the rare path after a concurrent delivery
             inner = [self._committed(m, now) for m in unit]
             return {"status": BATCH_KIND, "receipt": None, "reason": None, "results": inner}
         return self._committed(opened, now, text)
+
+    def _receive_batch(
+        self, batch: Opened, messages: list[Opened], now: datetime, accepted: Batch
+    ) -> dict[str, Any]:
+        """The messages of a batch envelope, each received on its own (decided, stored, audited), and
+        ONE signed receipt naming every message taken (``receipt``; issue 18): each result then
+        carries no receipt of its own, its inbox row keeps the batch's (stored once). A duplicate
+        is answered with the receipt it had the first time; a refusal with none."""
+        accepted.receipted = []
+        try:
+            inner = [self._receive_guarded("", now, accepted, m) for m in messages]
+            receipted = accepted.receipted
+        finally:
+            accepted.receipted = None
+        receipt = self.batch_receipt(batch, receipted, now) if receipted else None
+        if receipt is not None:
+            rid = receipt_id(receipt)
+            named = {e["msg_id"] for e in receipted}
+            for index, row in enumerate(accepted.inbox):
+                if row.msg_id in named and not row.receipt:
+                    accepted.inbox[index] = replace(row, receipt=receipt, receipt_id=rid)
+                    accepted.inbox_by_id[row.msg_id] = accepted.inbox[index]
+        return {"status": BATCH_KIND, "receipt": receipt, "reason": None, "results": inner}
 
     def _committed(self, opened: Opened | EnvelopeError, now: datetime, text: str = "") -> dict[str, Any]:
         accepted = Batch()
@@ -392,7 +423,14 @@ class Inbox(Equivalences):
             ref = item_ref(originator, item.item_id, lambda r: self._taken(r, accepted))
         status = "relayed" if relaying else ("already-held" if held else "stored")
         log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
-        receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
+        if accepted.receipted is not None:  # in a batch envelope: named by the batch's one receipt
+            accepted.receipted.append(
+                {"msg_id": opened.msg_id, "item": item.item_id, "status": status, "digest": digest,
+                 "log_entry": log_entry}
+            )  # fmt: skip
+            receipt = ""
+        else:
+            receipt = self.receipt(opened, item.item_id, status, digest, now, log_entry)
         accepted.add_inbox(
             InboxRow(opened.msg_id, opened.sender, "item", ref, epoch_us(now), status, receipt)
         )
@@ -430,7 +468,7 @@ class Inbox(Equivalences):
         if not held:
             for hook in self._arrival_hooks:
                 hook(ref, now, accepted)
-        return {"status": status, "receipt": receipt, "reason": None}
+        return {"status": status, "receipt": receipt or None, "reason": None}
 
     def _held_as(self, originator: str, item_id: str, accepted: Batch) -> NewItem | ItemRow | None:
         """The item ``originator`` gave the id ``item_id``, if held here or stored by an earlier

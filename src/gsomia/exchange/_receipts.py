@@ -6,8 +6,8 @@ process, or on a receipts file from an air-gapped site.
 
 from __future__ import annotations
 
-import json
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,8 +16,9 @@ from gsomia._codec import canonical
 from gsomia.core.instants import epoch_us
 from gsomia.crypto.envelope import verify_origin
 from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.exchange._messages import Receipted, receipt_entries, receipt_id
 from gsomia.kernel import NodeContext
-from gsomia.store import InventoryEntry, OutboxRow
+from gsomia.store import AuditRow, InventoryEntry, OutboxRow
 
 __all__ = ["LONGEST_BACKOFF_US", "Delivery", "Settlement"]
 
@@ -45,7 +46,15 @@ class Settlement:
         self.kernel = kernel
         self.retry_for = retry_for  # how long a message other than an item refused for now is retried
 
-    def retry(self, entry: OutboxRow, now: datetime, reason: str, sink: list[dict[str, Any]]) -> Delivery:
+    def retry(
+        self,
+        entry: OutboxRow,
+        now: datetime,
+        reason: str,
+        sink: list[dict[str, Any]],
+        *,
+        audit: list[AuditRow] | None = None,
+    ) -> Delivery:
         """The entry waits for a later attempt, backing off exponentially (with jitter)."""
         attempts = entry.attempts + 1
         delay = min(_MAX_BACKOFF_S, 0.2 * 2**attempts) * (1 + random.random() * 0.2)  # noqa: S311 - jitter
@@ -58,15 +67,28 @@ class Settlement:
                 attempts=attempts,
                 next_attempt_us=epoch_us(now) + int(delay * 1_000_000),
                 last_error=reason,
+                audit=audit or [],
             )
         )
         return Delivery(entry.msg_id, entry.recipient, "pending", reason)
 
     def answer(
-        self, entry: OutboxRow, envelope: str, answer: Any, now: datetime, sink: list[dict[str, Any]]
+        self,
+        entry: OutboxRow,
+        envelope: str,
+        answer: Any,
+        now: datetime,
+        sink: list[dict[str, Any]],
+        *,
+        shared: Any = None,
+        digest: str | None = None,
+        cache: dict[str, Any] | None = None,
     ) -> Delivery:
-        """The receiver's answer to one envelope: refused (undeliverable, with its reason), a receipt
-        that verifies (delivered), or anything else (retried)."""
+        """The receiver's answer to one message: refused (undeliverable, with its reason), a receipt
+        that verifies and names it (delivered), or anything else (retried; a receipt refused is
+        audited). ``shared``: the one receipt of the batch envelope that carried it, which names
+        the message if the receiver took it; ``digest``: the SHA-256 of the originator's signature
+        sent, which the receipt must name; ``cache``: receipts already checked in this run."""
         status = answer.get("status") if isinstance(answer, dict) else None
         if status == "refused":
             reason = str(answer.get("reason") or "refused by the receiver")
@@ -100,21 +122,68 @@ class Settlement:
             )
             return Delivery(entry.msg_id, entry.recipient, "undeliverable", reason)
         receipt = answer.get("receipt") if isinstance(answer, dict) else None
+        if not isinstance(receipt, str) and isinstance(shared, str) and status is not None:
+            receipt = shared  # taken in a batch envelope: the batch's one receipt names it
+        if not isinstance(receipt, str):
+            return self.retry(entry, now, f"bad receipt from {entry.recipient}: no receipt", sink)
         try:
-            if not isinstance(receipt, str):
-                raise InvalidInputError("no receipt")
-            signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
-            data = json.loads(content)
-            if (
-                signer != entry.recipient
-                or data.get("msg_id") != entry.msg_id
-                or data.get("kind") != "receipt"
-            ):
+            signer, batched, named = self.verified(receipt, now, cache)
+            acknowledged = named.get(entry.msg_id)
+            if signer != entry.recipient or acknowledged is None or acknowledged.sender != self.kernel.party:
                 raise InvalidInputError("the receipt does not acknowledge this message")
-        except (GsomiaError, ValueError) as exc:
-            return self.retry(entry, now, f"bad receipt from {entry.recipient}: {exc}", sink)
-        sink.append(self.delivered(entry, receipt, data.get("status"), now, envelope=envelope))
-        return Delivery(entry.msg_id, entry.recipient, "delivered", str(data.get("status")))
+            if digest is not None and acknowledged.digest != digest:
+                raise InvalidInputError("the receipt names another item under this message")
+        except GsomiaError as exc:
+            reason = f"bad receipt from {entry.recipient}: {exc}"
+            refused = self.kernel.audit_row(
+                "envelope.receipt-refused", None, entry.item_id, "refused", msg_id=entry.msg_id,
+                peer=entry.recipient, reason=str(exc),
+            )  # fmt: skip
+            return self.retry(entry, now, reason, sink, audit=[refused])
+        shared_id = receipt_id(receipt) if batched else None
+        sink.append(
+            self.delivered(entry, receipt, acknowledged.status, now, envelope=envelope, receipt_id=shared_id)
+        )
+        return Delivery(entry.msg_id, entry.recipient, "delivered", str(acknowledged.status))
+
+    def verified(
+        self, receipt: str, now: datetime, cache: dict[str, Any] | None = None
+    ) -> tuple[str, bool, dict[str, Receipted]]:
+        """A receipt's signer (its signature checked), whether it is a batch's, and the messages it
+        acknowledges by id (:func:`receipt_entries`); ``cache`` keeps what a batch's one receipt
+        gave (or the refusal), so it is checked once however many entries it settles."""
+        found = cache.get(receipt) if cache is not None else None
+        if found is None:
+            try:
+                signer, content = verify_origin(receipt, self.kernel.peers.peer, now)
+                found = (signer, *receipt_entries(content, signer))
+            except GsomiaError as exc:
+                found = exc
+            if cache is not None:
+                cache[receipt] = found
+        if isinstance(found, GsomiaError):
+            raise found
+        signer, batched, named = found
+        return signer, batched, named
+
+    def unsent(
+        self, receipt: str, sent: Collection[str], peer: str, now: datetime, cache: dict[str, Any]
+    ) -> list[AuditRow]:
+        """A batch's receipt that also names messages not sent in that batch: nothing is settled from
+        it for them (settling goes by the entries sent); the audit record says which it named."""
+        try:
+            _, _, named = self.verified(receipt, now, cache)
+        except GsomiaError:
+            return []  # refused for each entry it was to settle (audited there)
+        extra = sorted(set(named) - set(sent))
+        if not extra:
+            return []
+        reason = f"the batch receipt names {len(extra)} message(s) not sent in that batch"
+        return [
+            self.kernel.audit_row(
+                "envelope.receipt-refused", None, None, "refused", peer=peer, reason=reason, named=extra[:20]
+            )
+        ]
 
     def delivered(
         self,
@@ -125,6 +194,7 @@ class Settlement:
         *,
         envelope: str | None = None,
         channel: str | None = None,
+        receipt_id: str | None = None,
     ) -> dict[str, Any]:
         """The outcome of a verified receipt, for ``FederationStore.settle_many``: the entry
         delivered, an ``envelope.delivered`` audit record and, for an item, a ``sent`` inventory
@@ -157,6 +227,7 @@ class Settlement:
             attempts=entry.attempts + 1,
             next_attempt_us=entry.next_attempt_us,
             receipt=receipt,
+            receipt_id=receipt_id,  # a batch's receipt: stored once under this key
             audit=[
                 self.kernel.audit_row(
                     "envelope.delivered",

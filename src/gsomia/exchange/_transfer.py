@@ -42,7 +42,7 @@ from gsomia.core.instants import epoch_us, parse_instant
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import EnvelopeError, GsomiaError, InstantError, InvalidInputError, TransportError
-from gsomia.exchange._messages import envelope_routing
+from gsomia.exchange._messages import envelope_routing, receipt_id
 from gsomia.exchange._release import Refusal
 from gsomia.exchange._service import Exchange
 from gsomia.exchange._transport import PeerTransport
@@ -269,47 +269,52 @@ class Transfer:
         refused: list[Refusal] = []
         sink: list[dict[str, Any]] = []
         audit: list[AuditRow] = []
+        cache: dict[str, Any] = {}
         for index, jws in enumerate(receipts):
-            subject = f"receipt {index}"
             try:
-                signer, content = verify_origin(jws, self.exchange._identities, now)
-                receipt = json.loads(content)
-                if not isinstance(receipt, dict) or receipt.get("kind") != "receipt":
-                    raise InvalidInputError("not a receipt")
-                msg_id = receipt.get("msg_id")
-                subject = str(msg_id)
-                entry = self.exchange.fed.outbox_entry(str(msg_id))
-                if (
-                    entry is None
-                    or entry.recipient != signer
-                    or receipt.get("receiver") != signer
-                    or receipt.get("sender") != self.party
-                ):
-                    raise InvalidInputError(f"it acknowledges no message this node exported to {signer}")
-                if entry.state == "delivered" or entry.msg_id in delivered:
-                    already.append(entry.msg_id)
-                    continue
-                if entry.state != "exported":
-                    raise InvalidInputError(
-                        f"message {entry.msg_id} was not exported by file ({entry.state})"
-                    )
+                signer, batched, named = self.exchange.settlement.verified(jws, now, cache)
             except EnvelopeError as exc:
                 reason = f"the receipt's signature does not verify ({exc.detail})"
-                refused.append(Refusal(subject, reason))
+                refused.append(Refusal(f"receipt {index}", reason))
                 audit.append(
                     self.kernel.audit_row("transfer.receipt-refused", None, None, "refused", reason=reason)
                 )
                 continue
-            except (GsomiaError, ValueError) as exc:
-                refused.append(Refusal(subject, str(exc)))
+            except GsomiaError as exc:
+                refused.append(Refusal(f"receipt {index}", str(exc)))
                 audit.append(
                     self.kernel.audit_row("transfer.receipt-refused", None, None, "refused", reason=str(exc))
                 )
                 continue
-            delivered.append(entry.msg_id)
-            sink.append(
-                self.exchange.settlement.delivered(entry, jws, receipt.get("status"), now, channel="file")
-            )
+            # a receipt of one message names one; a batch's receipt each message it acknowledges
+            for acknowledged in named.values():
+                msg_id = acknowledged.msg_id
+                try:
+                    entry = self.exchange.fed.outbox_entry(msg_id)
+                    if entry is None or entry.recipient != signer or acknowledged.sender != self.party:
+                        raise InvalidInputError(f"it acknowledges no message this node exported to {signer}")
+                    if entry.state == "delivered" or entry.msg_id in delivered:
+                        already.append(entry.msg_id)
+                        continue
+                    if entry.state != "exported":
+                        raise InvalidInputError(
+                            f"message {entry.msg_id} was not exported by file ({entry.state})"
+                        )
+                except GsomiaError as exc:
+                    refused.append(Refusal(msg_id, str(exc)))
+                    audit.append(
+                        self.kernel.audit_row(
+                            "transfer.receipt-refused", None, None, "refused", reason=str(exc), msg_id=msg_id
+                        )
+                    )
+                    continue
+                delivered.append(entry.msg_id)
+                sink.append(
+                    self.exchange.settlement.delivered(
+                        entry, jws, acknowledged.status, now, channel="file",
+                        receipt_id=receipt_id(jws) if batched else None,
+                    )
+                )  # fmt: skip
         audit.append(
             self.kernel.audit_row(
                 "transfer.receipts",
@@ -398,7 +403,16 @@ class Transfer:
                 "format": RECEIPTS_FORMAT,
                 "transfer": transfer_id,
                 "receiver": self.party,
-                "receipts": [r["receipt"] for r in results if r.get("receipt")],
+                # each message's receipt, or the one receipt of a batch envelope and those its
+                # messages had the first time (duplicates), each once
+                "receipts": list(
+                    dict.fromkeys(
+                        receipt
+                        for r in results
+                        for receipt in [r.get("receipt"), *(i.get("receipt") for i in r.get("results") or [])]
+                        if receipt
+                    )
+                ),
             }
         )
         return Import(transfer_id, signer, tuple(results), receipts_text)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, func, insert, select, true, update
 
 from gsomia.errors import ConflictError
 from gsomia.store import _tables as t
-from gsomia.store._federation import OutboxRow
+from gsomia.store._federation import OUTBOX, OutboxRow, _outbox_row
 from gsomia.store._store import (
     VISITS,
     AuditRow,
@@ -368,7 +368,7 @@ class DutiesStore:
     def pending_releases(self, item_id: str) -> list[OutboxRow]:
         """Releases of ``item_id`` queued here and not yet delivered: waiting or being sent
         (``pending``), or gone by file and not yet signed for (``exported``)."""
-        query = select(t.outbox).where(
+        query = OUTBOX.where(
             and_(
                 t.outbox.c.state.in_(("pending", "exported")),
                 t.outbox.c.kind == "item",
@@ -376,13 +376,13 @@ class DutiesStore:
             )
         )
         with self.store._read() as conn:
-            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+            return [_outbox_row(r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def duty_messages(self, item_id: str) -> list[OutboxRow]:
         """Duty messages about ``item_id`` queued here (any state), oldest first."""
-        query = select(t.outbox).where(and_(t.outbox.c.kind == "duty", t.outbox.c.item_id == item_id))
+        query = OUTBOX.where(and_(t.outbox.c.kind == "duty", t.outbox.c.item_id == item_id))
         with self.store._read() as conn:
-            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+            return [_outbox_row(r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def items_with_label_changes(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` have label changes kept here (a few queries for many ids)."""

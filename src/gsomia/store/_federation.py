@@ -11,11 +11,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Text, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
-from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store
+from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
 
@@ -58,6 +58,7 @@ class InboxRow:
     received_us: int
     status: str
     receipt: str
+    receipt_id: str | None = None  # a batch's receipt, stored once in ``receipts`` under this key
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,30 @@ def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
 
 
+def _shared_receipt(table: Any) -> Select[Any]:
+    """``table``'s rows (inbox or outbox) with each one's receipt: its own, or the batch receipt
+    its ``receipt_id`` names (stored once in ``receipts``)."""
+    columns = [c for c in table.c if c.name != "receipt"]
+    receipt = func.coalesce(t.receipts.c.receipt, table.c.receipt).label("receipt")
+    return select(*columns, receipt).select_from(
+        table.outerjoin(t.receipts, t.receipts.c.id == table.c.receipt_id)
+    )
+
+
+OUTBOX = _shared_receipt(t.outbox)  # select(t.outbox) with every row's receipt
+INBOX = _shared_receipt(t.inbox)
+
+
+def _outbox_row(mapping: Any) -> OutboxRow:
+    return OutboxRow(**{k: v for k, v in mapping.items() if k != "receipt_id"})
+
+
+def _store_receipts(conn: Connection, shared: dict[str, str]) -> None:
+    """Batch receipts, once each (one already stored, by an earlier delivery, is left as it is)."""
+    if shared:
+        conn.execute(_insert_new(conn, t.receipts), [{"id": k, "receipt": v} for k, v in shared.items()])
+
+
 _o = t.outbox.c
 # The outcome of a delivery attempt (FederationStore.settle_many), built once and executed per entry.
 # ``checked``: a compare-and-set on the state, attempt count and envelope the attempt started from.
@@ -131,6 +156,7 @@ _SETTLE = (
         next_attempt_us=bindparam("n_next_attempt_us"),
         last_error=bindparam("n_last_error"),
         receipt=func.coalesce(bindparam("n_receipt", type_=Text), _o.receipt),
+        receipt_id=func.coalesce(bindparam("n_receipt_id", type_=Text), _o.receipt_id),
         envelope=func.coalesce(bindparam("n_envelope", type_=Text), _o.envelope),
     )
 )
@@ -144,6 +170,7 @@ _SETTLE_LATE = (
         attempts=bindparam("n_attempts"),
         next_attempt_us=bindparam("n_next_attempt_us"),
         receipt=func.coalesce(bindparam("n_receipt", type_=Text), _o.receipt),
+        receipt_id=func.coalesce(bindparam("n_receipt_id", type_=Text), _o.receipt_id),
     )
 )
 
@@ -161,7 +188,9 @@ def _settle_params(outcome: dict[str, Any], now_us: int) -> dict[str, Any]:
         "n_attempts": outcome["attempts"],
         "n_next_attempt_us": outcome["next_attempt_us"],
         "n_last_error": outcome.get("last_error"),
-        "n_receipt": outcome.get("receipt"),
+        # a batch's receipt is stored once (``receipts``) and named by its key
+        "n_receipt": None if outcome.get("receipt_id") else outcome.get("receipt"),
+        "n_receipt_id": outcome.get("receipt_id"),
         "n_envelope": outcome.get("envelope"),
     }
 
@@ -222,14 +251,9 @@ class FederationStore:
             if not recipients:
                 return []
             when = and_(when, t.outbox.c.recipient.in_(sorted(recipients)))
-        query = (
-            select(t.outbox)
-            .where(and_(t.outbox.c.state == "pending", when))
-            .order_by(t.outbox.c.seq)
-            .limit(limit)
-        )
+        query = OUTBOX.where(and_(t.outbox.c.state == "pending", when)).order_by(t.outbox.c.seq).limit(limit)
         with self.store._read() as conn:
-            return [OutboxRow(**r._mapping) for r in conn.execute(query)]
+            return [_outbox_row(r._mapping) for r in conn.execute(query)]
 
     def pending_recipients(self) -> set[str]:
         """The next hops that pending entries wait for (each one's delivery is leased apart)."""
@@ -238,24 +262,24 @@ class FederationStore:
             return {r[0] for r in conn.execute(query)}
 
     def outbox(self, *, state: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[OutboxRow]:
-        query = select(t.outbox).where(t.outbox.c.seq > after_seq)
+        query = OUTBOX.where(t.outbox.c.seq > after_seq)
         if state is not None:
             query = query.where(t.outbox.c.state == state)
         with self.store._read() as conn:
             return [
-                OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
+                _outbox_row(r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq).limit(limit))
             ]
 
     def item_messages(self, item_id: str) -> list[OutboxRow]:
         """This node's item messages (releases and relays) of ``item_id``, oldest first."""
-        query = select(t.outbox).where(and_(t.outbox.c.item_id == item_id, t.outbox.c.kind == "item"))
+        query = OUTBOX.where(and_(t.outbox.c.item_id == item_id, t.outbox.c.kind == "item"))
         with self.store._read() as conn:
-            return [OutboxRow(**r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
+            return [_outbox_row(r._mapping) for r in conn.execute(query.order_by(t.outbox.c.seq))]
 
     def outbox_entry(self, msg_id: str) -> OutboxRow | None:
         with self.store._read() as conn:
-            row = conn.execute(select(t.outbox).where(t.outbox.c.msg_id == msg_id)).one_or_none()
-        return None if row is None else OutboxRow(**row._mapping)
+            row = conn.execute(OUTBOX.where(t.outbox.c.msg_id == msg_id)).one_or_none()
+        return None if row is None else _outbox_row(row._mapping)
 
     def settle(
         self,
@@ -305,13 +329,17 @@ class FederationStore:
         with self.store._begin() as conn:
             done = self._settled(conn, outcomes, now_us)
             inventory: list[InventoryEntry] = []
+            shared: dict[str, str] = {}
             for outcome in outcomes:
                 if outcome["msg_id"] not in done:
                     continue
                 written.append(outcome["msg_id"])
+                if outcome.get("receipt_id"):
+                    shared[outcome["receipt_id"]] = outcome["receipt"]
                 inventory += outcome.get("inventory", ())
                 if outcome.get("outbox"):  # what the outcome sends on (a relay's receipt)
                     conn.execute(insert(t.outbox), [_values(r) for r in outcome["outbox"]])
+            _store_receipts(conn, shared)
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
         return written
@@ -375,12 +403,12 @@ class FederationStore:
         if not msg_ids:
             return {}
         with self.store._read() as conn:
-            rows = conn.execute(select(t.inbox).where(t.inbox.c.msg_id.in_(list(msg_ids))))
+            rows = conn.execute(INBOX.where(t.inbox.c.msg_id.in_(list(msg_ids))))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
     def inbox_entry(self, msg_id: str) -> InboxRow | None:
         with self.store._read() as conn:
-            row = conn.execute(select(t.inbox).where(t.inbox.c.msg_id == msg_id)).one_or_none()
+            row = conn.execute(INBOX.where(t.inbox.c.msg_id == msg_id)).one_or_none()
         return None if row is None else InboxRow(**row._mapping)
 
     def accept(
@@ -407,7 +435,11 @@ class FederationStore:
                 seqs = self.store._insert_items(conn, items)
                 by_id = {item.id: seq for item, seq in zip(items, seqs, strict=True)}
             if inbox:
-                conn.execute(insert(t.inbox), [_values(r) for r in inbox])
+                _store_receipts(conn, {r.receipt_id: r.receipt for r in inbox if r.receipt_id})
+                conn.execute(
+                    insert(t.inbox),
+                    [_values(r) | ({"receipt": ""} if r.receipt_id else {}) for r in inbox],
+                )
             for op in ops:
                 op(conn)
             if consents:

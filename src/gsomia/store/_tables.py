@@ -210,6 +210,7 @@ outbox = Table(
     Column("updated_us", BigInteger, nullable=False),
     Column("last_error", Text),
     Column("receipt", Text),  # the receiver's signed receipt: proof of delivery
+    Column("receipt_id", String(64)),  # or the key of a batch's receipt in ``receipts`` (shared)
     Index("ix_outbox_due", "state", "next_attempt_us"),
 )
 
@@ -222,6 +223,16 @@ inbox = Table(
     Column("item_id", String(128)),
     Column("received_us", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),  # stored | relayed | held | recorded
+    Column("receipt", Text, nullable=False),  # empty where the receipt is a batch's (``receipt_id``)
+    Column("receipt_id", String(64)),
+)
+
+# A batch receipt (issue 18): one signed receipt naming many messages, stored once under its SHA-256
+# and named by each inbox or outbox row it acknowledges.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", String(64), primary_key=True),
     Column("receipt", Text, nullable=False),
 )
 
