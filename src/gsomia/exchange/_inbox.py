@@ -1,8 +1,9 @@
 """The inbox: open each envelope (one opaque error to the sender, the detail to the audit
 records), accept only registered government-to-government links, verify the originator's
 signature, decide on this side, store the item with the originator's label plus this
-node's equivalent, and sign a receipt. A message id seen before returns the same receipt:
-exactly-once effect. A hub relays what the originator authorised, and only that.
+node's equivalent, and sign a receipt. A message id seen before from the same sender returns
+the same receipt: exactly-once effect; from another sender it is refused. A hub relays what the
+originator authorised, and only that.
 
 The inbox dispatches by message kind through the exchange's handler table: ``item``,
 ``consent-request``, ``consent`` and ``equivalence-change`` are its own; other services
@@ -276,6 +277,17 @@ class Inbox(Equivalences):
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:
             seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
+        if seen is not None and seen.sender != opened.sender:
+            # a message id is the sender's own: another party naming it learns nothing of it (not
+            # the receipt this node signed for its sender) and stores nothing
+            return self._refused(
+                "envelope.refused",
+                opened.sender,
+                None,
+                "message id of another sender",
+                "envelope refused",
+                msg_id=opened.msg_id,
+            )
         if seen is not None:
             self.kernel.record(
                 "envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id
