@@ -815,3 +815,23 @@ def _push(net: dict[str, Any], sender: Node, to: str, body: dict[str, Any], msg_
     envelope = seal(sender.ring, peer, body, msg_id=msg_id, at=net["clock"](), ttl=HOUR)
     (answer,) = net["transport"].push(peer, [envelope])
     return dict(answer)
+
+
+def test_a_release_after_a_change_to_a_portion_the_holder_lacks_is_still_held(net: dict[str, Any]) -> None:
+    """KOR downgrades the body (JPN holds only the tearline, and is told nothing), then releases the
+    report to JPN again: JPN must take it as the item it holds, not refuse it as another item under
+    the same id (the root over the portions changed with the body's label)."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    officer = kor.people.person("officer")
+    kor.duties.reclassify(officer, "r1", "군사III급비밀", "source declassified", portion="body")
+    deliver(net)
+    kor.exchange.release(officer, "r1", "JPN")
+    outcome = deliver(net)
+    assert [d.state for d in outcome] == ["delivered"], [d.detail for d in outcome]
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert statuses[-1] == "already-held"  # nothing JPN holds changed: nothing stored twice
+    item, payload = jpn.items.read(jpn.people.person("officer"), "r1")
+    assert [p.id for p in item.portions] == ["tearline"]
+    assert [p["payload"] for p in json.loads(payload)["portions"]] == [json.loads(TEARLINE)]
+    assert jpn.store.count_items() == 1
