@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from tests.node_fixtures import add
+from typer.testing import CliRunner
 
 from gsomia.api import create_app
+from gsomia.cli import app
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
@@ -196,3 +198,20 @@ def test_a_deeply_nested_request_is_bad_input_over_the_api(pair: tuple[Node, Nod
     body = b'{"document": ' + b"[" * 100_000 + b"]" * 100_000 + b', "agreements": ["kor-jpn-gsomia-2016"]}'
     response = _api(jpn, "POST", "/peers", token, content=body, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
+
+
+def test_a_deeply_nested_identity_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """``gsomia peer add`` on a file of 100,000 nested arrays: the file named, no traceback."""
+    runner = CliRunner()
+    directory = tmp_path / "jpn"
+    init = runner.invoke(app, ["node", "init", "--party", "JPN", "--dir", str(directory)])
+    assert init.exit_code == 0, init.stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["peer", "add", "--dir", str(directory), "--identity", str(deep), "--agreement", AGREEMENTS[0]],
+    )
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert "deep.json" in result.stderr
+    assert "Traceback" not in result.stderr
