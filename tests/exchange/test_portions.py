@@ -815,3 +815,29 @@ def _push(net: dict[str, Any], sender: Node, to: str, body: dict[str, Any], msg_
     envelope = seal(sender.ring, peer, body, msg_id=msg_id, at=net["clock"](), ttl=HOUR)
     (answer,) = net["transport"].push(peer, [envelope])
     return dict(answer)
+
+
+def test_a_copy_of_the_tearline_follows_the_tearlines_label_not_the_reports(net: dict[str, Any]) -> None:
+    """A KOR reader cleared for 군사III급비밀 copies the report: the copy holds the tearline alone,
+    marked as the tearline. KOR downgrades the tearline to 대외비: the copy follows the tearline (a
+    copy re-derived from the whole report would have been raised to the body's 군사II급비밀, a
+    portion it does not hold, and its maker could no longer read it); a copy of both portions stays
+    at the body's level."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    officer = kor.people.person("officer")
+    maker = junior(kor, "군사III급비밀")
+    kor.duties.derive(maker, "copy", ["r1"], item_id="c-tearline")
+    kor.duties.derive(officer, "copy", ["r1"], item_id="c-both")
+    assert kor.items.read(maker, "c-tearline")[0].label.classification == "군사III급비밀"
+    kor.duties.reclassify(officer, "r1", "대외비", "the launch is public now", portion="tearline")
+    copy, payload = kor.items.read(maker, "c-tearline")
+    assert copy.label.classification == "대외비"
+    assert copy.label_version == 2  # re-sealed under the tearline's new label
+    assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
+    both, _ = kor.items.read(officer, "c-both")
+    assert both.label.classification == "군사II급비밀"
+    # the body raised to 군사I급비밀: the copy of the tearline alone is not touched by its level
+    kor.duties.reclassify(officer, "r1", "군사I급비밀", "a new source", portion="body")
+    assert kor.items.read(maker, "c-tearline")[0].label.classification == "대외비"
+    assert kor.items.read(officer, "c-both")[0].label.classification == "군사I급비밀"

@@ -24,7 +24,7 @@ from gsomia.errors import (
     LabelError,
     NotFoundError,
 )
-from gsomia.kernel import NewPortion, from_us, item_content
+from gsomia.kernel import Item, NewPortion, from_us, item_content
 from gsomia.store import (
     ItemRow,
     LabelAckRow,
@@ -104,7 +104,9 @@ class _Labels(DutyBase):
             relabel, after = self._resealed(row, sealed, change.version, now)
             ops: list[Op] = [relabel]
             banner_label = kernel.items.stored_label(sealed.label)
-            more, copies = self._rederive(item_id, {item_id: banner_label}, now, False)
+            more, copies = self._rederive(
+                item_id, {item_id: banner_label}, now, False, {item_id: kernel.items.item(after)}
+            )
             ops += more
             resealed, _ = self._pending_releases(after, item_id, now)
             ops += resealed
@@ -390,11 +392,51 @@ class _Labels(DutyBase):
             after = None
         return ops, touched, withdrawn, after
 
+    def copied_portions(self, derived: ItemRow) -> frozenset[str] | None:
+        """The portions a copy of one item in portions holds (a copy's payload is the portions its
+        maker saw, by id); ``None`` for anything else (a translation, a derivative, a copy of an
+        item signed whole or of several items), which may hold anything of its sources."""
+        sources = self.db.sources_of(derived.id)
+        if len(sources) != 1 or sources[0][1] != DerivationKind.COPY.value or derived.payload_type != "json":
+            return None
+        try:
+            shown = json.loads(self.kernel.cipher.open(derived.id, derived.label, derived.payload))
+            return frozenset(str(p["id"]) for p in shown["portions"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _copy_label(
+        self, derived: ItemRow, source_id: str, portioned: dict[str, Item]
+    ) -> SecurityLabel | None:
+        """The label of a copy of the portions it holds of ``source_id`` (an item in portions, as it
+        will be: ``portioned``, else as stored): the highest of those portions' labels, as a reader of
+        them alone sees the item; ``None`` if it is not such a copy (or names a portion not held)."""
+        ids = self.copied_portions(derived)
+        if ids is None:
+            return None
+        source = portioned.get(source_id)
+        if source is None:
+            row = self.kernel.store.get_item(source_id)
+            if row is None or row.portions is None:
+                return None
+            source = self.kernel.items.item(row)
+        marks = [m for m in source.portions if m.id in ids]
+        if not marks or len(marks) != len(ids):
+            return None
+        return self.kernel.items.shown(source, marks).label
+
     def _rederive(
-        self, item_id: str, new_labels: dict[str, SecurityLabel], at: datetime, withdrawn: bool
+        self,
+        item_id: str,
+        new_labels: dict[str, SecurityLabel],
+        at: datetime,
+        withdrawn: bool,
+        portioned: dict[str, Item] | None = None,
     ) -> tuple[list[Op], list[str]]:
         """Ops re-sealing every held copy and derivative of ``item_id`` here under the strictest label
-        of its sources (``new_labels`` holds the sources' labels as they will be), and their ids."""
+        of its sources (``new_labels`` holds the sources' labels as they will be), and their ids. A
+        copy of some portions of an item in portions (``portioned``: such sources as they will be)
+        follows the labels of the portions it holds, not the whole item's."""
         kernel = self.kernel
         ops: list[Op] = []
         copies: list[str] = []
@@ -415,7 +457,10 @@ class _Labels(DutyBase):
                 sources = self.db.sources_of(derived_id)
                 labels = []
                 for source_id, _ in sources:
-                    if source_id in new_labels:
+                    of_portions = self._copy_label(derived, source_id, portioned or {})
+                    if of_portions is not None:
+                        labels.append(of_portions)
+                    elif source_id in new_labels:
                         labels.append(new_labels[source_id])
                     else:
                         source = kernel.store.get_item(source_id)

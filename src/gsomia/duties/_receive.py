@@ -447,7 +447,11 @@ def _apply_portion(
     relabel, after = duties._resealed(row, sealed, change.version, now)
     ops: list[Op] = [relabel]
     more, copied = duties._rederive(
-        row.id, {row.id: kernel.items.stored_label(sealed.label)}, change.at, False
+        row.id,
+        {row.id: kernel.items.stored_label(sealed.label)},
+        change.at,
+        False,
+        {row.id: kernel.items.item(after)},
     )
     resealed, _ = duties._pending_releases(after, change.item, now)
     return "applied", len(copied), ops + more + resealed
