@@ -956,3 +956,23 @@ def test_a_copy_of_the_tearline_follows_the_tearlines_label_not_the_reports(net:
     kor.duties.reclassify(officer, "r1", "군사I급비밀", "a new source", portion="body")
     assert kor.items.read(maker, "c-tearline")[0].label.classification == "대외비"
     assert kor.items.read(officer, "c-both")[0].label.classification == "군사I급비밀"
+
+
+def test_a_release_after_a_change_to_a_portion_the_holder_lacks_is_still_held(net: dict[str, Any]) -> None:
+    """KOR downgrades the body (JPN holds only the tearline, and is told nothing), then releases the
+    report to JPN again: JPN must take it as the item it holds, not refuse it as another item under
+    the same id (the root over the portions changed with the body's label)."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    officer = kor.people.person("officer")
+    kor.duties.reclassify(officer, "r1", "군사III급비밀", "source declassified", portion="body")
+    deliver(net)
+    kor.exchange.release(officer, "r1", "JPN")
+    outcome = deliver(net)
+    assert [d.state for d in outcome] == ["delivered"], [d.detail for d in outcome]
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert statuses[-1] == "already-held"  # nothing JPN holds changed: nothing stored twice
+    item, payload = jpn.items.read(jpn.people.person("officer"), "r1")
+    assert [p.id for p in item.portions] == ["tearline"]
+    assert [p["payload"] for p in json.loads(payload)["portions"]] == [json.loads(TEARLINE)]
+    assert jpn.store.count_items() == 1

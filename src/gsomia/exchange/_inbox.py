@@ -398,7 +398,7 @@ class Inbox(Equivalences):
         found = self._held_as(originator, item.item_id, accepted)
         held = found is not None
         if found is not None:
-            self._same_item(item, found)
+            self._same_item(item, found, portions)
             ref = found.id
         else:
             ref = item_ref(originator, item.item_id, lambda r: self._taken(r, accepted))
@@ -462,17 +462,24 @@ class Inbox(Equivalences):
             return ref in accepted.taken
         return self.kernel.store.get_item(ref) is not None
 
-    def _same_item(self, item: ItemContent | PortionedContent, held: NewItem | ItemRow) -> None:
+    def _same_item(
+        self, item: ItemContent | PortionedContent, held: NewItem | ItemRow, portions: Sequence[SignedPortion]
+    ) -> None:
         """The originator's item under this id is held here already: only the same signed content is
         "already held"; another item of the same originator under the id is refused with the reason,
         never answered "already held" (which would mark it delivered). Where the payload is gone
         (destroyed, recalled), the instant the originator signed as the item's creation still tells
-        another item apart. (Another originator's item under the same id is another item: stored.)"""
+        another item apart. (Another originator's item under the same id is another item: stored.)
+
+        An item in portions is the same when its signed root is (a hub may send fewer portions), or
+        when what arrives is exactly the portions held here, leaf for leaf, under another root: the
+        originator changed a portion this node does not hold (and was rightly not told), so the
+        root moved while nothing held here did."""
         sealed = (held.label, held.payload)
         portioned = held.portions is not None
-        if isinstance(item, PortionedContent):  # the same signed root (a hub may send fewer portions)
+        if isinstance(item, PortionedContent):
             same = portioned and (
-                self.kernel.items.signed_root(held.id, *sealed) == item
+                self._same_portions(item, held, portions)
                 if held.state == "held"
                 else held.created_us <= epoch_us(item.label.created)
             )
@@ -487,6 +494,15 @@ class Inbox(Equivalences):
                 f"item id {item.item_id} is held here as a different item of "
                 f"{item.label.originator}: not stored"
             )
+
+    def _same_portions(
+        self, item: PortionedContent, held: NewItem | ItemRow, portions: Sequence[SignedPortion]
+    ) -> bool:
+        items = self.kernel.items
+        if items.signed_root(held.id, held.label, held.payload) == item:
+            return True
+        arriving = {p.id: p.leaf for p in portions}
+        return bool(arriving) and items.held_leaves(held.id, held.label, held.payload) == arriving
 
     def _new_item(
         self,

@@ -558,6 +558,13 @@ class Items:
         being stored)."""
         return self._content(item_id, json.loads(self.cipher.open(item_id, label_json, sealed)))
 
+    def held_leaves(self, item_id: str, label_json: str, sealed: bytes) -> dict[str, bytes]:
+        """The leaves of the portions a sealed document holds (a row's, or one being stored), by
+        portion id: what this node holds of the originator's item, whatever root it came under."""
+        document = json.loads(self.cipher.open(item_id, label_json, sealed))
+        content = self._content(item_id, document)
+        return {p.id: p.leaf for p in signed_portions(document["portions"], content, self.catalogue)}
+
     def _content(self, item_id: str, document: Any) -> PortionedContent:
         if not isinstance(document, dict) or not isinstance(document.get("content"), str):
             raise InvalidInputError(f"item {item_id} is not in portions")
