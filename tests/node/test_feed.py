@@ -363,3 +363,16 @@ def test_a_refusal_on_the_feed_reaches_the_security_officer_and_no_analyst(net: 
         assert json.loads(record["data"])["size"] == second.size > first.size
         bad = httpx.get(f"{base}/feed/sse", headers={**analyst, "Last-Event-ID": "1.x"}, timeout=10)
         assert bad.status_code == 422
+        # over the WebSocket: from a tree size (resume with the last head's size), bad sizes refused
+        ws_base = base.replace("http://", "ws://")
+        with connect(
+            f"{ws_base}/feed/ws?type=tree-head&head={first.size - 1}", additional_headers=analyst
+        ) as ws:
+            event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["size"], event["jws"]) == ("tree-head", first.size, first.jws)
+        for query in ("head=-1", "head=1.5", "type=refusal"):
+            with (
+                pytest.raises(Exception, match=r"1008|403|rejected"),
+                connect(f"{ws_base}/feed/ws?{query}", additional_headers=analyst) as ws,
+            ):
+                ws.recv(timeout=10)
