@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from gsomia.api import create_app
 from gsomia.cli import app
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.errors import InvalidInputError
+from gsomia.errors import GsomiaError, InvalidInputError
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 
@@ -215,3 +215,78 @@ def test_a_deeply_nested_identity_file_is_one_line_and_exit_2(tmp_path: Path) ->
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     assert "deep.json" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node, Node, FakeClock]]:
+    """KOR, and JPN as two processes on one store (each its own caches), KOR registered at JPN."""
+    clock = FakeClock()
+    kor = make_node(tmp_path / "kor", "KOR", clock=clock)
+    jpn = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
+    other = Node(jpn.config, clock=clock)
+    try:
+        jpn.exchange.register_peer(None, kor.exchange.identity(), AGREEMENTS)
+        yield kor, jpn, other, clock
+    finally:
+        other.close()
+        jpn.close()
+        kor.close()
+
+
+def _between_read_and_write(
+    node: Node, monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> None:
+    """``meanwhile`` runs (once) after ``node`` read the registered peer and decided, before it writes."""
+    real = node.exchange.fed.put_peer
+    pending = [meanwhile]
+
+    def put_peer(*args: Any, **kwargs: Any) -> Any:
+        while pending:
+            pending.pop()()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(node.exchange.fed, "put_peer", put_peer)
+
+
+def test_a_revocation_in_another_process_survives_a_registration_racing_it(
+    two_processes: tuple[Node, Node, Node, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A security officer revokes KOR's leaked key in one process while an administrator registers
+    KOR's next document (naming that key) in another: the revocation must not be written over."""
+    kor, jpn, other, clock = two_processes
+    kid, _ = kor.ring.signing_key(clock.now)
+    clock.advance(seconds=60)
+    kor.exchange.rotate_keys(None, timedelta(days=1))
+    clock.advance(seconds=60)
+    document = kor.exchange.identity()  # names the old key, signed by it and the new one
+    _between_read_and_write(
+        jpn, monkeypatch, lambda: other.exchange.revoke_peer_key(None, "KOR", kid, clock.now)
+    )
+    # decided again on what is there now: the revoked key vouches for nothing, and KOR's new key
+    # was never registered here (the document is taken, if at all, afresh after an out-of-band check)
+    with pytest.raises(InvalidInputError, match="signed by none of the keys registered for KOR"):
+        jpn.exchange.register_peer(None, document, AGREEMENTS)
+    jpn.kernel.peers.invalidate()
+    held = jpn.exchange.peer("KOR")
+    assert held is not None
+    entry = next(e for e in held.keys if e.kid == kid)
+    assert entry.revoked_at is not None, "the revocation was written over"
+
+
+def test_an_older_document_registered_in_a_race_does_not_replace_a_newer_one(
+    two_processes: tuple[Node, Node, Node, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes each check a document against the same registration; the older one written last
+    would roll the succession back (its replay check passed against what it read)."""
+    kor, jpn, other, clock = two_processes
+    clock.advance(seconds=60)
+    older = kor.exchange.identity()
+    clock.advance(seconds=60)
+    newer = kor.exchange.identity()
+    _between_read_and_write(jpn, monkeypatch, lambda: other.exchange.register_peer(None, newer, AGREEMENTS))
+    with pytest.raises(GsomiaError, match="older document replayed"):
+        jpn.exchange.register_peer(None, older, AGREEMENTS)
+    jpn.kernel.peers.invalidate()
+    held = jpn.exchange.peer("KOR")
+    assert held is not None
+    assert held.issued == clock.now
