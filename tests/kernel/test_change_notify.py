@@ -224,7 +224,11 @@ def test_with_the_listener_dropped_polling_still_brings_a_change_within_a_second
 
 
 def test_a_serving_app_listens_while_it_runs(listening: Listening) -> None:
+    """The app listens from start to end, and its metrics say whether it is listening now."""
     node = listening.kor
+    admin = {"id": "admin", "name": "Admin", "nationality": "KOR", "roles": ["administrator"]}
+    node.people.add_person(None, admin)
+    token = node.credentials.issue(None, "admin")[1]
     app = create_app(node, sender=False)
     assert node.kernel.watch.listener is None
     held: list[ChangeListener] = []
@@ -234,9 +238,17 @@ def test_a_serving_app_listens_while_it_runs(listening: Listening) -> None:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
                 assert (await client.get("/healthz")).status_code == 200
-            listener = node.kernel.watch.listener
-            assert listener is not None
-            held.append(listener)
+                listener = node.kernel.watch.listener
+                assert listener is not None
+                assert listener.connected.wait(30)
+                held.append(listener)
+                scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                assert scraped.status_code == 200
+                assert "gsomia_change_listener_connected 1.0" in scraped.text.splitlines()
+                _terminate(listener.backend_pid or 0)
+                assert _within(10, lambda: not listener.connected.is_set())
+                scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                assert "gsomia_change_listener_connected 0.0" in scraped.text.splitlines()
 
     asyncio.run(serve())
     assert held[0].connected.wait(0) is False  # stopped with the app

@@ -111,7 +111,7 @@ class Node:
         self.audit = AuditLog(self.kernel)
         self.heads = TreeHeads(self.audit, self.exchange)
         self.duties = Duties(self.kernel, self.exchange)
-        self.feed = Feed(self.kernel)
+        self.feed = Feed(self.kernel, self.audit)
         self.metrics = Metrics(self.kernel, self.exchange)
         self.statuses = Statuses(self.kernel)
         # the inbox hands these kinds to the services that own them
