@@ -976,3 +976,36 @@ def test_a_release_after_a_change_to_a_portion_the_holder_lacks_is_still_held(ne
     assert [p.id for p in item.portions] == ["tearline"]
     assert [p["payload"] for p in json.loads(payload)["portions"]] == [json.loads(TEARLINE)]
     assert jpn.store.count_items() == 1
+
+
+def test_a_portion_recalled_while_its_release_is_still_queued_is_dropped_on_arrival(
+    net: dict[str, Any],
+) -> None:
+    """KOR releases the report to the USA and recalls the body before the release has left: the
+    release leaves first and the recall after it (the outbox keeps a peer's order), so the USA stores
+    the report and then drops the body; it never answers not-held."""
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    officer = kor.people.person("officer")
+    kor.exchange.release(officer, "r1", "USA")
+    kor.duties.recall(officer, "r1", "released too soon", portion="body")
+    assert [e.kind for e in kor.exchange.fed.outbox() if e.recipient == "USA"] == ["item", "duty"]
+    deliver(net)
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 2)
+    (applied,) = [json.loads(r.detail)["result"] for r in usa.store.audit(kind="duty.label-change")]
+    assert applied == "applied"
+    status = kor.duties.label_status(officer, "r1")
+    assert status["changes"][0]["applied"] == ["USA"]
+    # another report released to JPN (the tearline alone), its tearline recalled before it left:
+    # JPN stores it withdrawn, its one portion gone
+    report(net, "r2")
+    kor.exchange.release(officer, "r2", "JPN")
+    kor.duties.recall(officer, "r2", "released in error", portion="tearline")
+    deliver(net)
+    jpn = net["nodes"]["JPN"]
+    assert jpn.store.get_item("r2").state == "recalled"  # type: ignore[union-attr]
+    assert [json.loads(r.detail)["result"] for r in jpn.store.audit(kind="duty.label-change")] == [
+        "withdrawn"
+    ]
+    assert kor.duties.label_status(officer, "r2")["changes"][0]["applied"] == ["JPN"]  # acknowledged

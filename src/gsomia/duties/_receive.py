@@ -308,16 +308,27 @@ def _portion_change(
     item re-sealed under the highest label of the portions held, its copies re-derived, queued
     releases re-sealed. A recall: the portion dropped (:func:`_drop_portion`). Acknowledged, naming
     the parties this node sent that portion on to. Refused: a change to a portion never received
-    here, a stale one, one not from the item's path. An item not held here answers ``not-held`` (a
-    portion's change is not kept for later: a release still queued at the originator leaves
-    re-sealed with it, or ahead of the recall)."""
+    here, a stale one, one not from the item's path. An item arriving in the same batch, ahead of the
+    change, takes it before it is written (:func:`_portion_on_arrival`); an item not held here
+    answers ``not-held`` (a portion's change is not kept for later: a release still queued at the
+    originator leaves re-sealed with it, or ahead of the recall)."""
     kernel = duties.kernel
     if change.kind is ChangeKind.RECALL and told.held:
         raise InvalidInputError("a portion's recall names no portion held: the holder drops one")
     row = kernel.store.item_of(change.originator, change.item)  # an item is (originator, id)
+    arriving = accepted.by_origin.get((change.originator, change.item)) if row is None else None
     copies = 0
     onward: dict[str, set[str]] = {}
-    if row is None:
+    if arriving is not None:  # the item arrived in this very batch, ahead of the change
+        _check_path(opened.sender, change, arriving.originator, arriving.received_from)
+        upstream = arriving.received_from or opened.sender
+        status = _portion_on_arrival(duties, change, told.portion, arriving.id, now, accepted)
+        for entry in accepted.outbox:  # passed on by this very batch (a hub)
+            carried = set(json.loads(entry.request or "{}").get("portions") or ())
+            if entry.kind == "item" and entry.item_id == arriving.id and told.portion in carried:
+                for party in (entry.recipient, entry.final_recipient):
+                    onward.setdefault(party, set()).update(carried)
+    elif row is None:
         status, upstream = "not-held", opened.sender
     else:
         _check_path(opened.sender, change, row.originator, row.received_from)
@@ -497,6 +508,71 @@ def _drop_portion(
     relabel, after = duties._resealed(row, sealed, change.version, now)
     resealed, _ = duties._pending_releases(after, row.id, now)
     return "applied", len(gone), [relabel, *(duties.db.withdraw(i, "recalled") for i in gone), *resealed]
+
+
+def _portion_on_arrival(
+    duties: Duties, change: LabelChange, portion: str, ref: str, now: datetime, accepted: Batch
+) -> str:
+    """A portion's change for an item stored by the same batch (``ref``: its reference here), the
+    item's release having left the originator before the change (the outbox keeps a peer's order).
+    A recall drops the portion from the item before it is written (the last portion held: the item
+    is stored withdrawn, and a hub passes none of it on); a reclassification the item already
+    carries (a queued release leaves re-sealed with the new root) is already applied."""
+    kernel = duties.kernel
+    index = next(i for i, n in enumerate(accepted.items) if n.id == ref)
+    arriving = accepted.items[index]
+    _check_version(change, arriving.label_version)
+    if arriving.portions is None:
+        raise InvalidInputError(
+            f"item {change.item} here is signed whole: no change to a portion {portion} applies"
+        )
+    marks = kernel.items.marks(arriving.portions)
+    if portion not in {m.id for m in marks}:
+        raise InvalidInputError(f"portion {portion} of item {change.item} was never received here")
+    if change.version == arriving.label_version:
+        return "already-applied"
+    if change.kind is not ChangeKind.RECALL:
+        return "not-held"  # a newer root than the one arriving: the release re-sealed it, or will
+    if len(marks) == 1:
+        accepted.items[index] = replace(
+            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
+        )
+        accepted.outbox[:] = [
+            replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
+            if e.kind == "item" and e.item_id == ref
+            else e
+            for e in accepted.outbox
+        ]
+        return "withdrawn"
+    if arriving.origin_jws is None:
+        raise InvalidInputError(f"item {change.item} carries no signed root of its originator")
+    content, held = kernel.items.signed_sealed(arriving.id, arriving.label, arriving.payload)
+    sealed = kernel.items.seal_portions(
+        content,
+        [p for p in held if p.id != portion],
+        origin=kernel.cipher.open(arriving.id, arriving.label, arriving.origin_jws).decode(),
+        now=now,
+        by=arriving.ingested_by,
+        received_from=arriving.received_from,
+        agreement=arriving.agreement,
+        prefer={
+            m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
+            for m in marks
+        },
+        ref=arriving.id,
+    )
+    accepted.items[index] = replace(
+        arriving,
+        label=sealed.label,
+        classification=sealed.classification,
+        topics=sealed.topics,
+        payload=sealed.payload,
+        payload_size=sealed.payload_size,
+        origin_jws=sealed.origin_jws,
+        portions=sealed.portions,
+        label_version=change.version,
+    )
+    return "applied"
 
 
 def _may_hold(duties: Duties, derived_id: str, portion: str) -> bool:

@@ -549,8 +549,14 @@ class Items:
     def signed(self, row: ItemRow) -> tuple[PortionedContent, tuple[SignedPortion, ...]]:
         """The originator's signed item in portions and the portions held, from the sealed document
         (each portion checked against the root again)."""
-        document = json.loads(self.payload(row))
-        content = self._content(row.id, document)
+        return self.signed_sealed(row.id, row.label, row.payload)
+
+    def signed_sealed(
+        self, item_id: str, label_json: str, sealed: bytes
+    ) -> tuple[PortionedContent, tuple[SignedPortion, ...]]:
+        """:meth:`signed` of a sealed document not stored yet (an item arriving in a batch)."""
+        document = json.loads(self.cipher.open(item_id, label_json, sealed))
+        content = self._content(item_id, document)
         return content, signed_portions(document["portions"], content, self.catalogue)
 
     def signed_root(self, item_id: str, label_json: str, sealed: bytes) -> PortionedContent:
