@@ -145,8 +145,8 @@ def serve(
 def serve_all(
     starts: Sequence[tuple[network.NetNode, bool]], *, nats: bool = False
 ) -> list[subprocess.Popen[bytes]]:
-    """Several ``node serve`` processes, each (member on its port, sender), started at once and
-    waited for together: on a loaded machine each takes tens of seconds to start, which one after
+    """Several ``node serve`` processes over plain HTTP, each (member on its port, sender), started
+    at once and waited for together: on a loaded machine each takes tens of seconds to start, which one after
     another would add up. If one does not start, none is left running."""
     started: list[subprocess.Popen[bytes]] = []
     try:
