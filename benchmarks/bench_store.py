@@ -2,8 +2,9 @@
 
 What is measured
 ----------------
-For each backend a fresh JPN node is made with ``gsomia.testing.make_node`` (a fake
-clock, a fresh node key): SQLite in a temporary directory (deleted at the end), and
+One fresh JPN node (a fake clock, a fresh node key and key ring, the same on both
+backends: one node's store kept on each) is made on each backend with ``init_node_dir``:
+SQLite in a temporary directory (deleted at the end), and
 PostgreSQL at 127.0.0.1:5432, database ``test``, in a throw-away schema made for the
 run and dropped at the end (``?options=-csearch_path%3D<schema>``, as the test suite
 does). If PostgreSQL does not answer, that is printed and the run goes on with SQLite.
@@ -17,13 +18,15 @@ instants from 2017 to 2024;
 payloads of a few hundred bytes of JSON (a report with a track of positions).
 
 1. Ingest. The store holds N items at the end (``--items``, default 1,000,000). To keep
-   a full run on both backends within about 15 minutes on a 2-core machine, the bulk of
+   a full run on both backends within about 8 minutes on a 2-core machine, the bulk of
    it (N minus two samples) is bulk-loaded with ``Store.insert_items`` in batches of
    10,000, items and topics only (no inventory or audit rows), from rows built by the
    service's own row builder (``Node._prepare``: label validation, the JPN alternative
    label, the origin signature on JPN items, AES-GCM sealing), so those rows are what
-   ingest stores. Then, with
-   the store nearly full, two samples (50,000 items each at N = 1,000,000; N/10 for
+   ingest stores. The rows are built once, by worker processes (one a core, each on a
+   handle of its own on the node, as a second process of the node has), and the same rows
+   go into both stores (which is why the two hold one node's keys). Then, with
+   the store nearly full, two samples (20,000 items each at N = 1,000,000; N/10 for
    smaller runs) are timed in batches of 1,000, one transaction per batch:
 
    * service: ``Node.items.ingest_many(None, batch)`` (the operator's feed): label validation
@@ -91,12 +94,14 @@ import math
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -105,23 +110,26 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from _bulk import rows_in_workers, workers
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _postgres import POSTGRES_URL, postgres_absent, postgres_schema
 from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
-from gsomia.node import Item, NewIngest, Node
+from gsomia.crypto.keys import KeyRing
+from gsomia.node import Item, NewIngest, Node, init_node_dir
+from gsomia.node._config import KEY_FILE, KEYRING_FILE
 from gsomia.node._items import _encode_cursor
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem
 from gsomia.store import _tables as t
-from gsomia.testing import FakeClock, make_node
+from gsomia.testing import FakeClock
 
 SEED = 20161123
 DEFAULT_ITEMS = 1_000_000
 PAGE = 1000
 INGEST_BATCH = 1000
 BULK_BATCH = 10_000
-MAX_SAMPLE = 50_000
+MAX_SAMPLE = 20_000
 MIN_ITEMS = 20_000
 MIN_FETCHES = 10
 MAX_FETCHES = 50
@@ -143,6 +151,7 @@ FILTERS: dict[str, ItemFilter] = {
 POSITIONS = ("start", "middle", "end")
 START = datetime(2017, 1, 1, tzinfo=UTC)
 SPAN_S = 8 * 365 * 86_400
+CLOCK_START = datetime(2024, 6, 1, tzinfo=UTC)
 
 Inventory = tuple[str, int, str, str | None, str | None, str]
 # The columns Store.list_items reads for a page (no payload, no signed original).
@@ -403,28 +412,44 @@ def settle(node: Node) -> float:
     return elapsed
 
 
-def load(node: Node, clock: FakeClock, rng: random.Random, count: int) -> dict[str, float]:
-    """Bulk-load ``count`` items with ``Store.insert_items`` (items and topics only)."""
-    prepare_s = insert_s = 0.0
+def _bulk_rows(node: Node, batch: int, size: int) -> list[NewItem]:
+    """Batch ``batch`` of the bulk load: ``size`` items (their own fixed seed), built by the service's
+    row builder at the instant the batch is stored."""
+    rng = random.Random(SEED * 1_000_003 + batch)
+    now = CLOCK_START + timedelta(seconds=batch)
+    first = batch * BULK_BATCH
+    return [node.items._prepare(None, "operator", make_ingest(rng, first + k), now)[0] for k in range(size)]
+
+
+def load(nodes: dict[str, Node], directory: Path, count: int) -> dict[str, dict[str, float]]:
+    """Bulk-load ``count`` items into every node (items and topics only, ``Store.insert_items`` in
+    batches of ``BULK_BATCH``, one transaction each): the rows are built once, by worker processes
+    (one a core) on a handle of their own on the first node, and the same rows go to every store."""
+    batches = [min(BULK_BATCH, count - done) for done in range(0, count, BULK_BATCH)]
+    insert_s = dict.fromkeys(nodes, 0.0)
+    began = time.perf_counter()
     done = 0
-    while done < count:
-        size = min(BULK_BATCH, count - done)
-        start = time.perf_counter()
-        rows, _, _ = prebuilt(node, [make_ingest(rng, done + k) for k in range(size)])
-        prepare_s += time.perf_counter() - start
-        start = time.perf_counter()
-        node.store.insert_items(rows)
-        insert_s += time.perf_counter() - start
-        done += size
-        clock.advance(seconds=1)
+    for rows in rows_in_workers(directory, CLOCK_START, batches, _bulk_rows):
+        for name, node in nodes.items():
+            start = time.perf_counter()
+            node.store.insert_items(rows)
+            insert_s[name] += time.perf_counter() - start
+        done += len(rows)
         if done % 100_000 < BULK_BATCH:
             progress(f"  bulk-loaded {done:,} of {count:,}")
+    wall_s = time.perf_counter() - began
+    for node in nodes.values():
+        node.clock.advance(seconds=len(batches))  # type: ignore[attr-defined]
     return {
-        "items": count,
-        "batch": BULK_BATCH,
-        "prepare_s": round(prepare_s, 2),
-        "insert_s": round(insert_s, 2),
-        "insert_per_s": round(count / insert_s, 1),
+        name: {
+            "items": count,
+            "batch": BULK_BATCH,
+            "wall_s": round(wall_s, 2),
+            "insert_s": round(insert_s[name], 2),
+            "insert_per_s": round(count / insert_s[name], 1) if insert_s[name] else 0.0,
+            "workers": workers(),
+        }
+        for name in nodes
     }
 
 
@@ -482,21 +507,46 @@ class Mismatch(Exception):
     pass
 
 
-def measure_backend(name: str, url: str | None, items: int, directory: Path) -> dict[str, Any]:
-    clock = FakeClock(datetime(2024, 6, 1, tzinfo=UTC))
-    node = make_node(directory / f"jpn-{name}", "JPN", database_url=url, clock=clock)
+def open_nodes(backends: dict[str, str | None], directory: Path) -> dict[str, Node]:
+    """The same JPN node (one signing and encryption key ring, one payload key) on each backend, so
+    that a row built once is what ingest would have stored in each."""
+    ring = directory / "jpn-keys.json"
+    KeyRing.create(ring, "JPN", "jpn-node", CLOCK_START - timedelta(days=1))
+    nodes: dict[str, Node] = {}
+    key: bytes | None = None
     try:
-        return _measure(name, node, clock, items)
-    finally:
-        node.close()
+        for name, url in backends.items():
+            home = directory / f"jpn-{name}"
+            config = init_node_dir(home, "JPN", url)
+            if key is None:
+                key = (home / KEY_FILE).read_bytes()
+            else:
+                (home / KEY_FILE).write_bytes(key)
+            shutil.copyfile(ring, home / KEYRING_FILE)  # imported into the store on first open
+            (home / KEYRING_FILE).chmod(0o600)
+            nodes[name] = Node(config, clock=FakeClock(CLOCK_START))
+    except BaseException:
+        for node in nodes.values():
+            node.close()
+        raise
+    return nodes
 
 
-def _measure(name: str, node: Node, clock: FakeClock, items: int) -> dict[str, Any]:
-    rng = random.Random(SEED)
+def measure(nodes: dict[str, Node], directory: Path, items: int) -> list[dict[str, Any]]:
     sample = min(MAX_SAMPLE, items // 10 // INGEST_BATCH * INGEST_BATCH)
     bulk = items - 2 * sample
-    progress(f"{name}: {server_version(node)}; bulk-loading {bulk:,} items in batches of {BULK_BATCH:,}")
-    bulk_figures = load(node, clock, rng, bulk)
+    for name, node in nodes.items():
+        progress(f"{name}: {server_version(node)}")
+    progress(f"bulk-loading {bulk:,} items into {', '.join(nodes)} in batches of {BULK_BATCH:,}")
+    loaded = load(nodes, directory / f"jpn-{next(iter(nodes))}", bulk)
+    return [_measure(name, node, node.clock, items, sample, loaded[name]) for name, node in nodes.items()]  # type: ignore[arg-type]
+
+
+def _measure(
+    name: str, node: Node, clock: FakeClock, items: int, sample: int, bulk_figures: dict[str, float]
+) -> dict[str, Any]:
+    rng = random.Random(SEED)
+    bulk = items - 2 * sample
     settled_s = {"after bulk load": settle(node)}
     progress(f"{name}: store alone, {sample:,} items in batches of {INGEST_BATCH:,}")
     store_rate = ingest_store(node, clock, rng, bulk, sample)
@@ -635,9 +685,11 @@ def print_report(
         print()
         print(
             f"{result['backend']} ({result['server']}): {bulk['items']:,} items bulk-loaded with "
-            f"Store.insert_items in batches of {bulk['batch']:,} (items and topics only, rows built by the "
-            f"service's row builder) at {bulk['insert_per_s']:,.0f} items/s; then {result['sample']:,} "
-            f"timed through the store alone and {result['sample']:,} through Node.ingest_many"
+            f"Store.insert_items in batches of {bulk['batch']:,} (items and topics only, rows built once "
+            f"for every backend by the service's row builder in {bulk['workers']} worker processes) at "
+            f"{bulk['insert_per_s']:,.0f} items/s of insert time ({bulk['wall_s']:,.0f} s the whole load); "
+            f"then {result['sample']:,} timed through the store alone and {result['sample']:,} through "
+            "Node.ingest_many"
         )
         settled = ", ".join(f"{k} {v:,.1f} s" for k, v in result["settle_s"].items())
         print(f"  checkpoint and sync (untimed): {settled}")
@@ -690,9 +742,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     absent: str | None = None
     results: list[dict[str, Any]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="gsomia-bench-store-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="gsomia-bench-store-") as tmp, ExitStack() as stack:
+            backends: dict[str, str | None] = {}
             if args.backend in ("sqlite", "both"):
-                results.append(measure_backend("sqlite", None, args.items, Path(tmp)))
+                backends["sqlite"] = None
             if args.backend in ("postgresql", "both"):
                 absent = postgres_absent()
                 if absent is not None:
@@ -701,8 +754,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                 else:
-                    with postgres_schema("bench_", progress) as url:
-                        results.append(measure_backend("postgresql", url, args.items, Path(tmp)))
+                    backends["postgresql"] = stack.enter_context(postgres_schema("bench_", progress))
+            if backends:
+                nodes = open_nodes(backends, Path(tmp))
+                for node in nodes.values():
+                    stack.callback(node.close)
+                results = measure(nodes, Path(tmp), args.items)
     except Mismatch as exc:
         print(f"keyset and OFFSET disagree: {exc}", file=sys.stderr)
         if args.json:

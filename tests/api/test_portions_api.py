@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import jpn_label
+from tests.node_fixtures import add, jpn_label
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
@@ -145,3 +145,32 @@ def test_an_item_in_portions_has_no_binding_data_object(jpn_node: Node, report: 
     response = _call(jpn_node, "GET", "/items/rep-1/binding?format=json", report["sato"])
     assert response.status_code == 422
     assert "in portions" in response.json()["detail"]
+
+
+def test_the_originator_recalls_one_portion_over_the_api(jpn_node: Node, report: dict[str, str]) -> None:
+    """`portion` on the recall: the label's next version here (nothing was released, so no holder is
+    told), the item kept whole at the originator; an unknown portion is 404, a malformed one 422, and
+    an analyst (no release or security officer role) is refused."""
+    add(jpn_node, "kato", "JPN", "極秘", ["dprk-missile"], ["release_officer"])
+    officer = jpn_node.credentials.issue(None, "kato")[1]
+    done = _call(
+        jpn_node, "POST", "/items/rep-1/recall", officer, json={"reason": "burned", "portion": "body"}
+    )
+    assert done.status_code == 202, done.text
+    assert (done.json()["version"], done.json()["kind"]) == (2, "recall")
+    read = _call(jpn_node, "GET", "/items/rep-1", report["tanaka"]).json()
+    assert [p["id"] for p in read["payload"]["portions"]] == ["body", "tearline"]
+    unknown = _call(
+        jpn_node, "POST", "/items/rep-1/recall", officer, json={"reason": "x", "portion": "nobody"}
+    )
+    assert unknown.status_code == 404
+    malformed = _call(
+        jpn_node, "POST", "/items/rep-1/recall", officer, json={"reason": "x", "portion": "../b"}
+    )
+    assert malformed.status_code == 422
+    analyst = _call(
+        jpn_node, "POST", "/items/rep-1/recall", report["tanaka"], json={"reason": "x", "portion": "body"}
+    )
+    assert analyst.status_code == 403
+    assert [r.outcome for r in jpn_node.store.audit(kind="item.recall-portion")] == ["allowed", "refused"]
+    assert [r.actor for r in jpn_node.store.audit(kind="authz.item.recall-portion")] == ["tanaka"]

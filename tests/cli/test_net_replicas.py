@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import POSTGRES_URL, network_schemas
+from tests.conftest import POSTGRES_URL, network_schemas, require_postgres
+from tests.reliability.processes import NATS, require_haproxy, require_nats
 
 from gsomia.demo.network import PARTIES, trust
 
@@ -37,21 +36,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _require(available: bool, what: str) -> None:
-    if not available:
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{what} is required (GSOMIA_REQUIRE_SERVICES=1) but absent")
-        pytest.skip(f"{what} absent")
-
-
-def _nats_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 4222), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 def _logged_ids(path: Path) -> set[str]:
     ids = set()
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -61,13 +45,13 @@ def _logged_ids(path: Path) -> set[str]:
 
 
 def test_two_processes_per_node_behind_haproxy(tmp_path: Path, postgres_status: str | None) -> None:
-    _require(postgres_status is None, "PostgreSQL")
-    _require(shutil.which("haproxy") is not None, "HAProxy (apt-get install haproxy)")
-    _require(_nats_up(), "NATS on 127.0.0.1:4222")
+    require_postgres(postgres_status)
+    require_haproxy()
+    require_nats()
     directory = tmp_path / "net"
     with network_schemas(directory):  # net up finds them made; dropped whatever happens
         up = _cli("net", "up", "--dir", str(directory), "--database-url", POSTGRES_URL,
-                  "--nats", "nats://127.0.0.1:4222", "--replicas", "2", "--json")  # fmt: skip
+                  "--nats", NATS, "--replicas", "2", "--json")  # fmt: skip
         running: list[dict[str, Any]] = []
         try:
             assert up.returncode == 0, up.stdout + up.stderr

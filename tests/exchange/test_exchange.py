@@ -212,6 +212,26 @@ def test_the_same_envelope_twice_is_acknowledged_not_stored_twice(net: Net) -> N
     assert len(net.audit("JPN", "envelope.duplicate")) == 2
 
 
+def test_a_message_id_of_another_sender_gets_neither_its_receipt_nor_a_store(net: Net) -> None:
+    """USA, a registered partner of JPN, reuses the message id of KOR's delivered envelope (seen
+    on the wire, or guessed) in an envelope of its own: JPN must not hand it the receipt it signed
+    for KOR (which names KOR's item) nor treat USA's message as already done."""
+    own_item(net, "KOR", "k-own")
+    entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "k-own", "JPN")
+    (first,) = net.inbox("JPN", [entry.envelope])
+    assert first["status"] == "stored"
+    usa = net.nodes["USA"]
+    body = {"kind": "item", "note": "anything"}
+    forged = seal(usa.ring, peer(net, "USA", "JPN"), body, msg_id=entry.msg_id, at=net.clock.now, ttl=HOUR)
+    (answer,) = net.inbox("JPN", [forged])
+    assert answer == {"status": "refused", "reason": "envelope refused", "receipt": None}
+    refused = [r for r in net.nodes["JPN"].store.audit(kind="envelope.refused") if r.actor == "USA"]
+    assert [json.loads(r.detail)["reason"] for r in refused] == ["message id of another sender"]
+    # KOR's own resend is still answered with its first receipt
+    (again,) = net.inbox("JPN", [entry.envelope])
+    assert (again["status"], again["receipt"]) == ("duplicate", first["receipt"])
+
+
 @pytest.mark.parametrize(
     "case", ["garbage", "wrong-format", "tampered", "wrong-recipient", "expired", "unknown-sender"]
 )

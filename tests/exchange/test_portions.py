@@ -815,3 +815,200 @@ def _push(net: dict[str, Any], sender: Node, to: str, body: dict[str, Any], msg_
     envelope = seal(sender.ring, peer, body, msg_id=msg_id, at=net["clock"](), ttl=HOUR)
     (answer,) = net["transport"].push(peer, [envelope])
     return dict(answer)
+
+
+def _recall_message(
+    net: dict[str, Any], *, signer: Node, holder: str, portion: str, version: int
+) -> dict[str, Any]:
+    """A recall of ``portion`` of KOR's r1, addressed to ``holder``, signed by ``signer``'s node key."""
+    from gsomia.core.recall import ChangeKind, LabelChange
+    from gsomia.crypto.envelope import sign_origin
+    from gsomia.duties._messages import PortionChange, change_content
+
+    now = net["clock"]()
+    change = LabelChange("r1", "KOR", version, ChangeKind.RECALL, None, "withdrawn", now)
+    jws = sign_origin(signer.ring, change_content(change, None, holder, PortionChange(portion, ())), now)
+    return {"kind": "duty", "to": holder, "duty": jws}
+
+
+def test_the_originator_recalls_the_body_and_its_holder_keeps_the_tearline(net: dict[str, Any]) -> None:
+    """KOR recalls the body alone: only the USA holds it, so only the USA is told; the USA drops it
+    and keeps the tearline, still proved by KOR's root, under the tearline's banner; a copy the USA
+    made of both portions goes, one made by a reader who saw the tearline alone stays. Audited at
+    both ends; JPN is told nothing. A later change to the tearline still reaches the USA, naming
+    only what it now holds."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    officer = usa.people.person("officer")
+    usa.duties.derive(officer, "copy", ["r1"], item_id="usa-both")
+    usa.duties.derive(junior(usa, "CONFIDENTIAL"), "copy", ["r1"], item_id="usa-tearline")
+    change = kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
+    assert change.version == 2
+    messages = [e for e in kor.exchange.fed.outbox() if e.kind == "duty"]
+    assert [e.final_recipient for e in messages] == ["USA"]
+    (recorded,) = [json.loads(r.detail) for r in kor.store.audit(kind="item.recall-portion")]
+    assert (recorded["portion"], recorded["holders"]) == ("body", ["USA"])
+    deliver(net)
+    item, payload = usa.items.read(officer, "r1")
+    assert [(m.id, m.label.classification) for m in item.portions] == [("tearline", "군사III급비밀")]
+    assert item.label.classification == "군사III급비밀"  # the banner of what is left
+    assert item.label_version == 2
+    assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
+    assert BODY.decode() not in payload.decode()
+    row = usa.store.get_item("r1")
+    assert row is not None
+    content, held = usa.kernel.items.signed(row)  # the rest still checks against KOR's root
+    assert (content.label_version, [p.id for p in held]) == (1, ["tearline"])
+    assert usa.store.get_item("usa-both").state == "recalled"  # type: ignore[union-attr]
+    assert usa.store.get_item("usa-tearline").state == "held"  # type: ignore[union-attr]
+    (applied,) = [json.loads(r.detail) for r in usa.store.audit(kind="duty.label-change")]
+    assert applied["result"] == "applied"
+    status = kor.duties.label_status(kor.people.person("officer"), "r1")
+    assert status["changes"][0]["applied"] == ["USA"]
+    mine, _ = kor.items.read(kor.people.person("officer"), "r1")  # the originator keeps its item whole
+    assert [m.id for m in mine.portions] == ["body", "tearline"]
+    assert jpn.store.audit(kind="duty.label-change") == []
+    assert jpn.store.get_item("r1").label_version == 1  # type: ignore[union-attr]
+    # as after a recall of the whole, no release until the originator reclassifies
+    with pytest.raises(InvalidInputError, match="portion body of item r1 was recalled"):
+        kor.exchange.release(kor.people.person("officer"), "r1", "USA")
+    # the tearline reclassified later: the USA is told of the tearline alone, and applies it
+    kor.duties.reclassify(kor.people.person("officer"), "r1", "군사II급비밀", "up", portion="tearline")
+    deliver(net)
+    item, _ = usa.items.read(officer, "r1")
+    assert [(m.id, m.label.classification) for m in item.portions] == [("tearline", "군사II급비밀")]
+    assert item.label_version == 3
+    changes = kor.duties.label_status(kor.people.person("officer"), "r1")["changes"]
+    assert next(c for c in changes if c["version"] == 3)["applied"] == ["JPN", "USA"]
+
+
+def test_the_last_portion_a_holder_holds_recalled_withdraws_the_item_there(net: dict[str, Any]) -> None:
+    """JPN holds the tearline alone: its recall withdraws JPN's item; the USA keeps the body."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    kor.duties.recall(kor.people.person("officer"), "r1", "released in error", portion="tearline")
+    deliver(net)
+    assert jpn.store.get_item("r1").state == "recalled"  # type: ignore[union-attr]
+    with pytest.raises(ItemGoneError):
+        jpn.items.read(jpn.people.person("officer"), "r1")
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert [m.id for m in item.portions] == ["body"]
+    results = sorted(
+        json.loads(r.detail)["result"] for p in (jpn, usa) for r in p.store.audit(kind="duty.label-change")
+    )
+    assert results == ["applied", "withdrawn"]
+
+
+def test_a_portion_recall_not_from_the_originator_or_replayed_is_refused(net: dict[str, Any]) -> None:
+    """The USA (a holder, not the originator) cannot recall KOR's tearline: refused and audited at
+    the USA; a recall it signs and sends JPN as if it were KOR's is refused and audited at JPN, which
+    keeps its tearline. KOR's own recall of the body, replayed to the USA in a fresh envelope after
+    a newer change, is refused as stale; the same envelope again changes nothing."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    with pytest.raises(InvalidInputError, match="only the originator KOR"):
+        usa.duties.recall(usa.people.person("officer"), "r1", "ours now", portion="tearline")
+    assert [r.outcome for r in usa.store.audit(kind="item.recall-portion")] == ["refused"]
+    forged = _recall_message(net, signer=usa, holder="JPN", portion="tearline", version=2)
+    assert _push(net, usa, "JPN", forged, "forged-recall")["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in jpn.store.audit(kind="envelope.refused")])
+    assert "a label change signed by USA speaks for KOR" in refused
+    assert jpn.store.get_item("r1").state == "held"  # type: ignore[union-attr]
+    # a recall KOR signs, addressed to JPN but for a portion JPN never received: refused
+    body_to_jpn = _recall_message(net, signer=kor, holder="JPN", portion="body", version=2)
+    assert _push(net, kor, "JPN", body_to_jpn, "never-received")["status"] == "refused"
+    item, _ = jpn.items.read(jpn.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 1)
+    # KOR's genuine recall of the body, captured on its way to the USA
+    kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
+    (v2,) = [e for e in kor.exchange.fed.outbox() if e.kind == "duty" and e.final_recipient == "USA"]
+    captured = open_envelope(usa.ring, v2.envelope, usa.exchange.peer, net["clock"]()).body
+    deliver(net)
+    (answer,) = net["transport"].push(kor.exchange.peer("USA"), [v2.envelope])
+    assert answer["status"] != "recorded"  # the very envelope again: not applied twice
+    kor.duties.reclassify(kor.people.person("officer"), "r1", "군사II급비밀", "up", portion="tearline")
+    deliver(net)
+    assert _push(net, kor, "USA", captured, "replayed-recall")["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in usa.store.audit(kind="envelope.refused")])
+    assert "stale label change" in refused
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 3)
+
+
+def test_a_copy_of_the_tearline_follows_the_tearlines_label_not_the_reports(net: dict[str, Any]) -> None:
+    """A KOR reader cleared for 군사III급비밀 copies the report: the copy holds the tearline alone,
+    marked as the tearline. KOR downgrades the tearline to 대외비: the copy follows the tearline (a
+    copy re-derived from the whole report would have been raised to the body's 군사II급비밀, a
+    portion it does not hold, and its maker could no longer read it); a copy of both portions stays
+    at the body's level."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    officer = kor.people.person("officer")
+    maker = junior(kor, "군사III급비밀")
+    kor.duties.derive(maker, "copy", ["r1"], item_id="c-tearline")
+    kor.duties.derive(officer, "copy", ["r1"], item_id="c-both")
+    assert kor.items.read(maker, "c-tearline")[0].label.classification == "군사III급비밀"
+    kor.duties.reclassify(officer, "r1", "대외비", "the launch is public now", portion="tearline")
+    copy, payload = kor.items.read(maker, "c-tearline")
+    assert copy.label.classification == "대외비"
+    assert copy.label_version == 2  # re-sealed under the tearline's new label
+    assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
+    both, _ = kor.items.read(officer, "c-both")
+    assert both.label.classification == "군사II급비밀"
+    # the body raised to 군사I급비밀: the copy of the tearline alone is not touched by its level
+    kor.duties.reclassify(officer, "r1", "군사I급비밀", "a new source", portion="body")
+    assert kor.items.read(maker, "c-tearline")[0].label.classification == "대외비"
+    assert kor.items.read(officer, "c-both")[0].label.classification == "군사I급비밀"
+
+
+def test_a_release_after_a_change_to_a_portion_the_holder_lacks_is_still_held(net: dict[str, Any]) -> None:
+    """KOR downgrades the body (JPN holds only the tearline, and is told nothing), then releases the
+    report to JPN again: JPN must take it as the item it holds, not refuse it as another item under
+    the same id (the root over the portions changed with the body's label)."""
+    _released_to_jpn_and_usa(net)
+    kor, jpn = net["nodes"]["KOR"], net["nodes"]["JPN"]
+    officer = kor.people.person("officer")
+    kor.duties.reclassify(officer, "r1", "군사III급비밀", "source declassified", portion="body")
+    deliver(net)
+    kor.exchange.release(officer, "r1", "JPN")
+    outcome = deliver(net)
+    assert [d.state for d in outcome] == ["delivered"], [d.detail for d in outcome]
+    statuses = [json.loads(r.detail)["status"] for r in jpn.store.audit(kind="envelope.received")]
+    assert statuses[-1] == "already-held"  # nothing JPN holds changed: nothing stored twice
+    item, payload = jpn.items.read(jpn.people.person("officer"), "r1")
+    assert [p.id for p in item.portions] == ["tearline"]
+    assert [p["payload"] for p in json.loads(payload)["portions"]] == [json.loads(TEARLINE)]
+    assert jpn.store.count_items() == 1
+
+
+def test_a_portion_recalled_while_its_release_is_still_queued_is_dropped_on_arrival(
+    net: dict[str, Any],
+) -> None:
+    """KOR releases the report to the USA and recalls the body before the release has left: the
+    release leaves first and the recall after it (the outbox keeps a peer's order), so the USA stores
+    the report and then drops the body; it never answers not-held."""
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    officer = kor.people.person("officer")
+    kor.exchange.release(officer, "r1", "USA")
+    kor.duties.recall(officer, "r1", "released too soon", portion="body")
+    assert [e.kind for e in kor.exchange.fed.outbox() if e.recipient == "USA"] == ["item", "duty"]
+    deliver(net)
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 2)
+    (applied,) = [json.loads(r.detail)["result"] for r in usa.store.audit(kind="duty.label-change")]
+    assert applied == "applied"
+    status = kor.duties.label_status(officer, "r1")
+    assert status["changes"][0]["applied"] == ["USA"]
+    # another report released to JPN (the tearline alone), its tearline recalled before it left:
+    # JPN stores it withdrawn, its one portion gone
+    report(net, "r2")
+    kor.exchange.release(officer, "r2", "JPN")
+    kor.duties.recall(officer, "r2", "released in error", portion="tearline")
+    deliver(net)
+    jpn = net["nodes"]["JPN"]
+    assert jpn.store.get_item("r2").state == "recalled"  # type: ignore[union-attr]
+    assert [json.loads(r.detail)["result"] for r in jpn.store.audit(kind="duty.label-change")] == [
+        "withdrawn"
+    ]
+    assert kor.duties.label_status(officer, "r2")["changes"][0]["applied"] == ["JPN"]  # acknowledged

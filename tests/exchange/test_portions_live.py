@@ -2,7 +2,8 @@
 the USA only and whose tearline is 군사III급비밀 for JPN and the USA, served by ``gsomia node serve``
 processes that talk over HTTP. Two officers release the body to the USA (the approval names the
 portions it releases); KOR reclassifies the tearline and both holders follow; the USA destroys the
-body alone and KOR gets the signed record; JPN, not the originator, cannot change a portion."""
+body alone and KOR gets the signed record; JPN, not the originator, cannot change a portion. KOR
+recalls the body of a second report: the USA drops it and keeps the tearline; JPN cannot recall."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.security._live import Processes, post, tokens, until
+from tests.security._live import Processes, audit, post, tokens, until
 
 from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
@@ -154,3 +155,66 @@ def test_approval_reclassification_and_destruction_of_portions_cross_node_proces
         "KOR holds the USA's record of the body's destruction",
     )
     assert (records[0]["holder"], records[0]["method"]) == ("USA", "crypto-erase")
+
+
+def _marks_of(member: NetNode, item: str) -> list[tuple[str, str]]:
+    answer = _get(member, f"/items/{item}")
+    if answer.status_code != 200:
+        return []
+    return [(p["id"], p["label"]["classification"]) for p in answer.json()["portions"]]
+
+
+def test_a_portion_recall_crosses_node_processes(network: dict[str, NetNode]) -> None:
+    """KOR recalls the body of a second report: the USA, holding both portions, drops the body and
+    keeps the tearline, audited at both ends; only the USA was addressed (JPN holds the tearline
+    alone and keeps it); JPN, not the originator, cannot recall a portion of KOR's report (refused
+    and audited at JPN)."""
+    kor, jpn, usa = network["KOR"], network["JPN"], network["USA"]
+    report = {
+        "id": "r2",
+        "portions": [
+            {"id": "body", "label": _label("군사II급비밀", ["USA"]), "payload": {"source": "USA only"}},
+            {
+                "id": "tearline",
+                "label": _label("군사III급비밀", ["JPN", "USA"]),
+                "payload": {"launch": "06:40"},
+            },
+        ],
+    }
+    assert post(kor, "/items", report).status_code == 201
+    asked = post(kor, "/items/r2/release-requests", {"recipient": "USA"})
+    assert asked.status_code == 201, asked.text
+    assert post(kor, f"/release-requests/{asked.json()['id']}/approve", {}, who="officer2").status_code == 202
+    assert post(kor, "/items/r2/release", {"recipient": "JPN"}).status_code == 202
+    until(
+        lambda: _marks_of(usa, "r2") == [("body", "군사II급비밀"), ("tearline", "군사III급비밀")],
+        "USA holds r2",
+    )
+    until(lambda: _marks_of(jpn, "r2") == [("tearline", "군사III급비밀")], "JPN holds r2's tearline")
+
+    refused = post(jpn, "/items/r2/recall", {"reason": "ours now", "portion": "tearline"})
+    assert refused.status_code == 422, refused.text
+    assert "only the originator" in refused.json()["detail"]
+    assert [(r["subject"], r["outcome"]) for r in audit(jpn, "item.recall-portion")] == [("r2", "refused")]
+
+    recalled = post(kor, "/items/r2/recall", {"reason": "the source is burned", "portion": "body"})
+    assert recalled.status_code == 202, recalled.text
+    (sent,) = [r for r in audit(kor, "item.recall-portion") if r["subject"] == "r2"]
+    assert (sent["detail"]["portion"], sent["detail"]["holders"]) == ("body", ["USA"])
+    until(lambda: _marks_of(usa, "r2") == [("tearline", "군사III급비밀")], "the USA drops the body")
+    read = _get(usa, "/items/r2").json()
+    assert read["label"]["classification"] == "군사III급비밀"  # the banner of what is left
+    assert [p["id"] for p in read["payload"]["portions"]] == ["tearline"]
+    applied = [r for r in audit(usa, "duty.label-change") if r["subject"] == "r2"]
+    assert [r["detail"]["result"] for r in applied] == ["applied"]
+    until(
+        lambda: (
+            next(c for c in _get(kor, "/items/r2/label-status").json()["changes"] if c["version"] == 2)[
+                "applied"
+            ]
+            == ["USA"]
+        ),
+        "KOR sees the USA's acknowledgement",
+    )
+    assert _marks_of(jpn, "r2") == [("tearline", "군사III급비밀")]
+    assert _marks_of(kor, "r2") == [("body", "군사II급비밀"), ("tearline", "군사III급비밀")]

@@ -9,15 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
+from gsomia.api._feed import EventType
 from gsomia.demo import network
-from gsomia.errors import AuthenticationError, InvalidInputError
+from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError
 from gsomia.exchange import MemoryTransport
-from gsomia.node import FeedFilter, Node, PortionIngest
+from gsomia.node import EVENT_TYPES, FeedFilter, FlowEvent, Node, PortionIngest
 from gsomia.testing import FakeClock
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -73,8 +75,9 @@ def test_arrivals_and_label_changes_reach_the_reader_who_may_read_them_and_no_on
     assert [(e.type, e.item) for e in events] == [("arrived", "k1"), ("label-changed", "k1")]
     assert events[-1].classification == "군사III급비밀"  # the label as it is now
     assert cursor >= events[-1].id
-    # the administrator holds no clearance and no need-to-know: nothing of it reaches them
-    assert jpn.feed.page(jpn.people.person("admin"), start)[0] == []
+    # the administrator holds no clearance and no need-to-know: nothing of the item reaches them
+    # (an administrator reads the audit records: the envelope's flow alone, no label, no payload)
+    assert {e.type for e in jpn.feed.page(jpn.people.person("admin"), start)[0]} == {"flow"}
     # resuming after the first event gives the rest only
     assert [e.type for e in jpn.feed.page(jpn.people.person("officer"), events[0].id)[0]] == ["label-changed"]
     assert jpn.feed.page(jpn.people.person("officer"), cursor)[0] == []
@@ -137,7 +140,8 @@ def test_the_feed_over_http_sse_and_websocket(net: Net) -> None:
             headers={"Authorization": f"Bearer {admin}"},
             timeout=10,
         )
-        assert denied.json()["events"] == []  # the administrator has no clearance or need-to-know
+        # the administrator has no clearance or need-to-know: the envelope's flow, nothing of the item
+        assert {e["type"] for e in denied.json()["events"]} == {"flow"}
         with httpx.stream(
             "GET", f"{base}/feed/sse", headers={**headers, "Last-Event-ID": str(start)}, timeout=10
         ) as stream:
@@ -188,3 +192,187 @@ def test_an_item_in_portions_reaches_the_feed_of_a_reader_of_one_portion_under_i
     assert (seen.item, seen.classification) == ("r1", "군사III급비밀")
     (full,) = kor.feed.page(kor.people.person("officer"), start)[0]
     assert full.classification == "군사II급비밀"
+
+
+def _chief(node: Node) -> None:
+    """A security officer (a reader of the audit records) who is an analyst as well."""
+    node.people.add_person(
+        None,
+        {"id": "chief", "name": "Chief", "nationality": node.party, "clearance": "極秘",
+         "need_to_know": ["dprk-missile"], "roles": ["security_officer", "analyst"]},
+    )  # fmt: skip
+
+
+def _refused_release(net: Net) -> None:
+    """JPN's release officer tries to send KOR an item JPN marked for the USA alone: refused."""
+    jpn = net.nodes["JPN"]
+    officer = jpn.people.person("officer")
+    label = {
+        "originator": "JPN",
+        "classification": "秘",
+        "releasable_to": ["USA"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (NOW - timedelta(hours=1)).isoformat(),
+    }
+    jpn.items.ingest(officer, label=label, payload=b"{}", item_id="j-usa")
+    with pytest.raises(GsomiaError):
+        jpn.exchange.release(officer, "j-usa", "KOR")
+
+
+def test_flows_and_refusals_reach_readers_of_the_audit_alone(net: Net) -> None:
+    """The flows page's events: an envelope received and a refused release reach the security
+    officer with the reason; the analyst, who may read the item that came, gets its arrival and
+    nothing of the flows, even when it asks for them."""
+    jpn = net.nodes["JPN"]
+    _chief(jpn)
+    start = jpn.feed.head()
+    kor_item(net, "k1")
+    _refused_release(net)
+    chief = jpn.people.person("chief")
+    events, _ = jpn.feed.page(chief, start)
+    flows = {(e.flow["kind"], e.flow["direction"]): e.flow for e in events if isinstance(e, FlowEvent)}
+    assert flows[("envelope.received", "received")]["item"] == "k1"
+    refusal = flows[("item.release", "refused")]
+    assert refusal["item"] == "j-usa"
+    assert refusal["reason"]
+    assert ("arrived", "k1") in [
+        (e.type, getattr(e, "item", None)) for e in events
+    ]  # one record, both events
+    analyst_events, cursor = jpn.feed.page(jpn.people.person("analyst"), start)
+    assert ("arrived", flows[("envelope.received", "received")]["seq"]) in [
+        (e.type, e.id) for e in analyst_events
+    ]
+    assert [e for e in analyst_events if e.type == "flow" or isinstance(e, FlowEvent)] == []
+    assert jpn.feed.page(jpn.people.person("analyst"), cursor)[0] == []  # nor later
+    # asking for flows explicitly changes nothing for the analyst
+    assert jpn.feed.page(jpn.people.person("analyst"), start, FeedFilter(types=frozenset({"flow"})))[0] == []
+    # only flows, for the chief; a filter on items leaves them out
+    only_flows = jpn.feed.page(chief, start, FeedFilter(types=frozenset({"flow"})))[0]
+    assert only_flows
+    assert all(e.type == "flow" for e in only_flows)
+    assert all(
+        e.type != "flow"
+        for e in jpn.feed.page(chief, start, FeedFilter(topics=frozenset({"dprk-missile"})))[0]
+    )
+    # a record's events are never split by the page's limit: the next page resumes at the record
+    first, after_first = jpn.feed.page(chief, start, limit=1)
+    assert [e.type for e in first] in (["arrived", "flow"], ["flow"])
+    assert all(e.id > after_first for e in jpn.feed.page(chief, after_first)[0] if isinstance(e, FlowEvent))
+    with pytest.raises(InvalidInputError, match="no event type"):
+        FeedFilter(types=frozenset({"refusal"}))
+
+
+def test_the_documented_event_types_are_the_feeds() -> None:
+    assert frozenset(get_args(EventType)) == EVENT_TYPES
+
+
+def test_tree_heads_follow_from_a_size_and_reach_any_reader(net: Net) -> None:
+    jpn = net.nodes["JPN"]
+    analyst = jpn.people.person("analyst")
+    before = jpn.feed.head_size()
+    kor_item(net, "k1")
+    signed = jpn.audit.sign_head()
+    (head,) = jpn.feed.heads(analyst, before)
+    assert (head.size, head.root, head.jws) == (signed.size, signed.root.hex(), signed.jws)
+    assert jpn.feed.heads(analyst, head.size) == []
+    assert jpn.feed.heads(analyst, before, FeedFilter(types=frozenset({"arrived"}))) == []
+    with pytest.raises(InvalidInputError):
+        jpn.feed.heads(analyst, -1)
+
+
+def _sse_events(stream: httpx.Response) -> Iterator[tuple[dict[str, str], str]]:
+    """Each Server-Sent Event of ``stream`` as its fields, with the raw text it came in."""
+    record: dict[str, str] = {}
+    raw: list[str] = []
+    for line in stream.iter_lines():
+        raw.append(line)
+        if line.startswith(("event:", "id:", "data:")):
+            key, _, value = line.partition(": ")
+            record[key] = value
+        elif line == "":
+            if record:
+                yield record, "\n".join(raw)
+            record, raw = {}, []
+
+
+def test_a_refusal_on_the_feed_reaches_the_security_officer_and_no_analyst(net: Net) -> None:
+    """Over real servers: a forged envelope refused at JPN's inbox is a ``flow`` event with its
+    reason on the security officer's stream; the analyst's stream, followed until a marker (an item
+    the analyst may read, arriving after the refusal), carries nothing of it; tree heads resume
+    from the SSE id (``<record>.<tree head size>``)."""
+    jpn = net.nodes["JPN"]
+    _chief(jpn)
+    member = next(m for m in net.members if m.party == "JPN")
+    analyst = {"Authorization": f"Bearer {jpn.credentials.issue(None, 'analyst')[1]}"}
+    chief = {"Authorization": f"Bearer {jpn.credentials.issue(None, 'chief')[1]}"}
+    start = jpn.feed.head()
+    with network.serve_in_threads(net.nodes, net.members):
+        base = member.endpoint
+        refused = httpx.post(f"{base}/inbox", json={"envelopes": ["forged-by-an-adversary"]}, timeout=10)
+        assert refused.json()["results"][0]["status"] == "refused"
+        kor_item(net, "marker")  # after the refusal: the analyst may read it
+        seen: list[str] = []
+        with httpx.stream("GET", f"{base}/feed/sse?after={start}", headers=analyst, timeout=10) as stream:
+            for record, raw in _sse_events(stream):
+                seen.append(raw)
+                if json.loads(record["data"]).get("item") == "marker":
+                    break
+        assert seen
+        assert [r for r in seen if "event: flow" in r or "envelope.refused" in r or "forged" in r] == []
+        # the same over the WebSocket, up to the marker
+        ws_url = base.replace("http://", "ws://") + f"/feed/ws?after={start}"
+        with connect(ws_url, additional_headers=analyst) as ws:
+            messages = [json.loads(ws.recv(timeout=10))]
+            while messages[-1].get("item") != "marker":
+                messages.append(json.loads(ws.recv(timeout=10)))
+        assert [m for m in messages if m["type"] == "flow"] == []
+        # and through the JSON page, asking for flows by name
+        page = httpx.get(f"{base}/feed", params={"after": start, "type": "flow"}, headers=analyst, timeout=10)
+        assert page.status_code == 200
+        assert page.json()["events"] == []
+        assert httpx.get(f"{base}/feed?type=refusal", headers=analyst, timeout=10).status_code == 422
+        # the security officer's stream: the refusal, with why
+        with httpx.stream(
+            "GET", f"{base}/feed/sse", params={"after": start, "type": "flow"}, headers=chief, timeout=10
+        ) as stream:
+            record, _ = next(iter(_sse_events(stream)))
+        flow = json.loads(record["data"])["flow"]
+        assert (record["event"], flow["kind"], flow["direction"]) == ("flow", "envelope.refused", "refused")
+        assert flow["reason"]
+        # tree heads: from a size, then resumed by the SSE id alone
+        size = jpn.feed.head_size()
+        first = jpn.audit.sign_head()
+        with httpx.stream(
+            "GET", f"{base}/feed/sse", params={"type": "tree-head", "head": size}, headers=analyst, timeout=10
+        ) as stream:
+            record, _ = next(iter(_sse_events(stream)))
+        assert record["event"] == "tree-head"
+        assert json.loads(record["data"])["size"] == first.size
+        assert record["id"].endswith(f".{first.size}")
+        kor_item(net, "later")
+        second = jpn.audit.sign_head()
+        with httpx.stream(
+            "GET",
+            f"{base}/feed/sse",
+            params={"type": "tree-head"},
+            headers={**analyst, "Last-Event-ID": record["id"]},
+            timeout=10,
+        ) as stream:
+            record, _ = next(iter(_sse_events(stream)))
+        assert json.loads(record["data"])["size"] == second.size > first.size
+        bad = httpx.get(f"{base}/feed/sse", headers={**analyst, "Last-Event-ID": "1.x"}, timeout=10)
+        assert bad.status_code == 422
+        # over the WebSocket: from a tree size (resume with the last head's size), bad sizes refused
+        ws_base = base.replace("http://", "ws://")
+        with connect(
+            f"{ws_base}/feed/ws?type=tree-head&head={first.size - 1}", additional_headers=analyst
+        ) as ws:
+            event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["size"], event["jws"]) == ("tree-head", first.size, first.jws)
+        for query in ("head=-1", "head=1.5", "type=refusal"):
+            with (
+                pytest.raises(Exception, match=r"1008|403|rejected"),
+                connect(f"{ws_base}/feed/ws?{query}", additional_headers=analyst) as ws,
+            ):
+                ws.recv(timeout=10)

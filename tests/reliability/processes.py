@@ -1,8 +1,16 @@
-"""Real nodes as processes on loopback, for the fault tests: start, kill, restart, and look inside."""
+"""Real nodes as processes on loopback, for the fault tests: start, kill, restart, and look inside.
+
+Also what the tests of a node on several processes share: the NATS server and HAProxy they need,
+an SSE consumer of the track stream, a release officer keeping an outbox in flow beside the
+serving processes, and what a receiver holds (ids and payload hashes) when the flow has ended.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import signal
 import socket
 import ssl
@@ -10,31 +18,78 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import sqlalchemy
 
 from gsomia.demo import network
 from gsomia.exchange import HttpTransport
-from gsomia.node import Node
+from gsomia.node import NewIngest, Node, load_config
+from gsomia.store import ItemFilter, LeaseStore, Store
+
+NATS = os.environ.get("GSOMIA_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def serve(
+def _required(what: str, absent: str) -> None:
+    """Skip for want of a service, or fail under ``GSOMIA_REQUIRE_SERVICES=1`` (CI has them all)."""
+    if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} is required (GSOMIA_REQUIRE_SERVICES=1) but {absent}")
+    pytest.skip(f"{what} {absent}")
+
+
+def nats_up() -> bool:
+    host, port = NATS.removeprefix("nats://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def require_nats() -> None:
+    if not nats_up():
+        _required("NATS", f"is absent at {NATS}")
+
+
+def require_haproxy() -> None:
+    if shutil.which("haproxy") is None:
+        _required("HAProxy", "is not installed")
+
+
+def balancer(config: Path) -> subprocess.Popen[bytes]:
+    """The distribution's HAProxy in the foreground on ``config`` (``network.balancer_config``)."""
+    haproxy = shutil.which("haproxy")
+    assert haproxy is not None
+    return subprocess.Popen(  # noqa: S603 - the distribution's haproxy, our configuration
+        [haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def at(member: network.NetNode, port: int | None) -> network.NetNode:
+    """``member`` as served by a process on ``port`` (another process of the same node), or as is."""
+    return member if port is None else network.NetNode(member.party, member.directory, port, member.tls)
+
+
+def spawn(
     member: network.NetNode,
     *,
     sender: bool = False,
     extra: tuple[str, ...] = (),
-    verify: ssl.SSLContext | bool = True,
+    nats: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """``gsomia node serve`` for ``member`` in its own process, answering on its port when this
-    returns. Its output goes to ``serve-<port>.log`` in the node's directory, named when it stops
-    before answering (reported at once) or does not answer within :data:`network.START_S`."""
-    log_path = member.directory / f"serve-{member.port}.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+    """``gsomia node serve`` for ``member`` started in its own process (its stream on :data:`NATS`
+    with ``nats``), not waited for: see :func:`answering`. Its output goes to ``serve-<port>.log``
+    in the node's directory."""
+    if nats:
+        extra = (*extra, "--stream-nats", NATS)
+    with open(member.directory / f"serve-{member.port}.log", "ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
             [
                 sys.executable,
                 "-m",
@@ -51,14 +106,59 @@ def serve(
             stdout=log,
             stderr=log,
         )
+
+
+def answering(
+    process: subprocess.Popen[bytes], member: network.NetNode, verify: ssl.SSLContext | bool = True
+) -> subprocess.Popen[bytes]:
+    """``process`` (serving ``member``) once it answers on the member's port; killed, and its log
+    named, if it stops first (reported at once) or does not answer within :data:`network.START_S`."""
     try:
         network._wait_healthy(
-            member.endpoint, network.START_S, verify, alive=lambda: process.poll() is None, log=log_path
+            member.endpoint,
+            network.START_S,
+            verify,
+            alive=lambda: process.poll() is None,
+            log=member.directory / f"serve-{member.port}.log",
         )
     except BaseException:
         kill(process)
         raise
     return process
+
+
+def serve(
+    member: network.NetNode,
+    *,
+    sender: bool = False,
+    extra: tuple[str, ...] = (),
+    verify: ssl.SSLContext | bool = True,
+    port: int | None = None,
+    nats: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``gsomia node serve`` for ``member`` in its own process (on ``port``: another process of the
+    same node), answering when this returns (:func:`spawn`, :func:`answering`)."""
+    member = at(member, port)
+    return answering(spawn(member, sender=sender, extra=extra, nats=nats), member, verify)
+
+
+def serve_all(
+    starts: Sequence[tuple[network.NetNode, bool]], *, nats: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """Several ``node serve`` processes over plain HTTP, each (member on its port, sender), started
+    at once and waited for together: on a loaded machine each takes tens of seconds to start, which one after
+    another would add up. If one does not start, none is left running."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for member, sender in starts:
+            started.append(spawn(member, sender=sender, nats=nats))
+        for process, (member, _) in zip(started, starts, strict=True):
+            answering(process, member)
+    except BaseException:
+        for process in started:
+            kill(process)
+        raise
+    return started
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
@@ -77,18 +177,158 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             kill(process)
 
 
-def count(directory: Path, sql: str) -> int:
-    """One number from a node's SQLite database, read beside the running process (WAL)."""
-    engine = sqlalchemy.create_engine(f"sqlite:///{directory / 'gsomia.db'}")
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """What ``sql`` reads from the database at ``url``, beside the node's running processes."""
+    engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.exec_driver_sql(sql).scalar_one())
+            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
     finally:
         engine.dispose()
 
 
+def scalar(url: str, sql: str) -> int:
+    """One number from the database at ``url``, read beside the node's running processes."""
+    ((value,),) = rows(url, sql)
+    return int(value)
+
+
+def count(directory: Path, sql: str) -> int:
+    """One number from a node's SQLite database, read beside the running process (WAL)."""
+    return scalar(f"sqlite:///{directory / 'gsomia.db'}", sql)
+
+
 def held(directory: Path) -> int:
     return count(directory, "SELECT count(*) FROM items")
+
+
+def delivery_holders(url: str) -> dict[str, int]:
+    """Per peer, the pid of the process of the node on ``url`` (PostgreSQL) that holds its
+    delivery's lease now (``deliver:PEER``)."""
+    store = Store(url)
+    try:
+        leases = LeaseStore(store)
+        return {r.name.split(":")[1]: int(r.holder.split("/")[1]) for r in leases.running("deliver:")}
+    finally:
+        store.close()
+
+
+def received(directory: Path, originator: str, count: int) -> dict[str, str]:
+    """The items of ``originator`` a node holds (``count`` expected): id -> the SHA-256 of its
+    opened payload."""
+    receiver = Node(load_config(directory))
+    try:
+        found = receiver.store.list_items(ItemFilter(originator=originator), 0, count + 10, with_payload=True)
+        return {
+            r.id: hashlib.sha256(receiver.cipher.open(r.id, r.label, r.payload)).hexdigest() for r in found
+        }
+    finally:
+        receiver.close()
+
+
+def received_once(directory: Path, item_ids: Sequence[str]) -> int:
+    """How many ``received`` rows a node's inventory holds for ``item_ids`` (one each: exactly once)."""
+    receiver = Node(load_config(directory))
+    try:
+        return sum(1 for i in item_ids for r in receiver.store.inventory(i) if r.kind == "received")
+    finally:
+        receiver.close()
+
+
+def audit_verify(*members: network.NetNode) -> None:
+    """``gsomia audit verify`` on each member's node, as processes of their own run side by side:
+    each log must verify."""
+    running = [
+        subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+            [sys.executable, "-m", "gsomia", "audit", "verify", "--dir", str(m.directory)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for m in members
+    ]
+    for member, process in zip(members, running, strict=True):
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{member.party}: {output}"
+
+
+class Officer:
+    """KOR's release officer at work beside the node's serving processes: items ingested and
+    released to each of ``peers`` (through the hub ``via`` if given) a chunk at a time, through a
+    node of this process on KOR's database. Item ``n`` is ``k{n:05d}``, its payload ``{"n": n}``."""
+
+    def __init__(self, directory: Path, peers: Sequence[str], *, via: str | None = None) -> None:
+        self.node = Node(load_config(directory))
+        self.officer = self.node.people.person("officer")
+        self.peers = tuple(peers)
+        self.via = via
+        self.label = {
+            "originator": "KOR",
+            "classification": "군사III급비밀",
+            "releasable_to": [*peers, *([via] if via else [])],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        }
+        self.count = 0
+
+    @staticmethod
+    def payload(item_id: str) -> bytes:
+        return json.dumps({"n": int(item_id[1:])}).encode()
+
+    def release(self, count: int) -> None:
+        ids = [f"k{n:05d}" for n in range(self.count, self.count + count)]
+        self.node.items.ingest_many(
+            self.officer, [NewIngest(self.label, self.payload(i), "json", i) for i in ids]
+        )
+        self.count += count
+        for peer in self.peers:
+            released = self.node.exchange.release_many(
+                self.officer, ids, peer, via=self.via, authorise_relay=self.via is not None
+            )
+            assert not released.refused, released.refused
+            assert len(released.entries) == len(ids)
+
+    def expected(self) -> dict[str, str]:
+        """Every item released: id -> the SHA-256 of its payload."""
+        ids = (f"k{n:05d}" for n in range(self.count))
+        return {i: hashlib.sha256(self.payload(i)).hexdigest() for i in ids}
+
+    def close(self) -> None:
+        self.node.close()
+
+
+class Reader:
+    """An SSE consumer of ``/stream/tracks/sse`` in a thread: (event id, track) as they come, from
+    after ``after`` if given (``Last-Event-ID``); it ends when the process under it dies."""
+
+    def __init__(self, endpoint: str, token: str, after: int | None = None) -> None:
+        self.events: list[tuple[int, dict[str, Any]]] = []
+        self.status: int | None = None
+        headers = {"Authorization": f"Bearer {token}"}
+        if after is not None:
+            headers["Last-Event-ID"] = str(after)
+        self._thread = threading.Thread(target=self._run, args=(endpoint, headers), daemon=True)
+        self._thread.start()
+        wait_for(lambda: self.status is not None, 20, "the stream answering")
+
+    def _run(self, endpoint: str, headers: dict[str, str]) -> None:
+        try:
+            timeout = httpx.Timeout(10, read=30)
+            with httpx.stream(
+                "GET", f"{endpoint}/stream/tracks/sse", headers=headers, timeout=timeout
+            ) as answer:
+                self.status = answer.status_code
+                event: dict[str, str] = {}
+                for line in answer.iter_lines():
+                    if line.startswith(("id: ", "data: ")):
+                        key, _, value = line.partition(": ")
+                        event[key] = value
+                    elif not line and "data" in event:
+                        self.events.append((int(event["id"]), json.loads(event["data"])))
+                        event = {}
+        except httpx.HTTPError:
+            return  # the process under the stream died
 
 
 def audit(node: Node, kind: str) -> list[dict[str, Any]]:

@@ -8,12 +8,15 @@ would hold (a hostile hub holds its own node's key ring and nothing of anyone el
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection
 from websockets.sync.server import serve as ws_serve
 
+from gsomia.crypto.envelope import seal
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
@@ -103,6 +107,50 @@ def until(check: Any, what: str, seconds: float = 30) -> Any:
             return found
         time.sleep(0.1)
     pytest.fail(f"never: {what}")
+
+
+def operator(*args: str) -> str:
+    """An operator's ``gsomia`` command, in its own process beside the serving nodes: its output."""
+    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def forged_item(holder: Node, recipient: str, item_id: str, *, agreement: str, classification: str) -> str:
+    """An item envelope for ``recipient`` made with ``holder``'s key ring (what whoever holds that
+    node's keys can make, a leaked key among them): the item is ingested at ``holder``'s node and
+    sealed as its exchange would, under ``agreement``."""
+    now = holder.clock()
+    label = {
+        "originator": holder.party,
+        "classification": classification,
+        "releasable_to": [recipient],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": now.isoformat(),
+    }
+    holder.items.ingest(None, label=label, payload=b'{"report": "leaked key"}', item_id=item_id)
+    body = {
+        "kind": "item",
+        "origin": holder.exchange.origin_jws(item_id),
+        "purpose": "threat-assessment",
+        "agreement": agreement,
+        "route": {"sender": holder.party, "via": [], "recipient": recipient},
+        "consents": [],
+    }
+    peer = holder.exchange.peer(recipient)
+    assert peer is not None
+    return seal(holder.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=timedelta(hours=1))
+
+
+def deliver(member: NetNode, envelope: str) -> dict[str, Any]:
+    """What ``member``'s inbox answers one envelope: its result (``status``, ``receipt``, ``reason``)."""
+    response = httpx.post(f"{member.endpoint}/inbox", json={"envelopes": [envelope]}, timeout=30)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["results"][0]
+    return result
 
 
 def post(member: NetNode, path: str, body: Any, who: str = "officer") -> httpx.Response:
@@ -250,8 +298,11 @@ __all__ = [
     "HostileHub",
     "Processes",
     "audit",
+    "deliver",
+    "forged_item",
     "identity",
     "open_link",
+    "operator",
     "post",
     "ring",
     "send_frames",

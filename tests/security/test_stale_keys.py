@@ -17,34 +17,21 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 from tests.identity_docs import claims
-from tests.security._live import Processes, audit, tokens
+from tests.security._live import Processes, audit, deliver, forged_item, operator, tokens
 
-from gsomia.crypto.envelope import seal
 from gsomia.demo.network import NetNode, build
 from gsomia.node import Node
 
 SECOND = 1.0  # the promise: a change in the store is in force in every process within this
 GSOMIA = "kor-jpn-gsomia-2016"
-
-
-def _cli(*args: str) -> str:
-    """An operator's command, in its own process, beside the serving node."""
-    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", *args], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _label(now: str) -> dict[str, Any]:
@@ -91,28 +78,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NetN
 
 def _forged_by_kor(kor: Node, item_id: str) -> str:
     """An item envelope for JPN made with KOR's key ring (what the holder of KOR's keys can make)."""
-    now = kor.clock()
-    kor.items.ingest(
-        None, label=_label(now.isoformat()), payload=b'{"report": "leaked key"}', item_id=item_id
-    )
-    body = {
-        "kind": "item",
-        "origin": kor.exchange.origin_jws(item_id),
-        "purpose": "threat-assessment",
-        "agreement": GSOMIA,
-        "route": {"sender": "KOR", "via": [], "recipient": "JPN"},
-        "consents": [],
-    }
-    jpn = kor.exchange.peer("JPN")
-    assert jpn is not None
-    return seal(kor.ring, jpn, body, msg_id=uuid.uuid4().hex, at=now, ttl=timedelta(hours=1))
-
-
-def _deliver(jpn: NetNode, envelope: str) -> dict[str, Any]:
-    response = httpx.post(f"{jpn.endpoint}/inbox", json={"envelopes": [envelope]}, timeout=10)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["results"][0]
-    return result
+    return forged_item(kor, "JPN", item_id, agreement=GSOMIA, classification="군사II급비밀")
 
 
 def test_a_key_revoked_at_a_running_node_is_refused_within_a_second(network: dict[str, NetNode]) -> None:
@@ -121,11 +87,11 @@ def test_a_key_revoked_at_a_running_node_is_refused_within_a_second(network: dic
     kor = Node.open(kor_member.directory, migrate=False)  # the adversary's copy of KOR's keys
     try:
         kid, _ = kor.ring.signing_key(kor.clock())
-        assert _deliver(jpn, _forged_by_kor(kor, "before-revocation"))["status"] == "stored"
+        assert deliver(jpn, _forged_by_kor(kor, "before-revocation"))["status"] == "stored"
 
-        _cli("peer", "revoke-key", "--dir", str(jpn.directory), "--party", "KOR", "--kid", kid)
+        operator("peer", "revoke-key", "--dir", str(jpn.directory), "--party", "KOR", "--kid", kid)
         time.sleep(SECOND)
-        result = _deliver(jpn, _forged_by_kor(kor, "after-revocation"))
+        result = deliver(jpn, _forged_by_kor(kor, "after-revocation"))
         assert (result["status"], result["receipt"]) == ("refused", None)
         assert result["reason"] == "envelope refused"  # the sender learns nothing more
 
@@ -137,7 +103,7 @@ def test_a_key_revoked_at_a_running_node_is_refused_within_a_second(network: dic
         assert again.status_code == 422, again.text
         assert "signed by none of the keys registered for KOR" in again.text
         time.sleep(SECOND)
-        assert _deliver(jpn, _forged_by_kor(kor, "after-registration"))["status"] == "refused"
+        assert deliver(jpn, _forged_by_kor(kor, "after-registration"))["status"] == "refused"
     finally:
         kor.close()
     refusals = [r for r in audit(jpn, "envelope.refused") if r["detail"].get("reason") == "revoked-key"]
@@ -155,7 +121,7 @@ def test_two_rotations_on_a_running_node_take_effect_within_a_second(network: di
     agreements = next(p["agreements"] for p in _api(jpn, "GET", "/peers").json() if p["party"] == "KOR")
     document: dict[str, Any] = {}
     for rotation in range(2):
-        document = json.loads(_cli("node", "rotate-keys", "--dir", str(kor.directory)))
+        document = json.loads(operator("node", "rotate-keys", "--dir", str(kor.directory)))
         # the first document is vouched for by KOR's first key alone, which the test before revoked
         # at JPN (KOR's key leaked): JPN's operator checks it out of band and takes it afresh; the
         # second is vouched for by the first rotation's key, as a rotation's overlap carries it
@@ -164,7 +130,7 @@ def test_two_rotations_on_a_running_node_take_effect_within_a_second(network: di
         assert registered.status_code == 201, registered.text
     newest = _signing_kids(document)[0]
     rotated = time.time()
-    _cli("peer", "revoke-key", "--dir", str(jpn.directory), "--party", "KOR", "--kid", first)
+    operator("peer", "revoke-key", "--dir", str(jpn.directory), "--party", "KOR", "--kid", first)
     time.sleep(SECOND)
 
     assert _signing_kids(_api(kor, "GET", "/identity").json())[0] == newest  # what KOR publishes

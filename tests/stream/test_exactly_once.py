@@ -24,9 +24,8 @@ import httpx
 import orjson
 import pytest
 from tests.conftest import kst, postgres_schema
-from tests.reliability.processes import audit, kill, serve, stop, wait_for
+from tests.reliability.processes import NATS, Reader, audit, kill, require_nats, serve, stop, wait_for
 from tests.stream.test_link_lease import _link_holder
-from tests.stream.test_nats_processes import NATS, Reader, _nats_up
 
 from gsomia._codec import label_to_dict
 from gsomia.core.tracks import track_update_to_json
@@ -73,10 +72,7 @@ def _duplicates_at(directory: Path) -> int:
 def test_a_holder_killed_between_the_partners_confirmation_and_its_ack_costs_no_duplicate(
     tmp_path: Path, postgres_status: str | None
 ) -> None:
-    if not _nats_up():
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS}")
-        pytest.skip(f"NATS absent at {NATS}")
+    require_nats()
     pause = tmp_path / "pause"
     reached = tmp_path / "pause.reached"
     with postgres_schema(postgres_status) as kor_url:

@@ -7,44 +7,34 @@ KOR's link reconnects through the balancer, and the relaying goes on; JPN gets n
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 from tests.conftest import postgres_schema
-from tests.reliability.processes import kill, serve, stop, wait_for
+from tests.reliability.processes import (
+    Reader,
+    balancer,
+    kill,
+    require_haproxy,
+    require_nats,
+    serve,
+    stop,
+    wait_for,
+)
 from tests.security._live import tisa_only
 from tests.stream.test_link_lease import _link_holder
-from tests.stream.test_nats_processes import NATS, Reader, _nats_up
-from tests.stream.test_nats_processes import _serve as _serve_nats
 
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.network import _wait_healthy, balancer_config, free_port
 from gsomia.stream import launches, replay
 
 
-def _balancer(config: Path) -> subprocess.Popen[bytes]:
-    haproxy = shutil.which("haproxy")
-    assert haproxy is not None
-    return subprocess.Popen(  # noqa: S603 - the distribution's haproxy, our configuration
-        [haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
 def test_a_hub_of_two_processes_relays_on_when_the_holder_of_its_onward_link_dies(
     tmp_path: Path, postgres_status: str | None
 ) -> None:
-    if not _nats_up():
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS}")
-        pytest.skip(f"NATS absent at {NATS}")
-    if shutil.which("haproxy") is None:
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail("HAProxy is required (GSOMIA_REQUIRE_SERVICES=1) but not installed")
-        pytest.skip("HAProxy is not installed")
+    require_nats()
+    require_haproxy()
     with postgres_schema(postgres_status) as usa_url:
         members = {m.party: m for m in tisa_only(tmp_path, database_urls={"USA": usa_url})}
         kor, jpn, usa = members["KOR"], members["JPN"], members["USA"]
@@ -61,12 +51,12 @@ def test_a_hub_of_two_processes_relays_on_when_the_holder_of_its_onward_link_die
         config.write_text(balancer_config({usa: ports}), encoding="utf-8")
         running = [serve(kor)]
         hub: dict[int, subprocess.Popen[bytes]] = {}
-        balancer: subprocess.Popen[bytes] | None = None
+        haproxy: subprocess.Popen[bytes] | None = None
         try:  # whatever started is stopped, even if a later process does not start
             running.append(serve(jpn))
             for port in ports:
-                hub[port] = _serve_nats(usa, port)
-            balancer = _balancer(config)
+                hub[port] = serve(usa, port=port, nats=True)
+            haproxy = balancer(config)
             _wait_healthy(usa.endpoint, 120)
             reader = Reader(jpn.endpoint, tokens["JPN"]["analyst"])
             assert reader.status == 200
@@ -121,8 +111,8 @@ def test_a_hub_of_two_processes_relays_on_when_the_holder_of_its_onward_link_die
                 "JPN receiving the tracks after the kill",
             )
         finally:
-            if balancer is not None:
-                stop(balancer)
+            if haproxy is not None:
+                stop(haproxy)
             for process in (*hub.values(), *running):
                 stop(process)
     tracks = [t for _, t in reader.events if not t["track_id"].startswith("probe-")]

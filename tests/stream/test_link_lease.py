@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -17,9 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import kst, postgres_schema
-from tests.reliability.processes import audit, kill, serve, stop, wait_for
-from tests.stream.test_nats_processes import NATS, Reader, _nats_up
-from tests.stream.test_nats_processes import _serve as _serve_nats
+from tests.reliability.processes import Reader, audit, kill, require_nats, serve, stop, wait_for
 
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo import network
@@ -55,10 +52,7 @@ def _links_from_kor(directory: Path) -> int:
 def test_one_process_runs_the_link_and_another_takes_it_over_when_it_dies(
     tmp_path: Path, postgres_status: str | None
 ) -> None:
-    if not _nats_up():
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS}")
-        pytest.skip(f"NATS absent at {NATS}")
+    require_nats()
     with postgres_schema(postgres_status) as kor_url:
         members = {m.party: m for m in build(tmp_path / "net", database_urls={"KOR": kor_url})}
         kor, jpn = members["KOR"], members["JPN"]
@@ -72,7 +66,7 @@ def test_one_process_runs_the_link_and_another_takes_it_over_when_it_dies(
         processes: dict[int, subprocess.Popen[bytes]] = {}
         try:
             for port in ports:  # inside the try: a process that does not start leaves none behind
-                processes[port] = _serve_nats(kor, port)
+                processes[port] = serve(kor, port=port, nats=True)
             reader = Reader(jpn.endpoint, jpn_tokens["analyst"])
             assert reader.status == 200
             wait_for(lambda: _link_holder(kor_url) is not None, 20, "a process taking the link's lease")

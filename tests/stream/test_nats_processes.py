@@ -6,87 +6,20 @@ every process). Another node of the same party on the same NATS server shares no
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from tests.reliability.processes import kill, stop, wait_for
+from tests.reliability.processes import Reader, kill, require_nats, serve, stop, wait_for
 
 from gsomia.core.tracks import track_update_to_json
-from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
+from gsomia.demo.network import build, free_port
 from gsomia.node import load_config
 from gsomia.stream import launches, node_stream_names, replay
 
-NATS = os.environ.get("GSOMIA_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def _nats_up() -> bool:
-    host, port = NATS.removeprefix("nats://").split(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def _serve(member: NetNode, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(member.directory),
-         "--port", str(port), "--no-sender", "--stream-nats", NATS],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", 120)
-    except BaseException:
-        kill(process)
-        raise
-    return process
-
-
-class Reader:
-    """An SSE consumer in a thread: (event id, track) as they come, from ``after`` on if given."""
-
-    def __init__(self, endpoint: str, token: str, after: int | None = None) -> None:
-        self.events: list[tuple[int, dict[str, Any]]] = []
-        self.status: int | None = None
-        headers = {"Authorization": f"Bearer {token}"}
-        if after is not None:
-            headers["Last-Event-ID"] = str(after)
-        self._thread = threading.Thread(target=self._run, args=(endpoint, headers), daemon=True)
-        self._thread.start()
-        wait_for(lambda: self.status is not None, 20, "the stream answering")
-
-    def _run(self, endpoint: str, headers: dict[str, str]) -> None:
-        try:
-            timeout = httpx.Timeout(10, read=30)
-            with httpx.stream(
-                "GET", f"{endpoint}/stream/tracks/sse", headers=headers, timeout=timeout
-            ) as answer:
-                self.status = answer.status_code
-                event: dict[str, str] = {}
-                for line in answer.iter_lines():
-                    if line.startswith(("id: ", "data: ")):
-                        key, _, value = line.partition(": ")
-                        event[key] = value
-                    elif not line and "data" in event:
-                        self.events.append((int(event["id"]), json.loads(event["data"])))
-                        event = {}
-        except httpx.HTTPError:
-            return  # the process under the stream died
-
 
 def test_a_consumer_resumes_on_the_other_process_and_misses_no_track(tmp_path: Path) -> None:
-    if not _nats_up():
-        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS}")
-        pytest.skip(f"NATS absent at {NATS}")
+    require_nats()
     members = {m.party: m for m in build(tmp_path / "net")}
     kor = members["KOR"]
     tokens = json.loads((kor.directory / "tokens.json").read_text(encoding="utf-8"))
@@ -95,7 +28,7 @@ def test_a_consumer_resumes_on_the_other_process_and_misses_no_track(tmp_path: P
     assert len(updates) >= 6
     ports = [kor.port, free_port()]
     publisher, watched = (f"http://127.0.0.1:{p}" for p in ports)
-    processes = [_serve(kor, port) for port in ports]
+    processes = [serve(kor, port=port, nats=True) for port in ports]
     try:
         first = Reader(watched, tokens["analyst"])
         assert first.status == 200

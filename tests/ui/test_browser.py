@@ -340,14 +340,27 @@ def test_items_show_the_originators_label_and_the_readers(watched: Watched, net:
 
 
 def test_flows_show_sent_received_and_refused_live(watched: Watched, net: Net) -> None:
+    """Issue 20 §5: the flows page follows the feed (flows and signed tree heads) and never asks
+    again: a refusal made after the page loaded, and a tree head signed after it, appear without
+    reloading."""
     page = watched.page
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
     login(page, net, "chief", "/flows")
     expect(page.locator("#flows-body tr[data-direction='received'][data-item='k-1']")).to_have_count(1)
+    expect(page.locator("#flows")).to_have_attribute("data-live", "true")  # subscribed to the feed
     refused = page.locator("#flows-body tr[data-direction='refused'][data-kind='envelope.refused']")
     before = refused.count()
     assert before >= 1
-    httpx.post(f"{net.base}/inbox", json={"envelopes": ["forged"]}, timeout=10)
+    httpx.post(f"{net.base}/inbox", json={"envelopes": ["forged after the page loaded"]}, timeout=10)
     expect(refused).to_have_count(before + 1, timeout=5000)  # appears without reloading the page
+    newest = page.locator("#flows-body tr").first
+    expect(newest).to_have_attribute("data-direction", "refused")
+    expect(newest).not_to_have_text("")
+    head = net.jpn.audit.sign_head()
+    expect(page.locator("#flows-head")).to_have_attribute("data-size", str(head.size), timeout=5000)
+    shot(page, "flows-live")
+    assert asked == []  # the page asked nothing again: the feed brought it all
     assert watched.errors == []
 
 

@@ -228,6 +228,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # told at once of what the node's other processes change (PostgreSQL); polling regardless
+        node.kernel.watch.listen()
         runtime = (
             node.runtime(interval=sender_interval, head_every=head_every, deliver=sender)
             if sender or log_writer
@@ -243,6 +245,7 @@ def create_app(
         if runtime is not None:
             runtime.stop()
         app.state.runtime = None
+        node.kernel.watch.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -64,6 +64,10 @@ class HoldAsIn(_In):
 
 class RecallIn(_In):
     reason: Words
+    portion: Annotated[str, Field(pattern=PORTION_ID.pattern)] | None = Field(
+        default=None,
+        description="An item in portions: recall this portion alone (every holder of it drops it).",
+    )
 
 
 class DowngradeIn(_In):
@@ -188,8 +192,9 @@ def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
 
     @router.post("/items/{item_id}/recall", status_code=202)
     def recall(item_id: ItemRef, body: RecallIn, person: Caller) -> dict[str, Any]:
-        """The originator withdraws its item, here and at every holder downstream."""
-        return _change_json(duties.recall(person, item_id, body.reason))
+        """The originator withdraws its item at every holder downstream (or, with ``portion``, that
+        portion of it: each holder of it drops it and keeps the rest)."""
+        return _change_json(duties.recall(person, item_id, body.reason, portion=body.portion))
 
     @router.get("/items/{item_id}/label-status")
     def label_status(item_id: ItemRef, person: Caller) -> dict[str, Any]:

@@ -3,13 +3,15 @@
 
 Thin over :class:`gsomia.node.Feed`: every event is decided there for the caller. The SSE and
 WebSocket forms poll the store (the truth every process of the node shares) and resume after the
-last event id a client saw (``Last-Event-ID``, or ``after``). No ``from __future__ import
-annotations``: FastAPI reads the handlers' annotations.
+last event id a client saw (``Last-Event-ID``, or ``after`` and ``head``). An SSE id is
+``<record>.<head>``: the audit record to resume after and the size of the last tree head sent, so
+one ``Last-Event-ID`` resumes both (a bare ``<record>`` follows tree heads from now on).
+No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, WebSocket, WebSocketDisconnect
@@ -22,7 +24,7 @@ from gsomia.api._sse import sse_response
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.errors import GsomiaError, InvalidInputError
-from gsomia.node import FeedEvent, FeedFilter, Node
+from gsomia.node import FeedEvent, FeedFilter, FlowEvent, HeadEvent, Node
 
 __all__ = ["feed_router"]
 
@@ -44,9 +46,25 @@ class FeedEventOut(BaseModel):
     state: str
 
 
+class FlowEventOut(BaseModel):
+    id: int
+    type: str
+    at: str
+    flow: dict[str, Any]
+
+
+class HeadEventOut(BaseModel):
+    type: str
+    size: int
+    root: str
+    at: str
+    jws: str
+
+
 class FeedPageOut(BaseModel):
-    events: list[FeedEventOut]
+    events: list[FeedEventOut | FlowEventOut | HeadEventOut]
     next: int
+    next_head: int | None = None
 
 
 Topics = Annotated[
@@ -56,17 +74,31 @@ Originators = Annotated[list[Party] | None, Query(max_length=50, description="On
 Agreements = Annotated[
     list[AgreementId] | None, Query(max_length=50, description="Only items received under these agreements")
 ]
+# the node's event types (gsomia.node.EVENT_TYPES; a test holds the two equal), named in the
+# document so that a client, and a fuzzer, sends only these
+EventType = Literal[
+    "ingested",
+    "arrived",
+    "derived",
+    "label-changed",
+    "recalled",
+    "destroyed",
+    "portion-destroyed",
+    "flow",
+    "tree-head",
+]
+Types = Annotated[list[EventType] | None, Query(max_length=50, description="Only events of these types")]
+Head = Annotated[
+    int | None,
+    Query(ge=0, le=2**63 - 1, description="Tree heads over more than this many records (flows page)"),
+]
+Event = FeedEvent | FlowEvent | HeadEvent
 
 
-def only(topic: list[str] | None, originator: list[str] | None, agreement: list[str] | None) -> FeedFilter:
-    """The reader's filter from the query (empty: any)."""
-    return FeedFilter(frozenset(topic or ()), frozenset(originator or ()), frozenset(agreement or ()))
-
-
-def _sse(event: FeedEvent) -> bytes:
-    return b"event: %b\nid: %d\ndata: %b\n\n" % (
+def _sse(event: Event, cursor: tuple[int, int]) -> bytes:
+    return b"event: %b\nid: %d.%d\ndata: %b\n\n" % (
         event.type.encode(),
-        event.id,
+        *cursor,
         orjson.dumps(event.as_json()),
     )
 
@@ -80,7 +112,10 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
     feed = node.feed
 
     def only(
-        topic: list[str] | None, originator: list[str] | None, agreement: list[str] | None
+        topic: list[str] | None,
+        originator: list[str] | None,
+        agreement: list[str] | None,
+        types: Sequence[str] | None = None,
     ) -> FeedFilter:
         """The filter, each name one the node knows (a misspelt one would silently match nothing):
         422 naming it, as the OpenAPI's enums say."""
@@ -91,7 +126,12 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
             catalogue.party(code)
         for agreement_id in agreement or ():
             catalogue.agreement(agreement_id)
-        return FeedFilter(frozenset(topic or ()), frozenset(originator or ()), frozenset(agreement or ()))
+        return FeedFilter(
+            frozenset(topic or ()),
+            frozenset(originator or ()),
+            frozenset(agreement or ()),
+            frozenset(types or ()),
+        )
 
     @router.get("/feed", response_model=FeedPageOut)
     def page(
@@ -100,19 +140,39 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
         topic: Topics = None,
         originator: Originators = None,
         agreement: Agreements = None,
+        type: Types = None,
+        head: Head = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """What changed that the caller may see, oldest first; ask again from ``next``."""
-        events, cursor = feed.page(person, after, only(topic, originator, agreement), limit=limit)
-        return {"events": [e.as_json() for e in events], "next": cursor}
+        """What changed that the caller may see, oldest first; ask again from ``next``. With
+        ``head``, the signed tree heads after it too (ask again from ``next_head``)."""
+        chosen = only(topic, originator, agreement, type)
+        events: list[Event] = []
+        found, cursor = feed.page(person, after, chosen, limit=limit)
+        events += found
+        next_head = None
+        if head is not None:
+            heads = feed.heads(person, head, chosen, limit=limit)
+            events += heads
+            next_head = heads[-1].size if heads else head
+        return {"events": [e.as_json() for e in events], "next": cursor, "next_head": next_head}
 
-    async def follow(person: Person, after: int | None, chosen: FeedFilter) -> AsyncIterator[FeedEvent]:
+    async def follow(
+        person: Person, after: int | None, head: int | None, chosen: FeedFilter
+    ) -> AsyncIterator[tuple[Event, tuple[int, int]]]:
+        """Each event with the cursor that resumes after it: (audit record, tree head size)."""
         cursor = after if after is not None else await run_in_threadpool(feed.head)
+        size = head if head is not None else await run_in_threadpool(feed.head_size)
         while True:
-            events, cursor = await run_in_threadpool(feed.page, person, cursor, chosen)
+            events, next_cursor = await run_in_threadpool(feed.page, person, cursor, chosen)
             for event in events:
-                yield event
-            if not events:
+                yield event, (event.id, size)
+            cursor = next_cursor
+            heads = await run_in_threadpool(feed.heads, person, size, chosen)
+            for tree_head in heads:
+                size = tree_head.size
+                yield tree_head, (cursor, size)
+            if not events and not heads:
                 await asyncio.sleep(POLL_S)
 
     async def sse(
@@ -120,22 +180,31 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
         topic: Topics = None,
         originator: Originators = None,
         agreement: Agreements = None,
+        type: Types = None,
         after: Annotated[int | None, Query(ge=0, le=_MAX_SEQ, description="Resume after this id")] = None,
+        head: Head = None,
         last_event_id: Annotated[
             str,  # noqa: RUF013 - the document states a number, never null
-            Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$", description="Resume after this event"),
+            Header(
+                alias="Last-Event-ID",
+                pattern=r"^[0-9]{1,18}(\.[0-9]{1,18})?$",
+                description="Resume after this event (`<record>` or `<record>.<tree head size>`)",
+            ),
         ] = None,  # type: ignore[assignment]
     ) -> StreamingResponse:
         """What changed that the caller may see, as Server-Sent Events (``event`` is the change's
         type, ``id`` resumes it); without ``Last-Event-ID`` or ``after``, from now on."""
-        start = int(last_event_id) if last_event_id is not None else after
-        chosen = only(topic, originator, agreement)
+        start, size = after, head
+        if last_event_id is not None:
+            record, _, tree = last_event_id.partition(".")
+            start, size = int(record), (int(tree) if tree else None)
+        chosen = only(topic, originator, agreement, type)
         await run_in_threadpool(feed.page, person, start or 0, chosen, limit=1)  # refused now, not mid-stream
 
         async def messages() -> AsyncIterator[bytes]:
             try:
-                async for event in follow(person, start, chosen):
-                    yield _sse(event)
+                async for event, cursor in follow(person, start, size, chosen):
+                    yield _sse(event, cursor)
             except GsomiaError:  # the reader was disabled: the stream ends
                 return
 
@@ -150,18 +219,17 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
     @router.websocket("/feed/ws")
     async def ws(websocket: WebSocket) -> None:
         """The same events as JSON text messages (bearer token in the handshake). Query: ``after``,
-        ``topic``, ``originator``, ``agreement`` as for ``/feed``."""
+        ``head``, ``topic``, ``originator``, ``agreement``, ``type`` as for ``/feed``; resume after
+        the last event's ``id`` (``after``) and the last tree head's ``size`` (``head``)."""
         try:
             person = await websocket_caller(websocket, reader, node.kernel, "GET")
             params = websocket.query_params
-            raw_after = params.get("after")
-            if raw_after is not None and not (raw_after.isdigit() and len(raw_after) <= 18):
-                raise InvalidInputError("after: a sequence number, 0 or more")
-            start = int(raw_after) if raw_after is not None else None
+            start, size = _number(params.get("after"), "after"), _number(params.get("head"), "head")
             chosen = FeedFilter(
                 frozenset(params.getlist("topic")),
                 frozenset(params.getlist("originator")),
                 frozenset(params.getlist("agreement")),
+                frozenset(params.getlist("type")),
             )
             await run_in_threadpool(feed.page, person, start or 0, chosen, limit=1)
         except GsomiaError as exc:
@@ -171,7 +239,7 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
 
         async def send() -> None:
             try:
-                async for event in follow(person, start, chosen):
+                async for event, _ in follow(person, start, size, chosen):
                     await websocket.send_text(orjson.dumps(event.as_json()).decode())
             except GsomiaError as exc:
                 await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
@@ -190,3 +258,10 @@ def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | N
         await asyncio.gather(*pending, return_exceptions=True)
 
     return router
+
+
+def _number(raw: str | None, name: str) -> int | None:
+    """A cursor from a WebSocket's query (``None``: from now on)."""
+    if raw is not None and not (raw.isdigit() and len(raw) <= 18):
+        raise InvalidInputError(f"{name}: a number, 0 or more")
+    return None if raw is None else int(raw)

@@ -106,6 +106,7 @@ class NodeCollector(Collector):
         yield from self._outbox(now_us)
         yield from self._audit(now_us)
         yield from self._leases()
+        yield from self._listening()
         yield from self._stream()
         refusals = CounterMetricFamily(
             "gsomia_refusals",
@@ -180,6 +181,17 @@ class NodeCollector(Collector):
             epochs.add_metric([row.name], row.epoch)
         yield holders
         yield epochs
+
+    def _listening(self) -> Iterable[Metric]:
+        listener = self.node.kernel.watch.listener
+        if listener is None:  # SQLite (one process), or not serving: polling only, nothing to watch
+            return
+        yield GaugeMetricFamily(
+            "gsomia_change_listener_connected",
+            "1 while this process LISTENs for the node's changes on PostgreSQL (0: reconnecting; the "
+            "caches poll the store every 250 ms meanwhile)",
+            value=1.0 if listener.connected.is_set() else 0.0,
+        )
 
     def _stream(self) -> Iterable[Metric]:
         stats = self.stream.stats

@@ -3,9 +3,10 @@ signed tree heads it exchanges with partners (:class:`TreeHeads`, the inbox's ``
 """
 
 from gsomia.audit._heads import GOSSIP_KIND, HEAD_KIND, TreeHeads
-from gsomia.audit._log import AuditLog, VerifyReport, head_content, leaf_data, parse_head
+from gsomia.audit._log import FLOW_KINDS, AuditLog, VerifyReport, head_content, leaf_data, parse_head
 
 __all__ = [
+    "FLOW_KINDS",
     "GOSSIP_KIND",
     "HEAD_KIND",
     "AuditLog",

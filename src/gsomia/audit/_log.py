@@ -47,7 +47,7 @@ from gsomia.exchange import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow, AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
 
-__all__ = ["AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"]
+__all__ = ["FLOW_KINDS", "AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"]
 
 
 PUBLIC_KINDS = frozenset({"envelope.received"})
@@ -187,6 +187,11 @@ class AuditLog:
         administrators (``None``: the node's operator)."""
         self.kernel.require_any(actor, READERS, what)
 
+    def may_read(self, actor: Person | None) -> bool:
+        """Whether ``actor`` may read the audit records (and the flows), without a refusal recorded:
+        the live feed asks it for every page, and leaves out what the reader may not see."""
+        return self.kernel.holds_any(actor, READERS)
+
     def records(
         self, actor: Person | None, *, since: int = 0, kind: str | None = None, limit: int = 100
     ) -> list[AuditRow]:
@@ -262,6 +267,10 @@ class AuditLog:
     def latest_head(self) -> HeadRow | None:
         """The latest signed head, as the writer left it (``None`` before the first)."""
         return self.store.latest_head()
+
+    def heads_after(self, size: int, limit: int = 100) -> list[HeadRow]:
+        """The signed heads over more than ``size`` records, smallest first (the live feed's)."""
+        return self.store.heads_after(size, limit)
 
     def head(self) -> HeadRow:
         """The latest signed head; ``NotFoundError`` before the writer has signed one."""

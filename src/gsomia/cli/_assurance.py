@@ -128,8 +128,8 @@ def assurance_import(
         document = json.loads(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInputError(f"assurance {file}: cannot read ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"assurance {file}: not JSON") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidInputError(f"assurance {file}: not JSON (or nested too deeply)") from exc
     assurance = node.exchange.import_assurance(_actor(node, actor), document)
     state = "revoked" if document.get("revocation") else "in force"
     console().print(f"recorded {assurance.party}'s assurance under {assurance.agreement} ({state})")

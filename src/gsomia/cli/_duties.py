@@ -132,16 +132,19 @@ def recall(
     actor: AsOpt,
     item_id: ItemArg,
     reason: Annotated[str, typer.Option(help="Why; it reaches every holder.")],
+    portion: Annotated[
+        str | None,
+        typer.Option(help="An item in portions: recall this portion alone (every holder of it drops it)."),
+    ] = None,
     originator: OriginatorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """As originator, withdraw the item here and at every holder downstream."""
+    """As originator, withdraw the item (or one portion of it) at every holder downstream."""
     node = open_node(directory)
     item_id = item_ref(node, actor, item_id, originator)
-    row = node.duties.recall(node.people.person(actor), item_id, reason)
-    _out(
-        {"item": row.item_id, "version": row.version}, as_json, f"{item_id} recalled (version {row.version})"
-    )
+    row = node.duties.recall(node.people.person(actor), item_id, reason, portion=portion)
+    what = item_id if portion is None else f"portion {portion} of {item_id}"
+    _out({"item": row.item_id, "version": row.version}, as_json, f"{what} recalled (version {row.version})")
 
 
 @duty_app.command("label-status")

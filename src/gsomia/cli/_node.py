@@ -569,6 +569,8 @@ def _read_json(path: Path, what: str) -> Any:
         raise InvalidInputError(f"{what} {path}: cannot read ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{what} {path}: not JSON ({exc})") from exc
+    except RecursionError as exc:  # no file this node reads nests that deep
+        raise InvalidInputError(f"{what} {path}: nested too deeply") from exc
 
 
 @item_app.command("ingest")

@@ -19,8 +19,10 @@ general JSON serialization whose payload is the document, with the instant it wa
 with :meth:`PeerIdentity.from_signed`: every signature must verify with a key the document itself
 names, and its newest signing key must be among them, so the keys and the TLS pins it names are
 bound to whoever holds that key; a document for a party already registered must also be signed by
-a key registered for it and still valid (a rotation's overlap carries the succession), and be
-issued later than the registered one (an older document replayed is refused).
+the newest key registered for it that is still valid (a rotation's overlap carries the succession,
+forward only: an older key in its overlap does not vouch alone for a document that drops or redates
+the newer one), and be issued later than the registered one (an older document replayed is
+refused). The payload names each member once and is bounded in size and depth.
 
 Nothing here reads the clock: every instant is an argument.
 """
@@ -92,6 +94,17 @@ _IDENTITY_JWS = _EdDSAOnly(algorithms=["EdDSA"])
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _members_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose members are each named once (``json.loads``' ``object_pairs_hook``): a
+    signed document must mean the same to every reader, and readers differ on a repeated name."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise InvalidInputError(f"payload: member {name!r} appears twice")
+        seen.add(name)
+    return dict(pairs)
 
 
 def _unb64url(text: str, where: str) -> bytes:
@@ -399,9 +412,11 @@ class PeerIdentity:
 
         Refused (``InvalidInputError`` saying why): a document not signed; a signature that does not
         verify, or by a key the document does not name; a document its newest signing key did not
-        sign; one signed later than ``at`` (beyond the allowed skew); for a registered party, one
-        signed by none of the keys registered for it that are valid at ``at`` (another party's
-        signature, or a key revoked here), or issued before the registered one (replayed)."""
+        sign; one signed later than ``at`` (beyond the allowed skew); a payload naming a member twice
+        or nested too deeply; for a registered party, one signed by none of the keys registered for
+        it that are valid at ``at`` (another party's signature, or a key revoked here), or not by
+        the newest of them (an older key rolling the succession back), or issued before the
+        registered one (replayed)."""
         _require_aware(at, "reading instant")
         try:
             identity, signers = cls._verified(signed)
@@ -444,9 +459,11 @@ class PeerIdentity:
         if not isinstance(members, list) or not 1 <= len(members) <= _MAX_SIGNATURES:
             raise InvalidInputError(f"signatures: must be a list of 1 to {_MAX_SIGNATURES} signatures")
         try:
-            doc = json.loads(_unb64url(payload, "payload"))
+            doc = json.loads(_unb64url(payload, "payload"), object_pairs_hook=_members_once)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidInputError("payload: not a JSON document") from exc
+        except RecursionError as exc:  # well inside the size bound, yet deeper than any document
+            raise InvalidInputError("payload: nested too deeply to be an identity document") from exc
         identity = cls.from_document(doc)
         signers: list[str] = []
 
@@ -488,19 +505,29 @@ class PeerIdentity:
                 "now (another party's signature, or a key revoked or ended here): check the document "
                 "out of band and register it afresh (replace)"
             )
-        if known.issued is None or self.issued is None:
-            return  # registered before documents were signed: this one is the first signed
-        if self.issued < known.issued:
+        if known.issued is not None and self.issued is not None:  # else: the first signed one
+            if self.issued < known.issued:
+                raise InvalidInputError(
+                    f"issued: {self.issued.isoformat()} is before the document registered for "
+                    f"{known.party} ({known.issued.isoformat()}): an older document replayed"
+                )
+            if self.issued == known.issued and (self.endpoint, self.tls, {e.kid for e in self.keys}) != (
+                known.endpoint,
+                known.tls,
+                {e.kid for e in known.keys},
+            ):
+                raise InvalidInputError("issued: the same instant as the registered document, but it differs")
+        # the succession moves forward only: an older key still in its overlap vouches alongside the
+        # newest registered one, never alone (else its holder could drop or redate the newer key and
+        # swap the pins; a key's validity is not part of its id, the thumbprint)
+        usable = [e for e in _newest_first(known.keys, "sig") if _usable(e, at)]
+        newest = {e.kid for e in usable if e.not_before == usable[0].not_before}
+        if not newest & signers:
             raise InvalidInputError(
-                f"issued: {self.issued.isoformat()} is before the document registered for {known.party} "
-                f"({known.issued.isoformat()}): an older document replayed"
+                f"signatures: the newest key registered for {known.party} that is valid now "
+                f"({', '.join(sorted(newest))}) did not sign it; an older key does not vouch alone for "
+                "what follows it: check the document out of band and register it afresh (replace)"
             )
-        if self.issued == known.issued and (self.endpoint, self.tls, {e.kid for e in self.keys}) != (
-            known.endpoint,
-            known.tls,
-            {e.kid for e in known.keys},
-        ):
-            raise InvalidInputError("issued: the same instant as the registered document, but it differs")
 
     def to_document(self) -> dict[str, Any]:
         """The identity document, JSON-ready; ``from_document`` reads it back equal."""

@@ -24,7 +24,7 @@ from gsomia.errors import (
     LabelError,
     NotFoundError,
 )
-from gsomia.kernel import NewPortion, from_us, item_content
+from gsomia.kernel import Item, NewPortion, from_us, item_content
 from gsomia.store import (
     ItemRow,
     LabelAckRow,
@@ -104,7 +104,9 @@ class _Labels(DutyBase):
             relabel, after = self._resealed(row, sealed, change.version, now)
             ops: list[Op] = [relabel]
             banner_label = kernel.items.stored_label(sealed.label)
-            more, copies = self._rederive(item_id, {item_id: banner_label}, now, False)
+            more, copies = self._rederive(
+                item_id, {item_id: banner_label}, now, False, {item_id: kernel.items.item(after)}
+            )
             ops += more
             resealed, _ = self._pending_releases(after, item_id, now)
             ops += resealed
@@ -154,19 +156,81 @@ class _Labels(DutyBase):
 
     def _portion_holders(self, item_id: str) -> dict[str, set[str]]:
         """Each party this node sent (or is sending) the item in portions to, and the portions it
-        holds: the final recipient and the hub it went through hold what the release carried."""
+        holds: the final recipient and the hub it went through hold what the release carried, less
+        a portion this node recalled after that release was queued (the holders dropped it)."""
+        recalled = [
+            (change.at_us, content["portion"])
+            for change in self.db.label_changes(item_id)
+            if change.kind == ChangeKind.RECALL.value
+            and isinstance((content := kept_content(change.jws)).get("portion"), str)
+        ]
         out: dict[str, set[str]] = {}
         for entry in self.kernel.fed.item_messages(item_id):
             if entry.state in ("undeliverable", "cancelled"):
                 continue
             ids = set(json.loads(entry.request or "{}").get("portions") or ())
+            ids -= {portion for at_us, portion in recalled if at_us >= entry.created_us}
             for party in {entry.recipient, entry.final_recipient} - {self.party}:
                 out.setdefault(party, set()).update(ids)
         return out
 
-    def recall(self, actor: Person, item_id: str, reason: str) -> LabelChangeRow:
-        """The originator withdraws its item, here and at every holder downstream."""
+    def recall(
+        self, actor: Person, item_id: str, reason: str, *, portion: str | None = None
+    ) -> LabelChangeRow:
+        """The originator withdraws its item, here and at every holder downstream; with ``portion``,
+        that portion of an item in portions, at every holder of it (the rest stays held)."""
+        if portion is not None:
+            return self._recall_portion(actor, item_id, portion, reason)
         return self._change(actor, item_id, ChangeKind.RECALL, None, reason)
+
+    def _recall_portion(self, actor: Person, item_id: str, portion: str, reason: str) -> LabelChangeRow:
+        """One portion recalled by the originator (Art. 6(g)): each holder of it, told by name in a
+        change signed for it, drops that portion and keeps the rest (the originator's signed root
+        still proves them), its copies holding it withdrawn. The originator keeps its item whole; a
+        release of it still queued leaves first and the recall follows it (the outbox keeps a peer's
+        order), so the holder drops the portion on arrival."""
+        kernel = self.kernel
+        what = "item.recall-portion"
+        try:
+            kernel.require_any(actor, HANDLERS, what)
+            if not reason.strip():
+                raise InvalidInputError("give the reason for the recall")
+            row = self._held(item_id)
+            item = kernel.items.item(row)
+            check_originator(self.party, item.label, "recall")
+            kernel.decide_read(actor, item.label, item_id).raise_if_refused()
+            if row.portions is None:
+                raise InvalidInputError(f"item {item_id} is not in portions: recall the item itself")
+            if all(m.id != portion for m in item.portions):
+                raise NotFoundError(f"item {item_id} has no portion {portion!r}")
+            now = kernel.clock()
+            change = LabelChange(
+                item_id, self.party, row.label_version + 1, ChangeKind.RECALL, None, reason, now
+            )
+            holders = sorted(h for h, ids in self._portion_holders(item_id).items() if portion in ids)
+            route = _routes(self.db.pending_releases(item_id), self.db.sent_to(item_id))
+            told = PortionChange(portion, ())
+            outbox = [
+                self._duty(h, route.get(h, h), change_content(change, None, h, told), item_id, now)
+                for h in holders
+            ]
+            jws = sign_origin(kernel.ring, change_content(change, None, self.party, told), now)
+            record, rows = self._change_rows(item_id, change, ChangeKind.RECALL, reason, jws, holders, now)
+            ops: list[Op] = [self.db.bump_version(item_id, row.label_version, change.version), *rows]
+            audit = kernel.audit_row(
+                what,
+                actor.id,
+                item_id,
+                "allowed",
+                version=change.version,
+                portion=portion,
+                reason=reason,
+                holders=holders,
+            )
+            self.db.commit(ops=ops, outbox=outbox, audit=[audit])
+        except GsomiaError as exc:
+            raise kernel.refuse(what, actor.id, item_id, exc) from None
+        return record
 
     def hold_as(self, actor: Person, item_id: str, classification: str, reason: str) -> dict[str, Any]:
         """A security or release officer applies another level the agreement offers this node for a received
@@ -390,11 +454,51 @@ class _Labels(DutyBase):
             after = None
         return ops, touched, withdrawn, after
 
+    def copied_portions(self, derived: ItemRow) -> frozenset[str] | None:
+        """The portions a copy of one item in portions holds (a copy's payload is the portions its
+        maker saw, by id); ``None`` for anything else (a translation, a derivative, a copy of an
+        item signed whole or of several items), which may hold anything of its sources."""
+        sources = self.db.sources_of(derived.id)
+        if len(sources) != 1 or sources[0][1] != DerivationKind.COPY.value or derived.payload_type != "json":
+            return None
+        try:
+            shown = json.loads(self.kernel.cipher.open(derived.id, derived.label, derived.payload))
+            return frozenset(str(p["id"]) for p in shown["portions"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _copy_label(
+        self, derived: ItemRow, source_id: str, portioned: dict[str, Item]
+    ) -> SecurityLabel | None:
+        """The label of a copy of the portions it holds of ``source_id`` (an item in portions, as it
+        will be: ``portioned``, else as stored): the highest of those portions' labels, as a reader of
+        them alone sees the item; ``None`` if it is not such a copy (or names a portion not held)."""
+        ids = self.copied_portions(derived)
+        if ids is None:
+            return None
+        source = portioned.get(source_id)
+        if source is None:
+            row = self.kernel.store.get_item(source_id)
+            if row is None or row.portions is None:
+                return None
+            source = self.kernel.items.item(row)
+        marks = [m for m in source.portions if m.id in ids]
+        if not marks or len(marks) != len(ids):
+            return None
+        return self.kernel.items.shown(source, marks).label
+
     def _rederive(
-        self, item_id: str, new_labels: dict[str, SecurityLabel], at: datetime, withdrawn: bool
+        self,
+        item_id: str,
+        new_labels: dict[str, SecurityLabel],
+        at: datetime,
+        withdrawn: bool,
+        portioned: dict[str, Item] | None = None,
     ) -> tuple[list[Op], list[str]]:
         """Ops re-sealing every held copy and derivative of ``item_id`` here under the strictest label
-        of its sources (``new_labels`` holds the sources' labels as they will be), and their ids."""
+        of its sources (``new_labels`` holds the sources' labels as they will be), and their ids. A
+        copy of some portions of an item in portions (``portioned``: such sources as they will be)
+        follows the labels of the portions it holds, not the whole item's."""
         kernel = self.kernel
         ops: list[Op] = []
         copies: list[str] = []
@@ -415,7 +519,10 @@ class _Labels(DutyBase):
                 sources = self.db.sources_of(derived_id)
                 labels = []
                 for source_id, _ in sources:
-                    if source_id in new_labels:
+                    of_portions = self._copy_label(derived, source_id, portioned or {})
+                    if of_portions is not None:
+                        labels.append(of_portions)
+                    elif source_id in new_labels:
                         labels.append(new_labels[source_id])
                     else:
                         source = kernel.store.get_item(source_id)

@@ -134,7 +134,8 @@ class HeldPortion:
 
 @dataclass(frozen=True, slots=True)
 class PortionChange:
-    """The reclassification of portion ``portion``, for a holder of ``held`` (which include it)."""
+    """The reclassification of portion ``portion``, for a holder of ``held`` (which include it); or
+    its recall (``held`` empty: the holder drops the portion and keeps what else it holds)."""
 
     portion: str
     held: tuple[HeldPortion, ...]
@@ -146,8 +147,8 @@ def parse_portion_change(data: dict[str, Any]) -> PortionChange | None:
         return None
     portion = _str(data, "portion", "label-change")
     raw = data.get("portions")
-    if not isinstance(raw, list) or not 0 < len(raw) <= 64:
-        raise InvalidInputError("label-change.portions: 1 to 64 portions held")
+    if not isinstance(raw, list) or len(raw) > 64:  # none for a portion's recall
+        raise InvalidInputError("label-change.portions: up to 64 portions held")
     held = []
     for entry in raw:
         if not isinstance(entry, dict) or entry.keys() != {"id", "index", "label", "proof"}:

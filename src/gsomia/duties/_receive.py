@@ -302,20 +302,33 @@ def _portion_change(
     now: datetime,
     accepted: Batch,
 ) -> str:
-    """A holder applies the originator's reclassification of one portion it holds: each portion held
-    rebuilt with the label the originator names and checked against the originator's new signed root
-    (so nothing but that portion's level can change), the item re-sealed under the highest label of
-    the portions held, its copies re-derived, queued releases re-sealed; acknowledged, naming the
-    parties this node sent that portion on to. Refused: a change to a portion never received here, a
-    stale one, one not from the item's path. An item not held here answers ``not-held`` (a portion's
-    change is not kept for later: a release still queued at the originator leaves re-sealed with it)."""
+    """A holder applies the originator's reclassification or recall of one portion it holds. A
+    reclassification: each portion held rebuilt with the label the originator names and checked
+    against the originator's new signed root (so nothing but that portion's level can change), the
+    item re-sealed under the highest label of the portions held, its copies re-derived, queued
+    releases re-sealed. A recall: the portion dropped (:func:`_drop_portion`). Acknowledged, naming
+    the parties this node sent that portion on to. Refused: a change to a portion never received
+    here, a stale one, one not from the item's path. An item arriving in the same batch, ahead of the
+    change, takes it before it is written (:func:`_portion_on_arrival`); an item not held here
+    answers ``not-held`` (a portion's change is not kept for later: a release still queued at the
+    originator leaves re-sealed with it, or ahead of the recall)."""
     kernel = duties.kernel
-    if change.kind is not ChangeKind.RECLASSIFY:
-        raise InvalidInputError("a portion is reclassified; an item in portions is recalled whole")
+    if change.kind is ChangeKind.RECALL and told.held:
+        raise InvalidInputError("a portion's recall names no portion held: the holder drops one")
     row = kernel.store.item_of(change.originator, change.item)  # an item is (originator, id)
+    arriving = accepted.by_origin.get((change.originator, change.item)) if row is None else None
     copies = 0
     onward: dict[str, set[str]] = {}
-    if row is None:
+    if arriving is not None:  # the item arrived in this very batch, ahead of the change
+        _check_path(opened.sender, change, arriving.originator, arriving.received_from)
+        upstream = arriving.received_from or opened.sender
+        status = _portion_on_arrival(duties, change, told.portion, arriving.id, now, accepted)
+        for entry in accepted.outbox:  # passed on by this very batch (a hub)
+            carried = set(json.loads(entry.request or "{}").get("portions") or ())
+            if entry.kind == "item" and entry.item_id == arriving.id and told.portion in carried:
+                for party in (entry.recipient, entry.final_recipient):
+                    onward.setdefault(party, set()).update(carried)
+    elif row is None:
         status, upstream = "not-held", opened.sender
     else:
         _check_path(opened.sender, change, row.originator, row.received_from)
@@ -340,7 +353,10 @@ def _portion_change(
             accepted.ops.append(duties.db.bump_version(row.id, row.label_version, change.version))
             accepted.ops.append(duties.db.put("label_changes", _change_row(change, jws, now)))
         else:
-            status, copies, ops = _apply_portion(duties, row, change, origin, told, now)
+            if change.kind is ChangeKind.RECALL:
+                status, copies, ops = _drop_portion(duties, row, change, told.portion, now)
+            else:
+                status, copies, ops = _apply_portion(duties, row, change, origin, told, now)
             accepted.ops += ops
             held = replace(_change_row(change, jws, now), item_id=row.id)  # under its reference here
             accepted.ops.append(duties.db.put("label_changes", held))
@@ -447,10 +463,126 @@ def _apply_portion(
     relabel, after = duties._resealed(row, sealed, change.version, now)
     ops: list[Op] = [relabel]
     more, copied = duties._rederive(
-        row.id, {row.id: kernel.items.stored_label(sealed.label)}, change.at, False
+        row.id,
+        {row.id: kernel.items.stored_label(sealed.label)},
+        change.at,
+        False,
+        {row.id: kernel.items.item(after)},
     )
     resealed, _ = duties._pending_releases(after, change.item, now)
     return "applied", len(copied), ops + more + resealed
+
+
+def _drop_portion(
+    duties: Duties, row: ItemRow, change: LabelChange, portion: str, now: datetime
+) -> tuple[str, int, list[Op]]:
+    """(status, copies withdrawn, ops) of the originator's recall of one portion held here: the item
+    sealed again without it, under the highest label of the portions left (the originator's signed
+    root still proves them), queued releases re-sealed. A copy here made of the portions a reader saw
+    keeps its place if that portion was not among them; any other copy, translation or derivative
+    of the item may hold the portion and is withdrawn (fail closed). The last portion held recalled:
+    the item goes, as a recall of the whole."""
+    kernel = duties.kernel
+    item = kernel.items.item(row)
+    _, derived = duties._rederive(row.id, {}, change.at, True)  # the held copies, nothing changed
+    if len(item.portions) == 1:
+        return "withdrawn", len(derived), [duties.db.withdraw(i, "recalled") for i in [row.id, *derived]]
+    gone = [i for i in derived if _may_hold(duties, i, portion)]
+    content, held = kernel.items.signed(row)
+    origin = kernel.items.origin(row)
+    if origin is None:
+        raise InvalidInputError(f"item {change.item} here carries no signed root of its originator")
+    sealed = kernel.items.seal_portions(
+        content,
+        [p for p in held if p.id != portion],
+        origin=origin,
+        now=now,
+        by=row.ingested_by,
+        received_from=row.received_from,
+        agreement=row.agreement,
+        prefer={
+            m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
+            for m in item.portions
+        },
+    )
+    relabel, after = duties._resealed(row, sealed, change.version, now)
+    resealed, _ = duties._pending_releases(after, row.id, now)
+    return "applied", len(gone), [relabel, *(duties.db.withdraw(i, "recalled") for i in gone), *resealed]
+
+
+def _portion_on_arrival(
+    duties: Duties, change: LabelChange, portion: str, ref: str, now: datetime, accepted: Batch
+) -> str:
+    """A portion's change for an item stored by the same batch (``ref``: its reference here), the
+    item's release having left the originator before the change (the outbox keeps a peer's order).
+    A recall drops the portion from the item before it is written (the last portion held: the item
+    is stored withdrawn, and a hub passes none of it on); a reclassification the item already
+    carries (a queued release leaves re-sealed with the new root) is already applied."""
+    kernel = duties.kernel
+    index = next(i for i, n in enumerate(accepted.items) if n.id == ref)
+    arriving = accepted.items[index]
+    _check_version(change, arriving.label_version)
+    if arriving.portions is None:
+        raise InvalidInputError(
+            f"item {change.item} here is signed whole: no change to a portion {portion} applies"
+        )
+    marks = kernel.items.marks(arriving.portions)
+    if portion not in {m.id for m in marks}:
+        raise InvalidInputError(f"portion {portion} of item {change.item} was never received here")
+    if change.version == arriving.label_version:
+        return "already-applied"
+    if change.kind is not ChangeKind.RECALL:
+        return "not-held"  # a newer root than the one arriving: the release re-sealed it, or will
+    if len(marks) == 1:
+        accepted.items[index] = replace(
+            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
+        )
+        accepted.outbox[:] = [
+            replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
+            if e.kind == "item" and e.item_id == ref
+            else e
+            for e in accepted.outbox
+        ]
+        return "withdrawn"
+    if arriving.origin_jws is None:
+        raise InvalidInputError(f"item {change.item} carries no signed root of its originator")
+    content, held = kernel.items.signed_sealed(arriving.id, arriving.label, arriving.payload)
+    sealed = kernel.items.seal_portions(
+        content,
+        [p for p in held if p.id != portion],
+        origin=kernel.cipher.open(arriving.id, arriving.label, arriving.origin_jws).decode(),
+        now=now,
+        by=arriving.ingested_by,
+        received_from=arriving.received_from,
+        agreement=arriving.agreement,
+        prefer={
+            m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
+            for m in marks
+        },
+        ref=arriving.id,
+    )
+    accepted.items[index] = replace(
+        arriving,
+        label=sealed.label,
+        classification=sealed.classification,
+        topics=sealed.topics,
+        payload=sealed.payload,
+        payload_size=sealed.payload_size,
+        origin_jws=sealed.origin_jws,
+        portions=sealed.portions,
+        label_version=change.version,
+    )
+    return "applied"
+
+
+def _may_hold(duties: Duties, derived_id: str, portion: str) -> bool:
+    """Whether the copy or derivative ``derived_id`` may hold ``portion``: a copy whose payload is the
+    portions its maker saw says which it holds; anything else may hold anything of its sources."""
+    row = duties.kernel.store.get_item(derived_id)
+    if row is None:
+        return False
+    ids = duties.copied_portions(row)
+    return ids is None or portion in ids
 
 
 def _check_path(sender: str, change: LabelChange, originator: str, came_from: str | None) -> None:
@@ -702,7 +834,9 @@ def _address_onward(
                 continue  # that party did not get the portion changed
             told = PortionChange(
                 portion,
-                tuple(
+                ()  # a recall: the holder drops the portion, and needs nothing of the rest
+                if change.kind is ChangeKind.RECALL
+                else tuple(
                     HeldPortion(
                         i,
                         signed[i].index,

@@ -1,8 +1,11 @@
 """The inbox: open each envelope (one opaque error to the sender, the detail to the audit
 records), accept only registered government-to-government links, verify the originator's
 signature, decide on this side, store the item with the originator's label plus this
-node's equivalent, and sign a receipt. A message id seen before returns the same receipt:
-exactly-once effect. A hub relays what the originator authorised, and only that.
+node's equivalent, and sign a receipt. A message id seen before from the same sender returns
+the same receipt: exactly-once effect; from another sender it is refused. A binding's message id
+(from its digest) is of a namespace no envelope may use, since a binding is not addressed and a
+partner holding the same one could otherwise take its id first. A hub relays what the
+originator authorised, and only that.
 
 The inbox dispatches by message kind through the exchange's handler table: ``item``,
 ``consent-request``, ``consent`` and ``equivalence-change`` are its own; other services
@@ -49,6 +52,7 @@ BATCH_KIND = "batch"
 BATCHED_KINDS = frozenset({"item"})  # what a batch may carry
 MAX_BATCH_MESSAGES = 1000
 _MAX_ID = 200  # as an envelope's own message id
+_BOUND = "bdo-"  # the message ids of ADatP-4778 bindings (receive_bound): no envelope's may start so
 
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
@@ -259,9 +263,10 @@ class Inbox(Equivalences):
             "purpose": purpose,
             "consents": [],
         }
-        opened = Opened(sender, self.party, f"bdo-{digest[:48]}", now, now + timedelta(hours=1), body, "bdo")
+        msg_id = f"{_BOUND}{digest[:48]}"
+        opened = Opened(sender, self.party, msg_id, now, now + timedelta(hours=1), body, "bdo")
         accepted = Batch()
-        result = self._receive_one("", now, accepted, opened)
+        result = self._receive_one("", now, accepted, opened, bound=True)
         if accepted.any():
             self._commit(accepted)
         return result
@@ -286,7 +291,13 @@ class Inbox(Equivalences):
         return {"status": "refused", "reason": public, "receipt": None}
 
     def _receive_one(
-        self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError | None = None
+        self,
+        text: str,
+        now: datetime,
+        accepted: Batch,
+        first: Opened | EnvelopeError | None = None,
+        *,
+        bound: bool = False,
     ) -> dict[str, Any]:
         if first is _UNOPENED or first is _UNOPENED_FOR_NOW:  # tallied already
             answer: dict[str, Any] = {"status": "refused", "reason": "envelope refused", "receipt": None}
@@ -307,6 +318,28 @@ class Inbox(Equivalences):
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:
             seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
+        if opened.msg_id.startswith(_BOUND) != bound:
+            # the ids a binding's digest names are the bindings' own: a partner holding the same
+            # (unaddressed) binding would otherwise take its id first and have it refused here
+            return self._refused(
+                "envelope.refused",
+                opened.sender,
+                None,
+                "message id reserved for ADatP-4778 bindings",
+                "envelope refused",
+                msg_id=opened.msg_id,
+            )
+        if seen is not None and seen.sender != opened.sender:
+            # a message id is the sender's own: another party naming it learns nothing of it (not
+            # the receipt this node signed for its sender) and stores nothing
+            return self._refused(
+                "envelope.refused",
+                opened.sender,
+                None,
+                "message id of another sender",
+                "envelope refused",
+                msg_id=opened.msg_id,
+            )
         if seen is not None:
             self.kernel.record(
                 "envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id
@@ -417,7 +450,7 @@ class Inbox(Equivalences):
         found = self._held_as(originator, item.item_id, accepted)
         held = found is not None
         if found is not None:
-            self._same_item(item, found)
+            self._same_item(item, found, portions)
             ref = found.id
         else:
             ref = item_ref(originator, item.item_id, lambda r: self._taken(r, accepted))
@@ -488,17 +521,24 @@ class Inbox(Equivalences):
             return ref in accepted.taken
         return self.kernel.store.get_item(ref) is not None
 
-    def _same_item(self, item: ItemContent | PortionedContent, held: NewItem | ItemRow) -> None:
+    def _same_item(
+        self, item: ItemContent | PortionedContent, held: NewItem | ItemRow, portions: Sequence[SignedPortion]
+    ) -> None:
         """The originator's item under this id is held here already: only the same signed content is
         "already held"; another item of the same originator under the id is refused with the reason,
         never answered "already held" (which would mark it delivered). Where the payload is gone
         (destroyed, recalled), the instant the originator signed as the item's creation still tells
-        another item apart. (Another originator's item under the same id is another item: stored.)"""
+        another item apart. (Another originator's item under the same id is another item: stored.)
+
+        An item in portions is the same when its signed root is (a hub may send fewer portions), or
+        when what arrives is exactly the portions held here, leaf for leaf, under another root: the
+        originator changed a portion this node does not hold (and was rightly not told), so the
+        root moved while nothing held here did."""
         sealed = (held.label, held.payload)
         portioned = held.portions is not None
-        if isinstance(item, PortionedContent):  # the same signed root (a hub may send fewer portions)
+        if isinstance(item, PortionedContent):
             same = portioned and (
-                self.kernel.items.signed_root(held.id, *sealed) == item
+                self._same_portions(item, held, portions)
                 if held.state == "held"
                 else held.created_us <= epoch_us(item.label.created)
             )
@@ -513,6 +553,15 @@ class Inbox(Equivalences):
                 f"item id {item.item_id} is held here as a different item of "
                 f"{item.label.originator}: not stored"
             )
+
+    def _same_portions(
+        self, item: PortionedContent, held: NewItem | ItemRow, portions: Sequence[SignedPortion]
+    ) -> bool:
+        items = self.kernel.items
+        if items.signed_root(held.id, held.label, held.payload) == item:
+            return True
+        arriving = {p.id: p.leaf for p in portions}
+        return bool(arriving) and items.held_leaves(held.id, held.label, held.payload) == arriving
 
     def _new_item(
         self,

@@ -13,11 +13,16 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, NotFoundError
+from gsomia.errors import AgreementError, ConflictError, GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._base import ExchangeBase
 from gsomia.store import PeerRow
 
 __all__ = ["Peers"]
+
+# how many times a registration or a revocation decides again when another process changed the
+# registrations between its read and its write (compare-and-set on the peers' generation)
+_ATTEMPTS = 5
+_CHANGED = "the registered peers kept changing meanwhile (another process writing them): try again"
 
 
 class Peers(ExchangeBase):
@@ -55,56 +60,75 @@ class Peers(ExchangeBase):
         self.kernel.require_any(actor, (Role.ADMINISTRATOR,), "peer.register")
         who = actor.id if actor else "operator"
         try:
-            self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
-            identity = PeerIdentity.from_signed(
-                document, self._now(), (lambda _party: None) if replace else self.peer
-            )
-            known = self.peer(identity.party)
-            if known is not None:  # a key this node revoked stays revoked, whatever the new document says
-                for entry in known.keys:
-                    if entry.revoked_at is not None and entry.kid in {k.kid for k in identity.keys}:
-                        identity = identity.with_revoked(entry.kid, entry.revoked_at)
-            if identity.party == self.party:
-                raise InvalidInputError("an identity document of this node's own party is not a peer")
-            for pin in identity.tls:  # a certificate names one node: the pin says who connected
-                holder = self.kernel.peers.by_certificate(pin)
-                if holder is not None and holder.party != identity.party:
-                    raise InvalidInputError(
-                        f"tls: certificate {pin} is named by {holder.party}'s identity already"
-                    )
-            if not agreements:
-                raise InvalidInputError("name at least one agreement the link is registered for")
-            for agreement_id in agreements:
-                agreement = self.kernel.catalogue.agreement(agreement_id)
-                if self.party not in agreement.parties or identity.party not in agreement.parties:
-                    raise AgreementError(
-                        f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
-                    )
-            now = epoch_us(self._now())
-            row = PeerRow(
-                identity.party,
-                canonical(identity.to_document()),
-                canonical(sorted(set(agreements))),
-                now,
-                now,
-            )
-            pins: dict[str, Any] = {"tls": list(identity.tls)} if identity.tls else {}
-            audit = self.kernel.audit_row(
-                "peer.register",
-                who,
-                identity.party,
-                "allowed",
-                agreements=sorted(set(agreements)),
-                keys=[k.kid for k in identity.keys],
-                issued=None if identity.issued is None else identity.issued.isoformat(),
-                replaced=replace and known is not None,  # taken afresh, its succession not checked
-                **pins,
-            )
-            self.fed.put_peer(row, [audit])
+            for _ in range(_ATTEMPTS):
+                identity = self._register_once(who, document, agreements, replace)
+                if identity is not None:
+                    break
+            else:
+                raise ConflictError(_CHANGED)
         except GsomiaError as exc:
             raise self.kernel.refuse("peer.register", who, None, exc) from None
         self.kernel.peers.invalidate()
         return identity
+
+    def _register_once(
+        self, who: str, document: Any, agreements: Sequence[str], replace: bool
+    ) -> PeerIdentity | None:
+        """One decision on what the store holds now, written only if it still holds it (``None``:
+        another process changed the registrations meanwhile, decide again)."""
+        self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
+        read: dict[str, tuple[int, PeerIdentity | None, frozenset[str]]] = {}
+
+        def registered(party: str) -> PeerIdentity | None:
+            read[party] = self.kernel.peers.peer_at(party)
+            return read[party][1]
+
+        identity = PeerIdentity.from_signed(
+            document, self._now(), (lambda _party: None) if replace else registered
+        )
+        # the registration checked against, and the generation it was read at: the write compares it
+        generation, known, _ = read.get(identity.party) or self.kernel.peers.peer_at(identity.party)
+        if known is not None:  # a key this node revoked stays revoked, whatever the new document says
+            for entry in known.keys:
+                if entry.revoked_at is not None and entry.kid in {k.kid for k in identity.keys}:
+                    identity = identity.with_revoked(entry.kid, entry.revoked_at)
+        if identity.party == self.party:
+            raise InvalidInputError("an identity document of this node's own party is not a peer")
+        for pin in identity.tls:  # a certificate names one node: the pin says who connected
+            holder = self.kernel.peers.by_certificate(pin)
+            if holder is not None and holder.party != identity.party:
+                raise InvalidInputError(
+                    f"tls: certificate {pin} is named by {holder.party}'s identity already"
+                )
+        if not agreements:
+            raise InvalidInputError("name at least one agreement the link is registered for")
+        for agreement_id in agreements:
+            agreement = self.kernel.catalogue.agreement(agreement_id)
+            if self.party not in agreement.parties or identity.party not in agreement.parties:
+                raise AgreementError(
+                    f"{agreement_id} is not an agreement between {self.party} and {identity.party}"
+                )
+        now = epoch_us(self._now())
+        row = PeerRow(
+            identity.party,
+            canonical(identity.to_document()),
+            canonical(sorted(set(agreements))),
+            now,
+            now,
+        )
+        pins: dict[str, Any] = {"tls": list(identity.tls)} if identity.tls else {}
+        audit = self.kernel.audit_row(
+            "peer.register",
+            who,
+            identity.party,
+            "allowed",
+            agreements=sorted(set(agreements)),
+            keys=[k.kid for k in identity.keys],
+            issued=None if identity.issued is None else identity.issued.isoformat(),
+            replaced=replace and known is not None,  # taken afresh, its succession not checked
+            **pins,
+        )
+        return identity if self.fed.put_peer(row, generation, [audit]) else None
 
     def rotate_keys(self, actor: Person | None, overlap: timedelta) -> dict[str, Any]:
         """New signing and encryption keys from now; the old ones stay valid for ``overlap``.
@@ -128,26 +152,21 @@ class Peers(ExchangeBase):
     def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
         """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
         self.kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
-        self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
-        identity = self.peer(party)
-        if identity is None:
-            raise NotFoundError(f"{party} is not a registered peer")
-        revoked = identity.with_revoked(kid, at)
-        now = epoch_us(self._now())
-        row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(self.links(party))), now, now)
-        self.fed.put_peer(
-            row,
-            [
-                self.kernel.audit_row(
-                    "key.revoke",
-                    actor.id if actor else "operator",
-                    party,
-                    "allowed",
-                    kid=kid,
-                    at=at.isoformat(),
-                )
-            ],
-        )
+        for _ in range(_ATTEMPTS):
+            self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
+            generation, identity, links = self.kernel.peers.peer_at(party)
+            if identity is None:
+                raise NotFoundError(f"{party} is not a registered peer")
+            revoked = identity.with_revoked(kid, at)
+            now = epoch_us(self._now())
+            row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(links)), now, now)
+            audit = self.kernel.audit_row(
+                "key.revoke", actor.id if actor else "operator", party, "allowed", kid=kid, at=at.isoformat()
+            )
+            if self.fed.put_peer(row, generation, [audit]):  # else another write came first: again
+                break
+        else:
+            raise ConflictError(_CHANGED)
         self.kernel.peers.invalidate()
 
     def _link(self, party: str, decision: ReleaseDecision) -> PeerIdentity:

@@ -549,14 +549,27 @@ class Items:
     def signed(self, row: ItemRow) -> tuple[PortionedContent, tuple[SignedPortion, ...]]:
         """The originator's signed item in portions and the portions held, from the sealed document
         (each portion checked against the root again)."""
-        document = json.loads(self.payload(row))
-        content = self._content(row.id, document)
+        return self.signed_sealed(row.id, row.label, row.payload)
+
+    def signed_sealed(
+        self, item_id: str, label_json: str, sealed: bytes
+    ) -> tuple[PortionedContent, tuple[SignedPortion, ...]]:
+        """:meth:`signed` of a sealed document not stored yet (an item arriving in a batch)."""
+        document = json.loads(self.cipher.open(item_id, label_json, sealed))
+        content = self._content(item_id, document)
         return content, signed_portions(document["portions"], content, self.catalogue)
 
     def signed_root(self, item_id: str, label_json: str, sealed: bytes) -> PortionedContent:
         """The originator's signed item in portions kept in a sealed document (a row's, or one
         being stored)."""
         return self._content(item_id, json.loads(self.cipher.open(item_id, label_json, sealed)))
+
+    def held_leaves(self, item_id: str, label_json: str, sealed: bytes) -> dict[str, bytes]:
+        """The leaves of the portions a sealed document holds (a row's, or one being stored), by
+        portion id: what this node holds of the originator's item, whatever root it came under."""
+        document = json.loads(self.cipher.open(item_id, label_json, sealed))
+        content = self._content(item_id, document)
+        return {p.id: p.leaf for p in signed_portions(document["portions"], content, self.catalogue)}
 
     def _content(self, item_id: str, document: Any) -> PortionedContent:
         if not isinstance(document, dict) or not isinstance(document.get("content"), str):

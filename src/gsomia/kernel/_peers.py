@@ -4,7 +4,9 @@ agreements its government-to-government link is registered for (Art. 9).
 Read by every service (the exchange seals and opens with these keys, the stream opens link
 sessions and checks signed batches, the duties and the audit log verify partners' signatures);
 written only by the exchange's peer registration and key revocation, in any process of the node
-(``gsomia peer add`` or ``peer revoke-key`` beside a serving node). The store is the truth: each
+(``gsomia peer add`` or ``peer revoke-key`` beside a serving node), each written only if the
+registrations are still those it read (:meth:`PeerDirectory.peer_at` gives the generation to
+compare and set). The store is the truth: each
 process reads the peers again when the store's ``peers`` generation moved, which it checks on
 use at most every ~250 ms (:class:`~gsomia.kernel._watch.ChangeWatch`), so a revoked key is
 refused by every process within a second, and a replaced identity document's TLS certificate pins
@@ -64,6 +66,13 @@ class PeerDirectory:
     def invalidate(self) -> None:
         """After a write in this process: read the generation (and so the peers) again at once."""
         self._watch.stale()
+
+    def peer_at(self, party: str) -> tuple[int, PeerIdentity | None, frozenset[str]]:
+        """The registered identity of ``party`` (or ``None``) and its links, with the generation of
+        the peers they were read at: what a writer compares and sets (``FederationStore.put_peer``)."""
+        held = self._held()
+        found = held.peers.get(party)
+        return (held.generation, None, frozenset()) if found is None else (held.generation, *found)
 
     def peer(self, party: str) -> PeerIdentity | None:
         """The registered identity of ``party``, or ``None`` (also the key look-up for verification)."""

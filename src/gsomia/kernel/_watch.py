@@ -1,14 +1,19 @@
 """How a process learns that the store's shared state changed: the generation counters.
 
-Every process of a node that keeps a copy of shared state (the key ring, the peer directory)
-asks :meth:`ChangeWatch.generation` on use; the counters are read from the store at most every
-``interval`` seconds (0.25 by default, one small query), so a change made by any process (a
-``gsomia peer revoke-key`` run beside a serving node, another API process) is seen by every
-process within that interval of its next use. No thread, no timer: an idle process reads nothing.
+Every process of a node that keeps a copy of shared state (the key ring, the peer directory,
+people, consents and relay plans, the release policy...) asks :meth:`ChangeWatch.generation` on
+use; a copy is the store's while its counter holds. The counters are read from the store at most
+every ``interval`` seconds (0.25 by default, one small query), so a change made by any process
+(a ``gsomia peer revoke-key`` run beside a serving node, another API process) is seen by every
+process within that interval of its next use. An idle process reads nothing.
 
-A push source can make it sooner: :meth:`ChangeWatch.stale` forces the next use to read the
-counters (a PostgreSQL ``LISTEN`` on the generations channel would call it; this process calls
-it after its own writes).
+On PostgreSQL a serving process is also told at once (:meth:`ChangeWatch.listen`): the
+transaction that moves a counter sends a notification when it commits, and the listening thread
+marks the counters stale, so the next use reads them. The notification only says "read again";
+the counters read are the truth, so a lost, forged or garbled notification cannot make a copy
+wrong, and polling stays the floor when the listening connection is down (on reconnecting it
+marks everything stale, since what was sent meanwhile reached no one). This process marks them
+stale after its own writes (:meth:`gsomia.store.Store.on_bump`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gsomia.store import SharedState
+from gsomia.store import ChangeListener, SharedState
 
 __all__ = ["DEFAULT_INTERVAL", "ChangeWatch"]
 
@@ -39,11 +44,15 @@ class ChangeWatch:
         self._monotonic = monotonic
         self._values: dict[str, int] | None = None
         self._next = 0.0  # the monotonic instant from which the counters are read again
+        # moved on by every stale() before it clears _next: a read that began before one is not kept
+        self._marks = 0
         self._lock = threading.Lock()
+        self._listener: ChangeListener | None = None
         self.reads = 0  # how many times the counters were read (for tests and benchmarks)
 
     def generation(self, name: str) -> int:
-        """``name``'s generation, read from the store if the last read is older than the interval.
+        """``name``'s generation, read from the store if the last read is older than the interval
+        or a change was announced since.
 
         One thread reads at a time; the others meanwhile answer from the last read (never older
         than the interval plus one query). The first use always reads."""
@@ -52,8 +61,11 @@ class ChangeWatch:
         if due and self._lock.acquire(blocking=values is None):
             try:
                 if self._values is None or self._monotonic() >= self._next:
+                    marks = self._marks
                     self._values = self._shared.generations()
                     self._next = self._monotonic() + self._interval
+                    if marks != self._marks:  # told of a change while reading: it may not be in
+                        self._next = 0.0  # what was read, so read again at the next use
                     self.reads += 1
                 values = self._values
             finally:
@@ -62,4 +74,29 @@ class ChangeWatch:
 
     def stale(self) -> None:
         """Read the counters again on the next use (after a write here, or when a push says so)."""
+        self._marks += 1
         self._next = 0.0
+
+    def listen(self) -> bool:
+        """Be told of other processes' changes as they commit (PostgreSQL's ``LISTEN``), until
+        :meth:`close`; ``False`` where the store has no such push (SQLite: one process)."""
+        with self._lock:
+            if self._listener is None:
+                self._listener = self._shared.listen(self._told)
+            return self._listener is not None
+
+    @property
+    def listener(self) -> ChangeListener | None:
+        """The thread listening for changes, while :meth:`listen` holds it."""
+        return self._listener
+
+    def close(self) -> None:
+        """Stop listening (polling goes on: the watch still answers)."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+
+    def _told(self, name: str | None) -> None:
+        # every counter is read in one query, so a change to one is a read of all
+        self.stale()

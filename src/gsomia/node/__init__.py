@@ -3,7 +3,7 @@
 
 from gsomia.node._config import NodeConfig, init_node_dir, load_config, set_endpoint, set_tls
 from gsomia.node._credentials import Credentials
-from gsomia.node._feed import FEED_KINDS, Feed, FeedEvent, FeedFilter
+from gsomia.node._feed import EVENT_TYPES, FEED_KINDS, Feed, FeedEvent, FeedFilter, FlowEvent, HeadEvent
 from gsomia.node._items import MAX_PAGE, ItemService, NewIngest, Page, PortionIngest, ReadPage
 from gsomia.node._metrics import LeaseGauge, Metrics
 from gsomia.node._people import People
@@ -11,6 +11,7 @@ from gsomia.node._service import Clock, Item, Node, system_clock
 from gsomia.node._statuses import Statuses
 
 __all__ = [
+    "EVENT_TYPES",
     "FEED_KINDS",
     "MAX_PAGE",
     "Clock",
@@ -18,6 +19,8 @@ __all__ = [
     "Feed",
     "FeedEvent",
     "FeedFilter",
+    "FlowEvent",
+    "HeadEvent",
     "Item",
     "ItemService",
     "LeaseGauge",

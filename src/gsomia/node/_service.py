@@ -76,7 +76,8 @@ class Node:
             self.store.claim(config.party, config.identity(), epoch_us(clock()))
         self.cipher = PayloadCipher(config.key())
         self.clock = clock
-        # the keys and the peers are the store's: every process of the node sees a change within ~250 ms
+        # the keys and the peers are the store's: every process of the node sees a change within
+        # ~250 ms, at once where a serving process listens for it (PostgreSQL)
         watch = ChangeWatch(SharedState(self.store))
         self.ring: KeyRing = StoreKeyRing.open(
             self.store,
@@ -110,7 +111,7 @@ class Node:
         self.audit = AuditLog(self.kernel)
         self.heads = TreeHeads(self.audit, self.exchange)
         self.duties = Duties(self.kernel, self.exchange)
-        self.feed = Feed(self.kernel)
+        self.feed = Feed(self.kernel, self.audit)
         self.metrics = Metrics(self.kernel, self.exchange)
         self.statuses = Statuses(self.kernel)
         # the inbox hands these kinds to the services that own them
@@ -140,6 +141,7 @@ class Node:
         return self.store.revision()
 
     def close(self) -> None:
+        self.kernel.watch.close()
         self.store.close()
 
     # --- what a partner asks this node (PeerService: the routes and the in-memory transport) ---

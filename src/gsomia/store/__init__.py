@@ -3,11 +3,11 @@
 ``Store`` holds items, people, tokens, inventory and audit records; ``FederationStore`` the
 exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's leaves and heads;
 ``DutiesStore`` the duties after release; ``SharedState`` the generation counters every process
-watches and the node's sealed key ring; ``LeaseStore`` which process holds each kind of
-background work; ``Gauges`` what an operator watches (backlogs, heads' ages); ``LinkHellos``
-the stream link hellos answered; ``EquivalenceStore`` the parties' equivalence
-changes; ``RateCounters`` the per-source request budgets (a ``limits`` storage). Each is a view
-over the one ``Store``'s connection.
+watches (``ChangeListener`` hears them move, on PostgreSQL) and the node's sealed key ring;
+``LeaseStore`` which process holds each kind of background work; ``Gauges`` what an operator
+watches (backlogs, heads' ages); ``LinkHellos`` the stream link hellos answered;
+``EquivalenceStore`` the parties' equivalence changes; ``RateCounters`` the per-source request
+budgets (a ``limits`` storage). Each is a view over the one ``Store``'s connection.
 """
 
 from gsomia.store._approvals import RELEASE_POLICY, ApprovalStore, ReleaseRequestRow
@@ -36,6 +36,7 @@ from gsomia.store._federation import (
 from gsomia.store._gauges import Backlog, Gauges
 from gsomia.store._hellos import LinkHellos
 from gsomia.store._leases import LeaseRow, LeaseStore
+from gsomia.store._notify import ChangeListener
 from gsomia.store._ratelimit import RateCounters
 from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, PEOPLE, TOKENS, VISITS, SharedState
@@ -70,6 +71,7 @@ __all__ = [
     "AuditRow",
     "AuditStore",
     "Backlog",
+    "ChangeListener",
     "ConsentRequestRow",
     "ConsentRow",
     "DestructionRow",

@@ -270,6 +270,14 @@ class AuditStore:
                 for r in conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size))
             ]
 
+    def heads_after(self, size: int, limit: int) -> list[HeadRow]:
+        """The signed heads larger than ``size``, smallest first, at most ``limit``."""
+        query = (
+            select(t.tree_heads).where(t.tree_heads.c.size > size).order_by(t.tree_heads.c.size).limit(limit)
+        )
+        with self._read() as conn:
+            return [HeadRow(r.size, r.root, r.at_us, r.jws) for r in conn.execute(query)]
+
     def latest_head(self) -> HeadRow | None:
         with self._read() as conn:
             r = conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size.desc()).limit(1)).one_or_none()

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, func,
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
-from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new
+from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new, moved
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
 
@@ -203,12 +203,24 @@ class FederationStore:
 
     # --- peers ---
 
-    def put_peer(self, row: PeerRow, audit: Sequence[AuditRow] = ()) -> None:
+    def put_peer(self, row: PeerRow, expected: int, audit: Sequence[AuditRow] = ()) -> bool:
+        """Store a partner's registration if the registrations are still those the caller read at
+        generation ``expected`` of the peers (compare-and-set): ``False``, with nothing written, if
+        any process changed one since (a revocation, another document), so the caller decides again
+        on what is there now instead of writing over it."""
         with self.store._begin() as conn:
+            swapped = conn.execute(
+                update(t.generations)
+                .where(t.generations.c.name == PEERS, t.generations.c.value == expected)
+                .values(value=expected + 1)
+            ).rowcount
+            if not swapped:
+                return False
+            moved(conn, PEERS)  # every process of the node reads its peers again
             conn.execute(t.peers.delete().where(t.peers.c.party == row.party))
             conn.execute(insert(t.peers), _values(row))
-            bump(conn, PEERS)  # every process of the node reads its peers again
             self.store._audit(conn, audit)
+            return True
 
     def peers(self) -> list[PeerRow]:
         with self.store._read() as conn:

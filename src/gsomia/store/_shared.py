@@ -3,16 +3,19 @@
 A process that keeps a copy of shared state (the key ring, the peer directory) remembers the
 generation it read; a writer bumps the generation in the transaction that changes the state, so
 reading the counters (one small query) tells every process whether its copy is still the store's.
+On PostgreSQL the move is also announced (``_notify``): :meth:`SharedState.listen` hears it in
+every process the moment it commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import insert, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._store import PEOPLE, TOKENS, VISITS, AuditRow, Store, bump
+from gsomia.store._notify import ChangeListener
+from gsomia.store._store import PEOPLE, TOKENS, VISITS, AuditRow, Store, bump, moved
 
 __all__ = ["CONSENTS", "KEYS", "PEERS", "PEOPLE", "TOKENS", "VISITS", "SharedState", "bump"]
 
@@ -31,6 +34,18 @@ class SharedState:
         """Every kind of shared state's generation (one query)."""
         with self.store._read() as conn:
             return {r.name: int(r.value) for r in conn.execute(select(t.generations))}
+
+    def listen(self, on_change: Callable[[str | None], None]) -> ChangeListener | None:
+        """A started thread that calls ``on_change(name)`` the moment another process commits a
+        move of generation ``name``, and ``on_change(None)`` when it (re)connects (anything may
+        have moved meanwhile); :meth:`ChangeListener.stop` ends it. ``None`` where the store has
+        no such push: SQLite (one process), or PostgreSQL through a driver other than psycopg."""
+        engine = self.store.engine
+        if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+            return None
+        listener = ChangeListener(engine, on_change)
+        listener.start()
+        return listener
 
     def key_ring(self) -> tuple[int, bytes] | None:
         """(generation, sealed document) of the node's key ring, read together; ``None`` if the
@@ -61,13 +76,14 @@ class SharedState:
         """Replace the key ring read at generation ``expected`` (compare-and-set): ``False``, with
         nothing written, if another writer changed it since."""
         with self.store._begin() as conn:
-            moved = conn.execute(
+            swapped = conn.execute(
                 update(t.generations)
                 .where(t.generations.c.name == KEYS, t.generations.c.value == expected)
                 .values(value=expected + 1)
             ).rowcount
-            if not moved:
+            if not swapped:
                 return False
+            moved(conn, KEYS)
             conn.execute(
                 update(t.key_ring).where(t.key_ring.c.id == 1).values(sealed=sealed, updated_us=now_us)
             )

@@ -40,6 +40,7 @@ from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyE
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
+from gsomia.store._notify import announce
 
 __all__ = [
     "OVERFLOW_SOURCE",
@@ -244,11 +245,19 @@ TOKENS = "tokens"
 VISITS = "visits"
 
 
+def moved(conn: Connection, name: str) -> None:
+    """Generation ``name`` moves in ``conn``'s transaction: this process's listeners and (on
+    PostgreSQL, by ``pg_notify``) every other process of the node are told once it commits."""
+    conn.info[_BUMPED] = True
+    announce(conn, name)
+
+
 def bump(conn: Connection, name: str) -> int:
     """Move ``name``'s generation on, in the caller's transaction (the row stays locked until it
     ends, so writers of one kind of state take turns); the new generation. This process's
-    listeners (:meth:`Store.on_bump`) are told once the transaction commits."""
-    conn.info[_BUMPED] = True
+    listeners (:meth:`Store.on_bump`) are told once the transaction commits, the node's other
+    processes (on PostgreSQL) by the notification the commit sends."""
+    moved(conn, name)
     move = (
         update(t.generations)
         .where(t.generations.c.name == name)

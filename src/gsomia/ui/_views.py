@@ -494,11 +494,20 @@ def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
             node.audit.require_reader(person, "flows.read")
         except AccessDenied as exc:
             return _page("refused.html", 403, **common(person, "flows"), reason=str(exc))
-        return _page("flows.html", **common(person, "flows"))
+        after = node.feed.head()  # the feed resumes here; a flow recorded meanwhile is drawn once
+        head = node.audit.latest_head()
+        return _page(
+            "flows.html",
+            **common(person, "flows"),
+            flows=[flow_view(r) for r in node.audit.flows(person, 0)],
+            after=after,
+            head=None if head is None else {"size": head.size, "root": head.root.hex()},
+        )
 
     @router.get("/api/flows")
     def flows(person: Caller, since: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-        """Sent, received and refused envelopes after audit record ``since`` (the page polls this)."""
+        """Sent, received and refused envelopes after audit record ``since`` (the page draws the
+        latest and then follows the live feed; this is for scripts)."""
         found = [flow_view(r) for r in node.audit.flows(person, since)]
         return {"flows": found, "last": found[-1]["seq"] if found else since}
 

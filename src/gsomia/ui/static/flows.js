@@ -1,9 +1,14 @@
-// Flows: poll api/flows (under this dashboard's path) for audit records after the last one shown, newest at the top.
+// Flows: the page arrives with the latest flows drawn; new ones (sent, received, refused) and each new
+// signed tree head come from the node's live feed (GET <dashboard>/feed/sse?type=flow&type=tree-head,
+// decided for this reader: flows reach readers of the audit records alone), newest at the top. The
+// browser's EventSource resumes by Last-Event-ID after a dropped connection. Only text is written.
 "use strict";
 (function () {
+  const table = document.getElementById("flows");
+  if (!table) return;
   const body = document.getElementById("flows-body");
   const status = document.getElementById("flows-status");
-  let last = 0;
+  const head = document.getElementById("flows-head");
 
   function row(flow) {
     const tr = document.createElement("tr");
@@ -21,22 +26,23 @@
     return tr;
   }
 
-  async function poll() {
-    try {
-      const response = await fetch("api/flows?since=" + last, { credentials: "same-origin" });
-      if (!response.ok) {
-        const problem = await response.json().catch(() => ({ detail: response.statusText }));
-        status.textContent = "Refused: " + problem.detail;
-        return; // a refusal does not go away by asking again
-      }
-      const data = await response.json();
-      for (const flow of data.flows) body.prepend(row(flow));
-      last = data.last;
-      status.textContent = body.children.length ? "" : "No envelope yet.";
-    } catch (err) {
-      status.textContent = "Node unreachable; retrying.";
-    }
-    setTimeout(poll, 1000);
+  function flowed(message) {
+    const flow = JSON.parse(message.data).flow;
+    if (body.querySelector("tr[data-seq='" + CSS.escape(String(flow.seq)) + "']")) return; // drawn already
+    body.prepend(row(flow));
+    status.textContent = "";
   }
-  poll();
+
+  function signed(message) {
+    const event = JSON.parse(message.data);
+    if (event.size <= Number(head.dataset.size)) return;
+    head.dataset.size = event.size;
+    head.textContent = "Signed tree head: " + event.size + " record(s), root " + event.root.slice(0, 16) + "… at " + event.at;
+  }
+
+  const source = new EventSource(table.dataset.feed);
+  source.onopen = () => { table.dataset.live = "true"; };
+  source.onerror = () => { table.dataset.live = "false"; status.textContent = "Reconnecting to the node."; };
+  source.addEventListener("flow", flowed);
+  source.addEventListener("tree-head", signed);
 })();

@@ -64,10 +64,12 @@
     }
   }
 
-  const source = new EventSource(live.dataset.feed);
+  // the item events alone: a security officer's flows and the tree heads are the flows page's
+  const TYPES = ["ingested", "arrived", "derived", "label-changed", "recalled", "destroyed", "portion-destroyed"];
+  const source = new EventSource(live.dataset.feed + "?" + TYPES.map((t) => "type=" + encodeURIComponent(t)).join("&"));
   source.onopen = () => { status.textContent = "live"; };
   source.onerror = () => { status.textContent = "reconnecting"; }; // EventSource resumes by Last-Event-ID
-  for (const type of ["ingested", "arrived", "derived", "label-changed", "recalled", "destroyed", "portion-destroyed"]) {
+  for (const type of TYPES) {
     source.addEventListener(type, (message) => apply(JSON.parse(message.data)));
   }
 })();
