@@ -26,7 +26,7 @@ payloads of a few hundred bytes of JSON (a report with a track of positions).
    ingest stores. The rows are built once, by worker processes (one a core, each on a
    handle of its own on the node, as a second process of the node has), and the same rows
    go into both stores (which is why the two hold one node's keys). Then, with
-   the store nearly full, two samples (50,000 items each at N = 1,000,000; N/10 for
+   the store nearly full, two samples (20,000 items each at N = 1,000,000; N/10 for
    smaller runs) are timed in batches of 1,000, one transaction per batch:
 
    * service: ``Node.items.ingest_many(None, batch)`` (the operator's feed): label validation
@@ -91,7 +91,6 @@ import argparse
 import gc
 import json
 import math
-import multiprocessing
 import os
 import platform
 import random
@@ -102,7 +101,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -112,13 +110,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from _bulk import rows_in_workers, workers
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _postgres import POSTGRES_URL, postgres_absent, postgres_schema
 from _rows import row as protocol_row
 from gsomia._codec import canonical
 from gsomia.core.access import Person, decide_read
 from gsomia.crypto.keys import KeyRing
-from gsomia.node import Item, NewIngest, Node, init_node_dir, load_config
+from gsomia.node import Item, NewIngest, Node, init_node_dir
 from gsomia.node._config import KEY_FILE, KEYRING_FILE
 from gsomia.node._items import _encode_cursor
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem
@@ -130,7 +129,7 @@ DEFAULT_ITEMS = 1_000_000
 PAGE = 1000
 INGEST_BATCH = 1000
 BULK_BATCH = 10_000
-MAX_SAMPLE = 50_000
+MAX_SAMPLE = 20_000
 MIN_ITEMS = 20_000
 MIN_FETCHES = 10
 MAX_FETCHES = 50
@@ -413,25 +412,13 @@ def settle(node: Node) -> float:
     return elapsed
 
 
-_WORKER: Node | None = None
-
-
-def _open_worker(directory: str) -> None:
-    """A worker process's own handle on the node (its store, its keys), as a second process has."""
-    global _WORKER
-    _WORKER = Node(load_config(Path(directory)), clock=FakeClock(CLOCK_START))
-
-
-def _bulk_rows(batch: int, size: int) -> list[NewItem]:
+def _bulk_rows(node: Node, batch: int, size: int) -> list[NewItem]:
     """Batch ``batch`` of the bulk load: ``size`` items (their own fixed seed), built by the service's
     row builder at the instant the batch is stored."""
-    assert _WORKER is not None
     rng = random.Random(SEED * 1_000_003 + batch)
     now = CLOCK_START + timedelta(seconds=batch)
     first = batch * BULK_BATCH
-    return [
-        _WORKER.items._prepare(None, "operator", make_ingest(rng, first + k), now)[0] for k in range(size)
-    ]
+    return [node.items._prepare(None, "operator", make_ingest(rng, first + k), now)[0] for k in range(size)]
 
 
 def load(nodes: dict[str, Node], directory: Path, count: int) -> dict[str, dict[str, float]]:
@@ -441,20 +428,15 @@ def load(nodes: dict[str, Node], directory: Path, count: int) -> dict[str, dict[
     batches = [min(BULK_BATCH, count - done) for done in range(0, count, BULK_BATCH)]
     insert_s = dict.fromkeys(nodes, 0.0)
     began = time.perf_counter()
-    workers = max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(workers, context, initializer=_open_worker, initargs=(str(directory),)) as pool:
-        done = 0
-        for rows in pool.map(_bulk_rows, range(len(batches)), batches):
-            for name, node in nodes.items():
-                start = time.perf_counter()
-                node.store.insert_items(rows)
-                insert_s[name] += time.perf_counter() - start
-            done += len(rows)
-            if done % 100_000 < BULK_BATCH:
-                progress(f"  bulk-loaded {done:,} of {count:,}")
+    done = 0
+    for rows in rows_in_workers(directory, CLOCK_START, batches, _bulk_rows):
+        for name, node in nodes.items():
+            start = time.perf_counter()
+            node.store.insert_items(rows)
+            insert_s[name] += time.perf_counter() - start
+        done += len(rows)
+        if done % 100_000 < BULK_BATCH:
+            progress(f"  bulk-loaded {done:,} of {count:,}")
     wall_s = time.perf_counter() - began
     for node in nodes.values():
         node.clock.advance(seconds=len(batches))  # type: ignore[attr-defined]
@@ -465,7 +447,7 @@ def load(nodes: dict[str, Node], directory: Path, count: int) -> dict[str, dict[
             "wall_s": round(wall_s, 2),
             "insert_s": round(insert_s[name], 2),
             "insert_per_s": round(count / insert_s[name], 1) if insert_s[name] else 0.0,
-            "workers": workers,
+            "workers": workers(),
         }
         for name in nodes
     }

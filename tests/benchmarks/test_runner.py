@@ -116,3 +116,29 @@ def test_the_policy_benchmark_speaks_the_protocol(tmp_path: Path) -> None:
     text = (tmp_path / "R.md").read_text(encoding="utf-8")
     assert "| bench_policy | release decisions/s" in text
     assert "PyCasbin" in text
+
+
+def test_a_script_stopped_at_its_time_takes_what_it_started_with_it(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script(
+        tmp_path,
+        "bench_spawner.py",
+        f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(marker)!r}, "w").write(str(child.pid))
+        time.sleep(120)
+        """,
+    )
+    status, text = run(tmp_path, "--timeout", "3")
+    assert status == 1
+    assert "timed out after 3 s" in text
+    status_file = Path(f"/proc/{int(marker.read_text())}/status")
+    assert not status_file.exists() or "zombie" in status_file.read_text().lower()
+
+
+def test_full_budgets_keep_the_issue_sized_run_within_30_minutes() -> None:
+    from benchmarks.__main__ import FULL_BUDGET_S, SIZES
+
+    assert sum(FULL_BUDGET_S.values()) <= 30 * 60
+    assert set(SIZES) <= set(FULL_BUDGET_S)
