@@ -869,6 +869,9 @@ def test_the_originator_recalls_the_body_and_its_holder_keeps_the_tearline(net: 
     assert [m.id for m in mine.portions] == ["body", "tearline"]
     assert jpn.store.audit(kind="duty.label-change") == []
     assert jpn.store.get_item("r1").label_version == 1  # type: ignore[union-attr]
+    # as after a recall of the whole, no release until the originator reclassifies
+    with pytest.raises(InvalidInputError, match="portion body of item r1 was recalled"):
+        kor.exchange.release(kor.people.person("officer"), "r1", "USA")
     # the tearline reclassified later: the USA is told of the tearline alone, and applies it
     kor.duties.reclassify(kor.people.person("officer"), "r1", "군사II급비밀", "up", portion="tearline")
     deliver(net)

@@ -106,6 +106,24 @@ def test_the_legitimate_successions_still_pass(kor: KeyRing) -> None:
     assert PeerIdentity.from_signed(later, now, lambda _party: successor).tls == (ATTACKER_PIN,)
 
 
+def test_a_vouching_signature_that_does_not_verify_vouches_for_nothing(kor: KeyRing, tmp_path: Path) -> None:
+    """A forger's own key signs (validly, as the newest), and a member claims KOR's registered key
+    with a signature that does not verify: every member must verify, not any one of them (else the
+    registered key's id alone would vouch and the forger would take KOR's registration over)."""
+    registered = PeerIdentity.from_signed(kor.signed_identity(ENDPOINT, T0, (PIN,)), T0)
+    now = T0 + timedelta(days=2)
+    forger = KeyRing.create(tmp_path / "forger.json", "KOR", "kor-1", T0 + timedelta(days=1))
+    own = forger.identity("https://attacker.example", (ATTACKER_PIN,))
+    kor_keys = [k for k in registered.to_document()["keys"] if k["use"] == "sig"]
+    payload = _document({**own, "keys": own["keys"] + kor_keys, "issued": now.isoformat()})
+    signed = _signed([forger.signing_key(now)], payload)
+    claimed = _b64(json.dumps({"alg": "EdDSA", "kid": kor_keys[0]["kid"]}).encode())
+    bogus = {"protected": claimed, "signature": _b64(bytes(64))}
+    for members in ([*signed["signatures"], bogus], [bogus, *signed["signatures"]]):
+        message = _refusal({**signed, "signatures": members}, now, registered)
+        assert "do not verify" in message, message
+
+
 def test_a_deeply_nested_payload_is_refused_as_bad_input(kor: KeyRing) -> None:
     """A payload of 40,000 opening brackets (well inside the size bound) is bad input, not a crash."""
     kid, key = kor.signing_key(T0)

@@ -4,8 +4,10 @@ read back through the same decisions as any item, and refused when forged, swapp
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from signxml import XMLVerifier
 from signxml.verifier import SignatureConfiguration
 from tests.node_fixtures import add
 
+from gsomia.crypto.envelope import open_envelope, seal
 from gsomia.demo import network
 from gsomia.errors import EnvelopeError, InvalidInputError, NotFoundError
 from gsomia.standards import export_binding, import_binding, verify_binding
@@ -278,3 +281,36 @@ def test_the_api_serves_the_label_and_the_binding_to_a_reader_only(pair: Pair) -
     assert b"originatorConfidentialityLabel" in label.content
     assert asyncio.run(get("/items/kor-track/binding", "park")).status_code == 404  # as an unknown id
     assert asyncio.run(get("/items/kor-track/label?format=pdf", "kim")).status_code == 422
+
+
+def test_a_partner_cannot_take_a_bindings_message_id_first(pair: Pair) -> None:
+    """A binding is not addressed: USA, holding KOR's binding too, knows the message id JPN will give
+    it (from the file's digest) and sends JPN an item of its own under that id first. JPN must not
+    then refuse KOR's binding as 'message id of another sender' (nor take it as done)."""
+    pair.jpn.exchange.register_peer(None, pair.usa.exchange.identity(), ["usa-jpn-gsomia-2007"])
+    data = export_binding(pair.kor, pair.officer, "kor-track", "xml")
+    officer = add(pair.usa, "smith", "USA", "SECRET", ["dprk-missile"], ["analyst", "release_officer"])
+    label = {
+        "originator": "USA",
+        "classification": "SECRET",
+        "releasable_to": ["JPN"],
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": "2024-02-01T09:00:00+00:00",
+    }
+    pair.usa.items.ingest(officer, label=label, payload=b'{"track": "usa"}', item_id="usa-track")
+    entry = pair.usa.exchange.release(officer, "usa-track", "JPN")
+    now = pair.clock.now
+    body = open_envelope(
+        pair.jpn.ring, entry.envelope, pair.jpn.kernel.peers.peer, now, timedelta(minutes=5)
+    ).body
+    jpn = pair.usa.exchange.peer("JPN")
+    assert jpn is not None
+    taken = f"bdo-{hashlib.sha256(data).hexdigest()[:48]}"
+    forged = seal(pair.usa.ring, jpn, body, msg_id=taken, at=now, ttl=timedelta(hours=1))
+    (first,) = pair.jpn.exchange.receive([forged])
+    assert first["status"] == "refused", first  # an id of the bindings' own is no envelope's
+    result = import_binding(pair.jpn, data)
+    assert result["status"] == "stored", result
+    _, payload = pair.jpn.items.read(pair.tanaka, "kor-track")
+    assert payload == b'{"track": "KN-23"}'

@@ -2,7 +2,9 @@
 records), accept only registered government-to-government links, verify the originator's
 signature, decide on this side, store the item with the originator's label plus this
 node's equivalent, and sign a receipt. A message id seen before from the same sender returns
-the same receipt: exactly-once effect; from another sender it is refused. A hub relays what the
+the same receipt: exactly-once effect; from another sender it is refused. A binding's message id
+(from its digest) is of a namespace no envelope may use, since a binding is not addressed and a
+partner holding the same one could otherwise take its id first. A hub relays what the
 originator authorised, and only that.
 
 The inbox dispatches by message kind through the exchange's handler table: ``item``,
@@ -49,6 +51,7 @@ BATCH_KIND = "batch"
 BATCHED_KINDS = frozenset({"item"})  # what a batch may carry
 MAX_BATCH_MESSAGES = 1000
 _MAX_ID = 200  # as an envelope's own message id
+_BOUND = "bdo-"  # the message ids of ADatP-4778 bindings (receive_bound): no envelope's may start so
 
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
@@ -229,9 +232,10 @@ class Inbox(Equivalences):
             "purpose": purpose,
             "consents": [],
         }
-        opened = Opened(sender, self.party, f"bdo-{digest[:48]}", now, now + timedelta(hours=1), body, "bdo")
+        msg_id = f"{_BOUND}{digest[:48]}"
+        opened = Opened(sender, self.party, msg_id, now, now + timedelta(hours=1), body, "bdo")
         accepted = Batch()
-        result = self._receive_one("", now, accepted, opened)
+        result = self._receive_one("", now, accepted, opened, bound=True)
         if accepted.any():
             self._commit(accepted)
         return result
@@ -256,7 +260,13 @@ class Inbox(Equivalences):
         return {"status": "refused", "reason": public, "receipt": None}
 
     def _receive_one(
-        self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError | None = None
+        self,
+        text: str,
+        now: datetime,
+        accepted: Batch,
+        first: Opened | EnvelopeError | None = None,
+        *,
+        bound: bool = False,
     ) -> dict[str, Any]:
         if first is _UNOPENED or first is _UNOPENED_FOR_NOW:  # tallied already
             answer: dict[str, Any] = {"status": "refused", "reason": "envelope refused", "receipt": None}
@@ -277,6 +287,17 @@ class Inbox(Equivalences):
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:
             seen = self.fed.inbox_entry(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
+        if opened.msg_id.startswith(_BOUND) != bound:
+            # the ids a binding's digest names are the bindings' own: a partner holding the same
+            # (unaddressed) binding would otherwise take its id first and have it refused here
+            return self._refused(
+                "envelope.refused",
+                opened.sender,
+                None,
+                "message id reserved for ADatP-4778 bindings",
+                "envelope refused",
+                msg_id=opened.msg_id,
+            )
         if seen is not None and seen.sender != opened.sender:
             # a message id is the sender's own: another party naming it learns nothing of it (not
             # the receipt this node signed for its sender) and stores nothing

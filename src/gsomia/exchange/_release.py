@@ -457,8 +457,10 @@ class Releases(Hops):
         if row.originator == self.party and row.label_version > 1:
             latest = DutiesStore(self.kernel.store).label_changes(item_id)[-1:]
             if latest and latest[0].kind == "recall":  # withdrawn from every holder: none gets it anew
+                portion = _recalled_portion(latest[0].jws)
+                what = f"item {item_id}" if portion is None else f"portion {portion} of item {item_id}"
                 raise InvalidInputError(
-                    f"item {item_id} was recalled (label version {latest[0].version}): "
+                    f"{what} was recalled (label version {latest[0].version}): "
                     "reclassify it before releasing it again"
                 )
         seen = gate.view(item) if gate is not None else self.kernel.view(actor, item)
@@ -547,3 +549,11 @@ class Releases(Hops):
             **(detail or {}),
         )
         return PreparedRelease(entry, audit, tuple(new_consents))
+
+
+def _recalled_portion(jws: str) -> str | None:
+    """The portion a recall this node signed names (``None``: the whole item was recalled)."""
+    payload = jws.split(".")[1]
+    content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    portion = content.get("portion") if isinstance(content, dict) else None
+    return portion if isinstance(portion, str) else None
