@@ -124,6 +124,49 @@ def test_a_vouching_signature_that_does_not_verify_vouches_for_nothing(kor: KeyR
         assert "do not verify" in message, message
 
 
+def _restated(document: dict[str, Any], kid: str, **validity: str) -> dict[str, Any]:
+    """``document`` with key ``kid``'s validity members restated."""
+    return {**document, "keys": [{**k, **validity} if k["kid"] == kid else k for k in document["keys"]]}
+
+
+def test_a_registered_key_past_its_end_vouches_for_nothing_whatever_the_document_says(kor: KeyRing) -> None:
+    """A leaked old key, ended here after its overlap: the forger's document restates its end a year
+    on (so that, by the document alone, it is valid and the newest); what this node registered
+    decides."""
+    _first, successor, old, _ = _rotated(kor)
+    later = T0 + timedelta(days=40)  # the old key's overlap ended on day 32
+    forged = _restated(
+        {**_first.to_document(), "tls": [ATTACKER_PIN], "issued": later.isoformat()},
+        old[0],
+        exp=(T0 + timedelta(days=400)).isoformat(),
+    )
+    message = _refusal(_signed([old], _document(forged)), later, successor)
+    assert "signed by none of the keys registered for KOR" in message, message
+
+
+def test_a_registered_key_not_yet_valid_vouches_for_nothing_whatever_the_document_says(
+    kor: KeyRing, tmp_path: Path
+) -> None:
+    """A key KOR published ahead (valid from next month) leaks before its time: a document signed
+    with it alone, restating it as valid already, is vouched for by nothing registered now."""
+    ahead = KeyRing.create(tmp_path / "ahead.json", "KOR", "kor-1", T0 + timedelta(days=30))
+    current = PeerIdentity.from_signed(kor.signed_identity(ENDPOINT, T0, (PIN,)), T0)
+    ahead_key = next(e for e in PeerIdentity.from_document(ahead.identity(ENDPOINT)).keys if e.use == "sig")
+    registered = PeerIdentity(
+        current.party, current.node, current.endpoint, (*current.keys, ahead_key), current.tls, current.issued
+    )
+    now = T0 + timedelta(days=1)
+    leaked = ahead.signing_key(T0 + timedelta(days=30))
+    forged = _restated(
+        {**registered.to_document(), "tls": [ATTACKER_PIN], "issued": now.isoformat()},
+        ahead_key.kid,
+        nbf=T0.isoformat(),
+    )
+    forged["keys"] = [k for k in forged["keys"] if k["use"] == "enc" or k["kid"] == ahead_key.kid]
+    message = _refusal(_signed([leaked], _document(forged)), now, registered)
+    assert "signed by none of the keys registered for KOR" in message, message
+
+
 def test_a_deeply_nested_payload_is_refused_as_bad_input(kor: KeyRing) -> None:
     """A payload of 40,000 opening brackets (well inside the size bound) is bad input, not a crash."""
     kid, key = kor.signing_key(T0)
