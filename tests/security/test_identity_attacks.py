@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from gsomia.api import create_app
 from gsomia.cli import app
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 
@@ -351,3 +351,34 @@ def test_an_older_document_registered_in_a_race_does_not_replace_a_newer_one(
     held = jpn.exchange.peer("KOR")
     assert held is not None
     assert held.issued == clock.now
+
+
+def test_a_key_revoked_here_stays_revoked_after_a_document_that_left_it_out(
+    pair: tuple[Node, Node, FakeClock],
+) -> None:
+    """'A key this node revoked stays revoked, whatever the new document says': JPN revokes KOR's
+    leaked old key; KOR's next document no longer names it; a document naming it again, taken
+    afresh with replace (the leaked key's holder's, say), must not bring it back usable."""
+    kor, jpn, clock = pair
+    first = kor.exchange.identity()
+    jpn.exchange.register_peer(None, first, AGREEMENTS)
+    leaked = kor.ring.signing_key(clock.now)
+    clock.advance(seconds=60)
+    jpn.exchange.register_peer(None, kor.exchange.rotate_keys(None, timedelta(hours=1)), AGREEMENTS)
+    jpn.exchange.revoke_peer_key(None, "KOR", leaked[0], clock.now)
+    clock.advance(seconds=2 * 3600)  # the overlap is over: KOR's next document names the new keys only
+    current = jpn.exchange.peer("KOR")
+    assert current is not None
+    newest = kor.ring.signing_key(clock.now)
+    kept = [k for k in current.to_document()["keys"] if k["kid"] != leaked[0]]
+    later = {**current.to_document(), "keys": kept, "issued": clock.now.isoformat()}
+    jpn.exchange.register_peer(None, _signed([newest], _document(later)), AGREEMENTS)
+    clock.advance(seconds=60)
+    comeback = {**PeerIdentity.from_signed(first, clock.now).to_document(), "issued": clock.now.isoformat()}
+    comeback = {**comeback, "keys": [{**k, "exp": None} for k in comeback["keys"]]}
+    jpn.exchange.register_peer(None, _signed([leaked], _document(comeback)), AGREEMENTS, replace=True)
+    held = jpn.exchange.peer("KOR")
+    assert held is not None
+    with pytest.raises(EnvelopeError) as refused:
+        held.verification_key(leaked[0], clock.now)
+    assert refused.value.detail == "revoked-key"
