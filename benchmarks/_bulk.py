@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -50,7 +51,13 @@ def rows_in_workers(
 ) -> Iterator[list[NewItem]]:
     """The rows of batch 0, 1, ... (``sizes[k]`` items in batch ``k``), each built by ``build``."""
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(
-        workers(), context, initializer=_open, initargs=(str(directory), at, build)
-    ) as pool:
-        yield from pool.map(_run, range(len(sizes)), sizes)
+    setup = (str(directory), at, build)
+    ahead = 2 * workers()  # batches built and not yet taken: bounded, so memory stays flat
+    with ProcessPoolExecutor(workers(), context, initializer=_open, initargs=setup) as pool:
+        pending: deque[Future[list[NewItem]]] = deque()
+        for batch, size in enumerate(sizes):
+            pending.append(pool.submit(_run, batch, size))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -51,7 +51,8 @@ the start (actors, subjects and entry ids differ per record). Making them is not
    the record with ``leaf_data``); a proof that does not verify stops the run (status 1).
 
    The 10M-entry tree is NOT built through ``append_audit`` + ``integrate`` (that would
-   take too long): records are generated as in 1 (entry ids made here), their leaf
+   take too long): records are generated as in 1 (entry ids made here; by one worker
+   process a core, each chunk of 100,000 from a seed of its own), their leaf
    hashes computed with gsomia's ``leaf_data`` and ``leaf_hash``, the tree advanced with
    gsomia's ``Frontier``, and the records (with ``leaf_index`` and ``leaf`` set) and every
    completed subtree bulk-inserted straight into ``audit_records`` and ``merkle_nodes``
@@ -103,6 +104,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import random
@@ -112,7 +114,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -994,7 +998,7 @@ class SqliteSink:
         self.con.execute("PRAGMA cache_size=-524288")  # 512 MiB, for this loading connection only
         self.spent = 0.0
 
-    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]]) -> None:
+    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]], _: bytes) -> None:
         start = time.perf_counter()
         with self.con:
             self.con.executemany(INSERT_RECORD, records)
@@ -1013,12 +1017,12 @@ class PostgresSink:
         self.conn = self.raw.driver_connection
         self.spent = 0.0
 
-    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]]) -> None:
+    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]], text: bytes) -> None:
+        """``text``: the records in COPY's text format (made by the workers); the nodes row by row."""
         start = time.perf_counter()
         with self.conn.cursor() as cur:
             with cur.copy(COPY_RECORDS) as copy:
-                for record in records:
-                    copy.write_row(record)
+                copy.write(text)
             with cur.copy(COPY_NODES) as copy:
                 for row in nodes:
                     copy.write_row(row)
@@ -1032,41 +1036,83 @@ class PostgresSink:
         self.raw.close()
 
 
+_BIG_RECORDS: Records | None = None
+# (rows for executemany, the same rows as COPY text, leaf hashes, leaf data for the peer)
+BigChunk = tuple[list[tuple[Any, ...]], bytes, list[bytes], list[bytes]]
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    """One field in COPY's text format: NULL as \\N, bytea as \\\\x<hex>, text escaped."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _big_chunk(done: int, count: int, rows_wanted: bool, copy_wanted: bool, with_datas: bool) -> BigChunk:
+    """Records ``done`` to ``done + count`` of the big tree (their own fixed seed), as rows for
+    ``audit_records`` with their leaf index and leaf hash (gsomia's ``leaf_data`` and ``leaf_hash``)
+    for SQLite's executemany and as COPY text for PostgreSQL, the leaf hashes, and (for the peer)
+    the leaf data. Run in a worker process."""
+    global _BIG_RECORDS
+    if _BIG_RECORDS is None:
+        _BIG_RECORDS = Records(SEED + 2)
+    _BIG_RECORDS.rng = random.Random(SEED * 1_000_003 + done)
+    rows: list[tuple[Any, ...]] = []
+    lines: list[str] = []
+    digests: list[bytes] = []
+    datas: list[bytes] = []
+    for index, r in enumerate(_BIG_RECORDS.batch(done, count, with_ids=True), done):
+        data = leaf_data(r)
+        digest = leaf_hash(data)
+        digests.append(digest)
+        if with_datas:
+            datas.append(data)
+        row = (index + 1, r.entry_id, index, digest, r.at_us, r.kind, r.actor, r.subject, r.outcome, r.detail)
+        if rows_wanted:
+            rows.append(row)
+        if copy_wanted:
+            lines.append("\t".join(map(_copy_field, row)))
+    text = ("\n".join(lines) + "\n").encode() if lines else b""
+    return rows, text, digests, datas
+
+
+def _big_chunks(entries: int, rows_wanted: bool, copy_wanted: bool, with_datas: bool) -> Iterator[BigChunk]:
+    """The big tree's chunks in order, made by one worker process a core, two a worker ahead."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(workers, context) as pool:
+        pending: deque[Future[BigChunk]] = deque()
+        for done in range(0, entries, BUILD_CHUNK):
+            count = min(BUILD_CHUNK, entries - done)
+            pending.append(pool.submit(_big_chunk, done, count, rows_wanted, copy_wanted, with_datas))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def build_big(nodes: dict[str, Node], entries: int, run: PeerRun | None) -> dict[str, Any]:
-    """The same records and tree into every node's tables (and the peer), a chunk at a time."""
-    records = Records(SEED + 2)
+    """The same records and tree into every node's tables (and the peer), a chunk at a time: the
+    records and their leaf hashes made in worker processes, the tree advanced here."""
     sinks = {name: (SqliteSink if name == "sqlite" else PostgresSink)(node) for name, node in nodes.items()}
     frontier = Frontier()
     make_s = 0.0
     if run is not None:
         run.append_s = {p.name: 0.0 for p in run.peers}
-    for done in range(0, entries, BUILD_CHUNK):
+    began = time.perf_counter()
+    done = 0
+    chunks = _big_chunks(entries, "sqlite" in sinks, "postgresql" in sinks, run is not None)
+    for rows, text, digests, datas in chunks:
         start = time.perf_counter()
-        batch = records.batch(done, min(BUILD_CHUNK, entries - done), with_ids=True)
-        datas = [leaf_data(r) for r in batch]
-        rows: list[tuple[Any, ...]] = []
         completed: list[tuple[int, int, bytes]] = []
-        for r, data in zip(batch, datas, strict=True):
-            index = frontier.size
-            digest = leaf_hash(data)
+        for digest in digests:
             completed += frontier.append(digest)
-            rows.append(
-                (
-                    index + 1,
-                    r.entry_id,
-                    index,
-                    digest,
-                    r.at_us,
-                    r.kind,
-                    r.actor,
-                    r.subject,
-                    r.outcome,
-                    r.detail,
-                )
-            )
         make_s += time.perf_counter() - start
         for sink in sinks.values():
-            sink.write(rows, completed)
+            sink.write(rows, completed, text)
         for peer in run.peers if run is not None else []:
             start = time.perf_counter()
             for k in range(0, len(datas), APPEND_BATCH):
@@ -1074,8 +1120,14 @@ def build_big(nodes: dict[str, Node], entries: int, run: PeerRun | None) -> dict
             run.append_s[peer.name] += time.perf_counter() - start
         if run is not None:
             run.entries += len(datas)
-        if (done + len(batch)) % 1_000_000 == 0:
-            progress(f"  built {done + len(batch):,} of {entries:,}")
+        done += len(digests)
+        if done % 1_000_000 == 0:
+            progress(f"  built {done:,} of {entries:,}")
+    # what the build took besides the inserts (and the peer): making the records in the workers,
+    # waiting for them, and the tree
+    make_s = time.perf_counter() - began - sum(sink.spent for sink in sinks.values())
+    if run is not None:
+        make_s -= sum(run.append_s.values())
     state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
     out: dict[str, Any] = {
         "entries": entries,

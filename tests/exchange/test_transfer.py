@@ -16,7 +16,7 @@ import pytest
 from gsomia.demo import network
 from gsomia.errors import InvalidInputError
 from gsomia.exchange import MemoryTransport
-from gsomia.exchange._transfer import RECEIPTS_FORMAT, TRANSFER_FORMAT, Transfer
+from gsomia.exchange._transfer import RECEIPTS_FORMAT, TRANSFER_FORMAT, FileTransport, Transfer
 from gsomia.node import Node, PortionIngest
 from gsomia.testing import FakeClock
 
@@ -399,3 +399,22 @@ def test_a_report_in_portions_crosses_the_air_gap_as_its_tearline_alone(nodes: d
     assert [m.id for m in item.portions] == ["tearline"]
     assert item.label.classification == "군사III급비밀"
     assert json.loads(payload)["portions"][0]["payload"] == {"text": "the tearline"}
+
+
+def test_a_file_signed_by_one_party_carrying_anothers_envelopes_is_refused(nodes: dict[str, Node]) -> None:
+    """USA, holding KOR's file for JPN (a courier's copy), wraps KOR's envelopes in a manifest of its
+    own: the import would credit the transfer to USA and hand USA the receipts JPN signs for KOR
+    (naming KOR's items). A file's envelopes are its signer's, each one."""
+    own_item(nodes["KOR"], "k1")
+    out = exported(nodes)
+    assert out.text is not None
+    envelopes = json.loads(out.text)["envelopes"]
+    usa = nodes["USA"]
+    jpn = usa.exchange.peer("JPN")
+    assert jpn is not None
+    wrapper = FileTransport(usa.ring, "usa-wrap", "JPN", None, usa.clock(), timedelta(days=1))
+    wrapper.push(jpn, envelopes)
+    with pytest.raises(InvalidInputError, match="USA signed"):
+        transfer(nodes["JPN"]).import_file(wrapper.text())
+    assert nodes["JPN"].store.get_item("k1") is None
+    assert audit(nodes["JPN"], "transfer.refused")[-1]["outcome"] == "refused"

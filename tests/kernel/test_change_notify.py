@@ -294,3 +294,29 @@ def test_a_change_told_while_the_counters_are_read_is_read_at_the_next_use() -> 
     watch.stale()  # an earlier change told: the next use reads, and the commit lands meanwhile
     assert watch.generation("keys") == 1  # the snapshot from before the commit
     assert watch.generation("keys") == 2  # read again at once, not an hour later
+
+
+def test_a_failing_receiver_neither_ends_the_listener_nor_drops_its_connection(listening: Listening) -> None:
+    """The receiver raises on a notification: the thread logs it and goes on listening on the same
+    connection (no reconnection, which would lose what is sent meanwhile), and hears the marker."""
+    told: list[str | None] = []
+
+    def receiver(name: str | None) -> None:
+        told.append(name)
+        if name == "keys":
+            raise RuntimeError("a receiver's bug")
+
+    listener = ChangeListener(listening.kor.store.engine, receiver)
+    listener.start()
+    try:
+        assert listener.connected.wait(30)
+        pid = listener.backend_pid
+        channel = _channel(listening.kor)
+        _notify(channel, "keys")
+        _notify(channel, "marker")
+        assert _within(10, lambda: "marker" in told)
+        assert told == [None, "keys", "marker"]  # no second None: the connection was kept
+        assert listener.backend_pid == pid
+        assert listener.connected.is_set()
+    finally:
+        listener.stop()

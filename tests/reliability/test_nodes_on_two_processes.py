@@ -7,7 +7,8 @@ node on its own PostgreSQL schema with its track stream in NATS JetStream.
 - An analyst follows KOR's tracks over SSE on the process that is killed; tracks are published
   through the other process before the kill, while the analyst is away and after they are back.
   They reconnect to the other process with ``Last-Event-ID`` and miss no track and see none twice:
-  the event ids are one sequence across both processes.
+  the event ids are one sequence across both processes, the same an analyst on the other process
+  saw throughout.
 - While the survivor takes over, JPN's operator revokes the USA's signing key (told it leaked) with
   ``gsomia peer revoke-key``, a process of its own: within a second both serving processes of JPN
   refuse an envelope signed with it, which they accepted just before, and audit the refusal.
@@ -185,9 +186,12 @@ def test_two_processes_per_node_kill_the_deliverer_in_10000_items(
             assert resumed.status == 200
             _publish(by_pid[survivor], kor_tokens["officer"], updates[6])  # the marker: seen last, once
             wait_for(
-                lambda: any(t["update_ts"] == updates[6]["update_ts"] for _, t in resumed.events),
+                lambda: all(
+                    any(t["update_ts"] == updates[6]["update_ts"] for _, t in r.events)
+                    for r in (resumed, readers[survivor])
+                ),
                 60,
-                "the resumed analyst reaching the marker",
+                "the resumed analyst, and the one on the survivor throughout, reaching the marker",
             )
 
             _revoked_at_jpn_is_refused_by_both_processes(usa, jpn, jpns)
@@ -229,3 +233,4 @@ def test_two_processes_per_node_kill_the_deliverer_in_10000_items(
     ]  # none missed, none twice
     ids = [i for i, _ in seen]
     assert ids == list(range(ids[0], ids[0] + 7))  # one sequence of event ids, across both processes
+    assert readers[survivor].events == seen  # the same ids and tracks to the analyst who never moved

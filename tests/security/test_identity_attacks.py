@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from gsomia.api import create_app
 from gsomia.cli import app
 from gsomia.crypto.keys import KeyRing, PeerIdentity
-from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 
@@ -104,6 +104,67 @@ def test_the_legitimate_successions_still_pass(kor: KeyRing) -> None:
     _first, successor, _old, now = _rotated(kor)
     later = kor.signed_identity(ENDPOINT, now, (ATTACKER_PIN,))
     assert PeerIdentity.from_signed(later, now, lambda _party: successor).tls == (ATTACKER_PIN,)
+
+
+def test_a_vouching_signature_that_does_not_verify_vouches_for_nothing(kor: KeyRing, tmp_path: Path) -> None:
+    """A forger's own key signs (validly, as the newest), and a member claims KOR's registered key
+    with a signature that does not verify: every member must verify, not any one of them (else the
+    registered key's id alone would vouch and the forger would take KOR's registration over)."""
+    registered = PeerIdentity.from_signed(kor.signed_identity(ENDPOINT, T0, (PIN,)), T0)
+    now = T0 + timedelta(days=2)
+    forger = KeyRing.create(tmp_path / "forger.json", "KOR", "kor-1", T0 + timedelta(days=1))
+    own = forger.identity("https://attacker.example", (ATTACKER_PIN,))
+    kor_keys = [k for k in registered.to_document()["keys"] if k["use"] == "sig"]
+    payload = _document({**own, "keys": own["keys"] + kor_keys, "issued": now.isoformat()})
+    signed = _signed([forger.signing_key(now)], payload)
+    claimed = _b64(json.dumps({"alg": "EdDSA", "kid": kor_keys[0]["kid"]}).encode())
+    bogus = {"protected": claimed, "signature": _b64(bytes(64))}
+    for members in ([*signed["signatures"], bogus], [bogus, *signed["signatures"]]):
+        message = _refusal({**signed, "signatures": members}, now, registered)
+        assert "do not verify" in message, message
+
+
+def _restated(document: dict[str, Any], kid: str, **validity: str) -> dict[str, Any]:
+    """``document`` with key ``kid``'s validity members restated."""
+    return {**document, "keys": [{**k, **validity} if k["kid"] == kid else k for k in document["keys"]]}
+
+
+def test_a_registered_key_past_its_end_vouches_for_nothing_whatever_the_document_says(kor: KeyRing) -> None:
+    """A leaked old key, ended here after its overlap: the forger's document restates its end a year
+    on (so that, by the document alone, it is valid and the newest); what this node registered
+    decides."""
+    _first, successor, old, _ = _rotated(kor)
+    later = T0 + timedelta(days=40)  # the old key's overlap ended on day 32
+    forged = _restated(
+        {**_first.to_document(), "tls": [ATTACKER_PIN], "issued": later.isoformat()},
+        old[0],
+        exp=(T0 + timedelta(days=400)).isoformat(),
+    )
+    message = _refusal(_signed([old], _document(forged)), later, successor)
+    assert "signed by none of the keys registered for KOR" in message, message
+
+
+def test_a_registered_key_not_yet_valid_vouches_for_nothing_whatever_the_document_says(
+    kor: KeyRing, tmp_path: Path
+) -> None:
+    """A key KOR published ahead (valid from next month) leaks before its time: a document signed
+    with it alone, restating it as valid already, is vouched for by nothing registered now."""
+    ahead = KeyRing.create(tmp_path / "ahead.json", "KOR", "kor-1", T0 + timedelta(days=30))
+    current = PeerIdentity.from_signed(kor.signed_identity(ENDPOINT, T0, (PIN,)), T0)
+    ahead_key = next(e for e in PeerIdentity.from_document(ahead.identity(ENDPOINT)).keys if e.use == "sig")
+    registered = PeerIdentity(
+        current.party, current.node, current.endpoint, (*current.keys, ahead_key), current.tls, current.issued
+    )
+    now = T0 + timedelta(days=1)
+    leaked = ahead.signing_key(T0 + timedelta(days=30))
+    forged = _restated(
+        {**registered.to_document(), "tls": [ATTACKER_PIN], "issued": now.isoformat()},
+        ahead_key.kid,
+        nbf=T0.isoformat(),
+    )
+    forged["keys"] = [k for k in forged["keys"] if k["use"] == "enc" or k["kid"] == ahead_key.kid]
+    message = _refusal(_signed([leaked], _document(forged)), now, registered)
+    assert "signed by none of the keys registered for KOR" in message, message
 
 
 def test_a_deeply_nested_payload_is_refused_as_bad_input(kor: KeyRing) -> None:
@@ -290,3 +351,34 @@ def test_an_older_document_registered_in_a_race_does_not_replace_a_newer_one(
     held = jpn.exchange.peer("KOR")
     assert held is not None
     assert held.issued == clock.now
+
+
+def test_a_key_revoked_here_stays_revoked_after_a_document_that_left_it_out(
+    pair: tuple[Node, Node, FakeClock],
+) -> None:
+    """'A key this node revoked stays revoked, whatever the new document says': JPN revokes KOR's
+    leaked old key; KOR's next document no longer names it; a document naming it again, taken
+    afresh with replace (the leaked key's holder's, say), must not bring it back usable."""
+    kor, jpn, clock = pair
+    first = kor.exchange.identity()
+    jpn.exchange.register_peer(None, first, AGREEMENTS)
+    leaked = kor.ring.signing_key(clock.now)
+    clock.advance(seconds=60)
+    jpn.exchange.register_peer(None, kor.exchange.rotate_keys(None, timedelta(hours=1)), AGREEMENTS)
+    jpn.exchange.revoke_peer_key(None, "KOR", leaked[0], clock.now)
+    clock.advance(seconds=2 * 3600)  # the overlap is over: KOR's next document names the new keys only
+    current = jpn.exchange.peer("KOR")
+    assert current is not None
+    newest = kor.ring.signing_key(clock.now)
+    kept = [k for k in current.to_document()["keys"] if k["kid"] != leaked[0]]
+    later = {**current.to_document(), "keys": kept, "issued": clock.now.isoformat()}
+    jpn.exchange.register_peer(None, _signed([newest], _document(later)), AGREEMENTS)
+    clock.advance(seconds=60)
+    comeback = {**PeerIdentity.from_signed(first, clock.now).to_document(), "issued": clock.now.isoformat()}
+    comeback = {**comeback, "keys": [{**k, "exp": None} for k in comeback["keys"]]}
+    jpn.exchange.register_peer(None, _signed([leaked], _document(comeback)), AGREEMENTS, replace=True)
+    held = jpn.exchange.peer("KOR")
+    assert held is not None
+    with pytest.raises(EnvelopeError) as refused:
+        held.verification_key(leaked[0], clock.now)
+    assert refused.value.detail == "revoked-key"

@@ -4,6 +4,7 @@ serves (Art. 9), this node's key rotation, and revocation of a partner's key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,9 +90,14 @@ class Peers(ExchangeBase):
         # the registration checked against, and the generation it was read at: the write compares it
         generation, known, _ = read.get(identity.party) or self.kernel.peers.peer_at(identity.party)
         if known is not None:  # a key this node revoked stays revoked, whatever the new document says
+            named = {k.kid for k in identity.keys}
             for entry in known.keys:
-                if entry.revoked_at is not None and entry.kid in {k.kid for k in identity.keys}:
+                if entry.revoked_at is not None and entry.kid in named:
                     identity = identity.with_revoked(entry.kid, entry.revoked_at)
+            # and one the new document leaves out is kept, revoked, so that no later document
+            # (taken afresh with replace, say) names it back into use
+            dropped = tuple(e for e in known.keys if e.revoked_at is not None and e.kid not in named)
+            identity = dataclasses.replace(identity, keys=identity.keys + dropped)
         if identity.party == self.party:
             raise InvalidInputError("an identity document of this node's own party is not a peer")
         for pin in identity.tls:  # a certificate names one node: the pin says who connected

@@ -518,6 +518,15 @@ class Transfer:
                 transfer=transfer,
                 sender=signer,
             )
+        sender = _hop_sender(envelope)
+        if sender != signer:  # the hop's sender is bound to the envelope when it opens (JWE header)
+            raise self._refuse(
+                "transfer.refused",
+                f"transfer file refused: envelope {index} is from {sender}, but {signer} signed the "
+                "manifest (a file carries its signer's own envelopes only)",
+                transfer=transfer,
+                sender=signer,
+            )
 
     def _container(self, text: str, fmt: str, members: set[str]) -> dict[str, Any]:
         """The outer JSON object of a transfer or receipts file, its members exactly ``members``."""
@@ -594,6 +603,16 @@ class FileTransport(PeerTransport):
 
 def _kind(fmt: str) -> str:
     return "transfer.refused" if fmt == TRANSFER_FORMAT else "transfer.receipts-refused"
+
+
+def _hop_sender(envelope: str) -> str | None:
+    """The sender an envelope's protected header names (read before it is opened; opening checks it),
+    or ``None`` if it names none."""
+    try:
+        iss = envelope_routing(envelope).get("iss")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+    return iss if isinstance(iss, str) else None
 
 
 def _digest(envelope: str) -> str:

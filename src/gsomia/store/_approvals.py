@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._federation import ConsentRow, OutboxRow, _values
+from gsomia.store._federation import ConsentRow, OutboxRow, _insert_consents, _values
 from gsomia.store._shared import bump
 from gsomia.store._store import AuditRow, Store
 
@@ -111,8 +111,8 @@ class ApprovalStore:
             ).rowcount
             if not moved:
                 return False
-            if consents:
-                conn.execute(insert(t.consents), [_values(c) for c in consents])
+            if consents:  # through the one writer of consents (a standing one moves the generation)
+                _insert_consents(conn, consents)
             if entry is not None:
                 conn.execute(insert(t.outbox), _values(entry))
             self.store._audit(conn, audit)
