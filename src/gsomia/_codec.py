@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from gsomia._canonical import canonical_bytes
 from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
@@ -46,7 +47,11 @@ __all__ = [
 
 
 def canonical(data: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, UTF-8 text kept as is."""
+    """Deterministic JSON: sorted keys, no spaces, UTF-8 text kept as is (written by orjson where
+    its bytes are the standard encoder's: :mod:`gsomia._canonical`)."""
+    written = canonical_bytes(data)
+    if written is not None:
+        return written.decode()
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -51,6 +51,7 @@ from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import GuestProtocol, OKPKey
 from joserfc.registry import HeaderParameter
 
+from gsomia._canonical import canonical_bytes
 from gsomia.errors import EnvelopeError, InstantError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -204,7 +205,8 @@ _CANONICAL = json.JSONEncoder(
 
 
 def _canonical(data: dict[str, Any]) -> bytes:
-    return _CANONICAL.encode(data).encode()
+    written = canonical_bytes(data)  # the same bytes, by orjson, where it writes the same
+    return written if written is not None else _CANONICAL.encode(data).encode()
 
 
 def _is_text(value: Any) -> bool:

@@ -1,0 +1,156 @@
+"""The bytes gsomia signs (envelope claims, receipts, originator signatures) are the standard
+library encoder's canonical JSON; orjson writes them only where its bytes are the same, so what was
+signed and stored before verifies unchanged. Held byte for byte against the encoder gsomia used
+before, over Korean and Japanese text, control characters, astral code points, nested values and
+what orjson writes differently (floats written with an exponent, NaN, big integers, other types),
+which go back to ``json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia._canonical import canonical_bytes
+from gsomia._codec import canonical
+from gsomia.crypto.envelope import _canonical as envelope_canonical
+
+_BEFORE_ENVELOPE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
+
+
+def _before_codec(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Level(IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Code(StrEnum):
+    A = "a"
+
+
+LABEL = {
+    "policy": "kor-jpn-gsomia-2016",
+    "originator": "KOR",
+    "classification": "군사II급비밀",
+    "releasable_to": ["JPN", "USA"],
+    "caveats": [],
+    "purpose": "threat-assessment",
+    "topics": ["dprk-missile", "북한 탄도미사일"],
+    "created": "2024-03-01T00:00:00+00:00",
+    "review": None,
+    "alternatives": [{"party": "JPN", "classification": "極秘", "agreement": "kor-jpn-gsomia-2016"}],
+}
+CORPUS: list[Any] = [
+    {},
+    [],
+    "",
+    0,
+    -(2**63),
+    2**64 - 1,
+    True,
+    None,
+    LABEL,
+    {"v": 1, "kind": "item", "item": "k1", "label": LABEL, "payload": "eyJ0cmFjayI6IDF9"},
+    {"z": {"b": [1, {"d": None, "c": [True, False]}], "a": "秘密"}, "é": "ß", "A": "Ａ", "a": 1},
+    {"text": "발사체 2발, 동해상 落下 — 「弾道ミサイル」\u3000全角"},
+    {"control": "".join(chr(c) for c in range(32)) + '"\\/\x7f\u2028\u2029'},
+    {"astral": "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 🚀 𠀋", "\U0001f680": 1, "\uffff": 2, "\ue000": 3},
+    {"keys": {"b": 1, "B": 2, "가": 3, "あ": 4, "ㄱ": 5, "10": 6, "9": 7, "": 8}},
+    ("tuple", ["nested", ("deeper", {"x": ()})]),
+    {"track": [[39.03, 125.67, 0], [39.042, 125.98, 20]], "zero": [0.0, -0.0], "edges": [1e-4, -1e-4]},
+    {"floats": [0.1, 1.5, 123456789012345.6, 9999999999999998.0, 1e15, -2.5e-3, 1 / 3]},
+]
+# what orjson writes otherwise, or not at all: left to json (which writes or refuses it as before)
+ODD: list[Any] = [
+    {"float": 1e16},
+    {"float": 1.5e-7},
+    {"float": 9.999999999999999e-05},
+    {"float": 5e-324},
+    {"float": 1.7976931348623157e308},
+    {"big": 2**64},
+    {"big": -(2**63) - 1},
+    {1: "an int key"},
+    {"enum": Level.HIGH},
+    {"str-enum": Code.A},
+    {"sub": type("D", (dict,), {})(a=1)},
+]
+REFUSED: list[Any] = [
+    {"nan": math.nan},
+    {"inf": math.inf},
+    {"when": datetime(2024, 3, 1, tzinfo=UTC)},
+    {"id": uuid.UUID(int=1)},
+    {"bytes": b"raw"},
+]
+
+
+@pytest.mark.parametrize("value", CORPUS + ODD, ids=repr)
+def test_the_same_bytes_as_the_encoder_used_before(value: Any) -> None:
+    assert canonical(value) == _before_codec(value)
+    if isinstance(value, dict):
+        assert envelope_canonical(value) == _BEFORE_ENVELOPE.encode(value).encode()
+
+
+@pytest.mark.parametrize("value", CORPUS, ids=repr)
+def test_orjson_writes_the_plain_values(value: Any) -> None:
+    assert canonical_bytes(value) == _before_codec(value).encode()
+
+
+@pytest.mark.parametrize("value", ODD + REFUSED, ids=repr)
+def test_what_orjson_writes_otherwise_is_left_to_json(value: Any) -> None:
+    assert canonical_bytes(value) is None
+
+
+@pytest.mark.parametrize("value", REFUSED, ids=repr)
+def test_what_json_refused_is_still_refused(value: Any) -> None:
+    for encode in (_BEFORE_ENVELOPE.encode, envelope_canonical):
+        with pytest.raises((TypeError, ValueError)):
+            encode(value)
+
+
+def test_a_cycle_is_left_to_json() -> None:
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    assert canonical_bytes(cyclic) is None
+    with pytest.raises(ValueError, match="Circular"):
+        canonical(cyclic)
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # surrogates are not UTF-8
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | _TEXT
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _VALUES, max_size=6))
+def test_any_json_value_gets_the_same_bytes(value: dict[str, Any]) -> None:
+    assert envelope_canonical(value) == _BEFORE_ENVELOPE.encode(value).encode()
+    assert canonical(value) == _before_codec(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_float_gets_the_same_bytes(value: float) -> None:
+    data = {"f": value, "in": [value, -value], "mixed": [0, value, "x", None]}
+    assert canonical(data) == _before_codec(data)
