@@ -304,7 +304,8 @@ class Setup:
         self.jpn_kept = self._kept(directory, self.jpn)
         jpn_store = self.stores[-1]
         FederationStore(jpn_store).put_peer(
-            PeerRow("KOR", json.dumps(self.peers["KOR"].to_document()), '["kor-jpn-gsomia-2016"]', 0, 0)
+            PeerRow("KOR", json.dumps(self.peers["KOR"].to_document()), '["kor-jpn-gsomia-2016"]', 0, 0),
+            SharedState(jpn_store).generations().get("peers", 0),  # the registrations' compare-and-set
         )
         self.jpn_peers = PeerDirectory(FederationStore(jpn_store), ChangeWatch(SharedState(jpn_store)))
 
