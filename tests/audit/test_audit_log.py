@@ -304,3 +304,34 @@ def test_a_node_serving_without_its_sender_still_grows_and_signs_its_log(node: N
     with pytest.raises(AssertionError):
         asyncio.run(head_while_serving(create_app(node, sender_interval=0.05), served["size"] + 3, 1.5))
     assert node.audit.pending() == before + 3
+
+
+def test_each_item_of_a_batch_receipt_proves_its_own_delivery(
+    net: tuple[dict[str, Node], PeerTransport, FakeClock],
+) -> None:
+    """One receipt for the batch names each item's log entry: each delivery is proved on its own."""
+    nodes, client, _clock = net
+    kor = nodes["KOR"]
+    officer = kor.people.person("officer")
+    for item_id in ("q1", "q2"):
+        kor.items.ingest(
+            officer,
+            payload=b"{}",
+            item_id=item_id,
+            label={
+                "originator": "KOR",
+                "classification": "군사II급비밀",
+                "releasable_to": ["JPN"],
+                "purpose": "threat-assessment",
+                "topics": ["dprk-missile"],
+                "created": "2024-02-01T00:00:00+00:00",
+            },
+        )
+    released = kor.exchange.release_many(officer, ["q1", "q2"], "JPN")
+    kor.exchange.deliver_due(client)
+    entries = [kor.exchange.outbox_entry(e.msg_id) for e in released.entries]
+    assert len({e.receipt for e in entries if e is not None}) == 1  # the batch's one receipt
+    nodes["JPN"].audit.sign_head()
+    proved = [kor.heads.delivery_proof(e.msg_id, client)["entry"] for e in released.entries]
+    assert [json.loads(p["detail"])["msg_id"] for p in proved] == [e.msg_id for e in released.entries]
+    assert [p["kind"] for p in proved] == ["envelope.received"] * 2
