@@ -15,6 +15,7 @@ from tests.exchange.test_exchange import Net, net, own_item
 
 from gsomia.crypto.envelope import open_envelope, seal, verify_origin
 from gsomia.crypto.keys import PeerIdentity
+from gsomia.errors import TransportError
 from gsomia.exchange import MemoryTransport, receipt_entries
 
 __all__ = ["net"]
@@ -106,7 +107,11 @@ def test_items_travel_many_to_an_envelope_each_received_and_receipted_once(net: 
     (answer,) = net.inbox("JPN", envelopes)
     assert answer["status"] == "batch"
     assert answer["receipt"] is None  # nothing taken anew
-    assert [(r["status"], r["receipt"]) for r in answer["results"]] == [("duplicate", receipt)] * 3
+    # the stored batch receipt given back ONCE, each duplicate naming it by position
+    assert answer["receipts"] == [receipt]
+    assert [(r["status"], r["receipt"], r["receipt_of"]) for r in answer["results"]] == [
+        ("duplicate", None, 0)
+    ] * 3
     assert len(jpn.store.existing_items(["b1", "b2", "b3"])) == 3
     assert len(net.audit("JPN", "envelope.received")) == 3
 
@@ -158,3 +163,64 @@ def test_a_peer_cannot_pass_on_another_partys_items_under_its_own_hop_signature(
     assert [r["status"] for r in answer["results"]] == ["refused", "refused"]
     assert all("KOR delivers, but USA did" in r["reason"] for r in answer["results"])
     assert net.nodes["JPN"].store.existing_items(["p1", "p2"]) == set()
+
+
+class AnswerLost(MemoryTransport):
+    """Delivers, then loses the receiver's answer (the connection dropped on the way back)."""
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        super().push(peer, envelopes)
+        raise TransportError("connection reset before the answer came back")
+
+
+def test_a_batch_sent_again_is_answered_with_its_one_stored_receipt_once(net: Net) -> None:
+    ids = [f"w{n}" for n in range(20)]
+    msg_ids = _released(net, ids)
+    kor = net.nodes["KOR"].exchange
+    lost = kor.deliver_due(AnswerLost(net.transport.peers))
+    assert [r.state for r in lost] == ["pending"] * 20  # JPN holds them; KOR never heard so
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 20
+    net.clock.advance(seconds=60)  # past the back-off
+    capturing = Capturing(net.transport)
+    recording: list[Any] = []
+
+    class Keeping(MemoryTransport):
+        def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+            answers = capturing.push(peer, envelopes)
+            recording.extend(answers)
+            return answers
+
+    results = kor.deliver_due(Keeping(net.transport.peers))
+    assert sorted(r.state for r in results) == ["delivered"] * 20
+    (answer,) = recording
+    (stored,) = answer["receipts"]  # JPN's one batch receipt, given once for the 20 duplicates
+    assert answer["receipt"] is None
+    assert [(r["status"], r["receipt"], r["receipt_of"]) for r in answer["results"]] == [
+        ("duplicate", None, 0)
+    ] * 20
+    # the whole answer is about the size of the one receipt, not twenty copies of it
+    assert len(str(answer)) < 2 * len(stored)
+    _, content = verify_origin(stored, kor.kernel.peers.peer, net.clock.now)
+    assert sorted(receipt_entries(content, "JPN")[1]) == sorted(msg_ids)
+    assert {e.receipt for m in msg_ids if (e := kor.fed.outbox_entry(m)) is not None} == {stored}
+    assert len(net.audit("JPN", "envelope.received")) == 20  # each stored and audited once
+    assert len(net.audit("JPN", "envelope.duplicate")) == 20
+
+
+def test_a_delivered_batch_resent_by_another_sender_gets_no_receipt(net: Net) -> None:
+    msg_ids = _released(net, ["v1", "v2", "v3"])
+    capturing = Capturing(net.transport)
+    net.nodes["KOR"].exchange.deliver_due(capturing)
+    ((_, envelopes),) = capturing.pushed
+    body = _opened_body(net, envelopes[0])
+    # USA (a registered peer of JPN) sends KOR's delivered batch again under its own hop signature,
+    # to be handed JPN's receipt for KOR's messages
+    (answer,) = net.inbox("JPN", [_sealed_by(net, "USA", body)])
+    assert answer["status"] == "batch"
+    assert answer["receipt"] is None
+    assert "receipts" not in answer
+    assert [(r["status"], r["receipt"]) for r in answer["results"]] == [("refused", None)] * 3
+    assert "receipt_of" not in str(answer)
+    reasons = [r["reason"] for r in net.audit("JPN", "envelope.refused")[-3:]]
+    assert reasons == ["message id of another sender"] * 3
+    assert sorted(r["msg_id"] for r in net.audit("JPN", "envelope.received")) == sorted(msg_ids)

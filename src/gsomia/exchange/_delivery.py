@@ -263,9 +263,17 @@ class Deliveries(Approvals):
                     and len(inner) == len(carried)
                 ):  # the batch: one answer per message, in order, and one receipt naming those taken
                     receipt = answer.get("receipt")
+                    # the receipts a resent batch's duplicates had the first time, each given once
+                    kept = answer.get("receipts")
+                    kept = kept if isinstance(kept, list) else []
                     for index, one in zip(carried, inner, strict=True):
                         each[index] = one
-                        shared[index] = receipt
+                        of = one.get("receipt_of") if isinstance(one, dict) else None
+                        shared[index] = (
+                            kept[of]
+                            if isinstance(of, int) and not isinstance(of, bool) and 0 <= of < len(kept)
+                            else receipt
+                        )
                     if isinstance(receipt, str):
                         sent = [batch[index][0].msg_id for index in carried]
                         unsent += settle.unsent(receipt, sent, party, now, cache)

@@ -240,7 +240,11 @@ class Inbox(Equivalences):
                 if row.msg_id in named and not row.receipt:
                     accepted.inbox[index] = replace(row, receipt=receipt, receipt_id=rid)
                     accepted.inbox_by_id[row.msg_id] = accepted.inbox[index]
-        return {"status": BATCH_KIND, "receipt": receipt, "reason": None, "results": inner}
+        answer: dict[str, Any] = {"status": BATCH_KIND, "receipt": receipt, "reason": None, "results": inner}
+        kept = _receipts_once(inner)
+        if kept:
+            answer["receipts"] = kept
+        return answer
 
     def _committed(self, opened: Opened | EnvelopeError, now: datetime, text: str = "") -> dict[str, Any]:
         accepted = Batch()
@@ -621,6 +625,21 @@ class Inbox(Equivalences):
             "purpose": body["purpose"],
         }
         return self.queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
+
+
+def _receipts_once(results: list[dict[str, Any]]) -> list[str]:
+    """The receipts the duplicates of a batch envelope are answered with, each given once: a
+    duplicate's result then names its receipt by position (``receipt_of``) instead of repeating it
+    (a whole batch sent again would otherwise carry its batch receipt once per message, ~3 MB for
+    100). Only duplicates carry a receipt here, and only those of this envelope's sender: a message
+    id of another sender is refused without one (``_receive_one``)."""
+    kept: dict[str, int] = {}
+    for index, result in enumerate(results):
+        receipt = result.get("receipt")
+        if result.get("status") == "duplicate" and isinstance(receipt, str):
+            position = kept.setdefault(receipt, len(kept))
+            results[index] = {"status": "duplicate", "receipt": None, "reason": None, "receipt_of": position}
+    return list(kept)
 
 
 def _peek_item(body: dict[str, Any]) -> tuple[str, str] | None:
