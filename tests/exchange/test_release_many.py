@@ -233,3 +233,25 @@ def test_a_selection_cannot_carry_past_the_two_person_policy(net: Net) -> None:
     assert "two_person" in released.refused[0].reason
     assert sorted(d.state for d in net.deliver()) == ["delivered"]
     assert net.nodes["JPN"].store.existing_items(["two-high", "two-low"]) == {"two-low"}
+
+
+def test_a_selection_is_sealed_when_it_is_sent_not_when_it_is_queued(net: Net) -> None:
+    """Issue 18: a released selection keeps no envelope in the outbox (delivery builds each item's
+    message under the decision it takes at the instant of sending, and seals the batch, or the item
+    alone, then). What goes is sealed at the sending instant, and a lone item's envelope is kept."""
+    from gsomia.crypto.envelope import open_envelope
+
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    own_item(net, "KOR", "alone")
+    (entry,) = kor.exchange.release_many(net.officer("KOR"), ["alone"], "JPN").entries
+    assert entry.envelope == ""  # nothing sealed, nothing that could leave as it was decided then
+    net.clock.advance(hours=2)
+    (delivery,) = net.deliver()
+    assert delivery.state == "delivered"
+    sent = kor.exchange.fed.outbox_entry(entry.msg_id)
+    assert sent is not None
+    assert sent.envelope
+    opened = open_envelope(jpn.ring, sent.envelope, jpn.exchange.peer, net.clock.now)
+    assert (opened.msg_id, opened.issued_at) == (entry.msg_id, net.clock.now)  # sealed when sent
+    assert jpn.store.existing_items(["alone"]) == {"alone"}
+    assert net.deliver() == []

@@ -150,8 +150,14 @@ class ExchangeBase:
         decision: ReleaseDecision | None = None,
         ttl: timedelta | None = None,
         state: str = "pending",
+        seal_now: bool = True,
     ) -> OutboxRow:
         """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction).
+
+        ``seal_now=False`` (an item of a released selection): no envelope yet (``""``). Delivery builds
+        the item message again under the decision it takes at the instant of sending and sends it in
+        a batch envelope, or seals it in one of its own when it goes alone: an envelope sealed here
+        would be thrown away unread (issue 18: half the CPU of a release went into it).
 
         A message that is not an item (a duty, a consent, a tree head) keeps its body sealed at rest
         under the node key in ``request``, so that a retry or an officer's resend goes with a fresh
@@ -169,7 +175,9 @@ class ExchangeBase:
             final_recipient=final_recipient or peer.party,
             request=canonical(spec or {}),
             decision=canonical(decision_json(decision) if decision is not None else {}),
-            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl),
+            envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl)
+            if seal_now or kind != "item"
+            else "",
             state=state,
             attempts=0,
             next_attempt_us=epoch_us(now),

@@ -69,13 +69,20 @@ class Deliveries(Approvals):
         by_peer: dict[str, list[tuple[OutboxRow, str, ReleaseDecision | None]]] = {}
         # the items' rows and consents on file, read once for the run (each still decided alone)
         prefetched = self.prefetch([e.item_id for e in due if e.kind == "item" and e.item_id])
+        bodies: dict[str, dict[str, Any]] = {}  # each item's message, built under the decision just taken
         for entry in due:
             refusal, decision = self.recheck(entry, now, prefetched)
             envelope = entry.envelope
+            if refusal is None:
+                body = self._batched(entry, decision, prefetched)
+                if body is not None:
+                    bodies[entry.msg_id] = body
+                elif not envelope:  # released unsealed (in a selection), and its message cannot be built
+                    refusal = "the item message could not be built at the instant of sending"
             # an expired envelope, or a message other than an item tried before (a receiver refused it
             # for its clock, say), goes in a fresh envelope; the body and its inner signature are kept
             if refusal is None and (
-                self._expired(envelope, now) or (entry.kind != "item" and entry.attempts)
+                (envelope and self._expired(envelope, now)) or (entry.kind != "item" and entry.attempts)
             ):
                 try:
                     envelope = self._reseal(entry, decision, now)
@@ -108,7 +115,7 @@ class Deliveries(Approvals):
             for start in range(0, len(batch), _BATCH):
                 if keep is not None and not keep(party):
                     break  # left pending, as read: the process holding that peer now sends them
-                results += self._push(transport, party, batch[start : start + _BATCH], now, prefetched)
+                results += self._push(transport, party, batch[start : start + _BATCH], now, bodies)
         return results
 
     def _reseal(self, entry: OutboxRow, decision: ReleaseDecision | None, now: datetime) -> str:
@@ -200,9 +207,10 @@ class Deliveries(Approvals):
         party: str,
         batch: Sequence[tuple[OutboxRow, str, ReleaseDecision | None]],
         now: datetime,
-        prefetched: Prefetched,
+        bodies: dict[str, dict[str, Any]],
     ) -> list[Delivery]:
         peer = self.peer(party)
+        batch = list(batch)  # an item released unsealed gets here the envelope it went in
         texts: list[str] = []
         carries: list[list[int]] = []  # per text sent, the entries (indexes in ``batch``) it carries
         batches: set[int] = set()  # the positions of the batch envelopes among the texts
@@ -219,7 +227,13 @@ class Deliveries(Approvals):
 
             def close_run() -> None:
                 if len(run) == 1:  # an item alone goes in the envelope it was sealed in
-                    texts.append(batch[run[0]][1])
+                    entry, envelope, decision = batch[run[0]]
+                    if not envelope:  # released in a selection, unsealed: its message built just now
+                        envelope = seal(
+                            self.ring, peer, messages[0]["body"], msg_id=entry.msg_id, at=now, ttl=self.ttl
+                        )
+                        batch[run[0]] = (entry, envelope, decision)
+                    texts.append(envelope)
                 elif run:
                     batches.add(len(texts))
                     body = {"kind": BATCH_KIND, "messages": list(messages)}
@@ -229,8 +243,8 @@ class Deliveries(Approvals):
                 messages.clear()
                 run.clear()
 
-            for index, (entry, envelope, decision) in enumerate(batch):
-                body = self._batched(entry, decision, prefetched) if len(batch) > 1 else None
+            for index, (entry, envelope, _) in enumerate(batch):
+                body = bodies.get(entry.msg_id) if len(batch) > 1 or not envelope else None
                 if body is None:
                     close_run()
                     texts.append(envelope)

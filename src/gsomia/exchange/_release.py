@@ -377,6 +377,7 @@ class Releases(Hops):
                     gate=gate,
                     on_file=on_file[(row.originator, row.name)],
                     verified=verified,
+                    seal_now=False,
                 )
             except GsomiaError as exc:
                 refused.append(Refusal(item_id, str(exc)))
@@ -442,13 +443,15 @@ class Releases(Hops):
         gate: ReadGate | None = None,
         on_file: Sequence[ConsentRow] | None = None,
         verified: dict[str, Consent] | None = None,
+        seal_now: bool = True,
     ) -> PreparedRelease:
         """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
 
         :meth:`release` writes it to the outbox; a transfer by file (``gsomia.exchange._transfer``)
         writes many at once with ``state`` ``exported`` so the network sender leaves them alone.
         A caller deciding many (:meth:`release_many`) passes what it read once for all of them:
-        the reader's ``gate``, the consents ``on_file`` for this item, the consents ``verified``.
+        the reader's ``gate``, the consents ``on_file`` for this item, the consents ``verified``,
+        and ``seal_now=False``: no envelope now, delivery seals what it sends (:meth:`queue`).
         """
         item_id = row.id
         item = self.kernel.items.item(row)
@@ -537,6 +540,7 @@ class Releases(Hops):
             decision=decision,
             ttl=ttl,
             state=state,
+            seal_now=seal_now,
         )
         audit = self.kernel.audit_row(
             "item.release",
