@@ -611,3 +611,34 @@ def test_an_item_goes_back_to_its_originator_after_the_agreement_ended(catalogue
         at=after,
     )
     assert not later.allowed  # made after the end: it was never provided under the agreement
+
+
+def test_a_batch_memo_shares_a_decision_only_where_nothing_but_the_item_differs(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    """Issue 18: a batch decides once per (label, route, purpose, ... , instant) through the one
+    engine. The adversary's side: an item-bound consent, another label, another instant and another
+    recipient are never answered from the memo."""
+    memo: dict[object, ReleaseDecision] = {}
+    plain = make_request(catalogue, item="a")
+    first = engine.decide(plain, at=NORMAL_2024, memo=memo)
+    assert first.allowed
+    assert engine.decide(replace(plain, item="b"), at=NORMAL_2024, memo=memo) is first  # shared
+    assert len(memo) == 1
+    assert engine.decide(plain, at=NORMAL_2024) == first  # the same as deciding it alone
+    # another label (class I never leaves), another recipient, another instant: each its own
+    top = make_request(catalogue, classification="군사I급비밀", item="c")
+    assert not engine.decide(top, at=NORMAL_2024, memo=memo).allowed
+    assert engine.decide(replace(plain, recipient="GBR"), at=NORMAL_2024, memo=memo).route[-1] == "GBR"
+    before = engine.decide(plain, at=kst(2016, 1, 1), memo=memo)  # before GSOMIA: refused
+    assert not before.allowed
+    assert len(memo) == 4
+    # a consent binds its item: a request carrying one is decided on its own, never from the memo
+    consent = Consent(ConsentKind.THIRD_PARTY, "KOR", "USA", kst(2024, 1, 1), "KOR note", item="item-1")
+    onward = make_request(
+        catalogue, sender="JPN", recipient="USA", originator="KOR", releasable_to=["JPN", "USA"],
+        consents=[consent], item="item-1",
+    )  # fmt: skip
+    assert engine.decide(onward, at=NORMAL_2024, memo=memo).allowed
+    assert not engine.decide(replace(onward, item="item-2"), at=NORMAL_2024, memo=memo).allowed
+    assert len(memo) == 4

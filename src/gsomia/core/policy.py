@@ -14,7 +14,7 @@ bisect and a tuple of checks.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -903,7 +903,9 @@ class ReleaseEngine:
             if a.relays(sender, hub, recipient)
         )
 
-    def decide(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+    def decide(
+        self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None
+    ) -> ReleaseDecision:
         """Evaluate every rule for every agreement that could carry the route.
 
         Candidates are tried most specific first (bilateral, multilateral, hub; then by
@@ -911,7 +913,24 @@ class ReleaseEngine:
         item's topic falling inside a wider arrangement. The first candidate that passes
         every rule allows the release; otherwise the refusal reported is the candidate
         that failed the fewest rules.
+
+        ``memo``: a dict the caller keeps for one batch decided at one instant (issue 18). A request
+        that carries no consent and no approval (the only rules that read the item's id) is decided
+        once per batch for its label, route, purpose and the rest of what it carries, at ``at``; the
+        items that share all of it share the decision. Anything else is decided on its own.
         """
+        if memo is None or request.consents or request.approval is not None:
+            return self._decide(request, at)
+        try:
+            key = (self, at, replace(request, item=None))
+            found = memo.get(key)
+        except TypeError:  # something unhashable in the request: decided on its own
+            return self._decide(request, at)
+        if found is None:
+            found = memo[key] = self._decide(request, at)
+        return found
+
+    def _decide(self, request: ReleaseRequest, at: datetime) -> ReleaseDecision:
         if at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
@@ -933,9 +952,11 @@ class ReleaseEngine:
         assert best is not None  # candidates is not empty
         return ReleaseDecision(False, at, route, best[1].id, best[2], None, ids)
 
-    def authorise(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+    def authorise(
+        self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None
+    ) -> ReleaseDecision:
         """Like :meth:`decide`, but a refusal raises :class:`ReleaseRefused`."""
-        decision = self.decide(request, at=at)
+        decision = self.decide(request, at=at, memo=memo)
         if not decision.allowed:
             raise ReleaseRefused(decision)
         return decision

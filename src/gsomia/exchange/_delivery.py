@@ -174,7 +174,9 @@ class Deliveries(Approvals):
             return None, None
         try:
             request = self._request(json.loads(entry.request), prefetched)
-            decision = self.kernel.engine.decide(request, at=now)
+            decision = self.kernel.engine.decide(
+                request, at=now, memo=prefetched.decided if prefetched is not None else None
+            )
         except GsomiaError as exc:
             return str(exc), None
         if decision.allowed:

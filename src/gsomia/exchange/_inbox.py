@@ -431,7 +431,9 @@ class Inbox(Equivalences):
             tuple(consents),
             assurances=self.assurances_on_file(),
         )
-        decision = self.kernel.engine.decide(request, at=now)
+        decision = self.kernel.engine.decide(
+            request, at=now, memo=accepted.prefetched.setdefault("decided", {})
+        )
         if not decision.allowed:
             reasons = "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed())
             return self._refused(

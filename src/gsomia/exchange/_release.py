@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +82,9 @@ class Prefetched:
     rows: dict[str, ItemRow]
     on_file: dict[tuple[str, str], list[ConsentRow]]
     verified: dict[str, Consent]
+    # the release engine's decisions of the run, shared by the items whose requests are the same
+    # but for the item's id (``ReleaseEngine.decide``'s ``memo``)
+    decided: dict[Any, ReleaseDecision] = field(default_factory=dict)
 
 
 class Releases(Hops):
@@ -357,6 +360,7 @@ class Releases(Hops):
         on_file = self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()])
         gate = self.kernel.reader(actor)
         verified: dict[str, Consent] = {}
+        decided: dict[Any, ReleaseDecision] = {}  # one decision for the items whose requests match
         entries: list[OutboxRow] = []
         audit: list[AuditRow] = []
         consents: list[ConsentRow] = []
@@ -378,6 +382,7 @@ class Releases(Hops):
                     on_file=on_file[(row.originator, row.name)],
                     verified=verified,
                     seal_now=False,
+                    decided=decided,
                 )
             except GsomiaError as exc:
                 refused.append(Refusal(item_id, str(exc)))
@@ -444,6 +449,7 @@ class Releases(Hops):
         on_file: Sequence[ConsentRow] | None = None,
         verified: dict[str, Consent] | None = None,
         seal_now: bool = True,
+        decided: dict[Any, ReleaseDecision] | None = None,
     ) -> PreparedRelease:
         """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
 
@@ -522,7 +528,7 @@ class Releases(Hops):
         explained: tuple[Check, ...] = ()
         if seen.item.portions:
             request, explained = self._portions_released(row, seen.item, request, spec, now)
-        decision = self.kernel.engine.authorise(request, at=now)
+        decision = self.kernel.engine.authorise(request, at=now, memo=decided)
         if explained:
             decision = replace(decision, checks=(*decision.checks, *explained))
         peer = self._link(hub or recipient, decision)
