@@ -224,3 +224,30 @@ def test_a_delivered_batch_resent_by_another_sender_gets_no_receipt(net: Net) ->
     reasons = [r["reason"] for r in net.audit("JPN", "envelope.refused")[-3:]]
     assert reasons == ["message id of another sender"] * 3
     assert sorted(r["msg_id"] for r in net.audit("JPN", "envelope.received")) == sorted(msg_ids)
+
+
+def test_items_of_one_batch_keep_each_its_own_label_and_decision(net: Net) -> None:
+    """A batch parses a label and decides a request once for the items that share them (issue 18);
+    the items that do not share them keep their own: another level, other topics."""
+    own_item(net, "KOR", "l2")
+    own_item(net, "KOR", "l3", classification="군사III급비밀")
+    own_item(net, "KOR", "l2b")
+    own_item(net, "KOR", "nuke", topics=["dprk-nuclear"])
+    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ["l2", "l3", "l2b", "nuke"], "JPN")
+    assert not released.refused
+    capturing = Capturing(net.transport)
+    results = net.nodes["KOR"].exchange.deliver_due(capturing)
+    assert sorted(r.state for r in results) == ["delivered"] * 4
+    ((_, envelopes),) = capturing.pushed
+    assert len(envelopes) == 1
+    officer = net.officer("JPN")
+    levels = {i: net.nodes["JPN"].items.read(officer, i)[0].label.classification for i in ("l2", "l3", "l2b")}
+    assert levels == {"l2": "군사II급비밀", "l3": "군사III급비밀", "l2b": "군사II급비밀"}
+    jpn_levels = {
+        i: alt.classification
+        for i in ("l2", "l3")
+        if (alt := net.nodes["JPN"].items.read(officer, i)[0].label.alternative_for("JPN")) is not None
+    }
+    assert jpn_levels == {"l2": "極秘", "l3": "秘"}
+    nuke = net.nodes["JPN"].items.read(officer, "nuke")[0].label
+    assert set(nuke.topics) == {"dprk-nuclear"}

@@ -635,7 +635,7 @@ def waiting_key(originator: str, item_id: str) -> str:
 def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) -> None:
     """An item is arriving: the newest change of its originator kept here for it (it reached this node
     first), if newer than the item's version, applies before the item is stored; acknowledged."""
-    arriving = next((n for n in accepted.items if n.id == item_id), None)
+    arriving = next((n for n in reversed(accepted.items) if n.id == item_id), None)  # the newest
     if arriving is None:
         return
     name = arriving.origin_id or arriving.id

@@ -384,7 +384,9 @@ class Inbox(Equivalences):
         if portioned is None:
             if "portions" in body:
                 raise InvalidInputError("item message: portions of an item signed whole")
-            item = parse_item_content(content, self.kernel.catalogue)
+            item = parse_item_content(
+                content, self.kernel.catalogue, accepted.prefetched.setdefault("labels", {})
+            )
             label = item.label
         else:
             # each portion checked against the originator's signed root before anything else: one

@@ -175,7 +175,12 @@ def item_content(
     return canonical(content).encode()
 
 
-def parse_item_content(content: bytes, catalogue: Catalogue) -> ItemContent:
+def parse_item_content(
+    content: bytes, catalogue: Catalogue, labels: dict[bytes, tuple[Catalogue, SecurityLabel]] | None = None
+) -> ItemContent:
+    """An originator's signed item content, checked. ``labels``: the labels a batch parsed already, by
+    their exact JSON (a batch's items mostly share one label: parsed and checked against the scheme
+    once, issue 18); the same JSON under the same catalogue is the same label."""
     data = json_object(content, "item")
     if data.get("v") != 1 or data.get("kind") != "item":
         raise InvalidInputError("item: not a version 1 item")
@@ -183,10 +188,23 @@ def parse_item_content(content: bytes, catalogue: Catalogue) -> ItemContent:
         payload = base64.b64decode(text_field(data, "payload", "item"), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInputError("item.payload: not base64") from exc
-    try:
-        label = label_from_dict(data.get("label"), catalogue)
-    except GsomiaError as exc:
-        raise InvalidInputError(f"item.label: {exc}") from exc
+    raw = data.get("label")
+    key = None
+    if labels is not None and isinstance(raw, dict):
+        try:
+            key = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # past orjson (an integer past 64 bits): parsed on its own
+            key = None
+    found = labels.get(key) if labels is not None and key is not None else None
+    # only under the very catalogue it was checked against (the scheme may change between batches)
+    label = found[1] if found is not None and found[0] is catalogue else None
+    if label is None:
+        try:
+            label = label_from_dict(raw, catalogue)
+        except GsomiaError as exc:
+            raise InvalidInputError(f"item.label: {exc}") from exc
+        if labels is not None and key is not None:
+            labels[key] = (catalogue, label)
     version = data.get("label_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidInputError("item.label_version: expected a whole number from 1")
