@@ -32,6 +32,8 @@ def _scoped(holder: str, nonce: str) -> str:
     holder. Another party that learns the nonce (a hub relaying the request sees it) and sends it
     first makes a request of its own under another id: it cannot take the holder's id away."""
     return hashlib.sha256(f"gsomia-consent-request\x00{holder}\x00{nonce}".encode()).hexdigest()[:32]
+
+
 _GIVEN = frozenset(
     {"delivered", "exported"}
 )  # an item message that reached (or left by file for) its recipient
