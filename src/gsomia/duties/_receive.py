@@ -99,7 +99,12 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
         status = _feedback(duties, signer, data, jws, now, accepted)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
-    return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
+    detail: dict[str, Any] = {"result": status}
+    if kind == "label-change":  # what changed (the feed tells a portion's recall from a label change)
+        detail["change"] = data.get("change")
+        if isinstance(data.get("portion"), str):
+            detail["portion"] = data["portion"]
+    return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, **detail)
 
 
 def _originator_of(kind: str, signer: str, to: str, data: dict[str, Any]) -> str:

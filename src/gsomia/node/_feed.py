@@ -40,12 +40,14 @@ FEED_KINDS: dict[str, str] = {
     "duty.label-change": "label-changed",  # a partner's (the originator's) label change, applied here
     "duty.label-change.applied-on-arrival": "label-changed",
     "item.recall": "recalled",
+    "item.recall-portion": "portion-recalled",  # the originator recalled one portion from its holders
     "item.destroy": "destroyed",
     "item.destroy-portion": "portion-destroyed",  # one portion of an item in portions, the rest held
 }
 FLOW = "flow"  # an envelope sent, received or refused (audit readers only)
 TREE_HEAD = "tree-head"  # a signed tree head of this node's audit log
-EVENT_TYPES = frozenset({*FEED_KINDS.values(), "recalled", FLOW, TREE_HEAD})
+PORTION_RECALLED = "portion-recalled"  # one portion recalled, the rest still held
+EVENT_TYPES = frozenset({*FEED_KINDS.values(), "recalled", PORTION_RECALLED, FLOW, TREE_HEAD})
 SCAN = 1000  # audit records read per page, at most
 MAX_FILTER = 50  # values per filter
 
@@ -246,8 +248,14 @@ class Feed:
 
 
 def _type(row: AuditRow) -> str:
-    """The change's type; a partner's label change that withdrew the item here is a recall."""
+    """The change's type: a partner's label change that withdrew the item here is a recall; one that
+    recalled one portion and left the rest held is a portion's recall (not a label change, though the
+    banner may follow what is left)."""
     kind = FEED_KINDS[row.kind]
-    if row.kind.startswith("duty.label-change") and json.loads(row.detail).get("result") == "withdrawn":
-        return "recalled"
+    if row.kind.startswith("duty.label-change"):
+        detail = json.loads(row.detail)
+        if detail.get("result") == "withdrawn":
+            return "recalled"
+        if detail.get("change") == "recall" and detail.get("portion") is not None:
+            return PORTION_RECALLED
     return kind
