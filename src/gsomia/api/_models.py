@@ -377,6 +377,16 @@ class InboxResultOut(BaseModel):
         None,
         description="A batch envelope's (status 'batch'): one result per message it carries, in order",
     )
+    receipts: list[str] | None = Field(
+        None,
+        description="A batch envelope's (status 'batch'): the receipts its duplicates had the first time, "
+        "each once (a duplicate names its own by position in receipt_of)",
+    )
+    receipt_of: int | None = Field(
+        None,
+        description="A duplicate in a batch: the position in the batch answer's receipts of the receipt "
+        "it had the first time",
+    )
 
 
 class InboxOut(BaseModel):
