@@ -138,3 +138,41 @@ def test_a_partner_that_is_down_is_a_transport_error_and_the_entry_waits(net: Ne
     assert waiting.detail.startswith("ConnectError")
     net.clock.advance(minutes=2)
     assert [d.state for d in net.nodes["KOR"].exchange.deliver_due(net.transport)] == ["delivered"]
+
+
+class _AnswerLost(HttpTransport):
+    """Delivers over HTTP, then loses the answer (the connection dropped on the way back)."""
+
+    def push(self, peer: PeerIdentity, envelopes: list[str]) -> list[object]:  # type: ignore[override]
+        super().push(peer, envelopes)
+        raise TransportError("connection reset before the answer came back")
+
+
+def test_a_batch_resent_over_http_is_settled_from_its_one_stored_receipt(net: Net) -> None:
+    """Issue 18: the batch resent after a lost answer comes back over HTTP with its stored receipt
+    once (``receipts``, each duplicate's ``receipt_of``), and the sender settles every entry from it."""
+    kor = net.nodes["KOR"]
+    officer = kor.people.person("officer")
+    ids = [f"rb-{n}" for n in range(5)]
+    for item_id in ids:
+        net.release(item_id)  # ingested and released one by one
+    with _AnswerLost() as lost:
+        assert {d.state for d in kor.exchange.deliver_due(lost)} == {"pending"}
+    assert all(net.nodes["JPN"].store.get_item(i) is not None for i in ids)
+    net.clock.advance(seconds=60)  # past the back-off
+    sent: list[object] = []
+
+    class Recording(HttpTransport):
+        def push(self, peer: PeerIdentity, envelopes: list[str]) -> list[object]:  # type: ignore[override]
+            answers = super().push(peer, envelopes)
+            sent.extend(answers)
+            return answers
+
+    with Recording() as again:
+        assert {d.state for d in kor.exchange.deliver_due(again)} == {"delivered"}
+    (answer,) = sent
+    assert isinstance(answer, dict)
+    (stored,) = answer["receipts"]
+    assert [r["receipt_of"] for r in answer["results"]] == [0] * len(ids)
+    assert {r["status"] for r in answer["results"]} == {"duplicate"}
+    assert {e.receipt for e in kor.exchange.outbox(officer) if e.item_id in ids} == {stored}
