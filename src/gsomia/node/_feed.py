@@ -221,7 +221,8 @@ class Feed:
         if row.outcome != "allowed" or not row.subject:
             return None
         stored = self.kernel.store.get_item(row.subject)
-        if stored is None:
+        kind = _type(row)
+        if stored is None or kind is None:
             return None
         # the reader's view (of an item in portions: the portions they may read, under their label)
         item = gate.view(self.kernel.items.item(stored)).item
@@ -236,7 +237,7 @@ class Feed:
             return None
         return FeedEvent(
             row.seq,
-            _type(row),
+            kind,
             item.id,
             datetime.fromtimestamp(row.at_us / 1e6, UTC),
             label.originator,
@@ -247,15 +248,18 @@ class Feed:
         )
 
 
-def _type(row: AuditRow) -> str:
+def _type(row: AuditRow) -> str | None:
     """The change's type: a partner's label change that withdrew the item here is a recall; one that
     recalled one portion and left the rest held is a portion's recall (not a label change, though the
-    banner may follow what is left)."""
+    banner may follow what is left); one that changed nothing here (kept for an item not yet held,
+    or for a portion the item did not carry) is no event."""
     kind = FEED_KINDS[row.kind]
     if row.kind.startswith("duty.label-change"):
         detail = json.loads(row.detail)
         if detail.get("result") == "withdrawn":
             return "recalled"
+        if detail.get("result") == "not-held":
+            return None
         if detail.get("change") == "recall" and detail.get("portion") is not None:
             return PORTION_RECALLED
     return kind
