@@ -51,16 +51,24 @@ the start (actors, subjects and entry ids differ per record). Making them is not
    the record with ``leaf_data``); a proof that does not verify stops the run (status 1).
 
    The 10M-entry tree is NOT built through ``append_audit`` + ``integrate`` (that would
-   take too long): records are generated as in 1 (entry ids made here; by one worker
-   process a core, each chunk of 100,000 from a seed of its own), their leaf
-   hashes computed with gsomia's ``leaf_data`` and ``leaf_hash``, the tree advanced with
-   gsomia's ``Frontier``, and the records (with ``leaf_index`` and ``leaf`` set) and every
-   completed subtree bulk-inserted straight into ``audit_records`` and ``merkle_nodes``
-   (SQLite: ``executemany`` on its own connection, 100,000 a transaction; PostgreSQL:
-   ``COPY``), the frontier stored as ``integrate`` stores it, and the head signed with
-   ``AuditLog.sign_head()``. The tables hold what ``integrate`` would have written, and
-   proofs are then made by gsomia's own code against that store. Its build rate is
-   printed for information only.
+   take too long): records are generated as in 1 (entry ids made here), by one worker
+   process a core, in chunks of 2**17 (each from a seed of its own). A worker writes each
+   record's leaf data in ``leaf_data``'s layout (one record in 1,024 is compared with
+   ``leaf_data`` itself there; a difference stops the run), hashes leaves and the chunk's
+   subtrees level by level with hashlib (0x00 / 0x01 prefixes, as ``leaf_hash`` and
+   ``node_hash``) and makes the chunk's rows; a chunk of 2**17 aligned on 2**17 holds whole
+   subtrees of the tree, so the main process only joins the chunks' roots (the few nodes
+   above them). The records (with ``leaf_index`` and ``leaf`` set) and every subtree go
+   straight into ``audit_records`` and ``merkle_nodes``: SQLite ``executemany`` on its own
+   connection, a transaction a chunk; PostgreSQL by its own bulk-load recipe in one
+   transaction (the empty tables truncated, their indexes and key constraints dropped,
+   ``COPY ... FREEZE``, the same indexes and constraints made again from the catalogue's
+   definitions, which checks every key). The frontier is stored as ``integrate`` stores it
+   and the head signed with ``AuditLog.sign_head()``. The tables hold what ``integrate``
+   would have written, and proofs are then made by gsomia's own code against that store:
+   every timed proof is verified against the signed root, and the stored leaf of each of the
+   1,000 sampled leaves is recomputed from its stored record with ``leaf_data``. Its build
+   rate is printed for information only.
 
 3. Full verification of the N-entry log: ``AuditLog.verify()`` (reads every record in
    leaf order, recomputes its leaf hash, rebuilds the tree, checks every signed head).
