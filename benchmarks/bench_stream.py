@@ -74,6 +74,8 @@ from gsomia.stream._origin import decode_groups, sign_batch, verify_group
 TARGET_P99_DIRECT_MS = 5.0
 TARGET_P99_HUB_MS = 10.0
 TARGET_SATURATION = 20_000.0
+_SETTLE_S = 15.0  # after the last send, wait at most this long for the updates to arrive
+_IDLE_S = 2.0  # ... and stop waiting once none arrived for this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class _Network:
                 )
         running = start(directory)
         self.endpoint = {n["party"]: n["endpoint"] for n in running}
+        self.pids: dict[str, int] = {n["party"]: n["pid"] for n in running}
         self.tokens = {m.party: json.loads((m.directory / "tokens.json").read_text()) for m in members}
         if hub:
             httpx.post(
@@ -191,6 +194,19 @@ async def _run(
             routes.add(track["route"])
             if len(received) >= len(updates):
                 done.set()
+                return
+
+    async def settle() -> None:
+        """Wait until every update arrived, or none arrived for ``_IDLE_S`` (what did not arrive is
+        counted, not waited for: a consumer that fell behind loses what its queue dropped)."""
+        deadline = time.perf_counter() + _SETTLE_S
+        last, seen = time.perf_counter(), len(received)
+        while not done.is_set() and time.perf_counter() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=0.2)
+            if len(received) != seen:
+                last, seen = time.perf_counter(), len(received)
+            elif time.perf_counter() - last > _IDLE_S:
                 return
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -236,8 +252,7 @@ async def _run(
                         sent[body["update_ts"]] = instant
                     await pub.send(text)
                 sending_s = time.perf_counter() - began
-                with contextlib.suppress(TimeoutError):  # what did not arrive is counted, not waited for
-                    await asyncio.wait_for(done.wait(), timeout=15)
+                await settle()
         else:
             tasks = []
             for i, body in enumerate(updates):
@@ -248,13 +263,20 @@ async def _run(
                 tasks.append(asyncio.create_task(post(body)))
             await asyncio.gather(*tasks)
             sending_s = time.perf_counter() - began
-        with contextlib.suppress(TimeoutError):  # what did not arrive is counted, not waited for
-            await asyncio.wait_for(done.wait(), timeout=15)
+            await settle()
         consumer.cancel()
         last = max(received.values(), default=began)
     latencies = sorted((received[k] - sent[k]) * 1000 for k in received if k in sent)
+    # whether the run was long enough: p99 of each half of the run (by send order) beside the whole
+    in_order = [
+        (received[u["update_ts"]] - sent[u["update_ts"]]) * 1000
+        for u in updates
+        if u["update_ts"] in received
+    ]
+    halves = [sorted(in_order[: len(in_order) // 2]), sorted(in_order[len(in_order) // 2 :])]
     return {
         "latencies_ms": latencies,
+        "p99_halves_ms": [round(_quantile(h, 0.99), 3) for h in halves],
         "sent": len(sent),
         "received": len(received),
         "errors": errors,
@@ -373,13 +395,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     count = max(10, int(args.rate * args.seconds))
     runs: dict[str, dict[str, Any]] = {}
+    phases: dict[str, float] = {}  # seconds each step took (what --full's budget is made of)
+    mark = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[phase] = round(now - mark, 1)
+        mark = now
+
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-stream-") as tmp:
         for name, hub in (("direct", False), ("via USA", True)):
             net = _Network(Path(tmp) / name.replace(" ", "-"), hub)
+            lap(f"start {name}")
             try:
                 runs[name] = _arun(
                     _run(net, _updates(count), args.rate, args.connections, args.publish, 1, compression)
                 )
+                lap(f"latency {name}")
                 if not hub:
                     runs["saturation"] = _arun(
                         _run(
@@ -392,10 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             compression,
                         )
                     )
+                    lap("saturation")
             finally:
                 net.close()
+                lap(f"stop {name}")
     link_one, peer = link_saturation(args.link_tracks, args.passes, 1)
     link, _ = link_saturation(args.link_tracks, args.passes, args.frame_tracks)
+    lap("link path")
     rows: list[Row] = []
     for name, target in (("direct", TARGET_P99_DIRECT_MS), ("via USA", TARGET_P99_HUB_MS)):
         lat = runs[name]["latencies_ms"]
@@ -434,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "total_s": round(time.perf_counter() - began, 1),
+        "phases_s": phases,
         "load_average_1min": {"start": loads[0], "end": loads[1]},
     }
     if args.json:
@@ -441,9 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"stream benchmark on {cpu_model()} ({os.cpu_count()} cores), load {loads[0]} -> {loads[1]}, "
           f"client WebSocket compression {args.compression}, event loop {_event_loop()}")  # fmt: skip
+    steps = ", ".join(f"{k} {v} s" for k, v in phases.items())
+    print(f"  took {time.perf_counter() - began:.1f} s: {steps}")
     for name, run in runs.items():
+        halves = f", p99 of each half {run['p99_halves_ms']} ms" if name != "saturation" else ""
         print(f"  {name}: sent {run['sent']}, received at JPN {run['received']}, errors {run['errors']}, "
-              f"routes {run['routes']}")  # fmt: skip
+              f"routes {run['routes']}{halves}")  # fmt: skip
     for r in rows:
         d = r.as_dict()
         verdict = "" if r.met is None else ("met" if r.met else "NOT met")

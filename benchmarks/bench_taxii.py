@@ -4,7 +4,8 @@ What is measured
 ----------------
 One request, the same for both servers: ``GET .../collections/{id}/objects/?limit=1000``
 (the first page of a collection, the ``Accept: application/taxii+json;version=2.1`` header,
-the reader's credentials), the full response body read. Each fetch is timed with
+the reader's credentials), the full response body read and decoded (by orjson for both: the
+standard library's decoder took half of the client's time on gsomia's page). Each fetch is timed with
 ``time.perf_counter``; median and p95 (nearest rank) over repeated fetches (one untimed
 warm-up, then at least 10 and up to 50 fetches, stopping after about 2 s; medallion at least 3,
 as one of its pages of 3,000 takes tens of seconds, its warm-up the comparison of first pages).
@@ -16,8 +17,9 @@ as one of its pages of 3,000 takes tens of seconds, its warm-up the comparison o
   objects). The store is BULK-LOADED as ``bench_store.py`` does: rows built by the service's
   own row builder (``Node._prepare``: label check, JPN alternative label, AES-GCM sealing),
   run by one worker process a core on a handle of its own on the node, and written with
-  ``Store.insert_items`` in batches of 10,000, items and topics only (no inventory or audit
-  rows). The app is ``gsomia.api.create_app`` called in-process through
+  ``_bulk.bulk_write`` (the rows ``Store.insert_items`` writes, one ``executemany`` a batch) in
+  batches of 10,000, items and topics only (no inventory or audit rows). The app is
+  ``gsomia.api.create_app`` called in-process through
   ``httpx.ASGITransport`` with a bearer token of a JPN reader cleared for every item; so each
   page is the real path: token check, keyset scan, each payload opened (AES-GCM), each object
   decided by ``decide_read``, mapped to STIX, and 1,001 audit records written.
@@ -34,7 +36,9 @@ as one of its pages of 3,000 takes tens of seconds, its warm-up the comparison o
 
 Sizes: both at about 1,000 and 3,000 objects (340 and 1,000 items: an item is served as its
 object and the marking definitions and identities it names, about 3 objects an item, and a page
-of medallion's costs it time in the square of its collection's size); gsomia also at N items
+of medallion's costs it time in the square of its collection's size), or at the sizes
+``--shared`` names (the issue-sized run gives 340 only: medallion's pages at 3,000 objects, about
+22 s each, do not fit its budget; "every shared size" is then the sizes both ran); gsomia also at N items
 (``--items``, default 1,000,000). Before timing, both servers' first pages must hold the same object ids
 in the same order (but for the extension definition); otherwise the script exits with
 status 1. The garbage collector is left on.
@@ -49,7 +53,7 @@ Targets, printed as met or NOT met (nothing about timing is asserted): gsomia's 
 50 ms at N = 1,000,000 (judged at whatever N ran, and said so); at every size both serve,
 gsomia at least 50 times faster than medallion (medallion's p50 over gsomia's p50).
 
-Run: ``python benchmarks/bench_taxii.py [--items N] [--json]``. Progress goes to stderr.
+Run: ``python benchmarks/bench_taxii.py [--items N] [--shared SIZE ...] [--json]``. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -76,8 +80,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
-from _bulk import rows_in_workers
+from _bulk import bulk_write, rows_in_workers
 from _rows import row as protocol_row  # benchmarks/ is on sys.path when run as a script
 from gsomia.api import create_app
 from gsomia.demo import network
@@ -153,7 +158,7 @@ def bulk_load(node: Node, directory: Path, clock: FakeClock, count: int) -> floa
     sizes = [min(BULK_BATCH, count - done) for done in range(0, count, BULK_BATCH)]
     done = 0
     for rows in rows_in_workers(directory, CLOCK_START, sizes, _bulk_rows):
-        node.store.insert_items(rows)
+        bulk_write(node.store, rows)
         done += len(rows)
         if done % 100_000 < BULK_BATCH and count >= 100_000:
             progress(f"  bulk-loaded {done:,} of {count:,}")
@@ -222,7 +227,7 @@ class Gsomia:
 
     def get(self, url: str, **params: Any) -> Any:
         headers = {"Accept": TAXII, "Authorization": f"Bearer {self.token}"}
-        return self._run(self.client.get(url, params=params, headers=headers)).json()
+        return orjson.loads(self._run(self.client.get(url, params=params, headers=headers)).content)
 
     def page(self) -> dict[str, Any]:
         return dict(self.get(self.url, limit=PAGE))
@@ -403,22 +408,22 @@ class Medallion:
             raise RuntimeError(
                 f"medallion answered {response.status_code}: {response.get_data(as_text=True)}"
             )
-        return dict(json.loads(response.get_data()))
+        return dict(orjson.loads(response.get_data()))
 
 
-def measure(items: int) -> dict[str, Any]:
+def measure(items: int, shared: tuple[int, ...] = SHARED_ITEMS) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-taxii-") as tmp:
         root = Path(tmp)
         served: dict[int, list[dict[str, Any]]] = {}
         gsomia_pages: dict[int, Callable[[], dict[str, Any]]] = {}
         servers: list[Gsomia] = []
-        for size in sorted({*SHARED_ITEMS, items}):
+        for size in sorted({*shared, items}):
             progress(f"gsomia: a JPN node with {size:,} KOR items (bulk-loaded)")
             server = Gsomia(root / f"jpn-{size}", size)
             servers.append(server)
             progress(f"  loaded at {server.load_rate:,.0f} items/s")
-            if size in SHARED_ITEMS:
+            if size in shared:
                 served[size] = server.everything()
                 # an item is mapped to more than one STIX object (its object, and the markings and
                 # identities it names, once each): every item at least once, the whole collection
@@ -429,7 +434,7 @@ def measure(items: int) -> dict[str, Any]:
             gsomia_pages[size] = server.page
         progress("medallion: memory backend loaded with the same objects")
         med = Medallion(root, served)
-        for size in SHARED_ITEMS:
+        for size in shared:
             # the same page, but for the extension definitions medallion is not given (peer_objects):
             # medallion's page holds gsomia's other objects in the same order, then a few more (gsomia
             # ends a page before an item whose object and definitions would not all fit in the limit)
@@ -439,7 +444,7 @@ def measure(items: int) -> dict[str, Any]:
             full = min(PAGE, len(peer_objects(served[size])))
             if not PAGE - 10 <= len(ours) <= PAGE or len(theirs) != full or theirs[: len(kept)] != kept:
                 sys.exit(f"the two servers' first pages at {size} differ: not the same request")
-        for size in sorted({*SHARED_ITEMS, items}):
+        for size in sorted({*shared, items}):
             objects = len(served[size]) if size in served else None
             progress(f"timing pages of {PAGE:,} at {size:,} items ({objects or 'not counted'} objects)")
             row: dict[str, Any] = {
@@ -447,7 +452,7 @@ def measure(items: int) -> dict[str, Any]:
                 "objects": objects,
                 "gsomia": time_fetches(gsomia_pages[size]),
             }
-            if size in SHARED_ITEMS:
+            if size in shared:
                 # warmed by the comparison of first pages above (a page of 3,000 takes tens of seconds)
                 row["medallion"] = time_fetches(lambda size=size: med.page(size), SLOW_MIN_FETCHES, False)
                 row["ratio"] = round(row["medallion"]["p50_ms"] / row["gsomia"]["p50_ms"], 2)
@@ -562,12 +567,23 @@ def print_report(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--items", type=int, default=DEFAULT_ITEMS, help="gsomia's largest collection")
+    parser.add_argument(
+        "--shared",
+        type=int,
+        nargs="+",
+        default=list(SHARED_ITEMS),
+        help="the collection sizes (in items) both servers serve (medallion's page costs it time in "
+        "the square of its collection: about 2.5 s at 340 items, 22 s at 1,000)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    if args.items < max(SHARED_ITEMS):
-        parser.error(f"--items must be at least {max(SHARED_ITEMS):,}")
+    shared = tuple(sorted(set(args.shared)))
+    if min(shared) < 1:
+        parser.error("--shared sizes must be positive")
+    if args.items < max(shared):
+        parser.error(f"--items must be at least {max(shared):,} (the largest --shared size)")
     gc.collect()
-    result = measure(args.items)
+    result = measure(args.items, shared)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -40,6 +40,19 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def kor_jpn(tmp_path: Path) -> Iterator[tuple[Node, Node, FakeClock]]:
+    """A KOR and a JPN node on one fake clock, neither registered at the other yet."""
+    shared = FakeClock()
+    kor = make_node(tmp_path / "kor", "KOR", clock=shared)
+    jpn = make_node(tmp_path / "jpn", "JPN", clock=shared)
+    try:
+        yield kor, jpn, shared
+    finally:
+        kor.close()
+        jpn.close()
+
+
+@pytest.fixture
 def jpn_node(tmp_path: Path, store_url: str, clock: FakeClock) -> Iterator[Node]:
     node = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
     yield node

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.responses import JSONResponse
 
-from gsomia._canonical import canonical_bytes
+from gsomia._canonical import canonical_bytes, compact_bytes
 from gsomia._codec import canonical
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
@@ -154,3 +155,27 @@ def test_any_json_value_gets_the_same_bytes(value: dict[str, Any]) -> None:
 def test_any_float_gets_the_same_bytes(value: float) -> None:
     data = {"f": value, "in": [value, -value], "mixed": [0, value, "x", None]}
     assert canonical(data) == _before_codec(data)
+
+
+def _starlette(value: Any) -> bytes:
+    return JSONResponse(None).render(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _VALUES, max_size=6))
+def test_a_response_gets_starlettes_bytes_in_its_own_key_order(value: dict[str, Any]) -> None:
+    """The TAXII response's bytes (orjson where it writes the same) are Starlette's, byte for byte."""
+    written = compact_bytes(value)
+    assert written is None or written == _starlette(value)
+    reordered = dict(reversed(list(value.items())))
+    assert compact_bytes(reordered) in (None, _starlette(reordered))
+
+
+@pytest.mark.parametrize("value", ODD + REFUSED, ids=repr)
+def test_a_response_orjson_would_write_otherwise_is_left_to_json(value: Any) -> None:
+    assert compact_bytes(value) is None
+
+
+@pytest.mark.parametrize("value", CORPUS, ids=repr)
+def test_a_response_of_plain_values_is_written_by_orjson(value: Any) -> None:
+    assert compact_bytes(value) == _starlette(value)

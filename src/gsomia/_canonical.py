@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_bytes"]
+__all__ = ["canonical_bytes", "compact_bytes"]
 
 _LEAVES = frozenset({str, int, bool, type(None)})
 
@@ -54,5 +54,16 @@ def canonical_bytes(data: Any) -> bytes | None:
     try:
         written = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # a type orjson refuses, an integer past 64 bits, a cycle, depth
+        return None
+    return written if _plain(data) else None
+
+
+def compact_bytes(data: Any) -> bytes | None:
+    """The standard encoder's compact form of ``data`` in its own key order (``separators=(",", ":")``,
+    ``ensure_ascii=False``: what Starlette's ``JSONResponse`` writes) as UTF-8, written by orjson;
+    ``None`` where orjson's bytes would not be the same: the caller then writes it with ``json``."""
+    try:
+        written = orjson.dumps(data)
+    except orjson.JSONEncodeError:
         return None
     return written if _plain(data) else None

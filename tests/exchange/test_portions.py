@@ -1012,3 +1012,170 @@ def test_a_portion_recalled_while_its_release_is_still_queued_is_dropped_on_arri
         "withdrawn"
     ]
     assert kor.duties.label_status(officer, "r2")["changes"][0]["applied"] == ["JPN"]  # acknowledged
+
+
+def _early_recall(
+    net: dict[str, Any],
+    *,
+    signer: Node,
+    holder: str,
+    portion: str,
+    version: int,
+    item: str = "r1",
+    originator: str = "KOR",
+) -> dict[str, Any]:
+    """A recall of ``portion`` of ``originator``'s ``item``, for ``holder``, signed by ``signer``."""
+    from gsomia.core.recall import ChangeKind, LabelChange
+    from gsomia.crypto.envelope import sign_origin
+    from gsomia.duties._messages import PortionChange, change_content
+
+    now = net["clock"]()
+    change = LabelChange(item, originator, version, ChangeKind.RECALL, None, "withdrawn", now)
+    jws = sign_origin(signer.ring, change_content(change, None, holder, PortionChange(portion, ())), now)
+    return {"kind": "duty", "to": holder, "duty": jws}
+
+
+def _in_flight(net: dict[str, Any]) -> str:
+    """KOR's release of r1 to the USA, taken off the wire before anything else happens to r1."""
+    report(net)
+    kor = net["nodes"]["KOR"]
+    return str(kor.exchange.release(kor.people.person("officer"), "r1", "USA").envelope)
+
+
+def _duties_to_usa(net: dict[str, Any]) -> list[str]:
+    kor = net["nodes"]["KOR"]
+    return [e.envelope for e in kor.exchange.fed.outbox() if e.kind == "duty" and e.final_recipient == "USA"]
+
+
+def _arrival_audit(node: Node) -> list[dict[str, Any]]:
+    return [
+        {**json.loads(r.detail), "outcome": r.outcome}
+        for r in node.store.audit(kind="duty.label-change.applied-on-arrival")
+    ]
+
+
+def test_portion_changes_that_overtake_their_item_apply_on_arrival_in_version_order(
+    net: dict[str, Any],
+) -> None:
+    """KOR's release of the report to the USA is in flight when KOR raises the tearline (version 2)
+    and recalls the body (version 3); the two changes reach the USA first, and in reverse order. The
+    USA keeps both (answering not-held), and when the report lands applies them in version order
+    before it is written: the USA never holds the body, and holds the tearline at its new level,
+    checked against KOR's new root. Each is audited and acknowledged; KOR sees both applied."""
+    in_flight = _in_flight(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    officer = kor.people.person("officer")
+    kor.duties.reclassify(officer, "r1", "군사II급비밀", "a new source", portion="tearline")
+    kor.duties.recall(officer, "r1", "the source is burned", portion="body")
+    v2, v3 = _duties_to_usa(net)
+    peer = kor.exchange.peer("USA")
+    for envelope in (v3, v2):
+        (answer,) = net["transport"].push(peer, [envelope])
+        assert answer["status"] == "recorded", answer
+    assert usa.store.get_item("r1") is None
+    assert [json.loads(r.detail)["result"] for r in usa.store.audit(kind="duty.label-change")] == [
+        "not-held",
+        "not-held",
+    ]
+    (stored,) = net["transport"].push(peer, [in_flight])
+    assert stored["status"] == "stored", stored
+    item, payload = usa.items.read(usa.people.person("officer"), "r1")
+    assert [(m.id, m.label.classification) for m in item.portions] == [("tearline", "군사II급비밀")]
+    assert (item.label.classification, item.label_version) == ("군사II급비밀", 3)
+    assert BODY.decode() not in payload.decode()
+    row = usa.store.get_item("r1")
+    assert row is not None
+    content, held = usa.kernel.items.signed(row)  # the tearline checks against KOR's root of version 2
+    assert (content.label_version, [(p.id, p.label.classification) for p in held]) == (
+        2,
+        [("tearline", "군사II급비밀")],
+    )
+    assert [(a["version"], a["change"], a["result"], a["outcome"]) for a in _arrival_audit(usa)] == [
+        (2, "reclassify", "applied", "allowed"),
+        (3, "recall", "applied", "allowed"),
+    ]
+    assert usa.duties.db.waiting_changes("~KOR:") == []  # forgotten once the item is here
+    assert [c.version for c in usa.duties.db.label_changes("r1")] == [2, 3]
+    # the feed: the body's recall is a portion's recall at the USA too
+    seen = [e.type for e in usa.feed.page(usa.people.person("officer"), 0)[0] if e.item == "r1"]
+    assert seen == ["arrived", "label-changed", "portion-recalled"]
+    deliver(net)  # KOR's queued release (the same message) is a duplicate; the answers reach KOR
+    changes = kor.duties.label_status(officer, "r1")["changes"]
+    assert [(c["version"], c["applied"]) for c in changes] == [(2, ["USA"]), (3, ["USA"])]
+    assert usa.items.read(usa.people.person("officer"), "r1")[0].label_version == 3
+
+
+def test_an_early_portion_change_from_another_party_or_for_a_portion_not_carried_changes_nothing(
+    net: dict[str, Any],
+) -> None:
+    """Before KOR's report reaches the USA: JPN signs a recall of the tearline as KOR's (refused
+    outright) and one as its own item under the same id (kept for JPN's item, never applied to
+    KOR's); KOR signs a recall of a portion the report does not have (kept, then refused on arrival
+    and audited, the report held whole, answered not-held)."""
+    in_flight = _in_flight(net)
+    kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
+    forged = _early_recall(net, signer=jpn, holder="USA", portion="tearline", version=2)
+    assert _push(net, jpn, "USA", forged, "forged-early")["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in usa.store.audit(kind="envelope.refused")])
+    assert "a label change signed by JPN speaks for KOR" in refused
+    own = _early_recall(net, signer=jpn, holder="USA", portion="tearline", version=2, originator="JPN")
+    assert _push(net, jpn, "USA", own, "jpn-own-early")["status"] == "recorded"
+    absent = _early_recall(net, signer=kor, holder="USA", portion="annex", version=2)
+    assert _push(net, kor, "USA", absent, "absent-portion")["status"] == "recorded"
+    (stored,) = net["transport"].push(kor.exchange.peer("USA"), [in_flight])
+    assert stored["status"] == "stored", stored
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["body", "tearline"], 1)
+    (audited,) = _arrival_audit(usa)
+    assert (audited["outcome"], audited["result"], audited["portion"]) == ("refused", "not-held", "annex")
+    assert "portion annex of item r1 was never received here" in audited["reason"]
+    assert [r.version for r in usa.duties.db.waiting_changes("~JPN:")] == [2]  # JPN's, for JPN's item
+
+
+def test_an_early_portion_change_replayed_is_kept_once_and_applied_once(net: dict[str, Any]) -> None:
+    """KOR's recall of the body reaches the USA before the report, then again in a fresh envelope
+    (a replay): one change is kept; the report lands without its body, once; replayed after the
+    arrival, it is refused and changes nothing."""
+    in_flight = _in_flight(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
+    (recall,) = _duties_to_usa(net)
+    body = open_envelope(usa.ring, recall, usa.exchange.peer, net["clock"]()).body
+    (first,) = net["transport"].push(kor.exchange.peer("USA"), [recall])
+    assert first["status"] == "recorded"
+    assert _push(net, kor, "USA", body, "replayed-early")["status"] == "recorded"
+    assert [r.version for r in usa.duties.db.waiting_changes("~KOR:")] == [2]
+    net["transport"].push(kor.exchange.peer("USA"), [in_flight])
+    assert [(a["version"], a["result"]) for a in _arrival_audit(usa)] == [(2, "applied")]
+    answer = _push(net, kor, "USA", body, "replayed-late")  # the body is gone: nothing to recall
+    assert (answer["status"], answer["reason"]) == (
+        "refused",
+        "portion body of item r1 was never received here",
+    )
+    item, _ = usa.items.read(usa.people.person("officer"), "r1")
+    assert ([m.id for m in item.portions], item.label_version) == (["tearline"], 2)
+    assert len(_arrival_audit(usa)) == 1
+
+
+def test_early_portion_changes_for_items_that_never_arrive_are_bounded(
+    net: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KOR floods the USA with recalls for items it never sends: past the bound per originator the
+    next is refused and audited, nothing more kept; a week on, the old ones are forgotten and a new
+    one is kept again."""
+    from gsomia.duties import _receive
+
+    monkeypatch.setattr(_receive, "WAITING_PER_ORIGINATOR", 3)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    for n in range(3):
+        flood = _early_recall(net, signer=kor, holder="USA", portion="body", version=2, item=f"ghost-{n}")
+        assert _push(net, kor, "USA", flood, f"flood-{n}")["status"] == "recorded"
+    over = _early_recall(net, signer=kor, holder="USA", portion="body", version=2, item="ghost-3")
+    assert _push(net, kor, "USA", over, "flood-3")["status"] == "refused"
+    refused = json.dumps([json.loads(r.detail) for r in usa.store.audit(kind="envelope.refused")])
+    assert "3 changes of KOR already wait here for items not held" in refused
+    assert len(usa.duties.db.waiting_changes("~KOR:")) == 3
+    net["clock"].now += _receive.WAITING_AGE + HOUR
+    late = _early_recall(net, signer=kor, holder="USA", portion="body", version=2, item="ghost-4")
+    assert _push(net, kor, "USA", late, "flood-4")["status"] == "recorded"
+    assert [r.item_id for r in usa.duties.db.waiting_changes("~KOR:")] == ["~KOR:ghost-4"]

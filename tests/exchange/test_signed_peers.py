@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
-from gsomia.testing import FakeClock, make_node
+from gsomia.testing import FakeClock
 
 AGREEMENTS = ["kor-jpn-gsomia-2016"]
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Node, Node, FakeClock]]:
-    clock = FakeClock()
-    kor = make_node(tmp_path / "kor", "KOR", clock=clock)
-    jpn = make_node(tmp_path / "jpn", "JPN", clock=clock)
-    try:
-        yield kor, jpn, clock
-    finally:
-        kor.close()
-        jpn.close()
 
 
 def _refusals(node: Node) -> list[str]:
@@ -48,9 +34,9 @@ def _tampered(signed: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def test_a_tampered_or_unsigned_document_is_refused_audited_and_the_registered_one_kept(
-    pair: tuple[Node, Node, FakeClock],
+    kor_jpn: tuple[Node, Node, FakeClock],
 ) -> None:
-    kor, jpn, _ = pair
+    kor, jpn, _ = kor_jpn
     signed = jpn.exchange.identity()
     kor.exchange.register_peer(None, signed, AGREEMENTS)
     registered = kor.exchange.peer("JPN")
@@ -68,8 +54,8 @@ def test_a_tampered_or_unsigned_document_is_refused_audited_and_the_registered_o
     assert "not signed" in reasons[1]
 
 
-def test_rotation_replay_and_replace_through_registration(pair: tuple[Node, Node, FakeClock]) -> None:
-    kor, jpn, clock = pair
+def test_rotation_replay_and_replace_through_registration(kor_jpn: tuple[Node, Node, FakeClock]) -> None:
+    kor, jpn, clock = kor_jpn
     first = jpn.exchange.identity()
     kor.exchange.register_peer(None, first, AGREEMENTS)
     clock.advance(seconds=60)

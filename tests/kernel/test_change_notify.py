@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import sqlalchemy
 from tests.conftest import POSTGRES_URL, postgres_schema
 
 from gsomia.api import create_app
-from gsomia.kernel import ChangeWatch, StoreKeyRing
+from gsomia.kernel import DEFAULT_INTERVAL, LISTENING_INTERVAL, ChangeWatch, StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
 from gsomia.node import Node
 from gsomia.store import ChangeListener, FederationStore, SharedState
@@ -245,10 +246,15 @@ def test_a_serving_app_listens_while_it_runs(listening: Listening) -> None:
                 scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
                 assert scraped.status_code == 200
                 assert "gsomia_change_listener_connected 1.0" in scraped.text.splitlines()
+                assert "gsomia_change_poll_interval_seconds 5.0" in scraped.text.splitlines()
                 _terminate(listener.backend_pid or 0)
                 assert _within(10, lambda: not listener.connected.is_set())
                 scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
                 assert "gsomia_change_listener_connected 0.0" in scraped.text.splitlines()
+                assert "gsomia_change_poll_interval_seconds 0.25" in scraped.text.splitlines()
+                assert any(
+                    line.startswith("gsomia_change_reads_total ") for line in scraped.text.splitlines()
+                )
 
     asyncio.run(serve())
     assert held[0].connected.wait(0) is False  # stopped with the app
@@ -320,3 +326,122 @@ def test_a_failing_receiver_neither_ends_the_listener_nor_drops_its_connection(l
         assert listener.connected.is_set()
     finally:
         listener.stop()
+
+
+class _Monotonic:
+    """A monotonic clock the test moves: polling comes due only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _reads_over(watch: ChangeWatch, clock: _Monotonic, seconds: float) -> int:
+    """How many times ``watch`` reads the counters when used every 1/16 s for ``seconds`` (the clock
+    moved by the test, in steps binary fractions add up exactly)."""
+    before = watch.reads
+    for _ in range(round(seconds * 16)):
+        clock.now += 1 / 16
+        watch.generation("keys")
+    return watch.reads - before
+
+
+def test_a_connected_listener_relaxes_polling_to_a_safety_net_and_a_notification_still_tells_at_once(
+    listening: Listening,
+) -> None:
+    """The default watch: polling every 250 ms while its listener is down, every 5 s while it is
+    connected; a change committed by another process is in force within a second all the same, and
+    only the notification can tell it: the clock polling follows does not move meanwhile."""
+    clock = _Monotonic()
+    watch = ChangeWatch(SharedState(listening.kor.store), monotonic=clock)
+    try:
+        assert watch.listen()
+        listener = watch.listener
+        assert listener is not None
+        assert listener.connected.wait(30)
+        ring = StoreKeyRing.open(
+            listening.kor.store, listening.kor.cipher, watch, party="KOR", at=datetime.now(UTC)
+        )
+        assert watch.interval == LISTENING_INTERVAL
+        listening_reads = _reads_over(watch, clock, 60)
+        assert listening_reads <= 60 / LISTENING_INTERVAL + 1
+
+        before = _signing_kid(ring)
+        _cli("node", "rotate-keys", "--dir", str(listening.directory))  # clock still: no poll is due
+        assert _within(SECOND, lambda: _signing_kid(ring) != before)
+
+        _terminate(listener.backend_pid or 0)  # the listener reconnects in 0.5 s: measured meanwhile
+        assert _within(10, lambda: not listener.connected.is_set())
+        watch.close()  # ...or never: polling alone from here
+        assert watch.interval == DEFAULT_INTERVAL
+        polling_reads = _reads_over(watch, clock, 60)
+        assert polling_reads >= 60 / DEFAULT_INTERVAL - 1
+        assert polling_reads >= 15 * listening_reads  # the reads PostgreSQL no longer sees
+    finally:
+        watch.close()
+
+
+class _FakeListener:
+    def __init__(self) -> None:
+        self.connected = threading.Event()
+
+    def stop(self) -> None:
+        self.connected.clear()
+
+
+class _Pushed:
+    """Counters in memory with a push: what ``SharedState`` is to the watch, without PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.values = {"keys": 1}
+        self.listener = _FakeListener()
+        self.told: Callable[[str | None], None] | None = None
+
+    def generations(self) -> dict[str, int]:
+        return dict(self.values)
+
+    def listen(self, told: Callable[[str | None], None]) -> _FakeListener:
+        self.told = told
+        return self.listener
+
+
+def test_polling_follows_the_listeners_state_and_a_reconnection_reads_everything() -> None:
+    """Connected: one read per 5 s, and a notification read at the next use. Dropped: polling every
+    250 ms at once (the drop marks everything stale). Back: a read at once, then 5 s again."""
+    clock = _Monotonic()
+    counters = _Pushed()
+    watch = ChangeWatch(counters, monotonic=clock)  # type: ignore[arg-type]  # the counters' two methods
+    assert watch.listen()
+    assert counters.told is not None
+    counters.told(None)  # connected: what the listener says first
+    counters.listener.connected.set()
+    assert _reads_over(watch, clock, 30) <= 30 / LISTENING_INTERVAL + 1
+
+    counters.values["keys"] = 2  # another process commits, and the notification arrives
+    counters.told("keys")
+    assert watch.generation("keys") == 2  # the clock did not move: read because it was told
+
+    counters.values["keys"] = 3
+    counters.listener.connected.clear()  # the connection drops: the listener says so
+    counters.told(None)
+    assert watch.generation("keys") == 3
+    assert _reads_over(watch, clock, 30) >= 30 / DEFAULT_INTERVAL - 1
+
+    counters.values["keys"] = 4  # committed while nobody listened: read on reconnecting
+    counters.told(None)
+    counters.listener.connected.set()
+    assert watch.generation("keys") == 4
+    assert _reads_over(watch, clock, 30) <= 30 / LISTENING_INTERVAL + 1
+
+
+def test_an_interval_longer_than_the_safety_net_is_kept_while_listening() -> None:
+    """A watch asked to poll once an hour does not poll every 5 s because it listens."""
+    clock = _Monotonic()
+    counters = _Pushed()
+    watch = ChangeWatch(counters, interval=HOUR, monotonic=clock)  # type: ignore[arg-type]
+    assert watch.listen()
+    counters.listener.connected.set()
+    assert watch.interval == HOUR
+    assert _reads_over(watch, clock, 60) <= 1

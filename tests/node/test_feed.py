@@ -376,3 +376,103 @@ def test_a_refusal_on_the_feed_reaches_the_security_officer_and_no_analyst(net: 
                 connect(f"{ws_base}/feed/ws?{query}", additional_headers=analyst) as ws,
             ):
                 ws.recv(timeout=10)
+
+
+def _report_at_jpn_and_usa(net: Net) -> None:
+    """KOR's report in portions (the body 군사II급비밀 for the USA only, the tearline 군사III급비밀
+    releasable to JPN too), released to both: the USA holds both portions, JPN the tearline alone."""
+    kor = net.nodes["KOR"]
+    label = {
+        "originator": "KOR",
+        "purpose": "threat-assessment",
+        "topics": ["dprk-missile"],
+        "created": (NOW - timedelta(hours=1)).isoformat(),
+    }
+    officer = kor.people.person("officer")
+    kor.items.ingest(
+        officer,
+        label=None,
+        payload=b"",
+        item_id="r1",
+        portions=[
+            PortionIngest(
+                "body", {**label, "classification": "군사II급비밀", "releasable_to": ["USA"]}, b"{}"
+            ),
+            PortionIngest(
+                "tearline",
+                {**label, "classification": "군사III급비밀", "releasable_to": ["JPN", "USA"]},
+                b"{}",
+            ),
+        ],
+    )
+    kor.exchange.release(officer, "r1", "JPN")
+    kor.exchange.release(officer, "r1", "USA")
+    net.deliver()
+
+
+def test_a_portion_recall_is_its_own_event_for_each_reader_who_may_read_what_is_left(net: Net) -> None:
+    """Issue 20 §2 with §5: KOR recalls the body. At KOR and at the USA (which drops the body and keeps
+    the tearline) the feed says ``portion-recalled``, not ``label-changed``; JPN, never told, has no
+    such event; a USA reader who may not read the item gets nothing. The tearline recalled later
+    withdraws JPN's item, its last portion: that is ``recalled`` there."""
+    kor, jpn, usa = (net.nodes[p] for p in ("KOR", "JPN", "USA"))
+    starts = {p: n.feed.head() for p, n in net.nodes.items()}
+    _report_at_jpn_and_usa(net)
+    after = {p: n.feed.head() for p, n in net.nodes.items()}
+    kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
+    net.deliver()
+    seen = usa.feed.page(usa.people.person("officer"), after["USA"])[0]
+    assert [(e.type, e.item, e.state) for e in seen] == [("portion-recalled", "r1", "held")]
+    assert [e.type for e in kor.feed.page(kor.people.person("officer"), after["KOR"])[0]] == [
+        "portion-recalled"
+    ]
+    assert (
+        usa.feed.page(
+            usa.people.person("admin"), after["USA"], FeedFilter(types=frozenset({"portion-recalled"}))
+        )[0]
+        == []
+    )
+    assert jpn.feed.page(jpn.people.person("officer"), after["JPN"])[0] == []
+    only = FeedFilter(types=frozenset({"label-changed"}))
+    assert usa.feed.page(usa.people.person("officer"), starts["USA"], only)[0] == []
+    kor.duties.recall(kor.people.person("officer"), "r1", "released in error", portion="tearline")
+    net.deliver()
+    assert [e.type for e in jpn.feed.page(jpn.people.person("officer"), after["JPN"])[0]] == ["recalled"]
+    (withdrawn,) = [json.loads(r.detail) for r in jpn.store.audit(kind="duty.label-change")]
+    assert (withdrawn["result"], withdrawn["change"], withdrawn["portion"]) == (
+        "withdrawn",
+        "recall",
+        "tearline",
+    )
+
+
+def test_a_portion_recall_over_sse_and_websocket(net: Net) -> None:
+    usa = net.nodes["USA"]
+    member = next(m for m in net.members if m.party == "USA")
+    headers = {"Authorization": f"Bearer {usa.credentials.issue(None, 'officer')[1]}"}
+    _report_at_jpn_and_usa(net)
+    start = usa.feed.head()
+    kor = net.nodes["KOR"]
+    kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
+    net.deliver()
+    with network.serve_in_threads(net.nodes, net.members):
+        base = member.endpoint
+        with httpx.stream(
+            "GET",
+            f"{base}/feed/sse?type=portion-recalled",
+            headers={**headers, "Last-Event-ID": str(start)},
+            timeout=10,
+        ) as stream:
+            record: dict[str, str] = {}
+            for line in stream.iter_lines():
+                if line.startswith(("event:", "id:", "data:")):
+                    key, _, value = line.partition(": ")
+                    record[key] = value
+                if "data" in record:
+                    break
+        assert record["event"] == "portion-recalled"
+        assert (json.loads(record["data"])["item"], json.loads(record["data"])["state"]) == ("r1", "held")
+        ws_url = base.replace("http://", "ws://") + f"/feed/ws?after={start}&type=portion-recalled"
+        with connect(ws_url, additional_headers=headers) as ws:
+            event = json.loads(ws.recv(timeout=10))
+        assert (event["type"], event["item"]) == ("portion-recalled", "r1")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gsomia.core.access import Person
+from gsomia.crypto.envelope import open_envelope
 from gsomia.demo import network
 from gsomia.errors import AccessDenied, NotFoundError
 from gsomia.exchange import MAX_PENDING_REQUESTS, MemoryTransport
@@ -178,3 +179,39 @@ def test_a_flood_of_requests_is_bounded_per_partner_and_listed_a_page_at_a_time(
     for cursor in (seen[0], uuid.uuid4().hex):
         with pytest.raises(AccessDenied):
             kor.exchange.consent_requests_seen_by(kor.people.person("analyst"), after=cursor)
+
+
+def test_a_party_that_learns_a_request_id_cannot_take_it_from_the_holder(
+    net: tuple[dict[str, Node], MemoryTransport, FakeClock],
+) -> None:
+    """The USA (a hub sees what it relays, and is a holder too) sends KOR a request under the id it saw
+    on JPN's request, before JPN's arrives: KOR records both, under ids bound to each sender; JPN's
+    answer reaches JPN alone, and the USA's request stays its own."""
+    nodes, transport, clock = net
+    kor, jpn, usa = nodes["KOR"], nodes["JPN"], nodes["USA"]
+    _give_jpn(nodes, transport, clock, "seen")
+    kor.exchange.release(kor.people.person("officer"), "seen", "USA")
+    _deliver(nodes, transport)
+    asked = jpn.exchange.request_consent(
+        jpn.people.person("officer"), "seen", "USA", "threat-assessment", "x"
+    )
+    (queued,) = [e for e in jpn.exchange.fed.outbox(state="pending") if e.kind == "consent-request"]
+    opened = open_envelope(kor.ring, queued.envelope, kor.exchange._identities, clock.now)
+    nonce = opened.body["id"]  # what a party that reads the request sees of it
+    assert nonce != asked  # the wire carries the holder's nonce; both sides keep it bound to JPN
+    kor_at_usa = usa.exchange.peer("KOR")
+    assert kor_at_usa is not None
+    body = {"kind": "consent-request", "id": nonce, "item": "seen", "third_party": "JPN",
+            "purpose": "threat-assessment", "reason": "squatting"}  # fmt: skip
+    squat = usa.exchange.queue(kor_at_usa, body, "consent-request", "seen", usa.clock()).envelope
+    (first,) = transport.push(kor_at_usa, [squat])
+    assert first["status"] == "recorded", first
+    _deliver(nodes, transport)  # JPN's own request arrives after the squatter's
+    pending = {r.holder: r.id for r in kor.exchange.fed.consent_requests("pending")}
+    assert pending["JPN"] == asked
+    assert pending["USA"] != asked
+    kor.exchange.answer_consent(kor.people.person("officer"), asked, grant=True, reason="to the US cell")
+    _deliver(nodes, transport)
+    assert jpn.exchange.fed.consent_request(asked).state == "granted"  # type: ignore[union-attr]
+    assert usa.exchange.fed.consent_request(asked) is None
+    assert kor.exchange.fed.consent_request(pending["USA"]).state == "pending"  # type: ignore[union-attr]

@@ -184,22 +184,10 @@ def test_a_payload_naming_a_member_twice_is_refused(kor: KeyRing) -> None:
     assert "twice" in message, message
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Node, Node, FakeClock]]:
-    clock = FakeClock()
-    kor = make_node(tmp_path / "kor", "KOR", clock=clock)
-    jpn = make_node(tmp_path / "jpn", "JPN", clock=clock)
-    try:
-        yield kor, jpn, clock
-    finally:
-        kor.close()
-        jpn.close()
-
-
 def test_a_rollback_through_registration_is_refused_audited_and_the_successor_kept(
-    pair: tuple[Node, Node, FakeClock],
+    kor_jpn: tuple[Node, Node, FakeClock],
 ) -> None:
-    kor, jpn, clock = pair
+    kor, jpn, clock = kor_jpn
     jpn.exchange.register_peer(None, kor.exchange.identity(), AGREEMENTS)
     registered = jpn.exchange.peer("KOR")
     assert registered is not None
@@ -230,10 +218,10 @@ def _api(node: Node, method: str, url: str, token: str | None = None, **kwargs: 
 
 
 def test_replace_over_the_api_is_for_administrators_only(
-    pair: tuple[Node, Node, FakeClock], tmp_path: Path
+    kor_jpn: tuple[Node, Node, FakeClock], tmp_path: Path
 ) -> None:
     """A security officer (who may revoke keys) cannot take a partner's document afresh."""
-    kor, jpn, clock = pair
+    kor, jpn, clock = kor_jpn
     jpn.exchange.register_peer(None, kor.exchange.identity(), AGREEMENTS)
     registered = jpn.exchange.peer("KOR")
     officer = add(jpn, "officer", "JPN", "秘", [], ["security_officer"])
@@ -251,9 +239,9 @@ def test_replace_over_the_api_is_for_administrators_only(
     assert _api(jpn, "POST", "/peers", admin_token, json=body).status_code == 201  # the floor: it can
 
 
-def test_a_deeply_nested_request_is_bad_input_over_the_api(pair: tuple[Node, Node, FakeClock]) -> None:
+def test_a_deeply_nested_request_is_bad_input_over_the_api(kor_jpn: tuple[Node, Node, FakeClock]) -> None:
     """100,000 nested arrays in a body well inside the size bound: a 4xx naming it, no 500."""
-    _kor, jpn, _clock = pair
+    _kor, jpn, _clock = kor_jpn
     admin = add(jpn, "admin", "JPN", None, [], ["administrator"])
     token = jpn.credentials.issue(None, admin.id)[1]
     body = b'{"document": ' + b"[" * 100_000 + b"]" * 100_000 + b', "agreements": ["kor-jpn-gsomia-2016"]}'
@@ -354,12 +342,12 @@ def test_an_older_document_registered_in_a_race_does_not_replace_a_newer_one(
 
 
 def test_a_key_revoked_here_stays_revoked_after_a_document_that_left_it_out(
-    pair: tuple[Node, Node, FakeClock],
+    kor_jpn: tuple[Node, Node, FakeClock],
 ) -> None:
     """'A key this node revoked stays revoked, whatever the new document says': JPN revokes KOR's
     leaked old key; KOR's next document no longer names it; a document naming it again, taken
     afresh with replace (the leaked key's holder's, say), must not bring it back usable."""
-    kor, jpn, clock = pair
+    kor, jpn, clock = kor_jpn
     first = kor.exchange.identity()
     jpn.exchange.register_peer(None, first, AGREEMENTS)
     leaked = kor.ring.signing_key(clock.now)

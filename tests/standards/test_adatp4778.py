@@ -93,6 +93,23 @@ def test_a_binding_round_trips_and_the_receiver_stores_it_through_its_decisions(
     assert [r.subject for r in received] == ["kor-track"]
 
 
+def test_one_binding_in_another_form_or_reformatted_is_the_same_message(pair: Pair) -> None:
+    """The XML binding, the same XML written again by another tool (canonical form, no declaration,
+    other quotes and empty elements) and the JSON binding of the same item: one message, stored once,
+    received once, each later import answered as a duplicate."""
+    data = export_binding(pair.kor, pair.officer, "kor-track", "xml")
+    rewritten = etree.tostring(etree.fromstring(data), method="c14n")
+    assert rewritten != data
+    verify_binding(pair.jpn, rewritten)  # still the same signed binding
+    assert import_binding(pair.jpn, data)["status"] == "stored"
+    assert import_binding(pair.jpn, rewritten)["status"] == "duplicate"
+    assert import_binding(pair.jpn, export_binding(pair.kor, pair.officer, "kor-track", "json"))[
+        "status"
+    ] == ("duplicate")
+    received = pair.jpn.store.audit(after_seq=0, kind="envelope.received", limit=10)
+    assert [r.subject for r in received] == ["kor-track"]
+
+
 def test_a_tool_that_knows_nothing_of_gsomia_verifies_the_xml_binding(pair: Pair) -> None:
     data = export_binding(pair.kor, pair.officer, "kor-track", "xml")
     root = etree.fromstring(data)
@@ -175,9 +192,7 @@ def test_a_label_swapped_under_a_valid_signature_is_refused(pair: Pair, form: st
     with pytest.raises(EnvelopeError) as broken:
         verify_binding(pair.jpn, edited)
     assert broken.value.detail == "bad-signature"
-    pair.jpn.exchange.receive_bound(
-        "KOR", pair.kor.exchange.origin_jws("kor-track"), "threat-assessment", "x" * 64
-    )
+    pair.jpn.exchange.receive_bound("KOR", pair.kor.exchange.origin_jws("kor-track"), "threat-assessment")
     held = pair.jpn.items.held("kor-track")
     assert held is not None
     lowered = pair.jpn.catalogue.label(

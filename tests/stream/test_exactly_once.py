@@ -264,3 +264,23 @@ def test_the_store_forgets_an_update_after_the_window(tmp_path: Path) -> None:
         assert store.remember_signed_tracks("b3", "KOR", [0], 3 * minute, minute // 2, ["k"]) == ([], set())
     finally:
         store.close()
+
+
+def test_the_store_tells_every_replayed_leaf_and_repeated_update_of_a_large_batch(store_url: str) -> None:
+    """Both stores, past one IN list's worth (500): a batch of 1,200 leaves recorded; the same batch
+    again, with only its last leaf, is a replay naming that leaf; a new batch repeating 3 updates
+    among 1,100 new ones names exactly those 3, and records the rest."""
+    store = Store(store_url)
+    store.migrate()
+    try:
+        first = [f"u{i}" for i in range(1200)]
+        assert store.remember_signed_tracks("B1", "KOR", range(1200), 10, 0, first) == ([], set())
+        assert store.remember_signed_tracks("B1", "KOR", [1199], 11, 0, ["fresh"]) == ([1199], set())
+        again = ["u5", "u700", "u1199"]
+        second = again + [f"v{i}" for i in range(1100)]
+        assert store.remember_signed_tracks("B2", "KOR", range(1103), 12, 0, second) == ([], set(again))
+        # "fresh" was not recorded by the refused replay of B1; now it is
+        assert store.remember_signed_tracks("B3", "KOR", [0], 13, 0, ["v1099", "fresh"]) == ([], {"v1099"})
+        assert store.remember_signed_tracks("B4", "KOR", [0], 14, 0, ["fresh"]) == ([], {"fresh"})
+    finally:
+        store.close()

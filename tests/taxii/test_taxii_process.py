@@ -128,14 +128,23 @@ def test_healthz_answers_while_a_large_post_is_ingested(node_process: tuple[str,
         if c["title"] == f"agreement:{GSOMIA}"
     )
     done: dict[str, float] = {}
+    body = json.dumps({"objects": objects}).encode()
+    sent = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        """The body in pieces; ``sent`` once the server has taken the last (its ingest starts)."""
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+        sent.set()
 
     def upload() -> None:
         response = httpx.post(
             f"{endpoint}/taxii2/api/collections/{collection}/objects/",
-            content=json.dumps({"objects": objects}),
+            content=chunks(),
             headers={
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/taxii+json;version=2.1",
+                "Content-Length": str(len(body)),  # in pieces, but not chunked: the server asks for it
             },
             timeout=300,
         )
@@ -145,7 +154,7 @@ def test_healthz_answers_while_a_large_post_is_ingested(node_process: tuple[str,
 
     thread = threading.Thread(target=upload)
     thread.start()
-    time.sleep(0.3)  # the upload is under way (1,000 objects take far longer than this to store)
+    assert sent.wait(timeout=300), "the upload's body was not taken"
     health = httpx.get(f"{endpoint}/healthz", timeout=60)
     answered = time.monotonic()
     thread.join(timeout=300)

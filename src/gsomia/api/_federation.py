@@ -17,13 +17,18 @@ from gsomia._present import (
     request_view,
 )
 from gsomia.api import _models as m
-from gsomia.api._fields import Id
+from gsomia.api._fields import Id, Party
 from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
 
 __all__ = ["add_federation_routes"]
+
+# a key id: the key's RFC 7638 thumbprint (base64url SHA-256, 43 characters), or a partner's own kid
+Kid = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", description="The key's id (its JWK thumbprint).")
+]
 
 
 def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
@@ -117,6 +122,21 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Person
             node.exchange.register_peer(person, body.document, body.agreements, replace=body.replace),
             body.agreements,
         )
+
+    @app.post("/peers/{party}/keys/{kid}/revoke", response_model=m.KeyRevokedOut, tags=["federation"])
+    def revoke_peer_key(party: Party, kid: Kid, body: m.KeyRevokeIn, person: Caller) -> dict[str, Any]:
+        """Refuse a partner's key from an instant on (security officers), as told through the
+        diplomatic channel: every process of this node refuses it within a second. Idempotent: a
+        key revoked at that instant or earlier already is left as it is (``changed`` false, nothing
+        audited); an unknown party or key is 404. Audited as ``key.revoke``, refusals too."""
+        at = parse_instant(body.at, node.kernel.timezone) if body.at else node.clock()
+        done = node.exchange.revoke_peer_key(person, party, kid, at)
+        return {
+            "peer": peer_view(done.peer, done.links),
+            "kid": done.kid,
+            "revoked_at": done.revoked_at.isoformat(),
+            "changed": done.changed,
+        }
 
     @app.post("/items/{item_id}/consent-requests", status_code=202, tags=["federation"])
     def request_consent(item_id: ItemRef, body: m.ConsentRequestIn, person: Caller) -> dict[str, str]:

@@ -82,6 +82,7 @@ EventType = Literal[
     "derived",
     "label-changed",
     "recalled",
+    "portion-recalled",
     "destroyed",
     "portion-destroyed",
     "flow",

@@ -436,6 +436,19 @@ class PeerOut(BaseModel):
     keys: list[str]
 
 
+class KeyRevokeIn(_In):
+    at: Instant | None = Field(
+        default=None, description="Refused from this instant on (default: now); earlier is retroactive."
+    )
+
+
+class KeyRevokedOut(BaseModel):
+    peer: PeerOut
+    kid: str
+    revoked_at: str = Field(description="The instant the key is refused from (an earlier one stands).")
+    changed: bool = Field(description="False when the key was revoked at that instant or earlier already.")
+
+
 class ConsentRequestIn(_In):
     third_party: Party
     purpose: Annotated[Words, Field(max_length=200)]

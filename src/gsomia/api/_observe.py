@@ -183,7 +183,20 @@ class NodeCollector(Collector):
         yield epochs
 
     def _listening(self) -> Iterable[Metric]:
-        listener = self.node.kernel.watch.listener
+        watch = self.node.kernel.watch
+        yield CounterMetricFamily(
+            "gsomia_change_reads",
+            "Reads of the store's generation counters by this process's caches (polls, and reads "
+            "a change here or a notification asked for)",
+            value=watch.reads,
+        )
+        yield GaugeMetricFamily(
+            "gsomia_change_poll_interval_seconds",
+            "The seconds between two polls of the generation counters now: 5 while the listener is "
+            "connected (a safety net: notifications tell of each change), 0.25 otherwise",
+            value=watch.interval,
+        )
+        listener = watch.listener
         if listener is None:  # SQLite (one process), or not serving: polling only, nothing to watch
             return
         yield GaugeMetricFamily(

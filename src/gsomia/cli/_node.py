@@ -283,8 +283,9 @@ def peer_revoke_key(
     """Refuse a partner's key from an instant on (as told through the diplomatic channel)."""
     node = open_node(directory)
     when = parse_instant(at, UTC) if at else node.clock()
-    node.exchange.revoke_peer_key(None, party.upper(), kid, when)
-    console().print(f"{party.upper()} key {kid} refused from {when.isoformat()}")
+    done = node.exchange.revoke_peer_key(None, party.upper(), kid, when)
+    already = "" if done.changed else " (revoked already: nothing changed)"
+    console().print(f"{party.upper()} key {kid} refused from {done.revoked_at.isoformat()}{already}")
 
 
 @outbox_app.command("prove")

@@ -26,6 +26,7 @@ from gsomia.errors import (
 )
 from gsomia.kernel import Item, NewPortion, from_us, item_content
 from gsomia.store import (
+    AuditRow,
     ItemRow,
     LabelAckRow,
     LabelChangeRow,
@@ -130,26 +131,10 @@ class _Labels(DutyBase):
                 )
                 content_for = change_content(change, origin, holder, told)
                 outbox.append(self._duty(holder, route.get(holder, holder), content_for, item_id, now))
-            jws = sign_origin(
-                kernel.ring, change_content(change, origin, self.party, PortionChange(portion, ())), now
+            record, rows, audit = self._portion_change_rows(
+                what, actor, change, origin, portion, sorted(holders), now, copies=copies
             )
-            record, rows = self._change_rows(
-                item_id, change, ChangeKind.RECLASSIFY, reason, jws, sorted(holders), now
-            )
-            ops += rows
-            audit = kernel.audit_row(
-                what,
-                actor.id,
-                item_id,
-                "allowed",
-                version=change.version,
-                portion=portion,
-                classification=change.classification,
-                reason=reason,
-                holders=sorted(holders),
-                copies=copies,
-            )
-            self.db.commit(ops=ops, outbox=outbox, audit=[audit])
+            self.db.commit(ops=[*ops, *rows], outbox=outbox, audit=[audit])
         except GsomiaError as exc:
             raise kernel.refuse(what, actor.id, item_id, exc) from None
         return record
@@ -214,20 +199,9 @@ class _Labels(DutyBase):
                 self._duty(h, route.get(h, h), change_content(change, None, h, told), item_id, now)
                 for h in holders
             ]
-            jws = sign_origin(kernel.ring, change_content(change, None, self.party, told), now)
-            record, rows = self._change_rows(item_id, change, ChangeKind.RECALL, reason, jws, holders, now)
-            ops: list[Op] = [self.db.bump_version(item_id, row.label_version, change.version), *rows]
-            audit = kernel.audit_row(
-                what,
-                actor.id,
-                item_id,
-                "allowed",
-                version=change.version,
-                portion=portion,
-                reason=reason,
-                holders=holders,
-            )
-            self.db.commit(ops=ops, outbox=outbox, audit=[audit])
+            record, rows, audit = self._portion_change_rows(what, actor, change, None, portion, holders, now)
+            bump = self.db.bump_version(item_id, row.label_version, change.version)
+            self.db.commit(ops=[bump, *rows], outbox=outbox, audit=[audit])
         except GsomiaError as exc:
             raise kernel.refuse(what, actor.id, item_id, exc) from None
         return record
@@ -411,6 +385,39 @@ class _Labels(DutyBase):
                 for p in holders
             ),
         ]
+
+    def _portion_change_rows(
+        self,
+        what: str,
+        actor: Person,
+        change: LabelChange,
+        origin: str | None,
+        portion: str,
+        holders: list[str],
+        now: datetime,
+        **detail: Any,
+    ) -> tuple[LabelChangeRow, list[Op], AuditRow]:
+        """The originator's record of one portion's change (signed as it would be for this node, so
+        that it names the portion), the operations storing it with one pending acknowledgement per
+        holder, and the audit record of ``what`` ``actor`` did."""
+        kernel = self.kernel
+        jws = sign_origin(
+            kernel.ring, change_content(change, origin, self.party, PortionChange(portion, ())), now
+        )
+        record, rows = self._change_rows(change.item, change, change.kind, change.reason, jws, holders, now)
+        audit = kernel.audit_row(
+            what,
+            actor.id,
+            change.item,
+            "allowed",
+            version=change.version,
+            portion=portion,
+            classification=change.classification,
+            reason=change.reason,
+            holders=holders,
+            **detail,
+        )
+        return record, rows, audit
 
     def _apply(
         self, row: ItemRow, change: LabelChange, originator_label: SecurityLabel | None, origin: str | None

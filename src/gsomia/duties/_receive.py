@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._codec import canonical, label_from_dict, label_to_dict
@@ -47,7 +47,14 @@ from gsomia.duties._messages import (
 )
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, LabelError, ProofError
 from gsomia.exchange import Batch, Exchange
-from gsomia.kernel import SignedPortion, from_us, parse_item_content, parse_portioned_content, relabelled_leaf
+from gsomia.kernel import (
+    PortionedContent,
+    SignedPortion,
+    from_us,
+    parse_item_content,
+    parse_portioned_content,
+    relabelled_leaf,
+)
 from gsomia.store import (
     DestructionRow,
     InboxRow,
@@ -99,7 +106,12 @@ def receive_duty(duties: Duties, opened: Opened, now: datetime, accepted: Batch)
         status = _feedback(duties, signer, data, jws, now, accepted)
     else:
         raise InvalidInputError(f"unknown duty {kind!r}")
-    return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, result=status)
+    detail: dict[str, Any] = {"result": status}
+    if kind == "label-change":  # what changed (the feed tells a portion's recall from a label change)
+        detail["change"] = data.get("change")
+        if isinstance(data.get("portion"), str):
+            detail["portion"] = data["portion"]
+    return _recorded(exchange, opened, item, "recorded", now, accepted, f"duty.{kind}", signer, **detail)
 
 
 def _originator_of(kind: str, signer: str, to: str, data: dict[str, Any]) -> str:
@@ -309,9 +321,10 @@ def _portion_change(
     releases re-sealed. A recall: the portion dropped (:func:`_drop_portion`). Acknowledged, naming
     the parties this node sent that portion on to. Refused: a change to a portion never received
     here, a stale one, one not from the item's path. An item arriving in the same batch, ahead of the
-    change, takes it before it is written (:func:`_portion_on_arrival`); an item not held here
-    answers ``not-held`` (a portion's change is not kept for later: a release still queued at the
-    originator leaves re-sealed with it, or ahead of the recall)."""
+    change, takes it before it is written (:func:`_portion_on_arrival`); for an item not held here
+    the change is kept (:func:`_keep_portion_change`) and answered ``not-held``: a release that left
+    the originator before the change may still be on its way, and takes it when it arrives
+    (:func:`apply_waiting`), answered again then."""
     kernel = duties.kernel
     if change.kind is ChangeKind.RECALL and told.held:
         raise InvalidInputError("a portion's recall names no portion held: the holder drops one")
@@ -328,8 +341,8 @@ def _portion_change(
             if entry.kind == "item" and entry.item_id == arriving.id and told.portion in carried:
                 for party in (entry.recipient, entry.final_recipient):
                     onward.setdefault(party, set()).update(carried)
-    elif row is None:
-        status, upstream = "not-held", opened.sender
+    elif row is None:  # kept for the item: a release may still be on its way (apply_waiting)
+        status, upstream = _keep_portion_change(duties, change, jws, now, accepted), opened.sender
     else:
         _check_path(opened.sender, change, row.originator, row.received_from)
         _check_version(change, row.label_version)
@@ -360,11 +373,26 @@ def _portion_change(
             accepted.ops += ops
             held = replace(_change_row(change, jws, now), item_id=row.id)  # under its reference here
             accepted.ops.append(duties.db.put("label_changes", held))
-    for party in (exchange.party, change.originator):
-        onward.pop(party, None)
     peer = exchange.peer(upstream)
     if peer is None:
         raise AgreementError(f"no registered link with {upstream} to acknowledge the change")
+    _acknowledge_portion(exchange, change, status, copies, onward, peer, now, accepted)
+    return status
+
+
+def _acknowledge_portion(
+    exchange: Exchange,
+    change: LabelChange,
+    status: str,
+    copies: int,
+    onward: dict[str, set[str]],
+    peer: Any,
+    now: datetime,
+    accepted: Batch,
+) -> None:
+    """This node's signed answer to a portion's change, naming the parties it sent that portion on
+    to and what they hold of the item, for the originator, by ``peer`` (the way the item came)."""
+    onward = {p: ids for p, ids in onward.items() if p not in (exchange.party, change.originator)}
     content = ack_content(
         change.item,
         change.version,
@@ -379,7 +407,36 @@ def _portion_change(
     accepted.outbox.append(
         exchange.queue(peer, body, DUTY_KIND, change.item, now, final_recipient=change.originator)
     )
-    return status
+
+
+WAITING_PER_ORIGINATOR = 1000  # changes kept for items not (yet) held here, per originator
+# how long a portion's change waits for its item: past any release's delivery, 24 hours of
+# retries at each hop (a hub's included), so a release still on its way always finds it
+WAITING_AGE = timedelta(days=7)
+
+
+def _keep_portion_change(
+    duties: Duties, change: LabelChange, jws: str, now: datetime, accepted: Batch
+) -> str:
+    """A portion's change for an item not (yet) held here, kept in the store under the item's
+    waiting key (:func:`waiting_key`) for its arrival, where any process of the node finds it; the
+    same change again is kept once. Bounded: portion changes older than :data:`WAITING_AGE` are
+    forgotten, and past :data:`WAITING_PER_ORIGINATOR` changes waiting from one originator another
+    is refused (the inbox audits it; the originator sees the holder has not answered)."""
+    key = waiting_key(change.originator, change.item)
+    kept = duties.db.waiting_changes(waiting_key(change.originator, ""))
+    if any(r.item_id == key and r.version == change.version for r in kept):
+        return "not-held"
+    oldest = epoch_us(now - WAITING_AGE)
+    expired = [r for r in kept if r.applied_us < oldest and "portion" in kept_content(r.jws)]
+    if len(kept) - len(expired) >= WAITING_PER_ORIGINATOR:
+        raise InvalidInputError(
+            f"{WAITING_PER_ORIGINATOR} changes of {change.originator} already wait here for items not "
+            f"held: this change to {change.item} is not kept"
+        )
+    accepted.ops += [duties.db.drop_label_change(r.item_id, r.version) for r in expired]
+    accepted.ops.append(duties.db.put("label_changes", replace(_change_row(change, jws, now), item_id=key)))
+    return "not-held"
 
 
 def _change_row(change: LabelChange, jws: str, now: datetime) -> LabelChangeRow:
@@ -405,6 +462,52 @@ def _apply_portion(
 ) -> tuple[str, int, list[Op]]:
     """(status, copies changed, ops) of one portion's reclassification applied to the item held."""
     kernel = duties.kernel
+    _, held = kernel.items.signed(row)
+    root, portions = _reclassified(duties, change, origin, told, held, now)
+    item = kernel.items.item(row)
+    prefer = {
+        m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
+        for m in item.portions
+    }
+    try:
+        sealed = kernel.items.seal_portions(
+            root,
+            portions,
+            origin=str(origin),
+            now=now,
+            by=row.ingested_by,
+            received_from=row.received_from,
+            agreement=row.agreement,
+            prefer=prefer,
+        )
+    except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
+        _, copied = duties._rederive(row.id, {}, change.at, True)
+        return "withdrawn", len(copied), [duties.db.withdraw(i, "recalled") for i in [row.id, *copied]]
+    relabel, after = duties._resealed(row, sealed, change.version, now)
+    ops: list[Op] = [relabel]
+    more, copied = duties._rederive(
+        row.id,
+        {row.id: kernel.items.stored_label(sealed.label)},
+        change.at,
+        False,
+        {row.id: kernel.items.item(after)},
+    )
+    resealed, _ = duties._pending_releases(after, change.item, now)
+    return "applied", len(copied), ops + more + resealed
+
+
+def _reclassified(
+    duties: Duties,
+    change: LabelChange,
+    origin: str | None,
+    told: PortionChange,
+    held: tuple[SignedPortion, ...],
+    now: datetime,
+) -> tuple[PortionedContent, list[SignedPortion]]:
+    """(the originator's new signed root, the portions ``held`` as they are under it) for one
+    portion's reclassification: each portion rebuilt with the label the change names and checked
+    against the new root, so nothing but that portion's level can change."""
+    kernel = duties.kernel
     if origin is None:
         raise InvalidInputError("a portion's reclassification carries the originator's newly signed root")
     signer, content = verify_origin(origin, kernel.peers.peer, now, own=kernel.ring)
@@ -416,7 +519,6 @@ def _apply_portion(
         or root.label_version != change.version
     ):
         raise InvalidInputError("the originator's signed root does not match the change")
-    _, held = kernel.items.signed(row)
     named = {h.id: h for h in told.held}
     if set(named) != {p.id for p in held}:
         raise InvalidInputError("the change does not name exactly the portions held here")
@@ -441,36 +543,7 @@ def _apply_portion(
                 f"portion {p.id} does not check against the originator's new root"
             ) from exc
         portions.append(SignedPortion(p.id, p.index, proof, leaf, label, p.payload_type, p.payload))
-    item = kernel.items.item(row)
-    prefer = {
-        m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
-        for m in item.portions
-    }
-    try:
-        sealed = kernel.items.seal_portions(
-            root,
-            portions,
-            origin=origin,
-            now=now,
-            by=row.ingested_by,
-            received_from=row.received_from,
-            agreement=row.agreement,
-            prefer=prefer,
-        )
-    except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
-        _, copied = duties._rederive(row.id, {}, change.at, True)
-        return "withdrawn", len(copied), [duties.db.withdraw(i, "recalled") for i in [row.id, *copied]]
-    relabel, after = duties._resealed(row, sealed, change.version, now)
-    ops: list[Op] = [relabel]
-    more, copied = duties._rederive(
-        row.id,
-        {row.id: kernel.items.stored_label(sealed.label)},
-        change.at,
-        False,
-        {row.id: kernel.items.item(after)},
-    )
-    resealed, _ = duties._pending_releases(after, change.item, now)
-    return "applied", len(copied), ops + more + resealed
+    return root, portions
 
 
 def _drop_portion(
@@ -534,30 +607,45 @@ def _portion_on_arrival(
     if change.kind is not ChangeKind.RECALL:
         return "not-held"  # a newer root than the one arriving: the release re-sealed it, or will
     if len(marks) == 1:
-        accepted.items[index] = replace(
-            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
-        )
-        accepted.outbox[:] = [
-            replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
-            if e.kind == "item" and e.item_id == ref
-            else e
-            for e in accepted.outbox
-        ]
-        return "withdrawn"
+        return _withdraw_arriving(change, ref, accepted)
     if arriving.origin_jws is None:
         raise InvalidInputError(f"item {change.item} carries no signed root of its originator")
     content, held = kernel.items.signed_sealed(arriving.id, arriving.label, arriving.payload)
+    origin = kernel.cipher.open(arriving.id, arriving.label, arriving.origin_jws).decode()
+    _reseal_arriving(
+        duties, index, content, [p for p in held if p.id != portion], origin, change, now, accepted
+    )
+    return "applied"
+
+
+def _reseal_arriving(
+    duties: Duties,
+    index: int,
+    root: PortionedContent,
+    portions: list[SignedPortion],
+    origin: str,
+    change: LabelChange,
+    now: datetime,
+    accepted: Batch,
+) -> None:
+    """The item arriving at ``index`` of the batch sealed again, before it is written, with the
+    ``portions`` it is to hold under the originator's ``root``, at the change's version (the banner:
+    the highest label of those portions). :class:`LabelError`: one has no equivalent here."""
+    kernel = duties.kernel
+    arriving = accepted.items[index]
+    if arriving.portions is None:
+        raise InvalidInputError(f"item {change.item} here is signed whole: no change to a portion applies")
     sealed = kernel.items.seal_portions(
-        content,
-        [p for p in held if p.id != portion],
-        origin=kernel.cipher.open(arriving.id, arriving.label, arriving.origin_jws).decode(),
+        root,
+        portions,
+        origin=origin,
         now=now,
         by=arriving.ingested_by,
         received_from=arriving.received_from,
         agreement=arriving.agreement,
         prefer={
             m.id: (None if (a := m.label.alternative_for(duties.party)) is None else a.classification)
-            for m in marks
+            for m in kernel.items.marks(arriving.portions)
         },
         ref=arriving.id,
     )
@@ -572,7 +660,6 @@ def _portion_on_arrival(
         portions=sealed.portions,
         label_version=change.version,
     )
-    return "applied"
 
 
 def _may_hold(duties: Duties, derived_id: str, portion: str) -> bool:
@@ -650,18 +737,27 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         if not kept.intersection(keys):
             return
     waiting: list[tuple[LabelChange, str | None, LabelChangeRow]] = []
+    portions: list[tuple[LabelChange, str | None, PortionChange, LabelChangeRow]] = []
     for row in (r for key in keys for r in duties.db.label_changes(key)):
-        if row.version <= arriving.label_version:
+        if row.version <= arriving.label_version and "portion" not in kept_content(row.jws):
             continue
         try:
             _, content = parse_duty(_jws_payload(row.jws))
             change, origin, holder = parse_change(content)
+            told = parse_portion_change(content)
         except GsomiaError:
             continue
-        if "portion" in content:
-            continue  # a portion's change is not kept for an item on its way (see _portion_change)
-        if change.originator == arriving.originator and holder == duties.party:
+        if change.originator != arriving.originator or holder != duties.party:
+            continue
+        if told is not None:
+            portions.append((change, origin, told, row))
+        elif row.version > arriving.label_version:
             waiting.append((change, origin, row))
+    if portions:
+        # kept for this item alone: forgotten under its waiting key once it is here, whatever they do
+        accepted.ops += [duties.db.drop_label_change(r.item_id, r.version) for *_, r in portions]
+        if not waiting:
+            _apply_portions_waiting(duties, item_id, portions, now, accepted)
     if not waiting:
         return
     change, origin, kept_row = max(waiting, key=lambda w: w[0].version)
@@ -673,18 +769,9 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         status = _apply_to_arriving(duties, change, origin, exchange, now, accepted, item_id)
     except GsomiaError:
         # the newer label cannot be applied (its signature no longer verifies): nothing kept at the old one
-        index = next(i for i, n in enumerate(accepted.items) if n.id == item_id)
-        accepted.items[index] = replace(
-            arriving, state="recalled", payload=b"", origin_jws=None, label_version=change.version
-        )
         status = "withdrawn"
     if status == "withdrawn":  # a hub does not pass on what was withdrawn
-        accepted.outbox[:] = [
-            replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
-            if e.kind == "item" and e.item_id == item_id
-            else e
-            for e in accepted.outbox
-        ]
+        _withdraw_arriving(change, item_id, accepted)
     peer = exchange.peer(arriving.received_from or change.originator)
     if peer is not None:
         _acknowledge(exchange, change, status, 0, set(), peer, now, accepted, item_id)
@@ -698,6 +785,114 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
             result=status,
         )
     )
+
+
+def _apply_portions_waiting(
+    duties: Duties,
+    item_id: str,
+    portions: list[tuple[LabelChange, str | None, PortionChange, LabelChangeRow]],
+    now: datetime,
+    accepted: Batch,
+) -> None:
+    """The originator's portion changes kept here for an item arriving now (``item_id``: its
+    reference here), applied in the order of their versions before the item is written, whatever
+    order they reached this node in: a recall drops its portion (:func:`_portion_on_arrival`), a
+    reclassification relabels the portions held under the originator's new root
+    (:func:`_reclassify_arriving`). Each is acknowledged and audited
+    (``duty.label-change.applied-on-arrival``). A change to a portion the item does not carry changes
+    nothing and is answered ``not-held``; one that cannot be applied otherwise (its signed root does
+    not check) withdraws the item, as a change to the whole item does (fail closed)."""
+    exchange = duties.exchange
+    for change, origin, told, kept_row in sorted(portions, key=lambda p: p[0].version):
+        index = next(i for i, n in enumerate(accepted.items) if n.id == item_id)
+        arriving = accepted.items[index]
+        if arriving.state != "held" or change.version <= arriving.label_version:
+            continue  # withdrawn by an earlier change, or the item carries this change already
+        marks = () if arriving.portions is None else duties.kernel.items.marks(arriving.portions)
+        reason = None
+        if told.portion not in {m.id for m in marks}:  # nothing of it here to change
+            status, reason = (
+                "not-held",
+                f"portion {told.portion} of item {change.item} was never received here",
+            )
+        else:
+            try:
+                if change.kind is ChangeKind.RECALL:
+                    if told.held:
+                        raise InvalidInputError(
+                            "a portion's recall names no portion held: the holder drops one"
+                        )
+                    status = _portion_on_arrival(duties, change, told.portion, item_id, now, accepted)
+                else:
+                    status = _reclassify_arriving(duties, change, origin, told, item_id, now, accepted)
+            except GsomiaError as exc:  # the originator's change cannot apply: nothing kept at the old one
+                status, reason = _withdraw_arriving(change, item_id, accepted), str(exc)
+        if status in ("applied", "withdrawn"):
+            accepted.ops.append(duties.db.put("label_changes", replace(kept_row, item_id=item_id)))
+        onward: dict[str, set[str]] = {}
+        for entry in accepted.outbox:  # passed on by this very batch (a hub)
+            carried = set(json.loads(entry.request or "{}").get("portions") or ())
+            if entry.kind == "item" and entry.item_id == item_id and told.portion in carried:
+                for party in (entry.recipient, entry.final_recipient):
+                    onward.setdefault(party, set()).update(carried)
+        peer = exchange.peer(arriving.received_from or change.originator)
+        if peer is not None:
+            _acknowledge_portion(exchange, change, status, 0, onward, peer, now, accepted)
+        accepted.audit.append(
+            duties.kernel.audit_row(
+                "duty.label-change.applied-on-arrival",
+                arriving.received_from,
+                item_id,
+                "allowed" if reason is None else "refused",
+                version=change.version,
+                change=change.kind.value,
+                portion=told.portion,
+                result=status,
+                **({} if reason is None else {"reason": reason}),
+            )
+        )
+
+
+def _withdraw_arriving(change: LabelChange, item_id: str, accepted: Batch) -> str:
+    """The item arriving stored withdrawn (a change to it could not be applied: fail closed), and a
+    hub passes none of it on."""
+    index = next(i for i, n in enumerate(accepted.items) if n.id == item_id)
+    accepted.items[index] = replace(
+        accepted.items[index], state="recalled", payload=b"", origin_jws=None, label_version=change.version
+    )
+    accepted.outbox[:] = [
+        replace(e, state="undeliverable", last_error=f"recalled by the originator: {change.reason}")
+        if e.kind == "item" and e.item_id == item_id
+        else e
+        for e in accepted.outbox
+    ]
+    return "withdrawn"
+
+
+def _reclassify_arriving(
+    duties: Duties,
+    change: LabelChange,
+    origin: str | None,
+    told: PortionChange,
+    ref: str,
+    now: datetime,
+    accepted: Batch,
+) -> str:
+    """One portion's reclassification, kept here, applied to the item arriving (``ref``: its
+    reference here) before it is written: its portions checked against the originator's new root
+    and sealed again under the highest label of those held (no equivalent here: withdrawn)."""
+    kernel = duties.kernel
+    index = next(i for i, n in enumerate(accepted.items) if n.id == ref)
+    arriving = accepted.items[index]
+    if arriving.portions is None:
+        raise InvalidInputError(f"item {change.item} here is signed whole: no change to a portion applies")
+    _, held = kernel.items.signed_sealed(arriving.id, arriving.label, arriving.payload)
+    root, portions = _reclassified(duties, change, origin, told, held, now)
+    try:
+        _reseal_arriving(duties, index, root, portions, str(origin), change, now, accepted)
+    except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
+        return _withdraw_arriving(change, ref, accepted)
+    return "applied"
 
 
 def _jws_payload(jws: str) -> bytes:

@@ -16,6 +16,7 @@ from gsomia.exchange._messages import (
     receipt_content,
     receipt_entries,
 )
+from gsomia.exchange._peers import KeyRevocation
 from gsomia.exchange._service import MAX_RELEASE_ITEMS, Delivery, Exchange, PreparedRelease, Released
 from gsomia.exchange._transfer import (
     DEFAULT_VALIDITY,
@@ -51,6 +52,7 @@ __all__ = [
     "Handler",
     "HttpTransport",
     "Import",
+    "KeyRevocation",
     "MemoryTransport",
     "PeerService",
     "PeerTransport",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -24,6 +25,15 @@ __all__ = ["MAX_PENDING_REQUESTS", "Consents"]
 
 MAX_PENDING_REQUESTS = 100  # a partner's consent requests awaiting an answer at this node, at most
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _scoped(holder: str, nonce: str) -> str:
+    """A consent request's id on both sides: the holder's nonce (the ``id`` on the wire) bound to the
+    holder. Another party that learns the nonce (a hub relaying the request sees it) and sends it
+    first makes a request of its own under another id: it cannot take the holder's id away."""
+    return hashlib.sha256(f"gsomia-consent-request\x00{holder}\x00{nonce}".encode()).hexdigest()[:32]
+
+
 _GIVEN = frozenset(
     {"delivered", "exported"}
 )  # an item message that reached (or left by file for) its recipient
@@ -125,10 +135,11 @@ class Consents(Assurances):
         if peer is None:
             raise AgreementError(f"no registered link with {originator}, the originator")
         now = self._now()
-        request_id = uuid.uuid4().hex
+        nonce = uuid.uuid4().hex
+        request_id = _scoped(self.party, nonce)
         body = {
             "kind": "consent-request",
-            "id": request_id,
+            "id": nonce,
             "item": item.name,
             "third_party": third,
             "purpose": purpose,
@@ -157,17 +168,20 @@ class Consents(Assurances):
 
     def _receive_consent_request(self, opened: Opened, now: datetime, accepted: Batch) -> dict[str, Any]:
         body = opened.body
-        item_id, third, purpose, reason, request_id = (
+        item_id, third, purpose, reason, nonce = (
             body.get(k) for k in ("item", "third_party", "purpose", "reason", "id")
         )
-        if not all(isinstance(v, str) and v for v in (item_id, third, purpose, reason, request_id)):
+        if not all(isinstance(v, str) and v for v in (item_id, third, purpose, reason, nonce)):
             raise InvalidInputError("consent request: item, third_party, purpose, reason and id are required")
         if not self.links(opened.sender):
             raise AgreementError(f"no registered link with {opened.sender}")
-        self._check_request(opened.sender, str(request_id), str(item_id), str(third), accepted)
+        if not _REQUEST_ID.match(str(nonce)):
+            raise InvalidInputError("consent request: the id must be 32 lower-case hex digits")
+        request_id = _scoped(opened.sender, str(nonce))
+        self._check_request(opened.sender, request_id, str(item_id), str(third), accepted)
         accepted.requests.append(
             ConsentRequestRow(
-                str(request_id),
+                request_id,
                 str(item_id),
                 self.party,
                 opened.sender,
@@ -207,8 +221,6 @@ class Consents(Assurances):
         originated and gave ``holder``, naming a party of the catalogue other than the two, within
         the per-partner bound of pending requests. Raises (the inbox answers this one message
         refused and goes on with the rest of the batch)."""
-        if not _REQUEST_ID.match(request_id):
-            raise InvalidInputError("consent request: the id must be 32 lower-case hex digits")
         if self.fed.consent_request(request_id) is not None or any(
             r.id == request_id for r in accepted.requests
         ):

@@ -249,12 +249,13 @@ class Inbox(Equivalences):
             self._commit(accepted)
         return result
 
-    def receive_bound(self, sender: str, origin: str, purpose: str, digest: str) -> dict[str, Any]:
+    def receive_bound(self, sender: str, origin: str, purpose: str) -> dict[str, Any]:
         """An item a verified ADatP-4778 binding brought, bound by ``sender`` (the caller checked the
         binding's signature and chain, :mod:`gsomia.standards`): decided, checked against the
         registered link and stored exactly as if ``sender`` had delivered it in an envelope (the
-        same release decision, receipt and records). ``digest`` (of the binding) names the message,
-        so the same binding imported twice is a duplicate."""
+        same release decision, receipt and records). The message is named by what it brings (the
+        binder, the originator's signed item and the purpose), not by the binding's bytes: the same
+        binding imported twice, reformatted, or in its other form (XML or JSON) is a duplicate."""
         now = self._now()
         body = {
             "kind": "item",
@@ -263,7 +264,7 @@ class Inbox(Equivalences):
             "purpose": purpose,
             "consents": [],
         }
-        msg_id = f"{_BOUND}{digest[:48]}"
+        msg_id = f"{_BOUND}{hashlib.sha256(canonical(body).encode()).hexdigest()[:48]}"
         opened = Opened(sender, self.party, msg_id, now, now + timedelta(hours=1), body, "bdo")
         accepted = Batch()
         result = self._receive_one("", now, accepted, opened, bound=True)

@@ -18,7 +18,27 @@ from gsomia.errors import AgreementError, ConflictError, GsomiaError, InvalidInp
 from gsomia.exchange._base import ExchangeBase
 from gsomia.store import PeerRow
 
-__all__ = ["Peers"]
+__all__ = ["KeyRevocation", "Peers"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyRevocation:
+    """A partner's key revoked (:meth:`Peers.revoke_peer_key`): the registration as it stands after,
+    the agreements its link serves, the key, the instant it is refused from, and whether this call
+    changed anything (``False``: it was revoked at that instant or earlier already)."""
+
+    peer: PeerIdentity
+    links: frozenset[str]
+    kid: str
+    revoked_at: datetime
+    changed: bool
+
+
+def _revoked_at(identity: PeerIdentity, kid: str, asked: datetime) -> datetime:
+    """When ``kid`` is refused from, as ``identity`` holds it (``asked`` if it is not revoked)."""
+    entry = next(e for e in identity.keys if e.kid == kid)
+    return asked if entry.revoked_at is None else entry.revoked_at
+
 
 # how many times a registration or a revocation decides again when another process changed the
 # registrations between its read and its write (compare-and-set on the peers' generation)
@@ -155,25 +175,36 @@ class Peers(ExchangeBase):
         )
         return identity
 
-    def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> None:
-        """Refuse a partner's key from ``at`` on (told through the diplomatic channel)."""
-        self.kernel.require_any(actor, (Role.ADMINISTRATOR, Role.SECURITY_OFFICER), "key.revoke")
-        for _ in range(_ATTEMPTS):
-            self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
-            generation, identity, links = self.kernel.peers.peer_at(party)
-            if identity is None:
-                raise NotFoundError(f"{party} is not a registered peer")
-            revoked = identity.with_revoked(kid, at)
-            now = epoch_us(self._now())
-            row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(links)), now, now)
-            audit = self.kernel.audit_row(
-                "key.revoke", actor.id if actor else "operator", party, "allowed", kid=kid, at=at.isoformat()
-            )
-            if self.fed.put_peer(row, generation, [audit]):  # else another write came first: again
-                break
-        else:
-            raise ConflictError(_CHANGED)
+    def revoke_peer_key(self, actor: Person | None, party: str, kid: str, at: datetime) -> KeyRevocation:
+        """Refuse a partner's key from ``at`` on (told through the diplomatic channel): security
+        officers, or the local operator. Written with compare-and-set on the peers' generation, so
+        a registration racing it in another process neither writes over it nor is written over.
+
+        Idempotent: a key already revoked at ``at`` or earlier is left as it is, nothing written and
+        nothing audited (``changed`` false); an earlier ``at`` moves the revocation earlier. Refusals
+        (the role, an unknown party or key) are audited as ``key.revoke`` refused."""
+        self.kernel.require_any(actor, (Role.SECURITY_OFFICER,), "key.revoke")
+        who = actor.id if actor else "operator"
+        try:
+            for _ in range(_ATTEMPTS):
+                self.kernel.peers.invalidate()  # what the store holds now, not what this process read last
+                generation, identity, links = self.kernel.peers.peer_at(party)
+                if identity is None:
+                    raise NotFoundError(f"{party} is not a registered peer")
+                revoked = identity.with_revoked(kid, at)
+                if revoked is identity:  # revoked already, from ``at`` or earlier: nothing to change
+                    return KeyRevocation(identity, links, kid, _revoked_at(identity, kid, at), changed=False)
+                now = epoch_us(self._now())
+                row = PeerRow(party, canonical(revoked.to_document()), canonical(sorted(links)), now, now)
+                audit = self.kernel.audit_row("key.revoke", who, party, "allowed", kid=kid, at=at.isoformat())
+                if self.fed.put_peer(row, generation, [audit]):  # else another write came first: again
+                    break
+            else:
+                raise ConflictError(_CHANGED)
+        except GsomiaError as exc:
+            raise self.kernel.refuse("key.revoke", who, party, exc) from None
         self.kernel.peers.invalidate()
+        return KeyRevocation(revoked, links, kid, at, changed=True)
 
     def _link(self, party: str, decision: ReleaseDecision) -> PeerIdentity:
         """The registered peer for the next hop, if its link serves the deciding agreement (Art. 9)."""

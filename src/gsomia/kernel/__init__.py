@@ -51,12 +51,13 @@ from gsomia.kernel._items import (
 from gsomia.kernel._kept import Kept
 from gsomia.kernel._keys import StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
-from gsomia.kernel._watch import DEFAULT_INTERVAL, ChangeWatch
+from gsomia.kernel._watch import DEFAULT_INTERVAL, LISTENING_INTERVAL, ChangeWatch
 
 __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_PUBLIC_RATE",
     "ITEM_ID",
+    "LISTENING_INTERVAL",
     "PAYLOAD_TYPES",
     "PORTIONS",
     "Admission",

@@ -9,11 +9,17 @@ process within that interval of its next use. An idle process reads nothing.
 
 On PostgreSQL a serving process is also told at once (:meth:`ChangeWatch.listen`): the
 transaction that moves a counter sends a notification when it commits, and the listening thread
-marks the counters stale, so the next use reads them. The notification only says "read again";
-the counters read are the truth, so a lost, forged or garbled notification cannot make a copy
-wrong, and polling stays the floor when the listening connection is down (on reconnecting it
-marks everything stale, since what was sent meanwhile reached no one). This process marks them
-stale after its own writes (:meth:`gsomia.store.Store.on_bump`).
+marks the counters stale, so the next use reads them. While the listener is connected, polling is
+only the safety net: the counters are read every ``listening_interval`` seconds (5 by default)
+unless a notification says to read them now, so PostgreSQL sees a twentieth of the reads. The
+notification only says "read again"; the counters read are the truth, so a lost, forged or
+garbled notification cannot make a copy wrong. While the listening connection is down the watch
+polls every ``interval`` again, and on reconnecting the listener marks everything stale (what was
+sent meanwhile reached no one). A connection that died without a word is noticed by its TCP
+keepalives (about 25 s); until then a change is seen within the safety net's interval, not within
+a second. This process marks the counters stale after its own writes
+(:meth:`gsomia.store.Store.on_bump`). ``reads`` counts the reads of the counters (the
+``gsomia_change_reads`` metric), so the saving is counted, not timed.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from collections.abc import Callable
 
 from gsomia.store import ChangeListener, SharedState
 
-__all__ = ["DEFAULT_INTERVAL", "ChangeWatch"]
+__all__ = ["DEFAULT_INTERVAL", "LISTENING_INTERVAL", "ChangeWatch"]
 
 DEFAULT_INTERVAL = 0.25  # seconds between two reads of the counters, at most
+LISTENING_INTERVAL = 5.0  # the same while notifications tell of every change: the safety net
 
 
 class ChangeWatch:
@@ -37,10 +44,12 @@ class ChangeWatch:
         shared: SharedState,
         *,
         interval: float = DEFAULT_INTERVAL,
+        listening_interval: float = LISTENING_INTERVAL,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._shared = shared
         self._interval = interval
+        self._listening_interval = max(interval, listening_interval)
         self._monotonic = monotonic
         self._values: dict[str, int] | None = None
         self._next = 0.0  # the monotonic instant from which the counters are read again
@@ -52,7 +61,7 @@ class ChangeWatch:
 
     def generation(self, name: str) -> int:
         """``name``'s generation, read from the store if the last read is older than the interval
-        or a change was announced since.
+        (the listening one while the listener is connected) or a change was announced since.
 
         One thread reads at a time; the others meanwhile answer from the last read (never older
         than the interval plus one query). The first use always reads."""
@@ -63,7 +72,7 @@ class ChangeWatch:
                 if self._values is None or self._monotonic() >= self._next:
                     marks = self._marks
                     self._values = self._shared.generations()
-                    self._next = self._monotonic() + self._interval
+                    self._next = self._monotonic() + self.interval
                     if marks != self._marks:  # told of a change while reading: it may not be in
                         self._next = 0.0  # what was read, so read again at the next use
                     self.reads += 1
@@ -71,6 +80,15 @@ class ChangeWatch:
             finally:
                 self._lock.release()
         return 0 if values is None else values.get(name, 0)
+
+    @property
+    def interval(self) -> float:
+        """The seconds between two reads now: the safety net's while the listener is connected,
+        else the polling interval (a disconnection marks everything stale, so polling resumes at once)."""
+        listener = self._listener
+        if listener is not None and listener.connected.is_set():
+            return self._listening_interval
+        return self._interval
 
     def stale(self) -> None:
         """Read the counters again on the next use (after a write here, or when a push says so)."""
@@ -96,6 +114,7 @@ class ChangeWatch:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
+        self.stale()  # polling at its own interval again from the next use
 
     def _told(self, name: str | None) -> None:
         # every counter is read in one query, so a change to one is a read of all

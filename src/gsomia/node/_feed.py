@@ -40,12 +40,14 @@ FEED_KINDS: dict[str, str] = {
     "duty.label-change": "label-changed",  # a partner's (the originator's) label change, applied here
     "duty.label-change.applied-on-arrival": "label-changed",
     "item.recall": "recalled",
+    "item.recall-portion": "portion-recalled",  # the originator recalled one portion from its holders
     "item.destroy": "destroyed",
     "item.destroy-portion": "portion-destroyed",  # one portion of an item in portions, the rest held
 }
 FLOW = "flow"  # an envelope sent, received or refused (audit readers only)
 TREE_HEAD = "tree-head"  # a signed tree head of this node's audit log
-EVENT_TYPES = frozenset({*FEED_KINDS.values(), "recalled", FLOW, TREE_HEAD})
+PORTION_RECALLED = "portion-recalled"  # one portion recalled, the rest still held
+EVENT_TYPES = frozenset({*FEED_KINDS.values(), "recalled", PORTION_RECALLED, FLOW, TREE_HEAD})
 SCAN = 1000  # audit records read per page, at most
 MAX_FILTER = 50  # values per filter
 
@@ -219,7 +221,8 @@ class Feed:
         if row.outcome != "allowed" or not row.subject:
             return None
         stored = self.kernel.store.get_item(row.subject)
-        if stored is None:
+        kind = _type(row)
+        if stored is None or kind is None:
             return None
         # the reader's view (of an item in portions: the portions they may read, under their label)
         item = gate.view(self.kernel.items.item(stored)).item
@@ -234,7 +237,7 @@ class Feed:
             return None
         return FeedEvent(
             row.seq,
-            _type(row),
+            kind,
             item.id,
             datetime.fromtimestamp(row.at_us / 1e6, UTC),
             label.originator,
@@ -245,9 +248,18 @@ class Feed:
         )
 
 
-def _type(row: AuditRow) -> str:
-    """The change's type; a partner's label change that withdrew the item here is a recall."""
+def _type(row: AuditRow) -> str | None:
+    """The change's type: a partner's label change that withdrew the item here is a recall; one that
+    recalled one portion and left the rest held is a portion's recall (not a label change, though the
+    banner may follow what is left); one that changed nothing here (kept for an item not yet held,
+    or for a portion the item did not carry) is no event."""
     kind = FEED_KINDS[row.kind]
-    if row.kind.startswith("duty.label-change") and json.loads(row.detail).get("result") == "withdrawn":
-        return "recalled"
+    if row.kind.startswith("duty.label-change"):
+        detail = json.loads(row.detail)
+        if detail.get("result") == "withdrawn":
+            return "recalled"
+        if detail.get("result") == "not-held":
+            return None
+        if detail.get("change") == "recall" and detail.get("portion") is not None:
+            return PORTION_RECALLED
     return kind

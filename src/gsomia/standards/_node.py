@@ -65,6 +65,5 @@ def import_binding(node: Node, data: bytes) -> dict[str, Any]:
     binding = verify_binding(node, data)
     if binding.signer.party == node.party:
         raise InvalidInputError("this binding was signed by this node: there is nothing to receive")
-    digest = hashlib.sha256(data).hexdigest()
-    result = node.exchange.receive_bound(binding.signer.party, binding.origin, binding.label.purpose, digest)
+    result = node.exchange.receive_bound(binding.signer.party, binding.origin, binding.label.purpose)
     return {**result, "item": binding.item_id, "signer": binding.signer.party}

@@ -255,6 +255,16 @@ class DutiesStore:
         return run
 
     @staticmethod
+    def drop_label_change(item_id: str, version: int) -> Op:
+        """Forget one kept change (a change kept for an item that has arrived, or kept too long)."""
+
+        def run(conn: Connection) -> None:
+            table = t.label_changes
+            conn.execute(table.delete().where(and_(table.c.item_id == item_id, table.c.version == version)))
+
+        return run
+
+    @staticmethod
     def ack(item_id: str, version: int, party: str, state: str, at_us: int, detail: str) -> Op:
         """A holder's acknowledgement settles its pending row (a late or repeated one changes nothing)."""
 
@@ -396,6 +406,14 @@ class DutiesStore:
                 )
                 found |= {r[0] for r in conn.execute(query)}
         return found
+
+    def waiting_changes(self, prefix: str) -> list[LabelChangeRow]:
+        """The changes kept under keys starting with ``prefix`` (an originator's changes kept for
+        items not yet held here), oldest received first."""
+        table = t.label_changes
+        query = select(table).where(table.c.item_id.startswith(prefix, autoescape=True))
+        with self.store._read() as conn:
+            return [LabelChangeRow(**r._mapping) for r in conn.execute(query.order_by(table.c.applied_us))]
 
     def label_changes(self, item_id: str) -> list[LabelChangeRow]:
         query = select(t.label_changes).where(t.label_changes.c.item_id == item_id)

@@ -56,6 +56,7 @@ items = Table(
     Column("origin_id", String(128)),
     Index("ux_items_origin", "origin_id", "originator", unique=True),  # id first: found by id alone too
     Index("ix_items_originator_seq", "originator", "seq"),
+    Index("ix_items_originator_added", "originator", "added_us"),  # a party's TAXII collection
     Index("ix_items_classification_seq", "classification", "seq"),
     Index("ix_items_received_from_seq", "received_from", "seq"),
     Index("ix_items_created_seq", "created_us", "seq"),

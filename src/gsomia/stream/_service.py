@@ -115,6 +115,20 @@ _RESEND_WINDOW = timedelta(seconds=HANDOFF_MAX_AGE_S) + _SEEN_MARGIN
 _DUPLICATES_NAMED = 16  # updates a `duplicate` audit record names, at most (it counts them all)
 
 _Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the node's bus
+_FOREVER = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """Why a queued track may go on its link: the decision's terms, to decide again if the frame is
+    made after the decision stopped holding (``until``, a POSIX instant: the next agreement event)."""
+
+    until: float
+    label: SecurityLabel
+    recipient: str
+    via: str | None
+    subject: str  # the track id, for the audit record of a refusal
+    sender: str | None  # a relayed track: the node it came from; this node's own: None
 
 
 class LinkLease(Protocol):
@@ -187,6 +201,9 @@ class _OutLink:
         # made) and tracks relayed for their originators (already signed)
         self.queued: list[bytes | _Relayed] = []
         self.queued_acks: list[_Ack | None] = []  # beside ``queued``: a handed track's acknowledgement
+        # beside ``queued``: the decision that let the track on this link (None: handed, decided by
+        # the process that handed it)
+        self.queued_decided: list[_Decided | None] = []
         # (frame seq, the acknowledgements of the handed tracks it carried), until the peer confirms it
         self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
@@ -228,7 +245,9 @@ class StreamService:
         self._plans: dict[str, RelayPlan] = {}
         # the store's consents, equivalences and assurances generations the plans were made under
         self._plans_consents: tuple[int, int, int] = (-1, -1, -1)
-        self._received_plans: dict[tuple[str, str, str | None, str], tuple[ReleaseDecision, float]] = {}
+        # (label, via, recipient) -> (decision, POSIX instant it holds until): a label, not a track id,
+        # so a track of the same id under another label is decided on its own
+        self._received_plans: dict[tuple[SecurityLabel, str | None, str], tuple[ReleaseDecision, float]] = {}
         self._received_assured = -1  # the assurances generation the received plans were made under
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
@@ -242,6 +261,7 @@ class StreamService:
         # label -> the bus message's bytes between the sequence number and the track
         self._emitted_labels: dict[SecurityLabel, bytes] = {}
         self._route_fields: dict[tuple[str, str | None], bytes] = {}  # -> ',"route":..,"agreement":..}'
+        self._route_tails: dict[tuple[str, str | None], bytes] = {}  # (recipient, via) -> a link body's end
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
@@ -534,15 +554,20 @@ class StreamService:
         head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
         for route in plan.allowed():
             hop = route.via or route.recipient
-            tail = _dumps({"originator": self.party, "recipient": route.recipient, "via": route.via})
-            body = head + tail[1:]  # one JSON object: the track, the label, then the route's fields
+            tail = self._route_tails.get((route.recipient, route.via))
+            if tail is None:
+                tail = self._route_tails[(route.recipient, route.via)] = _dumps(
+                    {"originator": self.party, "recipient": route.recipient, "via": route.via}
+                )[1:]
+            body = head + tail  # one JSON object: the track, the label, then the route's fields
             consents = (
                 [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
                 if route.via
                 else []
             )
+            decided = _Decided(plan.valid_until_ts, label, route.recipient, route.via, update.track_id, None)
             try:
-                await self._to_link(hop, body, route.decision.agreement, consents)
+                await self._to_link(hop, body, route.decision.agreement, consents, decided)
             except (OSError, WebSocketException, GsomiaError) as exc:
                 await self._link_failed(hop, exc)
                 continue
@@ -556,7 +581,12 @@ class StreamService:
         }
 
     async def _to_link(
-        self, party: str, body: bytes | _Relayed, agreement: str | None, consents: list[str]
+        self,
+        party: str,
+        body: bytes | _Relayed,
+        agreement: str | None,
+        consents: list[str],
+        decided: _Decided | None = None,
     ) -> None:
         """Put a track on the link to ``party``, after the authorisations ``consents`` it needs.
 
@@ -579,7 +609,7 @@ class StreamService:
             if key not in link.consents_sent:
                 await self._send(party, CONSENT, jws.encode(), None)
                 link.consents_sent.add(key)
-        await self._send(party, TRACK, body, agreement)
+        await self._send(party, TRACK, body, agreement, decided=decided)
 
     # --- links (sending side) ---
 
@@ -712,7 +742,13 @@ class StreamService:
                 await self._link_failed(party, exc)
 
     async def _send(
-        self, party: str, kind: int, body: bytes | _Relayed, agreement: str | None, ack: _Ack | None = None
+        self,
+        party: str,
+        kind: int,
+        body: bytes | _Relayed,
+        agreement: str | None,
+        ack: _Ack | None = None,
+        decided: _Decided | None = None,
     ) -> None:
         if agreement is not None and agreement not in self.kernel.peers.links(party):
             raise LinkError(
@@ -725,6 +761,7 @@ class StreamService:
             # this turn of the event loop, no timer) goes in the same frame
             link.queued.append(body)
             link.queued_acks.append(ack)
+            link.queued_decided.append(decided)
             if link.drainer is None:
                 link.drainer = asyncio.create_task(self._drain(party, link))
             return
@@ -748,6 +785,9 @@ class StreamService:
         """Send the tracks queued for ``link``: one frame per burst, each hashed into the window."""
         try:
             while link.queued:
+                await self._decide_again(link)
+                if not link.queued:
+                    break
                 size = count = 0
                 for queued in link.queued:
                     length = len(queued) if isinstance(queued, bytes) else len(queued.entry.message)
@@ -757,6 +797,7 @@ class StreamService:
                     count += 1
                 batch, link.queued = link.queued[:count], link.queued[count:]
                 acks, link.queued_acks = link.queued_acks[:count], link.queued_acks[count:]
+                del link.queued_decided[:count]
                 kind, body = TRACKS, self._frame_body(batch)
                 async with link.lock:
                     now = time.monotonic()
@@ -771,9 +812,71 @@ class StreamService:
         except (OSError, WebSocketException, GsomiaError) as exc:
             link.queued.clear()  # never queued for later: a late warning is not a live one
             link.queued_acks.clear()  # (a handed one comes back from the bus to the link's next holder)
+            link.queued_decided.clear()
             await self._link_failed(party, exc)
         finally:
             link.drainer = None
+
+    async def _decide_again(self, link: _OutLink) -> None:
+        """At the instant the frame is made: a queued track whose decision no longer holds (an
+        agreement event fell due since it was queued) is decided again, by the same engine, at this
+        instant; refused, it is dropped (and audited). Per frame one clock read and one comparison
+        per track; the tracks of one (label, recipient, hub) are decided once."""
+        now = self.kernel.clock()
+        ts = now.timestamp()
+        decided = link.queued_decided
+        if all(d is None or ts < d.until for d in decided):
+            return
+        count = len(decided)  # what is queued while this awaits is decided at the next frame
+        again: dict[tuple[SecurityLabel, str, str | None, bool], tuple[bool, float]] = {}
+        keep = [True] * count
+        for index in range(count):
+            d = decided[index]
+            if d is None or ts < d.until:
+                continue
+            key = (d.label, d.recipient, d.via, d.sender is None)
+            if key not in again:
+                if d.sender is None:
+                    again[key] = await self._decide_own(d, now)
+                else:
+                    decision, until = await self._decide_received(
+                        d.label, d.subject, d.sender, d.via, d.recipient, now
+                    )
+                    again[key] = (decision.allowed, until)
+            allowed, until = again[key]
+            keep[index] = allowed
+            decided[index] = _Decided(until, d.label, d.recipient, d.via, d.subject, d.sender)
+        dropped = [a for a, k in zip(link.queued_acks[:count], keep, strict=True) if not k and a is not None]
+        link.queued = [m for m, k in zip(link.queued[:count], keep, strict=True) if k] + link.queued[count:]
+        link.queued_acks = [a for a, k in zip(link.queued_acks[:count], keep, strict=True) if k] + (
+            link.queued_acks[count:]
+        )
+        link.queued_decided = [d for d, k in zip(decided[:count], keep, strict=True) if k] + decided[count:]
+        for ack in dropped:
+            await ack()  # refused here: nothing for the link's next holder to send again
+
+    async def _decide_own(self, decided: _Decided, now: datetime) -> tuple[bool, float]:
+        """This node's own track on its route (``decided``), decided again at ``now``: (allowed, the
+        POSIX instant the answer holds until). A refusal is audited."""
+        self._consents_on_file = self._own_consents()
+        consents = tuple(c for c, _ in self._consents_on_file)
+        assurances = self.exchange.assurances_on_file()
+        via = (decided.via,) if decided.via else ()
+        request = ReleaseRequest(
+            decided.label, self.party, decided.recipient, MISSILE_WARNING, via, None, consents,
+            assurances=assurances,
+        )  # fmt: skip
+        decision = self.kernel.engine.decide(request, at=now)
+        until = next_event_after(
+            self.kernel.catalogue, {self.party, decided.recipient, *self.hubs}, consents, now, assurances
+        )
+        if not decision.allowed:
+            self.stats.refused += 1
+            await self._audit(self._audit_row("stream.send", None, decided.subject, "refused",
+                                              recipient=decided.recipient, via=decided.via,
+                                              at=now.isoformat(),
+                                              decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
+        return decision.allowed, _FOREVER if until is None else until.timestamp()
 
     async def _flush(self, party: str) -> None:
         link = self._links.get(party)
@@ -1031,6 +1134,7 @@ class StreamService:
             raise
         keys = [_track_key(group.originator, message) for message in read]
         duplicates = await self._first_arrival(sender, group, keys)
+        now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
         taken: set[str] = set()
         dropped: list[str] = []
         for entry, message, key in zip(group.entries, read, keys, strict=True):
@@ -1038,7 +1142,7 @@ class StreamService:
                 dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
                 continue
             taken.add(key)
-            await self._take_track(sender, seq, group, entry, message)
+            await self._take_track(sender, seq, group, entry, message, now)
         if dropped:
             self.stats.duplicates += len(dropped)
             await self._audit(self._audit_row("stream.receive", None, group.originator, "duplicate",
@@ -1075,13 +1179,15 @@ class StreamService:
         return _Received(label, track, recipient, via)
 
     async def _take_track(
-        self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, message: _Received
+        self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, message: _Received, now: datetime
     ) -> None:
         """Decide on a track read from ``sender``, then keep it (this node is its recipient) or pass
         it on (this node is its hub)."""
         label, track, recipient, via = message.label, message.track, message.recipient, message.via
         try:
-            decision = await self._decide_received(label, track["track_id"], sender, via, recipient)
+            decision, until = await self._decide_received(
+                label, track["track_id"], sender, via, recipient, now
+            )
             if not decision.allowed:
                 return
             if recipient == self.party:
@@ -1100,7 +1206,8 @@ class StreamService:
                 relayed = _Relayed(
                     group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message)
                 )
-                await self._forward(label, recipient, relayed, decision)
+                decided = _Decided(until, label, recipient, via, track["track_id"], sender)
+                await self._forward(label, recipient, relayed, decision, decided)
         except LinkError:
             raise
         except UnavailableError as exc:  # this node's bus is full: the peer did nothing wrong
@@ -1112,18 +1219,18 @@ class StreamService:
             ) from exc
 
     async def _decide_received(
-        self, label: SecurityLabel, track_id: str, sender: str, via: str | None, recipient: str
-    ) -> ReleaseDecision:
-        """The decision for this hop, at this node, cached until its next event instant."""
-        now = self.kernel.clock()
-        key = (label.originator, track_id, via, recipient)
+        self, label: SecurityLabel, track_id: str, sender: str, via: str | None, recipient: str, now: datetime
+    ) -> tuple[ReleaseDecision, float]:
+        """The decision for this hop, at this node, at ``now``, and the POSIX instant it holds until
+        (its next event): one engine decision per (label, hub, recipient) until then."""
+        key = (label, via, recipient)
         assured = self.kernel.watch.generation(ASSURANCES)
         if assured != self._received_assured:  # an assurance given or revoked: decide again
             self._received_plans.clear()
             self._received_assured = assured
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
-            return cached[0]
+            return cached
         consents = tuple(c for c, _ in self._consents.get(label.originator, {}).values())
         assurances = self.exchange.assurances_on_file()
         request = ReleaseRequest(
@@ -1143,22 +1250,27 @@ class StreamService:
         if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
             self._received_plans.clear()
             self._emitted_labels.clear()
-        self._received_plans[key] = (decision, float("inf") if until is None else until.timestamp())
+        answer = self._received_plans[key] = (decision, _FOREVER if until is None else until.timestamp())
         if not decision.allowed:
             self.stats.refused += 1
             await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
                                         decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
-        return decision
+        return answer
 
     async def _forward(
-        self, label: SecurityLabel, recipient: str, relayed: _Relayed, decision: ReleaseDecision
+        self,
+        label: SecurityLabel,
+        recipient: str,
+        relayed: _Relayed,
+        decision: ReleaseDecision,
+        decided: _Decided | None = None,
     ) -> None:
         """The hub passes a track on to the recipient the originator authorised, under the
         originator's signed root, unchanged, with the track's inclusion proof."""
         try:
             kept = self._consents.get(label.originator, {}).values()
             consents = [jws for consent, jws in kept if consent.recipient == recipient]
-            await self._to_link(recipient, relayed, decision.agreement, consents)
+            await self._to_link(recipient, relayed, decision.agreement, consents, decided)
             self.stats.relayed += 1
         except (OSError, WebSocketException, GsomiaError) as exc:
             await self._link_failed(recipient, exc)

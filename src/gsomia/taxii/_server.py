@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from gsomia._canonical import compact_bytes
 from gsomia.core.access import AccessDecision, Person
 from gsomia.core.instants import RFC3339_PART, epoch_us
 from gsomia.core.policy import Check
@@ -76,6 +77,11 @@ _DEFAULT_LIMIT = 100
 
 class TaxiiResponse(JSONResponse):
     media_type = TAXII_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        """Starlette's bytes, written by orjson where they are the same (a page of 1,000 objects
+        spent a fifth of its server time in ``json.dumps``, issue 18)."""
+        return compact_bytes(content) or super().render(content)
 
 
 class TaxiiError(BaseModel):

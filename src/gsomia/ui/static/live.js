@@ -65,7 +65,8 @@
   }
 
   // the item events alone: a security officer's flows and the tree heads are the flows page's
-  const TYPES = ["ingested", "arrived", "derived", "label-changed", "recalled", "destroyed", "portion-destroyed"];
+  const TYPES = ["ingested", "arrived", "derived", "label-changed", "recalled", "portion-recalled", "destroyed",
+    "portion-destroyed"];
   const source = new EventSource(live.dataset.feed + "?" + TYPES.map((t) => "type=" + encodeURIComponent(t)).join("&"));
   source.onopen = () => { status.textContent = "live"; };
   source.onerror = () => { status.textContent = "reconnecting"; }; // EventSource resumes by Last-Event-ID

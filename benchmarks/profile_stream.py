@@ -1,0 +1,113 @@
+"""Where the stream's saturation time goes: CPU seconds of each node process per track, and py-spy.
+
+Not a ``bench_*`` script (the runner does not pick it up): a tool for before/after on a loaded
+machine. One direct network (KOR, JPN, USA as processes, ``network.start``), warmed, then
+``--tracks`` updates published flat out over KOR's WebSocket feed and received by a consumer at
+JPN, ``--runs`` times on the same network. Per run it prints each node's CPU time (user+system,
+from ``/proc``) per track published: what the node spends, whatever else the machine runs, and
+the load average beside the wall-clock rate. With ``--py-spy DIR`` the KOR and JPN processes
+are sampled (``py-spy record --format raw``, collapsed stacks) during the last run.
+
+With ``--store``, instead: the CPU time of the receiver's replay memory alone
+(``Store.remember_signed_tracks``, one call per frame of 127 tracks, the median frame at saturation
+being about that, on a SQLite store), per track.
+
+Run: ``python benchmarks/profile_stream.py [--tracks 20000] [--runs 3] [--py-spy /tmp/prof] [--store]``.
+A baseline from another checkout: ``PYTHONPATH=/path/to/checkout/src python benchmarks/profile_stream.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gsomia
+from benchmarks._machine import load_average
+from benchmarks.bench_stream import _arun, _Network, _run, _updates
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of ``pid`` (``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def store_cpu(frames: int = 60, per_frame: int = 127) -> float:
+    """CPU microseconds per track of ``remember_signed_tracks`` on a fresh SQLite node store."""
+    import hashlib
+
+    from gsomia.testing import make_node
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node", "JPN")
+        try:
+            began = time.process_time()
+            for frame in range(frames):
+                batch = hashlib.sha256(b"batch %d" % frame).hexdigest()
+                tracks = [hashlib.sha256(b"%d-%d" % (frame, i)).hexdigest() for i in range(per_frame)]
+                now = 10**15 + frame
+                node.store.remember_signed_tracks(batch, "KOR", range(per_frame), now, now - 10**9, tracks)
+            return (time.process_time() - began) / (frames * per_frame) * 1e6
+        finally:
+            node.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tracks", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--feed-batch", type=int, default=1)
+    parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
+    parser.add_argument("--store", action="store_true", help="the replay memory's CPU per track only")
+    args = parser.parse_args()
+    print(f"gsomia from {Path(gsomia.__file__).parent}", file=sys.stderr)
+    if args.store:
+        print(f"remember_signed_tracks, SQLite, 127 tracks a call: {store_cpu():.1f} us CPU per track "
+              f"(load {load_average()})")  # fmt: skip
+        return 0
+    with tempfile.TemporaryDirectory(prefix="gsomia-profile-stream-") as tmp:
+        net = _Network(Path(tmp) / "direct", hub=False)
+        try:
+            _arun(_run(net, _updates(2000), None, 16, "ws", args.feed_batch))  # warm
+            for run in range(args.runs):
+                spies = []
+                if args.py_spy is not None and run == args.runs - 1:
+                    args.py_spy.mkdir(parents=True, exist_ok=True)
+                    for party in ("KOR", "JPN"):
+                        out = args.py_spy / f"{party}.txt"
+                        spies.append(subprocess.Popen(  # noqa: S603 - the profiler on our own child
+                            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                             str(net.pids[party]), "--format", "raw", "--rate", "200", "--nonblocking",
+                             "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        ))  # fmt: skip
+                load = load_average()
+                before = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
+                result = _arun(_run(net, _updates(args.tracks), None, 16, "ws", args.feed_batch))
+                after = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
+                for spy in spies:
+                    spy.send_signal(2)
+                    spy.wait(timeout=30)
+                published = result["sent"] or 1  # every node handles each one, whatever the consumer drops
+                per = {p: (after[p] - before[p]) / published * 1e6 for p in net.pids}
+                rate = result["received"] / result["elapsed_s"] if result["elapsed_s"] else 0.0
+                print(f"run {run + 1}: received {result['received']}/{result['sent']}, {rate:,.0f} tracks/s "
+                      f"(load {load} -> {load_average()}); CPU us per track: "
+                      + ", ".join(f"{p} {v:.1f}" for p, v in per.items())
+                      + f"; KOR+JPN {per['KOR'] + per['JPN']:.1f}")  # fmt: skip
+        finally:
+            net.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Decisions taken once for many tracks never let through a track its own decision would refuse.
+
+The receiver decides once per (label, hub, recipient) for the tracks of a frame, at the frame's
+instant of receipt; the sender makes a frame of the tracks queued for a link and decides again, at
+the frame's instant, those whose decision stopped holding since they were queued. The adversary's
+cases: a track of the same id under a label that does not allow this node, inside a frame of
+allowed ones; an agreement that ends between a track's decision and the frame that carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tests.conftest import kst
+
+from gsomia._codec import label_to_dict
+from gsomia.core.ballistics import track_updates
+from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING
+from gsomia.core.tracks import TrackUpdate, track_update_to_json
+from gsomia.demo import network
+from gsomia.demo.network import build, open_nodes
+from gsomia.errors import LinkError
+from gsomia.node import Node
+from gsomia.store import PEERS
+from gsomia.stream import StreamService, launches
+from gsomia.stream._link import CONSENT, TRACK, TRACKS, BatchSigner, accept, initiate
+from gsomia.stream._origin import decode_groups, sign_batch
+from gsomia.stream._service import _OutLink
+from gsomia.testing import FakeClock, make_node
+
+END = kst(2019, 11, 23)  # GSOMIA's end had Korea not suspended its notice
+
+
+def _updates(count: int, track_id: str, launched: Any) -> list[TrackUpdate]:
+    launch = launches(2019)[8]
+    flight = track_updates(
+        launch.fly(),
+        track_id=track_id,
+        originator="KOR",
+        launched=launched,
+        missile_class=launch.missile_class,
+    )
+    return [u for u in flight if u.points][:count]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    clock = FakeClock(kst(2024, 3, 1))
+    kor, jpn = (
+        make_node(tmp_path / "kor", "KOR", clock=clock),
+        make_node(tmp_path / "jpn", "JPN", clock=clock),
+    )
+    kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})
+    yield kor, jpn
+    kor.close()
+    jpn.close()
+
+
+def test_a_track_under_a_label_that_excludes_the_receiver_is_refused_inside_an_allowed_frame(
+    pair: tuple[Node, Node],
+) -> None:
+    kor, jpn = pair
+    own = StreamService(kor)
+    allowed = own.stream_label()  # releasable to JPN and the USA
+    excluded = kor.kernel.catalogue.label(
+        originator="KOR", classification=own.classification, releasable_to=("USA",),
+        purpose=MISSILE_WARNING, topics=[MISSILE_TOPIC], created=allowed.created,
+    )  # fmt: skip
+    updates = _updates(3, "KOR-same-id", kor.clock() - timedelta(seconds=30))
+    messages = [
+        orjson.dumps({"track": track_update_to_json(u), "label": label_to_dict(label),
+                      "originator": "KOR", "recipient": "JPN", "via": None})
+        for u, label in zip(updates, (allowed, excluded, allowed), strict=True)
+    ]  # fmt: skip
+
+    async def run() -> list[dict[str, Any]]:
+        inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        outbound: asyncio.Queue[bytes] = asyncio.Queue()
+        service = StreamService(jpn)
+        subscription: Any = await service.bus.subscribe()
+        peer = kor.exchange.peer("JPN")
+        assert peer is not None
+        first, finish = initiate(kor.ring, peer, kor.clock())
+        await inbound.put(first)
+        task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+        session = finish(await outbound.get())
+        for body in (sign_batch(kor.ring, messages, kor.clock()), b"{}"):  # a bare TRACK ends the link
+            for wire in session.seal(TRACKS if body != b"{}" else TRACK, body, 0.0):
+                await inbound.put(wire)
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(task, 10)
+        emitted = []
+        while not subscription.queue.empty():
+            _, raw = subscription.queue.get_nowait()
+            emitted.append(orjson.loads(raw))
+        await service.close()
+        return emitted
+
+    emitted = asyncio.run(run())
+    assert [m["track"]["update_ts"] for m in emitted] == [
+        track_update_to_json(updates[0])["update_ts"],
+        track_update_to_json(updates[2])["update_ts"],
+    ]
+    refusals = jpn.store.audit(after_seq=0, kind="stream.receive", limit=10)
+    assert [(r.subject, r.outcome) for r in refusals] == [("KOR-same-id", "refused")]
+
+
+class _Wire:
+    """A link's WebSocket that keeps what is sent on it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self) -> None:
+        return None
+
+
+def test_a_track_queued_before_its_agreement_ends_is_not_sent_after_the_end(
+    tmp_path: Path, catalogue
+) -> None:  # type: ignore[no-untyped-def]
+    gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
+    what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
+    clock = FakeClock(END - timedelta(seconds=10))
+    members = build(tmp_path / "net", clock=clock)
+    nodes = open_nodes(members, clock, catalogue=what_if)
+    kor = nodes["KOR"]
+    updates = _updates(3, "KOR-what-if", END - timedelta(seconds=20))
+
+    async def run() -> dict[str, list[str]]:
+        service = StreamService(kor)
+        await service.start()
+        wires: dict[str, tuple[_Wire, Any]] = {}
+        for party in ("JPN", "USA"):
+            peer = kor.exchange.peer(party)
+            assert peer is not None
+            first, finish = initiate(kor.ring, peer, clock())
+            answer, receiver = accept(nodes[party].ring, nodes[party].kernel.peers.peer, first, clock())
+            wire = _Wire()
+            link = _OutLink(
+                wire, finish(answer), BatchSigner(kor.ring, party), "", kor.kernel.watch.generation(PEERS)
+            )  # type: ignore[arg-type]
+            service._links[party] = link
+            wires[party] = (wire, receiver)
+        clock.now = END - timedelta(seconds=1)
+        await service.publish_update(updates[0])  # decided: JPN directly, until END; queued
+        await service.publish_update(updates[1])
+        clock.now = END + timedelta(seconds=1)  # the agreement ends before the frame is made
+        await asyncio.sleep(0.2)
+        await service.publish_update(updates[2])  # decided after the end: JPN is not a route
+        await asyncio.sleep(0.2)
+        got: dict[str, list[str]] = {}
+        for party, (wire, receiver) in wires.items():
+            got[party] = []
+            for data in wire.sent:
+                frame = receiver.open(data)
+                if frame is not None and frame.kind == TRACKS:
+                    for group in decode_groups(frame.body, "KOR"):
+                        got[party] += [json.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        service._links.clear()
+        await service.close()
+        return got
+
+    got = asyncio.run(run())
+    stamps = [track_update_to_json(u)["update_ts"] for u in updates]
+    assert got["JPN"] == []  # queued before the end, the frame made after it: decided again, refused
+    assert got["USA"] == stamps  # the USA's own agreement still allows every one
+    refusals = kor.store.audit(after_seq=0, kind="stream.send", limit=10)
+    assert [(r.subject, r.outcome, json.loads(r.detail)["recipient"]) for r in refusals] == [
+        ("KOR-what-if", "refused", "JPN")
+    ]  # one decision for the two tracks of one label and route
+    for node in nodes.values():
+        node.close()
+
+
+def test_a_hub_does_not_pass_on_a_track_whose_label_excludes_the_recipient_inside_an_allowed_frame(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(kst(2024, 3, 1))
+    members = build(tmp_path / "net", clock=clock)
+    nodes = open_nodes(members, clock)
+    kor, usa = nodes["KOR"], nodes["USA"]
+    own = StreamService(kor)
+    own.authorise_relay(None, "JPN", "USA")
+    ((_, consent_jws),) = own._own_consents()
+    allowed = own.stream_label()
+    excluded = kor.kernel.catalogue.label(
+        originator="KOR", classification=own.classification, releasable_to=("USA",),
+        purpose=MISSILE_WARNING, topics=[MISSILE_TOPIC], created=allowed.created,
+    )  # fmt: skip
+    updates = _updates(3, "KOR-via-hub", clock() - timedelta(seconds=30))
+    messages = [
+        orjson.dumps({"track": track_update_to_json(u), "label": label_to_dict(label),
+                      "originator": "KOR", "recipient": "JPN", "via": "USA"})
+        for u, label in zip(updates, (allowed, excluded, allowed), strict=True)
+    ]  # fmt: skip
+
+    async def run() -> list[str]:
+        hub = StreamService(usa)
+        await hub.start()
+        peer = usa.exchange.peer("JPN")
+        assert peer is not None
+        first, finish = initiate(usa.ring, peer, clock())
+        answer, receiver = accept(nodes["JPN"].ring, nodes["JPN"].kernel.peers.peer, first, clock())
+        wire = _Wire()
+        generation = usa.kernel.watch.generation(PEERS)
+        hub._links["JPN"] = _OutLink(wire, finish(answer), BatchSigner(usa.ring, "JPN"), "", generation)  # type: ignore[arg-type]
+        inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        outbound: asyncio.Queue[bytes] = asyncio.Queue()
+        to_hub = kor.exchange.peer("USA")
+        assert to_hub is not None
+        first, finish = initiate(kor.ring, to_hub, clock())
+        await inbound.put(first)
+        task = asyncio.create_task(hub.serve_link(inbound.get, outbound.put))
+        session = finish(await outbound.get())
+        frames = [
+            (CONSENT, consent_jws.encode()),
+            (TRACKS, sign_batch(kor.ring, messages, clock())),
+            (TRACK, b"{}"),
+        ]
+        for kind, body in frames:  # a bare TRACK at the end ends the link
+            for data in session.seal(kind, body, 0.0):
+                await inbound.put(data)
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(task, 10)
+        await asyncio.sleep(0.1)  # the hub's frame to JPN
+        passed: list[str] = []
+        for data in wire.sent:
+            frame = receiver.open(data)
+            if frame is not None and frame.kind == TRACKS:
+                for group in decode_groups(frame.body, "USA"):
+                    passed += [json.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        hub._links.clear()
+        await hub.close()
+        return passed
+
+    passed = asyncio.run(run())
+    stamps = [track_update_to_json(u)["update_ts"] for u in updates]
+    assert passed == [stamps[0], stamps[2]]
+    refusals = usa.store.audit(after_seq=0, kind="stream.receive", limit=10)
+    assert [(r.subject, r.outcome) for r in refusals] == [("KOR-via-hub", "refused")]
+    for node in nodes.values():
+        node.close()
