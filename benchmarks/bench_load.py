@@ -29,11 +29,15 @@ what writing concurrent reads' audit records together saves.
 
 With ``--database-url postgresql+psycopg://...`` and ``--processes 1,2`` (issue 17), the node is on
 PostgreSQL and served by each number of processes in turn behind HAProxy (the distribution's, as
-``gsomia net up --replicas`` runs it), side by side with the floor; the ratio of the two-process
-request rate to the one-process one is printed (target on a 2-core machine: at least 1.6).
+``gsomia net up --replicas`` runs it; one network built and filled for all of them), side by side
+with the floor; the ratio of the two-process request rate to the one-process one is printed
+(target on a 2-core machine: at least 1.6, with no errors). Part (d), ``--and-processes 1,2``:
+the same comparison after parts (a)-(c), in the same run, ``--process-seconds`` per count, beside
+part (a)'s floor (on ``--database-url``, or the test PostgreSQL of benchmarks/_postgres.py); where
+PostgreSQL or HAProxy is absent its row says so, unmeasured. ``python -m benchmarks --full`` runs it.
 
 Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--cpu-only]
-[--processes 1,2 --database-url URL] [--json]``.
+[--processes 1,2 --database-url URL] [--and-processes 1,2 [--process-seconds 30]] [--json]``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ import httpx
 
 from _floor_app import app as floor_app
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
+from _postgres import POSTGRES_URL, postgres_absent
 from _rows import row
 from gsomia.api import create_app
 from gsomia.demo import network
@@ -70,6 +75,7 @@ HERE = Path(__file__).resolve().parent
 REQUEST_TIMEOUT_S = 30.0
 RATE_TARGET = 0.6  # gsomia's requests/s at least this share of the floor's (issue 18)
 P99_TARGET = 2.0  # gsomia's p99 at most this many times the floor's
+SCALE_TARGET = 1.6  # two processes' requests/s at least this many times one's, on 2 cores (issue 17)
 
 
 @dataclass
@@ -140,24 +146,42 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def measure_gsomia(
-    root: Path,
-    clients: int,
-    seconds: float,
-    items: int,
-    *,
-    processes: int = 0,
-    database_url: str | None = None,
-) -> dict[str, Any]:
-    """The node served by one process on its port (``processes`` 0), or by ``processes`` processes
-    behind HAProxy on its port (the node on ``database_url``'s PostgreSQL)."""
-    urls = network.schema_urls(database_url, root / "net") if database_url else None
+def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict[str, Any]:
+    """The node (SQLite) served by one process on its own port."""
+    jpn, ids, token = _built(root, items, None)
+    return _served(jpn, ids, token, clients, seconds, 0, root)
+
+
+def measure_scaling(
+    root: Path, clients: int, seconds: float, items: int, counts: list[int], database_url: str
+) -> list[dict[str, Any]]:
+    """The node on ``database_url``'s PostgreSQL (a schema of its own, dropped after), served by each
+    of ``counts`` processes in turn behind HAProxy: one network built and filled for all of them."""
+    urls = network.schema_urls(database_url, root / "net")
+    try:
+        jpn, ids, token = _built(root, items, urls)
+        return [_served(jpn, ids, token, clients, seconds, count, root) for count in counts]
+    finally:
+        _drop_schemas(database_url, urls)
+
+
+def _built(root: Path, items: int, urls: dict[str, str] | None) -> tuple[network.NetNode, list[str], str]:
+    """The demo network built in ``root`` (on ``urls``' schemas, else SQLite), ``items`` ingested at
+    JPN: JPN, the item ids and its release officer's token."""
     members = network.build(root / "net", database_urls=urls)
     jpn = next(m for m in members if m.party == "JPN")
     node = Node(load_config(jpn.directory))
     ids = _ingest(node, items)
     node.close()
     token = json.loads((jpn.directory / "tokens.json").read_text(encoding="utf-8"))["officer"]
+    return jpn, ids, token
+
+
+def _served(
+    jpn: network.NetNode, ids: list[str], token: str, clients: int, seconds: float, processes: int, root: Path
+) -> dict[str, Any]:
+    """The clients against JPN served by one process on its port (``processes`` 0), or by
+    ``processes`` processes behind HAProxy on its port; everything started here is stopped after."""
     ports = [jpn.port] if processes == 0 else [network.free_port() for _ in range(processes)]
     servers = [
         _serve([sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", "--log-format", "text",
@@ -179,8 +203,6 @@ def measure_gsomia(
     finally:
         for server in servers:
             _stop(server)
-        if urls:
-            _drop_schemas(database_url or "", urls)
     name = "gsomia node" if processes == 0 else f"gsomia node, {processes} process(es) behind HAProxy"
     return _summary(name, tally, seconds)
 
@@ -386,6 +408,16 @@ def main(argv: list[str] | None = None) -> int:
         help="e.g. 1,2: on PostgreSQL, that many processes behind HAProxy, in turn",
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL for --processes (a schema per run)")
+    parser.add_argument(
+        "--and-processes",
+        default=None,
+        metavar="COUNTS",
+        help="e.g. 1,2: after parts (a)-(c), the --processes comparison too (the same clients, "
+        "--process-seconds each, beside part (a)'s floor), on --database-url or the test PostgreSQL",
+    )
+    parser.add_argument(
+        "--process-seconds", type=float, default=None, help="seconds per process count (default --seconds)"
+    )
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.items < 1:
         parser.error("--clients, --seconds and --items must be positive")
@@ -393,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.database_url:
             parser.error("--processes needs --database-url postgresql+psycopg://...")
         return _scaling(args)
+    counts = _counts(args.and_processes) if args.and_processes else []
+    if counts and args.cpu_only:
+        parser.error("--and-processes needs part (a): leave out --cpu-only")
+    scaled: list[dict[str, Any]] = []
     loads = [load_average()]
     ours: dict[str, Any] | None = None
     floor = None
@@ -403,8 +439,28 @@ def main(argv: list[str] | None = None) -> int:
         reads = measure_reads(Path(tmp), args.items)
     if not args.no_peer and not args.cpu_only:
         floor = measure_floor(args.clients, args.seconds)
+    process_seconds = args.process_seconds or args.seconds
+    unavailable = _scaling_unavailable(args.database_url) if counts else None
+    if counts and unavailable is None:
+        with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
+            scaled = measure_scaling(
+                Path(tmp), args.clients, process_seconds, args.items, counts,
+                args.database_url or POSTGRES_URL,
+            )  # fmt: skip
     loads.append(load_average())
     rows = ([] if ours is None else _rows(ours, floor, args.clients, args.seconds)) + _cpu_rows(cpu)
+    if scaled:
+        rows += _scaling_rows(counts, scaled, floor, args.clients, process_seconds)
+    elif counts:  # said in the table, not left out silently
+        print(f"the process comparison did not run: {unavailable}", file=sys.stderr)
+        rows.append(
+            row(
+                f"API requests/s, {counts[-1]} process(es) behind HAProxy on PostgreSQL: not measured "
+                f"({unavailable})",
+                float("nan"), "requests/s",
+                target=f"2 processes >= {SCALE_TARGET:g}x 1 process (2 cores)", met=None,
+            )
+        )  # fmt: skip
     one, many = reads["1 thread"], reads["40 threads"]
     rows.append(
         row(
@@ -428,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             "floor": floor,
             "cpu_per_request": cpu,
             "concurrent_reads": reads,
+            "processes": {"counts": counts, "seconds": process_seconds, "results": scaled}
+            if counts
+            else None,
             "python": platform.python_version(),
             "cpu": cpu_model(),
             "uvicorn_version": version("uvicorn"),
@@ -475,53 +534,102 @@ def main(argv: list[str] | None = None) -> int:
     print("(c) Node.read in-process, decided and audited (best of 3 runs of 2,000 reads)")
     for name, figures in reads.items():
         print(f"{name:<12} {figures['cpu_us']:>6,.0f} µs CPU a read {figures['per_s']:>8,.0f} reads/s")
+    if scaled:
+        print()
+        print(f"(d) {args.clients} clients for {process_seconds:g} s, the node on PostgreSQL behind HAProxy")
+        _print_scaling(counts, scaled, floor)
     return 0
 
 
 def _scaling(args: argparse.Namespace) -> int:
     """One and more processes behind HAProxy on PostgreSQL, side by side with the floor."""
-    counts = [int(n) for n in args.processes.split(",")]
+    counts = _counts(args.processes)
     loads = [load_average()]
-    results = []
-    for count in counts:
-        with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
-            results.append(
-                measure_gsomia(
-                    Path(tmp), args.clients, args.seconds, args.items,
-                    processes=count, database_url=args.database_url,
-                )
-            )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
+        results = measure_scaling(
+            Path(tmp), args.clients, args.seconds, args.items, counts, args.database_url
+        )
     floor = measure_floor(args.clients, args.seconds)
     loads.append(load_average())
-    base = results[0]["per_s"]
-    rows = [
-        row(
-            f"API requests/s, {count} process(es) behind HAProxy, "
-            f"{args.clients} clients for {args.seconds:g} s",
-            result["per_s"],
-            "requests/s",
-            target="2 processes >= 1.6x 1 process (2 cores)" if count == 2 else "(printed)",
-            met=(result["per_s"] >= 1.6 * base) if count == 2 and counts[0] == 1 else None,
-            peer=f"{counts[0]} process(es)",
-            peer_value=base,
-            ratio=result["per_s"] / base if base else None,
-        )
-        for count, result in zip(counts, results, strict=True)
-    ]
+    rows = _scaling_rows(counts, results, floor, args.clients, args.seconds)
     if args.json:
         load = {"start": loads[0], "end": loads[1]}
         out = {"benchmark": "load-scaling", "results": results, "floor": floor, "load_average_1min": load}
         print(json.dumps(out | {"rows": rows}))
         return 0
     print(f"{args.clients} clients for {args.seconds:g} s; CPU {cpu_model()}; load {loads[0]} -> {loads[1]}")
-    for result in [*results, floor]:
+    _print_scaling(counts, results, floor)
+    return 0
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(n) for n in text.split(",")]
+    if not counts or min(counts) < 1:
+        raise SystemExit("--processes / --and-processes: process counts such as 1,2")
+    return counts
+
+
+def _print_scaling(counts: list[int], results: list[dict[str, Any]], floor: dict[str, Any] | None) -> None:
+    for result in [*results, *([floor] if floor else [])]:
         print(
             f"{result['server']:<46} {result['requests']:>9,} {result['per_s']:>8,.0f} req/s "
             f"p50 {result['p50_ms']:>7.1f} ms p99 {result['p99_ms']:>7.1f} ms errors {result['errors']}"
         )
+    base = results[0]["per_s"]
     for count, result in zip(counts, results, strict=True):
         print(f"{count} process(es): {result['per_s'] / base:.2f}x the {counts[0]}-process rate")
-    return 0
+
+
+def _scaling_rows(
+    counts: list[int],
+    results: list[dict[str, Any]],
+    floor: dict[str, Any] | None,
+    clients: int,
+    seconds: float,
+) -> list[Any]:
+    """The first count's rate beside the floor's; each further count's beside the first's (the
+    target: 2 processes >= 1.6x 1 process on this 2-core machine)."""
+    base = results[0]["per_s"]
+    judged = clients >= 200 and seconds >= 30  # --full's size; smaller runs only show the path works
+    rows = []
+    for n, (count, result) in enumerate(zip(counts, results, strict=True)):
+        figure = (
+            f"API requests/s, {count} process(es) behind HAProxy on PostgreSQL, "
+            f"{clients} clients for {seconds:g} s"
+        )
+        unit = f"requests/s ({result['errors']} errors)"
+        if n == 0:
+            rows.append(
+                row(
+                    figure, result["per_s"], unit,
+                    peer=floor["server"] if floor else None,
+                    peer_value=floor["per_s"] if floor else None,
+                    ratio=result["per_s"] / floor["per_s"] if floor and floor["per_s"] else None,
+                    target="(printed: beside the floor)", met=None,
+                )
+            )  # fmt: skip
+            continue
+        rows.append(
+            row(
+                figure, result["per_s"], unit,
+                peer=f"{counts[0]} process(es)", peer_value=base,
+                ratio=result["per_s"] / base if base else None,
+                target=f"2 processes >= {SCALE_TARGET:g}x 1 process (2 cores), judged at 200 clients"
+                if count == 2 else "(printed)",
+                met=(result["per_s"] >= SCALE_TARGET * base and result["errors"] == 0)
+                if count == 2 and counts[0] == 1 and judged else None,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _scaling_unavailable(database_url: str | None) -> str | None:
+    """Why the process comparison cannot run here (no PostgreSQL, no HAProxy), or None."""
+    if shutil.which("haproxy") is None:
+        return "HAProxy is not installed"
+    if database_url is None:
+        return postgres_absent()
+    return None
 
 
 if __name__ == "__main__":
