@@ -8,7 +8,8 @@ build the next ones. ``build`` must be a module-level function (it is sent to th
 ``bulk_write`` writes such rows (items and topics only) the fastest way each store takes them, in
 one transaction a batch: the rows ``Store.insert_items`` writes (the same columns, the store's own
 date-added allocation under its ``item_clock`` lock), but the sequence numbers given in the
-statement (no ``RETURNING`` read back) and, on PostgreSQL, sent with ``COPY`` instead of ``INSERT``.
+statement (no ``RETURNING`` read back) and, on PostgreSQL, sent with ``COPY`` instead of ``INSERT``
+(on SQLite with a 256 MB page cache for the load, the store's own put back after).
 It is for loading the large states only; what the benchmarks time goes through the store and the
 node as they are.
 """
@@ -34,6 +35,7 @@ from gsomia.testing import FakeClock
 __all__ = ["bulk_write", "rows_in_workers", "workers"]
 
 # the columns Store.insert_items writes, in this order, then seq and added_us
+_LOAD_CACHE_KIB = -262_144  # SQLite's page cache while loading: 256 MB (negative: KiB)
 _COLUMNS = [c.name for c in t.items.c if c.name not in ("seq", "added_us", "origin_id")]
 
 Build = Callable[[Node, int, int], list[NewItem]]
@@ -112,6 +114,13 @@ def bulk_write(store: Store, rows: Sequence[NewItem]) -> None:
             marks = ", ".join("?" for _ in names)
             statement = f"INSERT INTO items ({', '.join(names)}) VALUES ({marks})"  # noqa: S608 - our names
             cur = raw.cursor()  # type: ignore[union-attr]
-            cur.executemany(statement, items)
-            cur.executemany("INSERT INTO item_topics (topic, item_seq) VALUES (?, ?)", topics)
-            cur.close()
+            # the random ids' index pages outgrow SQLite's 2 MB page cache past ~100,000 items; a
+            # larger cache for the load only (put back after, so the timed pages see the store's own)
+            kept = cur.execute("PRAGMA cache_size").fetchone()[0]
+            cur.execute(f"PRAGMA cache_size={_LOAD_CACHE_KIB}")
+            try:
+                cur.executemany(statement, items)
+                cur.executemany("INSERT INTO item_topics (topic, item_seq) VALUES (?, ?)", topics)
+            finally:
+                cur.execute(f"PRAGMA cache_size={int(kept)}")
+                cur.close()

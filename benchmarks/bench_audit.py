@@ -41,26 +41,34 @@ the start (actors, subjects and entry ids differ per record). Making them is not
       proof under 1 ms at 10M entries) is judged on this one, at the big size;
    c. the assembly alone: the same code with the subtree hashes already in memory (the
       store query left out);
-   d. diagnostic, not gsomia's code: the same subtree hashes fetched by ``(level = ? AND
-      idx = ?) OR ...`` on the same table, then assembled as in (b), to show what the
-      query costs when the primary-key index is used. The query plans of gsomia's query
-      and of this one are printed.
+   d. before, in the same run: the same subtree hashes fetched by ``AuditStore.nodes_by_or``,
+      ``(level = ? AND idx = ?) OR ...`` (PostgreSQL's query before issue 18 changed it to one
+      fixed statement joining two arrays to the primary key, which the driver prepares once;
+      SQLite's query still), then assembled as in (b). The query plans of both are printed.
 
    Every proof produced, timed or not, is verified with ``gsomia.core.merkle.
    verify_inclusion`` against the root of the signed head (the leaf hash recomputed from
    the record with ``leaf_data``); a proof that does not verify stops the run (status 1).
 
    The 10M-entry tree is NOT built through ``append_audit`` + ``integrate`` (that would
-   take too long): records are generated as in 1 (entry ids made here; by one worker
-   process a core, each chunk of 100,000 from a seed of its own), their leaf
-   hashes computed with gsomia's ``leaf_data`` and ``leaf_hash``, the tree advanced with
-   gsomia's ``Frontier``, and the records (with ``leaf_index`` and ``leaf`` set) and every
-   completed subtree bulk-inserted straight into ``audit_records`` and ``merkle_nodes``
-   (SQLite: ``executemany`` on its own connection, 100,000 a transaction; PostgreSQL:
-   ``COPY``), the frontier stored as ``integrate`` stores it, and the head signed with
-   ``AuditLog.sign_head()``. The tables hold what ``integrate`` would have written, and
-   proofs are then made by gsomia's own code against that store. Its build rate is
-   printed for information only.
+   take too long): records are generated as in 1 (entry ids made here), by one worker
+   process a core, in chunks of 2**17 (each from a seed of its own). A worker writes each
+   record's leaf data in ``leaf_data``'s layout (one record in 1,024 is compared with
+   ``leaf_data`` itself there; a difference stops the run), hashes leaves and the chunk's
+   subtrees level by level with hashlib (0x00 / 0x01 prefixes, as ``leaf_hash`` and
+   ``node_hash``) and makes the chunk's rows; a chunk of 2**17 aligned on 2**17 holds whole
+   subtrees of the tree, so the main process only joins the chunks' roots (the few nodes
+   above them). The records (with ``leaf_index`` and ``leaf`` set) and every subtree go
+   straight into ``audit_records`` and ``merkle_nodes``: SQLite ``executemany`` on its own
+   connection, a transaction a chunk; PostgreSQL by its own bulk-load recipe in one
+   transaction (the empty tables truncated, their indexes and key constraints dropped,
+   ``COPY ... FREEZE``, the same indexes and constraints made again from the catalogue's
+   definitions, which checks every key). The frontier is stored as ``integrate`` stores it
+   and the head signed with ``AuditLog.sign_head()``. The tables hold what ``integrate``
+   would have written, and proofs are then made by gsomia's own code against that store:
+   every timed proof is verified against the signed root, and the stored leaf of each of the
+   1,000 sampled leaves is recomputed from its stored record with ``leaf_data``. Its build
+   rate is printed for information only.
 
 3. Full verification of the N-entry log: ``AuditLog.verify()`` (reads every record in
    leaf order, recomputes its leaf hash, rebuilds the tree, checks every signed head).
@@ -102,6 +110,7 @@ does not fit the run's 30 minutes on a 2-core machine; SQLite's is ``--big --big
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing
@@ -121,10 +130,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select
 
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
 from _postgres import POSTGRES_URL, postgres_absent, postgres_schema
@@ -144,6 +154,7 @@ from gsomia.errors import ProofError
 from gsomia.node import Node
 from gsomia.store import AuditRow, AuditStore
 from gsomia.store import _tables as t
+from gsomia.store._audit import _PG_NODES_BY_KEY
 from gsomia.testing import FakeClock, make_node
 
 try:
@@ -157,7 +168,9 @@ BIG_ENTRIES = 10_000_000
 MIN_ENTRIES = 10_000
 APPEND_BATCH = 10_000
 INTEGRATE_EVERY = 50_000  # records appended between integrations (each integrate() takes 10,000 at most)
-BUILD_CHUNK = 100_000
+NULL = "\\N"  # COPY's text format
+CHECK_EVERY = 1024  # bulk-built records whose leaf data is compared with leaf_data's
+BUILD_CHUNK = 131_072  # 2**17: a chunk's subtrees are the tree's
 POOL = 256  # detail variants per kind
 SAMPLE = 1000  # random leaves drawn for the proofs
 MIN_PROOFS = 20
@@ -531,21 +544,27 @@ def count_nodes(node: Node) -> int:
         return int(conn.execute(select(func.count()).select_from(t.merkle_nodes)).scalar_one())
 
 
-def gsomia_query(keys: Sequence[tuple[int, int]]) -> Any:
-    """The query ``AuditStore.nodes`` issues (the same expression)."""
-    return select(t.merkle_nodes).where(tuple_(t.merkle_nodes.c.level, t.merkle_nodes.c.idx).in_(list(keys)))
+def gsomia_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:
+    """The query ``AuditStore.nodes`` issues, with the keys written in: on PostgreSQL its array
+    join (the same text, arrays as literals), on SQLite the OR of ``AuditStore.nodes_by_or``."""
+    if node.store.engine.dialect.name != "postgresql":
+        return indexed_query(node, keys)
+    levels = ",".join(str(lv) for lv, _ in keys)
+    idxs = ",".join(str(ix) for _, ix in keys)
+    return _PG_NODES_BY_KEY % (f"'{{{levels}}}'", f"'{{{idxs}}}'")
 
 
-def indexed_query(keys: Sequence[tuple[int, int]]) -> Any:
-    """Diagnostic, not gsomia's: the same rows by ``(level = ? AND idx = ?) OR ...``."""
+def indexed_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:
+    """The query of ``AuditStore.nodes_by_or``: ``(level = ? AND idx = ?) OR ...`` (PostgreSQL's
+    before issue 18's array join; still SQLite's)."""
     mn = t.merkle_nodes
-    return select(mn).where(or_(*(and_(mn.c.level == lv, mn.c.idx == ix) for lv, ix in keys)))
+    query = select(mn).where(or_(*(and_(mn.c.level == lv, mn.c.idx == ix) for lv, ix in keys)))
+    return str(query.compile(node.store.engine, compile_kwargs={"literal_binds": True}))
 
 
-def query_plan(node: Node, query: Any) -> str:
+def query_plan(node: Node, sql: str) -> str:
     """The plan, condensed: conditions and costs left out, repeated steps counted."""
     engine = node.store.engine
-    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             lines = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
@@ -591,11 +610,9 @@ def proof_from_store(log: AuditLog, index: int, size: int) -> list[bytes]:
 
 
 def proof_indexed(log: AuditLog, index: int, size: int) -> list[bytes]:
-    """(d) diagnostic: as (b), with the index-friendly query instead of ``AuditStore.nodes``."""
+    """(d) before: as (b), with ``AuditStore.nodes_by_or`` (PostgreSQL's query until issue 18)."""
     ranges = inclusion_subtrees(index, size)
-    keys = sorted(subtrees_needed(ranges))
-    with log.store.store._read() as conn:
-        found = {(r.level, r.idx): r.hash for r in conn.execute(indexed_query(keys))}
+    found = log.store.nodes_by_or(sorted(subtrees_needed(ranges)))
 
     def node(level: int, idx: int) -> bytes:
         value = found.get((level, idx))
@@ -666,10 +683,8 @@ def measure_proofs(
     if altered:
         raise Mismatch(f"{name}: stored leaf hash differs from leaf_data for leaves {altered[:5]}")
     found = {}  # untimed, by the index-friendly query (gsomia's own scans the table on SQLite)
-    with log.store.store._read() as conn:
-        for i in [warm, *leaves]:
-            keys = sorted(subtrees_needed(inclusion_subtrees(i, size)))
-            found[i] = {(r.level, r.idx): r.hash for r in conn.execute(indexed_query(keys))}
+    for i in [warm, *leaves]:
+        found[i] = log.store.nodes_by_or(sorted(subtrees_needed(inclusion_subtrees(i, size))))
     verified = 0
     firsts: dict[str, float] = {}
 
@@ -694,7 +709,7 @@ def measure_proofs(
         check("assembly", leaf_of[index], index, size, proof, root)
         verified += 1
 
-    progress(f"{name} at {size:,}: diagnostic index-friendly query + assembly")
+    progress(f"{name} at {size:,}: before, the OR of key look-ups + assembly")
     diag, outs = time_calls(lambda i: proof_indexed(log, i, size), warm, leaves)
     for index, proof in outs:
         check("index-friendly query", leaf_of[index], index, size, proof, root)
@@ -704,7 +719,7 @@ def measure_proofs(
             "AuditLog.inclusion": e2e.first_ms,
             "query + assembly": fetched.first_ms,
             "assembly": pure.first_ms,
-            "diagnostic": diag.first_ms,
+            "before (OR)": diag.first_ms,
         }
     )
 
@@ -764,7 +779,7 @@ def measure_proofs(
         Row(
             name,
             size,
-            "diagnostic, not gsomia: (level=? AND idx=?) OR ... + assembly (ms)",
+            "before: nodes_by_or, (level=? AND idx=?) OR ... + assembly (ms)",
             diag,
             target=info_only,
         ),
@@ -775,8 +790,8 @@ def measure_proofs(
         "peer_checks": peer_checks,
         "proof_length": len(inclusion_subtrees(leaves[0], size)),
         "subtrees_per_proof": len(keys),
-        "plan_gsomia": query_plan(node, gsomia_query(keys)),
-        "plan_indexed": query_plan(node, indexed_query(keys)),
+        "plan_gsomia": query_plan(node, gsomia_query(node, keys)),
+        "plan_indexed": query_plan(node, indexed_query(node, keys)),
         "first_ms": {k: round(v, 2) for k, v in firsts.items()},
     }
     return rows, info, run
@@ -791,9 +806,9 @@ def append_and_integrate(node: Node, entries: int) -> dict[str, Any]:
     phases = {"read": 0.0, "write": 0.0}
     # the writer works on a view of the store bound to its locked transaction (AuditStore.writer()):
     # the timers go around the class's methods, for this run only
-    real_unintegrated, real_integrate = AuditStore.unintegrated, AuditStore.integrate
+    real_unintegrated, real_integrate = AuditStore.pending_fields, AuditStore.integrate
 
-    def unintegrated(self: AuditStore, limit: int) -> list[AuditRow]:
+    def unintegrated(self: AuditStore, limit: int) -> list[tuple[Any, ...]]:
         start = time.perf_counter()
         try:
             return real_unintegrated(self, limit)
@@ -807,7 +822,7 @@ def append_and_integrate(node: Node, entries: int) -> dict[str, Any]:
         finally:
             phases["write"] += time.perf_counter() - start
 
-    AuditStore.unintegrated, AuditStore.integrate = unintegrated, integrate  # type: ignore[method-assign]
+    AuditStore.pending_fields, AuditStore.integrate = unintegrated, integrate  # type: ignore[method-assign]
     append_s = integrate_s = 0.0
     pending = integrated = 0
     try:
@@ -826,7 +841,7 @@ def append_and_integrate(node: Node, entries: int) -> dict[str, Any]:
             if (done + len(batch)) % 100_000 == 0:
                 progress(f"  appended and integrated {done + len(batch):,} of {entries:,}")
     finally:
-        AuditStore.unintegrated, AuditStore.integrate = real_unintegrated, real_integrate  # type: ignore[method-assign]
+        AuditStore.pending_fields, AuditStore.integrate = real_unintegrated, real_integrate  # type: ignore[method-assign]
     start = time.perf_counter()
     head = node.audit.sign_head()
     sign_s = time.perf_counter() - start
@@ -989,7 +1004,7 @@ def measure_base(name: str, entries: int, directory: Path, with_peer: bool) -> d
 
 
 class SqliteSink:
-    """Bulk inserts on a connection of its own (not the store's pool), 100,000 records a transaction."""
+    """Bulk inserts on a connection of its own (not the store's pool), one transaction a chunk."""
 
     def __init__(self, node: Node) -> None:
         self.con = sqlite3.connect(node.store.engine.url.database)
@@ -997,86 +1012,223 @@ class SqliteSink:
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("PRAGMA cache_size=-524288")  # 512 MiB, for this loading connection only
         self.spent = 0.0
+        self.indexes_s = 0.0
 
-    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]], _: bytes) -> None:
+    def write(self, chunk: BigChunk) -> None:
         start = time.perf_counter()
         with self.con:
-            self.con.executemany(INSERT_RECORD, records)
-            self.con.executemany(INSERT_NODE, nodes)
+            self.con.executemany(INSERT_RECORD, chunk.rows)
+            self.con.executemany(INSERT_NODE, chunk.nodes)
         self.spent += time.perf_counter() - start
+
+    def write_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
+        with self.con:
+            self.con.executemany(INSERT_NODE, nodes)
 
     def finish(self, node: Node, size: int) -> None:
         self.con.close()
 
 
 class PostgresSink:
-    """``COPY`` into the store's tables, one transaction per chunk."""
+    """PostgreSQL's bulk-load recipe ("Populating a Database" in its manual), in ONE transaction:
+    the two empty tables truncated (so that ``COPY ... FREEZE`` may write the rows frozen, and
+    VACUUM has nothing to do afterwards), their indexes and key constraints dropped, every chunk
+    ``COPY``'d, then the same indexes and constraints made again from the definitions read from the
+    catalogue before they were dropped (a sort each, instead of 10M random B-tree inserts: the
+    unique index on the random entry ids is what made the row-by-row build slow). A duplicate key
+    would fail the commit: the rebuilt constraints check every row."""
+
+    TABLES = ("audit_records", "merkle_nodes")
 
     def __init__(self, node: Node) -> None:
         self.raw = node.store.engine.raw_connection()
         self.conn = self.raw.driver_connection
         self.spent = 0.0
-
-    def write(self, records: list[tuple[Any, ...]], nodes: list[tuple[int, int, bytes]], text: bytes) -> None:
-        """``text``: the records in COPY's text format (made by the workers); the nodes row by row."""
+        self.indexes_s = 0.0
         start = time.perf_counter()
         with self.conn.cursor() as cur:
-            with cur.copy(COPY_RECORDS) as copy:
-                copy.write(text)
-            with cur.copy(COPY_NODES) as copy:
-                for row in nodes:
-                    copy.write_row(row)
-        self.conn.commit()
+            for table in self.TABLES:
+                cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed names
+                if cur.fetchone()[0]:
+                    raise Mismatch(f"{table} is not empty: the big tree is built into fresh tables only")
+            cur.execute(f"TRUNCATE {', '.join(self.TABLES)}")
+            cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            cur.execute(
+                "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+                "FROM pg_constraint c WHERE c.conrelid = ANY(%s::regclass[]) AND c.contype IN ('p', 'u')",
+                (list(self.TABLES),),
+            )
+            self.constraints = cur.fetchall()
+            cur.execute(
+                "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "WHERE i.indrelid = ANY(%s::regclass[]) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+                (list(self.TABLES),),
+            )
+            self.indexes = cur.fetchall()
+            for table, name, _ in self.constraints:
+                cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            for name, _ in self.indexes:
+                cur.execute(f"DROP INDEX {name}")
+        self.indexes_s += time.perf_counter() - start
+
+    def _copy(self, statement: str, text: bytes) -> None:
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(text)
+
+    def write(self, chunk: BigChunk) -> None:
+        """The records and the chunk's subtrees, as COPY text made by the workers."""
+        start = time.perf_counter()
+        self._copy(COPY_RECORDS + " WITH (FREEZE)", chunk.text)
+        self._copy(COPY_NODES + " WITH (FREEZE)", chunk.nodes_text)
         self.spent += time.perf_counter() - start
 
+    def write_nodes(self, nodes: list[tuple[int, int, bytes]]) -> None:
+        self._copy(COPY_NODES + " WITH (FREEZE)", "".join(_node_line(*n) for n in nodes).encode())
+
     def finish(self, node: Node, size: int) -> None:
+        start = time.perf_counter()
         with self.conn.cursor() as cur:
+            for _, definition in self.indexes:
+                cur.execute(definition)
+            for table, name, definition in self.constraints:
+                cur.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
             cur.execute("SELECT setval(pg_get_serial_sequence('audit_records', 'seq'), %s)", (size,))
         self.conn.commit()
+        self.indexes_s += time.perf_counter() - start
         self.raw.close()
 
 
 _BIG_RECORDS: Records | None = None
-# (rows for executemany, the same rows as COPY text, leaf hashes, leaf data for the peer)
-BigChunk = tuple[list[tuple[Any, ...]], bytes, list[bytes], list[bytes]]
+_ESCAPED: dict[str, str] = {}  # the detail pool's strings in COPY's text format (a worker's own)
+
+
+@dataclass
+class BigChunk:
+    """Records ``start`` to ``start + count`` of the big tree, as a worker made them."""
+
+    start: int
+    count: int
+    rows: list[tuple[Any, ...]]  # for SQLite's executemany
+    text: bytes  # the same rows in COPY's text format, for PostgreSQL
+    nodes: list[tuple[int, int, bytes]]  # every subtree complete inside the chunk, leaves included
+    nodes_text: bytes
+    pieces: list[tuple[int, bytes]]  # the chunk's own frontier: (level, hash), largest first
+    datas: list[bytes]  # leaf data, for the peer
+
+
+def _copy_text(value: str) -> str:
+    """Text in COPY's text format: backslash, tab and line ends escaped."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def _copy_detail(value: str) -> str:
+    escaped = _ESCAPED.get(value)
+    if escaped is None:
+        escaped = _ESCAPED[value] = _copy_text(value)
+    return escaped
+
+
+def _opt(value: str | None) -> str:
+    return "\\N" if value is None else _copy_text(value)
+
+
+def _node_line(level: int, idx: int, digest: bytes) -> str:
+    return f"{level}\t{idx}\t\\\\x{digest.hex()}\n"
+
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_field(value: Any) -> str:
-    """One field in COPY's text format: NULL as \\N, bytea as \\\\x<hex>, text escaped."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bytes):
-        return "\\\\x" + value.hex()
-    return str(value).translate(_COPY_ESCAPES)
+def _big_chunk(start: int, count: int, rows_wanted: bool, copy_wanted: bool, with_datas: bool) -> BigChunk:
+    """Records ``start`` to ``start + count`` (their own fixed seed, drawn as ``Records.batch`` draws
+    them) with their leaf index and leaf hash, and every subtree complete inside the chunk (``start``
+    is a multiple of BUILD_CHUNK, a power of two, so a subtree of the chunk is a subtree of the tree,
+    at index ``(start >> level) + its index``). Run in a worker process: the main process only joins
+    the chunks' frontiers.
 
-
-def _big_chunk(done: int, count: int, rows_wanted: bool, copy_wanted: bool, with_datas: bool) -> BigChunk:
-    """Records ``done`` to ``done + count`` of the big tree (their own fixed seed), as rows for
-    ``audit_records`` with their leaf index and leaf hash (gsomia's ``leaf_data`` and ``leaf_hash``)
-    for SQLite's executemany and as COPY text for PostgreSQL, the leaf hashes, and (for the peer)
-    the leaf data. Run in a worker process."""
+    Streaming, allocation-light: the leaf data is written from the record's fields with the detail's
+    JSON and COPY text made once per pool entry (``leaf_data``'s exact layout: one in every
+    CHECK_EVERY records is compared with gsomia's ``leaf_data`` here, and the proofs later recompute
+    ``leaf_data`` from the stored records of 1,000 random leaves); leaves and nodes are hashed with
+    hashlib with RFC 9162's 0x00 / 0x01 prefixes, level by level, as ``leaf_hash`` / ``node_hash``."""
     global _BIG_RECORDS
     if _BIG_RECORDS is None:
         _BIG_RECORDS = Records(SEED + 2)
-    _BIG_RECORDS.rng = random.Random(SEED * 1_000_003 + done)
+    recs = _BIG_RECORDS
+    rng = random.Random(SEED * 1_000_003 + start)
+    bits, rand = rng.getrandbits, rng.random
+    json = encode_basestring
+    pool = {ko: [(json(d), _copy_detail(d), d) for d in details] for ko, details in recs.pool.items()}
+    readers = [(json(r), r) for r in recs.readers]
+    sha = hashlib.sha256
     rows: list[tuple[Any, ...]] = []
     lines: list[str] = []
-    digests: list[bytes] = []
     datas: list[bytes] = []
-    for index, r in enumerate(_BIG_RECORDS.batch(done, count, with_ids=True), done):
-        data = leaf_data(r)
-        digest = leaf_hash(data)
+    digests: list[bytes] = []
+    for n, (kind, outcome) in enumerate(rng.choices(recs.kinds, recs.weights, k=count), start):
+        actor: str | None = "operator" if kind in ("item.ingest", "item.release") else None
+        if kind in ("item.read", "item.list") or (kind == "item.release" and rand() < 0.5):
+            actor_json, actor = readers[bits(8)]
+        elif kind == "envelope.received":
+            actor_json, actor = '"KOR"', "KOR"
+        else:
+            actor_json = "null" if actor is None else '"operator"'
+        subject = None
+        subject_json = "null"
+        if kind != "item.list":
+            h = f"{bits(128):032x}"
+            subject = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            subject_json, subject_copy = f'"{subject}"', subject
+        else:
+            subject_copy = NULL
+        actor_copy = NULL if actor is None else actor  # names, UUIDs, kinds: nothing to escape
+        entry_id = f"{bits(128):032x}"
+        detail_json, detail_copy, detail = pool[(kind, outcome)][bits(8)]
+        at_us = START_US + n * 1000
+        data = (
+            f'{{"actor":{actor_json},"at_us":{at_us},"detail":{detail_json},"entry":"{entry_id}",'
+            f'"kind":"{kind}","outcome":"{outcome}","subject":{subject_json}}}'
+        ).encode()
+        digest = sha(b"\x00" + data).digest()
         digests.append(digest)
+        if n % CHECK_EVERY == 0:
+            row = AuditRow(at_us, kind, actor, subject, outcome, detail, entry_id=entry_id)
+            if leaf_data(row) != data:
+                raise Mismatch(f"record {n}: the bulk leaf data is not gsomia's leaf_data")
         if with_datas:
             datas.append(data)
-        row = (index + 1, r.entry_id, index, digest, r.at_us, r.kind, r.actor, r.subject, r.outcome, r.detail)
         if rows_wanted:
-            rows.append(row)
+            rows.append((n + 1, entry_id, n, digest, at_us, kind, actor, subject, outcome, detail))
         if copy_wanted:
-            lines.append("\t".join(map(_copy_field, row)))
-    text = ("\n".join(lines) + "\n").encode() if lines else b""
-    return rows, text, digests, datas
+            lines.append(
+                f"{n + 1}\t{entry_id}\t{n}\t\\\\x{digest.hex()}\t{at_us}\t{kind}\t"
+                f"{actor_copy}\t{subject_copy}\t"
+                f"{outcome}\t{detail_copy}\n"
+            )
+    levels = [digests]
+    while len(levels[-1]) >= 2:
+        below = levels[-1]
+        levels.append([sha(b"\x01" + below[k] + below[k + 1]).digest() for k in range(0, len(below) - 1, 2)])
+    nodes: list[tuple[int, int, bytes]] = []
+    node_text: list[str] = []
+    for level, hashes in enumerate(levels):
+        base = start >> level
+        if rows_wanted:
+            nodes += [(level, base + k, h) for k, h in enumerate(hashes)]
+        if copy_wanted:
+            node_text += [f"{level}\t{base + k}\t\\\\x{h.hex()}\n" for k, h in enumerate(hashes)]
+    pieces = []
+    offset = 0
+    for level in range(count.bit_length() - 1, -1, -1):
+        if count >> level & 1:
+            pieces.append((level, levels[level][offset >> level]))
+            offset += 1 << level
+    return BigChunk(
+        start, count, rows, "".join(lines).encode(), nodes, "".join(node_text).encode(), pieces, datas
+    )
 
 
 def _big_chunks(entries: int, rows_wanted: bool, copy_wanted: bool, with_datas: bool) -> Iterator[BigChunk]:
@@ -1094,38 +1246,57 @@ def _big_chunks(entries: int, rows_wanted: bool, copy_wanted: bool, with_datas: 
             yield pending.popleft().result()
 
 
+def _join(
+    stack: list[tuple[int, bytes]], size: int, piece: tuple[int, bytes]
+) -> list[tuple[int, int, bytes]]:
+    """Push a chunk's perfect subtree (level, hash) onto the tree's right edge at leaf ``size``; the
+    subtrees above the chunks it completes, (level, index, hash), as ``Frontier.append`` makes them."""
+    level = piece[0]
+    completed = []
+    end = size + (1 << level)
+    stack.append(piece)
+    while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
+        (_, right), (lv, left) = stack.pop(), stack.pop()
+        merged = (lv + 1, node_hash(left, right))
+        stack.append(merged)
+        completed.append((lv + 1, (end >> (lv + 1)) - 1, merged[1]))
+    return completed
+
+
 def build_big(nodes: dict[str, Node], entries: int, run: PeerRun | None) -> dict[str, Any]:
     """The same records and tree into every node's tables (and the peer), a chunk at a time: the
-    records and their leaf hashes made in worker processes, the tree advanced here."""
+    records, leaf hashes and the chunk's subtrees made in worker processes, the chunks joined here."""
     sinks = {name: (SqliteSink if name == "sqlite" else PostgresSink)(node) for name, node in nodes.items()}
-    frontier = Frontier()
-    make_s = 0.0
+    stack: list[tuple[int, bytes]] = []
+    above: list[tuple[int, int, bytes]] = []
+    size = 0
     if run is not None:
         run.append_s = {p.name: 0.0 for p in run.peers}
     began = time.perf_counter()
-    done = 0
     chunks = _big_chunks(entries, "sqlite" in sinks, "postgresql" in sinks, run is not None)
-    for rows, text, digests, datas in chunks:
-        start = time.perf_counter()
-        completed: list[tuple[int, int, bytes]] = []
-        for digest in digests:
-            completed += frontier.append(digest)
-        make_s += time.perf_counter() - start
+    for chunk in chunks:
+        if chunk.start != size:
+            raise Mismatch(f"chunk at {chunk.start:,} joined at {size:,}")
         for sink in sinks.values():
-            sink.write(rows, completed, text)
+            sink.write(chunk)
+        for piece in chunk.pieces:
+            above += _join(stack, size, piece)
+            size += 1 << piece[0]
         for peer in run.peers if run is not None else []:
             start = time.perf_counter()
-            for k in range(0, len(datas), APPEND_BATCH):
-                peer.append(datas[k : k + APPEND_BATCH])
+            for k in range(0, len(chunk.datas), APPEND_BATCH):
+                peer.append(chunk.datas[k : k + APPEND_BATCH])
             run.append_s[peer.name] += time.perf_counter() - start
         if run is not None:
-            run.entries += len(datas)
-        done += len(digests)
-        if done % 1_000_000 == 0:
-            progress(f"  built {done:,} of {entries:,}")
+            run.entries += len(chunk.datas)
+        if size % 1_048_576 < BUILD_CHUNK:
+            progress(f"  built {size:,} of {entries:,}")
+    frontier = Frontier(size, [h for _, h in stack])
+    for sink in sinks.values():
+        sink.write_nodes(above)
     # what the build took besides the inserts (and the peer): making the records in the workers,
-    # waiting for them, and the tree
-    make_s = time.perf_counter() - began - sum(sink.spent for sink in sinks.values())
+    # waiting for them, and joining the chunks
+    make_s = time.perf_counter() - began - sum(sink.spent + sink.indexes_s for sink in sinks.values())
     if run is not None:
         make_s -= sum(run.append_s.values())
     state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
@@ -1134,11 +1305,13 @@ def build_big(nodes: dict[str, Node], entries: int, run: PeerRun | None) -> dict
         "make_s": round(make_s, 1),
         "root": frontier.root(),
         "insert_s": {},
+        "indexes_s": {},
     }
     for name, sink in sinks.items():
         sink.finish(nodes[name], frontier.size)
         nodes[name].store.put_meta("audit.frontier", state)  # as integrate stores it
         out["insert_s"][name] = round(sink.spent, 1)
+        out["indexes_s"][name] = round(sink.indexes_s, 1)
     return out
 
 
@@ -1167,7 +1340,7 @@ def measure_big(names: Sequence[str], entries: int, directory: Path, with_peer: 
                 settle(node)
                 mine = run if name == "sqlite" else None
                 rows, info, _ = measure_proofs(Tree(name, node, entries, root), SEED + 3, True, mine)
-                build_rate = entries / (built["make_s"] + built["insert_s"][name])
+                build_rate = entries / (built["make_s"] + built["insert_s"][name] + built["indexes_s"][name])
                 peer_name = mine.peers[0].name if mine is not None else ""
                 peer_rate = entries / mine.append_s[peer_name] if mine is not None else None
                 rows.insert(
@@ -1191,6 +1364,7 @@ def measure_big(names: Sequence[str], entries: int, directory: Path, with_peer: 
                         "build": {
                             "make_s": built["make_s"],
                             "insert_s": built["insert_s"][name],
+                            "indexes_s": built["indexes_s"][name],
                             "sign_head_ms": round(sign_ms, 1),
                         },
                         "merkle_nodes": nodes_count,
@@ -1246,7 +1420,8 @@ def print_report(
             print(
                 f"{r['backend']} ({r['server']}), {r['entries']:,} entries BUILT DIRECTLY (not through "
                 "integrate): records and leaf hashes made with gsomia's leaf_data/leaf_hash/Frontier in "
-                f"{b['make_s']:,.1f} s, bulk-inserted in {b['insert_s']:,.1f} s; "
+                f"{b['make_s']:,.1f} s, bulk-inserted in {b['insert_s']:,.1f} s (indexes and key constraints "
+                f"dropped and made again: {b['indexes_s']:,.1f} s); "
                 f"{r['merkle_nodes']:,} merkle_nodes rows; "
                 f"head signed by AuditLog.sign_head in {b['sign_head_ms']:,.1f} ms"
             )
@@ -1270,8 +1445,8 @@ def print_report(
             f"signed root {r['root'][:16]}…; a proof has {r['proof_length']} hashes from "
             f"{r['subtrees_per_proof']} stored subtrees (one query)"
         )
-        print(f"  plan of AuditStore.nodes' query (tuple IN): {r['plan_gsomia']}")
-        print(f"  plan of the diagnostic query (OR of level/idx pairs): {r['plan_indexed']}")
+        print(f"  plan of AuditStore.nodes' query: {r['plan_gsomia']}")
+        print(f"  plan of the OR of level/idx pairs (nodes_by_or, before): {r['plan_indexed']}")
         for name, said in r["equivalence"].items():
             peer = r["peers"][name]
             print(

@@ -80,6 +80,23 @@ def test_frontier_root_matches_the_rfc_definition(data: list[bytes]) -> None:
     assert Frontier(frontier.size, frontier.hashes).root() == frontier.root()
 
 
+@given(data=leaves, cut=st.integers(min_value=0, max_value=70), start=st.integers(min_value=0, max_value=40))
+def test_extend_is_append_leaf_by_leaf(data: list[bytes], cut: int, start: int) -> None:
+    """The writer's batch path: the same subtrees, in the same order, and the same frontier, from
+    any starting size (a frontier continued from the store) and split anywhere into batches."""
+    before = [leaf_hash(bytes([k])) for k in range(start)]
+    one, many = Frontier(), Frontier()
+    for h in before:
+        one.append(h)
+        many.append(h)
+    hashes = [leaf_hash(leaf) for leaf in data]
+    expected = [c for h in hashes for c in one.append(h)]
+    got = many.extend(hashes[:cut]) + many.extend(hashes[cut:])
+    assert got == expected
+    assert (many.size, many.hashes) == (one.size, one.hashes)
+    assert many.root() == mth([bytes([k]) for k in range(start)] + data)
+
+
 @given(data=leaves, pick=st.integers(min_value=0))
 @settings(max_examples=200)
 def test_inclusion_proofs_match_the_rfc_and_verify(data: list[bytes], pick: int) -> None:

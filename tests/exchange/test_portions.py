@@ -841,7 +841,11 @@ def test_the_originator_recalls_the_body_and_its_holder_keeps_the_tearline(net: 
     kor, jpn, usa = (net["nodes"][p] for p in ("KOR", "JPN", "USA"))
     officer = usa.people.person("officer")
     usa.duties.derive(officer, "copy", ["r1"], item_id="usa-both")
-    usa.duties.derive(junior(usa, "CONFIDENTIAL"), "copy", ["r1"], item_id="usa-tearline")
+    reader = junior(usa, "CONFIDENTIAL")
+    usa.duties.derive(reader, "copy", ["r1"], item_id="usa-tearline")
+    usa.duties.derive(officer, "translation", ["r1"], item_id="usa-translation", payload=b'{"t": "both"}')
+    with pytest.raises(NotFoundError):  # the copy of both portions is above the junior's clearance
+        usa.items.read(reader, "usa-both")
     change = kor.duties.recall(kor.people.person("officer"), "r1", "the source is burned", portion="body")
     assert change.version == 2
     messages = [e for e in kor.exchange.fed.outbox() if e.kind == "duty"]
@@ -859,8 +863,19 @@ def test_the_originator_recalls_the_body_and_its_holder_keeps_the_tearline(net: 
     assert row is not None
     content, held = usa.kernel.items.signed(row)  # the rest still checks against KOR's root
     assert (content.label_version, [p.id for p in held]) == (1, ["tearline"])
-    assert usa.store.get_item("usa-both").state == "recalled"  # type: ignore[union-attr]
+    # the copy of both portions drops the body, its label re-derived from the tearline it keeps: the
+    # junior, cleared for the tearline, may read it now; the translation may hold the body: withdrawn
+    copy, copied = usa.items.read(reader, "usa-both")
+    assert (copy.label.classification, copy.label_version) == ("군사III급비밀", 2)
+    assert [p["id"] for p in json.loads(copied)["portions"]] == ["tearline"]
+    assert BODY.decode() not in copied.decode()
     assert usa.store.get_item("usa-tearline").state == "held"  # type: ignore[union-attr]
+    assert usa.store.get_item("usa-tearline").label_version == 1  # type: ignore[union-attr]
+    assert usa.store.get_item("usa-translation").state == "recalled"  # type: ignore[union-attr]
+    rederived = {r.subject: json.loads(r.detail) for r in usa.store.audit(kind="item.rederive")}
+    assert rederived["usa-both"]["portions"] == ["tearline"]
+    assert rederived["usa-translation"]["state"] == "recalled"
+    assert "usa-tearline" not in rederived
     (applied,) = [json.loads(r.detail) for r in usa.store.audit(kind="duty.label-change")]
     assert applied["result"] == "applied"
     status = kor.duties.label_status(kor.people.person("officer"), "r1")
@@ -1179,3 +1194,45 @@ def test_early_portion_changes_for_items_that_never_arrive_are_bounded(
     late = _early_recall(net, signer=kor, holder="USA", portion="body", version=2, item="ghost-4")
     assert _push(net, kor, "USA", late, "flood-4")["status"] == "recorded"
     assert [r.item_id for r in usa.duties.db.waiting_changes("~KOR:")] == ["~KOR:ghost-4"]
+
+
+def test_a_portion_destroyed_here_leaves_the_copies_of_the_item_without_it(net: dict[str, Any]) -> None:
+    """The USA copies the report (both portions) and translates it, then destroys the body: the copy
+    drops the body, its label re-derived from the tearline it keeps, so a reader cleared for the
+    tearline alone may read it now (and reads nothing of the body); the translation, which may say
+    anything of the body, keeps its label, as a translation of a destroyed item does (fail closed:
+    nothing made readable that may hold the body). Audited: the destruction names the copy."""
+    report(net)
+    kor, usa = net["nodes"]["KOR"], net["nodes"]["USA"]
+    kor.exchange.release(kor.people.person("officer"), "r1", "USA")
+    deliver(net)
+    officer = usa.people.person("officer")
+    reader = junior(usa, "CONFIDENTIAL")
+    usa.duties.derive(officer, "copy", ["r1"], item_id="usa-both")
+    usa.duties.derive(officer, "translation", ["r1"], item_id="usa-translation", payload=b'{"t": "both"}')
+    with pytest.raises(NotFoundError):
+        usa.items.read(reader, "usa-both")
+    _witness(usa, "TOP SECRET")
+    usa.duties.destroy(
+        officer,
+        "r1",
+        method="crypto-erase",
+        witness="witness",
+        reason="the body's purpose ended",
+        portion="body",
+    )
+    copy, payload = usa.items.read(reader, "usa-both")
+    assert (copy.label.classification, copy.label_version) == ("군사III급비밀", 2)
+    assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
+    assert b"USA-only" not in payload
+    translation, _ = usa.items.read(officer, "usa-translation")
+    assert translation.label.classification == "군사II급비밀"
+    with pytest.raises(NotFoundError):
+        usa.items.read(reader, "usa-translation")
+    (destroyed,) = [json.loads(r.detail) for r in usa.store.audit(kind="item.destroy-portion")]
+    assert (destroyed["copies"], destroyed["copies_destroyed"]) == (["usa-both"], [])
+    (rederived,) = [(r.subject, json.loads(r.detail)) for r in usa.store.audit(kind="item.rederive")]
+    assert rederived[0] == "usa-both"
+    assert (rederived[1]["dropped"], rederived[1]["classification"]) == ("body", "군사III급비밀")
+    # the reader who may now read the copy learns of it on the feed
+    assert ("label-changed", "usa-both") in [(e.type, e.item) for e in usa.feed.page(reader, 0)[0]]

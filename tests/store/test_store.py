@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import event
 
 from gsomia.errors import ConflictError
 from gsomia.store import AuditRow, ItemFilter, NewItem, Store, TokenRow
@@ -144,3 +145,33 @@ def test_topic_pages_follow_the_cursor(store: Store) -> None:
         seen += [r.id for r in page]
         after = page[-1].seq
     assert seen == [f"item-{n:05d}" for n in range(1, 41, 2)]
+
+
+def test_a_partys_collection_by_date_added_reads_an_index_in_that_order(store: Store) -> None:
+    """A TAXII page of a party's collection (``originator = ?`` by date-added) walks
+    ``ix_items_originator_added``: no sort of every item of the party, so its cost does not grow
+    with the store (issue 18: at 100,000 items the sort made the page 2.5 times dearer)."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("the plan checked is SQLite's (PostgreSQL's planner chooses by its statistics)")
+    store.insert_items([item(n, originator="KOR" if n % 3 else "JPN") for n in range(1, 61)])
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "FROM items" in statement:
+            seen.append((statement, parameters))
+
+    where = ItemFilter(originator="KOR", by_added=True)
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        rows = store.list_items(where, 0, 10)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert [r.originator for r in rows] == ["KOR"] * 10
+    assert [r.added_us for r in rows] == sorted(r.added_us or 0 for r in rows)
+    (statement, parameters), *_ = seen
+    with store.engine.connect() as conn:
+        plan = " ".join(
+            str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        )
+    assert "ix_items_originator_added" in plan
+    assert "TEMP B-TREE" not in plan

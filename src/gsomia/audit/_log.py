@@ -70,27 +70,32 @@ def leaf_data(row: AuditRow) -> bytes:
     record (text or null fields, an integer instant) is written without building a dict, byte for
     byte what ``canonical`` gives (a test holds the two equal); anything else goes through it.
     """
-    if type(row.at_us) is int:
-        fields = (
-            _text(row.actor),
-            _text(row.detail),
-            _text(row.entry_id),
-            _text(row.kind),
-            _text(row.outcome),
-            _text(row.subject),
-        )
+    return _leaf_bytes(row.at_us, row.kind, row.actor, row.subject, row.outcome, row.detail, row.entry_id)
+
+
+def _leaf_bytes(
+    at_us: object,
+    kind: object,
+    actor: object,
+    subject: object,
+    outcome: object,
+    detail: object,
+    entry: object,
+) -> bytes:
+    """``leaf_data`` from the record's fields (the writer reads plain tuples: no ``AuditRow`` each)."""
+    if type(at_us) is int:
+        fields = (_text(actor), _text(detail), _text(entry), _text(kind), _text(outcome), _text(subject))
         if None not in fields:
-            actor, detail, entry, kind, outcome, subject = fields
-            return (_LEAF % (actor, row.at_us, detail, entry, kind, outcome, subject)).encode()
+            return (_LEAF % (fields[0], at_us, *fields[1:])).encode()
     return canonical(
         {
-            "entry": row.entry_id,
-            "at_us": row.at_us,
-            "kind": row.kind,
-            "actor": row.actor,
-            "subject": row.subject,
-            "outcome": row.outcome,
-            "detail": row.detail,
+            "entry": entry,
+            "at_us": at_us,
+            "kind": kind,
+            "actor": actor,
+            "subject": subject,
+            "outcome": outcome,
+            "detail": detail,
         }
     ).encode()
 
@@ -219,16 +224,16 @@ class AuditLog:
         processes, never interleave. Readers of the tree never call it.
         """
         with self.store.writer() as w:
-            rows = w.unintegrated(limit)
+            rows = w.pending_fields(limit)
             if not rows:
                 return 0
             frontier = self._frontier_of(w)
-            leaves: list[tuple[int, int, bytes]] = []
-            nodes: list[tuple[int, int, bytes]] = []
-            for row in rows:
-                digest = leaf_hash(leaf_data(row))
-                leaves.append((row.seq, frontier.size, digest))
-                nodes += frontier.append(digest)
+            sha = hashlib.sha256
+            # (seq, at_us, kind, actor, subject, outcome, detail, entry_id): leaf_hash(leaf_data(row))
+            digests = [sha(b"\x00" + _leaf_bytes(*r[1:])).digest() for r in rows]
+            first = frontier.size
+            leaves = [(r[0], first + k, d) for k, (r, d) in enumerate(zip(rows, digests, strict=True))]
+            nodes = frontier.extend(digests)
             state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
             w.integrate(leaves, nodes, state)
             return len(rows)

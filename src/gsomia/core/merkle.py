@@ -243,6 +243,27 @@ class Frontier:
         self.size += 1
         return completed
 
+    def extend(self, leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
+        """``append`` for many leaves: every subtree completed, in order, without a list per leaf."""
+        completed: list[tuple[int, int, bytes]] = []
+        add = completed.append
+        hashes = self._hashes
+        pop, push = hashes.pop, hashes.append
+        sha = hashlib.sha256
+        size = self.size
+        for leaf in leaves:
+            add((0, size, leaf))
+            acc = leaf
+            level = 0
+            while (size >> level) & 1:
+                acc = sha(b"\x01" + pop() + acc).digest()  # node_hash
+                level += 1
+                add((level, size >> level, acc))
+            push(acc)
+            size += 1
+        self.size = size
+        return completed
+
     def root(self) -> bytes:
         if not self._hashes:
             return EMPTY_ROOT

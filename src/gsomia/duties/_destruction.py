@@ -3,6 +3,7 @@ originator (on its request too)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -26,13 +27,16 @@ from gsomia.errors import (
     NotFoundError,
 )
 from gsomia.kernel import PortionMark, from_us
-from gsomia.store import DestructionRow, InventoryEntry, PortionDestructionRow
+from gsomia.store import AuditRow, DestructionRow, InventoryEntry, Op, PortionDestructionRow
 
 __all__ = ["_Destruction"]
 
 
 class _Destruction(DutyBase):
     """Return or destruction. Part of :class:`gsomia.duties.Duties`."""
+
+    # the copies of an item that lost a portion follow it (gsomia.duties._labels, in Duties)
+    _copies_without: Callable[..., tuple[list[Op], list[AuditRow], list[str], list[str]]]
 
     def destroy(
         self,
@@ -124,8 +128,11 @@ class _Destruction(DutyBase):
     ) -> dict[str, Any]:
         """One portion of an item in portions destroyed here (Art. 13): the item re-sealed without it
         (the originator's signed root still proves the portions left), under the highest label of
-        those; the signed record kept and, with ``notify``, sent to the originator. The person and
-        the witness must be cleared for that portion; a portion they may not read is unknown to them."""
+        those; its copies here follow (a copy of its portions drops that one, its label re-derived;
+        a copy of that portion alone is destroyed with it; a translation or derivative keeps its
+        label, as it does when a whole item is destroyed); the signed record kept and, with
+        ``notify``, sent to the originator. The person and the witness must be cleared for that
+        portion; a portion they may not read is unknown to them."""
         kernel = self.kernel
         what = "item.destroy-portion"
         try:
@@ -177,7 +184,10 @@ class _Destruction(DutyBase):
                 agreement=row.agreement,
                 prefer={m.id: _applied(m, self.party) for m in item.portions},
             )
-            relabel, _ = self._resealed(row, sealed, row.label_version, now)
+            relabel, after = self._resealed(row, sealed, row.label_version, now)
+            copies, changed, rederived, gone = self._copies_without(
+                item_id, kernel.items.item(after), portion, now, gone="destroyed", unknown=False
+            )
             saved = PortionDestructionRow(
                 item_id,
                 portion,
@@ -200,9 +210,11 @@ class _Destruction(DutyBase):
                 reason=reason,
                 record=jws,
                 sent=bool(outbox),
+                copies=rederived,
+                copies_destroyed=gone,
             )
             self.db.commit(
-                ops=[relabel, self.db.put("portion_destructions", saved)],
+                ops=[relabel, *copies, self.db.put("portion_destructions", saved)],
                 outbox=outbox,
                 inventory=[
                     InventoryEntry(
@@ -214,7 +226,7 @@ class _Destruction(DutyBase):
                         canonical({"method": how.value, "witness": witness, "portion": portion}),
                     )
                 ],
-                audit=[audit],
+                audit=[audit, *changed],
             )
         except GsomiaError as exc:
             raise kernel.refuse(what, actor.id, item_id, exc) from None

@@ -24,7 +24,7 @@ from gsomia.errors import (
     LabelError,
     NotFoundError,
 )
-from gsomia.kernel import Item, NewPortion, from_us, item_content
+from gsomia.kernel import Item, NewPortion, PortionMark, from_us, item_content
 from gsomia.store import (
     AuditRow,
     ItemRow,
@@ -494,6 +494,82 @@ class _Labels(DutyBase):
             return None
         return self.kernel.items.shown(source, marks).label
 
+    def _copies_without(
+        self, item_id: str, source: Item, portion: str, at: datetime, *, gone: str, unknown: bool = True
+    ) -> tuple[list[Op], list[AuditRow], list[str], list[str]]:
+        """After ``portion`` of ``item_id`` is recalled or destroyed here (``source``: the item as it
+        will be, without it): each held copy of the item's portions that holds that portion and
+        others, sealed again without it under the label of the portions it keeps (re-derived, so a
+        reader of those alone may now read it, as the rules allow); a copy of that portion alone
+        withdrawn (``gone``: its state then); with ``unknown`` (a recall), any other copy,
+        translation or derivative of the item, or of such a copy, that may hold the portion withdrawn
+        too (fail closed: what it holds is not known), else left as it is, its label unchanged (a
+        destruction here, which leaves a destroyed item's copies). (ops, one audit record per copy
+        changed, the ids re-derived, the ids withdrawn.)"""
+        kernel = self.kernel
+        _, derived = self._rederive(item_id, {}, at, True)  # the held copies, nothing changed
+        ops: list[Op] = []
+        audit: list[AuditRow] = []
+        rederived: list[str] = []
+        withdrawn: list[str] = []
+        for derived_id in derived:
+            row = kernel.store.get_item(derived_id)
+            if row is None:
+                continue
+            ids = self.copied_portions(row)
+            direct = self.db.sources_of(derived_id) == [(item_id, DerivationKind.COPY.value)]
+            if ids is not None and portion not in ids:
+                continue  # a copy of portions that never held it
+            keep = [m for m in source.portions if ids is not None and m.id in ids - {portion}]
+            if direct and ids is not None and keep and len(keep) == len(ids) - 1:
+                op, label = self._copy_without(row, source, keep, portion, at)
+                ops.append(op)
+                rederived.append(derived_id)
+                audit.append(
+                    kernel.audit_row(
+                        "item.rederive",
+                        None,
+                        derived_id,
+                        "allowed",
+                        source=item_id,
+                        dropped=portion,
+                        portions=[m.id for m in keep],
+                        classification=label.classification,
+                    )
+                )
+                continue
+            if not unknown and not (direct and ids is not None):
+                continue  # a translation or derivative: left as it is, its label unchanged
+            ops.append(self.db.withdraw(derived_id, gone))
+            withdrawn.append(derived_id)
+            audit.append(
+                kernel.audit_row(
+                    "item.rederive", None, derived_id, "allowed", source=item_id, dropped=portion, state=gone
+                )
+            )
+        return ops, audit, rederived, withdrawn
+
+    def _copy_without(
+        self, row: ItemRow, source: Item, keep: list[PortionMark], portion: str, at: datetime
+    ) -> tuple[Op, SecurityLabel]:
+        """The copy ``row`` of some portions of ``source`` sealed again without ``portion``, under
+        the label of the portions it keeps (``keep``), at its next version; and that label."""
+        kernel = self.kernel
+        shown = json.loads(kernel.cipher.open(row.id, row.label, row.payload))
+        payload = canonical({"portions": [p for p in shown["portions"] if p["id"] != portion]}).encode()
+        current = kernel.items.item(row).label
+        label = derive_label(
+            DerivationKind.COPY,
+            [kernel.items.shown(source, keep).label],
+            self._schemes(),
+            created=current.created,
+        )
+        origin = None
+        if label.originator == self.party:
+            content = item_content(row.id, label, row.payload_type, payload, row.label_version + 1)
+            origin = sign_origin(kernel.ring, content, at)
+        return self._reseal(row, label, row.label_version + 1, origin, payload)[0], label
+
     def _rederive(
         self,
         item_id: str,
@@ -554,12 +630,15 @@ class _Labels(DutyBase):
         return ops, copies
 
     def _reseal(
-        self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None
+        self, row: ItemRow, label: SecurityLabel, version: int, origin: str | None, plain: bytes | None = None
     ) -> tuple[Op, ItemRow]:
-        """The conditional update re-sealing ``row`` under ``label``, and the row as it will be."""
+        """The conditional update re-sealing ``row`` under ``label`` (with ``plain`` as its payload,
+        else the one it holds), and the row as it will be."""
         kernel = self.kernel
         label_json = canonical(label_to_dict(label))
-        payload = kernel.cipher.seal(row.id, label_json, kernel.cipher.open(row.id, row.label, row.payload))
+        if plain is None:
+            plain = kernel.cipher.open(row.id, row.label, row.payload)
+        payload = kernel.cipher.seal(row.id, label_json, plain)
         sealed_origin = None if origin is None else kernel.cipher.seal(row.id, label_json, origin.encode())
         after = replace(
             row,

@@ -56,6 +56,7 @@ from gsomia.kernel import (
     relabelled_leaf,
 )
 from gsomia.store import (
+    AuditRow,
     DestructionRow,
     InboxRow,
     ItemRow,
@@ -367,7 +368,8 @@ def _portion_change(
             accepted.ops.append(duties.db.put("label_changes", _change_row(change, jws, now)))
         else:
             if change.kind is ChangeKind.RECALL:
-                status, copies, ops = _drop_portion(duties, row, change, told.portion, now)
+                status, copies, ops, audit = _drop_portion(duties, row, change, told.portion, now)
+                accepted.audit += audit
             else:
                 status, copies, ops = _apply_portion(duties, row, change, origin, told, now)
             accepted.ops += ops
@@ -548,19 +550,20 @@ def _reclassified(
 
 def _drop_portion(
     duties: Duties, row: ItemRow, change: LabelChange, portion: str, now: datetime
-) -> tuple[str, int, list[Op]]:
-    """(status, copies withdrawn, ops) of the originator's recall of one portion held here: the item
-    sealed again without it, under the highest label of the portions left (the originator's signed
-    root still proves them), queued releases re-sealed. A copy here made of the portions a reader saw
-    keeps its place if that portion was not among them; any other copy, translation or derivative
-    of the item may hold the portion and is withdrawn (fail closed). The last portion held recalled:
-    the item goes, as a recall of the whole."""
+) -> tuple[str, int, list[Op], list[AuditRow]]:
+    """(status, copies changed, ops, audit records) of the originator's recall of one portion held
+    here: the item sealed again without it, under the highest label of the portions left (the
+    originator's signed root still proves them), queued releases re-sealed. A copy here made of the
+    portions a reader saw keeps its place if that portion was not among them, and drops it if it
+    holds others too, its label re-derived from those (:meth:`Duties._copies_without`); any other
+    copy, translation or derivative of the item may hold the portion and is withdrawn (fail
+    closed). The last portion held recalled: the item goes, as a recall of the whole."""
     kernel = duties.kernel
     item = kernel.items.item(row)
-    _, derived = duties._rederive(row.id, {}, change.at, True)  # the held copies, nothing changed
     if len(item.portions) == 1:
-        return "withdrawn", len(derived), [duties.db.withdraw(i, "recalled") for i in [row.id, *derived]]
-    gone = [i for i in derived if _may_hold(duties, i, portion)]
+        _, derived = duties._rederive(row.id, {}, change.at, True)  # the held copies, nothing changed
+        ops = [duties.db.withdraw(i, "recalled") for i in [row.id, *derived]]
+        return "withdrawn", len(derived), ops, []
     content, held = kernel.items.signed(row)
     origin = kernel.items.origin(row)
     if origin is None:
@@ -579,8 +582,11 @@ def _drop_portion(
         },
     )
     relabel, after = duties._resealed(row, sealed, change.version, now)
+    copies, audit, rederived, gone = duties._copies_without(
+        row.id, kernel.items.item(after), portion, change.at, gone="recalled"
+    )
     resealed, _ = duties._pending_releases(after, row.id, now)
-    return "applied", len(gone), [relabel, *(duties.db.withdraw(i, "recalled") for i in gone), *resealed]
+    return "applied", len(rederived) + len(gone), [relabel, *copies, *resealed], audit
 
 
 def _portion_on_arrival(
@@ -660,16 +666,6 @@ def _reseal_arriving(
         portions=sealed.portions,
         label_version=change.version,
     )
-
-
-def _may_hold(duties: Duties, derived_id: str, portion: str) -> bool:
-    """Whether the copy or derivative ``derived_id`` may hold ``portion``: a copy whose payload is the
-    portions its maker saw says which it holds; anything else may hold anything of its sources."""
-    row = duties.kernel.store.get_item(derived_id)
-    if row is None:
-        return False
-    ids = duties.copied_portions(row)
-    return ids is None or portion in ids
 
 
 def _check_path(sender: str, change: LabelChange, originator: str, came_from: str | None) -> None:

@@ -43,6 +43,7 @@ FEED_KINDS: dict[str, str] = {
     "item.recall-portion": "portion-recalled",  # the originator recalled one portion from its holders
     "item.destroy": "destroyed",
     "item.destroy-portion": "portion-destroyed",  # one portion of an item in portions, the rest held
+    "item.rederive": "label-changed",  # a copy that lost a portion its source lost: its label re-derived
 }
 FLOW = "flow"  # an envelope sent, received or refused (audit readers only)
 TREE_HEAD = "tree-head"  # a signed tree head of this node's audit log
@@ -254,6 +255,9 @@ def _type(row: AuditRow) -> str | None:
     banner may follow what is left); one that changed nothing here (kept for an item not yet held,
     or for a portion the item did not carry) is no event."""
     kind = FEED_KINDS[row.kind]
+    if row.kind == "item.rederive":  # withdrawn with its source's portion, or relabelled without it
+        state = json.loads(row.detail).get("state")
+        return state if state in ("recalled", "destroyed") else kind
     if row.kind.startswith("duty.label-change"):
         detail = json.loads(row.detail)
         if detail.get("result") == "withdrawn":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
@@ -18,13 +19,28 @@ __all__ = ["AuditStore", "ForkEvidenceRow", "GossipHeadRow", "HeadRow", "Partner
 # statement each over arrays (one round trip for a whole batch instead of one per row)
 _SQLITE_LEAVES = "UPDATE audit_records SET leaf_index = ?, leaf = ? WHERE seq = ?"
 _SQLITE_NODES = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
+# the hashes as one hex text, made bytea once (a text's substr counts characters from its start)
 _PG_LEAVES = (
-    "UPDATE audit_records AS a SET leaf_index = v.i, leaf = v.h "
-    "FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[]) AS v(s, i, h) WHERE a.seq = v.s"
+    "UPDATE audit_records AS a SET leaf_index = v.i, leaf = substring(h.b FROM v.k::int * 32 - 31 FOR 32) "
+    "FROM (SELECT decode(%s, 'hex') AS b) AS h, "
+    "unnest(string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[]) "
+    "WITH ORDINALITY AS v(s, i, k) WHERE a.seq = v.s"
 )
-_PG_NODES = (
-    "INSERT INTO merkle_nodes (level, idx, hash) SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])"
+_PG_COPY_NODES = "COPY merkle_nodes (level, idx, hash) FROM STDIN"
+# a proof's subtree hashes: one fixed statement over two arrays, joined to the primary key (a nested
+# loop of index look-ups), the same text every time so that the driver prepares it once per
+# connection; an OR of ~2 log n key pairs is planned afresh for each proof (its text varies)
+_PG_NODES_BY_KEY = (
+    "SELECT m.level, m.idx, m.hash FROM unnest(%s::int[], %s::bigint[]) AS k(l, i) "
+    "JOIN merkle_nodes AS m ON m.level = k.l AND m.idx = k.i"
 )
+# the writer's read: only the fields a leaf commits to, as plain tuples, in leaf order
+_PENDING_FIELDS = {
+    "qmark": "SELECT seq, at_us, kind, actor, subject, outcome, detail, entry_id "
+    "FROM audit_records WHERE leaf_index IS NULL ORDER BY seq LIMIT ?",
+    "format": "SELECT seq, at_us, kind, actor, subject, outcome, detail, entry_id "
+    "FROM audit_records WHERE leaf_index IS NULL ORDER BY seq LIMIT %s",
+}
 _PENDING = {  # AuditRow's field order
     "qmark": "SELECT at_us, kind, actor, subject, outcome, detail, seq, entry_id, leaf_index, leaf "
     "FROM audit_records WHERE leaf_index IS NULL ORDER BY seq LIMIT ?",
@@ -161,6 +177,19 @@ class AuditStore:
             # plain tuples from the driver in AuditRow's field order: the writer reads thousands a batch
             return [AuditRow(*r) for r in conn.exec_driver_sql(sql, (int(limit),)).all()]
 
+    def pending_fields(self, limit: int) -> list[tuple[Any, ...]]:
+        """The oldest ``limit`` records not yet in the tree: (seq, at_us, kind, actor, subject, outcome,
+        detail, entry_id) tuples straight from the driver's cursor (no result or row objects: the
+        writer reads up to 10,000 at a time, and building them cost more than the read)."""
+        with self._read() as conn:
+            sql = _PENDING_FIELDS["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, (int(limit),))
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
     def pending(self) -> int:
         """How many records wait to be integrated."""
         unintegrated = t.audit_records.c.leaf_index.is_(None)
@@ -177,12 +206,21 @@ class AuditStore:
         # straight to the driver: SQLAlchemy's per-row parameter building cost more than the writes
         # themselves for the ~3 rows each entry produces
         if conn.dialect.name == "postgresql":
+            # psycopg (pure Python here) dumps a bytea[] element by element through a regex: the
+            # leaves go as three text parameters split by the server, the nodes as COPY text
             if leaves:
-                seqs, indexes, hashes = zip(*leaves, strict=True)
-                conn.exec_driver_sql(_PG_LEAVES, (list(seqs), list(indexes), list(hashes)))
+                seqs = ",".join([str(s) for s, _, _ in leaves])
+                indexes = ",".join([str(i) for _, i, _ in leaves])
+                hexes = "".join([h.hex() for _, _, h in leaves])
+                conn.exec_driver_sql(_PG_LEAVES, (hexes, seqs, indexes))
             if nodes:
-                levels, idxs, digests = zip(*nodes, strict=True)
-                conn.exec_driver_sql(_PG_NODES, (list(levels), list(idxs), list(digests)))
+                text = "".join([f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes])
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    with cursor.copy(_PG_COPY_NODES) as copy:
+                        copy.write(text)
+                finally:
+                    cursor.close()
         else:
             conn.exec_driver_sql(_SQLITE_LEAVES, [(i, h, s) for s, i, h in leaves])
             if nodes:
@@ -216,7 +254,19 @@ class AuditStore:
     def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not keys:
             return {}
-        # an OR of primary-key look-ups: SQLite plans a row-value IN (VALUES ...) as a full table scan
+        with self._read() as conn:
+            if conn.dialect.name == "postgresql":
+                levels = [int(k[0]) for k in keys]
+                idxs = [int(k[1]) for k in keys]
+                rows = conn.exec_driver_sql(_PG_NODES_BY_KEY, (levels, idxs)).all()
+                return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
+        return self.nodes_by_or(keys)
+
+    def nodes_by_or(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The subtree hashes by an OR of primary-key look-ups: SQLite's way (it plans a row-value
+        ``IN (VALUES ...)`` as a full table scan), and PostgreSQL's before the array join."""
+        if not keys:
+            return {}
         match = or_(*(and_(t.merkle_nodes.c.level == lv, t.merkle_nodes.c.idx == ix) for lv, ix in keys))
         query = select(t.merkle_nodes).where(match)
         with self._read() as conn:
