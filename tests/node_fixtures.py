@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,29 @@ def refused_checks(node: Node, item_id: str, kind: str = "item.read") -> list[di
     return [c for c in json.loads(rows[-1].detail)["checks"] if not c["passed"]]
 
 
+@pytest.fixture
+def linked_kor_jpn(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    """A KOR and a JPN node on one fake clock (1 March 2024, KST), each registered at the other under
+    the GSOMIA, with each recipient's assurance on file (Art. 7(5))."""
+    from tests.conftest import kst
+
+    from gsomia.demo import network
+
+    shared = FakeClock(kst(2024, 3, 1))
+    kor, jpn = (
+        make_node(tmp_path / "kor", "KOR", clock=shared),
+        make_node(tmp_path / "jpn", "JPN", clock=shared),
+    )
+    kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+    network.assure({"KOR": kor, "JPN": jpn})
+    try:
+        yield kor, jpn
+    finally:
+        kor.close()
+        jpn.close()
+
+
 def assured(node: Node, directory: Path, *parties: str) -> None:
     """Art. 7(5): the assurances ``parties`` gave under their agreements with ``node``'s party, on
     file at ``node`` as the demo network has them (each party's own node signs; made, then closed)."""
@@ -109,6 +132,26 @@ def assured(node: Node, directory: Path, *parties: str) -> None:
     finally:
         for partner in partners.values():
             partner.close()
+
+
+def app_caller(node: Node, **base: str) -> Callable[..., httpx.Response]:
+    """``do(method, url, token=None, **httpx arguments)`` through the real app over ``node``, one
+    request at a time; ``base`` headers on each (a request's own ``headers`` and token over them)."""
+    app = create_app(node)
+
+    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {**base, **kwargs.pop("headers", {})}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                return await client.request(method, url, headers=headers, **kwargs)
+
+        return asyncio.run(run())
+
+    return do
 
 
 def through_app(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import jpn_label, kor_label
+from tests.node_fixtures import app_caller, jpn_label, kor_label
 
-from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.demo import network
 from gsomia.node import Node
@@ -24,21 +22,7 @@ GSOMIA = "kor-jpn-gsomia-2016"
 
 @pytest.fixture
 def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    return app_caller(jpn_node)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ neither write is lost. On SQLite and on PostgreSQL (``jpn_node``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import add
+from tests.node_fixtures import add, app_caller
 
-from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
@@ -48,19 +46,7 @@ def tokens(jpn_node: Node, people: dict[str, Person]) -> dict[str, str]:
 
 @pytest.fixture
 def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    return app_caller(jpn_node)
 
 
 def _kid(node: Node) -> str:

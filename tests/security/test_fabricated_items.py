@@ -10,19 +10,16 @@ as KOR's anywhere (not in ``GET /items?originator=KOR``, not in TAXII's ``party:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import kor_label
+from tests.node_fixtures import app_caller, kor_label
 from tests.taxii.test_stix import indicator
 from typer.testing import CliRunner
 
-from gsomia.api import create_app
 from gsomia.cli import app as cli
 from gsomia.core.access import Person
 from gsomia.node import Node
@@ -35,19 +32,7 @@ Call = Callable[..., httpx.Response]
 
 @pytest.fixture
 def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    return app_caller(jpn_node)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from gsomia._codec import label_to_dict
 from gsomia.core.ballistics import track_updates
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
-from gsomia.demo import network
 from gsomia.demo.network import build, open_nodes
 from gsomia.errors import LinkError
 from gsomia.node import Node
@@ -33,7 +31,7 @@ from gsomia.stream import StreamService, launches
 from gsomia.stream._link import CONSENT, TRACK, TRACKS, BatchSigner, accept, initiate
 from gsomia.stream._origin import decode_groups, sign_batch
 from gsomia.stream._service import _OutLink
-from gsomia.testing import FakeClock, make_node
+from gsomia.testing import FakeClock
 
 END = kst(2019, 11, 23)  # GSOMIA's end had Korea not suspended its notice
 
@@ -50,25 +48,10 @@ def _updates(count: int, track_id: str, launched: Any) -> list[TrackUpdate]:
     return [u for u in flight if u.points][:count]
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    clock = FakeClock(kst(2024, 3, 1))
-    kor, jpn = (
-        make_node(tmp_path / "kor", "KOR", clock=clock),
-        make_node(tmp_path / "jpn", "JPN", clock=clock),
-    )
-    kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
-    jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
-    network.assure({"KOR": kor, "JPN": jpn})
-    yield kor, jpn
-    kor.close()
-    jpn.close()
-
-
 def test_a_track_under_a_label_that_excludes_the_receiver_is_refused_inside_an_allowed_frame(
-    pair: tuple[Node, Node],
+    linked_kor_jpn: tuple[Node, Node],
 ) -> None:
-    kor, jpn = pair
+    kor, jpn = linked_kor_jpn
     own = StreamService(kor)
     allowed = own.stream_label()  # releasable to JPN and the USA
     excluded = kor.kernel.catalogue.label(

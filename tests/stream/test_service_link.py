@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,21 +17,6 @@ from gsomia.stream import StreamService
 from gsomia.stream._link import CONSENT, TRACK, TRACKS, initiate
 from gsomia.stream._origin import sign_batch
 from gsomia.testing import FakeClock, make_node
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    clock = FakeClock(kst(2024, 3, 1))
-    kor, jpn = (
-        make_node(tmp_path / "kor", "KOR", clock=clock),
-        make_node(tmp_path / "jpn", "JPN", clock=clock),
-    )
-    kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
-    jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
-    network.assure({"KOR": kor, "JPN": jpn})  # Art. 7(5): each recipient's assurance on file
-    yield kor, jpn
-    kor.close()
-    jpn.close()
 
 
 def _drive(kor: Node, jpn: Node, kind: int, body: bytes) -> LinkError:
@@ -72,9 +57,9 @@ def _signed(*messages: bytes) -> Callable[[Node], bytes]:
     ],
 )
 def test_what_a_peer_cannot_send_closes_the_link_and_is_audited(
-    pair: tuple[Node, Node], kind: int, body: bytes | Callable[[Node], bytes], code: str
+    linked_kor_jpn: tuple[Node, Node], kind: int, body: bytes | Callable[[Node], bytes], code: str
 ) -> None:
-    kor, jpn = pair
+    kor, jpn = linked_kor_jpn
     refusal = _drive(kor, jpn, kind, body if isinstance(body, bytes) else body(kor))
     assert refusal.detail == code
     records = jpn.store.audit(after_seq=0, kind="stream.link", limit=10)
@@ -113,12 +98,12 @@ def test_a_partner_that_is_down_loses_its_tracks_and_the_outage_is_audited_once(
 
 
 def test_a_link_whose_hello_names_another_party_than_its_tls_certificate_is_refused(
-    pair: tuple[Node, Node],
+    linked_kor_jpn: tuple[Node, Node],
 ) -> None:
     """Under mutual TLS the edge knows whose certificate the connection showed (``tls_peer``): a
     registered peer's certificate carrying another registered peer's link hello is refused before
     the link is answered."""
-    kor, jpn = pair
+    kor, jpn = linked_kor_jpn
 
     async def run(tls_peer: str) -> LinkError | bytes | bytearray:
         inbound: asyncio.Queue[bytes] = asyncio.Queue()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from tests.node_fixtures import jpn_label, kor_label
+from tests.node_fixtures import app_caller, jpn_label, kor_label
 from tests.taxii.stix_checks import assert_valid_bundle
 from tests.taxii.test_stix import TLP_RED, indicator
 
-from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.node import Node, PortionIngest
 from gsomia.taxii._stix import extension_objects, marking_for
@@ -25,21 +23,7 @@ TAXII = "application/taxii+json;version=2.1"
 
 @pytest.fixture
 def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        headers = {"Accept": TAXII, **kwargs.pop("headers", {})}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    return app_caller(jpn_node, Accept=TAXII)
 
 
 @pytest.fixture
