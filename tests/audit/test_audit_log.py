@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from tests.node_fixtures import kor_label
 from typer.testing import CliRunner
 
 from gsomia.audit._log import head_content
@@ -245,14 +246,7 @@ def test_a_receipt_names_the_log_entry_and_the_sender_can_prove_delivery(
         officer,
         payload=b"{}",
         item_id="p1",
-        label={
-            "originator": "KOR",
-            "classification": "군사II급비밀",
-            "releasable_to": ["JPN"],
-            "purpose": "threat-assessment",
-            "topics": ["dprk-missile"],
-            "created": "2024-02-01T00:00:00+00:00",
-        },
+        label=kor_label(),
     )
     entry = kor.exchange.release(officer, "p1", "JPN")
     kor.exchange.deliver_due(client)
@@ -318,14 +312,7 @@ def test_each_item_of_a_batch_receipt_proves_its_own_delivery(
             officer,
             payload=b"{}",
             item_id=item_id,
-            label={
-                "originator": "KOR",
-                "classification": "군사II급비밀",
-                "releasable_to": ["JPN"],
-                "purpose": "threat-assessment",
-                "topics": ["dprk-missile"],
-                "created": "2024-02-01T00:00:00+00:00",
-            },
+            label=kor_label(),
         )
     released = kor.exchange.release_many(officer, ["q1", "q2"], "JPN")
     kor.exchange.deliver_due(client)
