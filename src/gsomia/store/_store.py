@@ -374,6 +374,10 @@ def _redacted(url: str) -> str:
         return "(a malformed database URL)"
 
 
+# PostgreSQL's lock of one writer (Store._exclusive): the two-int key space (apart from the one-bigint
+# space), a class and the OID of the table the writer guards as the search path finds it
+_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(%s, %s::regclass::oid::int)"
+
 _INSERT_AUDIT = {
     "qmark": "INSERT INTO audit_records (at_us, kind, actor, subject, outcome, detail, entry_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -454,13 +458,16 @@ class Store:
                     listener()
 
     @contextmanager
-    def _exclusive(self, lock: int) -> Iterator[Connection]:
-        """One transaction that holds the database's lock ``lock`` from its first statement to its end.
+    def _exclusive(self, lock: int, table: str) -> Iterator[Connection]:
+        """One transaction that holds the lock ``lock`` over ``table`` from its first statement to its end.
 
         Where order matters (the audit log's tree), reading the state and writing the next one must
         be one step that no other thread or process interleaves: SQLite takes its write lock at
         ``BEGIN IMMEDIATE`` (another writer waits for it, up to the busy timeout); PostgreSQL a
-        transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or rollback.
+        transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or rollback,
+        whose key is ``lock`` (a 32-bit class) and the OID of ``table`` as this connection's search
+        path finds it: the nodes of one database in two schemas have two tables, so two locks, and
+        never wait for each other; the processes of one node share the table and so the lock.
         Everything read after it sees every commit made before it.
         """
         with _writing(), self.engine.connect() as conn:
@@ -468,7 +475,7 @@ class Store:
                 # the driver opens no transaction before a read: open it ourselves, as the writer
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                conn.execute(select(func.pg_advisory_xact_lock(lock)))
+                conn.exec_driver_sql(_ADVISORY_LOCK, (lock, table))
             yield conn
             conn.commit()
 
