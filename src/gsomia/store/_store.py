@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
@@ -384,6 +384,37 @@ _INSERT_AUDIT = {
     "format": "INSERT INTO audit_records (at_us, kind, actor, subject, outcome, detail, entry_id) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
 }
+
+
+# PostgreSQL takes this many records or more in one COPY (fewer: executemany, one round trip)
+_COPY_AUDIT_FROM = 32
+_COPY_AUDIT = "COPY audit_records (at_us, kind, actor, subject, outcome, detail, entry_id) FROM STDIN"
+
+
+def _copy_field(value: str | None) -> str:
+    """``value`` as a field of COPY's text format: ``\\N`` for NULL, the backslash and the three
+    characters that end a field or a row escaped (a NUL cannot be stored: the server refuses it)."""
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def _copy(conn: Connection, statement: str, text: str) -> None:
+    """``COPY ... FROM STDIN`` of ``text`` in ``conn``'s transaction (PostgreSQL, psycopg). The driver's
+    errors become SQLAlchemy's, as an ``execute``'s would: a duplicate key is the caller's conflict."""
+    dbapi = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            copy.write(text)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _text(value: str | None) -> str | None:
@@ -981,6 +1012,20 @@ class Store:
     # --- audit seam ---
 
     def _audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        if len(rows) >= _COPY_AUDIT_FROM and conn.dialect.name == "postgresql":
+            # many records at once (a batch, the tally of a busy window): one COPY, whose rows the
+            # server takes in one pass, where executemany runs the INSERT once a row (issue 18: half
+            # the server's CPU and a third of the client's per record)
+            text = "".join(
+                [
+                    f"{r.at_us}\t{_copy_field(_text(r.kind))}\t{_copy_field(_text(r.actor))}\t"
+                    f"{_copy_field(_text(r.subject))}\t{_copy_field(_text(r.outcome))}\t"
+                    f"{_copy_field(r.detail)}\t{_copy_field(r.entry_id or uuid.uuid4().hex)}\n"
+                    for r in rows
+                ]
+            )
+            _copy(conn, _COPY_AUDIT, text)
+            return
         if rows:
             # one fixed statement straight to the driver's executemany: building SQLAlchemy's
             # parameters per row cost about as much as the insert itself (issue 18)
