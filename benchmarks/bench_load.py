@@ -9,9 +9,9 @@ The figures are the latency p50 and p99 over all requests, the request rate and 
 
 The clients are wrk's connections (Debian's ``wrk``, C with LuaJIT; ``benchmarks/load.lua`` asks
 for the paths in turn and counts every non-200 answer by status, wrk the socket errors and the
-time-outs), ``--threads 2``: about 70 µs of CPU a request, where the asyncio + httpx clients this
-script ran in its own process before cost about as much as the server they measured, on the same
-two cores. ``--generator httpx`` runs those (the default where wrk is not installed; the process
+time-outs), ``--threads 2``: 40-70 µs of CPU a request, where the asyncio + httpx clients this
+script ran in its own process before cost more than the server they measured, on the same two
+cores (benchmarks/README.md). ``--generator httpx`` runs those (the default where wrk is not installed; the process
 comparison then says it did not run).
 
 Peer (the floor): the same clients, the same paths, against a FastAPI app on the same
@@ -567,7 +567,7 @@ def _ingest(node: Node, items: int) -> list[str]:
 
 def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seconds: float) -> list[Any]:
     peer = floor["server"] if floor else None
-    where = f"{clients} clients for {seconds:g} s"
+    where = f"{clients} clients ({ours['generator']}) for {seconds:g} s"
 
     def versus(key: str, higher_is_better: bool) -> dict[str, Any]:
         theirs = floor[key] if floor else None
@@ -880,7 +880,7 @@ def _scaling_rows(
     for n, (count, result) in enumerate(zip(counts, results, strict=True)):
         figure = (
             f"API requests/s, {count} process(es) behind HAProxy on PostgreSQL, "
-            f"{clients} clients for {seconds:g} s"
+            f"{clients} clients ({result['generator']}) for {seconds:g} s"
         )
         unit = f"requests/s ({result['errors']} errors)"
         if n == 0:
