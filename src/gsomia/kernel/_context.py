@@ -445,6 +445,11 @@ class NodeContext:
             raise NotFoundError(f"no person {person_id!r} at this node")
         return person
 
+    def kept_person(self, person_id: str) -> Person | None:
+        """The person's record if this process keeps it and no process changed anyone's since the
+        counters were last read; ``None`` otherwise (then ask :meth:`person`). Never reads the store."""
+        return self._people.peek(person_id)
+
     def visit_scope(self, person_id: str, at: datetime) -> VisitScope | None:
         """The reader's visits at ``at`` (Art. 8); ``None`` for someone who is not a visitor. The
         visits are kept read while no process authorises one (the ``visits`` generation)."""
