@@ -9,10 +9,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.node_fixtures import add
+import pytest
+from tests.node_fixtures import add, jpn_label
 
-from gsomia._codec import canonical
+from gsomia._codec import canonical, label_from_dict
 from gsomia.core.access import Person
+from gsomia.errors import LabelError
 from gsomia.kernel import checks_json
 from gsomia.node import NewIngest, Node
 from gsomia.store import ItemFilter
@@ -144,3 +146,39 @@ def test_a_batch_ingested_is_recorded_as_each_item_alone_would_be(jpn_node: Node
         assert records[item_id] == canonical({"label": json.loads(row.label)})
         (entry,) = jpn_node.store.inventory(item_id)
         assert json.loads(entry.detail) == {"agreement": row.agreement}
+
+
+def test_labels_differing_only_in_their_instant_are_each_checked_as_on_their_own(jpn_node: Node) -> None:
+    """A batch's labels are checked once but for their creation instants (issue 18): each item
+    still gets the label its own dict gives, and an instant that is not one is refused, with the
+    whole batch, though the rest of its label was checked a moment before."""
+    created = ["2024-01-01T09:00:00+09:00", "2023-05-06T01:02:03+00:00", "2022-12-31T23:59:59-05:00"]
+    batch = [
+        NewIngest(label=jpn_label(created=c), payload=b"{}", item_id=f"i{n}") for n, c in enumerate(created)
+    ]
+    items = jpn_node.items.ingest_many(None, batch)
+    for item, entry in zip(items, batch, strict=True):
+        assert item.label == label_from_dict(entry.label, jpn_node.catalogue)
+    for bad in ("2024-01-01T09:00:00", "yesterday", 20240101):
+        with pytest.raises(LabelError, match="created"):
+            jpn_node.items.ingest_many(
+                None,
+                [
+                    NewIngest(label=jpn_label(), payload=b"{}", item_id="ok"),
+                    NewIngest(label=jpn_label(created=bad), payload=b"{}", item_id="bad"),
+                ],
+            )
+    assert jpn_node.store.get_item("ok") is None
+    review = "2025-01-01T00:00:00+00:00"
+    with pytest.raises(LabelError, match="review"):  # the second's review precedes its own instant
+        jpn_node.items.ingest_many(
+            None,
+            [
+                NewIngest(label=jpn_label(review=review), payload=b"{}", item_id="r1"),
+                NewIngest(
+                    label=jpn_label(review=review, created="2026-01-01T00:00:00+00:00"),
+                    payload=b"{}",
+                    item_id="r2",
+                ),
+            ],
+        )

@@ -401,7 +401,10 @@ class Items:
         self._stored: dict[str, SecurityLabel] = {}
         # a stored label but for its creation instant (sorted JSON) -> one such label parsed whole
         self._templates: dict[bytes, SecurityLabel] = {}
-        self._parsed: dict[bytes, SecurityLabel] = {}
+        # a boundary label (sorted JSON), and one but for its creation instant -> the label parsed and
+        # checked, under the catalogue it was checked against
+        self._parsed: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
+        self._parsed_but_instant: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
         self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
         self._received_for: Catalogue | None = None  # the catalogue those were checked against
@@ -446,15 +449,44 @@ class Items:
         return label
 
     def parse_label(self, data: Any) -> SecurityLabel:
-        """A label in its boundary (dict) form, parsed and checked once per distinct content."""
-        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        """A label in its boundary (dict) form, parsed and checked once per distinct content, and once
+        per distinct content but for its creation instant: a batch's labels mostly differ in nothing
+        else, and the instant is checked on its own as :func:`label_from_dict` checks it
+        (:func:`label_created_at`; issue 18). Checked again under a changed catalogue."""
+        catalogue = self.catalogue
+        try:
+            key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # past orjson (an integer past 64 bits): checked on its own
+            return label_from_dict(data, catalogue)
         found = self._parsed.get(key)
-        if found is None:
-            found = label_from_dict(data, self.catalogue)
-            if len(self._parsed) >= _CACHE_LIMIT:
-                self._parsed.clear()
-            self._parsed[key] = found
-        return found
+        if found is not None and found[0] is catalogue:
+            return found[1]
+        rest = None
+        if isinstance(data, dict) and "created" in data:
+            # the rest is orjson's already (the whole was): only a key that is not a string is not
+            rest = orjson.dumps(
+                {k: v for k, v in data.items() if k != "created"}, option=orjson.OPT_SORT_KEYS
+            )
+            template = self._parsed_but_instant.get(rest)
+            if template is not None and template[0] is catalogue:
+                label = label_created_at(template[1], data["created"])
+                self._keep(self._parsed, key, (catalogue, label))
+                return label
+        label = label_from_dict(data, catalogue)
+        self._keep(self._parsed, key, (catalogue, label))
+        if rest is not None:
+            self._keep(self._parsed_but_instant, rest, (catalogue, label))
+        return label
+
+    @staticmethod
+    def _keep(
+        cache: dict[bytes, tuple[Catalogue, SecurityLabel]],
+        key: bytes,
+        value: tuple[Catalogue, SecurityLabel],
+    ) -> None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
 
     def received_label(
         self,

@@ -167,7 +167,7 @@ class ItemService:
             raise PayloadTooLargeError(
                 f"payload of {size} bytes exceeds this node's limit of {self.kernel.max_payload_bytes}"
             )
-        label = label_from_dict(entry.label, self.kernel.catalogue)
+        label = self.kernel.items.parse_label(entry.label)  # a batch's labels checked once (issue 18)
         if actor is not None and label.originator != self.kernel.party:
             # a partner's item is the partner's only under its signature over label and payload, and
             # that arrives through the exchange (or a signed transfer file), never typed in here
