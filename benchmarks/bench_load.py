@@ -7,10 +7,23 @@ audited: a write per read) and ``GET /healthz``, as the release officer (bearer 
 Every answer other than 200, and every transport failure or time-out, is an error.
 The figures are the latency p50 and p99 over all requests, the request rate and the errors.
 
+The clients are wrk's connections (Debian's ``wrk``, C with LuaJIT; ``benchmarks/load.lua`` asks
+for the paths in turn and counts every non-200 answer by status, wrk the socket errors and the
+time-outs), ``--threads 2``: 40-70 µs of CPU a request, where the asyncio + httpx clients this
+script ran in its own process before cost more than the server they measured, on the same two
+cores (benchmarks/README.md). ``--generator httpx`` runs those (the default where wrk is not
+installed; the process comparison then says it did not run).
+
 Peer (the floor): the same clients, the same paths, against a FastAPI app on the same
-uvicorn that does no work (``benchmarks/_floor_app.py``): what the framework, the server
-and this client cost on this machine. The clients run in this process (asyncio + httpx),
-the server in another, so on two cores they compete with each other as well.
+uvicorn that does no work (``benchmarks/_floor_app.py``): what the framework and the server
+cost on this machine, driven by the same generator.
+
+Every run of (a), the floor and (d) reports its CPU split (``cpu`` in ``--json``): the CPU
+seconds, and µs a request, of each process serving it (read with psutil at its start and end: the
+node processes, HAProxy, the PostgreSQL backends of the node's connections, found by their
+``application_name`` every half second, and the generator: wrk's own rusage, or this process's
+CPU), the cores they used together and the CPU the rest of the machine used meanwhile. CPU per
+request hardly depends on the machine's load where requests/s does.
 
 Target (issue 10): no errors at 200 clients for 60 s; p50 and p99 are printed, not judged.
 Target (issue 18): gsomia's requests/s at least 0.6 times the floor's, its p99 at most twice the
@@ -31,13 +44,17 @@ With ``--database-url postgresql+psycopg://...`` and ``--processes 1,2`` (issue 
 PostgreSQL and served by each number of processes in turn behind HAProxy (the distribution's, as
 ``gsomia net up --replicas`` runs it; one network built and filled for all of them), side by side
 with the floor; the ratio of the two-process request rate to the one-process one is printed
-(target on a 2-core machine: at least 1.6, with no errors). Part (d), ``--and-processes 1,2``:
-the same comparison after parts (a)-(c), in the same run, ``--process-seconds`` per count, beside
-part (a)'s floor (on ``--database-url``, or the test PostgreSQL of benchmarks/_postgres.py); where
-PostgreSQL or HAProxy is absent its row says so, unmeasured. ``python -m benchmarks --full`` runs it.
+(target on a 2-core machine: at least 1.6, with no errors), and the ratio the CPU split allows: a
+node process uses at most one core, all the processes together at most every core, so a count's
+rate is at most min(count / the node's µs, cores / everyone's µs) a request.
+Part (d), ``--and-processes 1,2``: the same comparison after parts (a)-(c), in the same run,
+``--process-seconds`` per count, beside part (a)'s floor (on ``--database-url``, or the test
+PostgreSQL of benchmarks/_postgres.py); where PostgreSQL, HAProxy or wrk is absent its row says
+so, unmeasured. ``python -m benchmarks --full`` runs it.
 
 Run: ``python benchmarks/bench_load.py [--clients 200] [--seconds 60] [--items 500] [--cpu-only]
-[--processes 1,2 --database-url URL] [--and-processes 1,2 [--process-seconds 30]] [--json]``.
+[--processes 1,2 --database-url URL] [--and-processes 1,2 [--process-seconds 30]]
+[--generator wrk|httpx] [--json]``.
 """
 
 from __future__ import annotations
@@ -47,13 +64,16 @@ import asyncio
 import gc
 import json
 import math
+import os
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +82,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+import sqlalchemy
+from sqlalchemy.engine import make_url
 
 from _floor_app import app as floor_app
 from _machine import cpu_model, load_average  # benchmarks/ is on sys.path when run as a script
@@ -93,13 +116,29 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
+WRK_SCRIPT = HERE / "load.lua"
+WRK_THREADS = 2  # one event loop a core of this 2-core machine; wrk's cost is per request, not thread
+GENERATORS = ("wrk", "httpx")
+SAMPLE_S = 0.5  # how often the PostgreSQL backends serving the node are looked up during a run
+
+
+def wrk_version() -> str | None:
+    """wrk's version (``debian/4.1.0-3+b2``), or None when it is not installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    shown = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    words = (shown.stdout + shown.stderr).split()
+    return words[1] if len(words) > 1 else "unknown"
+
+
 async def _client(endpoint: str, token: str, ids: list[str], offset: int, until: float, tally: Tally) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     paths = ["/items?limit=20", "", "/healthz"]
     async with httpx.AsyncClient(base_url=endpoint, headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
         n = offset
         while time.monotonic() < until:
-            path = paths[n % 3] or f"/items/{ids[n % len(ids)]}"
+            path = paths[n % 3] or f"/items/{ids[n // 3 % len(ids)]}"
             n += 1
             start = time.perf_counter()
             try:
@@ -112,17 +151,16 @@ async def _client(endpoint: str, token: str, ids: list[str], offset: int, until:
                 tally.errors[f"HTTP {response.status_code}"] += 1
 
 
-async def _drive(endpoint: str, token: str, ids: list[str], clients: int, seconds: float) -> Tally:
+async def _gather(endpoint: str, token: str, ids: list[str], clients: int, seconds: float) -> Tally:
     tally = Tally()
     until = time.monotonic() + seconds
     await asyncio.gather(*(_client(endpoint, token, ids, k, until, tally) for k in range(clients)))
     return tally
 
 
-def _summary(name: str, tally: Tally, seconds: float) -> dict[str, Any]:
+def _summary(tally: Tally, seconds: float) -> dict[str, Any]:
     ordered = sorted(tally.latencies_ms)
     return {
-        "server": name,
         "requests": len(ordered),
         "per_s": len(ordered) / seconds,
         "p50_ms": statistics.median(ordered) if ordered else float("nan"),
@@ -131,6 +169,156 @@ def _summary(name: str, tally: Tally, seconds: float) -> dict[str, Any]:
         "errors": sum(tally.errors.values()),
         "errors_by_kind": dict(tally.errors),
     }
+
+
+def _drive_httpx(
+    endpoint: str, token: str, ids: list[str], clients: int, seconds: float
+) -> tuple[dict[str, Any], float]:
+    """The clients as asyncio tasks in this process, one httpx connection each: the figures, and
+    this process's CPU seconds over the run (the generator's cost)."""
+    cpu = time.process_time()
+    tally = asyncio.run(_gather(endpoint, token, ids, clients, seconds))
+    return _summary(tally, seconds), time.process_time() - cpu
+
+
+def _drive_wrk(
+    endpoint: str, token: str, ids: list[str], clients: int, seconds: float, workdir: Path
+) -> tuple[dict[str, Any], float]:
+    """The clients as wrk's connections (``load.lua``: the same paths in turn, every non-200 and every
+    socket error or time-out an error): the figures, and wrk's CPU seconds (its own rusage)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    requests = workdir / f"wrk-requests-{uuid.uuid4().hex[:8]}.txt"  # the token: this user's only
+    requests.touch(mode=0o600)
+    requests.write_text("\n".join([token, *ids]) + "\n", encoding="utf-8")
+    command = [
+        wrk, "--connections", str(clients), "--threads", str(min(clients, WRK_THREADS)),
+        "--duration", f"{max(1, round(seconds))}s", "--timeout", f"{REQUEST_TIMEOUT_S:g}s",
+        "--script", str(WRK_SCRIPT), endpoint, "--", str(requests),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+    assert process.stdout is not None
+    try:
+        out = process.stdout.read().decode()  # to its end: wrk stops itself after --duration
+    finally:
+        _, status, usage = os.wait4(process.pid, 0)  # its own rusage: the generator's CPU
+        process.returncode = os.waitstatus_to_exitcode(status)
+        process.stdout.close()
+        requests.unlink()
+    line = next((x for x in out.splitlines() if x.startswith("bench_load-wrk ")), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {out.strip()[-400:]}")
+    got = json.loads(line.split(" ", 1)[1])
+    errors: Counter[str] = Counter({f"HTTP {status}": count for status, count in got["statuses"].items()})
+    for kind in ("connect", "read", "write", "timeout"):
+        if got[kind]:
+            errors[kind] = got[kind]
+    ran = got["duration_us"] / 1e6
+    return {
+        "requests": got["requests"],
+        "per_s": got["requests"] / ran,
+        "p50_ms": got["p50_us"] / 1000,
+        "p99_ms": got["p99_us"] / 1000,
+        "max_ms": got["max_us"] / 1000,
+        "errors": sum(errors.values()),
+        "errors_by_kind": dict(errors),
+    }, usage.ru_utime + usage.ru_stime
+
+
+class CpuSplit:
+    """CPU seconds, over one run, of each group of processes that serve it (``groups``: name to
+    pids; their children as they were at the start count with them) and of the PostgreSQL backends
+    whose ``application_name`` is ``backends`` (looked up every ``SAMPLE_S``: a backend that ends
+    between two looks loses its last half second; one that starts during the run counts from 0).
+    The whole machine's busy CPU seconds beside them show what else ran."""
+
+    def __init__(self, groups: dict[str, list[int]], backends: tuple[str, str] | None = None) -> None:
+        self._procs = {
+            name: [q for pid in pids for p in [psutil.Process(pid)] for q in [p, *p.children(recursive=True)]]
+            for name, pids in groups.items()
+        }
+        self._backends = backends
+        self._seen: dict[int, tuple[psutil.Process, float, float]] = {}  # pid: process, first, last
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sampler_s = 0.0  # the look-ups' own CPU in this process (not the generator's)
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            return float("nan")
+        return float(times.user + times.system)
+
+    def __enter__(self) -> CpuSplit:
+        self._machine = psutil.cpu_times()
+        self._first = {name: sum(self._cpu(p) for p in procs) for name, procs in self._procs.items()}
+        self._wall = time.perf_counter()
+        if self._backends is not None:
+            self._engine = sqlalchemy.create_engine(self._backends[0], poolclass=sqlalchemy.pool.NullPool)
+            self._look(at_start=True)
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def _look(self, *, at_start: bool = False) -> None:
+        assert self._backends is not None
+        with self._engine.connect() as conn:
+            pids = conn.execute(
+                sqlalchemy.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": self._backends[1]},
+            ).scalars()
+            for pid in pids:
+                try:
+                    process = self._seen[pid][0] if pid in self._seen else psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    continue
+                now = self._cpu(process)
+                if math.isnan(now):
+                    continue
+                first = self._seen[pid][1] if pid in self._seen else (now if at_start else 0.0)
+                self._seen[pid] = (process, first, now)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self._look()
+        self.sampler_s = time.thread_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.perf_counter() - self._wall
+        self.cpu_s = {
+            name: sum(self._cpu(p) for p in procs) - self._first[name] for name, procs in self._procs.items()
+        }
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._look()
+            self._engine.dispose()
+            self.cpu_s["postgres backends"] = sum(last - first for _, first, last in self._seen.values())
+        end = psutil.cpu_times()
+        busy = [
+            sum(getattr(t, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(t, f))
+            for t in (self._machine, end)
+        ]
+        self.machine_busy_s = busy[1] - busy[0]
+
+    def figures(self, requests: int, generator_s: float) -> dict[str, Any]:
+        """CPU seconds and µs a request of each group, the generator's and theirs together."""
+        cpu = {**self.cpu_s, "load generator": generator_s}
+        ours = sum(cpu.values())
+        per = {name: s / requests * 1e6 if requests else float("nan") for name, s in cpu.items()}
+        return {
+            "wall_s": self.wall_s,
+            "cpu_s": cpu,
+            "us_per_request": per | {"all of these": ours / requests * 1e6 if requests else float("nan")},
+            "cores_used": ours / self.wall_s,
+            "machine_busy_s": self.machine_busy_s,
+            "machine_cores": psutil.cpu_count() or 1,
+            "others_s": self.machine_busy_s - ours,
+            "backends_seen": len(self._seen),
+        }
 
 
 def _serve(command: list[str]) -> subprocess.Popen[bytes]:
@@ -146,23 +334,61 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def measure_gsomia(root: Path, clients: int, seconds: float, items: int) -> dict[str, Any]:
+def _load(
+    generator: str,
+    name: str,
+    endpoint: str,
+    token: str,
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    split: CpuSplit,
+    workdir: Path,
+) -> dict[str, Any]:
+    """The clients against ``endpoint`` for ``seconds`` by ``generator`` (``wrk`` or ``httpx``),
+    ``split`` watching the CPU of the processes that serve them: the figures and the CPU split."""
+    with split:
+        if generator == "wrk":
+            result, generator_s = _drive_wrk(endpoint, token, ids, clients, seconds, workdir)
+        else:
+            result, generator_s = _drive_httpx(endpoint, token, ids, clients, seconds)
+    if generator == "httpx":
+        generator_s -= split.sampler_s  # the look-ups' thread ran in this process too
+    return {
+        "server": name,
+        "generator": generator,
+        **result,
+        "cpu": split.figures(result["requests"], generator_s),
+    }
+
+
+def measure_gsomia(root: Path, clients: int, seconds: float, items: int, generator: str) -> dict[str, Any]:
     """The node (SQLite) served by one process on its own port."""
     jpn, ids, token = _built(root, items, None)
-    return _served(jpn, ids, token, clients, seconds, 0, root)
+    return _served(jpn, ids, token, clients, seconds, 0, root, generator, None)
 
 
 def measure_scaling(
-    root: Path, clients: int, seconds: float, items: int, counts: list[int], database_url: str
+    root: Path, clients: int, seconds: float, items: int, counts: list[int], database_url: str, generator: str
 ) -> list[dict[str, Any]]:
     """The node on ``database_url``'s PostgreSQL (a schema of its own, dropped after), served by each
-    of ``counts`` processes in turn behind HAProxy: one network built and filled for all of them."""
+    of ``counts`` processes in turn behind HAProxy: one network built and filled for all of them.
+    Its connections name themselves (``application_name``) so that their backends' CPU is found."""
     urls = network.schema_urls(database_url, root / "net")
+    tag = f"gsomia-bench-load-{uuid.uuid4().hex[:8]}"
+    urls["JPN"] = (
+        make_url(urls["JPN"])
+        .update_query_dict({"application_name": tag})
+        .render_as_string(hide_password=False)
+    )
     try:
         jpn, ids, token = _built(root, items, urls)
-        return [_served(jpn, ids, token, clients, seconds, count, root) for count in counts]
+        return [
+            _served(jpn, ids, token, clients, seconds, count, root, generator, (database_url, tag))
+            for count in counts
+        ]
     finally:
-        _drop_schemas(database_url, urls)
+        _drop_schemas(database_url, root / "net")
 
 
 def _built(root: Path, items: int, urls: dict[str, str] | None) -> tuple[network.NetNode, list[str], str]:
@@ -178,16 +404,26 @@ def _built(root: Path, items: int, urls: dict[str, str] | None) -> tuple[network
 
 
 def _served(
-    jpn: network.NetNode, ids: list[str], token: str, clients: int, seconds: float, processes: int, root: Path
+    jpn: network.NetNode,
+    ids: list[str],
+    token: str,
+    clients: int,
+    seconds: float,
+    processes: int,
+    root: Path,
+    generator: str,
+    backends: tuple[str, str] | None,
 ) -> dict[str, Any]:
     """The clients against JPN served by one process on its port (``processes`` 0), or by
-    ``processes`` processes behind HAProxy on its port; everything started here is stopped after."""
+    ``processes`` processes behind HAProxy on its port; everything started here is stopped after.
+    ``backends``: the PostgreSQL URL and the ``application_name`` of the node's connections."""
     ports = [jpn.port] if processes == 0 else [network.free_port() for _ in range(processes)]
     servers = [
         _serve([sys.executable, "-m", "gsomia", "node", "serve", "--no-sender", "--log-format", "text",
                 "--dir", str(jpn.directory), "--port", str(port)])
         for port in ports
     ]  # fmt: skip
+    groups = {"node processes": [server.pid for server in servers]}
     try:
         for port in ports:
             network._wait_healthy(f"http://127.0.0.1:{port}", STARTUP_S)
@@ -198,37 +434,36 @@ def _served(
             if haproxy is None:
                 raise SystemExit("--processes needs HAProxy (apt-get install haproxy)")
             servers.append(_serve([haproxy, "-db", "-f", str(config)]))
+            groups["haproxy"] = [servers[-1].pid]
             network._wait_healthy(jpn.endpoint, STARTUP_S)
-        tally = asyncio.run(_drive(jpn.endpoint, token, ids, clients, seconds))
+        name = "gsomia node" if processes == 0 else f"gsomia node, {processes} process(es) behind HAProxy"
+        split = CpuSplit(groups, backends)
+        return _load(generator, name, jpn.endpoint, token, ids, clients, seconds, split, root)
     finally:
         for server in servers:
             _stop(server)
-    name = "gsomia node" if processes == 0 else f"gsomia node, {processes} process(es) behind HAProxy"
-    return _summary(name, tally, seconds)
 
 
-def _drop_schemas(database_url: str, urls: dict[str, str]) -> None:
-    import sqlalchemy
-
+def _drop_schemas(database_url: str, directory: Path) -> None:
     engine = sqlalchemy.create_engine(database_url)
     with engine.begin() as conn:
-        for url in urls.values():
-            schema = url.rsplit("search_path%3D", 1)[-1].rsplit("search_path=", 1)[-1]
+        for schema in network.schema_names(directory).values():
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     engine.dispose()
 
 
-def measure_floor(clients: int, seconds: float) -> dict[str, Any]:
+def measure_floor(clients: int, seconds: float, generator: str, workdir: Path) -> dict[str, Any]:
     port = network.free_port()
     app = ["--app-dir", str(HERE), "_floor_app:app", "--port", str(port), "--log-level", "warning"]
     server = _serve([sys.executable, "-m", "uvicorn", *app])
     endpoint = f"http://127.0.0.1:{port}"
     try:
         network._wait_healthy(endpoint, STARTUP_S)
-        tally = asyncio.run(_drive(endpoint, "floor", ["a", "b", "c"], clients, seconds))
+        split = CpuSplit({"floor process": [server.pid]})
+        name = "FastAPI + uvicorn, no work (floor)"
+        return _load(generator, name, endpoint, "floor", ["a", "b", "c"], clients, seconds, split, workdir)
     finally:
         _stop(server)
-    return _summary("FastAPI + uvicorn, no work (floor)", tally, seconds)
 
 
 CPU_PASS = 150  # requests per timed pass of part (b), 50 of each path
@@ -332,7 +567,7 @@ def _ingest(node: Node, items: int) -> list[str]:
 
 def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seconds: float) -> list[Any]:
     peer = floor["server"] if floor else None
-    where = f"{clients} clients for {seconds:g} s"
+    where = f"{clients} clients ({ours['generator']}) for {seconds:g} s"
 
     def versus(key: str, higher_is_better: bool) -> dict[str, Any]:
         theirs = floor[key] if floor else None
@@ -418,7 +653,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--process-seconds", type=float, default=None, help="seconds per process count (default --seconds)"
     )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default=None,
+        help="what drives the clients: wrk (default where installed; the process comparison needs it) "
+        "or httpx (asyncio tasks in this process, what part (a) used before; the default without wrk)",
+    )
     args = parser.parse_args(argv)
+    generator = args.generator or ("wrk" if shutil.which("wrk") else "httpx")
     if args.clients < 1 or args.seconds <= 0 or args.items < 1:
         parser.error("--clients, --seconds and --items must be positive")
     if args.processes is not None:
@@ -434,23 +677,24 @@ def main(argv: list[str] | None = None) -> int:
     floor = None
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-load-") as tmp:
         if not args.cpu_only:
-            ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items)
+            ours = measure_gsomia(Path(tmp), args.clients, args.seconds, args.items, generator)
         cpu = measure_cpu(Path(tmp), args.items)
         reads = measure_reads(Path(tmp), args.items)
-    if not args.no_peer and not args.cpu_only:
-        floor = measure_floor(args.clients, args.seconds)
+        if not args.no_peer and not args.cpu_only:
+            floor = measure_floor(args.clients, args.seconds, generator, Path(tmp))
     process_seconds = args.process_seconds or args.seconds
-    unavailable = _scaling_unavailable(args.database_url) if counts else None
+    unavailable = _scaling_unavailable(args.database_url, args.generator or "wrk") if counts else None
     if counts and unavailable is None:
         with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
             scaled = measure_scaling(
                 Path(tmp), args.clients, process_seconds, args.items, counts,
-                args.database_url or POSTGRES_URL,
+                args.database_url or POSTGRES_URL, args.generator or "wrk",
             )  # fmt: skip
     loads.append(load_average())
     rows = ([] if ours is None else _rows(ours, floor, args.clients, args.seconds)) + _cpu_rows(cpu)
     if scaled:
         rows += _scaling_rows(counts, scaled, floor, args.clients, process_seconds)
+        rows += _split_rows(counts, scaled)
     elif counts:  # said in the table, not left out silently
         print(f"the process comparison did not run: {unavailable}", file=sys.stderr)
         rows.append(
@@ -484,9 +728,15 @@ def main(argv: list[str] | None = None) -> int:
             "floor": floor,
             "cpu_per_request": cpu,
             "concurrent_reads": reads,
-            "processes": {"counts": counts, "seconds": process_seconds, "results": scaled}
+            "processes": {
+                "counts": counts,
+                "seconds": process_seconds,
+                "results": scaled,
+                "predicted_by_cpu_split": _predicted(counts, scaled),
+            }
             if counts
             else None,
+            "generator": {"name": generator, "wrk": wrk_version(), "wrk_threads": WRK_THREADS},
             "python": platform.python_version(),
             "cpu": cpu_model(),
             "uvicorn_version": version("uvicorn"),
@@ -498,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     if ours is not None:
         print(f"{args.clients} concurrent API clients for {args.seconds:g} s, one node ({args.items} items)")
     print(f"CPU: {cpu_model()}; uvicorn {version('uvicorn')}; 1-min load average {loads[0]} -> {loads[1]}")
+    print(f"clients driven by {generator if generator == 'httpx' else f'wrk {wrk_version()}'}")
     print()
     if ours is not None:
         print(
@@ -522,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"requests/s {ours['per_s'] / floor['per_s']:.2f}x the floor's (target >= {RATE_TARGET:g}x); "
                 f"p99 {ours['p99_ms'] / floor['p99_ms']:.2f}x the floor's (target <= {P99_TARGET:g}x)"
             )
+        _print_split([r for r in (ours, floor) if r is not None])
         print()
     print("(b) server CPU per request, in-process, one at a time (best of passes)")
     print(f"{'path':<30} {'gsomia µs':>10} {'floor µs':>9} {'gsomia/floor':>13}")
@@ -538,26 +790,40 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"(d) {args.clients} clients for {process_seconds:g} s, the node on PostgreSQL behind HAProxy")
         _print_scaling(counts, scaled, floor)
+    elif counts:
+        print(f"(d) not measured: {unavailable}")
     return 0
 
 
 def _scaling(args: argparse.Namespace) -> int:
     """One and more processes behind HAProxy on PostgreSQL, side by side with the floor."""
     counts = _counts(args.processes)
+    generator = args.generator or "wrk"
+    unavailable = _scaling_unavailable(args.database_url, generator)
+    if unavailable is not None:
+        raise SystemExit(f"--processes: {unavailable}")
     loads = [load_average()]
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-scale-") as tmp:
         results = measure_scaling(
-            Path(tmp), args.clients, args.seconds, args.items, counts, args.database_url
+            Path(tmp), args.clients, args.seconds, args.items, counts, args.database_url, generator
         )
-    floor = measure_floor(args.clients, args.seconds)
+        floor = measure_floor(args.clients, args.seconds, generator, Path(tmp))
     loads.append(load_average())
-    rows = _scaling_rows(counts, results, floor, args.clients, args.seconds)
+    rows = _scaling_rows(counts, results, floor, args.clients, args.seconds) + _split_rows(counts, results)
     if args.json:
         load = {"start": loads[0], "end": loads[1]}
-        out = {"benchmark": "load-scaling", "results": results, "floor": floor, "load_average_1min": load}
+        out = {
+            "benchmark": "load-scaling",
+            "results": results,
+            "floor": floor,
+            "predicted_by_cpu_split": _predicted(counts, results),
+            "generator": {"name": generator, "wrk": wrk_version(), "wrk_threads": WRK_THREADS},
+            "load_average_1min": load,
+        }
         print(json.dumps(out | {"rows": rows}))
         return 0
     print(f"{args.clients} clients for {args.seconds:g} s; CPU {cpu_model()}; load {loads[0]} -> {loads[1]}")
+    print(f"clients driven by {generator if generator == 'httpx' else f'wrk {wrk_version()}'}")
     _print_scaling(counts, results, floor)
     return 0
 
@@ -578,6 +844,25 @@ def _print_scaling(counts: list[int], results: list[dict[str, Any]], floor: dict
     base = results[0]["per_s"]
     for count, result in zip(counts, results, strict=True):
         print(f"{count} process(es): {result['per_s'] / base:.2f}x the {counts[0]}-process rate")
+    _print_split([*results, *([floor] if floor else [])])
+    predicted = _predicted(counts, results)
+    if predicted is not None:
+        print(
+            f"the CPU split predicts {predicted['ratio']:.2f}x on {predicted['cores']} cores "
+            f"({predicted['per_s'][0]:,.0f} -> {predicted['per_s'][-1]:,.0f} requests/s if nothing else ran)"
+        )
+
+
+def _print_split(results: list[dict[str, Any]]) -> None:
+    """Each run's CPU µs a request by process group, and what the rest of the machine used."""
+    print("CPU µs a request, by process (over the run; 'others': the rest of the machine, CPU s)")
+    for result in results:
+        cpu = result["cpu"]
+        parts = ", ".join(f"{name} {us:,.0f}" for name, us in cpu["us_per_request"].items())
+        print(
+            f"  {result['server']}: {parts}; {cpu['cores_used']:.2f} cores used of {cpu['machine_cores']}, "
+            f"others {cpu['others_s']:,.1f} s in {cpu['wall_s']:.0f} s"
+        )
 
 
 def _scaling_rows(
@@ -595,7 +880,7 @@ def _scaling_rows(
     for n, (count, result) in enumerate(zip(counts, results, strict=True)):
         figure = (
             f"API requests/s, {count} process(es) behind HAProxy on PostgreSQL, "
-            f"{clients} clients for {seconds:g} s"
+            f"{clients} clients ({result['generator']}) for {seconds:g} s"
         )
         unit = f"requests/s ({result['errors']} errors)"
         if n == 0:
@@ -623,10 +908,63 @@ def _scaling_rows(
     return rows
 
 
-def _scaling_unavailable(database_url: str | None) -> str | None:
-    """Why the process comparison cannot run here (no PostgreSQL, no HAProxy), or None."""
+def _predicted(counts: list[int], results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What each count's CPU split predicts on this machine's cores with nothing else running: a
+    node process uses at most one core (one interpreter), all the processes together at most every
+    core, so a count's rate is at most min(count / node µs, cores / everyone's µs) a request. The
+    ratio of the last count's to the first's is what the CPU makes possible, whatever the load."""
+    if not results:
+        return None
+    cores = results[0]["cpu"]["machine_cores"]
+    rates = []
+    for count, result in zip(counts, results, strict=True):
+        per = result["cpu"]["us_per_request"]
+        if not per["node processes"] > 0:
+            return None
+        rates.append(1e6 * min(count / per["node processes"], cores / per["all of these"]))
+    return {"cores": cores, "per_s": rates, "ratio": rates[-1] / rates[0]}
+
+
+def _split_rows(counts: list[int], results: list[dict[str, Any]]) -> list[Any]:
+    """Each count's CPU a request: the node processes' beside every measured process's, and the
+    ratio of the rates that split predicts (information: it does not depend on the machine's load)."""
+    rows = []
+    for count, result in zip(counts, results, strict=True):
+        per = result["cpu"]["us_per_request"]
+        rest = ", ".join(
+            f"{k} {v:,.0f}" for k, v in per.items() if k not in ("node processes", "all of these")
+        )
+        rows.append(
+            row(
+                f"CPU a request, {count} process(es) behind HAProxy on PostgreSQL: the node processes "
+                f"(ratio: their share; the rest: {rest} µs)",
+                per["node processes"], "µs CPU",
+                peer="every process measured", peer_value=per["all of these"],
+                ratio=per["node processes"] / per["all of these"] if per["all of these"] else None,
+                target="(information: where the CPU goes)", met=None,
+            )
+        )  # fmt: skip
+    predicted = _predicted(counts, results)
+    if predicted is not None and len(counts) > 1:
+        rows.append(
+            row(
+                f"API requests/s, {counts[-1]} process(es) behind HAProxy, as the CPU split predicts on "
+                f"{predicted['cores']} cores with nothing else running",
+                predicted["per_s"][-1], "requests/s",
+                peer=f"{counts[0]} process(es), predicted the same way", peer_value=predicted["per_s"][0],
+                ratio=predicted["ratio"],
+                target="(information: the ratio the CPU allows)", met=None,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _scaling_unavailable(database_url: str | None, generator: str) -> str | None:
+    """Why the process comparison cannot run here (no PostgreSQL, no HAProxy, no wrk), or None."""
     if shutil.which("haproxy") is None:
         return "HAProxy is not installed"
+    if generator == "wrk" and shutil.which("wrk") is None:
+        return "wrk is not installed"
     if database_url is None:
         return postgres_absent()
     return None

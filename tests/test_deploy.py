@@ -175,23 +175,64 @@ def test_the_main_readme_points_at_the_compose_file() -> None:
     assert "deploy/" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("tool", [["docker", "compose"], ["docker-compose"]])
-def test_docker_compose_accepts_the_file(tool: list[str]) -> None:
-    """Where docker compose (v2, the plugin) or docker-compose (v1) is installed."""
-    if shutil.which(tool[0]) is None:
-        pytest.skip(f"{tool[0]} is not installed")
-    if tool == ["docker", "compose"]:
-        probe = subprocess.run([*tool, "version"], capture_output=True, check=False)  # noqa: S603
-        if probe.returncode != 0:
-            pytest.skip("docker has no compose plugin")
-    done = subprocess.run(  # noqa: S603 - a fixed command over our own file
-        [*tool, "--file", str(DEPLOY / "compose.yaml"), "config", "--quiet"],
+def _compose_tool() -> list[str] | None:
+    """``docker compose`` (v2, docker's plugin) where docker has it, else ``docker-compose`` (v1,
+    Debian's package, which .ci/run installs), else None."""
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)  # noqa: S603
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    v1 = shutil.which("docker-compose")
+    return [v1] if v1 is not None else None
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    """``config`` parses and checks the whole file (the anchors merged, each service's keys, the
+    depends_on conditions, network_mode, secrets) without a Docker daemon; it names the service and
+    the key it refuses. Then its view of the file is the one the tests above read with PyYAML."""
+    tool = _compose_tool()
+    if tool is None:
+        pytest.skip("neither docker compose nor docker-compose is installed")
+
+    def config(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - a fixed command over our own file
+            [*tool, "--file", str(DEPLOY / "compose.yaml"), "config", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=DEPLOY,
+        )
+
+    done = config("--quiet")
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(config().stdout)
+    assert sorted(resolved["services"]) == sorted(_services())
+    for name in PROCESSES:  # the x-process anchor merged into each process as written
+        service = resolved["services"][name]
+        assert service["command"] == _services()[name]["command"]
+        assert service["network_mode"] == "service:balancer"
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["image"] == "gsomia-node:local"
+
+
+def test_a_compose_file_with_a_mistake_is_refused(tmp_path: Path) -> None:
+    """The check above can fail: the same tool refuses the file with a key compose does not know."""
+    tool = _compose_tool()
+    if tool is None:
+        pytest.skip("neither docker compose nor docker-compose is installed")
+    broken = _compose()
+    broken["services"]["process-1"]["comand"] = broken["services"]["process-1"].pop("command")
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken), encoding="utf-8")
+    done = subprocess.run(  # noqa: S603 - a fixed command over a file written here
+        [*tool, "--file", str(tmp_path / "compose.yaml"), "config", "--quiet"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=DEPLOY,
+        cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode != 0
+    assert "comand" in done.stderr
 
 
 def test_haproxy_accepts_its_configuration() -> None:

@@ -869,6 +869,7 @@ def test_the_originator_recalls_the_body_and_its_holder_keeps_the_tearline(net: 
     assert (copy.label.classification, copy.label_version) == ("군사III급비밀", 2)
     assert [p["id"] for p in json.loads(copied)["portions"]] == ["tearline"]
     assert BODY.decode() not in copied.decode()
+    assert copy.payload_size == len(copied)  # the size says what it holds now, not what it held
     assert usa.store.get_item("usa-tearline").state == "held"  # type: ignore[union-attr]
     assert usa.store.get_item("usa-tearline").label_version == 1  # type: ignore[union-attr]
     assert usa.store.get_item("usa-translation").state == "recalled"  # type: ignore[union-attr]
@@ -1225,6 +1226,7 @@ def test_a_portion_destroyed_here_leaves_the_copies_of_the_item_without_it(net: 
     assert (copy.label.classification, copy.label_version) == ("군사III급비밀", 2)
     assert [p["id"] for p in json.loads(payload)["portions"]] == ["tearline"]
     assert b"USA-only" not in payload
+    assert copy.payload_size == len(payload)
     translation, _ = usa.items.read(officer, "usa-translation")
     assert translation.label.classification == "군사II급비밀"
     with pytest.raises(NotFoundError):

@@ -395,7 +395,8 @@ def _serve_process(member: NetNode, port: int, log_name: str, nats: str | None) 
 
 def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) -> str:
     """HAProxy's configuration: each node's endpoint balanced over its processes' ports, a process
-    that stops answering ``/healthz`` taken out within two seconds; streams (SSE, WebSocket) kept
+    that stops (refuses connections) taken out within two seconds, one that accepts but has not
+    answered ``/healthz`` within 5 s, twice, within about twelve; streams (SSE, WebSocket) kept
     open for an hour. With ``tls`` the balancer passes each TLS connection through whole (``mode
     tcp``): the process ends it, so it sees the client's certificate (mutual TLS between nodes)."""
     lines = [
@@ -410,6 +411,10 @@ def balancer_config(backends: dict[NetNode, list[int]], *, tls: bool = False) ->
             else ["    mode http", "    option http-server-close", "    option forwardfor"]
         ),
         "    timeout connect 2s",
+        # a busy process answers /healthz after the requests queued before it (at 200 clients on
+        # one process, ~0.7 s and more): with the check's default time-out (inter, 1 s) the only
+        # process of a node was taken out under load and every request refused with 503
+        "    timeout check 5s",
         "    timeout client 60s",
         "    timeout server 60s",
         "    timeout tunnel 1h",

@@ -636,6 +636,7 @@ class _Labels(DutyBase):
         else the one it holds), and the row as it will be."""
         kernel = self.kernel
         label_json = canonical(label_to_dict(label))
+        size = None if plain is None else len(plain)  # a new payload: its size with it
         if plain is None:
             plain = kernel.cipher.open(row.id, row.label, row.payload)
         payload = kernel.cipher.seal(row.id, label_json, plain)
@@ -647,6 +648,7 @@ class _Labels(DutyBase):
             label_version=version,
             payload=payload,
             origin_jws=sealed_origin,
+            payload_size=row.payload_size if size is None else size,
         )
         op = self.db.relabel(
             row.id,
@@ -658,6 +660,7 @@ class _Labels(DutyBase):
             sealed_origin,
             at_us=epoch_us(kernel.clock()),
             expected_label=row.label,
+            payload_size=size,
         )
         return op, after
 

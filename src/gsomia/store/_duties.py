@@ -187,14 +187,20 @@ class DutiesStore:
         at_us: int = 0,
         expected_label: str | None = None,
         portions: tuple[str, int] | None = None,
+        payload_size: int | None = None,
     ) -> Op:
         """Replace label and sealed payload together, only if the item still has ``expected_version``
         (and, given ``expected_label``, still that label: this node's level applied to a received
         item changes the label, not the originator's version).
 
         A new label is a new version of the item: it gets a new date-added (TAXII readers see it).
-        ``portions``: of an item in portions, the marks of the portions now held and their size."""
-        more = {} if portions is None else {"portions": portions[0], "payload_size": portions[1]}
+        ``portions``: of an item in portions, the marks of the portions now held and their size;
+        ``payload_size``: of an item sealed again with another payload (a copy without a portion)."""
+        more: dict[str, object] = (
+            {} if portions is None else {"portions": portions[0], "payload_size": portions[1]}
+        )
+        if payload_size is not None:
+            more["payload_size"] = payload_size
 
         def run(conn: Connection) -> None:
             added = allocate_added(conn, 1, at_us)
