@@ -169,6 +169,15 @@ class AuditStore:
                 yield conn
 
     @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """For one statement: the bound transaction's connection, else one without a transaction."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self.store._read_one() as conn:
+                yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         if self._conn is not None:
             yield self._conn
@@ -251,7 +260,7 @@ class AuditStore:
             after = rows[-1][0]
 
     def frontier(self) -> str | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             return conn.execute(
                 select(t.node_meta.c.value).where(t.node_meta.c.key == "audit.frontier")
             ).scalar_one_or_none()
@@ -259,7 +268,7 @@ class AuditStore:
     def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not keys:
             return {}
-        with self._read() as conn:
+        with self._read_one() as conn:
             if conn.dialect.name == "postgresql":
                 levels = [int(k[0]) for k in keys]
                 idxs = [int(k[1]) for k in keys]
@@ -278,7 +287,7 @@ class AuditStore:
             return {(r.level, r.idx): r.hash for r in conn.execute(query)}
 
     def entry(self, entry_id: str) -> AuditRow | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             row = conn.execute(
                 select(t.audit_records).where(t.audit_records.c.entry_id == entry_id)
             ).one_or_none()
@@ -334,7 +343,7 @@ class AuditStore:
             return [HeadRow(r.size, r.root, r.at_us, r.jws) for r in conn.execute(query)]
 
     def latest_head(self) -> HeadRow | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             r = conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size.desc()).limit(1)).one_or_none()
         return None if r is None else HeadRow(r.size, r.root, r.at_us, r.jws)
 
