@@ -1,0 +1,78 @@
+"""Audit records written in a batch (PostgreSQL: one COPY from 32 records, executemany below; SQLite:
+executemany) come back exactly as given, whatever their text holds, and are refused as a whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gsomia.errors import ConflictError, InvalidInputError
+from gsomia.store import AuditRow, Store
+
+# what ends a COPY field or row, its escape character, its NULL marker, non-ASCII, quotes
+AWKWARD = ["a\tb", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "\\", "한국어 日本語", '"q"', "", " "]
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def _rows(count: int, offset: int = 0) -> list[AuditRow]:
+    out = []
+    for n in range(count):
+        text = AWKWARD[n % len(AWKWARD)]
+        out.append(
+            AuditRow(
+                1_700_000_000_000_000 + n + offset,
+                f"kind.{text}",
+                None if n % 3 == 0 else f"actor {text}",
+                None if n % 4 == 1 else text,
+                "allowed",
+                f'{{"n":{n},"text":"{text}"}}',
+                entry_id=f"e{offset + n:06d}" if n % 2 else "",
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("count", [5, 31, 32, 500])
+def test_a_batch_of_records_reads_back_exactly(store: Store, count: int) -> None:
+    rows = _rows(count)
+    store.append_audit(rows)
+    back = store.audit(after_seq=0, limit=1000)
+    assert len(back) == count
+    for given, stored in zip(rows, back, strict=True):
+        assert (stored.at_us, stored.kind, stored.actor, stored.subject, stored.outcome, stored.detail) == (
+            given.at_us,
+            given.kind,
+            given.actor,
+            given.subject,
+            given.outcome,
+            given.detail,
+        )
+        assert stored.entry_id == given.entry_id if given.entry_id else len(stored.entry_id) == 32
+        assert stored.leaf_index is None
+
+
+def test_a_batch_naming_an_entry_already_stored_is_refused_whole(store: Store) -> None:
+    store.append_audit(_rows(40))
+    again = _rows(40, offset=1_000)
+    again[-1] = AuditRow(1, "k", None, None, "allowed", "{}", entry_id="e000001")  # stored above
+    with pytest.raises(ConflictError):
+        store.append_audit(again)
+    assert len(store.audit(after_seq=0, limit=1000)) == 40
+
+
+def test_a_batch_with_a_nul_in_a_detail_is_refused_whole_on_postgresql(store: Store) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores a NUL in text")
+    rows = _rows(40)
+    rows[7] = AuditRow(7, "k", None, None, "allowed", '{"x":"a\x00b"}')
+    with pytest.raises(InvalidInputError):
+        store.append_audit(rows)
+    assert store.audit(after_seq=0, limit=1000) == []
