@@ -1,6 +1,8 @@
 """The node's REST API: FastAPI over :class:`gsomia.node.Node`, problem details for every error.
 
-Handlers are plain ``def`` so FastAPI runs them in its thread pool: the store is synchronous.
+Handlers that use the store are plain ``def`` so FastAPI runs them in its thread pool (the store is
+synchronous); the authentication dependency and what answers from memory are ``async``, so a
+request crosses to a worker thread once, not once per dependency.
 No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at
 definition time, and ``Caller`` is local to :func:`create_app`.
 """
@@ -310,22 +312,30 @@ def create_app(
     registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
     app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
 
-    def reader(
+    async def reader(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
     ) -> Person:
         """The caller: a bearer token, or (reading only, under the dashboard's path) its session.
 
         The session is never enough to change anything, so a cross-site request cannot act (CSRF).
+        A token this process keeps, valid and its person's record active, is recognised on the event
+        loop (:meth:`Credentials.recognise`, no I/O); anything else is decided in a worker thread
+        by :meth:`Credentials.authenticate`, which reads the store and audits a refusal.
         """
         if (
             credentials is None
             and request.method in ("GET", "HEAD")
             and request.url.path.startswith(dashboard.path + "/")
         ):
-            person = node.credentials.session(request.cookies.get(dashboard.cookie), source(request))
+            cookie = request.cookies.get(dashboard.cookie)
+            person = await run_in_threadpool(node.credentials.session, cookie, source(request))
         else:
-            person = node.credentials.authenticate(
-                credentials.credentials if credentials else None, source(request)
+            token = credentials.credentials if credentials else None
+            kept = node.credentials.recognise(token) if token else None
+            person = (
+                kept
+                if kept is not None
+                else await run_in_threadpool(node.credentials.authenticate, token, source(request))
             )
         name_actor(person.id)
         stated = request.headers.get(PURPOSE_HEADER)
@@ -336,6 +346,19 @@ def create_app(
         return replace(person, purpose=stated)  # Art. 6(b): another purpose needs the originator's consent
 
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
+
+    # The most asked routes first: FastAPI tries the routes in order, each included router's one by
+    # one, so a route added after them costs every request to it a scan of all of theirs (a third of
+    # /healthz's CPU, measured: benchmarks/README.md). No two routes here match the same path.
+    @app.get("/healthz", tags=["node"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the node answers and knows its party; ``degraded`` while the stream's bus is not
+        connected (its state, and how much of its outage buffer is used, under ``bus``)."""
+        bus = stream.bus.health()  # the bus's state in memory, on the loop the bus runs on
+        status = "ok" if bus.get("state") == "connected" else "degraded"
+        return {"status": status, "party": node.party, "bus": bus}
+
+    add_items_routes(app, node, reader)
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
@@ -344,14 +367,6 @@ def create_app(
     app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
     app.state.stream = stream
-
-    @app.get("/healthz", tags=["node"])
-    def healthz() -> dict[str, Any]:
-        """Liveness: the node answers and knows its party; ``degraded`` while the stream's bus is not
-        connected (its state, and how much of its outage buffer is used, under ``bus``)."""
-        bus = stream.bus.health()
-        status = "ok" if bus.get("state") == "connected" else "degraded"
-        return {"status": status, "party": node.party, "bus": bus}
 
     @app.get(
         "/metrics",
@@ -366,7 +381,6 @@ def create_app(
         node.metrics.require_reader(person)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    add_items_routes(app, node, reader)
     add_people_routes(app, node, reader)
     add_federation_routes(app, node, reader)
     add_audit_routes(app, node, reader)

@@ -5,7 +5,7 @@ Thin over :class:`gsomia.exchange.Exchange`'s approvals; errors become RFC 9457 
 the app's handlers. No ``from __future__ import annotations``: FastAPI reads the annotations.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -88,7 +88,7 @@ class ApprovedOut(BaseModel):
     outbox: OutboxOut
 
 
-def approvals_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
+def approvals_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter:
     """The two-person release routes, authenticated by ``reader``."""
     router = APIRouter(tags=["two-person release"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below

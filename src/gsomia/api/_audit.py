@@ -6,7 +6,7 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
@@ -22,7 +22,7 @@ from gsomia.node import Node
 __all__ = ["add_audit_routes"]
 
 
-def add_audit_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+def add_audit_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[Person]]) -> None:
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below

@@ -5,7 +5,7 @@ Thin over :class:`gsomia.duties.Duties`; errors become RFC 9457 problems through
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
@@ -156,7 +156,7 @@ def _change_json(row: LabelChangeRow) -> dict[str, Any]:
     }
 
 
-def duties_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
+def duties_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter:
     """The routes of the duties after release, authenticated by ``reader``."""
     router = APIRouter(tags=["duties"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below

@@ -10,7 +10,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -104,7 +104,9 @@ def _sse(event: Event, cursor: tuple[int, int]) -> bytes:
     )
 
 
-def feed_router(node: Node, reader: Callable[..., Person], *, dashboard: str | None = None) -> APIRouter:
+def feed_router(
+    node: Node, reader: Callable[..., Awaitable[Person]], *, dashboard: str | None = None
+) -> APIRouter:
     """The feed's routes, authenticated by ``reader``. ``dashboard`` is the dashboard's path: the SSE
     form is served under it as well (``{dashboard}/feed/sse``), where the browser sends its session,
     so the dashboard's item pages follow the feed instead of asking again and again."""

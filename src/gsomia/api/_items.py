@@ -6,11 +6,12 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from gsomia._present import (
     inventory_view,
@@ -18,7 +19,7 @@ from gsomia._present import (
 )
 from gsomia.api import _models as m
 from gsomia.api._fields import Classification, Instant, Party, Text
-from gsomia.api._refs import item_ref
+from gsomia.api._refs import ItemPath, OriginatorQuery, item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import InvalidInputError, UnknownNameError
@@ -32,7 +33,7 @@ def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
 
 
-def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) -> None:
+def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[Person]]) -> None:
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
@@ -86,7 +87,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         return item_view(item)
 
     @app.get("/items", response_model=m.PageOut, tags=["items"])
-    def list_items(
+    async def list_items(
         person: Caller,
         originator: Party | None = None,
         classification: Classification | None = None,
@@ -101,26 +102,39 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Person]) ->
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """The items the caller may read, oldest first, a page at a time (keyset cursor)."""
-        lo = _instant_param(node, created_from, "created_from")
-        hi = _instant_param(node, created_before, "created_before")
-        where = ItemFilter(
-            originator=node.catalogue.party(originator).code if originator else None,
-            classification=_level_name(classification),
-            topic=topic,
-            received_from=node.catalogue.party(received_from).code if received_from else None,
-            created_from_us=None if lo is None else epoch_us(lo),
-            created_before_us=None if hi is None else epoch_us(hi),
-        )
-        page = node.items.list_items(person, where, cursor, limit)
-        return {
-            "items": [item_view(i) for i in page.items],
-            "next_cursor": page.next_cursor,
-        }
+
+        def page() -> dict[str, Any]:  # one worker thread for the whole page (see read_item)
+            lo = _instant_param(node, created_from, "created_from")
+            hi = _instant_param(node, created_before, "created_before")
+            where = ItemFilter(
+                originator=node.catalogue.party(originator).code if originator else None,
+                classification=_level_name(classification),
+                topic=topic,
+                received_from=node.catalogue.party(received_from).code if received_from else None,
+                created_from_us=None if lo is None else epoch_us(lo),
+                created_before_us=None if hi is None else epoch_us(hi),
+            )
+            listed = node.items.list_items(person, where, cursor, limit)
+            return {
+                "items": [item_view(i) for i in listed.items],
+                "next_cursor": listed.next_cursor,
+            }
+
+        return await run_in_threadpool(page)
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
-    def read_item(item_id: ItemRef, person: Caller) -> dict[str, Any]:
+    async def read_item(
+        item_id: ItemPath, person: Caller, originator: OriginatorQuery = None
+    ) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
-        return item_view(*node.items.read(person, item_id))
+
+        # The item named, then the read, in one worker thread. A plain ``def`` route would cross
+        # twice, or more: FastAPI runs each ``def`` dependency, the ``def`` endpoint and then the
+        # validation of its response model each in a worker thread of its own.
+        def read() -> dict[str, Any]:
+            return item_view(*node.items.read(person, node.items.resolve_item(person, item_id, originator)))
+
+        return await run_in_threadpool(read)
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:

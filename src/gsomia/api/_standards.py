@@ -5,7 +5,7 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -21,7 +21,7 @@ __all__ = ["standards_router"]
 _LABEL_XML = "application/xml"
 
 
-def standards_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
+def standards_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter:
     """``GET /items/{id}/label`` (4774) and ``GET /items/{id}/binding`` (4778), both decided reads."""
     router = APIRouter(tags=["standards"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below

@@ -8,7 +8,7 @@ Callers authenticate with the node's own ``reader`` dependency (bearer token).
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -107,7 +107,7 @@ async def _send_refusal(websocket: WebSocket, exc: GsomiaError, data: Any) -> No
 
 
 def stream_router(
-    stream: StreamService, reader: Callable[..., Person], *, dashboard: str | None = None
+    stream: StreamService, reader: Callable[..., Awaitable[Person]], *, dashboard: str | None = None
 ) -> APIRouter:
     """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency.
 

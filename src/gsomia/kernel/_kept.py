@@ -4,7 +4,8 @@ A :class:`Kept` answers from what it read until the counter named ``name`` moves
 write to that kind of state bumps it in the same transaction; :class:`~gsomia.kernel.ChangeWatch`
 reads the counters at most every ~250 ms, at once after a write in this process), then reads
 again. Nothing is kept for a key the store does not hold (``None``), so a guessed key costs a
-query each time and fills nothing.
+query each time and fills nothing. :meth:`Kept.peek` answers only from memory, for a caller that
+must not wait on the store (an event loop): ``None`` there means "ask :meth:`Kept.get`".
 """
 
 from __future__ import annotations
@@ -50,3 +51,12 @@ class Kept(Generic[K, V]):
                 held[1].clear()
             held[1][key] = value
         return value
+
+    def peek(self, key: K) -> V | None:
+        """``key``'s value if it is kept and the counter's last read still holds; ``None``
+        otherwise (not kept, or the counters are due to be read): never reads the store."""
+        generation = self._watch.fresh(self._name)
+        held = self._held
+        if generation is None or held[0] != generation:
+            return None
+        return held[1].get(key)

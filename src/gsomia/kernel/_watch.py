@@ -81,6 +81,15 @@ class ChangeWatch:
                 self._lock.release()
         return 0 if values is None else values.get(name, 0)
 
+    def fresh(self, name: str) -> int | None:
+        """``name``'s generation if the last read still holds (within the interval, no change
+        announced since), else ``None``: never reads the store, so an event loop may ask it; on
+        ``None`` the caller takes the path that calls :meth:`generation`."""
+        values = self._values
+        if values is None or self._monotonic() >= self._next:
+            return None
+        return values.get(name, 0)
+
     @property
     def interval(self) -> float:
         """The seconds between two reads now: the safety net's while the listener is connected,

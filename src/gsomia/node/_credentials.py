@@ -165,6 +165,20 @@ class Credentials:
             raise AuthenticationError(f"the account {person.id} is disabled")
         return person
 
+    def recognise(self, token: str) -> Person | None:
+        """The person a valid API token belongs to, if this process can tell from what it keeps
+        (the token's row and the person's record, their generations read within the interval);
+        ``None`` for anything else: then :meth:`authenticate` decides, reading the store and
+        auditing a refusal. Never reads the store and never refuses, so an event loop may ask it;
+        it lets in only what :meth:`authenticate` would, on the same kept rows."""
+        row = self._tokens.peek(_digest(token))
+        if row is None or row.kind != API or row.revoked_us is not None:
+            return None
+        if epoch_us(self.kernel.clock()) >= row.expires_us:
+            return None
+        person = self.kernel.kept_person(row.person_id)
+        return person if person is not None and person.active else None
+
     def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
         and a dashboard session presented as a token. ``source`` (the caller's network address)

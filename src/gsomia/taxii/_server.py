@@ -31,7 +31,7 @@ reads the handlers' annotations.
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -255,7 +255,7 @@ def _status_out(row: StatusRow) -> dict[str, Any]:
     }
 
 
-def taxii_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
+def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter:
     """The TAXII 2.1 routes of ``node``; ``reader`` is the REST API's bearer-token dependency."""
     router = APIRouter(
         prefix="/taxii2",

@@ -22,7 +22,7 @@ definition time, and ``Caller`` is local to :func:`ui_router`.
 import functools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
@@ -226,7 +226,7 @@ def _source(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def ui_router(node: Node, reader: Callable[..., Person]) -> APIRouter:
+def ui_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter:
     """The dashboard of ``node`` under its own path (see :func:`gsomia._web.dashboard_scope`), with
     ``/ui`` and ``/ui/login`` leading there; ``reader`` is the API's authentication dependency."""
     scope = dashboard_scope(node.ring)
