@@ -544,6 +544,16 @@ class Store:
         with _reading(), self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """A connection for ONE read statement, which is its own snapshot: on PostgreSQL outside a
+        transaction (autocommit), so the statement is one round trip, where :meth:`_read`'s takes three
+        (the driver's ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back)."""
+        with _reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     # --- schema ---
 
     def migrate(self) -> None:
