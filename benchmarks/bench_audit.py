@@ -24,8 +24,8 @@ the start (actors, subjects and entry ids differ per record). Making them is not
    ``merkle_nodes`` and stores the new frontier. Three rates are printed: ``append_audit``
    alone, ``integrate()`` alone (the Merkle log's own cost, with its phases: reading the
    pending records, hashing in Python, writing), and append+integrate (a record from
-   nothing to a leaf of the tree). The target (at least 50,000 appends/s) is judged on
-   both of the last two, each printed as met or NOT met.
+   nothing to a leaf of the tree). The target (at least 50,000 appends/s on SQLite, 30,000 on
+   PostgreSQL) is judged on both of the last two, each printed as met or NOT met.
 
 2. Inclusion proofs at N and, with ``--big``, at 10,000,000 entries (``--big-entries``).
    1,000 leaves are drawn at random (fixed seed); for each kind of call, one untimed
@@ -175,7 +175,7 @@ POOL = 256  # detail variants per kind
 SAMPLE = 1000  # random leaves drawn for the proofs
 MIN_PROOFS = 20
 BUDGET_S = 2.0  # per timed cell, after MIN_PROOFS
-APPEND_TARGET = 50_000.0  # appends/s
+APPEND_TARGETS = {"sqlite": 50_000.0, "postgresql": 30_000.0}  # appends/s, record to leaf (issue 18)
 PROOF_TARGET_MS = 1.0  # at 10M entries
 
 START_US = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp() * 1_000_000)
@@ -943,7 +943,8 @@ def measure_base(name: str, entries: int, directory: Path, with_peer: bool) -> d
 
     integrate_rate = entries / appended["integrate_s"]
     both_rate = entries / (appended["append_s"] + appended["integrate_s"])
-    target = f">= {APPEND_TARGET:,.0f}/s"
+    wanted = APPEND_TARGETS[name]
+    target = f">= {wanted:,.0f}/s"
     peer_rates = {n: entries / s for n, s in run.append_s.items()} if run is not None else {}
     stored_peer = next((n for n in peer_rates if "Inmemory" not in n), "")
     memory_peer = next((n for n in peer_rates if "Inmemory" in n), "")
@@ -962,7 +963,7 @@ def measure_base(name: str, entries: int, directory: Path, with_peer: bool) -> d
             memory_peer,
             peer_rates.get(memory_peer),
             target,
-            integrate_rate >= APPEND_TARGET,
+            integrate_rate >= wanted,
         ),
         Row(
             name,
@@ -972,7 +973,7 @@ def measure_base(name: str, entries: int, directory: Path, with_peer: bool) -> d
             stored_peer,
             peer_rates.get(stored_peer),
             target,
-            both_rate >= APPEND_TARGET,
+            both_rate >= wanted,
         ),
     ]
     tail = [
@@ -1551,7 +1552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "big_entries": args.big_entries if args.big else None,
             "append_batch": APPEND_BATCH,
             "integrate_every": INTEGRATE_EVERY,
-            "append_target_per_s": APPEND_TARGET,
+            "append_target_per_s": APPEND_TARGETS,
             "proof_target_ms": PROOF_TARGET_MS,
             "proofs_verify": True,
             "postgresql_absent": absent,

@@ -38,9 +38,17 @@ other work on a shared machine does not stretch as it does wall time) over whole
 where the OS allows it); the best pass gives hops per second. The target, gsomia at most
 1.3 times the floor's time per hop, is printed as met or NOT met; nothing is asserted.
 
-``--profile`` adds where gsomia's time goes: a cProfile run of the hop, its own time
-grouped by where the code lives (cryptography's native calls, joserfc, gsomia, json and
-base64), and the top functions.
+* the batch with its items as the exchange's messages carry them (``exchange_batch_body``: the
+  originator's signed item as one string, as ``item_body`` in gsomia.exchange builds it), gsomia
+  and the floor.
+* as COSE (diagnostic, issue 18): the batched hop's signature and encryption as RFC 9052 messages
+  with pycose (``CoseAlone``: COSE_Sign1 EdDSA inside COSE_Encrypt0 A256GCM, its key from
+  ECDH-ES + HKDF-SHA-256 with a fresh X25519 key) on the same claims bytes: what the work costs
+  with CBOR framing and no base64. Not a format gsomia speaks.
+
+``--profile`` adds where gsomia's time goes: a cProfile run of the batched hop (``BATCH`` items
+to an envelope), its own time per item grouped by where the code lives (cryptography's native
+calls, joserfc, gsomia, json and base64), and the top functions.
 
 Run: ``python benchmarks/bench_exchange.py [--json] [--profile]``.
 """
@@ -69,12 +77,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from joserfc import jwa, jwe, jws
 from joserfc.jwk import OKPKey
 from joserfc.registry import HeaderParameter
+from pycose import algorithms as cose_alg
+from pycose import headers as cose_hdr
+from pycose.keys import OKPKey as CoseOKPKey
+from pycose.keys import SymmetricKey
+from pycose.messages import CoseMessage, Enc0Message, Sign1Message
 
 from gsomia.crypto.atrest import PayloadCipher
-from gsomia.crypto.envelope import MAX_ENVELOPE_CHARS, open_envelope, seal
+from gsomia.crypto.envelope import MAX_ENVELOPE_CHARS, open_envelope, seal, sign_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.kernel import ChangeWatch, PeerDirectory, StoreKeyRing
 from gsomia.store import FederationStore, PeerRow, SharedState, Store
@@ -145,6 +160,34 @@ def batch_body(count: int = BATCH) -> dict[str, Any]:
         body = item_body()
         body["item"] = f"kor-2024-{n:06d}"
         messages.append({"msg_id": f"{n:032x}", "body": body})
+    return {"kind": "batch", "messages": messages}
+
+
+def exchange_batch_body(originator: KeyRing, count: int = BATCH) -> dict[str, Any]:
+    """A batch envelope's body with the item messages as the exchange builds them (``item_body`` in
+    gsomia.exchange): the originator's signed item (label and base64 payload under a compact JWS) as
+    one string, the purpose, the agreement, the route and the consents."""
+    template = item_body()
+    messages = []
+    for n in range(count):
+        item_id = f"kor-2024-{n:06d}"
+        content = {
+            "v": 1,
+            "kind": "item",
+            "item": item_id,
+            "label": template["label"],
+            "payload_type": "application/json",
+            "payload": base64.b64encode(canonical(template["payload"])).decode(),
+        }
+        body = {
+            "kind": "item",
+            "origin": sign_origin(originator, canonical(content), AT),
+            "purpose": "threat-assessment",
+            "agreement": "kor-jpn-gsomia-2016",
+            "route": {"sender": "KOR", "via": [], "recipient": "JPN"},
+            "consents": [],
+        }
+        messages.append({"msg_id": os.urandom(16).hex(), "body": body})
     return {"kind": "batch", "messages": messages}
 
 
@@ -252,6 +295,61 @@ class JoseAlone:
         return self.open(self.seal())
 
 
+class CoseAlone:
+    """Diagnostic: the hop's work as COSE (RFC 9052) would do it, with pycose, on the same claims bytes.
+
+    A COSE_Sign1 (EdDSA, Ed25519) over the claims, inside a COSE_Encrypt0 (A256GCM) whose key is
+    the ECDH-ES + HKDF-256 of RFC 9053 section 6.3 (a fresh X25519 key, its exchange with JPN's,
+    HKDF-SHA-256, by ``cryptography`` as pycose would call it); no base64, CBOR framing only. The
+    ephemeral public key is handed over beside the message (a COSE_Encrypt's recipient would carry
+    it in a few CBOR bytes), so this is a lower bound of a COSE hop, not a format gsomia speaks."""
+
+    def __init__(self, setup: Setup) -> None:
+        kid, signer = setup.kor.signing_key(AT)
+        recipient = setup.jpn.decryption_key(setup.jpn.encryption_kid(AT), AT)
+        seed = signer.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        public = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.signer = CoseOKPKey(crv="Ed25519", d=seed, x=public)
+        self.verifier = CoseOKPKey(crv="Ed25519", x=public)
+        self.kid = kid.encode()
+        self.recipient = recipient
+        self.recipient_public = recipient.public_key()
+        self.claims = setup.claims
+
+    @staticmethod
+    def _cek(shared: bytes) -> SymmetricKey:
+        info = b"gsomia-cose-diagnostic A256GCM"  # RFC 9053's COSE_KDF_Context, in spirit
+        return SymmetricKey(k=HKDF(hashes.SHA256(), 32, None, info).derive(shared))
+
+    def seal(self) -> tuple[X25519PublicKey, bytes]:
+        signed = Sign1Message(
+            phdr={cose_hdr.Algorithm: cose_alg.EdDSA, cose_hdr.KID: self.kid}, payload=self.claims
+        )
+        signed.key = self.signer
+        ephemeral = X25519PrivateKey.generate()
+        sealed = Enc0Message(
+            phdr={cose_hdr.Algorithm: cose_alg.A256GCM},
+            uhdr={cose_hdr.IV: os.urandom(12)},
+            payload=signed.encode(),
+        )
+        sealed.key = self._cek(ephemeral.exchange(self.recipient_public))
+        return ephemeral.public_key(), sealed.encode()
+
+    def open(self, sealed: tuple[X25519PublicKey, bytes]) -> bytes:
+        epk, data = sealed
+        message = CoseMessage.decode(data)
+        message.key = self._cek(self.recipient.exchange(epk))
+        signed = CoseMessage.decode(message.decrypt())
+        signed.key = self.verifier
+        if not signed.verify_signature():
+            raise ValueError("COSE_Sign1 signature does not verify")
+        payload: bytes = signed.payload
+        return payload
+
+    def hop(self) -> bytes:
+        return self.open(self.seal())
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -348,6 +446,7 @@ class Setup:
         assert json.loads(_unb64(header))["alg"] == "EdDSA"
         assert self.floor.hop() == self.claims
         assert JoseAlone(self).hop() == self.claims
+        assert CoseAlone(self).hop() == self.claims
         assert getattr(self.kept_hop(), "body", None) == self.body
 
 
@@ -380,15 +479,26 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         batched = Setup(Path(scratch) / "batch", batch_body())
         batched.check()
         batch_jose = JoseAlone(batched)
+        batch_cose = CoseAlone(batched)
         batch_runs: dict[str, Callable[[], None]] = {
             "gsomia_batch": repeated(batched.hop, BATCH_OPERATIONS),
             "joserfc_batch": repeated(batch_jose.hop, BATCH_OPERATIONS),
+            "cose_batch": repeated(batch_cose.hop, BATCH_OPERATIONS),
             "floor_batch": repeated(batched.floor.hop, BATCH_OPERATIONS),
+        }
+        # the same, the items as the exchange's messages carry them (each a signed string)
+        originator = KeyRing.create(Path(scratch) / "origin.json", "KOR", "kor-1", AT - timedelta(days=1))
+        exchanged = Setup(Path(scratch) / "exchange", exchange_batch_body(originator))
+        exchanged.check()
+        batch_runs |= {
+            "gsomia_xbatch": repeated(exchanged.hop, BATCH_OPERATIONS),
+            "floor_xbatch": repeated(exchanged.floor.hop, BATCH_OPERATIONS),
         }
         for run in batch_runs.values():
             run()
         timings |= {name: best_pass(run, budget_s=BUDGET_S, clock=CLOCK) for name, run in batch_runs.items()}
         batched.close()
+        exchanged.close()
         # the look-ups alone, where the marker's cost shows without the cryptography around it
         kor, kept, peers = setup.kor, setup.kor_kept, setup.jpn_peers
         lookups = {
@@ -411,11 +521,16 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         figures[f"{side}_open_us"] = timings[f"{side}_open"][0] / OPERATIONS * 1e6
         figures[f"{side}_passes"] = timings[f"{side}_hop"][1]
     figures["ratio"] = figures["gsomia_us"] / figures["floor_us"]
-    for side in SIDES:  # per item, BATCH items to an envelope
+    for side in (*SIDES, "cose"):  # per item, BATCH items to an envelope
         figures[f"{side}_batch_item_us"] = timings[f"{side}_batch"][0] / BATCH_OPERATIONS / BATCH * 1e6
         figures[f"{side}_batch_per_s"] = 1e6 / figures[f"{side}_batch_item_us"]
     figures["batch_ratio"] = figures["gsomia_batch_item_us"] / figures["floor_batch_item_us"]
     figures["joserfc_batch_ratio"] = figures["joserfc_batch_item_us"] / figures["floor_batch_item_us"]
+    figures["cose_batch_ratio"] = figures["cose_batch_item_us"] / figures["floor_batch_item_us"]
+    for side in ("gsomia", "floor"):
+        figures[f"{side}_xbatch_item_us"] = timings[f"{side}_xbatch"][0] / BATCH_OPERATIONS / BATCH * 1e6
+        figures[f"{side}_xbatch_per_s"] = 1e6 / figures[f"{side}_xbatch_item_us"]
+    figures["xbatch_ratio"] = figures["gsomia_xbatch_item_us"] / figures["floor_xbatch_item_us"]
     figures["batch_items"] = BATCH
     figures["ratio_target"] = RATIO_TARGET
     figures["joserfc_ratio"] = figures["joserfc_us"] / figures["floor_us"]
@@ -442,13 +557,16 @@ def _where(key: tuple[str, int, str]) -> str:
     return "other (builtins, stdlib)"
 
 
-def profile_envelope(count: int = 3000) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
-    """Own time per hop (µs) grouped by where the code lives, and the top functions by own time."""
+def profile_envelope(count: int = 100) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
+    """Own time per item (µs) of the batched hop (``BATCH`` items to an envelope, as the exchange
+    sends them), grouped by where the code lives, and the top functions by own time."""
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-") as scratch:
-        setup = Setup(Path(scratch))
-        repeated(setup.hop, 200)()
+        setup = Setup(Path(scratch), batch_body())
+        repeated(setup.hop, 10)()
         profiler = cProfile.Profile()
         profiler.runcall(repeated(setup.hop, count))
+        setup.close()
+    count *= BATCH  # per item
     stats = pstats.Stats(profiler)
     groups: dict[str, float] = {}
     rows: list[tuple[str, float, float]] = []
@@ -495,6 +613,28 @@ def _rows(figures: dict[str, float], met: bool, throughput: list[dict[str, Any]]
             peer="bare cryptography, same operations on the same batch (floor)",
             peer_value=figures["floor_batch_per_s"],
             ratio=figures["joserfc_batch_ratio"],
+            target="diagnostic",
+            met=None,
+        ),
+        row(
+            f"envelope seal+open per item, {figures['batch_items']:.0f} to an envelope, the items as the "
+            "exchange's messages carry them (the originator's signed item as one string)",
+            figures["gsomia_xbatch_per_s"],
+            "items/s",
+            peer="bare cryptography, same operations on the same batch (floor)",
+            peer_value=figures["floor_xbatch_per_s"],
+            ratio=figures["xbatch_ratio"],
+            target=f"<= {RATIO_TARGET}x the floor",
+            met=figures["xbatch_ratio"] <= RATIO_TARGET,
+        ),
+        row(
+            f"envelope seal+open per item, {figures['batch_items']:.0f} to an envelope, as COSE with pycose "
+            "(Sign1 EdDSA in Encrypt0 A256GCM, ECDH-ES+HKDF; ratio: / the floor's)",
+            figures["cose_batch_per_s"],
+            "items/s",
+            peer="bare cryptography, same operations on the same batch (floor)",
+            peer_value=figures["floor_batch_per_s"],
+            ratio=figures["cose_batch_ratio"],
             target="diagnostic",
             met=None,
         ),
@@ -622,6 +762,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(joserfc alone {figures['joserfc_batch_ratio']:.2f}x): {batch_verdict}"
     )
     print(
+        f"the items as the exchange's messages carry them (the originator's signed item as one string), "
+        f"per item: gsomia {figures['gsomia_xbatch_item_us']:.1f} µs, floor "
+        f"{figures['floor_xbatch_item_us']:.1f} µs; ratio {figures['xbatch_ratio']:.2f}x the floor"
+    )
+    print(
+        f"the same batch as COSE (pycose: Sign1 EdDSA inside Encrypt0 A256GCM, ECDH-ES+HKDF; diagnostic, "
+        f"not a format gsomia speaks): {figures['cose_batch_item_us']:.1f} µs per item, "
+        f"{figures['cose_batch_ratio']:.2f}x the floor"
+    )
+    print(
         f"store-kept keys and peers (the change marker checked on every use): "
         f"{figures['kept_per_s']:,.0f} hops/s, {figures['kept_us']:.1f} µs/hop, "
         f"{figures['kept_cost_us']:+.1f} µs/hop against the file ring; the look-ups alone (signing key and "
@@ -658,7 +808,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profile is not None:
         groups, top = profile
         print()
-        print("where gsomia's time goes (own time per hop under cProfile, which inflates Python calls):")
+        print(
+            f"where gsomia's time goes, {BATCH} items to an envelope (own time per item under cProfile, "
+            "which inflates Python calls):"
+        )
         for group, micros in groups.items():
             print(f"  {group:<30} {micros:>8.1f} µs")
         print()

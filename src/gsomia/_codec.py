@@ -36,6 +36,7 @@ __all__ = [
     "equivalence_change_to_dict",
     "instant_from_json",
     "json_object",
+    "label_created_at",
     "label_from_dict",
     "label_to_dict",
     "party_json",
@@ -187,6 +188,27 @@ def label_from_dict(data: Any, catalogue: Catalogue, *, held: bool = False) -> S
         raise
     except GsomiaError as exc:
         raise LabelError(f"label: {exc}") from exc
+
+
+def label_created_at(template: SecurityLabel, created: Any) -> SecurityLabel:
+    """``template`` (a label :func:`label_from_dict` parsed) with the creation instant ``created`` (its
+    JSON form, checked as :func:`label_from_dict` checks it): for labels that differ from one parsed
+    already in nothing else, as a store's labels mostly do (issue 18: parsed once, not per item)."""
+    at = _instant({"created": created}, "created", required=True)
+    if at is None:  # unreachable: required=True raises first; kept for the type checker
+        raise LabelError("label.created: required")
+    return SecurityLabel(
+        originator=template.originator,
+        classification=template.classification,
+        releasable_to=template.releasable_to,
+        purpose=template.purpose,
+        topics=template.topics,
+        created=at,
+        caveats=template.caveats,
+        review=template.review,
+        policy=template.policy,
+        alternatives=template.alternatives,
+    )
 
 
 def person_to_dict(person: Person) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from gsomia.crypto.envelope import (
     MAX_ENVELOPE_CHARS,
     EnvelopeError,
     Opened,
+    _parsed_claims,
     open_envelope,
     seal,
     sign_origin,
@@ -656,6 +657,56 @@ def test_signed_claims_for_another_audience_are_the_wrong_recipient(net: Network
 @pytest.mark.parametrize("payload", [b"not json", b"[1]", b"", b"{" * 5000])
 def test_signed_content_that_is_not_the_claims_object_is_malformed(net: Network, payload: bytes) -> None:
     assert refused(net, craft(net, payload=payload)) == "malformed"
+
+
+# The claims are read by orjson where it reads as ``json`` does (issue 18): what it would read
+# otherwise (an integer past 64 bits, NaN, a lone surrogate) is read by ``json``, as before.
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON_VALUES, spaced=st.booleans())
+def test_the_claims_read_exactly_as_the_standard_parser_reads_them(value: Any, spaced: bool) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, separators=(",", ":"))):
+        raw = (text if spaced else text.replace(": ", ":")).encode("utf-8", "surrogatepass")
+        try:
+            expected = json.loads(raw)
+        except ValueError as refused_by_json:
+            with pytest.raises(type(refused_by_json)):
+                _parsed_claims(raw)
+            continue
+        assert repr(_parsed_claims(raw)) == repr(expected)  # repr: 1 is not 1.0, -0.0 is not 0.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"n": 2**70, "m": -(2**64), "list": [18446744073709551616, 1]},
+        {"n": 12345678901234567890123},
+        {"id": "x:1234567890123456789012", "n": 9223372036854775807},
+    ],
+    ids=["past-64-bits", "past-64-bits-alone", "digits-in-text"],
+)
+def test_a_body_with_big_integers_opens_to_the_same_integers(net: Network, body: dict[str, Any]) -> None:
+    text = seal(net.rings["KOR"], net.peers["JPN"], body, msg_id="msg-0001", at=AT, ttl=TTL)
+    opened = open_envelope(net.rings["JPN"], text, net.lookup, AT).body
+    assert repr(sorted(opened.items())) == repr(sorted(body.items()))  # the same ints, none a float
+
+
+def test_signed_claims_only_the_standard_parser_reads_open_as_before(net: Network) -> None:
+    iat = int(AT.timestamp())
+    claims = {"v": 1, "iss": "KOR", "aud": "JPN", "jti": "msg-0001", "iat": iat, "exp": iat + 600}
+    spaced = json.dumps({**claims, "body": {"big": 2**70, "lone": "\ud800"}}).encode()
+    opened = open_envelope(net.rings["JPN"], craft(net, payload=spaced), net.lookup, AT).body
+    assert opened == {"big": 2**70, "lone": "\ud800"}
 
 
 @pytest.mark.parametrize(

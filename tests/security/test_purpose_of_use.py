@@ -110,6 +110,24 @@ def test_the_originators_consent_unlocks_its_purpose_for_its_holder_only(held: N
     assert any("KOR MND letter 2024-17" in r for r in reasons)
 
 
+def test_a_page_decides_each_item_with_its_own_consents_never_from_a_shared_label(held: Net) -> None:
+    """Issue 18: a page decides each label once, but where the item's own consents count (a reader
+    stating another purpose) each item is decided on its own. k1 and k2 carry the same label; KOR's
+    consent names k1 only: a page for training holds k1 and never k2, whichever comes first, and the
+    same page for the item's own purpose holds both."""
+    jpn, kor = held.nodes["JPN"], held.nodes["KOR"]
+    own_item(held, "KOR", "k2")
+    kor.exchange.release(held.officer("KOR"), "k2", "JPN")
+    kor.exchange.grant_purpose(held.officer("KOR"), "k1", "JPN", "training", "KOR MND letter 2024-17")
+    held.deliver()
+    analyst = jpn.people.person("analyst")
+    labels = {i.id: i.label for i in jpn.items.list_items(analyst, ItemFilter()).items}
+    assert labels.keys() == {"k1", "k2"}
+    assert labels["k1"].alternatives == labels["k2"].alternatives
+    assert [i.id for i in jpn.items.list_items(_for(analyst, "training"), ItemFilter()).items] == ["k1"]
+    assert [i.id for i in jpn.items.list_items(_for(analyst, "targeting"), ItemFilter()).items] == []
+
+
 def test_a_consent_not_from_the_originator_unlocks_nothing(held: Net) -> None:
     """Art. 6(b): only the providing party consents. A consent in KOR's name signed by the USA, one
     the USA signs in its own name for KOR's item, and KOR's own passed on by the USA are refused by

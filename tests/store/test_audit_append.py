@@ -57,6 +57,9 @@ def test_a_batch_of_records_reads_back_exactly(store: Store, count: int) -> None
         )
         assert stored.entry_id == given.entry_id if given.entry_id else len(stored.entry_id) == 32
         assert stored.leaf_index is None
+    made = [r.entry_id for r, given in zip(back, rows, strict=True) if not given.entry_id]
+    assert all(len(e) == 32 and int(e, 16) >= 0 for e in made)
+    assert len({r.entry_id for r in back}) == count  # every record its own id, made or given
 
 
 def test_a_batch_naming_an_entry_already_stored_is_refused_whole(store: Store) -> None:

@@ -31,8 +31,9 @@ from gsomia._codec import label_to_dict
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo import network
 from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
+from gsomia.errors import LinkError
 from gsomia.node import Node, load_config
-from gsomia.store import Store
+from gsomia.store import SignedArrival, Store
 from gsomia.stream import StreamService, launches, replay
 from gsomia.stream._link import ACK, ACK_BODY, BATCH, TRACKS, BatchSigner, initiate
 from gsomia.stream._origin import sign_batch
@@ -231,6 +232,103 @@ def test_an_update_sent_again_under_a_new_signature_is_kept_once_by_every_proces
     assert dropped["subject"] == "KOR"
     assert dropped["count"] == 2
     assert sorted(dropped["tracks"]) == sorted([f"KOR-t@{a['update_ts']}", f"KOR-t@{b['update_ts']}"])
+
+
+async def _refused(sender: Node, service: StreamService, bodies: list[bytes]) -> BaseException | None:
+    """A link from ``sender`` to ``service`` that sends TRACKS frames (``bodies``) and no window root;
+    what ended the link (``None``: it stayed open until its sender left)."""
+    inbound: asyncio.Queue[bytes] = asyncio.Queue()
+    outbound: asyncio.Queue[bytes] = asyncio.Queue()
+    peer = sender.exchange.peer(service.party)
+    assert peer is not None
+    first, finish = initiate(sender.ring, peer, sender.clock())
+    await inbound.put(first)
+    task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+    session = finish(await outbound.get())
+    for body in bodies:
+        for wire in session.seal(TRACKS, body, 0.0):
+            await inbound.put(wire)
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.exception()
+
+
+def test_a_replay_in_the_same_commit_as_its_original_is_refused(pair: Any, monkeypatch: Any) -> None:
+    """A signed batch and its replay in one frame (a TRACKS body holds one group or more): the
+    receiver's group commit records both arrivals in one transaction, checks the second against
+    the first, and refuses it as ``replayed-batch``; the track is shown once."""
+    nodes, _, _ = pair
+    kor, jpn = nodes["KOR"], nodes["JPN"]
+    body = sign_batch(kor.ring, [_message(kor, _track(0))], kor.clock())
+    commits: list[int] = []
+    remember = jpn.store.remember_signed_arrivals
+
+    def counted(arrivals: Any, *rest: Any) -> Any:
+        commits.append(len(arrivals))
+        return remember(arrivals, *rest)
+
+    monkeypatch.setattr(jpn.store, "remember_signed_arrivals", counted)
+    service = StreamService(jpn)
+    ended = asyncio.run(_refused(kor, service, [body + body]))
+    assert isinstance(ended, LinkError)
+    assert ended.detail == "replayed-batch"
+    assert commits == [2]  # the original and its replay in one transaction
+    assert service.stats.emitted == 1
+    refused = [r for r in audit(jpn, "stream.link") if r["outcome"] == "refused"]
+    assert [(r["subject"], r["error"]) for r in refused] == [("KOR", "replayed-batch")]
+
+
+def test_a_batch_one_process_received_is_a_replay_at_another(pair: Any) -> None:
+    """The replay memory is the store's: a batch taken by one process of JPN, sent again to another
+    process of JPN (same store), is refused there as ``replayed-batch`` and not shown."""
+    nodes, directory, clock = pair
+    kor = nodes["KOR"]
+    other = Node(load_config(directory / "jpn"), clock=clock)  # a second process of JPN, same store
+    body = sign_batch(kor.ring, [_message(kor, _track(0))], kor.clock())
+
+    async def run() -> tuple[StreamService, StreamService, list[int], BaseException | None]:
+        first, second = StreamService(nodes["JPN"]), StreamService(other)
+        confirmed = await _link(kor, first, [body])
+        return first, second, confirmed, await _refused(kor, second, [body])
+
+    try:
+        first, second, confirmed, ended = asyncio.run(run())
+    finally:
+        other.close()
+    assert confirmed == [2]
+    assert first.stats.emitted == 1
+    assert isinstance(ended, LinkError)
+    assert ended.detail == "replayed-batch"
+    assert second.stats.emitted == 0
+
+
+def test_the_store_checks_the_arrivals_of_one_commit_in_order(store_url: str) -> None:
+    """Both stores: in one transaction, an arrival repeating an earlier one's leaf is a replay
+    (nothing of it recorded), one repeating an earlier one's update under another batch names it,
+    and a failed arrival does not keep the others out."""
+    store = Store(store_url)
+    store.migrate()
+
+    def arrival(batch: str, leaves: list[int], tracks: list[str], at: int) -> SignedArrival:
+        return SignedArrival(batch, "KOR", tuple(leaves), tuple(tracks), at)
+
+    try:
+        answers = store.remember_signed_arrivals(
+            [
+                arrival("A", [0, 1], ["a0", "a1"], 10),
+                arrival("A", [1], ["fresh"], 11),  # a replay of A's leaf 1, in the same commit
+                arrival("B", [0], ["a1", "b0"], 12),  # a1 again, under another signature
+                arrival("C", [0], ["fresh"], 13),  # the replay above recorded nothing
+            ],
+            0,
+        )
+        assert answers == [([], set()), ([1], set()), ([], {"a1"}), ([], set())]
+        assert store.remember_signed_arrivals([arrival("B", [0], [], 14)], 0) == [([0], set())]
+    finally:
+        store.close()
 
 
 def test_another_partys_update_of_the_same_track_id_and_instant_is_not_a_duplicate(pair: Any) -> None:

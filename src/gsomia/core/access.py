@@ -33,7 +33,7 @@ from gsomia.core.policy import Check, Consent, ConsentKind
 from gsomia.core.visits import VisitScope, visit_check
 from gsomia.errors import AccessDenied, LabelError
 
-__all__ = ["AccessDecision", "Employment", "Person", "Role", "decide_read"]
+__all__ = ["AccessDecision", "Employment", "Person", "ReadKey", "Role", "decide_read", "read_key"]
 
 
 class Role(StrEnum):
@@ -201,6 +201,26 @@ def decide_read(
     if visit is not None:
         checks = (*checks, visit_check(visit, label, catalogue))
     return AccessDecision(all(c.passed for c in checks), person.id, checks)
+
+
+ReadKey = tuple[object, ...]
+
+
+def read_key(label: SecurityLabel) -> ReadKey:
+    """What of ``label`` :func:`decide_read` reads: for one person, catalogue, visit scope, holder,
+    instant and no consents, two labels with the same key get the same decision, checks and reasons
+    included. The creation and review instants and the policy name are not read, so items that
+    differ only in them (most of a page) are decided once (issue 18). A check that comes to read
+    another part of the label puts it here too (tests/core/test_access.py holds the two together)."""
+    return (
+        label.originator,
+        label.classification,
+        label.releasable_to,
+        label.purpose,
+        label.topics,
+        label.caveats,
+        label.alternatives,
+    )
 
 
 def _need_to_know(person: Person, label: SecurityLabel) -> Check:

@@ -21,7 +21,7 @@ the originator's published key (:func:`verify_origin`).
 
 What this node writes (:func:`seal`, :func:`sign_origin`) is serialised here from
 ``cryptography``'s primitives in the standard compact forms; everything it reads is parsed and
-checked by ``joserfc``.
+checked by ``joserfc``; the signed claims are read by orjson where it reads them as ``json`` does.
 
 Every failure to open or verify is one :class:`EnvelopeError` whose message is only
 "envelope refused"; its ``detail`` is for the audit log. Keys come from ``cryptography``
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -377,10 +378,48 @@ def _hop_header(header: dict[str, Any], own_party: str) -> None:
         raise EnvelopeError("wrong-recipient")
 
 
+# Where a run of 19 digits or more in the claims could be a number past what orjson reads as an
+# integer: every digit is one byte and everything else another, so a run is one ``find``.
+_DIGIT_MAP = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+_LONG_RUN = b"0" * 19
+_BEFORE_NUMBER = frozenset(b":,[- \t\r\n")
+
+
+def _long_number(payload: bytes) -> bool:
+    """Whether ``payload`` may hold an integer of 19 digits or more: a run of that many digits that
+    starts where a number can (a run inside text, after a letter or a quote, does not)."""
+    digits = payload.translate(_DIGIT_MAP)
+    at = digits.find(_LONG_RUN)
+    while at != -1:
+        if at == 0 or payload[at - 1] in _BEFORE_NUMBER:
+            return True
+        after = digits.find(b"x", at)
+        if after == -1:
+            return False
+        at = digits.find(_LONG_RUN, after)
+    return False
+
+
+def _parsed_claims(payload: bytes) -> Any:
+    """The signed claims as the standard ``json`` parser reads them, by orjson where that is the same.
+
+    orjson reads a batch's claims about three times faster (issue 18's envelope ratio). Where the
+    two could differ, the standard parser reads: orjson takes an integer past 64 bits as a float
+    (so claims that may hold one go to ``json``), and it refuses what ``json`` accepts beyond
+    RFC 8259 (``NaN``, a lone surrogate escape), which ``json`` then reads or refuses as it always did.
+    """
+    if not _long_number(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(payload)
+
+
 def _claims(payload: bytes, header: dict[str, Any]) -> dict[str, Any]:
     """The signed claims, which must repeat the outer header's routing exactly."""
     try:
-        claims = json.loads(payload)
+        claims = _parsed_claims(payload)
     except (ValueError, RecursionError) as exc:
         raise EnvelopeError("malformed") from exc
     if type(claims) is not dict or claims.keys() != _CLAIMS or type(claims["body"]) is not dict:

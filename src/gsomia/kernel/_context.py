@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from gsomia._codec import canonical, consent_from_content, equivalence_change_from_dict, person_from_dict
-from gsomia.core.access import AccessDecision, Person, Role, decide_read
+from gsomia.core.access import AccessDecision, Person, ReadKey, Role, decide_read, read_key
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.equivalences import AppliedChange, with_changes
 from gsomia.core.instants import epoch_us
@@ -66,6 +66,7 @@ __all__ = [
     "Clock",
     "ManualClock",
     "NodeContext",
+    "OneInstant",
     "ReadGate",
     "Seen",
     "checks_json",
@@ -493,7 +494,7 @@ class NodeContext:
         """The originator's consents to new purposes (Art. 6(b)) on file for ``item`` (and its
         standing ones), each verified against its signer's key; read only when ``actor`` states a
         purpose other than the item's, for a partner's item (one that does not verify is left out)."""
-        if actor.purpose is None or actor.purpose == label.purpose or label.originator == self.party:
+        if not self.consents_matter(actor, label):
             return ()
         found = []
         for row in self.fed.consents_for(label.originator, item or ""):
@@ -505,6 +506,12 @@ class NodeContext:
             except (EnvelopeError, GsomiaError):
                 continue
         return tuple(found)
+
+    def consents_matter(self, actor: Person, label: SecurityLabel) -> bool:
+        """Whether the originator's consents to new purposes count in ``actor``'s decision on ``label``
+        (they state another purpose than the item's, of a partner's item): only then does the
+        decision depend on the item, not on its label alone."""
+        return actor.purpose is not None and actor.purpose != label.purpose and label.originator != self.party
 
     def view(self, actor: Person, item: Item) -> Seen:
         """THE read decision of an item: what ``actor`` may see of it (:meth:`ReadGate.view`)."""
@@ -648,18 +655,28 @@ class ReadGate:
     def decide(self, label: SecurityLabel, item: str | None = None) -> AccessDecision:
         """The read decision for ``label`` (of ``item``: its consents to new purposes count)."""
         self.current()
+        return self._decide(label, item, self.context.clock(), self.context.catalogue)
+
+    def _decide(
+        self, label: SecurityLabel, item: str | None, now: datetime, catalogue: Catalogue
+    ) -> AccessDecision:
         context = self.context
-        now = context.clock()
         return decide_read(
             self.person,
             label,
-            context.catalogue,
+            catalogue,
             visit=self._scope,
             holder=context.party,
             consents=context.purpose_consents(self.person, label, item, now),
             item=item,
             at=now,
         )
+
+    def at_one_instant(self) -> ReadGate:
+        """This reader's decisions for one run of reads taken together (a page): all at one instant,
+        under one catalogue and one reading of the visits, and each label's decided once
+        (:class:`OneInstant`). Ask for a new one for the next run."""
+        return OneInstant(self)
 
     def view(self, item: Item) -> Seen:
         """What this reader may see of ``item``: all of it or nothing for an item signed whole; of an
@@ -679,3 +696,43 @@ class ReadGate:
         shown = self.context.items.shown(item, visible)
         decision = self.decide(shown.label, item.name)
         return Seen(shown if decision.allowed else None, decision)
+
+
+class OneInstant(ReadGate):
+    """:class:`ReadGate`'s decision for a run of reads taken together (one page): the instant, the
+    catalogue and the visits read once at the start, and the decision memoised by what it reads of
+    the label (:func:`~gsomia.core.access.read_key`): a page of 1,000 items holds few distinct keys,
+    and for one person at one instant the decision is a pure function of the key (issue 18).
+
+    The decision itself is :meth:`ReadGate._decide`, the one :meth:`ReadGate.decide` makes; nothing
+    is decided here on a side path. Where the item's own consents count (a reader stating another
+    purpose, :meth:`NodeContext.consents_matter`) each item is decided on its own, never from the
+    memo. The memo lives as long as this object: a change to the person, a label, a visit or a
+    consent is seen by the next run."""
+
+    _MEMO_LIMIT = 4096
+
+    def __init__(self, gate: ReadGate) -> None:
+        gate.current()  # the visits as they are now (read again if a window edge passed)
+        self.context = gate.context
+        self.person = gate.person
+        self.generation = gate.generation
+        self._scope = gate._scope
+        self._until = None
+        self._now = gate.context.clock()
+        self._catalogue = gate.context.catalogue
+        self._memo: dict[ReadKey, AccessDecision] = {}
+
+    def current(self) -> int:
+        return self.generation
+
+    def decide(self, label: SecurityLabel, item: str | None = None) -> AccessDecision:
+        if self.context.consents_matter(self.person, label):
+            return self._decide(label, item, self._now, self._catalogue)
+        key = read_key(label)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self._MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = self._decide(label, item, self._now, self._catalogue)
+        return found

@@ -20,7 +20,14 @@ from typing import Any
 
 import orjson
 
-from gsomia._codec import canonical, json_object, label_from_dict, label_to_dict, text_field
+from gsomia._codec import (
+    canonical,
+    json_object,
+    label_created_at,
+    label_from_dict,
+    label_to_dict,
+    text_field,
+)
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import AlternativeLabel, SecurityLabel
@@ -392,6 +399,8 @@ class Items:
         self.ring = ring
         self.hold_as = check_hold_as(catalogue(), party, hold_as or {})
         self._stored: dict[str, SecurityLabel] = {}
+        # a stored label but for its creation instant (sorted JSON) -> one such label parsed whole
+        self._templates: dict[bytes, SecurityLabel] = {}
         self._parsed: dict[bytes, SecurityLabel] = {}
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
         self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
@@ -405,13 +414,36 @@ class Items:
     # --- labels ---
 
     def stored_label(self, text: str) -> SecurityLabel:
-        """A stored label (canonical JSON), parsed once: labels repeat across items."""
+        """A stored label (canonical JSON), parsed once: labels repeat across items. Labels that differ
+        only in their creation instant (most of a store's: every item is created at its own instant)
+        are parsed once too: the first is parsed whole, the others take its parts and their own
+        instant (:func:`label_created_at`), keyed by everything else the stored form says."""
         found = self._stored.get(text)
         if found is None:
             if len(self._stored) >= _CACHE_LIMIT:
                 self._stored.clear()
-            found = self._stored[text] = label_from_dict(json.loads(text), self.catalogue, held=True)
+            found = self._stored[text] = self._parse_stored(text)
         return found
+
+    def _parse_stored(self, text: str) -> SecurityLabel:
+        data = json.loads(text)
+        key = None
+        if isinstance(data, dict) and "created" in data:
+            try:
+                key = orjson.dumps(
+                    {k: v for k, v in data.items() if k != "created"}, option=orjson.OPT_SORT_KEYS
+                )
+            except orjson.JSONEncodeError:  # past orjson (an integer past 64 bits): parsed whole
+                key = None
+            template = self._templates.get(key) if key is not None else None
+            if template is not None:
+                return label_created_at(template, data["created"])
+        label = label_from_dict(data, self.catalogue, held=True)
+        if key is not None:
+            if len(self._templates) >= _CACHE_LIMIT:
+                self._templates.clear()
+            self._templates[key] = label
+        return label
 
     def parse_label(self, data: Any) -> SecurityLabel:
         """A label in its boundary (dict) form, parsed and checked once per distinct content."""

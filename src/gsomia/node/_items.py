@@ -8,7 +8,6 @@ visit window) and recorded, allowed or refused, in the audit records; every refu
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -126,6 +125,7 @@ class ItemService:
         prepared: list[tuple[NewItem, SecurityLabel]] = []
         inventory: list[InventoryEntry] = []
         audit: list[AuditRow] = []
+        agreements: dict[str | None, str] = {}  # the inventory's detail, written once per agreement
         try:
             now = self.kernel.clock()
             now_us = epoch_us(now)
@@ -142,18 +142,13 @@ class ItemService:
                         kind,
                         entry.received_from or self.kernel.party,
                         who,
-                        canonical({"agreement": entry.agreement}),
+                        agreements.get(entry.agreement)
+                        or agreements.setdefault(entry.agreement, canonical({"agreement": entry.agreement})),
                     )
                 )
+                # canonical({"label": <the stored label>}): the stored label is canonical JSON already
                 audit.append(
-                    AuditRow(
-                        now_us,
-                        "item.ingest",
-                        who,
-                        new.id,
-                        "allowed",
-                        canonical({"label": json.loads(new.label)}),
-                    )
+                    AuditRow(now_us, "item.ingest", who, new.id, "allowed", f'{{"label":{new.label}}}')
                 )
             self.kernel.store.insert_items([new for new, _ in prepared], inventory, audit)
         except GsomiaError as exc:
@@ -271,12 +266,18 @@ class ItemService:
         served, ends the page before that item when it says no (the shell's page is full).
         """
         found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
-        rows = [
-            self.kernel.audit_row(
-                "item.read", actor.id, item.id, "allowed", channel=channel, checks=checks_json(d.checks)
-            )
-            for item, _, d in found
-        ]
+        # the page's reads at one instant; a page's items share few decisions (OneInstant), and each
+        # decision's record detail is written once
+        at_us = epoch_us(self.kernel.clock())
+        details: dict[int, str] = {}
+        rows = []
+        for item, _, decision in found:
+            detail = details.get(id(decision))  # the decisions live in ``found`` while this runs
+            if detail is None:
+                detail = details[id(decision)] = canonical(
+                    {"channel": channel, "checks": checks_json(decision.checks)}
+                )
+            rows.append(AuditRow(at_us, "item.read", actor.id, item.id, "allowed", detail))
         rows.append(
             self.kernel.audit_row(
                 "item.list",
@@ -320,7 +321,7 @@ class ItemService:
         found: list[tuple[Item, bytes, AccessDecision]] = []
         last = after  # the scan key of the last item served
         withheld = 0
-        gate = self.kernel.reader(actor)
+        gate = self.kernel.reader(actor).at_one_instant()  # the page: one instant, each label decided once
         scanned_to = after
         more = False
         # a page that may fill before ``limit`` items (``fits``) reads the store in small steps

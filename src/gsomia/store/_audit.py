@@ -19,14 +19,14 @@ __all__ = ["AuditStore", "ForkEvidenceRow", "GossipHeadRow", "HeadRow", "Partner
 # statement each over arrays (one round trip for a whole batch instead of one per row)
 _SQLITE_LEAVES = "UPDATE audit_records SET leaf_index = ?, leaf = ? WHERE seq = ?"
 _SQLITE_NODES = "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
-# the hashes as one hex text, made bytea once (a text's substr counts characters from its start)
-# Two things keep this one statement linear in the round's size. The hashes' bytea is made once, in
-# a MATERIALIZED CTE: psycopg prepares a statement it has run five times on a connection, and in
-# the server's generic plan for it a sub-select's decode($1) was folded into the join and run again
-# for every row (a 640,000-character hex text decoded 10,000 times a round: 96 of every 100 µs
-# of server CPU per record). And the seq range bounds the join: the planner sees the split arrays'
-# 10,000 elements and hashes them against audit_records, which without the range it read whole
-# (a sequential scan that grew with the log), with it through the primary key's range.
+# The hashes go as one hex text, made bytea once (a text's substr counts characters from its start).
+# Two things keep this one statement linear in the round's size. The bytea is made in a
+# MATERIALIZED CTE: psycopg prepares a statement it has run five times on a connection, and the
+# server's generic plan for it folded a sub-select's decode($1) into the join and ran it again for
+# every row (a 640,000-character hex text decoded 10,000 times a round: server CPU 5.0 s per 50,000
+# records, 1.0 s with it made once). And the seq range bounds the join: the planner sees the split
+# arrays' 10,000 elements and hashes them against audit_records, which without the range it read
+# whole (a sequential scan that grew with the log), with it through the primary key's range.
 _PG_LEAVES = (
     "WITH h AS MATERIALIZED (SELECT decode(%s, 'hex') AS b) "
     "UPDATE audit_records AS a SET leaf_index = v.i, leaf = substring(h.b FROM v.k::int * 32 - 31 FOR 32) "
@@ -169,6 +169,15 @@ class AuditStore:
                 yield conn
 
     @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """For one statement: the bound transaction's connection, else one without a transaction."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self.store._read_one() as conn:
+                yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         if self._conn is not None:
             yield self._conn
@@ -251,7 +260,7 @@ class AuditStore:
             after = rows[-1][0]
 
     def frontier(self) -> str | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             return conn.execute(
                 select(t.node_meta.c.value).where(t.node_meta.c.key == "audit.frontier")
             ).scalar_one_or_none()
@@ -259,7 +268,7 @@ class AuditStore:
     def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not keys:
             return {}
-        with self._read() as conn:
+        with self._read_one() as conn:
             if conn.dialect.name == "postgresql":
                 levels = [int(k[0]) for k in keys]
                 idxs = [int(k[1]) for k in keys]
@@ -278,7 +287,7 @@ class AuditStore:
             return {(r.level, r.idx): r.hash for r in conn.execute(query)}
 
     def entry(self, entry_id: str) -> AuditRow | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             row = conn.execute(
                 select(t.audit_records).where(t.audit_records.c.entry_id == entry_id)
             ).one_or_none()
@@ -334,7 +343,7 @@ class AuditStore:
             return [HeadRow(r.size, r.root, r.at_us, r.jws) for r in conn.execute(query)]
 
     def latest_head(self) -> HeadRow | None:
-        with self._read() as conn:
+        with self._read_one() as conn:
             r = conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size.desc()).limit(1)).one_or_none()
         return None if r is None else HeadRow(r.size, r.root, r.at_us, r.jws)
 

@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -23,12 +23,15 @@ from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
+    LargeBinary,
     case,
     create_engine,
     delete,
     event,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     update,
@@ -50,6 +53,8 @@ __all__ = [
     "ItemFilter",
     "ItemRow",
     "NewItem",
+    "Remembered",
+    "SignedArrival",
     "Store",
     "TallyRow",
     "TokenRow",
@@ -107,6 +112,18 @@ class ItemRow:
     def name(self) -> str:
         """The id the originator gave the item (what its messages name it by)."""
         return self.origin_id or self.id
+
+
+_ROW_COLUMNS = [t.items.c[f.name] for f in fields(ItemRow)]
+# a page's rows without the sealed payload and signed original (an empty payload in their place)
+_PAGE_COLUMNS = [
+    literal(b"", LargeBinary).label("payload")
+    if c.name == "payload"
+    else null().label("origin_jws")
+    if c.name == "origin_jws"
+    else c
+    for c in _ROW_COLUMNS
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,48 +220,117 @@ OVERFLOW_SOURCE = "*"  # the sources of a window beyond its cap, counted togethe
 _SQLITE_MARKS = 500  # values per IN (...) list, under SQLite's limit on bound parameters
 
 
-def _remember_sqlite(
-    conn: Connection,
-    batch: str,
-    originator: str,
-    wanted: list[int],
-    now_us: int,
-    forget_before_us: int,
-    tracks: Sequence[str],
-) -> tuple[list[int], set[str]]:
-    """:meth:`Store.remember_signed_tracks` on SQLite, through the driver's ``executemany``: the same
-    statements as the Core path, a third of its CPU per track (benchmarks/README.md, bench_stream).
-    The first DELETE takes the database's write lock for the transaction, so no other writer comes
-    between reading which updates arrived before and recording the rest."""
+@dataclass(frozen=True, slots=True)
+class SignedArrival:
+    """One verified group of an originator-signed batch, as it arrived at this node: the leaves of the
+    batch it carries and the identities (hashed) of the track updates in them, at ``now_us``."""
+
+    batch: str  # SHA-256 of the signed batch content, hex
+    originator: str
+    leaves: tuple[int, ...]
+    tracks: tuple[str, ...]
+    now_us: int
+
+
+class Remembered(NamedTuple):
+    """What the replay memory said of one :class:`SignedArrival`: the leaves that had arrived before
+    (a replay: nothing of it was recorded) and the updates that had (sent again under a new
+    signature: the caller drops them)."""
+
+    replayed: list[int]
+    before: set[str]
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _remember_sqlite(conn: Connection, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
+    """:meth:`Store.remember_signed_arrivals` on SQLite, inside a transaction holding the write lock:
+    what arrived before is read with one query per table (per 500 values), the arrivals are checked
+    in order here, and what is new is written with one multi-row INSERT per table (per 500 values).
+    A statement's run on the driver lets go of the interpreter's lock (the GIL) and takes it back:
+    a worker thread writing while the event loop is busy waits up to the interpreter's switch
+    interval (5 ms) each time, so a commit costs a few statements, not a few per track."""
     run = conn.exec_driver_sql
-    run("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
-    run("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
-    seen: list[int] = []
-    for start in range(0, len(wanted), _SQLITE_MARKS):
-        chunk = wanted[start : start + _SQLITE_MARKS]
-        marks = ",".join("?" * len(chunk))
-        query = f"SELECT leaf FROM track_batches_seen WHERE batch = ? AND leaf IN ({marks})"  # noqa: S608 - only "?" marks
-        seen += [row[0] for row in run(query, (batch, *chunk))]
-    if seen:
-        return sorted(seen), set()
-    run(
-        "INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES (?, ?, ?, ?)",
-        [(batch, leaf, originator, now_us) for leaf in wanted],
-    )
-    identities = sorted(set(tracks))
-    before: set[str] = set()
-    for start in range(0, len(identities), _SQLITE_MARKS):
-        part = identities[start : start + _SQLITE_MARKS]
+    batches = sorted({arrival.batch for arrival in arrivals})
+    recorded: set[tuple[str, int]] = set()
+    for part in _chunks(batches, _SQLITE_MARKS):
+        marks = ",".join("?" * len(part))
+        query = f"SELECT batch, leaf FROM track_batches_seen WHERE batch IN ({marks})"  # noqa: S608 - only "?" marks
+        recorded.update((row[0], row[1]) for row in run(query, tuple(part)))
+    identities = sorted({track for arrival in arrivals for track in arrival.tracks})
+    known: set[str] = set()
+    for part in _chunks(identities, _SQLITE_MARKS):
         marks = ",".join("?" * len(part))
         query = f"SELECT track FROM tracks_seen WHERE track IN ({marks})"  # noqa: S608 - only "?" marks
-        before.update(row[0] for row in run(query, tuple(part)))
-    fresh = [(track, originator, now_us) for track in identities if track not in before]
-    if fresh:
+        known.update(row[0] for row in run(query, tuple(part)))
+    answers: list[Remembered] = []
+    leaf_rows: list[tuple[str, int, str, int]] = []
+    track_rows: list[tuple[str, str, int]] = []
+    for arrival in arrivals:  # in order: each is checked against those before it as well
+        wanted = sorted(set(arrival.leaves))
+        replayed = [leaf for leaf in wanted if (arrival.batch, leaf) in recorded]
+        if replayed:
+            answers.append(Remembered(replayed, set()))  # nothing of a replay is recorded
+            continue
+        recorded.update((arrival.batch, leaf) for leaf in wanted)
+        leaf_rows += [(arrival.batch, leaf, arrival.originator, arrival.now_us) for leaf in wanted]
+        updates = set(arrival.tracks)
+        before = updates & known
+        fresh = sorted(updates - known)
+        known.update(fresh)
+        track_rows += [(track, arrival.originator, arrival.now_us) for track in fresh]
+        answers.append(Remembered([], before))
+    for rows in _chunks(leaf_rows, _SQLITE_MARKS // 4):
+        values = ",".join(["(?, ?, ?, ?)"] * len(rows))
         run(
-            "INSERT INTO tracks_seen (track, originator, seen_us) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            fresh,
+            f"INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
+            tuple(value for row in rows for value in row),
         )
-    return [], before
+    for rows in _chunks(track_rows, _SQLITE_MARKS // 3):
+        values = ",".join(["(?, ?, ?)"] * len(rows))
+        run(
+            f"INSERT INTO tracks_seen (track, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
+            tuple(value for row in rows for value in row),
+        )
+    return answers
+
+
+def _remember_core(conn: Connection, arrival: SignedArrival) -> Remembered:
+    """One arrival through SQLAlchemy Core (PostgreSQL): a leaf another process records at the same
+    time makes the insert fail (a ``ConflictError``), an update it records returns nothing here."""
+    table, seen_tracks = t.track_batches_seen, t.tracks_seen
+    wanted = sorted(set(arrival.leaves))
+    seen = (
+        conn.execute(select(table.c.leaf).where(table.c.batch == arrival.batch, table.c.leaf.in_(wanted)))
+        .scalars()
+        .all()
+    )
+    if seen:
+        return Remembered(sorted(seen), set())
+    conn.execute(
+        insert(table),
+        [
+            {"batch": arrival.batch, "leaf": n, "originator": arrival.originator, "seen_us": arrival.now_us}
+            for n in wanted
+        ],
+    )
+    fresh: set[str] = set()
+    if arrival.tracks:
+        fresh = set(
+            conn.execute(
+                _insert_new(conn, seen_tracks).returning(seen_tracks.c.track),
+                [
+                    {"track": track, "originator": arrival.originator, "seen_us": arrival.now_us}
+                    for track in sorted(set(arrival.tracks))
+                ],
+            )
+            .scalars()
+            .all()
+        )
+    return Remembered([], set(arrival.tracks) - fresh)
 
 
 def _insert_new(conn: Connection, table: Any) -> Any:
@@ -529,6 +615,16 @@ class Store:
         with _reading(), self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """A connection for ONE read statement, which is its own snapshot: on PostgreSQL outside a
+        transaction (autocommit), so the statement is one round trip, where :meth:`_read`'s takes three
+        (the driver's ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back)."""
+        with _reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     # --- schema ---
 
     def migrate(self) -> None:
@@ -580,51 +676,56 @@ class Store:
         """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived, carrying the track
         updates ``tracks`` (their identities, hashed); returns the leaves that had arrived before (a
         replay: then nothing is recorded) and the updates that had (sent again under a new signature:
-        the caller drops them).
+        the caller drops them). One :class:`SignedArrival` of :meth:`remember_signed_arrivals`."""
+        arrival = SignedArrival(batch, originator, tuple(leaves), tuple(tracks), now_us)
+        replayed, before = self.remember_signed_arrivals([arrival], forget_before_us)[0]
+        return replayed, before
 
-        One transaction: rows seen before ``forget_before_us`` are forgotten first (a batch that old
-        is refused as stale before it gets here), so the tables hold one window's worth. Two
-        processes recording the same leaf at once: the second is told it is a replay; the same
-        update at once: the second is told it arrived before.
+    def remember_signed_arrivals(
+        self, arrivals: Sequence[SignedArrival], forget_before_us: int, audit: Sequence[AuditRow] = ()
+    ) -> list[Remembered]:
+        """Record ``arrivals`` in order, in one transaction (one commit for them all: the receiver's
+        group commit), and say of each what had arrived before: an arrival is checked against every
+        one recorded before it, the earlier ones of ``arrivals`` included (a replay in the same
+        commit as its original is a replay), and a replayed arrival records nothing. The audit
+        records ``audit`` are appended in the same transaction.
+
+        Rows seen before ``forget_before_us`` are forgotten first (a batch that old is refused as stale
+        before it gets here), so the tables hold one window's worth. On SQLite the transaction takes
+        the database's write lock from its start (``BEGIN IMMEDIATE``), so no other writer comes
+        between reading what arrived before and recording the rest. Two processes recording the same
+        leaf at once: the second is told it is a replay; the same update at once: the second is told
+        it arrived before. Where that shows as a
+        conflict (PostgreSQL), the arrivals are recorded again one transaction each, so that one
+        arrival's conflict is never another's.
         """
         table, seen_tracks = t.track_batches_seen, t.tracks_seen
-        wanted = sorted(set(leaves))
         try:
+            if self.engine.dialect.name == "sqlite":
+                with _writing(), self.engine.connect() as conn:
+                    run = conn.exec_driver_sql
+                    run("BEGIN IMMEDIATE")  # the write lock first: no writer between reading and writing
+                    run("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
+                    run("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
+                    answers = _remember_sqlite(conn, arrivals)
+                    self._audit(conn, audit)
+                    conn.commit()
+                    return answers
             with self._begin() as conn:
-                if conn.dialect.name == "sqlite":
-                    return _remember_sqlite(conn, batch, originator, wanted, now_us, forget_before_us, tracks)
                 conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
                 conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
-                seen = (
-                    conn.execute(select(table.c.leaf).where(table.c.batch == batch, table.c.leaf.in_(wanted)))
-                    .scalars()
-                    .all()
-                )
-                if seen:
-                    return sorted(seen), set()
-                conn.execute(
-                    insert(table),
-                    [
-                        {"batch": batch, "leaf": n, "originator": originator, "seen_us": now_us}
-                        for n in wanted
-                    ],
-                )
-                fresh: set[str] = set()
-                if tracks:
-                    fresh = set(
-                        conn.execute(
-                            _insert_new(conn, seen_tracks).returning(seen_tracks.c.track),
-                            [
-                                {"track": track, "originator": originator, "seen_us": now_us}
-                                for track in sorted(set(tracks))
-                            ],
-                        )
-                        .scalars()
-                        .all()
-                    )
+                answers = [_remember_core(conn, arrival) for arrival in arrivals]
+                self._audit(conn, audit)
+                return answers
         except ConflictError:
-            return wanted, set()
-        return [], set(tracks) - fresh
+            if len(arrivals) > 1:
+                answers = [
+                    self.remember_signed_arrivals([arrival], forget_before_us)[0] for arrival in arrivals
+                ]
+                self.append_audit(audit)
+                return answers
+            self.append_audit(audit)
+            return [Remembered(sorted(set(arrival.leaves)), set()) for arrival in arrivals]
 
     @property
     def name(self) -> str:
@@ -677,8 +778,12 @@ class Store:
                 }
                 for n, item in enumerate(new)
             ]
-            query = insert(t.items).returning(t.items.c.seq, sort_by_parameter_order=True)
-            seqs = list(conn.execute(query, values).scalars())
+            # each new seq read back with its item's id (unique): asked in the parameters' order,
+            # SQLAlchemy sends SQLite one INSERT a row (SQLite cannot tie a new ROWID to its
+            # parameters); unordered, one statement takes the batch (issue 18)
+            query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
+            given: dict[str, int] = {row[0]: row[1] for row in conn.execute(query, values)}
+            seqs = [given[item.id] for item in new]
         topic_rows = [
             {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
         ]
@@ -791,13 +896,17 @@ class Store:
     ) -> list[ItemRow]:
         """Items after ``after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET); with
         ``where.by_added`` the key is the date-added instead (``after_seq`` is then a date-added)."""
-        columns = (
-            list(t.items.c)
-            if with_payload
-            else [c for c in t.items.c if c.name not in ("payload", "origin_jws")]
-        )
         key = t.items.c.added_us if where.by_added else t.items.c.seq
-        query = select(*columns).where(key > after_seq)
+        query = select(*(_ROW_COLUMNS if with_payload else _PAGE_COLUMNS))
+        if where.topic is not None and not where.by_added:
+            # the topic's index walked in seq order from the cursor, stopping at the page's end (an
+            # IN subquery made SQLite list the topic's every item past the cursor first: the first
+            # page of a topic took 67 ms at 1,000,000 items, issue 18)
+            key = t.item_topics.c.item_seq
+            query = query.select_from(
+                t.item_topics.join(t.items, t.items.c.seq == t.item_topics.c.item_seq)
+            ).where(t.item_topics.c.topic == where.topic)
+        query = query.where(key > after_seq)
         if where.originator is not None:
             query = query.where(t.items.c.originator == where.originator)
         if where.classification is not None:
@@ -812,17 +921,13 @@ class Store:
             query = query.where(t.items.c.ingested_us > where.ingested_after_us)
         if where.added_after_us is not None:
             query = query.where(t.items.c.added_us > where.added_after_us)
-        if where.topic is not None:  # the cursor bounds the topic index range too, so deep pages stay fast
+        if where.topic is not None and where.by_added:
             topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
-            if not where.by_added:
-                topics = topics.where(t.item_topics.c.item_seq > after_seq)
             query = query.where(t.items.c.seq.in_(topics))
         query = query.order_by(key).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        if with_payload:
-            return [ItemRow(**r._mapping) for r in rows]
-        return [ItemRow(**r._mapping, payload=b"") for r in rows]
+        return [ItemRow(*r) for r in rows]  # the columns in ItemRow's order: no mapping built a row
 
     def count_items(self) -> int:
         with self._read() as conn:

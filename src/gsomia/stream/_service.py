@@ -65,7 +65,16 @@ from gsomia.errors import (
 )
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
 from gsomia.kernel import NodeContext
-from gsomia.store import ASSURANCES, CONSENTS, EQUIVALENCES, PEERS, AuditRow, LinkHellos
+from gsomia.store import (
+    ASSURANCES,
+    CONSENTS,
+    EQUIVALENCES,
+    PEERS,
+    AuditRow,
+    LinkHellos,
+    Remembered,
+    SignedArrival,
+)
 from gsomia.stream._bus import HANDOFF_MAX_AGE_S, Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -83,6 +92,7 @@ from gsomia.stream._link import (
     accept,
     initiate,
 )
+from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 
 __all__ = [
@@ -107,6 +117,7 @@ _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
 _ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
+_READ_AHEAD = 1024  # groups of one link read and not yet taken, at most: then the reader waits
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
 # an update sent again comes at most this long after the first time: a link's holder sends what was
@@ -173,6 +184,30 @@ class _Received:
     track: dict[str, Any]
     recipient: str
     via: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A verified group whose tracks were read, waiting for the store to say what arrived before."""
+
+    seq: int
+    group: VerifiedGroup
+    read: list[_Received]
+    keys: list[str]  # each track's identity, beside ``read``
+    remembered: asyncio.Future[Remembered]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rooted:
+    """A hop's window root verified: the frames received up to it (``received``) are confirmed once
+    every track before it was taken."""
+
+    received: int
+    detail: dict[str, Any]  # what the audit record of the verified root says
+
+
+# what a link's reader hands on, in order: a group, a window root, an authorisation (its JWS)
+_Read = _Arrival | _Rooted | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +301,8 @@ class StreamService:
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
+        # the groups received and their audit records: one commit for those that arrive together
+        self._memory = ReplayMemory(kernel.store)
         self._nats: NatsBus | None = None  # the bus tracks are handed over on, for links held by leases
         if link_leases is not None:
             if not isinstance(self.bus, NatsBus):
@@ -311,6 +348,7 @@ class StreamService:
         for lease in self._leases.values():  # another process takes the links at once
             await asyncio.to_thread(lease.release)
         self._holding.clear()
+        await self._memory.close()
         await self.bus.close()
         self._started = False
 
@@ -986,8 +1024,74 @@ class StreamService:
         """The frames of a confirmed link (``first`` already opened), until it ends or a frame is
         refused (``LinkError``). ``peer_kid`` is the peer's key the session was opened with and
         ``peers`` the peer directory's generation then: a key revoked meanwhile ends the link.
-        After each window root verified, the frames received so far are confirmed (``ACK``): every
-        track in them was kept, passed on or refused here, so the sender need not send them again."""
+
+        Two tasks: one reads the frames, verifies each group and hands it to the replay memory (the
+        next commit, :class:`ReplayMemory`); the other takes what was read in the order it arrived,
+        each group once its commit said it is no replay, so a frame does not wait for the one before
+        it to be committed. A window root verified is taken in its turn, after every group before
+        it: the frames received up to it are confirmed (``ACK``), every track in them was kept,
+        passed on or refused here, so the sender need not send them again; an authorisation, after
+        the tracks before it. When the reading ends (the link closed, a frame refused), what was
+        read before is taken all the same (its groups are remembered as received); a group refused
+        (a replay) ends the link at once."""
+        read_so_far: asyncio.Queue[_Read | None] = asyncio.Queue()
+        ended: list[Exception] = []
+
+        async def read() -> None:
+            try:
+                await self._read_frames(receive, session, first, peer_kid, peers, read_so_far)
+            except Exception as exc:  # raised below, once what was read before it is taken
+                ended.append(exc)
+            finally:
+                read_so_far.put_nowait(None)
+
+        refused: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(read())
+                tasks.create_task(self._take_in_order(session, send, read_so_far))
+        except BaseExceptionGroup as group:  # the taker failed: the reading was stopped
+            refused = group.exceptions[0]
+        if refused is not None and (isinstance(refused, LinkError) or not ended):
+            raise refused  # a refusal of what came first, or the taker's failure
+        if ended:
+            raise ended[0]
+
+    async def _take_in_order(
+        self, session: LinkSession, send: Any, read_so_far: asyncio.Queue[_Read | None]
+    ) -> None:
+        """Take what one link's reader read, in order, until it ends (``None``): each group once its
+        commit is done, each window root confirmed, each authorisation received."""
+        peer = session.peer
+        recorded: asyncio.Future[None] | None = None  # the audit record of the last root confirmed
+        while (item := await read_so_far.get()) is not None:
+            if isinstance(item, _Arrival):
+                await self._take_group(peer, item)
+            elif isinstance(item, _Rooted):
+                if recorded is not None:  # written long since (a window ago): a failure ends the link
+                    await recorded
+                # in the next commit, not waited for: the confirmation is of the tracks, all taken
+                recorded = self._memory.record(
+                    [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
+                )
+                for out in session.seal(ACK, ACK_BODY.pack(item.received), time.monotonic()):
+                    await send(out)
+            else:
+                await self._receive_consent(peer, item)
+            read_so_far.task_done()
+        if recorded is not None:
+            await recorded
+
+    async def _read_frames(
+        self,
+        receive: Any,
+        session: LinkSession,
+        first: Frame | None,
+        peer_kid: str,
+        peers: int,
+        read_so_far: asyncio.Queue[_Read | None],
+    ) -> None:
+        """Read, open and verify the link's frames, what each holds onto ``read_so_far``."""
         peer = session.peer
         verifier = BatchVerifier(self.party, self.kernel.peers.peer)
         unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
@@ -1024,7 +1128,10 @@ class StreamService:
                     verified = verify_group(
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
-                    await self._receive_group(peer, frame.seq, verified)
+                    if read_so_far.qsize() >= _READ_AHEAD:  # the taker is behind: read no further for now
+                        await read_so_far.join()
+                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
+                await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
             elif frame.kind == TRACK:
                 raise LinkError(
                     "unsigned", f"frame {frame.seq} from {peer} holds a track its originator did not sign"
@@ -1036,17 +1143,13 @@ class StreamService:
                         "too-many-consents",
                         f"{peer} sent more than {_CONSENTS_PER_LINK} authorisations on one link",
                     )
-                await self._receive_consent(peer, _text(frame.body, frame.seq, peer))
+                read_so_far.put_nowait(_text(frame.body, frame.seq, peer))
             elif frame.kind == BATCH:
                 jws = _text(frame.body, frame.seq, peer)
                 batch = verifier.verify(jws, peer, self.kernel.clock())
                 unrooted_since = None
                 self.stats.batches_verified += 1
-                await self._audit(
-                    self._audit_row("stream.batch", None, peer, "verified", **batch.audit_detail())
-                )
-                for out in session.seal(ACK, ACK_BODY.pack(session.received), time.monotonic()):
-                    await send(out)
+                read_so_far.put_nowait(_Rooted(session.received, batch.audit_detail()))
             elif frame.kind == ACK:
                 raise LinkError("malformed", f"frame {frame.seq} from {peer}: only the receiver confirms")
 
@@ -1090,10 +1193,8 @@ class StreamService:
         await self._audit(self._audit_row("stream.consent", None, consent_id, "received", sender=sender,
                                     originator=consent.originator, recipient=consent.recipient))  # fmt: skip
 
-    async def _first_arrival(self, peer: str, group: VerifiedGroup, tracks: list[str]) -> set[str]:
-        """Remember the group's tracks in the store; ``LinkError`` if any of them arrived before in
-        the same signed batch; the updates among ``tracks`` (their identities) that arrived before
-        under another signature, which the caller drops.
+    def _remember(self, group: VerifiedGroup, tracks: list[str]) -> asyncio.Future[Remembered]:
+        """Hand the group to the replay memory (the next commit): what arrived before, in the future.
 
         A hub holds each batch it relayed and could send it again, or send the same track twice,
         while its originator's signature is still fresh: the store remembers every (batch, leaf)
@@ -1106,38 +1207,45 @@ class StreamService:
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
-        replayed, duplicates = await asyncio.to_thread(
-            self.kernel.store.remember_signed_tracks,
-            group.batch,
-            group.originator,
-            [entry.index for entry in group.entries],
+        arrival = SignedArrival(
+            group.batch, group.originator, tuple(entry.index for entry in group.entries), tuple(tracks),
             epoch_us(now),
-            epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)),
-            tracks,
-        )
-        if replayed:
+        )  # fmt: skip
+        return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
+
+    @staticmethod
+    def _refuse_replay(peer: str, group: VerifiedGroup, remembered: Remembered) -> set[str]:
+        """``LinkError`` if any track of the group arrived before in the same signed batch; else the
+        updates of it (their identities) that arrived before under another signature."""
+        if remembered.replayed:
             raise LinkError(
                 "replayed-batch",
-                f"{peer} sent again {len(replayed)} track(s) of a batch {group.originator} signed at "
-                f"{group.signed_at.isoformat()} (batch {group.batch[:16]}): a replay",
+                f"{peer} sent again {len(remembered.replayed)} track(s) of a batch {group.originator} "
+                f"signed at {group.signed_at.isoformat()} (batch {group.batch[:16]}): a replay",
             )
-        return duplicates
+        return remembered.before
 
-    async def _receive_group(self, sender: str, seq: int, group: VerifiedGroup) -> None:
-        """The tracks of one verified group: each read at the boundary (``LinkError`` if one is not
-        a track this node accepts from ``sender``), remembered, then each taken once: an update that
-        arrived before, or twice in the group, is dropped, counted and audited (one record)."""
+    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup) -> _Arrival:
+        """Read each track of one verified group at the boundary (``LinkError`` if one is not a track
+        this node accepts from ``sender``) and hand the group to the replay memory."""
         try:
             read = [self._read_track(sender, seq, group, entry) for entry in group.entries]
-        except LinkError:
-            await self._first_arrival(sender, group, [])  # a replayed batch is named as one first
+        except LinkError:  # a replayed batch is named as one first
+            self._refuse_replay(sender, group, await self._remember(group, []))
             raise
         keys = [_track_key(group.originator, message) for message in read]
-        duplicates = await self._first_arrival(sender, group, keys)
+        return _Arrival(seq, group, read, keys, self._remember(group, keys))
+
+    async def _take_group(self, sender: str, arrival: _Arrival) -> None:
+        """Once the store remembered the group: each track taken once (an update that arrived before,
+        or twice in the group, is dropped, counted and audited, one record); ``LinkError`` for a
+        replay."""
+        seq, group = arrival.seq, arrival.group
+        duplicates = self._refuse_replay(sender, group, await arrival.remembered)
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
         taken: set[str] = set()
         dropped: list[str] = []
-        for entry, message, key in zip(group.entries, read, keys, strict=True):
+        for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
             if key in duplicates or key in taken:
                 dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
                 continue
@@ -1145,9 +1253,9 @@ class StreamService:
             await self._take_track(sender, seq, group, entry, message, now)
         if dropped:
             self.stats.duplicates += len(dropped)
-            await self._audit(self._audit_row("stream.receive", None, group.originator, "duplicate",
-                                              sender=sender, count=len(dropped),
-                                              tracks=dropped[:_DUPLICATES_NAMED]))  # fmt: skip
+            await self._memory.record([self._audit_row("stream.receive", None, group.originator, "duplicate",
+                                                       sender=sender, count=len(dropped),
+                                                       tracks=dropped[:_DUPLICATES_NAMED])])  # fmt: skip
 
     def _read_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> _Received:
         """One track message of a verified group, read and checked (the boundary every node applies);
@@ -1361,9 +1469,12 @@ class StreamService:
 
 
 async def _within(waiting: Any, seconds: float, what: str, code: str = "handshake-timeout") -> bytes:
-    """What ``waiting`` returns within ``seconds``; ``LinkError`` (``code``) if it takes longer."""
+    """What ``waiting`` returns within ``seconds``; ``LinkError`` (``code``) if it takes longer.
+    Awaited in the caller's task (no task of its own, as ``wait_for`` makes): a frame already
+    received is read at once, with no turn of the event loop in between."""
     try:
-        data: bytes = await asyncio.wait_for(waiting, max(seconds, 0.0))
+        async with asyncio.timeout(max(seconds, 0.0)):
+            data: bytes = await waiting
     except TimeoutError as exc:
         raise LinkError(code, f"{what} within {seconds:.1f} s") from exc
     return data

@@ -273,6 +273,11 @@ def stix_id_of(item_id: str, payload_type: str, payload: bytes) -> str:
     """The STIX id under which an item is served."""
     if _native(item_id, payload_type, payload) is not None:
         return item_id
+    return _item_stix_id(item_id)
+
+
+def _item_stix_id(item_id: str) -> str:
+    """The STIX id of an item whose payload is not itself a STIX object with the item's id."""
     try:
         as_uuid = uuid.UUID(item_id)
     except ValueError:
@@ -365,7 +370,7 @@ def marked(
         out = {
             "type": ITEM_TYPE,
             "spec_version": "2.1",
-            "id": stix_id_of(item_id, payload_type, payload),
+            "id": _item_stix_id(item_id),  # not native (above): stix_id_of without parsing it again
             "created": created,
             "modified": _later(created, version_us),
             "item_id": item_id,
@@ -434,7 +439,13 @@ def acs_marking_for(
     level = _us_level(label, catalogue)
     if level not in _ACS_LEVELS:
         return None
-    key = basis or marking_for(label)["id"]  # the gsomia marking's id already digests the whole label
+    return _acs_marking(label, level, basis or marking_for(label)["id"])
+
+
+@lru_cache(maxsize=4096)
+def _acs_marking(label: SecurityLabel, level: str, key: str) -> dict[str, Any]:
+    """The ACS marking of ``label`` at the US ``level``, made once per label like :func:`marking_for`
+    (``key``: the gsomia marking's id, which already digests the whole label; callers never change it)."""
     nations = sorted({label.originator, *label.releasable_to})
     onward = tlp_for(label) == _TLP2_IDS["amber"]
     content: dict[str, Any] = {
