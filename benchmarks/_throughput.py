@@ -57,6 +57,15 @@ def _drop(urls: dict[str, str]) -> None:
     admin.dispose()
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used, from ``/proc`` (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def exchange_cpu(count: int) -> dict[str, float]:
     """CPU µs an item costs, KOR and JPN in this one process over ``MemoryTransport`` (SQLite):
     the release of a selection, and the delivery with both sides' work (the wire's JSON round trip
@@ -168,16 +177,18 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
             while kor.exchange.fed.outbox(state="pending", limit=1):
                 kor.exchange.deliver_due(transport, limit=1000)
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for start in range(0, count, MAX_RELEASE_ITEMS):
             selection = kor.exchange.release_many(officer, ids[start : start + MAX_RELEASE_ITEMS], "JPN")
             if selection.refused:
                 raise RuntimeError(f"refused: {selection.refused[0]}")
-        released = time.perf_counter()
+        released, cpu_released = time.perf_counter(), time.process_time()
+        jpn_before = _cpu_s(receiver.pid)
         with HttpTransport(timeout=30) as transport:
             while kor.exchange.fed.outbox(state="pending", limit=1):
                 kor.exchange.deliver_due(transport, limit=1000)
-        delivered = time.perf_counter()
+        delivered, cpu_delivered = time.perf_counter(), time.process_time()
+        jpn_cpu = _cpu_s(receiver.pid) - jpn_before
 
         total = count + len(singles)
         outbox = kor.exchange.fed.outbox(limit=total + 1)
@@ -196,6 +207,11 @@ def bench_throughput(backend: str, count: int) -> dict[str, Any] | None:
             "one_by_one_items": len(singles),
             "deliver_per_s": count / deliver_s,
             "end_to_end_per_s": count / (release_s + deliver_s),
+            # CPU time per item (a loaded machine stretches wall time, not these): KOR's process over
+            # the release and over the delivery (its threads included), JPN's over the delivery
+            "release_cpu_us": (cpu_released - cpu_started) / count * 1e6,
+            "deliver_kor_cpu_us": (cpu_delivered - cpu_released) / count * 1e6,
+            "deliver_jpn_cpu_us": jpn_cpu / count * 1e6,
             "target_per_s": TARGET_PER_S[backend],
         }
     finally:

@@ -79,3 +79,29 @@ def test_a_hub_needs_its_own_assurance_and_a_return_to_the_originator_needs_none
         True,
         "the item returns to its originator KOR: no assurance needed",
     )
+
+
+def test_a_warm_engine_explains_each_request_by_the_assurances_it_carried(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    """The engine keeps what it found in a tuple of assurances, and the sentence for those found
+    (issue 18), by identity: another tuple, equal or not, a revocation in a new one, or the same
+    tuple at an instant after a revocation is decided on what that request carries."""
+    first = (Assurance(GSOMIA, "JPN", kst(2016, 11, 23), "note A"),)
+    second = (Assurance(GSOMIA, "JPN", kst(2016, 11, 23), "note B"),)
+    for _ in range(2):  # the second round decides warm
+        assert (
+            "note A"
+            in _assurance(list(engine.decide(make_request(catalogue, assurances=first), at=AT).checks))[1]
+        )
+        assert (
+            "note B"
+            in _assurance(list(engine.decide(make_request(catalogue, assurances=second), at=AT).checks))[1]
+        )
+    revoked = (Assurance(GSOMIA, "JPN", kst(2016, 11, 23), "note A", revoked_at=AT - timedelta(days=1)),)
+    refused = engine.decide(make_request(catalogue, assurances=revoked), at=AT)
+    assert not refused.allowed
+    assert "was revoked at" in _assurance(list(refused.checks))[1]
+    later = (Assurance(GSOMIA, "JPN", kst(2016, 11, 23), "note C", revoked_at=AT + timedelta(days=1)),)
+    assert engine.decide(make_request(catalogue, assurances=later), at=AT).allowed
+    assert not engine.decide(make_request(catalogue, assurances=later), at=AT + timedelta(days=2)).allowed

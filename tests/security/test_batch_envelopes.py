@@ -251,3 +251,86 @@ def test_items_of_one_batch_keep_each_its_own_label_and_decision(net: Net) -> No
     assert jpn_levels == {"l2": "極秘", "l3": "秘"}
     nuke = net.nodes["JPN"].items.read(officer, "nuke")[0].label
     assert set(nuke.topics) == {"dprk-nuclear"}
+
+
+class Pipelined(MemoryTransport):
+    """The in-memory transport with one push (by its position, from 0) lost on the wire, or answered
+    with another push's answers (a receipt replayed for another batch)."""
+
+    def __init__(self, inner: MemoryTransport, *, lose: int | None = None, replay: int | None = None) -> None:
+        super().__init__(inner.peers)
+        self.lose, self.replay = lose, replay
+        self.pushed: list[list[str]] = []
+        self.answers: list[list[Any]] = []
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        position = len(self.pushed)
+        self.pushed.append(list(envelopes))
+        if position == self.lose:
+            self.answers.append([])
+            raise TransportError("ConnectError: lost on the wire")
+        if position == self.replay:
+            self.answers.append(self.answers[0])
+            return self.answers[0]  # JPN never sees this batch; KOR is shown the first batch's receipt
+        answers = super().push(peer, envelopes)
+        self.answers.append(answers)
+        return answers
+
+
+def _many(net: Net, count: int) -> tuple[list[str], list[str]]:
+    ids = [f"p{n:03d}" for n in range(count)]
+    return ids, _released(net, ids)
+
+
+def test_batches_in_flight_one_behind_another_each_settle_once_on_their_own_receipt(net: Net) -> None:
+    """More than one batch to a peer: the next is sealed while the one before is on the wire, and each
+    is settled on the receipt that came back for it, in the outbox's order (issue 18)."""
+    ids, msg_ids = _many(net, 250)
+    transport = Pipelined(net.transport)
+    kor = net.nodes["KOR"].exchange
+    results = kor.deliver_due(transport)
+    assert [len(p) for p in transport.pushed] == [1, 1, 1]  # three batch envelopes: 100, 100 and 50
+    assert [r.msg_id for r in results] == msg_ids
+    assert {r.state for r in results} == {"delivered"}
+    receipts = [a[0]["receipt"] for a in transport.answers]
+    for receipt, carried in zip(receipts, (msg_ids[:100], msg_ids[100:200], msg_ids[200:]), strict=True):
+        _, content = verify_origin(receipt, kor.kernel.peers.peer, net.clock.now)
+        assert sorted(receipt_entries(content, "JPN")[1]) == sorted(carried)
+        assert {e.receipt for m in carried if (e := kor.fed.outbox_entry(m)) is not None} == {receipt}
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 250
+    assert kor.deliver_due(transport) == []  # nothing left to send
+    assert len(net.audit("JPN", "envelope.received")) == 250
+
+
+def test_a_batch_lost_between_two_in_flight_is_retried_alone_and_arrives_once(net: Net) -> None:
+    ids, msg_ids = _many(net, 250)
+    kor = net.nodes["KOR"].exchange
+    results = kor.deliver_due(Pipelined(net.transport, lose=1))
+    states = [r.state for r in results]
+    assert states == ["delivered"] * 100 + ["pending"] * 100 + ["delivered"] * 50
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 150
+    net.clock.advance(seconds=60)  # past the back-off
+    again = Pipelined(net.transport)
+    assert [r.msg_id for r in kor.deliver_due(again)] == msg_ids[100:200]
+    assert [len(p) for p in again.pushed] == [1]
+    assert all(e.state == "delivered" for m in msg_ids if (e := kor.fed.outbox_entry(m)) is not None)
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 250
+    assert len(net.audit("JPN", "envelope.received")) == 250  # each stored once
+    assert not net.audit("JPN", "envelope.duplicate")
+
+
+def test_a_receipt_replayed_for_another_batch_in_flight_settles_none_of_that_batch(net: Net) -> None:
+    """The answer to the second batch is the first batch's (signed, valid) receipt: it names none of
+    the second batch's messages, so none of them is marked delivered; they go again and arrive once."""
+    ids, msg_ids = _many(net, 250)
+    kor = net.nodes["KOR"].exchange
+    results = kor.deliver_due(Pipelined(net.transport, replay=1))
+    states = [r.state for r in results]
+    assert states == ["delivered"] * 100 + ["pending"] * 100 + ["delivered"] * 50
+    refused = net.audit("KOR", "envelope.receipt-refused")
+    assert len(refused) >= 100
+    assert all(e.state == "pending" for m in msg_ids[100:200] if (e := kor.fed.outbox_entry(m)) is not None)
+    net.clock.advance(seconds=60)
+    assert {r.state for r in kor.deliver_due(Pipelined(net.transport))} == {"delivered"}
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 250
+    assert len(net.audit("JPN", "envelope.received")) == 250

@@ -14,6 +14,7 @@ bisect and a tuple of checks.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -631,15 +632,20 @@ class _ThirdParty:
     """
 
     name = "third_party"
+    __slots__ = ("_own",)
+
+    def __init__(self) -> None:
+        self._own: dict[str, Check] = {}  # the check for an originator's own release, per originator
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         originator = request.label.originator
         if request.sender == originator:
-            key = (self.name, originator)
-            found = candidate.memo.get(key)
+            found = self._own.get(originator)
             if found is None:
-                found = candidate.remember(
-                    key, Check(self.name, True, f"{originator} is the originator: no consent needed")
+                if len(self._own) >= _MEMO_LIMIT:
+                    self._own.clear()
+                found = self._own[originator] = Check(
+                    self.name, True, f"{originator} is the originator: no consent needed"
                 )
             return found
         granted = []
@@ -694,44 +700,81 @@ class _Assured:
     revoked; returning an item to its originator needs none."""
 
     name = "assurance"
+    __slots__ = ("_filed",)
+
+    def __init__(self) -> None:
+        # the assurances on file, by (party, agreement), per tuple of them a request carried: a node
+        # hands the same tuple (its cache of the store) to every decision until one changes. Keyed
+        # by the tuple's identity, which the value holds (so it cannot be reused while it is kept)
+        self._filed: dict[int, tuple[tuple[Assurance, ...], dict[tuple[str, str], list[Assurance]]]] = {}
+
+    def _by_party(self, assurances: tuple[Assurance, ...]) -> dict[tuple[str, str], list[Assurance]]:
+        kept = self._filed.get(id(assurances))
+        if kept is not None and kept[0] is assurances:
+            return kept[1]
+        index: dict[tuple[str, str], list[Assurance]] = {}
+        for assurance in assurances:
+            index.setdefault((assurance.party, assurance.agreement), []).append(assurance)
+        if len(self._filed) >= _MEMO_LIMIT:
+            self._filed.clear()
+        self._filed[id(assurances)] = (assurances, index)
+        return index
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         originator = request.label.originator
-        said = []
+        filed = self._by_party(request.assurances)
+        held: list[Assurance] = []
+        agreement = candidate.id
         for receiver in candidate.receivers:
             if receiver == originator:
                 continue
-            found: Assurance | None = None
-            why = ""
-            for assurance in request.assurances:
-                if assurance.party != receiver or assurance.agreement != candidate.id:
-                    continue
-                if assurance.holds(ts):
-                    found = assurance
+            for assurance in filed.get((receiver, agreement), ()):
+                if assurance.given_ts <= ts < assurance.revoked_ts:
+                    held.append(assurance)
                     break
-                if assurance.given_ts > ts:
-                    why = f" (assurance {assurance.reference} is dated after this instant; it must be prior)"
-                elif assurance.revoked_at is not None:
-                    revoked = assurance.revoked_at.isoformat()
-                    why = f" (assurance {assurance.reference} was revoked at {revoked})"
-            if found is None:
-                return Check(
-                    self.name,
-                    False,
-                    f"no assurance of {receiver} under {candidate.id} is on file{why}: before provision "
-                    f"the recipient assures the clearance level, official purpose and equivalent "
-                    f"protection (Art. 7(5))",
-                )
-            said.append(f"{receiver} on {found.given_at.date().isoformat()} ({found.reference})")
-        if not said:
+            else:
+                return self._refused(request, candidate, ts, receiver)
+        # the sentence names only the assurances found: kept per candidate under their identities
+        # (the memo's value holds them, so an identity cannot be reused while its entry lives)
+        found = tuple(held)
+        key = (self.name, *map(id, found))
+        kept = candidate.memo.get(key)
+        if kept is not None and kept[0] == found:  # the same objects: compared by identity first
+            return kept[1]  # type: ignore[no-any-return]
+        check = self._passed(originator, candidate, found)
+        candidate.remember(key, (found, check))
+        return check
+
+    def _passed(self, originator: str, candidate: _Candidate, held: tuple[Assurance, ...]) -> Check:
+        if not held:
             return Check(
                 self.name, True, f"the item returns to its originator {originator}: no assurance needed"
             )
+        said = [f"{a.party} on {a.given_at.date().isoformat()} ({a.reference})" for a in held]
         return Check(
             self.name,
             True,
             f"assured clearance, official purpose and equivalent protection under {candidate.id} "
             f"(Art. 7(5)): {'; '.join(said)}",
+        )
+
+    def _refused(self, request: ReleaseRequest, candidate: _Candidate, ts: float, receiver: str) -> Check:
+        """No assurance of ``receiver`` holds at ``ts``: the refusal, saying what is on file."""
+        why = ""
+        for assurance in request.assurances:
+            if assurance.party != receiver or assurance.agreement != candidate.id:
+                continue
+            if assurance.given_ts > ts:
+                why = f" (assurance {assurance.reference} is dated after this instant; it must be prior)"
+            elif assurance.revoked_at is not None:
+                revoked = assurance.revoked_at.isoformat()
+                why = f" (assurance {assurance.reference} was revoked at {revoked})"
+        return Check(
+            self.name,
+            False,
+            f"no assurance of {receiver} under {candidate.id} is on file{why}: before provision "
+            f"the recipient assures the clearance level, official purpose and equivalent "
+            f"protection (Art. 7(5))",
         )
 
 
@@ -793,7 +836,10 @@ class LabelRules:
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
 
-    def checks(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> tuple[Check, ...]:
+    def checks(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """(number of failed checks, the checks), kept for the next request with the same key."""
         label = request.label  # the table is the same within an epoch: equivalence is memoised per epoch
         key = (
             self,
@@ -810,8 +856,8 @@ class LabelRules:
         )
         found = candidate.memo.get(key)
         if found is None:
-            found = tuple([rule.check(request, candidate, ts) for rule in self.rules])
-            candidate.remember(key, found)
+            checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
+            found = candidate.remember(key, (sum(1 for c in checks if not c.passed), checks))
         return found
 
 
@@ -823,7 +869,8 @@ class AllOf:
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
         self.rules = rules
-        self._steps = tuple(
+        # (a group?, its method): a group answers (failed, checks), a rule one check
+        self._steps: tuple[tuple[bool, Callable[[ReleaseRequest, _Candidate, float], Any]], ...] = tuple(
             (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
         )
 
@@ -834,15 +881,17 @@ class AllOf:
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
+        failed = 0
         for group, step in self._steps:
             if group:
-                out.extend(step(request, candidate, ts))  # type: ignore[arg-type]
+                some, checks = step(request, candidate, ts)
+                failed += some
+                out += checks
             else:
-                out.append(step(request, candidate, ts))  # type: ignore[arg-type]
-        failed = 0
-        for c in out:
-            if not c[1]:
-                failed += 1
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                out.append(check)
         return failed, tuple(out)
 
 
@@ -873,18 +922,20 @@ class ReleaseEngine:
     def __init__(self, catalogue: Catalogue, rules: AllOf | None = None) -> None:
         self.catalogue = catalogue
         self.rules = rules if rules is not None else standard_rules()
+        # (sender, recipient, via) -> (candidates, their ids, the route)
         self._routes: dict[
-            tuple[str, str, tuple[str, ...]], tuple[tuple[_Candidate, ...], tuple[str, ...]]
+            tuple[str, str, tuple[str, ...]],
+            tuple[tuple[_Candidate, ...], tuple[str, ...], tuple[str, ...]],
         ] = {}
 
     def _candidates(
         self, sender: str, recipient: str, via: tuple[str, ...]
-    ) -> tuple[tuple[_Candidate, ...], tuple[str, ...]]:
+    ) -> tuple[tuple[_Candidate, ...], tuple[str, ...], tuple[str, ...]]:
         key = (sender, recipient, via)
         found = self._routes.get(key)
         if found is None:
             compiled = self._compile(sender, recipient, via)
-            found = (compiled, tuple([c.id for c in compiled]))
+            found = (compiled, tuple([c.id for c in compiled]), (sender, *via, recipient))
             if compiled:  # only real routes are kept, so unknown names cannot grow the cache
                 self._routes[key] = found
         return found
@@ -934,8 +985,7 @@ class ReleaseEngine:
         if at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
-        route = (request.sender, *request.via, request.recipient)
-        candidates, ids = self._candidates(request.sender, request.recipient, request.via)
+        candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
             return ReleaseDecision(False, at, route, None, (self._no_route(request),), None)
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None

@@ -1,7 +1,7 @@
 """Delivery: decide again at the instant of sending (a termination in between makes the
 entry undeliverable, with the reason), push batches to each peer's inbox over a
-:class:`PeerTransport` and keep the signed receipts as proof of delivery (``_receipts``);
-transport failures retry with exponential backoff.
+:class:`PeerTransport` (one batch in flight while the next is sealed) and keep the signed receipts
+as proof of delivery (``_receipts``); transport failures retry with exponential backoff.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
+from gsomia.crypto.keys import PeerIdentity
 from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
 from gsomia.exchange._inbox import BATCH_KIND
@@ -31,6 +33,23 @@ __all__ = ["Deliveries", "Delivery"]
 
 
 _BATCH = 100
+
+
+class _Prepared:
+    """A batch to one peer, sealed and ready to send: the envelopes, and per envelope the entries
+    (indexes in ``batch``) it carries."""
+
+    __slots__ = ("batch", "batches", "carries", "digests", "failed", "party", "peer", "texts")
+
+    def __init__(self, party: str, batch: list[tuple[OutboxRow, str, ReleaseDecision | None]]) -> None:
+        self.party = party
+        self.batch = batch
+        self.peer: PeerIdentity | None = None
+        self.texts: list[str] = []
+        self.carries: list[list[int]] = []
+        self.batches: set[int] = set()  # the positions of the batch envelopes among the texts
+        self.digests: dict[int, str] = {}  # per entry sent in a batch, its originator signature's SHA-256
+        self.failed: str | None = None  # why it cannot be sent (the peer is gone)
 
 
 class Deliveries(Approvals):
@@ -112,10 +131,29 @@ class Deliveries(Approvals):
                 continue
             by_peer.setdefault(entry.recipient, []).append((entry, envelope, decision))
         for party, batch in by_peer.items():
-            for start in range(0, len(batch), _BATCH):
-                if keep is not None and not keep(party):
-                    break  # left pending, as read: the process holding that peer now sends them
-                results += self._push(transport, party, batch[start : start + _BATCH], now, bodies)
+            chunks = [batch[start : start + _BATCH] for start in range(0, len(batch), _BATCH)]
+            if len(chunks) == 1:
+                if keep is None or keep(party):
+                    results += self._push(transport, party, chunks[0], now, bodies)
+                continue
+            # a pipeline one batch deep: the next batch is sealed while the one before is on the wire
+            # (and at the receiver), then that one is settled; each batch still settles on its own
+            # receipt, in the outbox's order, in its own transaction
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deliver-{party}") as wire:
+                in_flight: tuple[_Prepared, Future[list[Any]]] | None = None
+                try:
+                    for chunk in chunks:
+                        if keep is not None and not keep(party):
+                            break  # left pending, as read: the process holding that peer now sends them
+                        prepared = self._prepare(party, chunk, now, bodies)
+                        sent = wire.submit(self._send, transport, prepared)
+                        if in_flight is not None:
+                            flying, in_flight = in_flight, None
+                            results += self._finish(*flying, now)
+                        in_flight = (prepared, sent)
+                finally:  # what is on the wire is settled, whatever stopped the next one
+                    if in_flight is not None:
+                        results += self._finish(*in_flight, now)
         return results
 
     def _reseal(self, entry: OutboxRow, decision: ReleaseDecision | None, now: datetime) -> str:
@@ -211,12 +249,34 @@ class Deliveries(Approvals):
         now: datetime,
         bodies: dict[str, dict[str, Any]],
     ) -> list[Delivery]:
-        peer = self.peer(party)
-        batch = list(batch)  # an item released unsealed gets here the envelope it went in
-        texts: list[str] = []
-        carries: list[list[int]] = []  # per text sent, the entries (indexes in ``batch``) it carries
-        batches: set[int] = set()  # the positions of the batch envelopes among the texts
-        digests: dict[int, str] = {}  # per entry sent in a batch, its originator signature's SHA-256
+        """One batch to ``party``: sealed, sent, settled."""
+        prepared = self._prepare(party, batch, now, bodies)
+        done: Future[list[Any]] = Future()
+        try:
+            done.set_result(self._send(transport, prepared))
+        except TransportError as exc:
+            done.set_exception(exc)
+        return self._finish(prepared, done, now)
+
+    def _prepare(
+        self,
+        party: str,
+        batch: Sequence[tuple[OutboxRow, str, ReleaseDecision | None]],
+        now: datetime,
+        bodies: dict[str, dict[str, Any]],
+    ) -> _Prepared:
+        """The envelopes that carry ``batch`` to ``party``, in the outbox's order."""
+        prepared = _Prepared(
+            party, list(batch)
+        )  # an item released unsealed gets here the envelope it went in
+        batch = prepared.batch
+        texts, carries, batches, digests = (
+            prepared.texts,
+            prepared.carries,
+            prepared.batches,
+            prepared.digests,
+        )
+        peer = prepared.peer = self.peer(party)
         try:
             if peer is None:
                 raise TransportError(f"AgreementError: {party} is no longer a registered peer")
@@ -256,7 +316,25 @@ class Deliveries(Approvals):
                     run.append(index)
                     digests[index] = hashlib.sha256(str(body.get("origin")).encode()).hexdigest()
             close_run()
-            answers = transport.push(peer, texts)
+        except TransportError as exc:
+            prepared.failed = str(exc)
+        return prepared
+
+    @staticmethod
+    def _send(transport: PeerTransport, prepared: _Prepared) -> list[Any]:
+        """The prepared envelopes over ``transport``: the receiver's answers, one per envelope."""
+        if prepared.failed is not None or prepared.peer is None:
+            raise TransportError(prepared.failed or f"AgreementError: {prepared.party} is not a peer")
+        return transport.push(prepared.peer, prepared.texts)
+
+    def _finish(self, prepared: _Prepared, sent: Future[list[Any]], now: datetime) -> list[Delivery]:
+        """The receiver's answers to ``prepared`` (or the transport's failure) settled in one
+        transaction: each entry delivered on a verified receipt, retried, or undeliverable."""
+        party, batch, carries, batches, digests = (
+            prepared.party, prepared.batch, prepared.carries, prepared.batches, prepared.digests
+        )  # fmt: skip
+        try:
+            answers: list[Any] | None = sent.result()
         except TransportError as exc:
             answers = None
             reason = str(exc)
@@ -267,7 +345,7 @@ class Deliveries(Approvals):
         else:
             each: list[Any] = [None] * len(batch)
             shared: list[Any] = [None] * len(batch)  # the batch's one receipt, for each it carried
-            cache: dict[str, Any] = {}  # each receipt checked once, however many entries it settles
+            cache: dict[Any, Any] = {}  # each receipt checked once, however many entries it settles
             unsent: list[AuditRow] = []
             for position, (carried, answer) in enumerate(zip(carries, answers, strict=True)):
                 inner = answer.get("results") if isinstance(answer, dict) else None
@@ -291,8 +369,8 @@ class Deliveries(Approvals):
                             else receipt
                         )
                     if isinstance(receipt, str):
-                        sent = [batch[index][0].msg_id for index in carried]
-                        unsent += settle.unsent(receipt, sent, party, now, cache)
+                        named = [batch[index][0].msg_id for index in carried]
+                        unsent += settle.unsent(receipt, named, party, now, cache)
                 else:  # an envelope of its own, or a batch refused whole: the answer for each it carried
                     for index in carried:
                         each[index] = answer

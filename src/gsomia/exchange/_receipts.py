@@ -82,7 +82,7 @@ class Settlement:
         *,
         shared: Any = None,
         digest: str | None = None,
-        cache: dict[str, Any] | None = None,
+        cache: dict[Any, Any] | None = None,
     ) -> Delivery:
         """The receiver's answer to one message: refused (undeliverable, with its reason), a receipt
         that verifies and names it (delivered), or anything else (retried; a receipt refused is
@@ -140,14 +140,20 @@ class Settlement:
                 peer=entry.recipient, reason=str(exc),
             )  # fmt: skip
             return self.retry(entry, now, reason, sink, audit=[refused])
-        shared_id = receipt_id(receipt) if batched else None
+        shared_id = None
+        if batched:  # the batch's one receipt: its key hashed once, however many entries it settles
+            shared_id = cache.get((receipt, "id")) if cache is not None else None
+            if shared_id is None:
+                shared_id = receipt_id(receipt)
+                if cache is not None:
+                    cache[(receipt, "id")] = shared_id
         sink.append(
             self.delivered(entry, receipt, acknowledged.status, now, envelope=envelope, receipt_id=shared_id)
         )
         return Delivery(entry.msg_id, entry.recipient, "delivered", str(acknowledged.status))
 
     def verified(
-        self, receipt: str, now: datetime, cache: dict[str, Any] | None = None
+        self, receipt: str, now: datetime, cache: dict[Any, Any] | None = None
     ) -> tuple[str, bool, dict[str, Receipted]]:
         """A receipt's signer (its signature checked), whether it is a batch's, and the messages it
         acknowledges by id (:func:`receipt_entries`); ``cache`` keeps what a batch's one receipt
@@ -167,7 +173,7 @@ class Settlement:
         return signer, batched, named
 
     def unsent(
-        self, receipt: str, sent: Collection[str], peer: str, now: datetime, cache: dict[str, Any]
+        self, receipt: str, sent: Collection[str], peer: str, now: datetime, cache: dict[Any, Any]
     ) -> list[AuditRow]:
         """A batch's receipt that also names messages not sent in that batch: nothing is settled from
         it for them (settling goes by the entries sent); the audit record says which it named."""

@@ -269,7 +269,7 @@ class Transfer:
         refused: list[Refusal] = []
         sink: list[dict[str, Any]] = []
         audit: list[AuditRow] = []
-        cache: dict[str, Any] = {}
+        cache: dict[Any, Any] = {}
         for index, jws in enumerate(receipts):
             try:
                 signer, batched, named = self.exchange.settlement.verified(jws, now, cache)
