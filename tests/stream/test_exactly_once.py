@@ -174,9 +174,11 @@ def _track(n: int, track_id: str = "KOR-t") -> dict[str, Any]:
     return {**track_update_to_json(update), "track_id": track_id}
 
 
-async def _link(sender: Node, service: StreamService, bodies: list[bytes]) -> list[int]:
-    """A link from ``sender`` to ``service``: each body a TRACKS frame closed by its window root;
-    returns what the receiver confirmed after each root (its ACK frames)."""
+async def _opened(
+    sender: Node, service: StreamService
+) -> tuple[asyncio.Queue[bytes], asyncio.Queue[bytes], asyncio.Task[None], Any]:
+    """A link from ``sender`` to ``service``, its handshake done: the queue into the receiver, the
+    queue out of it, the receiver's task and the sender's session."""
     inbound: asyncio.Queue[bytes] = asyncio.Queue()
     outbound: asyncio.Queue[bytes] = asyncio.Queue()
     peer = sender.exchange.peer(service.party)
@@ -184,7 +186,13 @@ async def _link(sender: Node, service: StreamService, bodies: list[bytes]) -> li
     first, finish = initiate(sender.ring, peer, sender.clock())
     await inbound.put(first)
     task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
-    session = finish(await outbound.get())
+    return inbound, outbound, task, finish(await outbound.get())
+
+
+async def _link(sender: Node, service: StreamService, bodies: list[bytes]) -> list[int]:
+    """A link from ``sender`` to ``service``: each body a TRACKS frame closed by its window root;
+    returns what the receiver confirmed after each root (its ACK frames)."""
+    inbound, outbound, task, session = await _opened(sender, service)
     signer = BatchSigner(sender.ring, service.party)
     confirmed: list[int] = []
     for body in bodies:
@@ -237,14 +245,7 @@ def test_an_update_sent_again_under_a_new_signature_is_kept_once_by_every_proces
 async def _refused(sender: Node, service: StreamService, bodies: list[bytes]) -> BaseException | None:
     """A link from ``sender`` to ``service`` that sends TRACKS frames (``bodies``) and no window root;
     what ended the link (``None``: it stayed open until its sender left)."""
-    inbound: asyncio.Queue[bytes] = asyncio.Queue()
-    outbound: asyncio.Queue[bytes] = asyncio.Queue()
-    peer = sender.exchange.peer(service.party)
-    assert peer is not None
-    first, finish = initiate(sender.ring, peer, sender.clock())
-    await inbound.put(first)
-    task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
-    session = finish(await outbound.get())
+    inbound, _, task, session = await _opened(sender, service)
     for body in bodies:
         for wire in session.seal(TRACKS, body, 0.0):
             await inbound.put(wire)
