@@ -160,7 +160,11 @@ class Credentials:
         return row
 
     def _person(self, row: TokenRow) -> Person:
-        person = self.kernel.person(row.person_id)
+        return self._active(self.kernel.person(row.person_id))
+
+    @staticmethod
+    def _active(person: Person) -> Person:
+        """``person`` (a valid token's holder) unless their account is disabled."""
         if not person.active:
             raise AuthenticationError(f"the account {person.id} is disabled")
         return person
@@ -170,14 +174,16 @@ class Credentials:
         (the token's row and the person's record, their generations read within the interval);
         ``None`` for anything else: then :meth:`authenticate` decides, reading the store and
         auditing a refusal. Never reads the store and never refuses, so an event loop may ask it;
-        it lets in only what :meth:`authenticate` would, on the same kept rows."""
+        it lets in only what :meth:`authenticate` would, by the same checks on the same kept rows."""
         row = self._tokens.peek(_digest(token))
-        if row is None or row.kind != API or row.revoked_us is not None:
+        person = None if row is None else self.kernel.kept_person(row.person_id)
+        if row is None or person is None:
             return None
-        if epoch_us(self.kernel.clock()) >= row.expires_us:
+        try:
+            self._valid(row, API)
+            return self._active(person)
+        except AuthenticationError:
             return None
-        person = self.kernel.kept_person(row.person_id)
-        return person if person is not None and person.active else None
 
     def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
