@@ -3,8 +3,6 @@ executemany) come back exactly as given, whatever their text holds, and are refu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from gsomia.errors import ConflictError, InvalidInputError
@@ -12,14 +10,6 @@ from gsomia.store import AuditRow, Store
 
 # what ends a COPY field or row, its escape character, its NULL marker, non-ASCII, quotes
 AWKWARD = ["a\tb", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "\\", "한국어 日本語", '"q"', "", " "]
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _rows(count: int, offset: int = 0) -> list[AuditRow]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib.resources import files
 
 import pytest
@@ -12,14 +11,6 @@ from alembic.config import Config
 from gsomia.errors import ConflictError
 from gsomia.store import NewItem, Store
 from gsomia.store._duties import DutiesStore
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _item(item_id: str) -> NewItem:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,14 +10,6 @@ from sqlalchemy import event
 from gsomia.errors import ConflictError
 from gsomia.store import AuditRow, ItemFilter, NewItem, Store, TokenRow
 from gsomia.store._tables import metadata
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def item(n: int, **kw: object) -> NewItem:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib.resources import files
 
 import pytest
@@ -15,14 +14,6 @@ from tests.store.test_duties_store import _item
 from gsomia.store import ItemFilter, Store
 from gsomia.store._duties import DutiesStore
 from gsomia.store._taxii import StatusRow, TaxiiStore
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store(store_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _config() -> Config:
