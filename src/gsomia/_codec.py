@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -197,18 +198,7 @@ def label_created_at(template: SecurityLabel, created: Any) -> SecurityLabel:
     at = _instant({"created": created}, "created", required=True)
     if at is None:  # unreachable: required=True raises first; kept for the type checker
         raise LabelError("label.created: required")
-    return SecurityLabel(
-        originator=template.originator,
-        classification=template.classification,
-        releasable_to=template.releasable_to,
-        purpose=template.purpose,
-        topics=template.topics,
-        created=at,
-        caveats=template.caveats,
-        review=template.review,
-        policy=template.policy,
-        alternatives=template.alternatives,
-    )
+    return replace(template, created=at)  # every other field as parsed; __post_init__ runs again
 
 
 def person_to_dict(person: Person) -> dict[str, Any]:
