@@ -115,7 +115,7 @@ _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
 # tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
 _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
-_ROOT_DEADLINE_S = 2.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
+_ROOT_DEADLINE_S = 5.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _READ_AHEAD = 1024  # groups of one link read and not yet taken, at most: then the reader waits
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
@@ -243,6 +243,9 @@ class _OutLink:
         self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None  # reads the peer's confirmations (ACK frames)
+        # the audit record of the last window root signed, in the next group commit: not waited for
+        # (the next root is due in 50 ms), but its failure ends the link at the next root
+        self.recorded: asyncio.Future[None] | None = None
 
 
 class StreamService:
@@ -920,6 +923,8 @@ class StreamService:
         link = self._links.get(party)
         if link is None or link.signer.pending == 0:
             return
+        if link.recorded is not None and link.recorded.done():
+            link.recorded.result()  # the last root's audit record failed: the link fails with it
         async with link.lock:
             batch = link.signer.close(self.kernel.clock())
             if batch is None:
@@ -927,7 +932,12 @@ class StreamService:
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        await self._audit(self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail()))
+        # in the process's next group commit, not awaited here: a slow commit never holds back the
+        # next window root (the receiver drops a link whose root is overdue)
+        link.recorded = self._memory.record(
+            [self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())]
+        )
+        link.recorded.add_done_callback(_log_unrecorded)
 
     async def _tick(self) -> None:
         while True:
@@ -1129,7 +1139,10 @@ class StreamService:
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
                     if read_so_far.qsize() >= _READ_AHEAD:  # the taker is behind: read no further for now
+                        waited = time.monotonic()
                         await read_so_far.join()
+                        if unrooted_since is not None:  # this node's own wait is not the sender's delay
+                            unrooted_since += time.monotonic() - waited
                     read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
             elif frame.kind == TRACK:
@@ -1466,6 +1479,12 @@ class StreamService:
                     yield seq, message["track"]
         finally:
             await subscription.close()
+
+
+def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
+    """A window root's audit record that failed is logged (and its link fails at its next root)."""
+    if not recorded.cancelled() and (exc := recorded.exception()) is not None:
+        _log.error("the audit record of a signed window root failed: %s", exc)
 
 
 async def _within(waiting: Any, seconds: float, what: str, code: str = "handshake-timeout") -> bytes:
