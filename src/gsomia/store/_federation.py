@@ -29,7 +29,16 @@ from sqlalchemy import (
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
-from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new, moved
+from gsomia.store._store import (
+    AuditRow,
+    InventoryEntry,
+    NewItem,
+    Store,
+    _insert_new,
+    among,
+    insert_rows,
+    moved,
+)
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
 
@@ -189,6 +198,31 @@ _SETTLE_LATE = (
 )
 
 
+# PostgreSQL: ``_SETTLE`` for a whole batch in one statement, its values as one array per parameter
+_SETTLE_NAMES = (
+    "m_id", "checked", "e_state", "e_attempts", "e_envelope", "n_state", "n_updated_us", "n_attempts",
+    "n_next_attempt_us", "n_last_error", "n_receipt", "n_receipt_id", "n_envelope",
+)  # fmt: skip
+_SETTLE_MANY = (
+    "UPDATE outbox SET state = v.n_state, updated_us = v.n_updated_us, attempts = v.n_attempts, "
+    "next_attempt_us = v.n_next_attempt_us, last_error = v.n_last_error, "
+    "receipt = coalesce(v.n_receipt, outbox.receipt), "
+    "receipt_id = coalesce(v.n_receipt_id, outbox.receipt_id), "
+    "envelope = coalesce(v.n_envelope, outbox.envelope) "
+    "FROM unnest(%b::text[], %b::int[], %b::text[], %b::int[], %b::text[], %b::text[], %b::bigint[], "
+    "%b::int[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+    "AS v(m_id, checked, e_state, e_attempts, e_envelope, n_state, n_updated_us, n_attempts, "
+    "n_next_attempt_us, n_last_error, n_receipt, n_receipt_id, n_envelope) "
+    "WHERE outbox.msg_id = v.m_id AND (v.checked = 0 OR (outbox.state = v.e_state "
+    "AND outbox.attempts = v.e_attempts AND outbox.envelope = v.e_envelope)) "
+    "RETURNING outbox.msg_id"
+)
+
+
+def _settle_arrays(params: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+    return tuple([p[name] for p in params] for name in _SETTLE_NAMES)
+
+
 _DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
 
@@ -268,8 +302,7 @@ class FederationStore:
         with self.store._begin() as conn:
             if consents:
                 _insert_consents(conn, consents)
-            if rows:
-                conn.execute(insert(t.outbox), [_values(r) for r in rows])
+            insert_rows(conn, t.outbox, [_values(r) for r in rows])
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
@@ -394,15 +427,19 @@ class FederationStore:
         which moved on."""
         params = [_settle_params(o, now_us) for o in outcomes]
         dialect = conn.dialect
-        if len(params) > 1 and dialect.name == "postgresql" and dialect.supports_sane_multi_rowcount:
-            checked = [p for p in params if p["checked"]]
-            if len(checked) == len(params):
-                savepoint = conn.begin_nested()
-                if conn.execute(_SETTLE, checked).rowcount == len(checked):
-                    savepoint.commit()
-                    return {p["m_id"] for p in checked}
-                savepoint.rollback()
         done: set[str] = set()
+        distinct = len({p["m_id"] for p in params}) == len(params)
+        if len(params) > 1 and dialect.name == "postgresql" and distinct:
+            # one statement for the batch: each entry's compare-and-set is its own row's condition, and
+            # RETURNING names the entries written; one that moved on is not named, and only it goes on
+            # to the late receipt's update below, as it would one by one (issue 18)
+            done = {row[0] for row in conn.exec_driver_sql(_SETTLE_MANY, _settle_arrays(params))}
+            for p, outcome in zip(params, outcomes, strict=True):
+                if p["m_id"] in done or not (p["checked"] and outcome["state"] == "delivered"):
+                    continue
+                if conn.execute(_SETTLE_LATE, p).rowcount:
+                    done.add(p["m_id"])
+            return done
         if dialect.name == "sqlite":
             # in-process, no round trip to save: each entry's compare-and-set straight on the driver's
             # cursor (the same connection, so the same transaction), without SQLAlchemy's work per
@@ -462,7 +499,7 @@ class FederationStore:
         if not msg_ids:
             return {}
         with self.store._read() as conn:
-            rows = conn.execute(INBOX.where(t.inbox.c.msg_id.in_(list(msg_ids))))
+            rows = conn.execute(INBOX.where(among(conn, t.inbox.c.msg_id, msg_ids)))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
     def inbox_entry(self, msg_id: str) -> InboxRow | None:
@@ -495,9 +532,8 @@ class FederationStore:
                 by_id = {item.id: seq for item, seq in zip(items, seqs, strict=True)}
             if inbox:
                 _store_receipts(conn, {r.receipt_id: r.receipt for r in inbox if r.receipt_id})
-                conn.execute(
-                    insert(t.inbox),
-                    [_values(r) | ({"receipt": ""} if r.receipt_id else {}) for r in inbox],
+                insert_rows(
+                    conn, t.inbox, [_values(r) | ({"receipt": ""} if r.receipt_id else {}) for r in inbox]
                 )
             for op in ops:
                 op(conn)
@@ -505,8 +541,7 @@ class FederationStore:
                 _insert_consents(conn, consents)
             if requests:
                 conn.execute(insert(t.consent_requests), [_values(r) for r in requests])
-            if outbox:
-                conn.execute(insert(t.outbox), [_values(r) for r in outbox])
+            insert_rows(conn, t.outbox, [_values(r) for r in outbox])
             for request_id, state, reason in answers:
                 conn.execute(
                     update(t.consent_requests)
@@ -552,7 +587,7 @@ class FederationStore:
                 named = select(t.consents).where(
                     and_(
                         t.consents.c.originator.in_(originators),
-                        t.consents.c.item_id.in_(ids[start : start + _IN_CHUNK]),
+                        among(conn, t.consents.c.item_id, ids[start : start + _IN_CHUNK]),
                     )
                 )
                 found |= {r.id: ConsentRow(**r._mapping) for r in conn.execute(named)}

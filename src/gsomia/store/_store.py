@@ -21,9 +21,13 @@ from typing import Any, NamedTuple
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     LargeBinary,
+    Table,
+    any_,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -36,6 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -59,6 +64,8 @@ __all__ = [
     "TallyRow",
     "TokenRow",
     "allocate_added",
+    "among",
+    "insert_rows",
 ]
 
 
@@ -345,6 +352,56 @@ def _insert_new(conn: Connection, table: Any) -> Any:
 
 
 _ITEM_COLUMNS = [c for c in t.items.c if c.name not in ("seq", "added_us")]
+
+
+def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL ``column = ANY(array)`` with the values as ONE array
+    parameter: the statement's text is the same whatever their number, so psycopg keeps its parsed
+    form and the server a prepared plan, where an IN list of 100 placeholders is a new statement to
+    split, parse and plan for each batch (issue 18: the exchange's look-ups per batch)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
+
+
+_UNNEST_INSERT: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: tuple[str, ...] = ()
+) -> list[Any]:
+    """Insert ``rows`` (dicts with the same keys) into ``table``; the ``returning`` columns of each
+    row written, in no particular order. On PostgreSQL one fixed statement whatever the number of rows:
+    ``INSERT ... SELECT * FROM unnest(one array per column)``, where executemany ran the INSERT once a
+    row and SQLAlchemy's multi-row VALUES sent a statement of one placeholder per value, re-split by
+    the driver and re-planned by the server for every batch (issue 18). The values are plain (text,
+    integers, bytes, None), as the tables' columns take them, and go in the binary format (``%b``):
+    psycopg's text format escapes every element of a text array in Python, 60 times the cost for
+    1,000 outbox rows of JSON. Elsewhere SQLAlchemy's own insert."""
+    if not rows:
+        return []
+    if conn.dialect.name != "postgresql":
+        query = insert(table)
+        if returning:
+            return list(conn.execute(query.returning(*(table.c[n] for n in returning)), list(rows)))
+        conn.execute(query, list(rows))
+        return []
+    names = tuple(rows[0])
+    key = (table.name, names, returning)
+    sql = _UNNEST_INSERT.get(key)
+    if sql is None:
+        # every name is looked up among the table's own columns (a KeyError otherwise); the values
+        # go as parameters
+        columns = [table.c[n] for n in names]
+        compile_type = conn.dialect.type_compiler_instance.process
+        arrays = ", ".join(f"%b::{compile_type(c.type)}[]" for c in columns)
+        listed = ", ".join(c.name for c in columns)
+        sql = f"INSERT INTO {table.name} ({listed}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        if returning:
+            sql += f" RETURNING {', '.join(table.c[n].name for n in returning)}"
+        _UNNEST_INSERT[key] = sql
+    result = conn.exec_driver_sql(sql, tuple([row[n] for row in rows] for n in names))
+    return list(result) if returning else []
 
 
 def allocate_added(conn: Connection, count: int, now_us: int) -> int:
@@ -781,14 +838,14 @@ class Store:
             # each new seq read back with its item's id (unique): asked in the parameters' order,
             # SQLAlchemy sends SQLite one INSERT a row (SQLite cannot tie a new ROWID to its
             # parameters); unordered, one statement takes the batch (issue 18)
-            query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
-            given: dict[str, int] = {row[0]: row[1] for row in conn.execute(query, values)}
+            given: dict[str, int] = {
+                row[0]: row[1] for row in insert_rows(conn, t.items, values, returning=("id", "seq"))
+            }
             seqs = [given[item.id] for item in new]
         topic_rows = [
             {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
         ]
-        if topic_rows:
-            conn.execute(insert(t.item_topics), topic_rows)
+        insert_rows(conn, t.item_topics, topic_rows)
         return seqs
 
     def _inventory(
@@ -802,7 +859,7 @@ class Store:
         seqs = dict(by_id)
         for start in range(0, len(missing), _IN_CHUNK):  # the other items' seqs: one query per chunk
             chunk = missing[start : start + _IN_CHUNK]
-            query = select(t.items.c.id, t.items.c.seq).where(t.items.c.id.in_(chunk))
+            query = select(t.items.c.id, t.items.c.seq).where(among(conn, t.items.c.id, chunk))
             seqs |= {row[0]: row[1] for row in conn.execute(query)}
         for item_id, at_us, kind, party, actor, detail in entries:
             seq = seqs.get(item_id)
@@ -818,8 +875,7 @@ class Store:
                     "detail": detail,
                 }
             )
-        if rows:
-            conn.execute(insert(t.inventory), rows)
+        insert_rows(conn, t.inventory, rows)
 
     def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
@@ -839,7 +895,7 @@ class Store:
         with self._read() as conn:
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start : start + _IN_CHUNK]
-                for r in conn.execute(select(t.items).where(t.items.c.id.in_(chunk))):
+                for r in conn.execute(select(t.items).where(among(conn, t.items.c.id, chunk))):
                     found[r.id] = ItemRow(**r._mapping)
         return found
 
@@ -860,7 +916,7 @@ class Store:
         with self._read() as conn:
             for start in range(0, len(names), _IN_CHUNK):
                 chunk = names[start : start + _IN_CHUNK]
-                for r in conn.execute(select(t.items).where(t.items.c.origin_id.in_(chunk))):
+                for r in conn.execute(select(t.items).where(among(conn, t.items.c.origin_id, chunk))):
                     if (r.originator, r.origin_id) in wanted:
                         found[(r.originator, r.origin_id)] = ItemRow(**r._mapping)
         return found
@@ -884,7 +940,8 @@ class Store:
         if not item_ids:
             return set()
         with self._read() as conn:
-            return {r[0] for r in conn.execute(select(t.items.c.id).where(t.items.c.id.in_(list(item_ids))))}
+            query = select(t.items.c.id).where(among(conn, t.items.c.id, item_ids))
+            return {r[0] for r in conn.execute(query)}
 
     def item_topics(self, seq: int) -> list[str]:
         with self._read() as conn:
