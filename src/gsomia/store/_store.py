@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     LargeBinary,
+    Table,
     case,
     create_engine,
     delete,
@@ -433,6 +434,31 @@ def bump(conn: Connection, name: str) -> int:
 
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
+# the INSERT statement of a table's columns for a driver's paramstyle, written once
+_DRIVER_INSERTS: dict[tuple[str, tuple[str, ...], str], str] = {}
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]
+) -> None:
+    """``rows`` (tuples of ``columns``' values) into ``table`` in ``conn``'s transaction, one fixed
+    statement straight to the driver's executemany: SQLAlchemy's building of the parameters, per row
+    and column, cost about as much as the insert itself (issue 18). Only for columns whose values the
+    driver takes as they are (text, integers, bytes, None: no type of SQLAlchemy's converts them);
+    errors are SQLAlchemy's, as an ``execute``'s would be."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    key = (table.name, tuple(columns), style)
+    sql = _DRIVER_INSERTS.get(key)
+    if sql is None:
+        mark = "?" if style == "qmark" else "%s"
+        names = ", ".join(table.c[c].name for c in columns)  # a KeyError for a column it does not have
+        marks = ", ".join(mark for _ in columns)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - the table's own names
+        _DRIVER_INSERTS[key] = sql
+    conn.exec_driver_sql(sql, list(rows))
+
 
 def _unstorable(exc: BaseException) -> InvalidInputError:
     """A value the database cannot hold (a NUL in text, an integer beyond 64 bits): the caller's input."""
@@ -839,17 +865,25 @@ class Store:
                 }
                 for n, item in enumerate(new)
             ]
-            # each new seq read back with its item's id (unique): asked in the parameters' order,
-            # SQLAlchemy sends SQLite one INSERT a row (SQLite cannot tie a new ROWID to its
-            # parameters); unordered, one statement takes the batch (issue 18)
-            query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
-            given: dict[str, int] = {row[0]: row[1] for row in conn.execute(query, values)}
+            given: dict[str, int] = {}
+            if conn.dialect.name == "sqlite":
+                # the driver's executemany, then each new seq read back by its item's id (unique):
+                # SQLAlchemy's building of the batched INSERT's parameters, per row and column, cost
+                # more than SQLite's insert (issue 18: 15% of a received batch)
+                insert_rows(conn, t.items, [tuple(row.values()) for row in values], tuple(values[0]))
+                ids = [item.id for item in new]
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    read = select(t.items.c.id, t.items.c.seq).where(t.items.c.id.in_(chunk))
+                    given |= {row[0]: row[1] for row in conn.execute(read)}
+            else:
+                # each new seq read back with its item's id (unique): unordered, one statement takes
+                # the batch (issue 18)
+                query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
+                given = {row[0]: row[1] for row in conn.execute(query, values)}
             seqs = [given[item.id] for item in new]
-        topic_rows = [
-            {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
-        ]
-        if topic_rows:
-            conn.execute(insert(t.item_topics), topic_rows)
+        topic_rows = [(tp, s) for item, s in zip(new, seqs, strict=True) for tp in item.topics]
+        insert_rows(conn, t.item_topics, topic_rows, ("topic", "item_seq"))
         return seqs
 
     def _inventory(
@@ -869,18 +903,8 @@ class Store:
             seq = seqs.get(item_id)
             if seq is None:
                 raise StoreError(f"no item {item_id!r} for an inventory entry; nothing was written")
-            rows.append(
-                {
-                    "item_seq": seq,
-                    "at_us": at_us,
-                    "kind": kind,
-                    "party": party,
-                    "actor": actor,
-                    "detail": detail,
-                }
-            )
-        if rows:
-            conn.execute(insert(t.inventory), rows)
+            rows.append((seq, at_us, kind, party, actor, detail))
+        insert_rows(conn, t.inventory, rows, ("item_seq", "at_us", "kind", "party", "actor", "detail"))
 
     def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
