@@ -247,26 +247,42 @@ def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start : start + size]
 
 
-def _remember_sqlite(conn: Connection, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
-    """:meth:`Store.remember_signed_arrivals` on SQLite, inside a transaction holding the write lock:
-    what arrived before is read with one query per table (per 500 values), the arrivals are checked
-    in order here, and what is new is written with one multi-row INSERT per table (per 500 values).
-    A statement's run on the driver lets go of the interpreter's lock (the GIL) and takes it back:
-    a worker thread writing while the event loop is busy waits up to the interpreter's switch
-    interval (5 ms) each time, so a commit costs a few statements, not a few per track."""
-    run = conn.exec_driver_sql
+_PRUNE_EVERY_US = 1_000_000  # the replay memory forgets old rows once a second of its window, not per commit
+
+
+def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
+    """:meth:`Store.remember_signed_arrivals` on SQLite, on the driver's cursor inside a transaction
+    holding the write lock: what arrived before is read with one query for both tables (per 500
+    values of each), the arrivals are checked in order here, and what is new is written with one
+    multi-row INSERT per table (per 500 values).
+
+    Each statement's run on the driver lets go of the interpreter's lock (the GIL) several times
+    (prepare, step, reset) and takes it back: a worker thread writing while the event loop is busy
+    waits up to the interpreter's switch interval (5 ms) each time, so a commit costs a fixed few
+    statements, not a few per track, and no SQLAlchemy work per statement (issue 18)."""
     batches = sorted({arrival.batch for arrival in arrivals})
-    recorded: set[tuple[str, int]] = set()
-    for part in _chunks(batches, _SQLITE_MARKS):
-        marks = ",".join("?" * len(part))
-        query = f"SELECT batch, leaf FROM track_batches_seen WHERE batch IN ({marks})"  # noqa: S608 - only "?" marks
-        recorded.update((row[0], row[1]) for row in run(query, tuple(part)))
     identities = sorted({track for arrival in arrivals for track in arrival.tracks})
+    recorded: set[tuple[str, int]] = set()
     known: set[str] = set()
-    for part in _chunks(identities, _SQLITE_MARKS):
-        marks = ",".join("?" * len(part))
-        query = f"SELECT track FROM tracks_seen WHERE track IN ({marks})"  # noqa: S608 - only "?" marks
-        known.update(row[0] for row in run(query, tuple(part)))
+    batch_parts = list(_chunks(batches, _SQLITE_MARKS))
+    track_parts = list(_chunks(identities, _SQLITE_MARKS))
+    for n in range(max(len(batch_parts), len(track_parts))):
+        # a leaf's row has its batch and leaf; an update's, its identity and no leaf (NULL)
+        queries: list[str] = []
+        values: list[str] = []
+        if n < len(batch_parts):
+            marks = ",".join("?" * len(batch_parts[n]))
+            queries.append(f"SELECT batch, leaf FROM track_batches_seen WHERE batch IN ({marks})")  # noqa: S608 - only "?" marks
+            values += batch_parts[n]
+        if n < len(track_parts):
+            marks = ",".join("?" * len(track_parts[n]))
+            queries.append(f"SELECT track, NULL FROM tracks_seen WHERE track IN ({marks})")  # noqa: S608 - only "?" marks
+            values += track_parts[n]
+        for key, leaf in cursor.execute(" UNION ALL ".join(queries), values):
+            if leaf is None:
+                known.add(key)
+            else:
+                recorded.add((key, leaf))
     answers: list[Remembered] = []
     leaf_rows: list[tuple[str, int, str, int]] = []
     track_rows: list[tuple[str, str, int]] = []
@@ -285,18 +301,27 @@ def _remember_sqlite(conn: Connection, arrivals: Sequence[SignedArrival]) -> lis
         track_rows += [(track, arrival.originator, arrival.now_us) for track in fresh]
         answers.append(Remembered([], before))
     for rows in _chunks(leaf_rows, _SQLITE_MARKS // 4):
-        values = ",".join(["(?, ?, ?, ?)"] * len(rows))
-        run(
-            f"INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
-            tuple(value for row in rows for value in row),
+        values_sql = ",".join(["(?, ?, ?, ?)"] * len(rows))
+        cursor.execute(
+            f"INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES {values_sql}",  # noqa: S608 - only "?" marks
+            [value for row in rows for value in row],
         )
     for rows in _chunks(track_rows, _SQLITE_MARKS // 3):
-        values = ",".join(["(?, ?, ?)"] * len(rows))
-        run(
-            f"INSERT INTO tracks_seen (track, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
-            tuple(value for row in rows for value in row),
+        values_sql = ",".join(["(?, ?, ?)"] * len(rows))
+        cursor.execute(
+            f"INSERT INTO tracks_seen (track, originator, seen_us) VALUES {values_sql}",  # noqa: S608 - only "?" marks
+            [value for row in rows for value in row],
         )
     return answers
+
+
+def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
+    """The parameters of ``_INSERT_AUDIT`` for ``rows``, in its columns' order."""
+    return [
+        (r.at_us, _text(r.kind), _text(r.actor), _text(r.subject), _text(r.outcome), r.detail,
+         r.entry_id or uuid.uuid4().hex)
+        for r in rows
+    ]  # fmt: skip
 
 
 def _remember_core(conn: Connection, arrival: SignedArrival) -> Remembered:
@@ -578,6 +603,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
+        self._forgotten_us = -(2**63)  # the replay memory's last forgetting (remember_signed_arrivals)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -717,7 +743,10 @@ class Store:
         records ``audit`` are appended in the same transaction.
 
         Rows seen before ``forget_before_us`` are forgotten first (a batch that old is refused as stale
-        before it gets here), so the tables hold one window's worth. On SQLite the transaction takes
+        before it gets here), so the tables hold one window's worth: in the first call, then once
+        ``forget_before_us`` has moved a second on (this store's calls, in any thread); the commits
+        in between forget nothing, two statements fewer each, and a row kept a second longer only
+        refuses more. On SQLite the transaction takes
         the database's write lock from its start (``BEGIN IMMEDIATE``), so no other writer comes
         between reading what arrived before and recording the rest. Two processes recording the same
         leaf at once: the second is told it is a replay; the same update at once: the second is told
@@ -726,20 +755,19 @@ class Store:
         arrival's conflict is never another's.
         """
         table, seen_tracks = t.track_batches_seen, t.tracks_seen
+        prune = forget_before_us - self._forgotten_us >= _PRUNE_EVERY_US
+        if prune:  # a row kept up to a second longer only refuses more
+            self._forgotten_us = forget_before_us
         try:
             if self.engine.dialect.name == "sqlite":
                 with _writing(), self.engine.connect() as conn:
-                    run = conn.exec_driver_sql
-                    run("BEGIN IMMEDIATE")  # the write lock first: no writer between reading and writing
-                    run("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
-                    run("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
-                    answers = _remember_sqlite(conn, arrivals)
-                    self._audit(conn, audit)
-                    conn.commit()
-                    return answers
+                    return self._remember_on_sqlite(
+                        conn, arrivals, forget_before_us if prune else None, audit
+                    )
             with self._begin() as conn:
-                conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
-                conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
+                if prune:
+                    conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
+                    conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
                 answers = [_remember_core(conn, arrival) for arrival in arrivals]
                 self._audit(conn, audit)
                 return answers
@@ -752,6 +780,39 @@ class Store:
                 return answers
             self.append_audit(audit)
             return [Remembered(sorted(set(arrival.leaves)), set()) for arrival in arrivals]
+
+    @staticmethod
+    def _remember_on_sqlite(
+        conn: Connection,
+        arrivals: Sequence[SignedArrival],
+        forget_before_us: int | None,
+        audit: Sequence[AuditRow],
+    ) -> list[Remembered]:
+        """The SQLite transaction of :meth:`remember_signed_arrivals`, on the driver's own cursor: the
+        write lock first (``BEGIN IMMEDIATE``: no writer between reading and writing), rows seen
+        before ``forget_before_us`` forgotten (``None``: not in this commit), the arrivals, the audit
+        records, the commit. The driver's errors become SQLAlchemy's, as an ``execute``'s would."""
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            if forget_before_us is not None:
+                cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
+                cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
+            answers = _remember_sqlite(cursor, arrivals)
+            if audit:
+                cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(audit))
+            dbapi.commit()
+            return answers
+        except conn.dialect.loaded_dbapi.Error as exc:
+            dbapi.rollback()
+            raise DBAPIError.instance(
+                "remember_signed_arrivals", None, exc, conn.dialect.loaded_dbapi.Error,
+                hide_parameters=True, dialect=conn.dialect,
+            ) from exc  # fmt: skip
+        finally:
+            cursor.close()
 
     @property
     def name(self) -> str:
@@ -1164,21 +1225,7 @@ class Store:
             # one fixed statement straight to the driver's executemany: building SQLAlchemy's
             # parameters per row cost about as much as the insert itself (issue 18)
             sql = _INSERT_AUDIT["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
-            conn.exec_driver_sql(
-                sql,
-                [
-                    (
-                        r.at_us,
-                        _text(r.kind),
-                        _text(r.actor),
-                        _text(r.subject),
-                        _text(r.outcome),
-                        r.detail,
-                        r.entry_id or uuid.uuid4().hex,
-                    )
-                    for r in rows
-                ],
-            )
+            conn.exec_driver_sql(sql, _audit_values(rows))
 
     def append_audit(self, rows: Sequence[AuditRow]) -> None:
         with self._begin() as conn:
