@@ -126,8 +126,27 @@ def _insert_consents(conn: Connection, consents: Sequence[ConsentRow]) -> None:
         bump(conn, CONSENTS)
 
 
+_INBOX_COLUMNS = ("msg_id", "sender", "kind", "item_id", "received_us", "status", "receipt", "receipt_id")
+
+
+def _inbox_values(r: InboxRow) -> tuple[Any, ...]:
+    """An inbox row's values in ``_INBOX_COLUMNS``' order; a batch's receipt is stored once (in
+    ``receipts``), its rows name it by ``receipt_id`` and keep an empty ``receipt``."""
+    receipt = "" if r.receipt_id else r.receipt
+    return (r.msg_id, r.sender, r.kind, r.item_id, r.received_us, r.status, receipt, r.receipt_id)
+
+
 def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
+
+
+_OUTBOX_COLUMNS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "receipt_id"))
+
+
+def _insert_outbox(conn: Connection, rows: Sequence[OutboxRow]) -> None:
+    """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18)."""
+    values = [tuple(getattr(r, c) for c in _OUTBOX_COLUMNS) for r in rows]
+    insert_rows(conn, t.outbox, values, _OUTBOX_COLUMNS)
 
 
 def _shared_receipt(table: Any) -> Select[Any]:
@@ -302,7 +321,7 @@ class FederationStore:
         with self.store._begin() as conn:
             if consents:
                 _insert_consents(conn, consents)
-            insert_rows(conn, t.outbox, [_values(r) for r in rows])
+            _insert_outbox(conn, rows)
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
@@ -533,7 +552,10 @@ class FederationStore:
             if inbox:
                 _store_receipts(conn, {r.receipt_id: r.receipt for r in inbox if r.receipt_id})
                 insert_rows(
-                    conn, t.inbox, [_values(r) | ({"receipt": ""} if r.receipt_id else {}) for r in inbox]
+                    conn,
+                    t.inbox,
+                    [_inbox_values(r) for r in inbox],
+                    _INBOX_COLUMNS,
                 )
             for op in ops:
                 op(conn)
@@ -541,7 +563,7 @@ class FederationStore:
                 _insert_consents(conn, consents)
             if requests:
                 conn.execute(insert(t.consent_requests), [_values(r) for r in requests])
-            insert_rows(conn, t.outbox, [_values(r) for r in outbox])
+            _insert_outbox(conn, outbox)
             for request_id, state, reason in answers:
                 conn.execute(
                     update(t.consent_requests)
