@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from tests.stream.test_slow_commits import _crossing, _link_failures
 
+from gsomia.store import LinkHellos
 from gsomia.stream import _service
 from gsomia.stream._stalls import Stalls
 
@@ -63,3 +64,25 @@ def test_the_stalls_count_the_time_the_loop_was_held_up() -> None:
 
     held = asyncio.run(run())
     assert held >= 0.5 - 0.05  # the stall, less at most one tick's interval (load only adds to it)
+
+
+def test_a_partner_slow_to_answer_the_link_hello_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JPN takes 6 s to answer KOR's link hello (its store slow to record the hello it answers, as
+    on a loaded machine): KOR waits for the answer rather than failing the link and trying again;
+    the link opens once, and every update crosses it."""
+    first_sight = LinkHellos.first_sight
+    slowed = iter([True])
+
+    def slow(self: LinkHellos, *args: Any) -> bool:
+        if next(slowed, False):
+            time.sleep(6.0)
+        return first_sight(self, *args)
+
+    monkeypatch.setattr(LinkHellos, "first_sight", slow)
+    with _crossing(tmp_path) as (nodes, cross):
+        got = cross(10)
+        failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
+    assert len(got) == 10
+    assert failures == {"KOR": [], "JPN": []}

@@ -252,9 +252,6 @@ def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start : start + size]
 
 
-_PRUNE_EVERY_US = 1_000_000  # the replay memory forgets old rows once a second of its window, not per commit
-
-
 def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
     """:meth:`Store.remember_signed_arrivals` on SQLite, on the driver's cursor inside a transaction
     holding the write lock: what arrived before is read with one query for both tables (per 500
@@ -643,7 +640,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
-        self._forgotten_us = -(2**63)  # the replay memory's last forgetting (remember_signed_arrivals)
+        self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -783,20 +780,20 @@ class Store:
         records ``audit`` are appended in the same transaction.
 
         Rows seen before ``forget_before_us`` are forgotten first (a batch that old is refused as stale
-        before it gets here), so the tables hold one window's worth: in the first call, then once
-        ``forget_before_us`` has moved a second on (this store's calls, in any thread); the commits
-        in between forget nothing, two statements fewer each, and a row kept a second longer only
-        refuses more. On SQLite the transaction takes
-        the database's write lock from its start (``BEGIN IMMEDIATE``), so no other writer comes
-        between reading what arrived before and recording the rest. Two processes recording the same
-        leaf at once: the second is told it is a replay; the same update at once: the second is told
-        it arrived before. Where that shows as a
+        before it gets here), so the tables hold one window's worth: in every call whose bound is
+        past the last one this store was given (a call with an older bound forgets nothing new).
+        On SQLite the transaction takes the database's write lock from its start (``BEGIN
+        IMMEDIATE``), so no other writer comes between reading what arrived before and recording
+        the rest. Two processes recording the same leaf at once: the second is told it is a replay;
+        the same update at once: the second is told it arrived before. Where that shows as a
         conflict (PostgreSQL), the arrivals are recorded again one transaction each, so that one
         arrival's conflict is never another's.
         """
         table, seen_tracks = t.track_batches_seen, t.tracks_seen
-        prune = forget_before_us - self._forgotten_us >= _PRUNE_EVERY_US
-        if prune:  # a row kept up to a second longer only refuses more
+        # a commit whose bound has not moved on (audit records alone) has nothing to forget; forgetting
+        # in every commit that has, not in one bulk a second: that commit was the slowest in a hundred
+        prune = forget_before_us > self._forgotten_us
+        if prune:
             self._forgotten_us = forget_before_us
         try:
             if self.engine.dialect.name == "sqlite":

@@ -113,6 +113,9 @@ _CACHE_LIMIT = 4096
 _SEEN_MARGIN = timedelta(minutes=1)  # a received batch is remembered this much beyond 2 x max skew
 FEED_BATCH = 1000  # updates in one message of the publisher's WebSocket feed, at most
 _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
+# a partner's WebSocket and its answer to the link hello, waited for this long: a loaded partner (its
+# store recording the hello it answers) still answers, where a link failed and retried loses tracks
+_OPENING_S = 30.0
 # tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
 _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
@@ -687,7 +690,7 @@ class StreamService:
                 url + LINK_PATH,
                 max_size=2**20,
                 compression=None,
-                open_timeout=5,
+                open_timeout=_OPENING_S,
                 ssl=self._client_tls() if secure else None,
             )
             try:
@@ -697,7 +700,7 @@ class StreamService:
                     except TransportError as exc:
                         raise LinkError("unknown-peer", str(exc)) from None
                 await ws.send(first)
-                answer = await asyncio.wait_for(ws.recv(), timeout=5)
+                answer = await asyncio.wait_for(ws.recv(), timeout=_OPENING_S)
                 if not isinstance(answer, bytes):
                     raise LinkError("handshake-failed", f"{party} answered the handshake with text")
                 session = finish(answer, rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds)
