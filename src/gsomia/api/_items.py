@@ -128,11 +128,12 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
     ) -> dict[str, Any]:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
 
-        # The item named, then the read, in one worker thread. A plain ``def`` route would cross
+        # The item named and read (one query: the row the name resolves to is the row read), in one
+        # worker thread. A plain ``def`` route would cross
         # twice, or more: FastAPI runs each ``def`` dependency, the ``def`` endpoint and then the
         # validation of its response model each in a worker thread of its own.
         def read() -> dict[str, Any]:
-            return item_view(*node.items.read(person, node.items.resolve_item(person, item_id, originator)))
+            return item_view(*node.items.read_named(person, item_id, originator))
 
         return await run_in_threadpool(read)
 
