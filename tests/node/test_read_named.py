@@ -10,11 +10,15 @@ once (their records share transactions).
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from tests.node_fixtures import kor_label
 
+from gsomia.api import create_app
+from gsomia.api._items import READ_THREADS
 from gsomia.core.access import Person
 from gsomia.errors import NotFoundError
 from gsomia.node import Node
@@ -99,3 +103,25 @@ def test_concurrent_pages_are_each_answered_after_their_audit_record(jpn_node: N
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(page, range(40))) == [1] * 40
     assert _records(jpn_node, "item.list", "allowed") == 40
+
+
+def test_concurrent_reads_through_the_app_each_decided_and_audited_once(jpn_node: Node) -> None:
+    """More pages and reads at once than the read routes' worker threads (``READ_THREADS``): each is
+    answered, the refused as unknown items, and each has its one audit record."""
+    tokens = {pid: jpn_node.credentials.issue(None, pid)[1] for pid in ("tanaka", "sato")}
+    app = create_app(jpn_node)
+    asks = [("tanaka", f"/items/{HELD}"), ("sato", f"/items/{HELD}"), ("tanaka", "/items?limit=20")] * 10
+    assert len(asks) > 3 * READ_THREADS
+
+    async def run() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            answers = await asyncio.gather(
+                *(client.get(path, headers={"Authorization": f"Bearer {tokens[who]}"}) for who, path in asks)
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(run()) == [200, 404, 200] * 10
+    assert _records(jpn_node, "item.read", "allowed", HELD) == 10
+    assert _records(jpn_node, "item.read", "refused", HELD) == 10
+    assert _records(jpn_node, "item.list", "allowed") == 10

@@ -6,12 +6,15 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from gsomia._present import (
     inventory_view,
@@ -27,6 +30,27 @@ from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 
 __all__ = ["add_items_routes"]
+
+
+# How many pages and reads run at once in this process: the others wait their turn, first come first
+# served. At 200 clients, 40 of them at once (anyio's default worker threads) shared one interpreter
+# lock, so each took as long as the lock's hand-outs made it, not as its turn came: the tail grew
+# (bench_load.py, benchmarks/README.md "API under load"). 8 keep both cores busy and are enough for
+# concurrent reads' audit records to share their writes.
+READ_THREADS = 8
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+_T = TypeVar("_T")
+
+
+async def _in_read_thread(work: Callable[[], _T]) -> _T:
+    """``work`` in a worker thread, at most ``READ_THREADS`` of them at once (one limiter per loop)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = CapacityLimiter(READ_THREADS)
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
@@ -120,7 +144,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
                 "next_cursor": listed.next_cursor,
             }
 
-        return await run_in_threadpool(page)
+        return await _in_read_thread(page)
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
     async def read_item(
@@ -135,7 +159,7 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
         def read() -> dict[str, Any]:
             return item_view(*node.items.read_named(person, item_id, originator))
 
-        return await run_in_threadpool(read)
+        return await _in_read_thread(read)
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:
