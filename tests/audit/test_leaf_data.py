@@ -3,11 +3,15 @@ or every leaf written since would stop verifying (and an old log would look tamp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gsomia._codec import canonical
 from gsomia.audit import leaf_data
+from gsomia.audit._log import _leaf_hashes
+from gsomia.core.merkle import leaf_hash
 from gsomia.store import AuditRow
 
 _text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
@@ -54,3 +58,49 @@ def test_an_unusual_record_goes_through_canonical_itself() -> None:
     row = AuditRow(True, "k", None, None, "ok", "{}", entry_id="e")  # type: ignore[arg-type]
     assert leaf_data(row) == _reference(row)
     assert b'"at_us":true' in leaf_data(row)
+
+
+# --- the writer's batch path: _leaf_hashes over the tuples it reads must give leaf_hash(leaf_data) ---
+
+
+def _as_read(seq: int, row: AuditRow) -> tuple[object, ...]:
+    return (seq, row.at_us, row.kind, row.actor, row.subject, row.outcome, row.detail, row.entry_id)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            _text,
+            st.none() | _text,
+            st.none() | _text,
+            _text,
+            _text,
+            st.none() | _text,
+        ),
+        max_size=8,
+    )
+)
+def test_the_writers_batch_hashes_are_the_leaf_hashes_of_the_canonical_json(
+    fields: list[tuple[int, str, str | None, str | None, str, str, str | None]],
+) -> None:
+    rows = [
+        AuditRow(at, kind, actor, subject, outcome, detail, entry_id=entry)
+        for at, kind, actor, subject, outcome, detail, entry in fields
+    ]
+    got = _leaf_hashes([_as_read(k, r) for k, r in enumerate(rows)])
+    assert got == [leaf_hash(_reference(r)) for r in rows]
+
+
+def test_one_unusual_field_in_a_batch_sends_it_through_canonical_with_the_same_hashes() -> None:
+    usual = AuditRow(1, "k", "a", None, "ok", "{}", entry_id="e1")
+    odd = [
+        AuditRow(True, "k", None, None, "ok", "{}", entry_id="e2"),  # type: ignore[arg-type]
+        AuditRow(2, "k", 7, None, "ok", "{}", entry_id="e3"),  # type: ignore[arg-type]
+        AuditRow(3, "k", None, None, "ok", "{}", entry_id=None),  # type: ignore[arg-type]
+    ]
+    for other in odd:
+        got = _leaf_hashes([_as_read(1, usual), _as_read(2, other)])
+        assert got == [leaf_hash(_reference(usual)), leaf_hash(_reference(other))]
+    # a bool instant is the canonical JSON's true, not the %d template's 1
+    assert _leaf_hashes([_as_read(1, odd[0])]) != _leaf_hashes([_as_read(1, replace(odd[0], at_us=1))])

@@ -274,10 +274,12 @@ def send_frames(
     target: NetNode,
     frames: list[tuple[int, bytes]],
     *,
-    wait: float = 5.0,
+    wait: float = 60.0,
 ) -> tuple[int | None, str]:
     """Open a link, send each (type, body), and return how the target closed it (code, reason),
-    or ``(None, "kept open")`` if it had not within ``wait`` seconds."""
+    or ``(None, "kept open")`` if it had not within ``wait`` seconds. A refusal returns as soon as
+    it comes, so the default wait is long: a node slowed by a loaded machine still refuses in it.
+    A caller that expects the link kept open passes a short ``wait``, below the node's deadlines."""
     with open_link(attacker, target) as (ws, session):
         try:
             for kind, body in frames:

@@ -100,7 +100,7 @@ def _last_seq(jpn: NetNode) -> int:
 
 
 def _mount(
-    tisa: dict[str, Any], body: bytes, kind: int = TRACKS, wait: float = 5.0
+    tisa: dict[str, Any], body: bytes, kind: int = TRACKS, wait: float = 60.0
 ) -> tuple[tuple[int | None, str], list[Any]]:
     """USA opens a link to JPN, relays KOR's genuine authorisation, then sends ``body``."""
     jpn: NetNode = tisa["members"]["JPN"]

@@ -36,7 +36,9 @@ from gsomia.crypto.envelope import sign_origin
 from gsomia.demo.network import NetNode, build
 from gsomia.exchange._messages import consent_content
 from gsomia.stream import launches, replay
+from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import TRACK, TRACKS, initiate
+from gsomia.stream._service import _ROOT_DEADLINE_S
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_tracks_without_any_signed_root_are_never_shown(pair: dict[str, NetNode]
     analyst = Consumer(jpn, tokens(jpn)["analyst"])
     try:
         frames = [(TRACK, _message(u)) for u in _updates(1, "KOR-unrooted")[:5]]
-        closed = send_frames(ring(pair["KOR"]), jpn, frames, wait=3)
+        closed = send_frames(ring(pair["KOR"]), jpn, frames)
         time.sleep(1.0)  # what JPN accepted would reach its analyst within milliseconds
     finally:
         analyst.close()
@@ -96,9 +98,12 @@ def test_a_sender_that_never_sends_its_window_root_is_dropped(pair: dict[str, Ne
     kor, jpn = pair["KOR"], pair["JPN"]
     body = sign_batch(ring(kor), [_message(_updates(2, "KOR-no-window-root")[1])], datetime.now(UTC))
     began = time.monotonic()
-    closed = send_frames(ring(kor), jpn, [(TRACKS, body)], wait=15)
+    closed = send_frames(ring(kor), jpn, [(TRACKS, body)])
+    waited = time.monotonic() - began
     assert closed == (1008, "no-batch-root")
-    assert time.monotonic() - began < 10
+    # dropped at the root's deadline: never before it, and not at some longer time-out (the margin is
+    # for a loaded machine, whose scheduler may keep JPN's process waiting for seconds)
+    assert _ROOT_DEADLINE_S <= waited < _ROOT_DEADLINE_S + 30
     assert _refusals(jpn, "no-batch-root")
 
 
@@ -112,8 +117,8 @@ def test_a_replayed_handshake_is_neither_answered_nor_audited_as_opened(pair: di
     for _ in range(3):
         with connect(url, compression=None, open_timeout=10) as ws:
             ws.send(first)
-            try:
-                ws.recv(timeout=2)
+            try:  # answered or closed at once; a loaded JPN may take seconds to do either
+                ws.recv(timeout=60)
                 answers += 1
             except (ConnectionClosed, TimeoutError):
                 pass
@@ -149,13 +154,14 @@ def test_idle_unauthenticated_links_are_limited_per_source_and_closed_at_a_deadl
     jpn = pair["JPN"]
     url = jpn.endpoint.replace("http", "ws") + "/stream/link"
     before = len(audit(jpn, "stream.link"))
+    deadline = LinkGate().handshake_s  # the node's own gate: an idle link is closed this long after it opened
     closed: list[tuple[int | None, str]] = []
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(connect(url, compression=None, open_timeout=10)) for _ in range(20)]
         began = time.monotonic()
         for ws in sockets:
             try:
-                ws.recv(timeout=max(0.1, 15 - (time.monotonic() - began)))
+                ws.recv(timeout=max(0.1, deadline + 60 - (time.monotonic() - began)))
                 closed.append((None, "answered"))
             except ConnectionClosed as exc:
                 closed.append((exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, ""))
@@ -164,7 +170,7 @@ def test_idle_unauthenticated_links_are_limited_per_source_and_closed_at_a_deadl
         waited = time.monotonic() - began
     assert closed.count((1008, "too-many-links")) == 12
     assert closed.count((1008, "handshake-timeout")) == 8
-    assert waited < 12
+    assert waited < deadline + 30  # at the gate's deadline (a loaded machine's scheduler may add seconds)
     records = audit(jpn, "stream.link")[before:]
     assert 1 <= len(records) <= 4  # one per source and code per minute, not one per socket
 

@@ -18,10 +18,13 @@ from gsomia.stream._link import initiate
 
 
 def _answered(endpoint: str, first: bytes) -> bool:
+    """Whether the node answers ``first``. A hello it refuses ends the connection at once, and one it
+    neither answers nor refuses at the gate's handshake deadline: so the wait is long (a loaded node
+    answering late is still an answer), and it ends as soon as the node answers or closes."""
     with connect(endpoint.replace("http", "ws") + "/stream/link", compression=None, open_timeout=10) as ws:
         ws.send(first)
         try:
-            ws.recv(timeout=3)
+            ws.recv(timeout=60)
         except (ConnectionClosed, TimeoutError):
             return False
         return True

@@ -50,6 +50,19 @@ def test_insert_and_read_back(store: Store) -> None:
     assert store.get_item("nope") is None
 
 
+def test_a_large_insert_gives_each_item_its_own_seq_in_order(store: Store) -> None:
+    # more items than one IN (...) list reads back (the seqs are read back by id on SQLite)
+    new = [item(n, topics=frozenset({f"t{n % 3}"})) for n in range(1, 1202)]
+    seqs = store.insert_items(new, inventory=[(i.id, 1, "ingested", "KOR", "x", "{}") for i in new])
+    assert len(set(seqs)) == len(new)
+    assert seqs == sorted(seqs)  # in the order given
+    for n in (1, 500, 501, 1000, 1201):
+        row = store.get_item(f"item-{n:05d}")
+        assert row is not None
+        assert row.seq == seqs[n - 1]
+        assert store.item_topics(row.seq) == [f"t{n % 3}"]
+
+
 def test_duplicate_id_is_a_conflict_and_writes_nothing(store: Store) -> None:
     store.insert_items([item(1)])
     audit = [AuditRow(1, "item.ingest", "x", "item-00002", "allowed", "{}")]

@@ -31,7 +31,7 @@ from gsomia._codec import label_to_dict
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo import network
 from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
-from gsomia.errors import LinkError
+from gsomia.errors import LinkError, StoreError
 from gsomia.node import Node, load_config
 from gsomia.store import SignedArrival, Store
 from gsomia.stream import StreamService, launches, replay
@@ -244,12 +244,14 @@ def test_an_update_sent_again_under_a_new_signature_is_kept_once_by_every_proces
 
 async def _refused(sender: Node, service: StreamService, bodies: list[bytes]) -> BaseException | None:
     """A link from ``sender`` to ``service`` that sends TRACKS frames (``bodies``) and no window root;
-    what ended the link (``None``: it stayed open until its sender left)."""
+    what ended the link (``None``: it stayed open until its sender left). A refusal ends the wait as
+    soon as it comes; the wait is long, past the root's deadline, for a commit slowed by a loaded
+    machine (the refusal of what was read still comes first, ``_serve_frames``)."""
     inbound, _, task, session = await _opened(sender, service)
     for body in bodies:
         for wire in session.seal(TRACKS, body, 0.0):
             await inbound.put(wire)
-    done, _ = await asyncio.wait({task}, timeout=5)
+    done, _ = await asyncio.wait({task}, timeout=60)
     if not done:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -362,6 +364,48 @@ def test_the_store_forgets_an_update_after_the_window(tmp_path: Path) -> None:
         # past the window ("k" seen at 0, forgotten before 1 minute and a bit): new again
         assert store.remember_signed_tracks("b3", "KOR", [0], 3 * minute, minute // 2, ["k"]) == ([], set())
     finally:
+        store.close()
+
+
+def test_the_store_forgets_at_most_once_a_second_and_never_before_the_bound(tmp_path: Path) -> None:
+    """The replay memory forgets in the first commit, then once the bound has moved a second on:
+    a row is kept a little longer (it refuses more), never forgotten before the bound it was
+    given; a replay inside the window is refused either way."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    second = 1_000_000
+    try:
+        assert store.remember_signed_tracks("b1", "KOR", [0], 0, 0, ["k"]) == ([], set())
+        # the bound moves past "k" by less than a second: not forgotten yet, so still seen
+        assert store.remember_signed_tracks("b2", "KOR", [0], 10, second // 2, ["k"]) == ([], {"k"})
+        assert store.remember_signed_tracks("b1", "KOR", [0], 20, second // 2, ["x"]) == ([0], set())
+        # a second on: forgotten, as the window says
+        assert store.remember_signed_tracks("b3", "KOR", [0], 30, second, ["k"]) == ([], set())
+        # what was recorded after the bound stays: its replay is refused
+        assert store.remember_signed_tracks("b3", "KOR", [0], 40, second, ["y"]) == ([0], set())
+    finally:
+        store.close()
+
+
+def test_a_store_failure_in_the_replay_memory_is_a_store_error_and_records_nothing(tmp_path: Path) -> None:
+    """Another writer holds SQLite's lock past the busy timeout: the group commit fails as a
+    ``StoreError`` (the links waiting on it fail closed), and none of its arrivals is recorded."""
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    store.migrate()
+    arrival = SignedArrival("A", "KOR", (0,), ("a0",), 10)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError):
+            store.remember_signed_arrivals([arrival], 0)
+        other.execute("ROLLBACK")
+        assert store.remember_signed_arrivals([arrival], 0) == [([], set())]
+        assert store.remember_signed_arrivals([arrival], 0) == [([0], set())]
+    finally:
+        other.close()
         store.close()
 
 

@@ -217,28 +217,41 @@ class AuditStore:
             return int(conn.execute(query).scalar_one())
 
     def integrate(
-        self, leaves: Sequence[tuple[int, int, bytes]], nodes: Sequence[tuple[int, int, bytes]], frontier: str
+        self,
+        first: int,
+        seqs: Sequence[int],
+        digests: Sequence[bytes],
+        nodes: Sequence[tuple[int, int, bytes]],
+        frontier: str,
     ) -> None:
-        """Record leaves (seq, leaf index, leaf hash), completed subtrees and the new frontier, at once
-        (only in the writer's transaction, which read the pending records and the frontier)."""
+        """Record leaves (record ``seqs[k]`` is leaf ``first + k``, its hash ``digests[k]``), completed
+        subtrees and the new frontier, at once (only in the writer's transaction, which read the
+        pending records and the frontier)."""
         conn = self._bound()
+        if len(seqs) != len(digests):
+            raise ValueError(f"{len(seqs)} records and {len(digests)} leaf hashes")
         # straight to the driver: SQLAlchemy's per-row parameter building cost more than the writes
         # themselves for the ~3 rows each entry produces
         if conn.dialect.name == "postgresql":
             # psycopg (pure Python here) dumps a bytea[] element by element through a regex: the
             # leaves go as three text parameters split by the server, the nodes as COPY text
-            if leaves:
-                seqs = ",".join([str(s) for s, _, _ in leaves])
-                indexes = ",".join([str(i) for _, i, _ in leaves])
-                hexes = "".join([h.hex() for _, _, h in leaves])
-                low, high = min(s for s, _, _ in leaves), max(s for s, _, _ in leaves)
-                conn.exec_driver_sql(_PG_LEAVES, (hexes, seqs, indexes, low, high))
+            if seqs:
+                text = ",".join([str(s) for s in seqs])
+                indexes = ",".join([str(i) for i in range(first, first + len(seqs))])
+                hexes = b"".join(digests).hex()
+                conn.exec_driver_sql(_PG_LEAVES, (hexes, text, indexes, min(seqs), max(seqs)))
             if nodes:
                 _copy(conn, _PG_COPY_NODES, "".join([f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes]))
         else:
-            conn.exec_driver_sql(_SQLITE_LEAVES, [(i, h, s) for s, i, h in leaves])
-            if nodes:
-                conn.exec_driver_sql(_SQLITE_NODES, list(nodes))
+            # the driver's own cursor takes the parameters as an iterator: no list of tuples a round
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                leaves = zip(range(first, first + len(seqs)), digests, seqs, strict=True)
+                cursor.executemany(_SQLITE_LEAVES, leaves)  # type: ignore[arg-type]  # sqlite3 takes any iterable
+                if nodes:
+                    cursor.executemany(_SQLITE_NODES, nodes)
+            finally:
+                cursor.close()
         conn.execute(delete(t.node_meta).where(t.node_meta.c.key == "audit.frontier"))
         conn.execute(insert(t.node_meta), {"key": "audit.frontier", "value": frontier})
 

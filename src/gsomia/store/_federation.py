@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
-from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new, moved
+from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new, insert_rows, moved
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
 
@@ -115,6 +115,16 @@ def _insert_consents(conn: Connection, consents: Sequence[ConsentRow]) -> None:
     conn.execute(insert(t.consents), [_values(c) for c in consents])
     if any(c.item_id is None for c in consents):
         bump(conn, CONSENTS)
+
+
+_INBOX_COLUMNS = ("msg_id", "sender", "kind", "item_id", "received_us", "status", "receipt", "receipt_id")
+
+
+def _inbox_values(r: InboxRow) -> tuple[Any, ...]:
+    """An inbox row's values in ``_INBOX_COLUMNS``' order; a batch's receipt is stored once (in
+    ``receipts``), its rows name it by ``receipt_id`` and keep an empty ``receipt``."""
+    receipt = "" if r.receipt_id else r.receipt
+    return (r.msg_id, r.sender, r.kind, r.item_id, r.received_us, r.status, receipt, r.receipt_id)
 
 
 def _values(row: object) -> dict[str, object]:
@@ -495,9 +505,11 @@ class FederationStore:
                 by_id = {item.id: seq for item, seq in zip(items, seqs, strict=True)}
             if inbox:
                 _store_receipts(conn, {r.receipt_id: r.receipt for r in inbox if r.receipt_id})
-                conn.execute(
-                    insert(t.inbox),
-                    [_values(r) | ({"receipt": ""} if r.receipt_id else {}) for r in inbox],
+                insert_rows(
+                    conn,
+                    t.inbox,
+                    [_inbox_values(r) for r in inbox],
+                    _INBOX_COLUMNS,
                 )
             for op in ops:
                 op(conn)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     LargeBinary,
+    Table,
     case,
     create_engine,
     delete,
@@ -246,26 +247,42 @@ def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start : start + size]
 
 
-def _remember_sqlite(conn: Connection, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
-    """:meth:`Store.remember_signed_arrivals` on SQLite, inside a transaction holding the write lock:
-    what arrived before is read with one query per table (per 500 values), the arrivals are checked
-    in order here, and what is new is written with one multi-row INSERT per table (per 500 values).
-    A statement's run on the driver lets go of the interpreter's lock (the GIL) and takes it back:
-    a worker thread writing while the event loop is busy waits up to the interpreter's switch
-    interval (5 ms) each time, so a commit costs a few statements, not a few per track."""
-    run = conn.exec_driver_sql
+_PRUNE_EVERY_US = 1_000_000  # the replay memory forgets old rows once a second of its window, not per commit
+
+
+def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Remembered]:
+    """:meth:`Store.remember_signed_arrivals` on SQLite, on the driver's cursor inside a transaction
+    holding the write lock: what arrived before is read with one query for both tables (per 500
+    values of each), the arrivals are checked in order here, and what is new is written with one
+    multi-row INSERT per table (per 500 values).
+
+    Each statement's run on the driver lets go of the interpreter's lock (the GIL) several times
+    (prepare, step, reset) and takes it back: a worker thread writing while the event loop is busy
+    waits up to the interpreter's switch interval (5 ms) each time, so a commit costs a fixed few
+    statements, not a few per track, and no SQLAlchemy work per statement (issue 18)."""
     batches = sorted({arrival.batch for arrival in arrivals})
-    recorded: set[tuple[str, int]] = set()
-    for part in _chunks(batches, _SQLITE_MARKS):
-        marks = ",".join("?" * len(part))
-        query = f"SELECT batch, leaf FROM track_batches_seen WHERE batch IN ({marks})"  # noqa: S608 - only "?" marks
-        recorded.update((row[0], row[1]) for row in run(query, tuple(part)))
     identities = sorted({track for arrival in arrivals for track in arrival.tracks})
+    recorded: set[tuple[str, int]] = set()
     known: set[str] = set()
-    for part in _chunks(identities, _SQLITE_MARKS):
-        marks = ",".join("?" * len(part))
-        query = f"SELECT track FROM tracks_seen WHERE track IN ({marks})"  # noqa: S608 - only "?" marks
-        known.update(row[0] for row in run(query, tuple(part)))
+    batch_parts = list(_chunks(batches, _SQLITE_MARKS))
+    track_parts = list(_chunks(identities, _SQLITE_MARKS))
+    for n in range(max(len(batch_parts), len(track_parts))):
+        # a leaf's row has its batch and leaf; an update's, its identity and no leaf (NULL)
+        queries: list[str] = []
+        values: list[str] = []
+        if n < len(batch_parts):
+            marks = ",".join("?" * len(batch_parts[n]))
+            queries.append(f"SELECT batch, leaf FROM track_batches_seen WHERE batch IN ({marks})")  # noqa: S608 - only "?" marks
+            values += batch_parts[n]
+        if n < len(track_parts):
+            marks = ",".join("?" * len(track_parts[n]))
+            queries.append(f"SELECT track, NULL FROM tracks_seen WHERE track IN ({marks})")  # noqa: S608 - only "?" marks
+            values += track_parts[n]
+        for key, leaf in cursor.execute(" UNION ALL ".join(queries), values):
+            if leaf is None:
+                known.add(key)
+            else:
+                recorded.add((key, leaf))
     answers: list[Remembered] = []
     leaf_rows: list[tuple[str, int, str, int]] = []
     track_rows: list[tuple[str, str, int]] = []
@@ -284,18 +301,27 @@ def _remember_sqlite(conn: Connection, arrivals: Sequence[SignedArrival]) -> lis
         track_rows += [(track, arrival.originator, arrival.now_us) for track in fresh]
         answers.append(Remembered([], before))
     for rows in _chunks(leaf_rows, _SQLITE_MARKS // 4):
-        values = ",".join(["(?, ?, ?, ?)"] * len(rows))
-        run(
-            f"INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
-            tuple(value for row in rows for value in row),
+        values_sql = ",".join(["(?, ?, ?, ?)"] * len(rows))
+        cursor.execute(
+            f"INSERT INTO track_batches_seen (batch, leaf, originator, seen_us) VALUES {values_sql}",  # noqa: S608 - only "?" marks
+            [value for row in rows for value in row],
         )
     for rows in _chunks(track_rows, _SQLITE_MARKS // 3):
-        values = ",".join(["(?, ?, ?)"] * len(rows))
-        run(
-            f"INSERT INTO tracks_seen (track, originator, seen_us) VALUES {values}",  # noqa: S608 - only "?" marks
-            tuple(value for row in rows for value in row),
+        values_sql = ",".join(["(?, ?, ?)"] * len(rows))
+        cursor.execute(
+            f"INSERT INTO tracks_seen (track, originator, seen_us) VALUES {values_sql}",  # noqa: S608 - only "?" marks
+            [value for row in rows for value in row],
         )
     return answers
+
+
+def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
+    """The parameters of ``_INSERT_AUDIT`` for ``rows``, in its columns' order."""
+    return [
+        (r.at_us, _text(r.kind), _text(r.actor), _text(r.subject), _text(r.outcome), r.detail,
+         r.entry_id or uuid.uuid4().hex)
+        for r in rows
+    ]  # fmt: skip
 
 
 def _remember_core(conn: Connection, arrival: SignedArrival) -> Remembered:
@@ -407,6 +433,31 @@ def bump(conn: Connection, name: str) -> int:
 
 
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
+
+# the INSERT statement of a table's columns for a driver's paramstyle, written once
+_DRIVER_INSERTS: dict[tuple[str, tuple[str, ...], str], str] = {}
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]
+) -> None:
+    """``rows`` (tuples of ``columns``' values) into ``table`` in ``conn``'s transaction, one fixed
+    statement straight to the driver's executemany: SQLAlchemy's building of the parameters, per row
+    and column, cost about as much as the insert itself (issue 18). Only for columns whose values the
+    driver takes as they are (text, integers, bytes, None: no type of SQLAlchemy's converts them);
+    errors are SQLAlchemy's, as an ``execute``'s would be."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    key = (table.name, tuple(columns), style)
+    sql = _DRIVER_INSERTS.get(key)
+    if sql is None:
+        mark = "?" if style == "qmark" else "%s"
+        names = ", ".join(table.c[c].name for c in columns)  # a KeyError for a column it does not have
+        marks = ", ".join(mark for _ in columns)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - the table's own names
+        _DRIVER_INSERTS[key] = sql
+    conn.exec_driver_sql(sql, list(rows))
 
 
 def _unstorable(exc: BaseException) -> InvalidInputError:
@@ -552,6 +603,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
+        self._forgotten_us = -(2**63)  # the replay memory's last forgetting (remember_signed_arrivals)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -691,7 +743,10 @@ class Store:
         records ``audit`` are appended in the same transaction.
 
         Rows seen before ``forget_before_us`` are forgotten first (a batch that old is refused as stale
-        before it gets here), so the tables hold one window's worth. On SQLite the transaction takes
+        before it gets here), so the tables hold one window's worth: in the first call, then once
+        ``forget_before_us`` has moved a second on (this store's calls, in any thread); the commits
+        in between forget nothing, two statements fewer each, and a row kept a second longer only
+        refuses more. On SQLite the transaction takes
         the database's write lock from its start (``BEGIN IMMEDIATE``), so no other writer comes
         between reading what arrived before and recording the rest. Two processes recording the same
         leaf at once: the second is told it is a replay; the same update at once: the second is told
@@ -700,20 +755,19 @@ class Store:
         arrival's conflict is never another's.
         """
         table, seen_tracks = t.track_batches_seen, t.tracks_seen
+        prune = forget_before_us - self._forgotten_us >= _PRUNE_EVERY_US
+        if prune:  # a row kept up to a second longer only refuses more
+            self._forgotten_us = forget_before_us
         try:
             if self.engine.dialect.name == "sqlite":
                 with _writing(), self.engine.connect() as conn:
-                    run = conn.exec_driver_sql
-                    run("BEGIN IMMEDIATE")  # the write lock first: no writer between reading and writing
-                    run("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
-                    run("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
-                    answers = _remember_sqlite(conn, arrivals)
-                    self._audit(conn, audit)
-                    conn.commit()
-                    return answers
+                    return self._remember_on_sqlite(
+                        conn, arrivals, forget_before_us if prune else None, audit
+                    )
             with self._begin() as conn:
-                conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
-                conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
+                if prune:
+                    conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
+                    conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
                 answers = [_remember_core(conn, arrival) for arrival in arrivals]
                 self._audit(conn, audit)
                 return answers
@@ -726,6 +780,39 @@ class Store:
                 return answers
             self.append_audit(audit)
             return [Remembered(sorted(set(arrival.leaves)), set()) for arrival in arrivals]
+
+    @staticmethod
+    def _remember_on_sqlite(
+        conn: Connection,
+        arrivals: Sequence[SignedArrival],
+        forget_before_us: int | None,
+        audit: Sequence[AuditRow],
+    ) -> list[Remembered]:
+        """The SQLite transaction of :meth:`remember_signed_arrivals`, on the driver's own cursor: the
+        write lock first (``BEGIN IMMEDIATE``: no writer between reading and writing), rows seen
+        before ``forget_before_us`` forgotten (``None``: not in this commit), the arrivals, the audit
+        records, the commit. The driver's errors become SQLAlchemy's, as an ``execute``'s would."""
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            if forget_before_us is not None:
+                cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
+                cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
+            answers = _remember_sqlite(cursor, arrivals)
+            if audit:
+                cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(audit))
+            dbapi.commit()
+            return answers
+        except conn.dialect.loaded_dbapi.Error as exc:
+            dbapi.rollback()
+            raise DBAPIError.instance(
+                "remember_signed_arrivals", None, exc, conn.dialect.loaded_dbapi.Error,
+                hide_parameters=True, dialect=conn.dialect,
+            ) from exc  # fmt: skip
+        finally:
+            cursor.close()
 
     @property
     def name(self) -> str:
@@ -778,17 +865,25 @@ class Store:
                 }
                 for n, item in enumerate(new)
             ]
-            # each new seq read back with its item's id (unique): asked in the parameters' order,
-            # SQLAlchemy sends SQLite one INSERT a row (SQLite cannot tie a new ROWID to its
-            # parameters); unordered, one statement takes the batch (issue 18)
-            query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
-            given: dict[str, int] = {row[0]: row[1] for row in conn.execute(query, values)}
+            given: dict[str, int] = {}
+            if conn.dialect.name == "sqlite":
+                # the driver's executemany, then each new seq read back by its item's id (unique):
+                # SQLAlchemy's building of the batched INSERT's parameters, per row and column, cost
+                # more than SQLite's insert (issue 18: 15% of a received batch)
+                insert_rows(conn, t.items, [tuple(row.values()) for row in values], tuple(values[0]))
+                ids = [item.id for item in new]
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    read = select(t.items.c.id, t.items.c.seq).where(t.items.c.id.in_(chunk))
+                    given |= {row[0]: row[1] for row in conn.execute(read)}
+            else:
+                # each new seq read back with its item's id (unique): unordered, one statement takes
+                # the batch (issue 18)
+                query = insert(t.items).returning(t.items.c.id, t.items.c.seq)
+                given = {row[0]: row[1] for row in conn.execute(query, values)}
             seqs = [given[item.id] for item in new]
-        topic_rows = [
-            {"topic": tp, "item_seq": s} for item, s in zip(new, seqs, strict=True) for tp in item.topics
-        ]
-        if topic_rows:
-            conn.execute(insert(t.item_topics), topic_rows)
+        topic_rows = [(tp, s) for item, s in zip(new, seqs, strict=True) for tp in item.topics]
+        insert_rows(conn, t.item_topics, topic_rows, ("topic", "item_seq"))
         return seqs
 
     def _inventory(
@@ -808,18 +903,8 @@ class Store:
             seq = seqs.get(item_id)
             if seq is None:
                 raise StoreError(f"no item {item_id!r} for an inventory entry; nothing was written")
-            rows.append(
-                {
-                    "item_seq": seq,
-                    "at_us": at_us,
-                    "kind": kind,
-                    "party": party,
-                    "actor": actor,
-                    "detail": detail,
-                }
-            )
-        if rows:
-            conn.execute(insert(t.inventory), rows)
+            rows.append((seq, at_us, kind, party, actor, detail))
+        insert_rows(conn, t.inventory, rows, ("item_seq", "at_us", "kind", "party", "actor", "detail"))
 
     def add_inventory(self, entries: Sequence[InventoryEntry]) -> None:
         with self._begin() as conn:
@@ -1140,21 +1225,7 @@ class Store:
             # one fixed statement straight to the driver's executemany: building SQLAlchemy's
             # parameters per row cost about as much as the insert itself (issue 18)
             sql = _INSERT_AUDIT["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
-            conn.exec_driver_sql(
-                sql,
-                [
-                    (
-                        r.at_us,
-                        _text(r.kind),
-                        _text(r.actor),
-                        _text(r.subject),
-                        _text(r.outcome),
-                        r.detail,
-                        r.entry_id or uuid.uuid4().hex,
-                    )
-                    for r in rows
-                ],
-            )
+            conn.exec_driver_sql(sql, _audit_values(rows))
 
     def append_audit(self, rows: Sequence[AuditRow]) -> None:
         with self._begin() as conn:
