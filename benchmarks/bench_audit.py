@@ -20,8 +20,9 @@ the start (actors, subjects and entry ids differ per record). Making them is not
    50,000 ``AuditLog.integrate()`` (its default limit) appends them to the tree: it reads
    the pending records, computes each leaf hash (``leaf_data``: canonical JSON of every
    field, SHA-256 with the 0x00 prefix), advances the ``Frontier``, and in one transaction
-   sets ``leaf_index`` and ``leaf`` on every record, inserts every completed subtree into
-   ``merkle_nodes`` and stores the new frontier. Three rates are printed: ``append_audit``
+   sets ``leaf_index`` and ``leaf`` on every record, inserts every completed subtree above the
+   leaves into ``merkle_nodes`` (a leaf's hash is stored once, with its record: migration 0027)
+   and stores the new frontier. Three rates are printed: ``append_audit``
    alone, ``integrate()`` alone (the Merkle log's own cost, with its phases: reading the
    pending records, hashing in Python, writing), and append+integrate (a record from
    nothing to a leaf of the tree). The target (at least 50,000 appends/s on SQLite, 30,000 on
@@ -58,7 +59,8 @@ the start (actors, subjects and entry ids differ per record). Making them is not
    subtrees level by level with hashlib (0x00 / 0x01 prefixes, as ``leaf_hash`` and
    ``node_hash``) and makes the chunk's rows; a chunk of 2**17 aligned on 2**17 holds whole
    subtrees of the tree, so the main process only joins the chunks' roots (the few nodes
-   above them). The records (with ``leaf_index`` and ``leaf`` set) and every subtree go
+   above them). The records (with ``leaf_index`` and ``leaf`` set) and every subtree above
+   the leaves go
    straight into ``audit_records`` and ``merkle_nodes``: SQLite ``executemany`` on its own
    connection, a transaction a chunk; PostgreSQL by its own bulk-load recipe in one
    transaction (the empty tables truncated, their indexes and key constraints dropped,
@@ -549,16 +551,17 @@ def gsomia_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:
     join (the same text, arrays as literals), on SQLite the OR of ``AuditStore.nodes_by_or``."""
     if node.store.engine.dialect.name != "postgresql":
         return indexed_query(node, keys)
-    levels = ",".join(str(lv) for lv, _ in keys)
-    idxs = ",".join(str(ix) for _, ix in keys)
-    return _PG_NODES_BY_KEY % (f"'{{{levels}}}'", f"'{{{idxs}}}'")
+    levels = ",".join(str(lv) for lv, _ in keys if lv > 0)
+    idxs = ",".join(str(ix) for lv, ix in keys if lv > 0)
+    leaves = ",".join(str(ix) for lv, ix in keys if lv == 0)  # a leaf from its record (migration 0027)
+    return _PG_NODES_BY_KEY % (f"'{{{levels}}}'", f"'{{{idxs}}}'", f"'{{{leaves}}}'")
 
 
 def indexed_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:
     """The query of ``AuditStore.nodes_by_or``: ``(level = ? AND idx = ?) OR ...`` (PostgreSQL's
     before issue 18's array join; still SQLite's)."""
-    mn = t.merkle_nodes
-    query = select(mn).where(or_(*(and_(mn.c.level == lv, mn.c.idx == ix) for lv, ix in keys)))
+    mn = t.merkle_nodes  # the subtrees above the leaves (a leaf is read from its record)
+    query = select(mn).where(or_(*(and_(mn.c.level == lv, mn.c.idx == ix) for lv, ix in keys if lv > 0)))
     return str(query.compile(node.store.engine, compile_kwargs={"literal_binds": True}))
 
 
@@ -1216,6 +1219,8 @@ def _big_chunk(start: int, count: int, rows_wanted: bool, copy_wanted: bool, wit
     nodes: list[tuple[int, int, bytes]] = []
     node_text: list[str] = []
     for level, hashes in enumerate(levels):
+        if level == 0:
+            continue  # a leaf's hash is stored with its record (migration 0027), as integrate stores it
         base = start >> level
         if rows_wanted:
             nodes += [(level, base + k, h) for k, h in enumerate(hashes)]

@@ -10,7 +10,8 @@ are sampled (``py-spy record --format raw``, collapsed stacks) during the last r
 
 With ``--store``, instead: the CPU time of the receiver's replay memory alone
 (``Store.remember_signed_tracks``, one call per frame of 127 tracks, the median frame at saturation
-being about that, on a SQLite store), per track.
+being about that, on a SQLite store), per track; and per group commit of 3 groups of 3 updates
+(``Store.remember_signed_arrivals``, about a receiver's commit at 1,000 updates/s).
 
 Run: ``python benchmarks/profile_stream.py [--tracks 20000] [--runs 3] [--py-spy /tmp/prof] [--store]``.
 A baseline from another checkout: ``PYTHONPATH=/path/to/checkout/src python benchmarks/profile_stream.py``.
@@ -61,6 +62,43 @@ def store_cpu(frames: int = 60, per_frame: int = 127) -> float:
             node.close()
 
 
+def commit_cpu(commits: int = 400, groups: int = 3, per_group: int = 3) -> float:
+    """CPU microseconds per group commit of the replay memory (``Store.remember_signed_arrivals``)
+    on a fresh SQLite node store: ``groups`` groups of ``per_group`` updates a commit (about what a
+    receiver's commit holds at 1,000 updates/s), the window's bound moving 25 ms a commit, after
+    1,000 commits to fill the tables."""
+    import hashlib
+
+    from gsomia.store import SignedArrival
+    from gsomia.testing import make_node
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node", "JPN")
+        made = 0
+
+        def commit(n: int) -> None:
+            nonlocal made
+            arrivals = []
+            for _ in range(groups):
+                made += 1
+                batch = hashlib.sha256(b"batch %d" % made).hexdigest()
+                tracks = tuple(hashlib.sha256(b"%d-%d" % (made, i)).hexdigest() for i in range(per_group))
+                arrivals.append(
+                    SignedArrival(batch, "KOR", tuple(range(per_group)), tracks, 10**15 + n * 25_000)
+                )
+            node.store.remember_signed_arrivals(arrivals, 10**15 + n * 25_000 - 10**7)
+
+        try:
+            for n in range(1000):
+                commit(n)
+            began = time.process_time()
+            for n in range(1000, 1000 + commits):
+                commit(n)
+            return (time.process_time() - began) / commits * 1e6
+        finally:
+            node.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tracks", type=int, default=20_000)
@@ -73,6 +111,8 @@ def main() -> int:
     if args.store:
         print(f"remember_signed_tracks, SQLite, 127 tracks a call: {store_cpu():.1f} us CPU per track "
               f"(load {load_average()})")  # fmt: skip
+        print(f"remember_signed_arrivals, SQLite, 3 groups of 3 updates a commit: {commit_cpu():.0f} us CPU "
+              f"per commit (load {load_average()})")  # fmt: skip
         return 0
     with tempfile.TemporaryDirectory(prefix="gsomia-profile-stream-") as tmp:
         net = _Network(Path(tmp) / "direct", hub=False)

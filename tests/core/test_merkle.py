@@ -95,6 +95,12 @@ def test_extend_is_append_leaf_by_leaf(data: list[bytes], cut: int, start: int) 
     assert got == expected
     assert (many.size, many.hashes) == (one.size, one.hashes)
     assert many.root() == mth([bytes([k]) for k in range(start)] + data)
+    without = Frontier()
+    for h in before:
+        without.append(h)
+    inner = without.extend(hashes[:cut], with_leaves=False) + without.extend(hashes[cut:], with_leaves=False)
+    assert inner == [c for c in expected if c[0] > 0]  # the writer's: leaves are kept with the records
+    assert (without.size, without.hashes) == (one.size, one.hashes)
 
 
 @given(data=leaves, pick=st.integers(min_value=0))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +19,8 @@ from gsomia import (
     ReleaseRefused,
     ReleaseRequest,
 )
+from gsomia.core.approvals import TwoPersonPolicy
+from gsomia.core.policy import Assurance
 from gsomia.errors import InstantError, LabelError
 
 NOV_2016_EVE = kst(2016, 11, 22, 12)
@@ -642,3 +644,35 @@ def test_a_batch_memo_shares_a_decision_only_where_nothing_but_the_item_differs(
     assert engine.decide(onward, at=NORMAL_2024, memo=memo).allowed
     assert not engine.decide(replace(onward, item="item-2"), at=NORMAL_2024, memo=memo).allowed
     assert len(memo) == 4
+
+
+def test_a_batch_memo_keys_a_decision_by_every_field_of_the_request_but_the_item(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    """The memo's key is read from the request's fields (all but the item's id), not listed by hand:
+    a request that differs from a decided one in any other field, the ones a rule reads rarely
+    included, is decided on its own, never answered with the first one's decision."""
+    plain = make_request(catalogue, item="a")
+    changed = {
+        "label": make_request(catalogue, classification="군사I급비밀").label,
+        "sender": "USA",
+        "recipient": "GBR",
+        "purpose": "another-purpose",
+        "via": ("USA",),
+        "two_person": TwoPersonPolicy(frozenset({("KOR", "군사II급비밀")})),
+        "grants_relay": True,
+        "assurances": (Assurance("kor-jpn-gsomia-2016", "JPN", kst(2024, 1, 1), "note verbale 1"),),
+        "portions": ("p1",),
+        "portion": "p1",
+    }
+    # consents and an approval bind the item: such a request never goes through the memo at all
+    assert {f.name for f in fields(ReleaseRequest)} == {*changed, "item", "consents", "approval"}
+    memo: dict[object, ReleaseDecision] = {}
+    first = engine.decide(plain, at=NORMAL_2024, memo=memo)
+    for name, value in changed.items():
+        before = len(memo)
+        other = replace(plain, **{name: value})
+        decided = engine.decide(other, at=NORMAL_2024, memo=memo)
+        assert len(memo) == before + 1, name  # a key of its own
+        assert decided is not first, name
+        assert decided == engine.decide(other, at=NORMAL_2024), name  # as if decided alone

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwe
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
+from tests.crypto.test_envelope_reader import _JWE
 from tests.reliability.livenet import SUMMARIES, LiveNet
 
-from gsomia.crypto.envelope import _JWE, ENVELOPE_FORMAT, HOP_TYPE, MAX_ENVELOPE_CHARS, _canonical, seal
+from gsomia.crypto.envelope import ENVELOPE_FORMAT, HOP_TYPE, MAX_ENVELOPE_CHARS, _canonical, seal
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 
 HOUR = timedelta(hours=1)

@@ -334,3 +334,34 @@ def test_a_receipt_replayed_for_another_batch_in_flight_settles_none_of_that_bat
     assert {r.state for r in kor.deliver_due(Pipelined(net.transport))} == {"delivered"}
     assert len(net.nodes["JPN"].store.existing_items(ids)) == 250
     assert len(net.audit("JPN", "envelope.received")) == 250
+
+
+def test_each_batch_is_decided_again_when_it_is_sealed_not_all_before_the_first_leaves(
+    net: Net, monkeypatch: Any
+) -> None:
+    """The run's entries are decided again batch by batch, the next while the one before is on the
+    wire: when the first batch is pushed, the third's entries have not been decided yet (issue 18:
+    deciding all 1,000 of a run before the first batch left kept the receiver idle meanwhile). Each
+    is still decided, and only what its decision allows is sent."""
+    ids, msg_ids = _many(net, 250)
+    kor = net.nodes["KOR"].exchange
+    decided: list[str] = []
+    recheck = kor.recheck
+
+    def counted(entry: Any, *args: Any, **kwargs: Any) -> Any:
+        decided.append(entry.msg_id)
+        return recheck(entry, *args, **kwargs)
+
+    monkeypatch.setattr(kor, "recheck", counted)
+    seen: list[int] = []
+
+    class Watching(Pipelined):
+        def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+            seen.append(len(decided))
+            return super().push(peer, envelopes)
+
+    results = kor.deliver_due(Watching(net.transport))
+    assert seen[0] <= 200  # the first batch and at most the second decided when the first leaves
+    assert sorted(decided) == sorted(msg_ids)  # every entry decided once, none sent undecided
+    assert {r.state for r in results} == {"delivered"}
+    assert len(net.nodes["JPN"].store.existing_items(ids)) == 250

@@ -243,8 +243,11 @@ class Frontier:
         self.size += 1
         return completed
 
-    def extend(self, leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
-        """``append`` for many leaves: every subtree completed, in order, without a list per leaf."""
+    def extend(self, leaves: Iterable[bytes], *, with_leaves: bool = True) -> list[tuple[int, int, bytes]]:
+        """``append`` for many leaves: every subtree completed, in order, without a list per leaf.
+
+        ``with_leaves=False`` leaves out the level-0 subtrees (the leaves themselves, which the caller
+        keeps elsewhere): only the interior nodes completed, in the same order."""
         completed: list[tuple[int, int, bytes]] = []
         add = completed.append
         hashes = self._hashes
@@ -252,7 +255,8 @@ class Frontier:
         sha = hashlib.sha256
         size = self.size
         for leaf in leaves:
-            add((0, size, leaf))
+            if with_leaves:
+                add((0, size, leaf))
             acc = leaf
             level = 0
             while (size >> level) & 1:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from gsomia.core.agreements import Agreement, Topology
@@ -162,6 +163,10 @@ class ReleaseRequest:
     portions: tuple[str, ...] = ()
     # ... or the one portion decided on its own label, before the release's set is known
     portion: str | None = None
+
+
+# a request's fields but the item's id, in order: what a batch's memo keys a decision by (``decide``)
+_BUT_ITEM = attrgetter(*(f.name for f in fields(ReleaseRequest) if f.name != "item"))
 
 
 class Check(NamedTuple):
@@ -973,7 +978,9 @@ class ReleaseEngine:
         if memo is None or request.consents or request.approval is not None:
             return self._decide(request, at)
         try:
-            key = (self, at, replace(request, item=None))
+            # every field of the request but the item's id (read from the class: a field added later
+            # is in the key without anyone remembering to put it there); no copy of the request built
+            key = (self, at, _BUT_ITEM(request))
             found = memo.get(key)
         except TypeError:  # something unhashable in the request: decided on its own
             return self._decide(request, at)

@@ -1,4 +1,6 @@
-"""Cryptography adapters: ``cryptography``, and ``joserfc`` for JOSE; no home-made constructions.
+"""Cryptography adapters: ``cryptography``, and JOSE (joserfc for keys and identity documents; the
+envelopes' compact forms written and read over ``cryptography`` in gsomia.crypto.envelope); no
+home-made constructions.
 
 Its neighbours import the public modules named in ``__all__``: ``atrest`` (payloads sealed under
 the node key), ``keys`` (the key ring, peers' identities), ``envelope`` (origin signatures, sealed

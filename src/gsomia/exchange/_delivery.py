@@ -85,11 +85,57 @@ class Deliveries(Approvals):
             epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US, recipients=peers
         )
         results: list[Delivery] = []
-        by_peer: dict[str, list[tuple[OutboxRow, str, ReleaseDecision | None]]] = {}
         # the items' rows and consents on file, read once for the run (each still decided alone)
         prefetched = self.prefetch([e.item_id for e in due if e.kind == "item" and e.item_id])
         bodies: dict[str, dict[str, Any]] = {}  # each item's message, built under the decision just taken
+        by_peer: dict[str, list[OutboxRow]] = {}
         for entry in due:
+            by_peer.setdefault(entry.recipient, []).append(entry)
+        for party, entries in by_peer.items():
+            chunks = [entries[start : start + _BATCH] for start in range(0, len(entries), _BATCH)]
+            if len(chunks) == 1:
+                if keep is None or keep(party):
+                    batch = self._decided(chunks[0], now, prefetched, bodies, results)
+                    if batch:
+                        results += self._push(transport, party, batch, now, bodies)
+                continue
+            # a pipeline one batch deep: the next batch is decided again and sealed while the one before
+            # is on the wire (and at the receiver), then that one is settled; each batch still settles
+            # on its own receipt, in the outbox's order, in its own transaction (issue 18: the decisions
+            # of a whole run, taken before its first batch left, kept the receiver idle meanwhile)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deliver-{party}") as wire:
+                in_flight: tuple[_Prepared, Future[list[Any]]] | None = None
+                try:
+                    for chunk in chunks:
+                        if keep is not None and not keep(party):
+                            break  # left pending, as read: the process holding that peer now sends them
+                        batch = self._decided(chunk, now, prefetched, bodies, results)
+                        if not batch:
+                            continue
+                        prepared = self._prepare(party, batch, now, bodies)
+                        sent = wire.submit(self._send, transport, prepared)
+                        if in_flight is not None:
+                            flying, in_flight = in_flight, None
+                            results += self._finish(*flying, now)
+                        in_flight = (prepared, sent)
+                finally:  # what is on the wire is settled, whatever stopped the next one
+                    if in_flight is not None:
+                        results += self._finish(*in_flight, now)
+        return results
+
+    def _decided(
+        self,
+        entries: Sequence[OutboxRow],
+        now: datetime,
+        prefetched: Prefetched,
+        bodies: dict[str, dict[str, Any]],
+        results: list[Delivery],
+    ) -> list[tuple[OutboxRow, str, ReleaseDecision | None]]:
+        """``entries`` decided again now, just before their batch is sealed: those that may go, each
+        with the envelope it goes in and its decision (an item's message built under it in
+        ``bodies``); the others settled undeliverable with the reason (and audited) in ``results``."""
+        batch: list[tuple[OutboxRow, str, ReleaseDecision | None]] = []
+        for entry in entries:
             refusal, decision = self.recheck(entry, now, prefetched)
             envelope = entry.envelope
             if refusal is None:
@@ -129,32 +175,8 @@ class Deliveries(Approvals):
                 )
                 results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
                 continue
-            by_peer.setdefault(entry.recipient, []).append((entry, envelope, decision))
-        for party, batch in by_peer.items():
-            chunks = [batch[start : start + _BATCH] for start in range(0, len(batch), _BATCH)]
-            if len(chunks) == 1:
-                if keep is None or keep(party):
-                    results += self._push(transport, party, chunks[0], now, bodies)
-                continue
-            # a pipeline one batch deep: the next batch is sealed while the one before is on the wire
-            # (and at the receiver), then that one is settled; each batch still settles on its own
-            # receipt, in the outbox's order, in its own transaction
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deliver-{party}") as wire:
-                in_flight: tuple[_Prepared, Future[list[Any]]] | None = None
-                try:
-                    for chunk in chunks:
-                        if keep is not None and not keep(party):
-                            break  # left pending, as read: the process holding that peer now sends them
-                        prepared = self._prepare(party, chunk, now, bodies)
-                        sent = wire.submit(self._send, transport, prepared)
-                        if in_flight is not None:
-                            flying, in_flight = in_flight, None
-                            results += self._finish(*flying, now)
-                        in_flight = (prepared, sent)
-                finally:  # what is on the wire is settled, whatever stopped the next one
-                    if in_flight is not None:
-                        results += self._finish(*in_flight, now)
-        return results
+            batch.append((entry, envelope, decision))
+        return batch
 
     def _reseal(self, entry: OutboxRow, decision: ReleaseDecision | None, now: datetime) -> str:
         """A fresh envelope, same message id: an item's body is rebuilt from the store, never kept in

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._codec import canonical, decision_json
+from gsomia._codec import canonical, decision_json, json_object
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
@@ -104,7 +104,10 @@ class Inbox(Equivalences):
         ]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = self.fed.inbox_entries([o.msg_id for o in messages])
-        pairs = [i for o in messages for i in [_peek_item(o.body)] if i]
+        # each item message's signed content as read (unverified) to prefetch, kept so that the one
+        # that verifies below is not decoded and parsed again (issue 18)
+        peeked = accepted.prefetched.setdefault("contents", {})
+        pairs = [i for o in messages for i in [_peek_item(o.body, peeked)] if i]
         accepted.claimed = [item_id for _, item_id in pairs]
         accepted.pairs = pairs
         accepted.peeked = set(pairs)
@@ -379,14 +382,20 @@ class Inbox(Equivalences):
         if not isinstance(origin, str) or not isinstance(route, dict):
             raise InvalidInputError("item message: origin and route are required")
         originator, content = verify_origin(origin, self._identities, now, own=self.ring)
+        # the JSON the prefetch read, only where its bytes are exactly the content that just verified
+        peeked = accepted.prefetched.get("contents", {}).get(origin)
+        parsed = peeked[1] if peeked is not None and peeked[0] == content else json_object(content, "item")
         item: ItemContent | PortionedContent
         portions: tuple[SignedPortion, ...] = ()
-        portioned = parse_portioned_content(content, self.kernel.catalogue)
+        portioned = parse_portioned_content(content, self.kernel.catalogue, parsed=parsed)
         if portioned is None:
             if "portions" in body:
                 raise InvalidInputError("item message: portions of an item signed whole")
             item = parse_item_content(
-                content, self.kernel.catalogue, accepted.prefetched.setdefault("labels", {})
+                content,
+                self.kernel.catalogue,
+                accepted.prefetched.setdefault("labels", {}),
+                parsed=parsed,
             )
             label = item.label
         else:
@@ -647,15 +656,21 @@ def _receipts_once(results: list[dict[str, Any]]) -> list[str]:
     return list(kept)
 
 
-def _peek_item(body: dict[str, Any]) -> tuple[str, str] | None:
+def _peek_item(
+    body: dict[str, Any], peeked: dict[str, tuple[bytes, dict[str, Any]]]
+) -> tuple[str, str] | None:
     """The (originator, item id) an item message claims, read before verification, only to prefetch
-    in one query."""
+    in one query; the signed content's bytes and JSON object kept in ``peeked`` by the signed text
+    (used only once the signature over exactly those bytes has verified)."""
     origin = body.get("origin")
     if body.get("kind") != "item" or not isinstance(origin, str) or origin.count(".") != 2:
         return None
     try:
         payload = origin.split(".")[1]
-        content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        content = json.loads(raw)
+        if isinstance(content, dict):
+            peeked[origin] = (raw, content)
         item, label = content.get("item"), content.get("label")
         originator = label.get("originator") if isinstance(label, dict) else None
     except (ValueError, AttributeError):

@@ -183,12 +183,17 @@ def item_content(
 
 
 def parse_item_content(
-    content: bytes, catalogue: Catalogue, labels: dict[bytes, tuple[Catalogue, SecurityLabel]] | None = None
+    content: bytes,
+    catalogue: Catalogue,
+    labels: dict[bytes, tuple[Catalogue, SecurityLabel]] | None = None,
+    *,
+    parsed: dict[str, Any] | None = None,
 ) -> ItemContent:
     """An originator's signed item content, checked. ``labels``: the labels a batch parsed already, by
     their exact JSON (a batch's items mostly share one label: parsed and checked against the scheme
-    once, issue 18); the same JSON under the same catalogue is the same label."""
-    data = json_object(content, "item")
+    once, issue 18); the same JSON under the same catalogue is the same label. ``parsed``: what
+    ``json.loads(content)`` gave the caller already, if it did (not parsed again)."""
+    data = json_object(content, "item") if parsed is None else parsed
     if data.get("v") != 1 or data.get("kind") != "item":
         raise InvalidInputError("item: not a version 1 item")
     try:
@@ -305,9 +310,12 @@ def relabelled_leaf(leaf: bytes, label: SecurityLabel) -> bytes:
     return canonical(data).encode()
 
 
-def parse_portioned_content(content: bytes, catalogue: Catalogue) -> PortionedContent | None:
-    """The signed item in portions, or ``None`` for an item signed whole (:func:`parse_item_content`)."""
-    data = json_object(content, "item")
+def parse_portioned_content(
+    content: bytes, catalogue: Catalogue, *, parsed: dict[str, Any] | None = None
+) -> PortionedContent | None:
+    """The signed item in portions, or ``None`` for an item signed whole (:func:`parse_item_content`).
+    ``parsed``: what ``json.loads(content)`` gave the caller already, if it did (not parsed again)."""
+    data = json_object(content, "item") if parsed is None else parsed
     if data.get("kind") != "portioned-item":
         return None
     size = data.get("size")

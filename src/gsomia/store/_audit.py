@@ -36,10 +36,13 @@ _PG_LEAVES = (
 _PG_COPY_NODES = "COPY merkle_nodes (level, idx, hash) FROM STDIN"
 # a proof's subtree hashes: one fixed statement over two arrays, joined to the primary key (a nested
 # loop of index look-ups), the same text every time so that the driver prepares it once per
-# connection; an OR of ~2 log n key pairs is planned afresh for each proof (its text varies)
+# connection; an OR of ~2 log n key pairs is planned afresh for each proof (its text varies). The
+# leaves (level 0) are the records' own leaf hashes (migration 0027: stored once, not again in
+# merkle_nodes), found by the unique index on leaf_index in the same statement
 _PG_NODES_BY_KEY = (
     "SELECT m.level, m.idx, m.hash FROM unnest(%s::int[], %s::bigint[]) AS k(l, i) "
-    "JOIN merkle_nodes AS m ON m.level = k.l AND m.idx = k.i"
+    "JOIN merkle_nodes AS m ON m.level = k.l AND m.idx = k.i "
+    "UNION ALL SELECT 0, a.leaf_index, a.leaf FROM audit_records AS a WHERE a.leaf_index = ANY(%s::bigint[])"
 )
 # the writer's read: only the fields a leaf commits to, as plain tuples, in leaf order
 _PENDING_FIELDS = {
@@ -225,11 +228,14 @@ class AuditStore:
         frontier: str,
     ) -> None:
         """Record leaves (record ``seqs[k]`` is leaf ``first + k``, its hash ``digests[k]``), completed
-        subtrees and the new frontier, at once (only in the writer's transaction, which read the
-        pending records and the frontier)."""
+        subtrees above the leaves and the new frontier, at once (only in the writer's transaction,
+        which read the pending records and the frontier). A leaf's hash is stored once, with its
+        record: ``merkle_nodes`` holds levels 1 and up (migration 0027)."""
         conn = self._bound()
         if len(seqs) != len(digests):
             raise ValueError(f"{len(seqs)} records and {len(digests)} leaf hashes")
+        if any(level < 1 for level, _, _ in nodes):
+            raise ValueError("the leaves are stored with their records, not in merkle_nodes")
         # straight to the driver: SQLAlchemy's per-row parameter building cost more than the writes
         # themselves for the ~3 rows each entry produces
         if conn.dialect.name == "postgresql":
@@ -256,7 +262,9 @@ class AuditStore:
         conn.execute(insert(t.node_meta), {"key": "audit.frontier", "value": frontier})
 
     def nodes_of_level(self, level: int, chunk: int = 50_000) -> Iterator[tuple[int, bytes]]:
-        """Every stored subtree hash of one level, in index order, a chunk at a time."""
+        """Every stored subtree hash of one level, in index order, a chunk at a time (level 0, the
+        leaves, is the records' ``leaf``: ``merkle_nodes`` holds none since migration 0027, and this
+        lists any found there all the same, for ``verify`` to report)."""
         after = -1
         while True:
             query = (
@@ -279,25 +287,39 @@ class AuditStore:
             ).scalar_one_or_none()
 
     def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The hashes of the subtrees ``keys`` (level, index) found: levels 1 and up from
+        ``merkle_nodes``, level 0 (a leaf) from its record's ``leaf``."""
         if not keys:
             return {}
         with self._read_one() as conn:
             if conn.dialect.name == "postgresql":
-                levels = [int(k[0]) for k in keys]
-                idxs = [int(k[1]) for k in keys]
-                rows = conn.exec_driver_sql(_PG_NODES_BY_KEY, (levels, idxs)).all()
+                inner = [k for k in keys if k[0] > 0]
+                levels = [int(k[0]) for k in inner]
+                idxs = [int(k[1]) for k in inner]
+                leaves = [int(k[1]) for k in keys if k[0] == 0]
+                rows = conn.exec_driver_sql(_PG_NODES_BY_KEY, (levels, idxs, leaves)).all()
                 return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
         return self.nodes_by_or(keys)
 
     def nodes_by_or(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """The subtree hashes by an OR of primary-key look-ups: SQLite's way (it plans a row-value
-        ``IN (VALUES ...)`` as a full table scan), and PostgreSQL's before the array join."""
+        ``IN (VALUES ...)`` as a full table scan), and PostgreSQL's before the array join; the
+        leaves by their records' unique ``leaf_index``."""
         if not keys:
             return {}
-        match = or_(*(and_(t.merkle_nodes.c.level == lv, t.merkle_nodes.c.idx == ix) for lv, ix in keys))
-        query = select(t.merkle_nodes).where(match)
+        found: dict[tuple[int, int], bytes] = {}
+        inner = [(lv, ix) for lv, ix in keys if lv > 0]
+        leaves = [ix for lv, ix in keys if lv == 0]
         with self._read() as conn:
-            return {(r.level, r.idx): r.hash for r in conn.execute(query)}
+            if inner:
+                mn = t.merkle_nodes
+                match = or_(*(and_(mn.c.level == lv, mn.c.idx == ix) for lv, ix in inner))
+                found.update({(r.level, r.idx): bytes(r.hash) for r in conn.execute(select(mn).where(match))})
+            if leaves:
+                ar = t.audit_records
+                query = select(ar.c.leaf_index, ar.c.leaf).where(ar.c.leaf_index.in_(leaves))
+                found.update({(0, int(r[0])): bytes(r[1]) for r in conn.execute(query) if r[1] is not None})
+        return found
 
     def entry(self, entry_id: str) -> AuditRow | None:
         with self._read_one() as conn:

@@ -94,6 +94,7 @@ from gsomia.stream._link import (
 )
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
+from gsomia.stream._stalls import Stalls
 
 __all__ = [
     "FEED_BATCH",
@@ -112,6 +113,9 @@ _CACHE_LIMIT = 4096
 _SEEN_MARGIN = timedelta(minutes=1)  # a received batch is remembered this much beyond 2 x max skew
 FEED_BATCH = 1000  # updates in one message of the publisher's WebSocket feed, at most
 _RETRY_S = 1.0  # after a link fails, no reconnect attempt for this long
+# a partner's WebSocket and its answer to the link hello, waited for this long: a loaded partner (its
+# store recording the hello it answers) still answers, where a link failed and retried loses tracks
+_OPENING_S = 30.0
 # tracks queued for one link while the event loop was busy go out as one TRACKS frame, up to:
 _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
@@ -306,6 +310,8 @@ class StreamService:
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
         # the groups received and their audit records: one commit for those that arrive together
         self._memory = ReplayMemory(kernel.store)
+        # the time this process's event loop was held up: a peer's window-root deadline leaves it out
+        self._stalls = Stalls()
         self._nats: NatsBus | None = None  # the bus tracks are handed over on, for links held by leases
         if link_leases is not None:
             if not isinstance(self.bus, NatsBus):
@@ -323,6 +329,7 @@ class StreamService:
         if self._started:
             return
         self._started = True
+        self._stalls.start()
         await self.bus.start()
         self._ticker = asyncio.create_task(self._tick(), name=f"gsomia-stream-batches-{self.party}")
         if self._link_leases is not None:
@@ -353,6 +360,7 @@ class StreamService:
         self._holding.clear()
         await self._memory.close()
         await self.bus.close()
+        self._stalls.stop()
         self._started = False
 
     # --- which process holds which outbound link ---
@@ -682,7 +690,7 @@ class StreamService:
                 url + LINK_PATH,
                 max_size=2**20,
                 compression=None,
-                open_timeout=5,
+                open_timeout=_OPENING_S,
                 ssl=self._client_tls() if secure else None,
             )
             try:
@@ -692,7 +700,7 @@ class StreamService:
                     except TransportError as exc:
                         raise LinkError("unknown-peer", str(exc)) from None
                 await ws.send(first)
-                answer = await asyncio.wait_for(ws.recv(), timeout=5)
+                answer = await asyncio.wait_for(ws.recv(), timeout=_OPENING_S)
                 if not isinstance(answer, bytes):
                     raise LinkError("handshake-failed", f"{party} answered the handshake with text")
                 session = finish(answer, rekey_frames=self.rekey_frames, rekey_seconds=self.rekey_seconds)
@@ -1104,7 +1112,10 @@ class StreamService:
         """Read, open and verify the link's frames, what each holds onto ``read_so_far``."""
         peer = session.peer
         verifier = BatchVerifier(self.party, self.kernel.peers.peer)
-        unrooted_since: float | None = None  # the first track frame the hop's window root has yet to cover
+        # the first track frame the hop's window root has yet to cover, on the clock that leaves out the
+        # time this process's event loop was held up (its own delay, not the sender's: _stalls)
+        unrooted_since: float | None = None
+        clock = self._stalls.clock
         consents = 0
         opened: Frame | None = first
         while True:
@@ -1112,10 +1123,7 @@ class StreamService:
                 if unrooted_since is None:
                     data = await receive()  # an idle link may stay idle
                 else:
-                    left = unrooted_since + _ROOT_DEADLINE_S - time.monotonic()
-                    data = await _within(
-                        receive(), left, f"no signed window root from {peer}", "no-batch-root"
-                    )
+                    data = await _root_due(receive, unrooted_since, clock, peer)
                 if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
                     peers = self._check_session_key(peer, peer_kid)
                 opened = session.open(data)
@@ -1127,8 +1135,8 @@ class StreamService:
             if frame.kind == TRACKS:
                 verifier.add(frame.seq, frame.body)
                 if unrooted_since is None:
-                    unrooted_since = time.monotonic()
-                elif time.monotonic() - unrooted_since > _ROOT_DEADLINE_S:
+                    unrooted_since = clock()
+                elif clock() - unrooted_since > _ROOT_DEADLINE_S:
                     raise LinkError(
                         "no-batch-root",
                         f"{peer} sent tracks for {_ROOT_DEADLINE_S:g} s without a window root",
@@ -1139,10 +1147,10 @@ class StreamService:
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
                     if read_so_far.qsize() >= _READ_AHEAD:  # the taker is behind: read no further for now
-                        waited = time.monotonic()
+                        waited = clock()
                         await read_so_far.join()
                         if unrooted_since is not None:  # this node's own wait is not the sender's delay
-                            unrooted_since += time.monotonic() - waited
+                            unrooted_since += clock() - waited
                     read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
             elif frame.kind == TRACK:
@@ -1485,6 +1493,26 @@ def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
     """A window root's audit record that failed is logged (and its link fails at its next root)."""
     if not recorded.cancelled() and (exc := recorded.exception()) is not None:
         _log.error("the audit record of a signed window root failed: %s", exc)
+
+
+async def _root_due(receive: Any, unrooted_since: float, clock: Callable[[], float], peer: str) -> bytes:
+    """The link's next frame, or ``LinkError`` (``no-batch-root``) once the hop's window root is
+    overdue: ``_ROOT_DEADLINE_S`` after ``unrooted_since`` on ``clock``, which leaves out the time
+    this process's event loop was held up. A timer due during such a stall fires when the loop runs
+    again, before the frames that reached the socket meanwhile are read: then the deadline is
+    measured again (the stall counted by then) and, not yet passed, waited out (a cancelled receive
+    loses no message)."""
+    while True:
+        try:
+            async with asyncio.timeout(max(unrooted_since + _ROOT_DEADLINE_S - clock(), 0.0)):
+                data: bytes = await receive()
+        except TimeoutError as exc:
+            if clock() - unrooted_since >= _ROOT_DEADLINE_S:
+                raise LinkError(
+                    "no-batch-root", f"no signed window root from {peer} within {_ROOT_DEADLINE_S:g} s"
+                ) from exc
+            continue
+        return data
 
 
 async def _within(waiting: Any, seconds: float, what: str, code: str = "handshake-timeout") -> bytes:

@@ -1,0 +1,88 @@
+"""A link survives a receiver held up by its own work: the window-root deadline measures the sender.
+
+The receiver's event loop can be held up (a loaded machine's scheduler, a long verification, a
+pause) while the sender's next window root is already on its way, or already in its socket. That
+time is the receiver's, not the sender's: here JPN's loop is stopped on purpose, longer than the
+deadline, just after it reads KOR's first tracks, and the link must stay up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.stream.test_slow_commits import _crossing, _link_failures
+
+from gsomia.store import LinkHellos
+from gsomia.stream import _service
+from gsomia.stream._stalls import Stalls
+
+_DEADLINE_S = 1.0  # the window-root deadline in this test
+_STALL_S = 2.0  # the receiver's loop stopped once: longer than the deadline
+
+
+def test_the_receivers_own_stalled_loop_is_not_counted_against_the_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JPN's event loop stops for 2 s (deadline 1 s here) while it verifies the first group KOR
+    sends it; KOR's roots come every 50 ms meanwhile: the link stays up and every update crosses."""
+    monkeypatch.setattr(_service, "_ROOT_DEADLINE_S", _DEADLINE_S)
+    verify = _service.verify_group
+    stalls = iter([True])
+
+    def stalled(*args: Any) -> Any:
+        if next(stalls, False):  # a little later, while the reader waits for KOR's next frame
+            asyncio.get_running_loop().call_later(0.01, time.sleep, _STALL_S)
+        return verify(*args)
+
+    monkeypatch.setattr(_service, "verify_group", stalled)
+    with _crossing(tmp_path) as (nodes, cross):
+        got = cross(40)
+        failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
+    assert len(got) == 40
+    assert failures == {"KOR": [], "JPN": []}
+
+
+def test_the_stalls_count_the_time_the_loop_was_held_up() -> None:
+    """Stalls counts a loop held up for half a second (its tick due meanwhile ran late); a loaded
+    machine only makes the loop later, so only more is counted."""
+
+    async def run() -> float:
+        stalls = Stalls(every=0.05)
+        stalls.start()
+        try:
+            await asyncio.sleep(0.2)
+            before = stalls.total
+            time.sleep(0.5)  # the loop held up: the tick due 0.05 s in runs at its end
+            await asyncio.sleep(0.1)
+            return stalls.total - before
+        finally:
+            stalls.stop()
+
+    held = asyncio.run(run())
+    assert held >= 0.5 - 0.05  # the stall, less at most one tick's interval (load only adds to it)
+
+
+def test_a_partner_slow_to_answer_the_link_hello_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JPN takes 6 s to answer KOR's link hello (its store slow to record the hello it answers, as
+    on a loaded machine): KOR waits for the answer rather than failing the link and trying again;
+    the link opens once, and every update crosses it."""
+    first_sight = LinkHellos.first_sight
+    slowed = iter([True])
+
+    def slow(self: LinkHellos, *args: Any) -> bool:
+        if next(slowed, False):
+            time.sleep(6.0)
+        return first_sight(self, *args)
+
+    monkeypatch.setattr(LinkHellos, "first_sight", slow)
+    with _crossing(tmp_path) as (nodes, cross):
+        got = cross(10)
+        failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
+    assert len(got) == 10
+    assert failures == {"KOR": [], "JPN": []}
