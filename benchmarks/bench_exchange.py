@@ -10,7 +10,8 @@ full hop, as the exchange layer does it:
   identities, at)``: canonical JSON of the claims, a compact JWS (EdDSA), a compact JWE
   (ECDH-ES with a fresh X25519 key, Concat KDF, A256GCM) with the routing in the protected
   header, the JSON wrapper; then parsing, the header checks, the key look-ups, decryption,
-  signature verification and the claim checks. JOSE is done by joserfc.
+  signature verification and the claim checks. The compact forms are written and read by gsomia
+  over ``cryptography``, base64url by pybase64 (joserfc is the reference its tests hold it to).
 * the floor: the same cryptographic operations on the same bytes, straight from
   ``cryptography``, with no JOSE around them: Ed25519 sign of the same claims bytes
   (serialised once, outside the timing); a fresh X25519 key, the exchange with JPN's key,
@@ -41,6 +42,10 @@ where the OS allows it); the best pass gives hops per second. The target, gsomia
 * the batch with its items as the exchange's messages carry them (``exchange_batch_body``: the
   originator's signed item as one string, as ``item_body`` in gsomia.exchange builds it), gsomia
   and the floor.
+* the JOSE floor (diagnostic, issue 18): the floor's cryptography over the bytes the compact forms
+  sign and encrypt (the JWS signing input, base64url text of a header and the claims; then the
+  whole JWS as the JWE plaintext) and the base64url itself (pybase64): what any compact JOSE hop
+  costs at least, with no JSON, no header and no check. ``JoseFloor``.
 * as COSE (diagnostic, issue 18): the batched hop's signature and encryption as RFC 9052 messages
   with pycose (``CoseAlone``: COSE_Sign1 EdDSA inside COSE_Encrypt0 A256GCM, its key from
   ECDH-ES + HKDF-SHA-256 with a fresh X25519 key) on the same claims bytes: what the work costs
@@ -72,6 +77,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import pybase64
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -295,6 +301,39 @@ class JoseAlone:
         return self.open(self.seal())
 
 
+class JoseFloor:
+    """Diagnostic: the least a compact JOSE hop costs (``Floor``'s calls on the bytes JOSE signs and
+    encrypts, base64url by pybase64); no JSON, no header checks, no key look-ups."""
+
+    def __init__(self, floor: Floor, jws_header: bytes) -> None:
+        self.floor = floor
+        self.head = pybase64.urlsafe_b64encode(jws_header).rstrip(b"=")
+
+    def seal(self) -> tuple[X25519PublicKey, bytes, bytes]:
+        floor = self.floor
+        signing_input = self.head + b"." + pybase64.urlsafe_b64encode(floor.claims).rstrip(b"=")
+        token = (
+            signing_input + b"." + pybase64.urlsafe_b64encode(floor.signer.sign(signing_input)).rstrip(b"=")
+        )
+        ephemeral = X25519PrivateKey.generate()
+        cek = floor.kdf(ephemeral.exchange(floor.recipient_public))
+        iv = os.urandom(12)
+        sealed = AESGCM(cek).encrypt(iv, token, floor.aad)
+        return ephemeral.public_key(), iv, pybase64.urlsafe_b64encode(sealed).rstrip(b"=")
+
+    def open(self, epk: X25519PublicKey, iv: bytes, text: bytes) -> bytes:
+        floor = self.floor
+        cek = floor.kdf(floor.recipient.exchange(epk))
+        token = AESGCM(cek).decrypt(iv, pybase64.urlsafe_b64decode(text + b"=" * (-len(text) % 4)), floor.aad)
+        cut = token.rindex(b".")
+        floor.verifier.verify(pybase64.urlsafe_b64decode(token[cut + 1 :] + b"=="), token[:cut])
+        payload = token[token.index(b".") + 1 : cut]
+        return pybase64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
+
+    def hop(self) -> bytes:
+        return self.open(*self.seal())
+
+
 class CoseAlone:
     """Diagnostic: the hop's work as COSE (RFC 9052) would do it, with pycose, on the same claims bytes.
 
@@ -447,6 +486,7 @@ class Setup:
         assert self.floor.hop() == self.claims
         assert JoseAlone(self).hop() == self.claims
         assert CoseAlone(self).hop() == self.claims
+        assert JoseFloor(self.floor, b'{"alg":"EdDSA"}').hop() == self.claims
         assert getattr(self.kept_hop(), "body", None) == self.body
 
 
@@ -480,10 +520,12 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         batched.check()
         batch_jose = JoseAlone(batched)
         batch_cose = CoseAlone(batched)
+        batch_jose_floor = JoseFloor(batched.floor, b'{"alg":"EdDSA","kid":"kor-1","typ":"gsomia-hop+jws"}')
         batch_runs: dict[str, Callable[[], None]] = {
             "gsomia_batch": repeated(batched.hop, BATCH_OPERATIONS),
             "joserfc_batch": repeated(batch_jose.hop, BATCH_OPERATIONS),
             "cose_batch": repeated(batch_cose.hop, BATCH_OPERATIONS),
+            "josefloor_batch": repeated(batch_jose_floor.hop, BATCH_OPERATIONS),
             "floor_batch": repeated(batched.floor.hop, BATCH_OPERATIONS),
         }
         # the same, the items as the exchange's messages carry them (each a signed string)
@@ -521,12 +563,13 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         figures[f"{side}_open_us"] = timings[f"{side}_open"][0] / OPERATIONS * 1e6
         figures[f"{side}_passes"] = timings[f"{side}_hop"][1]
     figures["ratio"] = figures["gsomia_us"] / figures["floor_us"]
-    for side in (*SIDES, "cose"):  # per item, BATCH items to an envelope
+    for side in (*SIDES, "cose", "josefloor"):  # per item, BATCH items to an envelope
         figures[f"{side}_batch_item_us"] = timings[f"{side}_batch"][0] / BATCH_OPERATIONS / BATCH * 1e6
         figures[f"{side}_batch_per_s"] = 1e6 / figures[f"{side}_batch_item_us"]
     figures["batch_ratio"] = figures["gsomia_batch_item_us"] / figures["floor_batch_item_us"]
     figures["joserfc_batch_ratio"] = figures["joserfc_batch_item_us"] / figures["floor_batch_item_us"]
     figures["cose_batch_ratio"] = figures["cose_batch_item_us"] / figures["floor_batch_item_us"]
+    figures["josefloor_batch_ratio"] = figures["josefloor_batch_item_us"] / figures["floor_batch_item_us"]
     for side in ("gsomia", "floor"):
         figures[f"{side}_xbatch_item_us"] = timings[f"{side}_xbatch"][0] / BATCH_OPERATIONS / BATCH * 1e6
         figures[f"{side}_xbatch_per_s"] = 1e6 / figures[f"{side}_xbatch_item_us"]
@@ -626,6 +669,17 @@ def _rows(figures: dict[str, float], met: bool, throughput: list[dict[str, Any]]
             ratio=figures["xbatch_ratio"],
             target=f"<= {RATIO_TARGET}x the floor",
             met=figures["xbatch_ratio"] <= RATIO_TARGET,
+        ),
+        row(
+            f"envelope seal+open per item, {figures['batch_items']:.0f} to an envelope, the JOSE floor (the "
+            "floor's calls on the bytes the compact forms sign and encrypt, base64url by pybase64)",
+            figures["josefloor_batch_per_s"],
+            "items/s",
+            peer="bare cryptography, same operations on the same batch (floor)",
+            peer_value=figures["floor_batch_per_s"],
+            ratio=figures["josefloor_batch_ratio"],
+            target="diagnostic",
+            met=None,
         ),
         row(
             f"envelope seal+open per item, {figures['batch_items']:.0f} to an envelope, as COSE with pycose "
@@ -765,6 +819,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the items as the exchange's messages carry them (the originator's signed item as one string), "
         f"per item: gsomia {figures['gsomia_xbatch_item_us']:.1f} µs, floor "
         f"{figures['floor_xbatch_item_us']:.1f} µs; ratio {figures['xbatch_ratio']:.2f}x the floor"
+    )
+    print(
+        f"the JOSE floor (the floor's calls on the bytes the compact forms sign and encrypt, base64url by "
+        f"pybase64; no JSON, no checks): {figures['josefloor_batch_item_us']:.1f} µs per item, "
+        f"{figures['josefloor_batch_ratio']:.2f}x the floor"
     )
     print(
         f"the same batch as COSE (pycose: Sign1 EdDSA inside Encrypt0 A256GCM, ECDH-ES+HKDF; diagnostic, "

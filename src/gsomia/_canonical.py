@@ -24,26 +24,31 @@ import orjson
 __all__ = ["canonical_bytes", "compact_bytes"]
 
 _LEAVES = frozenset({str, int, bool, type(None)})
+_NESTED = frozenset({dict, list, tuple})
 
 
 def _plain(data: Any) -> bool:
     """Whether ``data`` holds only what orjson writes as the standard encoder does. Only called on
-    what orjson has written already: acyclic, at most 255 levels deep, every key a string."""
+    what orjson has written already: acyclic, at most 255 levels deep, every key a string. The
+    values of each container are looked at in one loop, and only containers are put aside for
+    later (issue 18: most values are strings; this walk was most of a small record's encoding)."""
     pending = [data]
+    pop, push = pending.pop, pending.append
     while pending:
-        value = pending.pop()
+        value = pop()
         kind = type(value)
-        if kind is dict:
-            pending.extend(value.values())
-        elif kind is list or kind is tuple:
-            pending.extend(value)
-        elif kind is float:
-            # the same digits as repr() (both the shortest that round-trip), and the same form where
-            # repr() writes no exponent (this excludes NaN and the infinities, which orjson writes null)
-            if not (value == 0.0 or 1e-4 <= abs(value) < 1e16):
+        members = value.values() if kind is dict else value if kind is list or kind is tuple else (value,)
+        for member in members:
+            kind = type(member)
+            if kind in _LEAVES:
+                continue
+            if kind in _NESTED:
+                push(member)
+            # a float: the same digits as repr() (both the shortest that round-trip), and the same form
+            # where repr() writes no exponent (this excludes NaN and the infinities, which orjson
+            # writes null); anything else is not written as the standard encoder writes it
+            elif kind is not float or not (member == 0.0 or 1e-4 <= abs(member) < 1e16):
                 return False
-        elif kind not in _LEAVES:
-            return False
     return True
 
 

@@ -281,3 +281,25 @@ def test_the_originators_signature_is_judged_as_joserfc_judged_it(shared: Networ
         except (JoseError, ValueError, TypeError, KeyError, EnvelopeError):
             theirs = False
         assert theirs is False
+
+
+def test_the_wrapper_is_read_as_json_reads_it(shared: Network) -> None:
+    """orjson reads the wrapper where it reads it as ``json`` does; the rest goes to ``json`` as before."""
+    text = sealed(shared)
+    compact = json.loads(text)["jwe"]
+
+    def verdict(wrapper: str | bytes) -> tuple[str, Any]:
+        return outcome(lambda: env.open_envelope(shared.rings["JPN"], wrapper, shared.lookup, AT).body)
+
+    opened = verdict(text)
+    assert opened[0] == "opened"
+    assert verdict(text.encode("utf-16")) == opened  # json detects UTF-16; orjson refuses it
+    assert verdict(text.encode()) == opened
+    assert verdict('{"format":"x","format":"gsomia-envelope/1","jwe":"' + compact + '"}') == opened
+    assert verdict('{"format":"\\ud800","jwe":"' + compact + '"}') == ("refused", "unsupported-version")
+    assert verdict('{"format":NaN,"jwe":"' + compact + '"}') == ("refused", "malformed")
+    big = "1" * 30
+    assert verdict('{"format":' + big + ',"jwe":"' + compact + '"}') == ("refused", "malformed")
+    assert verdict('{"format":"gsomia-envelope/1","jwe":' + big + "}") == ("refused", "malformed")
+    assert verdict(text[:-1] + ',"x":' + big + "}") == ("refused", "malformed")
+    assert verdict("[" * 100_000 + "]" * 100_000) == ("refused", "malformed")

@@ -1,7 +1,7 @@
 """Settling outbox entries in one batch (``FederationStore.settle_many``), on SQLite and PostgreSQL:
 each entry is a compare-and-set, so an entry that moved on while it was in flight is left as it is
-and the others of the same batch are still written (on PostgreSQL the batch goes first as one
-``executemany`` and must fall back to one by one to tell which entry moved on)."""
+and the others of the same batch are still written (on PostgreSQL the batch is one ``UPDATE`` over
+arrays, each row its own compare-and-set, whose ``RETURNING`` tells which entries were written)."""
 
 from __future__ import annotations
 
@@ -138,3 +138,37 @@ def test_an_outcome_against_a_stale_envelope_is_not_written(fed: FederationStore
     kept = fed.outbox_entry("m0")
     assert kept is not None
     assert (kept.attempts, kept.last_error) == (0, None)
+
+
+def test_a_batch_mixing_unchecked_outcomes_settles_each_by_its_own_rule(fed: FederationStore) -> None:
+    entries = [_entry(n) for n in range(4)]
+    fed.enqueue(entries)
+    stale = replace(entries[2], attempts=7)  # read at another attempt: its compare-and-set fails
+    unchecked = {
+        "msg_id": "m3",
+        "state": "undeliverable",
+        "attempts": 9,
+        "next_attempt_us": 0,
+        "last_error": "x",
+    }
+    outcomes = [_delivered(entries[0]), _retry(entries[1]), _retry(stale), unchecked]
+    assert fed.settle_many(outcomes, now_us=10) == ["m0", "m1", "m3"]
+    states = {e.msg_id: fed.outbox_entry(e.msg_id) for e in entries}
+    assert {k: (r.state, r.attempts) for k, r in states.items() if r is not None} == {
+        "m0": ("delivered", 1),
+        "m1": ("pending", 1),
+        "m2": ("pending", 0),
+        "m3": ("undeliverable", 9),
+    }
+
+
+def test_the_same_entry_twice_in_a_batch_settles_in_order(fed: FederationStore) -> None:
+    # a batch naming one entry twice cannot be one statement (one row, two outcomes): one by one,
+    # the second compare-and-set sees the first's write, as on SQLite
+    entry = _entry(0)
+    fed.enqueue([entry, _entry(1)])
+    written = fed.settle_many([_retry(entry), _retry(entry), _retry(_entry(1))], now_us=10)
+    assert written == ["m0", "m0", "m1"]  # each outcome of an entry written, as listed
+    row = fed.outbox_entry("m0")
+    assert row is not None
+    assert (row.state, row.attempts) == ("pending", 1)

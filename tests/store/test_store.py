@@ -63,6 +63,34 @@ def test_a_large_insert_gives_each_item_its_own_seq_in_order(store: Store) -> No
         assert store.item_topics(row.seq) == [f"t{n % 3}"]
 
 
+def test_a_batch_of_awkward_values_reads_back_exactly_and_is_found_by_every_lookup(store: Store) -> None:
+    # PostgreSQL writes a batch as one array per column (binary), and looks ids up as one array:
+    # quotes, backslashes, braces, commas, NULLs, NUL bytes and large integers must come back as given
+    awkward = '{"k": "a\\"b\\\\c", "l": "{x,y}", "m": "NULL", "n": "한국어 日本語"}'
+    batch = [
+        item(n, label=awkward, payload=bytes([0, n, 255]) * 200, origin_jws=None if n % 2 else b"\x00sig",
+             agreement=None if n % 3 else f"ag,{{{n}}}", created_us=2**53 + n,
+             topics=frozenset({f"t{n}", "shared topic"}), portions=None if n % 2 else '[{"id": "p\\1"}]')
+        for n in range(1, 121)
+    ]  # fmt: skip
+    seqs = store.insert_items(batch, inventory=[(i.id, 5, "ingested", "KOR", "x", awkward) for i in batch])
+    assert len(set(seqs)) == len(batch)
+    rows = store.get_items([i.id for i in batch] + ["absent"])
+    assert set(rows) == {i.id for i in batch}
+    for new, seq in zip(batch, seqs, strict=True):
+        row = rows[new.id]
+        assert row.seq == seq
+        assert (row.label, row.payload, row.origin_jws, row.agreement, row.created_us, row.portions) == (
+            new.label, new.payload, new.origin_jws, new.agreement, new.created_us, new.portions
+        )  # fmt: skip
+        assert store.item_topics(seq) == sorted(new.topics)
+        assert [(e.kind, e.detail) for e in store.inventory(new.id)] == [("ingested", awkward)]
+    assert set(store.items_of([("KOR", i.id) for i in batch] + [("JPN", batch[0].id)])) == {
+        ("KOR", i.id) for i in batch
+    }
+    assert store.existing_items([batch[0].id, "absent", batch[-1].id]) == {batch[0].id, batch[-1].id}
+
+
 def test_duplicate_id_is_a_conflict_and_writes_nothing(store: Store) -> None:
     store.insert_items([item(1)])
     audit = [AuditRow(1, "item.ingest", "x", "item-00002", "allowed", "{}")]

@@ -25,6 +25,7 @@ from gsomia.store._store import (
     NewItem,
     Store,
     allocate_added,
+    among,
     bump,
 )
 
@@ -408,7 +409,9 @@ class DutiesStore:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 query = (
-                    select(t.label_changes.c.item_id).where(t.label_changes.c.item_id.in_(chunk)).distinct()
+                    select(t.label_changes.c.item_id)
+                    .where(among(conn, t.label_changes.c.item_id, chunk))
+                    .distinct()
                 )
                 found |= {r[0] for r in conn.execute(query)}
         return found

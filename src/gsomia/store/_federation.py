@@ -29,7 +29,16 @@ from sqlalchemy import (
 
 from gsomia.store import _tables as t
 from gsomia.store._shared import CONSENTS, PEERS, bump
-from gsomia.store._store import AuditRow, InventoryEntry, NewItem, Store, _insert_new, insert_rows, moved
+from gsomia.store._store import (
+    AuditRow,
+    InventoryEntry,
+    NewItem,
+    Store,
+    _insert_new,
+    among,
+    insert_rows,
+    moved,
+)
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
 
@@ -131,6 +140,15 @@ def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
 
 
+_OUTBOX_COLUMNS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "receipt_id"))
+
+
+def _insert_outbox(conn: Connection, rows: Sequence[OutboxRow]) -> None:
+    """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18)."""
+    values = [tuple(getattr(r, c) for c in _OUTBOX_COLUMNS) for r in rows]
+    insert_rows(conn, t.outbox, values, _OUTBOX_COLUMNS)
+
+
 def _shared_receipt(table: Any) -> Select[Any]:
     """``table``'s rows (inbox or outbox) with each one's receipt: its own, or the batch receipt
     its ``receipt_id`` names (stored once in ``receipts``)."""
@@ -197,6 +215,31 @@ _SETTLE_LATE = (
         receipt_id=func.coalesce(bindparam("n_receipt_id", type_=Text), _o.receipt_id),
     )
 )
+
+
+# PostgreSQL: ``_SETTLE`` for a whole batch in one statement, its values as one array per parameter
+_SETTLE_NAMES = (
+    "m_id", "checked", "e_state", "e_attempts", "e_envelope", "n_state", "n_updated_us", "n_attempts",
+    "n_next_attempt_us", "n_last_error", "n_receipt", "n_receipt_id", "n_envelope",
+)  # fmt: skip
+_SETTLE_MANY = (
+    "UPDATE outbox SET state = v.n_state, updated_us = v.n_updated_us, attempts = v.n_attempts, "
+    "next_attempt_us = v.n_next_attempt_us, last_error = v.n_last_error, "
+    "receipt = coalesce(v.n_receipt, outbox.receipt), "
+    "receipt_id = coalesce(v.n_receipt_id, outbox.receipt_id), "
+    "envelope = coalesce(v.n_envelope, outbox.envelope) "
+    "FROM unnest(%b::text[], %b::int[], %b::text[], %b::int[], %b::text[], %b::text[], %b::bigint[], "
+    "%b::int[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+    "AS v(m_id, checked, e_state, e_attempts, e_envelope, n_state, n_updated_us, n_attempts, "
+    "n_next_attempt_us, n_last_error, n_receipt, n_receipt_id, n_envelope) "
+    "WHERE outbox.msg_id = v.m_id AND (v.checked = 0 OR (outbox.state = v.e_state "
+    "AND outbox.attempts = v.e_attempts AND outbox.envelope = v.e_envelope)) "
+    "RETURNING outbox.msg_id"
+)
+
+
+def _settle_arrays(params: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+    return tuple([p[name] for p in params] for name in _SETTLE_NAMES)
 
 
 _DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
@@ -278,8 +321,7 @@ class FederationStore:
         with self.store._begin() as conn:
             if consents:
                 _insert_consents(conn, consents)
-            if rows:
-                conn.execute(insert(t.outbox), [_values(r) for r in rows])
+            _insert_outbox(conn, rows)
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, audit)
 
@@ -404,15 +446,19 @@ class FederationStore:
         which moved on."""
         params = [_settle_params(o, now_us) for o in outcomes]
         dialect = conn.dialect
-        if len(params) > 1 and dialect.name == "postgresql" and dialect.supports_sane_multi_rowcount:
-            checked = [p for p in params if p["checked"]]
-            if len(checked) == len(params):
-                savepoint = conn.begin_nested()
-                if conn.execute(_SETTLE, checked).rowcount == len(checked):
-                    savepoint.commit()
-                    return {p["m_id"] for p in checked}
-                savepoint.rollback()
         done: set[str] = set()
+        distinct = len({p["m_id"] for p in params}) == len(params)
+        if len(params) > 1 and dialect.name == "postgresql" and distinct:
+            # one statement for the batch: each entry's compare-and-set is its own row's condition, and
+            # RETURNING names the entries written; one that moved on is not named, and only it goes on
+            # to the late receipt's update below, as it would one by one (issue 18)
+            done = {row[0] for row in conn.exec_driver_sql(_SETTLE_MANY, _settle_arrays(params))}
+            for p, outcome in zip(params, outcomes, strict=True):
+                if p["m_id"] in done or not (p["checked"] and outcome["state"] == "delivered"):
+                    continue
+                if conn.execute(_SETTLE_LATE, p).rowcount:
+                    done.add(p["m_id"])
+            return done
         if dialect.name == "sqlite":
             # in-process, no round trip to save: each entry's compare-and-set straight on the driver's
             # cursor (the same connection, so the same transaction), without SQLAlchemy's work per
@@ -472,7 +518,7 @@ class FederationStore:
         if not msg_ids:
             return {}
         with self.store._read() as conn:
-            rows = conn.execute(INBOX.where(t.inbox.c.msg_id.in_(list(msg_ids))))
+            rows = conn.execute(INBOX.where(among(conn, t.inbox.c.msg_id, msg_ids)))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
     def inbox_entry(self, msg_id: str) -> InboxRow | None:
@@ -517,8 +563,7 @@ class FederationStore:
                 _insert_consents(conn, consents)
             if requests:
                 conn.execute(insert(t.consent_requests), [_values(r) for r in requests])
-            if outbox:
-                conn.execute(insert(t.outbox), [_values(r) for r in outbox])
+            _insert_outbox(conn, outbox)
             for request_id, state, reason in answers:
                 conn.execute(
                     update(t.consent_requests)
@@ -564,7 +609,7 @@ class FederationStore:
                 named = select(t.consents).where(
                     and_(
                         t.consents.c.originator.in_(originators),
-                        t.consents.c.item_id.in_(ids[start : start + _IN_CHUNK]),
+                        among(conn, t.consents.c.item_id, ids[start : start + _IN_CHUNK]),
                     )
                 )
                 found |= {r.id: ConsentRow(**r._mapping) for r in conn.execute(named)}
