@@ -55,8 +55,13 @@ _PLACES = (
         (":Credentials.authenticate_row", ":Credentials.recognise"),
     ),
     (
-        "the service: ItemService.list_items / .read / .resolve_item",
-        (":ItemService.list_items", ":ItemService.read", ":ItemService.resolve_item"),
+        "the service: ItemService.list_items / .read / .resolve_item / .read_named",
+        (
+            ":ItemService.list_items",
+            ":ItemService.read",
+            ":ItemService.resolve_item",
+            ":ItemService.read_named",
+        ),
     ),
     ("response validation and JSON (serialize_response)", ("fastapi/routing.py:serialize_response",)),
 )

@@ -3,6 +3,9 @@ executemany) come back exactly as given, whatever their text holds, and are refu
 
 from __future__ import annotations
 
+import time
+from itertools import pairwise
+
 import pytest
 
 from gsomia.errors import ConflictError, InvalidInputError
@@ -69,3 +72,34 @@ def test_a_batch_with_a_nul_in_a_detail_is_refused_whole_on_postgresql(store: St
     with pytest.raises(InvalidInputError):
         store.append_audit(rows)
     assert store.audit(after_seq=0, limit=1000) == []
+
+
+@pytest.mark.parametrize("count", [5, 500])  # executemany, and COPY on PostgreSQL
+def test_made_entry_ids_are_uuidv7_time_ordered_with_74_random_bits(store: Store, count: int) -> None:
+    import uuid
+
+    first = [AuditRow(1, "k", None, None, "allowed", "{}") for _ in range(count)]
+    store.append_audit(first)
+    time.sleep(0.002)
+    store.append_audit([AuditRow(2, "k", None, None, "allowed", "{}") for _ in range(count)])
+    back = store.audit(after_seq=0, limit=2 * count)
+    ids = [r.entry_id or "" for r in back]
+    for e in ids:
+        parsed = uuid.UUID(e)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    # the later batch's ids sort after the earlier one's (their milliseconds): the index's right edge
+    assert max(ids[:count]) < min(ids[count:])
+    # and no one guesses one from another: the 74 bits after the milliseconds differ in every id
+    randoms = [int(e, 16) & ((1 << 80) - 1) for e in ids]
+    assert len(set(randoms)) == len(randoms)
+    assert len({r >> 62 & 0xFFF for r in randoms}) > 1  # rand_a varies too, not a counter
+
+
+def test_an_entry_id_is_not_a_counter() -> None:
+    from gsomia.store._store import new_entry_id
+
+    ids = [new_entry_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    tails = sorted(int(e[12:], 16) for e in ids)
+    # consecutive ids (same millisecond) are not neighbours: their random parts spread over the range
+    assert max(b - a for a, b in pairwise(tails)) > 2**40

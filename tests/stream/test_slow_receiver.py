@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tests.stream.test_slow_commits import _crossing, _link_failures
 
-from gsomia.store import LinkHellos
+from gsomia.store import PEERS, LinkHellos
 from gsomia.stream import _service
 from gsomia.stream._stalls import Stalls
 
@@ -82,6 +82,44 @@ def test_a_partner_slow_to_answer_the_link_hello_is_waited_for(
 
     monkeypatch.setattr(LinkHellos, "first_sight", slow)
     with _crossing(tmp_path) as (nodes, cross):
+        got = cross(10)
+        failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
+    assert len(got) == 10
+    assert failures == {"KOR": [], "JPN": []}
+
+
+def test_a_stall_of_the_receivers_loop_during_the_handshake_is_not_the_callers_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JPN's event loop stops for 6 s as it sends its answer to KOR's link hello (past the gate's
+    5 s for the caller's first frame); KOR's key confirmation is in JPN's socket meanwhile: the
+    link opens, and every update crosses it."""
+    first_sight = LinkHellos.first_sight
+    answered: list[bool] = []
+    jpn: list[Any] = []
+
+    def answering(self: LinkHellos, *args: Any) -> bool:
+        if not answered and self.store in jpn:  # JPN's first: its peers asked next, then the answer sent
+            answered.append(True)
+        return first_sight(self, *args)
+
+    monkeypatch.setattr(LinkHellos, "first_sight", answering)
+    with _crossing(tmp_path) as (nodes, cross):
+        jpn.append(nodes["JPN"].store)
+        watch = nodes["JPN"].kernel.watch
+        generation = watch.generation
+
+        def stalling(name: str) -> int:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # asked from a worker thread, not the link's event loop
+                return generation(name)
+            if name == PEERS and answered and answered[0]:  # the loop stops as the answer goes out
+                answered[0] = False
+                loop.call_soon(time.sleep, 6.0)
+            return generation(name)
+
+        monkeypatch.setattr(watch, "generation", stalling)
         got = cross(10)
         failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
     assert len(got) == 10

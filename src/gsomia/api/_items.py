@@ -6,13 +6,18 @@ presents (``gsomia._present``); who may do what is decided by the service.
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Query, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
+from gsomia._canonical import compact_bytes
 from gsomia._present import (
     inventory_view,
     item_view,
@@ -27,6 +32,43 @@ from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 
 __all__ = ["add_items_routes"]
+
+
+# How many pages and reads run at once in this process: the others wait their turn, first come first
+# served. At 200 clients, 40 of them at once (anyio's default worker threads) shared one interpreter
+# lock, so each took as long as the lock's hand-outs made it, not as its turn came: the tail grew
+# (bench_load.py, benchmarks/README.md "API under load"). 8 keep both cores busy and are enough for
+# concurrent reads' audit records to share their writes.
+READ_THREADS = 8
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+_T = TypeVar("_T")
+
+
+async def _in_read_thread(work: Callable[[], _T]) -> _T:
+    """``work`` in a worker thread, at most ``READ_THREADS`` of them at once (one limiter per loop)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = CapacityLimiter(READ_THREADS)
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
+
+
+# The fields of ``ItemOut`` / ``ItemContentOut`` that ``item_view`` leaves out where they are empty, as
+# the response models write them (null): the read routes' JSON is the models' own, field for field.
+_ITEM_NULLS: dict[str, Any] = {"origin_id": None, "portions": None}
+_CONTENT_NULLS: dict[str, Any] = {**_ITEM_NULLS, "payload": None, "payload_base64": None}
+
+
+class _ModelJson(JSONResponse):
+    """A read route's answer written straight from its presenter's dict, in its response model's
+    shape (``_ITEM_NULLS``): FastAPI's validation of a returned dict against the model, then its
+    serialisation, were 7% of the node's CPU under load (issue 18; the model stays the route's
+    documented answer, and tests/api/test_read_json.py holds the two to the same JSON)."""
+
+    def render(self, content: Any) -> bytes:
+        return compact_bytes(content) or super().render(content)
 
 
 def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
@@ -100,10 +142,10 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
             Query(pattern=r"^s[0-9]{1,18}$", description="A cursor this node issued (next_cursor)"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The items the caller may read, oldest first, a page at a time (keyset cursor)."""
 
-        def page() -> dict[str, Any]:  # one worker thread for the whole page (see read_item)
+        def page() -> Response:  # one worker thread for the whole page (see read_item)
             lo = _instant_param(node, created_from, "created_from")
             hi = _instant_param(node, created_before, "created_before")
             where = ItemFilter(
@@ -115,26 +157,27 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
                 created_before_us=None if hi is None else epoch_us(hi),
             )
             listed = node.items.list_items(person, where, cursor, limit)
-            return {
-                "items": [item_view(i) for i in listed.items],
-                "next_cursor": listed.next_cursor,
-            }
+            return _ModelJson(
+                {
+                    "items": [_ITEM_NULLS | item_view(i) for i in listed.items],
+                    "next_cursor": listed.next_cursor,
+                }
+            )
 
-        return await run_in_threadpool(page)
+        return await _in_read_thread(page)
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
-    async def read_item(
-        item_id: ItemPath, person: Caller, originator: OriginatorQuery = None
-    ) -> dict[str, Any]:
+    async def read_item(item_id: ItemPath, person: Caller, originator: OriginatorQuery = None) -> Response:
         """One item with its payload, if the caller may read it (the read is audited either way)."""
 
-        # The item named, then the read, in one worker thread. A plain ``def`` route would cross
+        # The item named and read (one query: the row the name resolves to is the row read), in one
+        # worker thread. A plain ``def`` route would cross
         # twice, or more: FastAPI runs each ``def`` dependency, the ``def`` endpoint and then the
         # validation of its response model each in a worker thread of its own.
-        def read() -> dict[str, Any]:
-            return item_view(*node.items.read(person, node.items.resolve_item(person, item_id, originator)))
+        def read() -> Response:
+            return _ModelJson(_CONTENT_NULLS | item_view(*node.items.read_named(person, item_id, originator)))
 
-        return await run_in_threadpool(read)
+        return await _in_read_thread(read)
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:

@@ -281,6 +281,11 @@ class NodeContext:
         time into one transaction; this returns once it is committed)."""
         self._grouped.append([self.audit_row(kind, actor, subject, outcome, **detail)])
 
+    def append_records(self, rows: Sequence[AuditRow]) -> None:
+        """Write ``rows`` (:meth:`audit_row`) now, in one transaction with other requests' records
+        written at the same time (the same group as :meth:`record`); returns once committed."""
+        self._grouped.append(rows)
+
     def refuse(self, kind: str, actor: str | None, subject: str | None, error: GsomiaError) -> GsomiaError:
         """Record a refusal (once per error) and hand the error back to raise."""
         if self.recorded(error):
@@ -525,15 +530,22 @@ class NodeContext:
         nothing of an item they may not read); more than one of those is a :class:`ConflictError`
         asking which. None: the reference as given (the service it goes to says it is unknown), or,
         with ``originator``, unknown here."""
+        return self.resolve_row(actor, ref, originator)[0]
+
+    def resolve_row(
+        self, actor: Person | None, ref: str, originator: str | None = None
+    ) -> tuple[str, ItemRow | None]:
+        """:meth:`resolve`, with the stored row it found (``None`` where the reference is given back
+        as is): a read that follows hands it to :meth:`read_item` instead of reading it again."""
         rows = self.store.items_named(ref, originator)
         if len(rows) > 1 and actor is not None:
             gate = self.reader(actor)
             rows = [r for r in rows if gate.view(self.items.item(r)).item is not None]
         if len(rows) == 1:
-            return rows[0].id
+            return rows[0].id, rows[0]
         if not rows:
             if originator is None:
-                return ref
+                return ref, None
             who = actor.id if actor is not None else "operator"
             raise self.refuse("item.resolve", who, ref, NotFoundError(unknown_item(ref)))
         names = sorted({r.originator for r in rows})
@@ -542,9 +554,12 @@ class NodeContext:
             f"originator={names[-1]} (--originator {names[-1]}) or as {names[-1]}:{rows[0].name}"
         )
 
-    def readable(self, actor: Person, item_id: str, kind: str) -> tuple[ItemRow, Item, AccessDecision]:
+    def readable(
+        self, actor: Person, item_id: str, kind: str, row: ItemRow | None = None
+    ) -> tuple[ItemRow, Item, AccessDecision]:
         """The row, the item as ``actor`` sees it and the decision, if ``actor`` may read ``item_id``
-        (of an item in portions, the portions they may read: :meth:`view`).
+        (of an item in portions, the portions they may read: :meth:`view`); ``row``: its stored row,
+        where the caller has just read it (:meth:`resolve_row`).
 
         To the reader, an item they may not read and an item this node does not hold are the
         same: both raise :class:`NotFoundError` with the same words, so neither the status, the
@@ -552,7 +567,7 @@ class NodeContext:
         is in the audit records (``kind``, with every check), for the security officer.
         """
         try:
-            row = self.items.row(item_id)
+            row = row if row is not None and row.id == item_id else self.items.row(item_id)
             seen = self.view(actor, self.items.item(row))
             if seen.item is None:
                 raise AccessDenied(seen.decision)
@@ -566,10 +581,11 @@ class NodeContext:
             raise self.refuse(kind, actor.id, item_id, exc) from None
         return row, item, decision
 
-    def read_item(self, actor: Person, item_id: str) -> tuple[Item, bytes]:
+    def read_item(self, actor: Person, item_id: str, row: ItemRow | None = None) -> tuple[Item, bytes]:
         """The item and its payload, if ``actor`` may read it (the read is recorded either way);
-        one they may not read is refused as an unknown one (:meth:`readable`)."""
-        row, item, decision = self.readable(actor, item_id, "item.read")
+        one they may not read is refused as an unknown one (:meth:`readable`). ``row``: its stored
+        row, where the caller has just read it (:meth:`resolve_row`)."""
+        row, item, decision = self.readable(actor, item_id, "item.read", row)
         try:
             if row.state != "held":
                 raise ItemGoneError(

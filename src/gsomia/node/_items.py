@@ -227,23 +227,27 @@ class ItemService:
         """The item and its payload, if ``actor`` may read it (the read is recorded either way)."""
         return self.kernel.read_item(actor, item_id)
 
+    def read_named(self, actor: Person, ref: str, originator: str | None = None) -> tuple[Item, bytes]:
+        """:meth:`read` of the item ``ref`` names (:meth:`resolve_item`): the row the resolution found
+        is the row read, one query where resolving and then reading took two."""
+        code = self.kernel.catalogue.party(originator).code if originator is not None else None
+        item_id, row = self.kernel.resolve_row(actor, ref, code)
+        return self.kernel.read_item(actor, item_id, row)
+
     def list_items(
         self, actor: Person, where: ItemFilter, cursor: str | None = None, limit: int = 100
     ) -> Page:
         """A page of the items ``actor`` may read, in ingest order; unreadable ones are withheld."""
         found, next_cursor, withheld = self._scan(actor, where, cursor, limit, "item.list")
-        self.kernel.store.append_audit(
-            [
-                self.kernel.audit_row(
-                    "item.list",
-                    actor.id,
-                    None,
-                    "allowed",
-                    returned=len(found),
-                    withheld=withheld,
-                    filter=_filter_dict(where),
-                )
-            ]
+        # in one transaction with the records of the requests answered at the same time
+        self.kernel.record(
+            "item.list",
+            actor.id,
+            None,
+            "allowed",
+            returned=len(found),
+            withheld=withheld,
+            filter=_filter_dict(where),
         )
         return Page(tuple(item for item, _, _ in found), next_cursor, withheld)
 
@@ -290,7 +294,7 @@ class ItemService:
                 filter=_filter_dict(where),
             )
         )
-        self.kernel.store.append_audit(rows)
+        self.kernel.append_records(rows)  # grouped with concurrent requests' records, as a read's
         return ReadPage(tuple((item, payload) for item, payload, _ in found), next_cursor, withheld)
 
     def _scan(

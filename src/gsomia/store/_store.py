@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -317,11 +317,29 @@ def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Rem
     return answers
 
 
+def new_entry_id() -> str:
+    """A new audit record's id: a UUIDv7 (RFC 9562 §5.7) as 32 hex digits, the Unix milliseconds
+    first and 74 random bits after (``os.urandom``: an id no one guesses, as a public inclusion proof
+    is asked for by it). Time-ordered, so the unique index on ``entry_id`` grows at its right edge
+    instead of taking each insert at a random leaf page: the append's CPU a record at 200,000 to
+    400,000 records on SQLite 16.6 -> 7.1 us with such ids (issue 18), and the gap grows with the log.
+    """
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76  # version 7
+        | (rand >> 62 & 0xFFF) << 64  # rand_a, 12 bits
+        | 0b10 << 62  # the RFC 4122 / 9562 variant
+        | rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b, 62 bits
+    )
+    return f"{value:032x}"
+
+
 def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     """The parameters of ``_INSERT_AUDIT`` for ``rows``, in its columns' order."""
     return [
         (r.at_us, _text(r.kind), _text(r.actor), _text(r.subject), _text(r.outcome), r.detail,
-         r.entry_id or uuid.uuid4().hex)
+         r.entry_id or new_entry_id())
         for r in rows
     ]  # fmt: skip
 
@@ -1255,7 +1273,7 @@ class Store:
                 [
                     f"{r.at_us}\t{_copy_field(_text(r.kind))}\t{_copy_field(_text(r.actor))}\t"
                     f"{_copy_field(_text(r.subject))}\t{_copy_field(_text(r.outcome))}\t"
-                    f"{_copy_field(r.detail)}\t{_copy_field(r.entry_id or uuid.uuid4().hex)}\n"
+                    f"{_copy_field(r.detail)}\t{_copy_field(r.entry_id or new_entry_id())}\n"
                     for r in rows
                 ]
             )

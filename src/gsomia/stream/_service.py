@@ -986,7 +986,8 @@ class StreamService:
                 raise LinkError(
                     "too-many-links", f"{source} already holds {gate.per_source} unauthenticated links"
                 )
-            first = await _within(receive(), gate.handshake_s, "no link hello")
+            clock = self._stalls.clock  # the gate's deadlines leave out this process's own stalls
+            first = await _within(receive, clock(), gate.handshake_s, clock, "no link hello")
             if not gate.fresh_hello(first, time.monotonic()):
                 raise LinkError("replayed-handshake", "this link hello was sent before: a replay")
             answer, session = accept(
@@ -1011,7 +1012,9 @@ class StreamService:
             peers = self.kernel.watch.generation(PEERS)
             await send(answer)
             # key confirmation: a first frame that opens (READY, or any other) proves the session keys
-            data = await _within(receive(), gate.handshake_s, f"no first frame from {peer_name}")
+            data = await _within(
+                receive, clock(), gate.handshake_s, clock, f"no first frame from {peer_name}"
+            )
             frame = session.open(data)
             confirmed = True
             gate.release(source)
@@ -1123,7 +1126,10 @@ class StreamService:
                 if unrooted_since is None:
                     data = await receive()  # an idle link may stay idle
                 else:
-                    data = await _root_due(receive, unrooted_since, clock, peer)
+                    data = await _within(
+                        receive, unrooted_since, _ROOT_DEADLINE_S, clock,
+                        f"no signed window root from {peer}", "no-batch-root",
+                    )  # fmt: skip
                 if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
                     peers = self._check_session_key(peer, peer_kid)
                 opened = session.open(data)
@@ -1495,36 +1501,30 @@ def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
         _log.error("the audit record of a signed window root failed: %s", exc)
 
 
-async def _root_due(receive: Any, unrooted_since: float, clock: Callable[[], float], peer: str) -> bytes:
-    """The link's next frame, or ``LinkError`` (``no-batch-root``) once the hop's window root is
-    overdue: ``_ROOT_DEADLINE_S`` after ``unrooted_since`` on ``clock``, which leaves out the time
-    this process's event loop was held up. A timer due during such a stall fires when the loop runs
-    again, before the frames that reached the socket meanwhile are read: then the deadline is
-    measured again (the stall counted by then) and, not yet passed, waited out (a cancelled receive
-    loses no message)."""
+async def _within(
+    receive: Any,
+    since: float,
+    seconds: float,
+    clock: Callable[[], float],
+    what: str,
+    code: str = "handshake-timeout",
+) -> bytes:
+    """The link's next message, or ``LinkError`` (``code``) once ``seconds`` have passed since
+    ``since`` on ``clock``, which leaves out the time this process's event loop was held up
+    (``Stalls``): a timer due during such a stall fires when the loop runs again, before the
+    messages that reached the socket meanwhile are read, so the deadline is measured again then
+    (the stall counted by then) and, not yet passed, waited out (a cancelled receive loses no
+    message). Awaited in the caller's task (no task of its own, as ``wait_for`` makes): a message
+    already received is read at once, with no turn of the event loop in between."""
     while True:
         try:
-            async with asyncio.timeout(max(unrooted_since + _ROOT_DEADLINE_S - clock(), 0.0)):
+            async with asyncio.timeout(max(since + seconds - clock(), 0.0)):
                 data: bytes = await receive()
         except TimeoutError as exc:
-            if clock() - unrooted_since >= _ROOT_DEADLINE_S:
-                raise LinkError(
-                    "no-batch-root", f"no signed window root from {peer} within {_ROOT_DEADLINE_S:g} s"
-                ) from exc
+            if clock() - since >= seconds:
+                raise LinkError(code, f"{what} within {seconds:g} s") from exc
             continue
         return data
-
-
-async def _within(waiting: Any, seconds: float, what: str, code: str = "handshake-timeout") -> bytes:
-    """What ``waiting`` returns within ``seconds``; ``LinkError`` (``code``) if it takes longer.
-    Awaited in the caller's task (no task of its own, as ``wait_for`` makes): a frame already
-    received is read at once, with no turn of the event loop in between."""
-    try:
-        async with asyncio.timeout(max(seconds, 0.0)):
-            data: bytes = await waiting
-    except TimeoutError as exc:
-        raise LinkError(code, f"{what} within {seconds:.1f} s") from exc
-    return data
 
 
 def _text(body: bytes, seq: int, peer: str) -> str:
