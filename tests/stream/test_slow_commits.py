@@ -26,8 +26,8 @@ from gsomia.node._service import system_clock
 from gsomia.store import AuditRow
 from gsomia.stream import _service, launches, replay
 
-_DEADLINE_S = 1.0  # the window-root deadline in these tests
-_SLOW_S = 2.0  # each slowed commit: longer than the deadline
+_DEADLINE_S = 2.0  # the window-root deadline in these tests (a loaded sender's own stall counts)
+_SLOW_S = 4.0  # each slowed commit: twice the deadline
 
 
 def _ws(endpoint: str, path: str, token: str) -> Any:
@@ -82,8 +82,8 @@ def _crossing(tmp_path: Path) -> Iterator[tuple[dict[str, Node], Callable[[int],
 def test_a_slow_audit_commit_at_the_sender_never_holds_back_its_next_window_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """KOR's store takes 2 s to commit each signed root's audit record; its roots still go every
-    50 ms, so JPN (deadline 1 s here) keeps the link, and every update crosses it once."""
+    """KOR's store takes 4 s to commit each signed root's audit record; its roots still go every
+    50 ms, so JPN (deadline 2 s here) keeps the link, and every update crosses it once."""
     monkeypatch.setattr(_service, "_ROOT_DEADLINE_S", _DEADLINE_S)
     with _crossing(tmp_path) as (nodes, cross):
         kor = nodes["KOR"].store
@@ -93,12 +93,12 @@ def test_a_slow_audit_commit_at_the_sender_never_holds_back_its_next_window_root
 
         for name in ("append_audit", "remember_signed_arrivals"):
             monkeypatch.setattr(kor, name, _slowed(getattr(kor, name), signed_root))
-        got = cross(60)  # 3 s of tracks: past the deadline, with roots' records still committing
+        got = cross(100)  # 5 s of tracks: past the deadline, with roots' records still committing
         failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
         time.sleep(_SLOW_S)
         signed = nodes["KOR"].store.audit(after_seq=0, kind="stream.batch", limit=1000)
-    assert len(got) == 60
-    assert len({t["update_ts"] for t in got}) == 60
+    assert len(got) == 100
+    assert len({t["update_ts"] for t in got}) == 100
     assert failures == {"KOR": [], "JPN": []}
     assert any(r.outcome == "signed" for r in signed), "a root's audit record is written, only later"
 
@@ -106,7 +106,7 @@ def test_a_slow_audit_commit_at_the_sender_never_holds_back_its_next_window_root
 def test_the_receivers_own_slow_commits_are_not_counted_against_the_sender(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """JPN's store takes 2 s for each of its first two group commits of what it receives; it
+    """JPN's store takes 4 s for each of its first two group commits of what it receives; it
     reads no further than its read-ahead meanwhile, and that wait is its own: the link stays up,
     and every update crosses it."""
     monkeypatch.setattr(_service, "_ROOT_DEADLINE_S", _DEADLINE_S)
