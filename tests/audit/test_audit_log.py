@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from tests.audit._proofs import check_proof
 from tests.node_fixtures import kor_label
 from typer.testing import CliRunner
 
 from gsomia.audit._log import head_content
 from gsomia.cli import app
-from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gsomia.core.merkle import leaf_hash, verify_consistency
 from gsomia.crypto.envelope import sign_origin
 from gsomia.demo import network
 from gsomia.exchange import MemoryTransport, PeerTransport
@@ -45,13 +46,7 @@ def test_integration_signed_heads_and_proofs(node: Node) -> None:
     assert node.audit.sign_head() == head  # nothing new: the same head
     for row in node.store.audit(limit=1000)[::5]:
         proof = node.audit.inclusion(row.entry_id)
-        verify_inclusion(
-            leaf_hash(proof["leaf_data"].encode()),
-            proof["leaf_index"],
-            proof["size"],
-            [bytes.fromhex(h) for h in proof["proof"]],
-            head.root,
-        )
+        check_proof(proof, head.root)
     record(node, 20)
     bigger = node.audit.sign_head()
     assert bigger.size == 57

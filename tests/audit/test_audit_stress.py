@@ -27,11 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.audit._proofs import check_proof
 from tests.node_fixtures import kor_label
 from tests.reliability.processes import serve
 
 from gsomia.audit import parse_head
-from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gsomia.core.merkle import verify_consistency
 from gsomia.crypto.envelope import verify_origin
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.demo import network
@@ -168,13 +169,7 @@ class Load:
         try:
             _, content = verify_origin(proof["head"], {"KOR": self.identity}.get, datetime.now(UTC))
             _, size, root, _ = parse_head(content)
-            verify_inclusion(
-                leaf_hash(proof["leaf_data"].encode()),
-                proof["leaf_index"],
-                size,
-                [bytes.fromhex(h) for h in proof["proof"]],
-                root,
-            )
+            check_proof(proof, root, size)
         except Exception as exc:
             self._fail("GET /audit/inclusion", problem=f"the proof does not verify: {exc}")
 

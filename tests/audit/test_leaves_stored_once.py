@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
+from tests.audit._proofs import check_proof
 
-from gsomia.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gsomia.core.merkle import verify_consistency
 from gsomia.errors import ProofError
 from gsomia.node import Node
 from gsomia.store import AuditRow
@@ -62,13 +63,7 @@ def proofs(node: Node) -> dict[str, list[str]]:
 def check_proofs(node: Node, root: bytes) -> None:
     for row in node.store.audit(limit=1000):
         proof = node.audit.inclusion(row.entry_id or "")
-        verify_inclusion(
-            leaf_hash(proof["leaf_data"].encode()),
-            proof["leaf_index"],
-            proof["size"],
-            [bytes.fromhex(h) for h in proof["proof"]],
-            root,
-        )
+        check_proof(proof, root)
 
 
 def migrate_to(node: Node, revision: str, *, down: bool) -> None:
@@ -109,13 +104,7 @@ def test_an_altered_leaf_hash_is_caught_by_verify_and_fails_its_neighbours_proof
     assert report.entry_id == victim.entry_id
     proof = node.audit.inclusion(neighbour.entry_id or "")
     with pytest.raises(ProofError):
-        verify_inclusion(
-            leaf_hash(proof["leaf_data"].encode()),
-            proof["leaf_index"],
-            proof["size"],
-            [bytes.fromhex(h) for h in proof["proof"]],
-            head.root,
-        )
+        check_proof(proof, head.root)
 
 
 @pytest.mark.parametrize("level", [0, 4])
