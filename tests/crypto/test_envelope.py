@@ -32,6 +32,7 @@ from gsomia.crypto.envelope import (
     open_envelope,
     seal,
     sign_origin,
+    signed_payload,
     verify_origin,
 )
 from gsomia.crypto.keys import KeyRing, PeerIdentity
@@ -786,6 +787,19 @@ def test_origin_signature_round_trip_names_the_originator(net: Network) -> None:
         "typ": "gsomia-item+jws",
         "iss": "KOR",
     }
+
+
+def test_signed_payload_reads_the_content_and_decides_nothing(net: Network) -> None:
+    """What a node kept after verifying, read again without a key; a forged one reads the same:
+    only verify_origin decides."""
+    token = sign_origin(net.rings["KOR"], ITEM, AT)
+    assert signed_payload(token) == ITEM
+    header, _, signature = token.split(".")
+    forged = f"{header}.{b64(b'{}')}.{signature}"
+    assert signed_payload(forged) == b"{}"
+    assert refusal(verify_origin, forged, net.lookup, AT) == "bad-origin-signature"
+    with pytest.raises(IndexError):
+        signed_payload("no dots")
 
 
 def test_a_node_verifies_its_own_items_with_its_own_ring(net: Network) -> None:

@@ -15,7 +15,6 @@ Parsing raises ``InvalidInputError`` naming the field.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from gsomia.core.investigation import (
     InvestigationStep,
 )
 from gsomia.core.recall import ChangeKind, LabelChange
+from gsomia.crypto.envelope import signed_payload
 from gsomia.errors import GsomiaError, InvalidInputError
 
 __all__ = [
@@ -77,8 +77,7 @@ def _int(data: dict[str, Any], name: str, what: str) -> int:
 def kept_content(jws: str) -> dict[str, Any]:
     """The fields of a signed duty kept here (its signature was verified when it arrived); ``{}`` if
     they are not an object."""
-    payload = jws.split(".")[1]
-    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data = json.loads(signed_payload(jws))
     return data if isinstance(data, dict) else {}
 
 

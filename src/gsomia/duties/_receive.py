@@ -9,7 +9,6 @@ for the duty is refused.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import replace
@@ -22,7 +21,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.portions import PORTION_ID, check_portion
 from gsomia.core.recall import ChangeKind, LabelChange
-from gsomia.crypto.envelope import Opened, sign_origin, verify_origin
+from gsomia.crypto.envelope import Opened, sign_origin, signed_payload, verify_origin
 from gsomia.duties._feedback import feedback_row
 from gsomia.duties._incidents import _incident_row, signed_steps
 from gsomia.duties._labels import _Labels as Duties
@@ -738,7 +737,7 @@ def apply_waiting(duties: Duties, item_id: str, now: datetime, accepted: Batch) 
         if row.version <= arriving.label_version and "portion" not in kept_content(row.jws):
             continue
         try:
-            _, content = parse_duty(_jws_payload(row.jws))
+            _, content = parse_duty(signed_payload(row.jws))
             change, origin, holder = parse_change(content)
             told = parse_portion_change(content)
         except GsomiaError:
@@ -889,12 +888,6 @@ def _reclassify_arriving(
     except LabelError:  # the new level has no equivalent here: the item cannot be held (fail closed)
         return _withdraw_arriving(change, ref, accepted)
     return "applied"
-
-
-def _jws_payload(jws: str) -> bytes:
-    """The payload of a signed duty kept here (it was verified when it arrived)."""
-    payload = jws.split(".")[1]
-    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
 
 
 def _signed_label(

@@ -14,7 +14,6 @@ register theirs where the node is built (the duties ``duty``, the audit log ``tr
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
@@ -27,7 +26,7 @@ from gsomia._codec import canonical, decision_json, json_object
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
-from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, verify_origin
+from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, signed_payload, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
@@ -666,8 +665,7 @@ def _peek_item(
     if body.get("kind") != "item" or not isinstance(origin, str) or origin.count(".") != 2:
         return None
     try:
-        payload = origin.split(".")[1]
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        raw = signed_payload(origin)
         content = json.loads(raw)
         if isinstance(content, dict):
             peeked[origin] = (raw, content)

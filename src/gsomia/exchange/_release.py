@@ -9,7 +9,6 @@ and the allowed releases, their audit records and the refusals' are written in o
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from gsomia.core.approvals import Approval, TwoPersonPolicy, two_person_policy
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
-from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, verify_origin
+from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, signed_payload, verify_origin
 from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError, ReleaseRefused
 from gsomia.exchange._hops import Hops
 from gsomia.exchange._messages import item_content
@@ -60,8 +59,7 @@ class Released:
 
 def _signed_version(jws: str) -> int:
     """The label version in a signed item this node stored (verified or signed when it was stored)."""
-    payload = jws.split(".")[1]
-    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data = json.loads(signed_payload(jws))
     version = data.get("label_version", 1) if isinstance(data, dict) else 1
     return version if isinstance(version, int) else 1
 
@@ -563,7 +561,6 @@ class Releases(Hops):
 
 def _recalled_portion(jws: str) -> str | None:
     """The portion a recall this node signed names (``None``: the whole item was recalled)."""
-    payload = jws.split(".")[1]
-    content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    content = json.loads(signed_payload(jws))
     portion = content.get("portion") if isinstance(content, dict) else None
     return portion if isinstance(portion, str) else None
