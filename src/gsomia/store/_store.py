@@ -486,6 +486,7 @@ _log = logging.getLogger("gsomia.store")
 _POOL_SIZE = 20
 _POOL_OVERFLOW = 20
 _BUMPED = "gsomia.bumped"  # set on a connection whose transaction moved a generation counter
+_QUEUED = "gsomia.queued"  # set on a connection whose transaction queued outbox entries
 # Generation counters of what the kernel keeps read (see gsomia.store._shared): people's records,
 # tokens (revocations) and visits; bumped in the transaction that changes them.
 PEOPLE = "people"
@@ -498,6 +499,19 @@ def moved(conn: Connection, name: str) -> None:
     PostgreSQL, by ``pg_notify``) every other process of the node are told once it commits."""
     conn.info[_BUMPED] = True
     announce(conn, name)
+
+
+QUEUED = "outbox_queued"  # the notification's name when outbox entries are queued (no counter's)
+
+
+def queued(conn: Connection) -> None:
+    """Outbox entries are queued in ``conn``'s transaction: this process's delivery workers
+    (:meth:`Store.on_queued`) are woken once it commits and, on PostgreSQL, the node's other
+    processes by the notification the commit sends (named :data:`QUEUED`). A wake is only a hint
+    to read the outbox now rather than at the end of the worker's pause: what is due is read from
+    the store, so a lost or forged one costs at most one read, or one pause."""
+    conn.info[_QUEUED] = True
+    announce(conn, QUEUED)
 
 
 def bump(conn: Connection, name: str) -> int:
@@ -727,6 +741,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
+        self._queued_listeners: list[Callable[[], None]] = []
         self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
 
     def close(self) -> None:
@@ -737,18 +752,34 @@ class Store:
         (:func:`bump`): this process's caches then read the counters again at once."""
         self._bump_listeners.append(listener)
 
+    def on_queued(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every transaction of this process that queued outbox entries
+        (and, through :meth:`queued_elsewhere`, when another process's did): the delivery worker
+        reads the outbox at once instead of at the end of its pause. It must not block."""
+        self._queued_listeners.append(listener)
+
+    def queued_elsewhere(self) -> None:
+        """Another process of the node told (PostgreSQL's notification) that it queued outbox
+        entries: wake this process's delivery workers as for a commit of its own."""
+        for listener in self._queued_listeners:
+            listener()
+
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        moved = False
+        moved = queued = False
         with _writing():
             with self.engine.begin() as conn:
                 try:
                     yield conn
                 finally:
                     moved = bool(conn.info.pop(_BUMPED, False))
+                    queued = bool(conn.info.pop(_QUEUED, False))
+            # after the commit (a rolled-back transaction raised out of the block above: no wake)
             if moved:
                 for listener in self._bump_listeners:
                     listener()
+            if queued:
+                self.queued_elsewhere()
 
     @contextmanager
     def _exclusive(self, lock: int, table: str) -> Iterator[Connection]:
