@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gsomia.store import ChangeListener, SharedState
+from gsomia.store import QUEUED, ChangeListener, SharedState
 
 __all__ = ["DEFAULT_INTERVAL", "LISTENING_INTERVAL", "ChangeWatch"]
 
@@ -126,5 +126,10 @@ class ChangeWatch:
         self.stale()  # polling at its own interval again from the next use
 
     def _told(self, name: str | None) -> None:
+        if name == QUEUED:  # outbox entries queued by another process: no counter moved
+            self._shared.queued_elsewhere()
+            return
+        if name is None:  # (re)connected: entries may have been queued meanwhile, unheard
+            self._shared.queued_elsewhere()
         # every counter is read in one query, so a change to one is a read of all
         self.stale()

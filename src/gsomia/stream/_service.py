@@ -94,7 +94,7 @@ from gsomia.stream._link import (
 )
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
-from gsomia.stream._stalls import Stalls
+from gsomia.stream._stalls import Deadline, Stalls
 
 __all__ = [
     "FEED_BATCH",
@@ -120,6 +120,9 @@ _OPENING_S = 30.0
 _COALESCE_TRACKS = 256
 _COALESCE_BYTES = 256 * 1024  # well under the link's 1 MiB WebSocket message limit
 _ROOT_DEADLINE_S = 5.0  # a hop's window root (signed every 50 ms) overdue this long drops the link
+# this node's own delays (its event loop held up, its waits on its own commits) left out of a peer's
+# deadline, at most: a deadline of 5 s ends at the latest 15 s after it began, whatever held the loop
+_OWN_DELAY_CAP_S = 10.0
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _READ_AHEAD = 1024  # groups of one link read and not yet taken, at most: then the reader waits
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
@@ -962,6 +965,11 @@ class StreamService:
 
     # --- links (receiving side) ---
 
+    def _deadline(self, seconds: float) -> Deadline:
+        """A peer's deadline of ``seconds`` from now, leaving out at most _OWN_DELAY_CAP_S of this
+        process's own stalls."""
+        return Deadline(self._stalls, seconds, _OWN_DELAY_CAP_S)
+
     async def serve_link(
         self, receive: Any, send: Any, source: str = "unknown", tls_peer: str | None = None
     ) -> None:
@@ -986,8 +994,8 @@ class StreamService:
                 raise LinkError(
                     "too-many-links", f"{source} already holds {gate.per_source} unauthenticated links"
                 )
-            clock = self._stalls.clock  # the gate's deadlines leave out this process's own stalls
-            first = await _within(receive, clock(), gate.handshake_s, clock, "no link hello")
+            # the gate's deadlines leave out this process's own stalls, at most _OWN_DELAY_CAP_S of them
+            first = await _within(receive, self._deadline(gate.handshake_s), "no link hello")
             if not gate.fresh_hello(first, time.monotonic()):
                 raise LinkError("replayed-handshake", "this link hello was sent before: a replay")
             answer, session = accept(
@@ -1013,7 +1021,7 @@ class StreamService:
             await send(answer)
             # key confirmation: a first frame that opens (READY, or any other) proves the session keys
             data = await _within(
-                receive, clock(), gate.handshake_s, clock, f"no first frame from {peer_name}"
+                receive, self._deadline(gate.handshake_s), f"no first frame from {peer_name}"
             )
             frame = session.open(data)
             confirmed = True
@@ -1115,21 +1123,24 @@ class StreamService:
         """Read, open and verify the link's frames, what each holds onto ``read_so_far``."""
         peer = session.peer
         verifier = BatchVerifier(self.party, self.kernel.peers.peer)
-        # the first track frame the hop's window root has yet to cover, on the clock that leaves out the
-        # time this process's event loop was held up (its own delay, not the sender's: _stalls)
-        unrooted_since: float | None = None
-        clock = self._stalls.clock
+        # the hop's window root due since the first track frame it has yet to cover: a deadline that
+        # leaves out this node's own delays (at most _OWN_DELAY_CAP_S), not the stalls of the loop
+        # while it works on this peer's frames (from ``began`` to the next turn of the loop: _stalls)
+        deadline: Deadline | None = None
+        stalls = self._stalls
         consents = 0
         opened: Frame | None = first
+        began = stalls.settle()
         while True:
             if opened is None:
-                if unrooted_since is None:
+                if deadline is None:
                     data = await receive()  # an idle link may stay idle
                 else:
+                    deadline.charge(began)
                     data = await _within(
-                        receive, unrooted_since, _ROOT_DEADLINE_S, clock,
-                        f"no signed window root from {peer}", "no-batch-root",
-                    )  # fmt: skip
+                        receive, deadline, f"no signed window root from {peer}", "no-batch-root"
+                    )
+                began = stalls.settle()
                 if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
                     peers = self._check_session_key(peer, peer_kid)
                 opened = session.open(data)
@@ -1140,25 +1151,30 @@ class StreamService:
                 continue
             if frame.kind == TRACKS:
                 verifier.add(frame.seq, frame.body)
-                if unrooted_since is None:
-                    unrooted_since = clock()
-                elif clock() - unrooted_since > _ROOT_DEADLINE_S:
-                    raise LinkError(
-                        "no-batch-root",
-                        f"{peer} sent tracks for {_ROOT_DEADLINE_S:g} s without a window root",
-                    )
+                if deadline is None:
+                    deadline = Deadline(stalls, _ROOT_DEADLINE_S, _OWN_DELAY_CAP_S)
+                else:
+                    deadline.charge(began)
+                    if deadline.left() <= 0:
+                        raise LinkError(
+                            "no-batch-root",
+                            f"{peer} sent tracks for {_ROOT_DEADLINE_S:g} s without a window root",
+                        )
                 for group in decode_groups(frame.body, peer):
                     # the originator's signature and each track's inclusion, before any is read
                     verified = verify_group(
                         group, self.kernel.peers.peer, self.kernel.clock(), self.kernel.max_clock_skew
                     )
                     if read_so_far.qsize() >= _READ_AHEAD:  # the taker is behind: read no further for now
-                        waited = clock()
+                        deadline.charge(began)
+                        waited = stalls.clock()
                         await read_so_far.join()
-                        if unrooted_since is not None:  # this node's own wait is not the sender's delay
-                            unrooted_since += clock() - waited
+                        deadline.waited(stalls.clock() - waited)  # this node's own wait, not the sender's
+                        began = stalls.settle()
                     read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
+                deadline.charge(began)
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
+                began = stalls.settle()
             elif frame.kind == TRACK:
                 raise LinkError(
                     "unsigned", f"frame {frame.seq} from {peer} holds a track its originator did not sign"
@@ -1174,7 +1190,7 @@ class StreamService:
             elif frame.kind == BATCH:
                 jws = _text(frame.body, frame.seq, peer)
                 batch = verifier.verify(jws, peer, self.kernel.clock())
-                unrooted_since = None
+                deadline = None
                 self.stats.batches_verified += 1
                 read_so_far.put_nowait(_Rooted(session.received, batch.audit_detail()))
             elif frame.kind == ACK:
@@ -1501,28 +1517,21 @@ def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
         _log.error("the audit record of a signed window root failed: %s", exc)
 
 
-async def _within(
-    receive: Any,
-    since: float,
-    seconds: float,
-    clock: Callable[[], float],
-    what: str,
-    code: str = "handshake-timeout",
-) -> bytes:
-    """The link's next message, or ``LinkError`` (``code``) once ``seconds`` have passed since
-    ``since`` on ``clock``, which leaves out the time this process's event loop was held up
-    (``Stalls``): a timer due during such a stall fires when the loop runs again, before the
-    messages that reached the socket meanwhile are read, so the deadline is measured again then
-    (the stall counted by then) and, not yet passed, waited out (a cancelled receive loses no
-    message). Awaited in the caller's task (no task of its own, as ``wait_for`` makes): a message
-    already received is read at once, with no turn of the event loop in between."""
+async def _within(receive: Any, deadline: Deadline, what: str, code: str = "handshake-timeout") -> bytes:
+    """The link's next message, or ``LinkError`` (``code``) once ``deadline`` has passed. It leaves
+    out the time this process's event loop was held up (``Stalls``, at most its allowance): a timer
+    due during such a stall fires when the loop runs again, before the messages that reached the
+    socket meanwhile are read, so the deadline is measured again then (the stall counted by then)
+    and, not yet passed, waited out (a cancelled receive loses no message). Awaited in the caller's
+    task (no task of its own, as ``wait_for`` makes): a message already received is read at once,
+    with no turn of the event loop in between."""
     while True:
         try:
-            async with asyncio.timeout(max(since + seconds - clock(), 0.0)):
+            async with asyncio.timeout(max(deadline.left(), 0.0)):
                 data: bytes = await receive()
         except TimeoutError as exc:
-            if clock() - since >= seconds:
-                raise LinkError(code, f"{what} within {seconds:g} s") from exc
+            if deadline.left() <= 0:
+                raise LinkError(code, f"{what} within {deadline.seconds:g} s") from exc
             continue
         return data
 
