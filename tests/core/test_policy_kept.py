@@ -350,3 +350,31 @@ class _Unsure(tzinfo):
 def test_an_instant_whose_zone_gives_no_offset_is_refused(catalogue: Catalogue) -> None:
     with pytest.raises(InstantError):
         ReleaseEngine(catalogue).decide(make_request(catalogue), at=datetime(2024, 3, 1, tzinfo=_Unsure()))
+
+
+def test_a_refusal_kept_for_a_release_without_consent_does_not_answer_one_that_carries_one(
+    catalogue: Catalogue,
+) -> None:
+    """The third-party and hub refusals of a request carrying no consent are kept per route and
+    originator; the same route and originator with a consent is decided on that consent."""
+    engine = ReleaseEngine(catalogue)
+    consent = Consent(ConsentKind.THIRD_PARTY, "USA", "JPN", kst(2024, 1, 1), "USA consent 2")
+    onward = make_request(
+        catalogue,
+        sender="KOR",
+        originator="USA",
+        classification="SECRET",
+        purpose="missile-warning",
+        releasable_to=["JPN", "KOR"],
+    )
+    for _ in range(2):
+        assert not engine.decide(onward, at=AT).allowed
+    assert engine.decide(replace(onward, consents=(consent,)), at=AT).allowed
+    relay = Consent(ConsentKind.HUB_RELAY, "KOR", "JPN", kst(2015, 1, 1), "relay 1", item="i-1", hub="USA")
+    relayed = make_request(catalogue, via=("USA",), item="i-1", created=kst(2015, 2, 1))
+    before_gsomia = kst(2015, 6, 1)
+    for _ in range(2):
+        decision = engine.decide(relayed, at=before_gsomia)
+        assert not decision.allowed
+        assert "none is on file" in next(c.reason for c in decision.checks if c.rule == "hub_authorisation")
+    assert engine.decide(replace(relayed, consents=(relay,)), at=before_gsomia).allowed

@@ -688,20 +688,17 @@ class _ThirdParty:
     """
 
     name = "third_party"
-    __slots__ = ("_own",)
-
-    def __init__(self) -> None:
-        self._own: dict[str, Check] = {}  # the check for an originator's own release, per originator
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """An originator's own release, or a release carrying no consent, reads nothing but the
+        route (the candidate's) and the originator: its check is kept per candidate and originator."""
         originator = request.label.originator
-        if request.sender != originator:
+        if request.consents and request.sender != originator:
             return self.explain(request, candidate, ts)
-        found = self._own.get(originator)
+        key = (self, originator)
+        found: Check | None = candidate.memo.get(key)
         if found is None:
-            if len(self._own) >= _MEMO_LIMIT:
-                self._own.clear()
-            found = self._own[originator] = self.explain(request, candidate, ts)
+            found = candidate.remember(key, self.explain(request, candidate, ts))
         return found
 
     def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
@@ -734,6 +731,20 @@ class _HubAuthorisation:
     _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """A direct route needs no authorisation; a relay carrying no consent reads nothing but the
+        route and the originator: its refusal is kept per candidate and originator."""
+        if candidate.hub is None:
+            return self._direct
+        if request.consents:
+            return self.explain(request, candidate, ts)
+        key = (self, request.label.originator)
+        found: Check | None = candidate.memo.get(key)
+        if found is None:
+            found = candidate.remember(key, self.explain(request, candidate, ts))
+        return found
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's consents at ``ts``."""
         hub = candidate.hub
         if hub is None:
             return self._direct
