@@ -9,7 +9,6 @@ visit window) and recorded, allowed or refused, in the audit records; every refu
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from gsomia.kernel import (
     check_item_id,
     check_payload_type,
     checks_json,
+    new_item_id,
 )
 from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem
 
@@ -158,7 +158,7 @@ class ItemService:
     def _prepare(
         self, actor: Person | None, who: str, entry: NewIngest, now: datetime
     ) -> tuple[NewItem, SecurityLabel]:
-        item_id = check_item_id(entry.item_id or str(uuid.uuid4()))
+        item_id = check_item_id(entry.item_id or new_item_id(now))
         if entry.portions:
             return self._prepare_portions(actor, who, item_id, entry, now)
         check_payload_type(entry.payload_type)

@@ -53,6 +53,7 @@ from gsomia.store._store import (
     Store,
     TallyRow,
     TokenRow,
+    uuid7,
 )
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
@@ -116,4 +117,5 @@ __all__ = [
     "TaxiiStore",
     "TokenRow",
     "VisitRow",
+    "uuid7",
 ]
