@@ -249,3 +249,22 @@ def test_a_partys_collection_by_date_added_reads_an_index_in_that_order(store: S
         )
     assert "ix_items_originator_added" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_a_sqlite_store_checkpoints_its_wal_in_large_steps_and_reads_what_it_wrote(store: Store) -> None:
+    # every connection of the pool: a checkpoint at 16,384 WAL pages, not at each 1,000-item commit
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite pragma")
+    with store.engine.connect() as a, store.engine.connect() as b:
+        assert [c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in (a, b)] == [16_384] * 2
+        assert a.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    # a second handle (another process of the node) reads every row the first wrote, checkpointed or not
+    store.insert_items([item(n, payload=bytes(3000)) for n in range(1, 2001)])
+    other = Store(store.url)
+    try:
+        assert other.count_items() == 2000
+        row = other.get_item("item-02000")
+        assert row is not None
+        assert row.payload == bytes(3000)
+    finally:
+        other.close()

@@ -645,11 +645,19 @@ def _pooled(url: str) -> bool:
     return parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
 
 
+_WAL_PAGES = 16_384
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: synced at each checkpoint, not each commit
     cursor.execute("PRAGMA foreign_keys=ON")
+    # a checkpoint once the WAL holds 16,384 pages (64 MB), not SQLite's 1,000: a batch of 1,000 items
+    # wrote 1,000-3,600 pages, so each commit ran a checkpoint (copy and two fsyncs); now one in several,
+    # and a page written by several of them is copied once (issue 18: at 200,000 items, CPU per item
+    # 91.5 -> 66.6 us for Store.insert_items)
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
     cursor.close()
 
 
