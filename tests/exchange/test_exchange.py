@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -448,6 +449,40 @@ def test_one_runtime_runs_the_rounds_serve_and_the_api_run(net: Net) -> None:
     for runtime in runtimes.values():
         runtime.round()
     assert {p["party"]: p["status"] for p in net.nodes["JPN"].audit.partners()}["KOR"] == "consistent"
+
+
+def _within(seconds: float, done: Any) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.02)
+    return bool(done())
+
+
+def test_a_release_wakes_the_sender_at_its_commit_not_at_the_end_of_its_pause(net: Net) -> None:
+    """issue 18: a node carries an officer's committed selection while the next is being released;
+    its delivery worker is woken by the outbox's commit (the pause, 60 s here, is the safety net)."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    own_item(net, "KOR", "wake-1")
+    own_item(net, "KOR", "wake-2")
+    woken: list[int] = []
+    kor.store.on_queued(lambda: woken.append(1))
+    with pytest.raises(ReleaseRefused):  # refused (and audited): nothing queued, no one woken
+        kor.exchange.release(net.officer("KOR"), "wake-1", "JPN", purpose="no-such-purpose")
+    assert woken == []
+    runtime = kor.runtime(net.transport, interval=60)
+    runtime.start()
+    try:
+        # the first rounds share KOR's head (queued, so delivered at once); then the worker pauses
+        assert _within(10, lambda: not kor.exchange.fed.outbox(state="pending", limit=1))
+        time.sleep(0.3)
+        kor.exchange.release_many(net.officer("KOR"), ["wake-1", "wake-2"], "JPN")
+        assert woken
+        assert _within(10, lambda: jpn.store.get_item("wake-2") is not None)
+    finally:
+        runtime.stop()
+    assert jpn.store.count_items() == 2  # once each
 
 
 def test_a_transfer_file_is_a_transport_that_carries_no_proofs(net: Net) -> None:

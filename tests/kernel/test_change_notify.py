@@ -23,10 +23,10 @@ from tests.conftest import POSTGRES_URL, postgres_schema
 from gsomia.api import create_app
 from gsomia.kernel import DEFAULT_INTERVAL, LISTENING_INTERVAL, ChangeWatch, StoreKeyRing
 from gsomia.kernel._peers import PeerDirectory
-from gsomia.node import Node
+from gsomia.node import Node, load_config
 from gsomia.store import ChangeListener, FederationStore, SharedState
 from gsomia.store._notify import channel_for
-from gsomia.testing import make_node
+from gsomia.testing import FakeClock, make_node
 
 SECOND = 1.0  # the promise: a change in the store is in force in every process within this
 HOUR = 3600.0  # a watch polling this seldom learns of a change only by being told
@@ -398,9 +398,13 @@ class _Pushed:
         self.values = {"keys": 1}
         self.listener = _FakeListener()
         self.told: Callable[[str | None], None] | None = None
+        self.woken = 0  # the delivery workers woken (entries queued elsewhere, or maybe: reconnected)
 
     def generations(self) -> dict[str, int]:
         return dict(self.values)
+
+    def queued_elsewhere(self) -> None:
+        self.woken += 1
 
     def listen(self, told: Callable[[str | None], None]) -> _FakeListener:
         self.told = told
@@ -412,7 +416,7 @@ def test_polling_follows_the_listeners_state_and_a_reconnection_reads_everything
     250 ms at once (the drop marks everything stale). Back: a read at once, then 5 s again."""
     clock = _Monotonic()
     counters = _Pushed()
-    watch = ChangeWatch(counters, monotonic=clock)  # type: ignore[arg-type]  # the counters' two methods
+    watch = ChangeWatch(counters, monotonic=clock)  # type: ignore[arg-type]  # the counters' methods
     assert watch.listen()
     assert counters.told is not None
     counters.told(None)  # connected: what the listener says first
@@ -430,9 +434,11 @@ def test_polling_follows_the_listeners_state_and_a_reconnection_reads_everything
     assert _reads_over(watch, clock, 30) >= 30 / DEFAULT_INTERVAL - 1
 
     counters.values["keys"] = 4  # committed while nobody listened: read on reconnecting
+    woken = counters.woken
     counters.told(None)
     counters.listener.connected.set()
     assert watch.generation("keys") == 4
+    assert counters.woken == woken + 1  # and the outbox read: entries may have been queued unheard
     assert _reads_over(watch, clock, 30) <= 30 / LISTENING_INTERVAL + 1
 
 
@@ -445,3 +451,29 @@ def test_an_interval_longer_than_the_safety_net_is_kept_while_listening() -> Non
     counters.listener.connected.set()
     assert watch.interval == HOUR
     assert _reads_over(watch, clock, 60) <= 1
+
+
+def test_outbox_entries_queued_in_another_process_wake_this_ones_delivery_and_move_no_counter(
+    listening: Listening,
+) -> None:
+    """issue 18: a release committed by another process of the node (another API worker) wakes this
+    process's delivery worker at once, not at the end of its pause; the notification says only
+    "read the outbox": a forged one wakes the worker (one read of the outbox, which holds the
+    truth) and makes no cache read the counters again."""
+    woken: list[int] = []
+    listening.kor.store.on_queued(lambda: woken.append(1))
+    watch = listening.watch
+    watch.generation("keys")
+    reads = watch.reads
+    _notify(_channel(listening.kor), "outbox_queued")  # anyone who can connect may send this
+    assert _within(10, lambda: bool(woken))
+    watch.generation("keys")
+    assert watch.reads == reads  # no counter moved, none read again
+
+    woken.clear()
+    other = Node(load_config(listening.directory), clock=FakeClock(listening.kor.clock()))
+    try:  # the other process: the same node's directory, its own store, engine and connections
+        assert other.heads.share_head() == 1  # its signed head queued for JPN, in its own transaction
+        assert _within(SECOND, lambda: bool(woken))
+    finally:
+        other.close()

@@ -18,7 +18,7 @@ from tests.stream.test_slow_commits import _crossing, _link_failures
 
 from gsomia.store import PEERS, LinkHellos
 from gsomia.stream import _service
-from gsomia.stream._stalls import Stalls
+from gsomia.stream._stalls import Deadline, Stalls
 
 _DEADLINE_S = 2.5  # the window-root deadline in this test (a loaded sender's own stall counts)
 _STALL_S = 5.0  # the receiver's loop stopped once: twice the deadline
@@ -64,6 +64,38 @@ def test_the_stalls_count_the_time_the_loop_was_held_up() -> None:
 
     held = asyncio.run(run())
     assert held >= 0.5 - 0.05  # the stall, less at most one tick's interval (load only adds to it)
+
+
+def test_a_deadline_leaves_out_the_loops_stalls_up_to_its_allowance_and_never_the_peers_own() -> None:
+    """A 5 s deadline with a 3.5 s allowance: a 2.9 s stall of other work is left out; a second's
+    stall while the peer's own frame was checked is not; a further 5.9 s stall of other work is
+    left out only up to the allowance, so the deadline has passed (it would not, all left out)."""
+    now = [100.0]
+
+    async def run() -> list[float]:
+        stalls = Stalls(every=0.1, monotonic=lambda: now[0])
+        stalls.start()
+        try:
+            deadline = Deadline(stalls, 5.0, 3.5)
+            now[0] = 103.0  # the loop held up by other work: the tick due at 100.1 runs at 103
+            stalls.late(now[0])
+            left = [deadline.left()]
+            began = now[0]
+            now[0] = 104.0  # the peer's frame checked for a second, no turn of the loop meanwhile
+            deadline.charge(began)
+            left.append(deadline.left())
+            now[0] = 110.0  # the loop held up by other work again: the tick due at 104.1 runs at 110
+            stalls.late(now[0])
+            left.append(deadline.left())
+            return left
+        finally:
+            stalls.stop()
+
+    after_other, after_own, after_more = asyncio.run(run())
+    assert after_other == pytest.approx(5.0 - (3.0 - 2.9))
+    assert after_own == pytest.approx(after_other - 1.0)  # the peer's own second counts in full
+    assert after_more == pytest.approx(5.0 - (10.0 - 3.5))  # 7.9 s of other stalls, 3.5 left out
+    assert after_more < 0
 
 
 def test_a_partner_slow_to_answer_the_link_hello_is_waited_for(

@@ -7,8 +7,11 @@ empty rule set, an unknown caveat or level all refuse. ``authorise`` raises
 :class:`~gsomia.errors.ReleaseRefused` instead of returning a refusal.
 
 Warm decisions are cheap: per-route candidates, status intervals, equivalences
-and their reasons are compiled once, so a decision is dictionary look-ups, one
-bisect and a tuple of checks.
+and their reasons are compiled once; the label rules' checks are kept per label
+key and stretch of time, the assurance rule's per tuple of assurances and stretch
+between their instants, so a decision is dictionary look-ups, bisects and a tuple
+of checks. ``ReleaseEngine.decide_plainly`` works every rule out from the request
+alone: the reference the kept outcomes are tested against.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.approvals import Approval, TwoPersonPolicy
@@ -212,6 +216,37 @@ class ReleaseDecision:
         return tuple(c for c in self.checks if not c.passed)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _decision(
+    allowed: bool,
+    at: datetime,
+    route: tuple[str, ...],
+    agreement: str | None,
+    checks: tuple[Check, ...],
+    marking: Marking | None,
+    considered: tuple[str, ...],
+) -> ReleaseDecision:
+    """``ReleaseDecision(...)`` with every field given, as the engine makes one per decision: each
+    slot set directly, where the frozen dataclass's ``__init__`` looks ``object.__setattr__`` up per
+    field (a test holds that the two make equal decisions and that this sets every field)."""
+    decision: ReleaseDecision = _new(ReleaseDecision)
+    _set(decision, "allowed", allowed)
+    _set(decision, "at", at)
+    _set(decision, "route", route)
+    _set(decision, "agreement", agreement)
+    _set(decision, "checks", checks)
+    _set(decision, "marking", marking)
+    _set(decision, "considered", considered)
+    return decision
+
+
+# the kinds of time zone whose ``utcoffset`` always answers an offset: an instant in one is aware
+_ALWAYS_AWARE = frozenset({ZoneInfo, timezone})
+
+
 _V = TypeVar("_V")
 _MEMO_LIMIT = 4096  # per candidate; cleared when full so a long-running node stays bounded
 
@@ -226,11 +261,14 @@ class _Candidate:
 
     __slots__ = (
         "alternatives",
+        "assured",
         "breaks",
         "by_epoch",
+        "cuts",
         "ended",
         "hub",
         "id",
+        "last_start",
         "mappings",
         "memo",
         "own",
@@ -276,6 +314,10 @@ class _Candidate:
             for t in agreement.transitions
         ]
         self.memo: dict[tuple[object, ...], Any] = {}
+        # (id of a tuple of assurances, originator) -> (that tuple, its instants, the check per stretch)
+        self.assured: dict[
+            tuple[int, str], tuple[tuple[Assurance, ...], list[float], list[Check | None]]
+        ] = {}
         table = agreement.equivalence
         # the instants at which a row of the table starts or ends, or a level of a party starts or
         # ends to exist: between two (an epoch) the equivalence and the levels' validity are the
@@ -288,6 +330,15 @@ class _Candidate:
             if b is not None
         }
         self.breaks = sorted(b.timestamp() for b in bounds)
+        # every instant at which a label rule's outcome may change for a given label: the agreement's
+        # transitions and the bounds above. Within a stretch between two (a cut), the status, the
+        # table and the levels are the same; ``last_start`` is, per cut, the start of the status then
+        # (``inf`` before the first transition), which the return to an originator compares with
+        self.cuts = sorted({*self.starts, *self.breaks})
+        self.last_start = [
+            self.starts[n - 1] if n else float("inf")
+            for n in (bisect_right(self.starts, t) for t in (float("-inf"), *self.cuts))
+        ]
         # (originator, level, receiver) -> the periods in which a row maps it, in order
         self.mappings: dict[tuple[str, str, str], tuple[_Mapping, ...]] = {}
         # (originator, level, receiver) -> the receiver's other levels to choose from (Art. 4.2), each
@@ -637,22 +688,24 @@ class _ThirdParty:
     """
 
     name = "third_party"
-    __slots__ = ("_own",)
-
-    def __init__(self) -> None:
-        self._own: dict[str, Check] = {}  # the check for an originator's own release, per originator
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """An originator's own release, or a release carrying no consent, reads nothing but the
+        route (the candidate's) and the originator: its check is kept per candidate and originator."""
+        originator = request.label.originator
+        if request.consents and request.sender != originator:
+            return self.explain(request, candidate, ts)
+        key = (self, originator)
+        found: Check | None = candidate.memo.get(key)
+        if found is None:
+            found = candidate.remember(key, self.explain(request, candidate, ts))
+        return found
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's consents at ``ts``."""
         originator = request.label.originator
         if request.sender == originator:
-            found = self._own.get(originator)
-            if found is None:
-                if len(self._own) >= _MEMO_LIMIT:
-                    self._own.clear()
-                found = self._own[originator] = Check(
-                    self.name, True, f"{originator} is the originator: no consent needed"
-                )
-            return found
+            return Check(self.name, True, f"{originator} is the originator: no consent needed")
         granted = []
         for receiver in candidate.receivers:
             if receiver == originator:
@@ -678,6 +731,20 @@ class _HubAuthorisation:
     _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """A direct route needs no authorisation; a relay carrying no consent reads nothing but the
+        route and the originator: its refusal is kept per candidate and originator."""
+        if candidate.hub is None:
+            return self._direct
+        if request.consents:
+            return self.explain(request, candidate, ts)
+        key = (self, request.label.originator)
+        found: Check | None = candidate.memo.get(key)
+        if found is None:
+            found = candidate.remember(key, self.explain(request, candidate, ts))
+        return found
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's consents at ``ts``."""
         hub = candidate.hub
         if hub is None:
             return self._direct
@@ -705,50 +772,69 @@ class _Assured:
     revoked; returning an item to its originator needs none."""
 
     name = "assurance"
-    __slots__ = ("_filed",)
-
-    def __init__(self) -> None:
-        # the assurances on file, by (party, agreement), per tuple of them a request carried: a node
-        # hands the same tuple (its cache of the store) to every decision until one changes. Keyed
-        # by the tuple's identity, which the value holds (so it cannot be reused while it is kept)
-        self._filed: dict[int, tuple[tuple[Assurance, ...], dict[tuple[str, str], list[Assurance]]]] = {}
-
-    def _by_party(self, assurances: tuple[Assurance, ...]) -> dict[tuple[str, str], list[Assurance]]:
-        kept = self._filed.get(id(assurances))
-        if kept is not None and kept[0] is assurances:
-            return kept[1]
-        index: dict[tuple[str, str], list[Assurance]] = {}
-        for assurance in assurances:
-            index.setdefault((assurance.party, assurance.agreement), []).append(assurance)
-        if len(self._filed) >= _MEMO_LIMIT:
-            self._filed.clear()
-        self._filed[id(assurances)] = (assurances, index)
-        return index
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The outcome read from the candidate's table for the tuple of assurances the request
+        carries: a node hands the same tuple (its cache of the store) to every decision until one
+        changes. The table is kept under the tuple's identity, which it holds (so the identity cannot
+        be reused while it is kept), and under the originator (whose own receipt needs none). Its
+        instants are those at which an assurance that counts is given or revoked: between two, the
+        outcome and its sentence are the same, so each stretch's check is :meth:`explain` at the
+        stretch's start, computed when first asked."""
+        assurances = request.assurances
+        key = (id(assurances), request.label.originator)
+        table = candidate.assured.get(key)
+        if table is None or table[0] is not assurances:
+            table = self._table(request, candidate, key)
+        cuts, checks = table[1], table[2]
+        at = bisect_right(cuts, ts)
+        found = checks[at]
+        if found is None:
+            found = checks[at] = self.explain(request, candidate, cuts[at - 1] if at else float("-inf"))
+        return found
+
+    @staticmethod
+    def _table(
+        request: ReleaseRequest, candidate: _Candidate, key: tuple[int, str]
+    ) -> tuple[tuple[Assurance, ...], list[float], list[Check | None]]:
         originator = request.label.originator
-        filed = self._by_party(request.assurances)
-        held: list[Assurance] = []
+        instants = set()
+        for assurance in request.assurances:
+            if (
+                assurance.agreement == candidate.id
+                and assurance.party != originator
+                and assurance.party in candidate.receivers
+            ):
+                instants.add(assurance.given_ts)
+                instants.add(assurance.revoked_ts)
+        cuts = sorted(instants - {float("inf")})
+        checks: list[Check | None] = [None] * (len(cuts) + 1)
+        table = (request.assurances, cuts, checks)
+        kept = candidate.assured
+        if len(kept) >= _MEMO_LIMIT:
+            kept.clear()
+        kept[key] = table
+        return table
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's assurances at ``ts``."""
+        originator = request.label.originator
         agreement = candidate.id
+        held: list[Assurance] = []
         for receiver in candidate.receivers:
             if receiver == originator:
                 continue
-            for assurance in filed.get((receiver, agreement), ()):
-                if assurance.given_ts <= ts < assurance.revoked_ts:
+            for assurance in request.assurances:
+                if (
+                    assurance.party == receiver
+                    and assurance.agreement == agreement
+                    and assurance.given_ts <= ts < assurance.revoked_ts
+                ):
                     held.append(assurance)
                     break
             else:
                 return self._refused(request, candidate, ts, receiver)
-        # the sentence names only the assurances found: kept per candidate under their identities
-        # (the memo's value holds them, so an identity cannot be reused while its entry lives)
-        found = tuple(held)
-        key = (self.name, *map(id, found))
-        kept = candidate.memo.get(key)
-        if kept is not None and kept[0] == found:  # the same objects: compared by identity first
-            return kept[1]  # type: ignore[no-any-return]
-        check = self._passed(originator, candidate, found)
-        candidate.remember(key, (found, check))
-        return check
+        return self._passed(originator, candidate, tuple(held))
 
     def _passed(self, originator: str, candidate: _Candidate, held: tuple[Assurance, ...]) -> Check:
         if not held:
@@ -827,13 +913,18 @@ class _TwoPerson:
 
 
 class LabelRules:
-    """Rules whose outcome depends only on the label, the purpose and the route's shape.
+    """Rules whose outcome depends only on the label, the purpose, the route and the stretch of time.
 
-    Their checks are computed once per distinct (label fields, purpose, route shape)
-    and candidate agreement, then reused: a stream of releases of similar items costs
-    one dictionary look-up for all of them. Only rules that read nothing else (no consent;
-    the instant only through the candidate's epoch, which is part of the key: the stretch between
-    two bounds of its equivalence rows and of its parties' levels) belong here.
+    Their checks are computed once per distinct key and candidate agreement (a candidate is one
+    route), then reused: a stream of releases of similar items costs one dictionary look-up for all
+    of them. The key holds everything such a rule may read: the label's fields but its instants, the
+    purpose asked, whether the sender is the originator, the candidate's cut (the stretch between two
+    instants at which its status, its equivalence rows or its parties' levels change), and of the
+    label's creation instant only what these rules ask of it: whether it is at or before the
+    decision's instant (else the instant itself, which the refusal names) and whether it is at or
+    after the start of the agreement's status then (the return of an item provided under an
+    agreement that ended). A rule that reads anything else (a consent, an assurance, an approval)
+    does not belong here.
     """
 
     __slots__ = ("rules",)
@@ -845,7 +936,9 @@ class LabelRules:
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, the checks), kept for the next request with the same key."""
-        label = request.label  # the table is the same within an epoch: equivalence is memoised per epoch
+        label = request.label
+        created = label.created_ts
+        cut = bisect_right(candidate.cuts, ts)
         key = (
             self,
             label.originator,
@@ -856,8 +949,9 @@ class LabelRules:
             label.topics,
             request.purpose,
             request.sender == label.originator,
-            bool(request.via),
-            bisect_right(candidate.breaks, ts),  # the epoch: the table is the same within one
+            cut,
+            created >= candidate.last_start[cut],
+            True if created <= ts else label.created.isoformat(),
         )
         found = candidate.memo.get(key)
         if found is None:
@@ -869,7 +963,7 @@ class LabelRules:
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("_steps", "rules")
+    __slots__ = ("_head", "_steps", "_tail", "rules")
     _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
@@ -878,11 +972,31 @@ class AllOf:
         self._steps: tuple[tuple[bool, Callable[[ReleaseRequest, _Candidate, float], Any]], ...] = tuple(
             (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
         )
+        # the standard shape, one group and then single rules: the loop asks no question per step
+        self._head: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None
+        self._tail: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        if (
+            rules
+            and isinstance(rules[0], LabelRules)
+            and not any(isinstance(r, LabelRules) for r in rules[1:])
+        ):
+            self._head = rules[0].checks
+            self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, every check); an empty rule set is one failure."""
+        head = self._head
+        if head is not None:
+            failed, checks = head(request, candidate, ts)
+            every = [*checks]
+            for step in self._tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                every.append(check)
+            return failed, tuple(every)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
@@ -899,13 +1013,35 @@ class AllOf:
                 out.append(check)
         return failed, tuple(out)
 
+    def explain(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """What :meth:`evaluate` answers, worked out plainly: every rule of every group asked in turn,
+        by its ``explain`` where it has one (a rule that keeps outcomes answers from them in
+        ``check``), nothing looked up or kept. The reference the kept outcomes are tested against."""
+        if not self.rules:
+            return 1, self._empty
+        out = [
+            getattr(rule, "explain", rule.check)(request, candidate, ts)
+            for step in self.rules
+            for rule in (step.rules if isinstance(step, LabelRules) else (step,))
+        ]
+        return sum(1 for c in out if not c.passed), tuple(out)
+
 
 def standard_rules() -> AllOf:
     """The treaty rules, in the order a person reads them."""
     return AllOf(
-        _InForce(),
-        _LabelDates(),
-        LabelRules(_Equivalence(), _Releasability(), _Caveats(), _Purpose(), _Scope(), _LevelPeriods()),
+        LabelRules(
+            _InForce(),
+            _LabelDates(),
+            _Equivalence(),
+            _Releasability(),
+            _Caveats(),
+            _Purpose(),
+            _Scope(),
+            _LevelPeriods(),
+        ),
         _Assured(),
         _ThirdParty(),
         _HubAuthorisation(),
@@ -988,26 +1124,41 @@ class ReleaseEngine:
             found = memo[key] = self._decide(request, at)
         return found
 
-    def _decide(self, request: ReleaseRequest, at: datetime) -> ReleaseDecision:
-        if at.utcoffset() is None:
+    def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+        """:meth:`decide` worked out from the request alone: each rule asked in turn
+        (:meth:`AllOf.explain`), no outcome kept from an earlier decision or looked up in a table.
+        Slower; the reference that the engine's kept outcomes are tested against (every check, its
+        sentence and its outcome the same)."""
+        return self._decide(request, at, self.rules.explain)
+
+    def _decide(
+        self,
+        request: ReleaseRequest,
+        at: datetime,
+        evaluate: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None,
+    ) -> ReleaseDecision:
+        if (
+            type(at.tzinfo) not in _ALWAYS_AWARE and at.utcoffset() is None
+        ):  # else it has one: not asked twice
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
         candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
-            return ReleaseDecision(False, at, route, None, (self._no_route(request),), None)
+            return _decision(False, at, route, None, (self._no_route(request),), None, ())
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
-        evaluate = self.rules.evaluate
+        if evaluate is None:
+            evaluate = self.rules.evaluate
         for candidate in candidates:
             failed, checks = evaluate(request, candidate, ts)
             if not failed:
                 label = request.label
                 mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
                 marking = None if mapping is None else mapping.marking
-                return ReleaseDecision(True, at, route, candidate.id, checks, marking, ids)
+                return _decision(True, at, route, candidate.id, checks, marking, ids)
             if best is None or failed < best[0]:
                 best = (failed, candidate, checks)
         assert best is not None  # candidates is not empty
-        return ReleaseDecision(False, at, route, best[1].id, best[2], None, ids)
+        return _decision(False, at, route, best[1].id, best[2], None, ids)
 
     def authorise(
         self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None

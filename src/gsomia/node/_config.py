@@ -94,7 +94,9 @@ class NodeSettings(BaseModel):
         default=86400, description="how long (seconds) an envelope this node seals stays valid"
     )
     sender_interval_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
-        default=0.2, description="pause (seconds) of the background sender when it has nothing to send"
+        default=0.2,
+        description="pause (seconds) of the background sender when it has nothing to send (a commit "
+        "that queues outbox entries ends it at once)",
     )
     head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=5.0,

@@ -49,13 +49,16 @@ _log = logging.getLogger("gsomia.sender")
 class NodeRuntime:
     """A thread running the node's rounds until :meth:`stop`; each round is :meth:`round`.
 
-    ``interval`` is the pause after a round that sent nothing; a new head is signed after a round
-    that grew the log, at most every ``sign_every`` seconds (a bounded number of heads, each a proof
-    target); heads are shared and checked every ``head_every`` seconds. A failure is logged, never
-    fatal: a crashed loop would silently stop all delivery. Each kind of work is done only while
-    this process holds its lease (``lease_ttl`` seconds, renewed as the rounds go); :meth:`stop`
-    releases them for another process at once. Without ``deliver`` (``node serve --no-sender``)
-    only the audit work is done.
+    ``interval`` is the pause after a round that sent nothing, cut short when this process (or,
+    on PostgreSQL, another of the node's) commits outbox entries (``Store.on_queued``): the pause
+    is the safety net for retries coming due and for writers that cannot wake it (SQLite's CLI
+    beside a serving node). A new head is signed after a round that grew the log, at most every
+    ``sign_every`` seconds (a bounded number of heads, each a proof target); heads are shared
+    and checked every ``head_every`` seconds. A failure is logged, never fatal: a crashed loop
+    would silently stop all delivery. Each kind of work is done only while this process holds
+    its lease (``lease_ttl`` seconds, renewed as the rounds go); :meth:`stop` releases them for
+    another process at once. Without ``deliver`` (``node serve --no-sender``) only the audit
+    work is done.
     """
 
     def __init__(
@@ -82,6 +85,12 @@ class NodeRuntime:
         self.interval = interval
         self.head_every = head_every
         self._stop = threading.Event()
+        # set by every commit that queues outbox entries (this process's, or another's told by
+        # PostgreSQL's notification): a round starts then, not at the end of the pause, so a node
+        # carries an officer's committed selection while the next one is being released
+        self._wake = threading.Event()
+        if deliver:
+            exchange.kernel.store.on_queued(self._wake.set)
         self._thread: threading.Thread | None = None
         self._last_head = float("-inf")
         self.sign_every = sign_every
@@ -170,12 +179,13 @@ class NodeRuntime:
     def _run(self) -> None:
         while not self._stop.is_set():
             sent = 0
+            self._wake.clear()  # before the round reads the outbox: a commit after this wakes the next
             try:
                 sent = self.round()
             except Exception:
                 _log.exception("delivery round failed")
             if not sent and not self._more:
-                self._stop.wait(self.interval)
+                self._wake.wait(self.interval)  # the pause: until it ends, entries are queued, or stop
 
     def start(self) -> None:
         if self._thread is not None:
@@ -187,6 +197,7 @@ class NodeRuntime:
 
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
             self._thread = None

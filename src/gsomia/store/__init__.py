@@ -42,6 +42,7 @@ from gsomia.store._schedule import ScheduledRow, ScheduleStore
 from gsomia.store._shared import CONSENTS, KEYS, PEERS, PEOPLE, TOKENS, VISITS, SharedState
 from gsomia.store._store import (
     OVERFLOW_SOURCE,
+    QUEUED,
     AuditRow,
     InventoryEntry,
     InventoryRow,
@@ -65,6 +66,7 @@ __all__ = [
     "OVERFLOW_SOURCE",
     "PEERS",
     "PEOPLE",
+    "QUEUED",
     "RELEASE_POLICY",
     "TOKENS",
     "VISITS",

@@ -38,6 +38,7 @@ from gsomia.store._store import (
     among,
     insert_rows,
     moved,
+    queued,
 )
 
 __all__ = ["ConsentRequestRow", "ConsentRow", "FederationStore", "InboxRow", "OutboxRow", "PeerRow"]
@@ -145,8 +146,11 @@ _OUTBOX_COLUMNS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "rec
 
 def _insert_outbox(conn: Connection, rows: Sequence[OutboxRow]) -> None:
     """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18)."""
+    if not rows:
+        return
     values = [tuple(getattr(r, c) for c in _OUTBOX_COLUMNS) for r in rows]
     insert_rows(conn, t.outbox, values, _OUTBOX_COLUMNS)
+    queued(conn)  # the delivery worker is woken by this commit, not at the end of its pause
 
 
 def _shared_receipt(table: Any) -> Select[Any]:
@@ -432,6 +436,7 @@ class FederationStore:
                 inventory += outcome.get("inventory", ())
                 if outcome.get("outbox"):  # what the outcome sends on (a relay's receipt)
                     conn.execute(insert(t.outbox), [_values(r) for r in outcome["outbox"]])
+                    queued(conn)
             _store_receipts(conn, shared)
             self.store._inventory(conn, inventory, {})
             self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
@@ -510,6 +515,7 @@ class FederationStore:
             ).rowcount
             if done:
                 self.store._audit(conn, [audit])
+                queued(conn)
         return bool(done)
 
     # --- inbox ---
@@ -681,5 +687,6 @@ class FederationStore:
                 _insert_consents(conn, consents)
             if outbox:
                 conn.execute(insert(t.outbox), [_values(r) for r in outbox])
+                queued(conn)
             self.store._audit(conn, audit)
             return True

@@ -47,6 +47,10 @@ class SharedState:
         listener.start()
         return listener
 
+    def queued_elsewhere(self) -> None:
+        """Another process told that it queued outbox entries: wake this one's delivery workers."""
+        self.store.queued_elsewhere()
+
     def key_ring(self) -> tuple[int, bytes] | None:
         """(generation, sealed document) of the node's key ring, read together; ``None`` if the
         store holds no ring yet."""

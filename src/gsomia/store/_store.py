@@ -10,11 +10,13 @@ the SQL, its parameters or the driver's text (the SQL and the driver's text go t
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import cache, lru_cache
 from importlib.resources import files
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -22,10 +24,13 @@ from typing import Any, NamedTuple
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     LargeBinary,
+    Select,
     Table,
     any_,
     bindparam,
@@ -146,6 +151,70 @@ class ItemFilter:
     ingested_after_us: int | None = None
     added_after_us: int | None = None
     by_added: bool = False  # keyset and order on the date-added (TAXII), not the store's sequence
+
+
+# The SELECTs of an item by name and of a page, built once per shape and kept, their values bound at
+# each call: building them anew (SQLAlchemy's coercions, cache key and compilation look-up) took
+# two-thirds of a read by name's store time (issue 18, bench_load's profile). A shape is fixed by
+# which filters are given, never by their values.
+_REF: BindParameter[str] = bindparam("ref")
+_AFTER: BindParameter[int] = bindparam("after")
+
+
+@cache
+def _named_query(prefixed: bool, by_originator: bool) -> Select[Any]:
+    """``items_named``'s SELECT: ``ref`` as a reference or an originator's id, with ``prefixed`` also
+    as ``head:rest`` (an originator and its id), with ``by_originator`` only ``originator``'s."""
+    where = [t.items.c.id == _REF, t.items.c.origin_id == _REF]
+    if prefixed:
+        where.append((t.items.c.originator == bindparam("head")) & (t.items.c.origin_id == bindparam("rest")))
+    query = select(*_ROW_COLUMNS).where(or_(*where))
+    if by_originator:
+        query = query.where(t.items.c.originator == bindparam("originator"))
+    return query.order_by(t.items.c.seq)
+
+
+# the filters of ``ItemFilter`` a page compares to a column: (its field and the bound value's name,
+# the column, the comparison)
+_ITEM_FILTERS = (
+    ("originator", t.items.c.originator, operator.eq),
+    ("classification", t.items.c.classification, operator.eq),
+    ("received_from", t.items.c.received_from, operator.eq),
+    ("created_from_us", t.items.c.created_us, operator.ge),
+    ("created_before_us", t.items.c.created_us, operator.lt),
+    ("ingested_after_us", t.items.c.ingested_us, operator.gt),
+    ("added_after_us", t.items.c.added_us, operator.gt),
+)
+
+
+@lru_cache(maxsize=256)
+def _page_query(
+    present: tuple[str, ...], topic: bool, by_added: bool, walked: bool, with_payload: bool
+) -> Select[Any]:
+    """``list_items``'s SELECT for the filters ``present`` (names of ``_ITEM_FILTERS``), ``topic``
+    given or not, keyed on the date-added or the sequence; ``walked``: the topic's index walked."""
+    key = t.items.c.added_us if by_added else t.items.c.seq
+    query = select(*(_ROW_COLUMNS if with_payload else _PAGE_COLUMNS))
+    if walked:
+        # on SQLite the topic's index walked in seq order from the cursor, stopping at the page's
+        # end (an IN subquery made SQLite list the topic's every item past the cursor first: the
+        # first page of a topic took 67 ms at 1,000,000 items, issue 18). PostgreSQL planned
+        # this join badly for a page in the middle (289 ms median at 1,000,000, against 8 ms at
+        # either end): it keeps the IN subquery below, bounded by the cursor
+        key = t.item_topics.c.item_seq
+        query = query.select_from(
+            t.item_topics.join(t.items, t.items.c.seq == t.item_topics.c.item_seq)
+        ).where(t.item_topics.c.topic == bindparam("topic"))
+    query = query.where(key > _AFTER)
+    for name, column, compare in _ITEM_FILTERS:
+        if name in present:
+            query = query.where(compare(column, bindparam(name)))
+    if topic and not walked:
+        topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == bindparam("topic"))
+        if not by_added:  # the cursor bounds the topic index range too: deep pages stay fast
+            topics = topics.where(t.item_topics.c.item_seq > _AFTER)
+        query = query.where(t.items.c.seq.in_(topics))
+    return query.order_by(key).limit(bindparam("limit", type_=Integer))
 
 
 class InventoryEntry(NamedTuple):
@@ -428,6 +497,7 @@ _log = logging.getLogger("gsomia.store")
 _POOL_SIZE = 20
 _POOL_OVERFLOW = 20
 _BUMPED = "gsomia.bumped"  # set on a connection whose transaction moved a generation counter
+_QUEUED = "gsomia.queued"  # set on a connection whose transaction queued outbox entries
 # Generation counters of what the kernel keeps read (see gsomia.store._shared): people's records,
 # tokens (revocations) and visits; bumped in the transaction that changes them.
 PEOPLE = "people"
@@ -440,6 +510,19 @@ def moved(conn: Connection, name: str) -> None:
     PostgreSQL, by ``pg_notify``) every other process of the node are told once it commits."""
     conn.info[_BUMPED] = True
     announce(conn, name)
+
+
+QUEUED = "outbox_queued"  # the notification's name when outbox entries are queued (no counter's)
+
+
+def queued(conn: Connection) -> None:
+    """Outbox entries are queued in ``conn``'s transaction: this process's delivery workers
+    (:meth:`Store.on_queued`) are woken once it commits and, on PostgreSQL, the node's other
+    processes by the notification the commit sends (named :data:`QUEUED`). A wake is only a hint
+    to read the outbox now rather than at the end of the worker's pause: what is due is read from
+    the store, so a lost or forged one costs at most one read, or one pause."""
+    conn.info[_QUEUED] = True
+    announce(conn, QUEUED)
 
 
 def bump(conn: Connection, name: str) -> int:
@@ -677,6 +760,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
+        self._queued_listeners: list[Callable[[], None]] = []
         self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
 
     def close(self) -> None:
@@ -687,18 +771,34 @@ class Store:
         (:func:`bump`): this process's caches then read the counters again at once."""
         self._bump_listeners.append(listener)
 
+    def on_queued(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every transaction of this process that queued outbox entries
+        (and, through :meth:`queued_elsewhere`, when another process's did): the delivery worker
+        reads the outbox at once instead of at the end of its pause. It must not block."""
+        self._queued_listeners.append(listener)
+
+    def queued_elsewhere(self) -> None:
+        """Another process of the node told (PostgreSQL's notification) that it queued outbox
+        entries: wake this process's delivery workers as for a commit of its own."""
+        for listener in self._queued_listeners:
+            listener()
+
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        moved = False
+        moved = queued = False
         with _writing():
             with self.engine.begin() as conn:
                 try:
                     yield conn
                 finally:
                     moved = bool(conn.info.pop(_BUMPED, False))
+                    queued = bool(conn.info.pop(_QUEUED, False))
+            # after the commit (a rolled-back transaction raised out of the block above: no wake)
             if moved:
                 for listener in self._bump_listeners:
                     listener()
+            if queued:
+                self.queued_elsewhere()
 
     @contextmanager
     def _exclusive(self, lock: int, table: str) -> Iterator[Connection]:
@@ -1027,15 +1127,11 @@ class Store:
         """Every item ``ref`` may name here: the item whose reference it is, the items whose originator
         gave them that id, and, for ``ORIGINATOR:id``, that originator's item ``id``; with
         ``originator``, only that originator's. In the store's order, each once."""
-        where = [t.items.c.id == ref, t.items.c.origin_id == ref]
         head, sep, rest = ref.partition(":")
-        if sep and rest and len(head) == 3 and head.isalpha() and head.isupper():
-            where.append((t.items.c.originator == head) & (t.items.c.origin_id == rest))
-        query = select(t.items).where(or_(*where))
-        if originator is not None:
-            query = query.where(t.items.c.originator == originator)
+        prefixed = bool(sep and rest and len(head) == 3 and head.isalpha() and head.isupper())
+        values = {"ref": ref, "head": head, "rest": rest, "originator": originator}
         with self._read() as conn:
-            return [ItemRow(**r._mapping) for r in conn.execute(query.order_by(t.items.c.seq))]
+            return [ItemRow(*r) for r in conn.execute(_named_query(prefixed, originator is not None), values)]
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""
@@ -1055,42 +1151,13 @@ class Store:
     ) -> list[ItemRow]:
         """Items after ``after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET); with
         ``where.by_added`` the key is the date-added instead (``after_seq`` is then a date-added)."""
-        key = t.items.c.added_us if where.by_added else t.items.c.seq
-        query = select(*(_ROW_COLUMNS if with_payload else _PAGE_COLUMNS))
         walked = where.topic is not None and not where.by_added and self.engine.dialect.name == "sqlite"
-        if walked:
-            # on SQLite the topic's index walked in seq order from the cursor, stopping at the page's
-            # end (an IN subquery made SQLite list the topic's every item past the cursor first: the
-            # first page of a topic took 67 ms at 1,000,000 items, issue 18). PostgreSQL planned
-            # this join badly for a page in the middle (289 ms median at 1,000,000, against 8 ms at
-            # either end): it keeps the IN subquery below, bounded by the cursor
-            key = t.item_topics.c.item_seq
-            query = query.select_from(
-                t.item_topics.join(t.items, t.items.c.seq == t.item_topics.c.item_seq)
-            ).where(t.item_topics.c.topic == where.topic)
-        query = query.where(key > after_seq)
-        if where.originator is not None:
-            query = query.where(t.items.c.originator == where.originator)
-        if where.classification is not None:
-            query = query.where(t.items.c.classification == where.classification)
-        if where.received_from is not None:
-            query = query.where(t.items.c.received_from == where.received_from)
-        if where.created_from_us is not None:
-            query = query.where(t.items.c.created_us >= where.created_from_us)
-        if where.created_before_us is not None:
-            query = query.where(t.items.c.created_us < where.created_before_us)
-        if where.ingested_after_us is not None:
-            query = query.where(t.items.c.ingested_us > where.ingested_after_us)
-        if where.added_after_us is not None:
-            query = query.where(t.items.c.added_us > where.added_after_us)
-        if where.topic is not None and not walked:
-            topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
-            if not where.by_added:  # the cursor bounds the topic index range too: deep pages stay fast
-                topics = topics.where(t.item_topics.c.item_seq > after_seq)
-            query = query.where(t.items.c.seq.in_(topics))
-        query = query.order_by(key).limit(limit)
+        present = tuple(name for name, _, _ in _ITEM_FILTERS if getattr(where, name) is not None)
+        query = _page_query(present, where.topic is not None, where.by_added, walked, with_payload)
+        values = {name: getattr(where, name) for name in present}
+        values |= {"after": after_seq, "limit": limit, "topic": where.topic}
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, values).all()
         return [ItemRow(*r) for r in rows]  # the columns in ItemRow's order: no mapping built a row
 
     def count_items(self) -> int:
