@@ -688,20 +688,17 @@ class _ThirdParty:
     """
 
     name = "third_party"
-    __slots__ = ("_own",)
-
-    def __init__(self) -> None:
-        self._own: dict[str, Check] = {}  # the check for an originator's own release, per originator
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """An originator's own release, or a release carrying no consent, reads nothing but the
+        route (the candidate's) and the originator: its check is kept per candidate and originator."""
         originator = request.label.originator
-        if request.sender != originator:
+        if request.consents and request.sender != originator:
             return self.explain(request, candidate, ts)
-        found = self._own.get(originator)
+        key = (self, originator)
+        found: Check | None = candidate.memo.get(key)
         if found is None:
-            if len(self._own) >= _MEMO_LIMIT:
-                self._own.clear()
-            found = self._own[originator] = self.explain(request, candidate, ts)
+            found = candidate.remember(key, self.explain(request, candidate, ts))
         return found
 
     def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
@@ -734,6 +731,20 @@ class _HubAuthorisation:
     _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """A direct route needs no authorisation; a relay carrying no consent reads nothing but the
+        route and the originator: its refusal is kept per candidate and originator."""
+        if candidate.hub is None:
+            return self._direct
+        if request.consents:
+            return self.explain(request, candidate, ts)
+        key = (self, request.label.originator)
+        found: Check | None = candidate.memo.get(key)
+        if found is None:
+            found = candidate.remember(key, self.explain(request, candidate, ts))
+        return found
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's consents at ``ts``."""
         hub = candidate.hub
         if hub is None:
             return self._direct
@@ -952,7 +963,7 @@ class LabelRules:
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("_steps", "rules")
+    __slots__ = ("_head", "_steps", "_tail", "rules")
     _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
@@ -961,11 +972,31 @@ class AllOf:
         self._steps: tuple[tuple[bool, Callable[[ReleaseRequest, _Candidate, float], Any]], ...] = tuple(
             (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
         )
+        # the standard shape, one group and then single rules: the loop asks no question per step
+        self._head: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None
+        self._tail: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        if (
+            rules
+            and isinstance(rules[0], LabelRules)
+            and not any(isinstance(r, LabelRules) for r in rules[1:])
+        ):
+            self._head = rules[0].checks
+            self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, every check); an empty rule set is one failure."""
+        head = self._head
+        if head is not None:
+            failed, checks = head(request, candidate, ts)
+            every = [*checks]
+            for step in self._tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                every.append(check)
+            return failed, tuple(every)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
