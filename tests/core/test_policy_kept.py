@@ -17,7 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.conftest import kst, make_request
 
-from gsomia import Catalogue, Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia import (
+    AllOf,
+    Catalogue,
+    Consent,
+    ConsentKind,
+    LabelRules,
+    ReleaseDecision,
+    ReleaseEngine,
+    ReleaseRequest,
+    standard_rules,
+)
 from gsomia.core.approvals import TwoPersonPolicy
 from gsomia.core.labels import CAVEATS
 from gsomia.core.policy import Assurance, _decision, assumed_assurances
@@ -346,6 +356,12 @@ class _Unsure(tzinfo):
     def utcoffset(self, dt: datetime | None) -> None:
         return None
 
+    def dst(self, dt: datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "unsure"
+
 
 def test_an_instant_whose_zone_gives_no_offset_is_refused(catalogue: Catalogue) -> None:
     with pytest.raises(InstantError):
@@ -378,3 +394,17 @@ def test_a_refusal_kept_for_a_release_without_consent_does_not_answer_one_that_c
         assert not decision.allowed
         assert "none is on file" in next(c.reason for c in decision.checks if c.rule == "hub_authorisation")
     assert engine.decide(replace(relayed, consents=(relay,)), at=before_gsomia).allowed
+
+
+def test_the_rules_ungrouped_or_regrouped_decide_as_the_standard_set(catalogue: Catalogue) -> None:
+    """The standard shape (one group, then single rules) is evaluated without the general loop's
+    questions: the same rules each on its own, or the last ones grouped, give every check alike."""
+    standard = standard_rules()
+    group, *singles = standard.rules
+    assert isinstance(group, LabelRules)
+    alone = AllOf(*group.rules, *singles)
+    regrouped = AllOf(*group.rules[:2], LabelRules(*group.rules[2:]), *singles)
+    engines = [ReleaseEngine(catalogue, rules) for rules in (standard, alone, regrouped)]
+    for request, at in _requests(catalogue, 600, seed=7):
+        said = {_said(engine.decide(request, at=at)) for engine in engines}
+        assert len(said) == 1, (request, at)

@@ -963,7 +963,7 @@ class LabelRules:
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("_steps", "rules")
+    __slots__ = ("_head", "_steps", "_tail", "rules")
     _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
@@ -972,11 +972,31 @@ class AllOf:
         self._steps: tuple[tuple[bool, Callable[[ReleaseRequest, _Candidate, float], Any]], ...] = tuple(
             (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
         )
+        # the standard shape, one group and then single rules: the loop asks no question per step
+        self._head: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None
+        self._tail: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        if (
+            rules
+            and isinstance(rules[0], LabelRules)
+            and not any(isinstance(r, LabelRules) for r in rules[1:])
+        ):
+            self._head = rules[0].checks
+            self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, every check); an empty rule set is one failure."""
+        head = self._head
+        if head is not None:
+            failed, checks = head(request, candidate, ts)
+            every = [*checks]
+            for step in self._tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                every.append(check)
+            return failed, tuple(every)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
