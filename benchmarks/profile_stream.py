@@ -20,6 +20,7 @@ A baseline from another checkout: ``PYTHONPATH=/path/to/checkout/src python benc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,6 +100,93 @@ def commit_cpu(commits: int = 400, groups: int = 3, per_group: int = 3) -> float
             node.close()
 
 
+def receive_cpu(frames: int, per_frame: int) -> float:
+    """CPU microseconds per track of a receiving node's path, in one process with no network: JPN's
+    ``StreamService.serve_link`` reads ``frames`` link frames of ``per_frame`` KOR tracks each (KOR's
+    signature per frame, Noise-sealed), verifies each group, reads each track at the boundary,
+    remembers it in the replay memory (SQLite, its worker thread counted), decides, labels and
+    emits it to a bus subscriber. Both nodes on one clock (decisions cached as on a live link)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from gsomia._codec import label_to_dict
+    from gsomia.demo import network
+    from gsomia.stream import StreamService
+    from gsomia.stream._link import BATCH, TRACKS, BatchSigner, initiate
+    from gsomia.stream._origin import sign_batch
+    from gsomia.testing import FakeClock, make_node
+
+    clock = FakeClock(datetime.now(UTC))
+    with tempfile.TemporaryDirectory() as tmp:
+        kor = make_node(Path(tmp) / "kor", "KOR", clock=clock)
+        jpn = make_node(Path(tmp) / "jpn", "JPN", clock=clock)
+        try:
+            kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+            jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+            network.assure({"KOR": kor, "JPN": jpn})
+            label = label_to_dict(StreamService(kor).stream_label())
+            updates = _updates(frames * per_frame)
+            messages = [
+                orjson.dumps(
+                    {"track": u, "label": label, "originator": "KOR", "recipient": "JPN", "via": None}
+                )
+                for u in updates
+            ]
+            bodies = [
+                sign_batch(kor.ring, messages[i : i + per_frame], clock())
+                for i in range(0, len(messages), per_frame)
+            ]
+
+            async def run() -> float:
+                inbound: asyncio.Queue[bytes] = asyncio.Queue()
+                outbound: asyncio.Queue[bytes] = asyncio.Queue()
+                service = StreamService(jpn)
+                subscription = await service.bus.subscribe()
+                peer = kor.exchange.peer("JPN")
+                assert peer is not None
+                first, finish = initiate(kor.ring, peer, clock())
+                await inbound.put(first)
+                task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+                session = finish(await outbound.get())
+                signer = BatchSigner(kor.ring, "JPN")
+                wires: list[bytes] = []
+                for n, body in enumerate(bodies, 1):
+                    wires += session.seal(TRACKS, body, 0.0)
+                    signer.add(session.sent - 1, body, 0.0)
+                    if n % 50 == 0 or n == len(bodies):  # a window root every 50 frames (else it is overdue)
+                        root = signer.close(clock())
+                        assert root is not None
+                        wires += session.seal(BATCH, root.jws.encode(), 0.0)
+                received = 0
+
+                async def drain() -> None:
+                    nonlocal received
+                    async for _ in subscription:
+                        received += 1
+                        if received >= len(messages):
+                            return
+
+                consumer = asyncio.create_task(drain())
+                began = time.process_time()
+                for wire in wires:
+                    await inbound.put(wire)
+                    await asyncio.sleep(0)
+                await asyncio.wait_for(consumer, 120)
+                spent = time.process_time() - began
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                await service.close()
+                return spent / len(messages) * 1e6
+
+            return _arun(run())
+        finally:
+            kor.close()
+            jpn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tracks", type=int, default=20_000)
@@ -106,8 +194,20 @@ def main() -> int:
     parser.add_argument("--feed-batch", type=int, default=1)
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument("--store", action="store_true", help="the replay memory's CPU per track only")
+    parser.add_argument(
+        "--receive",
+        action="store_true",
+        help="a receiving node's path only, in process: CPU per track at 1 and 127 tracks a frame",
+    )
     args = parser.parse_args()
     print(f"gsomia from {Path(gsomia.__file__).parent}", file=sys.stderr)
+    if args.receive:
+        for _ in range(args.runs):
+            one = receive_cpu(2000, 1)
+            many = receive_cpu(40, 127)
+            print(f"receiving node (JPN) CPU us per track: {one:.1f} at 1 track a frame, {many:.1f} at 127 "
+                  f"(load {load_average()})")  # fmt: skip
+        return 0
     if args.store:
         print(f"remember_signed_tracks, SQLite, 127 tracks a call: {store_cpu():.1f} us CPU per track "
               f"(load {load_average()})")  # fmt: skip

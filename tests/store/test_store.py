@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event
 
 from gsomia.errors import ConflictError
-from gsomia.store import AuditRow, ItemFilter, NewItem, Store, TokenRow
+from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 from gsomia.store._tables import metadata
 
 
@@ -206,3 +206,75 @@ def test_a_partys_collection_by_date_added_reads_an_index_in_that_order(store: S
         )
     assert "ix_items_originator_added" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_kept_statements_bind_each_calls_values(store: Store) -> None:
+    """A page's and a name's SELECT are built once per shape and kept (issue 18): each call of a
+    shape answers for its own values, never the values the statement was first built with. Every
+    filter shape, asked twice with different values in a row, against the rows filtered here."""
+    store.insert_items(
+        [
+            item(
+                n,
+                originator=("KOR", "JPN", "USA")[n % 3],
+                classification=("군사II급비밀", "극비")[n % 2],
+                received_from=(None, "JPN", "USA")[n % 3],
+                topics=frozenset({("a", "b", "c")[n % 3], ("b", "d")[n % 2]}),
+                created_us=1_000_000 * (n % 7),
+                ingested_us=1_000_000 * n,
+                origin_id=f"theirs-{n % 4}" if n % 5 == 0 else None,
+            )
+            for n in range(1, 61)
+        ]
+    )
+    every = store.list_items(ItemFilter(), 0, 1000, with_payload=True)
+    topics = {r.seq: set(store.item_topics(r.seq)) for r in every}
+    values: dict[str, tuple[object, object]] = {
+        "originator": ("JPN", "USA"),
+        "classification": ("극비", "군사II급비밀"),
+        "topic": ("b", "c"),
+        "received_from": ("JPN", "USA"),
+        "created_from_us": (2_000_000, 5_000_000),
+        "created_before_us": (6_000_000, 3_000_000),
+        "ingested_after_us": (10_000_000, 40_000_000),
+    }
+
+    def wanted(r: ItemRow, where: ItemFilter, after: int) -> bool:
+        return (
+            r.seq > after
+            and where.originator in (None, r.originator)
+            and where.classification in (None, r.classification)
+            and where.received_from in (None, r.received_from)
+            and (where.topic is None or where.topic in topics[r.seq])
+            and (where.created_from_us is None or r.created_us >= where.created_from_us)
+            and (where.created_before_us is None or r.created_us < where.created_before_us)
+            and (where.ingested_after_us is None or r.ingested_us > where.ingested_after_us)
+        )
+
+    names = list(values)
+    shapes = [(), *[(n,) for n in names], *[(a, b) for a in names for b in names if a < b], tuple(names)]
+    for shape in shapes:
+        for turn, after, limit in ((0, 0, 1000), (1, every[5].seq, 7)):
+            where = ItemFilter(**{name: values[name][turn] for name in shape})  # type: ignore[arg-type]
+            got = [r.id for r in store.list_items(where, after, limit)]
+            assert got == [r.id for r in every if wanted(r, where, after)][:limit], (shape, turn)
+
+    for ref, originator in (
+        ("item-00002", None),
+        ("item-00003", None),
+        ("theirs-1", None),
+        ("theirs-2", None),
+        ("theirs-1", "KOR"),
+        ("theirs-1", "JPN"),
+        ("JPN:theirs-2", None),
+        ("KOR:theirs-1", None),
+        ("KOR:theirs-1", "USA"),
+    ):
+        head, _, rest = ref.partition(":")
+        expected = [
+            r.id
+            for r in every
+            if (r.id == ref or r.origin_id == ref or (rest and r.originator == head and r.origin_id == rest))
+            and originator in (None, r.originator)
+        ]
+        assert [r.id for r in store.items_named(ref, originator)] == expected, (ref, originator)

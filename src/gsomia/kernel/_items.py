@@ -416,6 +416,12 @@ class Items:
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
         self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
         self._received_for: Catalogue | None = None  # the catalogue those were checked against
+        # (label, received from, agreement, instant, preferred level) -> the label held, this node's
+        # level beside it: a stream's tracks are received at the instant of one cached decision, and
+        # each would otherwise build the same label anew (issue 18)
+        self._held: dict[
+            tuple[SecurityLabel, str | None, str | None, datetime | None, str | None], SecurityLabel
+        ] = {}
         self._marks: dict[str, tuple[PortionMark, ...]] = {}
 
     @property
@@ -518,7 +524,12 @@ class Items:
         catalogue = self.catalogue
         if catalogue is not self._received_for:  # an equivalence change on file: check again
             self._received.clear()
+            self._held.clear()
             self._received_for = catalogue
+        memo = (label, received_from, agreement, at, prefer)
+        held_here = self._held.get(memo)
+        if held_here is not None:  # the same answer as below, worked out before under this catalogue
+            return held_here
         key = (label, received_from, agreement)
         found = self._received.get(key)
         if found is None:
@@ -540,7 +551,11 @@ class Items:
         if len(choices) > 1:
             default = self.hold_as.get((str(agreement), label.originator, label.classification))
             level = next((c for c in (prefer, default) if c is not None and c in choices), level)
-        return held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+        held_here = held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+        if len(self._held) >= _CACHE_LIMIT:
+            self._held.clear()
+        self._held[memo] = held_here
+        return held_here
 
     def applied(self, label_text: str) -> str | None:
         """The level this node applied to a stored item (its alternative label); ``None`` for its own."""

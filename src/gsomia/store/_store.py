@@ -10,21 +10,26 @@ the SQL, its parameters or the driver's text (the SQL and the driver's text go t
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     LargeBinary,
+    Select,
     Table,
     any_,
     bindparam,
@@ -145,6 +150,70 @@ class ItemFilter:
     ingested_after_us: int | None = None
     added_after_us: int | None = None
     by_added: bool = False  # keyset and order on the date-added (TAXII), not the store's sequence
+
+
+# The SELECTs of an item by name and of a page, built once per shape and kept, their values bound at
+# each call: building them anew (SQLAlchemy's coercions, cache key and compilation look-up) took
+# two-thirds of a read by name's store time (issue 18, bench_load's profile). A shape is fixed by
+# which filters are given, never by their values.
+_REF: BindParameter[str] = bindparam("ref")
+_AFTER: BindParameter[int] = bindparam("after")
+
+
+@cache
+def _named_query(prefixed: bool, by_originator: bool) -> Select[Any]:
+    """``items_named``'s SELECT: ``ref`` as a reference or an originator's id, with ``prefixed`` also
+    as ``head:rest`` (an originator and its id), with ``by_originator`` only ``originator``'s."""
+    where = [t.items.c.id == _REF, t.items.c.origin_id == _REF]
+    if prefixed:
+        where.append((t.items.c.originator == bindparam("head")) & (t.items.c.origin_id == bindparam("rest")))
+    query = select(*_ROW_COLUMNS).where(or_(*where))
+    if by_originator:
+        query = query.where(t.items.c.originator == bindparam("originator"))
+    return query.order_by(t.items.c.seq)
+
+
+# the filters of ``ItemFilter`` a page compares to a column: (its field and the bound value's name,
+# the column, the comparison)
+_ITEM_FILTERS = (
+    ("originator", t.items.c.originator, operator.eq),
+    ("classification", t.items.c.classification, operator.eq),
+    ("received_from", t.items.c.received_from, operator.eq),
+    ("created_from_us", t.items.c.created_us, operator.ge),
+    ("created_before_us", t.items.c.created_us, operator.lt),
+    ("ingested_after_us", t.items.c.ingested_us, operator.gt),
+    ("added_after_us", t.items.c.added_us, operator.gt),
+)
+
+
+@lru_cache(maxsize=256)
+def _page_query(
+    present: tuple[str, ...], topic: bool, by_added: bool, walked: bool, with_payload: bool
+) -> Select[Any]:
+    """``list_items``'s SELECT for the filters ``present`` (names of ``_ITEM_FILTERS``), ``topic``
+    given or not, keyed on the date-added or the sequence; ``walked``: the topic's index walked."""
+    key = t.items.c.added_us if by_added else t.items.c.seq
+    query = select(*(_ROW_COLUMNS if with_payload else _PAGE_COLUMNS))
+    if walked:
+        # on SQLite the topic's index walked in seq order from the cursor, stopping at the page's
+        # end (an IN subquery made SQLite list the topic's every item past the cursor first: the
+        # first page of a topic took 67 ms at 1,000,000 items, issue 18). PostgreSQL planned
+        # this join badly for a page in the middle (289 ms median at 1,000,000, against 8 ms at
+        # either end): it keeps the IN subquery below, bounded by the cursor
+        key = t.item_topics.c.item_seq
+        query = query.select_from(
+            t.item_topics.join(t.items, t.items.c.seq == t.item_topics.c.item_seq)
+        ).where(t.item_topics.c.topic == bindparam("topic"))
+    query = query.where(key > _AFTER)
+    for name, column, compare in _ITEM_FILTERS:
+        if name in present:
+            query = query.where(compare(column, bindparam(name)))
+    if topic and not walked:
+        topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == bindparam("topic"))
+        if not by_added:  # the cursor bounds the topic index range too: deep pages stay fast
+            topics = topics.where(t.item_topics.c.item_seq > _AFTER)
+        query = query.where(t.items.c.seq.in_(topics))
+    return query.order_by(key).limit(bindparam("limit", type_=Integer))
 
 
 class InventoryEntry(NamedTuple):
@@ -1042,15 +1111,11 @@ class Store:
         """Every item ``ref`` may name here: the item whose reference it is, the items whose originator
         gave them that id, and, for ``ORIGINATOR:id``, that originator's item ``id``; with
         ``originator``, only that originator's. In the store's order, each once."""
-        where = [t.items.c.id == ref, t.items.c.origin_id == ref]
         head, sep, rest = ref.partition(":")
-        if sep and rest and len(head) == 3 and head.isalpha() and head.isupper():
-            where.append((t.items.c.originator == head) & (t.items.c.origin_id == rest))
-        query = select(t.items).where(or_(*where))
-        if originator is not None:
-            query = query.where(t.items.c.originator == originator)
+        prefixed = bool(sep and rest and len(head) == 3 and head.isalpha() and head.isupper())
+        values = {"ref": ref, "head": head, "rest": rest, "originator": originator}
         with self._read() as conn:
-            return [ItemRow(**r._mapping) for r in conn.execute(query.order_by(t.items.c.seq))]
+            return [ItemRow(*r) for r in conn.execute(_named_query(prefixed, originator is not None), values)]
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""
@@ -1070,42 +1135,13 @@ class Store:
     ) -> list[ItemRow]:
         """Items after ``after_seq`` matching ``where``, in ``seq`` order (keyset: no OFFSET); with
         ``where.by_added`` the key is the date-added instead (``after_seq`` is then a date-added)."""
-        key = t.items.c.added_us if where.by_added else t.items.c.seq
-        query = select(*(_ROW_COLUMNS if with_payload else _PAGE_COLUMNS))
         walked = where.topic is not None and not where.by_added and self.engine.dialect.name == "sqlite"
-        if walked:
-            # on SQLite the topic's index walked in seq order from the cursor, stopping at the page's
-            # end (an IN subquery made SQLite list the topic's every item past the cursor first: the
-            # first page of a topic took 67 ms at 1,000,000 items, issue 18). PostgreSQL planned
-            # this join badly for a page in the middle (289 ms median at 1,000,000, against 8 ms at
-            # either end): it keeps the IN subquery below, bounded by the cursor
-            key = t.item_topics.c.item_seq
-            query = query.select_from(
-                t.item_topics.join(t.items, t.items.c.seq == t.item_topics.c.item_seq)
-            ).where(t.item_topics.c.topic == where.topic)
-        query = query.where(key > after_seq)
-        if where.originator is not None:
-            query = query.where(t.items.c.originator == where.originator)
-        if where.classification is not None:
-            query = query.where(t.items.c.classification == where.classification)
-        if where.received_from is not None:
-            query = query.where(t.items.c.received_from == where.received_from)
-        if where.created_from_us is not None:
-            query = query.where(t.items.c.created_us >= where.created_from_us)
-        if where.created_before_us is not None:
-            query = query.where(t.items.c.created_us < where.created_before_us)
-        if where.ingested_after_us is not None:
-            query = query.where(t.items.c.ingested_us > where.ingested_after_us)
-        if where.added_after_us is not None:
-            query = query.where(t.items.c.added_us > where.added_after_us)
-        if where.topic is not None and not walked:
-            topics = select(t.item_topics.c.item_seq).where(t.item_topics.c.topic == where.topic)
-            if not where.by_added:  # the cursor bounds the topic index range too: deep pages stay fast
-                topics = topics.where(t.item_topics.c.item_seq > after_seq)
-            query = query.where(t.items.c.seq.in_(topics))
-        query = query.order_by(key).limit(limit)
+        present = tuple(name for name, _, _ in _ITEM_FILTERS if getattr(where, name) is not None)
+        query = _page_query(present, where.topic is not None, where.by_added, walked, with_payload)
+        values = {name: getattr(where, name) for name in present}
+        values |= {"after": after_seq, "limit": limit, "topic": where.topic}
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, values).all()
         return [ItemRow(*r) for r in rows]  # the columns in ItemRow's order: no mapping built a row
 
     def count_items(self) -> int:
