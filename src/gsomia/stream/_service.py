@@ -473,7 +473,7 @@ class StreamService:
                 (entry,) = group.entries
                 payload = _Relayed(group.jws, group.size, entry)
                 track_message = entry.message
-            decided = self._handed_terms(track_message, sender if isinstance(sender, str) else None)
+            decided = self._handed_terms(track_message, sender if isinstance(sender, str) else None, party)
             if decided.sender is not None:  # relayed: the originator's authorisations it carries, here too
                 kept = self._consents.get(decided.label.originator, {}).values()
                 known = {_consent_key(j) for _, j in kept}
@@ -498,10 +498,12 @@ class StreamService:
                 await ack()
             await self._link_failed(party, exc)
 
-    def _handed_terms(self, message: bytes, sender: str | None) -> _Decided:
+    def _handed_terms(self, message: bytes, sender: str | None, party: str) -> _Decided:
         """The terms a handed track is decided on at its frame: its own label, recipient and hub,
         never held to hold (``until`` 0: decided at the frame's instant, whatever the handing process
-        decided). ``sender`` None: this node's own track (its label must say so)."""
+        decided). ``sender`` None: this node's own track (its label must say so). ``party``: the link
+        it was handed to, which must be the next hop those terms name (the hub, else the recipient;
+        at the hub of a relayed track, the recipient): the decision is for that hop and no other."""
         data = orjson.loads(message)
         label = self.kernel.items.parse_label(data["label"])
         recipient, via, subject = data["recipient"], data.get("via"), data["track"]["track_id"]
@@ -509,6 +511,10 @@ class StreamService:
             raise InvalidInputError("a handed track's recipient and hub are party codes")
         if (sender is None) != (label.originator == self.party):
             raise InvalidInputError("a handed track of this node's own is labelled as this node's")
+        if sender is not None and via != self.party:
+            raise InvalidInputError("a handed relayed track names another hub than this node")
+        if party != (recipient if sender is not None else via or recipient):
+            raise InvalidInputError("a handed track names another next hop than the link it was handed to")
         return _Decided(0.0, label, recipient, via, str(subject), sender)
 
     # --- audit ---
