@@ -8,6 +8,9 @@ from ``/proc``) per track published: what the node spends, whatever else the mac
 the load average beside the wall-clock rate. With ``--py-spy DIR`` the KOR and JPN processes
 are sampled (``py-spy record --format raw``, collapsed stacks) during the last run.
 
+With ``--contended``: the replay memory's commit beside another writer of the process (wall
+time). With ``--receive``: a receiving node's path in one process (CPU per track).
+
 With ``--store``, instead: the CPU time of the receiver's replay memory alone
 (``Store.remember_signed_tracks``, one call per frame of 127 tracks, the median frame at saturation
 being about that, on a SQLite store), per track; and per group commit of 3 groups of 3 updates
@@ -20,6 +23,7 @@ A baseline from another checkout: ``PYTHONPATH=/path/to/checkout/src python benc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,6 +103,144 @@ def commit_cpu(commits: int = 400, groups: int = 3, per_group: int = 3) -> float
             node.close()
 
 
+def contended_commits(commits: int = 4000) -> tuple[float, float, float, int]:
+    """The replay memory's commit of one group (``remember_signed_arrivals``, SQLite), one a
+    millisecond, while another thread of the process writes 150 audit records every 50 ms (about
+    the node's background rounds): wall ms p50, p99, p99.9 of the commits, and how many took over
+    2 ms. What a track waits for when its group's commit meets another writer of the process."""
+    import hashlib
+    import threading
+
+    from gsomia.store import SignedArrival
+    from gsomia.testing import make_node
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node", "JPN")
+        stop = threading.Event()
+
+        def background() -> None:
+            rounds = 0
+            while not stop.is_set():
+                rows = [
+                    node.kernel.audit_row("bench.write", None, f"{rounds}-{k}", "allowed") for k in range(150)
+                ]
+                node.store.append_audit(rows)
+                rounds += 1
+                time.sleep(0.05)
+
+        writer = threading.Thread(target=background)
+        writer.start()
+        walls = []
+        try:
+            for n in range(commits):
+                batch = hashlib.sha256(b"batch %d" % n).hexdigest()
+                track = hashlib.sha256(b"track %d" % n).hexdigest()
+                at = 10**15 + n * 1000
+                began = time.perf_counter()
+                node.store.remember_signed_arrivals(
+                    [SignedArrival(batch, "KOR", (0,), (track,), at)], at - 10**8
+                )
+                walls.append((time.perf_counter() - began) * 1000)
+                time.sleep(0.001)
+        finally:
+            stop.set()
+            writer.join()
+            node.close()
+    walls.sort()
+
+    def q(p: float) -> float:
+        return walls[min(len(walls) - 1, int(p * len(walls)))]
+
+    return q(0.5), q(0.99), q(0.999), sum(w > 2 for w in walls)
+
+
+def receive_cpu(frames: int, per_frame: int) -> float:
+    """CPU microseconds per track of a receiving node's path, in one process with no network: JPN's
+    ``StreamService.serve_link`` reads ``frames`` link frames of ``per_frame`` KOR tracks each (KOR's
+    signature per frame, Noise-sealed), verifies each group, reads each track at the boundary,
+    remembers it in the replay memory (SQLite, its worker thread counted), decides, labels and
+    emits it to a bus subscriber. Both nodes on one clock (decisions cached as on a live link)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from gsomia._codec import label_to_dict
+    from gsomia.demo import network
+    from gsomia.stream import StreamService
+    from gsomia.stream._link import BATCH, TRACKS, BatchSigner, initiate
+    from gsomia.stream._origin import sign_batch
+    from gsomia.testing import FakeClock, make_node
+
+    clock = FakeClock(datetime.now(UTC))
+    with tempfile.TemporaryDirectory() as tmp:
+        kor = make_node(Path(tmp) / "kor", "KOR", clock=clock)
+        jpn = make_node(Path(tmp) / "jpn", "JPN", clock=clock)
+        try:
+            kor.exchange.register_peer(None, jpn.exchange.identity(), ["kor-jpn-gsomia-2016"])
+            jpn.exchange.register_peer(None, kor.exchange.identity(), ["kor-jpn-gsomia-2016"])
+            network.assure({"KOR": kor, "JPN": jpn})
+            label = label_to_dict(StreamService(kor).stream_label())
+            updates = _updates(frames * per_frame)
+            messages = [
+                orjson.dumps(
+                    {"track": u, "label": label, "originator": "KOR", "recipient": "JPN", "via": None}
+                )
+                for u in updates
+            ]
+            bodies = [
+                sign_batch(kor.ring, messages[i : i + per_frame], clock())
+                for i in range(0, len(messages), per_frame)
+            ]
+
+            async def run() -> float:
+                inbound: asyncio.Queue[bytes] = asyncio.Queue()
+                outbound: asyncio.Queue[bytes] = asyncio.Queue()
+                service = StreamService(jpn)
+                subscription = await service.bus.subscribe()
+                peer = kor.exchange.peer("JPN")
+                assert peer is not None
+                first, finish = initiate(kor.ring, peer, clock())
+                await inbound.put(first)
+                task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+                session = finish(await outbound.get())
+                signer = BatchSigner(kor.ring, "JPN")
+                wires: list[bytes] = []
+                for n, body in enumerate(bodies, 1):
+                    wires += session.seal(TRACKS, body, 0.0)
+                    signer.add(session.sent - 1, body, 0.0)
+                    if n % 50 == 0 or n == len(bodies):  # a window root every 50 frames (else it is overdue)
+                        root = signer.close(clock())
+                        assert root is not None
+                        wires += session.seal(BATCH, root.jws.encode(), 0.0)
+                received = 0
+
+                async def drain() -> None:
+                    nonlocal received
+                    async for _ in subscription:
+                        received += 1
+                        if received >= len(messages):
+                            return
+
+                consumer = asyncio.create_task(drain())
+                began = time.process_time()
+                for wire in wires:
+                    await inbound.put(wire)
+                    await asyncio.sleep(0)
+                await asyncio.wait_for(consumer, 120)
+                spent = time.process_time() - began
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                await service.close()
+                return spent / len(messages) * 1e6
+
+            return _arun(run())
+        finally:
+            kor.close()
+            jpn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tracks", type=int, default=20_000)
@@ -106,8 +248,31 @@ def main() -> int:
     parser.add_argument("--feed-batch", type=int, default=1)
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument("--store", action="store_true", help="the replay memory's CPU per track only")
+    parser.add_argument(
+        "--receive",
+        action="store_true",
+        help="a receiving node's path only, in process: CPU per track at 1 and 127 tracks a frame",
+    )
+    parser.add_argument(
+        "--contended",
+        action="store_true",
+        help="the replay memory's commit beside another writer of the process: wall ms per commit",
+    )
     args = parser.parse_args()
     print(f"gsomia from {Path(gsomia.__file__).parent}", file=sys.stderr)
+    if args.contended:
+        for _ in range(args.runs):
+            p50, p99, p999, slow = contended_commits()
+            print(f"commit beside a background writer: p50 {p50:.2f}, p99 {p99:.2f}, p99.9 {p999:.2f} ms, "
+                  f"{slow} of 4000 over 2 ms (load {load_average()})")  # fmt: skip
+        return 0
+    if args.receive:
+        for _ in range(args.runs):
+            one = receive_cpu(2000, 1)
+            many = receive_cpu(40, 127)
+            print(f"receiving node (JPN) CPU us per track: {one:.1f} at 1 track a frame, {many:.1f} at 127 "
+                  f"(load {load_average()})")  # fmt: skip
+        return 0
     if args.store:
         print(f"remember_signed_tracks, SQLite, 127 tracks a call: {store_cpu():.1f} us CPU per track "
               f"(load {load_average()})")  # fmt: skip

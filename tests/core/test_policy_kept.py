@@ -6,20 +6,32 @@ request carries (another instant, a revocation, a terminated agreement, another 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.conftest import kst, make_request
 
-from gsomia import Catalogue, Consent, ConsentKind, ReleaseDecision, ReleaseEngine, ReleaseRequest
+from gsomia import (
+    AllOf,
+    Catalogue,
+    Consent,
+    ConsentKind,
+    LabelRules,
+    ReleaseDecision,
+    ReleaseEngine,
+    ReleaseRequest,
+    standard_rules,
+)
 from gsomia.core.approvals import TwoPersonPolicy
 from gsomia.core.labels import CAVEATS
-from gsomia.core.policy import Assurance, assumed_assurances
+from gsomia.core.policy import Assurance, _decision, assumed_assurances
+from gsomia.errors import InstantError
 
 GSOMIA = "kor-jpn-gsomia-2016"
 TOPICS = ("dprk-missile", "dprk-nuclear", "prc-navy")
@@ -318,3 +330,81 @@ def test_a_label_created_after_the_instant_is_refused_in_its_own_words(catalogue
 def test_caveats_of_the_table_are_all_exercised() -> None:
     """The generated requests carry every caveat gsomia knows and one it does not."""
     assert {c for s in CAVEAT_SETS for c in s} == {*CAVEATS, "ORCON"}
+
+
+def test_the_engine_makes_its_decisions_as_the_dataclass_does(catalogue: Catalogue) -> None:
+    """The engine sets a decision's slots itself: every field of the dataclass, in its order, and
+    the decision equal to the one its constructor makes."""
+    assert list(inspect.signature(_decision).parameters) == [f.name for f in fields(ReleaseDecision)]
+    engine = ReleaseEngine(catalogue)
+    plain = make_request(catalogue)
+    for request in (
+        plain,
+        replace(plain, recipient="GBR"),
+        make_request(catalogue, created=AT + AT.resolution),
+    ):
+        decision = engine.decide(request, at=AT)
+        rebuilt = ReleaseDecision(**{f.name: getattr(decision, f.name) for f in fields(ReleaseDecision)})
+        assert rebuilt == decision
+        assert repr(rebuilt) == repr(decision)
+        assert hash(rebuilt.checks) == hash(decision.checks)
+
+
+class _Unsure(tzinfo):
+    """A time zone that does not know its offset: an instant in it is naive."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+    def dst(self, dt: datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "unsure"
+
+
+def test_an_instant_whose_zone_gives_no_offset_is_refused(catalogue: Catalogue) -> None:
+    with pytest.raises(InstantError):
+        ReleaseEngine(catalogue).decide(make_request(catalogue), at=datetime(2024, 3, 1, tzinfo=_Unsure()))
+
+
+def test_a_refusal_kept_for_a_release_without_consent_does_not_answer_one_that_carries_one(
+    catalogue: Catalogue,
+) -> None:
+    """The third-party and hub refusals of a request carrying no consent are kept per route and
+    originator; the same route and originator with a consent is decided on that consent."""
+    engine = ReleaseEngine(catalogue)
+    consent = Consent(ConsentKind.THIRD_PARTY, "USA", "JPN", kst(2024, 1, 1), "USA consent 2")
+    onward = make_request(
+        catalogue,
+        sender="KOR",
+        originator="USA",
+        classification="SECRET",
+        purpose="missile-warning",
+        releasable_to=["JPN", "KOR"],
+    )
+    for _ in range(2):
+        assert not engine.decide(onward, at=AT).allowed
+    assert engine.decide(replace(onward, consents=(consent,)), at=AT).allowed
+    relay = Consent(ConsentKind.HUB_RELAY, "KOR", "JPN", kst(2015, 1, 1), "relay 1", item="i-1", hub="USA")
+    relayed = make_request(catalogue, via=("USA",), item="i-1", created=kst(2015, 2, 1))
+    before_gsomia = kst(2015, 6, 1)
+    for _ in range(2):
+        decision = engine.decide(relayed, at=before_gsomia)
+        assert not decision.allowed
+        assert "none is on file" in next(c.reason for c in decision.checks if c.rule == "hub_authorisation")
+    assert engine.decide(replace(relayed, consents=(relay,)), at=before_gsomia).allowed
+
+
+def test_the_rules_ungrouped_or_regrouped_decide_as_the_standard_set(catalogue: Catalogue) -> None:
+    """The standard shape (one group, then single rules) is evaluated without the general loop's
+    questions: the same rules each on its own, or the last ones grouped, give every check alike."""
+    standard = standard_rules()
+    group, *singles = standard.rules
+    assert isinstance(group, LabelRules)
+    alone = AllOf(*group.rules, *singles)
+    regrouped = AllOf(*group.rules[:2], LabelRules(*group.rules[2:]), *singles)
+    engines = [ReleaseEngine(catalogue, rules) for rules in (standard, alone, regrouped)]
+    for request, at in _requests(catalogue, 600, seed=7):
+        said = {_said(engine.decide(request, at=at)) for engine in engines}
+        assert len(said) == 1, (request, at)

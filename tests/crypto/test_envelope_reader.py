@@ -23,7 +23,7 @@ from joserfc.errors import JoseError, SecurityWarning, UnsupportedAlgorithmError
 from joserfc.jwk import GuestProtocol, OKPKey
 from joserfc.registry import HeaderParameter
 from joserfc.util import urlsafe_b64decode
-from tests.crypto.test_envelope import AT, LOOSE_JWE, Network, b64, make_network, sealed
+from tests.crypto.test_envelope import AT, LOOSE_JWE, TTL, Network, b64, make_network, sealed
 
 from gsomia.crypto import envelope as env
 from gsomia.errors import EnvelopeError
@@ -121,10 +121,18 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return "refused", exc.detail
 
 
+def exact(compact: str) -> str:
+    """``compact`` in the wrapper exactly as ``seal`` writes it, which the reader takes by position."""
+    return '{"format":"' + env.ENVELOPE_FORMAT + '","jwe":' + json.dumps(compact) + "}"
+
+
 def same(net: Network, text: str) -> tuple[str, Any]:
     ours = outcome(lambda: env.open_envelope(net.rings["JPN"], text, net.lookup, AT).body)
     theirs = outcome(lambda: joserfc_open(net, text))
     assert ours == theirs, text
+    # the same JWE in seal's own wrapper (read by position, not by a JSON parser): the same verdict
+    positional = exact(json.loads(text)["jwe"])
+    assert outcome(lambda: env.open_envelope(net.rings["JPN"], positional, net.lookup, AT).body) == ours
     return ours
 
 
@@ -303,3 +311,109 @@ def test_the_wrapper_is_read_as_json_reads_it(shared: Network) -> None:
     assert verdict('{"format":"gsomia-envelope/1","jwe":' + big + "}") == ("refused", "malformed")
     assert verdict(text[:-1] + ',"x":' + big + "}") == ("refused", "malformed")
     assert verdict("[" * 100_000 + "]" * 100_000) == ("refused", "malformed")
+
+
+def _by_json(net: Network, text: str | bytes) -> tuple[str, Any]:
+    """The verdict with the wrapper read by ``json`` (the reading before issue 18's by position)."""
+    try:
+        envelope = json.loads(text)
+    except ValueError:
+        return "refused", "malformed"
+    if type(envelope) is not dict or type(envelope.get("format")) is not str:
+        return "refused", "malformed"
+    if envelope["format"] != env.ENVELOPE_FORMAT:
+        return "refused", "unsupported-version"
+    if envelope.keys() != {"format", "jwe"} or type(envelope["jwe"]) is not str:
+        return "refused", "malformed"
+    spaced = json.dumps(envelope, separators=(", ", ": "))  # never seal's form: read by a JSON parser
+    return outcome(lambda: env.open_envelope(net.rings["JPN"], spaced, net.lookup, AT).body)
+
+
+def test_the_wrapper_read_by_position_decides_as_json_reading_it_does(shared: Network) -> None:
+    """seal's own wrapper is read by position; every change to it is judged as a JSON reading judges it:
+    a quote or a backslash (an escape that JSON reads as the same JWE opens), a control character, a
+    non-ASCII character or an invalid UTF-8 byte inside the JWE, a changed head or tail."""
+    text = sealed(shared)
+    assert text.startswith('{"format":"' + env.ENVELOPE_FORMAT + '","jwe":"')
+    assert text.endswith('"}')
+    compact = json.loads(text)["jwe"]
+    head = len(text) - len(compact) - 2
+
+    def verdict(wrapper: str | bytes) -> tuple[str, Any]:
+        return outcome(lambda: env.open_envelope(shared.rings["JPN"], wrapper, shared.lookup, AT).body)
+
+    opened = verdict(text)
+    assert opened[0] == "opened"
+    variants: list[str | bytes] = [
+        text[:head] + "\\u" + format(ord(text[head]), "04x") + text[head + 1 :],  # JSON: the same JWE
+        text[:-2] + "\\u0041" + text[-2:],
+        text + " ",
+        " " + text,
+        text[:-1],
+        text + "}",
+        text[:-2] + '"' + text[-2:],
+        text[:head] + '"' + text[head:],
+        text.replace('","jwe":"', '", "jwe":"'),
+        text.replace("gsomia-envelope/1", "gsomia-envelope/2"),
+        text.encode()[:head] + b"\xff" + text.encode()[head:],
+        text.encode()[:-40] + "é".encode() + text.encode()[-40:],
+    ]
+    for position in (head, head + 7, len(text) // 2, len(text) - 30, len(text) - 3):
+        for character in ("\x00", "\x1f", "\n", "\t", "é", "\u2028", "\\", '"', "."):
+            variants.append(text[:position] + character + text[position:])
+            variants.append(text[:position] + character + text[position + 1 :])
+    details: set[str] = set()
+    for variant in variants:
+        ours = verdict(variant)
+        assert ours == _by_json(shared, variant), variant
+        details.add(ours[1] if ours[0] == "refused" else "opened")
+        if isinstance(variant, str):
+            assert verdict(variant.encode()) == ours
+    assert {"opened", "malformed", "unsupported-version", "decrypt-failed"} <= details
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=12),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= .", max_size=14),
+    st.binary(max_size=12),
+)
+def test_a_segment_read_in_place_is_read_as_alone(before: bytes, text: str, after: bytes) -> None:
+    """The reader decodes each segment where it lies in the received bytes: what surrounds it changes
+    nothing (the bytes before and after are not read)."""
+    segment = text.encode()
+    try:
+        alone: bytes | None = env._unb64(segment)
+    except ValueError:
+        alone = None
+    try:
+        placed: bytes | None = env._unb64_in(
+            before + segment + after, len(before), len(before) + len(segment)
+        )
+    except ValueError:
+        placed = None
+    assert placed == alone
+
+
+def test_an_item_moved_between_batches_is_refused(shared: Network) -> None:
+    """Two batch envelopes KOR -> JPN: no part of one moves into the other (its ciphertext, its
+    header, or its signed hop re-encrypted under the other's header), each is refused."""
+    ring, jpn = shared.rings["KOR"], shared.peers["JPN"]
+
+    def batch(first: int, msg_id: str) -> str:
+        messages = [
+            {"msg_id": f"{n:032x}", "body": {"kind": "item", "n": n}} for n in range(first, first + 3)
+        ]
+        return env.seal(ring, jpn, {"kind": "batch", "messages": messages}, msg_id=msg_id, at=AT, ttl=TTL)
+
+    one, two = batch(0, "batch-0001"), batch(3, "batch-0002")
+    a, b = json.loads(one)["jwe"].split("."), json.loads(two)["jwe"].split(".")
+    assert same(shared, one)[0] == same(shared, two)[0] == "opened"
+    for swapped in (0, 2, 3, 4):  # header, iv, ciphertext, tag of the one inside the other
+        spliced = ".".join(a[i] if i == swapped else b[i] for i in range(5))
+        assert same(shared, exact(spliced)) == ("refused", "decrypt-failed")
+    key = OKPKey.import_key(shared.rings["JPN"].decryption_key(shared.rings["JPN"].encryption_kid(AT), AT))
+    hop = jwe.decrypt_compact(json.loads(one)["jwe"], key, registry=LOOSE_JWE).plaintext
+    assert hop is not None
+    moved = _inner(shared, hop.decode(), {"jti": "batch-0002"})
+    assert same(shared, moved) == ("refused", "malformed")  # signed as batch-0001, headed batch-0002

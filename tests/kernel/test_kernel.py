@@ -102,6 +102,39 @@ def test_the_receiver_label_is_the_decisions_marking(jpn: Node, clock: FakeClock
         jpn.kernel.items.received_label(kept, "KOR", decision.agreement)
 
 
+def test_the_receiver_label_is_worked_out_again_for_another_instant_or_choice(
+    jpn: Node, clock: FakeClock
+) -> None:
+    """The label held is remembered per (label, sender, agreement, instant, preferred level): asked
+    again the same, the same answer; at an instant where the Art. 4.2 alternative (特定秘密, from
+    2014-12-10) does not apply, or without the preference, not the answer remembered before."""
+    label = jpn.catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN"],
+        purpose="threat-assessment",
+        topics=["dprk-missile"],
+        created=datetime(2010, 1, 1, tzinfo=UTC),
+    )
+    agreement = "kor-jpn-gsomia-2016"
+    items = jpn.kernel.items
+
+    def level(at: datetime, prefer: str | None) -> str | None:
+        alternative = items.received_label(label, "KOR", agreement, at=at, prefer=prefer).alternative_for(
+            "JPN"
+        )
+        return None if alternative is None else alternative.classification
+
+    assert level(clock.now, "特定秘密") == "特定秘密"
+    assert level(clock.now, "特定秘密") == "特定秘密"  # remembered
+    assert level(datetime(2014, 1, 1, tzinfo=UTC), "特定秘密") == "極秘"  # the alternative's row not yet
+    assert level(clock.now, None) == "極秘"  # the agreement's default
+    with pytest.raises(LabelError):  # a label this node may not hold, asked twice: refused each time
+        items.received_label(label, "USA", agreement, at=clock.now)
+    with pytest.raises(LabelError):
+        items.received_label(label, "USA", agreement, at=clock.now)
+
+
 def test_a_read_gate_follows_the_visit_window(jpn: Node, clock: FakeClock) -> None:
     visitor = _analyst(jpn, "sato")
     label = jpn.catalogue.label(

@@ -235,3 +235,61 @@ def test_a_hub_does_not_pass_on_a_track_whose_label_excludes_the_recipient_insid
     assert [(r.subject, r.outcome) for r in refusals] == [("KOR-via-hub", "refused")]
     for node in nodes.values():
         node.close()
+
+
+def test_a_track_received_after_its_agreement_ends_mid_stream_is_refused(tmp_path: Path, catalogue) -> None:  # type: ignore[no-untyped-def]
+    """The receiver's side of an agreement ending mid-stream: a track received just before the end
+    is kept (its decision, and the label it is held under, remembered for the tracks after it); one
+    of the same label received just after the end, on the same link, is refused and audited."""
+    gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
+    what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
+    clock = FakeClock(END - timedelta(seconds=10))
+    members = build(tmp_path / "net", clock=clock)
+    nodes = open_nodes(members, clock, catalogue=what_if)
+    kor, jpn = nodes["KOR"], nodes["JPN"]
+    updates = _updates(2, "KOR-ends", END - timedelta(seconds=20))
+    label = label_to_dict(StreamService(kor).stream_label())
+    messages = [
+        orjson.dumps({"track": track_update_to_json(u), "label": label, "originator": "KOR",
+                      "recipient": "JPN", "via": None})
+        for u in updates
+    ]  # fmt: skip
+
+    async def run() -> list[dict[str, Any]]:
+        inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        outbound: asyncio.Queue[bytes] = asyncio.Queue()
+        service = StreamService(jpn)
+        subscription: Any = await service.bus.subscribe()
+        peer = kor.exchange.peer("JPN")
+        assert peer is not None
+        first, finish = initiate(kor.ring, peer, clock())
+        await inbound.put(first)
+        task = asyncio.create_task(service.serve_link(inbound.get, outbound.put))
+        session = finish(await outbound.get())
+        emitted = []
+        for at, message in (
+            (END - timedelta(seconds=1), messages[0]),
+            (END + timedelta(seconds=1), messages[1]),
+        ):
+            clock.now = at
+            for wire in session.seal(TRACKS, sign_batch(kor.ring, [message], clock()), 0.0):
+                await inbound.put(wire)
+            for _ in range(100):  # the group taken (kept or refused) at this instant, before the clock moves
+                if service.stats.emitted + service.stats.refused >= len(emitted) + 1:
+                    break
+                await asyncio.sleep(0.05)
+            while not subscription.queue.empty():
+                emitted.append(orjson.loads(subscription.queue.get_nowait()[1]))
+        for wire in session.seal(TRACK, b"{}", 0.0):  # a bare TRACK ends the link
+            await inbound.put(wire)
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(task, 10)
+        await service.close()
+        return emitted
+
+    emitted = asyncio.run(run())
+    assert [m["track"]["update_ts"] for m in emitted] == [track_update_to_json(updates[0])["update_ts"]]
+    refusals = jpn.store.audit(after_seq=0, kind="stream.receive", limit=10)
+    assert [(r.subject, r.outcome) for r in refusals] == [("KOR-ends", "refused")]
+    for node in nodes.values():
+        node.close()

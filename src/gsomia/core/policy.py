@@ -19,10 +19,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.approvals import Approval, TwoPersonPolicy
@@ -213,6 +214,37 @@ class ReleaseDecision:
 
     def failed(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.passed)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _decision(
+    allowed: bool,
+    at: datetime,
+    route: tuple[str, ...],
+    agreement: str | None,
+    checks: tuple[Check, ...],
+    marking: Marking | None,
+    considered: tuple[str, ...],
+) -> ReleaseDecision:
+    """``ReleaseDecision(...)`` with every field given, as the engine makes one per decision: each
+    slot set directly, where the frozen dataclass's ``__init__`` looks ``object.__setattr__`` up per
+    field (a test holds that the two make equal decisions and that this sets every field)."""
+    decision: ReleaseDecision = _new(ReleaseDecision)
+    _set(decision, "allowed", allowed)
+    _set(decision, "at", at)
+    _set(decision, "route", route)
+    _set(decision, "agreement", agreement)
+    _set(decision, "checks", checks)
+    _set(decision, "marking", marking)
+    _set(decision, "considered", considered)
+    return decision
+
+
+# the kinds of time zone whose ``utcoffset`` always answers an offset: an instant in one is aware
+_ALWAYS_AWARE = frozenset({ZoneInfo, timezone})
 
 
 _V = TypeVar("_V")
@@ -656,20 +688,17 @@ class _ThirdParty:
     """
 
     name = "third_party"
-    __slots__ = ("_own",)
-
-    def __init__(self) -> None:
-        self._own: dict[str, Check] = {}  # the check for an originator's own release, per originator
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """An originator's own release, or a release carrying no consent, reads nothing but the
+        route (the candidate's) and the originator: its check is kept per candidate and originator."""
         originator = request.label.originator
-        if request.sender != originator:
+        if request.consents and request.sender != originator:
             return self.explain(request, candidate, ts)
-        found = self._own.get(originator)
+        key = (self, originator)
+        found: Check | None = candidate.memo.get(key)
         if found is None:
-            if len(self._own) >= _MEMO_LIMIT:
-                self._own.clear()
-            found = self._own[originator] = self.explain(request, candidate, ts)
+            found = candidate.remember(key, self.explain(request, candidate, ts))
         return found
 
     def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
@@ -702,6 +731,20 @@ class _HubAuthorisation:
     _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """A direct route needs no authorisation; a relay carrying no consent reads nothing but the
+        route and the originator: its refusal is kept per candidate and originator."""
+        if candidate.hub is None:
+            return self._direct
+        if request.consents:
+            return self.explain(request, candidate, ts)
+        key = (self, request.label.originator)
+        found: Check | None = candidate.memo.get(key)
+        if found is None:
+            found = candidate.remember(key, self.explain(request, candidate, ts))
+        return found
+
+    def explain(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
+        """The check worked out from the request's consents at ``ts``."""
         hub = candidate.hub
         if hub is None:
             return self._direct
@@ -920,7 +963,7 @@ class LabelRules:
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("_steps", "rules")
+    __slots__ = ("_head", "_steps", "_tail", "rules")
     _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
@@ -929,11 +972,31 @@ class AllOf:
         self._steps: tuple[tuple[bool, Callable[[ReleaseRequest, _Candidate, float], Any]], ...] = tuple(
             (True, rule.checks) if isinstance(rule, LabelRules) else (False, rule.check) for rule in rules
         )
+        # the standard shape, one group and then single rules: the loop asks no question per step
+        self._head: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None
+        self._tail: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        if (
+            rules
+            and isinstance(rules[0], LabelRules)
+            and not any(isinstance(r, LabelRules) for r in rules[1:])
+        ):
+            self._head = rules[0].checks
+            self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
     ) -> tuple[int, tuple[Check, ...]]:
         """(number of failed checks, every check); an empty rule set is one failure."""
+        head = self._head
+        if head is not None:
+            failed, checks = head(request, candidate, ts)
+            every = [*checks]
+            for step in self._tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                every.append(check)
+            return failed, tuple(every)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
@@ -1074,12 +1137,14 @@ class ReleaseEngine:
         at: datetime,
         evaluate: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None,
     ) -> ReleaseDecision:
-        if at.utcoffset() is None:
+        if (
+            type(at.tzinfo) not in _ALWAYS_AWARE and at.utcoffset() is None
+        ):  # else it has one: not asked twice
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
         candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
-            return ReleaseDecision(False, at, route, None, (self._no_route(request),), None)
+            return _decision(False, at, route, None, (self._no_route(request),), None, ())
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
         if evaluate is None:
             evaluate = self.rules.evaluate
@@ -1089,11 +1154,11 @@ class ReleaseEngine:
                 label = request.label
                 mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
                 marking = None if mapping is None else mapping.marking
-                return ReleaseDecision(True, at, route, candidate.id, checks, marking, ids)
+                return _decision(True, at, route, candidate.id, checks, marking, ids)
             if best is None or failed < best[0]:
                 best = (failed, candidate, checks)
         assert best is not None  # candidates is not empty
-        return ReleaseDecision(False, at, route, best[1].id, best[2], None, ids)
+        return _decision(False, at, route, best[1].id, best[2], None, ids)
 
     def authorise(
         self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None

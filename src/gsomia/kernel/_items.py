@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import sign_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError, LabelError, NotFoundError, ProofError
-from gsomia.store import ItemRow, NewItem, Store
+from gsomia.store import ItemRow, NewItem, Store, uuid7
 
 __all__ = [
     "ITEM_ID",
@@ -55,6 +56,7 @@ __all__ = [
     "from_us",
     "item_content",
     "item_ref",
+    "new_item_id",
     "parse_item_content",
     "parse_portioned_content",
     "portioned_content",
@@ -85,6 +87,15 @@ def check_item_id(item_id: str, what: str = "item id") -> str:
     if not ITEM_ID.match(item_id):
         raise InvalidInputError(f"{what} {item_id!r} must be 1-128 letters, digits or ._:-")
     return item_id
+
+
+def new_item_id(now: datetime) -> str:
+    """An id for an item this node names (ingest, a copy): a UUIDv7 (RFC 9562) of the instant ``now``
+    and 74 random bits, in the usual 8-4-4-4-12 form. Ids this node makes grow with its clock, so
+    the unique indexes on ``items.id`` and ``items.origin_id`` take them at their right edge instead
+    of at a random leaf page each (a UUIDv4 did: at 200,000 items a batch of 1,000 dirtied ~3,600
+    pages of the SQLite store, most of them index pages, issue 18)."""
+    return str(uuid.UUID(int=uuid7(epoch_us(now) // 1000)))
 
 
 def item_ref(originator: str, item_id: str, taken: Callable[[str], bool]) -> str:
@@ -416,6 +427,12 @@ class Items:
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
         self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
         self._received_for: Catalogue | None = None  # the catalogue those were checked against
+        # (label, received from, agreement, instant, preferred level) -> the label held, this node's
+        # level beside it: a stream's tracks are received at the instant of one cached decision, and
+        # each would otherwise build the same label anew (issue 18)
+        self._held: dict[
+            tuple[SecurityLabel, str | None, str | None, datetime | None, str | None], SecurityLabel
+        ] = {}
         self._marks: dict[str, tuple[PortionMark, ...]] = {}
 
     @property
@@ -518,7 +535,12 @@ class Items:
         catalogue = self.catalogue
         if catalogue is not self._received_for:  # an equivalence change on file: check again
             self._received.clear()
+            self._held.clear()
             self._received_for = catalogue
+        memo = (label, received_from, agreement, at, prefer)
+        held_here = self._held.get(memo)
+        if held_here is not None:  # the same answer as below, worked out before under this catalogue
+            return held_here
         key = (label, received_from, agreement)
         found = self._received.get(key)
         if found is None:
@@ -540,7 +562,11 @@ class Items:
         if len(choices) > 1:
             default = self.hold_as.get((str(agreement), label.originator, label.classification))
             level = next((c for c in (prefer, default) if c is not None and c in choices), level)
-        return held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+        held_here = held.with_alternative(AlternativeLabel(self.party, level, str(agreement)))
+        if len(self._held) >= _CACHE_LIMIT:
+            self._held.clear()
+        self._held[memo] = held_here
+        return held_here
 
     def applied(self, label_text: str) -> str | None:
         """The level this node applied to a stored item (its alternative label); ``None`` for its own."""

@@ -81,6 +81,24 @@ class ChangeWatch:
                 self._lock.release()
         return 0 if values is None else values.get(name, 0)
 
+    def due_within(self, seconds: float) -> bool:
+        """Whether the counters, read before and not announced changed since, fall due for reading
+        within ``seconds``: a caller off the event loop may then :meth:`refresh` them ahead, so a
+        use on the loop finds them fresh and reads nothing. Never reads the store."""
+        return self._values is not None and self._next != 0.0 and self._monotonic() + seconds >= self._next
+
+    def refresh(self) -> None:
+        """Read the counters now (one query), as :meth:`generation` reads them when due; for a
+        worker thread keeping them fresh ahead of an event loop's use. While one thread reads, the
+        others answer from the last read, as under :meth:`generation`."""
+        with self._lock:
+            marks = self._marks
+            self._values = self._shared.generations()
+            self._next = self._monotonic() + self.interval
+            if marks != self._marks:
+                self._next = 0.0
+            self.reads += 1
+
     def fresh(self, name: str) -> int | None:
         """``name``'s generation if the last read still holds (within the interval, no change
         announced since), else ``None``: never reads the store, so an event loop may ask it; on

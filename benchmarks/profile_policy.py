@@ -1,0 +1,162 @@
+"""Where a release decision spends its time: CPU time per decision, checkout against checkout.
+
+Not a ``bench_*`` script (the runner does not pick it up): a tool for before/after on a loaded
+machine (issue 18). ``ReleaseEngine.decide`` over ``bench_policy.py``'s workload (400 requests,
+the shipped catalogue, the engine warmed by one pass), timed by ``time.process_time`` (what the
+process spends, whatever else the machine runs), the garbage collector off, best of ``--passes``
+passes. With ``--src`` several checkouts' ``src`` directories, each runs in a process of its own
+(``PYTHONPATH=<src>``), ``--rounds`` times interleaved, pinned to the CPU ``--cpu`` with
+``taskset`` where it exists; the 1-minute load average is printed after each round.
+
+``--parts`` prints instead what a decision is made of, each part timed on its own over the same
+workload (µs a decision): every rule's check over the candidates ``decide`` evaluates (up to the
+first that passes), the rule loop around them, the instant's timestamp, the route's candidates,
+the marking and the decision value. ``--profile`` prints the cProfile of 50 passes, top entries by
+own time.
+
+Run: ``python benchmarks/profile_policy.py`` (this checkout), or
+``git archive <sha> src | tar -x -C /tmp/before`` then
+``python benchmarks/profile_policy.py --src /tmp/before/src src``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _best(run: Callable[[], object], passes: int, count: int) -> float:
+    """The best pass's CPU microseconds per item."""
+    best = float("inf")
+    for _ in range(passes):
+        start = time.process_time()
+        run()
+        best = min(best, time.process_time() - start)
+    return best / count * 1e6
+
+
+def measure(passes: int, parts: bool, profile: bool) -> None:
+    from bench_policy import build_workload
+    from gsomia import load_catalogue
+    from gsomia.core.policy import ReleaseEngine
+
+    catalogue = load_catalogue()
+    pairs = [(case.request, case.at) for case in build_workload(catalogue)]
+    engine = ReleaseEngine(catalogue)
+    decide = engine.decide
+
+    def run() -> None:
+        for request, at in pairs:
+            decide(request, at=at)
+
+    run()
+    gc.disable()
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [run() for _ in range(50)])
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        return
+    us = _best(run, passes, len(pairs))
+    print(f"{1e6 / us:,.0f} decisions/s, {us:.2f} µs CPU a decision")
+    if parts:
+        _parts(engine, pairs, passes)
+
+
+def _parts(engine: object, pairs: Sequence[tuple[object, object]], passes: int) -> None:
+    evaluate = engine.rules.evaluate  # type: ignore[attr-defined]
+    evaluated = []  # (request, candidate, ts) for each candidate decide evaluates
+    allowed = []
+    for request, at in pairs:
+        ts = at.timestamp()  # type: ignore[attr-defined]
+        for candidate in engine._candidates(request.sender, request.recipient, request.via)[0]:  # type: ignore[attr-defined]
+            evaluated.append((request, candidate, ts))
+            if not evaluate(request, candidate, ts)[0]:
+                allowed.append((request, candidate, ts))
+                break
+    n = len(pairs)
+
+    def over(step: Callable[..., object], items: list[tuple[object, object, float]]) -> Callable[[], None]:
+        def run() -> None:
+            for request, candidate, ts in items:
+                step(request, candidate, ts)
+
+        return run
+
+    print(f"{len(evaluated) / n:.2f} candidates evaluated a decision, {len(allowed)} of {n} allowed")
+    rows = [("rules' evaluation (AllOf.evaluate)", _best(over(evaluate, evaluated), passes, n))]
+    for _, step in engine.rules._steps:  # type: ignore[attr-defined]
+        rows.append((f"  {step.__qualname__}", _best(over(step, evaluated), passes, n)))
+    some = pairs[0]
+    first = engine.decide(some[0], at=some[1])  # type: ignore[attr-defined]
+    from gsomia.core import policy
+
+    make = getattr(policy, "_decision", policy.ReleaseDecision)
+    rows += [
+        ("instant's timestamp", _best(lambda: [at.timestamp() for _, at in pairs], passes, n)),  # type: ignore[attr-defined]
+        (
+            "route's candidates",
+            _best(lambda: [engine._candidates(r.sender, r.recipient, r.via) for r, _ in pairs], passes, n),  # type: ignore[attr-defined]
+        ),
+        (
+            "marking of the allowed",
+            _best(
+                over(
+                    lambda r, c, ts: c.mapping(r.label.originator, r.label.classification, r.recipient, ts),
+                    allowed,
+                ),
+                passes,
+                n,
+            ),
+        ),
+        (
+            "decision value",
+            _best(
+                lambda: [make(True, at, first.route, "x", first.checks, None, ()) for _, at in pairs],
+                passes,
+                n,
+            ),
+        ),
+    ]
+    for what, us in rows:
+        print(f"{what:<40} {us:6.2f} µs a decision")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--src", nargs="*", help="checkouts' src directories to compare, interleaved")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--passes", type=int, default=150)
+    parser.add_argument("--cpu", type=int, default=1, help="the CPU each measuring process is pinned to")
+    parser.add_argument("--parts", action="store_true", help="time each part of a decision")
+    parser.add_argument("--profile", action="store_true", help="print the cProfile of 50 passes")
+    args = parser.parse_args(argv)
+    if not args.src:
+        measure(args.passes, args.parts, args.profile)
+        return 0
+    pin = ["taskset", "-c", str(args.cpu)] if shutil.which("taskset") else []
+    flags = [f"--passes={args.passes}"] + (["--parts"] if args.parts else [])
+    for n in range(1, args.rounds + 1):
+        for src in args.src:
+            env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
+            out = subprocess.run(  # noqa: S603 - this script, fixed arguments
+                [*pin, sys.executable, __file__, *flags], env=env, capture_output=True, text=True, check=True
+            )
+            print(f"round {n} {src}: {out.stdout.strip()}")
+        print(f"  load average {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
