@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -621,6 +622,30 @@ def _unstorable(exc: BaseException) -> InvalidInputError:
     return InvalidInputError("a value is not one this node can store")
 
 
+_WRITER_WAIT_S = 5.0  # the sqlite3 driver's default busy timeout
+
+
+class _WriterQueue:
+    """The writers of one process to a SQLite store, one at a time, in a re-entrant lock (a write
+    inside another of the same thread goes on): each waiting writer is woken as the one before it
+    commits, where SQLite's busy handler would sleep out its next step (a lock held 3 ms cost the
+    writer behind it 8: 1 + 2 + 5), and the replay memory's commit, on every track's path, waited
+    so behind the node's background writes (benchmarks/README.md, bench_stream)."""
+
+    def __init__(self, wait_s: float = _WRITER_WAIT_S) -> None:
+        self._lock = threading.RLock()
+        self._wait_s = wait_s
+
+    def __enter__(self) -> None:
+        # as long as SQLite's busy handler would have waited (the driver's default timeout): a writer
+        # held up longer fails, nothing written, as it did when SQLite said the database was locked
+        if not self._lock.acquire(timeout=self._wait_s):
+            raise StoreError("the store is busy: another writer held it too long; nothing was written")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 @contextmanager
 def _writing() -> Iterator[None]:
     """A write's database errors as the caller's: a constraint refused it (a conflict), a value the
@@ -762,6 +787,13 @@ class Store:
         self._bump_listeners: list[Callable[[], None]] = []
         self._queued_listeners: list[Callable[[], None]] = []
         self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
+        # SQLite: this process's writers queue here, each woken as the one before commits, before
+        # they take the database's write lock; SQLite's busy handler, which sleeps 1, 2, 5, 10, 15,
+        # 20 ms... between tries, is left to a writer of another process (a CLI command beside the
+        # node). Only a queue in front of SQLite's lock, which stays the one that orders writers.
+        self._writers: AbstractContextManager[None] = (
+            _WriterQueue() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -786,7 +818,7 @@ class Store:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         moved = queued = False
-        with _writing():
+        with _writing(), self._writers:
             with self.engine.begin() as conn:
                 try:
                     yield conn
@@ -813,7 +845,7 @@ class Store:
         never wait for each other; the processes of one node share the table and so the lock.
         Everything read after it sees every commit made before it.
         """
-        with _writing(), self.engine.connect() as conn:
+        with _writing(), self._writers, self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # the driver opens no transaction before a read: open it ourselves, as the writer
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -934,7 +966,7 @@ class Store:
             self._forgotten_us = forget_before_us
         try:
             if self.engine.dialect.name == "sqlite":
-                with _writing(), self.engine.connect() as conn:
+                with _writing(), self._writers, self.engine.connect() as conn:
                     return self._remember_on_sqlite(
                         conn, arrivals, forget_before_us if prune else None, audit
                     )
