@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, text
 
-from gsomia.errors import ConflictError
+from gsomia.errors import ConflictError, InvalidInputError, StoreError
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 from gsomia.store._tables import metadata
 
@@ -228,25 +229,23 @@ def test_a_partys_collection_by_date_added_reads_an_index_in_that_order(store: S
     if store.engine.dialect.name != "sqlite":
         pytest.skip("the plan checked is SQLite's (PostgreSQL's planner chooses by its statistics)")
     store.insert_items([item(n, originator="KOR" if n % 3 else "JPN") for n in range(1, 61)])
-    seen: list[tuple[str, object]] = []
+    seen: list[str] = []
 
-    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if "FROM items" in statement:
-            seen.append((statement, parameters))
+    def trace(dbapi_conn: Any, *_: object) -> None:  # the statements SQLite runs, values in place
+        dbapi_conn.set_trace_callback(lambda sql: seen.append(sql) if "FROM items" in sql else None)
 
     where = ItemFilter(originator="KOR", by_added=True)
-    event.listen(store.engine, "before_cursor_execute", capture)
+    event.listen(store.engine, "checkout", trace)
     try:
         rows = store.list_items(where, 0, 10)
     finally:
-        event.remove(store.engine, "before_cursor_execute", capture)
+        event.remove(store.engine, "checkout", trace)
+        store.engine.dispose()  # no connection keeps the trace
     assert [r.originator for r in rows] == ["KOR"] * 10
     assert [r.added_us for r in rows] == sorted(r.added_us or 0 for r in rows)
-    (statement, parameters), *_ = seen
+    statement, *_ = seen
     with store.engine.connect() as conn:
-        plan = " ".join(
-            str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        )
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}"))
     assert "ix_items_originator_added" in plan
     assert "TEMP B-TREE" not in plan
 
@@ -340,3 +339,25 @@ def test_kept_statements_bind_each_calls_values(store: Store) -> None:
             and originator in (None, r.originator)
         ]
         assert [r.id for r in store.items_named(ref, originator)] == expected, (ref, originator)
+
+
+def test_a_kept_statements_errors_are_the_stores(store: Store) -> None:
+    """The kept SELECTs (on SQLite run on the driver's own cursor) fail as ``execute`` failed: a value
+    the database cannot compare is bad input, a database that cannot answer is the store's failure,
+    neither saying more than the store's words."""
+    store.insert_items([item(1)])
+    with pytest.raises(InvalidInputError):
+        store.list_items(ItemFilter(created_from_us=2**70), 0, 10)
+    with pytest.raises(InvalidInputError):
+        store.list_items(ItemFilter(), 2**70, 10)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE items RENAME TO items_gone")
+    try:
+        with pytest.raises(StoreError, match=r"^the store failed to answer$"):
+            store.list_items(ItemFilter(), 0, 10)
+        with pytest.raises(StoreError, match=r"^the store failed to answer$"):
+            store.items_named("item-00001")
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE items_gone RENAME TO items")
+    assert [r.id for r in store.items_named("item-00001")] == ["item-00001"]

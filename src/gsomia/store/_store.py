@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
@@ -173,6 +173,17 @@ def _named_query(prefixed: bool, by_originator: bool) -> Select[Any]:
     if by_originator:
         query = query.where(t.items.c.originator == bindparam("originator"))
     return query.order_by(t.items.c.seq)
+
+
+@lru_cache(maxsize=512)
+def _sqlite_sql(query: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A kept SELECT compiled for ``dialect`` (SQLite's: positional ``?``): its SQL, its parameters'
+    names in their order, and the values it binds itself (the page's empty payload). Kept by the
+    statement itself (the cache holds it, so it is never another statement's)."""
+    compiled = query.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+    return compiled.string, names, fixed
 
 
 # the filters of ``ItemFilter`` a page compares to a column: (its field and the bound value's name,
@@ -1162,8 +1173,7 @@ class Store:
         head, sep, rest = ref.partition(":")
         prefixed = bool(sep and rest and len(head) == 3 and head.isalpha() and head.isupper())
         values = {"ref": ref, "head": head, "rest": rest, "originator": originator}
-        with self._read() as conn:
-            return [ItemRow(*r) for r in conn.execute(_named_query(prefixed, originator is not None), values)]
+        return [ItemRow(*r) for r in self._kept_rows(_named_query(prefixed, originator is not None), values)]
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""
@@ -1188,9 +1198,37 @@ class Store:
         query = _page_query(present, where.topic is not None, where.by_added, walked, with_payload)
         values = {name: getattr(where, name) for name in present}
         values |= {"after": after_seq, "limit": limit, "topic": where.topic}
+        # the columns in ItemRow's order: no mapping built a row
+        return [ItemRow(*r) for r in self._kept_rows(query, values)]
+
+    def _kept_rows(self, query: Select[Any], values: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of a kept SELECT (:func:`_named_query`, :func:`_page_query`) with ``values`` bound
+        (names the statement does not use are left out). On SQLite on the driver's own cursor, the
+        statement's SQL compiled once for this dialect (:func:`_sqlite_sql`): SQLAlchemy's execution
+        around a page's or a read's one statement (its context, parameters and result) cost more than
+        the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
+        an ``execute``'s would. Elsewhere through ``execute``."""
         with self._read() as conn:
-            rows = conn.execute(query, values).all()
-        return [ItemRow(*r) for r in rows]  # the columns in ItemRow's order: no mapping built a row
+            if conn.dialect.name != "sqlite":
+                return conn.execute(query, values).all()
+            sql, names, fixed = _sqlite_sql(query, conn.dialect)
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(sql, [values[n] if n in values else fixed[n] for n in names])
+                return cursor.fetchall()
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(
+                    sql,
+                    None,
+                    exc,
+                    conn.dialect.loaded_dbapi.Error,
+                    hide_parameters=True,
+                    dialect=conn.dialect,
+                ) from exc
+            finally:
+                cursor.close()
 
     def count_items(self) -> int:
         with self._read() as conn:

@@ -294,7 +294,8 @@ class StreamService:
         # (label, via, recipient) -> (decision, POSIX instant it holds until): a label, not a track id,
         # so a track of the same id under another label is decided on its own
         self._received_plans: dict[tuple[SecurityLabel, str | None, str], tuple[ReleaseDecision, float]] = {}
-        self._received_assured = -1  # the assurances generation the received plans were made under
+        # the assurances' and equivalences' generations the received plans were made under
+        self._received_under = (-1, -1)
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
@@ -1463,10 +1464,14 @@ class StreamService:
         """The decision for this hop, at this node, at ``now``, and the POSIX instant it holds until
         (its next event): one engine decision per (label, hub, recipient) until then."""
         key = (label, via, recipient)
-        assured = self.kernel.watch.generation(ASSURANCES)
-        if assured != self._received_assured:  # an assurance given or revoked: decide again
+        watch = self.kernel.watch
+        # an assurance given or revoked, or an equivalence change stored (by any process: the engine
+        # is compiled again over the changed table, and a change's instant is no event of the plans
+        # kept): decide again
+        under = (watch.generation(ASSURANCES), watch.generation(EQUIVALENCES))
+        if under != self._received_under:
             self._received_plans.clear()
-            self._received_assured = assured
+            self._received_under = under
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
             return cached
