@@ -485,6 +485,31 @@ def test_a_release_wakes_the_sender_at_its_commit_not_at_the_end_of_its_pause(ne
     assert jpn.store.count_items() == 2  # once each
 
 
+def test_selections_released_while_the_worker_delivers_arrive_exactly_once(net: Net) -> None:
+    """The overlap a serving node runs: selections committed while the worker is carrying the ones
+    before (woken by each commit, mid-round) are each delivered once, on JPN's receipt, none twice."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    selections = [[f"ov-{s}-{n:03d}" for n in range(120)] for s in range(3)]
+    for item_id in (i for selection in selections for i in selection):
+        own_item(net, "KOR", item_id)
+    runtime = kor.runtime(net.transport, interval=60)
+    runtime.start()
+    try:
+        for selection in selections:
+            assert not kor.exchange.release_many(net.officer("KOR"), selection, "JPN").refused
+        wanted = {i for selection in selections for i in selection}
+        assert _within(60, lambda: jpn.store.existing_items(sorted(wanted)) == wanted)
+        assert _within(10, lambda: not kor.exchange.fed.outbox(state="pending", limit=1))
+    finally:
+        runtime.stop()
+    items = [e for e in kor.exchange.fed.outbox(limit=1000) if e.kind == "item"]
+    assert len(items) == 360
+    assert all(e.state == "delivered" and e.receipt for e in items)
+    assert jpn.store.count_items() == 360
+    assert len(jpn.store.audit(kind="envelope.received")) == 360  # one record an item: none received twice
+    assert net.deliver() == []  # nothing left to send
+
+
 def test_a_transfer_file_is_a_transport_that_carries_no_proofs(net: Net) -> None:
     kor = net.nodes["KOR"]
     carrier = FileTransport(kor.ring, "t-1", "JPN", None, net.clock.now, timedelta(days=1))

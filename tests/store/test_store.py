@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event
+from sqlalchemy import event, text
 
-from gsomia.errors import ConflictError
+from gsomia.errors import ConflictError, InvalidInputError, StoreError
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
 from gsomia.store._tables import metadata
 
@@ -51,7 +54,7 @@ def test_insert_and_read_back(store: Store) -> None:
 
 
 def test_a_large_insert_gives_each_item_its_own_seq_in_order(store: Store) -> None:
-    # more items than one IN (...) list reads back (the seqs are read back by id on SQLite)
+    # more items than one IN (...) list holds (the inventory looks the seqs up by id in such lists)
     new = [item(n, topics=frozenset({f"t{n % 3}"})) for n in range(1, 1202)]
     seqs = store.insert_items(new, inventory=[(i.id, 1, "ingested", "KOR", "x", "{}") for i in new])
     assert len(set(seqs)) == len(new)
@@ -89,6 +92,47 @@ def test_a_batch_of_awkward_values_reads_back_exactly_and_is_found_by_every_look
         ("KOR", i.id) for i in batch
     }
     assert store.existing_items([batch[0].id, "absent", batch[-1].id]) == {batch[0].id, batch[-1].id}
+
+
+def test_the_seqs_returned_are_the_stored_ones_whoever_else_writes(store: Store) -> None:
+    # SQLite's seqs are given in the statement (one past the largest, read under the write lock), not
+    # read back: another handle on the same database (another process of the node) writing between
+    # and alongside, and the largest row deleted, must never make a returned seq name another row
+    other = Store(store.url)
+    try:
+        given: dict[str, int] = {}
+        for n, handle in enumerate((store, other, store, other)):
+            batch = [item(100 * n + k) for k in range(1, 31)]
+            given |= dict(zip((i.id for i in batch), handle.insert_items(batch), strict=True))
+        with store.engine.begin() as conn:
+            last = max(given, key=given.__getitem__)
+            conn.execute(text("DELETE FROM item_topics WHERE item_seq = :s"), {"s": given.pop(last)})
+            conn.execute(text("DELETE FROM items WHERE id = :i"), {"i": last})
+        errors: list[BaseException] = []
+
+        def write(handle: Store, first: int) -> None:
+            try:
+                for b in range(5):
+                    batch = [item(first + 10 * b + k) for k in range(10)]
+                    inventory = [(i.id, 1, "ingested", "KOR", "x", "{}") for i in batch]
+                    seqs = handle.insert_items(batch, inventory)
+                    given.update(zip((i.id for i in batch), seqs, strict=True))
+            except BaseException as exc:  # handed to the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(h, f)) for h, f in ((store, 1000), (other, 2000))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(set(given.values())) == len(given) == 4 * 30 - 1 + 2 * 50
+        rows = store.get_items(list(given))
+        assert {i: r.seq for i, r in rows.items()} == given
+        assert all(store.item_topics(seq) == ["dprk-missile"] for seq in given.values())
+        assert all(store.inventory(i)[0].kind == "ingested" for i in given if i >= "item-01000")
+    finally:
+        other.close()
 
 
 def test_duplicate_id_is_a_conflict_and_writes_nothing(store: Store) -> None:
@@ -185,27 +229,44 @@ def test_a_partys_collection_by_date_added_reads_an_index_in_that_order(store: S
     if store.engine.dialect.name != "sqlite":
         pytest.skip("the plan checked is SQLite's (PostgreSQL's planner chooses by its statistics)")
     store.insert_items([item(n, originator="KOR" if n % 3 else "JPN") for n in range(1, 61)])
-    seen: list[tuple[str, object]] = []
+    seen: list[str] = []
 
-    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if "FROM items" in statement:
-            seen.append((statement, parameters))
+    def trace(dbapi_conn: Any, *_: object) -> None:  # the statements SQLite runs, values in place
+        dbapi_conn.set_trace_callback(lambda sql: seen.append(sql) if "FROM items" in sql else None)
 
     where = ItemFilter(originator="KOR", by_added=True)
-    event.listen(store.engine, "before_cursor_execute", capture)
+    event.listen(store.engine, "checkout", trace)
     try:
         rows = store.list_items(where, 0, 10)
     finally:
-        event.remove(store.engine, "before_cursor_execute", capture)
+        event.remove(store.engine, "checkout", trace)
+        store.engine.dispose()  # no connection keeps the trace
     assert [r.originator for r in rows] == ["KOR"] * 10
     assert [r.added_us for r in rows] == sorted(r.added_us or 0 for r in rows)
-    (statement, parameters), *_ = seen
+    statement, *_ = seen
     with store.engine.connect() as conn:
-        plan = " ".join(
-            str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        )
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}"))
     assert "ix_items_originator_added" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_a_sqlite_store_checkpoints_its_wal_in_large_steps_and_reads_what_it_wrote(store: Store) -> None:
+    # every connection of the pool: a checkpoint at 16,384 WAL pages, not at each 1,000-item commit
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite pragma")
+    with store.engine.connect() as a, store.engine.connect() as b:
+        assert [c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in (a, b)] == [16_384] * 2
+        assert a.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    # a second handle (another process of the node) reads every row the first wrote, checkpointed or not
+    store.insert_items([item(n, payload=bytes(3000)) for n in range(1, 2001)])
+    other = Store(store.url)
+    try:
+        assert other.count_items() == 2000
+        row = other.get_item("item-02000")
+        assert row is not None
+        assert row.payload == bytes(3000)
+    finally:
+        other.close()
 
 
 def test_kept_statements_bind_each_calls_values(store: Store) -> None:
@@ -278,3 +339,25 @@ def test_kept_statements_bind_each_calls_values(store: Store) -> None:
             and originator in (None, r.originator)
         ]
         assert [r.id for r in store.items_named(ref, originator)] == expected, (ref, originator)
+
+
+def test_a_kept_statements_errors_are_the_stores(store: Store) -> None:
+    """The kept SELECTs (on SQLite run on the driver's own cursor) fail as ``execute`` failed: a value
+    the database cannot compare is bad input, a database that cannot answer is the store's failure,
+    neither saying more than the store's words."""
+    store.insert_items([item(1)])
+    with pytest.raises(InvalidInputError):
+        store.list_items(ItemFilter(created_from_us=2**70), 0, 10)
+    with pytest.raises(InvalidInputError):
+        store.list_items(ItemFilter(), 2**70, 10)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE items RENAME TO items_gone")
+    try:
+        with pytest.raises(StoreError, match=r"^the store failed to answer$"):
+            store.list_items(ItemFilter(), 0, 10)
+        with pytest.raises(StoreError, match=r"^the store failed to answer$"):
+            store.items_named("item-00001")
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE items_gone RENAME TO items")
+    assert [r.id for r in store.items_named("item-00001")] == ["item-00001"]

@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.demo.network import build
 from gsomia.errors import LinkError
+from gsomia.exchange import MemoryTransport
 from gsomia.node import Node, load_config
 from gsomia.store import PEERS
 from gsomia.stream import NatsBus, StreamService, launches
@@ -90,14 +92,53 @@ def test_a_track_handed_over_before_its_agreement_ends_is_not_framed_after_the_e
     gsomia = catalogue.agreement("kor-jpn-gsomia-2016")
     what_if = catalogue.replacing(gsomia.what_if(without=["2019-11-22-notice-suspended"]))
     clock = FakeClock(END - timedelta(seconds=1))
+
+    def the_end(_partners: dict[str, Node], _kor: Path) -> None:
+        clock.now = END + timedelta(seconds=1)
+
+    _handed_then(tmp_path, clock, what_if, END - timedelta(seconds=20), the_end)
+
+
+def test_a_track_handed_over_before_jpn_revokes_its_assurances_is_not_framed_after(tmp_path: Path) -> None:
+    """The same in 2024, GSOMIA and the trilateral arrangement in force: between the hand-over and
+    B's frame, JPN revokes its assurances (Art. 7(5)) under the agreements it shares with KOR and the
+    revocations reach KOR's store: no release to JPN passes any more, nor the track handed before."""
+    require_nats()
+    clock = FakeClock(kst(2024, 3, 1))
+
+    def revoked(partners: dict[str, Node], kor_directory: Path) -> None:
+        jpn = partners["JPN"]
+        for row in jpn.exchange.assurance_store.all():
+            if row.party == "JPN" and "KOR" in jpn.kernel.catalogue.agreement(row.agreement).parties:
+                jpn.exchange.revoke_assurance(None, row.id, "the protection can no longer be assured")
+        kor = Node(load_config(kor_directory), clock=clock)  # KOR's store, as any process of it
+        try:
+            delivered = jpn.exchange.deliver_due(MemoryTransport({"KOR": kor, **partners}))
+        finally:
+            kor.close()
+        assert delivered
+        assert all(d.state == "delivered" for d in delivered)
+
+    _handed_then(tmp_path, clock, None, clock() - timedelta(seconds=20), revoked)
+
+
+def _handed_then(
+    tmp_path: Path,
+    clock: FakeClock,
+    catalogue: Any,
+    launched: Any,
+    between: Callable[[dict[str, Node], Path], None],
+) -> None:
+    """KOR's process A hands a track for JPN and the USA over NATS; ``between`` happens; then
+    process B takes the links up and makes the frames: the USA's carries the track, JPN's not."""
     members = {m.party: m for m in build(tmp_path / "net", clock=clock)}
     kor = members["KOR"]
-    a_node = Node(load_config(kor.directory), clock=clock, catalogue=what_if)
-    b_node = Node(load_config(kor.directory), clock=clock, catalogue=what_if)
+    a_node = Node(load_config(kor.directory), clock=clock, catalogue=catalogue)
+    b_node = Node(load_config(kor.directory), clock=clock, catalogue=catalogue)
     partners = {p: Node(load_config(members[p].directory), clock=clock) for p in ("JPN", "USA")}
     unique = uuid.uuid4().hex[:12]
     names = (f"GSOMIA_HANDED_{unique}", f"gsomia.handed.{unique}")
-    update = _update(END - timedelta(seconds=20))
+    update = _update(launched)
     leases = {p: _Lease(held=False) for p in ("JPN", "USA")}
 
     async def run() -> dict[str, list[str]]:
@@ -120,9 +161,10 @@ def test_a_track_handed_over_before_its_agreement_ends_is_not_framed_after_the_e
                 generation = b_node.kernel.watch.generation(PEERS)
                 b._links[party] = _OutLink(wire, finish(answer), signer, "", generation)  # type: ignore[arg-type]
                 wires[party] = (wire, receiver)
-            result = await a.publish_update(update)  # decided at A, before the end: handed over
+            result = await a.publish_update(update)  # decided at A: handed over
             assert {r["recipient"] for r in result["routes"]} == {"JPN", "USA"}
-            clock.now = END + timedelta(seconds=1)  # the agreement ends before any frame is made
+            await asyncio.to_thread(between, partners, kor.directory)  # before any frame is made
+            await asyncio.sleep(0.5)  # B's caches hear the store's change (the watch's interval)
             for lease in leases.values():
                 lease.holding = True  # B takes the links up
             deadline = time.monotonic() + 20
@@ -139,7 +181,7 @@ def test_a_track_handed_over_before_its_agreement_ends_is_not_framed_after_the_e
         got = asyncio.run(run())
         stamp = track_update_to_json(update)["update_ts"]
         assert got["USA"] == [stamp]  # the USA's own agreement still allows it
-        assert got["JPN"] == []  # handed before the end, framed after it: decided again, refused
+        assert got["JPN"] == []  # handed before, framed after: decided again, refused
         refusals = b_node.store.audit(after_seq=0, kind="stream.send", limit=10)
         assert [(r.subject, r.outcome, json.loads(r.detail)["recipient"]) for r in refusals] == [
             ("KOR-handed", "refused", "JPN")

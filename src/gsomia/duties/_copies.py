@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -12,7 +11,7 @@ from gsomia.core.derivation import DerivationKind, derive_label
 from gsomia.core.instants import epoch_us
 from gsomia.duties._base import DutyBase
 from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError
-from gsomia.kernel import Item, check_item_id, check_payload_type
+from gsomia.kernel import Item, check_item_id, check_payload_type, new_item_id
 from gsomia.store import InventoryEntry
 
 __all__ = ["_Copies"]
@@ -73,7 +72,7 @@ class _Copies(DutyBase):
                     payload_type = top.payload_type
             payload_type = payload_type or "json"
             check_payload_type(payload_type)
-            new_id = item_id or str(uuid.uuid4())
+            new_id = item_id or new_item_id(now)
             subject = new_id
             check_item_id(new_id)
             if len(payload) > kernel.max_payload_bytes:

@@ -246,16 +246,18 @@ class Deliveries(Approvals):
     def _batched(
         self, entry: OutboxRow, decision: ReleaseDecision | None, prefetched: Prefetched
     ) -> dict[str, Any] | None:
-        """The item message of ``entry`` for a batch envelope, built now under the decision just
-        taken (as a fresh envelope's is); ``None`` for what goes in its own envelope: a message other
-        than an item, and a relay (its body is the one the hub received, passed on as it came)."""
+        """The item message of ``entry``, built now under the decision just taken (as a fresh
+        envelope's is), from what this node holds of the item now: a release of its own, or of an
+        item it holds, or a hub's relay (the originator's signed item as held here now, so a label
+        change applied since it came goes on with it); ``None`` for a message other than an item."""
         if entry.kind != "item" or decision is None or entry.item_id is None:
             return None
         spec = json.loads(entry.request)
-        if spec.get("sender") != self.party or spec.get("item") != entry.item_id:
+        if spec.get("item") != entry.item_id:
             return None
         row = prefetched.rows.get(entry.item_id)
-        on_file = prefetched.on_file.get((row.originator, row.id)) if row is not None else None
+        # the originator's consents name its item as it named it (``row.name``)
+        on_file = prefetched.on_file.get((row.originator, row.name)) if row is not None else None
         try:
             return self.item_body(
                 spec, decision, row=row, on_file=None if on_file is None else [c.jws for c in on_file]

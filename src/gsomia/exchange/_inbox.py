@@ -514,7 +514,8 @@ class Inbox(Equivalences):
                 )
             )
         if relaying:
-            accepted.outbox.append(self._relay(ref, origin, body, recipient, sender, hub, decision, now))
+            relayed = [p.id for p in portions] if isinstance(item, PortionedContent) else None
+            accepted.outbox.append(self._relay(ref, body, recipient, sender, hub, decision, now, relayed))
         if not held:
             for hook in self._arrival_hooks:
                 hook(ref, now, accepted)
@@ -621,23 +622,31 @@ class Inbox(Equivalences):
     def _relay(
         self,
         item_id: str,
-        origin: str,
         body: dict[str, Any],
         recipient: str,
         sender: str,
         hub: str | None,
         decision: ReleaseDecision,
         now: datetime,
+        portions: list[str] | None,
     ) -> OutboxRow:
+        """The onward message, queued unsealed: delivery builds it from what this node holds of the
+        item at the instant of sending, under the decision it takes then (as it does an item released
+        in a selection). The originator's signed item as this hub holds it then: a label change of
+        the item or of a portion it carries, applied here after the item came (or before, having
+        overtaken it, applied on its arrival), goes on with it, never the copy that came in.
+        ``portions``: of an item in portions, those the hub passes on (the ones it received)."""
         peer = self._link(recipient, decision)
-        spec = {
+        spec: dict[str, Any] = {
             "item": item_id,
             "sender": sender,
             "recipient": recipient,
             "via": [hub],
             "purpose": body["purpose"],
         }
-        return self.queue(peer, body, "item", item_id, now, spec=spec, decision=decision)
+        if portions is not None:
+            spec["portions"] = portions
+        return self.queue(peer, body, "item", item_id, now, spec=spec, decision=decision, seal_now=False)
 
 
 def _receipts_once(results: list[dict[str, Any]]) -> list[str]:

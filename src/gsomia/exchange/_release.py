@@ -134,7 +134,7 @@ class Releases(Hops):
         consents = (
             list(on_file)
             if on_file is not None
-            else [c.jws for c in self.fed.consents_for(row.originator, item_id)]
+            else [c.jws for c in self.fed.consents_for(row.originator, row.name)]
         )
         body = {
             "kind": "item",

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import sign_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError, LabelError, NotFoundError, ProofError
-from gsomia.store import ItemRow, NewItem, Store
+from gsomia.store import ItemRow, NewItem, Store, uuid7
 
 __all__ = [
     "ITEM_ID",
@@ -55,6 +56,7 @@ __all__ = [
     "from_us",
     "item_content",
     "item_ref",
+    "new_item_id",
     "parse_item_content",
     "parse_portioned_content",
     "portioned_content",
@@ -85,6 +87,15 @@ def check_item_id(item_id: str, what: str = "item id") -> str:
     if not ITEM_ID.match(item_id):
         raise InvalidInputError(f"{what} {item_id!r} must be 1-128 letters, digits or ._:-")
     return item_id
+
+
+def new_item_id(now: datetime) -> str:
+    """An id for an item this node names (ingest, a copy): a UUIDv7 (RFC 9562) of the instant ``now``
+    and 74 random bits, in the usual 8-4-4-4-12 form. Ids this node makes grow with its clock, so
+    the unique indexes on ``items.id`` and ``items.origin_id`` take them at their right edge instead
+    of at a random leaf page each (a UUIDv4 did: at 200,000 items a batch of 1,000 dirtied ~3,600
+    pages of the SQLite store, most of them index pages, issue 18)."""
+    return str(uuid.UUID(int=uuid7(epoch_us(now) // 1000)))
 
 
 def item_ref(originator: str, item_id: str, taken: Callable[[str], bool]) -> str:

@@ -9,17 +9,17 @@ visit window) and recorded, allowed or refused, in the audit records; every refu
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import FunctionType
 from typing import Any
 
 from gsomia._codec import canonical, label_from_dict
 from gsomia.core.access import AccessDecision, Person
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
-from gsomia.errors import GsomiaError, InvalidInputError, LabelError, PayloadTooLargeError
+from gsomia.errors import ConflictError, GsomiaError, InvalidInputError, LabelError, PayloadTooLargeError
 from gsomia.kernel import (
     Item,
     NewPortion,
@@ -27,6 +27,7 @@ from gsomia.kernel import (
     check_item_id,
     check_payload_type,
     checks_json,
+    new_item_id,
 )
 from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem
 
@@ -79,6 +80,27 @@ class Page:
     withheld: int
 
 
+def _given_twice(batch: Sequence[NewIngest]) -> tuple[int, int] | None:
+    """The places of the first item of a batch whose id an item before it gives too, and of that one."""
+    first: dict[str, int] = {}
+    for n, entry in enumerate(batch):
+        if entry.item_id is not None and first.setdefault(entry.item_id, n) != n:
+            return n, first[entry.item_id]
+    return None
+
+
+def _named(exc: GsomiaError, n: int, batch: Sequence[NewIngest]) -> GsomiaError:
+    """``exc``, the refusal of item ``n`` of a batch of several, saying which item it refuses (the same
+    class of error; one that carries more than its message, an access refusal, stays as it is)."""
+    if len(batch) == 1 or isinstance(type(exc).__init__, FunctionType):
+        return exc
+    item_id = batch[n].item_id
+    which = f"item {n + 1} of {len(batch)}" + (f" ({item_id!r})" if item_id is not None else "")
+    named = type(exc)(f"{which}: {exc}; nothing of the batch was stored")
+    named.__dict__.update(exc.__dict__)
+    return named
+
+
 def _encode_cursor(key: int, by_added: bool = False) -> str:
     return f"{'a' if by_added else 's'}{key}"
 
@@ -119,7 +141,8 @@ class ItemService:
         )[0]
 
     def ingest_many(self, actor: Person | None, batch: Sequence[NewIngest]) -> list[Item]:
-        """Store several items in one transaction: all of them, or (on any refusal) none."""
+        """Store several items in one transaction: all of them, or (on any refusal) none. A refusal
+        of one item of several names it: its place in the batch and its id (if given)."""
         who = actor.id if actor else "operator"
         subject: str | None = None
         prepared: list[tuple[NewItem, SecurityLabel]] = []
@@ -127,11 +150,22 @@ class ItemService:
         audit: list[AuditRow] = []
         agreements: dict[str | None, str] = {}  # the inventory's detail, written once per agreement
         try:
+            twice = _given_twice(batch)
+            if twice is not None:
+                n, k = twice
+                subject = batch[n].item_id
+                raise ConflictError(
+                    f"item {n + 1} of {len(batch)} ({subject!r}): item {k + 1} has this id too (one id "
+                    "names one item); nothing of the batch was stored"
+                )
             now = self.kernel.clock()
             now_us = epoch_us(now)
-            for entry in batch:
+            for n, entry in enumerate(batch):
                 subject = entry.item_id
-                new, parsed = self._prepare(actor, who, entry, now)
+                try:
+                    new, parsed = self._prepare(actor, who, entry, now)
+                except GsomiaError as exc:
+                    raise _named(exc, n, batch) from None
                 subject = new.id
                 prepared.append((new, parsed))
                 kind = "received" if entry.received_from else "ingested"
@@ -150,7 +184,20 @@ class ItemService:
                 audit.append(
                     AuditRow(now_us, "item.ingest", who, new.id, "allowed", f'{{"label":{new.label}}}')
                 )
-            self.kernel.store.insert_items([new for new, _ in prepared], inventory, audit)
+            try:
+                self.kernel.store.insert_items([new for new, _ in prepared], inventory, audit)
+            except ConflictError:
+                # which item is held already: asked only once refused (a batch ingested asks nothing)
+                ids = [new.id for new, _ in prepared]
+                held = self.kernel.store.existing_items(ids) if len(batch) > 1 else set()
+                place = next((k for k, i in enumerate(ids) if i in held), None)
+                if place is None:
+                    raise
+                subject = ids[place]
+                raise ConflictError(
+                    f"item {place + 1} of {len(batch)} ({subject!r}): an item with this id is held here "
+                    "already; nothing of the batch was stored"
+                ) from None
         except GsomiaError as exc:
             raise self.kernel.refuse("item.ingest", who, subject, exc) from None
         return [self.kernel.items.item_of(new, parsed) for new, parsed in prepared]
@@ -158,7 +205,7 @@ class ItemService:
     def _prepare(
         self, actor: Person | None, who: str, entry: NewIngest, now: datetime
     ) -> tuple[NewItem, SecurityLabel]:
-        item_id = check_item_id(entry.item_id or str(uuid.uuid4()))
+        item_id = check_item_id(entry.item_id or new_item_id(now))
         if entry.portions:
             return self._prepare_portions(actor, who, item_id, entry, now)
         check_payload_type(entry.payload_type)

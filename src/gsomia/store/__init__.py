@@ -54,6 +54,7 @@ from gsomia.store._store import (
     Store,
     TallyRow,
     TokenRow,
+    uuid7,
 )
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
@@ -118,4 +119,5 @@ __all__ = [
     "TaxiiStore",
     "TokenRow",
     "VisitRow",
+    "uuid7",
 ]

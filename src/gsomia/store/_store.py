@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
 from importlib.resources import files
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from alembic import command
@@ -48,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
@@ -171,6 +173,17 @@ def _named_query(prefixed: bool, by_originator: bool) -> Select[Any]:
     if by_originator:
         query = query.where(t.items.c.originator == bindparam("originator"))
     return query.order_by(t.items.c.seq)
+
+
+@lru_cache(maxsize=512)
+def _sqlite_sql(query: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A kept SELECT compiled for ``dialect`` (SQLite's: positional ``?``): its SQL, its parameters'
+    names in their order, and the values it binds itself (the page's empty payload). Kept by the
+    statement itself (the cache holds it, so it is never another statement's)."""
+    compiled = query.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+    return compiled.string, names, fixed
 
 
 # the filters of ``ItemFilter`` a page compares to a column: (its field and the bound value's name,
@@ -386,22 +399,28 @@ def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Rem
     return answers
 
 
-def new_entry_id() -> str:
-    """A new audit record's id: a UUIDv7 (RFC 9562 §5.7) as 32 hex digits, the Unix milliseconds
-    first and 74 random bits after (``os.urandom``: an id no one guesses, as a public inclusion proof
-    is asked for by it). Time-ordered, so the unique index on ``entry_id`` grows at its right edge
-    instead of taking each insert at a random leaf page: the append's CPU a record at 200,000 to
-    400,000 records on SQLite 16.6 -> 7.1 us with such ids (issue 18), and the gap grows with the log.
-    """
+def uuid7(ms: int) -> int:
+    """A UUIDv7 (RFC 9562 §5.7) as an integer: the Unix milliseconds ``ms`` first and 74 random bits
+    after (``os.urandom``: an id no one guesses). Ids made in time order sort in that order, so a
+    unique index on them grows at its right edge instead of taking each insert at a random leaf page
+    (issue 18)."""
     rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
+    return (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76  # version 7
         | (rand >> 62 & 0xFFF) << 64  # rand_a, 12 bits
         | 0b10 << 62  # the RFC 4122 / 9562 variant
         | rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b, 62 bits
     )
-    return f"{value:032x}"
+
+
+def new_entry_id() -> str:
+    """A new audit record's id: a UUIDv7 (:func:`uuid7`) as 32 hex digits, an id no one guesses, as a
+    public inclusion proof is asked for by it. Time-ordered, so the unique index on ``entry_id``
+    grows at its right edge: the append's CPU a record at 200,000 to 400,000 records on SQLite
+    16.6 -> 7.1 us with such ids (issue 18), and the gap grows with the log.
+    """
+    return f"{uuid7(time.time_ns() // 1_000_000):032x}"
 
 
 def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
@@ -459,7 +478,11 @@ def _insert_new(conn: Connection, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-_ITEM_COLUMNS = [c for c in t.items.c if c.name not in ("seq", "added_us")]
+# what Store.insert_items writes of a NewItem, in the order of _NEW_ITEM_COLUMNS, which end with
+# origin_id and added_us (worked out on insert)
+_NEW_ITEM_NAMES = tuple(c.name for c in t.items.c if c.name not in ("seq", "added_us", "origin_id"))
+_NEW_ITEM_FIELDS = attrgetter(*_NEW_ITEM_NAMES)
+_NEW_ITEM_COLUMNS = (*_NEW_ITEM_NAMES, "origin_id", "added_us")
 
 
 def allocate_added(conn: Connection, count: int, now_us: int) -> int:
@@ -610,6 +633,30 @@ def _unstorable(exc: BaseException) -> InvalidInputError:
     return InvalidInputError("a value is not one this node can store")
 
 
+_WRITER_WAIT_S = 5.0  # the sqlite3 driver's default busy timeout
+
+
+class _WriterQueue:
+    """The writers of one process to a SQLite store, one at a time, in a re-entrant lock (a write
+    inside another of the same thread goes on): each waiting writer is woken as the one before it
+    commits, where SQLite's busy handler would sleep out its next step (a lock held 3 ms cost the
+    writer behind it 8: 1 + 2 + 5), and the replay memory's commit, on every track's path, waited
+    so behind the node's background writes (benchmarks/README.md, bench_stream)."""
+
+    def __init__(self, wait_s: float = _WRITER_WAIT_S) -> None:
+        self._lock = threading.RLock()
+        self._wait_s = wait_s
+
+    def __enter__(self) -> None:
+        # as long as SQLite's busy handler would have waited (the driver's default timeout): a writer
+        # held up longer fails, nothing written, as it did when SQLite said the database was locked
+        if not self._lock.acquire(timeout=self._wait_s):
+            raise StoreError("the store is busy: another writer held it too long; nothing was written")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 @contextmanager
 def _writing() -> Iterator[None]:
     """A write's database errors as the caller's: a constraint refused it (a conflict), a value the
@@ -717,11 +764,19 @@ def _pooled(url: str) -> bool:
     return parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:")
 
 
+_WAL_PAGES = 16_384
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: synced at each checkpoint, not each commit
     cursor.execute("PRAGMA foreign_keys=ON")
+    # a checkpoint once the WAL holds 16,384 pages (64 MB), not SQLite's 1,000: a batch of 1,000 items
+    # wrote 1,000-3,600 pages, so each commit ran a checkpoint (copy and two fsyncs); now one in several,
+    # and a page written by several of them is copied once (issue 18: at 200,000 items, CPU per item
+    # 91.5 -> 66.6 us for Store.insert_items)
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
     cursor.close()
 
 
@@ -743,6 +798,13 @@ class Store:
         self._bump_listeners: list[Callable[[], None]] = []
         self._queued_listeners: list[Callable[[], None]] = []
         self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
+        # SQLite: this process's writers queue here, each woken as the one before commits, before
+        # they take the database's write lock; SQLite's busy handler, which sleeps 1, 2, 5, 10, 15,
+        # 20 ms... between tries, is left to a writer of another process (a CLI command beside the
+        # node). Only a queue in front of SQLite's lock, which stays the one that orders writers.
+        self._writers: AbstractContextManager[None] = (
+            _WriterQueue() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -767,7 +829,7 @@ class Store:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         moved = queued = False
-        with _writing():
+        with _writing(), self._writers:
             with self.engine.begin() as conn:
                 try:
                     yield conn
@@ -794,7 +856,7 @@ class Store:
         never wait for each other; the processes of one node share the table and so the lock.
         Everything read after it sees every commit made before it.
         """
-        with _writing(), self.engine.connect() as conn:
+        with _writing(), self._writers, self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 # the driver opens no transaction before a read: open it ourselves, as the writer
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -915,7 +977,7 @@ class Store:
             self._forgotten_us = forget_before_us
         try:
             if self.engine.dialect.name == "sqlite":
-                with _writing(), self.engine.connect() as conn:
+                with _writing(), self._writers, self.engine.connect() as conn:
                     return self._remember_on_sqlite(
                         conn, arrivals, forget_before_us if prune else None, audit
                     )
@@ -1010,35 +1072,32 @@ class Store:
 
     def _insert_items(self, conn: Connection, new: Sequence[NewItem]) -> list[int]:
         seqs: list[int] = []
-        if new:  # "insertmanyvalues": one batched INSERT ... RETURNING on SQLite and PostgreSQL
+        if new:
             first = allocate_added(conn, len(new), max(item.ingested_us for item in new))
-            values = [
-                {
-                    **{c.name: getattr(item, c.name) for c in _ITEM_COLUMNS},
-                    "origin_id": item.origin_id or item.id,
-                    "added_us": first + n,
-                }
-                for n, item in enumerate(new)
-            ]
-            given: dict[str, int] = {}
+            # plain tuples straight to the driver (insert_rows): SQLAlchemy's building of a batched
+            # INSERT's parameters, per row and column, cost more than SQLite's insert (issue 18)
+            fields = _NEW_ITEM_FIELDS
+            rows = [(*fields(item), item.origin_id or item.id, first + n) for n, item in enumerate(new)]
             if conn.dialect.name == "sqlite":
-                # the driver's executemany, then each new seq read back by its item's id (unique):
-                # SQLAlchemy's building of the batched INSERT's parameters, per row and column, cost
-                # more than SQLite's insert (issue 18: 15% of a received batch)
-                insert_rows(conn, t.items, [tuple(row.values()) for row in values], tuple(values[0]))
-                ids = [item.id for item in new]
-                for start in range(0, len(ids), _IN_CHUNK):
-                    chunk = ids[start : start + _IN_CHUNK]
-                    read = select(t.items.c.id, t.items.c.seq).where(t.items.c.id.in_(chunk))
-                    given |= {row[0]: row[1] for row in conn.execute(read)}
+                # the seqs given in the statement: the rowids SQLite would give (one past the largest,
+                # ``seq`` being INTEGER PRIMARY KEY without AUTOINCREMENT), read under the write lock
+                # allocate_added took, so no other writer comes between; reading each back by id took
+                # 1,000 lookups in the random ids' index a batch (issue 18)
+                top = conn.exec_driver_sql("SELECT max(seq) FROM items").scalar()
+                base = (top or 0) + 1
+                seqs = list(range(base, base + len(new)))
+                insert_rows(
+                    conn,
+                    t.items,
+                    [(*row, seq) for row, seq in zip(rows, seqs, strict=True)],
+                    (*_NEW_ITEM_COLUMNS, "seq"),
+                )
             else:
                 # each new seq read back with its item's id (unique): one statement, one array per
                 # column, takes the batch (issue 18)
-                written = insert_rows(
-                    conn, t.items, [tuple(row.values()) for row in values], tuple(values[0]), ("id", "seq")
-                )
+                written = insert_rows(conn, t.items, rows, _NEW_ITEM_COLUMNS, ("id", "seq"))
                 given = {row[0]: row[1] for row in written}
-            seqs = [given[item.id] for item in new]
+                seqs = [given[item.id] for item in new]
         topic_rows = [(tp, s) for item, s in zip(new, seqs, strict=True) for tp in item.topics]
         insert_rows(conn, t.item_topics, topic_rows, ("topic", "item_seq"))
         return seqs
@@ -1114,8 +1173,7 @@ class Store:
         head, sep, rest = ref.partition(":")
         prefixed = bool(sep and rest and len(head) == 3 and head.isalpha() and head.isupper())
         values = {"ref": ref, "head": head, "rest": rest, "originator": originator}
-        with self._read() as conn:
-            return [ItemRow(*r) for r in conn.execute(_named_query(prefixed, originator is not None), values)]
+        return [ItemRow(*r) for r in self._kept_rows(_named_query(prefixed, originator is not None), values)]
 
     def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` this store already holds (one query)."""
@@ -1140,9 +1198,37 @@ class Store:
         query = _page_query(present, where.topic is not None, where.by_added, walked, with_payload)
         values = {name: getattr(where, name) for name in present}
         values |= {"after": after_seq, "limit": limit, "topic": where.topic}
+        # the columns in ItemRow's order: no mapping built a row
+        return [ItemRow(*r) for r in self._kept_rows(query, values)]
+
+    def _kept_rows(self, query: Select[Any], values: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of a kept SELECT (:func:`_named_query`, :func:`_page_query`) with ``values`` bound
+        (names the statement does not use are left out). On SQLite on the driver's own cursor, the
+        statement's SQL compiled once for this dialect (:func:`_sqlite_sql`): SQLAlchemy's execution
+        around a page's or a read's one statement (its context, parameters and result) cost more than
+        the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
+        an ``execute``'s would. Elsewhere through ``execute``."""
         with self._read() as conn:
-            rows = conn.execute(query, values).all()
-        return [ItemRow(*r) for r in rows]  # the columns in ItemRow's order: no mapping built a row
+            if conn.dialect.name != "sqlite":
+                return conn.execute(query, values).all()
+            sql, names, fixed = _sqlite_sql(query, conn.dialect)
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(sql, [values[n] if n in values else fixed[n] for n in names])
+                return cursor.fetchall()
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(
+                    sql,
+                    None,
+                    exc,
+                    conn.dialect.loaded_dbapi.Error,
+                    hide_parameters=True,
+                    dialect=conn.dialect,
+                ) from exc
+            finally:
+                cursor.close()
 
     def count_items(self) -> int:
         with self._read() as conn:
@@ -1353,8 +1439,33 @@ class Store:
             conn.exec_driver_sql(sql, _audit_values(rows))
 
     def append_audit(self, rows: Sequence[AuditRow]) -> None:
-        with self._begin() as conn:
-            self._audit(conn, rows)
+        """Append ``rows`` in one transaction. On SQLite on the driver's own cursor (``BEGIN
+        IMMEDIATE``, one ``executemany``, the commit), as :meth:`remember_signed_arrivals` does: every
+        read's record (grouped with concurrent ones) is written here, and SQLAlchemy's transaction and
+        execution around the one statement cost as much as the insert (issue 18, bench_load's
+        profile). The driver's errors become SQLAlchemy's, then the caller's (``_writing``)."""
+        if not rows:
+            return
+        if self.engine.dialect.name != "sqlite":
+            with self._begin() as conn:
+                self._audit(conn, rows)
+            return
+        with _writing(), self._writers, self.engine.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(rows))
+                dbapi.commit()
+            except conn.dialect.loaded_dbapi.Error as exc:
+                dbapi.rollback()
+                raise DBAPIError.instance(
+                    "append_audit", None, exc, conn.dialect.loaded_dbapi.Error,
+                    hide_parameters=True, dialect=conn.dialect,
+                ) from exc  # fmt: skip
+            finally:
+                cursor.close()
 
     # --- refusals of unauthenticated callers, in bounded space ---
 

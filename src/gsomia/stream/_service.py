@@ -64,11 +64,12 @@ from gsomia.errors import (
     UnavailableError,
 )
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
-from gsomia.kernel import NodeContext
+from gsomia.kernel import ChangeWatch, NodeContext
 from gsomia.store import (
     ASSURANCES,
     CONSENTS,
     EQUIVALENCES,
+    KEYS,
     PEERS,
     AuditRow,
     LinkHellos,
@@ -290,11 +291,12 @@ class StreamService:
         self._labels: dict[str, SecurityLabel] = {}
         self._plans: dict[str, RelayPlan] = {}
         # the store's consents, equivalences and assurances generations the plans were made under
-        self._plans_consents: tuple[int, int, int] = (-1, -1, -1)
+        self._plans_consents: tuple[int, ...] = ()
         # (label, via, recipient) -> (decision, POSIX instant it holds until): a label, not a track id,
         # so a track of the same id under another label is decided on its own
         self._received_plans: dict[tuple[SecurityLabel, str | None, str], tuple[ReleaseDecision, float]] = {}
-        self._received_assured = -1  # the assurances generation the received plans were made under
+        # the assurances' and equivalences' generations the received plans were made under
+        self._received_under: tuple[int, ...] = ()
         self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
@@ -473,7 +475,7 @@ class StreamService:
                 (entry,) = group.entries
                 payload = _Relayed(group.jws, group.size, entry)
                 track_message = entry.message
-            decided = self._handed_terms(track_message, sender if isinstance(sender, str) else None)
+            decided = self._handed_terms(track_message, sender if isinstance(sender, str) else None, party)
             if decided.sender is not None:  # relayed: the originator's authorisations it carries, here too
                 kept = self._consents.get(decided.label.originator, {}).values()
                 known = {_consent_key(j) for _, j in kept}
@@ -498,10 +500,12 @@ class StreamService:
                 await ack()
             await self._link_failed(party, exc)
 
-    def _handed_terms(self, message: bytes, sender: str | None) -> _Decided:
+    def _handed_terms(self, message: bytes, sender: str | None, party: str) -> _Decided:
         """The terms a handed track is decided on at its frame: its own label, recipient and hub,
         never held to hold (``until`` 0: decided at the frame's instant, whatever the handing process
-        decided). ``sender`` None: this node's own track (its label must say so)."""
+        decided). ``sender`` None: this node's own track (its label must say so). ``party``: the link
+        it was handed to, which must be the next hop those terms name (the hub, else the recipient;
+        at the hub of a relayed track, the recipient): the decision is for that hop and no other."""
         data = orjson.loads(message)
         label = self.kernel.items.parse_label(data["label"])
         recipient, via, subject = data["recipient"], data.get("via"), data["track"]["track_id"]
@@ -509,6 +513,10 @@ class StreamService:
             raise InvalidInputError("a handed track's recipient and hub are party codes")
         if (sender is None) != (label.originator == self.party):
             raise InvalidInputError("a handed track of this node's own is labelled as this node's")
+        if sender is not None and via != self.party:
+            raise InvalidInputError("a handed relayed track names another hub than this node")
+        if party != (recipient if sender is not None else via or recipient):
+            raise InvalidInputError("a handed track names another next hop than the link it was handed to")
         return _Decided(0.0, label, recipient, via, str(subject), sender)
 
     # --- audit ---
@@ -578,10 +586,14 @@ class StreamService:
         return label
 
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
-        # a standing consent, an equivalence change or an assurance stored by any process of the node
-        # (the store's counters moved): plan again
+        # a standing consent, an equivalence change or an assurance stored, or a key revoked or
+        # rotated, by any process of the node (the store's counters moved): plan again
         watch = self.kernel.watch
-        consents = (watch.generation(CONSENTS), watch.generation(EQUIVALENCES), watch.generation(ASSURANCES))
+        consents = (
+            watch.generation(CONSENTS),
+            watch.generation(EQUIVALENCES),
+            *_assured_under(watch),  # the assurances on file are those whose signer's key verifies
+        )
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -1457,10 +1469,14 @@ class StreamService:
         """The decision for this hop, at this node, at ``now``, and the POSIX instant it holds until
         (its next event): one engine decision per (label, hub, recipient) until then."""
         key = (label, via, recipient)
-        assured = self.kernel.watch.generation(ASSURANCES)
-        if assured != self._received_assured:  # an assurance given or revoked: decide again
+        watch = self.kernel.watch
+        # an assurance given or revoked, a key its signer signed it with revoked, or an equivalence
+        # change stored (by any process: the engine is compiled again over the changed table, and a
+        # change's instant is no event of the plans kept): decide again
+        under = (watch.generation(EQUIVALENCES), *_assured_under(watch))
+        if under != self._received_under:
             self._received_plans.clear()
-            self._received_assured = assured
+            self._received_under = under
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
             return cached
@@ -1591,6 +1607,13 @@ class StreamService:
                     yield seq, message["track"]
         finally:
             await subscription.close()
+
+
+def _assured_under(watch: ChangeWatch) -> tuple[int, int, int]:
+    """The generations the assurances on file are read under (``Exchange.assurances_on_file``: the
+    stored assurances, counted only where their signer's key verifies): a plan or decision made on
+    them is made again when one moves."""
+    return (watch.generation(ASSURANCES), watch.generation(PEERS), watch.generation(KEYS))
 
 
 def _log_unread(read: asyncio.Future[None]) -> None:

@@ -1,0 +1,61 @@
+"""Adversarial review of the held label remembered per (label, sender, agreement, instant,
+preference) (issue 18, the stream's receive path): the label held for one agreement or sender is
+never the answer for another, and a label this node may not hold under one agreement is refused
+whatever was remembered for another."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gsomia.errors import LabelError
+from gsomia.node import Node
+from gsomia.testing import FakeClock, make_node
+
+GSOMIA = "kor-jpn-gsomia-2016"
+TRILATERAL = "trilateral-missile-warning-2023"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2024, 3, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def jpn(tmp_path: Path, clock: FakeClock) -> Iterator[Node]:
+    node = make_node(tmp_path / "jpn", "JPN", clock=clock)
+    yield node
+    node.close()
+
+
+def test_the_label_held_is_worked_out_per_agreement_and_sender(jpn: Node, clock: FakeClock) -> None:
+    items = jpn.kernel.items
+    label = jpn.catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN", "USA"],
+        purpose="missile-warning",
+        topics=["dprk-missile"],
+        created=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    at = clock.now
+    answers = {}
+    for _ in range(2):  # asked again: remembered, the same answers
+        for agreement in (GSOMIA, TRILATERAL):
+            try:
+                held = items.received_label(label, "KOR", agreement, at=at)
+            except LabelError:
+                answers[agreement] = None
+                continue
+            alternative = held.alternative_for("JPN")
+            assert alternative is not None
+            answers[agreement] = alternative.agreement
+    assert answers[GSOMIA] == GSOMIA
+    assert answers[TRILATERAL] == TRILATERAL  # its own agreement named, not the one remembered first
+    # a sender this item may not come from: refused, though the same label was held from KOR
+    with pytest.raises(LabelError):
+        items.received_label(label, "USA", GSOMIA, at=at)
+    assert items.received_label(label, "KOR", GSOMIA, at=at).alternative_for("JPN") is not None

@@ -1,0 +1,112 @@
+"""Batches through ``Node.items.ingest_many``: the ids the node names, and a batch refused whole."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from tests.node_fixtures import jpn_label, kor_label
+
+from gsomia.core.access import Person
+from gsomia.core.instants import epoch_us
+from gsomia.errors import AccessDenied, ConflictError, InvalidInputError, LabelError, PayloadTooLargeError
+from gsomia.node import NewIngest, Node
+from gsomia.testing import FakeClock
+
+
+def test_the_ids_the_node_names_are_uuid7s_of_its_clock_each_its_own(
+    jpn_node: Node, clock: FakeClock
+) -> None:
+    # time-ordered ids (their unique indexes grow at one edge, issue 18) that no one guesses
+    made: list[str] = []
+    for _ in range(3):
+        at_ms = epoch_us(clock()) // 1000
+        batch = jpn_node.items.ingest_many(None, [NewIngest(jpn_label(), b"{}") for _ in range(300)])
+        for item in batch:
+            parsed = uuid.UUID(item.id)
+            assert str(parsed) == item.id
+            assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+            assert parsed.int >> 80 == at_ms
+        made += [i.id for i in batch]
+        clock.advance(milliseconds=3)
+    assert len(set(made)) == len(made) == jpn_node.store.count_items()
+    assert [m[:13] for m in made] == sorted(m[:13] for m in made)  # the instant first: in clock order
+    random_bits = {uuid.UUID(m).int & ((1 << 74) - 1) for m in made}
+    assert len(random_bits) == len(made)
+    # an id given is kept as given
+    (given,) = jpn_node.items.ingest_many(None, [NewIngest(jpn_label(), b"{}", item_id="report-7")])
+    assert given.id == "report-7"
+
+
+def _refusals(node: Node) -> list[tuple[str | None, str]]:
+    rows = [r for r in node.store.audit() if r.kind == "item.ingest"]
+    assert all(r.outcome == "refused" for r in rows), "an item of a refused batch was recorded as stored"
+    return [(r.subject, json.loads(r.detail)["reason"]) for r in rows]
+
+
+def test_a_duplicate_id_in_one_batch_is_refused_naming_it_and_nothing_is_stored(jpn_node: Node) -> None:
+    batch = [NewIngest(jpn_label(), b"{}", item_id=i) for i in ("a", "b", "c", "b")]
+    with pytest.raises(ConflictError, match=r"item 4 of 4 \('b'\): item 2 has this id too"):
+        jpn_node.items.ingest_many(None, batch)
+    assert jpn_node.store.count_items() == 0
+    assert [s for s, _ in _refusals(jpn_node)] == ["b"]
+
+
+def test_a_batch_mixing_valid_and_invalid_items_names_the_first_bad_one_and_stores_nothing(
+    jpn_node: Node,
+) -> None:
+    good = [
+        NewIngest(jpn_label(created=f"2024-02-01T09:{k // 60:02d}:{k % 60:02d}+09:00"), b"{}")
+        for k in range(999)
+    ]
+    bad = [
+        (NewIngest(jpn_label(classification="cho-gokuhi"), b"{}", item_id="x-1"), LabelError, "x-1"),
+        (NewIngest(jpn_label(created="2024-02-01T09:00:00"), b"{}"), LabelError, None),  # no offset
+        (NewIngest(kor_label(), b"{}", item_id="k-1"), LabelError, "k-1"),  # received from no one
+        (NewIngest(jpn_label(), b"{}", item_id="../etc"), InvalidInputError, "../etc"),
+        (NewIngest(jpn_label(), b"x" * (jpn_node.config.max_payload_bytes + 1), payload_type="bytes"),
+         PayloadTooLargeError, None),
+    ]  # fmt: skip
+    for entry, error, name in bad:
+        batch = [*good[:500], entry, *good[500:]]
+        which = r"item 501 of 1000" + (rf" \('{re.escape(name)}'\)" if name else "")
+        with pytest.raises(error, match=rf"^{which}: .+; nothing of the batch was stored$"):
+            jpn_node.items.ingest_many(None, batch)
+        assert jpn_node.store.count_items() == 0
+        assert jpn_node.store.inventory("x-1") == []
+    assert [s for s, _ in _refusals(jpn_node)] == [name for _, _, name in bad]
+    # the same good items, alone, are stored (nothing of them was held back half-way)
+    assert len(jpn_node.items.ingest_many(None, good)) == 999
+    assert jpn_node.store.count_items() == 999
+
+
+def test_an_id_held_already_refuses_the_batch_naming_it(jpn_node: Node) -> None:
+    jpn_node.items.ingest(None, label=jpn_label(), payload=b'"first"', item_id="held")
+    batch = [NewIngest(jpn_label(), b'"new"', item_id=f"n{k}") for k in range(5)]
+    batch.insert(3, NewIngest(jpn_label(), b'"second"', item_id="held"))
+    with pytest.raises(ConflictError, match=r"item 4 of 6 \('held'\): an item with this id is held here"):
+        jpn_node.items.ingest_many(None, batch)
+    assert jpn_node.store.count_items() == 1
+    assert jpn_node.kernel.items.payload(jpn_node.kernel.items.row("held")) == b'"first"'
+    last = [r for r in jpn_node.store.audit() if r.kind == "item.ingest"][-1]
+    assert (last.outcome, last.subject) == ("refused", "held")
+    assert [r.subject for r in jpn_node.store.audit() if r.outcome == "allowed"] == ["held"]
+
+
+def test_a_reader_refused_one_label_of_a_batch_is_refused_as_an_access_refusal(
+    jpn_node: Node, people: dict[str, Person]
+) -> None:
+    # the error a refusal of access carries (its decision) stays the error raised, whatever its place
+    batch = [NewIngest(jpn_label(), b"{}", item_id=f"r{k}") for k in range(3)]
+    batch.append(NewIngest(jpn_label(classification="特定秘密"), b"{}", item_id="above"))
+    with pytest.raises(AccessDenied) as refused:
+        jpn_node.items.ingest_many(people["tanaka"], batch)
+    assert not refused.value.decision.allowed
+    assert jpn_node.store.count_items() == 0
+
+
+def test_one_item_alone_is_refused_as_before(jpn_node: Node) -> None:
+    with pytest.raises(LabelError, match=r"^label: JPN has no classification"):
+        jpn_node.items.ingest(None, label=jpn_label(classification="cho-gokuhi"), payload=b"{}")

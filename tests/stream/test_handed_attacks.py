@@ -1,0 +1,166 @@
+"""Adversarial review of the handed tracks' decision at the holder's frame (issue 18, trust hole 2):
+the holder decides a handed track on the label, recipient and hub the track carries, so the link
+it makes the frame on must be the one those name. A message on the node's handover stream that
+hands a track for JPN to the link to the USA (forged: anyone who reaches the bus may publish; or a
+process's bug) must not put it on the USA's link, where no decision let it go."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tests.stream.test_handed_decisions import _framed, _update, _Wire
+
+from gsomia._codec import label_to_dict
+from gsomia.core.tracks import track_update_to_json
+from gsomia.demo.network import build
+from gsomia.errors import InvalidInputError
+from gsomia.node import Node, load_config
+from gsomia.store import PEERS
+from gsomia.stream import StreamService
+from gsomia.stream._link import TRACK, BatchSigner, accept, initiate
+from gsomia.stream._service import _OutLink
+from gsomia.testing import FakeClock
+
+AT = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def _handed(track: bytes, label: bytes, recipient: str, via: str | None, agreement: str | None) -> bytes:
+    """A handover message as ``_hand_off`` writes it for this node's own track."""
+    header = orjson.dumps({"k": TRACK, "a": agreement, "c": [], "g": False, "s": None})
+    tail = orjson.dumps({"originator": "KOR", "recipient": recipient, "via": via})[1:]
+    return header + b"\n" + b'{"track":' + track + b',"label":' + label + b"," + tail
+
+
+def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tmp_path: Path) -> None:
+    clock = FakeClock(AT)
+    members = {m.party: m for m in build(tmp_path / "net", clock=clock)}
+    kor = Node(load_config(members["KOR"].directory), clock=clock)
+    partners = {p: Node(load_config(members[p].directory), clock=clock) for p in ("JPN", "USA")}
+    update = _update(AT - timedelta(seconds=20))
+    track = orjson.dumps(track_update_to_json(update))
+    only_jpn = kor.catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN"],
+        purpose="missile-warning",
+        topics=["dprk-missile"],
+        created=AT - timedelta(minutes=1),
+    )
+    label = orjson.dumps(label_to_dict(only_jpn))
+
+    async def run() -> tuple[dict[str, list[str]], list[str]]:
+        service = StreamService(kor)
+        wires: dict[str, tuple[_Wire, Any]] = {}
+        acked: list[str] = []
+        try:
+            for party in ("JPN", "USA"):
+                peer = kor.exchange.peer(party)
+                assert peer is not None
+                first, finish = initiate(kor.ring, peer, clock())
+                theirs = partners[party]
+                answer, receiver = accept(theirs.ring, theirs.kernel.peers.peer, first, clock())
+                wire = _Wire()
+                generation = kor.kernel.watch.generation(PEERS)
+                signer = BatchSigner(kor.ring, party)
+                service._links[party] = _OutLink(wire, finish(answer), signer, "", generation)  # type: ignore[arg-type]
+                wires[party] = (wire, receiver)
+
+            def ack(name: str) -> Any:
+                async def done() -> None:
+                    acked.append(name)
+
+                return done
+
+            cases = [
+                ("USA", _handed(track, label, "JPN", None, None), "forged-usa-none"),
+                ("USA", _handed(track, label, "JPN", None, "usa-kor-gsomia-1987"), "forged-usa-agreement"),
+                ("USA", _handed(track, label, "JPN", "USA", None), "forged-usa-as-hub"),
+                ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
+            ]
+            for party, message, name in cases:
+                await service._send_handed(party, message, ack(name))
+                for _ in range(50):
+                    link = service._links.get(party)
+                    if link is None or (link.drainer is None and not link.queued):
+                        break
+                    await asyncio.sleep(0.02)
+            return _framed(wires), acked
+        finally:
+            service._links.clear()
+            await service.close()
+
+    try:
+        framed, acked = asyncio.run(run())
+        stamp = orjson.loads(track)["update_ts"]
+        assert framed["JPN"] == [stamp]  # the control: the track for JPN on JPN's link goes
+        assert framed["USA"] == []  # decided for JPN: never framed for the USA
+        # dropped at once (nothing for the link's next holder to send again)
+        assert {"forged-usa-none", "forged-usa-agreement", "forged-usa-as-hub"} <= set(acked)
+    finally:
+        for node in (kor, *partners.values()):
+            node.close()
+
+
+def test_a_relayed_track_handed_at_the_hub_is_bound_to_its_recipients_link(tmp_path: Path) -> None:
+    """At the hub (the USA under TISA) a relayed KOR track for JPN is decided again at its frame as a
+    relay to JPN: handed to the link to JPN it is taken; handed to KOR's link, or naming another hub,
+    it is refused as malformed before any decision."""
+    clock = FakeClock(AT)
+    members = {m.party: m for m in build(tmp_path / "net", clock=clock)}
+    usa = Node(load_config(members["USA"].directory), clock=clock)
+    try:
+        service = StreamService(usa)
+        update = _update(AT - timedelta(seconds=20))
+        kor_label = usa.catalogue.label(
+            originator="KOR",
+            classification="군사II급비밀",
+            releasable_to=["JPN", "USA"],
+            purpose="missile-warning",
+            topics=["dprk-missile"],
+            created=AT - timedelta(minutes=1),
+        )
+
+        def message(recipient: str, via: str | None) -> bytes:
+            return orjson.dumps(
+                {
+                    "track": track_update_to_json(update),
+                    "label": label_to_dict(kor_label),
+                    "originator": "KOR",
+                    "recipient": recipient,
+                    "via": via,
+                }
+            )
+
+        terms = service._handed_terms(message("JPN", "USA"), "KOR", "JPN")
+        assert (terms.recipient, terms.via, terms.sender, terms.until) == ("JPN", "USA", "KOR", 0.0)
+        for text, party in (
+            (message("JPN", "USA"), "KOR"),  # the recipient's track on the originator's link
+            (message("JPN", "USA"), "USA"),
+            (message("JPN", "JPN"), "JPN"),  # a relay naming another hub than this node
+            (message("JPN", None), "JPN"),  # a direct track is no relay of this node's
+        ):
+            with pytest.raises(InvalidInputError):
+                service._handed_terms(text, "KOR", party)
+        # this node's own track (no sender): the next hop is the hub it names, else the recipient
+        own = usa.catalogue.label(
+            originator="USA",
+            classification="SECRET",
+            releasable_to=["JPN", "KOR"],
+            purpose="missile-warning",
+            topics=["dprk-missile"],
+            created=AT - timedelta(minutes=1),
+        )
+        mine = orjson.dumps(
+            {"track": track_update_to_json(update), "label": label_to_dict(own), "originator": "USA",
+             "recipient": "KOR", "via": None}
+        )  # fmt: skip
+        assert service._handed_terms(mine, None, "KOR").recipient == "KOR"
+        with pytest.raises(InvalidInputError):
+            service._handed_terms(mine, None, "JPN")
+    finally:
+        usa.close()
