@@ -16,6 +16,7 @@ alone: the reference the kept outcomes are tested against.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -23,7 +24,6 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.approvals import Approval, TwoPersonPolicy
@@ -243,8 +243,19 @@ def _decision(
     return decision
 
 
-# the kinds of time zone whose ``utcoffset`` always answers an offset: an instant in one is aware
-_ALWAYS_AWARE = frozenset({ZoneInfo, timezone})
+# the kinds of time zone whose ``utcoffset`` always answers an offset (an instant in one is aware):
+# fixed offsets, and ``zoneinfo.ZoneInfo`` once seen (the core does not import ``zoneinfo``, which
+# reads the system's zone files; an instant in a ZoneInfo zone exists only once a caller has)
+_ALWAYS_AWARE: set[type] = {timezone}
+
+
+def _always_aware(kind: type) -> bool:
+    """Whether ``kind`` is ``zoneinfo.ZoneInfo`` itself (then remembered), not a look-alike."""
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and kind is zoneinfo.ZoneInfo:
+        _ALWAYS_AWARE.add(kind)
+        return True
+    return False
 
 
 _V = TypeVar("_V")
@@ -1137,9 +1148,8 @@ class ReleaseEngine:
         at: datetime,
         evaluate: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None,
     ) -> ReleaseDecision:
-        if (
-            type(at.tzinfo) not in _ALWAYS_AWARE and at.utcoffset() is None
-        ):  # else it has one: not asked twice
+        kind = type(at.tzinfo)  # a zone that always answers an offset is not asked it twice
+        if kind not in _ALWAYS_AWARE and not _always_aware(kind) and at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
         candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
