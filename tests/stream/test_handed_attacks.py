@@ -22,16 +22,18 @@ from gsomia.errors import InvalidInputError
 from gsomia.node import Node, load_config
 from gsomia.store import PEERS
 from gsomia.stream import StreamService
-from gsomia.stream._link import TRACK, BatchSigner, accept, initiate
+from gsomia.stream._link import TRACK, TRACKS, BatchSigner, accept, initiate
 from gsomia.stream._service import _OutLink
 from gsomia.testing import FakeClock
 
 AT = datetime(2024, 3, 1, tzinfo=UTC)
 
 
-def _handed(track: bytes, label: bytes, recipient: str, via: str | None, agreement: str | None) -> bytes:
+def _handed(
+    track: bytes, label: bytes, recipient: str, via: str | None, agreement: str | None, kind: int = TRACK
+) -> bytes:
     """A handover message as ``_hand_off`` writes it for this node's own track."""
-    header = orjson.dumps({"k": TRACK, "a": agreement, "c": [], "g": False, "s": None})
+    header = orjson.dumps({"k": kind, "a": agreement, "c": [], "g": False, "s": None})
     tail = orjson.dumps({"originator": "KOR", "recipient": recipient, "via": via})[1:]
     return header + b"\n" + b'{"track":' + track + b',"label":' + label + b"," + tail
 
@@ -80,6 +82,14 @@ def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tm
                 ("USA", _handed(track, label, "JPN", None, None), "forged-usa-none"),
                 ("USA", _handed(track, label, "JPN", None, "usa-kor-gsomia-1987"), "forged-usa-agreement"),
                 ("USA", _handed(track, label, "JPN", "USA", None), "forged-usa-as-hub"),
+                # the right link, but no agreement named (the link's registration unchecked), or
+                # another kind of frame than a track: not what a process of the node hands over
+                ("JPN", _handed(track, label, "JPN", None, None), "no-agreement"),
+                (
+                    "JPN",
+                    _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016", kind=TRACKS),
+                    "not-a-track",
+                ),
                 ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
             ]
             for party, message, name in cases:
@@ -101,6 +111,7 @@ def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tm
         assert framed["USA"] == []  # decided for JPN: never framed for the USA
         # dropped at once (nothing for the link's next holder to send again)
         assert {"forged-usa-none", "forged-usa-agreement", "forged-usa-as-hub"} <= set(acked)
+        assert {"no-agreement", "not-a-track"} <= set(acked)
     finally:
         for node in (kor, *partners.values()):
             node.close()

@@ -467,6 +467,8 @@ class StreamService:
             header, _, body = message.partition(b"\n")
             fields = orjson.loads(header)
             kind, agreement, consents = int(fields["k"]), fields["a"], [str(c) for c in fields["c"]]
+            if kind != TRACK or not isinstance(agreement, str):  # what _to_link hands, and nothing else
+                raise InvalidInputError("a handed message is a track under its route's agreement")
             sender = fields.get("s")
             payload: bytes | _Relayed = body
             track_message = body
