@@ -723,20 +723,44 @@ def _copy_field(value: str | None) -> str:
     return value
 
 
-def _copy(conn: Connection, statement: str, text: str) -> None:
-    """``COPY ... FROM STDIN`` of ``text`` in ``conn``'s transaction (PostgreSQL, psycopg). The driver's
-    errors become SQLAlchemy's, as an ``execute``'s would: a duplicate key is the caller's conflict."""
+@contextmanager
+def _driver_cursor(conn: Connection, statement: str) -> Iterator[Any]:
+    """The driver's own cursor on ``conn``'s connection, closed after: for a statement whose
+    SQLAlchemy execution around it cost as much as the statement (issue 18). The driver's errors
+    become SQLAlchemy's, as an ``execute``'s would (named by ``statement``, the parameters hidden),
+    and so the caller's (``_writing``): a duplicate key is the caller's conflict."""
     dbapi = conn.connection.dbapi_connection
-    cursor = dbapi.cursor()  # type: ignore[union-attr]
+    assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+    cursor = dbapi.cursor()
     try:
-        with cursor.copy(statement) as copy:
-            copy.write(text)
+        yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
             statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=conn.dialect
         ) from exc
     finally:
         cursor.close()
+
+
+@contextmanager
+def _driver_transaction(conn: Connection, statement: str) -> Iterator[Any]:
+    """:func:`_driver_cursor` in a SQLite transaction of its own: the write lock first (``BEGIN
+    IMMEDIATE``: no writer between what it reads and what it writes), the commit after, a rollback
+    on any failure (nothing half-written)."""
+    with _driver_cursor(conn, statement) as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+            cursor.connection.commit()
+        except BaseException:
+            cursor.connection.rollback()
+            raise
+
+
+def _copy(conn: Connection, statement: str, text: str) -> None:
+    """``COPY ... FROM STDIN`` of ``text`` in ``conn``'s transaction (PostgreSQL, psycopg)."""
+    with _driver_cursor(conn, statement) as cursor, cursor.copy(statement) as copy:
+        copy.write(text)
 
 
 def _text(value: str | None) -> str | None:
@@ -1008,28 +1032,15 @@ class Store:
         """The SQLite transaction of :meth:`remember_signed_arrivals`, on the driver's own cursor: the
         write lock first (``BEGIN IMMEDIATE``: no writer between reading and writing), rows seen
         before ``forget_before_us`` forgotten (``None``: not in this commit), the arrivals, the audit
-        records, the commit. The driver's errors become SQLAlchemy's, as an ``execute``'s would."""
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
-        cursor = dbapi.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
+        records, the commit (:func:`_driver_transaction`)."""
+        with _driver_transaction(conn, "remember_signed_arrivals") as cursor:
             if forget_before_us is not None:
                 cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
                 cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
             answers = _remember_sqlite(cursor, arrivals)
             if audit:
                 cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(audit))
-            dbapi.commit()
-            return answers
-        except conn.dialect.loaded_dbapi.Error as exc:
-            dbapi.rollback()
-            raise DBAPIError.instance(
-                "remember_signed_arrivals", None, exc, conn.dialect.loaded_dbapi.Error,
-                hide_parameters=True, dialect=conn.dialect,
-            ) from exc  # fmt: skip
-        finally:
-            cursor.close()
+        return answers
 
     @property
     def name(self) -> str:
@@ -1212,23 +1223,9 @@ class Store:
             if conn.dialect.name != "sqlite":
                 return conn.execute(query, values).all()
             sql, names, fixed = _sqlite_sql(query, conn.dialect)
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
-            cursor = dbapi.cursor()
-            try:
+            with _driver_cursor(conn, sql) as cursor:
                 cursor.execute(sql, [values[n] if n in values else fixed[n] for n in names])
-                return cursor.fetchall()
-            except conn.dialect.loaded_dbapi.Error as exc:
-                raise DBAPIError.instance(
-                    sql,
-                    None,
-                    exc,
-                    conn.dialect.loaded_dbapi.Error,
-                    hide_parameters=True,
-                    dialect=conn.dialect,
-                ) from exc
-            finally:
-                cursor.close()
+                return cursor.fetchall()  # type: ignore[no-any-return]
 
     def count_items(self) -> int:
         with self._read() as conn:
@@ -1450,22 +1447,13 @@ class Store:
             with self._begin() as conn:
                 self._audit(conn, rows)
             return
-        with _writing(), self._writers, self.engine.connect() as conn:
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
-            cursor = dbapi.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(rows))
-                dbapi.commit()
-            except conn.dialect.loaded_dbapi.Error as exc:
-                dbapi.rollback()
-                raise DBAPIError.instance(
-                    "append_audit", None, exc, conn.dialect.loaded_dbapi.Error,
-                    hide_parameters=True, dialect=conn.dialect,
-                ) from exc  # fmt: skip
-            finally:
-                cursor.close()
+        with (
+            _writing(),
+            self._writers,
+            self.engine.connect() as conn,
+            _driver_transaction(conn, "append_audit") as cursor,
+        ):
+            cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(rows))
 
     # --- refusals of unauthenticated callers, in bounded space ---
 
