@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwe, jws
-from joserfc.errors import JoseError, SecurityWarning
+from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from joserfc.registry import HeaderParameter
 
@@ -116,14 +115,6 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@pytest.fixture(autouse=True)
-def _quiet_eddsa_deprecation() -> Iterator[None]:
-    """joserfc warns on every EdDSA use when driven directly (as the crafting helpers do)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=SecurityWarning, message="EdDSA is deprecated")
-        yield
 
 
 LOOSE_JWS = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,18 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.errors import SecurityWarning
 from tests.crypto.test_envelope import AT, TTL, Network, b64, make_network
 from tests.crypto.test_envelope_reader import _inner, exact, same
 
 from gsomia.crypto import envelope as env
-
-
-@pytest.fixture(autouse=True)
-def _quiet_eddsa_deprecation() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=SecurityWarning, message="EdDSA is deprecated")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ result or both refuse with the same detail code.
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from joserfc import jwa, jwe, jws
-from joserfc.errors import JoseError, SecurityWarning, UnsupportedAlgorithmError
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import GuestProtocol, OKPKey
 from joserfc.registry import HeaderParameter
 from joserfc.util import urlsafe_b64decode
@@ -27,13 +26,6 @@ from tests.crypto.test_envelope import AT, LOOSE_JWE, TTL, Network, b64, make_ne
 
 from gsomia.crypto import envelope as env
 from gsomia.errors import EnvelopeError
-
-
-@pytest.fixture(autouse=True)
-def _quiet_eddsa_deprecation() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=SecurityWarning, message="EdDSA is deprecated")
-        yield
 
 
 @pytest.fixture(scope="module")
