@@ -11,9 +11,10 @@ audited; each read, allowed or refused, is decided and audited exactly once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.node_fixtures import app_caller, kor_label
@@ -71,6 +72,16 @@ def _settle() -> None:
     time.sleep(DEFAULT_INTERVAL + 0.05)
 
 
+def _kept_after_a_request(call: Callable[..., Any], serving: Node, token: str) -> bool:
+    """Whether ``serving`` keeps ``token`` just after a request it served: asked again after a
+    request when the watch's interval ran out in between (a loaded machine: CI saw it do so)."""
+    for _ in range(20):
+        assert call("GET", "/agreements", token).status_code == 200
+        if serving.credentials.recognise(token) is not None:
+            return True
+    return False
+
+
 def _auth_refusals(node: Node) -> int:
     return len([r for r in node.store.audit(kind="auth") if r.outcome == "refused"])
 
@@ -85,8 +96,7 @@ def test_a_token_revoked_by_another_process_is_refused_by_the_app_within_the_int
     serving, other = two
     call = app_caller(serving)
     token_id, token, _ = serving.credentials.issue(None, "reader")
-    assert call("GET", "/agreements", token).status_code == 200
-    assert serving.credentials.recognise(token) is not None  # kept: the next request takes the shortcut
+    assert _kept_after_a_request(call, serving, token)  # kept: the next request takes the shortcut
     other.credentials.revoke(None, token_id)
     _settle()
     assert serving.credentials.recognise(token) is None  # the counters are due: the store decides
