@@ -33,14 +33,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import sqlalchemy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import gsomia
 from _machine import load_average  # benchmarks/ is on sys.path when run as a script
 from _throughput import _LABEL, _WARM, _cpu_s, _drop, _released_through_the_api, _schemas, _serve
-
-import gsomia
 from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 
@@ -131,8 +131,6 @@ def run(count: int, backend: str, spy_dir: Path | None) -> dict[str, float]:
         def pending() -> bool:
             with reader.store.engine.connect() as conn:
                 return conn.execute(waiting).first() is not None
-
-        import httpx
 
         spies: list[subprocess.Popen[bytes]] = []
         try:

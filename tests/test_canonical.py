@@ -200,7 +200,8 @@ def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -
     from gsomia.core.policy import Check, ReleaseDecision
 
     at = datetime(2024, 6, 1, tzinfo=UTC)
-    one = ReleaseDecision(True, at, ("KOR", "JPN"), "kor-jpn-gsomia-2016", (Check("scope", True, "ok"),), None)
+    checks = (Check("scope", True, "ok"),)
+    one = ReleaseDecision(True, at, ("KOR", "JPN"), "kor-jpn-gsomia-2016", checks, None)
     other = replace(one, allowed=False, checks=(Check("scope", False, "이것은 아니다"),))
     texts = DecisionTexts()
     first = texts.text(one)
