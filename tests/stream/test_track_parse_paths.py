@@ -127,8 +127,11 @@ def test_the_inline_sample_path_makes_the_same_values_as_the_checks_that_name_fi
             "speed_mps": 0.0}  # fmt: skip
     fast = parse_track_update(_with(("points", 1), edge), originator="KOR")
     slow = parse_track_update(_with(("points", 1), dict(edge, speed_mps=0)), originator="KOR")  # an int
-    assert type(fast) is TrackUpdate and type(fast.points[1]) is TrackPoint
-    assert fast == slow and fast.points[1] == slow.points[1]
-    assert fast.points[1].at.utcoffset() is not None and fast.points[1].lat == -90.0
+    assert type(fast) is TrackUpdate
+    assert type(fast.points[1]) is TrackPoint
+    assert fast == slow
+    assert fast.points[1] == slow.points[1]
+    assert fast.points[1].at.utcoffset() is not None
+    assert fast.points[1].lat == -90.0
     assert fast._asdict().keys() == {"track_id", "originator", "update_ts", "launch", "impact", "points",
                                      "missile_class", "quality", "final"}  # fmt: skip
