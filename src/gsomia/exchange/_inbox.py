@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._codec import canonical, decision_json, json_object
+from gsomia._codec import DecisionTexts, Encoded, canonical, decision_json, json_object
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
@@ -495,7 +495,8 @@ class Inbox(Equivalences):
                 entry_id=log_entry,
                 msg_id=opened.msg_id,
                 status=status,
-                decision=decision_json(decision),
+                # the batch's decision shared by its items (the engine's memo): its JSON written once
+                decision=Encoded(accepted.prefetched.setdefault("texts", DecisionTexts()).text(decision)),
             )
         )
         if not held:
