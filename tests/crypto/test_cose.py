@@ -432,3 +432,27 @@ def test_an_unknown_format_fails_closed_and_the_routing_reads_both(net: Net) -> 
         }
     )
     assert net.open(jose).body == net.open(text).body == BODY  # an envelope sealed before the switch
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "d823622828",  # a regular expression (tag 35) that does not compile
+        "c11b7fffffffffffffff",  # an epoch datetime (tag 1) past any calendar
+        "d8246161",  # a MIME message (tag 36)
+        "d81c81d81d00",  # a shared reference to itself (tags 28/29): a cycle
+        "d81d05",  # a shared reference to nothing
+        "d9d9f7a0",  # the self-described CBOR tag around an empty map
+        "5f4161ff",  # an indefinite-length byte string
+        "1817",  # an integer in a longer head than it needs
+    ],
+)
+def test_hostile_cbor_items_are_refused_as_malformed(net: Net, item: str) -> None:
+    hostile = bytes.fromhex(item)
+    assert refusal(lambda: net.open(wrapped(hostile))) == "malformed"
+    tag = cbor2.loads(message_of(net.sealed()))
+    good = cbor2.dumps(CBORTag(96, [tag.value[0], {}, *tag.value[2:]]), canonical=True)
+    at = good.find(b"\xa0")  # the unprotected map, emptied, then one hostile item put in as its IV
+    assert at > 0
+    spliced = good[:at] + b"\xa1\x05" + hostile + good[at + 1 :]
+    assert refusal(lambda: net.open(wrapped(spliced))) == "malformed"
