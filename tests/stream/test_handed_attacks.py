@@ -7,6 +7,7 @@ process's bug) must not put it on the USA's link, where no decision let it go.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ def _handed(
     return header + b"\n" + b'{"track":' + track + b',"label":' + label + b"," + tail
 
 
-def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tmp_path: Path) -> None:
+def _frame_handed(
+    tmp_path: Path, cases: Callable[[bytes, bytes], list[tuple[str, bytes, str]]]
+) -> tuple[dict[str, list[str]], list[str], list[dict[str, Any]], str]:
+    """KOR's service with links to JPN and the USA (kept wires), given each handed message of
+    ``cases(track, label)`` (party, message, name) in turn: what each link framed, the names
+    acknowledged, KOR's ``stream.send`` audit records, and the track's update instant."""
     clock = FakeClock(AT)
     members = {m.party: m for m in build(tmp_path / "net", clock=clock)}
     kor = Node(load_config(members["KOR"].directory), clock=clock)
@@ -78,21 +84,7 @@ def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tm
 
                 return done
 
-            cases = [
-                ("USA", _handed(track, label, "JPN", None, None), "forged-usa-none"),
-                ("USA", _handed(track, label, "JPN", None, "usa-kor-gsomia-1987"), "forged-usa-agreement"),
-                ("USA", _handed(track, label, "JPN", "USA", None), "forged-usa-as-hub"),
-                # the right link, but no agreement named (the link's registration unchecked), or
-                # another kind of frame than a track: not what a process of the node hands over
-                ("JPN", _handed(track, label, "JPN", None, None), "no-agreement"),
-                (
-                    "JPN",
-                    _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016", kind=TRACKS),
-                    "not-a-track",
-                ),
-                ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
-            ]
-            for party, message, name in cases:
+            for party, message, name in cases(track, label):
                 await service._send_handed(party, message, ack(name))
                 for _ in range(50):
                     link = service._links.get(party)
@@ -106,15 +98,59 @@ def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tm
 
     try:
         framed, acked = asyncio.run(run())
-        stamp = orjson.loads(track)["update_ts"]
-        assert framed["JPN"] == [stamp]  # the control: the track for JPN on JPN's link goes
-        assert framed["USA"] == []  # decided for JPN: never framed for the USA
-        # dropped at once (nothing for the link's next holder to send again)
-        assert {"forged-usa-none", "forged-usa-agreement", "forged-usa-as-hub"} <= set(acked)
-        assert {"no-agreement", "not-a-track"} <= set(acked)
+        sent = [{"outcome": r.outcome, **orjson.loads(r.detail)} for r in kor.store.audit(kind="stream.send")]
+        return framed, acked, sent, orjson.loads(track)["update_ts"]
     finally:
         for node in (kor, *partners.values()):
             node.close()
+
+
+def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tmp_path: Path) -> None:
+    def cases(track: bytes, label: bytes) -> list[tuple[str, bytes, str]]:
+        return [
+            ("USA", _handed(track, label, "JPN", None, None), "forged-usa-none"),
+            ("USA", _handed(track, label, "JPN", None, "usa-kor-gsomia-1987"), "forged-usa-agreement"),
+            ("USA", _handed(track, label, "JPN", "USA", None), "forged-usa-as-hub"),
+            # the right link, but no agreement named (the link's registration unchecked), or
+            # another kind of frame than a track: not what a process of the node hands over
+            ("JPN", _handed(track, label, "JPN", None, None), "no-agreement"),
+            (
+                "JPN",
+                _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016", kind=TRACKS),
+                "not-a-track",
+            ),
+            ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
+        ]
+
+    framed, acked, _, stamp = _frame_handed(tmp_path, cases)
+    assert framed["JPN"] == [stamp]  # the control: the track for JPN on JPN's link goes
+    assert framed["USA"] == []  # decided for JPN: never framed for the USA
+    # dropped at once (nothing for the link's next holder to send again)
+    assert {"forged-usa-none", "forged-usa-agreement", "forged-usa-as-hub"} <= set(acked)
+    assert {"no-agreement", "not-a-track"} <= set(acked)
+
+
+def test_a_track_handed_under_one_agreement_never_goes_under_another_agreements_decision(
+    tmp_path: Path,
+) -> None:
+    """The hand-over names the agreement its decision let the track go under (the link is registered
+    for it, Art. 9). Decided again at the holder's frame, KOR to JPN directly is allowed under their
+    GSOMIA (the bilateral, most specific), not under the trilateral arrangement a hand-over names
+    (stale, or forged: anyone who reaches the bus may publish). Fail closed: a track goes only under
+    the decision of the agreement it was handed under; otherwise it is dropped and audited."""
+
+    def cases(track: bytes, label: bytes) -> list[tuple[str, bytes, str]]:
+        return [
+            ("JPN", _handed(track, label, "JPN", None, "trilateral-missile-warning-2023"), "other-agreement"),
+            ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
+        ]
+
+    framed, acked, sent, stamp = _frame_handed(tmp_path, cases)
+    assert framed["JPN"] == [stamp]  # the one handed under GSOMIA, once
+    assert "other-agreement" in acked  # dropped: nothing for the link's next holder to send again
+    assert [(r["outcome"], r["agreement"], r["decided_under"]) for r in sent] == [
+        ("refused", "trilateral-missile-warning-2023", "kor-jpn-gsomia-2016")
+    ]
 
 
 def test_a_relayed_track_handed_at_the_hub_is_bound_to_its_recipients_link(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ from gsomia._canonical import canonical_bytes
 from gsomia.errors import EnvelopeError, InstantError, InvalidInputError
 
 if TYPE_CHECKING:
-    from gsomia.crypto.keys import KeyRing, PeerIdentity
+    from gsomia.crypto.keys import KeyRing, PeerIdentity, PublicKeyEntry
 
 __all__ = [
     "APPROVAL_TYPE",
@@ -85,6 +85,7 @@ __all__ = [
     "sign_origin",
     "signed_payload",
     "verify_origin",
+    "verify_origin_until",
 ]
 
 ENVELOPE_FORMAT = "gsomia-envelope/2"  # what seal writes: COSE
@@ -313,20 +314,44 @@ def verify_origin(
     Raises ``EnvelopeError`` with ``malformed``, ``unknown-sender``, ``unknown-key``,
     ``revoked-key``, ``key-not-valid`` or ``bad-origin-signature``.
     """
+    iss, payload, _ = _verified_origin(jws, identities, at, own, typ)
+    return iss, payload
+
+
+def verify_origin_until(
+    jws: str,
+    identities: Callable[[str], PeerIdentity | None],
+    at: datetime,
+    own: KeyRing | None = None,
+    *,
+    typ: str = ITEM_TYPE,
+) -> tuple[str, bytes, datetime | None]:
+    """:func:`verify_origin`, and the first instant after ``at`` from which that verification no
+    longer holds: the signing key's end or revocation, whichever first (``None``: neither). What is
+    kept as verified (an assurance, say) stops counting then, whenever it was verified."""
+    iss, payload, entry = _verified_origin(jws, identities, at, own, typ)
+    return iss, payload, entry.usable_until
+
+
+def _verified_origin(
+    jws: str,
+    identities: Callable[[str], PeerIdentity | None],
+    at: datetime,
+    own: KeyRing | None,
+    typ: str,
+) -> tuple[str, bytes, PublicKeyEntry]:
+    """The originating party, the signed content and the key entry that verified it."""
     _aware(at)
     token = _parsed_jws(jws, _ITEM_HEADER, typ)
     iss = token.protected["iss"]
     if not _is_text(iss):
         raise EnvelopeError("malformed")
-    if own is not None and iss == own.party:
-        key = own._verifier(token.protected["kid"], at)
-    else:
-        issuer = identities(iss)
-        if issuer is None:
-            raise EnvelopeError("unknown-sender")
-        key = issuer._verifier(token.protected["kid"], at)
-    _check_signature(token, key, "bad-origin-signature")
-    return iss, token.payload
+    signer = own if own is not None and iss == own.party else identities(iss)
+    if signer is None:
+        raise EnvelopeError("unknown-sender")
+    entry = signer._verifying_entry(token.protected["kid"], at)
+    _check_signature(token, entry._jose, "bad-origin-signature")
+    return iss, token.payload, entry
 
 
 @dataclass(frozen=True, slots=True)
