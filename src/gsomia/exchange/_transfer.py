@@ -519,7 +519,7 @@ class Transfer:
                 sender=signer,
             )
         sender = _hop_sender(envelope)
-        if sender != signer:  # the hop's sender is bound to the envelope when it opens (JWE header)
+        if sender != signer:  # the hop's sender is bound to the envelope when it opens (the outer header)
             raise self._refuse(
                 "transfer.refused",
                 f"transfer file refused: envelope {index} is from {sender}, but {signer} signed the "
