@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -138,12 +138,13 @@ _Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the nod
 _FOREVER = float("inf")
 
 
-@dataclass(frozen=True, slots=True)
-class _Decided:
+class _Decided(NamedTuple):
     """Why a queued track may go on its link: the decision's terms, to decide again if the frame is
     made after the decision stopped holding (``until``, a POSIX instant: the next agreement event)
     or after what it was decided on changed in the store (``under``: a consent withdrawn, an
-    equivalence change, an assurance revoked, a key revoked or rotated, in any process)."""
+    equivalence change, an assurance revoked, a key revoked or rotated, in any process). A named
+    tuple (one per track and route): made without a frozen dataclass's field-by-field
+    ``object.__setattr__``."""
 
     until: float
     label: SecurityLabel
@@ -191,9 +192,9 @@ class StreamStats:
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    """A track message read from a link and checked at the boundary, not yet decided on."""
+class _Received(NamedTuple):
+    """A track message read from a link and checked at the boundary, not yet decided on (a named
+    tuple, one per track, as :class:`_Decided`)."""
 
     label: SecurityLabel
     track: dict[str, Any]
