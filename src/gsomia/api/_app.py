@@ -387,6 +387,31 @@ def create_app(
             raise InvalidInputError(f"{PURPOSE_HEADER}: 1 to 200 printable characters")
         return replace(person, purpose=stated)  # Art. 6(b): another purpose needs the originator's consent
 
+    purpose_header = PURPOSE_HEADER.lower().encode("latin-1")
+
+    def kept_caller(scope: Scope) -> Person | None:
+        """The caller ``reader`` would give, where it would recognise a kept token on the loop and
+        nothing else (:meth:`Credentials.recognise`): the first ``Authorization`` header read as
+        FastAPI's bearer scheme reads it, no purpose stated. ``None`` for anything else, which
+        ``reader`` then decides (the store's look-up, a refusal audited, a session, a purpose)."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif name == purpose_header:
+                return None
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        token = token.strip()
+        if not token or scheme.lower() != "bearer":
+            return None
+        person = node.credentials.recognise(token)
+        if person is not None:
+            name_actor(person.id)
+        return person
+
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     # The most asked routes first: FastAPI tries the routes in order, each included router's one by
@@ -400,7 +425,7 @@ def create_app(
         status = "ok" if bus.get("state") == "connected" else "degraded"
         return {"status": status, "party": node.party, "bus": bus}
 
-    add_items_routes(app, node, reader)
+    add_items_routes(app, node, reader, kept_caller)
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
