@@ -47,6 +47,7 @@ from gsomia.node import NewIngest, Node, load_config
 _FRAME = re.compile(r"(?P<function>.*) \((?P<file>.*?):\d+\)$")
 # which thread a stack is, by a frame it holds (py-spy's --threads root names only an id)
 _THREADS = (
+    ("audit writer (NodeRuntime)", "NodeRuntime._run_audit"),
     ("delivery worker (NodeRuntime)", "NodeRuntime._run"),
     ("the wire thread (a batch on its way)", "Deliveries._send"),
     ("API worker threads (anyio)", "WorkerThread.run"),

@@ -14,17 +14,16 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.stream.test_handed_decisions import _framed, _update, _Wire
+from tests.node_fixtures import framed, missile_label, wire_links
+from tests.stream.test_handed_decisions import _update
 
 from gsomia._codec import label_to_dict
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.network import build
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node, load_config
-from gsomia.store import PEERS
 from gsomia.stream import StreamService
-from gsomia.stream._link import TRACK, TRACKS, BatchSigner, accept, initiate
-from gsomia.stream._service import _OutLink
+from gsomia.stream._link import TRACK, TRACKS
 from gsomia.testing import FakeClock
 
 AT = datetime(2024, 3, 1, tzinfo=UTC)
@@ -51,32 +50,14 @@ def _frame_handed(
     partners = {p: Node(load_config(members[p].directory), clock=clock) for p in ("JPN", "USA")}
     update = _update(AT - timedelta(seconds=20))
     track = orjson.dumps(track_update_to_json(update))
-    only_jpn = kor.catalogue.label(
-        originator="KOR",
-        classification="군사II급비밀",
-        releasable_to=["JPN"],
-        purpose="missile-warning",
-        topics=["dprk-missile"],
-        created=AT - timedelta(minutes=1),
-    )
+    only_jpn = missile_label(kor.catalogue, AT - timedelta(minutes=1), releasable_to=("JPN",))
     label = orjson.dumps(label_to_dict(only_jpn))
 
     async def run() -> tuple[dict[str, list[str]], list[str]]:
         service = StreamService(kor)
-        wires: dict[str, tuple[_Wire, Any]] = {}
         acked: list[str] = []
         try:
-            for party in ("JPN", "USA"):
-                peer = kor.exchange.peer(party)
-                assert peer is not None
-                first, finish = initiate(kor.ring, peer, clock())
-                theirs = partners[party]
-                answer, receiver = accept(theirs.ring, theirs.kernel.peers.peer, first, clock())
-                wire = _Wire()
-                generation = kor.kernel.watch.generation(PEERS)
-                signer = BatchSigner(kor.ring, party)
-                service._links[party] = _OutLink(wire, finish(answer), signer, "", generation)  # type: ignore[arg-type]
-                wires[party] = (wire, receiver)
+            wires = wire_links(service, kor, partners, clock())
 
             def ack(name: str) -> Any:
                 async def done() -> None:
@@ -91,15 +72,15 @@ def _frame_handed(
                     if link is None or (link.drainer is None and not link.queued):
                         break
                     await asyncio.sleep(0.02)
-            return _framed(wires), acked
+            return framed(wires), acked
         finally:
             service._links.clear()
             await service.close()
 
     try:
-        framed, acked = asyncio.run(run())
+        on_links, acked = asyncio.run(run())
         sent = [{"outcome": r.outcome, **orjson.loads(r.detail)} for r in kor.store.audit(kind="stream.send")]
-        return framed, acked, sent, orjson.loads(track)["update_ts"]
+        return on_links, acked, sent, orjson.loads(track)["update_ts"]
     finally:
         for node in (kor, *partners.values()):
             node.close()
@@ -122,9 +103,9 @@ def test_a_track_handed_for_one_recipient_never_goes_on_another_partners_link(tm
             ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
         ]
 
-    framed, acked, _, stamp = _frame_handed(tmp_path, cases)
-    assert framed["JPN"] == [stamp]  # the control: the track for JPN on JPN's link goes
-    assert framed["USA"] == []  # decided for JPN: never framed for the USA
+    on_links, acked, _, stamp = _frame_handed(tmp_path, cases)
+    assert on_links["JPN"] == [stamp]  # the control: the track for JPN on JPN's link goes
+    assert on_links["USA"] == []  # decided for JPN: never framed for the USA
     # dropped at once (nothing for the link's next holder to send again)
     assert {"forged-usa-none", "forged-usa-agreement", "forged-usa-as-hub"} <= set(acked)
     assert {"no-agreement", "not-a-track"} <= set(acked)
@@ -145,8 +126,8 @@ def test_a_track_handed_under_one_agreement_never_goes_under_another_agreements_
             ("JPN", _handed(track, label, "JPN", None, "kor-jpn-gsomia-2016"), "right-jpn"),
         ]
 
-    framed, acked, sent, stamp = _frame_handed(tmp_path, cases)
-    assert framed["JPN"] == [stamp]  # the one handed under GSOMIA, once
+    on_links, acked, sent, stamp = _frame_handed(tmp_path, cases)
+    assert on_links["JPN"] == [stamp]  # the one handed under GSOMIA, once
     assert "other-agreement" in acked  # dropped: nothing for the link's next holder to send again
     assert [(r["outcome"], r["agreement"], r["decided_under"]) for r in sent] == [
         ("refused", "trilateral-missile-warning-2023", "kor-jpn-gsomia-2016")
@@ -163,14 +144,7 @@ def test_a_relayed_track_handed_at_the_hub_is_bound_to_its_recipients_link(tmp_p
     try:
         service = StreamService(usa)
         update = _update(AT - timedelta(seconds=20))
-        kor_label = usa.catalogue.label(
-            originator="KOR",
-            classification="군사II급비밀",
-            releasable_to=["JPN", "USA"],
-            purpose="missile-warning",
-            topics=["dprk-missile"],
-            created=AT - timedelta(minutes=1),
-        )
+        kor_label = missile_label(usa.catalogue, AT - timedelta(minutes=1))
 
         def message(recipient: str, via: str | None) -> bytes:
             return orjson.dumps(
@@ -194,14 +168,10 @@ def test_a_relayed_track_handed_at_the_hub_is_bound_to_its_recipients_link(tmp_p
             with pytest.raises(InvalidInputError):
                 service._handed_terms(text, "KOR", party)
         # this node's own track (no sender): the next hop is the hub it names, else the recipient
-        own = usa.catalogue.label(
-            originator="USA",
-            classification="SECRET",
-            releasable_to=["JPN", "KOR"],
-            purpose="missile-warning",
-            topics=["dprk-missile"],
-            created=AT - timedelta(minutes=1),
-        )
+        own = missile_label(
+            usa.catalogue, AT - timedelta(minutes=1), originator="USA", classification="SECRET",
+            releasable_to=("JPN", "KOR"),
+        )  # fmt: skip
         mine = orjson.dumps(
             {"track": track_update_to_json(update), "label": label_to_dict(own), "originator": "USA",
              "recipient": "KOR", "via": None}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.duties.conftest import Net, _net
+from tests.node_fixtures import LinkWire
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.policy import ReleaseRequest
@@ -118,7 +119,7 @@ def test_a_link_opened_with_a_partners_key_ends_when_that_key_ends(net: Net) -> 
             answer, _ = accept(kor.ring, kor.kernel.peers.peer, first, net.clock.now)
             kid = peer.encryption_key(net.clock.now)[0]  # the key the session was opened with
             generation = jpn.kernel.watch.generation(PEERS)
-            link = _OutLink(_Wire(), finish(answer), BatchSigner(jpn.ring, "KOR"), kid, generation)  # type: ignore[arg-type]
+            link = _OutLink(LinkWire(), finish(answer), BatchSigner(jpn.ring, "KOR"), kid, generation)  # type: ignore[arg-type]
             _kor_rotates(net)  # the peers counter moves: the old key is checked, still in its overlap
             during = service._still_pinned("KOR", link)
             net.clock.advance(seconds=OVERLAP.total_seconds() + 1)  # no counter moves now
@@ -130,11 +131,3 @@ def test_a_link_opened_with_a_partners_key_ends_when_that_key_ends(net: Net) -> 
     during, after = asyncio.run(run())
     assert during
     assert not after  # the key the session was opened with ended: the link is opened anew
-
-
-class _Wire:
-    async def send(self, data: bytes) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

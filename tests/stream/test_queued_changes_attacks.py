@@ -20,32 +20,16 @@ from typing import Any
 
 import pytest
 from tests.duties.conftest import Net, _net
+from tests.node_fixtures import framed, wire_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
-from gsomia.store import PEERS
 from gsomia.stream import StreamService, launches
-from gsomia.stream._link import TRACKS, BatchSigner, accept, initiate
-from gsomia.stream._origin import decode_groups
-from gsomia.stream._service import _OutLink
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Net]:
     yield from _net(tmp_path)
-
-
-class _Wire:
-    """A link's WebSocket that keeps what is sent on it."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self) -> None:
-        return None
 
 
 def _update(net: Net) -> TrackUpdate:
@@ -66,32 +50,13 @@ def _sent_after(net: Net, change: Callable[[], Any]) -> dict[str, list[str]]:
     async def run() -> dict[str, list[str]]:
         service = StreamService(kor)
         await service.start()
-        wires: dict[str, tuple[_Wire, Any]] = {}
-        for party in ("JPN", "USA"):
-            peer = kor.exchange.peer(party)
-            assert peer is not None
-            first, finish = initiate(kor.ring, peer, net.clock.now)
-            answer, receiver = accept(
-                net.nodes[party].ring, net.nodes[party].kernel.peers.peer, first, net.clock.now
-            )
-            wire = _Wire()
-            signer = BatchSigner(kor.ring, party)
-            service._links[party] = _OutLink(
-                wire, finish(answer), signer, "", kor.kernel.watch.generation(PEERS)
-            )  # type: ignore[arg-type]
-            wires[party] = (wire, receiver)
+        partners = {p: net.nodes[p] for p in ("JPN", "USA")}
+        wires = wire_links(service, kor, partners, net.clock.now)
         result = await service.publish_update(update)  # decided: JPN directly; queued, not framed yet
         assert "JPN" in {r["recipient"] for r in result["routes"]}
         change()
         await asyncio.sleep(0.2)  # the frame is made
-        got: dict[str, list[str]] = {}
-        for party, (wire, receiver) in wires.items():
-            got[party] = []
-            for data in wire.sent:
-                frame = receiver.open(data)
-                if frame is not None and frame.kind == TRACKS:
-                    for group in decode_groups(frame.body, "KOR"):
-                        got[party] += [json.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        got = framed(wires)
         service._links.clear()
         await service.close()
         return got

@@ -203,12 +203,14 @@ class Releases(Hops):
             portions=tuple(spec.get("portions") or ()) if row.portions is not None else (),
         )
 
-    def prefetch(self, item_ids: Sequence[str]) -> Prefetched:
-        """The rows and consents on file of many items, read at once (a delivery run's)."""
+    def prefetch(self, item_ids: Sequence[str], run: Prefetched | None = None) -> Prefetched:
+        """The rows and consents on file of many items, read at once (a delivery batch's); with
+        ``run``, sharing its consents verified and decisions taken (a delivery run's batches)."""
         rows = self.kernel.store.get_items(item_ids)
-        return Prefetched(
-            rows, self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()]), {}
-        )
+        on_file = self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()])
+        if run is None:
+            return Prefetched(rows, on_file, {})
+        return Prefetched(rows, on_file, run.verified, run.decided)
 
     # --- the two-person policy and approvals (gsomia.exchange._approvals asks for them) ---
 
