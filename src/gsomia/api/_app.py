@@ -126,6 +126,47 @@ _UNCOUNTED = frozenset({"/inbox", "/healthz"})
 _TRY_AGAIN_LATER = 1013  # WebSocket close code (RFC 6455 registry): the server is overloaded for you
 
 
+# a path no route answers: the router's start-up match against it (_warm_routes) reaches every route
+WARM_PATH = "/.gsomia/warm-routes"
+
+
+async def _warm_routes(router: ASGIApp) -> None:
+    """Match every route once, before the node serves, against a path none answers (an HTTP request
+    and a WebSocket), on the router alone (no middleware: nothing is counted, spent or audited; the
+    router answers itself, not found). FastAPI builds what it keeps of an included router's routes
+    (each route's parameters and models, for its own path) on their first match; that was the first
+    routed request's work after start-up, on the event loop: a partner's ``/inbox`` or the first
+    track published, 240-280 ms of one core at load 12 in every node of a stream benchmark, every
+    track on the node waiting it out (benchmarks/README.md, bench_stream). A framework that builds
+    nothing lazily answers the same not-found and keeps nothing."""
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    for kind in ("http", "websocket"):
+        scope: Scope = {
+            "type": kind,
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http" if kind == "http" else "ws",
+            "path": WARM_PATH,
+            "raw_path": WARM_PATH.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "client": None,
+            "server": None,
+        }
+        try:
+            await router(scope, receive, send)
+        except Exception:  # the first real request builds them instead, as it did before
+            _log.warning("matching the routes before serving failed", exc_info=True)
+
+
 def _spending(inner: ASGIApp, spend: Callable[[HTTPConnection], RateLimitedError | None]) -> ASGIApp:
     """``inner`` behind the budget of its callers' sources (for routes FastAPI adds as plain ones)."""
 
@@ -242,6 +283,7 @@ def create_app(
             runtime.start()
         if stream.leases_links:  # the links' leases are claimed from the start, not at the first track
             await stream.start()
+        await _warm_routes(app.router)  # not at the first request, on the loop every track needs
         yield
         await stream.close()
         if runtime is not None:

@@ -52,7 +52,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
-from gsomia.crypto.envelope import verify_origin
+from gsomia.crypto.envelope import verify_origin_until
 from gsomia.errors import (
     AccessDenied,
     EnvelopeError,
@@ -318,6 +318,10 @@ class StreamService:
         self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
         self._tls_context: ssl.SSLContext | None = None  # links' client context, made at the first
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
+        # jws -> the POSIX instant its signing key ends or is revoked, as verified; and the store's
+        # peers and keys generations they were last verified under (``_kept``)
+        self._consent_ends: dict[str, float] = {}
+        self._consents_verified: tuple[int, int] = (-1, -1)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
         self._label_json: dict[str, bytes] = {}  # track id -> its label, encoded
         # label -> the bus message's bytes between the sequence number and the track
@@ -1368,7 +1372,7 @@ class StreamService:
         this node as the hub; or the hub it names, to this node as the recipient), at most
         ``_CONSENTS_KEPT`` per originator (the newest); ``LinkError`` ``bad-consent`` if it is not one."""
         try:
-            signer, content = verify_origin(jws, self.kernel.peers.peer, self.kernel.clock())
+            signer, content, until = verify_origin_until(jws, self.kernel.peers.peer, self.kernel.clock())
             consent_id, consent = consent_from_content(content, signer)
         except GsomiaError as exc:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
@@ -1382,11 +1386,35 @@ class StreamService:
         kept = self._consents.setdefault(consent.originator, {})
         if consent_id not in kept:
             kept[consent_id] = (consent, jws)
+            self._consent_ends[jws] = _posix(until)
             if len(kept) > _CONSENTS_KEPT:
                 oldest = min(kept, key=lambda key: kept[key][0].given_at)
-                del kept[oldest]
+                self._consent_ends.pop(kept.pop(oldest)[1], None)
             self._received_plans.clear()
         return consent_id, consent
+
+    def _kept(self, originator: str, now: datetime) -> list[tuple[Consent, str]]:
+        """The authorisations of ``originator`` kept from the links that still verify at ``now``, as
+        the exchange verifies each consent it counts at the instant it decides: all verified again
+        when the store's peers or keys moved (a key revoked, a partner registered anew, in any
+        process; one that no longer verifies is dropped), and each left out from its signing key's
+        end on (no counter moves for that)."""
+        watch = self.kernel.watch
+        generation = (watch.generation(PEERS), watch.generation(KEYS))
+        if generation != self._consents_verified:
+            for kept in self._consents.values():
+                for consent_id, (_, jws) in list(kept.items()):
+                    try:
+                        until = verify_origin_until(jws, self.kernel.peers.peer, now)[2]
+                    except GsomiaError:
+                        del kept[consent_id]
+                        self._consent_ends.pop(jws, None)
+                        continue
+                    self._consent_ends[jws] = _posix(until)
+            self._consents_verified = generation
+        ts = now.timestamp()
+        ends = self._consent_ends
+        return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
     def _remember(self, group: VerifiedGroup, tracks: list[str]) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
@@ -1541,7 +1569,8 @@ class StreamService:
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
             return cached
-        consents = tuple(c for c, _ in self._consents.get(label.originator, {}).values())
+        kept = self._kept(label.originator, now)
+        consents = tuple(c for c, _ in kept)
         assurances = self.exchange.assurances_on_file(now)
         request = ReleaseRequest(
             label,
@@ -1557,10 +1586,13 @@ class StreamService:
         until = next_event_after(
             self.kernel.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now, assurances
         )
+        # an authorisation counted stops counting when its signing key ends: decided again then
+        held = min((self._consent_ends.get(j, 0.0) for _, j in kept), default=_FOREVER)
+        held = min(held, _posix(until))
         if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
             self._received_plans.clear()
             self._emitted_labels.clear()
-        answer = self._received_plans[key] = (decision, _FOREVER if until is None else until.timestamp())
+        answer = self._received_plans[key] = (decision, held)
         if not decision.allowed:
             self.stats.refused += 1
             await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
@@ -1578,7 +1610,7 @@ class StreamService:
         """The hub passes a track on to the recipient the originator authorised, under the
         originator's signed root, unchanged, with the track's inclusion proof."""
         try:
-            kept = self._consents.get(label.originator, {}).values()
+            kept = self._kept(label.originator, decision.at)  # those that still verify, as counted
             consents = [jws for consent, jws in kept if consent.recipient == recipient]
             await self._to_link(recipient, relayed, decision.agreement, consents, decided)
             self.stats.relayed += 1
