@@ -12,27 +12,37 @@ statement (no ``RETURNING`` read back) and, on PostgreSQL, sent with ``COPY`` in
 (on SQLite with a 256 MB page cache for the load, the store's own put back after).
 It is for loading the large states only; what the benchmarks time goes through the store and the
 node as they are.
+
+The profiling tools (``profile_ingest.py``, ``profile_list.py``) share two more steps:
+``load_store`` loads ``bench_store.py``'s JPN node once, and ``run_checkouts`` measures each
+checkout in a process of its own on it, interleaved.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select, text
 
+from _machine import load_average
 from gsomia.node import Node, load_config
 from gsomia.store import NewItem, Store
 from gsomia.store import _tables as t
 from gsomia.store._store import allocate_added
 from gsomia.testing import FakeClock
 
-__all__ = ["bulk_write", "rows_in_workers", "workers"]
+__all__ = ["bulk_write", "load_store", "rows_in_workers", "run_checkouts", "workers"]
 
 # the columns Store.insert_items writes, in this order, then seq and added_us
 _LOAD_CACHE_KIB = -262_144  # SQLite's page cache while loading: 256 MB (negative: KiB)
@@ -124,3 +134,49 @@ def bulk_write(store: Store, rows: Sequence[NewItem]) -> None:
             finally:
                 cur.execute(f"PRAGMA cache_size={int(kept)}")
                 cur.close()
+
+
+def load_store(directory: Path, items: int, readers: Sequence[tuple[str, str, Sequence[str]]] = ()) -> float:
+    """``bench_store.py``'s mixed JPN node on SQLite bulk-loaded into ``directory`` (which must not
+    exist; the node's own directory is ``jpn-sqlite`` in it) with ``items`` items, the readers
+    ``(id, clearance, topics)`` registered and the store settled: the seconds its clock moved past
+    ``bench_store.CLOCK_START``, where a measurement on it resumes."""
+    import bench_store  # it imports this module: read when a tool asks, not with this module
+
+    directory.mkdir(parents=True, exist_ok=False)
+    nodes = bench_store.open_nodes({"sqlite": None}, directory)
+    node = nodes["sqlite"]
+    try:
+        bench_store.load(nodes, directory / "jpn-sqlite", items)
+        for pid, clearance, topics in readers:
+            bench_store.add_reader(node, pid, clearance, topics)
+        bench_store.settle(node)
+        return (node.clock() - bench_store.CLOCK_START).total_seconds()
+    finally:
+        node.close()
+
+
+def run_checkouts(
+    script: Path, sources: Sequence[str], rounds: int, args: Sequence[str], profile: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """``script measure ARGS`` for each checkout of ``sources`` in turn (``PYTHONPATH=<src>``, a
+    process of its own), ``rounds`` times interleaved: each run's figures (the last line it prints,
+    JSON) by checkout, the load average logged after each. With ``profile`` (``--profile`` passed on)
+    what each run prints is shown as it runs and nothing is kept. Exits naming a checkout whose
+    run failed."""
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
+    for r in range(rounds):
+        for src in sources:
+            env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
+            command = [sys.executable, str(script), "measure", *args, *(["--profile"] if profile else [])]
+            done = subprocess.run(  # noqa: S603 - a benchmark script, fixed arguments
+                command, env=env, capture_output=not profile, text=True, check=False
+            )
+            if done.returncode:
+                sys.exit(f"{src}: measure failed\n{done.stderr}")
+            if profile:
+                continue
+            runs[src].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            now = time.strftime("%H:%M:%S")
+            print(f"[{now}] round {r + 1}, {src}: load {load_average()}", file=sys.stderr)
+    return runs

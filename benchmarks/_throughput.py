@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -128,18 +127,7 @@ def _serve(member: network.NetNode, receive_only: bool) -> subprocess.Popen[byte
     """``gsomia node serve`` of ``member`` in its own process, as a deployed node runs: its API and
     its background loops (with ``--no-sender``, the audit log's writer only), started and healthy."""
     process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "gsomia",
-            "node",
-            "serve",
-            "--dir",
-            str(member.directory),
-            "--port",
-            str(member.port),
-            *(["--no-sender"] if receive_only else []),
-        ],
+        network.serve_command(member, *(["--no-sender"] if receive_only else [])),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

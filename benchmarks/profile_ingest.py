@@ -23,22 +23,20 @@ import cProfile
 import gc
 import io
 import json
-import os
 import pstats
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_store
+from _bulk import load_store, run_checkouts
 from _machine import load_average
 from gsomia.node import Node, load_config
 from gsomia.testing import FakeClock
@@ -48,15 +46,7 @@ BATCH = bench_store.INGEST_BATCH
 
 def build(directory: Path, items: int) -> None:
     """The store, bulk-loaded and checkpointed; its clock kept beside it."""
-    (directory / "store").mkdir(parents=True, exist_ok=False)
-    nodes = bench_store.open_nodes({"sqlite": None}, directory / "store")
-    node = nodes["sqlite"]
-    try:
-        bench_store.load(nodes, directory / "store" / "jpn-sqlite", items)
-        bench_store.settle(node)
-        clock_s = (node.clock() - bench_store.CLOCK_START).total_seconds()
-    finally:
-        node.close()
+    clock_s = load_store(directory / "store", items)
     (directory / "clock.json").write_text(json.dumps({"store": clock_s, "items": items}))
 
 
@@ -122,26 +112,9 @@ def measure(directory: Path, batches: int, profile: bool, top: int) -> None:
 
 
 def compare(directory: Path, sources: list[str], rounds: int, batches: int, profile: bool, top: int) -> None:
-    script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
     loads = [load_average()]
-    for r in range(rounds):
-        for src in sources:
-            env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
-            args = [sys.executable, str(script), "measure", "--dir", str(directory)]
-            args += ["--batches", str(batches)]
-            if profile:
-                args += ["--profile", "--top", str(top)]
-            done = subprocess.run(  # noqa: S603 - this script, fixed arguments
-                args, env=env, capture_output=not profile, text=True, check=False
-            )
-            if done.returncode:
-                sys.exit(f"{src}: measure failed\n{done.stderr}")
-            if profile:
-                continue
-            runs[src].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            now = time.strftime("%H:%M:%S")
-            print(f"[{now}] round {r + 1}, {src}: load {load_average()}", file=sys.stderr)
+    args = ["--dir", str(directory), "--batches", str(batches), "--top", str(top)]
+    runs = run_checkouts(Path(__file__).resolve(), sources, rounds, args, profile)
     if profile:
         return
     loads.append(load_average())

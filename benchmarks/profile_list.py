@@ -35,11 +35,9 @@ import cProfile
 import gc
 import io
 import json
-import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +51,7 @@ import orjson
 
 import bench_store
 import bench_taxii
+from _bulk import load_store, run_checkouts
 from _machine import load_average
 from gsomia.node import Node, load_config
 from gsomia.store import ItemFilter
@@ -66,17 +65,11 @@ WALK = 10  # pages walked through once each
 
 def build(directory: Path, items: int) -> None:
     """Both stores, bulk-loaded; the readers registered."""
-    (directory / "store").mkdir(parents=True, exist_ok=False)
-    nodes = bench_store.open_nodes({"sqlite": None}, directory / "store")
-    node = nodes["sqlite"]
-    try:
-        bench_store.load(nodes, directory / "store" / "jpn-sqlite", items)
-        bench_store.add_reader(node, "reader-cleared", "特定秘密", bench_store.TOPICS)
-        bench_store.add_reader(node, "reader-partial", "極秘", ["dprk-missile"])
-        bench_store.settle(node)
-        clock_s = (node.clock() - bench_store.CLOCK_START).total_seconds()
-    finally:
-        node.close()
+    readers = [
+        ("reader-cleared", "特定秘密", bench_store.TOPICS),
+        ("reader-partial", "極秘", ["dprk-missile"]),
+    ]
+    clock_s = load_store(directory / "store", items, readers)
     taxii = bench_taxii.Gsomia(directory / "taxii", items)
     taxii_clock_s = (taxii.clock() - bench_taxii.CLOCK_START).total_seconds()
     taxii.close()
@@ -272,28 +265,12 @@ def measure(directory: Path, profile: bool, top: int) -> None:
 
 
 def compare(directory: Path, sources: list[str], rounds: int, profile: bool, top: int) -> None:
-    script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
     loads = [load_average()]
-    for r in range(rounds):
-        for src in sources:
-            env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
-            args = [sys.executable, str(script), "measure", "--dir", str(directory), "--top", str(top)]
-            if profile:
-                args.append("--profile")
-            done = subprocess.run(  # noqa: S603 - this script, fixed arguments
-                args, env=env, capture_output=not profile, text=True, check=False
-            )
-            if done.returncode:
-                sys.exit(f"{src}: measure failed\n{done.stderr}")
-            if profile:
-                continue
-            runs[src].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(
-                f"[{time.strftime('%H:%M:%S')}] round {r + 1}, {src}: load {load_average()}", file=sys.stderr
-            )
-        if profile:
-            return
+    args = ["--dir", str(directory), "--top", str(top)]
+    # a profile is printed once a checkout (one round)
+    runs = run_checkouts(Path(__file__).resolve(), sources, 1 if profile else rounds, args, profile)
+    if profile:
+        return
     loads.append(load_average())
     names = list(runs[sources[0]][0]["figures"])
     print(f"CPU ms per page (ingest: CPU µs per item), median of {rounds} rounds x {PAGES} pages;")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
+from gsomia.core.catalogue import Catalogue
+from gsomia.core.labels import SecurityLabel
 from gsomia.node import Node
 from gsomia.testing import FakeClock, make_node
 
@@ -75,6 +78,23 @@ def add(
     )
 
 
+def analyst(node: Node, pid: str = "reader") -> Person:
+    """A JPN analyst cleared 極秘 with need-to-know dprk-missile: reads KOR's Class II items (極秘 at JPN)."""
+    return add(node, pid, "JPN", "極秘", ["dprk-missile"], ["analyst"])
+
+
+def received_from_kor(node: Node, item_id: str, payload: bytes = b'{"track": 1}') -> None:
+    """``item_id``, a KOR item (:func:`kor_label`) received from KOR under the GSOMIA, stored at ``node``."""
+    node.items.ingest(
+        None,
+        label=kor_label(),
+        payload=payload,
+        item_id=item_id,
+        received_from="KOR",
+        agreement="kor-jpn-gsomia-2016",
+    )
+
+
 @pytest.fixture
 def people(jpn_node: Node) -> dict[str, Person]:
     return {
@@ -116,6 +136,24 @@ def linked_kor_jpn(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     finally:
         kor.close()
         jpn.close()
+
+
+def in_memory_network(directory: Path, at: datetime) -> Iterator[dict[str, Any]]:
+    """KOR, the USA and JPN built in ``directory`` (their keys made in December 2014, so the story
+    can be replayed) and opened in this process at ``at``, over the in-memory transport:
+    ``{"nodes", "clock", "transport"}``, the nodes closed after (a fixture's body)."""
+    from gsomia.demo import network
+    from gsomia.exchange import MemoryTransport
+
+    clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))
+    members = network.build(directory, clock=clock)
+    clock.now = at
+    nodes = network.open_nodes(members, clock)
+    try:
+        yield {"nodes": nodes, "clock": clock, "transport": MemoryTransport(nodes)}
+    finally:
+        for node in nodes.values():
+            node.close()
 
 
 def assured(node: Node, directory: Path, *parties: str) -> None:
@@ -173,3 +211,84 @@ def through_app(node: Node, requests: list[tuple[str, str, str, dict[str, Any]]]
         return out
 
     return asyncio.run(run())
+
+
+# --- the stream: labels of missile tracks, links on kept wires ---
+
+
+def missile_label(
+    catalogue: Catalogue,
+    created: datetime,
+    *,
+    originator: str = "KOR",
+    classification: str = "군사II급비밀",
+    releasable_to: tuple[str, ...] = ("JPN", "USA"),
+) -> SecurityLabel:
+    """A missile-warning label (the stream's purpose and topic) checked by ``catalogue``."""
+    return catalogue.label(
+        originator=originator,
+        classification=classification,
+        releasable_to=list(releasable_to),
+        purpose="missile-warning",
+        topics=["dprk-missile"],
+        created=created,
+    )
+
+
+class LinkWire:
+    """A stream link's WebSocket that keeps what is sent on it; :func:`framed` opens it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.opened = 0  # how many of them the partner's side opened
+        self.tracks: list[str] = []  # the update instants of the tracks in them
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self) -> None:
+        return None
+
+
+def wire_links(
+    service: Any, node: Node, partners: Mapping[str, Node], at: datetime
+) -> dict[str, tuple[LinkWire, Any]]:
+    """``service`` (a ``StreamService`` of ``node``) given an outbound link to each of ``partners``,
+    opened at ``at`` by the real handshake, on a kept wire: each wire with the partner's side of its
+    session, which opens what is framed on it (:func:`framed`)."""
+    from gsomia.store import PEERS
+    from gsomia.stream._link import BatchSigner, accept, initiate
+    from gsomia.stream._service import _OutLink
+
+    wires: dict[str, tuple[LinkWire, Any]] = {}
+    for party, theirs in partners.items():
+        peer = node.exchange.peer(party)
+        assert peer is not None
+        first, finish = initiate(node.ring, peer, at)
+        answer, receiver = accept(theirs.ring, theirs.kernel.peers.peer, first, at)
+        wire = LinkWire()
+        generation = node.kernel.watch.generation(PEERS)
+        signer = BatchSigner(node.ring, party)
+        service._links[party] = _OutLink(wire, finish(answer), signer, "", generation)  # type: ignore[arg-type]
+        wires[party] = (wire, receiver)
+    return wires
+
+
+def framed(wires: Mapping[str, tuple[LinkWire, Any]], sender: str = "KOR") -> dict[str, list[str]]:
+    """The update instants of the tracks ``sender`` framed on each link so far (each partner's side
+    opens every frame once, in order: what it opened is kept on the wire)."""
+    import orjson
+
+    from gsomia.stream._link import TRACKS
+    from gsomia.stream._origin import decode_groups
+
+    got: dict[str, list[str]] = {}
+    for party, (wire, receiver) in wires.items():
+        got[party] = wire.tracks
+        for data in wire.sent[wire.opened :]:
+            frame = receiver.open(data)
+            if frame is not None and frame.kind == TRACKS:
+                for group in decode_groups(frame.body, sender):
+                    got[party] += [orjson.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        wire.opened = len(wire.sent)
+    return got

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 from gsomia._canonical import canonical_bytes, compact_bytes
-from gsomia._codec import canonical
+from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
 _BEFORE_ENVELOPE = json.JSONEncoder(
@@ -179,3 +179,33 @@ def test_a_response_orjson_would_write_otherwise_is_left_to_json(value: Any) -> 
 @pytest.mark.parametrize("value", CORPUS, ids=repr)
 def test_a_response_of_plain_values_is_written_by_orjson(value: Any) -> None:
     assert compact_bytes(value) == _starlette(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _VALUES, max_size=6), st.data())
+def test_a_record_with_values_written_once_gets_the_same_bytes(value: dict[str, Any], data: Any) -> None:
+    """Issue 18: a value shared by a batch's records (its decision) is written once and placed in
+    each record as it is: the record's text is the standard encoder's of the whole record."""
+    written = data.draw(st.sets(st.sampled_from(sorted(value)) if value else st.nothing()))
+    record = {k: Encoded(canonical(v)) if k in written else v for k, v in value.items()}
+    assert canonical_record(record) == _before_codec(value)
+
+
+def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -> None:
+    """Issue 18: the decisions a batch shares (the engine's memo) are written once each, by identity,
+    and each as ``decision_json`` writes it; another decision, equal or not, is written for itself."""
+    from dataclasses import replace
+
+    from gsomia._codec import decision_json
+    from gsomia.core.policy import Check, ReleaseDecision
+
+    at = datetime(2024, 6, 1, tzinfo=UTC)
+    checks = (Check("scope", True, "ok"),)
+    one = ReleaseDecision(True, at, ("KOR", "JPN"), "kor-jpn-gsomia-2016", checks, None)
+    other = replace(one, allowed=False, checks=(Check("scope", False, "이것은 아니다"),))
+    texts = DecisionTexts()
+    first = texts.text(one)
+    assert first == canonical(decision_json(one))
+    assert texts.text(one) is first  # written once
+    assert texts.text(other) == canonical(decision_json(other)) != first
+    assert texts.text(replace(one)) == first  # equal, held apart, written the same

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +28,11 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision
 from gsomia.errors import GsomiaError, InvalidInputError, LabelError
 
 __all__ = [
+    "DecisionTexts",
+    "Encoded",
     "agreement_json",
     "canonical",
+    "canonical_record",
     "consent_content",
     "consent_from_content",
     "decision_json",
@@ -55,6 +58,48 @@ def canonical(data: Any) -> str:
     if written is not None:
         return written.decode()
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A value already written as canonical JSON (``text``), placed as it is where a record holds it
+    (:func:`canonical_record`): a decision shared by a batch's items is written once, not per item."""
+
+    text: str
+
+
+def canonical_record(data: Mapping[str, Any]) -> str:
+    """``canonical(data)`` of a record whose top-level values may be :class:`Encoded`: the same
+    text as :func:`canonical` writes for the record with each such value in place of its JSON (the
+    keys sorted, each value's canonical JSON as :func:`canonical` writes it inside the record);
+    tests/test_canonical.py holds the two equal."""
+    if not any(type(value) is Encoded for value in data.values()):
+        return canonical(data)
+    fields = [
+        f"{canonical(key)}:{value.text if type(value) is Encoded else canonical(value)}"
+        for key, value in sorted(data.items())
+    ]
+    return "{" + ",".join(fields) + "}"
+
+
+class DecisionTexts:
+    """The canonical JSON of the decisions of one batch, each written once: the release engine's
+    memo hands the same decision to every item whose request differs only in its id, so a
+    selection's outbox rows and audit records (and a received batch's) share one text a decision.
+    Held by identity, with the decision itself, for as long as the batch is worked on."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[ReleaseDecision, str]] = {}
+
+    def text(self, decision: ReleaseDecision) -> str:
+        """``canonical(decision_json(decision))``, written once for the batch."""
+        held = self._held.get(id(decision))
+        if held is None or held[0] is not decision:
+            held = (decision, canonical(decision_json(decision)))
+            self._held[id(decision)] = held
+        return held[1]
 
 
 def label_to_dict(label: SecurityLabel) -> dict[str, Any]:

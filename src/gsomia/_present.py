@@ -98,9 +98,16 @@ def peer_view(peer: PeerIdentity, agreements: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def outbox_view(row: OutboxRow) -> dict[str, Any]:
+def outbox_view(row: OutboxRow, decisions: dict[str, Any] | None = None) -> dict[str, Any]:
     """An outbox entry: where it goes, its state and attempts, why it failed, its receipt, and the
-    decision it was released under."""
+    decision it was released under. ``decisions``: the decisions read so far for a list of entries,
+    by their text (a selection's items share one decision: read once, not once an entry)."""
+    if decisions is None:
+        decision = json.loads(row.decision)
+    else:
+        decision = decisions.get(row.decision)
+        if decision is None:
+            decision = decisions[row.decision] = json.loads(row.decision)
     return {
         "msg_id": row.msg_id,
         "kind": row.kind,
@@ -111,7 +118,7 @@ def outbox_view(row: OutboxRow) -> dict[str, Any]:
         "attempts": row.attempts,
         "last_error": row.last_error,
         "receipt": row.receipt,
-        "decision": json.loads(row.decision),
+        "decision": decision,
     }
 
 

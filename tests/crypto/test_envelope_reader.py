@@ -24,6 +24,8 @@ from joserfc.registry import HeaderParameter
 from joserfc.util import urlsafe_b64decode
 from tests.crypto.test_envelope import AT, LOOSE_JWE, TTL, Network, b64, make_network, sealed
 
+# The JOSE hop (gsomia-envelope/1) is what nodes sealed before COSE; open_envelope still reads it for
+# the envelopes in flight, so these tests hold that reader to its checks with the JOSE writer kept for it.
 from gsomia.crypto import envelope as env
 from gsomia.errors import EnvelopeError
 
@@ -115,7 +117,7 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
 
 def exact(compact: str) -> str:
     """``compact`` in the wrapper exactly as ``seal`` writes it, which the reader takes by position."""
-    return '{"format":"' + env.ENVELOPE_FORMAT + '","jwe":' + json.dumps(compact) + "}"
+    return '{"format":"' + env.JOSE_FORMAT + '","jwe":' + json.dumps(compact) + "}"
 
 
 def same(net: Network, text: str) -> tuple[str, Any]:
@@ -167,7 +169,7 @@ def test_every_single_character_change_of_the_jwe_is_judged_as_joserfc_judged_it
             if compact[position] == character:
                 continue
             changed = compact[:position] + character + compact[position + 1 :]
-            verdict, detail = same(shared, json.dumps({"format": env.ENVELOPE_FORMAT, "jwe": changed}))
+            verdict, detail = same(shared, json.dumps({"format": env.JOSE_FORMAT, "jwe": changed}))
             assert verdict == "refused"
             details.add(detail)
     assert {"malformed", "decrypt-failed"} <= details
@@ -184,7 +186,7 @@ def test_cut_and_stretched_jwes_are_judged_as_joserfc_judged_them(shared: Networ
     for variant in variants:
         if variant == compact:  # the empty encrypted key, emptied
             continue
-        assert same(shared, json.dumps({"format": env.ENVELOPE_FORMAT, "jwe": variant}))[0] == "refused"
+        assert same(shared, json.dumps({"format": env.JOSE_FORMAT, "jwe": variant}))[0] == "refused"
 
 
 def _inner(net: Network, token: str, outer: dict[str, Any] | None = None) -> str:
@@ -205,7 +207,7 @@ def _inner(net: Network, token: str, outer: dict[str, Any] | None = None) -> str
         **(outer or {}),
     }
     compact = jwe.encrypt_compact(protected, token, OKPKey.import_key(to_key), registry=LOOSE_JWE)
-    return json.dumps({"format": env.ENVELOPE_FORMAT, "jwe": compact})
+    return json.dumps({"format": env.JOSE_FORMAT, "jwe": compact})
 
 
 def test_hostile_inner_signatures_are_judged_as_joserfc_judged_them(shared: Network) -> None:
@@ -313,7 +315,7 @@ def _by_json(net: Network, text: str | bytes) -> tuple[str, Any]:
         return "refused", "malformed"
     if type(envelope) is not dict or type(envelope.get("format")) is not str:
         return "refused", "malformed"
-    if envelope["format"] != env.ENVELOPE_FORMAT:
+    if envelope["format"] != env.JOSE_FORMAT:
         return "refused", "unsupported-version"
     if envelope.keys() != {"format", "jwe"} or type(envelope["jwe"]) is not str:
         return "refused", "malformed"
@@ -326,7 +328,7 @@ def test_the_wrapper_read_by_position_decides_as_json_reading_it_does(shared: Ne
     a quote or a backslash (an escape that JSON reads as the same JWE opens), a control character, a
     non-ASCII character or an invalid UTF-8 byte inside the JWE, a changed head or tail."""
     text = sealed(shared)
-    assert text.startswith('{"format":"' + env.ENVELOPE_FORMAT + '","jwe":"')
+    assert text.startswith('{"format":"' + env.JOSE_FORMAT + '","jwe":"')
     assert text.endswith('"}')
     compact = json.loads(text)["jwe"]
     head = len(text) - len(compact) - 2
@@ -346,7 +348,7 @@ def test_the_wrapper_read_by_position_decides_as_json_reading_it_does(shared: Ne
         text[:-2] + '"' + text[-2:],
         text[:head] + '"' + text[head:],
         text.replace('","jwe":"', '", "jwe":"'),
-        text.replace("gsomia-envelope/1", "gsomia-envelope/2"),
+        text.replace("gsomia-envelope/1", "gsomia-envelope/3"),
         text.encode()[:head] + b"\xff" + text.encode()[head:],
         text.encode()[:-40] + "é".encode() + text.encode()[-40:],
     ]
@@ -396,7 +398,8 @@ def test_an_item_moved_between_batches_is_refused(shared: Network) -> None:
         messages = [
             {"msg_id": f"{n:032x}", "body": {"kind": "item", "n": n}} for n in range(first, first + 3)
         ]
-        return env.seal(ring, jpn, {"kind": "batch", "messages": messages}, msg_id=msg_id, at=AT, ttl=TTL)
+        body = {"kind": "batch", "messages": messages}
+        return env._seal_jose(ring, jpn, body, msg_id=msg_id, at=AT, ttl=TTL)
 
     one, two = batch(0, "batch-0001"), batch(3, "batch-0002")
     a, b = json.loads(one)["jwe"].split("."), json.loads(two)["jwe"].split(".")

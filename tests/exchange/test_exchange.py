@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -244,11 +245,12 @@ def test_hostile_envelopes_are_refused_and_recorded(net: Net, case: str) -> None
     if case == "garbage":
         envelope = "not an envelope"
     elif case == "wrong-format":
-        envelope = json.dumps({"format": "gsomia-envelope/9", "jwe": json.loads(good)["jwe"]})
-    elif case == "tampered":
-        jwe = json.loads(good)["jwe"].split(".")
-        jwe[3] = ("A" if jwe[3][0] != "A" else "B") + jwe[3][1:]
-        envelope = json.dumps({"format": "gsomia-envelope/1", "jwe": ".".join(jwe)})
+        envelope = json.dumps({"format": "gsomia-envelope/9", "cose": json.loads(good)["cose"]})
+    elif case == "tampered":  # one character of the COSE_Encrypt's ciphertext changed
+        cose = json.loads(good)["cose"]
+        middle = len(cose) // 2
+        cose = cose[:middle] + ("A" if cose[middle] != "A" else "B") + cose[middle + 1 :]
+        envelope = json.dumps({"format": "gsomia-envelope/2", "cose": cose})
     elif case == "wrong-recipient":
         envelope = seal(
             kor.ring, peer(net, "KOR", "USA"), {"kind": "item"}, msg_id="m", at=net.clock.now, ttl=HOUR
@@ -483,6 +485,35 @@ def test_a_release_wakes_the_sender_at_its_commit_not_at_the_end_of_its_pause(ne
     finally:
         runtime.stop()
     assert jpn.store.count_items() == 2  # once each
+
+
+def test_the_audit_writer_never_holds_up_the_next_batch(net: Net) -> None:
+    """Issue 18: a serving node's audit log is integrated on a thread of its own; a slow integration
+    (held here until the item has arrived) does not stop the delivery worker carrying what is
+    released meanwhile, and the records are integrated once it goes on."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    own_item(net, "KOR", "aw-1")
+    integrating, go_on = threading.Event(), threading.Event()
+    integrate = kor.audit.integrate
+
+    def slow(limit: int = 10_000) -> int:
+        integrating.set()
+        go_on.wait(30)
+        return integrate(limit)
+
+    runtime = kor.runtime(net.transport, interval=60)
+    kor.audit.integrate = slow  # type: ignore[method-assign]
+    runtime.start()
+    try:
+        assert integrating.wait(10)  # the writer is busy (and stays so until told)
+        kor.exchange.release_many(net.officer("KOR"), ["aw-1"], "JPN")
+        assert _within(20, lambda: jpn.store.get_item("aw-1") is not None)
+        go_on.set()
+        assert _within(20, lambda: kor.audit.pending() == 0)
+    finally:
+        go_on.set()
+        runtime.stop()
+    assert jpn.store.count_items() == 1
 
 
 def test_selections_released_while_the_worker_delivers_arrive_exactly_once(net: Net) -> None:

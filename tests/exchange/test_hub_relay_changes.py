@@ -20,12 +20,10 @@ from typing import Any
 
 import pytest
 from tests.exchange.test_portions import BODY, _label, report
+from tests.node_fixtures import in_memory_network
 
 from gsomia.crypto.envelope import signed_payload
-from gsomia.demo import network
-from gsomia.exchange import MemoryTransport
 from gsomia.node import Node
-from gsomia.testing import FakeClock
 
 TISA_ONLY = datetime(2016, 11, 22, tzinfo=UTC)  # before GSOMIA: KOR reaches JPN only through the USA
 
@@ -33,13 +31,7 @@ TISA_ONLY = datetime(2016, 11, 22, tzinfo=UTC)  # before GSOMIA: KOR reaches JPN
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """KOR, the USA and JPN in this process over the in-memory transport, in November 2016."""
-    clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))
-    members = network.build(tmp_path / "net", clock=clock)
-    clock.now = TISA_ONLY
-    nodes = network.open_nodes(members, clock)
-    yield {"nodes": nodes, "clock": clock, "transport": MemoryTransport(nodes)}
-    for node in nodes.values():
-        node.close()
+    yield from in_memory_network(tmp_path / "net", TISA_ONLY)
 
 
 def _reclassify(kor: Node, item_id: str, portion: str | None = None) -> Callable[[Any], None]:

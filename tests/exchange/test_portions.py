@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.node_fixtures import in_memory_network
 
 from gsomia._codec import label_to_dict
 from gsomia.core.access import Person
 from gsomia.crypto.envelope import open_envelope, seal
-from gsomia.demo import network
 from gsomia.errors import InvalidInputError, ItemGoneError, LabelError, NotFoundError, ReleaseRefused
-from gsomia.exchange import MemoryTransport
 from gsomia.kernel import NewPortion
 from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
@@ -39,13 +38,8 @@ TEARLINE = b'{"text": "tearline: a launch at 05:12 KST"}'
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))
-    members = network.build(tmp_path / "net", clock=clock)
-    clock.now = KST_2024
-    nodes = network.open_nodes(members, clock)
-    yield {"nodes": nodes, "clock": clock, "transport": MemoryTransport(nodes)}
-    for node in nodes.values():
-        node.close()
+    """KOR, the USA and JPN in this process over the in-memory transport, on 1 March 2024."""
+    yield from in_memory_network(tmp_path / "net", KST_2024)
 
 
 def _label(clock: FakeClock, classification: str, releasable_to: list[str]) -> dict[str, Any]:

@@ -255,3 +255,33 @@ def test_a_selection_is_sealed_when_it_is_sent_not_when_it_is_queued(net: Net) -
     assert (opened.msg_id, opened.issued_at) == (entry.msg_id, net.clock.now)  # sealed when sent
     assert jpn.store.existing_items(["alone"]) == {"alone"}
     assert net.deliver() == []
+
+
+def test_a_partners_item_held_without_its_signature_is_refused_at_release_in_a_selection(net: Net) -> None:
+    """Issue 18: a selection builds no item message when it is queued (delivery builds it at the
+    instant of sending), yet an item whose message could never be built (a partner's item held
+    without the partner's signature) is still refused at the release, with the reason, and audited,
+    though the release engine allows it; the others of the selection go, once."""
+    for item_id in ("c-kept", "c-bare"):
+        own_item(net, "KOR", item_id)
+    kor = net.nodes["KOR"].exchange
+    kor.release_many(net.officer("KOR"), ["c-kept", "c-bare"], "JPN")
+    net.deliver()
+    jpn_node = net.nodes["JPN"]
+    jpn = jpn_node.exchange
+    for item_id in ("c-kept", "c-bare"):  # KOR consents to both going on to USA
+        request_id = jpn.request_consent(net.officer("JPN"), item_id, "USA", "threat-assessment", "US cell")
+        net.deliver()
+        kor.answer_consent(net.officer("KOR"), request_id, grant=True, reason="ok")
+        net.deliver()
+    with jpn_node.store.engine.begin() as conn:  # KOR's signature on c-bare is no longer held at JPN
+        conn.exec_driver_sql("UPDATE items SET origin_jws = NULL WHERE id = 'c-bare'")
+    released = jpn.release_many(net.officer("JPN"), ["c-bare", "c-kept"], "USA")
+    assert [e.item_id for e in released.entries] == ["c-kept"]
+    assert [r.subject for r in released.refused] == ["c-bare"]
+    assert "carries no signature of its originator KOR" in released.refused[0].reason
+    refused = [r for r in jpn_node.store.audit(kind="item.release") if r.subject == "c-bare"]
+    assert [r.outcome for r in refused] == ["refused"]
+    assert [d.state for d in net.deliver()] == ["delivered"]
+    assert net.nodes["USA"].store.existing_items(["c-kept", "c-bare"]) == {"c-kept"}
+    assert net.deliver() == []

@@ -137,9 +137,9 @@ def test_exporting_is_a_release_officers_act(nodes: dict[str, Node]) -> None:
 def _altered_envelope(text: str) -> str:
     data = json.loads(text)
     envelope = json.loads(data["envelopes"][0])
-    jwe = envelope["jwe"]
-    cut = len(jwe) // 2
-    envelope["jwe"] = jwe[:cut] + ("A" if jwe[cut] != "A" else "B") + jwe[cut + 1 :]
+    cose = envelope["cose"]
+    cut = len(cose) // 2
+    envelope["cose"] = cose[:cut] + ("A" if cose[cut] != "A" else "B") + cose[cut + 1 :]
     data["envelopes"][0] = json.dumps(envelope)
     return json.dumps(data)
 

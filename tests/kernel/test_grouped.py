@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.node_fixtures import jpn_label
+from tests.node_fixtures import analyst, jpn_label
 
 from gsomia.errors import StoreError
 from gsomia.kernel import GroupedAppend
@@ -84,19 +84,8 @@ def test_a_failed_write_fails_every_caller_in_it_and_not_the_next() -> None:
 
 def test_concurrent_reads_at_a_node_are_each_audited(tmp_path: Path) -> None:
     node = make_node(tmp_path / "jpn", "JPN", clock=FakeClock())
-    node.people.add_person(
-        None,
-        {
-            "id": "reader",
-            "name": "Reader",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-    )
+    reader = analyst(node)
     node.items.ingest(None, label=jpn_label(), payload=b'{"n": 1}', item_id="grouped-1")
-    reader = node.people.person("reader")
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda _: node.items.read(reader, "grouped-1"), range(64)))
     reads = [r for r in node.store.audit(kind="item.read", limit=1000) if r.subject == "grouped-1"]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.node_fixtures import missile_label
 
 from gsomia.errors import LabelError
 from gsomia.node import Node
@@ -33,14 +34,7 @@ def jpn(tmp_path: Path, clock: FakeClock) -> Iterator[Node]:
 
 def test_the_label_held_is_worked_out_per_agreement_and_sender(jpn: Node, clock: FakeClock) -> None:
     items = jpn.kernel.items
-    label = jpn.catalogue.label(
-        originator="KOR",
-        classification="군사II급비밀",
-        releasable_to=["JPN", "USA"],
-        purpose="missile-warning",
-        topics=["dprk-missile"],
-        created=datetime(2024, 1, 1, tzinfo=UTC),
-    )
+    label = missile_label(jpn.catalogue, datetime(2024, 1, 1, tzinfo=UTC))
     at = clock.now
     answers = {}
     for _ in range(2):  # asked again: remembered, the same answers

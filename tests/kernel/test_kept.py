@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.node_fixtures import kor_label
+from tests.node_fixtures import add, analyst, received_from_kor
 
 from gsomia.errors import AccessDenied, AuthenticationError, NotFoundError
 from gsomia.kernel import DEFAULT_INTERVAL, ChangeWatch, Kept
@@ -28,31 +28,9 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
     clock = FakeClock(NOW)
     first = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
     second = Node.open(tmp_path / "jpn", clock=clock)
-    for person in (
-        {
-            "id": "admin",
-            "name": "Admin",
-            "nationality": "JPN",
-            "roles": ["administrator", "security_officer"],
-        },
-        {
-            "id": "reader",
-            "name": "Reader",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-        {
-            "id": "kim",
-            "name": "Kim",
-            "nationality": "KOR",
-            "clearance": "군사II급비밀",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-    ):
-        first.people.add_person(None, person)
+    add(first, "admin", "JPN", None, [], ["administrator", "security_officer"])
+    analyst(first)
+    add(first, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
     yield first, second
     first.close()
     second.close()
@@ -106,14 +84,7 @@ def test_a_visit_authorised_by_another_process_caps_reads_within_the_interval(
     """A visit caps what a visitor reads (Art. 8): the cap is in force here once another process
     authorised it, though this process kept the visitor's (empty) visits read before."""
     serving, operator = two
-    serving.items.ingest(
-        None,
-        label=kor_label(),
-        payload=b'{"track": 1}',
-        item_id="visit-1",
-        received_from="KOR",
-        agreement="kor-jpn-gsomia-2016",
-    )
+    received_from_kor(serving, "visit-1")
     visitor = serving.people.person("kim")
     serving.items.read(visitor, "visit-1")  # not yet a visitor: the ordinary rules
     operator.duties.authorise_visit(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.node_fixtures import kor_label
+from tests.node_fixtures import analyst, received_from_kor
 
 from gsomia._codec import canonical, person_to_dict
 from gsomia.errors import AccessDenied, NotFoundError
@@ -30,17 +30,7 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
     clock = FakeClock(NOW)
     first = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
     second = Node.open(tmp_path / "jpn", clock=clock)
-    first.people.add_person(
-        None,
-        {
-            "id": "reader",
-            "name": "Reader",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-    )
+    analyst(first)
     yield first, second
     first.close()
     second.close()
@@ -49,14 +39,7 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
 def test_a_clearance_lowered_in_another_process_stops_every_read_path_here(two: tuple[Node, Node]) -> None:
     serving, operator = two
     for n in (1, 2):
-        serving.items.ingest(
-            None,
-            label=kor_label(),
-            payload=b'{"track": 1}',
-            item_id=f"clr-{n}",
-            received_from="KOR",
-            agreement="kor-jpn-gsomia-2016",
-        )
+        received_from_kor(serving, f"clr-{n}")
 
     def page() -> list[str]:
         found = serving.items.list_items(serving.people.person("reader"), ItemFilter(originator="KOR"))

@@ -90,19 +90,7 @@ def spawn(
         extra = (*extra, "--stream-nats", NATS)
     with open(member.directory / f"serve-{member.port}.log", "ab") as log:
         return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "gsomia",
-                "node",
-                "serve",
-                "--dir",
-                str(member.directory),
-                "--port",
-                str(member.port),
-                "--sender" if sender else "--no-sender",
-                *extra,
-            ],
+            network.serve_command(member, "--sender" if sender else "--no-sender", *extra),
             stdout=log,
             stderr=log,
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from tests.node_fixtures import kor_label
+from tests.node_fixtures import analyst, received_from_kor
 
 from gsomia.errors import GsomiaError
 from gsomia.testing import FakeClock, make_node
@@ -18,26 +18,8 @@ def test_a_read_whose_audit_record_cannot_be_written_is_not_served(tmp_path: Pat
     try:
         if node.store.engine.dialect.name != "sqlite":
             pytest.skip("the driver's own cursor is SQLite's")
-        node.people.add_person(
-            None,
-            {
-                "id": "reader",
-                "name": "Reader",
-                "nationality": "JPN",
-                "clearance": "極秘",
-                "need_to_know": ["dprk-missile"],
-                "roles": ["analyst"],
-            },
-        )
-        node.items.ingest(
-            None,
-            label=kor_label(),
-            payload=b'{"track": 1}',
-            item_id="aud-1",
-            received_from="KOR",
-            agreement="kor-jpn-gsomia-2016",
-        )
-        reader = node.people.person("reader")
+        reader = analyst(node)
+        received_from_kor(node, "aud-1")
         assert node.items.read(reader, "aud-1")[1] == b'{"track": 1}'
         before = len(node.store.audit(kind="item.read"))
         with node.store.engine.begin() as conn:  # the audit log refuses every record from now on

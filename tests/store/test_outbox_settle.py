@@ -1,7 +1,8 @@
 """Settling outbox entries in one batch (``FederationStore.settle_many``), on SQLite and PostgreSQL:
 each entry is a compare-and-set, so an entry that moved on while it was in flight is left as it is
-and the others of the same batch are still written (on PostgreSQL the batch is one ``UPDATE`` over
-arrays, each row its own compare-and-set, whose ``RETURNING`` tells which entries were written)."""
+and the others of the same batch are still written (the batch is one ``UPDATE``, over arrays on
+PostgreSQL and a ``VALUES`` list on SQLite, each row its own compare-and-set, whose ``RETURNING``
+tells which entries were written)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,28 @@ def test_the_same_entry_twice_in_a_batch_settles_in_order(fed: FederationStore) 
     row = fed.outbox_entry("m0")
     assert row is not None
     assert (row.state, row.attempts) == ("pending", 1)
+
+
+def test_a_batch_over_several_statements_keeps_each_entrys_compare_and_set(
+    fed: FederationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: SQLite settles a batch in statements of at most ``_SQLITE_SETTLE_ROWS`` rows (two
+    here); an entry that moved on in flight, in any of them, is left as it is, and a receipt for it
+    still marks it delivered, while every other entry is written once."""
+    from gsomia.store import _federation
+
+    monkeypatch.setattr(_federation, "_SQLITE_SETTLE_ROWS", 2)
+    entries = [_entry(n) for n in range(5)]
+    fed.enqueue(entries)
+    cancelled = {"state": "cancelled", "attempts": 0, "next_attempt_us": 0, "last_error": "recalled"}
+    fed.settle_many([{"msg_id": "m3", **cancelled}, {"msg_id": "m4", **cancelled}], now_us=3)
+    outcomes = [_delivered(e) for e in entries[:4]] + [_retry(entries[4])]
+    written = fed.settle_many(outcomes, now_us=10)
+    assert written == ["m0", "m1", "m2", "m3"]  # m3 late (its receipt counts), m4 not put back
+    states = {e.msg_id: fed.outbox_entry(e.msg_id) for e in entries}
+    assert {m: (r.state if r else None) for m, r in states.items()} == {
+        "m0": "delivered", "m1": "delivered", "m2": "delivered", "m3": "delivered", "m4": "cancelled",
+    }  # fmt: skip
+    late = states["m3"]
+    assert late is not None
+    assert (late.last_error, late.receipt) == ("recalled", "receipt-m3")

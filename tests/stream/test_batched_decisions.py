@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from tests.conftest import kst
+from tests.node_fixtures import framed, wire_links
 
 from gsomia._codec import label_to_dict
 from gsomia.core.ballistics import track_updates
@@ -26,11 +27,9 @@ from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.demo.network import build, open_nodes
 from gsomia.errors import LinkError
 from gsomia.node import Node
-from gsomia.store import PEERS
 from gsomia.stream import StreamService, launches
-from gsomia.stream._link import CONSENT, TRACK, TRACKS, BatchSigner, accept, initiate
-from gsomia.stream._origin import decode_groups, sign_batch
-from gsomia.stream._service import _OutLink
+from gsomia.stream._link import CONSENT, TRACK, TRACKS, initiate
+from gsomia.stream._origin import sign_batch
 from gsomia.testing import FakeClock
 
 END = kst(2019, 11, 23)  # GSOMIA's end had Korea not suspended its notice
@@ -97,19 +96,6 @@ def test_a_track_under_a_label_that_excludes_the_receiver_is_refused_inside_an_a
     assert [(r.subject, r.outcome) for r in refusals] == [("KOR-same-id", "refused")]
 
 
-class _Wire:
-    """A link's WebSocket that keeps what is sent on it."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self) -> None:
-        return None
-
-
 def test_a_track_queued_before_its_agreement_ends_is_not_sent_after_the_end(
     tmp_path: Path, catalogue
 ) -> None:  # type: ignore[no-untyped-def]
@@ -124,18 +110,7 @@ def test_a_track_queued_before_its_agreement_ends_is_not_sent_after_the_end(
     async def run() -> dict[str, list[str]]:
         service = StreamService(kor)
         await service.start()
-        wires: dict[str, tuple[_Wire, Any]] = {}
-        for party in ("JPN", "USA"):
-            peer = kor.exchange.peer(party)
-            assert peer is not None
-            first, finish = initiate(kor.ring, peer, clock())
-            answer, receiver = accept(nodes[party].ring, nodes[party].kernel.peers.peer, first, clock())
-            wire = _Wire()
-            link = _OutLink(
-                wire, finish(answer), BatchSigner(kor.ring, party), "", kor.kernel.watch.generation(PEERS)
-            )  # type: ignore[arg-type]
-            service._links[party] = link
-            wires[party] = (wire, receiver)
+        wires = wire_links(service, kor, {p: nodes[p] for p in ("JPN", "USA")}, clock())
         clock.now = END - timedelta(seconds=1)
         await service.publish_update(updates[0])  # decided: JPN directly, until END; queued
         await service.publish_update(updates[1])
@@ -143,14 +118,7 @@ def test_a_track_queued_before_its_agreement_ends_is_not_sent_after_the_end(
         await asyncio.sleep(0.2)
         await service.publish_update(updates[2])  # decided after the end: JPN is not a route
         await asyncio.sleep(0.2)
-        got: dict[str, list[str]] = {}
-        for party, (wire, receiver) in wires.items():
-            got[party] = []
-            for data in wire.sent:
-                frame = receiver.open(data)
-                if frame is not None and frame.kind == TRACKS:
-                    for group in decode_groups(frame.body, "KOR"):
-                        got[party] += [json.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        got = framed(wires)
         service._links.clear()
         await service.close()
         return got
@@ -192,13 +160,7 @@ def test_a_hub_does_not_pass_on_a_track_whose_label_excludes_the_recipient_insid
     async def run() -> list[str]:
         hub = StreamService(usa)
         await hub.start()
-        peer = usa.exchange.peer("JPN")
-        assert peer is not None
-        first, finish = initiate(usa.ring, peer, clock())
-        answer, receiver = accept(nodes["JPN"].ring, nodes["JPN"].kernel.peers.peer, first, clock())
-        wire = _Wire()
-        generation = usa.kernel.watch.generation(PEERS)
-        hub._links["JPN"] = _OutLink(wire, finish(answer), BatchSigner(usa.ring, "JPN"), "", generation)  # type: ignore[arg-type]
+        wires = wire_links(hub, usa, {"JPN": nodes["JPN"]}, clock())
         inbound: asyncio.Queue[bytes] = asyncio.Queue()
         outbound: asyncio.Queue[bytes] = asyncio.Queue()
         to_hub = kor.exchange.peer("USA")
@@ -218,12 +180,7 @@ def test_a_hub_does_not_pass_on_a_track_whose_label_excludes_the_recipient_insid
         with pytest.raises(LinkError):
             await asyncio.wait_for(task, 10)
         await asyncio.sleep(0.1)  # the hub's frame to JPN
-        passed: list[str] = []
-        for data in wire.sent:
-            frame = receiver.open(data)
-            if frame is not None and frame.kind == TRACKS:
-                for group in decode_groups(frame.body, "USA"):
-                    passed += [json.loads(e.message)["track"]["update_ts"] for e in group.entries]
+        passed = framed(wires, "USA")["JPN"]
         hub._links.clear()
         await hub.close()
         return passed

@@ -19,9 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from tests.conftest import kst
+from tests.node_fixtures import LinkWire, framed, wire_links
 from tests.reliability.processes import NATS, require_nats
 
 from gsomia.core.ballistics import track_updates
@@ -30,11 +30,8 @@ from gsomia.demo.network import build
 from gsomia.errors import LinkError
 from gsomia.exchange import MemoryTransport
 from gsomia.node import Node, load_config
-from gsomia.store import PEERS
 from gsomia.stream import NatsBus, StreamService, launches
-from gsomia.stream._link import TRACK, TRACKS, BatchSigner, accept, initiate
-from gsomia.stream._origin import decode_groups
-from gsomia.stream._service import _OutLink
+from gsomia.stream._link import TRACK
 from gsomia.testing import FakeClock
 
 END = kst(2019, 11, 23)  # GSOMIA's end had Korea not suspended its notice
@@ -51,21 +48,6 @@ class _Lease:
 
     def release(self) -> None:
         self.holding = False
-
-
-class _Wire:
-    """A link's WebSocket that keeps what is sent on it."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.opened = 0  # how many of them the partner's side opened
-        self.tracks: list[str] = []  # the update instants of the tracks in them
-
-    async def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self) -> None:
-        return None
 
 
 def _update(launched: Any) -> TrackUpdate:
@@ -144,23 +126,13 @@ def _handed_then(
     async def run() -> dict[str, list[str]]:
         a = StreamService(a_node, _bus(names), link_leases=lambda _party: _Lease(held=False))
         b = StreamService(b_node, _bus(names), link_leases=lambda party: leases.get(party, _Lease(False)))
-        wires: dict[str, tuple[_Wire, Any]] = {}
+        wires: dict[str, tuple[LinkWire, Any]] = {}
         try:
             await a.start()
             await b.start()
             for service in (a, b):
                 await asyncio.wait_for(service.bus._ready(), 10)  # type: ignore[attr-defined]
-            for party in ("JPN", "USA"):  # B's links, opened already (the partner's side kept here)
-                peer = b_node.exchange.peer(party)
-                assert peer is not None
-                first, finish = initiate(b_node.ring, peer, clock())
-                theirs = partners[party]
-                answer, receiver = accept(theirs.ring, theirs.kernel.peers.peer, first, clock())
-                wire = _Wire()
-                signer = BatchSigner(b_node.ring, party)
-                generation = b_node.kernel.watch.generation(PEERS)
-                b._links[party] = _OutLink(wire, finish(answer), signer, "", generation)  # type: ignore[arg-type]
-                wires[party] = (wire, receiver)
+            wires = wire_links(b, b_node, partners, clock())  # B's links, opened already
             result = await a.publish_update(update)  # decided at A: handed over
             assert {r["recipient"] for r in result["routes"]} == {"JPN", "USA"}
             await asyncio.to_thread(between, partners, kor.directory)  # before any frame is made
@@ -168,10 +140,10 @@ def _handed_then(
             for lease in leases.values():
                 lease.holding = True  # B takes the links up
             deadline = time.monotonic() + 20
-            while not _framed(wires)["USA"] and time.monotonic() < deadline:
+            while not framed(wires)["USA"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # JPN's frame, were it made, would be there by now
-            return _framed(wires)
+            return framed(wires)
         finally:
             for service in (a, b):
                 service._links.clear()
@@ -189,21 +161,6 @@ def _handed_then(
     finally:
         for node in (a_node, b_node, *partners.values()):
             node.close()
-
-
-def _framed(wires: dict[str, tuple[_Wire, Any]]) -> dict[str, list[str]]:
-    """The update instants of the tracks framed on each link so far (each partner's side opens
-    every frame once, in order: what it opened is kept on the wire)."""
-    got: dict[str, list[str]] = {}
-    for party, (wire, receiver) in wires.items():
-        got[party] = wire.tracks
-        for data in wire.sent[wire.opened :]:
-            frame = receiver.open(data)
-            if frame is not None and frame.kind == TRACKS:
-                for group in decode_groups(frame.body, "KOR"):
-                    got[party] += [orjson.loads(e.message)["track"]["update_ts"] for e in group.entries]
-        wire.opened = len(wire.sent)
-    return got
 
 
 def test_a_track_queued_without_its_decision_is_refused(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import make_request
 from tests.duties.conftest import Net, _net
 from tests.exchange.test_equivalence_changes import HOUR, _change, _send, _signed
+from tests.node_fixtures import missile_label
 
 from gsomia.core.policy import ReleaseDecision
 from gsomia.stream import StreamService
@@ -30,14 +31,7 @@ def net(tmp_path: Path) -> Iterator[Net]:
 def test_a_receivers_kept_decision_follows_an_equivalence_change_stored_after_it(net: Net) -> None:
     jpn = net.nodes["JPN"]
     start = net.clock.now
-    label = jpn.catalogue.label(
-        originator="KOR",
-        classification="군사II급비밀",
-        releasable_to=["JPN", "USA"],
-        purpose="missile-warning",
-        topics=["dprk-missile"],
-        created=start - timedelta(minutes=1),
-    )
+    label = missile_label(jpn.catalogue, start - timedelta(minutes=1))
 
     async def run() -> list[ReleaseDecision]:
         service = StreamService(jpn)

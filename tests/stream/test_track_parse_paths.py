@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gsomia.core.tracks import parse_track_update
+from gsomia.core.tracks import TrackPoint, TrackUpdate, parse_track_update
 from gsomia.errors import ForbiddenFieldError, TrackError
 
 _UPDATE: dict[str, Any] = {
@@ -58,6 +58,9 @@ def test_integers_take_the_slow_path_and_give_the_same_update() -> None:
     ("path", "value", "message"),
     [
         (("points", 1, "lat"), 91.0, "track.points[1].lat: 91.0 is outside [-90, 90]"),
+        (("points", 1, "speed_mps"), float("nan"), "track.points[1].speed_mps: nan is outside [0, 20000]"),
+        (("points", 0, "lon"), float("-inf"), "track.points[0].lon: -inf is outside [-180, 180]"),
+        (("points", 1, "t"), None, "track.points[1].t: expected an ISO 8601 instant"),
         (("points", 0, "lon"), True, "track.points[0].lon: expected a number"),
         (("points", 1, "alt_m"), -501.0, "track.points[1].alt_m: -501.0 is outside [-500, 5000000]"),
         (("points", 0, "speed_mps"), "fast", "track.points[0].speed_mps: expected a number"),
@@ -114,3 +117,21 @@ def test_samples_out_of_time_order_are_still_refused() -> None:
     data = _with(("points", 1, "t"), "2019-05-04T00:29:01+00:00")
     with pytest.raises(TrackError, match=r"track\.points\[1\]\.t: samples must be in time order"):
         parse_track_update(data, originator="KOR")
+
+
+def test_the_inline_sample_path_makes_the_same_values_as_the_checks_that_name_fields() -> None:
+    """The samples' common case is read inline in the update's loop: each sample is the same
+    TrackPoint (and the update the same TrackUpdate, field by field) as the named checks make, at
+    the bounds too."""
+    edge = {"t": "2019-05-04T09:29:10+09:00", "lat": -90.0, "lon": 180.0, "alt_m": 5_000_000.0,
+            "speed_mps": 0.0}  # fmt: skip
+    fast = parse_track_update(_with(("points", 1), edge), originator="KOR")
+    slow = parse_track_update(_with(("points", 1), dict(edge, speed_mps=0)), originator="KOR")  # an int
+    assert type(fast) is TrackUpdate
+    assert type(fast.points[1]) is TrackPoint
+    assert fast == slow
+    assert fast.points[1] == slow.points[1]
+    assert fast.points[1].at.utcoffset() is not None
+    assert fast.points[1].lat == -90.0
+    assert fast._asdict().keys() == {"track_id", "originator", "update_ts", "launch", "impact", "points",
+                                     "missile_class", "quality", "final"}  # fmt: skip

@@ -126,6 +126,47 @@ _UNCOUNTED = frozenset({"/inbox", "/healthz"})
 _TRY_AGAIN_LATER = 1013  # WebSocket close code (RFC 6455 registry): the server is overloaded for you
 
 
+# a path no route answers: the router's start-up match against it (_warm_routes) reaches every route
+WARM_PATH = "/.gsomia/warm-routes"
+
+
+async def _warm_routes(router: ASGIApp) -> None:
+    """Match every route once, before the node serves, against a path none answers (an HTTP request
+    and a WebSocket), on the router alone (no middleware: nothing is counted, spent or audited; the
+    router answers itself, not found). FastAPI builds what it keeps of an included router's routes
+    (each route's parameters and models, for its own path) on their first match; that was the first
+    routed request's work after start-up, on the event loop: a partner's ``/inbox`` or the first
+    track published, 240-280 ms of one core at load 12 in every node of a stream benchmark, every
+    track on the node waiting it out (benchmarks/README.md, bench_stream). A framework that builds
+    nothing lazily answers the same not-found and keeps nothing."""
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    for kind in ("http", "websocket"):
+        scope: Scope = {
+            "type": kind,
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http" if kind == "http" else "ws",
+            "path": WARM_PATH,
+            "raw_path": WARM_PATH.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "client": None,
+            "server": None,
+        }
+        try:
+            await router(scope, receive, send)
+        except Exception:  # the first real request builds them instead, as it did before
+            _log.warning("matching the routes before serving failed", exc_info=True)
+
+
 def _spending(inner: ASGIApp, spend: Callable[[HTTPConnection], RateLimitedError | None]) -> ASGIApp:
     """``inner`` behind the budget of its callers' sources (for routes FastAPI adds as plain ones)."""
 
@@ -242,6 +283,7 @@ def create_app(
             runtime.start()
         if stream.leases_links:  # the links' leases are claimed from the start, not at the first track
             await stream.start()
+        await _warm_routes(app.router)  # not at the first request, on the loop every track needs
         yield
         await stream.close()
         if runtime is not None:
@@ -345,6 +387,31 @@ def create_app(
             raise InvalidInputError(f"{PURPOSE_HEADER}: 1 to 200 printable characters")
         return replace(person, purpose=stated)  # Art. 6(b): another purpose needs the originator's consent
 
+    purpose_header = PURPOSE_HEADER.lower().encode("latin-1")
+
+    def kept_caller(scope: Scope) -> Person | None:
+        """The caller ``reader`` would give, where it would recognise a kept token on the loop and
+        nothing else (:meth:`Credentials.recognise`): the first ``Authorization`` header read as
+        FastAPI's bearer scheme reads it, no purpose stated. ``None`` for anything else, which
+        ``reader`` then decides (the store's look-up, a refusal audited, a session, a purpose)."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif name == purpose_header:
+                return None
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        token = token.strip()
+        if not token or scheme.lower() != "bearer":
+            return None
+        person = node.credentials.recognise(token)
+        if person is not None:
+            name_actor(person.id)
+        return person
+
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     # The most asked routes first: FastAPI tries the routes in order, each included router's one by
@@ -358,7 +425,7 @@ def create_app(
         status = "ok" if bus.get("state") == "connected" else "degraded"
         return {"status": status, "party": node.party, "bus": bus}
 
-    add_items_routes(app, node, reader)
+    add_items_routes(app, node, reader, kept_caller)
     app.include_router(taxii_router(node, reader))
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))

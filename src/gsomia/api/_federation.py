@@ -80,8 +80,9 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Awaita
             purpose=body.purpose,
             authorise_relay=body.authorise_relay,
         )
+        decisions: dict[str, Any] = {}  # the selection's items share their decisions: each read once
         return {
-            "queued": [outbox_view(r) for r in released.entries],
+            "queued": [outbox_view(r, decisions) for r in released.entries],
             "refused": [{"item": r.subject, "reason": r.reason} for r in released.refused],
         }
 
@@ -102,7 +103,8 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Awaita
         """What this node sent or is sending, with receipts and reasons: the entries about items
         the caller may read (and those about no item)."""
         rows = node.exchange.outbox_seen_by(person, state=state, limit=limit, every=every)
-        return [outbox_view(r) for r in rows]
+        decisions: dict[str, Any] = {}
+        return [outbox_view(r, decisions) for r in rows]
 
     @app.post("/outbox/{msg_id}/resend", response_model=m.OutboxOut, tags=["federation"])
     def resend(msg_id: Id, person: Caller) -> dict[str, Any]:

@@ -7,15 +7,21 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 """
 
 import asyncio
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette._exception_handler import wrap_app_handling_exceptions  # as FastAPI's routes use it
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gsomia._canonical import compact_bytes
 from gsomia._present import (
@@ -24,7 +30,7 @@ from gsomia._present import (
 )
 from gsomia.api import _models as m
 from gsomia.api._fields import Classification, Instant, Party, Text
-from gsomia.api._refs import ItemPath, OriginatorQuery, item_ref
+from gsomia.api._refs import REF_PATTERN, ItemPath, OriginatorQuery, item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import InvalidInputError, UnknownNameError
@@ -75,9 +81,78 @@ def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
     return None if text is None else m.instant_in(node, text, name)
 
 
-def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[Person]]) -> None:
+# The query strings the kept routes answer without FastAPI's parameter handling: ``limit`` and
+# ``cursor`` (each at most once, in FastAPI's own accepted form) for a page, nothing for a read.
+# Anything else (a filter, a value FastAPI would refuse or coerce, a repeated name, an escape) takes
+# the route as declared, whose answer (or 422) is the reference the kept one is tested against.
+_PAGE_PART = re.compile(rb"(limit)=([1-9][0-9]{0,3})|(cursor)=(s[0-9]{1,18})")
+_REF = re.compile(REF_PATTERN)
+_MAX_LIMIT = 1000  # the route's ``le``
+_DEFAULT_LIMIT = 100  # the route's default
+
+
+def _page_query(query: bytes) -> tuple[str | None, int] | None:
+    """``(cursor, limit)`` of a page's query string of only ``limit`` and ``cursor`` written as the
+    route accepts them; ``None`` for anything else (the declared route decides it)."""
+    cursor: str | None = None
+    limit: int | None = None
+    if not query:
+        return None, _DEFAULT_LIMIT
+    for part in query.split(b"&"):
+        match = _PAGE_PART.fullmatch(part)
+        if match is None:
+            return None
+        if match[1]:
+            if limit is not None:
+                return None
+            limit = int(match[2])
+        else:
+            if cursor is not None:
+                return None
+            cursor = match[4].decode("ascii")
+    if limit is not None and limit > _MAX_LIMIT:
+        return None
+    return cursor, _DEFAULT_LIMIT if limit is None else limit
+
+
+def _kept_route(
+    app: FastAPI, endpoint: Callable[..., Any], work: Callable[[Scope], Callable[[], Response] | None]
+) -> None:
+    """Serve ``endpoint``'s route without FastAPI's dependency solving when ``work(scope)`` gives the
+    request's work (a kept caller, parameters in the simple form): that work in a read thread, its
+    exceptions through the app's handlers as the route's own would be. ``None``: the route as
+    declared (FastAPI's dependencies, validation and refusals). Dependency solving and the query
+    parameters' extraction were the largest single cost of a page and a read (issue 18, bench_load:
+    benchmarks/README.md); the route's OpenAPI document is unchanged."""
+    route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint)
+    declared: ASGIApp = route.app
+
+    async def kept(scope: Scope, receive: Receive, send: Send) -> None:
+        answer = work(scope)
+        if answer is None:
+            await declared(scope, receive, send)
+            return
+        found = answer
+
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await _in_read_thread(found)
+            await response(scope, receive, send)
+
+        await wrap_app_handling_exceptions(respond, Request(scope, receive, send))(scope, receive, send)
+
+    route.app = kept
+
+
+def add_items_routes(
+    app: FastAPI,
+    node: Node,
+    reader: Callable[..., Awaitable[Person]],
+    kept_caller: Callable[[Scope], Person | None],
+) -> None:
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
-    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency."""
+    method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency,
+    ``kept_caller`` its shortcut (the caller of a request whose token this process keeps, else
+    ``None``), which the page and the read take past FastAPI's dependency solving (:func:`_kept_route`)."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
 
@@ -156,15 +231,15 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
                 created_from_us=None if lo is None else epoch_us(lo),
                 created_before_us=None if hi is None else epoch_us(hi),
             )
-            listed = node.items.list_items(person, where, cursor, limit)
-            return _ModelJson(
-                {
-                    "items": [_ITEM_NULLS | item_view(i) for i in listed.items],
-                    "next_cursor": listed.next_cursor,
-                }
-            )
+            return _page(person, where, cursor, limit)
 
         return await _in_read_thread(page)
+
+    def _page(person: Person, where: ItemFilter, cursor: str | None, limit: int) -> Response:
+        listed = node.items.list_items(person, where, cursor, limit)
+        return _ModelJson(
+            {"items": [_ITEM_NULLS | item_view(i) for i in listed.items], "next_cursor": listed.next_cursor}
+        )
 
     @app.get("/items/{item_id}", response_model=m.ItemContentOut, tags=["items"])
     async def read_item(item_id: ItemPath, person: Caller, originator: OriginatorQuery = None) -> Response:
@@ -174,10 +249,29 @@ def add_items_routes(app: FastAPI, node: Node, reader: Callable[..., Awaitable[P
         # worker thread. A plain ``def`` route would cross
         # twice, or more: FastAPI runs each ``def`` dependency, the ``def`` endpoint and then the
         # validation of its response model each in a worker thread of its own.
-        def read() -> Response:
-            return _ModelJson(_CONTENT_NULLS | item_view(*node.items.read_named(person, item_id, originator)))
+        return await _in_read_thread(partial(_read, person, item_id, originator))
 
-        return await _in_read_thread(read)
+    def _read(person: Person, item_id: str, originator: str | None) -> Response:
+        return _ModelJson(_CONTENT_NULLS | item_view(*node.items.read_named(person, item_id, originator)))
+
+    _no_filter = ItemFilter()
+
+    def kept_page(scope: Scope) -> Callable[[], Response] | None:
+        asked = _page_query(scope["query_string"])
+        person = None if asked is None else kept_caller(scope)
+        if asked is None or person is None:
+            return None
+        return partial(_page, person, _no_filter, *asked)
+
+    def kept_read(scope: Scope) -> Callable[[], Response] | None:
+        item_id = scope["path_params"]["item_id"]
+        if scope["query_string"] or not _REF.fullmatch(item_id):
+            return None
+        person = kept_caller(scope)
+        return None if person is None else partial(_read, person, item_id, None)
+
+    _kept_route(app, list_items, kept_page)
+    _kept_route(app, read_item, kept_read)
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:

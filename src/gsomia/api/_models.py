@@ -360,7 +360,7 @@ class InboxIn(_In):
     envelopes: list[str] = Field(
         min_length=1,
         max_length=1000,
-        description="Envelopes (compact JWE); each is opened or refused on its own, with a result each.",
+        description="Envelopes (gsomia-envelope/2, COSE; /1, JOSE, read too); each opened or refused alone.",
     )
 
 

@@ -164,9 +164,7 @@ def print_net_demo(console: Console, steps: list[NetStep]) -> None:
     console.print(
         "[bold]gsomia demo[/]: 2014–2023 replayed over three real nodes (KOR, JPN, USA) on loopback."
     )
-    console.print(
-        "At each event every flow is a real item, released, sealed (JWS+JWE), sent over HTTP, opened,"
-    )
+    console.print("At each event every flow is a real item, released, sealed (COSE), sent over HTTP, opened,")
     console.print("decided again by the receiver, stored and receipted — or refused, with the reason.\n")
     last_state = ""
     for step in steps:

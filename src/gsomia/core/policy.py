@@ -102,7 +102,10 @@ class Assurance:
     """The recipient's assurance before provision (ROK–Japan GSOMIA Art. 7(5)): that the information
     will be given the clearance level asked, used only for official purposes and given protection
     equivalent to the providing party's. Given by ``party`` (its node signs it) for ``agreement``
-    at ``given_at``; it holds until ``revoked_at``."""
+    at ``given_at``; it holds until ``revoked_at``, and only while its signature verifies: a node
+    that verified it at one instant sets ``verified_until``, the instant the key that signed it (or
+    its revocation) ends or is revoked, so that a kept assurance stops counting then, whenever it
+    was verified (``None``: no end known)."""
 
     agreement: str
     party: str
@@ -110,21 +113,31 @@ class Assurance:
     reference: str
     revoked_at: datetime | None = None
     id: str = ""
+    verified_until: datetime | None = None
 
     given_ts: float = field(init=False, repr=False, compare=False)
-    revoked_ts: float = field(init=False, repr=False, compare=False)
+    revoked_ts: float = field(init=False, repr=False, compare=False)  # revoked, or no longer verified
 
     def __post_init__(self) -> None:
         require_aware(self.given_at, "assurance instant")
         object.__setattr__(self, "given_ts", self.given_at.timestamp())
-        revoked = (
-            float("inf")
-            if self.revoked_at is None
-            else require_aware(self.revoked_at, "assurance revocation").timestamp()
-        )
-        object.__setattr__(self, "revoked_ts", revoked)
+        ends = [
+            require_aware(at, what).timestamp()
+            for at, what in (
+                (self.revoked_at, "assurance revocation"),
+                (self.verified_until, "assurance key end"),
+            )
+            if at is not None
+        ]
+        object.__setattr__(self, "revoked_ts", min(ends, default=float("inf")))
         if not self.reference.strip():
             raise LabelError("an assurance needs a reference")
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """The first instant it no longer holds: revoked, or its signature's key ended (``None``: never)."""
+        ends = [at for at in (self.revoked_at, self.verified_until) if at is not None]
+        return min(ends, default=None)
 
     def holds(self, ts: float) -> bool:
         return self.given_ts <= ts < self.revoked_ts
@@ -868,6 +881,13 @@ class _Assured:
                 continue
             if assurance.given_ts > ts:
                 why = f" (assurance {assurance.reference} is dated after this instant; it must be prior)"
+            elif (
+                assurance.verified_until is not None
+                and assurance.verified_until.timestamp() <= ts
+                and (assurance.revoked_at is None or assurance.verified_until < assurance.revoked_at)
+            ):
+                ended = assurance.verified_until.isoformat()
+                why = f" (assurance {assurance.reference} was signed with a key that ended at {ended})"
             elif assurance.revoked_at is not None:
                 revoked = assurance.revoked_at.isoformat()
                 why = f" (assurance {assurance.reference} was revoked at {revoked})"

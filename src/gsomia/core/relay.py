@@ -66,8 +66,8 @@ def next_event_after(
     assurances: Sequence[Assurance] = (),
 ) -> datetime | None:
     """The first instant after ``at`` when an agreement of ``parties`` changes status or its
-    equivalence table, a consent starts or ends, or an assurance is given or revoked; ``None`` if
-    nothing is recorded after ``at``."""
+    equivalence table, a consent starts or ends, or an assurance is given, revoked or stops verifying
+    (``Assurance.verified_until``); ``None`` if nothing is recorded after ``at``."""
     require_aware(at, "plan instant")
     members = set(parties)
     instants = [
@@ -87,7 +87,7 @@ def next_event_after(
     for consent in consents:
         instants.extend(x for x in (consent.given_at, consent.expires) if x is not None and x > at)
     for assurance in assurances:
-        instants.extend(x for x in (assurance.given_at, assurance.revoked_at) if x is not None and x > at)
+        instants.extend(x for x in (assurance.given_at, assurance.ends_at) if x is not None and x > at)
     return min(instants, default=None)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -65,9 +64,12 @@ _TOP = frozenset(
         "final",
     }
 )
+_TOP_REQUIRED = _TOP - {"impact", "originator"}
 _FIX = frozenset({"lat", "lon", "time"})
 _POINT = frozenset({"t", "lat", "lon", "alt_m", "speed_mps"})
 # parse_track_update relies on no allowed field naming what is forbidden (a test checks it)
+_fromisoformat = datetime.fromisoformat
+_tuple_new = tuple.__new__  # a named tuple made without its Python-level __new__ (the same tuple)
 
 
 class GeoFix(NamedTuple):
@@ -93,9 +95,10 @@ class TrackPoint(NamedTuple):
     speed_mps: float
 
 
-@dataclass(frozen=True, slots=True)
-class TrackUpdate:
-    """One update of a track: the new samples and the current estimates."""
+class TrackUpdate(NamedTuple):
+    """One update of a track: the new samples and the current estimates (a named tuple, as
+    :class:`TrackPoint`: every node a track reaches makes one at its boundary, and a frozen
+    dataclass's ``__init__`` sets each of its nine fields through ``object.__setattr__``)."""
 
     track_id: str
     originator: str
@@ -247,7 +250,7 @@ def parse_track_update(data: Any, *, originator: str) -> TrackUpdate:
 
 
 def _parse(data: Any, originator: str) -> TrackUpdate:
-    track = _members(data, _TOP, _TOP - {"impact", "originator"}, "track")
+    track = _members(data, _TOP, _TOP_REQUIRED, "track")
     track_id = track["track_id"]
     if not isinstance(track_id, str) or not _TRACK_ID.match(track_id):
         raise TrackError("track.track_id: 1-128 letters, digits, '.', '_', ':' or '-'")
@@ -257,9 +260,32 @@ def _parse(data: Any, originator: str) -> TrackUpdate:
     points_data = track["points"]
     if not isinstance(points_data, list) or len(points_data) > MAX_POINTS:
         raise TrackError(f"track.points: expected a list of at most {MAX_POINTS} samples")
-    points = tuple([_point(p, i) for i, p in enumerate(points_data)])
+    points: list[TrackPoint] = []
+    for p in points_data:
+        # the common case inline, as _point's (one call fewer per sample, at every node a track reaches)
+        if type(p) is dict and p.keys() == _POINT:
+            lat, lon, alt, speed, t = p["lat"], p["lon"], p["alt_m"], p["speed_mps"], p["t"]
+            if (
+                type(lat) is float
+                and -90 <= lat <= 90
+                and type(lon) is float
+                and -180 <= lon <= 180
+                and type(alt) is float
+                and -500 <= alt <= 5_000_000
+                and type(speed) is float
+                and 0 <= speed <= 20_000
+                and type(t) is str
+            ):
+                try:
+                    at = _fromisoformat(t)
+                except ValueError:
+                    at = None
+                if at is not None and at.utcoffset() is not None:
+                    points.append(_tuple_new(TrackPoint, (at, lat, lon, alt, speed)))
+                    continue
+        points.append(_point(p, len(points)))  # the same checks, naming the field that fails
     for i in range(1, len(points)):
-        if points[i].at < points[i - 1].at:
+        if points[i][0] < points[i - 1][0]:
             raise TrackError(f"track.points[{i}].t: samples must be in time order")
     missile_class = track["missile_class"]
     if not isinstance(missile_class, str) or not _MISSILE_CLASS.match(missile_class):
@@ -268,16 +294,19 @@ def _parse(data: Any, originator: str) -> TrackUpdate:
     if not isinstance(final, bool):
         raise TrackError("track.final: expected true or false")
     impact = track.get("impact")
-    return TrackUpdate(
-        track_id=track_id,
-        originator=originator,
-        update_ts=_instant(track["update_ts"], "track.update_ts"),
-        launch=_fix(track["launch"], "track.launch"),
-        impact=None if impact is None else _fix(impact, "track.impact"),
-        points=points,
-        missile_class=missile_class,
-        quality=_number(track["quality"], "track.quality", 0, 1),
-        final=final,
+    return _tuple_new(
+        TrackUpdate,
+        (
+            track_id,
+            originator,
+            _instant(track["update_ts"], "track.update_ts"),
+            _fix(track["launch"], "track.launch"),
+            None if impact is None else _fix(impact, "track.impact"),
+            tuple(points),
+            missile_class,
+            _number(track["quality"], "track.quality", 0, 1),
+            final,
+        ),
     )
 
 
@@ -293,9 +322,9 @@ def track_update_to_json(update: TrackUpdate) -> dict[str, Any]:
         "update_ts": update.update_ts.isoformat(),
         "launch": _fix_json(update.launch),
         "impact": None if update.impact is None else _fix_json(update.impact),
-        "points": [
-            {"t": p.at.isoformat(), "lat": p.lat, "lon": p.lon, "alt_m": p.alt_m, "speed_mps": p.speed_mps}
-            for p in update.points
+        "points": [  # unpacked: the named tuple's fields in their order (at, lat, lon, alt_m, speed_mps)
+            {"t": at.isoformat(), "lat": lat, "lon": lon, "alt_m": alt_m, "speed_mps": speed_mps}
+            for at, lat, lon, alt_m, speed_mps in update.points
         ],
         "missile_class": update.missile_class,
         "quality": update.quality,

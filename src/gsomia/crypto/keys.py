@@ -183,6 +183,13 @@ class PublicKeyEntry:
         # joserfc's key object, built once: the envelope's hot path signs, encrypts and verifies with it.
         object.__setattr__(self, "_jose", jose)
 
+    @property
+    def usable_until(self) -> datetime | None:
+        """The instant it stops being usable: its end or its revocation, whichever first (``None``:
+        neither)."""
+        ends = [at for at in (self.not_after, self.revoked_at) if at is not None]
+        return min(ends, default=None)
+
     def to_jwk(self) -> dict[str, Any]:
         """The public JWK with gsomia's validity members ``nbf``, ``exp`` and ``revoked_at``."""
         x = self.key.public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -568,6 +575,13 @@ class PeerIdentity:
         if not _usable(entry, at):
             raise EnvelopeError(_refusal(entry, at))
 
+    def key_usable_until(self, kid: str, at: datetime) -> datetime | None:
+        """The instant key ``kid`` (either use), usable at ``at``, stops being usable: its end or
+        its revocation, whichever first (``None``: neither); else ``EnvelopeError`` as
+        :meth:`check_key`. What was checked at ``at`` and kept is checked again from then on."""
+        self.check_key(kid, at)
+        return self._by_kid[kid].usable_until
+
     def with_revoked(self, kid: str, at: datetime) -> PeerIdentity:
         """This identity with key ``kid`` revoked from ``at`` (an earlier revocation stands)."""
         _require_aware(at, "revocation instant")
@@ -599,6 +613,9 @@ class PeerIdentity:
 
     def _verifier(self, kid: str, at: datetime) -> OKPKey:
         return self._signing_entry(kid, at)._jose
+
+    def _verifying_entry(self, kid: str, at: datetime) -> PublicKeyEntry:
+        return self._signing_entry(kid, at)
 
     def _encrypter(self, at: datetime) -> tuple[str, OKPKey]:
         entry = self._encryption_entry(at)
@@ -962,6 +979,9 @@ class KeyRing:
 
     def _verifier(self, kid: str, at: datetime) -> OKPKey:
         return self._key_for(kid, "sig", at).jose
+
+    def _verifying_entry(self, kid: str, at: datetime) -> PublicKeyEntry:
+        return self._key_for(kid, "sig", at).entry
 
     def __repr__(self) -> str:
         return f"KeyRing({self._party}/{self._node}, {len(self._state.keys)} keys, {self._path})"

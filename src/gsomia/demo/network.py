@@ -46,6 +46,7 @@ __all__ = [
     "NetNode",
     "build",
     "open_nodes",
+    "serve_command",
     "serve_in_threads",
     "start",
     "status",
@@ -379,12 +380,17 @@ MAX_REPLICAS = 8
 BALANCER_FILE = "haproxy.cfg"
 
 
+def serve_command(member: NetNode, *options: str, port: int | None = None) -> list[str]:
+    """The command line of ``gsomia node serve`` for ``member`` on ``port`` (its own by default), with
+    ``options`` (``--no-sender``, ``--stream-nats URL``, ...), run by this interpreter: one process of
+    the node, as the demo, the tests and the benchmarks start them."""
+    where = ["--dir", str(member.directory), "--port", str(member.port if port is None else port)]
+    return [sys.executable, "-m", "gsomia", "node", "serve", *where, *options]
+
+
 def _serve_process(member: NetNode, port: int, log_name: str, nats: str | None) -> subprocess.Popen[bytes]:
     """``gsomia node serve`` for ``member`` on ``port``, in a session of its own, logging to its file."""
-    command = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(member.directory)]
-    command += ["--port", str(port)]
-    if nats is not None:
-        command += ["--stream-nats", nats]
+    command = serve_command(member, *(["--stream-nats", nats] if nats is not None else []), port=port)
     with open(open_private_append(member.directory / log_name), "ab") as log:  # the child keeps its own
         process = subprocess.Popen(  # noqa: S603 - our own CLI with fixed arguments
             command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True

@@ -23,7 +23,7 @@ from gsomia._codec import canonical, instant_from_json, json_object, text_field
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Assurance
-from gsomia.crypto.envelope import EnvelopeError, Opened, sign_origin, verify_origin
+from gsomia.crypto.envelope import EnvelopeError, Opened, sign_origin, verify_origin, verify_origin_until
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError, NotFoundError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._peers import Peers
@@ -99,7 +99,9 @@ def _revocation_from(content: bytes, signer: str) -> tuple[str, datetime]:
 class Assurances(Peers):
     """Assurances given by this node and received from partners; the ones on file, verified."""
 
-    _assured: tuple[tuple[int, int, int], tuple[Assurance, ...]] | None = None
+    # (the generations read under, the assurances verified then, the first instant one of their
+    # verifications stops holding: a signing key's end or revocation)
+    _assured: tuple[tuple[int, int, int], tuple[Assurance, ...], float] | None = None
 
     @property
     def assurance_store(self) -> AssuranceStore:
@@ -107,38 +109,46 @@ class Assurances(Peers):
 
     # --- what every release decision reads ---
 
-    def assurances_on_file(self) -> tuple[Assurance, ...]:
-        """The assurances in the store, each verified against its signer's key (one that does not
-        verify is left out: fail closed), read again when any process changes them or the keys."""
+    def assurances_on_file(self, at: datetime | None = None) -> tuple[Assurance, ...]:
+        """The assurances in the store, each verified against its signer's key at ``at`` (now by
+        default; one that does not verify is left out: fail closed), read again when any process
+        changes them or the keys, and once ``at`` reaches the end of a key one was verified with.
+        Each carries that end (``Assurance.verified_until``), so a decision at a later instant on
+        a tuple kept meanwhile does not count it either."""
+        at = self._now() if at is None else at
         watch = self.kernel.watch
         generation = (watch.generation(ASSURANCES), watch.generation(PEERS), watch.generation(KEYS))
         held = self._assured
-        if held is not None and held[0] == generation:
+        if held is not None and held[0] == generation and at.timestamp() < held[2]:
             return held[1]
         out = []
         for row in self.assurance_store.all():
             try:
-                out.append(self._verified(row))
+                out.append(self._verified(row, at))
             except (EnvelopeError, GsomiaError):
                 continue
         found = tuple(out)
-        self._assured = (generation, found)
+        ends = [a.verified_until.timestamp() for a in found if a.verified_until is not None]
+        self._assured = (generation, found, min(ends, default=float("inf")))
         return found
 
-    def _verified(self, row: AssuranceRow) -> Assurance:
-        now = self._now()
-        signer, raw = verify_origin(row.jws, self._identities, now, own=self.ring)
+    def _verified(self, row: AssuranceRow, now: datetime) -> Assurance:
+        signer, raw, until = verify_origin_until(row.jws, self._identities, now, own=self.ring)
         assurance = _assurance_from(raw, signer)
         if (assurance.id, assurance.agreement, assurance.party) != (row.id, row.agreement, row.party):
             raise InvalidInputError("assurance: the stored row does not match its signed document")
-        if row.revoked_us is None:
-            return assurance
-        revoked_at = from_us(row.revoked_us)
-        if row.revocation is not None:
-            revoker, raw = verify_origin(row.revocation, self._identities, now, own=self.ring)
-            assurance_id, revoked_at = _revocation_from(raw, revoker)
-            if assurance_id != row.id or revoker != signer:
-                raise InvalidInputError("assurance: the stored revocation is not this assurance's")
+        revoked_at = None
+        if row.revoked_us is not None:
+            revoked_at = from_us(row.revoked_us)
+            if row.revocation is not None:
+                revoker, raw, revocation_until = verify_origin_until(
+                    row.revocation, self._identities, now, own=self.ring
+                )
+                assurance_id, revoked_at = _revocation_from(raw, revoker)
+                if assurance_id != row.id or revoker != signer:
+                    raise InvalidInputError("assurance: the stored revocation is not this assurance's")
+                ends = [end for end in (until, revocation_until) if end is not None]
+                until = min(ends, default=None)
         return Assurance(
             assurance.agreement,
             assurance.party,
@@ -146,6 +156,7 @@ class Assurances(Peers):
             assurance.reference,
             revoked_at,
             assurance.id,
+            verified_until=until,
         )
 
     # --- giving and revoking this node's assurance ---
@@ -329,7 +340,7 @@ class Assurances(Peers):
         shown = []
         for row in self.assurance_store.all():
             try:
-                self._verified(row)
+                self._verified(row, self._now())
                 verified = True
             except (EnvelopeError, GsomiaError):
                 verified = False

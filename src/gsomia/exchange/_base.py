@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._codec import canonical, decision_json
+from gsomia._codec import DecisionTexts, canonical, decision_json
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
@@ -151,6 +151,7 @@ class ExchangeBase:
         ttl: timedelta | None = None,
         state: str = "pending",
         seal_now: bool = True,
+        texts: DecisionTexts | None = None,
     ) -> OutboxRow:
         """A sealed envelope for ``peer``, as an outbox row (written by the caller's transaction).
 
@@ -162,7 +163,7 @@ class ExchangeBase:
         A message that is not an item (a duty, a consent, a tree head) keeps its body sealed at rest
         under the node key in ``request``, so that a retry or an officer's resend goes with a fresh
         envelope and the body (the original inner signature) unchanged; an item is rebuilt from the
-        store and decided again instead."""
+        store and decided again instead. ``texts``: the batch's decisions written once each."""
         msg_id = uuid.uuid4().hex
         if spec is None and kind != "item":
             sealed = self.kernel.cipher.seal(msg_id, _BODY, canonical(body).encode())
@@ -174,7 +175,11 @@ class ExchangeBase:
             recipient=peer.party,
             final_recipient=final_recipient or peer.party,
             request=canonical(spec or {}),
-            decision=canonical(decision_json(decision) if decision is not None else {}),
+            decision="{}"
+            if decision is None
+            else texts.text(decision)
+            if texts is not None
+            else canonical(decision_json(decision)),
             envelope=seal(self.ring, peer, body, msg_id=msg_id, at=now, ttl=ttl or self.ttl)
             if seal_now or kind != "item"
             else "",

@@ -85,8 +85,11 @@ class Deliveries(Approvals):
             epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US, recipients=peers
         )
         results: list[Delivery] = []
-        # the items' rows and consents on file, read once for the run (each still decided alone)
-        prefetched = self.prefetch([e.item_id for e in due if e.kind == "item" and e.item_id])
+        # the consents verified and the decisions taken, shared by the run's batches; each batch's
+        # rows and consents on file are read just before it is decided (``_decided``), so the first
+        # batch leaves without waiting for the whole run's reads and the next batch's overlap the
+        # one on the wire (issue 18)
+        run = Prefetched({}, {}, {}, {})
         bodies: dict[str, dict[str, Any]] = {}  # each item's message, built under the decision just taken
         by_peer: dict[str, list[OutboxRow]] = {}
         for entry in due:
@@ -95,7 +98,7 @@ class Deliveries(Approvals):
             chunks = [entries[start : start + _BATCH] for start in range(0, len(entries), _BATCH)]
             if len(chunks) == 1:
                 if keep is None or keep(party):
-                    batch = self._decided(chunks[0], now, prefetched, bodies, results)
+                    batch = self._decided(chunks[0], now, run, bodies, results)
                     if batch:
                         results += self._push(transport, party, batch, now, bodies)
                 continue
@@ -109,7 +112,7 @@ class Deliveries(Approvals):
                     for chunk in chunks:
                         if keep is not None and not keep(party):
                             break  # left pending, as read: the process holding that peer now sends them
-                        batch = self._decided(chunk, now, prefetched, bodies, results)
+                        batch = self._decided(chunk, now, run, bodies, results)
                         if not batch:
                             continue
                         prepared = self._prepare(party, batch, now, bodies)
@@ -127,14 +130,17 @@ class Deliveries(Approvals):
         self,
         entries: Sequence[OutboxRow],
         now: datetime,
-        prefetched: Prefetched,
+        run: Prefetched,
         bodies: dict[str, dict[str, Any]],
         results: list[Delivery],
     ) -> list[tuple[OutboxRow, str, ReleaseDecision | None]]:
         """``entries`` decided again now, just before their batch is sealed: those that may go, each
         with the envelope it goes in and its decision (an item's message built under it in
-        ``bodies``); the others settled undeliverable with the reason (and audited) in ``results``."""
+        ``bodies``); the others settled undeliverable with the reason (and audited) in ``results``.
+        The items' rows and consents on file are read here for the batch, at once (``run``: what
+        the run's batches share, the consents verified and the decisions taken)."""
         batch: list[tuple[OutboxRow, str, ReleaseDecision | None]] = []
+        prefetched = self.prefetch([e.item_id for e in entries if e.kind == "item" and e.item_id], run)
         for entry in entries:
             refusal, decision = self.recheck(entry, now, prefetched)
             envelope = entry.envelope

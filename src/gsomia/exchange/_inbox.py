@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._codec import canonical, decision_json, json_object
+from gsomia._codec import DecisionTexts, Encoded, canonical, decision_json, json_object
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
@@ -461,6 +461,13 @@ class Inbox(Equivalences):
             return self._refused(
                 "envelope.refused", opened.sender, item.item_id, reason, reason, msg_id=opened.msg_id
             )
+        if relaying:  # and the onward link, before anything of the item is kept here or receipted
+            try:
+                self._link(recipient, decision)
+            except GsomiaError as exc:
+                return self._refused(
+                    "envelope.refused", opened.sender, item.item_id, str(exc), str(exc), msg_id=opened.msg_id
+                )
         digest = hashlib.sha256(origin.encode()).hexdigest()
         # an item is (originator, id): only the same signed item of the same originator is held already;
         # another originator's item under the same id is another item, stored under its own reference
@@ -495,7 +502,8 @@ class Inbox(Equivalences):
                 entry_id=log_entry,
                 msg_id=opened.msg_id,
                 status=status,
-                decision=decision_json(decision),
+                # the batch's decision shared by its items (the engine's memo): its JSON written once
+                decision=Encoded(accepted.prefetched.setdefault("texts", DecisionTexts()).text(decision)),
             )
         )
         if not held:

@@ -7,7 +7,6 @@ the boundary and raises ``InvalidInputError`` naming the field.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, consent_content, consent_from_content
+from gsomia.crypto.envelope import envelope_routing as _routing
 from gsomia.errors import InvalidInputError
 from gsomia.kernel import ItemContent, item_content, parse_item_content
 
@@ -149,9 +149,7 @@ def receipt_id(receipt: str) -> str:
 
 
 def envelope_routing(envelope: str) -> dict[str, Any]:
-    """The routing in an envelope's JWE protected header (``jti`` the message id, ``exp`` its
-    expiry, ``aud`` the next hop), read without decrypting: only for this node's own envelopes."""
-    jwe = json.loads(envelope)["jwe"]
-    header = jwe.split(".", 1)[0]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    return data
+    """The routing of an envelope (``jti`` the message id, ``exp`` its expiry, ``aud`` the next hop),
+    read without decrypting, in either format (:func:`gsomia.crypto.envelope.envelope_routing`):
+    only for this node's own envelopes."""
+    return _routing(envelope)

@@ -519,10 +519,12 @@ class Transfer:
                 sender=signer,
             )
         sender = _hop_sender(envelope)
-        if sender != signer:  # the hop's sender is bound to the envelope when it opens (JWE header)
+        if sender != signer:  # the hop's sender is bound to the envelope when it opens (the outer header)
             raise self._refuse(
                 "transfer.refused",
-                f"transfer file refused: envelope {index} is from {sender}, but {signer} signed the "
+                f"transfer file refused: envelope {index} is not an envelope"
+                if sender is None
+                else f"transfer file refused: envelope {index} is from {sender}, but {signer} signed the "
                 "manifest (a file carries its signer's own envelopes only)",
                 transfer=transfer,
                 sender=signer,
@@ -607,10 +609,11 @@ def _kind(fmt: str) -> str:
 
 def _hop_sender(envelope: str) -> str | None:
     """The sender an envelope's protected header names (read before it is opened; opening checks it),
-    or ``None`` if it names none."""
+    or ``None`` if it names none or is no envelope (``envelope_routing`` refuses it: either format's
+    reader, the COSE one's ``EnvelopeError`` among them)."""
     try:
         iss = envelope_routing(envelope).get("iss")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (EnvelopeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
     return iss if isinstance(iss, str) else None
 

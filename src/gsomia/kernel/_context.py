@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from gsomia._codec import canonical, consent_from_content, equivalence_change_from_dict, person_from_dict
+from gsomia._codec import (
+    canonical_record,
+    consent_from_content,
+    equivalence_change_from_dict,
+    person_from_dict,
+)
 from gsomia.core.access import AccessDecision, Person, ReadKey, Role, decide_read, read_key
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.equivalences import AppliedChange, with_changes
@@ -273,7 +278,7 @@ class NodeContext:
         if outcome == "refused":
             self.refusals.count(kind, str(detail.get("error", "")))
         return AuditRow(
-            epoch_us(self.clock()), kind, actor, subject, outcome, canonical(detail), entry_id=entry_id
+            epoch_us(self.clock()), kind, actor, subject, outcome, canonical_record(detail), entry_id=entry_id
         )
 
     def record(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:

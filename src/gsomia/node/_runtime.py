@@ -47,7 +47,8 @@ _log = logging.getLogger("gsomia.sender")
 
 
 class NodeRuntime:
-    """A thread running the node's rounds until :meth:`stop`; each round is :meth:`round`.
+    """Threads running the node's rounds until :meth:`stop`; each round is :meth:`round`: the
+    outbox's delivery on one thread, the audit log's writer and the heads' exchange on another.
 
     ``interval`` is the pause after a round that sent nothing, cut short when this process (or,
     on PostgreSQL, another of the node's) commits outbox entries (``Store.on_queued``): the pause
@@ -91,7 +92,7 @@ class NodeRuntime:
         self._wake = threading.Event()
         if deliver:
             exchange.kernel.store.on_queued(self._wake.set)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the delivery loop's and the audit writer's
         self._last_head = float("-inf")
         self.sign_every = sign_every
         self.deliver = deliver  # False: only the audit log's writer (a node serving with --no-sender)
@@ -107,7 +108,6 @@ class NodeRuntime:
         self._recount_every = lease_ttl / 3
         self._next_recount = float("-inf")
         self._waiting: set[str] = set()  # the next hops pending outbox entries wait for, as last read
-        self._more = False  # the last round left work it had begun (a long audit backlog)
 
     @property
     def leases(self) -> dict[str, Lease]:
@@ -133,8 +133,14 @@ class NodeRuntime:
         """One round: deliver what is due, grow the log and sign its head, and (when due) share and
         check heads; how many outbox entries were settled. Each part only if this process holds
         its lease (and, for delivery and heads, only if it delivers at all)."""
+        sent = self._deliver()
+        self._audit()
+        self._gossip()
+        return sent
+
+    def _deliver(self) -> int:
+        """The outbox's part of a round (its lease held): due downgrades queued, what is due sent."""
         sent = []
-        self._more = False
         if self.deliver:
             outbox = self._leases[OUTBOX].held()
             if self.duties is not None and outbox:
@@ -146,6 +152,12 @@ class NodeRuntime:
                 sent = self.exchange.deliver_due(
                     self.transport, SHARED_ROUND, peers=peers, keep=self.delivery.holds
                 )
+        return len(sent)
+
+    def _audit(self) -> bool:
+        """The audit log's part of a round (its lease held): records integrated, the head signed;
+        whether a long backlog was left for the next round."""
+        more = False
         if self._leases[AUDIT].held():
             self.audit.kernel.close_refusal_tallies()  # closed windows of counted refusals: a record each
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
@@ -157,13 +169,17 @@ class NodeRuntime:
             while self.audit.integrate(INTEGRATE_BATCH):
                 self._grown = True
                 if time.monotonic() >= until:
-                    self._more = True
+                    more = True
                     break
             if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
                 self._last_sign = time.monotonic()
                 self._grown = False
                 self.audit.sign_head()
-        # asked every round, so the holder renews its lease between two exchanges of heads
+        return more
+
+    def _gossip(self) -> None:
+        """Heads shared and checked, every ``head_every`` seconds (asked every round, so the holder
+        renews its lease between two exchanges of heads)."""
         if (
             self.deliver
             and self._leases[GOSSIP].held()
@@ -174,33 +190,54 @@ class NodeRuntime:
             self.audit.check_partners(self.transport)
             self.audit.check_gossip(self.transport)
             self.heads.gossip()  # the heads held of each partner, to the others (issue 14 §4)
-        return len(sent)
 
     def _run(self) -> None:
+        """A process that delivers: the outbox's rounds, woken by queued entries.
+        The audit log's writer runs on a thread of its own (:meth:`_run_audit`), so that a round of
+        integration never holds up the next batch (issue 18: a serving KOR's worker sent nothing
+        while it integrated the records of the batches before, and the receiver idled meanwhile)."""
         while not self._stop.is_set():
             sent = 0
             self._wake.clear()  # before the round reads the outbox: a commit after this wakes the next
             try:
-                sent = self.round()
+                sent = self._deliver()
             except Exception:
                 _log.exception("delivery round failed")
-            if not sent and not self._more:
+            if not sent:
                 self._wake.wait(self.interval)  # the pause: until it ends, entries are queued, or stop
 
+    def _run_audit(self) -> None:
+        """The audit log's writer, and the heads' exchange (which signs a head, a writer's work too):
+        its rounds, every ``interval`` unless a long backlog is left."""
+        while not self._stop.is_set():
+            more = False
+            try:
+                more = self._audit()
+                self._gossip()
+            except Exception:
+                _log.exception("audit round failed")
+            if not more:
+                self._stop.wait(self.interval)
+
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
-        self._thread = threading.Thread(
-            target=self._run, daemon=True, name=f"gsomia-sender-{self.exchange.party}"
-        )
-        self._thread.start()
+        party = self.exchange.party
+        # without delivery (``--no-sender``) the audit log's writer is the only loop
+        loops = [(self._run, "sender")] if self.deliver else []
+        self._threads = [
+            threading.Thread(target=target, daemon=True, name=f"gsomia-{name}-{party}")
+            for target, name in [*loops, (self._run_audit, "audit")]
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._threads = []
         for lease in self._leases.values():
             lease.release()
         self.delivery.release()

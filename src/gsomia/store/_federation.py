@@ -246,6 +246,27 @@ def _settle_arrays(params: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
     return tuple([p[name] for p in params] for name in _SETTLE_NAMES)
 
 
+# SQLite: the same statement over the batch's rows as a ``VALUES`` list (UPDATE ... FROM and RETURNING,
+# SQLite 3.35), at most ``_SQLITE_SETTLE_ROWS`` rows a statement (13 placeholders a row)
+_SQLITE_SETTLE_ROWS = 500
+_SQLITE_ROW = "(" + ",".join("?" * len(_SETTLE_NAMES)) + ")"
+
+
+def _sqlite_settle_many(rows: int) -> str:
+    """``_SETTLE_MANY`` for SQLite, for ``rows`` rows of ``_SETTLE_NAMES``."""
+    head = f"WITH v({', '.join(_SETTLE_NAMES)}) AS (VALUES {','.join([_SQLITE_ROW] * rows)}) "
+    return head + (  # noqa: S608 - fixed names and "?" marks only
+        "UPDATE outbox SET state = v.n_state, updated_us = v.n_updated_us, attempts = v.n_attempts, "
+        "next_attempt_us = v.n_next_attempt_us, last_error = v.n_last_error, "
+        "receipt = coalesce(v.n_receipt, outbox.receipt), "
+        "receipt_id = coalesce(v.n_receipt_id, outbox.receipt_id), "
+        "envelope = coalesce(v.n_envelope, outbox.envelope) "
+        "FROM v WHERE outbox.msg_id = v.m_id AND (v.checked = 0 OR (outbox.state = v.e_state "
+        "AND outbox.attempts = v.e_attempts AND outbox.envelope = v.e_envelope)) "
+        "RETURNING msg_id"
+    )
+
+
 _DRIVER_SQL: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
 
@@ -444,11 +465,11 @@ class FederationStore:
 
     def _settled(self, conn: Connection, outcomes: Sequence[dict[str, Any]], now_us: int) -> set[str]:
         """Write the outcomes' new states; the message ids written. Each statement is built once
-        (``_SETTLE``, ``_SETTLE_LATE``) and executed with each outcome's values; on PostgreSQL the
-        compare-and-set updates of a batch go first as one ``executemany`` (pipelined: one round
-        trip, not one per entry) under a savepoint, kept when every entry was still as expected (the
-        usual case) and rolled back to go one by one otherwise, where each entry's row count tells
-        which moved on."""
+        (``_SETTLE``, ``_SETTLE_LATE``) and executed with each outcome's values; a batch naming each
+        entry once goes as ONE statement, each row its own compare-and-set, whose ``RETURNING`` names
+        the entries written (PostgreSQL: over arrays, ``_SETTLE_MANY``; SQLite: over a ``VALUES``
+        list, ``_sqlite_settle_many``); an entry not named moved on in flight and goes on alone to
+        the late receipt's update, as it would one by one."""
         params = [_settle_params(o, now_us) for o in outcomes]
         dialect = conn.dialect
         done: set[str] = set()
@@ -465,16 +486,28 @@ class FederationStore:
                     done.add(p["m_id"])
             return done
         if dialect.name == "sqlite":
-            # in-process, no round trip to save: each entry's compare-and-set straight on the driver's
-            # cursor (the same connection, so the same transaction), without SQLAlchemy's work per
-            # statement, which cost more than SQLite's own (issue 18: one UPDATE per entry on SQLite)
+            # straight on the driver's cursor (the same connection, so the same transaction), without
+            # SQLAlchemy's work per statement; a batch of distinct entries in one statement as on
+            # PostgreSQL (its RETURNING names the entries written), else each entry's on its own
             settle, late = _driver_sql(_SETTLE, dialect), _driver_sql(_SETTLE_LATE, dialect)
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
+                batch = len(params) > 1 and distinct
+                if batch:
+                    for start in range(0, len(params), _SQLITE_SETTLE_ROWS):
+                        part = params[start : start + _SQLITE_SETTLE_ROWS]
+                        flat = [p[name] for p in part for name in _SETTLE_NAMES]
+                        done |= {row[0] for row in cursor.execute(_sqlite_settle_many(len(part)), flat)}
                 for p, outcome in zip(params, outcomes, strict=True):
-                    values = settle[2] | p
-                    count = cursor.execute(settle[0], [values[k] for k in settle[1]]).rowcount
+                    count = 0
+                    if batch:
+                        if p["m_id"] in done:
+                            continue  # written by the batch's statement
+                    else:
+                        values = settle[2] | p
+                        count = cursor.execute(settle[0], [values[k] for k in settle[1]]).rowcount
                     if not count and p["checked"] and outcome["state"] == "delivered":
+                        # moved on while in flight, but the receiver signed for it: it holds the item
                         values = late[2] | p
                         count = cursor.execute(late[0], [values[k] for k in late[1]]).rowcount
                     if count:

@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -52,7 +52,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
 from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
-from gsomia.crypto.envelope import verify_origin
+from gsomia.crypto.envelope import verify_origin_until
 from gsomia.errors import (
     AccessDenied,
     EnvelopeError,
@@ -138,10 +138,13 @@ _Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the nod
 _FOREVER = float("inf")
 
 
-@dataclass(frozen=True, slots=True)
-class _Decided:
+class _Decided(NamedTuple):
     """Why a queued track may go on its link: the decision's terms, to decide again if the frame is
-    made after the decision stopped holding (``until``, a POSIX instant: the next agreement event)."""
+    made after the decision stopped holding (``until``, a POSIX instant: the next agreement event)
+    or after what it was decided on changed in the store (``under``: a consent withdrawn, an
+    equivalence change, an assurance revoked, a key revoked or rotated, in any process). A named
+    tuple (one per track and route): made without a frozen dataclass's field-by-field
+    ``object.__setattr__``."""
 
     until: float
     label: SecurityLabel
@@ -149,6 +152,10 @@ class _Decided:
     via: str | None
     subject: str  # the track id, for the audit record of a refusal
     sender: str | None  # a relayed track: the node it came from; this node's own: None
+    under: tuple[int, ...]  # the store's generations it was decided under (_decided_under)
+    # the agreement the decision let it go under (its link's registration was checked for it): a
+    # decision made again at the frame lets it go only under the same one
+    agreement: str | None
 
 
 class LinkLease(Protocol):
@@ -185,9 +192,9 @@ class StreamStats:
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    """A track message read from a link and checked at the boundary, not yet decided on."""
+class _Received(NamedTuple):
+    """A track message read from a link and checked at the boundary, not yet decided on (a named
+    tuple, one per track, as :class:`_Decided`)."""
 
     label: SecurityLabel
     track: dict[str, Any]
@@ -232,13 +239,20 @@ class _OutLink:
     """The sending half of one link: a WebSocket client carrying a Noise session."""
 
     def __init__(
-        self, ws: ClientConnection, session: LinkSession, signer: BatchSigner, peer_kid: str, peers: int
+        self,
+        ws: ClientConnection,
+        session: LinkSession,
+        signer: BatchSigner,
+        peer_kid: str,
+        peers: int,
+        key_until: float = _FOREVER,
     ) -> None:
         self.ws = ws
         self.session = session
         self.signer = signer
         self.peer_kid = peer_kid  # the peer's encryption key the session was opened with
         self.peers = peers  # the store's peers generation when that key was last checked
+        self.key_until = key_until  # the POSIX instant that key ends or is revoked, as checked then
         self.lock = asyncio.Lock()
         self.consents_sent: set[str] = set()
         # waiting for the next frame: this node's own track messages (signed when the frame is
@@ -304,6 +318,10 @@ class StreamService:
         self._retry_at: dict[str, float] = {}  # no reconnect attempt before this monotonic instant
         self._tls_context: ssl.SSLContext | None = None  # links' client context, made at the first
         self._consents: dict[str, dict[str, tuple[Consent, str]]] = {}  # originator -> id -> (consent, jws)
+        # jws -> the POSIX instant its signing key ends or is revoked, as verified; and the store's
+        # peers and keys generations they were last verified under (``_kept``)
+        self._consent_ends: dict[str, float] = {}
+        self._consents_verified: tuple[int, int] = (-1, -1)
         self._consents_on_file: list[tuple[Consent, str]] = []  # read when a plan is made
         self._label_json: dict[str, bytes] = {}  # track id -> its label, encoded
         # label -> the bus message's bytes between the sequence number and the track
@@ -477,7 +495,9 @@ class StreamService:
                 (entry,) = group.entries
                 payload = _Relayed(group.jws, group.size, entry)
                 track_message = entry.message
-            decided = self._handed_terms(track_message, sender if isinstance(sender, str) else None, party)
+            decided = self._handed_terms(
+                track_message, sender if isinstance(sender, str) else None, party, agreement
+            )
             if decided.sender is not None:  # relayed: the originator's authorisations it carries, here too
                 kept = self._consents.get(decided.label.originator, {}).values()
                 known = {_consent_key(j) for _, j in kept}
@@ -502,12 +522,15 @@ class StreamService:
                 await ack()
             await self._link_failed(party, exc)
 
-    def _handed_terms(self, message: bytes, sender: str | None, party: str) -> _Decided:
+    def _handed_terms(
+        self, message: bytes, sender: str | None, party: str, agreement: str | None = None
+    ) -> _Decided:
         """The terms a handed track is decided on at its frame: its own label, recipient and hub,
         never held to hold (``until`` 0: decided at the frame's instant, whatever the handing process
         decided). ``sender`` None: this node's own track (its label must say so). ``party``: the link
         it was handed to, which must be the next hop those terms name (the hub, else the recipient;
-        at the hub of a relayed track, the recipient): the decision is for that hop and no other."""
+        at the hub of a relayed track, the recipient): the decision is for that hop and no other.
+        ``agreement``: the one the hand-over names, the only one the frame may carry it under."""
         data = orjson.loads(message)
         label = self.kernel.items.parse_label(data["label"])
         recipient, via, subject = data["recipient"], data.get("via"), data["track"]["track_id"]
@@ -519,7 +542,7 @@ class StreamService:
             raise InvalidInputError("a handed relayed track names another hub than this node")
         if party != (recipient if sender is not None else via or recipient):
             raise InvalidInputError("a handed track names another next hop than the link it was handed to")
-        return _Decided(0.0, label, recipient, via, str(subject), sender)
+        return _Decided(0.0, label, recipient, via, str(subject), sender, (), agreement)
 
     # --- audit ---
 
@@ -590,12 +613,7 @@ class StreamService:
     async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
         # a standing consent, an equivalence change or an assurance stored, or a key revoked or
         # rotated, by any process of the node (the store's counters moved): plan again
-        watch = self.kernel.watch
-        consents = (
-            watch.generation(CONSENTS),
-            watch.generation(EQUIVALENCES),
-            *_assured_under(watch),  # the assurances on file are those whose signer's key verifies
-        )
+        consents = _decided_under(self.kernel.watch)
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -611,7 +629,7 @@ class StreamService:
         plan = plan_relay(
             self.kernel.engine, self.kernel.catalogue, label, self.party, self.recipients,
             at=now, consents=[c for c, _ in self._consents_on_file], hubs=self.hubs,
-            assurances=self.exchange.assurances_on_file(),
+            assurances=self.exchange.assurances_on_file(now),
         )  # fmt: skip
         self._plans[update.track_id] = plan
         await self._audit(
@@ -677,7 +695,16 @@ class StreamService:
                 if route.via
                 else []
             )
-            decided = _Decided(plan.valid_until_ts, label, route.recipient, route.via, update.track_id, None)
+            decided = _Decided(
+                plan.valid_until_ts,
+                label,
+                route.recipient,
+                route.via,
+                update.track_id,
+                None,
+                self._plans_consents,
+                route.decision.agreement,
+            )
             try:
                 await self._to_link(hop, body, route.decision.agreement, consents, decided)
             except (OSError, WebSocketException, GsomiaError) as exc:
@@ -773,8 +800,10 @@ class StreamService:
                 await ws.close()
                 raise
             peers = self.kernel.watch.generation(PEERS)
-            peer_kid = peer.encryption_key(self.kernel.clock())[0]  # the key ``initiate`` used
-            link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers)
+            opened_at = self.kernel.clock()
+            peer_kid = peer.encryption_key(opened_at)[0]  # the key ``initiate`` used
+            key_until = _posix(peer.key_usable_until(peer_kid, opened_at))
+            link = _OutLink(ws, session, BatchSigner(self.kernel.ring, party), peer_kid, peers, key_until)
             link.reader = asyncio.create_task(self._read_confirmations(party, link))
             self._links[party] = link
             self._down.discard(party)
@@ -790,16 +819,19 @@ class StreamService:
         return self._tls_context
 
     def _still_pinned(self, party: str, link: _OutLink) -> bool:
-        """Whether the peer key ``link`` was opened with is still usable: checked again only when the
-        store's peers changed (a revocation in any process of this node ends the link within a second)."""
+        """Whether the peer key ``link`` was opened with is still usable: checked again when the
+        store's peers changed (a revocation in any process of this node ends the link within a
+        second) and once the key's end, as last checked, is reached (no counter moves for that)."""
         generation = self.kernel.watch.generation(PEERS)
-        if generation == link.peers:
+        if generation == link.peers and (
+            link.key_until == _FOREVER or self.kernel.clock().timestamp() < link.key_until
+        ):
             return True
         peer = self.kernel.peers.peer(party)
         try:
             if peer is None:
                 raise EnvelopeError("unknown-sender")
-            peer.check_key(link.peer_kid, self.kernel.clock())
+            link.key_until = _posix(peer.key_usable_until(link.peer_kid, self.kernel.clock()))
         except EnvelopeError:
             return False
         link.peers = generation
@@ -936,22 +968,27 @@ class StreamService:
 
     async def _decide_again(self, link: _OutLink) -> int:
         """At the instant the frame is made: a queued track whose decision no longer holds (an
-        agreement event fell due since it was queued; a track handed by a process of this node,
-        always) is decided again, by the same engine, at this instant; refused, it is dropped (and
-        audited). Per frame one clock read and one comparison per track; the tracks of one (label,
+        agreement event fell due since it was queued; what it was decided on changed in the store
+        since, a consent withdrawn, an assurance or a key revoked, an equivalence change, in any
+        process; a track handed by a process of this node, always) is decided again, by the same
+        engine, at this instant; refused, it is dropped (and audited). Per frame one clock read,
+        one read of the counters and two comparisons per track; the tracks of one (label,
         recipient, hub) are decided once. How many of the queued tracks, from the first, may go in
         this frame: those queued while this awaited are decided at the next."""
         now = self.kernel.clock()
         ts = now.timestamp()
+        under = _decided_under(self.kernel.watch)
         decided = link.queued_decided
-        if all(ts < d.until for d in decided):
+        if all(ts < d.until and d.under == under for d in decided):
             return len(decided)
         count = len(decided)  # what is queued while this awaits is decided at the next frame
-        again: dict[tuple[SecurityLabel, str, str | None, bool], tuple[bool, float]] = {}
+        # (label, recipient, hub, own) -> (the agreement it is allowed under now or None, until)
+        again: dict[tuple[SecurityLabel, str, str | None, bool], tuple[str | None, float]] = {}
+        told: set[tuple[SecurityLabel, str, str | None, bool, str | None]] = set()
         keep = [True] * count
         for index in range(count):
             d = decided[index]
-            if ts < d.until:
+            if ts < d.until and d.under == under:
                 continue
             key = (d.label, d.recipient, d.via, d.sender is None)
             if key not in again:
@@ -961,10 +998,17 @@ class StreamService:
                     decision, until = await self._decide_received(
                         d.label, d.subject, d.sender, d.via, d.recipient, now
                     )
-                    again[key] = (decision.allowed, until)
-            allowed, until = again[key]
-            keep[index] = allowed
-            decided[index] = _Decided(until, d.label, d.recipient, d.via, d.subject, d.sender)
+                    again[key] = (decision.agreement if decision.allowed else None, until)
+            agreed, until = again[key]
+            # fail closed: allowed now under another agreement than the one it was queued or handed
+            # under is not the decision that let it on this link (nor the registration checked)
+            keep[index] = agreed is not None and agreed == d.agreement
+            if agreed is not None and not keep[index] and (*key, d.agreement) not in told:
+                told.add((*key, d.agreement))
+                await self._refuse_other_agreement(d, agreed, now)
+            decided[index] = _Decided(
+                until, d.label, d.recipient, d.via, d.subject, d.sender, under, d.agreement
+            )
         dropped = [a for a, k in zip(link.queued_acks[:count], keep, strict=True) if not k and a is not None]
         link.queued = [m for m, k in zip(link.queued[:count], keep, strict=True) if k] + link.queued[count:]
         link.queued_acks = [a for a, k in zip(link.queued_acks[:count], keep, strict=True) if k] + (
@@ -975,12 +1019,22 @@ class StreamService:
             await ack()  # refused here: nothing for the link's next holder to send again
         return sum(keep)
 
-    async def _decide_own(self, decided: _Decided, now: datetime) -> tuple[bool, float]:
-        """This node's own track on its route (``decided``), decided again at ``now``: (allowed, the
-        POSIX instant the answer holds until). A refusal is audited."""
+    async def _refuse_other_agreement(self, decided: _Decided, agreed: str, now: datetime) -> None:
+        """Audit a queued or handed track dropped because its decision at the frame allows it under
+        ``agreed``, not under the agreement it was queued or handed under."""
+        self.stats.refused += 1
+        await self._audit(self._audit_row("stream.send", None, decided.subject, "refused",
+                                          recipient=decided.recipient, via=decided.via, at=now.isoformat(),
+                                          agreement=decided.agreement, decided_under=agreed,
+                                          reason="other-agreement"))  # fmt: skip
+
+    async def _decide_own(self, decided: _Decided, now: datetime) -> tuple[str | None, float]:
+        """This node's own track on its route (``decided``), decided again at ``now``: (the agreement
+        it is allowed under, None if refused; the POSIX instant the answer holds until). A refusal
+        is audited."""
         self._consents_on_file = self._own_consents()
         consents = tuple(c for c, _ in self._consents_on_file)
-        assurances = self.exchange.assurances_on_file()
+        assurances = self.exchange.assurances_on_file(now)
         via = (decided.via,) if decided.via else ()
         request = ReleaseRequest(
             decided.label, self.party, decided.recipient, MISSILE_WARNING, via, None, consents,
@@ -996,7 +1050,8 @@ class StreamService:
                                               recipient=decided.recipient, via=decided.via,
                                               at=now.isoformat(),
                                               decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
-        return decision.allowed, _FOREVER if until is None else until.timestamp()
+        agreed = decision.agreement if decision.allowed else None
+        return agreed, _FOREVER if until is None else until.timestamp()
 
     def _refresh_counters(self) -> None:
         """While tracks flow, read the store's generation counters in a worker thread just before
@@ -1219,6 +1274,7 @@ class StreamService:
         consents = 0
         opened: Frame | None = first
         began = stalls.settle()
+        key_until = -_FOREVER  # the peer's session key is checked (its end read) at the first frame read
         while True:
             if opened is None:
                 if deadline is None:
@@ -1229,8 +1285,11 @@ class StreamService:
                         receive, deadline, f"no signed window root from {peer}", "no-batch-root"
                     )
                 began = stalls.settle()
-                if self.kernel.watch.generation(PEERS) != peers:  # a key revoked meanwhile ends the link
-                    peers = self._check_session_key(peer, peer_kid)
+                # a key revoked meanwhile, or one that reached its end, ends the link
+                if self.kernel.watch.generation(PEERS) != peers or (
+                    key_until != _FOREVER and self.kernel.clock().timestamp() >= key_until
+                ):
+                    peers, key_until = self._check_session_key(peer, peer_kid)
                 opened = session.open(data)
                 if opened is None:
                     continue
@@ -1284,20 +1343,21 @@ class StreamService:
             elif frame.kind == ACK:
                 raise LinkError("malformed", f"frame {frame.seq} from {peer}: only the receiver confirms")
 
-    def _check_session_key(self, peer: str, kid: str) -> int:
-        """The peers generation now, if ``peer``'s key ``kid`` (the one its link session was opened
-        with) is still usable; else :class:`LinkError` ``revoked-key``."""
+    def _check_session_key(self, peer: str, kid: str) -> tuple[int, float]:
+        """The peers generation now and the POSIX instant ``peer``'s key ``kid`` (the one its link
+        session was opened with) ends or is revoked, if it is still usable; else :class:`LinkError`
+        ``revoked-key``."""
         generation = self.kernel.watch.generation(PEERS)
         identity = self.kernel.peers.peer(peer)
         try:
             if identity is None:
                 raise EnvelopeError("unknown-sender")
-            identity.check_key(kid, self.kernel.clock())
+            until = identity.key_usable_until(kid, self.kernel.clock())
         except EnvelopeError as exc:
             raise LinkError(
                 "revoked-key", f"{peer}'s link was opened with key {kid}, which this node no longer accepts"
             ) from exc
-        return generation
+        return generation, _posix(until)
 
     async def _receive_consent(self, sender: str, jws: str) -> None:
         """A standing hub authorisation on a link: from its originator to this node as the hub, or
@@ -1312,7 +1372,7 @@ class StreamService:
         this node as the hub; or the hub it names, to this node as the recipient), at most
         ``_CONSENTS_KEPT`` per originator (the newest); ``LinkError`` ``bad-consent`` if it is not one."""
         try:
-            signer, content = verify_origin(jws, self.kernel.peers.peer, self.kernel.clock())
+            signer, content, until = verify_origin_until(jws, self.kernel.peers.peer, self.kernel.clock())
             consent_id, consent = consent_from_content(content, signer)
         except GsomiaError as exc:
             raise LinkError("bad-consent", f"an authorisation relayed by {sender} does not verify") from exc
@@ -1326,11 +1386,35 @@ class StreamService:
         kept = self._consents.setdefault(consent.originator, {})
         if consent_id not in kept:
             kept[consent_id] = (consent, jws)
+            self._consent_ends[jws] = _posix(until)
             if len(kept) > _CONSENTS_KEPT:
                 oldest = min(kept, key=lambda key: kept[key][0].given_at)
-                del kept[oldest]
+                self._consent_ends.pop(kept.pop(oldest)[1], None)
             self._received_plans.clear()
         return consent_id, consent
+
+    def _kept(self, originator: str, now: datetime) -> list[tuple[Consent, str]]:
+        """The authorisations of ``originator`` kept from the links that still verify at ``now``, as
+        the exchange verifies each consent it counts at the instant it decides: all verified again
+        when the store's peers or keys moved (a key revoked, a partner registered anew, in any
+        process; one that no longer verifies is dropped), and each left out from its signing key's
+        end on (no counter moves for that)."""
+        watch = self.kernel.watch
+        generation = (watch.generation(PEERS), watch.generation(KEYS))
+        if generation != self._consents_verified:
+            for kept in self._consents.values():
+                for consent_id, (_, jws) in list(kept.items()):
+                    try:
+                        until = verify_origin_until(jws, self.kernel.peers.peer, now)[2]
+                    except GsomiaError:
+                        del kept[consent_id]
+                        self._consent_ends.pop(jws, None)
+                        continue
+                    self._consent_ends[jws] = _posix(until)
+            self._consents_verified = generation
+        ts = now.timestamp()
+        ends = self._consent_ends
+        return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
     def _remember(self, group: VerifiedGroup, tracks: list[str]) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
@@ -1453,7 +1537,10 @@ class StreamService:
                 relayed = _Relayed(
                     group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message)
                 )
-                decided = _Decided(until, label, recipient, via, track["track_id"], sender)
+                decided = _Decided(
+                    until, label, recipient, via, track["track_id"], sender, self._received_under,
+                    decision.agreement,
+                )  # fmt: skip
                 await self._forward(label, recipient, relayed, decision, decided)
         except LinkError:
             raise
@@ -1475,15 +1562,16 @@ class StreamService:
         # an assurance given or revoked, a key its signer signed it with revoked, or an equivalence
         # change stored (by any process: the engine is compiled again over the changed table, and a
         # change's instant is no event of the plans kept): decide again
-        under = (watch.generation(EQUIVALENCES), *_assured_under(watch))
+        under = _decided_under(watch)
         if under != self._received_under:
             self._received_plans.clear()
             self._received_under = under
         cached = self._received_plans.get(key)
         if cached is not None and cached[1] > now.timestamp() and now.timestamp() >= cached[0].at.timestamp():
             return cached
-        consents = tuple(c for c, _ in self._consents.get(label.originator, {}).values())
-        assurances = self.exchange.assurances_on_file()
+        kept = self._kept(label.originator, now)
+        consents = tuple(c for c, _ in kept)
+        assurances = self.exchange.assurances_on_file(now)
         request = ReleaseRequest(
             label,
             label.originator,
@@ -1498,10 +1586,13 @@ class StreamService:
         until = next_event_after(
             self.kernel.catalogue, {label.originator, recipient, *(self.hubs)}, consents, now, assurances
         )
+        # an authorisation counted stops counting when its signing key ends: decided again then
+        held = min((self._consent_ends.get(j, 0.0) for _, j in kept), default=_FOREVER)
+        held = min(held, _posix(until))
         if len(self._received_plans) >= _CACHE_LIMIT:  # a long-running node stays bounded
             self._received_plans.clear()
             self._emitted_labels.clear()
-        answer = self._received_plans[key] = (decision, _FOREVER if until is None else until.timestamp())
+        answer = self._received_plans[key] = (decision, held)
         if not decision.allowed:
             self.stats.refused += 1
             await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
@@ -1519,7 +1610,7 @@ class StreamService:
         """The hub passes a track on to the recipient the originator authorised, under the
         originator's signed root, unchanged, with the track's inclusion proof."""
         try:
-            kept = self._consents.get(label.originator, {}).values()
+            kept = self._kept(label.originator, decision.at)  # those that still verify, as counted
             consents = [jws for consent, jws in kept if consent.recipient == recipient]
             await self._to_link(recipient, relayed, decision.agreement, consents, decided)
             self.stats.relayed += 1
@@ -1609,6 +1700,18 @@ class StreamService:
                     yield seq, message["track"]
         finally:
             await subscription.close()
+
+
+def _posix(at: datetime | None) -> float:
+    """An instant as a POSIX timestamp, ``None`` (no end) as never."""
+    return _FOREVER if at is None else at.timestamp()
+
+
+def _decided_under(watch: ChangeWatch) -> tuple[int, int, int, int, int]:
+    """The generations a track's decision is made under: the standing consents, the equivalence
+    changes and the assurances on file (with the keys they verify under). A decision kept (a plan,
+    a received one, a queued track's) is made again when one moves."""
+    return (watch.generation(CONSENTS), watch.generation(EQUIVALENCES), *_assured_under(watch))
 
 
 def _assured_under(watch: ChangeWatch) -> tuple[int, int, int]:

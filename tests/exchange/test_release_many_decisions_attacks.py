@@ -1,0 +1,37 @@
+"""Adversarial probe of a selection's decisions written once (issue 18: the release engine's memo
+hands one decision to the items whose requests match but for their id, and its JSON is written once
+for their outbox rows and audit records). A selection mixing classifications and releasability
+must give each item the decision it gets released on its own, at the
+same instant: no item's text may be another's (a 군사III급비밀 item marked as a 군사II급비밀 one's,
+say). Held when written: each row and record equals the lone release's."""
+
+from __future__ import annotations
+
+import json
+
+from tests.exchange.test_exchange import Net, net, own_item
+
+__all__ = ["net"]
+
+
+def test_each_item_of_a_mixed_selection_carries_its_own_decision(net: Net) -> None:
+    kor = net.nodes["KOR"]
+    own_item(net, "KOR", "ii-a")
+    own_item(net, "KOR", "iii-a", classification="군사III급비밀")
+    own_item(net, "KOR", "ii-b")
+    own_item(net, "KOR", "ii-jpn", releasable_to=["JPN"])
+    own_item(net, "KOR", "iii-b", classification="군사III급비밀")
+    selection = ["ii-a", "iii-a", "ii-b", "ii-jpn", "iii-b"]
+    released = kor.exchange.release_many(net.officer("KOR"), selection, "JPN")
+    assert [e.item_id for e in released.entries] == selection
+    together = {e.item_id: json.loads(e.decision) for e in released.entries}
+    # the reference: each released on its own at the same instant (the clock does not move)
+    alone = {i: json.loads(kor.exchange.release(net.officer("KOR"), i, "JPN").decision) for i in selection}
+    assert together == alone
+    marked = {i: d["marking"]["classification"] for i, d in together.items()}
+    assert marked["ii-a"] == marked["ii-b"] == marked["ii-jpn"] != marked["iii-a"] == marked["iii-b"]
+    # the audit records of the selection say the same, each for its own item
+    records = [r for r in kor.store.audit(kind="item.release") if r.outcome == "allowed"]
+    by_msg = {json.loads(r.detail)["msg_id"]: (r.subject, json.loads(r.detail)["decision"]) for r in records}
+    for entry in released.entries:
+        assert by_msg[entry.msg_id] == (entry.item_id, together[entry.item_id])
