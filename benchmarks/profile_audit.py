@@ -4,12 +4,13 @@ Not a ``bench_*`` script (the runner does not pick it up): a tool for before/aft
 machine, where bench_audit's wall rates say little. It makes a fresh node (SQLite in a temporary
 directory, or PostgreSQL in a throw-away schema), appends and integrates ``--warm`` records untimed,
 then appends ``--entries`` records with ``Store.append_audit`` in batches of 10,000 (bench_audit's
-records) and integrates them with ``AuditLog.integrate()`` until nothing is pending, and prints
-for each phase the CPU µs a record of this process (``time.process_time``, user and system) and,
+records; since issue 18's sixth pass a batch becomes leaves as it is written) and integrates them
+with ``AuditLog.integrate()`` until nothing is pending, and prints for each phase and for both
+together (record to leaf) the CPU µs a record of this process (``time.process_time``, user and system) and,
 on PostgreSQL, of the server backends this process's connections use (``/proc/<pid>/stat`` of
 each, the pids asked at connect: the engine's pool is emptied after the warm-up so every
-connection is a known one), with the wall rate beside them. ``--profile`` adds a cProfile of the
-integrate phase (CPU clock; profiled calls weigh more than they do unprofiled).
+connection is a known one), with the wall rate beside them. ``--profile`` adds a cProfile of both
+phases (CPU clock; profiled calls weigh more than they do unprofiled).
 
 Run::
 
@@ -77,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             event.listen(node.store.engine, "connect", backend_pid)
         batches = [records.batch(args.warm + k, batch) for k in range(0, args.entries, batch)]
         n = sum(len(x) for x in batches)
+        profile = cProfile.Profile(time.process_time) if args.profile else None
         cpu0, wall0, srv0 = time.process_time(), time.perf_counter(), _backend_cpu(pids)
+        if profile is not None:
+            profile.enable()
         for rows in batches:
             node.store.append_audit(rows)
         cpu1, wall1, srv1 = time.process_time(), time.perf_counter(), _backend_cpu(pids)
-        profile = cProfile.Profile(time.process_time) if args.profile else None
-        if profile is not None:
-            profile.enable()
         while node.audit.integrate():
             pass
         if profile is not None:
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.backend}, {n:,} records after {args.warm:,}, load {os.getloadavg()[0]:.1f}: "
             f"{phase('append', cpu1 - cpu0, srv1 - srv0, wall1 - wall0)} | "
-            f"{phase('integrate', cpu2 - cpu1, srv2 - srv1, wall2 - wall1)}"
+            f"{phase('integrate', cpu2 - cpu1, srv2 - srv1, wall2 - wall1)} | "
+            f"{phase('record to leaf', cpu2 - cpu0, srv2 - srv0, wall2 - wall0)}"
         )
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(15)

@@ -28,7 +28,8 @@ from gsomia.store import AuditRow
 
 def writer(directory: Path, seconds: float) -> dict[str, Any]:
     """Append ``envelope.received`` records (what a partner may ask an inclusion proof of) in small
-    transactions, and every half second integrate and sign from this process as well."""
+    transactions and in batches (which become leaves under the tree's lock as they are written), and
+    every half second integrate and sign from this process as well."""
     node = Node.open(directory, migrate=False)
     appended = integrated = rounds = 0
     failures: list[str] = []
@@ -46,7 +47,9 @@ def writer(directory: Path, seconds: float) -> dict[str, Any]:
                     "allowed",
                     json.dumps({"msg_id": uuid.uuid4().hex, "n": appended + i}),
                 )
-                for i in range(random.randint(1, 8))  # noqa: S311 - load shape, not a secret
+                # a request's few records (integrated later), or now and then a batch (leaves as it
+                # is written, under the tree's lock)
+                for i in range(random.randint(32, 40) if random.random() < 0.1 else random.randint(1, 8))  # noqa: S311
             ]
             try:
                 node.store.append_audit(batch)

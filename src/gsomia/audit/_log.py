@@ -3,7 +3,9 @@
 Every audit record (decisions, envelopes, receipts, reads, refusals, keys, people, consents)
 becomes a leaf. Records are written by the transactions that cause them; ``integrate``
 later appends them to the tree in batches (the log never slows the exchange), keeping the
-completed subtree hashes for proofs. ``sign_head`` signs (size, root) with the node key.
+completed subtree hashes for proofs; a batch of records written on its own
+(``Store.append_audit``, 32 or more) becomes leaves as it is written, under the same lock.
+``sign_head`` signs (size, root) with the node key.
 Partners receive each other's signed heads over the exchange and ask for consistency
 proofs between successive heads: a partner that rewrites or forks its log is caught.
 """
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gsomia._codec import canonical
 from gsomia.core.access import Person, Role
@@ -46,6 +48,9 @@ from gsomia.errors import (
 from gsomia.exchange import PeerTransport
 from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow, AuditStore, ForkEvidenceRow, GossipHeadRow, HeadRow, PartnerHeadRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 __all__ = ["FLOW_KINDS", "AuditLog", "VerifyReport", "head_content", "leaf_data", "parse_head"]
 
@@ -104,8 +109,8 @@ _HASHED_LEAF = "\x00" + _LEAF  # RFC 9162's leaf prefix, ASCII: the same bytes a
 
 
 def _leaf_hashes(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
-    """``leaf_hash(leaf_data(row))`` of each (seq, at_us, kind, actor, subject, outcome, detail,
-    entry_id) the writer read, in one loop without a call per field (issue 18: the writer's largest
+    """``leaf_hash(leaf_data(row))`` of each (at_us, kind, actor, subject, outcome, detail, entry_id)
+    (a record as stored), in one loop without a call per field (issue 18: the writer's largest
     Python cost per record). A field of another type (``encode_basestring`` refuses anything but
     text, an instant that is not an int) sends the batch through ``_leaf_bytes``, which handles it
     as ``canonical`` does; a test holds the two equal."""
@@ -114,7 +119,7 @@ def _leaf_hashes(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
     out: list[bytes] = []
     add = out.append
     try:
-        for _, at_us, kind, actor, subject, outcome, detail, entry in rows:
+        for at_us, kind, actor, subject, outcome, detail, entry in rows:
             if type(at_us) is not int:
                 raise TypeError(at_us)
             text = _HASHED_LEAF % (
@@ -128,8 +133,13 @@ def _leaf_hashes(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
             )
             add(sha(text.encode()).digest())
     except TypeError:
-        return [sha(b"\x00" + _leaf_bytes(*r[1:])).digest() for r in rows]
+        return [sha(b"\x00" + _leaf_bytes(*r)).digest() for r in rows]
     return out
+
+
+def _state(frontier: Frontier) -> str:
+    """The frontier as stored (``node_meta`` audit.frontier), which the next writer continues from."""
+    return canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +215,8 @@ class AuditLog:
     def __init__(self, kernel: NodeContext) -> None:
         self.kernel = kernel
         self.store = AuditStore(kernel.store)
+        # a batch appended on its own becomes leaves in its own transaction, under the tree's lock
+        kernel.store.leaves_on_append(self._append_leaves)
 
     @staticmethod
     def _frontier_of(store: AuditStore) -> Frontier:
@@ -256,16 +268,33 @@ class AuditLog:
         processes, never interleave. Readers of the tree never call it.
         """
         with self.store.writer() as w:
-            rows = w.pending_fields(limit)
-            if not rows:
-                return 0
-            frontier = self._frontier_of(w)
-            first = frontier.size
-            digests = _leaf_hashes(rows)
-            nodes = frontier.extend(digests, with_leaves=False)  # a leaf's hash is kept with its record
-            state = canonical({"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
-            w.integrate(first, [r[0] for r in rows], digests, nodes, state)
-            return len(rows)
+            return self._integrate(w, limit)
+
+    def _integrate(self, w: AuditStore, limit: int) -> int:
+        """``integrate`` in the writer's transaction ``w``."""
+        rows = w.pending_fields(limit)
+        if not rows:
+            return 0
+        frontier = self._frontier_of(w)
+        first = frontier.size
+        digests = _leaf_hashes([r[1:] for r in rows])
+        nodes = frontier.extend(digests, with_leaves=False)  # a leaf's hash is kept with its record
+        w.integrate(first, [r[0] for r in rows], digests, nodes, _state(frontier))
+        return len(rows)
+
+    def _append_leaves(self, conn: Connection, records: list[tuple[Any, ...]]) -> None:
+        """New records (as stored: at_us, kind, actor, subject, outcome, detail, entry_id) written as
+        leaves, in the transaction ``conn`` that holds the tree's lock (``Store.append_audit`` of a
+        batch): the records still pending become leaves first, in their order, then these after them,
+        the frontier read and written in this one transaction, as ``integrate`` does."""
+        w = AuditStore(self.kernel.store, conn)
+        while self._integrate(w, 10_000):
+            pass
+        frontier = self._frontier_of(w)
+        first = frontier.size
+        digests = _leaf_hashes(records)
+        nodes = frontier.extend(digests, with_leaves=False)
+        w.append_leaves(first, records, digests, nodes, _state(frontier))
 
     def sign_head(self) -> HeadRow:
         """Integrate everything pending and sign the tree head (the last one if nothing changed).

@@ -461,6 +461,13 @@ class Inbox(Equivalences):
             return self._refused(
                 "envelope.refused", opened.sender, item.item_id, reason, reason, msg_id=opened.msg_id
             )
+        if relaying:  # and the onward link, before anything of the item is kept here or receipted
+            try:
+                self._link(recipient, decision)
+            except GsomiaError as exc:
+                return self._refused(
+                    "envelope.refused", opened.sender, item.item_id, str(exc), str(exc), msg_id=opened.msg_id
+                )
         digest = hashlib.sha256(origin.encode()).hexdigest()
         # an item is (originator, id): only the same signed item of the same originator is held already;
         # another originator's item under the same id is another item, stored under its own reference

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from gsomia.store import _tables as t
-from gsomia.store._store import AuditRow, Store, _copy
+from gsomia.store._store import TREE_LOCK, TREE_TABLE, AuditRow, Store, _copy, _copy_field, _driver_cursor
 
 __all__ = ["AuditStore", "ForkEvidenceRow", "GossipHeadRow", "HeadRow", "PartnerHeadRow"]
 
@@ -34,6 +34,14 @@ _PG_LEAVES = (
     "WITH ORDINALITY AS v(s, i, k) WHERE a.seq = v.s AND a.seq BETWEEN %s AND %s"
 )
 _PG_COPY_NODES = "COPY merkle_nodes (level, idx, hash) FROM STDIN"
+# records written as leaves at once (AuditStore.append_leaves): the record with its leaf index and hash
+_SQLITE_LEAF_RECORDS = (
+    "INSERT INTO audit_records (at_us, kind, actor, subject, outcome, detail, entry_id, leaf_index, leaf) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PG_COPY_LEAF_RECORDS = (
+    "COPY audit_records (at_us, kind, actor, subject, outcome, detail, entry_id, leaf_index, leaf) FROM STDIN"
+)
 # a proof's subtree hashes: one fixed statement over two arrays, joined to the primary key (a nested
 # loop of index look-ups), the same text every time so that the driver prepares it once per
 # connection; an OR of ~2 log n key pairs is planned afresh for each proof (its text varies). The
@@ -126,13 +134,6 @@ def _row(r: object) -> AuditRow:
         m["leaf_index"],
         m["leaf"],
     )
-
-
-# the database lock held by the one writer of the tree: on PostgreSQL an advisory lock whose key is
-# this class and the OID of the node's audit_records (one lock per node, whatever schema it is in);
-# SQLite has one write lock per database file
-TREE_LOCK = 0x6E5A_0A0D
-TREE_TABLE = "audit_records"
 
 
 class AuditStore:
@@ -246,18 +247,65 @@ class AuditStore:
                 indexes = ",".join([str(i) for i in range(first, first + len(seqs))])
                 hexes = b"".join(digests).hex()
                 conn.exec_driver_sql(_PG_LEAVES, (hexes, text, indexes, min(seqs), max(seqs)))
-            if nodes:
-                _copy(conn, _PG_COPY_NODES, "".join([f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes]))
         else:
             # the driver's own cursor takes the parameters as an iterator: no list of tuples a round
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 leaves = zip(range(first, first + len(seqs)), digests, seqs, strict=True)
                 cursor.executemany(_SQLITE_LEAVES, leaves)  # type: ignore[arg-type]  # sqlite3 takes any iterable
-                if nodes:
-                    cursor.executemany(_SQLITE_NODES, nodes)
             finally:
                 cursor.close()
+        self._grow(conn, nodes, frontier)
+
+    def append_leaves(
+        self,
+        first: int,
+        records: Sequence[tuple[Any, ...]],
+        digests: Sequence[bytes],
+        nodes: Sequence[tuple[int, int, bytes]],
+        frontier: str,
+    ) -> None:
+        """Write new records as leaves at once (only in the writer's transaction, which read the
+        frontier): record ``records[k]`` (at_us, kind, actor, subject, outcome, detail, entry_id, as
+        stored) is leaf ``first + k`` with hash ``digests[k]``; then the completed subtrees and the new
+        frontier, as :meth:`integrate` writes them. What ``integrate`` would have made of the same
+        records, without writing each twice (an insert, then an ``UPDATE``) and reading it back."""
+        conn = self._bound()
+        if len(records) != len(digests):
+            raise ValueError(f"{len(records)} records and {len(digests)} leaf hashes")
+        if any(level < 1 for level, _, _ in nodes):
+            raise ValueError("the leaves are stored with their records, not in merkle_nodes")
+        if conn.dialect.name == "postgresql":
+            text = "".join(
+                [
+                    f"{at_us}\t{_copy_field(kind)}\t{_copy_field(actor)}\t{_copy_field(subject)}\t"
+                    f"{_copy_field(outcome)}\t{_copy_field(detail)}\t{_copy_field(entry)}\t{i}\t\\\\x{h.hex()}\n"
+                    for i, (at_us, kind, actor, subject, outcome, detail, entry), h in zip(
+                        range(first, first + len(records)), records, digests, strict=True
+                    )
+                ]
+            )
+            _copy(conn, _PG_COPY_LEAF_RECORDS, text)
+        else:
+            # the driver's cursor (its errors SQLAlchemy's: a duplicate entry id is the caller's
+            # conflict), its parameters an iterator
+            with _driver_cursor(conn, _SQLITE_LEAF_RECORDS) as cursor:
+                rows = (
+                    (*r, i, h)
+                    for i, r, h in zip(range(first, first + len(records)), records, digests, strict=True)
+                )
+                cursor.executemany(_SQLITE_LEAF_RECORDS, rows)
+        self._grow(conn, nodes, frontier)
+
+    @staticmethod
+    def _grow(conn: Connection, nodes: Sequence[tuple[int, int, bytes]], frontier: str) -> None:
+        """The subtrees completed above the leaves, and the new frontier."""
+        if conn.dialect.name == "postgresql":
+            if nodes:
+                _copy(conn, _PG_COPY_NODES, "".join([f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes]))
+        elif nodes:
+            with _driver_cursor(conn, _SQLITE_NODES) as cursor:
+                cursor.executemany(_SQLITE_NODES, nodes)
         conn.execute(delete(t.node_meta).where(t.node_meta.c.key == "audit.frontier"))
         conn.execute(insert(t.node_meta), {"key": "audit.frontier", "value": frontier})
 

@@ -700,6 +700,20 @@ def _redacted(url: str) -> str:
 # space), a class and the OID of the table the writer guards as the search path finds it
 _ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(%s, %s::regclass::oid::int)"
 
+# the database lock held by the one writer of the audit tree: on PostgreSQL an advisory lock whose
+# key is this class and the OID of the node's audit_records (one lock per node, whatever schema it is
+# in); SQLite has one write lock per database file
+TREE_LOCK = 0x6E5A_0A0D
+TREE_TABLE = "audit_records"
+
+LeafWriter = Callable[[Connection, list[tuple[Any, ...]]], None]
+"""Writes records as leaves of the audit tree, in the transaction ``Connection`` that holds the tree's
+lock: (at_us, kind, actor, subject, outcome, detail, entry_id) tuples, as stored."""
+
+# a batch of this many records or more given to append_audit alone becomes leaves where it is written
+# (Store.leaves_on_append); fewer (a request's records) wait for AuditLog.integrate
+_LEAVES_FROM = 32
+
 _INSERT_AUDIT = {
     "qmark": "INSERT INTO audit_records (at_us, kind, actor, subject, outcome, detail, entry_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -829,6 +843,7 @@ class Store:
         self._writers: AbstractContextManager[None] = (
             _WriterQueue() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
+        self._leaf_writer: LeafWriter | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -1435,13 +1450,30 @@ class Store:
             sql = _INSERT_AUDIT["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
             conn.exec_driver_sql(sql, _audit_values(rows))
 
+    def leaves_on_append(self, writer: LeafWriter) -> None:
+        """From now on :meth:`append_audit` hands a batch of 32 records or more to ``writer``, in one
+        transaction under the audit tree's lock (the tree's one writer: SQLite's ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock), which writes them as leaves of the tree at once: no ``UPDATE`` of
+        each record later, no read of them back (issue 18). The audit log registers it; the store
+        does not know how the tree is built. Smaller batches, and the records other transactions
+        write with their own changes, wait for ``AuditLog.integrate`` as before."""
+        self._leaf_writer = writer
+
     def append_audit(self, rows: Sequence[AuditRow]) -> None:
-        """Append ``rows`` in one transaction. On SQLite on the driver's own cursor (``BEGIN
-        IMMEDIATE``, one ``executemany``, the commit), as :meth:`remember_signed_arrivals` does: every
-        read's record (grouped with concurrent ones) is written here, and SQLAlchemy's transaction and
-        execution around the one statement cost as much as the insert (issue 18, bench_load's
-        profile). The driver's errors become SQLAlchemy's, then the caller's (``_writing``)."""
+        """Append ``rows`` in one transaction. A batch of 32 or more, once the audit log registered
+        its writer (:meth:`leaves_on_append`), becomes leaves of the tree in the same transaction.
+        Otherwise on SQLite on the driver's own cursor (``BEGIN IMMEDIATE``, one ``executemany``, the
+        commit), as :meth:`remember_signed_arrivals` does: every read's record (grouped with
+        concurrent ones) is written here, and SQLAlchemy's transaction and execution around the one
+        statement cost as much as the insert (issue 18, bench_load's profile). The driver's errors
+        become SQLAlchemy's, then the caller's (``_writing``)."""
         if not rows:
+            return
+        writer = self._leaf_writer
+        if writer is not None and len(rows) >= _LEAVES_FROM:
+            values = _audit_values(rows)  # the entry ids made now: a leaf commits to its record's id
+            with self._exclusive(TREE_LOCK, TREE_TABLE) as conn:
+                writer(conn, values)
             return
         if self.engine.dialect.name != "sqlite":
             with self._begin() as conn:
