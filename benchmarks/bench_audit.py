@@ -553,13 +553,13 @@ def count_nodes(node: Node) -> int:
 
 def gsomia_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:
     """The query ``AuditStore.nodes`` issues, with the keys written in: on PostgreSQL its array
-    join (the same text, arrays as literals), on SQLite the OR of ``AuditStore.nodes_by_or``."""
+    join (the same text, the keys' texts as literals), on SQLite the OR of ``AuditStore.nodes_by_or``."""
     if node.store.engine.dialect.name != "postgresql":
         return indexed_query(node, keys)
     levels = ",".join(str(lv) for lv, _ in keys if lv > 0)
     idxs = ",".join(str(ix) for lv, ix in keys if lv > 0)
     leaves = ",".join(str(ix) for lv, ix in keys if lv == 0)  # a leaf from its record (migration 0027)
-    return _PG_NODES_BY_KEY % (f"'{{{levels}}}'", f"'{{{idxs}}}'", f"'{{{leaves}}}'")
+    return _PG_NODES_BY_KEY % (f"'{levels}'", f"'{idxs}'", f"'{leaves}'")
 
 
 def indexed_query(node: Node, keys: Sequence[tuple[int, int]]) -> str:

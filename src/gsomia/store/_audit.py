@@ -47,10 +47,15 @@ _PG_COPY_LEAF_RECORDS = (
 # connection; an OR of ~2 log n key pairs is planned afresh for each proof (its text varies). The
 # leaves (level 0) are the records' own leaf hashes (migration 0027: stored once, not again in
 # merkle_nodes), found by the unique index on leaf_index in the same statement
+# The keys go as three comma-separated texts the server splits (the driver dumps no array element by
+# element), on the driver's own cursor (no SQLAlchemy result): 0.45 -> 0.33 ms a query at 50,000
+# entries, client CPU 0.33 -> 0.2 ms (issue 18)
 _PG_NODES_BY_KEY = (
-    "SELECT m.level, m.idx, m.hash FROM unnest(%s::int[], %s::bigint[]) AS k(l, i) "
+    "SELECT m.level, m.idx, m.hash FROM unnest(string_to_array(%s, ',')::int[], "
+    "string_to_array(%s, ',')::bigint[]) AS k(l, i) "
     "JOIN merkle_nodes AS m ON m.level = k.l AND m.idx = k.i "
-    "UNION ALL SELECT 0, a.leaf_index, a.leaf FROM audit_records AS a WHERE a.leaf_index = ANY(%s::bigint[])"
+    "UNION ALL SELECT 0, a.leaf_index, a.leaf FROM audit_records AS a "
+    "WHERE a.leaf_index = ANY(string_to_array(%s, ',')::bigint[])"
 )
 # the writer's read: only the fields a leaf commits to, as plain tuples, in leaf order
 _PENDING_FIELDS = {
@@ -342,10 +347,12 @@ class AuditStore:
         with self._read_one() as conn:
             if conn.dialect.name == "postgresql":
                 inner = [k for k in keys if k[0] > 0]
-                levels = [int(k[0]) for k in inner]
-                idxs = [int(k[1]) for k in inner]
-                leaves = [int(k[1]) for k in keys if k[0] == 0]
-                rows = conn.exec_driver_sql(_PG_NODES_BY_KEY, (levels, idxs, leaves)).all()
+                levels = ",".join([str(int(k[0])) for k in inner])
+                idxs = ",".join([str(int(k[1])) for k in inner])
+                leaves = ",".join([str(int(k[1])) for k in keys if k[0] == 0])
+                with _driver_cursor(conn, _PG_NODES_BY_KEY) as cursor:
+                    cursor.execute(_PG_NODES_BY_KEY, (levels, idxs, leaves))
+                    rows = cursor.fetchall()
                 return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
         return self.nodes_by_or(keys)
 
