@@ -272,3 +272,38 @@ class Batch:
 
     def any(self) -> bool:
         return bool(self.inbox or self.audit)
+
+    def mark(self) -> tuple[int, ...]:
+        """Where the batch stands now, for :meth:`undo` (before a message is received into it)."""
+        receipted = -1 if self.receipted is None else len(self.receipted)
+        return (
+            len(self.items),
+            len(self.inbox),
+            len(self.inventory),
+            len(self.audit),
+            len(self.outbox),
+            len(self.consents),
+            len(self.requests),
+            len(self.answers),
+            len(self.ops),
+            receipted,
+        )
+
+    def undo(self, mark: tuple[int, ...]) -> None:
+        """Forget everything added since ``mark``: a message refused part way through its handler
+        (or a hook after it) leaves nothing of itself to be written with the others (no item, inbox
+        row, "allowed" record, receipt entry, outbox entry or duty write); the rare path, so the
+        look-ups kept beside the lists are mended by a scan."""
+        items, inbox, inventory, audit, outbox, consents, requests, answers, ops, receipted = mark
+        for new in self.items[items:]:
+            self.item_ids.discard(new.id)
+            for key in [k for k, v in self.by_origin.items() if v is new]:
+                del self.by_origin[key]
+        for row in self.inbox[inbox:]:
+            if self.inbox_by_id.get(row.msg_id) is row:
+                del self.inbox_by_id[row.msg_id]
+        del self.items[items:], self.inbox[inbox:], self.inventory[inventory:], self.audit[audit:]
+        del self.outbox[outbox:], self.consents[consents:], self.requests[requests:]
+        del self.answers[answers:], self.ops[ops:]
+        if self.receipted is not None and receipted >= 0:
+            del self.receipted[receipted:]

@@ -131,9 +131,11 @@ class Inbox(Equivalences):
     def _receive_guarded(
         self, text: str, now: datetime, accepted: Batch, first: Opened | EnvelopeError
     ) -> dict[str, Any]:
+        mark = accepted.mark()
         try:
             return self._receive_one(text, now, accepted, first)
         except GsomiaError as exc:  # a bug-free path never gets here; fail closed all the same
+            accepted.undo(mark)
             return {"status": "refused", "reason": str(exc), "receipt": None}
 
     def _unpacked(self, batch: Opened) -> tuple[Opened, list[Opened]] | dict[str, Any]:
@@ -354,14 +356,17 @@ class Inbox(Equivalences):
             return {"status": "duplicate", "receipt": seen.receipt, "reason": None}
         kind = opened.body.get("kind")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        mark = accepted.mark()
         try:
             if handler is not None:
                 return handler(opened, now, accepted)
         except EnvelopeError as exc:
+            accepted.undo(mark)  # refused part way: nothing of this message is written
             return self._refused(
                 "envelope.refused", opened.sender, None, exc.detail, "envelope refused", msg_id=opened.msg_id
             )
         except GsomiaError as exc:
+            accepted.undo(mark)
             return self._refused(
                 "envelope.refused", opened.sender, None, str(exc), str(exc), msg_id=opened.msg_id
             )
