@@ -508,6 +508,9 @@ def test_the_audit_writer_never_holds_up_the_next_batch(net: Net) -> None:
         assert integrating.wait(10)  # the writer is busy (and stays so until told)
         kor.exchange.release_many(net.officer("KOR"), ["aw-1"], "JPN")
         assert _within(20, lambda: jpn.store.get_item("aw-1") is not None)
+        # and settled at KOR (its receipt's records written) before the writer goes on: a record
+        # written after the writer's last call of a round waits for the next round (the interval)
+        assert _within(20, lambda: [e.state for e in kor.exchange.fed.outbox()] == ["delivered"])
         go_on.set()
         assert _within(20, lambda: kor.audit.pending() == 0)
     finally:
