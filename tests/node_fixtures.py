@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from gsomia.api import create_app
 from gsomia.core.access import Person
@@ -292,3 +293,37 @@ def framed(wires: Mapping[str, tuple[LinkWire, Any]], sender: str = "KOR") -> di
                     got[party] += [orjson.loads(e.message)["track"]["update_ts"] for e in group.entries]
         wire.opened = len(wire.sent)
     return got
+
+
+def serving(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
+    """Run ``script`` against ``app`` once its start-up (the lifespan, with the background loops) is
+    done, as uvicorn serves it."""
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                await script(client)
+
+    asyncio.run(run())
+
+
+# two JPN analysts with the same need-to-know: one cleared for 極秘, one only for 秘
+JPN_ANALYSTS: tuple[dict[str, Any], ...] = (
+    {
+        "id": "reader",
+        "name": "Reader",
+        "nationality": "JPN",
+        "clearance": "極秘",
+        "need_to_know": ["dprk-missile"],
+        "roles": ["analyst"],
+    },
+    {
+        "id": "junior",
+        "name": "Junior",
+        "nationality": "JPN",
+        "clearance": "秘",
+        "need_to_know": ["dprk-missile"],
+        "roles": ["analyst"],
+    },
+)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.node_fixtures import app_caller, kor_label
+from tests.node_fixtures import JPN_ANALYSTS, app_caller, kor_label
 
 from gsomia.kernel import DEFAULT_INTERVAL, ChangeWatch, Kept
 from gsomia.node import Node
@@ -37,22 +37,7 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
     other = Node.open(tmp_path / "jpn", clock=clock)
     for person in (
         {"id": "admin", "name": "Admin", "nationality": "JPN", "roles": ["administrator"]},
-        {
-            "id": "reader",
-            "name": "Reader",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-        {
-            "id": "junior",
-            "name": "Junior",
-            "nationality": "JPN",
-            "clearance": "秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
+        *JPN_ANALYSTS,
     ):
         serving.people.add_person(None, person)
     serving.items.ingest(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.dependencies.utils import solve_dependencies
-from tests.node_fixtures import app_caller, kor_label
+from tests.node_fixtures import JPN_ANALYSTS, app_caller, kor_label
 
 from gsomia._codec import canonical, person_to_dict
 from gsomia.kernel import DEFAULT_INTERVAL
@@ -40,24 +40,7 @@ def two(tmp_path: Path, store_url: str) -> Iterator[tuple[Node, Node]]:
     clock = FakeClock(NOW)
     serving = make_node(tmp_path / "jpn", "JPN", database_url=store_url, clock=clock)
     other = Node.open(tmp_path / "jpn", clock=clock)
-    for person in (
-        {
-            "id": "reader",
-            "name": "Reader",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-        {
-            "id": "junior",
-            "name": "Junior",
-            "nationality": "JPN",
-            "clearance": "秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["analyst"],
-        },
-    ):
+    for person in JPN_ANALYSTS:
         serving.people.add_person(None, person)
     for item in ITEMS:
         serving.items.ingest(

@@ -10,14 +10,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from tests.node_fixtures import serving
 
 from gsomia._logs import JsonFormatter
 from gsomia.api import create_app
@@ -38,18 +38,6 @@ def kor(tmp_path: Path) -> Iterator[tuple[Node, dict[str, str], FakeClock]]:
     yield nodes["KOR"], tokens, clock
     for node in nodes.values():
         node.close()
-
-
-def _serving(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    """Run ``script`` against ``app`` with its lifespan (the background loops) running."""
-
-    async def run() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                await script(client)
-
-    asyncio.run(run())
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -85,7 +73,7 @@ def test_metrics_are_an_administrators_and_a_refusal_is_counted(
         answers.append(await client.get("/metrics", headers={"Authorization": f"Bearer {tokens['analyst']}"}))
         answers.append(await client.get("/metrics", headers={"Authorization": f"Bearer {tokens['admin']}"}))
 
-    _serving(create_app(node), script)
+    serving(create_app(node), script)
     assert [a.status_code for a in answers[:2]] == [401, 403]
     answer = answers[2]
     assert answer.status_code == 200
@@ -105,7 +93,7 @@ def _scrape(node: Node, token: str) -> dict[tuple[str, tuple[tuple[str, str], ..
         assert answer.status_code == 200, answer.text
         texts.append(answer.text)
 
-    _serving(create_app(node), script)
+    serving(create_app(node), script)
     return _samples(texts[0])
 
 
@@ -145,7 +133,7 @@ def test_the_process_reports_the_leases_it_holds(kor: tuple[Node, dict[str, str]
             assert time.monotonic() < deadline, answer.text
             await asyncio.sleep(0.1)
 
-    _serving(create_app(node, sender=True, sender_interval=0.05), script)
+    serving(create_app(node, sender=True, sender_interval=0.05), script)
     samples = seen[0]
     holders = [labels for name, labels in samples if name == "gsomia_lease_holder"]
     assert {dict(labels)["lease"] for labels in holders} == {"outbox", "audit", "gossip"}
@@ -173,7 +161,7 @@ def test_every_answer_has_a_request_id_and_one_json_line_naming_the_actor_not_th
             answers.append(await client.get("/healthz", headers={"X-Request-ID": 'a b" <script>'}))
             answers.append(await client.get("/healthz", headers={"X-Request-ID": "x" * 65}))
 
-        _serving(create_app(node), script)
+        serving(create_app(node), script)
         mine, forged, long = answers
     finally:
         logger.removeHandler(handler)

@@ -4,14 +4,14 @@ start-up match leaves no trace: nothing answers its path, nothing is audited or 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, routing
+from tests.node_fixtures import serving
 
 from gsomia.api import create_app
 from gsomia.api._app import WARM_PATH
@@ -24,18 +24,6 @@ def node(tmp_path: Path) -> Iterator[Node]:
     made = make_node(tmp_path / "node", "KOR")
     yield made
     made.close()
-
-
-def _serving(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    """Run ``script`` against ``app`` once its start-up (the lifespan) is done, as uvicorn serves it."""
-
-    async def run() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                await script(client)
-
-    asyncio.run(run())
 
 
 async def _websocket(app: FastAPI, path: str) -> list[dict[str, Any]]:
@@ -88,7 +76,7 @@ def test_the_first_requests_after_start_up_build_no_route(
         assert sent[-1]["type"] == "websocket.close"
         assert built == []
 
-    _serving(app, script)
+    serving(app, script)
 
 
 def test_the_start_up_match_is_answered_by_no_route_and_leaves_no_trace(node: Node) -> None:
@@ -101,4 +89,4 @@ def test_the_start_up_match_is_answered_by_no_route_and_leaves_no_trace(node: No
         assert (await client.get(WARM_PATH)).status_code == 404
         assert (await client.get("/.gsomia/no-such-route")).status_code == 404
 
-    _serving(app, script)
+    serving(app, script)
