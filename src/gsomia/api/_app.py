@@ -9,6 +9,7 @@ definition time, and ``Caller`` is local to :func:`create_app`.
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Annotated, Any
@@ -213,6 +214,15 @@ class _NoStoreJson:
         await self.app(scope, receive, sending)
 
 
+# FastAPI builds a route's parameters (pydantic schemas of the shared ``Annotated`` types) where the
+# route is defined and, for an included router's routes, on their first match (``_warm_routes``); the
+# two are not safe against each other in two threads: a process serving several nodes' apps from
+# threads (``demo.network.serve_in_threads``, tests) defined one app while the one before warmed its
+# routes, and pydantic saw a half-made field (its UnsupportedFieldAttributeWarning, an error in the
+# tests). One process builds one app's routes at a time.
+_BUILDING = threading.Lock()
+
+
 def create_app(
     node: Node,
     *,
@@ -230,6 +240,27 @@ def create_app(
 
     ``stream`` is the node's missile-track stream (by default over the in-process bus).
     """
+    with _BUILDING:
+        return _create_app(
+            node,
+            sender=sender,
+            sender_interval=sender_interval,
+            head_every=head_every,
+            stream=stream,
+            log_writer=log_writer,
+        )
+
+
+def _create_app(
+    node: Node,
+    *,
+    sender: bool,
+    sender_interval: float | None,
+    head_every: float | None,
+    stream: StreamService | None,
+    log_writer: bool,
+) -> FastAPI:
+    """:func:`create_app`, under the lock of the process's route building."""
     stream = stream if stream is not None else StreamService(node)
     public: dict[int, bool] = {}  # id(route) -> whether it needs no credentials (decided once per route)
 
@@ -283,7 +314,8 @@ def create_app(
             runtime.start()
         if stream.leases_links:  # the links' leases are claimed from the start, not at the first track
             await stream.start()
-        await _warm_routes(app.router)  # not at the first request, on the loop every track needs
+        with _BUILDING:  # not while another thread defines an app (nothing is served yet)
+            await _warm_routes(app.router)  # not at the first request, on the loop every track needs
         yield
         await stream.close()
         if runtime is not None:
