@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from gsomia._canonical import canonical_bytes, compact_bytes
+from gsomia._canonical import canonical_bytes, compact_bytes, loads
 from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
@@ -209,3 +209,52 @@ def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -
     assert texts.text(one) is first  # written once
     assert texts.text(other) == canonical(decision_json(other)) != first
     assert texts.text(replace(one)) == first  # equal, held apart, written the same
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each number's type beside it (``1 == 1.0`` and ``0.0 == -0.0`` in Python)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+# texts orjson parses otherwise than json, or not at all: json's value, or json's refusal
+ODD_TEXTS = [
+    b"[18446744073709551616]",
+    b"[-9223372036854775809]",
+    b'{"a": 123456789012345678901234567890}',
+    b"[1e400]",
+    b"[-1e400]",
+    b"[NaN]",
+    b"Infinity",
+    b'["\\ud800"]',
+    b"\xef\xbb\xbf[1]",
+    '[1, "秘"]'.encode("utf-16"),
+    b"1e16",
+    b"[1e-7, 5e-324]",
+    b'{"a": 1, "a": 2}',
+    b"[-0, -0.0, 0.1e1]",
+]
+NOT_JSON = [b"", b"[1,]", b"{'a': 1}", b"[1] x", b"\xff", b'"\x01"', b"[" * 3000]
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS + [json.dumps(v).encode() for v in CORPUS], ids=repr)
+def test_loads_gives_json_loads_value(text: bytes) -> None:
+    assert _typed(loads(text)) == _typed(json.loads(text))
+
+
+@pytest.mark.parametrize("text", NOT_JSON, ids=repr)
+def test_loads_refuses_what_json_loads_refuses(text: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(text)
+    with pytest.raises((ValueError, RecursionError)):
+        loads(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES)
+def test_loads_gives_json_loads_value_for_any_json(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False).encode()
+    assert _typed(loads(text)) == _typed(json.loads(text))

@@ -17,11 +17,12 @@ verifies unchanged.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 
-__all__ = ["canonical_bytes", "compact_bytes"]
+__all__ = ["canonical_bytes", "compact_bytes", "loads"]
 
 _LEAVES = frozenset({str, int, bool, type(None)})
 _NESTED = frozenset({dict, list, tuple})
@@ -72,3 +73,16 @@ def compact_bytes(data: Any) -> bytes | None:
     except orjson.JSONEncodeError:
         return None
     return written if _plain(data) else None
+
+
+def loads(text: bytes) -> Any:
+    """``json.loads(text)``, parsed by orjson where the two give the same value: orjson refuses what only
+    the standard decoder takes (NaN, the infinities, a lone surrogate, a byte order mark, UTF-16) and
+    reads an integer past 64 bits as a float, which :func:`_plain` does not pass (at least 2**63 in
+    size): each is parsed by ``json`` again. Raises ``ValueError`` where ``json.loads`` does.
+    tests/test_canonical.py holds the two to the same values."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    return value if _plain([value]) else json.loads(text)

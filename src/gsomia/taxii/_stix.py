@@ -32,6 +32,7 @@ import binascii
 import hashlib
 import json
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from typing import Any
 import stix2
 import stix2.exceptions
 
+from gsomia._canonical import loads
 from gsomia._codec import canonical, label_from_dict, label_to_dict
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
@@ -125,6 +127,8 @@ _STIX_ID = re.compile(
     r"^([a-z][a-z0-9-]{1,248})--([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
 _FRAMEWORK = frozenset({IDENTITY_ID, EXTENSION_ID})
+# a UUID whose str() is the text itself and whose version is 4 (version 4 implies the RFC 4122 variant)
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 @cache
@@ -140,10 +144,25 @@ def stix_timestamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+@lru_cache(maxsize=4096)
+def _stamp(at: datetime) -> tuple[str, int]:
+    """:func:`stix_timestamp` of ``at`` and the instant it names in microseconds (what
+    :func:`us_of_timestamp` reads back from it), made once per instant: a label's creation instant is
+    written on its item's object, its marking and its ACS marking."""
+    text = stix_timestamp(at)
+    return text, us_of_timestamp(text, "created")
+
+
 def timestamp_us(us: int) -> str:
     """An exact STIX timestamp (microseconds, ``Z``) of an integer instant in microseconds."""
     seconds, fraction = divmod(us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:06d}Z"
+    return f"{_second(seconds)}.{fraction:06d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _second(seconds: int) -> str:
+    """The whole-second part of :func:`timestamp_us` (items added together share their seconds)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def us_of_timestamp(text: str, name: str) -> int:
@@ -186,7 +205,7 @@ def marking_for(label: SecurityLabel) -> dict[str, Any]:
         "type": "marking-definition",
         "spec_version": "2.1",
         "id": f"marking-definition--{_derived_uuid('label', canonical(content))}",
-        "created": stix_timestamp(label.created),
+        "created": _stamp(label.created)[0],
         "created_by_ref": IDENTITY_ID,
         "name": f"gsomia {label.originator} {label.classification}",
         "extensions": {EXTENSION_ID: {"extension_type": "property-extension", **content}},
@@ -235,7 +254,7 @@ def _json_payload(payload_type: str, payload: bytes) -> Any:
     if payload_type != "json":
         return _NOT_JSON
     try:
-        return json.loads(payload)
+        return loads(payload)  # json.loads's value (orjson where the two agree: a page parses hundreds)
     except ValueError:
         return _NOT_JSON
 
@@ -277,12 +296,10 @@ def stix_id_of(item_id: str, payload_type: str, payload: bytes) -> str:
 
 
 def _item_stix_id(item_id: str) -> str:
-    """The STIX id of an item whose payload is not itself a STIX object with the item's id."""
-    try:
-        as_uuid = uuid.UUID(item_id)
-    except ValueError:
-        as_uuid = None
-    if as_uuid is not None and str(as_uuid) == item_id and as_uuid.version == 4:
+    """The STIX id of an item whose payload is not itself a STIX object with the item's id: the id
+    itself where it is a UUIDv4 as ``str(uuid.UUID(...))`` writes one (lower case, RFC 4122 variant),
+    else one derived from it."""
+    if _UUID4.fullmatch(item_id):
         return f"{ITEM_TYPE}--{item_id}"
     return f"{ITEM_TYPE}--{_derived_uuid('item', item_id)}"
 
@@ -366,13 +383,13 @@ def marked(
     else:
         if catalogue is not None:
             refs.append(tlp_for(label))
-        created = stix_timestamp(label.created)
+        created, created_us = _stamp(label.created)
         out = {
             "type": ITEM_TYPE,
             "spec_version": "2.1",
             "id": _item_stix_id(item_id),  # not native (above): stix_id_of without parsing it again
             "created": created,
-            "modified": _later(created, version_us),
+            "modified": created if created_us >= version_us else timestamp_us(version_us),  # _later
             "item_id": item_id,
             "payload_type": payload_type,
             "object_marking_refs": refs,
@@ -420,11 +437,37 @@ _ACS_LEVELS = {"TOP SECRET": "TS", "SECRET": "S", "CONFIDENTIAL": "C"}
 
 
 def _us_level(label: SecurityLabel, catalogue: Catalogue) -> str | None:
+    """The US level of the label's classification (see :func:`_us_level_of`), looked up once per
+    catalogue, originator and classification."""
     if label.originator == "USA":
         return label.classification
-    for agreement in sorted(catalogue.agreements_of(label.originator), key=lambda a: (len(a.parties), a.id)):
+    kept = _US_LEVELS.get(id(catalogue))
+    if kept is None or kept[0] is not catalogue:  # the id of a catalogue no longer held: start again
+        kept = (catalogue, {})
+        with _US_LEVELS_LOCK:
+            if len(_US_LEVELS) >= _US_LEVEL_CATALOGUES:
+                _US_LEVELS.clear()
+            _US_LEVELS[id(catalogue)] = kept
+    levels = kept[1]
+    key = (label.originator, label.classification)
+    if key not in levels:
+        levels[key] = _us_level_of(label.originator, label.classification, catalogue)
+    return levels[key]
+
+
+# catalogues are frozen (a changed one is a new object): id -> (the catalogue, held so that its id is
+# not reused while it is here, and its (originator, classification) -> US level)
+_US_LEVELS: dict[int, tuple[Catalogue, dict[tuple[str, str], str | None]]] = {}
+_US_LEVELS_LOCK = threading.Lock()
+_US_LEVEL_CATALOGUES = 16
+
+
+def _us_level_of(originator: str, classification: str, catalogue: Catalogue) -> str | None:
+    """The US level ``originator``'s ``classification`` maps to under the smallest agreement with the
+    USA that maps it."""
+    for agreement in sorted(catalogue.agreements_of(originator), key=lambda a: (len(a.parties), a.id)):
         if "USA" in agreement.parties:
-            level = agreement.equivalence.map(label.originator, label.classification, "USA")
+            level = agreement.equivalence.map(originator, classification, "USA")
             if level is not None:
                 return level
     return None
@@ -451,7 +494,7 @@ def _acs_marking(label: SecurityLabel, level: str, key: str) -> dict[str, Any]:
     content: dict[str, Any] = {
         "extension_type": "property-extension",
         "identifier": f"isa:guide.19001.ACS3-{_derived_uuid('acs-identifier', key)}",
-        "create_date_time": stix_timestamp(label.created),
+        "create_date_time": _stamp(label.created)[0],
         "responsible_entity_custodian": label.originator,
         "responsible_entity_originator": label.originator,
         "policy_reference": _ACS_POLICY,
@@ -469,7 +512,7 @@ def _acs_marking(label: SecurityLabel, level: str, key: str) -> dict[str, Any]:
         "type": "marking-definition",
         "spec_version": "2.1",
         "id": f"marking-definition--{_derived_uuid('acs', key)}",
-        "created": stix_timestamp(label.created),
+        "created": _stamp(label.created)[0],
         "created_by_ref": IDENTITY_ID,
         "name": f"ACS 3.0 {label.originator} {level}",
         "extensions": {ACS_EXTENSION_ID: content},
