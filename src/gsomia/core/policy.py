@@ -230,7 +230,24 @@ class ReleaseDecision:
 
 
 _new = object.__new__
-_set = object.__setattr__
+
+
+class _Building:
+    """A :class:`ReleaseDecision` while the engine fills it in: the same slots in the same order (so
+    an instance may become a ``ReleaseDecision`` by ``__class__`` assignment, which Python allows
+    between classes of one slot layout), but not frozen, so that each field is one slot store where
+    the frozen dataclass's ``__init__`` calls ``object.__setattr__`` per field. A test holds that
+    the layouts match and that the two make equal decisions."""
+
+    __slots__ = ("agreement", "allowed", "at", "checks", "considered", "marking", "route")
+
+    allowed: bool
+    at: datetime
+    route: tuple[str, ...]
+    agreement: str | None
+    checks: tuple[Check, ...]
+    marking: Marking | None
+    considered: tuple[str, ...]
 
 
 def _decision(
@@ -243,17 +260,18 @@ def _decision(
     considered: tuple[str, ...],
 ) -> ReleaseDecision:
     """``ReleaseDecision(...)`` with every field given, as the engine makes one per decision: each
-    slot set directly, where the frozen dataclass's ``__init__`` looks ``object.__setattr__`` up per
-    field (a test holds that the two make equal decisions and that this sets every field)."""
-    decision: ReleaseDecision = _new(ReleaseDecision)
-    _set(decision, "allowed", allowed)
-    _set(decision, "at", at)
-    _set(decision, "route", route)
-    _set(decision, "agreement", agreement)
-    _set(decision, "checks", checks)
-    _set(decision, "marking", marking)
-    _set(decision, "considered", considered)
-    return decision
+    slot stored on a :class:`_Building`, which then becomes the frozen ``ReleaseDecision`` (a test
+    holds that the two make equal decisions and that this sets every field)."""
+    decision = _new(_Building)
+    decision.allowed = allowed
+    decision.at = at
+    decision.route = route
+    decision.agreement = agreement
+    decision.checks = checks
+    decision.marking = marking
+    decision.considered = considered
+    decision.__class__ = ReleaseDecision  # type: ignore[assignment]
+    return decision  # type: ignore[return-value]
 
 
 # the kinds of time zone whose ``utcoffset`` always answers an offset (an instant in one is aware):
@@ -991,6 +1009,9 @@ class LabelRules:
         return found
 
 
+_EVERY = sys.maxsize  # no limit: every rule asked (AllOf.evaluate)
+
+
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
@@ -1015,19 +1036,28 @@ class AllOf:
             self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
-        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float, limit: int = _EVERY
     ) -> tuple[int, tuple[Check, ...]]:
-        """(number of failed checks, every check); an empty rule set is one failure."""
+        """(number of failed checks, every check); an empty rule set is one failure.
+
+        ``limit``: the engine already holds a refusal that failed this many rules, so a candidate
+        that fails as many can be neither allowed nor the refusal reported (the first of the
+        fewest failures is): once the count reaches ``limit`` the rules left are not asked, and
+        the answer is the count so far with no checks."""
         head = self._head
         if head is not None:
             failed, checks = head(request, candidate, ts)
-            every = [*checks]
+            if failed >= limit:
+                return failed, ()
+            rest = []
             for step in self._tail:
                 check = step(request, candidate, ts)
                 if not check[1]:
                     failed += 1
-                every.append(check)
-            return failed, tuple(every)
+                    if failed >= limit:
+                        return failed, ()
+                rest.append(check)
+            return failed, checks + tuple(rest)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
@@ -1042,6 +1072,8 @@ class AllOf:
                 if not check[1]:
                     failed += 1
                 out.append(check)
+            if failed >= limit:
+                return failed, ()
         return failed, tuple(out)
 
     def explain(
@@ -1142,44 +1174,58 @@ class ReleaseEngine:
         once per batch for its label, route, purpose and the rest of what it carries, at ``at``; the
         items that share all of it share the decision. Anything else is decided on its own.
         """
-        if memo is None or request.consents or request.approval is not None:
-            return self._decide(request, at)
-        try:
-            # every field of the request but the item's id (read from the class: a field added later
-            # is in the key without anyone remembering to put it there); no copy of the request built
-            key = (self, at, _BUT_ITEM(request))
-            found = memo.get(key)
-        except TypeError:  # something unhashable in the request: decided on its own
-            return self._decide(request, at)
-        if found is None:
-            found = memo[key] = self._decide(request, at)
-        return found
-
-    def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
-        """:meth:`decide` worked out from the request alone: each rule asked in turn
-        (:meth:`AllOf.explain`), no outcome kept from an earlier decision or looked up in a table.
-        Slower; the reference that the engine's kept outcomes are tested against (every check, its
-        sentence and its outcome the same)."""
-        return self._decide(request, at, self.rules.explain)
-
-    def _decide(
-        self,
-        request: ReleaseRequest,
-        at: datetime,
-        evaluate: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None,
-    ) -> ReleaseDecision:
+        if memo is not None and not request.consents and request.approval is None:
+            try:
+                # every field of the request but the item's id (read from the class: a field added
+                # later is in the key without anyone remembering to put it there); no copy of the
+                # request built
+                key = (self, at, _BUT_ITEM(request))
+                found = memo.get(key)
+            except TypeError:  # something unhashable in the request: decided on its own
+                return self.decide(request, at=at)
+            if found is None:
+                found = memo[key] = self.decide(request, at=at)
+            return found
         kind = type(at.tzinfo)  # a zone that always answers an offset is not asked it twice
         if kind not in _ALWAYS_AWARE and not _always_aware(kind) and at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
+        found_route = self._routes.get((request.sender, request.recipient, request.via))
+        if found_route is None:
+            found_route = self._candidates(request.sender, request.recipient, request.via)
+        candidates, ids, route = found_route
+        if not candidates:
+            return _decision(False, at, route, None, (self._no_route(request),), None, ())
+        evaluate = self.rules.evaluate
+        # the refusal reported is the first candidate of the fewest failures: a later one is asked
+        # only until it fails as many rules as that (AllOf.evaluate's limit)
+        fewest = _EVERY
+        refusal: tuple[_Candidate, tuple[Check, ...]] | None = None
+        for candidate in candidates:
+            failed, checks = evaluate(request, candidate, ts, fewest)
+            if not failed:
+                label = request.label
+                mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
+                marking = None if mapping is None else mapping.marking
+                return _decision(True, at, route, candidate.id, checks, marking, ids)
+            if failed < fewest:
+                fewest, refusal = failed, (candidate, checks)
+        assert refusal is not None  # candidates is not empty
+        return _decision(False, at, route, refusal[0].id, refusal[1], None, ids)
+
+    def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+        """:meth:`decide` worked out from the request alone: each rule asked in turn
+        (:meth:`AllOf.explain`) for every candidate, no outcome kept from an earlier decision or
+        looked up in a table, no candidate's evaluation cut short. Slower; the reference that the
+        engine's kept outcomes are tested against (every check, its sentence and its outcome the
+        same)."""
+        ts = self._instant(at)
         candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
             return _decision(False, at, route, None, (self._no_route(request),), None, ())
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
-        if evaluate is None:
-            evaluate = self.rules.evaluate
         for candidate in candidates:
-            failed, checks = evaluate(request, candidate, ts)
+            failed, checks = self.rules.explain(request, candidate, ts)
             if not failed:
                 label = request.label
                 mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
@@ -1189,6 +1235,15 @@ class ReleaseEngine:
                 best = (failed, candidate, checks)
         assert best is not None  # candidates is not empty
         return _decision(False, at, route, best[1].id, best[2], None, ids)
+
+    @staticmethod
+    def _instant(at: datetime) -> float:
+        """The decision's instant as a timestamp; an instant without a UTC offset is refused (as
+        :meth:`decide` does in line)."""
+        kind = type(at.tzinfo)
+        if kind not in _ALWAYS_AWARE and not _always_aware(kind) and at.utcoffset() is None:
+            raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
+        return at.timestamp()
 
     def authorise(
         self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None
