@@ -687,39 +687,52 @@ def _consent(
     relay, never lets a hub pass an item on. A track relay counts only for what is not an item.
     A consent naming a purpose counts only for that purpose.
     """
-    label = request.label
-    late = ""
+    originator = request.label.originator
+    item = request.item
+    purpose = request.purpose
+    third_party = kind is ConsentKind.THIRD_PARTY
+    hub_relay = kind is ConsentKind.HUB_RELAY
     kinds: tuple[ConsentKind, ...] = (kind,)
-    if kind is ConsentKind.HUB_RELAY and request.item is None:
+    if hub_relay and item is None:
         kinds = (ConsentKind.TRACK_RELAY, ConsentKind.HUB_RELAY)
+    # why the last consent that named the recipient did not count: (what, that consent), put in
+    # words once, after the scan, if none counts
+    why: tuple[str, Consent] | None = None
     for consent in request.consents:
-        if consent.kind not in kinds or consent.originator != label.originator:
+        if consent.kind not in kinds or consent.originator != originator or consent.recipient != recipient:
             continue
-        if consent.recipient != recipient:
+        if consent.purpose is not None and consent.purpose != purpose:
+            why = ("purpose", consent)
             continue
-        if consent.purpose is not None and consent.purpose != request.purpose:
-            late = f" (consent {consent.reference} is for the purpose {consent.purpose})"
+        if third_party and consent.holder is not None and consent.holder != request.sender:
             continue
-        if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
-            continue
-        if kind is ConsentKind.HUB_RELAY and consent.hub not in (None, hub):
-            continue
-        if (
-            kind is ConsentKind.HUB_RELAY
-            and request.item is not None
-            and (consent.item != request.item or consent.hub != hub)
-        ):
-            late = f" (consent {consent.reference} does not name this item and hub)"
-            continue
-        if consent.covers(request.item, ts):
-            return consent, ""
-        if consent.item is not None and consent.item != request.item:
-            late = f" (consent {consent.reference} names another item, {consent.item})"
+        if hub_relay:
+            if consent.hub is not None and consent.hub != hub:
+                continue
+            if item is not None and (consent.item != item or consent.hub != hub):
+                why = ("item and hub", consent)
+                continue
+        if consent.item is not None and consent.item != item:
+            why = ("item", consent)
         elif consent.given_ts > ts:
-            late = f" (consent {consent.reference} is dated after this instant; it must be prior)"
+            why = ("late", consent)
+        elif ts < consent.expires_ts:
+            return consent, ""  # on file at ``ts``, for this item (or standing): Consent.covers
         elif consent.expires is not None:
-            late = f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
-    return None, late
+            why = ("expired", consent)
+    if why is None:
+        return None, ""
+    what, consent = why
+    if what == "purpose":
+        return None, f" (consent {consent.reference} is for the purpose {consent.purpose})"
+    if what == "item and hub":
+        return None, f" (consent {consent.reference} does not name this item and hub)"
+    if what == "item":
+        return None, f" (consent {consent.reference} names another item, {consent.item})"
+    if what == "late":
+        return None, f" (consent {consent.reference} is dated after this instant; it must be prior)"
+    assert consent.expires is not None
+    return None, f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
 
 
 class _ThirdParty:
@@ -1004,9 +1017,17 @@ class LabelRules:
         )
         found = candidate.memo.get(key)
         if found is None:
-            checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
-            found = candidate.remember(key, (sum(1 for c in checks if not c.passed), checks))
+            found = candidate.remember(key, self._work_out(request, candidate, ts))
         return found
+
+    def _work_out(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """Every rule of the group asked (apart from :meth:`checks`, whose frame then holds no
+        variable a comprehension captures: such a frame makes a cell per captured variable on
+        every call, found or not)."""
+        checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
+        return sum(1 for c in checks if not c.passed), checks
 
 
 _EVERY = sys.maxsize  # no limit: every rule asked (AllOf.evaluate)
@@ -1075,6 +1096,53 @@ class AllOf:
             if failed >= limit:
                 return failed, ()
         return failed, tuple(out)
+
+    def choose(
+        self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
+    ) -> tuple[_Candidate, int, tuple[Check, ...]]:
+        """The first candidate that passes every rule, else the first of the fewest failures: that
+        candidate, its number of failed checks and every one of its checks (``candidates`` is not
+        empty). A later candidate is asked only until it fails as many rules as the refusal already
+        held (:meth:`evaluate`'s ``limit``): it could then be neither allowed nor reported."""
+        head = self._head
+        if head is None:
+            return self._choose_generally(request, candidates, ts)
+        tail = self._tail
+        fewest = _EVERY
+        chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
+        for candidate in candidates:
+            failed, checks = head(request, candidate, ts)
+            if failed >= fewest:
+                continue
+            rest = []
+            for step in tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                    if failed >= fewest:
+                        break
+                rest.append(check)
+            else:
+                if not failed:
+                    return candidate, 0, checks + tuple(rest)
+                fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
+        assert chosen is not None  # candidates is not empty
+        return chosen
+
+    def _choose_generally(
+        self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
+    ) -> tuple[_Candidate, int, tuple[Check, ...]]:
+        """:meth:`choose` for any shape of rules, by :meth:`evaluate`."""
+        fewest = _EVERY
+        chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
+        for candidate in candidates:
+            failed, checks = self.evaluate(request, candidate, ts, fewest)
+            if not failed:
+                return candidate, 0, checks
+            if failed < fewest:
+                fewest, chosen = failed, (candidate, failed, checks)
+        assert chosen is not None  # candidates is not empty
+        return chosen
 
     def explain(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
@@ -1196,22 +1264,14 @@ class ReleaseEngine:
         candidates, ids, route = found_route
         if not candidates:
             return _decision(False, at, route, None, (self._no_route(request),), None, ())
-        evaluate = self.rules.evaluate
-        # the refusal reported is the first candidate of the fewest failures: a later one is asked
-        # only until it fails as many rules as that (AllOf.evaluate's limit)
-        fewest = _EVERY
-        refusal: tuple[_Candidate, tuple[Check, ...]] | None = None
-        for candidate in candidates:
-            failed, checks = evaluate(request, candidate, ts, fewest)
-            if not failed:
-                label = request.label
-                mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
-                marking = None if mapping is None else mapping.marking
-                return _decision(True, at, route, candidate.id, checks, marking, ids)
-            if failed < fewest:
-                fewest, refusal = failed, (candidate, checks)
-        assert refusal is not None  # candidates is not empty
-        return _decision(False, at, route, refusal[0].id, refusal[1], None, ids)
+        candidate, failed, checks = self.rules.choose(request, candidates, ts)
+        if failed:
+            return _decision(False, at, route, candidate.id, checks, None, ids)
+        label = request.label
+        mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
+        return _decision(
+            True, at, route, candidate.id, checks, None if mapping is None else mapping.marking, ids
+        )
 
     def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
         """:meth:`decide` worked out from the request alone: each rule asked in turn
