@@ -113,7 +113,8 @@ def test_entry_ids_made_for_a_batch_are_each_a_uuidv7_of_its_own_random_bits() -
     before_ms = time.time_ns() // 1_000_000
     ids = new_entry_ids(10_000)
     after_ms = time.time_ns() // 1_000_000
-    assert len(ids) == 10_000 and len(set(ids)) == 10_000
+    assert len(ids) == 10_000
+    assert len(set(ids)) == 10_000
     parsed = [uuid.UUID(e) for e in ids]
     assert all(len(e) == 32 and e == e.lower() for e in ids)
     assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
@@ -122,11 +123,13 @@ def test_entry_ids_made_for_a_batch_are_each_a_uuidv7_of_its_own_random_bits() -
     # takes many values and its bits are set about half the time (not a counter, not a constant)
     rand_a = [u.int >> 64 & 0xFFF for u in parsed]
     rand_b = [u.int & (1 << 62) - 1 for u in parsed]
-    assert len(set(rand_a)) > 3_000 and len(set(rand_b)) == 10_000
+    assert len(set(rand_a)) > 3_000
+    assert len(set(rand_b)) == 10_000
     for bit in (*range(62), *(64 + b for b in range(12))):
         share = sum(u.int >> bit & 1 for u in parsed) / len(parsed)
         assert 0.45 < share < 0.55, bit
-    assert new_entry_ids(0) == [] and len(new_entry_ids(1)) == 1
+    assert new_entry_ids(0) == []
+    assert len(new_entry_ids(1)) == 1
     assert max(b - a for a, b in pairwise(sorted(int(e[13:], 16) for e in ids))) > 2**40
 
 
