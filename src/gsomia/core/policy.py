@@ -10,8 +10,11 @@ Warm decisions are cheap: per-route candidates, status intervals, equivalences
 and their reasons are compiled once; the label rules' checks are kept per label
 key and stretch of time, the assurance rule's per tuple of assurances and stretch
 between their instants, so a decision is dictionary look-ups, bisects and a tuple
-of checks. ``ReleaseEngine.decide_plainly`` works every rule out from the request
-alone: the reference the kept outcomes are tested against.
+of checks. A later candidate is asked only until it fails as many rules as the
+refusal already held (it could then be neither allowed nor reported: the first of
+the fewest failures is). ``ReleaseEngine.decide_plainly`` works every rule out
+from the request alone, for every candidate: the reference the kept outcomes and
+the cut-short candidates are tested against.
 """
 
 from __future__ import annotations
