@@ -9,10 +9,11 @@ passes. With ``--src`` several checkouts' ``src`` directories, each runs in a pr
 ``taskset`` where it exists; the 1-minute load average is printed after each round.
 
 ``--parts`` prints instead what a decision is made of, each part timed on its own over the same
-workload (µs a decision): every rule's check over the candidates ``decide`` evaluates (up to the
-first that passes), the rule loop around them, the instant's timestamp, the route's candidates,
-the marking and the decision value. ``--profile`` prints the cProfile of 50 passes, top entries by
-own time.
+workload (µs a decision): the choice of the candidate (``AllOf.choose``), the label rules over the
+candidates it asks them of and each later rule over those it asks that rule of (a later candidate
+is cut short once it fails as many rules as the refusal held, and the first that passes ends it),
+the instant's timestamp, the route's candidates, the marking and the decision value. ``--profile``
+prints the cProfile of 50 passes, top entries by own time.
 
 Run: ``python benchmarks/profile_policy.py`` (this checkout), or
 ``git archive <sha> src | tar -x -C /tmp/before`` then
@@ -75,16 +76,33 @@ def measure(passes: int, parts: bool, profile: bool) -> None:
 
 
 def _parts(engine: object, pairs: Sequence[tuple[object, object]], passes: int) -> None:
-    evaluate = engine.rules.evaluate  # type: ignore[attr-defined]
-    evaluated = []  # (request, candidate, ts) for each candidate decide evaluates
+    rules = engine.rules  # type: ignore[attr-defined]
+    head, tail = rules._head, rules._tail
+    chosen = []  # (request, candidates, ts) for each decision
+    heads = []  # (request, candidate, ts) for each candidate ``choose`` asks the label rules of
+    asked: list[list[tuple[object, object, float]]] = [[] for _ in tail]  # and each later rule of
     allowed = []
     for request, at in pairs:
         ts = at.timestamp()  # type: ignore[attr-defined]
-        for candidate in engine._candidates(request.sender, request.recipient, request.via)[0]:  # type: ignore[attr-defined]
-            evaluated.append((request, candidate, ts))
-            if not evaluate(request, candidate, ts)[0]:
-                allowed.append((request, candidate, ts))
-                break
+        candidates = engine._candidates(request.sender, request.recipient, request.via)[0]  # type: ignore[attr-defined]
+        chosen.append((request, candidates, ts))
+        fewest = sys.maxsize
+        for candidate in candidates:  # as AllOf.choose asks them
+            heads.append((request, candidate, ts))
+            failed = head(request, candidate, ts)[0]
+            if failed >= fewest:
+                continue
+            for n, step in enumerate(tail):
+                asked[n].append((request, candidate, ts))
+                if not step(request, candidate, ts)[1]:
+                    failed += 1
+                    if failed >= fewest:
+                        break
+            else:
+                if not failed:
+                    allowed.append((request, candidate, ts))
+                    break
+                fewest = failed
     n = len(pairs)
 
     def over(step: Callable[..., object], items: list[tuple[object, object, float]]) -> Callable[[], None]:
@@ -94,10 +112,15 @@ def _parts(engine: object, pairs: Sequence[tuple[object, object]], passes: int) 
 
         return run
 
-    print(f"{len(evaluated) / n:.2f} candidates evaluated a decision, {len(allowed)} of {n} allowed")
-    rows = [("rules' evaluation (AllOf.evaluate)", _best(over(evaluate, evaluated), passes, n))]
-    for _, step in engine.rules._steps:  # type: ignore[attr-defined]
-        rows.append((f"  {step.__qualname__}", _best(over(step, evaluated), passes, n)))
+    full = sum(len(a) for a in asked[:1])
+    print(
+        f"{sum(len(c) for _, c, _ in chosen) / n:.2f} candidates a decision, {len(heads) / n:.2f} asked "
+        f"the label rules, {full / n:.2f} asked the rules after them; {len(allowed)} of {n} allowed"
+    )
+    rows = [("choosing the candidate (AllOf.choose)", _best(over(rules.choose, chosen), passes, n))]
+    rows.append((f"  {head.__qualname__}", _best(over(head, heads), passes, n)))
+    for step, items in zip(tail, asked, strict=True):
+        rows.append((f"  {step.__qualname__}", _best(over(step, items), passes, n)))
     some = pairs[0]
     first = engine.decide(some[0], at=some[1])  # type: ignore[attr-defined]
     from gsomia.core import policy

@@ -51,7 +51,7 @@ def _plain(data: Any) -> bool:
             # a float: the same digits as repr() (both the shortest that round-trip), and the same form
             # where repr() writes no exponent (this excludes NaN and the infinities, which orjson
             # writes null); anything else is not written as the standard encoder writes it
-            elif kind is not float or not (member == 0.0 or 1e-4 <= abs(member) < 1e16):
+            elif kind is not float or not (1e-4 <= member < 1e16 or -1e16 < member <= -1e-4 or member == 0.0):
                 return False
     return True
 

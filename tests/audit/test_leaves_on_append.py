@@ -184,3 +184,28 @@ def test_two_processes_appending_batches_and_integrating_at_once_do_not_fork_the
             check_proof(node.audit.inclusion(r.entry_id or ""), head.root)
     finally:
         node.close()
+
+
+def test_a_batch_with_awkward_text_and_given_ids_is_leaves_that_verify_and_prove(node: Node) -> None:
+    batch = rows(0, 40)
+    batch[1] = AuditRow(1, "test\x00kind", "act\x00or", "sub\x00", "allowed\x00", '{"x":"日本語 \\" \\\\"}')
+    batch[2] = AuditRow(2, "test.event", None, None, "allowed", "{}", entry_id="a-given-id")
+    node.store.append_audit(batch)
+    assert node.audit.pending() == 0
+    stored = {r.at_us: r for r in node.store.audit(limit=1000) if r.kind.startswith("test")}
+    assert (stored[1].kind, stored[1].actor, stored[1].subject, stored[1].outcome) == (
+        "test\\x00kind",
+        "act\\x00or",
+        "sub\\x00",
+        "allowed\\x00",
+    )
+    assert stored[2].entry_id == "a-given-id"
+    for r in stored.values():
+        assert r.leaf == leaf_hash(leaf_data(r))  # each leaf commits to the record as stored
+    head = node.audit.sign_head()
+    assert node.audit.verify().ok
+    for r in (stored[1], stored[2], stored[39]):
+        check_proof(node.audit.inclusion(r.entry_id or ""), head.root, head.size)
+    # and the made ids are still unguessable one from another
+    made = [r.entry_id or "" for r in stored.values() if r.at_us != 2]
+    assert len(set(made)) == 39

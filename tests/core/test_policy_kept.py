@@ -9,7 +9,7 @@ import hashlib
 import inspect
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import fields, replace
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
@@ -30,7 +30,7 @@ from gsomia import (
 )
 from gsomia.core.approvals import TwoPersonPolicy
 from gsomia.core.labels import CAVEATS
-from gsomia.core.policy import Assurance, _decision, assumed_assurances
+from gsomia.core.policy import Assurance, Check, _Building, _decision, assumed_assurances
 from gsomia.errors import InstantError
 
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -348,6 +348,80 @@ def test_the_engine_makes_its_decisions_as_the_dataclass_does(catalogue: Catalog
         assert rebuilt == decision
         assert repr(rebuilt) == repr(decision)
         assert hash(rebuilt.checks) == hash(decision.checks)
+        assert type(decision) is ReleaseDecision
+        with pytest.raises(FrozenInstanceError):
+            decision.allowed = not decision.allowed  # type: ignore[misc]
+    # the builder has the decision's slots, all of them and no more (no __dict__, no __weakref__)
+    assert sorted(_Building.__slots__) == sorted(ReleaseDecision.__slots__)
+    assert not hasattr(_decision(True, AT, (), None, (), None, ()), "__dict__")
+
+
+class _Fails:
+    """A rule that fails for the candidates named (and counts every time it is asked)."""
+
+    def __init__(self, name: str, *ids: str) -> None:
+        self.name, self.ids, self.asked = name, ids, 0
+
+    def check(self, request: ReleaseRequest, candidate: object, ts: float) -> Check:
+        self.asked += 1
+        cid = candidate.id  # type: ignore[attr-defined]
+        return Check(self.name, cid not in self.ids, f"{self.name} asked of {cid}")
+
+
+USA_TRI, USA_TISA = "trilateral-missile-warning-2023", "tisa-2014"
+USA_KOR = "usa-kor-gsomia-1987"  # the candidates of USA -> KOR, in order: USA_KOR, USA_TRI, USA_TISA
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["single-rules", "a-group-then-rules"])
+@pytest.mark.parametrize(
+    ("failing", "reported"),
+    [
+        # (the candidates each rule fails for), the refusal reported
+        (((USA_KOR,), (USA_KOR,), (USA_TRI,), (USA_TISA,)), USA_TRI),  # later, fewer: the later
+        (((USA_KOR,), (USA_TRI,), (USA_TISA,)), USA_KOR),  # a tie: the first of the fewest
+        (((USA_KOR, USA_TRI), (USA_TRI,), (USA_KOR, USA_TISA)), USA_TISA),
+        (((USA_KOR, USA_TRI, USA_TISA), (USA_TISA,), (USA_KOR,)), USA_TRI),
+    ],
+)
+def test_a_candidate_cut_short_is_never_the_one_reported(
+    catalogue: Catalogue, grouped: bool, failing: tuple[tuple[str, ...], ...], reported: str
+) -> None:
+    """A later candidate is asked only until it fails as many rules as the refusal held: the refusal
+    reported is still the first of the fewest failures, with every one of its checks, and it is
+    what the plain evaluation (every rule of every candidate) reports."""
+    rules = [_Fails(f"r{n}", *ids) for n, ids in enumerate(failing)]
+    passing = [_Fails("always"), _Fails("also")]
+    every = [*rules, *passing]
+    shape = AllOf(LabelRules(*every[:2]), *every[2:]) if grouped else AllOf(*every)
+    engine = ReleaseEngine(catalogue, shape)
+    request = make_request(catalogue, sender="USA", recipient="KOR", classification="SECRET")
+    decision = engine.decide(request, at=AT)
+    assert decision.considered == (USA_KOR, USA_TRI, USA_TISA)
+    assert not decision.allowed
+    assert decision.agreement == reported
+    assert [c.rule for c in decision.checks] == [r.name for r in every]
+    assert all(c.reason.endswith(f"asked of {reported}") for c in decision.checks)
+    assert sum(not c.passed for c in decision.checks) == sum(reported in ids for ids in failing)
+    assert _said(decision) == _said(engine.decide_plainly(request, at=AT))
+
+
+def test_a_candidate_that_can_no_longer_be_reported_is_not_asked_further(catalogue: Catalogue) -> None:
+    """The first candidate fails one rule; the next fails the first rule asked: the rules after it
+    are not asked of that candidate (nothing it could say would be reported), and the third, which
+    passes everything, allows with every check."""
+    first = _Fails("first", USA_TRI)
+    second = _Fails("second", USA_KOR)
+    rest = _Fails("rest")
+    engine = ReleaseEngine(catalogue, AllOf(first, second, rest))
+    request = make_request(catalogue, sender="USA", recipient="KOR", classification="SECRET")
+    plain = engine.decide_plainly(request, at=AT)
+    asked = (first.asked, second.asked, rest.asked)
+    assert plain.allowed
+    assert plain.agreement == USA_TISA
+    decision = engine.decide(request, at=AT)
+    assert _said(decision) == _said(plain)
+    # USA_KOR: all three; USA_TRI: cut after ``first``; USA_TISA: all three
+    assert (first.asked - asked[0], second.asked - asked[1], rest.asked - asked[2]) == (3, 2, 2)
 
 
 class _Unsure(tzinfo):

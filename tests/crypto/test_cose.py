@@ -456,3 +456,93 @@ def test_hostile_cbor_items_are_refused_as_malformed(net: Net, item: str) -> Non
     assert at > 0
     spliced = good[:at] + b"\xa1\x05" + hostile + good[at + 1 :]
     assert refusal(lambda: net.open(wrapped(spliced))) == "malformed"
+
+
+# --------------------------------------------------------------------------- what a hop keeps (issue 18)
+#
+# The COSE_Sign1's and the recipient's protected headers are written once per kid and read once per
+# distinct byte string (``_HEADERS``): the attacks below run with those tables filled by hops that
+# opened, so nothing a table holds lets a changed header, body, recipient or lifetime through.
+
+
+def _warm(net: Net) -> None:
+    assert net.open(net.sealed()).body == BODY
+    assert env._HEADERS, "an opened hop's constant headers are kept"
+
+
+def test_a_kept_header_read_under_another_spelling_is_refused(net: Net) -> None:
+    _warm(net)
+    tag = cbor2.loads(message_of(net.sealed()))
+    recipient_protected = tag.value[3][0][0]
+    assert recipient_protected in env._HEADERS
+    # the kept recipient header with its alg spelt twice, and with its kid in a longer head
+    kid = net.rings["JPN"].encryption_kid(AT).encode()
+    for spelling in (
+        b"\xa3\x01\x38\x18" + recipient_protected[1:],  # alg twice (-25 then -25 again in the rest)
+        b"\xa2\x01\x38\x18\x04\x59" + len(kid).to_bytes(2, "big") + kid,  # kid's length in 2 bytes
+    ):
+        assert spelling != recipient_protected
+        tag.value[3][0][0] = spelling
+        assert refusal(lambda: net.open(wrapped(cbor2.dumps(tag, canonical=True)))) == "malformed"
+    # the kept COSE_Sign1 header, its content changed: the signature's header is read again and refused
+    plain = cbor2.loads(_inner(net, net.sealed()))
+    assert plain.value[0] in env._HEADERS
+    plain.value[0] = cbor2.dumps({1: -8, 4: kid, 16: "application/gsomia-item+json"}, canonical=True)
+    assert (
+        refusal(lambda: net.open(wrapped(_reencrypted(net, cbor2.dumps(plain, canonical=True)))))
+        == "malformed"
+    )
+
+
+def test_attacks_on_a_hop_are_refused_with_the_headers_kept(net: Net) -> None:
+    _warm(net)
+    text = net.sealed()
+    message = message_of(text)
+    ciphertext_at = len(message) // 2  # inside the ciphertext: the body's bytes, encrypted
+    changed = bytearray(message)
+    changed[ciphertext_at] ^= 0x01
+    assert refusal(lambda: net.open(wrapped(bytes(changed)))) == "decrypt-failed"  # a tampered body
+    assert refusal(lambda: net.open(net.sealed(recipient="USA"))) == "wrong-recipient"
+    assert (
+        refusal(lambda: net.open(wrapped(_reencrypted(net, _inner(net, net.sealed(recipient="USA"), "USA")))))
+        == "wrong-recipient"
+    )  # signed for USA, re-encrypted to JPN
+    late = AT + TTL + timedelta(minutes=5, seconds=1)
+    assert refusal(lambda: net.open(text, at=late)) == "expired"  # replayed past its lifetime
+    sign1 = cbor2.loads(_inner(net, text))
+    sign1.value[3] = bytes(64)
+    assert (
+        refusal(lambda: net.open(wrapped(_reencrypted(net, cbor2.dumps(sign1, canonical=True)))))
+        == "bad-signature"
+    )
+    # no other form is read for it: the versions are the two markers, whatever a peer sends
+    inside = json.loads(text)["cose"]
+    for marker in ("gsomia-envelope/3", "gsomia-envelope/0", "gsomia-envelope/2 "):
+        assert (
+            refusal(lambda m=marker: net.open(json.dumps({"format": m, "cose": inside})))
+            == "unsupported-version"
+        )  # type: ignore[misc]
+    assert net.open(text).msg_id == "msg-0001"  # the same hop, untouched, still opens
+
+
+def test_the_kept_tables_stay_bounded(net: Net) -> None:
+    for n in range(env._CACHE_LIMIT + 40):
+        env._header_map(cbor2.dumps({1: -8, 4: f"kid-{n}".encode(), 16: "x"}), env._SIGN1_HEADER, kept=True)
+    assert len(env._HEADERS) <= env._CACHE_LIMIT
+    for n in range(env._CACHE_LIMIT + 40):
+        env._recipient_protected(f"kid-{n}")
+        env._content_key(bytes(32), cbor2.dumps({1: -25, 4: f"kid-{n}".encode()}))
+    assert len(env._RECIPIENT_PROTECTED) <= env._CACHE_LIMIT
+    assert len(env._KDF_CONTEXTS) <= env._CACHE_LIMIT
+    _warm(net)  # and a hop still opens after the tables were cleared
+
+
+def test_what_is_kept_is_what_writing_it_again_gives(net: Net) -> None:
+    kid = net.rings["JPN"].encryption_kid(AT)
+    protected, context = env._recipient_protected(kid)
+    assert protected == cbor2.dumps({1: -25, 4: kid.encode()}, canonical=True)
+    assert context == cbor2.dumps([3, [None, None, None], [None, None, None], [256, protected]])
+    sender_kid = net.rings["KOR"].signing_key(AT)[0]
+    assert env._sign1_protected(sender_kid) == cbor2.dumps(
+        {1: -8, 4: sender_kid.encode(), 16: env.HOP_COSE_TYPE}, canonical=True
+    )

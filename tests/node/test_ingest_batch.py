@@ -110,3 +110,97 @@ def test_a_reader_refused_one_label_of_a_batch_is_refused_as_an_access_refusal(
 def test_one_item_alone_is_refused_as_before(jpn_node: Node) -> None:
     with pytest.raises(LabelError, match=r"^label: JPN has no classification"):
         jpn_node.items.ingest(None, label=jpn_label(classification="cho-gokuhi"), payload=b"{}")
+
+
+def test_a_label_given_another_creation_instant_is_the_label_replace_makes_every_field_named() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from gsomia._codec import label_created_at
+    from gsomia.core.labels import AlternativeLabel, SecurityLabel
+
+    template = SecurityLabel(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=frozenset({"JPN", "USA"}),
+        purpose="threat-assessment",
+        topics=frozenset({"dprk-missile", "prc-navy"}),
+        created=datetime(2024, 1, 1, tzinfo=UTC),
+        caveats=frozenset({"G2G-ONLY"}),
+        review=datetime(2024, 6, 1, tzinfo=UTC),
+        alternatives=(AlternativeLabel("JPN", "極秘", "kor-jpn-gsomia-2016"),),
+    )
+    # label_created_at names each field: one added to SecurityLabel must be added there too
+    assert [f.name for f in dataclasses.fields(SecurityLabel) if f.init] == [
+        "originator",
+        "classification",
+        "releasable_to",
+        "purpose",
+        "topics",
+        "created",
+        "caveats",
+        "review",
+        "policy",
+        "alternatives",
+    ]
+    made = label_created_at(template, "2024-02-01T09:00:00+09:00")
+    expected = dataclasses.replace(template, created=datetime.fromisoformat("2024-02-01T09:00:00+09:00"))
+    assert made == expected
+    assert made.created_ts == expected.created_ts
+    assert all(getattr(made, f.name) == getattr(expected, f.name) for f in dataclasses.fields(SecurityLabel))
+    # the label's own checks still run on the new instant
+    with pytest.raises(LabelError, match="review instant precedes"):
+        label_created_at(template, "2024-07-01T09:00:00+09:00")
+    with pytest.raises(LabelError, match="no UTC offset"):
+        label_created_at(template, "2024-02-01T09:00:00")
+
+
+def test_a_received_label_is_checked_for_each_field_the_check_reads_though_the_batch_shares_the_rest(
+    jpn_node: Node,
+) -> None:
+    # the check of a received label is kept per what it reads, not per creation instant: each of
+    # these differs from an accepted one in one such field only, after it was accepted, and is refused
+    kor = "kor-jpn-gsomia-2016"
+    good = [
+        NewIngest(
+            kor_label(created=f"2024-02-0{d}T09:00:00+09:00"),
+            b"{}",
+            item_id=f"k{d}",
+            received_from="KOR",
+            agreement=kor,
+        )
+        for d in (1, 2)
+    ]
+    stored = jpn_node.items.ingest_many(None, good)
+    assert [i.label.alternative_for("JPN") is not None for i in stored] == [True, True]
+    for bad, why in [
+        (
+            kor_label(releasable_to=["USA"], created="2024-02-03T09:00:00+09:00"),
+            "not make this KOR item releasable",
+        ),
+        (
+            kor_label(caveats=["NOFORN"], created="2024-02-03T09:00:00+09:00"),
+            "not make this KOR item releasable",
+        ),
+        (
+            kor_label(
+                alternatives=[{"party": "JPN", "classification": "極秘", "agreement": kor}],
+                created="2024-02-03T09:00:00+09:00",
+            ),
+            "adds alternative labels on receipt",
+        ),
+    ]:
+        with pytest.raises(LabelError, match=why):
+            jpn_node.items.ingest_many(
+                None, [NewIngest(bad, b"{}", item_id="k9", received_from="KOR", agreement=kor)]
+            )
+    # nor is a received item taken without the agreement it came by, nor JPN's own as received
+    with pytest.raises(LabelError, match="needs received_from and the agreement"):
+        jpn_node.items.ingest_many(
+            None, [NewIngest(kor_label(), b"{}", item_id="k9", received_from="KOR", agreement=None)]
+        )
+    with pytest.raises(LabelError, match="was not received from anyone"):
+        jpn_node.items.ingest_many(
+            None, [NewIngest(jpn_label(), b"{}", item_id="j9", received_from="KOR", agreement=kor)]
+        )
+    assert jpn_node.store.count_items() == 2

@@ -103,3 +103,48 @@ def test_an_entry_id_is_not_a_counter() -> None:
     tails = sorted(int(e[12:], 16) for e in ids)
     # consecutive ids (same millisecond) are not neighbours: their random parts spread over the range
     assert max(b - a for a, b in pairwise(tails)) > 2**40
+
+
+def test_entry_ids_made_for_a_batch_are_each_a_uuidv7_of_its_own_random_bits() -> None:
+    import uuid
+
+    from gsomia.store._store import new_entry_ids
+
+    before_ms = time.time_ns() // 1_000_000
+    ids = new_entry_ids(10_000)
+    after_ms = time.time_ns() // 1_000_000
+    assert len(ids) == 10_000
+    assert len(set(ids)) == 10_000
+    parsed = [uuid.UUID(e) for e in ids]
+    assert all(len(e) == 32 and e == e.lower() for e in ids)
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    assert all(before_ms <= u.int >> 80 <= after_ms for u in parsed)  # this millisecond's
+    # the 74 random bits: rand_a (12), then rand_b (62, its first 2 beside the variant); each part
+    # takes many values and its bits are set about half the time (not a counter, not a constant)
+    rand_a = [u.int >> 64 & 0xFFF for u in parsed]
+    rand_b = [u.int & (1 << 62) - 1 for u in parsed]
+    assert len(set(rand_a)) > 3_000
+    assert len(set(rand_b)) == 10_000
+    for bit in (*range(62), *(64 + b for b in range(12))):
+        share = sum(u.int >> bit & 1 for u in parsed) / len(parsed)
+        assert 0.45 < share < 0.55, bit
+    assert new_entry_ids(0) == []
+    assert len(new_entry_ids(1)) == 1
+    assert max(b - a for a, b in pairwise(sorted(int(e[13:], 16) for e in ids))) > 2**40
+
+
+@pytest.mark.parametrize("count", [5, 40])  # executemany, and COPY on PostgreSQL
+def test_a_nul_in_a_records_text_is_stored_escaped_in_a_batch_of_given_and_made_ids(
+    store: Store, count: int
+) -> None:
+    rows = _rows(count)
+    rows[2] = AuditRow(3, "kind\x00x", "actor\x00", "sub\x00ject", "allow\x00ed", "{}", entry_id="given")
+    rows[3] = AuditRow(4, "k", "\x00", None, "allowed", "{}")
+    store.append_audit(rows)
+    back = store.audit(after_seq=0, limit=1000)
+    assert [(r.kind, r.actor, r.subject, r.outcome, r.entry_id) for r in back[2:4]] == [
+        ("kind\\x00x", "actor\\x00", "sub\\x00ject", "allow\\x00ed", "given"),
+        ("k", "\\x00", None, "allowed", back[3].entry_id),
+    ]
+    assert len(back[3].entry_id or "") == 32
+    assert [r.kind for r in back[4:]] == [r.kind for r in rows[4:]]  # the others as given

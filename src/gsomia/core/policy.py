@@ -10,8 +10,11 @@ Warm decisions are cheap: per-route candidates, status intervals, equivalences
 and their reasons are compiled once; the label rules' checks are kept per label
 key and stretch of time, the assurance rule's per tuple of assurances and stretch
 between their instants, so a decision is dictionary look-ups, bisects and a tuple
-of checks. ``ReleaseEngine.decide_plainly`` works every rule out from the request
-alone: the reference the kept outcomes are tested against.
+of checks. A later candidate is asked only until it fails as many rules as the
+refusal already held (it could then be neither allowed nor reported: the first of
+the fewest failures is). ``ReleaseEngine.decide_plainly`` works every rule out
+from the request alone, for every candidate: the reference the kept outcomes and
+the cut-short candidates are tested against.
 """
 
 from __future__ import annotations
@@ -230,7 +233,24 @@ class ReleaseDecision:
 
 
 _new = object.__new__
-_set = object.__setattr__
+
+
+class _Building:
+    """A :class:`ReleaseDecision` while the engine fills it in: the same slots in the same order (so
+    an instance may become a ``ReleaseDecision`` by ``__class__`` assignment, which Python allows
+    between classes of one slot layout), but not frozen, so that each field is one slot store where
+    the frozen dataclass's ``__init__`` calls ``object.__setattr__`` per field. A test holds that
+    the layouts match and that the two make equal decisions."""
+
+    __slots__ = ("agreement", "allowed", "at", "checks", "considered", "marking", "route")
+
+    allowed: bool
+    at: datetime
+    route: tuple[str, ...]
+    agreement: str | None
+    checks: tuple[Check, ...]
+    marking: Marking | None
+    considered: tuple[str, ...]
 
 
 def _decision(
@@ -243,17 +263,18 @@ def _decision(
     considered: tuple[str, ...],
 ) -> ReleaseDecision:
     """``ReleaseDecision(...)`` with every field given, as the engine makes one per decision: each
-    slot set directly, where the frozen dataclass's ``__init__`` looks ``object.__setattr__`` up per
-    field (a test holds that the two make equal decisions and that this sets every field)."""
-    decision: ReleaseDecision = _new(ReleaseDecision)
-    _set(decision, "allowed", allowed)
-    _set(decision, "at", at)
-    _set(decision, "route", route)
-    _set(decision, "agreement", agreement)
-    _set(decision, "checks", checks)
-    _set(decision, "marking", marking)
-    _set(decision, "considered", considered)
-    return decision
+    slot stored on a :class:`_Building`, which then becomes the frozen ``ReleaseDecision`` (a test
+    holds that the two make equal decisions and that this sets every field)."""
+    decision = _new(_Building)
+    decision.allowed = allowed
+    decision.at = at
+    decision.route = route
+    decision.agreement = agreement
+    decision.checks = checks
+    decision.marking = marking
+    decision.considered = considered
+    decision.__class__ = ReleaseDecision  # type: ignore[assignment]
+    return decision  # type: ignore[return-value]
 
 
 # the kinds of time zone whose ``utcoffset`` always answers an offset (an instant in one is aware):
@@ -669,39 +690,52 @@ def _consent(
     relay, never lets a hub pass an item on. A track relay counts only for what is not an item.
     A consent naming a purpose counts only for that purpose.
     """
-    label = request.label
-    late = ""
+    originator = request.label.originator
+    item = request.item
+    purpose = request.purpose
+    third_party = kind is ConsentKind.THIRD_PARTY
+    hub_relay = kind is ConsentKind.HUB_RELAY
     kinds: tuple[ConsentKind, ...] = (kind,)
-    if kind is ConsentKind.HUB_RELAY and request.item is None:
+    if hub_relay and item is None:
         kinds = (ConsentKind.TRACK_RELAY, ConsentKind.HUB_RELAY)
+    # why the last consent that named the recipient did not count: (what, that consent), put in
+    # words once, after the scan, if none counts
+    why: tuple[str, Consent] | None = None
     for consent in request.consents:
-        if consent.kind not in kinds or consent.originator != label.originator:
+        if consent.kind not in kinds or consent.originator != originator or consent.recipient != recipient:
             continue
-        if consent.recipient != recipient:
+        if consent.purpose is not None and consent.purpose != purpose:
+            why = ("purpose", consent)
             continue
-        if consent.purpose is not None and consent.purpose != request.purpose:
-            late = f" (consent {consent.reference} is for the purpose {consent.purpose})"
+        if third_party and consent.holder is not None and consent.holder != request.sender:
             continue
-        if kind is ConsentKind.THIRD_PARTY and consent.holder not in (None, request.sender):
-            continue
-        if kind is ConsentKind.HUB_RELAY and consent.hub not in (None, hub):
-            continue
-        if (
-            kind is ConsentKind.HUB_RELAY
-            and request.item is not None
-            and (consent.item != request.item or consent.hub != hub)
-        ):
-            late = f" (consent {consent.reference} does not name this item and hub)"
-            continue
-        if consent.covers(request.item, ts):
-            return consent, ""
-        if consent.item is not None and consent.item != request.item:
-            late = f" (consent {consent.reference} names another item, {consent.item})"
+        if hub_relay:
+            if consent.hub is not None and consent.hub != hub:
+                continue
+            if item is not None and (consent.item != item or consent.hub != hub):
+                why = ("item and hub", consent)
+                continue
+        if consent.item is not None and consent.item != item:
+            why = ("item", consent)
         elif consent.given_ts > ts:
-            late = f" (consent {consent.reference} is dated after this instant; it must be prior)"
+            why = ("late", consent)
+        elif ts < consent.expires_ts:
+            return consent, ""  # on file at ``ts``, for this item (or standing): Consent.covers
         elif consent.expires is not None:
-            late = f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
-    return None, late
+            why = ("expired", consent)
+    if why is None:
+        return None, ""
+    what, consent = why
+    if what == "purpose":
+        return None, f" (consent {consent.reference} is for the purpose {consent.purpose})"
+    if what == "item and hub":
+        return None, f" (consent {consent.reference} does not name this item and hub)"
+    if what == "item":
+        return None, f" (consent {consent.reference} names another item, {consent.item})"
+    if what == "late":
+        return None, f" (consent {consent.reference} is dated after this instant; it must be prior)"
+    assert consent.expires is not None
+    return None, f" (consent {consent.reference} expired at {consent.expires.isoformat()})"
 
 
 class _ThirdParty:
@@ -986,9 +1020,20 @@ class LabelRules:
         )
         found = candidate.memo.get(key)
         if found is None:
-            checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
-            found = candidate.remember(key, (sum(1 for c in checks if not c.passed), checks))
+            found = candidate.remember(key, self._work_out(request, candidate, ts))
         return found
+
+    def _work_out(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """Every rule of the group asked (apart from :meth:`checks`, whose frame then holds no
+        variable a comprehension captures: such a frame makes a cell per captured variable on
+        every call, found or not)."""
+        checks = tuple([rule.check(request, candidate, ts) for rule in self.rules])
+        return sum(1 for c in checks if not c.passed), checks
+
+
+_EVERY = sys.maxsize  # no limit: every rule asked (AllOf.evaluate)
 
 
 class AllOf:
@@ -1015,19 +1060,28 @@ class AllOf:
             self._tail = tuple(step for _, step in self._steps[1:])
 
     def evaluate(
-        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float, limit: int = _EVERY
     ) -> tuple[int, tuple[Check, ...]]:
-        """(number of failed checks, every check); an empty rule set is one failure."""
+        """(number of failed checks, every check); an empty rule set is one failure.
+
+        ``limit``: the engine already holds a refusal that failed this many rules, so a candidate
+        that fails as many can be neither allowed nor the refusal reported (the first of the
+        fewest failures is): once the count reaches ``limit`` the rules left are not asked, and
+        the answer is the count so far with no checks."""
         head = self._head
         if head is not None:
             failed, checks = head(request, candidate, ts)
-            every = [*checks]
+            if failed >= limit:
+                return failed, ()
+            rest = []
             for step in self._tail:
                 check = step(request, candidate, ts)
                 if not check[1]:
                     failed += 1
-                every.append(check)
-            return failed, tuple(every)
+                    if failed >= limit:
+                        return failed, ()
+                rest.append(check)
+            return failed, checks + tuple(rest)
         if not self._steps:
             return 1, self._empty
         out: list[Check] = []
@@ -1042,7 +1096,56 @@ class AllOf:
                 if not check[1]:
                     failed += 1
                 out.append(check)
+            if failed >= limit:
+                return failed, ()
         return failed, tuple(out)
+
+    def choose(
+        self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
+    ) -> tuple[_Candidate, int, tuple[Check, ...]]:
+        """The first candidate that passes every rule, else the first of the fewest failures: that
+        candidate, its number of failed checks and every one of its checks (``candidates`` is not
+        empty). A later candidate is asked only until it fails as many rules as the refusal already
+        held (:meth:`evaluate`'s ``limit``): it could then be neither allowed nor reported."""
+        head = self._head
+        if head is None:
+            return self._choose_generally(request, candidates, ts)
+        tail = self._tail
+        fewest = _EVERY
+        chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
+        for candidate in candidates:
+            failed, checks = head(request, candidate, ts)
+            if failed >= fewest:
+                continue
+            rest = []
+            for step in tail:
+                check = step(request, candidate, ts)
+                if not check[1]:
+                    failed += 1
+                    if failed >= fewest:
+                        break
+                rest.append(check)
+            else:
+                if not failed:
+                    return candidate, 0, checks + tuple(rest)
+                fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
+        assert chosen is not None  # candidates is not empty
+        return chosen
+
+    def _choose_generally(
+        self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
+    ) -> tuple[_Candidate, int, tuple[Check, ...]]:
+        """:meth:`choose` for any shape of rules, by :meth:`evaluate`."""
+        fewest = _EVERY
+        chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
+        for candidate in candidates:
+            failed, checks = self.evaluate(request, candidate, ts, fewest)
+            if not failed:
+                return candidate, 0, checks
+            if failed < fewest:
+                fewest, chosen = failed, (candidate, failed, checks)
+        assert chosen is not None  # candidates is not empty
+        return chosen
 
     def explain(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float
@@ -1142,44 +1245,50 @@ class ReleaseEngine:
         once per batch for its label, route, purpose and the rest of what it carries, at ``at``; the
         items that share all of it share the decision. Anything else is decided on its own.
         """
-        if memo is None or request.consents or request.approval is not None:
-            return self._decide(request, at)
-        try:
-            # every field of the request but the item's id (read from the class: a field added later
-            # is in the key without anyone remembering to put it there); no copy of the request built
-            key = (self, at, _BUT_ITEM(request))
-            found = memo.get(key)
-        except TypeError:  # something unhashable in the request: decided on its own
-            return self._decide(request, at)
-        if found is None:
-            found = memo[key] = self._decide(request, at)
-        return found
-
-    def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
-        """:meth:`decide` worked out from the request alone: each rule asked in turn
-        (:meth:`AllOf.explain`), no outcome kept from an earlier decision or looked up in a table.
-        Slower; the reference that the engine's kept outcomes are tested against (every check, its
-        sentence and its outcome the same)."""
-        return self._decide(request, at, self.rules.explain)
-
-    def _decide(
-        self,
-        request: ReleaseRequest,
-        at: datetime,
-        evaluate: Callable[[ReleaseRequest, _Candidate, float], tuple[int, tuple[Check, ...]]] | None = None,
-    ) -> ReleaseDecision:
+        if memo is not None and not request.consents and request.approval is None:
+            try:
+                # every field of the request but the item's id (read from the class: a field added
+                # later is in the key without anyone remembering to put it there); no copy of the
+                # request built
+                key = (self, at, _BUT_ITEM(request))
+                found = memo.get(key)
+            except TypeError:  # something unhashable in the request: decided on its own
+                return self.decide(request, at=at)
+            if found is None:
+                found = memo[key] = self.decide(request, at=at)
+            return found
         kind = type(at.tzinfo)  # a zone that always answers an offset is not asked it twice
         if kind not in _ALWAYS_AWARE and not _always_aware(kind) and at.utcoffset() is None:
             raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
         ts = at.timestamp()
+        found_route = self._routes.get((request.sender, request.recipient, request.via))
+        if found_route is None:
+            found_route = self._candidates(request.sender, request.recipient, request.via)
+        candidates, ids, route = found_route
+        if not candidates:
+            return _decision(False, at, route, None, (self._no_route(request),), None, ())
+        candidate, failed, checks = self.rules.choose(request, candidates, ts)
+        if failed:
+            return _decision(False, at, route, candidate.id, checks, None, ids)
+        label = request.label
+        mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
+        return _decision(
+            True, at, route, candidate.id, checks, None if mapping is None else mapping.marking, ids
+        )
+
+    def decide_plainly(self, request: ReleaseRequest, *, at: datetime) -> ReleaseDecision:
+        """:meth:`decide` worked out from the request alone: each rule asked in turn
+        (:meth:`AllOf.explain`) for every candidate, no outcome kept from an earlier decision or
+        looked up in a table, no candidate's evaluation cut short. Slower; the reference that the
+        engine's kept outcomes are tested against (every check, its sentence and its outcome the
+        same)."""
+        ts = self._instant(at)
         candidates, ids, route = self._candidates(request.sender, request.recipient, request.via)
         if not candidates:
             return _decision(False, at, route, None, (self._no_route(request),), None, ())
         best: tuple[int, _Candidate, tuple[Check, ...]] | None = None
-        if evaluate is None:
-            evaluate = self.rules.evaluate
         for candidate in candidates:
-            failed, checks = evaluate(request, candidate, ts)
+            failed, checks = self.rules.explain(request, candidate, ts)
             if not failed:
                 label = request.label
                 mapping = candidate.mapping(label.originator, label.classification, request.recipient, ts)
@@ -1189,6 +1298,15 @@ class ReleaseEngine:
                 best = (failed, candidate, checks)
         assert best is not None  # candidates is not empty
         return _decision(False, at, route, best[1].id, best[2], None, ids)
+
+    @staticmethod
+    def _instant(at: datetime) -> float:
+        """The decision's instant as a timestamp; an instant without a UTC offset is refused (as
+        :meth:`decide` does in line)."""
+        kind = type(at.tzinfo)
+        if kind not in _ALWAYS_AWARE and not _always_aware(kind) and at.utcoffset() is None:
+            raise InstantError(f"decision instant {at.isoformat()} has no UTC offset")
+        return at.timestamp()
 
     def authorise(
         self, request: ReleaseRequest, *, at: datetime, memo: dict[Any, ReleaseDecision] | None = None

@@ -67,6 +67,11 @@ _TOP = frozenset(
 _TOP_REQUIRED = _TOP - {"impact", "originator"}
 _FIX = frozenset({"lat", "lon", "time"})
 _POINT = frozenset({"t", "lat", "lon", "alt_m", "speed_mps"})
+# A sample's bounds, named once for the inline check and the one that names the failing field.
+_LAT_MIN, _LAT_MAX = -90, 90
+_LON_MIN, _LON_MAX = -180, 180
+_ALT_MIN, _ALT_MAX = -500, 5_000_000
+_SPEED_MIN, _SPEED_MAX = 0, 20_000
 # parse_track_update relies on no allowed field naming what is forbidden (a test checks it)
 _fromisoformat = datetime.fromisoformat
 _tuple_new = tuple.__new__  # a named tuple made without its Python-level __new__ (the same tuple)
@@ -192,42 +197,34 @@ def _valid_instant(value: Any) -> datetime | None:
 def _fix(data: Any, where: str) -> GeoFix:
     if type(data) is dict and data.keys() == _FIX:  # the common case: no error paths built
         lat, lon, time = data["lat"], data["lon"], data["time"]
-        if type(lat) is float and -90 <= lat <= 90 and type(lon) is float and -180 <= lon <= 180:
+        if (
+            type(lat) is float
+            and _LAT_MIN <= lat <= _LAT_MAX
+            and type(lon) is float
+            and _LON_MIN <= lon <= _LON_MAX
+        ):
             at = _valid_instant(time)
             if at is not None:
                 return GeoFix(lat, lon, at)
     fix = _members(data, _FIX, _FIX, where)  # the same checks, naming the field that fails
     return GeoFix(
-        _number(fix["lat"], f"{where}.lat", -90, 90),
-        _number(fix["lon"], f"{where}.lon", -180, 180),
+        _number(fix["lat"], f"{where}.lat", _LAT_MIN, _LAT_MAX),
+        _number(fix["lon"], f"{where}.lon", _LON_MIN, _LON_MAX),
         _instant(fix["time"], f"{where}.time"),
     )
 
 
 def _point(data: Any, index: int) -> TrackPoint:
-    if type(data) is dict and data.keys() == _POINT:  # the common case: no error paths built
-        lat, lon, alt, speed = data["lat"], data["lon"], data["alt_m"], data["speed_mps"]
-        if (
-            type(lat) is float
-            and -90 <= lat <= 90
-            and type(lon) is float
-            and -180 <= lon <= 180
-            and type(alt) is float
-            and -500 <= alt <= 5_000_000
-            and type(speed) is float
-            and 0 <= speed <= 20_000
-        ):
-            at = _valid_instant(data["t"])
-            if at is not None:
-                return TrackPoint(at, lat, lon, alt, speed)
+    """A sample that :func:`_parse`'s inline check did not pass: the same checks, naming the
+    field that fails."""
     where = f"track.points[{index}]"
-    point = _members(data, _POINT, _POINT, where)  # the same checks, naming the field that fails
+    point = _members(data, _POINT, _POINT, where)
     return TrackPoint(
         _instant(point["t"], f"{where}.t"),
-        _number(point["lat"], f"{where}.lat", -90, 90),
-        _number(point["lon"], f"{where}.lon", -180, 180),
-        _number(point["alt_m"], f"{where}.alt_m", -500, 5_000_000),
-        _number(point["speed_mps"], f"{where}.speed_mps", 0, 20_000),
+        _number(point["lat"], f"{where}.lat", _LAT_MIN, _LAT_MAX),
+        _number(point["lon"], f"{where}.lon", _LON_MIN, _LON_MAX),
+        _number(point["alt_m"], f"{where}.alt_m", _ALT_MIN, _ALT_MAX),
+        _number(point["speed_mps"], f"{where}.speed_mps", _SPEED_MIN, _SPEED_MAX),
     )
 
 
@@ -262,18 +259,19 @@ def _parse(data: Any, originator: str) -> TrackUpdate:
         raise TrackError(f"track.points: expected a list of at most {MAX_POINTS} samples")
     points: list[TrackPoint] = []
     for p in points_data:
-        # the common case inline, as _point's (one call fewer per sample, at every node a track reaches)
+        # the common case inline (one call fewer per sample, at every node a track reaches);
+        # _point makes the same checks when this one fails, naming the field
         if type(p) is dict and p.keys() == _POINT:
             lat, lon, alt, speed, t = p["lat"], p["lon"], p["alt_m"], p["speed_mps"], p["t"]
             if (
                 type(lat) is float
-                and -90 <= lat <= 90
+                and _LAT_MIN <= lat <= _LAT_MAX
                 and type(lon) is float
-                and -180 <= lon <= 180
+                and _LON_MIN <= lon <= _LON_MAX
                 and type(alt) is float
-                and -500 <= alt <= 5_000_000
+                and _ALT_MIN <= alt <= _ALT_MAX
                 and type(speed) is float
-                and 0 <= speed <= 20_000
+                and _SPEED_MIN <= speed <= _SPEED_MAX
                 and type(t) is str
             ):
                 try:
@@ -283,7 +281,7 @@ def _parse(data: Any, originator: str) -> TrackUpdate:
                 if at is not None and at.utcoffset() is not None:
                     points.append(_tuple_new(TrackPoint, (at, lat, lon, alt, speed)))
                     continue
-        points.append(_point(p, len(points)))  # the same checks, naming the field that fails
+        points.append(_point(p, len(points)))
     for i in range(1, len(points)):
         if points[i][0] < points[i - 1][0]:
             raise TrackError(f"track.points[{i}].t: samples must be in time order")

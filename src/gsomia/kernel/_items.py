@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -95,7 +94,8 @@ def new_item_id(now: datetime) -> str:
     the unique indexes on ``items.id`` and ``items.origin_id`` take them at their right edge instead
     of at a random leaf page each (a UUIDv4 did: at 200,000 items a batch of 1,000 dirtied ~3,600
     pages of the SQLite store, most of them index pages, issue 18)."""
-    return str(uuid.UUID(int=uuid7(epoch_us(now) // 1000)))
+    digits = f"{uuid7(epoch_us(now) // 1000):032x}"  # str(uuid.UUID(int=...)) without the object
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def item_ref(originator: str, item_id: str, taken: Callable[[str], bool]) -> str:
@@ -176,15 +176,22 @@ def _originator_label(label: SecurityLabel) -> dict[str, Any]:
 
 
 def item_content(
-    item_id: str, label: SecurityLabel, payload_type: str, payload: bytes, label_version: int = 1
+    item_id: str,
+    label: SecurityLabel,
+    payload_type: str,
+    payload: bytes,
+    label_version: int = 1,
+    *,
+    label_dict: dict[str, Any] | None = None,
 ) -> bytes:
     """What the originator signs: the item with its label and, once changed, the label's version (so
-    every holder starts at the version the originator released, and an older change is stale)."""
+    every holder starts at the version the originator released, and an older change is stale).
+    ``label_dict``: ``label_to_dict(label)`` where the caller made it already (not changed here)."""
     content: dict[str, Any] = {
         "v": 1,
         "kind": "item",
         "item": item_id,
-        "label": _originator_label(label),
+        "label": _originator_label(label) if label_dict is None else {**label_dict, "alternatives": []},
         "payload_type": payload_type,
         "payload": base64.b64encode(payload).decode(),
     }
@@ -425,7 +432,9 @@ class Items:
         self._parsed: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
         self._parsed_but_instant: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
-        self._received: dict[tuple[SecurityLabel, str | None, str | None], tuple[SecurityLabel, bool]] = {}
+        # (originator, level, releasable to, caveats, alternatives, received from, agreement) -> whether
+        # this node adds its equivalent level (the checks of _receive passed)
+        self._received: dict[tuple[Any, ...], bool] = {}
         self._received_for: Catalogue | None = None  # the catalogue those were checked against
         # (label, received from, agreement, instant, preferred level) -> the label held, this node's
         # level beside it: a stream's tracks are received at the instant of one cached decision, and
@@ -541,14 +550,25 @@ class Items:
         held_here = self._held.get(memo)
         if held_here is not None:  # the same answer as below, worked out before under this catalogue
             return held_here
-        key = (label, received_from, agreement)
-        found = self._received.get(key)
-        if found is None:
-            found = self._receive(label, received_from, agreement)
+        # keyed by what _receive reads of the label (not its instants, topics or purpose: every item
+        # has its own creation instant, and a key with it missed for each item of a batch, issue 18);
+        # a field _receive comes to read goes into the key too (tests/node/test_ingest_batch.py)
+        key = (
+            label.originator,
+            label.classification,
+            label.releasable_to,
+            label.caveats,
+            label.alternatives,
+            received_from,
+            agreement,
+        )
+        marked = self._received.get(key)
+        if marked is None:
+            marked = self._receive(label, received_from, agreement)
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
-            self._received[key] = found
-        held, marked = found
+            self._received[key] = marked
+        held = label
         if not marked:
             return held
         table = catalogue.agreement(str(agreement)).equivalence
@@ -578,9 +598,10 @@ class Items:
         table = self.catalogue.agreement(agreement).equivalence
         return table.choices(label.originator, label.classification, self.party, at)
 
-    def _receive(
-        self, label: SecurityLabel, received_from: str | None, agreement: str | None
-    ) -> tuple[SecurityLabel, bool]:
+    def _receive(self, label: SecurityLabel, received_from: str | None, agreement: str | None) -> bool:
+        """Whether this node holds ``label`` with an equivalent level of its own (a received item) or as
+        it is (its own); :class:`LabelError` where it cannot hold it. Reads the label's originator,
+        classification, releasable_to, caveats and alternatives only (``received_label``'s key)."""
         if label.alternatives:
             raise LabelError(
                 "label.alternatives: the node adds alternative labels on receipt; do not send them"
@@ -588,7 +609,7 @@ class Items:
         if label.originator == self.party:
             if received_from or agreement:
                 raise LabelError(f"an item originated by {self.party} was not received from anyone")
-            return label, False
+            return False
         if self.party not in label.releasable_to or "NOFORN" in label.caveats:
             raise LabelError(
                 f"the label does not make this {label.originator} item releasable to {self.party}: "
@@ -608,7 +629,7 @@ class Items:
                 f"{label.originator} {label.classification} has no {self.party} equivalent under "
                 f"{agreement}: it cannot be held here"
             )
-        return label, True
+        return True
 
     # --- rows ---
 
@@ -847,9 +868,11 @@ class Items:
         node key with the label bound in. This node's own item is signed here when no ``origin``
         is given (the originator signs label and payload together, ADatP-4778). ``ref`` is this
         node's reference for a received item, when it is not ``item_id`` (:func:`item_ref`)."""
-        label_json = canonical(label_to_dict(label))
+        label_dict = label_to_dict(label)  # once, for the stored label and the signed content
+        label_json = canonical(label_dict)
         if origin is None and label.originator == self.party:
-            origin = sign_origin(self.ring, item_content(item_id, label, payload_type, payload), now)
+            content = item_content(item_id, label, payload_type, payload, label_dict=label_dict)
+            origin = sign_origin(self.ring, content, now)
         origin_id = item_id
         item_id = ref or item_id  # the sealed payload is bound to the reference the row has
         return NewItem(

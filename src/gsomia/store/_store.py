@@ -423,13 +423,43 @@ def new_entry_id() -> str:
     return f"{uuid7(time.time_ns() // 1_000_000):032x}"
 
 
-def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
-    """The parameters of ``_INSERT_AUDIT`` for ``rows``, in its columns' order."""
+# a hex digit's two low bits as the UUID variant's nibble: 0b10 then those two bits (RFC 9562 §4.1)
+_VARIANT_NIBBLE = str.maketrans("0123456789abcdef", "89ab89ab89ab89ab")
+
+
+def new_entry_ids(count: int) -> list[str]:
+    """``count`` new audit record ids at once, each what :func:`new_entry_id` makes: a UUIDv7 of this
+    millisecond, its 74 random bits its own (12 of ``rand_a``, 62 of ``rand_b``), from one
+    ``os.urandom`` read for the batch rather than one a record. A batch's records share the
+    millisecond, as records made within one do. Made as text from the random bytes' hex: an id a
+    record cost 1.3 us made one by one, 0.26 in a batch of 10,000 (issue 18)."""
+    prefix = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}7"  # the milliseconds, version 7
+    digits = os.urandom(9 * count).hex()  # 18 hex digits an id: rand_a, then rand_b's last 60 bits
+    variant = os.urandom((count + 1) // 2).hex().translate(_VARIANT_NIBBLE)  # rand_b's first 2 bits
     return [
-        (r.at_us, _text(r.kind), _text(r.actor), _text(r.subject), _text(r.outcome), r.detail,
-         r.entry_id or new_entry_id())
+        f"{prefix}{digits[k : k + 3]}{variant[n]}{digits[k + 3 : k + 18]}"
+        for n, k in enumerate(range(0, 18 * count, 18))
+    ]
+
+
+def _audit_values(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
+    """The parameters of ``_INSERT_AUDIT`` for ``rows``, in its columns' order: each text as
+    :func:`_text` stores it (written inline: a call a field cost as much as the rest), the entry ids
+    the rows lack made in one batch (:func:`new_entry_ids`)."""
+    ids = iter(new_entry_ids(sum(1 for r in rows if not r.entry_id)))
+    nul = "\x00"
+    return [
+        (
+            r.at_us,
+            kind if nul not in (kind := r.kind) else _text(kind),
+            actor if (actor := r.actor) is None or nul not in actor else _text(actor),
+            subject if (subject := r.subject) is None or nul not in subject else _text(subject),
+            outcome if nul not in (outcome := r.outcome) else _text(outcome),
+            r.detail,
+            r.entry_id or next(ids),
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def _remember_core(conn: Connection, arrival: SignedArrival) -> Remembered:
