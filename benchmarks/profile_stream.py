@@ -8,6 +8,7 @@ from ``/proc``) per track published: what the node spends, whatever else the mac
 the load average beside the wall-clock rate. With ``--py-spy DIR`` the KOR and JPN processes
 are sampled (``py-spy record --format raw``, collapsed stacks) during the last run.
 
+With ``--memory``: the replay memory's CPU per commit through its hop (the 1,000/s regime).
 With ``--contended``: the replay memory's commit beside another writer of the process (wall
 time). With ``--receive``: a receiving node's path in one process (CPU per track).
 
@@ -99,6 +100,47 @@ def commit_cpu(commits: int = 400, groups: int = 3, per_group: int = 3) -> float
             for n in range(1000, 1000 + commits):
                 commit(n)
             return (time.process_time() - began) / commits * 1e6
+        finally:
+            node.close()
+
+
+def memory_cpu(commits: int = 2000, per_group: int = 2) -> tuple[float, float]:
+    """(CPU microseconds per commit through the replay memory, ``ReplayMemory.remember`` awaited one
+    group at a time on the event loop: the commit, its hop to the memory's thread and back; the same
+    commits made directly, no hop) on a fresh SQLite node store: one group of ``per_group`` updates
+    a commit, as a receiver's commit holds at 1,000 updates/s when it keeps up."""
+    import hashlib
+
+    from gsomia.store import SignedArrival
+    from gsomia.stream._memory import ReplayMemory
+    from gsomia.testing import make_node
+
+    def arrival(n: int) -> SignedArrival:
+        batch = hashlib.sha256(b"batch %d" % n).hexdigest()
+        tracks = tuple(hashlib.sha256(b"%d-%d" % (n, i)).hexdigest() for i in range(per_group))
+        return SignedArrival(batch, "KOR", tuple(range(per_group)), tracks, 10**15 + n * 1_000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node", "JPN")
+        try:
+            for n in range(1000):
+                node.store.remember_signed_arrivals([arrival(n)], 10**15 + n * 1_000 - 10**8)
+            began = time.process_time()
+            for n in range(1000, 1000 + commits):
+                node.store.remember_signed_arrivals([arrival(n)], 10**15 + n * 1_000 - 10**8)
+            direct = (time.process_time() - began) / commits * 1e6
+
+            async def through() -> float:
+                memory = ReplayMemory(node.store)
+                try:
+                    began = time.process_time()
+                    for n in range(1000 + commits, 1000 + 2 * commits):
+                        await memory.remember(arrival(n), 10**15 + n * 1_000 - 10**8)
+                    return (time.process_time() - began) / commits * 1e6
+                finally:
+                    await memory.close()
+
+            return _arun(through()), direct
         finally:
             node.close()
 
@@ -246,6 +288,9 @@ def main() -> int:
     parser.add_argument("--tracks", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--feed-batch", type=int, default=1)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="publish at this many updates/s (default: flat out)"
+    )
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument("--store", action="store_true", help="the replay memory's CPU per track only")
     parser.add_argument(
@@ -254,12 +299,23 @@ def main() -> int:
         help="a receiving node's path only, in process: CPU per track at 1 and 127 tracks a frame",
     )
     parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="the replay memory's CPU per commit through its hop to its thread, beside the commit alone",
+    )
+    parser.add_argument(
         "--contended",
         action="store_true",
         help="the replay memory's commit beside another writer of the process: wall ms per commit",
     )
     args = parser.parse_args()
     print(f"gsomia from {Path(gsomia.__file__).parent}", file=sys.stderr)
+    if args.memory:
+        for _ in range(args.runs):
+            hop, direct = memory_cpu()
+            print(f"replay memory, one group of 2 a commit: {hop:.0f} us CPU per commit through "
+                  f"ReplayMemory, {direct:.0f} made directly (load {load_average()})")  # fmt: skip
+        return 0
     if args.contended:
         for _ in range(args.runs):
             p50, p99, p999, slow = contended_commits()
@@ -297,8 +353,10 @@ def main() -> int:
                         ))  # fmt: skip
                 load = load_average()
                 before = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
-                result = _arun(_run(net, _updates(args.tracks), None, 16, "ws", args.feed_batch))
+                client = time.process_time()
+                result = _arun(_run(net, _updates(args.tracks), args.rate, 16, "ws", args.feed_batch))
                 after = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
+                client = time.process_time() - client
                 for spy in spies:
                     spy.send_signal(2)
                     spy.wait(timeout=30)
@@ -308,7 +366,8 @@ def main() -> int:
                 print(f"run {run + 1}: received {result['received']}/{result['sent']}, {rate:,.0f} tracks/s "
                       f"(load {load} -> {load_average()}); CPU us per track: "
                       + ", ".join(f"{p} {v:.1f}" for p, v in per.items())
-                      + f"; KOR+JPN {per['KOR'] + per['JPN']:.1f}")  # fmt: skip
+                      + f"; KOR+JPN {per['KOR'] + per['JPN']:.1f}"
+                      + f"; client {client / published * 1e6:.1f}")  # fmt: skip
         finally:
             net.close()
     return 0
