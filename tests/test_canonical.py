@@ -258,3 +258,20 @@ def test_loads_refuses_what_json_loads_refuses(text: bytes) -> None:
 def test_loads_gives_json_loads_value_for_any_json(value: Any) -> None:
     text = json.dumps(value, ensure_ascii=False).encode()
     assert _typed(loads(text)) == _typed(json.loads(text))
+
+
+@pytest.mark.parametrize("odd", ODD + REFUSED, ids=repr)
+def test_a_container_held_twice_is_looked_at_whole(odd: Any) -> None:
+    """Issue 18: the walk looks at a container held in several places once (a page's items share
+    their label's dict); what it holds is still looked at, wherever the container is met first."""
+    shared = [odd, "x"]
+    for value in (
+        {"a": shared, "b": shared},
+        {"a": {"in": shared}, "b": shared, "c": [shared]},
+        [shared, shared, {"deep": [shared]}],
+    ):
+        assert compact_bytes(value) is None
+        assert canonical_bytes(value) is None
+    plain = {"label": LABEL, "n": 1}
+    page = {"items": [plain, plain, {"label": LABEL, "n": 2}]}
+    assert compact_bytes(page) == _starlette(page)

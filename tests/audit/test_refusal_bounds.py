@@ -200,3 +200,38 @@ def test_the_tally_table_holds_nothing_a_caller_can_grow_without_bound(node: Nod
     assert "*" in sources
     close_the_minute(node, clock)
     assert tallies_left(node) == 0
+
+
+def test_a_round_with_no_closed_window_does_not_wait_for_the_writers_lock(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # SQLite: another process's writer holds the database lock; the loop's round that has nothing to
+    # close returns at once (it took that lock every round before, and waited behind the writer)
+    import sqlite3
+    import threading
+
+    n = unlimited_node(tmp_path / "jpn", f"sqlite:///{tmp_path / 'lock.db'}", clock)
+    try:
+        wrong = {"headers": {"Authorization": f"Bearer {secrets.token_hex(16)}"}}
+        flood(n, [("198.51.100.9", "GET", "/items", wrong) for _ in range(RECORDED + 5)])
+        assert tallies_left(n) == 1  # this window's count: open, nothing to close yet
+        other = sqlite3.connect(tmp_path / "lock.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        done: list[int] = []
+        worker = threading.Thread(target=lambda: done.append(n.kernel.close_refusal_tallies()))
+        try:
+            worker.start()
+            worker.join(timeout=2)
+            assert done == [0], "the round waited for the writer's lock with nothing to close"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+            worker.join()
+        assert tallies_left(n) == 1
+        # once the window has closed, the round closes it: one tally record, the count forgotten
+        (tally,) = close_the_minute(n, clock)
+        assert (tally["source"], tally["count"]) == ("198.51.100.9", RECORDED + 5)
+        assert tallies_left(n) == 0
+        assert_log_verifies(n)
+    finally:
+        n.close()
