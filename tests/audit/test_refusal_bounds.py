@@ -200,3 +200,34 @@ def test_the_tally_table_holds_nothing_a_caller_can_grow_without_bound(node: Nod
     assert "*" in sources
     close_the_minute(node, clock)
     assert tallies_left(node) == 0
+
+
+def test_a_round_with_no_closed_window_opens_no_write_transaction(
+    node: Node, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's loop asks for closed windows five times a second: with none to close it writes
+    nothing (on SQLite a write transaction takes the one writer's place before the inbox's commits);
+    a window that closes is still recorded at the next round, once."""
+    store = node.store
+    writes: list[object] = []
+    begin = store._begin
+
+    def counted() -> Any:
+        writes.append(None)
+        return begin()
+
+    monkeypatch.setattr(store, "_begin", counted)
+    assert node.kernel.close_refusal_tallies() == 0  # nothing counted at all
+    flood(node, [("203.0.113.8", "POST", "/inbox", junk(RECORDED + 5))])
+    writes.clear()
+    assert node.kernel.close_refusal_tallies() == 0  # the minute is still open
+    assert writes == []
+    clock.advance(seconds=61)
+    assert node.kernel.close_refusal_tallies() == 1  # closed: one tally record
+    assert len(writes) == 1
+    assert [(t["source"], t["count"]) for t in records(node, "refusal.tally")] == [
+        ("203.0.113.8", RECORDED + 5)
+    ]
+    assert node.kernel.close_refusal_tallies() == 0  # closed once
+    assert tallies_left(node) == 0
+    assert_log_verifies(node)

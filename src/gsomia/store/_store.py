@@ -1590,8 +1590,16 @@ class Store:
         self, before_us: int, rows: Callable[[list[TallyRow]], Sequence[AuditRow]]
     ) -> list[TallyRow]:
         """Remove the tallies of windows that started before ``before_us`` and write the records
-        ``rows`` makes of them, in one transaction (a tally is closed once, whichever process asks)."""
+        ``rows`` makes of them, in one transaction (a tally is closed once, whichever process asks).
+        A write transaction is opened only when a read finds such a tally: the node's background loop
+        asks every round (5 times a second), and on SQLite each transaction took the one writer's
+        place before the inbox's and the settlements' commits (issue 18); one found but closed by
+        another process meanwhile is deleted by no one twice (the delete returns what it removed)."""
         table = t.refusal_tallies
+        with self._read_one() as conn:
+            closing = conn.execute(select(table.c.window_us).where(table.c.window_us < before_us).limit(1))
+            if closing.first() is None:
+                return []
         with self._begin() as conn:
             found = [
                 TallyRow(**r._mapping)
