@@ -209,3 +209,20 @@ def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -
     assert texts.text(one) is first  # written once
     assert texts.text(other) == canonical(decision_json(other)) != first
     assert texts.text(replace(one)) == first  # equal, held apart, written the same
+
+
+@pytest.mark.parametrize("odd", ODD + REFUSED, ids=repr)
+def test_a_container_held_twice_is_looked_at_whole(odd: Any) -> None:
+    """Issue 18: the walk looks at a container held in several places once (a page's items share
+    their label's dict); what it holds is still looked at, wherever the container is met first."""
+    shared = [odd, "x"]
+    for value in (
+        {"a": shared, "b": shared},
+        {"a": {"in": shared}, "b": shared, "c": [shared]},
+        [shared, shared, {"deep": [shared]}],
+    ):
+        assert compact_bytes(value) is None
+        assert canonical_bytes(value) is None
+    plain = {"label": LABEL, "n": 1}
+    page = {"items": [plain, plain, {"label": LABEL, "n": 2}]}
+    assert compact_bytes(page) == _starlette(page)

@@ -31,9 +31,11 @@ def _plain(data: Any) -> bool:
     """Whether ``data`` holds only what orjson writes as the standard encoder does. Only called on
     what orjson has written already: acyclic, at most 255 levels deep, every key a string. The
     values of each container are looked at in one loop, and only containers are put aside for
-    later (issue 18: most values are strings; this walk was most of a small record's encoding)."""
+    later (issue 18: most values are strings; this walk was most of a small record's encoding). A
+    container held in several places (the label that a page's items share) is looked at once."""
     pending = [data]
     pop, push = pending.pop, pending.append
+    seen: set[int] = set()  # containers met already: one held in several places is looked at once
     while pending:
         value = pop()
         kind = type(value)
@@ -43,7 +45,9 @@ def _plain(data: Any) -> bool:
             if kind in _LEAVES:
                 continue
             if kind in _NESTED:
-                push(member)
+                if id(member) not in seen:  # alive for the walk (``data`` holds it): its id is its own
+                    seen.add(id(member))
+                    push(member)
             # a float: the same digits as repr() (both the shortest that round-trip), and the same form
             # where repr() writes no exponent (this excludes NaN and the infinities, which orjson
             # writes null); anything else is not written as the standard encoder writes it

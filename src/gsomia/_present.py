@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gsomia._codec import label_to_dict
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
@@ -50,13 +51,33 @@ def _utc(us: int | None) -> str | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, UTC).isoformat()
 
 
+# A label's JSON, written once per label object: the store parses each stored label once
+# (``ItemRules.stored_label``), so the items of a page that share a label share the object, and their
+# views one dict (which nothing changes: views are written out as JSON or validated, never edited).
+# Keyed by the object's id, the object kept beside its dict: an id reused after the label is gone
+# does not match. Bounded: emptied when full, as the store's label cache is.
+_LABEL_VIEWS: dict[int, tuple[SecurityLabel, dict[str, Any]]] = {}
+_LABEL_VIEWS_LIMIT = 4096
+
+
+def _label_view(label: SecurityLabel) -> dict[str, Any]:
+    held = _LABEL_VIEWS.get(id(label))
+    if held is not None and held[0] is label:
+        return held[1]
+    if len(_LABEL_VIEWS) >= _LABEL_VIEWS_LIMIT:
+        _LABEL_VIEWS.clear()
+    view = label_to_dict(label)
+    _LABEL_VIEWS[id(label)] = (label, view)
+    return view
+
+
 def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
     """An item's metadata; with ``payload`` (what a read returned), the payload too: JSON as JSON,
     bytes as ``payload_base64``. An item in portions lists the portions the reader may read
     (``portions``: id and label each), and its payload is ``{"portions": [...]}`` of those alone."""
     out: dict[str, Any] = {
         "id": item.id,
-        "label": label_to_dict(item.label),
+        "label": _label_view(item.label),
         "received_from": item.received_from,
         "agreement": item.agreement,
         "ingested": item.ingested.isoformat(),
@@ -67,7 +88,7 @@ def item_view(item: Item, payload: bytes | None = None) -> dict[str, Any]:
     if item.origin_id is not None:  # the originator's id, where this node's reference is not it
         out["origin_id"] = item.origin_id
     if item.portions:  # only the portions the reader may read: the service decided which
-        out["portions"] = [{"id": m.id, "label": label_to_dict(m.label)} for m in item.portions]
+        out["portions"] = [{"id": m.id, "label": _label_view(m.label)} for m in item.portions]
     if payload is not None:
         if item.payload_type in ("json", "portions"):
             out["payload"] = json.loads(payload)

@@ -1001,6 +1001,10 @@ def test_anything_properly_encrypted_to_a_node_but_not_signed_by_a_sender_is_onl
         b'{"n":18446744073709551616}',  # orjson's own compact, sorted form, but orjson reads a float
         b'{"a":[1,-9223372036854775809],"b":1.5}',
         b'{"n":123456789012345678901234567890}',
+        # long text and few separators: the claims written again rather than scanned first
+        b'{"a":"' + b"x" * 5000 + b'","n":18446744073709551616}',
+        b'{"a":"' + b"7" * 5000 + b'","b":[' + b"1" * 25 + b'],"c":1.0}',
+        b'{"a":"' + b"x" * 5000 + b'","n":18446744073709551615}',
     ],
 )
 def test_claims_in_orjsons_own_form_with_a_long_integer_read_as_integers(raw: bytes) -> None:

@@ -163,7 +163,10 @@ def _number(value: Any, where: str, low: float, high: float) -> float:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TrackError(f"{where}: expected a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of any length reads from JSON; not written back (it may be long)
+        raise TrackError(f"{where}: a number outside [{low}, {high}]") from None
     if not math.isfinite(number) or not low <= number <= high:
         raise TrackError(f"{where}: {number} is outside [{low}, {high}]")
     return number

@@ -1591,14 +1591,15 @@ class Store:
     ) -> list[TallyRow]:
         """Remove the tallies of windows that started before ``before_us`` and write the records
         ``rows`` makes of them, in one transaction (a tally is closed once, whichever process asks).
-        A write transaction is opened only when a read finds such a tally: the node's background loop
-        asks every round (5 times a second), and on SQLite each transaction took the one writer's
-        place before the inbox's and the settlements' commits (issue 18); one found but closed by
-        another process meanwhile is deleted by no one twice (the delete returns what it removed)."""
+
+        Asked by a read first: the node's loop calls this every round and most rounds find no closed
+        window, where the ``DELETE`` took the database's write lock (SQLite: the one every writer
+        waits for, the audit batches' too) for nothing. A window closing just after the read is
+        closed by the next round, as one closing just after the transaction always was."""
         table = t.refusal_tallies
-        with self._read_one() as conn:
-            closing = conn.execute(select(table.c.window_us).where(table.c.window_us < before_us).limit(1))
-            if closing.first() is None:
+        with self._read() as conn:
+            closed = select(table.c.window_us).where(table.c.window_us < before_us).limit(1)
+            if conn.execute(closed).first() is None:
                 return []
         with self._begin() as conn:
             found = [

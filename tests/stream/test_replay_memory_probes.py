@@ -1,0 +1,92 @@
+"""Adversarial probes of the replay memory's own commit thread (7a70241, attack review of issue 18):
+no group is answered before the commit that records it returns; a commit that fails fails every
+group of it (none is taken as new) and the memory goes on with the next; each group's answer is
+its own, in order, with audit records interleaved; close waits for what is under way."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from gsomia.store import AuditRow, Remembered, SignedArrival
+from gsomia.stream._memory import ReplayMemory
+
+
+class _Store:
+    """The one call the memory makes, held until let go, failing when told."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.fail: BaseException | None = None
+        self.commits: list[tuple[list[str], int]] = []
+
+    def remember_signed_arrivals(
+        self, arrivals: Sequence[SignedArrival], forget_before_us: int, rows: Sequence[AuditRow]
+    ) -> list[Remembered]:
+        assert self.go.wait(10)
+        self.commits.append(([a.batch for a in arrivals], len(rows)))
+        if self.fail is not None:
+            raise self.fail
+        return [Remembered([int(a.batch[-1])], set()) for a in arrivals]
+
+
+def _arrival(n: int) -> SignedArrival:
+    return SignedArrival(f"batch-{n}", "KOR", (n,), (), 0)
+
+
+def _row(n: int) -> AuditRow:
+    return AuditRow(0, "stream.received", None, f"s-{n}", "allowed", "{}")
+
+
+def test_no_group_is_answered_before_its_commit_and_a_failed_commit_fails_each_of_its_groups() -> None:
+    store = _Store()
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        first = [memory.remember(_arrival(n), 0) for n in (1, 2)]
+        audited = memory.record([_row(1)])
+        third = memory.remember(_arrival(3), 0)
+        await asyncio.sleep(0.05)  # the commit is under way in the memory's thread, held
+        assert not any(f.done() for f in [*first, audited, third])
+        store.go.set()
+        answers = await asyncio.gather(*first, audited, third)
+        assert [a.replayed if a else a for a in answers] == [[1], [2], None, [3]]  # each its own
+        assert store.commits == [(["batch-1", "batch-2", "batch-3"], 1)]  # one commit, in order
+        store.fail = RuntimeError("database is gone")
+        failing = [memory.remember(_arrival(n), 0) for n in (4, 5)]
+        for future in failing:
+            with pytest.raises(RuntimeError, match="gone"):
+                await future
+        store.fail = None
+        assert (await memory.remember(_arrival(6), 0)).replayed == [6]  # and the memory goes on
+        store.go.clear()
+        pending = memory.remember(_arrival(7), 0)
+        closing = asyncio.ensure_future(memory.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # close waits for the commit under way
+        store.go.set()
+        await closing
+        assert (await pending).replayed == [7]
+
+    asyncio.run(run())
+
+
+def test_a_group_whose_caller_left_is_recorded_and_the_others_keep_their_own_answers() -> None:
+    store = _Store()
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> list[Any]:
+        futures = [memory.remember(_arrival(n), 0) for n in (1, 2, 3)]
+        futures[1].cancel()  # its link ended meanwhile
+        store.go.set()
+        done = [await futures[0], await futures[2]]
+        await memory.close()
+        return done
+
+    first, third = asyncio.run(run())
+    assert (first.replayed, third.replayed) == ([1], [3])
+    assert store.commits == [(["batch-1", "batch-2", "batch-3"], 0)]
