@@ -38,6 +38,7 @@ from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.network import NetNode
 from gsomia.stream import launches, replay
 from gsomia.stream._link import TRACK, TRACKS
+from gsomia.stream._origin import decode_groups
 
 FORGED_ID = "KOR-forged-by-the-hub"
 
@@ -76,19 +77,7 @@ def tisa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _forged_message() -> bytes:
     """A track the hub wrote itself, labelled as KOR's, addressed to JPN through the hub."""
-    track = track_update_to_json(
-        replay(launches(2019)[7], originator="KOR", every_s=60, track_id=FORGED_ID)[1]
-    )
-    label = {
-        "originator": "KOR",
-        "classification": "군사II급비밀",
-        "releasable_to": ["JPN", "USA"],
-        "purpose": "missile-warning",
-        "topics": ["dprk-missile"],
-        "created": track["launch"]["time"],
-    }
-    message = {"track": track, "label": label, "originator": "KOR", "recipient": "JPN", "via": "USA"}
-    return json.dumps(message).encode()
+    return _message_for_jpn(FORGED_ID, 7)
 
 
 def _refusals(jpn: NetNode, since: int) -> list[dict[str, Any]]:
@@ -190,13 +179,16 @@ def test_a_genuine_kor_track_relayed_unchanged_reaches_the_analyst(tisa: dict[st
     assert _shown(tisa, settle=0) == []
 
 
-def test_a_genuine_kor_batch_relayed_again_is_refused_as_a_replay(tisa: dict[str, Any]) -> None:
-    """The hub keeps what KOR signed and sends it to JPN again while the signature is still fresh:
-    JPN shows the track once, refuses the second sending (on a new link, or later on the same
-    one) as ``replayed-batch``, and audits it (issue 14 §1's residual)."""
+def test_a_genuine_kor_batch_relayed_again_is_shown_once_and_audited(tisa: dict[str, Any]) -> None:
+    """The hub keeps what KOR signed and sends it to JPN again while the signature is still fresh
+    (a hostile hub's replay, or a genuine hub's queue handing the track to its link's next holder):
+    JPN shows the track once, drops the second sending as a duplicate (counted, audited) and keeps
+    the link; the whole batch as KOR sent it, holding a track that is not the hub's to pass on, is
+    refused as ``replayed-batch`` before any of its tracks is read (issue 14 section 1's residual)."""
     from gsomia.stream._origin import Entry, decode_groups, encode_group, verify_group
 
     kor: NetNode = tisa["members"]["KOR"]
+    jpn: NetNode = tisa["members"]["JPN"]
     hub = tisa["hub"]
     before = len(hub.frames)
     fresh = track_update_to_json(
@@ -222,11 +214,85 @@ def test_a_genuine_kor_batch_relayed_again_is_refused_as_a_replay(tisa: dict[str
     while not shown() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert shown() == ["KOR-sent-once"]
-    closed, refused = _mount(tisa, relayed)  # the same relay, on a new link
-    assert closed == (1008, "replayed-batch")
-    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "replayed-batch")]
+    dropped = _duplicates(jpn)
+    closed, refused = _mount(tisa, relayed, wait=1.0)  # the same relay, on a new link
+    assert (closed, refused) == ((None, "kept open"), [])
+    _wait_duplicates(jpn, dropped + 1)
     whole = encode_group(group.jws, group.size, group.entries)  # the whole batch, as KOR sent it
     closed, refused = _mount(tisa, whole)
     assert closed == (1008, "replayed-batch")  # checked before any of its tracks is read
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "replayed-batch")]
     time.sleep(1.0)
     assert shown() == ["KOR-sent-once"]  # once
+
+
+def test_a_relayed_group_part_new_part_sent_before_shows_the_new_tracks_once(
+    tisa: dict[str, Any],
+) -> None:
+    """KOR signs a batch of three tracks for JPN through the hub. The hub relays the first; then
+    the first two (its queue handing the first again after a takeover, with the next); then all
+    three; then all three again. JPN shows each once, in order of arrival, keeps the link, and
+    counts every track sent again as a duplicate: a leaf taken before taints neither the group nor
+    the link, and is never taken twice."""
+    from gsomia.stream._origin import Entry, encode_group, sign_batch, verify_group
+
+    kor: NetNode = tisa["members"]["KOR"]
+    jpn: NetNode = tisa["members"]["JPN"]
+    ids = [f"KOR-part-{n}" for n in range(3)]
+    messages = [_message_for_jpn(track_id, 3 + n) for n, track_id in enumerate(ids)]
+    body = sign_batch(ring(kor), messages, datetime.now(UTC))
+    (whole,) = decode_groups(body, "KOR")
+    verified = verify_group(whole, {"KOR": identity(kor)}.get, datetime.now(UTC), timedelta(minutes=5))
+    entries = [Entry(e.index, verified.proof(e), e.message) for e in whole.entries]
+
+    def shown() -> list[str]:
+        return [t["track_id"] for t in tisa["analyst"].tracks if t["track_id"] in ids]
+
+    def relay(part: list[Entry], count: int) -> None:
+        closed, refused = _mount(tisa, encode_group(whole.jws, whole.size, part), wait=1.0)
+        assert (closed, refused) == ((None, "kept open"), [])
+        deadline = time.monotonic() + 120
+        while len(shown()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    dropped = _duplicates(jpn)
+    relay(entries[:1], 1)
+    assert shown() == ids[:1]
+    relay(entries[:2], 2)
+    assert shown() == ids[:2]
+    _wait_duplicates(jpn, dropped + 1)
+    relay(entries, 3)
+    _wait_duplicates(jpn, dropped + 1 + 2)
+    assert shown() == ids
+    relay(entries, 3)
+    _wait_duplicates(jpn, dropped + 1 + 2 + 3)
+    time.sleep(1.0)
+    assert shown() == ids
+
+
+def _message_for_jpn(track_id: str, launch: int) -> bytes:
+    """A track as KOR's node writes it for JPN through the hub (the message KOR signs)."""
+    track = track_update_to_json(
+        replay(launches(2019)[launch], originator="KOR", every_s=60, track_id=track_id)[1]
+    )
+    label = {
+        "originator": "KOR",
+        "classification": "군사II급비밀",
+        "releasable_to": ["JPN", "USA"],
+        "purpose": "missile-warning",
+        "topics": ["dprk-missile"],
+        "created": track["launch"]["time"],
+    }
+    message = {"track": track, "label": label, "originator": "KOR", "recipient": "JPN", "via": "USA"}
+    return json.dumps(message).encode()
+
+
+def _duplicates(jpn: NetNode) -> int:
+    return sum(int(r["detail"]["count"]) for r in audit(jpn, "stream.receive") if r["outcome"] == "duplicate")
+
+
+def _wait_duplicates(jpn: NetNode, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while _duplicates(jpn) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _duplicates(jpn) == count

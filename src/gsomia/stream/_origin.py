@@ -20,8 +20,10 @@ signs its own tracks, and every node checks that signature before it reads a tra
   then the track's label must name the signer as originator. Anything else refuses the link.
 - Each track of a signed batch is read once: the receiver remembers in its store the batch (the
   SHA-256 of the signed content) and the leaves that arrived, for as long as the batch's signature
-  is fresh (``max_clock_skew`` either side); a hub sending any of them again (``replayed-batch``)
-  refuses the link. After that window the batch is refused as ``stale-batch``.
+  is fresh (``max_clock_skew`` either side). The originator's own link sending any of them again
+  refuses the link (``replayed-batch``); a hub's are dropped as duplicates, counted and audited
+  (its queue hands a relayed track again after a takeover, under the same signature). After
+  that window the batch is refused as ``stale-batch``.
 
 Wire: the body of a ``TRACKS`` frame is one or more groups, each a signed root and some of
 its messages::

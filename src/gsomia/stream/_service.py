@@ -35,7 +35,7 @@ import hashlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -1416,12 +1416,16 @@ class StreamService:
         ends = self._consent_ends
         return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
-    def _remember(self, group: VerifiedGroup, tracks: list[str]) -> asyncio.Future[Remembered]:
+    def _remember(
+        self, group: VerifiedGroup, tracks: list[str], entries: Sequence[Entry] | None = None
+    ) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
 
         A hub holds each batch it relayed and could send it again, or send the same track twice,
         while its originator's signature is still fresh: the store remembers every (batch, leaf)
-        for twice the freshness window, so the replay is refused, in every process of this node.
+        for twice the freshness window, so a leaf sent again is never taken twice, in every process
+        of this node (dropped as a duplicate when a hub sends it: its queue hands a track again
+        after a takeover; refused on the originator's own link, which re-signs what it resends).
         An originator's node sends an update again under a new signature only when a link changed
         hands before the peer confirmed it (its new holder sends what the old one had not had
         confirmed): that is no attack, and the update is kept once (the window covers the handover's
@@ -1431,7 +1435,8 @@ class StreamService:
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
         arrival = SignedArrival(
-            group.batch, group.originator, tuple(entry.index for entry in group.entries), tuple(tracks),
+            group.batch, group.originator,
+            tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
             epoch_us(now),
         )  # fmt: skip
         return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
@@ -1461,15 +1466,30 @@ class StreamService:
 
     async def _take_group(self, sender: str, arrival: _Arrival) -> None:
         """Once the store remembered the group: each track taken once (an update that arrived before,
-        or twice in the group, is dropped, counted and audited, one record); ``LinkError`` for a
-        replay."""
+        or twice in the group, or a leaf a hub sent again, is dropped, counted and audited, one
+        record); ``LinkError`` for a replay on the originator's own link."""
         seq, group = arrival.seq, arrival.group
-        duplicates = self._refuse_replay(sender, group, await arrival.remembered)
+        remembered = await arrival.remembered
+        resent: set[int] = set()
+        while remembered.replayed and sender != group.originator:
+            # A hub sends a relayed track again, under the same signature (it cannot sign it anew),
+            # when the process holding its link died or was slow before this node's confirmation
+            # reached its queue: JetStream hands the track to the next holder. Refusing the link
+            # for it lost the tracks behind it; the leaves taken before are dropped as duplicates
+            # (counted and audited below) and the rest of the group remembered now. Nothing is
+            # shown twice: the store recorded every leaf taken before (docs/STREAM.md). The
+            # originator's own link re-signs what it sends again, so a replay there still refuses.
+            resent.update(remembered.replayed)
+            rest = [(e, k) for e, k in zip(group.entries, arrival.keys, strict=True) if e.index not in resent]
+            if not rest:
+                break
+            remembered = await self._remember(group, [k for _, k in rest], [e for e, _ in rest])
+        duplicates = remembered.before if resent else self._refuse_replay(sender, group, remembered)
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
         taken: set[str] = set()
         dropped: list[str] = []
         for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
-            if key in duplicates or key in taken:
+            if entry.index in resent or key in duplicates or key in taken:
                 dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
                 continue
             taken.add(key)
