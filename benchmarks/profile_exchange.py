@@ -8,11 +8,12 @@ the clock stops when KOR's store holds every entry delivered on JPN's receipt. P
 the load average before and after, and each process's CPU µs an item (``/proc``). With ``--py-spy
 DIR`` both processes are sampled over the timed run (``py-spy record --threads --format raw``) and
 each profile is summarised: the share of the samples by thread (KOR: the API's, the delivery
-worker's), by function (own time) and inclusive.
+worker's), by function (own time) and inclusive. With ``--idle`` py-spy samples the waiting
+threads too: where KOR's delivery worker waits for an answer and JPN's inbox thread for work.
 
 Run::
 
-    python benchmarks/profile_exchange.py --items 5000 [--backend postgresql] [--py-spy /tmp/ex]
+    python benchmarks/profile_exchange.py --items 5000 [--backend postgresql] [--py-spy /tmp/ex [--idle]]
     python benchmarks/profile_exchange.py --summarise /tmp/ex/KOR.txt [--top 25]
 
 A baseline from another checkout: ``PYTHONPATH=/path/to/checkout/src`` before ``python`` (the
@@ -94,7 +95,7 @@ def summarise(raw: Path, top: int) -> list[str]:
     return lines
 
 
-def run(count: int, backend: str, spy_dir: Path | None) -> dict[str, float]:
+def run(count: int, backend: str, spy_dir: Path | None, idle: bool = False) -> dict[str, float]:
     """The served run of ``count`` items on ``backend``: its rate and each process's CPU an item."""
     urls = None
     if backend == "postgresql":
@@ -145,7 +146,7 @@ def run(count: int, backend: str, spy_dir: Path | None) -> dict[str, float]:
                         spies.append(subprocess.Popen(  # noqa: S603 - the profiler on our own child
                             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.pid),
                              "--format", "raw", "--rate", "200", "--nonblocking", "--threads",
-                             "--output", str(spy_dir / f"{party}.txt")],
+                             *(["--idle"] if idle else []), "--output", str(spy_dir / f"{party}.txt")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         ))  # fmt: skip
                     time.sleep(1.0)  # py-spy attached
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=5000, help="items released and delivered (default 5000)")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's raw stacks")
+    parser.add_argument(
+        "--idle", action="store_true", help="py-spy samples idle threads too (where a thread waits)"
+    )
     parser.add_argument("--summarise", type=Path, metavar="RAW", help="summarise a py-spy raw file")
     parser.add_argument("--top", type=int, default=20, help="lines per ranking (default 20)")
     args = parser.parse_args(argv)
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.items < 1:
         parser.error("--items must be positive")
     before = load_average()
-    result = run(args.items, args.backend, args.py_spy)
+    result = run(args.items, args.backend, args.py_spy, args.idle)
     print(
         f"{args.backend}, {args.items} items, gsomia at {Path(gsomia.__file__).parent}: "
         f"{result['end_to_end_per_s']:,.0f} items/s end to end (released in {result['release_s']:.2f} s, "

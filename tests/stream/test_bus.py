@@ -92,3 +92,55 @@ def test_a_slow_subscriber_loses_the_oldest_not_the_newest() -> None:
     got, dropped = asyncio.run(run())
     assert got == [b"2", b"3", b"4"]
     assert dropped == 2
+
+
+class _Pull:
+    """A pull consumer whose fetches time out, as nats-py's do, before a handed message comes."""
+
+    def __init__(self, timeouts: list[BaseException]) -> None:
+        self.timeouts = timeouts
+        self.unsubscribed = 0
+
+    async def fetch(self, batch: int, timeout: float) -> list[object]:
+        if self.timeouts:
+            raise self.timeouts.pop(0)
+        return [type("Msg", (), {"data": b"handed"})()]
+
+    async def unsubscribe(self) -> None:
+        self.unsubscribed += 1
+
+
+class _JetStream:
+    def __init__(self, pull: _Pull) -> None:
+        self.pull = pull
+        self.subscribed = 0
+
+    async def pull_subscribe(self, *args: object, **kwargs: object) -> _Pull:
+        self.subscribed += 1
+        return self.pull
+
+
+def test_the_link_holder_keeps_its_consumer_through_fetches_that_time_out() -> None:
+    """nats-py's ``fetch`` raises asyncio's ``TimeoutError`` (its no-wait probe unanswered in time,
+    as on a loaded machine) as well as its own: neither ends the holder's pull. Before, asyncio's
+    ended it: the holder dropped its consumer, slept a second and subscribed again, and a handed
+    track the server had given the dropped one came back only after HANDOFF_ACK_WAIT_S."""
+    import nats.errors
+
+    pull = _Pull([TimeoutError(), nats.errors.TimeoutError(), TimeoutError()])
+    js = _JetStream(pull)
+
+    async def first() -> bytes:
+        bus = NatsBus(NATS_URL)
+        bus._js = js
+        bus._connected.set()
+        handed = bus.handed_off("JPN")
+        try:
+            message, _ = await anext(handed)
+        finally:
+            await handed.aclose()
+        return message
+
+    assert asyncio.run(asyncio.wait_for(first(), 10)) == b"handed"
+    assert js.subscribed == 1
+    assert pull.unsubscribed == 1  # once, when the holder closed it: not at a timeout

@@ -1242,15 +1242,18 @@ class ReleaseEngine:
 
         ``memo``: a dict the caller keeps for one batch decided at one instant (issue 18). A request
         that carries no consent and no approval (the only rules that read the item's id) is decided
-        once per batch for its label, route, purpose and the rest of what it carries, at ``at``; the
-        items that share all of it share the decision. Anything else is decided on its own.
+        once per batch for its label (the offset its creation instant is written in too), route,
+        purpose and the rest of what it carries, at ``at``; the items that share all of it share the
+        decision. Anything else is decided on its own.
         """
         if memo is not None and not request.consents and request.approval is None:
             try:
                 # every field of the request but the item's id (read from the class: a field added
                 # later is in the key without anyone remembering to put it there); no copy of the
-                # request built
-                key = (self, at, _BUT_ITEM(request))
+                # request built. And the offset the label writes its creation instant in: labels
+                # naming one instant in two offsets (or two instants in a zone's repeated hour) are
+                # equal, but a refusal names the instant as written and the rules read the instant
+                key = (self, at, _BUT_ITEM(request), request.label.created.utcoffset())
                 found = memo.get(key)
             except TypeError:  # something unhashable in the request: decided on its own
                 return self.decide(request, at=at)

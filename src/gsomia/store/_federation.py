@@ -8,7 +8,7 @@ receipt stores the item, the inbox row and the audit records at once).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +22,8 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     update,
@@ -165,6 +167,20 @@ def _shared_receipt(table: Any) -> Select[Any]:
 
 OUTBOX = _shared_receipt(t.outbox)  # select(t.outbox) with every row's receipt
 INBOX = _shared_receipt(t.inbox)
+
+
+# What a delivery round reads of each entry due (``FederationStore.due``), in ``OutboxRow``'s field
+# order: every column but the decision taken at release, which a delivery never reads (it decides
+# anew at the instant of sending) and which is most of a row (~2.4 KB), and the receipt, which a
+# pending entry has none of (issue 18: a round read 1,000 whole rows, joined to the receipts)
+_DUE_COLUMNS = [
+    literal("").label("decision")
+    if f.name == "decision"
+    else null().label("receipt")
+    if f.name == "receipt"
+    else t.outbox.c[f.name]
+    for f in fields(OutboxRow)
+]
 
 
 def _outbox_row(mapping: Any) -> OutboxRow:
@@ -361,7 +377,8 @@ class FederationStore:
         """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
         retry is ever set that far ahead: the clock was put back since, and they are due now);
         with ``recipients``, only those whose next hop is one of them (the peers whose delivery
-        this process holds)."""
+        this process holds). Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery
+        decides again, and the compare-and-set of its outcome does not look at it."""
         when = t.outbox.c.next_attempt_us <= now_us
         if latest_us is not None:
             when = or_(when, t.outbox.c.next_attempt_us > latest_us)
@@ -369,9 +386,14 @@ class FederationStore:
             if not recipients:
                 return []
             when = and_(when, t.outbox.c.recipient.in_(sorted(recipients)))
-        query = OUTBOX.where(and_(t.outbox.c.state == "pending", when)).order_by(t.outbox.c.seq).limit(limit)
+        query = (
+            select(*_DUE_COLUMNS)
+            .where(and_(t.outbox.c.state == "pending", when))
+            .order_by(t.outbox.c.seq)
+            .limit(limit)
+        )
         with self.store._read() as conn:
-            return [_outbox_row(r._mapping) for r in conn.execute(query)]
+            return [OutboxRow(*r) for r in conn.execute(query)]
 
     def pending_recipients(self) -> set[str]:
         """The next hops that pending entries wait for (each one's delivery is leased apart)."""

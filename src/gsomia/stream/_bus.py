@@ -457,7 +457,6 @@ class NatsBus:
         only, each with how to acknowledge it: the holder calls that once the partner confirmed the
         frame that carried it (or it is dropped), and a message left unacknowledged (the holder died
         first) goes to the next holder after ``HANDOFF_ACK_WAIT_S``."""
-        from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         js = await self._ready()
@@ -475,7 +474,12 @@ class NatsBus:
             while not self._closing:
                 try:
                     messages = await pull.fetch(64, timeout=wait_s)
-                except NatsTimeout:
+                except TimeoutError:  # nothing handed meanwhile: pull again on the same consumer
+                    # nats' own TimeoutError or asyncio's, which fetch raises as well (its no-wait
+                    # probe unanswered within ``wait_s``: a loaded machine); either ended this
+                    # generator before, so the holder dropped its consumer, slept a second and
+                    # subscribed again, and a message the server gave the dropped one waited
+                    # HANDOFF_ACK_WAIT_S to come back
                     continue
                 for message in messages:
                     yield bytes(message.data), functools.partial(self._ack, message)
