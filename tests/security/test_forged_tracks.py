@@ -33,6 +33,7 @@ from tests.security._live import (
     tisa_only,
     tokens,
 )
+from tests.stream._updates import kor_message
 
 from gsomia.core.tracks import track_update_to_json
 from gsomia.demo.network import NetNode
@@ -275,16 +276,7 @@ def _message_for_jpn(track_id: str, launch: int) -> bytes:
     track = track_update_to_json(
         replay(launches(2019)[launch], originator="KOR", every_s=60, track_id=track_id)[1]
     )
-    label = {
-        "originator": "KOR",
-        "classification": "군사II급비밀",
-        "releasable_to": ["JPN", "USA"],
-        "purpose": "missile-warning",
-        "topics": ["dprk-missile"],
-        "created": track["launch"]["time"],
-    }
-    message = {"track": track, "label": label, "originator": "KOR", "recipient": "JPN", "via": "USA"}
-    return json.dumps(message).encode()
+    return kor_message(track, via="USA")
 
 
 def _duplicates(jpn: NetNode) -> int:

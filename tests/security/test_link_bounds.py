@@ -27,6 +27,7 @@ from tests.security._live import (
     send_frames,
     tokens,
 )
+from tests.stream._updates import kor_message
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -49,20 +50,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NetNode
         yield members
 
 
-def _message(update: dict[str, Any]) -> bytes:
-    label = {
-        "originator": "KOR",
-        "classification": "군사II급비밀",
-        "releasable_to": ["JPN", "USA"],
-        "purpose": "missile-warning",
-        "topics": ["dprk-missile"],
-        "created": update["launch"]["time"],
-    }
-    return json.dumps(
-        {"track": update, "label": label, "originator": "KOR", "recipient": "JPN", "via": None}
-    ).encode()
-
-
 def _updates(launch: int, track_id: str) -> list[dict[str, Any]]:
     return [
         track_update_to_json(u)
@@ -81,7 +68,7 @@ def test_tracks_without_any_signed_root_are_never_shown(pair: dict[str, NetNode]
     jpn = pair["JPN"]
     analyst = Consumer(jpn, tokens(jpn)["analyst"])
     try:
-        frames = [(TRACK, _message(u)) for u in _updates(1, "KOR-unrooted")[:5]]
+        frames = [(TRACK, kor_message(u)) for u in _updates(1, "KOR-unrooted")[:5]]
         closed = send_frames(ring(pair["KOR"]), jpn, frames)
         time.sleep(1.0)  # what JPN accepted would reach its analyst within milliseconds
     finally:
@@ -96,7 +83,7 @@ def test_a_sender_that_never_sends_its_window_root_is_dropped(pair: dict[str, Ne
     from gsomia.stream._origin import sign_batch
 
     kor, jpn = pair["KOR"], pair["JPN"]
-    body = sign_batch(ring(kor), [_message(_updates(2, "KOR-no-window-root")[1])], datetime.now(UTC))
+    body = sign_batch(ring(kor), [kor_message(_updates(2, "KOR-no-window-root")[1])], datetime.now(UTC))
     began = time.monotonic()
     closed = send_frames(ring(kor), jpn, [(TRACKS, body)])
     waited = time.monotonic() - began

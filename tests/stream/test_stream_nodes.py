@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.stream._updates import kor_message
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -257,18 +258,7 @@ def _attack(net: dict[str, Any], build_frames: Any) -> tuple[int | None, str]:
 
 
 def _track_body() -> bytes:
-    update = track_update_to_json(replay(launches(2019)[2], originator="KOR", every_s=60)[0])
-    label = {
-        "originator": "KOR",
-        "classification": "군사II급비밀",
-        "releasable_to": ["JPN", "USA"],
-        "purpose": "missile-warning",
-        "topics": ["dprk-missile"],
-        "created": update["launch"]["time"],
-    }
-    return json.dumps(
-        {"track": update, "label": label, "originator": "KOR", "recipient": "JPN", "via": None}
-    ).encode()
+    return kor_message(track_update_to_json(replay(launches(2019)[2], originator="KOR", every_s=60)[0]))
 
 
 @pytest.mark.parametrize("attack", ["replayed", "gap", "tampered"])

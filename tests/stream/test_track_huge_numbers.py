@@ -8,12 +8,12 @@ number as JSON.) Every number field now refuses it as a TrackError naming the fi
 from __future__ import annotations
 
 import asyncio
-import copy
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.stream._updates import changed
 
 from gsomia.api import create_app
 from gsomia.core.tracks import parse_track_update
@@ -37,12 +37,7 @@ _PATHS = [("points", 0, "lat"), ("points", 0, "speed_mps"), ("launch", "lon"), (
 
 
 def _with(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    data = copy.deepcopy(_UPDATE)
-    target: Any = data
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return data
+    return changed(_UPDATE, path, value)
 
 
 @pytest.mark.parametrize("path", _PATHS)

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import pytest
+from tests.stream._updates import changed
 
 from gsomia.core.tracks import TrackPoint, TrackUpdate, parse_track_update
 from gsomia.errors import ForbiddenFieldError, TrackError
@@ -32,12 +33,7 @@ _UPDATE: dict[str, Any] = {
 
 
 def _with(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    data = copy.deepcopy(_UPDATE)
-    target: Any = data
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return data
+    return changed(_UPDATE, path, value)
 
 
 def test_integers_take_the_slow_path_and_give_the_same_update() -> None:
