@@ -23,6 +23,7 @@ class _Store:
         self.go = threading.Event()
         self.fail: BaseException | None = None
         self.commits: list[tuple[list[str], int]] = []
+        self.short = False  # answer one group fewer than given
 
     def remember_signed_arrivals(
         self, arrivals: Sequence[SignedArrival], forget_before_us: int, rows: Sequence[AuditRow]
@@ -31,7 +32,8 @@ class _Store:
         self.commits.append(([a.batch for a in arrivals], len(rows)))
         if self.fail is not None:
             raise self.fail
-        return [Remembered([int(a.batch[-1])], set()) for a in arrivals]
+        answers = [Remembered([int(a.batch[-1])], set()) for a in arrivals]
+        return answers[1:] if self.short else answers
 
 
 def _arrival(n: int) -> SignedArrival:
@@ -90,3 +92,28 @@ def test_a_group_whose_caller_left_is_recorded_and_the_others_keep_their_own_ans
     first, third = asyncio.run(run())
     assert (first.replayed, third.replayed) == ([1], [3])
     assert store.commits == [(["batch-1", "batch-2", "batch-3"], 0)]
+
+
+def test_a_commit_answering_fewer_groups_than_it_was_given_fails_each_of_them() -> None:
+    """Each group is told what the store said of it, or fails: a store that answered one group fewer
+    than it was given (no answer can then be matched to its group) fails every waiter of that
+    commit with a StoreError naming the count, where before the last waiter was given ``None``; the
+    audit records' waiter fails with them, and the memory goes on with the next commit."""
+    from gsomia.errors import StoreError
+
+    store = _Store()
+    store.go.set()
+    store.short = True
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        given = [memory.remember(_arrival(n), 0) for n in (1, 2)]
+        audited = memory.record([_row(1)])
+        outcomes = await asyncio.gather(*given, audited, return_exceptions=True)
+        assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+        assert "answered 1 of 2 groups" in str(outcomes[0])
+        store.short = False
+        assert (await memory.remember(_arrival(3), 0)).replayed == [3]
+        await memory.close()
+
+    asyncio.run(run())

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gsomia.errors import StoreError
 from gsomia.store import AuditRow, Remembered, SignedArrival, Store
 
 __all__ = ["ReplayMemory"]
@@ -135,10 +136,19 @@ class ReplayMemory:
         forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
         rows = [row for w in taken for row in w.rows]
         store = self._store
+
+        def commit() -> list[Remembered]:
+            answers = store.remember_signed_arrivals(arrivals, forget, rows)
+            if len(answers) != len(arrivals):  # each group its own answer, or none is believed
+                raise StoreError(
+                    f"the replay memory answered {len(answers)} of {len(arrivals)} groups of a commit"
+                )
+            return answers
+
         if self._committer is None:
             self._committer = _Committer()
         self._committer.submit(
-            lambda: store.remember_signed_arrivals(arrivals, forget, rows),
+            commit,
             asyncio.get_running_loop(),
             lambda answers, error: self._answered(taken, answers, error),
         )
