@@ -539,8 +539,10 @@ def test_the_kept_tables_stay_bounded(net: Net) -> None:
 
 def test_what_is_kept_is_what_writing_it_again_gives(net: Net) -> None:
     kid = net.rings["JPN"].encryption_kid(AT)
-    protected, context = env._recipient_protected(kid)
+    protected = env._recipient_protected(kid)
     assert protected == cbor2.dumps({1: -25, 4: kid.encode()}, canonical=True)
+    env._content_key(bytes(32), protected)  # keeps the KDF context of the recipient's header
+    context = env._KDF_CONTEXTS[protected]
     assert context == cbor2.dumps([3, [None, None, None], [None, None, None], [256, protected]])
     sender_kid = net.rings["KOR"].signing_key(AT)[0]
     assert env._sign1_protected(sender_kid) == cbor2.dumps(

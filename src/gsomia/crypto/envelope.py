@@ -900,7 +900,7 @@ def _kdf_context(recipient_protected: bytes) -> bytes:
 # new headers costs itself the reading, not this node's memory).
 _CACHE_LIMIT = 256
 _SIGN1_PROTECTED: dict[str, bytes] = {}
-_RECIPIENT_PROTECTED: dict[str, tuple[bytes, bytes]] = {}
+_RECIPIENT_PROTECTED: dict[str, bytes] = {}
 _KDF_CONTEXTS: dict[bytes, bytes] = {}
 _HEADERS: dict[bytes, Any] = {}
 
@@ -921,12 +921,11 @@ def _sign1_protected(kid: str) -> bytes:
     return written
 
 
-def _recipient_protected(kid: str) -> tuple[bytes, bytes]:
-    """The recipient's protected header for ``kid`` and the KDF context of it."""
+def _recipient_protected(kid: str) -> bytes:
+    """The recipient's protected header for ``kid`` (its KDF context is kept by :func:`_content_key`)."""
     written = _RECIPIENT_PROTECTED.get(kid)
     if written is None:
-        protected = _dumps({_ALG: _ECDH_ES_HKDF_256, _KID: kid.encode()})
-        written = _kept(_RECIPIENT_PROTECTED, kid, (protected, _kdf_context(protected)))
+        written = _kept(_RECIPIENT_PROTECTED, kid, _dumps({_ALG: _ECDH_ES_HKDF_256, _KID: kid.encode()}))
     return written
 
 
@@ -966,10 +965,10 @@ def _cose_hop(
         _CWT_CTI: routing["jti"].encode(),
     }
     protected = _dumps({_ALG: _A256GCM_ALG, _CTY: _COSE_SIGN1_CONTENT, _CWT: cwt})
-    recipient_protected, context = _recipient_protected(recipient_kid)
+    recipient_protected = _recipient_protected(recipient_kid)
     ephemeral = X25519PrivateKey.generate()
     epk = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    cek = HKDF(hashes.SHA256(), 32, None, context).derive(ephemeral.exchange(public))
+    cek = _content_key(ephemeral.exchange(public), recipient_protected)
     iv = os.urandom(12)
     ciphertext = AESGCM(cek).encrypt(iv, plaintext, _enc_structure(protected))
     recipient_entry = [recipient_protected, {_EPHEMERAL: {1: _OKP, -1: _X25519, -2: epk}}, b""]
