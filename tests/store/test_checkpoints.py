@@ -50,7 +50,8 @@ def test_the_log_starts_over_while_writes_keep_coming_and_nothing_is_lost(
         store.checkpoint_aside()
         for i in range(1500):
             (answer,) = store.remember_signed_arrivals([_arrival(i)], 0)
-            assert answer.replayed == [] and answer.before == set()
+            assert answer.replayed == []
+            assert answer.before == set()
         # a few pages a commit: 1,500 commits without a restart leave a log of 20 MB or more (its
         # file never shrinks, a restart writes it again from its start)
         assert (tmp_path / "jpn" / "gsomia.db-wal").stat().st_size < 4 * 2**20
@@ -65,7 +66,9 @@ def test_the_log_starts_over_while_writes_keep_coming_and_nothing_is_lost(
         node.close()
 
 
-def test_the_restart_waits_for_the_writers_of_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_restart_waits_for_the_writers_of_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The last backfill before a restart runs inside the store's write lock: while another writer
     of the process holds it, the round waits, and it goes on once that writer is done."""
     monkeypatch.setattr(checkpoints, "_RESTART_FRAMES", 16)
@@ -90,7 +93,8 @@ def test_the_restart_waits_for_the_writers_of_the_process(tmp_path: Path, monkey
         round_ = threading.Thread(target=lambda: result.append(checkpointer.step()))
         round_.start()
         round_.join(0.3)
-        assert round_.is_alive() and not result  # waiting for the writer's lock
+        assert round_.is_alive()  # waiting for the writer's lock
+        assert not result
         release.set()
         round_.join(5)
         holder.join(5)

@@ -12,12 +12,13 @@ Here a thread of the store's checkpoints first, every ``_TICK_S`` while pages ar
 ``PASSIVE`` checkpoint, which SQLite runs without holding up the writers: its syncs wait on the
 disk, the writers go on). A passive checkpoint alone never lets the log start again from its
 beginning while writes keep coming (what was written during it is never backfilled), so once the
-log holds ``_RESTART_FRAMES`` pages, the thread backfills what its last pass left inside the write
-lock (what was written during that pass), and the next commit starts the log over: the writers wait for that remainder,
-not for the log's tens of MB. SQLite's own checkpoint in the commit stays as the backstop (a log
-this thread cannot keep short, a store whose thread is not running). The thread runs only where
-it is asked for (``Store.checkpoint_aside``: the replay memory, on the tracks' path); a bulk load
-keeps SQLite's checkpoints of 64 MB, which copy a page written by many batches once.
+log holds ``_RESTART_FRAMES`` pages, the thread backfills what its last pass left (what was written
+during it) inside the write lock, and the next commit starts the log over: the writers wait for
+that remainder, not for the log's tens of MB. SQLite's own checkpoint in the commit stays as the
+backstop (a log this thread cannot keep short, a store whose thread is not running). The thread
+runs only where it is asked for (``Store.checkpoint_aside``: the replay memory, on the tracks'
+path); a bulk load keeps SQLite's checkpoints of 64 MB, which copy a page written by many batches
+once.
 
 Durability is unchanged: the same checkpoints with the same syncs (``synchronous=NORMAL``), made
 by another thread at other instants; a commit is in the log, and the log on the disk, as before.
@@ -64,7 +65,7 @@ class Checkpointer:
         while not self._stopped.wait(_TICK_S):
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - a store closed or failing: SQLite's own checkpoints remain
+            except Exception:  # a store closed or failing: SQLite's own checkpoints remain
                 _log.debug("checkpoint thread stopped", exc_info=True)
                 return
 
