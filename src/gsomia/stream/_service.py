@@ -37,7 +37,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -678,7 +678,7 @@ class StreamService:
         label = self._label(update)
         plan = await self._plan(update, label, now)
         self.stats.published += 1
-        track = orjson.dumps(track_update_to_json(update))  # encoded once, for every route
+        track = _track_bytes(update)  # encoded once, for every route
         await self._emit(track, label, "local", None)
         routes = []
         head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
@@ -1817,6 +1817,40 @@ def _consent_key(jws: str) -> str:
 def _precedes(consent: Consent, route: Route) -> bool:
     """Whether ``consent`` must reach the hub before a track on ``route`` (through that hub)."""
     return route.via is not None and consent.recipient == route.recipient and consent.hub in (None, route.via)
+
+
+def _track_bytes(update: TrackUpdate) -> bytes:
+    """``track_update_to_json(update)`` encoded, the same bytes: orjson writes an instant at UTC as
+    ``isoformat`` does, so when every instant of the update is at UTC (``fromisoformat`` gives the
+    one ``UTC`` object for any zero offset) they are handed to it whole, one ``isoformat`` call
+    fewer per instant (8 for a track of 5 samples, a quarter of the publisher's parse and encoding);
+    an update with an instant at another offset goes through ``isoformat`` (orjson would drop an
+    offset's seconds)."""
+    impact = update.impact
+    if (
+        update.update_ts.tzinfo is not UTC
+        or update.launch.at.tzinfo is not UTC
+        or (impact is not None and impact.at.tzinfo is not UTC)
+        or any(point[0].tzinfo is not UTC for point in update.points)
+    ):
+        return orjson.dumps(track_update_to_json(update))
+    launch = update.launch
+    return orjson.dumps(
+        {
+            "track_id": update.track_id,
+            "originator": update.originator,
+            "update_ts": update.update_ts,
+            "launch": {"lat": launch.lat, "lon": launch.lon, "time": launch.at},
+            "impact": None if impact is None else {"lat": impact.lat, "lon": impact.lon, "time": impact.at},
+            "points": [
+                {"t": at, "lat": lat, "lon": lon, "alt_m": alt_m, "speed_mps": speed_mps}
+                for at, lat, lon, alt_m, speed_mps in update.points
+            ],
+            "missile_class": update.missile_class,
+            "quality": update.quality,
+            "final": update.final,
+        }
+    )
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
