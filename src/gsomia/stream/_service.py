@@ -192,6 +192,21 @@ class StreamStats:
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
 
 
+# the fixed parts of a bus message (``_emit``), around the label's digest and its JSON
+_LK = b',"lk":"'
+_LABEL_KEY = b'","label":'
+_TRACK_KEY = b',"track":'
+
+
+class _BusTrack(NamedTuple):
+    """A bus message as its consumers read it: the label's digest, the label (``None`` when the
+    message was sliced, not decoded) and the track's JSON."""
+
+    lk: str
+    label: Any
+    track: bytes
+
+
 class _Received(NamedTuple):
     """A track message read from a link and checked at the boundary, not yet decided on (a named
     tuple, one per track, as :class:`_Decided`)."""
@@ -311,7 +326,9 @@ class StreamService:
         self._received_plans: dict[tuple[SecurityLabel, str | None, str], tuple[ReleaseDecision, float]] = {}
         # the assurances' and equivalences' generations the received plans were made under
         self._received_under: tuple[int, ...] = ()
-        self._decoded: tuple[bytes, dict[str, Any]] | None = None  # the last bus message, decoded
+        self._decoded: tuple[bytes, _BusTrack] | None = None  # the last bus message, read
+        # a label's digest ("lk") -> its JSON as the bus messages hold it, once one was read whole
+        self._bus_labels: dict[str, bytes] = {}
         self._links: dict[str, _OutLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._down: set[str] = set()  # peers whose link failed and has not reopened (audited once)
@@ -1660,14 +1677,42 @@ class StreamService:
         self.stats.emitted += 1
         await self.bus.publish(b'{"id":' + str(self._seq).encode() + prefix + track[:-1] + fields)
 
-    def _decode(self, raw: bytes) -> dict[str, Any]:
-        """A bus message, decoded once for all the consumers it reaches (read-only to them)."""
+    def _decode(self, raw: bytes) -> _BusTrack:
+        """A bus message read once for all the consumers it reaches: its label's digest, the label
+        (decoded only when its digest is new here) and the track's JSON as the message holds it, a
+        slice of it (the track is sent on as it came, not decoded and encoded again).
+
+        :meth:`_emit` writes ``{"id":N,"lk":"DIGEST","label":LABEL,"track":TRACK}``; the slice is
+        taken only where the bytes after the digest are the label's JSON as a message read whole
+        before held it, followed by the track's key. Anything else is read whole (``orjson``)."""
         last = self._decoded
         if last is not None and last[0] is raw:
             return last[1]
-        message: dict[str, Any] = orjson.loads(raw)
-        self._decoded = (raw, message)
-        return message
+        read: _BusTrack | None = None
+        at = raw.find(_LK, 0, 32)
+        if at >= 0:
+            start = at + len(_LK)
+            key = raw[start : start + 32].decode("ascii", "replace")
+            label = self._bus_labels.get(key)
+            tail = start + 32 + len(_LABEL_KEY)
+            if (
+                label is not None
+                and raw.startswith(_LABEL_KEY, start + 32)
+                and raw.startswith(label, tail)
+                and raw.startswith(_TRACK_KEY, tail + len(label))
+                and raw.endswith(b"}}")
+            ):
+                read = _BusTrack(key, None, raw[tail + len(label) + len(_TRACK_KEY) : -1])
+        if read is None:
+            message = orjson.loads(raw)
+            read = _BusTrack(message["lk"], message["label"], orjson.dumps(message["track"]))
+            label = orjson.dumps(message["label"])
+            if raw.find(_LABEL_KEY + label + _TRACK_KEY) >= 0:  # as _emit wrote it: sliced from now on
+                if len(self._bus_labels) >= _CACHE_LIMIT:
+                    self._bus_labels.clear()
+                self._bus_labels[read.lk] = label
+        self._decoded = (raw, read)
+        return read
 
     def stream_label(self) -> SecurityLabel:
         """The label this node's own tracks carry (for the check when a consumer connects)."""
@@ -1682,8 +1727,9 @@ class StreamService:
 
     async def subscribe(
         self, person: Person, channel: str, after: int | None = None
-    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-        """Tracks this person may read, as (the bus's sequence number, track); refused (and audited)
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Tracks this person may read, as (the bus's sequence number, the track's JSON: the update,
+        its ``route`` and ``agreement``); refused (and audited)
         up front if the person could not read the stream at all. ``after`` resumes after that
         number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
         if not self._started:
@@ -1695,20 +1741,21 @@ class StreamService:
         subscription = await self.bus.subscribe(after)
         return self._consume(person, subscription)
 
-    async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, bytes]]:
         readable: dict[str, bool] = {}
         gate = self.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         generation = gate.generation
         try:
             async for seq, raw in subscription:
                 message = self._decode(raw)
-                key = message["lk"]
+                key = message.lk
                 if gate.current() != generation:  # a visit began or ended: decide every label again
                     readable.clear()
                     generation = gate.generation
                 allowed = readable.get(key)
                 if allowed is None:
-                    label = self.kernel.items.parse_label(message["label"])
+                    data = message.label if message.label is not None else orjson.loads(raw)["label"]
+                    label = self.kernel.items.parse_label(data)
                     decision = gate.decide(label)
                     allowed = readable[key] = decision.allowed
                     if not allowed:
@@ -1717,7 +1764,7 @@ class StreamService:
                             self._audit_row("stream.read", person.id, None, "refused", checks=failed)
                         )
                 if allowed:
-                    yield seq, message["track"]
+                    yield seq, message.track
         finally:
             await subscription.close()
 
