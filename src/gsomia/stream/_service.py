@@ -198,6 +198,31 @@ _LABEL_KEY = b'","label":'
 _TRACK_KEY = b',"track":'
 
 
+class _GroupLabels:
+    """The last label read in a group: its boundary form and the label parsed from it."""
+
+    __slots__ = ("data", "label")
+
+    def __init__(self) -> None:
+        self.data: Any = None
+        self.label: SecurityLabel | None = None
+
+
+class _GroupDecision:
+    """The last decision taken in a group: for which label, hub and recipient, under which of the
+    store's counters, the answer, and the label held here under it (``None`` until worked out)."""
+
+    __slots__ = ("answer", "held", "label", "recipient", "under", "via")
+
+    def __init__(self) -> None:
+        self.under: tuple[int, ...] = ()  # the store's counters the answer was given under
+        self.label: SecurityLabel | None = None
+        self.via: str | None = None
+        self.recipient: str | None = None
+        self.answer: tuple[ReleaseDecision, float] | None = None
+        self.held: SecurityLabel | None = None
+
+
 class _BusTrack(NamedTuple):
     """A bus message as its consumers read it: the label's digest, the label (``None`` when the
     message was sliced, not decoded) and the track's JSON."""
@@ -1474,7 +1499,8 @@ class StreamService:
         """Read each track of one verified group at the boundary (``LinkError`` if one is not a track
         this node accepts from ``sender``) and hand the group to the replay memory."""
         try:
-            read = [self._read_track(sender, seq, group, entry) for entry in group.entries]
+            labels = _GroupLabels()  # a group's labels mostly repeat: one parse per distinct label
+            read = [self._read_track(sender, seq, group, entry, labels) for entry in group.entries]
         except LinkError:  # a replayed batch is named as one first
             self._refuse_replay(sender, group, await self._remember(group, []))
             raise
@@ -1505,25 +1531,34 @@ class StreamService:
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
         taken: set[str] = set()
         dropped: list[str] = []
+        last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
         for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
             if entry.index in resent or key in duplicates or key in taken:
                 dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
                 continue
             taken.add(key)
-            await self._take_track(sender, seq, group, entry, message, now)
+            await self._take_track(sender, seq, group, entry, message, now, last)
         if dropped:
             self.stats.duplicates += len(dropped)
             await self._memory.record([self._audit_row("stream.receive", None, group.originator, "duplicate",
                                                        sender=sender, count=len(dropped),
                                                        tracks=dropped[:_DUPLICATES_NAMED])])  # fmt: skip
 
-    def _read_track(self, sender: str, seq: int, group: VerifiedGroup, entry: Entry) -> _Received:
+    def _read_track(
+        self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, labels: _GroupLabels
+    ) -> _Received:
         """One track message of a verified group, read and checked (the boundary every node applies);
-        ``LinkError`` if it is not one this node accepts from ``sender``."""
+        ``LinkError`` if it is not one this node accepts from ``sender``. A label equal to the one
+        before it in the group is that label, parsed once (``labels``)."""
         self.stats.received += 1
         try:
             data = orjson.loads(entry.message)
-            label = self.kernel.items.parse_label(data["label"])
+            label_data = data["label"]
+            if labels.label is not None and label_data == labels.data:
+                label = labels.label
+            else:
+                label = self.kernel.items.parse_label(label_data)
+                labels.data, labels.label = label_data, label
             if label.originator != group.originator or data["originator"] != group.originator:
                 raise LinkError(
                     "not-the-originator",
@@ -1547,22 +1582,45 @@ class StreamService:
         return _Received(label, track, recipient, via)
 
     async def _take_track(
-        self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, message: _Received, now: datetime
+        self,
+        sender: str,
+        seq: int,
+        group: VerifiedGroup,
+        entry: Entry,
+        message: _Received,
+        now: datetime,
+        last: _GroupDecision,
     ) -> None:
         """Decide on a track read from ``sender``, then keep it (this node is its recipient) or pass
-        it on (this node is its hub)."""
+        it on (this node is its hub). ``last``: the decision (and the label held under it) of the
+        track before it in the group, taken again when the label (the same parsed label), the hub
+        and the recipient are the same; the group's tracks are decided at one instant, ``now``."""
         label, track, recipient, via = message.label, message.track, message.recipient, message.via
         try:
-            decision, until = await self._decide_received(
-                label, track["track_id"], sender, via, recipient, now
-            )
+            answer = last.answer
+            if (
+                answer is None
+                or last.label is not label
+                or last.via != via
+                or last.recipient != recipient
+                or last.under is not self._received_under  # the counters moved meanwhile: decide again
+            ):
+                answer = last.answer = await self._decide_received(
+                    label, track["track_id"], sender, via, recipient, now
+                )
+                last.label, last.via, last.recipient, last.held = label, via, recipient, None
+                last.under = self._received_under
+            decision, until = answer
             if not decision.allowed:
                 return
             if recipient == self.party:
                 try:  # this node's equivalent beside the originator's label: worked out where the inbox does
-                    label = self.kernel.items.received_label(
-                        label, sender, decision.agreement, at=decision.at
-                    )
+                    held = last.held
+                    if held is None:
+                        held = last.held = self.kernel.items.received_label(
+                            label, sender, decision.agreement, at=decision.at
+                        )
+                    label = held
                 except LabelError as exc:
                     self.stats.refused += 1
                     await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
