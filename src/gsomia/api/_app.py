@@ -348,6 +348,10 @@ def _create_app(
             },
         },
         dependencies=[Depends(admit)],
+        # the node reports through its own /metrics and JSON log lines, not OpenTelemetry: FastAPI's
+        # native telemetry asked the global OpenTelemetry providers whether any was configured on
+        # every request, 2.7% of the node's CPU under load (issue 18, bench_load's profile)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     dashboard = dashboard_scope(node.ring)
 
