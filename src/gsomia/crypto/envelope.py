@@ -840,7 +840,9 @@ def open_envelope(
 # duplicate map keys, trailing bytes, indefinite lengths and any other second spelling. The COSE_Encrypt
 # and the COSE_Sign1 are checked around their one large byte string (``_spelt``), against the layout's
 # own encoding: so the ephemeral key's map keys are its integers, not floats equal to them (cbor2's
-# re-encoding of the decoded map had given a float key back as the float, and let it through).
+# re-encoding of the decoded map had given a float key back as the float, and let it through); the
+# protected headers' and the CWT claims' keys, which ``_cbor`` re-encodes, are held to integers by
+# type (``_int_labels``): a float 1.0 or ``true`` is a key equal to 1 and its own encoding.
 
 _EDDSA, _A256GCM_ALG, _ECDH_ES_HKDF_256 = -8, 3, -25
 _SIGN1_TAG, _ENCRYPT_TAG = 18, 96
@@ -1129,9 +1131,15 @@ def _header_map(protected: Any, members: frozenset[int], *, kept: bool = False) 
         header = _cbor(protected)
         if kept:
             _kept(_HEADERS, protected, header)
-    if type(header) is not dict or header.keys() != members:
+    if type(header) is not dict or header.keys() != members or not _int_labels(header):
         raise EnvelopeError("malformed")
     return header
+
+
+def _int_labels(mapping: dict[Any, Any]) -> bool:
+    """Whether every key of ``mapping`` is an integer: a float 1.0 or ``true`` is a key equal to 1 in a
+    Python dict, and its own deterministic encoding, so only its type tells it from the label 1."""
+    return all(type(key) is int for key in mapping)
 
 
 def _read_cose(
@@ -1165,6 +1173,7 @@ def _read_cose(
         or type(header[_CTY]) is not int
         or type(cwt) is not dict
         or cwt.keys() != _CWT_CLAIMS
+        or not _int_labels(cwt)
         or not (_is_text(cwt[_CWT_ISS]) and _is_text(cwt[_CWT_AUD]))
         or not (_is_second(cwt[_CWT_IAT]) and _is_second(cwt[_CWT_EXP]) and cwt[_CWT_IAT] <= cwt[_CWT_EXP])
     ):
