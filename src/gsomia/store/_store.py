@@ -1263,8 +1263,11 @@ class Store:
         statement's SQL compiled once for this dialect (:func:`_sqlite_sql`): SQLAlchemy's execution
         around a page's or a read's one statement (its context, parameters and result) cost more than
         the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
-        an ``execute``'s would. Elsewhere through ``execute``."""
-        with self._read() as conn:
+        an ``execute``'s would. Elsewhere through ``execute``, outside a transaction
+        (:meth:`_read_one`: the one statement is its own snapshot), one round trip where the
+        driver's ``BEGIN`` and the pool's ``ROLLBACK`` around it made three: a page's and a read's
+        statement, under load on PostgreSQL (issue 18, bench_load's two processes)."""
+        with self._read_one() as conn:
             if conn.dialect.name != "sqlite":
                 return conn.execute(query, values).all()
             sql, names, fixed = _sqlite_sql(query, conn.dialect)
