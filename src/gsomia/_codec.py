@@ -60,6 +60,19 @@ def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` as every store can hold it: each NUL (which PostgreSQL's text type refuses) and each
+    lone surrogate (which UTF-8 cannot encode) written as its JSON escape (``\\u0000``,
+    ``\\ud800``), the rest as it is. In canonical JSON the result reads back as the same value; in
+    plain text (an audit record's subject, a refusal's sample) it still shows what was sent."""
+    if "\x00" not in text and (text.isascii() or not _UNSTORABLE.search(text)):
+        return text
+    return _UNSTORABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
     """A value already written as canonical JSON (``text``), placed as it is where a record holds it

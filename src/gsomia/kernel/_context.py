@@ -23,6 +23,7 @@ from gsomia._codec import (
     consent_from_content,
     equivalence_change_from_dict,
     person_from_dict,
+    storable,
 )
 from gsomia.core.access import AccessDecision, Person, ReadKey, Role, decide_read, read_key
 from gsomia.core.catalogue import Catalogue
@@ -274,11 +275,19 @@ class NodeContext:
         entry_id: str = "",
         **detail: Any,
     ) -> AuditRow:
-        """An audit record stamped now, for the caller to write in its own transaction."""
+        """An audit record stamped now, for the caller to write in its own transaction. The text a
+        caller chose (the actor, the subject, the detail) is made :func:`storable` here, the one
+        place every record is made: a NUL or a lone surrogate is kept as its escape on every store."""
         if outcome == "refused":
             self.refusals.count(kind, str(detail.get("error", "")))
         return AuditRow(
-            epoch_us(self.clock()), kind, actor, subject, outcome, canonical_record(detail), entry_id=entry_id
+            epoch_us(self.clock()),
+            kind,
+            None if actor is None else storable(actor),
+            None if subject is None else storable(subject),
+            outcome,
+            storable(canonical_record(detail)),
+            entry_id=entry_id,
         )
 
     def record(self, kind: str, actor: str | None, subject: str | None, outcome: str, **detail: Any) -> None:
@@ -370,7 +379,7 @@ class NodeContext:
             return None
         now = epoch_us(self.clock())
         window = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
-        source, code = source[:64], code[:64]
+        source, code = storable(source[:64]), storable(code[:64])
 
         def rows(counted_as: str, n: int) -> list[AuditRow]:
             where = (
@@ -385,7 +394,7 @@ class NodeContext:
             (kind, source, code, window),
             now,
             count,
-            reason[:500],
+            storable(reason[:500]),
             sources=self.REFUSAL_SOURCES,
             recorded=self.REFUSALS_RECORDED,
             rows=rows,
