@@ -55,6 +55,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError,
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
+from gsomia.store._checkpoints import Checkpointer
 from gsomia.store._notify import announce
 
 __all__ = [
@@ -874,9 +875,19 @@ class Store:
             _WriterQueue() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
         self._leaf_writer: LeafWriter | None = None
+        self._checkpointer: Checkpointer | None = None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
+
+    def checkpoint_aside(self) -> None:
+        """On a SQLite file, checkpoint the write-ahead log from a thread of its own from now on,
+        so that no commit of this process carries a checkpoint's syncs (``_checkpoints``): for a
+        writer on a latency path (the replay memory). Elsewhere, and when already asked, nothing."""
+        if self._checkpointer is None and self.engine.dialect.name == "sqlite" and _pooled(self.url):
+            self._checkpointer = Checkpointer(self.engine, self._writers, self)
 
     def on_bump(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every transaction of this process that moved a generation counter
