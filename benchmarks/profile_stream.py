@@ -5,8 +5,9 @@ machine. One direct network (KOR, JPN, USA as processes, ``network.start``), war
 ``--tracks`` updates published flat out over KOR's WebSocket feed and received by a consumer at
 JPN, ``--runs`` times on the same network. Per run it prints each node's CPU time (user+system,
 from ``/proc``) per track published: what the node spends, whatever else the machine runs, and
-the load average beside the wall-clock rate. With ``--py-spy DIR`` the KOR and JPN processes
-are sampled (``py-spy record --format raw``, collapsed stacks) during the last run.
+the load average beside the wall-clock rate. With ``--py-spy DIR`` the three node processes
+are sampled (``py-spy record --format raw --gil``: the samples that hold the interpreter's lock,
+collapsed stacks) during the last run.
 
 With ``--memory``: the replay memory's CPU per commit through its hop (the 1,000/s regime).
 With ``--contended``: the replay memory's commit beside another writer of the process (wall
@@ -343,12 +344,12 @@ def main() -> int:
                 spies = []
                 if args.py_spy is not None and run == args.runs - 1:
                     args.py_spy.mkdir(parents=True, exist_ok=True)
-                    for party in ("KOR", "JPN"):
+                    for party in ("KOR", "JPN", "USA"):
                         out = args.py_spy / f"{party}.txt"
                         spies.append(subprocess.Popen(  # noqa: S603 - the profiler on our own child
                             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                              str(net.pids[party]), "--format", "raw", "--rate", "200", "--nonblocking",
-                             "--output", str(out)],
+                             "--gil", "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         ))  # fmt: skip
                 load = load_average()

@@ -548,3 +548,69 @@ def test_what_is_kept_is_what_writing_it_again_gives(net: Net) -> None:
     assert env._sign1_protected(sender_kid) == cbor2.dumps(
         {1: -8, 4: sender_kid.encode(), 16: env.HOP_COSE_TYPE}, canonical=True
     )
+
+
+# ------------------------------------------------------------------------- the large byte strings (issue 18)
+#
+# The Sig_structure, the Enc_structure, the COSE_Sign1 and the COSE_Encrypt are written beside their one
+# large byte string (the claims, the ciphertext) and read back checked around it (``_spelt``) instead
+# of through cbor2 whole: the bytes must be cbor2's deterministic encoding all the same.
+
+
+@pytest.mark.parametrize("length", [0, 1, 23, 24, 255, 256, 65_535, 65_536, 300_000])
+def test_what_is_written_beside_a_large_byte_string_is_cbor2s_deterministic_encoding(length: int) -> None:
+    def cbor(item: Any) -> bytes:
+        written: bytes = cbor2.dumps(item, canonical=True)
+        return written
+
+    large, protected, signature = os.urandom(length), os.urandom(40), os.urandom(64)
+    iv, epk, recipient = os.urandom(12), os.urandom(32), cbor({1: -25, 4: b"jpn-1"})
+    assert env._bytes_head(length) + large == cbor(large)
+    assert env._sig_structure(protected, large) == cbor(["Signature1", protected, b"", large])
+    assert env._enc_structure(large) == cbor(["Encrypt", large, b""])
+    assert env._sign1_head(protected, length) + large + env._bytes_head(64) + signature == cbor(
+        CBORTag(18, [protected, {}, large, signature])
+    )
+    written = env._encrypt_head(protected, iv, length) + large + env._recipients(recipient, epk)
+    entry = [recipient, {-1: {1: 1, -1: 4, -2: epk}}, b""]
+    assert written == cbor(CBORTag(96, [protected, {5: iv}, large, [entry]]))
+
+
+def _respelt(data: bytes, old: bytes, new: bytes) -> bytes:
+    at = data.find(old)
+    assert at > 0
+    assert data.find(old, at + 1) == -1, "the spelling to change is there once"
+    return data[:at] + new + data[at + len(old) :]
+
+
+def test_a_large_byte_string_or_a_key_spelt_otherwise_is_refused(net: Net) -> None:
+    """Each message decodes to the layout, but is not in its one deterministic encoding: refused."""
+    message = message_of(net.sealed())
+    tag = cbor2.loads(message)
+    ciphertext = tag.value[2]
+    head = cbor2.dumps(ciphertext)[: -len(ciphertext)]
+    longer = b"\x5a" + len(ciphertext).to_bytes(4, "big")  # the ciphertext's length in a longer head
+    assert head != longer
+    for spelt in (
+        _respelt(message, head + ciphertext[:8], longer + ciphertext[:8]),
+        _respelt(message, b"\xa1\x20\xa3\x01", b"\xa1\xf9\xbc\x00\xa3\x01"),  # the key -1 as a float
+        _respelt(message, b"\x20\x04\x21\x58\x20", b"\x20\x04\xf9\xc0\x00\x58\x20"),  # the key -2 as one
+        message[:-1] + b"\x41\x00",  # an encrypted key where the recipient has none
+        message + b"\x00",
+    ):
+        assert cbor2.loads(spelt).value[2] == ciphertext
+        assert refusal(lambda s=spelt: net.open(wrapped(s))) == "malformed"  # type: ignore[misc]
+    plain = _inner(net, net.sealed())
+    claims = cbor2.loads(plain).value[2]
+    signed = _respelt(
+        plain,
+        cbor2.dumps(claims)[: -len(claims)] + claims[:8],
+        b"\x5a" + len(claims).to_bytes(4, "big") + claims[:8],
+    )
+    for spelt in (
+        signed,
+        plain + b"\x00",
+        _respelt(plain, b"json\xa0", b"json\xbf\xff"),
+    ):  # an indefinite empty map
+        assert refusal(lambda s=spelt: net.open(wrapped(_reencrypted(net, s)))) == "malformed"  # type: ignore[misc]
+    assert net.open(wrapped(_reencrypted(net, plain))).body == BODY  # the same, spelt as written: opened

@@ -96,8 +96,8 @@ _AUTHORISATION_BODY = _body(
 )
 
 
-def _sse(seq: int, track: dict[str, Any]) -> bytes:
-    return b"event: track\nid: %d\ndata: %b\n\n" % (seq, orjson.dumps(track))
+def _sse(seq: int, track: bytes) -> bytes:
+    return b"event: track\nid: %d\ndata: %b\n\n" % (seq, track)
 
 
 async def _send_refusal(websocket: WebSocket, exc: GsomiaError, data: Any) -> None:
@@ -230,7 +230,7 @@ def stream_router(
 
         async def send() -> None:
             async for _, track in tracks:
-                await websocket.send_text(orjson.dumps(track).decode())
+                await websocket.send_text(track.decode())
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
             while (await websocket.receive())["type"] != "websocket.disconnect":

@@ -837,7 +837,12 @@ def open_envelope(
 # ones above (so ``crit``, or any header this reader does not know, is refused), every value's type
 # and value is checked, and every CBOR item must be in the deterministic encoding (RFC 8949 section
 # 4.2.1) in which it is written: re-encoded it must give back the bytes received, which refuses
-# duplicate map keys, trailing bytes, indefinite lengths and any other second spelling.
+# duplicate map keys, trailing bytes, indefinite lengths and any other second spelling. The COSE_Encrypt
+# and the COSE_Sign1 are checked around their one large byte string (``_spelt``), against the layout's
+# own encoding: so the ephemeral key's map keys are its integers, not floats equal to them (cbor2's
+# re-encoding of the decoded map had given a float key back as the float, and let it through); the
+# protected headers' and the CWT claims' keys, which ``_cbor`` re-encodes, are held to integers by
+# type (``_int_labels``): a float 1.0 or ``true`` is a key equal to 1 and its own encoding.
 
 _EDDSA, _A256GCM_ALG, _ECDH_ES_HKDF_256 = -8, 3, -25
 _SIGN1_TAG, _ENCRYPT_TAG = 18, 96
@@ -876,15 +881,40 @@ def _dumps(item: Any) -> bytes:
     return buffer.getvalue()
 
 
+_CBOR_ERRORS = (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, MemoryError)
+
+
 def _cbor(data: bytes) -> Any:
     """One CBOR item in the deterministic encoding, decoded; ``malformed`` for anything else."""
+    item = _decoded(data)
     try:
-        item = cbor2.loads(data)
         if _dumps(item) != data:
             raise ValueError("not one deterministically encoded CBOR item")
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+    except _CBOR_ERRORS as exc:
         raise EnvelopeError("malformed") from exc
     return item
+
+
+def _decoded(data: bytes) -> Any:
+    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`)."""
+    try:
+        return cbor2.loads(data)
+    except _CBOR_ERRORS as exc:
+        raise EnvelopeError("malformed") from exc
+
+
+def _spelt(data: bytes, head: bytes, length: int, tail: bytes) -> None:
+    """``malformed`` unless ``data``, which decoded to a message of the layout with a byte string of
+    ``length`` bytes in it, is ``head`` (the deterministic encoding of what precedes that byte string's
+    content, its head included), the content, then ``tail`` (the encoding of what follows it).
+
+    What :func:`_cbor` checks by writing the whole message again, checked around its one large byte
+    string (a batch's ciphertext or claims) instead of copying it twice more: a CBOR item delimits
+    itself, so bytes that begin with ``head`` decode to the items ``head`` encodes and then to
+    ``length`` bytes of content, which are the ones decoded; ``tail`` and the length account for
+    every byte after them. So the message is its deterministic encoding exactly when this holds."""
+    if len(data) != len(head) + length + len(tail) or not data.startswith(head) or not data.endswith(tail):
+        raise EnvelopeError("malformed")
 
 
 def _kdf_context(recipient_protected: bytes) -> bytes:
@@ -936,12 +966,81 @@ def _content_key(shared: bytes, recipient_protected: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, None, context).derive(shared)
 
 
+# The fixed bytes of the structures below in the deterministic encoding (RFC 8949 section 4.2.1), each
+# written once beside its large byte string rather than through cbor2, which copied a batch's claims or
+# ciphertext into its buffer and out again (issue 18); tests/crypto/test_cose.py holds them to cbor2's
+_SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"  # an array of 4, the text "Signature1"
+_ENC_STRUCTURE_HEAD = b"\x83\x67Encrypt"  # an array of 3, the text "Encrypt"
+_SIGN1_HEAD = b"\xd2\x84"  # tag 18, an array of 4
+_ENCRYPT_HEAD = b"\xd8\x60\x84"  # tag 96, an array of 4
+_IV_MAP = b"\xa1\x05\x4c"  # a map of 1: the IV (5), a byte string of 12
+_EMPTY_MAP, _EMPTY_BYTES = b"\xa0", b"\x40"
+# the recipient list around its protected header and the ephemeral key: [[protected, {-1: {kty (1): OKP
+# (1), crv (-1): X25519 (4), x (-2): 32 bytes}}, h'']]
+_RECIPIENTS_HEAD = b"\x81\x83"
+_EPHEMERAL_HEAD = b"\xa1\x20\xa3\x01\x01\x20\x04\x21\x58\x20"
+
+
+def _bytes_head(length: int) -> bytes:
+    """The head of a byte string of ``length`` bytes in the deterministic encoding: the shortest."""
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x1_0000_0000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
 def _enc_structure(protected: bytes) -> bytes:
-    return _dumps(["Encrypt", protected, b""])
+    """The Enc_structure ["Encrypt", protected, h''] (RFC 9052 section 5.3)."""
+    return b"".join((_ENC_STRUCTURE_HEAD, _bytes_head(len(protected)), protected, _EMPTY_BYTES))
 
 
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
-    return _dumps(["Signature1", protected, b"", payload])
+    """The Sig_structure ["Signature1", protected, h'', payload] (RFC 9052 section 4.4)."""
+    return b"".join(
+        (
+            _SIG_STRUCTURE_HEAD,
+            _bytes_head(len(protected)),
+            protected,
+            _EMPTY_BYTES,
+            _bytes_head(len(payload)),
+            payload,
+        )
+    )
+
+
+def _sign1_head(protected: bytes, payload_length: int) -> bytes:
+    """A COSE_Sign1's bytes before its payload: the tag, the array, the protected header, an empty
+    unprotected map and the payload's head."""
+    return b"".join(
+        (_SIGN1_HEAD, _bytes_head(len(protected)), protected, _EMPTY_MAP, _bytes_head(payload_length))
+    )
+
+
+def _encrypt_head(protected: bytes, iv: bytes, ciphertext_length: int) -> bytes:
+    """A COSE_Encrypt's bytes before its ciphertext: the tag, the array, the protected header, the
+    unprotected map holding only the IV and the ciphertext's head."""
+    return b"".join(
+        (_ENCRYPT_HEAD, _bytes_head(len(protected)), protected, _IV_MAP, iv, _bytes_head(ciphertext_length))
+    )
+
+
+def _recipients(recipient_protected: bytes, epk: bytes) -> bytes:
+    """A COSE_Encrypt's bytes after its ciphertext: its one recipient, the ephemeral X25519 key."""
+    return b"".join(
+        (
+            _RECIPIENTS_HEAD,
+            _bytes_head(len(recipient_protected)),
+            recipient_protected,
+            _EPHEMERAL_HEAD,
+            epk,
+            _EMPTY_BYTES,
+        )
+    )
 
 
 def _cose_hop(
@@ -956,7 +1055,9 @@ def _cose_hop(
         raise EnvelopeError("malformed")  # gsomia signs with Ed25519 and encrypts to X25519 keys only
     sign_protected = _sign1_protected(kid)
     signature = private.sign(_sig_structure(sign_protected, claims))
-    plaintext = _dumps(CBORTag(_SIGN1_TAG, [sign_protected, {}, claims, signature]))
+    plaintext = b"".join(
+        (_sign1_head(sign_protected, len(claims)), claims, _bytes_head(len(signature)), signature)
+    )
     cwt = {
         _CWT_ISS: routing["iss"],
         _CWT_AUD: routing["aud"],
@@ -971,8 +1072,8 @@ def _cose_hop(
     cek = _content_key(ephemeral.exchange(public), recipient_protected)
     iv = os.urandom(12)
     ciphertext = AESGCM(cek).encrypt(iv, plaintext, _enc_structure(protected))
-    recipient_entry = [recipient_protected, {_EPHEMERAL: {1: _OKP, -1: _X25519, -2: epk}}, b""]
-    return _dumps(CBORTag(_ENCRYPT_TAG, [protected, {_IV: iv}, ciphertext, [recipient_entry]]))
+    head = _encrypt_head(protected, iv, len(ciphertext))
+    return b"".join((head, ciphertext, _recipients(recipient_protected, epk)))
 
 
 def _text_of(value: Any) -> str:
@@ -998,9 +1099,15 @@ def _header_map(protected: Any, members: frozenset[int], *, kept: bool = False) 
         header = _cbor(protected)
         if kept:
             _kept(_HEADERS, protected, header)
-    if type(header) is not dict or header.keys() != members:
+    if type(header) is not dict or header.keys() != members or not _int_labels(header):
         raise EnvelopeError("malformed")
     return header
+
+
+def _int_labels(mapping: dict[Any, Any]) -> bool:
+    """Whether every key of ``mapping`` is an integer: a float 1.0 or ``true`` is a key equal to 1 in a
+    Python dict, and its own deterministic encoding, so only its type tells it from the label 1."""
+    return all(type(key) is int for key in mapping)
 
 
 def _read_cose(
@@ -1013,7 +1120,7 @@ def _read_cose(
         raw = _unb64_in(data, start, end)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError("malformed") from exc
-    message = _cbor(raw)
+    message = _decoded(raw)  # its spelling is checked once its layout is (_spelt)
     if type(message) is not CBORTag or message.tag != _ENCRYPT_TAG:
         raise EnvelopeError("malformed")
     parts = message.value
@@ -1029,6 +1136,7 @@ def _read_cose(
         or type(header[_CTY]) is not int
         or type(cwt) is not dict
         or cwt.keys() != _CWT_CLAIMS
+        or not _int_labels(cwt)
         or not (_is_text(cwt[_CWT_ISS]) and _is_text(cwt[_CWT_AUD]))
         or not (_is_second(cwt[_CWT_IAT]) and _is_second(cwt[_CWT_EXP]) and cwt[_CWT_IAT] <= cwt[_CWT_EXP])
     ):
@@ -1063,6 +1171,13 @@ def _read_cose(
         or encrypted_key != b""
     ):
         raise EnvelopeError("malformed")
+    iv, ephemeral = unprotected[_IV], epk[-2]
+    _spelt(
+        raw,
+        _encrypt_head(protected, iv, len(ciphertext)),
+        len(ciphertext),
+        _recipients(recipient_protected, ephemeral),
+    )
     routing = {
         "v": VERSION,
         "iss": cwt[_CWT_ISS],
@@ -1072,7 +1187,7 @@ def _read_cose(
         "exp": cwt[_CWT_EXP],
         "kid": _text_of(recipient[_KID]),
     }
-    return routing, (protected, unprotected[_IV], ciphertext, recipient_protected, epk[-2])
+    return routing, (protected, iv, ciphertext, recipient_protected, ephemeral)
 
 
 def _cose_decrypt(sealed: tuple[bytes, bytes, bytes, bytes, bytes], key: OKPKey) -> bytes:
@@ -1090,7 +1205,7 @@ def _cose_decrypt(sealed: tuple[bytes, bytes, bytes, bytes, bytes], key: OKPKey)
 
 def _read_sign1(plain: bytes) -> tuple[bytes, bytes, bytes, str]:
     """The COSE_Sign1 of a hop, held to the layout: its protected header, payload, signature and kid."""
-    message = _cbor(plain)
+    message = _decoded(plain)  # its spelling is checked once its layout is (_spelt)
     if type(message) is not CBORTag or message.tag != _SIGN1_TAG:
         raise EnvelopeError("malformed")
     parts = message.value
@@ -1108,6 +1223,7 @@ def _read_sign1(plain: bytes) -> tuple[bytes, bytes, bytes, str]:
         or type(signature) is not bytes
     ):
         raise EnvelopeError("malformed")
+    _spelt(plain, _sign1_head(protected, len(payload)), len(payload), _bytes_head(len(signature)) + signature)
     return protected, payload, signature, _text_of(header[_KID])
 
 

@@ -56,6 +56,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError,
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
+from gsomia.store._checkpoints import Checkpointer
 from gsomia.store._notify import announce
 
 __all__ = [
@@ -884,13 +885,23 @@ class Store:
         self._part_writer: ThreadPoolExecutor | None = None  # insert_item_parts' writers, made at first use
         self._threads = _pooled(url)
         self._writer_lock = threading.Lock()
+        self._checkpointer: Checkpointer | None = None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._writer_lock:
             writer, self._part_writer = self._part_writer, None
         if writer is not None:
             writer.shutdown()
         self.engine.dispose()
+
+    def checkpoint_aside(self) -> None:
+        """On a SQLite file, checkpoint the write-ahead log from a thread of its own from now on,
+        so that no commit of this process carries a checkpoint's syncs (``_checkpoints``): for a
+        writer on a latency path (the replay memory). Elsewhere, and when already asked, nothing."""
+        if self._checkpointer is None and self.engine.dialect.name == "sqlite" and _pooled(self.url):
+            self._checkpointer = Checkpointer(self.engine, self._writers, self)
 
     def on_bump(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every transaction of this process that moved a generation counter
@@ -1323,8 +1334,11 @@ class Store:
         statement's SQL compiled once for this dialect (:func:`_sqlite_sql`): SQLAlchemy's execution
         around a page's or a read's one statement (its context, parameters and result) cost more than
         the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
-        an ``execute``'s would. Elsewhere through ``execute``."""
-        with self._read() as conn:
+        an ``execute``'s would. Elsewhere through ``execute``, outside a transaction
+        (:meth:`_read_one`: the one statement is its own snapshot), one round trip where the
+        driver's ``BEGIN`` and the pool's ``ROLLBACK`` around it made three: a page's and a read's
+        statement, under load on PostgreSQL (issue 18, bench_load's two processes)."""
+        with self._read_one() as conn:
             if conn.dialect.name != "sqlite":
                 return conn.execute(query, values).all()
             sql, names, fixed = _sqlite_sql(query, conn.dialect)

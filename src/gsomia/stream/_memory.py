@@ -146,6 +146,7 @@ class ReplayMemory:
             return answers
 
         if self._committer is None:
+            store.checkpoint_aside()  # the log's syncs in a thread of their own, not in these commits
             self._committer = _Committer()
         self._committer.submit(
             commit,
