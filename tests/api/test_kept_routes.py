@@ -264,3 +264,51 @@ def test_a_stated_purpose_or_another_scheme_takes_the_declared_route(
     assert solved[before:] == [url, url, url]
     # a bearer token written as FastAPI's scheme reads it (any case, spaces around the token)
     assert call("GET", url, headers={"Authorization": f"bearer   {reader}  "}).status_code == 200
+
+
+def test_the_kept_health_check_answers_the_declared_routes_bytes_and_nothing_more(
+    two: tuple[Node, Node], solved: list[str]
+) -> None:
+    """``GET /healthz`` with no query is answered on the loop past FastAPI's dependencies: the same
+    status, headers and bytes as the route as declared (``?zz=1``); any other method, or a path
+    beside it, is the router's answer whatever the query; a bearer token (good
+    or forged) changes nothing and the probe audits nothing; a refused method is audited as before."""
+    serving, _ = two
+    call = app_caller(serving)
+    _, token, _ = serving.credentials.issue(None, "reader")
+    records = len(serving.store.audit())
+
+    def seen(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = [(k, v) for k, v in response.headers.multi_items() if k != "x-request-id"]
+        return response.status_code, headers, response.content
+
+    for bearer in (None, token, "forged-token"):
+        before = len(solved)
+        kept = call("GET", "/healthz", bearer)
+        assert solved[before:] == [], "the kept health check solved no dependency"
+        declared = call("GET", "/healthz?zz=1", bearer)
+        assert solved[before:] == ["/healthz"], "the reference took the declared route"
+        assert seen(kept) == seen(declared)
+        assert kept.status_code == 200
+        assert kept.json()["party"] == "JPN"
+        assert kept.headers["cache-control"] == "no-store"
+        assert kept.headers["x-request-id"] != declared.headers["x-request-id"]
+    assert len(serving.store.audit()) == records  # the probe audits nothing, a forged token neither
+    for method, url in (
+        ("POST", "/healthz"),
+        ("PUT", "/healthz"),
+        ("DELETE", "/healthz"),
+        ("HEAD", "/healthz"),
+        ("GET", "/healthzx"),
+        ("GET", "/healthz/x"),
+    ):
+        first = len(serving.store.audit())
+        plain = call(method, url)
+        second = len(serving.store.audit())
+        queried = call(method, f"{url}?zz=1")
+        assert seen(plain) == seen(queried), (method, url)
+        assert plain.status_code in (404, 405), (method, url)
+        # each refusal audited as the router's own (the same records with or without the query)
+        assert [(r.kind, r.outcome) for r in serving.store.audit()[first:second]] == [
+            (r.kind, r.outcome) for r in serving.store.audit()[second:]
+        ], (method, url)

@@ -578,7 +578,7 @@ def test_what_is_written_beside_a_large_byte_string_is_cbor2s_deterministic_enco
 
 def _respelt(data: bytes, old: bytes, new: bytes) -> bytes:
     at = data.find(old)
-    assert at > 0
+    assert at != -1
     assert data.find(old, at + 1) == -1, "the spelling to change is there once"
     return data[:at] + new + data[at + len(old) :]
 
@@ -614,3 +614,46 @@ def test_a_large_byte_string_or_a_key_spelt_otherwise_is_refused(net: Net) -> No
     ):  # an indefinite empty map
         assert refusal(lambda s=spelt: net.open(wrapped(_reencrypted(net, s)))) == "malformed"  # type: ignore[misc]
     assert net.open(wrapped(_reencrypted(net, plain))).body == BODY  # the same, spelt as written: opened
+
+
+@pytest.mark.parametrize(
+    ("iss", "aud", "seconds", "cti"),
+    [
+        ("KOR", "JPN", 1_717_243_200, b"msg-0001"),
+        ("한국", "日本", 0, b""),
+        ("K" * 200, "J" * 23, 23, "m" * 200),
+        ("K" * 24, "J" * 255, 255, "메" * 200),
+        ("K", "J", 65_535, "x" * 24),
+        ("K", "J", 65_536, "x" * 256),
+        ("K", "J", 2**32 - 1, "x"),
+        ("K", "J", 2**32, "x"),
+        ("K", "J", 253_402_300_799, "x"),
+    ],
+)
+def test_the_encrypts_protected_header_is_cbor2s_deterministic_encoding(
+    iss: str, aud: str, seconds: int, cti: bytes | str
+) -> None:
+    cti = cti.encode() if isinstance(cti, str) else cti
+    for exp, iat in ((seconds, seconds), (seconds + 600, seconds), (seconds, 0)):
+        written = env._encrypt_protected(iss, aud, exp, iat, cti)
+        cwt = {1: iss, 3: aud, 4: exp, 6: iat, 7: cti}
+        assert written == cbor2.dumps({1: 3, 3: 18, 15: cwt}, canonical=True)
+
+
+def test_the_encrypts_protected_header_spelt_otherwise_is_refused(net: Net) -> None:
+    """Authenticated all the same (the additional data is whatever was sent), but not the one spelling."""
+    plain = _inner(net, net.sealed())
+    iat = int(AT.timestamp())
+    cwt = {1: "KOR", 3: "JPN", 4: iat + 600, 6: iat, 7: b"msg-0001"}
+    header = cbor2.dumps({1: 3, 3: 18, 15: cwt}, canonical=True)
+    assert net.open(wrapped(_reencrypted(net, plain, header))).msg_id == "msg-0001"
+    exp = (iat + 600).to_bytes(4, "big")
+    for spelt in (
+        _respelt(header, b"\xa3\x01\x03", b"\xa3\xf9\x3c\x00\x03"),  # alg's key 1 as a float
+        _respelt(header, b"\x03\x12", b"\xf9\x42\x00\x12"),  # content type's key 3 as a float
+        _respelt(header, b"\xa5\x01", b"\xa5\xf9\x3c\x00"),  # the issuer's key 1 as a float
+        _respelt(header, b"\x04\x1a" + exp, b"\x04\x1b\x00\x00\x00\x00" + exp),  # exp in a longer head
+        _respelt(header, b"\x07\x48", b"\x07\x58\x08"),  # the message id's length in a longer head
+    ):
+        assert cbor2.loads(spelt) == cbor2.loads(header)
+        assert refusal(lambda s=spelt: net.open(wrapped(_reencrypted(net, plain, s)))) == "malformed"  # type: ignore[misc]

@@ -34,7 +34,7 @@ from gsomia.api._duties import duties_router
 from gsomia.api._federation import add_federation_routes
 from gsomia.api._feed import feed_router
 from gsomia.api._fields import BEARER
-from gsomia.api._items import add_items_routes
+from gsomia.api._items import ModelJson, add_items_routes, kept_route
 from gsomia.api._observe import RequestObserver, metrics_registry, name_actor
 from gsomia.api._openapi import refine
 from gsomia.api._people import add_people_routes
@@ -348,6 +348,10 @@ def _create_app(
             },
         },
         dependencies=[Depends(admit)],
+        # the node reports through its own /metrics and JSON log lines, not OpenTelemetry: FastAPI's
+        # native telemetry asked the global OpenTelemetry providers whether any was configured on
+        # every request, 2.7% of the node's CPU under load (issue 18, bench_load's profile)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     dashboard = dashboard_scope(node.ring)
 
@@ -449,13 +453,27 @@ def _create_app(
     # The most asked routes first: FastAPI tries the routes in order, each included router's one by
     # one, so a route added after them costs every request to it a scan of all of theirs (a third of
     # /healthz's CPU, measured: benchmarks/README.md). No two routes here match the same path.
+    def health() -> dict[str, Any]:
+        bus = stream.bus.health()  # the bus's state in memory, on the loop the bus runs on
+        status = "ok" if bus.get("state") == "connected" else "degraded"
+        return {"status": status, "party": node.party, "bus": bus}
+
     @app.get("/healthz", tags=["node"])
     async def healthz() -> dict[str, Any]:
         """Liveness: the node answers and knows its party; ``degraded`` while the stream's bus is not
         connected (its state, and how much of its outage buffer is used, under ``bus``)."""
-        bus = stream.bus.health()  # the bus's state in memory, on the loop the bus runs on
-        status = "ok" if bus.get("state") == "connected" else "degraded"
-        return {"status": status, "party": node.party, "bus": bus}
+        return health()
+
+    # The balancer's probe, a third of bench_load's requests: answered on the loop past FastAPI's
+    # dependency solving and its response model, which cost more than the answer (issue 18,
+    # benchmarks/README.md). It needs no caller and ``admit`` spends nothing for it (_UNCOUNTED);
+    # tests/api/test_kept_routes.py holds the two answers to the same bytes.
+    kept_route(
+        app,
+        healthz,
+        lambda scope: None if scope["query_string"] else lambda: ModelJson(health()),
+        on_loop=True,
+    )
 
     add_items_routes(app, node, reader, kept_caller)
     app.include_router(taxii_router(node, reader))

@@ -37,7 +37,7 @@ from gsomia.errors import InvalidInputError, UnknownNameError
 from gsomia.node import Node, PortionIngest
 from gsomia.store import ItemFilter
 
-__all__ = ["add_items_routes"]
+__all__ = ["ModelJson", "add_items_routes", "kept_route"]
 
 
 # How many pages and reads run at once in this process: the others wait their turn, first come first
@@ -67,7 +67,7 @@ _ITEM_NULLS: dict[str, Any] = {"origin_id": None, "portions": None}
 _CONTENT_NULLS: dict[str, Any] = {**_ITEM_NULLS, "payload": None, "payload_base64": None}
 
 
-class _ModelJson(JSONResponse):
+class ModelJson(JSONResponse):
     """A read route's answer written straight from its presenter's dict, in its response model's
     shape (``_ITEM_NULLS``): FastAPI's validation of a returned dict against the model, then its
     serialisation, were 7% of the node's CPU under load (issue 18; the model stays the route's
@@ -115,15 +115,20 @@ def _page_query(query: bytes) -> tuple[str | None, int] | None:
     return cursor, _DEFAULT_LIMIT if limit is None else limit
 
 
-def _kept_route(
-    app: FastAPI, endpoint: Callable[..., Any], work: Callable[[Scope], Callable[[], Response] | None]
+def kept_route(
+    app: FastAPI,
+    endpoint: Callable[..., Any],
+    work: Callable[[Scope], Callable[[], Response] | None],
+    *,
+    on_loop: bool = False,
 ) -> None:
     """Serve ``endpoint``'s route without FastAPI's dependency solving when ``work(scope)`` gives the
-    request's work (a kept caller, parameters in the simple form): that work in a read thread, its
-    exceptions through the app's handlers as the route's own would be. ``None``: the route as
-    declared (FastAPI's dependencies, validation and refusals). Dependency solving and the query
-    parameters' extraction were the largest single cost of a page and a read (issue 18, bench_load:
-    benchmarks/README.md); the route's OpenAPI document is unchanged."""
+    request's work (a kept caller, parameters in the simple form): that work in a read thread (with
+    ``on_loop``, on the event loop: work that waits for nothing), its exceptions through the app's
+    handlers as the route's own would be. ``None``: the route as declared (FastAPI's dependencies,
+    validation and refusals). Dependency solving and the query parameters' extraction were the
+    largest single cost of a page and a read (issue 18, bench_load: benchmarks/README.md); the
+    route's OpenAPI document is unchanged."""
     route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint)
     declared: ASGIApp = route.app
 
@@ -135,7 +140,7 @@ def _kept_route(
         found = answer
 
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-            response = await _in_read_thread(found)
+            response = found() if on_loop else await _in_read_thread(found)
             await response(scope, receive, send)
 
         await wrap_app_handling_exceptions(respond, Request(scope, receive, send))(scope, receive, send)
@@ -152,7 +157,7 @@ def add_items_routes(
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency,
     ``kept_caller`` its shortcut (the caller of a request whose token this process keeps, else
-    ``None``), which the page and the read take past FastAPI's dependency solving (:func:`_kept_route`)."""
+    ``None``), which the page and the read take past FastAPI's dependency solving (:func:`kept_route`)."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
 
@@ -237,7 +242,7 @@ def add_items_routes(
 
     def _page(person: Person, where: ItemFilter, cursor: str | None, limit: int) -> Response:
         listed = node.items.list_items(person, where, cursor, limit)
-        return _ModelJson(
+        return ModelJson(
             {"items": [_ITEM_NULLS | item_view(i) for i in listed.items], "next_cursor": listed.next_cursor}
         )
 
@@ -252,7 +257,7 @@ def add_items_routes(
         return await _in_read_thread(partial(_read, person, item_id, originator))
 
     def _read(person: Person, item_id: str, originator: str | None) -> Response:
-        return _ModelJson(_CONTENT_NULLS | item_view(*node.items.read_named(person, item_id, originator)))
+        return ModelJson(_CONTENT_NULLS | item_view(*node.items.read_named(person, item_id, originator)))
 
     _no_filter = ItemFilter()
 
@@ -270,8 +275,8 @@ def add_items_routes(
         person = kept_caller(scope)
         return None if person is None else partial(_read, person, item_id, None)
 
-    _kept_route(app, list_items, kept_page)
-    _kept_route(app, read_item, kept_read)
+    kept_route(app, list_items, kept_page)
+    kept_route(app, read_item, kept_read)
 
     @app.get("/items/{item_id}/inventory", response_model=list[m.InventoryOut], tags=["items"])
     def inventory(item_id: ItemRef, person: Caller) -> list[dict[str, Any]]:

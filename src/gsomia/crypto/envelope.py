@@ -981,17 +981,54 @@ _RECIPIENTS_HEAD = b"\x81\x83"
 _EPHEMERAL_HEAD = b"\xa1\x20\xa3\x01\x01\x20\x04\x21\x58\x20"
 
 
+def _head(major: int, value: int) -> bytes:
+    """The head of a CBOR item of major type ``major`` and argument ``value`` (an unsigned integer's
+    value, a string's length) in the deterministic encoding: the shortest (RFC 8949 section 4.2.1)."""
+    kind = major << 5
+    if value < 24:
+        return bytes((kind | value,))
+    if value < 0x100:
+        return bytes((kind | 24, value))
+    if value < 0x10000:
+        return bytes((kind | 25,)) + value.to_bytes(2, "big")
+    if value < 0x1_0000_0000:
+        return bytes((kind | 26,)) + value.to_bytes(4, "big")
+    return bytes((kind | 27,)) + value.to_bytes(8, "big")
+
+
 def _bytes_head(length: int) -> bytes:
-    """The head of a byte string of ``length`` bytes in the deterministic encoding: the shortest."""
-    if length < 24:
-        return bytes((0x40 | length,))
-    if length < 0x100:
-        return bytes((0x58, length))
-    if length < 0x10000:
-        return b"\x59" + length.to_bytes(2, "big")
-    if length < 0x1_0000_0000:
-        return b"\x5a" + length.to_bytes(4, "big")
-    return b"\x5b" + length.to_bytes(8, "big")
+    """The head of a byte string of ``length`` bytes in the deterministic encoding."""
+    return _head(2, length)
+
+
+# The COSE_Encrypt's protected header up to its CWT claims' issuer: a map of 3, alg (1): A256GCM (3),
+# content type (3): 18, CWT claims (15): a map of 5
+_ENCRYPT_PROTECTED_HEAD = b"\xa3\x01\x03\x03\x12\x0f\xa5\x01"
+
+
+def _encrypt_protected(iss: str, aud: str, exp: int, iat: int, cti: bytes) -> bytes:
+    """The COSE_Encrypt's protected header (the layout above: its keys in their deterministic order,
+    the CWT claims iss 1, aud 3, exp 4, iat 6, cti 7), written here rather than by cbor2, which cost
+    as much as reading it (issue 18); tests/crypto/test_cose.py holds it to cbor2's. The message id
+    differs from hop to hop, so it is not kept as the per-kid headers are."""
+    issuer, audience = iss.encode(), aud.encode()
+    return b"".join(
+        (
+            _ENCRYPT_PROTECTED_HEAD,
+            _head(3, len(issuer)),
+            issuer,
+            b"\x03",
+            _head(3, len(audience)),
+            audience,
+            b"\x04",
+            _head(0, exp),
+            b"\x06",
+            _head(0, iat),
+            b"\x07",
+            _head(2, len(cti)),
+            cti,
+        )
+    )
 
 
 def _enc_structure(protected: bytes) -> bytes:
@@ -1058,14 +1095,9 @@ def _cose_hop(
     plaintext = b"".join(
         (_sign1_head(sign_protected, len(claims)), claims, _bytes_head(len(signature)), signature)
     )
-    cwt = {
-        _CWT_ISS: routing["iss"],
-        _CWT_AUD: routing["aud"],
-        _CWT_EXP: routing["exp"],
-        _CWT_IAT: routing["iat"],
-        _CWT_CTI: routing["jti"].encode(),
-    }
-    protected = _dumps({_ALG: _A256GCM_ALG, _CTY: _COSE_SIGN1_CONTENT, _CWT: cwt})
+    protected = _encrypt_protected(
+        routing["iss"], routing["aud"], routing["exp"], routing["iat"], routing["jti"].encode()
+    )
     recipient_protected = _recipient_protected(recipient_kid)
     ephemeral = X25519PrivateKey.generate()
     epk = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -1127,7 +1159,12 @@ def _read_cose(
     if type(parts) is not list or len(parts) != 4:
         raise EnvelopeError("malformed")
     protected, unprotected, ciphertext, recipients = parts
-    header = _header_map(protected, _ENCRYPT_HEADER)
+    # read once, its spelling checked by writing it again from what it decoded to, below
+    if type(protected) is not bytes or len(protected) > _COSE_MAX_HEADER:
+        raise EnvelopeError("malformed")
+    header = _decoded(protected)
+    if type(header) is not dict or header.keys() != _ENCRYPT_HEADER:
+        raise EnvelopeError("malformed")
     cwt = header[_CWT]
     if (
         header[_ALG] != _A256GCM_ALG
@@ -1171,7 +1208,11 @@ def _read_cose(
         or encrypted_key != b""
     ):
         raise EnvelopeError("malformed")
-    iv, ephemeral = unprotected[_IV], epk[-2]
+    iv, ephemeral, cti = unprotected[_IV], epk[-2], cwt[_CWT_CTI]
+    if type(cti) is not bytes or protected != _encrypt_protected(
+        cwt[_CWT_ISS], cwt[_CWT_AUD], cwt[_CWT_EXP], cwt[_CWT_IAT], cti
+    ):
+        raise EnvelopeError("malformed")  # another spelling of it (a key as a float, a longer head)
     _spelt(
         raw,
         _encrypt_head(protected, iv, len(ciphertext)),

@@ -41,7 +41,7 @@ __all__ = ["Checkpointer"]
 _log = logging.getLogger(__name__)
 
 _TICK_S = 0.25  # a pass every so often (no sync when nothing was written since the last)
-_RESTART_FRAMES = 8_192  # pages (32 MB) in the log: backfill the rest inside the lock, start it over
+_RESTART_FRAMES = 12_288  # pages (48 MB) in the log: backfill the rest inside the lock, start it over
 _REMAINDER_FRAMES = 256  # pages left by a pass that another pass without the lock need not shrink
 _MORE_PASSES = 2
 
