@@ -1,6 +1,7 @@
 """Delivery: decide again at the instant of sending (a termination in between makes the
 entry undeliverable, with the reason), push batches to each peer's inbox over a
-:class:`PeerTransport` (one batch in flight while the next is sealed) and keep the signed receipts
+:class:`PeerTransport` (as many batches on their way at once as the transport takes, ``in_flight``,
+while the next is sealed) and keep the signed receipts
 as proof of delivery (``_receipts``); transport failures retry with exponential backoff.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +52,18 @@ class _Prepared:
         self.batches: set[int] = set()  # the positions of the batch envelopes among the texts
         self.digests: dict[int, str] = {}  # per entry sent in a batch, its originator signature's SHA-256
         self.failed: str | None = None  # why it cannot be sent (the peer is gone)
+
+
+def _apart(prepared: _Prepared, flying: Iterable[_Prepared]) -> bool:
+    """Whether ``prepared`` must wait until the batches on their way (``flying``) are answered
+    before it goes: one of them, or ``prepared``, carries a message other than an item, or they
+    carry an item in common."""
+    if any(entry.kind != "item" for entry, _, _ in prepared.batch):
+        return True
+    items = {entry.item_id for entry, _, _ in prepared.batch}
+    return any(
+        entry.kind != "item" or entry.item_id in items for other in flying for entry, _, _ in other.batch
+    )
 
 
 class Deliveries(Approvals):
@@ -102,12 +116,19 @@ class Deliveries(Approvals):
                     if batch:
                         results += self._push(transport, party, batch, now, bodies)
                 continue
-            # a pipeline one batch deep: the next batch is decided again and sealed while the one before
-            # is on the wire (and at the receiver), then that one is settled; each batch still settles
-            # on its own receipt, in the outbox's order, in its own transaction (issue 18: the decisions
-            # of a whole run, taken before its first batch left, kept the receiver idle meanwhile)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deliver-{party}") as wire:
-                in_flight: tuple[_Prepared, Future[list[Any]]] | None = None
+            # a pipeline: the next batch is decided again and sealed while those before are on the wire
+            # (and at the receiver), then the oldest is settled; each batch still settles on its own
+            # receipt, in the outbox's order, in its own transaction, by this one thread (issue 18: the
+            # decisions of a whole run, taken before its first batch left, kept the receiver idle
+            # meanwhile). With a transport that takes more than one push at once (``in_flight``), that
+            # many batches are on their way together, so the receiver works on the next while the
+            # last one's answer travels back; a batch carrying anything but items, or an item a batch
+            # on its way carries too, waits until nothing else is on its way (the receiver meets the
+            # outbox's order where it matters: a label change after the item, one item's copies one
+            # after the other)
+            depth = max(1, transport.in_flight)
+            flying: deque[tuple[_Prepared, Future[list[Any]]]] = deque()
+            with ThreadPoolExecutor(max_workers=depth, thread_name_prefix=f"deliver-{party}") as wire:
                 try:
                     for chunk in chunks:
                         if keep is not None and not keep(party):
@@ -116,14 +137,15 @@ class Deliveries(Approvals):
                         if not batch:
                             continue
                         prepared = self._prepare(party, batch, now, bodies)
-                        sent = wire.submit(self._send, transport, prepared)
-                        if in_flight is not None:
-                            flying, in_flight = in_flight, None
-                            results += self._finish(*flying, now)
-                        in_flight = (prepared, sent)
+                        if depth > 1:
+                            while flying and _apart(prepared, (p for p, _ in flying)):
+                                results += self._finish(*flying.popleft(), now)
+                        flying.append((prepared, wire.submit(self._send, transport, prepared)))
+                        while len(flying) > depth:  # the next is queued on the wire; the oldest settled
+                            results += self._finish(*flying.popleft(), now)
                 finally:  # what is on the wire is settled, whatever stopped the next one
-                    if in_flight is not None:
-                        results += self._finish(*in_flight, now)
+                    while flying:
+                        results += self._finish(*flying.popleft(), now)
         return results
 
     def _decided(

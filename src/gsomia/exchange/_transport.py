@@ -13,6 +13,7 @@ wrong underneath becomes :class:`TransportError` here: the services never see ht
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -29,7 +30,15 @@ __all__ = ["HttpTransport", "MemoryTransport", "PeerService", "PeerTransport", "
 
 class PeerTransport(ABC):
     """The calls one node makes to another. Each raises :class:`TransportError` when the partner
-    cannot be reached or answers something that is no answer."""
+    cannot be reached or answers something that is no answer.
+
+    ``in_flight``: how many pushes to one peer a delivery run may have on their way at once (their
+    calls come from that many threads). 1 (the default): each batch waits on the wire for the one
+    before to be answered. More hides the round trip between two batches (the receiver works on the
+    next while the last one's answer travels back): only a transport whose calls are safe from
+    several threads says so."""
+
+    in_flight: int = 1
 
     @abstractmethod
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
@@ -96,7 +105,8 @@ def check_peer_certificate(peer: PeerIdentity, ssl_object: Any) -> None:
 
 class HttpTransport(PeerTransport):
     """A partner's REST API over HTTP(S): ``POST /inbox``, ``GET /audit/consistency`` and
-    ``GET /audit/inclusion`` at the endpoint its identity document publishes.
+    ``GET /audit/inclusion`` at the endpoint its identity document publishes. Two batches to a peer
+    may be on their way at once (``in_flight``; httpx's client is safe from several threads).
 
     Over HTTPS the partner's certificate must be one its registered identity document names
     (checked when a connection is made, before a request goes out on it; when the pins a partner's
@@ -106,9 +116,12 @@ class HttpTransport(PeerTransport):
     certificates from its authorities, and never talks to a partner over plain HTTP.
     """
 
+    in_flight = 2
+
     def __init__(
         self, client: httpx.Client | None = None, *, timeout: float = 10.0, tls: TlsFiles | None = None
     ) -> None:
+        self._repinning = threading.Lock()  # two pushes on their way at once: one replaces the client
         self._own = client is None
         self._tls_only = tls is not None
         self._verify: Any = tls.client_context() if tls is not None else True
@@ -122,12 +135,13 @@ class HttpTransport(PeerTransport):
     def _repin(self, peer: PeerIdentity) -> None:
         """Drop the kept connections when ``peer``'s identity names other certificates than those its
         connections were checked against (a replaced identity document)."""
-        checked = self._pins.get(peer.party)
-        if checked is not None and checked != peer.tls and self._own:
-            self.client.close()
-            self.client = self._new_client()
-            self._pins.clear()
-        self._pins[peer.party] = peer.tls
+        with self._repinning:
+            checked = self._pins.get(peer.party)
+            if checked is not None and checked != peer.tls and self._own:
+                self.client.close()
+                self.client = self._new_client()
+                self._pins.clear()
+            self._pins[peer.party] = peer.tls
 
     def _call(self, peer: PeerIdentity, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{peer.endpoint.rstrip('/')}{path}"
@@ -192,10 +206,14 @@ class MemoryTransport(PeerTransport):
 
     Requests and answers make the JSON round trip they make on the wire. A partner in
     ``unreachable`` (or not known here) fails as a refused connection does; a refusal the
-    partner raises (a bad proof request) fails as an HTTP error status does.
+    partner raises (a bad proof request) fails as an HTTP error status does. ``in_flight``: as
+    :class:`PeerTransport`'s (the partner's inbox is then called from that many threads at once).
     """
 
-    def __init__(self, peers: Mapping[str, PeerService] | None = None) -> None:
+    def __init__(self, peers: Mapping[str, PeerService] | None = None, *, in_flight: int = 1) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        self.in_flight = in_flight
         self.peers: dict[str, PeerService] = dict(peers or {})
         self.unreachable: set[str] = set()
         self.calls = 0
