@@ -1795,8 +1795,14 @@ class StreamService:
         decision = self.kernel.decide_read(person, self.stream_label())
         if not decision.allowed:
             raise self.kernel.refuse(f"stream.{channel}", person.id, None, AccessDenied(decision))
-        await self._audit(self._audit_row(f"stream.{channel}", person.id, None, "subscribed"))
+        # subscribed before it is audited: from the record "subscribed" on, every track is delivered
+        # (a client that waits for the record must not miss what is published while it is written)
         subscription = await self.bus.subscribe(after)
+        try:
+            await self._audit(self._audit_row(f"stream.{channel}", person.id, None, "subscribed"))
+        except BaseException:
+            await subscription.close()  # not audited: no subscription
+            raise
         return self._consume(person, subscription)
 
     async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, bytes]]:
