@@ -980,9 +980,12 @@ class Store:
 
     @contextmanager
     def _read_one(self) -> Iterator[Connection]:
-        """A connection for ONE read statement, which is its own snapshot: on PostgreSQL outside a
-        transaction (autocommit), so the statement is one round trip, where :meth:`_read`'s takes three
-        (the driver's ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back)."""
+        """A connection for reads each of which is ONE statement and its own snapshot (as every
+        statement is in PostgreSQL's READ COMMITTED): on PostgreSQL outside a transaction (autocommit),
+        so a statement is one round trip, where :meth:`_read`'s first takes three (the driver's
+        ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back). A look-up in chunks
+        (``items_of``) is one statement a chunk here too; nothing may rely on the chunks sharing a
+        snapshot (issue 18: the inbox's look-ups a batch, two round trips each saved)."""
         with _reading(), self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -1285,7 +1288,7 @@ class Store:
         found: dict[tuple[str, str], ItemRow] = {}
         wanted = set(pairs)
         names = list(dict.fromkeys(name for _, name in wanted))
-        with self._read() as conn:
+        with self._read_one() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
             for start in range(0, len(names), _IN_CHUNK):
                 chunk = names[start : start + _IN_CHUNK]
                 for r in conn.execute(select(t.items).where(among(conn, t.items.c.origin_id, chunk))):
@@ -1306,7 +1309,7 @@ class Store:
         """Which of ``item_ids`` this store already holds (one query)."""
         if not item_ids:
             return set()
-        with self._read() as conn:
+        with self._read_one() as conn:
             query = select(t.items.c.id).where(among(conn, t.items.c.id, item_ids))
             return {r[0] for r in conn.execute(query)}
 
