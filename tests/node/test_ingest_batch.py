@@ -95,6 +95,34 @@ def test_an_id_held_already_refuses_the_batch_naming_it(jpn_node: Node) -> None:
     assert [r.subject for r in jpn_node.store.audit() if r.outcome == "allowed"] == ["held"]
 
 
+def test_a_batch_written_in_parts_is_refused_whole_by_an_id_held_in_a_later_part(jpn_node: Node) -> None:
+    # the store writes a batch's parts while the next are prepared (issue 18): parts 1-4 of 1,000
+    # items are written when the held id in part 5 refuses the batch; nothing of it stays
+    jpn_node.items.ingest(None, label=jpn_label(), payload=b'"first"', item_id="held")
+    batch = [NewIngest(jpn_label(), b"{}", item_id=f"p{k}") for k in range(999)]
+    batch.insert(899, NewIngest(jpn_label(), b'"second"', item_id="held"))
+    with pytest.raises(ConflictError, match=r"item 900 of 1000 \('held'\): an item with this id is held"):
+        jpn_node.items.ingest_many(None, batch)
+    assert jpn_node.store.count_items() == 1
+    assert jpn_node.store.existing_items([f"p{k}" for k in range(999)]) == set()
+    assert jpn_node.kernel.items.payload(jpn_node.kernel.items.row("held")) == b'"first"'
+    assert [r.subject for r in jpn_node.store.audit() if r.kind == "item.ingest"] == ["held", "held"]
+    assert [e.kind for e in jpn_node.store.inventory("held")] == ["ingested"]
+    # a bad label in the last part, after every other part was written: nothing stored either
+    batch = [NewIngest(jpn_label(), b"{}", item_id=f"q{k}") for k in range(999)]
+    batch.append(NewIngest(jpn_label(classification="cho-gokuhi"), b"{}", item_id="last"))
+    with pytest.raises(
+        LabelError, match=r"^item 1000 of 1000 \('last'\): .+; nothing of the batch was stored$"
+    ):
+        jpn_node.items.ingest_many(None, batch)
+    assert jpn_node.store.count_items() == 1
+    refused = [r for r in jpn_node.store.audit() if r.outcome == "refused"]
+    assert [r.subject for r in refused] == ["held", "last"]
+    # and the node ingests on: the same items, once the bad one is gone
+    assert len(jpn_node.items.ingest_many(None, batch[:-1])) == 999
+    assert jpn_node.store.count_items() == 1000
+
+
 def test_a_reader_refused_one_label_of_a_batch_is_refused_as_an_access_refusal(
     jpn_node: Node, people: dict[str, Person]
 ) -> None:

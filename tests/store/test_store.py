@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event, text
 
 from gsomia.errors import ConflictError, InvalidInputError, StoreError
-from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem, Store, TokenRow
+from gsomia.store import AuditRow, InventoryEntry, ItemFilter, ItemPart, ItemRow, NewItem, Store, TokenRow
 from gsomia.store._tables import metadata
 
 
@@ -145,6 +146,78 @@ def test_duplicate_id_is_a_conflict_and_writes_nothing(store: Store) -> None:
     assert store.count_items() == 1
     assert store.get_item("item-00002") is None
     assert store.audit() == []
+
+
+def _part(first: int, count: int) -> ItemPart:
+    batch = [item(first + k) for k in range(count)]
+    inventory = [InventoryEntry(i.id, 1, "ingested", "KOR", "x", "{}") for i in batch]
+    audit = [AuditRow(1, "item.ingest", "x", i.id, "allowed", "{}") for i in batch]
+    return batch, inventory, audit
+
+
+def test_parts_are_one_transaction_unseen_until_all_are_written_and_their_seqs_in_order(store: Store) -> None:
+    # the parts are written by the store's writer thread while the next is made in this one: another
+    # connection reading meanwhile sees none of them until the last is written and committed
+    store.insert_items([item(1)])
+    seen: list[int] = []
+
+    def parts() -> Iterator[ItemPart]:
+        for n in range(4):
+            seen.append(store.count_items())  # after part n-1 was handed to the writer
+            yield _part(100 + 10 * n, 10)
+
+    seqs = store.insert_item_parts(parts())
+    assert seen == [1, 1, 1, 1]
+    assert store.count_items() == 41
+    rows = store.get_items([f"item-{100 + k:05d}" for k in range(40)])
+    assert seqs == [rows[f"item-{100 + k:05d}"].seq for k in range(40)] == sorted(seqs)
+    assert len({r.added_us for r in rows.values()}) == 40
+    assert [r.subject for r in store.audit()] == [f"item-{100 + k:05d}" for k in range(40)]
+    assert all(store.inventory(f"item-{100 + k:05d}")[0].kind == "ingested" for k in range(40))
+
+
+def test_a_part_refused_by_its_maker_after_others_were_written_leaves_nothing(store: Store) -> None:
+    def parts() -> Iterator[ItemPart]:
+        yield _part(1, 10)
+        yield _part(11, 10)
+        raise InvalidInputError("item 25 of 30: refused")
+
+    with pytest.raises(InvalidInputError, match="item 25 of 30"):
+        store.insert_item_parts(parts())
+    assert store.count_items() == 0
+    assert store.audit() == []
+    assert store.inventory("item-00001") == []
+    store.insert_item_parts([_part(1, 5)])  # the store writes on: no lock or connection left behind
+    assert store.count_items() == 5
+
+
+def test_an_id_held_already_in_a_later_part_is_a_conflict_and_writes_nothing(store: Store) -> None:
+    store.insert_items([item(25)])
+    made: list[int] = []
+
+    def parts() -> Iterator[ItemPart]:
+        for n in range(6):
+            made.append(n)
+            yield _part(1 + 10 * n, 10)
+
+    with pytest.raises(ConflictError):
+        store.insert_item_parts(parts())
+    # part 2 (25 in it) was refused while part 3 was made: the batch ended there, part 4 never made
+    assert made == [0, 1, 2, 3]
+    assert store.count_items() == 1
+    assert store.audit() == []
+    assert store.get_item("item-00001") is None
+
+
+def test_an_in_memory_store_writes_its_parts_on_its_one_connection() -> None:
+    # an in-memory SQLite's connection serves its own thread only: its parts are written in the caller's
+    memory = Store("sqlite://")
+    try:
+        memory.migrate()
+        assert memory.insert_item_parts([_part(1, 3), _part(4, 3)]) == [1, 2, 3, 4, 5, 6]
+        assert memory.count_items() == 6
+    finally:
+        memory.close()
 
 
 def test_keyset_pages_cover_every_item_once(store: Store) -> None:

@@ -108,3 +108,32 @@ def test_a_message_not_as_emitted_is_read_whole(jpn: Node, variant: str) -> None
     read = service._decode(raw)
     assert read.track == _track_of(raw) == orjson.dumps(orjson.loads(other))
     assert read.label == orjson.loads(raw)["label"]  # decoded: the consumer decides the label it holds
+
+
+def test_a_track_published_while_the_subscription_is_audited_is_delivered(jpn: Node) -> None:
+    """The record "subscribed" means subscribed: a track published while it is being written (a
+    client that waited for it, under load) reaches the consumer first."""
+    first, second = _tracks(2)
+
+    async def run() -> bytes:
+        service = StreamService(jpn)
+        label = service.stream_label()
+        audit = service._audit
+
+        async def audit_then_publish(*rows: Any) -> None:
+            await audit(*rows)
+            if any(row.kind == "stream.ws" for row in rows):  # what a partner's link publishes meanwhile
+                await service._emit(first, label, "local", None)
+
+        service._audit = audit_then_publish  # type: ignore[method-assign]
+        feed = await service.subscribe(_analyst(jpn, "sato", "極秘"), "ws")
+        try:
+            await service._emit(second, label, "local", None)
+            return (await anext(feed))[1]  # (on the old order, the second: the first was missed)
+        finally:
+            await feed.aclose()  # type: ignore[attr-defined]
+            await service.close()
+
+    got = asyncio.run(run())
+    assert orjson.loads(got)["update_ts"] == orjson.loads(first)["update_ts"]
+    assert orjson.loads(first)["update_ts"] != orjson.loads(second)["update_ts"]

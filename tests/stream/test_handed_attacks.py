@@ -67,11 +67,9 @@ def _frame_handed(
 
             for party, message, name in cases(track, label):
                 await service._send_handed(party, message, ack(name))
-                for _ in range(50):
-                    link = service._links.get(party)
-                    if link is None or (link.drainer is None and not link.queued):
-                        break
-                    await asyncio.sleep(0.02)
+                link = service._links.get(party)
+                if link is not None and link.drainer is not None:
+                    await link.drainer  # until the link's queue is framed or dropped, however long
             return framed(wires), acked
         finally:
             service._links.clear()

@@ -257,7 +257,7 @@ class Batch:
         self.asked: set[str] = set()  # the references ``taken`` answers for
         # the item ids the batch's item messages claim (read before verification, only to prefetch
         # in one query what each item's handlers would otherwise look up one by one); None: unknown
-        self.claimed: list[str] | None = None
+        self.claimed: set[str] | None = None  # a set: each arriving item asks whether it is among them
         self.pairs: list[tuple[str, str]] = []  # the same, with the originator each item's label names
         self.peeked: set[tuple[str, str]] = set()  # those pairs, for a look-up
         # what a handler or hook read once for the whole batch, by a name of its own

@@ -15,16 +15,16 @@ register theirs where the node is built (the duties ``duty``, the audit log ``tr
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gsomia._canonical import loads
 from gsomia._codec import DecisionTexts, Encoded, canonical, decision_json, json_object
 from gsomia.core.instants import epoch_us
-from gsomia.core.policy import Consent, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Assurance, Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, signed_payload, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
@@ -51,6 +51,7 @@ BATCH_KIND = "batch"
 BATCHED_KINDS = frozenset({"item"})  # what a batch may carry
 MAX_BATCH_MESSAGES = 1000
 _MAX_ID = 200  # as an envelope's own message id
+_ASSURED = "inbox.assurances"  # Batch.prefetched: the assurances on file at the batch's instant
 _BOUND = "bdo-"  # the message ids of ADatP-4778 bindings (receive_bound): no envelope's may start so
 
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
@@ -107,7 +108,7 @@ class Inbox(Equivalences):
         # that verifies below is not decoded and parsed again (issue 18)
         peeked = accepted.prefetched.setdefault("contents", {})
         pairs = [i for o in messages for i in [_peek_item(o.body, peeked)] if i]
-        accepted.claimed = [item_id for _, item_id in pairs]
+        accepted.claimed = {item_id for _, item_id in pairs}
         accepted.pairs = pairs
         accepted.peeked = set(pairs)
         accepted.held = self.kernel.store.items_of(pairs)
@@ -445,7 +446,7 @@ class Inbox(Equivalences):
             tuple(via),
             item.item_id,
             tuple(consents),
-            assurances=self.assurances_on_file(),
+            assurances=self._assured_at(now, accepted),
         )
         decision = self.kernel.engine.decide(
             request, at=now, memo=accepted.prefetched.setdefault("decided", {})
@@ -533,6 +534,16 @@ class Inbox(Equivalences):
             for hook in self._arrival_hooks:
                 hook(ref, now, accepted)
         return {"status": status, "receipt": receipt or None, "reason": None}
+
+    def _assured_at(self, now: datetime, accepted: Batch) -> tuple[Assurance, ...]:
+        """The assurances on file at ``now`` (the instant every message of this receipt is decided
+        at), read once for the whole batch: per item, the look-up's generation checks were as much
+        as the decision they fed (issue 18)."""
+        held = accepted.prefetched.get(_ASSURED)
+        if held is None:
+            held = accepted.prefetched[_ASSURED] = self.assurances_on_file(now)
+        assured: tuple[Assurance, ...] = held
+        return assured
 
     def _held_as(self, originator: str, item_id: str, accepted: Batch) -> NewItem | ItemRow | None:
         """The item ``originator`` gave the id ``item_id``, if held here or stored by an earlier
@@ -688,7 +699,7 @@ def _peek_item(
         return None
     try:
         raw = signed_payload(origin)
-        content = json.loads(raw)
+        content = loads(raw)  # json.loads's value, by orjson where the two agree (issue 18)
         if isinstance(content, dict):
             peeked[origin] = (raw, content)
         item, label = content.get("item"), content.get("label")

@@ -9,7 +9,7 @@ visit window) and recorded, allowed or refused, in the audit records; every refu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import FunctionType
@@ -29,13 +29,16 @@ from gsomia.kernel import (
     checks_json,
     new_item_id,
 )
-from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, NewItem
+from gsomia.store import AuditRow, InventoryEntry, InventoryRow, ItemFilter, ItemPart, NewItem
 
 __all__ = ["MAX_PAGE", "ItemService", "NewIngest", "Page", "PortionIngest", "ReadPage"]
 
 MAX_PAGE = 1000
 MAX_SEQ = 2**63 - 1  # the store's sequence numbers are signed 64-bit integers
 _FITTED_STEP = 100
+# ingest_many's part: the store writes one while the next is prepared (fewer, larger parts: fewer
+# statements; more, smaller ones: less of the batch prepared or written with nothing beside it)
+_PART = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +145,54 @@ class ItemService:
 
     def ingest_many(self, actor: Person | None, batch: Sequence[NewIngest]) -> list[Item]:
         """Store several items in one transaction: all of them, or (on any refusal) none. A refusal
-        of one item of several names it: its place in the batch and its id (if given)."""
+        of one item of several names it: its place in the batch and its id (if given).
+
+        The batch is prepared (checked, signed, sealed) and written in parts of ``_PART`` items, in the
+        one transaction: the store writes a part while the next is prepared (issue 18). The first
+        refusal found ends the batch: an item refused, or an id held here already in a part written
+        before it; nothing of the batch is stored either way."""
         who = actor.id if actor else "operator"
         subject: str | None = None
         prepared: list[tuple[NewItem, SecurityLabel]] = []
-        inventory: list[InventoryEntry] = []
-        audit: list[AuditRow] = []
         agreements: dict[str | None, str] = {}  # the inventory's detail, written once per agreement
+
+        def parts(now: datetime) -> Iterator[ItemPart]:
+            nonlocal subject
+            now_us = epoch_us(now)
+            for start in range(0, len(batch), _PART):
+                news: list[NewItem] = []
+                inventory: list[InventoryEntry] = []
+                audit: list[AuditRow] = []
+                for n in range(start, min(start + _PART, len(batch))):
+                    entry = batch[n]
+                    subject = entry.item_id
+                    try:
+                        new, parsed = self._prepare(actor, who, entry, now)
+                    except GsomiaError as exc:
+                        raise _named(exc, n, batch) from None
+                    subject = new.id
+                    prepared.append((new, parsed))
+                    news.append(new)
+                    kind = "received" if entry.received_from else "ingested"
+                    inventory.append(
+                        InventoryEntry(
+                            new.id,
+                            now_us,
+                            kind,
+                            entry.received_from or self.kernel.party,
+                            who,
+                            agreements.get(entry.agreement)
+                            or agreements.setdefault(
+                                entry.agreement, canonical({"agreement": entry.agreement})
+                            ),
+                        )
+                    )
+                    # canonical({"label": <the stored label>}): the stored label is canonical JSON already
+                    audit.append(
+                        AuditRow(now_us, "item.ingest", who, new.id, "allowed", f'{{"label":{new.label}}}')
+                    )
+                yield news, inventory, audit
+
         try:
             twice = _given_twice(batch)
             if twice is not None:
@@ -158,34 +202,8 @@ class ItemService:
                     f"item {n + 1} of {len(batch)} ({subject!r}): item {k + 1} has this id too (one id "
                     "names one item); nothing of the batch was stored"
                 )
-            now = self.kernel.clock()
-            now_us = epoch_us(now)
-            for n, entry in enumerate(batch):
-                subject = entry.item_id
-                try:
-                    new, parsed = self._prepare(actor, who, entry, now)
-                except GsomiaError as exc:
-                    raise _named(exc, n, batch) from None
-                subject = new.id
-                prepared.append((new, parsed))
-                kind = "received" if entry.received_from else "ingested"
-                inventory.append(
-                    InventoryEntry(
-                        new.id,
-                        now_us,
-                        kind,
-                        entry.received_from or self.kernel.party,
-                        who,
-                        agreements.get(entry.agreement)
-                        or agreements.setdefault(entry.agreement, canonical({"agreement": entry.agreement})),
-                    )
-                )
-                # canonical({"label": <the stored label>}): the stored label is canonical JSON already
-                audit.append(
-                    AuditRow(now_us, "item.ingest", who, new.id, "allowed", f'{{"label":{new.label}}}')
-                )
             try:
-                self.kernel.store.insert_items([new for new, _ in prepared], inventory, audit)
+                self.kernel.store.insert_item_parts(parts(self.kernel.clock()))
             except ConflictError:
                 # which item is held already: asked only once refused (a batch ingested asks nothing)
                 ids = [new.id for new, _ in prepared]

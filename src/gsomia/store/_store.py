@@ -14,7 +14,8 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
@@ -64,6 +65,7 @@ __all__ = [
     "InventoryEntry",
     "InventoryRow",
     "ItemFilter",
+    "ItemPart",
     "ItemRow",
     "NewItem",
     "Remembered",
@@ -287,6 +289,11 @@ class AuditRow:
     entry_id: str = ""
     leaf_index: int | None = None
     leaf: bytes | None = None
+
+
+ItemPart = tuple[Sequence[NewItem], Sequence[InventoryEntry], Sequence[AuditRow]]
+"""A part of a batch of items to write (:meth:`Store.insert_item_parts`): its items, their
+inventory entries and audit rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -875,11 +882,18 @@ class Store:
             _WriterQueue() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
         self._leaf_writer: LeafWriter | None = None
+        self._part_writer: ThreadPoolExecutor | None = None  # insert_item_parts' writers, made at first use
+        self._threads = _pooled(url)
+        self._writer_lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
 
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        with self._writer_lock:
+            writer, self._part_writer = self._part_writer, None
+        if writer is not None:
+            writer.shutdown()
         self.engine.dispose()
 
     def checkpoint_aside(self) -> None:
@@ -966,9 +980,12 @@ class Store:
 
     @contextmanager
     def _read_one(self) -> Iterator[Connection]:
-        """A connection for ONE read statement, which is its own snapshot: on PostgreSQL outside a
-        transaction (autocommit), so the statement is one round trip, where :meth:`_read`'s takes three
-        (the driver's ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back)."""
+        """A connection for reads each of which is ONE statement and its own snapshot (as every
+        statement is in PostgreSQL's READ COMMITTED): on PostgreSQL outside a transaction (autocommit),
+        so a statement is one round trip, where :meth:`_read`'s first takes three (the driver's
+        ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back). A look-up in chunks
+        (``items_of``) is one statement a chunk here too; nothing may rely on the chunks sharing a
+        snapshot (issue 18: the inbox's look-ups a batch, two round trips each saved)."""
         with _reading(), self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -1131,11 +1148,57 @@ class Store:
     ) -> list[int]:
         """Insert items, their topics, inventory entries (by item id) and audit rows in one transaction."""
         with self._begin() as conn:
-            seqs = self._insert_items(conn, new)
-            by_id = {item.id: s for item, s in zip(new, seqs, strict=True)}
-            self._inventory(conn, inventory, by_id)
-            self._audit(conn, audit)
-            return seqs
+            return self._write_items(conn, new, inventory, audit)
+
+    def insert_item_parts(self, parts: Iterable[ItemPart]) -> list[int]:
+        """:meth:`insert_items` of each part ``parts`` yields, all in ONE transaction: all of them, or
+        (on any error, the iterator's own included) none. Each part is written by a writer thread of
+        the store while the caller's iterator makes the next one, so a batch's row building (Python)
+        and its writes (the driver's, which let go of the GIL in the database: SQLite's B-trees and
+        WAL, PostgreSQL's round trips) run side by side on two cores (issue 18). The iterator runs in
+        the calling thread, inside the transaction: it may read the store (another connection) but
+        must not write to it. The first error found ends the batch: the iterator's, or a part's
+        write (a conflict of an earlier part is raised before the iterator's refusal of a later one).
+        The seqs of the items, in order."""
+        seqs: list[int] = []
+        with self._begin() as conn:
+            pending: Future[list[int]] | None = None
+            try:
+                for new, inventory, audit in parts:
+                    if pending is not None:
+                        seqs += pending.result()
+                    if not self._threads:  # an in-memory SQLite's one connection is its thread's only
+                        seqs += self._write_items(conn, new, inventory, audit)
+                        continue
+                    pending = self._writer().submit(self._write_items, conn, new, inventory, audit)
+                if pending is not None:
+                    seqs += pending.result()
+                    pending = None
+            finally:
+                if pending is not None:  # raising already: the write in flight ends before the rollback
+                    wait([pending])
+        return seqs
+
+    def _writer(self) -> ThreadPoolExecutor:
+        """The threads that write the parts of :meth:`insert_item_parts`: one a batch at a time, as
+        many as the connections a process of the node holds at once (made as they are needed)."""
+        with self._writer_lock:
+            if self._part_writer is None:
+                self._part_writer = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="gsomia-store-writer")
+            return self._part_writer
+
+    def _write_items(
+        self,
+        conn: Connection,
+        new: Sequence[NewItem],
+        inventory: Sequence[InventoryEntry],
+        audit: Sequence[AuditRow],
+    ) -> list[int]:
+        seqs = self._insert_items(conn, new)
+        by_id = {item.id: s for item, s in zip(new, seqs, strict=True)}
+        self._inventory(conn, inventory, by_id)
+        self._audit(conn, audit)
+        return seqs
 
     def _insert_items(self, conn: Connection, new: Sequence[NewItem]) -> list[int]:
         seqs: list[int] = []
@@ -1225,7 +1288,7 @@ class Store:
         found: dict[tuple[str, str], ItemRow] = {}
         wanted = set(pairs)
         names = list(dict.fromkeys(name for _, name in wanted))
-        with self._read() as conn:
+        with self._read_one() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
             for start in range(0, len(names), _IN_CHUNK):
                 chunk = names[start : start + _IN_CHUNK]
                 for r in conn.execute(select(t.items).where(among(conn, t.items.c.origin_id, chunk))):
@@ -1246,7 +1309,7 @@ class Store:
         """Which of ``item_ids`` this store already holds (one query)."""
         if not item_ids:
             return set()
-        with self._read() as conn:
+        with self._read_one() as conn:
             query = select(t.items.c.id).where(among(conn, t.items.c.id, item_ids))
             return {r[0] for r in conn.execute(query)}
 
