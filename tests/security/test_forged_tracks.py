@@ -288,3 +288,85 @@ def _wait_duplicates(jpn: NetNode, count: int) -> None:
     while _duplicates(jpn) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _duplicates(jpn) == count
+
+
+# Kept last in this module: once the hub is refused for replaying, JPN refuses any track it sends
+# again for a minute (HANDOFF_MAX_AGE_S), which the tests above would otherwise meet.
+def test_a_hub_replaying_relayed_tracks_in_a_loop_loses_its_link_and_reconnecting_resets_nothing(
+    tisa: dict[str, Any],
+) -> None:
+    """The hub keeps a batch KOR signed, relays it once, then sends it to JPN again and again, on
+    link after link (each reconnection would reset a counter kept per link). Each sending is dropped
+    as duplicates (one audit record per group) until the duplicates within a minute are more than
+    the hub's JetStream could hand again (``HANDOFF_RESENDS``): then the link is refused as
+    ``replayed-batch``, audited once with the count, and a new link sending one more duplicate is
+    refused at once. JPN shows each track once."""
+    from gsomia.stream._bus import HANDOFF_RESENDS
+    from gsomia.stream._origin import Entry, encode_group, sign_batch, verify_group
+
+    kor: NetNode = tisa["members"]["KOR"]
+    jpn: NetNode = tisa["members"]["JPN"]
+    leaves = 400  # a group of ~0.6 MiB, under the link's 1 MiB message
+    base = track_update_to_json(replay(launches(2019)[4], originator="KOR", every_s=1, track_id="x")[1])
+    ids = [f"KOR-loop-{n}" for n in range(leaves)]
+    messages = [kor_message({**base, "track_id": track_id}, via="USA") for track_id in ids]
+    body = sign_batch(ring(kor), messages, datetime.now(UTC))
+    (whole,) = decode_groups(body, "KOR")
+    verified = verify_group(whole, {"KOR": identity(kor)}.get, datetime.now(UTC), timedelta(minutes=5))
+    group = encode_group(
+        whole.jws, whole.size, [Entry(e.index, verified.proof(e), e.message) for e in whole.entries]
+    )
+
+    def shown() -> list[str]:
+        return [t["track_id"] for t in tisa["analyst"].tracks if t["track_id"].startswith("KOR-loop-")]
+
+    def link(frames: int, wait: float) -> tuple[int | None, str]:
+        return send_frames(
+            ring(tisa["members"]["USA"]),
+            jpn,
+            [(CONSENT, tisa["consent"])] + [(TRACKS, group)] * frames,
+            wait=wait,
+        )
+
+    assert link(1, 1.0) == (None, "kept open")  # relayed once: taken
+    deadline = time.monotonic() + 120
+    while len(shown()) < leaves and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(shown()) == sorted(ids)
+    dropped = _duplicates(jpn)
+    records = _duplicate_records(jpn)
+    since = _last_seq(jpn)
+    sent = 0
+    closed: tuple[int | None, str] = (None, "kept open")
+    # the bound is crossed within a minute of the first duplicate (a fixed window), so a few more
+    # links than it takes at most
+    for _ in range(2 * HANDOFF_RESENDS // (5 * leaves) + 4):
+        closed = link(5, 3.0)
+        sent += 5
+        if closed != (None, "kept open"):
+            break
+    assert closed == (1008, "replayed-batch")
+    refused = _refusals(jpn, since)
+    assert [(r["subject"], r["detail"]["error"]) for r in refused] == [("USA", "replayed-batch")]
+    assert "more than a redelivery can" in refused[0]["detail"]["reason"]
+    # while under the bound: one record per group at most, each naming at most 16 tracks
+    new_records = _duplicate_records(jpn)[len(records) :]
+    assert 0 < len(new_records) <= sent
+    assert all(len(r["detail"]["tracks"]) <= 16 for r in new_records)
+    counted = int(refused[0]["detail"]["reason"].split("sent again ")[1].split(" ")[0])
+    assert counted > HANDOFF_RESENDS
+    assert _duplicates(jpn) - dropped <= counted  # the refusing group is not recorded as duplicates
+    # a hostile hub reconnects to start a counter afresh: the bound is in JPN's store, so the first
+    # duplicate on the new link is refused, with no duplicate record
+    before = len(_duplicate_records(jpn))
+    since = _last_seq(jpn)
+    assert link(1, 60.0) == (1008, "replayed-batch")
+    again = _refusals(jpn, since)
+    assert [(r["subject"], r["detail"]["error"]) for r in again] == [("USA", "replayed-batch")]
+    assert len(_duplicate_records(jpn)) == before
+    time.sleep(1.0)
+    assert sorted(shown()) == sorted(ids)  # each once
+
+
+def _duplicate_records(jpn: NetNode) -> list[dict[str, Any]]:
+    return [r for r in audit(jpn, "stream.receive") if r["outcome"] == "duplicate"]

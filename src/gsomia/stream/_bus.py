@@ -31,6 +31,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ from gsomia.errors import UnavailableError
 __all__ = [
     "BUFFER_LIMIT",
     "HANDOFF_MAX_AGE_S",
+    "HANDOFF_RESENDS",
     "Bus",
     "InProcessBus",
     "NatsBus",
@@ -53,6 +55,13 @@ HISTORY = 10_000  # messages the in-process bus keeps for a consumer resuming af
 DUPLICATE_WINDOW_S = 600.0  # JetStream drops a message id seen this recently: a resend is stored once
 HANDOFF_MAX_AGE_S = 60.0  # a track handed to a link's holder and not taken for this long is dropped
 HANDOFF_ACK_WAIT_S = 3.0  # a handed track a dead holder pulled and never sent goes to the next after this
+# handed tracks out to a link's holder and not yet acknowledged, at most (set on the consumer: NATS's
+# own default, named so that what it bounds is stated); JetStream hands again only these
+HANDOFF_MAX_ACK_PENDING = 1000
+# the most tracks a link's holders can be handed again within HANDOFF_MAX_AGE_S: at most the pending
+# ones at once, each again once per ack wait, for as long as the stream keeps it. A partner that
+# receives more duplicates than this from one hub in that time is not seeing a redelivery (a replay)
+HANDOFF_RESENDS = HANDOFF_MAX_ACK_PENDING * math.ceil(HANDOFF_MAX_AGE_S / HANDOFF_ACK_WAIT_S)
 
 
 class Subscription(Protocol):
@@ -467,6 +476,7 @@ class NatsBus:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=HANDOFF_ACK_WAIT_S,
+                max_ack_pending=HANDOFF_MAX_ACK_PENDING,
                 deliver_policy=DeliverPolicy.ALL,
             ),
         )

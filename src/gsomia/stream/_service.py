@@ -33,6 +33,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -73,10 +74,11 @@ from gsomia.store import (
     PEERS,
     AuditRow,
     LinkHellos,
+    RateCounters,
     Remembered,
     SignedArrival,
 )
-from gsomia.stream._bus import HANDOFF_MAX_AGE_S, Bus, InProcessBus, NatsBus
+from gsomia.stream._bus import HANDOFF_MAX_AGE_S, HANDOFF_RESENDS, Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
     ACK,
@@ -133,6 +135,7 @@ _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each
 # handed to it within the handover stream's age (HANDOFF_MAX_AGE_S), with a margin for the clocks
 _RESEND_WINDOW = timedelta(seconds=HANDOFF_MAX_AGE_S) + _SEEN_MARGIN
 _DUPLICATES_NAMED = 16  # updates a `duplicate` audit record names, at most (it counts them all)
+_RESENDS_KEY = "stream-resends:"  # + the hub: its duplicates in the store's counters (every process's)
 
 _Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the node's bus
 _FOREVER = float("inf")
@@ -376,6 +379,8 @@ class StreamService:
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
         # the groups received and their audit records: one commit for those that arrive together
         self._memory = ReplayMemory(kernel.store)
+        # the duplicates each hub sent in the current HANDOFF_MAX_AGE_S window, all processes' together
+        self._resends = RateCounters(kernel.store, lambda: epoch_us(kernel.clock()))
         # the time this process's event loop was held up: a peer's window-root deadline leaves it out
         self._stalls = Stalls()
         self._nats: NatsBus | None = None  # the bus tracks are handed over on, for links held by leases
@@ -1531,18 +1536,49 @@ class StreamService:
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
         taken: set[str] = set()
         dropped: list[str] = []
-        last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
+        take: list[tuple[Entry, _Received]] = []
         for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
             if entry.index in resent or key in duplicates or key in taken:
                 dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
                 continue
             taken.add(key)
+            take.append((entry, message))
+        if dropped and sender != group.originator:
+            await self._bound_resends(sender, group, len(dropped))
+        last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
+        for entry, message in take:
             await self._take_track(sender, seq, group, entry, message, now, last)
         if dropped:
             self.stats.duplicates += len(dropped)
             await self._memory.record([self._audit_row("stream.receive", None, group.originator, "duplicate",
                                                        sender=sender, count=len(dropped),
                                                        tracks=dropped[:_DUPLICATES_NAMED])])  # fmt: skip
+
+    async def _bound_resends(self, hub: str, group: VerifiedGroup, count: int) -> None:
+        """Count ``count`` tracks ``hub`` sent again in the store (every process of this node, every
+        link of the hub: reconnecting resets nothing); ``LinkError`` (``replayed-batch``) once the
+        hub's duplicates within ``HANDOFF_MAX_AGE_S`` are more than its JetStream could hand again
+        (``HANDOFF_RESENDS``): that is a replay, not a redelivery, and each costs this node commits
+        and an audit record. Fails closed: a store that cannot count refuses the link as well."""
+        key, window = _RESENDS_KEY + hub, math.ceil(HANDOFF_MAX_AGE_S)
+        try:
+            total = await asyncio.to_thread(self._resends.incr, key, window, count)
+            if total > HANDOFF_RESENDS:  # refused for a whole window from now, not to its end only
+                await asyncio.to_thread(self._rearm, key, window, total)
+        except GsomiaError as exc:
+            raise LinkError("replayed-batch", f"{hub}'s duplicates could not be counted: {exc}") from exc
+        if total > HANDOFF_RESENDS:
+            raise LinkError(
+                "replayed-batch",
+                f"{hub} sent again {total} track(s) of {group.originator}'s within {HANDOFF_MAX_AGE_S:g} s, "
+                f"more than a redelivery can (at most {HANDOFF_RESENDS}): a replay",
+            )
+
+    def _rearm(self, key: str, window: int, total: int) -> None:
+        """Start ``key``'s window over at ``total`` (past the bound): a hub refused for replaying is
+        refused at its next duplicate for ``window`` seconds, whichever window it was counted in."""
+        self._resends.clear(key)
+        self._resends.incr(key, window, total)
 
     def _read_track(
         self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, labels: _GroupLabels
