@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from tests.exchange.test_exchange import Net, net, own_item
+from tests.exchange.test_exchange import Net, net, released_to_jpn
 
 from gsomia.crypto.envelope import verify_origin
 from gsomia.crypto.keys import PeerIdentity
@@ -64,17 +64,9 @@ class Overlapping(MemoryTransport):
                 self._second.set()
 
 
-def _released(net: Net, ids: list[str]) -> list[str]:
-    for item_id in ids:
-        own_item(net, "KOR", item_id)
-    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
-    assert not released.refused
-    return [e.msg_id for e in released.entries]
-
-
 def _many(net: Net, count: int, prefix: str = "f") -> tuple[list[str], list[str]]:
     ids = [f"{prefix}{n:03d}" for n in range(count)]
-    return ids, _released(net, ids)
+    return ids, released_to_jpn(net, ids)
 
 
 def _held_once(net: Net, ids: list[str]) -> None:
