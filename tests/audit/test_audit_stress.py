@@ -63,11 +63,19 @@ class Load:
         self.endpoints = endpoints
         self.auth = {"Authorization": f"Bearer {token}"}
         self.identity = identity
+        self.seconds = seconds
         self.deadline = time.monotonic() + seconds
+        # the window starts once every client thread (an ingester, a reader per endpoint) is set up
+        # (logged in): on a loaded machine the set-up alone took the whole window, and a reader that
+        # never read would check nothing
+        self.started = threading.Barrier(1 + len(endpoints), action=self._start)
         self.counts: Counter[str] = Counter()
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._token = token
+
+    def _start(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
 
     def _fail(self, what: str, response: httpx.Response | None = None, problem: str = "") -> None:
         with self._lock:
@@ -82,6 +90,7 @@ class Load:
         """Items posted through both APIs, alternately: each is audit records written by the API."""
         n = 0
         with httpx.Client(timeout=30, headers=self.auth) as client:
+            self.started.wait(120)
             while time.monotonic() < self.deadline:
                 base = self.endpoints[n % len(self.endpoints)]
                 item = f"stress-{n}-{random.getrandbits(32):08x}"
@@ -120,6 +129,7 @@ class Load:
             httpx.Client(timeout=30, base_url=base) as browser,
         ):
             self._login(browser, dashboard)
+            self.started.wait(120)
             while time.monotonic() < self.deadline:
                 head = self._head(public, base)
                 if head is None:

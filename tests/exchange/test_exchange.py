@@ -96,6 +96,15 @@ def own_item(net: Net, party: str, item_id: str, **label: Any) -> None:
     net.nodes[party].items.ingest(net.officer(party), label=data, payload=b'{"track": 1}', item_id=item_id)
 
 
+def released_to_jpn(net: Net, ids: list[str]) -> list[str]:
+    """KOR's own items ``ids``, ingested and released to JPN in one selection: their message ids."""
+    for item_id in ids:
+        own_item(net, "KOR", item_id)
+    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
+    assert not released.refused
+    return [e.msg_id for e in released.entries]
+
+
 def test_allowed_flow_arrives_once_with_both_labels_and_a_receipt(net: Net) -> None:
     own_item(net, "KOR", "k1")
     entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "k1", "JPN")

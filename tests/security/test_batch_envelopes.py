@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from tests.exchange.test_exchange import Net, net, own_item
+from tests.exchange.test_exchange import Net, net, own_item, released_to_jpn
 
 from gsomia.crypto.envelope import open_envelope, seal, verify_origin
 from gsomia.crypto.keys import PeerIdentity
@@ -36,17 +36,9 @@ class Capturing(MemoryTransport):
         return super().push(peer, envelopes)
 
 
-def _released(net: Net, ids: list[str]) -> list[str]:
-    for item_id in ids:
-        own_item(net, "KOR", item_id)
-    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
-    assert not released.refused
-    return [e.msg_id for e in released.entries]
-
-
 def _captured_batch(net: Net, ids: list[str]) -> tuple[list[str], str]:
     """KOR's batch envelope for ``ids`` to JPN, captured on its way and not delivered."""
-    msg_ids = _released(net, ids)
+    msg_ids = released_to_jpn(net, ids)
     held = Capturing(net.transport, hold=True)
     net.nodes["KOR"].exchange.deliver_due(held)
     ((party, envelopes),) = held.pushed
@@ -68,7 +60,7 @@ def _sealed_by(net: Net, party: str, body: dict[str, Any], msg_id: str = "forged
 
 
 def test_items_travel_many_to_an_envelope_each_received_and_receipted_once(net: Net) -> None:
-    msg_ids = _released(net, ["b1", "b2", "b3"])
+    msg_ids = released_to_jpn(net, ["b1", "b2", "b3"])
     capturing = Capturing(net.transport)
     results = net.nodes["KOR"].exchange.deliver_due(capturing)
     assert sorted(r.state for r in results) == ["delivered"] * 3
@@ -175,7 +167,7 @@ class AnswerLost(MemoryTransport):
 
 def test_a_batch_sent_again_is_answered_with_its_one_stored_receipt_once(net: Net) -> None:
     ids = [f"w{n}" for n in range(20)]
-    msg_ids = _released(net, ids)
+    msg_ids = released_to_jpn(net, ids)
     kor = net.nodes["KOR"].exchange
     lost = kor.deliver_due(AnswerLost(net.transport.peers))
     assert [r.state for r in lost] == ["pending"] * 20  # JPN holds them; KOR never heard so
@@ -208,7 +200,7 @@ def test_a_batch_sent_again_is_answered_with_its_one_stored_receipt_once(net: Ne
 
 
 def test_a_delivered_batch_resent_by_another_sender_gets_no_receipt(net: Net) -> None:
-    msg_ids = _released(net, ["v1", "v2", "v3"])
+    msg_ids = released_to_jpn(net, ["v1", "v2", "v3"])
     capturing = Capturing(net.transport)
     net.nodes["KOR"].exchange.deliver_due(capturing)
     ((_, envelopes),) = capturing.pushed
@@ -279,7 +271,7 @@ class Pipelined(MemoryTransport):
 
 def _many(net: Net, count: int) -> tuple[list[str], list[str]]:
     ids = [f"p{n:03d}" for n in range(count)]
-    return ids, _released(net, ids)
+    return ids, released_to_jpn(net, ids)
 
 
 def test_batches_in_flight_one_behind_another_each_settle_once_on_their_own_receipt(net: Net) -> None:

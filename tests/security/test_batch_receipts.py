@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.exchange.test_exchange import Net, net, own_item
+from tests.exchange.test_exchange import Net, net, own_item, released_to_jpn
 
 from gsomia.crypto.envelope import sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
@@ -73,14 +73,6 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _released(net: Net, ids: list[str]) -> list[str]:
-    for item_id in ids:
-        own_item(net, "KOR", item_id)
-    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
-    assert not released.refused
-    return [e.msg_id for e in released.entries]
-
-
 def _state(net: Net, msg_id: str) -> tuple[str, bool]:
     entry = net.nodes["KOR"].exchange.fed.outbox_entry(msg_id)
     assert entry is not None
@@ -92,7 +84,7 @@ def _sent(net: Net, item_id: str) -> int:
 
 
 def test_one_receipt_settles_the_whole_batch_and_is_stored_once(net: Net) -> None:
-    msg_ids = _released(net, ["s1", "s2", "s3"])
+    msg_ids = released_to_jpn(net, ["s1", "s2", "s3"])
     results = net.nodes["KOR"].exchange.deliver_due(net.transport)
     assert sorted(r.state for r in results) == ["delivered"] * 3
     kor = net.nodes["KOR"]
@@ -110,7 +102,7 @@ def test_one_receipt_settles_the_whole_batch_and_is_stored_once(net: Net) -> Non
 
 
 def test_a_batch_receipt_that_omits_an_item_settles_nothing_for_it(net: Net) -> None:
-    msg_ids = _released(net, ["o1", "o2", "o3"])
+    msg_ids = released_to_jpn(net, ["o1", "o2", "o3"])
     left_out = msg_ids[0]
 
     def omit(data: dict[str, Any]) -> None:
@@ -134,14 +126,14 @@ def test_a_batch_receipt_that_omits_an_item_settles_nothing_for_it(net: Net) -> 
 
 
 def test_a_batch_receipt_naming_messages_not_sent_in_it_settles_nothing_for_them(net: Net) -> None:
-    held_back = _released(net, ["h1", "h2"])
+    held_back = released_to_jpn(net, ["h1", "h2"])
 
     class Holding(MemoryTransport):
         def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
             return [{"status": "held", "receipt": None, "reason": None} for _ in envelopes]
 
     net.nodes["KOR"].exchange.deliver_due(Holding(net.transport.peers))  # retried later, not due now
-    sent = _released(net, ["n1", "n2"])
+    sent = released_to_jpn(net, ["n1", "n2"])
 
     def add(data: dict[str, Any]) -> None:
         first = data["entries"][0]
@@ -161,7 +153,7 @@ def test_a_batch_receipt_naming_messages_not_sent_in_it_settles_nothing_for_them
 def test_a_batch_receipt_signed_by_the_wrong_party_or_key_is_refused(
     net: Net, case: str, tmp_path: Path
 ) -> None:
-    msg_ids = _released(net, ["w1", "w2"])
+    msg_ids = released_to_jpn(net, ["w1", "w2"])
     if case == "unregistered-key":  # JPN's name, a key JPN never published
         ring = KeyRing.generate(tmp_path / "rogue", "JPN", "rogue", net.clock.now)
     else:
@@ -181,13 +173,13 @@ def test_a_batch_receipt_signed_by_the_wrong_party_or_key_is_refused(
 
 
 def test_a_replayed_batch_receipt_settles_nothing_twice(net: Net) -> None:
-    first = _released(net, ["r1", "r2"])
+    first = released_to_jpn(net, ["r1", "r2"])
     recording = Recording(net.transport)
     net.nodes["KOR"].exchange.deliver_due(recording)
     ((answer,),) = recording.answers
     assert answer["status"] == "batch"
     assert answer["receipt"]
-    later = _released(net, ["r3", "r4"])
+    later = released_to_jpn(net, ["r3", "r4"])
     # the first batch's answer, valid and signed by JPN, given back for the next batch of two
     results = net.nodes["KOR"].exchange.deliver_due(Replaying(net.transport, [answer]))
     assert {r.msg_id: r.state for r in results} == {later[0]: "pending", later[1]: "pending"}
@@ -211,7 +203,7 @@ def test_a_replayed_batch_receipt_settles_nothing_twice(net: Net) -> None:
 
 
 def test_a_receipt_of_one_message_still_settles_and_names_its_log_entry(net: Net) -> None:
-    (msg_id,) = _released(net, ["one"])
+    (msg_id,) = released_to_jpn(net, ["one"])
     (result,) = net.nodes["KOR"].exchange.deliver_due(net.transport)
     assert result.state == "delivered"
     entry = net.nodes["KOR"].exchange.fed.outbox_entry(msg_id)

@@ -15,36 +15,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from tests.stream._jpn import analyst, jpn_node
 
 from gsomia._codec import label_to_dict
-from gsomia.core.access import Person
 from gsomia.core.labels import SecurityLabel
 from gsomia.node import Node
 from gsomia.stream import StreamService, launches, replay
 from gsomia.stream._service import _track_bytes
-from gsomia.testing import FakeClock, make_node
-
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 def jpn(tmp_path: Path) -> Iterator[Node]:
-    node = make_node(tmp_path / "jpn", "JPN", clock=FakeClock(NOW))
-    yield node
-    node.close()
-
-
-def _analyst(node: Node, person_id: str, clearance: str) -> Person:
-    return node.people.add_person(
-        None,
-        {"id": person_id, "name": person_id, "nationality": "JPN", "clearance": clearance,
-         "need_to_know": ["dprk-missile"], "roles": ["analyst"]},
-    )  # fmt: skip
+    yield from jpn_node(tmp_path)
 
 
 def test_a_track_spelling_the_bus_keys_is_sliced_whole_and_shown_only_under_its_own_label(jpn: Node) -> None:
@@ -61,7 +47,7 @@ def test_a_track_spelling_the_bus_keys_is_sliced_whole_and_shown_only_under_its_
             for n, u in enumerate(updates)
         ]
         raws = await service.bus.subscribe()
-        feed = await service.subscribe(_analyst(jpn, "sato", "極秘"), "ws")
+        feed = await service.subscribe(analyst(jpn, "sato", "極秘"), "ws")
         try:
             for n, track in enumerate(tracks):  # the forged ones under either label, in turn
                 await service._emit(track, higher if n % 4 == 1 else readable, "local", None)

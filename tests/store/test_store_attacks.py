@@ -6,12 +6,13 @@ including the date-added pages (TAXII) that the shapes' test leaves out."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 from tests.store.test_store import item
 
 from gsomia.errors import ConflictError
-from gsomia.store import DutiesStore, ItemFilter, ItemRow, Store
+from gsomia.store import DutiesStore, ItemFilter, ItemPart, ItemRow, Store
 
 
 def test_readers_asking_one_shape_at_once_each_get_their_own_rows(store: Store) -> None:
@@ -163,3 +164,26 @@ def test_a_page_leaves_no_pooled_connection_committing_each_statement(store_url:
         assert [r.id for r in store.list_items(ItemFilter(), 0, 10)] == ["item-00001"]
     finally:
         store.close()
+
+
+# --- a batch written in parts on a writer thread (issue 18, 033eaff) ---
+
+
+def test_an_id_twice_in_one_batch_in_two_parts_refuses_the_whole_batch(store: Store) -> None:
+    """An id in the first part and again in a later one (neither held before): the other connection
+    the iterator may read through does not see the first part's uncommitted rows, so only the
+    table's own constraint, in the one transaction, can refuse it; nothing of the batch stays."""
+    from tests.store.test_store import _part
+
+    def parts() -> Iterator[ItemPart]:
+        yield _part(1, 10)
+        yield _part(11, 10)
+        yield _part(5, 1)  # item-00005 again, two parts later
+        yield _part(21, 10)
+
+    with pytest.raises(ConflictError):
+        store.insert_item_parts(parts())
+    assert store.count_items() == 0
+    assert store.audit() == []
+    assert len(store.insert_item_parts([_part(1, 3)])) == 3  # the store still writes
+    assert store.count_items() == 3

@@ -9,36 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from tests.stream._jpn import analyst, jpn_node
 
 from gsomia._codec import label_to_dict
-from gsomia.core.access import Person
 from gsomia.node import Node
 from gsomia.stream import StreamService, launches, replay
 from gsomia.stream._service import _track_bytes
-from gsomia.testing import FakeClock, make_node
-
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 def jpn(tmp_path: Path) -> Iterator[Node]:
-    node = make_node(tmp_path / "jpn", "JPN", clock=FakeClock(NOW))
-    yield node
-    node.close()
-
-
-def _analyst(node: Node, person_id: str, clearance: str) -> Person:
-    return node.people.add_person(
-        None,
-        {"id": person_id, "name": person_id, "nationality": "JPN", "clearance": clearance,
-         "need_to_know": ["dprk-missile"], "roles": ["analyst"]},
-    )  # fmt: skip
+    yield from jpn_node(tmp_path)
 
 
 def _tracks(count: int) -> list[bytes]:
@@ -55,7 +41,7 @@ def test_a_consumer_gets_the_tracks_the_messages_hold_sliced_after_the_first(jpn
     async def run() -> tuple[list[bytes], list[bytes]]:
         service = StreamService(jpn)
         raws = await service.bus.subscribe()
-        feed = await service.subscribe(_analyst(jpn, "sato", "極秘"), "ws")
+        feed = await service.subscribe(analyst(jpn, "sato", "極秘"), "ws")
         label = service.stream_label()
         try:
             for track in tracks:
@@ -126,7 +112,7 @@ def test_a_track_published_while_the_subscription_is_audited_is_delivered(jpn: N
                 await service._emit(first, label, "local", None)
 
         service._audit = audit_then_publish  # type: ignore[method-assign]
-        feed = await service.subscribe(_analyst(jpn, "sato", "極秘"), "ws")
+        feed = await service.subscribe(analyst(jpn, "sato", "極秘"), "ws")
         try:
             await service._emit(second, label, "local", None)
             return (await anext(feed))[1]  # (on the old order, the second: the first was missed)

@@ -434,7 +434,7 @@ class Deliveries(Approvals):
                 for index, ((entry, envelope, _), answer) in enumerate(zip(batch, each, strict=True))
             ]  # fmt: skip
             if unsent and sink:
-                sink[-1]["audit"] = [*sink[-1].get("audit", ()), *unsent]
+                sink[-1]["heard"] = [*sink[-1].get("heard", ()), *unsent]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
         self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
         return done

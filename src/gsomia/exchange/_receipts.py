@@ -53,9 +53,11 @@ class Settlement:
         reason: str,
         sink: list[dict[str, Any]],
         *,
-        audit: list[AuditRow] | None = None,
+        heard: list[AuditRow] | None = None,
     ) -> Delivery:
-        """The entry waits for a later attempt, backing off exponentially (with jitter)."""
+        """The entry waits for a later attempt, backing off exponentially (with jitter); ``heard``:
+        the refusal of what the receiver answered, audited even if another process settled the
+        entry meanwhile."""
         attempts = entry.attempts + 1
         delay = min(_MAX_BACKOFF_S, 0.2 * 2**attempts) * (1 + random.random() * 0.2)  # noqa: S311 - jitter
         sink.append(
@@ -67,7 +69,7 @@ class Settlement:
                 attempts=attempts,
                 next_attempt_us=epoch_us(now) + int(delay * 1_000_000),
                 last_error=reason,
-                audit=audit or [],
+                heard=heard or [],
             )
         )
         return Delivery(entry.msg_id, entry.recipient, "pending", reason)
@@ -139,7 +141,7 @@ class Settlement:
                 "envelope.receipt-refused", None, entry.item_id, "refused", msg_id=entry.msg_id,
                 peer=entry.recipient, reason=str(exc),
             )  # fmt: skip
-            return self.retry(entry, now, reason, sink, audit=[refused])
+            return self.retry(entry, now, reason, sink, heard=[refused])
         shared_id = None
         if batched:  # the batch's one receipt: its key hashed once, however many entries it settles
             shared_id = cache.get((receipt, "id")) if cache is not None else None

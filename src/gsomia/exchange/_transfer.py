@@ -328,7 +328,7 @@ class Transfer:
             )
         )
         if sink:  # the verdicts and the outcomes in one transaction
-            sink[-1]["audit"] = sink[-1]["audit"] + audit
+            sink[-1]["heard"] = audit  # written whether or not that entry's compare-and-set wins
             self.exchange.fed.settle_many(sink, now_us=epoch_us(now))
         else:
             self.kernel.store.append_audit(audit)

@@ -132,9 +132,12 @@ class HttpTransport(PeerTransport):
     def _new_client(self) -> httpx.Client:
         return httpx.Client(timeout=self._timeout, verify=self._verify)
 
-    def _repin(self, peer: PeerIdentity) -> None:
-        """Drop the kept connections when ``peer``'s identity names other certificates than those its
-        connections were checked against (a replaced identity document)."""
+    def _repin(self, peer: PeerIdentity) -> httpx.Client:
+        """The client a request under ``peer``'s identity goes out on: its kept connections dropped when
+        that identity names other certificates than those they were checked against (a replaced
+        identity document). Taken in the same step: two calls on their way at once under two
+        identities of one partner each keep the client of their own pins (a client whose pins another
+        call moved is closed, and its call fails), never one whose connections the other checked."""
         with self._repinning:
             checked = self._pins.get(peer.party)
             if checked is not None and checked != peer.tls and self._own:
@@ -142,6 +145,7 @@ class HttpTransport(PeerTransport):
                 self.client = self._new_client()
                 self._pins.clear()
             self._pins[peer.party] = peer.tls
+            return self.client
 
     def _call(self, peer: PeerIdentity, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{peer.endpoint.rstrip('/')}{path}"
@@ -161,15 +165,16 @@ class HttpTransport(PeerTransport):
                     stream.close()  # the pool never saw this connection: close it here
                     raise
 
-        if secure:
-            self._repin(peer)
+        client = self._repin(peer) if secure else self.client
         try:
             extensions = {"trace": trace} if secure else None
-            response = self.client.request(method, url, extensions=extensions, **kwargs)
+            response = client.request(method, url, extensions=extensions, **kwargs)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        except RuntimeError as exc:  # httpx: a client closed meanwhile (another call moved the pins)
+            raise TransportError(f"the connections were replaced: {peer.party}'s identity changed") from exc
 
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
         body = self._call(peer, "POST", "/inbox", json={"envelopes": list(envelopes)})

@@ -462,7 +462,13 @@ class FederationStore:
         envelope. An entry a recall cancelled, or a label change re-sealed, while it was being sent
         is not put back to ``pending`` nor re-sent; only a verified receipt is still recorded (the
         receiver holds the item: the entry becomes ``delivered``, keeping the reason it was
-        cancelled, and the copy is counted so that every later change reaches that holder)."""
+        cancelled, and the copy is counted so that every later change reaches that holder).
+
+        An outcome's ``audit`` records settle the entry: they are written only with its new state,
+        so an entry another process settled first is not audited again by this one (a second
+        ``envelope.delivered`` would read, to a partner checking the log, as a second delivery). Its
+        ``heard`` records (a receipt refused: what the receiver answered this attempt) are written
+        whether or not its compare-and-set won."""
         written: list[str] = []
         if not outcomes:
             return written
@@ -482,7 +488,14 @@ class FederationStore:
                     queued(conn)
             _store_receipts(conn, shared)
             self.store._inventory(conn, inventory, {})
-            self.store._audit(conn, [a for o in outcomes for a in o.get("audit", ())])
+            self.store._audit(
+                conn,
+                [
+                    a
+                    for o in outcomes
+                    for a in (*(o.get("audit", ()) if o["msg_id"] in done else ()), *o.get("heard", ()))
+                ],
+            )
         return written
 
     def _settled(self, conn: Connection, outcomes: Sequence[dict[str, Any]], now_us: int) -> set[str]:

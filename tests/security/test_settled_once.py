@@ -1,0 +1,110 @@
+"""Two processes of one node delivering the same outbox: the entry is settled by the one whose
+compare-and-set wins, and only that one audits it. The other's ``envelope.delivered`` would read, to a
+partner cross-checking the audit logs, as a second delivery of the same message."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import POSTGRES_URL, network_schemas, require_postgres
+from tests.exchange.test_exchange import KST_2024, Net, own_item
+
+from gsomia.core.instants import epoch_us
+from gsomia.crypto.keys import PeerIdentity
+from gsomia.demo import network
+from gsomia.exchange import MemoryTransport
+from gsomia.node import Node, load_config
+from gsomia.testing import FakeClock
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[Net]:
+    """The three-party network, on SQLite files or on one PostgreSQL schema per party."""
+    directory = tmp_path / "net"
+    if request.param == "postgresql":
+        require_postgres(postgres_status)
+    with network_schemas(directory) if request.param == "postgresql" else contextlib.nullcontext():
+        clock = FakeClock(datetime(2014, 12, 1, tzinfo=UTC))
+        urls = network.schema_urls(POSTGRES_URL, directory) if request.param == "postgresql" else None
+        members = network.build(directory, clock=clock, database_urls=urls)
+        clock.now = KST_2024
+        nodes = network.open_nodes(members, clock)
+        try:
+            yield Net(nodes, members, clock, MemoryTransport(nodes))
+        finally:
+            for node in nodes.values():
+                node.close()
+
+
+class OtherFirst(MemoryTransport):
+    """This process's push reaches the receiver only after the other process of the node has
+    delivered (and settled) the same entries: this one's answers are the receiver's stored receipts."""
+
+    def __init__(self, inner: MemoryTransport, other: Node) -> None:
+        super().__init__(inner.peers)
+        self.inner, self.other = inner, other
+
+    def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
+        won = self.other.exchange.deliver_due(self.inner)
+        assert won
+        assert {d.state for d in won} == {"delivered"}
+        return super().push(peer, envelopes)
+
+
+def _release(net: Net, ids: list[str]) -> list[str]:
+    for item_id in ids:
+        own_item(net, "KOR", item_id)
+    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
+    assert not released.refused
+    return [e.msg_id for e in released.entries]
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_an_entry_another_process_settled_is_not_audited_delivered_again(both: Net, count: int) -> None:
+    net = both
+    msg_ids = _release(net, [f"s{n}" for n in range(count)])
+    second = Node(load_config(net.members[0].directory), clock=net.clock)  # the same store
+    try:
+        lost = second.exchange.deliver_due(OtherFirst(net.transport, net.nodes["KOR"]))
+    finally:
+        second.close()
+    assert sorted(d.msg_id for d in lost) == sorted(msg_ids)  # it sent them, and heard receipts back
+    delivered = [r["msg_id"] for r in net.audit("KOR", "envelope.delivered")]
+    assert sorted(delivered) == sorted(msg_ids)  # once each: by the process that settled it
+    kor = net.nodes["KOR"]
+    assert all(e.state == "delivered" for m in msg_ids if (e := kor.exchange.fed.outbox_entry(m)) is not None)
+    assert len(net.audit("JPN", "envelope.duplicate")) == count  # the second copy did reach JPN
+    assert kor.audit.verify().ok
+
+
+def test_a_settling_record_goes_with_the_state_change_and_a_refusal_heard_always(both: Net) -> None:
+    """The store itself: of two outcomes for one entry read in the same state, the second's
+    compare-and-set loses and its ``audit`` is not written; its ``heard`` (a receipt refused) is."""
+    net = both
+    (msg_id,) = _release(net, ["h0"])
+    kor = net.nodes["KOR"]
+    fed = kor.exchange.fed
+    entry = fed.outbox_entry(msg_id)
+    assert entry is not None
+    now = epoch_us(net.clock.now)
+
+    def outcome(kind: str) -> dict[str, Any]:
+        return dict(
+            msg_id=msg_id, expected=entry, state="pending", attempts=entry.attempts + 1,
+            next_attempt_us=now + 1_000_000, last_error=kind,
+            audit=[kor.kernel.audit_row(kind, None, "h0", "allowed", msg_id=msg_id)],
+            heard=[kor.kernel.audit_row(f"{kind}.heard", None, "h0", "refused", msg_id=msg_id)],
+        )  # fmt: skip
+
+    assert fed.settle_many([outcome("test.first")], now_us=now) == [msg_id]
+    assert fed.settle_many([outcome("test.second")], now_us=now) == []  # moved on meanwhile
+    assert len(kor.store.audit(kind="test.first")) == 1
+    assert kor.store.audit(kind="test.second") == []
+    assert (
+        len(kor.store.audit(kind="test.first.heard")) == len(kor.store.audit(kind="test.second.heard")) == 1
+    )
