@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import POSTGRES_URL, network_schemas, require_postgres
-from tests.exchange.test_exchange import KST_2024, Net, own_item
+from tests.exchange.test_exchange import KST_2024, Net, released_to_jpn
 
 from gsomia.core.instants import epoch_us
 from gsomia.crypto.keys import PeerIdentity
@@ -56,18 +56,10 @@ class OtherFirst(MemoryTransport):
         return super().push(peer, envelopes)
 
 
-def _release(net: Net, ids: list[str]) -> list[str]:
-    for item_id in ids:
-        own_item(net, "KOR", item_id)
-    released = net.nodes["KOR"].exchange.release_many(net.officer("KOR"), ids, "JPN")
-    assert not released.refused
-    return [e.msg_id for e in released.entries]
-
-
 @pytest.mark.parametrize("count", [1, 5])
 def test_an_entry_another_process_settled_is_not_audited_delivered_again(both: Net, count: int) -> None:
     net = both
-    msg_ids = _release(net, [f"s{n}" for n in range(count)])
+    msg_ids = released_to_jpn(net, [f"s{n}" for n in range(count)])
     second = Node(load_config(net.members[0].directory), clock=net.clock)  # the same store
     try:
         lost = second.exchange.deliver_due(OtherFirst(net.transport, net.nodes["KOR"]))
@@ -86,7 +78,7 @@ def test_a_settling_record_goes_with_the_state_change_and_a_refusal_heard_always
     """The store itself: of two outcomes for one entry read in the same state, the second's
     compare-and-set loses and its ``audit`` is not written; its ``heard`` (a receipt refused) is."""
     net = both
-    (msg_id,) = _release(net, ["h0"])
+    (msg_id,) = released_to_jpn(net, ["h0"])
     kor = net.nodes["KOR"]
     fed = kor.exchange.fed
     entry = fed.outbox_entry(msg_id)
