@@ -53,8 +53,10 @@ def test_the_log_starts_over_while_writes_keep_coming_and_nothing_is_lost(
             assert answer.replayed == []
             assert answer.before == set()
         # a few pages a commit: 1,500 commits without a restart leave a log of 20 MB or more (its
-        # file never shrinks, a restart writes it again from its start)
-        assert (tmp_path / "jpn" / "gsomia.db-wal").stat().st_size < 4 * 2**20
+        # file never shrinks, a restart writes it again from its start). Half that: the thread's
+        # restarts come when it is scheduled beside a writer committing flat out (5.3 MB seen once
+        # in six quiet runs with a bound of 4 MB)
+        assert (tmp_path / "jpn" / "gsomia.db-wal").stat().st_size < 10 * 2**20
         for i in (0, 700, 1499):  # remembered across the restarts: a replay is refused
             (again,) = store.remember_signed_arrivals([_arrival(i)], 0)
             assert again.replayed == [0]

@@ -17,13 +17,18 @@ from gsomia.stream._memory import ReplayMemory
 
 
 class _Store:
-    """The one call the memory makes, held until let go, failing when told."""
+    """The calls the memory makes: its commit, held until let go, failing when told; and the
+    request to checkpoint aside, made once."""
 
     def __init__(self) -> None:
         self.go = threading.Event()
         self.fail: BaseException | None = None
         self.commits: list[tuple[list[str], int]] = []
         self.short = False  # answer one group fewer than given
+        self.aside = False
+
+    def checkpoint_aside(self) -> None:
+        self.aside = True
 
     def remember_signed_arrivals(
         self, arrivals: Sequence[SignedArrival], forget_before_us: int, rows: Sequence[AuditRow]
@@ -117,3 +122,21 @@ def test_a_commit_answering_fewer_groups_than_it_was_given_fails_each_of_them() 
         await memory.close()
 
     asyncio.run(run())
+
+
+def test_a_store_that_cannot_checkpoint_aside_fails_the_memory_at_once_and_leaves_no_group_waiting() -> None:
+    """Checkpointing aside is asked when the memory is made: a store that fails it fails the
+    memory's maker. Asked in the event loop's turn that hands over the first commit (04df96c), the
+    error went to the loop's handler, the memory stayed "committing", and every group waited for
+    ever: this module's first test hung on a store without the call."""
+    from gsomia.errors import StoreError
+
+    class _NoAside(_Store):
+        def checkpoint_aside(self) -> None:
+            raise StoreError("no checkpoints here")
+
+    with pytest.raises(StoreError, match="no checkpoints"):
+        ReplayMemory(_NoAside())  # type: ignore[arg-type]
+    store = _Store()
+    ReplayMemory(store)  # type: ignore[arg-type]
+    assert store.aside

@@ -95,6 +95,9 @@ class ReplayMemory:
     """One process's writer of the store's replay memory (one per stream service)."""
 
     def __init__(self, store: Store) -> None:
+        # the log's syncs in a thread of their own, not in these commits; asked here, where an error
+        # reaches the caller, not in a turn of the event loop, where it left every group waiting
+        store.checkpoint_aside()
         self._store = store
         self._waiting: list[_Waiter] = []
         self._committer: _Committer | None = None
@@ -146,7 +149,6 @@ class ReplayMemory:
             return answers
 
         if self._committer is None:
-            store.checkpoint_aside()  # the log's syncs in a thread of their own, not in these commits
             self._committer = _Committer()
         self._committer.submit(
             commit,
