@@ -638,6 +638,12 @@ def test_the_encrypts_protected_header_is_cbor2s_deterministic_encoding(
         written = env._encrypt_protected(iss, aud, exp, iat, cti)
         cwt = {1: iss, 3: aud, 4: exp, 6: iat, 7: cti}
         assert written == cbor2.dumps({1: 3, 3: 18, 15: cwt}, canonical=True)
+        assert env._read_encrypt_protected(written) == (iss, aud, exp, iat, cti)  # read by position
+        for cut in range(len(written)):
+            with pytest.raises(EnvelopeError):
+                env._read_encrypt_protected(written[:cut])
+        with pytest.raises(EnvelopeError):
+            env._read_encrypt_protected(written + b"\x00")
 
 
 def test_the_encrypts_protected_header_spelt_otherwise_is_refused(net: Net) -> None:
@@ -726,3 +732,11 @@ def test_a_byte_strings_head_is_read_only_in_its_shortest_spelling(length: int) 
     for bad in (written[:-1] if length else b"", b"\x5c" + content, b"\x60", b"\x41"):
         with pytest.raises(EnvelopeError):
             env._byte_string(bad, 0)
+
+
+def test_a_protected_header_whose_text_is_not_utf8_is_refused() -> None:
+    written = env._encrypt_protected("K", "J", 1, 1, b"x")
+    assert env._read_encrypt_protected(written) == ("K", "J", 1, 1, b"x")
+    for bad in (b"\x61\xff", b"\x61\x80", b"\x62\xed\xa0"):  # not UTF-8; a lone surrogate's lead
+        with pytest.raises(EnvelopeError):
+            env._read_encrypt_protected(written.replace(b"\x61K", bad, 1))

@@ -843,17 +843,15 @@ def open_envelope(
 # and the COSE_Sign1 are read by position as the layout's own encoding (``_read_cose``, ``_read_sign1``:
 # each head the shortest, the fixed parts byte for byte, nothing after), their large byte strings not
 # copied out by a decoder: so the ephemeral key's map keys are its integers, not floats equal to them;
-# the protected headers' and the CWT claims' keys, which ``_cbor`` re-encodes, are held to integers by
-# type (``_int_labels``): a float 1.0 or ``true`` is a key equal to 1 and its own encoding.
+# the COSE_Encrypt's protected header is read by position too (``_read_encrypt_protected``); the two
+# protected headers that are the same for every hop of a key, which ``_cbor`` decodes and re-encodes
+# once, have their keys held to integers by type (``_int_labels``): a float 1.0 or ``true`` is a key
+# equal to 1 and its own encoding.
 
 _EDDSA, _A256GCM_ALG, _ECDH_ES_HKDF_256 = -8, 3, -25
-_COSE_SIGN1_CONTENT = 18  # CoAP Content-Format of application/cose; cose-type="cose-sign1"
 HOP_COSE_TYPE = "application/gsomia-hop+json"
-_ALG, _CTY, _KID, _TYP, _CWT = 1, 3, 4, 16, 15
-_CWT_ISS, _CWT_AUD, _CWT_EXP, _CWT_IAT, _CWT_CTI = 1, 3, 4, 6, 7
+_ALG, _KID, _TYP = 1, 4, 16
 _SIGN1_HEADER = frozenset({_ALG, _KID, _TYP})
-_ENCRYPT_HEADER = frozenset({_ALG, _CTY, _CWT})
-_CWT_CLAIMS = frozenset({_CWT_ISS, _CWT_AUD, _CWT_EXP, _CWT_IAT, _CWT_CTI})
 _RECIPIENT_HEADER = frozenset({_ALG, _KID})
 _COSE_MAX_HEADER = 1024
 _X25519_PRIME = 2**255 - 19
@@ -1128,23 +1126,62 @@ def _int_labels(mapping: dict[Any, Any]) -> bool:
     return all(type(key) is int for key in mapping)
 
 
-def _byte_string(data: bytes, at: int) -> tuple[int, int]:
-    """The bounds of the content of the byte string whose head is at ``data[at]``, which must be the
-    head's deterministic encoding (the shortest, RFC 8949 section 4.2.1) and hold its whole content;
-    ``malformed`` else. A message's large byte strings are found by position (:func:`_read_cose`,
-    :func:`_read_sign1`) instead of decoded out of it by cbor2, which copied them."""
+def _argument(data: bytes, at: int, major: int) -> tuple[int, int]:
+    """The argument of the CBOR head of major type ``major`` at ``data[at]`` (an unsigned integer's
+    value, a string's length) and where the head ends; ``malformed`` for another type or a head not in
+    its deterministic spelling (the shortest, RFC 8949 section 4.2.1)."""
     if at >= len(data):
         raise EnvelopeError("malformed")
     first = data[at]
-    if first >> 5 != 2 or (first & 31) > 27:
+    info = first & 31
+    if first >> 5 != major or info > 27:
         raise EnvelopeError("malformed")
-    size = 1 << ((first & 31) - 24) if (first & 31) >= 24 else 0
-    length = first & 31 if not size else int.from_bytes(data[at + 1 : at + 1 + size], "big")
-    start = at + 1 + size
-    end = start + length
-    if end > len(data) or data[at:start] != _bytes_head(length):
+    if info < 24:
+        return info, at + 1
+    size = 1 << (info - 24)
+    end = at + 1 + size
+    value = int.from_bytes(data[at + 1 : end], "big")
+    # one byte from 24, two from 256, four from 65,536, eight from 2**32; and the whole head there
+    if end > len(data) or value < (24 if size == 1 else 1 << (4 * size)):
         raise EnvelopeError("malformed")
-    return start, end
+    return value, end
+
+
+def _byte_string(data: bytes, at: int) -> tuple[int, int]:
+    """The bounds of the content of the byte string whose head is at ``data[at]``, in its deterministic
+    spelling and whole; ``malformed`` else. A message's large byte strings are found by position
+    (:func:`_read_cose`, :func:`_read_sign1`) instead of decoded out of it by cbor2, which copied them."""
+    length, start = _argument(data, at, 2)
+    if start + length > len(data):
+        raise EnvelopeError("malformed")
+    return start, start + length
+
+
+def _text_string(data: bytes, at: int) -> tuple[str, int]:
+    """The text string whose head is at ``data[at]`` (as :func:`_byte_string`; strict UTF-8), and its end."""
+    length, start = _argument(data, at, 3)
+    if start + length > len(data):
+        raise EnvelopeError("malformed")
+    try:
+        return data[start : start + length].decode("utf-8"), start + length
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError("malformed") from exc
+
+
+def _read_encrypt_protected(protected: bytes) -> tuple[str, str, int, int, bytes]:
+    """The COSE_Encrypt's protected header read by position as :func:`_encrypt_protected` writes it
+    (its one deterministic encoding: the fixed labels and values byte for byte, each head the
+    shortest, nothing after): ``iss``, ``aud``, ``exp``, ``iat`` and ``cti``; ``malformed`` else.
+    Read here rather than decoded by cbor2 (which cost a hop about as much as writing it again to
+    prove its spelling)."""
+    iss, at = _text_string(protected, _after(protected, 0, _ENCRYPT_PROTECTED_HEAD))
+    aud, at = _text_string(protected, _after(protected, at, b"\x03"))
+    exp, at = _argument(protected, _after(protected, at, b"\x04"), 0)
+    iat, at = _argument(protected, _after(protected, at, b"\x06"), 0)
+    start, at = _byte_string(protected, _after(protected, at, b"\x07"))
+    if at != len(protected):
+        raise EnvelopeError("malformed")
+    return iss, aud, exp, iat, protected[start:at]
 
 
 def _after(data: bytes, at: int, expected: bytes) -> int:
@@ -1191,37 +1228,19 @@ def _read_cose(
         raise EnvelopeError("malformed")
     if len(protected) > _COSE_MAX_HEADER:
         raise EnvelopeError("malformed")
-    header = _decoded(protected)  # its spelling checked by writing it again from what it decoded to
-    if type(header) is not dict or header.keys() != _ENCRYPT_HEADER:
+    iss, aud, exp, iat, cti = _read_encrypt_protected(protected)
+    if not (_is_text(iss) and _is_text(aud) and _is_second(iat) and _is_second(exp) and iat <= exp):
         raise EnvelopeError("malformed")
-    cwt = header[_CWT]
-    if (
-        header[_ALG] != _A256GCM_ALG
-        or type(header[_ALG]) is not int
-        or header[_CTY] != _COSE_SIGN1_CONTENT
-        or type(header[_CTY]) is not int
-        or type(cwt) is not dict
-        or cwt.keys() != _CWT_CLAIMS
-        or not _int_labels(cwt)
-        or not (_is_text(cwt[_CWT_ISS]) and _is_text(cwt[_CWT_AUD]))
-        or not (_is_second(cwt[_CWT_IAT]) and _is_second(cwt[_CWT_EXP]) and cwt[_CWT_IAT] <= cwt[_CWT_EXP])
-    ):
-        raise EnvelopeError("malformed")
-    cti = cwt[_CWT_CTI]
-    if type(cti) is not bytes or protected != _encrypt_protected(
-        cwt[_CWT_ISS], cwt[_CWT_AUD], cwt[_CWT_EXP], cwt[_CWT_IAT], cti
-    ):
-        raise EnvelopeError("malformed")  # another spelling of it (a key as a float, a longer head)
     recipient = _header_map(recipient_protected, _RECIPIENT_HEADER, kept=True)
     if recipient[_ALG] != _ECDH_ES_HKDF_256 or type(recipient[_ALG]) is not int:
         raise EnvelopeError("malformed")
     routing = {
         "v": VERSION,
-        "iss": cwt[_CWT_ISS],
-        "aud": cwt[_CWT_AUD],
+        "iss": iss,
+        "aud": aud,
         "jti": _text_of(cti),
-        "iat": cwt[_CWT_IAT],
-        "exp": cwt[_CWT_EXP],
+        "iat": iat,
+        "exp": exp,
         "kid": _text_of(recipient[_KID]),
     }
     return routing, (protected, iv, ciphertext, recipient_protected, ephemeral)
