@@ -9,6 +9,7 @@ the SQL, its parameters or the driver's text (the SQL and the driver's text go t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 import os
@@ -1156,15 +1157,23 @@ class Store:
         the store while the caller's iterator makes the next one, so a batch's row building (Python)
         and its writes (the driver's, which let go of the GIL in the database: SQLite's B-trees and
         WAL, PostgreSQL's round trips) run side by side on two cores (issue 18). The iterator runs in
-        the calling thread, inside the transaction: it may read the store (another connection) but
-        must not write to it. The first error found ends the batch: the iterator's, or a part's
-        write (a conflict of an earlier part is raised before the iterator's refusal of a later one).
-        The seqs of the items, in order."""
+        the calling thread; it may read the store (another connection) but must not write to it. Its
+        first part is made before the transaction takes its connection (and, on SQLite, the process's
+        writer queue): a read there, which asks the pool for a connection of its own, then holds
+        none, so an ingest of one part (every single item a request ingests) holds nothing while it
+        waits for one; the later parts are made inside the transaction, beside the writes. The first
+        error found ends the batch and nothing is written: the iterator's (raised even when a part
+        handed to the writer before it was refused too), or a part's write. The seqs of the items,
+        in order."""
         seqs: list[int] = []
+        remaining = iter(parts)
+        first = next(remaining, None)  # before the transaction: see above
+        if first is None:
+            return seqs
         with self._begin() as conn:
             pending: Future[list[int]] | None = None
             try:
-                for new, inventory, audit in parts:
+                for new, inventory, audit in itertools.chain((first,), remaining):
                     if pending is not None:
                         seqs += pending.result()
                     if not self._threads:  # an in-memory SQLite's one connection is its thread's only
