@@ -40,7 +40,7 @@ RECORDED = NodeContext.REFUSALS_RECORDED
 
 def open_node(directory: Path, store_url: str, clock: FakeClock | None, **settings: Any) -> Node:
     init_node_dir(directory, "JPN", store_url)
-    update_settings(directory, public_rate_limit=f"{RATE}/minute", **settings)
+    update_settings(directory, **{"public_rate_limit": f"{RATE}/minute", **settings})
     return Node(load_config(directory), **({"clock": clock} if clock else {}))
 
 
@@ -70,12 +70,12 @@ def junk(n: int) -> dict[str, Any]:
     return {"json": {"envelopes": [f"junk.{secrets.token_hex(8)}.x.y.z" for _ in range(n)]}}
 
 
-def assert_429(answer: httpx.Response) -> None:
+def assert_429(answer: httpx.Response, window_s: int = 60) -> None:
     assert answer.status_code == 429, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     body = answer.json()
     assert body["type"] == "urn:gsomia:problem:too-many-requests"
-    assert 1 <= int(answer.headers["retry-after"]) <= 60
+    assert 1 <= int(answer.headers["retry-after"]) <= window_s
     assert body["retry_after"] == int(answer.headers["retry-after"])
     assert "retry after" in body["detail"]
 
@@ -98,7 +98,7 @@ def test_a_flood_of_public_reads_from_one_source_gets_429_and_bounded_records(
     assert {r.kind for r in grown} == {"rate.limited"}
     assert len(grown) == RECORDED  # not 480: the rest are a count
     assert all(r["source"] == "203.0.113.7" for r in records(node, "rate.limited"))
-    clock.advance(seconds=61)
+    clock.advance(seconds=121)  # a sliding window: the last minute's spending weighs on this one
     node.kernel.close_refusal_tallies()
     (tally,) = records(node, "refusal.tally")
     assert (tally["subject"], tally["source"], tally["code"], tally["count"]) == (
@@ -107,7 +107,8 @@ def test_a_flood_of_public_reads_from_one_source_gets_429_and_bounded_records(
         "429",
         500 - RATE,
     )
-    # the window has ended: the source is served again, and the ended counters are forgotten
+    # nothing spent in this window nor the last: the source is served again, and the counters
+    # of windows that weigh no more are forgotten
     assert send(node, [("203.0.113.7", "GET", "/identity", {})])[0].status_code == 200
     node.runtime(deliver=False).round()  # the node's loop deletes the counters of ended windows
     assert counters(node) == 1  # 198.51.100.1's is gone: 203.0.113.7's new window only
@@ -257,7 +258,8 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
     """The count lives in the store: a second OS process of the node (on the same SQLite file or
     PostgreSQL schema) spends from the same budget, so the node serves RATE requests, not 2 x RATE."""
     directory = tmp_path / "jpn"
-    first = open_node(directory, store_url, None)  # the real clock, as the other process's
+    # the real clock, as the other process's; a day's window, which the test does not straddle
+    first = open_node(directory, store_url, None, public_rate_limit=f"{RATE}/day")
     try:
         half = RATE // 2
         other = subprocess.run(  # noqa: S603 - our own code, fixed arguments
@@ -280,12 +282,78 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
         assert int(again.stdout.strip()) == 0  # and this process's spending counted there
         with first.store.engine.connect() as conn:
             rows = conn.execute(sqlalchemy.text("SELECT key, count FROM rate_counters")).all()
-        # one row, every process's spending: RATE served, and one refused in each process (which
-        # then remembers the source as spent until the window ends, and asks the store no more)
+        # one row (this window's), every process's spending: RATE served; a refused request spends
+        # nothing (the process then remembers the source as spent, and asks the store no more)
         assert len(rows) == 1
-        assert rows[0][1] == RATE + 2
+        assert rows[0][1] == RATE
     finally:
         first.close()
+
+
+def test_a_source_cannot_spend_twice_its_budget_across_a_window_edge(node: Node, clock: FakeClock) -> None:
+    """The adversary of a fixed window: one request as a window opens, the rest of the budget in
+    its last second, the whole budget again in the first second of the next: 2 x RATE within two
+    seconds. Counted over a sliding window (``limits``' sliding window counter), the budget spent
+    in the last second still weighs on the next: one more request is served, not RATE."""
+    admission = node.kernel.admission
+    source = "203.0.113.61"
+    assert admission.spend(source) is None  # 00:00:00, a minute's start (the clock's)
+    clock.advance(seconds=59)
+    assert sum(admission.spend(source) is None for _ in range(RATE - 1)) == RATE - 1
+    clock.advance(seconds=2)  # 00:01:01, past the edge of a window that opened at 00:00:00
+    served = sum(admission.spend(source) is None for _ in range(RATE))
+    assert served == 1, served  # the weighted count is floored: RATE + 1 within the two seconds
+    assert_429(send(node, [(source, "GET", "/identity", {})])[0])
+    clock.advance(seconds=29)  # 00:01:30: the last minute's RATE weighs half, this one's 1 in full
+    assert sum(admission.spend(source) is None for _ in range(RATE)) == RATE // 2 - 1
+    clock.advance(seconds=91)  # 00:03:01: nothing spent in the last window nor in this one
+    assert sum(admission.spend(source) is None for _ in range(RATE)) == RATE
+
+
+SPEND_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from gsomia.node import Node
+node = Node.open(Path(sys.argv[1]), migrate=False)
+go = Path(sys.argv[3])
+print("ready", flush=True)
+deadline = time.monotonic() + 120
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+print(sum(node.kernel.admission.spend("203.0.113.98") is None for _ in range(int(sys.argv[2]))))
+node.close()
+"""
+
+
+def test_two_processes_spending_one_budget_at_once_never_exceed_it(tmp_path: Path, store_url: str) -> None:
+    """Two OS processes of one node (one SQLite file, or one PostgreSQL database) spend one
+    source's budget at the same instant, each trying the whole of it: together they are served
+    the budget, not a request more (each spend reads the count and adds to it in one transaction
+    that holds the window's row, so no process adds on a count another has already passed)."""
+    budget = 60
+    directory = tmp_path / "jpn"
+    open_node(directory, store_url, None, public_rate_limit=f"{budget}/day").close()
+    go = tmp_path / "go"
+    spenders = [
+        subprocess.Popen(  # noqa: S603 - our own code, fixed arguments
+            [sys.executable, "-c", SPEND_AT_ONCE, str(directory), str(budget), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for spender in spenders:
+            assert spender.stdout is not None
+            assert spender.stdout.readline().strip() == "ready"
+        go.touch()
+        served = [int(spender.communicate(timeout=300)[0].strip()) for spender in spenders]
+    finally:
+        for spender in spenders:
+            if spender.poll() is None:
+                spender.kill()
+                spender.wait()
+    assert sum(served) == budget, served
 
 
 def test_the_openapi_document_and_its_pages_spend_it_as_every_public_route(node: Node) -> None:
@@ -313,7 +381,7 @@ def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: P
     answer 429 with ``Retry-After``."""
     directory = tmp_path / "jpn"
     init_node_dir(directory, "JPN", store_url)
-    update_settings(directory, public_rate_limit=f"{RATE}/minute")
+    update_settings(directory, public_rate_limit=f"{RATE}/day")  # a window the test does not straddle
     servers = []
     try:
         servers = [_serve(directory), _serve(directory)]
@@ -322,7 +390,7 @@ def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: P
         assert sum(a.status_code == 200 for a in answers) == RATE  # not 2 x RATE
         assert {a.status_code for a in answers} == {200, 429}
         for base in (b for _, b in servers):
-            assert_429(httpx.get(f"{base}/identity", timeout=30))  # both refuse now
+            assert_429(httpx.get(f"{base}/identity", timeout=30), 86_400)  # both refuse now
     finally:
         for process, _ in servers:
             stop(process)

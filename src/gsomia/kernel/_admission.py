@@ -4,11 +4,15 @@ A source (the caller's network address; an IPv6 address counts by its /64, the b
 subscriber holds) spends one unit of its budget for each request to a route that needs no
 credentials, and one for each refusal of a caller nobody authenticated (a bad token, an envelope
 that does not open, a malformed request). Once the budget of a window is spent, its requests
-there are answered 429 with ``Retry-After`` until the window ends. The counters are the store's
-(:class:`gsomia.store.RateCounters`, under the ``limits`` library's fixed-window strategy), so
-every process of the node spends from the same budget; a process also remembers, until the end
-of the window, a source it has seen spent, and refuses it without asking the store again (a
-spent window never becomes unspent, so the memory is never wrong, only late).
+there are answered 429 with ``Retry-After`` until a unit of it is free again. The budget holds
+over a sliding window (the ``limits`` library's sliding window counter: what the previous window
+spent weighs on the current one by the share of it the last window's length still covers), so a
+source cannot spend it twice across a window's edge as a fixed window would let it. The counters
+are the store's (:class:`gsomia.store.RateCounters`), so every process of the node spends from
+the same budget; a process also remembers, until a unit could be free, a source it has seen
+spent, and refuses it without asking the store again (before then the weighted count only
+decreases by what was spent before, never below the budget, so the memory is never wrong, only
+late).
 
 Sources in the configured exempt networks (partners behind a fixed address, a monitoring host)
 spend nothing; by default there are none, loopback included.
@@ -23,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from limits import RateLimitItem, parse_many
-from limits.strategies import FixedWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from gsomia.store import RateCounters
 
@@ -63,7 +67,7 @@ class Admission:
         self.rates = tuple(rates)
         self.exempt = tuple(exempt)
         self.now_us = now_us
-        self._limiter = FixedWindowRateLimiter(counters)
+        self._limiter = SlidingWindowCounterRateLimiter(counters)
         self._spent: OrderedDict[str, int] = OrderedDict()  # source -> when its window ends (us)
         self._lock = threading.Lock()
 
@@ -89,7 +93,19 @@ class Admission:
         the window that ran out ends (the ``Retry-After``)."""
         if cost <= 0:
             return None
-        return self._ask(source, lambda rate, key: self._limiter.hit(rate, key, cost=cost))
+        return self._ask(source, lambda rate, key: self._hit(rate, key, cost))
+
+    def _hit(self, rate: RateLimitItem, key: str, cost: int) -> bool:
+        """Spend ``cost`` of ``rate`` if it is left. If not, what is left is spent all the same: a
+        refusal's cost is work already done (25 envelopes that did not open), and the library's
+        strategy spends nothing on a hit it refuses, so a cost over the budget would otherwise
+        leave the source unspent in the store, for every process."""
+        if self._limiter.hit(rate, key, cost=cost):
+            return True
+        left = self._limiter.get_window_stats(rate, key).remaining
+        if 0 < left < cost:
+            self._limiter.hit(rate, key, cost=left)
+        return False
 
     def check(self, source: str | None) -> int | None:
         """As :meth:`spend`, spending nothing (a route whose caller proves itself by what it sends
@@ -104,12 +120,21 @@ class Admission:
         waiting = self._remembered(key)
         if waiting is not None:
             return waiting
-        ends = [
-            self._limiter.get_window_stats(rate, key).reset_time
-            for rate in self.rates
-            if not within(rate, key)
-        ]
-        return self._remember(key, max(ends)) if ends else None
+        waits = [self._free_in(rate, key) for rate in self.rates if not within(rate, key)]
+        return self._remember(key, max(waits)) if waits else None
+
+    def _free_in(self, rate: RateLimitItem, key: str) -> float:
+        """Seconds until a unit of ``rate`` may be free for ``key``: ``limits``' own reckoning
+        (``SlidingWindowCounterRateLimiter.get_window_stats``), on the node's clock rather than
+        the wall clock that method reads."""
+        expiry = rate.get_expiry()
+        before, weighs, count, current = self.counters.get_sliding_window(rate.key_for(key), expiry)
+        waits = []
+        if before:
+            waits.append(weighs % (expiry / before))
+        if count:
+            waits.append(current % expiry)
+        return min(waits, default=0.0)  # nothing counted: a cost over the whole budget; no wait frees it
 
     def prune(self) -> int:
         """Forget the counters of windows that have ended (every process's; the node's loop)."""
@@ -126,8 +151,8 @@ class Admission:
                 return None
         return math.ceil((ends - now) / 1_000_000)
 
-    def _remember(self, key: str, reset_s: float) -> int:
-        ends = int(reset_s * 1_000_000)
+    def _remember(self, key: str, wait_s: float) -> int:
+        ends = self.now_us() + math.ceil(wait_s * 1_000_000)
         with self._lock:
             self._spent[key] = ends
             self._spent.move_to_end(key)

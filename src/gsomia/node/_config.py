@@ -116,7 +116,8 @@ class NodeSettings(BaseModel):
         description="what one source address (an IPv6 one by its /64) may ask without credentials, "
         "in the limits library's notation ('1200/minute', '20/second; 1200/minute'): each request to "
         "a route that needs none and each refusal of an unauthenticated caller spends one; past it, "
-        "429 with Retry-After until the window ends (counted in the database: the node's, not a process's)",
+        "429 with Retry-After until a unit is free again (over a sliding window: the previous window's "
+        "spending weighs on the current one; counted in the database: the node's, not a process's)",
     )
     rate_limit_exempt: list[str] = Field(
         default_factory=list,

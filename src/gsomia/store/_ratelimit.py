@@ -1,12 +1,16 @@
 """Rate-limit counters in the node's store: a storage backend for the ``limits`` library.
 
-``limits`` ships the strategies (fixed window, ...) and the rate notation (``600/minute``) but only
-in-memory and network-cache backends; a node may run as several processes on one database, and
-the store is the truth, so the counters live in the ``rate_counters`` table (migration 0020):
-every process upserts the same row in one statement, and the count a process reads back is the
+``limits`` ships the strategies (fixed window, sliding window counter, ...) and the rate notation
+(``600/minute``) but only in-memory and network-cache backends; a node may run as several processes
+on one database, and the store is the truth, so the counters live in the ``rate_counters`` table
+(migration 0020): every process upserts the same row, and the count a process reads back is the
 node's. Windows end at the node's clock (``now_us``), so a test's clock moves them too.
 
-Besides ``limits``' fixed windows, :meth:`RateCounters.add_within` counts over a sliding window
+Both of ``limits``' bounded-space strategies are served: the fixed window (:meth:`RateCounters.incr`,
+one upsert) and the sliding window counter (:meth:`RateCounters.acquire_sliding_window_entry`: a
+row per key and clock-aligned window, the previous window's count weighted by how much of it the
+last ``expiry`` seconds still cover, counted and added in one transaction that holds the current
+window's row). :meth:`RateCounters.add_within` counts over a sliding window
 (the last ``window_s`` seconds, whatever instant is asked): a fixed window lets a source spend its
 budget twice across a window's edge, which a bound that must hold over any ``window_s`` (a hub's
 duplicates, ``stream/_service.py``) cannot allow.
@@ -14,11 +18,13 @@ duplicates, ``stream/_service.py``) cannot allow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from limits.storage import Storage
-from sqlalchemy import case, delete, func, select
+from limits.storage.base import SlidingWindowCounterSupport
+from sqlalchemy import case, delete, func, select, update
 
 from gsomia.errors import StoreError
 from gsomia.store import _tables as t
@@ -40,8 +46,9 @@ def _upsert(dialect: str) -> Any:
     return sqlite_insert(t.rate_counters)
 
 
-class RateCounters(Storage):
-    """Fixed-window counters shared by every process of the node (``limits``' ``Storage``)."""
+class RateCounters(Storage, SlidingWindowCounterSupport):
+    """Rate counters shared by every process of the node (``limits``' ``Storage``, for its fixed
+    window and sliding window counter strategies)."""
 
     STORAGE_SCHEME = None  # not reachable by URI: built over a node's own store
 
@@ -112,6 +119,68 @@ class RateCounters(Storage):
                 table.c.key.startswith(f"{key}@", autoescape=True), table.c.expires_us > now
             )
             return int(conn.execute(counted).scalar_one())
+
+    def _windows(self, key: str, expiry: int, now: int) -> tuple[str, str, int]:
+        """The previous and the current window's rows of ``key`` at ``now`` (windows of ``expiry``
+        seconds aligned on the epoch, as ``limits``' own storages), and when the current one ends."""
+        length = expiry * _US
+        index = now // length
+        return f"{key}#{index - 1}", f"{key}#{index}", (index + 1) * length
+
+    def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Add ``amount`` to ``key``'s current window if the weighted count (the previous window's
+        count times the share of it the last ``expiry`` seconds cover, plus the current's, floored
+        as ``limits``' storages do) stays within ``limit``; whether it did.
+
+        One transaction whose first statement adds to the current window's row (PostgreSQL: that
+        row's lock; SQLite: the database's write lock), so two processes spending at once are
+        counted one after the other, each reading a count that includes the other's if it committed
+        first; an addition past the limit is taken back in the same transaction (a refused request
+        spends nothing, as in ``limits``' storages). The row is kept until it can no longer be the
+        previous window (``prune``), so a key holds at most two."""
+        if amount > limit:
+            return False
+        now = self.now_us()
+        previous, current, ends = self._windows(key, expiry, now)
+        table = t.rate_counters
+        with self.store._begin() as conn:
+            add = _upsert(conn.dialect.name).values(key=current, count=amount, expires_us=ends + expiry * _US)
+            count = conn.execute(
+                add.on_conflict_do_update(
+                    index_elements=[table.c.key], set_={"count": table.c.count + add.excluded.count}
+                ).returning(table.c.count)
+            ).scalar_one()
+            before = conn.execute(
+                select(table.c.count).where(table.c.key == previous, table.c.expires_us > now)
+            ).scalar()
+            weighted = (before or 0) * (ends - now) / (expiry * _US) + int(count)
+            if math.floor(weighted) <= limit:
+                return True
+            conn.execute(update(table).where(table.c.key == current).values(count=table.c.count - amount))
+            return False
+
+    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        """The previous window's count and seconds left to weigh (0 without a count), the current
+        window's count and seconds until it is the previous one no more (``limits``' contract)."""
+        now = self.now_us()
+        previous, current, ends = self._windows(key, expiry, now)
+        table = t.rate_counters
+        with self.store._read() as conn:
+            rows = dict(
+                conn.execute(
+                    select(table.c.key, table.c.count).where(
+                        table.c.key.in_((previous, current)), table.c.expires_us > now
+                    )
+                ).all()
+            )
+        before, count = int(rows.get(previous, 0)), int(rows.get(current, 0))
+        left = (ends - now) / _US
+        return before, (left if before else 0.0), count, left + expiry
+
+    def clear_sliding_window(self, key: str, expiry: int) -> None:
+        previous, current, _ = self._windows(key, expiry, self.now_us())
+        with self.store._begin() as conn:
+            conn.execute(delete(t.rate_counters).where(t.rate_counters.c.key.in_((previous, current))))
 
     def _row(self, key: str) -> tuple[int, int] | None:
         table = t.rate_counters
