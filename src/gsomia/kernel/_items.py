@@ -22,6 +22,7 @@ import orjson
 
 from gsomia._codec import (
     canonical,
+    canonical_built,
     json_object,
     label_created_at,
     label_from_dict,
@@ -197,7 +198,7 @@ def item_content(
     }
     if label_version != 1:
         content["label_version"] = label_version
-    return canonical(content).encode()
+    return canonical_built(content).encode()  # strings, integers and label_to_dict's label
 
 
 def parse_item_content(
@@ -869,7 +870,7 @@ class Items:
         is given (the originator signs label and payload together, ADatP-4778). ``ref`` is this
         node's reference for a received item, when it is not ``item_id`` (:func:`item_ref`)."""
         label_dict = label_to_dict(label)  # once, for the stored label and the signed content
-        label_json = canonical(label_dict)
+        label_json = canonical_built(label_dict)  # label_to_dict's: strings, lists, dicts, None
         if origin is None and label.originator == self.party:
             content = item_content(item_id, label, payload_type, payload, label_dict=label_dict)
             origin = sign_origin(self.ring, content, now)
