@@ -1193,7 +1193,9 @@ def _read_cose(
         raise EnvelopeError("malformed")
     recipient_protected, recipient_unprotected, encrypted_key = recipients[0]
     recipient = _header_map(recipient_protected, _RECIPIENT_HEADER, kept=True)
-    epk = recipient_unprotected.get(_EPHEMERAL) if type(recipient_unprotected) is dict else None
+    if type(recipient_unprotected) is not dict:
+        raise EnvelopeError("malformed")  # looked into below: no other item may reach .keys()
+    epk = recipient_unprotected.get(_EPHEMERAL)
     if (
         recipient[_ALG] != _ECDH_ES_HKDF_256
         or type(recipient[_ALG]) is not int
