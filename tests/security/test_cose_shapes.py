@@ -54,3 +54,27 @@ def test_a_recipients_unprotected_header_that_is_not_a_map_is_malformed(net: Net
     assert refusal(lambda: net.open(text)) == "malformed"
     with pytest.raises(env.EnvelopeError):
         env.envelope_routing(text)
+
+
+# cbor2 decodes a decimal fraction (tag 4) and a bigfloat (tag 5) into a Decimal as it reads them, and
+# the decimal module's own errors are ArithmeticErrors, none of those the reader took for a malformed
+# item: a hop's bytes (or its protected header) holding one escaped open_envelope as decimal.Overflow
+# or decimal.InvalidOperation. Anyone can send one (the outer layer is read before any key is used).
+_BIG_EXPONENT = (2**62).to_bytes(8, "big")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        pytest.param(b"\xc5\x82\x1b" + _BIG_EXPONENT + b"\x01", id="bigfloat-overflow"),
+        pytest.param(b"\xc4\x82\x1b" + _BIG_EXPONENT + b"\x01", id="decimal-invalid-operation"),
+        pytest.param(b"\xc4\x82\x3b" + _BIG_EXPONENT + b"\x01", id="decimal-negative-exponent"),
+    ],
+)
+def test_a_decimal_the_decoder_cannot_make_is_malformed(net: Net, item: bytes) -> None:
+    assert refusal(lambda: net.open(wrapped(item))) == "malformed"
+    parts = cbor2.loads(message_of(net.sealed())).value
+    in_header = cbor2.dumps(CBORTag(96, [b"\xa1\x01" + item, *parts[1:]]), canonical=True)
+    assert refusal(lambda: net.open(wrapped(in_header))) == "malformed"
+    with pytest.raises(env.EnvelopeError):
+        env.envelope_routing(wrapped(in_header))

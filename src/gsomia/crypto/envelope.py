@@ -897,10 +897,15 @@ def _cbor(data: bytes) -> Any:
 
 
 def _decoded(data: bytes) -> Any:
-    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`)."""
+    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`).
+
+    cbor2 decodes the tags it knows as it reads them (a decimal fraction or bigfloat into a
+    ``Decimal``, a date, an address...), and those decoders fail with their own errors, not all of
+    them cbor2's (``decimal.Overflow``, ``decimal.InvalidOperation``: ArithmeticErrors): whatever
+    fails in reading the sender's bytes, they are malformed (the hop's layout holds no such tag)."""
     try:
         return cbor2.loads(data)
-    except _CBOR_ERRORS as exc:
+    except Exception as exc:  # any failure to read the unauthenticated bytes is theirs
         raise EnvelopeError("malformed") from exc
 
 
