@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_bytes, loads
-from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record
+from gsomia._codec import (
+    DecisionTexts,
+    Encoded,
+    canonical,
+    canonical_built,
+    canonical_record,
+    label_to_dict,
+    storable,
+    storable_record,
+)
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
 _BEFORE_ENVELOPE = json.JSONEncoder(
@@ -191,6 +200,49 @@ def test_a_record_with_values_written_once_gets_the_same_bytes(value: dict[str, 
     assert canonical_record(record) == _before_codec(value)
 
 
+# any text, surrogates (which no store holds) and NUL (which PostgreSQL's text refuses) among them
+_ANY_TEXT = st.text(st.characters(), max_size=12) | st.sampled_from(
+    ["\x00", "a\ud800b", "\udfff\x00", "秘\x00密"]
+)
+_ANY_VALUES = st.recursive(
+    _ANY_TEXT | st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_ANY_TEXT, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(_ANY_TEXT, _ANY_VALUES, max_size=6), st.data())
+def test_an_audit_detail_is_the_storable_canonical_record(value: dict[str, Any], data: Any) -> None:
+    """An audit record's detail (``storable_record``, orjson in one call where it may) is exactly
+    ``storable(canonical_record(...))``, the record's values written once or not, whatever they hold
+    (a NUL, a lone surrogate in a value, in a key, in a value written once): what every store holds,
+    escaped as before."""
+    written = data.draw(st.sets(st.sampled_from(sorted(value)) if value else st.nothing()))
+    record = {k: Encoded(canonical(v)) if k in written else v for k, v in value.items()}
+    expected = storable(_before_codec(value))
+    assert storable_record(record) == expected == storable(canonical_record(record))
+    assert "\x00" not in expected
+    expected.encode()  # no surrogate is left: UTF-8 takes it
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"reason": "a\x00b"},
+        {"reason": "\ud800"},
+        {"decision": Encoded('{"reason":"\ud800"}'), "msg_id": "m"},
+        {"decision": Encoded('{"reason":"\\u0000 秘"}'), "msg_id": "\x00"},
+        {"\ud800": 1, "decision": Encoded("{}")},
+    ],
+    ids=repr,
+)
+def test_unstorable_text_in_an_audit_detail_is_escaped(record: dict[str, Any]) -> None:
+    assert storable_record(record) == storable(canonical_record(record))
+    assert "\x00" not in storable_record(record)
+    storable_record(record).encode()
+
+
 def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -> None:
     """Issue 18: the decisions a batch shares (the engine's memo) are written once each, by identity,
     and each as ``decision_json`` writes it; another decision, equal or not, is written for itself."""
@@ -293,3 +345,42 @@ def test_the_walk_of_a_tree_answers_as_the_walk_that_notes_containers(value: Any
 def test_any_tree_gets_the_same_answer(value: dict[str, Any]) -> None:
     assert canonical_tree_bytes(value) == canonical_bytes(value)
     assert canonical_tree_bytes([value, value]) == canonical_bytes([value, value])
+
+
+@settings(max_examples=200)
+@given(st.text(), st.text(), st.lists(st.text(), max_size=4), st.integers())
+def test_a_built_value_is_written_as_the_standard_encoder_writes_it(
+    a: str, b: str, many: list[str], n: int
+) -> None:
+    # canonical_built skips the walk for dicts made only of strings, None, integers, lists and dicts:
+    # the same text as before over any text (lone surrogates, control and astral characters) and any
+    # integer (past 64 bits: orjson refuses, json writes it)
+    data = {"a": a, "b": None, "many": many, "n": n, "alternatives": [{"party": a, "classification": b}]}
+    data[b] = 1
+    assert canonical_built(data) == _before_codec(data)
+
+
+def test_the_built_values_hold_only_what_canonical_built_may_skip_checking() -> None:
+    # label_to_dict's label and an item's signed content are written by canonical_built: a float or
+    # another type added to them would have to be walked (canonical), so this fails on such a change
+    from gsomia._canonical import _plain
+    from gsomia.core.labels import AlternativeLabel, SecurityLabel
+    from gsomia.kernel._items import item_content
+
+    label = SecurityLabel(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=frozenset({"JPN", "USA"}),
+        purpose="missile-warning",
+        topics=frozenset({"dprk-missile"}),
+        created=datetime(2024, 2, 1, 9, tzinfo=UTC),
+        caveats=frozenset({"G2G-ONLY"}),
+        review=datetime(2030, 1, 1, tzinfo=UTC),
+        alternatives=(AlternativeLabel("JPN", "極秘", "kor-jpn-gsomia-2016"),),
+    )
+    as_dict = label_to_dict(label)
+    assert _plain(as_dict)
+    assert canonical_built(as_dict) == _before_codec(as_dict)
+    content = item_content("KOR-1", label, "application/json", b"\x00\xff{}", 3)
+    assert _plain(json.loads(content))
+    assert content.decode() == _before_codec(json.loads(content))
