@@ -338,8 +338,8 @@ def test_a_hub_replaying_relayed_tracks_in_a_loop_loses_its_link_and_reconnectin
     since = _last_seq(jpn)
     sent = 0
     closed: tuple[int | None, str] = (None, "kept open")
-    # the bound is crossed within a minute of the first duplicate (a fixed window), so a few more
-    # links than it takes at most
+    # the bound is crossed within a minute of the first duplicate (counted over the last minute),
+    # so a few more links than it takes at most
     for _ in range(2 * HANDOFF_RESENDS // (5 * leaves) + 4):
         closed = link(5, 3.0)
         sent += 5

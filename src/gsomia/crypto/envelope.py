@@ -897,10 +897,15 @@ def _cbor(data: bytes) -> Any:
 
 
 def _decoded(data: bytes) -> Any:
-    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`)."""
+    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`).
+
+    cbor2 decodes the tags it knows as it reads them (a decimal fraction or bigfloat into a
+    ``Decimal``, a date, an address...), and those decoders fail with their own errors, not all of
+    them cbor2's (``decimal.Overflow``, ``decimal.InvalidOperation``: ArithmeticErrors): whatever
+    fails in reading the sender's bytes, they are malformed (the hop's layout holds no such tag)."""
     try:
         return cbor2.loads(data)
-    except _CBOR_ERRORS as exc:
+    except Exception as exc:  # any failure to read the unauthenticated bytes is theirs
         raise EnvelopeError("malformed") from exc
 
 
@@ -1193,7 +1198,9 @@ def _read_cose(
         raise EnvelopeError("malformed")
     recipient_protected, recipient_unprotected, encrypted_key = recipients[0]
     recipient = _header_map(recipient_protected, _RECIPIENT_HEADER, kept=True)
-    epk = recipient_unprotected.get(_EPHEMERAL) if type(recipient_unprotected) is dict else None
+    if type(recipient_unprotected) is not dict:
+        raise EnvelopeError("malformed")  # looked into below: no other item may reach .keys()
+    epk = recipient_unprotected.get(_EPHEMERAL)
     if (
         recipient[_ALG] != _ECDH_ES_HKDF_256
         or type(recipient[_ALG]) is not int

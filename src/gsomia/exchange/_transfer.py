@@ -29,7 +29,7 @@ import io
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -315,23 +315,34 @@ class Transfer:
                         receipt_id=receipt_id(jws) if batched else None,
                     )
                 )  # fmt: skip
-        audit.append(
-            self.kernel.audit_row(
-                "transfer.receipts",
-                None,
-                str(data.get("receiver")),
-                "allowed",
-                transfer=str(data.get("transfer")),
-                delivered=len(delivered),
-                already=len(already),
-                refused=len(refused),
-            )
-        )
-        if sink:  # the verdicts and the outcomes in one transaction
+
+        def summary(settled: Collection[str]) -> list[AuditRow]:
+            """The file's summary, counting what this process settled (``settled``): an entry read
+            as exported that another process of the node settled meanwhile (its compare-and-set
+            won) was delivered already, and is counted so, never as delivered by both."""
+            settled = set(settled)
+            won = sum(m in settled for m in tried)
+            return [
+                self.kernel.audit_row(
+                    "transfer.receipts",
+                    None,
+                    str(data.get("receiver")),
+                    "allowed",
+                    transfer=str(data.get("transfer")),
+                    delivered=won,
+                    already=len(already) + len(tried) - won,
+                    refused=len(refused),
+                )
+            ]
+
+        tried, written = delivered, set[str]()
+        if sink:  # the verdicts, the outcomes and the summary of what they settled in one transaction
             sink[-1]["heard"] = audit  # written whether or not that entry's compare-and-set wins
-            self.exchange.fed.settle_many(sink, now_us=epoch_us(now))
+            written.update(self.exchange.fed.settle_many(sink, now_us=epoch_us(now), then=summary))
         else:
-            self.kernel.store.append_audit(audit)
+            self.kernel.store.append_audit([*audit, *summary(written)])
+        delivered = [m for m in tried if m in written]
+        already += [m for m in tried if m not in written]
         return ReceiptsApplied(tuple(delivered), tuple(already), tuple(refused))
 
     # --- the receiver ---

@@ -453,7 +453,13 @@ class FederationStore:
             outcome["expected"] = expected
         self.settle_many([outcome], now_us=now_us)
 
-    def settle_many(self, outcomes: Sequence[dict[str, Any]], *, now_us: int) -> list[str]:
+    def settle_many(
+        self,
+        outcomes: Sequence[dict[str, Any]],
+        *,
+        now_us: int,
+        then: Callable[[Sequence[str]], Sequence[AuditRow]] | None = None,
+    ) -> list[str]:
         """Several :meth:`settle` outcomes (keyword dicts without ``now_us``) in one transaction; the
         message ids whose outcome was written.
 
@@ -468,7 +474,9 @@ class FederationStore:
         so an entry another process settled first is not audited again by this one (a second
         ``envelope.delivered`` would read, to a partner checking the log, as a second delivery). Its
         ``heard`` records (a receipt refused: what the receiver answered this attempt) are written
-        whether or not its compare-and-set won."""
+        whether or not its compare-and-set won. ``then``, given the message ids written, makes the
+        records that count them (a receipts file's summary), written in the same transaction: what
+        this process settled, not what it tried (another process may have settled some first)."""
         written: list[str] = []
         if not outcomes:
             return written
@@ -494,7 +502,8 @@ class FederationStore:
                     a
                     for o in outcomes
                     for a in (*(o.get("audit", ()) if o["msg_id"] in done else ()), *o.get("heard", ()))
-                ],
+                ]
+                + list(then(written) if then is not None else ()),
             )
         return written
 

@@ -5,6 +5,11 @@ in-memory and network-cache backends; a node may run as several processes on one
 the store is the truth, so the counters live in the ``rate_counters`` table (migration 0020):
 every process upserts the same row in one statement, and the count a process reads back is the
 node's. Windows end at the node's clock (``now_us``), so a test's clock moves them too.
+
+Besides ``limits``' fixed windows, :meth:`RateCounters.add_within` counts over a sliding window
+(the last ``window_s`` seconds, whatever instant is asked): a fixed window lets a source spend its
+budget twice across a window's edge, which a bound that must hold over any ``window_s`` (a hub's
+duplicates, ``stream/_service.py``) cannot allow.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from gsomia.store._store import Store
 __all__ = ["RateCounters"]
 
 _US = 1_000_000
+_SLICE_US = _US  # a sliding window is counted in slices of a second (one row each)
 
 
 def _upsert(dialect: str) -> Any:
@@ -66,6 +72,44 @@ class RateCounters(Storage):
                 },
             ).returning(table.c.count)
             return int(conn.execute(statement).scalar_one())
+
+    def add_within(self, key: str, amount: int, window_s: int) -> int:
+        """Add ``amount`` to ``key``'s count now; the count within the last ``window_s`` seconds
+        after it, all processes' together (a sliding window: the bound it is held to holds over any
+        ``window_s`` seconds, never twice that across the edge of a fixed window).
+
+        Counted in slices of one second (a row ``key@second`` each, kept until the window has passed
+        it): what the count covers is every slice the last ``window_s`` seconds touch, so at most
+        ``window_s + 1`` seconds, never less than ``window_s``. One transaction, serialised per key:
+        its first statement upserts the row ``key`` itself, which holds the key's writers one after
+        the other (PostgreSQL: that row's lock until the commit; SQLite: the database's write lock),
+        so two processes adding at once, on either side of a slice's edge, both count and each reads
+        a count that includes the other's if it committed first: no count is lost or read twice
+        (``tests/store/test_rate_counters.py``, two processes on both backends)."""
+        now = self.now_us()
+        window_us = window_s * _US
+        start = now - now % _SLICE_US
+        table = t.rate_counters
+        with self.store._begin() as conn:
+            upsert = _upsert(conn.dialect.name)
+            head = upsert.values(key=key, count=0, expires_us=now + window_us)
+            conn.execute(
+                head.on_conflict_do_update(
+                    index_elements=[table.c.key], set_={"expires_us": head.excluded.expires_us}
+                )
+            )
+            piece = upsert.values(
+                key=f"{key}@{start // _SLICE_US:012d}", count=amount, expires_us=start + _SLICE_US + window_us
+            )
+            conn.execute(
+                piece.on_conflict_do_update(
+                    index_elements=[table.c.key], set_={"count": table.c.count + piece.excluded.count}
+                )
+            )
+            counted = select(func.coalesce(func.sum(table.c.count), 0)).where(
+                table.c.key.startswith(f"{key}@", autoescape=True), table.c.expires_us > now
+            )
+            return int(conn.execute(counted).scalar_one())
 
     def _row(self, key: str) -> tuple[int, int] | None:
         table = t.rate_counters

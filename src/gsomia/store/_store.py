@@ -9,6 +9,7 @@ the SQL, its parameters or the driver's text (the SQL and the driver's text go t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 import os
@@ -834,6 +835,15 @@ def _private_sqlite_file(database: str | None) -> None:
         os.close(fd)
 
 
+def _most_connections(options: dict[str, Any]) -> int | None:
+    """The most connections a pool made with ``options`` holds at once (``None``: not bounded, or not
+    known: another pool class than the queue this store sets up)."""
+    size, overflow = options.get("pool_size"), options.get("max_overflow")
+    if "poolclass" in options or type(size) is not int or type(overflow) is not int or overflow < 0:
+        return None
+    return max(1, size + overflow)
+
+
 def _pooled(url: str) -> bool:
     """Whether ``url``'s engine keeps a queue of connections (not an in-memory SQLite's single one)."""
     parsed = make_url(url)
@@ -883,6 +893,9 @@ class Store:
         )
         self._leaf_writer: LeafWriter | None = None
         self._part_writer: ThreadPoolExecutor | None = None  # insert_item_parts' writers, made at first use
+        # as many as the transactions the pool's connections can hold at once (None: no bound is known,
+        # so each batch its own thread): each batch has one part at a time with the writers
+        self._part_threads = _most_connections(engine_options)
         self._threads = _pooled(url)
         self._writer_lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
@@ -1156,21 +1169,29 @@ class Store:
         the store while the caller's iterator makes the next one, so a batch's row building (Python)
         and its writes (the driver's, which let go of the GIL in the database: SQLite's B-trees and
         WAL, PostgreSQL's round trips) run side by side on two cores (issue 18). The iterator runs in
-        the calling thread, inside the transaction: it may read the store (another connection) but
-        must not write to it. The first error found ends the batch: the iterator's, or a part's
-        write (a conflict of an earlier part is raised before the iterator's refusal of a later one).
-        The seqs of the items, in order."""
+        the calling thread; it may read the store (another connection) but must not write to it. Its
+        first part is made before the transaction takes its connection (and, on SQLite, the process's
+        writer queue): a read there, which asks the pool for a connection of its own, then holds
+        none, so an ingest of one part (every single item a request ingests) holds nothing while it
+        waits for one; the later parts are made inside the transaction, beside the writes. The first
+        error found ends the batch and nothing is written: the iterator's (raised even when a part
+        handed to the writer before it was refused too), or a part's write. The seqs of the items,
+        in order."""
         seqs: list[int] = []
-        with self._begin() as conn:
+        remaining = iter(parts)
+        first = next(remaining, None)  # before the transaction: see above
+        if first is None:
+            return seqs
+        with self._begin() as conn, self._writers_of_a_batch() as writers:
             pending: Future[list[int]] | None = None
             try:
-                for new, inventory, audit in parts:
+                for new, inventory, audit in itertools.chain((first,), remaining):
                     if pending is not None:
                         seqs += pending.result()
                     if not self._threads:  # an in-memory SQLite's one connection is its thread's only
                         seqs += self._write_items(conn, new, inventory, audit)
                         continue
-                    pending = self._writer().submit(self._write_items, conn, new, inventory, audit)
+                    pending = writers(self._write_items, conn, new, inventory, audit)
                 if pending is not None:
                     seqs += pending.result()
                     pending = None
@@ -1179,13 +1200,24 @@ class Store:
                     wait([pending])
         return seqs
 
-    def _writer(self) -> ThreadPoolExecutor:
-        """The threads that write the parts of :meth:`insert_item_parts`: one a batch at a time, as
-        many as the connections a process of the node holds at once (made as they are needed)."""
+    @contextmanager
+    def _writers_of_a_batch(self) -> Iterator[Callable[..., Future[list[int]]]]:
+        """Where :meth:`insert_item_parts` hands a batch's parts (``submit``): the store's threads,
+        one a batch at a time and as many as the transactions its pool's connections can hold at once,
+        so a part always finds one. Fewer (033eaff had 20 for 40 connections) and a batch holding the
+        ``item_clock`` row's lock could wait for a thread behind first parts waiting for that lock, for
+        ever. Without a known bound on the connections, the batch's own thread."""
+        if self._part_threads is None:
+            with ThreadPoolExecutor(1, thread_name_prefix="gsomia-store-writer") as own:
+                yield own.submit
+            return
         with self._writer_lock:
             if self._part_writer is None:
-                self._part_writer = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="gsomia-store-writer")
-            return self._part_writer
+                self._part_writer = ThreadPoolExecutor(
+                    self._part_threads, thread_name_prefix="gsomia-store-writer"
+                )
+            writer = self._part_writer
+        yield writer.submit
 
     def _write_items(
         self,

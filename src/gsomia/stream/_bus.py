@@ -58,10 +58,12 @@ HANDOFF_ACK_WAIT_S = 3.0  # a handed track a dead holder pulled and never sent g
 # handed tracks out to a link's holder and not yet acknowledged, at most (set on the consumer: NATS's
 # own default, named so that what it bounds is stated); JetStream hands again only these
 HANDOFF_MAX_ACK_PENDING = 1000
-# the most tracks a link's holders can be handed again within HANDOFF_MAX_AGE_S: at most the pending
-# ones at once, each again once per ack wait, for as long as the stream keeps it. A partner that
-# receives more duplicates than this from one hub in that time is not seeing a redelivery (a replay)
-HANDOFF_RESENDS = HANDOFF_MAX_ACK_PENDING * math.ceil(HANDOFF_MAX_AGE_S / HANDOFF_ACK_WAIT_S)
+# the most tracks a link's holders can be handed again within any HANDOFF_MAX_AGE_S, as a receiver
+# counts it (in whole seconds: a span of up to one second more): at most the pending ones at once,
+# each again at most once per ack wait, so at most 21 times (at the span's start and every 3 s).
+# A partner that receives more duplicates than this from one sender in that time is not seeing a
+# redelivery (a replay)
+HANDOFF_RESENDS = HANDOFF_MAX_ACK_PENDING * (math.floor((HANDOFF_MAX_AGE_S + 1) / HANDOFF_ACK_WAIT_S) + 1)
 
 
 class Subscription(Protocol):

@@ -22,9 +22,10 @@ signs its own tracks, and every node checks that signature before it reads a tra
   SHA-256 of the signed content) and the leaves that arrived, for as long as the batch's signature
   is fresh (``max_clock_skew`` either side). The originator's own link sending any of them again
   refuses the link (``replayed-batch``); a hub's are dropped as duplicates, counted and audited
-  (its queue hands a relayed track again after a takeover, under the same signature), up to what
-  its JetStream could hand again (``HANDOFF_RESENDS`` in 60 s, counted in the store): past that,
-  refused as ``replayed-batch`` too. After
+  (its queue hands a relayed track again after a takeover, under the same signature), as are an
+  originator's updates sent again under a new signature, up to what the sender's JetStream could
+  hand again (``HANDOFF_RESENDS`` within any 60 s, a sender's together, counted in the store):
+  past that, refused as ``replayed-batch`` too. After
   that window the batch is refused as ``stale-batch``.
 
 Wire: the body of a ``TRACKS`` frame is one or more groups, each a signed root and some of

@@ -135,7 +135,7 @@ _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each
 # handed to it within the handover stream's age (HANDOFF_MAX_AGE_S), with a margin for the clocks
 _RESEND_WINDOW = timedelta(seconds=HANDOFF_MAX_AGE_S) + _SEEN_MARGIN
 _DUPLICATES_NAMED = 16  # updates a `duplicate` audit record names, at most (it counts them all)
-_RESENDS_KEY = "stream-resends:"  # + the hub: its duplicates in the store's counters (every process's)
+_RESENDS_KEY = "stream-resends:"  # + the sender: its duplicates in the store's counters (every process's)
 
 _Ack = Callable[[], Awaitable[None]]  # acknowledges one handed track at the node's bus
 _FOREVER = float("inf")
@@ -379,7 +379,7 @@ class StreamService:
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
         # the groups received and their audit records: one commit for those that arrive together
         self._memory = ReplayMemory(kernel.store)
-        # the duplicates each hub sent in the current HANDOFF_MAX_AGE_S window, all processes' together
+        # the duplicates each partner sent in the last HANDOFF_MAX_AGE_S, all processes' together
         self._resends = RateCounters(kernel.store, lambda: epoch_us(kernel.clock()))
         # the time this process's event loop was held up: a peer's window-root deadline leaves it out
         self._stalls = Stalls()
@@ -1543,7 +1543,7 @@ class StreamService:
                 continue
             taken.add(key)
             take.append((entry, message))
-        if dropped and sender != group.originator:
+        if dropped:
             await self._bound_resends(sender, group, len(dropped))
         last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
         for entry, message in take:
@@ -1554,31 +1554,29 @@ class StreamService:
                                                        sender=sender, count=len(dropped),
                                                        tracks=dropped[:_DUPLICATES_NAMED])])  # fmt: skip
 
-    async def _bound_resends(self, hub: str, group: VerifiedGroup, count: int) -> None:
-        """Count ``count`` tracks ``hub`` sent again in the store (every process of this node, every
-        link of the hub: reconnecting resets nothing); ``LinkError`` (``replayed-batch``) once the
-        hub's duplicates within ``HANDOFF_MAX_AGE_S`` are more than its JetStream could hand again
-        (``HANDOFF_RESENDS``): that is a replay, not a redelivery, and each costs this node commits
-        and an audit record. Fails closed: a store that cannot count refuses the link as well."""
-        key, window = _RESENDS_KEY + hub, math.ceil(HANDOFF_MAX_AGE_S)
+    async def _bound_resends(self, sender: str, group: VerifiedGroup, count: int) -> None:
+        """Count ``count`` tracks ``sender`` sent again in the store (every process of this node, every
+        link of the sender: reconnecting resets nothing); ``LinkError`` (``replayed-batch``) once its
+        duplicates within the last ``HANDOFF_MAX_AGE_S`` (a sliding window: any such span, never twice
+        the bound across a fixed window's edge) are more than its JetStream could hand again
+        (``HANDOFF_RESENDS``): that is a replay, not a redelivery, and each costs this node commits.
+        A hub's (relayed leaves again) and an originator's own (its updates again under a new
+        signature) are counted alike and together: both come again only from the hand-off consumer
+        of the sender's link to this node, one queue under one ``max_ack_pending``. Each duplicate
+        counts, the refused group's too, so a sender refused stays refused while it keeps replaying.
+        Fails closed: a store that cannot count refuses the link as well."""
         try:
-            total = await asyncio.to_thread(self._resends.incr, key, window, count)
-            if total > HANDOFF_RESENDS:  # refused for a whole window from now, not to its end only
-                await asyncio.to_thread(self._rearm, key, window, total)
+            total = await asyncio.to_thread(
+                self._resends.add_within, _RESENDS_KEY + sender, count, math.ceil(HANDOFF_MAX_AGE_S)
+            )
         except GsomiaError as exc:
-            raise LinkError("replayed-batch", f"{hub}'s duplicates could not be counted: {exc}") from exc
+            raise LinkError("replayed-batch", f"{sender}'s duplicates could not be counted: {exc}") from exc
         if total > HANDOFF_RESENDS:
             raise LinkError(
                 "replayed-batch",
-                f"{hub} sent again {total} track(s) of {group.originator}'s within {HANDOFF_MAX_AGE_S:g} s, "
-                f"more than a redelivery can (at most {HANDOFF_RESENDS}): a replay",
+                f"{sender} sent again {total} track(s) of {group.originator}'s within "
+                f"{HANDOFF_MAX_AGE_S:g} s, more than a redelivery can (at most {HANDOFF_RESENDS}): a replay",
             )
-
-    def _rearm(self, key: str, window: int, total: int) -> None:
-        """Start ``key``'s window over at ``total`` (past the bound): a hub refused for replaying is
-        refused at its next duplicate for ``window`` seconds, whichever window it was counted in."""
-        self._resends.clear(key)
-        self._resends.incr(key, window, total)
 
     def _read_track(
         self, sender: str, seq: int, group: VerifiedGroup, entry: Entry, labels: _GroupLabels
