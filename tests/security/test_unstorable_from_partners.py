@@ -100,9 +100,9 @@ def test_a_batch_with_unstorable_text_refuses_those_items_and_takes_the_rest(
     [answer] = jpn.exchange.receive([envelope])
 
     results = answer["results"]
-    assert [r["status"] for r in results] == [
-        "stored" if place is None else "refused" for place in places
-    ], results
+    assert [r["status"] for r in results] == ["stored" if place is None else "refused" for place in places], (
+        results
+    )
     for result, place in zip(results, places, strict=True):
         if place is not None:
             assert result["reason"].startswith(f"{place}: "), result
