@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from gsomia._canonical import canonical_bytes, compact_bytes, loads
+from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_bytes, loads
 from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
@@ -275,3 +275,21 @@ def test_a_container_held_twice_is_looked_at_whole(odd: Any) -> None:
     plain = {"label": LABEL, "n": 1}
     page = {"items": [plain, plain, {"label": LABEL, "n": 2}]}
     assert compact_bytes(page) == _starlette(page)
+
+
+@pytest.mark.parametrize("value", CORPUS + ODD + REFUSED, ids=repr)
+def test_the_walk_of_a_tree_answers_as_the_walk_that_notes_containers(value: Any) -> None:
+    """Issue 18: a hop's claims are checked by a walk that does not note the containers it met (each is
+    looked at as often as it is held); its answer is the other walk's, held once or in several places."""
+    shared = [value, "x"]
+    for tree in ({"v": value}, [value], {"a": shared, "b": [shared, {"c": shared}]}, [[], {}, [[value]]]):
+        assert canonical_tree_bytes(tree) == canonical_bytes(tree)
+    if value in REFUSED or value in ODD:
+        assert canonical_tree_bytes({"deep": [[{"x": value}]]}) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _VALUES, max_size=6))
+def test_any_tree_gets_the_same_answer(value: dict[str, Any]) -> None:
+    assert canonical_tree_bytes(value) == canonical_bytes(value)
+    assert canonical_tree_bytes([value, value]) == canonical_bytes([value, value])

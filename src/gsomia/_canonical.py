@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_bytes", "compact_bytes", "loads"]
+__all__ = ["canonical_bytes", "canonical_tree_bytes", "compact_bytes", "loads"]
 
 _LEAVES = frozenset({str, int, bool, type(None)})
 _NESTED = frozenset({dict, list, tuple})
@@ -61,6 +61,27 @@ def _plain(data: Any) -> bool:
     return True
 
 
+def _plain_tree(data: Any) -> bool:
+    """:func:`_plain` without the note of the containers met: each is looked at as often as it is held,
+    as orjson writes it. For a value built for one writing, whose containers are seldom shared (a
+    hop's claims: issue 18, the note of each of a batch's 300 containers was a third of the walk);
+    the answer is :func:`_plain`'s."""
+    pending = [data]
+    pop, push = pending.pop, pending.append
+    while pending:
+        value = pop()
+        for member in value.values() if type(value) is dict else value:
+            kind = type(member)
+            if kind in _LEAVES:
+                continue
+            if kind in _NESTED:
+                if member:  # an empty one holds nothing to look at
+                    push(member)
+            elif kind is not float or not (1e-4 <= member < 1e16 or -1e16 < member <= -1e-4 or member == 0.0):
+                return False  # as in _plain: only such a float is written as the standard encoder writes it
+    return True
+
+
 def canonical_bytes(data: Any) -> bytes | None:
     """The standard encoder's canonical form of ``data`` (sorted keys, ``separators=(",", ":")``,
     ``ensure_ascii=False``) as UTF-8, written by orjson; ``None`` where orjson's bytes would not be
@@ -70,6 +91,16 @@ def canonical_bytes(data: Any) -> bytes | None:
     except orjson.JSONEncodeError:  # a type orjson refuses, an integer past 64 bits, a cycle, depth
         return None
     return written if _plain(data) else None
+
+
+def canonical_tree_bytes(data: dict[str, Any] | list[Any]) -> bytes | None:
+    """:func:`canonical_bytes` of a dict or list, checked by :func:`_plain_tree`: the same answer,
+    faster for a value whose containers are not shared, slower for one that shares many."""
+    try:
+        written = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    return written if _plain_tree(data) else None
 
 
 def compact_bytes(data: Any) -> bytes | None:

@@ -638,6 +638,12 @@ def test_the_encrypts_protected_header_is_cbor2s_deterministic_encoding(
         written = env._encrypt_protected(iss, aud, exp, iat, cti)
         cwt = {1: iss, 3: aud, 4: exp, 6: iat, 7: cti}
         assert written == cbor2.dumps({1: 3, 3: 18, 15: cwt}, canonical=True)
+        assert env._read_encrypt_protected(written) == (iss, aud, exp, iat, cti)  # read by position
+        for cut in range(len(written)):
+            with pytest.raises(EnvelopeError):
+                env._read_encrypt_protected(written[:cut])
+        with pytest.raises(EnvelopeError):
+            env._read_encrypt_protected(written + b"\x00")
 
 
 def test_the_encrypts_protected_header_spelt_otherwise_is_refused(net: Net) -> None:
@@ -657,3 +663,80 @@ def test_the_encrypts_protected_header_spelt_otherwise_is_refused(net: Net) -> N
     ):
         assert cbor2.loads(spelt) == cbor2.loads(header)
         assert refusal(lambda s=spelt: net.open(wrapped(_reencrypted(net, plain, s)))) == "malformed"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------- read by position (issue 18)
+#
+# The COSE_Encrypt and the COSE_Sign1 are read by position as the layout's one deterministic encoding
+# (``_read_cose``, ``_read_sign1``), their large byte strings not copied out by cbor2: every cut of a
+# message and every changed byte of its framing must still be refused.
+
+
+def _framing(message: bytes, large: bytes) -> list[int]:
+    """The positions of ``message`` outside its one large byte string ``large``."""
+    start = message.find(large)
+    assert start != -1
+    return [*range(start), *range(start + len(large), len(message))]
+
+
+def test_every_cut_and_every_changed_framing_byte_of_the_encrypt_is_refused(net: Net) -> None:
+    message = message_of(net.sealed())
+    for cut in range(len(message)):
+        assert refusal(lambda c=cut: net.open(wrapped(message[:c]))) == "malformed"  # type: ignore[misc]
+    for at in _framing(message, cbor2.loads(message).value[2]):
+        for flip in (0x01, 0x20, 0x80):
+            changed = bytearray(message)
+            changed[at] ^= flip
+            refusal(lambda c=bytes(changed): net.open(wrapped(c)))  # type: ignore[misc]
+    assert net.open(wrapped(message)).body == BODY
+
+
+def test_an_ephemeral_key_spelt_otherwise_is_refused(net: Net) -> None:
+    """X25519 masks the top bit of a public key and reduces it (RFC 7748 section 5), so the same key
+    has other spellings, which opened (found by the test above): the key is in the unprotected header,
+    so anyone could re-spell a hop in flight. Refused now; the key as written opens."""
+    message = message_of(net.sealed())
+    epk = cbor2.loads(message).value[3][0][1][-1][-2]
+    u = int.from_bytes(epk, "little")
+    for other in (u | 1 << 255, u + 2**255 - 19):
+        if other < 2**256:
+            respelt = _respelt(message, epk, other.to_bytes(32, "little"))
+            assert refusal(lambda r=respelt: net.open(wrapped(r))) == "malformed"  # type: ignore[misc]
+    assert net.open(wrapped(message)).body == BODY
+
+
+def test_every_cut_and_every_changed_framing_byte_of_the_sign1_is_refused(net: Net) -> None:
+    plain = _inner(net, net.sealed())
+    for cut in range(len(plain)):
+        assert refusal(lambda c=cut: net.open(wrapped(_reencrypted(net, plain[:c])))) == "malformed"  # type: ignore[misc]
+    for at in _framing(plain, cbor2.loads(plain).value[2]):
+        for flip in (0x01, 0x20, 0x80):
+            changed = bytearray(plain)
+            changed[at] ^= flip
+            refusal(lambda c=bytes(changed): net.open(wrapped(_reencrypted(net, c))))  # type: ignore[misc]
+    assert net.open(wrapped(_reencrypted(net, plain))).body == BODY
+
+
+@pytest.mark.parametrize("length", [0, 23, 24, 255, 256, 65_536])
+def test_a_byte_strings_head_is_read_only_in_its_shortest_spelling(length: int) -> None:
+    content = os.urandom(length)
+    written = cbor2.dumps(content)
+    assert env._byte_string(written, 0) == (len(written) - length, len(written))
+    for size, marker in ((1, 0x58), (2, 0x59), (4, 0x5A), (8, 0x5B)):
+        if length >= 1 << (8 * size):
+            continue
+        longer = bytes((marker,)) + length.to_bytes(size, "big") + content
+        if longer != written:
+            with pytest.raises(EnvelopeError):
+                env._byte_string(longer, 0)
+    for bad in (written[:-1] if length else b"", b"\x5c" + content, b"\x60", b"\x41"):
+        with pytest.raises(EnvelopeError):
+            env._byte_string(bad, 0)
+
+
+def test_a_protected_header_whose_text_is_not_utf8_is_refused() -> None:
+    written = env._encrypt_protected("K", "J", 1, 1, b"x")
+    assert env._read_encrypt_protected(written) == ("K", "J", 1, 1, b"x")
+    for bad in (b"\x61\xff", b"\x61\x80", b"\x62\xed\xa0"):  # not UTF-8; a lone surrogate's lead
+        with pytest.raises(EnvelopeError):
+            env._read_encrypt_protected(written.replace(b"\x61K", bad, 1))

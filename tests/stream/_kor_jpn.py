@@ -21,6 +21,7 @@ from gsomia.errors import LinkError
 from gsomia.node import Node
 from gsomia.stream import StreamService, launches
 from gsomia.stream._link import BATCH, TRACK, TRACKS, BatchSigner, initiate
+from gsomia.stream._origin import sign_batch
 from gsomia.testing import FakeClock, make_node
 
 
@@ -92,3 +93,25 @@ async def kor_link(service: StreamService, kor: Node, bodies: Any) -> LinkError:
     except LinkError as exc:
         return exc
     raise AssertionError("the link ended without a refusal")
+
+
+def resigned(kor: Node, clock: FakeClock, messages: list[bytes], times: int) -> Iterator[bytes]:
+    """``messages`` signed by KOR ``times`` times, each a millisecond later (a new batch each)."""
+    for _ in range(times):
+        clock.advance(milliseconds=1)
+        yield sign_batch(kor.ring, messages, clock())
+
+
+def resent_to(jpn: Node, kor: Node, bodies: Iterator[bytes]) -> tuple[LinkError, int]:
+    """:func:`kor_link` to a new ``StreamService`` of JPN's: how it refused the link, and how many
+    tracks it showed."""
+
+    async def run() -> tuple[LinkError, int]:
+        service = StreamService(jpn)
+        subscription: Any = await service.bus.subscribe()
+        refused = await kor_link(service, kor, bodies)
+        shown = subscription.queue.qsize()
+        await service.close()
+        return refused, shown
+
+    return asyncio.run(run())

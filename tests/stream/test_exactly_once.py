@@ -34,6 +34,7 @@ from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
 from gsomia.errors import LinkError, StoreError
 from gsomia.node import Node, load_config
 from gsomia.store import SignedArrival, Store
+from gsomia.store._store import _FORGET_STEP_US
 from gsomia.stream import StreamService, launches, replay
 from gsomia.stream._link import ACK, ACK_BODY, BATCH, TRACKS, BatchSigner, initiate
 from gsomia.stream._origin import sign_batch
@@ -368,20 +369,24 @@ def test_the_store_forgets_an_update_after_the_window(tmp_path: Path) -> None:
 
 
 def test_the_store_forgets_what_is_before_the_bound_and_nothing_after_it(tmp_path: Path) -> None:
-    """The replay memory forgets a row once a commit's bound is past it, never before: a bound that
-    has not moved (or moved back) forgets nothing, and a replay inside the window is refused."""
+    """The replay memory forgets a row once a commit's bound is a step (``_FORGET_STEP_US``) past the
+    bound it last forgot before, never before the bound passed it: a bound that has not moved (or
+    moved back, or less than a step on) forgets nothing, and a replay inside the window is refused."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.migrate()
-    second = 1_000_000
+    second, step = 1_000_000, _FORGET_STEP_US
     try:
         assert store.remember_signed_tracks("b1", "KOR", [0], 0, 0, ["k"]) == ([], set())
         # the bound has not moved past "k" (seen at 0): still seen, its batch still a replay
         assert store.remember_signed_tracks("b2", "KOR", [0], 10, 0, ["k"]) == ([], {"k"})
         assert store.remember_signed_tracks("b1", "KOR", [0], 20, -second, ["x"]) == ([0], set())
-        # the bound past it: forgotten, as the window says
-        assert store.remember_signed_tracks("b3", "KOR", [0], 30, 1, ["k"]) == ([], set())
-        # what was recorded after the bound stays: its replay is refused
-        assert store.remember_signed_tracks("b3", "KOR", [0], 40, 2, ["y"]) == ([0], set())
+        # the bound past it, less than a step on: not yet forgotten (kept longer, never shorter)
+        assert store.remember_signed_tracks("b4", "KOR", [0], 25, step - 1, ["k"]) == ([], {"k"})
+        # a step on: forgotten, as the window says
+        assert store.remember_signed_tracks("b3", "KOR", [0], 2 * step, step, ["k"]) == ([], set())
+        # what was recorded after the bound stays: its replay is refused, the bound a step on as well
+        assert store.remember_signed_tracks("b3", "KOR", [0], 3 * step, 2 * step, ["y"]) == ([0], set())
+        assert store.remember_signed_tracks("b5", "KOR", [0], 3 * step, 2 * step, ["k"]) == ([], {"k"})
     finally:
         store.close()
 

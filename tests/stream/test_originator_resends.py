@@ -10,19 +10,14 @@ in JPN's store with a hub's, and past the bound the link is refused as ``replaye
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.stream._kor_jpn import kor_jpn_nodes, kor_link, kor_messages
+from tests.stream._kor_jpn import kor_jpn_nodes, kor_messages, resent_to, resigned
 
-from gsomia.errors import LinkError
 from gsomia.node import Node
-from gsomia.stream import StreamService
 from gsomia.stream._bus import HANDOFF_RESENDS
-from gsomia.stream._origin import sign_batch
 from gsomia.testing import FakeClock
 
 LEAVES = 128  # updates a batch of KOR's holds
@@ -44,20 +39,7 @@ def test_an_originator_resending_its_updates_under_new_signatures_loses_its_link
     messages = kor_messages(kor, LEAVES, "KOR-again")
     batches = HANDOFF_RESENDS // LEAVES + 3  # the first, then past the bound by more than a batch
 
-    def bodies() -> Iterator[bytes]:
-        for _ in range(batches):
-            clock.advance(milliseconds=1)  # a new signing instant: a new batch
-            yield sign_batch(kor.ring, messages, clock())
-
-    async def run() -> tuple[LinkError, int]:
-        service = StreamService(jpn)
-        subscription: Any = await service.bus.subscribe()
-        refused = await kor_link(service, kor, bodies())
-        shown = subscription.queue.qsize()
-        await service.close()
-        return refused, shown
-
-    refused, shown = asyncio.run(run())
+    refused, shown = resent_to(jpn, kor, resigned(kor, clock, messages, batches))
     assert refused.detail == "replayed-batch"
     assert "more than a redelivery can" in str(refused)
     counted = int(str(refused).split("sent again ")[1].split(" ")[0])

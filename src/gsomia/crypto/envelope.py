@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 import orjson
 import pybase64
-from cbor2 import CBORTag
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -64,7 +63,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc.jwk import OKPKey
 
-from gsomia._canonical import canonical_bytes
+from gsomia._canonical import canonical_tree_bytes
 from gsomia.errors import EnvelopeError, InstantError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -269,7 +268,9 @@ _CANONICAL = json.JSONEncoder(
 
 
 def _canonical(data: dict[str, Any]) -> bytes:
-    written = canonical_bytes(data)  # the same bytes, by orjson, where it writes the same
+    # the same bytes, by orjson, where it writes the same; checked as a tree (a hop's body is built
+    # for the hop: a container met twice is looked at twice, as orjson writes it twice)
+    written = canonical_tree_bytes(data)
     return written if written is not None else _CANONICAL.encode(data).encode()
 
 
@@ -839,25 +840,21 @@ def open_envelope(
 # and value is checked, and every CBOR item must be in the deterministic encoding (RFC 8949 section
 # 4.2.1) in which it is written: re-encoded it must give back the bytes received, which refuses
 # duplicate map keys, trailing bytes, indefinite lengths and any other second spelling. The COSE_Encrypt
-# and the COSE_Sign1 are checked around their one large byte string (``_spelt``), against the layout's
-# own encoding: so the ephemeral key's map keys are its integers, not floats equal to them (cbor2's
-# re-encoding of the decoded map had given a float key back as the float, and let it through); the
-# protected headers' and the CWT claims' keys, which ``_cbor`` re-encodes, are held to integers by
-# type (``_int_labels``): a float 1.0 or ``true`` is a key equal to 1 and its own encoding.
+# and the COSE_Sign1 are read by position as the layout's own encoding (``_read_cose``, ``_read_sign1``:
+# each head the shortest, the fixed parts byte for byte, nothing after), their large byte strings not
+# copied out by a decoder: so the ephemeral key's map keys are its integers, not floats equal to them;
+# the COSE_Encrypt's protected header is read by position too (``_read_encrypt_protected``); the two
+# protected headers that are the same for every hop of a key, which ``_cbor`` decodes and re-encodes
+# once, have their keys held to integers by type (``_int_labels``): a float 1.0 or ``true`` is a key
+# equal to 1 and its own encoding.
 
 _EDDSA, _A256GCM_ALG, _ECDH_ES_HKDF_256 = -8, 3, -25
-_SIGN1_TAG, _ENCRYPT_TAG = 18, 96
-_COSE_SIGN1_CONTENT = 18  # CoAP Content-Format of application/cose; cose-type="cose-sign1"
 HOP_COSE_TYPE = "application/gsomia-hop+json"
-_ALG, _CTY, _KID, _IV, _TYP, _CWT, _EPHEMERAL = 1, 3, 4, 5, 16, 15, -1
-_CWT_ISS, _CWT_AUD, _CWT_EXP, _CWT_IAT, _CWT_CTI = 1, 3, 4, 6, 7
+_ALG, _KID, _TYP = 1, 4, 16
 _SIGN1_HEADER = frozenset({_ALG, _KID, _TYP})
-_ENCRYPT_HEADER = frozenset({_ALG, _CTY, _CWT})
-_CWT_CLAIMS = frozenset({_CWT_ISS, _CWT_AUD, _CWT_EXP, _CWT_IAT, _CWT_CTI})
 _RECIPIENT_HEADER = frozenset({_ALG, _KID})
-_COSE_EPK = frozenset({1, -1, -2})  # kty, crv, x
-_OKP, _X25519 = 1, 4
 _COSE_MAX_HEADER = 1024
+_X25519_PRIME = 2**255 - 19
 
 
 # One cbor2 encoder per thread, kept: constructing one costs about 12 µs, more than encoding a header
@@ -897,7 +894,7 @@ def _cbor(data: bytes) -> Any:
 
 
 def _decoded(data: bytes) -> Any:
-    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet (:func:`_spelt`).
+    """The CBOR item ``data`` starts with, decoded, its spelling not checked yet.
 
     cbor2 decodes the tags it knows as it reads them (a decimal fraction or bigfloat into a
     ``Decimal``, a date, an address...), and those decoders fail with their own errors, not all of
@@ -907,20 +904,6 @@ def _decoded(data: bytes) -> Any:
         return cbor2.loads(data)
     except Exception as exc:  # any failure to read the unauthenticated bytes is theirs
         raise EnvelopeError("malformed") from exc
-
-
-def _spelt(data: bytes, head: bytes, length: int, tail: bytes) -> None:
-    """``malformed`` unless ``data``, which decoded to a message of the layout with a byte string of
-    ``length`` bytes in it, is ``head`` (the deterministic encoding of what precedes that byte string's
-    content, its head included), the content, then ``tail`` (the encoding of what follows it).
-
-    What :func:`_cbor` checks by writing the whole message again, checked around its one large byte
-    string (a batch's ciphertext or claims) instead of copying it twice more: a CBOR item delimits
-    itself, so bytes that begin with ``head`` decode to the items ``head`` encodes and then to
-    ``length`` bytes of content, which are the ones decoded; ``tail`` and the length account for
-    every byte after them. So the message is its deterministic encoding exactly when this holds."""
-    if len(data) != len(head) + length + len(tail) or not data.startswith(head) or not data.endswith(tail):
-        raise EnvelopeError("malformed")
 
 
 def _kdf_context(recipient_protected: bytes) -> bytes:
@@ -1148,98 +1131,127 @@ def _int_labels(mapping: dict[Any, Any]) -> bool:
     return all(type(key) is int for key in mapping)
 
 
+def _argument(data: bytes, at: int, major: int) -> tuple[int, int]:
+    """The argument of the CBOR head of major type ``major`` at ``data[at]`` (an unsigned integer's
+    value, a string's length) and where the head ends; ``malformed`` for another type or a head not in
+    its deterministic spelling (the shortest, RFC 8949 section 4.2.1)."""
+    if at >= len(data):
+        raise EnvelopeError("malformed")
+    first = data[at]
+    info = first & 31
+    if first >> 5 != major or info > 27:
+        raise EnvelopeError("malformed")
+    if info < 24:
+        return info, at + 1
+    size = 1 << (info - 24)
+    end = at + 1 + size
+    value = int.from_bytes(data[at + 1 : end], "big")
+    # one byte from 24, two from 256, four from 65,536, eight from 2**32; and the whole head there
+    if end > len(data) or value < (24 if size == 1 else 1 << (4 * size)):
+        raise EnvelopeError("malformed")
+    return value, end
+
+
+def _byte_string(data: bytes, at: int) -> tuple[int, int]:
+    """The bounds of the content of the byte string whose head is at ``data[at]``, in its deterministic
+    spelling and whole; ``malformed`` else. A message's large byte strings are found by position
+    (:func:`_read_cose`, :func:`_read_sign1`) instead of decoded out of it by cbor2, which copied them."""
+    length, start = _argument(data, at, 2)
+    if start + length > len(data):
+        raise EnvelopeError("malformed")
+    return start, start + length
+
+
+def _text_string(data: bytes, at: int) -> tuple[str, int]:
+    """The text string whose head is at ``data[at]`` (as :func:`_byte_string`; strict UTF-8), and its end."""
+    length, start = _argument(data, at, 3)
+    if start + length > len(data):
+        raise EnvelopeError("malformed")
+    try:
+        return data[start : start + length].decode("utf-8"), start + length
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError("malformed") from exc
+
+
+def _read_encrypt_protected(protected: bytes) -> tuple[str, str, int, int, bytes]:
+    """The COSE_Encrypt's protected header read by position as :func:`_encrypt_protected` writes it
+    (its one deterministic encoding: the fixed labels and values byte for byte, each head the
+    shortest, nothing after): ``iss``, ``aud``, ``exp``, ``iat`` and ``cti``; ``malformed`` else.
+    Read here rather than decoded by cbor2 (which cost a hop about as much as writing it again to
+    prove its spelling)."""
+    iss, at = _text_string(protected, _after(protected, 0, _ENCRYPT_PROTECTED_HEAD))
+    aud, at = _text_string(protected, _after(protected, at, b"\x03"))
+    exp, at = _argument(protected, _after(protected, at, b"\x04"), 0)
+    iat, at = _argument(protected, _after(protected, at, b"\x06"), 0)
+    start, at = _byte_string(protected, _after(protected, at, b"\x07"))
+    if at != len(protected):
+        raise EnvelopeError("malformed")
+    return iss, aud, exp, iat, protected[start:at]
+
+
+def _after(data: bytes, at: int, expected: bytes) -> int:
+    """Where ``expected``, which must be at ``data[at]``, ends; ``malformed`` where it is not there."""
+    if not data.startswith(expected, at):
+        raise EnvelopeError("malformed")
+    return at + len(expected)
+
+
 def _read_cose(
     data: bytes, start: int, end: int
-) -> tuple[dict[str, Any], tuple[bytes, bytes, bytes, bytes, bytes]]:
+) -> tuple[dict[str, Any], tuple[bytes, bytes, memoryview, bytes, bytes]]:
     """The COSE_Encrypt of a hop, ``data[start:end]`` in base64url, read and held to the layout before
     any key is used: its routing (not yet authenticated) with the recipient's ``kid``, and what
-    :func:`_cose_decrypt` needs (protected header, IV, ciphertext, recipient's header, ephemeral key)."""
+    :func:`_cose_decrypt` needs (protected header, IV, ciphertext, recipient's header, ephemeral key).
+
+    The message is read by position, as the layout's one deterministic encoding: the tag and array
+    heads, the protected header, the map holding only the 12-byte IV, the ciphertext (a view, not
+    copied), the one recipient with its protected header, the ephemeral X25519 key's map and an empty
+    encrypted key, and nothing after. Any other bytes (another structure, a second spelling of a
+    head, a key or a length, trailing bytes) are ``malformed``, as a decoding by cbor2 that must
+    give back the same bytes was; only the two protected headers are decoded, and each is held to
+    its own deterministic spelling."""
     try:
         raw = _unb64_in(data, start, end)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError("malformed") from exc
-    message = _decoded(raw)  # its spelling is checked once its layout is (_spelt)
-    if type(message) is not CBORTag or message.tag != _ENCRYPT_TAG:
+    at = _after(raw, 0, _ENCRYPT_HEAD)
+    head, at = _byte_string(raw, at)
+    protected = raw[head:at]
+    at = _after(raw, at, _IV_MAP)
+    iv = raw[at : at + 12]
+    body, at = _byte_string(raw, at + 12)
+    ciphertext = memoryview(raw)[body:at]
+    head, at = _byte_string(raw, _after(raw, at, _RECIPIENTS_HEAD))
+    recipient_protected = raw[head:at]
+    at = _after(raw, at, _EPHEMERAL_HEAD)
+    ephemeral = raw[at : at + 32]
+    if len(iv) != 12 or len(ephemeral) != 32 or raw[at + 32 :] != _EMPTY_BYTES:
         raise EnvelopeError("malformed")
-    parts = message.value
-    if type(parts) is not list or len(parts) != 4:
+    if int.from_bytes(ephemeral, "little") >= _X25519_PRIME:
+        # another spelling of a key (RFC 7748 section 5: the top bit is masked and a u-coordinate
+        # reduced); no X25519 writer sends one, and the key is not authenticated by the AEAD
         raise EnvelopeError("malformed")
-    protected, unprotected, ciphertext, recipients = parts
-    # read once, its spelling checked by writing it again from what it decoded to, below
-    if type(protected) is not bytes or len(protected) > _COSE_MAX_HEADER:
+    if len(protected) > _COSE_MAX_HEADER:
         raise EnvelopeError("malformed")
-    header = _decoded(protected)
-    if type(header) is not dict or header.keys() != _ENCRYPT_HEADER:
+    iss, aud, exp, iat, cti = _read_encrypt_protected(protected)
+    if not (_is_text(iss) and _is_text(aud) and _is_second(iat) and _is_second(exp) and iat <= exp):
         raise EnvelopeError("malformed")
-    cwt = header[_CWT]
-    if (
-        header[_ALG] != _A256GCM_ALG
-        or type(header[_ALG]) is not int
-        or header[_CTY] != _COSE_SIGN1_CONTENT
-        or type(header[_CTY]) is not int
-        or type(cwt) is not dict
-        or cwt.keys() != _CWT_CLAIMS
-        or not _int_labels(cwt)
-        or not (_is_text(cwt[_CWT_ISS]) and _is_text(cwt[_CWT_AUD]))
-        or not (_is_second(cwt[_CWT_IAT]) and _is_second(cwt[_CWT_EXP]) and cwt[_CWT_IAT] <= cwt[_CWT_EXP])
-    ):
-        raise EnvelopeError("malformed")
-    if (
-        type(unprotected) is not dict
-        or unprotected.keys() != {_IV}
-        or type(unprotected[_IV]) is not bytes
-        or len(unprotected[_IV]) != 12
-        or type(ciphertext) is not bytes
-        or type(recipients) is not list
-        or len(recipients) != 1
-        or type(recipients[0]) is not list
-        or len(recipients[0]) != 3
-    ):
-        raise EnvelopeError("malformed")
-    recipient_protected, recipient_unprotected, encrypted_key = recipients[0]
     recipient = _header_map(recipient_protected, _RECIPIENT_HEADER, kept=True)
-    if type(recipient_unprotected) is not dict:
-        raise EnvelopeError("malformed")  # looked into below: no other item may reach .keys()
-    epk = recipient_unprotected.get(_EPHEMERAL)
-    if (
-        recipient[_ALG] != _ECDH_ES_HKDF_256
-        or type(recipient[_ALG]) is not int
-        or recipient_unprotected.keys() != {_EPHEMERAL}
-        or type(epk) is not dict
-        or epk.keys() != _COSE_EPK
-        or epk[1] != _OKP
-        or epk[-1] != _X25519
-        or type(epk[1]) is not int
-        or type(epk[-1]) is not int
-        or type(epk[-2]) is not bytes
-        or len(epk[-2]) != 32
-        or encrypted_key != b""
-    ):
+    if recipient[_ALG] != _ECDH_ES_HKDF_256 or type(recipient[_ALG]) is not int:
         raise EnvelopeError("malformed")
-    iv, ephemeral, cti = unprotected[_IV], epk[-2], cwt[_CWT_CTI]
-    if type(cti) is not bytes or protected != _encrypt_protected(
-        cwt[_CWT_ISS], cwt[_CWT_AUD], cwt[_CWT_EXP], cwt[_CWT_IAT], cti
-    ):
-        raise EnvelopeError("malformed")  # another spelling of it (a key as a float, a longer head)
-    _spelt(
-        raw,
-        _encrypt_head(protected, iv, len(ciphertext)),
-        len(ciphertext),
-        _recipients(recipient_protected, ephemeral),
-    )
     routing = {
         "v": VERSION,
-        "iss": cwt[_CWT_ISS],
-        "aud": cwt[_CWT_AUD],
-        "jti": _text_of(cwt[_CWT_CTI]),
-        "iat": cwt[_CWT_IAT],
-        "exp": cwt[_CWT_EXP],
+        "iss": iss,
+        "aud": aud,
+        "jti": _text_of(cti),
+        "iat": iat,
+        "exp": exp,
         "kid": _text_of(recipient[_KID]),
     }
     return routing, (protected, iv, ciphertext, recipient_protected, ephemeral)
 
 
-def _cose_decrypt(sealed: tuple[bytes, bytes, bytes, bytes, bytes], key: OKPKey) -> bytes:
+def _cose_decrypt(sealed: tuple[bytes, bytes, memoryview, bytes, bytes], key: OKPKey) -> bytes:
     """The plaintext of a COSE_Encrypt read by :func:`_read_cose`, by ``key``'s X25519; ``decrypt-failed``."""
     protected, iv, ciphertext, recipient_protected, epk = sealed
     private = key.private_key
@@ -1253,26 +1265,22 @@ def _cose_decrypt(sealed: tuple[bytes, bytes, bytes, bytes, bytes], key: OKPKey)
 
 
 def _read_sign1(plain: bytes) -> tuple[bytes, bytes, bytes, str]:
-    """The COSE_Sign1 of a hop, held to the layout: its protected header, payload, signature and kid."""
-    message = _decoded(plain)  # its spelling is checked once its layout is (_spelt)
-    if type(message) is not CBORTag or message.tag != _SIGN1_TAG:
+    """The COSE_Sign1 of a hop, held to the layout: its protected header, payload, signature and kid.
+
+    Read by position as :func:`_read_cose` reads the COSE_Encrypt: the tag and array heads, the
+    protected header (decoded once per distinct spelling, :func:`_header_map`), the empty unprotected
+    map, the payload, the signature and nothing after; anything else is ``malformed``."""
+    head, at = _byte_string(plain, _after(plain, 0, _SIGN1_HEAD))
+    protected = plain[head:at]
+    head, at = _byte_string(plain, _after(plain, at, _EMPTY_MAP))
+    payload = plain[head:at]
+    head, at = _byte_string(plain, at)
+    if at != len(plain):
         raise EnvelopeError("malformed")
-    parts = message.value
-    if type(parts) is not list or len(parts) != 4:
-        raise EnvelopeError("malformed")
-    protected, unprotected, payload, signature = parts
+    signature = plain[head:at]
     header = _header_map(protected, _SIGN1_HEADER, kept=True)
-    if (
-        header[_ALG] != _EDDSA
-        or type(header[_ALG]) is not int
-        or header[_TYP] != HOP_COSE_TYPE
-        or unprotected != {}
-        or type(unprotected) is not dict
-        or type(payload) is not bytes
-        or type(signature) is not bytes
-    ):
+    if header[_ALG] != _EDDSA or type(header[_ALG]) is not int or header[_TYP] != HOP_COSE_TYPE:
         raise EnvelopeError("malformed")
-    _spelt(plain, _sign1_head(protected, len(payload)), len(payload), _bytes_head(len(signature)) + signature)
     return protected, payload, signature, _text_of(header[_KID])
 
 

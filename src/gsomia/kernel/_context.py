@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, ClassVar
 
 from gsomia._codec import (
     canonical_record,
@@ -347,6 +347,11 @@ class NodeContext:
     """Of one kind, source and code, the refusals of a window that are records of their own."""
     REFUSAL_SOURCES = 16
     """Sources of one kind and code per window with their own count; the rest are counted as ``*``."""
+    GROUPS_RECORDED: ClassVar[dict[tuple[str, str], int]] = {("stream.receive", "duplicate"): 16}
+    """Kinds and codes counted in groups, each record of its own naming how many its group held (a
+    stream partner's duplicates, counted in tracks, one record a group): a group has one while fewer
+    than this many were counted before it in the window. Their window's ``refusal.tally`` record is
+    written whenever the window counted any (the records of their own may have named them all)."""
 
     def tally_refusal(
         self,
@@ -377,29 +382,51 @@ class NodeContext:
             for _ in range(count):
                 self.record(kind, None, subject, "refused", reason=reason, **detail)
             return None
-        now = epoch_us(self.clock())
-        window = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
-        source, code = storable(source[:64]), storable(code[:64])
 
-        def rows(counted_as: str, n: int) -> list[AuditRow]:
+        def rows(counted_as: str, address: str, n: int) -> list[AuditRow]:
             where = (
-                {"source": counted_as} if counted_as == source else {"source": counted_as, "address": source}
+                {"source": counted_as}
+                if counted_as == address
+                else {"source": counted_as, "address": address}
             )
             return [
                 self.audit_row(kind, None, subject, "refused", reason=reason, **where, **detail)
                 for _ in range(n)
             ]
 
-        self.store.tally_refusals(
+        self.tally(kind, source, code, reason, rows, count=count)
+        return None if kind == RATE_LIMITED else self.admission.spend(storable(source[:64]), count)
+
+    def tally(
+        self,
+        kind: str,
+        source: str,
+        code: str,
+        reason: str,
+        rows: Callable[[str, str, int], Sequence[AuditRow]],
+        *,
+        count: int = 1,
+    ) -> int:
+        """Count ``count`` refusals (or drops) of ``kind`` and ``code`` from ``source`` in the store's
+        tally of the current window, in bounded space (:meth:`tally_refusal`'s, without spending the
+        source's budget): ``rows(counted_as, source, n)`` makes the records of their own for ``n`` of
+        them (``counted_as`` is ``*`` once a window's sources are too many to tell apart) while the
+        window's budget for the kind and code lasts (:data:`REFUSALS_RECORDED`, or
+        :data:`GROUPS_RECORDED`'s); the rest are only counted, and one ``refusal.tally`` record says
+        how many once the window has closed. How many were recorded on their own."""
+        now = epoch_us(self.clock())
+        window = now - now % (self.REFUSAL_WINDOW_S * 1_000_000)
+        source, code = storable(source[:64]), storable(code[:64])
+        address = source
+        return self.store.tally_refusals(
             (kind, source, code, window),
             now,
             count,
             storable(reason[:500]),
             sources=self.REFUSAL_SOURCES,
-            recorded=self.REFUSALS_RECORDED,
-            rows=rows,
+            recorded=self.GROUPS_RECORDED.get((kind, code), self.REFUSALS_RECORDED),
+            rows=lambda counted_as, n: rows(counted_as, address, n),
         )
-        return None if kind == RATE_LIMITED else self.admission.spend(source, count)
 
     def refuse_unauthenticated(
         self, kind: str, source: str | None, code: str, error: GsomiaError
@@ -437,7 +464,7 @@ class NodeContext:
                     source=tally.source,
                     code=tally.code,
                     count=tally.count,
-                    recorded=min(tally.count, self.REFUSALS_RECORDED),
+                    **self._recorded_of(tally),
                     window=from_us(tally.window_us).isoformat(),
                     seconds=self.REFUSAL_WINDOW_S,
                     first=from_us(tally.first_us).isoformat(),
@@ -445,10 +472,19 @@ class NodeContext:
                     sample=tally.sample,
                 )
                 for tally in closed
-                if tally.count > self.REFUSALS_RECORDED or tally.source == OVERFLOW_SOURCE
+                if tally.count > self.REFUSALS_RECORDED
+                or tally.source == OVERFLOW_SOURCE
+                or (tally.kind, tally.code) in self.GROUPS_RECORDED
             ]
 
         return len(self.store.close_tallies(current, rows))
+
+    def _recorded_of(self, tally: TallyRow) -> dict[str, Any]:
+        """How many of a closed window's refusals were records of their own (``recorded``); none
+        said for a kind counted in groups, whose records each named their group's count."""
+        if (tally.kind, tally.code) in self.GROUPS_RECORDED:
+            return {}
+        return {"recorded": min(tally.count, self.REFUSALS_RECORDED)}
 
     # --- people and the read decision ---
 

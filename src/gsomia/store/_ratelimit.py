@@ -81,23 +81,25 @@ class RateCounters(Storage):
         Counted in slices of one second (a row ``key@second`` each, kept until the window has passed
         it): what the count covers is every slice the last ``window_s`` seconds touch, so at most
         ``window_s + 1`` seconds, never less than ``window_s``. One transaction, serialised per key:
-        its first statement upserts the row ``key`` itself, which holds the key's writers one after
-        the other (PostgreSQL: that row's lock until the commit; SQLite: the database's write lock),
+        its first statement is a write that holds the key's writers one after the other until the
+        commit (PostgreSQL: an upsert of the row ``key`` itself, that row's lock; SQLite: the
+        slice's upsert, the database's write lock, taken before anything is read),
         so two processes adding at once, on either side of a slice's edge, both count and each reads
         a count that includes the other's if it committed first: no count is lost or read twice
-        (``tests/store/test_rate_counters.py``, two processes on both backends)."""
+        (``tests/stream/test_resend_bounds.py``, two processes on both backends)."""
         now = self.now_us()
         window_us = window_s * _US
         start = now - now % _SLICE_US
         table = t.rate_counters
         with self.store._begin() as conn:
             upsert = _upsert(conn.dialect.name)
-            head = upsert.values(key=key, count=0, expires_us=now + window_us)
-            conn.execute(
-                head.on_conflict_do_update(
-                    index_elements=[table.c.key], set_={"expires_us": head.excluded.expires_us}
+            if conn.dialect.name != "sqlite":  # SQLite: the slice's upsert takes the write lock first
+                head = upsert.values(key=key, count=0, expires_us=now + window_us)
+                conn.execute(
+                    head.on_conflict_do_update(
+                        index_elements=[table.c.key], set_={"expires_us": head.excluded.expires_us}
+                    )
                 )
-            )
             piece = upsert.values(
                 key=f"{key}@{start // _SLICE_US:012d}", count=amount, expires_us=start + _SLICE_US + window_us
             )

@@ -1223,8 +1223,8 @@ class StreamService:
             row = self._audit_row(
                 "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc)
             )
-            if confirmed:
-                await self._audit(row)
+            if confirmed:  # a partner: per partner and code a window's first 10 a record, the rest counted
+                await asyncio.to_thread(self._tally_refusal, peer_name, exc, row)
             else:  # nobody yet: one record per source and code per window, with the count left out
                 left_out = gate.should_record(source, exc.detail, time.monotonic())
                 if left_out is not None:
@@ -1236,6 +1236,18 @@ class StreamService:
         finally:
             if admitted and not confirmed:
                 gate.release(source)
+
+    def _tally_refusal(self, peer: str | None, exc: LinkError, row: AuditRow) -> None:
+        """Audit the refusal of an authenticated partner's link in bounded space (the kernel's tally:
+        per partner and code, the first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a
+        window are records of their own, the rest counted, one ``refusal.tally`` record once the
+        window closed): a partner that reconnects to be refused again, as fast as it can, makes
+        this node store a bounded number of records a minute."""
+
+        def rows(_counted_as: str, _peer: str, own: int) -> list[AuditRow]:
+            return [row] if own else []  # one refusal: one record, or none
+
+        self.kernel.tally("stream.link", peer or "?", exc.detail, str(exc), rows)
 
     async def _serve_frames(
         self, receive: Any, send: Any, session: LinkSession, first: Frame | None, peer_kid: str, peers: int
@@ -1550,9 +1562,28 @@ class StreamService:
             await self._take_track(sender, seq, group, entry, message, now, last)
         if dropped:
             self.stats.duplicates += len(dropped)
-            await self._memory.record([self._audit_row("stream.receive", None, group.originator, "duplicate",
-                                                       sender=sender, count=len(dropped),
-                                                       tracks=dropped[:_DUPLICATES_NAMED])])  # fmt: skip
+            await asyncio.to_thread(self._tally_duplicates, sender, group.originator, dropped)
+
+    def _tally_duplicates(self, sender: str, originator: str, dropped: list[str]) -> None:
+        """Audit the duplicates ``sender`` sent of a group in bounded space: counted in the store's
+        tally of the window (``stream.receive``, ``duplicate``, per sender, every process's), the
+        window's first groups a record each (naming how many, and at most 16 of them) while fewer
+        than 16 were counted before them, and the window's count in one ``refusal.tally`` record once
+        it has closed. Under the bound a sender may send 21,000 duplicates a minute; each group a
+        record made the audit log grow by as many, for ever."""
+        count = len(dropped)
+
+        def rows(counted_as: str, _sender: str, own: int) -> list[AuditRow]:
+            if not own:
+                return []
+            where = (
+                {"sender": sender} if counted_as == sender else {"sender": sender, "counted_as": counted_as}
+            )
+            return [self._audit_row("stream.receive", None, originator, "duplicate", **where, count=count,
+                                    tracks=dropped[:_DUPLICATES_NAMED])]  # fmt: skip
+
+        reason = f"{sender} sent again {count} track(s) of {originator}'s: {', '.join(dropped[:4])}"
+        self.kernel.tally("stream.receive", sender, "duplicate", reason, rows, count=count)
 
     async def _bound_resends(self, sender: str, group: VerifiedGroup, count: int) -> None:
         """Count ``count`` tracks ``sender`` sent again in the store (every process of this node, every
