@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.conftest import kst
 
-from gsomia import AlternativeLabel, Catalogue, Equivalence, EquivalenceRow, LabelError, UnknownNameError
+from gsomia import (
+    AlternativeLabel,
+    Catalogue,
+    Equivalence,
+    EquivalenceRow,
+    LabelError,
+    SecurityLabel,
+    UnknownNameError,
+)
 from gsomia.core.policy import assumed_assurances
 from gsomia.errors import AgreementError
 
@@ -91,6 +99,38 @@ def test_alternative_label_is_added_beside_never_replacing(catalogue: Catalogue)
         marked.with_alternative(AlternativeLabel("JPN", "秘", "kor-jpn-gsomia-2016"))
     with pytest.raises(LabelError, match="originator"):
         marked.with_alternative(AlternativeLabel("KOR", "군사II급비밀", "x"))
+
+
+def test_an_alternative_keeps_every_other_field_as_replace_would(catalogue: Catalogue) -> None:
+    # with_alternative names each field (not dataclasses.replace, issue 18): one added to SecurityLabel
+    # must be added there too, and the label's own checks still run
+    assert [f.name for f in fields(SecurityLabel) if f.init] == [
+        "originator",
+        "classification",
+        "releasable_to",
+        "purpose",
+        "topics",
+        "created",
+        "caveats",
+        "review",
+        "policy",
+        "alternatives",
+    ]
+    label = catalogue.label(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=["JPN", "USA"],
+        purpose="p",
+        topics=["dprk-missile"],
+        created=kst(2020, 1, 1),
+        caveats=["G2G-ONLY"],
+        review=kst(2030, 1, 1),
+    )
+    alternative = AlternativeLabel("JPN", "極秘", "kor-jpn-gsomia-2016")
+    made = label.with_alternative(alternative)
+    expected = replace(label, alternatives=(alternative,))
+    assert made == expected
+    assert all(getattr(made, f.name) == getattr(expected, f.name) for f in fields(SecurityLabel))
 
 
 def test_conflicting_equivalence_rows_are_refused() -> None:

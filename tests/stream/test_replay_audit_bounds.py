@@ -88,4 +88,39 @@ def test_a_partner_refused_again_and_again_is_audited_in_bounded_space(
     clock.advance(seconds=NodeContext.REFUSAL_WINDOW_S)
     jpn.kernel.close_refusal_tallies()
     tallies = [(s, d["source"], d["code"], d["count"]) for s, _, d in _records(jpn, "refusal.tally")]
-    assert tallies == [("stream.link", "KOR", "replayed-batch", links)]
+    assert sorted(tallies) == [
+        ("stream.link", "KOR", "opened", links),  # its links opened, counted the same way
+        ("stream.link", "KOR", "replayed-batch", links),
+    ]
+
+
+def test_a_partner_reconnecting_again_and_again_is_audited_in_bounded_space(
+    kor_jpn: tuple[Node, Node, FakeClock],
+) -> None:
+    """KOR opens 25 links within a minute, each ended by JPN (an unsigned track): each link opened
+    was a ``stream.link`` ``opened`` record of its own, so a partner reconnecting as fast as it can
+    made JPN write a record a link for ever, beside the refusals' bounded ones. Now the first 10 a
+    minute are records of their own and one ``refusal.tally`` record (code ``opened``) counts all 25
+    once the minute has closed, beside the refusals' own."""
+    kor, jpn, clock = kor_jpn
+    links = 25
+
+    async def run() -> list[str]:
+        service = StreamService(jpn)
+        ended = []
+        for _ in range(links):
+            clock.advance(milliseconds=10)
+            ended.append((await kor_link(service, kor, iter([]))).detail)
+        await service.close()
+        return ended
+
+    assert asyncio.run(run()) == ["unsigned"] * links
+    opened = [s for s, outcome, _ in _records(jpn, "stream.link") if outcome == "opened"]
+    assert opened == ["KOR"] * NodeContext.REFUSALS_RECORDED
+    clock.advance(seconds=NodeContext.REFUSAL_WINDOW_S)
+    jpn.kernel.close_refusal_tallies()
+    tallies = [(s, d["source"], d["code"], d["count"]) for s, _, d in _records(jpn, "refusal.tally")]
+    assert sorted(tallies) == [
+        ("stream.link", "KOR", "opened", links),
+        ("stream.link", "KOR", "unsigned", links),
+    ]

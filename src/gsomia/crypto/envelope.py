@@ -37,6 +37,7 @@ Every failure to open or verify is one :class:`EnvelopeError` whose message is o
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -204,10 +205,26 @@ _SIGNATURE_CHARS = 86  # an Ed25519 signature (64 bytes, RFC 8032) in unpadded b
 def _jws_bytes(header: dict[str, Any], payload: bytes, key: OKPKey) -> bytearray:
     """A compact JWS (RFC 7515 section 7.1) over ``payload``, signed EdDSA with ``key``'s Ed25519,
     as ASCII written once into one buffer (a batch's payload is not copied from string to string)."""
+    return _jws_under(_jws_head(header), payload, key)
+
+
+def _jws_head(header: dict[str, Any]) -> bytes:
+    """A JWS's protected header as its first segment (base64url of its JSON, ASCII)."""
+    return _b64(_HEADER_JSON.encode(header).encode()).encode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _origin_head(kid: str, typ: str, iss: str) -> bytes:
+    """:func:`_jws_head` of an originator's signature header: the same for every item a key signs,
+    so written once (its JSON and base64url were 2.4 us of an item's 46 us signature, issue 18)."""
+    return _jws_head({"alg": "EdDSA", "kid": kid, "typ": typ, "iss": iss})
+
+
+def _jws_under(head: bytes, payload: bytes, key: OKPKey) -> bytearray:
+    """:func:`_jws_bytes` with the protected header's segment ``head`` written already."""
     signer = key.private_key
     if not (type(signer) is _ED25519_PRIVATE or isinstance(signer, Ed25519PrivateKey)):
         raise EnvelopeError("malformed")  # gsomia signs with Ed25519 keys only
-    head = _b64(_HEADER_JSON.encode(header).encode()).encode("ascii")
     body = _b64_view(payload)
     cut = len(head) + 1 + len(body)
     token = bytearray(cut + 1 + _SIGNATURE_CHARS)
@@ -218,11 +235,6 @@ def _jws_bytes(header: dict[str, Any], payload: bytes, key: OKPKey) -> bytearray
     token[cut] = 0x2E
     token[cut + 1 :] = signature  # exactly _SIGNATURE_CHARS: the buffer's size does not change
     return token
-
-
-def _compact_jws(header: dict[str, Any], payload: bytes, key: OKPKey) -> str:
-    """A compact JWS (RFC 7515 section 7.1) over ``payload``, signed EdDSA with ``key``'s Ed25519."""
-    return _jws_bytes(header, payload, key).decode("ascii")
 
 
 def _compact_jwe(
@@ -295,8 +307,7 @@ def sign_origin(ring: KeyRing, content: bytes, at: datetime, *, typ: str = ITEM_
     """
     _aware(at)
     kid, key = ring._signer(at)
-    header = {"alg": "EdDSA", "kid": kid, "typ": typ, "iss": ring.party}
-    return _compact_jws(header, content, key)
+    return _jws_under(_origin_head(kid, typ, ring.party), content, key).decode("ascii")
 
 
 def signed_payload(jws: str) -> bytes:

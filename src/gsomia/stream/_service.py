@@ -1216,7 +1216,8 @@ class StreamService:
             frame = session.open(data)
             confirmed = True
             gate.release(source)
-            await self._audit(self._audit_row("stream.link", None, peer_name, "opened", role="responder"))
+            opened = self._audit_row("stream.link", None, peer_name, "opened", role="responder")
+            await asyncio.to_thread(self._tally_opened, peer_name, opened)
             await self._serve_frames(receive, send, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
@@ -1236,6 +1237,19 @@ class StreamService:
         finally:
             if admitted and not confirmed:
                 gate.release(source)
+
+    def _tally_opened(self, peer: str, row: AuditRow) -> None:
+        """Audit a partner's link opened in bounded space, as its refusals are (the kernel's tally,
+        code ``opened``: per partner, a window's first
+        :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` a record each, the rest counted, one
+        ``refusal.tally`` record with the window's count once it closed): each link a partner opens
+        was a record of its own, so one reconnecting as fast as it can, refused each time, still made
+        this node write a record a link, for ever, beside the refusals' bounded records."""
+
+        def rows(_counted_as: str, _peer: str, own: int) -> list[AuditRow]:
+            return [row] if own else []
+
+        self.kernel.tally("stream.link", peer, "opened", f"{peer} opened a link", rows)
 
     def _tally_refusal(self, peer: str | None, exc: LinkError, row: AuditRow) -> None:
         """Audit the refusal of an authenticated partner's link in bounded space (the kernel's tally:
