@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_bytes, loads
-from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record
+from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record, storable, storable_record
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
 _BEFORE_ENVELOPE = json.JSONEncoder(
@@ -189,6 +189,49 @@ def test_a_record_with_values_written_once_gets_the_same_bytes(value: dict[str, 
     written = data.draw(st.sets(st.sampled_from(sorted(value)) if value else st.nothing()))
     record = {k: Encoded(canonical(v)) if k in written else v for k, v in value.items()}
     assert canonical_record(record) == _before_codec(value)
+
+
+# any text, surrogates (which no store holds) and NUL (which PostgreSQL's text refuses) among them
+_ANY_TEXT = st.text(st.characters(), max_size=12) | st.sampled_from(
+    ["\x00", "a\ud800b", "\udfff\x00", "秘\x00密"]
+)
+_ANY_VALUES = st.recursive(
+    _ANY_TEXT | st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_ANY_TEXT, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(_ANY_TEXT, _ANY_VALUES, max_size=6), st.data())
+def test_an_audit_detail_is_the_storable_canonical_record(value: dict[str, Any], data: Any) -> None:
+    """An audit record's detail (``storable_record``, orjson in one call where it may) is exactly
+    ``storable(canonical_record(...))``, the record's values written once or not, whatever they hold
+    (a NUL, a lone surrogate in a value, in a key, in a value written once): what every store holds,
+    escaped as before."""
+    written = data.draw(st.sets(st.sampled_from(sorted(value)) if value else st.nothing()))
+    record = {k: Encoded(canonical(v)) if k in written else v for k, v in value.items()}
+    expected = storable(_before_codec(value))
+    assert storable_record(record) == expected == storable(canonical_record(record))
+    assert "\x00" not in expected
+    expected.encode()  # no surrogate is left: UTF-8 takes it
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"reason": "a\x00b"},
+        {"reason": "\ud800"},
+        {"decision": Encoded('{"reason":"\ud800"}'), "msg_id": "m"},
+        {"decision": Encoded('{"reason":"\\u0000 秘"}'), "msg_id": "\x00"},
+        {"\ud800": 1, "decision": Encoded("{}")},
+    ],
+    ids=repr,
+)
+def test_unstorable_text_in_an_audit_detail_is_escaped(record: dict[str, Any]) -> None:
+    assert storable_record(record) == storable(canonical_record(record))
+    assert "\x00" not in storable_record(record)
+    storable_record(record).encode()
 
 
 def test_a_decision_is_written_once_for_the_batch_and_as_it_is_written_alone() -> None:

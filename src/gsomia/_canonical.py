@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_bytes", "canonical_tree_bytes", "compact_bytes", "loads"]
+__all__ = ["canonical_bytes", "canonical_bytes_with", "canonical_tree_bytes", "compact_bytes", "loads"]
 
 _LEAVES = frozenset({str, int, bool, type(None)})
 _NESTED = frozenset({dict, list, tuple})
@@ -91,6 +91,22 @@ def canonical_bytes(data: Any) -> bytes | None:
     except orjson.JSONEncodeError:  # a type orjson refuses, an integer past 64 bits, a cycle, depth
         return None
     return written if _plain(data) else None
+
+
+def canonical_bytes_with(data: dict[str, Any], written: dict[str, str]) -> bytes | None:
+    """:func:`canonical_bytes` of ``data`` with the keys of ``written`` added, each value given as
+    its canonical JSON already written (placed as it is: ``orjson.Fragment``), in one call: the
+    record a batch's items share a value of (their decision) is written once a record, not once a
+    field. ``None`` where :func:`canonical_bytes` of ``data`` would be (the caller writes it field
+    by field); ``written``'s texts are the caller's to have written canonically."""
+    merged: dict[str, Any] = dict(data)
+    for key, text in written.items():
+        merged[key] = orjson.Fragment(text)
+    try:
+        out = orjson.dumps(merged, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    return out if _plain(data) else None
 
 
 def canonical_tree_bytes(data: dict[str, Any] | list[Any]) -> bytes | None:

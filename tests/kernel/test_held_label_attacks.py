@@ -53,3 +53,23 @@ def test_the_label_held_is_worked_out_per_agreement_and_sender(jpn: Node, clock:
     with pytest.raises(LabelError):
         items.received_label(label, "USA", GSOMIA, at=at)
     assert items.received_label(label, "KOR", GSOMIA, at=at).alternative_for("JPN") is not None
+
+
+def test_each_item_is_sealed_under_its_own_label_text(jpn: Node, clock: FakeClock) -> None:
+    """The label's JSON is written once per label object sealed with (issue 18: a received batch's
+    items share the label held for them); an equal label held apart, a different one, and a label
+    after many others each get their own label's text, never the one written for another."""
+    from dataclasses import replace
+
+    from gsomia._codec import canonical, label_to_dict
+
+    items = jpn.kernel.items
+    first = missile_label(jpn.catalogue, datetime(2024, 1, 1, tzinfo=UTC))
+    later = replace(first, created=datetime(2024, 1, 2, tzinfo=UTC))
+    other = replace(first, purpose="early-warning")
+    labels = [first, later, first, other, replace(first), later]
+    labels += [replace(first, created=datetime(2024, 2, 1, second=n % 60, tzinfo=UTC)) for n in range(50)]
+    for n, label in enumerate(labels):
+        new = items.seal(f"k{n}", label, "json", b"{}", now=clock.now, by="test", origin="x.y.z")
+        assert new.label == canonical(label_to_dict(label))
+        assert jpn.kernel.cipher.open(new.id, new.label, new.payload) == b"{}"

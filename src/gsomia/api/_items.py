@@ -118,17 +118,18 @@ def _page_query(query: bytes) -> tuple[str | None, int] | None:
 def kept_route(
     app: FastAPI,
     endpoint: Callable[..., Any],
-    work: Callable[[Scope], Callable[[], Response] | None],
+    work: Callable[[Scope], Callable[[], Response | None] | None],
     *,
     on_loop: bool = False,
 ) -> None:
     """Serve ``endpoint``'s route without FastAPI's dependency solving when ``work(scope)`` gives the
     request's work (a kept caller, parameters in the simple form): that work in a read thread (with
     ``on_loop``, on the event loop: work that waits for nothing), its exceptions through the app's
-    handlers as the route's own would be. ``None``: the route as declared (FastAPI's dependencies,
-    validation and refusals). Dependency solving and the query parameters' extraction were the
-    largest single cost of a page and a read (issue 18, bench_load: benchmarks/README.md); the
-    route's OpenAPI document is unchanged."""
+    handlers as the route's own would be. ``None`` from ``work(scope)``, or from the work itself
+    (the caller was not confirmed; nothing was answered, read or audited): the route as declared
+    (FastAPI's dependencies, validation and refusals). Dependency solving and the query parameters'
+    extraction were the largest single cost of a page and a read (issue 18, bench_load:
+    benchmarks/README.md); the route's OpenAPI document is unchanged."""
     route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint)
     declared: ASGIApp = route.app
 
@@ -138,12 +139,19 @@ def kept_route(
             await declared(scope, receive, send)
             return
         found = answer
+        answered = True
 
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal answered
             response = found() if on_loop else await _in_read_thread(found)
+            if response is None:
+                answered = False
+                return
             await response(scope, receive, send)
 
         await wrap_app_handling_exceptions(respond, Request(scope, receive, send))(scope, receive, send)
+        if not answered:
+            await declared(scope, receive, send)
 
     route.app = kept
 
@@ -152,12 +160,13 @@ def add_items_routes(
     app: FastAPI,
     node: Node,
     reader: Callable[..., Awaitable[Person]],
-    kept_caller: Callable[[Scope], Person | None],
+    kept_caller: Callable[[Scope], Callable[[], Person | None] | None],
 ) -> None:
     """Add the routes over ``node`` to ``app`` (on the app itself, so that its routes list names every
     method a path serves: the 405's ``Allow``); ``reader`` is the app's authentication dependency,
-    ``kept_caller`` its shortcut (the caller of a request whose token this process keeps, else
-    ``None``), which the page and the read take past FastAPI's dependency solving (:func:`kept_route`)."""
+    ``kept_caller`` its shortcut (for a request whose token this process keeps, the work that gives
+    its caller in the read thread, ``None`` there if the token no longer holds; else ``None``),
+    which the page and the read take past FastAPI's dependency solving (:func:`kept_route`)."""
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     ItemRef = Annotated[str, Depends(item_ref(node, reader))]  # noqa: N806 - the path's item (issue 22 §4)
 
@@ -261,19 +270,32 @@ def add_items_routes(
 
     _no_filter = ItemFilter()
 
-    def kept_page(scope: Scope) -> Callable[[], Response] | None:
+    def kept_page(scope: Scope) -> Callable[[], Response | None] | None:
         asked = _page_query(scope["query_string"])
-        person = None if asked is None else kept_caller(scope)
-        if asked is None or person is None:
+        caller = None if asked is None else kept_caller(scope)
+        if asked is None or caller is None:
             return None
-        return partial(_page, person, _no_filter, *asked)
+        cursor, limit = asked
 
-    def kept_read(scope: Scope) -> Callable[[], Response] | None:
+        def page() -> Response | None:
+            person = caller()
+            return None if person is None else _page(person, _no_filter, cursor, limit)
+
+        return page
+
+    def kept_read(scope: Scope) -> Callable[[], Response | None] | None:
         item_id = scope["path_params"]["item_id"]
         if scope["query_string"] or not _REF.fullmatch(item_id):
             return None
-        person = kept_caller(scope)
-        return None if person is None else partial(_read, person, item_id, None)
+        caller = kept_caller(scope)
+        if caller is None:
+            return None
+
+        def read() -> Response | None:
+            person = caller()
+            return None if person is None else _read(person, item_id, None)
+
+        return read
 
     kept_route(app, list_items, kept_page)
     kept_route(app, read_item, kept_read)

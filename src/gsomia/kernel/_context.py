@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, ClassVar
 
 from gsomia._codec import (
-    canonical_record,
     consent_from_content,
     equivalence_change_from_dict,
     person_from_dict,
     storable,
+    storable_record,
 )
 from gsomia.core.access import AccessDecision, Person, ReadKey, Role, decide_read, read_key
 from gsomia.core.catalogue import Catalogue
@@ -286,7 +286,7 @@ class NodeContext:
             None if actor is None else storable(actor),
             None if subject is None else storable(subject),
             outcome,
-            storable(canonical_record(detail)),
+            storable_record(detail),
             entry_id=entry_id,
         )
 

@@ -443,6 +443,23 @@ class Items:
             tuple[SecurityLabel, str | None, str | None, datetime | None, str | None], SecurityLabel
         ] = {}
         self._marks: dict[str, tuple[PortionMark, ...]] = {}
+        # a label sealed with -> its canonical JSON, by identity (the label kept beside it, so an id
+        # reused by another object is a miss): the items of a received batch share the one label
+        # ``received_label`` held for them, written once, not once an item (issue 18)
+        self._label_texts: dict[int, tuple[SecurityLabel, str]] = {}
+
+    def _label_json(self, label: SecurityLabel) -> tuple[str, dict[str, Any] | None]:
+        """``canonical(label_to_dict(label))``, written once per label object held; with the dict
+        where it was made just now (``None``: the text was held)."""
+        held = self._label_texts.get(id(label))
+        if held is not None and held[0] is label:
+            return held[1], None
+        made = label_to_dict(label)
+        text = canonical(made)
+        if len(self._label_texts) >= _CACHE_LIMIT:
+            self._label_texts.clear()
+        self._label_texts[id(label)] = (label, text)
+        return text, made
 
     @property
     def catalogue(self) -> Catalogue:
@@ -868,9 +885,9 @@ class Items:
         node key with the label bound in. This node's own item is signed here when no ``origin``
         is given (the originator signs label and payload together, ADatP-4778). ``ref`` is this
         node's reference for a received item, when it is not ``item_id`` (:func:`item_ref`)."""
-        label_dict = label_to_dict(label)  # once, for the stored label and the signed content
-        label_json = canonical(label_dict)
+        label_json, label_dict = self._label_json(label)  # the dict, for the signed content too
         if origin is None and label.originator == self.party:
+            label_dict = label_to_dict(label) if label_dict is None else label_dict
             content = item_content(item_id, label, payload_type, payload, label_dict=label_dict)
             origin = sign_origin(self.ring, content, now)
         origin_id = item_id

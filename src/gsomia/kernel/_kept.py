@@ -5,7 +5,8 @@ write to that kind of state bumps it in the same transaction; :class:`~gsomia.ke
 reads the counters at most every ~250 ms, at once after a write in this process), then reads
 again. Nothing is kept for a key the store does not hold (``None``), so a guessed key costs a
 query each time and fills nothing. :meth:`Kept.peek` answers only from memory, for a caller that
-must not wait on the store (an event loop): ``None`` there means "ask :meth:`Kept.get`".
+must not wait on the store (an event loop): ``None`` there means "ask :meth:`Kept.get`";
+:meth:`Kept.holds` says whether asking it is likely to find the key without a query.
 """
 
 from __future__ import annotations
@@ -60,3 +61,10 @@ class Kept(Generic[K, V]):
         if generation is None or held[0] != generation:
             return None
         return held[1].get(key)
+
+    def holds(self, key: K) -> bool:
+        """Whether ``key`` was kept under the last generation read (perhaps moved since): a caller
+        that must not wait on the store may hand ``key`` to a thread that asks :meth:`get`, which
+        reads the counters and, if one moved, the store. Never reads the store; says nothing about
+        the value's validity now."""
+        return key in self._held[1]

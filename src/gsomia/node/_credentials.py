@@ -185,6 +185,22 @@ class Credentials:
         except AuthenticationError:
             return None
 
+    def held(self, token: str) -> bool:
+        """Whether this process kept ``token``'s row from an earlier read (valid then, perhaps not
+        now): a caller on an event loop whose :meth:`recognise` answered ``None`` may then ask
+        :meth:`known` from a worker thread rather than go the long way round. Never reads the store."""
+        return self._tokens.holds(_digest(token))
+
+    def known(self, token: str) -> Person | None:
+        """The person a valid API token belongs to, by :meth:`authenticate`'s checks on the same kept
+        rows (the counters read when due, the rows again when one moved: it may read the store);
+        ``None`` for anything :meth:`authenticate` would refuse, which is then asked to refuse it
+        (and audit the refusal): this never refuses and never audits."""
+        try:
+            return self._person(self._valid(self._tokens.get(_digest(token)), API))
+        except (AuthenticationError, NotFoundError):
+            return None
+
     def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
         and a dashboard session presented as a token. ``source`` (the caller's network address)
