@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_bytes, loads
-from gsomia._codec import DecisionTexts, Encoded, canonical, canonical_record, storable, storable_record
+from gsomia._codec import (
+    DecisionTexts,
+    Encoded,
+    canonical,
+    canonical_built,
+    canonical_record,
+    label_to_dict,
+    storable,
+    storable_record,
+)
 from gsomia.crypto.envelope import _canonical as envelope_canonical
 
 _BEFORE_ENVELOPE = json.JSONEncoder(
@@ -336,3 +345,42 @@ def test_the_walk_of_a_tree_answers_as_the_walk_that_notes_containers(value: Any
 def test_any_tree_gets_the_same_answer(value: dict[str, Any]) -> None:
     assert canonical_tree_bytes(value) == canonical_bytes(value)
     assert canonical_tree_bytes([value, value]) == canonical_bytes([value, value])
+
+
+@settings(max_examples=200)
+@given(st.text(), st.text(), st.lists(st.text(), max_size=4), st.integers())
+def test_a_built_value_is_written_as_the_standard_encoder_writes_it(
+    a: str, b: str, many: list[str], n: int
+) -> None:
+    # canonical_built skips the walk for dicts made only of strings, None, integers, lists and dicts:
+    # the same text as before over any text (lone surrogates, control and astral characters) and any
+    # integer (past 64 bits: orjson refuses, json writes it)
+    data = {"a": a, "b": None, "many": many, "n": n, "alternatives": [{"party": a, "classification": b}]}
+    data[b] = 1
+    assert canonical_built(data) == _before_codec(data)
+
+
+def test_the_built_values_hold_only_what_canonical_built_may_skip_checking() -> None:
+    # label_to_dict's label and an item's signed content are written by canonical_built: a float or
+    # another type added to them would have to be walked (canonical), so this fails on such a change
+    from gsomia._canonical import _plain
+    from gsomia.core.labels import AlternativeLabel, SecurityLabel
+    from gsomia.kernel._items import item_content
+
+    label = SecurityLabel(
+        originator="KOR",
+        classification="군사II급비밀",
+        releasable_to=frozenset({"JPN", "USA"}),
+        purpose="missile-warning",
+        topics=frozenset({"dprk-missile"}),
+        created=datetime(2024, 2, 1, 9, tzinfo=UTC),
+        caveats=frozenset({"G2G-ONLY"}),
+        review=datetime(2030, 1, 1, tzinfo=UTC),
+        alternatives=(AlternativeLabel("JPN", "極秘", "kor-jpn-gsomia-2016"),),
+    )
+    as_dict = label_to_dict(label)
+    assert _plain(as_dict)
+    assert canonical_built(as_dict) == _before_codec(as_dict)
+    content = item_content("KOR-1", label, "application/json", b"\x00\xff{}", 3)
+    assert _plain(json.loads(content))
+    assert content.decode() == _before_codec(json.loads(content))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gsomia._canonical import canonical_bytes, canonical_bytes_with
+from gsomia._canonical import canonical_built_bytes, canonical_bytes, canonical_bytes_with
 from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
@@ -34,6 +34,7 @@ __all__ = [
     "Encoded",
     "agreement_json",
     "canonical",
+    "canonical_built",
     "canonical_record",
     "consent_content",
     "consent_from_content",
@@ -55,6 +56,16 @@ __all__ = [
     "text_field",
     "unstorable",
 ]
+
+
+def canonical_built(data: dict[str, Any]) -> str:
+    """:func:`canonical` of a dict built of dicts, lists, strings, ``None`` and integers only (a label's
+    :func:`label_to_dict`, the content an originator signs), written without the check of each value's
+    type (:func:`gsomia._canonical.canonical_built_bytes`); the same text."""
+    written = canonical_built_bytes(data)
+    if written is not None:
+        return written.decode()
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical(data: Any) -> str:

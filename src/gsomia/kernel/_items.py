@@ -22,6 +22,7 @@ import orjson
 
 from gsomia._codec import (
     canonical,
+    canonical_built,
     json_object,
     label_created_at,
     label_from_dict,
@@ -197,7 +198,7 @@ def item_content(
     }
     if label_version != 1:
         content["label_version"] = label_version
-    return canonical(content).encode()
+    return canonical_built(content).encode()  # strings, integers and label_to_dict's label
 
 
 def parse_item_content(
@@ -455,7 +456,7 @@ class Items:
         if held is not None and held[0] is label:
             return held[1], None
         made = label_to_dict(label)
-        text = canonical(made)
+        text = canonical_built(made)  # label_to_dict's: strings, lists, dicts, None
         if len(self._label_texts) >= _CACHE_LIMIT:
             self._label_texts.clear()
         self._label_texts[id(label)] = (label, text)
