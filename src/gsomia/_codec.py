@@ -28,6 +28,8 @@ from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision
 from gsomia.errors import GsomiaError, InvalidInputError, LabelError
 
 __all__ = [
+    "NUL_PROBLEM",
+    "SURROGATE_PROBLEM",
     "DecisionTexts",
     "Encoded",
     "agreement_json",
@@ -47,10 +49,12 @@ __all__ = [
     "party_json",
     "person_from_dict",
     "person_to_dict",
+    "refuse_unstorable",
     "state_json",
     "storable",
     "storable_record",
     "text_field",
+    "unstorable",
 ]
 
 
@@ -99,6 +103,55 @@ def _held(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+NUL_PROBLEM = "contains a NUL character (U+0000), which this node does not store"
+SURROGATE_PROBLEM = "contains a lone surrogate (U+D800-U+DFFF), which is not text this node can store"
+
+
+def _text_problem(text: str) -> str | None:
+    if _held(text):
+        return None
+    return NUL_PROBLEM if "\x00" in text else SURROGATE_PROBLEM
+
+
+_NESTED_OR_TEXT = frozenset({str, dict, list, tuple})
+
+
+def unstorable(value: Any, where: str) -> tuple[str, str] | None:
+    """THE rule for text a caller or a partner sends: the first place in ``value`` (text, or a JSON
+    value of lists and objects, the keys included) holding a NUL (which PostgreSQL's text type
+    refuses) or a lone surrogate (which UTF-8 cannot encode, so nothing can sign, store or send it),
+    as ``(where.key.0, problem)``; ``None`` when every text in it can be stored on every store. The
+    place is named by its keys and list indexes (``body.label.topics.1``), never by its value."""
+    pending: list[tuple[Any, str]] = [(value, where)]
+    pop, push = pending.pop, pending.append
+    while pending:
+        item, at = pop()
+        kind = type(item)
+        if kind is str:
+            problem = _text_problem(item)
+            if problem is not None:
+                return at, problem
+        elif kind is dict:
+            for key, member in item.items():
+                problem = _text_problem(key) if type(key) is str else None
+                if problem is not None:
+                    return f"{at} (a name in it)", problem
+                if type(member) in _NESTED_OR_TEXT:
+                    push((member, f"{at}.{key}"))
+        elif kind is list or kind is tuple:
+            for index, member in enumerate(item):
+                if type(member) in _NESTED_OR_TEXT:
+                    push((member, f"{at}.{index}"))
+    return None
+
+
+def refuse_unstorable(value: Any, where: str) -> None:
+    """Raise ``InvalidInputError`` naming the place of :func:`unstorable` text in ``value``, if any."""
+    found = unstorable(value, where)
+    if found is not None:
+        raise InvalidInputError(f"{found[0]}: {found[1]}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,13 +567,16 @@ def instant_from_json(value: Any, what: str) -> datetime:
 
 
 def json_object(content: bytes, what: str) -> dict[str, Any]:
-    """Signed content parsed as a JSON object; ``InvalidInputError`` naming ``what`` otherwise."""
+    """Signed content parsed as a JSON object; ``InvalidInputError`` naming ``what`` otherwise, or
+    naming the place of text no store can hold (:func:`unstorable`): a partner's signed item,
+    portion, consent, assurance, equivalence change or duty is refused here, whatever kind it is."""
     try:
         data = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{what}: not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInputError(f"{what}: expected an object")
+    refuse_unstorable(data, what)
     return data
 
 

@@ -164,20 +164,16 @@ def test_a_nul_in_a_query_value_is_422_and_audited(call: Call, token: str, jpn_n
         ({"id": "a\x00b", "label": jpn_label(), "payload": 1}, "id"),
         ({"label": jpn_label(topics=["dprk\x00missile"]), "payload": 1}, "topics"),
         ({"label": jpn_label(purpose="threat\x00assessment"), "payload": 1}, "purpose"),
-        ({"label": jpn_label(), "payload": {"k": "v\x00"}}, ""),
+        # a payload's text too: the same object a TAXII envelope carries is refused there (bytes
+        # that hold a NUL are a payload_base64)
+        ({"label": jpn_label(), "payload": {"k": "v\x00"}}, "body.payload.k"),
     ],
 )
 def test_a_nul_in_a_body_is_refused_alike_on_every_store(
     call: Call, token: str, jpn_node: Node, body: dict[str, Any], needle: str
 ) -> None:
-    response = call("POST", "/items", token, json=body)
-    if needle:
-        refused(response, 422, needle)
-        last_refusal(jpn_node)
-    else:  # a payload is the item's own data, sealed: any JSON is stored as it came
-        assert response.status_code == 201, response.text
-        item_id = response.json()["id"]
-        assert call("GET", f"/items/{item_id}", token).json()["payload"] == {"k": "v\x00"}
+    refused(call("POST", "/items", token, json=body), 422, needle)
+    last_refusal(jpn_node)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from tests.stream._kor_jpn import kor_jpn_nodes, kor_link, kor_messages, resent_to, resigned
 
@@ -124,3 +126,29 @@ def test_a_partner_reconnecting_again_and_again_is_audited_in_bounded_space(
         ("stream.link", "KOR", "opened", links),
         ("stream.link", "KOR", "unsigned", links),
     ]
+
+
+def test_a_partners_tracks_refused_by_the_decision_are_audited_in_bounded_space(
+    kor_jpn: tuple[Node, Node, FakeClock],
+) -> None:
+    """KOR sends 25 tracks, each under a label of its own (another creation instant) that JPN's
+    decision refuses (not releasable to JPN): the decision is kept per label, so each was decided
+    and each refusal a ``stream.receive`` record of its own, as many as a partner cares to send.
+    Now per partner and minute the first 10 are records of their own and one ``refusal.tally``
+    record counts all 25 once the minute has closed."""
+    kor, jpn, clock = kor_jpn
+    tracks = 25
+    messages = []
+    for n, message in enumerate(kor_messages(kor, tracks, "KOR-refused")):
+        data = orjson.loads(message)
+        created = datetime.fromisoformat(data["label"]["created"]) - timedelta(seconds=n + 1)
+        data["label"] = {**data["label"], "releasable_to": ["USA"], "created": created.isoformat()}
+        messages.append(orjson.dumps(data))
+    refused, shown = resent_to(jpn, kor, iter([sign_batch(kor.ring, messages, clock())]))
+    assert (refused.detail, shown) == ("unsigned", 0)
+    records = [d for _, outcome, d in _records(jpn, "stream.receive") if outcome == "refused"]
+    assert len(records) == NodeContext.REFUSALS_RECORDED
+    clock.advance(seconds=NodeContext.REFUSAL_WINDOW_S)
+    jpn.kernel.close_refusal_tallies()
+    tallies = [(s, d["source"], d["code"], d["count"]) for s, _, d in _records(jpn, "refusal.tally")]
+    assert ("stream.receive", "KOR", "refused", tracks) in tallies

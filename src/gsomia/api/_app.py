@@ -41,6 +41,7 @@ from gsomia.api._people import add_people_routes
 from gsomia.api._problems import TAXII_PREFIX, install, problem, rate_limited, taxii_error
 from gsomia.api._standards import standards_router
 from gsomia.api._stream import stream_router
+from gsomia.api._text import TextGate
 from gsomia.api._tls import PeerGate
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError, RateLimitedError
@@ -355,7 +356,7 @@ def _create_app(
     )
     dashboard = dashboard_scope(node.ring)
 
-    def caller(request: Request) -> str | None:
+    def caller(request: HTTPConnection) -> str | None:
         """Who sent a refused request, if it carries valid credentials (nothing audited here)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
@@ -377,6 +378,9 @@ def _create_app(
     for route in app.routes:  # FastAPI's own pages (/openapi.json, /docs, /redoc) are no API routes:
         if isinstance(route, Route) and not isinstance(route, APIRoute):  # they spend as public routes do
             route.app = _spending(route.app, spend)
+    # inside the body limit (a body too large is refused before it is read): no route reads text
+    # that no store can hold (a NUL, a lone surrogate), from a path, a query, a header or a body
+    app.add_middleware(TextGate, record=node.kernel.record_refusal, caller=caller)
     app.add_middleware(
         _BodyLimit,
         limit=node.config.max_payload_bytes * 2 + _BODY_SLACK,

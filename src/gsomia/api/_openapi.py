@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gsomia._codec import NUL_PROBLEM, SURROGATE_PROBLEM
 from gsomia.api._fields import NO_NUL, SOME_WORDS
 from gsomia.core.access import Role
 from gsomia.core.catalogue import Catalogue
@@ -26,6 +27,10 @@ VOCABULARY = "x-gsomia-vocabulary"
 SHAPE = "x-gsomia-shape"
 
 # Rules JSON Schema cannot state, by operation ("METHOD /path"), each as the refusal words it.
+# every operation's: no text of a request (a path, a query, a header, anywhere in a body, an object's
+# keys and a payload's text included) holds a NUL or a lone surrogate (api/_text.py's TextGate),
+# which JSON Schema cannot say of a value of any shape
+TEXT_RULES = (NUL_PROBLEM, SURROGATE_PROBLEM)
 RULES: dict[str, tuple[str, ...]] = {
     "POST /items": (
         "the review instant precedes the creation instant",
@@ -306,9 +311,7 @@ def refine(spec: dict[str, Any], catalogue: Catalogue, party: str) -> dict[str, 
     _fill(spec, words)
     for path, operations in spec.get("paths", {}).items():
         for method, operation in operations.items():
-            rules = RULES.get(f"{method.upper()} {path}")
-            if rules:
-                operation["x-gsomia-rules"] = list(rules)
+            operation["x-gsomia-rules"] = [*RULES.get(f"{method.upper()} {path}", ()), *TEXT_RULES]
     return spec
 
 

@@ -16,7 +16,7 @@ from gsomia._datafiles import load_events
 from gsomia.cli import _render
 from gsomia.cli._assurance import assurance_app
 from gsomia.cli._audit import audit_app
-from gsomia.cli._common import JsonOpt, console, emit, guard, set_data_dirs
+from gsomia.cli._common import CheckedGroup, JsonOpt, console, emit, guard, set_data_dirs
 from gsomia.cli._common import catalogue as _catalogue
 from gsomia.cli._duties import duty_app
 from gsomia.cli._equivalences import equivalence_app
@@ -35,6 +35,7 @@ from gsomia.errors import InstantError
 
 app = typer.Typer(
     name="gsomia",
+    cls=CheckedGroup,
     help="Intelligence-sharing agreements between states, as running, enforced software.",
     no_args_is_help=True,
     add_completion=False,

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from gsomia._files import write_private
-from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node
+from gsomia.cli._common import DirOpt, JsonOpt, console, emit, guard, open_node, read_json
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError
 from gsomia.node import Node
@@ -124,12 +124,7 @@ def assurance_import(
 ) -> None:
     """Record a partner's signed assurance (and its revocation) brought by file."""
     node = open_node(directory)
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"assurance {file}: cannot read ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidInputError(f"assurance {file}: not JSON (or nested too deeply)") from exc
+    document = read_json(file, "assurance")
     assurance = node.exchange.import_assurance(_actor(node, actor), document)
     state = "revoked" if document.get("revocation") else "in force"
     console().print(f"recorded {assurance.party}'s assurance under {assurance.agreement} ({state})")

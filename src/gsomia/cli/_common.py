@@ -14,12 +14,24 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gsomia._codec import refuse_unstorable, unstorable
 from gsomia._datafiles import load_catalogue
 from gsomia.core.catalogue import Catalogue
-from gsomia.errors import GsomiaError
+from gsomia.errors import GsomiaError, InvalidInputError
 from gsomia.node import Node, load_config
 
-__all__ = ["DirOpt", "JsonOpt", "catalogue", "console", "emit", "guard", "open_node", "set_data_dirs"]
+__all__ = [
+    "CheckedGroup",
+    "DirOpt",
+    "JsonOpt",
+    "catalogue",
+    "console",
+    "emit",
+    "guard",
+    "open_node",
+    "read_json",
+    "set_data_dirs",
+]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="The node's directory (holds node.toml).")]
@@ -98,3 +110,36 @@ def guard(command: Callable[_P, _R]) -> Callable[_P, _R]:
             raise typer.Exit(2) from exc
 
     return run
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the command reads (a label, a payload, portions, an identity, an assurance), as
+    a value the node can store: ``InvalidInputError`` (exit 2) if it cannot be read, is not JSON,
+    or holds text no store can hold (a NUL, a lone surrogate; :func:`gsomia._codec.unstorable`),
+    naming the place (``label.topics.1``), as the API's gate names it in a body."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"{what} {path}: cannot read ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{what} {path}: not JSON ({exc})") from exc
+    except RecursionError as exc:  # no file this node reads nests that deep
+        raise InvalidInputError(f"{what} {path}: nested too deeply") from exc
+    refuse_unstorable(value, what)
+    return value
+
+
+class CheckedGroup(typer.core.TyperGroup):
+    """The command line's root: no argument holding text no store can hold goes further (a lone
+    surrogate is how Python hands over bytes of an argument that are not UTF-8; a NUL cannot be
+    in one). Exit 2 naming the argument, as every other refusal of the command line."""
+
+    # typer's Context, the one a Typer's group is parsed in (the supertype names the click it vendors)
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        for index, arg in enumerate(args):
+            found = unstorable(arg, "")
+            if found is not None:
+                before = args[index - 1] if index and args[index - 1].startswith("-") else None
+                named = f"the value of {before}" if before else f"argument {index + 1}"
+                raise typer.BadParameter(f"{named}: {found[1]}", ctx)
+        return super().parse_args(ctx, args)

@@ -33,6 +33,7 @@ from gsomia.cli._common import (
     guard,
     item_ref,
     open_node,
+    read_json,
 )
 from gsomia.core.instants import parse_instant
 from gsomia.crypto.tls import TlsFiles
@@ -339,7 +340,7 @@ def peer_add(
     The document must be signed by the keys it names; a new document of a registered partner also
     by one of its registered keys still valid, and issued after the registered one."""
     peer = open_node(directory).exchange.register_peer(
-        None, _read_json(identity, "identity"), agreement, replace=replace
+        None, read_json(identity, "identity"), agreement, replace=replace
     )
     if as_json:
         emit(peer_view(peer, agreement))
@@ -563,17 +564,6 @@ def person_enable(
         console().print(f"enabled {person.id}")
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"{what} {path}: cannot read ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{what} {path}: not JSON ({exc})") from exc
-    except RecursionError as exc:  # no file this node reads nests that deep
-        raise InvalidInputError(f"{what} {path}: nested too deeply") from exc
-
-
 @item_app.command("ingest")
 @guard
 def item_ingest(
@@ -606,7 +596,7 @@ def item_ingest(
     node = open_node(directory)
     person = node.people.person(actor)
     if portions is not None and label is None and payload is None:
-        parts = _portions(_read_json(portions, "portions"))
+        parts = _portions(read_json(portions, "portions"))
         item = node.items.ingest(
             person,
             label=None,
@@ -622,10 +612,10 @@ def item_ingest(
         if binary:
             data = payload.read_bytes()
         else:
-            data = json.dumps(_read_json(payload, "payload"), ensure_ascii=False).encode()
+            data = json.dumps(read_json(payload, "payload"), ensure_ascii=False).encode()
         item = node.items.ingest(
             person,
-            label=_read_json(label, "label"),
+            label=read_json(label, "label"),
             payload=data,
             payload_type="bytes" if binary else "json",
             item_id=item_id,

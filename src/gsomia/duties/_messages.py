@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gsomia._codec import canonical, instant_from_json
+from gsomia._codec import canonical, instant_from_json, json_object
 from gsomia.core.destruction import DestructionMethod, DestructionRecord
 from gsomia.core.feedback import Feedback, make_feedback
 from gsomia.core.investigation import (
@@ -83,11 +83,8 @@ def kept_content(jws: str) -> dict[str, Any]:
 
 def parse_duty(content: bytes) -> tuple[str, dict[str, Any]]:
     """(duty kind, fields) of a signed duty content."""
-    try:
-        data = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("duty: not JSON") from exc
-    if not isinstance(data, dict) or data.get("v") != 1:
+    data = json_object(content, "duty")  # the one parse of signed content (text no store holds refused)
+    if data.get("v") != 1:
         raise InvalidInputError("duty: not a version 1 duty message")
     return _str(data, "kind", "duty"), data
 

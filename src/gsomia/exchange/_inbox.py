@@ -22,7 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gsomia._canonical import loads
-from gsomia._codec import DecisionTexts, Encoded, canonical, decision_json, json_object
+from gsomia._codec import (
+    DecisionTexts,
+    Encoded,
+    canonical,
+    decision_json,
+    json_object,
+    unstorable,
+)
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Assurance, Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
@@ -103,7 +110,9 @@ class Inbox(Equivalences):
             m for u in units for m in (u[1] if isinstance(u, tuple) else [u]) if isinstance(m, Opened)
         ]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
-        accepted.seen = self.fed.inbox_entries([o.msg_id for o in messages])
+        accepted.seen = self.fed.inbox_entries(
+            [o.msg_id for o in messages if unstorable(o.msg_id, "") is None]  # the rest refused below
+        )
         # each item message's signed content as read (unverified) to prefetch, kept so that the one
         # that verifies below is not decoded and parsed again (issue 18)
         peeked = accepted.prefetched.setdefault("contents", {})
@@ -324,6 +333,15 @@ class Inbox(Equivalences):
             if exc.detail in _FOR_NOW:
                 refused["retry"] = True  # the sender may try again in a fresh envelope (nothing more said)
             return refused
+        # the message itself (its id, route, purpose, ...) holding text no store can hold: this
+        # message refused, audited, before its id is looked up; a batch's others are received. The
+        # signed contents it carries are checked where they are parsed (json_object)
+        found = unstorable({"msg_id": opened.msg_id, "body": opened.body}, "message")
+        if found is not None:
+            reason = f"{found[0]}: {found[1]}"
+            return self._refused(
+                "envelope.refused", opened.sender, None, reason, reason, msg_id=opened.msg_id
+            )
         if accepted.seen is not None:
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
         else:
@@ -700,6 +718,8 @@ def _peek_item(
     try:
         raw = signed_payload(origin)
         content = loads(raw)  # json.loads's value, by orjson where the two agree (issue 18)
+        if unstorable(content, "item") is not None:
+            return None  # not looked up, nor kept: json_object refuses it below, naming the place
         if isinstance(content, dict):
             peeked[origin] = (raw, content)
         item, label = content.get("item"), content.get("label")

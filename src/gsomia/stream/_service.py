@@ -1238,6 +1238,19 @@ class StreamService:
             if admitted and not confirmed:
                 gate.release(source)
 
+    def _tally_received(self, sender: str, code: str, reason: str, row: AuditRow) -> None:
+        """Audit a track of ``sender``'s this node refused on receipt (its decision, ``refused``; no
+        equivalent to hold it under, ``label``) in bounded space, the kernel's tally: per sender, code
+        and window the first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` a record each, the
+        rest counted, one ``refusal.tally`` record with the count once the window closed. The decision
+        is kept per label, and a partner signs its labels: a label of its own on every track (another
+        creation instant) made each refusal a record of its own, as many as the partner sent."""
+
+        def rows(_counted_as: str, _sender: str, own: int) -> list[AuditRow]:
+            return [row] if own else []
+
+        self.kernel.tally("stream.receive", sender, code, reason, rows)
+
     def _tally_opened(self, peer: str, row: AuditRow) -> None:
         """Audit a partner's link opened in bounded space, as its refusals are (the kernel's tally,
         code ``opened``: per partner, a window's first
@@ -1702,8 +1715,9 @@ class StreamService:
                     label = held
                 except LabelError as exc:
                     self.stats.refused += 1
-                    await self._audit(self._audit_row("stream.receive", None, track["track_id"], "refused",
-                                                sender=sender, reason=str(exc)))  # fmt: skip
+                    row = self._audit_row("stream.receive", None, track["track_id"], "refused",
+                                          sender=sender, reason=str(exc))  # fmt: skip
+                    await asyncio.to_thread(self._tally_received, sender, "label", str(exc), row)
                     return
                 route = f"via {via}" if via else "direct"
                 await self._emit(orjson.dumps(track), label, route, decision.agreement)
@@ -1769,8 +1783,10 @@ class StreamService:
         answer = self._received_plans[key] = (decision, held)
         if not decision.allowed:
             self.stats.refused += 1
-            await self._audit(self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
-                                        decision=[c._asdict() for c in decision.failed()]))  # fmt: skip
+            row = self._audit_row("stream.receive", None, track_id, "refused", sender=sender,
+                                  decision=[c._asdict() for c in decision.failed()])  # fmt: skip
+            reason = "; ".join(c.reason for c in decision.failed())
+            await asyncio.to_thread(self._tally_received, sender, "refused", reason, row)
         return answer
 
     async def _forward(
