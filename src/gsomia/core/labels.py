@@ -108,19 +108,27 @@ class SecurityLabel:
                     f"refusing a conflicting {alternative.classification}"
                 )
             return self
-        # the constructor called directly, not dataclasses.replace (about 3 us a label, most of it
-        # finding the fields; every received item of a batch gets one, issue 18); __post_init__ runs
-        # again. tests/core/test_labels.py holds the two equal and names every field, so a field
-        # added to SecurityLabel is not left out here
+        return self.copied(alternatives=(*self.alternatives, alternative))
+
+    def copied(
+        self, *, created: datetime | None = None, alternatives: tuple[AlternativeLabel, ...] | None = None
+    ) -> SecurityLabel:
+        """This label with another creation instant or other alternatives, every other field kept;
+        ``__post_init__`` runs again. The constructor called directly, not ``dataclasses.replace``
+        (about 3 us a label, most of it finding the fields; every received item of a batch and every
+        label parsed from a template gets one, issue 18). tests/core/test_labels.py holds it equal to
+        ``dataclasses.replace`` and names every field, so a field added to SecurityLabel is not left
+        out here (tests/node/test_ingest_batch.py the same for the creation instant): the one place that
+        lists them."""
         return SecurityLabel(
             originator=self.originator,
             classification=self.classification,
             releasable_to=self.releasable_to,
             purpose=self.purpose,
             topics=self.topics,
-            created=self.created,
+            created=self.created if created is None else created,
             caveats=self.caveats,
             review=self.review,
             policy=self.policy,
-            alternatives=(*self.alternatives, alternative),
+            alternatives=self.alternatives if alternatives is None else alternatives,
         )
