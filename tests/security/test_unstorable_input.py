@@ -278,24 +278,30 @@ def test_text_that_only_looks_like_it_passes(call: Call, token: str) -> None:
     assert call("GET", "/items/looks-alike", token).json()["payload"] == body["payload"]
 
 
+def websocket_scope(path: str, client: str, *, query: bytes = b"", token: str = "") -> dict[str, Any]:
+    """A WebSocket handshake's ASGI scope from ``client``, as a server hands it to the app."""
+    bearer = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"node"), *bearer],
+        "client": (client, 50000),
+        "server": ("node", 80),
+        "subprotocols": [],
+    }
+
+
 def test_a_websocket_handshake_holding_a_nul_is_closed(jpn_node: Node) -> None:
     """The feed's WebSocket asked with a NUL in its query: closed (1008) before it is accepted,
     naming the place, audited; driven through the whole app as a server would."""
     app = create_app(jpn_node)
     sent: list[dict[str, Any]] = []
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/feed/ws",
-        "raw_path": b"/feed/ws",
-        "root_path": "",
-        "query_string": b"topic=%00",
-        "headers": [(b"host", b"node")],
-        "client": ("192.0.2.7", 50000),
-        "server": ("node", 80),
-        "subprotocols": [],
-    }
+    scope = websocket_scope("/feed/ws", "192.0.2.7", query=b"topic=%00")
 
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
@@ -331,19 +337,7 @@ def test_the_publishers_feed_refuses_a_message_holding_unstorable_text(token: st
         {"type": "websocket.disconnect", "code": 1000},
     ]
     sent: list[dict[str, Any]] = []
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/stream/tracks/publish",
-        "raw_path": b"/stream/tracks/publish",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"node"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("192.0.2.9", 50000),
-        "server": ("node", 80),
-        "subprotocols": [],
-    }
+    scope = websocket_scope("/stream/tracks/publish", "192.0.2.9", token=token)
 
     async def receive() -> dict[str, Any]:
         return inbound.pop(0)
