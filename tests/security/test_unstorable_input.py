@@ -253,15 +253,17 @@ def test_a_header_holding_a_nul(call: Call, token: str, jpn_node: Node) -> None:
     assert stored(jpn_node) == before
 
 
-def test_the_dashboard_login_form_holding_a_nul(call: Call, jpn_node: Node) -> None:
-    """Unauthenticated: refused all the same, audited in bounded space (the source's tally)."""
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_the_dashboard_login_form_holding_a_nul(call: Call, jpn_node: Node, content_type: str) -> None:
+    """Unauthenticated: refused all the same, audited in bounded space (the source's tally). The
+    login page reads its body as a form whatever the type (``text/plain`` passed the gate before)."""
     before = stored(jpn_node)
     base = dashboard_scope(jpn_node.ring).path
     response = call(
         "POST",
         f"{base}/login",
         content=b"token=a%00b&next=x",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": jpn_node.config.endpoint},
+        headers={"Content-Type": content_type, "Origin": jpn_node.config.endpoint},
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("body.token: "), response.text
@@ -315,6 +317,71 @@ def test_a_websocket_handshake_holding_a_nul_is_closed(jpn_node: Node) -> None:
     assert sent[0]["reason"].startswith("query.topic: ")
     rows = [r for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]
     assert "query.topic" in json.loads(rows[-1].detail)["reason"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"\xa0application/json",  # FastAPI's reading strips a Unicode space (NBSP, NEL): JSON to it
+        b"application/json\x85; charset=utf-8",
+        b"text/plain",  # no route reads it: refused all the same, nothing to guess
+    ],
+    ids=["nbsp-before", "nel-after", "text-plain"],
+)
+def test_a_content_type_the_gate_might_not_read_as_json(
+    call: Call, token: str, jpn_node: Node, content_type: bytes
+) -> None:
+    """The gate read a body only when its own reading of ``Content-Type`` said JSON or a form, while
+    FastAPI reads that header its own way (the email package's, which strips any Unicode space): a
+    NBSP before ``application/json`` made the gate pass the body as "not text" and FastAPI parse it
+    as JSON, so a NUL was stored on SQLite (201). Every body is now looked at."""
+    before = stored(jpn_node)
+    body = raw(item(id="typed", payload={"note": f"x{NUL}"}))
+    response = call("POST", "/items", token, content=body, headers={"Content-Type": content_type})
+    refused(response, "body.payload.note", jpn_node, before)
+
+
+@pytest.mark.parametrize("content_type", ["application/json, text/plain", ",application/json"])
+def test_a_taxii_post_whose_content_type_is_a_list(
+    call: Call, token: str, jpn_node: Node, content_type: str
+) -> None:
+    """TAXII's own reading of ``Content-Type`` takes the first media type of a comma list (an empty
+    one skipped) and took the body as JSON; the gate's did not, and an agreement's collection stored
+    the object's NUL (202)."""
+    cid = next(
+        c["id"]
+        for c in call("GET", "/taxii2/api/collections/", token).json()["collections"]
+        if c["title"] == f"agreement:{GSOMIA}"
+    )
+    before = stored(jpn_node)
+    objects = [{"type": "indicator", "id": "indicator--1", "name": f"n{NUL}"}]
+    response = call(
+        "POST",
+        f"/taxii2/api/collections/{cid}/objects/",
+        token,
+        content=raw({"objects": objects}),
+        headers={"Content-Type": content_type},
+    )
+    refused(response, "body.objects.0.name", jpn_node, before)
+
+
+def test_a_taxii_post_nested_deeper_than_the_parser_goes(call: Call, token: str, jpn_node: Node) -> None:
+    """A TAXII envelope nested past the JSON parser's depth was a RecursionError the route did not
+    take for "not JSON": a 500. Now the 400 it answers any body that is not JSON, audited."""
+    cid = next(
+        c["id"]
+        for c in call("GET", "/taxii2/api/collections/", token).json()["collections"]
+        if c["title"] == f"agreement:{GSOMIA}"
+    )
+    deep = b'{"objects": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    response = call("POST", url, token, content=deep, headers={"Content-Type": TAXII})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["description"] == "the body is not JSON"
+    for word in INTERNALS:
+        assert word.lower() not in response.text.lower()
+    rows = [r for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]
+    assert json.loads(rows[-1].detail)["reason"] == "the body is not JSON", rows[-1]
 
 
 def test_the_publishers_feed_refuses_a_message_holding_unstorable_text(token: str, jpn_node: Node) -> None:

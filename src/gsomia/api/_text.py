@@ -10,10 +10,15 @@ CLI apply to what they read too). 422, the place named (``body.label.topics.1``,
 ``query.cursor``, ``header.authorization``) and never the value; audited as the edge's other
 refusals are (bounded per source when nobody authenticated the caller); nothing reaches the store.
 
-A body is looked at only where a route reads it as text (JSON, which FastAPI also parses when no
-type is named, and forms); the candidates are found in its bytes (an escape ``\\u0000`` or
-``\\ud8..``, a NUL byte, UTF-8's encoding of a surrogate) and only a body holding one is parsed to
-find the place, so the bodies of the exchange pass at the cost of a search through their bytes.
+Every body is looked at, whatever its ``Content-Type`` says: read as a form when it names one
+exactly, else as JSON, else (not JSON) as a form. The gate does not guess from the media type which
+routes will read a body as text: the parsers behind the routes read that header each their own way
+(FastAPI's strips any Unicode space around it, so ``\\xa0application/json`` is JSON to it; TAXII's
+takes the first of a comma list; the login form reads its body whatever the type), and a body the
+gate passed as "not text" was read as JSON behind it. The candidates are found in its bytes (an
+escape ``\\u0000`` or ``\\ud8..``, a NUL byte, UTF-8's encoding of a surrogate, a form's ``%00``)
+and only a body holding one is parsed to find the place, so the bodies of the exchange pass at the
+cost of a search through their bytes.
 """
 
 from __future__ import annotations
@@ -50,14 +55,6 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def _read_as_text(media_type: str | None) -> bool:
-    """Whether a route reads a body of this type as text (FastAPI parses JSON when none is named)."""
-    if media_type is None or media_type == _FORM:
-        return True
-    kind, _, subtype = media_type.partition("/")
-    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
-
-
 def _maybe(body: bytes) -> bool:
     """Whether the body holds a byte a candidate starts with: each a one-byte search at memory speed
     (a megabyte of the exchange's base64 in microseconds, where the regular expression, or a search
@@ -68,14 +65,15 @@ def _maybe(body: bytes) -> bool:
 def _body_problem(body: bytes, media_type: str | None) -> tuple[str, str] | None:
     if not body or not _maybe(body) or _CANDIDATE.search(body) is None:
         return None
-    if media_type == _FORM:
-        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return unstorable({name: value for name, value in fields}, "body")
-    try:
-        value = json.loads(body)  # as Starlette's Request.json reads it
-    except (ValueError, RecursionError):
-        return None  # not JSON: the route refuses it as malformed
-    return unstorable(value, "body")
+    if media_type != _FORM:
+        try:
+            value = json.loads(body)  # as Starlette's Request.json reads it
+        except (ValueError, RecursionError):
+            pass  # not JSON: what a route reads as text otherwise is a form
+        else:
+            return unstorable(value, "body")
+    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return unstorable({name: value for name, value in fields}, "body")
 
 
 def message_problem(text: str, where: str) -> tuple[str, str] | None:
@@ -134,10 +132,8 @@ class TextGate:
             return
         found = _problem(scope)
         if found is None and scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            media_type = _media_type(scope["headers"])
-            if _read_as_text(media_type):
-                body, receive = await _buffered(receive)
-                found = _body_problem(body, media_type)
+            body, receive = await _buffered(receive)
+            found = _body_problem(body, _media_type(scope["headers"]))
         if found is None:
             await self.app(scope, receive, send)
             return
