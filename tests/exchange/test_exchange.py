@@ -413,6 +413,30 @@ def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leave
         assert net.audit("KOR", "item.release")[-1]["outcome"] == "refused"
 
 
+def test_a_payload_whose_granular_marking_ref_is_not_text_is_released(net: Net) -> None:
+    """Any JSON payload is asked for TLP:RED before it leaves; one whose ``granular_markings`` held a
+    ``marking_ref`` that is a list made that question a TypeError (a list asked of a set), so the
+    release failed with a 500 instead of an answer. Such a reference marks nothing: released."""
+    kor = net.nodes["KOR"]
+    kor.items.ingest(
+        net.officer("KOR"),
+        payload=json.dumps(
+            {"granular_markings": [{"marking_ref": [1], "selectors": ["x"]}], "x": 1}
+        ).encode(),
+        item_id="odd-marks",
+        label={
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T00:00:00+00:00",
+        },
+    )
+    kor.exchange.release(net.officer("KOR"), "odd-marks", "JPN")
+    assert [r.state for r in net.deliver()] == ["delivered"]
+
+
 def test_tlp_amber_strict_is_released_by_its_originator_only(net: Net) -> None:
     """TLP:AMBER+STRICT means no onward release: KOR's item reaches JPN, and JPN may not pass it on."""
     indicator = {
