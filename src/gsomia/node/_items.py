@@ -332,8 +332,9 @@ class ItemService:
         For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
         record naming ``channel``; the items the reader may not read are counted as withheld, in one
         ``item.list`` record. ``keep`` is asked only of items the reader may read (the decision
-        comes first: nothing of an unreadable item is opened or handed to the shell). ``fits``, asked of each item about to be
-        served, ends the page before that item when it says no (the shell's page is full).
+        comes first: nothing of an unreadable item is opened or handed to the shell). ``fits``,
+        asked of each item about to be served, ends the page before that item when it says no (the
+        shell's page is full).
         """
         found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
         # the page's reads at one instant; a page's items share few decisions (OneInstant), and each
