@@ -37,12 +37,13 @@ from gsomia._codec import NUL_PROBLEM, unstorable
 from gsomia.api._problems import TAXII_PREFIX, problem, rate_limited, taxii_error
 from gsomia.errors import RateLimitedError
 
-__all__ = ["TextGate"]
+__all__ = ["TextGate", "message_problem"]
 
 # what may stand for a NUL or a surrogate in a body's bytes: a JSON escape of either (a surrogate pair
 # too, which the parse then finds whole), a NUL byte (UTF-16 or UTF-32 JSON, which json.loads reads),
 # UTF-8's bytes of a surrogate (which json.loads reads with surrogatepass), a form's %00
 _CANDIDATE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]|%00")
+_TEXT_CANDIDATE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|\x00")  # the same, in a text message
 _FORM = "application/x-www-form-urlencoded"
 _POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455)
 
@@ -73,6 +74,22 @@ def _body_problem(body: bytes, media_type: str | None) -> tuple[str, str] | None
             return unstorable(value, "body")
     fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return unstorable({name: value for name, value in fields}, "body")
+
+
+def message_problem(text: str, where: str) -> tuple[str, str] | None:
+    """The place (and what is wrong) of unstorable text in a WebSocket text message read as JSON
+    (the publisher's feed), by the same rule as a body: a text frame is UTF-8, so only a JSON escape
+    (``\\u0000``, ``\\ud800``) or a NUL stands for one, and only a message holding one is parsed to
+    find the place (``message.0.track_id``); what is not JSON is left to the route's refusal."""
+    if "\\u" not in text and "\x00" not in text:  # two searches at memory speed: the common case
+        return None
+    if _TEXT_CANDIDATE.search(text) is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return unstorable(value, where)
 
 
 def _problem(scope: Scope) -> tuple[str, str] | None:
