@@ -350,9 +350,11 @@ class ItemService:
         """A page of items with their payloads: those ``keep`` accepts and ``actor`` may read.
 
         For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
-        record naming ``channel``; the items ``keep`` accepted but the reader may not read are
-        counted as withheld, in one ``item.list`` record. ``fits``, asked of each item about to be
-        served, ends the page before that item when it says no (the shell's page is full).
+        record naming ``channel``; the items the reader may not read are counted as withheld, in one
+        ``item.list`` record. ``keep`` is asked only of items the reader may read (the decision
+        comes first: nothing of an unreadable item is opened or handed to the shell). ``fits``,
+        asked of each item about to be served, ends the page before that item when it says no (the
+        shell's page is full).
         """
         found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
         # the page's reads at one instant; a page's items share few decisions (OneInstant), and each
@@ -423,11 +425,9 @@ class ItemService:
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
                     continue
                 item = self.kernel.items.item(row)
-                payload = b""
-                if keep is not None and not item.portions:
-                    payload = self.kernel.cipher.open(row.id, row.label, row.payload)
-                    if not keep(item, payload):
-                        continue
+                # the one read decision, asked first: of an item the reader may not read nothing is
+                # opened, parsed or built (``keep`` ran before it on whole items, so an unreadable
+                # item's payload could fail the reader's page, or take time, for them to notice)
                 seen = gate.view(item)
                 if seen.item is None:
                     withheld += 1
@@ -437,8 +437,12 @@ class ItemService:
                     # a filter on a level or topic of an unseen portion would tell them it is there
                     continue
                 item, decision = seen.item, seen.decision
-                if keep is not None and item.portions:  # only the portions this reader may read
-                    payload = self.kernel.items.portions_payload(row, item.portions)
+                payload = b""
+                if keep is not None:
+                    if item.portions:  # only the portions this reader may read
+                        payload = self.kernel.items.portions_payload(row, item.portions)
+                    else:
+                        payload = self.kernel.cipher.open(row.id, row.label, row.payload)
                     if not keep(item, payload):
                         continue
                 # a readable item past the page, or one that does not fit: it starts the next page
