@@ -184,22 +184,24 @@ def test_a_label_given_another_creation_instant_is_the_label_replace_makes_every
         label_created_at(template, "2024-02-01T09:00:00")
 
 
+def _received(created: str, item_id: str) -> NewIngest:
+    """KOR's item created at ``created``, as received from KOR under the GSOMIA."""
+    return NewIngest(
+        kor_label(created=created),
+        b"{}",
+        item_id=item_id,
+        received_from="KOR",
+        agreement="kor-jpn-gsomia-2016",
+    )
+
+
 def test_a_received_label_is_checked_for_each_field_the_check_reads_though_the_batch_shares_the_rest(
     jpn_node: Node,
 ) -> None:
     # the check of a received label is kept per what it reads, not per creation instant: each of
     # these differs from an accepted one in one such field only, after it was accepted, and is refused
     kor = "kor-jpn-gsomia-2016"
-    good = [
-        NewIngest(
-            kor_label(created=f"2024-02-0{d}T09:00:00+09:00"),
-            b"{}",
-            item_id=f"k{d}",
-            received_from="KOR",
-            agreement=kor,
-        )
-        for d in (1, 2)
-    ]
+    good = [_received(f"2024-02-0{d}T09:00:00+09:00", f"k{d}") for d in (1, 2)]
     stored = jpn_node.items.ingest_many(None, good)
     assert [i.label.alternative_for("JPN") is not None for i in stored] == [True, True]
     for bad, why in [
@@ -240,7 +242,6 @@ def test_a_batch_reads_the_catalogue_once_and_checks_every_item_against_that_rea
 ) -> None:
     # the catalogue (the equivalence changes on file) read once a batch, not twice an item (issue 18):
     # every item of a batch is checked against one reading, none against one taken half-way
-    kor = "kor-jpn-gsomia-2016"
     kernel = jpn_node.kernel
     reads: list[int] = []
     current = type(kernel).catalogue
@@ -252,16 +253,7 @@ def test_a_batch_reads_the_catalogue_once_and_checks_every_item_against_that_rea
     batch = [
         NewIngest(jpn_label(created=f"2024-02-01T09:00:{k:02d}+09:00"), b"{}", item_id=f"j{k}")
         for k in range(20)
-    ] + [
-        NewIngest(
-            kor_label(created=f"2024-02-01T10:00:{k:02d}+09:00"),
-            b"{}",
-            item_id=f"k{k}",
-            received_from="KOR",
-            agreement=kor,
-        )
-        for k in range(20)
-    ]
+    ] + [_received(f"2024-02-01T10:00:{k:02d}+09:00", f"k{k}") for k in range(20)]
     monkeypatch.setattr(type(kernel), "catalogue", property(counted))
     stored = jpn_node.items.ingest_many(None, batch)
     monkeypatch.undo()
