@@ -26,6 +26,7 @@ class _Store:
         self.commits: list[tuple[list[str], int]] = []
         self.short = False  # answer one group fewer than given
         self.aside = False
+        self.replay_memory_apart = False  # the audit records in the memory's commits (one writer)
 
     def checkpoint_aside(self) -> None:
         self.aside = True
@@ -42,7 +43,7 @@ class _Store:
 
 
 def _arrival(n: int) -> SignedArrival:
-    return SignedArrival(f"batch-{n}", "KOR", (n,), (), 0)
+    return SignedArrival(f"batch-{n}", "KOR", (n,), (), 0, 0)
 
 
 def _row(n: int) -> AuditRow:
