@@ -36,8 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from gsomia.errors import StoreError
 from gsomia.store import _tables as t
@@ -57,6 +57,19 @@ _META = (
     "CREATE TABLE IF NOT EXISTS replay_memory "
     "(one INTEGER PRIMARY KEY CHECK (one = 1), boot TEXT NOT NULL, since_us INTEGER NOT NULL)"
 )
+
+
+def _schema() -> list[str]:
+    """The memory's tables and indexes as the node's database defines them (``_tables``), made if
+    missing (every process of the node may be the first to open the file)."""
+    statements: list[ExecutableDDLElement] = []
+    for table in (t.track_batches_seen, t.tracks_seen):
+        statements.append(CreateTable(table, if_not_exists=True))
+        statements += [CreateIndex(index, if_not_exists=True) for index in table.indexes]
+    return [str(statement.compile(dialect=sqlite.dialect())).strip() for statement in statements]
+
+
+_SCHEMA = _schema()
 
 
 def boot_id() -> str | None:
@@ -112,17 +125,8 @@ class ReplayFile:
     def _open(self, now_us: int) -> sqlite3.Connection:
         """Open (or make) this boot's file, delete other boots' (never read: possibly torn), and learn
         since when the memory holds every arrival."""
-        lost = self._delete_other_boots()
-        fresh = not os.path.exists(self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         os.close(fd)
-        if fresh or not self._has_tables():
-            engine = create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
-            try:  # the tables as the node's database defines them (one definition, _tables)
-                t.track_batches_seen.create(engine, checkfirst=True)
-                t.tracks_seen.create(engine, checkfirst=True)
-            finally:
-                engine.dispose()
         conn = sqlite3.connect(
             self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -130,40 +134,42 @@ class ReplayFile:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")  # a process crash loses nothing; see the module
             conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+            for statement in _SCHEMA:
+                conn.execute(statement)
             conn.execute(_META)
-            # blind before its first commit when a memory was lost (another boot's, or the database's)
-            since = now_us if lost or self._held_before() else _UNBOUNDED
+            # the first process of the boot says since when the memory holds every arrival, under the
+            # file's write lock (another opening at once waits, then reads it): blind before its first
+            # commit when a memory was lost (another boot's file, or rows in the node's database)
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR IGNORE INTO replay_memory VALUES (1, ?, ?)", (self._boot, since))
-            (self.since_us,) = conn.execute("SELECT since_us FROM replay_memory WHERE one = 1").fetchone()
+            row = conn.execute("SELECT since_us FROM replay_memory WHERE one = 1").fetchone()
+            if row is None:
+                lost = bool(self._other_boots()) or self._held_before()
+                row = (now_us if lost else _UNBOUNDED,)
+                conn.execute("INSERT INTO replay_memory VALUES (1, ?, ?)", (self._boot, row[0]))
             conn.commit()
+            (self.since_us,) = row
         except BaseException:
             conn.close()
             raise
+        # only once the bound is recorded (a process killed in between leaves them to the next)
+        self._delete_other_boots()
         self._conn = conn
         return conn
 
-    def _has_tables(self) -> bool:
-        conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000)
-        try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            conn.close()
-        return {"track_batches_seen", "tracks_seen"} <= names
+    def _other_boots(self) -> list[str]:
+        """The memory files of other boots (this one's, its log and lock files included, aside)."""
+        return [
+            name
+            for name in glob.glob(f"{glob.escape(self._database)}-replay.*")
+            if not name.startswith(self.path)
+        ]
 
-    def _delete_other_boots(self) -> bool:
-        """Delete the memory files of other boots (no process of theirs lives); whether there was one."""
-        lost = False
-        for name in glob.glob(f"{glob.escape(self._database)}-replay.*"):
-            if name == self.path or name in (f"{self.path}-wal", f"{self.path}-shm"):
-                continue
-            lost = True
+    def _delete_other_boots(self) -> None:
+        """Delete the memory files of other boots: no process of theirs lives, and they are never read."""
+        for name in self._other_boots():
             try:
                 os.unlink(name)
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise StoreError(
-                    f"cannot delete another boot's replay memory {name} ({exc.strerror})"
-                ) from exc
-        return lost
+                raise StoreError(f"cannot delete the replay memory {name} ({exc.strerror})") from exc

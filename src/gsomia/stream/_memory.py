@@ -11,8 +11,9 @@ the next one, and go in it together, in their order of arrival: one commit and o
 for all of them. Each waiter learns what the store said of its own group, only once the commit
 that recorded it is done; a replay of a group in the same commit as its original is checked
 against it (the store checks the arrivals of one transaction in order). The audit records of the
-receiving side (a window root verified, updates dropped as duplicates) go in the same commits:
-two writers of one process would otherwise wait on each other's database lock.
+receiving side (a window root verified, updates dropped as duplicates) go in the same commits
+where the memory is in the node's database: two writers of one process would otherwise wait on
+each other's database lock.
 
 The commits run in one thread of the memory's own, handed each commit through a queue, and each
 commit's answers are given to its waiters by one callback on the event loop: no executor (its work
@@ -20,6 +21,10 @@ item, its futures, the context copied) and no task of the loop's woken between t
 waiters. At 1,000 tracks/s, where a commit holds one or two groups, the hop through
 ``asyncio.to_thread`` cost a receiver two thirds as much CPU again as the commit itself; this one
 costs about a third less (benchmarks/README.md, bench_stream).
+
+Where the store keeps the memory in a file of its own (SQLite, ``store/_memoryfile.py``), the audit
+records are committed to the node's database by a second lane of the same kind: a group then never
+waits on the database's lock or its checkpoints, nor for an audit record.
 """
 
 from __future__ import annotations
