@@ -243,6 +243,7 @@ class _Received(NamedTuple):
     track: dict[str, Any]
     recipient: str
     via: str | None
+    at_us: int  # the update's instant (``update_ts``) as parsed: one instant, however it is spelt
 
 
 @dataclass(frozen=True, slots=True)
@@ -1658,7 +1659,8 @@ class StreamService:
                 )
             track = data["track"]
             recipient, via = data["recipient"], data.get("via")
-            parse_track_update(track, originator=label.originator)  # the same boundary at every node
+            # the same boundary at every node; the update's instant as parsed keys it, not its text
+            at_us = epoch_us(parse_track_update(track, originator=label.originator).update_ts)
             if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
         except LinkError:
@@ -1671,7 +1673,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, recipient, via)
+        return _Received(label, track, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -2010,8 +2012,9 @@ def _not_a_track(seq: int, sender: str) -> LinkError:
 
 def _track_key(originator: str, message: _Received) -> str:
     """A received update's identity, hashed: the originator that signed it, its recipient, the track
-    and the update's instant."""
-    parts = [originator, message.recipient, message.track["track_id"], message.track["update_ts"]]
+    and the update's instant, as the instant it is (microseconds since the epoch), not as spelt:
+    ``Z`` or ``+00:00``, another offset, more or fewer fraction digits are the same update."""
+    parts = [originator, message.recipient, message.track["track_id"], message.at_us]
     return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
