@@ -164,10 +164,12 @@ class Deliveries(Approvals):
         batch: list[tuple[OutboxRow, str, ReleaseDecision | None]] = []
         prefetched = self.prefetch([e.item_id for e in entries if e.kind == "item" and e.item_id], run)
         for entry in entries:
-            refusal, decision = self.recheck(entry, now, prefetched)
+            # an item's release request, read once for its decision and its message (issue 18)
+            spec = json.loads(entry.request) if entry.kind == "item" else None
+            refusal, decision = self.recheck(entry, now, prefetched, spec)
             envelope = entry.envelope
             if refusal is None:
-                body = self._batched(entry, decision, prefetched)
+                body = self._batched(entry, decision, prefetched, spec)
                 if body is not None:
                     bodies[entry.msg_id] = body
                 elif not envelope:  # released unsealed (in a selection), and its message cannot be built
@@ -255,13 +257,18 @@ class Deliveries(Approvals):
         return float(envelope_routing(envelope)["exp"]) <= now.timestamp()
 
     def recheck(
-        self, entry: OutboxRow, now: datetime, prefetched: Prefetched | None = None
+        self,
+        entry: OutboxRow,
+        now: datetime,
+        prefetched: Prefetched | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> tuple[str | None, ReleaseDecision | None]:
-        """The release decision again, at the instant of sending: (refusal or None, decision)."""
+        """The release decision again, at the instant of sending: (refusal or None, decision);
+        ``spec``: the entry's release request, if the caller has read it already."""
         if entry.kind != "item":
             return None, None
         try:
-            request = self._request(json.loads(entry.request), prefetched)
+            request = self._request(json.loads(entry.request) if spec is None else spec, prefetched)
             decision = self.kernel.engine.decide(
                 request, at=now, memo=prefetched.decided if prefetched is not None else None
             )
@@ -272,7 +279,11 @@ class Deliveries(Approvals):
         return "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed()), decision
 
     def _batched(
-        self, entry: OutboxRow, decision: ReleaseDecision | None, prefetched: Prefetched
+        self,
+        entry: OutboxRow,
+        decision: ReleaseDecision | None,
+        prefetched: Prefetched,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """The item message of ``entry``, built now under the decision just taken (as a fresh
         envelope's is), from what this node holds of the item now: a release of its own, or of an
@@ -280,7 +291,8 @@ class Deliveries(Approvals):
         change applied since it came goes on with it); ``None`` for a message other than an item."""
         if entry.kind != "item" or decision is None or entry.item_id is None:
             return None
-        spec = json.loads(entry.request)
+        if spec is None:
+            spec = json.loads(entry.request)
         if spec.get("item") != entry.item_id:
             return None
         row = prefetched.rows.get(entry.item_id)
