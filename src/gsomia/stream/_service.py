@@ -1222,18 +1222,13 @@ class StreamService:
             await self._serve_frames(receive, send, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
+            # per partner (confirmed), else per source address (nobody yet), and code: a window's first
+            # 10 a record, the rest counted in the store's tally, so the bound holds across processes
+            where = {} if confirmed else {"source": source}
             row = self._audit_row(
-                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc)
+                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc), **where
             )
-            if confirmed:  # a partner: per partner and code a window's first 10 a record, the rest counted
-                await asyncio.to_thread(self._tally_refusal, peer_name, exc, row)
-            else:  # nobody yet: one record per source and code per window, with the count left out
-                left_out = gate.should_record(source, exc.detail, time.monotonic())
-                if left_out is not None:
-                    await self._audit(
-                        self._audit_row("stream.link", None, peer_name, "refused", error=exc.detail,
-                                  reason=str(exc), source=source, left_out=left_out)
-                    )  # fmt: skip
+            await asyncio.to_thread(self._tally_refusal, peer_name if confirmed else source, exc, row)
             raise
         finally:
             if admitted and not confirmed:
@@ -1266,11 +1261,12 @@ class StreamService:
         self.kernel.tally("stream.link", peer, "opened", f"{peer} opened a link", rows)
 
     def _tally_refusal(self, peer: str | None, exc: LinkError, row: AuditRow) -> None:
-        """Audit the refusal of an authenticated partner's link in bounded space (the kernel's tally:
-        per partner and code, the first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a
-        window are records of their own, the rest counted, one ``refusal.tally`` record once the
-        window closed): a partner that reconnects to be refused again, as fast as it can, makes
-        this node store a bounded number of records a minute."""
+        """Audit the refusal of a link in bounded space (the kernel's tally: per ``peer``, the
+        authenticated partner or, before key confirmation, the source address, and per code, the
+        first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a window are records of their
+        own, the rest counted in the store, every process's, one ``refusal.tally`` record once the
+        window closed): a caller that reconnects to be refused again, as fast as it can, to any
+        process of the node, makes it store a bounded number of records a minute."""
 
         def rows(_counted_as: str, _peer: str, own: int) -> list[AuditRow]:
             return [row] if own else []  # one refusal: one record, or none
@@ -1524,7 +1520,7 @@ class StreamService:
         arrival = SignedArrival(
             group.batch, group.originator,
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
-            epoch_us(now),
+            epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
         return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
 
