@@ -127,10 +127,12 @@ class Deliveries(Approvals):
         keep: Callable[[str], bool] | None = None,
     ) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
-        signed receipts. With ``peers``, only what goes to those next hops (the peers whose delivery
-        this process holds the lease of: ``deliver:PEER``); with ``keep``, asked before each batch
-        to a peer, the batches to a peer stop when it answers no (that lease was lost meanwhile:
-        another process delivers to that peer now)."""
+        signed receipts. What it answers is what this process settled (delivered, retried,
+        undeliverable): an entry another process of the node settled first is not in it. With
+        ``peers``, only what goes to those next hops (the peers whose delivery this process holds
+        the lease of: ``deliver:PEER``); with ``keep``, asked before each batch to a peer, the
+        batches to a peer stop when it answers no (that lease was lost meanwhile: another process
+        delivers to that peer now)."""
         now = self._now()
         # a retry is never set further ahead than the longest back-off: one that is was set by a clock
         # that ran ahead and has been put right since, and is due now
@@ -222,7 +224,7 @@ class Deliveries(Approvals):
                 except GsomiaError as exc:
                     refusal = f"the envelope expired before delivery and could not be resealed: {exc}"
             if refusal is not None:
-                self.fed.settle(
+                settled = self.fed.settle(
                     entry.msg_id,
                     state="undeliverable",
                     now_us=epoch_us(now),
@@ -241,7 +243,8 @@ class Deliveries(Approvals):
                         )
                     ],
                 )
-                results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
+                if settled:  # not another process's meanwhile
+                    results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
                 continue
             batch.append((entry, envelope, decision))
         return batch
@@ -486,5 +489,7 @@ class Deliveries(Approvals):
             if unsent and sink:
                 sink[-1]["heard"] = [*sink[-1].get("heard", ()), *unsent]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
-        self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
-        return done
+        written = set(self.fed.settle_many(sink, now_us=epoch_us(now)))  # one transaction for the batch
+        # what this process settled: an entry whose compare-and-set another process won (it delivered
+        # or settled it first) is that process's outcome, not one more of this one's
+        return [d for d in done if d.msg_id in written]
