@@ -38,10 +38,8 @@ class Net:
         assert found is not None
         return found
 
-    def release(self, item_id: str) -> str:
-        kor = self.nodes["KOR"]
-        officer = kor.people.person("officer")
-        label = {
+    def label(self) -> dict[str, object]:
+        return {
             "originator": "KOR",
             "classification": "군사II급비밀",
             "releasable_to": ["JPN", "USA"],
@@ -49,7 +47,11 @@ class Net:
             "topics": ["dprk-missile"],
             "created": (self.clock.now - timedelta(hours=1)).isoformat(),
         }
-        kor.items.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
+
+    def release(self, item_id: str) -> str:
+        kor = self.nodes["KOR"]
+        officer = kor.people.person("officer")
+        kor.items.ingest(officer, label=self.label(), payload=b'{"track": 1}', item_id=item_id)
         return kor.exchange.release(officer, item_id, "JPN").msg_id
 
 
@@ -185,14 +187,7 @@ def test_a_selection_too_large_for_one_request_goes_in_several(net: Net) -> None
     item arrives once."""
     kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
     officer = kor.people.person("officer")
-    label = {
-        "originator": "KOR",
-        "classification": "군사II급비밀",
-        "releasable_to": ["JPN"],
-        "purpose": "threat-assessment",
-        "topics": ["dprk-missile"],
-        "created": (net.clock.now - timedelta(hours=1)).isoformat(),
-    }
+    label = net.label()
     ids = [f"big-{n:03d}" for n in range(100)]
     pad = "x" * 10_000
     kor.items.ingest_many(officer, [NewIngest(label, f'{{"pad": "{pad}"}}'.encode(), item_id=i) for i in ids])
