@@ -506,8 +506,9 @@ def seal(
     kid, signer = ring._signer(at)
     recipient_kid, recipient_key = recipient._encrypter(at)
     message = _cose_hop(routing, claims, kid, signer, recipient_kid, recipient_key)
-    # standard base64 needs no escaping in a JSON string either ("+", "/" and "=" are plain characters)
-    return b"".join((_COSE_WRAPPER_HEAD, pybase64.b64encode(message), _WRAPPER_TAIL)).decode("ascii")
+    # standard base64 needs no escaping in a JSON string either ("+", "/" and "=" are plain characters);
+    # written as text at once, one large string fewer than bytes joined and then decoded
+    return "".join((_COSE_WRAPPER_TEXT, pybase64.b64encode_as_string(message), _WRAPPER_TAIL_TEXT))
 
 
 def _seal_jose(
@@ -730,6 +731,7 @@ _WRAPPER_HEAD = f'{{"format":"{JOSE_FORMAT}","jwe":"'.encode("ascii")
 _COSE_WRAPPER_HEAD = f'{{"format":"{ENVELOPE_FORMAT}","cose":"'.encode("ascii")
 _COSE_URL_WRAPPER_HEAD = f'{{"format":"{COSE_URL_FORMAT}","cose":"'.encode("ascii")
 _WRAPPER_TAIL = b'"}'
+_COSE_WRAPPER_TEXT, _WRAPPER_TAIL_TEXT = _COSE_WRAPPER_HEAD.decode("ascii"), _WRAPPER_TAIL.decode("ascii")
 _MEMBER = {JOSE_FORMAT: "jwe", COSE_URL_FORMAT: "cose", ENVELOPE_FORMAT: "cose"}
 _HEADS = (
     (_COSE_WRAPPER_HEAD, ENVELOPE_FORMAT),
@@ -1018,6 +1020,13 @@ _SIG_ROOM = len(_SIG_STRUCTURE_HEAD) + len(_EMPTY_BYTES) - len(_SIGN1_HEAD) - le
 def _head(major: int, value: int) -> bytes:
     """The head of a CBOR item of major type ``major`` and argument ``value`` (an unsigned integer's
     value, a string's length) in the deterministic encoding: the shortest (RFC 8949 section 4.2.1)."""
+    if value < 0x100:  # a header's ids and texts: written once (a hop writes a dozen heads, issue 18)
+        return _SHORT_HEADS[major][value]
+    return _written_head(major, value)
+
+
+def _written_head(major: int, value: int) -> bytes:
+    """:func:`_head`, written."""
     kind = major << 5
     if value < 24:
         return bytes((kind | value,))
@@ -1028,6 +1037,9 @@ def _head(major: int, value: int) -> bytes:
     if value < 0x1_0000_0000:
         return bytes((kind | 26,)) + value.to_bytes(4, "big")
     return bytes((kind | 27,)) + value.to_bytes(8, "big")
+
+
+_SHORT_HEADS = tuple(tuple(_written_head(major, value) for value in range(0x100)) for major in range(8))
 
 
 def _bytes_head(length: int) -> bytes:
@@ -1123,8 +1135,8 @@ def _cose_hop(
     routing: dict[str, Any], claims: bytes, kid: str, signer: OKPKey, recipient_kid: str, recipient: OKPKey
 ) -> bytearray:
     """The tagged COSE_Encrypt of a hop (the layout above)."""
-    private = signer.private_key
-    public = recipient.public_key
+    # the keys as imported (joserfc's ``private_key`` property tests four key ABCs a call); checked below
+    private, public = signer.raw_value, recipient.public_key
     if not (type(private) is _ED25519_PRIVATE or isinstance(private, Ed25519PrivateKey)) or not (
         type(public) is _X25519_PUBLIC or isinstance(public, X25519PublicKey)
     ):
@@ -1327,7 +1339,7 @@ def _cose_decrypt(sealed: tuple[bytes, bytes, memoryview, bytes, bytes], key: OK
     """The plaintext of a COSE_Encrypt read by :func:`_read_cose`, by ``key``'s X25519, after
     ``_SIG_ROOM`` bytes left free for :func:`_check_sign1_in_place`; ``decrypt-failed``."""
     protected, iv, ciphertext, recipient_protected, epk = sealed
-    private = key.private_key
+    private = key.raw_value  # as imported (see _cose_hop), held to an X25519 private key below
     try:
         if not (type(private) is _X25519_PRIVATE or isinstance(private, X25519PrivateKey)):
             raise ValueError("not an X25519 key")
