@@ -852,9 +852,10 @@ def _rows(figures: dict[str, float], met: bool, throughput: list[dict[str, Any]]
         ),
         _batch_row(
             figures,
-            f"envelope seal+open per item, {figures['batch_items']:.0f} items to an envelope, nested items (each "
-            "item's label and payload as JSON values, 54 floats an item: not what the exchange sends, which is "
-            "the row of the exchange's messages; ratio: time per item / the floor's)",
+            f"envelope seal+open per item, {figures['batch_items']:.0f} items to an envelope, nested "
+            "items (each item's label and payload as JSON values, 54 floats an item: not what the "
+            "exchange sends, which is the row of the exchange's messages; ratio: time per item / the "
+            "floor's)",
             "gsomia_batch_per_s",
             "batch_ratio",
             judged=True,
