@@ -223,3 +223,21 @@ def test_a_duplicate_names_no_constraint(call: Call, token: str) -> None:
     found = refused(call("POST", "/items", token, json=body), 409, "already")
     assert "UNIQUE" not in found["detail"]
     assert "pkey" not in found["detail"]
+
+
+def test_a_login_form_of_more_fields_than_it_has_is_400_audited(call: Call, jpn_node: Node) -> None:
+    """Nobody authenticated: five fields posted to the dashboard's login form (which reads at most
+    four) made parse_qs raise, a 500. Now the login page again, 400 naming the form's fields,
+    audited (``ui.login``, in the source's bounded tally)."""
+    base = dashboard_scope(jpn_node.ring).path
+    response = call(
+        "POST",
+        f"{base}/login",
+        content=b"a=1&b=2&c=3&d=4&e=5",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": jpn_node.config.endpoint},
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert "the login form has two fields" in response.text
+    for word in INTERNALS:
+        assert word.lower() not in response.text.lower()
+    assert last_refusal(jpn_node)["kind"] == "ui.login"
