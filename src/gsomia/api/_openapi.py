@@ -32,6 +32,8 @@ SHAPE = "x-gsomia-shape"
 # which JSON Schema cannot say of a value of any shape
 TEXT_RULES = (NUL_PROBLEM, SURROGATE_PROBLEM)
 RULES: dict[str, tuple[str, ...]] = {
+    # a cursor is opaque: only one this node gave this reader (its page's next) is taken back
+    "GET /items": ("is not one this node issued",),
     "POST /items": (
         "the review instant precedes the creation instant",
         # an item in portions (issue 20 §2): one item, one originator and purpose; ids tell portions apart
