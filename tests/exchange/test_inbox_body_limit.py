@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import postgres_schema
+from tests.node_fixtures import kor_label
 
 from gsomia.audit import HEAD_KIND
 from gsomia.demo import network
@@ -39,14 +40,7 @@ class Net:
     def release(self, item_id: str, size: int) -> str:
         kor = self.nodes["KOR"]
         officer = kor.people.person("officer")
-        label = {
-            "originator": "KOR",
-            "classification": "군사II급비밀",
-            "releasable_to": ["JPN", "USA"],
-            "purpose": "threat-assessment",
-            "topics": ["dprk-missile"],
-            "created": (self.clock.now - timedelta(hours=1)).isoformat(),
-        }
+        label = kor_label(created=(self.clock.now - timedelta(hours=1)).isoformat())
         payload = json.dumps({"track": item_id, "pad": "x" * size}).encode()
         kor.items.ingest(officer, label=label, payload=payload, item_id=item_id)
         return kor.exchange.release(officer, item_id, "JPN").msg_id
