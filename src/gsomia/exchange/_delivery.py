@@ -35,6 +35,10 @@ __all__ = ["Deliveries", "Delivery"]
 
 
 _BATCH = 100
+# a push's messages at most, as built (``_weight``): its request is about 1.3-1.5 times that, under a
+# receiver's default body limit (twice ``max_payload_bytes`` plus 64 KB, 2,162,688 bytes). A batch of
+# 100 items of 10 KB was a request of 2.5 MB, refused whole (413) each time it was tried
+_PUSH_BYTES = 1_000_000
 
 
 class _Prepared:
@@ -71,6 +75,41 @@ def _apart(prepared: _Prepared, flying: Iterable[_Prepared]) -> bool:
     return any(
         entry.kind != "item" or entry.item_id in items for other in flying for entry, _, _ in other.batch
     )
+
+
+def _weight(entry: OutboxRow, envelope: str, bodies: dict[str, dict[str, Any]]) -> int:
+    """About the bytes ``entry`` adds to a push: its item message's signed item, consents and
+    portions as built (the framing around them within 1 KB), or the envelope it was sealed in."""
+    body = bodies.get(entry.msg_id)
+    if body is None:
+        return len(envelope)
+    portions = body.get("portions")
+    return (
+        1024
+        + len(str(body.get("origin") or ""))
+        + sum(len(str(c)) for c in body.get("consents") or ())
+        + (len(json.dumps(portions)) if portions else 0)
+    )
+
+
+def _by_size(
+    batch: list[tuple[OutboxRow, str, ReleaseDecision | None]], bodies: dict[str, dict[str, Any]]
+) -> list[list[tuple[OutboxRow, str, ReleaseDecision | None]]]:
+    """``batch`` cut, in its order, into pushes of at most ``_PUSH_BYTES`` each (an entry larger than
+    that goes alone)."""
+    parts: list[list[tuple[OutboxRow, str, ReleaseDecision | None]]] = []
+    part: list[tuple[OutboxRow, str, ReleaseDecision | None]] = []
+    size = 0
+    for one in batch:
+        weight = _weight(one[0], one[1], bodies)
+        if part and size + weight > _PUSH_BYTES:
+            parts.append(part)
+            part, size = [], 0
+        part.append(one)
+        size += weight
+    if part:
+        parts.append(part)
+    return parts
 
 
 class Deliveries(Approvals):
@@ -110,10 +149,12 @@ class Deliveries(Approvals):
         keep: Callable[[str], bool] | None = None,
     ) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
-        signed receipts. With ``peers``, only what goes to those next hops (the peers whose delivery
-        this process holds the lease of: ``deliver:PEER``); with ``keep``, asked before each batch
-        to a peer, the batches to a peer stop when it answers no (that lease was lost meanwhile:
-        another process delivers to that peer now)."""
+        signed receipts. What it answers is what this process settled (delivered, retried,
+        undeliverable): an entry another process of the node settled first is not in it. With
+        ``peers``, only what goes to those next hops (the peers whose delivery this process holds
+        the lease of: ``deliver:PEER``); with ``keep``, asked before each batch to a peer, the
+        batches to a peer stop when it answers no (that lease was lost meanwhile: another process
+        delivers to that peer now)."""
         now = self._now()
         # a retry is never set further ahead than the longest back-off: one that is was set by a clock
         # that ran ahead and has been put right since, and is due now
@@ -135,8 +176,8 @@ class Deliveries(Approvals):
             if len(chunks) == 1:
                 if keep is None or keep(party):
                     batch = self._decided(chunks[0], now, run, bodies, results)
-                    if batch:
-                        results += self._push(transport, party, batch, now, bodies)
+                    for part in _by_size(batch, bodies):
+                        results += self._push(transport, party, part, now, bodies)
                 continue
             # a pipeline: the next batch is decided again and sealed while those before are on the wire
             # (and at the receiver), then the oldest is settled; each batch still settles on its own
@@ -156,15 +197,14 @@ class Deliveries(Approvals):
                         if keep is not None and not keep(party):
                             break  # left pending, as read: the process holding that peer now sends them
                         batch = self._decided(chunk, now, run, bodies, results)
-                        if not batch:
-                            continue
-                        prepared = self._prepare(party, batch, now, bodies)
-                        if depth > 1:
-                            while flying and _apart(prepared, (p for p, _ in flying)):
+                        for part in _by_size(batch, bodies):
+                            prepared = self._prepare(party, part, now, bodies)
+                            if depth > 1:
+                                while flying and _apart(prepared, (p for p, _ in flying)):
+                                    results += self._finish(*flying.popleft(), now)
+                            flying.append((prepared, wire.submit(self._send, transport, prepared)))
+                            while len(flying) > depth:  # the next queued on the wire; the oldest settled
                                 results += self._finish(*flying.popleft(), now)
-                        flying.append((prepared, wire.submit(self._send, transport, prepared)))
-                        while len(flying) > depth:  # the next is queued on the wire; the oldest settled
-                            results += self._finish(*flying.popleft(), now)
                 finally:  # what is on the wire is settled, whatever stopped the next one
                     while flying:
                         results += self._finish(*flying.popleft(), now)
@@ -206,7 +246,7 @@ class Deliveries(Approvals):
                 except GsomiaError as exc:
                     refusal = f"the envelope expired before delivery and could not be resealed: {exc}"
             if refusal is not None:
-                self.fed.settle(
+                settled = self.fed.settle(
                     entry.msg_id,
                     state="undeliverable",
                     now_us=epoch_us(now),
@@ -225,7 +265,8 @@ class Deliveries(Approvals):
                         )
                     ],
                 )
-                results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
+                if settled:  # not another process's meanwhile
+                    results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
                 continue
             batch.append((entry, envelope, decision))
         return batch
@@ -519,5 +560,7 @@ class Deliveries(Approvals):
             if unsent and sink:
                 sink[-1]["heard"] = [*sink[-1].get("heard", ()), *unsent]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
-        self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
-        return done
+        written = set(self.fed.settle_many(sink, now_us=epoch_us(now)))  # one transaction for the batch
+        # what this process settled: an entry whose compare-and-set another process won (it delivered
+        # or settled it first) is that process's outcome, not one more of this one's
+        return [d for d in done if d.msg_id in written]

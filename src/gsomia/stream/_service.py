@@ -1520,7 +1520,7 @@ class StreamService:
         arrival = SignedArrival(
             group.batch, group.originator,
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
-            epoch_us(now),
+            epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
         return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
 
