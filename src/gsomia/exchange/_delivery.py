@@ -34,10 +34,7 @@ from gsomia.store import AuditRow, OutboxRow
 __all__ = ["Deliveries", "Delivery"]
 
 
-# items to a batch (a pipeline's step): at 250 rather than 100 the per-batch work (the receipt signed
-# and checked, the transactions, the envelope's keys) is spread further; KOR's CPU an item 4-21% and
-# JPN's 9-25% lower in four served pairs (issue 18). ``_PUSH_BYTES`` still cuts a batch of large items
-_BATCH = 250
+_BATCH = 100
 # a push's messages at most, as built (``_weight``): its request is about 1.3-1.5 times that, under a
 # receiver's default body limit (twice ``max_payload_bytes`` plus 64 KB, 2,162,688 bytes). A batch of
 # 100 items of 10 KB was a request of 2.5 MB, refused whole (413) each time it was tried
