@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gsomia._canonical import canonical_built_bytes, canonical_bytes, canonical_bytes_with
+from gsomia._canonical import (
+    NUL_PROBLEM,
+    SURROGATE_PROBLEM,
+    canonical_built_bytes,
+    canonical_bytes,
+    canonical_bytes_with,
+    held_as_is,
+    unstorable,
+)
 from gsomia.core.access import Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
@@ -85,66 +93,9 @@ def storable(text: str) -> str:
     lone surrogate (which UTF-8 cannot encode) written as its JSON escape (``\\u0000``,
     ``\\ud800``), the rest as it is. In canonical JSON the result reads back as the same value; in
     plain text (an audit record's subject, a refusal's sample) it still shows what was sent."""
-    if _held(text):
+    if held_as_is(text):
         return text
     return _UNSTORABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-
-
-def _held(text: str) -> bool:
-    """Whether every store holds ``text`` as it is: no NUL, no surrogate. UTF-8 encodes every code
-    point but the surrogates, so the encoder (C, one pass) answers for them: several times faster
-    than the pattern's search over non-ASCII text (a release's audit record, 11 against ~2 us)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-NUL_PROBLEM = "contains a NUL character (U+0000), which this node does not store"
-SURROGATE_PROBLEM = "contains a lone surrogate (U+D800-U+DFFF), which is not text this node can store"
-
-
-def _text_problem(text: str) -> str | None:
-    if _held(text):
-        return None
-    return NUL_PROBLEM if "\x00" in text else SURROGATE_PROBLEM
-
-
-_NESTED_OR_TEXT = frozenset({str, dict, list, tuple})
-
-
-def unstorable(value: Any, where: str) -> tuple[str, str] | None:
-    """THE rule for text a caller or a partner sends: the first place in ``value`` (text, or a JSON
-    value of lists and objects, the keys included) holding a NUL (which PostgreSQL's text type
-    refuses) or a lone surrogate (which UTF-8 cannot encode, so nothing can sign, store or send it),
-    as ``(where.key.0, problem)``; ``None`` when every text in it can be stored on every store. The
-    place is named by its keys and list indexes (``body.label.topics.1``), never by its value."""
-    pending: list[tuple[Any, str]] = [(value, where)]
-    pop, push = pending.pop, pending.append
-    while pending:
-        item, at = pop()
-        kind = type(item)
-        if kind is str:
-            problem = _text_problem(item)
-            if problem is not None:
-                return at, problem
-        elif kind is dict:
-            for key, member in item.items():
-                problem = _text_problem(key) if type(key) is str else None
-                if problem is not None:
-                    return f"{at} (a name in it)", problem
-                if type(member) in _NESTED_OR_TEXT:
-                    push((member, f"{at}.{key}"))
-        elif kind is list or kind is tuple:
-            for index, member in enumerate(item):
-                if type(member) in _NESTED_OR_TEXT:
-                    push((member, f"{at}.{index}"))
-    return None
 
 
 def refuse_unstorable(value: Any, where: str) -> None:
@@ -201,7 +152,7 @@ def storable_record(data: Mapping[str, Any]) -> str:
             written = canonical_bytes(data)
         else:
             texts = [value.text for value in data.values() if type(value) is Encoded]
-            written = _record_bytes(data) if all(map(_held, texts)) else None
+            written = _record_bytes(data) if all(map(held_as_is, texts)) else None
         if written is not None:
             return written.decode()
     return storable(canonical_record(data))

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gsomia._canonical import unstorable
 from gsomia.core.agreements import Agreement, Equivalence, EquivalenceRow, Topology
 from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
@@ -155,12 +156,19 @@ def _validation_error(source: str, exc: ValidationError) -> DataFileError:
 
 
 def _toml(source: str, text: bytes) -> dict[str, object]:
+    """A data file's document: valid UTF-8 TOML holding no text a store cannot hold (TOML writes a
+    NUL as ``\\u0000``, in a value or a quoted key; :func:`gsomia._canonical.unstorable`, the rule the
+    API, the inbox and the command line apply), refused naming the place (``party.name``)."""
     try:
-        return tomllib.loads(text.decode("utf-8"))
+        document = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DataFileError(source, "", f"not valid UTF-8 TOML: {exc}") from exc
     except RecursionError:
         raise DataFileError(source, "", "nested too deeply to be a data file") from None
+    found = unstorable(document, "")
+    if found is not None:
+        raise DataFileError(source, found[0].lstrip(". ") or "(the document)", found[1])
+    return document
 
 
 def _months(source: str, field: str, text: str | None) -> int | None:

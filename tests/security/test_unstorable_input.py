@@ -253,15 +253,17 @@ def test_a_header_holding_a_nul(call: Call, token: str, jpn_node: Node) -> None:
     assert stored(jpn_node) == before
 
 
-def test_the_dashboard_login_form_holding_a_nul(call: Call, jpn_node: Node) -> None:
-    """Unauthenticated: refused all the same, audited in bounded space (the source's tally)."""
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_the_dashboard_login_form_holding_a_nul(call: Call, jpn_node: Node, content_type: str) -> None:
+    """Unauthenticated: refused all the same, audited in bounded space (the source's tally). The
+    login page reads its body as a form whatever the type (``text/plain`` passed the gate before)."""
     before = stored(jpn_node)
     base = dashboard_scope(jpn_node.ring).path
     response = call(
         "POST",
         f"{base}/login",
         content=b"token=a%00b&next=x",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": jpn_node.config.endpoint},
+        headers={"Content-Type": content_type, "Origin": jpn_node.config.endpoint},
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("body.token: "), response.text
@@ -278,24 +280,30 @@ def test_text_that_only_looks_like_it_passes(call: Call, token: str) -> None:
     assert call("GET", "/items/looks-alike", token).json()["payload"] == body["payload"]
 
 
+def websocket_scope(path: str, client: str, *, query: bytes = b"", token: str = "") -> dict[str, Any]:
+    """A WebSocket handshake's ASGI scope from ``client``, as a server hands it to the app."""
+    bearer = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"node"), *bearer],
+        "client": (client, 50000),
+        "server": ("node", 80),
+        "subprotocols": [],
+    }
+
+
 def test_a_websocket_handshake_holding_a_nul_is_closed(jpn_node: Node) -> None:
     """The feed's WebSocket asked with a NUL in its query: closed (1008) before it is accepted,
     naming the place, audited; driven through the whole app as a server would."""
     app = create_app(jpn_node)
     sent: list[dict[str, Any]] = []
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/feed/ws",
-        "raw_path": b"/feed/ws",
-        "root_path": "",
-        "query_string": b"topic=%00",
-        "headers": [(b"host", b"node")],
-        "client": ("192.0.2.7", 50000),
-        "server": ("node", 80),
-        "subprotocols": [],
-    }
+    scope = websocket_scope("/feed/ws", "192.0.2.7", query=b"topic=%00")
 
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
@@ -309,3 +317,119 @@ def test_a_websocket_handshake_holding_a_nul_is_closed(jpn_node: Node) -> None:
     assert sent[0]["reason"].startswith("query.topic: ")
     rows = [r for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]
     assert "query.topic" in json.loads(rows[-1].detail)["reason"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"\xa0application/json",  # FastAPI's reading strips a Unicode space (NBSP, NEL): JSON to it
+        b"application/json\x85; charset=utf-8",
+        b"text/plain",  # no route reads it: refused all the same, nothing to guess
+    ],
+    ids=["nbsp-before", "nel-after", "text-plain"],
+)
+def test_a_content_type_the_gate_might_not_read_as_json(
+    call: Call, token: str, jpn_node: Node, content_type: bytes
+) -> None:
+    """The gate read a body only when its own reading of ``Content-Type`` said JSON or a form, while
+    FastAPI reads that header its own way (the email package's, which strips any Unicode space): a
+    NBSP before ``application/json`` made the gate pass the body as "not text" and FastAPI parse it
+    as JSON, so a NUL was stored on SQLite (201). Every body is now looked at."""
+    before = stored(jpn_node)
+    body = raw(item(id="typed", payload={"note": f"x{NUL}"}))
+    response = call("POST", "/items", token, content=body, headers={"Content-Type": content_type})
+    refused(response, "body.payload.note", jpn_node, before)
+
+
+@pytest.mark.parametrize("content_type", ["application/json, text/plain", ",application/json"])
+def test_a_taxii_post_whose_content_type_is_a_list(
+    call: Call, token: str, jpn_node: Node, content_type: str
+) -> None:
+    """TAXII's own reading of ``Content-Type`` takes the first media type of a comma list (an empty
+    one skipped) and took the body as JSON; the gate's did not, and an agreement's collection stored
+    the object's NUL (202)."""
+    cid = next(
+        c["id"]
+        for c in call("GET", "/taxii2/api/collections/", token).json()["collections"]
+        if c["title"] == f"agreement:{GSOMIA}"
+    )
+    before = stored(jpn_node)
+    objects = [{"type": "indicator", "id": "indicator--1", "name": f"n{NUL}"}]
+    response = call(
+        "POST",
+        f"/taxii2/api/collections/{cid}/objects/",
+        token,
+        content=raw({"objects": objects}),
+        headers={"Content-Type": content_type},
+    )
+    refused(response, "body.objects.0.name", jpn_node, before)
+
+
+def test_a_taxii_post_nested_deeper_than_the_parser_goes(call: Call, token: str, jpn_node: Node) -> None:
+    """A TAXII envelope nested past the JSON parser's depth was a RecursionError the route did not
+    take for "not JSON": a 500. Now the 400 it answers any body that is not JSON, audited."""
+    cid = next(
+        c["id"]
+        for c in call("GET", "/taxii2/api/collections/", token).json()["collections"]
+        if c["title"] == f"agreement:{GSOMIA}"
+    )
+    deep = b'{"objects": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    response = call("POST", url, token, content=deep, headers={"Content-Type": TAXII})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["description"] == "the body is not JSON"
+    for word in INTERNALS:
+        assert word.lower() not in response.text.lower()
+    rows = [r for r in jpn_node.store.audit(limit=1000) if r.outcome == "refused"]
+    assert json.loads(rows[-1].detail)["reason"] == "the body is not JSON", rows[-1]
+
+
+def test_the_publishers_feed_refuses_a_message_holding_unstorable_text(token: str, jpn_node: Node) -> None:
+    """After the handshake, each text message of the publisher's feed (a release officer's, so
+    authenticated): a NUL or a lone surrogate anywhere in it, a key's included, is refused whole
+    with a frame naming the place (never the value), and audited in bounded space: of 12 such
+    messages in a minute, 10 are records of their own and one ``refusal.tally`` counts all 12 once
+    the minute has closed. Before, the NUL in a key was echoed in the refusal and the surrogate was
+    "not JSON", each refused update an audit record of its own, as many as the feed sent."""
+    app = create_app(jpn_node)
+    messages = [
+        json.dumps({"track_id": f"t{NUL}"}),
+        json.dumps([{"track_id": "t"}, {f"launch{NUL}": 1}]),
+        json.dumps({"missile_class": f"x{LONE}"}),
+    ] * 4
+    places = ["message.track_id", "message.1 (a name in it)", "message.missile_class"] * 4
+    inbound = [
+        {"type": "websocket.connect"},
+        *({"type": "websocket.receive", "text": text} for text in messages),
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
+    sent: list[dict[str, Any]] = []
+    scope = websocket_scope("/stream/tracks/publish", "192.0.2.9", token=token)
+
+    async def receive() -> dict[str, Any]:
+        return inbound.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    def records(kind: str) -> list[dict[str, Any]]:
+        return [json.loads(r.detail) for r in jpn_node.store.audit(kind=kind, limit=1000)]
+
+    before = stored(jpn_node)
+    published = len(records("stream.publish"))
+    asyncio.run(app(scope, receive, send))
+    assert [m["type"] for m in sent] == ["websocket.accept"] + ["websocket.send"] * 12, sent
+    answers = [json.loads(m["text"]) for m in sent[1:]]
+    assert [a["detail"].split(": ")[0] for a in answers] == places
+    assert all(a["error"] == "InvalidInputError" for a in answers)
+    assert all("U+0000" in a["detail"] or "U+D800" in a["detail"] for a in answers)
+    audited = records("stream.publish")[: len(records("stream.publish")) - published]
+    assert len(audited) == 10  # NodeContext.REFUSALS_RECORDED
+    assert all(d["source"] == "192.0.2.9" and d["person"] == "chief" for d in audited), audited
+    assert {d["reason"].split(": ")[0] for d in audited} == set(places)
+    clock: FakeClock = jpn_node.kernel.clock  # type: ignore[assignment]
+    clock.advance(seconds=60)
+    jpn_node.kernel.close_refusal_tallies()
+    tallies = [(d["source"], d["code"], d["count"]) for d in records("refusal.tally")]
+    assert ("192.0.2.9", "unstorable", 12) in tallies
+    assert stored(jpn_node) == before

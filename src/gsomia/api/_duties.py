@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gsomia._present import item_view, scheduled_view
-from gsomia.api._fields import NO_NUL, Bool, Classification, Id, Instant, Party, Words
+from gsomia.api._fields import Bool, Classification, Id, Instant, Party, Words
 from gsomia.api._models import BASE64, instant_in, payload_in
 from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
@@ -102,7 +102,7 @@ class FeedbackIn(_In):
     """A sighting, question or proposed correction for the item's originator (issue 20 §4)."""
 
     kind: Literal["seen", "used-in-assessment", "corroborated", "false-positive", "question", "correction"]
-    text: Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_FEEDBACK_TEXT)] = Field(
+    text: Annotated[str, StringConstraints(max_length=MAX_FEEDBACK_TEXT)] = Field(
         default="", description="What the holder says (needed for a question or a correction)."
     )
     cites: list[Id] = Field(
@@ -132,7 +132,7 @@ class AuthorityIn(_In):
     party: Party
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
     name: Annotated[Words, Field(max_length=200)]
-    function: Annotated[str, Field(pattern=r"^[^\x00]*$", max_length=200)] = ""
+    function: Annotated[str, Field(max_length=200)] = ""
 
 
 class RulesIn(_In):
@@ -140,7 +140,7 @@ class RulesIn(_In):
 
     party: Party
     title: Annotated[Words, Field(max_length=200)]
-    summary: Annotated[str, Field(pattern=r"^[^\x00]*$", max_length=4000)] = ""
+    summary: Annotated[str, Field(max_length=4000)] = ""
     levels: list[Classification] = Field(default_factory=list, description="Levels touched; empty: all.")
     effective: Instant
 

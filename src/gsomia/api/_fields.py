@@ -1,11 +1,13 @@
 """The values a request may carry, each with the constraint the node enforces stated in its schema.
 
-A request field is one of these types, so the OpenAPI document says what the server checks:
-text never holds a NUL (U+0000, which PostgreSQL cannot store), identifiers follow the node's
-pattern, instants the one pattern :mod:`gsomia.core.instants` parses, numbers stay within the
-store's 64-bit integers. Names the node knows only from its data (parties, levels, agreements,
-purposes, topics, roles) carry an ``x-gsomia-vocabulary`` mark that :mod:`gsomia.api._openapi`
-turns into the ``enum`` of this node's catalogue; the service refuses any other name.
+A request field is one of these types, so the OpenAPI document says what the server checks: a
+reason says something, identifiers follow the node's pattern, instants the one pattern
+:mod:`gsomia.core.instants` parses, numbers stay within the store's 64-bit integers. Text no store
+can hold (a NUL, a lone surrogate) never reaches a field: the one gate, :mod:`gsomia.api._text`,
+refuses it anywhere in a request first (every operation's ``x-gsomia-rules`` says so). Names the
+node knows only from its data (parties, levels, agreements, purposes, topics, roles) carry an
+``x-gsomia-vocabulary`` mark that :mod:`gsomia.api._openapi` turns into the ``enum`` of this node's
+catalogue; the service refuses any other name.
 """
 
 from __future__ import annotations
@@ -44,12 +46,11 @@ BEARER = HTTPBearer(auto_error=False, description="An API token issued by the no
 
 ID_PATTERN = ITEM_ID.pattern  # what an item or person id may be: the kernel's rule
 MAX_INT = 2**63 - 1  # the store's integers are signed 64-bit
-NO_NUL = r"^[^\x00]*$"
-# at least one character that is neither white space nor NUL: what "give a reason" means. The white
+# at least one character that is not white space: what "give a reason" means. The white
 # space is spelled out (what Python's str.strip removes): \s differs between JSON Schema's regular
 # expressions, pydantic's and Python's (U+0085, U+FEFF), and the three must agree.
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-SOME_WORDS = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+SOME_WORDS = rf"[^{_SPACE}]"
 MAX_TEXT = 4000  # a reason, a description: a few paragraphs, never a file
 
 
@@ -58,7 +59,7 @@ def vocabulary(kind: str) -> Any:
     return Field(json_schema_extra={"x-gsomia-vocabulary": kind})
 
 
-Text = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=MAX_TEXT)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Words = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=MAX_TEXT)]
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Instant = Annotated[
@@ -73,15 +74,14 @@ Timestamp = Annotated[
 ]
 Party = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), vocabulary("party")]
 Classification = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("level")]
-AgreementId = Annotated[str, StringConstraints(pattern=NO_NUL, max_length=200), vocabulary("agreement")]
+AgreementId = Annotated[str, StringConstraints(max_length=200), vocabulary("agreement")]
 Purpose = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("purpose")]
 Topic = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200), vocabulary("topic")]
 RoleName = Annotated[str, vocabulary("role")]
 Caveat = Annotated[str, StringConstraints(pattern=SOME_WORDS, max_length=200)]
 # What a pattern asks for, in words, for the refusal of a value that does not match it.
 PATTERN_WORDS = {
-    NO_NUL: "contains a NUL character (U+0000), which this node does not store",
-    SOME_WORDS: "must hold some words (not only white space) and no NUL character",
+    SOME_WORDS: "must hold some words (not only white space)",
     ID_PATTERN: "must be 1-128 letters, digits or ._:-, starting with a letter or digit",
     INSTANT_PATTERN: (
         "is not an instant of the years 1900-2999: give ISO 8601 with a UTC offset "

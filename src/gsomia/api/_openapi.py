@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gsomia._codec import NUL_PROBLEM, SURROGATE_PROBLEM
-from gsomia.api._fields import NO_NUL, SOME_WORDS
+from gsomia.api._fields import SOME_WORDS
 from gsomia.core.access import Role
 from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import TIMESTAMP_PATTERN
@@ -86,8 +86,8 @@ def _levels(catalogue: Catalogue, party: str) -> list[str]:
     return sorted({name for lv in scheme.levels for name in (lv.name, lv.alias)})
 
 
-def _strings(pattern: str = SOME_WORDS, max_length: int = 200) -> dict[str, Any]:
-    return {"type": "string", "pattern": pattern, "maxLength": max_length}
+def _strings(pattern: str | None = SOME_WORDS, max_length: int = 200) -> dict[str, Any]:
+    return {"type": "string", **({"pattern": pattern} if pattern else {}), "maxLength": max_length}
 
 
 def _array(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def _label(
                 "properties": {
                     "party": {"const": party},
                     "classification": {"type": "string", "enum": _levels(catalogue, party)},
-                    "agreement": _strings(NO_NUL),
+                    "agreement": _strings(None),
                 },
             }
             for party in parties

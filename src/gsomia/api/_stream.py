@@ -15,13 +15,15 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from gsomia.api._sse import sse_response
+from gsomia.api._text import message_problem
 from gsomia.api._ws import websocket_caller
 from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
-from gsomia.errors import GsomiaError, InvalidInputError, LinkError
+from gsomia.errors import GsomiaError, InvalidInputError, LinkError, RateLimitedError
 from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
 
 __all__ = ["stream_router"]
@@ -188,7 +190,9 @@ def stream_router(
         """A feed of track updates at the originating node (for high-rate publishers: one
         authentication per connection): each text message is one update (a JSON object) or a
         batch of up to ``FEED_BATCH`` updates (a JSON array), published in order. A refused update
-        is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer."""
+        is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer. A message
+        holding text no store can hold (a NUL, a lone surrogate; the API's one rule) is refused
+        whole, naming the place, and audited in bounded space (see ``unstorable`` below)."""
         try:
             person = await ws_caller(websocket, "POST")
             stream.require_publisher(person)
@@ -196,6 +200,23 @@ def stream_router(
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
         await websocket.accept()
+        source = websocket.client.host if websocket.client else "unknown"
+
+        async def unstorable(person: Person, source: str, detail: str) -> bool:
+            """Refuse a message holding text no store can hold: audited in bounded space (the
+            kernel's refusal tally, per source and minute), answered naming the place; once the
+            source's refusals have spent its budget, the feed is closed instead. Whether closed."""
+            kernel = stream.kernel
+            wait = await run_in_threadpool(
+                kernel.tally_refusal, "stream.publish", source, "unstorable", None, detail,
+                error=InvalidInputError.__name__, person=person.id if person else None,
+            )  # fmt: skip
+            if wait is not None:
+                await websocket.close(code=_POLICY_VIOLATION, reason=str(RateLimitedError(wait))[:120])
+                return True
+            await _send_refusal(websocket, InvalidInputError(detail), None)
+            return False
+
         try:
             while True:
                 message = await websocket.receive()
@@ -205,6 +226,11 @@ def stream_router(
                     text = message.get("text")
                     if text is None:
                         raise InvalidInputError("a feed message is text: a JSON object or array, not binary")
+                    found = message_problem(text, "message")
+                    if found is not None:  # the API's rule for text no store can hold, as a body's
+                        if await unstorable(person, source, f"{found[0]}: {found[1]}"):
+                            return
+                        continue
                     updates = parse_feed_message(text)
                 except GsomiaError as exc:
                     await _send_refusal(websocket, exc, None)

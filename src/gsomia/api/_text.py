@@ -10,10 +10,15 @@ CLI apply to what they read too). 422, the place named (``body.label.topics.1``,
 ``query.cursor``, ``header.authorization``) and never the value; audited as the edge's other
 refusals are (bounded per source when nobody authenticated the caller); nothing reaches the store.
 
-A body is looked at only where a route reads it as text (JSON, which FastAPI also parses when no
-type is named, and forms); the candidates are found in its bytes (an escape ``\\u0000`` or
-``\\ud8..``, a NUL byte, UTF-8's encoding of a surrogate) and only a body holding one is parsed to
-find the place, so the bodies of the exchange pass at the cost of a search through their bytes.
+Every body is looked at, whatever its ``Content-Type`` says: read as a form when it names one
+exactly, else as JSON, else (not JSON) as a form. The gate does not guess from the media type which
+routes will read a body as text: the parsers behind the routes read that header each their own way
+(FastAPI's strips any Unicode space around it, so ``\\xa0application/json`` is JSON to it; TAXII's
+takes the first of a comma list; the login form reads its body whatever the type), and a body the
+gate passed as "not text" was read as JSON behind it. The candidates are found in its bytes (an
+escape ``\\u0000`` or ``\\ud8..``, a NUL byte, UTF-8's encoding of a surrogate, a form's ``%00``)
+and only a body holding one is parsed to find the place, so the bodies of the exchange pass at the
+cost of a search through their bytes.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from gsomia._codec import NUL_PROBLEM, unstorable
 from gsomia.api._problems import TAXII_PREFIX, problem, rate_limited, taxii_error
 from gsomia.errors import RateLimitedError
 
-__all__ = ["TextGate"]
+__all__ = ["TextGate", "message_problem"]
 
 # what may stand for a NUL or a surrogate in a body's bytes: a JSON escape of either (a surrogate pair
 # too, which the parse then finds whole), a NUL byte (UTF-16 or UTF-32 JSON, which json.loads reads),
 # UTF-8's bytes of a surrogate (which json.loads reads with surrogatepass), a form's %00
 _CANDIDATE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00|\xed[\xa0-\xbf]|%00")
+_TEXT_CANDIDATE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|\x00")  # the same, in a text message
 _FORM = "application/x-www-form-urlencoded"
 _POLICY_VIOLATION = 1008  # WebSocket close code (RFC 6455)
 
@@ -47,14 +53,6 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> str | None:
         if name == b"content-type":
             return value.split(b";", 1)[0].strip().lower().decode("latin-1")
     return None
-
-
-def _read_as_text(media_type: str | None) -> bool:
-    """Whether a route reads a body of this type as text (FastAPI parses JSON when none is named)."""
-    if media_type is None or media_type == _FORM:
-        return True
-    kind, _, subtype = media_type.partition("/")
-    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _maybe(body: bytes) -> bool:
@@ -67,14 +65,31 @@ def _maybe(body: bytes) -> bool:
 def _body_problem(body: bytes, media_type: str | None) -> tuple[str, str] | None:
     if not body or not _maybe(body) or _CANDIDATE.search(body) is None:
         return None
-    if media_type == _FORM:
-        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return unstorable({name: value for name, value in fields}, "body")
+    if media_type != _FORM:
+        try:
+            value = json.loads(body)  # as Starlette's Request.json reads it
+        except (ValueError, RecursionError):
+            pass  # not JSON: what a route reads as text otherwise is a form
+        else:
+            return unstorable(value, "body")
+    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return unstorable({name: value for name, value in fields}, "body")
+
+
+def message_problem(text: str, where: str) -> tuple[str, str] | None:
+    """The place (and what is wrong) of unstorable text in a WebSocket text message read as JSON
+    (the publisher's feed), by the same rule as a body: a text frame is UTF-8, so only a JSON escape
+    (``\\u0000``, ``\\ud800``) or a NUL stands for one, and only a message holding one is parsed to
+    find the place (``message.0.track_id``); what is not JSON is left to the route's refusal."""
+    if "\\u" not in text and "\x00" not in text:  # two searches at memory speed: the common case
+        return None
+    if _TEXT_CANDIDATE.search(text) is None:
+        return None
     try:
-        value = json.loads(body)  # as Starlette's Request.json reads it
+        value = json.loads(text)
     except (ValueError, RecursionError):
-        return None  # not JSON: the route refuses it as malformed
-    return unstorable(value, "body")
+        return None
+    return unstorable(value, where)
 
 
 def _problem(scope: Scope) -> tuple[str, str] | None:
@@ -117,10 +132,8 @@ class TextGate:
             return
         found = _problem(scope)
         if found is None and scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            media_type = _media_type(scope["headers"])
-            if _read_as_text(media_type):
-                body, receive = await _buffered(receive)
-                found = _body_problem(body, media_type)
+            body, receive = await _buffered(receive)
+            found = _body_problem(body, _media_type(scope["headers"]))
         if found is None:
             await self.app(scope, receive, send)
             return

@@ -7,6 +7,7 @@ receipt stores the item, the inbox row and the audit records at once).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -144,14 +145,16 @@ def _values(row: object) -> dict[str, object]:
 
 
 _OUTBOX_COLUMNS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "receipt_id"))
+# a row's values in ``_OUTBOX_COLUMNS``' order, read in one call (a generator of getattr a column
+# cost a release of 1,000 items more than its insert's statement: issue 18)
+_outbox_values = operator.attrgetter(*_OUTBOX_COLUMNS)
 
 
 def _insert_outbox(conn: Connection, rows: Sequence[OutboxRow]) -> None:
     """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18)."""
     if not rows:
         return
-    values = [tuple(getattr(r, c) for c in _OUTBOX_COLUMNS) for r in rows]
-    insert_rows(conn, t.outbox, values, _OUTBOX_COLUMNS)
+    insert_rows(conn, t.outbox, [_outbox_values(r) for r in rows], _OUTBOX_COLUMNS)
     queued(conn)  # the delivery worker is woken by this commit, not at the end of its pause
 
 

@@ -1312,8 +1312,11 @@ class Store:
         with self._read() as conn:
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start : start + _IN_CHUNK]
-                for r in conn.execute(select(t.items).where(among(conn, t.items.c.id, chunk))):
-                    found[r.id] = ItemRow(**r._mapping)
+                # the row's values in ``ItemRow``'s field order, given positionally: a mapping a row
+                # cost as much as the read itself (issue 18: a release, then its delivery, read each)
+                for r in conn.execute(select(*_ROW_COLUMNS).where(among(conn, t.items.c.id, chunk))):
+                    row = ItemRow(*r)
+                    found[row.id] = row
         return found
 
     def item_of(self, originator: str, origin_id: str) -> ItemRow | None:

@@ -610,7 +610,7 @@ def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRou
         body = await request.body()
         try:
             envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return _bad_request(node, request, "the body is not JSON")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("objects"), list):
             return _bad_request(node, request, 'expected a TAXII envelope: {"objects": [...]}')
