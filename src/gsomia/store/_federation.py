@@ -657,8 +657,7 @@ class FederationStore:
                     .values(state=state, answer=reason)
                 )
             self.store._inventory(conn, inventory, by_id)
-            # last: a batch's records are leaves as written, under the tree's lock until the commit
-            self.store._audit_leaves(conn, audit)
+            self.store._audit(conn, audit)
 
     # --- consents ---
 

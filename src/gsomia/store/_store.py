@@ -749,9 +749,6 @@ LeafWriter = Callable[[Connection, list[tuple[Any, ...]]], None]
 """Writes records as leaves of the audit tree, in the transaction ``Connection`` that holds the tree's
 lock: (at_us, kind, actor, subject, outcome, detail, entry_id) tuples, as stored."""
 
-# SQLite: a write that changes nothing but takes the database's write lock (Store._audit_leaves)
-_TAKE_TREE = "UPDATE node_meta SET value = value WHERE key = 'audit.frontier'"
-
 # a batch of this many records or more given to append_audit alone becomes leaves where it is written
 # (Store.leaves_on_append); fewer (a request's records) wait for AuditLog.integrate
 _LEAVES_FROM = 32
@@ -1601,31 +1598,6 @@ class Store:
             # parameters per row cost about as much as the insert itself (issue 18)
             sql = _INSERT_AUDIT["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
             conn.exec_driver_sql(sql, _audit_values(rows))
-
-    def _audit_leaves(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
-        """``rows`` written by the transaction ``conn`` as leaves of the audit tree, in it: a batch's
-        records (32 or more, once the audit log registered its writer) with their leaf index and hash
-        as they are inserted, so that no ``UPDATE`` rewrites each record later to store its leaf and
-        the writer reads none of them back (issue 18: a received item's ~2 KB record was written
-        twice, 60-200 µs an item). The tree's one-writer rule holds: from here to its commit the
-        transaction holds the tree's lock (PostgreSQL: the advisory lock ``AuditLog.integrate`` takes;
-        SQLite: the database's write lock, taken by a write before the frontier is read, so that what
-        is read is the latest commit), and the writer reads the frontier under it. Only for the last
-        writes of a transaction: after the lock it must take no other lock another writer could hold
-        while waiting for the tree's (a deadlock). Fewer rows, or no writer: :meth:`_audit`."""
-        writer = self._leaf_writer
-        if writer is None or len(rows) < _LEAVES_FROM:
-            self._audit(conn, rows)
-            return
-        values = _audit_values(rows)  # the entry ids made now: a leaf commits to its record's id
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(_ADVISORY_LOCK, (TREE_LOCK, TREE_TABLE))
-        else:
-            # a write first: the driver begins the transaction and SQLite gives it the write lock (or
-            # waits for it), and a transaction whose snapshot is older than the last commit is refused
-            # here, before the frontier it would read stale is used
-            conn.exec_driver_sql(_TAKE_TREE)
-        writer(conn, values)
 
     def leaves_on_append(self, writer: LeafWriter) -> None:
         """From now on :meth:`append_audit` hands a batch of 32 records or more to ``writer``, in one
