@@ -90,7 +90,14 @@ def commit_cpu(commits: int = 400, groups: int = 3, per_group: int = 3) -> float
                 batch = hashlib.sha256(b"batch %d" % made).hexdigest()
                 tracks = tuple(hashlib.sha256(b"%d-%d" % (made, i)).hexdigest() for i in range(per_group))
                 arrivals.append(
-                    SignedArrival(batch, "KOR", tuple(range(per_group)), tracks, 10**15 + n * 25_000)
+                    SignedArrival(
+                        batch,
+                        "KOR",
+                        tuple(range(per_group)),
+                        tracks,
+                        10**15 + n * 25_000,
+                        10**15 + n * 25_000,
+                    )
                 )
             node.store.remember_signed_arrivals(arrivals, 10**15 + n * 25_000 - 10**7)
 
@@ -119,7 +126,9 @@ def memory_cpu(commits: int = 2000, per_group: int = 2) -> tuple[float, float]:
     def arrival(n: int) -> SignedArrival:
         batch = hashlib.sha256(b"batch %d" % n).hexdigest()
         tracks = tuple(hashlib.sha256(b"%d-%d" % (n, i)).hexdigest() for i in range(per_group))
-        return SignedArrival(batch, "KOR", tuple(range(per_group)), tracks, 10**15 + n * 1_000)
+        return SignedArrival(
+            batch, "KOR", tuple(range(per_group)), tracks, 10**15 + n * 1_000, 10**15 + n * 1_000
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         node = make_node(Path(tmp) / "node", "JPN")
@@ -181,7 +190,7 @@ def contended_commits(commits: int = 4000) -> tuple[float, float, float, int]:
                 at = 10**15 + n * 1000
                 began = time.perf_counter()
                 node.store.remember_signed_arrivals(
-                    [SignedArrival(batch, "KOR", (0,), (track,), at)], at - 10**8
+                    [SignedArrival(batch, "KOR", (0,), (track,), at, at)], at - 10**8
                 )
                 walls.append((time.perf_counter() - began) * 1000)
                 time.sleep(0.001)

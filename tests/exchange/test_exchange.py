@@ -370,6 +370,25 @@ def test_key_rotation_with_overlap(net: Net) -> None:
     assert len(net.nodes["KOR"].store.audit(kind="key.rotate")) == 1
 
 
+def kor_json_item(net: Net, item_id: str, payload: dict[str, Any]) -> Node:
+    """KOR's own item ``item_id`` (군사II급비밀, releasable to JPN) holding ``payload``; KOR's node."""
+    kor = net.nodes["KOR"]
+    kor.items.ingest(
+        net.officer("KOR"),
+        payload=json.dumps(payload).encode(),
+        item_id=item_id,
+        label={
+            "originator": "KOR",
+            "classification": "군사II급비밀",
+            "releasable_to": ["JPN"],
+            "purpose": "threat-assessment",
+            "topics": ["dprk-missile"],
+            "created": "2024-02-01T00:00:00+00:00",
+        },
+    )
+    return kor
+
+
 @pytest.mark.parametrize(
     ("marking", "leaves"),
     [
@@ -389,20 +408,7 @@ def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leave
         "valid_from": "2024-01-01T00:00:00Z",
         "object_marking_refs": [marking],
     }
-    kor = net.nodes["KOR"]
-    kor.items.ingest(
-        net.officer("KOR"),
-        payload=json.dumps(indicator).encode(),
-        item_id="tlp-1",
-        label={
-            "originator": "KOR",
-            "classification": "군사II급비밀",
-            "releasable_to": ["JPN"],
-            "purpose": "threat-assessment",
-            "topics": ["dprk-missile"],
-            "created": "2024-02-01T00:00:00+00:00",
-        },
-    )
+    kor = kor_json_item(net, "tlp-1", indicator)
     if leaves:
         kor.exchange.release(net.officer("KOR"), "tlp-1", "JPN")
         assert [r.state for r in net.deliver()] == ["delivered"]
@@ -411,6 +417,15 @@ def test_tlp_red_never_leaves_through_the_exchange(net: Net, marking: str, leave
             kor.exchange.release(net.officer("KOR"), "tlp-1", "JPN")
         assert kor.exchange.fed.outbox() == []
         assert net.audit("KOR", "item.release")[-1]["outcome"] == "refused"
+
+
+def test_a_payload_whose_granular_marking_ref_is_not_text_is_released(net: Net) -> None:
+    """Any JSON payload is asked for TLP:RED before it leaves; one whose ``granular_markings`` held a
+    ``marking_ref`` that is a list made that question a TypeError (a list asked of a set), so the
+    release failed with a 500 instead of an answer. Such a reference marks nothing: released."""
+    kor = kor_json_item(net, "odd-marks", {"granular_markings": [{"marking_ref": [1], "selectors": ["x"]}]})
+    kor.exchange.release(net.officer("KOR"), "odd-marks", "JPN")
+    assert [r.state for r in net.deliver()] == ["delivered"]
 
 
 def test_tlp_amber_strict_is_released_by_its_originator_only(net: Net) -> None:

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from tests.node_fixtures import jpn_label, kor_label
 
+from gsomia._codec import label_from_dict
 from gsomia.core.access import Person
 from gsomia.core.instants import epoch_us
 from gsomia.errors import AccessDenied, ConflictError, InvalidInputError, LabelError, PayloadTooLargeError
@@ -183,22 +184,24 @@ def test_a_label_given_another_creation_instant_is_the_label_replace_makes_every
         label_created_at(template, "2024-02-01T09:00:00")
 
 
+def _received(created: str, item_id: str) -> NewIngest:
+    """KOR's item created at ``created``, as received from KOR under the GSOMIA."""
+    return NewIngest(
+        kor_label(created=created),
+        b"{}",
+        item_id=item_id,
+        received_from="KOR",
+        agreement="kor-jpn-gsomia-2016",
+    )
+
+
 def test_a_received_label_is_checked_for_each_field_the_check_reads_though_the_batch_shares_the_rest(
     jpn_node: Node,
 ) -> None:
     # the check of a received label is kept per what it reads, not per creation instant: each of
     # these differs from an accepted one in one such field only, after it was accepted, and is refused
     kor = "kor-jpn-gsomia-2016"
-    good = [
-        NewIngest(
-            kor_label(created=f"2024-02-0{d}T09:00:00+09:00"),
-            b"{}",
-            item_id=f"k{d}",
-            received_from="KOR",
-            agreement=kor,
-        )
-        for d in (1, 2)
-    ]
+    good = [_received(f"2024-02-0{d}T09:00:00+09:00", f"k{d}") for d in (1, 2)]
     stored = jpn_node.items.ingest_many(None, good)
     assert [i.label.alternative_for("JPN") is not None for i in stored] == [True, True]
     for bad, why in [
@@ -232,3 +235,49 @@ def test_a_received_label_is_checked_for_each_field_the_check_reads_though_the_b
             None, [NewIngest(jpn_label(), b"{}", item_id="j9", received_from="KOR", agreement=kor)]
         )
     assert jpn_node.store.count_items() == 2
+
+
+def test_a_batch_reads_the_catalogue_once_and_checks_every_item_against_that_reading(
+    jpn_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the catalogue (the equivalence changes on file) read once a batch, not twice an item (issue 18):
+    # every item of a batch is checked against one reading, none against one taken half-way
+    kernel = jpn_node.kernel
+    reads: list[int] = []
+    current = type(kernel).catalogue
+
+    def counted(self: object) -> object:
+        reads.append(1)
+        return current.fget(self)  # type: ignore[attr-defined]
+
+    batch = [
+        NewIngest(jpn_label(created=f"2024-02-01T09:00:{k:02d}+09:00"), b"{}", item_id=f"j{k}")
+        for k in range(20)
+    ] + [_received(f"2024-02-01T10:00:{k:02d}+09:00", f"k{k}") for k in range(20)]
+    monkeypatch.setattr(type(kernel), "catalogue", property(counted))
+    stored = jpn_node.items.ingest_many(None, batch)
+    monkeypatch.undo()
+    assert len(reads) == 1
+    assert [i.id for i in stored] == [e.item_id for e in batch]
+    assert [i.label.alternative_for("JPN") is not None for i in stored] == [False] * 20 + [True] * 20
+
+
+def test_labels_sharing_an_instant_but_not_the_rest_are_each_parsed_as_their_own(jpn_node: Node) -> None:
+    # a label is kept by the rest of it and its instant's text (one encoding an item, issue 18): a
+    # label with the instant of one parsed before but another level, topic or caveat is its own
+    at = "2024-02-01T09:00:00+09:00"
+    variants = [
+        jpn_label(created=at),
+        jpn_label(created=at, classification="秘"),
+        jpn_label(created=at, topics=["dprk-nuclear"]),
+        jpn_label(created=at, caveats=["NOFORN"], releasable_to=[]),
+        jpn_label(created="2024-02-01T09:00:00+00:00"),  # the same rest, another instant
+    ]
+    batch = [NewIngest(v, b"{}", item_id=f"v{n}") for n, v in enumerate(variants)]
+    for item, label in zip(jpn_node.items.ingest_many(None, batch), variants, strict=True):
+        assert item.label == label_from_dict(label, jpn_node.catalogue)
+    items = jpn_node.kernel.items
+    assert items.parse_label(variants[1]) is not items.parse_label(variants[0])
+    # an instant that is not text is keyed whole and refused as label_from_dict refuses it
+    with pytest.raises(LabelError, match="created"):
+        items.parse_label(jpn_label(created=20240201))

@@ -16,12 +16,15 @@ import pytest
 
 from gsomia.store import SignedArrival, Store
 from gsomia.store import _checkpoints as checkpoints
+from gsomia.store import _store as store_module
 from gsomia.testing import make_node
 
 
 def _arrival(i: int) -> SignedArrival:
     batch = hashlib.sha256(b"batch %d" % i).hexdigest()
-    return SignedArrival(batch, "KOR", (0,), (hashlib.sha256(b"update %d" % i).hexdigest(),), 10**15 + i)
+    return SignedArrival(
+        batch, "KOR", (0,), (hashlib.sha256(b"update %d" % i).hexdigest(),), 10**15 + i, 10**15 + i
+    )
 
 
 def _log_pages(store: Store) -> tuple[int, int]:
@@ -44,6 +47,9 @@ def test_the_log_starts_over_while_writes_keep_coming_and_nothing_is_lost(
     replay of any of them, after the restarts, is still told it arrived before."""
     monkeypatch.setattr(checkpoints, "_TICK_S", 0.005)
     monkeypatch.setattr(checkpoints, "_RESTART_FRAMES", 64)
+    # the memory in the node's database, as where the machine's boot is unknown (else it has a file
+    # of its own, never synced: tests/store/test_replay_file.py)
+    monkeypatch.setattr(store_module, "boot_id", lambda: None)
     node = make_node(tmp_path / "jpn", "JPN")
     try:
         store = node.store
@@ -74,6 +80,7 @@ def test_the_restart_waits_for_the_writers_of_the_process(
     """The last backfill before a restart runs inside the store's write lock: while another writer
     of the process holds it, the round waits, and it goes on once that writer is done."""
     monkeypatch.setattr(checkpoints, "_RESTART_FRAMES", 16)
+    monkeypatch.setattr(store_module, "boot_id", lambda: None)  # the memory in the database
     node = make_node(tmp_path / "jpn", "JPN")
     try:
         store = node.store

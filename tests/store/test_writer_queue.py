@@ -31,7 +31,9 @@ def test_a_leaf_recorded_by_several_threads_at_once_is_new_to_one_only(tmp_path:
             start.wait()
             # the background's writes in between (audit records), through the same queue
             node.kernel.record("test.write", None, None, "allowed")
-            (answer,) = store.remember_signed_arrivals([SignedArrival(batch, "KOR", (0,), (track,), now)], 0)
+            (answer,) = store.remember_signed_arrivals(
+                [SignedArrival(batch, "KOR", (0,), (track,), now, now)], 0
+            )
             answers.append(answer)
 
         threads = [threading.Thread(target=remember) for _ in range(8)]

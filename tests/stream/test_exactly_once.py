@@ -34,6 +34,7 @@ from gsomia.demo.network import NetNode, _wait_healthy, build, free_port
 from gsomia.errors import LinkError, StoreError
 from gsomia.node import Node, load_config
 from gsomia.store import SignedArrival, Store
+from gsomia.store import _memoryfile as memoryfile
 from gsomia.store._store import _FORGET_STEP_US
 from gsomia.stream import StreamService, launches, replay
 from gsomia.stream._link import ACK, ACK_BODY, BATCH, TRACKS, BatchSigner, initiate
@@ -317,7 +318,7 @@ def test_the_store_checks_the_arrivals_of_one_commit_in_order(store_url: str) ->
     store.migrate()
 
     def arrival(batch: str, leaves: list[int], tracks: list[str], at: int) -> SignedArrival:
-        return SignedArrival(batch, "KOR", tuple(leaves), tuple(tracks), at)
+        return SignedArrival(batch, "KOR", tuple(leaves), tuple(tracks), at, at)
 
     try:
         answers = store.remember_signed_arrivals(
@@ -391,16 +392,22 @@ def test_the_store_forgets_what_is_before_the_bound_and_nothing_after_it(tmp_pat
         store.close()
 
 
-def test_a_store_failure_in_the_replay_memory_is_a_store_error_and_records_nothing(tmp_path: Path) -> None:
+def test_a_store_failure_in_the_replay_memory_is_a_store_error_and_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another writer holds SQLite's lock past the busy timeout: the group commit fails as a
     ``StoreError`` (the links waiting on it fail closed), and none of its arrivals is recorded."""
     import sqlite3
 
     path = tmp_path / "store.db"
+    monkeypatch.setattr(memoryfile, "_BUSY_MS", 100)
     store = Store(f"sqlite:///{path}", connect_args={"timeout": 0.1})
     store.migrate()
-    arrival = SignedArrival("A", "KOR", (0,), ("a0",), 10)
-    other = sqlite3.connect(path, isolation_level=None)
+    arrival = SignedArrival("A", "KOR", (0,), ("a0",), 10, 10)
+    # the file the memory's commits take the write lock of: its own where the boot is known
+    store.remember_signed_arrivals([SignedArrival("B", "KOR", (0,), (), 5, 5)], 0)
+    memory = store._replay_file()
+    other = sqlite3.connect(memory.path if memory is not None else path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(StoreError):

@@ -26,6 +26,7 @@ class _Store:
         self.commits: list[tuple[list[str], int]] = []
         self.short = False  # answer one group fewer than given
         self.aside = False
+        self.replay_memory_apart = False  # the audit records in the memory's commits (one writer)
 
     def checkpoint_aside(self) -> None:
         self.aside = True
@@ -42,7 +43,7 @@ class _Store:
 
 
 def _arrival(n: int) -> SignedArrival:
-    return SignedArrival(f"batch-{n}", "KOR", (n,), (), 0)
+    return SignedArrival(f"batch-{n}", "KOR", (n,), (), 0, 0)
 
 
 def _row(n: int) -> AuditRow:
@@ -140,3 +141,37 @@ def test_a_store_that_cannot_checkpoint_aside_fails_the_memory_at_once_and_leave
     store = _Store()
     ReplayMemory(store)  # type: ignore[arg-type]
     assert store.aside
+
+
+def test_with_the_memory_in_a_file_of_its_own_no_group_waits_for_an_audit_record() -> None:
+    """Where the memory has its own file (``Store.replay_memory_apart``) the audit records go to the
+    database in commits of their own: a group is answered while an audit commit is held, the records
+    are written by ``append_audit``, none in the memory's commits, and close waits for both."""
+    store = _Store()
+    store.go.set()
+    store.replay_memory_apart = True
+    audit_go = threading.Event()
+    appended: list[int] = []
+
+    def append_audit(rows: Sequence[AuditRow]) -> None:
+        assert audit_go.wait(10)
+        appended.append(len(rows))
+
+    store.append_audit = append_audit  # type: ignore[attr-defined]
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        audited = memory.record([_row(1), _row(2)])
+        answer = await asyncio.wait_for(memory.remember(_arrival(1), 0), 5)  # the audit commit held
+        assert answer.replayed == [1]
+        assert not audited.done()
+        assert store.commits == [(["batch-1"], 0)]  # no audit record in the memory's commit
+        closing = asyncio.ensure_future(memory.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # close waits for the audit commit under way
+        audit_go.set()
+        await closing
+        assert await audited is None
+        assert appended == [2]
+
+    asyncio.run(run())

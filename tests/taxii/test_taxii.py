@@ -388,3 +388,79 @@ def test_an_item_in_portions_with_inconsistent_markings_is_refused_with_the_reas
     (failure,) = posted.json()["failures"]
     assert reason in failure["message"]
     assert jpn_node.store.get_item("jpn-report-2") is None
+
+
+class _Opened:
+    """The node's payload cipher, noting the id of every payload opened."""
+
+    def __init__(self, cipher: Any) -> None:
+        self.cipher, self.ids = cipher, []
+
+    def open(self, item_id: str, label: str, sealed: bytes) -> bytes:
+        self.ids.append(item_id)
+        return bytes(self.cipher.open(item_id, label, sealed))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cipher, name)
+
+
+def test_a_page_decides_before_it_opens_anything(
+    call: Call, jpn_node: Node, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One decision, asked first: the TAXII scan opened each item's payload and built its STIX object
+    (and matched the filters against it) before asking whether the reader may read it, so what an
+    unreadable item holds took part in the reader's page (its cost, its failures). sato (秘) may read
+    none of KOR's 極秘 items: not one of them is opened for him; tanaka's page opens them."""
+    hold(jpn_node, 3)
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    opened = _Opened(jpn_node.kernel.cipher)
+    monkeypatch.setattr(jpn_node.kernel, "cipher", opened)
+    for params in ({}, {"match[type]": "indicator"}):
+        got = call("GET", f"/taxii2/api/collections/{cid}/objects/", tokens["sato"], params=params)
+        assert got.status_code == 200, got.text
+        assert got.json()["objects"] == []
+        assert opened.ids == [], opened.ids
+    assert call("GET", f"/taxii2/api/collections/{cid}/objects/", tokens["tanaka"]).status_code == 200
+    assert sorted(opened.ids) == ["kor-0", "kor-1", "kor-2"]
+
+
+@pytest.mark.parametrize(
+    "markings",
+    [
+        {"object_marking_refs": 5},
+        {"object_marking_refs": [["marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"]]},
+        {"granular_markings": 5},
+        {"granular_markings": [{"marking_ref": ["x"], "selectors": ["name"]}]},
+    ],
+    ids=["refs-a-number", "a-ref-a-list", "granular-a-number", "granular-ref-a-list"],
+)
+def test_a_partners_payload_posing_as_stix_with_malformed_markings(
+    call: Call, jpn_node: Node, tokens: dict[str, str], markings: dict[str, Any]
+) -> None:
+    """KOR sends an item whose payload claims to be a STIX object (its own id, 2.1, versioned) with
+    markings of no STIX shape. The server read them as the object's markings, a TypeError: every page
+    of the collection holding it was a 500, for readers who may not read the item too (telling them
+    it is there). Now such a payload is served as any JSON payload is, wrapped in an x-gsomia-item;
+    sato (who may not read it) sees an empty page."""
+    stix_id = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"
+    posing = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix_id,
+        "created": "2024-01-01T00:00:00.000Z",
+        "modified": "2024-01-01T00:00:00.000Z",
+        **markings,
+    }
+    jpn_node.items.ingest(
+        None,
+        label=kor_label(),
+        payload=json.dumps(posing).encode(),
+        item_id=stix_id,
+        received_from="KOR",
+        agreement=GSOMIA,
+    )
+    cid = collections(call, tokens["tanaka"])["agreement:kor-jpn-gsomia-2016"]
+    url = f"/taxii2/api/collections/{cid}/objects/"
+    assert call("GET", url, tokens["sato"]).json()["objects"] == []
+    served = items_of(call("GET", url, tokens["tanaka"]).json()["objects"])
+    assert [(o["type"], o["item_id"], o["payload"]) for o in served] == [("x-gsomia-item", stix_id, posing)]

@@ -32,7 +32,12 @@ def _carries(obj: Any, markings: frozenset[str]) -> bool:
     granular = obj.get("granular_markings")
     if not granular or not isinstance(granular, list):
         return False
-    return any(isinstance(g, Mapping) and g.get("marking_ref") in markings for g in granular)
+    # a marking_ref that is not text (a list, an object) marks nothing: asked of the set, it was a
+    # TypeError, so an item's payload holding one failed its release and the TAXII page serving it
+    return any(
+        isinstance(g, Mapping) and isinstance(ref := g.get("marking_ref"), str) and ref in markings
+        for g in granular
+    )
 
 
 def is_tlp_red(obj: Any) -> bool:

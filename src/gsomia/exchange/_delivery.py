@@ -88,10 +88,12 @@ class Deliveries(Approvals):
         keep: Callable[[str], bool] | None = None,
     ) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
-        signed receipts. With ``peers``, only what goes to those next hops (the peers whose delivery
-        this process holds the lease of: ``deliver:PEER``); with ``keep``, asked before each batch
-        to a peer, the batches to a peer stop when it answers no (that lease was lost meanwhile:
-        another process delivers to that peer now)."""
+        signed receipts. What it answers is what this process settled (delivered, retried,
+        undeliverable): an entry another process of the node settled first is not in it. With
+        ``peers``, only what goes to those next hops (the peers whose delivery this process holds
+        the lease of: ``deliver:PEER``); with ``keep``, asked before each batch to a peer, the
+        batches to a peer stop when it answers no (that lease was lost meanwhile: another process
+        delivers to that peer now)."""
         now = self._now()
         # a retry is never set further ahead than the longest back-off: one that is was set by a clock
         # that ran ahead and has been put right since, and is due now
@@ -164,10 +166,12 @@ class Deliveries(Approvals):
         batch: list[tuple[OutboxRow, str, ReleaseDecision | None]] = []
         prefetched = self.prefetch([e.item_id for e in entries if e.kind == "item" and e.item_id], run)
         for entry in entries:
-            refusal, decision = self.recheck(entry, now, prefetched)
+            # an item's release request, read once for its decision and its message (issue 18)
+            spec = json.loads(entry.request) if entry.kind == "item" else None
+            refusal, decision = self.recheck(entry, now, prefetched, spec)
             envelope = entry.envelope
             if refusal is None:
-                body = self._batched(entry, decision, prefetched)
+                body = self._batched(entry, decision, prefetched, spec)
                 if body is not None:
                     bodies[entry.msg_id] = body
                 elif not envelope:  # released unsealed (in a selection), and its message cannot be built
@@ -182,7 +186,7 @@ class Deliveries(Approvals):
                 except GsomiaError as exc:
                     refusal = f"the envelope expired before delivery and could not be resealed: {exc}"
             if refusal is not None:
-                self.fed.settle(
+                settled = self.fed.settle(
                     entry.msg_id,
                     state="undeliverable",
                     now_us=epoch_us(now),
@@ -201,7 +205,8 @@ class Deliveries(Approvals):
                         )
                     ],
                 )
-                results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
+                if settled:  # not another process's meanwhile
+                    results.append(Delivery(entry.msg_id, entry.recipient, "undeliverable", refusal))
                 continue
             batch.append((entry, envelope, decision))
         return batch
@@ -255,13 +260,18 @@ class Deliveries(Approvals):
         return float(envelope_routing(envelope)["exp"]) <= now.timestamp()
 
     def recheck(
-        self, entry: OutboxRow, now: datetime, prefetched: Prefetched | None = None
+        self,
+        entry: OutboxRow,
+        now: datetime,
+        prefetched: Prefetched | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> tuple[str | None, ReleaseDecision | None]:
-        """The release decision again, at the instant of sending: (refusal or None, decision)."""
+        """The release decision again, at the instant of sending: (refusal or None, decision);
+        ``spec``: the entry's release request, if the caller has read it already."""
         if entry.kind != "item":
             return None, None
         try:
-            request = self._request(json.loads(entry.request), prefetched)
+            request = self._request(json.loads(entry.request) if spec is None else spec, prefetched)
             decision = self.kernel.engine.decide(
                 request, at=now, memo=prefetched.decided if prefetched is not None else None
             )
@@ -272,7 +282,11 @@ class Deliveries(Approvals):
         return "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed()), decision
 
     def _batched(
-        self, entry: OutboxRow, decision: ReleaseDecision | None, prefetched: Prefetched
+        self,
+        entry: OutboxRow,
+        decision: ReleaseDecision | None,
+        prefetched: Prefetched,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """The item message of ``entry``, built now under the decision just taken (as a fresh
         envelope's is), from what this node holds of the item now: a release of its own, or of an
@@ -280,7 +294,8 @@ class Deliveries(Approvals):
         change applied since it came goes on with it); ``None`` for a message other than an item."""
         if entry.kind != "item" or decision is None or entry.item_id is None:
             return None
-        spec = json.loads(entry.request)
+        if spec is None:
+            spec = json.loads(entry.request)
         if spec.get("item") != entry.item_id:
             return None
         row = prefetched.rows.get(entry.item_id)
@@ -436,5 +451,7 @@ class Deliveries(Approvals):
             if unsent and sink:
                 sink[-1]["heard"] = [*sink[-1].get("heard", ()), *unsent]
         self.relay_receipts(sink, now)  # a relay delivered: its receipt goes back to the originator
-        self.fed.settle_many(sink, now_us=epoch_us(now))  # one transaction for the whole batch
-        return done
+        written = set(self.fed.settle_many(sink, now_us=epoch_us(now)))  # one transaction for the batch
+        # what this process settled: an entry whose compare-and-set another process won (it delivered
+        # or settled it first) is that process's outcome, not one more of this one's
+        return [d for d in done if d.msg_id in written]

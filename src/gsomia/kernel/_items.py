@@ -428,9 +428,10 @@ class Items:
         self._stored: dict[str, SecurityLabel] = {}
         # a stored label but for its creation instant (sorted JSON) -> one such label parsed whole
         self._templates: dict[bytes, SecurityLabel] = {}
-        # a boundary label (sorted JSON), and one but for its creation instant -> the label parsed and
-        # checked, under the catalogue it was checked against
-        self._parsed: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
+        # a boundary label (sorted JSON; one with a creation instant in text: the rest's sorted JSON and
+        # that text), and one but for its creation instant -> the label parsed and checked, under the
+        # catalogue it was checked against
+        self._parsed: dict[bytes | tuple[bytes, str], tuple[Catalogue, SecurityLabel]] = {}
         self._parsed_but_instant: dict[bytes, tuple[Catalogue, SecurityLabel]] = {}
         # (label, received from, agreement) -> the label checked, and whether it gets this node's level
         # (originator, level, releasable to, caveats, alternatives, received from, agreement) -> whether
@@ -500,28 +501,34 @@ class Items:
             self._templates[key] = label
         return label
 
-    def parse_label(self, data: Any) -> SecurityLabel:
+    def parse_label(self, data: Any, catalogue: Catalogue | None = None) -> SecurityLabel:
         """A label in its boundary (dict) form, parsed and checked once per distinct content, and once
         per distinct content but for its creation instant: a batch's labels mostly differ in nothing
         else, and the instant is checked on its own as :func:`label_from_dict` checks it
-        (:func:`label_created_at`; issue 18). Checked again under a changed catalogue."""
-        catalogue = self.catalogue
+        (:func:`label_created_at`; issue 18). Checked again under a changed catalogue. ``catalogue``:
+        the kernel's as the caller read it for a whole batch (``None``: read now).
+
+        A label with a creation instant in text form is keyed by the rest of it (sorted JSON, written
+        once) and that text: one encoding an item, where the whole and then the rest took two."""
+        catalogue = self.catalogue if catalogue is None else catalogue
+        created = data.get("created") if isinstance(data, dict) else None
         try:
-            key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+            if isinstance(created, str):
+                rest = orjson.dumps(
+                    {k: v for k, v in data.items() if k != "created"}, option=orjson.OPT_SORT_KEYS
+                )
+                key: bytes | tuple[bytes, str] = (rest, created)
+            else:
+                rest, key = None, orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # past orjson (an integer past 64 bits): checked on its own
             return label_from_dict(data, catalogue)
         found = self._parsed.get(key)
         if found is not None and found[0] is catalogue:
             return found[1]
-        rest = None
-        if isinstance(data, dict) and "created" in data:
-            # the rest is orjson's already (the whole was): only a key that is not a string is not
-            rest = orjson.dumps(
-                {k: v for k, v in data.items() if k != "created"}, option=orjson.OPT_SORT_KEYS
-            )
+        if rest is not None:
             template = self._parsed_but_instant.get(rest)
             if template is not None and template[0] is catalogue:
-                label = label_created_at(template[1], data["created"])
+                label = label_created_at(template[1], created)
                 self._keep(self._parsed, key, (catalogue, label))
                 return label
         label = label_from_dict(data, catalogue)
@@ -532,8 +539,8 @@ class Items:
 
     @staticmethod
     def _keep(
-        cache: dict[bytes, tuple[Catalogue, SecurityLabel]],
-        key: bytes,
+        cache: dict[Any, tuple[Catalogue, SecurityLabel]],
+        key: Any,
         value: tuple[Catalogue, SecurityLabel],
     ) -> None:
         if len(cache) >= _CACHE_LIMIT:
@@ -548,6 +555,7 @@ class Items:
         *,
         at: datetime | None = None,
         prefer: str | None = None,
+        catalogue: Catalogue | None = None,
     ) -> SecurityLabel:
         """The label this node holds an item under: the originator's, plus, for a received item,
         this node's equivalent level under the agreement it came by (Art. 4), as the table maps it
@@ -558,8 +566,9 @@ class Items:
         "極秘/特定秘密" in Japan), the level applied is ``prefer`` (the level an officer applied to
         the item before, kept through a reclassification), else the node's default for the
         agreement (``hold_as``), else the agreement's first row; a choice whose row does not apply
-        at ``at`` is passed over. Raises :class:`LabelError` when the item cannot be held here."""
-        catalogue = self.catalogue
+        at ``at`` is passed over. Raises :class:`LabelError` when the item cannot be held here.
+        ``catalogue``: the kernel's as the caller read it for a whole batch (``None``: read now)."""
+        catalogue = self.catalogue if catalogue is None else catalogue
         if catalogue is not self._received_for:  # an equivalence change on file: check again
             self._received.clear()
             self._held.clear()
@@ -582,7 +591,7 @@ class Items:
         )
         marked = self._received.get(key)
         if marked is None:
-            marked = self._receive(label, received_from, agreement)
+            marked = self._receive(label, received_from, agreement, catalogue)
             if len(self._received) >= _CACHE_LIMIT:
                 self._received.clear()
             self._received[key] = marked
@@ -616,7 +625,9 @@ class Items:
         table = self.catalogue.agreement(agreement).equivalence
         return table.choices(label.originator, label.classification, self.party, at)
 
-    def _receive(self, label: SecurityLabel, received_from: str | None, agreement: str | None) -> bool:
+    def _receive(
+        self, label: SecurityLabel, received_from: str | None, agreement: str | None, catalogue: Catalogue
+    ) -> bool:
         """Whether this node holds ``label`` with an equivalent level of its own (a received item) or as
         it is (its own); :class:`LabelError` where it cannot hold it. Reads the label's originator,
         classification, releasable_to, caveats and alternatives only (``received_label``'s key)."""
@@ -638,8 +649,8 @@ class Items:
                 f"an item originated by {label.originator} needs received_from and the agreement "
                 "it came under"
             )
-        source = self.catalogue.party(received_from).code
-        governing = self.catalogue.agreement(agreement)
+        source = catalogue.party(received_from).code
+        governing = catalogue.agreement(agreement)
         if self.party not in governing.parties or source not in governing.parties:
             raise LabelError(f"{agreement} does not cover a transfer from {source} to {self.party}")
         if not governing.equivalence.choices(label.originator, label.classification, self.party):

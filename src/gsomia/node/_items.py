@@ -17,6 +17,7 @@ from typing import Any
 
 from gsomia._codec import canonical, label_from_dict
 from gsomia.core.access import AccessDecision, Person
+from gsomia.core.catalogue import Catalogue
 from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.errors import ConflictError, GsomiaError, InvalidInputError, LabelError, PayloadTooLargeError
@@ -159,6 +160,9 @@ class ItemService:
         def parts(now: datetime) -> Iterator[ItemPart]:
             nonlocal subject
             now_us = epoch_us(now)
+            # the batch's one reading of the catalogue (the equivalence changes on file): each item
+            # checked against it, not against whatever the store says at that item (issue 18)
+            catalogue = self.kernel.catalogue
             for start in range(0, len(batch), _PART):
                 news: list[NewItem] = []
                 inventory: list[InventoryEntry] = []
@@ -167,7 +171,7 @@ class ItemService:
                     entry = batch[n]
                     subject = entry.item_id
                     try:
-                        new, parsed = self._prepare(actor, who, entry, now)
+                        new, parsed = self._prepare(actor, who, entry, now, catalogue)
                     except GsomiaError as exc:
                         raise _named(exc, n, batch) from None
                     subject = new.id
@@ -221,18 +225,28 @@ class ItemService:
         return [self.kernel.items.item_of(new, parsed) for new, parsed in prepared]
 
     def _prepare(
-        self, actor: Person | None, who: str, entry: NewIngest, now: datetime
+        self,
+        actor: Person | None,
+        who: str,
+        entry: NewIngest,
+        now: datetime,
+        catalogue: Catalogue | None = None,
     ) -> tuple[NewItem, SecurityLabel]:
+        """One item of a batch checked, signed (this node's own) and sealed for the store, received at
+        ``now`` (the batch's instant), its label checked against ``catalogue`` (``None``: the
+        kernel's, read now)."""
+        catalogue = self.kernel.catalogue if catalogue is None else catalogue
         item_id = check_item_id(entry.item_id or new_item_id(now))
         if entry.portions:
-            return self._prepare_portions(actor, who, item_id, entry, now)
+            return self._prepare_portions(actor, who, item_id, entry, now, catalogue)
         check_payload_type(entry.payload_type)
         size = len(entry.payload)
         if size > self.kernel.max_payload_bytes:
             raise PayloadTooLargeError(
                 f"payload of {size} bytes exceeds this node's limit of {self.kernel.max_payload_bytes}"
             )
-        label = self.kernel.items.parse_label(entry.label)  # a batch's labels checked once (issue 18)
+        # a batch's labels checked once (issue 18)
+        label = self.kernel.items.parse_label(entry.label, catalogue)
         if actor is not None and label.originator != self.kernel.party:
             # a partner's item is the partner's only under its signature over label and payload, and
             # that arrives through the exchange (or a signed transfer file), never typed in here
@@ -242,7 +256,7 @@ class ItemService:
                 f"the exchange, not by ingest at this node ({self.kernel.party})"
             )
         parsed = self.kernel.items.received_label(
-            label, entry.received_from, entry.agreement, at=self.kernel.clock()
+            label, entry.received_from, entry.agreement, at=now, catalogue=catalogue
         )
         if actor is not None:
             self.kernel.decide_read(actor, parsed).raise_if_refused()
@@ -259,7 +273,13 @@ class ItemService:
         return new, parsed
 
     def _prepare_portions(
-        self, actor: Person | None, who: str, item_id: str, entry: NewIngest, now: datetime
+        self,
+        actor: Person | None,
+        who: str,
+        item_id: str,
+        entry: NewIngest,
+        now: datetime,
+        catalogue: Catalogue,
     ) -> tuple[NewItem, SecurityLabel]:
         """This node's item in portions: each portion's label checked (and readable by the one who
         ingests it), the root over the portions signed with the item's label."""
@@ -275,7 +295,7 @@ class ItemService:
             )
         portions = []
         for portion in entry.portions:
-            label = label_from_dict(portion.label, self.kernel.catalogue)
+            label = label_from_dict(portion.label, catalogue)
             if label.originator != self.kernel.party:
                 raise LabelError(
                     f"portion {portion.id}: only this node's ({self.kernel.party}) own items are created "
@@ -330,9 +350,11 @@ class ItemService:
         """A page of items with their payloads: those ``keep`` accepts and ``actor`` may read.
 
         For shells that serve payloads in bulk (TAXII): every item served is an ``item.read``
-        record naming ``channel``; the items ``keep`` accepted but the reader may not read are
-        counted as withheld, in one ``item.list`` record. ``fits``, asked of each item about to be
-        served, ends the page before that item when it says no (the shell's page is full).
+        record naming ``channel``; the items the reader may not read are counted as withheld, in one
+        ``item.list`` record. ``keep`` is asked only of items the reader may read (the decision
+        comes first: nothing of an unreadable item is opened or handed to the shell). ``fits``,
+        asked of each item about to be served, ends the page before that item when it says no (the
+        shell's page is full).
         """
         found, next_cursor, withheld = self._scan(actor, where, cursor, limit, f"{channel}.list", keep, fits)
         # the page's reads at one instant; a page's items share few decisions (OneInstant), and each
@@ -403,11 +425,9 @@ class ItemService:
                 if row.state != "held":  # destroyed or recalled: the record stays, there is nothing to read
                     continue
                 item = self.kernel.items.item(row)
-                payload = b""
-                if keep is not None and not item.portions:
-                    payload = self.kernel.cipher.open(row.id, row.label, row.payload)
-                    if not keep(item, payload):
-                        continue
+                # the one read decision, asked first: of an item the reader may not read nothing is
+                # opened, parsed or built (``keep`` ran before it on whole items, so an unreadable
+                # item's payload could fail the reader's page, or take time, for them to notice)
                 seen = gate.view(item)
                 if seen.item is None:
                     withheld += 1
@@ -417,8 +437,12 @@ class ItemService:
                     # a filter on a level or topic of an unseen portion would tell them it is there
                     continue
                 item, decision = seen.item, seen.decision
-                if keep is not None and item.portions:  # only the portions this reader may read
-                    payload = self.kernel.items.portions_payload(row, item.portions)
+                payload = b""
+                if keep is not None:
+                    if item.portions:  # only the portions this reader may read
+                        payload = self.kernel.items.portions_payload(row, item.portions)
+                    else:
+                        payload = self.kernel.cipher.open(row.id, row.label, row.payload)
                     if not keep(item, payload):
                         continue
                 # a readable item past the page, or one that does not fit: it starts the next page

@@ -438,9 +438,10 @@ class FederationStore:
         audit: Sequence[AuditRow] = (),
         inventory: Sequence[InventoryEntry] = (),
         expected: OutboxRow | None = None,
-    ) -> None:
+    ) -> bool:
         """Record the outcome of a delivery attempt (with its audit and inventory) in one transaction;
-        with ``expected``, only if the entry is still as it was read then (see :meth:`settle_many`)."""
+        with ``expected``, only if the entry is still as it was read then (see :meth:`settle_many`).
+        Whether it was written."""
         outcome: dict[str, Any] = dict(
             msg_id=msg_id,
             state=state,
@@ -454,7 +455,7 @@ class FederationStore:
         )
         if expected is not None:
             outcome["expected"] = expected
-        self.settle_many([outcome], now_us=now_us)
+        return bool(self.settle_many([outcome], now_us=now_us))
 
     def settle_many(
         self,

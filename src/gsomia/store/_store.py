@@ -58,6 +58,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError,
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
 from gsomia.store._checkpoints import Checkpointer
+from gsomia.store._memoryfile import ReplayFile, boot_id
 from gsomia.store._notify import announce
 
 __all__ = [
@@ -320,13 +321,15 @@ _SQLITE_MARKS = 500  # values per IN (...) list, under SQLite's limit on bound p
 @dataclass(frozen=True, slots=True)
 class SignedArrival:
     """One verified group of an originator-signed batch, as it arrived at this node: the leaves of the
-    batch it carries and the identities (hashed) of the track updates in them, at ``now_us``."""
+    batch it carries and the identities (hashed) of the track updates in them, at ``now_us``; the
+    batch was signed at ``signed_us`` (a memory that started blind refuses what was signed before)."""
 
     batch: str  # SHA-256 of the signed batch content, hex
     originator: str
     leaves: tuple[int, ...]
     tracks: tuple[str, ...]
     now_us: int
+    signed_us: int
 
 
 class Remembered(NamedTuple):
@@ -902,10 +905,13 @@ class Store:
         self._threads = _pooled(url)
         self._writer_lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
+        self._memory_file: ReplayFile | None = None  # the replay memory's own file, at first use
 
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._memory_file is not None:
+            self._memory_file.close()
         with self._writer_lock:
             writer, self._part_writer = self._part_writer, None
         if writer is not None:
@@ -1054,12 +1060,15 @@ class Store:
         now_us: int,
         forget_before_us: int,
         tracks: Sequence[str] = (),
+        signed_us: int | None = None,
     ) -> tuple[list[int], set[str]]:
         """Record that the leaves ``leaves`` of the signed batch ``batch`` arrived, carrying the track
         updates ``tracks`` (their identities, hashed); returns the leaves that had arrived before (a
         replay: then nothing is recorded) and the updates that had (sent again under a new signature:
-        the caller drops them). One :class:`SignedArrival` of :meth:`remember_signed_arrivals`."""
-        arrival = SignedArrival(batch, originator, tuple(leaves), tuple(tracks), now_us)
+        the caller drops them). One :class:`SignedArrival` of :meth:`remember_signed_arrivals`; the
+        batch signed at ``signed_us`` (by default as it arrived, ``now_us``)."""
+        signed = now_us if signed_us is None else signed_us
+        arrival = SignedArrival(batch, originator, tuple(leaves), tuple(tracks), now_us, signed)
         replayed, before = self.remember_signed_arrivals([arrival], forget_before_us)[0]
         return replayed, before
 
@@ -1092,6 +1101,12 @@ class Store:
         prune = forget_before_us >= self._forgotten_us + _FORGET_STEP_US
         if prune:
             self._forgotten_us = forget_before_us
+        memory = self._replay_file()
+        if memory is not None:  # SQLite on a machine whose boot is known: the memory's own file
+            answers = self._remember_in_file(memory, arrivals, forget_before_us if prune else None)
+            if audit:
+                self.append_audit(audit)
+            return answers
         try:
             if self.engine.dialect.name == "sqlite":
                 with _writing(), self._writers, self.engine.connect() as conn:
@@ -1114,6 +1129,59 @@ class Store:
                 return answers
             self.append_audit(audit)
             return [Remembered(sorted(set(arrival.leaves)), set()) for arrival in arrivals]
+
+    @property
+    def replay_memory_apart(self) -> bool:
+        """Whether the replay memory's commits go to a file of their own (``_memoryfile``), not to
+        this database: then its audit records are best committed apart from them."""
+        return self._replay_file() is not None
+
+    def _replay_file(self) -> ReplayFile | None:
+        """The replay memory's own file (a file-backed SQLite store on a machine whose boot is known),
+        made at first use; ``None``: the memory is in this database."""
+        if self._memory_file is not None:
+            return self._memory_file
+        if self.engine.dialect.name != "sqlite" or not _pooled(self.url):
+            return None
+        boot = boot_id()
+        database = self.engine.url.database
+        if boot is None or not database or database.startswith("file:"):
+            return None
+        with self._writer_lock:
+            if self._memory_file is None:
+                self._memory_file = ReplayFile(os.path.abspath(database), boot, self._memory_held_here)
+        return self._memory_file
+
+    def _memory_held_here(self) -> bool:
+        """Whether this database holds rows of a replay memory (kept here before its own file)."""
+        try:
+            with self._read() as conn:
+                return any(
+                    conn.execute(select(table.c.seen_us).limit(1)).first() is not None
+                    for table in (t.track_batches_seen, t.tracks_seen)
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError("the store failed to answer") from exc
+
+    @staticmethod
+    def _remember_in_file(
+        memory: ReplayFile, arrivals: Sequence[SignedArrival], forget_before_us: int | None
+    ) -> list[Remembered]:
+        """:meth:`remember_signed_arrivals` in the memory's own file: as in the database (the same
+        statements), except that a batch signed before the memory's ``since_us`` is a replay."""
+        with memory.transaction(arrivals[0].now_us if arrivals else 0) as cursor:
+            if forget_before_us is not None:
+                cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
+                cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
+            since = memory.since_us
+            if all(arrival.signed_us >= since for arrival in arrivals):
+                return _remember_sqlite(cursor, arrivals)
+            answers: list[Remembered | None] = [
+                None if arrival.signed_us >= since else Remembered(sorted(set(arrival.leaves)), set())
+                for arrival in arrivals
+            ]  # signed before the memory knew every arrival: it cannot tell, so a replay (fail closed)
+            given = iter(_remember_sqlite(cursor, [a for a in arrivals if a.signed_us >= since]))
+            return [answer if answer is not None else next(given) for answer in answers]
 
     @staticmethod
     def _remember_on_sqlite(

@@ -9,12 +9,12 @@ ephemeral key can make one), it is nobody, so what it costs the node is bounded:
 - its hello within ``handshake_s`` seconds of connecting and its first frame within
   ``handshake_s`` of the answer (``handshake-timeout``);
 - a hello seen before is refused without an answer (``replayed-handshake``): a replayed first
-  message never gets a session, let alone an "opened" record;
-- its refusals are audited in bounded space: one record per source and code per ``window_s``
-  seconds, the next one saying how many were left out in between.
+  message never gets a session, let alone an "opened" record.
 
 In-memory and per process on purpose: these are the process's own sockets and seconds. Pure but
-for the monotonic instants the caller passes in.
+for the monotonic instants the caller passes in. Its refusals are audited elsewhere, in the store
+(the kernel's refusal tally, bounded across every process of the node; ``StreamService.serve_link``),
+as is a hello a process answered (``LinkHellos``).
 """
 
 from __future__ import annotations
@@ -26,17 +26,15 @@ __all__ = ["LinkGate"]
 
 
 class LinkGate:
-    """Admission of unauthenticated link connections and bounded records of their refusals."""
+    """Admission of unauthenticated link connections."""
 
     __slots__ = (
         "_hellos",
         "_pending",
-        "_recorded",
         "handshake_s",
         "hello_memory_s",
         "limit",
         "per_source",
-        "window_s",
     )
 
     def __init__(
@@ -44,18 +42,15 @@ class LinkGate:
         *,
         per_source: int = 8,
         handshake_s: float = 5.0,
-        window_s: float = 60.0,
         hello_memory_s: float = 600.0,
         limit: int = 4096,
     ) -> None:
         self.per_source = per_source
         self.handshake_s = handshake_s
-        self.window_s = window_s
         self.hello_memory_s = hello_memory_s
         self._pending: dict[str, int] = {}  # source -> connections not yet confirmed
         self._hellos: OrderedDict[bytes, float] = OrderedDict()  # digest -> when first seen
-        self._recorded: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()  # -> (at, left out)
-        self.limit = limit  # hellos and refusal keys remembered, at most
+        self.limit = limit  # hellos remembered, at most
 
     def admit(self, source: str) -> bool:
         """Count one more unconfirmed connection from ``source``; False (not counted) over the limit."""
@@ -89,17 +84,3 @@ class LinkGate:
             return False
         self._hellos[digest] = now
         return True
-
-    def should_record(self, source: str, code: str, now: float) -> int | None:
-        """``None`` if a refusal (source, code) was recorded less than ``window_s`` ago (it is counted);
-        otherwise how many were left out since the last record (0 for the first)."""
-        key = (source, code)
-        last = self._recorded.get(key)
-        if last is not None and now - last[0] < self.window_s:
-            self._recorded[key] = (last[0], last[1] + 1)
-            return None
-        self._recorded.pop(key, None)
-        self._recorded[key] = (now, 0)
-        while len(self._recorded) > self.limit:
-            self._recorded.popitem(last=False)
-        return 0 if last is None else last[1]

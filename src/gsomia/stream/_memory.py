@@ -11,8 +11,9 @@ the next one, and go in it together, in their order of arrival: one commit and o
 for all of them. Each waiter learns what the store said of its own group, only once the commit
 that recorded it is done; a replay of a group in the same commit as its original is checked
 against it (the store checks the arrivals of one transaction in order). The audit records of the
-receiving side (a window root verified, updates dropped as duplicates) go in the same commits:
-two writers of one process would otherwise wait on each other's database lock.
+receiving side (a window root verified, updates dropped as duplicates) go in the same commits
+where the memory is in the node's database: two writers of one process would otherwise wait on
+each other's database lock.
 
 The commits run in one thread of the memory's own, handed each commit through a queue, and each
 commit's answers are given to its waiters by one callback on the event loop: no executor (its work
@@ -20,6 +21,10 @@ item, its futures, the context copied) and no task of the loop's woken between t
 waiters. At 1,000 tracks/s, where a commit holds one or two groups, the hop through
 ``asyncio.to_thread`` cost a receiver two thirds as much CPU again as the commit itself; this one
 costs about a third less (benchmarks/README.md, bench_stream).
+
+Where the store keeps the memory in a file of its own (SQLite, ``store/_memoryfile.py``), the audit
+records are committed to the node's database by a second lane of the same kind: a group then never
+waits on the database's lock or its checkpoints, nor for an audit record.
 """
 
 from __future__ import annotations
@@ -91,33 +96,19 @@ class _Committer:
                 loop.call_soon_threadsafe(done, answers, error)
 
 
-class ReplayMemory:
-    """One process's writer of the store's replay memory (one per stream service)."""
+class _Lane:
+    """One group commit: what is handed over while a commit is under way goes in the next one,
+    together, in order, run by a thread of the lane's own (``make_commit`` builds a commit of the
+    waiters taken)."""
 
-    def __init__(self, store: Store) -> None:
-        # the log's syncs in a thread of their own, not in these commits; asked here, where an error
-        # reaches the caller, not in a turn of the event loop, where it left every group waiting
-        store.checkpoint_aside()
-        self._store = store
+    def __init__(self, make_commit: Callable[[list[_Waiter]], _Commit]) -> None:
+        self._make_commit = make_commit
         self._waiting: list[_Waiter] = []
         self._committer: _Committer | None = None
-        self._committing = False  # a commit is under way in the memory's thread
+        self._committing = False  # a commit is under way in the lane's thread
         self._idle: asyncio.Event | None = None  # set when nothing is waiting or under way (close)
 
-    def remember(self, arrival: SignedArrival, forget_before_us: int) -> asyncio.Future[Remembered]:
-        """Record ``arrival`` in the next commit, forgetting rows seen before ``forget_before_us``;
-        the future holds what the store said of it (or its error) once that commit is done."""
-        future: asyncio.Future[Remembered] = asyncio.get_running_loop().create_future()
-        self._wait(_Waiter(arrival, forget_before_us, (), future))
-        return future
-
-    def record(self, rows: Sequence[AuditRow]) -> asyncio.Future[None]:
-        """Append the audit records ``rows`` in the next commit; the future is done once it is."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wait(_Waiter(None, _NOTHING_TO_FORGET, rows, future))
-        return future
-
-    def _wait(self, waiter: _Waiter) -> None:
+    def wait(self, waiter: _Waiter) -> None:
         self._waiting.append(waiter)
         if not self._committing:
             # at the end of this turn of the event loop: what else is handed over in it (the other
@@ -126,7 +117,7 @@ class ReplayMemory:
             asyncio.get_running_loop().call_soon(self._commit_next)
 
     def _commit_next(self) -> None:
-        """Hand what is waiting (at most ``_WAITERS_PER_COMMIT``) to the memory's thread as one
+        """Hand what is waiting (at most ``_WAITERS_PER_COMMIT``) to the lane's thread as one
         commit; its answers are given out by :meth:`_answered`, which hands over the next."""
         if not self._waiting:
             self._committing = False
@@ -135,23 +126,10 @@ class ReplayMemory:
             return
         taken = self._waiting[:_WAITERS_PER_COMMIT]
         del self._waiting[:_WAITERS_PER_COMMIT]
-        arrivals = [w.arrival for w in taken if w.arrival is not None]
-        forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
-        rows = [row for w in taken for row in w.rows]
-        store = self._store
-
-        def commit() -> list[Remembered]:
-            answers = store.remember_signed_arrivals(arrivals, forget, rows)
-            if len(answers) != len(arrivals):  # each group its own answer, or none is believed
-                raise StoreError(
-                    f"the replay memory answered {len(answers)} of {len(arrivals)} groups of a commit"
-                )
-            return answers
-
         if self._committer is None:
             self._committer = _Committer()
         self._committer.submit(
-            commit,
+            self._make_commit(taken),
             asyncio.get_running_loop(),
             lambda answers, error: self._answered(taken, answers, error),
         )
@@ -174,8 +152,7 @@ class ReplayMemory:
         asyncio.get_running_loop().call_soon(self._commit_next)
 
     async def close(self) -> None:
-        """Let the commits under way and waiting finish (their groups are recorded either way), then
-        stop the memory's thread."""
+        """Let the commits under way and waiting finish, then stop the lane's thread."""
         if self._committing:
             if self._idle is None:
                 self._idle = asyncio.Event()
@@ -184,3 +161,68 @@ class ReplayMemory:
         if self._committer is not None:
             self._committer.stop()
             self._committer = None
+
+
+class ReplayMemory:
+    """One process's writer of the store's replay memory (one per stream service).
+
+    Where the store keeps the memory in a file of its own (SQLite, ``Store.replay_memory_apart``),
+    the audit records go in commits of their own to the node's database, from a second thread: the
+    memory's commits never wait on the database's write lock or its checkpoints, and a group's
+    tracks never wait for an audit record. Elsewhere both go in the same commits, as one writer."""
+
+    def __init__(self, store: Store) -> None:
+        # the log's syncs in a thread of their own, not in these commits; asked here, where an error
+        # reaches the caller, not in a turn of the event loop, where it left every group waiting
+        store.checkpoint_aside()
+        self._store = store
+        self._arrivals = _Lane(self._commit_of)
+        self._records = _Lane(self._records_of) if store.replay_memory_apart else self._arrivals
+
+    def remember(self, arrival: SignedArrival, forget_before_us: int) -> asyncio.Future[Remembered]:
+        """Record ``arrival`` in the next commit, forgetting rows seen before ``forget_before_us``;
+        the future holds what the store said of it (or its error) once that commit is done."""
+        future: asyncio.Future[Remembered] = asyncio.get_running_loop().create_future()
+        self._arrivals.wait(_Waiter(arrival, forget_before_us, (), future))
+        return future
+
+    def record(self, rows: Sequence[AuditRow]) -> asyncio.Future[None]:
+        """Append the audit records ``rows`` in the next commit; the future is done once it is."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._records.wait(_Waiter(None, _NOTHING_TO_FORGET, rows, future))
+        return future
+
+    def _commit_of(self, taken: list[_Waiter]) -> _Commit:
+        """The commit of ``taken``: their arrivals recorded and their audit records appended."""
+        arrivals = [w.arrival for w in taken if w.arrival is not None]
+        forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
+        rows = [row for w in taken for row in w.rows]
+        store = self._store
+
+        def commit() -> list[Remembered]:
+            answers = store.remember_signed_arrivals(arrivals, forget, rows)
+            if len(answers) != len(arrivals):  # each group its own answer, or none is believed
+                raise StoreError(
+                    f"the replay memory answered {len(answers)} of {len(arrivals)} groups of a commit"
+                )
+            return answers
+
+        return commit
+
+    def _records_of(self, taken: list[_Waiter]) -> _Commit:
+        """The commit of audit records alone, to the node's database."""
+        rows = [row for w in taken for row in w.rows]
+        store = self._store
+
+        def commit() -> list[Remembered]:
+            store.append_audit(rows)
+            return []
+
+        return commit
+
+    async def close(self) -> None:
+        """Let the commits under way and waiting finish (their groups are recorded either way), then
+        stop the memory's threads."""
+        await self._arrivals.close()
+        if self._records is not self._arrivals:
+            await self._records.close()

@@ -243,6 +243,7 @@ class _Received(NamedTuple):
     track: dict[str, Any]
     recipient: str
     via: str | None
+    at_us: int  # the update's instant (``update_ts``) as parsed: one instant, however it is spelt
 
 
 @dataclass(frozen=True, slots=True)
@@ -1221,18 +1222,13 @@ class StreamService:
             await self._serve_frames(receive, send, session, frame, peer_kid, peers)
         except LinkError as exc:
             self.stats.link_errors += 1
+            # per partner (confirmed), else per source address (nobody yet), and code: a window's first
+            # 10 a record, the rest counted in the store's tally, so the bound holds across processes
+            where = {} if confirmed else {"source": source}
             row = self._audit_row(
-                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc)
+                "stream.link", None, peer_name, "refused", error=exc.detail, reason=str(exc), **where
             )
-            if confirmed:  # a partner: per partner and code a window's first 10 a record, the rest counted
-                await asyncio.to_thread(self._tally_refusal, peer_name, exc, row)
-            else:  # nobody yet: one record per source and code per window, with the count left out
-                left_out = gate.should_record(source, exc.detail, time.monotonic())
-                if left_out is not None:
-                    await self._audit(
-                        self._audit_row("stream.link", None, peer_name, "refused", error=exc.detail,
-                                  reason=str(exc), source=source, left_out=left_out)
-                    )  # fmt: skip
+            await asyncio.to_thread(self._tally_refusal, peer_name if confirmed else source, exc, row)
             raise
         finally:
             if admitted and not confirmed:
@@ -1265,11 +1261,12 @@ class StreamService:
         self.kernel.tally("stream.link", peer, "opened", f"{peer} opened a link", rows)
 
     def _tally_refusal(self, peer: str | None, exc: LinkError, row: AuditRow) -> None:
-        """Audit the refusal of an authenticated partner's link in bounded space (the kernel's tally:
-        per partner and code, the first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a
-        window are records of their own, the rest counted, one ``refusal.tally`` record once the
-        window closed): a partner that reconnects to be refused again, as fast as it can, makes
-        this node store a bounded number of records a minute."""
+        """Audit the refusal of a link in bounded space (the kernel's tally: per ``peer``, the
+        authenticated partner or, before key confirmation, the source address, and per code, the
+        first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a window are records of their
+        own, the rest counted in the store, every process's, one ``refusal.tally`` record once the
+        window closed): a caller that reconnects to be refused again, as fast as it can, to any
+        process of the node, makes it store a bounded number of records a minute."""
 
         def rows(_counted_as: str, _peer: str, own: int) -> list[AuditRow]:
             return [row] if own else []  # one refusal: one record, or none
@@ -1523,7 +1520,7 @@ class StreamService:
         arrival = SignedArrival(
             group.batch, group.originator,
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
-            epoch_us(now),
+            epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
         return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
 
@@ -1658,7 +1655,8 @@ class StreamService:
                 )
             track = data["track"]
             recipient, via = data["recipient"], data.get("via")
-            parse_track_update(track, originator=label.originator)  # the same boundary at every node
+            # the same boundary at every node; the update's instant as parsed keys it, not its text
+            at_us = epoch_us(parse_track_update(track, originator=label.originator).update_ts)
             if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
         except LinkError:
@@ -1671,7 +1669,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, recipient, via)
+        return _Received(label, track, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -2010,8 +2008,9 @@ def _not_a_track(seq: int, sender: str) -> LinkError:
 
 def _track_key(originator: str, message: _Received) -> str:
     """A received update's identity, hashed: the originator that signed it, its recipient, the track
-    and the update's instant."""
-    parts = [originator, message.recipient, message.track["track_id"], message.track["update_ts"]]
+    and the update's instant, as the instant it is (microseconds since the epoch), not as spelt:
+    ``Z`` or ``+00:00``, another offset, more or fewer fraction digits are the same update."""
+    parts = [originator, message.recipient, message.track["track_id"], message.at_us]
     return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 

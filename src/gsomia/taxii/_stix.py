@@ -273,9 +273,26 @@ def _native_of(item_id: str, data: Any) -> dict[str, Any] | None:
         and _STIX_ID.match(item_id)
         and item_id.startswith(f"{data['type']}--")
         and _versioned(data)
+        and _markings_shaped(data)
     ):
         return data
     return None
+
+
+def _markings_shaped(data: Mapping[str, Any]) -> bool:
+    """Whether the object's markings have STIX's shape, as the server reads them (a list of
+    identifiers; a list of objects whose ``marking_ref``, if any, is an identifier). A payload that
+    says it is a STIX object but holds, say, ``"object_marking_refs": 5`` is served wrapped as any
+    other JSON payload (an ``x-gsomia-item``), never taken at its word: reading its markings as the
+    object's was a TypeError, and the page serving it failed for every reader."""
+    refs = data.get("object_marking_refs", [])
+    granular = data.get("granular_markings", [])
+    return (
+        isinstance(refs, list)
+        and all(isinstance(r, str) for r in refs)
+        and isinstance(granular, list)
+        and all(isinstance(g, dict) and isinstance(g.get("marking_ref", ""), str) for g in granular)
+    )
 
 
 def _versioned(data: Mapping[str, Any]) -> bool:
