@@ -62,7 +62,7 @@ _META = (
     "(one INTEGER PRIMARY KEY CHECK (one = 1), boot TEXT NOT NULL, since_us INTEGER NOT NULL)"
 )
 # the file's own random token, named in the node's database by the memory that holds every arrival
-_TOKEN = (
+_IDENTITY = (
     "CREATE TABLE IF NOT EXISTS replay_memory_token "
     "(one INTEGER PRIMARY KEY CHECK (one = 1), token TEXT NOT NULL)"
 )
@@ -157,7 +157,7 @@ class ReplayFile:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(_META)
-            conn.execute(_TOKEN)
+            conn.execute(_IDENTITY)
             # the first process of the boot says since when the memory holds every arrival, under the
             # file's write lock (another opening at once waits, then reads it): blind before its first
             # commit when a memory was lost (another boot's file, rows in the node's database, or a
