@@ -161,4 +161,3 @@ def test_a_memory_file_deleted_or_truncated_in_the_same_boot_makes_the_next_star
         assert store.remember_signed_arrivals([_arrival("b2", "k2", 2_001, 2_000)], 0) == [([], set())]
     finally:
         store.close()
-
