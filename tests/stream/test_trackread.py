@@ -7,26 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.stream._updates import changed
+from tests.stream._updates import PLAIN_UPDATE, changed
 
 from gsomia.core.tracks import MAX_POINTS, parse_track_update
 from gsomia.errors import GsomiaError
 from gsomia.stream._trackread import _fast, read_track_update
 
 _POINT = {"t": "2019-05-04T00:29:05+00:00", "lat": 39.41, "lon": 127.6, "alt_m": 9000.0, "speed_mps": 800.0}
-_UPDATE: dict[str, Any] = {
-    "track_id": "kor-2019-05-04-1",
-    "update_ts": "2019-05-04T00:29:10+00:00",
-    "launch": {"lat": 39.4, "lon": 127.5, "time": "2019-05-04T00:29:00+00:00"},
-    "impact": {"lat": 39.8, "lon": 129.9, "time": "2019-05-04T00:33:00+09:00"},
-    "points": [
-        _POINT,
-        {"t": "2019-05-04T00:29:10+00:00", "lat": 39.42, "lon": 127.7, "alt_m": 18000.0, "speed_mps": 900.0},
-    ],
-    "missile_class": "SRBM (KN-23)",
-    "quality": 0.9,
-    "final": False,
-}
+_UPDATE = PLAIN_UPDATE
 _INSTANTS = [
     "2019-05-04T00:29:10Z",
     "2019-05-04t00:29:10z",
