@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
+from tests.api._through_app import websocket_scope
 from tests.node_fixtures import through_app as send
 from tests.reliability.processes import answering, stop
 
@@ -163,20 +164,7 @@ def test_malformed_requests_and_unknown_routes_spend_it_too(node: Node) -> None:
 def handshake(node: Node, path: str, source: str) -> list[dict[str, Any]]:
     """What the app sends a WebSocket handshake to ``path`` from ``source`` (raw ASGI, no server)."""
     app = create_app(node)
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"node")],
-        "client": (source, 40000),
-        "server": ("node", 80),
-        "subprotocols": [],
-        "state": {},
-    }
+    scope = websocket_scope(path, source)
     sent: list[dict[str, Any]] = []
     incoming = [{"type": "websocket.connect"}]
 
