@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gsomia.errors import StoreError
 from gsomia.store import SignedArrival, Store
 from gsomia.store import _store as store_module
 
@@ -159,5 +160,24 @@ def test_a_memory_file_deleted_or_truncated_in_the_same_boot_makes_the_next_star
     try:
         assert store.remember_signed_arrivals([_arrival("b1", "k1", 2_000, 900)], 0) == [([0], set())]
         assert store.remember_signed_arrivals([_arrival("b2", "k2", 2_001, 2_000)], 0) == [([], set())]
+    finally:
+        store.close()
+
+
+def test_a_memory_file_replaced_by_a_symlink_fails_closed_as_the_store_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This boot's memory path made a symlink (to a file the adversary keeps empty): never opened
+    through it; the arrival is not taken, and the caller is told the store failed, as for any other
+    failure of the memory (``StoreError``), not an ``OSError`` it does not expect."""
+    path = tmp_path / "gsomia.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"")
+    Path(f"{path}-replay.{_BOOT_A}").symlink_to(elsewhere)
+    store = _store(path, monkeypatch, _BOOT_A)
+    try:
+        with pytest.raises(StoreError, match="nothing was written"):
+            store.remember_signed_arrivals([_arrival("b1", "k1", 1_000, 900)], 0)
+        assert elsewhere.read_bytes() == b""
     finally:
         store.close()
