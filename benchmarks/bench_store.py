@@ -125,7 +125,6 @@ from gsomia.core.access import Person, decide_read
 from gsomia.crypto.keys import KeyRing
 from gsomia.node import Item, NewIngest, Node, init_node_dir
 from gsomia.node._config import KEY_FILE, KEYRING_FILE
-from gsomia.node._items import _encode_cursor
 from gsomia.store import AuditRow, ItemFilter, ItemRow, NewItem
 from gsomia.store import _tables as t
 from gsomia.testing import FakeClock
@@ -619,7 +618,7 @@ def _measure(
 
     progress(f"{name}: access-checked pages")
     for position, (after, offset) in positions(node, ItemFilter()).items():
-        cursor = _encode_cursor(after) if after else None
+        cursor = f"s{node.kernel.cipher.seal_cursor(cleared.id, after)}" if after else None
         page = node.items.list_items(cleared, ItemFilter(), cursor, PAGE)
         found, withheld = offset_checked_page(node, cleared, offset, PAGE)
         if len(page.items) != PAGE or page.withheld or (len(found), withheld) != (PAGE, 0):
@@ -638,7 +637,7 @@ def _measure(
         )
     partial_pages: dict[str, dict[str, int]] = {}
     for position, (after, _) in positions(node, ItemFilter(), PARTIAL_TAIL).items():
-        cursor = _encode_cursor(after) if after else None
+        cursor = f"s{node.kernel.cipher.seal_cursor(partial.id, after)}" if after else None
         page = node.items.list_items(partial, ItemFilter(), cursor, PAGE)
         partial_pages[position] = {"returned": len(page.items), "withheld": page.withheld}
         ours = time_fetches(lambda c=cursor: node.items.list_items(partial, ItemFilter(), c, PAGE))

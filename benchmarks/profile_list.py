@@ -95,7 +95,7 @@ def _listings(node: Node) -> dict[str, Callable[[], object]]:
     calls: dict[str, Callable[[], object]] = {}
     for reader, tail in ((cleared, PAGE), (partial, bench_store.PARTIAL_TAIL)):
         for position, (after, _) in bench_store.positions(node, ItemFilter(), tail).items():
-            cursor = f"s{after}" if after else None
+            cursor = f"s{node.kernel.cipher.seal_cursor(reader.id, after)}" if after else None
             name = f"Node.list_items, {reader.id.removeprefix('reader-')}, {position}"
             calls[name] = lambda r=reader, c=cursor: node.items.list_items(r, ItemFilter(), c, PAGE)
     return calls
@@ -156,7 +156,7 @@ def _walk(node: Node, reader: str, fraction: float) -> list[float]:
     a reader paging through pays, with nothing of those items parsed or decided before."""
     person = node.kernel.person(reader)
     after = bench_store.offset_page(node, ItemFilter(), int(node.store.count_items() * fraction), 1)[0].seq
-    cursor: str | None = f"s{after}"
+    cursor: str | None = f"s{node.kernel.cipher.seal_cursor(person.id, after)}"
     cpu = []
     for _ in range(WALK):
         began = time.process_time()

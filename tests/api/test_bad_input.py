@@ -7,24 +7,19 @@ number belongs, a method a route does not serve. Every refusal is audited.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import postgres_schema
+from tests.api._through_app import Call, caller, chief_token, jpn_per_store
 from tests.node_fixtures import jpn_label
 
-from gsomia.api import create_app
 from gsomia.node import Node
-from gsomia.testing import FakeClock, make_node
 from gsomia.ui import dashboard_scope
 
-Call = Callable[..., httpx.Response]
 GSOMIA = "kor-jpn-gsomia-2016"
 # What no answer may carry: SQL, driver names, Python's own words for a crash.
 INTERNALS = (
@@ -37,51 +32,18 @@ def jpn_node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_status: str | None
 ) -> Iterator[Node]:
     """One JPN node per store for the whole module: every case below leaves it as it found it."""
-    directory = tmp_path_factory.mktemp("bad-input")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{directory / 'store.db'}"
-        else:
-            url = stack.enter_context(postgres_schema(postgres_status))
-        node = make_node(directory / "jpn", "JPN", database_url=url, clock=FakeClock())
-        yield node
-        node.close()
-
-
-@pytest.fixture(scope="module")
-def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    yield from jpn_per_store(request, tmp_path_factory, postgres_status)
 
 
 @pytest.fixture(scope="module")
 def token(jpn_node: Node) -> str:
-    """The token of a person who holds every role: the refusals below are about input, not rights."""
-    jpn_node.people.add_person(
-        None,
-        {
-            "id": "chief",
-            "name": "Chief",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["administrator", "release_officer", "security_officer", "analyst"],
-        },
-    )
-    return jpn_node.credentials.issue(None, "chief")[1]
+    """A person holding every role: the refusals below are about input, not about rights."""
+    return chief_token(jpn_node)
+
+
+@pytest.fixture(scope="module")
+def call(jpn_node: Node) -> Call:
+    return caller(jpn_node)
 
 
 def refused(response: httpx.Response, status: int, needle: str) -> dict[str, Any]:
@@ -261,3 +223,21 @@ def test_a_duplicate_names_no_constraint(call: Call, token: str) -> None:
     found = refused(call("POST", "/items", token, json=body), 409, "already")
     assert "UNIQUE" not in found["detail"]
     assert "pkey" not in found["detail"]
+
+
+def test_a_login_form_of_more_fields_than_it_has_is_400_audited(call: Call, jpn_node: Node) -> None:
+    """Nobody authenticated: five fields posted to the dashboard's login form (which reads at most
+    four) made parse_qs raise, a 500. Now the login page again, 400 naming the form's fields,
+    audited (``ui.login``, in the source's bounded tally)."""
+    base = dashboard_scope(jpn_node.ring).path
+    response = call(
+        "POST",
+        f"{base}/login",
+        content=b"a=1&b=2&c=3&d=4&e=5",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": jpn_node.config.endpoint},
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert "the login form has two fields" in response.text
+    for word in INTERNALS:
+        assert word.lower() not in response.text.lower()
+    assert last_refusal(jpn_node)["kind"] == "ui.login"

@@ -502,7 +502,7 @@ def test_seal_refuses_a_recipient_without_a_usable_key(net: Network, tmp_path: P
 @pytest.mark.parametrize(
     ("marker", "expected"),
     [
-        ("gsomia-envelope/3", "unsupported-version"),
+        ("gsomia-envelope/4", "unsupported-version"),
         ("gsomia-envelope/0", "unsupported-version"),
         ("jose+json", "unsupported-version"),
         (2, "malformed"),

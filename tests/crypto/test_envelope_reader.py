@@ -348,7 +348,7 @@ def test_the_wrapper_read_by_position_decides_as_json_reading_it_does(shared: Ne
         text[:-2] + '"' + text[-2:],
         text[:head] + '"' + text[head:],
         text.replace('","jwe":"', '", "jwe":"'),
-        text.replace("gsomia-envelope/1", "gsomia-envelope/3"),
+        text.replace("gsomia-envelope/1", "gsomia-envelope/4"),
         text.encode()[:head] + b"\xff" + text.encode()[head:],
         text.encode()[:-40] + "é".encode() + text.encode()[-40:],
     ]

@@ -259,7 +259,7 @@ def test_hostile_envelopes_are_refused_and_recorded(net: Net, case: str) -> None
         cose = json.loads(good)["cose"]
         middle = len(cose) // 2
         cose = cose[:middle] + ("A" if cose[middle] != "A" else "B") + cose[middle + 1 :]
-        envelope = json.dumps({"format": "gsomia-envelope/2", "cose": cose})
+        envelope = json.dumps({"format": json.loads(good)["format"], "cose": cose})
     elif case == "wrong-recipient":
         envelope = seal(
             kor.ring, peer(net, "KOR", "USA"), {"kind": "item"}, msg_id="m", at=net.clock.now, ttl=HOUR

@@ -17,7 +17,7 @@ from gsomia.crypto.keys import PeerIdentity
 from gsomia.demo import network
 from gsomia.errors import TransportError
 from gsomia.exchange import HttpTransport, MemoryTransport
-from gsomia.node import Node
+from gsomia.node import NewIngest, Node
 from gsomia.testing import FakeClock
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -38,10 +38,8 @@ class Net:
         assert found is not None
         return found
 
-    def release(self, item_id: str) -> str:
-        kor = self.nodes["KOR"]
-        officer = kor.people.person("officer")
-        label = {
+    def label(self) -> dict[str, object]:
+        return {
             "originator": "KOR",
             "classification": "군사II급비밀",
             "releasable_to": ["JPN", "USA"],
@@ -49,7 +47,11 @@ class Net:
             "topics": ["dprk-missile"],
             "created": (self.clock.now - timedelta(hours=1)).isoformat(),
         }
-        kor.items.ingest(officer, label=label, payload=b'{"track": 1}', item_id=item_id)
+
+    def release(self, item_id: str) -> str:
+        kor = self.nodes["KOR"]
+        officer = kor.people.person("officer")
+        kor.items.ingest(officer, label=self.label(), payload=b'{"track": 1}', item_id=item_id)
         return kor.exchange.release(officer, item_id, "JPN").msg_id
 
 
@@ -176,3 +178,31 @@ def test_a_batch_resent_over_http_is_settled_from_its_one_stored_receipt(net: Ne
     assert [r["receipt_of"] for r in answer["results"]] == [0] * len(ids)
     assert {r["status"] for r in answer["results"]} == {"duplicate"}
     assert {e.receipt for e in kor.exchange.outbox(officer) if e.item_id in ids} == {stored}
+
+
+def test_a_selection_too_large_for_one_request_goes_in_several(net: Net) -> None:
+    """Issue 18: delivery cut its batches by count only, so 100 items of 10,000 bytes went as one
+    request of ~2.5 MB, over the receiver's body limit (twice ``max_payload_bytes`` plus 64 KB):
+    refused whole (413) each time it was tried. Now each push stays under a byte budget; every
+    item arrives once."""
+    kor, jpn = net.nodes["KOR"], net.nodes["JPN"]
+    officer = kor.people.person("officer")
+    label = net.label()
+    ids = [f"big-{n:03d}" for n in range(100)]
+    pad = "x" * 10_000
+    kor.items.ingest_many(officer, [NewIngest(label, f'{{"pad": "{pad}"}}'.encode(), item_id=i) for i in ids])
+    released = kor.exchange.release_many(officer, ids, "JPN")
+    assert not released.refused
+    pushes: list[int] = []
+
+    class Counting(HttpTransport):
+        def push(self, peer: PeerIdentity, envelopes: list[str]) -> list[object]:  # type: ignore[override]
+            pushes.append(len(json.dumps({"envelopes": envelopes})))
+            return super().push(peer, envelopes)
+
+    with Counting() as transport:
+        assert {d.state for d in kor.exchange.deliver_due(transport)} == {"delivered"}
+    assert len(pushes) > 1
+    assert max(pushes) < kor.config.max_payload_bytes * 2
+    assert all(jpn.store.get_item(i) is not None for i in ids)
+    assert {e.state for e in kor.exchange.outbox(officer) if e.item_id in ids} == {"delivered"}

@@ -228,7 +228,7 @@ def from_the_future(net: LiveNet, item_id: str) -> str:
 def future_version(net: LiveNet, item_id: str) -> str:
     """A format marker from a later version of the protocol."""
     good = json.loads(_released(net, item_id))
-    return json.dumps({"format": "gsomia-envelope/3", "cose": good["cose"]})
+    return json.dumps({"format": "gsomia-envelope/4", "cose": good["cose"]})
 
 
 def misrouted(net: LiveNet, item_id: str) -> str:
@@ -270,7 +270,7 @@ CASES = [
     Hostile("tampered", "one ciphertext character changed", tampered, "decrypt-failed"),
     Hostile("unknown sender", "a party with no link to JPN", unknown_sender, "unknown-sender"),
     Hostile("from the future", "issued 10 min ahead (skew 5 min)", from_the_future, "not-yet-valid"),
-    Hostile("future version", "format gsomia-envelope/3", future_version, "unsupported-version"),
+    Hostile("future version", "format gsomia-envelope/4", future_version, "unsupported-version"),
     Hostile("misrouted", "route names another recipient", misrouted, "misrouted", opaque=False),
     Hostile("refused by policy", "intact, 군사I급비밀: not releasable", refused_by_policy, "equivalence",
             opaque=False),

@@ -176,6 +176,38 @@ def test_a_filtered_list_says_nothing_of_what_it_left_out(
 
 
 @pytest.mark.usefixtures("tokens")
+def test_a_cursor_says_nothing_of_the_items_between_and_is_the_readers_alone(
+    call: Call, tokens: dict[str, str], jpn_node: Node
+) -> None:
+    """A cursor named the store's sequence number of the last item served (``s1``, then ``s7``): a
+    reader paging one item at a time read off how many items they may not read lay between two they
+    may (five, here). It is now sealed (AES-SIV under the node key) for the reader: opaque, and
+    refused when another reader presents it, when forged, or when altered."""
+    _receive(jpn_node, "conf-0", classification="군사III급비밀")
+    for n in range(5):
+        _receive(jpn_node, f"hidden-{n}")
+    for n in (1, 2):
+        _receive(jpn_node, f"conf-{n}", classification="군사III급비밀")
+    cursors, seen, cursor = [], [], None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        data = call("GET", "/items", tokens["sato"], params=params).json()
+        seen += [i["id"] for i in data["items"]]
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+        cursors.append(cursor)
+    assert seen == ["conf-0", "conf-1", "conf-2"]
+    assert len(cursors) == 2
+    for c in cursors:
+        assert not c[1:].isdigit(), c  # no position in clear
+    altered = cursors[0][:-1] + ("A" if cursors[0][-1] != "A" else "B")
+    for who, c in (("tanaka", cursors[0]), ("sato", "s7"), ("sato", altered), ("sato", "s" + "A" * 32)):
+        response = call("GET", "/items", tokens[who], params={"cursor": c})
+        assert response.status_code == 422, (who, c, response.text)
+        assert "cursor" in response.text
+
+
 def test_the_command_line_refuses_as_unknown_and_counts_nothing(tmp_path: Path, store_url: str) -> None:
     if not store_url.startswith("sqlite"):
         pytest.skip("each command opens the node's store for its own process; once is enough")

@@ -17,14 +17,16 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy
+from tests.api._through_app import websocket_scope
 from tests.node_fixtures import through_app as send
-from tests.reliability.processes import serve, stop
+from tests.reliability.processes import answering, stop
 
 from gsomia.api import create_app
 from gsomia.demo import network
@@ -162,20 +164,7 @@ def test_malformed_requests_and_unknown_routes_spend_it_too(node: Node) -> None:
 def handshake(node: Node, path: str, source: str) -> list[dict[str, Any]]:
     """What the app sends a WebSocket handshake to ``path`` from ``source`` (raw ASGI, no server)."""
     app = create_app(node)
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"node")],
-        "client": (source, 40000),
-        "server": ("node", 80),
-        "subprotocols": [],
-        "state": {},
-    }
+    scope = websocket_scope(path, source)
     sent: list[dict[str, Any]] = []
     incoming = [{"type": "websocket.connect"}]
 
@@ -244,26 +233,45 @@ def test_the_defaults_are_written_to_node_toml_and_exempt_no_one(tmp_path: Path)
     assert config.rate_limit_exempt == ()  # loopback is not exempt unless node.toml says so
 
 
-SPEND_IN_ANOTHER_PROCESS = """
+# Every process of a test below runs on one injected instant (its node's clock, ``sys.argv[-1]``):
+# the budget's windows are the node's clock's, so no window edge (a minute's, a day's 00:00 UTC)
+# can fall between two processes' spending, whenever the test runs.
+# (tomorrow's noon: after the node's keys were made, in the middle of every window)
+AT = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=30, microsecond=0).isoformat()
+FIXED = """
+from datetime import UTC, datetime, timedelta
+from gsomia.testing import FakeClock
+clock = FakeClock(datetime.fromisoformat(sys.argv[-1]))
+"""
+
+SPEND_IN_ANOTHER_PROCESS = (
+    """
 import sys
 from pathlib import Path
 from gsomia.node import Node
-node = Node.open(Path(sys.argv[1]), migrate=False)
+"""
+    + FIXED
+    + """
+node = Node.open(Path(sys.argv[1]), migrate=False, clock=clock)
 print(sum(node.kernel.admission.spend("203.0.113.99") is None for _ in range(int(sys.argv[2]))))
 node.close()
 """
+)
+
+
+def at_fixed() -> FakeClock:
+    return FakeClock(datetime.fromisoformat(AT))
 
 
 def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_url: str) -> None:
     """The count lives in the store: a second OS process of the node (on the same SQLite file or
     PostgreSQL schema) spends from the same budget, so the node serves RATE requests, not 2 x RATE."""
     directory = tmp_path / "jpn"
-    # the real clock, as the other process's; a day's window, which the test does not straddle
-    first = open_node(directory, store_url, None, public_rate_limit=f"{RATE}/day")
+    first = open_node(directory, store_url, at_fixed())  # the other process's instant: one window
     try:
         half = RATE // 2
         other = subprocess.run(  # noqa: S603 - our own code, fixed arguments
-            [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), str(half)],
+            [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), str(half), AT],
             capture_output=True,
             text=True,
             timeout=600,
@@ -273,7 +281,7 @@ def test_two_processes_of_one_node_spend_from_one_budget(tmp_path: Path, store_u
         served_here = sum(first.kernel.admission.spend("203.0.113.99") is None for _ in range(RATE))
         assert served_here == RATE - half  # the other process's spending counted here
         again = subprocess.run(  # noqa: S603 - our own code, fixed arguments
-            [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), "3"],
+            [sys.executable, "-c", SPEND_IN_ANOTHER_PROCESS, str(directory), "3", AT],
             capture_output=True,
             text=True,
             timeout=600,
@@ -310,11 +318,15 @@ def test_a_source_cannot_spend_twice_its_budget_across_a_window_edge(node: Node,
     assert sum(admission.spend(source) is None for _ in range(RATE)) == RATE
 
 
-SPEND_AT_ONCE = """
+SPEND_AT_ONCE = (
+    """
 import sys, time
 from pathlib import Path
 from gsomia.node import Node
-node = Node.open(Path(sys.argv[1]), migrate=False)
+"""
+    + FIXED
+    + """
+node = Node.open(Path(sys.argv[1]), migrate=False, clock=clock)
 go = Path(sys.argv[3])
 print("ready", flush=True)
 deadline = time.monotonic() + 120
@@ -323,6 +335,7 @@ while not go.exists() and time.monotonic() < deadline:
 print(sum(node.kernel.admission.spend("203.0.113.98") is None for _ in range(int(sys.argv[2]))))
 node.close()
 """
+)
 
 
 def test_two_processes_spending_one_budget_at_once_never_exceed_it(tmp_path: Path, store_url: str) -> None:
@@ -332,11 +345,11 @@ def test_two_processes_spending_one_budget_at_once_never_exceed_it(tmp_path: Pat
     that holds the window's row, so no process adds on a count another has already passed)."""
     budget = 60
     directory = tmp_path / "jpn"
-    open_node(directory, store_url, None, public_rate_limit=f"{budget}/day").close()
+    open_node(directory, store_url, None, public_rate_limit=f"{budget}/minute").close()
     go = tmp_path / "go"
     spenders = [
         subprocess.Popen(  # noqa: S603 - our own code, fixed arguments
-            [sys.executable, "-c", SPEND_AT_ONCE, str(directory), str(budget), str(go)],
+            [sys.executable, "-c", SPEND_AT_ONCE, str(directory), str(budget), str(go), AT],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -369,10 +382,31 @@ def test_the_openapi_document_and_its_pages_spend_it_as_every_public_route(node:
     assert all("429" in op["responses"] for path in spec["paths"].values() for op in path.values())
 
 
+SERVE_AT = (
+    """
+import sys
+from pathlib import Path
+import uvicorn
+from gsomia.api import create_app
+from gsomia.node import Node
+"""
+    + FIXED
+    + """
+node = Node.open(Path(sys.argv[1]), clock=clock)
+uvicorn.run(create_app(node), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+)
+
+
 def _serve(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``gsomia node serve`` on a port of its own, answering when this returns."""
+    """The node's app served by uvicorn in a process of its own, as ``gsomia node serve`` serves
+    it, on a port of its own and on the injected instant; answering when this returns."""
     member = network.NetNode("JPN", directory, network.free_port())
-    return serve(member, sender=True), member.endpoint  # /healthz, which it waits on, spends nothing
+    with open(directory / f"serve-{member.port}.log", "ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own code, fixed arguments
+            [sys.executable, "-c", SERVE_AT, str(directory), str(member.port), AT], stdout=log, stderr=log
+        )
+    return answering(process, member), member.endpoint  # /healthz, which it waits on, spends nothing
 
 
 def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: Path, store_url: str) -> None:
@@ -380,8 +414,7 @@ def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: P
     which is not exempt) asking each in turn: the node serves RATE requests in all, then both
     answer 429 with ``Retry-After``."""
     directory = tmp_path / "jpn"
-    init_node_dir(directory, "JPN", store_url)
-    update_settings(directory, public_rate_limit=f"{RATE}/day")  # a window the test does not straddle
+    open_node(directory, store_url, None).close()  # RATE a minute, the store migrated once
     servers = []
     try:
         servers = [_serve(directory), _serve(directory)]
@@ -390,7 +423,7 @@ def test_two_serve_processes_of_one_node_answer_one_budget_over_http(tmp_path: P
         assert sum(a.status_code == 200 for a in answers) == RATE  # not 2 x RATE
         assert {a.status_code for a in answers} == {200, 429}
         for base in (b for _, b in servers):
-            assert_429(httpx.get(f"{base}/identity", timeout=30), 86_400)  # both refuse now
+            assert_429(httpx.get(f"{base}/identity", timeout=30))  # both refuse now
     finally:
         for process, _ in servers:
             stop(process)

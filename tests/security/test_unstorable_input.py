@@ -10,23 +10,21 @@ NUL where PostgreSQL refused it, and a lone surrogate was a 500 (the driver coul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy
-from tests.conftest import postgres_schema
+from tests.api._through_app import Call, caller, chief_token, jpn_per_store, websocket_scope
 from tests.node_fixtures import jpn_label
 
 from gsomia.api import create_app
 from gsomia.node import Node
-from gsomia.testing import FakeClock, make_node
+from gsomia.testing import FakeClock
 from gsomia.ui import dashboard_scope
 
-Call = Callable[..., httpx.Response]
 INTERNALS = ("SELECT", "INSERT", "psycopg", "sqlite", "sqlalchemy", "Traceback", "Internal Server Error")
 # what a refusal may add: the audit records, the tree over them, the bounded tallies and budgets
 AUDITING = {"audit_records", "merkle_nodes", "tree_heads", "refusal_tallies", "rate_counters", "generations"}
@@ -40,51 +38,18 @@ def jpn_node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_status: str | None
 ) -> Iterator[Node]:
     """One JPN node per store for the module: every request below is refused, nothing is stored."""
-    directory = tmp_path_factory.mktemp("unstorable")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{directory / 'store.db'}"
-        else:
-            url = stack.enter_context(postgres_schema(postgres_status))
-        node = make_node(directory / "jpn", "JPN", database_url=url, clock=FakeClock())
-        yield node
-        node.close()
+    yield from jpn_per_store(request, tmp_path_factory, postgres_status)
 
 
 @pytest.fixture(scope="module")
 def token(jpn_node: Node) -> str:
     """A person holding every role: the refusals below are about the text, not about rights."""
-    jpn_node.people.add_person(
-        None,
-        {
-            "id": "chief",
-            "name": "Chief",
-            "nationality": "JPN",
-            "clearance": "極秘",
-            "need_to_know": ["dprk-missile"],
-            "roles": ["administrator", "release_officer", "security_officer", "analyst"],
-        },
-    )
-    return jpn_node.credentials.issue(None, "chief")[1]
+    return chief_token(jpn_node)
 
 
 @pytest.fixture(scope="module")
 def call(jpn_node: Node) -> Call:
-    app = create_app(jpn_node)
-
-    def do(method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-
-        async def run() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-                return await client.request(method, url, headers=headers, **kwargs)
-
-        return asyncio.run(run())
-
-    return do
+    return caller(jpn_node)
 
 
 def stored(node: Node) -> dict[str, int]:
@@ -278,24 +243,6 @@ def test_text_that_only_looks_like_it_passes(call: Call, token: str) -> None:
     response = call("POST", "/items", token, content=text, headers={"Content-Type": "application/json"})
     assert response.status_code == 201, response.text
     assert call("GET", "/items/looks-alike", token).json()["payload"] == body["payload"]
-
-
-def websocket_scope(path: str, client: str, *, query: bytes = b"", token: str = "") -> dict[str, Any]:
-    """A WebSocket handshake's ASGI scope from ``client``, as a server hands it to the app."""
-    bearer = [(b"authorization", f"Bearer {token}".encode())] if token else []
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query,
-        "headers": [(b"host", b"node"), *bearer],
-        "client": (client, 50000),
-        "server": ("node", 80),
-        "subprotocols": [],
-    }
 
 
 def test_a_websocket_handshake_holding_a_nul_is_closed(jpn_node: Node) -> None:

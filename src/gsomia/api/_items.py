@@ -85,7 +85,7 @@ def _instant_param(node: Node, text: str | None, name: str) -> datetime | None:
 # ``cursor`` (each at most once, in FastAPI's own accepted form) for a page, nothing for a read.
 # Anything else (a filter, a value FastAPI would refuse or coerce, a repeated name, an escape) takes
 # the route as declared, whose answer (or 422) is the reference the kept one is tested against.
-_PAGE_PART = re.compile(rb"(limit)=([1-9][0-9]{0,3})|(cursor)=(s[0-9]{1,18})")
+_PAGE_PART = re.compile(rb"(limit)=([1-9][0-9]{0,3})|(cursor)=(s[A-Za-z0-9_-]{32})")
 _REF = re.compile(REF_PATTERN)
 _MAX_LIMIT = 1000  # the route's ``le``
 _DEFAULT_LIMIT = 100  # the route's default
@@ -228,7 +228,7 @@ def add_items_routes(
         created_before: Annotated[Instant | None, Query(description="ISO 8601 instant, exclusive")] = None,
         cursor: Annotated[
             str | None,
-            Query(pattern=r"^s[0-9]{1,18}$", description="A cursor this node issued (next_cursor)"),
+            Query(pattern=r"^s[A-Za-z0-9_-]{32}$", description="A cursor this node issued you (next_cursor)"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:

@@ -360,7 +360,7 @@ class InboxIn(_In):
     envelopes: list[str] = Field(
         min_length=1,
         max_length=1000,
-        description="Envelopes (gsomia-envelope/2, COSE; /1, JOSE, read too); each opened or refused alone.",
+        description="Envelopes (gsomia-envelope/3, COSE; /2 and /1, read too); each opened or refused alone.",
     )
 
 

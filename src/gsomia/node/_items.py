@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from types import FunctionType
 from typing import Any
 
@@ -105,17 +106,24 @@ def _named(exc: GsomiaError, n: int, batch: Sequence[NewIngest]) -> GsomiaError:
     return named
 
 
-def _encode_cursor(key: int, by_added: bool = False) -> str:
-    return f"{'a' if by_added else 's'}{key}"
+def _encode_cursor(key: int, by_added: bool, seal: Callable[[int], str]) -> str:
+    """A TAXII cursor names the date-added of the last object served (``a``: the page's own
+    ``X-TAXII-Date-Added-Last``); any other the store's sequence, which counts the items the reader
+    may not read too, sealed for the reader (``s``, :meth:`PayloadCipher.seal_cursor`)."""
+    return f"a{key}" if by_added else f"s{seal(key)}"
 
 
-def _decode_cursor(cursor: str | None, by_added: bool = False) -> int:
-    """The key a cursor continues after: the store's sequence (``s``) or a date-added (``a``, TAXII)."""
+def _decode_cursor(cursor: str | None, by_added: bool, unseal: Callable[[str], int | None]) -> int:
+    """The key a cursor continues after: the store's sequence (``s``, sealed) or a date-added (``a``)."""
     if not cursor:
         return 0
-    if not re.fullmatch(("a" if by_added else "s") + r"\d{1,19}", cursor) or int(cursor[1:]) > MAX_SEQ:
-        raise InvalidInputError(f"cursor {cursor!r} is not one this node issued")
-    return int(cursor[1:])
+    if by_added:
+        found = int(cursor[1:]) if re.fullmatch(r"a\d{1,19}", cursor) else None
+    else:
+        found = unseal(cursor[1:]) if cursor.startswith("s") and cursor.isascii() else None
+    if found is None or found > MAX_SEQ:
+        raise InvalidInputError(f"cursor {cursor!r} is not one this node issued to this reader")
+    return found
 
 
 class ItemService:
@@ -406,7 +414,7 @@ class ItemService:
                 kind, actor.id, None, InvalidInputError(f"limit must be 1 to {MAX_PAGE}")
             )
         try:
-            after = _decode_cursor(cursor, where.by_added)
+            after = _decode_cursor(cursor, where.by_added, partial(self.kernel.cipher.open_cursor, actor.id))
         except InvalidInputError as exc:
             raise self.kernel.refuse(kind, actor.id, None, exc) from None
         found: list[tuple[Item, bytes, AccessDecision]] = []
@@ -453,7 +461,8 @@ class ItemService:
                 last = key
             if len(rows) < size:  # nothing past the last row read
                 break
-        return found, _encode_cursor(last, where.by_added) if more else None, withheld
+        seal = partial(self.kernel.cipher.seal_cursor, actor.id)
+        return found, _encode_cursor(last, where.by_added, seal) if more else None, withheld
 
     def view(self, actor: Person, item: Item) -> Item | None:
         """What ``actor`` may see of ``item`` (the kernel's read decision; of an item in portions, the

@@ -294,7 +294,14 @@ def ui_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRouter
                 next=f"{base}/agreements",
                 error="This form must be sent from this node's own login page.",
             )
-        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+        try:
+            form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+        except ValueError:  # more fields than the form has: parse_qs's refusal was a 500
+            reason = "the login form has two fields (token, next); more were sent"
+            node.kernel.record_refusal("ui.login", None, 400, reason, _source(request))
+            return _page(
+                "login.html", 400, party=node.party, base=base, next=f"{base}/agreements", error=reason
+            )
         token = (form.get("token") or [""])[0].strip()
         target = _safe_next(base, next(iter(form.get("next") or []), None))
         try:
