@@ -44,6 +44,7 @@ __all__ = [
     "AccessDenied",
     "AgreementError",
     "AuthenticationError",
+    "BodyTooLargeError",
     "ConfigError",
     "ConflictError",
     "DataFileError",
@@ -213,6 +214,11 @@ class TransportError(GsomiaError):
 
     The message starts with what failed underneath (``ConnectError: ...``); the sender retries.
     """
+
+
+class BodyTooLargeError(TransportError):
+    """A partner refused a request for its size (HTTP 413): permanent for that body, never retried
+    as it is; the sender splits what it carried into smaller requests."""
 
 
 class LinkError(GsomiaError):

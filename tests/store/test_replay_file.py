@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gsomia.errors import StoreError
 from gsomia.store import SignedArrival, Store
 from gsomia.store import _store as store_module
 
@@ -132,3 +133,51 @@ def test_a_memory_kept_in_the_database_before_makes_the_new_file_start_blind(
         assert fresh.remember_signed_arrivals([_arrival("b2", "k2", 2_000, 10)], 0) == [([], set())]
     finally:
         fresh.close()
+
+
+@pytest.mark.parametrize("loss", ["deleted", "truncated"])
+def test_a_memory_file_deleted_or_truncated_in_the_same_boot_makes_the_next_start_blind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str
+) -> None:
+    """The adversary (or a cleaner of stray files) deletes or empties this boot's memory file
+    between two processes of the node: the next process must not take a new, empty memory as one
+    that never missed anything. The node's database names the file it had; a batch signed before
+    the new file's first commit is refused as a replay."""
+    path = tmp_path / "gsomia.db"
+    store = _store(path, monkeypatch, _BOOT_A)
+    try:
+        assert store.remember_signed_arrivals([_arrival("b1", "k1", 1_000, 900)], 0) == [([], set())]
+    finally:
+        store.close()
+    memory = Path(f"{path}-replay.{_BOOT_A}")
+    for name in (Path(f"{memory}-wal"), Path(f"{memory}-shm")):
+        name.unlink(missing_ok=True)
+    if loss == "deleted":
+        memory.unlink()
+    else:
+        memory.write_bytes(b"")
+    store = _store(path, monkeypatch, _BOOT_A)
+    try:
+        assert store.remember_signed_arrivals([_arrival("b1", "k1", 2_000, 900)], 0) == [([0], set())]
+        assert store.remember_signed_arrivals([_arrival("b2", "k2", 2_001, 2_000)], 0) == [([], set())]
+    finally:
+        store.close()
+
+
+def test_a_memory_file_replaced_by_a_symlink_fails_closed_as_the_store_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This boot's memory path made a symlink (to a file the adversary keeps empty): never opened
+    through it; the arrival is not taken, and the caller is told the store failed, as for any other
+    failure of the memory (``StoreError``), not an ``OSError`` it does not expect."""
+    path = tmp_path / "gsomia.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"")
+    Path(f"{path}-replay.{_BOOT_A}").symlink_to(elsewhere)
+    store = _store(path, monkeypatch, _BOOT_A)
+    try:
+        with pytest.raises(StoreError, match="nothing was written"):
+            store.remember_signed_arrivals([_arrival("b1", "k1", 1_000, 900)], 0)
+        assert elsewhere.read_bytes() == b""
+    finally:
+        store.close()

@@ -32,3 +32,19 @@ def changed(update: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[s
         target = target[step]
     target[path[-1]] = value
     return data
+
+
+# A plain update of two samples (an impact at another offset): the boundary tests' starting point.
+PLAIN_UPDATE: dict[str, Any] = {
+    "track_id": "kor-2019-05-04-1",
+    "update_ts": "2019-05-04T00:29:10+00:00",
+    "launch": {"lat": 39.4, "lon": 127.5, "time": "2019-05-04T00:29:00+00:00"},
+    "impact": {"lat": 39.8, "lon": 129.9, "time": "2019-05-04T00:33:00+09:00"},
+    "points": [
+        {"t": "2019-05-04T00:29:05+00:00", "lat": 39.41, "lon": 127.6, "alt_m": 9000.0, "speed_mps": 800.0},
+        {"t": "2019-05-04T00:29:10+00:00", "lat": 39.42, "lon": 127.7, "alt_m": 18000.0, "speed_mps": 900.0},
+    ],
+    "missile_class": "SRBM (KN-23)",
+    "quality": 0.9,
+    "final": False,
+}

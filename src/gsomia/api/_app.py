@@ -45,6 +45,7 @@ from gsomia.api._text import TextGate
 from gsomia.api._tls import PeerGate
 from gsomia.core.access import Person
 from gsomia.errors import InvalidInputError, RateLimitedError
+from gsomia.exchange import inbox_body_limit
 from gsomia.node import Node
 from gsomia.stream import StreamService
 from gsomia.taxii import taxii_router
@@ -55,8 +56,6 @@ __all__ = ["create_app"]
 PURPOSE_HEADER = "Gsomia-Purpose"  # the purpose a caller states for this request (Art. 6(b))
 
 _log = logging.getLogger("gsomia.sender")
-
-_BODY_SLACK = 64 * 1024  # room for the label and JSON framing around the payload limit
 
 
 class _BodyLimit:
@@ -383,7 +382,7 @@ def _create_app(
     app.add_middleware(TextGate, record=node.kernel.record_refusal, caller=caller)
     app.add_middleware(
         _BodyLimit,
-        limit=node.config.max_payload_bytes * 2 + _BODY_SLACK,
+        limit=inbox_body_limit(node.config.max_payload_bytes),
         record=node.kernel.record_refusal,
         caller=caller,
     )

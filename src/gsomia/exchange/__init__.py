@@ -35,6 +35,7 @@ from gsomia.exchange._transport import (
     PeerService,
     PeerTransport,
     check_peer_certificate,
+    inbox_body_limit,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "check_peer_certificate",
     "consent_content",
     "consent_from_content",
+    "inbox_body_limit",
     "receipt_content",
     "receipt_entries",
 ]

@@ -21,13 +21,13 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import seal
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.errors import GsomiaError, InvalidInputError, NotFoundError, TransportError
+from gsomia.errors import BodyTooLargeError, GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
 from gsomia.exchange._inbox import BATCH_KIND
 from gsomia.exchange._messages import envelope_routing
 from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._release import Prefetched
-from gsomia.exchange._transport import PeerTransport
+from gsomia.exchange._transport import PeerTransport, inbox_body_limit, push_size
 from gsomia.kernel import NodeContext
 from gsomia.store import AuditRow, OutboxRow
 
@@ -45,10 +45,15 @@ class _Prepared:
     """A batch to one peer, sealed and ready to send: the envelopes, and per envelope the entries
     (indexes in ``batch``) it carries."""
 
-    __slots__ = ("batch", "batches", "carries", "digests", "failed", "party", "peer", "texts")
+    __slots__ = (
+        "batch", "batches", "budget", "carries", "digests", "failed", "party", "peer", "resplit", "texts"
+    )  # fmt: skip
 
-    def __init__(self, party: str, batch: list[tuple[OutboxRow, str, ReleaseDecision | None]]) -> None:
+    def __init__(
+        self, party: str, batch: list[tuple[OutboxRow, str, ReleaseDecision | None]], budget: int
+    ) -> None:
         self.party = party
+        self.budget = budget  # the largest request body it goes in (the peer's inbox takes it)
         self.batch = batch
         self.peer: PeerIdentity | None = None
         self.texts: list[str] = []
@@ -56,6 +61,8 @@ class _Prepared:
         self.batches: set[int] = set()  # the positions of the batch envelopes among the texts
         self.digests: dict[int, str] = {}  # per entry sent in a batch, its originator signature's SHA-256
         self.failed: str | None = None  # why it cannot be sent (the peer is gone)
+        # per batch envelope the peer refused alone for its size, why: its items go again, cut smaller
+        self.resplit: dict[int, str] = {}
 
 
 def _apart(prepared: _Prepared, flying: Iterable[_Prepared]) -> bool:
@@ -117,6 +124,21 @@ class Deliveries(Approvals):
     ) -> None:
         super().__init__(kernel, ttl=ttl, skew=skew)
         self.settlement = Settlement(kernel, retry_for=ttl)
+        # per peer, the smallest push of several envelopes its inbox refused for its size (HTTP 413):
+        # pushes to it are cut to half that from then on (the halves sent again then)
+        self._refused_at: dict[str, int] = {}
+
+    def _budget(self, party: str) -> int:
+        """The largest request body a push to ``party`` is built to: the inbox limit this node's own
+        configuration gives (the one partners are configured alike to), or half the smallest push of
+        several envelopes that peer refused for its size, if less."""
+        own = inbox_body_limit(self.kernel.max_payload_bytes)
+        refused = self._refused_at.get(party)
+        return own if refused is None else min(own, refused // 2)
+
+    def _refused_for_size(self, party: str, size: int) -> None:
+        """``party``'s inbox refused a body of ``size`` bytes for its size: none that large again."""
+        self._refused_at[party] = min(size, self._refused_at.get(party, size))
 
     def deliver_due(
         self,
@@ -371,10 +393,9 @@ class Deliveries(Approvals):
         bodies: dict[str, dict[str, Any]],
     ) -> _Prepared:
         """The envelopes that carry ``batch`` to ``party``, in the outbox's order."""
-        prepared = _Prepared(
-            party, list(batch)
-        )  # an item released unsealed gets here the envelope it went in
-        batch = prepared.batch
+        # an item released unsealed gets here the envelope it went in
+        prepared = _Prepared(party, list(batch), self._budget(party))
+        batch, budget = prepared.batch, prepared.budget
         texts, carries, batches, digests = (
             prepared.texts,
             prepared.carries,
@@ -392,21 +413,31 @@ class Deliveries(Approvals):
             messages: list[dict[str, Any]] = []
             run: list[int] = []
 
-            def close_run() -> None:
-                if len(run) == 1:  # an item alone goes in the envelope it was sealed in
-                    entry, envelope, decision = batch[run[0]]
+            def emit(indexes: list[int], carried: list[dict[str, Any]]) -> None:
+                if len(indexes) == 1:  # an item alone goes in the envelope it was sealed in
+                    entry, envelope, decision = batch[indexes[0]]
                     if not envelope:  # released in a selection, unsealed: its message built just now
                         envelope = seal(
-                            self.ring, peer, messages[0]["body"], msg_id=entry.msg_id, at=now, ttl=self.ttl
+                            self.ring, peer, carried[0]["body"], msg_id=entry.msg_id, at=now, ttl=self.ttl
                         )
-                        batch[run[0]] = (entry, envelope, decision)
+                        batch[indexes[0]] = (entry, envelope, decision)
                     texts.append(envelope)
-                elif run:
-                    batches.add(len(texts))
-                    body = {"kind": BATCH_KIND, "messages": list(messages)}
-                    texts.append(seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl))
+                    carries.append(indexes)
+                    return
+                body = {"kind": BATCH_KIND, "messages": carried}
+                text = seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl)
+                if push_size([text]) > budget:  # too large for the peer's inbox: the run cut in two
+                    half = len(indexes) // 2
+                    emit(indexes[:half], carried[:half])
+                    emit(indexes[half:], carried[half:])
+                    return
+                batches.add(len(texts))
+                texts.append(text)
+                carries.append(indexes)
+
+            def close_run() -> None:
                 if run:
-                    carries.append(list(run))
+                    emit(list(run), list(messages))
                 messages.clear()
                 run.clear()
 
@@ -425,12 +456,46 @@ class Deliveries(Approvals):
             prepared.failed = str(exc)
         return prepared
 
-    @staticmethod
-    def _send(transport: PeerTransport, prepared: _Prepared) -> list[Any]:
-        """The prepared envelopes over ``transport``: the receiver's answers, one per envelope."""
-        if prepared.failed is not None or prepared.peer is None:
+    def _send(self, transport: PeerTransport, prepared: _Prepared) -> list[Any]:
+        """The prepared envelopes over ``transport``, in as many pushes, one after the other, as fit
+        the peer's inbox (``prepared.budget``): the receiver's answers, one per envelope. A push the
+        peer refuses for its size (HTTP 413, permanent for that body) is never sent again as it was:
+        it goes again in two halves; an envelope refused alone for its size is answered refused (a
+        message too large for that peer), or, a batch envelope, to be cut smaller (``resplit``)."""
+        peer = prepared.peer
+        if prepared.failed is not None or peer is None:
             raise TransportError(prepared.failed or f"AgreementError: {prepared.party} is not a peer")
-        return transport.push(prepared.peer, prepared.texts)
+        texts, budget = prepared.texts, prepared.budget
+        answers: list[Any] = []
+
+        def push(start: int, end: int) -> None:
+            try:
+                answers.extend(transport.push(peer, texts[start:end]))
+                return
+            except BodyTooLargeError:
+                size = push_size(texts[start:end])
+            if end - start > 1:
+                self._refused_for_size(prepared.party, size)
+                middle = (start + end) // 2
+                push(start, middle)
+                push(middle, end)
+                return
+            reason = f"{size} bytes are more than {prepared.party}'s inbox takes (HTTP 413)"
+            if start in prepared.batches:  # its items go again, in batches cut to fit
+                prepared.resplit[start] = f"{prepared.party} refused the batch for its size: {reason}"
+                answers.append(None)
+            else:
+                answers.append({"status": "refused", "reason": f"the message is too large: {reason}"})
+
+        start, grown = 0, push_size(())
+        for end, text in enumerate(texts):
+            grown += push_size((text,)) - push_size(())
+            if end > start and grown > budget:  # what came before goes; this one opens the next push
+                push(start, end)
+                start, grown = end, push_size((text,))
+        if start < len(texts):
+            push(start, len(texts))
+        return answers
 
     def _finish(self, prepared: _Prepared, sent: Future[list[Any]], now: datetime) -> list[Delivery]:
         """The receiver's answers to ``prepared`` (or the transport's failure) settled in one
@@ -449,6 +514,7 @@ class Deliveries(Approvals):
             done = [settle.retry(entry, now, reason, sink) for entry, _, _ in batch]
         else:
             each: list[Any] = [None] * len(batch)
+            again: dict[int, str] = {}  # those a batch too large for the peer carried: why they go again
             shared: list[Any] = [None] * len(batch)  # the batch's one receipt, for each it carried
             cache: dict[Any, Any] = {}  # each receipt checked once, however many entries it settles
             unsent: list[AuditRow] = []
@@ -476,11 +542,16 @@ class Deliveries(Approvals):
                     if isinstance(receipt, str):
                         named = [batch[index][0].msg_id for index in carried]
                         unsent += settle.unsent(receipt, named, party, now, cache)
+                elif position in prepared.resplit:
+                    for index in carried:
+                        again[index] = prepared.resplit[position]
                 else:  # an envelope of its own, or a batch refused whole: the answer for each it carried
                     for index in carried:
                         each[index] = answer
             done = [
-                settle.answer(
+                settle.retry(entry, now, again[index], sink)
+                if index in again
+                else settle.answer(
                     entry, envelope, answer, now, sink, shared=shared[index], digest=digests.get(index),
                     cache=cache,
                 )

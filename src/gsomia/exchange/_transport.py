@@ -23,9 +23,38 @@ import httpx
 
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.crypto.tls import TlsFiles, der_pin
-from gsomia.errors import GsomiaError, InvalidInputError, TransportError
+from gsomia.errors import (
+    BodyTooLargeError,
+    GsomiaError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    TransportError,
+)
 
-__all__ = ["HttpTransport", "MemoryTransport", "PeerService", "PeerTransport", "check_peer_certificate"]
+__all__ = [
+    "HttpTransport",
+    "MemoryTransport",
+    "PeerService",
+    "PeerTransport",
+    "check_peer_certificate",
+    "inbox_body_limit",
+    "push_size",
+]
+
+_BODY_SLACK = 64 * 1024  # room for the label and JSON framing around the payload limit
+
+
+def inbox_body_limit(max_payload_bytes: int) -> int:
+    """The largest request body a node configured with ``max_payload_bytes`` reads (its API's limit,
+    ``/inbox`` included: a payload twice over, for base64, and framing). A sender cuts its pushes to
+    fit the one its own configuration gives, and smaller when a partner refuses one for its size."""
+    return max_payload_bytes * 2 + _BODY_SLACK
+
+
+def push_size(envelopes: Sequence[str]) -> int:
+    """An upper bound of the bytes of the request body that pushes ``envelopes`` to an inbox
+    (``{"envelopes": [...]}``; an envelope's text is compact JOSE, ASCII, never escaped)."""
+    return 32 + sum(len(text) + 4 for text in envelopes)
 
 
 class PeerTransport(ABC):
@@ -169,6 +198,8 @@ class HttpTransport(PeerTransport):
         try:
             extensions = {"trace": trace} if secure else None
             response = client.request(method, url, extensions=extensions, **kwargs)
+            if response.status_code == 413:  # the body, not the moment: sent again as it is, refused again
+                raise BodyTooLargeError(f"HTTPStatusError: {peer.party} refused a request body as too large")
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -213,12 +244,20 @@ class MemoryTransport(PeerTransport):
     ``unreachable`` (or not known here) fails as a refused connection does; a refusal the
     partner raises (a bad proof request) fails as an HTTP error status does. ``in_flight``: as
     :class:`PeerTransport`'s (the partner's inbox is then called from that many threads at once).
+    ``body_limit``: as a partner's API does, a push whose body exceeds it is refused for its size.
     """
 
-    def __init__(self, peers: Mapping[str, PeerService] | None = None, *, in_flight: int = 1) -> None:
+    def __init__(
+        self,
+        peers: Mapping[str, PeerService] | None = None,
+        *,
+        in_flight: int = 1,
+        body_limit: int | None = None,
+    ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         self.in_flight = in_flight
+        self.body_limit = body_limit
         self.peers: dict[str, PeerService] = dict(peers or {})
         self.unreachable: set[str] = set()
         self.calls = 0
@@ -236,8 +275,12 @@ class MemoryTransport(PeerTransport):
 
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
         service = self._service(peer)
+        if self.body_limit is not None and len(json.dumps({"envelopes": list(envelopes)})) > self.body_limit:
+            raise BodyTooLargeError(f"HTTPStatusError: {peer.party} refused a request body as too large")
         try:
             answer = {"results": service.inbox(self._wire(list(envelopes)))}
+        except PayloadTooLargeError as exc:
+            raise BodyTooLargeError(f"HTTPStatusError: {peer.party} refused the batch: {exc}") from exc
         except GsomiaError as exc:
             raise TransportError(f"HTTPStatusError: {peer.party} refused the batch: {exc}") from exc
         return _results(self._wire(answer), len(envelopes), peer.party)

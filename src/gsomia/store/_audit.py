@@ -57,6 +57,13 @@ _PG_NODES_BY_KEY = (
     "UNION ALL SELECT 0, a.leaf_index, a.leaf FROM audit_records AS a "
     "WHERE a.leaf_index = ANY(string_to_array(%s, ',')::bigint[])"
 )
+# the new frontier, written in the writer's transaction (SQLite 3.24+ and PostgreSQL read the same upsert)
+_FRONTIER = {
+    "qmark": "INSERT INTO node_meta (key, value) VALUES ('audit.frontier', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    "format": "INSERT INTO node_meta (key, value) VALUES ('audit.frontier', %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+}
 # the writer's read: only the fields a leaf commits to, as plain tuples, in leaf order
 _PENDING_FIELDS = {
     "qmark": "SELECT seq, at_us, kind, actor, subject, outcome, detail, entry_id "
@@ -311,8 +318,10 @@ class AuditStore:
         elif nodes:
             with _driver_cursor(conn, _SQLITE_NODES) as cursor:
                 cursor.executemany(_SQLITE_NODES, nodes)
-        conn.execute(delete(t.node_meta).where(t.node_meta.c.key == "audit.frontier"))
-        conn.execute(insert(t.node_meta), {"key": "audit.frontier", "value": frontier})
+        # one statement (an upsert on the key), not a DELETE then an INSERT: on PostgreSQL a round
+        # trip fewer for every writer's transaction, the inbox's batches among them
+        sql = _FRONTIER["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
+        conn.exec_driver_sql(sql, (frontier,))
 
     def nodes_of_level(self, level: int, chunk: int = 50_000) -> Iterator[tuple[int, bytes]]:
         """Every stored subtree hash of one level, in index order, a chunk at a time (level 0, the

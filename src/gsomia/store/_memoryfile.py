@@ -16,7 +16,10 @@ with ``synchronous=OFF``: no commit and no checkpoint ever waits on the disk. A 
 is never read (it may be torn): it is deleted, and the new memory knows it started blind, so it
 refuses as a replay every batch signed before its first commit (``since_us``; fail closed: a batch
 that old cannot be shown to be new). The same holds when the node's database already held a memory
-(a node upgraded to this file). A fresh node with no memory before starts with no such bound.
+(a node upgraded to this file), and when the node's database names a memory file that is not this
+one (``replay_memory`` in ``node_meta``: a random token each file keeps): the file was deleted,
+truncated, replaced, or the database reached by another path. A fresh node with no memory before
+starts with no such bound.
 
 Where the boot cannot be known (no ``/proc``), the memory stays in the node's database as before.
 Every process of the node on this machine opens the same file; SQLite's write lock (``BEGIN
@@ -29,6 +32,7 @@ import glob
 import logging
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -57,6 +61,11 @@ _META = (
     "CREATE TABLE IF NOT EXISTS replay_memory "
     "(one INTEGER PRIMARY KEY CHECK (one = 1), boot TEXT NOT NULL, since_us INTEGER NOT NULL)"
 )
+# the file's own random token, named in the node's database by the memory that holds every arrival
+_IDENTITY = (
+    "CREATE TABLE IF NOT EXISTS replay_memory_token "
+    "(one INTEGER PRIMARY KEY CHECK (one = 1), token TEXT NOT NULL)"
+)
 
 
 def _schema() -> list[str]:
@@ -84,13 +93,24 @@ def boot_id() -> str | None:
 class ReplayFile:
     """The replay memory's file for ``database`` (a SQLite file path) in the boot ``boot``: opened at
     the first commit, one connection for this process, its commits one at a time (``lock``).
-    ``held_before`` says whether the node's database holds rows of a memory kept there before."""
+    ``held_before`` says whether the node's database holds rows of a memory kept there before;
+    ``registered`` reads the token of the memory file the node's database names (``None``: none yet),
+    ``register`` names this one there."""
 
-    def __init__(self, database: str, boot: str, held_before: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        database: str,
+        boot: str,
+        held_before: Callable[[], bool],
+        registered: Callable[[], str | None],
+        register: Callable[[str], None],
+    ) -> None:
         self.path = f"{database}-replay.{boot}"
         self._database = database
         self._boot = boot
         self._held_before = held_before
+        self._registered = registered
+        self._register = register
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self.since_us = _UNBOUNDED  # batches signed before it are refused (known at the first commit)
@@ -118,7 +138,7 @@ class ReplayFile:
                     raise
                 finally:
                     cursor.close()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:  # a file made unwritable, a symlink: fail closed
                 _log.warning("replay memory failure: %s", exc)
                 raise StoreError("the store failed; nothing was written") from exc
 
@@ -137,17 +157,29 @@ class ReplayFile:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(_META)
+            conn.execute(_IDENTITY)
             # the first process of the boot says since when the memory holds every arrival, under the
             # file's write lock (another opening at once waits, then reads it): blind before its first
-            # commit when a memory was lost (another boot's file, or rows in the node's database)
+            # commit when a memory was lost (another boot's file, rows in the node's database, or a
+            # file the node's database names that is not this one: deleted, truncated, replaced)
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT since_us FROM replay_memory WHERE one = 1").fetchone()
+            kept = conn.execute("SELECT token FROM replay_memory_token WHERE one = 1").fetchone()
+            registered = self._registered()
+            token = kept[0] if kept is not None else secrets.token_hex(16)
+            if kept is None:
+                conn.execute("INSERT INTO replay_memory_token VALUES (1, ?)", (token,))
             if row is None:
-                lost = bool(self._other_boots()) or self._held_before()
+                lost = registered is not None or bool(self._other_boots()) or self._held_before()
                 row = (now_us if lost else _UNBOUNDED,)
                 conn.execute("INSERT INTO replay_memory VALUES (1, ?, ?)", (self._boot, row[0]))
+            elif registered is not None and registered != token and row[0] < now_us:
+                row = (now_us,)  # not the memory the node's database names: it may lack arrivals
+                conn.execute("UPDATE replay_memory SET since_us = ? WHERE one = 1", row)
             conn.commit()
             (self.since_us,) = row
+            if registered != token:  # in the node's database, once this file's bound is recorded
+                self._register(token)
         except BaseException:
             conn.close()
             raise

@@ -857,6 +857,7 @@ _WAL_PAGES = 16_384
 # the replay memory forgets what is past its window when the bound has moved this much (0.1 s: about a
 # hundred commits at 1,000 tracks/s, a hundred rows of each table forgotten together)
 _FORGET_STEP_US = 100_000
+_REPLAY_MEMORY = "replay_memory"  # node_meta: the token of the replay memory's file (_memoryfile)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -1149,7 +1150,13 @@ class Store:
             return None
         with self._writer_lock:
             if self._memory_file is None:
-                self._memory_file = ReplayFile(os.path.abspath(database), boot, self._memory_held_here)
+                self._memory_file = ReplayFile(
+                    os.path.abspath(database),
+                    boot,
+                    self._memory_held_here,
+                    lambda: self.meta(_REPLAY_MEMORY),
+                    lambda token: self.put_meta(_REPLAY_MEMORY, token),
+                )
         return self._memory_file
 
     def _memory_held_here(self) -> bool:

@@ -52,7 +52,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.relay import MISSILE_TOPIC, MISSILE_WARNING, RelayPlan, Route, next_event_after, plan_relay
-from gsomia.core.tracks import TrackUpdate, parse_track_update, track_update_to_json
+from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.crypto.envelope import verify_origin_until
 from gsomia.errors import (
     AccessDenied,
@@ -98,6 +98,7 @@ from gsomia.stream._link import (
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 from gsomia.stream._stalls import Deadline, Stalls
+from gsomia.stream._trackread import read_track_update
 
 __all__ = [
     "FEED_BATCH",
@@ -702,7 +703,7 @@ class StreamService:
         """Publish one track update at this (the originating) node; returns where it went."""
         self.require_publisher(actor)
         try:
-            update = parse_track_update(data, originator=self.party)
+            update = read_track_update(data, originator=self.party)
         except GsomiaError as exc:
             who = actor.id if actor else None
             subject = data.get("track_id") if isinstance(data, dict) else None
@@ -1656,7 +1657,7 @@ class StreamService:
             track = data["track"]
             recipient, via = data["recipient"], data.get("via")
             # the same boundary at every node; the update's instant as parsed keys it, not its text
-            at_us = epoch_us(parse_track_update(track, originator=label.originator).update_ts)
+            at_us = epoch_us(read_track_update(track, originator=label.originator).update_ts)
             if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
         except LinkError:

@@ -56,6 +56,7 @@ from gsomia.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from gsomia.exchange import inbox_body_limit
 from gsomia.node import MAX_PAGE, Item, Node, PortionIngest
 from gsomia.store import ItemFilter, StatusRow
 from gsomia.taxii._stix import (
@@ -285,7 +286,7 @@ class _Served:
 
 def max_content_length(node: Node) -> int:
     """The largest body the node reads (the API's limit: a payload twice over, for base64, and framing)."""
-    return node.config.max_payload_bytes * 2 + 64 * 1024
+    return inbox_body_limit(node.config.max_payload_bytes)
 
 
 _VERSION = rf"(?:first|last|all|{RFC3339_PART})"  # one value of match[version]

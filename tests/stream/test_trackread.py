@@ -1,0 +1,109 @@
+"""The stream's boundary read (msgspec's conversion, the core's parse deciding what it does not
+pass) answers as the core's ``parse_track_update`` does: the same update for what either accepts,
+the same refusal (type and message, a forbidden field first) for the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.stream._updates import PLAIN_UPDATE, changed
+
+from gsomia.core.tracks import MAX_POINTS, parse_track_update
+from gsomia.errors import GsomiaError
+from gsomia.stream._trackread import _fast, read_track_update
+
+_POINT = {"t": "2019-05-04T00:29:05+00:00", "lat": 39.41, "lon": 127.6, "alt_m": 9000.0, "speed_mps": 800.0}
+_UPDATE = PLAIN_UPDATE
+_INSTANTS = [
+    "2019-05-04T00:29:10Z",
+    "2019-05-04t00:29:10z",
+    "2019-05-04 00:29:10+00:00",
+    "2019-05-04T00:29:10.1234567+00:00",
+    "2019-05-04T00:29:10.5+09:30",
+    "2019-05-04T00:29:10",
+    "2019-05-04",
+    "2019-05-04T23:59:60+00:00",
+    "2019-05-04T24:00:00+00:00",
+    "2019-05-04T00:29:10+24:00",
+    "2019-05-04T00:29:10+00:00:01",
+    "20190504T002910Z",
+    "",
+    None,
+    5,
+]
+_NUMBERS = [
+    39,
+    90,
+    90.0,
+    -90,
+    90.0000001,
+    10**400,
+    -(10**400),
+    True,
+    None,
+    "1",
+    float("nan"),
+    float("inf"),
+    0,
+]
+_CASES: list[tuple[tuple[Any, ...], Any]] = [
+    *((("update_ts",), v) for v in _INSTANTS),
+    *((("launch", "time"), v) for v in _INSTANTS),
+    *((("impact", "time"), v) for v in _INSTANTS),
+    *((("points", 1, "t"), v) for v in _INSTANTS),
+    *((("launch", "lat"), v) for v in _NUMBERS),
+    *((("impact", "lon"), v) for v in _NUMBERS),
+    *((("points", 0, field), v) for field in ("lat", "lon", "alt_m", "speed_mps") for v in _NUMBERS),
+    *((("quality",), v) for v in [0, 1, 1.5, -0.0, True, None, float("nan")]),
+    *((("final",), v) for v in [True, 0, 1, None, "false"]),
+    *(
+        (("track_id",), v)
+        for v in ["t1", "t1\n", "-t", "a" * 128, "a" * 129, "t 1", "t١", "", None, 7, "kor:1.2_3-4"]
+    ),
+    *((("missile_class",), v) for v in ["KN-23", "ミサイル", "a" * 64, "a" * 65, "x\n", "x;", "", None]),
+    *((("originator",), v) for v in ["KOR", "JPN", None, 1, ""]),
+    *((("impact",), v) for v in [None, {}, [], {"lat": 1.0, "lon": 2.0}, "x"]),
+    (("impact", "radar"), "x"),
+    (("launch", "sensor_id"), 1),
+    (("points", 0, "emitter"), {"deep": 1}),
+    (("radar",), {"aegis": 1}),
+    (("extra",), 1),
+    (("points",), []),
+    (("points",), [_POINT] * MAX_POINTS),
+    (("points",), [_POINT] * (MAX_POINTS + 1)),
+    (("points",), [_POINT, {**_POINT, "t": "2019-05-04T00:29:04+00:00"}]),
+    (("points",), [_POINT, {**_POINT, "t": "2019-05-04T09:29:04+09:00"}]),
+    (("points",), [_POINT, {**_POINT, "t": "2019-05-04T09:29:06+09:00"}]),
+    (("points",), [_POINT, [1, 2]]),
+    (("points",), {"0": _POINT}),
+    (("points",), None),
+    (("launch",), None),
+    (("launch",), [39.0, 127.0]),
+]
+
+
+def _outcome(parse: Any, data: Any) -> tuple[str, Any]:
+    try:
+        update = parse(data, originator="KOR")
+    except GsomiaError as exc:
+        return type(exc).__name__, str(exc)
+    return "update", (update, [type(x).__name__ for x in (update.launch.lat, update.quality)])
+
+
+@pytest.mark.parametrize(("path", "value"), _CASES)
+def test_the_read_answers_as_the_core_parse(path: tuple[Any, ...], value: Any) -> None:
+    data = changed(_UPDATE, path, value)
+    assert _outcome(read_track_update, data) == _outcome(parse_track_update, data)
+
+
+@pytest.mark.parametrize("data", [None, [], "track", 1, {}, {"track_id": "t1", "radar": "x"}])
+def test_what_is_not_an_update_is_refused_as_the_core_refuses_it(data: Any) -> None:
+    assert _outcome(read_track_update, data) == _outcome(parse_track_update, data)
+    assert _outcome(read_track_update, data)[0] != "update"
+
+
+def test_an_ordinary_update_takes_the_fast_read() -> None:
+    for data in (_UPDATE, changed(_UPDATE, ("impact",), None), changed(_UPDATE, ("originator",), "KOR")):
+        assert _fast(data, "KOR") == parse_track_update(data, originator="KOR")
+    assert _fast(changed(_UPDATE, ("originator",), "JPN"), "KOR") is None
