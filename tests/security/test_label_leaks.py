@@ -175,7 +175,6 @@ def test_a_filtered_list_says_nothing_of_what_it_left_out(
     assert any(d["withheld"] >= 25 for d in lists)
 
 
-@pytest.mark.usefixtures("tokens")
 def test_a_cursor_says_nothing_of_the_items_between_and_is_the_readers_alone(
     call: Call, tokens: dict[str, str], jpn_node: Node
 ) -> None:
@@ -208,6 +207,7 @@ def test_a_cursor_says_nothing_of_the_items_between_and_is_the_readers_alone(
         assert "cursor" in response.text
 
 
+@pytest.mark.usefixtures("tokens")  # the JPN node the command line opens
 def test_the_command_line_refuses_as_unknown_and_counts_nothing(tmp_path: Path, store_url: str) -> None:
     if not store_url.startswith("sqlite"):
         pytest.skip("each command opens the node's store for its own process; once is enough")
