@@ -164,3 +164,32 @@ def test_a_partner_with_a_smaller_limit_gets_halves_and_a_message_too_large_is_u
     assert smaller.nodes["JPN"].store.item_of("KOR", "huge") is None
     smaller.clock.advance(minutes=30)  # past any back-off: nothing of it is due again
     assert kor.exchange.deliver_due(smaller.transport) == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def default(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[Net]:
+    """Every node with the default payload limit (1 MiB), where the inbox's slack is small beside it."""
+    yield from _nets(request, tmp_path, postgres_status, {})
+
+
+@pytest.mark.parametrize("text", ["x", "\u00e9"], ids=["ascii", "two-byte"])
+def test_an_item_as_large_as_the_node_takes_reaches_a_partner_of_the_same_limit(
+    default: Net, text: str
+) -> None:
+    """An item of exactly ``max_payload_bytes`` (the most ingest takes) is base64 three times over on
+    its way to the wire (the item's payload, the originator's JWS, the hop envelope's text): (4/3)^3,
+    ~2.37x. The inbox took a payload twice over (and 64 KiB), so such an item was refused for its
+    size at every try and undeliverable: 2,487,296 bytes against 2,162,688."""
+    kor = default.nodes["KOR"]
+    limit = kor.config.max_payload_bytes
+    empty = len(json.dumps({"pad": ""}).encode())
+    payload = json.dumps({"pad": text * ((limit - empty) // len(text.encode()))}, ensure_ascii=False).encode()
+    assert limit - len(text.encode()) < len(payload) <= limit
+    officer = kor.people.person("officer")
+    label = kor_label(created=(default.clock.now - timedelta(hours=1)).isoformat())
+    kor.items.ingest(officer, label=label, payload=payload, item_id="largest")
+    msg_id = kor.exchange.release(officer, "largest", "JPN").msg_id
+    (sent,) = kor.exchange.deliver_due(default.transport)
+    assert (sent.msg_id, sent.state) == (msg_id, "delivered"), sent.detail
+    assert default.nodes["JPN"].store.item_of("KOR", "largest") is not None
+    assert default.refused_for_size("JPN") == 0

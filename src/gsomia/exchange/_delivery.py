@@ -36,7 +36,8 @@ __all__ = ["Deliveries", "Delivery"]
 
 _BATCH = 100
 # a push's messages at most, as built (``_weight``): its request is about 1.3-1.5 times that, under a
-# receiver's default body limit (twice ``max_payload_bytes`` plus 64 KB, 2,162,688 bytes). A batch of
+# receiver's default body limit (``inbox_body_limit``: 2.5 times ``max_payload_bytes`` plus 64 KB,
+# 2,686,976 bytes). A batch of
 # 100 items of 10 KB was a request of 2.5 MB, refused whole (413) each time it was tried
 _PUSH_BYTES = 1_000_000
 

@@ -285,7 +285,8 @@ class _Served:
 
 
 def max_content_length(node: Node) -> int:
-    """The largest body the node reads (the API's limit: a payload twice over, for base64, and framing)."""
+    """The largest body the node reads: the API's limit, ``exchange.inbox_body_limit`` (a payload
+    two and a half times over, for base64 three times over, and framing)."""
     return inbox_body_limit(node.config.max_payload_bytes)
 
 
