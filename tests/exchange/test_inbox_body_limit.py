@@ -193,3 +193,21 @@ def test_an_item_as_large_as_the_node_takes_reaches_a_partner_of_the_same_limit(
     assert (sent.msg_id, sent.state) == (msg_id, "delivered"), sent.detail
     assert default.nodes["JPN"].store.item_of("KOR", "largest") is not None
     assert default.refused_for_size("JPN") == 0
+
+
+def test_a_batch_envelope_too_large_for_a_partner_goes_again_in_smaller_ones(smaller: Net) -> None:
+    """A run of items KOR seals as one batch envelope (within KOR's own limit) that JPN's smaller inbox
+    refuses alone for its size: its items went again in the very same batch, refused again at every
+    try, for ever. JPN's refusal now sets the size KOR cuts its batches to for JPN (half the refused
+    push), so they arrive within a few tries, each once."""
+    kor = smaller.nodes["KOR"]
+    msg_ids = [smaller.release(f"run-{n}", 3000) for n in range(40)]  # one batch envelope: ~160 KB
+    for _ in range(6):
+        kor.exchange.deliver_due(smaller.transport)
+        if set(_states(smaller, msg_ids)) == {"delivered"}:
+            break
+        smaller.clock.advance(minutes=30)  # past any back-off
+    assert set(_states(smaller, msg_ids)) == {"delivered"}
+    jpn = smaller.nodes["JPN"]
+    assert all(jpn.store.item_of("KOR", f"run-{n}") is not None for n in range(40))
+    assert 1 <= smaller.refused_for_size("JPN") <= 3

@@ -125,14 +125,14 @@ class Deliveries(Approvals):
     ) -> None:
         super().__init__(kernel, ttl=ttl, skew=skew)
         self.settlement = Settlement(kernel, retry_for=ttl)
-        # per peer, the smallest push of several envelopes its inbox refused for its size (HTTP 413):
-        # pushes to it are cut to half that from then on (the halves sent again then)
+        # per peer, the smallest push of several envelopes, or of one batch envelope, its inbox refused
+        # for its size (HTTP 413): pushes and batch envelopes to it are cut to half that from then on
         self._refused_at: dict[str, int] = {}
 
     def _budget(self, party: str) -> int:
         """The largest request body a push to ``party`` is built to: the inbox limit this node's own
-        configuration gives (the one partners are configured alike to), or half the smallest push of
-        several envelopes that peer refused for its size, if less."""
+        configuration gives (the one partners are configured alike to), or half the smallest push (of
+        several envelopes, or of one batch envelope) that peer refused for its size, if less."""
         own = inbox_body_limit(self.kernel.max_payload_bytes)
         refused = self._refused_at.get(party)
         return own if refused is None else min(own, refused // 2)
@@ -483,6 +483,7 @@ class Deliveries(Approvals):
                 return
             reason = f"{size} bytes are more than {prepared.party}'s inbox takes (HTTP 413)"
             if start in prepared.batches:  # its items go again, in batches cut to fit
+                self._refused_for_size(prepared.party, size)  # else sealed again as large, for ever
                 prepared.resplit[start] = f"{prepared.party} refused the batch for its size: {reason}"
                 answers.append(None)
             else:
