@@ -299,6 +299,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--feed-batch", type=int, default=1)
     parser.add_argument(
+        "--consumer-batch",
+        type=int,
+        default=None,
+        help="the consumer at JPN takes arrays of up to this many tracks (/stream/tracks/ws?batch=N)",
+    )
+    parser.add_argument(
         "--rate", type=float, default=None, help="publish at this many updates/s (default: flat out)"
     )
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
@@ -348,7 +354,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gsomia-profile-stream-") as tmp:
         net = _Network(Path(tmp) / "direct", hub=False)
         try:
-            _arun(_run(net, _updates(2000), None, 16, "ws", args.feed_batch))  # warm
+            batch = args.consumer_batch
+            _arun(_run(net, _updates(2000), None, 16, "ws", args.feed_batch, None, batch))  # warm
             for run in range(args.runs):
                 spies = []
                 if args.py_spy is not None and run == args.runs - 1:
@@ -364,7 +371,9 @@ def main() -> int:
                 load = load_average()
                 before = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
                 client = time.process_time()
-                result = _arun(_run(net, _updates(args.tracks), args.rate, 16, "ws", args.feed_batch))
+                result = _arun(
+                    _run(net, _updates(args.tracks), args.rate, 16, "ws", args.feed_batch, None, batch)
+                )
                 after = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
                 client = time.process_time() - client
                 for spy in spies:
@@ -377,7 +386,8 @@ def main() -> int:
                       f"(load {load} -> {load_average()}); CPU us per track: "
                       + ", ".join(f"{p} {v:.1f}" for p, v in per.items())
                       + f"; KOR+JPN {per['KOR'] + per['JPN']:.1f}"
-                      + f"; client {client / published * 1e6:.1f}")  # fmt: skip
+                      + f"; client {client / published * 1e6:.1f}"
+                      + f"; consumer messages {result['consumer_messages']}")  # fmt: skip
         finally:
             net.close()
     return 0
