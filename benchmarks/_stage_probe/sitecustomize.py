@@ -2,8 +2,9 @@
 
 Inert unless ``GSOMIA_STAGE_PROBE`` names a directory and the process is ``gsomia node serve``: then
 it wraps a few of the stream's functions (nothing else changes) and writes, once the probe has made
-``DIR/flush`` (after its run), one JSON line per event to ``DIR/PARTY-PID.jsonl``, each with a ``time.perf_counter()`` instant (the
-system's monotonic clock, comparable across the processes of one machine). A track is named by its
+``DIR/flush`` (after its run), one JSON line per event to ``DIR/PARTY-PID.jsonl``, each with a
+``time.perf_counter()`` instant (the system's monotonic clock, comparable across the processes of
+one machine). A track is named by its
 ``update_ts``, unique in the benchmark's updates:
 
 - ``pub``: the originator's ``StreamService.publish`` called (the feed message read);
@@ -90,7 +91,9 @@ def _install(directory: str) -> None:
             frame = sys._current_frames().get(tid)
             if frame is None:
                 continue
-            stack = [f"{os.path.basename(f.filename)}:{f.name}:{f.lineno}" for f in traceback.extract_stack(frame)]
+            stack = [
+                f"{os.path.basename(f.filename)}:{f.name}:{f.lineno}" for f in traceback.extract_stack(frame)
+            ]
             cpu = time.clock_gettime(beat["cpu"])  # the loop thread's CPU clock
             events.append(("stack", clock(), last, age, cpu, stack[-14:]))
 

@@ -65,6 +65,15 @@ def _row(n: int) -> AuditRow:
     return AuditRow(0, "stream.received", None, f"s-{n}", "allowed", "{}")
 
 
+async def _each_fails(
+    memory: ReplayMemory, numbers: Sequence[int], error: type[Exception], match: str
+) -> None:
+    """The groups ``numbers``, handed over in one turn: each fails with ``error``, none taken as new."""
+    for future in [memory.remember(_arrival(n), 0) for n in numbers]:
+        with pytest.raises(error, match=match):
+            await future
+
+
 def test_no_group_is_answered_before_its_commit_and_a_failed_commit_fails_each_of_its_groups() -> None:
     store = _Store()
     memory = ReplayMemory(store)  # type: ignore[arg-type]
@@ -80,10 +89,7 @@ def test_no_group_is_answered_before_its_commit_and_a_failed_commit_fails_each_o
         assert [a.replayed if a else a for a in answers] == [[1], [2], None, [3]]  # each its own
         assert store.commits == [(["batch-1", "batch-2", "batch-3"], 1)]  # one commit, in order
         store.fail = RuntimeError("database is gone")
-        failing = [memory.remember(_arrival(n), 0) for n in (4, 5)]
-        for future in failing:
-            with pytest.raises(RuntimeError, match="gone"):
-                await future
+        await _each_fails(memory, (4, 5), RuntimeError, "gone")
         store.fail = None
         assert (await memory.remember(_arrival(6), 0)).replayed == [6]  # and the memory goes on
         store.go.clear()
@@ -204,7 +210,7 @@ def test_a_commit_that_waits_for_nothing_is_made_on_the_loop_and_one_that_would_
     store = _Store()
     store.replay_memory_apart = True
     store.busy = False
-    store.append_audit = lambda rows: None  # type: ignore[attr-defined]
+    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
     memory = ReplayMemory(store)  # type: ignore[arg-type]
 
     async def run() -> None:
@@ -229,16 +235,10 @@ def test_a_commit_that_waits_for_nothing_is_made_on_the_loop_and_one_that_would_
 
         store.busy = False
         store.fail = StoreError("the memory file is gone")
-        failing = [memory.remember(_arrival(n), 0) for n in (4, 5)]
-        for future in failing:
-            with pytest.raises(StoreError, match="gone"):
-                await future
+        await _each_fails(memory, (4, 5), StoreError, "gone")
         store.fail = None
         store.short = True
-        short = [memory.remember(_arrival(n), 0) for n in (6, 7)]
-        for future in short:
-            with pytest.raises(StoreError, match="answered 1 of 2 groups"):
-                await future
+        await _each_fails(memory, (6, 7), StoreError, "answered 1 of 2 groups")
         store.short = False
         assert (await memory.remember(_arrival(8), 0)).replayed == [8]  # and the memory goes on
         assert [batches for batches, _ in store.made_at_once][-1] == ["batch-8"]
