@@ -23,7 +23,9 @@ seconds, and µs a request, of each process serving it (read with psutil at its 
 node processes, HAProxy, the PostgreSQL backends of the node's connections, found by their
 ``application_name`` every half second, and the generator: wrk's own rusage, or this process's
 CPU), the cores they used together and the CPU the rest of the machine used meanwhile. CPU per
-request hardly depends on the machine's load where requests/s does.
+request hardly depends on the machine's load where requests/s does. Part (a)'s row "API server CPU per
+request under load" sets the node process's beside the floor process's, with the cores each used: the
+CPU ratio bounds the rate ratio, and a process that used less than a core was waiting, not working.
 
 Target (issue 10): no errors at 200 clients for 60 s; p50 and p99 are printed, not judged.
 Target (issue 18): gsomia's requests/s at least 0.6 times the floor's, its p99 at most twice the
@@ -610,7 +612,34 @@ def _rows(ours: dict[str, Any], floor: dict[str, Any] | None, clients: int, seco
             met=ours["per_s"] >= RATE_TARGET * floor["per_s"] if judged and floor else None,
             **versus("per_s", higher_is_better=True),
         ),
+        _load_cpu_row(ours, floor, where),
     ]
+
+
+def _load_cpu_row(ours: dict[str, Any], floor: dict[str, Any] | None, where: str) -> Any:
+    """The server process's CPU a request under part (a)'s load beside the floor's, and the cores each
+    used. On two cores the rate ratio is at most the CPU ratio while each process keeps its core busy;
+    a process that used less than a core was waiting (the interpreter lock's hand-offs between its
+    threads, its read threads' queue), not working: which of the two holds the rate back."""
+
+    def figures(result: dict[str, Any]) -> tuple[float, float]:
+        cpu = result["cpu"]
+        name = next(k for k in cpu["cpu_s"] if k not in ("load generator", "postgres backends"))
+        return cpu["us_per_request"][name], cpu["cpu_s"][name] / cpu["wall_s"]
+
+    ours_us, ours_cores = figures(ours)
+    theirs = figures(floor) if floor else None
+    cores = f"cores used: gsomia {ours_cores:.2f}" + (f", floor {theirs[1]:.2f}" if theirs else "")
+    return row(
+        f"API server CPU per request under load, {where} (ratio: the floor's / gsomia's; {cores})",
+        ours_us,
+        "µs CPU",
+        peer=floor["server"] if floor else None,
+        peer_value=theirs[0] if theirs else None,
+        ratio=theirs[0] / ours_us if theirs and ours_us else None,
+        target="(information: the CPU ratio bounds the rate ratio; under a core used, the process waited)",
+        met=None,
+    )
 
 
 def _cpu_rows(cpu: dict[str, dict[str, float]]) -> list[Any]:

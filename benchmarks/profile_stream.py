@@ -13,6 +13,12 @@ With ``--memory``: the replay memory's CPU per commit through its hop (the 1,000
 With ``--contended``: the replay memory's commit beside another writer of the process (wall
 time). With ``--receive``: a receiving node's path in one process (CPU per track).
 
+With ``--consumers K``: JPN's CPU per track with K WebSocket consumers, one track a message and
+``?batch=1000`` alternating on one network (``--runs`` rounds of ``--tracks`` updates in feed
+arrays of 100): what each consumer costs the node. ``--consumer-batch N`` makes the saturation
+runs' consumer take arrays (``/stream/tracks/ws?batch=N``); ``--py-spy-all`` samples every running
+thread, not only the one holding the interpreter's lock.
+
 With ``--store``, instead: the CPU time of the receiver's replay memory alone
 (``Store.remember_signed_tracks``, one call per frame of 127 tracks, the median frame at saturation
 being about that, on a SQLite store), per track; and per group commit of 3 groups of 3 updates
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -293,16 +300,71 @@ def receive_cpu(frames: int, per_frame: int) -> float:
             jpn.close()
 
 
+async def _with_consumers(net: _Network, consumers: int, batch: int | None, updates: list[Any]) -> float:
+    """JPN's CPU microseconds per track while ``consumers`` WebSocket consumers (arrays of up to
+    ``batch``, or one track a message) take ``updates``, published in feed arrays of 100."""
+    import asyncio
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    query = f"?batch={batch}" if batch else ""
+    url = net.endpoint["JPN"].replace("http", "ws") + "/stream/tracks/ws" + query
+    headers = {"Authorization": f"Bearer {net.tokens['JPN']['analyst']}"}
+    followers = [
+        await connect(url, additional_headers=headers, max_size=2**22, compression=None)
+        for _ in range(consumers)
+    ]
+
+    async def drain(ws: Any) -> None:
+        got = 0
+        async for text in ws:
+            got += len(orjson.loads(text)) if batch else 1
+            if got >= len(updates):
+                return
+
+    await asyncio.sleep(0.5)  # every consumer subscribed before the first track
+    tasks = [asyncio.create_task(drain(ws)) for ws in followers]
+    before = cpu_seconds(net.pids["JPN"])
+    feed = net.endpoint["KOR"].replace("http", "ws") + "/stream/tracks/publish"
+    officer = {"Authorization": f"Bearer {net.tokens['KOR']['officer']}"}
+    async with connect(feed, additional_headers=officer, compression=None) as pub:
+        for i in range(0, len(updates), 100):
+            await pub.send(orjson.dumps(updates[i : i + 100]).decode())
+        await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    spent = cpu_seconds(net.pids["JPN"]) - before
+    for ws in followers:
+        await ws.close()
+    return spent / len(updates) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tracks", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--feed-batch", type=int, default=1)
     parser.add_argument(
+        "--consumer-batch",
+        type=int,
+        default=None,
+        help="the consumer at JPN takes arrays of up to this many tracks (/stream/tracks/ws?batch=N)",
+    )
+    parser.add_argument(
         "--rate", type=float, default=None, help="publish at this many updates/s (default: flat out)"
     )
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
+    parser.add_argument(
+        "--py-spy-all",
+        action="store_true",
+        help="sample every running thread (py-spy without --gil: SQLite's and the socket's C time too)",
+    )
     parser.add_argument("--store", action="store_true", help="the replay memory's CPU per track only")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=0,
+        help="JPN's CPU per track with this many WebSocket consumers, one track a message and batched",
+    )
     parser.add_argument(
         "--receive",
         action="store_true",
@@ -348,7 +410,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gsomia-profile-stream-") as tmp:
         net = _Network(Path(tmp) / "direct", hub=False)
         try:
-            _arun(_run(net, _updates(2000), None, 16, "ws", args.feed_batch))  # warm
+            if args.consumers:
+                _arun(_with_consumers(net, args.consumers, None, _updates(1000)))  # warm
+                for run in range(args.runs):
+                    for batch in (None, 1000):
+                        load = load_average()
+                        jpn = _arun(_with_consumers(net, args.consumers, batch, _updates(args.tracks)))
+                        how = f"?batch={batch}" if batch else "one track a message"
+                        print(f"round {run + 1}, {args.consumers} consumers, {how}: JPN {jpn:.1f} us CPU "
+                              f"per track (load {load} -> {load_average()})")  # fmt: skip
+                return 0
+            batch = args.consumer_batch
+            _arun(_run(net, _updates(2000), None, 16, "ws", args.feed_batch, None, batch))  # warm
             for run in range(args.runs):
                 spies = []
                 if args.py_spy is not None and run == args.runs - 1:
@@ -358,13 +431,15 @@ def main() -> int:
                         spies.append(subprocess.Popen(  # noqa: S603 - the profiler on our own child
                             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                              str(net.pids[party]), "--format", "raw", "--rate", "200", "--nonblocking",
-                             "--gil", "--output", str(out)],
+                             *([] if args.py_spy_all else ["--gil"]), "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         ))  # fmt: skip
                 load = load_average()
                 before = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
                 client = time.process_time()
-                result = _arun(_run(net, _updates(args.tracks), args.rate, 16, "ws", args.feed_batch))
+                result = _arun(
+                    _run(net, _updates(args.tracks), args.rate, 16, "ws", args.feed_batch, None, batch)
+                )
                 after = {p: cpu_seconds(pid) for p, pid in net.pids.items()}
                 client = time.process_time() - client
                 for spy in spies:
@@ -377,7 +452,8 @@ def main() -> int:
                       f"(load {load} -> {load_average()}); CPU us per track: "
                       + ", ".join(f"{p} {v:.1f}" for p, v in per.items())
                       + f"; KOR+JPN {per['KOR'] + per['JPN']:.1f}"
-                      + f"; client {client / published * 1e6:.1f}")  # fmt: skip
+                      + f"; client {client / published * 1e6:.1f}"
+                      + f"; consumer messages {result['consumer_messages']}")  # fmt: skip
         finally:
             net.close()
     return 0

@@ -6,12 +6,15 @@ tells which entries were written)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from gsomia.store import FederationStore, OutboxRow, Store
+from gsomia.store import AuditRow, FederationStore, OutboxRow, Store
 
 
 @pytest.fixture
@@ -198,3 +201,73 @@ def test_a_batch_over_several_statements_keeps_each_entrys_compare_and_set(
     late = states["m3"]
     assert late is not None
     assert (late.last_error, late.receipt) == ("recalled", "receipt-m3")
+
+
+def _by_batch_receipt(entry: OutboxRow) -> dict[str, object]:
+    """A delivered outcome on a batch's one receipt (stored once in ``receipts``, named by its key)."""
+    return {**_delivered(entry), "receipt": "the-batch-receipt", "receipt_id": "b" * 64}
+
+
+def _as_queued(fed: FederationStore, entries: list[OutboxRow]) -> None:
+    """Every entry still as it was queued: pending, not tried, no receipt, and no batch receipt stored."""
+    for e in entries:
+        row = fed.outbox_entry(e.msg_id)
+        assert row is not None
+        assert (row.state, row.attempts, row.receipt) == ("pending", 0, None)
+    with fed.store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM receipts").scalar_one() == 0
+
+
+def test_a_batch_settlement_that_fails_before_its_commit_writes_nothing(fed: FederationStore) -> None:
+    """The new states, the batch receipt, the inventory and the audit records are ONE transaction: a
+    failure after the batch's ``UPDATE`` (here the records ``then`` makes) leaves every entry as it
+    was. On SQLite the batch's ``WITH v(...) AS (VALUES ...) UPDATE`` is no DML to Python's sqlite3
+    (it opens its implicit transaction before INSERT/UPDATE/DELETE/REPLACE only), so it committed
+    alone: the entries were delivered, naming a receipt never stored (the crash test's one failure:
+    a delivered entry without its receipt)."""
+    entries = [_entry(n) for n in range(3)]
+    fed.enqueue(entries)
+
+    def fail(_written: object) -> list[AuditRow]:
+        raise RuntimeError("the process dies here")
+
+    with pytest.raises(RuntimeError):
+        fed.settle_many([_by_batch_receipt(e) for e in entries], now_us=10, then=fail)
+    _as_queued(fed, entries)
+    assert fed.settle_many([_by_batch_receipt(e) for e in entries], now_us=11) == ["m0", "m1", "m2"]
+    for e in entries:
+        row = fed.outbox_entry(e.msg_id)
+        assert row is not None
+        assert (row.state, row.receipt) == ("delivered", "the-batch-receipt")
+
+
+_KILLED_IN_THE_SETTLEMENT = """
+import os, signal, sys
+from gsomia.store import FederationStore, Store
+
+fed = FederationStore(Store(sys.argv[1]))
+outcomes = [
+    {"msg_id": e.msg_id, "expected": e, "state": "delivered", "attempts": 1, "next_attempt_us": 0,
+     "receipt": "the-batch-receipt", "receipt_id": "b" * 64}
+    for e in fed.outbox()
+]
+fed.settle_many(outcomes, now_us=10, then=lambda written: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_a_sender_killed_in_the_middle_of_settling_a_batch_left_no_entry_delivered(
+    fed: FederationStore, store_url: str
+) -> None:
+    """The crash test's kill, made to land inside a batch's settlement: a process SIGKILLed after the
+    batch's ``UPDATE`` and before its commit leaves every entry pending, to go again (and be answered
+    as a duplicate with its first receipt); none is delivered without the receipt that proves it."""
+    entries = [_entry(n) for n in range(4)]
+    fed.enqueue(entries)
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", _KILLED_IN_THE_SETTLEMENT, store_url],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    _as_queued(fed, entries)

@@ -24,7 +24,7 @@ from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError, RateLimitedError
-from gsomia.stream import LINK_PATH, StreamService, parse_feed_message
+from gsomia.stream import LINK_PATH, StreamService, batches, parse_consumer_batch, parse_feed_message
 
 __all__ = ["stream_router"]
 
@@ -245,9 +245,22 @@ def stream_router(
 
     async def follow_ws(websocket: WebSocket) -> None:
         """Tracks this person may read, one JSON text message each (bearer token in the handshake;
-        or, under the dashboard's path, its session from the node's own pages)."""
+        or, under the dashboard's path, its session from the node's own pages). With ``?batch=N``
+        (1 to ``CONSUMER_BATCH``) each message is a JSON array of the tracks ready when it was made,
+        at most N (``stream/_batches.py``): a lone track still goes at once, each track decided on
+        its own label as when it goes alone."""
         try:
             person = await ws_caller(websocket, "GET")
+        except GsomiaError as exc:
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        try:
+            most = parse_consumer_batch(websocket.query_params.get("batch"))
+        except InvalidInputError as exc:  # named to the caller (authenticated): accepted, then closed
+            await websocket.accept()
+            await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+            return
+        try:
             tracks = await stream.subscribe(person, "ws")
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
@@ -255,8 +268,12 @@ def stream_router(
         await websocket.accept()
 
         async def send() -> None:
-            async for _, track in tracks:
-                await websocket.send_text(track.decode())
+            if most is None:
+                async for _, track in tracks:
+                    await websocket.send_text(track.decode())
+                return
+            async for batch in batches(tracks, most):
+                await websocket.send_text((b"[" + b",".join(batch) + b"]").decode())
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
             while (await websocket.receive())["type"] != "websocket.disconnect":

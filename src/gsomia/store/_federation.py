@@ -538,10 +538,18 @@ class FederationStore:
             # SQLAlchemy's work per statement; a batch of distinct entries in one statement as on
             # PostgreSQL (its RETURNING names the entries written), else each entry's on its own
             settle, late = _driver_sql(_SETTLE, dialect), _driver_sql(_SETTLE_LATE, dialect)
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            driver = conn.connection.driver_connection
+            cursor = driver.cursor()  # type: ignore[union-attr]
             try:
                 batch = len(params) > 1 and distinct
                 if batch:
+                    if not driver.in_transaction:  # type: ignore[union-attr]
+                        # Python's sqlite3 opens its implicit transaction before a statement that
+                        # begins INSERT, UPDATE, DELETE or REPLACE only: this one begins WITH, and
+                        # alone it committed at once, the entries delivered before (and without)
+                        # the batch receipt, inventory and audit written after it; a SIGKILL or a
+                        # failure between left a delivered entry with no receipt stored
+                        cursor.execute("BEGIN")
                     for start in range(0, len(params), _SQLITE_SETTLE_ROWS):
                         part = params[start : start + _SQLITE_SETTLE_ROWS]
                         flat = [p[name] for p in part for name in _SETTLE_NAMES]

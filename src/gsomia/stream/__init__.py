@@ -3,6 +3,7 @@
 See ``docs/STREAM.md`` for the path a track takes and the link construction.
 """
 
+from gsomia.stream._batches import CONSUMER_BATCH, batches, parse_consumer_batch
 from gsomia.stream._bus import Bus, InProcessBus, NatsBus, Subscription, node_stream_names
 from gsomia.stream._launches import Launch, launches, replay
 from gsomia.stream._service import (
@@ -16,6 +17,7 @@ from gsomia.stream._service import (
 )
 
 __all__ = [
+    "CONSUMER_BATCH",
     "FEED_BATCH",
     "LINK_PATH",
     "Bus",
@@ -27,8 +29,10 @@ __all__ = [
     "StreamService",
     "StreamStats",
     "Subscription",
+    "batches",
     "launches",
     "node_stream_names",
+    "parse_consumer_batch",
     "parse_feed_message",
     "replay",
 ]
