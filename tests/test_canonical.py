@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -288,8 +289,16 @@ ODD_TEXTS = [
     b"[1e-7, 5e-324]",
     b'{"a": 1, "a": 2}',
     b"[-0, -0.0, 0.1e1]",
+    # what msgspec refuses or reads on its own terms (issue 18: it parses first): json's value
+    b"[1.7976931348623159e308, -8839e318]",
+    b"[2.4703282292062328e-324, 1e-400, 4.9e-324, 1.7976931348623158e308]",
+    b"[" + b"9" * 4300 + b"]",
+    '["\ud800"]'.encode("utf-8", "surrogatepass"),
+    b'{"b": 1, "a": 2, "b": 3}',
+    b"[" * 200 + b"]" * 200,
+    rb'["\ud83d\ude00", "\u0000", "\/"]',
 ]
-NOT_JSON = [b"", b"[1,]", b"{'a': 1}", b"[1] x", b"\xff", b'"\x01"', b"[" * 3000]
+NOT_JSON = [b"", b"[1,]", b"{'a': 1}", b"[1] x", b"\xff", b'"\x01"', b"[" * 3000, b"[" + b"9" * 4301 + b"]"]
 
 
 @pytest.mark.parametrize("text", ODD_TEXTS + [json.dumps(v).encode() for v in CORPUS], ids=repr)
@@ -310,6 +319,35 @@ def test_loads_refuses_what_json_loads_refuses(text: bytes) -> None:
 def test_loads_gives_json_loads_value_for_any_json(value: Any) -> None:
     text = json.dumps(value, ensure_ascii=False).encode()
     assert _typed(loads(text)) == _typed(json.loads(text))
+
+
+# numbers as any writer may spell them: long mantissas, long fractions, exponents near and past the
+# doubles' range (msgspec parses first, issue 18: every float it reads must be float()'s nearest double)
+_NUMBER_TEXTS = st.builds(
+    lambda sign, whole, fraction, exponent: f"{sign}{whole}{fraction}{exponent}",
+    st.sampled_from(["", "-"]),
+    st.from_regex(r"0|[1-9][0-9]{0,40}", fullmatch=True),
+    st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,40}", fullmatch=True)),
+    st.one_of(
+        st.just(""),
+        st.builds(lambda e, n: f"{e}{n}", st.sampled_from(["e", "E", "e+", "e-"]), st.integers(0, 400)),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NUMBER_TEXTS)
+def test_loads_reads_every_number_as_json_loads_does(number: str) -> None:
+    text = f'[{number}, {{"n": {number}}}]'.encode()
+    assert _typed(loads(text)) == _typed(json.loads(text))
+    assert _typed(loads(memoryview(bytearray(b"xx" + text))[2:])) == _typed(json.loads(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_loads_reads_every_double_back_to_itself(value: float) -> None:
+    for text in (repr(value).encode(), orjson.dumps(value), f"{value:.17e}".encode()):
+        assert _typed(loads(text)) == _typed(json.loads(text))
 
 
 @pytest.mark.parametrize("odd", ODD + REFUSED, ids=repr)

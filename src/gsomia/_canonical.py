@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import orjson
 
 __all__ = [
@@ -158,17 +159,23 @@ def compact_bytes(data: Any) -> bytes | None:
     return written if _plain(data) else None
 
 
-def loads(text: bytes) -> Any:
-    """``json.loads(text)``, parsed by orjson where the two give the same value: orjson refuses what only
-    the standard decoder takes (NaN, the infinities, a lone surrogate, a byte order mark, UTF-16) and
-    reads an integer past 64 bits as a float, which :func:`_plain` does not pass (at least 2**63 in
-    size): each is parsed by ``json`` again. Raises ``ValueError`` where ``json.loads`` does.
-    tests/test_canonical.py holds the two to the same values."""
+_decode = msgspec.json.Decoder().decode
+
+
+def loads(text: bytes | memoryview) -> Any:
+    """``json.loads(text)``, parsed by msgspec where the two give the same value: msgspec reads every
+    integer exactly (as ``json`` does, where orjson reads one past 64 bits as a float, which had to be
+    looked for afterwards: a walk of the value, or writing it again), every float to the nearest double
+    as ``float()`` does, and refuses what only the standard decoder takes (NaN, the infinities, a
+    number past the largest double, a lone surrogate, a byte order mark, UTF-16, an integer of more
+    digits than ``int`` converts): each is parsed by ``json`` again, which reads or refuses it as it
+    always did. Raises ``ValueError`` where ``json.loads`` does. tests/test_canonical.py holds the two
+    to the same values (issue 18: a batch envelope's claims, 199 KB, in 193 µs against orjson's 202 and
+    its check's 60)."""
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-    return value if _plain([value]) else json.loads(text)
+        return _decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return json.loads(text if type(text) is not memoryview else bytes(text))
 
 
 # --- THE rule for text no store can hold (here, below both the codec and the data files) ---

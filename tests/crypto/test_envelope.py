@@ -657,8 +657,8 @@ def test_signed_content_that_is_not_the_claims_object_is_malformed(net: Network,
     assert refused(net, craft(net, payload=payload)) == "malformed"
 
 
-# The claims are read by orjson where it reads as ``json`` does (issue 18): what it would read
-# otherwise (an integer past 64 bits, NaN, a lone surrogate) is read by ``json``, as before.
+# The claims are read by msgspec where it reads as ``json`` does (issue 18): what it would read
+# otherwise (NaN, a number past the largest double, a lone surrogate) is read by ``json``, as before.
 _JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()

@@ -29,7 +29,7 @@ the originator's published key (:func:`verify_origin`).
 What this node writes as JOSE (:func:`sign_origin`) is serialised here from
 ``cryptography``'s primitives in the standard compact forms, and what it reads is parsed here in
 the same forms, with joserfc's limits and strict base64url (pybase64 decodes and encodes); the
-signed claims are read by orjson where it reads them as ``json`` does. joserfc remains the
+signed claims are read by msgspec where it reads them as ``json`` does. joserfc remains the
 independent reader the tests check both directions against.
 
 Every failure to open or verify is one :class:`EnvelopeError` whose message is only
@@ -66,7 +66,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc.jwk import OKPKey
 
-from gsomia._canonical import canonical_tree_bytes
+from gsomia._canonical import canonical_tree_bytes, loads
 from gsomia.errors import EnvelopeError, InstantError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -562,68 +562,15 @@ def _hop_header(header: dict[str, Any], own_party: str) -> None:
         raise EnvelopeError("wrong-recipient")
 
 
-# Where a run of 19 digits or more in the claims could be a number past what orjson reads as an
-# integer: every digit is one byte and everything else another, so a run is one ``find``.
-_DIGIT_MAP = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
-_LONG_RUN = b"0" * 19
-_BEFORE_NUMBER = frozenset(b":,[- \t\r\n")
+def _parsed_claims(payload: bytes | memoryview) -> Any:
+    """The signed claims as the standard ``json`` parser reads them: :func:`gsomia._canonical.loads`
+    (msgspec, which reads every integer exactly, so nothing is written again or scanned afterwards to
+    find one read as a float; issue 18), ``json`` for what it refuses. ``ValueError`` or
+    ``RecursionError`` where ``json`` refuses them."""
+    return loads(payload)
 
 
-def _long_number(payload: bytes) -> bool:
-    """Whether ``payload`` may hold an integer of 19 digits or more: a run of that many digits that
-    starts where a number can (a run inside text, after a letter or a quote, does not)."""
-    digits = payload.translate(_DIGIT_MAP)
-    at = digits.find(_LONG_RUN)
-    while at != -1:
-        if at == 0 or payload[at - 1] in _BEFORE_NUMBER:
-            return True
-        after = digits.find(b"x", at)
-        if after == -1:
-            return False
-        at = digits.find(_LONG_RUN, after)
-    return False
-
-
-def _parsed_claims(payload: bytes) -> Any:
-    """The signed claims as the standard ``json`` parser reads them, by orjson where that is the same.
-
-    orjson reads a batch's claims about three times faster (issue 18's envelope ratio). Where the
-    two could differ, the standard parser reads: orjson takes an integer past 64 bits as a float
-    (so claims that may hold one go to ``json``), and it refuses what ``json`` accepts beyond
-    RFC 8259 (``NaN``, a lone surrogate escape), which ``json`` then reads or refuses as it always did.
-
-    Whether orjson read an integer as a float is known without scanning the claims when they are
-    orjson's own sorted writing of what it read (as a node writes them): orjson writes every float
-    with a ``.`` or an exponent, so no integer of the text was read as one, and ``json`` reads that
-    text to the same values. Writing costs by the value (a float most) and the scan by the byte
-    (issue 18: for a 200 KB batch of the exchange's messages, long strings, 29 against 146 µs; for
-    a 107 KB batch of nested items with 54 floats each, 152 against 107 µs), so claims whose first
-    bytes hold many separators for their size are scanned first; either way the reading is exact.
-    Claims that are not orjson's own writing (another encoder's, or holding such a float) are
-    scanned for a long integer as before (:func:`_long_number`).
-    """
-    try:
-        claims = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return json.loads(payload)
-    if payload.count(b",", 0, _SAMPLE) * _BYTES_PER_VALUE > min(len(payload), _SAMPLE):
-        return json.loads(payload) if _long_number(payload) else claims
-    try:
-        if orjson.dumps(claims, option=orjson.OPT_SORT_KEYS) == payload:
-            return claims
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes
-        pass
-    return json.loads(payload) if _long_number(payload) else claims
-
-
-# Claims with more than one separator in _BYTES_PER_VALUE bytes of their first _SAMPLE are mostly
-# small values (numbers): scanned rather than written again (:func:`_parsed_claims`); only the speed
-# depends on it.
-_SAMPLE = 4096
-_BYTES_PER_VALUE = 64
-
-
-def _claims(payload: bytes, header: dict[str, Any]) -> dict[str, Any]:
+def _claims(payload: bytes | memoryview, header: dict[str, Any]) -> dict[str, Any]:
     """The signed claims, which must repeat the outer header's routing exactly."""
     try:
         claims = _parsed_claims(payload)
@@ -820,6 +767,7 @@ def open_envelope(
     if len(text) > MAX_ENVELOPE_CHARS:
         raise EnvelopeError("malformed")
     name, data, start, end = _wrapped(text)
+    payload: bytes | memoryview
     if name != JOSE_FORMAT:
         outer, sealed = _read_cose(data, start, end, name == ENVELOPE_FORMAT)
         if outer["aud"] != ring.party:
@@ -1375,19 +1323,19 @@ def _read_sign1(plain: bytes | bytearray, start: int = 0) -> tuple[bytes, int, i
 
 def _check_sign1_in_place(
     plain: bytearray, protected: bytes, first: int, last: int, signature: bytes, key: OKPKey, detail: str
-) -> bytes:
+) -> memoryview:
     """The COSE_Sign1's EdDSA signature (RFC 9053 section 2.2) by ``key``'s Ed25519 over its
     Sig_structure, for the COSE_Sign1 :func:`_read_sign1` read from ``plain`` (its payload
     ``plain[first:last]``): the Sig_structure is written in place over the COSE_Sign1's head and the
-    room before it, so the payload is not copied for it (issue 18); the payload, verified, copied once
-    (orjson reads a view no faster, and a view compares with bytes item by item)."""
+    room before it, so the payload is not copied for it (issue 18); the payload, verified, as a view
+    (msgspec reads a view as fast as bytes; only ``json``, for what msgspec refuses, takes a copy)."""
     written = _sig_structure_head(protected, last - first)
     if len(written) > first:  # the layout read leaves exactly the room; a cause to refuse, not to trust
         raise EnvelopeError("malformed")
     plain[first - len(written) : first] = written
     view = memoryview(plain)
     _verify(key, signature, view[first - len(written) : last], detail)
-    return bytes(view[first:last])
+    return view[first:last]
 
 
 def _verify(key: OKPKey, signature: bytes, data: bytes | memoryview, detail: str) -> None:

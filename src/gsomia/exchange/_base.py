@@ -223,6 +223,49 @@ class ExchangeBase:
             now,
         )
 
+    def refused(
+        self,
+        accepted: Batch,
+        kind: str,
+        code: str,
+        sender: str | None,
+        subject: str | None,
+        reason: str,
+        public: str,
+        **detail: Any,
+    ) -> dict[str, Any]:
+        """The answer refusing a message, its audit record (``reason`` and ``detail``) kept in
+        ``accepted`` to be tallied with the batch's others (:meth:`tally_refused`): an authenticated
+        sender's refusals are counted in bounded space, per sender, kind and ``code`` (a finite
+        vocabulary naming the check that refused). Without a sender (an envelope that did not open,
+        from no network source: the operator's own file) a record of its own, now."""
+        if sender is None:
+            self.kernel.record(kind, None, subject, "refused", reason=reason, **detail)
+        else:
+            row = self.kernel.audit_row(kind, sender, subject, "refused", reason=reason, **detail)
+            accepted.refused.append((kind, sender, code, reason, row))
+        return {"status": "refused", "reason": public, "receipt": None}
+
+    def tally_refused(self, accepted: Batch) -> None:
+        """Audit the refusals :meth:`refused` kept in ``accepted``, in bounded space: the kernel's
+        tally (:meth:`NodeContext.tally`), once per sender, kind and code of the batch. Of a window,
+        each sender's first :data:`~gsomia.kernel.NodeContext.REFUSALS_RECORDED` of a kind and code
+        are records of their own (the reason, the message id, the decision, as before), the rest are
+        counted, and one ``refusal.tally`` record gives the exact count once the window has closed.
+        A partner with a valid link sending bad messages made one permanent record each."""
+        groups: dict[tuple[str, str, str], list[tuple[str, AuditRow]]] = {}
+        for kind, sender, code, reason, row in accepted.refused:
+            groups.setdefault((kind, sender, code), []).append((reason, row))
+        accepted.refused = []
+        for (kind, sender, code), refusals in groups.items():
+
+            def rows(
+                _counted_as: str, _sender: str, own: int, of: list[tuple[str, AuditRow]] = refusals
+            ) -> list[AuditRow]:
+                return [row for _, row in of[:own]]
+
+            self.kernel.tally(kind, sender, code, refusals[0][0], rows, count=len(refusals))
+
     def batch_receipt(self, batch: Opened, entries: Sequence[dict[str, Any]], now: datetime) -> str:
         """One signed receipt for the messages of the batch envelope ``batch`` this node took, each
         entry as :func:`batch_receipt_content` names it (issue 18: one signature for the batch)."""
@@ -265,6 +308,9 @@ class Batch:
         # while the messages of a batch envelope are received: their receipt entries, signed once
         # for the batch afterwards (``ExchangeBase.batch_receipt``); None: each signs its own
         self.receipted: list[dict[str, Any]] | None = None
+        # the refusals of authenticated senders' messages, tallied once the batch is settled
+        # (``ExchangeBase.tally_refused``): (kind, sender, code, reason, the record of its own)
+        self.refused: list[tuple[str, str, str, str, AuditRow]] = []
 
     def add_inbox(self, row: InboxRow) -> None:
         self.inbox.append(row)

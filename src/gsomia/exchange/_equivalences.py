@@ -168,9 +168,11 @@ class Equivalences(Hops):
             applies = max(change.effective, now)
             with_changes(catalogue, [AppliedChange(change, applies)])  # protective at every instant
         except EnvelopeError as exc:
-            return self._refuse_equivalence(opened, subject, exc.detail, "envelope refused")
+            return self._refuse_equivalence(
+                accepted, exc.detail, opened, subject, exc.detail, "envelope refused"
+            )
         except GsomiaError as exc:
-            return self._refuse_equivalence(opened, subject, str(exc), str(exc))
+            return self._refuse_equivalence(accepted, type(exc).__name__, opened, subject, str(exc), str(exc))
         seen[key] = change.sequence
         counts: dict[tuple[str, str], int] = accepted.prefetched.setdefault(_BATCH_COUNT, {})
         counts[key] = counts.get(key, 0) + 1
@@ -213,12 +215,19 @@ class Equivalences(Hops):
             )
 
     def _refuse_equivalence(
-        self, opened: Opened, agreement: str | None, reason: str, public: str
+        self, accepted: Batch, code: str, opened: Opened, agreement: str | None, reason: str, public: str
     ) -> dict[str, Any]:
-        self.kernel.record(
-            "equivalence.receive", opened.sender, agreement, "refused", msg_id=opened.msg_id, reason=reason
+        """Refused, audited in bounded space per sender and ``code`` (:meth:`tally_refused`)."""
+        return self.refused(
+            accepted,
+            "equivalence.receive",
+            code,
+            opened.sender,
+            agreement,
+            reason,
+            public,
+            msg_id=opened.msg_id,
         )
-        return {"status": "refused", "reason": public, "receipt": None}
 
 
 def _detail(change: EquivalenceChange) -> dict[str, Any]:

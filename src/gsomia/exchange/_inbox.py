@@ -61,6 +61,8 @@ _MAX_ID = 200  # as an envelope's own message id
 _ASSURED = "inbox.assurances"  # Batch.prefetched: the assurances on file at the batch's instant
 _BOUND = "bdo-"  # the message ids of ADatP-4778 bindings (receive_bound): no envelope's may start so
 
+_REFUSED = "envelope.refused"  # the audit kind of a message refused (tallied per sender and code)
+
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
 
@@ -87,7 +89,9 @@ class Inbox(Equivalences):
         An envelope that does not open (malformed, not for this node, a signature that does not
         verify) comes from nobody anyone can name: from a network ``source``, such refusals are
         audited in bounded space (:meth:`NodeContext.tally_refusal`, per refusal code), not one
-        record each; 1,000 junk envelopes cost the log a handful of records and a count.
+        record each; 1,000 junk envelopes cost the log a handful of records and a count. So are the
+        messages refused of a sender whose envelope did open (a partner with a valid link, sending
+        what this node refuses): per sender and code (:meth:`tally_refused`), whatever the source.
         """
         now = self._now()
         results: list[dict[str, Any]] = []
@@ -103,7 +107,7 @@ class Inbox(Equivalences):
         # a batch envelope (many item messages under one hop signature and encryption): each of its
         # messages is received on its own, exactly as if it had come in an envelope of its own
         units = [
-            self._unpacked(o) if isinstance(o, Opened) and o.body.get("kind") == BATCH_KIND else o
+            self._unpacked(o, accepted) if isinstance(o, Opened) and o.body.get("kind") == BATCH_KIND else o
             for o in opened
         ]
         messages = [
@@ -134,8 +138,10 @@ class Inbox(Equivalences):
             try:
                 self._commit(accepted)
             except GsomiaError:
-                # a concurrent delivery of the same message or item: settle one by one
-                return [self._receive_one_committed(text, now) for text in texts]
+                # a concurrent delivery of the same message or item: settle one by one (each refusal
+                # is tallied there, once: this pass's are dropped, not counted twice)
+                return [self._receive_one_committed(t, now, o) for t, o in zip(texts, opened, strict=True)]
+        self.tally_refused(accepted)
         return results
 
     def _receive_guarded(
@@ -148,12 +154,12 @@ class Inbox(Equivalences):
             accepted.undo(mark)
             return {"status": "refused", "reason": str(exc), "receipt": None}
 
-    def _unpacked(self, batch: Opened) -> tuple[Opened, list[Opened]] | dict[str, Any]:
+    def _unpacked(self, batch: Opened, accepted: Batch) -> tuple[Opened, list[Opened]] | dict[str, Any]:
         """The batch envelope and its messages (:meth:`_unpack`), or the refusal of the whole batch."""
-        unit = self._unpack(batch)
+        unit = self._unpack(batch, accepted)
         return unit if isinstance(unit, dict) else (batch, unit)
 
-    def _unpack(self, batch: Opened) -> list[Opened] | dict[str, Any]:
+    def _unpack(self, batch: Opened, accepted: Batch) -> list[Opened] | dict[str, Any]:
         """The messages of a batch envelope, each as an envelope of its own would have opened (the
         same sender, recipient, lifetime and hop key; its own message id, so each is received
         exactly once); or the refusal of the whole batch, audited, if it is not a well-formed list of
@@ -194,8 +200,15 @@ class Inbox(Equivalences):
                     )
                 )
         if reason is not None:
-            return self._refused(
-                "envelope.refused", batch.sender, None, reason, "envelope refused", msg_id=batch.msg_id
+            return self.refused(
+                accepted,
+                _REFUSED,
+                "batch",
+                batch.sender,
+                None,
+                reason,
+                "envelope refused",
+                msg_id=batch.msg_id,
             )
         return inner
 
@@ -219,13 +232,14 @@ class Inbox(Equivalences):
             for o in opened
         ]
 
-    def _receive_one_committed(self, text: str, now: datetime) -> dict[str, Any]:
-        try:
-            opened: Opened | EnvelopeError = open_envelope(self.ring, text, self._identities, now, self.skew)
-        except EnvelopeError as exc:
-            opened = exc
+    def _receive_one_committed(
+        self, text: str, now: datetime, opened: Opened | EnvelopeError
+    ) -> dict[str, Any]:
+        """``text`` (``opened`` as the first pass opened it) received in a transaction of its own."""
         if isinstance(opened, Opened) and opened.body.get("kind") == BATCH_KIND:
-            unit = self._unpack(opened)
+            refusing = Batch()
+            unit = self._unpack(opened, refusing)
+            self.tally_refused(refusing)
             if isinstance(unit, dict):
                 return unit
             # one by one, each with a receipt of its own: the rare path after a concurrent delivery
@@ -265,6 +279,7 @@ class Inbox(Equivalences):
         result = self._receive_guarded(text, now, accepted, opened)
         if accepted.any():
             self._commit(accepted)
+        self.tally_refused(accepted)
         return result
 
     def receive_bound(self, sender: str, origin: str, purpose: str) -> dict[str, Any]:
@@ -288,6 +303,7 @@ class Inbox(Equivalences):
         result = self._receive_one("", now, accepted, opened, bound=True)
         if accepted.any():
             self._commit(accepted)
+        self.tally_refused(accepted)
         return result
 
     def _commit(self, accepted: Batch) -> None:
@@ -302,12 +318,6 @@ class Inbox(Equivalences):
             answers=accepted.answers,
             ops=accepted.ops,
         )
-
-    def _refused(
-        self, kind: str, sender: str | None, subject: str | None, reason: str, public: str, **detail: Any
-    ) -> dict[str, Any]:
-        self.kernel.record(kind, sender, subject, "refused", reason=reason, **detail)
-        return {"status": "refused", "reason": public, "receipt": None}
 
     def _receive_one(
         self,
@@ -329,7 +339,9 @@ class Inbox(Equivalences):
             opened = first or open_envelope(self.ring, text, self._identities, now, self.skew)
         except EnvelopeError as exc:
             note = {"note": exc.note} if exc.note else {}
-            refused = self._refused("envelope.refused", None, None, exc.detail, "envelope refused", **note)
+            refused = self.refused(
+                accepted, _REFUSED, exc.detail, None, None, exc.detail, "envelope refused", **note
+            )
             if exc.detail in _FOR_NOW:
                 refused["retry"] = True  # the sender may try again in a fresh envelope (nothing more said)
             return refused
@@ -339,8 +351,8 @@ class Inbox(Equivalences):
         found = unstorable({"msg_id": opened.msg_id, "body": opened.body}, "message")
         if found is not None:
             reason = f"{found[0]}: {found[1]}"
-            return self._refused(
-                "envelope.refused", opened.sender, None, reason, reason, msg_id=opened.msg_id
+            return self.refused(
+                accepted, _REFUSED, "unstorable", opened.sender, None, reason, reason, msg_id=opened.msg_id
             )
         if accepted.seen is not None:
             seen = accepted.seen.get(opened.msg_id) or accepted.inbox_by_id.get(opened.msg_id)
@@ -349,8 +361,10 @@ class Inbox(Equivalences):
         if opened.msg_id.startswith(_BOUND) != bound:
             # the ids a binding's digest names are the bindings' own: a partner holding the same
             # (unaddressed) binding would otherwise take its id first and have it refused here
-            return self._refused(
-                "envelope.refused",
+            return self.refused(
+                accepted,
+                _REFUSED,
+                "reserved-id",
                 opened.sender,
                 None,
                 "message id reserved for ADatP-4778 bindings",
@@ -360,8 +374,10 @@ class Inbox(Equivalences):
         if seen is not None and seen.sender != opened.sender:
             # a message id is the sender's own: another party naming it learns nothing of it (not
             # the receipt this node signed for its sender) and stores nothing
-            return self._refused(
-                "envelope.refused",
+            return self.refused(
+                accepted,
+                _REFUSED,
+                "other-sender",
                 opened.sender,
                 None,
                 "message id of another sender",
@@ -381,16 +397,32 @@ class Inbox(Equivalences):
                 return handler(opened, now, accepted)
         except EnvelopeError as exc:
             accepted.undo(mark)  # refused part way: nothing of this message is written
-            return self._refused(
-                "envelope.refused", opened.sender, None, exc.detail, "envelope refused", msg_id=opened.msg_id
+            return self.refused(
+                accepted,
+                _REFUSED,
+                exc.detail,
+                opened.sender,
+                None,
+                exc.detail,
+                "envelope refused",
+                msg_id=opened.msg_id,
             )
         except GsomiaError as exc:
             accepted.undo(mark)
-            return self._refused(
-                "envelope.refused", opened.sender, None, str(exc), str(exc), msg_id=opened.msg_id
+            return self.refused(
+                accepted,
+                _REFUSED,
+                type(exc).__name__,
+                opened.sender,
+                None,
+                str(exc),
+                str(exc),
+                msg_id=opened.msg_id,
             )
-        return self._refused(
-            "envelope.refused",
+        return self.refused(
+            accepted,
+            _REFUSED,
+            "unknown-kind",
             opened.sender,
             None,
             f"unknown message kind {kind!r}",
@@ -471,8 +503,10 @@ class Inbox(Equivalences):
         )
         if not decision.allowed:
             reasons = "; ".join(f"{c.rule}: {c.reason}" for c in decision.failed())
-            return self._refused(
-                "envelope.refused",
+            return self.refused(
+                accepted,
+                _REFUSED,
+                "decision",
                 opened.sender,
                 item.item_id,
                 reasons,
@@ -482,15 +516,29 @@ class Inbox(Equivalences):
             )
         if decision.agreement not in self.links(opened.sender):
             reason = f"the link with {opened.sender} is not registered for {decision.agreement} (Art. 9)"
-            return self._refused(
-                "envelope.refused", opened.sender, item.item_id, reason, reason, msg_id=opened.msg_id
+            return self.refused(
+                accepted,
+                _REFUSED,
+                "unlinked",
+                opened.sender,
+                item.item_id,
+                reason,
+                reason,
+                msg_id=opened.msg_id,
             )
         if relaying:  # and the onward link, before anything of the item is kept here or receipted
             try:
                 self._link(recipient, decision)
             except GsomiaError as exc:
-                return self._refused(
-                    "envelope.refused", opened.sender, item.item_id, str(exc), str(exc), msg_id=opened.msg_id
+                return self.refused(
+                    accepted,
+                    _REFUSED,
+                    "onward-link",
+                    opened.sender,
+                    item.item_id,
+                    str(exc),
+                    str(exc),
+                    msg_id=opened.msg_id,
                 )
         digest = hashlib.sha256(origin.encode()).hexdigest()
         # an item is (originator, id): only the same signed item of the same originator is held already;
