@@ -1320,24 +1320,45 @@ class StreamService:
         """Take what one link's reader read, in order, until it ends (``None``): each group once its
         commit is done, each window root confirmed, each authorisation received."""
         peer = session.peer
-        recorded: asyncio.Future[None] | None = None  # the audit record of the last root confirmed
-        while (item := await read_so_far.get()) is not None:
-            if isinstance(item, _Arrival):
-                await self._take_group(peer, item)
-            elif isinstance(item, _Rooted):
-                if recorded is not None:  # written long since (a window ago): a failure ends the link
-                    await recorded
-                # in the next commit, not waited for: the confirmation is of the tracks, all taken
-                recorded = self._memory.record(
-                    [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
-                )
-                for out in session.seal(ACK, ACK_BODY.pack(item.received), time.monotonic()):
-                    await send(out)
-            else:
-                await self._receive_consent(peer, item)
-            read_so_far.task_done()
-        if recorded is not None:
-            await recorded
+        # each root's confirmation (ACK), sent once its audit record is committed (_confirm)
+        confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None] = asyncio.Queue()
+        confirming = asyncio.create_task(self._confirm(session, send, confirmations))
+        try:
+            while (item := await read_so_far.get()) is not None:
+                if isinstance(item, _Arrival):
+                    await self._take_group(peer, item)
+                elif isinstance(item, _Rooted):
+                    if confirming.done():  # a root's record failed: that ends the link
+                        await confirming
+                    # in the next commit; the taking goes on meanwhile, the confirmation waits for it
+                    recorded = self._memory.record(
+                        [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
+                    )
+                    confirmations.put_nowait((recorded, item.received))
+                else:
+                    await self._receive_consent(peer, item)
+                read_so_far.task_done()
+        except BaseException:
+            confirming.cancel()  # what is not confirmed the sender sends again: dropped as duplicates
+            raise
+        confirmations.put_nowait(None)
+        await confirming
+
+    @staticmethod
+    async def _confirm(
+        session: LinkSession, send: Any, confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None]
+    ) -> None:
+        """Confirm each verified window root to the sender (``ACK``, in order) only once its audit
+        record (``stream.batch`` ``verified``) is committed: the confirmation tells the sender it
+        need not send those tracks again, so the record that vouches for them is in the store first
+        (a crash between the two lost the record while the sender, told, never sent them again; now
+        a crash before the commit leaves them unconfirmed, sent again, and recorded then). The
+        taking of the next groups does not wait for that commit, only the confirmation does."""
+        while (confirmation := await confirmations.get()) is not None:
+            recorded, received = confirmation
+            await recorded  # a failure ends the link, unconfirmed
+            for out in session.seal(ACK, ACK_BODY.pack(received), time.monotonic()):
+                await send(out)
 
     async def _read_frames(
         self,
