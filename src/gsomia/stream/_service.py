@@ -78,6 +78,7 @@ from gsomia.store import (
     Remembered,
     SignedArrival,
 )
+from gsomia.stream._batches import batches
 from gsomia.stream._bus import HANDOFF_MAX_AGE_S, HANDOFF_RESENDS, Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -1905,6 +1906,19 @@ class StreamService:
         its ``route`` and ``agreement``); refused (and audited)
         up front if the person could not read the stream at all. ``after`` resumes after that
         number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
+        subscription = await self._subscribed(person, channel, after)
+        return self._consume(person, subscription)
+
+    async def subscribe_batches(self, person: Person, channel: str, most: int) -> AsyncIterator[list[bytes]]:
+        """The tracks :meth:`subscribe` gives, in lists of at most ``most`` (``stream/_batches.py``).
+        What the batches' reader reads ahead is the bus's messages, undecided: each track is
+        read-decided as its batch is made, so a consumer that keeps a batch waiting (a slow one, or
+        one that stalls on purpose) is never sent a track decided before then (a visit that ended
+        meanwhile withholds it, as it would a track sent alone). A batch all withheld is not sent."""
+        subscription = await self._subscribed(person, channel, None)
+        return self._consume_batches(person, subscription, most)
+
+    async def _subscribed(self, person: Person, channel: str, after: int | None) -> Any:
         if not self._started:
             await self.start()
         decision = self.kernel.decide_read(person, self.stream_label())
@@ -1918,34 +1932,65 @@ class StreamService:
         except BaseException:
             await subscription.close()  # not audited: no subscription
             raise
-        return self._consume(person, subscription)
+        return subscription
 
     async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, bytes]]:
-        readable: dict[str, bool] = {}
-        gate = self.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
-        generation = gate.generation
+        reading = _Reading(self, person)
         try:
             async for seq, raw in subscription:
-                message = self._decode(raw)
-                key = message.lk
-                if gate.current() != generation:  # a visit began or ended: decide every label again
-                    readable.clear()
-                    generation = gate.generation
-                allowed = readable.get(key)
-                if allowed is None:
-                    data = message.label if message.label is not None else orjson.loads(raw)["label"]
-                    label = self.kernel.items.parse_label(data)
-                    decision = gate.decide(label)
-                    allowed = readable[key] = decision.allowed
-                    if not allowed:
-                        failed = [c._asdict() for c in decision.failed()]
-                        await self._audit(
-                            self._audit_row("stream.read", person.id, None, "refused", checks=failed)
-                        )
-                if allowed:
-                    yield seq, message.track
+                track = await reading.admit(raw)
+                if track is not None:
+                    yield seq, track
         finally:
             await subscription.close()
+
+    async def _consume_batches(
+        self, person: Person, subscription: Any, most: int
+    ) -> AsyncIterator[list[bytes]]:
+        reading = _Reading(self, person)
+        try:
+            # a bus message holds its track and label: a batch of messages is at least as large as
+            # the batch of tracks sent, so the bytes bound holds for what is sent
+            async for raws in batches(subscription, most):
+                sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
+                if sent:
+                    yield sent
+        finally:
+            await subscription.close()
+
+
+class _Reading:
+    """One consumer's read decisions over the bus's messages: each label decided once, again when a
+    visit of theirs begins or ends (:class:`ReadGate`), a refusal audited once a label and visit
+    window (bounded: a label's refusal is not recorded again for each of its tracks)."""
+
+    def __init__(self, service: StreamService, person: Person) -> None:
+        self._service = service
+        self._person = person
+        self._readable: dict[str, bool] = {}
+        self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
+        self._generation = self._gate.generation
+
+    async def admit(self, raw: bytes) -> bytes | None:
+        """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
+        service = self._service
+        message = service._decode(raw)
+        key = message.lk
+        if self._gate.current() != self._generation:  # a visit began or ended: decide every label again
+            self._readable.clear()
+            self._generation = self._gate.generation
+        allowed = self._readable.get(key)
+        if allowed is None:
+            data = message.label if message.label is not None else orjson.loads(raw)["label"]
+            label = service.kernel.items.parse_label(data)
+            decision = self._gate.decide(label)
+            allowed = self._readable[key] = decision.allowed
+            if not allowed:
+                failed = [c._asdict() for c in decision.failed()]
+                await service._audit(
+                    service._audit_row("stream.read", self._person.id, None, "refused", checks=failed)
+                )
+        return message.track if allowed else None
 
 
 def _posix(at: datetime | None) -> float:
