@@ -177,6 +177,19 @@ def _report(
         mean, worst_mean = sum(spans) / len(spans), sum(worst) / len(worst) if worst else float("nan")
         spread = " ".join(f"{_quantile(ordered, q):>7.2f}" for q in (0.5, 0.9, 0.99))
         print(f"  {a + ' -> ' + b:<44} {len(spans):>6} {spread} {mean:>7.2f} {worst_mean:>16.2f}")
+    # each receiver's replay memory whole: a group verified -> its tracks passed on (the memory's
+    # commit, the waits for it and its answer; steps within it shift with who makes the commit)
+    memory = (
+        [("USA.verified<KOR", "USA.queued>JPN"), ("JPN.verified<USA", "JPN.emit")]
+        if hub
+        else [("JPN.verified<KOR", "JPN.emit")]
+    )
+    for a, b in memory:
+        spans = sorted((at[ts][b] - at[ts][a]) * 1000 for ts in latency if a in at[ts] and b in at[ts])
+        if spans:
+            spread = " ".join(f"{_quantile(spans, q):>7.2f}" for q in (0.5, 0.9, 0.99))
+            mean = sum(spans) / len(spans)
+            print(f"  {a + ' => ' + b + ' (memory)':<44} {len(spans):>6} {spread} {mean:>7.2f}")
     low, high = min(sent.values()), max(received.values(), default=max(sent.values()))
     for node in sorted(events):
         es = [e for e in events[node] if low <= e[1] <= high]
@@ -229,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = _Network(Path(tmp) / "net", args.hub)
         try:
             sent, received = _arun(_publish(net, _updates(int(args.rate * args.seconds)), args.rate))
+            (events_dir / "flush").touch()  # the nodes write their events now, after the run
+            time.sleep(1.5)
         finally:
             net.close()
         print(f"stage probe, {'via USA' if args.hub else 'direct'}, {args.rate:g}/s for {args.seconds:g} s"

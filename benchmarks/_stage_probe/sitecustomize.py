@@ -1,9 +1,10 @@
 """The stage probe of ``benchmarks/probe_stream.py``, loaded by a node process through ``PYTHONPATH``.
 
 Inert unless ``GSOMIA_STAGE_PROBE`` names a directory and the process is ``gsomia node serve``: then
-it wraps a few of the stream's functions (nothing else changes) and writes, every half second, one
-JSON line per event to ``DIR/PARTY-PID.jsonl``, each with a ``time.perf_counter()`` instant (the
-system's monotonic clock, comparable across the processes of one machine). A track is named by its
+it wraps a few of the stream's functions (nothing else changes) and writes, once the probe has made
+``DIR/flush`` (after its run), one JSON line per event to ``DIR/PARTY-PID.jsonl``, each with a
+``time.perf_counter()`` instant (the system's monotonic clock, comparable across the processes of
+one machine). A track is named by its
 ``update_ts``, unique in the benchmark's updates:
 
 - ``pub``: the originator's ``StreamService.publish`` called (the feed message read);
@@ -15,9 +16,13 @@ system's monotonic clock, comparable across the processes of one machine). A tra
 - ``remembered``: that group's commit answered on the event loop;
 - ``take``: the link's taker reached the group (it then waits for its commit, if not answered);
 - ``emit`` / ``yield``: a received track put on the bus / given to a consumer;
-- ``commit``: each replay-memory commit in its thread (wall, the thread's CPU, groups, audit rows);
+- ``commit``: each replay-memory commit, in its thread or on the event loop (wall, the committing
+  thread's CPU, groups, audit rows);
 - ``ckpt``: each checkpoint pass of ``Store.checkpoint_aside`` (wall, pages in the log, backfilled);
-- ``lag``: the event loop late by more than 2 ms for a 2 ms sleep; ``gc``: a collection over 0.5 ms.
+- ``lag``: the event loop late by more than 2 ms for a 2 ms sleep, with the loop thread's CPU and the
+  process's in that time (a loop busy, or waiting); ``gc``: a collection over 0.5 ms;
+- ``stack``: while the loop has not turned for 15 ms, its thread's stack every 5 ms, with the loop
+  thread's CPU clock (a watchdog thread's sample: what a late turn is spent on).
 """
 
 from __future__ import annotations
@@ -54,28 +59,65 @@ def _install(directory: str) -> None:
         return found.group(1).decode() if found else None
 
     def flush() -> None:
+        # the collector's state: objects frozen, objects in the oldest generation, collections so far
+        events.append(("gcstate", clock(), gc.get_freeze_count(), len(gc.get_objects(2)), gc.get_stats()))
         taken = events[:]
         del events[: len(taken)]
         if taken:
             with open(os.path.join(directory, f"{party}-{os.getpid()}.jsonl"), "a") as out:
                 out.writelines(json.dumps(e) + "\n" for e in taken)
 
-    def flusher() -> None:
-        while True:
-            time.sleep(0.5)
-            flush()
-
-    threading.Thread(target=flusher, daemon=True, name="stage-probe").start()
+    # written once the probe asks (``DIR/flush`` made, after its run) and at the process's exit: a
+    # thread writing them every half second held the interpreter's lock ~12 ms each time in every
+    # node, a late turn of each loop the probe itself made
     atexit.register(flush)
+    asked = os.path.join(directory, "flush")
+    beat: dict[str, Any] = {}
+
+    def watchdog() -> None:
+        """While the loop has not turned for 15 ms, its thread's stack every 5 ms (``stack``): what
+        a late turn was spent on, or that the thread was not running Python (uvloop's own run)."""
+        import traceback
+
+        turns = 0
+        while True:
+            time.sleep(0.005)
+            turns += 1
+            if turns % 100 == 0 and os.path.exists(asked):
+                flush()
+            last, tid = beat.get("at"), beat.get("tid")
+            if last is None or (age := clock() - last) < 0.015:
+                continue
+            frame = sys._current_frames().get(tid)
+            if frame is None:
+                continue
+            stack = [
+                f"{os.path.basename(f.filename)}:{f.name}:{f.lineno}" for f in traceback.extract_stack(frame)
+            ]
+            cpu = time.clock_gettime(beat["cpu"])  # the loop thread's CPU clock
+            events.append(("stack", clock(), last, age, cpu, stack[-14:]))
+
+    threading.Thread(target=watchdog, daemon=True, name="stage-probe").start()
     started: dict[str, float] = {}
 
     def collected(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            started["gc"] = clock()
+            if info["generation"] == 2:  # what the full collection is about to look at
+                started["gc_size"] = len(gc.get_objects(2))
+            started["gc"], started["gc_cpu"] = clock(), time.thread_time()
         elif (spent := clock() - started.get("gc", clock())) > 0.0005:
-            events.append(("gc", clock(), info["generation"], spent))
+            cpu = time.thread_time() - started.get("gc_cpu", 0.0)
+            size = started.pop("gc_size", None) if info["generation"] == 2 else None
+            events.append(("gc", clock(), info["generation"], spent, cpu, info["collected"], size))
 
     gc.callbacks.append(collected)
+    freeze = gc.freeze
+
+    def freeze_() -> None:
+        freeze()
+        events.append(("freeze", clock(), gc.get_freeze_count()))
+
+    gc.freeze = freeze_
     cls: Any = service.StreamService
     publish, send, frame_body, arrive, take_group = (
         cls.publish, cls._send, cls._frame_body, cls._arrive, cls._take_group
@@ -142,11 +184,17 @@ def _install(directory: str) -> None:
         if getattr(self, "_stage_probe_lag", None) is None:
 
             async def lag() -> None:
+                beat["tid"] = threading.get_ident()
+                beat["cpu"] = time.pthread_getcpuclockid(beat["tid"])
                 while True:
-                    began = clock()
+                    began, cpu, everyone = clock(), time.thread_time(), time.process_time()
+                    beat["at"] = began
                     await asyncio.sleep(0.002)
                     if (late := clock() - began - 0.002) > 0.002:
-                        events.append(("lag", clock(), late))
+                        # the loop thread's own CPU in that time, and the whole process's: a late turn
+                        # the loop spent working, or waiting (descheduled, or for the interpreter's lock)
+                        spent, process = time.thread_time() - cpu, time.process_time() - everyone
+                        events.append(("lag", clock(), late, spent, process))
 
             self._stage_probe_lag = asyncio.ensure_future(lag())
 
@@ -159,6 +207,17 @@ def _install(directory: str) -> None:
         finally:
             events.append(("commit", began, clock(), time.thread_time() - cpu, len(arrivals), len(audit)))
 
+    at_once = getattr(store.Store, "remember_signed_arrivals_at_once", None)
+
+    def at_once_(self: Any, arrivals: Any, forget: int) -> Any:
+        began, cpu = clock(), time.thread_time()
+        answers = at_once(self, arrivals, forget)
+        if answers is not None:  # made on the event loop (None: the memory's thread makes it)
+            events.append(("commit", began, clock(), time.thread_time() - cpu, len(arrivals), 0))
+        return answers
+
+    if at_once is not None:
+        store.Store.remember_signed_arrivals_at_once = at_once_  # type: ignore[method-assign]
     checkpoint = checkpoints.Checkpointer._checkpoint
 
     def checkpoint_(self: Any) -> tuple[int, int]:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.node_fixtures import jpn_label
 
+from gsomia.node import NewIngest
 from gsomia.store import SignedArrival, Store
 from gsomia.store import _checkpoints as checkpoints
 from gsomia.store import _store as store_module
@@ -134,3 +136,62 @@ def test_an_in_memory_store_has_no_thread() -> None:
     store.checkpoint_aside()
     assert len(_checkpointer_threads()) == before
     store.close()
+
+
+def test_batches_of_items_are_checkpointed_aside_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that ingests batches checkpoints its log from the store's thread: the batches' commits
+    do not carry SQLite's checkpoint (issue 18), the log still starts over while the batches keep
+    coming, and every item of every batch is there after the restarts (fails on the old code: no
+    thread was started for the batches)."""
+    monkeypatch.setattr(checkpoints, "_TICK_S", 0.005)
+    monkeypatch.setattr(checkpoints, "_RESTART_FRAMES", 64)
+    node = make_node(tmp_path / "jpn", "JPN")
+    try:
+        before = len(_checkpointer_threads())
+        ids: list[str] = []
+        for _ in range(30):
+            batch = [NewIngest(jpn_label(), b'{"report": "%d"}' % n) for n in range(50)]
+            ids += [item.id for item in node.items.ingest_many(None, batch)]
+        assert len(_checkpointer_threads()) == before + 1
+        # 30 commits of many pages each without a restart leave a log of several MB
+        assert (tmp_path / "jpn" / "gsomia.db-wal").stat().st_size < 4 * 2**20
+        assert node.store.count_items() == len(ids) == len(set(ids)) == 1500
+        assert set(node.store.get_items(ids)) == set(ids)
+        with node.store.engine.connect() as conn:
+            dbapi: Any = conn.connection.dbapi_connection
+            assert dbapi.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        node.close()
+
+
+def test_threads_asking_at_once_start_one_checkpoint_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of items from several request threads at once ask for the thread together: one is
+    started, not one each (a second would outlive ``close``, which stops the one it knows)."""
+
+    class Slow(checkpoints.Checkpointer):
+        def __init__(self, *args: Any) -> None:
+            time.sleep(0.05)  # the window between the check and the thread kept open
+            super().__init__(*args)
+
+    monkeypatch.setattr(store_module, "Checkpointer", Slow)
+    node = make_node(tmp_path / "jpn", "JPN")
+    try:
+        before = len(_checkpointer_threads())
+        start = threading.Barrier(6)
+
+        def ask() -> None:
+            start.wait(5)
+            node.store.checkpoint_aside()
+
+        askers = [threading.Thread(target=ask) for _ in range(6)]
+        for t in askers:
+            t.start()
+        for t in askers:
+            t.join(5)
+        assert len(_checkpointer_threads()) == before + 1
+    finally:
+        node.close()

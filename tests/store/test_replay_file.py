@@ -181,3 +181,73 @@ def test_a_memory_file_replaced_by_a_symlink_fails_closed_as_the_store_failing(
         assert elsewhere.read_bytes() == b""
     finally:
         store.close()
+
+
+def test_a_commit_made_at_once_waits_for_no_lock_writes_nothing_when_busy_and_checks_as_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``remember_signed_arrivals_at_once`` (the event loop's own commit): nothing before the file is
+    open (its opening reads and writes the node's database); while another process of the node holds
+    the file's write lock, or another thread of this one commits, ``None`` at once, nothing written
+    and nothing forgotten; otherwise the same answers as the waiting commit, each path seeing what
+    the other recorded (a replay is a replay either way). The waiting commit still waits afterwards:
+    the busy timeout is set back."""
+    import sqlite3
+    import threading
+    import time
+
+    from gsomia.store import _memoryfile
+
+    path = tmp_path / "gsomia.db"
+    store = _store(path, monkeypatch, _BOOT_A)
+    try:
+        assert store.remember_signed_arrivals_at_once([_arrival("b0", "k0", 100, 90)], 0) is None
+        assert store.remember_signed_arrivals([_arrival("b1", "k1", 100, 90)], 0) == [([], set())]
+        assert store.remember_signed_arrivals_at_once([_arrival("b1", "k2", 101, 90)], 0) == [([0], set())]
+        assert store.remember_signed_arrivals_at_once([_arrival("b2", "k3", 102, 95)], 0) == [([], set())]
+        assert store.remember_signed_arrivals([_arrival("b2", "k4", 103, 95)], 0) == [([0], set())]
+        assert store.remember_signed_arrivals_at_once([_arrival("b5", "k3", 104, 99)], 0) == [([], {"k3"})]
+
+        other = sqlite3.connect(f"{path}-replay.{_BOOT_A}", isolation_level=None, check_same_thread=False)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process of the node, committing
+            began = time.perf_counter()
+            late = 10**12  # a bound that forgets every row so far, in a commit that is made
+            assert store.remember_signed_arrivals_at_once([_arrival("b6", "k6", late, late)], late) is None
+            assert time.perf_counter() - began < 1.0  # the busy timeout is 5 s: it did not wait
+            threading.Timer(0.3, other.execute, ("ROLLBACK",)).start()
+            # the waiting commit waits again (SQLite's timeout set back), and then goes through
+            assert store.remember_signed_arrivals([_arrival("b7", "k7", 200, 150)], 0) == [([], set())]
+        finally:
+            other.close()
+        # the busy call forgot nothing and recorded nothing: both happen in the next commit made
+        assert store.remember_signed_arrivals_at_once([_arrival("b6", "k6", late, late)], late) == [
+            ([], set())
+        ]
+        assert store.remember_signed_arrivals_at_once([_arrival("b8", "k1", late + 1, late)], late) == [
+            ([], set())
+        ]  # k1 was forgotten with its window
+
+        memory = store._memory_file
+        assert memory is not None
+        held, release = threading.Event(), threading.Event()
+
+        def commit_held() -> None:  # another thread of this process inside the file's transaction
+            with memory.transaction(late):
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=commit_held)
+        holder.start()
+        try:
+            assert held.wait(10)
+            assert store.remember_signed_arrivals_at_once([_arrival("b9", "k9", late, late)], late) is None
+        finally:
+            release.set()
+            holder.join(10)
+        assert store.remember_signed_arrivals_at_once([_arrival("b9", "k9", late, late)], late) == [
+            ([], set())
+        ]
+        assert _memoryfile._BUSY_MS == 5_000
+    finally:
+        store.close()

@@ -139,13 +139,12 @@ def test_each_track_in_a_batch_is_read_decided_on_its_own_label(jpn: Node) -> No
     async def run() -> list[dict[str, Any]]:
         service = StreamService(jpn)
         try:
-            tracks = await service.subscribe(person, "ws")
+            stream = await service.subscribe_batches(person, "ws", 100)
             readable = service.stream_label()
             above = dataclasses.replace(readable, classification="特定秘密")  # over 極秘
             for n, update in enumerate(updates):
                 track = orjson.dumps(track_update_to_json(update))
                 await service._emit(track, above if n % 2 else readable, "direct", None)
-            stream = batches(tracks, 100)
             got: list[bytes] = []
             while len(got) < 3:
                 got += await asyncio.wait_for(anext(stream), 5)

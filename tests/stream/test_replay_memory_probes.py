@@ -1,7 +1,9 @@
 """Adversarial probes of the replay memory's own commit thread (7a70241, attack review of issue 18):
 no group is answered before the commit that records it returns; a commit that fails fails every
 group of it (none is taken as new) and the memory goes on with the next; each group's answer is
-its own, in order, with audit records interleaved; close waits for what is under way."""
+its own, in order, with audit records interleaved; close waits for what is under way. With the
+memory in a file of its own, a commit that waits for nothing is made on the event loop, and one
+that would wait is the thread's, the loop turning meanwhile."""
 
 from __future__ import annotations
 
@@ -27,6 +29,19 @@ class _Store:
         self.short = False  # answer one group fewer than given
         self.aside = False
         self.replay_memory_apart = False  # the audit records in the memory's commits (one writer)
+        self.busy = True  # a commit at once (the event loop's) would wait: the thread makes it
+        self.made_at_once: list[tuple[list[str], int]] = []
+
+    def remember_signed_arrivals_at_once(
+        self, arrivals: Sequence[SignedArrival], forget_before_us: int
+    ) -> list[Remembered] | None:
+        if self.busy:
+            return None
+        self.made_at_once.append(([a.batch for a in arrivals], threading.get_ident()))
+        if self.fail is not None:
+            raise self.fail
+        answers = [Remembered([int(a.batch[-1])], set()) for a in arrivals]
+        return answers[1:] if self.short else answers
 
     def checkpoint_aside(self) -> None:
         self.aside = True
@@ -50,6 +65,15 @@ def _row(n: int) -> AuditRow:
     return AuditRow(0, "stream.received", None, f"s-{n}", "allowed", "{}")
 
 
+async def _each_fails(
+    memory: ReplayMemory, numbers: Sequence[int], error: type[Exception], match: str
+) -> None:
+    """The groups ``numbers``, handed over in one turn: each fails with ``error``, none taken as new."""
+    for future in [memory.remember(_arrival(n), 0) for n in numbers]:
+        with pytest.raises(error, match=match):
+            await future
+
+
 def test_no_group_is_answered_before_its_commit_and_a_failed_commit_fails_each_of_its_groups() -> None:
     store = _Store()
     memory = ReplayMemory(store)  # type: ignore[arg-type]
@@ -65,10 +89,7 @@ def test_no_group_is_answered_before_its_commit_and_a_failed_commit_fails_each_o
         assert [a.replayed if a else a for a in answers] == [[1], [2], None, [3]]  # each its own
         assert store.commits == [(["batch-1", "batch-2", "batch-3"], 1)]  # one commit, in order
         store.fail = RuntimeError("database is gone")
-        failing = [memory.remember(_arrival(n), 0) for n in (4, 5)]
-        for future in failing:
-            with pytest.raises(RuntimeError, match="gone"):
-                await future
+        await _each_fails(memory, (4, 5), RuntimeError, "gone")
         store.fail = None
         assert (await memory.remember(_arrival(6), 0)).replayed == [6]  # and the memory goes on
         store.go.clear()
@@ -173,5 +194,54 @@ def test_with_the_memory_in_a_file_of_its_own_no_group_waits_for_an_audit_record
         await closing
         assert await audited is None
         assert appended == [2]
+
+    asyncio.run(run())
+
+
+def test_a_commit_that_waits_for_nothing_is_made_on_the_loop_and_one_that_would_is_the_threads() -> None:
+    """The memory in a file of its own: the groups handed over in one turn go in one commit made on
+    the event loop's own thread at the end of that turn, each answered its own, none before it; a
+    commit the store says would wait (another process of the node holds the file) goes to the
+    memory's thread, which may wait, while the loop keeps turning; a commit at once that fails fails
+    each of its groups (none taken as new), as does one answering fewer groups than given, and the
+    memory goes on with the next."""
+    from gsomia.errors import StoreError
+
+    store = _Store()
+    store.replay_memory_apart = True
+    store.busy = False
+    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        loop_thread = threading.get_ident()
+        given = [memory.remember(_arrival(n), 0) for n in (1, 2)]
+        assert not any(f.done() for f in given)  # not before the end of the turn
+        assert [a.replayed for a in await asyncio.gather(*given)] == [[1], [2]]
+        assert store.made_at_once == [(["batch-1", "batch-2"], loop_thread)]
+        assert store.commits == []  # no commit of the thread's
+
+        store.busy = True  # another process of the node is committing: the thread waits for it
+        waiting = memory.remember(_arrival(3), 0)
+        turns = 0
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns == 5
+        assert not waiting.done()  # held in the thread (``go`` not set), the loop free meanwhile
+        store.go.set()
+        assert (await waiting).replayed == [3]
+        assert store.commits == [(["batch-3"], 0)]
+
+        store.busy = False
+        store.fail = StoreError("the memory file is gone")
+        await _each_fails(memory, (4, 5), StoreError, "gone")
+        store.fail = None
+        store.short = True
+        await _each_fails(memory, (6, 7), StoreError, "answered 1 of 2 groups")
+        store.short = False
+        assert (await memory.remember(_arrival(8), 0)).replayed == [8]  # and the memory goes on
+        assert [batches for batches, _ in store.made_at_once][-1] == ["batch-8"]
+        await memory.close()
 
     asyncio.run(run())

@@ -24,7 +24,7 @@ from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError, RateLimitedError
-from gsomia.stream import LINK_PATH, StreamService, batches, parse_consumer_batch, parse_feed_message
+from gsomia.stream import LINK_PATH, StreamService, parse_consumer_batch, parse_feed_message
 
 __all__ = ["stream_router"]
 
@@ -248,7 +248,7 @@ def stream_router(
         or, under the dashboard's path, its session from the node's own pages). With ``?batch=N``
         (1 to ``CONSUMER_BATCH``) each message is a JSON array of the tracks ready when it was made,
         at most N (``stream/_batches.py``): a lone track still goes at once, each track decided on
-        its own label as when it goes alone."""
+        its own label as its batch is made (``StreamService.subscribe_batches``), as when it goes alone."""
         try:
             person = await ws_caller(websocket, "GET")
         except GsomiaError as exc:
@@ -261,7 +261,11 @@ def stream_router(
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
         try:
-            tracks = await stream.subscribe(person, "ws")
+            tracks: AsyncIterator[Any] = (
+                await stream.subscribe(person, "ws")
+                if most is None
+                else await stream.subscribe_batches(person, "ws", most)
+            )
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
@@ -272,7 +276,7 @@ def stream_router(
                 async for _, track in tracks:
                     await websocket.send_text(track.decode())
                 return
-            async for batch in batches(tracks, most):
+            async for batch in tracks:
                 await websocket.send_text((b"[" + b",".join(batch) + b"]").decode())
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream

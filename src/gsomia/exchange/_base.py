@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
 from gsomia.crypto.envelope import Opened, seal, sign_origin
 from gsomia.crypto.keys import PeerIdentity
-from gsomia.exchange._messages import batch_receipt_content, receipt_content
+from gsomia.exchange._messages import batch_receipt_content, message_id, receipt_content
 from gsomia.kernel import NodeContext
 from gsomia.store import (
     AuditRow,
@@ -164,7 +163,7 @@ class ExchangeBase:
         under the node key in ``request``, so that a retry or an officer's resend goes with a fresh
         envelope and the body (the original inner signature) unchanged; an item is rebuilt from the
         store and decided again instead. ``texts``: the batch's decisions written once each."""
-        msg_id = uuid.uuid4().hex
+        msg_id = message_id(now)
         if spec is None and kind != "item":
             sealed = self.kernel.cipher.seal(msg_id, _BODY, canonical(body).encode())
             spec = {"sealed_body": base64.b64encode(sealed).decode()}

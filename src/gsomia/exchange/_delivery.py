@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ from gsomia.crypto.keys import PeerIdentity
 from gsomia.errors import BodyTooLargeError, GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
 from gsomia.exchange._inbox import BATCH_KIND
-from gsomia.exchange._messages import envelope_routing
+from gsomia.exchange._messages import envelope_routing, message_id
 from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._release import Prefetched
 from gsomia.exchange._transport import PeerTransport, inbox_body_limit, push_size
@@ -34,7 +33,8 @@ from gsomia.store import AuditRow, OutboxRow
 __all__ = ["Deliveries", "Delivery"]
 
 
-_BATCH = 100
+# items a batch envelope carries at most (issue 18: was 100; benchmarks/README.md, bench_exchange)
+_BATCH = 250
 # a push's messages at most, as built (``_weight``): its request is about 1.3-1.5 times that, under a
 # receiver's default body limit (``inbox_body_limit``: 2.5 times ``max_payload_bytes`` plus 64 KB,
 # 2,686,976 bytes). A batch of
@@ -426,7 +426,7 @@ class Deliveries(Approvals):
                     carries.append(indexes)
                     return
                 body = {"kind": BATCH_KIND, "messages": carried}
-                text = seal(self.ring, peer, body, msg_id=uuid.uuid4().hex, at=now, ttl=self.ttl)
+                text = seal(self.ring, peer, body, msg_id=message_id(now), at=now, ttl=self.ttl)
                 if push_size([text]) > budget:  # too large for the peer's inbox: the run cut in two
                     half = len(indexes) // 2
                     emit(indexes[:half], carried[:half])

@@ -15,7 +15,6 @@ register theirs where the node is built (the duties ``duty``, the audit log ``tr
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -38,7 +37,7 @@ from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
 from gsomia.exchange._hops import RELAY_RECEIPT
-from gsomia.exchange._messages import consent_from_content, receipt_id
+from gsomia.exchange._messages import consent_from_content, message_id, receipt_id
 from gsomia.kernel import (
     ItemContent,
     PortionedContent,
@@ -551,7 +550,7 @@ class Inbox(Equivalences):
         else:
             ref = item_ref(originator, item.item_id, lambda r: self._taken(r, accepted))
         status = "relayed" if relaying else ("already-held" if held else "stored")
-        log_entry = uuid.uuid4().hex  # the audit record below; the receipt names it
+        log_entry = message_id(now)  # the audit record below; the receipt names it
         if accepted.receipted is not None:  # in a batch envelope: named by the batch's one receipt
             accepted.receipted.append(
                 {"msg_id": opened.msg_id, "item": item.item_id, "status": status, "digest": digest,

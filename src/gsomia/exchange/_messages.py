@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from gsomia._codec import canonical, consent_content, consent_from_content
+from gsomia.core.instants import epoch_us
 from gsomia.crypto.envelope import envelope_routing as _routing
 from gsomia.errors import InvalidInputError
 from gsomia.kernel import ItemContent, item_content, parse_item_content
+from gsomia.store import uuid7
 
 __all__ = [
     "BATCH_RECEIPT_KIND",
@@ -29,6 +31,7 @@ __all__ = [
     "consent_from_content",
     "envelope_routing",
     "item_content",
+    "message_id",
     "parse_item_content",
     "receipt_content",
     "receipt_entries",
@@ -39,6 +42,15 @@ __all__ = [
 BATCH_RECEIPT_KIND = "batch-receipt"
 MAX_RECEIPT_ENTRIES = 1000  # as many as a batch envelope carries messages
 _ENTRY = frozenset({"msg_id", "item", "status", "digest", "log_entry"})
+
+
+def message_id(now: datetime) -> str:
+    """A new message's (or receipted record's) id: a UUIDv7 of ``now`` as 32 hex digits (74 random
+    bits, an id no one guesses), as items and audit records are named. ``uuid.uuid4().hex`` cost
+    5-8 µs a call at load (the UUID object's checks and its int), this ~2; and the unique indexes
+    the ids go in (the outbox's and the inbox's ``msg_id``, the audit records' ``entry_id``) grow at
+    their right edge instead of taking each insert at a random leaf (issue 18)."""
+    return f"{uuid7(epoch_us(now) // 1000):032x}"
 
 
 def receipt_content(

@@ -169,6 +169,8 @@ class Releases(Hops):
     def _released_label(self, row: ItemRow, spec: Mapping[str, Any]) -> SecurityLabel:
         """The label a release goes under: the item's, or for an item in portions the highest of the
         portions it sends (``spec["portions"]``, each still held here)."""
+        if not row.portions:  # the item's own label, as ``Items.item`` gives it, without the whole item
+            return self.kernel.items.stored_label(row.label)
         item = self.kernel.items.item(row)
         if not item.portions:
             return item.label

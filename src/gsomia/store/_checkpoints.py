@@ -17,8 +17,10 @@ during it) inside the write lock, and the next commit starts the log over: the w
 that remainder, not for the log's tens of MB. SQLite's own checkpoint in the commit stays as the
 backstop (a log this thread cannot keep short, a store whose thread is not running). The thread
 runs only where it is asked for (``Store.checkpoint_aside``: the replay memory, on the tracks'
-path); a bulk load keeps SQLite's checkpoints of 64 MB, which copy a page written by many batches
-once.
+path, and the batches of items, ``Store.insert_item_parts``, whose commits of thousands of pages
+each carried one of SQLite's checkpoints of 64 MB every few batches); a bulk load on the engine
+alone (the benchmarks' ``bulk_write``) keeps SQLite's checkpoints, which copy a page written by
+many batches once.
 
 Durability is unchanged: the same checkpoints with the same syncs (``synchronous=NORMAL``), made
 by another thread at other instants; a commit is in the log, and the log on the disk, as before.

@@ -46,7 +46,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 from gsomia.errors import StoreError
 from gsomia.store import _tables as t
 
-__all__ = ["ReplayFile", "boot_id"]
+__all__ = ["ReplayFile", "ReplayFileBusy", "boot_id"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +79,12 @@ def _schema() -> list[str]:
 
 
 _SCHEMA = _schema()
+
+
+class ReplayFileBusy(Exception):
+    """A transaction asked not to wait could not begin at once, and nothing was written: the file's
+    write lock is held (another commit of this process's, or of another process of the node), or the
+    file is not open yet (opening it reads and writes the node's database)."""
 
 
 def boot_id() -> str | None:
@@ -122,25 +128,50 @@ class ReplayFile:
             conn.close()
 
     @contextmanager
-    def transaction(self, now_us: int) -> Iterator[Any]:
+    def transaction(self, now_us: int, *, wait: bool = True) -> Iterator[Any]:
         """A cursor in a transaction holding the file's write lock (``BEGIN IMMEDIATE``), committed
-        after; any failure rolls back and is a ``StoreError`` (nothing written)."""
-        with self._lock:
-            try:
-                conn = self._conn if self._conn is not None else self._open(now_us)
-                cursor = conn.cursor()
+        after; any failure rolls back and is a ``StoreError`` (nothing written). With ``wait`` False
+        it never waits for a lock: ``ReplayFileBusy`` at once (nothing written) where this process's
+        lock or the file's write lock is held, or the file is not open yet; an event loop may make
+        such a transaction itself (the file is never synced, so nothing else in it waits)."""
+        if not self._lock.acquire(blocking=wait):
+            raise ReplayFileBusy
+        try:
+            if self._conn is None and not wait:
+                raise ReplayFileBusy  # the opening reads and writes the node's database: a thread's
+            conn = self._conn if self._conn is not None else self._open(now_us)
+            cursor = conn.cursor()
+            if wait:
                 cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    yield cursor
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-                finally:
-                    cursor.close()
-            except (sqlite3.Error, OSError) as exc:  # a file made unwritable, a symlink: fail closed
-                _log.warning("replay memory failure: %s", exc)
-                raise StoreError("the store failed; nothing was written") from exc
+            else:
+                self._begin_at_once(cursor)
+            try:
+                yield cursor
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+        except (sqlite3.Error, OSError) as exc:  # a file made unwritable, a symlink: fail closed
+            _log.warning("replay memory failure: %s", exc)
+            raise StoreError("the store failed; nothing was written") from exc
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _begin_at_once(cursor: sqlite3.Cursor) -> None:
+        """``BEGIN IMMEDIATE`` with SQLite's busy timeout at nothing for it: ``ReplayFileBusy`` where
+        another process of the node holds the file's write lock."""
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise ReplayFileBusy from None
+            raise
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
 
     def _open(self, now_us: int) -> sqlite3.Connection:
         """Open (or make) this boot's file, delete other boots' (never read: possibly torn), and learn

@@ -24,7 +24,15 @@ costs about a third less (benchmarks/README.md, bench_stream).
 
 Where the store keeps the memory in a file of its own (SQLite, ``store/_memoryfile.py``), the audit
 records are committed to the node's database by a second lane of the same kind: a group then never
-waits on the database's lock or its checkpoints, nor for an audit record.
+waits on the database's lock or its checkpoints, nor for an audit record. And there a commit is made
+on the event loop itself, at the end of the turn that handed its groups over, whenever it can be
+made without waiting for anything (the file is never synced; its lock is tried, not waited for:
+``Store.remember_signed_arrivals_at_once``); the memory's thread makes only those that would wait
+(another process of the node committing, the file's first opening). At 1,000 tracks/s the hand-over
+to the thread and back, with the thread's wait for the interpreter's lock behind the loop, took
+0.4 ms at the median and 5-7 ms at p99 of a commit whose own work is 0.12 ms (benchmarks/README.md,
+bench_stream). Nothing else changes: the same transaction, the same order, a group answered only
+once the commit that recorded it has returned.
 """
 
 from __future__ import annotations
@@ -43,9 +51,20 @@ __all__ = ["ReplayMemory"]
 
 _WAITERS_PER_COMMIT = 256  # groups and audit records in one transaction, at most: a commit stays short
 _NOTHING_TO_FORGET = -(2**63)  # a commit of audit records alone forgets nothing
+_AT_ONCE_TURNS = 8  # turns of the event loop a commit made on it waits at most for more groups
 
 _Commit = Callable[[], list[Remembered]]
 _Done = Callable[[list[Remembered] | None, BaseException | None], None]
+# a commit made at once on the event loop, or None where it would wait (then the lane's thread makes it)
+_AtOnce = Callable[[list["_Waiter"]], list[Remembered] | None]
+
+
+def _each(answers: list[Remembered], arrivals: Sequence[SignedArrival]) -> list[Remembered]:
+    """``answers``, one a group of ``arrivals``; ``StoreError`` where the store answered another
+    number of them (each group its own answer, or none is believed)."""
+    if len(answers) != len(arrivals):
+        raise StoreError(f"the replay memory answered {len(answers)} of {len(arrivals)} groups of a commit")
+    return answers
 
 
 class _Waiter:
@@ -99,14 +118,21 @@ class _Committer:
 class _Lane:
     """One group commit: what is handed over while a commit is under way goes in the next one,
     together, in order, run by a thread of the lane's own (``make_commit`` builds a commit of the
-    waiters taken)."""
+    waiters taken). With ``at_once``, a commit that can be made without waiting for anything is made
+    on the event loop itself, at the end of the turn that handed it over, as the thread would: the
+    thread makes those that would wait."""
 
-    def __init__(self, make_commit: Callable[[list[_Waiter]], _Commit]) -> None:
+    def __init__(
+        self, make_commit: Callable[[list[_Waiter]], _Commit], at_once: _AtOnce | None = None
+    ) -> None:
         self._make_commit = make_commit
+        self._at_once = at_once
         self._waiting: list[_Waiter] = []
         self._committer: _Committer | None = None
         self._committing = False  # a commit is under way in the lane's thread
         self._idle: asyncio.Event | None = None  # set when nothing is waiting or under way (close)
+        self._seen = 0  # groups waiting at the last turn a commit on the loop waited (_still_coming)
+        self._turns = 0  # turns it has waited
 
     def wait(self, waiter: _Waiter) -> None:
         self._waiting.append(waiter)
@@ -124,8 +150,20 @@ class _Lane:
             if self._idle is not None:
                 self._idle.set()
             return
+        if self._at_once is not None and self._still_coming():
+            asyncio.get_running_loop().call_soon(self._commit_next)
+            return
         taken = self._waiting[:_WAITERS_PER_COMMIT]
         del self._waiting[:_WAITERS_PER_COMMIT]
+        if self._at_once is not None:
+            try:
+                answers = self._at_once(taken)
+            except Exception as exc:  # the store failed: each waiter of this commit fails with it
+                self._answered(taken, None, exc)
+                return
+            if answers is not None:
+                self._answered(taken, answers, None)
+                return
         if self._committer is None:
             self._committer = _Committer()
         self._committer.submit(
@@ -133,6 +171,23 @@ class _Lane:
             asyncio.get_running_loop(),
             lambda answers, error: self._answered(taken, answers, error),
         )
+
+    def _still_coming(self) -> bool:
+        """Whether a commit made on the loop waits one more turn: at least one (the link's reader then
+        reads a frame already received, if any), and more while each turn hands over more groups, at
+        most ``_AT_ONCE_TURNS`` and ``_WAITERS_PER_COMMIT``: the groups a commit in the thread would
+        have found waiting behind it go in one commit here too (one a group cost a receiver of a
+        track a frame, read flat out, a quarter more CPU a track: benchmarks/README.md)."""
+        if (
+            len(self._waiting) > self._seen
+            and self._turns < _AT_ONCE_TURNS
+            and len(self._waiting) < _WAITERS_PER_COMMIT
+        ):
+            self._seen = len(self._waiting)
+            self._turns += 1
+            return True
+        self._seen = self._turns = 0
+        return False
 
     def _answered(
         self, taken: list[_Waiter], answers: list[Remembered] | None, error: BaseException | None
@@ -176,8 +231,9 @@ class ReplayMemory:
         # reaches the caller, not in a turn of the event loop, where it left every group waiting
         store.checkpoint_aside()
         self._store = store
-        self._arrivals = _Lane(self._commit_of)
-        self._records = _Lane(self._records_of) if store.replay_memory_apart else self._arrivals
+        apart = store.replay_memory_apart
+        self._arrivals = _Lane(self._commit_of, self._at_once if apart else None)
+        self._records = _Lane(self._records_of) if apart else self._arrivals
 
     def remember(self, arrival: SignedArrival, forget_before_us: int) -> asyncio.Future[Remembered]:
         """Record ``arrival`` in the next commit, forgetting rows seen before ``forget_before_us``;
@@ -200,14 +256,23 @@ class ReplayMemory:
         store = self._store
 
         def commit() -> list[Remembered]:
-            answers = store.remember_signed_arrivals(arrivals, forget, rows)
-            if len(answers) != len(arrivals):  # each group its own answer, or none is believed
-                raise StoreError(
-                    f"the replay memory answered {len(answers)} of {len(arrivals)} groups of a commit"
-                )
-            return answers
+            return _each(store.remember_signed_arrivals(arrivals, forget, rows), arrivals)
 
         return commit
+
+    def _at_once(self, taken: list[_Waiter]) -> list[Remembered] | None:
+        """The commit of ``taken`` made now, on the event loop, where it waits for nothing (the memory's
+        own file, never synced, its lock free: ``Store.remember_signed_arrivals_at_once``); ``None``
+        where it would (the lane's thread makes it). Its own work is what the thread's commit costs
+        (~0.12 ms of CPU at one group); the hand-over to the thread and back, and the thread's wait
+        for the interpreter's lock behind the loop, cost more than that at every commit
+        (benchmarks/README.md, bench_stream)."""
+        if any(w.rows for w in taken):  # audit records go to the node's database: not here
+            return None
+        arrivals = [w.arrival for w in taken if w.arrival is not None]
+        forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
+        answers = self._store.remember_signed_arrivals_at_once(arrivals, forget)
+        return None if answers is None else _each(answers, arrivals)
 
     def _records_of(self, taken: list[_Waiter]) -> _Commit:
         """The commit of audit records alone, to the node's database."""

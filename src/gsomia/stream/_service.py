@@ -78,6 +78,7 @@ from gsomia.store import (
     Remembered,
     SignedArrival,
 )
+from gsomia.stream._batches import batches
 from gsomia.stream._bus import HANDOFF_MAX_AGE_S, HANDOFF_RESENDS, Bus, InProcessBus, NatsBus
 from gsomia.stream._gate import LinkGate
 from gsomia.stream._link import (
@@ -1319,24 +1320,45 @@ class StreamService:
         """Take what one link's reader read, in order, until it ends (``None``): each group once its
         commit is done, each window root confirmed, each authorisation received."""
         peer = session.peer
-        recorded: asyncio.Future[None] | None = None  # the audit record of the last root confirmed
-        while (item := await read_so_far.get()) is not None:
-            if isinstance(item, _Arrival):
-                await self._take_group(peer, item)
-            elif isinstance(item, _Rooted):
-                if recorded is not None:  # written long since (a window ago): a failure ends the link
-                    await recorded
-                # in the next commit, not waited for: the confirmation is of the tracks, all taken
-                recorded = self._memory.record(
-                    [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
-                )
-                for out in session.seal(ACK, ACK_BODY.pack(item.received), time.monotonic()):
-                    await send(out)
-            else:
-                await self._receive_consent(peer, item)
-            read_so_far.task_done()
-        if recorded is not None:
-            await recorded
+        # each root's confirmation (ACK), sent once its audit record is committed (_confirm)
+        confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None] = asyncio.Queue()
+        confirming = asyncio.create_task(self._confirm(session, send, confirmations))
+        try:
+            while (item := await read_so_far.get()) is not None:
+                if isinstance(item, _Arrival):
+                    await self._take_group(peer, item)
+                elif isinstance(item, _Rooted):
+                    if confirming.done():  # a root's record failed: that ends the link
+                        await confirming
+                    # in the next commit; the taking goes on meanwhile, the confirmation waits for it
+                    recorded = self._memory.record(
+                        [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
+                    )
+                    confirmations.put_nowait((recorded, item.received))
+                else:
+                    await self._receive_consent(peer, item)
+                read_so_far.task_done()
+        except BaseException:
+            confirming.cancel()  # what is not confirmed the sender sends again: dropped as duplicates
+            raise
+        confirmations.put_nowait(None)
+        await confirming
+
+    @staticmethod
+    async def _confirm(
+        session: LinkSession, send: Any, confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None]
+    ) -> None:
+        """Confirm each verified window root to the sender (``ACK``, in order) only once its audit
+        record (``stream.batch`` ``verified``) is committed: the confirmation tells the sender it
+        need not send those tracks again, so the record that vouches for them is in the store first
+        (a crash between the two lost the record while the sender, told, never sent them again; now
+        a crash before the commit leaves them unconfirmed, sent again, and recorded then). The
+        taking of the next groups does not wait for that commit, only the confirmation does."""
+        while (confirmation := await confirmations.get()) is not None:
+            recorded, received = confirmation
+            await recorded  # a failure ends the link, unconfirmed
+            for out in session.seal(ACK, ACK_BODY.pack(received), time.monotonic()):
+                await send(out)
 
     async def _read_frames(
         self,
@@ -1884,6 +1906,19 @@ class StreamService:
         its ``route`` and ``agreement``); refused (and audited)
         up front if the person could not read the stream at all. ``after`` resumes after that
         number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
+        subscription = await self._subscribed(person, channel, after)
+        return self._consume(person, subscription)
+
+    async def subscribe_batches(self, person: Person, channel: str, most: int) -> AsyncIterator[list[bytes]]:
+        """The tracks :meth:`subscribe` gives, in lists of at most ``most`` (``stream/_batches.py``).
+        What the batches' reader reads ahead is the bus's messages, undecided: each track is
+        read-decided as its batch is made, so a consumer that keeps a batch waiting (a slow one, or
+        one that stalls on purpose) is never sent a track decided before then (a visit that ended
+        meanwhile withholds it, as it would a track sent alone). A batch all withheld is not sent."""
+        subscription = await self._subscribed(person, channel, None)
+        return self._consume_batches(person, subscription, most)
+
+    async def _subscribed(self, person: Person, channel: str, after: int | None) -> Any:
         if not self._started:
             await self.start()
         decision = self.kernel.decide_read(person, self.stream_label())
@@ -1897,34 +1932,65 @@ class StreamService:
         except BaseException:
             await subscription.close()  # not audited: no subscription
             raise
-        return self._consume(person, subscription)
+        return subscription
 
     async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, bytes]]:
-        readable: dict[str, bool] = {}
-        gate = self.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
-        generation = gate.generation
+        reading = _Reading(self, person)
         try:
             async for seq, raw in subscription:
-                message = self._decode(raw)
-                key = message.lk
-                if gate.current() != generation:  # a visit began or ended: decide every label again
-                    readable.clear()
-                    generation = gate.generation
-                allowed = readable.get(key)
-                if allowed is None:
-                    data = message.label if message.label is not None else orjson.loads(raw)["label"]
-                    label = self.kernel.items.parse_label(data)
-                    decision = gate.decide(label)
-                    allowed = readable[key] = decision.allowed
-                    if not allowed:
-                        failed = [c._asdict() for c in decision.failed()]
-                        await self._audit(
-                            self._audit_row("stream.read", person.id, None, "refused", checks=failed)
-                        )
-                if allowed:
-                    yield seq, message.track
+                track = await reading.admit(raw)
+                if track is not None:
+                    yield seq, track
         finally:
             await subscription.close()
+
+    async def _consume_batches(
+        self, person: Person, subscription: Any, most: int
+    ) -> AsyncIterator[list[bytes]]:
+        reading = _Reading(self, person)
+        try:
+            # a bus message holds its track and label: a batch of messages is at least as large as
+            # the batch of tracks sent, so the bytes bound holds for what is sent
+            async for raws in batches(subscription, most):
+                sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
+                if sent:
+                    yield sent
+        finally:
+            await subscription.close()
+
+
+class _Reading:
+    """One consumer's read decisions over the bus's messages: each label decided once, again when a
+    visit of theirs begins or ends (:class:`ReadGate`), a refusal audited once a label and visit
+    window (bounded: a label's refusal is not recorded again for each of its tracks)."""
+
+    def __init__(self, service: StreamService, person: Person) -> None:
+        self._service = service
+        self._person = person
+        self._readable: dict[str, bool] = {}
+        self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
+        self._generation = self._gate.generation
+
+    async def admit(self, raw: bytes) -> bytes | None:
+        """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
+        service = self._service
+        message = service._decode(raw)
+        key = message.lk
+        if self._gate.current() != self._generation:  # a visit began or ended: decide every label again
+            self._readable.clear()
+            self._generation = self._gate.generation
+        allowed = self._readable.get(key)
+        if allowed is None:
+            data = message.label if message.label is not None else orjson.loads(raw)["label"]
+            label = service.kernel.items.parse_label(data)
+            decision = self._gate.decide(label)
+            allowed = self._readable[key] = decision.allowed
+            if not allowed:
+                failed = [c._asdict() for c in decision.failed()]
+                await service._audit(
+                    service._audit_row("stream.read", self._person.id, None, "refused", checks=failed)
+                )
+        return message.track if allowed else None
 
 
 def _posix(at: datetime | None) -> float:
