@@ -272,12 +272,15 @@ def stream_router(
         await websocket.accept()
 
         async def send() -> None:
-            if most is None:
-                async for _, track in tracks:
-                    await websocket.send_text(track.decode())
-                return
-            async for batch in tracks:
-                await websocket.send_text((b"[" + b",".join(batch) + b"]").decode())
+            try:
+                if most is None:
+                    async for _, track in tracks:
+                        await websocket.send_text(track.decode())
+                    return
+                async for batch in tracks:
+                    await websocket.send_text((b"[" + b",".join(batch) + b"]").decode())
+            except GsomiaError as exc:  # they may no longer follow it (disabled meanwhile): refused, audited
+                await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream
             while (await websocket.receive())["type"] != "websocket.disconnect":

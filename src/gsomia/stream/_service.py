@@ -37,7 +37,7 @@ import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
@@ -61,6 +61,7 @@ from gsomia.errors import (
     InvalidInputError,
     LabelError,
     LinkError,
+    NotFoundError,
     TransportError,
     UnavailableError,
 )
@@ -72,6 +73,7 @@ from gsomia.store import (
     EQUIVALENCES,
     KEYS,
     PEERS,
+    PEOPLE,
     AuditRow,
     LinkHellos,
     RateCounters,
@@ -132,6 +134,9 @@ _OWN_DELAY_CAP_S = 10.0
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _READ_AHEAD = 1024  # groups of one link read and not yet taken, at most: then the reader waits
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
+# a consumer asks whether anyone's record changed (the store's people counter, as last read) at most
+# this often: a change any process commits reaches an open stream within the watch's interval and this
+_PERSON_CHECK_S = 0.1
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
 # an update sent again comes at most this long after the first time: a link's holder sends what was
 # handed to it within the handover stream's age (HANDOFF_MAX_AGE_S), with a margin for the clocks
@@ -1907,7 +1912,7 @@ class StreamService:
         up front if the person could not read the stream at all. ``after`` resumes after that
         number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
         subscription = await self._subscribed(person, channel, after)
-        return self._consume(person, subscription)
+        return self._consume(person, subscription, channel)
 
     async def subscribe_batches(self, person: Person, channel: str, most: int) -> AsyncIterator[list[bytes]]:
         """The tracks :meth:`subscribe` gives, in lists of at most ``most`` (``stream/_batches.py``).
@@ -1916,7 +1921,7 @@ class StreamService:
         one that stalls on purpose) is never sent a track decided before then (a visit that ended
         meanwhile withholds it, as it would a track sent alone). A batch all withheld is not sent."""
         subscription = await self._subscribed(person, channel, None)
-        return self._consume_batches(person, subscription, most)
+        return self._consume_batches(person, subscription, most, channel)
 
     async def _subscribed(self, person: Person, channel: str, after: int | None) -> Any:
         if not self._started:
@@ -1934,10 +1939,13 @@ class StreamService:
             raise
         return subscription
 
-    async def _consume(self, person: Person, subscription: Any) -> AsyncIterator[tuple[int, bytes]]:
-        reading = _Reading(self, person)
+    async def _consume(
+        self, person: Person, subscription: Any, channel: str
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        reading = _Reading(self, person, channel)
         try:
             async for seq, raw in subscription:
+                await reading.current()
                 track = await reading.admit(raw)
                 if track is not None:
                     yield seq, track
@@ -1945,13 +1953,14 @@ class StreamService:
             await subscription.close()
 
     async def _consume_batches(
-        self, person: Person, subscription: Any, most: int
+        self, person: Person, subscription: Any, most: int, channel: str
     ) -> AsyncIterator[list[bytes]]:
-        reading = _Reading(self, person)
+        reading = _Reading(self, person, channel)
         try:
             # a bus message holds its track and label: a batch of messages is at least as large as
             # the batch of tracks sent, so the bytes bound holds for what is sent
             async for raws in batches(subscription, most):
+                await reading.current()
                 sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
                 if sent:
                     yield sent
@@ -1961,15 +1970,55 @@ class StreamService:
 
 class _Reading:
     """One consumer's read decisions over the bus's messages: each label decided once, again when a
-    visit of theirs begins or ends (:class:`ReadGate`), a refusal audited once a label and visit
-    window (bounded: a label's refusal is not recorded again for each of its tracks)."""
+    visit of theirs begins or ends (:class:`ReadGate`) or when their record changes (any process's
+    write: the store's ``people`` counter, :meth:`current`), a refusal audited once a label and
+    visit window (bounded: a label's refusal is not recorded again for each of its tracks)."""
 
-    def __init__(self, service: StreamService, person: Person) -> None:
+    def __init__(self, service: StreamService, person: Person, channel: str) -> None:
         self._service = service
         self._person = person
+        self._channel = channel
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         self._generation = self._gate.generation
+        # the people counter the person was last read under: unknown (the record the caller was
+        # authenticated with may predate it), so the first message reads them again
+        self._people = -1
+        self._next_check = 0.0  # the monotonic instant from which current() looks at the counter again
+
+    async def current(self) -> None:
+        """Make the next decisions on the person's record as the store holds it now. At most every
+        ``_PERSON_CHECK_S`` it looks at the people counter as this process last read it (memory
+        only, on the loop); when it moved, or is due to be read, the record is read again in a
+        worker thread (:meth:`_renew`). Raises the refusal (audited) and so ends the stream if the
+        person may no longer follow it at all (disabled, or the subscription's own check fails)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + _PERSON_CHECK_S
+        if self._service.kernel.watch.fresh(PEOPLE) != self._people:
+            await asyncio.to_thread(self._renew)
+
+    def _renew(self) -> None:
+        kernel = self._service.kernel
+        people = kernel.watch.generation(PEOPLE)  # read before the record: the record is as new
+        if people == self._people:
+            return
+        held = self._person
+        try:
+            person = replace(kernel.person(held.id), purpose=held.purpose)  # the purpose is the request's
+        except NotFoundError:
+            person = replace(held, active=False)  # no longer on file: refused as a disabled account is
+        if person != held:
+            # the subscription's own decision, made again on the record now (a new one would be refused)
+            decision = kernel.decide_read(person, self._service.stream_label())
+            if not decision.allowed:
+                raise kernel.refuse(f"stream.{self._channel}", person.id, None, AccessDenied(decision))
+            self._person = person
+            self._gate = kernel.reader(person)
+            self._generation = self._gate.generation
+            self._readable.clear()
+        self._people = people
 
     async def admit(self, raw: bytes) -> bytes | None:
         """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
