@@ -3,9 +3,11 @@
 A consumer that asks for them (``/stream/tracks/ws?batch=N``) gets each message as a JSON array of
 the tracks that were ready when it was made, at most ``N`` and about ``CONSUMER_BATCH_BYTES``, in
 the bus's order. Nothing waits for a batch to fill: a lone track goes as soon as it is read, and
-what arrives while a message is being sent goes in the next one. Every track in a batch came
-through the consumer's subscription (``StreamService.subscribe``), so each was read-decided on its
-own label, as a track sent alone is; a batch adds no track and drops none the decision let through.
+what arrives while a message is being sent goes in the next one. What this module batches are the
+bus's messages as the subscription gives them, not yet decided: ``StreamService.subscribe_batches``
+read-decides each track of a batch on its own label as the batch is made (the same decision a track
+sent alone gets), so a track decided is sent with the batch it was decided for, never held in the
+read-ahead while a visit ends; a batch adds no track and drops none the decision let through.
 """
 
 from __future__ import annotations
