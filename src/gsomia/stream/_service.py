@@ -317,9 +317,6 @@ class _OutLink:
         self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None  # reads the peer's confirmations (ACK frames)
-        # the audit record of the last window root signed, in the next group commit: not waited for
-        # (the next root is due in 50 ms), but its failure ends the link at the next root
-        self.recorded: asyncio.Future[None] | None = None
 
 
 class StreamService:
@@ -1128,38 +1125,49 @@ class StreamService:
             self._refreshing.add_done_callback(_log_unread)
 
     async def _flush(self, party: str) -> None:
+        """Close the link's window and send its signed root, once the root's audit record
+        (``stream.batch`` ``signed``) is committed: a root never leaves that this node's log does not
+        hold (a sender that crashed between the two had signed, and the receiver recorded, a root
+        its own log never named). One commit a window (every 50 ms at most, in the process's group
+        commit with the other links' and the receivers' records), not a track: the link's tracks
+        wait for the lock meanwhile and go in the next frame. A record that fails fails the link
+        (its root is never sent; the receiver drops the link for want of it)."""
         link = self._links.get(party)
         if link is None or link.signer.pending == 0:
             return
-        if link.recorded is not None and link.recorded.done():
-            link.recorded.result()  # the last root's audit record failed: the link fails with it
-        async with link.lock:
+        async with link.lock:  # no frame between the window's last and its root (the receiver's order)
             batch = link.signer.close(self.kernel.clock())
             if batch is None:
                 return
+            row = self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())
+            try:
+                await self._memory.record([row])
+            except GsomiaError:
+                raise
+            except Exception as exc:  # a store's own error: the link fails, audited, the root unsent
+                raise LinkError(
+                    "unrecorded-batch", f"the audit record of the root for {party} failed"
+                ) from exc
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        # in the process's next group commit, not awaited here: a slow commit never holds back the
-        # next window root (the receiver drops a link whose root is overdue)
-        link.recorded = self._memory.record(
-            [self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())]
-        )
-        link.recorded.add_done_callback(_log_unrecorded)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK_S)
             self._refresh_counters()
             now = time.monotonic()
-            for party, link in list(self._links.items()):
-                if link.signer.due(now):
-                    try:
-                        await self._flush(party)
-                    except (OSError, WebSocketException, GsomiaError) as exc:
-                        await self._link_failed(party, exc)
-                    except Exception:  # a dead ticker would silently stop signing batch roots
-                        _log.exception("signing the batch root for %s failed", party)
+            due = [party for party, link in list(self._links.items()) if link.signer.due(now)]
+            # together: their roots' records go in one group commit, none waits for another's
+            await asyncio.gather(*(self._flush_due(party) for party in due))
+
+    async def _flush_due(self, party: str) -> None:
+        try:
+            await self._flush(party)
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            await self._link_failed(party, exc)
+        except Exception:  # a dead ticker would silently stop signing batch roots
+            _log.exception("signing the batch root for %s failed", party)
 
     # --- links (receiving side) ---
 
@@ -2065,12 +2073,6 @@ def _log_unread(read: asyncio.Future[None]) -> None:
     """A read ahead of the counters that failed is logged; the next use on the loop reads them."""
     if not read.cancelled() and (exc := read.exception()) is not None:
         _log.warning("reading the store's generation counters ahead failed: %s", exc)
-
-
-def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
-    """A window root's audit record that failed is logged (and its link fails at its next root)."""
-    if not recorded.cancelled() and (exc := recorded.exception()) is not None:
-        _log.error("the audit record of a signed window root failed: %s", exc)
 
 
 async def _within(receive: Any, deadline: Deadline, what: str, code: str = "handshake-timeout") -> bytes:
