@@ -200,6 +200,7 @@ class StreamStats:
     batches_signed: int = 0
     batches_verified: int = 0
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
+    dropped: int = 0  # tracks a consumer lost, more than the bus holds for it behind (the oldest)
 
 
 # the fixed parts of a bus message (``_emit``), around the label's digest and its JSON
@@ -1953,6 +1954,8 @@ class StreamService:
         reading = _Reading(self, person, channel)
         try:
             async for seq, raw in subscription:
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 track = await reading.admit(raw)
                 if track is not None:
@@ -1968,12 +1971,41 @@ class StreamService:
             # a bus message holds its track and label: a batch of messages is at least as large as
             # the batch of tracks sent, so the bytes bound holds for what is sent
             async for raws in batches(subscription, most):
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
                 if sent:
                     yield sent
         finally:
             await subscription.close()
+
+    async def _consumer_dropped(self, reading: _Reading, dropped: int) -> None:
+        """The tracks a consumer lost since it was last seen reading (its subscription's count moved
+        to ``dropped``: the bus dropped the oldest it held for it, more than its bound behind), counted
+        (``gsomia_stream_dropped_total``) and audited in bounded space: the store's tally of the
+        window (``stream.dropped``, code ``behind``, per person, every process's), the window's first
+        drop a record naming the person, the channel and how many, and the window's count in one
+        ``refusal.tally`` record once it has closed. One record an episode would still be unbounded
+        for a consumer that falls behind again and again."""
+        count = dropped - reading.dropped
+        reading.dropped = dropped
+        self.stats.dropped += count
+        await asyncio.to_thread(self._tally_dropped, reading.person_id, reading.channel, count)
+
+    def _tally_dropped(self, person: str, channel: str, count: int) -> None:
+        def rows(counted_as: str, _person: str, own: int) -> list[AuditRow]:
+            if not own:
+                return []
+            where = {} if counted_as == person else {"counted_as": counted_as}
+            return [
+                self._audit_row(
+                    "stream.dropped", person, None, "dropped", channel=channel, count=count, **where
+                )
+            ]
+
+        reason = f"a {channel} consumer of {person}'s lost {count} track(s), too far behind"
+        self.kernel.tally("stream.dropped", person, "behind", reason, rows, count=count)
 
 
 class _Reading:
@@ -1986,6 +2018,7 @@ class _Reading:
         self._service = service
         self._person = person
         self._channel = channel
+        self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         self._generation = self._gate.generation
@@ -1993,6 +2026,14 @@ class _Reading:
         # authenticated with may predate it), so the first message reads them again
         self._people = -1
         self._next_check = 0.0  # the monotonic instant from which current() looks at the counter again
+
+    @property
+    def person_id(self) -> str:
+        return self._person.id
+
+    @property
+    def channel(self) -> str:
+        return self._channel
 
     async def current(self) -> None:
         """Make the next decisions on the person's record as the store holds it now. At most every
