@@ -55,7 +55,7 @@ from gsomia.store._store import (
     Store,
     TallyRow,
     TokenRow,
-    uuid7,
+    uuid7_hex,
 )
 from gsomia.store._taxii import StatusRow, TaxiiStore
 
@@ -121,5 +121,5 @@ __all__ = [
     "TaxiiStore",
     "TokenRow",
     "VisitRow",
-    "uuid7",
+    "uuid7_hex",
 ]
