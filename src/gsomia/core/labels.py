@@ -7,7 +7,7 @@ equivalent for the same party is refused (an item never carries two conflicting 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 
@@ -77,6 +77,41 @@ class SecurityLabel:
     policy: str = "gsomia"
     alternatives: tuple[AlternativeLabel, ...] = ()
     created_ts: float = field(init=False, repr=False, compare=False)
+    # the hash once asked (-1: not yet; ``hash()`` never answers -1): a label is hashed again and
+    # again (a batch's memo of decisions, the label caches), the generated ``__hash__`` hashed every
+    # field each time, the creation instant's offset asked of its zone (issue 18)
+    hash_: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        """The generated ``__hash__``'s value (every compared field, in order), kept."""
+        found = self.hash_
+        if found == -1:
+            found = hash(
+                (
+                    self.originator,
+                    self.classification,
+                    self.releasable_to,
+                    self.purpose,
+                    self.topics,
+                    self.created,
+                    self.caveats,
+                    self.review,
+                    self.policy,
+                    self.alternatives,
+                )
+            )
+            object.__setattr__(self, "hash_", found)
+        return found
+
+    def __getstate__(self) -> list[object]:
+        """Pickled without the kept hash: a string's hash differs between processes."""
+        return [getattr(self, f.name) for f in fields(self) if f.name != "hash_"]
+
+    def __setstate__(self, state: list[object]) -> None:
+        names = [f.name for f in fields(self) if f.name != "hash_"]
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "hash_", -1)
 
     def __post_init__(self) -> None:
         require_aware(self.created, "label creation instant")
