@@ -7,10 +7,11 @@ equivalent for the same party is refused (an item never carries two conflicting 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from gsomia.core._kept import keep_hash, restore_without_hash, state_without_hash
 from gsomia.core.instants import require_aware
 from gsomia.errors import LabelError
 
@@ -83,35 +84,27 @@ class SecurityLabel:
     hash_: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __hash__(self) -> int:
-        """The generated ``__hash__``'s value (every compared field, in order), kept."""
-        found = self.hash_
-        if found == -1:
-            found = hash(
-                (
-                    self.originator,
-                    self.classification,
-                    self.releasable_to,
-                    self.purpose,
-                    self.topics,
-                    self.created,
-                    self.caveats,
-                    self.review,
-                    self.policy,
-                    self.alternatives,
-                )
-            )
-            object.__setattr__(self, "hash_", found)
-        return found
+        """The generated ``__hash__``'s value, kept: every compared field of the label, in order."""
+        if self.hash_ != -1:
+            return self.hash_
+        return keep_hash(
+            self,
+            (
+                self.originator,
+                self.classification,
+                self.releasable_to,
+                self.purpose,
+                self.topics,
+                self.created,
+                self.caveats,
+                self.review,
+                self.policy,
+                self.alternatives,
+            ),
+        )
 
-    def __getstate__(self) -> list[object]:
-        """Pickled without the kept hash: a string's hash differs between processes."""
-        return [getattr(self, f.name) for f in fields(self) if f.name != "hash_"]
-
-    def __setstate__(self, state: list[object]) -> None:
-        names = [f.name for f in fields(self) if f.name != "hash_"]
-        for name, value in zip(names, state, strict=True):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "hash_", -1)
+    __getstate__ = state_without_hash  # pickled and copied without the kept hash
+    __setstate__ = restore_without_hash
 
     def __post_init__(self) -> None:
         require_aware(self.created, "label creation instant")

@@ -31,6 +31,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from gsomia.core._kept import keep_hash, restore_without_hash, state_without_hash
 from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.approvals import Approval, TwoPersonPolicy
 from gsomia.core.catalogue import Catalogue
@@ -128,10 +129,13 @@ class Assurance:
     hash_: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __hash__(self) -> int:
-        """The generated ``__hash__``'s value (every compared field, in order), kept."""
+        """Every compared field of the assurance, in order (the generated value), hashed once."""
         found = self.hash_
-        if found == -1:
-            found = hash(
+        return (
+            found
+            if found != -1
+            else keep_hash(
+                self,
                 (
                     self.agreement,
                     self.party,
@@ -140,20 +144,12 @@ class Assurance:
                     self.revoked_at,
                     self.id,
                     self.verified_until,
-                )
+                ),
             )
-            object.__setattr__(self, "hash_", found)
-        return found
+        )
 
-    def __getstate__(self) -> list[object]:
-        """Pickled without the kept hash: a string's hash differs between processes."""
-        return [getattr(self, f.name) for f in fields(self) if f.name != "hash_"]
-
-    def __setstate__(self, state: list[object]) -> None:
-        names = [f.name for f in fields(self) if f.name != "hash_"]
-        for name, value in zip(names, state, strict=True):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "hash_", -1)
+    __getstate__ = state_without_hash  # pickled and copied without the kept hash
+    __setstate__ = restore_without_hash
 
     def __post_init__(self) -> None:
         require_aware(self.given_at, "assurance instant")
@@ -1163,9 +1159,10 @@ class AllOf:
         head = self._head
         if head is None:
             return self._choose_generally(request, candidates, ts)
-        if self._kept and _plain(request):
-            return self._choose_plain(request, candidates, ts)
-        tail = self._tail
+        # a plain request (:func:`_plain`): the ``route_only`` rules' checks are kept per candidate
+        # and originator (:meth:`_route_checks`), one look-up for all of them after the others
+        key = (self, request.label.originator) if self._kept and _plain(request) else None
+        steps = self._tail if key is None else self._live
         fewest = _EVERY
         chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
         for candidate in candidates:
@@ -1173,7 +1170,7 @@ class AllOf:
             if failed >= fewest:
                 continue
             rest = []
-            for step in tail:
+            for step in steps:
                 check = step(request, candidate, ts)
                 if not check[1]:
                     failed += 1
@@ -1181,45 +1178,16 @@ class AllOf:
                         break
                 rest.append(check)
             else:
+                if key is not None:
+                    kept: tuple[int, tuple[Check, ...]] | None = candidate.memo.get(key)
+                    if kept is None:
+                        kept = candidate.remember(key, self._route_checks(request, candidate, ts))
+                    failed += kept[0]
+                    rest += kept[1]
                 if not failed:
                     return candidate, 0, checks + tuple(rest)
-                fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
-        assert chosen is not None  # candidates is not empty
-        return chosen
-
-    def _choose_plain(
-        self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
-    ) -> tuple[_Candidate, int, tuple[Check, ...]]:
-        """:meth:`choose` for a plain request (:func:`_plain`): the ``route_only`` rules' checks
-        (:meth:`_route_checks`) are kept per candidate and originator, one look-up for all of them.
-        The same candidate, count and checks as :meth:`choose`'s general loop (a test holds it)."""
-        head = self._head
-        assert head is not None  # choose asks this only of the standard shape
-        live = self._live
-        key = (self, request.label.originator)
-        fewest = _EVERY
-        chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
-        for candidate in candidates:
-            failed, checks = head(request, candidate, ts)
-            if failed >= fewest:
-                continue
-            rest = []
-            for step in live:
-                check = step(request, candidate, ts)
-                if not check[1]:
-                    failed += 1
-                    if failed >= fewest:
-                        break
-                rest.append(check)
-            else:
-                kept: tuple[int, tuple[Check, ...]] | None = candidate.memo.get(key)
-                if kept is None:
-                    kept = candidate.remember(key, self._route_checks(request, candidate, ts))
-                failed += kept[0]
-                if not failed:
-                    return candidate, 0, checks + tuple(rest) + kept[1]
                 if failed < fewest:
-                    fewest, chosen = failed, (candidate, failed, checks + tuple(rest) + kept[1])
+                    fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
         assert chosen is not None  # candidates is not empty
         return chosen
 
