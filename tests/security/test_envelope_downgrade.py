@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import queue
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.exchange.test_exchange import Net, net, own_item
+from tests.security._nets import three_parties
 from tests.security._versions_child import receive_as
 
 from gsomia.crypto.envelope import _seal_jose, open_envelope, seal
@@ -148,6 +151,12 @@ def test_an_administrator_sets_a_partners_lowest_and_bad_settings_are_refused(ne
     assert net.nodes["JPN"].store.audit(kind="authz.envelope.versions", limit=100)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[Net]:
+    """The three-party network, on SQLite files or on one PostgreSQL schema per party."""
+    yield from three_parties(request.param, tmp_path / "net", postgres_status)
+
+
 def _in_other_process(net: Net, texts: list[str]) -> list[dict[str, Any]]:
     """``texts`` received by a second process of JPN's node (a spawned OS process on its store)."""
     context = multiprocessing.get_context("spawn")
@@ -169,14 +178,16 @@ def _in_other_process(net: Net, texts: list[str]) -> list[dict[str, Any]]:
     return list(answers)
 
 
-def test_a_second_process_of_the_node_refuses_the_downgrade_the_first_recorded(net: Net) -> None:
+def test_a_second_process_of_the_node_refuses_the_downgrade_the_first_recorded(both: Net) -> None:
+    net = both
     _kor_sent_cose(net)  # recorded by this process
     (answer,) = _in_other_process(net, [_odd(net, "KOR", "j-other")])
     assert answer["reason"] == "envelope refused"
     assert _refusals(net, "downgrade")  # in the node's one audit log
 
 
-def test_this_process_refuses_a_downgrade_another_process_recorded_meanwhile(net: Net) -> None:
+def test_this_process_refuses_a_downgrade_another_process_recorded_meanwhile(both: Net) -> None:
+    net = both
     assert _answers(net, [_odd(net, "KOR", "j-1")]) == ["unknown message kind"]  # this process read it
     (answer,) = _in_other_process(net, [_odd(net, "KOR", "c-other", jose=False)])  # KOR's COSE, there
     assert answer["reason"] == "unknown message kind"
