@@ -91,7 +91,7 @@ def test_a_window_root_leaves_only_once_its_signed_record_is_committed(
     ``signed``): every root JPN verifies finds KOR's record of that very root committed already
     (before, the root left at once and its record went in a later commit: a sender crashing between
     the two had a root on the wire, recorded by the receiver, that its own log never named). Each
-    root waits for its commit, its link's tracks for the lock meanwhile; under JPN's deadline (2 s
+    root waits for its commit (its link's tracks do not); under JPN's deadline (2 s
     here) the link stays up and every update crosses it once."""
     monkeypatch.setattr(_service, "_ROOT_DEADLINE_S", _DEADLINE_S)
     verify = BatchVerifier.verify
@@ -146,3 +146,61 @@ def test_the_receivers_own_slow_commits_are_not_counted_against_the_sender(
         failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
     assert len(got) == 40
     assert failures == {"KOR": [], "JPN": []}
+
+
+def test_tracks_flow_while_a_window_root_waits_for_its_slow_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KOR's store takes 0.3 s to commit each signed root's record. The tracks KOR sends meanwhile
+    are not held behind that root: JPN receives track frames of KOR's next window before the root
+    of the one before (each root then matched to its window by the frames it names), and every
+    root JPN verifies still finds KOR's record of it committed. Before, every track waited for the
+    commit and its frame followed the root: no frame ever came ahead of an earlier window's root."""
+    add, verify = BatchVerifier.add, BatchVerifier.verify
+    # at each receiver of each link, in order: ("track", frame seq) or ("root", its last frame's seq)
+    arrived: dict[int, list[tuple[str, int]]] = {}
+    early: list[str] = []
+
+    with _crossing(tmp_path) as (nodes, cross):
+        kor = nodes["KOR"].store
+
+        def added(self: BatchVerifier, seq: int, body: bytes, *mark: Any) -> None:
+            arrived.setdefault(id(self), []).append(("track", seq))
+            add(self, seq, body, *mark)
+
+        def watched(self: BatchVerifier, jws: str, sender: str, at: Any) -> Any:
+            batch = verify(self, jws, sender, at)
+            if (sender, self.local) != ("KOR", "JPN"):
+                return batch
+            recorded = {
+                json.loads(r.detail)["root"]
+                for r in kor.audit(after_seq=0, kind="stream.batch", limit=100_000)
+                if r.outcome == "signed"
+            }
+            if batch.root not in recorded:
+                early.append(batch.root)
+            arrived[id(self)].append(("root", batch.first_seq + batch.count - 1))
+            return batch
+
+        def signed_root(rows: list[AuditRow]) -> bool:
+            return any(r.kind == "stream.batch" and r.outcome == "signed" for r in rows)
+
+        monkeypatch.setattr(BatchVerifier, "add", added)
+        monkeypatch.setattr(BatchVerifier, "verify", watched)
+        for name in ("append_audit", "remember_signed_arrivals"):
+            monkeypatch.setattr(kor, name, _slowed(getattr(kor, name), signed_root, 0.3))
+        got = cross(40)  # 2 s of tracks, 50 ms apart: several 0.3 s commits
+        failures = {p: _link_failures(nodes[p]) for p in ("KOR", "JPN")}  # before the servers stop
+    assert len(got) == 40
+    assert failures == {"KOR": [], "JPN": []}
+    assert not early, f"{len(early)} roots reached JPN before KOR's record of them"
+    kors = [events for events in arrived.values() if any(w == "root" for w, _ in events)]
+    assert len(kors) == 1, "JPN's one link from KOR"
+    (events,) = kors
+    assert sum(w == "root" for w, _ in events) >= 2
+    # the track frames JPN received while an earlier window's root was still to come
+    ahead = 0
+    for index, (what, seq) in enumerate(events):
+        if what == "track":
+            ahead += any(w == "root" and last < seq for w, last in events[index + 1 :])
+    assert ahead >= 5, f"only {ahead} track frames came ahead of an earlier window's root: {events}"

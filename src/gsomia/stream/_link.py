@@ -33,6 +33,7 @@ and verifies the signature. Both sides record the signed root in their audit log
 
 from __future__ import annotations
 
+import collections
 import json
 import struct
 from collections.abc import Callable
@@ -333,23 +334,36 @@ class BatchSigner:
 
 
 class BatchVerifier:
-    """The receiver's side: hash each track frame in; check the sender's signed root against it."""
+    """The receiver's side: hash each track frame in; check the sender's signed roots against them.
 
-    __slots__ = ("_first", "_frontier", "local", "peers")
+    A root may come after frames of the sender's next window (its sender's root waits for its own
+    audit record while the next window's tracks flow): each root is matched to its window by the
+    frames it names, its first frame (``first_seq``) and their count, which must be the oldest frames
+    not yet covered, in order. The leaf hashes of the frames not yet covered are kept until then,
+    with what the caller marked each with (its deadline's start, :meth:`oldest`)."""
+
+    __slots__ = ("_pending", "local", "peers")
 
     def __init__(self, local: str, peers: Callable[[str], PeerIdentity | None]) -> None:
         self.local = local
         self.peers = peers
-        self._frontier = Frontier()
-        self._first = 0
+        self._pending: collections.deque[tuple[int, bytes, Any]] = collections.deque()
 
-    def add(self, seq: int, body: bytes) -> None:
-        if self._frontier.size == 0:
-            self._first = seq
-        self._frontier.append(leaf_hash(body))
+    def add(self, seq: int, body: bytes, mark: Any = None) -> None:
+        self._pending.append((seq, leaf_hash(body), mark))
+
+    @property
+    def pending(self) -> int:
+        """The frames received that no verified root covers yet."""
+        return len(self._pending)
+
+    def oldest(self) -> Any:
+        """The mark of the oldest frame not yet covered (``None`` if every frame is)."""
+        return self._pending[0][2] if self._pending else None
 
     def verify(self, jws: str, sender: str, at: datetime) -> SignedBatch:
-        """The batch, if signed by ``sender`` over exactly the frames received; else ``LinkError``."""
+        """The batch, if signed by ``sender`` over exactly the oldest frames not yet covered, as many
+        as it names, from the first it names; else ``LinkError``. Those frames are then covered."""
         try:
             issuer, content = verify_origin(jws, self.peers, at)
             data = json.loads(content)
@@ -357,14 +371,29 @@ class BatchVerifier:
             raise LinkError(
                 "bad-batch-signature", f"{sender}'s batch root signature does not verify"
             ) from exc
-        root = self._frontier.root().hex() if self._frontier.size else ""
-        expected = (sender, self.local, self._first, self._frontier.size, root)
-        got = (issuer, data.get("recipient"), data.get("first_seq"), data.get("count"), data.get("root"))
-        if data.get("kind") != "stream-batch" or data.get("sender") != issuer or got != expected:
+        pending = self._pending
+        first, count = data.get("first_seq"), data.get("count")
+        expected_first = pending[0][0] if pending else None
+        # a window out of order, twice, or naming frames not received (or more than were) is refused
+        named = (
+            type(first) is int
+            and type(count) is int
+            and first == expected_first
+            and 0 < count <= len(pending)
+        )
+        frontier = Frontier()
+        if named:
+            for index in range(count):
+                frontier.append(pending[index][1])
+        root = frontier.root().hex() if named else ""
+        expected = (sender, self.local, root)
+        got = (issuer, data.get("recipient"), data.get("root"))
+        if not named or data.get("kind") != "stream-batch" or data.get("sender") != issuer or got != expected:
             raise LinkError(
                 "bad-batch-signature",
                 f"{sender}'s signed batch does not match the frames received "
-                f"(signed {got[2]}+{got[3]}, received {expected[2]}+{expected[3]})",
+                f"(signed {first}+{count}, received {expected_first}+{len(pending)} not yet covered)",
             )
-        self._frontier = Frontier()
-        return SignedBatch(issuer, self.local, expected[2], expected[3], root, jws)
+        for _ in range(count):
+            pending.popleft()
+        return SignedBatch(issuer, self.local, first, count, root, jws)

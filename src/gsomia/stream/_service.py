@@ -306,6 +306,8 @@ class _OutLink:
         self.peers = peers  # the store's peers generation when that key was last checked
         self.key_until = key_until  # the POSIX instant that key ends or is revoked, as checked then
         self.lock = asyncio.Lock()
+        # held while a window's root awaits its audit record's commit: one root in flight at a time
+        self.rooting = asyncio.Lock()
         self.consents_sent: set[str] = set()
         # waiting for the next frame: this node's own track messages (signed when the frame is
         # made) and tracks relayed for their originators (already signed)
@@ -1130,27 +1132,32 @@ class StreamService:
         (``stream.batch`` ``signed``) is committed: a root never leaves that this node's log does not
         hold (a sender that crashed between the two had signed, and the receiver recorded, a root
         its own log never named). One commit a window (every 50 ms at most, in the process's group
-        commit with the other links' and the receivers' records), not a track: the link's tracks
-        wait for the lock meanwhile and go in the next frame. A record that fails fails the link
-        (its root is never sent; the receiver drops the link for want of it)."""
+        commit with the other links' and the receivers' records), not a track. The link's tracks do
+        not wait for it: the next window's frames go meanwhile, before this root (the receiver matches
+        a root to its window by the frames the root names). One root at a time a link awaits its
+        commit (``link.rooting``): the next window closes only once this root is sent. A record that
+        fails fails the link (its root is never sent; the receiver drops the link for want of it)."""
         link = self._links.get(party)
         if link is None or link.signer.pending == 0:
             return
-        async with link.lock:  # no frame between the window's last and its root (the receiver's order)
-            batch = link.signer.close(self.kernel.clock())
-            if batch is None:
-                return
-            row = self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())
+        async with link.rooting:
+            async with link.lock:  # the window closes at a frame boundary
+                batch = link.signer.close(self.kernel.clock())
+                if batch is None:
+                    return
+                row = self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())
+                recorded = self._memory.record([row])
             try:
-                await self._memory.record([row])
+                await recorded
             except GsomiaError:
                 raise
             except Exception as exc:  # a store's own error: the link fails, audited, the root unsent
                 raise LinkError(
                     "unrecorded-batch", f"the audit record of the root for {party} failed"
                 ) from exc
-            for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
-                await link.ws.send(frame)
+            async with link.lock:
+                for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
+                    await link.ws.send(frame)
         self.stats.batches_signed += 1
 
     async def _tick(self) -> None:
@@ -1417,7 +1424,7 @@ class StreamService:
             if frame.kind == READY:
                 continue
             if frame.kind == TRACKS:
-                verifier.add(frame.seq, frame.body)
+                verifier.add(frame.seq, frame.body, (began, stalls.total))
                 if deadline is None:
                     deadline = Deadline(stalls, _ROOT_DEADLINE_S, _OWN_DELAY_CAP_S)
                 else:
@@ -1457,7 +1464,12 @@ class StreamService:
             elif frame.kind == BATCH:
                 jws = _text(frame.body, frame.seq, peer)
                 batch = verifier.verify(jws, peer, self.kernel.clock())
-                deadline = None
+                # the frames still uncovered (the sender's next window, sent while this root waited
+                # for its record): their own deadline, from the oldest one's arrival
+                oldest = verifier.oldest()
+                deadline = (
+                    None if oldest is None else Deadline(stalls, _ROOT_DEADLINE_S, _OWN_DELAY_CAP_S, oldest)
+                )
                 self.stats.batches_verified += 1
                 read_so_far.put_nowait(_Rooted(session.received, batch.audit_detail()))
             elif frame.kind == ACK:

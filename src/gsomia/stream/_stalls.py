@@ -87,12 +87,15 @@ class Deadline:
 
     __slots__ = ("_began", "_charged", "_stalled", "_stalls", "_waited", "allowance", "seconds")
 
-    def __init__(self, stalls: Stalls, seconds: float, allowance: float) -> None:
+    def __init__(
+        self, stalls: Stalls, seconds: float, allowance: float, since: tuple[float, float] | None = None
+    ) -> None:
         self._stalls = stalls
         self.seconds = seconds
         self.allowance = allowance
-        self._began = stalls.settle()  # a stall before the deadline began is not left out of it
-        self._stalled = stalls.total
+        # from now, or from an earlier ``since`` = (monotonic instant, ``stalls.total`` then): a stall
+        # before the deadline began is not left out of it
+        self._began, self._stalled = since if since is not None else (stalls.settle(), stalls.total)
         self._charged = 0.0
         self._waited = 0.0
 
