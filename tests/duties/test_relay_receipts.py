@@ -161,3 +161,17 @@ def test_relay_receipts_in_one_push_sharing_a_batch_receipt_are_each_checked(net
         "b3": 1,
         "b4": 1,
     }
+
+
+def test_the_same_receipt_twice_in_one_push_is_counted_once(net: Net) -> None:
+    """A relay receipt's look-ups are read once a push (issue 18); one recorded earlier in the same
+    push counts as kept: the same receipt passed on twice in one push is one ``reached`` entry."""
+    _through_the_hub(net, "t1")
+    genuine = _receipt(net, "JPN", "t1")
+    usa = net.nodes["USA"]
+    peer = usa.exchange.peer("KOR")
+    assert peer is not None
+    body = {"kind": "relay-receipt", "item": "t1", "receipt": genuine}
+    twice = [seal(usa.ring, peer, body, msg_id=uuid.uuid4().hex, at=net.clock.now, ttl=HOUR) for _ in "ab"]
+    assert [a["status"] for a in net.inbox("KOR", twice)] == ["recorded", "recorded"]
+    assert len(_reached(net, "t1")) == 2  # the relay's own and this one, once
