@@ -20,6 +20,7 @@ from typing import Any
 from gsomia._codec import canonical, unstorable
 from gsomia.core.instants import epoch_us
 from gsomia.crypto.envelope import Opened, verify_origin
+from gsomia.crypto.keys import PeerIdentity
 from gsomia.errors import GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._consents import Consents
@@ -52,6 +53,7 @@ class Hops(Consents):
     def relay_receipts(self, outcomes: list[dict[str, Any]], now: datetime) -> None:
         """For each relay this node settled as delivered in ``outcomes``, the final recipient's
         receipt queued for the release's sender, written with the outcome (``outbox``)."""
+        relays: list[tuple[dict[str, Any], OutboxRow, PeerIdentity]] = []
         for outcome in outcomes:
             entry: OutboxRow = outcome["expected"]
             if outcome["state"] != "delivered" or entry.kind != "item" or entry.item_id is None:
@@ -63,8 +65,12 @@ class Hops(Consents):
             peer = self.peer(originator)
             if peer is None:
                 continue  # no link back: the originator sees the hub only
+            relays.append((outcome, entry, peer))
+        # the relayed items' rows read at once for the batch, not one query a relay (issue 18)
+        rows = self.kernel.store.get_items([str(e.item_id) for _, e, _ in relays]) if relays else {}
+        for outcome, entry, peer in relays:
             # named as the originator named it (issue 22 §4: the reference here may be another)
-            row = self.kernel.store.get_item(entry.item_id)
+            row = rows.get(str(entry.item_id))
             body = {"kind": RELAY_RECEIPT, "item": entry.item_id, "receipt": outcome["receipt"]}
             if row is not None:
                 body |= {"item": row.name, "originator": row.originator}
