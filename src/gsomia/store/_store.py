@@ -600,6 +600,10 @@ def bump(conn: Connection, name: str) -> int:
     return int(value)
 
 
+# an item's inventory entries as ``InventoryRow``s, named by the item's id
+_INVENTORY = select(
+    t.items.c.id, *(t.inventory.c[name] for name in ("at_us", "kind", "party", "actor", "detail"))
+).join(t.items, t.items.c.seq == t.inventory.c.item_seq)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 # the INSERT statement of a table's columns for a driver's paramstyle, written once
@@ -1507,19 +1511,7 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(t.items)).scalar_one())
 
     def inventory(self, item_id: str) -> list[InventoryRow]:
-        query = (
-            select(
-                t.items.c.id,
-                t.inventory.c.at_us,
-                t.inventory.c.kind,
-                t.inventory.c.party,
-                t.inventory.c.actor,
-                t.inventory.c.detail,
-            )
-            .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
-            .where(t.items.c.id == item_id)
-            .order_by(t.inventory.c.seq)
-        )
+        query = _INVENTORY.where(t.items.c.id == item_id).order_by(t.inventory.c.seq)
         with self._read() as conn:
             return [InventoryRow(*r) for r in conn.execute(query)]
 
@@ -1531,16 +1523,7 @@ class Store:
         with self._read() as conn:
             for start in range(0, len(wanted), _IN_CHUNK):
                 query = (
-                    select(
-                        t.items.c.id,
-                        t.inventory.c.at_us,
-                        t.inventory.c.kind,
-                        t.inventory.c.party,
-                        t.inventory.c.actor,
-                        t.inventory.c.detail,
-                    )
-                    .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
-                    .where(among(conn, t.items.c.id, wanted[start : start + _IN_CHUNK]))
+                    _INVENTORY.where(among(conn, t.items.c.id, wanted[start : start + _IN_CHUNK]))
                     .where(t.inventory.c.kind == kind)
                     .order_by(t.inventory.c.seq)
                 )
