@@ -130,7 +130,8 @@ def _run(tmp_path: Path, total: int) -> None:
             [f"  {line}" for line in kills]
             + [
                 f"  after: {total:,} held once at JPN, {total:,} receipts at KOR; inventory and audit "
-                f"once per item on both sides; {duplicates} resent envelopes answered as duplicates"
+                f"once per item on both sides; resent envelopes answered as duplicates: {duplicates} "
+                f"records of their own (a minute's first 10 per sender; the kernel's tally counts the rest)"
             ],
         )
     )

@@ -16,7 +16,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from tests.exchange.test_exchange import Net, net
+from tests.exchange.test_exchange import Net, net, own_item
 
 from gsomia.crypto.envelope import seal
 from gsomia.kernel import NodeContext
@@ -112,3 +112,35 @@ def test_a_partners_refused_equivalence_changes_are_bounded_too(net: Net) -> Non
     net.nodes["JPN"].kernel.close_refusal_tallies()
     (tally,) = [r for r in _records(net, "refusal.tally") if r["subject"] == "equivalence.receive"]
     assert (tally["source"], tally["code"], tally["count"]) == ("KOR", "InvalidInputError", 40)
+
+
+def test_a_partner_resending_one_envelope_thousands_of_times_costs_a_few_records_and_a_count(
+    net: Net,
+) -> None:
+    """The same genuine envelope, delivered once, sent again 2,000 times: each answered as a duplicate
+    with its stored receipt, audited in bounded space (before: one ``envelope.duplicate`` record each,
+    2,000 permanent records). The first 10 of the minute are records of their own, as before (the
+    sender, the item, the message id); one ``refusal.tally`` record gives the exact count."""
+    own_item(net, "KOR", "dup-1")
+    entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "dup-1", "JPN")
+    jpn = net.nodes["JPN"].exchange
+    (first,) = jpn.receive([entry.envelope], source="192.0.2.7")
+    assert first["status"] == "stored"
+    before = len(net.nodes["JPN"].store.audit(limit=1_000_000))
+    for _ in range(4):
+        answers = jpn.receive([entry.envelope] * 500, source="192.0.2.7")
+        assert {(a["status"], a["receipt"]) for a in answers} == {("duplicate", first["receipt"])}
+    own = _records(net, "envelope.duplicate")
+    assert len(own) == RECORDED
+    assert {(r["actor"], r["subject"], r["msg_id"]) for r in own} == {("KOR", "dup-1", entry.msg_id)}
+    net.clock.advance(seconds=61)
+    net.nodes["JPN"].kernel.close_refusal_tallies()
+    (tally,) = [r for r in _records(net, "refusal.tally") if r["subject"] == "envelope.duplicate"]
+    assert (tally["source"], tally["code"], tally["count"]) == ("KOR", "duplicate", 2000)
+    grown = len(net.nodes["JPN"].store.audit(limit=1_000_000)) - before
+    assert grown <= RECORDED + 1 + 5  # its records, the tally, and what else the node wrote
+    node = net.nodes["JPN"]
+    node.audit.sign_head()
+    report = node.audit.verify()
+    assert report.ok, report.problem
+    assert net.nodes["JPN"].store.count_items() == 1

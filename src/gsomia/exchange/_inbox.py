@@ -61,6 +61,7 @@ _ASSURED = "inbox.assurances"  # Batch.prefetched: the assurances on file at the
 _BOUND = "bdo-"  # the message ids of ADatP-4778 bindings (receive_bound): no envelope's may start so
 
 _REFUSED = "envelope.refused"  # the audit kind of a message refused (tallied per sender and code)
+_DUPLICATE = "envelope.duplicate"  # of a message received before (tallied per sender, as refusals)
 
 # refusals of the envelope alone, not of what it carries: the clocks differ, or it expired on the way
 _FOR_NOW = ("not-yet-valid", "expired")
@@ -385,9 +386,13 @@ class Inbox(Equivalences):
                 msg_id=opened.msg_id,
             )
         if seen is not None:
-            self.kernel.record(
-                "envelope.duplicate", opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id
+            # answered with the stored receipt; audited in bounded space as the refusals are (per
+            # sender and minute, the first 10 a record each, the rest counted: :meth:`tally_refused`):
+            # a partner resending one envelope thousands of times made one permanent record each
+            row = self.kernel.audit_row(
+                _DUPLICATE, opened.sender, seen.item_id, "allowed", msg_id=opened.msg_id
             )
+            accepted.refused.append((_DUPLICATE, opened.sender, "duplicate", "sent again", row))
             return {"status": "duplicate", "receipt": seen.receipt, "reason": None}
         kind = opened.body.get("kind")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None

@@ -58,7 +58,7 @@ from gsomia.errors import (
 )
 from gsomia.exchange import inbox_body_limit
 from gsomia.node import MAX_PAGE, Item, Node, PortionIngest
-from gsomia.store import ItemFilter, StatusRow
+from gsomia.store import AuditRow, ItemFilter, StatusRow
 from gsomia.taxii._stix import (
     STIX_MEDIA_TYPE,
     check_banner,
@@ -540,11 +540,57 @@ def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRou
         """Each object checked and ingested on its own (in a worker thread, off the event loop)."""
         successes: list[tuple[str, str]] = []
         failures: list[tuple[str, str, str]] = []
+        refused: list[tuple[str, str, str]] = []  # (code, STIX id, reason): audited once all are checked
+        try:
+            ingest_each(person, target, objects, requested, successes, failures, refused)
+        finally:
+            audit_refused(person, refused)
+        row = StatusRow(
+            str(uuid.uuid4()), person.id, target.id, epoch_us(requested), tuple(successes), tuple(failures)
+        )
+        node.statuses.keep(row)
+        return row
+
+    def audit_refused(person: Person, refused: list[tuple[str, str, str]]) -> None:
+        """The objects of one request refused before ingest (``unimportable``: not a labelled STIX
+        object gsomia can hold; ``marking``: its markings disagree), audited in bounded space through
+        the kernel's tally, per caller, code and minute (``NodeContext.tally``): the first 10 a
+        ``taxii.object`` record each naming the caller (``actor``) and the object, the rest counted,
+        one ``refusal.tally`` record (``source`` the caller) with the exact count once the minute has
+        closed. A caller posting a million unlabelled objects made as many permanent records, none
+        of which said who asked."""
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for code, stix_id, reason in refused:
+            groups.setdefault(code, []).append((stix_id, reason))
+        for code, group in groups.items():
+
+            def rows(
+                counted_as: str, _caller: str, own: int, of: list[tuple[str, str]] = group
+            ) -> list[AuditRow]:
+                where = {} if counted_as == person.id else {"counted_as": counted_as}
+                return [
+                    node.kernel.audit_row(
+                        "taxii.object", person.id, stix_id, "refused", status=422, reason=reason, **where
+                    )
+                    for stix_id, reason in of[:own]
+                ]
+
+            node.kernel.tally("taxii.object", person.id, code, group[0][1], rows, count=len(group))
+
+    def ingest_each(
+        person: Person,
+        target: Collection,
+        objects: list[Any],
+        requested: datetime,
+        successes: list[tuple[str, str]],
+        failures: list[tuple[str, str, str]],
+        refused: list[tuple[str, str, str]],
+    ) -> None:
         for result in import_objects(objects):
             version = result.version or timestamp_us(epoch_us(requested))
             entry = result.imported
             if entry is None:
-                node.kernel.record_refusal("taxii.object", result.stix_id, 422, result.reason or "refused")
+                refused.append(("unimportable", result.stix_id, result.reason or "refused"))
                 failures.append((result.stix_id, version, result.reason or "refused"))
                 continue
             originator = str(entry.label.get("originator", "")).upper()
@@ -557,7 +603,7 @@ def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRou
             try:
                 check_banner(entry, node.catalogue)  # portions: the object marking is the highest of theirs
             except InvalidInputError as exc:
-                node.kernel.record_refusal("taxii.object", result.stix_id, 422, str(exc))
+                refused.append(("marking", result.stix_id, str(exc)))
                 failures.append((result.stix_id, version, str(exc)))
                 continue
             try:
@@ -589,11 +635,6 @@ def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRou
                 failures.append((result.stix_id, version, str(exc)))
                 continue
             successes.append((result.stix_id, version))
-        row = StatusRow(
-            str(uuid.uuid4()), person.id, target.id, epoch_us(requested), tuple(successes), tuple(failures)
-        )
-        node.statuses.keep(row)
-        return row
 
     @router.post("/api/collections/{collection_id}/objects/", status_code=202)
     async def add_objects(collection_id: str, request: Request, person: Caller) -> JSONResponse:
