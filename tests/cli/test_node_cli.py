@@ -253,3 +253,25 @@ def test_an_item_in_portions_from_the_command_line(tmp_path: Path) -> None:
     parts.write_text('{"id": "not a list"}', encoding="utf-8")
     assert "portions" in run(*base, "--portions", str(parts), code=2)
     assert "--portions alone" in run(*base, "--portions", str(parts), "--label", str(parts), code=2)
+
+
+def test_peer_envelopes_shows_and_sets_the_versions_opened_and_refuses_bad_settings(tmp_path: Path) -> None:
+    d = str(make(tmp_path))
+    assert run("peer", "envelopes", "--dir", d) == []  # nothing set: every version opened
+    shown = run(
+        "peer", "envelopes", "--dir", d, "--party", "all", "--lowest", "2", "--from", "2099-01-01T00:00Z"
+    )
+    assert [(r["party"], r["lowest"], r["pending"], r["cause"], r["by"]) for r in shown] == [
+        ("all", 2, True, "set", "operator")
+    ]
+    assert shown[0]["since"].startswith("2099-01-01T00:00:00")
+    assert "not a registered peer" in run(
+        "peer", "envelopes", "--dir", d, "--party", "KOR", "--lowest", "2", code=2
+    )
+    assert "both --party and --lowest" in run("peer", "envelopes", "--dir", d, "--lowest", "2", code=2)
+    result = runner.invoke(app, ["peer", "envelopes", "--dir", d, "--party", "all", "--lowest", "4"])
+    assert result.exit_code == 2  # out of range: typer's own refusal names the option
+    assert "--lowest" in result.stderr
+    text = runner.invoke(app, ["peer", "envelopes", "--dir", d])
+    assert text.exit_code == 0
+    assert "all  lowest 2: COSE (gsomia-envelope/2 and /3)  from 2099-01-01T00:00:00+00:00" in text.stdout

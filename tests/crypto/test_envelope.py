@@ -208,6 +208,7 @@ def test_round_trip_gives_back_the_body_and_who_sent_it(net: Network) -> None:
         expires_at=AT + TTL,
         body=BODY,
         sender_kid=net.rings["KOR"].signing_key(AT)[0],
+        version=1,  # the JOSE format's (the version a node's envelope versions are kept in)
     )
 
 

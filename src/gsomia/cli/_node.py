@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -287,6 +287,70 @@ def peer_revoke_key(
     done = node.exchange.revoke_peer_key(None, party.upper(), kid, when)
     already = "" if done.changed else " (revoked already: nothing changed)"
     console().print(f"{party.upper()} key {kid} refused from {done.revoked_at.isoformat()}{already}")
+
+
+_FORMATS = {1: "JOSE (gsomia-envelope/1)", 2: "COSE (gsomia-envelope/2 and /3)", 3: "gsomia-envelope/3 only"}
+
+
+@peer_app.command("envelopes")
+@guard
+def peer_envelopes(
+    directory: DirOpt,
+    party: Annotated[
+        str | None,
+        typer.Option(help="The partner whose lowest envelope version is set, or 'all' for every partner."),
+    ] = None,
+    lowest: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=3,
+            help="The lowest envelope version opened from it: 1 JOSE, 2 COSE (base64url or base64), "
+            "3 only what nodes seal now. Omit both to show what is set.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="For 'all' only: from this instant on (a cut-off; default: now), e.g. 2027-01-01T00:00Z.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set the envelope versions this node opens from its partners.
+
+    A partner whose COSE envelope has opened here is no longer heard in JOSE (set automatically, a
+    'downgrade' refused and audited); an administrator can raise or lower a partner's lowest version,
+    and set a cut-off after which JOSE (or anything older than version 3) is refused from everyone."""
+    node = open_node(directory)
+    if party is not None or lowest is not None or since is not None:
+        if party is None or lowest is None:
+            raise InvalidInputError("set with both --party and --lowest (and --from for 'all')")
+        who = "*" if party.lower() == "all" else party.upper()
+        when = parse_instant(since, UTC) if since else None
+        node.exchange.set_envelope_versions(None, who, lowest, when)
+    rows = sorted(node.exchange.envelope_versions().values(), key=lambda r: r.party)
+    shown = [
+        {
+            "party": "all" if row.party == "*" else row.party,
+            "lowest": row.lowest,
+            "since": datetime.fromtimestamp(row.since_us / 1e6, UTC).isoformat(),
+            "pending": row.pending,
+            "cause": row.cause,
+            "by": row.by,
+        }
+        for row in rows
+    ]
+    if as_json:
+        emit(shown)
+        return
+    if not rows:
+        console().print("every envelope version is opened from every partner (nothing set)")
+    for row, view in zip(rows, shown, strict=True):
+        at = f"{'from' if row.pending else 'since'} {view['since']}"
+        why = "it sent COSE" if row.cause == "sent" else f"set by {row.by}"
+        console().print(f"{view['party']}  lowest {row.lowest}: {_FORMATS[row.lowest]}  {at}  ({why})")
 
 
 @outbox_app.command("prove")

@@ -13,7 +13,9 @@ RFC 9053 algorithms, the layout in the COSE section below. The message travels i
 nodes sealed before ``/3`` (its URL-safe alphabet cost a batch three times the standard one's
 coding, issue 18), and ``gsomia-envelope/1`` the JOSE hop sealed before that (a compact JWS inside a
 compact JWE, ``ECDH-ES`` and ``A256GCM``, in ``{"format": "gsomia-envelope/1", "jwe": ...}``): both
-are still opened, with the same checks, for the envelopes sealed before and still in flight;
+are still opened, with the same checks, for the envelopes sealed before and still in flight, unless
+the caller's ``accepts`` refuses that version from the sender the envelope names (the exchange's
+envelope versions, per partner, kept in the store), which it is asked before any key is used;
 :func:`seal` writes only ``/3``; any other marker is ``unsupported-version``.
 
 ECDH-ES is anonymous: anyone holding the recipient's public key can encrypt to it, so
@@ -76,12 +78,15 @@ __all__ = [
     "APPROVAL_TYPE",
     "COSE_URL_FORMAT",
     "ENVELOPE_FORMAT",
+    "ENVELOPE_VERSION",
+    "FORMAT_VERSIONS",
     "ITEM_TYPE",
     "JOSE_FORMAT",
     "TRACKS_TYPE",
     "EnvelopeError",
     "Opened",
     "envelope_routing",
+    "is_current",
     "open_envelope",
     "seal",
     "sign_origin",
@@ -93,6 +98,9 @@ __all__ = [
 ENVELOPE_FORMAT = "gsomia-envelope/3"  # what seal writes: COSE in standard base64
 COSE_URL_FORMAT = "gsomia-envelope/2"  # read: the same COSE in base64url, sealed before /3
 JOSE_FORMAT = "gsomia-envelope/1"  # read for the envelopes sealed before the switch to COSE
+# Each format's version, the number a node's envelope versions are kept in (gsomia.exchange)
+FORMAT_VERSIONS = {JOSE_FORMAT: 1, COSE_URL_FORMAT: 2, ENVELOPE_FORMAT: 3}
+ENVELOPE_VERSION = FORMAT_VERSIONS[ENVELOPE_FORMAT]  # what seal writes, always opened
 VERSION = 1
 HOP_TYPE = "gsomia-hop+jws"
 ITEM_TYPE = "gsomia-item+jws"
@@ -129,6 +137,8 @@ class Opened:
     expires_at: datetime
     body: dict[str, Any]
     sender_kid: str
+    # the envelope's format version (FORMAT_VERSIONS); 0: not an envelope (an imported binding's message)
+    version: int = 0
 
 
 # --------------------------------------------------------------------------- producing JOSE
@@ -495,7 +505,7 @@ def seal(
     ttl: timedelta,
 ) -> str:
     """Sign ``body`` with this node's key, encrypt it to ``recipient``, and return the envelope text
-    (``gsomia-envelope/2``: a COSE_Sign1 inside a COSE_Encrypt, see the COSE section below).
+    (``gsomia-envelope/3``: a COSE_Sign1 inside a COSE_Encrypt, see the COSE section below).
 
     The envelope is valid from ``at`` for ``ttl`` (whole seconds). Raises
     ``InvalidInputError`` for a bad ``msg_id``, ``ttl`` or a body that is not JSON,
@@ -731,6 +741,12 @@ def _wrapped(text: str | bytes) -> tuple[str, bytes, int, int]:
     return name, data, 0, len(data)
 
 
+def is_current(text: str) -> bool:
+    """Whether ``text`` is in the format :func:`seal` writes now (``/3``), as its writer wrote it:
+    the sender seals anything older again before it goes (a receiver may no longer open it)."""
+    return text.startswith(_COSE_WRAPPER_TEXT)
+
+
 def envelope_routing(text: str) -> dict[str, Any]:
     """The routing of an envelope (``iss``, ``aud``, ``jti`` the message id, ``iat``, ``exp`` its
     expiry) read without decrypting and NOT authenticated: only for this node's own envelopes (an
@@ -749,29 +765,38 @@ def open_envelope(
     identities: Callable[[str], PeerIdentity | None],
     at: datetime,
     skew: timedelta = timedelta(minutes=5),
+    *,
+    accepts: Callable[[int, str], None] | None = None,
 ) -> Opened:
     """Decrypt and verify an envelope addressed to this node; every failure is ``EnvelopeError``.
 
     The checks, in order: the format marker (``unsupported-version``, ``malformed``); the
     outer header (``malformed``, ``unsupported-version``) and its ``aud`` (``wrong-recipient``);
+    for a format older than the one :func:`seal` writes, ``accepts(version, sender)`` with the
+    sender the header names (not yet authenticated: a refusal only), which raises ``EnvelopeError``
+    for a version this node no longer opens from it (nothing more of the envelope is read then);
     this node's key named by ``kid`` at ``at`` (``unknown-key``, ``revoked-key``,
     ``key-not-valid``); decryption (``decrypt-failed``); the inner signature's header
     (``malformed``); the sender named by ``iss`` (``unknown-sender``) and its signing key
     named by the inner ``kid`` (key codes as above); the signature
     (``bad-signature``); the signed claims against the header (``wrong-recipient``,
     ``malformed``); and the lifetime, allowing ``skew`` either way (``expired``,
-    ``not-yet-valid``). ``gsomia-envelope/2`` (COSE) is what :func:`seal` writes;
-    ``gsomia-envelope/1`` (JOSE) is read for the envelopes sealed before the switch.
+    ``not-yet-valid``). ``gsomia-envelope/3`` (COSE) is what :func:`seal` writes;
+    ``gsomia-envelope/2`` (the same in base64url) and ``/1`` (JOSE) are read for the envelopes
+    sealed before, as ``accepts`` allows. The opened envelope carries its format's version.
     """
     _aware(at)
     if len(text) > MAX_ENVELOPE_CHARS:
         raise EnvelopeError("malformed")
     name, data, start, end = _wrapped(text)
     payload: bytes | memoryview
+    version = FORMAT_VERSIONS[name]
     if name != JOSE_FORMAT:
         outer, sealed = _read_cose(data, start, end, name == ENVELOPE_FORMAT)
         if outer["aud"] != ring.party:
             raise EnvelopeError("wrong-recipient")
+        if accepts is not None and version != ENVELOPE_VERSION:
+            accepts(version, outer["iss"])
         decrypted = _cose_decrypt(sealed, ring._decrypter(outer["kid"], at))
         protected, first, last, signature, sender_kid = _read_sign1(decrypted, _SIG_ROOM)
         sender = identities(outer["iss"])
@@ -783,6 +808,8 @@ def open_envelope(
     else:
         outer, jwe = _read_jwe(data, start, end)
         _hop_header(outer, ring.party)  # before this node's key is chosen and used
+        if accepts is not None:
+            accepts(version, outer["iss"])  # and before the JOSE path reads any more of it
         plain = _decrypt(outer, jwe, ring._decrypter(outer["kid"], at))
         signed = _parsed_jws(plain, _HOP_JWS_HEADER, HOP_TYPE)
         sender = identities(outer["iss"])
@@ -797,7 +824,14 @@ def open_envelope(
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
     _check_lifetime(issued_at, expires_at, at, skew)
     return Opened(
-        claims["iss"], claims["aud"], claims["jti"], issued_at, expires_at, claims["body"], sender_kid
+        claims["iss"],
+        claims["aud"],
+        claims["jti"],
+        issued_at,
+        expires_at,
+        claims["body"],
+        sender_kid,
+        version,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from gsomia.core.access import Person, Role
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import ReleaseDecision
-from gsomia.crypto.envelope import seal
+from gsomia.crypto.envelope import is_current, seal
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.errors import BodyTooLargeError, GsomiaError, InvalidInputError, NotFoundError, TransportError
 from gsomia.exchange._approvals import Approvals
@@ -237,10 +237,13 @@ class Deliveries(Approvals):
                     bodies[entry.msg_id] = body
                 elif not envelope:  # released unsealed (in a selection), and its message cannot be built
                     refusal = "the item message could not be built at the instant of sending"
-            # an expired envelope, or a message other than an item tried before (a receiver refused it
-            # for its clock, say), goes in a fresh envelope; the body and its inner signature are kept
+            # an expired envelope, one sealed in an older format (a receiver that has opened this
+            # node's COSE no longer opens its JOSE: exchange/_versions.py), or a message other than an
+            # item tried before (a receiver refused it for its clock, say), goes in a fresh envelope;
+            # the body and its inner signature are kept
             if refusal is None and (
-                (envelope and self._expired(envelope, now)) or (entry.kind != "item" and entry.attempts)
+                (envelope and (not is_current(envelope) or self._expired(envelope, now)))
+                or (entry.kind != "item" and entry.attempts)
             ):
                 try:
                     envelope = self._reseal(entry, decision, now)

@@ -35,9 +35,10 @@ from gsomia.core.portions import banner
 from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, signed_payload, verify_origin
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
-from gsomia.exchange._equivalences import EQUIVALENCE_KIND, Equivalences
+from gsomia.exchange._equivalences import EQUIVALENCE_KIND
 from gsomia.exchange._hops import RELAY_RECEIPT
 from gsomia.exchange._messages import consent_from_content, message_id, receipt_id
+from gsomia.exchange._versions import EnvelopeVersions
 from gsomia.kernel import (
     ItemContent,
     PortionedContent,
@@ -71,7 +72,7 @@ _UNOPENED = EnvelopeError("tallied")
 _UNOPENED_FOR_NOW = EnvelopeError("tallied-for-now")  # the same, of a code in _FOR_NOW (retry)
 
 
-class Inbox(Equivalences):
+class Inbox(EnvelopeVersions):
     """Envelopes arriving from peers, a batch in one transaction."""
 
     def _register_own(self) -> None:
@@ -97,11 +98,15 @@ class Inbox(Equivalences):
         results: list[dict[str, Any]] = []
         accepted = Batch()
         opened: list[Opened | EnvelopeError] = []
+        accepts = self._accepts(now)  # the envelope versions this node still opens, from whom
         for text in texts:
             try:
-                opened.append(open_envelope(self.ring, text, self._identities, now, self.skew))
+                opened.append(
+                    open_envelope(self.ring, text, self._identities, now, self.skew, accepts=accepts)
+                )
             except EnvelopeError as exc:
                 opened.append(exc)
+        self._note_versions(opened, now)
         if source is not None:
             opened = self._tally_unopened(opened, source)
         # a batch envelope (many item messages under one hop signature and encryption): each of its
@@ -198,6 +203,7 @@ class Inbox(Equivalences):
                         batch.expires_at,
                         body,
                         batch.sender_kid,
+                        batch.version,
                     )
                 )
         if reason is not None:
@@ -337,7 +343,9 @@ class Inbox(Equivalences):
         try:
             if isinstance(first, EnvelopeError):
                 raise first
-            opened = first or open_envelope(self.ring, text, self._identities, now, self.skew)
+            opened = first or open_envelope(
+                self.ring, text, self._identities, now, self.skew, accepts=self._accepts(now)
+            )
         except EnvelopeError as exc:
             note = {"note": exc.note} if exc.note else {}
             refused = self.refused(

@@ -19,7 +19,7 @@ from gsomia.core.instants import epoch_us
 from gsomia.crypto.envelope import envelope_routing as _routing
 from gsomia.errors import InvalidInputError
 from gsomia.kernel import ItemContent, item_content, parse_item_content
-from gsomia.store import uuid7
+from gsomia.store import uuid7_hex
 
 __all__ = [
     "BATCH_RECEIPT_KIND",
@@ -50,7 +50,7 @@ def message_id(now: datetime) -> str:
     5-8 µs a call at load (the UUID object's checks and its int), this ~2; and the unique indexes
     the ids go in (the outbox's and the inbox's ``msg_id``, the audit records' ``entry_id``) grow at
     their right edge instead of taking each insert at a random leaf (issue 18)."""
-    return f"{uuid7(epoch_us(now) // 1000):032x}"
+    return uuid7_hex(epoch_us(now) // 1000)
 
 
 def receipt_content(

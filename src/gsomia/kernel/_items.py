@@ -37,7 +37,7 @@ from gsomia.crypto.atrest import PayloadCipher
 from gsomia.crypto.envelope import sign_origin
 from gsomia.crypto.keys import KeyRing
 from gsomia.errors import EnvelopeError, GsomiaError, InvalidInputError, LabelError, NotFoundError, ProofError
-from gsomia.store import ItemRow, NewItem, Store, uuid7
+from gsomia.store import ItemRow, NewItem, Store, uuid7_hex
 
 __all__ = [
     "ITEM_ID",
@@ -95,7 +95,7 @@ def new_item_id(now: datetime) -> str:
     the unique indexes on ``items.id`` and ``items.origin_id`` take them at their right edge instead
     of at a random leaf page each (a UUIDv4 did: at 200,000 items a batch of 1,000 dirtied ~3,600
     pages of the SQLite store, most of them index pages, issue 18)."""
-    digits = f"{uuid7(epoch_us(now) // 1000):032x}"  # str(uuid.UUID(int=...)) without the object
+    digits = uuid7_hex(epoch_us(now) // 1000)  # str(uuid.UUID(int=...)) without the object
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 

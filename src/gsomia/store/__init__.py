@@ -6,7 +6,8 @@ exchange's peers, outbox, inbox and consents; ``AuditStore`` the Merkle log's le
 watches (``ChangeListener`` hears them move, on PostgreSQL) and the node's sealed key ring;
 ``LeaseStore`` which process holds each kind of background work; ``Gauges`` what an operator
 watches (backlogs, heads' ages); ``LinkHellos`` the stream link hellos answered;
-``EquivalenceStore`` the parties' equivalence changes; ``RateCounters`` the per-source request
+``EquivalenceStore`` the parties' equivalence changes; ``EnvelopeVersionStore`` the envelope
+versions opened from each partner; ``RateCounters`` the per-source request
 budgets (a ``limits`` storage). Each is a view over the one ``Store``'s connection.
 """
 
@@ -55,14 +56,17 @@ from gsomia.store._store import (
     Store,
     TallyRow,
     TokenRow,
-    uuid7,
+    uuid7_hex,
 )
 from gsomia.store._taxii import StatusRow, TaxiiStore
+from gsomia.store._versions import ENVELOPES, EVERY_PARTNER, EnvelopeVersionRow, EnvelopeVersionStore
 
 __all__ = [
     "ASSURANCES",
     "CONSENTS",
+    "ENVELOPES",
     "EQUIVALENCES",
+    "EVERY_PARTNER",
     "KEYS",
     "OVERFLOW_SOURCE",
     "PEERS",
@@ -82,6 +86,8 @@ __all__ = [
     "ConsentRow",
     "DestructionRow",
     "DutiesStore",
+    "EnvelopeVersionRow",
+    "EnvelopeVersionStore",
     "EquivalenceChangeRow",
     "EquivalenceStore",
     "FederationStore",
@@ -121,5 +127,5 @@ __all__ = [
     "TaxiiStore",
     "TokenRow",
     "VisitRow",
-    "uuid7",
+    "uuid7_hex",
 ]

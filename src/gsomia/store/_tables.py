@@ -685,3 +685,23 @@ rate_counters = Table(
     Column("expires_us", BigInteger, nullable=False),
     Index("ix_rate_counters_expires_us", "expires_us"),
 )
+
+# --- the envelope versions this node opens, per partner (migration 0028) ---
+
+# One row per partner ('*': every partner): the lowest envelope version (1 JOSE, 2 COSE in base64url,
+# 3 COSE in standard base64) this node opens from it. A partner's row is raised by the inbox the
+# first time an envelope of that partner's in COSE opens (``cause`` 'sent': no going back), or set
+# by an administrator (``cause`` 'set', from ``since_us``); ``pending`` while an administrator's
+# instant has not yet been reached on this node's clock, cleared once it has, so a clock set back
+# afterwards does not bring the older version back.
+envelope_versions = Table(
+    "envelope_versions",
+    metadata,
+    Column("party", String(8), primary_key=True),
+    Column("lowest", Integer, nullable=False),
+    Column("since_us", BigInteger, nullable=False),
+    Column("pending", Integer, nullable=False),  # 1 until since_us is reached, then 0 for good
+    Column("cause", String(8), nullable=False),  # sent | set
+    Column("by", String(200), nullable=False),  # the message id that raised it, or who set it
+    Column("updated_us", BigInteger, nullable=False),
+)

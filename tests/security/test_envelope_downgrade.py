@@ -1,0 +1,209 @@
+"""Attack: a downgrade to the JOSE hop. The exchange seals COSE (``gsomia-envelope/3``); the JOSE hop
+(``/1``) was still opened from anyone, for ever, so a stale partner or an attacker replaying a
+captured JOSE envelope kept that older path live. Now the store keeps the envelope versions this node
+opens from each partner: once a partner's COSE envelope has opened, its JOSE envelopes are refused
+unopened (``downgrade``); after an administrator's cut-off, JOSE is refused from everyone
+(``retired-version``), and a clock set back does not undo it. The refusals are audited in bounded
+space, every process of the node refuses alike (the store, not a process's memory), and an upgraded
+sender seals an older envelope of its outbox again before it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import queue
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.exchange.test_exchange import Net, net, own_item
+from tests.security._nets import three_parties
+from tests.security._versions_child import receive_as
+
+from gsomia.crypto.envelope import _seal_jose, open_envelope, seal
+from gsomia.errors import AccessDenied, InvalidInputError, NotFoundError
+from gsomia.kernel import NodeContext
+
+__all__ = ["net"]
+RECORDED = NodeContext.REFUSALS_RECORDED
+EVERY_PARTNER = "*"  # the row of every partner (gsomia.store.EVERY_PARTNER)
+SOURCE = "192.0.2.7"
+WAIT_S = 180  # a spawned process's answer, at most (then it is killed and the test fails)
+
+
+def _sealed(net: Net, sender: str, body: dict[str, Any], msg_id: str, *, jose: bool) -> str:
+    ring = net.nodes[sender].exchange.ring
+    jpn = net.nodes[sender].exchange.peer("JPN")
+    assert jpn is not None
+    how = _seal_jose if jose else seal
+    return how(ring, jpn, body, msg_id=msg_id, at=net.clock.now, ttl=timedelta(minutes=10))
+
+
+def _odd(net: Net, sender: str, msg_id: str, *, jose: bool = True) -> str:
+    """An envelope of ``sender``'s of a kind JPN does not know: answered ``unknown message kind`` if
+    it opened, ``envelope refused`` if it did not."""
+    return _sealed(net, sender, {"kind": "nonsense"}, msg_id, jose=jose)
+
+
+def _answers(net: Net, texts: list[str]) -> list[str | None]:
+    return [a["reason"] for a in net.nodes["JPN"].exchange.receive(texts, source=SOURCE)]
+
+
+def _refusals(net: Net, code: str) -> list[dict[str, Any]]:
+    rows = net.nodes["JPN"].store.audit(kind="envelope.refused", limit=1_000_000)
+    return [d for d in (json.loads(r.detail) for r in rows) if d.get("reason") == code]
+
+
+def _kor_sent_cose(net: Net) -> None:
+    """KOR releases an item to JPN and delivers it, in COSE as every node seals now."""
+    own_item(net, "KOR", "k-cose")
+    net.nodes["KOR"].exchange.release(net.officer("KOR"), "k-cose", "JPN")
+    assert [d.state for d in net.deliver()] == ["delivered"]
+
+
+def test_a_jose_envelope_after_the_partners_cose_is_refused_unopened_and_audited(net: Net) -> None:
+    jpn = net.nodes["JPN"]
+    assert _answers(net, [_odd(net, "KOR", "j-before")]) == ["unknown message kind"]  # JOSE opened
+    _kor_sent_cose(net)
+
+    # KOR's genuine item message, re-sealed by KOR's own key in JOSE: refused before it is opened
+    own_item(net, "KOR", "k-jose")
+    entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), "k-jose", "JPN")
+    body = open_envelope(jpn.exchange.ring, entry.envelope, jpn.exchange._identities, net.clock.now).body
+    downgraded = _sealed(net, "KOR", body, entry.msg_id, jose=True)
+    assert _answers(net, [downgraded, _odd(net, "KOR", "j-after")]) == ["envelope refused"] * 2
+    assert jpn.store.get_item("k-jose") is None
+    assert jpn.exchange.fed.inbox_entry(entry.msg_id) is None
+    (first, *_) = _refusals(net, "downgrade")
+    assert "from KOR, which has sealed COSE to this node since" in first["note"]
+    row = jpn.exchange.envelope_versions()["KOR"]  # what the store holds: raised by KOR's COSE
+    assert (row.lowest, row.cause, row.pending, row.by) == (
+        2,
+        "sent",
+        False,
+        net.nodes["KOR"].exchange.fed.outbox()[0].msg_id,
+    )
+    # the same message in COSE is taken: only the older format is refused
+    assert [a["status"] for a in jpn.exchange.receive([entry.envelope], source=SOURCE)] == ["stored"]
+    # USA never sent JPN COSE: its JOSE is still opened (the floor is KOR's alone)
+    assert _answers(net, [_odd(net, "USA", "u-jose")]) == ["unknown message kind"]
+
+
+def test_downgrade_refusals_are_audited_in_bounded_space_with_an_exact_count(net: Net) -> None:
+    _kor_sent_cose(net)
+    jpn = net.nodes["JPN"]
+    before = len(jpn.store.audit(limit=1_000_000))
+    flood = [_odd(net, "KOR", f"flood-{i}") for i in range(60)]
+    assert _answers(net, flood[:30]) == ["envelope refused"] * 30
+    assert _answers(net, flood[30:]) == ["envelope refused"] * 30
+    assert len(_refusals(net, "downgrade")) == RECORDED
+    net.clock.advance(seconds=61)
+    jpn.kernel.close_refusal_tallies()
+    tallies = [json.loads(r.detail) for r in jpn.store.audit(kind="refusal.tally", limit=1_000_000)]
+    assert [(t["code"], t["count"]) for t in tallies if t["code"] == "downgrade"] == [("downgrade", 60)]
+    assert len(jpn.store.audit(limit=1_000_000)) - before <= RECORDED + 6  # not 60
+
+
+def test_after_the_cut_off_jose_is_refused_from_everyone_and_a_clock_set_back_does_not_undo_it(
+    net: Net,
+) -> None:
+    jpn = net.nodes["JPN"].exchange
+    start = net.clock.now
+    cut_off = start + timedelta(hours=1)
+    jpn.set_envelope_versions(None, EVERY_PARTNER, 2, cut_off)
+    assert jpn.envelope_versions()[EVERY_PARTNER].pending
+    assert _answers(net, [_odd(net, "USA", "u-1")]) == ["unknown message kind"]  # before it: opened
+
+    net.clock.now = cut_off + timedelta(minutes=1)
+    assert _answers(net, [_odd(net, "USA", "u-2"), _odd(net, "USA", "c-1", jose=False)]) == [
+        "envelope refused",
+        "unknown message kind",  # COSE is opened as ever
+    ]
+    assert "not opened from every partner since" in _refusals(net, "retired-version")[0]["note"]
+    assert not jpn.envelope_versions()[EVERY_PARTNER].pending  # reached, in the store
+
+    net.clock.now = start  # this node's clock stepped back before the cut-off
+    assert _answers(net, [_odd(net, "USA", "u-3")]) == ["envelope refused"]
+
+
+def test_an_administrator_sets_a_partners_lowest_and_bad_settings_are_refused(net: Net) -> None:
+    jpn = net.nodes["JPN"].exchange
+    jpn.set_envelope_versions(None, "USA", 3)
+    assert _answers(net, [_odd(net, "USA", "u-1")]) == ["envelope refused"]
+    jpn.set_envelope_versions(None, "USA", 1)  # lowered again: a partner back on an older release
+    assert _answers(net, [_odd(net, "USA", "u-2")]) == ["unknown message kind"]
+    for party, lowest, error in (
+        ("USA", 4, InvalidInputError),
+        ("USA", 0, InvalidInputError),
+        ("FRA", 2, NotFoundError),
+    ):
+        with pytest.raises(error):
+            jpn.set_envelope_versions(None, party, lowest)
+    with pytest.raises(InvalidInputError, match="every partner"):
+        jpn.set_envelope_versions(None, "USA", 2, net.clock.now + timedelta(days=1))
+    with pytest.raises(AccessDenied):
+        jpn.set_envelope_versions(net.officer("JPN"), "USA", 2)  # a release officer
+    refused = net.nodes["JPN"].store.audit(kind="envelope.versions", limit=100)
+    assert sum(r.outcome == "refused" for r in refused) == 4
+    assert net.nodes["JPN"].store.audit(kind="authz.envelope.versions", limit=100)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both(request: pytest.FixtureRequest, tmp_path: Path, postgres_status: str | None) -> Iterator[Net]:
+    """The three-party network, on SQLite files or on one PostgreSQL schema per party."""
+    yield from three_parties(request.param, tmp_path / "net", postgres_status)
+
+
+def _in_other_process(net: Net, texts: list[str]) -> list[dict[str, Any]]:
+    """``texts`` received by a second process of JPN's node (a spawned OS process on its store)."""
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    directory = str(next(m.directory for m in net.members if m.party == "JPN"))
+    process = context.Process(
+        target=receive_as, args=(directory, net.clock.now.isoformat(), texts, SOURCE, out)
+    )
+    process.start()
+    try:
+        kind, answers = out.get(timeout=WAIT_S)
+    except queue.Empty:
+        pytest.fail(f"the second process did not answer within {WAIT_S} s")
+    finally:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+    assert kind == "answers", answers
+    return list(answers)
+
+
+def test_a_second_process_of_the_node_refuses_the_downgrade_the_first_recorded(both: Net) -> None:
+    net = both
+    _kor_sent_cose(net)  # recorded by this process
+    (answer,) = _in_other_process(net, [_odd(net, "KOR", "j-other")])
+    assert answer["reason"] == "envelope refused"
+    assert _refusals(net, "downgrade")  # in the node's one audit log
+
+
+def test_this_process_refuses_a_downgrade_another_process_recorded_meanwhile(both: Net) -> None:
+    net = both
+    assert _answers(net, [_odd(net, "KOR", "j-1")]) == ["unknown message kind"]  # this process read it
+    (answer,) = _in_other_process(net, [_odd(net, "KOR", "c-other", jose=False)])  # KOR's COSE, there
+    assert answer["reason"] == "unknown message kind"
+    assert _answers(net, [_odd(net, "KOR", "j-2")]) == ["envelope refused"]  # here, at once
+
+
+def test_an_upgraded_sender_seals_an_older_envelope_again_before_it_goes(net: Net) -> None:
+    _kor_sent_cose(net)
+    kor = net.nodes["KOR"].exchange
+    own_item(net, "KOR", "k-stale")
+    entry = kor.release(net.officer("KOR"), "k-stale", "JPN")
+    jpn = net.nodes["JPN"].exchange
+    body = open_envelope(jpn.ring, entry.envelope, jpn._identities, net.clock.now).body
+    stale = _sealed(net, "KOR", body, entry.msg_id, jose=True)  # as sealed before an upgrade
+    with kor.kernel.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE outbox SET envelope = ? WHERE msg_id = ?", (stale, entry.msg_id))
+    assert [d.state for d in net.deliver()] == ["delivered"]
+    assert net.nodes["JPN"].store.get_item("k-stale") is not None
+    assert not _refusals(net, "downgrade")
