@@ -200,6 +200,7 @@ class StreamStats:
     batches_signed: int = 0
     batches_verified: int = 0
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
+    dropped: int = 0  # tracks a consumer lost, more than the bus holds for it behind (the oldest)
 
 
 # the fixed parts of a bus message (``_emit``), around the label's digest and its JSON
@@ -317,9 +318,6 @@ class _OutLink:
         self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None  # reads the peer's confirmations (ACK frames)
-        # the audit record of the last window root signed, in the next group commit: not waited for
-        # (the next root is due in 50 ms), but its failure ends the link at the next root
-        self.recorded: asyncio.Future[None] | None = None
 
 
 class StreamService:
@@ -1128,38 +1126,49 @@ class StreamService:
             self._refreshing.add_done_callback(_log_unread)
 
     async def _flush(self, party: str) -> None:
+        """Close the link's window and send its signed root, once the root's audit record
+        (``stream.batch`` ``signed``) is committed: a root never leaves that this node's log does not
+        hold (a sender that crashed between the two had signed, and the receiver recorded, a root
+        its own log never named). One commit a window (every 50 ms at most, in the process's group
+        commit with the other links' and the receivers' records), not a track: the link's tracks
+        wait for the lock meanwhile and go in the next frame. A record that fails fails the link
+        (its root is never sent; the receiver drops the link for want of it)."""
         link = self._links.get(party)
         if link is None or link.signer.pending == 0:
             return
-        if link.recorded is not None and link.recorded.done():
-            link.recorded.result()  # the last root's audit record failed: the link fails with it
-        async with link.lock:
+        async with link.lock:  # no frame between the window's last and its root (the receiver's order)
             batch = link.signer.close(self.kernel.clock())
             if batch is None:
                 return
+            row = self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())
+            try:
+                await self._memory.record([row])
+            except GsomiaError:
+                raise
+            except Exception as exc:  # a store's own error: the link fails, audited, the root unsent
+                raise LinkError(
+                    "unrecorded-batch", f"the audit record of the root for {party} failed"
+                ) from exc
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        # in the process's next group commit, not awaited here: a slow commit never holds back the
-        # next window root (the receiver drops a link whose root is overdue)
-        link.recorded = self._memory.record(
-            [self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())]
-        )
-        link.recorded.add_done_callback(_log_unrecorded)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK_S)
             self._refresh_counters()
             now = time.monotonic()
-            for party, link in list(self._links.items()):
-                if link.signer.due(now):
-                    try:
-                        await self._flush(party)
-                    except (OSError, WebSocketException, GsomiaError) as exc:
-                        await self._link_failed(party, exc)
-                    except Exception:  # a dead ticker would silently stop signing batch roots
-                        _log.exception("signing the batch root for %s failed", party)
+            due = [party for party, link in list(self._links.items()) if link.signer.due(now)]
+            # together: their roots' records go in one group commit, none waits for another's
+            await asyncio.gather(*(self._flush_due(party) for party in due))
+
+    async def _flush_due(self, party: str) -> None:
+        try:
+            await self._flush(party)
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            await self._link_failed(party, exc)
+        except Exception:  # a dead ticker would silently stop signing batch roots
+            _log.exception("signing the batch root for %s failed", party)
 
     # --- links (receiving side) ---
 
@@ -1945,6 +1954,8 @@ class StreamService:
         reading = _Reading(self, person, channel)
         try:
             async for seq, raw in subscription:
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 track = await reading.admit(raw)
                 if track is not None:
@@ -1960,12 +1971,41 @@ class StreamService:
             # a bus message holds its track and label: a batch of messages is at least as large as
             # the batch of tracks sent, so the bytes bound holds for what is sent
             async for raws in batches(subscription, most):
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
                 if sent:
                     yield sent
         finally:
             await subscription.close()
+
+    async def _consumer_dropped(self, reading: _Reading, dropped: int) -> None:
+        """The tracks a consumer lost since it was last seen reading (its subscription's count moved
+        to ``dropped``: the bus dropped the oldest it held for it, more than its bound behind), counted
+        (``gsomia_stream_dropped_total``) and audited in bounded space: the store's tally of the
+        window (``stream.dropped``, code ``behind``, per person, every process's), the window's first
+        drop a record naming the person, the channel and how many, and the window's count in one
+        ``refusal.tally`` record once it has closed. One record an episode would still be unbounded
+        for a consumer that falls behind again and again."""
+        count = dropped - reading.dropped
+        reading.dropped = dropped
+        self.stats.dropped += count
+        await asyncio.to_thread(self._tally_dropped, reading.person_id, reading.channel, count)
+
+    def _tally_dropped(self, person: str, channel: str, count: int) -> None:
+        def rows(counted_as: str, _person: str, own: int) -> list[AuditRow]:
+            if not own:
+                return []
+            where = {} if counted_as == person else {"counted_as": counted_as}
+            return [
+                self._audit_row(
+                    "stream.dropped", person, None, "dropped", channel=channel, count=count, **where
+                )
+            ]
+
+        reason = f"a {channel} consumer of {person}'s lost {count} track(s), too far behind"
+        self.kernel.tally("stream.dropped", person, "behind", reason, rows, count=count)
 
 
 class _Reading:
@@ -1978,6 +2018,7 @@ class _Reading:
         self._service = service
         self._person = person
         self._channel = channel
+        self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         self._generation = self._gate.generation
@@ -1985,6 +2026,14 @@ class _Reading:
         # authenticated with may predate it), so the first message reads them again
         self._people = -1
         self._next_check = 0.0  # the monotonic instant from which current() looks at the counter again
+
+    @property
+    def person_id(self) -> str:
+        return self._person.id
+
+    @property
+    def channel(self) -> str:
+        return self._channel
 
     async def current(self) -> None:
         """Make the next decisions on the person's record as the store holds it now. At most every
@@ -2065,12 +2114,6 @@ def _log_unread(read: asyncio.Future[None]) -> None:
     """A read ahead of the counters that failed is logged; the next use on the loop reads them."""
     if not read.cancelled() and (exc := read.exception()) is not None:
         _log.warning("reading the store's generation counters ahead failed: %s", exc)
-
-
-def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
-    """A window root's audit record that failed is logged (and its link fails at its next root)."""
-    if not recorded.cancelled() and (exc := recorded.exception()) is not None:
-        _log.error("the audit record of a signed window root failed: %s", exc)
 
 
 async def _within(receive: Any, deadline: Deadline, what: str, code: str = "handshake-timeout") -> bytes:
