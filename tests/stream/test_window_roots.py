@@ -57,8 +57,9 @@ def test_a_root_after_the_next_windows_frames_covers_its_own_window_only(kor: Ke
     checked = verifier.verify(first.jws, "KOR", AT)
     assert (checked.first_seq, checked.count) == (0, 3)
     assert (verifier.pending, verifier.oldest()) == (2, 3)  # the next window's deadline: from frame 3
+    assert verifier.covered == 3  # what the receiver confirms: not the next window's frames
     assert verifier.verify(second.jws, "KOR", AT).first_seq == 3
-    assert (verifier.pending, verifier.oldest()) == (0, None)
+    assert (verifier.pending, verifier.oldest(), verifier.covered) == (0, None, 5)
 
 
 def test_a_root_naming_frames_not_received_is_refused(kor: KeyRing) -> None:

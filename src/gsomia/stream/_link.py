@@ -342,12 +342,15 @@ class BatchVerifier:
     not yet covered, in order. The leaf hashes of the frames not yet covered are kept until then,
     with what the caller marked each with (its deadline's start, :meth:`oldest`)."""
 
-    __slots__ = ("_pending", "local", "peers")
+    __slots__ = ("_pending", "covered", "local", "peers")
 
     def __init__(self, local: str, peers: Callable[[str], PeerIdentity | None]) -> None:
         self.local = local
         self.peers = peers
         self._pending: collections.deque[tuple[int, bytes, Any]] = collections.deque()
+        # one past the last frame a verified root covers: what the receiver may confirm, no further
+        # (the next window's frames received before that root are not covered by it)
+        self.covered = 0
 
     def add(self, seq: int, body: bytes, mark: Any = None) -> None:
         self._pending.append((seq, leaf_hash(body), mark))
@@ -395,5 +398,6 @@ class BatchVerifier:
                 f"(signed {first}+{count}, received {expected_first}+{len(pending)} not yet covered)",
             )
         for _ in range(count):
-            pending.popleft()
+            last = pending.popleft()[0]
+        self.covered = last + 1
         return SignedBatch(issuer, self.local, first, count, root, jws)

@@ -279,7 +279,7 @@ class _Arrival:
 
 @dataclass(frozen=True, slots=True)
 class _Rooted:
-    """A hop's window root verified: the frames received up to it (``received``) are confirmed once
+    """A hop's window root verified: the frames up to its last (``received``, one past it) are confirmed once
     every track before it was taken."""
 
     received: int
@@ -1494,7 +1494,8 @@ class StreamService:
                     None if oldest is None else Deadline(stalls, _ROOT_DEADLINE_S, _OWN_DELAY_CAP_S, oldest)
                 )
                 self.stats.batches_verified += 1
-                read_so_far.put_nowait(_Rooted(session.received, batch.audit_detail()))
+                # confirmed up to the root's last frame, not the next window's frames received before it
+                read_so_far.put_nowait(_Rooted(verifier.covered, batch.audit_detail()))
             elif frame.kind == ACK:
                 raise LinkError("malformed", f"frame {frame.seq} from {peer}: only the receiver confirms")
 
