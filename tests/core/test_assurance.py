@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import fields, replace
 from datetime import timedelta
 
 from tests.conftest import kst, make_request
 
-from gsomia import Catalogue, ReleaseEngine
+from gsomia import Catalogue, ReleaseDecision, ReleaseEngine
 from gsomia.core.policy import Assurance, Consent, ConsentKind, assumed_assurances
 
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -105,3 +107,34 @@ def test_a_warm_engine_explains_each_request_by_the_assurances_it_carried(
     later = (Assurance(GSOMIA, "JPN", kst(2016, 11, 23), "note C", revoked_at=AT + timedelta(days=1)),)
     assert engine.decide(make_request(catalogue, assurances=later), at=AT).allowed
     assert not engine.decide(make_request(catalogue, assurances=later), at=AT + timedelta(days=2)).allowed
+
+
+def test_an_assurance_keeps_the_dataclass_hash_and_a_batch_memo_never_grants_on_a_stale_one(
+    catalogue: Catalogue, engine: ReleaseEngine
+) -> None:
+    """Issue 18: an assurance's hash is kept once asked (a batch's memo hashes the node's tuple of
+    assurances per look-up). It is the generated ``__hash__``'s value, a changed copy computes its
+    own, a pickled one is not given the other process's; and a memo holding a decision made on the
+    tuple, hashed and kept, answers a tuple with that assurance revoked by a refusal."""
+
+    def generated(assurance: Assurance) -> int:
+        return hash(tuple(getattr(assurance, f.name) for f in fields(Assurance) if f.compare))
+
+    filed = assumed_assurances(catalogue)
+    jpn = next(a for a in filed if (a.agreement, a.party) == (GSOMIA, "JPN"))
+    assert hash(jpn) == generated(jpn) == jpn.hash_
+    revoked = replace(jpn, revoked_at=AT - timedelta(days=1))
+    assert revoked.hash_ == -1
+    assert hash(revoked) == generated(revoked) != hash(jpn)
+    thawed = pickle.loads(pickle.dumps(jpn))  # noqa: S301 -- our own object
+    assert thawed.hash_ == -1
+    assert thawed == jpn
+    assert hash(thawed) == hash(jpn)
+    memo: dict[object, ReleaseDecision] = {}
+    request = make_request(catalogue, topics=("prc-navy",), assurances=filed, item="a")
+    for _ in range(2):
+        assert engine.decide(request, at=AT, memo=memo).allowed
+    stale = tuple(revoked if a is jpn else a for a in filed)
+    refused = engine.decide(replace(request, assurances=stale, item="b"), at=AT, memo=memo)
+    assert [c.rule for c in refused.failed()] == ["assurance"]
+    assert len(memo) == 2

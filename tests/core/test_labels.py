@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import fields, replace
+from datetime import UTC
 
 import pytest
 from hypothesis import given
@@ -194,3 +197,38 @@ def test_one_way_rows_do_not_map_back() -> None:
     table = Equivalence((EquivalenceRow({"JPN": "特定秘密", "KOR": "II"}, one_way_from="JPN"),))
     assert table.map("JPN", "特定秘密", "KOR") == "II"
     assert table.map("KOR", "II", "JPN") is None
+
+
+def test_a_label_keeps_the_dataclass_hash_and_never_carries_it_out_of_the_process(
+    catalogue: Catalogue,
+) -> None:
+    """Issue 18: a label's hash is computed when first asked and kept (a batch's memo and the label
+    caches hash one label many times). It is the value the generated ``__hash__`` gives (every
+    compared field, in order: a field added and left out of ``__hash__`` fails here), equal labels
+    hash alike whatever offset their instant is written in, a label made from another starts
+    without one, and a pickled or copied label computes its own (a string's hash differs between
+    processes)."""
+
+    def generated(label: SecurityLabel) -> int:
+        return hash(tuple(getattr(label, f.name) for f in fields(SecurityLabel) if f.compare))
+
+    label = catalogue.label(
+        originator="KOR", classification="군사II급비밀", releasable_to=["JPN"], purpose="p",
+        topics=["dprk-missile"], created=kst(2020, 1, 1), caveats=["G2G-ONLY"], review=kst(2030, 1, 1),
+    )  # fmt: skip
+    assert label.hash_ == -1
+    assert hash(label) == generated(label) == label.hash_ == hash(label)
+    utc = label.copied(created=label.created.astimezone(UTC))
+    assert utc == label
+    assert hash(utc) == hash(label)
+    marked = label.with_alternative(AlternativeLabel("JPN", "極秘", "kor-jpn-gsomia-2016"))
+    other = replace(label, classification="군사III급비밀")
+    for made in (marked, other):
+        assert made.hash_ == -1
+        assert hash(made) == generated(made) != hash(label)
+    thawed = pickle.loads(pickle.dumps(label))  # noqa: S301 -- our own object
+    for copied in (thawed, copy.copy(label), copy.deepcopy(label)):
+        assert copied.hash_ == -1
+        assert copied == label
+        assert hash(copied) == hash(label)
+    assert {label: 1, other: 2}[replace(label)] == 1

@@ -482,3 +482,70 @@ def test_the_rules_ungrouped_or_regrouped_decide_as_the_standard_set(catalogue: 
     for request, at in _requests(catalogue, 600, seed=7):
         said = {_said(engine.decide(request, at=at)) for engine in engines}
         assert len(said) == 1, (request, at)
+
+
+def test_the_route_checks_kept_for_a_plain_request_answer_only_plain_requests(catalogue: Catalogue) -> None:
+    """Issue 18: for a request carrying no consent, no approval and no two-person policy asking
+    anything, the third-party, hub and two-person checks are kept per candidate and originator (one
+    look-up for the three). The adversary warms them with the originator's own release, then asks
+    on the same route with a policy asking a second officer, another originator (a holder's onward
+    release), a consent: each is decided on what it carries, never granted from what was kept."""
+    engine = ReleaseEngine(catalogue)
+    own = make_request(catalogue, topics=("prc-navy",))  # KOR's own item to JPN, GSOMIA only
+    for _ in range(2):
+        assert engine.decide(own, at=AT).allowed
+    policy = TwoPersonPolicy(frozenset({("KOR", own.label.classification)}))
+    asked = engine.decide(replace(own, two_person=policy), at=AT)
+    assert [c.rule for c in asked.failed()] == ["two_person"]
+    assert engine.decide(replace(own, two_person=TwoPersonPolicy()), at=AT) == engine.decide(own, at=AT)
+    onward = make_request(
+        catalogue, sender="KOR", recipient="JPN", originator="USA", classification="SECRET",
+        purpose="missile-warning", releasable_to=["JPN", "KOR"],
+    )  # fmt: skip
+    warm = make_request(
+        catalogue, sender="KOR", recipient="JPN", originator="KOR", purpose="missile-warning",
+    )  # fmt: skip
+    assert engine.decide(warm, at=AT).allowed  # KOR's own: third_party passes, kept for KOR
+    refused = engine.decide(onward, at=AT)
+    assert [c.rule for c in refused.failed()] == ["third_party"]
+    consent = Consent(ConsentKind.THIRD_PARTY, "USA", "JPN", kst(2024, 1, 1), "USA consent 3")
+    assert engine.decide(replace(onward, consents=(consent,)), at=AT).allowed
+    assert engine.decide(onward, at=AT) == refused  # and the kept refusal still stands after it
+    for request in (own, replace(own, two_person=policy), warm, onward):
+        assert _said(engine.decide(request, at=AT)) == _said(engine.decide_plainly(request, at=AT))
+
+
+class _Counted:
+    """A rule that passes and counts how often it is asked; ``route_only`` as given."""
+
+    def __init__(self, name: str, route_only: bool) -> None:
+        self.name, self.route_only, self.asked = name, route_only, 0
+
+    def check(self, request: ReleaseRequest, candidate: object, ts: float) -> Check:
+        self.asked += 1
+        return Check(self.name, True, f"{self.name} asked")
+
+
+def test_a_route_only_rule_is_kept_only_after_every_rule_asked_each_time(catalogue: Catalogue) -> None:
+    """A rule saying ``route_only`` is asked once per candidate and originator for plain requests,
+    when it comes after every rule that is not; one placed before such a rule is asked every time
+    (the checks stay in the rules' order), and a request carrying a consent asks it every time."""
+    group, *singles = standard_rules().rules
+    assert isinstance(group, LabelRules)
+    kept, live = _Counted("kept", True), _Counted("live", False)
+    request = make_request(catalogue, topics=("prc-navy",))
+    engine = ReleaseEngine(catalogue, AllOf(group, live, *singles, kept))
+    for _ in range(3):
+        decision = engine.decide(request, at=AT)
+    assert decision.allowed
+    assert decision.checks[-1] == Check("kept", True, "kept asked")
+    assert (live.asked, kept.asked) == (3, 1)
+    consent = Consent(ConsentKind.THIRD_PARTY, "KOR", "USA", kst(2024, 1, 1), "KOR consent 4")
+    for _ in range(2):
+        engine.decide(replace(request, consents=(consent,)), at=AT)
+    assert kept.asked == 3
+    before, after = _Counted("before", True), _Counted("after", False)
+    engine = ReleaseEngine(catalogue, AllOf(group, before, after, *singles))
+    for _ in range(3):
+        assert [c.rule for c in engine.decide(request, at=AT).checks][8:10] == ["before", "after"]
+    assert (before.asked, after.asked) == (3, 3)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from gsomia.core._kept import keep_hash, restore_without_hash, state_without_hash
 from gsomia.core.instants import require_aware
 from gsomia.errors import LabelError
 
@@ -77,6 +78,33 @@ class SecurityLabel:
     policy: str = "gsomia"
     alternatives: tuple[AlternativeLabel, ...] = ()
     created_ts: float = field(init=False, repr=False, compare=False)
+    # the hash once asked (-1: not yet; ``hash()`` never answers -1): a label is hashed again and
+    # again (a batch's memo of decisions, the label caches), the generated ``__hash__`` hashed every
+    # field each time, the creation instant's offset asked of its zone (issue 18)
+    hash_: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        """The generated ``__hash__``'s value, kept: every compared field of the label, in order."""
+        if self.hash_ != -1:
+            return self.hash_
+        return keep_hash(
+            self,
+            (
+                self.originator,
+                self.classification,
+                self.releasable_to,
+                self.purpose,
+                self.topics,
+                self.created,
+                self.caveats,
+                self.review,
+                self.policy,
+                self.alternatives,
+            ),
+        )
+
+    __getstate__ = state_without_hash  # pickled and copied without the kept hash
+    __setstate__ = restore_without_hash
 
     def __post_init__(self) -> None:
         require_aware(self.created, "label creation instant")

@@ -10,7 +10,10 @@ Warm decisions are cheap: per-route candidates, status intervals, equivalences
 and their reasons are compiled once; the label rules' checks are kept per label
 key and stretch of time, the assurance rule's per tuple of assurances and stretch
 between their instants, so a decision is dictionary look-ups, bisects and a tuple
-of checks. A later candidate is asked only until it fails as many rules as the
+of checks. For a request carrying no consent, no approval and no two-person policy asking
+anything, the rules that then read only the route and the originator (``route_only``: the
+third-party, hub and two-person rules) answer from one look-up per candidate and
+originator. A later candidate is asked only until it fails as many rules as the
 refusal already held (it could then be neither allowed nor reported: the first of
 the fewest failures is). ``ReleaseEngine.decide_plainly`` works every rule out
 from the request alone, for every candidate: the reference the kept outcomes and
@@ -28,6 +31,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from gsomia.core._kept import keep_hash, restore_without_hash, state_without_hash
 from gsomia.core.agreements import Agreement, Topology
 from gsomia.core.approvals import Approval, TwoPersonPolicy
 from gsomia.core.catalogue import Catalogue
@@ -120,6 +124,32 @@ class Assurance:
 
     given_ts: float = field(init=False, repr=False, compare=False)
     revoked_ts: float = field(init=False, repr=False, compare=False)  # revoked, or no longer verified
+    # the hash once asked (-1: not yet; ``hash()`` never answers -1): a node hands the same tuple of
+    # assurances to every decision, and a batch's memo hashes it per look-up (issue 18)
+    hash_: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        """Every compared field of the assurance, in order (the generated value), hashed once."""
+        found = self.hash_
+        return (
+            found
+            if found != -1
+            else keep_hash(
+                self,
+                (
+                    self.agreement,
+                    self.party,
+                    self.given_at,
+                    self.reference,
+                    self.revoked_at,
+                    self.id,
+                    self.verified_until,
+                ),
+            )
+        )
+
+    __getstate__ = state_without_hash  # pickled and copied without the kept hash
+    __setstate__ = restore_without_hash
 
     def __post_init__(self) -> None:
         require_aware(self.given_at, "assurance instant")
@@ -475,7 +505,12 @@ def _period(bounded: list[tuple[str, datetime | None, datetime | None]]) -> tupl
 
 
 class Rule(Protocol):
-    """A rule evaluates one request against one candidate agreement."""
+    """A rule evaluates one request against one candidate agreement.
+
+    A rule may also say ``route_only = True``: for a request that carries no consent, no approval
+    and no two-person policy asking anything (:func:`_plain`), its check reads nothing but the
+    candidate (its route and agreement) and the label's originator. :class:`AllOf` then keeps such
+    rules' checks per candidate and originator and asks them again only when that changes."""
 
     name: str
 
@@ -746,6 +781,7 @@ class _ThirdParty:
     """
 
     name = "third_party"
+    route_only = True  # with no consent: the route and the originator (AllOf keeps the check)
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
         """An originator's own release, or a release carrying no consent, reads nothing but the
@@ -786,6 +822,7 @@ class _HubAuthorisation:
     """TISA: the hub passes an item on only to the recipient the originator authorised."""
 
     name = "hub_authorisation"
+    route_only = True  # with no consent: the route and the originator (AllOf keeps the check)
     _direct = Check(name, True, "direct route: no hub relay")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
@@ -940,6 +977,7 @@ class _TwoPerson:
     and not expired."""
 
     name = "two_person"
+    route_only = True  # with no policy asking anything and no approval: always the same check
     _none = Check(name, True, "the sender's policy asks no second officer")
 
     def check(self, request: ReleaseRequest, candidate: _Candidate, ts: float) -> Check:
@@ -1039,7 +1077,7 @@ _EVERY = sys.maxsize  # no limit: every rule asked (AllOf.evaluate)
 class AllOf:
     """Every rule must pass; an empty rule set denies."""
 
-    __slots__ = ("_head", "_steps", "_tail", "rules")
+    __slots__ = ("_head", "_kept", "_live", "_steps", "_tail", "rules")
     _empty = (Check("rules", False, "no rule is configured, so nothing may be released"),)
 
     def __init__(self, *rules: Rule | LabelRules) -> None:
@@ -1058,6 +1096,17 @@ class AllOf:
         ):
             self._head = rules[0].checks
             self._tail = tuple(step for _, step in self._steps[1:])
+        # the standard shape's single rules split: those asked for every request (``_live``), then
+        # those whose check, for a plain request (:func:`_plain`), reads only the candidate and the
+        # originator (``route_only``): kept per candidate and originator by :meth:`choose`. Only
+        # when every such rule comes after every other (the checks stay in the rules' order)
+        self._live: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        self._kept: tuple[Callable[[ReleaseRequest, _Candidate, float], Check], ...] = ()
+        if self._head is not None:
+            flags = [getattr(rule, "route_only", False) is True for rule in rules[1:]]
+            split = flags.index(True) if True in flags else len(flags)
+            if split < len(flags) and all(flags[split:]):
+                self._live, self._kept = self._tail[:split], self._tail[split:]
 
     def evaluate(
         self, request: ReleaseRequest, candidate: _Candidate, ts: float, limit: int = _EVERY
@@ -1110,7 +1159,10 @@ class AllOf:
         head = self._head
         if head is None:
             return self._choose_generally(request, candidates, ts)
-        tail = self._tail
+        # a plain request (:func:`_plain`): the ``route_only`` rules' checks are kept per candidate
+        # and originator (:meth:`_route_checks`), one look-up for all of them after the others
+        key = (self, request.label.originator) if self._kept and _plain(request) else None
+        steps = self._tail if key is None else self._live
         fewest = _EVERY
         chosen: tuple[_Candidate, int, tuple[Check, ...]] | None = None
         for candidate in candidates:
@@ -1118,7 +1170,7 @@ class AllOf:
             if failed >= fewest:
                 continue
             rest = []
-            for step in tail:
+            for step in steps:
                 check = step(request, candidate, ts)
                 if not check[1]:
                     failed += 1
@@ -1126,11 +1178,26 @@ class AllOf:
                         break
                 rest.append(check)
             else:
+                if key is not None:
+                    kept: tuple[int, tuple[Check, ...]] | None = candidate.memo.get(key)
+                    if kept is None:
+                        kept = candidate.remember(key, self._route_checks(request, candidate, ts))
+                    failed += kept[0]
+                    rest += kept[1]
                 if not failed:
                     return candidate, 0, checks + tuple(rest)
-                fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
+                if failed < fewest:
+                    fewest, chosen = failed, (candidate, failed, checks + tuple(rest))
         assert chosen is not None  # candidates is not empty
         return chosen
+
+    def _route_checks(
+        self, request: ReleaseRequest, candidate: _Candidate, ts: float
+    ) -> tuple[int, tuple[Check, ...]]:
+        """The ``route_only`` rules asked (each rule's own ``check``) for a plain request: (number
+        failed, their checks)."""
+        checks = tuple([step(request, candidate, ts) for step in self._kept])
+        return sum(1 for c in checks if not c.passed), checks
 
     def _choose_generally(
         self, request: ReleaseRequest, candidates: tuple[_Candidate, ...], ts: float
@@ -1161,6 +1228,13 @@ class AllOf:
             for rule in (step.rules if isinstance(step, LabelRules) else (step,))
         ]
         return sum(1 for c in out if not c.passed), tuple(out)
+
+
+def _plain(request: ReleaseRequest) -> bool:
+    """A request carrying no consent, no approval and no two-person policy that asks anything: the
+    ``route_only`` rules' checks then read only the candidate and the label's originator."""
+    policy = request.two_person
+    return not request.consents and request.approval is None and (policy is None or policy.empty)
 
 
 def standard_rules() -> AllOf:
