@@ -296,7 +296,7 @@ class _Arrival:
 
 @dataclass(frozen=True, slots=True)
 class _Rooted:
-    """A hop's window root verified: the frames up to its last (``received``, one past it) are confirmed once
+    """A hop's window root verified: the frames it covers, up to ``received`` (one past), are confirmed once
     every track before it was taken."""
 
     received: int
@@ -1511,8 +1511,10 @@ class StreamService:
                     None if oldest is None else Deadline(stalls, _ROOT_DEADLINE_S, _OWN_DELAY_CAP_S, oldest)
                 )
                 self.stats.batches_verified += 1
-                # confirmed up to the root's last frame, not the next window's frames received before it
-                read_so_far.put_nowait(_Rooted(verifier.covered, batch.audit_detail()))
+                # confirmed up to the root, or only to its last frame when frames of the next window
+                # came before it (no verified root covers those yet)
+                received = session.received if oldest is None else verifier.covered
+                read_so_far.put_nowait(_Rooted(received, batch.audit_detail()))
             elif frame.kind == ACK:
                 raise LinkError("malformed", f"frame {frame.seq} from {peer}: only the receiver confirms")
 
