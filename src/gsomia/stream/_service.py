@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
+import msgspec
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -104,7 +105,7 @@ from gsomia.stream._link import (
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 from gsomia.stream._stalls import Deadline, Stalls
-from gsomia.stream._trackread import read_track_update
+from gsomia.stream._trackread import read_track_json, read_track_update
 
 __all__ = [
     "FEED_BATCH",
@@ -255,12 +256,28 @@ class _BusTrack(NamedTuple):
     track: bytes
 
 
+class _Message(msgspec.Struct):
+    """A track message as a link carries it (``publish_update``), decoded once: the track and the
+    label stay the bytes the originator signed (``msgspec.Raw``), read at the boundary from those
+    bytes; other fields are ignored, as a dict's would be. A key given twice is read as its last."""
+
+    track: msgspec.Raw
+    label: msgspec.Raw
+    originator: Any
+    recipient: Any
+    via: Any = None
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
 class _Received(NamedTuple):
     """A track message read from a link and checked at the boundary, not yet decided on (a named
     tuple, one per track, as :class:`_Decided`)."""
 
     label: SecurityLabel
-    track: dict[str, Any]
+    track: bytes  # the track's JSON as its originator signed it, checked at this node's boundary
+    track_id: str
     recipient: str
     via: str | None
     at_us: int  # the update's instant (``update_ts``) as parsed: one instant, however it is spelt
@@ -1635,7 +1652,7 @@ class StreamService:
         take: list[tuple[Entry, _Received]] = []
         for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
             if entry.index in resent or key in duplicates or key in taken:
-                dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
+                dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
                 continue
             taken.add(key)
             take.append((entry, message))
@@ -1701,27 +1718,29 @@ class StreamService:
         before it in the group is that label, parsed once (``labels``)."""
         self.stats.received += 1
         try:
-            data = orjson.loads(entry.message)
-            label_data = data["label"]
+            data = _decode_message(entry.message)
+            label_data = data.label
             if labels.label is not None and label_data == labels.data:
                 label = labels.label
             else:
-                label = self.kernel.items.parse_label(label_data)
+                label = self.kernel.items.parse_label(orjson.loads(bytes(label_data)))
                 labels.data, labels.label = label_data, label
-            if label.originator != group.originator or data["originator"] != group.originator:
+            if label.originator != group.originator or data.originator != group.originator:
                 raise LinkError(
                     "not-the-originator",
                     f"a track labelled as {label.originator}'s is signed by {group.originator}",
                 )
-            track = data["track"]
-            recipient, via = data["recipient"], data.get("via")
-            # the same boundary at every node; the update's instant as parsed keys it, not its text
-            at_us = epoch_us(read_track_update(track, originator=label.originator).update_ts)
+            track = bytes(data.track)
+            recipient, via = data.recipient, data.via
+            # the same boundary at every node, on the bytes passed on; the update's instant as
+            # parsed keys it, not its text
+            update = read_track_json(track, originator=label.originator)
+            at_us = epoch_us(update.update_ts)
             if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
         except LinkError:
             raise
-        except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (GsomiaError, msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # authenticated, yet not a track this node can read: the peer is broken
             raise LinkError(
                 "malformed", f"frame {seq} from {sender} is not a track this node accepts"
@@ -1729,7 +1748,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, recipient, via, at_us)
+        return _Received(label, track, update.track_id, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -1745,7 +1764,7 @@ class StreamService:
         it on (this node is its hub). ``last``: the decision (and the label held under it) of the
         track before it in the group, taken again when the label (the same parsed label), the hub
         and the recipient are the same; the group's tracks are decided at one instant, ``now``."""
-        label, track, recipient, via = message.label, message.track, message.recipient, message.via
+        label, track_id, recipient, via = message.label, message.track_id, message.recipient, message.via
         try:
             answer = last.answer
             if (
@@ -1756,7 +1775,7 @@ class StreamService:
                 or last.under is not self._received_under  # the counters moved meanwhile: decide again
             ):
                 answer = last.answer = await self._decide_received(
-                    label, track["track_id"], sender, via, recipient, now
+                    label, track_id, sender, via, recipient, now
                 )
                 last.label, last.via, last.recipient, last.held = label, via, recipient, None
                 last.under = self._received_under
@@ -1773,18 +1792,18 @@ class StreamService:
                     label = held
                 except LabelError as exc:
                     self.stats.refused += 1
-                    row = self._audit_row("stream.receive", None, track["track_id"], "refused",
+                    row = self._audit_row("stream.receive", None, track_id, "refused",
                                           sender=sender, reason=str(exc))  # fmt: skip
                     await asyncio.to_thread(self._tally_received, sender, "label", str(exc), row)
                     return
                 route = f"via {via}" if via else "direct"
-                await self._emit(orjson.dumps(track), label, route, decision.agreement)
+                await self._emit(message.track, label, route, decision.agreement)
             elif via == self.party:
                 relayed = _Relayed(
                     group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message)
                 )
                 decided = _Decided(
-                    until, label, recipient, via, track["track_id"], sender, self._received_under,
+                    until, label, recipient, via, track_id, sender, self._received_under,
                     decision.agreement,
                 )  # fmt: skip
                 await self._forward(label, recipient, relayed, decision, decided)
@@ -2336,7 +2355,7 @@ def _track_key(originator: str, message: _Received) -> str:
     """A received update's identity, hashed: the originator that signed it, its recipient, the track
     and the update's instant, as the instant it is (microseconds since the epoch), not as spelt:
     ``Z`` or ``+00:00``, another offset, more or fewer fraction digits are the same update."""
-    parts = [originator, message.recipient, message.track["track_id"], message.at_us]
+    parts = [originator, message.recipient, message.track_id, message.at_us]
     return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
