@@ -121,6 +121,46 @@ def test_a_visitor_reads_only_during_the_visit_and_up_to_its_level(
     jpn_node.items.read(people["tanaka"], "k-secret")  # people who are not visitors are not affected
 
 
+def test_a_visit_ended_early_is_no_longer_in_force_and_its_visitor_stays_a_visitor(
+    jpn_node: Node, people: dict[str, Person], clock: FakeClock
+) -> None:
+    """Revoked now, or shortened, a visit keeps its record with the earlier end (audited, the old end
+    named): the visitor reads nothing from then on, and never reads as an ordinary reader would."""
+    visitor = add(jpn_node, "kim", "KOR", "군사II급비밀", ["dprk-missile"], ["analyst"])
+    _received(jpn_node, "k-conf", classification="군사III급비밀")
+    visit = jpn_node.duties.authorise_visit(
+        None, "kim", highest="秘", starts=clock.now, ends=clock.now + timedelta(hours=2), purpose="liaison"
+    )
+    later = jpn_node.duties.authorise_visit(
+        None, "kim", highest="秘", starts=clock.now + timedelta(days=1), ends=clock.now + timedelta(days=2),
+        purpose="liaison",
+    )  # fmt: skip
+    jpn_node.items.read(visitor, "k-conf")
+    with pytest.raises(AccessDenied, match="role"):  # an analyst may not end it
+        jpn_node.duties.end_visit(people["sato"], visit["id"])
+    with pytest.raises(InvalidInputError, match="must be earlier"):  # ending is never extending
+        jpn_node.duties.end_visit(None, visit["id"], clock.now + timedelta(hours=3))
+    with pytest.raises(NotFoundError):
+        jpn_node.duties.end_visit(None, "0" * 32)
+    shortened = jpn_node.duties.end_visit(None, visit["id"], clock.now + timedelta(hours=1))
+    assert shortened["ends"] == (clock.now + timedelta(hours=1)).isoformat()
+    jpn_node.items.read(visitor, "k-conf")  # still within the shortened visit
+    revoked = jpn_node.duties.end_visit(None, visit["id"])  # now
+    assert revoked["ends"] == clock.now.isoformat()
+    with pytest.raises(NotFoundError):
+        jpn_node.items.read(visitor, "k-conf")
+    assert "no visit in force" in refused_checks(jpn_node, "k-conf")[0]["reason"]
+    # withdrawn before it began: it ends at its start, never in force, and its record stays
+    withdrawn = jpn_node.duties.end_visit(None, later["id"])
+    assert withdrawn["ends"] == withdrawn["starts"] == later["starts"]
+    clock.advance(days=1, hours=1)
+    with pytest.raises(NotFoundError):  # still a visitor (two records), in no visit: reads nothing
+        jpn_node.items.read(visitor, "k-conf")
+    ended = [json.loads(r.detail) for r in jpn_node.store.audit(kind="visit.end") if r.outcome == "allowed"]
+    assert [e["visit"] for e in ended] == [visit["id"], visit["id"], later["id"]]
+    assert ended[0]["was"] == visit["ends"]
+
+
 def test_a_recorded_rules_change_flags_the_affected_items(jpn_node: Node, people: dict[str, Person]) -> None:
     _received(jpn_node, "k-secret")
     _received(jpn_node, "k-conf", classification="군사III급비밀")

@@ -271,3 +271,14 @@ def test_a_sender_killed_in_the_middle_of_settling_a_batch_left_no_entry_deliver
     )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     _as_queued(fed, entries)
+
+
+def test_many_items_messages_read_at_once_are_each_items_own(fed: FederationStore) -> None:
+    """``item_messages_of`` (a push's relay receipts look theirs up at once, issue 18) gives each item
+    what ``item_messages`` gives it: its item messages only, oldest first; an item with none is absent."""
+    entries = [replace(_entry(n), item_id=f"i{n % 3}") for n in range(7)]
+    entries.append(replace(_entry(7), item_id="i0", kind="label-change"))  # not an item message
+    fed.enqueue(entries)
+    found = fed.item_messages_of(["i0", "i1", "i2", "i0", "absent"])
+    assert found == {i: fed.item_messages(i) for i in ("i0", "i1", "i2")}
+    assert [e.msg_id for e in found["i0"]] == ["m0", "m3", "m6"]

@@ -65,6 +65,9 @@ def test_a_large_insert_gives_each_item_its_own_seq_in_order(store: Store) -> No
         assert row is not None
         assert row.seq == seqs[n - 1]
         assert store.item_topics(row.seq) == [f"t{n % 3}"]
+    held = store.inventories([i.id for i in new], "ingested")  # more ids than one IN (...) list holds
+    assert len(held) == len(new)
+    assert held["item-01201"] == store.inventory("item-01201")
 
 
 def test_a_batch_of_awkward_values_reads_back_exactly_and_is_found_by_every_lookup(store: Store) -> None:
@@ -93,6 +96,10 @@ def test_a_batch_of_awkward_values_reads_back_exactly_and_is_found_by_every_look
         ("KOR", i.id) for i in batch
     }
     assert store.existing_items([batch[0].id, "absent", batch[-1].id]) == {batch[0].id, batch[-1].id}
+    # many items' inventories of one kind at once, each as the item's own read gives it
+    ids = [i.id for i in batch]
+    assert store.inventories([*ids, "absent"], "ingested") == {i: store.inventory(i) for i in ids}
+    assert store.inventories(ids, "reached") == {}
 
 
 def test_the_seqs_returned_are_the_stored_ones_whoever_else_writes(store: Store) -> None:

@@ -9,7 +9,6 @@ visit was on: each track is decided when its batch is made, as a track sent alon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +19,7 @@ import pytest
 from tests.stream._jpn import NOW, analyst
 
 from gsomia.core.tracks import track_update_to_json
+from gsomia.errors import AccessDenied
 from gsomia.node import Node
 from gsomia.stream import StreamService, launches, replay
 from gsomia.testing import FakeClock, make_node
@@ -40,7 +40,7 @@ def test_a_visitor_gets_nothing_read_ahead_once_the_visit_has_ended(clocked: tup
     updates = replay(launches(2019)[2], originator="JPN", every_s=20)[:10]
     assert len(updates) == 10
 
-    async def run() -> tuple[list[bytes], list[bytes]]:
+    async def run() -> tuple[list[bytes], list[bytes], AccessDenied | None]:
         service = StreamService(node)
         try:
             level = service.stream_label().classification
@@ -57,16 +57,28 @@ def test_a_visitor_gets_nothing_read_ahead_once_the_visit_has_ended(clocked: tup
                 await asyncio.sleep(0)
             clock.advance(hours=2)  # the visit ends while what was read ahead waits
             rest: list[bytes] = []
-            with contextlib.suppress(TimeoutError):
+            ended: AccessDenied | None = None
+            try:
                 while True:
                     rest += await asyncio.wait_for(anext(stream), 0.5)
+            except TimeoutError:
+                pass
+            except AccessDenied as exc:  # no visit in force: the stream itself ends
+                ended = exc
             await stream.aclose()
-            return first, rest
+            return first, rest, ended
         finally:
             await service.close()
 
-    first, rest = asyncio.run(run())
+    first, rest, ended = asyncio.run(run())
     assert first, "inside the visit the visitor reads the stream"
     assert rest == [], f"{len(rest)} tracks decided during the visit were sent after it ended"
-    refusals = [json.loads(r.detail) for r in node.store.audit(kind="stream.read") if r.outcome == "refused"]
-    assert refusals, "the tracks withheld after the visit are refused, and the refusal audited"
+    assert ended is not None, "with no visit in force the visitor may no longer follow the stream"
+    assert any(c.rule == "visit" and not c.passed for c in ended.decision.checks)
+    refusals = [  # the tracks withheld (stream.read), or the stream ended (stream.ws), whichever came first
+        json.loads(r.detail)
+        for r in node.store.audit()
+        if r.kind in ("stream.read", "stream.ws") and r.outcome == "refused"
+    ]
+    assert refusals, "what is refused after the visit is audited"
+    assert "no visit in force" in json.dumps(refusals[0], ensure_ascii=False)

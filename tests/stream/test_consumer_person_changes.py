@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.stream._consuming import collect, pump
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -82,32 +83,6 @@ async def _tracks(service: StreamService, person: Person, batched: bool) -> Asyn
             yield [track]
 
 
-async def _pump(
-    stream: AsyncIterator[list[bytes]], queue: asyncio.Queue[list[bytes] | BaseException]
-) -> None:
-    """The stream into ``queue`` (a wait on the queue may time out; one on the stream would end it)."""
-    try:
-        async for batch in stream:
-            await queue.put(batch)
-    except Exception as exc:
-        await queue.put(exc)
-
-
-async def _collect(queue: asyncio.Queue[list[bytes] | BaseException], seconds: float) -> list[str]:
-    """The track ids the stream gives for ``seconds`` (each wait bounded); what ended it, raised."""
-    got: list[str] = []
-    until = time.monotonic() + seconds
-    while (left := until - time.monotonic()) > 0:
-        try:
-            batch = await asyncio.wait_for(queue.get(), left)
-        except TimeoutError:
-            break
-        if isinstance(batch, BaseException):
-            raise batch
-        got += [orjson.loads(t)["track_id"] for t in batch]
-    return got
-
-
 async def _publishing(service: StreamService) -> None:
     """Tracks every 20 ms, alternately at the stream's level (``lo-N``) and above it (``hi-N``)."""
     update = track_update_to_json(replay(launches(2019)[2], originator="JPN", every_s=20)[0])
@@ -140,7 +115,7 @@ def _run(node: Node, batched: bool, change: str) -> tuple[list[str], list[str], 
         publisher: asyncio.Task[None] | None = None
         stream = _tracks(service, person, batched)
         queue: asyncio.Queue[list[bytes] | BaseException] = asyncio.Queue()
-        pump = asyncio.create_task(_pump(stream, queue))
+        pumping = asyncio.create_task(pump(stream, queue))
         ended: BaseException | None = None
         before: list[str] = []
         after: list[str] = []
@@ -148,16 +123,16 @@ def _run(node: Node, batched: bool, change: str) -> tuple[list[str], list[str], 
         try:
             publisher = asyncio.create_task(_publishing(service))
             while len(before) < 6:
-                before += await _collect(queue, 0.5)
+                before += await collect(queue, 0.5)
             await asyncio.to_thread(_write_elsewhere, node.config.directory, change, person.id)
             committed = time.monotonic()
             try:
-                await _collect(queue, 1.5)  # the change is seen within this
-                after = await _collect(queue, 1.5)
+                await collect(queue, 1.5)  # the change is seen within this
+                after = await collect(queue, 1.5)
             except AccessDenied as exc:
                 ended = exc
         finally:
-            for task in (publisher, pump):
+            for task in (publisher, pumping):
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import kst
 from tests.identity_docs import published
+from tests.stream._kor_jpn import kor_messages
 
 from gsomia.demo import network
 from gsomia.errors import LinkError
@@ -132,3 +133,37 @@ def test_a_link_whose_hello_names_another_party_than_its_tls_certificate_is_refu
     assert refused.detail == "handshake-failed"
     assert "TLS certificate is USA's" in str(refused)
     assert isinstance(asyncio.run(run("KOR")), bytes | bytearray)  # KOR's certificate: answered
+
+
+def _tampered(change: Callable[[bytes], bytes]) -> Callable[[Node], bytes]:
+    """One of KOR's genuine track messages, changed by ``change`` before KOR signs it (the
+    originator's signature holds: only JPN's boundary read can refuse it)."""
+
+    def body(kor: Node) -> bytes:
+        (message,) = kor_messages(kor, 1, "t")
+        changed = change(message)
+        assert changed != message
+        return sign_batch(kor.ring, [changed], kor.clock())
+
+    return body
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.replace(b'"track":{', b'"track":{"route":"forged",', 1),  # a field no track has
+        lambda m: m.replace(b'},"label":', b',"track_id":"t 1"},"label":', 1),  # a key twice, the last bad
+        lambda m: m.replace(b'},"label":', b',"quality":2},"label":', 1),
+        lambda m: m[:-1] + b',"track":{"track_id":"t-2"}}',  # the track twice, the last not one
+        lambda m: m[:-1] + b',"recipient":7}',
+    ],
+)
+def test_a_signed_track_the_boundary_refuses_closes_the_link(
+    linked_kor_jpn: tuple[Node, Node], change: Callable[[bytes], bytes]
+) -> None:
+    """JPN reads each track at its boundary from the bytes it passes on: a key given twice is read
+    as its last (as a consumer's JSON parser reads it), a field no track has is refused, whatever
+    the originator signed."""
+    kor, jpn = linked_kor_jpn
+    refusal = _drive(kor, jpn, TRACKS, _tampered(change)(kor))
+    assert refusal.detail == "malformed", refusal

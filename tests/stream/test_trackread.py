@@ -4,14 +4,16 @@ the same refusal (type and message, a forbidden field first) for the rest."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 import pytest
 from tests.stream._updates import PLAIN_UPDATE, changed
 
 from gsomia.core.tracks import MAX_POINTS, parse_track_update
 from gsomia.errors import GsomiaError
-from gsomia.stream._trackread import _fast, read_track_update
+from gsomia.stream._trackread import _fast, read_track_json, read_track_update
 
 _POINT = {"t": "2019-05-04T00:29:05+00:00", "lat": 39.41, "lon": 127.6, "alt_m": 9000.0, "speed_mps": 800.0}
 _UPDATE = PLAIN_UPDATE
@@ -107,3 +109,53 @@ def test_an_ordinary_update_takes_the_fast_read() -> None:
     for data in (_UPDATE, changed(_UPDATE, ("impact",), None), changed(_UPDATE, ("originator",), "KOR")):
         assert _fast(data, "KOR") == parse_track_update(data, originator="KOR")
     assert _fast(changed(_UPDATE, ("originator",), "JPN"), "KOR") is None
+
+
+def _json_outcome(raw: bytes) -> tuple[str, Any]:
+    try:
+        return _outcome(lambda _raw, originator: read_track_json(_raw, originator=originator), raw)
+    except ValueError as exc:  # not JSON: refused as orjson refuses it
+        return "ValueError", type(exc).__name__
+
+
+def _loads_outcome(raw: bytes) -> tuple[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except ValueError as exc:
+        return "ValueError", type(exc).__name__
+    return _outcome(read_track_update, data)
+
+
+@pytest.mark.parametrize(("path", "value"), _CASES)
+def test_the_read_of_the_bytes_answers_as_the_read_of_their_decoding(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    data = changed(_UPDATE, path, value)
+    raw = json.dumps(data).encode()  # NaN and 10**400 as JSON text, which orjson refuses
+    assert _json_outcome(raw) == _loads_outcome(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b'"track"',
+        b"{}",
+        b"{",
+        b'{"track_id": "t1", "radar": "x"}',
+        orjson.dumps(_UPDATE) + b" x",
+        orjson.dumps(_UPDATE)[:-1] + b', "track_id": "t 2"}',  # a key twice: the last counts
+        orjson.dumps(_UPDATE)[:-1] + b', "radar": 1, "radar": 2}',
+        b" \n" + orjson.dumps(_UPDATE) + b" \n",
+        orjson.dumps(_UPDATE).replace(b'"KOR"', b'"\\u004bOR"'),
+    ],
+)
+def test_what_the_bytes_hold_is_read_as_their_decoding_is(raw: bytes) -> None:
+    assert _json_outcome(raw) == _loads_outcome(raw)
+
+
+def test_a_key_given_twice_is_read_as_its_last() -> None:
+    raw = orjson.dumps(_UPDATE)[:-1] + b',"track_id":"second"}'
+    assert read_track_json(raw, originator="KOR").track_id == "second" == orjson.loads(raw)["track_id"]

@@ -12,6 +12,8 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response, WebSocketException
@@ -500,7 +502,17 @@ def _create_app(
     app.include_router(approvals_router(node, reader))
     app.include_router(feed_router(node, reader, dashboard=dashboard.path))
     app.include_router(standards_router(node, reader))
-    app.include_router(stream_router(stream, reader, dashboard=dashboard.path))
+
+    def credential(request: Request) -> Callable[[], datetime]:
+        """The check of what ``reader`` let ``request`` in with, as ``reader`` chose it (a bearer
+        token, else the dashboard's session): an open stream makes it again when any process
+        revokes a token (:meth:`Credentials.still`)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return partial(node.credentials.still, token.strip())
+        return partial(node.credentials.still, request.cookies.get(dashboard.cookie) or "", session=True)
+
+    app.include_router(stream_router(stream, reader, dashboard=dashboard.path, credential=credential))
     app.state.stream = stream
 
     @app.get(

@@ -128,6 +128,13 @@ class VisitIn(_In):
     purpose: Annotated[Words, Field(max_length=200)]
 
 
+class VisitEndIn(_In):
+    ends: Instant | None = Field(
+        default=None,
+        description="The earlier end; absent: now (revoked). Before the visit's start: it never begins.",
+    )
+
+
 class AuthorityIn(_In):
     party: Party
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
@@ -276,6 +283,15 @@ def duties_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRo
     @router.get("/visits")
     def visits(person: Caller) -> list[dict[str, Any]]:
         return duties.visits(person)
+
+    @router.post("/visits/{visit_id}/end")
+    def end_visit(
+        visit_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], body: VisitEndIn, person: Caller
+    ) -> dict[str, Any]:
+        """End a visit early: now (revoked) or at an earlier end (shortened); every process of the
+        node, and an open stream of the visitor's, follows within about a second (Art. 8)."""
+        ends = None if body.ends is None else instant_in(node, body.ends, "ends")
+        return duties.end_visit(person, visit_id, ends)
 
     @router.post("/registers/authorities", status_code=201)
     def add_authority(body: AuthorityIn, person: Caller) -> dict[str, Any]:

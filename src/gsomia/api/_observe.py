@@ -228,6 +228,7 @@ class NodeCollector(Collector):
             ("emitted", stats.emitted, "Tracks emitted to this node's consumers"),
             ("refused", stats.refused, "Tracks refused"),
             ("link_errors", stats.link_errors, "Stream link failures"),
+            ("dropped", stats.dropped, "Tracks consumers lost, more than the bus holds behind for them"),
         ):
             yield CounterMetricFamily(f"gsomia_stream_{name}", text, value=value)
         sent = CounterMetricFamily("gsomia_stream_sent", "Tracks sent, per partner link", labels=["peer"])

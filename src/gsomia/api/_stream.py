@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Depends, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.api._sse import sse_response
 from gsomia.api._text import message_problem
-from gsomia.api._ws import websocket_caller
+from gsomia.api._ws import presented, websocket_caller
 from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
@@ -109,9 +109,18 @@ async def _send_refusal(websocket: WebSocket, exc: GsomiaError, data: Any) -> No
 
 
 def stream_router(
-    stream: StreamService, reader: Callable[..., Awaitable[Person]], *, dashboard: str | None = None
+    stream: StreamService,
+    reader: Callable[..., Awaitable[Person]],
+    *,
+    dashboard: str | None = None,
+    credential: Callable[[Request], Callable[[], datetime]] | None = None,
 ) -> APIRouter:
     """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency.
+
+    ``credential`` gives, for a request ``reader`` let in, the check of what it was let in with (a
+    bearer token, a dashboard session) that an open consumer's stream makes again whenever any
+    process revokes a token, and at its expiry: it returns the expiry or raises (``StreamService``
+    ends the stream then, the refusal audited).
 
     ``dashboard`` is the dashboard's path: the consumers' routes are served under it as well
     (``{dashboard}/tracks/sse``, ``{dashboard}/tracks/ws``), where the browser sends its session.
@@ -150,6 +159,7 @@ def stream_router(
 
     async def follow_sse(
         person: Caller,
+        request: Request,
         last_event_id: Annotated[
             str,  # noqa: RUF013 - str, not str | None: the document states a number, never null
             Header(
@@ -163,7 +173,8 @@ def stream_router(
 
         A client that reconnects with ``Last-Event-ID`` resumes where it was."""
         after = None if last_event_id is None else int(last_event_id)
-        tracks = await stream.subscribe(person, "sse", after)
+        held = credential(request) if credential is not None else None
+        tracks = await stream.subscribe(person, "sse", after, credential=held)
 
         async def messages() -> AsyncIterator[bytes]:
             async for seq, track in tracks:
@@ -250,10 +261,12 @@ def stream_router(
         at most N (``stream/_batches.py``): a lone track still goes at once, each track decided on
         its own label as its batch is made (``StreamService.subscribe_batches``), as when it goes alone."""
         try:
-            person = await ws_caller(websocket, "GET")
+            request = presented(websocket, stream.kernel, "GET")
+            person = await websocket_caller(websocket, reader, stream.kernel, "GET", request)
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
+        held = credential(request) if credential is not None else None
         try:
             most = parse_consumer_batch(websocket.query_params.get("batch"))
         except InvalidInputError as exc:  # named to the caller (authenticated): accepted, then closed
@@ -262,9 +275,9 @@ def stream_router(
             return
         try:
             tracks: AsyncIterator[Any] = (
-                await stream.subscribe(person, "ws")
+                await stream.subscribe(person, "ws", credential=held)
                 if most is None
-                else await stream.subscribe_batches(person, "ws", most)
+                else await stream.subscribe_batches(person, "ws", most, credential=held)
             )
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
@@ -279,7 +292,7 @@ def stream_router(
                     return
                 async for batch in tracks:
                     await websocket.send_text((b"[" + b",".join(batch) + b"]").decode())
-            except GsomiaError as exc:  # they may no longer follow it (disabled meanwhile): refused, audited
+            except GsomiaError as exc:  # they may no longer follow it (disabled, revoked): refused, audited
                 await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
 
         async def watch() -> None:  # the consumer leaving, or the server closing, ends the stream

@@ -16,7 +16,7 @@ from gsomia.core.access import Person
 from gsomia.errors import AuthenticationError
 from gsomia.kernel import NodeContext
 
-__all__ = ["websocket_caller"]
+__all__ = ["presented", "websocket_caller"]
 
 
 def _is_request(function: Callable[..., Any], name: str, param: inspect.Parameter) -> bool:
@@ -29,16 +29,11 @@ def _is_request(function: Callable[..., Any], name: str, param: inspect.Paramete
         return False
 
 
-async def websocket_caller(
-    websocket: WebSocket, reader: Callable[..., Any], kernel: NodeContext, method: str
-) -> Person:
-    """The node's own ``reader`` dependency, called for a WebSocket handshake.
-
-    FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
-    presented to ``reader`` as the HTTP request it is (``method`` ``GET`` to follow, ``POST``
-    to publish: whatever the reader allows a read-only caller, e.g. a session cookie, it
-    then allows for following alone), with the bearer credentials from its header.
-    """
+def presented(websocket: WebSocket, kernel: NodeContext, method: str) -> Request:
+    """The handshake as the HTTP request the node's ``reader`` is shown (``method`` ``GET`` to
+    follow, ``POST`` to publish), after refusing one opened from another origin: without an
+    ``Origin`` (no browser) it carries no cookie, so a session cookie is never taken for it. A
+    route that checks the caller's credentials again later (an open stream) reads them from it."""
     origin = websocket.headers.get("origin")
     if origin is not None and not is_own_origin(
         origin, websocket.url.scheme, websocket.headers.get("host"), kernel.endpoint
@@ -52,7 +47,25 @@ async def websocket_caller(
     scope = dict(websocket.scope)
     if origin is None:  # no browser: a session cookie is not for it (browsers always send Origin)
         scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
-    request = Request({**scope, "type": "http", "method": method})
+    return Request({**scope, "type": "http", "method": method})
+
+
+async def websocket_caller(
+    websocket: WebSocket,
+    reader: Callable[..., Any],
+    kernel: NodeContext,
+    method: str,
+    request: Request | None = None,
+) -> Person:
+    """The node's own ``reader`` dependency, called for a WebSocket handshake.
+
+    FastAPI resolves ``Request`` parameters for HTTP routes only, so the handshake is
+    presented to ``reader`` as the HTTP request it is (:func:`presented`, unless given as
+    ``request``: whatever the reader allows a read-only caller, e.g. a session cookie, it
+    then allows for following alone), with the bearer credentials from its header.
+    """
+    if request is None:
+        request = presented(websocket, kernel, method)
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     credentials = (

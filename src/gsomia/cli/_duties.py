@@ -429,6 +429,24 @@ def visit(
     _out(row, as_json, f"visit {row['id']}: {person} up to {row['highest']} until {row['ends']}")
 
 
+@duty_app.command("visit-end")
+@guard
+def visit_end(
+    directory: DirOpt,
+    visit_id: Annotated[str, typer.Argument(help="The visit's id (as `gsomia duty visit` printed it).")],
+    ends: Annotated[
+        str | None, typer.Option(help="ISO 8601 instant before the visit's end; absent: now (revoked).")
+    ] = None,
+    actor: AsOperator = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """End a visit early: revoked now, or shortened; the node's serving processes, and the visitor's
+    open streams (closed if the visitor may no longer read them), follow within about a second."""
+    node = open_node(directory)
+    row = node.duties.end_visit(_maybe(node, actor), visit_id, None if ends is None else _instant(node, ends))
+    _out(row, as_json, f"visit {row['id']}: {row['person']} now until {row['ends']}")
+
+
 @duty_app.command("reviews")
 @guard
 def reviews(

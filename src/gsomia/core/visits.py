@@ -1,8 +1,10 @@
 """Visits (Art. 8): the host authorises a visit and sets the highest level the visitor may see.
 
 A person with visit authorisations on record is a visitor: they read only while one is in
-force (``starts <= at < ends``) and only up to its level in the host's scheme. Pure: the
-instant is an argument.
+force (``starts <= at < ends``) and only up to its level in the host's scheme. A visit ended
+early keeps its record with the earlier end; one withdrawn before it began ends at its start
+(never in force), so that the person stays a visitor and never reads as an ordinary reader.
+Pure: the instant is an argument.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class VisitAuthorisation:
     def __post_init__(self) -> None:
         require_aware(self.starts, "visit start")
         require_aware(self.ends, "visit end")
-        if self.ends <= self.starts:
+        if self.ends < self.starts:  # equal: withdrawn before it began (authorising one refuses it)
             raise InvalidInputError("a visit ends after it starts")
         if not self.purpose.strip():
             raise InvalidInputError("a visit is for an official purpose (Art. 8): name it")

@@ -122,6 +122,7 @@ class Inbox(EnvelopeVersions):
         accepted.seen = self.fed.inbox_entries(
             [o.msg_id for o in messages if unstorable(o.msg_id, "") is None]  # the rest refused below
         )
+        self.prefetch_relayed([o.body for o in messages], accepted)  # relay receipts' look-ups, at once
         # each item message's signed content as read (unverified) to prefetch, kept so that the one
         # that verifies below is not decoded and parsed again (issue 18)
         peeked = accepted.prefetched.setdefault("contents", {})

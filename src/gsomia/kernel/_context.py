@@ -347,7 +347,10 @@ class NodeContext:
     """Of one kind, source and code, the refusals of a window that are records of their own."""
     REFUSAL_SOURCES = 16
     """Sources of one kind and code per window with their own count; the rest are counted as ``*``."""
-    GROUPS_RECORDED: ClassVar[dict[tuple[str, str], int]] = {("stream.receive", "duplicate"): 16}
+    GROUPS_RECORDED: ClassVar[dict[tuple[str, str], int]] = {
+        ("stream.receive", "duplicate"): 16,
+        ("stream.dropped", "behind"): 1,  # a consumer's first drop of a window: a record naming how many
+    }
     """Kinds and codes counted in groups, each record of its own naming how many its group held (a
     stream partner's duplicates, counted in tracks, one record a group): a group has one while fewer
     than this many were counted before it in the window. Their window's ``refusal.tally`` record is

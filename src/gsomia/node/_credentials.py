@@ -201,6 +201,19 @@ class Credentials:
         except (AuthenticationError, NotFoundError):
             return None
 
+    def still(self, secret: str, *, session: bool = False) -> datetime:
+        """Until when the credential a stream was opened with stays valid, if it still is now (its
+        expiry): the checks :meth:`authenticate` (``session``: :meth:`session`) makes, on the kept
+        rows (read again once any process revoked a token: the ``tokens`` generation). Raises
+        :class:`AuthenticationError` for a credential revoked, expired, unknown, or whose holder's
+        account is disabled; nothing is audited here (the stream records the refusal it makes)."""
+        try:
+            row = self._valid(self._tokens.get(_digest(secret)), SESSION if session else API)
+            self._person(row)
+        except NotFoundError as exc:  # the holder is no longer on file
+            raise AuthenticationError(str(exc)) from None
+        return from_us(row.expires_us)
+
     def authenticate(self, token: str | None, source: str | None = None) -> Person:
         """The person an API (bearer) token belongs to; refuses unknown, expired, revoked, disabled,
         and a dashboard session presented as a token. ``source`` (the caller's network address)

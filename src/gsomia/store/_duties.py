@@ -262,6 +262,21 @@ class DutiesStore:
         return run
 
     @staticmethod
+    def end_visit(visit_id: str, was_us: int, ends_us: int) -> Op:
+        """A visit ends earlier: at ``ends_us``, if it still ends at ``was_us`` (compare and set: two
+        officers shortening it at once, the second is told); every process reads visits again."""
+
+        def run(conn: Connection) -> None:
+            table = t.visits
+            moved = update(table).where(and_(table.c.id == visit_id, table.c.ends_us == was_us))
+            done = conn.execute(moved.values(ends_us=ends_us)).rowcount
+            if not done:
+                raise ConflictError(f"visit {visit_id} was changed meanwhile: read it again")
+            bump(conn, VISITS)
+
+        return run
+
+    @staticmethod
     def drop_label_change(item_id: str, version: int) -> Op:
         """Forget one kept change (a change kept for an item that has arrived, or kept too long)."""
 
@@ -516,6 +531,11 @@ class DutiesStore:
         query = select(t.visits).where(t.visits.c.person_id == person_id).order_by(t.visits.c.starts_us)
         with self.store._read() as conn:
             return [VisitRow(**r._mapping) for r in conn.execute(query)]
+
+    def visit(self, visit_id: str) -> VisitRow | None:
+        with self.store._read() as conn:
+            row = conn.execute(select(t.visits).where(t.visits.c.id == visit_id)).one_or_none()
+        return None if row is None else VisitRow(**row._mapping)
 
     def visits(self) -> list[VisitRow]:
         with self.store._read() as conn:

@@ -603,6 +603,10 @@ def bump(conn: Connection, name: str) -> int:
     return int(value)
 
 
+# an item's inventory entries as ``InventoryRow``s, named by the item's id
+_INVENTORY = select(
+    t.items.c.id, *(t.inventory.c[name] for name in ("at_us", "kind", "party", "actor", "detail"))
+).join(t.items, t.items.c.seq == t.inventory.c.item_seq)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 # the INSERT statement of a table's columns for a driver's paramstyle, written once
@@ -1510,21 +1514,26 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(t.items)).scalar_one())
 
     def inventory(self, item_id: str) -> list[InventoryRow]:
-        query = (
-            select(
-                t.items.c.id,
-                t.inventory.c.at_us,
-                t.inventory.c.kind,
-                t.inventory.c.party,
-                t.inventory.c.actor,
-                t.inventory.c.detail,
-            )
-            .join(t.items, t.items.c.seq == t.inventory.c.item_seq)
-            .where(t.items.c.id == item_id)
-            .order_by(t.inventory.c.seq)
-        )
+        query = _INVENTORY.where(t.items.c.id == item_id).order_by(t.inventory.c.seq)
         with self._read() as conn:
             return [InventoryRow(*r) for r in conn.execute(query)]
+
+    def inventories(self, item_ids: Sequence[str], kind: str) -> dict[str, list[InventoryRow]]:
+        """The inventory entries of ``kind`` of many items at once (as :meth:`inventory` gives each
+        item's, in its order), by item id; an item without any is missing."""
+        found: dict[str, list[InventoryRow]] = {}
+        wanted = list(dict.fromkeys(item_ids))
+        with self._read() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = (
+                    _INVENTORY.where(among(conn, t.items.c.id, wanted[start : start + _IN_CHUNK]))
+                    .where(t.inventory.c.kind == kind)
+                    .order_by(t.inventory.c.seq)
+                )
+                for r in conn.execute(query):
+                    row = InventoryRow(*r)
+                    found.setdefault(row.item_id, []).append(row)
+        return found
 
     # --- people and tokens ---
 

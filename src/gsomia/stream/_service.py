@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
+import msgspec
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -56,6 +57,7 @@ from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.crypto.envelope import verify_origin_until
 from gsomia.errors import (
     AccessDenied,
+    AuthenticationError,
     EnvelopeError,
     GsomiaError,
     InvalidInputError,
@@ -66,7 +68,7 @@ from gsomia.errors import (
     UnavailableError,
 )
 from gsomia.exchange import Exchange, check_peer_certificate, consent_from_content
-from gsomia.kernel import ChangeWatch, NodeContext
+from gsomia.kernel import ChangeWatch, NodeContext, ReadGate
 from gsomia.store import (
     ASSURANCES,
     CONSENTS,
@@ -74,6 +76,8 @@ from gsomia.store import (
     KEYS,
     PEERS,
     PEOPLE,
+    TOKENS,
+    VISITS,
     AuditRow,
     LinkHellos,
     RateCounters,
@@ -101,7 +105,7 @@ from gsomia.stream._link import (
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 from gsomia.stream._stalls import Deadline, Stalls
-from gsomia.stream._trackread import read_track_update
+from gsomia.stream._trackread import read_track_json, read_track_update
 
 __all__ = [
     "FEED_BATCH",
@@ -133,10 +137,19 @@ _ROOT_DEADLINE_S = 5.0  # a hop's window root (signed every 50 ms) overdue this 
 _OWN_DELAY_CAP_S = 10.0
 _CONSENTS_PER_LINK = 64  # authorisations one link may carry
 _READ_AHEAD = 1024  # groups of one link read and not yet taken, at most: then the reader waits
+# window roots of one link verified and not yet confirmed (their audit records not yet committed), at
+# most: then the taking waits for the oldest to be confirmed, and the reading behind it (_READ_AHEAD),
+# so a sender flooding roots, or a store slow to commit, holds its own link up and costs bounded memory.
+# A root comes every 50 ms or so: 64 are about 3 s of records waiting for their commit
+_UNCONFIRMED_MOST = 64
 _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
-# a consumer asks whether anyone's record changed (the store's people counter, as last read) at most
-# this often: a change any process commits reaches an open stream within the watch's interval and this
+# a consumer asks whether anyone's record, a token or a visit changed (the store's people, tokens and
+# visits counters, as last read) at most this often: a change any process commits reaches an open
+# stream within the watch's interval and this
 _PERSON_CHECK_S = 0.1
+# how often the open consumers are looked at while no track comes (StreamService._follow_readers): an
+# idle stream's person, credential and visits are checked as often, so one ended meanwhile is closed
+_IDLE_CHECK_S = 0.25
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
 # an update sent again comes at most this long after the first time: a link's holder sends what was
 # handed to it within the handover stream's age (HANDOFF_MAX_AGE_S), with a margin for the clocks
@@ -200,6 +213,7 @@ class StreamStats:
     batches_signed: int = 0
     batches_verified: int = 0
     duplicates: int = 0  # updates received again (a resend after a link changed hands), dropped
+    dropped: int = 0  # tracks a consumer lost, more than the bus holds for it behind (the oldest)
 
 
 # the fixed parts of a bus message (``_emit``), around the label's digest and its JSON
@@ -242,12 +256,28 @@ class _BusTrack(NamedTuple):
     track: bytes
 
 
+class _Message(msgspec.Struct):
+    """A track message as a link carries it (``publish_update``), decoded once: the track and the
+    label stay the bytes the originator signed (``msgspec.Raw``), read at the boundary from those
+    bytes; other fields are ignored, as a dict's would be. A key given twice is read as its last."""
+
+    track: msgspec.Raw
+    label: msgspec.Raw
+    originator: Any
+    recipient: Any
+    via: Any = None
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
 class _Received(NamedTuple):
     """A track message read from a link and checked at the boundary, not yet decided on (a named
     tuple, one per track, as :class:`_Decided`)."""
 
     label: SecurityLabel
-    track: dict[str, Any]
+    track: bytes  # the track's JSON as its originator signed it, checked at this node's boundary
+    track_id: str
     recipient: str
     via: str | None
     at_us: int  # the update's instant (``update_ts``) as parsed: one instant, however it is spelt
@@ -317,9 +347,6 @@ class _OutLink:
         self.unconfirmed: collections.deque[tuple[int, list[_Ack]]] = collections.deque()
         self.drainer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None  # reads the peer's confirmations (ACK frames)
-        # the audit record of the last window root signed, in the next group commit: not waited for
-        # (the next root is due in 50 ms), but its failure ends the link at the next root
-        self.recorded: asyncio.Future[None] | None = None
 
 
 class StreamService:
@@ -405,6 +432,9 @@ class StreamService:
         # published and received when they last were
         self._refreshing: asyncio.Future[None] | None = None
         self._flowing = 0
+        # the consumers open here, and the task that checks the idle ones (_follow_readers)
+        self._readings: set[_Reading] = set()
+        self._following: asyncio.Task[None] | None = None
 
     # --- lifecycle ---
 
@@ -437,6 +467,11 @@ class StreamService:
             with contextlib.suppress(Exception):
                 await self._refreshing
             self._refreshing = None
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
+            self._following = None
         for party, link in list(self._links.items()):
             if link.drainer is not None:
                 await link.drainer
@@ -1128,38 +1163,49 @@ class StreamService:
             self._refreshing.add_done_callback(_log_unread)
 
     async def _flush(self, party: str) -> None:
+        """Close the link's window and send its signed root, once the root's audit record
+        (``stream.batch`` ``signed``) is committed: a root never leaves that this node's log does not
+        hold (a sender that crashed between the two had signed, and the receiver recorded, a root
+        its own log never named). One commit a window (every 50 ms at most, in the process's group
+        commit with the other links' and the receivers' records), not a track: the link's tracks
+        wait for the lock meanwhile and go in the next frame. A record that fails fails the link
+        (its root is never sent; the receiver drops the link for want of it)."""
         link = self._links.get(party)
         if link is None or link.signer.pending == 0:
             return
-        if link.recorded is not None and link.recorded.done():
-            link.recorded.result()  # the last root's audit record failed: the link fails with it
-        async with link.lock:
+        async with link.lock:  # no frame between the window's last and its root (the receiver's order)
             batch = link.signer.close(self.kernel.clock())
             if batch is None:
                 return
+            row = self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())
+            try:
+                await self._memory.record([row])
+            except GsomiaError:
+                raise
+            except Exception as exc:  # a store's own error: the link fails, audited, the root unsent
+                raise LinkError(
+                    "unrecorded-batch", f"the audit record of the root for {party} failed"
+                ) from exc
             for frame in link.session.seal(BATCH, batch.jws.encode(), time.monotonic()):
                 await link.ws.send(frame)
         self.stats.batches_signed += 1
-        # in the process's next group commit, not awaited here: a slow commit never holds back the
-        # next window root (the receiver drops a link whose root is overdue)
-        link.recorded = self._memory.record(
-            [self._audit_row("stream.batch", None, party, "signed", **batch.audit_detail())]
-        )
-        link.recorded.add_done_callback(_log_unrecorded)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK_S)
             self._refresh_counters()
             now = time.monotonic()
-            for party, link in list(self._links.items()):
-                if link.signer.due(now):
-                    try:
-                        await self._flush(party)
-                    except (OSError, WebSocketException, GsomiaError) as exc:
-                        await self._link_failed(party, exc)
-                    except Exception:  # a dead ticker would silently stop signing batch roots
-                        _log.exception("signing the batch root for %s failed", party)
+            due = [party for party, link in list(self._links.items()) if link.signer.due(now)]
+            # together: their roots' records go in one group commit, none waits for another's
+            await asyncio.gather(*(self._flush_due(party) for party in due))
+
+    async def _flush_due(self, party: str) -> None:
+        try:
+            await self._flush(party)
+        except (OSError, WebSocketException, GsomiaError) as exc:
+            await self._link_failed(party, exc)
+        except Exception:  # a dead ticker would silently stop signing batch roots
+            _log.exception("signing the batch root for %s failed", party)
 
     # --- links (receiving side) ---
 
@@ -1326,7 +1372,9 @@ class StreamService:
         commit is done, each window root confirmed, each authorisation received."""
         peer = session.peer
         # each root's confirmation (ACK), sent once its audit record is committed (_confirm)
-        confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None] = asyncio.Queue()
+        confirmations: asyncio.Queue[tuple[asyncio.Future[None], int] | None] = asyncio.Queue(
+            _UNCONFIRMED_MOST
+        )
         confirming = asyncio.create_task(self._confirm(session, send, confirmations))
         try:
             while (item := await read_so_far.get()) is not None:
@@ -1339,14 +1387,15 @@ class StreamService:
                     recorded = self._memory.record(
                         [self._audit_row("stream.batch", None, peer, "verified", **item.detail)]
                     )
-                    confirmations.put_nowait((recorded, item.received))
+                    # _UNCONFIRMED_MOST waiting already: nothing more is taken until one goes
+                    await _put_unless_ended(confirmations, (recorded, item.received), confirming)
                 else:
                     await self._receive_consent(peer, item)
                 read_so_far.task_done()
         except BaseException:
             confirming.cancel()  # what is not confirmed the sender sends again: dropped as duplicates
             raise
-        confirmations.put_nowait(None)
+        await _put_unless_ended(confirmations, None, confirming)
         await confirming
 
     @staticmethod
@@ -1603,7 +1652,7 @@ class StreamService:
         take: list[tuple[Entry, _Received]] = []
         for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
             if entry.index in resent or key in duplicates or key in taken:
-                dropped.append(f"{message.track['track_id']}@{message.track['update_ts']}")
+                dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
                 continue
             taken.add(key)
             take.append((entry, message))
@@ -1669,27 +1718,29 @@ class StreamService:
         before it in the group is that label, parsed once (``labels``)."""
         self.stats.received += 1
         try:
-            data = orjson.loads(entry.message)
-            label_data = data["label"]
+            data = _decode_message(entry.message)
+            label_data = data.label
             if labels.label is not None and label_data == labels.data:
                 label = labels.label
             else:
-                label = self.kernel.items.parse_label(label_data)
+                label = self.kernel.items.parse_label(orjson.loads(bytes(label_data)))
                 labels.data, labels.label = label_data, label
-            if label.originator != group.originator or data["originator"] != group.originator:
+            if label.originator != group.originator or data.originator != group.originator:
                 raise LinkError(
                     "not-the-originator",
                     f"a track labelled as {label.originator}'s is signed by {group.originator}",
                 )
-            track = data["track"]
-            recipient, via = data["recipient"], data.get("via")
-            # the same boundary at every node; the update's instant as parsed keys it, not its text
-            at_us = epoch_us(read_track_update(track, originator=label.originator).update_ts)
+            track = bytes(data.track)
+            recipient, via = data.recipient, data.via
+            # the same boundary at every node, on the bytes passed on; the update's instant as
+            # parsed keys it, not its text
+            update = read_track_json(track, originator=label.originator)
+            at_us = epoch_us(update.update_ts)
             if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
         except LinkError:
             raise
-        except (GsomiaError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (GsomiaError, msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # authenticated, yet not a track this node can read: the peer is broken
             raise LinkError(
                 "malformed", f"frame {seq} from {sender} is not a track this node accepts"
@@ -1697,7 +1748,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, recipient, via, at_us)
+        return _Received(label, track, update.track_id, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -1713,7 +1764,7 @@ class StreamService:
         it on (this node is its hub). ``last``: the decision (and the label held under it) of the
         track before it in the group, taken again when the label (the same parsed label), the hub
         and the recipient are the same; the group's tracks are decided at one instant, ``now``."""
-        label, track, recipient, via = message.label, message.track, message.recipient, message.via
+        label, track_id, recipient, via = message.label, message.track_id, message.recipient, message.via
         try:
             answer = last.answer
             if (
@@ -1724,7 +1775,7 @@ class StreamService:
                 or last.under is not self._received_under  # the counters moved meanwhile: decide again
             ):
                 answer = last.answer = await self._decide_received(
-                    label, track["track_id"], sender, via, recipient, now
+                    label, track_id, sender, via, recipient, now
                 )
                 last.label, last.via, last.recipient, last.held = label, via, recipient, None
                 last.under = self._received_under
@@ -1741,18 +1792,18 @@ class StreamService:
                     label = held
                 except LabelError as exc:
                     self.stats.refused += 1
-                    row = self._audit_row("stream.receive", None, track["track_id"], "refused",
+                    row = self._audit_row("stream.receive", None, track_id, "refused",
                                           sender=sender, reason=str(exc))  # fmt: skip
                     await asyncio.to_thread(self._tally_received, sender, "label", str(exc), row)
                     return
                 route = f"via {via}" if via else "direct"
-                await self._emit(orjson.dumps(track), label, route, decision.agreement)
+                await self._emit(message.track, label, route, decision.agreement)
             elif via == self.party:
                 relayed = _Relayed(
                     group.jws, group.size, Entry(entry.index, group.proof(entry), entry.message)
                 )
                 decided = _Decided(
-                    until, label, recipient, via, track["track_id"], sender, self._received_under,
+                    until, label, recipient, via, track_id, sender, self._received_under,
                     decision.agreement,
                 )  # fmt: skip
                 await self._forward(label, recipient, relayed, decision, decided)
@@ -1905,23 +1956,35 @@ class StreamService:
         )
 
     async def subscribe(
-        self, person: Person, channel: str, after: int | None = None
+        self,
+        person: Person,
+        channel: str,
+        after: int | None = None,
+        *,
+        credential: Callable[[], datetime] | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Tracks this person may read, as (the bus's sequence number, the track's JSON: the update,
         its ``route`` and ``agreement``); refused (and audited)
         up front if the person could not read the stream at all. ``after`` resumes after that
-        number (an SSE client's ``Last-Event-ID``) with what the bus still holds."""
-        subscription = await self._subscribed(person, channel, after)
-        return self._consume(person, subscription, channel)
+        number (an SSE client's ``Last-Event-ID``) with what the bus still holds.
 
-    async def subscribe_batches(self, person: Person, channel: str, most: int) -> AsyncIterator[list[bytes]]:
+        The stream ends, raising the refusal (audited once), once the person may no longer follow it
+        (:class:`_Reading`): disabled, a visit revoked, shortened or over, or ``credential`` (the
+        check of what the caller was let in with: its expiry, or it raises) failing, after any
+        process revoked a token or at its expiry; within about a second, tracks flowing or not."""
+        subscription = await self._subscribed(person, channel, after)
+        return self._consume(person, subscription, channel, credential)
+
+    async def subscribe_batches(
+        self, person: Person, channel: str, most: int, *, credential: Callable[[], datetime] | None = None
+    ) -> AsyncIterator[list[bytes]]:
         """The tracks :meth:`subscribe` gives, in lists of at most ``most`` (``stream/_batches.py``).
         What the batches' reader reads ahead is the bus's messages, undecided: each track is
         read-decided as its batch is made, so a consumer that keeps a batch waiting (a slow one, or
         one that stalls on purpose) is never sent a track decided before then (a visit that ended
         meanwhile withholds it, as it would a track sent alone). A batch all withheld is not sent."""
         subscription = await self._subscribed(person, channel, None)
-        return self._consume_batches(person, subscription, most, channel)
+        return self._consume_batches(person, subscription, most, channel, credential)
 
     async def _subscribed(self, person: Person, channel: str, after: int | None) -> Any:
         if not self._started:
@@ -1940,85 +2003,237 @@ class StreamService:
         return subscription
 
     async def _consume(
-        self, person: Person, subscription: Any, channel: str
+        self, person: Person, subscription: Any, channel: str, credential: Callable[[], datetime] | None
     ) -> AsyncIterator[tuple[int, bytes]]:
-        reading = _Reading(self, person, channel)
+        reading = self._open_reading(person, channel, credential, subscription)
         try:
             async for seq, raw in subscription:
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 track = await reading.admit(raw)
                 if track is not None:
                     yield seq, track
+            reading.ended()  # closed under it (_follow_readers): the refusal that ended it
         finally:
+            self._readings.discard(reading)
             await subscription.close()
 
     async def _consume_batches(
-        self, person: Person, subscription: Any, most: int, channel: str
+        self,
+        person: Person,
+        subscription: Any,
+        most: int,
+        channel: str,
+        credential: Callable[[], datetime] | None,
     ) -> AsyncIterator[list[bytes]]:
-        reading = _Reading(self, person, channel)
+        reading = self._open_reading(person, channel, credential, subscription)
         try:
             # a bus message holds its track and label: a batch of messages is at least as large as
             # the batch of tracks sent, so the bytes bound holds for what is sent
             async for raws in batches(subscription, most):
+                if subscription.dropped != reading.dropped:
+                    await self._consumer_dropped(reading, subscription.dropped)
                 await reading.current()
                 sent = [track for raw in raws if (track := await reading.admit(raw)) is not None]
                 if sent:
                     yield sent
+            reading.ended()
         finally:
+            self._readings.discard(reading)
             await subscription.close()
+
+    def _open_reading(
+        self, person: Person, channel: str, credential: Callable[[], datetime] | None, subscription: Any
+    ) -> _Reading:
+        reading = _Reading(self, person, channel, credential, subscription)
+        self._readings.add(reading)
+        if self._following is None or self._following.done():
+            self._following = asyncio.create_task(self._follow_readers(), name=f"gsomia-readers-{self.party}")
+        return reading
+
+    async def _follow_readers(self) -> None:
+        """While consumers are open here, every ``_IDLE_CHECK_S`` check those no track has checked
+        lately (:meth:`_Reading.current`): an idle stream whose person was disabled, whose visit was
+        revoked, shortened or is over, or whose credential was revoked or expired is closed too.
+        The counters are read once a round for all of them (one query, in a worker thread, when
+        due); a consumer's own record, credential and visits are read again only when one moved."""
+        watch = self.kernel.watch
+        while self._readings:
+            await asyncio.sleep(_IDLE_CHECK_S)
+            now = time.monotonic()
+            idle = [r for r in self._readings if r.due(now)]
+            if not idle:
+                continue
+            if watch.fresh(PEOPLE) is None:  # due: read once here, not once a consumer
+                try:
+                    await asyncio.to_thread(watch.refresh)
+                except Exception:  # the store unreachable: each consumer's own check reads again
+                    _log.warning("the counters could not be read for the open streams", exc_info=True)
+            await asyncio.gather(*(r.sweep() for r in idle))
+
+    async def _consumer_dropped(self, reading: _Reading, dropped: int) -> None:
+        """The tracks a consumer lost since it was last seen reading (its subscription's count moved
+        to ``dropped``: the bus dropped the oldest it held for it, more than its bound behind), counted
+        (``gsomia_stream_dropped_total``) and audited in bounded space: the store's tally of the
+        window (``stream.dropped``, code ``behind``, per person, every process's), the window's first
+        drop a record naming the person, the channel and how many, and the window's count in one
+        ``refusal.tally`` record once it has closed. One record an episode would still be unbounded
+        for a consumer that falls behind again and again."""
+        count = dropped - reading.dropped
+        reading.dropped = dropped
+        self.stats.dropped += count
+        await asyncio.to_thread(self._tally_dropped, reading.person_id, reading.channel, count)
+
+    def _tally_dropped(self, person: str, channel: str, count: int) -> None:
+        def rows(counted_as: str, _person: str, own: int) -> list[AuditRow]:
+            if not own:
+                return []
+            where = {} if counted_as == person else {"counted_as": counted_as}
+            return [
+                self._audit_row(
+                    "stream.dropped", person, None, "dropped", channel=channel, count=count, **where
+                )
+            ]
+
+        reason = f"a {channel} consumer of {person}'s lost {count} track(s), too far behind"
+        self.kernel.tally("stream.dropped", person, "behind", reason, rows, count=count)
 
 
 class _Reading:
     """One consumer's read decisions over the bus's messages: each label decided once, again when a
-    visit of theirs begins or ends (:class:`ReadGate`) or when their record changes (any process's
-    write: the store's ``people`` counter, :meth:`current`), a refusal audited once a label and
-    visit window (bounded: a label's refusal is not recorded again for each of its tracks)."""
+    visit of theirs begins or ends (:class:`ReadGate`) or when their record or visits change (any
+    process's write: the store's ``people`` and ``visits`` counters, :meth:`current`), a refusal
+    audited once a label and visit window (bounded: a label's refusal is not recorded again for each
+    of its tracks). The stream itself ends, its refusal audited once, when the person may no longer
+    follow it at all: disabled, no visit in force that lets them read it (revoked, shortened, over),
+    or the credential they opened it with revoked (the ``tokens`` counter) or expired."""
 
-    def __init__(self, service: StreamService, person: Person, channel: str) -> None:
+    def __init__(
+        self,
+        service: StreamService,
+        person: Person,
+        channel: str,
+        credential: Callable[[], datetime] | None = None,
+        subscription: Any = None,
+    ) -> None:
         self._service = service
         self._person = person
         self._channel = channel
+        self._credential = credential
+        self._subscription = subscription
+        self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
         self._generation = self._gate.generation
-        # the people counter the person was last read under: unknown (the record the caller was
-        # authenticated with may predate it), so the first message reads them again
-        self._people = -1
-        self._next_check = 0.0  # the monotonic instant from which current() looks at the counter again
+        # the people, tokens and visits counters the person, credential and visits were last read
+        # under: unknown (the caller was let in on rows that may predate them), so the first check
+        # reads them all again
+        self._seen: tuple[int | None, ...] = (-1, -1, -1)
+        self._expires = math.inf  # the credential's expiry (POSIX seconds): checked again from then
+        self._next_check = 0.0  # the monotonic instant from which current() looks at the counters again
+        self._edge = False  # a visit's start or end passed since the stream's own decision was made
+        self._refused: GsomiaError | None = None  # what ended the stream (audited once)
+        self._checking = asyncio.Lock()  # one check at a time: the stream's own, or the idle round's
+
+    def due(self, now: float) -> bool:
+        """Whether no check was made within the last ``_PERSON_CHECK_S`` (an idle stream)."""
+        return now >= self._next_check
+
+    @property
+    def person_id(self) -> str:
+        return self._person.id
+
+    @property
+    def channel(self) -> str:
+        return self._channel
 
     async def current(self) -> None:
-        """Make the next decisions on the person's record as the store holds it now. At most every
-        ``_PERSON_CHECK_S`` it looks at the people counter as this process last read it (memory
-        only, on the loop); when it moved, or is due to be read, the record is read again in a
-        worker thread (:meth:`_renew`). Raises the refusal (audited) and so ends the stream if the
-        person may no longer follow it at all (disabled, or the subscription's own check fails)."""
-        now = time.monotonic()
-        if now < self._next_check:
+        """Make the next decisions on the person's record, credential and visits as the store holds
+        them now. At most every ``_PERSON_CHECK_S`` it looks at the people, tokens and visits
+        counters as this process last read them (memory only, on the loop), at the visit window's
+        edges and at the credential's expiry; when one moved or passed, or the counters are due to
+        be read, the rest is read again in a worker thread (:meth:`_renewed`). Raises the refusal
+        (audited once) and so ends the stream if the person may no longer follow it at all."""
+        if time.monotonic() < self._next_check:
             return
-        self._next_check = now + _PERSON_CHECK_S
-        if self._service.kernel.watch.fresh(PEOPLE) != self._people:
-            await asyncio.to_thread(self._renew)
+        async with self._checking:
+            if self._refused is not None:
+                raise self._refused
+            now = time.monotonic()
+            if now < self._next_check:  # checked meanwhile (the idle round and a track at once)
+                return
+            self._next_check = now + _PERSON_CHECK_S
+            watch = self._service.kernel.watch
+            seen: tuple[int | None, ...] = (watch.fresh(PEOPLE), watch.fresh(TOKENS), watch.fresh(VISITS))
+            edge = (
+                self._edge
+                or self._gate.current() != self._generation
+                or self._service.kernel.clock().timestamp() >= self._expires
+            )
+            if seen == self._seen and not edge:
+                return
+            try:
+                person, gate, expires, seen = await asyncio.to_thread(self._renewed, edge)
+            except GsomiaError as exc:
+                self._refused = exc
+                self._next_check = 0.0  # every later call raises it at once
+                raise
+            self._edge = False
+            if gate is not None:
+                self._person = person
+                self._gate = gate
+                self._generation = gate.generation
+                self._readable.clear()
+            self._expires = expires
+            self._seen = seen
 
-    def _renew(self) -> None:
-        kernel = self._service.kernel
-        people = kernel.watch.generation(PEOPLE)  # read before the record: the record is as new
-        if people == self._people:
-            return
-        held = self._person
+    async def sweep(self) -> None:
+        """:meth:`current` for an idle stream (:meth:`StreamService._follow_readers`): a refusal
+        closes the subscription under the stream, which then ends raising it (:meth:`ended`)."""
         try:
-            person = replace(kernel.person(held.id), purpose=held.purpose)  # the purpose is the request's
-        except NotFoundError:
-            person = replace(held, active=False)  # no longer on file: refused as a disabled account is
-        if person != held:
-            # the subscription's own decision, made again on the record now (a new one would be refused)
+            await self.current()
+        except GsomiaError:
+            if self._subscription is not None:
+                await self._subscription.close()
+        except Exception:  # the store unreachable: the next round tries again, a track's check too
+            _log.warning("an open stream's check could not be made", exc_info=True)
+
+    def ended(self) -> None:
+        """The subscription ended under the stream: raise the refusal that closed it, if one did."""
+        if self._refused is not None:
+            raise self._refused
+
+    def _renewed(self, edge: bool) -> tuple[Person, ReadGate | None, float, tuple[int | None, ...]]:
+        """(In a worker thread.) The person's record as the store holds it, a new read decision on
+        it if the record or the visits changed (else ``None``), the credential's expiry and the
+        counters they were read under; raises the refusal (audited) if the person may no longer
+        follow the stream: the subscription's own decision made again, the credential checked."""
+        kernel = self._service.kernel
+        # the counters are read before the rows: the rows are at least as new
+        seen = tuple(kernel.watch.generation(name) for name in (PEOPLE, TOKENS, VISITS))
+        held = person = self._person
+        who = f"stream.{self._channel}"
+        if seen[0] != self._seen[0]:
+            try:
+                person = replace(kernel.person(held.id), purpose=held.purpose)  # the purpose is the request's
+            except NotFoundError:
+                person = replace(held, active=False)  # no longer on file: refused as a disabled account is
+        gate = None
+        if person != held or seen[2] != self._seen[2] or edge:
+            # the subscription's own decision, made again on the record and visits now (a new one
+            # would be refused): disabled, or no visit in force that lets a visitor read the stream
             decision = kernel.decide_read(person, self._service.stream_label())
             if not decision.allowed:
-                raise kernel.refuse(f"stream.{self._channel}", person.id, None, AccessDenied(decision))
-            self._person = person
-            self._gate = kernel.reader(person)
-            self._generation = self._gate.generation
-            self._readable.clear()
-        self._people = people
+                raise kernel.refuse(who, person.id, None, AccessDenied(decision))
+            gate = kernel.reader(person)
+        expires = self._expires
+        if self._credential is not None and (seen[1] != self._seen[1] or edge):
+            try:  # after the person's own check: a disabled account's tokens are revoked with it
+                expires = self._credential().timestamp()
+            except AuthenticationError as exc:  # revoked (by any process) or expired meanwhile
+                raise kernel.refuse(who, held.id, None, exc) from None
+        return person, gate, expires, seen
 
     async def admit(self, raw: bytes) -> bytes | None:
         """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
@@ -2028,6 +2243,8 @@ class _Reading:
         if self._gate.current() != self._generation:  # a visit began or ended: decide every label again
             self._readable.clear()
             self._generation = self._gate.generation
+            self._edge = True  # and the stream's own decision, at the next message's check (current)
+            self._next_check = 0.0
         allowed = self._readable.get(key)
         if allowed is None:
             data = message.label if message.label is not None else orjson.loads(raw)["label"]
@@ -2040,6 +2257,24 @@ class _Reading:
                     service._audit_row("stream.read", self._person.id, None, "refused", checks=failed)
                 )
         return message.track if allowed else None
+
+
+async def _put_unless_ended(queue: asyncio.Queue[Any], item: Any, reader: asyncio.Task[None]) -> None:
+    """Put ``item`` on ``queue`` (bounded), waiting for room while its one ``reader`` goes on; if the
+    reader ends first (a root's record failed to commit), raise its failure: nothing waits forever."""
+    if not queue.full():
+        queue.put_nowait(item)
+        return
+    put = asyncio.ensure_future(queue.put(item))
+    try:
+        await asyncio.wait((put, reader), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not put.done():
+            put.cancel()
+    if put.done() and not put.cancelled():
+        return
+    await reader  # its failure ends the link
+    raise LinkError("internal", "a link's confirmations ended before its taking")
 
 
 def _posix(at: datetime | None) -> float:
@@ -2065,12 +2300,6 @@ def _log_unread(read: asyncio.Future[None]) -> None:
     """A read ahead of the counters that failed is logged; the next use on the loop reads them."""
     if not read.cancelled() and (exc := read.exception()) is not None:
         _log.warning("reading the store's generation counters ahead failed: %s", exc)
-
-
-def _log_unrecorded(recorded: asyncio.Future[None]) -> None:
-    """A window root's audit record that failed is logged (and its link fails at its next root)."""
-    if not recorded.cancelled() and (exc := recorded.exception()) is not None:
-        _log.error("the audit record of a signed window root failed: %s", exc)
 
 
 async def _within(receive: Any, deadline: Deadline, what: str, code: str = "handshake-timeout") -> bytes:
@@ -2126,7 +2355,7 @@ def _track_key(originator: str, message: _Received) -> str:
     """A received update's identity, hashed: the originator that signed it, its recipient, the track
     and the update's instant, as the instant it is (microseconds since the epoch), not as spelt:
     ``Z`` or ``+00:00``, another offset, more or fewer fraction digits are the same update."""
-    parts = [originator, message.recipient, message.track["track_id"], message.at_us]
+    parts = [originator, message.recipient, message.track_id, message.at_us]
     return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
