@@ -11,6 +11,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -549,3 +550,64 @@ def test_a_route_only_rule_is_kept_only_after_every_rule_asked_each_time(catalog
     for _ in range(3):
         assert [c.rule for c in engine.decide(request, at=AT).checks][8:10] == ["before", "after"]
     assert (before.asked, after.asked) == (3, 3)
+
+
+class _Asked:
+    """A rule asked afresh every time: the same check, without ``route_only`` (nothing kept by AllOf)."""
+
+    def __init__(self, rule: Any) -> None:
+        self.name, self.rule = rule.name, rule
+
+    def check(self, request: ReleaseRequest, candidate: object, ts: float) -> Check:
+        return (
+            self.rule.explain(request, candidate, ts)
+            if hasattr(self.rule, "explain")
+            else (self.rule.check(request, candidate, ts))
+        )
+
+
+def _shapes() -> dict[str, list[Any]]:
+    """The standard rules, and the same rules in other orders: the route-only rules last in another
+    order (kept), and interleaved with the assurance rule or first (not kept: AllOf asks each)."""
+    head, assured, third, hub, two = standard_rules().rules
+    return {
+        "standard": [head, assured, third, hub, two],
+        "kept-reordered": [head, assured, two, hub, third],
+        "interleaved": [head, third, assured, hub, two],
+        "route-first": [head, two, hub, third, assured],
+    }
+
+
+@pytest.mark.parametrize("shape", ["standard", "kept-reordered", "interleaved", "route-first"])
+@pytest.mark.parametrize("what_if", [False, True], ids=["shipped", "what-if"])
+def test_the_route_only_checks_kept_decide_what_the_rules_asked_afresh_decide(
+    catalogue: Catalogue, shape: str, what_if: bool
+) -> None:
+    """Differential: 2,000 requests, most of them plain (no consent, no approval, no two-person policy
+    asking anything: the kept route checks apply), the rest carrying consents or a policy, over every
+    route (hubs included), originator and boundary instant, in a shuffled order and each decided twice
+    by one warm engine; against an engine whose rules are each asked afresh (each rule's own
+    ``explain``: nothing kept per candidate and originator) and the plain evaluation. Every field and
+    every check's sentence the same."""
+    cat = _what_if(catalogue) if what_if else catalogue
+    rng = random.Random(7)  # noqa: S311 - a fixed mix of requests, not a secret
+    cases = []
+    for request, at in _requests(cat, 2000, seed=1446):
+        if rng.random() < 0.7:
+            request = replace(request, consents=(), approval=None)
+            if rng.random() < 0.5:
+                request = replace(request, two_person=TwoPersonPolicy(frozenset()))  # asks nothing
+        cases.append((request, at))
+    rules = _shapes()[shape]
+    kept = ReleaseEngine(cat, AllOf(*rules))
+    afresh = ReleaseEngine(cat, AllOf(rules[0], *(_Asked(r) for r in rules[1:])))
+    plain = sum(1 for r, _ in cases if not r.consents and r.approval is None)
+    assert plain > 1000
+    for order in range(2):
+        rng.shuffle(cases)
+        for request, at in cases:
+            decided = kept.decide(request, at=at)
+            assert _said(decided) == _said(afresh.decide(request, at=at)), (shape, order, request, at)
+            assert _said(decided) == _said(kept.decide_plainly(request, at=at)), (shape, order, request, at)
+    refused = {c.rule for r, at in cases for c in kept.decide(r, at=at).failed()}
+    assert {"third_party", "hub_authorisation", "two_person"} <= refused  # the kept rules refuse too

@@ -24,6 +24,7 @@ from tests.security._nets import three_parties
 from tests.security._versions_child import receive_as
 
 from gsomia.crypto.envelope import _seal_jose, open_envelope, seal
+from gsomia.crypto.keys import KeyRing
 from gsomia.errors import AccessDenied, InvalidInputError, NotFoundError
 from gsomia.kernel import NodeContext
 
@@ -142,12 +143,13 @@ def test_an_administrator_sets_a_partners_lowest_and_bad_settings_are_refused(ne
     ):
         with pytest.raises(error):
             jpn.set_envelope_versions(None, party, lowest)
-    with pytest.raises(InvalidInputError, match="every partner"):
-        jpn.set_envelope_versions(None, "USA", 2, net.clock.now + timedelta(days=1))
+    for later in (timedelta(days=1), -timedelta(days=1)):  # an earlier instant would be a false since
+        with pytest.raises(InvalidInputError, match="every partner"):
+            jpn.set_envelope_versions(None, "USA", 2, net.clock.now + later)
     with pytest.raises(AccessDenied):
         jpn.set_envelope_versions(net.officer("JPN"), "USA", 2)  # a release officer
     refused = net.nodes["JPN"].store.audit(kind="envelope.versions", limit=100)
-    assert sum(r.outcome == "refused" for r in refused) == 4
+    assert sum(r.outcome == "refused" for r in refused) == 5
     assert net.nodes["JPN"].store.audit(kind="authz.envelope.versions", limit=100)
 
 
@@ -207,3 +209,35 @@ def test_an_upgraded_sender_seals_an_older_envelope_again_before_it_goes(net: Ne
     assert [d.state for d in net.deliver()] == ["delivered"]
     assert net.nodes["JPN"].store.get_item("k-stale") is not None
     assert not _refusals(net, "downgrade")
+
+
+def test_an_envelope_naming_a_partner_that_does_not_verify_never_moves_its_lowest(
+    net: Net, tmp_path: Path
+) -> None:
+    """Attack: someone who is not KOR seals COSE naming KOR (a key of its own under KOR's name and
+    KOR's node name), and a genuine COSE envelope of KOR's is replayed after its lifetime once an
+    administrator let KOR's JOSE be heard again. Neither opens, so neither raises KOR's lowest: KOR's
+    JOSE is still opened after each. Only an envelope that opens and verifies raises it."""
+    jpn = net.nodes["JPN"]
+    peer = net.nodes["KOR"].exchange.peer("JPN")
+    assert peer is not None
+    forger = KeyRing.generate(tmp_path / "forger", "KOR", "kor-1", net.clock.now - timedelta(days=1))
+    forged = seal(
+        forger, peer, {"kind": "nonsense"}, msg_id="forged-1", at=net.clock.now, ttl=timedelta(minutes=10)
+    )
+    assert _answers(net, [forged]) == ["envelope refused"]
+    assert "KOR" not in jpn.exchange.envelope_versions()
+    assert _answers(net, [_odd(net, "KOR", "j-after-forgery")]) == ["unknown message kind"]  # JOSE opened
+
+    own_item(net, "KOR", "k-old")
+    genuine = net.nodes["KOR"].exchange.release(net.officer("KOR"), "k-old", "JPN").envelope
+    jpn.exchange.set_envelope_versions(None, "KOR", 1)  # KOR went back to an older release
+    net.clock.advance(days=2)  # the genuine envelope's lifetime and the skew are long past
+    assert [a["reason"] for a in jpn.exchange.receive([genuine], source=SOURCE)] == ["envelope refused"]
+    row = jpn.exchange.envelope_versions()["KOR"]
+    assert (row.lowest, row.cause) == (1, "set")
+    assert _answers(net, [_odd(net, "KOR", "j-after-replay")]) == ["unknown message kind"]
+    # the control: the same kind of envelope, genuine and fresh, raises it
+    assert _answers(net, [_odd(net, "KOR", "c-fresh", jose=False)]) == ["unknown message kind"]
+    assert jpn.exchange.envelope_versions()["KOR"].lowest == 2
+    assert _answers(net, [_odd(net, "KOR", "j-after-fresh")]) == ["envelope refused"]

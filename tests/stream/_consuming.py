@@ -1,12 +1,46 @@
-"""Following a consumer's stream in a test: its batches into a queue, read with every wait bounded."""
+"""Following a consumer's stream in a test: its batches into a queue, read with every wait bounded;
+and a node served over the network to follow it from."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import orjson
+import uvicorn
+
+from gsomia.api import create_app
+from gsomia.demo.network import free_port
+from gsomia.node import Node, init_node_dir
+from gsomia.node._service import system_clock
+
+
+def serve_node(directory: Path) -> Iterator[tuple[Node, str]]:
+    """A JPN node in ``directory`` served by uvicorn from a thread (its whole API, on the real
+    clock), and its base URL; for a fixture's ``yield from``."""
+    node = Node(init_node_dir(directory, "JPN", None), clock=system_clock)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        ws_per_message_deflate=False, timeout_graceful_shutdown=2,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    until = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < until, "the node did not start serving"
+        assert thread.is_alive(), "the node's server stopped"
+        time.sleep(0.02)
+    try:
+        yield node, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        node.close()
 
 
 async def pump(stream: AsyncIterator[list[bytes]], queue: asyncio.Queue[list[bytes] | BaseException]) -> None:

@@ -20,18 +20,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
-from tests.stream._consuming import collect, pump
+from tests.stream._consuming import collect, pump, serve_node
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from gsomia.api import create_app
 from gsomia.core.access import Person
 from gsomia.core.tracks import track_update_to_json
-from gsomia.demo.network import free_port
 from gsomia.errors import AccessDenied, AuthenticationError
-from gsomia.node import Node, init_node_dir
-from gsomia.node._service import system_clock
+from gsomia.node import Node
 from gsomia.stream import StreamService, launches, replay
 from gsomia.testing import FakeClock, make_node
 
@@ -90,26 +86,7 @@ def _analyst(node: Node, person_id: str = "sato") -> Person:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Node, str]]:
     """JPN's node served by uvicorn from a thread (its whole API), and its base URL."""
-    node = Node(init_node_dir(tmp_path / "jpn", "JPN", None), clock=system_clock)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        ws_per_message_deflate=False, timeout_graceful_shutdown=2,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    until = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < until, "the node did not start serving"
-        assert thread.is_alive(), "the node's server stopped"
-        time.sleep(0.02)
-    try:
-        yield node, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        node.close()
+    yield from serve_node(tmp_path / "jpn")
 
 
 def _refusals(node: Node, channel: str) -> list[dict[str, Any]]:

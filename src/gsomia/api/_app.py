@@ -500,8 +500,6 @@ def _create_app(
     app.include_router(ui_router(node, reader))
     app.include_router(duties_router(node, reader))
     app.include_router(approvals_router(node, reader))
-    app.include_router(feed_router(node, reader, dashboard=dashboard.path))
-    app.include_router(standards_router(node, reader))
 
     def credential(request: Request) -> Callable[[], datetime]:
         """The check of what ``reader`` let ``request`` in with, as ``reader`` chose it (a bearer
@@ -512,6 +510,8 @@ def _create_app(
             return partial(node.credentials.still, token.strip())
         return partial(node.credentials.still, request.cookies.get(dashboard.cookie) or "", session=True)
 
+    app.include_router(feed_router(node, reader, dashboard=dashboard.path, credential=credential))
+    app.include_router(standards_router(node, reader))
     app.include_router(stream_router(stream, reader, dashboard=dashboard.path, credential=credential))
     app.state.stream = stream
 

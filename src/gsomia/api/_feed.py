@@ -6,25 +6,32 @@ WebSocket forms poll the store (the truth every process of the node shares) and 
 last event id a client saw (``Last-Event-ID``, or ``after`` and ``head``). An SSE id is
 ``<record>.<head>``: the audit record to resume after and the size of the last tree head sent, so
 one ``Last-Event-ID`` resumes both (a bare ``<record>`` follows tree heads from now on).
+An open stream ends when its reader is disabled, and when the credential it was opened with is
+revoked (by any process: the store's ``tokens`` counter) or expires, as a track stream does
+(:class:`_Held`: the check is :meth:`Credentials.still`'s, the refusal audited once).
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations.
 """
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gsomia.api._fields import AgreementId, Party, Topic
 from gsomia.api._sse import sse_response
-from gsomia.api._ws import websocket_caller
+from gsomia.api._ws import presented, websocket_caller
 from gsomia.core.access import Person
-from gsomia.errors import GsomiaError, InvalidInputError
+from gsomia.errors import AuthenticationError, GsomiaError, InvalidInputError
+from gsomia.kernel import NodeContext
 from gsomia.node import FeedEvent, FeedFilter, FlowEvent, HeadEvent, Node
+from gsomia.store import TOKENS
 
 __all__ = ["feed_router"]
 
@@ -104,12 +111,47 @@ def _sse(event: Event, cursor: tuple[int, int]) -> bytes:
     )
 
 
+class _Held:
+    """The credential an open feed stream was opened with, checked again (``still``: the API's
+    :meth:`Credentials.still`, the one check a track stream makes too) whenever any process revoked
+    a token (the store's ``tokens`` counter moved) and once it expires; a refusal is audited once
+    (``feed.ws``/``feed.sse`` refused) and raised, which ends the stream."""
+
+    def __init__(self, kernel: NodeContext, still: Callable[[], datetime], who: str, person: str) -> None:
+        self._kernel = kernel
+        self._still = still
+        self._who = who
+        self._person = person
+        self._seen: int | None = None  # the tokens counter it was last checked under (none yet)
+        self._expires = math.inf  # the credential's expiry (POSIX seconds)
+
+    def check(self) -> None:
+        """(In a worker thread.) Raise the refusal if the credential no longer holds."""
+        kernel = self._kernel
+        seen = kernel.watch.generation(TOKENS)  # read before the row: the row is at least as new
+        if seen == self._seen and kernel.clock().timestamp() < self._expires:
+            return
+        try:
+            self._expires = self._still().timestamp()
+        except AuthenticationError as exc:  # revoked (by any process) or expired meanwhile
+            raise kernel.refuse(self._who, self._person, None, exc) from None
+        self._seen = seen
+
+
 def feed_router(
-    node: Node, reader: Callable[..., Awaitable[Person]], *, dashboard: str | None = None
+    node: Node,
+    reader: Callable[..., Awaitable[Person]],
+    *,
+    dashboard: str | None = None,
+    credential: Callable[[Request], Callable[[], datetime]] | None = None,
 ) -> APIRouter:
     """The feed's routes, authenticated by ``reader``. ``dashboard`` is the dashboard's path: the SSE
     form is served under it as well (``{dashboard}/feed/sse``), where the browser sends its session,
-    so the dashboard's item pages follow the feed instead of asking again and again."""
+    so the dashboard's item pages follow the feed instead of asking again and again.
+
+    ``credential`` gives, for a request ``reader`` let in, the check of what it was let in with (as
+    for ``stream_router``): an open SSE or WebSocket stream makes it again whenever any process
+    revokes a token, and at its expiry, and ends on a refusal."""
     router = APIRouter(tags=["feed"])
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
     feed = node.feed
@@ -160,14 +202,28 @@ def feed_router(
             next_head = heads[-1].size if heads else head
         return {"events": [e.as_json() for e in events], "next": cursor, "next_head": next_head}
 
+    def held(request: Request, person: Person, channel: str) -> _Held | None:
+        if credential is None:
+            return None
+        return _Held(node.kernel, credential(request), f"feed.{channel}", person.id)
+
+    def checked_page(
+        person: Person, cursor: int, chosen: FeedFilter, still: _Held | None
+    ) -> tuple[list[FeedEvent | FlowEvent], int]:
+        page = feed.page(person, cursor, chosen)  # first: a disabled reader is named as such
+        if still is not None:
+            still.check()
+        return page
+
     async def follow(
-        person: Person, after: int | None, head: int | None, chosen: FeedFilter
+        person: Person, after: int | None, head: int | None, chosen: FeedFilter, still: _Held | None
     ) -> AsyncIterator[tuple[Event, tuple[int, int]]]:
-        """Each event with the cursor that resumes after it: (audit record, tree head size)."""
+        """Each event with the cursor that resumes after it: (audit record, tree head size). Raises
+        (and so ends) once the reader is disabled or ``still`` refuses, checked at every poll."""
         cursor = after if after is not None else await run_in_threadpool(feed.head)
         size = head if head is not None else await run_in_threadpool(feed.head_size)
         while True:
-            events, next_cursor = await run_in_threadpool(feed.page, person, cursor, chosen)
+            events, next_cursor = await run_in_threadpool(checked_page, person, cursor, chosen, still)
             for event in events:
                 yield event, (event.id, size)
             cursor = next_cursor
@@ -180,6 +236,7 @@ def feed_router(
 
     async def sse(
         person: Caller,
+        request: Request,
         topic: Topics = None,
         originator: Originators = None,
         agreement: Agreements = None,
@@ -203,12 +260,13 @@ def feed_router(
             start, size = int(record), (int(tree) if tree else None)
         chosen = only(topic, originator, agreement, type)
         await run_in_threadpool(feed.page, person, start or 0, chosen, limit=1)  # refused now, not mid-stream
+        still = held(request, person, "sse")
 
         async def messages() -> AsyncIterator[bytes]:
             try:
-                async for event, cursor in follow(person, start, size, chosen):
+                async for event, cursor in follow(person, start, size, chosen, still):
                     yield _sse(event, cursor)
-            except GsomiaError:  # the reader was disabled: the stream ends
+            except GsomiaError:  # the reader was disabled, or its credential revoked: the stream ends
                 return
 
         return sse_response(messages(), b"gsomia live feed", KEEPALIVE_S)
@@ -225,7 +283,8 @@ def feed_router(
         ``head``, ``topic``, ``originator``, ``agreement``, ``type`` as for ``/feed``; resume after
         the last event's ``id`` (``after``) and the last tree head's ``size`` (``head``)."""
         try:
-            person = await websocket_caller(websocket, reader, node.kernel, "GET")
+            request = presented(websocket, node.kernel, "GET")
+            person = await websocket_caller(websocket, reader, node.kernel, "GET", request)
             params = websocket.query_params
             start, size = _number(params.get("after"), "after"), _number(params.get("head"), "head")
             chosen = FeedFilter(
@@ -239,10 +298,11 @@ def feed_router(
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
         await websocket.accept()
+        still = held(request, person, "ws")
 
         async def send() -> None:
             try:
-                async for event, _ in follow(person, start, size, chosen):
+                async for event, _ in follow(person, start, size, chosen, still):
                     await websocket.send_text(orjson.dumps(event.as_json()).decode())
             except GsomiaError as exc:
                 await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])

@@ -21,7 +21,8 @@ def sse_response(
 
     A comment every ``keepalive`` seconds keeps idle proxies from closing the stream and lets a
     client notice a dead connection; messages come through a queue so that waiting can time out.
-    When the client goes (or ``messages`` ends), the reading stops and ``close`` runs."""
+    When the client goes (or ``messages`` ends: the response ends then, what it queued sent), the
+    reading stops and ``close`` runs."""
 
     async def events() -> AsyncIterator[bytes]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
@@ -33,10 +34,22 @@ def sse_response(
         pumping = asyncio.create_task(pump())
         try:
             yield b": " + banner + b"\n\n"
-            while not pumping.done() or not queue.empty():
-                try:
-                    yield await asyncio.wait_for(queue.get(), keepalive)
-                except TimeoutError:
+            while True:
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
+                if pumping.done():
+                    break
+                # waiting for the next message, or for ``messages`` to end (refused: the response
+                # ends at once, not at the next keep-alive)
+                getting = asyncio.ensure_future(queue.get())
+                await asyncio.wait((getting, pumping), timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+                if getting.done():
+                    yield getting.result()
+                    continue
+                getting.cancel()
+                await asyncio.gather(getting, return_exceptions=True)
+                if not pumping.done():
                     yield b": keep-alive\n\n"
         finally:
             pumping.cancel()

@@ -143,8 +143,9 @@ class EnvelopeVersions(Equivalences):
     ) -> EnvelopeVersionRow:
         """Set the lowest envelope version opened from ``party`` (``*``: every partner) to ``lowest``
         (1 JOSE, 2 COSE in base64url, 3 the format sealed now), at once; for every partner possibly
-        from a later instant ``since`` (a cut-off). Administrators and security officers (``None``:
-        the node's operator); audited (``envelope.versions``, with the row it replaced)."""
+        from an instant ``since`` (a cut-off; a partner's own row takes none). Administrators and
+        security officers (``None``: the node's operator); audited (``envelope.versions``, with the
+        row it replaced)."""
         who = actor.id if actor else "operator"
         try:
             self.kernel.require_any(actor, _SETTERS, _KIND)
@@ -155,9 +156,10 @@ class EnvelopeVersions(Equivalences):
                     f"the lowest envelope version must be 1 to {ENVELOPE_VERSION}, not {lowest}"
                 )
             now = self._now()
-            if since is not None and party != EVERY_PARTNER and since > now:
+            if since is not None and party != EVERY_PARTNER:
+                # an earlier instant too: the row would claim a since it never had
                 raise InvalidInputError(
-                    "a later instant is for every partner's cut-off ('*'); a partner's lowest is set at once"
+                    "an instant is only for every partner's cut-off; a partner's lowest is set at once"
                 )
             start = now if since is None else since
             row = EnvelopeVersionRow(party, lowest, epoch_us(start), start > now, "set", who, epoch_us(now))

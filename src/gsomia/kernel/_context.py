@@ -13,7 +13,8 @@ import json
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, ClassVar
@@ -222,6 +223,8 @@ class NodeContext:
         # refusals already in the audit records, so that an edge handler does not record them twice
         self._refused: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._refused_lock = threading.Lock()
+        # this thread's refusals held back from a record each (:meth:`holding_refusals`), if any
+        self._held = threading.local()
         self.refusals = Refusals()
         # what a source may ask without credentials, counted in the store (every process's)
         now_us = lambda: epoch_us(self.clock())  # noqa: E731 - the clock is read at each use
@@ -307,9 +310,54 @@ class NodeContext:
         detail: dict[str, Any] = {"error": type(error).__name__, "reason": str(error)}
         if isinstance(error, AccessDenied):
             detail["checks"] = checks_json(error.decision.checks)
-        self._grouped.append([self.audit_row(kind, actor, subject, "refused", **detail)])
+        held: list[tuple[str, str, str | None, dict[str, Any]]] | None = getattr(self._held, "refusals", None)
+        if held is not None and actor is not None:
+            held.append((kind, actor, subject, detail))  # tallied when the holder is done
+        else:
+            self._grouped.append([self.audit_row(kind, actor, subject, "refused", **detail)])
         self.mark_recorded(error)
         return error
+
+    @contextmanager
+    def holding_refusals(self) -> Iterator[None]:
+        """Many refusals of one caller's request (a TAXII POST of a thousand objects, each ingested
+        on its own): while this holds, :meth:`refuse` in this thread keeps each refusal naming an
+        actor, and on leaving they are audited in bounded space through :meth:`tally`, per actor,
+        kind, error and window (the first :data:`REFUSALS_RECORDED` the records :meth:`refuse`
+        writes, the rest counted; one ``refusal.tally`` record with the exact count). Without it, one
+        request could write one permanent record per object it carried."""
+        if getattr(self._held, "refusals", None) is not None:  # an outer holder tallies these
+            yield
+            return
+        held: list[tuple[str, str, str | None, dict[str, Any]]] = []
+        self._held.refusals = held
+        try:
+            yield
+        finally:
+            self._held.refusals = None
+            self._tally_held(held)
+
+    def _tally_held(self, held: list[tuple[str, str, str | None, dict[str, Any]]]) -> None:
+        groups: dict[tuple[str, str, str], list[tuple[str | None, dict[str, Any]]]] = {}
+        for kind, actor, subject, detail in held:
+            groups.setdefault((kind, actor, detail["error"]), []).append((subject, detail))
+        for (kind, actor, code), group in groups.items():
+
+            def rows(
+                counted_as: str,
+                _actor: str,
+                own: int,
+                of: list[tuple[str | None, dict[str, Any]]] = group,
+                kind: str = kind,
+                actor: str = actor,
+            ) -> list[AuditRow]:
+                where = {} if counted_as == actor[:64] else {"counted_as": counted_as}
+                return [
+                    self.audit_row(kind, actor, subject, "refused", **detail, **where)
+                    for subject, detail in of[:own]
+                ]
+
+            self.tally(kind, actor, code, str(group[0][1]["reason"]), rows, count=len(group))
 
     def mark_recorded(self, error: BaseException) -> None:
         """Note that ``error`` is in the audit records already (written by the caller)."""

@@ -542,7 +542,10 @@ def taxii_router(node: Node, reader: Callable[..., Awaitable[Person]]) -> APIRou
         failures: list[tuple[str, str, str]] = []
         refused: list[tuple[str, str, str]] = []  # (code, STIX id, reason): audited once all are checked
         try:
-            ingest_each(person, target, objects, requested, successes, failures, refused)
+            # the refusals ingest itself records (an item the caller may not enter, a partner's item
+            # posted as if held here) are tallied too: one request carries up to a thousand objects
+            with node.kernel.holding_refusals():
+                ingest_each(person, target, objects, requested, successes, failures, refused)
         finally:
             audit_refused(person, refused)
         row = StatusRow(
