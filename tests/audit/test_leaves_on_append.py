@@ -209,3 +209,44 @@ def test_a_batch_with_awkward_text_and_given_ids_is_leaves_that_verify_and_prove
     # and the made ids are still unguessable one from another
     made = [r.entry_id or "" for r in stored.values() if r.at_us != 2]
     assert len(set(made)) == 39
+
+
+def test_the_stored_tree_is_the_reference_tree_byte_for_byte_on_every_write_path(node: Node) -> None:
+    """The writer binds its hashes as bytearrays on SQLite (issue 18): every leaf and subtree is still
+    a BLOB of the same 32 bytes, every interior node of the reference tree is stored and nothing else,
+    and the stored frontier is the reference's, whichever path wrote them (a batch as leaves, pending
+    records integrated, both in one transaction)."""
+    node.audit.integrate()
+    node.store.append_audit(rows(0, 40))  # a batch: leaves as written
+    node.store.append_audit(rows(40, 7))  # pending
+    with node.store._begin() as conn:
+        node.store._audit(conn, rows(47, 300))  # pending, as a transaction with other changes writes them
+    node.audit.integrate(100)  # integrate alone, in calls of 100
+    node.store.append_audit(rows(347, 500))  # the rest pending first, then this batch
+    assert node.audit.pending() == 0
+    records = node.store.audit(limit=10_000)
+    reference = Frontier()
+    interior: dict[tuple[int, int], bytes] = {}
+    for r in records:
+        assert type(r.leaf) is bytes
+        assert r.leaf == leaf_hash(leaf_data(r))
+        for level, idx, h in reference.append(leaf_hash(leaf_data(r))):
+            if level:
+                interior[(level, idx)] = h
+    with node.store.engine.connect() as conn:
+        stored = {
+            (int(lv), int(ix)): h
+            for lv, ix, h in conn.exec_driver_sql("SELECT level, idx, hash FROM merkle_nodes")
+        }
+        if node.store.engine.dialect.name == "sqlite":
+            kinds = conn.exec_driver_sql(
+                "SELECT typeof(hash), length(hash), count(*) FROM merkle_nodes GROUP BY 1, 2 "
+                "UNION ALL SELECT typeof(leaf), length(leaf), count(*) FROM audit_records GROUP BY 1, 2"
+            ).all()
+            assert {(k, n) for k, n, _ in kinds} == {("blob", 32)}
+    assert all(type(h) is bytes for h in stored.values())
+    assert stored == interior
+    frontier = json.loads(node.audit.store.frontier() or "")
+    assert frontier == {"size": reference.size, "hashes": [h.hex() for h in reference.hashes]}
+    assert node.audit.sign_head().root == reference.root()
+    assert node.audit.verify().ok
