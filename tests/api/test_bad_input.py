@@ -17,7 +17,9 @@ import pytest
 from tests.api._through_app import Call, caller, chief_token, jpn_per_store
 from tests.node_fixtures import jpn_label
 
+from gsomia.errors import InvalidInputError
 from gsomia.node import Node
+from gsomia.stream import parse_feed_message
 from gsomia.ui import dashboard_scope
 
 GSOMIA = "kor-jpn-gsomia-2016"
@@ -241,3 +243,29 @@ def test_a_login_form_of_more_fields_than_it_has_is_400_audited(call: Call, jpn_
     for word in INTERNALS:
         assert word.lower() not in response.text.lower()
     assert last_refusal(jpn_node)["kind"] == "ui.login"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"track_id":"decoy","track_id":"t-1"}',  # the first a decoy, the last the track
+        b'{"track_id":"t-1","launch":{"lat":1.0,"lat":2.0}}',  # nested
+        b'{"track_id":"t-1","tr\\u0061ck_id":"t-1"}',  # spelt otherwise
+    ],
+)
+def test_a_track_update_that_names_a_key_twice_is_422(call: Call, token: str, body: bytes) -> None:
+    """What an originator signs must mean one thing to every reader: readers differ on a key given
+    twice (the first, the last, an error). Before, read as its last."""
+    headers = {"content-type": "application/json"}
+    refused(call("POST", "/stream/tracks", token, content=body, headers=headers), 422, "names a key twice")
+
+
+def test_a_feed_message_that_names_a_key_twice_is_refused() -> None:
+    """The WebSocket feed's messages: a key given twice, in an update of an array too, refused."""
+    assert parse_feed_message('[{"track_id":"t-1"}, {"b":[{"c":1}]}]') == [
+        {"track_id": "t-1"},
+        {"b": [{"c": 1}]},
+    ]
+    for text in ('{"track_id":"a","track_id":"a"}', '[{"a":1}, {"b":[{"c":1, "c":1}]}]'):
+        with pytest.raises(InvalidInputError, match="names a key twice"):
+            parse_feed_message(text)

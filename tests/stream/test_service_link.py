@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from tests.conftest import kst
 from tests.identity_docs import published
@@ -161,9 +162,42 @@ def _tampered(change: Callable[[bytes], bytes]) -> Callable[[Node], bytes]:
 def test_a_signed_track_the_boundary_refuses_closes_the_link(
     linked_kor_jpn: tuple[Node, Node], change: Callable[[bytes], bytes]
 ) -> None:
-    """JPN reads each track at its boundary from the bytes it passes on: a key given twice is read
-    as its last (as a consumer's JSON parser reads it), a field no track has is refused, whatever
-    the originator signed."""
+    """JPN reads each track at its boundary from the bytes it passes on: a key given twice, a field
+    no track has, are refused, whatever the originator signed."""
+    kor, jpn = linked_kor_jpn
+    refusal = _drive(kor, jpn, TRACKS, _tampered(change)(kor))
+    assert refusal.detail == "malformed", refusal
+
+
+def _label_key_again(message: bytes) -> bytes:
+    """The label's first key given again before it, with its own value: any reader reads the same
+    label, yet the bytes name the key twice."""
+    key, value = next(iter(orjson.loads(message)["label"].items()))
+    return message.replace(b'"label":{', b'"label":{' + orjson.dumps({key: value})[1:-1] + b",", 1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.replace(b'"track":{', b'"track":{"track_id":"decoy",', 1),  # the first a decoy
+        lambda m: m.replace(b'"track":{', b'"track":{"missile_class":"SLBM",', 1),
+        lambda m: m.replace(b'"track":{', b'"track":{"tr\\u0061ck_id":"decoy",', 1),  # spelt otherwise
+        lambda m: m.replace(b'"track":{', b'"track":{"track_id" : "decoy",', 1),  # spaced
+        lambda m: m.replace(b'"launch":{', b'"launch":{"lat":0.0,', 1),  # nested in the track
+        lambda m: m.replace(b'"points":[{', b'"points":[{"alt_m":0.0,', 1),
+        _label_key_again,
+        lambda m: m[:-1] + b',"recipient":"JPN"}',  # the message's own fields
+        lambda m: m[:-1] + b',"originator":"KOR"}',
+        lambda m: m[:-1] + b',"via":null}',
+        lambda m: m.replace(b'{"track":', b'{"track":{},"track":', 1),
+    ],
+)
+def test_a_signed_track_that_names_a_key_twice_closes_the_link(
+    linked_kor_jpn: tuple[Node, Node], change: Callable[[bytes], bytes]
+) -> None:
+    """A key given twice, anywhere in a track message, even with its last value the genuine one:
+    readers differ on which they take (first, last, an error), so what JPN checked and passes on
+    would not be what every consumer reads. Before, each of these was read as its last, accepted."""
     kor, jpn = linked_kor_jpn
     refusal = _drive(kor, jpn, TRACKS, _tampered(change)(kor))
     assert refusal.detail == "malformed", refusal

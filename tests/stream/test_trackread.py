@@ -13,7 +13,15 @@ from tests.stream._updates import PLAIN_UPDATE, changed
 
 from gsomia.core.tracks import MAX_POINTS, parse_track_update
 from gsomia.errors import GsomiaError
-from gsomia.stream._trackread import _fast, read_track_json, read_track_update
+from gsomia.stream._trackread import (
+    _fast,
+    json_keys,
+    keys_once,
+    read_track_json,
+    read_track_json_keys,
+    read_track_update,
+    strings_read,
+)
 
 _POINT = {"t": "2019-05-04T00:29:05+00:00", "lat": 39.41, "lon": 127.6, "alt_m": 9000.0, "speed_mps": 800.0}
 _UPDATE = PLAIN_UPDATE
@@ -146,8 +154,7 @@ def test_the_read_of_the_bytes_answers_as_the_read_of_their_decoding(
         b"{",
         b'{"track_id": "t1", "radar": "x"}',
         orjson.dumps(_UPDATE) + b" x",
-        orjson.dumps(_UPDATE)[:-1] + b', "track_id": "t 2"}',  # a key twice: the last counts
-        orjson.dumps(_UPDATE)[:-1] + b', "radar": 1, "radar": 2}',
+        orjson.dumps(_UPDATE)[:-1] + b', "radar": 1, "radar": 2}',  # a forbidden field named first
         b" \n" + orjson.dumps(_UPDATE) + b" \n",
         orjson.dumps(_UPDATE).replace(b'"KOR"', b'"\\u004bOR"'),
     ],
@@ -156,6 +163,43 @@ def test_what_the_bytes_hold_is_read_as_their_decoding_is(raw: bytes) -> None:
     assert _json_outcome(raw) == _loads_outcome(raw)
 
 
-def test_a_key_given_twice_is_read_as_its_last() -> None:
-    raw = orjson.dumps(_UPDATE)[:-1] + b',"track_id":"second"}'
-    assert read_track_json(raw, originator="KOR").track_id == "second" == orjson.loads(raw)["track_id"]
+@pytest.mark.parametrize(
+    "raw",
+    [
+        orjson.dumps(_UPDATE)[:-1] + b',"track_id":"second"}',  # at the top, the last valid
+        orjson.dumps(_UPDATE)[:-1] + b', "track_id": "t-2"}',
+        orjson.dumps(_UPDATE).replace(b'"launch":{', b'"launch":{"lat":1.0,', 1),  # nested
+        orjson.dumps(_UPDATE).replace(b'"launch":{', b'"launch":{"l\\u0061t":1.0,', 1),  # spelt otherwise
+        orjson.dumps(_UPDATE).replace(b'"launch":{', b'"launch":{"lat" :1.0,', 1),
+        orjson.dumps(_UPDATE).replace(b'"points":[{', b'"points":[{"t":"2019-01-01T00:00:00Z",', 1),
+    ],
+)
+def test_a_key_given_twice_is_refused(raw: bytes) -> None:
+    """Readers differ on a key given twice (the first, the last, an error): refused at the boundary,
+    whichever value is the valid one. Before, read as its last."""
+    with pytest.raises(ValueError, match="given twice"):
+        read_track_json(raw, originator="KOR")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['a":"b', ":x", 'a\\":1', '"', "\\", 'x" :', "SRBM (a:b)"],
+)
+def test_strings_that_look_like_keys_are_not_a_key_given_twice(value: str) -> None:
+    """The count of keys is exact: quotes, colons, backslashes and spaces inside strings count none."""
+    data = {"a": value, "b": [{"c": value, value: 1}, {"c": {"d": value}}], value + "!": None}
+    for raw in (orjson.dumps(data), json.dumps(data).encode(), json.dumps(data, indent=1).encode()):
+        keys_once(raw, strings_read(orjson.loads(raw)))
+        assert json_keys(raw) == 7
+        assert strings_read(data) == 10
+        with pytest.raises(ValueError, match="given twice"):
+            keys_once(raw.replace(b'"c":', b'"c":1,"c":', 1), 10)
+
+
+def test_an_update_read_fast_counts_its_strings_exactly() -> None:
+    for data in (_UPDATE, changed(_UPDATE, ("impact",), None), changed(_UPDATE, ("originator",), "KOR")):
+        raw = orjson.dumps(data)
+        assert read_track_json_keys(raw, originator="KOR")[1] == strings_read(data)
+    no_impact = {k: v for k, v in _UPDATE.items() if k not in ("impact", "originator")}
+    raw = orjson.dumps(no_impact)
+    assert read_track_json_keys(raw, originator="KOR")[1] == strings_read(no_impact)

@@ -24,7 +24,13 @@ from gsomia.core.access import Person
 from gsomia.core.instants import TIMESTAMP_PATTERN, parse_instant
 from gsomia.core.tracks import MAX_POINTS
 from gsomia.errors import GsomiaError, InvalidInputError, LinkError, RateLimitedError
-from gsomia.stream import LINK_PATH, StreamService, parse_consumer_batch, parse_feed_message
+from gsomia.stream import (
+    LINK_PATH,
+    StreamService,
+    parse_consumer_batch,
+    parse_feed_message,
+    refuse_keys_twice,
+)
 
 __all__ = ["stream_router"]
 
@@ -129,8 +135,10 @@ def stream_router(
     Caller = Annotated[Person, Depends(reader)]  # noqa: N806 - a type alias for the handlers below
 
     @router.post("/stream/tracks", status_code=202, openapi_extra=_TRACK_BODY)
-    async def publish(person: Caller, body: Annotated[Any, Body()]) -> dict[str, Any]:
-        """Publish one track update at this, the originating, node (the dashboard's JSON shape)."""
+    async def publish(person: Caller, body: Annotated[Any, Body()], request: Request) -> dict[str, Any]:
+        """Publish one track update at this, the originating, node (the dashboard's JSON shape); an
+        update that names a key twice is refused (422)."""
+        refuse_keys_twice(await request.body(), body)
         return await stream.publish(person, body)
 
     @router.post("/stream/authorisations", status_code=201, openapi_extra=_AUTHORISATION_BODY)

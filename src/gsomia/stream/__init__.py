@@ -14,6 +14,7 @@ from gsomia.stream._service import (
     StreamService,
     StreamStats,
     parse_feed_message,
+    refuse_keys_twice,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "node_stream_names",
     "parse_consumer_batch",
     "parse_feed_message",
+    "refuse_keys_twice",
     "replay",
 ]

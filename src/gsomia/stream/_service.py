@@ -105,7 +105,13 @@ from gsomia.stream._link import (
 from gsomia.stream._memory import ReplayMemory
 from gsomia.stream._origin import Entry, VerifiedGroup, decode_groups, encode_group, sign_batch, verify_group
 from gsomia.stream._stalls import Deadline, Stalls
-from gsomia.stream._trackread import read_track_json, read_track_update
+from gsomia.stream._trackread import (
+    json_keys,
+    keys_once,
+    read_track_json_keys,
+    read_track_update,
+    strings_read,
+)
 
 __all__ = [
     "FEED_BATCH",
@@ -223,13 +229,15 @@ _TRACK_KEY = b',"track":'
 
 
 class _GroupLabels:
-    """The last label read in a group: its boundary form and the label parsed from it."""
+    """The last label read in a group: its boundary form, the label parsed from it and how many
+    strings, keys and values, its JSON holds (no key given twice)."""
 
-    __slots__ = ("data", "label")
+    __slots__ = ("data", "label", "strings")
 
     def __init__(self) -> None:
         self.data: Any = None
         self.label: SecurityLabel | None = None
+        self.strings = 0
 
 
 class _GroupDecision:
@@ -259,13 +267,14 @@ class _BusTrack(NamedTuple):
 class _Message(msgspec.Struct):
     """A track message as a link carries it (``publish_update``), decoded once: the track and the
     label stay the bytes the originator signed (``msgspec.Raw``), read at the boundary from those
-    bytes; other fields are ignored, as a dict's would be. A key given twice is read as its last."""
+    bytes; other fields are ignored, as a dict's would be. A message that names a key twice, at any
+    depth, is refused (``keys_once``): readers differ on which of the two they take."""
 
     track: msgspec.Raw
     label: msgspec.Raw
     originator: Any
     recipient: Any
-    via: Any = None
+    via: Any = msgspec.UNSET  # UNSET: no key (``None``: ``null``), for the count of keys
 
 
 _decode_message = msgspec.json.Decoder(_Message).decode
@@ -1738,8 +1747,12 @@ class StreamService:
             if labels.label is not None and label_data == labels.data:
                 label = labels.label
             else:
-                label = self.kernel.items.parse_label(orjson.loads(bytes(label_data)))
-                labels.data, labels.label = label_data, label
+                label_json = bytes(label_data)
+                json_keys(label_json)  # a label naming a key twice is refused
+                label_dict = orjson.loads(label_json)
+                strings = strings_read(label_dict)
+                label = self.kernel.items.parse_label(label_dict)
+                labels.data, labels.label, labels.strings = label_data, label, strings
             if label.originator != group.originator or data.originator != group.originator:
                 raise LinkError(
                     "not-the-originator",
@@ -1749,10 +1762,19 @@ class StreamService:
             recipient, via = data.recipient, data.via
             # the same boundary at every node, on the bytes passed on; the update's instant as
             # parsed keys it, not its text
-            update = read_track_json(track, originator=label.originator)
+            update, track_strings = read_track_json_keys(track, originator=label.originator)
             at_us = epoch_us(update.update_ts)
-            if not isinstance(recipient, str) or not (via is None or isinstance(via, str)):
+            if via is msgspec.UNSET:
+                via = None
+            elif not (via is None or isinstance(via, str)):
                 raise InvalidInputError("a track's recipient and hub are party codes")
+            if not isinstance(recipient, str):
+                raise InvalidInputError("a track's recipient and hub are party codes")
+            # no key given twice anywhere in the message (its fields, the label, the track): the
+            # bytes passed on mean to every reader what this node checked and decided on
+            # (the message's own: 4 or 5 keys, the originator's and recipient's codes, the hub's if any)
+            own = 6 + (data.via is not msgspec.UNSET) + (via is not None)
+            keys_once(entry.message, None if track_strings is None else track_strings + labels.strings + own)
         except LinkError:
             raise
         except (GsomiaError, msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -2348,17 +2370,29 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
     """The updates in one message of the publisher's feed: a JSON object, or an array of them.
 
     Only the JSON is read here; each update is checked by :meth:`StreamService.publish`.
-    Raises :class:`~gsomia.errors.InvalidInputError` for what is not JSON or too long a batch.
+    Raises :class:`~gsomia.errors.InvalidInputError` for what is not JSON, names a key twice in an
+    object (:func:`refuse_keys_twice`) or is too long a batch.
     """
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"a feed message must be a JSON object or array of them: {exc}") from exc
+    refuse_keys_twice(text.encode() if isinstance(text, str) else text, data)
     if not isinstance(data, list):
         return [data]
     if len(data) > FEED_BATCH:
         raise InvalidInputError(f"a feed message holds at most {FEED_BATCH} updates, not {len(data)}")
     return data
+
+
+def refuse_keys_twice(text: bytes, data: Any) -> None:
+    """``InvalidInputError`` if the JSON text ``text`` (``data`` its decoding) names a key twice in
+    an object, at any depth: readers differ on which of the two they take, and an update is
+    published only as it means one thing to every reader."""
+    try:
+        keys_once(text, strings_read(data))
+    except ValueError as exc:
+        raise InvalidInputError(f"a track update names a key twice: {exc}") from exc
 
 
 def _not_a_track(seq: int, sender: str) -> LinkError:

@@ -18,6 +18,7 @@ received update in the replay memory.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -27,7 +28,14 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gsomia.core.tracks import MAX_POINTS, GeoFix, TrackPoint, TrackUpdate, parse_track_update
 
-__all__ = ["read_track_json", "read_track_update"]
+__all__ = [
+    "json_keys",
+    "keys_once",
+    "read_track_json",
+    "read_track_json_keys",
+    "read_track_update",
+    "strings_read",
+]
 
 _Lat = Annotated[float, Meta(ge=-90, le=90)]
 _Lon = Annotated[float, Meta(ge=-180, le=180)]
@@ -56,7 +64,7 @@ class _Track(Struct, forbid_unknown_fields=True):
     quality: Annotated[float, Meta(ge=0, le=1)]
     final: bool
     originator: str | UnsetType = UNSET
-    impact: _Fix | None = None
+    impact: _Fix | UnsetType | None = UNSET  # UNSET: no key (``None``: ``null``), for the count of keys
 
 
 _convert = msgspec.convert
@@ -99,7 +107,7 @@ def _from_struct(track: _Track, originator: str) -> TrackUpdate | None:
     if update_ts is None or launched is None:
         return None
     fix = None
-    if impact is not None:
+    if isinstance(impact, _Fix):
         impact_at = _at(impact.time)
         if impact_at is None:
             return None
@@ -128,15 +136,92 @@ def read_track_update(data: Any, *, originator: str) -> TrackUpdate:
     return parse_track_update(data, originator=originator) if update is None else update
 
 
+def _track_strings(track: _Track) -> int:
+    """How many strings, keys and values, the JSON of ``track`` holds when no key is given twice
+    (every field it has, at every depth: each object's fields are known, all but two of the
+    track's required, and the instants, the id and the class are strings)."""
+    impact = track.impact
+    originator = track.originator is not UNSET
+    fix = isinstance(impact, _Fix)
+    points = len(track.points)
+    return 14 + 2 * originator + (impact is not UNSET) + 4 * fix + 6 * points
+
+
+def read_track_json_keys(raw: bytes, *, originator: str) -> tuple[TrackUpdate, int | None]:
+    """:func:`read_track_json` without its check of keys given twice: the update, and how many
+    strings (keys and values) ``raw`` holds if no key is given twice (``None`` where msgspec did
+    not read it), for a caller that checks the whole message the track is in (:func:`keys_once`)."""
+    try:
+        track = _decode_track(raw)
+        update = _from_struct(track, originator)
+    except _DecodeError:
+        update = None
+    if update is None:
+        return parse_track_update(orjson.loads(raw), originator=originator), None
+    return update, _track_strings(track)
+
+
 def read_track_json(raw: bytes, *, originator: str) -> TrackUpdate:
     """:func:`read_track_update` of the JSON text ``raw`` (a track as a received message holds it):
     msgspec checks the shape as it decodes the bytes, with no Python dict made on the way, and
     anything it does not accept is decoded (``orjson``, its refusal as ``ValueError``) and goes to
     ``parse_track_update``: the same value or refusal as ``read_track_update(orjson.loads(raw))``
-    (tests/stream/test_trackread.py). A key given twice is read as its last, as ``orjson`` and a
-    browser's ``JSON.parse`` read it, so the bytes checked are the value a consumer reads."""
-    try:
-        update = _from_struct(_decode_track(raw), originator)
-    except _DecodeError:
-        update = None
-    return parse_track_update(orjson.loads(raw), originator=originator) if update is None else update
+    (tests/stream/test_trackread.py), for text with no key given twice at any depth. A key given
+    twice is refused (``ValueError``): readers differ on which of the two they take (orjson and
+    ``JSON.parse`` the last, others the first or neither), so the update checked here would not be
+    the one every consumer of these bytes reads."""
+    update, strings = read_track_json_keys(raw, originator=originator)
+    keys_once(raw, strings)
+    return update
+
+
+def _counted(total: list[int]) -> Any:
+    """An ``object_pairs_hook`` refusing an object that names a key twice, counting keys in ``total``."""
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        read = dict(pairs)
+        if len(read) != len(pairs):
+            seen: set[str] = set()
+            for name, _ in pairs:
+                if name in seen:
+                    raise ValueError(f"the key {name!r} is given twice in an object")
+                seen.add(name)
+        total[0] += len(pairs)
+        return read
+
+    return members
+
+
+def json_keys(raw: bytes) -> int:
+    """How many keys the JSON text ``raw`` holds, at every depth (names read as JSON reads them,
+    escapes and all); ``ValueError`` where an object names a key twice, or for what is not JSON."""
+    total = [0]
+    json.loads(raw, object_pairs_hook=_counted(total))
+    return total[0]
+
+
+def keys_once(raw: bytes, strings: int | None) -> None:
+    """``ValueError`` if an object of the JSON text ``raw`` (read as valid) names a key twice.
+
+    ``strings`` is how many strings, keys and values, ``raw`` holds if no key is given twice, when
+    the caller knows it from its decoding (:func:`strings_read`: each object's distinct keys, the
+    string values a decoding kept; at most as many as ``raw`` spells, a repeated key and its value
+    being dropped). Then the common case is checked in C, exactly: in text with no backslash no
+    string holds a quote, so ``raw`` holds two quotes a string, and twice ``strings`` of them means
+    no key is given twice. Text with escapes, or a count that differs, is read by
+    :func:`json_keys`: some five times the CPU, for text gsomia's encoders do not write."""
+    if strings is not None and b"\\" not in raw and raw.count(b'"') == 2 * strings:
+        return
+    json_keys(raw)
+
+
+def strings_read(data: Any) -> int:
+    """How many strings, keys and values, the decoding ``data`` of some JSON text holds at every
+    depth (each object's distinct keys): the ``strings`` :func:`keys_once` takes for that text."""
+    if isinstance(data, str):
+        return 1
+    if isinstance(data, dict):
+        return len(data) + sum(strings_read(value) for value in data.values())
+    if isinstance(data, list):
+        return sum(strings_read(value) for value in data)
+    return 0
