@@ -261,8 +261,8 @@ def test_peer_envelopes_shows_and_sets_the_versions_opened_and_refuses_bad_setti
     shown = run(
         "peer", "envelopes", "--dir", d, "--party", "all", "--lowest", "2", "--from", "2099-01-01T00:00Z"
     )
-    assert [(r["party"], r["lowest"], r["pending"], r["cause"], r["by"]) for r in shown] == [
-        ("all", 2, True, "set", "operator")
+    assert [(r["party"], r["lowest"], r["effective"], r["pending"], r["cause"], r["by"]) for r in shown] == [
+        ("all", 2, 1, True, "set", "operator")  # stored 2, from 2099: every version is opened now
     ]
     assert shown[0]["since"].startswith("2099-01-01T00:00:00")
     assert "not a registered peer" in run(
@@ -275,3 +275,6 @@ def test_peer_envelopes_shows_and_sets_the_versions_opened_and_refuses_bad_setti
     text = runner.invoke(app, ["peer", "envelopes", "--dir", d])
     assert text.exit_code == 0
     assert "all  lowest 2: COSE (gsomia-envelope/2 and /3)  from 2099-01-01T00:00:00+00:00" in text.stdout
+    assert "opened now: 1 and up" in text.stdout
+    shown = run("peer", "envelopes", "--dir", d, "--party", "all", "--lowest", "3")  # in force at once
+    assert [(r["party"], r["lowest"], r["effective"]) for r in shown] == [("all", 3, 3)]

@@ -241,3 +241,43 @@ def test_an_envelope_naming_a_partner_that_does_not_verify_never_moves_its_lowes
     assert _answers(net, [_odd(net, "KOR", "c-fresh", jose=False)]) == ["unknown message kind"]
     assert jpn.exchange.envelope_versions()["KOR"].lowest == 2
     assert _answers(net, [_odd(net, "KOR", "j-after-fresh")]) == ["envelope refused"]
+
+
+def test_a_replayed_cose_envelope_from_before_a_lowering_does_not_raise_the_floor_again(net: Net) -> None:
+    """An administrator lowered KOR's floor to 1 (KOR went back to a JOSE release): KOR's genuine COSE
+    envelopes from before the setting, replayed (one a duplicate the inbox already holds, one never
+    received), open and verify but raise nothing; KOR's fresh COSE from after the setting does."""
+    jpn = net.nodes["JPN"].exchange
+    _kor_sent_cose(net)
+    held = net.nodes["KOR"].exchange.fed.outbox()[0].envelope  # taken already: a duplicate now
+    unseen = _odd(net, "KOR", "c-old", jose=False)  # sealed before the setting, never received
+    net.clock.advance(seconds=60)
+    jpn.set_envelope_versions(None, "KOR", 1)
+    net.clock.advance(seconds=60)
+
+    assert [a["status"] for a in jpn.receive([held], source=SOURCE)] == ["duplicate"]
+    assert _answers(net, [unseen]) == ["unknown message kind"]  # opened and verified
+    row = jpn.envelope_versions()["KOR"]
+    assert (row.lowest, row.cause) == (1, "set")  # the administrator's setting stands
+    assert _answers(net, [_odd(net, "KOR", "j-heard")]) == ["unknown message kind"]  # JOSE heard
+
+    assert _answers(net, [_odd(net, "KOR", "c-new", jose=False)]) == ["unknown message kind"]
+    row = jpn.envelope_versions()["KOR"]
+    assert (row.lowest, row.cause, row.by) == (2, "sent", "c-new")  # issued after it: raised
+    assert _answers(net, [_odd(net, "KOR", "j-refused")]) == ["envelope refused"]
+
+
+def test_the_effective_floor_is_the_inbox_s_the_higher_of_the_partners_row_and_every_partners(
+    net: Net,
+) -> None:
+    jpn = net.nodes["JPN"].exchange
+    jpn.set_envelope_versions(None, "KOR", 1)
+    jpn.set_envelope_versions(None, EVERY_PARTNER, 2, net.clock.now + timedelta(hours=1))
+    rows = jpn.envelope_versions()
+    assert (rows["KOR"].lowest, rows[EVERY_PARTNER].lowest) == (1, 2)
+    assert jpn.envelope_floors(rows) == {"KOR": 1, EVERY_PARTNER: 1}  # the cut-off is not in force yet
+    jpn.set_envelope_versions(None, EVERY_PARTNER, 3)
+    rows = jpn.envelope_versions()
+    assert jpn.envelope_floors(rows) == {"KOR": 3, EVERY_PARTNER: 3}  # KOR's row says 1: 3 is what holds
+    assert _answers(net, [_odd(net, "KOR", "c-2", jose=False)]) == ["unknown message kind"]
+    assert _answers(net, [_odd(net, "KOR", "j-1")]) == ["envelope refused"]  # as the floor says

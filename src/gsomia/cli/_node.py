@@ -322,7 +322,10 @@ def peer_envelopes(
 
     A partner whose COSE envelope has opened here is no longer heard in JOSE (set automatically, a
     'downgrade' refused and audited); an administrator can raise or lower a partner's lowest version,
-    and set a cut-off after which JOSE (or anything older than version 3) is refused from everyone."""
+    and set a cut-off after which JOSE (or anything older than version 3) is refused from everyone.
+    Each row shows its stored lowest and, as 'opened now' ('effective' in --json), the lowest version
+    the inbox in fact opens from that partner now: the higher of its row and the 'all' row in force
+    ('all': from a partner with no row of its own)."""
     node = open_node(directory)
     if party is not None or lowest is not None or since is not None:
         if party is None or lowest is None:
@@ -330,11 +333,14 @@ def peer_envelopes(
         who = "*" if party.lower() == "all" else party.upper()
         when = parse_instant(since, UTC) if since else None
         node.exchange.set_envelope_versions(None, who, lowest, when)
-    rows = sorted(node.exchange.envelope_versions().values(), key=lambda r: r.party)
+    stored = node.exchange.envelope_versions()
+    rows = sorted(stored.values(), key=lambda r: r.party)
+    floors = node.exchange.envelope_floors(stored)  # the inbox's decision now: this row and 'all' together
     shown = [
         {
             "party": "all" if row.party == "*" else row.party,
             "lowest": row.lowest,
+            "effective": floors[row.party],
             "since": datetime.fromtimestamp(row.since_us / 1e6, UTC).isoformat(),
             "pending": row.pending,
             "cause": row.cause,
@@ -350,7 +356,10 @@ def peer_envelopes(
     for row, view in zip(rows, shown, strict=True):
         at = f"{'from' if row.pending else 'since'} {view['since']}"
         why = "it sent COSE" if row.cause == "sent" else f"set by {row.by}"
-        console().print(f"{view['party']}  lowest {row.lowest}: {_FORMATS[row.lowest]}  {at}  ({why})")
+        console().print(
+            f"{view['party']}  lowest {row.lowest}: {_FORMATS[row.lowest]}  {at}  ({why})"
+            f"  opened now: {view['effective']} and up"
+        )
 
 
 @outbox_app.command("prove")

@@ -106,7 +106,6 @@ class Inbox(EnvelopeVersions):
                 )
             except EnvelopeError as exc:
                 opened.append(exc)
-        self._note_versions(opened, now)
         if source is not None:
             opened = self._tally_unopened(opened, source)
         # a batch envelope (many item messages under one hop signature and encryption): each of its
@@ -119,9 +118,17 @@ class Inbox(EnvelopeVersions):
             m for u in units for m in (u[1] if isinstance(u, tuple) else [u]) if isinstance(m, Opened)
         ]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
-        accepted.seen = self.fed.inbox_entries(
+        accepted.seen = held = self.fed.inbox_entries(
             [o.msg_id for o in messages if unstorable(o.msg_id, "") is None]  # the rest refused below
         )
+        # the envelope versions: raised only by an envelope bringing a message not held already
+        # (a replayed duplicate raises nothing)
+        taken = [
+            (isinstance(u, Opened) and u.msg_id not in held)
+            or (isinstance(u, tuple) and any(m.msg_id not in held for m in u[1]))
+            for u in units
+        ]
+        self._note_versions(opened, taken, now)
         self.prefetch_relayed([o.body for o in messages], accepted)  # relay receipts' look-ups, at once
         # each item message's signed content as read (unverified) to prefetch, kept so that the one
         # that verifies below is not decoded and parsed again (issue 18)

@@ -5,17 +5,20 @@ still opens the older formats for envelopes sealed before an upgrade. Left at th
 (or forging) an old-format envelope could make this node run the older path for ever. So the store
 keeps, per partner, the lowest version this node opens from it (``envelope_versions``):
 
-- the first time an envelope of a partner's in COSE opens here, that partner's lowest becomes 2
-  (``sent``): from then on a JOSE envelope naming that partner is refused as ``downgrade``, before
-  any key is used or any more of it read. Raised, never lowered by what arrives; an upgraded node
-  seals anything older again before it goes (:meth:`Deliveries`), so no genuine envelope is lost.
+- the first time an envelope of a partner's in COSE opens here, bringing a message not held already
+  and issued after any administrator's setting of that partner (a replay from before a lowering
+  undoes nothing), that partner's lowest becomes 2 (``sent``): from then on a JOSE envelope naming
+  that partner is refused as ``downgrade``, before any key is used or any more of it read. Raised,
+  never lowered by what arrives; an upgraded node seals anything older again before it goes
+  (:meth:`Deliveries`), so no genuine envelope is lost.
 - an administrator sets a partner's lowest (``set``, at once: 3 refuses ``/2`` as well, or 1 lets
   a partner that went back to an older release be heard again), or every partner's (``*``) from an
   instant: the cut-off after which JOSE is refused from everyone (``retired-version``). Once any
   process of the node has received an envelope at or after that instant, the cut-off is marked
   reached in the store, and a clock set back afterwards does not undo it.
 
-A partner's effective lowest is the higher of its own row and the ``*`` row in force. The check that
+A partner's effective lowest is the higher of its own row and the ``*`` row in force
+(:func:`effective_lowest`, asking :func:`version_refusal`, the inbox's check). The check that
 refuses reads the store (only an envelope older than ``/3`` asks it: the rare path), so every process
 of the node refuses the same envelope the moment the row is committed; the raise on the hot path
 asks this process's copy, read again when the ``envelopes`` generation moves. Refusals go through the
@@ -35,7 +38,7 @@ from gsomia.exchange._equivalences import Equivalences
 from gsomia.kernel import from_us
 from gsomia.store import ENVELOPES, EVERY_PARTNER, EnvelopeVersionRow, EnvelopeVersionStore
 
-__all__ = ["COSE_VERSION", "DOWNGRADE", "RETIRED", "EnvelopeVersions", "version_refusal"]
+__all__ = ["COSE_VERSION", "DOWNGRADE", "RETIRED", "EnvelopeVersions", "effective_lowest", "version_refusal"]
 
 COSE_VERSION = FORMAT_VERSIONS["gsomia-envelope/2"]  # a partner that sealed COSE once seals it from then on
 DOWNGRADE = "downgrade"  # the refusal of an older format from a partner that sent COSE
@@ -72,6 +75,16 @@ def version_refusal(
     return None
 
 
+def effective_lowest(rows: Mapping[str, EnvelopeVersionRow], sender: str, at_us: int) -> int:
+    """The lowest envelope version opened from ``sender`` at ``at_us``: the first that
+    :func:`version_refusal` (the inbox's own check) does not refuse; the higher of the sender's row
+    and every partner's row in force."""
+    return next(
+        (v for v in range(1, ENVELOPE_VERSION + 1) if version_refusal(rows, sender, v, at_us) is None),
+        ENVELOPE_VERSION + 1,
+    )
+
+
 class EnvelopeVersions(Equivalences):
     """Which envelope versions are opened from whom: checked by the inbox, raised by what arrives,
     set by an administrator."""
@@ -85,6 +98,13 @@ class EnvelopeVersions(Equivalences):
     def envelope_versions(self) -> dict[str, EnvelopeVersionRow]:
         """The rows on file, as the store holds them now (the operator's view)."""
         return self.versions.rows()
+
+    def envelope_floors(self, rows: Mapping[str, EnvelopeVersionRow]) -> dict[str, int]:
+        """Per row of ``rows`` (:meth:`envelope_versions`), the lowest version in fact opened now from
+        that party (``*``: from a partner with no row of its own): :func:`effective_lowest`, the
+        inbox's decision."""
+        at_us = epoch_us(self._now())
+        return {party: effective_lowest(rows, party, at_us) for party in rows}
 
     def _held_versions(self) -> dict[str, EnvelopeVersionRow]:
         """This process's copy of the rows, read again whenever the ``envelopes`` generation moved."""
@@ -111,10 +131,15 @@ class EnvelopeVersions(Equivalences):
 
         return accepts
 
-    def _note_versions(self, opened: Sequence[Opened | EnvelopeError], now: datetime) -> None:
-        """After a receive's envelopes were opened: each sender whose COSE envelope opened has its lowest
-        raised to COSE (once: this process's copy says whether it is already), and an administrator's
-        cut-off this node's clock has reached is marked reached for good."""
+    def _note_versions(
+        self, opened: Sequence[Opened | EnvelopeError], taken: Sequence[bool], now: datetime
+    ) -> None:
+        """After a receive's envelopes were opened: each sender whose COSE envelope opened and was
+        newly taken (``taken``, one per envelope: not a duplicate of a message already held) has its
+        lowest raised to COSE (once: this process's copy says whether it is already), unless an
+        administrator set that sender's lowest at or after the envelope was issued (a replay of an
+        envelope from before the setting undoes nothing; the store checks it again as it writes), and
+        an administrator's cut-off this node's clock has reached is marked reached for good."""
         rows = self._held_versions()
         at_us = epoch_us(now)
         moved = False
@@ -122,18 +147,21 @@ class EnvelopeVersions(Equivalences):
             audit = self.kernel.audit_row(_KIND, None, EVERY_PARTNER, "allowed", reached=now.isoformat())
             moved = self.versions.reach(at_us, [audit]) > 0
         raised: set[str] = set()
-        for o in opened:
-            if type(o) is not Opened or o.version < COSE_VERSION or o.sender in raised:
+        for o, new in zip(opened, taken, strict=True):
+            if not new or type(o) is not Opened or o.version < COSE_VERSION or o.sender in raised:
                 continue
             own = rows.get(o.sender)
-            if own is not None and own.lowest >= COSE_VERSION:
+            issued_us = epoch_us(o.issued_at)
+            if own is not None and (
+                own.lowest >= COSE_VERSION or (own.cause == "set" and issued_us <= own.since_us)
+            ):
                 continue
             raised.add(o.sender)
             audit = self.kernel.audit_row(
                 _KIND, o.sender, o.sender, "allowed", lowest=COSE_VERSION, cause="sent", msg_id=o.msg_id,
-                format=_NAMES.get(o.version),
+                format=_NAMES.get(o.version), issued=o.issued_at.isoformat(),
             )  # fmt: skip
-            self.versions.raise_lowest(o.sender, COSE_VERSION, at_us, o.msg_id, [audit])
+            self.versions.raise_lowest(o.sender, COSE_VERSION, at_us, o.msg_id, [audit], issued_us)
             moved = True  # raised here, or by another process first: this copy is stale either way
         if moved:
             self.kernel.watch.stale()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,16 +61,20 @@ class EnvelopeVersionStore:
         with self.store._read_one() as conn:
             return {r.party: _row(r._mapping) for r in conn.execute(query)}
 
-    def raise_lowest(self, party: str, lowest: int, now_us: int, by: str, audit: Sequence[AuditRow]) -> bool:
-        """``party``'s row raised to ``lowest`` from now, unless it is that high already (never
-        lowered); ``audit`` written with it. Whether this call raised it (two processes raising it
-        at once: one does, the other's statement changes nothing)."""
+    def raise_lowest(
+        self, party: str, lowest: int, now_us: int, by: str, audit: Sequence[AuditRow], issued_us: int
+    ) -> bool:
+        """``party``'s row raised to ``lowest`` from now, by what it sent at ``issued_us``, unless it
+        is that high already (never lowered) or an administrator set it at or after ``issued_us`` (so
+        a replay of an envelope from before a lowering does not undo it); ``audit`` written with it.
+        Whether this call raised it (two processes raising it at once: one does, the other's
+        statement changes nothing)."""
         c = t.envelope_versions.c
         values = {"lowest": lowest, "since_us": now_us, "pending": 0, "cause": "sent", "by": by[:200]}
         with self.store._begin() as conn:
             changed = conn.execute(
                 update(t.envelope_versions)
-                .where(c.party == party, c.lowest < lowest)
+                .where(c.party == party, c.lowest < lowest, or_(c.cause != "set", c.since_us < issued_us))
                 .values(**values, updated_us=now_us)
             ).rowcount
             if not changed:
