@@ -60,7 +60,12 @@ def _install(directory: str) -> None:
 
     def flush() -> None:
         # the collector's state: objects frozen, objects in the oldest generation, collections so far
-        events.append(("gcstate", clock(), gc.get_freeze_count(), len(gc.get_objects(2)), gc.get_stats()))
+        import collections
+
+        # and what the oldest generation holds, by type (what a full collection would walk)
+        kinds = collections.Counter(type(o).__name__ for o in gc.get_objects(2)).most_common(12)
+        oldest = len(gc.get_objects(2))
+        events.append(("gcstate", clock(), gc.get_freeze_count(), oldest, gc.get_stats(), kinds))
         taken = events[:]
         del events[: len(taken)]
         if taken:

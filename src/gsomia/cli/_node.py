@@ -141,7 +141,11 @@ def node_serve(
 
     tls = _tls_files(tls_cert, tls_key)
 
-    from gsomia.api import create_app, server_config  # the API imports the CLI's neighbours, not the reverse
+    from gsomia.api import (  # the API imports the CLI's neighbours, not the reverse
+        SettledServer,
+        create_app,
+        server_config,
+    )
     from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
@@ -177,7 +181,8 @@ def node_serve(
     if log_format is LogFormat.JSON:
         configure_logs(logging.INFO)
         logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
-    uvicorn.Server(config).run()
+    # once started, the lifespan's objects (the routes' models, warmed) are collected and frozen too
+    SettledServer(config).run()
 
 
 def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
