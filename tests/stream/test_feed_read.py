@@ -10,7 +10,6 @@ planned and sent as one published alone, and a publisher without the role is ref
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import kst
+from tests.stream.test_stream_fuzz import mutations
 
 from gsomia.core.access import Person, Role
 from gsomia.core.tracks import track_update_to_json
@@ -40,41 +40,7 @@ def _slow(text: str) -> list[Any]:
     return [read_track_update(data, originator="KOR") for data in parse_feed_message(text)]
 
 
-def _members(data: Any) -> Iterator[tuple[Any, ...]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield (key,)
-            yield from ((key, *rest) for rest in _members(value))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield (index,)
-            yield from ((index, *rest) for rest in _members(value))
-
-
-def _replaced(data: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = copy.deepcopy(data)
-    target = out
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return out
-
-
-values = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats()
-    | st.text(max_size=8)
-    | (
-        st.sampled_from(
-            ["KOR", "JPN", "2019-05-04T00:00:00+00:00", "2019-05-04T00:00:00", "2019-05-04t00:00:00z"]
-        )
-    )
-)
-mutated = st.tuples(st.sampled_from(list(_members(WITH_IMPACT))), values).map(
-    lambda pv: _replaced(WITH_IMPACT, *pv)
-) | st.tuples(st.text(max_size=8), values).map(lambda kv: {**WITH_IMPACT, kv[0]: kv[1]})
+mutated = mutations(WITH_IMPACT)
 messages = (
     st.lists(st.integers(0, 1).map(lambda i: (WITH_IMPACT, FIRST)[i]) | mutated, max_size=4).map(
         lambda v: orjson.dumps(v).decode()
