@@ -193,8 +193,15 @@ class _NatsSubscription:
                     self._sub = await self._open(await self._bus._ready())
                     self._bus._waiting.discard(self)
                 async for message in self._sub.messages:
-                    seq = int(message.metadata.sequence.stream)
+                    meta = message.metadata
+                    seq = int(meta.sequence.stream)
                     self._after = seq
+                    # as the in-process bus: more than ``limit`` behind, the oldest are lost, counted
+                    pending = int(meta.num_pending or 0)
+                    behind = max(self._sub.pending_msgs, pending, self._bus.published - seq)
+                    if behind >= self._bus.limit:
+                        self.dropped += 1
+                        continue
                     yield seq, bytes(message.data)
             except (ConnectionClosedError, UnavailableError):
                 if self._closed or self._bus._closing:
@@ -237,8 +244,11 @@ class NatsBus:
     """NATS JetStream: the node publishes to ``subject`` in stream ``stream`` (created if absent).
 
     Each subscription is an ordered consumer that starts at the next message (or after a given
-    sequence number), or a durable consumer the server remembers. With ``ephemeral``,
-    :meth:`close` deletes the stream (tests use a unique name each).
+    sequence number), or a durable consumer the server remembers. A subscription more than ``limit``
+    messages behind the stream loses the oldest and counts them (``dropped``), as the in-process bus
+    does: behind is what the client holds after a message, what the server still had after it when
+    it delivered it, or what this process has published since, whichever is most. With
+    ``ephemeral``, :meth:`close` deletes the stream (tests use a unique name each).
     """
 
     def __init__(
@@ -252,6 +262,7 @@ class NatsBus:
         buffer_limit: int = BUFFER_LIMIT,
         reconnect_wait_s: float = 0.5,
         publish_timeout_s: float = 2.0,
+        limit: int = 10_000,
     ) -> None:
         unique = uuid.uuid4().hex[:12]
         self.url = url
@@ -264,6 +275,8 @@ class NatsBus:
         self.buffer_limit = buffer_limit
         self.reconnect_wait_s = reconnect_wait_s
         self.publish_timeout_s = publish_timeout_s
+        self.limit = limit  # messages a subscription may be behind before it loses the oldest
+        self.published = 0  # the highest stream sequence number this process's publishes were given
         self._nc: Any = None
         self._js: Any = None
         self._state = "down"
@@ -408,7 +421,8 @@ class NatsBus:
     async def _send(self, entry: tuple[str, bytes]) -> None:
         msg_id, message = entry
         headers = {"Nats-Msg-Id": msg_id}  # sent again after a timeout, stored once
-        await self._js.publish(self.subject, message, timeout=self.publish_timeout_s, headers=headers)
+        ack = await self._js.publish(self.subject, message, timeout=self.publish_timeout_s, headers=headers)
+        self.published = max(self.published, int(ack.seq))
 
     def _hold(self, message: tuple[str, bytes]) -> None:
         if len(self._buffer) >= self.buffer_limit:
