@@ -20,22 +20,9 @@ def best_pass(
     """Best time of one pass by ``clock`` (wall time by default; ``time.process_time`` for the
     CPU time of a single-threaded pass, which other work on a busy machine does not stretch),
     over at least ``min_passes`` and up to ``budget_s`` (wall seconds) of passes."""
-    best = float("inf")
-    passes = 0
-    began = time.perf_counter()
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        while passes < min_passes or (passes < max_passes and time.perf_counter() - began < budget_s):
-            start = clock()
-            run()
-            best = min(best, clock() - start)
-            passes += 1
-    finally:
-        if enabled:
-            gc.enable()
-    return best, passes
+    return best_interleaved(
+        {"run": run}, budget_s=budget_s, min_rounds=min_passes, max_rounds=max_passes, clock=clock
+    )["run"]
 
 
 def best_interleaved(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _timing import best_interleaved
+from _timing import best_interleaved, best_pass
 
 
 def test_passes_alternate_in_rounds_and_each_keeps_its_best() -> None:
@@ -42,3 +42,15 @@ def test_stops_at_its_budget_after_the_least_rounds() -> None:
     timings = best_interleaved({"a": lambda: passes.append(1)}, budget_s=0.0, min_rounds=5)
     assert len(passes) == 5
     assert timings["a"][1] == 5
+
+
+def test_best_pass_is_one_run_alone() -> None:
+    now = [0.0]
+    costs = iter([4.0, 2.0, 3.0, 5.0, 2.5, 1.0, 7.0])
+
+    def one() -> None:
+        now[0] += next(costs)
+
+    # at least five passes, and no more than the budget allows past them (none here)
+    assert best_pass(one, budget_s=0.0, clock=lambda: now[0]) == (2.0, 5)
+    assert best_pass(one, budget_s=0.0, min_passes=2, clock=lambda: now[0]) == (1.0, 2)
