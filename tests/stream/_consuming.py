@@ -8,7 +8,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from gsomia.node._service import system_clock
 from gsomia.stream import NatsBus
 
 
-def serve_node(directory: Path) -> Iterator[tuple[Node, str]]:
+def serve_node(directory: Path, clock: Callable[[], datetime] = system_clock) -> Iterator[tuple[Node, str]]:
     """A JPN node in ``directory`` served by uvicorn from a thread (its whole API, on the real
-    clock), and its base URL; for a fixture's ``yield from``."""
-    node = Node(init_node_dir(directory, "JPN", None), clock=system_clock)
+    clock unless given another), and its base URL; for a fixture's ``yield from``."""
+    node = Node(init_node_dir(directory, "JPN", None), clock=clock)
     port = free_port()
     config = uvicorn.Config(
         create_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="on",

@@ -123,9 +123,9 @@ def stream_router(
     """The stream's routes over ``stream``; ``reader`` is the node's authentication dependency.
 
     ``credential`` gives, for a request ``reader`` let in, the check of what it was let in with (a
-    bearer token, a dashboard session) that an open consumer's stream makes again whenever any
-    process revokes a token, and at its expiry: it returns the expiry or raises (``StreamService``
-    ends the stream then, the refusal audited).
+    bearer token, a dashboard session) that an open consumer's stream, or a publisher's feed, makes
+    again whenever any process revokes a token, and at its expiry: it returns the expiry or raises
+    (``StreamService`` ends the stream or the feed then, the refusal audited).
 
     ``dashboard`` is the dashboard's path: the consumers' routes are served under it as well
     (``{dashboard}/tracks/sse``, ``{dashboard}/tracks/ws``), where the browser sends its session.
@@ -200,9 +200,6 @@ def stream_router(
             include_in_schema=not path.startswith(dashboard or "\0"),
         )  # fmt: skip
 
-    async def ws_caller(websocket: WebSocket, method: str) -> Person:
-        return await websocket_caller(websocket, reader, stream.kernel, method)
-
     @router.websocket("/stream/tracks/publish")
     async def publish_ws(websocket: WebSocket) -> None:
         """A feed of track updates at the originating node (for high-rate publishers: one
@@ -210,13 +207,20 @@ def stream_router(
         batch of up to ``FEED_BATCH`` updates (a JSON array), published in order. A refused update
         is answered with ``{"error", "detail", "track_id"}``; accepted ones get no answer. A message
         holding text no store can hold (a NUL, a lone surrogate; the API's one rule) is refused
-        whole, naming the place, and audited in bounded space (see ``unstorable`` below)."""
+        whole, naming the place, and audited in bounded space (see ``unstorable`` below).
+
+        Before each message the feed checks that its person may still publish and that the token
+        it was opened with still holds (``StreamService.publishing``: a consumer's stream's check);
+        once any process disabled them, removed their role or revoked the token, or the token
+        expired, the message is not published and the feed is closed 1008 naming the refusal."""
         try:
-            person = await ws_caller(websocket, "POST")
+            request = presented(websocket, stream.kernel, "POST")
+            person = await websocket_caller(websocket, reader, stream.kernel, "POST", request)
             stream.require_publisher(person)
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
+        feed = stream.publishing(person, credential=credential(request) if credential is not None else None)
         await websocket.accept()
         source = websocket.client.host if websocket.client else "unknown"
 
@@ -240,6 +244,12 @@ def stream_router(
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                try:
+                    await feed.current()  # memory only, unless a person or token changed meanwhile
+                except GsomiaError as exc:  # they may no longer publish: refused (audited once), closed
+                    await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+                    return
+                person = feed.person  # their record as last checked
                 try:
                     text = message.get("text")
                     if text is None:

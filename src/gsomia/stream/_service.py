@@ -751,8 +751,19 @@ class StreamService:
 
     def require_publisher(self, actor: Person | None) -> None:
         """Refuse (and record) unless ``actor`` may publish tracks here: release officers (``None``:
-        the node's operator). A feed checks once when it opens; :meth:`publish` checks every update."""
+        the node's operator). A feed checks when it opens and again before a message once a person
+        changed (:meth:`publishing`); :meth:`publish` checks every update."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
+
+    def publishing(self, person: Person, *, credential: Callable[[], datetime] | None = None) -> _Publishing:
+        """The check an open publisher's feed makes before it publishes each message
+        (:meth:`_Publishing.current`, then :meth:`publish_feed` as :attr:`_Publishing.person`): it
+        raises the refusal, audited once, once ``person`` may no longer publish (disabled, the release
+        officer's role removed: :meth:`require_publisher`) or ``credential`` (the check of what the
+        feed was opened with: its expiry, or it raises) fails, after any process changed a person or
+        revoked a token, or at its expiry. The consumers' own check (:class:`_Standing`); from memory
+        on the loop while nothing moved. ``person`` was let publish when the feed opened."""
+        return _Publishing(self, person, "publish", credential)
 
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
@@ -2203,14 +2214,17 @@ class StreamService:
         self.kernel.tally("stream.dropped", person, "behind", reason, rows, count=count)
 
 
-class _Reading:
-    """One consumer's read decisions over the bus's messages: each label decided once, again when a
-    visit of theirs begins or ends (:class:`ReadGate`) or when their record or visits change (any
-    process's write: the store's ``people`` and ``visits`` counters, :meth:`current`), a refusal
-    audited once a label and visit window (bounded: a label's refusal is not recorded again for each
-    of its tracks). The stream itself ends, its refusal audited once, when the person may no longer
-    follow it at all: disabled, no visit in force that lets them read it (revoked, shortened, over),
-    or the credential they opened it with revoked (the ``tokens`` counter) or expired."""
+class _Standing:
+    """Whether the person of one open connection may still do what they opened it for, as the
+    store holds it now: their record (the ``people`` counter: disabled, roles changed), the
+    credential they opened it with (the ``tokens`` counter: revoked by any process; and its expiry)
+    and what the subclass decides on them (:meth:`_decide`). Checked at most every
+    ``_PERSON_CHECK_S`` from memory on the loop (:meth:`current`); read again in a worker thread
+    only when a counter moved or the expiry passed. A refusal is audited once and raised from then on.
+    The one check of an open consumer's stream (:class:`_Reading`) and of a publisher's feed
+    (:class:`_Publishing`)."""
+
+    _COUNTERS: tuple[str, ...] = (PEOPLE, TOKENS)  # people first, tokens second: _renewed reads them so
 
     def __init__(
         self,
@@ -2218,30 +2232,28 @@ class _Reading:
         person: Person,
         channel: str,
         credential: Callable[[], datetime] | None = None,
-        subscription: Any = None,
     ) -> None:
         self._service = service
         self._person = person
         self._channel = channel
         self._credential = credential
-        self._subscription = subscription
-        self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
-        self._readable: dict[str, bool] = {}
-        self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
-        self._generation = self._gate.generation
-        # the people, tokens and visits counters the person, credential and visits were last read
-        # under: unknown (the caller was let in on rows that may predate them), so the first check
-        # reads them all again
-        self._seen: tuple[int | None, ...] = (-1, -1, -1)
+        # the counters the person, credential (and the subclass's decision) were last read under:
+        # unknown (the caller was let in on rows that may predate them), so the first check reads
+        # them all again
+        self._seen: tuple[int | None, ...] = (-1,) * len(self._COUNTERS)
         self._expires = math.inf  # the credential's expiry (POSIX seconds): checked again from then
         self._next_check = 0.0  # the monotonic instant from which current() looks at the counters again
-        self._edge = False  # a visit's start or end passed since the stream's own decision was made
         self._refused: GsomiaError | None = None  # what ended the stream (audited once)
         self._checking = asyncio.Lock()  # one check at a time: the stream's own, or the idle round's
 
     def due(self, now: float) -> bool:
         """Whether no check was made within the last ``_PERSON_CHECK_S`` (an idle stream)."""
         return now >= self._next_check
+
+    @property
+    def person(self) -> Person:
+        """The person's record as last checked (roles and all)."""
+        return self._person
 
     @property
     def person_id(self) -> str:
@@ -2251,13 +2263,26 @@ class _Reading:
     def channel(self) -> str:
         return self._channel
 
+    def _moved(self) -> bool:
+        """(On the loop.) Whether the subclass's own decision is due again, counters aside."""
+        return False
+
+    def _decide(self, person: Person, held: Person, seen: tuple[int | None, ...], edge: bool) -> Any:
+        """(In a worker thread.) The subclass's own decision on ``person`` (the record now; ``held``
+        the one last checked): raises the refusal (audited), else what :meth:`_renew` keeps."""
+        raise NotImplementedError
+
+    def _renew(self, person: Person, decided: Any) -> None:
+        """(On the loop.) Keep ``person`` and what :meth:`_decide` returned."""
+        self._person = person
+
     async def current(self) -> None:
-        """Make the next decisions on the person's record, credential and visits as the store holds
-        them now. At most every ``_PERSON_CHECK_S`` it looks at the people, tokens and visits
-        counters as this process last read them (memory only, on the loop), at the visit window's
-        edges and at the credential's expiry; when one moved or passed, or the counters are due to
-        be read, the rest is read again in a worker thread (:meth:`_renewed`). Raises the refusal
-        (audited once) and so ends the stream if the person may no longer follow it at all."""
+        """Make the next decisions on the person's record and credential (and the subclass's) as the
+        store holds them now. At most every ``_PERSON_CHECK_S`` it looks at the counters as this
+        process last read them (memory only, on the loop), at the subclass's edges and at the
+        credential's expiry; when one moved or passed, or the counters are due to be read, the rest
+        is read again in a worker thread (:meth:`_renewed`). Raises the refusal (audited once) and
+        so ends the stream or feed if the person may no longer go on with it at all."""
         if time.monotonic() < self._next_check:
             return
         async with self._checking:
@@ -2267,29 +2292,112 @@ class _Reading:
             if now < self._next_check:  # checked meanwhile (the idle round and a track at once)
                 return
             self._next_check = now + _PERSON_CHECK_S
-            watch = self._service.kernel.watch
-            seen: tuple[int | None, ...] = (watch.fresh(PEOPLE), watch.fresh(TOKENS), watch.fresh(VISITS))
-            edge = (
-                self._edge
-                or self._gate.current() != self._generation
-                or self._service.kernel.clock().timestamp() >= self._expires
-            )
+            fresh = self._service.kernel.watch.fresh
+            seen: tuple[int | None, ...] = tuple(fresh(name) for name in self._COUNTERS)
+            edge = self._moved() or self._service.kernel.clock().timestamp() >= self._expires
             if seen == self._seen and not edge:
                 return
             try:
-                person, gate, expires, seen = await asyncio.to_thread(self._renewed, edge)
+                person, decided, expires, seen = await asyncio.to_thread(self._renewed, edge)
             except GsomiaError as exc:
                 self._refused = exc
                 self._next_check = 0.0  # every later call raises it at once
                 raise
-            self._edge = False
-            if gate is not None:
-                self._person = person
-                self._gate = gate
-                self._generation = gate.generation
-                self._readable.clear()
+            self._renew(person, decided)
             self._expires = expires
             self._seen = seen
+
+    def ended(self) -> None:
+        """The subscription ended under the stream: raise the refusal that closed it, if one did."""
+        if self._refused is not None:
+            raise self._refused
+
+    def _renewed(self, edge: bool) -> tuple[Person, Any, float, tuple[int | None, ...]]:
+        """(In a worker thread.) The person's record as the store holds it, the subclass's decision
+        on it (:meth:`_decide`), the credential's expiry and the counters they were read under;
+        raises the refusal (audited) if the person may no longer go on: the subclass's decision
+        made again, the credential checked."""
+        kernel = self._service.kernel
+        # the counters are read before the rows: the rows are at least as new
+        seen = tuple(kernel.watch.generation(name) for name in self._COUNTERS)
+        held = person = self._person
+        if seen[0] != self._seen[0]:
+            try:
+                person = replace(kernel.person(held.id), purpose=held.purpose)  # the purpose is the request's
+            except NotFoundError:
+                person = replace(held, active=False)  # no longer on file: refused as a disabled account is
+        decided = self._decide(person, held, seen, edge)
+        expires = self._expires
+        if self._credential is not None and (seen[1] != self._seen[1] or edge):
+            try:  # after the person's own check: a disabled account's tokens are revoked with it
+                expires = self._credential().timestamp()
+            except AuthenticationError as exc:  # revoked (by any process) or expired meanwhile
+                raise kernel.refuse(f"stream.{self._channel}", held.id, None, exc) from None
+        return person, decided, expires, seen
+
+
+class _Publishing(_Standing):
+    """A publisher's open feed (``/stream/tracks/publish``): before each message is published the
+    person must still be one who may publish (:meth:`StreamService.require_publisher`: active, a
+    release officer) and the credential they opened it with still valid (not revoked by any
+    process, not expired). A refusal ends the feed, audited once; the message is not published."""
+
+    def _decide(self, person: Person, held: Person, seen: tuple[int | None, ...], edge: bool) -> None:
+        if person != held:  # as it was when the feed opened (checked then), or since the last check
+            self._service.require_publisher(person)  # refused: audited (authz.stream.publish)
+
+
+class _Reading(_Standing):
+    """One consumer's read decisions over the bus's messages: each label decided once, again when a
+    visit of theirs begins or ends (:class:`ReadGate`) or when their record or visits change (any
+    process's write: the store's ``people`` and ``visits`` counters, :meth:`current`), a refusal
+    audited once a label and visit window (bounded: a label's refusal is not recorded again for each
+    of its tracks). The stream itself ends, its refusal audited once, when the person may no longer
+    follow it at all: disabled, no visit in force that lets them read it (revoked, shortened, over),
+    or the credential they opened it with revoked (the ``tokens`` counter) or expired."""
+
+    _COUNTERS = (PEOPLE, TOKENS, VISITS)
+
+    def __init__(
+        self,
+        service: StreamService,
+        person: Person,
+        channel: str,
+        credential: Callable[[], datetime] | None = None,
+        subscription: Any = None,
+    ) -> None:
+        super().__init__(service, person, channel, credential)
+        self._subscription = subscription
+        self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
+        self._readable: dict[str, bool] = {}
+        self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
+        self._generation = self._gate.generation
+        self._edge = False  # a visit's start or end passed since the stream's own decision was made
+
+    def _moved(self) -> bool:
+        return self._edge or self._gate.current() != self._generation
+
+    def _decide(
+        self, person: Person, held: Person, seen: tuple[int | None, ...], edge: bool
+    ) -> ReadGate | None:
+        """A new read decision on ``person`` if the record or the visits changed (else ``None``)."""
+        if person == held and seen[2] == self._seen[2] and not edge:
+            return None
+        # the subscription's own decision, made again on the record and visits now (a new one
+        # would be refused): disabled, or no visit in force that lets a visitor read the stream
+        kernel = self._service.kernel
+        decision = kernel.decide_read(person, self._service.stream_label())
+        if not decision.allowed:
+            raise kernel.refuse(f"stream.{self._channel}", person.id, None, AccessDenied(decision))
+        return kernel.reader(person)
+
+    def _renew(self, person: Person, decided: Any) -> None:
+        self._edge = False
+        if decided is not None:
+            self._person = person
+            self._gate = decided
+            self._generation = decided.generation
+            self._readable.clear()
 
     async def sweep(self) -> None:
         """:meth:`current` for an idle stream (:meth:`StreamService._follow_readers`): a refusal
@@ -2301,42 +2409,6 @@ class _Reading:
                 await self._subscription.close()
         except Exception:  # the store unreachable: the next round tries again, a track's check too
             _log.warning("an open stream's check could not be made", exc_info=True)
-
-    def ended(self) -> None:
-        """The subscription ended under the stream: raise the refusal that closed it, if one did."""
-        if self._refused is not None:
-            raise self._refused
-
-    def _renewed(self, edge: bool) -> tuple[Person, ReadGate | None, float, tuple[int | None, ...]]:
-        """(In a worker thread.) The person's record as the store holds it, a new read decision on
-        it if the record or the visits changed (else ``None``), the credential's expiry and the
-        counters they were read under; raises the refusal (audited) if the person may no longer
-        follow the stream: the subscription's own decision made again, the credential checked."""
-        kernel = self._service.kernel
-        # the counters are read before the rows: the rows are at least as new
-        seen = tuple(kernel.watch.generation(name) for name in (PEOPLE, TOKENS, VISITS))
-        held = person = self._person
-        who = f"stream.{self._channel}"
-        if seen[0] != self._seen[0]:
-            try:
-                person = replace(kernel.person(held.id), purpose=held.purpose)  # the purpose is the request's
-            except NotFoundError:
-                person = replace(held, active=False)  # no longer on file: refused as a disabled account is
-        gate = None
-        if person != held or seen[2] != self._seen[2] or edge:
-            # the subscription's own decision, made again on the record and visits now (a new one
-            # would be refused): disabled, or no visit in force that lets a visitor read the stream
-            decision = kernel.decide_read(person, self._service.stream_label())
-            if not decision.allowed:
-                raise kernel.refuse(who, person.id, None, AccessDenied(decision))
-            gate = kernel.reader(person)
-        expires = self._expires
-        if self._credential is not None and (seen[1] != self._seen[1] or edge):
-            try:  # after the person's own check: a disabled account's tokens are revoked with it
-                expires = self._credential().timestamp()
-            except AuthenticationError as exc:  # revoked (by any process) or expired meanwhile
-                raise kernel.refuse(who, held.id, None, exc) from None
-        return person, gate, expires, seen
 
     async def admit(self, raw: bytes) -> bytes | None:
         """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""

@@ -1,0 +1,228 @@
+"""A publisher's open feed (``/stream/tracks/publish``) stops publishing once what let it open is
+taken away, by another process of the node: its API token revoked or expired, its person disabled
+or no longer a release officer. The next message is not published (no consumer gets its track), the
+feed is closed 1008 naming the refusal, and the refusal is audited once; another publisher's feed
+goes on. Before, the feed checked its token and role when it opened only, and published on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.stream._consuming import serve_node
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from gsomia.core.tracks import track_update_to_json
+from gsomia.node import Node
+from gsomia.stream import launches, replay
+from gsomia.testing import FakeClock
+
+# the counters are read every 0.25 s and an open feed looks at them every 0.1 s: a change is seen
+# within this, with room for a loaded machine
+_SEEN_S = 1.5
+_GSOMIA = Path(sys.executable).with_name("gsomia")
+
+# run in another process: the person's record rewritten as any writer of the people table does (the
+# people counter moved in the same transaction), their release officer's role taken away
+_DEMOTE = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+from gsomia._codec import canonical, person_to_dict
+from gsomia.core.access import Role
+from gsomia.core.instants import epoch_us
+from gsomia.node import Node
+from gsomia.node._config import load_config
+
+node = Node(load_config(Path(sys.argv[1])))
+person = node.people.person(sys.argv[2])
+demoted = replace(person, roles=frozenset({Role.ANALYST}))
+node.kernel.store.update_person(person.id, canonical(person_to_dict(demoted)), epoch_us(node.kernel.clock()))
+node.close()
+"""
+
+
+def _cli(*args: str) -> None:
+    subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [str(_GSOMIA), *args], check=True, timeout=120, stdout=subprocess.DEVNULL
+    )
+
+
+def _demote(directory: Path, person_id: str) -> None:
+    subprocess.run(  # noqa: S603 - our own code, fixed arguments
+        [sys.executable, "-c", _DEMOTE, str(directory), person_id], check=True, timeout=120
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Node, str]]:
+    yield from serve_node(tmp_path / "jpn")
+
+
+@pytest.fixture
+def served_fake(tmp_path: Path) -> Iterator[tuple[Node, str]]:
+    """The same on a clock the test moves (it stands still otherwise)."""
+    yield from serve_node(tmp_path / "jpn", FakeClock(datetime.now(UTC)))
+
+
+def _add(node: Node, person_id: str, roles: list[str]) -> None:
+    node.people.add_person(
+        None,
+        {"id": person_id, "name": person_id, "nationality": "JPN", "clearance": "特定秘密",
+         "need_to_know": ["dprk-missile"], "roles": roles},
+    )  # fmt: skip
+
+
+_UPDATE = track_update_to_json(replay(launches(2019)[2], originator="JPN", every_s=20)[0])
+
+
+def _track(track_id: str) -> str:
+    return json.dumps(dict(_UPDATE, track_id=track_id))
+
+
+def _received_until(consumer: ClientConnection, last: str) -> list[str]:
+    """The track ids the consumer gets up to ``last`` (each wait bounded; ``last`` must come)."""
+    got: list[str] = []
+    until = time.monotonic() + 15
+    while last not in got:
+        assert time.monotonic() < until, f"{last} never reached the consumer (got {got})"
+        got.append(json.loads(consumer.recv(timeout=10))["track_id"])
+    return got
+
+
+def _refusals(node: Node, kind: str, actor: str) -> list[dict[str, Any]]:
+    """``actor``'s refusals of ``kind`` on file, once one is written (bounded wait), and a moment
+    after it: a second record would be written with the first."""
+    until = time.monotonic() + 5
+    while True:
+        found = [
+            {"actor": r.actor, **json.loads(r.detail)}
+            for r in node.store.audit(kind=kind)
+            if r.outcome == "refused" and r.actor == actor
+        ]
+        if found or time.monotonic() > until:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    return [
+        {"actor": r.actor, **json.loads(r.detail)}
+        for r in node.store.audit(kind=kind)
+        if r.outcome == "refused" and r.actor == actor
+    ]
+
+
+@dataclass
+class _Cut:
+    got: list[str]  # what the consumer received after the change, up to the other publisher's track
+    code: int
+    reason: str
+
+
+def _cut_off(base: str, tokens: tuple[str, str, str], change: Callable[[], None]) -> _Cut:
+    """``kato`` and ``ito`` publish over their open feeds while ``sato`` follows; ``change`` is made
+    (by another process); then kato sends a message, and once kato's feed is closed (it must be), ito
+    sends one. What sato got from then on, and kato's close frame."""
+    kato, ito, sato = tokens
+    ws = base.replace("http", "ws")
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    with (
+        connect(f"{ws}/stream/tracks/ws", additional_headers=bearer(sato)) as consumer,
+        connect(f"{ws}/stream/tracks/publish", additional_headers=bearer(kato)) as cut,
+        connect(f"{ws}/stream/tracks/publish", additional_headers=bearer(ito)) as other,
+    ):
+        time.sleep(0.3)  # all open
+        cut.send(_track("kato-0"))
+        other.send(_track("ito-0"))
+        assert set(_received_until(consumer, "ito-0")) >= {"kato-0", "ito-0"}, "both published before"
+        change()
+        time.sleep(_SEEN_S)
+        cut.send(_track("kato-1"))
+        try:
+            answer = cut.recv(timeout=10)
+            pytest.fail(f"the feed answered {answer!r} rather than closing")
+        except ConnectionClosed as closed:
+            rcvd = closed.rcvd
+        except TimeoutError:
+            pytest.fail("the feed stayed open (its message published) after the change")
+        assert rcvd is not None, "closed without a close frame"
+        other.send(_track("ito-1"))  # the publisher nothing happened to goes on
+        got = _received_until(consumer, "ito-1")
+    return _Cut(got, rcvd.code, rcvd.reason)
+
+
+def _officers(node: Node, days: int = 1) -> tuple[str, tuple[str, str, str]]:
+    """kato's token's id; kato's and ito's tokens (release officers, ``days`` long for kato, a
+    month for ito) and sato's (an analyst, a month)."""
+    _add(node, "kato", ["release_officer"])
+    _add(node, "ito", ["release_officer"])
+    _add(node, "sato", ["analyst"])
+    token_id, kato, _ = node.credentials.issue(None, "kato", days=days)
+    ito = node.credentials.issue(None, "ito", days=30)[1]
+    sato = node.credentials.issue(None, "sato", days=30)[1]
+    return token_id, (kato, ito, sato)
+
+
+def test_a_feed_whose_token_another_process_revokes_publishes_no_more(served: tuple[Node, str]) -> None:
+    node, base = served
+    token_id, tokens = _officers(node)
+    directory = str(node.config.directory)
+    cut = _cut_off(base, tokens, lambda: _cli("person", "revoke-token", "--dir", directory, token_id))
+    assert "kato-1" not in cut.got, "the message after the revocation was published"
+    assert cut.code == 1008
+    assert "revoked" in cut.reason
+    refusals = _refusals(node, "stream.publish", "kato")
+    assert len(refusals) == 1, f"the refusal that closed the feed is audited once: {refusals}"
+    assert refusals[0]["error"] == "AuthenticationError"
+
+
+def test_a_feed_whose_person_another_process_disables_publishes_no_more(served: tuple[Node, str]) -> None:
+    node, base = served
+    _, tokens = _officers(node)
+    directory = str(node.config.directory)
+    cut = _cut_off(base, tokens, lambda: _cli("person", "disable", "--dir", directory, "kato"))
+    assert "kato-1" not in cut.got, "the message after the person was disabled was published"
+    assert cut.code == 1008
+    # the person's own refusal (a disabled person holds no role), not their tokens' revoked with it
+    assert "release_officer" in cut.reason
+    refusals = _refusals(node, "authz.stream.publish", "kato")
+    assert len(refusals) == 1, f"the refusal that closed the feed is audited once: {refusals}"
+    assert refusals[0]["error"] == "AccessDenied"
+    assert _refusals(node, "stream.publish", "kato") == []  # not refused a second time, for the token
+
+
+def test_a_feed_whose_person_another_process_demotes_publishes_no_more(served: tuple[Node, str]) -> None:
+    node, base = served
+    _, tokens = _officers(node)
+    cut = _cut_off(base, tokens, lambda: _demote(node.config.directory, "kato"))
+    assert "kato-1" not in cut.got, "the message after the role was taken away was published"
+    assert cut.code == 1008
+    assert "release_officer" in cut.reason
+    refusals = _refusals(node, "authz.stream.publish", "kato")
+    assert len(refusals) == 1, f"the refusal that closed the feed is audited once: {refusals}"
+
+
+def test_a_feed_whose_token_expires_publishes_no_more(served_fake: tuple[Node, str]) -> None:
+    """kato's token lasts a day, ito's and sato's a month; the node's clock passes two days."""
+    node, base = served_fake
+    _, tokens = _officers(node, days=1)
+    clock = node.kernel.clock
+    assert isinstance(clock, FakeClock)
+    cut = _cut_off(base, tokens, lambda: clock.advance(days=2))
+    assert "kato-1" not in cut.got, "the message after the token expired was published"
+    assert cut.code == 1008
+    assert "expired" in cut.reason
+    refusals = _refusals(node, "stream.publish", "kato")
+    assert len(refusals) == 1, f"the refusal that closed the feed is audited once: {refusals}"
+    assert refusals[0]["error"] == "AuthenticationError"
