@@ -11,6 +11,9 @@ minutes) or at the issue-sized runs with ``--full``; sizes for the scripts known
 The table then says, per figure, gsomia's value, the peer measured in the same run, the
 ratio, the target and whether it was met, under a description of the machine, the command,
 the date and the load average before and after (other work on the machine skews timings).
+A row may also say what the machine did while that figure was measured (``machine``: the host's
+steal, the CPUs' other work, the load; ``_machine.machine_during``): those are listed in a
+second table under the first.
 A script that fails, times out or prints no rows is listed as such: nothing is made up.
 """
 
@@ -274,6 +277,17 @@ def render(
             )
             + " |"
         )
+    during = [(name, r) for name, r in rows if isinstance(r.get("machine"), str)]
+    if during:  # the optional "machine" of a row: what the machine did while it was measured
+        lines += [
+            "",
+            "What the machine did while each figure below was measured (the host's steal, the CPUs' "
+            "other work, the load): a target missed beside much of either says why.",
+            "",
+            "| script | figure | the machine meanwhile |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {name} | {_cell(r['figure'])} | {_cell(r['machine'])} |" for name, r in during]
     lines += ["", "| script | command | seconds | status |", "|---|---|---|---|"]
     for o in outcomes:
         shown = shlex.join(["python", _relative(o.command[1]), *o.command[2:]])

@@ -40,8 +40,11 @@ about 1 KiB of canonical JSON (its id, a label, a launch report with a short tra
 source). Each side is timed with ``time.process_time`` (the CPU time of this process, which
 other work on a shared machine does not stretch as it does wall time) over whole passes of
 ``OPERATIONS`` hops (garbage collector off during a pass, the process pinned to one CPU
-where the OS allows it); the best pass gives hops per second. The target, gsomia at most
-1.3 times the floor's time per hop, is printed as met or NOT met; nothing is asserted.
+where the OS allows it); the best pass gives hops per second. Each judged figure's passes and
+its floor's (and the floor plus JSON beside a batch's) are taken in turn in the same rounds, the
+order reversed every other round (``_timing.best_interleaved``), so a ratio's two sides meet the
+same machine. The target, gsomia at most 1.3 times the floor's time per hop, is printed as met or
+NOT met; nothing is asserted.
 
 * the batch with its items as the exchange's messages carry them (``exchange_batch_body``: the
   originator's signed item as one string, as ``item_body`` in gsomia.exchange builds it), gsomia
@@ -123,13 +126,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or a
 from _machine import cpu_model, load_average, pin_one_core
 from _rows import row
 from _throughput import bench_throughput, exchange_cpu
-from _timing import best_pass
+from _timing import best_interleaved, best_pass
 
 OPERATIONS = 200  # hops per timed pass
 BATCH = 100  # items in one envelope, as a delivery run sends them (the exchange's push of 100)
 BATCH_OPERATIONS = 10  # batch hops per timed pass
 LOOKUPS = 20_000  # key and peer look-ups per timed pass
 BUDGET_S = 3.0
+# at least this many rounds of a judged figure's interleaved passes (best_pass's 5 where the machine is
+# so loaded that the budget runs out first: a best of 5 still moved a batch's ratio by 0.2 at load 20)
+JUDGED_ROUNDS = 10
 RATIO_TARGET = 1.3  # gsomia's time per hop at most this many times the floor's
 # Part (a) times CPU seconds of this (pinned, single-threaded) process: on a machine shared with
 # other work, wall time stretches whenever the scheduler runs someone else, CPU time does not.
@@ -657,6 +663,29 @@ class Setup:
         assert getattr(self.kept_hop(), "body", None) == self.body
 
 
+def _interleaved(
+    runs: dict[str, Callable[[], None]], *groups: tuple[str, ...]
+) -> dict[str, tuple[float, int]]:
+    """The best pass of each of ``runs``: each group's runs (gsomia's judged figure, its floor and the
+    floor plus JSON beside it) with their passes in turn in the same rounds (``best_interleaved``, the
+    same budget a run as alone, at least ``JUDGED_ROUNDS`` rounds), every other run alone. Timed one
+    run after the other, each figure of a ratio met the machine of its own seconds: in one quiet run
+    the batch of the exchange's messages came out 1.80x its floor, the same code 1.37-1.40x in runs
+    back to back (issue 18)."""
+    timings: dict[str, tuple[float, int]] = {}
+    for group in groups:
+        timings |= best_interleaved(
+            {name: runs[name] for name in group},
+            budget_s=BUDGET_S * len(group),
+            min_rounds=JUDGED_ROUNDS,
+            clock=CLOCK,
+        )
+    for name, run in runs.items():
+        if name not in timings:
+            timings[name] = best_pass(run, budget_s=BUDGET_S, clock=CLOCK)
+    return timings
+
+
 def bench_envelope(directory: Path | None = None) -> dict[str, float]:
     """Hops per second through gsomia and through the bare cryptography floor, and their ratio."""
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-") as scratch:
@@ -681,7 +710,8 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         }
         for run in runs.values():  # warm-up
             run()
-        timings = {name: best_pass(run, budget_s=BUDGET_S, clock=CLOCK) for name, run in runs.items()}
+        # the judged pair's passes taken in turn, so both meet the same machine (see _interleaved)
+        timings = _interleaved(runs, ("gsomia_hop", "floor_hop"))
         # the same hop as the exchange really sends items: BATCH of them in one envelope
         batched = Setup(Path(scratch) / "batch", batch_body())
         batched.check()
@@ -715,7 +745,11 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
         }
         for run in batch_runs.values():
             run()
-        timings |= {name: best_pass(run, budget_s=BUDGET_S, clock=CLOCK) for name, run in batch_runs.items()}
+        timings |= _interleaved(
+            batch_runs,
+            ("gsomia_batch", "jsonfloor_batch", "floor_batch"),
+            ("gsomia_xbatch", "jsonfloor_xbatch", "floor_xbatch"),
+        )
         batched.close()
         exchanged.close()
         # the look-ups alone, where the marker's cost shows without the cryptography around it
@@ -763,6 +797,10 @@ def bench_envelope(directory: Path | None = None) -> dict[str, float]:
     figures["xbatch_ratio"] = figures["gsomia_xbatch_item_us"] / figures["floor_xbatch_item_us"]
     for side in ("josefloor", "cosedirect", "jose", "jsonfloor"):
         figures[f"{side}_xbatch_ratio"] = figures[f"{side}_xbatch_item_us"] / figures["floor_xbatch_item_us"]
+    # what gsomia's hop costs over the floor plus the body's JSON (timed in the same rounds): the
+    # envelope's own share of a batch's ratio, the rest being the JSON any hop of a JSON body pays
+    figures["over_json_batch_ratio"] = figures["gsomia_batch_item_us"] / figures["jsonfloor_batch_item_us"]
+    figures["over_json_xbatch_ratio"] = figures["gsomia_xbatch_item_us"] / figures["jsonfloor_xbatch_item_us"]
     figures["batch_items"] = BATCH
     figures["ratio_target"] = RATIO_TARGET
     figures["joserfc_ratio"] = figures["joserfc_us"] / figures["floor_us"]
@@ -1092,7 +1130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the floor plus the body's JSON (canonical writing and reading, which the floor leaves out), per "
         f"item: {figures['jsonfloor_batch_item_us']:.1f} µs ({figures['jsonfloor_batch_ratio']:.2f}x the "
         f"floor); the exchange's messages: {figures['jsonfloor_xbatch_item_us']:.1f} µs "
-        f"({figures['jsonfloor_xbatch_ratio']:.2f}x that floor)"
+        f"({figures['jsonfloor_xbatch_ratio']:.2f}x that floor); gsomia's hop over it, timed in the same "
+        f"rounds: nested {figures['over_json_batch_ratio']:.2f}x, the exchange's messages "
+        f"{figures['over_json_xbatch_ratio']:.2f}x"
     )
     batch_verdict = "met" if figures["batch_ratio"] <= RATIO_TARGET else "NOT met"
     print(

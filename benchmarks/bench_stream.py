@@ -37,6 +37,14 @@ ready then): the same checks per track (each parsed at every node, decided, sign
 remembered, read-decided for the consumer), fewer WebSocket messages. ``--consumer-batch 0``
 leaves that run out.
 
+What the machine did during each run is measured beside its figures (``_machine.machine_during``,
+from ``/proc``): the CPU time the host stole from this guest (``steal``, ms and share of the CPUs'
+time), how busy the CPUs were and how much of that was the run's own processes (the three nodes
+and this client) and how much other work, and the 1-minute load at each end. Each row carries it
+(``machine``, which ``python -m benchmarks`` lists under its table), ``--json``'s ``runs`` each
+its figures: a latency tail that misses its target says beside it whether the host or other work
+took the CPUs meanwhile.
+
 Targets (the issue): p99 < 5 ms direct and < 10 ms via the hub at 1,000 tracks/s;
 at least 20,000 tracks/s at saturation. Printed as met or NOT met; nothing is asserted.
 
@@ -67,7 +75,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import cpu_model, load_average
+from benchmarks._machine import cpu_model, describe_during, load_average, machine_during, machine_sample
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
 from gsomia.crypto.keys import KeyRing, PeerIdentity
@@ -108,12 +116,14 @@ class Row:
     met: bool | None
     peer: str | None = None
     peer_value: float | None = None
+    machine: str | None = None  # what the machine did during the run (``describe_during``)
 
     def as_dict(self) -> dict[str, Any]:
         ratio = None
         if self.peer_value:
             ratio = round(self.value / self.peer_value, 3)
-        return {
+        during = {} if self.machine is None else {"machine": self.machine}
+        return during | {
             "figure": self.figure,
             "value": round(self.value, 3),
             "unit": self.unit,
@@ -252,6 +262,10 @@ async def _run(
         await client.post(f"{net.endpoint['KOR']}/stream/tracks", json=warm, headers=publish_headers)
         await asyncio.wait_for(ws.recv(), timeout=10)
         before = await _counters(net, client)
+        # what the machine did while this run's tracks were on their way: the nodes' CPU and this
+        # process's (the client) told apart from the rest of the machine's, and what the host stole
+        own = [*net.pids.values(), os.getpid()]
+        machine_before = machine_sample(own)
         consumer = asyncio.create_task(consume(ws))
         semaphore = asyncio.Semaphore(connections)
         errors = 0
@@ -298,6 +312,7 @@ async def _run(
             sending_s = time.perf_counter() - began
             await settle()
         consumer.cancel()
+        machine = machine_during(machine_before, machine_sample(own))
         last = max(received.values(), default=began)
         after = await _counters(net, client)
     latencies = sorted((received[k] - sent[k]) * 1000 for k in received if k in sent)
@@ -321,6 +336,7 @@ async def _run(
         "sending_s": sending_s,
         "elapsed_s": last - began,
         "routes": sorted(routes),
+        "machine": machine,
     }
 
 
@@ -510,29 +526,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 net.close()
                 lap(f"stop {name}")
+    link_before = machine_sample([os.getpid()])
     link_one, peer = link_saturation(args.link_tracks, args.passes, 1)
     link, _ = link_saturation(args.link_tracks, args.passes, args.frame_tracks)
+    link_during = machine_during(link_before, machine_sample([os.getpid()]))
     lap("link path")
     rows: list[Row] = []
     for name, target in (("direct", TARGET_P99_DIRECT_MS), ("via USA", TARGET_P99_HUB_MS)):
         lat = runs[name]["latencies_ms"]
         lost = _loss(runs[name])  # the latencies of what arrived say nothing of what did not
+        during = describe_during(runs[name]["machine"])
         for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")):
             value = _quantile(lat, q)
             met = (value < target) if label == "p99" and lost is None else None
             rows.append(Row(f"latency {label} KOR->JPN {name} at {args.rate:g}/s", value, "ms",
-                            lost or (f"p99 < {target:g} ms" if label == "p99" else "-"), met))  # fmt: skip
+                            lost or (f"p99 < {target:g} ms" if label == "p99" else "-"), met,
+                            machine=during))  # fmt: skip
         offered = runs[name]["sent"] / runs[name]["sending_s"] if runs[name]["sending_s"] else 0.0
-        rows.append(
-            Row(f"achieved publish rate {name}", offered, "tracks/s", f"{args.rate:g}/s offered", None)
-        )
+        rows.append(Row(f"achieved publish rate {name}", offered, "tracks/s", f"{args.rate:g}/s offered",
+                        None, machine=during))  # fmt: skip
     sat = runs["saturation"]
     e2e = sat["received"] / sat["elapsed_s"] if sat["elapsed_s"] > 0 else 0.0
     feed = f", {args.feed_batch} per message" if args.publish == "ws" and args.feed_batch > 1 else ""
     lost = _loss(sat)  # a rate over the tracks that arrived, when some did not, is no figure
     rows.append(Row(f"saturation end to end KOR->JPN direct ({args.publish} publish{feed})", e2e, "tracks/s",
                     lost or f">= {TARGET_SATURATION:,.0f}/s",
-                    None if lost else e2e >= TARGET_SATURATION))  # fmt: skip
+                    None if lost else e2e >= TARGET_SATURATION,
+                    machine=describe_during(sat["machine"])))  # fmt: skip
     if "saturation batched" in runs:
         sat = runs["saturation batched"]
         e2e = sat["received"] / sat["elapsed_s"] if sat["elapsed_s"] > 0 else 0.0
@@ -540,12 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(Row(f"saturation end to end KOR->JPN direct (ws publish, {args.batched_feed} per "
                         f"message; consumer batches of up to {args.consumer_batch})", e2e, "tracks/s",
                         lost or f">= {TARGET_SATURATION:,.0f}/s",
-                        None if lost else e2e >= TARGET_SATURATION))  # fmt: skip
+                        None if lost else e2e >= TARGET_SATURATION,
+                        machine=describe_during(sat["machine"])))  # fmt: skip
     rows.append(Row("link path, 1 track per frame (originator sig+seal+open+Merkle), one core", link_one,
-                    "tracks/s", "-", None, "per-message Ed25519 sign+verify", peer))  # fmt: skip
+                    "tracks/s", "-", None, "per-message Ed25519 sign+verify", peer,
+                    describe_during(link_during)))  # fmt: skip
     rows.append(Row(f"link path, {args.frame_tracks} tracks per frame (the same), one core", link, "tracks/s",
                     f">= {TARGET_SATURATION:,.0f}/s", link >= TARGET_SATURATION,
-                    "per-message Ed25519 sign+verify", peer))  # fmt: skip
+                    "per-message Ed25519 sign+verify", peer, describe_during(link_during)))  # fmt: skip
     loads.append(load_average())
     figures = {
         "benchmark": "stream",
@@ -564,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - began, 1),
         "phases_s": phases,
         "load_average_1min": {"start": loads[0], "end": loads[1]},
+        "link_path_machine": link_during,
     }
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
@@ -576,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         halves = f", p99 of each half {run['p99_halves_ms']} ms" if not name.startswith("saturation") else ""
         print(f"  {name}: sent {run['sent']}, received at JPN {run['received']}, errors {run['errors']}, "
               f"routes {run['routes']}{halves}")  # fmt: skip
+        print(f"  {name}, the machine meanwhile: {describe_during(run['machine'])}")
         if run["lost"]:
             print(f"  {name}: {_loss(run)}")
     for r in rows:

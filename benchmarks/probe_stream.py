@@ -208,6 +208,10 @@ def _report(
         pauses = [e[3] * 1000 for e in es if e[0] == "gc"]
         if pauses:
             line.append(f"{len(pauses)} collections > 0.5 ms (max {max(pauses):.1f} ms)")
+        full = [e for e in es if e[0] == "gc" and e[2] == 2]  # the oldest generation's: what they walked
+        if full:
+            walked = ", ".join(f"{e[4] * 1000:.1f} ms CPU over {e[6]:,} objects" for e in full)
+            line.append(f"oldest generation collected {len(full)} times ({walked})")
         frames = [e for e in es if e[0] == "sealed"]
         if frames:
             per_frame = sum(len(e[6]) for e in frames) / len(frames)

@@ -60,7 +60,12 @@ def _install(directory: str) -> None:
 
     def flush() -> None:
         # the collector's state: objects frozen, objects in the oldest generation, collections so far
-        events.append(("gcstate", clock(), gc.get_freeze_count(), len(gc.get_objects(2)), gc.get_stats()))
+        import collections
+
+        # and what the oldest generation holds, by type (what a full collection would walk)
+        kinds = collections.Counter(type(o).__name__ for o in gc.get_objects(2)).most_common(12)
+        oldest = len(gc.get_objects(2))
+        events.append(("gcstate", clock(), gc.get_freeze_count(), oldest, gc.get_stats(), kinds))
         taken = events[:]
         del events[: len(taken)]
         if taken:
@@ -166,7 +171,7 @@ def _install(directory: str) -> None:
         return arrival
 
     async def take_group_(self: Any, sender: str, arrival: Any) -> Any:
-        events.append(("take", clock(), [m.track["update_ts"] for m in arrival.read]))
+        events.append(("take", clock(), [ts_of(m.track) for m in arrival.read]))
         return await take_group(self, sender, arrival)
 
     async def emit_(self: Any, track: bytes, label: Any, route: str, agreement: Any) -> Any:
@@ -174,8 +179,8 @@ def _install(directory: str) -> None:
             events.append(("emit", clock(), ts_of(track)))
         return await emit(self, track, label, route, agreement)
 
-    async def consume_(self: Any, person: Any, subscription: Any) -> Any:
-        async for seq, track in consume(self, person, subscription):
+    async def consume_(self: Any, person: Any, subscription: Any, *args: Any, **kwargs: Any) -> Any:
+        async for seq, track in consume(self, person, subscription, *args, **kwargs):
             events.append(("yield", clock(), ts_of(track)))
             yield seq, track
 

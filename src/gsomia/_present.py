@@ -20,8 +20,10 @@ from gsomia.core.relay import RelayPlan, Route
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.kernel import Item
 from gsomia.store import (
+    EVERY_PARTNER,
     AuditRow,
     ConsentRequestRow,
+    EnvelopeVersionRow,
     EquivalenceChangeRow,
     InventoryRow,
     OutboxRow,
@@ -32,6 +34,7 @@ from gsomia.store import (
 
 __all__ = [
     "audit_view",
+    "envelope_versions_view",
     "equivalence_change_view",
     "flow_view",
     "inventory_view",
@@ -299,3 +302,24 @@ def equivalence_change_view(row: EquivalenceChangeRow) -> dict[str, Any]:
         "received_from": row.received_from,
         "recorded": _utc(row.recorded_us),
     }
+
+
+def envelope_versions_view(
+    rows: Iterable[EnvelopeVersionRow], floors: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The envelope versions this node opens, one view a row by party (``all``: every partner):
+    the stored ``lowest`` and, as ``effective``, the lowest the inbox in fact opens from that party now
+    (``floors``, the exchange's ``envelope_floors``); ``since`` (``pending``: a cut-off still ahead),
+    ``cause`` (``sent``: raised by the partner's own COSE; ``set``: by ``by``)."""
+    return [
+        {
+            "party": "all" if row.party == EVERY_PARTNER else row.party,
+            "lowest": row.lowest,
+            "effective": floors[row.party],
+            "since": _utc(row.since_us),
+            "pending": row.pending,
+            "cause": row.cause,
+            "by": row.by,
+        }
+        for row in sorted(rows, key=lambda r: r.party)
+    ]

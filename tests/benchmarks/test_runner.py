@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -145,3 +146,57 @@ def test_full_budgets_keep_the_issue_sized_run_within_30_minutes(monkeypatch: py
 
     assert sum(FULL_BUDGET_S.values()) <= 30 * 60
     assert set(SIZES) <= set(FULL_BUDGET_S)
+
+
+def test_what_the_machine_did_during_a_figure_is_listed_under_the_table(tmp_path: Path) -> None:
+    body = GOOD.replace(
+        '"target": "< 0.1 ms", "met": False}',
+        '"target": "< 0.1 ms", "met": False, "machine": "10 s: steal 1,200 ms (6 % of the CPUs\' time)"}',
+    )
+    script(tmp_path, "bench_good.py", body)
+    status, text = run(tmp_path)
+    assert status == 0, text
+    # the main table unchanged; the row's machine in the second table, beside its figure
+    assert "| bench_good | latency p99 | 0.5 | ms | – | – | – | < 0.1 ms | **NOT met** |" in text
+    assert "| script | figure | the machine meanwhile |" in text
+    assert "| bench_good | latency p99 | 10 s: steal 1,200 ms (6 % of the CPUs' time) |" in text
+    assert "| bench_good | widgets/s | " not in text.split("the machine meanwhile")[1]  # it said none
+
+
+def test_rows_without_the_machine_add_no_second_table(tmp_path: Path) -> None:
+    script(tmp_path, "bench_good.py", GOOD)
+    status, text = run(tmp_path)
+    assert status == 0, text
+    assert "the machine meanwhile" not in text
+
+
+def test_the_machine_during_a_run_tells_steal_and_other_work_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks._machine import MachineSample, describe_during, machine_during, machine_sample
+
+    # 400 ticks of the CPUs' time, of which 40 stolen, 300 busy (120 of them the run's own), 60 idle
+    before = MachineSample(at=100.0, busy=1000, idle=500, steal=10, own=50, load=1.5)
+    after = MachineSample(at=102.0, busy=1300, idle=560, steal=50, own=170, load=2.25)
+    during = machine_during(before, after)
+    assert during["seconds"] == 2.0
+    assert during["steal_pct"] == 10.0
+    assert during["busy_pct"] == 75.0
+    assert during["own_pct"] == 30.0
+    assert during["others_pct"] == 45.0
+    assert during["load_1min"] == [1.5, 2.25]
+    text = describe_during(during)
+    stolen_ms = round(40 * 1000 / os.sysconf("SC_CLK_TCK"))  # 400 at Linux's usual 100 ticks a second
+    assert during["steal_ms"] == stolen_ms
+    assert f"steal {stolen_ms:,} ms (10 % of the CPUs' time)" in text
+    assert "other work 45 %" in text
+    assert "1.50→2.25" in text
+    # the live counters: this process's own CPU is counted, and never goes backwards
+    first = machine_sample([os.getpid()])
+    sum(i * i for i in range(200_000))
+    second = machine_sample([os.getpid()])
+    assert second.own >= first.own
+    assert second.busy >= first.busy
+    assert second.steal >= first.steal
+    nothing = machine_during(first, first)
+    assert nothing["steal_ms"] == 0
+    assert nothing["busy_pct"] is None  # no time passed: no share made up

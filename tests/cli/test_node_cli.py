@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tests.node_fixtures import jpn_label, kor_label
 from tests.reliability.processes import serve
 from typer.testing import CliRunner
@@ -278,3 +279,21 @@ def test_peer_envelopes_shows_and_sets_the_versions_opened_and_refuses_bad_setti
     assert "opened now: 1 and up" in text.stdout
     shown = run("peer", "envelopes", "--dir", d, "--party", "all", "--lowest", "3")  # in force at once
     assert [(r["party"], r["lowest"], r["effective"]) for r in shown] == [("all", 3, 3)]
+
+
+def test_node_serve_runs_the_server_that_settles_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # node serve's server collects and freezes what its start-up made (tests/api/test_settled_server.py);
+    # here, that node serve is the one that runs it (not uvicorn's own, which leaves it in view)
+    import gc
+
+    from gsomia.api import SettledServer
+
+    d = make(tmp_path)
+    ran: list[type] = []
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not this test process's objects
+    monkeypatch.setattr(SettledServer, "run", lambda self, *_: ran.append(type(self)))
+    result = runner.invoke(app, ["node", "serve", "--dir", str(d), "--port", str(network.free_port())])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert ran == [SettledServer]

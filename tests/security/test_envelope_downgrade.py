@@ -25,7 +25,7 @@ from tests.security._versions_child import receive_as
 
 from gsomia.crypto.envelope import _seal_jose, open_envelope, seal
 from gsomia.crypto.keys import KeyRing
-from gsomia.errors import AccessDenied, InvalidInputError, NotFoundError
+from gsomia.errors import AccessDenied, ConflictError, InvalidInputError, NotFoundError
 from gsomia.kernel import NodeContext
 
 __all__ = ["net"]
@@ -246,7 +246,8 @@ def test_an_envelope_naming_a_partner_that_does_not_verify_never_moves_its_lowes
 def test_a_replayed_cose_envelope_from_before_a_lowering_does_not_raise_the_floor_again(net: Net) -> None:
     """An administrator lowered KOR's floor to 1 (KOR went back to a JOSE release): KOR's genuine COSE
     envelopes from before the setting, replayed (one a duplicate the inbox already holds, one never
-    received), open and verify but raise nothing; KOR's fresh COSE from after the setting does."""
+    received), open and verify but raise nothing; KOR's fresh COSE sealed more than the allowed skew
+    (5 minutes) after the setting does (one sealed sooner could be one opened before it)."""
     jpn = net.nodes["JPN"].exchange
     _kor_sent_cose(net)
     held = net.nodes["KOR"].exchange.fed.outbox()[0].envelope  # taken already: a duplicate now
@@ -261,6 +262,7 @@ def test_a_replayed_cose_envelope_from_before_a_lowering_does_not_raise_the_floo
     assert (row.lowest, row.cause) == (1, "set")  # the administrator's setting stands
     assert _answers(net, [_odd(net, "KOR", "j-heard")]) == ["unknown message kind"]  # JOSE heard
 
+    net.clock.advance(minutes=5)  # past the skew
     assert _answers(net, [_odd(net, "KOR", "c-new", jose=False)]) == ["unknown message kind"]
     row = jpn.envelope_versions()["KOR"]
     assert (row.lowest, row.cause, row.by) == (2, "sent", "c-new")  # issued after it: raised
@@ -281,3 +283,131 @@ def test_the_effective_floor_is_the_inbox_s_the_higher_of_the_partners_row_and_e
     assert jpn.envelope_floors(rows) == {"KOR": 3, EVERY_PARTNER: 3}  # KOR's row says 1: 3 is what holds
     assert _answers(net, [_odd(net, "KOR", "c-2", jose=False)]) == ["unknown message kind"]
     assert _answers(net, [_odd(net, "KOR", "j-1")]) == ["envelope refused"]  # as the floor says
+
+
+# --- what raises the floor: a batch, a replay inside the skew, the one-by-one path ---
+
+AHEAD = timedelta(minutes=2)  # KOR's clock ahead of JPN's, inside the skew (5 minutes): envelopes open
+
+
+def _item_message(net: Net, item_id: str, *, at: Any = None) -> tuple[str, dict[str, Any], str]:
+    """KOR's item ``item_id`` released to JPN (sealed with KOR's clock at ``at``, JPN's then put
+    back): its envelope, the message's body as JPN opens it, and its message id. Not delivered."""
+    start = net.clock.now
+    net.clock.now = at or start
+    try:
+        own_item(net, "KOR", item_id)
+        entry = net.nodes["KOR"].exchange.release(net.officer("KOR"), item_id, "JPN")
+    finally:
+        net.clock.now = start
+    jpn = net.nodes["JPN"].exchange
+    body = open_envelope(jpn.ring, entry.envelope, jpn._identities, at or start, jpn.skew).body
+    return entry.envelope, body, entry.msg_id
+
+
+def _batch(net: Net, messages: list[tuple[str, dict[str, Any]]], msg_id: str, *, at: Any = None) -> str:
+    """A batch envelope of KOR's (its key, COSE) carrying ``messages`` (message id, body), sealed with
+    KOR's clock at ``at``."""
+    ring = net.nodes["KOR"].exchange.ring
+    jpn = net.nodes["KOR"].exchange.peer("JPN")
+    assert jpn is not None
+    body = {"kind": "batch", "messages": [{"msg_id": m, "body": b} for m, b in messages]}
+    return seal(ring, jpn, body, msg_id=msg_id, at=at or net.clock.now, ttl=timedelta(minutes=10))
+
+
+def _kor_floor(net: Net) -> tuple[int, str]:
+    row = net.nodes["JPN"].exchange.envelope_versions()["KOR"]
+    return row.lowest, row.cause
+
+
+@pytest.mark.parametrize("what", ["refused", "batch-held-and-refused", "held"])
+def test_a_cose_envelope_replayed_inside_the_skew_after_a_lowering_does_not_raise_the_floor(
+    net: Net, what: str
+) -> None:
+    """KOR's clock runs 2 minutes ahead (inside the skew): an envelope it sealed, received before an
+    administrator lowered KOR to 1, claims an instant after the setting. Replayed after it, it must
+    raise nothing. ``held``: its message is in the inbox (a duplicate). ``refused``: its message was
+    refused, so no inbox row says it came before; ``batch-held-and-refused``: a batch of one message
+    taken and one refused. On f55f697 the last two raised KOR back to 2: 'brings a message not held'
+    is not 'never seen', and the issued-after-the-setting check trusted a clock ahead."""
+    jpn = net.nodes["JPN"].exchange
+    ahead = net.clock.now + AHEAD
+    if what == "held":
+        replayed, _, _ = _item_message(net, "k-ahead", at=ahead)
+        assert [a["status"] for a in jpn.receive([replayed], source=SOURCE)] == ["stored"]
+    elif what == "refused":
+        _kor_sent_cose(net)
+        start = net.clock.now
+        net.clock.now = ahead  # KOR's clock, for its seal
+        try:
+            replayed = _odd(net, "KOR", "c-ahead", jose=False)
+        finally:
+            net.clock.now = start
+        assert _answers(net, [replayed]) == ["unknown message kind"]
+    else:
+        envelope, body, msg_id = _item_message(net, "k-held", at=ahead)
+        assert [a["status"] for a in jpn.receive([envelope], source=SOURCE)] == ["stored"]
+        replayed = _batch(net, [(msg_id, body), ("m-bad", {"kind": "item"})], "b-ahead", at=ahead)
+        (answer,) = jpn.receive([replayed], source=SOURCE)
+        assert [r["status"] for r in answer["results"]] == ["duplicate", "refused"]
+    assert _kor_floor(net) == (2, "sent")  # raised by what came before the lowering
+    net.clock.advance(seconds=30)
+    jpn.set_envelope_versions(None, "KOR", 1)  # before the replayed envelope's claimed instant
+    net.clock.advance(seconds=30)
+
+    jpn.receive([replayed], source=SOURCE)
+    assert _kor_floor(net) == (1, "set"), "a replay undid the administrator's lowering"
+    assert _answers(net, [_odd(net, "KOR", "j-heard")]) == ["unknown message kind"]  # JOSE heard
+
+
+def test_a_batch_raises_the_floor_when_any_message_it_brings_is_new_and_none_when_all_are_held(
+    net: Net,
+) -> None:
+    """The rule for a batch: one envelope, one act of KOR's key, one issued_at. Sealed more than the
+    skew after the administrator's setting it cannot be one received before it; it raises the floor
+    if it brings any message not held (KOR's outbox resending a message JPN took, beside a new one),
+    and nothing if every message it brings is held (a duplicate, however new its envelope)."""
+    jpn = net.nodes["JPN"].exchange
+    envelope, held_body, held_id = _item_message(net, "k-1")
+    assert [a["status"] for a in jpn.receive([envelope], source=SOURCE)] == ["stored"]
+    jpn.set_envelope_versions(None, "KOR", 1)
+    net.clock.advance(minutes=6)  # past the skew
+    _, new_body, new_id = _item_message(net, "k-2")
+
+    (answer,) = jpn.receive([_batch(net, [(held_id, held_body)], "b-held")], source=SOURCE)
+    assert [r["status"] for r in answer["results"]] == ["duplicate"]
+    assert _kor_floor(net) == (1, "set")  # every message held: nothing raised
+
+    (answer,) = jpn.receive(
+        [_batch(net, [(held_id, held_body), (new_id, new_body)], "b-mixed")], source=SOURCE
+    )
+    assert [r["status"] for r in answer["results"]] == ["duplicate", "stored"]
+    row = jpn.envelope_versions()["KOR"]
+    assert (row.lowest, row.cause, row.by) == (2, "sent", "b-mixed")  # one new message: raised
+    assert _answers(net, [_odd(net, "KOR", "j-refused")]) == ["envelope refused"]
+
+
+def test_a_receive_settled_one_by_one_after_a_concurrent_delivery_still_raises_the_floor(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox's batch commit meets a concurrent delivery (here: its first commit refused as the
+    store refuses a message id committed meanwhile) and settles each envelope on its own; that path
+    raises nothing itself. The floor is raised all the same: by the receive's first pass, before
+    its commit (the envelope verified and brought a message not held then)."""
+    jpn = net.nodes["JPN"].exchange
+    envelope, _, msg_id = _item_message(net, "k-race")
+    commit = jpn._commit
+    calls: list[int] = []
+
+    def first_conflicts(accepted: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConflictError("inbox: message id committed meanwhile")
+        commit(accepted)
+
+    monkeypatch.setattr(jpn, "_commit", first_conflicts)
+    assert [a["status"] for a in jpn.receive([envelope], source=SOURCE)] == ["stored"]
+    assert len(calls) == 2  # the batch commit, then the one-by-one path's
+    row = jpn.envelope_versions()["KOR"]
+    assert (row.lowest, row.cause, row.by) == (2, "sent", msg_id)
+    assert _answers(net, [_odd(net, "KOR", "j-refused")]) == ["envelope refused"]

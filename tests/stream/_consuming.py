@@ -4,18 +4,23 @@ and a node served over the network to follow it from."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 import uvicorn
 
 from gsomia.api import create_app
 from gsomia.demo.network import free_port
 from gsomia.node import Node, init_node_dir
 from gsomia.node._service import system_clock
+from gsomia.stream import NatsBus
 
 
 def serve_node(directory: Path) -> Iterator[tuple[Node, str]]:
@@ -65,3 +70,20 @@ async def collect(queue: asyncio.Queue[list[bytes] | BaseException], seconds: fl
             raise batch
         got += [orjson.loads(t)["track_id"] for t in batch]
     return got
+
+
+NATS_URL = os.environ.get("GSOMIA_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def nats_bus(**options: Any) -> NatsBus:
+    """A NATS JetStream bus of its own (a unique stream, deleted on close); the test skipped when NATS
+    is absent, failed under ``GSOMIA_REQUIRE_SERVICES=1``."""
+    host, port = NATS_URL.rsplit("//", 1)[1].split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError as exc:
+        if os.environ.get("GSOMIA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"NATS is required (GSOMIA_REQUIRE_SERVICES=1) but absent at {NATS_URL}: {exc}")
+        pytest.skip(f"NATS absent at {NATS_URL}: {exc}")
+    return NatsBus(NATS_URL, ephemeral=True, **options)

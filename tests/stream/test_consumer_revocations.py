@@ -1,7 +1,9 @@
 """An open stream ends once what let it open is taken away, by any process of the node, tracks
 flowing or not: the API token it was opened with revoked (or expired), the person disabled, the
 visitor's visit ended early (revoked, or shortened to an end now past). A WebSocket is closed 1008
-naming the refusal, an SSE response ends, and the refusal is audited once; within about a second."""
+naming the refusal, an SSE response ends, and the refusal is audited once; within about a second.
+The in-process cases run on both buses: the node's own and NATS JetStream (where the subscription the
+refusal closes is a JetStream consumer's)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.stream._consuming import collect, pump, serve_node
+from tests.stream._consuming import collect, nats_bus, pump, serve_node
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -28,7 +30,7 @@ from gsomia.core.access import Person
 from gsomia.core.tracks import track_update_to_json
 from gsomia.errors import AccessDenied, AuthenticationError
 from gsomia.node import Node
-from gsomia.stream import StreamService, launches, replay
+from gsomia.stream import Bus, InProcessBus, StreamService, launches, replay
 from gsomia.testing import FakeClock, make_node
 
 _START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -224,6 +226,18 @@ def jpn(tmp_path: Path) -> Iterator[Node]:
     node.close()
 
 
+@pytest.fixture(params=["in-process", "nats"])
+def bus(request: pytest.FixtureRequest) -> Bus:
+    """The bus the stream runs on (NATS: skipped when absent, failed under GSOMIA_REQUIRE_SERVICES=1)."""
+    return InProcessBus() if request.param == "in-process" else nats_bus()
+
+
+async def _service(node: Node, bus: Bus) -> StreamService:
+    service = StreamService(node, bus)
+    await bus.start()
+    return service
+
+
 async def _tracks(
     service: StreamService, person: Person, batched: bool, still: Any
 ) -> AsyncIterator[list[bytes]]:
@@ -248,14 +262,20 @@ async def _publishing(service: StreamService) -> None:
 
 
 def _flowing(
-    node: Node, person: Person, batched: bool, still: Any, change: tuple[str, str], ends: type[Exception]
+    node: Node,
+    person: Person,
+    batched: bool,
+    still: Any,
+    change: tuple[str, str],
+    ends: type[Exception],
+    bus: Bus,
 ) -> tuple[list[str], list[str], BaseException | None]:
     """Follow as ``person`` while tracks flow; ``change`` (what, subject) is written by another
     process. What came before it, what came from the change's allowance on (for 1.5 s), and the
     ``ends`` error that ended the stream (``None`` if it went on)."""
 
     async def run() -> tuple[list[str], list[str], BaseException | None]:
-        service = StreamService(node)
+        service = await _service(node, bus)
         stream = _tracks(service, person, batched, still)
         queue: asyncio.Queue[list[bytes] | BaseException] = asyncio.Queue()
         pumping = asyncio.create_task(pump(stream, queue))
@@ -280,18 +300,18 @@ def _flowing(
             await service.close()
         return before, after, ended
 
-    return asyncio.run(run())
+    return asyncio.run(asyncio.wait_for(run(), 120))
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
 def test_a_flowing_stream_whose_token_another_process_revokes_ends_and_is_audited_once(
-    jpn: Node, batched: bool
+    jpn: Node, batched: bool, bus: Bus
 ) -> None:
     person = _analyst(jpn)
     token_id, token, _ = jpn.credentials.issue(None, "sato", days=1)
     still = partial(jpn.credentials.still, token)
     change = ("revoke-token", token_id)
-    before, after, ended = _flowing(jpn, person, batched, still, change, AuthenticationError)
+    before, after, ended = _flowing(jpn, person, batched, still, change, AuthenticationError, bus)
     assert before, "the token let them follow before"
     assert isinstance(ended, AuthenticationError), f"the stream went on after its token was revoked: {after}"
     assert "revoked" in str(ended)
@@ -299,7 +319,7 @@ def test_a_flowing_stream_whose_token_another_process_revokes_ends_and_is_audite
     assert len(refusals) == 1, f"the refusal that ended it is audited once: {refusals}"
 
 
-def test_an_idle_stream_whose_token_expires_ends_then(jpn: Node) -> None:
+def test_an_idle_stream_whose_token_expires_ends_then(jpn: Node, bus: Bus) -> None:
     """Nothing published; the (fake) clock passes the token's expiry: the stream ends within about a
     second of it, as a request with the token would be refused from then on."""
     person = _analyst(jpn)
@@ -308,7 +328,7 @@ def test_an_idle_stream_whose_token_expires_ends_then(jpn: Node) -> None:
     assert isinstance(clock, FakeClock)
 
     async def run() -> tuple[BaseException | None, float]:
-        service = StreamService(jpn)
+        service = await _service(jpn, bus)
         stream = _tracks(service, person, False, partial(jpn.credentials.still, token))
         queue: asyncio.Queue[list[bytes] | BaseException] = asyncio.Queue()
         pumping = asyncio.create_task(pump(stream, queue))
@@ -328,14 +348,14 @@ def test_an_idle_stream_whose_token_expires_ends_then(jpn: Node) -> None:
             await stream.aclose()  # type: ignore[attr-defined]
             await service.close()
 
-    ended, took = asyncio.run(run())
+    ended, took = asyncio.run(asyncio.wait_for(run(), 120))
     assert isinstance(ended, AuthenticationError), "the stream outlived its token"
     assert "expired" in str(ended)
     assert took < _SEEN_WITHIN_S
     assert len(_refusals(jpn, "ws")) == 1
 
 
-def test_a_flowing_visitor_whose_visit_another_process_ends_has_the_stream_ended(jpn: Node) -> None:
+def test_a_flowing_visitor_whose_visit_another_process_ends_has_the_stream_ended(jpn: Node, bus: Bus) -> None:
     """The visit (in force at the node's fixed clock until an hour on) is ended by another process,
     as any writer of the visits table does: no track is sent after it is seen, the stream ends."""
     person = _analyst(jpn, "kim")
@@ -345,8 +365,53 @@ def test_a_flowing_visitor_whose_visit_another_process_ends_has_the_stream_ended
     )  # fmt: skip
 
     change = ("end-visit-row", visit["id"])
-    before, after, ended = _flowing(jpn, person, True, None, change, AccessDenied)
+    before, after, ended = _flowing(jpn, person, True, None, change, AccessDenied, bus)
     assert before, "inside the visit the visitor reads the stream"
     assert isinstance(ended, AccessDenied), f"the stream went on after the visit was ended: {after}"
     assert any(c.rule == "visit" and not c.passed for c in ended.decision.checks)
     assert len(_refusals(jpn, "ws")) == 1
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_an_idle_stream_whose_token_another_process_revokes_ends_within_a_second(
+    jpn: Node, batched: bool, bus: Bus
+) -> None:
+    """Nothing published; another process revokes the token the stream was opened with: it ends
+    within about a second (the idle check closing the bus's subscription under it, on NATS the
+    JetStream consumer's), audited once, while a stream on another token of theirs goes on."""
+    person = _analyst(jpn)
+    token_id, token, _ = jpn.credentials.issue(None, "sato", days=1)
+    kept = jpn.credentials.issue(None, "sato", days=1)[1]
+
+    async def run() -> tuple[BaseException | None, float, list[str]]:
+        service = await _service(jpn, bus)
+        stream = _tracks(service, person, batched, partial(jpn.credentials.still, token))
+        other = _tracks(service, person, batched, partial(jpn.credentials.still, kept))
+        queue: asyncio.Queue[list[bytes] | BaseException] = asyncio.Queue()
+        others: asyncio.Queue[list[bytes] | BaseException] = asyncio.Queue()
+        pumping = [asyncio.create_task(pump(stream, queue)), asyncio.create_task(pump(other, others))]
+        ended: BaseException | None = None
+        try:
+            assert await collect(queue, 1.0) == []  # idle, open
+            await asyncio.to_thread(_write_elsewhere, jpn.config.directory, "revoke-token", token_id)
+            revoked = time.monotonic()
+            try:
+                await collect(queue, _SEEN_WITHIN_S + 2)
+            except AuthenticationError as exc:
+                ended = exc
+            took = time.monotonic() - revoked
+            return ended, took, await collect(others, 1.0)  # raises if the other one ended
+        finally:
+            for task in pumping:
+                task.cancel()
+            await asyncio.gather(*pumping, return_exceptions=True)
+            for s in (stream, other):
+                await s.aclose()  # type: ignore[attr-defined]
+            await service.close()
+
+    ended, took, _ = asyncio.run(asyncio.wait_for(run(), 120))
+    assert isinstance(ended, AuthenticationError), "the idle stream outlived its revoked token"
+    assert "revoked" in str(ended)
+    assert took < _SEEN_WITHIN_S, f"ended {took:.1f} s after the revocation"
+    refusals = _refusals(jpn, "ws")
+    assert len(refusals) == 1, f"the refusal that ended it is audited once: {refusals}"

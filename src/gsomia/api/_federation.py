@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Path, Query, Request
 
 from gsomia._present import (
+    envelope_versions_view,
     outbox_view,
     peer_view,
     request_view,
@@ -22,12 +23,17 @@ from gsomia.api._refs import item_ref
 from gsomia.core.access import Person
 from gsomia.core.instants import parse_instant
 from gsomia.node import Node
+from gsomia.store import EVERY_PARTNER
 
 __all__ = ["add_federation_routes"]
 
 # a key id: the key's RFC 7638 thumbprint (base64url SHA-256, 43 characters), or a partner's own kid
 Kid = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", description="The key's id (its JWK thumbprint).")
+]
+# whose envelope versions are set: a partner's trigraph, or every partner's cut-off
+PartyOrAll = Annotated[
+    str, Path(pattern=r"^([A-Z]{3}|all)$", description="A partner's trigraph, or `all`: every partner.")
 ]
 
 
@@ -124,6 +130,27 @@ def add_federation_routes(app: FastAPI, node: Node, reader: Callable[..., Awaita
             node.exchange.register_peer(person, body.document, body.agreements, replace=body.replace),
             body.agreements,
         )
+
+    @app.get("/peers/envelopes", response_model=list[m.EnvelopeVersionOut], tags=["federation"])
+    def envelope_versions(person: Caller) -> list[dict[str, Any]]:
+        """The envelope versions this node opens from its partners: each row stored (a partner's, or
+        `all`: a cut-off for every partner) with the lowest the inbox in fact opens now (`effective`)."""
+        rows = node.exchange.envelope_versions()
+        return envelope_versions_view(rows.values(), node.exchange.envelope_floors(rows))
+
+    @app.put("/peers/envelopes/{party}", response_model=list[m.EnvelopeVersionOut], tags=["federation"])
+    def set_envelope_versions(
+        party: PartyOrAll, body: m.EnvelopeVersionIn, person: Caller
+    ) -> list[dict[str, Any]]:
+        """Set the lowest envelope version opened from a partner (`all`: from every partner, from an
+        instant `from` on, a cut-off that holds after a clock is set back) (administrators and
+        security officers). Lowering a partner's is allowed (a partner back on an older release); its
+        own next COSE envelope, issued after the setting, raises it again. Audited as
+        `envelope.versions`, refusals too. Answers every row as `GET /peers/envelopes` does."""
+        since = parse_instant(body.since, node.kernel.timezone) if body.since else None
+        who = EVERY_PARTNER if party == "all" else party
+        node.exchange.set_envelope_versions(person, who, body.lowest, since)
+        return envelope_versions(person)
 
     @app.post("/peers/{party}/keys/{kid}/revoke", response_model=m.KeyRevokedOut, tags=["federation"])
     def revoke_peer_key(party: Party, kid: Kid, body: m.KeyRevokeIn, person: Caller) -> dict[str, Any]:

@@ -446,6 +446,33 @@ class PeerOut(BaseModel):
     keys: list[str]
 
 
+class EnvelopeVersionOut(BaseModel):
+    party: str = Field(description="A partner's trigraph, or `all`: every partner (a cut-off).")
+    lowest: int = Field(
+        description="The lowest version stored: 1 JOSE, 2 COSE (base64url or base64), 3 what nodes seal now."
+    )
+    effective: int = Field(
+        description="The lowest the inbox opens from that party now: its row or `all`'s in force, the higher."
+    )
+    since: str = Field(description="From when the row holds.")
+    pending: bool = Field(description="A cut-off still ahead (`all` only).")
+    cause: str = Field(
+        description="`sent`: raised by the partner's own COSE envelope; `set`: by an administrator."
+    )
+    by: str | None = Field(description="Who set it (`set` rows).")
+
+
+class EnvelopeVersionIn(_In):
+    lowest: int = Field(
+        ge=1, le=3, description="1 JOSE, 2 COSE (base64url or base64), 3 only what nodes seal now."
+    )
+    since: Instant | None = Field(
+        default=None,
+        alias="from",
+        description="For `all` only: from this instant on (a cut-off; default: now).",
+    )
+
+
 class KeyRevokeIn(_In):
     at: Instant | None = Field(
         default=None, description="Refused from this instant on (default: now); earlier is retroactive."

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +18,7 @@ import typer
 
 from gsomia._codec import person_to_dict
 from gsomia._logs import configure as configure_logs
-from gsomia._present import item_view, outbox_view, peer_view, token_view
+from gsomia._present import envelope_versions_view, item_view, outbox_view, peer_view, token_view
 from gsomia.cli._common import (
     AsOpt,
     AuthoriseRelayOpt,
@@ -141,7 +141,11 @@ def node_serve(
 
     tls = _tls_files(tls_cert, tls_key)
 
-    from gsomia.api import create_app, server_config  # the API imports the CLI's neighbours, not the reverse
+    from gsomia.api import (  # the API imports the CLI's neighbours, not the reverse
+        SettledServer,
+        create_app,
+        server_config,
+    )
     from gsomia.stream import NatsBus, StreamService, node_stream_names
 
     node = open_node(directory)
@@ -177,7 +181,8 @@ def node_serve(
     if log_format is LogFormat.JSON:
         configure_logs(logging.INFO)
         logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its access log is the node's own
-    uvicorn.Server(config).run()
+    # once started, the lifespan's objects (the routes' models, warmed) are collected and frozen too
+    SettledServer(config).run()
 
 
 def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
@@ -335,19 +340,8 @@ def peer_envelopes(
         node.exchange.set_envelope_versions(None, who, lowest, when)
     stored = node.exchange.envelope_versions()
     rows = sorted(stored.values(), key=lambda r: r.party)
-    floors = node.exchange.envelope_floors(stored)  # the inbox's decision now: this row and 'all' together
-    shown = [
-        {
-            "party": "all" if row.party == "*" else row.party,
-            "lowest": row.lowest,
-            "effective": floors[row.party],
-            "since": datetime.fromtimestamp(row.since_us / 1e6, UTC).isoformat(),
-            "pending": row.pending,
-            "cause": row.cause,
-            "by": row.by,
-        }
-        for row in rows
-    ]
+    # the inbox's decision now: this row and 'all' together
+    shown = envelope_versions_view(rows, node.exchange.envelope_floors(stored))
     if as_json:
         emit(shown)
         return

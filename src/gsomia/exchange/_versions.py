@@ -6,8 +6,10 @@ still opens the older formats for envelopes sealed before an upgrade. Left at th
 keeps, per partner, the lowest version this node opens from it (``envelope_versions``):
 
 - the first time an envelope of a partner's in COSE opens here, bringing a message not held already
-  and issued after any administrator's setting of that partner (a replay from before a lowering
-  undoes nothing), that partner's lowest becomes 2 (``sent``): from then on a JOSE envelope naming
+  and issued more than the allowed clock skew after any administrator's setting of that partner (so
+  it cannot be one this node opened before the setting: a replay from before a lowering undoes
+  nothing, even one whose messages were refused and left no inbox row, or one from a partner's clock
+  running ahead), that partner's lowest becomes 2 (``sent``): from then on a JOSE envelope naming
   that partner is refused as ``downgrade``, before any key is used or any more of it read. Raised,
   never lowered by what arrives; an upgraded node seals anything older again before it goes
   (:meth:`Deliveries`), so no genuine envelope is lost.
@@ -137,11 +139,17 @@ class EnvelopeVersions(Equivalences):
         """After a receive's envelopes were opened: each sender whose COSE envelope opened and was
         newly taken (``taken``, one per envelope: not a duplicate of a message already held) has its
         lowest raised to COSE (once: this process's copy says whether it is already), unless an
-        administrator set that sender's lowest at or after the envelope was issued (a replay of an
-        envelope from before the setting undoes nothing; the store checks it again as it writes), and
-        an administrator's cut-off this node's clock has reached is marked reached for good."""
+        administrator set that sender's lowest at or after the envelope was issued less the allowed
+        skew (an envelope this node could have opened before the setting: its ``issued_at`` is at most
+        the skew ahead of the clock that opened it; a replay of one undoes nothing, whether its
+        messages were taken, and so held, or refused, and so not; the store checks it again as it
+        writes), and an administrator's cut-off this node's clock has reached is marked reached for
+        good. A batch envelope is one act of its sender's key: it raises if any message it brings is
+        not held. Raised in the receive's first pass, before its commit: the one-by-one path after a
+        concurrent delivery has nothing left to raise."""
         rows = self._held_versions()
         at_us = epoch_us(now)
+        skew_us = int(self.skew.total_seconds() * 1_000_000)
         moved = False
         if any(row.pending and row.since_us <= at_us for row in rows.values()):
             audit = self.kernel.audit_row(_KIND, None, EVERY_PARTNER, "allowed", reached=now.isoformat())
@@ -151,9 +159,10 @@ class EnvelopeVersions(Equivalences):
             if not new or type(o) is not Opened or o.version < COSE_VERSION or o.sender in raised:
                 continue
             own = rows.get(o.sender)
-            issued_us = epoch_us(o.issued_at)
+            # the latest instant the envelope was surely sealed after, whatever the sender's clock said
+            sealed_after_us = epoch_us(o.issued_at) - skew_us
             if own is not None and (
-                own.lowest >= COSE_VERSION or (own.cause == "set" and issued_us <= own.since_us)
+                own.lowest >= COSE_VERSION or (own.cause == "set" and sealed_after_us <= own.since_us)
             ):
                 continue
             raised.add(o.sender)
@@ -161,7 +170,7 @@ class EnvelopeVersions(Equivalences):
                 _KIND, o.sender, o.sender, "allowed", lowest=COSE_VERSION, cause="sent", msg_id=o.msg_id,
                 format=_NAMES.get(o.version), issued=o.issued_at.isoformat(),
             )  # fmt: skip
-            self.versions.raise_lowest(o.sender, COSE_VERSION, at_us, o.msg_id, [audit], issued_us)
+            self.versions.raise_lowest(o.sender, COSE_VERSION, at_us, o.msg_id, [audit], sealed_after_us)
             moved = True  # raised here, or by another process first: this copy is stale either way
         if moved:
             self.kernel.watch.stale()

@@ -62,11 +62,12 @@ class EnvelopeVersionStore:
             return {r.party: _row(r._mapping) for r in conn.execute(query)}
 
     def raise_lowest(
-        self, party: str, lowest: int, now_us: int, by: str, audit: Sequence[AuditRow], issued_us: int
+        self, party: str, lowest: int, now_us: int, by: str, audit: Sequence[AuditRow], sealed_after_us: int
     ) -> bool:
-        """``party``'s row raised to ``lowest`` from now, by what it sent at ``issued_us``, unless it
-        is that high already (never lowered) or an administrator set it at or after ``issued_us`` (so
-        a replay of an envelope from before a lowering does not undo it); ``audit`` written with it.
+        """``party``'s row raised to ``lowest`` from now, by what it sent, surely sealed after
+        ``sealed_after_us`` (its issued_at less the allowed skew), unless it is that high already
+        (never lowered) or an administrator set it at or after that instant (so a replay of an
+        envelope from before a lowering does not undo it); ``audit`` written with it.
         Whether this call raised it (two processes raising it at once: one does, the other's
         statement changes nothing)."""
         c = t.envelope_versions.c
@@ -74,7 +75,9 @@ class EnvelopeVersionStore:
         with self.store._begin() as conn:
             changed = conn.execute(
                 update(t.envelope_versions)
-                .where(c.party == party, c.lowest < lowest, or_(c.cause != "set", c.since_us < issued_us))
+                .where(
+                    c.party == party, c.lowest < lowest, or_(c.cause != "set", c.since_us < sealed_after_us)
+                )
                 .values(**values, updated_us=now_us)
             ).rowcount
             if not changed:
