@@ -9,6 +9,8 @@ the load average beside the wall-clock rate. With ``--py-spy DIR`` the three nod
 are sampled (``py-spy record --format raw --gil``: the samples that hold the interpreter's lock,
 collapsed stacks) during the last run.
 
+With ``--publish``: the publishing node's path in one process (KOR's feed, its links' far ends
+taking the frames): CPU per track at 1 and 100 updates a feed message.
 With ``--memory``: the replay memory's CPU per commit through its hop (the 1,000/s regime).
 With ``--contended``: the replay memory's commit beside another writer of the process (wall
 time). With ``--receive``: a receiving node's path in one process (CPU per track).
@@ -301,6 +303,92 @@ def receive_cpu(frames: int, per_frame: int) -> float:
             jpn.close()
 
 
+def publish_cpu(messages: int, per_message: int) -> float:
+    """CPU microseconds per track of the publishing node's path, in one process with no network:
+    KOR's ``StreamService.publish_feed`` (what its WebSocket feed calls) takes ``messages`` feed
+    messages of ``per_message`` ``bench_stream`` updates each, reads them at the boundary, plans,
+    emits them on its bus and sends each on its links to JPN and the USA (Noise-sealed frames under
+    KOR's signed roots, the windows' roots and their audit records as on a live link; the links'
+    far ends take the frames and open nothing). The network's three nodes in this process."""
+    import asyncio
+
+    import orjson
+
+    from gsomia.demo.network import build, open_nodes
+    from gsomia.kernel import system_clock
+    from gsomia.store import PEERS
+    from gsomia.stream import StreamService
+    from gsomia.stream._link import BatchSigner, accept, initiate
+    from gsomia.stream._service import _OutLink, _posix
+
+    class Sink:
+        """A link's WebSocket whose far end takes every frame."""
+
+        frames = 0
+
+        async def send(self, frame: bytes) -> None:
+            self.frames += 1
+
+        async def close(self) -> None:
+            return None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nodes = open_nodes(build(Path(tmp) / "net"), system_clock)
+        kor = nodes["KOR"]
+        try:
+            texts = [
+                orjson.dumps(chunk if per_message > 1 else chunk[0]).decode()
+                for updates in [_updates(messages * per_message)]
+                for chunk in (updates[i : i + per_message] for i in range(0, len(updates), per_message))
+            ]
+
+            async def run() -> float:
+                service = StreamService(kor)
+                await service.start()
+                now = system_clock()
+                for party in ("JPN", "USA"):
+                    peer = kor.exchange.peer(party)
+                    assert peer is not None
+                    first, finish = initiate(kor.kernel.ring, peer, now)
+                    answer, _ = accept(nodes[party].kernel.ring, nodes[party].exchange.peer, first, now)
+                    kid = peer.encryption_key(now)[0]
+                    service._links[party] = _OutLink(
+                        Sink(),  # type: ignore[arg-type]
+                        finish(answer),
+                        BatchSigner(kor.kernel.ring, party),
+                        kid,
+                        kor.kernel.watch.generation(PEERS),
+                        _posix(peer.key_usable_until(kid, now)),
+                    )
+                feed = getattr(service, "publish_feed", None)
+                if feed is None:  # code from before publish_feed: the feed's loop as the API ran it then
+
+                    async def feed(actor: Any, text: str) -> list[Any]:
+                        from gsomia.stream import parse_feed_message
+
+                        for data in parse_feed_message(text):
+                            await service.publish(actor, data)
+                        return []
+
+                began = time.process_time()
+                for text in texts:
+                    refused = await feed(None, text)
+                    assert not refused, refused
+                    await asyncio.sleep(0)
+                for link in list(service._links.values()):
+                    while link.queued or link.drainer is not None:
+                        await asyncio.sleep(0)
+                spent = time.process_time() - began
+                assert service.stats.published == len(texts) * per_message
+                await service.close()
+                return spent / (len(texts) * per_message) * 1e6
+
+            return _arun(run())
+        finally:
+            for node in nodes.values():
+                node.close()
+
+
 async def _with_consumers(net: _Network, consumers: int, batch: int | None, updates: list[Any]) -> float:
     """JPN's CPU microseconds per track while ``consumers`` WebSocket consumers (arrays of up to
     ``batch``, or one track a message) take ``updates``, published in feed arrays of 100."""
@@ -373,6 +461,11 @@ def main() -> int:
         help="a receiving node's path only, in process: CPU per track at 1 and 127 tracks a frame",
     )
     parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="the publishing node's path only, in process: CPU per track at 1 and 100 updates a feed message",
+    )
+    parser.add_argument(
         "--memory",
         action="store_true",
         help="the replay memory's CPU per commit through its hop to its thread, beside the commit alone",
@@ -402,6 +495,13 @@ def main() -> int:
             many = receive_cpu(40, 127)
             print(f"receiving node (JPN) CPU us per track: {one:.1f} at 1 track a frame, {many:.1f} at 127 "
                   f"(load {load_average()})")  # fmt: skip
+        return 0
+    if args.publish:
+        for _ in range(args.runs):
+            one = publish_cpu(args.tracks, 1)
+            many = publish_cpu(args.tracks // 100, 100)
+            print(f"publishing node (KOR) CPU us per track: {one:.1f} at 1 update a feed message, "
+                  f"{many:.1f} at 100 (load {load_average()})")  # fmt: skip
         return 0
     if args.store:
         print(f"remember_signed_tracks, SQLite, 127 tracks a call: {store_cpu():.1f} us CPU per track "

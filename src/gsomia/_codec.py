@@ -23,7 +23,7 @@ from gsomia._canonical import (
     held_as_is,
     unstorable,
 )
-from gsomia.core.access import Employment, Person, Role
+from gsomia.core.access import AccessDecision, Employment, Person, Role
 from gsomia.core.agreements import Agreement
 from gsomia.core.assumptions import Assumption
 from gsomia.core.catalogue import Catalogue
@@ -164,10 +164,11 @@ class DecisionTexts:
     selection's outbox rows and audit records (and a received batch's) share one text a decision.
     Held by identity, with the decision itself, for as long as the batch is worked on."""
 
-    __slots__ = ("_held",)
+    __slots__ = ("_checks", "_held")
 
     def __init__(self) -> None:
         self._held: dict[int, tuple[ReleaseDecision, str]] = {}
+        self._checks: dict[int, tuple[AccessDecision, str]] = {}
 
     def text(self, decision: ReleaseDecision) -> str:
         """``canonical(decision_json(decision))``, written once for the batch."""
@@ -175,6 +176,18 @@ class DecisionTexts:
         if held is None or held[0] is not decision:
             held = (decision, canonical(decision_json(decision)))
             self._held[id(decision)] = held
+        return held[1]
+
+    def checks_text(self, decision: AccessDecision) -> str:
+        """``canonical`` of a read decision's checks as the audit records show them (rule, passed,
+        reason), written once per ``decision`` (held by identity, with it): a selection's read
+        decision is shared by its items whose labels read alike (``ReadGate.at_one_instant``), so
+        their ``item.release`` records share one text as they share the release decision's."""
+        held = self._checks.get(id(decision))
+        if held is None or held[0] is not decision:
+            listed = [{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in decision.checks]
+            held = (decision, canonical(listed))
+            self._checks[id(decision)] = held
         return held[1]
 
 

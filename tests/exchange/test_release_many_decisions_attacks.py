@@ -35,3 +35,52 @@ def test_each_item_of_a_mixed_selection_carries_its_own_decision(net: Net) -> No
     by_msg = {json.loads(r.detail)["msg_id"]: (r.subject, json.loads(r.detail)["decision"]) for r in records}
     for entry in released.entries:
         assert by_msg[entry.msg_id] == (entry.item_id, together[entry.item_id])
+
+
+def test_each_item_of_a_selection_is_read_under_its_own_label_and_audited_with_its_own_checks(
+    net: Net,
+) -> None:
+    """A selection's read decisions are taken once per label read alike (issue 18:
+    ``ReadGate.at_one_instant``, as a page's), and their checks written once per decision: still each
+    item's own. Items of two classifications and one of a topic the officer has no need-to-know for,
+    interleaved: that one is refused with its own failed check, and every allowed item's record is
+    byte for byte the one its lone release writes (but for the message id)."""
+    kor = net.nodes["KOR"]
+    kor.people.add_person(
+        None,
+        {
+            "id": "narrow",
+            "name": "KOR narrow officer",
+            "nationality": "KOR",
+            "clearance": "군사I급비밀",
+            "need_to_know": ["dprk-missile"],
+            "roles": ["release_officer"],
+        },
+    )
+    narrow = kor.people.person("narrow")
+    own_item(net, "KOR", "ii-a")
+    own_item(net, "KOR", "iii-a", classification="군사III급비밀")
+    own_item(net, "KOR", "nuclear", topics=["dprk-nuclear"])
+    own_item(net, "KOR", "ii-b")
+    own_item(net, "KOR", "iii-b", classification="군사III급비밀")
+    allowed = ["ii-a", "iii-a", "ii-b", "iii-b"]
+    released = kor.exchange.release_many(narrow, ["ii-a", "iii-a", "nuclear", "ii-b", "iii-b"], "JPN")
+    assert [e.item_id for e in released.entries] == allowed
+    assert [r.subject for r in released.refused] == ["nuclear"]
+    (refusal,) = [r for r in kor.store.audit(kind="item.release") if r.outcome == "refused"]
+    assert refusal.subject == "nuclear"
+    assert [c["rule"] for c in json.loads(refusal.detail)["checks"] if not c["passed"]] == ["need_to_know"]
+    together = {r.subject: r for r in kor.store.audit(kind="item.release") if r.outcome == "allowed"}
+    alone = {i: kor.exchange.release(narrow, i, "JPN") for i in allowed}  # at the same instant
+    records = {r.detail: r for r in kor.store.audit(kind="item.release") if r.outcome == "allowed"}
+    for item_id in allowed:
+        mine = json.loads(together[item_id].detail)
+        lone = alone[item_id].msg_id
+        assert mine["msg_id"] != lone
+        # the lone release's record, byte for byte, is the selection's with the lone message id
+        assert together[item_id].detail.replace(mine["msg_id"], lone) in records
+    reasons = {
+        i: next(c["reason"] for c in json.loads(together[i].detail)["access"] if c["rule"] == "clearance")
+        for i in allowed
+    }
+    assert reasons["ii-a"] == reasons["ii-b"] != reasons["iii-a"] == reasons["iii-b"]

@@ -7,15 +7,18 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 """
 
 import asyncio
+import collections
+import contextlib
+import contextvars
+import queue
 import re
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -46,19 +49,114 @@ __all__ = ["ModelJson", "add_items_routes", "kept_route"]
 # (bench_load.py, benchmarks/README.md "API under load"). 8 keep both cores busy and are enough for
 # concurrent reads' audit records to share their writes.
 READ_THREADS = 8
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
+# how long an idle read thread waits for work before it ends (a process that stops serving, or a
+# test's loop that closed, keeps no threads)
+_IDLE_S = 10.0
 
 
 _T = TypeVar("_T")
 
 
+_Job = tuple["asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
+
+
+class _ReadThreads:
+    """Up to ``READ_THREADS`` works of one event loop at once in threads of their own, the others
+    waiting on the loop, first come first served; each work in its request's context (a copy, as
+    anyio's worker threads ran it), its result set on the request's future on the loop.
+
+    What anyio's ``to_thread.run_sync`` behind a ``CapacityLimiter`` did, without its per-call
+    machinery on the loop (a cancel scope, the limiter's acquire and release, two checkpoints, a
+    worker thread chosen and given its own queue): a quarter of the loop's samples in-process (issue
+    18, benchmarks/README.md "API under load", twelfth pass). As with the limiter, the next waiting
+    work is handed out on the loop when one ends (``_ended``), never by a thread from a backlog: a
+    thread hands the loop its answer before it takes more (a pool whose threads took their next work
+    themselves was tried in the seventh pass, and requests in flight stalled for seconds). A caller
+    cancelled while it waits runs nothing; one cancelled while its work runs does not stop the work
+    (anyio's default did not either): it is finished, its answer dropped, and its place is free only
+    then. Only the loop touches ``_running`` and ``_waiting``."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._running = 0  # works handed out and not yet answered on the loop
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._lock = threading.Lock()  # the threads' count, below
+        self._threads = 0  # started and not ended
+        self._idle = 0  # of them, waiting for work
+
+    def submit(self, loop: asyncio.AbstractEventLoop, work: Callable[[], _T]) -> asyncio.Future[_T]:
+        """``work``'s future on ``loop`` (on the loop; the loop itself is not kept)."""
+        future: asyncio.Future[_T] = loop.create_future()
+        job = (future, contextvars.copy_context(), work)
+        if self._running < READ_THREADS:
+            self._hand(job)
+        else:
+            self._waiting.append(job)
+        return future
+
+    def _hand(self, job: _Job) -> None:
+        self._running += 1
+        with self._lock:
+            self._queue.put(job)
+            start = self._idle == 0 and self._threads < READ_THREADS
+            if start:
+                self._threads += 1
+        if start:
+            threading.Thread(target=self._run, name="gsomia-read", daemon=True).start()
+
+    def _ended(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """On the loop: a work's answer, and the next waiting work handed out in its place."""
+        self._running -= 1
+        while self._waiting and self._running < READ_THREADS:
+            job = self._waiting.popleft()
+            if not job[0].cancelled():  # its caller gave up waiting: nothing of it runs
+                self._hand(job)
+        if future.cancelled():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            try:
+                future, context, work = self._queue.get(timeout=_IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._queue.empty():  # under the lock: no work was handed out meanwhile
+                        self._threads -= 1
+                        return
+                continue
+            with self._lock:
+                self._idle -= 1
+            try:
+                result = context.run(work)
+            except BaseException as exc:  # handed to the request, raised there
+                self._answer(future, None, exc)
+            else:
+                self._answer(future, result, None)
+                del result
+            del future, context, work
+
+    def _answer(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the answer
+            future.get_loop().call_soon_threadsafe(self._ended, future, result, error)
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadThreads] = weakref.WeakKeyDictionary()
+
+
 async def _in_read_thread(work: Callable[[], _T]) -> _T:
-    """``work`` in a worker thread, at most ``READ_THREADS`` of them at once (one limiter per loop)."""
+    """``work`` in a read thread, at most ``READ_THREADS`` of them at once (one set per loop)."""
     loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = CapacityLimiter(READ_THREADS)
-    return await anyio.to_thread.run_sync(work, limiter=limiter)
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = _ReadThreads()
+    return await pool.submit(loop, work)
 
 
 # The fields of ``ItemOut`` / ``ItemContentOut`` that ``item_view`` leaves out where they are empty, as

@@ -28,7 +28,6 @@ from gsomia.stream import (
     LINK_PATH,
     StreamService,
     parse_consumer_batch,
-    parse_feed_message,
     refuse_keys_twice,
 )
 
@@ -250,15 +249,12 @@ def stream_router(
                         if await unstorable(person, source, f"{found[0]}: {found[1]}"):
                             return
                         continue
-                    updates = parse_feed_message(text)
+                    refused = await stream.publish_feed(person, text)
                 except GsomiaError as exc:
                     await _send_refusal(websocket, exc, None)
                     continue
-                for data in updates:
-                    try:
-                        await stream.publish(person, data)
-                    except GsomiaError as exc:
-                        await _send_refusal(websocket, exc, data)
+                for error, data in refused:
+                    await _send_refusal(websocket, error, data)
         except WebSocketDisconnect:
             return
 

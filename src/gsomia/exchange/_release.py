@@ -374,7 +374,9 @@ class Releases(Hops):
         now = self._now()
         rows = self.kernel.store.get_items(ids)
         on_file = self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()])
-        gate = self.kernel.reader(actor)
+        # the selection's reads at its one instant, each label's read decision taken once for the items
+        # whose labels read alike (as a page's are: ``ReadGate.at_one_instant``)
+        gate = self.kernel.reader(actor).at_one_instant()
         verified: dict[str, Consent] = {}
         decided: dict[Any, ReleaseDecision] = {}  # one decision for the items whose requests match
         texts = DecisionTexts()  # and its JSON written once, for their outbox rows and audit records
@@ -586,7 +588,9 @@ class Releases(Hops):
             "allowed",
             msg_id=entry.msg_id,
             decision=decision_json(decision) if texts is None else Encoded(texts.text(decision)),
-            access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks],
+            access=[{"rule": c.rule, "passed": c.passed, "reason": c.reason} for c in access.checks]
+            if texts is None
+            else Encoded(texts.checks_text(access)),
             **(detail or {}),
         )
         return PreparedRelease(entry, audit, tuple(new_consents))

@@ -168,11 +168,15 @@ class _NatsSubscription:
     async def _open(self, js: Any) -> Any:
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
+        # what the client holds for a consumer that does not read: twice the bound (nats-py's default,
+        # 524,288 messages or 256 MB a subscription, let one idle consumer hold hundreds of MB of this
+        # process); past it the client loses what arrives, and the reader counts the gap
+        held = {"pending_msgs_limit": 2 * self._bus.limit}
         if self._durable is not None:  # the server remembers where this consumer was
-            return await js.subscribe(self._bus.subject, durable=self._durable, manual_ack=False)
+            return await js.subscribe(self._bus.subject, durable=self._durable, manual_ack=False, **held)
         if self._after is None:
             return await js.subscribe(
-                self._bus.subject, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+                self._bus.subject, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, **held
             )
         return await js.subscribe(
             self._bus.subject,
@@ -180,6 +184,7 @@ class _NatsSubscription:
             config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._after + 1
             ),
+            **held,
         )
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
@@ -192,17 +197,34 @@ class _NatsSubscription:
                 if self._sub is None:
                     self._sub = await self._open(await self._bus._ready())
                     self._bus._waiting.discard(self)
+                skipped = False
                 async for message in self._sub.messages:
                     meta = message.metadata
                     seq = int(meta.sequence.stream)
-                    self._after = seq
-                    # as the in-process bus: more than ``limit`` behind, the oldest are lost, counted
+                    if self._after is not None and seq > self._after + 1:
+                        # what the client lost while it held its most (or the stream no longer kept)
+                        self.dropped += seq - self._after - 1
+                    # as the in-process bus: more than ``limit`` behind, the oldest are lost, counted;
+                    # the subscription opened again at the newest ``limit``, not read up to them
                     pending = int(meta.num_pending or 0)
                     behind = max(self._sub.pending_msgs, pending, self._bus.published - seq)
-                    if behind >= self._bus.limit:
+                    if behind >= self._bus.limit and self._durable is not None:
+                        self._after = seq  # the server keeps a durable consumer's place: one at a time
                         self.dropped += 1
                         continue
+                    if behind >= self._bus.limit:
+                        start = seq + behind - self._bus.limit + 1
+                        self.dropped += start - seq
+                        self._after = start - 1
+                        skipped = True
+                        break
+                    self._after = seq
                     yield seq, bytes(message.data)
+                if skipped:
+                    with contextlib.suppress(Exception):
+                        await self._sub.unsubscribe()
+                    self._sub = None
+                    continue
             except (ConnectionClosedError, UnavailableError):
                 if self._closed or self._bus._closing:
                     return
@@ -247,7 +269,9 @@ class NatsBus:
     sequence number), or a durable consumer the server remembers. A subscription more than ``limit``
     messages behind the stream loses the oldest and counts them (``dropped``), as the in-process bus
     does: behind is what the client holds after a message, what the server still had after it when
-    it delivered it, or what this process has published since, whichever is most. With
+    it delivered it, or what this process has published since, whichever is most; far behind, it is
+    opened again at the newest ``limit``, and the client holds at most twice ``limit`` for it (what it
+    lost meanwhile, a gap in the sequence numbers, counted too). With
     ``ephemeral``, :meth:`close` deletes the stream (tests use a unique name each).
     """
 

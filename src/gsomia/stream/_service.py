@@ -108,6 +108,7 @@ from gsomia.stream._stalls import Deadline, Stalls
 from gsomia.stream._trackread import (
     json_keys,
     keys_once,
+    read_feed_json,
     read_track_json_keys,
     read_track_update,
     strings_read,
@@ -716,10 +717,12 @@ class StreamService:
             self._label_json[update.track_id] = orjson.dumps(label_to_dict(label))
         return label
 
-    async def _plan(self, update: TrackUpdate, label: SecurityLabel, now: datetime) -> RelayPlan:
+    async def _plan(
+        self, update: TrackUpdate, label: SecurityLabel, now: datetime, consents: tuple[int, ...]
+    ) -> RelayPlan:
         # a standing consent, an equivalence change or an assurance stored, or a key revoked or
-        # rotated, by any process of the node (the store's counters moved): plan again
-        consents = _decided_under(self.kernel.watch)
+        # rotated, by any process of the node (the store's counters moved, ``consents`` as read for
+        # the updates published together): plan again
         if consents != self._plans_consents:
             self._plans.clear()
             self._plans_consents = consents
@@ -767,63 +770,119 @@ class StreamService:
             await self._audit(self._audit_row("stream.publish", who, str(subject), "refused",
                                         error=type(exc).__name__, reason=str(exc)))  # fmt: skip
             raise
-        result = await self.publish_update(update)
-        if update.final:  # the track is over: its label and plan are not needed any more
-            self._labels.pop(update.track_id, None)
-            self._label_json.pop(update.track_id, None)
-            self._plans.pop(update.track_id, None)
-        return result
+        return (await self._publish_updates([update], forget_final=True))[0]
+
+    async def publish_feed(self, actor: Person | None, text: str) -> list[tuple[GsomiaError, Any]]:
+        """Publish the updates of one message of the publisher's feed (a JSON object, or an array of
+        up to ``FEED_BATCH``), in order, as :meth:`publish` publishes each; returns the refused ones,
+        each with its error and what was sent of it. ``InvalidInputError`` (nothing published) for a
+        message that is not a feed message (:func:`parse_feed_message`).
+
+        A message whose every update is one the boundary takes as it is, sent by a publisher, is
+        read in one pass over its text (:func:`read_feed_json`: the same updates) and published
+        together: what is the same for each of them (the clock, the store's counters the plans are
+        kept under, the publisher's role) is read once for the message, and each update is then
+        labelled, planned, emitted and sent on its routes as one published alone. Any other message
+        takes :meth:`publish` update by update, each refusal named and audited as before."""
+        updates = read_feed_json(text, originator=self.party, most=FEED_BATCH)
+        if updates is not None and self.kernel.holds_any(actor, (Role.RELEASE_OFFICER,)):
+            await self._publish_updates(updates, forget_final=True, results=False)
+            return []
+        refused: list[tuple[GsomiaError, Any]] = []
+        for data in parse_feed_message(text):
+            try:
+                await self.publish(actor, data)
+            except GsomiaError as exc:
+                refused.append((exc, data))
+        return refused
 
     async def publish_update(self, update: TrackUpdate) -> dict[str, Any]:
         """Publish a parsed update (the Python API): decided, emitted locally, sent on its routes."""
+        return (await self._publish_updates([update]))[0]
+
+    async def _publish_updates(
+        self, updates: Sequence[TrackUpdate], *, forget_final: bool = False, results: bool = True
+    ) -> list[dict[str, Any]]:
+        """Publish parsed updates in order, each decided, emitted locally and sent on its routes, at
+        one instant and under one reading of the store's counters (a queued track is decided again
+        at its frame if either has moved by then); where each went (``results``). ``forget_final``:
+        a track's label and plan are dropped after its final update."""
         if not self._started:
             await self.start()
-        if update.originator != self.party:
-            raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
         now = self.kernel.clock()
-        label = self._label(update)
-        plan = await self._plan(update, label, now)
-        self.stats.published += 1
-        track = _track_bytes(update)  # encoded once, for every route
-        await self._emit(track, label, "local", None)
-        routes = []
-        head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
-        for route in plan.allowed():
-            hop = route.via or route.recipient
-            tail = self._route_tails.get((route.recipient, route.via))
-            if tail is None:
-                tail = self._route_tails[(route.recipient, route.via)] = _dumps(
-                    {"originator": self.party, "recipient": route.recipient, "via": route.via}
-                )[1:]
-            body = head + tail  # one JSON object: the track, the label, then the route's fields
-            consents = (
-                [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
-                if route.via
-                else []
-            )
-            decided = _Decided(
-                plan.valid_until_ts,
-                label,
-                route.recipient,
-                route.via,
-                update.track_id,
-                None,
-                self._plans_consents,
-                route.decision.agreement,
-            )
-            try:
-                await self._to_link(hop, body, route.decision.agreement, consents, decided)
-            except (OSError, WebSocketException, GsomiaError) as exc:
-                await self._link_failed(hop, exc)
-                continue
-            routes.append(
-                {"recipient": route.recipient, "route": route.name, "agreement": route.decision.agreement}
-            )
-        return {
-            "track_id": update.track_id,
-            "routes": routes,
-            "refused": [route_view(r) for r in plan.routes if not r.allowed],
-        }
+        under = _decided_under(self.kernel.watch)
+        out: list[dict[str, Any]] = []
+        # (hop, agreement) -> the link a track of these updates went on with no authorisation before
+        # it: checked then (registered for the agreement, its peer's key still pinned), it takes the
+        # next ones straight into its queue while it is the link to that hop (each decided again
+        # at its frame, as every queued track)
+        checked: dict[tuple[str, str | None], _OutLink] = {}
+        for update in updates:
+            if update.originator != self.party:
+                raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
+            label = self._label(update)
+            plan = await self._plan(update, label, now, under)
+            self.stats.published += 1
+            track = _track_bytes(update)  # encoded once, for every route
+            await self._emit(track, label, "local", None)
+            routes = []
+            head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
+            for route in plan.allowed():
+                hop = route.via or route.recipient
+                tail = self._route_tails.get((route.recipient, route.via))
+                if tail is None:
+                    tail = self._route_tails[(route.recipient, route.via)] = _dumps(
+                        {"originator": self.party, "recipient": route.recipient, "via": route.via}
+                    )[1:]
+                body = head + tail  # one JSON object: the track, the label, then the route's fields
+                consents = (
+                    [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
+                    if route.via
+                    else []
+                )
+                decided = _Decided(
+                    plan.valid_until_ts,
+                    label,
+                    route.recipient,
+                    route.via,
+                    update.track_id,
+                    None,
+                    self._plans_consents,
+                    route.decision.agreement,
+                )
+                link = checked.get((hop, route.decision.agreement))
+                if link is not None and not consents and self._links.get(hop) is link:
+                    self._enqueue(hop, link, body, None, decided)
+                else:
+                    try:
+                        await self._to_link(hop, body, route.decision.agreement, consents, decided)
+                    except (OSError, WebSocketException, GsomiaError) as exc:
+                        await self._link_failed(hop, exc)
+                        continue
+                    link = self._links.get(hop)
+                    if link is not None and not consents and not self.leases_links:
+                        checked[(hop, route.decision.agreement)] = link
+                if results:
+                    routes.append(
+                        {
+                            "recipient": route.recipient,
+                            "route": route.name,
+                            "agreement": route.decision.agreement,
+                        }
+                    )
+            if results:
+                out.append(
+                    {
+                        "track_id": update.track_id,
+                        "routes": routes,
+                        "refused": [route_view(r) for r in plan.routes if not r.allowed],
+                    }
+                )
+            if forget_final and update.final:  # the track is over: its label and plan are not needed any more
+                self._labels.pop(update.track_id, None)
+                self._label_json.pop(update.track_id, None)
+                self._plans.pop(update.track_id, None)
+        return out
 
     async def _to_link(
         self,
@@ -1009,20 +1068,27 @@ class StreamService:
                 "unknown-peer", f"the link with {party} is not registered for {agreement} (Art. 9)"
             )
         link = await self._link(party)
-        self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
         if isinstance(body, bytes) and not track:
+            self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
             async with link.lock:
                 for frame in link.session.seal(kind, body, time.monotonic()):
                     await link.ws.send(frame)
             return
         if decided is not None:  # (refused above otherwise)
-            # coalesced: what else is queued for this link before the drainer runs (the rest of
-            # this turn of the event loop, no timer) goes in the same frame
-            link.queued.append(body)
-            link.queued_acks.append(ack)
-            link.queued_decided.append(decided)
-            if link.drainer is None:
-                link.drainer = asyncio.create_task(self._drain(party, link))
+            self._enqueue(party, link, body, ack, decided)
+
+    def _enqueue(
+        self, party: str, link: _OutLink, body: bytes | _Relayed, ack: _Ack | None, decided: _Decided
+    ) -> None:
+        """Queue a track for ``link``'s next frame: coalesced, what else is queued for this link
+        before the drainer runs (the rest of this turn of the event loop, no timer) goes in the same
+        frame."""
+        self.stats.sent[party] = self.stats.sent.get(party, 0) + 1
+        link.queued.append(body)
+        link.queued_acks.append(ack)
+        link.queued_decided.append(decided)
+        if link.drainer is None:
+            link.drainer = asyncio.create_task(self._drain(party, link))
 
     def _frame_body(self, batch: list[bytes | _Relayed]) -> bytes:
         """A ``TRACKS`` frame's body: this node's own tracks under one new signed root (one

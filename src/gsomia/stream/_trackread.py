@@ -31,6 +31,7 @@ from gsomia.core.tracks import MAX_POINTS, GeoFix, TrackPoint, TrackUpdate, pars
 __all__ = [
     "json_keys",
     "keys_once",
+    "read_feed_json",
     "read_track_json",
     "read_track_json_keys",
     "read_track_update",
@@ -69,6 +70,7 @@ class _Track(Struct, forbid_unknown_fields=True):
 
 _convert = msgspec.convert
 _decode_track = msgspec.json.Decoder(_Track).decode
+_decode_feed = msgspec.json.Decoder(list[_Track] | _Track).decode
 _ValidationError = msgspec.ValidationError
 _DecodeError = msgspec.DecodeError  # a ValidationError is one too
 _fromisoformat = datetime.fromisoformat
@@ -173,6 +175,41 @@ def read_track_json(raw: bytes, *, originator: str) -> TrackUpdate:
     update, strings = read_track_json_keys(raw, originator=originator)
     keys_once(raw, strings)
     return update
+
+
+def read_feed_json(text: str, *, originator: str, most: int) -> list[TrackUpdate] | None:
+    """Every update of one message of the publisher's feed (a JSON object, or an array of at most
+    ``most`` of them) read at the boundary in one pass of msgspec's typed decoding over the text,
+    no Python dict made: ``[read_track_update(d) for d in orjson.loads(text)]`` (or of the one
+    object), the same values, when the message is one the slow path accepts whole. ``None`` for
+    anything else, read by the caller as before (``orjson``, the check of keys given twice, then
+    each update on its own, refused naming the field): a message with a backslash anywhere, one
+    msgspec does not decode into tracks (not JSON, an update with a field no track has, a value out
+    of range...), an update whose instants ``fromisoformat`` does not read or are out of order, or
+    another originator's, more than ``most`` updates, or text whose quotes are not two a string
+    of the tracks read (a key given twice, at any depth: :func:`keys_once`'s count over the whole
+    message, the tracks' strings summed). Nothing is refused here: what is taken is exactly what
+    the slow path takes, and the slow path decides everything else."""
+    if "\\" in text:
+        return None
+    try:
+        read = _decode_feed(text)
+    except _DecodeError:
+        return None
+    tracks: list[_Track] = read if isinstance(read, list) else [read]
+    if len(tracks) > most:
+        return None
+    updates = []
+    strings = 0
+    for track in tracks:
+        update = _from_struct(track, originator)
+        if update is None:
+            return None
+        updates.append(update)
+        strings += _track_strings(track)
+    if text.count('"') != 2 * strings:
+        return None
+    return updates
 
 
 def _counted(total: list[int]) -> Any:
