@@ -15,6 +15,7 @@ With ``--memory``: the replay memory's CPU per commit through its hop (the 1,000
 With ``--contended``: the replay memory's commit beside another writer of the process (wall
 time). With ``--receive``: a receiving node's path in one process (CPU per track).
 
+With ``--hub``: the same over the what-if network, KOR -> USA -> JPN (the USA relays every track).
 With ``--consumers K``: JPN's CPU per track with K WebSocket consumers, one track a message and
 ``?batch=1000`` alternating on one network (``--runs`` rounds of ``--tracks`` updates in feed
 arrays of 100): what each consumer costs the node. ``--consumer-batch N`` makes the saturation
@@ -440,6 +441,7 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, default=None, help="publish at this many updates/s (default: flat out)"
     )
+    parser.add_argument("--hub", action="store_true", help="the network via the USA hub (KOR -> USA -> JPN)")
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument(
         "--py-spy-all",
@@ -508,7 +510,7 @@ def main() -> int:
               f"per commit (load {load_average()})")  # fmt: skip
         return 0
     with tempfile.TemporaryDirectory(prefix="gsomia-profile-stream-") as tmp:
-        net = _Network(Path(tmp) / "direct", hub=False)
+        net = _Network(Path(tmp) / ("hub" if args.hub else "direct"), hub=args.hub)
         try:
             if args.consumers:
                 _arun(_with_consumers(net, args.consumers, None, _updates(1000)))  # warm

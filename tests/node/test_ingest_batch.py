@@ -281,3 +281,27 @@ def test_labels_sharing_an_instant_but_not_the_rest_are_each_parsed_as_their_own
     # an instant that is not text is keyed whole and refused as label_from_dict refuses it
     with pytest.raises(LabelError, match="created"):
         items.parse_label(jpn_label(created=20240201))
+
+
+def test_each_batch_is_stored_at_its_own_instant_and_each_item_at_its_label_s_creation(
+    jpn_node: Node, clock: FakeClock
+) -> None:
+    # the instant a batch is sealed at is worked out once for its items (issue 18): the next batch, at
+    # a later instant, is stored at that one, and every own item's payload and signed item still open
+    seen = []
+    for minute in range(3):
+        created = [f"2024-02-01T09:{minute:02d}:{k:02d}.{k:06d}+09:00" for k in range(4)]
+        batch = jpn_node.items.ingest_many(None, [NewIngest(jpn_label(created=c), b"{}") for c in created])
+        for item, text in zip(batch, created, strict=True):
+            row = jpn_node.kernel.items.row(item.id)
+            assert row.ingested_us == epoch_us(clock()) == epoch_us(item.ingested)
+            assert row.created_us == epoch_us(
+                label_from_dict(jpn_label(created=text), jpn_node.kernel.catalogue).created
+            )
+            assert jpn_node.kernel.items.payload(row) == b"{}"
+            origin = jpn_node.kernel.items.origin(row)
+            assert origin is not None
+            assert origin.count(".") == 2  # the compact JWS the originator signed
+        seen.append(epoch_us(clock()))
+        clock.advance(milliseconds=1)
+    assert len(set(seen)) == 3

@@ -449,6 +449,8 @@ class Items:
         # reused by another object is a miss): the items of a received batch share the one label
         # ``received_label`` held for them, written once, not once an item (issue 18)
         self._label_texts: dict[int, tuple[SecurityLabel, str]] = {}
+        # the instant items were last sealed at and its microseconds (a batch's items share one)
+        self._last_instant: tuple[datetime | None, int] = (None, 0)
 
     def _label_json(self, label: SecurityLabel) -> tuple[str, dict[str, Any] | None]:
         """``canonical(label_to_dict(label))``, written once per label object held; with the dict
@@ -904,6 +906,12 @@ class Items:
             origin = sign_origin(self.ring, content, now)
         origin_id = item_id
         item_id = ref or item_id  # the sealed payload is bound to the reference the row has
+        if origin is None:
+            sealed, sealed_origin = self.cipher.seal(item_id, label_json, payload), None
+        else:
+            sealed, sealed_origin = self.cipher.seal_with_origin(
+                item_id, label_json, payload, origin.encode()
+            )
         return NewItem(
             id=item_id,
             origin_id=origin_id,
@@ -913,15 +921,24 @@ class Items:
             topics=label.topics,
             received_from=received_from,
             agreement=agreement,
-            created_us=epoch_us(label.created),
-            ingested_us=epoch_us(now),
+            created_us=int(label.created_ts * 1_000_000),  # epoch_us(label.created): its timestamp, kept
+            ingested_us=self._epoch_us(now),
             ingested_by=by,
             payload_type=payload_type,
             payload_size=len(payload),
-            payload=self.cipher.seal(item_id, label_json, payload),
-            origin_jws=None if origin is None else self.cipher.seal(item_id, label_json, origin.encode()),
+            payload=sealed,
+            origin_jws=sealed_origin,
             label_version=label_version,
         )
+
+    def _epoch_us(self, at: datetime) -> int:
+        """``epoch_us(at)``, worked out once for the instant a batch's items are all sealed at."""
+        last = self._last_instant
+        if last[0] is at:
+            return last[1]
+        found = epoch_us(at)
+        self._last_instant = (at, found)
+        return found
 
 
 def check_hold_as(catalogue: Catalogue, party: str, hold_as: HoldAs) -> dict[tuple[str, str, str], str]:

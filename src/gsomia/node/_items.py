@@ -244,7 +244,8 @@ class ItemService:
         ``now`` (the batch's instant), its label checked against ``catalogue`` (``None``: the
         kernel's, read now)."""
         catalogue = self.kernel.catalogue if catalogue is None else catalogue
-        item_id = check_item_id(entry.item_id or new_item_id(now))
+        # an id given is checked; one this node makes (a UUIDv7) is of the form always
+        item_id = check_item_id(entry.item_id) if entry.item_id else new_item_id(now)
         if entry.portions:
             return self._prepare_portions(actor, who, item_id, entry, now, catalogue)
         check_payload_type(entry.payload_type)

@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 import orjson
 
 from gsomia._codec import canonical
-from gsomia.core.merkle import Frontier, inclusion_proof, leaf_hash, verify_inclusion
+from gsomia.core.merkle import Frontier, inclusion_subtrees, leaf_hash, range_hash, verify_inclusion
 from gsomia.crypto.envelope import TRACKS_TYPE, sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import EnvelopeError, LinkError, ProofError
@@ -103,7 +103,7 @@ class Group:
 class VerifiedGroup:
     """A group whose originator's signature and inclusions verified: its messages may be read."""
 
-    __slots__ = ("_leaves", "_nodes", "batch", "entries", "jws", "originator", "signed_at", "size")
+    __slots__ = ("_leaves", "_nodes", "_ranges", "batch", "entries", "jws", "originator", "signed_at", "size")
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class VerifiedGroup:
         self.entries = group.entries
         self._leaves = leaves  # the whole batch's leaf hashes, to prove a part of it to the next node
         self._nodes: dict[tuple[int, int], bytes] | None = None
+        self._ranges: dict[tuple[int, int], bytes] = {}  # (start, end) -> its hash, once made
 
     def proof(self, entry: Entry) -> tuple[bytes, ...]:
         """``entry``'s inclusion proof, for a hub passing it on without the rest of the batch."""
@@ -132,8 +133,16 @@ class VerifiedGroup:
                 for level, index, value in frontier.append(leaf):
                     nodes[(level, index)] = value
             self._nodes = nodes
-        subtrees = self._nodes
-        return tuple(inclusion_proof(entry.index, self.size, lambda level, i: subtrees[(level, i)]))
+        subtrees, ranges = self._nodes, self._ranges
+        proof = []
+        for start, end in inclusion_subtrees(entry.index, self.size):
+            # a range's hash is the same in every proof that holds it: the proofs of a group's
+            # tracks share most of theirs (the upper levels), each made once
+            made = ranges.get((start, end))
+            if made is None:
+                made = ranges[(start, end)] = range_hash(start, end, lambda level, i: subtrees[(level, i)])
+            proof.append(made)
+        return tuple(proof)
 
 
 def _content(originator: str, size: int, root: bytes, at: datetime) -> bytes:

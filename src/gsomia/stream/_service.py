@@ -231,14 +231,19 @@ _TRACK_KEY = b',"track":'
 
 class _GroupLabels:
     """The last label read in a group: its boundary form, the label parsed from it and how many
-    strings, keys and values, its JSON holds (no key given twice)."""
+    strings, keys and values, its JSON holds (no key given twice); and the last track read, its
+    bytes, the update read from them and their strings (a hub's group holds each update twice,
+    the same bytes in the copy for the hub and in the one it relays: read once)."""
 
-    __slots__ = ("data", "label", "strings")
+    __slots__ = ("data", "label", "strings", "track", "track_strings", "update")
 
     def __init__(self) -> None:
         self.data: Any = None
         self.label: SecurityLabel | None = None
         self.strings = 0
+        self.track: bytes | None = None
+        self.update: TrackUpdate | None = None
+        self.track_strings: int | None = None
 
 
 class _GroupDecision:
@@ -1839,7 +1844,13 @@ class StreamService:
             recipient, via = data.recipient, data.via
             # the same boundary at every node, on the bytes passed on; the update's instant as
             # parsed keys it, not its text
-            update, track_strings = read_track_json_keys(track, originator=label.originator)
+            if track == labels.track and labels.update is not None:
+                # the same bytes as the track before it, of the same originator (the group's): the
+                # same update and count (a pure read of those bytes), checked once
+                update, track_strings = labels.update, labels.track_strings
+            else:
+                update, track_strings = read_track_json_keys(track, originator=label.originator)
+                labels.track, labels.update, labels.track_strings = track, update, track_strings
             at_us = epoch_us(update.update_ts)
             if via is msgspec.UNSET:
                 via = None
