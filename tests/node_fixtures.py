@@ -327,3 +327,15 @@ JPN_ANALYSTS: tuple[dict[str, Any], ...] = (
         "roles": ["analyst"],
     },
 )
+
+
+# what no answer to a caller may name: the store's statements, its drivers, a traceback
+INTERNALS = ("SELECT", "[SQL", "psycopg", "sqlite", "sqlalchemy", "Traceback", "Internal Server Error")
+
+
+def problem_detail(response: httpx.Response, status: int) -> str:
+    """The ``detail`` of ``response``, asserted an RFC 9457 problem of ``status`` naming no internals."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert not any(word in response.text for word in INTERNALS), response.text
+    return str(response.json()["detail"])
