@@ -28,7 +28,7 @@ from gsomia.crypto.envelope import EnvelopeError, verify_origin
 from gsomia.store import PEERS
 from gsomia.stream import StreamService, launches
 from gsomia.stream._link import BatchSigner, accept, initiate
-from gsomia.stream._service import _OutLink
+from gsomia.stream._service import _decided_under, _OutLink
 
 OVERLAP = timedelta(seconds=10)
 
@@ -95,9 +95,9 @@ def test_a_plan_kept_before_a_partners_key_ends_no_longer_counts_its_assurance(n
         service = StreamService(jpn)
         try:
             label = service._label(update)
-            before = await service._plan(update, label, net.clock.now)
+            before = await service._plan(update, label, net.clock.now, _decided_under(service.kernel.watch))
             net.clock.advance(seconds=OVERLAP.total_seconds() + 1)
-            after = await service._plan(update, label, net.clock.now)
+            after = await service._plan(update, label, net.clock.now, _decided_under(service.kernel.watch))
             return before, after
         finally:
             await service.close()

@@ -19,6 +19,7 @@ from tests.duties.conftest import Net, _net
 from gsomia.core.ballistics import track_updates
 from gsomia.core.relay import RelayPlan
 from gsomia.stream import StreamService, launches
+from gsomia.stream._service import _decided_under
 
 
 @pytest.fixture
@@ -48,12 +49,14 @@ def test_a_plan_kept_before_a_partners_key_is_revoked_no_longer_counts_its_assur
         service = StreamService(jpn)
         try:
             label = service._label(update)
-            before = await service._plan(update, label, now)
+            before = await service._plan(update, label, now, _decided_under(service.kernel.watch))
             # KOR's key that signed its assurance is revoked at JPN (the diplomatic channel's word)
             for kid in kids:
                 jpn.exchange.revoke_peer_key(None, "KOR", kid, now - timedelta(seconds=1))
             assert not [a for a in jpn.exchange.assurances_on_file() if a.party == "KOR"]
-            after = await service._plan(update, label, now + timedelta(seconds=1))
+            after = await service._plan(
+                update, label, now + timedelta(seconds=1), _decided_under(service.kernel.watch)
+            )
             return before, after
         finally:
             await service.close()

@@ -18,12 +18,13 @@ from gsomia.errors import InvalidInputError
 from gsomia.kernel import DEFAULT_INTERVAL
 from gsomia.node import Node, init_node_dir, load_config
 from gsomia.stream import StreamService, launches, replay
+from gsomia.stream._service import _decided_under
 from gsomia.testing import FakeClock, make_node
 
 
 def _routes(stream: StreamService, at: datetime) -> dict[str, str | None]:
     update = replay(launches(2019)[0], originator="KOR", every_s=30)[0]
-    plan = asyncio.run(stream._plan(update, stream._label(update), at))
+    plan = asyncio.run(stream._plan(update, stream._label(update), at, _decided_under(stream.kernel.watch)))
     return {r.recipient: (r.name if r.allowed else None) for r in plan.routes}
 
 
