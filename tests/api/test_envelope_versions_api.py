@@ -144,6 +144,8 @@ def test_only_an_administrator_or_security_officer_sets_and_each_refusal_is_audi
         ("/peers/envelopes/KOR", {"lowest": 0}, 422, "lowest"),
         ("/peers/envelopes/KOR", {"lowest": 4}, 422, "lowest"),
         ("/peers/envelopes/KOR", {"lowest": "2"}, 422, "lowest"),  # no JSON value coerced
+        ("/peers/envelopes/KOR", {"lowest": True}, 422, "lowest"),  # nor is true 1
+        ("/peers/envelopes/KOR", {"lowest": 2.5}, 422, "lowest"),
         ("/peers/envelopes/KOR", {}, 422, "lowest"),
         ("/peers/envelopes/KOR", {"lowest": 2, "at": "2026-01-01"}, 422, "at"),  # no field beyond
         ("/peers/envelopes/KOR", {"lowest": 2, "from": "yesterday"}, 422, "from"),

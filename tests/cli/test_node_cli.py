@@ -287,12 +287,18 @@ def test_node_serve_runs_the_server_that_settles_the_collector(
     # node serve's server collects and freezes what its start-up made (tests/api/test_settled_server.py);
     # here, that node serve is the one that runs it (not uvicorn's own, which leaves it in view)
     import gc
+    import logging
 
     from gsomia.api import SettledServer
 
     d = make(tmp_path)
     ran: list[type] = []
     monkeypatch.setattr(gc, "freeze", lambda: None)  # not this test process's objects
+    # node serve points the root logger at its standard error (the runner's, closed once it returns):
+    # this process's logging as it was afterwards, or later tests' records go to a closed file
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setattr(SettledServer, "run", lambda self, *_: ran.append(type(self)))
     result = runner.invoke(app, ["node", "serve", "--dir", str(d), "--port", str(network.free_port())])
     assert result.exit_code == 0, (result.stdout, result.stderr)

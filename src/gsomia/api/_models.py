@@ -463,9 +463,12 @@ class EnvelopeVersionOut(BaseModel):
 
 
 class EnvelopeVersionIn(_In):
-    lowest: int = Field(
-        ge=1, le=3, description="1 JOSE, 2 COSE (base64url or base64), 3 only what nodes seal now."
-    )
+    lowest: Annotated[
+        int,
+        Field(ge=1, le=3, description="1 JOSE, 2 COSE (base64url or base64), 3 only what nodes seal now."),
+        BeforeValidator(whole_number),  # JSON's 2.0 is 2 (JSON Schema says so); true and "2" are not
+        Field(strict=False),
+    ]
     since: Instant | None = Field(
         default=None,
         alias="from",
