@@ -70,3 +70,13 @@ def test_a_huge_path_nobody_serves_is_refused_in_bounded_space(call: Call, jpn_n
     response = call("GET", "/" + "p" * 20_000)
     assert "nothing is served at /ppp" in problem_detail(response, 404)
     _bounded(jpn_node, response)
+
+
+def test_a_path_of_nuls_is_recorded_cut_as_stored(call: Call, jpn_node: Node) -> None:
+    """A NUL is stored as its six-character escape: a path of 100 NULs, 600 characters stored, is
+    cut after the escape, so it fits the audit's subject column (PostgreSQL's varchar(256))."""
+    response = call("GET", "/" + "%00" * 100)
+    assert response.status_code == 422, response.text
+    _bounded(jpn_node, response)
+    (refusal,) = _refusals(jpn_node)
+    assert len(refusal[1] or "") <= 256, len(refusal[1] or "")

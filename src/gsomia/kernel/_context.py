@@ -391,8 +391,9 @@ class NodeContext:
         :data:`EDGE_SUBJECT_KEPT` (what the audit's subject column holds) and :data:`EDGE_REASON_KEPT`
         characters, so a source's records are bounded in size as the tally bounds them in number,
         and a path too long for the column is still recorded, cut."""
-        subject = None if subject is None else _kept(subject, self.EDGE_SUBJECT_KEPT)
-        reason = _kept(reason, self.EDGE_REASON_KEPT)
+        # cut as it is stored (a NUL's escape is six characters): what is kept fits the column
+        subject = None if subject is None else _kept(storable(subject), self.EDGE_SUBJECT_KEPT)
+        reason = _kept(storable(reason), self.EDGE_REASON_KEPT)
         if actor is not None:
             self.record(kind, actor, subject, "refused", status=status, reason=reason)
             return None
