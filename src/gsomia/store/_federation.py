@@ -367,7 +367,8 @@ class FederationStore:
                 _insert_consents(conn, consents)
             _insert_outbox(conn, rows)
             self.store._inventory(conn, inventory, {})
-            self.store._audit(conn, audit)
+            # last: a selection's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(conn, audit)
 
     def due(
         self,
@@ -513,7 +514,8 @@ class FederationStore:
                     queued(conn)
             _store_receipts(conn, shared)
             self.store._inventory(conn, inventory, {})
-            self.store._audit(
+            # last: a batch's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(
                 conn,
                 [
                     a
@@ -679,7 +681,8 @@ class FederationStore:
                     .values(state=state, answer=reason)
                 )
             self.store._inventory(conn, inventory, by_id)
-            self.store._audit(conn, audit)
+            # last: a received batch's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(conn, audit)
 
     # --- consents ---
 
