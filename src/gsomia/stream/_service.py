@@ -331,6 +331,19 @@ class _Relayed:
     entry: Entry
 
 
+class _Turn:
+    """Set by a callback of the event loop's next turn: whether an awaited message had to be waited
+    for (the loop turned meanwhile) or was received already (it had not: more may be waiting)."""
+
+    __slots__ = ("turned",)
+
+    def __init__(self) -> None:
+        self.turned = True
+
+    def mark(self) -> None:
+        self.turned = True
+
+
 class _OutLink:
     """The sending half of one link: a WebSocket client carrying a Noise session."""
 
@@ -1533,8 +1546,12 @@ class StreamService:
         opened: Frame | None = first
         began = stalls.settle()
         key_until = -_FOREVER  # the peer's session key is checked (its end read) at the first frame read
+        loop = asyncio.get_running_loop()
+        turn = _Turn()  # whether the loop turned while the next message was awaited: none was received yet
         while True:
             if opened is None:
+                turn.turned = False
+                loop.call_soon(turn.mark)
                 if deadline is None:
                     data = await receive()  # an idle link may stay idle
                 else:
@@ -1576,7 +1593,11 @@ class StreamService:
                         await read_so_far.join()
                         deadline.waited(stalls.clock() - waited)  # this node's own wait, not the sender's
                         began = stalls.settle()
-                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
+                    # the link idle until this frame came (none waiting behind it) and nothing read and
+                    # not yet taken before it: its commit is made now if it can be; frames that came
+                    # together wait for one commit as before
+                    alone = turn.turned and read_so_far.qsize() == 0
+                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified, alone=alone))
                 deadline.charge(began)
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
                 began = stalls.settle()
@@ -1683,7 +1704,12 @@ class StreamService:
         return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
     def _remember(
-        self, group: VerifiedGroup, tracks: list[str], entries: Sequence[Entry] | None = None
+        self,
+        group: VerifiedGroup,
+        tracks: list[str],
+        entries: Sequence[Entry] | None = None,
+        *,
+        alone: bool = False,
     ) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
 
@@ -1696,7 +1722,8 @@ class StreamService:
         hands before the peer confirmed it (its new holder sends what the old one had not had
         confirmed): that is no attack, and the update is kept once (the window covers the handover's
         age). The identity is the signer's, so nobody else's signature can make a genuine update
-        look like one seen before.
+        look like one seen before. ``alone``: nothing else read waits to be recorded before it (the
+        commit may then be made now: ``ReplayMemory.remember``).
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
@@ -1705,7 +1732,8 @@ class StreamService:
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
             epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
-        return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
+        forget = epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW))
+        return self._memory.remember(arrival, forget, alone=alone)
 
     @staticmethod
     def _refuse_replay(peer: str, group: VerifiedGroup, remembered: Remembered) -> set[str]:
@@ -1719,9 +1747,10 @@ class StreamService:
             )
         return remembered.before
 
-    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup) -> _Arrival:
+    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup, *, alone: bool = False) -> _Arrival:
         """Read each track of one verified group at the boundary (``LinkError`` if one is not a track
-        this node accepts from ``sender``) and hand the group to the replay memory."""
+        this node accepts from ``sender``) and hand the group to the replay memory (``alone``: its
+        commit made now where it can be, ``_remember``)."""
         try:
             labels = _GroupLabels()  # a group's labels mostly repeat: one parse per distinct label
             read = [self._read_track(sender, seq, group, entry, labels) for entry in group.entries]
@@ -1729,7 +1758,7 @@ class StreamService:
             self._refuse_replay(sender, group, await self._remember(group, []))
             raise
         keys = [_track_key(group.originator, message) for message in read]
-        return _Arrival(seq, group, read, keys, self._remember(group, keys))
+        return _Arrival(seq, group, read, keys, self._remember(group, keys, alone=alone))
 
     async def _take_group(self, sender: str, arrival: _Arrival) -> None:
         """Once the store remembered the group: each track taken once (an update that arrived before,
