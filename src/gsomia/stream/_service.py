@@ -36,7 +36,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -109,7 +109,7 @@ from gsomia.stream._trackread import (
     json_keys,
     keys_once,
     read_feed_json,
-    read_track_json_keys,
+    read_track_json_checked,
     read_track_update,
     strings_read,
 )
@@ -154,8 +154,9 @@ _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
 # visits counters, as last read) at most this often: a change any process commits reaches an open
 # stream within the watch's interval and this
 _PERSON_CHECK_S = 0.1
-# how often the open consumers are looked at while no track comes (StreamService._follow_readers): an
-# idle stream's person, credential and visits are checked as often, so one ended meanwhile is closed
+# how often the open consumers' streams and publishers' feeds are looked at while nothing comes
+# (StreamService._follow_open): an idle one's person, credential (and a consumer's visits) are checked
+# as often, so one ended meanwhile is closed
 _IDLE_CHECK_S = 0.25
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
 # an update sent again comes at most this long after the first time: a link's holder sends what was
@@ -232,17 +233,19 @@ _TRACK_KEY = b',"track":'
 class _GroupLabels:
     """The last label read in a group: its boundary form, the label parsed from it and how many
     strings, keys and values, its JSON holds (no key given twice); and the last track read, its
-    bytes, the update read from them and their strings (a hub's group holds each update twice,
-    the same bytes in the copy for the hub and in the one it relays: read once)."""
+    bytes, the track id and update's instant read from them and their strings (a hub's group
+    holds each update twice, the same bytes in the copy for the hub and in the one it relays:
+    read once)."""
 
-    __slots__ = ("data", "label", "strings", "track", "track_strings", "update")
+    __slots__ = ("data", "label", "strings", "track", "track_id", "track_strings", "update_ts")
 
     def __init__(self) -> None:
         self.data: Any = None
         self.label: SecurityLabel | None = None
         self.strings = 0
         self.track: bytes | None = None
-        self.update: TrackUpdate | None = None
+        self.track_id = ""  # the last track's id and update's instant, as read from ``track``
+        self.update_ts: datetime | None = None
         self.track_strings: int | None = None
 
 
@@ -329,6 +332,19 @@ class _Relayed:
     jws: bytes
     size: int
     entry: Entry
+
+
+class _Turn:
+    """Set by a callback of the event loop's next turn: whether an awaited message had to be waited
+    for (the loop turned meanwhile) or was received already (it had not: more may be waiting)."""
+
+    __slots__ = ("turned",)
+
+    def __init__(self) -> None:
+        self.turned = True
+
+    def mark(self) -> None:
+        self.turned = True
 
 
 class _OutLink:
@@ -449,8 +465,9 @@ class StreamService:
         # published and received when they last were
         self._refreshing: asyncio.Future[None] | None = None
         self._flowing = 0
-        # the consumers open here, and the task that checks the idle ones (_follow_readers)
-        self._readings: set[_Reading] = set()
+        # the consumers' streams and publishers' feeds open here, and the task that checks the idle
+        # ones (_follow_open)
+        self._open: set[_Standing] = set()
         self._following: asyncio.Task[None] | None = None
 
     # --- lifecycle ---
@@ -760,15 +777,29 @@ class StreamService:
         changed (:meth:`publishing`); :meth:`publish` checks every update."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
 
-    def publishing(self, person: Person, *, credential: Callable[[], datetime] | None = None) -> _Publishing:
-        """The check an open publisher's feed makes before it publishes each message
-        (:meth:`_Publishing.current`, then :meth:`publish_feed` as :attr:`_Publishing.person`): it
-        raises the refusal, audited once, once ``person`` may no longer publish (disabled, the release
+    @contextlib.contextmanager
+    def publishing(
+        self,
+        person: Person,
+        close: Callable[[GsomiaError], Awaitable[None]],
+        *,
+        credential: Callable[[], datetime] | None = None,
+    ) -> Iterator[_Publishing]:
+        """The check an open publisher's feed makes, while the ``with`` block lasts: before it
+        publishes each message (:meth:`_Publishing.current`, then :meth:`publish_feed` as
+        :attr:`_Publishing.person`), and while it sends nothing (the consumers' idle round,
+        :meth:`_follow_open`, which then calls ``close`` with the refusal: the feed's owner closes
+        it). It refuses, audited once, once ``person`` may no longer publish (disabled, the release
         officer's role removed: :meth:`require_publisher`) or ``credential`` (the check of what the
         feed was opened with: its expiry, or it raises) fails, after any process changed a person or
         revoked a token, or at its expiry. The consumers' own check (:class:`_Standing`); from memory
         on the loop while nothing moved. ``person`` was let publish when the feed opened."""
-        return _Publishing(self, person, "publish", credential)
+        feed = _Publishing(self, person, "publish", credential, close)
+        self._follow(feed)
+        try:
+            yield feed
+        finally:
+            self._open.discard(feed)
 
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
@@ -828,59 +859,64 @@ class StreamService:
         # next ones straight into its queue while it is the link to that hop (each decided again
         # at its frame, as every queued track)
         checked: dict[tuple[str, str | None], _OutLink] = {}
+        # the plan of the update before and its allowed routes, each with its hop and the end of its
+        # link body: a plan kept for a track is the same for its next updates in this message (one
+        # instant, one reading of the counters), so its routes are worked out once, not per update
+        last_plan: RelayPlan | None = None
+        legs: list[tuple[Route, str, bytes]] = []
+        labels = self._labels
         for update in updates:
             if update.originator != self.party:
                 raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
-            label = self._label(update)
-            plan = await self._plan(update, label, now, under)
+            track_id = update.track_id
+            label = labels.get(track_id)
+            if label is None:
+                label = self._label(update)
+            plan = self._plans.get(track_id)
+            if plan is None or plan is not last_plan:  # else planned for this instant and counters already
+                plan = await self._plan(update, label, now, under)
+                if plan is not last_plan:
+                    last_plan, legs = (
+                        plan,
+                        [(r, r.via or r.recipient, self._route_tail(r)) for r in plan.allowed()],
+                    )
             self.stats.published += 1
             track = _track_bytes(update)  # encoded once, for every route
             await self._emit(track, label, "local", None)
             routes = []
-            head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
-            for route in plan.allowed():
-                hop = route.via or route.recipient
-                tail = self._route_tails.get((route.recipient, route.via))
-                if tail is None:
-                    tail = self._route_tails[(route.recipient, route.via)] = _dumps(
-                        {"originator": self.party, "recipient": route.recipient, "via": route.via}
-                    )[1:]
+            head = b'{"track":' + track + b',"label":' + self._label_json[track_id] + b","
+            for route, hop, tail in legs:
                 body = head + tail  # one JSON object: the track, the label, then the route's fields
                 consents = (
                     [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
                     if route.via
                     else []
                 )
+                agreement = route.decision.agreement
                 decided = _Decided(
                     plan.valid_until_ts,
                     label,
                     route.recipient,
                     route.via,
-                    update.track_id,
+                    track_id,
                     None,
                     self._plans_consents,
-                    route.decision.agreement,
+                    agreement,
                 )
-                link = checked.get((hop, route.decision.agreement))
+                link = checked.get((hop, agreement))
                 if link is not None and not consents and self._links.get(hop) is link:
                     self._enqueue(hop, link, body, None, decided)
                 else:
                     try:
-                        await self._to_link(hop, body, route.decision.agreement, consents, decided)
+                        await self._to_link(hop, body, agreement, consents, decided)
                     except (OSError, WebSocketException, GsomiaError) as exc:
                         await self._link_failed(hop, exc)
                         continue
                     link = self._links.get(hop)
                     if link is not None and not consents and not self.leases_links:
-                        checked[(hop, route.decision.agreement)] = link
+                        checked[(hop, agreement)] = link
                 if results:
-                    routes.append(
-                        {
-                            "recipient": route.recipient,
-                            "route": route.name,
-                            "agreement": route.decision.agreement,
-                        }
-                    )
+                    routes.append({"recipient": route.recipient, "route": route.name, "agreement": agreement})
             if results:
                 out.append(
                     {
@@ -894,6 +930,15 @@ class StreamService:
                 self._label_json.pop(update.track_id, None)
                 self._plans.pop(update.track_id, None)
         return out
+
+    def _route_tail(self, route: Route) -> bytes:
+        """The end of a link body for ``route``: its originator, recipient and hub, then ``}``."""
+        tail = self._route_tails.get((route.recipient, route.via))
+        if tail is None:
+            tail = self._route_tails[(route.recipient, route.via)] = _dumps(
+                {"originator": self.party, "recipient": route.recipient, "via": route.via}
+            )[1:]
+        return tail
 
     async def _to_link(
         self,
@@ -1533,8 +1578,12 @@ class StreamService:
         opened: Frame | None = first
         began = stalls.settle()
         key_until = -_FOREVER  # the peer's session key is checked (its end read) at the first frame read
+        loop = asyncio.get_running_loop()
+        turn = _Turn()  # whether the loop turned while the next message was awaited: none was received yet
         while True:
             if opened is None:
+                turn.turned = False
+                loop.call_soon(turn.mark)
                 if deadline is None:
                     data = await receive()  # an idle link may stay idle
                 else:
@@ -1576,7 +1625,11 @@ class StreamService:
                         await read_so_far.join()
                         deadline.waited(stalls.clock() - waited)  # this node's own wait, not the sender's
                         began = stalls.settle()
-                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
+                    # the link idle until this frame came (none waiting behind it) and nothing read and
+                    # not yet taken before it: its commit is made now if it can be; frames that came
+                    # together wait for one commit as before
+                    alone = turn.turned and read_so_far.qsize() == 0
+                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified, alone=alone))
                 deadline.charge(began)
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
                 began = stalls.settle()
@@ -1683,7 +1736,12 @@ class StreamService:
         return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
     def _remember(
-        self, group: VerifiedGroup, tracks: list[str], entries: Sequence[Entry] | None = None
+        self,
+        group: VerifiedGroup,
+        tracks: list[str],
+        entries: Sequence[Entry] | None = None,
+        *,
+        alone: bool = False,
     ) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
 
@@ -1696,7 +1754,8 @@ class StreamService:
         hands before the peer confirmed it (its new holder sends what the old one had not had
         confirmed): that is no attack, and the update is kept once (the window covers the handover's
         age). The identity is the signer's, so nobody else's signature can make a genuine update
-        look like one seen before.
+        look like one seen before. ``alone``: nothing else read waits to be recorded before it (the
+        commit may then be made now: ``ReplayMemory.remember``).
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
@@ -1705,7 +1764,8 @@ class StreamService:
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
             epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
-        return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
+        forget = epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW))
+        return self._memory.remember(arrival, forget, alone=alone)
 
     @staticmethod
     def _refuse_replay(peer: str, group: VerifiedGroup, remembered: Remembered) -> set[str]:
@@ -1719,9 +1779,10 @@ class StreamService:
             )
         return remembered.before
 
-    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup) -> _Arrival:
+    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup, *, alone: bool = False) -> _Arrival:
         """Read each track of one verified group at the boundary (``LinkError`` if one is not a track
-        this node accepts from ``sender``) and hand the group to the replay memory."""
+        this node accepts from ``sender``) and hand the group to the replay memory (``alone``: its
+        commit made now where it can be, ``_remember``)."""
         try:
             labels = _GroupLabels()  # a group's labels mostly repeat: one parse per distinct label
             read = [self._read_track(sender, seq, group, entry, labels) for entry in group.entries]
@@ -1729,7 +1790,7 @@ class StreamService:
             self._refuse_replay(sender, group, await self._remember(group, []))
             raise
         keys = [_track_key(group.originator, message) for message in read]
-        return _Arrival(seq, group, read, keys, self._remember(group, keys))
+        return _Arrival(seq, group, read, keys, self._remember(group, keys, alone=alone))
 
     async def _take_group(self, sender: str, arrival: _Arrival) -> None:
         """Once the store remembered the group: each track taken once (an update that arrived before,
@@ -1753,15 +1814,19 @@ class StreamService:
             remembered = await self._remember(group, [k for _, k in rest], [e for e, _ in rest])
         duplicates = remembered.before if resent else self._refuse_replay(sender, group, remembered)
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
-        taken: set[str] = set()
         dropped: list[str] = []
-        take: list[tuple[Entry, _Received]] = []
-        for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
-            if entry.index in resent or key in duplicates or key in taken:
-                dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
-                continue
-            taken.add(key)
-            take.append((entry, message))
+        take: list[tuple[Entry, _Received]]
+        if not resent and not duplicates and len(set(arrival.keys)) == len(arrival.keys):
+            take = list(zip(group.entries, arrival.read, strict=True))  # each a new update: all taken
+        else:
+            taken: set[str] = set()
+            take = []
+            for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
+                if entry.index in resent or key in duplicates or key in taken:
+                    dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
+                    continue
+                taken.add(key)
+                take.append((entry, message))
         if dropped:
             await self._bound_resends(sender, group, len(dropped))
         last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
@@ -1844,14 +1909,18 @@ class StreamService:
             recipient, via = data.recipient, data.via
             # the same boundary at every node, on the bytes passed on; the update's instant as
             # parsed keys it, not its text
-            if track == labels.track and labels.update is not None:
+            if track == labels.track and labels.update_ts is not None:
                 # the same bytes as the track before it, of the same originator (the group's): the
                 # same update and count (a pure read of those bytes), checked once
-                update, track_strings = labels.update, labels.track_strings
+                track_id, update_ts, track_strings = labels.track_id, labels.update_ts, labels.track_strings
             else:
-                update, track_strings = read_track_json_keys(track, originator=label.originator)
-                labels.track, labels.update, labels.track_strings = track, update, track_strings
-            at_us = epoch_us(update.update_ts)
+                # every check of the boundary; of the update only its id and instant are kept
+                track_id, update_ts, track_strings = read_track_json_checked(
+                    track, originator=label.originator
+                )
+                labels.track, labels.track_id, labels.update_ts = track, track_id, update_ts
+                labels.track_strings = track_strings
+            at_us = epoch_us(update_ts)
             if via is msgspec.UNSET:
                 via = None
             elif not (via is None or isinstance(via, str)):
@@ -1873,7 +1942,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, update.track_id, recipient, via, at_us)
+        return _Received(label, track, track_id, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -2030,7 +2099,7 @@ class StreamService:
             )
         self._seq += 1
         self.stats.emitted += 1
-        await self.bus.publish(b'{"id":' + str(self._seq).encode() + prefix + track[:-1] + fields)
+        await self.bus.publish(b"".join((b'{"id":', str(self._seq).encode(), prefix, track[:-1], fields)))
 
     def _decode(self, raw: bytes) -> _BusTrack:
         """A bus message read once for all the consumers it reaches: its label's digest, the label
@@ -2139,9 +2208,9 @@ class StreamService:
                 track = await reading.admit(raw)
                 if track is not None:
                     yield seq, track
-            reading.ended()  # closed under it (_follow_readers): the refusal that ended it
+            reading.ended()  # closed under it (_follow_open): the refusal that ended it
         finally:
-            self._readings.discard(reading)
+            self._open.discard(reading)
             await subscription.close()
 
     async def _consume_batches(
@@ -2165,29 +2234,34 @@ class StreamService:
                     yield sent
             reading.ended()
         finally:
-            self._readings.discard(reading)
+            self._open.discard(reading)
             await subscription.close()
 
     def _open_reading(
         self, person: Person, channel: str, credential: Callable[[], datetime] | None, subscription: Any
     ) -> _Reading:
         reading = _Reading(self, person, channel, credential, subscription)
-        self._readings.add(reading)
-        if self._following is None or self._following.done():
-            self._following = asyncio.create_task(self._follow_readers(), name=f"gsomia-readers-{self.party}")
+        self._follow(reading)
         return reading
 
-    async def _follow_readers(self) -> None:
-        """While consumers are open here, every ``_IDLE_CHECK_S`` check those no track has checked
-        lately (:meth:`_Reading.current`): an idle stream whose person was disabled, whose visit was
-        revoked, shortened or is over, or whose credential was revoked or expired is closed too.
+    def _follow(self, standing: _Standing) -> None:
+        """Check ``standing`` while it sends nothing too (:meth:`_follow_open`), until it is discarded."""
+        self._open.add(standing)
+        if self._following is None or self._following.done():
+            self._following = asyncio.create_task(self._follow_open(), name=f"gsomia-open-{self.party}")
+
+    async def _follow_open(self) -> None:
+        """While consumers' streams or publishers' feeds are open here, every ``_IDLE_CHECK_S`` check
+        those no track or message has checked lately (:meth:`_Standing.current`): an idle one whose
+        person was disabled (or demoted, a publisher), whose visit was revoked, shortened or is over
+        (a consumer), or whose credential was revoked or expired is closed too (:meth:`_Standing.sweep`).
         The counters are read once a round for all of them (one query, in a worker thread, when
-        due); a consumer's own record, credential and visits are read again only when one moved."""
+        due); one's own record, credential and visits are read again only when one moved."""
         watch = self.kernel.watch
-        while self._readings:
+        while self._open:
             await asyncio.sleep(_IDLE_CHECK_S)
             now = time.monotonic()
-            idle = [r for r in self._readings if r.due(now)]
+            idle = [r for r in self._open if r.due(now)]
             if not idle:
                 continue
             if watch.fresh(PEOPLE) is None:  # due: read once here, not once a consumer
@@ -2231,7 +2305,9 @@ class _Standing:
     credential they opened it with (the ``tokens`` counter: revoked by any process; and its expiry)
     and what the subclass decides on them (:meth:`_decide`). Checked at most every
     ``_PERSON_CHECK_S`` from memory on the loop (:meth:`current`); read again in a worker thread
-    only when a counter moved or the expiry passed. A refusal is audited once and raised from then on.
+    only when a counter moved or the expiry passed. A refusal is audited once and raised from then on;
+    found while the connection sends nothing (:meth:`sweep`, the service's idle round), it is handed
+    to ``close``, which closes what the connection waits on.
     The one check of an open consumer's stream (:class:`_Reading`) and of a publisher's feed
     (:class:`_Publishing`)."""
 
@@ -2242,12 +2318,14 @@ class _Standing:
         service: StreamService,
         person: Person,
         channel: str,
-        credential: Callable[[], datetime] | None = None,
+        credential: Callable[[], datetime] | None,
+        close: Callable[[GsomiaError], Awaitable[None]] | None,
     ) -> None:
         self._service = service
         self._person = person
         self._channel = channel
         self._credential = credential
+        self._close = close
         # the counters the person, credential (and the subclass's decision) were last read under:
         # unknown (the caller was let in on rows that may predate them), so the first check reads
         # them all again
@@ -2323,6 +2401,24 @@ class _Standing:
         if self._refused is not None:
             raise self._refused
 
+    async def sweep(self) -> None:
+        """:meth:`current` for an idle stream or feed (:meth:`StreamService._follow_open`): a refusal
+        is handed to ``close`` (a consumer's subscription closed under its stream, which then ends
+        raising it, :meth:`ended`; a publisher's feed closed by its owner)."""
+        try:
+            await self.current()
+            return
+        except GsomiaError as exc:
+            refused = exc
+        except Exception:  # the store unreachable: the next round tries again, a message's check too
+            _log.warning("an open stream's or feed's check could not be made", exc_info=True)
+            return
+        if self._close is not None:
+            try:  # one connection's failing close (its peer gone meanwhile) ends no other's round
+                await self._close(refused)
+            except Exception:
+                _log.warning("an open stream or feed refused could not be closed", exc_info=True)
+
     def _renewed(self, edge: bool) -> tuple[Person, Any, float, tuple[int | None, ...]]:
         """(In a worker thread.) The person's record as the store holds it, the subclass's decision
         on it (:meth:`_decide`), the credential's expiry and the counters they were read under;
@@ -2348,10 +2444,11 @@ class _Standing:
 
 
 class _Publishing(_Standing):
-    """A publisher's open feed (``/stream/tracks/publish``): before each message is published the
-    person must still be one who may publish (:meth:`StreamService.require_publisher`: active, a
-    release officer) and the credential they opened it with still valid (not revoked by any
-    process, not expired). A refusal ends the feed, audited once; the message is not published."""
+    """A publisher's open feed (``/stream/tracks/publish``): before each message is published, and
+    while it sends none, the person must still be one who may publish
+    (:meth:`StreamService.require_publisher`: active, a release officer) and the credential they
+    opened it with still valid (not revoked by any process, not expired). A refusal ends the feed,
+    audited once; the message is not published."""
 
     def _decide(self, person: Person, held: Person, seen: tuple[int | None, ...], edge: bool) -> None:
         if person != held:  # as it was when the feed opened (checked then), or since the last check
@@ -2377,8 +2474,10 @@ class _Reading(_Standing):
         credential: Callable[[], datetime] | None = None,
         subscription: Any = None,
     ) -> None:
-        super().__init__(service, person, channel, credential)
-        self._subscription = subscription
+        async def close(_refused: GsomiaError) -> None:  # the stream then ends raising it (ended)
+            await subscription.close()
+
+        super().__init__(service, person, channel, credential, None if subscription is None else close)
         self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
@@ -2409,17 +2508,6 @@ class _Reading(_Standing):
             self._gate = decided
             self._generation = decided.generation
             self._readable.clear()
-
-    async def sweep(self) -> None:
-        """:meth:`current` for an idle stream (:meth:`StreamService._follow_readers`): a refusal
-        closes the subscription under the stream, which then ends raising it (:meth:`ended`)."""
-        try:
-            await self.current()
-        except GsomiaError:
-            if self._subscription is not None:
-                await self._subscription.close()
-        except Exception:  # the store unreachable: the next round tries again, a track's check too
-            _log.warning("an open stream's check could not be made", exc_info=True)
 
     async def admit(self, raw: bytes) -> bytes | None:
         """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
