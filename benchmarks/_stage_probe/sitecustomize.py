@@ -163,10 +163,10 @@ def _install(directory: str) -> None:
             events.append(("opened", began, clock(), self.peer, frame.seq))
         return frame
 
-    async def arrive_(self: Any, sender: str, seq: int, group: Any) -> Any:
+    async def arrive_(self: Any, sender: str, seq: int, group: Any, **how: Any) -> Any:
         tracks = [ts_of(entry.message) for entry in group.entries]
         events.append(("verified", clock(), sender, seq, tracks))
-        arrival = await arrive(self, sender, seq, group)
+        arrival = await arrive(self, sender, seq, group, **how)
         arrival.remembered.add_done_callback(lambda _: events.append(("remembered", clock(), tracks)))
         return arrival
 

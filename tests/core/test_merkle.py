@@ -18,6 +18,7 @@ from gsomia.core.merkle import (
     inclusion_proof,
     leaf_hash,
     range_hash,
+    tree_root,
     verify_consistency,
     verify_inclusion,
 )
@@ -64,6 +65,12 @@ def source(d: list[bytes]):  # type: ignore[no-untyped-def]
 
 
 leaves = st.lists(st.binary(max_size=8), min_size=1, max_size=70)
+
+
+@given(data=st.lists(st.binary(max_size=8), max_size=300))
+def test_the_root_of_a_whole_batch_is_the_rfc_root(data: list[bytes]) -> None:
+    """``tree_root`` (level by level, an odd node carried up) is RFC 9162's root at every size."""
+    assert tree_root([leaf_hash(leaf) for leaf in data]) == mth(data)
 
 
 @given(data=leaves)

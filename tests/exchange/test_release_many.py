@@ -13,6 +13,7 @@ import httpx
 import pytest
 from tests.exchange.test_exchange import GSOMIA, Net, net, own_item
 
+from gsomia.api import _models as m
 from gsomia.api import create_app
 from gsomia.errors import AccessDenied, GsomiaError, NotFoundError
 from gsomia.exchange import MAX_RELEASE_ITEMS
@@ -187,6 +188,12 @@ def test_the_api_releases_a_selection_in_one_request(net: Net) -> None:
     assert [q["item_id"] for q in body["queued"]] == ["api-1", "api-2"]
     assert all(q["state"] == "pending" and q["decision"]["allowed"] for q in body["queued"])
     assert [r["item"] for r in body["refused"]] == ["api-secret"]
+    # written straight out (issue 18), the answer is still its model's JSON byte for byte: what
+    # FastAPI writes from ``ReleasesOut`` (validated, dumped, ``json`` compact and unescaped)
+    modelled = m.ReleasesOut.model_validate(body).model_dump(mode="json")
+    assert modelled == body
+    assert answer.content == json.dumps(modelled, ensure_ascii=False, separators=(",", ":")).encode()
+    assert "군사" in answer.text  # the decision's Korean text as it is, not escaped
     assert sorted(d.state for d in net.deliver()) == ["delivered", "delivered"]
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import func, select
 from tests.exchange.test_exchange import Net, net, own_item
+
+from gsomia.store import _tables as t
 
 __all__ = ["net"]
 
@@ -84,3 +87,27 @@ def test_each_item_of_a_selection_is_read_under_its_own_label_and_audited_with_i
         for i in allowed
     }
     assert reasons["ii-a"] == reasons["ii-b"] != reasons["iii-a"] == reasons["iii-b"]
+
+
+def test_each_entry_read_back_from_the_store_carries_its_own_decision(net: Net) -> None:
+    """Issue 18: the decision texts a selection's rows share are stored once (``decisions``, migration
+    0030) and named by each row. Read back from the store, by every reader of the outbox, each entry's
+    decision is still its own item's, the lone release's at the same instant: interleaved items of two
+    classifications never read each other's text."""
+    kor = net.nodes["KOR"]
+    selection = ["ii-a", "iii-a", "ii-b", "iii-b"]
+    for item_id in selection:
+        own_item(net, "KOR", item_id, **({"classification": "군사III급비밀"} if "iii" in item_id else {}))
+    released = kor.exchange.release_many(net.officer("KOR"), selection, "JPN")
+    fed = kor.exchange.fed
+    stored = {e.item_id: json.loads(e.decision) for e in fed.outbox()}
+    read_one = {i: fed.outbox_entry(e.msg_id) for i, e in zip(selection, released.entries, strict=True)}
+    assert {i: json.loads(e.decision) for i, e in read_one.items() if e is not None} == stored
+    with kor.store.engine.connect() as conn:
+        own = conn.execute(select(t.outbox.c.decision, t.outbox.c.decision_id)).all()
+        shared = conn.execute(select(func.count()).select_from(t.decisions)).scalar_one()
+    assert {d for d, _ in own} == {""}  # not in the rows: stored once per decision
+    assert shared == 2
+    alone = {i: json.loads(kor.exchange.release(net.officer("KOR"), i, "JPN").decision) for i in selection}
+    assert stored == alone
+    assert stored["ii-a"]["marking"] == stored["ii-b"]["marking"] != stored["iii-a"]["marking"]

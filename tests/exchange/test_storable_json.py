@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsomia._canonical import loads, unstorable
-from gsomia.exchange._inbox import _storable_json
+from gsomia._canonical import storable_json as _storable_json
 
 _HOSTILE = [
     b'{"item": "a\\u0000b"}',  # a NUL by its escape

@@ -245,3 +245,51 @@ def test_a_commit_that_waits_for_nothing_is_made_on_the_loop_and_one_that_would_
         await memory.close()
 
     asyncio.run(run())
+
+
+def test_a_group_alone_is_committed_in_its_callers_turn_and_never_ahead_of_one_handed_before() -> None:
+    """A link's reader that waited for its frame, with nothing read and not yet taken before it, hands
+    its group over ``alone``: where the memory is idle and the commit waits for nothing, it is made
+    there and then (the future done on return: no turn of the loop between the verification and
+    the taking). Where a group handed over before is still waiting, or the commit would wait, or the
+    store fails, it goes as any other: after the groups before it, in the same order, each its own
+    answer, a failure failing it."""
+    from gsomia.errors import StoreError
+
+    store = _Store()
+    store.replay_memory_apart = True
+    store.busy = False
+    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
+    memory = ReplayMemory(store)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        loop_thread = threading.get_ident()
+        alone = memory.remember(_arrival(1), 0, alone=True)
+        assert alone.done()  # made in this turn, on the loop
+        assert alone.result().replayed == [1]
+        assert store.made_at_once == [(["batch-1"], loop_thread)]
+
+        before = memory.remember(_arrival(2), 0)  # waits for the end of the turn
+        behind = memory.remember(_arrival(3), 0, alone=True)
+        assert not behind.done()  # never ahead of the group handed over before it
+        assert [a.replayed for a in await asyncio.gather(before, behind)] == [[2], [3]]
+        assert store.made_at_once[-1] == (["batch-2", "batch-3"], loop_thread)  # one commit, in order
+
+        store.busy = True  # the commit would wait (another process's): the thread makes it
+        held = memory.remember(_arrival(4), 0, alone=True)
+        await asyncio.sleep(0.02)
+        assert not held.done()
+        store.go.set()
+        assert (await held).replayed == [4]
+        assert store.commits == [(["batch-4"], 0)]
+
+        store.busy = False
+        store.fail = StoreError("the memory file is gone")
+        failed = memory.remember(_arrival(5), 0, alone=True)
+        with pytest.raises(StoreError, match="gone"):
+            await failed
+        store.fail = None
+        assert (await memory.remember(_arrival(6), 0, alone=True)).replayed == [6]  # and it goes on
+        await memory.close()
+
+    asyncio.run(run())

@@ -18,6 +18,7 @@ from gsomia.stream._trackread import (
     json_keys,
     keys_once,
     read_track_json,
+    read_track_json_checked,
     read_track_json_keys,
     read_track_update,
     strings_read,
@@ -141,6 +142,32 @@ def test_the_read_of_the_bytes_answers_as_the_read_of_their_decoding(
     data = changed(_UPDATE, path, value)
     raw = json.dumps(data).encode()  # NaN and 10**400 as JSON text, which orjson refuses
     assert _json_outcome(raw) == _loads_outcome(raw)
+
+
+def _checked_outcome(read: Any, raw: bytes) -> tuple[str, Any]:
+    """What a receiver keeps of a read of ``raw``: the track id, the update's instant and the strings
+    count, or the refusal (its type, and its message for gsomia's own)."""
+    try:
+        answer = read(raw, originator="KOR")
+    except GsomiaError as exc:
+        return type(exc).__name__, str(exc)
+    except ValueError as exc:
+        return "ValueError", type(exc).__name__
+    if isinstance(answer, tuple) and len(answer) == 3:
+        return "read", answer
+    update, strings = answer
+    return "read", (update.track_id, update.update_ts, strings)
+
+
+@pytest.mark.parametrize(("path", "value"), _CASES)
+def test_the_receivers_read_keeps_what_the_whole_read_reads(path: tuple[Any, ...], value: Any) -> None:
+    """A receiver's read (no samples made into tuples) takes and refuses what the read of the whole
+    update does, with the same id, instant and strings count: the same boundary."""
+    raw = json.dumps(changed(_UPDATE, path, value)).encode()
+    whole = _checked_outcome(read_track_json_keys, raw)
+    assert _checked_outcome(read_track_json_checked, raw) == whole
+    if whole[0] == "read":
+        assert whole[1][:2] == (_loads_outcome(raw)[1][0].track_id, _loads_outcome(raw)[1][0].update_ts)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ __all__ = [
     "node_hash",
     "range_hash",
     "subtrees_needed",
+    "tree_root",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -49,6 +50,23 @@ def leaf_hash(data: bytes) -> bytes:
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def tree_root(leaves: Sequence[bytes]) -> bytes:
+    """The root of the tree of ``leaves`` (leaf hashes, in order): ``Frontier``'s root after
+    appending each, made level by level (each level's pairs hashed, an odd last node carried up
+    unchanged, which is RFC 9162's split at the largest power of two below the size), with no
+    subtree kept: for a caller that needs only the root of a whole batch."""
+    level = list(leaves)
+    if not level:
+        return EMPTY_ROOT
+    sha = hashlib.sha256
+    while len(level) > 1:
+        odd = level[-1] if len(level) & 1 else None
+        level = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 def _split(size: int) -> int:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gsomia._canonical import loads
+from gsomia._canonical import loads, storable_json
 from gsomia._codec import (
     DecisionTexts,
     Encoded,
@@ -32,7 +32,14 @@ from gsomia._codec import (
 from gsomia.core.instants import epoch_us
 from gsomia.core.policy import Assurance, Consent, ReleaseDecision, ReleaseRequest
 from gsomia.core.portions import banner
-from gsomia.crypto.envelope import EnvelopeError, Opened, open_envelope, signed_payload, verify_origin
+from gsomia.crypto.envelope import (
+    EnvelopeError,
+    Opened,
+    UnverifiedOrigin,
+    open_envelope,
+    read_origin,
+    verify_origin,
+)
 from gsomia.errors import AgreementError, GsomiaError, InvalidInputError
 from gsomia.exchange._base import Batch
 from gsomia.exchange._equivalences import EQUIVALENCE_KIND
@@ -119,7 +126,9 @@ class Inbox(EnvelopeVersions):
         ]
         # one look-up each for the batch's message ids and item ids, not two queries per envelope
         accepted.seen = held = self.fed.inbox_entries(
-            [o.msg_id for o in messages if unstorable(o.msg_id, "") is None]  # the rest refused below
+            [
+                o.msg_id for o in messages if o.storable or unstorable(o.msg_id, "") is None
+            ]  # the rest refused below
         )
         # the envelope versions: raised only by an envelope bringing a message not held already
         # (a replayed duplicate raises nothing)
@@ -211,6 +220,7 @@ class Inbox(EnvelopeVersions):
                         body,
                         batch.sender_kid,
                         batch.version,
+                        batch.storable,  # the batch's claims, this message's text among them
                     )
                 )
         if reason is not None:
@@ -364,7 +374,9 @@ class Inbox(EnvelopeVersions):
         # the message itself (its id, route, purpose, ...) holding text no store can hold: this
         # message refused, audited, before its id is looked up; a batch's others are received. The
         # signed contents it carries are checked where they are parsed (json_object)
-        found = unstorable({"msg_id": opened.msg_id, "body": opened.body}, "message")
+        found = (
+            None if opened.storable else unstorable({"msg_id": opened.msg_id, "body": opened.body}, "message")
+        )
         if found is not None:
             reason = f"{found[0]}: {found[1]}"
             return self.refused(
@@ -456,10 +468,13 @@ class Inbox(EnvelopeVersions):
         route = body.get("route")
         if not isinstance(origin, str) or not isinstance(route, dict):
             raise InvalidInputError("item message: origin and route are required")
-        originator, content = verify_origin(origin, self._identities, now, own=self.ring)
-        # the JSON the prefetch read, only where its bytes are exactly the content that just verified
+        # the signed text as the prefetch read it (not read again), verified now; and the JSON the
+        # prefetch parsed, which is of exactly the content that just verified
         peeked = accepted.prefetched.get("contents", {}).get(origin)
-        parsed = peeked[1] if peeked is not None and peeked[0] == content else json_object(content, "item")
+        originator, content = verify_origin(
+            origin if peeked is None else peeked[0], self._identities, now, own=self.ring
+        )
+        parsed = peeked[1] if peeked is not None else json_object(content, "item")
         item: ItemContent | PortionedContent
         portions: tuple[SignedPortion, ...] = ()
         portioned = parse_portioned_content(content, self.kernel.catalogue, parsed=parsed)
@@ -774,38 +789,27 @@ def _receipts_once(results: list[dict[str, Any]]) -> list[str]:
     return list(kept)
 
 
-def _storable_json(raw: bytes) -> bool:
-    """Whether JSON text ``raw`` can hold no NUL and no lone surrogate in any value or key it
-    parses to, decided on its bytes (what ``unstorable``'s walk over the parsed value answers, without
-    the walk: ~50 texts an item). A value parsed from strict UTF-8 (no encoded surrogate, which
-    ``json.loads`` would take with ``surrogatepass``) without a NUL byte and without a ``\\u`` escape
-    (the only way to write a NUL or a lone surrogate in JSON) holds neither. ``False`` means only that
-    the walk must answer (a Korean text escaped as ``\\uXXXX``, a literal backslash before a ``u``)."""
-    if b"\\u" in raw or b"\x00" in raw:
-        return False
-    try:
-        raw.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _peek_item(
-    body: dict[str, Any], peeked: dict[str, tuple[bytes, dict[str, Any]]]
+    body: dict[str, Any], peeked: dict[str, tuple[UnverifiedOrigin, dict[str, Any]]]
 ) -> tuple[str, str] | None:
     """The (originator, item id) an item message claims, read before verification, only to prefetch
-    in one query; the signed content's bytes and JSON object kept in ``peeked`` by the signed text
-    (used only once the signature over exactly those bytes has verified)."""
+    in one query; the signed text as read (:func:`read_origin`, as :func:`verify_origin` reads it)
+    and its content's JSON object kept in ``peeked`` by the signed text (used only once that
+    signature has verified)."""
     origin = body.get("origin")
-    if body.get("kind") != "item" or not isinstance(origin, str) or origin.count(".") != 2:
+    if body.get("kind") != "item" or not isinstance(origin, str):
         return None
     try:
-        raw = signed_payload(origin)
+        token = read_origin(origin)  # what verify_origin refuses as malformed is not looked up
+    except EnvelopeError:
+        return None
+    raw = token.payload
+    try:
         content = loads(raw)  # json.loads's value, by orjson where the two agree (issue 18)
-        if not _storable_json(raw) and unstorable(content, "item") is not None:
+        if not storable_json(raw) and unstorable(content, "item") is not None:
             return None  # not looked up, nor kept: json_object refuses it below, naming the place
         if isinstance(content, dict):
-            peeked[origin] = (raw, content)
+            peeked[origin] = (token, content)
         item, label = content.get("item"), content.get("label")
         originator = label.get("originator") if isinstance(label, dict) else None
     except (ValueError, AttributeError):

@@ -7,6 +7,7 @@ receipt stores the item, the inbox row and the audit records at once).
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
@@ -144,17 +145,40 @@ def _values(row: object) -> dict[str, object]:
     return {name: getattr(row, name) for name in row.__slots__ if name != "seq"}  # type: ignore[attr-defined]
 
 
-_OUTBOX_COLUMNS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "receipt_id"))
-# a row's values in ``_OUTBOX_COLUMNS``' order, read in one call (a generator of getattr a column
+_OUTBOX_FIELDS = tuple(c.name for c in t.outbox.c if c.name not in ("seq", "receipt_id", "decision_id"))
+# a row's values in ``_OUTBOX_FIELDS``' order, read in one call (a generator of getattr a column
 # cost a release of 1,000 items more than its insert's statement: issue 18)
-_outbox_values = operator.attrgetter(*_OUTBOX_COLUMNS)
+_outbox_values = operator.attrgetter(*_OUTBOX_FIELDS)
+_DECISION_AT = _OUTBOX_FIELDS.index("decision")
+# what ``_insert_outbox`` writes: the fields, the decision's among them (empty where it is shared), and
+# the key of the shared decision
+_OUTBOX_COLUMNS = (*_OUTBOX_FIELDS, "decision_id")
+# a decision text longer than its key is stored once (``decisions``): every release decision is
+_SHARED_DECISION = 64
 
 
 def _insert_outbox(conn: Connection, rows: Sequence[OutboxRow]) -> None:
-    """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18)."""
+    """Queue ``rows``: one statement for a release's selection (``insert_rows``; issue 18). Each
+    release decision goes once into ``decisions`` under the SHA-256 of its text, the rows naming it
+    by ``decision_id`` with an empty ``decision`` (a selection's items decided alike share one text of
+    ~1.4 KB: it was written, checkpointed and read back once a row); readers get the text either way."""
     if not rows:
         return
-    insert_rows(conn, t.outbox, [_outbox_values(r) for r in rows], _OUTBOX_COLUMNS)
+    keys: dict[str, str] = {}  # by text: a selection's rows share the text object, hashed once
+    values: list[tuple[Any, ...]] = []
+    for r in rows:
+        row = _outbox_values(r)
+        text = r.decision
+        if len(text) <= _SHARED_DECISION:
+            values.append((*row, None))
+            continue
+        key = keys.get(text)
+        if key is None:
+            key = keys[text] = hashlib.sha256(text.encode()).hexdigest()
+        values.append((*row[:_DECISION_AT], "", *row[_DECISION_AT + 1 :], key))
+    if keys:
+        conn.execute(_insert_new(conn, t.decisions), [{"id": k, "decision": d} for d, k in keys.items()])
+    insert_rows(conn, t.outbox, values, _OUTBOX_COLUMNS)
     queued(conn)  # the delivery worker is woken by this commit, not at the end of its pause
 
 
@@ -168,7 +192,18 @@ def _shared_receipt(table: Any) -> Select[Any]:
     )
 
 
-OUTBOX = _shared_receipt(t.outbox)  # select(t.outbox) with every row's receipt
+def _shared_decision(query: Select[Any]) -> Select[Any]:
+    """``query`` of the outbox (``_shared_receipt``) with each row's decision: its own, or the shared
+    one its ``decision_id`` names (stored once in ``decisions``)."""
+    decision = func.coalesce(t.decisions.c.decision, t.outbox.c.decision).label("decision")
+    columns = [c if c.name != "decision" else decision for c in query.selected_columns]
+    return query.with_only_columns(*columns).outerjoin(
+        t.decisions, t.decisions.c.id == t.outbox.c.decision_id
+    )
+
+
+# select(t.outbox) with every row's receipt and decision
+OUTBOX = _shared_decision(_shared_receipt(t.outbox))
 INBOX = _shared_receipt(t.inbox)
 
 
@@ -187,7 +222,7 @@ _DUE_COLUMNS = [
 
 
 def _outbox_row(mapping: Any) -> OutboxRow:
-    return OutboxRow(**{k: v for k, v in mapping.items() if k != "receipt_id"})
+    return OutboxRow(**{k: v for k, v in mapping.items() if k not in ("receipt_id", "decision_id")})
 
 
 def _store_receipts(conn: Connection, shared: dict[str, str]) -> None:

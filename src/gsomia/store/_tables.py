@@ -212,6 +212,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("receipt", Text),  # the receiver's signed receipt: proof of delivery
     Column("receipt_id", String(64)),  # or the key of a batch's receipt in ``receipts`` (shared)
+    Column("decision_id", String(64)),  # or the key of a shared decision in ``decisions`` (then empty)
     Index("ix_outbox_due", "state", "next_attempt_us"),
 )
 
@@ -235,6 +236,15 @@ receipts = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("receipt", Text, nullable=False),
+)
+
+# A release decision many outbox rows share (issue 18: a selection's items decided alike), stored once
+# under the SHA-256 of its text and named by each row's ``decision_id``.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("decision", Text, nullable=False),
 )
 
 consents = Table(

@@ -33,6 +33,11 @@ to the thread and back, with the thread's wait for the interpreter's lock behind
 0.4 ms at the median and 5-7 ms at p99 of a commit whose own work is 0.12 ms (benchmarks/README.md,
 bench_stream). Nothing else changes: the same transaction, the same order, a group answered only
 once the commit that recorded it has returned.
+
+A group handed over ``alone`` (a link's reader that had to wait for its frame, with nothing read and
+not yet taken before it) to an idle memory has that commit made at once, in the caller's turn: at
+1,000 tracks/s, a frame a track, the turns the commit waited for groups that mostly never came were
+half of a receiver's replay-memory step at the median and more at p90 (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -133,6 +138,23 @@ class _Lane:
         self._idle: asyncio.Event | None = None  # set when nothing is waiting or under way (close)
         self._seen = 0  # groups waiting at the last turn a commit on the loop waited (_still_coming)
         self._turns = 0  # turns it has waited
+
+    def now(self, waiter: _Waiter) -> bool:
+        """Make ``waiter``'s commit now, in this turn of the event loop, if the lane is idle (nothing
+        waiting or under way: nothing handed over before it is left behind, so the order of arrival
+        is kept) and the commit waits for nothing (``at_once``); its future is then done already.
+        False, nothing done: it waits its turn (:meth:`wait`)."""
+        if self._at_once is None or self._committing:
+            return False
+        try:
+            answers = self._at_once([waiter])
+        except Exception as exc:  # the store failed: this waiter fails with it
+            waiter.future.set_exception(exc)
+            return True
+        if answers is None:
+            return False
+        waiter.future.set_result(answers[0] if waiter.arrival is not None else None)
+        return True
 
     def wait(self, waiter: _Waiter) -> None:
         self._waiting.append(waiter)
@@ -235,11 +257,24 @@ class ReplayMemory:
         self._arrivals = _Lane(self._commit_of, self._at_once if apart else None)
         self._records = _Lane(self._records_of) if apart else self._arrivals
 
-    def remember(self, arrival: SignedArrival, forget_before_us: int) -> asyncio.Future[Remembered]:
+    def remember(
+        self, arrival: SignedArrival, forget_before_us: int, *, alone: bool = False
+    ) -> asyncio.Future[Remembered]:
         """Record ``arrival`` in the next commit, forgetting rows seen before ``forget_before_us``;
-        the future holds what the store said of it (or its error) once that commit is done."""
+        the future holds what the store said of it (or its error) once that commit is done.
+
+        ``alone``: the caller has nothing else read and waiting to be recorded (a link's reader
+        whose taker has taken everything before): where the memory is idle and its commit can be
+        made without waiting (its own file, its lock free), it is made now, in the caller's turn,
+        and the future is done on return. At 1,000 tracks/s, a frame a track, the commit waited
+        two turns of the event loop for groups that mostly never came (0.45 ms at the median of a
+        receiver's 1.8 ms, benchmarks/README.md, bench_stream); frames read flat out are not alone
+        (the taker is behind) and go in one commit together as before. The same transaction, the
+        same order: nothing is taken before its commit has returned."""
         future: asyncio.Future[Remembered] = asyncio.get_running_loop().create_future()
-        self._arrivals.wait(_Waiter(arrival, forget_before_us, (), future))
+        waiter = _Waiter(arrival, forget_before_us, (), future)
+        if not (alone and self._arrivals.now(waiter)):
+            self._arrivals.wait(waiter)
         return future
 
     def record(self, rows: Sequence[AuditRow]) -> asyncio.Future[None]:

@@ -49,7 +49,14 @@ from datetime import datetime, timedelta
 import orjson
 
 from gsomia._codec import canonical
-from gsomia.core.merkle import Frontier, inclusion_subtrees, leaf_hash, range_hash, verify_inclusion
+from gsomia.core.merkle import (
+    Frontier,
+    inclusion_subtrees,
+    leaf_hash,
+    range_hash,
+    tree_root,
+    verify_inclusion,
+)
 from gsomia.crypto.envelope import TRACKS_TYPE, sign_origin, verify_origin
 from gsomia.crypto.keys import KeyRing, PeerIdentity
 from gsomia.errors import EnvelopeError, LinkError, ProofError
@@ -70,6 +77,7 @@ _MAX_PROOF = MAX_BATCH.bit_length()  # hashes in an inclusion proof of a tree of
 _HASH = 32
 _GROUP = struct.Struct(">IH")  # tree size, count
 _ENTRY = struct.Struct(">IB")  # leaf index, proof length
+_WHOLE_ENTRY = struct.Struct(">IBI")  # leaf index, proof length 0, message length: an entry of a whole batch
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _KIND = "track-batch"
@@ -165,13 +173,13 @@ def sign_batch(ring: KeyRing, messages: Sequence[bytes], at: datetime) -> bytes:
     """A group of this node's own ``messages``: the Merkle root of all of them, signed, and the messages."""
     if not 0 < len(messages) <= MAX_BATCH:
         raise LinkError("malformed", f"a signed batch holds 1 to {MAX_BATCH} tracks, not {len(messages)}")
-    frontier = Frontier()
-    for message in messages:
-        frontier.append(leaf_hash(message))
-    jws = sign_origin(ring, _content(ring.party, len(messages), frontier.root(), at), at, typ=TRACKS_TYPE)
+    root = tree_root([leaf_hash(message) for message in messages])
+    jws = sign_origin(ring, _content(ring.party, len(messages), root, at), at, typ=TRACKS_TYPE)
     parts = [_U16.pack(len(jws)), jws.encode(), _GROUP.pack(len(messages), len(messages))]
+    pack, add = _WHOLE_ENTRY.pack, parts.append
     for index, message in enumerate(messages):
-        parts += [_ENTRY.pack(index, 0), _U32.pack(len(message)), message]
+        add(pack(index, 0, len(message)))
+        add(message)
     return b"".join(parts)
 
 
@@ -204,15 +212,19 @@ def decode_groups(body: bytes, peer: str) -> list[Group]:
                 if index <= last or index >= size or proof_length > _MAX_PROOF:
                     raise malformed("has a track out of place in its batch")
                 last = index
-                proof = tuple(
-                    bytes(view[offset + i * _HASH : offset + (i + 1) * _HASH]) for i in range(proof_length)
-                )
-                offset += proof_length * _HASH
+                if proof_length:  # a relayed part of a batch: each message with its proof
+                    proof: tuple[bytes, ...] = tuple(
+                        bytes(view[offset + i * _HASH : offset + (i + 1) * _HASH])
+                        for i in range(proof_length)
+                    )
+                    offset += proof_length * _HASH
+                else:
+                    proof = ()
                 (length,) = _U32.unpack_from(body, offset)
                 offset += _U32.size
                 if length == 0 or offset + length > end:
                     raise malformed("has a track of a wrong length")
-                entries.append(Entry(index, proof, bytes(view[offset : offset + length])))
+                entries.append(Entry(index, proof, body[offset : offset + length]))
                 offset += length
             groups.append(Group(jws, size, tuple(entries)))
     except struct.error as exc:
@@ -260,10 +272,7 @@ def verify_group(
         )  # fmt: skip
     leaves = [leaf_hash(entry.message) for entry in group.entries]
     if group.whole:
-        frontier = Frontier()
-        for leaf in leaves:
-            frontier.append(leaf)
-        if frontier.root() != root:
+        if tree_root(leaves) != root:
             raise LinkError("not-included", f"the tracks sent are not the batch {originator} signed")
         return VerifiedGroup(originator, signed_at, group, leaves, hashlib.sha256(content).hexdigest())
     for leaf, entry in zip(leaves, group.entries, strict=True):

@@ -109,7 +109,7 @@ from gsomia.stream._trackread import (
     json_keys,
     keys_once,
     read_feed_json,
-    read_track_json_keys,
+    read_track_json_checked,
     read_track_update,
     strings_read,
 )
@@ -232,17 +232,19 @@ _TRACK_KEY = b',"track":'
 class _GroupLabels:
     """The last label read in a group: its boundary form, the label parsed from it and how many
     strings, keys and values, its JSON holds (no key given twice); and the last track read, its
-    bytes, the update read from them and their strings (a hub's group holds each update twice,
-    the same bytes in the copy for the hub and in the one it relays: read once)."""
+    bytes, the track id and update's instant read from them and their strings (a hub's group
+    holds each update twice, the same bytes in the copy for the hub and in the one it relays:
+    read once)."""
 
-    __slots__ = ("data", "label", "strings", "track", "track_strings", "update")
+    __slots__ = ("data", "label", "strings", "track", "track_id", "track_strings", "update_ts")
 
     def __init__(self) -> None:
         self.data: Any = None
         self.label: SecurityLabel | None = None
         self.strings = 0
         self.track: bytes | None = None
-        self.update: TrackUpdate | None = None
+        self.track_id = ""  # the last track's id and update's instant, as read from ``track``
+        self.update_ts: datetime | None = None
         self.track_strings: int | None = None
 
 
@@ -329,6 +331,19 @@ class _Relayed:
     jws: bytes
     size: int
     entry: Entry
+
+
+class _Turn:
+    """Set by a callback of the event loop's next turn: whether an awaited message had to be waited
+    for (the loop turned meanwhile) or was received already (it had not: more may be waiting)."""
+
+    __slots__ = ("turned",)
+
+    def __init__(self) -> None:
+        self.turned = True
+
+    def mark(self) -> None:
+        self.turned = True
 
 
 class _OutLink:
@@ -828,59 +843,64 @@ class StreamService:
         # next ones straight into its queue while it is the link to that hop (each decided again
         # at its frame, as every queued track)
         checked: dict[tuple[str, str | None], _OutLink] = {}
+        # the plan of the update before and its allowed routes, each with its hop and the end of its
+        # link body: a plan kept for a track is the same for its next updates in this message (one
+        # instant, one reading of the counters), so its routes are worked out once, not per update
+        last_plan: RelayPlan | None = None
+        legs: list[tuple[Route, str, bytes]] = []
+        labels = self._labels
         for update in updates:
             if update.originator != self.party:
                 raise InvalidInputError(f"this node publishes for {self.party}, not {update.originator}")
-            label = self._label(update)
-            plan = await self._plan(update, label, now, under)
+            track_id = update.track_id
+            label = labels.get(track_id)
+            if label is None:
+                label = self._label(update)
+            plan = self._plans.get(track_id)
+            if plan is None or plan is not last_plan:  # else planned for this instant and counters already
+                plan = await self._plan(update, label, now, under)
+                if plan is not last_plan:
+                    last_plan, legs = (
+                        plan,
+                        [(r, r.via or r.recipient, self._route_tail(r)) for r in plan.allowed()],
+                    )
             self.stats.published += 1
             track = _track_bytes(update)  # encoded once, for every route
             await self._emit(track, label, "local", None)
             routes = []
-            head = b'{"track":' + track + b',"label":' + self._label_json[update.track_id] + b","
-            for route in plan.allowed():
-                hop = route.via or route.recipient
-                tail = self._route_tails.get((route.recipient, route.via))
-                if tail is None:
-                    tail = self._route_tails[(route.recipient, route.via)] = _dumps(
-                        {"originator": self.party, "recipient": route.recipient, "via": route.via}
-                    )[1:]
+            head = b'{"track":' + track + b',"label":' + self._label_json[track_id] + b","
+            for route, hop, tail in legs:
                 body = head + tail  # one JSON object: the track, the label, then the route's fields
                 consents = (
                     [jws for consent, jws in self._consents_on_file if _precedes(consent, route)]
                     if route.via
                     else []
                 )
+                agreement = route.decision.agreement
                 decided = _Decided(
                     plan.valid_until_ts,
                     label,
                     route.recipient,
                     route.via,
-                    update.track_id,
+                    track_id,
                     None,
                     self._plans_consents,
-                    route.decision.agreement,
+                    agreement,
                 )
-                link = checked.get((hop, route.decision.agreement))
+                link = checked.get((hop, agreement))
                 if link is not None and not consents and self._links.get(hop) is link:
                     self._enqueue(hop, link, body, None, decided)
                 else:
                     try:
-                        await self._to_link(hop, body, route.decision.agreement, consents, decided)
+                        await self._to_link(hop, body, agreement, consents, decided)
                     except (OSError, WebSocketException, GsomiaError) as exc:
                         await self._link_failed(hop, exc)
                         continue
                     link = self._links.get(hop)
                     if link is not None and not consents and not self.leases_links:
-                        checked[(hop, route.decision.agreement)] = link
+                        checked[(hop, agreement)] = link
                 if results:
-                    routes.append(
-                        {
-                            "recipient": route.recipient,
-                            "route": route.name,
-                            "agreement": route.decision.agreement,
-                        }
-                    )
+                    routes.append({"recipient": route.recipient, "route": route.name, "agreement": agreement})
             if results:
                 out.append(
                     {
@@ -894,6 +914,15 @@ class StreamService:
                 self._label_json.pop(update.track_id, None)
                 self._plans.pop(update.track_id, None)
         return out
+
+    def _route_tail(self, route: Route) -> bytes:
+        """The end of a link body for ``route``: its originator, recipient and hub, then ``}``."""
+        tail = self._route_tails.get((route.recipient, route.via))
+        if tail is None:
+            tail = self._route_tails[(route.recipient, route.via)] = _dumps(
+                {"originator": self.party, "recipient": route.recipient, "via": route.via}
+            )[1:]
+        return tail
 
     async def _to_link(
         self,
@@ -1533,8 +1562,12 @@ class StreamService:
         opened: Frame | None = first
         began = stalls.settle()
         key_until = -_FOREVER  # the peer's session key is checked (its end read) at the first frame read
+        loop = asyncio.get_running_loop()
+        turn = _Turn()  # whether the loop turned while the next message was awaited: none was received yet
         while True:
             if opened is None:
+                turn.turned = False
+                loop.call_soon(turn.mark)
                 if deadline is None:
                     data = await receive()  # an idle link may stay idle
                 else:
@@ -1576,7 +1609,11 @@ class StreamService:
                         await read_so_far.join()
                         deadline.waited(stalls.clock() - waited)  # this node's own wait, not the sender's
                         began = stalls.settle()
-                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified))
+                    # the link idle until this frame came (none waiting behind it) and nothing read and
+                    # not yet taken before it: its commit is made now if it can be; frames that came
+                    # together wait for one commit as before
+                    alone = turn.turned and read_so_far.qsize() == 0
+                    read_so_far.put_nowait(await self._arrive(peer, frame.seq, verified, alone=alone))
                 deadline.charge(began)
                 await asyncio.sleep(0)  # frames already received wait a turn: the groups before are taken
                 began = stalls.settle()
@@ -1683,7 +1720,12 @@ class StreamService:
         return [(c, jws) for c, jws in self._consents.get(originator, {}).values() if ts < ends.get(jws, 0.0)]
 
     def _remember(
-        self, group: VerifiedGroup, tracks: list[str], entries: Sequence[Entry] | None = None
+        self,
+        group: VerifiedGroup,
+        tracks: list[str],
+        entries: Sequence[Entry] | None = None,
+        *,
+        alone: bool = False,
     ) -> asyncio.Future[Remembered]:
         """Hand the group to the replay memory (the next commit): what arrived before, in the future.
 
@@ -1696,7 +1738,8 @@ class StreamService:
         hands before the peer confirmed it (its new holder sends what the old one had not had
         confirmed): that is no attack, and the update is kept once (the window covers the handover's
         age). The identity is the signer's, so nobody else's signature can make a genuine update
-        look like one seen before.
+        look like one seen before. ``alone``: nothing else read waits to be recorded before it (the
+        commit may then be made now: ``ReplayMemory.remember``).
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
@@ -1705,7 +1748,8 @@ class StreamService:
             tuple(entry.index for entry in (group.entries if entries is None else entries)), tuple(tracks),
             epoch_us(now), epoch_us(group.signed_at),
         )  # fmt: skip
-        return self._memory.remember(arrival, epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW)))
+        forget = epoch_us(now - max(2 * window + _SEEN_MARGIN, _RESEND_WINDOW))
+        return self._memory.remember(arrival, forget, alone=alone)
 
     @staticmethod
     def _refuse_replay(peer: str, group: VerifiedGroup, remembered: Remembered) -> set[str]:
@@ -1719,9 +1763,10 @@ class StreamService:
             )
         return remembered.before
 
-    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup) -> _Arrival:
+    async def _arrive(self, sender: str, seq: int, group: VerifiedGroup, *, alone: bool = False) -> _Arrival:
         """Read each track of one verified group at the boundary (``LinkError`` if one is not a track
-        this node accepts from ``sender``) and hand the group to the replay memory."""
+        this node accepts from ``sender``) and hand the group to the replay memory (``alone``: its
+        commit made now where it can be, ``_remember``)."""
         try:
             labels = _GroupLabels()  # a group's labels mostly repeat: one parse per distinct label
             read = [self._read_track(sender, seq, group, entry, labels) for entry in group.entries]
@@ -1729,7 +1774,7 @@ class StreamService:
             self._refuse_replay(sender, group, await self._remember(group, []))
             raise
         keys = [_track_key(group.originator, message) for message in read]
-        return _Arrival(seq, group, read, keys, self._remember(group, keys))
+        return _Arrival(seq, group, read, keys, self._remember(group, keys, alone=alone))
 
     async def _take_group(self, sender: str, arrival: _Arrival) -> None:
         """Once the store remembered the group: each track taken once (an update that arrived before,
@@ -1753,15 +1798,19 @@ class StreamService:
             remembered = await self._remember(group, [k for _, k in rest], [e for e, _ in rest])
         duplicates = remembered.before if resent else self._refuse_replay(sender, group, remembered)
         now = self.kernel.clock()  # the group's instant of receipt: every track of it is decided at it
-        taken: set[str] = set()
         dropped: list[str] = []
-        take: list[tuple[Entry, _Received]] = []
-        for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
-            if entry.index in resent or key in duplicates or key in taken:
-                dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
-                continue
-            taken.add(key)
-            take.append((entry, message))
+        take: list[tuple[Entry, _Received]]
+        if not resent and not duplicates and len(set(arrival.keys)) == len(arrival.keys):
+            take = list(zip(group.entries, arrival.read, strict=True))  # each a new update: all taken
+        else:
+            taken: set[str] = set()
+            take = []
+            for entry, message, key in zip(group.entries, arrival.read, arrival.keys, strict=True):
+                if entry.index in resent or key in duplicates or key in taken:
+                    dropped.append(f"{message.track_id}@{orjson.loads(message.track)['update_ts']}")
+                    continue
+                taken.add(key)
+                take.append((entry, message))
         if dropped:
             await self._bound_resends(sender, group, len(dropped))
         last = _GroupDecision()  # one decision per (label, hub, recipient) of the group, at ``now``
@@ -1844,14 +1893,18 @@ class StreamService:
             recipient, via = data.recipient, data.via
             # the same boundary at every node, on the bytes passed on; the update's instant as
             # parsed keys it, not its text
-            if track == labels.track and labels.update is not None:
+            if track == labels.track and labels.update_ts is not None:
                 # the same bytes as the track before it, of the same originator (the group's): the
                 # same update and count (a pure read of those bytes), checked once
-                update, track_strings = labels.update, labels.track_strings
+                track_id, update_ts, track_strings = labels.track_id, labels.update_ts, labels.track_strings
             else:
-                update, track_strings = read_track_json_keys(track, originator=label.originator)
-                labels.track, labels.update, labels.track_strings = track, update, track_strings
-            at_us = epoch_us(update.update_ts)
+                # every check of the boundary; of the update only its id and instant are kept
+                track_id, update_ts, track_strings = read_track_json_checked(
+                    track, originator=label.originator
+                )
+                labels.track, labels.track_id, labels.update_ts = track, track_id, update_ts
+                labels.track_strings = track_strings
+            at_us = epoch_us(update_ts)
             if via is msgspec.UNSET:
                 via = None
             elif not (via is None or isinstance(via, str)):
@@ -1873,7 +1926,7 @@ class StreamService:
         expected_sender = via if via and recipient == self.party else label.originator
         if sender != expected_sender:
             raise LinkError("malformed", f"{sender} sent a track it may not send on this route")
-        return _Received(label, track, update.track_id, recipient, via, at_us)
+        return _Received(label, track, track_id, recipient, via, at_us)
 
     async def _take_track(
         self,
@@ -2030,7 +2083,7 @@ class StreamService:
             )
         self._seq += 1
         self.stats.emitted += 1
-        await self.bus.publish(b'{"id":' + str(self._seq).encode() + prefix + track[:-1] + fields)
+        await self.bus.publish(b"".join((b'{"id":', str(self._seq).encode(), prefix, track[:-1], fields)))
 
     def _decode(self, raw: bytes) -> _BusTrack:
         """A bus message read once for all the consumers it reaches: its label's digest, the label

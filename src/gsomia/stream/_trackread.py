@@ -33,6 +33,7 @@ __all__ = [
     "keys_once",
     "read_feed_json",
     "read_track_json",
+    "read_track_json_checked",
     "read_track_json_keys",
     "read_track_update",
     "strings_read",
@@ -93,26 +94,44 @@ def _fast(data: Any, originator: str) -> TrackUpdate | None:
     return _from_struct(track, originator)
 
 
-def _from_struct(track: _Track, originator: str) -> TrackUpdate | None:
+def _instants(
+    track: _Track, originator: str, points: list[TrackPoint] | None
+) -> tuple[datetime, datetime, datetime | None] | None:
+    """The checks msgspec does not make, on ``track`` as it decoded it: the originator's, and every
+    instant read by ``fromisoformat`` with an offset, the samples in time order; the update's, the
+    launch's and the impact's instants (``None`` without one), or ``None`` where a check fails.
+    Each sample is appended to ``points`` when given (a caller that builds the update)."""
     if track.originator is not UNSET and track.originator != originator:
         return None
-    points = []
     before = None
     for p in track.points:
         at = _at(p.t)
         if at is None or (before is not None and at < before):
             return None
         before = at
-        points.append(_tuple_new(TrackPoint, (at, p.lat, p.lon, p.alt_m, p.speed_mps)))
-    launch, impact = track.launch, track.impact
-    update_ts, launched = _at(track.update_ts), _at(launch.time)
+        if points is not None:
+            points.append(_tuple_new(TrackPoint, (at, p.lat, p.lon, p.alt_m, p.speed_mps)))
+    update_ts, launched = _at(track.update_ts), _at(track.launch.time)
     if update_ts is None or launched is None:
         return None
-    fix = None
+    impact = track.impact
     if isinstance(impact, _Fix):
         impact_at = _at(impact.time)
         if impact_at is None:
             return None
+        return update_ts, launched, impact_at
+    return update_ts, launched, None
+
+
+def _from_struct(track: _Track, originator: str) -> TrackUpdate | None:
+    points: list[TrackPoint] = []
+    read = _instants(track, originator, points)
+    if read is None:
+        return None
+    update_ts, launched, impact_at = read
+    launch, impact = track.launch, track.impact
+    fix = None
+    if impact_at is not None and isinstance(impact, _Fix):
         fix = _tuple_new(GeoFix, (impact.lat, impact.lon, impact_at))
     return _tuple_new(
         TrackUpdate,
@@ -161,6 +180,22 @@ def read_track_json_keys(raw: bytes, *, originator: str) -> tuple[TrackUpdate, i
     if update is None:
         return parse_track_update(orjson.loads(raw), originator=originator), None
     return update, _track_strings(track)
+
+
+def read_track_json_checked(raw: bytes, *, originator: str) -> tuple[str, datetime, int | None]:
+    """:func:`read_track_json_keys` for a caller that needs of the update only its track id and its
+    instant (a receiver: the rest goes on as the bytes checked): the same checks and the same
+    answer, accepted or refused, without the update's samples and fixes made into tuples. The
+    track id, the update's instant and the strings count (``None`` where msgspec did not read it)."""
+    try:
+        track = _decode_track(raw)
+        read = _instants(track, originator, None)
+    except _DecodeError:
+        read = None
+    if read is None:
+        update = parse_track_update(orjson.loads(raw), originator=originator)
+        return update.track_id, update.update_ts, None
+    return track.track_id, read[0], _track_strings(track)
 
 
 def read_track_json(raw: bytes, *, originator: str) -> TrackUpdate:
