@@ -7,7 +7,11 @@ back-off, refused again, for ever, while more piled up. Now a push is cut to fit
 node's configuration gives (the partners' alike), a push the partner still refuses for its size is
 sent again in halves (and the partner's smaller limit kept), and a message too large alone for the
 partner is undeliverable with the reason, never retried. Real HTTP (the API's own body limit),
-the senders' store on SQLite and PostgreSQL; each message reaches the partner once."""
+the senders' store on SQLite and PostgreSQL; each message reaches the partner once.
+
+A partner's smaller limit, once learnt, is the store's: another process of the sending node (or the
+same after a restart) cuts its pushes to it at once. Before, each process learnt it from a refusal of
+its own (a push of up to the node's own limit sent and refused, batch envelopes' items sent again)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from gsomia.audit import HEAD_KIND
 from gsomia.demo import network
 from gsomia.exchange import HttpTransport
 from gsomia.node import Node
+from gsomia.node._config import load_config
 from gsomia.testing import FakeClock
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -164,6 +169,30 @@ def test_a_partner_with_a_smaller_limit_gets_halves_and_a_message_too_large_is_u
     assert smaller.nodes["JPN"].store.item_of("KOR", "huge") is None
     smaller.clock.advance(minutes=30)  # past any back-off: nothing of it is due again
     assert kor.exchange.deliver_due(smaller.transport) == []
+
+
+def test_another_process_of_the_sender_cuts_to_the_limit_learnt_without_a_refusal(smaller: Net) -> None:
+    kor = smaller.nodes["KOR"]
+    heads = _tree_heads(smaller, 100)  # within KOR's own limit, over JPN's: learnt by this process
+    assert {d.state for d in kor.exchange.deliver_due(smaller.transport)} == {"delivered"}
+    refused = smaller.refused_for_size("JPN")
+    assert refused >= 1
+    assert _received_once(smaller, heads)
+    # a second process of KOR (its own memory, the same store) delivers the next ones
+    other = Node(load_config(kor.config.directory), clock=smaller.clock)
+    try:
+        more = _tree_heads(smaller, 100)
+        assert {d.state for d in other.exchange.deliver_due(smaller.transport)} == {"delivered"}
+        assert _received_once(smaller, more)
+        assert smaller.refused_for_size("JPN") == refused, "the other process learnt it again by a refusal"
+        # the limit is kept while refusals come; a day after the last, it is tried again (learnt again)
+        smaller.clock.advance(days=1, seconds=1)
+        later = _tree_heads(smaller, 100)
+        assert {d.state for d in other.exchange.deliver_due(smaller.transport)} == {"delivered"}
+        assert _received_once(smaller, later)
+        assert smaller.refused_for_size("JPN") > refused
+    finally:
+        other.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -209,10 +209,11 @@ def stream_router(
         holding text no store can hold (a NUL, a lone surrogate; the API's one rule) is refused
         whole, naming the place, and audited in bounded space (see ``unstorable`` below).
 
-        Before each message the feed checks that its person may still publish and that the token
-        it was opened with still holds (``StreamService.publishing``: a consumer's stream's check);
-        once any process disabled them, removed their role or revoked the token, or the token
-        expired, the message is not published and the feed is closed 1008 naming the refusal."""
+        Before each message, and while none comes, the feed checks that its person may still
+        publish and that the token it was opened with still holds (``StreamService.publishing``: a
+        consumer's stream's check); once any process disabled them, removed their role or revoked
+        the token, or the token expired, the next message is not published and the feed is closed
+        1008 naming the refusal, a feed that sends nothing within about a second as well."""
         try:
             request = presented(websocket, stream.kernel, "POST")
             person = await websocket_caller(websocket, reader, stream.kernel, "POST", request)
@@ -220,9 +221,22 @@ def stream_router(
         except GsomiaError as exc:
             await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
             return
-        feed = stream.publishing(person, credential=credential(request) if credential is not None else None)
+        held = credential(request) if credential is not None else None
         await websocket.accept()
         source = websocket.client.host if websocket.client else "unknown"
+        closed = False
+
+        async def close(exc: GsomiaError) -> None:
+            """Close the feed 1008 naming ``exc``, once: from the loop below, or from the stream's
+            idle round (the feed refused while it sent nothing). Nothing is sent after it."""
+            nonlocal closed
+            if not closed:
+                closed = True
+                await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
+
+        async def answer(exc: GsomiaError, data: Any) -> None:
+            if not closed:  # a refusal found meanwhile closed the feed: nothing more is sent
+                await _send_refusal(websocket, exc, data)
 
         async def unstorable(person: Person, source: str, detail: str) -> bool:
             """Refuse a message holding text no store can hold: audited in bounded space (the
@@ -234,39 +248,42 @@ def stream_router(
                 error=InvalidInputError.__name__, person=person.id if person else None,
             )  # fmt: skip
             if wait is not None:
-                await websocket.close(code=_POLICY_VIOLATION, reason=str(RateLimitedError(wait))[:120])
+                await close(RateLimitedError(wait))
                 return True
-            await _send_refusal(websocket, InvalidInputError(detail), None)
+            await answer(InvalidInputError(detail), None)
             return False
 
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                try:
-                    await feed.current()  # memory only, unless a person or token changed meanwhile
-                except GsomiaError as exc:  # they may no longer publish: refused (audited once), closed
-                    await websocket.close(code=_POLICY_VIOLATION, reason=str(exc)[:120])
-                    return
-                person = feed.person  # their record as last checked
-                try:
-                    text = message.get("text")
-                    if text is None:
-                        raise InvalidInputError("a feed message is text: a JSON object or array, not binary")
-                    found = message_problem(text, "message")
-                    if found is not None:  # the API's rule for text no store can hold, as a body's
-                        if await unstorable(person, source, f"{found[0]}: {found[1]}"):
-                            return
+        with stream.publishing(person, close, credential=held) as feed:
+            try:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect" or closed:  # closed while it waited
+                        return
+                    try:
+                        await feed.current()  # memory only, unless a person or token changed meanwhile
+                    except GsomiaError as exc:  # they may no longer publish: refused (audited once), closed
+                        await close(exc)
+                        return
+                    person = feed.person  # their record as last checked
+                    try:
+                        text = message.get("text")
+                        if text is None:
+                            raise InvalidInputError(
+                                "a feed message is text: a JSON object or array, not binary"
+                            )
+                        found = message_problem(text, "message")
+                        if found is not None:  # the API's rule for text no store can hold, as a body's
+                            if await unstorable(person, source, f"{found[0]}: {found[1]}"):
+                                return
+                            continue
+                        refused = await stream.publish_feed(person, text)
+                    except GsomiaError as exc:
+                        await answer(exc, None)
                         continue
-                    refused = await stream.publish_feed(person, text)
-                except GsomiaError as exc:
-                    await _send_refusal(websocket, exc, None)
-                    continue
-                for error, data in refused:
-                    await _send_refusal(websocket, error, data)
-        except WebSocketDisconnect:
-            return
+                    for error, data in refused:
+                        await answer(error, data)
+            except WebSocketDisconnect:
+                return
 
     async def follow_ws(websocket: WebSocket) -> None:
         """Tracks this person may read, one JSON text message each (bearer token in the handshake;

@@ -28,7 +28,7 @@ from gsomia.exchange._receipts import LONGEST_BACKOFF_US, Delivery, Settlement
 from gsomia.exchange._release import Prefetched
 from gsomia.exchange._transport import PeerTransport, inbox_body_limit, push_size
 from gsomia.kernel import NodeContext
-from gsomia.store import AuditRow, OutboxRow
+from gsomia.store import AuditRow, OutboxRow, RateCounters
 
 __all__ = ["Deliveries", "Delivery"]
 
@@ -40,6 +40,13 @@ _BATCH = 250
 # 2,686,976 bytes). A batch of
 # 100 items of 10 KB was a request of 2.5 MB, refused whole (413) each time it was tried
 _PUSH_BYTES = 1_000_000
+# per peer, the smallest push (of several envelopes, or of one batch envelope) its inbox refused for
+# its size, in the store's counters (``RateCounters.lower_within``: every process's, kept while
+# refusals come, the least of them): a process, or a restart, learns it from the store, not from a
+# refusal of its own. Forgotten a day after the last refusal, so a partner that raised its limit is
+# sent larger pushes again (one refusal learns it again, if it did not)
+_LIMIT_KEY = "inbox-limit:"
+_LIMIT_HELD_S = 24 * 3600
 
 
 class _Prepared:
@@ -126,20 +133,23 @@ class Deliveries(Approvals):
         super().__init__(kernel, ttl=ttl, skew=skew)
         self.settlement = Settlement(kernel, retry_for=ttl)
         # per peer, the smallest push of several envelopes, or of one batch envelope, its inbox refused
-        # for its size (HTTP 413): pushes and batch envelopes to it are cut to half that from then on
-        self._refused_at: dict[str, int] = {}
+        # for its size (HTTP 413): pushes and batch envelopes to it are cut to half that from then on,
+        # by every process of the node (the store's, ``_LIMIT_KEY``)
+        self._limits = RateCounters(kernel.store, lambda: epoch_us(self._now()))
 
     def _budget(self, party: str) -> int:
         """The largest request body a push to ``party`` is built to: the inbox limit this node's own
         configuration gives (the one partners are configured alike to), or half the smallest push (of
-        several envelopes, or of one batch envelope) that peer refused for its size, if less."""
+        several envelopes, or of one batch envelope) that peer refused for its size, if less: as the
+        store holds it now (one read of a row by its key, a batch's)."""
         own = inbox_body_limit(self.kernel.max_payload_bytes)
-        refused = self._refused_at.get(party)
-        return own if refused is None else min(own, refused // 2)
+        refused = self._limits.get(_LIMIT_KEY + party)
+        return own if not refused else min(own, refused // 2)
 
     def _refused_for_size(self, party: str, size: int) -> None:
-        """``party``'s inbox refused a body of ``size`` bytes for its size: none that large again."""
-        self._refused_at[party] = min(size, self._refused_at.get(party, size))
+        """``party``'s inbox refused a body of ``size`` bytes for its size: none that large again,
+        from any process of the node."""
+        self._limits.lower_within(_LIMIT_KEY + party, size, _LIMIT_HELD_S)
 
     def deliver_due(
         self,

@@ -13,7 +13,9 @@ last ``expiry`` seconds still cover, counted and added in one transaction that h
 window's row). :meth:`RateCounters.add_within` counts over a sliding window
 (the last ``window_s`` seconds, whatever instant is asked): a fixed window lets a source spend its
 budget twice across a window's edge, which a bound that must hold over any ``window_s`` (a hub's
-duplicates, ``stream/_service.py``) cannot allow.
+duplicates, ``stream/_service.py``) cannot allow. :meth:`RateCounters.lower_within` keeps the least
+of the values given within a window (a partner's inbox limit, learnt from its refusals: every
+process of the node cuts its pushes to the same size, ``exchange/_delivery.py``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,26 @@ class RateCounters(Storage, SlidingWindowCounterSupport):
                 set_={
                     "count": case((ended, amount), else_=table.c.count + amount),
                     "expires_us": case((ended, now + expiry * _US), else_=table.c.expires_us),
+                },
+            ).returning(table.c.count)
+            return int(conn.execute(statement).scalar_one())
+
+    def lower_within(self, key: str, value: int, window_s: int) -> int:
+        """``key``'s count lowered to ``value`` (never raised: the least given is kept), its window
+        (``window_s`` seconds from now) started again; a count whose window has ended is replaced.
+        One statement, so two processes lowering it at once keep the lesser. The count after."""
+        now = self.now_us()
+        table = t.rate_counters
+        with self.store._begin() as conn:
+            statement = _upsert(conn.dialect.name).values(
+                key=key, count=value, expires_us=now + window_s * _US
+            )
+            kept = (table.c.expires_us > now) & (table.c.count < value)
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.key],
+                set_={
+                    "count": case((kept, table.c.count), else_=value),
+                    "expires_us": statement.excluded.expires_us,
                 },
             ).returning(table.c.count)
             return int(conn.execute(statement).scalar_one())

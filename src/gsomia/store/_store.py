@@ -1803,6 +1803,30 @@ class Store:
             sql = _INSERT_AUDIT["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
             conn.exec_driver_sql(sql, _audit_values(rows))
 
+    def _audit_leaves(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        """PostgreSQL: ``rows`` written by the transaction ``conn`` as leaves of the audit tree, in it,
+        as its LAST writes: an exchange batch's records (a selection's ``item.release``, a settled
+        batch's ``envelope.delivered``, a received batch's ``envelope.received``: 32 or more, once
+        the audit log registered its writer) with their leaf index and hash as they are inserted, so
+        that no ``UPDATE`` rewrites each ~2 KB record later to store its leaf (a new row version, its
+        four index entries, the dead one left behind) and the writer reads none of them back. The
+        tree's one-writer rule holds: from here to its commit the transaction holds the advisory lock
+        ``AuditLog.integrate`` takes, and the frontier is read under it (READ COMMITTED: each
+        statement sees every commit made before the lock was granted); the records still pending go
+        first (``AuditLog._append_leaves``). Nothing may follow it in the transaction: after the
+        lock it takes no lock another writer could hold while it waits for the tree's (a deadlock);
+        the tree's writers take none of the exchange's (issue 18: ~20 us of the server's CPU a
+        record). SQLite, fewer rows, or no writer: :meth:`_audit` (on SQLite the same change cost
+        the exchange more than it saved: benchmarks/README.md, "The receiver's audit records as
+        leaves")."""
+        writer = self._leaf_writer
+        if writer is None or len(rows) < _LEAVES_FROM or conn.dialect.name != "postgresql":
+            self._audit(conn, rows)
+            return
+        values = _audit_values(rows)  # the entry ids made now: a leaf commits to its record's id
+        conn.exec_driver_sql(_ADVISORY_LOCK, (TREE_LOCK, TREE_TABLE))
+        writer(conn, values)
+
     def leaves_on_append(self, writer: LeafWriter) -> None:
         """From now on :meth:`append_audit` hands a batch of 32 records or more to ``writer``, in one
         transaction under the audit tree's lock (the tree's one writer: SQLite's ``BEGIN IMMEDIATE``,

@@ -36,7 +36,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -154,8 +154,9 @@ _CONSENTS_KEPT = 64  # standing authorisations kept per originator (the newest)
 # visits counters, as last read) at most this often: a change any process commits reaches an open
 # stream within the watch's interval and this
 _PERSON_CHECK_S = 0.1
-# how often the open consumers are looked at while no track comes (StreamService._follow_readers): an
-# idle stream's person, credential and visits are checked as often, so one ended meanwhile is closed
+# how often the open consumers' streams and publishers' feeds are looked at while nothing comes
+# (StreamService._follow_open): an idle one's person, credential (and a consumer's visits) are checked
+# as often, so one ended meanwhile is closed
 _IDLE_CHECK_S = 0.25
 _LEASE_POLL_S = 0.5  # how often this process asks whether it (still) holds each outbound link's lease
 # an update sent again comes at most this long after the first time: a link's holder sends what was
@@ -464,8 +465,9 @@ class StreamService:
         # published and received when they last were
         self._refreshing: asyncio.Future[None] | None = None
         self._flowing = 0
-        # the consumers open here, and the task that checks the idle ones (_follow_readers)
-        self._readings: set[_Reading] = set()
+        # the consumers' streams and publishers' feeds open here, and the task that checks the idle
+        # ones (_follow_open)
+        self._open: set[_Standing] = set()
         self._following: asyncio.Task[None] | None = None
 
     # --- lifecycle ---
@@ -775,15 +777,29 @@ class StreamService:
         changed (:meth:`publishing`); :meth:`publish` checks every update."""
         self.kernel.require_any(actor, (Role.RELEASE_OFFICER,), "stream.publish")
 
-    def publishing(self, person: Person, *, credential: Callable[[], datetime] | None = None) -> _Publishing:
-        """The check an open publisher's feed makes before it publishes each message
-        (:meth:`_Publishing.current`, then :meth:`publish_feed` as :attr:`_Publishing.person`): it
-        raises the refusal, audited once, once ``person`` may no longer publish (disabled, the release
+    @contextlib.contextmanager
+    def publishing(
+        self,
+        person: Person,
+        close: Callable[[GsomiaError], Awaitable[None]],
+        *,
+        credential: Callable[[], datetime] | None = None,
+    ) -> Iterator[_Publishing]:
+        """The check an open publisher's feed makes, while the ``with`` block lasts: before it
+        publishes each message (:meth:`_Publishing.current`, then :meth:`publish_feed` as
+        :attr:`_Publishing.person`), and while it sends nothing (the consumers' idle round,
+        :meth:`_follow_open`, which then calls ``close`` with the refusal: the feed's owner closes
+        it). It refuses, audited once, once ``person`` may no longer publish (disabled, the release
         officer's role removed: :meth:`require_publisher`) or ``credential`` (the check of what the
         feed was opened with: its expiry, or it raises) fails, after any process changed a person or
         revoked a token, or at its expiry. The consumers' own check (:class:`_Standing`); from memory
         on the loop while nothing moved. ``person`` was let publish when the feed opened."""
-        return _Publishing(self, person, "publish", credential)
+        feed = _Publishing(self, person, "publish", credential, close)
+        self._follow(feed)
+        try:
+            yield feed
+        finally:
+            self._open.discard(feed)
 
     async def publish(self, actor: Person | None, data: Any) -> dict[str, Any]:
         """Publish one track update at this (the originating) node; returns where it went."""
@@ -2192,9 +2208,9 @@ class StreamService:
                 track = await reading.admit(raw)
                 if track is not None:
                     yield seq, track
-            reading.ended()  # closed under it (_follow_readers): the refusal that ended it
+            reading.ended()  # closed under it (_follow_open): the refusal that ended it
         finally:
-            self._readings.discard(reading)
+            self._open.discard(reading)
             await subscription.close()
 
     async def _consume_batches(
@@ -2218,29 +2234,34 @@ class StreamService:
                     yield sent
             reading.ended()
         finally:
-            self._readings.discard(reading)
+            self._open.discard(reading)
             await subscription.close()
 
     def _open_reading(
         self, person: Person, channel: str, credential: Callable[[], datetime] | None, subscription: Any
     ) -> _Reading:
         reading = _Reading(self, person, channel, credential, subscription)
-        self._readings.add(reading)
-        if self._following is None or self._following.done():
-            self._following = asyncio.create_task(self._follow_readers(), name=f"gsomia-readers-{self.party}")
+        self._follow(reading)
         return reading
 
-    async def _follow_readers(self) -> None:
-        """While consumers are open here, every ``_IDLE_CHECK_S`` check those no track has checked
-        lately (:meth:`_Reading.current`): an idle stream whose person was disabled, whose visit was
-        revoked, shortened or is over, or whose credential was revoked or expired is closed too.
+    def _follow(self, standing: _Standing) -> None:
+        """Check ``standing`` while it sends nothing too (:meth:`_follow_open`), until it is discarded."""
+        self._open.add(standing)
+        if self._following is None or self._following.done():
+            self._following = asyncio.create_task(self._follow_open(), name=f"gsomia-open-{self.party}")
+
+    async def _follow_open(self) -> None:
+        """While consumers' streams or publishers' feeds are open here, every ``_IDLE_CHECK_S`` check
+        those no track or message has checked lately (:meth:`_Standing.current`): an idle one whose
+        person was disabled (or demoted, a publisher), whose visit was revoked, shortened or is over
+        (a consumer), or whose credential was revoked or expired is closed too (:meth:`_Standing.sweep`).
         The counters are read once a round for all of them (one query, in a worker thread, when
-        due); a consumer's own record, credential and visits are read again only when one moved."""
+        due); one's own record, credential and visits are read again only when one moved."""
         watch = self.kernel.watch
-        while self._readings:
+        while self._open:
             await asyncio.sleep(_IDLE_CHECK_S)
             now = time.monotonic()
-            idle = [r for r in self._readings if r.due(now)]
+            idle = [r for r in self._open if r.due(now)]
             if not idle:
                 continue
             if watch.fresh(PEOPLE) is None:  # due: read once here, not once a consumer
@@ -2284,7 +2305,9 @@ class _Standing:
     credential they opened it with (the ``tokens`` counter: revoked by any process; and its expiry)
     and what the subclass decides on them (:meth:`_decide`). Checked at most every
     ``_PERSON_CHECK_S`` from memory on the loop (:meth:`current`); read again in a worker thread
-    only when a counter moved or the expiry passed. A refusal is audited once and raised from then on.
+    only when a counter moved or the expiry passed. A refusal is audited once and raised from then on;
+    found while the connection sends nothing (:meth:`sweep`, the service's idle round), it is handed
+    to ``close``, which closes what the connection waits on.
     The one check of an open consumer's stream (:class:`_Reading`) and of a publisher's feed
     (:class:`_Publishing`)."""
 
@@ -2295,12 +2318,14 @@ class _Standing:
         service: StreamService,
         person: Person,
         channel: str,
-        credential: Callable[[], datetime] | None = None,
+        credential: Callable[[], datetime] | None,
+        close: Callable[[GsomiaError], Awaitable[None]] | None,
     ) -> None:
         self._service = service
         self._person = person
         self._channel = channel
         self._credential = credential
+        self._close = close
         # the counters the person, credential (and the subclass's decision) were last read under:
         # unknown (the caller was let in on rows that may predate them), so the first check reads
         # them all again
@@ -2376,6 +2401,24 @@ class _Standing:
         if self._refused is not None:
             raise self._refused
 
+    async def sweep(self) -> None:
+        """:meth:`current` for an idle stream or feed (:meth:`StreamService._follow_open`): a refusal
+        is handed to ``close`` (a consumer's subscription closed under its stream, which then ends
+        raising it, :meth:`ended`; a publisher's feed closed by its owner)."""
+        try:
+            await self.current()
+            return
+        except GsomiaError as exc:
+            refused = exc
+        except Exception:  # the store unreachable: the next round tries again, a message's check too
+            _log.warning("an open stream's or feed's check could not be made", exc_info=True)
+            return
+        if self._close is not None:
+            try:  # one connection's failing close (its peer gone meanwhile) ends no other's round
+                await self._close(refused)
+            except Exception:
+                _log.warning("an open stream or feed refused could not be closed", exc_info=True)
+
     def _renewed(self, edge: bool) -> tuple[Person, Any, float, tuple[int | None, ...]]:
         """(In a worker thread.) The person's record as the store holds it, the subclass's decision
         on it (:meth:`_decide`), the credential's expiry and the counters they were read under;
@@ -2401,10 +2444,11 @@ class _Standing:
 
 
 class _Publishing(_Standing):
-    """A publisher's open feed (``/stream/tracks/publish``): before each message is published the
-    person must still be one who may publish (:meth:`StreamService.require_publisher`: active, a
-    release officer) and the credential they opened it with still valid (not revoked by any
-    process, not expired). A refusal ends the feed, audited once; the message is not published."""
+    """A publisher's open feed (``/stream/tracks/publish``): before each message is published, and
+    while it sends none, the person must still be one who may publish
+    (:meth:`StreamService.require_publisher`: active, a release officer) and the credential they
+    opened it with still valid (not revoked by any process, not expired). A refusal ends the feed,
+    audited once; the message is not published."""
 
     def _decide(self, person: Person, held: Person, seen: tuple[int | None, ...], edge: bool) -> None:
         if person != held:  # as it was when the feed opened (checked then), or since the last check
@@ -2430,8 +2474,10 @@ class _Reading(_Standing):
         credential: Callable[[], datetime] | None = None,
         subscription: Any = None,
     ) -> None:
-        super().__init__(service, person, channel, credential)
-        self._subscription = subscription
+        async def close(_refused: GsomiaError) -> None:  # the stream then ends raising it (ended)
+            await subscription.close()
+
+        super().__init__(service, person, channel, credential, None if subscription is None else close)
         self.dropped = 0  # of the subscription's dropped tracks, those counted and audited already
         self._readable: dict[str, bool] = {}
         self._gate = service.kernel.reader(person)  # the node's read decision, visit window included (Art. 8)
@@ -2462,17 +2508,6 @@ class _Reading(_Standing):
             self._gate = decided
             self._generation = decided.generation
             self._readable.clear()
-
-    async def sweep(self) -> None:
-        """:meth:`current` for an idle stream (:meth:`StreamService._follow_readers`): a refusal
-        closes the subscription under the stream, which then ends raising it (:meth:`ended`)."""
-        try:
-            await self.current()
-        except GsomiaError:
-            if self._subscription is not None:
-                await self._subscription.close()
-        except Exception:  # the store unreachable: the next round tries again, a track's check too
-            _log.warning("an open stream's check could not be made", exc_info=True)
 
     async def admit(self, raw: bytes) -> bytes | None:
         """The track ``raw`` carries if this person may read it now, else ``None`` (withheld)."""
