@@ -5,7 +5,9 @@ machine. The same run as part (b)'s end to end (``_throughput._served``): KOR an
 ``gsomia node serve`` in its own process (JPN ``--no-sender``), ``--items`` items released through
 KOR's ``POST /releases`` in selections of 1,000, KOR's own delivery worker carrying them over HTTP;
 the clock stops when KOR's store holds every entry delivered on JPN's receipt. Printed: the rate,
-the load average before and after, and each process's CPU µs an item (``/proc``). With ``--py-spy
+the load average before and after, and each process's CPU µs an item (``/proc``); on PostgreSQL
+also each node's backends' (its connections name themselves by ``application_name``; bench_load's
+``CpuSplit`` finds them every half second). With ``--py-spy
 DIR`` both processes are sampled over the timed run (``py-spy record --threads --format raw``) and
 each profile is summarised: the share of the samples by thread (KOR: the API's, the delivery
 worker's), by function (own time) and inclusive. With ``--idle`` py-spy samples the waiting
@@ -31,17 +33,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import sqlalchemy
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gsomia
 from _machine import load_average  # benchmarks/ is on sys.path when run as a script
+from _postgres import POSTGRES_URL
 from _throughput import _LABEL, _WARM, _cpu_s, _drop, _released_through_the_api, _schemas, _serve
+from bench_load import CpuSplit
 from gsomia.demo import network
 from gsomia.node import NewIngest, Node, load_config
 
@@ -97,15 +104,23 @@ def summarise(raw: Path, top: int) -> list[str]:
 
 def run(count: int, backend: str, spy_dir: Path | None, idle: bool = False) -> dict[str, float]:
     """The served run of ``count`` items on ``backend``: its rate and each process's CPU an item."""
-    urls = None
+    urls = named = None
+    tag = f"gsomia-profile-exchange-{uuid.uuid4().hex[:8]}"
     if backend == "postgresql":
         urls = _schemas(["KOR", "JPN", "USA"])
         if urls is None:
             raise SystemExit("PostgreSQL is not available")
+        # each node's connections name themselves, so that their backends' CPU is found (bench_load's way)
+        named = {
+            party: make_url(url)
+            .update_query_dict({"application_name": f"{tag}-{party}"})
+            .render_as_string(hide_password=False)
+            for party, url in urls.items()
+        }
     workdir = Path(tempfile.mkdtemp(prefix="gsomia-profile-exchange-"))
     children: list[subprocess.Popen[bytes]] = []
     try:
-        members = network.build(workdir, database_urls=urls)
+        members = network.build(workdir, database_urls=named)
         kor_m, jpn_m = members[0], members[1]
         kor = Node(load_config(kor_m.directory))
         officer = kor.people.person("officer")
@@ -150,14 +165,20 @@ def run(count: int, backend: str, spy_dir: Path | None, idle: bool = False) -> d
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         ))  # fmt: skip
                     time.sleep(1.0)  # py-spy attached
-                cpu = {"KOR": _cpu_s(sender.pid), "JPN": _cpu_s(receiver.pid)}
-                started = time.perf_counter()
-                _released_through_the_api(client, kor_m.endpoint, token, ids)
-                released = time.perf_counter()
-                while pending():
-                    time.sleep(0.02)
-                ended = time.perf_counter()
-                cpu = {"KOR": _cpu_s(sender.pid) - cpu["KOR"], "JPN": _cpu_s(receiver.pid) - cpu["JPN"]}
+                with ExitStack() as stack:
+                    splits = {
+                        party: stack.enter_context(CpuSplit({}, (POSTGRES_URL, f"{tag}-{party}")))
+                        for party in ("KOR", "JPN")
+                        if named is not None
+                    }
+                    cpu = {"KOR": _cpu_s(sender.pid), "JPN": _cpu_s(receiver.pid)}
+                    started = time.perf_counter()
+                    _released_through_the_api(client, kor_m.endpoint, token, ids)
+                    released = time.perf_counter()
+                    while pending():
+                        time.sleep(0.02)
+                    ended = time.perf_counter()
+                    cpu = {"KOR": _cpu_s(sender.pid) - cpu["KOR"], "JPN": _cpu_s(receiver.pid) - cpu["JPN"]}
         finally:
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
@@ -174,6 +195,10 @@ def run(count: int, backend: str, spy_dir: Path | None, idle: bool = False) -> d
             "total_s": ended - started,
             "kor_cpu_us": cpu["KOR"] / count * 1e6,
             "jpn_cpu_us": cpu["JPN"] / count * 1e6,
+            **{
+                f"{party.lower()}_backends_cpu_us": split.cpu_s["postgres backends"] / count * 1e6
+                for party, split in splits.items()
+            },
         }
     finally:
         for child in children:
@@ -206,7 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.backend}, {args.items} items, gsomia at {Path(gsomia.__file__).parent}: "
         f"{result['end_to_end_per_s']:,.0f} items/s end to end (released in {result['release_s']:.2f} s, "
         f"all delivered in {result['total_s']:.2f} s); CPU µs an item KOR {result['kor_cpu_us']:.0f}, "
-        f"JPN {result['jpn_cpu_us']:.0f}; load average {before} -> {load_average()}"
+        f"JPN {result['jpn_cpu_us']:.0f}"
+        + (
+            f" (their PostgreSQL backends KOR {result['kor_backends_cpu_us']:.0f}, "
+            f"JPN {result['jpn_backends_cpu_us']:.0f})"
+            if "kor_backends_cpu_us" in result
+            else ""
+        )
+        + f"; load average {before} -> {load_average()}"
     )
     if args.py_spy is not None:
         for party in ("KOR", "JPN"):

@@ -1,7 +1,8 @@
 """A batch given to ``Store.append_audit`` becomes leaves as it is written (issue 18): in the same
 transaction, under the tree's lock, after the records still pending, the same tree ``integrate`` would
 have made. Tampering with such leaves is still caught, and two processes appending batches and small
-records and integrating at once never fork the tree."""
+records, writing batches in transactions of other writes (``FederationStore.accept``: leaves there
+too on PostgreSQL) and integrating at once never fork the tree."""
 
 from __future__ import annotations
 
@@ -119,19 +120,26 @@ _WRITER = textwrap.dedent(
     from pathlib import Path
     from gsomia.node import Node
     from gsomia.store import AuditRow
+    from gsomia.store._federation import FederationStore
 
     node = Node.open(Path(sys.argv[1]), migrate=False)
     tag, rounds = sys.argv[2], int(sys.argv[3])
+    fed = FederationStore(node.store)
     print("ready", flush=True)
     sys.stdin.readline()
     written = 0
     try:
         for k in range(rounds):
             count = random.choice((random.randint(1, 6), random.randint(32, 80)))
-            node.store.append_audit([
+            batch = [
                 AuditRow(k, "test.event", tag, f"{tag}{written + n}", "allowed", json.dumps({"n": n}))
                 for n in range(count)
-            ])
+            ]
+            if k % 3 == 1:
+                # in a transaction of other writes (PostgreSQL: leaves as its last writes, if a batch)
+                fed.accept(audit=batch)
+            else:
+                node.store.append_audit(batch)
             written += count
             if k % 5 == 4:
                 node.audit.integrate()

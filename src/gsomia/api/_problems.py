@@ -147,6 +147,16 @@ def _classify(error: GsomiaError) -> tuple[int, str]:
     return 400, "bad-request"
 
 
+# the caller's own text in a refusal (a field's name, a path): enough to tell which, never all of it
+_NAME_SHOWN = 64
+_PATH_SHOWN = 256
+
+
+def _shown(text: str, limit: int) -> str:
+    """``text`` as a refusal shows it: cut to ``limit`` characters, marked ``…`` where it was cut."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 def _in_words(error: Any) -> str:
     """A validation error as a person reads it: a pattern named by what it asks, never the input."""
     pattern = (error.get("ctx") or {}).get("pattern")
@@ -210,7 +220,10 @@ def install(
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": _in_words(e)}
+            {
+                "field": ".".join(_shown(str(p), _NAME_SHOWN) for p in e.get("loc", ())),
+                "problem": _in_words(e),
+            }
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors) or "the request is malformed"
@@ -224,12 +237,13 @@ def install(
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         headers = dict(error.headers or {})
         detail = str(error.detail)
+        path = _shown(request.url.path, _PATH_SHOWN)
         if error.status_code == 405:
             allow = allowed_methods(request.app, request.url.path)
             headers["Allow"] = ", ".join(allow)
-            detail = f"{request.method} is not served at {request.url.path}; use {', '.join(allow)}"
+            detail = f"{request.method} is not served at {path}; use {', '.join(allow)}"
         elif error.status_code == 404:
-            detail = f"nothing is served at {request.url.path}"
+            detail = f"nothing is served at {path}"
         wait = record(
             "api.refused", request.url.path, error.status_code, detail, _source(request), caller(request)
         )

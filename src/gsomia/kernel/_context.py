@@ -129,6 +129,11 @@ def node_hubs(catalogue: Catalogue, party: str) -> tuple[str, ...]:
     return tuple(sorted({a.hub for a in catalogue.agreements_of(party) if a.hub is not None}))
 
 
+def _kept(text: str, limit: int) -> str:
+    """``text`` as an edge refusal's record keeps it: ``limit`` characters, ``…`` marking a cut."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 @dataclass(frozen=True, slots=True)
 class Seen:
     """What the read decision lets one reader see of one item: ``item`` as they see it (``None``:
@@ -381,11 +386,22 @@ class NodeContext:
         """A refusal decided at the edge (a malformed request, an unknown route): audited all the same,
         in bounded space when it came from a network ``source`` (see :meth:`tally_refusal`); one
         record naming the ``actor`` when the caller is known. The seconds the source must wait if
-        this refusal spent its budget (the edge then answers 429), else ``None``."""
+        this refusal spent its budget (the edge then answers 429), else ``None``. The ``subject`` (a
+        request's path) and ``reason`` are the caller's text in part: each kept to
+        :data:`EDGE_SUBJECT_KEPT` (what the audit's subject column holds) and :data:`EDGE_REASON_KEPT`
+        characters, so a source's records are bounded in size as the tally bounds them in number,
+        and a path too long for the column is still recorded, cut."""
+        subject = None if subject is None else _kept(subject, self.EDGE_SUBJECT_KEPT)
+        reason = _kept(reason, self.EDGE_REASON_KEPT)
         if actor is not None:
             self.record(kind, actor, subject, "refused", status=status, reason=reason)
             return None
         return self.tally_refusal(kind, source, str(status), subject, reason, status=status)
+
+    EDGE_SUBJECT_KEPT = 256
+    """Of an edge refusal's subject (a request's path), the characters its audit record keeps."""
+    EDGE_REASON_KEPT = 1024
+    """Of an edge refusal's reason, the characters its audit record keeps."""
 
     # --- refusals of callers nobody has authenticated: audited in bounded space ---
 

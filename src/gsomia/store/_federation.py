@@ -402,7 +402,8 @@ class FederationStore:
                 _insert_consents(conn, consents)
             _insert_outbox(conn, rows)
             self.store._inventory(conn, inventory, {})
-            self.store._audit(conn, audit)
+            # last: a selection's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(conn, audit)
 
     def due(
         self,
@@ -548,7 +549,8 @@ class FederationStore:
                     queued(conn)
             _store_receipts(conn, shared)
             self.store._inventory(conn, inventory, {})
-            self.store._audit(
+            # last: a batch's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(
                 conn,
                 [
                     a
@@ -714,7 +716,8 @@ class FederationStore:
                     .values(state=state, answer=reason)
                 )
             self.store._inventory(conn, inventory, by_id)
-            self.store._audit(conn, audit)
+            # last: a received batch's records are leaves as written (PostgreSQL), under the tree's lock
+            self.store._audit_leaves(conn, audit)
 
     # --- consents ---
 
