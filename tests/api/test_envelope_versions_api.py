@@ -170,3 +170,56 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(
     assert names in problem_detail(response, status) or names in response.text
     assert _rows(call, tokens["admin"]) == {}
     assert _audited(jpn_node, "allowed") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "status", "names"),
+    [
+        ("/peers/envelopes/KOR", b"[]", 422, "object"),  # a body that is not an object
+        ("/peers/envelopes/KOR", b'"3"', 422, "object"),
+        ("/peers/envelopes/KOR", b"null", 422, "body"),
+        ("/peers/envelopes/KOR", b"3", 422, "object"),
+        ("/peers/envelopes/KOR", b'{"lowest": 3', 422, "JSON"),  # not JSON at all
+        ("/peers/envelopes/KOR", b'{"lowest": NaN}', 422, "lowest"),  # Python's json takes these
+        ("/peers/envelopes/KOR", b'{"lowest": Infinity}', 422, "lowest"),
+        ("/peers/envelopes/KOR", b'{"lowest": 1e400}', 422, "lowest"),  # a float: infinity
+        ("/peers/envelopes/KOR", b'{"lowest": 3.0000000000000004}', 422, "lowest"),  # just over 3
+        ("/peers/envelopes/KOR", b'{"lowest": 18446744073709551619}', 422, "lowest"),  # 2**64 + 3
+        ("/peers/envelopes/KOR%0A", b'{"lowest": 2}', 422, "party"),  # a trigraph and a line feed
+        ("/peers/envelopes/%20KOR", b'{"lowest": 2}', 422, "party"),
+        ("/peers/envelopes/JPN", b'{"lowest": 2}', 404, "JPN"),  # the node's own party: not a partner
+        ("/peers/envelopes/all", b'{"lowest": 2, "from": "2030-01-01T00:00"}', 422, "from"),  # no offset
+        ("/peers/envelopes/all", b'{"lowest": 2, "from": "2030-01-01T00:00Z\\u0000"}', 422, "from"),
+        (
+            "/peers/envelopes/all",
+            b'{"lowest": 2, "from": 1893456000}',
+            422,
+            "from",
+        ),  # a number, not an instant
+    ],
+)
+@pytest.mark.usefixtures("kor")
+def test_a_body_or_party_the_route_cannot_take_is_a_clear_4xx_and_changes_nothing(
+    call: Call,
+    tokens: dict[str, str],
+    jpn_node: Node,
+    path: str,
+    content: bytes,
+    status: int,
+    names: str,
+) -> None:
+    response = call(
+        "PUT", path, tokens["admin"], content=content, headers={"Content-Type": "application/json"}
+    )
+    assert names in problem_detail(response, status) or names in response.text
+    assert _rows(call, tokens["admin"]) == {}
+    assert _audited(jpn_node, "allowed") == []
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH"])
+@pytest.mark.usefixtures("kor")
+def test_no_other_method_reaches_the_rows(call: Call, tokens: dict[str, str], method: str) -> None:
+    response = call(method, "/peers/envelopes/KOR", tokens["admin"], json={"lowest": 3})
+    assert response.status_code == 405, response.text
+    assert call(method, "/peers/envelopes", tokens["admin"], json={"lowest": 3}).status_code == 405
+    assert _rows(call, tokens["admin"]) == {}

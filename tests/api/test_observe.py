@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from tests.node_fixtures import serving
 
 from gsomia._logs import JsonFormatter
 from gsomia.api import create_app
+from gsomia.api._observe import RequestObserver, request_histogram
 from gsomia.demo import network
 from gsomia.node import Node
 from gsomia.testing import FakeClock
@@ -183,3 +185,36 @@ def test_every_answer_has_a_request_id_and_one_json_line_naming_the_actor_not_th
         forged.headers["x-request-id"],
         long.headers["x-request-id"],
     }
+
+
+def test_new_request_ids_are_each_new_128_random_bits_past_each_batch_of_them() -> None:
+    """Ids are made from one random read for many (``_IDS_AT_ONCE``): over three batches' worth of
+    requests, each answer's id is 32 hex digits and none is given twice, in this observer or in
+    another one."""
+    from prometheus_client import CollectorRegistry
+
+    from gsomia.api._observe import _IDS_AT_ONCE
+
+    async def answer(_scope: Any, _receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def ids(observer: RequestObserver, count: int) -> list[str]:
+        given: list[str] = []
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                given.append(dict(message["headers"])[b"x-request-id"].decode())
+
+        async def run() -> None:
+            for _ in range(count):
+                scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+                await observer(scope, lambda: None, send)
+
+        asyncio.run(run())
+        return given
+
+    made = ids(RequestObserver(answer, request_histogram(CollectorRegistry())), 3 * _IDS_AT_ONCE + 1)
+    other = ids(RequestObserver(answer, request_histogram(CollectorRegistry())), _IDS_AT_ONCE)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made + other)
+    assert len(set(made + other)) == len(made) + len(other)

@@ -221,6 +221,28 @@ def test_the_api_refuses_a_bad_selection_naming_the_problem(
     assert kor.exchange.outbox(None) == []
 
 
+def test_a_policy_set_after_a_selection_is_released_refuses_it_at_sending(net: Net) -> None:
+    """Issue 18: a batch's re-decision reads the two-person policy once for the batch (not once an
+    item), still at the instant of sending: a policy set between the release and the delivery reserves
+    the queued items for two officers, and none of them goes."""
+    kor = net.nodes["KOR"]
+    for item_id in ("late-p1", "late-p2", "late-p3"):
+        own_item(net, "KOR", item_id)  # 군사II급비밀
+    released = kor.exchange.release_many(net.officer("KOR"), ["late-p1", "late-p2", "late-p3"], "JPN")
+    assert len(released.entries) == 3
+    kor.exchange.set_two_person(
+        kor.people.person("admin"),
+        above={"KOR": "군사III급비밀"},
+        hub_relay=False,
+        relay_authorisations=False,
+        validity=timedelta(hours=4),
+    )
+    results = kor.exchange.deliver_due(net.transport)
+    assert [r.state for r in results] == ["undeliverable"] * 3
+    assert all("two_person" in r.detail for r in results)
+    assert net.nodes["JPN"].store.existing_items(["late-p1", "late-p2", "late-p3"]) == set()
+
+
 def test_a_selection_cannot_carry_past_the_two_person_policy(net: Net) -> None:
     """A release the node's policy reserves for two officers is refused in a selection too; the
     selection's other items go."""

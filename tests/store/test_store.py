@@ -441,3 +441,67 @@ def test_a_kept_statements_errors_are_the_stores(store: Store) -> None:
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE items_gone RENAME TO items")
     assert [r.id for r in store.items_named("item-00001")] == ["item-00001"]
+
+
+def test_the_sqlite_connections_past_the_pool_hold_nothing_between_uses(store: Store) -> None:
+    """SQLite: the kept SELECTs and the audit appends take the driver's connections past the pool
+    (``Store._sqlite_driver``). From many threads at once every append is written and every read sees
+    each commit made before it; a connection left inside a transaction by its user is rolled back
+    before it is given again (a snapshot kept open would hide later commits); one whose use failed
+    is closed, never given again; ``close`` closes those kept."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's connections only (PostgreSQL's go through the pool)")
+    store.insert_items([item(1)])
+    errors: list[BaseException] = []
+
+    def reader_and_writer(n: int) -> None:
+        try:
+            for k in range(25):
+                store.append_audit([AuditRow(1, "item.read", f"t{n}", f"item-{k}", "allowed", "{}")])
+                assert [r.id for r in store.items_named("item-00001")] == ["item-00001"]
+                assert [r.id for r in store.list_items(ItemFilter(), 0, 10)][:1] == ["item-00001"]
+        except BaseException as exc:  # raised in the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader_and_writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len([r for r in store.audit(kind="item.read") if (r.actor or "").startswith("t")]) == 8 * 25
+
+    with store._sqlite_driver() as dbapi:  # a user that leaves a read transaction open
+        dbapi.execute("BEGIN")
+        dbapi.execute("SELECT count(*) FROM items").fetchall()
+        left = dbapi
+    store.insert_items([item(2)])  # through the pool, committed
+    with store._sqlite_driver() as dbapi:
+        assert dbapi is left  # the last given back is taken first
+        assert not dbapi.in_transaction
+    assert [r.id for r in store.items_named("item-00002")] == ["item-00002"]
+
+    def failing() -> Any:
+        with store._sqlite_driver() as dbapi:
+            taken.append(dbapi)
+            raise RuntimeError("its user failed")
+
+    taken: list[Any] = []
+    with pytest.raises(RuntimeError):
+        failing()
+    failed = taken[0]
+    with pytest.raises(Exception, match="closed"):
+        failed.execute("SELECT 1")
+    last = store.audit(kind="item.read")[-1]
+    with pytest.raises(ConflictError):  # the same entry id again: refused, that connection closed
+        store.append_audit([AuditRow(2, "item.read", "t", "x", "allowed", "{}", entry_id=last.entry_id)])
+    store.append_audit([AuditRow(3, "item.read", "after", "x", "allowed", "{}")])
+    assert store.audit(kind="item.read")[-1].actor == "after"
+
+    kept = [held.dbapi_connection for held in store._spare]
+    assert kept
+    store.close()
+    assert store._spare == []
+    for dbapi in kept:
+        with pytest.raises(Exception, match="closed"):
+            dbapi.execute("SELECT 1")

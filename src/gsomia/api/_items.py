@@ -74,7 +74,9 @@ class _ReadThreads:
     themselves was tried in the seventh pass, and requests in flight stalled for seconds). A caller
     cancelled while it waits runs nothing; one cancelled while its work runs does not stop the work
     (anyio's default did not either): it is finished, its answer dropped, and its place is free only
-    then. Only the loop touches ``_running`` and ``_waiting``."""
+    then. A caller cancelled after its work was handed out but before a thread took it up runs
+    nothing either (the thread looks first, and frees the place): no read decided, answered or
+    audited for a caller who is gone. Only the loop touches ``_running`` and ``_waiting``."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -133,6 +135,10 @@ class _ReadThreads:
                 continue
             with self._lock:
                 self._idle -= 1
+            if future.cancelled():  # its caller was cancelled before this took it up: nothing runs
+                self._answer(future, None, None)
+                del future, context, work
+                continue
             try:
                 result = context.run(work)
             except BaseException as exc:  # handed to the request, raised there

@@ -51,6 +51,7 @@ class RequestObserver:
         # the labels checked) each request cost as much as the rest of this middleware (issue 18);
         # no more series than the histogram itself keeps
         self._series: dict[tuple[str, str, str], Any] = {}
+        self._ids: list[str] = []  # new request ids not yet given, made _IDS_AT_ONCE at a time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,8 +62,7 @@ class RequestObserver:
             if name == b"x-request-id":
                 given = value
         text = given.decode("latin-1")
-        # a new id: 128 random bits written as 32 hex digits (uuid4's text, without its object)
-        request_id = text if _REQUEST_ID.fullmatch(text) else os.urandom(16).hex()
+        request_id = text if _REQUEST_ID.fullmatch(text) else self._new_id()
         context = {"request_id": request_id}
         token = request_context.set(context)
         status = 500
@@ -95,6 +95,24 @@ class RequestObserver:
                 extra={"route": template, "status": status, "duration_ms": round(elapsed * 1000, 2)},
             )
             request_context.reset(token)
+
+    def _new_id(self) -> str:
+        """A new request id: 128 random bits written as 32 hex digits (uuid4's text, without its
+        object), from one ``os.urandom`` read for ``_IDS_AT_ONCE`` ids. A read a request was a system
+        call on the event loop that let go of the interpreter lock, which a read thread then held
+        until its next turn (issue 18, benchmarks/README.md, bench_load's thirteenth pass). Each id is
+        given once (``list.pop`` is atomic); ids are never derived from one another."""
+        try:
+            return self._ids.pop()
+        except IndexError:
+            digits = os.urandom(16 * _IDS_AT_ONCE).hex()
+            made = [digits[k : k + 32] for k in range(0, len(digits), 32)]
+            request_id = made.pop()
+            self._ids = made
+            return request_id
+
+
+_IDS_AT_ONCE = 256
 
 
 def request_histogram(registry: CollectorRegistry) -> Histogram:

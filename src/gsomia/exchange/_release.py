@@ -22,7 +22,7 @@ from gsomia._codec import DecisionTexts, Encoded, canonical, decision_json, labe
 from gsomia.core.access import Person, Role
 from gsomia.core.approvals import Approval, TwoPersonPolicy, two_person_policy
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Check, Consent, ConsentKind, ReleaseDecision, ReleaseRequest
+from gsomia.core.policy import Assurance, Check, Consent, ConsentKind, ReleaseDecision, ReleaseRequest
 from gsomia.core.tlp import is_tlp_amber_strict, is_tlp_red
 from gsomia.crypto.envelope import APPROVAL_TYPE, EnvelopeError, sign_origin, signed_payload, verify_origin
 from gsomia.errors import AccessDenied, GsomiaError, InvalidInputError, NotFoundError, ReleaseRefused
@@ -95,6 +95,9 @@ class Prefetched:
     # the release engine's decisions of the run, shared by the items whose requests are the same
     # but for the item's id (``ReleaseEngine.decide``'s ``memo``)
     decided: dict[Any, ReleaseDecision] = field(default_factory=dict)
+    # the node's two-person policy and the assurances on file, read once for the batch with its rows
+    # (issue 18: they were asked for once an item; ``None``: asked for by each request)
+    policy: tuple[TwoPersonPolicy | None, tuple[Assurance, ...]] | None = None
 
 
 class Releases(Hops):
@@ -196,6 +199,8 @@ class Releases(Hops):
         else:
             consents = self.consents_for(label.originator, row.name)
         approval = spec.get("approval")
+        policy = prefetched.policy if prefetched is not None else None
+        two_person, assurances = policy if policy is not None else self.policy_now()
         return ReleaseRequest(
             label,
             spec["sender"],
@@ -204,10 +209,10 @@ class Releases(Hops):
             tuple(spec["via"]),
             row.name,
             consents,
-            two_person=self.two_person(),
+            two_person=two_person,
             approval=self.approval_of(approval) if isinstance(approval, str) else None,
             grants_relay=bool(spec.get("grants_relay")),
-            assurances=self.assurances_on_file(),
+            assurances=assurances,
             portions=tuple(spec.get("portions") or ()) if row.portions is not None else (),
         )
 
@@ -217,8 +222,13 @@ class Releases(Hops):
         rows = self.kernel.store.get_items(item_ids)
         on_file = self.fed.consents_for_many([(r.originator, r.name) for r in rows.values()])
         if run is None:
-            return Prefetched(rows, on_file, {})
-        return Prefetched(rows, on_file, run.verified, run.decided)
+            return Prefetched(rows, on_file, {}, policy=self.policy_now())
+        return Prefetched(rows, on_file, run.verified, run.decided, self.policy_now())
+
+    def policy_now(self) -> tuple[TwoPersonPolicy | None, tuple[Assurance, ...]]:
+        """The two-person policy and the assurances on file now (each read again from the store when
+        any process changed it): what a release request carries, read once for a batch."""
+        return self.two_person(), self.assurances_on_file()
 
     # --- the two-person policy and approvals (gsomia.exchange._approvals asks for them) ---
 
@@ -377,6 +387,7 @@ class Releases(Hops):
         # the selection's reads at its one instant, each label's read decision taken once for the items
         # whose labels read alike (as a page's are: ``ReadGate.at_one_instant``)
         gate = self.kernel.reader(actor).at_one_instant()
+        policy = self.policy_now()  # the selection's one instant: its policy and assurances read once
         verified: dict[str, Consent] = {}
         decided: dict[Any, ReleaseDecision] = {}  # one decision for the items whose requests match
         texts = DecisionTexts()  # and its JSON written once, for their outbox rows and audit records
@@ -403,6 +414,7 @@ class Releases(Hops):
                     seal_now=False,
                     decided=decided,
                     texts=texts,
+                    policy=policy,
                 )
             except GsomiaError as exc:
                 refused.append(Refusal(item_id, str(exc)))
@@ -471,6 +483,7 @@ class Releases(Hops):
         seal_now: bool = True,
         decided: dict[Any, ReleaseDecision] | None = None,
         texts: DecisionTexts | None = None,
+        policy: tuple[TwoPersonPolicy | None, tuple[Assurance, ...]] | None = None,
     ) -> PreparedRelease:
         """One release decided at ``now`` and sealed, not yet written: raises on a refusal.
 
@@ -479,7 +492,8 @@ class Releases(Hops):
         A caller deciding many (:meth:`release_many`) passes what it read once for all of them:
         the reader's ``gate``, the consents ``on_file`` for this item, the consents ``verified``,
         and ``seal_now=False``: no envelope now, delivery seals what it sends (:meth:`queue`); its
-        ``decided`` memo and ``texts``, the decisions it shares and their JSON, written once each.
+        ``decided`` memo and ``texts``, the decisions it shares and their JSON, written once each;
+        and the ``policy`` (:meth:`policy_now`) it read once for them.
         """
         item_id = row.id
         item = self.kernel.items.item(row)
@@ -535,6 +549,7 @@ class Releases(Hops):
             spec["grants_relay"] = True
         if on_file is None:
             on_file = self.fed.consents_for(label.originator, row.name)
+        two_person, assurances = policy if policy is not None else self.policy_now()
         request = ReleaseRequest(
             label,
             self.party,
@@ -543,10 +558,10 @@ class Releases(Hops):
             tuple(hops),
             row.name,
             self.verified_consents(on_file, verified) + fresh,
-            two_person=self.two_person(),
+            two_person=two_person,
             approval=approval,
             grants_relay=authorise_relay,
-            assurances=self.assurances_on_file(),
+            assurances=assurances,
         )
         explained: tuple[Check, ...] = ()
         if seen.item.portions:

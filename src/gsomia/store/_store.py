@@ -54,6 +54,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from gsomia.errors import ConfigError, ConflictError, InvalidInputError, StoreError
 from gsomia.store import _tables as t
@@ -450,10 +451,13 @@ def new_entry_ids(count: int) -> list[str]:
     millisecond, its 74 random bits its own (12 of ``rand_a``, 62 of ``rand_b``), from one
     ``os.urandom`` read for the batch rather than one a record. A batch's records share the
     millisecond, as records made within one do. Made as text from the random bytes' hex: an id a
-    record cost 1.3 us made one by one, 0.26 in a batch of 10,000 (issue 18)."""
+    record cost 1.3 us made one by one, 0.26 in a batch of 10,000 (issue 18). One read of the random
+    bytes for both parts: each ``os.urandom`` is a system call that lets go of the interpreter lock,
+    which a served node's other threads then take (a read's audit record passes here)."""
     prefix = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}7"  # the milliseconds, version 7
-    digits = os.urandom(9 * count).hex()  # 18 hex digits an id: rand_a, then rand_b's last 60 bits
-    variant = os.urandom((count + 1) // 2).hex().translate(_VARIANT_NIBBLE)  # rand_b's first 2 bits
+    random = os.urandom(9 * count + (count + 1) // 2)
+    digits = random[: 9 * count].hex()  # 18 hex digits an id: rand_a, then rand_b's last 60 bits
+    variant = random[9 * count :].hex().translate(_VARIANT_NIBBLE)  # rand_b's first 2 bits
     return [
         f"{prefix}{digits[k : k + 3]}{variant[n]}{digits[k + 3 : k + 18]}"
         for n, k in enumerate(range(0, 18 * count, 18))
@@ -798,12 +802,19 @@ def _driver_cursor(conn: Connection, statement: str, **options: Any) -> Iterator
     ``options`` go to the driver's ``cursor()`` (psycopg's ``binary=True``)."""
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+    with _dbapi_cursor(dbapi, conn.dialect, statement, **options) as cursor:
+        yield cursor
+
+
+@contextmanager
+def _dbapi_cursor(dbapi: Any, dialect: Dialect, statement: str, **options: Any) -> Iterator[Any]:
+    """:func:`_driver_cursor` on the driver's connection ``dbapi`` of ``dialect``."""
     cursor = dbapi.cursor(**options)
     try:
         yield cursor
-    except conn.dialect.loaded_dbapi.Error as exc:
+    except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
-            statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=conn.dialect
+            statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
         ) from exc
     finally:
         cursor.close()
@@ -824,7 +835,16 @@ def _driver_transaction(conn: Connection, statement: str) -> Iterator[Any]:
     """:func:`_driver_cursor` in a SQLite transaction of its own: the write lock first (``BEGIN
     IMMEDIATE``: no writer between what it reads and what it writes), the commit after, a rollback
     on any failure (nothing half-written)."""
-    with _driver_cursor(conn, statement) as cursor:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # noqa: S101 - a connection just checked out of the pool
+    with _dbapi_transaction(dbapi, conn.dialect, statement) as cursor:
+        yield cursor
+
+
+@contextmanager
+def _dbapi_transaction(dbapi: Any, dialect: Dialect, statement: str) -> Iterator[Any]:
+    """:func:`_driver_transaction` on the driver's connection ``dbapi`` of ``dialect``."""
+    with _dbapi_cursor(dbapi, dialect, statement) as cursor:
         cursor.execute("BEGIN IMMEDIATE")
         try:
             yield cursor
@@ -928,8 +948,14 @@ class Store:
         self._writer_lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
         self._memory_file: ReplayFile | None = None  # the replay memory's own file, at first use
+        # SQLite: the driver's connections the hottest statements take past the pool (_sqlite_driver)
+        self._spare: list[PoolProxiedConnection] = []
+        self._closed = False
 
     def close(self) -> None:
+        self._closed = True
+        while self._spare:
+            self._spare.pop().close()  # detached from the pool: closed for good
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._memory_file is not None:
@@ -1025,6 +1051,40 @@ class Store:
     def _read(self) -> Iterator[Connection]:
         with _reading(), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _sqlite_driver(self) -> Iterator[Any]:
+        """SQLite: a driver connection for one statement or one transaction of the driver's own
+        (:meth:`_kept_rows`, :meth:`append_audit`), from this store's short list of them: each made
+        by the engine's pool (the dialect's set-up and ``_sqlite_pragmas`` applied, as every pooled
+        one) and then detached from it, so that taking one is a list's ``pop``. The pool's checkout
+        and return around each such statement (its proxy, weak reference and events, the return's
+        rollback) cost a served node's read threads more than the statement itself (issue 18,
+        benchmarks/README.md, bench_load's thirteenth pass). One is given back only as the pool's
+        return would leave it, outside any transaction (rolled back otherwise); one whose use failed
+        is closed, never given again. At most ``_POOL_SIZE`` are kept; ``close`` closes them. An
+        in-memory database (one connection: its pool's) is used through the pool as before."""
+        if not self._threads:
+            with self.engine.connect() as conn:
+                yield conn.connection.dbapi_connection
+            return
+        try:
+            held = self._spare.pop()  # atomic: each thread takes its own
+        except IndexError:
+            held = self.engine.raw_connection()
+            held.detach()  # this store's from now on, closed by it
+        dbapi = held.dbapi_connection
+        try:
+            yield dbapi
+            if dbapi is not None and dbapi.in_transaction:
+                dbapi.rollback()  # nothing held between two uses
+        except BaseException:
+            held.close()
+            raise
+        if self._closed or len(self._spare) >= _POOL_SIZE:
+            held.close()
+        else:
+            self._spare.append(held)
 
     @contextmanager
     def _read_one(self) -> Iterator[Connection]:
@@ -1512,7 +1572,8 @@ class Store:
 
     def _kept_rows(self, query: Select[Any], values: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of a kept SELECT (:func:`_named_query`, :func:`_page_query`) with ``values`` bound
-        (names the statement does not use are left out). On SQLite on the driver's own cursor, the
+        (names the statement does not use are left out). On SQLite on the driver's own cursor (of a
+        connection past the pool: :meth:`_sqlite_driver`), the
         statement's SQL compiled once for this dialect (:func:`_sqlite_sql`): SQLAlchemy's execution
         around a page's or a read's one statement (its context, parameters and result) cost more than
         the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
@@ -1520,13 +1581,14 @@ class Store:
         (:meth:`_read_one`: the one statement is its own snapshot), one round trip where the
         driver's ``BEGIN`` and the pool's ``ROLLBACK`` around it made three: a page's and a read's
         statement, under load on PostgreSQL (issue 18, bench_load's two processes)."""
-        with self._read_one() as conn:
-            if conn.dialect.name != "sqlite":
+        dialect = self.engine.dialect
+        if dialect.name != "sqlite":
+            with self._read_one() as conn:
                 return conn.execute(query, values).all()
-            sql, names, fixed = _sqlite_sql(query, conn.dialect)
-            with _driver_cursor(conn, sql) as cursor:
-                cursor.execute(sql, [values[n] if n in values else fixed[n] for n in names])
-                return cursor.fetchall()  # type: ignore[no-any-return]
+        sql, names, fixed = _sqlite_sql(query, dialect)
+        with _reading(), self._sqlite_driver() as dbapi, _dbapi_cursor(dbapi, dialect, sql) as cursor:
+            cursor.execute(sql, [values[n] if n in values else fixed[n] for n in names])
+            return cursor.fetchall()  # type: ignore[no-any-return]
 
     def count_items(self) -> int:
         with self._read() as conn:
@@ -1797,8 +1859,8 @@ class Store:
         with (
             _writing(),
             self._writers,
-            self.engine.connect() as conn,
-            _driver_transaction(conn, "append_audit") as cursor,
+            self._sqlite_driver() as dbapi,
+            _dbapi_transaction(dbapi, self.engine.dialect, "append_audit") as cursor,
         ):
             cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(rows))
 
