@@ -70,7 +70,7 @@ SIZES: dict[str, tuple[list[str], list[str]]] = {
 # --full: seconds each script may take before it is stopped. Their sum is the 30 minutes the whole
 # issue-sized run may take on the 2-core reference machine, quiet; each is an estimate of the
 # script's quiet time at its --full size with some room (2026-12-06, from the scripts' costs
-# measured on the loaded machine and the quiet runs before: see benchmarks/README.md).
+# measured on the loaded machine and the quiet runs before: see benchmarks/JOURNAL.md).
 FULL_BUDGET_S: dict[str, float] = {
     "bench_audit": 430.0,  # 200,000 appended on both stores; the 10M tree COPYd into PostgreSQL (bulk recipe)
     "bench_duties": 30.0,  # 13 s in the run of 2026-12-06 (load 1.8-5.4)

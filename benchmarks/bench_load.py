@@ -11,7 +11,7 @@ The clients are wrk's connections (Debian's ``wrk``, C with LuaJIT; ``benchmarks
 for the paths in turn and counts every non-200 answer by status, wrk the socket errors and the
 time-outs), ``--threads 2``: 40-70 µs of CPU a request, where the asyncio + httpx clients this
 script ran in its own process before cost more than the server they measured, on the same two
-cores (benchmarks/README.md). ``--generator httpx`` runs those (the default where wrk is not
+cores (benchmarks/JOURNAL.md). ``--generator httpx`` runs those (the default where wrk is not
 installed; the process comparison then says it did not run).
 
 Peer (the floor): the same clients, the same paths, against a FastAPI app on the same

@@ -140,7 +140,7 @@ async def _warm_routes(router: ASGIApp) -> None:
     (each route's parameters and models, for its own path) on their first match; that was the first
     routed request's work after start-up, on the event loop: a partner's ``/inbox`` or the first
     track published, 240-280 ms of one core at load 12 in every node of a stream benchmark, every
-    track on the node waiting it out (benchmarks/README.md, bench_stream). A framework that builds
+    track on the node waiting it out (benchmarks/JOURNAL.md, bench_stream). A framework that builds
     nothing lazily answers the same not-found and keeps nothing."""
 
     async def receive() -> Message:
@@ -472,7 +472,7 @@ def _create_app(
 
     # The most asked routes first: FastAPI tries the routes in order, each included router's one by
     # one, so a route added after them costs every request to it a scan of all of theirs (a third of
-    # /healthz's CPU, measured: benchmarks/README.md). No two routes here match the same path.
+    # /healthz's CPU, measured: benchmarks/JOURNAL.md). No two routes here match the same path.
     def health() -> dict[str, Any]:
         bus = stream.bus.health()  # the bus's state in memory, on the loop the bus runs on
         status = "ok" if bus.get("state") == "connected" else "degraded"
@@ -486,7 +486,7 @@ def _create_app(
 
     # The balancer's probe, a third of bench_load's requests: answered on the loop past FastAPI's
     # dependency solving and its response model, which cost more than the answer (issue 18,
-    # benchmarks/README.md). It needs no caller and ``admit`` spends nothing for it (_UNCOUNTED);
+    # benchmarks/JOURNAL.md). It needs no caller and ``admit`` spends nothing for it (_UNCOUNTED);
     # tests/api/test_kept_routes.py holds the two answers to the same bytes.
     kept_route(
         app,

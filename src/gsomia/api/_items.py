@@ -46,7 +46,7 @@ __all__ = ["ModelJson", "add_items_routes", "kept_route"]
 # How many pages and reads run at once in this process: the others wait their turn, first come first
 # served. At 200 clients, 40 of them at once (anyio's default worker threads) shared one interpreter
 # lock, so each took as long as the lock's hand-outs made it, not as its turn came: the tail grew
-# (bench_load.py, benchmarks/README.md "API under load"). 8 keep both cores busy and are enough for
+# (bench_load.py, benchmarks/JOURNAL.md "API under load"). 8 keep both cores busy and are enough for
 # concurrent reads' audit records to share their writes.
 READ_THREADS = 8
 # how long an idle read thread waits for work before it ends (a process that stops serving, or a
@@ -68,7 +68,7 @@ class _ReadThreads:
     What anyio's ``to_thread.run_sync`` behind a ``CapacityLimiter`` did, without its per-call
     machinery on the loop (a cancel scope, the limiter's acquire and release, two checkpoints, a
     worker thread chosen and given its own queue): a quarter of the loop's samples in-process (issue
-    18, benchmarks/README.md "API under load", twelfth pass). As with the limiter, the next waiting
+    18, benchmarks/JOURNAL.md "API under load", twelfth pass). As with the limiter, the next waiting
     work is handed out on the loop when one ends (``_ended``), never by a thread from a backlog: a
     thread hands the loop its answer before it takes more (a pool whose threads took their next work
     themselves was tried in the seventh pass, and requests in flight stalled for seconds). A caller
@@ -233,7 +233,7 @@ def kept_route(
     (the caller was not confirmed; nothing was answered, read or audited): the route as declared
     (FastAPI's dependencies, validation and refusals). Dependency solving and the query parameters'
     extraction were the largest single cost of a page and a read (issue 18, bench_load:
-    benchmarks/README.md); the route's OpenAPI document is unchanged."""
+    benchmarks/JOURNAL.md); the route's OpenAPI document is unchanged."""
     route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint)
     declared: ASGIApp = route.app
 

@@ -100,7 +100,7 @@ class RequestObserver:
         """A new request id: 128 random bits written as 32 hex digits (uuid4's text, without its
         object), from one ``os.urandom`` read for ``_IDS_AT_ONCE`` ids. A read a request was a system
         call on the event loop that let go of the interpreter lock, which a read thread then held
-        until its next turn (issue 18, benchmarks/README.md, bench_load's thirteenth pass). Each id is
+        until its next turn (issue 18, benchmarks/JOURNAL.md, bench_load's thirteenth pass). Each id is
         given once (``list.pop`` is atomic); ids are never derived from one another."""
         try:
             return self._ids.pop()

@@ -7,7 +7,7 @@ lifespan, ``_warm_routes``: ~33,000 objects a node, with the links' and the stre
 its view, and the collection of the oldest generation that came about once in each 10 s latency
 run at 1,000 tracks/s walked all of them: 43,000-52,000 objects, 25-51 ms of the loop's CPU on the
 shared machine, a late turn for every track then on its way, at KOR, JPN and the USA alike
-(benchmarks/README.md, bench_stream). Here, once the lifespan's start-up is over and the sockets
+(benchmarks/JOURNAL.md, bench_stream). Here, once the lifespan's start-up is over and the sockets
 listen, before any request is read, one full collection (the start-up's garbage is not kept for
 ever) and a second freeze: the collections while serving walk only what was made since.
 

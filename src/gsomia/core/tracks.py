@@ -82,7 +82,7 @@ class GeoFix(NamedTuple):
 
     A named tuple, not a frozen dataclass, as :class:`TrackPoint`: as immutable and as typed, and
     made about four times faster, which every node pays for each sample of each track it reads
-    (``parse_track_update`` at the boundary; benchmarks/README.md, bench_stream)."""
+    (``parse_track_update`` at the boundary; benchmarks/JOURNAL.md, bench_stream)."""
 
     lat: float
     lon: float

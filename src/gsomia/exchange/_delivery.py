@@ -33,7 +33,7 @@ from gsomia.store import AuditRow, OutboxRow, RateCounters
 __all__ = ["Deliveries", "Delivery"]
 
 
-# items a batch envelope carries at most (issue 18: was 100; benchmarks/README.md, bench_exchange)
+# items a batch envelope carries at most (issue 18: was 100; benchmarks/JOURNAL.md, bench_exchange)
 _BATCH = 250
 # a push's messages at most, as built (``_weight``): its request is about 1.3-1.5 times that, under a
 # receiver's default body limit (``inbox_body_limit``: 2.5 times ``max_payload_bytes`` plus 64 KB,

@@ -6,7 +6,7 @@ its pages into the database file and syncs that too, before it returns, with thi
 lock held (``_WriterQueue``). The receiver's replay memory commits every verified group of tracks
 before any of them is shown, about four pages a commit at 1,000 tracks/s, so a commit every few
 seconds carried a checkpoint: two ``fdatasync`` calls over tens of MB, 0.1-0.8 s on the benchmark
-machine, and every track behind it waited (benchmarks/README.md, bench_stream).
+machine, and every track behind it waited (benchmarks/JOURNAL.md, bench_stream).
 
 Here a thread of the store's checkpoints first, every ``_TICK_S`` while pages are written (a
 ``PASSIVE`` checkpoint, which SQLite runs without holding up the writers: its syncs wait on the

@@ -5,7 +5,7 @@ The receiver records every verified group of signed tracks before any of them is
 second to its write-ahead log at 1,000 tracks/s, so the log had to be checkpointed (two
 ``fdatasync``) every quarter of a second and started over (a backfill with two more, inside the write
 lock) every ~2.4 s; a commit that met one waited on the disk, 10-800 ms on the benchmark machine, and
-every track behind it: the stream's 1,000/s tail (benchmarks/README.md, bench_stream).
+every track behind it: the stream's 1,000/s tail (benchmarks/JOURNAL.md, bench_stream).
 
 What the memory must survive is a crash of a node's process, not of the machine: a process that
 dies leaves its writes in the operating system's page cache, where the next process of the same

@@ -697,7 +697,7 @@ class _WriterQueue:
     inside another of the same thread goes on): each waiting writer is woken as the one before it
     commits, where SQLite's busy handler would sleep out its next step (a lock held 3 ms cost the
     writer behind it 8: 1 + 2 + 5), and the replay memory's commit, on every track's path, waited
-    so behind the node's background writes (benchmarks/README.md, bench_stream)."""
+    so behind the node's background writes (benchmarks/JOURNAL.md, bench_stream)."""
 
     def __init__(self, wait_s: float = _WRITER_WAIT_S) -> None:
         self._lock = threading.RLock()
@@ -1060,7 +1060,7 @@ class Store:
         one) and then detached from it, so that taking one is a list's ``pop``. The pool's checkout
         and return around each such statement (its proxy, weak reference and events, the return's
         rollback) cost a served node's read threads more than the statement itself (issue 18,
-        benchmarks/README.md, bench_load's thirteenth pass). One is given back only as the pool's
+        benchmarks/JOURNAL.md, bench_load's thirteenth pass). One is given back only as the pool's
         return would leave it, outside any transaction (rolled back otherwise); one whose use failed
         is closed, never given again. At most ``_POOL_SIZE`` are kept; ``close`` closes them. An
         in-memory database (one connection: its pool's) is used through the pool as before."""
@@ -1817,7 +1817,7 @@ class Store:
         lock it takes no lock another writer could hold while it waits for the tree's (a deadlock);
         the tree's writers take none of the exchange's (issue 18: ~20 us of the server's CPU a
         record). SQLite, fewer rows, or no writer: :meth:`_audit` (on SQLite the same change cost
-        the exchange more than it saved: benchmarks/README.md, "The receiver's audit records as
+        the exchange more than it saved: benchmarks/JOURNAL.md, "The receiver's audit records as
         leaves")."""
         writer = self._leaf_writer
         if writer is None or len(rows) < _LEAVES_FROM or conn.dialect.name != "postgresql":

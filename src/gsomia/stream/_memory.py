@@ -4,7 +4,7 @@ Every verified group of signed tracks a node receives is recorded in its store (
 which signed batch, which updates) before any of its tracks is taken, so a replay is refused in
 every process of the node (``Store.remember_signed_arrivals``). One transaction per group made
 every frame wait for its own commit and its own hop to a worker thread, one after another: at
-1,000 frames a second the frames queued behind each other (benchmarks/README.md, bench_stream).
+1,000 frames a second the frames queued behind each other (benchmarks/JOURNAL.md, bench_stream).
 
 Here the groups that arrive while a commit is under way, on every link of this process, wait for
 the next one, and go in it together, in their order of arrival: one commit and one thread hop
@@ -20,7 +20,7 @@ commit's answers are given to its waiters by one callback on the event loop: no 
 item, its futures, the context copied) and no task of the loop's woken between the commit and its
 waiters. At 1,000 tracks/s, where a commit holds one or two groups, the hop through
 ``asyncio.to_thread`` cost a receiver two thirds as much CPU again as the commit itself; this one
-costs about a third less (benchmarks/README.md, bench_stream).
+costs about a third less (benchmarks/JOURNAL.md, bench_stream).
 
 Where the store keeps the memory in a file of its own (SQLite, ``store/_memoryfile.py``), the audit
 records are committed to the node's database by a second lane of the same kind: a group then never
@@ -30,14 +30,14 @@ made without waiting for anything (the file is never synced; its lock is tried, 
 ``Store.remember_signed_arrivals_at_once``); the memory's thread makes only those that would wait
 (another process of the node committing, the file's first opening). At 1,000 tracks/s the hand-over
 to the thread and back, with the thread's wait for the interpreter's lock behind the loop, took
-0.4 ms at the median and 5-7 ms at p99 of a commit whose own work is 0.12 ms (benchmarks/README.md,
+0.4 ms at the median and 5-7 ms at p99 of a commit whose own work is 0.12 ms (benchmarks/JOURNAL.md,
 bench_stream). Nothing else changes: the same transaction, the same order, a group answered only
 once the commit that recorded it has returned.
 
 A group handed over ``alone`` (a link's reader that had to wait for its frame, with nothing read and
 not yet taken before it) to an idle memory has that commit made at once, in the caller's turn: at
 1,000 tracks/s, a frame a track, the turns the commit waited for groups that mostly never came were
-half of a receiver's replay-memory step at the median and more at p90 (benchmarks/README.md).
+half of a receiver's replay-memory step at the median and more at p90 (benchmarks/JOURNAL.md).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class _Lane:
         reads a frame already received, if any), and more while each turn hands over more groups, at
         most ``_AT_ONCE_TURNS`` and ``_WAITERS_PER_COMMIT``: the groups a commit in the thread would
         have found waiting behind it go in one commit here too (one a group cost a receiver of a
-        track a frame, read flat out, a quarter more CPU a track: benchmarks/README.md)."""
+        track a frame, read flat out, a quarter more CPU a track: benchmarks/JOURNAL.md)."""
         if (
             len(self._waiting) > self._seen
             and self._turns < _AT_ONCE_TURNS
@@ -268,7 +268,7 @@ class ReplayMemory:
         made without waiting (its own file, its lock free), it is made now, in the caller's turn,
         and the future is done on return. At 1,000 tracks/s, a frame a track, the commit waited
         two turns of the event loop for groups that mostly never came (0.45 ms at the median of a
-        receiver's 1.8 ms, benchmarks/README.md, bench_stream); frames read flat out are not alone
+        receiver's 1.8 ms, benchmarks/JOURNAL.md, bench_stream); frames read flat out are not alone
         (the taker is behind) and go in one commit together as before. The same transaction, the
         same order: nothing is taken before its commit has returned."""
         future: asyncio.Future[Remembered] = asyncio.get_running_loop().create_future()
@@ -301,7 +301,7 @@ class ReplayMemory:
         where it would (the lane's thread makes it). Its own work is what the thread's commit costs
         (~0.12 ms of CPU at one group); the hand-over to the thread and back, and the thread's wait
         for the interpreter's lock behind the loop, cost more than that at every commit
-        (benchmarks/README.md, bench_stream)."""
+        (benchmarks/JOURNAL.md, bench_stream)."""
         if any(w.rows for w in taken):  # audit records go to the node's database: not here
             return None
         arrivals = [w.arrival for w in taken if w.arrival is not None]

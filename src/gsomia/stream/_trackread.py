@@ -152,7 +152,7 @@ def _from_struct(track: _Track, originator: str) -> TrackUpdate | None:
 def read_track_update(data: Any, *, originator: str) -> TrackUpdate:
     """:func:`~gsomia.core.tracks.parse_track_update`'s value for ``data`` (its refusal, naming the
     field, for what it refuses), in about two thirds of its CPU for an update it accepts (10 -> 7 µs
-    for a bench_stream update of four samples; benchmarks/README.md, bench_stream)."""
+    for a bench_stream update of four samples; benchmarks/JOURNAL.md, bench_stream)."""
     update = _fast(data, originator)
     return parse_track_update(data, originator=originator) if update is None else update
 

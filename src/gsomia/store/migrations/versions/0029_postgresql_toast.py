@@ -1,7 +1,7 @@
 """PostgreSQL: how the long values of the exchange's rows are stored (issue 18). Nothing changes on
 SQLite, and nothing in any row's value: only how the server compresses what it writes from now on.
 
-The server CPU of a delivery, measured per statement (benchmarks/README.md, "PostgreSQL's server
+The server CPU of a delivery, measured per statement (benchmarks/JOURNAL.md, "PostgreSQL's server
 CPU per item"), went mostly to compressing what the exchange writes: every release's audit record
 (~2.5 KB of JSON) and outbox decision (~1.8 KB) by pglz, each batch's receipt (~40 KB), and, on
 every item stored, a pglz attempt on the sealed payload and the originator's sealed signature,
