@@ -614,6 +614,14 @@ def bump(conn: Connection, name: str) -> int:
 _INVENTORY = select(
     t.items.c.id, *(t.inventory.c[name] for name in ("at_us", "kind", "party", "actor", "detail"))
 ).join(t.items, t.items.c.seq == t.inventory.c.item_seq)
+# Whether a refusal tally's window has closed (``Store.close_tallies``'s read first), built once: the
+# node's audit loop asks it every round, five times a second, and building the expression each time
+# cost more than the database's answer (benchmarks/JOURNAL.md, bench_stream)
+_ANY_CLOSED_TALLY = (
+    select(t.refusal_tallies.c.window_us)
+    .where(t.refusal_tallies.c.window_us < bindparam("before_us"))
+    .limit(1)
+)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 # the INSERT statement of a table's columns for a driver's paramstyle, written once
@@ -1945,8 +1953,7 @@ class Store:
         closed by the next round, as one closing just after the transaction always was."""
         table = t.refusal_tallies
         with self._read() as conn:
-            closed = select(table.c.window_us).where(table.c.window_us < before_us).limit(1)
-            if conn.execute(closed).first() is None:
+            if conn.execute(_ANY_CLOSED_TALLY, {"before_us": before_us}).first() is None:
                 return []
         with self._begin() as conn:
             found = [
