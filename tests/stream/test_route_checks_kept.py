@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from tests.duties.conftest import Net, _net
-from tests.node_fixtures import framed, wire_links
+from tests.node_fixtures import framed, framed_at_close, wire_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
@@ -62,11 +62,7 @@ def _framed_around(
             await asyncio.sleep(0.05)  # its frame is made
         change(service)
         await service._publish_updates([updates[2]])
-        await asyncio.sleep(0.2)
-        got = framed(wires)
-        service._links.clear()
-        await service.close()
-        return got
+        return await framed_at_close(service, wires)
 
     got = asyncio.run(run())
     return got, [track_update_to_json(u)["update_ts"] for u in updates]
