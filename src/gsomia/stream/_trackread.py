@@ -105,8 +105,13 @@ def _instants(
         return None
     before = None
     for p in track.points:
-        at = _at(p.t)
-        if at is None or (before is not None and at < before):
+        # _at inlined (a track's samples are most of its instants): the same reading and offset
+        # check (``fromisoformat`` gives an instant with an offset, or none: ``tzinfo`` is then None)
+        try:
+            at = _fromisoformat(p.t)
+        except ValueError:
+            return None
+        if at.tzinfo is None or (before is not None and at < before):
             return None
         before = at
         if points is not None:
