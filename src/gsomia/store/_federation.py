@@ -681,7 +681,7 @@ class FederationStore:
     def inbox_entries(self, msg_ids: Sequence[str]) -> dict[str, InboxRow]:
         if not msg_ids:
             return {}
-        with self.store._read_one() as conn:
+        with self.store._read() as conn:
             rows = conn.execute(INBOX.where(among(conn, t.inbox.c.msg_id, msg_ids)))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
