@@ -221,6 +221,32 @@ _DUE_COLUMNS = [
 ]
 
 
+def _due_query(after_latest: bool, to_recipients: bool) -> Select[Any]:
+    """``FederationStore.due``'s query, built once for each of its four shapes and executed with
+    its values: the node's delivery loop asks it every round (five times a second, most finding
+    nothing), where building the expression and its cache key each time cost more than the
+    database's own work (benchmarks/JOURNAL.md, bench_stream)."""
+    o = t.outbox.c
+    when = o.next_attempt_us <= bindparam("now_us")
+    if after_latest:
+        when = or_(when, o.next_attempt_us > bindparam("latest_us"))
+    if to_recipients:
+        when = and_(when, o.recipient.in_(bindparam("recipients", expanding=True)))
+    return (
+        select(*_DUE_COLUMNS)
+        .where(and_(o.state == "pending", when))
+        .order_by(o.seq)
+        .limit(bindparam("due_limit", type_=Integer))
+    )
+
+
+_DUE = {
+    (latest, recipients): _due_query(latest, recipients)
+    for latest in (False, True)
+    for recipients in (False, True)
+}
+
+
 def _outbox_row(mapping: Any) -> OutboxRow:
     return OutboxRow(**{k: v for k, v in mapping.items() if k not in ("receipt_id", "decision_id")})
 
@@ -418,21 +444,14 @@ class FederationStore:
         with ``recipients``, only those whose next hop is one of them (the peers whose delivery
         this process holds). Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery
         decides again, and the compare-and-set of its outcome does not look at it."""
-        when = t.outbox.c.next_attempt_us <= now_us
-        if latest_us is not None:
-            when = or_(when, t.outbox.c.next_attempt_us > latest_us)
+        if recipients is not None and not recipients:
+            return []
+        query = _DUE[(latest_us is not None, recipients is not None)]
+        values: dict[str, Any] = {"now_us": now_us, "latest_us": latest_us, "due_limit": limit}
         if recipients is not None:
-            if not recipients:
-                return []
-            when = and_(when, t.outbox.c.recipient.in_(sorted(recipients)))
-        query = (
-            select(*_DUE_COLUMNS)
-            .where(and_(t.outbox.c.state == "pending", when))
-            .order_by(t.outbox.c.seq)
-            .limit(limit)
-        )
+            values["recipients"] = sorted(recipients)
         with self.store._read() as conn:
-            return [OutboxRow(*r) for r in conn.execute(query)]
+            return [OutboxRow(*r) for r in conn.execute(query, values)]
 
     def pending_recipients(self) -> set[str]:
         """The next hops that pending entries wait for (each one's delivery is leased apart)."""
@@ -662,7 +681,7 @@ class FederationStore:
     def inbox_entries(self, msg_ids: Sequence[str]) -> dict[str, InboxRow]:
         if not msg_ids:
             return {}
-        with self.store._read_one() as conn:
+        with self.store._read() as conn:
             rows = conn.execute(INBOX.where(among(conn, t.inbox.c.msg_id, msg_ids)))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 
