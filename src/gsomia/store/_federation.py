@@ -412,15 +412,20 @@ class FederationStore:
         *,
         latest_us: int | None = None,
         recipients: Collection[str] | None = None,
+        after_seq: int = 0,
     ) -> list[OutboxRow]:
         """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
         retry is ever set that far ahead: the clock was put back since, and they are due now);
         with ``recipients``, only those whose next hop is one of them (the peers whose delivery
-        this process holds). Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery
-        decides again, and the compare-and-set of its outcome does not look at it."""
+        this process holds); with ``after_seq``, only those queued after that entry (a delivery
+        run reading what was queued since it read last, its own entries on their way left out).
+        Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery decides again, and
+        the compare-and-set of its outcome does not look at it."""
         when = t.outbox.c.next_attempt_us <= now_us
         if latest_us is not None:
             when = or_(when, t.outbox.c.next_attempt_us > latest_us)
+        if after_seq:
+            when = and_(when, t.outbox.c.seq > after_seq)
         if recipients is not None:
             if not recipients:
                 return []
