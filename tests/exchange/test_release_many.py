@@ -159,6 +159,17 @@ def test_a_termination_between_a_selection_and_its_delivery_stops_every_item(net
     kor.close()
 
 
+def _two_officers_above_class_iii(kor: Node) -> None:
+    """KOR's administrator reserves every release above 군사III급비밀 for two officers (four hours)."""
+    kor.exchange.set_two_person(
+        kor.people.person("admin"),
+        above={"KOR": "군사III급비밀"},
+        hub_relay=False,
+        relay_authorisations=False,
+        validity=timedelta(hours=4),
+    )
+
+
 def _api(node: Node, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
     app = create_app(node)
 
@@ -230,13 +241,7 @@ def test_a_policy_set_after_a_selection_is_released_refuses_it_at_sending(net: N
         own_item(net, "KOR", item_id)  # 군사II급비밀
     released = kor.exchange.release_many(net.officer("KOR"), ["late-p1", "late-p2", "late-p3"], "JPN")
     assert len(released.entries) == 3
-    kor.exchange.set_two_person(
-        kor.people.person("admin"),
-        above={"KOR": "군사III급비밀"},
-        hub_relay=False,
-        relay_authorisations=False,
-        validity=timedelta(hours=4),
-    )
+    _two_officers_above_class_iii(kor)
     results = kor.exchange.deliver_due(net.transport)
     assert [r.state for r in results] == ["undeliverable"] * 3
     assert all("two_person" in r.detail for r in results)
@@ -247,13 +252,7 @@ def test_a_selection_cannot_carry_past_the_two_person_policy(net: Net) -> None:
     """A release the node's policy reserves for two officers is refused in a selection too; the
     selection's other items go."""
     kor = net.nodes["KOR"]
-    kor.exchange.set_two_person(
-        kor.people.person("admin"),
-        above={"KOR": "군사III급비밀"},
-        hub_relay=False,
-        relay_authorisations=False,
-        validity=timedelta(hours=4),
-    )
+    _two_officers_above_class_iii(kor)
     own_item(net, "KOR", "two-high")  # 군사II급비밀: above the policy's level
     own_item(net, "KOR", "two-low", classification="군사III급비밀")
     released = kor.exchange.release_many(net.officer("KOR"), ["two-high", "two-low"], "JPN")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gsomia.errors import StoreError
 from gsomia.store import AuditRow, Remembered, SignedArrival
 from gsomia.stream._memory import ReplayMemory
 
@@ -63,6 +64,16 @@ def _arrival(n: int) -> SignedArrival:
 
 def _row(n: int) -> AuditRow:
     return AuditRow(0, "stream.received", None, f"s-{n}", "allowed", "{}")
+
+
+def _memory_apart() -> tuple[_Store, ReplayMemory]:
+    """A memory in a file of its own (its commits carry no audit record; those go to the store's
+    ``append_audit``, which takes them) over a store whose commit at once waits for nothing."""
+    store = _Store()
+    store.replay_memory_apart = True
+    store.busy = False
+    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
+    return store, ReplayMemory(store)  # type: ignore[arg-type]
 
 
 async def _each_fails(
@@ -126,8 +137,6 @@ def test_a_commit_answering_fewer_groups_than_it_was_given_fails_each_of_them() 
     than it was given (no answer can then be matched to its group) fails every waiter of that
     commit with a StoreError naming the count, where before the last waiter was given ``None``; the
     audit records' waiter fails with them, and the memory goes on with the next commit."""
-    from gsomia.errors import StoreError
-
     store = _Store()
     store.go.set()
     store.short = True
@@ -151,7 +160,6 @@ def test_a_store_that_cannot_checkpoint_aside_fails_the_memory_at_once_and_leave
     memory's maker. Asked in the event loop's turn that hands over the first commit (04df96c), the
     error went to the loop's handler, the memory stayed "committing", and every group waited for
     ever: this module's first test hung on a store without the call."""
-    from gsomia.errors import StoreError
 
     class _NoAside(_Store):
         def checkpoint_aside(self) -> None:
@@ -205,13 +213,7 @@ def test_a_commit_that_waits_for_nothing_is_made_on_the_loop_and_one_that_would_
     memory's thread, which may wait, while the loop keeps turning; a commit at once that fails fails
     each of its groups (none taken as new), as does one answering fewer groups than given, and the
     memory goes on with the next."""
-    from gsomia.errors import StoreError
-
-    store = _Store()
-    store.replay_memory_apart = True
-    store.busy = False
-    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
-    memory = ReplayMemory(store)  # type: ignore[arg-type]
+    store, memory = _memory_apart()
 
     async def run() -> None:
         loop_thread = threading.get_ident()
@@ -254,13 +256,7 @@ def test_a_group_alone_is_committed_in_its_callers_turn_and_never_ahead_of_one_h
     the taking). Where a group handed over before is still waiting, or the commit would wait, or the
     store fails, it goes as any other: after the groups before it, in the same order, each its own
     answer, a failure failing it."""
-    from gsomia.errors import StoreError
-
-    store = _Store()
-    store.replay_memory_apart = True
-    store.busy = False
-    store.append_audit = lambda _rows: None  # type: ignore[attr-defined]
-    memory = ReplayMemory(store)  # type: ignore[arg-type]
+    store, memory = _memory_apart()
 
     async def run() -> None:
         loop_thread = threading.get_ident()

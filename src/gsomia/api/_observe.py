@@ -253,6 +253,14 @@ class NodeCollector(Collector):
         for peer, count in sorted(stats.sent.items()):
             sent.add_metric([peer], count)
         yield sent
+        frames = CounterMetricFamily(
+            "gsomia_stream_frames",
+            "Frames of tracks sent, per partner link (tracks a frame: sent / frames)",
+            labels=["peer"],
+        )
+        for peer, count in sorted(stats.frames.items()):
+            frames.add_metric([peer], count)
+        yield frames
 
 
 def metrics_registry(

@@ -213,6 +213,9 @@ class StreamStats:
 
     published: int = 0
     sent: dict[str, int] = field(default_factory=dict)
+    # TRACKS frames sent, per partner link: ``sent`` over this is the tracks a frame (at 1,000/s
+    # mostly one: a track that finds its link idle goes at once, alone; a burst shares a frame)
+    frames: dict[str, int] = field(default_factory=dict)
     received: int = 0
     relayed: int = 0
     emitted: int = 0
@@ -1186,6 +1189,7 @@ class StreamService:
                         link.unconfirmed.append((seq, handed))
                     for frame in frames:
                         await link.ws.send(frame)
+                    self.stats.frames[party] = self.stats.frames.get(party, 0) + 1
         except (OSError, WebSocketException, GsomiaError) as exc:
             link.queued.clear()  # never queued for later: a late warning is not a live one
             link.queued_acks.clear()  # (a handed one comes back from the bus to the link's next holder)
