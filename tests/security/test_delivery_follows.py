@@ -34,22 +34,39 @@ def _batches_of_100(monkeypatch: pytest.MonkeyPatch) -> None:
 
 class Meanwhile(Overlapping):
     """Two pushes at once; the first push runs ``meanwhile`` (an officer's next selection committed
-    while a batch is on its way) before it reaches the receiver, and sets ``done``."""
+    while a batch is on its way) before it reaches the receiver, and sets ``done``; with
+    ``hold_second``, the second push is answered only once a third has left (or after 20 s)."""
 
-    def __init__(self, inner: MemoryTransport, meanwhile: Callable[[], None]) -> None:
+    def __init__(
+        self, inner: MemoryTransport, meanwhile: Callable[[], None], *, hold_second: bool = False
+    ) -> None:
         super().__init__(inner)
         self.meanwhile = meanwhile
         self.done = threading.Event()
-        self._first = True
+        self.hold_second = hold_second
+        self._third = threading.Event()
+        self._second_answered = threading.Event()
+        self.beside_second = False  # the third push left before the second was answered
+        self._count = 0
+        self._counting = threading.Lock()
 
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
-        first, self._first = self._first, False
-        if first:
+        with self._counting:
+            position, self._count = self._count, self._count + 1
+        if position == 0:
             try:
                 self.meanwhile()
             finally:
                 self.done.set()
-        return super().push(peer, envelopes)
+        if position == 2:
+            self.beside_second = not self._second_answered.is_set()
+            self._third.set()
+        answers = super().push(peer, envelopes)
+        if position == 1:
+            if self.hold_second:
+                self._third.wait(20)  # still on its way when the followed batch leaves
+            self._second_answered.set()
+        return answers
 
 
 def _after(transport: Meanwhile) -> Callable[[str], bool]:
@@ -75,12 +92,12 @@ def test_a_selection_queued_while_batches_are_on_their_way_joins_them_and_lands_
         assert not released.refused
         later.extend(e.msg_id for e in released.entries)
 
-    transport = Meanwhile(net.transport, release_b)
+    transport = Meanwhile(net.transport, release_b, hold_second=True)
     results = kor.deliver_due(transport, follow=_after(transport))
     assert [r.msg_id for r in results] == first + later  # each once, in the outbox's order
     assert {r.state for r in results} == {"delivered"}
     assert len(transport.pushed) == 4  # a000-a099, a100-a199, b000-b099, b100-b149
-    assert (1, 2) in transport.together  # the followed batch left while the run's last was on its way
+    assert transport.beside_second  # the followed batch left while the run's last was on its way
     _held_once(net, ids_a + ids_b)
     assert net.audit("JPN", "envelope.duplicate") == []  # nothing on its way was read and sent again
     assert len(net.audit("KOR", "envelope.delivered")) == 350
