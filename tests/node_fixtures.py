@@ -295,6 +295,16 @@ def framed(wires: Mapping[str, tuple[LinkWire, Any]], sender: str = "KOR") -> di
     return got
 
 
+async def framed_at_close(service: Any, wires: Mapping[str, tuple[LinkWire, Any]]) -> dict[str, list[str]]:
+    """Once the frames of what ``service`` queued are made (a moment of its event loop): what each
+    wire carried (:func:`framed`); then the service closed, its kept wires dropped first."""
+    await asyncio.sleep(0.2)
+    got = framed(wires)
+    service._links.clear()
+    await service.close()
+    return got
+
+
 def serving(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
     """Run ``script`` against ``app`` once its start-up (the lifespan, with the background loops) is
     done, as uvicorn serves it."""

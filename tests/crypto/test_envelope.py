@@ -209,8 +209,10 @@ def test_round_trip_gives_back_the_body_and_who_sent_it(net: Network) -> None:
         body=BODY,
         sender_kid=net.rings["KOR"].signing_key(AT)[0],
         version=1,  # the JOSE format's (the version a node's envelope versions are kept in)
-        storable=True,  # no NUL, no lone surrogate in the claims: the inbox need not walk them
     )
+    assert not opened.storable  # not the open's to say: the inbox asks it of the claims' bytes
+    assert opened.claims is not None
+    assert json.loads(bytes(opened.claims))["body"] == BODY
 
 
 def test_bytes_open_like_text(net: Network) -> None:

@@ -15,6 +15,7 @@ import pytest
 from tests.exchange.test_exchange import Net, net
 from tests.security.test_batch_envelopes import _captured_batch, _opened_body, _sealed_by
 
+from gsomia.crypto import envelope as envelope_module
 from gsomia.crypto.envelope import (
     TRACKS_TYPE,
     EnvelopeError,
@@ -24,6 +25,8 @@ from gsomia.crypto.envelope import (
     signed_payload,
     verify_origin,
 )
+from gsomia.errors import GsomiaError
+from gsomia.exchange._inbox import _checked
 
 __all__ = ["net"]
 
@@ -138,14 +141,90 @@ def test_a_batch_holding_escaped_unstorable_text_is_walked_and_refuses_only_that
     msg_ids, envelope = _captured_batch(net, ["n1", "n2", "n3"])
     jpn = net.nodes["JPN"]
     opened = open_envelope(jpn.exchange.ring, envelope, jpn.exchange.kernel.peers.peer, net.clock.now)
-    assert opened.storable
+    assert _checked(opened).storable
     messages = opened.body["messages"]
     nul = {**messages[1], "body": {**messages[1]["body"], "purpose": "threat\x00assessment"}}
     dirty = _sealed_by(net, "KOR", {"kind": "batch", "messages": [messages[0], nul, messages[2]]}, "nul")
-    assert not open_envelope(jpn.exchange.ring, dirty, jpn.exchange.kernel.peers.peer, net.clock.now).storable
+    assert not _checked(
+        open_envelope(jpn.exchange.ring, dirty, jpn.exchange.kernel.peers.peer, net.clock.now)
+    ).storable
     (answer,) = net.inbox("JPN", [dirty])
     assert [r["status"] for r in answer["results"]] == ["stored", "refused", "stored"]
     assert answer["results"][1]["reason"].startswith("message.body.purpose: ")
     assert jpn.store.existing_items(["n1", "n2", "n3"]) == {"n1", "n3"}
     (refused,) = net.audit("JPN", "envelope.refused")
     assert refused["msg_id"] == msg_ids[1]
+
+
+@pytest.mark.parametrize(
+    "bad", ["threat\x00assessment", "threat\ud800assessment"], ids=["nul", "lone-surrogate"]
+)
+def test_the_open_leaves_the_check_to_the_inbox_which_still_refuses_the_message(
+    net: Net, bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``open_envelope`` does not decide whether the claims are storable (it is not the hop's work,
+    issue 18): what it opens says not known (``storable`` False) and carries the verified claims'
+    bytes, read-only; the inbox decides on those bytes (``_checked``). A message whose text holds a
+    NUL or a lone surrogate (JSON writes either only as a ``\\u`` escape) is refused alone, by its
+    place, whichever way it comes: in a batch envelope, in an envelope of its own, and on the
+    one-by-one path the inbox takes after a concurrent delivery."""
+    _msg_ids, envelope = _captured_batch(net, ["c1", "c2", "c3", "c4"])
+    jpn = net.nodes["JPN"]
+    ring, peers = jpn.exchange.ring, jpn.exchange.kernel.peers.peer
+    opened = open_envelope(ring, envelope, peers, net.clock.now)
+    assert not opened.storable
+    assert opened.claims is not None
+    assert json.loads(bytes(opened.claims))["body"] == opened.body
+    assert isinstance(opened.claims, bytes) or opened.claims.readonly
+    messages = opened.body["messages"]
+    dirty_message = {**messages[1], "body": {**messages[1]["body"], "purpose": bad}}
+    again = {**dirty_message, "msg_id": "again"}
+    with monkeypatch.context() as hostile:
+        # a partner's own writer, which escapes what UTF-8 cannot encode (this node's seal refuses a
+        # lone surrogate): the claims' bytes hold the text only as a \u escape
+        hostile.setattr(
+            envelope_module,
+            "_canonical",
+            lambda data: json.dumps(data, sort_keys=True, separators=(",", ":")).encode(),
+        )
+        batch = _sealed_by(
+            net, "KOR", {"kind": "batch", "messages": [messages[0], dirty_message, messages[2]]}, "b"
+        )
+        alone = _sealed_by(net, "KOR", dirty_message["body"], "alone")
+        retried = _sealed_by(net, "KOR", {"kind": "batch", "messages": [again, messages[3]]}, "retried")
+    for text in (batch, alone):
+        dirty = open_envelope(ring, text, peers, net.clock.now)
+        assert not dirty.storable
+        assert not _checked(dirty).storable
+
+    (answer,) = net.inbox("JPN", [batch])
+    assert [r["status"] for r in answer["results"]] == ["stored", "refused", "stored"]
+    assert answer["results"][1]["reason"].startswith("message.body.purpose: ")
+    (lone,) = net.inbox("JPN", [alone])
+    assert lone["status"] == "refused"
+    assert lone["reason"].startswith("message.body.purpose: ")
+    assert jpn.store.existing_items(["c1", "c2", "c3"]) == {"c1", "c3"}
+
+    # the same message once more beside a clean one, on the path after a concurrent delivery (the
+    # batch's one commit loses; each message is then received in a transaction of its own)
+    commit = jpn.exchange._commit
+    lost: list[bool] = []
+
+    def losing_once(accepted: Any) -> None:
+        if not lost:
+            lost.append(True)
+            raise GsomiaError("a concurrent delivery took it first")
+        commit(accepted)
+
+    jpn.exchange._commit = losing_once  # type: ignore[method-assign]
+    try:
+        (answer,) = jpn.exchange.receive([retried])
+    finally:
+        del jpn.exchange._commit
+    assert lost == [True]
+    assert [r["status"] for r in answer["results"]] == ["refused", "stored"]
+    assert answer["results"][0]["reason"].startswith("message.body.purpose: ")
+    assert jpn.store.existing_items(["c1", "c2", "c3", "c4"]) == {"c1", "c3", "c4"}
+    reasons = [r["reason"] for r in net.audit("JPN", "envelope.refused")]
+    assert len(reasons) == 3
+    assert all(r.startswith("message.body.purpose: ") for r in reasons)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from tests.conftest import kst
-from tests.node_fixtures import framed, wire_links
+from tests.node_fixtures import framed, framed_at_close, wire_links
 
 from gsomia._codec import label_to_dict
 from gsomia.core.ballistics import track_updates
@@ -117,11 +117,7 @@ def test_a_track_queued_before_its_agreement_ends_is_not_sent_after_the_end(
         clock.now = END + timedelta(seconds=1)  # the agreement ends before the frame is made
         await asyncio.sleep(0.2)
         await service.publish_update(updates[2])  # decided after the end: JPN is not a route
-        await asyncio.sleep(0.2)
-        got = framed(wires)
-        service._links.clear()
-        await service.close()
-        return got
+        return await framed_at_close(service, wires)
 
     got = asyncio.run(run())
     stamps = [track_update_to_json(u)["update_ts"] for u in updates]

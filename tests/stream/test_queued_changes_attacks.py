@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from tests.duties.conftest import Net, _net
-from tests.node_fixtures import framed, wire_links
+from tests.node_fixtures import framed_at_close, wire_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
@@ -55,11 +55,7 @@ def _sent_after(net: Net, change: Callable[[], Any]) -> dict[str, list[str]]:
         result = await service.publish_update(update)  # decided: JPN directly; queued, not framed yet
         assert "JPN" in {r["recipient"] for r in result["routes"]}
         change()
-        await asyncio.sleep(0.2)  # the frame is made
-        got = framed(wires)
-        service._links.clear()
-        await service.close()
-        return got
+        return await framed_at_close(service, wires)  # the frame is made
 
     got = asyncio.run(run())
     stamp = track_update_to_json(update)["update_ts"]

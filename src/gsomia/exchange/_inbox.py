@@ -109,7 +109,9 @@ class Inbox(EnvelopeVersions):
         for text in texts:
             try:
                 opened.append(
-                    open_envelope(self.ring, text, self._identities, now, self.skew, accepts=accepts)
+                    _checked(
+                        open_envelope(self.ring, text, self._identities, now, self.skew, accepts=accepts)
+                    )
                 )
             except EnvelopeError as exc:
                 opened.append(exc)
@@ -360,8 +362,8 @@ class Inbox(EnvelopeVersions):
         try:
             if isinstance(first, EnvelopeError):
                 raise first
-            opened = first or open_envelope(
-                self.ring, text, self._identities, now, self.skew, accepts=self._accepts(now)
+            opened = first or _checked(
+                open_envelope(self.ring, text, self._identities, now, self.skew, accepts=self._accepts(now))
             )
         except EnvelopeError as exc:
             note = {"note": exc.note} if exc.note else {}
@@ -787,6 +789,16 @@ def _receipts_once(results: list[dict[str, Any]]) -> list[str]:
             position = kept.setdefault(receipt, len(kept))
             results[index] = {"status": "duplicate", "receipt": None, "reason": None, "receipt_of": position}
     return list(kept)
+
+
+def _checked(opened: Opened) -> Opened:
+    """``opened`` marked storable where its signed claims' bytes show it (:func:`storable_json`: one
+    pass over the bytes, where a batch's 100 messages would each be walked by ``unstorable``);
+    else as opened (``storable`` False: every message is walked). Asked here, where the answer is
+    used, not in every :func:`open_envelope` (issue 18: the envelope ratio)."""
+    if opened.claims is None or not storable_json(opened.claims):
+        return opened
+    return replace(opened, storable=True)
 
 
 def _peek_item(

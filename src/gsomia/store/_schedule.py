@@ -14,6 +14,12 @@ from gsomia.store._store import AuditRow, Store
 
 __all__ = ["ScheduleStore", "ScheduledRow"]
 
+_DUE_SQL = (  # ScheduledRow's field order; the index ix_scheduled_changes_due (state, at_us) serves it
+    "SELECT id, item_id, classification, at_us, reason, scheduled_by, created_us, state, done_us, note "
+    "FROM scheduled_changes WHERE state = 'pending' AND at_us <= {mark} ORDER BY at_us, id LIMIT {mark}"
+)
+_DUE = {"qmark": _DUE_SQL.format(mark="?"), "format": _DUE_SQL.format(mark="%s")}
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduledRow:
@@ -53,14 +59,13 @@ class ScheduleStore:
             return [ScheduledRow(**r._mapping) for r in conn.execute(query)]
 
     def due(self, now_us: int, limit: int = 100) -> list[ScheduledRow]:
-        query = (
-            select(t.scheduled_changes)
-            .where(t.scheduled_changes.c.state == "pending", t.scheduled_changes.c.at_us <= now_us)
-            .order_by(t.scheduled_changes.c.at_us, t.scheduled_changes.c.id)
-            .limit(limit)
-        )
+        """The pending downgrades due at ``now_us``, oldest first (at most ``limit``). Every round of
+        the node's background work asks (five a second): the statement is written once, as the driver
+        takes it, and its rows are read as plain tuples; the SQLAlchemy form built and keyed for its
+        cache each time was 6 % of a receiving node's CPU while the stream ran flat out."""
         with self.store._read() as conn:
-            return [ScheduledRow(**r._mapping) for r in conn.execute(query)]
+            sql = _DUE["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
+            return [ScheduledRow(*r) for r in conn.exec_driver_sql(sql, (int(now_us), int(limit))).all()]
 
     def move(
         self,

@@ -444,6 +444,8 @@ class StreamService:
         self._emitted_labels: dict[SecurityLabel, bytes] = {}
         self._route_fields: dict[tuple[str, str | None], bytes] = {}  # -> ',"route":..,"agreement":..}'
         self._route_tails: dict[tuple[str, str | None], bytes] = {}  # (recipient, via) -> a link body's end
+        # (hop, agreement) -> a link checked for it and the peers generation then (_publish_updates)
+        self._checked: dict[tuple[str, str | None], tuple[_OutLink, int]] = {}
         self._started = False
         self._ticker: asyncio.Task[None] | None = None
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
@@ -855,13 +857,18 @@ class StreamService:
         if not self._started:
             await self.start()
         now = self.kernel.clock()
-        under = _decided_under(self.kernel.watch)
+        ts = now.timestamp()
+        watch = self.kernel.watch
+        under = _decided_under(watch)
+        peers = watch.generation(PEERS)
         out: list[dict[str, Any]] = []
-        # (hop, agreement) -> the link a track of these updates went on with no authorisation before
-        # it: checked then (registered for the agreement, its peer's key still pinned), it takes the
-        # next ones straight into its queue while it is the link to that hop (each decided again
-        # at its frame, as every queued track)
-        checked: dict[tuple[str, str | None], _OutLink] = {}
+        # (hop, agreement) -> the link a track went on with no authorisation before it, and the
+        # store's peers generation it was checked under (registered for the agreement, its peer's
+        # key still pinned: both read from the peers): it takes the next tracks, of this message and
+        # the next ones, straight into its queue while it is the link to that hop, the peers have
+        # not moved and the key's end is not reached (each decided again at its frame, as every
+        # queued track)
+        checked = self._checked
         # the plan of the update before and its allowed routes, each with its hop and the end of its
         # link body: a plan kept for a track is the same for its next updates in this message (one
         # instant, one reading of the counters), so its routes are worked out once, not per update
@@ -906,8 +913,9 @@ class StreamService:
                     self._plans_consents,
                     agreement,
                 )
-                link = checked.get((hop, agreement))
-                if link is not None and not consents and self._links.get(hop) is link:
+                hit = checked.get((hop, agreement))
+                link = None if hit is None or hit[1] != peers else hit[0]
+                if link is not None and not consents and self._links.get(hop) is link and ts < link.key_until:
                     self._enqueue(hop, link, body, None, decided)
                 else:
                     try:
@@ -917,7 +925,7 @@ class StreamService:
                         continue
                     link = self._links.get(hop)
                     if link is not None and not consents and not self.leases_links:
-                        checked[(hop, agreement)] = link
+                        checked[(hop, agreement)] = (link, peers)
                 if results:
                     routes.append({"recipient": route.recipient, "route": route.name, "agreement": agreement})
             if results:
