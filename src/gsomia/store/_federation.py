@@ -221,8 +221,8 @@ _DUE_COLUMNS = [
 ]
 
 
-def _due_query(after_latest: bool, to_recipients: bool) -> Select[Any]:
-    """``FederationStore.due``'s query, built once for each of its four shapes and executed with
+def _due_query(after_latest: bool, to_recipients: bool, after_seq: bool = False) -> Select[Any]:
+    """``FederationStore.due``'s query, built once for each of its eight shapes and executed with
     its values: the node's delivery loop asks it every round (five times a second, most finding
     nothing), where building the expression and its cache key each time cost more than the
     database's own work (benchmarks/JOURNAL.md, bench_stream)."""
@@ -232,6 +232,8 @@ def _due_query(after_latest: bool, to_recipients: bool) -> Select[Any]:
         when = or_(when, o.next_attempt_us > bindparam("latest_us"))
     if to_recipients:
         when = and_(when, o.recipient.in_(bindparam("recipients", expanding=True)))
+    if after_seq:
+        when = and_(when, o.seq > bindparam("after_seq", type_=Integer))
     return (
         select(*_DUE_COLUMNS)
         .where(and_(o.state == "pending", when))
@@ -241,9 +243,10 @@ def _due_query(after_latest: bool, to_recipients: bool) -> Select[Any]:
 
 
 _DUE = {
-    (latest, recipients): _due_query(latest, recipients)
+    (latest, recipients, after): _due_query(latest, recipients, after)
     for latest in (False, True)
     for recipients in (False, True)
+    for after in (False, True)
 }
 
 
@@ -438,16 +441,21 @@ class FederationStore:
         *,
         latest_us: int | None = None,
         recipients: Collection[str] | None = None,
+        after_seq: int = 0,
     ) -> list[OutboxRow]:
         """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
         retry is ever set that far ahead: the clock was put back since, and they are due now);
         with ``recipients``, only those whose next hop is one of them (the peers whose delivery
-        this process holds). Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery
-        decides again, and the compare-and-set of its outcome does not look at it."""
+        this process holds); with ``after_seq``, only those queued after that entry (a delivery
+        run reading what was queued since it read last, its own entries on their way left out).
+        Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery decides again, and
+        the compare-and-set of its outcome does not look at it."""
         if recipients is not None and not recipients:
             return []
-        query = _DUE[(latest_us is not None, recipients is not None)]
-        values: dict[str, Any] = {"now_us": now_us, "latest_us": latest_us, "due_limit": limit}
+        query = _DUE[(latest_us is not None, recipients is not None, bool(after_seq))]
+        values: dict[str, Any] = {
+            "now_us": now_us, "latest_us": latest_us, "due_limit": limit, "after_seq": after_seq
+        }  # fmt: skip
         if recipients is not None:
             values["recipients"] = sorted(recipients)
         with self.store._read() as conn:
