@@ -1117,30 +1117,25 @@ _SIGN1_PREFIXES: dict[bytes, bytes] = {}
 _RECIPIENT_PREFIXES: dict[bytes, bytes] = {}
 
 
+def _around(table: dict[bytes, bytes], protected: bytes, before: bytes, after: bytes) -> bytes:
+    """``before``, the byte string ``protected`` (a per-key protected header) and ``after``, kept in
+    ``table`` by the header's bytes."""
+    written = table.get(protected)
+    if written is None:
+        written = _kept(table, protected, b"".join((before, _bytes_head(len(protected)), protected, after)))
+    return written
+
+
 def _sig_structure_head(protected: bytes, payload_length: int) -> bytes:
     """A Sig_structure's bytes before its payload: written before the payload in place (:func:`_cose_hop`,
     :func:`open_envelope`), so the payload is signed and verified without a copy of its own."""
-    prefix = _SIG_PREFIXES.get(protected)
-    if prefix is None:
-        prefix = _kept(
-            _SIG_PREFIXES,
-            protected,
-            b"".join((_SIG_STRUCTURE_HEAD, _bytes_head(len(protected)), protected, _EMPTY_BYTES)),
-        )
-    return prefix + _bytes_head(payload_length)
+    return _around(_SIG_PREFIXES, protected, _SIG_STRUCTURE_HEAD, _EMPTY_BYTES) + _bytes_head(payload_length)
 
 
 def _sign1_head(protected: bytes, payload_length: int) -> bytes:
     """A COSE_Sign1's bytes before its payload: the tag, the array, the protected header, an empty
     unprotected map and the payload's head."""
-    prefix = _SIGN1_PREFIXES.get(protected)
-    if prefix is None:
-        prefix = _kept(
-            _SIGN1_PREFIXES,
-            protected,
-            b"".join((_SIGN1_HEAD, _bytes_head(len(protected)), protected, _EMPTY_MAP)),
-        )
-    return prefix + _bytes_head(payload_length)
+    return _around(_SIGN1_PREFIXES, protected, _SIGN1_HEAD, _EMPTY_MAP) + _bytes_head(payload_length)
 
 
 def _encrypt_head(protected: bytes, iv: bytes, ciphertext_length: int) -> bytes:
@@ -1153,20 +1148,7 @@ def _encrypt_head(protected: bytes, iv: bytes, ciphertext_length: int) -> bytes:
 
 def _recipients(recipient_protected: bytes, epk: bytes) -> bytes:
     """A COSE_Encrypt's bytes after its ciphertext: its one recipient, the ephemeral X25519 key."""
-    prefix = _RECIPIENT_PREFIXES.get(recipient_protected)
-    if prefix is None:
-        prefix = _kept(
-            _RECIPIENT_PREFIXES,
-            recipient_protected,
-            b"".join(
-                (
-                    _RECIPIENTS_HEAD,
-                    _bytes_head(len(recipient_protected)),
-                    recipient_protected,
-                    _EPHEMERAL_HEAD,
-                )
-            ),
-        )
+    prefix = _around(_RECIPIENT_PREFIXES, recipient_protected, _RECIPIENTS_HEAD, _EPHEMERAL_HEAD)
     return b"".join((prefix, epk, _EMPTY_BYTES))
 
 
