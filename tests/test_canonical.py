@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_bytes, loads
+from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_built_bytes, compact_bytes, loads
 from gsomia._codec import (
     DecisionTexts,
     Encoded,
@@ -179,6 +179,32 @@ def test_a_response_gets_starlettes_bytes_in_its_own_key_order(value: dict[str, 
     assert written is None or written == _starlette(value)
     reordered = dict(reversed(list(value.items())))
     assert compact_bytes(reordered) in (None, _starlette(reordered))
+
+
+_BUILT = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _BUILT, max_size=6), _VALUES)
+def test_a_built_view_gets_starlettes_bytes_with_only_its_loose_value_looked_at(
+    value: dict[str, Any], loose: Any
+) -> None:
+    """An item's view (strings, integers, None, lists, dicts) holding a payload from outside: the
+    bytes are Starlette's wherever ``compact_built_bytes`` writes them, and it writes them exactly
+    where ``compact_bytes`` would (only the loose value can hold what orjson writes otherwise)."""
+    whole = {**value, "payload": loose}
+    written = compact_built_bytes(whole, loose)
+    assert written == compact_bytes(whole)
+    assert written is None or written == _starlette(whole)
+
+
+@pytest.mark.parametrize("value", ODD + REFUSED, ids=repr)
+def test_a_built_view_holding_an_odd_loose_value_is_left_to_json(value: Any) -> None:
+    assert compact_built_bytes({"id": "x", "payload": value}, value) is None
 
 
 @pytest.mark.parametrize("value", ODD + REFUSED, ids=repr)

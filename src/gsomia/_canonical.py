@@ -29,14 +29,19 @@ import orjson
 __all__ = [
     "NUL_PROBLEM",
     "SURROGATE_PROBLEM",
+    "KeyTwiceError",
     "canonical_built_bytes",
     "canonical_bytes",
     "canonical_bytes_with",
     "canonical_tree_bytes",
+    "compact_built_bytes",
     "compact_bytes",
     "held_as_is",
+    "json_keys",
+    "keys_once",
     "loads",
     "storable_json",
+    "strings_read",
     "unstorable",
 ]
 
@@ -160,6 +165,21 @@ def compact_bytes(data: Any) -> bytes | None:
     return written if _plain(data) else None
 
 
+def compact_built_bytes(data: Any, loose: Any = None) -> bytes | None:
+    """:func:`compact_bytes` of a value its maker built of dicts with string keys, lists, strings,
+    ``None``, booleans and integers only (an item's view, :func:`gsomia._present.item_view`, whose
+    label is :func:`gsomia._codec.label_to_dict`'s: see :func:`canonical_built_bytes`), but for
+    ``loose``, a value held in it that came from outside (a JSON payload), which alone is looked at as
+    :func:`compact_bytes` looks at all of it. A page's views were walked whole for a float none of
+    them can hold: the walk was a fifth of a page's JSON (issue 18, bench_load). ``None`` where
+    orjson's bytes would not be the standard encoder's: the caller then writes it with ``json``."""
+    try:
+        written = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return None
+    return written if loose is None or _plain(loose) else None
+
+
 _decode = msgspec.json.Decoder().decode
 
 
@@ -177,6 +197,71 @@ def loads(text: bytes | memoryview) -> Any:
         return _decode(text)
     except (msgspec.DecodeError, RecursionError):
         return json.loads(text if type(text) is not memoryview else bytes(text))
+
+
+# --- a key given twice in a JSON object: refused wherever outside text is read ---
+
+
+class KeyTwiceError(ValueError):
+    """An object of a JSON text names the key ``name`` twice."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the key {name!r} is given twice in an object")
+        self.name = name
+
+
+def _counted(total: list[int]) -> Any:
+    """An ``object_pairs_hook`` refusing an object that names a key twice, counting keys in ``total``."""
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        read = dict(pairs)
+        if len(read) != len(pairs):
+            seen: set[str] = set()
+            for name, _ in pairs:
+                if name in seen:
+                    raise KeyTwiceError(name)
+                seen.add(name)
+        total[0] += len(pairs)
+        return read
+
+    return members
+
+
+def json_keys(raw: bytes) -> int:
+    """How many keys the JSON text ``raw`` holds, at every depth (names read as JSON reads them,
+    escapes and all); ``ValueError`` where an object names a key twice, or for what is not JSON."""
+    total = [0]
+    json.loads(raw, object_pairs_hook=_counted(total))
+    return total[0]
+
+
+def keys_once(raw: bytes, strings: int | None) -> None:
+    """``ValueError`` if an object of the JSON text ``raw`` (read as valid) names a key twice.
+
+    ``strings`` is how many strings, keys and values, ``raw`` holds if no key is given twice, when
+    the caller knows it from its decoding (:func:`strings_read`: each object's distinct keys, the
+    string values a decoding kept; at most as many as ``raw`` spells, a repeated key and its value
+    being dropped). Then the common case is checked in C, exactly: in text with no backslash no
+    string holds a quote, so ``raw`` holds two quotes a string, and twice ``strings`` of them means
+    no key is given twice. Text with escapes, or a count that differs, is read by
+    :func:`json_keys`: some five times the CPU, for text gsomia's encoders do not write; so is text
+    holding a NUL byte (JSON in UTF-16 or UTF-32, which ``json`` reads too, where a quote's byte may
+    stand in another character's code unit: valid UTF-8 JSON holds no NUL byte)."""
+    if strings is not None and b"\\" not in raw and b"\x00" not in raw and raw.count(b'"') == 2 * strings:
+        return
+    json_keys(raw)
+
+
+def strings_read(data: Any) -> int:
+    """How many strings, keys and values, the decoding ``data`` of some JSON text holds at every
+    depth (each object's distinct keys): the ``strings`` :func:`keys_once` takes for that text."""
+    if isinstance(data, str):
+        return 1
+    if isinstance(data, dict):
+        return len(data) + sum(strings_read(value) for value in data.values())
+    if isinstance(data, list):
+        return sum(strings_read(value) for value in data)
+    return 0
 
 
 # --- THE rule for text no store can hold (here, below both the codec and the data files) ---

@@ -105,3 +105,18 @@ def test_one_unusual_field_in_a_batch_sends_it_through_canonical_with_the_same_h
         assert got == [leaf_hash(_reference(usual)), leaf_hash(_reference(other))]
     # a bool instant is the canonical JSON's true, not the %d template's 1
     assert _leaf_hashes([_as_stored(odd[0])]) != _leaf_hashes([_as_stored(replace(odd[0], at_us=1))])
+
+
+def test_what_orjson_does_not_write_as_canonical_does_goes_through_canonical() -> None:
+    # the writer's fields are written by orjson only where its bytes are canonical's: an instant past
+    # 64 bits (orjson refuses it) and a subclass of str go through canonical, to the same leaf hashes
+    class Text(str):
+        pass
+
+    rows = [
+        AuditRow(2**70, "k", None, None, "ok", "{}", entry_id="e1"),
+        AuditRow(1, Text("k"), Text("a"), None, "ok", '{"x":"秘 \\u0000"}', entry_id="e2"),
+        AuditRow(2, "k", "a\x00\x1f\x7f\u2028", "한글", "ok", '{"q":"\\""}', entry_id=None),  # type: ignore[arg-type]
+    ]
+    assert _leaf_hashes([_as_stored(r) for r in rows]) == [leaf_hash(_reference(r)) for r in rows]
+    assert [leaf_data(r) for r in rows] == [_reference(r) for r in rows]

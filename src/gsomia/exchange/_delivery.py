@@ -1,8 +1,9 @@
 """Delivery: decide again at the instant of sending (a termination in between makes the
 entry undeliverable, with the reason), push batches to each peer's inbox over a
 :class:`PeerTransport` (as many batches on their way at once as the transport takes, ``in_flight``,
-while the next is sealed) and keep the signed receipts
-as proof of delivery (``_receipts``); transport failures retry with exponential backoff.
+while the next is sealed; with ``follow``, what was queued meanwhile joins them) and keep the
+signed receipts as proof of delivery (``_receipts``); transport failures retry with exponential
+backoff.
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ class Deliveries(Approvals):
         *,
         peers: Collection[str] | None = None,
         keep: Callable[[str], bool] | None = None,
+        follow: Callable[[str], bool] | None = None,
     ) -> list[Delivery]:
         """Send what is due over ``transport``: decide again now, push batches per peer, keep the
         signed receipts. What it answers is what this process settled (delivered, retried,
@@ -165,7 +167,11 @@ class Deliveries(Approvals):
         ``peers``, only what goes to those next hops (the peers whose delivery this process holds
         the lease of: ``deliver:PEER``); with ``keep``, asked before each batch to a peer, the
         batches to a peer stop when it answers no (that lease was lost meanwhile: another process
-        delivers to that peer now)."""
+        delivers to that peer now). With ``follow``, asked whenever a run to a peer has sent all it
+        read and waits for batches on their way: while it answers yes, the run reads again what was
+        queued for that peer since (after the last entry it read, up to ``limit`` at a time),
+        decided at that new instant, and those batches join the ones on their way, so the receiver
+        is not left idle between two runs while the next selection is read, decided and sealed."""
         now = self._now()
         # a retry is never set further ahead than the longest back-off: one that is was set by a clock
         # that ran ahead and has been put right since, and is due now
@@ -173,52 +179,95 @@ class Deliveries(Approvals):
             epoch_us(now), limit, latest_us=epoch_us(now) + LONGEST_BACKOFF_US, recipients=peers
         )
         results: list[Delivery] = []
-        # the consents verified and the decisions taken, shared by the run's batches; each batch's
-        # rows and consents on file are read just before it is decided (``_decided``), so the first
-        # batch leaves without waiting for the whole run's reads and the next batch's overlap the
-        # one on the wire (issue 18)
-        run = Prefetched({}, {}, {}, {})
         bodies: dict[str, dict[str, Any]] = {}  # each item's message, built under the decision just taken
         by_peer: dict[str, list[OutboxRow]] = {}
         for entry in due:
             by_peer.setdefault(entry.recipient, []).append(entry)
+        # the consents verified and the decisions taken, shared by the run's batches decided at its
+        # one instant; each batch's rows and consents on file are read just before it is decided
+        # (``_decided``), so the first batch leaves without waiting for the whole run's reads and the
+        # next batch's overlap the one on the wire (issue 18)
+        run = Prefetched({}, {}, {}, {})
         for party, entries in by_peer.items():
-            chunks = [entries[start : start + _BATCH] for start in range(0, len(entries), _BATCH)]
-            if len(chunks) == 1:
+            if len(entries) <= _BATCH and follow is None:
                 if keep is None or keep(party):
-                    batch = self._decided(chunks[0], now, run, bodies, results)
+                    batch = self._decided(entries, now, run, bodies, results)
                     for part in _by_size(batch, bodies):
                         results += self._push(transport, party, part, now, bodies)
                 continue
-            # a pipeline: the next batch is decided again and sealed while those before are on the wire
-            # (and at the receiver), then the oldest is settled; each batch still settles on its own
-            # receipt, in the outbox's order, in its own transaction, by this one thread (issue 18: the
-            # decisions of a whole run, taken before its first batch left, kept the receiver idle
-            # meanwhile). With a transport that takes more than one push at once (``in_flight``), that
-            # many batches are on their way together, so the receiver works on the next while the
-            # last one's answer travels back; a batch carrying anything but items, or an item a batch
-            # on its way carries too, waits until nothing else is on its way (the receiver meets the
-            # outbox's order where it matters: a label change after the item, one item's copies one
-            # after the other)
-            depth = max(1, transport.in_flight)
-            flying: deque[tuple[_Prepared, Future[list[Any]]]] = deque()
-            with ThreadPoolExecutor(max_workers=depth, thread_name_prefix=f"deliver-{party}") as wire:
-                try:
-                    for chunk in chunks:
-                        if keep is not None and not keep(party):
-                            break  # left pending, as read: the process holding that peer now sends them
-                        batch = self._decided(chunk, now, run, bodies, results)
-                        for part in _by_size(batch, bodies):
-                            prepared = self._prepare(party, part, now, bodies)
-                            if depth > 1:
-                                while flying and _apart(prepared, (p for p, _ in flying)):
-                                    results += self._finish(*flying.popleft(), now)
-                            flying.append((prepared, wire.submit(self._send, transport, prepared)))
-                            while len(flying) > depth:  # the next queued on the wire; the oldest settled
-                                results += self._finish(*flying.popleft(), now)
-                finally:  # what is on the wire is settled, whatever stopped the next one
-                    while flying:
-                        results += self._finish(*flying.popleft(), now)
+            results += self._pipeline(transport, party, entries, now, run, bodies, limit, keep, follow)
+        return results
+
+    def _pipeline(
+        self,
+        transport: PeerTransport,
+        party: str,
+        entries: list[OutboxRow],
+        now: datetime,
+        run: Prefetched,
+        bodies: dict[str, dict[str, Any]],
+        limit: int,
+        keep: Callable[[str], bool] | None,
+        follow: Callable[[str], bool] | None,
+    ) -> list[Delivery]:
+        """``entries`` to ``party`` in a pipeline: the next batch is decided again and sealed while
+        those before are on the wire (and at the receiver), then the oldest is settled; each batch
+        still settles on its own receipt, in the outbox's order, in its own transaction, by this one
+        thread (issue 18: the decisions of a whole run, taken before its first batch left, kept the
+        receiver idle meanwhile). With a transport that takes more than one push at once
+        (``in_flight``), that many batches are on their way together, so the receiver works on the
+        next while the last one's answer travels back; a batch carrying anything but items, or an
+        item a batch on its way carries too, waits until nothing else is on its way (the receiver
+        meets the outbox's order where it matters: a label change after the item, one item's copies
+        one after the other). With ``follow`` (``deliver_due``), what was queued since is read again
+        before the run waits for its batches: an entry on its way is never read again (the read
+        starts after the last entry read), and each batch is decided at the instant it was read."""
+        results: list[Delivery] = []
+        chunks: deque[tuple[list[OutboxRow], datetime, Prefetched]] = deque(
+            (entries[start : start + _BATCH], now, run) for start in range(0, len(entries), _BATCH)
+        )
+        last_seq = max(entry.seq for entry in entries)
+        depth = max(1, transport.in_flight)
+        flying: deque[tuple[_Prepared, Future[list[Any]], datetime]] = deque()
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix=f"deliver-{party}") as wire:
+            try:
+                while True:
+                    if not chunks and flying and follow is not None and follow(party):
+                        at = self._now()
+                        more = self.fed.due(
+                            epoch_us(at),
+                            limit,
+                            latest_us=epoch_us(at) + LONGEST_BACKOFF_US,
+                            recipients=(party,),
+                            after_seq=last_seq,
+                        )
+                        if more:  # decided at this instant, with the decisions of this instant
+                            last_seq = max(last_seq, *(entry.seq for entry in more))
+                            fresh = Prefetched({}, {}, {}, {})
+                            chunks.extend(
+                                (more[start : start + _BATCH], at, fresh)
+                                for start in range(0, len(more), _BATCH)
+                            )
+                    if not chunks:
+                        if not flying:
+                            break
+                        results += self._finish(*flying.popleft())  # its answer, then read again
+                        continue
+                    if keep is not None and not keep(party):
+                        break  # left pending, as read: the process holding that peer now sends them
+                    chunk, at, shared = chunks.popleft()
+                    batch = self._decided(chunk, at, shared, bodies, results)
+                    for part in _by_size(batch, bodies):
+                        prepared = self._prepare(party, part, at, bodies)
+                        if depth > 1:
+                            while flying and _apart(prepared, (p for p, _, _ in flying)):
+                                results += self._finish(*flying.popleft())
+                        flying.append((prepared, wire.submit(self._send, transport, prepared), at))
+                        while len(flying) > depth:  # the next queued on the wire; the oldest settled
+                            results += self._finish(*flying.popleft())
+            finally:  # what is on the wire is settled, whatever stopped the next one
+                while flying:
+                    results += self._finish(*flying.popleft())
         return results
 
     def _decided(

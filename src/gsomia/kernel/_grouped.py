@@ -26,7 +26,11 @@ class _Waiting:
         self.rows = rows
         self.done = False
         self.error: BaseException | None = None
-        self.turn = threading.Event()  # set when written, or when it is this caller's turn to write
+        # held from the moment a caller queues behind a write under way, released when its records
+        # are written or when it is its turn to write; ``None`` for the caller who writes at once,
+        # which never waits (a plain lock, not an ``Event``: made, set and never waited on, the event
+        # and its condition were a read thread's largest cost in this module under load, issue 18)
+        self.turn: threading.Lock | None = None
 
 
 class GroupedAppend:
@@ -45,14 +49,17 @@ class GroupedAppend:
             return
         me = _Waiting(rows)
         with self._lock:
-            self._queue.append(me)
             lead = not self._writing
             if lead:
                 self._writing = True
+            else:
+                turn = me.turn = threading.Lock()
+                turn.acquire()
+            self._queue.append(me)
         if lead:
             self._write_group()  # the queue was empty: its first group holds these records
         else:
-            me.turn.wait()
+            turn.acquire()  # released by the writer of these records, or to make this caller write
             if not me.done:  # woken to write the next group (these records first in it)
                 self._write_group()
         if me.error is not None:
@@ -74,9 +81,12 @@ class GroupedAppend:
         for waiting in group:
             waiting.error = error
             waiting.done = True
-            waiting.turn.set()
+            if waiting.turn is not None:
+                waiting.turn.release()
         with self._lock:
-            if self._queue:  # the next group: its first caller writes it
-                self._queue[0].turn.set()
+            if self._queue:  # the next group: its first caller (queued behind this write) writes it
+                turn = self._queue[0].turn
+                assert turn is not None  # noqa: S101 - only the caller who found no write under way has none
+                turn.release()
             else:
                 self._writing = False

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from gsomia.audit import AuditLog, TreeHeads
 from gsomia.duties import Duties
@@ -146,13 +147,23 @@ class NodeRuntime:
             if self.duties is not None and outbox:
                 self.duties.apply_due_downgrades()  # due downgrades queue their duty messages first
             peers = self.delivering()
+            # a run to a peer reads what was queued since before it waits for its batches on their way
+            # (the receiver busy meanwhile: issue 18), for a third of the lease's time at most, so the
+            # round ends, and asks for its leases again, well within it
+            until = time.monotonic() + self._recount_every
+            follow = self._following(until)
             if peers is None:
-                sent = self.exchange.deliver_due(self.transport)
+                sent = self.exchange.deliver_due(self.transport, follow=follow)
             elif peers:  # smaller rounds, each peer's lease renewed between its batches
                 sent = self.exchange.deliver_due(
-                    self.transport, SHARED_ROUND, peers=peers, keep=self.delivery.holds
+                    self.transport, SHARED_ROUND, peers=peers, keep=self.delivery.holds, follow=follow
                 )
         return len(sent)
+
+    def _following(self, until: float) -> Callable[[str], bool]:
+        """Whether a delivery run goes on reading what was queued: until ``until`` (monotonic), and
+        not once the runtime is stopping."""
+        return lambda _party: not self._stop.is_set() and time.monotonic() < until
 
     def _audit(self) -> bool:
         """The audit log's part of a round (its lease held): records integrated, the head signed;

@@ -185,19 +185,12 @@ class AuditStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        """The bound transaction's connection (the writer's), else the store's reads (autocommit on
+        PostgreSQL: each statement its own snapshot)."""
         if self._conn is not None:
             yield self._conn
         else:
             with self.store._read() as conn:
-                yield conn
-
-    @contextmanager
-    def _read_one(self) -> Iterator[Connection]:
-        """For one statement: the bound transaction's connection, else one without a transaction."""
-        if self._conn is not None:
-            yield self._conn
-        else:
-            with self.store._read_one() as conn:
                 yield conn
 
     @contextmanager
@@ -356,7 +349,7 @@ class AuditStore:
     def frontier(self) -> str | None:
         # a fixed statement to the driver: every writer's transaction reads it, and building the
         # SQLAlchemy select and its result each time cost more than the look-up (issue 18)
-        with self._read_one() as conn:
+        with self._read() as conn:
             row = conn.exec_driver_sql(_FRONTIER_READ).first()
         return None if row is None else str(row[0])
 
@@ -365,7 +358,7 @@ class AuditStore:
         ``merkle_nodes``, level 0 (a leaf) from its record's ``leaf``."""
         if not keys:
             return {}
-        with self._read_one() as conn:
+        with self._read() as conn:
             if conn.dialect.name == "postgresql":
                 inner = [k for k in keys if k[0] > 0]
                 levels = ",".join([str(int(k[0])) for k in inner])
@@ -398,7 +391,7 @@ class AuditStore:
         return found
 
     def entry(self, entry_id: str) -> AuditRow | None:
-        with self._read_one() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(t.audit_records).where(t.audit_records.c.entry_id == entry_id)
             ).one_or_none()
@@ -454,7 +447,7 @@ class AuditStore:
             return [HeadRow(r.size, r.root, r.at_us, r.jws) for r in conn.execute(query)]
 
     def latest_head(self) -> HeadRow | None:
-        with self._read_one() as conn:
+        with self._read() as conn:
             r = conn.execute(select(t.tree_heads).order_by(t.tree_heads.c.size.desc()).limit(1)).one_or_none()
         return None if r is None else HeadRow(r.size, r.root, r.at_us, r.jws)
 

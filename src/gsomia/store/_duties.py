@@ -420,7 +420,7 @@ class DutiesStore:
         """Which of ``item_ids`` have label changes kept here (a few queries for many ids)."""
         wanted = list(dict.fromkeys(item_ids))
         found: set[str] = set()
-        with self.store._read_one() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
+        with self.store._read() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 query = (

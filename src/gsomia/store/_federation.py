@@ -221,6 +221,35 @@ _DUE_COLUMNS = [
 ]
 
 
+def _due_query(after_latest: bool, to_recipients: bool, after_seq: bool = False) -> Select[Any]:
+    """``FederationStore.due``'s query, built once for each of its eight shapes and executed with
+    its values: the node's delivery loop asks it every round (five times a second, most finding
+    nothing), where building the expression and its cache key each time cost more than the
+    database's own work (benchmarks/JOURNAL.md, bench_stream)."""
+    o = t.outbox.c
+    when = o.next_attempt_us <= bindparam("now_us")
+    if after_latest:
+        when = or_(when, o.next_attempt_us > bindparam("latest_us"))
+    if to_recipients:
+        when = and_(when, o.recipient.in_(bindparam("recipients", expanding=True)))
+    if after_seq:
+        when = and_(when, o.seq > bindparam("after_seq", type_=Integer))
+    return (
+        select(*_DUE_COLUMNS)
+        .where(and_(o.state == "pending", when))
+        .order_by(o.seq)
+        .limit(bindparam("due_limit", type_=Integer))
+    )
+
+
+_DUE = {
+    (latest, recipients, after): _due_query(latest, recipients, after)
+    for latest in (False, True)
+    for recipients in (False, True)
+    for after in (False, True)
+}
+
+
 def _outbox_row(mapping: Any) -> OutboxRow:
     return OutboxRow(**{k: v for k, v in mapping.items() if k not in ("receipt_id", "decision_id")})
 
@@ -412,27 +441,25 @@ class FederationStore:
         *,
         latest_us: int | None = None,
         recipients: Collection[str] | None = None,
+        after_seq: int = 0,
     ) -> list[OutboxRow]:
         """Pending entries due at ``now_us``; with ``latest_us``, also those set for after it (no
         retry is ever set that far ahead: the clock was put back since, and they are due now);
         with ``recipients``, only those whose next hop is one of them (the peers whose delivery
-        this process holds). Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery
-        decides again, and the compare-and-set of its outcome does not look at it."""
-        when = t.outbox.c.next_attempt_us <= now_us
-        if latest_us is not None:
-            when = or_(when, t.outbox.c.next_attempt_us > latest_us)
+        this process holds); with ``after_seq``, only those queued after that entry (a delivery
+        run reading what was queued since it read last, its own entries on their way left out).
+        Each row's ``decision`` is left empty (``_DUE_COLUMNS``): the delivery decides again, and
+        the compare-and-set of its outcome does not look at it."""
+        if recipients is not None and not recipients:
+            return []
+        query = _DUE[(latest_us is not None, recipients is not None, bool(after_seq))]
+        values: dict[str, Any] = {
+            "now_us": now_us, "latest_us": latest_us, "due_limit": limit, "after_seq": after_seq
+        }  # fmt: skip
         if recipients is not None:
-            if not recipients:
-                return []
-            when = and_(when, t.outbox.c.recipient.in_(sorted(recipients)))
-        query = (
-            select(*_DUE_COLUMNS)
-            .where(and_(t.outbox.c.state == "pending", when))
-            .order_by(t.outbox.c.seq)
-            .limit(limit)
-        )
+            values["recipients"] = sorted(recipients)
         with self.store._read() as conn:
-            return [OutboxRow(*r) for r in conn.execute(query)]
+            return [OutboxRow(*r) for r in conn.execute(query, values)]
 
     def pending_recipients(self) -> set[str]:
         """The next hops that pending entries wait for (each one's delivery is leased apart)."""
@@ -662,7 +689,7 @@ class FederationStore:
     def inbox_entries(self, msg_ids: Sequence[str]) -> dict[str, InboxRow]:
         if not msg_ids:
             return {}
-        with self.store._read_one() as conn:
+        with self.store._read() as conn:
             rows = conn.execute(INBOX.where(among(conn, t.inbox.c.msg_id, msg_ids)))
             return {r.msg_id: InboxRow(**r._mapping) for r in rows}
 

@@ -32,7 +32,7 @@ class SharedState:
 
     def generations(self) -> dict[str, int]:
         """Every kind of shared state's generation (one query)."""
-        with self.store._read_one() as conn:
+        with self.store._read() as conn:
             return {r.name: int(r.value) for r in conn.execute(select(t.generations))}
 
     def listen(self, on_change: Callable[[str | None], None]) -> ChangeListener | None:

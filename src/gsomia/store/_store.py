@@ -10,6 +10,7 @@ the SQL, its parameters or the driver's text (the SQL and the driver's text go t
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import operator
 import os
@@ -44,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -614,20 +616,38 @@ def bump(conn: Connection, name: str) -> int:
 _INVENTORY = select(
     t.items.c.id, *(t.inventory.c[name] for name in ("at_us", "kind", "party", "actor", "detail"))
 ).join(t.items, t.items.c.seq == t.inventory.c.item_seq)
+# Whether a refusal tally's window has closed (``Store.close_tallies``'s read first), built once: the
+# node's audit loop asks it every round, five times a second, and building the expression each time
+# cost more than the database's answer (benchmarks/JOURNAL.md, bench_stream)
+_ANY_CLOSED_TALLY = (
+    select(t.refusal_tallies.c.window_us)
+    .where(t.refusal_tallies.c.window_us < bindparam("before_us"))
+    .limit(1)
+)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound on parameters
 
 # the INSERT statement of a table's columns for a driver's paramstyle, written once
 _DRIVER_INSERTS: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], str] = {}
 
 
-def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column IN values``. On PostgreSQL ``column = ANY(array)`` with the values as ONE array
+def among(conn: Connection, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values`` (texts). On PostgreSQL ``column = ANY(array)`` with the values as ONE array
     parameter: the statement's text is the same whatever their number, so psycopg keeps its parsed
     form and the server a prepared plan, where an IN list of 100 placeholders is a new statement to
-    split, parse and plan for each batch (issue 18: the exchange's look-ups per batch)."""
+    split, parse and plan for each batch (issue 18: the exchange's look-ups per batch). On SQLite
+    likewise ONE parameter, the values as a JSON array read back by ``json_each`` (``column IN
+    (SELECT value FROM json_each(?))``, each value still looked up in ``column``'s index): SQLAlchemy
+    coerced each value of an IN list, and rendered the list into a new statement for each
+    execution, in Python, ~1 ms for the received batch's three look-ups of 250 values (issue 18).
+    The text given is the values' as they are (``ensure_ascii=False``): one the driver cannot bind
+    (a lone surrogate) fails as it did in the list."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
-    return column.in_(list(values))  # type: ignore[no-any-return]
+    listed = json.dumps(list(values), ensure_ascii=False)
+    return column.in_(select(_JSON_VALUE).select_from(func.json_each(bindparam(None, listed))))  # type: ignore[no-any-return]
+
+
+_JSON_VALUE: ColumnElement[str] = literal_column("value")  # json_each's column of each element's value
 
 
 def insert_rows(
@@ -1049,7 +1069,17 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        """A connection for reads, each statement its own snapshot (as every statement is in
+        PostgreSQL's READ COMMITTED, the store's level): on PostgreSQL outside a transaction
+        (autocommit), so a statement is one round trip, where the driver's ``BEGIN`` and the pool's
+        ``ROLLBACK`` around it made three. Nothing read here may rely on two statements sharing a
+        snapshot (they never did: READ COMMITTED takes one a statement); what must, reads through
+        :meth:`_snapshot`, and what writes, through :meth:`_begin` (issue 18: a serving node's
+        delivery loop, background loops and API reads took ~400 read transactions for 3,000 items
+        delivered, two round trips each that carried nothing)."""
         with _reading(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @contextmanager
@@ -1085,19 +1115,6 @@ class Store:
             held.close()
         else:
             self._spare.append(held)
-
-    @contextmanager
-    def _read_one(self) -> Iterator[Connection]:
-        """A connection for reads each of which is ONE statement and its own snapshot (as every
-        statement is in PostgreSQL's READ COMMITTED): on PostgreSQL outside a transaction (autocommit),
-        so a statement is one round trip, where :meth:`_read`'s first takes three (the driver's
-        ``BEGIN``, the statement, the pool's ``ROLLBACK`` when it is given back). A look-up in chunks
-        (``items_of``) is one statement a chunk here too; nothing may rely on the chunks sharing a
-        snapshot (issue 18: the inbox's look-ups a batch, two round trips each saved)."""
-        with _reading(), self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
 
     # --- schema ---
 
@@ -1498,7 +1515,7 @@ class Store:
         wanted = list(dict.fromkeys(item_ids))
         if not wanted:
             return found
-        with self._read_one() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
+        with self._read() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
             binary = conn.dialect.name == "postgresql"
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start : start + _IN_CHUNK]
@@ -1527,7 +1544,7 @@ class Store:
         found: dict[tuple[str, str], ItemRow] = {}
         wanted = set(pairs)
         names = list(dict.fromkeys(name for _, name in wanted))
-        with self._read_one() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
+        with self._read() as conn:  # each chunk's statement its own snapshot, as in READ COMMITTED
             for start in range(0, len(names), _IN_CHUNK):
                 chunk = names[start : start + _IN_CHUNK]
                 for r in conn.execute(select(t.items).where(among(conn, t.items.c.origin_id, chunk))):
@@ -1548,7 +1565,7 @@ class Store:
         """Which of ``item_ids`` this store already holds (one query)."""
         if not item_ids:
             return set()
-        with self._read_one() as conn:
+        with self._read() as conn:
             query = select(t.items.c.id).where(among(conn, t.items.c.id, item_ids))
             return {r[0] for r in conn.execute(query)}
 
@@ -1578,12 +1595,12 @@ class Store:
         around a page's or a read's one statement (its context, parameters and result) cost more than
         the statement (issue 18, bench_load's profile); the driver's errors become SQLAlchemy's, as
         an ``execute``'s would. Elsewhere through ``execute``, outside a transaction
-        (:meth:`_read_one`: the one statement is its own snapshot), one round trip where the
+        (:meth:`_read`: the one statement is its own snapshot), one round trip where the
         driver's ``BEGIN`` and the pool's ``ROLLBACK`` around it made three: a page's and a read's
         statement, under load on PostgreSQL (issue 18, bench_load's two processes)."""
         dialect = self.engine.dialect
         if dialect.name != "sqlite":
-            with self._read_one() as conn:
+            with self._read() as conn:
                 return conn.execute(query, values).all()
         sql, names, fixed = _sqlite_sql(query, dialect)
         with _reading(), self._sqlite_driver() as dbapi, _dbapi_cursor(dbapi, dialect, sql) as cursor:
@@ -1945,8 +1962,7 @@ class Store:
         closed by the next round, as one closing just after the transaction always was."""
         table = t.refusal_tallies
         with self._read() as conn:
-            closed = select(table.c.window_us).where(table.c.window_us < before_us).limit(1)
-            if conn.execute(closed).first() is None:
+            if conn.execute(_ANY_CLOSED_TALLY, {"before_us": before_us}).first() is None:
                 return []
         with self._begin() as conn:
             found = [

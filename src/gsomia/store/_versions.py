@@ -58,7 +58,7 @@ class EnvelopeVersionStore:
         query = select(t.envelope_versions)
         if parties is not None:
             query = query.where(t.envelope_versions.c.party.in_(list(parties)))
-        with self.store._read_one() as conn:
+        with self.store._read() as conn:
             return {r.party: _row(r._mapping) for r in conn.execute(query)}
 
     def raise_lowest(

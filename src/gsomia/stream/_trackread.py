@@ -18,7 +18,6 @@ received update in the replay memory.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ import msgspec
 import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from gsomia._canonical import json_keys, keys_once, strings_read  # kept here too: the stream's names
 from gsomia.core.tracks import MAX_POINTS, GeoFix, TrackPoint, TrackUpdate, parse_track_update
 
 __all__ = [
@@ -250,55 +250,3 @@ def read_feed_json(text: str, *, originator: str, most: int) -> list[TrackUpdate
     if text.count('"') != 2 * strings:
         return None
     return updates
-
-
-def _counted(total: list[int]) -> Any:
-    """An ``object_pairs_hook`` refusing an object that names a key twice, counting keys in ``total``."""
-
-    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        read = dict(pairs)
-        if len(read) != len(pairs):
-            seen: set[str] = set()
-            for name, _ in pairs:
-                if name in seen:
-                    raise ValueError(f"the key {name!r} is given twice in an object")
-                seen.add(name)
-        total[0] += len(pairs)
-        return read
-
-    return members
-
-
-def json_keys(raw: bytes) -> int:
-    """How many keys the JSON text ``raw`` holds, at every depth (names read as JSON reads them,
-    escapes and all); ``ValueError`` where an object names a key twice, or for what is not JSON."""
-    total = [0]
-    json.loads(raw, object_pairs_hook=_counted(total))
-    return total[0]
-
-
-def keys_once(raw: bytes, strings: int | None) -> None:
-    """``ValueError`` if an object of the JSON text ``raw`` (read as valid) names a key twice.
-
-    ``strings`` is how many strings, keys and values, ``raw`` holds if no key is given twice, when
-    the caller knows it from its decoding (:func:`strings_read`: each object's distinct keys, the
-    string values a decoding kept; at most as many as ``raw`` spells, a repeated key and its value
-    being dropped). Then the common case is checked in C, exactly: in text with no backslash no
-    string holds a quote, so ``raw`` holds two quotes a string, and twice ``strings`` of them means
-    no key is given twice. Text with escapes, or a count that differs, is read by
-    :func:`json_keys`: some five times the CPU, for text gsomia's encoders do not write."""
-    if strings is not None and b"\\" not in raw and raw.count(b'"') == 2 * strings:
-        return
-    json_keys(raw)
-
-
-def strings_read(data: Any) -> int:
-    """How many strings, keys and values, the decoding ``data`` of some JSON text holds at every
-    depth (each object's distinct keys): the ``strings`` :func:`keys_once` takes for that text."""
-    if isinstance(data, str):
-        return 1
-    if isinstance(data, dict):
-        return len(data) + sum(strings_read(value) for value in data.values())
-    if isinstance(data, list):
-        return sum(strings_read(value) for value in data)
-    return 0
