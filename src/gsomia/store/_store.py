@@ -640,9 +640,14 @@ def among(conn: Connection, column: Any, values: Sequence[str]) -> ColumnElement
     coerced each value of an IN list, and rendered the list into a new statement for each
     execution, in Python, ~1 ms for the received batch's three look-ups of 250 values (issue 18).
     The text given is the values' as they are (``ensure_ascii=False``): one the driver cannot bind
-    (a lone surrogate) fails as it did in the list."""
+    (a lone surrogate) fails as it did in the list. A value holding a NUL keeps the IN list:
+    ``json_each`` gives SQLite's text up to its first NUL, so ``'held-1\\x00'`` would find
+    ``'held-1'`` (tests/store/test_lookup_nul.py: the inbox's replay fence answering for another
+    message)."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    if any("\x00" in value for value in values):
+        return column.in_(list(values))  # type: ignore[no-any-return]
     listed = json.dumps(list(values), ensure_ascii=False)
     return column.in_(select(_JSON_VALUE).select_from(func.json_each(bindparam(None, listed))))  # type: ignore[no-any-return]
 
