@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import cbor2
 import pytest
 from tests.crypto.test_cose import AT, BODY, TTL, Net, refusal, wrapped
 
@@ -73,4 +74,42 @@ def test_a_forger_naming_the_senders_kid_with_its_own_key_is_refused_with_the_ta
     # the forger's own kid under the sender's name: no such key of the sender's
     text = seal(forger, net.peers["JPN"], BODY, msg_id="msg-0004", at=AT, ttl=TTL)
     assert refusal(lambda: net.open(text)) == "unknown-key"
+    assert net.open(net.sealed()).body == BODY
+
+
+@pytest.mark.parametrize("table", ["sign1", "recipient"])
+def test_a_header_refused_is_never_kept_and_a_kept_one_answers_as_read(
+    tmp_path: Path, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kids read from the two per-key protected headers are kept by the header's bytes
+    (``_SIGN1_KIDS``, ``_RECIPIENT_KIDS``): a kept answer is the reading's (the same kid), and a
+    header naming the same kid with another algorithm, another type or a member more is refused
+    ``malformed`` each time it comes, the tables warm, and never kept."""
+    net = Net(tmp_path)
+    _warm(net)
+    kor = net.rings["KOR"]
+    kid, signer = kor._signer(AT)
+    recipient_kid, recipient_key = net.peers["JPN"]._encrypter(AT)
+    assert env._SIGN1_KIDS[env._SIGN1_PROTECTED[kid]] == kid
+    assert env._RECIPIENT_KIDS[env._RECIPIENT_PROTECTED[recipient_kid]] == recipient_kid
+    if table == "sign1":
+        name, kept, named = "_sign1_protected", env._SIGN1_KIDS, kid.encode()
+        bad = [
+            {1: -7, 4: named, 16: env.HOP_COSE_TYPE},  # ES256
+            {1: -8, 4: named, 16: "application/other+json"},
+            {1: -8, 4: named, 16: env.HOP_COSE_TYPE, 5: b"x"},
+            {1: -8, 4: named},
+        ]
+    else:
+        name, kept, named = "_recipient_protected", env._RECIPIENT_KIDS, recipient_kid.encode()
+        bad = [{1: -31, 4: named}, {1: -25, 4: named, 5: b"x"}, {1: -25}]  # ECDH-SS; a member more; no kid
+    for header in bad:
+        protected = cbor2.dumps(header, canonical=True)
+        with monkeypatch.context() as forging:
+            forging.setattr(env, name, lambda _kid, written=protected: written)
+            routing, claims = env._hop_claims(kor, net.peers["JPN"], BODY, "msg-0005", AT, TTL)
+            message = env._cose_hop(routing, claims, kid, signer, recipient_kid, recipient_key)
+        for _ in range(2):
+            assert refusal(lambda message=message: net.open(wrapped(message))) == "malformed"
+        assert protected not in kept
     assert net.open(net.sealed()).body == BODY

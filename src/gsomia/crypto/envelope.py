@@ -1110,26 +1110,32 @@ def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     return b"".join((_sig_structure_head(protected, len(payload)), payload))
 
 
+# The bytes before a payload's head that depend only on a key's protected header (the same for every
+# hop of a kid), written once per header as the headers themselves are (bounded the same way)
+_SIG_PREFIXES: dict[bytes, bytes] = {}
+_SIGN1_PREFIXES: dict[bytes, bytes] = {}
+_RECIPIENT_PREFIXES: dict[bytes, bytes] = {}
+
+
+def _around(table: dict[bytes, bytes], protected: bytes, before: bytes, after: bytes) -> bytes:
+    """``before``, the byte string ``protected`` (a per-key protected header) and ``after``, kept in
+    ``table`` by the header's bytes."""
+    written = table.get(protected)
+    if written is None:
+        written = _kept(table, protected, b"".join((before, _bytes_head(len(protected)), protected, after)))
+    return written
+
+
 def _sig_structure_head(protected: bytes, payload_length: int) -> bytes:
     """A Sig_structure's bytes before its payload: written before the payload in place (:func:`_cose_hop`,
     :func:`open_envelope`), so the payload is signed and verified without a copy of its own."""
-    return b"".join(
-        (
-            _SIG_STRUCTURE_HEAD,
-            _bytes_head(len(protected)),
-            protected,
-            _EMPTY_BYTES,
-            _bytes_head(payload_length),
-        )
-    )
+    return _around(_SIG_PREFIXES, protected, _SIG_STRUCTURE_HEAD, _EMPTY_BYTES) + _bytes_head(payload_length)
 
 
 def _sign1_head(protected: bytes, payload_length: int) -> bytes:
     """A COSE_Sign1's bytes before its payload: the tag, the array, the protected header, an empty
     unprotected map and the payload's head."""
-    return b"".join(
-        (_SIGN1_HEAD, _bytes_head(len(protected)), protected, _EMPTY_MAP, _bytes_head(payload_length))
-    )
+    return _around(_SIGN1_PREFIXES, protected, _SIGN1_HEAD, _EMPTY_MAP) + _bytes_head(payload_length)
 
 
 def _encrypt_head(protected: bytes, iv: bytes, ciphertext_length: int) -> bytes:
@@ -1142,16 +1148,8 @@ def _encrypt_head(protected: bytes, iv: bytes, ciphertext_length: int) -> bytes:
 
 def _recipients(recipient_protected: bytes, epk: bytes) -> bytes:
     """A COSE_Encrypt's bytes after its ciphertext: its one recipient, the ephemeral X25519 key."""
-    return b"".join(
-        (
-            _RECIPIENTS_HEAD,
-            _bytes_head(len(recipient_protected)),
-            recipient_protected,
-            _EPHEMERAL_HEAD,
-            epk,
-            _EMPTY_BYTES,
-        )
-    )
+    prefix = _around(_RECIPIENT_PREFIXES, recipient_protected, _RECIPIENTS_HEAD, _EPHEMERAL_HEAD)
+    return b"".join((prefix, epk, _EMPTY_BYTES))
 
 
 def _cose_hop(
@@ -1213,6 +1211,35 @@ def _text_of(value: Any) -> str:
     if not _is_text(text):
         raise EnvelopeError("malformed")
     return text
+
+
+_SIGN1_KIDS: dict[bytes, str] = {}
+_RECIPIENT_KIDS: dict[bytes, str] = {}
+
+
+def _sign1_kid(protected: bytes) -> str:
+    """The signer's kid a COSE_Sign1's protected header names, the header held to the layout
+    (EdDSA, the hop's type); ``malformed`` else. The same for every hop of a key: the answer is kept
+    by the header's bytes (a refusal is not), so a hop received again pays one look-up, not the
+    header's checks (issue 18)."""
+    kid = _SIGN1_KIDS.get(protected)
+    if kid is None:
+        header = _header_map(protected, _SIGN1_HEADER, kept=True)
+        if header[_ALG] != _EDDSA or type(header[_ALG]) is not int or header[_TYP] != HOP_COSE_TYPE:
+            raise EnvelopeError("malformed")
+        kid = _kept(_SIGN1_KIDS, protected, _text_of(header[_KID]))
+    return kid
+
+
+def _recipient_kid(protected: bytes) -> str:
+    """The recipient's kid its protected header names (ECDH-ES + HKDF-256), kept as :func:`_sign1_kid`."""
+    kid = _RECIPIENT_KIDS.get(protected)
+    if kid is None:
+        header = _header_map(protected, _RECIPIENT_HEADER, kept=True)
+        if header[_ALG] != _ECDH_ES_HKDF_256 or type(header[_ALG]) is not int:
+            raise EnvelopeError("malformed")
+        kid = _kept(_RECIPIENT_KIDS, protected, _text_of(header[_KID]))
+    return kid
 
 
 def _header_map(protected: Any, members: frozenset[int], *, kept: bool = False) -> dict[Any, Any]:
@@ -1343,9 +1370,7 @@ def _read_cose(
     iss, aud, exp, iat, cti = _read_encrypt_protected(protected)
     if not (_is_text(iss) and _is_text(aud) and _is_second(iat) and _is_second(exp) and iat <= exp):
         raise EnvelopeError("malformed")
-    recipient = _header_map(recipient_protected, _RECIPIENT_HEADER, kept=True)
-    if recipient[_ALG] != _ECDH_ES_HKDF_256 or type(recipient[_ALG]) is not int:
-        raise EnvelopeError("malformed")
+    recipient_kid = _recipient_kid(recipient_protected)
     routing = {
         "v": VERSION,
         "iss": iss,
@@ -1353,7 +1378,7 @@ def _read_cose(
         "jti": _text_of(cti),
         "iat": iat,
         "exp": exp,
-        "kid": _text_of(recipient[_KID]),
+        "kid": recipient_kid,
     }
     return routing, (protected, iv, ciphertext, recipient_protected, ephemeral)
 
@@ -1390,10 +1415,7 @@ def _read_sign1(plain: bytes | bytearray, start: int = 0) -> tuple[bytes, int, i
     if at != len(plain):
         raise EnvelopeError("malformed")
     signature = bytes(plain[head:at])
-    header = _header_map(protected, _SIGN1_HEADER, kept=True)
-    if header[_ALG] != _EDDSA or type(header[_ALG]) is not int or header[_TYP] != HOP_COSE_TYPE:
-        raise EnvelopeError("malformed")
-    return protected, first, last, signature, _text_of(header[_KID])
+    return protected, first, last, signature, _sign1_kid(protected)
 
 
 def _check_sign1_in_place(
