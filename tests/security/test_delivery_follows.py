@@ -79,6 +79,21 @@ def _after(transport: Meanwhile) -> Callable[[str], bool]:
     return follow
 
 
+def _second_selection(net: Net) -> tuple[list[str], list[str], Callable[[], None]]:
+    """A hundred more of KOR's items, the ids an officer's release of them to JPN queues (filled
+    when it runs), and that release, to run while the first selection's batches are on their way."""
+    ids_b = [f"b{n:03d}" for n in range(100)]
+    for item_id in ids_b:
+        own_item(net, "KOR", item_id)
+    kor = net.nodes["KOR"].exchange
+    later: list[str] = []
+
+    def release_b() -> None:
+        later.extend(e.msg_id for e in kor.release_many(net.officer("KOR"), ids_b, "JPN").entries)
+
+    return ids_b, later, release_b
+
+
 def test_a_selection_queued_while_batches_are_on_their_way_joins_them_and_lands_once(net: Net) -> None:
     ids_a, first = _many(net, 200, "a")
     later: list[str] = []
@@ -165,15 +180,8 @@ def test_a_sender_killed_with_followed_batches_on_their_way_delivers_each_once_a
     net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids_a, first = _many(net, 200, "a")
-    ids_b = [f"b{n:03d}" for n in range(100)]
-    for item_id in ids_b:
-        own_item(net, "KOR", item_id)
+    ids_b, later, release_b = _second_selection(net)
     kor = net.nodes["KOR"].exchange
-    later: list[str] = []
-
-    def release_b() -> None:
-        later.extend(e.msg_id for e in kor.release_many(net.officer("KOR"), ids_b, "JPN").entries)
-
     settled: list[int] = []
 
     def die(*_: Any, **__: Any) -> None:
@@ -198,15 +206,8 @@ def test_a_sender_killed_with_followed_batches_on_their_way_delivers_each_once_a
 
 def test_what_is_queued_once_follow_says_no_waits_for_the_next_run(net: Net) -> None:
     ids_a, first = _many(net, 200, "a")
-    ids_b = [f"b{n:03d}" for n in range(100)]
-    for item_id in ids_b:
-        own_item(net, "KOR", item_id)
+    ids_b, later, release_b = _second_selection(net)
     kor = net.nodes["KOR"].exchange
-    later: list[str] = []
-
-    def release_b() -> None:
-        later.extend(e.msg_id for e in kor.release_many(net.officer("KOR"), ids_b, "JPN").entries)
-
     transport = Meanwhile(net.transport, release_b)
     asked: list[str] = []
 
