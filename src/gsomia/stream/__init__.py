@@ -14,7 +14,6 @@ from gsomia.stream._service import (
     StreamService,
     StreamStats,
     parse_feed_message,
-    refuse_keys_twice,
 )
 
 __all__ = [
@@ -35,6 +34,5 @@ __all__ = [
     "node_stream_names",
     "parse_consumer_batch",
     "parse_feed_message",
-    "refuse_keys_twice",
     "replay",
 ]

@@ -2620,13 +2620,13 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
 
     Only the JSON is read here; each update is checked by :meth:`StreamService.publish`.
     Raises :class:`~gsomia.errors.InvalidInputError` for what is not JSON, names a key twice in an
-    object (:func:`refuse_keys_twice`) or is too long a batch.
+    object (:func:`_refuse_keys_twice`) or is too long a batch.
     """
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"a feed message must be a JSON object or array of them: {exc}") from exc
-    refuse_keys_twice(text.encode() if isinstance(text, str) else text, data)
+    _refuse_keys_twice(text.encode() if isinstance(text, str) else text, data)
     if not isinstance(data, list):
         return [data]
     if len(data) > FEED_BATCH:
@@ -2634,7 +2634,7 @@ def parse_feed_message(text: str | bytes) -> list[Any]:
     return data
 
 
-def refuse_keys_twice(text: bytes, data: Any) -> None:
+def _refuse_keys_twice(text: bytes, data: Any) -> None:
     """``InvalidInputError`` if the JSON text ``text`` (``data`` its decoding) names a key twice in
     an object, at any depth: readers differ on which of the two they take, and an update is
     published only as it means one thing to every reader."""
