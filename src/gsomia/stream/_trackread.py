@@ -94,18 +94,19 @@ _classes: dict[str, None] = {}
 
 def _patterns(track_id: str, missile_class: str) -> bool:
     """Whether the id and the class match their patterns (each kept once it has)."""
-    if track_id not in _ids:
-        if _TRACK_ID(track_id) is None:
-            return False
-        if len(_ids) >= _KEPT:
-            _ids.clear()
-        _ids[track_id] = None
-    if missile_class not in _classes:
-        if _MISSILE_CLASS(missile_class) is None:
-            return False
-        if len(_classes) >= _KEPT:
-            _classes.clear()
-        _classes[missile_class] = None
+    return _matched(_ids, _TRACK_ID, track_id) and _matched(_classes, _MISSILE_CLASS, missile_class)
+
+
+def _matched(kept: dict[str, None], search: Any, text: str) -> bool:
+    """Whether ``text`` is kept in ``kept`` or matches ``search`` (then kept, ``kept`` cleared first
+    when it holds ``_KEPT``)."""
+    if text in kept:
+        return True
+    if search(text) is None:
+        return False
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[text] = None
     return True
 
 
