@@ -212,6 +212,10 @@ class HttpTransport(PeerTransport):
             return loads(response.content)
         except (httpx.HTTPError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        except RecursionError as exc:  # a RuntimeError too: not the one below, whose reason it took
+            raise TransportError(
+                f"RecursionError: {peer.party}'s answer nests arrays and objects deeper than this node reads"
+            ) from exc
         except RuntimeError as exc:  # httpx: a client closed meanwhile (another call moved the pins)
             raise TransportError(f"the connections were replaced: {peer.party}'s identity changed") from exc
 
