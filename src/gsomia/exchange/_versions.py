@@ -198,9 +198,20 @@ class EnvelopeVersions(Equivalences):
                 raise InvalidInputError(
                     "an instant is only for every partner's cut-off; a partner's lowest is set at once"
                 )
+            rows = self.versions.rows()
+            found = rows.get(party)
             start = now if since is None else since
-            row = EnvelopeVersionRow(party, lowest, epoch_us(start), start > now, "set", who, epoch_us(now))
-            found = self.versions.rows((party,)).get(party)
+            if since is None:
+                # a setting at once holds from the latest instant the rows were changed at, where this
+                # node's clock reads earlier (set back): a replay of an envelope sealed before that
+                # change is measured against it, not against the clock set back
+                latest = max(
+                    (r.updated_us if r.pending else max(r.updated_us, r.since_us) for r in rows.values()),
+                    default=0,
+                )
+                start = max(now, from_us(latest))
+            pending = since is not None and since > now  # a cut-off to come; a setting at once holds now
+            row = EnvelopeVersionRow(party, lowest, epoch_us(start), pending, "set", who, epoch_us(now))
             audit = self.kernel.audit_row(
                 _KIND, who, party, "allowed", lowest=lowest, since=start.isoformat(), cause="set",
                 previous=None if found is None else found.lowest,
