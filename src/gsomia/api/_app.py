@@ -97,10 +97,13 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
     def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str, str, str] | None:
+        # a body sent with Transfer-Encoding is refused whatever length it also states: h11 frames a
+        # body with both as chunked (RFC 9112 §6.3) and hands both on, so a small stated length let
+        # a chunked body of any size through to the route
+        if headers.get(b"transfer-encoding"):
+            return 411, "length-required", "Length required", "send a Content-Length header"
         length = headers.get(b"content-length")
         if length is None:
-            if headers.get(b"transfer-encoding"):
-                return 411, "length-required", "Length required", "send a Content-Length header"
             return None
         try:
             size = int(length)
