@@ -275,6 +275,18 @@ def wire_links(
     return wires
 
 
+async def started_with_links(
+    node: Node, partners: Mapping[str, Node], at: datetime
+) -> tuple[Any, dict[str, tuple[LinkWire, Any]]]:
+    """A ``StreamService`` of ``node``, started, with an outbound link to each of ``partners`` opened at
+    ``at`` (:func:`wire_links`): the service and its wires."""
+    from gsomia.stream import StreamService
+
+    service = StreamService(node)
+    await service.start()
+    return service, wire_links(service, node, partners, at)
+
+
 def framed(wires: Mapping[str, tuple[LinkWire, Any]], sender: str = "KOR") -> dict[str, list[str]]:
     """The update instants of the tracks ``sender`` framed on each link so far (each partner's side
     opens every frame once, in order: what it opened is kept on the wire)."""

@@ -30,11 +30,11 @@ _SLOW_S = 1.0  # each of JPN's commits that holds a verified root's record
 
 
 def _slowed(method: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapped(*args: Any) -> Any:
+    def wrapped(*args: Any, **named: Any) -> Any:
         rows = [r for a in args if isinstance(a, list) for r in a if isinstance(r, AuditRow)]
         if any(r.kind == "stream.batch" and r.outcome == "verified" for r in rows):
             time.sleep(_SLOW_S)
-        return method(*args)
+        return method(*args, **named)
 
     return wrapped
 

@@ -271,9 +271,9 @@ def test_a_replay_in_the_same_commit_as_its_original_is_refused(pair: Any, monke
     commits: list[int] = []
     remember = jpn.store.remember_signed_arrivals
 
-    def counted(arrivals: Any, *rest: Any) -> Any:
+    def counted(arrivals: Any, *rest: Any, **named: Any) -> Any:
         commits.append(len(arrivals))
-        return remember(arrivals, *rest)
+        return remember(arrivals, *rest, **named)
 
     monkeypatch.setattr(jpn.store, "remember_signed_arrivals", counted)
     service = StreamService(jpn)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from tests.duties.conftest import Net, _net
-from tests.node_fixtures import framed, wire_links
+from tests.node_fixtures import framed, started_with_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
-from gsomia.stream import StreamService, launches
+from gsomia.stream import launches
 from gsomia.stream._link import TRACKS
 from gsomia.stream._origin import decode_groups, verify_group
 
@@ -49,9 +49,9 @@ def test_a_lone_track_goes_at_once_and_a_burst_shares_one_signed_frame(net: Net)
     updates = _updates(net, 6)
 
     async def run() -> tuple[int, list[list[str]], dict[str, int], dict[str, int]]:
-        service = StreamService(kor)
-        await service.start()
-        wires = wire_links(service, kor, {p: net.nodes[p] for p in ("JPN", "USA")}, net.clock.now)
+        service, wires = await started_with_links(
+            kor, {p: net.nodes[p] for p in ("JPN", "USA")}, net.clock.now
+        )
         wire, receiver = wires["JPN"]
         await service.publish_update(updates[0])
         for _ in range(3):  # the drainer's turn: the link was idle, no timer holds the track
@@ -94,9 +94,9 @@ def test_a_track_withheld_at_the_frame_is_in_no_frame_of_that_partner(net: Net) 
     }
 
     async def run() -> tuple[dict[str, list[str]], dict[str, int]]:
-        service = StreamService(kor)
-        await service.start()
-        wires = wire_links(service, kor, {p: net.nodes[p] for p in ("JPN", "USA")}, net.clock.now)
+        service, wires = await started_with_links(
+            kor, {p: net.nodes[p] for p in ("JPN", "USA")}, net.clock.now
+        )
         result = await service._publish_updates(updates)  # queued for both links, not framed yet
         assert all("JPN" in {r["recipient"] for r in one["routes"]} for one in result)
         for kid in kids:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 from tests.duties.conftest import Net, _net
-from tests.node_fixtures import framed_at_close, wire_links
+from tests.node_fixtures import framed_at_close, started_with_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
-from gsomia.stream import StreamService, launches
+from gsomia.stream import launches
 
 
 @pytest.fixture
@@ -48,10 +48,8 @@ def _sent_after(net: Net, change: Callable[[], Any]) -> dict[str, list[str]]:
     update = _update(net)
 
     async def run() -> dict[str, list[str]]:
-        service = StreamService(kor)
-        await service.start()
         partners = {p: net.nodes[p] for p in ("JPN", "USA")}
-        wires = wire_links(service, kor, partners, net.clock.now)
+        service, wires = await started_with_links(kor, partners, net.clock.now)
         result = await service.publish_update(update)  # decided: JPN directly; queued, not framed yet
         assert "JPN" in {r["recipient"] for r in result["routes"]}
         change()

@@ -34,7 +34,7 @@ class _Store:
         self.made_at_once: list[tuple[list[str], int]] = []
 
     def remember_signed_arrivals_at_once(
-        self, arrivals: Sequence[SignedArrival], forget_before_us: int
+        self, arrivals: Sequence[SignedArrival], forget_before_us: int, *, fresh_us: int = 0
     ) -> list[Remembered] | None:
         if self.busy:
             return None
@@ -48,7 +48,12 @@ class _Store:
         self.aside = True
 
     def remember_signed_arrivals(
-        self, arrivals: Sequence[SignedArrival], forget_before_us: int, rows: Sequence[AuditRow]
+        self,
+        arrivals: Sequence[SignedArrival],
+        forget_before_us: int,
+        rows: Sequence[AuditRow],
+        *,
+        fresh_us: int = 0,
     ) -> list[Remembered]:
         assert self.go.wait(10)
         self.commits.append(([a.batch for a in arrivals], len(rows)))

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from tests.duties.conftest import Net, _net
-from tests.node_fixtures import framed, framed_at_close, wire_links
+from tests.node_fixtures import framed, framed_at_close, started_with_links, wire_links
 
 from gsomia.core.ballistics import track_updates
 from gsomia.core.tracks import TrackUpdate, track_update_to_json
@@ -49,10 +49,8 @@ def _framed_around(
     updates = _updates(net)
 
     async def run() -> dict[str, list[str]]:
-        service = StreamService(kor)
-        await service.start()
         partners = {p: net.nodes[p] for p in ("JPN", "USA")}
-        wires = wire_links(service, kor, partners, net.clock.now)
+        service, wires = await started_with_links(kor, partners, net.clock.now)
         for party in partners:  # the key each link was opened with, as a link opened by the node names it
             peer = kor.exchange.peer(party)
             assert peer is not None

@@ -42,11 +42,11 @@ def _ws(endpoint: str, path: str, token: str) -> Any:
 def _slowed(
     method: Callable[..., Any], slow: Callable[[list[AuditRow]], bool], seconds: float = _SLOW_S
 ) -> Callable[..., Any]:
-    def wrapped(*args: Any) -> Any:
+    def wrapped(*args: Any, **named: Any) -> Any:
         rows = [r for a in args if isinstance(a, list) for r in a if isinstance(r, AuditRow)]
         if slow(rows):
             time.sleep(seconds)
-        return method(*args)
+        return method(*args, **named)
 
     return wrapped
 

@@ -15,7 +15,9 @@ lives in ``<database>-replay.<boot id>`` (the kernel's ``/proc/sys/kernel/random
 with ``synchronous=OFF``: no commit and no checkpoint ever waits on the disk. A file of another boot
 is never read (it may be torn): it is deleted, and the new memory knows it started blind, so it
 refuses as a replay every batch signed before its first commit (``since_us``; fail closed: a batch
-that old cannot be shown to be new). The same holds when the node's database already held a memory
+that old cannot be shown to be new). The memory raises the same bound as it forgets what is past its
+window (``Store.remember_signed_arrivals``), read in every commit, so that a clock set back does not
+make a forgotten batch new again. The same holds when the node's database already held a memory
 (a node upgraded to this file), and when the node's database names a memory file that is not this
 one (``replay_memory`` in ``node_meta``: a random token each file keeps): the file was deleted,
 truncated, replaced, or the database reached by another path. A fresh node with no memory before
@@ -119,7 +121,7 @@ class ReplayFile:
         self._register = register
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self.since_us = _UNBOUNDED  # batches signed before it are refused (known at the first commit)
+        self.since_us = _UNBOUNDED  # batches signed before it are refused (as of this process's last commit)
 
     def close(self) -> None:
         with self._lock:
@@ -158,6 +160,18 @@ class ReplayFile:
             raise StoreError("the store failed; nothing was written") from exc
         finally:
             self._lock.release()
+
+    def since(self, cursor: Any, raised: Callable[[int], int]) -> int:
+        """Inside a :meth:`transaction`: the instant before which a batch's signature is too old for
+        the memory to tell it (where it started blind, or as far as it forgot), as every process of
+        the node left it, raised to ``raised`` of it and kept so where that is higher (never lowered:
+        a clock set back does not bring forgotten rows back)."""
+        (held,) = cursor.execute("SELECT since_us FROM replay_memory WHERE one = 1").fetchone()
+        since = raised(held)
+        if since > held:
+            cursor.execute("UPDATE replay_memory SET since_us = ? WHERE one = 1", (since,))
+        self.since_us = since
+        return since
 
     @staticmethod
     def _begin_at_once(cursor: sqlite3.Cursor) -> None:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     ColumnElement,
     Connection,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     create_engine,
     delete,
     event,
@@ -417,6 +419,36 @@ def _remember_sqlite(cursor: Any, arrivals: Sequence[SignedArrival]) -> list[Rem
     return answers
 
 
+def _forgetting(since_us: int, forget_before_us: int | None, fresh_us: int) -> int:
+    """The replay memory's bound after a commit that forgets the rows seen before ``forget_before_us``
+    (``None``: none): a batch signed before it is refused as a replay (:func:`_remember_since`). A
+    batch is taken only while its signature is within ``fresh_us`` of this node's clock, so an earlier
+    arrival of one signed at ``s`` was seen at ``s - fresh_us`` or later: once the rows seen before
+    ``f`` are gone, a batch signed before ``f + fresh_us`` may have been among them. The bound is
+    raised, never lowered: a clock set back afterwards (so that a forgotten batch's signature is fresh
+    again) does not bring the forgotten rows back, and the bound holds them out."""
+    if forget_before_us is None:
+        return since_us
+    return max(since_us, forget_before_us + fresh_us)
+
+
+def _remember_since(
+    arrivals: Sequence[SignedArrival],
+    since_us: int,
+    remember: Callable[[Sequence[SignedArrival]], list[Remembered]],
+) -> list[Remembered]:
+    """``remember`` (the store's check and record) of the arrivals signed at or after ``since_us``;
+    each signed before it is a replay, nothing of it recorded: the memory cannot tell it (it started
+    blind after that instant, or forgot the rows that would say), so it fails closed."""
+    if all(arrival.signed_us >= since_us for arrival in arrivals):
+        return remember(arrivals)
+    given = iter(remember([a for a in arrivals if a.signed_us >= since_us]))
+    return [
+        next(given) if arrival.signed_us >= since_us else Remembered(sorted(set(arrival.leaves)), set())
+        for arrival in arrivals
+    ]
+
+
 def uuid7_hex(ms: int) -> str:
     """A UUIDv7 (RFC 9562 §5.7) as 32 hex digits: the Unix milliseconds ``ms`` first and 74 random bits
     after (``os.urandom``: an id no one guesses). The one maker of the ids this node names in time
@@ -519,6 +551,18 @@ def _remember_core(conn: Connection, arrival: SignedArrival) -> Remembered:
             .all()
         )
     return Remembered([], set(arrival.tracks) - fresh)
+
+
+def _raise_since(since_us: int) -> Any:
+    """PostgreSQL: the replay memory's bound in ``node_meta`` set to ``since_us``, or raised to it,
+    never lowered (two processes raising it at once: the higher stays)."""
+    meta = t.node_meta
+    statement = postgresql_insert(meta).values(key=_REPLAY_SINCE, value=str(since_us))
+    return statement.on_conflict_do_update(
+        index_elements=[meta.c.key],
+        set_={"value": statement.excluded.value},
+        where=cast(meta.c.value, BigInteger) < cast(statement.excluded.value, BigInteger),
+    )
 
 
 def _insert_new(conn: Connection, table: Any) -> Any:
@@ -925,6 +969,10 @@ _WAL_PAGES = 16_384
 # hundred commits at 1,000 tracks/s, a hundred rows of each table forgotten together)
 _FORGET_STEP_US = 100_000
 _REPLAY_MEMORY = "replay_memory"  # node_meta: the token of the replay memory's file (_memoryfile)
+# node_meta: where the replay memory is in the node's database, the instant a batch must be signed at
+# or after to be told apart (raised only, by what the memory forgot: _forgetting)
+_REPLAY_SINCE = "replay_memory_since"
+_UNBOUNDED = -(2**63)  # a memory that never forgot: no batch refused for its instant
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -1202,7 +1250,12 @@ class Store:
         return replayed, before
 
     def remember_signed_arrivals(
-        self, arrivals: Sequence[SignedArrival], forget_before_us: int, audit: Sequence[AuditRow] = ()
+        self,
+        arrivals: Sequence[SignedArrival],
+        forget_before_us: int,
+        audit: Sequence[AuditRow] = (),
+        *,
+        fresh_us: int = 0,
     ) -> list[Remembered]:
         """Record ``arrivals`` in order, in one transaction (one commit for them all: the receiver's
         group commit), and say of each what had arrived before: an arrival is checked against every
@@ -1214,7 +1267,14 @@ class Store:
         before it gets here), so the tables hold one window's worth: in a call whose bound is at least
         ``_FORGET_STEP_US`` past the last one this store forgot before (a call with an older bound,
         or one less than a step on, forgets nothing new), so a row is forgotten at most a step after
-        the bound passed it, never before.
+        the bound passed it, never before. Forgetting them blinds the memory to the batches signed
+        before ``forget_before_us`` plus ``fresh_us`` (how far from this node's clock a batch's
+        signature is taken as fresh: an earlier arrival of such a batch may be among the rows gone),
+        so from that commit on, such a batch is a replay, nothing of it recorded, in every process of
+        the node and whatever the clock reads after (a clock set back would make a forgotten batch's
+        signature fresh again): the bound is kept in the store beside the memory and only raised
+        (:func:`_forgetting`). The memory in a file of its own refuses so the batches signed before it
+        started blind, too.
         On SQLite the transaction takes the database's write lock from its start (``BEGIN
         IMMEDIATE``), so no other writer comes between reading what arrived before and recording
         the rest. Two processes recording the same leaf at once: the second is told it is a replay;
@@ -1230,32 +1290,43 @@ class Store:
         prune = forget_before_us >= self._forgotten_us + _FORGET_STEP_US
         if prune:
             self._forgotten_us = forget_before_us
+        forget = forget_before_us if prune else None
         memory = self._replay_file()
         if memory is not None:  # SQLite on a machine whose boot is known: the memory's own file
-            answers = self._remember_in_file(memory, arrivals, forget_before_us if prune else None)
+            answers = self._remember_in_file(memory, arrivals, forget, fresh_us)
             if audit:
                 self.append_audit(audit)
             return answers
         try:
             if self.engine.dialect.name == "sqlite":
                 with _writing(), self._writers, self.engine.connect() as conn:
-                    answers = self._remember_on_sqlite(
-                        conn, arrivals, forget_before_us if prune else None, audit
-                    )
+                    answers = self._remember_on_sqlite(conn, arrivals, forget, fresh_us, audit)
                 if audit:
                     self._audited()
                 return answers
             with self._begin() as conn:
-                if prune:
-                    conn.execute(table.delete().where(table.c.seen_us < forget_before_us))
-                    conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget_before_us))
-                answers = [_remember_core(conn, arrival) for arrival in arrivals]
+                meta = t.node_meta
+                # read after nothing of this commit: another process's commit that forgot rows and
+                # raised the bound either committed before this read (the bound is seen) or after
+                # this commit's own reads of the rows (they were still there), under READ COMMITTED;
+                # only a clock stepping back by minutes within those milliseconds falls between
+                held = conn.execute(select(meta.c.value).where(meta.c.key == _REPLAY_SINCE)).scalar()
+                since = _forgetting(_UNBOUNDED if held is None else int(held), forget, fresh_us)
+                if forget is not None:
+                    if held is None or since > int(held):
+                        conn.execute(_raise_since(since))
+                    conn.execute(table.delete().where(table.c.seen_us < forget))
+                    conn.execute(seen_tracks.delete().where(seen_tracks.c.seen_us < forget))
+                answers = _remember_since(
+                    arrivals, since, lambda rest: [_remember_core(conn, arrival) for arrival in rest]
+                )
                 self._audit(conn, audit)
                 return answers
         except ConflictError:
             if len(arrivals) > 1:
                 answers = [
-                    self.remember_signed_arrivals([arrival], forget_before_us)[0] for arrival in arrivals
+                    self.remember_signed_arrivals([arrival], forget_before_us, fresh_us=fresh_us)[0]
+                    for arrival in arrivals
                 ]
                 self.append_audit(audit)
                 return answers
@@ -1263,7 +1334,7 @@ class Store:
             return [Remembered(sorted(set(arrival.leaves)), set()) for arrival in arrivals]
 
     def remember_signed_arrivals_at_once(
-        self, arrivals: Sequence[SignedArrival], forget_before_us: int
+        self, arrivals: Sequence[SignedArrival], forget_before_us: int, *, fresh_us: int = 0
     ) -> list[Remembered] | None:
         """:meth:`remember_signed_arrivals` (no audit records), made only where it waits for nothing:
         in the memory's own file (never synced), open already, its write lock free in this process
@@ -1276,7 +1347,7 @@ class Store:
         prune = forget_before_us >= self._forgotten_us + _FORGET_STEP_US
         try:
             answers = self._remember_in_file(
-                memory, arrivals, forget_before_us if prune else None, wait=False
+                memory, arrivals, forget_before_us if prune else None, fresh_us, wait=False
             )
         except ReplayFileBusy:
             return None
@@ -1328,42 +1399,48 @@ class Store:
         memory: ReplayFile,
         arrivals: Sequence[SignedArrival],
         forget_before_us: int | None,
+        fresh_us: int,
         *,
         wait: bool = True,
     ) -> list[Remembered]:
         """:meth:`remember_signed_arrivals` in the memory's own file: as in the database (the same
-        statements), except that a batch signed before the memory's ``since_us`` is a replay.
-        ``wait`` False: ``ReplayFileBusy`` (nothing written) rather than wait for a lock."""
+        statements), the bound the memory's own (``ReplayFile.since``: where it started blind, or
+        raised by what it forgot). ``wait`` False: ``ReplayFileBusy`` (nothing written) rather than
+        wait for a lock."""
         with memory.transaction(arrivals[0].now_us if arrivals else 0, wait=wait) as cursor:
+            since = memory.since(cursor, lambda held: _forgetting(held, forget_before_us, fresh_us))
             if forget_before_us is not None:
                 cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
                 cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
-            since = memory.since_us
-            if all(arrival.signed_us >= since for arrival in arrivals):
-                return _remember_sqlite(cursor, arrivals)
-            answers: list[Remembered | None] = [
-                None if arrival.signed_us >= since else Remembered(sorted(set(arrival.leaves)), set())
-                for arrival in arrivals
-            ]  # signed before the memory knew every arrival: it cannot tell, so a replay (fail closed)
-            given = iter(_remember_sqlite(cursor, [a for a in arrivals if a.signed_us >= since]))
-            return [answer if answer is not None else next(given) for answer in answers]
+            return _remember_since(arrivals, since, lambda rest: _remember_sqlite(cursor, rest))
 
     @staticmethod
     def _remember_on_sqlite(
         conn: Connection,
         arrivals: Sequence[SignedArrival],
         forget_before_us: int | None,
+        fresh_us: int,
         audit: Sequence[AuditRow],
     ) -> list[Remembered]:
         """The SQLite transaction of :meth:`remember_signed_arrivals`, on the driver's own cursor: the
-        write lock first (``BEGIN IMMEDIATE``: no writer between reading and writing), rows seen
-        before ``forget_before_us`` forgotten (``None``: not in this commit), the arrivals, the audit
-        records, the commit (:func:`_driver_transaction`)."""
+        write lock first (``BEGIN IMMEDIATE``: no writer between reading and writing), the memory's
+        bound read (and raised, with the rows seen before ``forget_before_us`` forgotten; ``None``:
+        not in this commit), the arrivals, the audit records, the commit
+        (:func:`_driver_transaction`)."""
         with _driver_transaction(conn, "remember_signed_arrivals") as cursor:
+            held = cursor.execute("SELECT value FROM node_meta WHERE key = ?", (_REPLAY_SINCE,)).fetchone()
+            since = _forgetting(_UNBOUNDED if held is None else int(held[0]), forget_before_us, fresh_us)
             if forget_before_us is not None:
+                if held is None or since > int(held[0]):
+                    cursor.execute(
+                        "INSERT INTO node_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                        "SET value = excluded.value "
+                        "WHERE CAST(node_meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                        (_REPLAY_SINCE, str(since)),
+                    )
                 cursor.execute("DELETE FROM track_batches_seen WHERE seen_us < ?", (forget_before_us,))
                 cursor.execute("DELETE FROM tracks_seen WHERE seen_us < ?", (forget_before_us,))
-            answers = _remember_sqlite(cursor, arrivals)
+            answers = _remember_since(arrivals, since, lambda rest: _remember_sqlite(cursor, rest))
             if audit:
                 cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(audit))
         return answers

@@ -248,11 +248,15 @@ class ReplayMemory:
     memory's commits never wait on the database's write lock or its checkpoints, and a group's
     tracks never wait for an audit record. Elsewhere both go in the same commits, as one writer."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fresh_us: int = 0) -> None:
+        """``fresh_us``: how far from this node's clock a batch's signature is taken as fresh (the
+        store refuses a batch signed before what it forgot plus that, whatever the clock reads
+        after: ``Store.remember_signed_arrivals``)."""
         # the log's syncs in a thread of their own, not in these commits; asked here, where an error
         # reaches the caller, not in a turn of the event loop, where it left every group waiting
         store.checkpoint_aside()
         self._store = store
+        self._fresh_us = fresh_us
         apart = store.replay_memory_apart
         self._arrivals = _Lane(self._commit_of, self._at_once if apart else None)
         self._records = _Lane(self._records_of) if apart else self._arrivals
@@ -288,10 +292,10 @@ class ReplayMemory:
         arrivals = [w.arrival for w in taken if w.arrival is not None]
         forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
         rows = [row for w in taken for row in w.rows]
-        store = self._store
+        store, fresh_us = self._store, self._fresh_us
 
         def commit() -> list[Remembered]:
-            return _each(store.remember_signed_arrivals(arrivals, forget, rows), arrivals)
+            return _each(store.remember_signed_arrivals(arrivals, forget, rows, fresh_us=fresh_us), arrivals)
 
         return commit
 
@@ -306,7 +310,7 @@ class ReplayMemory:
             return None
         arrivals = [w.arrival for w in taken if w.arrival is not None]
         forget = min((w.forget_before_us for w in taken if w.arrival), default=_NOTHING_TO_FORGET)
-        answers = self._store.remember_signed_arrivals_at_once(arrivals, forget)
+        answers = self._store.remember_signed_arrivals_at_once(arrivals, forget, fresh_us=self._fresh_us)
         return None if answers is None else _each(answers, arrivals)
 
     def _records_of(self, taken: list[_Waiter]) -> _Commit:

@@ -451,7 +451,7 @@ class StreamService:
         self.gate = LinkGate()  # unauthenticated callers of /stream/link
         self._hellos = LinkHellos(kernel.store)  # the hellos every process of the node answered
         # the groups received and their audit records: one commit for those that arrive together
-        self._memory = ReplayMemory(kernel.store)
+        self._memory = ReplayMemory(kernel.store, int(kernel.max_clock_skew.total_seconds() * 1_000_000))
         # the duplicates each partner sent in the last HANDOFF_MAX_AGE_S, all processes' together
         self._resends = RateCounters(kernel.store, lambda: epoch_us(kernel.clock()))
         # the time this process's event loop was held up: a peer's window-root deadline leaves it out
@@ -1766,8 +1766,11 @@ class StreamService:
         hands before the peer confirmed it (its new holder sends what the old one had not had
         confirmed): that is no attack, and the update is kept once (the window covers the handover's
         age). The identity is the signer's, so nobody else's signature can make a genuine update
-        look like one seen before. ``alone``: nothing else read waits to be recorded before it (the
-        commit may then be made now: ``ReplayMemory.remember``).
+        look like one seen before. What the store forgot it cannot tell: a batch signed before the
+        instant it forgot up to plus the freshness window is a replay there, whatever the clock
+        reads after (a clock set back would make a forgotten batch fresh again). ``alone``: nothing
+        else read waits to be recorded before it (the commit may then be made now:
+        ``ReplayMemory.remember``).
         """
         now = self.kernel.clock()
         window = self.kernel.max_clock_skew
