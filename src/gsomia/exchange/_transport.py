@@ -20,7 +20,9 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import httpx
+import orjson
 
+from gsomia._canonical import loads
 from gsomia.crypto.keys import PeerIdentity
 from gsomia.crypto.tls import TlsFiles, der_pin
 from gsomia.errors import (
@@ -41,6 +43,7 @@ __all__ = [
     "push_size",
 ]
 
+_JSON = {"Content-Type": "application/json"}  # a push's body, written here (``HttpTransport.push``)
 _BODY_SLACK = 64 * 1024  # room for the label and JSON framing around the payload limit
 
 
@@ -204,14 +207,29 @@ class HttpTransport(PeerTransport):
             if response.status_code == 413:  # the body, not the moment: sent again as it is, refused again
                 raise BodyTooLargeError(f"HTTPStatusError: {peer.party} refused a request body as too large")
             response.raise_for_status()
-            return response.json()
+            # read as ``response.json()`` reads it (``json.loads``, the same value), by msgspec where
+            # the two agree: a batch's answer names each of its items and carries their receipt
+            return loads(response.content)
         except (httpx.HTTPError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        except RecursionError as exc:  # a RuntimeError too: not the one below, whose reason it took
+            raise TransportError(
+                f"RecursionError: {peer.party}'s answer nests arrays and objects deeper than this node reads"
+            ) from exc
         except RuntimeError as exc:  # httpx: a client closed meanwhile (another call moved the pins)
             raise TransportError(f"the connections were replaced: {peer.party}'s identity changed") from exc
 
     def push(self, peer: PeerIdentity, envelopes: Sequence[str]) -> list[Any]:
-        body = self._call(peer, "POST", "/inbox", json={"envelopes": list(envelopes)})
+        # the request's JSON written by orjson: the same bytes httpx's ``json=`` writes for a list of
+        # texts (compact, UTF-8 as it is), ~50 times faster on a push of 250 items' envelopes (~650
+        # KB: ~4 ms a push by the standard encoder at load, ~16 us an item of the sending node's CPU;
+        # issue 18). A text orjson cannot write (a lone surrogate) is the push's failure, as httpx's
+        # encoding of it to UTF-8 was
+        try:
+            content = orjson.dumps({"envelopes": list(envelopes)})
+        except orjson.JSONEncodeError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        body = self._call(peer, "POST", "/inbox", content=content, headers=_JSON)
         return _results(body, len(envelopes), peer.party)
 
     def consistency(self, peer: PeerIdentity, first: int, second: int) -> list[str]:

@@ -4,8 +4,9 @@ deciding every update it does not pass.
 :func:`~gsomia.core.tracks.parse_track_update` is the rule (pure, in the core, naming the field that
 fails); every node a track reaches reads it once at its boundary (the publisher's feed, each hub,
 the recipient). :func:`read_track_update` makes the same checks faster: msgspec checks the shape
-(the allowed fields at every depth, none missing, the types, the ranges, the id's and the class's
-patterns, at most ``MAX_POINTS`` samples) in C, and the instants are read here by the same
+(the allowed fields at every depth, none missing, the types, the ranges, at most ``MAX_POINTS``
+samples) in C; the id's and the class's patterns are the core's expressions, each distinct string
+matched once while it is kept (:func:`_patterns`), and the instants are read here by the same
 ``datetime.fromisoformat`` and offset check as the core's, samples in time order. Whatever it does not
 accept, for any reason, goes to ``parse_track_update``, which refuses it naming the field (a
 forbidden one first) or, where the two differ in what they take (an integer for a coordinate, an
@@ -18,6 +19,7 @@ received update in the replay memory.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -58,11 +60,11 @@ class _Point(Struct, forbid_unknown_fields=True):
 
 
 class _Track(Struct, forbid_unknown_fields=True):
-    track_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    track_id: str  # its pattern checked in _instants, once per distinct id (_patterns)
     update_ts: str
     launch: _Fix
     points: Annotated[list[_Point], Meta(max_length=MAX_POINTS)]
-    missile_class: Annotated[str, Meta(pattern=r"^[\w .,()/+-]{1,64}$")]
+    missile_class: str  # the same, once per distinct class
     quality: Annotated[float, Meta(ge=0, le=1)]
     final: bool
     originator: str | UnsetType = UNSET
@@ -76,6 +78,36 @@ _ValidationError = msgspec.ValidationError
 _DecodeError = msgspec.DecodeError  # a ValidationError is one too
 _fromisoformat = datetime.fromisoformat
 _tuple_new = tuple.__new__
+
+
+# The id's and the class's patterns, checked as msgspec checked them (``re.search``, the core's
+# expressions: tests/stream/test_track_patterns.py), each distinct string once while it is kept: a
+# stream's updates repeat a few ids and classes, and msgspec's call of the pattern cost about half
+# its decoding of a track (2.6 of 5.4 µs; benchmarks/JOURNAL.md, bench_stream, 2026-12-08). What
+# is kept is only what its pattern accepted, one dict per pattern, at most _KEPT strings each.
+_TRACK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$").search
+_MISSILE_CLASS = re.compile(r"^[\w .,()/+-]{1,64}$").search
+_KEPT = 4096
+_ids: dict[str, None] = {}
+_classes: dict[str, None] = {}
+
+
+def _patterns(track_id: str, missile_class: str) -> bool:
+    """Whether the id and the class match their patterns (each kept once it has)."""
+    return _matched(_ids, _TRACK_ID, track_id) and _matched(_classes, _MISSILE_CLASS, missile_class)
+
+
+def _matched(kept: dict[str, None], search: Any, text: str) -> bool:
+    """Whether ``text`` is kept in ``kept`` or matches ``search`` (then kept, ``kept`` cleared first
+    when it holds ``_KEPT``)."""
+    if text in kept:
+        return True
+    if search(text) is None:
+        return False
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[text] = None
+    return True
 
 
 def _at(text: str) -> datetime | None:
@@ -97,11 +129,16 @@ def _fast(data: Any, originator: str) -> TrackUpdate | None:
 def _instants(
     track: _Track, originator: str, points: list[TrackPoint] | None
 ) -> tuple[datetime, datetime, datetime | None] | None:
-    """The checks msgspec does not make, on ``track`` as it decoded it: the originator's, and every
-    instant read by ``fromisoformat`` with an offset, the samples in time order; the update's, the
-    launch's and the impact's instants (``None`` without one), or ``None`` where a check fails.
-    Each sample is appended to ``points`` when given (a caller that builds the update)."""
+    """The checks msgspec does not make, on ``track`` as it decoded it: the originator's, the id's
+    and the class's patterns (:func:`_patterns`), and every instant read by ``fromisoformat`` with
+    an offset, the samples in time order; the update's, the launch's and the impact's instants
+    (``None`` without one), or ``None`` where a check fails. Each sample is appended to ``points``
+    when given (a caller that builds the update)."""
     if track.originator is not UNSET and track.originator != originator:
+        return None
+    if (track.track_id not in _ids or track.missile_class not in _classes) and not _patterns(
+        track.track_id, track.missile_class
+    ):
         return None
     before = None
     for p in track.points:
