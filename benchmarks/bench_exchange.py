@@ -18,8 +18,9 @@ full hop, as the exchange layer does it:
   ``cryptography``, with no envelope around them: Ed25519 sign of the same claims bytes
   (serialised once, outside the timing); a fresh X25519 key, the exchange with JPN's key,
   HKDF-SHA-256 over a real envelope's COSE_KDF_Context and AES-256-GCM over the claims and
-  signature, with a real envelope's Enc_structure as the additional data; then the
-  exchange, the KDF, the decryption and the Ed25519 verification.
+  signature, with a real envelope's Enc_structure as the additional data, the ephemeral public key
+  written as its 32 bytes; then that key read back, the exchange, the KDF, the decryption and the
+  Ed25519 verification of the claims in place (a view of the plaintext, as gsomia's open verifies them).
 * the floor plus the body's JSON (diagnostic): the floor and the claims written canonically as seal
   writes them and read back as open_envelope reads them, which any hop of a JSON body pays and the
   floor leaves out (its claims are serialised once, outside the timing).
@@ -250,18 +251,22 @@ class Floor:
         """HKDF-SHA-256 over the real envelope's COSE_KDF_Context (RFC 9053 section 5.2), as seal's."""
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=self.kdf_context).derive(shared)
 
-    def seal(self) -> tuple[X25519PublicKey, bytes, bytes]:
+    # The ephemeral public key crosses the wire as its 32 bytes (RFC 7748), written by the sealer and
+    # read back by the opener, as in every ECDH-ES hop; the decrypted claims are verified and returned
+    # as a view of the plaintext, not copied out of it (gsomia's open copies them neither).
+    def seal(self) -> tuple[bytes, bytes, bytes]:
         signature = self.signer.sign(self.claims)
         ephemeral = X25519PrivateKey.generate()
         cek = self.kdf(ephemeral.exchange(self.recipient_public))
         iv = os.urandom(12)
-        return ephemeral.public_key(), iv, AESGCM(cek).encrypt(iv, self.claims + signature, self.aad)
+        sealed = AESGCM(cek).encrypt(iv, self.claims + signature, self.aad)
+        return ephemeral.public_key().public_bytes_raw(), iv, sealed
 
-    def open(self, epk: X25519PublicKey, iv: bytes, sealed: bytes) -> bytes:
-        cek = self.kdf(self.recipient.exchange(epk))
-        plain = AESGCM(cek).decrypt(iv, sealed, self.aad)
-        claims, signature = plain[:-64], plain[-64:]
-        self.verifier.verify(signature, claims)
+    def open(self, epk: bytes, iv: bytes, sealed: bytes) -> memoryview:
+        cek = self.kdf(self.recipient.exchange(X25519PublicKey.from_public_bytes(epk)))
+        plain = memoryview(AESGCM(cek).decrypt(iv, sealed, self.aad))
+        claims = plain[:-64]
+        self.verifier.verify(plain[-64:], claims)
         return claims
 
     def hop(self) -> bytes:
@@ -370,7 +375,7 @@ class JoseFloor:
         self.floor = floor
         self.head = pybase64.urlsafe_b64encode(jws_header).rstrip(b"=")
 
-    def seal(self) -> tuple[X25519PublicKey, bytes, bytes]:
+    def seal(self) -> tuple[bytes, bytes, bytes]:
         floor = self.floor
         signing_input = self.head + b"." + pybase64.urlsafe_b64encode(floor.claims).rstrip(b"=")
         token = (
@@ -380,11 +385,11 @@ class JoseFloor:
         cek = floor.kdf(ephemeral.exchange(floor.recipient_public))
         iv = os.urandom(12)
         sealed = AESGCM(cek).encrypt(iv, token, floor.aad)
-        return ephemeral.public_key(), iv, pybase64.urlsafe_b64encode(sealed).rstrip(b"=")
+        return ephemeral.public_key().public_bytes_raw(), iv, pybase64.urlsafe_b64encode(sealed).rstrip(b"=")
 
-    def open(self, epk: X25519PublicKey, iv: bytes, text: bytes) -> bytes:
+    def open(self, epk: bytes, iv: bytes, text: bytes) -> bytes:
         floor = self.floor
-        cek = floor.kdf(floor.recipient.exchange(epk))
+        cek = floor.kdf(floor.recipient.exchange(X25519PublicKey.from_public_bytes(epk)))
         token = AESGCM(cek).decrypt(iv, _unb64url(text), floor.aad)
         cut = token.rindex(b".")
         floor.verifier.verify(_unb64url(token[cut + 1 :]), token[:cut])

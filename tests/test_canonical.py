@@ -20,7 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from gsomia._canonical import canonical_bytes, canonical_tree_bytes, compact_built_bytes, compact_bytes, loads
+from gsomia._canonical import (
+    KeyTwiceError,
+    NotFiniteError,
+    canonical_bytes,
+    canonical_tree_bytes,
+    compact_built_bytes,
+    compact_bytes,
+    loads,
+    loads_strict,
+)
 from gsomia._codec import (
     DecisionTexts,
     Encoded,
@@ -448,3 +457,59 @@ def test_the_built_values_hold_only_what_canonical_built_may_skip_checking() -> 
     content = item_content("KOR-1", label, "application/json", b"\x00\xff{}", 3)
     assert _plain(json.loads(content))
     assert content.decode() == _before_codec(json.loads(content))
+
+
+# what json.loads reads and no other reader of a stored value does (issue 18, 2026-12-08): refused,
+# with an escape beside it (read by json) or without (read by msgspec first), in UTF-16 too
+NOT_FINITE = [
+    b"NaN",
+    b"[Infinity]",
+    b'{"a": -Infinity}',
+    b"[1e400]",
+    b'{"a": [-1.5e309]}',
+    b'{"a": "\\u00e9", "b": NaN}',
+    b'{"a": "\\u00e9", "b": 1E400}',
+    '{"a": "秘", "b": NaN}'.encode("utf-16"),
+]
+
+
+@pytest.mark.parametrize("text", NOT_FINITE, ids=repr)
+def test_loads_strict_refuses_what_is_not_a_finite_number(text: bytes) -> None:
+    json.loads(text)  # the standard reader takes each
+    with pytest.raises(NotFiniteError):
+        loads_strict(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"a": 1, "a": 2}', b'[{"x": {"a": "\\u00e9", "\\u0061": 2}}]', '{"a": 1, "a": 2}'.encode("utf-16")],
+    ids=repr,
+)
+def test_loads_strict_refuses_a_key_given_twice(text: bytes) -> None:
+    with pytest.raises(KeyTwiceError):
+        loads_strict(text)
+
+
+# the odd texts that are JSON, each key once, every number finite
+_NOT_STRICT = (
+    b"NaN", b"Infinity", b"e400", b"e309", b"8839e318", b"1.7976931348623159e308", b'"a": 1, "a"', b'"b": 3',
+)  # fmt: skip
+STRICT_TEXTS = [t for t in ODD_TEXTS if not any(mark in t for mark in _NOT_STRICT)]
+
+
+@pytest.mark.parametrize("text", STRICT_TEXTS + [json.dumps(v).encode() for v in CORPUS], ids=repr)
+def test_loads_strict_gives_json_loads_value_for_json(text: bytes) -> None:
+    assert _typed(loads_strict(text)) == _typed(json.loads(text))
+
+
+@pytest.mark.parametrize("text", NOT_JSON, ids=repr)
+def test_loads_strict_refuses_what_json_loads_refuses(text: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        loads_strict(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_loads_strict_gives_json_loads_value_for_any_json(value: Any) -> None:
+    for text in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode()):
+        assert _typed(loads_strict(text)) == _typed(json.loads(text))

@@ -21,6 +21,7 @@ store can hold (:func:`unstorable`: a NUL, a lone surrogate, anywhere in a value
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ __all__ = [
     "NUL_PROBLEM",
     "SURROGATE_PROBLEM",
     "KeyTwiceError",
+    "NotFiniteError",
     "canonical_built_bytes",
     "canonical_bytes",
     "canonical_bytes_with",
@@ -40,6 +42,7 @@ __all__ = [
     "json_keys",
     "keys_once",
     "loads",
+    "loads_strict",
     "storable_json",
     "strings_read",
     "unstorable",
@@ -250,6 +253,50 @@ def keys_once(raw: bytes, strings: int | None) -> None:
     if strings is not None and b"\\" not in raw and b"\x00" not in raw and raw.count(b'"') == 2 * strings:
         return
     json_keys(raw)
+
+
+class NotFiniteError(ValueError):
+    """A JSON text holds ``NaN``, ``Infinity`` or ``-Infinity``, or a number past the largest double
+    (``1e400``, which ``float`` reads as an infinity): none is JSON (RFC 8259 §6)."""
+
+    def __init__(self) -> None:
+        super().__init__("holds NaN, an infinity or a number past the largest double: none is JSON")
+
+
+def _no_constant(_name: str) -> Any:
+    raise NotFiniteError
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise NotFiniteError
+    return number
+
+
+def loads_strict(raw: bytes) -> Any:
+    """The value ``json.loads(raw)`` reads, parsed once, refusing what it would take that is not JSON
+    or that readers differ on: ``NotFiniteError`` (NaN, an infinity, a number past the largest
+    double: ``json`` reads them where msgspec, orjson, PostgreSQL's ``jsonb`` and a partner's
+    strict reader refuse them, so an item stored with one could not be answered again),
+    ``KeyTwiceError`` (an object naming a key twice), ``RecursionError`` (nested deeper than the
+    interpreter reads), ``ValueError`` (not JSON).
+
+    Text without a backslash and a NUL byte (the usual body) is decoded by msgspec, which refuses
+    what is not JSON itself, and its keys checked by counting quotes (:func:`keys_once`'s common
+    case); anything else (escapes, UTF-16, what msgspec refused) by ``json`` with the checks in its
+    hooks: one parse either way, where the request gate read a body holding an escape two or three
+    times, by parsers that differed on NaN (issue 18, benchmarks/JOURNAL.md, bench_load,
+    2026-12-08)."""
+    if b"\\" not in raw and b"\x00" not in raw:
+        try:
+            value = _decode(raw)
+            if raw.count(b'"') == 2 * strings_read(value):
+                return value
+        except (msgspec.DecodeError, RecursionError):
+            pass  # read by json below: its verdict (and its value, or its error) is the one
+    hook = _counted([0])
+    return json.loads(raw, object_pairs_hook=hook, parse_constant=_no_constant, parse_float=_finite)
 
 
 def strings_read(data: Any) -> int:

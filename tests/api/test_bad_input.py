@@ -408,3 +408,64 @@ def test_json_in_utf16_naming_a_key_twice_is_refused(call: Call, token: str) -> 
     )
     assert response.status_code == 422, response.text
     assert TWICE in response.text
+
+
+NOT_FINITE = "holds NaN, an infinity or a number past the largest double"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        '{"speed": NaN}',
+        "[1e400]",
+        '{"note": "caf\\u00e9", "speed": NaN}',  # an escape beside it: the body read by json, not msgspec
+        '{"note": "caf\\u00e9", "range": -1e400}',
+    ],
+)
+def test_a_body_holding_nan_or_an_infinity_is_422_audited_and_nothing_stored(
+    call: Call, token: str, jpn_node: Node, payload: str
+) -> None:
+    """``json.loads`` reads NaN, the infinities and 1e400 (as an infinity); no other reader of what is
+    stored does: before, such an ingest was taken (201) and every read of the item after was a 500.
+    Refused at the edge now, as not JSON, with the place named; audited; nothing stored."""
+    label = json.dumps(jpn_label(classification="秘"), ensure_ascii=False)
+    body = f'{{"label": {label}, "payload": {payload}}}'.encode()
+    held = _held(jpn_node)
+    audited = [r for r in jpn_node.store.audit(limit=100_000) if r.outcome == "refused"]
+    response = call("POST", "/items", token, content=body, headers={"content-type": "application/json"})
+    problem = refused(response, 422, NOT_FINITE)
+    assert problem["errors"] == [{"field": "body", "problem": problem["detail"].partition(": ")[2]}]
+    assert _held(jpn_node) == held
+    now = [r for r in jpn_node.store.audit(limit=100_000) if r.outcome == "refused"]
+    assert len(now) == len(audited) + 1
+    assert now[-1].kind == "api.refused"
+    assert NOT_FINITE in now[-1].detail
+
+
+def test_nan_is_refused_by_every_route_taking_a_json_body(call: Call, token: str, jpn_node: Node) -> None:
+    """The gate is in front of every route (the API, TAXII, the stream), in UTF-16 too."""
+    for body in (b'{"items": [{"id": "a", "n": NaN}], "label": {}}', '{"n": [Infinity]}'.encode("utf-16")):
+        for method, path in _json_routes(jpn_node):
+            headers = {"content-type": "application/json", "accept": "application/taxii+json;version=2.1"}
+            response = call(method, path, token, content=body, headers=headers)
+            seen = f"{method} {path}: {response.status_code} {response.text[:200]}"
+            assert response.status_code == 422, seen
+            assert NOT_FINITE in response.text, f"{method} {path}: {response.text[:200]}"
+
+
+def test_an_unauthenticated_body_holding_nan_is_refused(call: Call, jpn_node: Node) -> None:
+    body = b'{"payload": NaN}'  # whatever its type says, read as JSON by the gate (and by FastAPI)
+    response = call("POST", "/items", None, content=body, headers={"content-type": "text/plain"})
+    refused(response, 422, NOT_FINITE)
+    assert last_refusal(jpn_node)["kind"] == "api.refused"
+
+
+def test_a_body_nested_deeper_than_the_node_reads_is_refused_not_crashed(call: Call, token: str) -> None:
+    """Nested past the interpreter's reach, with an escape (read by json): 422 at the gate, fail
+    closed (before, the gate let it by and the route answered 400)."""
+    body = b'{"a": "\\u00e9", "b": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = call("POST", "/items", token, content=body, headers={"content-type": "application/json"})
+    refused(response, 422, "nests objects and arrays deeper")

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from tests.node_fixtures import serving
 
@@ -191,8 +192,6 @@ def test_new_request_ids_are_each_new_128_random_bits_past_each_batch_of_them() 
     """Ids are made from one random read for many (``_IDS_AT_ONCE``): over three batches' worth of
     requests, each answer's id is 32 hex digits and none is given twice, in this observer or in
     another one."""
-    from prometheus_client import CollectorRegistry
-
     from gsomia.api._observe import _IDS_AT_ONCE
 
     async def answer(_scope: Any, _receive: Any, send: Any) -> None:
@@ -218,3 +217,47 @@ def test_new_request_ids_are_each_new_128_random_bits_past_each_batch_of_them() 
     other = ids(RequestObserver(answer, request_histogram(CollectorRegistry())), _IDS_AT_ONCE)
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made + other)
     assert len(set(made + other)) == len(made) + len(other)
+
+
+def test_a_json_answer_is_no_store_unless_it_says_otherwise_and_every_answer_has_its_id() -> None:
+    """The one middleware's one copy of the headers (it was two middlewares' two): a JSON answer (its
+    first ``Content-Type``, any of the three JSON types, any case) gets ``no-store`` when it sets no
+    ``Cache-Control``; one that sets its own keeps it alone; no other answer gets one; each its id."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    def answering(headers: list[tuple[bytes, bytes]]) -> Any:
+        async def app(_scope: Any, _receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        return app
+
+    cases = [
+        ([(b"content-type", b"application/json")], True),
+        ([(b"Content-Type", b"application/problem+json; charset=utf-8")], True),
+        ([(b"content-type", b" application/taxii+json;version=2.1")], True),
+        ([(b"content-type", b"application/json"), (b"Cache-Control", b"max-age=60")], False),
+        ([(b"content-type", b"text/html"), (b"content-type", b"application/json")], False),
+        ([(b"content-type", b"text/event-stream")], False),
+        ([], False),
+    ]
+    for headers, no_store in cases:
+        given = list(headers)
+        observer = RequestObserver(answering(headers), request_histogram(CollectorRegistry()))
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"x-request-id", b"id-1")]}
+        sent.clear()
+        asyncio.run(observer(scope, _nothing, send))
+        out = sent[0]["headers"]
+        assert headers == given  # the app's own list is not changed
+        assert out[: len(headers)] == headers
+        assert out[-1] == (b"x-request-id", b"id-1")
+        assert ((b"cache-control", b"no-store") in out) is no_store, headers
+        assert len(out) == len(headers) + 1 + no_store
+        assert sent[1] == {"type": "http.response.body", "body": b"{}"}
+
+
+async def _nothing() -> Any:
+    return {"type": "http.disconnect"}

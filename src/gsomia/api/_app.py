@@ -97,10 +97,13 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
     def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str, str, str] | None:
+        # a body sent with Transfer-Encoding is refused whatever length it also states: h11 frames a
+        # body with both as chunked (RFC 9112 §6.3) and hands both on, so a small stated length let
+        # a chunked body of any size through to the route
+        if headers.get(b"transfer-encoding"):
+            return 411, "length-required", "Length required", "send a Content-Length header"
         length = headers.get(b"content-length")
         if length is None:
-            if headers.get(b"transfer-encoding"):
-                return 411, "length-required", "Length required", "send a Content-Length header"
             return None
         try:
             size = int(length)
@@ -186,34 +189,6 @@ def _spending(inner: ASGIApp, spend: Callable[[HTTPConnection], RateLimitedError
 def _needs(dependant: Dependant, call: Callable[..., Any]) -> bool:
     """Whether ``call`` is among a route's dependencies, however deep."""
     return any(d.call is call or _needs(d, call) for d in dependant.dependencies)
-
-
-_JSON_TYPES = (b"application/json", b"application/problem+json", b"application/taxii+json")
-
-
-class _NoStoreJson:
-    """``Cache-Control: no-store`` on every JSON response that does not set its own: what a node
-    answers a person (items, labels, people, tokens) must not stay in a browser's or a proxy's cache."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                kind = next((value for name, value in headers if name.lower() == b"content-type"), b"")
-                if b"cache-control" not in names and kind.split(b";")[0].strip().startswith(_JSON_TYPES):
-                    headers.append((b"cache-control", b"no-store"))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, sending)
 
 
 # FastAPI builds a route's parameters (pydantic schemas of the shared ``Annotated`` types) where the
@@ -388,12 +363,12 @@ def _create_app(
         record=node.kernel.record_refusal,
         caller=caller,
     )
-    app.add_middleware(_NoStoreJson)
     if node.kernel.tls is not None:  # mutual TLS: the node-to-node routes only for a named peer certificate
         app.add_middleware(PeerGate, peers=node.kernel.peers, record=node.kernel.record_refusal)
     app.state.runtime = None
     registry, requests_seen = metrics_registry(node, stream, lambda: app.state.runtime)
-    app.add_middleware(RequestObserver, histogram=requests_seen)  # the outermost: sees every answer
+    # the outermost: sees every answer (each JSON one made no-store there)
+    app.add_middleware(RequestObserver, histogram=requests_seen)
 
     async def reader(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]

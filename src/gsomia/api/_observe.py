@@ -39,10 +39,37 @@ def name_actor(actor: str) -> None:
         context["actor"] = actor
 
 
+_JSON_TYPES = (b"application/json", b"application/problem+json", b"application/taxii+json")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _answer_headers(given: Iterable[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """A response's headers with the request's id, and ``Cache-Control: no-store`` when it is JSON
+    (its first ``Content-Type``) that sets no ``Cache-Control`` of its own: what a node answers a
+    person (items, labels, people, tokens) must not stay in a browser's or a proxy's cache."""
+    headers = list(given)  # ASGI allows any iterable: read once
+    kind = None
+    cached = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-type":
+            if kind is None:
+                kind = value
+        elif lower == b"cache-control":
+            cached = True
+    if not cached and kind is not None and kind.split(b";", 1)[0].strip().startswith(_JSON_TYPES):
+        headers.append(_NO_STORE)
+    headers.append((b"x-request-id", request_id))
+    return headers
+
+
 class RequestObserver:
     """Each HTTP request: an id (the caller's ``X-Request-ID`` when well formed, else a new one),
     echoed in the response; one log line when it ends (method, route template, status, duration,
-    actor; never the query string, a header's value or a body); its duration in ``histogram``."""
+    actor; never the query string, a header's value or a body); its duration in ``histogram``; and
+    ``Cache-Control: no-store`` on a JSON answer that sets none (:func:`_answer_headers`). One
+    middleware, one copy of each response's headers: two (this and a no-store one of its own) each
+    copied and searched them (issue 18, benchmarks/JOURNAL.md, bench_load, 2026-12-08)."""
 
     def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
         self.app = app
@@ -63,6 +90,7 @@ class RequestObserver:
                 given = value
         text = given.decode("latin-1")
         request_id = text if _REQUEST_ID.fullmatch(text) else self._new_id()
+        id_bytes = request_id.encode()
         context = {"request_id": request_id}
         token = request_context.set(context)
         status = 500
@@ -72,8 +100,7 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                message = {**message, "headers": headers}
+                message = {**message, "headers": _answer_headers(message.get("headers", ()), id_bytes)}
             await send(message)
 
         try:

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gsomia._canonical import KeyTwiceError, keys_once, loads, strings_read
+from gsomia._canonical import KeyTwiceError, NotFiniteError, loads_strict
 from gsomia._codec import NUL_PROBLEM, unstorable
 from gsomia.api._problems import TAXII_PREFIX, problem, rate_limited, taxii_error
 from gsomia.errors import RateLimitedError
@@ -67,42 +67,35 @@ def _maybe(body: bytes) -> bool:
 _KEY_SHOWN = 64
 
 
-def _keys_problem(body: bytes, media_type: str | None) -> tuple[str, str] | None:
-    """A JSON body whose object names a key twice, at any depth (``{"classification": "秘",
-    "classification": "極秘"}``): readers differ on which of the two they take (Starlette's, and so
-    every route's, the last; a signer's or an auditor's perhaps the first), so what the node decides
-    on would not be what the caller, a proxy or a log saw. Only a body holding an object is parsed
-    here (a form, or a body without ``{``, names no key); one that is not JSON is left to its route,
-    which refuses it or reads it otherwise. Checked on the decoding's count of strings
-    (:func:`~gsomia._canonical.keys_once`): a search through the body's bytes for the usual body."""
-    if media_type == _FORM or b"{" not in body:
-        return None
-    try:
-        value = loads(body)  # the value json.loads reads, as Starlette's Request.json does
-    except (ValueError, RecursionError):
-        return None
-    try:
-        keys_once(body, strings_read(value))
-    except KeyTwiceError as exc:
-        name = exc.name if len(exc.name) <= _KEY_SHOWN else f"{exc.name[:_KEY_SHOWN]}…"
-        return "body", f"names a key twice in one object ({name!r}): readers differ on which they take"
-    except RecursionError:  # nested deeper than the count goes: fail closed
-        return "body", "nests objects and arrays deeper than this node reads"
-    return None
-
-
 def _body_problem(body: bytes, media_type: str | None) -> tuple[str, str] | None:
+    """What is wrong with a body, read once (:func:`~gsomia._canonical.loads_strict`) as every route
+    reads it (JSON, else a form): unstorable text; a key given twice in one object (readers differ on
+    which of the two they take: Starlette's, and so every route's, the last; a signer's or an
+    auditor's perhaps the first, so what the node decides on would not be what the caller, a proxy
+    or a log saw); NaN, an infinity, a number past the largest double (``json`` reads them,
+    every other reader of what is stored refuses them: an item ingested with one was taken and
+    could never be answered again); nesting deeper than the interpreter reads (fail closed). A body
+    that is not JSON is left to its route, which refuses it or reads it otherwise, once its form
+    holds nothing unstorable."""
     if not body:
         return None
-    if not _maybe(body) or _CANDIDATE.search(body) is None:
-        return _keys_problem(body, media_type)
+    candidate = _maybe(body) and _CANDIDATE.search(body) is not None
     if media_type != _FORM:
         try:
-            value = json.loads(body)  # as Starlette's Request.json reads it
-        except (ValueError, RecursionError):
+            value = loads_strict(body)
+        except KeyTwiceError as exc:
+            name = exc.name if len(exc.name) <= _KEY_SHOWN else f"{exc.name[:_KEY_SHOWN]}…"
+            return "body", f"names a key twice in one object ({name!r}): readers differ on which they take"
+        except NotFiniteError as exc:
+            return "body", str(exc)
+        except RecursionError:
+            return "body", "nests objects and arrays deeper than this node reads"
+        except ValueError:
             pass  # not JSON: what a route reads as text otherwise is a form
         else:
-            return unstorable(value, "body") or _keys_problem(body, media_type)
+            return unstorable(value, "body") if candidate else None
+    if not candidate:
+        return None
     fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return unstorable({name: value for name, value in fields}, "body")
 

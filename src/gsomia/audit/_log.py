@@ -259,8 +259,12 @@ class AuditLog:
         The tree's only writer: the pending records and the frontier are read, and the leaves,
         subtrees and new frontier written, in one transaction under the database lock (SQLite
         ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock), so two integrations, in threads or in
-        processes, never interleave. Readers of the tree never call it.
+        processes, never interleave. Readers of the tree never call it. Whether anything waits is
+        read first without the lock: a writer with nothing to do (most of the node's rounds) takes
+        no write lock.
         """
+        if not self.store.any_pending():
+            return 0
         with self.store.writer() as w:
             return self._integrate(w, limit)
 

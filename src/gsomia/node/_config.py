@@ -95,8 +95,10 @@ class NodeSettings(BaseModel):
     )
     sender_interval_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         default=0.2,
-        description="pause (seconds) of the background sender when it has nothing to send (a commit "
-        "that queues outbox entries ends it at once)",
+        description="pause (seconds) of the background sender and the audit writer after a round "
+        "that found nothing (a commit of this process that queues outbox entries or writes audit "
+        "records ends it at once); while rounds find nothing it doubles, up to 1 s (or this, if "
+        "longer): what another process commits is picked up within that",
     )
     head_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=5.0,

@@ -35,7 +35,7 @@ from gsomia.exchange import Exchange, HttpTransport, PeerTransport
 from gsomia.node._lease import DEFAULT_TTL, Lease, SharedWork, process_holder
 from gsomia.store import LeaseStore
 
-__all__ = ["DELIVER", "LEASES", "NodeRuntime"]
+__all__ = ["DELIVER", "IDLE_PAUSE_S", "LEASES", "NodeRuntime"]
 
 OUTBOX, AUDIT, GOSSIP = "outbox", "audit", "gossip"
 LEASES = (OUTBOX, AUDIT, GOSSIP)  # the node's background work, one lease each
@@ -43,6 +43,7 @@ DELIVER = "deliver"  # the outbox's delivery on PostgreSQL: a lease per peer, ``
 INTEGRATE_BATCH = 2000  # audit records a transaction integrates at most
 SHARED_ROUND = 300  # outbox entries a round reads at most when delivery is shared: it asks again soon
 PRUNE_EVERY_S = 10.0  # how often the holder of the audit lease deletes the rate counters of ended windows
+IDLE_PAUSE_S = 1.0  # the longest pause of a loop whose rounds find nothing (its own process's commits end it)
 
 _log = logging.getLogger("gsomia.sender")
 
@@ -54,13 +55,21 @@ class NodeRuntime:
     ``interval`` is the pause after a round that sent nothing, cut short when this process (or,
     on PostgreSQL, another of the node's) commits outbox entries (``Store.on_queued``): the pause
     is the safety net for retries coming due and for writers that cannot wake it (SQLite's CLI
-    beside a serving node). A new head is signed after a round that grew the log, at most every
-    ``sign_every`` seconds (a bounded number of heads, each a proof target); heads are shared
-    and checked every ``head_every`` seconds. A failure is logged, never fatal: a crashed loop
-    would silently stop all delivery. Each kind of work is done only while this process holds
-    its lease (``lease_ttl`` seconds, renewed as the rounds go); :meth:`stop` releases them for
-    another process at once. Without ``deliver`` (``node serve --no-sender``) only the audit
-    work is done.
+    beside a serving node). Each round that finds nothing doubles the pause, up to
+    ``idle_pause`` (at least ``interval``); a round that finds work, or a wake, sets it back to
+    ``interval``. So what another process commits (a CLI's outbox entries on SQLite, another
+    process's audit records) is picked up within ``idle_pause`` and a round, the store being read
+    every time; this process's own commits wake the loops at once. The audit log's writer is
+    woken so by this process's audit records (``Store.on_audited``), its rounds still
+    ``interval`` apart (one integration gathers what a busy node wrote meanwhile), and it reads
+    whether anything is pending before it takes the tree's lock (:meth:`AuditLog.integrate`);
+    its pause never passes the next head due to be signed or exchanged. A new head is signed
+    after a round that grew the log, at most every ``sign_every`` seconds (a bounded number of
+    heads, each a proof target); heads are shared and checked every ``head_every`` seconds. A
+    failure is logged, never fatal: a crashed loop would silently stop all delivery. Each kind
+    of work is done only while this process holds its lease (``lease_ttl`` seconds, renewed as
+    the rounds go); :meth:`stop` releases them for another process at once. Without
+    ``deliver`` (``node serve --no-sender``) only the audit work is done.
     """
 
     def __init__(
@@ -71,6 +80,7 @@ class NodeRuntime:
         transport: PeerTransport | None = None,
         *,
         interval: float = 0.2,
+        idle_pause: float = IDLE_PAUSE_S,
         head_every: float = 5.0,
         sign_every: float = 1.0,
         deliver: bool = True,
@@ -85,6 +95,7 @@ class NodeRuntime:
         # HTTP(S) by default: mutual TLS with the node's certificate when it runs TLS
         self.transport = transport if transport is not None else HttpTransport(tls=exchange.kernel.tls)
         self.interval = interval
+        self.idle_pause = max(interval, idle_pause)
         self.head_every = head_every
         self._stop = threading.Event()
         # set by every commit that queues outbox entries (this process's, or another's told by
@@ -93,6 +104,10 @@ class NodeRuntime:
         self._wake = threading.Event()
         if deliver:
             exchange.kernel.store.on_queued(self._wake.set)
+        # set by every commit of this process that writes audit records to integrate: the writer's
+        # next round comes then (``interval`` after the one before), not at the end of its idle pause
+        self._audited = threading.Event()
+        exchange.kernel.store.on_audited(self._audited.set)
         self._threads: list[threading.Thread] = []  # the delivery loop's and the audit writer's
         self._last_head = float("-inf")
         self.sign_every = sign_every
@@ -100,6 +115,7 @@ class NodeRuntime:
         self._last_sign = float("-inf")
         self._last_prune = float("-inf")
         self._grown = True  # sign at the first round holding the lease: there is a head to serve
+        self._worked = False  # whether the audit writer's last round found work (its pause then stays short)
         self.holder = holder if holder is not None else process_holder()
         store = LeaseStore(exchange.kernel.store)
         self._leases = {name: Lease(store, name, self.holder, ttl=lease_ttl) for name in LEASES}
@@ -167,8 +183,9 @@ class NodeRuntime:
 
     def _audit(self) -> bool:
         """The audit log's part of a round (its lease held): records integrated, the head signed;
-        whether a long backlog was left for the next round."""
+        whether a long backlog was left for the next round (the work done is :attr:`_worked`)."""
         more = False
+        self._worked = False
         if self._leases[AUDIT].held():
             self.audit.kernel.close_refusal_tallies()  # closed windows of counted refusals: a record each
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
@@ -178,13 +195,14 @@ class NodeRuntime:
             # round after a third of the lease's time, so the leases this round asks for are renewed
             until = time.monotonic() + self._recount_every
             while self.audit.integrate(INTEGRATE_BATCH):
-                self._grown = True
+                self._grown = self._worked = True
                 if time.monotonic() >= until:
                     more = True
                     break
             if self._grown and time.monotonic() - self._last_sign >= self.sign_every:
                 self._last_sign = time.monotonic()
                 self._grown = False
+                self._worked = True
                 self.audit.sign_head()
         return more
 
@@ -197,6 +215,7 @@ class NodeRuntime:
             and time.monotonic() - self._last_head >= self.head_every
         ):
             self._last_head = time.monotonic()
+            self._worked = True
             self.heads.share_head()
             self.audit.check_partners(self.transport)
             self.audit.check_gossip(self.transport)
@@ -207,6 +226,7 @@ class NodeRuntime:
         The audit log's writer runs on a thread of its own (:meth:`_run_audit`), so that a round of
         integration never holds up the next batch (issue 18: a serving KOR's worker sent nothing
         while it integrated the records of the batches before, and the receiver idled meanwhile)."""
+        pause = self.interval
         while not self._stop.is_set():
             sent = 0
             self._wake.clear()  # before the round reads the outbox: a commit after this wakes the next
@@ -214,21 +234,42 @@ class NodeRuntime:
                 sent = self._deliver()
             except Exception:
                 _log.exception("delivery round failed")
-            if not sent:
-                self._wake.wait(self.interval)  # the pause: until it ends, entries are queued, or stop
+            # the pause: until it ends, entries are queued, or stop; longer while rounds find nothing
+            woken = bool(sent) or self._wake.wait(pause)
+            pause = self.interval if woken else min(pause * 2, self.idle_pause)
 
     def _run_audit(self) -> None:
         """The audit log's writer, and the heads' exchange (which signs a head, a writer's work too):
         its rounds, every ``interval`` unless a long backlog is left."""
+        pause = self.interval
         while not self._stop.is_set():
             more = False
+            self._worked = False
+            began = time.monotonic()
+            self._audited.clear()  # before the round reads what is pending: a later commit wakes the next
             try:
                 more = self._audit()
                 self._gossip()
             except Exception:
                 _log.exception("audit round failed")
-            if not more:
-                self._stop.wait(self.interval)
+            if more:
+                continue
+            pause = self.interval if self._worked else min(pause * 2, self.idle_pause, self._due_in())
+            # the pause, ended by this process's audit records or stop; the next round still comes
+            # ``interval`` after this one began, so a busy node's records are integrated together
+            if self._audited.wait(pause) and not self._stop.is_set():
+                pause = self.interval
+                self._stop.wait(max(0.0, began + self.interval - time.monotonic()))
+
+    def _due_in(self) -> float:
+        """How soon the audit writer's next timed work falls due (a head to sign for a log that grew,
+        the heads' exchange), never under ``interval``: its idle pause ends no later."""
+        due = float("inf")
+        if self.deliver and self._leases[GOSSIP].epoch is not None:  # this process exchanges the heads
+            due = self._last_head + self.head_every
+        if self._grown and self._leases[AUDIT].epoch is not None:  # and signs them
+            due = min(due, self._last_sign + self.sign_every)
+        return max(self.interval, due - time.monotonic())
 
     def start(self) -> None:
         if self._threads:
@@ -246,6 +287,7 @@ class NodeRuntime:
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
         self._wake.set()
+        self._audited.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._threads = []

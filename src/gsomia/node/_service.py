@@ -41,7 +41,7 @@ from gsomia.node._items import ItemService
 from gsomia.node._lease import Lease, process_holder
 from gsomia.node._metrics import Metrics
 from gsomia.node._people import People
-from gsomia.node._runtime import NodeRuntime
+from gsomia.node._runtime import IDLE_PAUSE_S, NodeRuntime
 from gsomia.node._statuses import Statuses
 from gsomia.store import LeaseStore, SharedState, Store
 
@@ -175,17 +175,20 @@ class Node:
         interval: float | None = None,
         head_every: float | None = None,
         deliver: bool = True,
+        idle_pause: float = IDLE_PAUSE_S,
     ) -> NodeRuntime:
         """The background loops over ``transport`` (HTTP by default), not yet started; each kind of
         work under its lease (``lease_seconds`` in ``node.toml``); without ``deliver``, only the
         audit log's writer (integrate, sign). Their pace is ``node.toml``'s
-        (``sender_interval_seconds``, ``head_interval_seconds``) unless the caller sets it."""
+        (``sender_interval_seconds``, ``head_interval_seconds``) unless the caller sets it; a loop
+        whose rounds find nothing pauses longer, up to ``idle_pause`` seconds."""
         return NodeRuntime(
             self.exchange,
             self.audit,
             self.heads,
             transport,
             interval=self.config.sender_interval if interval is None else interval,
+            idle_pause=idle_pause,
             head_every=self.config.head_interval if head_every is None else head_every,
             deliver=deliver,
             lease_ttl=self.config.lease_seconds,

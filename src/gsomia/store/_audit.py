@@ -78,6 +78,7 @@ _PENDING_FIELDS = {
     "format": "SELECT seq, at_us, kind, actor, subject, outcome, detail, entry_id "
     "FROM audit_records WHERE leaf_index IS NULL ORDER BY seq LIMIT %s",
 }
+_ANY_PENDING = "SELECT 1 FROM audit_records WHERE leaf_index IS NULL LIMIT 1"
 _PENDING = {  # AuditRow's field order
     "qmark": "SELECT at_us, kind, actor, subject, outcome, detail, seq, entry_id, leaf_index, leaf "
     "FROM audit_records WHERE leaf_index IS NULL ORDER BY seq LIMIT ?",
@@ -222,6 +223,19 @@ class AuditStore:
             try:
                 cursor.execute(sql, (int(limit),))
                 return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+    def any_pending(self) -> bool:
+        """Whether any record waits to be integrated: one row of the pending records' partial index,
+        read without the tree's lock (the writer asks it before taking the lock, and an answer made
+        stale by a commit just after it is the next round's, as a locked read a moment earlier
+        would have been)."""
+        with self._read() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(_ANY_PENDING)
+                return cursor.fetchone() is not None
             finally:
                 cursor.close()
 

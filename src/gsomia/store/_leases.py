@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    String,
+    Update,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -33,6 +36,7 @@ from gsomia.store._store import Store
 __all__ = ["LeaseRow", "LeaseStore"]
 
 _L = t.leases.c
+_CLAIMS: dict[str, Update] = {}  # the claim's statement, built once a dialect (its values bound at execution)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +68,9 @@ class LeaseStore:
 
         Renewing keeps the epoch; taking it (from another holder, or back after it expired, since
         work done meanwhile by someone else may have come between) moves the epoch on."""
-        now = self._now_us()
-        kept = and_(_L.holder == holder, _L.expires_us > now)
-        query = (
-            update(t.leases)
-            .where(_L.name == name, or_(_L.holder == holder, _L.expires_us <= now))
-            .values(
-                holder=holder,
-                epoch=case((kept, _L.epoch), else_=_L.epoch + 1),
-                acquired_us=case((kept, _L.acquired_us), else_=now),
-                expires_us=now + literal(ttl_us, BigInteger),
-            )
-            .returning(_L.epoch)
-        )
+        values = {"lease_name": name, "lease_holder": holder, "lease_ttl_us": int(ttl_us)}
         with self.store._begin() as conn:
-            epoch = conn.execute(query).scalar_one_or_none()
+            epoch = conn.execute(self._claim(), values).scalar_one_or_none()
             if epoch is not None:
                 return int(epoch)
             if conn.execute(select(_L.name).where(_L.name == name)).first() is not None:
@@ -97,6 +89,33 @@ class LeaseStore:
         except ConflictError:
             return None
         return 1
+
+    def _claim(self) -> Update:
+        """:meth:`claim`'s compare-and-set, built once a dialect with its values bound at execution:
+        the holders renew their leases every few seconds, and building the statement and its cache
+        key each time cost about ten times the statement's execution."""
+        dialect = self.store.engine.dialect.name
+        query = _CLAIMS.get(dialect)
+        if query is None:
+            now = self._now_us()
+            holder = bindparam("lease_holder", type_=String)
+            kept = and_(_L.holder == holder, _L.expires_us > now)
+            query = (
+                update(t.leases)
+                .where(
+                    _L.name == bindparam("lease_name", type_=String),
+                    or_(_L.holder == holder, _L.expires_us <= now),
+                )
+                .values(
+                    holder=holder,
+                    epoch=case((kept, _L.epoch), else_=_L.epoch + 1),
+                    acquired_us=case((kept, _L.acquired_us), else_=now),
+                    expires_us=now + bindparam("lease_ttl_us", type_=BigInteger),
+                )
+                .returning(_L.epoch)
+            )
+            _CLAIMS[dialect] = query
+        return query
 
     def release(self, name: str, holder: str) -> bool:
         """End ``holder``'s lease on ``name`` now (another process may take it at once); ``False``

@@ -608,6 +608,7 @@ _POOL_SIZE = 20
 _POOL_OVERFLOW = 20
 _BUMPED = "gsomia.bumped"  # set on a connection whose transaction moved a generation counter
 _QUEUED = "gsomia.queued"  # set on a connection whose transaction queued outbox entries
+_AUDITED = "gsomia.audited"  # set on a connection whose transaction wrote audit records (not as leaves)
 # Generation counters of what the kernel keeps read (see gsomia.store._shared): people's records,
 # tokens (revocations) and visits; bumped in the transaction that changes them.
 PEOPLE = "people"
@@ -1004,6 +1005,7 @@ class Store:
         self.url = url
         self._bump_listeners: list[Callable[[], None]] = []
         self._queued_listeners: list[Callable[[], None]] = []
+        self._audited_listeners: list[Callable[[], None]] = []
         self._forgotten_us = -(2**63)  # the replay memory's last bound (remember_signed_arrivals)
         # SQLite: this process's writers queue here, each woken as the one before commits, before
         # they take the database's write lock; SQLite's busy handler, which sleeps 1, 2, 5, 10, 15,
@@ -1061,6 +1063,17 @@ class Store:
         reads the outbox at once instead of at the end of its pause. It must not block."""
         self._queued_listeners.append(listener)
 
+    def on_audited(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after a transaction of this process wrote audit records that wait to be
+        integrated: the audit log's writer integrates them then, not at the end of its idle pause.
+        A hint only (the pending records in the store are the truth; another process's are found
+        by the writer's bounded pause). It must not block."""
+        self._audited_listeners.append(listener)
+
+    def _audited(self) -> None:
+        for listener in self._audited_listeners:
+            listener()
+
     def queued_elsewhere(self) -> None:
         """Another process of the node told (PostgreSQL's notification) that it queued outbox
         entries: wake this process's delivery workers as for a commit of its own."""
@@ -1069,7 +1082,7 @@ class Store:
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        moved = queued = False
+        moved = queued = audited = False
         with _writing(), self._writers:
             with self.engine.begin() as conn:
                 try:
@@ -1077,12 +1090,15 @@ class Store:
                 finally:
                     moved = bool(conn.info.pop(_BUMPED, False))
                     queued = bool(conn.info.pop(_QUEUED, False))
+                    audited = bool(conn.info.pop(_AUDITED, False))
             # after the commit (a rolled-back transaction raised out of the block above: no wake)
             if moved:
                 for listener in self._bump_listeners:
                     listener()
             if queued:
                 self.queued_elsewhere()
+            if audited:
+                self._audited()
 
     @contextmanager
     def _exclusive(self, lock: int, table: str) -> Iterator[Connection]:
@@ -1103,8 +1119,13 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.exec_driver_sql(_ADVISORY_LOCK, (lock, table))
-            yield conn
-            conn.commit()
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                audited = bool(conn.info.pop(_AUDITED, False))
+        if audited:  # committed (a failed transaction raised out of the block above)
+            self._audited()
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
@@ -1279,7 +1300,10 @@ class Store:
         try:
             if self.engine.dialect.name == "sqlite":
                 with _writing(), self._writers, self.engine.connect() as conn:
-                    return self._remember_on_sqlite(conn, arrivals, forget, fresh_us, audit)
+                    answers = self._remember_on_sqlite(conn, arrivals, forget, fresh_us, audit)
+                if audit:
+                    self._audited()
+                return answers
             with self._begin() as conn:
                 meta = t.node_meta
                 # read after nothing of this commit: another process's commit that forgot rows and
@@ -1882,6 +1906,8 @@ class Store:
     # --- audit seam ---
 
     def _audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        if rows:
+            conn.info[_AUDITED] = True  # the writer told after the commit (``_begin``, ``_exclusive``)
         if len(rows) >= _COPY_AUDIT_FROM and conn.dialect.name == "postgresql":
             # many records at once (a batch, the tally of a busy window): one COPY, whose rows the
             # server takes in one pass, where executemany runs the INSERT once a row (issue 18: half
@@ -1962,6 +1988,7 @@ class Store:
             _dbapi_transaction(dbapi, self.engine.dialect, "append_audit") as cursor,
         ):
             cursor.executemany(_INSERT_AUDIT["qmark"], _audit_values(rows))
+        self._audited()
 
     # --- refusals of unauthenticated callers, in bounded space ---
 
